@@ -1,0 +1,100 @@
+/* peerback data kinds: the item model, the device directory, and the codecs
+ * that turn files in real interchange formats into backup items and back.
+ *
+ * An item is the unit of backup and of restore by id: one credential, one
+ * MIFARE card, one SIM profile, one chat message, one attachment, one contact
+ * or contact group. Items live in files of a device directory (layout in
+ * docs/DATA.md). A file that holds many items (a chat's result.json, the SIM
+ * CSV, the vCard book) has a codec that splits it into items and joins items
+ * back into the identical bytes; any other file is one item whose bytes are
+ * the file's bytes. */
+#ifndef PEERBACK_KINDS_H
+#define PEERBACK_KINDS_H
+
+#include "peerback/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum pb_kind {
+	PB_KIND_CREDENTIAL = 1, /* secure-element verification credential */
+	PB_KIND_MIFARE = 2,     /* MIFARE Classic card dump with keys */
+	PB_KIND_SIM = 3,        /* virtual SIM profile */
+	PB_KIND_CHAT = 4,       /* chat: conversation frame, messages, attachments */
+	PB_KIND_CONTACTS = 5,   /* contacts and contact groups */
+} pb_kind_t;
+
+#define PB_KIND_ALL 0x3eu /* mask of every kind: 1u << kind */
+#define PB_ITEM_ID_MAX 256 /* ids are at most 255 bytes */
+
+/* "credentials", "mifare", "sim", "chat", "contacts" (the CLI's KIND words). */
+PB_EXTERN const char *pb_kind_name(pb_kind_t kind);
+/* Parses a KIND word; also accepts "credential", "chats", "contact". */
+PB_EXTERN PB_WUR int pb_kind_parse(const char *word, pb_kind_t *out);
+
+/* One item. Borrowed pointers: valid only during the callback that gets it. */
+typedef struct pb_item_s {
+	pb_kind_t kind;
+	const char *id;      /* stable, unique in the device: "chat/42/msg/7" */
+	const char *path;    /* file in the device directory, relative: "chats/42/result.json" */
+	uint64_t seq;        /* position inside a multi-item file; 0 for whole files */
+	const uint8_t *data; /* the item's bytes when in memory, else NULL ... */
+	size_t len;
+	const char *file;    /* ... and then an absolute path to read them from */
+	uint64_t size;       /* byte size either way */
+	uint64_t mtime_ns;   /* change hint: the file's modification time */
+} pb_item_t;
+
+/* Called once per item. A non-zero return stops the walk and is returned. */
+typedef int (*pb_item_cb)(void *arg, const pb_item_t *item);
+
+/* A growable byte buffer owned by its user; pb_buf_free wipes and frees. */
+typedef struct pb_buf_s {
+	uint8_t *data;
+	size_t len, cap;
+} pb_buf_t;
+PB_EXTERN PB_WUR int pb_buf_append(pb_buf_t *b, const void *data, size_t len);
+PB_EXTERN void pb_buf_free(pb_buf_t *b);
+
+/* A codec for files that hold many items. */
+typedef struct pb_codec_s {
+	const char *name;
+	pb_kind_t kind;
+	/* True when this codec owns the device-directory file at relpath. */
+	bool (*matches)(const char *relpath);
+	/* Splits a file's bytes into items (data in memory, seq = position). */
+	int (*split)(const char *relpath, const uint8_t *buf, size_t len, pb_item_cb cb, void *arg);
+	/* Joins items (sorted by seq, data in memory) back into the file's bytes:
+	 * join(split(f)) == f for every file peerback writes. Items restored into
+	 * an existing file are merged with its items by seq before join. */
+	int (*join)(const char *relpath, const pb_item_t *items, size_t n, pb_buf_t *out);
+} pb_codec_t;
+
+/* The codec that owns relpath, or NULL for a whole-file item. */
+PB_EXTERN const pb_codec_t *pb_codec_for(const char *relpath);
+
+/* --- Device directory (the default provider) ------------------------------- */
+
+/* Walks a device directory and calls cb for every item of the kinds in
+ * kind_mask (bit 1u << kind), in a stable order (by path, then seq). Files
+ * that fail validation are reported through cb? No: the walk stops with the
+ * error and *bad_path (may be NULL) names the file. */
+PB_EXTERN PB_WUR int pb_device_scan(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg,
+				    char *bad_path, size_t bad_path_cap);
+
+/* Restore into a device directory: items are added in any order; commit
+ * writes every touched file atomically (temporary file, fsync, rename),
+ * merging with items already in a multi-item file. Large whole-file items
+ * may be added from a file (item->file) and are copied, not loaded. */
+typedef struct pb_device_writer_s pb_device_writer_t;
+PB_EXTERN PB_WUR int pb_device_writer_open(const char *dir, pb_device_writer_t **out);
+PB_EXTERN PB_WUR int pb_device_writer_add(pb_device_writer_t *w, const pb_item_t *item);
+PB_EXTERN PB_WUR int pb_device_writer_commit(pb_device_writer_t *w);
+/* Frees the writer; uncommitted items are dropped, temporary files removed. */
+PB_EXTERN void pb_device_writer_free(pb_device_writer_t *w);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

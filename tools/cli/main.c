@@ -1,0 +1,125 @@
+/* peerback: the phone-side and host-side command line. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "tools/cli/cli.h"
+#include "tools/cli/commands.h"
+
+static const pb_cli_cmd_t commands[] = {
+#define PB__CLI_ENTRY(name, fn, summary) { name, fn, summary },
+	PB_CLI_COMMANDS(PB__CLI_ENTRY)
+#undef PB__CLI_ENTRY
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: peerback [--home DIR] [--json] COMMAND [ARGS...]\n"
+		"\n"
+		"Back up a phone's NFC credentials, MIFARE cards, SIM profiles, chats and\n"
+		"contacts to a paired host that stores only ciphertext.\n"
+		"\n"
+		"options:\n"
+		"  --home DIR   state directory (default: $XDG_DATA_HOME/peerback)\n"
+		"  --json       print machine-readable JSON lines instead of text\n"
+		"  --version    print the version and exit\n"
+		"\n"
+		"commands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out, "\nRun 'peerback COMMAND --help' for a command's options.\n");
+}
+
+static int default_home(pb_cli_t *cli)
+{
+	const char *xdg = getenv("XDG_DATA_HOME");
+	const char *home = getenv("HOME");
+	int n;
+
+	if (xdg != NULL && xdg[0] == '/')
+		n = snprintf(cli->home, sizeof(cli->home), "%s/peerback", xdg);
+	else if (home != NULL)
+		n = snprintf(cli->home, sizeof(cli->home), "%s/.local/share/peerback", home);
+	else
+		return PB_ENOTFOUND;
+	if (n < 0 || (size_t)n >= sizeof(cli->home))
+		return PB_ETOOBIG;
+	return 0;
+}
+
+static int make_home(const char *path)
+{
+	char tmp[4096];
+	size_t n = strlen(path);
+
+	if (n >= sizeof(tmp))
+		return PB_ETOOBIG;
+	memcpy(tmp, path, n + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	pb_cli_t cli;
+	int i = 1, rc;
+
+	memset(&cli, 0, sizeof(cli));
+	cli.prog = "peerback";
+	cli.tty = isatty(2);
+	if (sodium_init() < 0) {
+		fprintf(stderr, "peerback: the crypto library failed to start\n");
+		return 1;
+	}
+	if ((rc = default_home(&cli)) != 0 && argc < 3)
+		return pb_cli_fail_err(&cli, rc, "cannot find a state directory; pass --home DIR");
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--home") == 0 && i + 1 < argc) {
+			int n = snprintf(cli.home, sizeof(cli.home), "%s", argv[++i]);
+			if (n < 0 || (size_t)n >= sizeof(cli.home))
+				return pb_cli_fail(&cli, "--home path is too long");
+		} else if (strcmp(argv[i], "--json") == 0) {
+			cli.json = true;
+		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("peerback %s (protocol %d)\n", PB_VERSION_STRING, PB_PROTOCOL_VERSION);
+			return 0;
+		} else {
+			fprintf(stderr, "peerback: unknown option '%s'\n", argv[i]);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (cli.home[0] == 0)
+		return pb_cli_fail(&cli, "cannot find a state directory; pass --home DIR");
+	for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
+		if (strcmp(argv[i], commands[c].name) != 0)
+			continue;
+		if (!pb_cli_wants_help(argc - i, argv + i) && (rc = make_home(cli.home)) != 0)
+			return pb_cli_fail_err(&cli, rc, "cannot create state directory %s", cli.home);
+		return commands[c].fn(&cli, argc - i, argv + i);
+	}
+	fprintf(stderr, "peerback: unknown command '%s'; see 'peerback --help'\n", argv[i]);
+	return 2;
+}

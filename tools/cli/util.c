@@ -1,0 +1,86 @@
+/* Helpers shared by the peerback subcommands. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+#include <stdlib.h>
+
+#include "tools/cli/cli.h"
+
+int pb_cli_fail(const pb_cli_t *cli, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", cli->prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+int pb_cli_fail_err(const pb_cli_t *cli, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", cli->prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, ": %s\n", pb_strerror(err));
+	return 1;
+}
+
+int pb_cli_path(const pb_cli_t *cli, const char *rel, char *out, size_t cap)
+{
+	int n = snprintf(out, cap, "%s/%s", cli->home, rel);
+
+	if (n < 0 || (size_t)n >= cap)
+		return PB_ETOOBIG;
+	return 0;
+}
+
+int pb_cli_secret(const char *env_name, const char *prompt, char *buf, size_t cap)
+{
+	const char *v = env_name != NULL ? getenv(env_name) : NULL;
+	struct termios old, quiet;
+	FILE *tty;
+	size_t n;
+
+	if (v != NULL) {
+		n = strlen(v);
+		if (n >= cap)
+			return PB_ETOOBIG;
+		memcpy(buf, v, n + 1);
+		return 0;
+	}
+	tty = fopen("/dev/tty", "r+");
+	if (tty == NULL)
+		return PB_ENOKEY;
+	fputs(prompt, tty);
+	fflush(tty);
+	if (tcgetattr(fileno(tty), &old) == 0) {
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
+	}
+	if (fgets(buf, (int)cap, tty) == NULL)
+		buf[0] = 0;
+	tcsetattr(fileno(tty), TCSAFLUSH, &old);
+	fputc('\n', tty);
+	fclose(tty);
+	n = strlen(buf);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = 0;
+	return n > 0 ? 0 : PB_ENOKEY;
+}
+
+bool pb_cli_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+			return true;
+	return false;
+}
