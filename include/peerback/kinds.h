@@ -77,9 +77,9 @@ PB_EXTERN const pb_codec_t *pb_codec_for(const char *relpath);
 /* --- Device directory (the default provider) ------------------------------- */
 
 /* Walks a device directory and calls cb for every item of the kinds in
- * kind_mask (bit 1u << kind), in a stable order (by path, then seq). Files
- * that fail validation are reported through cb? No: the walk stops with the
- * error and *bad_path (may be NULL) names the file. */
+ * kind_mask (bit 1u << kind), in a stable order (by path, then seq). A file
+ * that fails to parse or validate stops the walk with its error, and
+ * bad_path (may be NULL) receives the file's relative path. */
 PB_EXTERN PB_WUR int pb_device_scan(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg,
 				    char *bad_path, size_t bad_path_cap);
 

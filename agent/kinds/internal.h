@@ -1,0 +1,67 @@
+/* Internal interface of the data kinds (agent/kinds/): importers, exporters
+ * and the generator of each kind, called by the CLI and the tests.
+ *
+ * Device directory layout (docs/DATA.md):
+ *   credentials/<id>.json        one secure-element credential (peerback JSON)
+ *   mifare/<id>.mfd              one MIFARE Classic dump, keys in trailers
+ *   sim/profiles.csv             pySim-prog CSV, one profile a row
+ *   chats/<chat-id>/result.json  Telegram single-chat export, canonical form
+ *   chats/<chat-id>/<file>       attachments, relative paths as in the export
+ *   contacts/contacts.vcf        vCard 4.0 book, groups as KIND:group cards
+ *
+ * Importers read foreign files, validate them, and write the items into the
+ * device directory atomically: either every file is imported or nothing is
+ * written. errbuf receives a sentence naming the file and line or offset of
+ * the first problem. Exporters write the device's items of one kind into
+ * out_dir in the named format. Generators write realistic, deterministic
+ * items from a seed. */
+#ifndef PB_KINDS_INTERNAL_H
+#define PB_KINDS_INTERNAL_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "peerback/kinds.h"
+
+/* Sizes for pb__gen_*: small (quick tests), standard (about 1 GiB in all),
+ * large. */
+typedef enum pb_gen_size { PB_GEN_SMALL = 0, PB_GEN_STANDARD = 1, PB_GEN_LARGE = 2 } pb_gen_size_t;
+
+/* A deterministic random stream for the generators (ChaCha20 keyed by the
+ * seed and a per-kind label). */
+typedef struct pb_gen_rng_s {
+	uint8_t key[32];
+	uint64_t counter;
+	uint8_t block[64];
+	size_t used;
+} pb_gen_rng_t;
+void pb__gen_rng_init(pb_gen_rng_t *rng, uint64_t seed, const char *label);
+void pb__gen_rng_bytes(pb_gen_rng_t *rng, void *out, size_t len);
+uint32_t pb__gen_rng_below(pb_gen_rng_t *rng, uint32_t bound);
+
+/* NFC kinds: credentials, MIFARE, SIM (agent/kinds/credential.c, mifare*.c,
+ * sim.c). */
+int pb__import_credentials(const char *device_dir, const char *const *files, size_t n, char *errbuf, size_t errcap);
+int pb__export_credentials(const char *device_dir, const char *format, const char *out_dir, char *errbuf, size_t errcap);
+int pb__gen_credentials(const char *device_dir, uint64_t seed, pb_gen_size_t size);
+int pb__import_mifare(const char *device_dir, const char *const *files, size_t n, char *errbuf, size_t errcap);
+int pb__export_mifare(const char *device_dir, const char *format, const char *out_dir, char *errbuf, size_t errcap);
+int pb__gen_mifare(const char *device_dir, uint64_t seed, pb_gen_size_t size);
+int pb__import_sim(const char *device_dir, const char *const *files, size_t n, char *errbuf, size_t errcap);
+int pb__export_sim(const char *device_dir, const char *format, const char *out_dir, char *errbuf, size_t errcap);
+int pb__gen_sim(const char *device_dir, uint64_t seed, pb_gen_size_t size);
+
+/* Chat and contacts (agent/kinds/chat*.c, contacts*.c). */
+int pb__import_chat(const char *device_dir, const char *const *files, size_t n, char *errbuf, size_t errcap);
+int pb__export_chat(const char *device_dir, const char *format, const char *out_dir, char *errbuf, size_t errcap);
+int pb__gen_chat(const char *device_dir, uint64_t seed, pb_gen_size_t size);
+int pb__import_contacts(const char *device_dir, const char *const *files, size_t n, char *errbuf, size_t errcap);
+int pb__export_contacts(const char *device_dir, const char *format, const char *out_dir, char *errbuf, size_t errcap);
+int pb__gen_contacts(const char *device_dir, uint64_t seed, pb_gen_size_t size);
+
+/* Codecs of multi-item files, registered in agent/kinds/codec.c. */
+extern const pb_codec_t pb__codec_sim_csv;
+extern const pb_codec_t pb__codec_telegram;
+extern const pb_codec_t pb__codec_vcard;
+
+#endif
