@@ -1,0 +1,61 @@
+/* A secure session on a libuv TCP stream, for servers (the host and the
+ * account service). Private to the library.
+ *
+ * Lifetime: the owner allocates a pb_channel_t, calls pb__channel_accept,
+ * and frees it only from on_close, after libuv has closed the handles. */
+#ifndef PB_PROTOCOL_CHANNEL_H
+#define PB_PROTOCOL_CHANNEL_H
+
+#include <uv.h>
+
+#include "protocol/session.h"
+
+typedef struct pb_channel_s pb_channel_t;
+
+typedef struct pb_channel_callbacks_s {
+	/* The handshake completed; the owner may now send. */
+	void (*on_open)(pb_channel_t *ch);
+	/* One Envelope arrived; ownership passes to the callback. */
+	void (*on_envelope)(pb_channel_t *ch, pb_envelope_t *env);
+	/* The channel is closed with status (0, or why); free it here. */
+	void (*on_close)(pb_channel_t *ch, int status);
+} pb_channel_callbacks_t;
+
+struct pb_channel_s {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	pb_session_t sess;
+	pb_channel_callbacks_t cb;
+	void *data;              /* the owner's */
+	char peer[64];           /* "addr:port" of the peer */
+	struct sockaddr_storage peer_addr;
+	size_t queued;           /* bytes written but not yet on the wire */
+	int status;              /* why it closes */
+	int handles_open;
+	bool closing;
+	bool opened;
+	bool flush_then_close;
+	uint64_t handshake_timeout_ms;
+};
+
+/* Accepts a connection from server and starts the handshake as responder
+ * with the given candidates (copied). Returns an error, without calling
+ * on_close, only when nothing was set up; any later failure, accept
+ * included, reaches on_close. */
+__attribute__((warn_unused_result)) int pb__channel_accept(uv_stream_t *server, pb_channel_t *ch,
+							   const pb_session_candidate_t *cands, size_t ncands,
+							   const pb_channel_callbacks_t *cb, void *data);
+
+/* Sends an Envelope; returns an error only when the channel is unusable. */
+__attribute__((warn_unused_result)) int pb__channel_send(pb_channel_t *ch, pb_envelope_t *env);
+
+/* Sends an Error envelope, then closes once it is written. */
+void pb__channel_fail(pb_channel_t *ch, int code, const char *message);
+
+/* Closes after queued writes are flushed; on_close follows with status. */
+void pb__channel_close(pb_channel_t *ch, int status);
+
+/* Stops or restarts reading (backpressure from the owner). */
+void pb__channel_pause(pb_channel_t *ch, bool paused);
+
+#endif

@@ -1,0 +1,47 @@
+/* A blocking secure-session client over a TCP socket, for the phone side's
+ * sequential flows (login, pairing, backup, restore). Private to the
+ * library. */
+#ifndef PB_PROTOCOL_CLIENT_H
+#define PB_PROTOCOL_CLIENT_H
+
+#include <sys/socket.h>
+
+#include "protocol/session.h"
+
+#define PB_CLIENT_MAX_QUEUE 64
+
+typedef struct pb_client_s {
+	int fd;
+	pb_session_t sess;
+	pb_envelope_t *queue[PB_CLIENT_MAX_QUEUE];
+	size_t qhead, qlen;
+	int timeout_ms;  /* for each receive */
+	int write_err;
+	uint64_t bytes_out, bytes_in;
+} pb_client_t;
+
+/* Connects to the first address that answers (each tried for
+ * connect_timeout_ms), then runs the handshake as initiator. The connected
+ * index goes to *which (may be NULL). */
+__attribute__((warn_unused_result)) int pb__client_connect(pb_client_t *c, const struct sockaddr_storage *addrs,
+							   size_t naddrs, int connect_timeout_ms,
+							   const pb_session_candidate_t *cand, size_t *which);
+
+/* Sends one Envelope. */
+__attribute__((warn_unused_result)) int pb__client_send(pb_client_t *c, pb_envelope_t *env);
+
+/* Receives the next Envelope (caller frees with pb__envelope_free) within the
+ * client's timeout. An Error envelope from the peer is returned as
+ * PB_EPEER_ERROR with *peer_code (may be NULL) set to the peer's code. */
+__attribute__((warn_unused_result)) int pb__client_recv(pb_client_t *c, pb_envelope_t **out, int *peer_code);
+
+/* Closes and wipes; accepts a client that never connected. */
+void pb__client_close(pb_client_t *c);
+
+/* Formats "addr:port" ("[v6]:port") into out. */
+int pb__sockaddr_format(const struct sockaddr_storage *ss, char *out, size_t cap);
+
+/* Parses "addr:port" or "[v6]:port" (numeric) into ss. */
+__attribute__((warn_unused_result)) int pb__sockaddr_parse(const char *text, struct sockaddr_storage *ss);
+
+#endif

@@ -1,0 +1,172 @@
+/* The Envelope codec: version check, fragmentation and reassembly. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "protocol/envelope.h"
+
+/* Room left for the Envelope and Fragment fields around a fragment's data. */
+#define FRAGMENT_OVERHEAD 48
+
+void pb__envelope_init(pb_envelope_t *env)
+{
+	peerback__envelope__init(env);
+	env->version = PB_PROTOCOL_VERSION;
+}
+
+int pb__envelope_encode(pb_envelope_t *env, size_t max_plain, pb_envelope_emit_cb emit, void *arg)
+{
+	size_t size, step, off = 0;
+	uint8_t *buf;
+	int rc = 0;
+
+	if (max_plain <= FRAGMENT_OVERHEAD || max_plain > PB_ENVELOPE_MAX_PLAIN)
+		return PB_EINVAL;
+	env->version = PB_PROTOCOL_VERSION;
+	size = peerback__envelope__get_packed_size(env);
+	buf = malloc(size ? size : 1);
+	if (buf == NULL)
+		return PB_ENOMEM;
+	peerback__envelope__pack(env, buf);
+	if (size <= max_plain) {
+		rc = emit(arg, buf, size);
+		goto out_free;
+	}
+	step = max_plain - FRAGMENT_OVERHEAD;
+	while (off < size && rc == 0) {
+		pb_envelope_t part;
+		Peerback__Fragment frag;
+		uint8_t msg[PB_ENVELOPE_MAX_PLAIN];
+		size_t n = size - off < step ? size - off : step;
+
+		pb__envelope_init(&part);
+		peerback__fragment__init(&frag);
+		frag.total = off == 0 ? size : 0;
+		frag.data.data = buf + off;
+		frag.data.len = n;
+		frag.last = off + n == size;
+		part.body_case = PEERBACK__ENVELOPE__BODY_FRAGMENT;
+		part.fragment = &frag;
+		if (peerback__envelope__get_packed_size(&part) > max_plain) {
+			rc = PB_ETOOBIG;
+			break;
+		}
+		rc = emit(arg, msg, peerback__envelope__pack(&part, msg));
+		off += n;
+	}
+out_free:
+	sodium_memzero(buf, size);
+	free(buf);
+	return rc;
+}
+
+void pb__envelope_decoder_init(pb_envelope_decoder_t *d, size_t cap)
+{
+	memset(d, 0, sizeof(*d));
+	d->cap = cap == 0 ? PB_SEQ_DEFAULT_CAP : cap;
+}
+
+void pb__envelope_decoder_free(pb_envelope_decoder_t *d)
+{
+	if (d->buf != NULL) {
+		sodium_memzero(d->buf, d->len);
+		free(d->buf);
+	}
+	d->buf = NULL;
+	d->len = d->total = 0;
+}
+
+static int unpack_checked(const uint8_t *msg, size_t len, pb_envelope_t **out)
+{
+	pb_envelope_t *env = peerback__envelope__unpack(NULL, len, msg);
+
+	if (env == NULL)
+		return PB_EENV_MALFORMED;
+	if (env->version != PB_PROTOCOL_VERSION) {
+		peerback__envelope__free_unpacked(env, NULL);
+		return PB_EENV_VERSION;
+	}
+	if (env->body_case == PEERBACK__ENVELOPE__BODY__NOT_SET) {
+		peerback__envelope__free_unpacked(env, NULL);
+		return PB_EENV_MALFORMED;
+	}
+	*out = env;
+	return 0;
+}
+
+int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len, pb_envelope_t **out)
+{
+	pb_envelope_t *env;
+	Peerback__Fragment *f;
+	int rc;
+
+	*out = NULL;
+	if (len > PB_ENVELOPE_MAX_PLAIN)
+		return PB_EENV_MALFORMED;
+	rc = unpack_checked(msg, len, &env);
+	if (rc != 0)
+		goto out_reset;
+	if (env->body_case != PEERBACK__ENVELOPE__BODY_FRAGMENT) {
+		if (d->buf != NULL) {
+			/* A whole message in the middle of a sequence. */
+			peerback__envelope__free_unpacked(env, NULL);
+			rc = PB_EENV_MALFORMED;
+			goto out_reset;
+		}
+		*out = env;
+		return 1;
+	}
+	f = env->fragment;
+	if (d->buf == NULL) {
+		if (f->total == 0 || f->total <= PB_ENVELOPE_MAX_PLAIN - FRAGMENT_OVERHEAD) {
+			rc = PB_EENV_MALFORMED; /* first fragment without a sensible total */
+			goto out_free_env;
+		}
+		if (f->total > d->cap) {
+			rc = PB_ESEQ_TOOBIG;
+			goto out_free_env;
+		}
+		d->buf = malloc((size_t)f->total);
+		if (d->buf == NULL) {
+			rc = PB_ENOMEM;
+			goto out_free_env;
+		}
+		d->total = (size_t)f->total;
+		d->len = 0;
+	} else if (f->total != 0) {
+		rc = PB_EENV_MALFORMED;
+		goto out_free_env;
+	}
+	if (f->data.len > d->total - d->len || (f->last != (d->len + f->data.len == d->total))) {
+		rc = PB_EENV_MALFORMED;
+		goto out_free_env;
+	}
+	memcpy(d->buf + d->len, f->data.data, f->data.len);
+	d->len += f->data.len;
+	peerback__envelope__free_unpacked(env, NULL);
+	if (d->len < d->total)
+		return 0;
+	rc = unpack_checked(d->buf, d->len, &env);
+	pb__envelope_decoder_free(d);
+	if (rc != 0)
+		return rc;
+	if (env->body_case == PEERBACK__ENVELOPE__BODY_FRAGMENT) {
+		peerback__envelope__free_unpacked(env, NULL);
+		return PB_EENV_MALFORMED;
+	}
+	*out = env;
+	return 1;
+
+out_free_env:
+	peerback__envelope__free_unpacked(env, NULL);
+out_reset:
+	pb__envelope_decoder_free(d);
+	return rc;
+}
+
+void pb__envelope_free(pb_envelope_t *env)
+{
+	if (env != NULL)
+		peerback__envelope__free_unpacked(env, NULL);
+}

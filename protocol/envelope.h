@@ -1,0 +1,40 @@
+/* The Envelope codec: one protobuf Envelope per transport message, larger
+ * ones split into Fragments and reassembled under a hard cap. Private to
+ * the library and its tests. */
+#ifndef PB_PROTOCOL_ENVELOPE_H
+#define PB_PROTOCOL_ENVELOPE_H
+
+#include "peerback.h"
+#include "peerback/frame.h"
+#include "protocol/peerback.pb-c.h"
+
+typedef Peerback__Envelope pb_envelope_t;
+
+/* Receives each plaintext transport message of an encoded Envelope. */
+typedef int (*pb_envelope_emit_cb)(void *arg, const uint8_t *msg, size_t len);
+
+/* Serializes env (its version is set here) and emits one message, or a
+ * sequence of Fragment messages when it does not fit in one. max_plain is
+ * the largest message to emit (PB_ENVELOPE_MAX_PLAIN normally). */
+int pb__envelope_encode(pb_envelope_t *env, size_t max_plain, pb_envelope_emit_cb emit, void *arg);
+
+/* Reassembles Envelopes from transport messages. */
+typedef struct pb_envelope_decoder_s {
+	uint8_t *buf;
+	size_t len, total, cap;
+} pb_envelope_decoder_t;
+
+void pb__envelope_decoder_init(pb_envelope_decoder_t *d, size_t cap);
+void pb__envelope_decoder_free(pb_envelope_decoder_t *d);
+
+/* Decodes one transport message. Returns 1 and sets *out (free with
+ * pb__envelope_free) when an Envelope is complete, 0 when a fragment was
+ * absorbed, or PB_EENV_VERSION, PB_EENV_MALFORMED, PB_ESEQ_TOOBIG. */
+__attribute__((warn_unused_result)) int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len,
+							    pb_envelope_t **out);
+void pb__envelope_free(pb_envelope_t *env);
+
+/* Convenience initializers. */
+void pb__envelope_init(pb_envelope_t *env);
+
+#endif

@@ -1,0 +1,240 @@
+/* The secure session state machine shared by the libuv and blocking
+ * bindings. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "protocol/session.h"
+
+int pb__session_init(pb_session_t *s, bool initiator, const pb_session_candidate_t *cands, size_t ncands,
+		     int (*write)(void *arg, const uint8_t *data, size_t len), void *write_arg, size_t max_envelope)
+{
+	memset(s, 0, sizeof(*s));
+	if (ncands == 0 || ncands > PB_SESSION_MAX_CANDIDATES || (initiator && ncands != 1))
+		return PB_EINVAL;
+	s->initiator = initiator;
+	memcpy(s->cands, cands, ncands * sizeof(*cands));
+	s->ncands = ncands;
+	s->write = write;
+	s->write_arg = write_arg;
+	s->matched_tag = -1;
+	pb_frame_reader_init(&s->reader, PB_FRAME_MAX);
+	pb__envelope_decoder_init(&s->decoder, max_envelope);
+	return 0;
+}
+
+void pb__session_free(pb_session_t *s)
+{
+	pb_noise_hs_free(s->hs);
+	s->hs = NULL;
+	pb_noise_cipher_wipe(&s->send);
+	pb_noise_cipher_wipe(&s->recv);
+	sodium_memzero(s->h, sizeof(s->h));
+	pb__envelope_decoder_free(&s->decoder);
+}
+
+static int write_frame(pb_session_t *s, const uint8_t *msg, size_t len)
+{
+	uint8_t hdr[PB_FRAME_HDR];
+	uint8_t *buf;
+	int rc = pb_frame_header(len, hdr);
+
+	if (rc != 0)
+		return rc;
+	buf = malloc(len + PB_FRAME_HDR);
+	if (buf == NULL)
+		return PB_ENOMEM;
+	memcpy(buf, hdr, PB_FRAME_HDR);
+	memcpy(buf + PB_FRAME_HDR, msg, len);
+	rc = s->write(s->write_arg, buf, len + PB_FRAME_HDR);
+	free(buf);
+	return rc;
+}
+
+static int finish_handshake(pb_session_t *s)
+{
+	const uint8_t *rs = pb_noise_hs_remote_static(s->hs);
+	int rc;
+
+	if (rs != NULL) {
+		memcpy(s->remote_static, rs, 32);
+		s->has_remote_static = true;
+	}
+	rc = pb_noise_hs_split(s->hs, &s->send, &s->recv, s->h);
+	pb_noise_hs_free(s->hs);
+	s->hs = NULL;
+	if (rc != 0)
+		return rc;
+	s->established = true;
+	return 0;
+}
+
+/* Writes handshake messages while it is this side's turn. Payloads are
+ * empty: peerback carries nothing in the handshake. */
+static int advance(pb_session_t *s)
+{
+	uint8_t msg[PB_FRAME_MAX];
+	size_t len;
+	int rc;
+
+	while (pb_noise_hs_action(s->hs) == PB_NOISE_WRITE) {
+		rc = pb_noise_hs_write(s->hs, NULL, 0, msg, sizeof(msg), &len);
+		if (rc != 0)
+			return rc;
+		rc = write_frame(s, msg, len);
+		if (rc != 0)
+			return rc;
+	}
+	if (pb_noise_hs_action(s->hs) == PB_NOISE_SPLIT)
+		return finish_handshake(s);
+	return 0;
+}
+
+int pb__session_start(pb_session_t *s)
+{
+	int rc;
+
+	if (!s->initiator || s->hs != NULL || s->established)
+		return PB_ESTATE;
+	rc = pb_noise_hs_new(s->cands[0].protocol, true, &s->cands[0].cfg, &s->hs);
+	if (rc != 0)
+		return rc;
+	s->matched_tag = s->cands[0].tag;
+	return advance(s);
+}
+
+/* Responder, first message: the candidate whose keys authenticate it. */
+static int read_first(pb_session_t *s, const uint8_t *msg, size_t len)
+{
+	uint8_t payload[PB_FRAME_MAX];
+	int rc = PB_ENOISE_HANDSHAKE;
+
+	for (size_t i = 0; i < s->ncands; i++) {
+		pb_noise_hs_t *hs;
+		size_t plen;
+
+		if (pb_noise_hs_new(s->cands[i].protocol, false, &s->cands[i].cfg, &hs) != 0)
+			continue;
+		if (pb_noise_hs_read(hs, msg, len, payload, sizeof(payload), &plen) == 0) {
+			s->hs = hs;
+			s->matched_tag = s->cands[i].tag;
+			return 0;
+		}
+		pb_noise_hs_free(hs);
+	}
+	return rc;
+}
+
+static int on_frame(pb_session_t *s, const uint8_t *frame, size_t len,
+		    void (*on_envelope)(void *arg, pb_envelope_t *env), void *arg, bool *established_now)
+{
+	uint8_t plain[PB_FRAME_MAX];
+	size_t plen;
+	pb_envelope_t *env;
+	int rc;
+
+	if (!s->established) {
+		if (s->hs == NULL) {
+			if (s->initiator)
+				return PB_ESTATE;
+			rc = read_first(s, frame, len);
+		} else {
+			rc = pb_noise_hs_read(s->hs, frame, len, plain, sizeof(plain), &plen);
+			if (rc == PB_ENOISE_DECRYPT || rc == PB_ETRUNCATED || rc == PB_ENOISE_DH)
+				rc = PB_ENOISE_HANDSHAKE;
+		}
+		if (rc != 0)
+			return rc;
+		rc = advance(s);
+		if (rc == 0 && s->established && established_now != NULL)
+			*established_now = true;
+		return rc;
+	}
+	rc = pb_noise_decrypt(&s->recv, NULL, 0, frame, len, plain, sizeof(plain), &plen);
+	if (rc != 0)
+		return rc == PB_ETRUNCATED ? PB_ENOISE_DECRYPT : rc;
+	rc = pb__envelope_decode(&s->decoder, plain, plen, &env);
+	sodium_memzero(plain, plen);
+	if (rc < 0)
+		return rc;
+	if (rc == 1)
+		on_envelope(arg, env);
+	return 0;
+}
+
+int pb__session_feed(pb_session_t *s, const uint8_t *data, size_t len,
+		     void (*on_envelope)(void *arg, pb_envelope_t *env), void *arg, bool *established_now)
+{
+	size_t used = 0;
+
+	if (s->failed)
+		return PB_ESTATE;
+	while (used < len) {
+		const uint8_t *frame;
+		size_t consumed, flen;
+		int rc = pb_frame_reader_feed(&s->reader, data + used, len - used, &consumed, &frame, &flen);
+
+		used += consumed;
+		if (rc == 1)
+			rc = on_frame(s, frame, flen, on_envelope, arg, established_now);
+		if (rc < 0) {
+			s->failed = true;
+			return rc;
+		}
+		if (s->failed)
+			return PB_ESTATE;
+	}
+	return 0;
+}
+
+int pb__session_eof(const pb_session_t *s)
+{
+	if (pb_frame_reader_eof(&s->reader) != 0)
+		return PB_EFRAME_TRUNCATED;
+	if (!s->established)
+		return PB_ENOISE_HANDSHAKE;
+	if (s->decoder.buf != NULL)
+		return PB_EFRAME_TRUNCATED;
+	return PB_EPEER_CLOSED;
+}
+
+static int emit_encrypted(void *arg, const uint8_t *msg, size_t len)
+{
+	pb_session_t *s = arg;
+	uint8_t ct[PB_FRAME_MAX];
+	size_t clen;
+	int rc = pb_noise_encrypt(&s->send, NULL, 0, msg, len, ct, sizeof(ct), &clen);
+
+	if (rc != 0)
+		return rc;
+	return write_frame(s, ct, clen);
+}
+
+int pb__session_send(pb_session_t *s, pb_envelope_t *env)
+{
+	if (!s->established || s->failed)
+		return PB_ESTATE;
+	return pb__envelope_encode(env, PB_ENVELOPE_MAX_PLAIN, emit_encrypted, s);
+}
+
+void pb__session_send_error(pb_session_t *s, int code, const char *message)
+{
+	pb_envelope_t env;
+	Peerback__Error err;
+
+	if (!s->established)
+		return;
+	pb__envelope_init(&env);
+	peerback__error__init(&err);
+	err.code = code;
+	err.message = (char *)(message != NULL ? message : pb_strerror(code));
+	env.body_case = PEERBACK__ENVELOPE__BODY_ERROR;
+	env.error = &err;
+	(void)pb__session_send(s, &env);
+}
+
+int pb__session_matched(const pb_session_t *s)
+{
+	return s->matched_tag;
+}

@@ -1,0 +1,74 @@
+/* A secure session: the Noise handshake, framing, and Envelopes, independent
+ * of how bytes move. The libuv binding (protocol/channel.c) and the blocking
+ * socket binding (protocol/client.c) both drive one of these. Private to the
+ * library and its tests. */
+#ifndef PB_PROTOCOL_SESSION_H
+#define PB_PROTOCOL_SESSION_H
+
+#include "peerback.h"
+#include "peerback/frame.h"
+#include "peerback/noise.h"
+#include "protocol/envelope.h"
+
+#define PB_SESSION_MAX_CANDIDATES 8
+
+/* One way the peer may run the handshake. A responder may accept several
+ * (IK for remembered devices, NKpsk0 for each live pairing secret): the first
+ * message is tried against each, and the one that authenticates wins. */
+typedef struct pb_session_candidate_s {
+	const char *protocol; /* e.g. PB_NOISE_PAIRING; static string */
+	pb_noise_config_t cfg; /* pointers must outlive pb_session_start */
+	int tag;              /* returned by pb_session_matched() */
+} pb_session_candidate_t;
+
+typedef struct pb_session_s {
+	bool initiator;
+	bool established;
+	bool failed;
+	pb_noise_hs_t *hs;
+	pb_noise_cipher_t send, recv;
+	uint8_t h[PB_NOISE_HASHLEN];
+	uint8_t remote_static[32];
+	bool has_remote_static;
+	pb_session_candidate_t cands[PB_SESSION_MAX_CANDIDATES];
+	size_t ncands;
+	int matched_tag;
+	pb_frame_reader_t reader;
+	pb_envelope_decoder_t decoder;
+	/* Output: frames ready to be written, in order. */
+	int (*write)(void *arg, const uint8_t *data, size_t len);
+	void *write_arg;
+} pb_session_t;
+
+/* Prepares a session. An initiator gives exactly one candidate; a responder
+ * one or more. write() receives framed bytes to send (copied by it). */
+int pb__session_init(pb_session_t *s, bool initiator, const pb_session_candidate_t *cands, size_t ncands,
+		     int (*write)(void *arg, const uint8_t *data, size_t len), void *write_arg, size_t max_envelope);
+void pb__session_free(pb_session_t *s);
+
+/* Initiator: writes the first handshake message. */
+int pb__session_start(pb_session_t *s);
+
+/* Feeds received bytes. For each complete Envelope, on_envelope is called
+ * with ownership of it. Returns 0, or a negative error after which the
+ * session is unusable. *established_now is set when the handshake just
+ * completed during this call (may be NULL). */
+__attribute__((warn_unused_result)) int pb__session_feed(pb_session_t *s, const uint8_t *data, size_t len,
+							 void (*on_envelope)(void *arg, pb_envelope_t *env),
+							 void *arg, bool *established_now);
+
+/* Called at end of stream: PB_EFRAME_TRUNCATED if it ended inside a frame,
+ * PB_ENOISE_HANDSHAKE if it ended during the handshake, else
+ * PB_EPEER_CLOSED. */
+int pb__session_eof(const pb_session_t *s);
+
+/* Encrypts, frames and writes an Envelope (fragmented when large). */
+__attribute__((warn_unused_result)) int pb__session_send(pb_session_t *s, pb_envelope_t *env);
+
+/* Sends an Error envelope (best effort). */
+void pb__session_send_error(pb_session_t *s, int code, const char *message);
+
+/* The candidate tag that completed the handshake (responder). */
+int pb__session_matched(const pb_session_t *s);
+
+#endif
