@@ -142,7 +142,8 @@ int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len
 		rc = PB_EENV_MALFORMED;
 		goto out_free_env;
 	}
-	memcpy(d->buf + d->len, f->data.data, f->data.len);
+	if (f->data.len > 0)
+		memcpy(d->buf + d->len, f->data.data, f->data.len);
 	d->len += f->data.len;
 	peerback__envelope__free_unpacked(env, NULL);
 	if (d->len < d->total)

@@ -213,7 +213,8 @@ static int emit_encrypted(void *arg, const uint8_t *msg, size_t len)
 
 int pb__session_send(pb_session_t *s, pb_envelope_t *env)
 {
-	if (!s->established || s->failed)
+	/* A session whose input failed may still say why before it closes. */
+	if (!s->established)
 		return PB_ESTATE;
 	return pb__envelope_encode(env, PB_ENVELOPE_MAX_PLAIN, emit_encrypted, s);
 }

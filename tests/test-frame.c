@@ -1,0 +1,233 @@
+/* Framing and the envelope codec: frames split anywhere, caps enforced,
+ * large envelopes fragmented and reassembled, malformed envelopes refused. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "testutil.h"
+#include "protocol/envelope.h"
+
+static void test_frames_split_anywhere(void **state)
+{
+	pb_frame_reader_t r;
+	uint8_t stream[2 + 3 + 2 + 300 + 2];
+	const uint8_t *frame;
+	size_t flen, consumed, got = 0;
+	size_t lens[3];
+
+	(void)state;
+	/* Three frames: "abc", 300 bytes, and an empty one. */
+	stream[0] = 0, stream[1] = 3;
+	memcpy(stream + 2, "abc", 3);
+	stream[5] = 1, stream[6] = 44;
+	memset(stream + 7, 'x', 300);
+	stream[307] = 0, stream[308] = 0;
+	pb_frame_reader_init(&r, 0);
+	/* Byte by byte. */
+	for (size_t i = 0; i < 309; i++) {
+		int rc = pb_frame_reader_feed(&r, stream + i, 1, &consumed, &frame, &flen);
+		assert_true(rc >= 0);
+		assert_int_equal(consumed, 1);
+		if (rc == 1)
+			lens[got++] = flen;
+	}
+	assert_int_equal(got, 3);
+	assert_int_equal(lens[0], 3);
+	assert_int_equal(lens[1], 300);
+	assert_int_equal(lens[2], 0);
+	assert_int_equal(pb_frame_reader_eof(&r), 0);
+	/* All at once: the reader hands out one frame per call. */
+	pb_frame_reader_init(&r, 0);
+	{
+		size_t off = 0;
+		got = 0;
+		while (off < 309) {
+			int rc = pb_frame_reader_feed(&r, stream + off, 309 - off, &consumed, &frame, &flen);
+			assert_true(rc >= 0);
+			off += consumed;
+			if (rc == 1) {
+				if (got == 0)
+					assert_memory_equal(frame, "abc", 3);
+				got++;
+			}
+		}
+		assert_int_equal(got, 3);
+	}
+}
+
+static void test_frame_caps_and_truncation(void **state)
+{
+	pb_frame_reader_t r;
+	uint8_t hdr[2];
+	const uint8_t *frame;
+	size_t flen, consumed;
+
+	(void)state;
+	assert_int_equal(pb_frame_header(65535, hdr), 0);
+	assert_int_equal(hdr[0], 0xff);
+	assert_int_equal(pb_frame_header(65536, hdr), PB_EFRAME_TOOBIG);
+	/* A reader with a lower cap refuses a longer declared length at once. */
+	pb_frame_reader_init(&r, 1024);
+	hdr[0] = 0x04, hdr[1] = 0x01;
+	assert_int_equal(pb_frame_reader_feed(&r, hdr, 2, &consumed, &frame, &flen), PB_EFRAME_TOOBIG);
+	/* A stream that ends inside a frame is truncated. */
+	pb_frame_reader_init(&r, 0);
+	{
+		uint8_t part[] = { 0x00, 0x10, 'a', 'b' };
+		assert_int_equal(pb_frame_reader_feed(&r, part, sizeof(part), &consumed, &frame, &flen), 0);
+		assert_int_equal(pb_frame_reader_eof(&r), PB_EFRAME_TRUNCATED);
+	}
+	pb_frame_reader_init(&r, 0);
+	{
+		uint8_t half = 0x00;
+		assert_int_equal(pb_frame_reader_feed(&r, &half, 1, &consumed, &frame, &flen), 0);
+		assert_int_equal(pb_frame_reader_eof(&r), PB_EFRAME_TRUNCATED);
+	}
+}
+
+struct collected {
+	uint8_t *msgs[1024];
+	size_t lens[1024];
+	size_t n;
+};
+
+static int collect(void *arg, const uint8_t *msg, size_t len)
+{
+	struct collected *c = arg;
+
+	assert_true(c->n < 1024);
+	assert_true(len <= PB_ENVELOPE_MAX_PLAIN);
+	c->msgs[c->n] = malloc(len ? len : 1);
+	memcpy(c->msgs[c->n], msg, len);
+	c->lens[c->n++] = len;
+	return 0;
+}
+
+static void free_collected(struct collected *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->msgs[i]);
+	c->n = 0;
+}
+
+static void ping_envelope(pb_envelope_t *env, Peerback__Request *req, Peerback__Ping *ping, uint8_t *data, size_t len)
+{
+	pb__envelope_init(env);
+	peerback__request__init(req);
+	peerback__ping__init(ping);
+	ping->data.data = data;
+	ping->data.len = len;
+	req->id = 7;
+	req->op_case = PEERBACK__REQUEST__OP_PING;
+	req->ping = ping;
+	env->body_case = PEERBACK__ENVELOPE__BODY_REQUEST;
+	env->request = req;
+}
+
+static void test_envelope_round_trip_and_fragments(void **state)
+{
+	static uint8_t big[1 << 20];
+	struct collected c = { 0 };
+	pb_envelope_t env, *out = NULL;
+	Peerback__Request req;
+	Peerback__Ping ping;
+	pb_envelope_decoder_t d;
+	int rc = 0;
+
+	(void)state;
+	randombytes_buf(big, sizeof(big));
+	/* Small: one message. */
+	ping_envelope(&env, &req, &ping, big, 100);
+	assert_int_equal(pb__envelope_encode(&env, PB_ENVELOPE_MAX_PLAIN, collect, &c), 0);
+	assert_int_equal(c.n, 1);
+	pb__envelope_decoder_init(&d, 0);
+	assert_int_equal(pb__envelope_decode(&d, c.msgs[0], c.lens[0], &out), 1);
+	assert_int_equal(out->request->id, 7);
+	assert_memory_equal(out->request->ping->data.data, big, 100);
+	pb__envelope_free(out);
+	free_collected(&c);
+	/* 1 MiB: a sequence of fragments, reassembled exactly. */
+	ping_envelope(&env, &req, &ping, big, sizeof(big));
+	assert_int_equal(pb__envelope_encode(&env, PB_ENVELOPE_MAX_PLAIN, collect, &c), 0);
+	assert_true(c.n >= 17);
+	for (size_t i = 0; i < c.n; i++) {
+		rc = pb__envelope_decode(&d, c.msgs[i], c.lens[i], &out);
+		assert_int_equal(rc, i + 1 == c.n ? 1 : 0);
+	}
+	assert_int_equal(out->request->ping->data.len, sizeof(big));
+	assert_memory_equal(out->request->ping->data.data, big, sizeof(big));
+	pb__envelope_free(out);
+	/* The same sequence against a 256 KiB cap is refused at its first part. */
+	pb__envelope_decoder_init(&d, 256 * 1024);
+	assert_int_equal(pb__envelope_decode(&d, c.msgs[0], c.lens[0], &out), PB_ESEQ_TOOBIG);
+	/* A whole message in the middle of a sequence is malformed. */
+	pb__envelope_decoder_init(&d, 0);
+	assert_int_equal(pb__envelope_decode(&d, c.msgs[0], c.lens[0], &out), 0);
+	free_collected(&c);
+	ping_envelope(&env, &req, &ping, big, 10);
+	assert_int_equal(pb__envelope_encode(&env, PB_ENVELOPE_MAX_PLAIN, collect, &c), 0);
+	assert_int_equal(pb__envelope_decode(&d, c.msgs[0], c.lens[0], &out), PB_EENV_MALFORMED);
+	assert_null(d.buf);
+	free_collected(&c);
+}
+
+static void test_envelope_refusals(void **state)
+{
+	pb_envelope_t env, *out = NULL;
+	pb_envelope_decoder_t d;
+	Peerback__Request req;
+	Peerback__Ping ping;
+	uint8_t buf[256], data[4] = { 1, 2, 3, 4 };
+	size_t n;
+
+	(void)state;
+	pb__envelope_decoder_init(&d, 0);
+	/* Unknown version. */
+	ping_envelope(&env, &req, &ping, data, sizeof(data));
+	env.version = 99;
+	n = peerback__envelope__pack(&env, buf);
+	assert_int_equal(pb__envelope_decode(&d, buf, n, &out), PB_EENV_VERSION);
+	/* No version at all. */
+	env.version = 0;
+	n = peerback__envelope__pack(&env, buf);
+	assert_int_equal(pb__envelope_decode(&d, buf, n, &out), PB_EENV_VERSION);
+	/* No body. */
+	pb__envelope_init(&env);
+	n = peerback__envelope__pack(&env, buf);
+	assert_int_equal(pb__envelope_decode(&d, buf, n, &out), PB_EENV_MALFORMED);
+	/* Not protobuf. */
+	memset(buf, 0xff, 32);
+	assert_int_equal(pb__envelope_decode(&d, buf, 32, &out), PB_EENV_MALFORMED);
+	/* A fragment that claims to be first but is small enough to not need
+	 * fragmenting, and one whose last flag lies. */
+	{
+		Peerback__Fragment f;
+		pb__envelope_init(&env);
+		peerback__fragment__init(&f);
+		f.total = 10;
+		f.data.data = data;
+		f.data.len = 4;
+		env.body_case = PEERBACK__ENVELOPE__BODY_FRAGMENT;
+		env.fragment = &f;
+		n = peerback__envelope__pack(&env, buf);
+		assert_int_equal(pb__envelope_decode(&d, buf, n, &out), PB_EENV_MALFORMED);
+		f.total = 100000;
+		f.last = true;
+		n = peerback__envelope__pack(&env, buf);
+		assert_int_equal(pb__envelope_decode(&d, buf, n, &out), PB_EENV_MALFORMED);
+		assert_null(d.buf);
+	}
+	assert_null(out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_frames_split_anywhere),
+		cmocka_unit_test(test_frame_caps_and_truncation),
+		cmocka_unit_test(test_envelope_round_trip_and_fragments),
+		cmocka_unit_test(test_envelope_refusals),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
