@@ -1,15 +1,220 @@
 /* peerback-imd: the IM account service. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <sodium.h>
 
 #include "peerback.h"
+#include "agent/imd/imd.h"
+#include "agent/util/fsutil.h"
+
+static const char usage_text[] =
+	"usage: peerback-imd [--home DIR] COMMAND [ARGS...]\n"
+	"\n"
+	"The IM account service: vouches for accounts with device certificates,\n"
+	"registers pairing sessions and issues single-use connect tickets.\n"
+	"\n"
+	"commands:\n"
+	"  serve [--listen ADDR:PORT] [--json] [--cert-validity SECONDS] [--ticket-validity SECONDS]\n"
+	"                         serve until interrupted (default listen 127.0.0.1:7450)\n"
+	"  add-account ID         create an account; password from PEERBACK_PASSWORD\n"
+	"                         or a prompt\n"
+	"  link-accounts ID ID    link two accounts as sub-accounts of one owner\n"
+	"  keys [--json]          print the service's public keys\n"
+	"\n"
+	"options:\n"
+	"  --home DIR             state directory (default: $XDG_DATA_HOME/peerback-imd)\n";
+
+static int fail(int rc, const char *what)
+{
+	fprintf(stderr, "peerback-imd: %s: %s\n", what, pb_strerror(rc));
+	return 1;
+}
+
+static int read_password(char *buf, size_t cap)
+{
+	const char *v = getenv("PEERBACK_PASSWORD");
+	struct termios old, quiet;
+	FILE *tty;
+	size_t n;
+
+	if (v != NULL) {
+		if (strlen(v) >= cap)
+			return PB_ETOOBIG;
+		memcpy(buf, v, strlen(v) + 1);
+		return 0;
+	}
+	tty = fopen("/dev/tty", "r+");
+	if (tty == NULL)
+		return PB_ENOKEY;
+	fputs("new account password: ", tty);
+	fflush(tty);
+	tcgetattr(fileno(tty), &old);
+	quiet = old;
+	quiet.c_lflag &= ~(tcflag_t)ECHO;
+	tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
+	if (fgets(buf, (int)cap, tty) == NULL)
+		buf[0] = 0;
+	tcsetattr(fileno(tty), TCSAFLUSH, &old);
+	fputc('\n', tty);
+	fclose(tty);
+	n = strlen(buf);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = 0;
+	return n > 0 ? 0 : PB_ENOKEY;
+}
+
+static int parse_seconds(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *end != 0 || v == 0 || v > 10ull * 365 * 24 * 3600)
+		return PB_EINVAL;
+	*out = v;
+	return 0;
+}
 
 int main(int argc, char **argv)
 {
-	if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		printf("usage: peerback-imd [--home DIR] COMMAND\n\nThe IM account service (being built).\n");
-		return 0;
+	char home[4096] = "";
+	pb_imd_t *imd = NULL;
+	int i = 1, rc, status = 1;
+
+	if (sodium_init() < 0)
+		return 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--home") == 0 && i + 1 < argc) {
+			rc = snprintf(home, sizeof(home), "%s", argv[++i]);
+			if (rc < 0 || (size_t)rc >= sizeof(home))
+				return fail(PB_ETOOBIG, "--home");
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			fputs(usage_text, stdout);
+			return 0;
+		} else {
+			fprintf(stderr, "peerback-imd: unknown option '%s'\n%s", argv[i], usage_text);
+			return 2;
+		}
 	}
-	fprintf(stderr, "peerback-imd: not built yet\n");
-	return 1;
+	if (i >= argc) {
+		fputs(usage_text, stderr);
+		return 2;
+	}
+	for (int j = i + 1; j < argc; j++)
+		if (strcmp(argv[j], "--help") == 0 || strcmp(argv[j], "-h") == 0) {
+			fputs(usage_text, stdout);
+			return 0;
+		}
+	if (home[0] == 0) {
+		const char *xdg = getenv("XDG_DATA_HOME"), *h = getenv("HOME");
+		if (xdg != NULL && xdg[0] == '/')
+			rc = snprintf(home, sizeof(home), "%s/peerback-imd", xdg);
+		else if (h != NULL)
+			rc = snprintf(home, sizeof(home), "%s/.local/share/peerback-imd", h);
+		else
+			return fail(PB_ENOTFOUND, "no state directory; pass --home DIR");
+		if (rc < 0 || (size_t)rc >= sizeof(home))
+			return fail(PB_ETOOBIG, "state directory");
+	}
+	if (strcmp(argv[i], "serve") != 0 && strcmp(argv[i], "add-account") != 0 &&
+	    strcmp(argv[i], "link-accounts") != 0 && strcmp(argv[i], "keys") != 0) {
+		fprintf(stderr, "peerback-imd: unknown command '%s'; see 'peerback-imd --help'\n", argv[i]);
+		return 2;
+	}
+	rc = pb_imd_open(home, &imd);
+	if (rc != 0)
+		return fail(rc, home);
+
+	if (strcmp(argv[i], "serve") == 0) {
+		const char *listen = "127.0.0.1:7450";
+		uint64_t cert_s = 0, ticket_s = 0;
+		bool json = false;
+
+		for (int j = i + 1; j < argc; j++) {
+			if (strcmp(argv[j], "--listen") == 0 && j + 1 < argc) {
+				listen = argv[++j];
+			} else if (strcmp(argv[j], "--json") == 0) {
+				json = true;
+			} else if (strcmp(argv[j], "--cert-validity") == 0 && j + 1 < argc) {
+				if (parse_seconds(argv[++j], &cert_s) != 0) {
+					fprintf(stderr, "peerback-imd: --cert-validity takes a number of seconds\n");
+					goto out_close;
+				}
+			} else if (strcmp(argv[j], "--ticket-validity") == 0 && j + 1 < argc) {
+				if (parse_seconds(argv[++j], &ticket_s) != 0) {
+					fprintf(stderr, "peerback-imd: --ticket-validity takes a number of seconds\n");
+					goto out_close;
+				}
+			} else {
+				fprintf(stderr, "peerback-imd: serve: unknown argument '%s'\n", argv[j]);
+				status = 2;
+				goto out_close;
+			}
+		}
+		pb_imd_set_validity(imd, cert_s, ticket_s);
+		rc = pb_imd_serve(imd, listen, json);
+		if (rc != 0) {
+			fail(rc, listen);
+			goto out_close;
+		}
+		status = 0;
+	} else if (strcmp(argv[i], "add-account") == 0) {
+		char pw[1024];
+
+		if (argc - i != 2) {
+			fprintf(stderr, "usage: peerback-imd add-account ID\n");
+			status = 2;
+			goto out_close;
+		}
+		rc = read_password(pw, sizeof(pw));
+		if (rc != 0) {
+			fail(rc, "no password: set PEERBACK_PASSWORD or run on a terminal");
+			goto out_close;
+		}
+		rc = pb_imd_add_account(imd, argv[i + 1], pw);
+		sodium_memzero(pw, sizeof(pw));
+		if (rc == PB_EEXISTS)
+			fprintf(stderr, "peerback-imd: account '%s' already exists\n", argv[i + 1]);
+		else if (rc == PB_EINVAL)
+			fprintf(stderr, "peerback-imd: account ids are 1-128 of A-Z a-z 0-9 . _ @ + -, "
+					"and passwords at least 8 characters\n");
+		else if (rc != 0)
+			fail(rc, "add-account");
+		else
+			status = 0;
+	} else if (strcmp(argv[i], "link-accounts") == 0) {
+		if (argc - i != 3) {
+			fprintf(stderr, "usage: peerback-imd link-accounts ID ID\n");
+			status = 2;
+			goto out_close;
+		}
+		rc = pb_imd_link(imd, argv[i + 1], argv[i + 2]);
+		if (rc == PB_ENOTFOUND)
+			fprintf(stderr, "peerback-imd: both accounts must exist (peerback-imd add-account ID)\n");
+		else if (rc != 0)
+			fail(rc, "link-accounts");
+		else
+			status = 0;
+	} else {
+		uint8_t sk[32], gk[32];
+		char a[64], b[64];
+
+		pb_imd_keys(imd, sk, gk);
+		(void)pb__b64url_encode(sk, 32, a, sizeof(a));
+		(void)pb__b64url_encode(gk, 32, b, sizeof(b));
+		if (argc - i > 1 && strcmp(argv[i + 1], "--json") == 0)
+			printf("{\"key\":\"%s\",\"sign_key\":\"%s\"}\n", a, b);
+		else
+			printf("service key: %s\nsigning key: %s\n", a, b);
+		status = 0;
+	}
+out_close:
+	pb_imd_close(imd);
+	return status;
 }

@@ -1,0 +1,193 @@
+/* File helpers shared by the agent. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "peerback.h"
+#include "agent/util/fsutil.h"
+
+int pb__path_join(char *out, size_t cap, const char *a, const char *b)
+{
+	int n = snprintf(out, cap, "%s/%s", a, b);
+
+	return n < 0 || (size_t)n >= cap ? PB_ETOOBIG : 0;
+}
+
+int pb__fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) != 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+int pb__write_file_atomic(const char *path, const void *data, size_t len, unsigned mode)
+{
+	char tmp[4096], dir[4096];
+	const char *slash = strrchr(path, '/');
+	const uint8_t *p = data;
+	int fd, rc = 0, n;
+
+	n = snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", path, (long)getpid());
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return PB_ETOOBIG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -errno;
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			goto out_unlink;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	if (fsync(fd) != 0) {
+		rc = -errno;
+		goto out_unlink;
+	}
+	if (close(fd) != 0) {
+		fd = -1;
+		rc = -errno;
+		goto out_unlink;
+	}
+	fd = -1;
+	if (rename(tmp, path) != 0) {
+		rc = -errno;
+		goto out_unlink;
+	}
+	if (slash == NULL) {
+		dir[0] = '.', dir[1] = 0;
+	} else {
+		size_t dlen = (size_t)(slash - path);
+		if (dlen >= sizeof(dir))
+			return PB_ETOOBIG;
+		memcpy(dir, path, dlen);
+		dir[dlen ? dlen : 1] = 0;
+		if (dlen == 0)
+			dir[0] = '/';
+	}
+	return pb__fsync_dir(dir);
+
+out_unlink:
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	return rc == -ENOSPC ? PB_ENOSPACE : rc;
+}
+
+int pb__read_file(const char *path, size_t cap, uint8_t **out, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	uint8_t *buf;
+	size_t have = 0;
+	int rc;
+
+	*out = NULL;
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
+		goto out_close;
+	}
+	if ((uint64_t)st.st_size > cap) {
+		rc = PB_ETOOBIG;
+		goto out_close;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (buf == NULL) {
+		rc = PB_ENOMEM;
+		goto out_close;
+	}
+	while (have < (size_t)st.st_size) {
+		ssize_t r = read(fd, buf + have, (size_t)st.st_size - have);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		have += (size_t)r;
+	}
+	buf[have] = 0;
+	*out = buf;
+	*len = have;
+	rc = 0;
+out_close:
+	close(fd);
+	return rc;
+}
+
+int pb__mkdirs(const char *path, unsigned mode)
+{
+	char tmp[4096];
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(tmp))
+		return PB_EINVAL;
+	memcpy(tmp, path, n + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, mode) != 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) != 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int pb__b64url_encode(const uint8_t *bin, size_t len, char *out, size_t cap)
+{
+	if (cap < sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_URLSAFE_NO_PADDING))
+		return PB_ETOOBIG;
+	sodium_bin2base64(out, cap, bin, len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	return 0;
+}
+
+int pb__b64url_decode(const char *text, uint8_t *out, size_t want)
+{
+	uint8_t buf[256];
+	size_t n;
+
+	if (want > sizeof(buf))
+		return PB_EINVAL;
+	if (sodium_base642bin(buf, sizeof(buf), text, strlen(text), NULL, &n, NULL,
+			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+		return PB_EURI_BASE64;
+	if (n != want) {
+		sodium_memzero(buf, sizeof(buf));
+		return PB_EURI_KEYLEN;
+	}
+	memcpy(out, buf, want);
+	sodium_memzero(buf, sizeof(buf));
+	return 0;
+}
+
+void pb__hex(const uint8_t *bin, size_t len, char *out)
+{
+	sodium_bin2hex(out, len * 2 + 1, bin, len);
+}
+
+uint64_t pb__now(void)
+{
+	return (uint64_t)time(NULL);
+}
