@@ -20,7 +20,7 @@
 
 static const char uri[] = "peerback://pair?v=1&k=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
 			  "&s=__________________________________________8"
-			  "&a=192.168.1.20:4000,[fd00::1234:5678:9abc:def0]:4000&x=1763780000&n=laptop";
+			  "&a=192.168.1.20:4000,[fd00::1234:5678:9abc:def0]:4000&x=4102444800&n=laptop";
 
 /* A grayscale picture built by the tests. */
 struct pic {
@@ -124,6 +124,53 @@ static struct pic grid_to_pic(const uint8_t *grid, unsigned gw, unsigned gh, uns
 		for (unsigned x = 0; x < p.w; x++)
 			p.px[y * p.w + x] = grid[(y / scale) * gw + x / scale] ? 0 : 255;
 	return p;
+}
+
+/* Writes pic with libpng's full API: Adam7 interlaced, or as a 1-bit
+ * palette image (index 0 dark red, index 1 white). */
+static void write_png_full(const char *path, const struct pic *p, bool interlaced, bool palette)
+{
+	FILE *f = fopen(path, "wb");
+	png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+	png_infop info = png_create_info_struct(png);
+	png_bytep *rows = calloc(p->h, sizeof(*rows));
+	uint8_t *packed = calloc((size_t)p->h, (p->w + 7) / 8);
+
+	assert_non_null(f);
+	assert_non_null(png);
+	assert_non_null(info);
+	assert_non_null(rows);
+	assert_non_null(packed);
+	if (setjmp(png_jmpbuf(png)))
+		fail_msg("libpng could not write %s", path);
+	png_init_io(png, f);
+	if (palette) {
+		png_color colours[2] = { { 120, 0, 0 }, { 255, 255, 255 } };
+		size_t stride = (p->w + 7) / 8;
+
+		png_set_IHDR(png, info, p->w, p->h, 1, PNG_COLOR_TYPE_PALETTE,
+			     interlaced ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+			     PNG_FILTER_TYPE_DEFAULT);
+		png_set_PLTE(png, info, colours, 2);
+		for (unsigned y = 0; y < p->h; y++) {
+			for (unsigned x = 0; x < p->w; x++)
+				if (p->px[y * p->w + x])
+					packed[y * stride + x / 8] |= (uint8_t)(0x80 >> (x % 8));
+			rows[y] = packed + y * stride;
+		}
+	} else {
+		png_set_IHDR(png, info, p->w, p->h, 8, PNG_COLOR_TYPE_GRAY,
+			     interlaced ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+			     PNG_FILTER_TYPE_DEFAULT);
+		for (unsigned y = 0; y < p->h; y++)
+			rows[y] = p->px + (size_t)y * p->w;
+	}
+	png_set_rows(png, info, rows);
+	png_write_png(png, info, PNG_TRANSFORM_IDENTITY, NULL);
+	png_destroy_write_struct(&png, &info);
+	assert_int_equal(fclose(f), 0);
+	free(rows);
+	free(packed);
 }
 
 static void test_matrix_is_libqrencode_level_m(void **state)
@@ -536,6 +583,17 @@ static void test_decode_other_formats(void **state)
 		free(path);
 		free(g16);
 	}
+	/* Interlaced gray, interlaced 1-bit palette. */
+	path = tmp_path(dir, "interlaced.png");
+	write_png_full(path, &pic, true, false);
+	assert_zbarimg_reads_uri(path);
+	assert_we_read_uri(path);
+	free(path);
+	path = tmp_path(dir, "palette.png");
+	write_png_full(path, &pic, true, true);
+	assert_zbarimg_reads_uri(path);
+	assert_we_read_uri(path);
+	free(path);
 	/* Light on dark, as a screenshot of a dark terminal shows it. */
 	for (size_t i = 0; i < n; i++)
 		pic.px[i] = (uint8_t)(255 - pic.px[i]);
@@ -597,6 +655,97 @@ static void test_decode_refusals(void **state)
 	free(dir);
 }
 
+static void test_write_failures_leave_nothing(void **state)
+{
+	char *dir = pb_test_tmpdir("qr-writefail");
+	char *sub = tmp_path(dir, "taken");
+	char *missing = tmp_path(dir, "no/such/dir/code.png");
+	DIR *d;
+	struct dirent *e;
+	int entries = 0;
+
+	(void)state;
+	assert_int_equal(pb_qr_write_png(uri, missing), -ENOENT);
+	/* The name is taken by a directory: the rename fails, and the
+	 * temporary file holding the secret is removed. */
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(pb_qr_write_png(uri, sub), -EISDIR);
+	assert_int_equal(pb_qr_write_svg(uri, sub), -EISDIR);
+	d = opendir(dir);
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			entries++;
+	closedir(d);
+	assert_int_equal(entries, 1);
+	assert_int_equal(pb_qr_write_png("", sub), PB_EQR_ENCODE);
+	free(sub);
+	free(missing);
+	pb_test_rmtree(dir);
+	free(dir);
+}
+
+static void test_cli_show_and_decode(void **state)
+{
+	char *dir = pb_test_tmpdir("qr-cli");
+	char *png = tmp_path(dir, "code.png");
+	char *svg = tmp_path(dir, "code.svg");
+	char *tool = pb_test_tool("peerback");
+	char *expired = tmp_path(dir, "old.png");
+	char *home = tmp_path(dir, "home");
+	char *out = NULL, *err = NULL;
+	char want[PB_URI_MAX_LEN + 2];
+	const char *old_uri = "peerback://pair?v=1&k=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
+			      "&s=__________________________________________8&a=10.0.0.1:4000&x=1000";
+
+	(void)state;
+	{
+		char *argv[] = { tool, "--home", home, "qr", "show", (char *)uri, "--png", png, "--svg", svg, NULL };
+
+		assert_int_equal(pb_test_run(argv, NULL, 60, &out, &err), 0);
+		/* The terminal code is printed, 33 lines of 65 modules. */
+		assert_non_null(strstr(out, "\xe2\x96\x88"));
+		free(out);
+		free(err);
+	}
+	assert_zbarimg_reads_uri(png);
+	{
+		char *argv[] = { tool, "--home", home, "qr", "decode", png, NULL };
+
+		assert_int_equal(pb_test_run(argv, NULL, 60, &out, &err), 0);
+		snprintf(want, sizeof(want), "%s\n", uri);
+		assert_string_equal(out, want);
+		free(out);
+		free(err);
+	}
+	{
+		/* An expired code is printed but refused with the fix. */
+		char *argv[] = { tool, "--home", home, "qr", "decode", expired, NULL };
+
+		assert_int_equal(pb_qr_write_png(old_uri, expired), 0);
+		assert_int_equal(pb_test_run(argv, NULL, 60, &out, &err), 1);
+		assert_non_null(strstr(out, "&x=1000"));
+		assert_non_null(strstr(err, "expired; ask the host for a new one"));
+		free(out);
+		free(err);
+	}
+	{
+		char *argv[] = { tool, "--home", home, "qr", "show", "peerback://pair?v=1", NULL };
+
+		assert_int_equal(pb_test_run(argv, NULL, 60, &out, &err), 1);
+		assert_non_null(strstr(err, "lacks a required parameter"));
+		free(out);
+		free(err);
+	}
+	free(png);
+	free(svg);
+	free(tool);
+	free(expired);
+	free(home);
+	pb_test_rmtree(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -607,6 +756,8 @@ int main(void)
 		cmocka_unit_test(test_svg_matches_matrix),
 		cmocka_unit_test(test_decode_other_formats),
 		cmocka_unit_test(test_decode_refusals),
+		cmocka_unit_test(test_write_failures_leave_nothing),
+		cmocka_unit_test(test_cli_show_and_decode),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
