@@ -37,9 +37,14 @@ static int grow_append(struct grow_buf *b, const void *data, size_t len)
 
 		while (cap < b->len + len + 1)
 			cap = cap > SIZE_MAX / 2 ? b->len + len + 1 : cap * 2;
-		p = realloc(b->data, cap);
+		p = malloc(cap);
 		if (p == NULL)
 			return PB_ENOMEM;
+		if (b->data != NULL) {
+			memcpy(p, b->data, b->len);
+			sodium_memzero(b->data, b->cap);
+		}
+		free(b->data);
 		b->data = p;
 		b->cap = cap;
 	}
@@ -52,7 +57,7 @@ static int grow_append(struct grow_buf *b, const void *data, size_t len)
 static int grow_printf(struct grow_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int grow_printf(struct grow_buf *b, const char *fmt, ...)
 {
-	char tmp[128];
+	char tmp[256];
 	va_list ap;
 	int n;
 
@@ -62,6 +67,16 @@ static int grow_printf(struct grow_buf *b, const char *fmt, ...)
 	if (n < 0 || (size_t)n >= sizeof(tmp))
 		return PB_EINVAL;
 	return grow_append(b, tmp, (size_t)n);
+}
+
+/* Frees the buffer, wiping it first: renderings spell out the secret. */
+static void grow_free(struct grow_buf *b)
+{
+	if (b->data != NULL)
+		sodium_memzero(b->data, b->cap);
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
 }
 
 /* Hands the buffer's bytes to the caller (never NULL on success). */
@@ -167,7 +182,7 @@ int pb_qr_render_terminal(const char *text, unsigned flags, char **out, size_t *
 	}
 	pb_qr_matrix_free(&m);
 	if (rc != 0) {
-		free(b.data);
+		grow_free(&b);
 		return rc;
 	}
 	grow_release(&b, (void **)out, len);
@@ -221,7 +236,7 @@ int pb_qr_render_svg(const char *text, char **out, size_t *len)
 		rc = grow_printf(&b, "\"/>\n</svg>\n");
 	pb_qr_matrix_free(&m);
 	if (rc != 0) {
-		free(b.data);
+		grow_free(&b);
 		return rc;
 	}
 	grow_release(&b, (void **)out, len);
@@ -325,7 +340,7 @@ int pb_qr_render_png(const char *text, uint8_t **out, size_t *len)
 
 out_free_row:
 	free(job.row);
-	free(job.out.data);
+	grow_free(&job.out);
 out_free_matrix:
 	pb_qr_matrix_free(&m);
 	return rc;

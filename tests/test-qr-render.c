@@ -730,6 +730,17 @@ static void test_cli_show_and_decode(void **state)
 		free(err);
 	}
 	{
+		/* Text from a hostile code is escaped, never sent raw to the
+		 * terminal or spliced into JSON. */
+		char *argv[] = { tool, "--home", home, "--json", "qr", "decode", expired, NULL };
+
+		assert_int_equal(pb_qr_write_png("peerback://\033[2J\"}", expired), 0);
+		assert_int_equal(pb_test_run(argv, NULL, 60, &out, &err), 1);
+		assert_string_equal(out, "{\"uri\":\"peerback://\\u001b[2J\\\"}\"}\n");
+		free(out);
+		free(err);
+	}
+	{
 		char *argv[] = { tool, "--home", home, "qr", "show", "peerback://pair?v=1", NULL };
 
 		assert_int_equal(pb_test_run(argv, NULL, 60, &out, &err), 1);

@@ -23,6 +23,20 @@ static void qr_usage(FILE *out)
 		     "        URI; exits 1 when the URI is invalid or expired.\n");
 }
 
+/* Prints text with bytes outside printable ASCII escaped (\xNN, or \u00NN
+ * in JSON), so that a hostile code cannot drive the terminal. */
+static void print_escaped(const char *text, bool json)
+{
+	for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
+		if (*p < 0x20 || *p >= 0x7f)
+			printf(json ? "\\u%04x" : "\\x%02x", *p);
+		else if (json && (*p == '"' || *p == '\\'))
+			printf("\\%c", *p);
+		else
+			fputc(*p, stdout);
+	}
+}
+
 static int qr_show(pb_cli_t *cli, int argc, char **argv)
 {
 	const char *uri = NULL, *png = NULL, *svg = NULL;
@@ -84,10 +98,15 @@ static int qr_decode(pb_cli_t *cli, int argc, char **argv)
 				   argv[0]);
 	if (n < 0)
 		return pb_cli_fail_err(cli, n, "%s", argv[0]);
-	if (cli->json)
-		printf("{\"uri\":\"%s\"}\n", uri); /* the URI has no quotes or backslashes */
-	else
-		printf("%s\n", uri);
+	/* The text comes from an image and is not yet validated: escape it. */
+	if (cli->json) {
+		fputs("{\"uri\":\"", stdout);
+		print_escaped(uri, true);
+		fputs("\"}\n", stdout);
+	} else {
+		print_escaped(uri, false);
+		fputc('\n', stdout);
+	}
 	rc = pb_uri_parse(uri, (size_t)n, (uint64_t)time(NULL), &u);
 	sodium_memzero(&u, sizeof(u));
 	sodium_memzero(uri, sizeof(uri));
