@@ -6,7 +6,8 @@
 #include "tools/cli/cli.h"
 
 #define PB_CLI_COMMANDS(X)                                                        \
-	X("version", pb_cmd_version, "print version information")
+	X("version", pb_cmd_version, "print version information")                \
+	X("qr", pb_cmd_qr, "show a pairing URI as a QR code, or read one from an image")
 
 #define PB__CLI_DECL(name, fn, summary) int fn(pb_cli_t *cli, int argc, char **argv);
 PB_CLI_COMMANDS(PB__CLI_DECL)
