@@ -10,6 +10,9 @@
 
 #include "peerback/common.h"
 #include "peerback/error.h"
+#include "peerback/noise.h"
+#include "peerback/frame.h"
+#include "peerback/qr.h"
 
 #define PB_VERSION_STRING "0.1.0"
 /* The protocol version carried in every envelope. */

@@ -16,19 +16,13 @@
 #include "agent/account/account.h"
 #include "agent/imd/imd.h"
 #include "agent/util/fsutil.h"
+#include "agent/util/ratelimit.h"
 #include "protocol/channel.h"
 #include "protocol/client.h"
 
 #define KEYFILE_LEN (64 + 32)
-#define FAIL_SLOTS 64
 #define FAIL_LIMIT 5
 #define FAIL_WINDOW 60
-
-struct failure {
-	uint8_t addr[16];
-	uint64_t since;
-	unsigned count;
-};
 
 struct pb_imd_s {
 	char home[4096];
@@ -41,7 +35,7 @@ struct pb_imd_s {
 	uv_loop_t *loop;
 	uv_tcp_t server;
 	uv_signal_t sigint, sigterm;
-	struct failure failures[FAIL_SLOTS];
+	pb_ratelimit_t failures;
 	unsigned long served;
 	char dummy_hash[crypto_pwhash_STRBYTES]; /* for unknown accounts */
 };
@@ -117,6 +111,7 @@ PB_EXTERN int pb_imd_open(const char *home, pb_imd_t **out)
 	memcpy(imd->home, home, n + 1);
 	imd->cert_validity = 30ull * 24 * 3600;
 	imd->ticket_validity = 120;
+	pb__ratelimit_init(&imd->failures, FAIL_LIMIT, FAIL_WINDOW);
 	if ((rc = pb__mkdirs(home, 0700)) != 0)
 		goto out_free;
 	if ((rc = load_keys(imd)) != 0)
@@ -256,56 +251,6 @@ static bool linked(pb_imd_t *imd, const char *a, const char *b)
 	found = sqlite3_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
 	return found;
-}
-
-/* --- Rate limit of failed attempts per address ---------------------------- */
-
-static void addr_key(const struct sockaddr_storage *ss, uint8_t key[16])
-{
-	memset(key, 0, 16);
-	if (ss->ss_family == AF_INET)
-		memcpy(key, &((const struct sockaddr_in *)ss)->sin_addr, 4);
-	else if (ss->ss_family == AF_INET6)
-		memcpy(key, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
-}
-
-static struct failure *failure_slot(pb_imd_t *imd, const struct sockaddr_storage *ss, bool create)
-{
-	uint8_t key[16];
-	struct failure *oldest = &imd->failures[0];
-	uint64_t now = pb__now();
-
-	addr_key(ss, key);
-	for (size_t i = 0; i < FAIL_SLOTS; i++) {
-		struct failure *f = &imd->failures[i];
-
-		if (f->count > 0 && now - f->since > FAIL_WINDOW)
-			f->count = 0;
-		if (f->count > 0 && memcmp(f->addr, key, 16) == 0)
-			return f;
-		if (f->count == 0 || f->since < oldest->since)
-			oldest = f;
-	}
-	if (!create)
-		return NULL;
-	memset(oldest, 0, sizeof(*oldest));
-	memcpy(oldest->addr, key, 16);
-	oldest->since = now;
-	return oldest;
-}
-
-static bool rate_limited(pb_imd_t *imd, const struct sockaddr_storage *ss)
-{
-	struct failure *f = failure_slot(imd, ss, false);
-
-	return f != NULL && f->count >= FAIL_LIMIT;
-}
-
-static void note_failure(pb_imd_t *imd, const struct sockaddr_storage *ss)
-{
-	struct failure *f = failure_slot(imd, ss, true);
-
-	f->count++;
 }
 
 /* --- Requests --------------------------------------------------------------- */
@@ -548,7 +493,7 @@ static void on_envelope(pb_channel_t *ch, pb_envelope_t *env)
 		pb__channel_fail(ch, PB_EENV_UNEXPECTED, NULL);
 		return;
 	}
-	if (rate_limited(imd, &ch->peer_addr)) {
+	if (pb__ratelimit_blocked(&imd->failures, &ch->peer_addr)) {
 		rc = PB_EACCT_RATE;
 		goto out_reply;
 	}
@@ -592,7 +537,7 @@ static void on_envelope(pb_channel_t *ch, pb_envelope_t *env)
 		break;
 	}
 	if (rc == PB_EACCT_LOGIN || rc == PB_EACCT_CERT || rc == PB_EACCT_SIG || rc == PB_EACCT_WRONG)
-		note_failure(imd, &ch->peer_addr);
+		pb__ratelimit_fail(&imd->failures, &ch->peer_addr);
 out_reply:
 	if (rc != 0) {
 		peerback__error__init(&err);

@@ -6,11 +6,6 @@
 #include "peerback.h"
 #include "peerback/qr.h"
 
-/* The library is built without coverage instrumentation; compiling the
- * decoder's source into the target lets libFuzzer see its branches. The
- * archive's copy is then never linked in. */
-#include "qr/uri.c"
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
