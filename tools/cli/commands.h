@@ -6,8 +6,13 @@
 #include "tools/cli/cli.h"
 
 #define PB_CLI_COMMANDS(X)                                                        \
-	X("version", pb_cmd_version, "print version information")                \
-	X("qr", pb_cmd_qr, "show a pairing URI as a QR code, or read one from an image")
+	X("account", pb_cmd_account, "log this device into the IM account service")          \
+	X("host", pb_cmd_host, "run the backup host, or manage its paired phones")           \
+	X("pair", pb_cmd_pair, "pair this phone with a host from its QR code")               \
+	X("devices", pb_cmd_devices, "list pairings")                                        \
+	X("ping", pb_cmd_ping, "open a session with the paired host and measure it")          \
+	X("qr", pb_cmd_qr, "show a pairing URI as a QR code, or read one from an image")     \
+	X("version", pb_cmd_version, "print version information")
 
 #define PB__CLI_DECL(name, fn, summary) int fn(pb_cli_t *cli, int argc, char **argv);
 PB_CLI_COMMANDS(PB__CLI_DECL)

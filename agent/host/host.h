@@ -1,0 +1,67 @@
+/* The backup host: listens, advertises itself by QR code, authenticates
+ * phones (Noise NKpsk0 or IK, then the account challenge/response), and
+ * serves their requests. Private to the library and its programs. */
+#ifndef PB_AGENT_HOST_H
+#define PB_AGENT_HOST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agent/account/account.h"
+#include "agent/host/hostdb.h"
+#include "agent/util/ratelimit.h"
+#include "protocol/channel.h"
+
+typedef struct pb_host_s pb_host_t;
+typedef struct pb_host_conn_s pb_host_conn_t;
+
+typedef struct pb_host_options_s {
+	const char *home;     /* state directory */
+	const char *listen;   /* "ADDR:PORT", or NULL for every interface */
+	const char *qr_png;   /* write each QR as PNG here, or NULL */
+	const char *qr_svg;   /* write each QR as SVG here, or NULL */
+	uint64_t qr_ttl;      /* seconds a QR code stays valid (default 300) */
+	bool json;            /* one JSON object per event on stdout */
+	bool no_qr;           /* print the URI only, no terminal QR */
+	unsigned qr_flags;    /* PB_QR_TERM_* */
+	unsigned max_failures;/* failed attempts per address per minute (default 5) */
+} pb_host_options_t;
+
+enum pb_host_conn_state {
+	PB_HOST_CONN_HANDSHAKE = 0,
+	PB_HOST_CONN_CHALLENGED,
+	PB_HOST_CONN_HOST_SENT,
+	PB_HOST_CONN_READY,
+};
+
+#define PB_HOST_MAX_SECRETS 7
+
+struct pb_host_conn_s {
+	pb_channel_t ch; /* first: the channel's address is the connection's */
+	pb_host_t *host;
+	enum pb_host_conn_state state;
+	uint8_t challenge[PB_CHALLENGE_LEN];
+	pb_host_secret_t secrets[PB_HOST_MAX_SECRETS];
+	int nsecrets;
+	int secret_index; /* -1 for IK */
+	pb_paired_device_t device;
+	uint8_t ticket_id[16];
+	void *app;        /* request handlers' per-connection state */
+	void (*app_free)(pb_host_conn_t *conn);
+};
+
+/* Runs the host until SIGINT or SIGTERM. SIGUSR1 shows a fresh QR code. */
+__attribute__((warn_unused_result)) int pb_host_run(const pb_host_options_t *opts);
+
+/* Requests from an authenticated device (agent/host/requests.c). Takes
+ * ownership of env. */
+void pb__host_request(pb_host_conn_t *conn, pb_envelope_t *env);
+
+/* The host's state directory and JSON mode, for request handlers. */
+const char *pb__host_home(const pb_host_t *host);
+bool pb__host_json(const pb_host_t *host);
+
+/* Sends a Reply with the given id and error code (0: an empty success). */
+void pb__host_reply_error(pb_host_conn_t *conn, uint64_t id, int code);
+
+#endif

@@ -1,0 +1,264 @@
+/* The host's pairing state in SQLite. */
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "peerback.h"
+#include "agent/host/hostdb.h"
+#include "agent/util/fsutil.h"
+
+static const char schema[] =
+	"PRAGMA journal_mode=WAL;"
+	"PRAGMA synchronous=FULL;"
+	"CREATE TABLE IF NOT EXISTS devices(device_id BLOB PRIMARY KEY, account TEXT NOT NULL, name TEXT NOT NULL,"
+	" static_pk BLOB NOT NULL UNIQUE, sign_pk BLOB NOT NULL, paired_at INTEGER NOT NULL,"
+	" last_seen INTEGER NOT NULL DEFAULT 0, revoked INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE IF NOT EXISTS secrets(session_id BLOB PRIMARY KEY, secret BLOB NOT NULL,"
+	" not_after INTEGER NOT NULL, created INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE IF NOT EXISTS used_tickets(ticket_id BLOB PRIMARY KEY, used_at INTEGER NOT NULL);";
+
+int pb__hostdb_open(const char *home, pb_hostdb_t *h)
+{
+	char path[4096];
+	int rc;
+
+	memset(h, 0, sizeof(*h));
+	if ((rc = pb__path_join(path, sizeof(path), home, "host.db")) != 0)
+		return rc;
+	if (sqlite3_open(path, &h->db) != SQLITE_OK) {
+		sqlite3_close(h->db);
+		h->db = NULL;
+		return PB_EIO;
+	}
+	sqlite3_busy_timeout(h->db, 5000);
+	if (sqlite3_exec(h->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
+		sqlite3_close(h->db);
+		h->db = NULL;
+		return PB_EIO;
+	}
+	return 0;
+}
+
+void pb__hostdb_close(pb_hostdb_t *h)
+{
+	if (h->db != NULL)
+		sqlite3_close(h->db);
+	h->db = NULL;
+}
+
+static int step_done(sqlite3 *db, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_finalize(st);
+	(void)db;
+	if (rc == SQLITE_DONE)
+		return 0;
+	return rc == SQLITE_FULL ? PB_ENOSPACE : PB_EIO;
+}
+
+int pb__hostdb_add_secret(pb_hostdb_t *h, const pb_host_secret_t *s)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(h->db, "INSERT INTO secrets(session_id, secret, not_after, created) VALUES(?,?,?,?)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return PB_EIO;
+	sqlite3_bind_blob(st, 1, s->session_id, PB_SESSION_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, s->secret, 32, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)s->not_after);
+	sqlite3_bind_int64(st, 4, (sqlite3_int64)pb__now());
+	return step_done(h->db, st);
+}
+
+int pb__hostdb_recent_secrets(pb_hostdb_t *h, pb_host_secret_t *out, int max)
+{
+	sqlite3_stmt *st;
+	int n = 0;
+
+	if (sqlite3_prepare_v2(h->db,
+			       "SELECT session_id, secret, not_after, used FROM secrets WHERE created > ?"
+			       " ORDER BY created DESC, rowid DESC LIMIT ?",
+			       -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)(pb__now() - 3600));
+	sqlite3_bind_int(st, 2, max);
+	while (n < max && sqlite3_step(st) == SQLITE_ROW) {
+		if (sqlite3_column_bytes(st, 0) != PB_SESSION_ID_LEN || sqlite3_column_bytes(st, 1) != 32)
+			continue;
+		memcpy(out[n].session_id, sqlite3_column_blob(st, 0), PB_SESSION_ID_LEN);
+		memcpy(out[n].secret, sqlite3_column_blob(st, 1), 32);
+		out[n].not_after = (uint64_t)sqlite3_column_int64(st, 2);
+		out[n].used = sqlite3_column_int(st, 3) != 0;
+		n++;
+	}
+	sqlite3_finalize(st);
+	return n;
+}
+
+static void row_to_device(sqlite3_stmt *st, pb_paired_device_t *d)
+{
+	const char *account = (const char *)sqlite3_column_text(st, 1);
+	const char *name = (const char *)sqlite3_column_text(st, 2);
+
+	memset(d, 0, sizeof(*d));
+	if (sqlite3_column_bytes(st, 0) == PB_DEVICE_ID_LEN)
+		memcpy(d->device_id, sqlite3_column_blob(st, 0), PB_DEVICE_ID_LEN);
+	snprintf(d->account, sizeof(d->account), "%s", account != NULL ? account : "");
+	snprintf(d->name, sizeof(d->name), "%s", name != NULL ? name : "");
+	if (sqlite3_column_bytes(st, 3) == 32)
+		memcpy(d->static_pk, sqlite3_column_blob(st, 3), 32);
+	if (sqlite3_column_bytes(st, 4) == 32)
+		memcpy(d->sign_pk, sqlite3_column_blob(st, 4), 32);
+	d->paired_at = (uint64_t)sqlite3_column_int64(st, 5);
+	d->last_seen = (uint64_t)sqlite3_column_int64(st, 6);
+	d->revoked = sqlite3_column_int(st, 7) != 0;
+}
+
+#define DEVICE_COLUMNS "device_id, account, name, static_pk, sign_pk, paired_at, last_seen, revoked"
+
+int pb__hostdb_find_device(pb_hostdb_t *h, const uint8_t static_pk[32], pb_paired_device_t *out)
+{
+	sqlite3_stmt *st;
+	int rc = PB_EACCT_UNKNOWN_DEVICE;
+
+	if (sqlite3_prepare_v2(h->db, "SELECT " DEVICE_COLUMNS " FROM devices WHERE static_pk = ?", -1, &st,
+			       NULL) != SQLITE_OK)
+		return PB_EIO;
+	sqlite3_bind_blob(st, 1, static_pk, 32, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		row_to_device(st, out);
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+bool pb__hostdb_ticket_used(pb_hostdb_t *h, const uint8_t ticket_id[16])
+{
+	sqlite3_stmt *st;
+	bool used = true; /* fail closed */
+
+	if (sqlite3_prepare_v2(h->db, "SELECT 1 FROM used_tickets WHERE ticket_id = ?", -1, &st, NULL) != SQLITE_OK)
+		return used;
+	sqlite3_bind_blob(st, 1, ticket_id, 16, SQLITE_STATIC);
+	used = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return used;
+}
+
+int pb__hostdb_commit_pairing(pb_hostdb_t *h, const pb_paired_device_t *dev,
+			      const uint8_t session_id[PB_SESSION_ID_LEN], const uint8_t ticket_id[16])
+{
+	sqlite3_stmt *st;
+	uint64_t now = pb__now();
+	int rc;
+
+	if (sqlite3_exec(h->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return PB_EBUSY;
+	rc = sqlite3_prepare_v2(h->db, "DELETE FROM devices WHERE device_id = ? OR static_pk = ?", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto out_rollback;
+	sqlite3_bind_blob(st, 1, dev->device_id, PB_DEVICE_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, dev->static_pk, 32, SQLITE_STATIC);
+	if ((rc = step_done(h->db, st)) != 0)
+		goto out_rollback;
+	rc = sqlite3_prepare_v2(h->db, "INSERT INTO devices(" DEVICE_COLUMNS ") VALUES(?,?,?,?,?,?,?,0)", -1, &st,
+				NULL);
+	if (rc != SQLITE_OK)
+		goto out_rollback;
+	sqlite3_bind_blob(st, 1, dev->device_id, PB_DEVICE_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, dev->account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, dev->name, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 4, dev->static_pk, 32, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 5, dev->sign_pk, 32, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, (sqlite3_int64)now);
+	sqlite3_bind_int64(st, 7, (sqlite3_int64)now);
+	if ((rc = step_done(h->db, st)) != 0)
+		goto out_rollback;
+	rc = sqlite3_prepare_v2(h->db, "UPDATE secrets SET used = 1 WHERE session_id = ?", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto out_rollback;
+	sqlite3_bind_blob(st, 1, session_id, PB_SESSION_ID_LEN, SQLITE_STATIC);
+	if ((rc = step_done(h->db, st)) != 0)
+		goto out_rollback;
+	rc = sqlite3_prepare_v2(h->db, "INSERT INTO used_tickets(ticket_id, used_at) VALUES(?, ?)", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto out_rollback;
+	sqlite3_bind_blob(st, 1, ticket_id, 16, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)now);
+	if ((rc = step_done(h->db, st)) != 0)
+		goto out_rollback;
+	if (sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		rc = PB_EIO;
+		goto out_rollback;
+	}
+	return 0;
+out_rollback:
+	sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc > 0 ? PB_EIO : rc;
+}
+
+void pb__hostdb_seen(pb_hostdb_t *h, const uint8_t device_id[PB_DEVICE_ID_LEN])
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(h->db, "UPDATE devices SET last_seen = ? WHERE device_id = ?", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)pb__now());
+	sqlite3_bind_blob(st, 2, device_id, PB_DEVICE_ID_LEN, SQLITE_STATIC);
+	(void)step_done(h->db, st);
+}
+
+int pb__hostdb_revoke(pb_hostdb_t *h, const char *which, pb_paired_device_t *out)
+{
+	sqlite3_stmt *st;
+	int found = 0;
+
+	if (sqlite3_prepare_v2(h->db, "SELECT " DEVICE_COLUMNS " FROM devices", -1, &st, NULL) != SQLITE_OK)
+		return PB_EIO;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		pb_paired_device_t d;
+		char hex[2 * PB_DEVICE_ID_LEN + 1];
+
+		row_to_device(st, &d);
+		pb__hex(d.device_id, PB_DEVICE_ID_LEN, hex);
+		if (strcmp(hex, which) == 0 || strcmp(d.name, which) == 0 ||
+		    (strlen(which) >= 8 && strncmp(hex, which, strlen(which)) == 0)) {
+			*out = d;
+			found++;
+		}
+	}
+	sqlite3_finalize(st);
+	if (found == 0)
+		return PB_ENOTFOUND;
+	if (found > 1)
+		return PB_EEXISTS;
+	if (sqlite3_prepare_v2(h->db, "UPDATE devices SET revoked = 1 WHERE device_id = ?", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return PB_EIO;
+	sqlite3_bind_blob(st, 1, out->device_id, PB_DEVICE_ID_LEN, SQLITE_STATIC);
+	out->revoked = true;
+	return step_done(h->db, st);
+}
+
+int pb__hostdb_list(pb_hostdb_t *h, void (*cb)(void *arg, const pb_paired_device_t *d), void *arg)
+{
+	sqlite3_stmt *st;
+	int n = 0;
+
+	if (sqlite3_prepare_v2(h->db, "SELECT " DEVICE_COLUMNS " FROM devices ORDER BY paired_at", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return PB_EIO;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		pb_paired_device_t d;
+
+		row_to_device(st, &d);
+		cb(arg, &d);
+		n++;
+	}
+	sqlite3_finalize(st);
+	return n;
+}

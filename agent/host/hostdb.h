@@ -1,0 +1,69 @@
+/* The host's pairing state in SQLite (HOME/host.db): paired devices, the
+ * pairing secrets it advertised, and connect tickets already used. Private
+ * to the library. */
+#ifndef PB_AGENT_HOSTDB_H
+#define PB_AGENT_HOSTDB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "agent/account/account.h"
+
+typedef struct pb_hostdb_s {
+	sqlite3 *db;
+} pb_hostdb_t;
+
+typedef struct pb_paired_device_s {
+	uint8_t device_id[PB_DEVICE_ID_LEN];
+	char account[PB_ACCOUNT_MAX + 1];
+	char name[65];
+	uint8_t static_pk[32];
+	uint8_t sign_pk[32];
+	uint64_t paired_at;
+	uint64_t last_seen;
+	bool revoked;
+} pb_paired_device_t;
+
+typedef struct pb_host_secret_s {
+	uint8_t secret[32];
+	uint8_t session_id[PB_SESSION_ID_LEN];
+	uint64_t not_after;
+	bool used;
+} pb_host_secret_t;
+
+__attribute__((warn_unused_result)) int pb__hostdb_open(const char *home, pb_hostdb_t *h);
+void pb__hostdb_close(pb_hostdb_t *h);
+
+/* Records an advertised secret. */
+__attribute__((warn_unused_result)) int pb__hostdb_add_secret(pb_hostdb_t *h, const pb_host_secret_t *s);
+/* The most recent secrets (newest first), at most max, advertised within
+ * the last hour: live ones to accept, used and expired ones to refuse with
+ * a clear error. Returns the count. */
+int pb__hostdb_recent_secrets(pb_hostdb_t *h, pb_host_secret_t *out, int max);
+
+/* Looks a device up by its Noise static key: PB_EACCT_UNKNOWN_DEVICE when
+ * unknown. Revoked devices are returned with revoked set. */
+__attribute__((warn_unused_result)) int pb__hostdb_find_device(pb_hostdb_t *h, const uint8_t static_pk[32],
+							       pb_paired_device_t *out);
+/* True when the ticket id was already used. */
+bool pb__hostdb_ticket_used(pb_hostdb_t *h, const uint8_t ticket_id[16]);
+
+/* Commits a first pairing in one transaction: the device (replacing an
+ * earlier pairing of the same device id), the secret marked used, the ticket
+ * marked used. */
+__attribute__((warn_unused_result)) int pb__hostdb_commit_pairing(pb_hostdb_t *h, const pb_paired_device_t *dev,
+								  const uint8_t session_id[PB_SESSION_ID_LEN],
+								  const uint8_t ticket_id[16]);
+/* Notes a remembered device's connection. */
+void pb__hostdb_seen(pb_hostdb_t *h, const uint8_t device_id[PB_DEVICE_ID_LEN]);
+
+/* Revokes the device whose id (hex) or name matches: PB_ENOTFOUND, or
+ * PB_EEXISTS when several match. */
+__attribute__((warn_unused_result)) int pb__hostdb_revoke(pb_hostdb_t *h, const char *which,
+							  pb_paired_device_t *out);
+/* Calls cb for every paired device. */
+int pb__hostdb_list(pb_hostdb_t *h, void (*cb)(void *arg, const pb_paired_device_t *d), void *arg);
+
+#endif

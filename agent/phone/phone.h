@@ -1,0 +1,70 @@
+/* The phone's side of the account and of pairing: login to the account
+ * service, first pairing from a QR code (NKpsk0), and authenticated
+ * sessions with a remembered host (IK). Private to the library and its
+ * programs.
+ *
+ * Remembered hosts live in HOME/hosts.json. */
+#ifndef PB_AGENT_PHONE_H
+#define PB_AGENT_PHONE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agent/account/account.h"
+#include "peerback/qr.h"
+#include "protocol/client.h"
+
+typedef struct pb_remembered_host_s {
+	uint8_t static_pk[32];
+	uint8_t device_id[PB_DEVICE_ID_LEN];
+	char account[PB_ACCOUNT_MAX + 1];
+	char name[65];
+	struct sockaddr_storage addrs[PB_URI_MAX_ADDRS];
+	size_t naddrs;
+	uint64_t paired_at;
+} pb_remembered_host_t;
+
+/* Logs in and stores the account state and certificate under home. */
+__attribute__((warn_unused_result)) int pb_phone_login(const char *home, const char *imd_addr, const char *imd_key_b64,
+							const char *account, const char *password,
+							const char *device_name);
+
+/* Deliberate misbehaviour for tests of the host's checks; all NULL/false
+ * in normal use. */
+typedef struct pb_pair_faults_s {
+	const uint8_t *cert;      /* present this packed SignedBlob as certificate */
+	size_t cert_len;
+	const uint8_t *ticket;    /* present this packed SignedBlob as ticket */
+	size_t ticket_len;
+	uint8_t *ticket_out;      /* receives the ticket used (PB_CERT_MAX bytes) */
+	size_t *ticket_out_len;
+	const uint8_t *signature; /* send this 64-byte signature instead */
+	uint8_t *signature_out;   /* receives the signature sent (64 bytes) */
+	bool skip_ticket_request; /* do not ask the service for a ticket */
+	bool ticket_only;         /* stop once the ticket is in ticket_out */
+	bool ignore_expiry;       /* connect even when the QR code expired */
+} pb_pair_faults_t;
+
+/* Pairs with the host advertised by uri (text, as from the QR code): asks the
+ * service for a connect ticket, runs NKpsk0 and the account
+ * challenge/response, and remembers the host. Nothing is written on failure.
+ * host_out (may be NULL) receives the host. */
+__attribute__((warn_unused_result)) int pb_phone_pair(const char *home, const char *uri, int timeout_ms,
+						       const pb_pair_faults_t *faults, pb_remembered_host_t *host_out);
+
+/* Opens an authenticated session with a remembered host (IK, no QR): which
+ * is a host name or key prefix, or NULL for the most recently paired. The
+ * client is ready for requests; close it with pb__client_close. */
+__attribute__((warn_unused_result)) int pb_phone_connect(const char *home, const char *which, int timeout_ms,
+							  pb_client_t *c, pb_remembered_host_t *host_out);
+
+/* Lists remembered hosts; returns the count or an error. */
+int pb_phone_hosts(const char *home, pb_remembered_host_t *out, size_t max);
+
+/* Sends a Request and waits for the Reply with the same id. The reply is
+ * returned in *env_out (free with pb__envelope_free); a Reply carrying an
+ * Error is returned as its code. */
+__attribute__((warn_unused_result)) int pb__phone_call(pb_client_t *c, Peerback__Request *req,
+							pb_envelope_t **env_out);
+
+#endif

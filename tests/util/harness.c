@@ -1,0 +1,167 @@
+/* The end-to-end harness. */
+#include "harness.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+static char *env_password = "PEERBACK_PASSWORD=" PB_TEST_PASSWORD;
+static char *env_recovery = "PEERBACK_RECOVERY_PASSPHRASE=recovery passphrase for tests";
+
+int pb_test_json_str(const char *line, const char *key, char *out, size_t cap)
+{
+	char pat[128];
+	const char *p, *end;
+	size_t n;
+
+	snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+	p = strstr(line, pat);
+	if (p == NULL)
+		return -1;
+	p += strlen(pat);
+	end = strchr(p, '"');
+	if (end == NULL)
+		return -1;
+	n = (size_t)(end - p);
+	if (n >= cap)
+		return -1;
+	memcpy(out, p, n);
+	out[n] = 0;
+	return 0;
+}
+
+void pb_test_imd_start(pb_test_imd_t *imd, const char *dir, const char *const *accounts, const char *const *extra)
+{
+	char *tool = pb_test_tool("peerback-imd");
+	char line[1024];
+	char *env[] = { env_password, NULL };
+	char *argv[32];
+	int n = 0;
+
+	memset(imd, 0, sizeof(*imd));
+	snprintf(imd->home, sizeof(imd->home), "%s/imd", dir);
+	for (size_t i = 0; accounts != NULL && accounts[i] != NULL; i++) {
+		char *a[] = { tool, "--home", imd->home, "add-account", (char *)accounts[i], NULL };
+		assert_int_equal(pb_test_run(a, env, 60, NULL, NULL), 0);
+	}
+	argv[n++] = tool;
+	argv[n++] = "--home";
+	argv[n++] = imd->home;
+	argv[n++] = "serve";
+	argv[n++] = "--listen";
+	argv[n++] = "127.0.0.1:0";
+	argv[n++] = "--json";
+	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 30; i++)
+		argv[n++] = (char *)extra[i];
+	argv[n] = NULL;
+	assert_int_equal(pb_test_spawn(&imd->proc, argv, NULL), 0);
+	assert_true(pb_test_readline(&imd->proc, line, sizeof(line), 10000) > 0);
+	assert_int_equal(pb_test_json_str(line, "listen", imd->addr, sizeof(imd->addr)), 0);
+	assert_int_equal(pb_test_json_str(line, "key", imd->key, sizeof(imd->key)), 0);
+	free(tool);
+}
+
+void pb_test_imd_stop(pb_test_imd_t *imd)
+{
+	if (imd->proc.pid > 0)
+		pb_test_stop(&imd->proc, SIGTERM);
+}
+
+int pb_test_peerback(const char *home, char *const args[], char **out, char **err)
+{
+	char *tool = pb_test_tool("peerback");
+	char *argv[64];
+	char *env[] = { env_password, env_recovery, NULL };
+	int n = 0, rc;
+
+	argv[n++] = tool;
+	argv[n++] = "--home";
+	argv[n++] = (char *)home;
+	for (size_t i = 0; args[i] != NULL && n < 63; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	rc = pb_test_run(argv, env, 600, out, err);
+	free(tool);
+	return rc;
+}
+
+int pb_test_login(const pb_test_imd_t *imd, const char *home, const char *account, const char *name)
+{
+	char *args[] = { "account", "login", "--imd", (char *)imd->addr, "--imd-key", (char *)imd->key,
+			 "--account", (char *)account, "--name", (char *)name, NULL };
+	char *err = NULL;
+	int rc = pb_test_peerback(home, args, NULL, &err);
+
+	if (rc != 0)
+		printf("login %s: %s", account, err);
+	free(err);
+	return rc;
+}
+
+int pb_test_host_wait(pb_test_host_t *host, const char *name, char *line, size_t cap, int timeout_ms)
+{
+	char pat[64];
+
+	snprintf(pat, sizeof(pat), "\"event\":\"%s\"", name);
+	for (;;) {
+		int n = pb_test_readline(&host->proc, line, cap, timeout_ms);
+
+		if (n < 0)
+			return -1;
+		if (strstr(line, "\"event\":\"advertise\"") != NULL)
+			pb_test_json_str(line, "uri", host->uri, sizeof(host->uri));
+		if (strstr(line, pat) != NULL)
+			return n;
+	}
+}
+
+void pb_test_host_start(pb_test_host_t *host, const char *home, const char *listen, const char *const *extra)
+{
+	char *tool = pb_test_tool("peerback");
+	char line[4096];
+	char *argv[32];
+	int n = 0;
+
+	memset(host, 0, sizeof(*host));
+	snprintf(host->home, sizeof(host->home), "%s", home);
+	argv[n++] = tool;
+	argv[n++] = "--home";
+	argv[n++] = host->home;
+	argv[n++] = "host";
+	argv[n++] = "--json";
+	argv[n++] = "--listen";
+	argv[n++] = (char *)listen;
+	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 30; i++)
+		argv[n++] = (char *)extra[i];
+	argv[n] = NULL;
+	assert_int_equal(pb_test_spawn(&host->proc, argv, NULL), 0);
+	assert_true(pb_test_host_wait(host, "listening", line, sizeof(line), 10000) > 0);
+	assert_int_equal(pb_test_json_str(line, "listen", host->listen, sizeof(host->listen)), 0);
+	assert_true(pb_test_host_wait(host, "advertise", line, sizeof(line), 10000) > 0);
+	free(tool);
+}
+
+void pb_test_host_stop(pb_test_host_t *host)
+{
+	if (host->proc.pid > 0)
+		pb_test_stop(&host->proc, SIGTERM);
+}
+
+void pb_test_file_digest(const char *path, char out[65])
+{
+	size_t len;
+	uint8_t *data = pb_test_read_file(path, &len);
+	uint8_t h[32];
+
+	if (data == NULL) {
+		snprintf(out, 65, "absent");
+		return;
+	}
+	crypto_generichash(h, sizeof(h), data, len, NULL, 0);
+	sodium_bin2hex(out, 65, h, sizeof(h));
+	free(data);
+}

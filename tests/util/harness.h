@@ -1,0 +1,53 @@
+/* A harness for end-to-end tests: the account service, hosts and phones run
+ * as the real programs, as separate processes, on loopback. */
+#ifndef PB_TEST_HARNESS_H
+#define PB_TEST_HARNESS_H
+
+#include "testutil.h"
+
+#define PB_TEST_PASSWORD "correct-horse-battery"
+
+typedef struct pb_test_imd_s {
+	pb_test_proc_t proc;
+	char home[4096];
+	char addr[96];
+	char key[64];
+} pb_test_imd_t;
+
+typedef struct pb_test_host_s {
+	pb_test_proc_t proc;
+	char home[4096];
+	char listen[96];
+	char uri[2048];   /* the latest advertised URI */
+} pb_test_host_t;
+
+/* Creates dir/imd, adds the given accounts (NULL-terminated), starts the
+ * service with extra serve arguments (NULL-terminated, may be NULL). */
+void pb_test_imd_start(pb_test_imd_t *imd, const char *dir, const char *const *accounts,
+		       const char *const *extra);
+void pb_test_imd_stop(pb_test_imd_t *imd);
+
+/* Logs the device at home into account (as name) with the test password;
+ * returns the exit status. */
+int pb_test_login(const pb_test_imd_t *imd, const char *home, const char *account, const char *name);
+
+/* Starts `peerback host --json` for home listening on listen (e.g.
+ * "127.0.0.1:0") with extra arguments; waits for the first advertisement. */
+void pb_test_host_start(pb_test_host_t *host, const char *home, const char *listen, const char *const *extra);
+/* Reads host events until one whose "event" is name arrives (timeout_ms);
+ * returns the line in line, or -1. An advertise event updates host->uri. */
+int pb_test_host_wait(pb_test_host_t *host, const char *name, char *line, size_t cap, int timeout_ms);
+void pb_test_host_stop(pb_test_host_t *host);
+
+/* Runs `peerback --home home ARGS...` (NULL-terminated) with the test
+ * password and recovery passphrase in the environment. Returns its exit
+ * status; out and err as pb_test_run. */
+int pb_test_peerback(const char *home, char *const args[], char **out, char **err);
+
+/* Extracts the string value of "key" from a one-line JSON object into out. */
+int pb_test_json_str(const char *line, const char *key, char *out, size_t cap);
+
+/* A hash (hex) of a file's bytes, or "absent". */
+void pb_test_file_digest(const char *path, char out[65]);
+
+#endif

@@ -1,0 +1,151 @@
+/* peerback host: run the backup host, or manage its paired devices. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/host/host.h"
+#include "agent/util/fsutil.h"
+#include "tools/cli/commands.h"
+
+static const char usage_text[] =
+	"usage: peerback host [--listen ADDR:PORT] [--json] [--qr-png FILE] [--qr-svg FILE]\n"
+	"                     [--qr-ttl SECONDS] [--no-qr] [--dark-blocks] [--max-failures N]\n"
+	"       peerback host devices\n"
+	"       peerback host revoke DEVICE\n"
+	"\n"
+	"Runs the backup host until interrupted: listens on every interface (or\n"
+	"ADDR:PORT; port 0 picks a free one), shows a one-time pairing QR code that\n"
+	"expires after --qr-ttl seconds (default 300), and shows a new one after each\n"
+	"pairing, on expiry, and on SIGUSR1. This device must be logged in\n"
+	"(peerback account login).\n"
+	"\n"
+	"  --json         one JSON object per event on stdout\n"
+	"  --qr-png FILE  also write each QR code as a PNG image\n"
+	"  --qr-svg FILE  also write each QR code as an SVG image\n"
+	"  --no-qr        print the pairing URI without the terminal QR code\n"
+	"  --dark-blocks  draw dark modules (for light terminals and paper)\n"
+	"  --max-failures N  failed attempts an address may make in a minute before\n"
+	"                 it is refused (default 5)\n"
+	"\n"
+	"devices  lists the phones paired with this host\n"
+	"revoke   ends a pairing; DEVICE is a device id (or 8+ hex digits of it) or a name\n";
+
+static void print_device(void *arg, const pb_paired_device_t *d)
+{
+	const pb_cli_t *cli = arg;
+	char dev[2 * PB_DEVICE_ID_LEN + 1];
+
+	pb__hex(d->device_id, PB_DEVICE_ID_LEN, dev);
+	if (cli->json)
+		printf("{\"device\":\"%s\",\"name\":\"%s\",\"account\":\"%s\",\"paired_at\":%llu,\"last_seen\":%llu,"
+		       "\"revoked\":%s}\n",
+		       dev, d->name, d->account, (unsigned long long)d->paired_at, (unsigned long long)d->last_seen,
+		       d->revoked ? "true" : "false");
+	else
+		printf("%s  %-20s %-20s%s\n", dev, d->name, d->account, d->revoked ? "  (revoked)" : "");
+}
+
+int pb__cli_list_paired(pb_cli_t *cli)
+{
+	pb_hostdb_t db;
+	char path[4096];
+	int rc;
+
+	if (pb__path_join(path, sizeof(path), cli->home, "host.db") != 0 || access(path, F_OK) != 0)
+		return 0;
+	rc = pb__hostdb_open(cli->home, &db);
+	if (rc != 0)
+		return rc;
+	rc = pb__hostdb_list(&db, print_device, cli);
+	pb__hostdb_close(&db);
+	return rc;
+}
+
+int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
+{
+	pb_host_options_t o;
+	int rc;
+
+	if (pb_cli_wants_help(argc, argv)) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	if (argc >= 2 && strcmp(argv[1], "devices") == 0) {
+		rc = pb__cli_list_paired(cli);
+		if (rc < 0)
+			return pb_cli_fail_err(cli, rc, "host devices");
+		if (rc == 0 && !cli->json)
+			printf("no paired devices\n");
+		return 0;
+	}
+	if (argc >= 2 && strcmp(argv[1], "revoke") == 0) {
+		pb_hostdb_t db;
+		pb_paired_device_t d;
+
+		if (argc != 3) {
+			fputs(usage_text, stderr);
+			return 2;
+		}
+		rc = pb__hostdb_open(cli->home, &db);
+		if (rc != 0)
+			return pb_cli_fail_err(cli, rc, "host state in %s", cli->home);
+		rc = pb__hostdb_revoke(&db, argv[2], &d);
+		pb__hostdb_close(&db);
+		if (rc == PB_ENOTFOUND)
+			return pb_cli_fail(cli, "no paired device matches '%s'; see peerback host devices", argv[2]);
+		if (rc == PB_EEXISTS)
+			return pb_cli_fail(cli, "several devices match '%s'; give the full device id", argv[2]);
+		if (rc != 0)
+			return pb_cli_fail_err(cli, rc, "revoke");
+		if (cli->json)
+			print_device(cli, &d);
+		else
+			printf("revoked %s\n", d.name[0] ? d.name : argv[2]);
+		return 0;
+	}
+	memset(&o, 0, sizeof(o));
+	o.home = cli->home;
+	o.json = cli->json;
+	for (int i = 1; i < argc; i++) {
+		if (i + 1 < argc && strcmp(argv[i], "--listen") == 0) {
+			o.listen = argv[++i];
+		} else if (strcmp(argv[i], "--json") == 0) {
+			o.json = true;
+		} else if (i + 1 < argc && strcmp(argv[i], "--qr-png") == 0) {
+			o.qr_png = argv[++i];
+		} else if (i + 1 < argc && strcmp(argv[i], "--qr-svg") == 0) {
+			o.qr_svg = argv[++i];
+		} else if (i + 1 < argc && strcmp(argv[i], "--qr-ttl") == 0) {
+			char *end;
+			errno = 0;
+			o.qr_ttl = strtoull(argv[++i], &end, 10);
+			if (errno != 0 || *end != 0 || o.qr_ttl == 0 || o.qr_ttl > 86400)
+				return pb_cli_fail(cli, "--qr-ttl takes 1 to 86400 seconds");
+		} else if (i + 1 < argc && strcmp(argv[i], "--max-failures") == 0) {
+			char *end;
+			unsigned long v;
+			errno = 0;
+			v = strtoul(argv[++i], &end, 10);
+			if (errno != 0 || *end != 0 || v == 0 || v > 100000)
+				return pb_cli_fail(cli, "--max-failures takes 1 to 100000 attempts");
+			o.max_failures = (unsigned)v;
+		} else if (strcmp(argv[i], "--no-qr") == 0) {
+			o.no_qr = true;
+		} else if (strcmp(argv[i], "--dark-blocks") == 0) {
+			o.qr_flags |= PB_QR_TERM_DARK_BLOCKS;
+		} else {
+			fprintf(stderr, "peerback host: unknown argument '%s'\n%s", argv[i], usage_text);
+			return 2;
+		}
+	}
+	rc = pb_host_run(&o);
+	if (rc == PB_EACCT_NOT_LOGGED_IN)
+		return pb_cli_fail(cli, "this device is not logged in; run peerback account login first");
+	if (rc == PB_EACCT_CERT_EXPIRED)
+		return pb_cli_fail(cli, "this device's certificate has expired; run peerback account login again");
+	if (rc != 0)
+		return pb_cli_fail_err(cli, rc, "host");
+	return 0;
+}

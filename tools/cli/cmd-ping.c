@@ -1,0 +1,70 @@
+/* peerback ping: check the paired host is reachable and still trusts us. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent/phone/phone.h"
+#include "agent/util/fsutil.h"
+#include "tools/cli/commands.h"
+
+static double ms_since(const struct timespec *a)
+{
+	struct timespec b;
+
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	return (double)(b.tv_sec - a->tv_sec) * 1e3 + (double)(b.tv_nsec - a->tv_nsec) / 1e6;
+}
+
+int pb_cmd_ping(pb_cli_t *cli, int argc, char **argv)
+{
+	const char *which = NULL;
+	pb_remembered_host_t h;
+	pb_client_t c;
+	struct timespec t0;
+	double connect_ms, rtt_ms;
+	Peerback__Request req;
+	Peerback__Ping p;
+	pb_envelope_t *in;
+	int rc;
+
+	if (pb_cli_wants_help(argc, argv)) {
+		printf("usage: peerback ping [--host NAME|KEY]\n\n"
+		       "Opens an authenticated session with a paired host (no QR code needed),\n"
+		       "measures a round trip, and closes it.\n");
+		return 0;
+	}
+	for (int i = 1; i < argc; i++) {
+		if (i + 1 < argc && strcmp(argv[i], "--host") == 0)
+			which = argv[++i];
+		else {
+			fprintf(stderr, "peerback ping: unknown argument '%s'\n", argv[i]);
+			return 2;
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc = pb_phone_connect(cli->home, which, 5000, &c, &h);
+	if (rc == PB_EACCT_NOT_PAIRED)
+		return pb_cli_fail(cli, "this phone is not paired with %s; run peerback pair first",
+				   which != NULL ? which : "any host");
+	if (rc != 0)
+		return pb_cli_fail_err(cli, rc, "cannot reach the paired host");
+	connect_ms = ms_since(&t0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	peerback__request__init(&req);
+	peerback__ping__init(&p);
+	req.id = 2;
+	req.op_case = PEERBACK__REQUEST__OP_PING;
+	req.ping = &p;
+	rc = pb__phone_call(&c, &req, &in);
+	rtt_ms = ms_since(&t0);
+	pb__client_close(&c);
+	if (rc != 0)
+		return pb_cli_fail_err(cli, rc, "ping");
+	pb__envelope_free(in);
+	if (cli->json)
+		printf("{\"event\":\"pong\",\"host\":\"%s\",\"connect_ms\":%.3f,\"rtt_ms\":%.3f}\n", h.name, connect_ms,
+		       rtt_ms);
+	else
+		printf("%s: session in %.1f ms, round trip %.2f ms\n", h.name[0] ? h.name : "host", connect_ms, rtt_ms);
+	return 0;
+}
