@@ -19,6 +19,7 @@
 #include "peerback/store.h"
 
 #define ROUNDS 6
+#define LONG_ROUNDS 120
 #define PER_ROUND 5
 #define ORPHAN_SEED 999u
 
@@ -64,10 +65,10 @@ static void say(int fd, const char *what, int round)
 
 /* The workload. Reports "C r" once round r's chunks are flushed, "S r" once
  * snapshot r is recorded, "P r" just before pruning snapshot 1 away. */
-static void child(const char *dir, int out)
+static void child(const char *dir, int out, int rounds)
 {
 	static uint8_t ct[300000];
-	name_t refs[ROUNDS * PER_ROUND];
+	static name_t refs[LONG_ROUNDS * PER_ROUND];
 	pb_store_t *s;
 	pb_store_ns_t *ns;
 	pb_store_gc_report_t rep;
@@ -75,7 +76,7 @@ static void child(const char *dir, int out)
 
 	if (pb_store_open(dir, &s) != 0 || pb_store_ns_open(s, "acct", "phone", &ns) != 0)
 		_exit(2);
-	for (r = 1; r <= ROUNDS; r++) {
+	for (r = 1; r <= rounds; r++) {
 		for (i = 0; i < PER_ROUND; i++) {
 			make_chunk(seed_of(r, i), refs[nrefs], ct);
 			if (pb_store_put(ns, refs[nrefs], ct, chunk_len(seed_of(r, i))) != 0)
@@ -109,7 +110,7 @@ static void child(const char *dir, int out)
 	_exit(0);
 }
 
-static void check_store(const char *dir, const int *committed, const int *snapped, bool pruned)
+static void check_store(const char *dir, const int *committed, const int *snapped, bool pruned, int rounds)
 {
 	pb_store_t *s;
 	pb_store_ns_t *ns;
@@ -122,7 +123,7 @@ static void check_store(const char *dir, const int *committed, const int *snappe
 	assert_int_equal(pb_store_verify(s, NULL, NULL, &rep), 0);
 	assert_int_equal(rep.bad_records + rep.bad_chunks + rep.missing_refs, 0);
 	assert_int_equal(pb_store_ns_open(s, "acct", "phone", &ns), 0);
-	for (r = 1; r <= ROUNDS; r++) {
+	for (r = 1; r <= rounds; r++) {
 		for (i = 0; committed[r] && i < PER_ROUND; i++) {
 			uint8_t *got = NULL;
 			size_t len = 0;
@@ -147,8 +148,8 @@ static void check_store(const char *dir, const int *committed, const int *snappe
 		}
 	}
 	/* The store goes on: a new batch and snapshot after the crash. */
-	make_chunk(7777, name, ct);
-	assert_int_equal(pb_store_put(ns, name, ct, chunk_len(7777)), 0);
+	make_chunk(ORPHAN_SEED + 1, name, ct);
+	assert_int_equal(pb_store_put(ns, name, ct, chunk_len(ORPHAN_SEED + 1)), 0);
 	assert_true(pb_store_flush(ns) >= 0);
 	assert_int_equal(pb_store_snapshot_put(ns, 100, (const name_t *)&name, 1, (const uint8_t *)"x", 1), 0);
 	pb_store_ns_close(ns);
@@ -156,13 +157,15 @@ static void check_store(const char *dir, const int *committed, const int *snappe
 	pb_store_close(s);
 }
 
-static void crash_at(const char *point, int count)
+/* Runs the workload in a child killed at the count-th pass through point,
+ * or, with point NULL, after delay_ms of running; then checks the store. */
+static void crash_run(const char *point, int count, int delay_ms, int rounds)
 {
 	char *dir = pb_test_tmpdir("store-crash");
-	int committed[ROUNDS + 1] = {0}, snapped[ROUNDS + 1] = {0};
+	int committed[LONG_ROUNDS + 1] = {0}, snapped[LONG_ROUNDS + 1] = {0};
 	bool pruned = false;
 	int fds[2], status;
-	char buf[4096];
+	static char buf[65536];
 	size_t have = 0;
 	ssize_t r;
 	pid_t pid;
@@ -172,18 +175,26 @@ static void crash_at(const char *point, int count)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		close(fds[0]);
-		kill_point = point;
-		kill_count = count;
-		pb__store_test_hook = hook;
-		child(dir, fds[1]);
+		if (point != NULL) {
+			kill_point = point;
+			kill_count = count;
+			pb__store_test_hook = hook;
+		}
+		child(dir, fds[1], rounds);
 	}
 	close(fds[1]);
+	if (point == NULL) {
+		usleep((useconds_t)delay_ms * 1000);
+		kill(pid, SIGKILL);
+	}
 	while ((r = read(fds[0], buf + have, sizeof(buf) - 1 - have)) > 0)
 		have += (size_t)r;
 	close(fds[0]);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
-	if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
+	if (point != NULL && (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL))
 		fail_msg("child was not killed at %s #%d (status %d)", point, count, status);
+	if (point == NULL && !(WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) == 0)))
+		fail_msg("child failed (status %d)", status);
 	buf[have] = '\0';
 	{
 		char *line, *save = NULL;
@@ -191,7 +202,7 @@ static void crash_at(const char *point, int count)
 		for (line = strtok_r(buf, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
 			int round = atoi(line + 2);
 
-			assert_true(round >= 1 && round <= ROUNDS);
+			assert_true(round >= 1 && round <= rounds);
 			if (line[0] == 'C')
 				committed[round] = 1;
 			else if (line[0] == 'S')
@@ -200,9 +211,22 @@ static void crash_at(const char *point, int count)
 				pruned = true;
 		}
 	}
-	check_store(dir, committed, snapped, pruned);
+	if (point == NULL) {
+		int last = 0, k;
+
+		for (k = 1; k <= rounds; k++)
+			last = snapped[k] ? k : last;
+		fprintf(stderr, "killed after %d ms: %d snapshots acknowledged%s\n", delay_ms, last,
+			WIFSIGNALED(status) ? "" : " (finished first)");
+	}
+	check_store(dir, committed, snapped, pruned, rounds);
 	pb_test_rmtree(dir);
 	free(dir);
+}
+
+static void crash_at(const char *point, int count)
+{
+	crash_run(point, count, 0, ROUNDS);
 }
 
 static void test_kill_mid_batch(void **state)
@@ -242,6 +266,17 @@ static void test_kill_during_gc(void **state)
 	crash_at("gc-unlink", 1);
 }
 
+/* Kills at whatever instant a timer fires, many times over. */
+static void test_kill_at_random_instants(void **state)
+{
+	int i;
+
+	(void)state;
+	srand((unsigned)getpid());
+	for (i = 0; i < 8; i++)
+		crash_run(NULL, 0, 5 + rand() % 120, LONG_ROUNDS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -250,6 +285,7 @@ int main(void)
 		cmocka_unit_test(test_kill_after_index_commit),
 		cmocka_unit_test(test_kill_during_snapshot),
 		cmocka_unit_test(test_kill_during_gc),
+		cmocka_unit_test(test_kill_at_random_instants),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

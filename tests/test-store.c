@@ -226,6 +226,52 @@ static void test_verify_finds_corruption(void **state)
 	free(dir);
 }
 
+/* The CLI's keyless verify, as a host's operator runs it. */
+static void test_cli_store_verify(void **state)
+{
+	char *dir = pb_test_tmpdir("store-cli");
+	char *tool = pb_test_tool("peerback"), store[4096], path[4096], *out = NULL, *err = NULL;
+	char *argv[] = {tool, "--json", "store-verify", "--store", store, NULL};
+	pb_store_t *s;
+	pb_store_ns_t *ns;
+	name_t n;
+	uint8_t byte;
+	int fd;
+
+	(void)state;
+	assert_true(snprintf(store, sizeof(store), "%s/store", dir) < (int)sizeof(store));
+	assert_int_equal(pb_store_open(store, &s), 0);
+	assert_int_equal(pb_store_ns_open(s, "acct", "phone", &ns), 0);
+	put_chunk(ns, 1, 5000, n);
+	put_chunk(ns, 2, 5000, n);
+	assert_int_equal(pb_store_flush(ns), 2);
+	pb_store_ns_close(ns);
+	/* The store is locked while open. */
+	assert_int_equal(pb_test_run(argv, NULL, 30, NULL, &err), 1);
+	assert_non_null(strstr(err, "in use by another process"));
+	free(err);
+	pb_store_close(s);
+	assert_int_equal(pb_test_run(argv, NULL, 30, &out, NULL), 0);
+	assert_non_null(strstr(out, "\"clean\":true"));
+	assert_non_null(strstr(out, "\"chunks\":2"));
+	free(out);
+	assert_true(snprintf(path, sizeof(path), "%s/packs/1/1.pack", store) < (int)sizeof(path));
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &byte, 1, 100), 1);
+	byte ^= 1;
+	assert_int_equal(pwrite(fd, &byte, 1, 100), 1);
+	close(fd);
+	assert_int_equal(pb_test_run(argv, NULL, 30, &out, &err), 1);
+	assert_non_null(strstr(out, "\"clean\":false"));
+	assert_non_null(strstr(err, "is damaged"));
+	free(out);
+	free(err);
+	free(tool);
+	pb_test_rmtree(dir);
+	free(dir);
+}
+
 static void test_torn_tail_recovered(void **state)
 {
 	char *dir = pb_test_tmpdir("store-torn");
@@ -570,6 +616,7 @@ int main(void)
 		cmocka_unit_test(test_lock),
 		cmocka_unit_test(test_dedup),
 		cmocka_unit_test(test_verify_finds_corruption),
+		cmocka_unit_test(test_cli_store_verify),
 		cmocka_unit_test(test_torn_tail_recovered),
 		cmocka_unit_test(test_snapshots),
 		cmocka_unit_test(test_namespaces_isolated),

@@ -274,7 +274,7 @@ static int set_rebuild(pb_store_ns_t *ns, size_t cap)
 
 static int pending_add(pb_store_ns_t *ns, const pending_t *p)
 {
-	int rc;
+	size_t mask, j;
 
 	if (ns->npending == ns->cap) {
 		size_t cap = ns->cap ? ns->cap * 2 : 64;
@@ -289,17 +289,14 @@ static int pending_add(pb_store_ns_t *ns, const pending_t *p)
 		ns->cap = cap;
 	}
 	ns->pending[ns->npending++] = *p;
+	/* The set stays at most half full. */
 	if (ns->npending * 2 > ns->set_cap)
 		return set_rebuild(ns, ns->set_cap ? ns->set_cap * 4 : 256);
-	rc = 0;
-	{
-		size_t mask = ns->set_cap - 1, j;
-
-		for (j = name_slot(p->name) & mask; ns->set[j] != 0; j = (j + 1) & mask)
-			;
-		ns->set[j] = (uint32_t)ns->npending;
-	}
-	return rc;
+	mask = ns->set_cap - 1;
+	for (j = name_slot(p->name) & mask; ns->set[j] != 0; j = (j + 1) & mask)
+		;
+	ns->set[j] = (uint32_t)ns->npending;
+	return 0;
 }
 
 static void pending_clear(pb_store_ns_t *ns)

@@ -6,7 +6,8 @@
 #include "tools/cli/cli.h"
 
 #define PB_CLI_COMMANDS(X)                                                        \
-	X("version", pb_cmd_version, "print version information")
+	X("version", pb_cmd_version, "print version information")                    \
+	X("store-verify", pb_cmd_store_verify, "check a host's backup store without keys")
 
 #define PB__CLI_DECL(name, fn, summary) int fn(pb_cli_t *cli, int argc, char **argv);
 PB_CLI_COMMANDS(PB__CLI_DECL)
