@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "testutil.h"
+#include "agent/store/internal.h"
 #include "peerback.h"
 #include "peerback/store.h"
 
@@ -268,6 +269,118 @@ static void test_cli_store_verify(void **state)
 	free(out);
 	free(err);
 	free(tool);
+	pb_test_rmtree(dir);
+	free(dir);
+}
+
+static const char *fail_point;
+static int fail_errno, fail_after, fail_seen;
+
+static int fail_at(const char *point)
+{
+	if (strcmp(point, fail_point) == 0 && fail_seen++ == fail_after)
+		return fail_errno;
+	return 0;
+}
+
+static void inject(const char *point, int after, int e)
+{
+	fail_point = point;
+	fail_after = after;
+	fail_errno = e;
+	fail_seen = 0;
+	pb__store_test_fail = fail_at;
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat sb;
+
+	assert_int_equal(stat(path, &sb), 0);
+	return sb.st_size;
+}
+
+/* A failed write, fsync or index commit drops the whole batch: nothing of it
+ * is acknowledged or indexed, the pack is cut back, and the store goes on. */
+static void test_write_errors(void **state)
+{
+	char *dir = pb_test_tmpdir("store-errors");
+	char pack[4096], pack2[4096];
+	pb_store_t *s;
+	pb_store_ns_t *ns, *ns2;
+	name_t names[3];
+	bool missing[3];
+	off_t committed;
+	uint8_t *blob;
+	size_t len;
+	int i;
+
+	(void)state;
+	assert_int_equal(pb_store_open(dir, &s), 0);
+	assert_int_equal(pb_store_ns_open(s, "acct", "phone", &ns), 0);
+	assert_int_equal(pb_store_ns_open(s, "acct", "phone", &ns2), PB_EBUSY);
+
+	/* The very first write of a new pack fails: no file is left. */
+	inject("write", 0, EIO);
+	{
+		uint8_t ct[100] = {0};
+
+		assert_int_equal(pb_store_put(ns, names[0], ct, sizeof(ct)), -EIO);
+	}
+	assert_true(snprintf(pack, sizeof(pack), "%s/packs/1/1.pack", dir) < (int)sizeof(pack));
+	assert_int_equal(access(pack, F_OK), -1);
+	pb__store_test_fail = NULL;
+	put_chunk(ns, 1, 4000, names[0]);
+	assert_int_equal(pb_store_flush(ns), 1);
+	assert_true(snprintf(pack2, sizeof(pack2), "%s/packs/1/2.pack", dir) < (int)sizeof(pack2));
+	committed = file_size(pack2);
+
+	struct {
+		const char *point;
+		int after, err, want;
+	} cases[] = {
+		{"write", 4, EIO, -EIO},            /* the second record's ciphertext */
+		{"write", 3, ENOSPC, PB_ENOSPACE},  /* the second record's head */
+		{"fsync", 0, EIO, -EIO},
+		{"index", 0, ENOSPC, PB_ENOSPACE},
+	};
+	for (i = 0; i < 4; i++) {
+		int rc = 0, j;
+
+		inject(cases[i].point, cases[i].after, cases[i].err);
+		for (j = 0; j < 3 && rc == 0; j++) {
+			uint8_t ct[4000];
+
+			make_chunk((uint32_t)(10 + j), sizeof(ct), names[j], ct);
+			rc = pb_store_put(ns, names[j], ct, sizeof(ct));
+		}
+		if (rc == 0)
+			rc = pb_store_flush(ns);
+		assert_int_equal(rc, cases[i].want);
+		pb__store_test_fail = NULL;
+		assert_int_equal(pb_store_flush(ns), 0);
+		assert_int_equal(pb_store_missing(ns, (const name_t *)names, 3, missing), 0);
+		for (j = 0; j < 3; j++)
+			assert_true(missing[j]);
+		assert_int_equal(file_size(pack2), committed);
+		assert_verify_clean(s);
+	}
+	/* A snapshot whose commit fails is not recorded. */
+	inject("snapshot", 0, EIO);
+	assert_int_equal(pb_store_snapshot_put(ns, 1, NULL, 0, (const uint8_t *)"r", 1), -EIO);
+	pb__store_test_fail = NULL;
+	assert_int_equal(pb_store_snapshot_get(ns, 1, &blob, &len), PB_ESTORE_NOSNAP);
+	/* And the store goes on. */
+	for (i = 0; i < 3; i++)
+		put_chunk(ns, (uint32_t)(10 + i), 4000, names[i]);
+	assert_int_equal(pb_store_flush(ns), 3);
+	assert_int_equal(pb_store_snapshot_put(ns, 1, (const name_t *)names, 3, (const uint8_t *)"r", 1), 0);
+	for (i = 0; i < 3; i++)
+		assert_chunk(ns, (uint32_t)(10 + i), 4000);
+	assert_chunk(ns, 1, 4000);
+	pb_store_ns_close(ns);
+	assert_verify_clean(s);
+	pb_store_close(s);
 	pb_test_rmtree(dir);
 	free(dir);
 }
@@ -617,6 +730,7 @@ int main(void)
 		cmocka_unit_test(test_dedup),
 		cmocka_unit_test(test_verify_finds_corruption),
 		cmocka_unit_test(test_cli_store_verify),
+		cmocka_unit_test(test_write_errors),
 		cmocka_unit_test(test_torn_tail_recovered),
 		cmocka_unit_test(test_snapshots),
 		cmocka_unit_test(test_namespaces_isolated),

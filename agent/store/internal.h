@@ -44,4 +44,9 @@ PB_WUR int pb__pack_rec_parse(const uint8_t *buf, size_t len, pb__pack_rec_t *re
  * "gc-unlink". */
 extern void (*pb__store_test_hook)(const char *point);
 
+/* When set (tests only), asked before each pack "write" and "fsync", and
+ * before the commit of a batch's "index" rows and of a "snapshot"; a
+ * non-zero errno it returns is taken as that operation's failure. */
+extern int (*pb__store_test_fail)(const char *point);
+
 #endif

@@ -27,6 +27,7 @@
 #include "peerback/error.h"
 
 void (*pb__store_test_hook)(const char *point);
+int (*pb__store_test_fail)(const char *point);
 
 #define HOOK(point)                                                            \
 	do {                                                                   \
@@ -153,9 +154,19 @@ static void rollback(sqlite3 *db)
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 }
 
+/* An errno the failure-injection tests want at point, or 0. */
+static int injected(const char *point)
+{
+	return pb__store_test_fail != NULL ? pb__store_test_fail(point) : 0;
+}
+
 static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 {
 	const uint8_t *p = buf;
+	int e = injected("write");
+
+	if (e != 0)
+		return sys_err(e);
 
 	while (len > 0) {
 		ssize_t w = pwrite(fd, p, len, (off_t)off);
@@ -193,6 +204,15 @@ static int pread_all(int fd, void *buf, size_t len, uint64_t off)
 		off += (uint64_t)r;
 	}
 	return 0;
+}
+
+static int sync_data(int fd)
+{
+	int e = injected("fsync");
+
+	if (e != 0)
+		return sys_err(e);
+	return fdatasync(fd) < 0 ? sys_err(errno) : 0;
 }
 
 static int fsync_dir(const char *path)
@@ -547,6 +567,13 @@ int pb_store_ns_open(pb_store_t *s, const char *account, const char *device_id, 
 		sqlite3_finalize(st);
 		return rc;
 	}
+	for (ns = s->ns_list; ns != NULL; ns = ns->next) {
+		/* Two handles would append to the same pack. */
+		if (ns->id == sqlite3_column_int64(st, 0)) {
+			sqlite3_finalize(st);
+			return PB_EBUSY;
+		}
+	}
 	ns = calloc(1, sizeof(*ns));
 	if (ns == NULL) {
 		sqlite3_finalize(st);
@@ -723,10 +750,9 @@ static int ns_commit(pb_store_ns_t *ns)
 
 	if (ns->npending == 0)
 		return 0;
-	if (fdatasync(ns->fd) < 0) {
-		rc = sys_err(errno);
+	rc = sync_data(ns->fd);
+	if (rc < 0)
 		goto out_discard;
-	}
 	if (ns->pack_new) {
 		rc = ns_dir_path(s, ns->id, dir, sizeof(dir));
 		if (rc == 0)
@@ -778,6 +804,10 @@ static int ns_commit(pb_store_ns_t *ns)
 	}
 	sqlite3_finalize(st);
 	st = NULL;
+	if ((rc = injected("index")) != 0) {
+		rc = sys_err(rc);
+		goto out_rollback;
+	}
 	rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		rc = db_err(s->db, rc);
@@ -1061,6 +1091,10 @@ int pb_store_snapshot_put(pb_store_ns_t *ns, uint64_t snap_id, const uint8_t (*r
 		}
 	}
 	HOOK("snapshot-checked");
+	if ((rc = injected("snapshot")) != 0) {
+		rc = sys_err(rc);
+		goto out_rollback;
+	}
 	rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		rc = db_err(db, rc);
@@ -1389,10 +1423,9 @@ static int gc_repack(pb_store_t *s, const gc_pack_t *gp, pb_store_gc_report_t *r
 	}
 	sqlite3_finalize(sel);
 	sel = NULL;
-	if (fdatasync(nfd) < 0) {
-		rc = sys_err(errno);
+	rc = sync_data(nfd);
+	if (rc < 0)
 		goto out_unlink_new;
-	}
 	rc = fsync_dir(dir);
 	if (rc < 0)
 		goto out_unlink_new;

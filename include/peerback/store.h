@@ -67,7 +67,8 @@ PB_EXTERN PB_WUR int pb_store_open(const char *dir, pb_store_t **out);
 PB_EXTERN void pb_store_close(pb_store_t *store);
 
 /* Opens the namespace of one (account, device) pair, creating it. The handle
- * is owned by the caller and must be closed before the store. */
+ * is owned by the caller and must be closed before the store. One handle per
+ * namespace at a time: PB_EBUSY while another is open. */
 PB_EXTERN PB_WUR int pb_store_ns_open(pb_store_t *store, const char *account,
 				      const char *device_id, pb_store_ns_t **out);
 /* Closes a namespace handle; unflushed puts are dropped. Accepts NULL. */
