@@ -233,7 +233,7 @@ static void test_kill_mid_batch(void **state)
 {
 	(void)state;
 	crash_at("put", 3);          /* records written, nothing flushed */
-	crash_at("put-head", 8);     /* a torn record in round two */
+	crash_at("put-torn", 8);     /* a torn record in round two */
 }
 
 static void test_kill_between_pack_sync_and_index(void **state)

@@ -339,8 +339,8 @@ static void test_write_errors(void **state)
 		const char *point;
 		int after, err, want;
 	} cases[] = {
-		{"write", 4, EIO, -EIO},            /* the second record's ciphertext */
-		{"write", 3, ENOSPC, PB_ENOSPACE},  /* the second record's head */
+		{"write", 2, EIO, -EIO},            /* the second record's head and ciphertext */
+		{"write", 3, ENOSPC, PB_ENOSPACE},  /* the second record's hash */
 		{"fsync", 0, EIO, -EIO},
 		{"index", 0, ENOSPC, PB_ENOSPACE},
 	};

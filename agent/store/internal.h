@@ -39,7 +39,7 @@ PB_WUR int pb__pack_rec_head_parse(const uint8_t *buf, size_t len, size_t *ct_le
 PB_WUR int pb__pack_rec_parse(const uint8_t *buf, size_t len, pb__pack_rec_t *rec);
 
 /* Called at named points of the write paths when set (tests only):
- * "put-head", "put", "pack-synced", "index-committed", "snapshot-checked",
+ * "put-torn" (a record written without its hash), "put", "pack-synced", "index-committed", "snapshot-checked",
  * "snapshot-committed", "gc-index-committed", "gc-repack-synced",
  * "gc-unlink". */
 extern void (*pb__store_test_hook)(const char *point);

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,6 +66,7 @@ struct pb_store_ns_s {
 	uint32_t *set; /* indexes + 1 into pending; 0 is empty */
 	size_t set_cap;
 	int auto_flushed;
+	sqlite3_stmt *lookup; /* is a name committed in this namespace? */
 };
 
 struct pb_store_s {
@@ -160,14 +162,8 @@ static int injected(const char *point)
 	return pb__store_test_fail != NULL ? pb__store_test_fail(point) : 0;
 }
 
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+static int pwrite_raw(int fd, const uint8_t *p, size_t len, uint64_t off)
 {
-	const uint8_t *p = buf;
-	int e = injected("write");
-
-	if (e != 0)
-		return sys_err(e);
-
 	while (len > 0) {
 		ssize_t w = pwrite(fd, p, len, (off_t)off);
 
@@ -183,6 +179,40 @@ static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 		off += (uint64_t)w;
 	}
 	return 0;
+}
+
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	int e = injected("write");
+
+	return e != 0 ? sys_err(e) : pwrite_raw(fd, buf, len, off);
+}
+
+/* Writes a then b at off, in one system call when the kernel takes it all. */
+static int pwrite_pair(int fd, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, uint64_t off)
+{
+	struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
+	int e = injected("write");
+	ssize_t w;
+	int rc;
+
+	if (e != 0)
+		return sys_err(e);
+	w = pwritev(fd, iov, blen > 0 ? 2 : 1, (off_t)off);
+	if (w < 0) {
+		if (errno != EINTR)
+			return sys_err(errno);
+		w = 0;
+	}
+	if ((size_t)w < alen) {
+		rc = pwrite_raw(fd, a + w, alen - (size_t)w, off + (uint64_t)w);
+		if (rc < 0)
+			return rc;
+		w = (ssize_t)alen;
+	}
+	if ((size_t)w - alen >= blen)
+		return 0;
+	return pwrite_raw(fd, b + ((size_t)w - alen), blen - ((size_t)w - alen), off + (uint64_t)w);
 }
 
 static int pread_all(int fd, void *buf, size_t len, uint64_t off)
@@ -581,6 +611,11 @@ int pb_store_ns_open(pb_store_t *s, const char *account, const char *device_id, 
 	}
 	ns->id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
+	rc = prep(s->db, "SELECT 1 FROM chunks WHERE ns=?1 AND name=?2", &ns->lookup);
+	if (rc < 0) {
+		free(ns);
+		return rc;
+	}
 	ns->store = s;
 	ns->fd = -1;
 	ns->next = s->ns_list;
@@ -623,6 +658,7 @@ void pb_store_ns_close(pb_store_ns_t *ns)
 			break;
 		}
 	}
+	sqlite3_finalize(ns->lookup);
 	free(ns->pending);
 	free(ns->set);
 	free(ns);
@@ -638,6 +674,7 @@ static int chunk_committed(pb_store_ns_t *ns, sqlite3_stmt *st, const uint8_t *n
 	sqlite3_bind_int64(st, 1, ns->id);
 	sqlite3_bind_blob(st, 2, name, PB_STORE_NAME_LEN, SQLITE_STATIC);
 	rc = sqlite3_step(st);
+	sqlite3_reset(st); /* a statement left stepping pins a WAL snapshot */
 	if (rc == SQLITE_ROW)
 		*found = true;
 	else if (rc == SQLITE_DONE)
@@ -649,22 +686,18 @@ static int chunk_committed(pb_store_ns_t *ns, sqlite3_stmt *st, const uint8_t *n
 
 int pb_store_missing(pb_store_ns_t *ns, const uint8_t (*names)[PB_STORE_NAME_LEN], size_t n, bool *missing)
 {
-	sqlite3_stmt *st = NULL;
 	size_t i;
 	int rc;
 
 	if (ns == NULL || (n > 0 && (names == NULL || missing == NULL)))
 		return PB_EINVAL;
-	rc = prep(ns->store->db, "SELECT 1 FROM chunks WHERE ns=?1 AND name=?2", &st);
-	if (rc < 0)
-		return rc;
 	rc = exec(ns->store->db, "BEGIN");
 	if (rc < 0)
-		goto out_finalize;
+		return rc;
 	for (i = 0; i < n; i++) {
 		bool found;
 
-		rc = chunk_committed(ns, st, names[i], &found);
+		rc = chunk_committed(ns, ns->lookup, names[i], &found);
 		if (rc < 0)
 			goto out_rollback;
 		missing[i] = !found;
@@ -672,8 +705,6 @@ int pb_store_missing(pb_store_ns_t *ns, const uint8_t (*names)[PB_STORE_NAME_LEN
 	rc = 0;
 out_rollback:
 	rollback(ns->store->db);
-out_finalize:
-	sqlite3_finalize(st);
 	return rc;
 }
 
@@ -835,7 +866,6 @@ out_discard:
 int pb_store_put(pb_store_ns_t *ns, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
 {
 	uint8_t head[PB__REC_HEAD_LEN];
-	sqlite3_stmt *st = NULL;
 	pending_t p;
 	bool found;
 	int rc;
@@ -846,11 +876,7 @@ int pb_store_put(pb_store_ns_t *ns, const uint8_t name[PB_STORE_NAME_LEN], const
 		return PB_ETOOBIG;
 	if (set_find(ns, name))
 		return 0;
-	rc = prep(ns->store->db, "SELECT 1 FROM chunks WHERE ns=?1 AND name=?2", &st);
-	if (rc < 0)
-		return rc;
-	rc = chunk_committed(ns, st, name, &found);
-	sqlite3_finalize(st);
+	rc = chunk_committed(ns, ns->lookup, name, &found);
 	if (rc < 0)
 		return rc;
 	if (found)
@@ -892,13 +918,10 @@ int pb_store_put(pb_store_ns_t *ns, const uint8_t name[PB_STORE_NAME_LEN], const
 	p.off = ns->wr_off;
 	p.len = len;
 	pb__pack_rec_head(head, name, len);
-	rc = pwrite_all(ns->fd, head, sizeof(head), ns->wr_off);
+	rc = pwrite_pair(ns->fd, head, sizeof(head), ct, len, ns->wr_off);
 	if (rc < 0)
 		goto out_discard;
-	HOOK("put-head");
-	rc = pwrite_all(ns->fd, ct, len, ns->wr_off + sizeof(head));
-	if (rc < 0)
-		goto out_discard;
+	HOOK("put-torn");
 	rc = pwrite_all(ns->fd, p.hash, sizeof(p.hash), ns->wr_off + sizeof(head) + len);
 	if (rc < 0)
 		goto out_discard;
