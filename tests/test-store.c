@@ -378,6 +378,30 @@ static void test_write_errors(void **state)
 	for (i = 0; i < 3; i++)
 		assert_chunk(ns, (uint32_t)(10 + i), 4000);
 	assert_chunk(ns, 1, 4000);
+	/* A failed COMMIT may or may not have reached the disk: the store
+	 * refuses writes until reopened, then recovery decides. */
+	committed = file_size(pack2);
+	inject("commit", 0, EIO);
+	for (i = 0; i < 3; i++)
+		put_chunk(ns, (uint32_t)(20 + i), 4000, names[i]);
+	assert_int_equal(pb_store_flush(ns), -EIO);
+	pb__store_test_fail = NULL;
+	{
+		uint8_t ct[10] = {0};
+
+		assert_int_equal(pb_store_put(ns, names[0], ct, sizeof(ct)), PB_EIO);
+	}
+	assert_int_equal(pb_store_snapshot_put(ns, 2, NULL, 0, (const uint8_t *)"r", 1), PB_EIO);
+	pb_store_ns_close(ns);
+	pb_store_close(s);
+	assert_int_equal(pb_store_open(dir, &s), 0);
+	assert_verify_clean(s);
+	assert_int_equal(pb_store_ns_open(s, "acct", "phone", &ns), 0);
+	assert_int_equal(file_size(pack2), committed);
+	assert_int_equal(pb_store_missing(ns, (const name_t *)names, 3, missing), 0);
+	assert_true(missing[0] && missing[1] && missing[2]);
+	for (i = 0; i < 3; i++)
+		assert_chunk(ns, (uint32_t)(10 + i), 4000);
 	pb_store_ns_close(ns);
 	assert_verify_clean(s);
 	pb_store_close(s);
@@ -429,6 +453,32 @@ static void test_torn_tail_recovered(void **state)
 	assert_verify_clean(s);
 	pb_store_ns_close(ns);
 	pb_store_close(s);
+	pb_test_rmtree(dir);
+	free(dir);
+}
+
+/* A lost index must not make the store throw its packs away. */
+static void test_lost_index_refused(void **state)
+{
+	char *dir = pb_test_tmpdir("store-noindex");
+	char path[4096], moved[4096];
+	pb_store_t *s;
+	pb_store_ns_t *ns;
+	name_t n;
+
+	(void)state;
+	assert_int_equal(pb_store_open(dir, &s), 0);
+	assert_int_equal(pb_store_ns_open(s, "acct", "phone", &ns), 0);
+	put_chunk(ns, 1, 3000, n);
+	assert_int_equal(pb_store_flush(ns), 1);
+	pb_store_ns_close(ns);
+	pb_store_close(s);
+	assert_true(snprintf(path, sizeof(path), "%s/index.db", dir) < (int)sizeof(path));
+	assert_true(snprintf(moved, sizeof(moved), "%s/index.db.away", dir) < (int)sizeof(moved));
+	assert_int_equal(rename(path, moved), 0);
+	assert_int_equal(pb_store_open(dir, &s), PB_ESTORE_CORRUPT);
+	assert_true(snprintf(path, sizeof(path), "%s/packs/1/1.pack", dir) < (int)sizeof(path));
+	assert_int_equal(access(path, F_OK), 0);
 	pb_test_rmtree(dir);
 	free(dir);
 }
@@ -732,6 +782,7 @@ int main(void)
 		cmocka_unit_test(test_cli_store_verify),
 		cmocka_unit_test(test_write_errors),
 		cmocka_unit_test(test_torn_tail_recovered),
+		cmocka_unit_test(test_lost_index_refused),
 		cmocka_unit_test(test_snapshots),
 		cmocka_unit_test(test_namespaces_isolated),
 		cmocka_unit_test(test_blobs),

@@ -75,6 +75,11 @@ struct pb_store_s {
 	sqlite3 *db;
 	int64_t next_pack;
 	pb_store_ns_t *ns_list;
+	/* A COMMIT failed: it may still have reached the disk (the WAL frames
+	 * were written but not synced), so the pack bytes it would index are
+	 * kept, and writes are refused until the store is reopened and
+	 * recovery settles what the index says. */
+	bool uncertain;
 };
 
 static const char SCHEMA[] =
@@ -150,16 +155,34 @@ static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 	return rc == SQLITE_OK ? 0 : db_err(db, rc);
 }
 
-static void rollback(sqlite3 *db)
-{
-	if (!sqlite3_get_autocommit(db))
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-}
-
 /* An errno the failure-injection tests want at point, or 0. */
 static int injected(const char *point)
 {
 	return pb__store_test_fail != NULL ? pb__store_test_fail(point) : 0;
+}
+
+/* Commits the open transaction; see pb_store_s.uncertain for failures. */
+static int commit(pb_store_t *s)
+{
+	int e = injected("commit");
+	int rc;
+
+	if (e != 0) {
+		s->uncertain = true;
+		return sys_err(e);
+	}
+	rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		s->uncertain = true;
+		return db_err(s->db, rc);
+	}
+	return 0;
+}
+
+static void rollback(sqlite3 *db)
+{
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 static int pwrite_raw(int fd, const uint8_t *p, size_t len, uint64_t off)
@@ -459,6 +482,24 @@ out_finalize:
 	return rc;
 }
 
+static bool packs_empty(const char *dir)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	bool empty = true;
+	DIR *d;
+
+	if (snprintf(path, sizeof(path), "%s/packs", dir) >= (int)sizeof(path))
+		return false;
+	d = opendir(path);
+	if (d == NULL)
+		return true;
+	while (empty && (de = readdir(d)) != NULL)
+		empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+	closedir(d);
+	return empty;
+}
+
 int pb_store_open(const char *dir, pb_store_t **out)
 {
 	char path[PATH_MAX];
@@ -505,6 +546,12 @@ int pb_store_open(const char *dir, pb_store_t **out)
 		goto out_unlock;
 	if (snprintf(path, sizeof(path), "%s/index.db", dir) >= (int)sizeof(path)) {
 		rc = PB_ETOOBIG;
+		goto out_unlock;
+	}
+	/* Packs without an index: the index was lost. Starting a new one would
+	 * discard every pack as uncommitted, so refuse instead. */
+	if (access(path, F_OK) < 0 && errno == ENOENT && !packs_empty(dir)) {
+		rc = PB_ESTORE_CORRUPT;
 		goto out_unlock;
 	}
 	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
@@ -634,7 +681,9 @@ static void ns_discard(pb_store_ns_t *ns)
 	ns->auto_flushed = 0;
 	if (ns->fd < 0)
 		return;
-	if (ns->pack_new) {
+	if (ns->store->uncertain) {
+		/* Leave the bytes; the next open cuts them if uncommitted. */
+	} else if (ns->pack_new) {
 		if (pack_path(ns->store, ns->id, ns->pack_id, path, sizeof(path)) == 0)
 			(void)unlink(path);
 	} else {
@@ -715,7 +764,7 @@ static int ns_open_pack(pb_store_ns_t *ns)
 	pb_store_t *s = ns->store;
 	char path[PATH_MAX], dir[PATH_MAX], packs[PATH_MAX];
 	sqlite3_stmt *st = NULL;
-	int rc;
+	int rc, tries;
 
 	rc = prep(s->db, "SELECT id, committed_len FROM packs WHERE ns=?1 AND state=?2"
 			 " ORDER BY id DESC LIMIT 1", &st);
@@ -750,11 +799,16 @@ static int ns_open_pack(pb_store_ns_t *ns)
 	rc = ensure_dir(dir, packs);
 	if (rc < 0)
 		return rc;
-	ns->pack_id = s->next_pack++;
-	rc = pack_path(s, ns->id, ns->pack_id, path, sizeof(path));
-	if (rc < 0)
-		return rc;
-	ns->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	/* A leftover file that could not be removed at open only costs an id. */
+	for (tries = 0; tries < 16; tries++) {
+		ns->pack_id = s->next_pack++;
+		rc = pack_path(s, ns->id, ns->pack_id, path, sizeof(path));
+		if (rc < 0)
+			return rc;
+		ns->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (ns->fd >= 0 || errno != EEXIST)
+			break;
+	}
 	if (ns->fd < 0)
 		return sys_err(errno);
 	ns->pack_new = true;
@@ -781,6 +835,10 @@ static int ns_commit(pb_store_ns_t *ns)
 
 	if (ns->npending == 0)
 		return 0;
+	if (s->uncertain) {
+		rc = PB_EIO;
+		goto out_discard;
+	}
 	rc = sync_data(ns->fd);
 	if (rc < 0)
 		goto out_discard;
@@ -839,11 +897,9 @@ static int ns_commit(pb_store_ns_t *ns)
 		rc = sys_err(rc);
 		goto out_rollback;
 	}
-	rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-	if (rc != SQLITE_OK) {
-		rc = db_err(s->db, rc);
+	rc = commit(s);
+	if (rc < 0)
 		goto out_rollback;
-	}
 	HOOK("index-committed");
 	rc = (int)ns->npending;
 	ns->pack_committed = ns->wr_off;
@@ -874,6 +930,8 @@ int pb_store_put(pb_store_ns_t *ns, const uint8_t name[PB_STORE_NAME_LEN], const
 		return PB_EINVAL;
 	if (len > PB_STORE_CT_MAX)
 		return PB_ETOOBIG;
+	if (ns->store->uncertain)
+		return PB_EIO;
 	if (set_find(ns, name))
 		return 0;
 	rc = chunk_committed(ns, ns->lookup, name, &found);
@@ -1051,6 +1109,8 @@ int pb_store_snapshot_put(pb_store_ns_t *ns, uint64_t snap_id, const uint8_t (*r
 		return PB_EINVAL;
 	if (len > PB_STORE_SNAPSHOT_MAX || nrefs > SNAP_REFS_MAX)
 		return PB_ETOOBIG;
+	if (ns->store->uncertain)
+		return PB_EIO;
 	db = ns->store->db;
 	rc = exec(db, "BEGIN IMMEDIATE");
 	if (rc < 0)
@@ -1327,6 +1387,8 @@ int pb_store_prune(pb_store_ns_t *ns, const uint64_t *keep, size_t nkeep)
 
 	if (ns == NULL || (keep == NULL && nkeep > 0))
 		return PB_EINVAL;
+	if (ns->store->uncertain)
+		return PB_EIO;
 	db = ns->store->db;
 	rc = exec(db, "BEGIN IMMEDIATE");
 	if (rc < 0)
@@ -1390,7 +1452,7 @@ static int gc_repack(pb_store_t *s, const gc_pack_t *gp, pb_store_gc_report_t *r
 	uint64_t wr = PB__PACK_HDR_LEN;
 	int ofd = -1, nfd = -1, rc;
 	uint8_t *buf = NULL;
-	bool committed = false;
+	bool committed = false, keep_new = false;
 
 	if ((rc = pack_path(s, gp->ns, gp->id, opath, sizeof(opath))) < 0 ||
 	    (rc = pack_path(s, gp->ns, nid, npath, sizeof(npath))) < 0 ||
@@ -1505,12 +1567,12 @@ static int gc_repack(pb_store_t *s, const gc_pack_t *gp, pb_store_gc_report_t *r
 		rc = db_err(s->db, sqlite3_errcode(s->db));
 		goto out_rollback;
 	}
-	rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-	if (rc != SQLITE_OK) {
-		rc = db_err(s->db, rc);
+	rc = commit(s);
+	if (rc < 0) {
+		keep_new = true; /* the copy may be what the index now uses */
 		goto out_rollback;
 	}
-	committed = true;
+	committed = keep_new = true;
 	HOOK("gc-index-committed");
 	(void)unlink(opath);
 	(void)fsync_dir(dir);
@@ -1522,7 +1584,7 @@ out_rollback:
 	if (!committed)
 		rollback(s->db);
 out_unlink_new:
-	if (!committed)
+	if (!keep_new)
 		(void)unlink(npath);
 out_close:
 	sqlite3_finalize(sel);
@@ -1546,6 +1608,8 @@ int pb_store_gc(pb_store_t *s, int64_t min_age, pb_store_gc_report_t *report)
 
 	if (s == NULL)
 		return PB_EINVAL;
+	if (s->uncertain)
+		return PB_EIO;
 	for (ns = s->ns_list; ns != NULL; ns = ns->next)
 		if (ns->npending > 0)
 			return PB_EBUSY;

@@ -60,7 +60,8 @@ typedef int (*pb_cdc_chunk_cb)(void *arg, const uint8_t *data, size_t len);
 /* Opens (creating if needed) the store in dir and takes its lock. Recovers
  * from a crash: pack bytes past the last committed offset are cut off and
  * pack files the index does not know are removed. PB_ESTORE_LOCKED when
- * another handle holds the store. *out is owned by the caller. */
+ * another handle holds the store; PB_ESTORE_CORRUPT when packs exist but the
+ * index file is gone (nothing is touched then). *out is owned by the caller. */
 PB_EXTERN PB_WUR int pb_store_open(const char *dir, pb_store_t **out);
 /* Closes the store; chunks put but not flushed are dropped. Accepts NULL.
  * Every namespace handle must be closed first. */
@@ -86,7 +87,9 @@ PB_EXTERN PB_WUR int pb_store_put(pb_store_ns_t *ns, const uint8_t name[PB_STORE
 				  const uint8_t *ct, size_t len);
 /* Makes every put so far durable: fsyncs the pack, then commits the index
  * rows. Returns the number of chunks committed (>= 0) or an error, in which
- * case none of the batch is committed and the pack tail is discarded. */
+ * case none of the batch is acknowledged and the pack tail is discarded.
+ * When the index commit itself failed, its outcome is unknown until the
+ * store is reopened: every write then fails with PB_EIO until then. */
 PB_EXTERN PB_WUR int pb_store_flush(pb_store_ns_t *ns);
 /* Reads a committed chunk and checks its ciphertext against the stored hash
  * (PB_ESTORE_HASH on mismatch, PB_ENOTFOUND if absent). *ct is malloc'd and
