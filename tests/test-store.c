@@ -749,6 +749,23 @@ static void test_full_disk(void **state)
 	assert_int_equal(rc, PB_ENOSPACE);
 	assert_true(nflushed >= 6);
 	fprintf(stderr, "disk full after %zu flushed chunks (%s)\n", nflushed, pb_strerror(rc));
+	/* Squeeze the last bytes with small chunks, one flush each, until the
+	 * index cannot grow either. */
+	for (seed = 1000; seed < 5000; seed++) {
+		uint8_t ct[64];
+
+		make_chunk(seed, sizeof(ct), n, ct);
+		rc = pb_store_put(ns, n, ct, sizeof(ct));
+		if (rc == 0)
+			rc = pb_store_flush(ns);
+		if (rc < 0)
+			break;
+		memcpy(flushed[nflushed], n, sizeof(n));
+		if (++nflushed == 199)
+			break;
+	}
+	fprintf(stderr, "then %s after %zu flushed chunks\n", pb_strerror(rc), nflushed);
+	assert_true(rc == PB_ENOSPACE || rc == PB_EIO);
 	/* Nothing acknowledged was lost, and the store still works. */
 	assert_verify_clean(s);
 	pb_store_ns_close(ns);
@@ -761,7 +778,7 @@ static void test_full_disk(void **state)
 		size_t len = 0;
 
 		assert_int_equal(pb_store_get(ns, flushed[i], &ct, &len), 0);
-		assert_int_equal(len, 65536);
+		assert_true(len == 65536 || len == 64);
 		free(ct);
 	}
 	pb_store_ns_close(ns);
