@@ -221,6 +221,30 @@ static void test_verify_finds_corruption(void **state)
 	assert_int_equal(pb_store_get(ns, names[2], &ct, &len), PB_ESTORE_HASH);
 	assert_chunk(ns, 1, 10000);
 	assert_chunk(ns, 3, 10000);
+
+	/* GC does not rewrite a pack it cannot read cleanly. */
+	{
+		pb_store_gc_report_t grep;
+		name_t keep[1];
+
+		memcpy(keep[0], names[2], sizeof(name_t));
+		assert_int_equal(pb_store_snapshot_put(ns, 1, (const name_t *)keep, 1, (const uint8_t *)"s", 1), 0);
+		assert_int_equal(pb_store_gc(s, 0, &grep), 0);
+		assert_int_equal(grep.chunks_removed, 4);
+		assert_int_equal(grep.packs_repacked, 0);
+		assert_int_equal(pb_store_verify(s, NULL, NULL, &rep), PB_ESTORE_CORRUPT);
+		assert_int_equal(rep.bad_chunks, 1);
+		assert_int_equal(rep.dead_records, 4);
+	}
+	/* A pack cut short, then a pack gone. */
+	assert_int_equal(truncate(path, 8 + 40 + 10000 + 32 + 100), 0);
+	assert_int_equal(pb_store_verify(s, NULL, NULL, &rep), PB_ESTORE_CORRUPT);
+	assert_int_equal(rep.bad_chunks, 1);
+	assert_int_equal(rep.bad_records, 1);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(pb_store_verify(s, NULL, NULL, &rep), PB_ESTORE_CORRUPT);
+	assert_int_equal(rep.bad_chunks, 1);
+	assert_int_equal(pb_store_get(ns, names[2], &ct, &len), PB_ESTORE_CORRUPT);
 	pb_store_ns_close(ns);
 	pb_store_close(s);
 	pb_test_rmtree(dir);
@@ -700,6 +724,52 @@ static void test_prune_gc(void **state)
 	free(dir);
 }
 
+/* A batch larger than what the open pack can take rolls to a new pack: the
+ * first part is committed, and flush counts every chunk of the batch. */
+static void test_pack_rolls_over(void **state)
+{
+	char *dir = pb_test_tmpdir("store-roll");
+	char path[4096];
+	const size_t len = 1u << 20;
+	uint8_t *ct = malloc(len);
+	pb_store_t *s;
+	pb_store_ns_t *ns;
+	pb_store_verify_report_t rep;
+	name_t n;
+	uint32_t i;
+
+	(void)state;
+	assert_non_null(ct);
+	memset(ct, 0x5c, len);
+	assert_int_equal(pb_store_open(dir, &s), 0);
+	assert_int_equal(pb_store_ns_open(s, "acct", "phone", &ns), 0);
+	for (i = 0; i < 66; i++) {
+		memcpy(ct, &i, sizeof(i));
+		crypto_generichash(n, sizeof(n), ct, len, NULL, 0);
+		assert_int_equal(pb_store_put(ns, n, ct, len), 0);
+	}
+	assert_int_equal(pb_store_flush(ns), 66);
+	assert_true(snprintf(path, sizeof(path), "%s/packs/1/1.pack", dir) < (int)sizeof(path));
+	assert_int_equal(file_size(path), 8 + 63 * (40 + (off_t)len + 32));
+	assert_true(snprintf(path, sizeof(path), "%s/packs/1/2.pack", dir) < (int)sizeof(path));
+	assert_int_equal(file_size(path), 8 + 3 * (40 + (off_t)len + 32));
+	/* The next batch appends to the second pack. */
+	i = 1000;
+	memcpy(ct, &i, sizeof(i));
+	crypto_generichash(n, sizeof(n), ct, len, NULL, 0);
+	assert_int_equal(pb_store_put(ns, n, ct, len), 0);
+	assert_int_equal(pb_store_flush(ns), 1);
+	assert_int_equal(file_size(path), 8 + 4 * (40 + (off_t)len + 32));
+	assert_int_equal(pb_store_verify(s, NULL, NULL, &rep), 0);
+	assert_int_equal(rep.packs, 2);
+	assert_int_equal(rep.chunks, 67);
+	pb_store_ns_close(ns);
+	pb_store_close(s);
+	free(ct);
+	pb_test_rmtree(dir);
+	free(dir);
+}
+
 static void test_full_disk(void **state)
 {
 	char *dir = pb_test_tmpdir("store-full");
@@ -804,6 +874,7 @@ int main(void)
 		cmocka_unit_test(test_namespaces_isolated),
 		cmocka_unit_test(test_blobs),
 		cmocka_unit_test(test_prune_gc),
+		cmocka_unit_test(test_pack_rolls_over),
 		cmocka_unit_test(test_full_disk),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

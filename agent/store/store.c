@@ -963,7 +963,9 @@ int pb_store_put(pb_store_ns_t *ns, const uint8_t name[PB_STORE_NAME_LEN], const
 				if (rc < 0)
 					return rc;
 			}
-			ns_discard(ns);
+			/* Everything in it is committed: just stop appending. */
+			close(ns->fd);
+			ns->fd = -1;
 		}
 	}
 	if (ns->fd < 0) {
