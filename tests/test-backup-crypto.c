@@ -235,6 +235,20 @@ static void test_cdc_file(void **state)
 		off += col.lens[i];
 	}
 	assert_true(col.n >= 3);
+	/* Given a prefix, the chunker waits for more data or finds the same
+	 * cut as with all the data. */
+	{
+		size_t c0 = col.lens[0], p;
+
+		for (p = PB_CDC_MIN - 1; p < c0 + 4096 && p < PB_CDC_MAX; p += 65536 + 7) {
+			size_t c = pb_cdc_cut(&cdc, buf, p, false);
+
+			assert_int_equal(c, p < c0 ? 0 : c0);
+		}
+		assert_int_equal(pb_cdc_cut(&cdc, buf, c0, false), c0);
+		assert_int_equal(pb_cdc_cut(&cdc, buf, c0 - 1, false), 0);
+		assert_int_equal(pb_cdc_cut(&cdc, buf, c0 - 1, true), c0 - 1);
+	}
 	/* A small item is one chunk whatever its content. */
 	assert_int_equal(pb_test_write_file(path, buf, 700000), 0);
 	col.len = col.n = 0;
