@@ -12,6 +12,7 @@
 	X("devices", pb_cmd_devices, "list pairings")                                        \
 	X("ping", pb_cmd_ping, "open a session with the paired host and measure it")          \
 	X("qr", pb_cmd_qr, "show a pairing URI as a QR code, or read one from an image")     \
+	X("store-verify", pb_cmd_store_verify, "check a host store without keys")             \
 	X("version", pb_cmd_version, "print version information")
 
 #define PB__CLI_DECL(name, fn, summary) int fn(pb_cli_t *cli, int argc, char **argv);

@@ -1,0 +1,152 @@
+/* Content-defined chunking with a keyed gear table (FastCDC with normalized
+ * chunking). The gear table comes from the phone's gear subkey, so chunk
+ * boundaries, and with them chunk sizes, reveal nothing a host could match
+ * against known files. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "peerback/error.h"
+#include "peerback/store.h"
+
+/* Before the average size a cut needs 22 zero bits (harder), after it 18
+ * (easier): sizes cluster around the average. The gear hash shifts left, so
+ * the top bits depend on the most input bytes. */
+#define MASK_S (~0ull << (64 - 22))
+#define MASK_L (~0ull << (64 - 18))
+#define READ_BLOCK (1u << 20)
+
+void pb_cdc_init(pb_cdc_t *cdc, const pb_backup_keys_t *keys)
+{
+	static const uint8_t nonce[crypto_stream_chacha20_NONCEBYTES];
+	uint8_t bytes[sizeof(cdc->gear)];
+	size_t i;
+
+	if (sodium_init() < 0)
+		abort();
+	crypto_stream_chacha20(bytes, sizeof(bytes), nonce, keys->gear);
+	for (i = 0; i < 256; i++) {
+		uint64_t v = 0;
+		int j;
+
+		for (j = 7; j >= 0; j--)
+			v = v << 8 | bytes[i * 8 + (size_t)j];
+		cdc->gear[i] = v;
+	}
+	sodium_memzero(bytes, sizeof(bytes));
+}
+
+void pb_cdc_wipe(pb_cdc_t *cdc)
+{
+	if (cdc != NULL)
+		sodium_memzero(cdc, sizeof(*cdc));
+}
+
+size_t pb_cdc_cut(const pb_cdc_t *cdc, const uint8_t *buf, size_t len, bool eof)
+{
+	size_t n = len < PB_CDC_MAX ? len : PB_CDC_MAX;
+	size_t normal = n < PB_CDC_AVG ? n : PB_CDC_AVG;
+	uint64_t fp = 0;
+	size_t i;
+
+	if (len <= PB_CDC_MIN)
+		return eof ? len : 0;
+	for (i = PB_CDC_MIN; i < normal; i++) {
+		fp = (fp << 1) + cdc->gear[buf[i]];
+		if ((fp & MASK_S) == 0)
+			return i + 1;
+	}
+	for (; i < n; i++) {
+		fp = (fp << 1) + cdc->gear[buf[i]];
+		if ((fp & MASK_L) == 0)
+			return i + 1;
+	}
+	if (n == PB_CDC_MAX || eof)
+		return n;
+	return 0;
+}
+
+static ssize_t read_full(int fd, uint8_t *buf, size_t want)
+{
+	size_t got = 0;
+
+	while (got < want) {
+		ssize_t r = read(fd, buf + got, want - got);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
+}
+
+int pb_cdc_file(const pb_cdc_t *cdc, int fd, pb_cdc_chunk_cb cb, void *arg)
+{
+	struct stat sb;
+	uint8_t *buf;
+	size_t have = 0;
+	bool eof = false;
+	int rc = 0;
+
+	if (cdc == NULL || cb == NULL)
+		return PB_EINVAL;
+	if (fstat(fd, &sb) < 0)
+		return -errno;
+	buf = malloc(PB_CDC_MAX);
+	if (buf == NULL)
+		return PB_ENOMEM;
+	if (S_ISREG(sb.st_mode) && (uint64_t)sb.st_size < PB_CDC_WHOLE_MAX) {
+		/* Small items are one chunk, whatever their content. */
+		ssize_t r = read_full(fd, buf, PB_CDC_WHOLE_MAX);
+
+		if (r < 0) {
+			rc = -errno;
+			goto out_free;
+		}
+		if ((size_t)r < PB_CDC_WHOLE_MAX) {
+			rc = cb(arg, buf, (size_t)r);
+			goto out_free;
+		}
+		/* The file grew meanwhile: chunk it like a large one. */
+		have = (size_t)r;
+	}
+	for (;;) {
+		size_t cut;
+
+		if (!eof && have < PB_CDC_MAX) {
+			size_t want = PB_CDC_MAX - have;
+			ssize_t r;
+
+			if (want > READ_BLOCK)
+				want = READ_BLOCK;
+			r = read_full(fd, buf + have, want);
+			if (r < 0) {
+				rc = -errno;
+				goto out_free;
+			}
+			eof = (size_t)r < want;
+			have += (size_t)r;
+			continue;
+		}
+		if (have == 0)
+			break;
+		cut = pb_cdc_cut(cdc, buf, have, eof);
+		rc = cb(arg, buf, cut);
+		if (rc != 0)
+			goto out_free;
+		memmove(buf, buf + cut, have - cut);
+		have -= cut;
+	}
+out_free:
+	free(buf);
+	return rc;
+}

@@ -1,0 +1,426 @@
+/* Manifests: the list of a snapshot's items, cut into manifest chunks of
+ * about PB_MANIFEST_CHUNK_TARGET bytes, each sealed like a data chunk but
+ * under the manifest key, plus a small sealed root that lists them. The
+ * root is the snapshot record the host keeps; the writer never holds more
+ * than one manifest chunk, so a million items stay within bounded memory
+ * (apart from the list of referenced names).
+ *
+ * Manifest chunk plaintext (little-endian):
+ *   "PBMC" | u8 version 1 | 3 zero bytes | u32 count | count items
+ *   item: u32 kind | u16 id_len | id | u16 path_len | path | u64 seq |
+ *         u64 size | i64 mtime | hash[32] | u32 nchunks | nchunks names[32]
+ * Root plaintext:
+ *   "PBMR" | u8 version 1 | 3 zero bytes | i64 time | u64 items |
+ *   u32 nchunks | nchunks names[32]
+ * Root blob: root name[32] | sealed root. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "agent/backup/internal.h"
+#include "peerback/error.h"
+
+#define MF_VERSION 1
+#define MF_HDR_LEN 12
+#define ITEM_FIXED_LEN (4 + 2 + 2 + 8 + 8 + 8 + 32 + 4)
+#define ROOT_HDR_LEN (8 + 8 + 8 + 4)
+#define ITEM_CHUNKS_MAX PB_MANIFEST_ITEM_CHUNKS_MAX
+
+_Static_assert(MF_HDR_LEN + ITEM_FIXED_LEN + PB_MANIFEST_ID_MAX + PB_MANIFEST_PATH_MAX +
+			       ITEM_CHUNKS_MAX * 32ull <= PB_MANIFEST_CHUNK_PLAIN_MAX,
+	       "the largest item fits one manifest chunk");
+
+typedef uint8_t name_t[PB_STORE_NAME_LEN];
+
+struct pb_manifest_writer_s {
+	pb_backup_keys_t keys;
+	pb_manifest_chunk_cb emit;
+	void *arg;
+	uint8_t *buf; /* current manifest chunk plaintext */
+	size_t len;
+	uint32_t count;
+	uint64_t items;
+	uint8_t *ct;
+	name_t *mchunks; /* manifest chunk names, in order */
+	size_t nmchunks, mcap;
+	name_t *refs; /* every referenced name, deduplicated at finish */
+	size_t nrefs, rcap;
+};
+
+static void le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void le32(uint8_t *p, uint32_t v)
+{
+	le16(p, (uint16_t)v);
+	le16(p + 2, (uint16_t)(v >> 16));
+}
+
+static void le64(uint8_t *p, uint64_t v)
+{
+	le32(p, (uint32_t)v);
+	le32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint16_t rd16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+	return (uint32_t)rd16(p) | (uint32_t)rd16(p + 2) << 16;
+}
+
+static uint64_t rd64(const uint8_t *p)
+{
+	return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
+}
+
+static int names_push(name_t **v, size_t *n, size_t *cap, const uint8_t *name)
+{
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 256;
+		name_t *nv;
+
+		if (nc > SIZE_MAX / sizeof(name_t))
+			return PB_ENOMEM;
+		nv = realloc(*v, nc * sizeof(name_t));
+		if (nv == NULL)
+			return PB_ENOMEM;
+		*v = nv;
+		*cap = nc;
+	}
+	memcpy((*v)[(*n)++], name, PB_STORE_NAME_LEN);
+	return 0;
+}
+
+int pb_manifest_writer_new(const pb_backup_keys_t *keys, pb_manifest_chunk_cb emit, void *arg,
+			   pb_manifest_writer_t **out)
+{
+	pb_manifest_writer_t *w;
+
+	if (keys == NULL || emit == NULL || out == NULL)
+		return PB_EINVAL;
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return PB_ENOMEM;
+	w->buf = malloc(PB_MANIFEST_CHUNK_PLAIN_MAX);
+	w->ct = malloc(PB_CHUNK_CT_LEN_MAX(PB_MANIFEST_CHUNK_PLAIN_MAX));
+	if (w->buf == NULL || w->ct == NULL) {
+		pb_manifest_writer_free(w);
+		return PB_ENOMEM;
+	}
+	w->keys = *keys;
+	w->emit = emit;
+	w->arg = arg;
+	w->len = MF_HDR_LEN;
+	*out = w;
+	return 0;
+}
+
+void pb_manifest_writer_free(pb_manifest_writer_t *w)
+{
+	if (w == NULL)
+		return;
+	if (w->buf != NULL) {
+		sodium_memzero(w->buf, PB_MANIFEST_CHUNK_PLAIN_MAX);
+		free(w->buf);
+	}
+	free(w->ct);
+	free(w->mchunks);
+	free(w->refs);
+	sodium_memzero(&w->keys, sizeof(w->keys));
+	free(w);
+}
+
+/* Seals the current manifest chunk and hands it to the caller. */
+static int writer_emit(pb_manifest_writer_t *w)
+{
+	uint8_t name[PB_STORE_NAME_LEN];
+	size_t ct_len;
+	int rc;
+
+	memcpy(w->buf, "PBMC", 4);
+	w->buf[4] = MF_VERSION;
+	memset(w->buf + 5, 0, 3);
+	le32(w->buf + 8, w->count);
+	rc = pb__seal(w->keys.manifest, w->keys.name, w->buf, w->len, name, w->ct, &ct_len);
+	if (rc < 0)
+		return rc;
+	rc = w->emit(w->arg, name, w->ct, ct_len);
+	if (rc != 0)
+		return rc < 0 ? rc : PB_ECANCELED;
+	if ((rc = names_push(&w->mchunks, &w->nmchunks, &w->mcap, name)) < 0 ||
+	    (rc = names_push(&w->refs, &w->nrefs, &w->rcap, name)) < 0)
+		return rc;
+	w->len = MF_HDR_LEN;
+	w->count = 0;
+	return 0;
+}
+
+int pb_manifest_writer_add(pb_manifest_writer_t *w, const pb_manifest_item_t *it)
+{
+	size_t idl, pl, need, i;
+	uint8_t *p;
+	int rc;
+
+	if (w == NULL || it == NULL || it->id == NULL || it->path == NULL ||
+	    (it->chunks == NULL && it->nchunks > 0))
+		return PB_EINVAL;
+	idl = strnlen(it->id, PB_MANIFEST_ID_MAX + 1);
+	pl = strnlen(it->path, PB_MANIFEST_PATH_MAX + 1);
+	if (idl > PB_MANIFEST_ID_MAX || pl > PB_MANIFEST_PATH_MAX || it->nchunks > ITEM_CHUNKS_MAX)
+		return PB_ETOOBIG;
+	need = ITEM_FIXED_LEN + idl + pl + it->nchunks * PB_STORE_NAME_LEN;
+	if (w->len + need > PB_MANIFEST_CHUNK_PLAIN_MAX) {
+		rc = writer_emit(w);
+		if (rc < 0)
+			return rc;
+	}
+	p = w->buf + w->len;
+	le32(p, it->kind);
+	le16(p + 4, (uint16_t)idl);
+	memcpy(p + 6, it->id, idl);
+	p += 6 + idl;
+	le16(p, (uint16_t)pl);
+	memcpy(p + 2, it->path, pl);
+	p += 2 + pl;
+	le64(p, it->seq);
+	le64(p + 8, it->size);
+	le64(p + 16, (uint64_t)it->mtime);
+	memcpy(p + 24, it->hash, 32);
+	le32(p + 56, (uint32_t)it->nchunks);
+	p += 60;
+	for (i = 0; i < it->nchunks; i++) {
+		memcpy(p + i * PB_STORE_NAME_LEN, it->chunks[i], PB_STORE_NAME_LEN);
+		rc = names_push(&w->refs, &w->nrefs, &w->rcap, it->chunks[i]);
+		if (rc < 0)
+			return rc;
+	}
+	w->len += need;
+	w->count++;
+	w->items++;
+	if (w->len >= PB_MANIFEST_CHUNK_TARGET)
+		return writer_emit(w);
+	return 0;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return memcmp(a, b, PB_STORE_NAME_LEN);
+}
+
+int pb_manifest_writer_finish(pb_manifest_writer_t *w, int64_t time, uint8_t **root, size_t *root_len,
+			      uint8_t (**refs)[PB_STORE_NAME_LEN], size_t *nrefs)
+{
+	uint8_t *plain = NULL, *blob = NULL;
+	size_t plen, ct_len, i, u;
+	int rc;
+
+	if (w == NULL || root == NULL || root_len == NULL || refs == NULL || nrefs == NULL)
+		return PB_EINVAL;
+	if (w->count > 0 || w->nmchunks == 0) {
+		rc = writer_emit(w);
+		if (rc < 0)
+			return rc;
+	}
+	if (w->nmchunks > PB_MANIFEST_ROOT_CHUNKS_MAX)
+		return PB_ETOOBIG;
+	plen = ROOT_HDR_LEN + w->nmchunks * PB_STORE_NAME_LEN;
+	if (plen > PB_CHUNK_PLAIN_MAX)
+		return PB_ETOOBIG;
+	plain = malloc(plen);
+	blob = malloc(PB_STORE_NAME_LEN + PB_CHUNK_CT_LEN_MAX(plen));
+	if (plain == NULL || blob == NULL) {
+		rc = PB_ENOMEM;
+		goto out_free;
+	}
+	memcpy(plain, "PBMR", 4);
+	plain[4] = MF_VERSION;
+	memset(plain + 5, 0, 3);
+	le64(plain + 8, (uint64_t)time);
+	le64(plain + 16, w->items);
+	le32(plain + 24, (uint32_t)w->nmchunks);
+	memcpy(plain + ROOT_HDR_LEN, w->mchunks, w->nmchunks * PB_STORE_NAME_LEN);
+	rc = pb__seal(w->keys.manifest, w->keys.name, plain, plen, blob, blob + PB_STORE_NAME_LEN, &ct_len);
+	if (rc < 0)
+		goto out_free;
+	if (w->nrefs > 1)
+		qsort(w->refs, w->nrefs, sizeof(name_t), cmp_name);
+	for (i = 0, u = 0; i < w->nrefs; i++)
+		if (u == 0 || memcmp(w->refs[u - 1], w->refs[i], PB_STORE_NAME_LEN) != 0)
+			memmove(w->refs[u++], w->refs[i], PB_STORE_NAME_LEN);
+	*root = blob;
+	*root_len = PB_STORE_NAME_LEN + ct_len;
+	*refs = w->refs;
+	*nrefs = u;
+	w->refs = NULL;
+	w->nrefs = w->rcap = 0;
+	blob = NULL;
+out_free:
+	free(plain);
+	free(blob);
+	return rc;
+}
+
+int pb_manifest_root_parse(const uint8_t *buf, size_t len, int64_t *time, uint64_t *nitems,
+			   const uint8_t **names, size_t *nchunks)
+{
+	uint32_t n;
+
+	if (buf == NULL || time == NULL || nitems == NULL || names == NULL || nchunks == NULL)
+		return PB_EINVAL;
+	if (len < ROOT_HDR_LEN)
+		return PB_ETRUNCATED;
+	if (memcmp(buf, "PBMR", 4) != 0 || buf[5] != 0 || buf[6] != 0 || buf[7] != 0)
+		return PB_EMALFORMED;
+	if (buf[4] != MF_VERSION)
+		return PB_EUNSUPPORTED;
+	n = rd32(buf + 24);
+	if (n > PB_MANIFEST_ROOT_CHUNKS_MAX)
+		return PB_ETOOBIG;
+	if ((len - ROOT_HDR_LEN) / PB_STORE_NAME_LEN < n)
+		return PB_ETRUNCATED;
+	if (len - ROOT_HDR_LEN != (size_t)n * PB_STORE_NAME_LEN)
+		return PB_EMALFORMED;
+	*time = (int64_t)rd64(buf + 8);
+	*nitems = rd64(buf + 16);
+	*names = buf + ROOT_HDR_LEN;
+	*nchunks = n;
+	return 0;
+}
+
+int pb_manifest_parse(const uint8_t *buf, size_t len, pb_manifest_item_cb cb, void *arg)
+{
+	char id[PB_MANIFEST_ID_MAX + 1], path[PB_MANIFEST_PATH_MAX + 1];
+	size_t off = MF_HDR_LEN;
+	uint32_t count, k;
+	int rc;
+
+	if (buf == NULL || cb == NULL)
+		return PB_EINVAL;
+	if (len > PB_MANIFEST_CHUNK_PLAIN_MAX)
+		return PB_ETOOBIG;
+	if (len < MF_HDR_LEN)
+		return PB_ETRUNCATED;
+	if (memcmp(buf, "PBMC", 4) != 0 || buf[5] != 0 || buf[6] != 0 || buf[7] != 0)
+		return PB_EMALFORMED;
+	if (buf[4] != MF_VERSION)
+		return PB_EUNSUPPORTED;
+	count = rd32(buf + 8);
+	/* Each item takes at least ITEM_FIXED_LEN bytes. */
+	if (count > (len - MF_HDR_LEN) / ITEM_FIXED_LEN)
+		return PB_ETRUNCATED;
+	for (k = 0; k < count; k++) {
+		pb_manifest_item_t it;
+		size_t idl, pl, nch;
+
+		if (len - off < 6)
+			return PB_ETRUNCATED;
+		it.kind = rd32(buf + off);
+		idl = rd16(buf + off + 4);
+		off += 6;
+		if (idl > PB_MANIFEST_ID_MAX)
+			return PB_ETOOBIG;
+		if (len - off < idl + 2)
+			return PB_ETRUNCATED;
+		if (memchr(buf + off, 0, idl) != NULL)
+			return PB_EMALFORMED;
+		memcpy(id, buf + off, idl);
+		id[idl] = '\0';
+		off += idl;
+		pl = rd16(buf + off);
+		off += 2;
+		if (pl > PB_MANIFEST_PATH_MAX)
+			return PB_ETOOBIG;
+		if (len - off < pl + 60)
+			return PB_ETRUNCATED;
+		if (memchr(buf + off, 0, pl) != NULL)
+			return PB_EMALFORMED;
+		memcpy(path, buf + off, pl);
+		path[pl] = '\0';
+		off += pl;
+		it.seq = rd64(buf + off);
+		it.size = rd64(buf + off + 8);
+		it.mtime = (int64_t)rd64(buf + off + 16);
+		memcpy(it.hash, buf + off + 24, 32);
+		nch = rd32(buf + off + 56);
+		off += 60;
+		if (nch > ITEM_CHUNKS_MAX)
+			return PB_ETOOBIG;
+		if ((len - off) / PB_STORE_NAME_LEN < nch)
+			return PB_ETRUNCATED;
+		it.id = id;
+		it.path = path;
+		it.nchunks = nch;
+		it.chunks = (const uint8_t(*)[PB_STORE_NAME_LEN])(buf + off);
+		off += nch * PB_STORE_NAME_LEN;
+		rc = cb(arg, &it);
+		if (rc != 0)
+			return rc;
+	}
+	if (off != len)
+		return PB_EMALFORMED;
+	return 0;
+}
+
+int pb_manifest_root_open(const pb_backup_keys_t *keys, const uint8_t *blob, size_t len, int64_t *time,
+			  uint64_t *nitems, uint8_t (**chunks)[PB_STORE_NAME_LEN], size_t *nchunks)
+{
+	const uint8_t *names;
+	uint8_t *plain;
+	size_t plen, n;
+	int rc;
+
+	if (keys == NULL || blob == NULL || chunks == NULL || nchunks == NULL)
+		return PB_EINVAL;
+	if (len < PB_STORE_NAME_LEN)
+		return PB_ETRUNCATED;
+	if (len - PB_STORE_NAME_LEN > PB_CHUNK_CT_LEN_MAX(PB_CHUNK_PLAIN_MAX))
+		return PB_ETOOBIG;
+	plain = malloc(PB_CHUNK_PLAIN_MAX);
+	if (plain == NULL)
+		return PB_ENOMEM;
+	rc = pb__open(keys->manifest, keys->name, blob, blob + PB_STORE_NAME_LEN, len - PB_STORE_NAME_LEN,
+		      plain, PB_CHUNK_PLAIN_MAX, &plen);
+	if (rc < 0)
+		goto out_free;
+	rc = pb_manifest_root_parse(plain, plen, time, nitems, &names, &n);
+	if (rc < 0)
+		goto out_free;
+	*chunks = malloc(n > 0 ? n * PB_STORE_NAME_LEN : 1);
+	if (*chunks == NULL) {
+		rc = PB_ENOMEM;
+		goto out_free;
+	}
+	memcpy(*chunks, names, n * PB_STORE_NAME_LEN);
+	*nchunks = n;
+out_free:
+	free(plain);
+	return rc;
+}
+
+int pb_manifest_chunk_open(const pb_backup_keys_t *keys, const uint8_t name[PB_STORE_NAME_LEN],
+			   const uint8_t *ct, size_t ct_len, pb_manifest_item_cb cb, void *arg)
+{
+	uint8_t *plain;
+	size_t plen = 0;
+	int rc;
+
+	if (keys == NULL)
+		return PB_EINVAL;
+	plain = malloc(PB_MANIFEST_CHUNK_PLAIN_MAX);
+	if (plain == NULL)
+		return PB_ENOMEM;
+	rc = pb__open(keys->manifest, keys->name, name, ct, ct_len, plain, PB_MANIFEST_CHUNK_PLAIN_MAX, &plen);
+	if (rc == 0)
+		rc = pb_manifest_parse(plain, plen, cb, arg);
+	sodium_memzero(plain, plen);
+	free(plain);
+	return rc;
+}

@@ -1,0 +1,68 @@
+/* Pack records: the on-disk unit of the host store. Each record carries the
+ * chunk's name and a hash of its ciphertext, so a pack can be checked, and
+ * its chunks recovered, without the index and without any key. */
+#include <string.h>
+
+#include <sodium.h>
+
+#include "agent/store/internal.h"
+#include "peerback/error.h"
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+void pb__pack_rec_head(uint8_t out[PB__REC_HEAD_LEN], const uint8_t name[PB_STORE_NAME_LEN],
+		       size_t ct_len)
+{
+	memcpy(out, PB__REC_MAGIC, 4);
+	put_le32(out + 4, (uint32_t)ct_len);
+	memcpy(out + 8, name, PB_STORE_NAME_LEN);
+}
+
+int pb__pack_rec_head_parse(const uint8_t *buf, size_t len, size_t *ct_len)
+{
+	uint32_t n;
+
+	if (len < PB__REC_HEAD_LEN)
+		return PB_ETRUNCATED;
+	if (memcmp(buf, PB__REC_MAGIC, 4) != 0)
+		return PB_EMALFORMED;
+	n = get_le32(buf + 4);
+	if (n > PB_STORE_CT_MAX)
+		return PB_ETOOBIG;
+	*ct_len = n;
+	return 0;
+}
+
+int pb__pack_rec_parse(const uint8_t *buf, size_t len, pb__pack_rec_t *rec)
+{
+	uint8_t h[32];
+	size_t ct_len;
+	int rc;
+
+	rc = pb__pack_rec_head_parse(buf, len, &ct_len);
+	if (rc < 0)
+		return rc;
+	/* ct_len is capped, so the sum cannot overflow. */
+	if (len - PB__REC_HEAD_LEN < ct_len + PB__REC_TAIL_LEN)
+		return PB_ETRUNCATED;
+	rec->name = buf + 8;
+	rec->ct = buf + PB__REC_HEAD_LEN;
+	rec->ct_len = ct_len;
+	rec->hash = rec->ct + ct_len;
+	rec->rec_len = PB__REC_HEAD_LEN + ct_len + PB__REC_TAIL_LEN;
+	crypto_generichash(h, sizeof(h), rec->ct, ct_len, NULL, 0);
+	if (sodium_memcmp(h, rec->hash, sizeof(h)) != 0)
+		return PB_ESTORE_HASH;
+	return 0;
+}

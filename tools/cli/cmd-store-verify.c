@@ -1,0 +1,71 @@
+/* peerback store-verify: checks a host's backup store without any key:
+ * every pack record's hash, every index row and snapshot reference. */
+#include <stdio.h>
+#include <string.h>
+
+#include "peerback/store.h"
+#include "tools/cli/commands.h"
+
+static void show_progress(void *arg, uint64_t done, uint64_t total)
+{
+	const pb_cli_t *cli = arg;
+
+	if (cli->tty && total > 0)
+		fprintf(stderr, "\rverifying: %3u%%", (unsigned)(done * 100 / total));
+}
+
+int pb_cmd_store_verify(pb_cli_t *cli, int argc, char **argv)
+{
+	pb_store_verify_report_t rep;
+	pb_store_t *store;
+	char dir[4096];
+	int i, rc;
+
+	if (pb_cli_wants_help(argc, argv)) {
+		printf("usage: peerback [--home DIR] store-verify [--store DIR]\n\n"
+		       "Checks the host's backup store (default HOME/store) without keys: the\n"
+		       "hash of every chunk in every pack, the index and the snapshot records.\n"
+		       "Exit status 0 when the store is clean.\n");
+		return 0;
+	}
+	if (pb_cli_path(cli, "store", dir, sizeof(dir)) < 0)
+		return pb_cli_fail(cli, "home directory path is too long");
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--store") == 0 && i + 1 < argc) {
+			int n = snprintf(dir, sizeof(dir), "%s", argv[++i]);
+
+			if (n < 0 || (size_t)n >= sizeof(dir))
+				return pb_cli_fail(cli, "store path is too long");
+		} else {
+			return pb_cli_fail(cli, "unknown argument '%s'; see peerback store-verify --help", argv[i]);
+		}
+	}
+	rc = pb_store_open(dir, &store);
+	if (rc < 0)
+		return pb_cli_fail_err(cli, rc, "cannot open the store %s", dir);
+	rc = pb_store_verify(store, show_progress, cli, &rep);
+	pb_store_close(store);
+	if (cli->tty)
+		fputc('\n', stderr);
+	if (rc < 0 && rc != PB_ESTORE_CORRUPT)
+		return pb_cli_fail_err(cli, rc, "cannot verify the store %s", dir);
+	if (cli->json) {
+		printf("{\"event\":\"verify\",\"clean\":%s,\"packs\":%llu,\"records\":%llu,\"chunks\":%llu,"
+		       "\"bytes\":%llu,\"dead_records\":%llu,\"bad_records\":%llu,\"bad_chunks\":%llu,"
+		       "\"missing_refs\":%llu}\n",
+		       rc == 0 ? "true" : "false", (unsigned long long)rep.packs, (unsigned long long)rep.records,
+		       (unsigned long long)rep.chunks, (unsigned long long)rep.bytes,
+		       (unsigned long long)rep.dead_records, (unsigned long long)rep.bad_records,
+		       (unsigned long long)rep.bad_chunks, (unsigned long long)rep.missing_refs);
+	} else {
+		printf("%llu packs, %llu chunks, %llu bytes checked; %llu unused records\n",
+		       (unsigned long long)rep.packs, (unsigned long long)rep.chunks, (unsigned long long)rep.bytes,
+		       (unsigned long long)rep.dead_records);
+	}
+	if (rc == PB_ESTORE_CORRUPT)
+		return pb_cli_fail(cli, "store %s is damaged: %llu bad records, %llu bad index rows, "
+					"%llu missing chunks of snapshots; restore from another copy",
+				   dir, (unsigned long long)rep.bad_records, (unsigned long long)rep.bad_chunks,
+				   (unsigned long long)rep.missing_refs);
+	return 0;
+}
