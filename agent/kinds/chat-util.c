@@ -498,6 +498,7 @@ int pb__chat_lines_next(pb__chat_lines_t *r, const char **line, size_t *len)
 
 	r->len = 0;
 	r->newline = false;
+	r->start = r->off;
 	for (;;) {
 		if (r->f != NULL) {
 			c = getc_unlocked(r->f);
@@ -509,6 +510,7 @@ int pb__chat_lines_next(pb__chat_lines_t *r, const char **line, size_t *len)
 			c = r->mem[r->pos++];
 		}
 		any = true;
+		r->off++;
 		if (c == '\n') {
 			r->newline = true;
 			break;

@@ -86,6 +86,8 @@ typedef struct pb__chat_lines_s {
 	uint64_t lineno; /* of the line last returned, from 1 */
 	bool crlf;       /* the line last returned ended in "\r\n" */
 	bool newline;    /* ... and had a line end at all */
+	uint64_t off;    /* bytes read so far */
+	uint64_t start;  /* offset of the line last returned */
 } pb__chat_lines_t;
 /* Returns 1 and the line, 0 at the end, PB_ETOOBIG for a line over the cap. */
 PB_WUR int pb__chat_lines_next(pb__chat_lines_t *r, const char **line, size_t *len);
