@@ -11,7 +11,7 @@
 #include "agent/kinds/chat-util.h"
 
 /* True for a ".json" file or one that starts (after blanks and a BOM) with
- * '{' or '['. */
+ * '{' or '[' (but not "[<digit>"). */
 static bool looks_like_json(const char *path)
 {
 	size_t n = strlen(path);
@@ -26,6 +26,12 @@ static bool looks_like_json(const char *path)
 	do
 		c = fgetc(f);
 	while (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == 0xef || c == 0xbb || c == 0xbf);
+	/* "[1/31/2024, ..." is an iOS WhatsApp line, not a JSON array. */
+	if (c == '[') {
+		int d = fgetc(f);
+
+		c = d >= '0' && d <= '9' ? 0 : '[';
+	}
 	fclose(f);
 	return c == '{' || c == '[';
 }
