@@ -527,6 +527,150 @@ static void test_bad_input_leaves_device_unchanged(void **state)
 	free(dev);
 }
 
+static int count_only(void *arg, const pb_item_t *item)
+{
+	(*(size_t *)arg)++;
+	assert_int_equal(item->kind, PB_KIND_CHAT);
+	return 0;
+}
+
+struct join_check {
+	pb_item_t *it;
+	uint8_t **data;
+	char **ids;
+	size_t n, cap;
+};
+
+static int collect_item(void *arg, const pb_item_t *item)
+{
+	struct join_check *j = arg;
+
+	if (j->n == j->cap) {
+		j->cap = j->cap ? j->cap * 2 : 64;
+		j->it = realloc(j->it, j->cap * sizeof(*j->it));
+		j->data = realloc(j->data, j->cap * sizeof(*j->data));
+		j->ids = realloc(j->ids, j->cap * sizeof(*j->ids));
+	}
+	j->it[j->n] = *item;
+	j->data[j->n] = malloc(item->len ? item->len : 1);
+	memcpy(j->data[j->n], item->data, item->len);
+	j->ids[j->n] = strdup(item->id);
+	j->it[j->n].data = j->data[j->n];
+	j->it[j->n].id = j->ids[j->n];
+	j->n++;
+	return 0;
+}
+
+/* Every generated chat file is canonical: join(split(f)) == f. Returns the
+ * number of messages. */
+static size_t check_generated(const char *dev, uint64_t *bytes)
+{
+	char *chats = path_join(dev, "chats"), **names = NULL, rel[256], cmd[4300];
+	size_t n = 0, i, k, messages = 0;
+	FILE *f;
+
+	assert_int_equal(pb__chat_list(chats, true, &names, &n), 0);
+	assert_true(n >= 10);
+	for (i = 0; i < n; i++) {
+		struct join_check j = {0};
+		pb_buf_t out = {0};
+		char *file;
+		size_t len, cnt = 0;
+
+		snprintf(rel, sizeof(rel), "chats/%s/result.json", names[i]);
+		file = read_at(dev, rel);
+		assert_non_null(file);
+		len = strlen(file);
+		assert_int_equal(pb__codec_telegram.split(rel, (uint8_t *)file, len, collect_item, &j), 0);
+		assert_int_equal(pb__codec_telegram.join(rel, j.it, j.n, &out), 0);
+		assert_int_equal(out.len, len);
+		assert_memory_equal(out.data, file, len);
+		assert_int_equal(pb__codec_telegram.split(rel, (uint8_t *)file, len, count_only, &cnt), 0);
+		assert_int_equal(cnt, j.n);
+		messages += j.n - 1;
+		for (k = 0; k < j.n; k++) {
+			free(j.data[k]);
+			free(j.ids[k]);
+		}
+		free(j.it);
+		free(j.data);
+		free(j.ids);
+		pb__chat_buf_clear(&out);
+		free(file);
+	}
+	pb__chat_names_free(names, n);
+	free(chats);
+	snprintf(cmd, sizeof(cmd), "du -sb '%s'", dev);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%lu", (unsigned long *)bytes), 1);
+	pclose(f);
+	return messages;
+}
+
+static bool same_tree(const char *a, const char *b)
+{
+	char cmd[8400];
+
+	snprintf(cmd, sizeof(cmd), "diff -r -q '%s' '%s' >/dev/null", a, b);
+	return system(cmd) == 0;
+}
+
+static void test_generator(void **state)
+{
+	char *a = pb_test_tmpdir("gen-a"), *b = pb_test_tmpdir("gen-b"), *c = pb_test_tmpdir("gen-c");
+	char *out = pb_test_tmpdir("gen-out"), *dev2 = pb_test_tmpdir("gen-dev2"), *file, err[512];
+	uint64_t bytes = 0;
+	size_t messages;
+
+	(void)state;
+	assert_int_equal(pb__gen_chat(a, 7, PB_GEN_SMALL), 0);
+	assert_int_equal(pb__gen_chat(b, 7, PB_GEN_SMALL), 0);
+	assert_int_equal(pb__gen_chat(c, 8, PB_GEN_SMALL), 0);
+	assert_true(same_tree(a, b));
+	assert_false(same_tree(a, c));
+	messages = check_generated(a, &bytes);
+	assert_true(messages >= 500);
+	/* "small" is about 20 MB. */
+	assert_true(bytes > (12u << 20) && bytes < (40u << 20));
+	/* A generated device exports as a full Telegram export that imports
+	 * back to the same chats and attachments. */
+	assert_int_equal(pb__export_chat(a, "telegram", out, err, sizeof(err)), 0);
+	file = path_join(out, "result.json");
+	import_one(dev2, file);
+	free(file);
+	{
+		char **names = NULL, *ca = path_join(a, "chats");
+		size_t n = 0, i;
+		char rel[256], *x, *y;
+
+		assert_int_equal(pb__chat_list(ca, true, &names, &n), 0);
+		for (i = 0; i < n; i++) {
+			snprintf(rel, sizeof(rel), "chats/%s/result.json", names[i]);
+			x = read_at(a, rel);
+			y = read_at(dev2, rel);
+			assert_non_null(y);
+			/* Paths gained the chats/chat_<id>/ prefix, nothing else. */
+			assert_true(strlen(y) >= strlen(x));
+			assert_memory_equal(x, y, strstr(x, "\n \"messages\"") - x);
+			free(x);
+			free(y);
+		}
+		pb__chat_names_free(names, n);
+		free(ca);
+	}
+	pb_test_rmtree(a);
+	pb_test_rmtree(b);
+	pb_test_rmtree(c);
+	pb_test_rmtree(out);
+	pb_test_rmtree(dev2);
+	free(a);
+	free(b);
+	free(c);
+	free(out);
+	free(dev2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -536,6 +680,7 @@ int main(void)
 		cmocka_unit_test(test_codec_round_trip),
 		cmocka_unit_test(test_export_round_trip),
 		cmocka_unit_test(test_bad_input_leaves_device_unchanged),
+		cmocka_unit_test(test_generator),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -427,6 +427,59 @@ static void test_bad_input(void **state)
 	free(dev);
 }
 
+static int count_kinds(void *arg, const pb_item_t *item)
+{
+	size_t *n = arg;
+
+	if (strncmp(item->id, "group/", 6) == 0)
+		n[1]++;
+	else if (strncmp(item->id, "contact/", 8) == 0)
+		n[0]++;
+	return 0;
+}
+
+static void test_generator(void **state)
+{
+	char *a = pb_test_tmpdir("vcg-a"), *b = pb_test_tmpdir("vcg-b"), *c = pb_test_tmpdir("vcg-c");
+	char *dev = pb_test_tmpdir("vcg-dev"), *x, *y, *f;
+	size_t n[2] = {0, 0};
+
+	(void)state;
+	assert_int_equal(pb__gen_contacts(a, 11, PB_GEN_STANDARD), 0);
+	assert_int_equal(pb__gen_contacts(b, 11, PB_GEN_STANDARD), 0);
+	assert_int_equal(pb__gen_contacts(c, 12, PB_GEN_STANDARD), 0);
+	x = read_at(a, "contacts/contacts.vcf");
+	y = read_at(b, "contacts/contacts.vcf");
+	assert_string_equal(x, y);
+	free(y);
+	y = read_at(c, "contacts/contacts.vcf");
+	assert_string_not_equal(x, y);
+	free(y);
+	/* Hundreds of contacts, seven groups, both group forms. */
+	assert_int_equal(pb__codec_vcard.split("contacts/contacts.vcf", (uint8_t *)x, strlen(x), count_kinds, n), 0);
+	assert_int_equal(n[0], 600);
+	assert_int_equal(n[1], 7);
+	assert_non_null(strstr(x, "CATEGORIES:"));
+	assert_non_null(strstr(x, "MEMBER:urn:uuid:"));
+	assert_non_null(strstr(x, "ADR;TYPE=home:"));
+	/* The generated book is canonical. */
+	f = path_join(a, "contacts/contacts.vcf");
+	import_ok(dev, f);
+	y = read_at(dev, "contacts/contacts.vcf");
+	assert_string_equal(x, y);
+	free(y);
+	free(x);
+	free(f);
+	pb_test_rmtree(a);
+	pb_test_rmtree(b);
+	pb_test_rmtree(c);
+	pb_test_rmtree(dev);
+	free(a);
+	free(b);
+	free(c);
+	free(dev);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -436,6 +489,7 @@ int main(void)
 		cmocka_unit_test(test_merge_by_uid),
 		cmocka_unit_test(test_codec),
 		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_generator),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -183,6 +183,9 @@ PB_WUR int pb__chat_telegram_parse_buf(const uint8_t *buf, size_t len);
 PB_WUR int pb__chat_whatsapp_parse_buf(const uint8_t *buf, size_t len);
 PB_WUR int pb__contacts_parse_buf(const uint8_t *buf, size_t len);
 
+/* The canonical vCard 4.0 book of a vCard text (any version). */
+PB_WUR int pb__contacts_canonical(const uint8_t *buf, size_t len, pb_buf_t *out);
+
 /* --- Per-format importers and exporters (chat.c dispatches) ---------------- */
 
 PB_WUR int pb__chat_import_telegram(pb__chat_stage_t *st, const char *file, char *errbuf, size_t errcap);

@@ -1114,8 +1114,6 @@ out_book:
 	return err;
 }
 
-/* Writes the canonical form of a vCard text (for the generator). */
-int pb__contacts_canonical(const uint8_t *buf, size_t len, pb_buf_t *out);
 int pb__contacts_canonical(const uint8_t *buf, size_t len, pb_buf_t *out)
 {
 	struct vbook book;
@@ -1176,6 +1174,8 @@ static int vcf_split(const char *relpath, const uint8_t *buf, size_t len, pb_ite
 	r.memlen = len;
 	err = read_book(&r, &book, &line, &why);
 	pb__chat_lines_free(&r);
+	if (err == 0 && book.n == 0 && len > 0)
+		err = PB_EDATA_FORMAT; /* blank lines only: no card to carry them */
 	if (err == 0 && (err = settle(&book)) == 0) {
 		for (i = 0; i < book.n && err == 0; i++) {
 			const struct vcard *c = &book.c[i];
