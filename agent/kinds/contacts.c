@@ -1187,9 +1187,14 @@ static int vcf_split(const char *relpath, const uint8_t *buf, size_t len, pb_ite
 			for (k = 0; u[k] && k < sizeof(safe) - 1; k++)
 				safe[k] = (char)(name_char(u[k]) || u[k] == '.' || u[k] == '@' || u[k] == '+' ? u[k] : '_');
 			safe[k] = 0;
-			if (u[k] != 0 || k == 0)
+			if (u[k] != 0 || k == 0) {
 				n = snprintf(safe, sizeof(safe), "h%016llx",
 					     (unsigned long long)pb__chat_hash64(c->uid, strlen(c->uid)));
+				if (n < 0 || (size_t)n >= sizeof(safe)) {
+					err = PB_EINVAL;
+					break;
+				}
+			}
 			n = snprintf(id, sizeof(id), "%s/%s", c->is_group ? "group" : "contact", safe);
 			if (n < 0 || (size_t)n >= sizeof(id)) {
 				err = PB_ETOOBIG;
