@@ -310,6 +310,45 @@ static void test_x_escape_across_boundaries(void **state)
 	}
 }
 
+/* The same through a file: each escape straddles the 64 KiB read boundary. */
+static void test_x_escape_at_read_boundary(void **state)
+{
+	static const char head[] = "{\"name\":\"B\",\"type\":\"personal_chat\",\"id\":9,\"messages\":[{\"id\":1,\"text\":\"";
+	char *src = pb_test_tmpdir("tg-edge"), *dev, *file, *got, *want;
+	size_t block = 65536, cut, pad, len;
+	pb_buf_t doc = {0};
+
+	(void)state;
+	for (cut = 0; cut < 4; cut++) {
+		/* The backslash lands at block - 1 - cut ... */
+		doc.len = 0;
+		pad = block - 1 - cut - (sizeof(head) - 1);
+		assert_int_equal(pb__chat_buf_add(&doc, head, sizeof(head) - 1), 0);
+		for (len = 0; len < pad; len++)
+			assert_int_equal(pb__chat_buf_add(&doc, "a", 1), 0);
+		assert_int_equal(pb__chat_buf_str(&doc, "\\x1b[0m\"}]}"), 0);
+		assert_int_equal(doc.data[block - 1 - cut], '\\');
+		file = path_join(src, "result.json");
+		assert_int_equal(pb_test_write_file(file, doc.data, doc.len), 0);
+		dev = pb_test_tmpdir("tg-edge-dev");
+		import_one(dev, file);
+		got = read_at(dev, "chats/9/result.json");
+		want = malloc(pad + 64);
+		memset(want, 'a', pad);
+		memcpy(want + pad, "\\u001b[0m\"}", 12);
+		want[pad + 12] = 0;
+		assert_non_null(strstr(got, want));
+		free(want);
+		free(got);
+		free(file);
+		pb_test_rmtree(dev);
+		free(dev);
+	}
+	pb__chat_buf_clear(&doc);
+	pb_test_rmtree(src);
+	free(src);
+}
+
 struct items {
 	size_t n;
 	pb_item_t it[16];
@@ -518,6 +557,12 @@ static void test_bad_input_leaves_device_unchanged(void **state)
 		assert_string_equal(before, after);
 		free(after);
 	}
+	/* The same chat in two files of one import. */
+	files[0] = good;
+	files[1] = good;
+	assert_int_equal(pb__import_chat(dev, files, 2, err, sizeof(err)), PB_EEXISTS);
+	assert_non_null(strstr(err, "chat 4242 appears twice"));
+	assert_int_equal(count_entries(dev), 5);
 	free(before);
 	free(good);
 	free(bad);
@@ -677,6 +722,7 @@ int main(void)
 		cmocka_unit_test(test_single_chat_import),
 		cmocka_unit_test(test_full_export_import),
 		cmocka_unit_test(test_x_escape_across_boundaries),
+		cmocka_unit_test(test_x_escape_at_read_boundary),
 		cmocka_unit_test(test_codec_round_trip),
 		cmocka_unit_test(test_export_round_trip),
 		cmocka_unit_test(test_bad_input_leaves_device_unchanged),

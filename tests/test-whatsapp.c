@@ -243,6 +243,15 @@ static void test_bad_input(void **state)
 		free(after);
 		free(bad);
 	}
+	/* The same chat twice in one import is refused too. */
+	files[0] = good;
+	files[1] = good;
+	rc = pb__import_chat(dev, files, 2, err, sizeof(err));
+	assert_int_equal(rc, PB_EEXISTS);
+	assert_non_null(strstr(err, "imported twice"));
+	after = chat_file(dev);
+	assert_string_equal(before, after);
+	free(after);
 	free(before);
 	free(good);
 	pb_test_rmtree(src);

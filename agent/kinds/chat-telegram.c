@@ -281,6 +281,10 @@ static int imp_end(void *arg, pb__chat_tg_chat_t *chat)
 		return PB_ETOOBIG;
 	if ((err = pb__chat_mkparents(to)) != 0)
 		return err;
+	if (access(to, F_OK) == 0) { /* from another file of this import */
+		snprintf(chat->why, sizeof(chat->why), "chat %s appears twice", id->str);
+		return PB_EEXISTS;
+	}
 	if (rename(from, to) != 0)
 		return -errno;
 	return 0;

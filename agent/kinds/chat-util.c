@@ -241,6 +241,8 @@ int pb__chat_copy_file(const char *src, const char *dst)
 			}
 		}
 	}
+	if (err == 0 && fsync(out) != 0)
+		err = -errno;
 out_close_out:
 	if (close(out) != 0 && err == 0)
 		err = -errno;
@@ -259,6 +261,8 @@ int pb__chat_write_file(const char *path, const void *data, size_t len)
 	if (f == NULL)
 		return -errno;
 	if (len > 0 && fwrite(data, 1, len, f) != len)
+		err = PB_EIO;
+	if (err == 0 && (fflush(f) != 0 || fsync(fileno(f)) != 0))
 		err = PB_EIO;
 	if (fclose(f) != 0 && err == 0)
 		err = PB_EIO;

@@ -671,9 +671,16 @@ int pb__chat_import_whatsapp(pb__chat_stage_t *st, const char *file, char *errbu
 		goto out_close;
 	}
 	n = snprintf(rel, sizeof(rel), "chats/%s/result.json", im.chat_id);
-	if (n < 0 || (size_t)n >= sizeof(rel) || (err = pb__chat_stage_path(st, rel, path, sizeof(path))) != 0 ||
-	    (err = pb__chat_writer_open(&im.w, path, frame)) != 0) {
+	if (n < 0 || (size_t)n >= sizeof(rel) || (err = pb__chat_stage_path(st, rel, path, sizeof(path))) != 0) {
 		err = pb__chat_fail(errbuf, errcap, err ? err : PB_ETOOBIG, "cannot stage %s", rel);
+		goto out_close;
+	}
+	if (access(path, F_OK) == 0) {
+		err = pb__chat_fail(errbuf, errcap, PB_EEXISTS, "%s: chat \"%s\" is imported twice", file, name);
+		goto out_close;
+	}
+	if ((err = pb__chat_writer_open(&im.w, path, frame)) != 0) {
+		pb__chat_fail(errbuf, errcap, err, "cannot stage %s: %s", rel, pb_strerror(err));
 		goto out_close;
 	}
 	rewind(r.f);

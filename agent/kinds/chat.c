@@ -52,10 +52,13 @@ int pb__import_chat(const char *device_dir, const char *const *files, size_t n, 
 		return pb__chat_fail(errbuf, errcap, err, "%s: cannot prepare the import: %s", device_dir,
 				     pb_strerror(err));
 	for (i = 0; i < n; i++) {
-		/* A Telegram export folder stands for its result.json. */
-		if (stat(files[i], &sb) == 0 && S_ISDIR(sb.st_mode))
+		/* A Telegram export folder stands for its result.json, an
+		 * unpacked iOS WhatsApp export for its _chat.txt. */
+		if (stat(files[i], &sb) == 0 && S_ISDIR(sb.st_mode)) {
 			k = snprintf(path, sizeof(path), "%s/result.json", files[i]);
-		else
+			if (k > 0 && (size_t)k < sizeof(path) && access(path, F_OK) != 0)
+				k = snprintf(path, sizeof(path), "%s/_chat.txt", files[i]);
+		} else
 			k = snprintf(path, sizeof(path), "%s", files[i]);
 		if (k < 0 || (size_t)k >= sizeof(path)) {
 			err = pb__chat_fail(errbuf, errcap, PB_ETOOBIG, "%s: path too long", files[i]);
