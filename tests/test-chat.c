@@ -31,6 +31,12 @@ static void write_at(const char *dir, const char *rel, const char *text)
 	free(p);
 }
 
+static char *write_at_path(const char *dir, const char *rel, const char *text)
+{
+	write_at(dir, rel, text);
+	return path_join(dir, rel);
+}
+
 static char *read_at(const char *dir, const char *rel)
 {
 	char *p = path_join(dir, rel);
@@ -556,6 +562,24 @@ static void test_bad_input_leaves_device_unchanged(void **state)
 		after = read_at(dev, "chats/4242/result.json");
 		assert_string_equal(before, after);
 		free(after);
+	}
+	/* A 17 MiB string is refused before the parser buffers it. */
+	{
+		static const char pre[] = "{\"id\":5,\"messages\":[{\"id\":1,\"text\":\"";
+		size_t n = 17u << 20;
+		char *big = malloc(n + 64);
+
+		memcpy(big, pre, sizeof(pre) - 1);
+		memset(big + sizeof(pre) - 1, 'z', n);
+		memcpy(big + sizeof(pre) - 1 + n, "\"}]}", 5);
+		free(write_at_path(src, "bad.json", big));
+		free(big);
+		files[0] = good;
+		files[1] = bad;
+		rc = pb__import_chat(dev, files, 2, err, sizeof(err));
+		if (rc != PB_ETOOBIG || strstr(err, "longer than 16 MiB") == NULL)
+			fail_msg("17 MiB string: got %d \"%s\"", rc, err);
+		assert_int_equal(count_entries(dev), 5);
 	}
 	/* The same chat in two files of one import. */
 	files[0] = good;

@@ -363,7 +363,9 @@ static int gen_chat(gen_t *g, uint64_t index, uint32_t nmsg, int64_t *clock)
 			return PB_EINVAL;
 		people[i] = names[i];
 	}
-	snprintf(g->chat_dir, sizeof(g->chat_dir), "%lld", chat_id);
+	k = snprintf(g->chat_dir, sizeof(g->chat_dir), "%lld", chat_id);
+	if (k < 0 || (size_t)k >= sizeof(g->chat_dir))
+		return PB_EINVAL;
 	frame = pb__cj_new(PB__CJ_OBJ);
 	if (frame == NULL)
 		return PB_ENOMEM;
@@ -434,8 +436,10 @@ static int gen_chat(gen_t *g, uint64_t index, uint32_t nmsg, int64_t *clock)
 		} else if (err == 0) {
 			char uid[32];
 
-			snprintf(uid, sizeof(uid), "user%u", 1000 + who);
-			if ((err = put_str(m, "type", "message")) == 0 && (err = put_when(m, "date", "date_unixtime", *clock)) == 0 &&
+			k = snprintf(uid, sizeof(uid), "user%u", 1000 + who);
+			if (k < 0 || (size_t)k >= sizeof(uid))
+				err = PB_EINVAL;
+			if (err == 0 && (err = put_str(m, "type", "message")) == 0 && (err = put_when(m, "date", "date_unixtime", *clock)) == 0 &&
 			    r < 8)
 				err = put_when(m, "edited", "edited_unixtime", *clock + 60 + rnd(g, 600));
 			if (err == 0 && (err = put_str(m, "from", people[who])) == 0)

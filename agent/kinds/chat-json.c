@@ -313,6 +313,7 @@ struct pb__chat_tg_s {
 	char msg[200];
 	/* \xNN filter state */
 	bool in_string, escaped;
+	size_t token; /* bytes of the current string or bare token */
 	uint8_t *fbuf;
 	size_t fcap;
 	uint64_t offset; /* bytes of input consumed before the current feed */
@@ -322,7 +323,7 @@ static int fail(struct pb__chat_tg_s *p, int err, const char *what)
 {
 	if (p->err == 0) {
 		p->err = err;
-		snprintf(p->msg, sizeof(p->msg), "%s", what);
+		pb__chat_fail(p->msg, sizeof(p->msg), 0, "%s", what);
 	}
 	return 0; /* stop yajl */
 }
@@ -758,6 +759,16 @@ int pb__chat_tg_feed(pb__chat_tg_t *p, const uint8_t *buf, size_t len, char *err
 	 * calls, so an escape split between two reads is still seen. */
 	for (i = 0; i < len; i++) {
 		c = buf[i];
+		/* yajl holds a whole token in memory: cap strings and numbers. */
+		if (p->in_string || !(c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '{' || c == '}' ||
+				      c == '[' || c == ']' || c == ',' || c == ':' || c == '"'))
+			p->token++;
+		else
+			p->token = 0;
+		if (p->token > PB__CHAT_MSG_MAX)
+			return pb__chat_fail(errbuf, errcap, PB_ETOOBIG,
+					     "a string or number longer than 16 MiB near byte %llu",
+					     (unsigned long long)(p->offset + i));
 		if (p->escaped) {
 			p->escaped = false;
 			if (c == 'x') {

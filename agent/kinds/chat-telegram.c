@@ -257,13 +257,13 @@ static int imp_end(void *arg, pb__chat_tg_chat_t *chat)
 	    (err = pb__chat_rewrite_header(im->w.path, im->w.header_len, chat->frame)) != 0)
 		return err;
 	if (!chat_id_ok(id)) {
-		snprintf(chat->why, sizeof(chat->why), "chat %llu has no integer \"id\"",
+		pb__chat_fail(chat->why, sizeof(chat->why), 0, "chat %llu has no integer \"id\"",
 			 (unsigned long long)im->chat_seq);
 		return PB_EDATA_FIELD;
 	}
 	for (i = 0; i < im->nseen; i++)
 		if (strcmp(im->seen[i], id->str) == 0) {
-			snprintf(chat->why, sizeof(chat->why), "chat %s appears twice", id->str);
+			pb__chat_fail(chat->why, sizeof(chat->why), 0, "chat %s appears twice", id->str);
 			return PB_EEXISTS;
 		}
 	ns = realloc(im->seen, (im->nseen + 1) * sizeof(*ns));
@@ -282,7 +282,7 @@ static int imp_end(void *arg, pb__chat_tg_chat_t *chat)
 	if ((err = pb__chat_mkparents(to)) != 0)
 		return err;
 	if (access(to, F_OK) == 0) { /* from another file of this import */
-		snprintf(chat->why, sizeof(chat->why), "chat %s appears twice", id->str);
+		pb__chat_fail(chat->why, sizeof(chat->why), 0, "chat %s appears twice", id->str);
 		return PB_EEXISTS;
 	}
 	if (rename(from, to) != 0)
@@ -297,7 +297,7 @@ static int imp_attachment(struct tg_import *im, pb__chat_tg_chat_t *chat, const 
 	int n, err;
 
 	if (!pb__chat_relpath_ok(m->str, m->len) || strcmp(m->str, "result.json") == 0) {
-		snprintf(chat->why, sizeof(chat->why), "chat #%s: attachment path \"%.60s\" is not a safe relative path",
+		pb__chat_fail(chat->why, sizeof(chat->why), 0, "chat #%s: attachment path \"%.60s\" is not a safe relative path",
 			 im->chat_id, m->str);
 		return PB_EDATA_FIELD;
 	}
@@ -313,7 +313,7 @@ static int imp_attachment(struct tg_import *im, pb__chat_tg_chat_t *chat, const 
 	if ((err = pb__chat_stage_path(im->st, rel, dst, sizeof(dst))) != 0)
 		return err;
 	if ((err = pb__chat_copy_file(src, dst)) != 0) {
-		snprintf(chat->why, sizeof(chat->why), "cannot copy attachment %.80s: %s", m->str, strerror(-err));
+		pb__chat_fail(chat->why, sizeof(chat->why), 0, "cannot copy attachment %.80s: %s", m->str, strerror(-err));
 		return err;
 	}
 	return 0;
@@ -327,13 +327,13 @@ static int imp_message(void *arg, pb__chat_tg_chat_t *chat, pb__cj_t *msg)
 	int err = 0;
 
 	if (!msg_id(msg, &id)) {
-		snprintf(chat->why, sizeof(chat->why), "chat #%s: message %llu has no integer \"id\"", im->chat_id,
+		pb__chat_fail(chat->why, sizeof(chat->why), 0, "chat #%s: message %llu has no integer \"id\"", im->chat_id,
 			 (unsigned long long)chat->messages);
 		err = PB_EDATA_FIELD;
 		goto out_free;
 	}
 	if (chat->messages > 1 && id <= im->last_id) {
-		snprintf(chat->why, sizeof(chat->why), "chat #%s: message id %lld does not follow %lld", im->chat_id, id,
+		pb__chat_fail(chat->why, sizeof(chat->why), 0, "chat #%s: message id %lld does not follow %lld", im->chat_id, id,
 			 im->last_id);
 		err = PB_EDATA_FIELD;
 		goto out_free;
@@ -455,7 +455,7 @@ static int split_message(void *arg, pb__chat_tg_chat_t *chat, pb__cj_t *msg)
 	int err, n;
 
 	if (!msg_id(msg, &mid) || (chat->messages > 1 && mid <= s->last_id)) {
-		snprintf(chat->why, sizeof(chat->why), "message %llu has a missing or out-of-order \"id\"",
+		pb__chat_fail(chat->why, sizeof(chat->why), 0, "message %llu has a missing or out-of-order \"id\"",
 			 (unsigned long long)chat->messages);
 		pb__cj_free(msg);
 		return PB_EDATA_FIELD;

@@ -612,7 +612,7 @@ static int imp_emit(void *arg, pb__cj_t *msg)
 		if (!pb__chat_is_attachment(m))
 			continue;
 		if (!pb__chat_relpath_ok(m->str, m->len) || strcmp(m->str, "result.json") == 0) {
-			snprintf(im->why, sizeof(im->why), "attachment name \"%.60s\" is not a safe file name", m->str);
+			pb__chat_fail(im->why, sizeof(im->why), 0, "attachment name \"%.60s\" is not a safe file name", m->str);
 			err = PB_EDATA_FIELD;
 			break;
 		}
@@ -661,8 +661,12 @@ int pb__chat_import_whatsapp(pb__chat_stage_t *st, const char *file, char *errbu
 		goto out_close;
 	}
 	/* The frame: name, type, id. */
-	snprintf(im.chat_id, sizeof(im.chat_id), "%llu",
-		 (unsigned long long)(pb__chat_hash64(name, strlen(name)) % 1000000000000000ull));
+	n = snprintf(im.chat_id, sizeof(im.chat_id), "%llu",
+		     (unsigned long long)(pb__chat_hash64(name, strlen(name)) % 1000000000000000ull));
+	if (n < 0 || (size_t)n >= sizeof(im.chat_id)) {
+		err = pb__chat_fail(errbuf, errcap, PB_EINVAL, "%s: bad chat id", file);
+		goto out_close;
+	}
 	frame = pb__cj_new(PB__CJ_OBJ);
 	if (frame == NULL || add_str(frame, "name", name, strlen(name)) != 0 ||
 	    add_str(frame, "type", sc.group ? "private_group" : "personal_chat", strlen(sc.group ? "private_group" : "personal_chat")) != 0 ||
@@ -802,7 +806,7 @@ static void frame_name(const char *path, char *name, size_t cap)
 		return;
 	nm = pb__cj_get_str(frame, "name");
 	if (nm != NULL && nm[0] != 0)
-		snprintf(name, cap, "%s", nm);
+		pb__chat_fail(name, cap, 0, "%s", nm);
 	pb__cj_free(frame);
 }
 
@@ -834,7 +838,7 @@ int pb__chat_export_whatsapp(const char *device_dir, const char *out_dir, char *
 			err = PB_ETOOBIG;
 			break;
 		}
-		snprintf(name, sizeof(name), "%s", names[i]);
+		pb__chat_fail(name, sizeof(name), 0, "%s", names[i]);
 		frame_name(path, name, sizeof(name));
 		sanitize(name);
 		k = snprintf(dst, sizeof(dst), "%s/WhatsApp Chat with %s.txt", out_dir, name);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "peerback/error.h"
@@ -636,7 +637,13 @@ static int settle(struct vbook *b)
 				err = PB_ENOMEM;
 				goto out_ix;
 			}
-			snprintf(n2, strlen(name) + 32, "%s (%zu)", name, b->ng + 1);
+			k = (size_t)snprintf(n2, strlen(name) + 32, "%s (%zu)", name, b->ng + 1);
+			if (k >= strlen(name) + 32) {
+				free(name);
+				free(n2);
+				err = PB_EINVAL;
+				goto out_ix;
+			}
 			free(name);
 			name = n2;
 		}
@@ -981,12 +988,18 @@ static int load_file(const char *path, struct vbook *b, char *errbuf, size_t err
 	pb__chat_lines_t r;
 	uint64_t line = 0;
 	const char *why = "";
+	struct stat sb;
 	int err;
 
 	memset(&r, 0, sizeof(r));
 	r.f = fopen(path, "rb");
 	if (r.f == NULL)
 		return pb__chat_fail(errbuf, errcap, -errno, "cannot open %s: %s", path, strerror(errno));
+	if (fstat(fileno(r.f), &sb) != 0 || (uint64_t)sb.st_size > VCARD_FILE_MAX) {
+		fclose(r.f);
+		return pb__chat_fail(errbuf, errcap, PB_ETOOBIG, "%s: larger than the 256 MiB a contact book may have",
+				     path);
+	}
 	err = read_book(&r, b, &line, &why);
 	if (err == 0 && b->n == 0) {
 		err = PB_EDATA_FORMAT;
