@@ -391,6 +391,21 @@ static int account(struct pb__chat_tg_s *p, size_t n)
 	return 1;
 }
 
+/* The sections of a full export about the account itself, which are not
+ * chats and are not kept (they are read and dropped, whatever their size). */
+static bool account_section(const char *key)
+{
+	static const char *const keys[] = {"about", "personal_information", "profile_pictures", "stories",
+					   "contacts", "frequent_contacts", "sessions", "web_sessions",
+					   "other_data", NULL};
+	int i;
+
+	for (i = 0; key != NULL && keys[i] != NULL; i++)
+		if (strcmp(key, keys[i]) == 0)
+			return true;
+	return false;
+}
+
 /* Places a new value (node, or NULL for containers without a tree) under the
  * current level; sets *role for containers. Returns 1 to continue. */
 static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool is_object, enum role *role)
@@ -449,7 +464,7 @@ static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool i
 			free(key);
 			return 0;
 		}
-		if (l->is_root && p->root_is_full) {
+		if (l->is_root && (p->root_is_full || account_section(key))) {
 			free(key);
 			pb__cj_free(node);
 			*role = ROLE_SKIP;
