@@ -469,7 +469,7 @@ int pb__gen_chat(const char *device_dir, uint64_t seed, pb_gen_size_t size)
 {
 	gen_t g;
 	uint64_t nchats, avg_msgs, i, total_msgs;
-	int64_t clock = 1609459200; /* 2021-01-01 */
+	int64_t clock;
 	int err;
 
 	memset(&g, 0, sizeof(g));
@@ -508,6 +508,8 @@ int pb__gen_chat(const char *device_dir, uint64_t seed, pb_gen_size_t size)
 
 		if (pb__chat_rng_below(&g.rng, 10) == 0)
 			n += pb__chat_rng_below(&g.rng, (uint32_t)avg_msgs * 8);
+		/* Each chat starts somewhere in 2021-2024. */
+		clock = 1609459200 + (int64_t)pb__chat_rng_below(&g.rng, 4u * 365 * 86400);
 		err = gen_chat(&g, i, n, &clock);
 	}
 	if (err == 0)
