@@ -1,0 +1,984 @@
+/* JSON for the chat kind: a small value tree that keeps numbers as written,
+ * its canonical serialization, and the streaming parser of Telegram Desktop
+ * exports. The parser reads any number of bytes at a time, rewrites
+ * Telegram's invalid "\xNN" escapes into "\u00NN" before yajl sees them, and
+ * holds at most one message (plus the chat's other fields) in memory. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yajl/yajl_parse.h>
+
+#include "peerback/error.h"
+#include "agent/kinds/chat-util.h"
+
+/* --- Tree ------------------------------------------------------------------ */
+
+pb__cj_t *pb__cj_new(int type)
+{
+	pb__cj_t *v = calloc(1, sizeof(*v));
+
+	if (v != NULL)
+		v->type = type;
+	return v;
+}
+
+pb__cj_t *pb__cj_new_str(const char *s, size_t len)
+{
+	pb__cj_t *v = pb__cj_new(PB__CJ_STR);
+
+	if (v == NULL)
+		return NULL;
+	v->str = malloc(len + 1);
+	if (v->str == NULL) {
+		free(v);
+		return NULL;
+	}
+	memcpy(v->str, s, len);
+	v->str[len] = 0;
+	v->len = len;
+	return v;
+}
+
+void pb__cj_free(pb__cj_t *v)
+{
+	pb__cj_t *c, *next;
+
+	if (v == NULL)
+		return;
+	for (c = v->child; c != NULL; c = next) {
+		next = c->next;
+		pb__cj_free(c);
+	}
+	free(v->key);
+	free(v->str);
+	free(v);
+}
+
+int pb__cj_add(pb__cj_t *parent, const char *key, pb__cj_t *child)
+{
+	if (key != NULL) {
+		child->key_len = strlen(key);
+		child->key = strdup(key);
+		if (child->key == NULL)
+			return PB_ENOMEM;
+	}
+	if (parent->last != NULL)
+		parent->last->next = child;
+	else
+		parent->child = child;
+	parent->last = child;
+	parent->n++;
+	return 0;
+}
+
+pb__cj_t *pb__cj_get(const pb__cj_t *obj, const char *key)
+{
+	pb__cj_t *c;
+
+	if (obj == NULL || obj->type != PB__CJ_OBJ)
+		return NULL;
+	for (c = obj->child; c != NULL; c = c->next)
+		if (c->key != NULL && strcmp(c->key, key) == 0)
+			return c;
+	return NULL;
+}
+
+const char *pb__cj_get_str(const pb__cj_t *obj, const char *key)
+{
+	pb__cj_t *v = pb__cj_get(obj, key);
+
+	return v != NULL && v->type == PB__CJ_STR ? v->str : NULL;
+}
+
+/* --- Canonical serialization ----------------------------------------------- */
+
+/* Telegram Desktop's own member order for messages and chats. */
+static const char *const message_keys[] = {
+	"id", "type", "date", "date_unixtime", "edited", "edited_unixtime", "from", "from_id",
+	"actor", "actor_id", "action", "title", "members", "forwarded_from", "saved_from",
+	"reply_to_message_id", "via_bot", "photo", "photo_file_size", "file", "file_name",
+	"file_size", "thumbnail", "thumbnail_file_size", "media_type", "sticker_emoji",
+	"mime_type", "duration_seconds", "width", "height", "text", "text_entities", NULL,
+};
+static const char *const chat_keys[] = {"name", "type", "id", NULL};
+
+static int key_rank(const char *key, int order)
+{
+	const char *const *t = order == PB__CJ_ORDER_MESSAGE ? message_keys : chat_keys;
+	int i;
+
+	if (order == PB__CJ_ORDER_NONE || key == NULL)
+		return -1;
+	for (i = 0; t[i] != NULL; i++)
+		if (strcmp(t[i], key) == 0)
+			return i;
+	return -1;
+}
+
+int pb__cj_write_string(pb_buf_t *out, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, run = 0;
+	char esc[7];
+	unsigned char c;
+	int err;
+
+	if ((err = pb__chat_buf_add(out, "\"", 1)) != 0)
+		return err;
+	for (i = 0; i < len; i++) {
+		c = (unsigned char)s[i];
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		if ((err = pb__chat_buf_add(out, s + run, i - run)) != 0)
+			return err;
+		run = i + 1;
+		esc[0] = '\\';
+		switch (c) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		default:
+			esc[1] = 'u';
+			esc[2] = '0';
+			esc[3] = '0';
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 15];
+			if ((err = pb__chat_buf_add(out, esc, 6)) != 0)
+				return err;
+			continue;
+		}
+		if ((err = pb__chat_buf_add(out, esc, 2)) != 0)
+			return err;
+	}
+	if ((err = pb__chat_buf_add(out, s + run, len - run)) != 0)
+		return err;
+	return pb__chat_buf_add(out, "\"", 1);
+}
+
+static int write_value(pb_buf_t *out, const pb__cj_t *v, int order, int depth);
+
+static int write_member(pb_buf_t *out, const pb__cj_t *c, bool *first, int depth)
+{
+	int err;
+
+	if (!*first && (err = pb__chat_buf_add(out, ",", 1)) != 0)
+		return err;
+	*first = false;
+	if ((err = pb__cj_write_string(out, c->key, c->key_len)) != 0)
+		return err;
+	if ((err = pb__chat_buf_add(out, ":", 1)) != 0)
+		return err;
+	return write_value(out, c, PB__CJ_ORDER_NONE, depth + 1);
+}
+
+static int write_value(pb_buf_t *out, const pb__cj_t *v, int order, int depth)
+{
+	const pb__cj_t *c;
+	bool first = true;
+	int err, r, i;
+
+	if (depth > PB__CHAT_DEPTH_MAX + 2)
+		return PB_ETOOBIG;
+	switch (v->type) {
+	case PB__CJ_NULL: return pb__chat_buf_str(out, "null");
+	case PB__CJ_TRUE: return pb__chat_buf_str(out, "true");
+	case PB__CJ_FALSE: return pb__chat_buf_str(out, "false");
+	case PB__CJ_NUM: return pb__chat_buf_add(out, v->str, v->len);
+	case PB__CJ_STR: return pb__cj_write_string(out, v->str, v->len);
+	case PB__CJ_ARR:
+		if ((err = pb__chat_buf_add(out, "[", 1)) != 0)
+			return err;
+		for (c = v->child; c != NULL; c = c->next) {
+			if (c != v->child && (err = pb__chat_buf_add(out, ",", 1)) != 0)
+				return err;
+			if ((err = write_value(out, c, PB__CJ_ORDER_NONE, depth + 1)) != 0)
+				return err;
+		}
+		return pb__chat_buf_add(out, "]", 1);
+	default: break;
+	}
+	if ((err = pb__chat_buf_add(out, "{", 1)) != 0)
+		return err;
+	if (order != PB__CJ_ORDER_NONE) {
+		/* Known keys in the fixed order, then the others as they came. */
+		for (i = 0; (order == PB__CJ_ORDER_MESSAGE ? message_keys : chat_keys)[i] != NULL; i++)
+			for (c = v->child; c != NULL; c = c->next)
+				if (key_rank(c->key, order) == i &&
+				    (err = write_member(out, c, &first, depth)) != 0)
+					return err;
+	}
+	for (c = v->child; c != NULL; c = c->next) {
+		r = key_rank(c->key, order);
+		if (r >= 0)
+			continue;
+		if ((err = write_member(out, c, &first, depth)) != 0)
+			return err;
+	}
+	return pb__chat_buf_add(out, "}", 1);
+}
+
+void pb__cj_order(const pb__cj_t *obj, int order, const pb__cj_t **out)
+{
+	const char *const *t = order == PB__CJ_ORDER_MESSAGE ? message_keys : chat_keys;
+	const pb__cj_t *c;
+	size_t k = 0;
+	int i;
+
+	if (order != PB__CJ_ORDER_NONE)
+		for (i = 0; t[i] != NULL; i++)
+			for (c = obj->child; c != NULL; c = c->next)
+				if (key_rank(c->key, order) == i)
+					out[k++] = c;
+	for (c = obj->child; c != NULL; c = c->next)
+		if (key_rank(c->key, order) < 0)
+			out[k++] = c;
+}
+
+int pb__cj_write(pb_buf_t *out, const pb__cj_t *v, int order)
+{
+	return write_value(out, v, order, 0);
+}
+
+static int flatten(pb_buf_t *b, const pb__cj_t *t)
+{
+	const pb__cj_t *c;
+	const char *s;
+	int err;
+
+	if (t == NULL)
+		return 0;
+	if (t->type == PB__CJ_STR)
+		return pb__chat_buf_add(b, t->str, t->len);
+	if (t->type != PB__CJ_ARR)
+		return 0;
+	for (c = t->child; c != NULL; c = c->next) {
+		if (c->type == PB__CJ_STR)
+			err = pb__chat_buf_add(b, c->str, c->len);
+		else if ((s = pb__cj_get_str(c, "text")) != NULL)
+			err = pb__chat_buf_str(b, s);
+		else
+			err = 0;
+		if (err != 0)
+			return err;
+	}
+	return 0;
+}
+
+char *pb__cj_flatten_text(const pb__cj_t *text)
+{
+	pb_buf_t b = {0};
+
+	if (flatten(&b, text) != 0) {
+		pb__chat_buf_clear(&b);
+		return NULL;
+	}
+	if (b.data == NULL)
+		return strdup("");
+	return (char *)b.data;
+}
+
+/* --- Stream parser --------------------------------------------------------- */
+
+enum role {
+	ROLE_CHAT,      /* a chat object (or the root, which may be a full export) */
+	ROLE_CHATS,     /* the "chats" object of a full export */
+	ROLE_CHAT_LIST, /* its "list" array */
+	ROLE_MSG_LIST,  /* a chat's "messages" array */
+	ROLE_MSG,       /* one message: a tree */
+	ROLE_TREE,      /* a value inside a message or a chat's field */
+	ROLE_SKIP,      /* a value that is read and dropped */
+};
+
+struct level {
+	enum role role;
+	pb__cj_t *node; /* ROLE_MSG/ROLE_TREE: the container being built */
+	char *key;      /* pending member name in an object */
+	bool is_root;
+};
+
+struct pb__chat_tg_s {
+	yajl_handle y;
+	pb__chat_tg_sink_t sink;
+	struct level stack[PB__CHAT_DEPTH_MAX + 1];
+	int depth;
+	pb__chat_tg_chat_t chat; /* the chat being read */
+	bool in_chat, root_is_chat, root_is_full, done;
+	size_t tree_bytes; /* bytes held by the current message or frame */
+	int err;
+	char msg[200];
+	/* \xNN filter state */
+	bool in_string, escaped;
+	size_t token; /* bytes of the current string or bare token */
+	uint8_t *fbuf;
+	size_t fcap;
+	uint64_t offset; /* bytes of input consumed before the current feed */
+};
+
+static int fail(struct pb__chat_tg_s *p, int err, const char *what)
+{
+	if (p->err == 0) {
+		p->err = err;
+		pb__chat_fail(p->msg, sizeof(p->msg), 0, "%s", what);
+	}
+	return 0; /* stop yajl */
+}
+
+static void chat_reset(struct pb__chat_tg_s *p)
+{
+	pb__cj_free(p->chat.frame);
+	memset(&p->chat, 0, sizeof(p->chat));
+	p->in_chat = false;
+}
+
+static int chat_open(struct pb__chat_tg_s *p)
+{
+	chat_reset(p);
+	p->chat.frame = pb__cj_new(PB__CJ_OBJ);
+	if (p->chat.frame == NULL)
+		return PB_ENOMEM;
+	p->in_chat = true;
+	p->tree_bytes = 0;
+	return 0;
+}
+
+static int chat_begin(struct pb__chat_tg_s *p)
+{
+	int err;
+
+	if (p->chat.begun)
+		return 0;
+	p->chat.begun = true;
+	p->chat.frame_keys_at_first = p->chat.frame->n;
+	if (p->sink.chat_begin != NULL && (err = p->sink.chat_begin(p->sink.arg, &p->chat)) != 0)
+		return err;
+	return 0;
+}
+
+static int chat_end(struct pb__chat_tg_s *p)
+{
+	int err;
+
+	if ((err = chat_begin(p)) != 0)
+		return err;
+	if (p->sink.chat_end != NULL && (err = p->sink.chat_end(p->sink.arg, &p->chat)) != 0)
+		return err;
+	chat_reset(p);
+	return 0;
+}
+
+static struct level *top(struct pb__chat_tg_s *p)
+{
+	return p->depth > 0 ? &p->stack[p->depth - 1] : NULL;
+}
+
+static bool key_is(const struct level *l, const char *k)
+{
+	return l->key != NULL && strcmp(l->key, k) == 0;
+}
+
+static int account(struct pb__chat_tg_s *p, size_t n)
+{
+	size_t cap = PB__CHAT_MSG_MAX;
+
+	p->tree_bytes += n + sizeof(pb__cj_t);
+	if (p->tree_bytes > cap)
+		return fail(p, PB_ETOOBIG, "a message or chat field is larger than 16 MiB");
+	return 1;
+}
+
+/* The sections of a full export about the account itself, which are not
+ * chats and are not kept (they are read and dropped, whatever their size). */
+static bool account_section(const char *key)
+{
+	static const char *const keys[] = {"about", "personal_information", "profile_pictures", "stories",
+					   "contacts", "frequent_contacts", "sessions", "web_sessions",
+					   "other_data", NULL};
+	int i;
+
+	for (i = 0; key != NULL && keys[i] != NULL; i++)
+		if (strcmp(key, keys[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Places a new value (node, or NULL for containers without a tree) under the
+ * current level; sets *role for containers. Returns 1 to continue. */
+static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool is_object, enum role *role)
+{
+	struct level *l = top(p);
+	enum role r = ROLE_SKIP;
+	char *key;
+	int err;
+
+	if (l == NULL) {
+		if (!is_object) {
+			pb__cj_free(node);
+			return fail(p, PB_EDATA_FORMAT, "the file is not a JSON object");
+		}
+		pb__cj_free(node);
+		if (p->done)
+			return fail(p, PB_EDATA_FORMAT, "more than one JSON value");
+		if (chat_open(p) != 0)
+			return fail(p, PB_ENOMEM, "out of memory");
+		*role = ROLE_CHAT;
+		return 1;
+	}
+	key = l->key;
+	l->key = NULL;
+	switch (l->role) {
+	case ROLE_CHAT:
+		if (key != NULL && strcmp(key, "messages") == 0) {
+			pb__cj_free(node);
+			free(key);
+			if (!container || is_object)
+				return fail(p, PB_EDATA_FORMAT, "\"messages\" is not an array");
+			if (l->is_root)
+				p->root_is_chat = true;
+			if (p->root_is_full && l->is_root)
+				return fail(p, PB_EDATA_FORMAT, "a file is both a full and a single-chat export");
+			if ((err = chat_begin(p)) != 0)
+				return fail(p, err, p->chat.why[0] ? p->chat.why : "could not write the chat");
+			*role = ROLE_MSG_LIST;
+			return 1;
+		}
+		if (l->is_root && key != NULL && (strcmp(key, "chats") == 0 || strcmp(key, "left_chats") == 0) &&
+		    is_object) {
+			pb__cj_free(node);
+			free(key);
+			if (p->sink.single_only)
+				return fail(p, PB_EDATA_FORMAT, "a full export where a single chat was expected");
+			if (p->root_is_chat)
+				return fail(p, PB_EDATA_FORMAT, "a file is both a full and a single-chat export");
+			p->root_is_full = true;
+			chat_reset(p); /* the account's own fields are not kept */
+			*role = ROLE_CHATS;
+			return 1;
+		}
+		if (account(p, (key ? strlen(key) : 0) + (node && node->str ? node->len : 0)) == 0) {
+			pb__cj_free(node);
+			free(key);
+			return 0;
+		}
+		if (l->is_root && (p->root_is_full || account_section(key))) {
+			free(key);
+			pb__cj_free(node);
+			*role = ROLE_SKIP;
+			return 1;
+		}
+		if (p->chat.frame->n >= 4096) {
+			pb__cj_free(node);
+			free(key);
+			return fail(p, PB_ETOOBIG, "a chat has too many fields");
+		}
+		err = pb__cj_add(p->chat.frame, key, node);
+		free(key);
+		if (err != 0) {
+			pb__cj_free(node);
+			return fail(p, err, "out of memory");
+		}
+		r = ROLE_TREE;
+		break;
+	case ROLE_CHATS:
+		r = key != NULL && strcmp(key, "list") == 0 && container && !is_object ? ROLE_CHAT_LIST : ROLE_SKIP;
+		free(key);
+		pb__cj_free(node);
+		node = NULL;
+		break;
+	case ROLE_CHAT_LIST:
+		free(key);
+		pb__cj_free(node);
+		if (!is_object)
+			return fail(p, PB_EDATA_FORMAT, "a chat in \"list\" is not an object");
+		if (chat_open(p) != 0)
+			return fail(p, PB_ENOMEM, "out of memory");
+		*role = ROLE_CHAT;
+		return 1;
+	case ROLE_MSG_LIST:
+		free(key);
+		if (!is_object) {
+			pb__cj_free(node);
+			return fail(p, PB_EDATA_FORMAT, "a message is not an object");
+		}
+		p->tree_bytes = 0;
+		*role = ROLE_MSG;
+		return 1; /* the caller keeps node as the level's tree */
+	case ROLE_MSG:
+	case ROLE_TREE:
+		if (account(p, (key ? strlen(key) : 0) + (node && node->str ? node->len : 0)) == 0) {
+			pb__cj_free(node);
+			free(key);
+			return 0;
+		}
+		if (l->node->n >= 1000000) {
+			pb__cj_free(node);
+			free(key);
+			return fail(p, PB_ETOOBIG, "an array or object has too many members");
+		}
+		err = pb__cj_add(l->node, key, node);
+		free(key);
+		if (err != 0) {
+			pb__cj_free(node);
+			return fail(p, err, "out of memory");
+		}
+		r = ROLE_TREE;
+		break;
+	case ROLE_SKIP:
+		free(key);
+		pb__cj_free(node);
+		node = NULL;
+		r = ROLE_SKIP;
+		break;
+	}
+	*role = r;
+	return 1;
+}
+
+static int on_scalar(struct pb__chat_tg_s *p, pb__cj_t *node)
+{
+	struct level *l = top(p);
+	enum role r;
+
+	if (node == NULL)
+		return fail(p, PB_ENOMEM, "out of memory");
+	if (l != NULL && (l->role == ROLE_CHAT_LIST || l->role == ROLE_MSG_LIST)) {
+		pb__cj_free(node);
+		return fail(p, PB_EDATA_FORMAT, l->role == ROLE_MSG_LIST ? "a message is not an object"
+									: "a chat in \"list\" is not an object");
+	}
+	if (l != NULL && l->role == ROLE_CHAT && key_is(l, "messages")) {
+		pb__cj_free(node);
+		return fail(p, PB_EDATA_FORMAT, "\"messages\" is not an array");
+	}
+	return place(p, node, false, false, &r);
+}
+
+static int cb_null(void *ctx)
+{
+	return on_scalar(ctx, pb__cj_new(PB__CJ_NULL));
+}
+
+static int cb_bool(void *ctx, int b)
+{
+	return on_scalar(ctx, pb__cj_new(b ? PB__CJ_TRUE : PB__CJ_FALSE));
+}
+
+static int cb_number(void *ctx, const char *s, size_t len)
+{
+	pb__cj_t *v = pb__cj_new_str(s, len);
+
+	if (v != NULL)
+		v->type = PB__CJ_NUM;
+	return on_scalar(ctx, v);
+}
+
+static int cb_string(void *ctx, const unsigned char *s, size_t len)
+{
+	return on_scalar(ctx, pb__cj_new_str((const char *)s, len));
+}
+
+static int start(struct pb__chat_tg_s *p, bool is_object)
+{
+	struct level *l = top(p), *nl;
+	pb__cj_t *node = NULL;
+	enum role r;
+	bool tree;
+	int ok;
+
+	if (p->depth >= PB__CHAT_DEPTH_MAX)
+		return fail(p, PB_ETOOBIG, "JSON nested too deeply");
+	tree = l != NULL && (l->role == ROLE_MSG || l->role == ROLE_TREE || l->role == ROLE_MSG_LIST ||
+			     (l->role == ROLE_CHAT && !key_is(l, "messages") &&
+			      !(l->is_root && (key_is(l, "chats") || key_is(l, "left_chats")) && is_object)));
+	if (tree) {
+		node = pb__cj_new(is_object ? PB__CJ_OBJ : PB__CJ_ARR);
+		if (node == NULL)
+			return fail(p, PB_ENOMEM, "out of memory");
+	}
+	ok = place(p, node, true, is_object, &r);
+	if (!ok)
+		return 0;
+	nl = &p->stack[p->depth++];
+	memset(nl, 0, sizeof(*nl));
+	nl->role = r;
+	nl->node = (r == ROLE_MSG || r == ROLE_TREE) ? node : NULL;
+	nl->is_root = l == NULL; /* place() owned or freed node */
+	return 1;
+}
+
+static int finish_level(struct pb__chat_tg_s *p)
+{
+	struct level *l = top(p);
+	pb__cj_t *msg;
+	int err;
+
+	if (l == NULL)
+		return fail(p, PB_EDATA_FORMAT, "unbalanced JSON");
+	free(l->key);
+	l->key = NULL;
+	p->depth--;
+	switch (l->role) {
+	case ROLE_MSG:
+		msg = l->node;
+		l->node = NULL;
+		p->chat.messages++;
+		if (p->sink.message != NULL) {
+			err = p->sink.message(p->sink.arg, &p->chat, msg);
+			if (err != 0)
+				return fail(p, err, p->chat.why[0] ? p->chat.why : "the message could not be stored");
+		} else {
+			pb__cj_free(msg);
+		}
+		break;
+	case ROLE_CHAT:
+		if (l->is_root) {
+			p->done = true;
+			if (p->root_is_full) {
+				chat_reset(p);
+				break;
+			}
+			if (!p->root_is_chat)
+				return fail(p, PB_EDATA_FORMAT,
+					    "neither a full export (\"chats\") nor a chat (\"messages\")");
+		}
+		if ((err = chat_end(p)) != 0)
+			return fail(p, err, p->chat.why[0] ? p->chat.why : "the chat could not be stored");
+		break;
+	default:
+		break;
+	}
+	return 1;
+}
+
+static int cb_start_map(void *ctx)
+{
+	return start(ctx, true);
+}
+
+static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
+{
+	struct pb__chat_tg_s *p = ctx;
+	struct level *l = top(p);
+
+	if (l == NULL)
+		return fail(p, PB_EDATA_FORMAT, "unbalanced JSON");
+	if (memchr(key, 0, len) != NULL)
+		return fail(p, PB_EDATA_FORMAT, "a member name contains a NUL character");
+	free(l->key);
+	l->key = strndup((const char *)key, len);
+	if (l->key == NULL)
+		return fail(p, PB_ENOMEM, "out of memory");
+	return 1;
+}
+
+static int cb_end(void *ctx)
+{
+	return finish_level(ctx);
+}
+
+static int cb_start_array(void *ctx)
+{
+	return start(ctx, false);
+}
+
+static const yajl_callbacks callbacks = {
+	.yajl_null = cb_null,
+	.yajl_boolean = cb_bool,
+	.yajl_number = cb_number,
+	.yajl_string = cb_string,
+	.yajl_start_map = cb_start_map,
+	.yajl_map_key = cb_map_key,
+	.yajl_end_map = cb_end,
+	.yajl_start_array = cb_start_array,
+	.yajl_end_array = cb_end,
+};
+
+int pb__chat_tg_new(pb__chat_tg_t **out, const pb__chat_tg_sink_t *sink)
+{
+	struct pb__chat_tg_s *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return PB_ENOMEM;
+	p->sink = *sink;
+	p->y = yajl_alloc(&callbacks, NULL, p);
+	if (p->y == NULL) {
+		free(p);
+		return PB_ENOMEM;
+	}
+	*out = p;
+	return 0;
+}
+
+void pb__chat_tg_free(pb__chat_tg_t *p)
+{
+	int i;
+
+	if (p == NULL)
+		return;
+	for (i = 0; i < p->depth; i++) {
+		free(p->stack[i].key);
+		/* Trees are owned by their parent, except a message in progress. */
+		if (p->stack[i].role == ROLE_MSG)
+			pb__cj_free(p->stack[i].node);
+	}
+	chat_reset(p);
+	yajl_free(p->y);
+	free(p->fbuf);
+	free(p);
+}
+
+static int report(pb__chat_tg_t *p, const uint8_t *in, size_t len, char *errbuf, size_t errcap)
+{
+	size_t used = yajl_get_bytes_consumed(p->y);
+	unsigned char *yerr;
+	int err;
+
+	(void)in;
+	(void)len;
+	if (p->err != 0) {
+		err = p->err;
+		pb__chat_fail(errbuf, errcap, err, "%s near byte %llu", p->msg,
+			      (unsigned long long)(p->offset + used));
+		return err;
+	}
+	yerr = yajl_get_error(p->y, 0, NULL, 0);
+	pb__chat_fail(errbuf, errcap, PB_EMALFORMED, "malformed JSON near byte %llu: %s",
+		      (unsigned long long)(p->offset + used), yerr ? (const char *)yerr : "parse error");
+	if (yerr != NULL)
+		yajl_free_error(p->y, yerr);
+	return PB_EMALFORMED;
+}
+
+int pb__chat_tg_feed(pb__chat_tg_t *p, const uint8_t *buf, size_t len, char *errbuf, size_t errcap)
+{
+	size_t i, o = 0;
+	uint8_t *nb;
+	uint8_t c;
+
+	if (len == 0)
+		return 0;
+	if (len > SIZE_MAX / 2 - 1)
+		return PB_ETOOBIG;
+	if (p->fcap < 2 * len) {
+		nb = realloc(p->fbuf, 2 * len);
+		if (nb == NULL)
+			return PB_ENOMEM;
+		p->fbuf = nb;
+		p->fcap = 2 * len;
+	}
+	/* Rewrite \xNN inside strings as \u00NN; the state carries across
+	 * calls, so an escape split between two reads is still seen. */
+	for (i = 0; i < len; i++) {
+		c = buf[i];
+		/* yajl holds a whole token in memory: cap strings and numbers. */
+		if (p->in_string || !(c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '{' || c == '}' ||
+				      c == '[' || c == ']' || c == ',' || c == ':' || c == '"'))
+			p->token++;
+		else
+			p->token = 0;
+		if (p->token > PB__CHAT_MSG_MAX)
+			return pb__chat_fail(errbuf, errcap, PB_ETOOBIG,
+					     "a string or number longer than 16 MiB near byte %llu",
+					     (unsigned long long)(p->offset + i));
+		if (p->escaped) {
+			p->escaped = false;
+			if (c == 'x') {
+				p->fbuf[o++] = 'u';
+				p->fbuf[o++] = '0';
+				p->fbuf[o++] = '0';
+				continue;
+			}
+		} else if (p->in_string && c == '\\') {
+			p->escaped = true;
+		} else if (c == '"') {
+			p->in_string = !p->in_string;
+		}
+		p->fbuf[o++] = c;
+	}
+	if (yajl_parse(p->y, p->fbuf, o) != yajl_status_ok)
+		return report(p, p->fbuf, o, errbuf, errcap);
+	p->offset += o;
+	return 0;
+}
+
+int pb__chat_tg_finish(pb__chat_tg_t *p, char *errbuf, size_t errcap)
+{
+	if (yajl_complete_parse(p->y) != yajl_status_ok) {
+		if (p->err == 0)
+			return pb__chat_fail(errbuf, errcap, PB_ETRUNCATED,
+					     "JSON ends too early (truncated file?) at byte %llu",
+					     (unsigned long long)p->offset);
+		return report(p, NULL, 0, errbuf, errcap);
+	}
+	if (!p->done)
+		return pb__chat_fail(errbuf, errcap, PB_ETRUNCATED, "JSON ends too early at byte %llu",
+				     (unsigned long long)p->offset);
+	return 0;
+}
+
+int pb__chat_tg_parse_file(const char *path, const pb__chat_tg_sink_t *sink, char *errbuf, size_t errcap)
+{
+	static const size_t block = 64u << 10;
+	pb__chat_tg_t *p = NULL;
+	uint8_t *buf;
+	FILE *f;
+	size_t n;
+	int err;
+
+	f = fopen(path, "rb");
+	if (f == NULL)
+		return pb__chat_fail(errbuf, errcap, -errno, "cannot open %s: %s", path, strerror(errno));
+	buf = malloc(block);
+	if (buf == NULL) {
+		err = PB_ENOMEM;
+		goto out_close;
+	}
+	if ((err = pb__chat_tg_new(&p, sink)) != 0)
+		goto out_free;
+	while ((n = fread(buf, 1, block, f)) > 0) {
+		if ((err = pb__chat_tg_feed(p, buf, n, errbuf, errcap)) != 0)
+			goto out_parser;
+	}
+	if (ferror(f)) {
+		err = pb__chat_fail(errbuf, errcap, PB_EIO, "read error");
+		goto out_parser;
+	}
+	err = pb__chat_tg_finish(p, errbuf, errcap);
+out_parser:
+	pb__chat_tg_free(p);
+out_free:
+	free(buf);
+out_close:
+	fclose(f);
+	return err;
+}
+
+/* --- One value in memory --------------------------------------------------- */
+
+struct tree_ctx {
+	pb__cj_t *stack[PB__CHAT_DEPTH_MAX + 1];
+	char *keys[PB__CHAT_DEPTH_MAX + 1];
+	int depth;
+	pb__cj_t *root;
+	int err;
+};
+
+static int tree_put(struct tree_ctx *t, pb__cj_t *v, bool container)
+{
+	pb__cj_t *parent;
+	char *key;
+
+	if (v == NULL) {
+		t->err = PB_ENOMEM;
+		return 0;
+	}
+	if (t->depth == 0) {
+		if (t->root != NULL) {
+			pb__cj_free(v);
+			t->err = PB_EDATA_FORMAT;
+			return 0;
+		}
+		t->root = v;
+	} else {
+		parent = t->stack[t->depth - 1];
+		key = t->keys[t->depth - 1];
+		t->keys[t->depth - 1] = NULL;
+		if ((parent->type == PB__CJ_OBJ) != (key != NULL) || pb__cj_add(parent, key, v) != 0) {
+			free(key);
+			pb__cj_free(v);
+			t->err = PB_EDATA_FORMAT;
+			return 0;
+		}
+		free(key);
+	}
+	if (container) {
+		if (t->depth >= PB__CHAT_DEPTH_MAX) {
+			t->err = PB_ETOOBIG;
+			return 0;
+		}
+		t->keys[t->depth] = NULL;
+		t->stack[t->depth++] = v;
+	}
+	return 1;
+}
+
+static int t_null(void *c) { return tree_put(c, pb__cj_new(PB__CJ_NULL), false); }
+static int t_bool(void *c, int b) { return tree_put(c, pb__cj_new(b ? PB__CJ_TRUE : PB__CJ_FALSE), false); }
+static int t_num(void *c, const char *s, size_t len)
+{
+	pb__cj_t *v = pb__cj_new_str(s, len);
+
+	if (v != NULL)
+		v->type = PB__CJ_NUM;
+	return tree_put(c, v, false);
+}
+static int t_str(void *c, const unsigned char *s, size_t len)
+{
+	return tree_put(c, pb__cj_new_str((const char *)s, len), false);
+}
+static int t_smap(void *c) { return tree_put(c, pb__cj_new(PB__CJ_OBJ), true); }
+static int t_sarr(void *c) { return tree_put(c, pb__cj_new(PB__CJ_ARR), true); }
+static int t_key(void *c, const unsigned char *k, size_t len)
+{
+	struct tree_ctx *t = c;
+
+	if (t->depth == 0 || memchr(k, 0, len) != NULL)
+		return 0;
+	free(t->keys[t->depth - 1]);
+	t->keys[t->depth - 1] = strndup((const char *)k, len);
+	return t->keys[t->depth - 1] != NULL;
+}
+static int t_end(void *c)
+{
+	struct tree_ctx *t = c;
+
+	if (t->depth == 0)
+		return 0;
+	t->depth--;
+	free(t->keys[t->depth]);
+	t->keys[t->depth] = NULL;
+	return 1;
+}
+
+static const yajl_callbacks tree_callbacks = {
+	.yajl_null = t_null,
+	.yajl_boolean = t_bool,
+	.yajl_number = t_num,
+	.yajl_string = t_str,
+	.yajl_start_map = t_smap,
+	.yajl_map_key = t_key,
+	.yajl_end_map = t_end,
+	.yajl_start_array = t_sarr,
+	.yajl_end_array = t_end,
+};
+
+int pb__chat_json_parse(const uint8_t *buf, size_t len, pb__cj_t **out)
+{
+	struct tree_ctx t;
+	yajl_handle y;
+	int err = 0, i;
+
+	memset(&t, 0, sizeof(t));
+	if (len > PB__CHAT_MSG_MAX)
+		return PB_ETOOBIG;
+	y = yajl_alloc(&tree_callbacks, NULL, &t);
+	if (y == NULL)
+		return PB_ENOMEM;
+	if (yajl_parse(y, buf, len) != yajl_status_ok || yajl_complete_parse(y) != yajl_status_ok)
+		err = t.err ? t.err : PB_EMALFORMED;
+	yajl_free(y);
+	for (i = 0; i <= PB__CHAT_DEPTH_MAX; i++)
+		free(t.keys[i]);
+	if (err == 0 && (t.root == NULL || t.depth != 0))
+		err = PB_EMALFORMED;
+	if (err != 0) {
+		pb__cj_free(t.root);
+		return err;
+	}
+	*out = t.root;
+	return 0;
+}

@@ -1,0 +1,782 @@
+/* Telegram Desktop exports: import (full and single-chat result.json with
+ * attachments), the canonical chat file and its codec, and the export.
+ *
+ * Canonical chat file (chats/<chat-id>/result.json):
+ *   {
+ *    "name": "Alice",
+ *    "type": "personal_chat",
+ *    "id": 42,
+ *    "messages": [
+ *     {"id":1,"type":"message",...},
+ *     {"id":2,...}
+ *    ]
+ *   }
+ * The chat's fields one a line (name, type, id, then others as they came),
+ * then one message a line in compact canonical JSON. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "peerback/error.h"
+#include "agent/kinds/chat-util.h"
+
+/* --- Canonical writer ------------------------------------------------------ */
+
+int pb__chat_header(pb_buf_t *b, const pb__cj_t *frame)
+{
+	const pb__cj_t **m;
+	size_t i;
+	int err;
+
+	if ((err = pb__chat_buf_str(b, "{\n")) != 0)
+		return err;
+	m = calloc(frame->n ? frame->n : 1, sizeof(*m));
+	if (m == NULL)
+		return PB_ENOMEM;
+	pb__cj_order(frame, PB__CJ_ORDER_CHAT, m);
+	for (i = 0; i < frame->n && err == 0; i++) {
+		if ((err = pb__chat_buf_str(b, " ")) != 0)
+			break;
+		if ((err = pb__cj_write_string(b, m[i]->key, m[i]->key_len)) != 0)
+			break;
+		if ((err = pb__chat_buf_str(b, ": ")) != 0)
+			break;
+		if ((err = pb__cj_write(b, m[i], PB__CJ_ORDER_NONE)) != 0)
+			break;
+		err = pb__chat_buf_str(b, ",\n");
+	}
+	free(m);
+	if (err != 0)
+		return err;
+	return pb__chat_buf_str(b, " \"messages\": [");
+}
+
+static const char chat_tail[] = "\n ]\n}\n";
+
+int pb__chat_writer_open(pb__chat_writer_t *w, const char *path, const pb__cj_t *frame)
+{
+	pb_buf_t b = {0};
+	int err, n;
+
+	memset(w, 0, sizeof(*w));
+	n = snprintf(w->path, sizeof(w->path), "%s", path);
+	if (n < 0 || (size_t)n >= sizeof(w->path))
+		return PB_ETOOBIG;
+	if ((err = pb__chat_header(&b, frame)) != 0)
+		goto out_buf;
+	w->f = fopen(path, "wb");
+	if (w->f == NULL) {
+		err = -errno;
+		goto out_buf;
+	}
+	if (fwrite(b.data, 1, b.len, w->f) != b.len) {
+		err = PB_EIO;
+		fclose(w->f);
+		w->f = NULL;
+		goto out_buf;
+	}
+	w->header_len = b.len;
+out_buf:
+	pb__chat_buf_clear(&b);
+	return err;
+}
+
+int pb__chat_writer_message(pb__chat_writer_t *w, const pb__cj_t *msg)
+{
+	pb_buf_t b = {0};
+	int err;
+
+	err = pb__chat_buf_str(&b, w->n == 0 ? "\n  " : ",\n  ");
+	if (err == 0)
+		err = pb__cj_write(&b, msg, PB__CJ_ORDER_MESSAGE);
+	if (err == 0 && fwrite(b.data, 1, b.len, w->f) != b.len)
+		err = PB_EIO;
+	pb__chat_buf_clear(&b);
+	if (err == 0)
+		w->n++;
+	return err;
+}
+
+int pb__chat_writer_close(pb__chat_writer_t *w)
+{
+	int err = 0;
+
+	if (w->f == NULL)
+		return PB_EINVAL;
+	if (fwrite(chat_tail, 1, sizeof(chat_tail) - 1, w->f) != sizeof(chat_tail) - 1)
+		err = PB_EIO;
+	if (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0)
+		err = err ? err : PB_EIO;
+	if (fclose(w->f) != 0 && err == 0)
+		err = PB_EIO;
+	w->f = NULL;
+	return err;
+}
+
+void pb__chat_writer_abort(pb__chat_writer_t *w)
+{
+	if (w->f != NULL) {
+		fclose(w->f);
+		w->f = NULL;
+		unlink(w->path);
+	}
+}
+
+int pb__chat_rewrite_header(const char *path, uint64_t old_header_len, const pb__cj_t *frame)
+{
+	char tmp[4200];
+	pb_buf_t b = {0};
+	FILE *in = NULL, *out = NULL;
+	uint8_t buf[65536];
+	size_t r;
+	int err, n;
+
+	n = snprintf(tmp, sizeof(tmp), "%s.head", path);
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return PB_ETOOBIG;
+	if ((err = pb__chat_header(&b, frame)) != 0)
+		goto out_buf;
+	in = fopen(path, "rb");
+	out = fopen(tmp, "wb");
+	if (in == NULL || out == NULL || fseeko(in, (off_t)old_header_len, SEEK_SET) != 0) {
+		err = PB_EIO;
+		goto out_files;
+	}
+	if (fwrite(b.data, 1, b.len, out) != b.len)
+		err = PB_EIO;
+	while (err == 0 && (r = fread(buf, 1, sizeof(buf), in)) > 0)
+		if (fwrite(buf, 1, r, out) != r)
+			err = PB_EIO;
+	if (err == 0 && (ferror(in) || fflush(out) != 0))
+		err = PB_EIO;
+out_files:
+	if (in != NULL)
+		fclose(in);
+	if (out != NULL && fclose(out) != 0 && err == 0)
+		err = PB_EIO;
+	if (err == 0 && rename(tmp, path) != 0)
+		err = -errno;
+	if (err != 0)
+		unlink(tmp);
+out_buf:
+	pb__chat_buf_clear(&b);
+	return err;
+}
+
+bool pb__chat_is_attachment(const pb__cj_t *m)
+{
+	if (m->key == NULL || m->type != PB__CJ_STR)
+		return false;
+	if (strcmp(m->key, "photo") != 0 && strcmp(m->key, "file") != 0 && strcmp(m->key, "thumbnail") != 0)
+		return false;
+	return strcmp(m->str, PB__CHAT_FILE_NOT_INCLUDED) != 0;
+}
+
+/* A chat id is an integer as Telegram writes it; it names the directory. */
+static bool chat_id_ok(const pb__cj_t *id)
+{
+	size_t i = 0;
+
+	if (id == NULL || id->type != PB__CJ_NUM || id->len == 0 || id->len > 20)
+		return false;
+	if (id->str[0] == '-')
+		i = 1;
+	if (i == id->len)
+		return false;
+	for (; i < id->len; i++)
+		if (id->str[i] < '0' || id->str[i] > '9')
+			return false;
+	return true;
+}
+
+static bool msg_id(const pb__cj_t *msg, long long *out)
+{
+	const pb__cj_t *id = pb__cj_get(msg, "id");
+	char *end;
+
+	if (id == NULL || id->type != PB__CJ_NUM)
+		return false;
+	errno = 0;
+	*out = strtoll(id->str, &end, 10);
+	return errno == 0 && *end == 0;
+}
+
+/* --- Import ---------------------------------------------------------------- */
+
+struct tg_import {
+	pb__chat_stage_t *st;
+	char srcdir[4096];
+	char chat_id[32]; /* the pending chat's number */
+	uint64_t chat_seq;
+	pb__chat_writer_t w;
+	bool open;
+	long long last_id;
+	char **seen; /* chat ids imported by this run */
+	size_t nseen;
+};
+
+/* Chats are written under pending/<n>/ and moved to chats/<id>/ at their end,
+ * since a chat's id may come after its messages. */
+static int imp_begin(void *arg, pb__chat_tg_chat_t *chat)
+{
+	struct tg_import *im = arg;
+	char rel[128], path[4200];
+	int err, n;
+
+	im->chat_seq++;
+	n = snprintf(im->chat_id, sizeof(im->chat_id), "%llu", (unsigned long long)im->chat_seq);
+	if (n < 0 || (size_t)n >= sizeof(im->chat_id))
+		return PB_ETOOBIG;
+	n = snprintf(rel, sizeof(rel), "pending/%s/result.json", im->chat_id);
+	if (n < 0 || (size_t)n >= sizeof(rel))
+		return PB_ETOOBIG;
+	if ((err = pb__chat_stage_path(im->st, rel, path, sizeof(path))) != 0)
+		return err;
+	if ((err = pb__chat_writer_open(&im->w, path, chat->frame)) != 0)
+		return err;
+	im->open = true;
+	im->last_id = 0;
+	return 0;
+}
+
+static int imp_end(void *arg, pb__chat_tg_chat_t *chat)
+{
+	struct tg_import *im = arg;
+	const pb__cj_t *id = pb__cj_get(chat->frame, "id");
+	char from[4200], to[4200];
+	char **ns;
+	size_t i;
+	int err, n;
+
+	im->open = false;
+	if ((err = pb__chat_writer_close(&im->w)) != 0)
+		return err;
+	if (chat->frame->n != chat->frame_keys_at_first &&
+	    (err = pb__chat_rewrite_header(im->w.path, im->w.header_len, chat->frame)) != 0)
+		return err;
+	if (!chat_id_ok(id)) {
+		pb__chat_fail(chat->why, sizeof(chat->why), 0, "chat %llu has no integer \"id\"",
+			 (unsigned long long)im->chat_seq);
+		return PB_EDATA_FIELD;
+	}
+	for (i = 0; i < im->nseen; i++)
+		if (strcmp(im->seen[i], id->str) == 0) {
+			pb__chat_fail(chat->why, sizeof(chat->why), 0, "chat %s appears twice", id->str);
+			return PB_EEXISTS;
+		}
+	ns = realloc(im->seen, (im->nseen + 1) * sizeof(*ns));
+	if (ns == NULL)
+		return PB_ENOMEM;
+	im->seen = ns;
+	if ((im->seen[im->nseen] = strdup(id->str)) == NULL)
+		return PB_ENOMEM;
+	im->nseen++;
+	n = snprintf(from, sizeof(from), "%s/pending/%s", im->st->root, im->chat_id);
+	if (n < 0 || (size_t)n >= sizeof(from))
+		return PB_ETOOBIG;
+	n = snprintf(to, sizeof(to), "%s/chats/%s", im->st->root, id->str);
+	if (n < 0 || (size_t)n >= sizeof(to))
+		return PB_ETOOBIG;
+	if ((err = pb__chat_mkparents(to)) != 0)
+		return err;
+	if (access(to, F_OK) == 0) { /* from another file of this import */
+		pb__chat_fail(chat->why, sizeof(chat->why), 0, "chat %s appears twice", id->str);
+		return PB_EEXISTS;
+	}
+	if (rename(from, to) != 0)
+		return -errno;
+	return 0;
+}
+
+static int imp_attachment(struct tg_import *im, pb__chat_tg_chat_t *chat, const pb__cj_t *m)
+{
+	char src[8192], rel[2048], dst[8300];
+	struct stat sb;
+	int n, err;
+
+	if (!pb__chat_relpath_ok(m->str, m->len) || strcmp(m->str, "result.json") == 0) {
+		pb__chat_fail(chat->why, sizeof(chat->why), 0, "chat #%s: attachment path \"%.60s\" is not a safe relative path",
+			 im->chat_id, m->str);
+		return PB_EDATA_FIELD;
+	}
+	n = snprintf(src, sizeof(src), "%s/%s", im->srcdir, m->str);
+	if (n < 0 || (size_t)n >= sizeof(src))
+		return PB_ETOOBIG;
+	/* A file the export left out stays a reference, as in the export. */
+	if (stat(src, &sb) != 0 || !S_ISREG(sb.st_mode))
+		return 0;
+	n = snprintf(rel, sizeof(rel), "pending/%s/%s", im->chat_id, m->str);
+	if (n < 0 || (size_t)n >= sizeof(rel))
+		return PB_ETOOBIG;
+	if ((err = pb__chat_stage_path(im->st, rel, dst, sizeof(dst))) != 0)
+		return err;
+	if ((err = pb__chat_copy_file(src, dst)) != 0) {
+		pb__chat_fail(chat->why, sizeof(chat->why), 0, "cannot copy attachment %.80s: %s", m->str, strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+static int imp_message(void *arg, pb__chat_tg_chat_t *chat, pb__cj_t *msg)
+{
+	struct tg_import *im = arg;
+	const pb__cj_t *m;
+	long long id;
+	int err = 0;
+
+	if (!msg_id(msg, &id)) {
+		pb__chat_fail(chat->why, sizeof(chat->why), 0, "chat #%s: message %llu has no integer \"id\"", im->chat_id,
+			 (unsigned long long)chat->messages);
+		err = PB_EDATA_FIELD;
+		goto out_free;
+	}
+	if (chat->messages > 1 && id <= im->last_id) {
+		pb__chat_fail(chat->why, sizeof(chat->why), 0, "chat #%s: message id %lld does not follow %lld", im->chat_id, id,
+			 im->last_id);
+		err = PB_EDATA_FIELD;
+		goto out_free;
+	}
+	im->last_id = id;
+	for (m = msg->child; m != NULL && err == 0; m = m->next)
+		if (pb__chat_is_attachment(m))
+			err = imp_attachment(im, chat, m);
+	if (err == 0)
+		err = pb__chat_writer_message(&im->w, msg);
+out_free:
+	pb__cj_free(msg);
+	return err;
+}
+
+int pb__chat_import_telegram(pb__chat_stage_t *st, const char *file, char *errbuf, size_t errcap)
+{
+	struct tg_import im;
+	pb__chat_tg_sink_t sink = {imp_begin, imp_message, imp_end, &im, false};
+	const char *slash = strrchr(file, '/');
+	char inner[400];
+	size_t i;
+	int err, n;
+
+	memset(&im, 0, sizeof(im));
+	im.st = st;
+	if (slash == NULL)
+		n = snprintf(im.srcdir, sizeof(im.srcdir), ".");
+	else
+		n = snprintf(im.srcdir, sizeof(im.srcdir), "%.*s", (int)(slash - file), file);
+	if (n < 0 || (size_t)n >= sizeof(im.srcdir))
+		return pb__chat_fail(errbuf, errcap, PB_ETOOBIG, "%s: path too long", file);
+	err = pb__chat_tg_parse_file(file, &sink, inner, sizeof(inner));
+	if (im.open)
+		pb__chat_writer_abort(&im.w);
+	for (i = 0; i < im.nseen; i++)
+		free(im.seen[i]);
+	free(im.seen);
+	if (err != 0)
+		return pb__chat_fail(errbuf, errcap, err, "%s: %s", file, inner);
+	return 0;
+}
+
+/* --- Codec ----------------------------------------------------------------- */
+
+static bool codec_matches(const char *relpath)
+{
+	const char *p, *q;
+
+	if (strncmp(relpath, "chats/", 6) != 0)
+		return false;
+	p = relpath + 6;
+	q = strchr(p, '/');
+	return q != NULL && q != p && strcmp(q, "/result.json") == 0;
+}
+
+static int chat_dir_of(const char *relpath, char *out, size_t cap)
+{
+	const char *p = relpath + 6, *q;
+
+	if (!codec_matches(relpath))
+		return PB_EINVAL;
+	q = strchr(p, '/');
+	if ((size_t)(q - p) >= cap)
+		return PB_ETOOBIG;
+	memcpy(out, p, (size_t)(q - p));
+	out[q - p] = 0;
+	return 0;
+}
+
+struct tg_split {
+	const char *relpath;
+	char chat[128];
+	pb_item_cb cb;
+	void *arg;
+	long long last_id;
+	int cb_ret;
+};
+
+static int split_emit(struct tg_split *s, const char *id, uint64_t seq, const pb_buf_t *b)
+{
+	pb_item_t it;
+
+	memset(&it, 0, sizeof(it));
+	it.kind = PB_KIND_CHAT;
+	it.id = id;
+	it.path = s->relpath;
+	it.seq = seq;
+	it.data = b->data;
+	it.len = b->len;
+	it.size = b->len;
+	s->cb_ret = s->cb(s->arg, &it);
+	return s->cb_ret;
+}
+
+static int split_begin(void *arg, pb__chat_tg_chat_t *chat)
+{
+	struct tg_split *s = arg;
+	pb_buf_t b = {0};
+	char id[PB_ITEM_ID_MAX];
+	int err, n;
+
+	n = snprintf(id, sizeof(id), "chat/%s", s->chat);
+	if (n < 0 || (size_t)n >= sizeof(id))
+		return PB_ETOOBIG;
+	err = pb__cj_write(&b, chat->frame, PB__CJ_ORDER_CHAT);
+	if (err == 0)
+		err = split_emit(s, id, 0, &b);
+	pb__chat_buf_clear(&b);
+	return err;
+}
+
+static int split_message(void *arg, pb__chat_tg_chat_t *chat, pb__cj_t *msg)
+{
+	struct tg_split *s = arg;
+	pb_buf_t b = {0};
+	char id[PB_ITEM_ID_MAX];
+	long long mid;
+	int err, n;
+
+	if (!msg_id(msg, &mid) || (chat->messages > 1 && mid <= s->last_id)) {
+		pb__chat_fail(chat->why, sizeof(chat->why), 0, "message %llu has a missing or out-of-order \"id\"",
+			 (unsigned long long)chat->messages);
+		pb__cj_free(msg);
+		return PB_EDATA_FIELD;
+	}
+	s->last_id = mid;
+	n = snprintf(id, sizeof(id), "chat/%s/msg/%lld", s->chat, mid);
+	err = n < 0 || (size_t)n >= sizeof(id) ? PB_ETOOBIG : 0;
+	if (err == 0)
+		err = pb__cj_write(&b, msg, PB__CJ_ORDER_MESSAGE);
+	if (err == 0)
+		err = split_emit(s, id, chat->messages, &b);
+	pb__chat_buf_clear(&b);
+	pb__cj_free(msg);
+	return err;
+}
+
+static int codec_split(const char *relpath, const uint8_t *buf, size_t len, pb_item_cb cb, void *arg)
+{
+	struct tg_split s;
+	pb__chat_tg_sink_t sink = {split_begin, split_message, NULL, &s, true};
+	pb__chat_tg_t *p;
+	int err;
+
+	memset(&s, 0, sizeof(s));
+	s.relpath = relpath;
+	s.cb = cb;
+	s.arg = arg;
+	if ((err = chat_dir_of(relpath, s.chat, sizeof(s.chat))) != 0)
+		return err;
+	if ((err = pb__chat_tg_new(&p, &sink)) != 0)
+		return err;
+	err = pb__chat_tg_feed(p, buf, len, NULL, 0);
+	if (err == 0)
+		err = pb__chat_tg_finish(p, NULL, 0);
+	pb__chat_tg_free(p);
+	if (s.cb_ret != 0)
+		return s.cb_ret;
+	return err;
+}
+
+static int codec_join(const char *relpath, const pb_item_t *items, size_t n, pb_buf_t *out)
+{
+	pb__cj_t *frame = NULL;
+	size_t i;
+	int err;
+
+	if (n == 0 || items[0].seq != 0 || items[0].data == NULL)
+		return PB_EDATA_FORMAT; /* a chat file needs its frame */
+	if ((err = pb__chat_json_parse(items[0].data, items[0].len, &frame)) != 0)
+		return err;
+	if (frame->type != PB__CJ_OBJ || pb__cj_get(frame, "messages") != NULL) {
+		err = PB_EDATA_FORMAT;
+		goto out_frame;
+	}
+	if ((err = pb__chat_header(out, frame)) != 0)
+		goto out_frame;
+	for (i = 1; i < n; i++) {
+		if (items[i].data == NULL || items[i].len < 2 || items[i].data[0] != '{' ||
+		    items[i].data[items[i].len - 1] != '}' || items[i].seq <= items[i - 1].seq ||
+		    memchr(items[i].data, '\n', items[i].len) != NULL) {
+			err = PB_EDATA_FORMAT;
+			goto out_frame;
+		}
+		if ((err = pb__chat_buf_str(out, i == 1 ? "\n  " : ",\n  ")) != 0 ||
+		    (err = pb__chat_buf_add(out, items[i].data, items[i].len)) != 0)
+			goto out_frame;
+	}
+	err = pb__chat_buf_str(out, chat_tail);
+out_frame:
+	pb__cj_free(frame);
+	(void)relpath;
+	return err;
+}
+
+const pb_codec_t pb__codec_telegram = {
+	.name = "telegram",
+	.kind = PB_KIND_CHAT,
+	.matches = codec_matches,
+	.split = codec_split,
+	.join = codec_join,
+};
+
+/* --- Fuzz entry: parse a result.json in memory, count messages ------------ */
+
+static int count_message(void *arg, pb__chat_tg_chat_t *chat, pb__cj_t *msg)
+{
+	pb_buf_t b = {0};
+	int err;
+
+	(void)chat;
+	(*(uint64_t *)arg)++;
+	err = pb__cj_write(&b, msg, PB__CJ_ORDER_MESSAGE);
+	pb__chat_buf_clear(&b);
+	pb__cj_free(msg);
+	return err;
+}
+
+int pb__chat_telegram_parse_buf(const uint8_t *buf, size_t len)
+{
+	uint64_t count = 0;
+	pb__chat_tg_sink_t sink = {NULL, count_message, NULL, &count, false};
+	pb__chat_tg_t *p;
+	size_t half = len / 2;
+	int err;
+
+	if ((err = pb__chat_tg_new(&p, &sink)) != 0)
+		return err;
+	/* Two feeds, so that state crossing a read boundary is exercised. */
+	err = pb__chat_tg_feed(p, buf, half, NULL, 0);
+	if (err == 0)
+		err = pb__chat_tg_feed(p, buf + half, len - half, NULL, 0);
+	if (err == 0)
+		err = pb__chat_tg_finish(p, NULL, 0);
+	pb__chat_tg_free(p);
+	return err != 0 ? err : (count > INT32_MAX ? INT32_MAX : (int)count);
+}
+
+/* --- Export ---------------------------------------------------------------- */
+
+/* Copies a chat directory's files except its result.json into out_dir. */
+static int copy_tree(const char *from, const char *to, bool top)
+{
+	char **names = NULL;
+	size_t n = 0, i;
+	char a[4096], b[4096];
+	int err, k;
+
+	if ((err = pb__chat_list(from, false, &names, &n)) != 0)
+		return err;
+	for (i = 0; i < n && err == 0; i++) {
+		if (top && strcmp(names[i], "result.json") == 0)
+			continue;
+		k = snprintf(a, sizeof(a), "%s/%s", from, names[i]);
+		if (k < 0 || (size_t)k >= sizeof(a) || (k = snprintf(b, sizeof(b), "%s/%s", to, names[i])) < 0 ||
+		    (size_t)k >= sizeof(b)) {
+			err = PB_ETOOBIG;
+			break;
+		}
+		if ((err = pb__chat_mkparents(b)) == 0)
+			err = pb__chat_copy_file(a, b);
+	}
+	pb__chat_names_free(names, n);
+	if (err != 0)
+		return err;
+	if ((err = pb__chat_list(from, true, &names, &n)) != 0)
+		return err;
+	for (i = 0; i < n && err == 0; i++) {
+		k = snprintf(a, sizeof(a), "%s/%s", from, names[i]);
+		if (k < 0 || (size_t)k >= sizeof(a) || (k = snprintf(b, sizeof(b), "%s/%s", to, names[i])) < 0 ||
+		    (size_t)k >= sizeof(b)) {
+			err = PB_ETOOBIG;
+			break;
+		}
+		err = copy_tree(a, b, false);
+	}
+	pb__chat_names_free(names, n);
+	return err;
+}
+
+struct tg_export {
+	FILE *f;
+	const char *device_dir;
+	const char *out_dir;
+	const char *chat;
+	uint64_t written;
+	bool first_chat;
+	int err;
+	char why[300];
+};
+
+static int exp_begin(void *arg, pb__chat_tg_chat_t *chat)
+{
+	struct tg_export *ex = arg;
+	pb_buf_t b = {0};
+	int err;
+
+	err = pb__cj_write(&b, chat->frame, PB__CJ_ORDER_CHAT);
+	if (err == 0 && b.len >= 2) {
+		b.len--; /* reopen the object to add the messages */
+		err = pb__chat_buf_str(&b, chat->frame->n ? ",\"messages\":[" : "\"messages\":[");
+	}
+	if (err == 0 && fprintf(ex->f, "%s   ", ex->first_chat ? "" : ",\n") < 0)
+		err = PB_EIO;
+	if (err == 0 && fwrite(b.data, 1, b.len, ex->f) != b.len)
+		err = PB_EIO;
+	ex->first_chat = false;
+	pb__chat_buf_clear(&b);
+	return err;
+}
+
+static int exp_message(void *arg, pb__chat_tg_chat_t *chat, pb__cj_t *msg)
+{
+	struct tg_export *ex = arg;
+	pb_buf_t b = {0}, np = {0};
+	char src[8192], dst[8192];
+	pb__cj_t *m;
+	struct stat sb;
+	int err = 0, n;
+
+	for (m = msg->child; m != NULL && err == 0; m = m->next) {
+		if (!pb__chat_is_attachment(m) || !pb__chat_relpath_ok(m->str, m->len))
+			continue;
+		n = snprintf(src, sizeof(src), "%s/chats/%s/%s", ex->device_dir, ex->chat, m->str);
+		if (n < 0 || (size_t)n >= sizeof(src))
+			return PB_ETOOBIG;
+		/* Paths of several chats share one directory: keep them apart. */
+		if (strncmp(m->str, "chats/", 6) != 0) {
+			pb__chat_buf_clear(&np);
+			if ((err = pb__chat_buf_printf(&np, "chats/chat_%s/", ex->chat)) != 0 ||
+			    (err = pb__chat_buf_add(&np, m->str, m->len)) != 0)
+				break;
+			free(m->str);
+			m->str = (char *)np.data;
+			m->len = np.len;
+			np.data = NULL;
+			pb__chat_buf_clear(&np);
+		}
+		if (stat(src, &sb) != 0 || !S_ISREG(sb.st_mode))
+			continue;
+		n = snprintf(dst, sizeof(dst), "%s/%s", ex->out_dir, m->str);
+		if (n < 0 || (size_t)n >= sizeof(dst))
+			return PB_ETOOBIG;
+		if ((err = pb__chat_mkparents(dst)) == 0)
+			err = pb__chat_copy_file(src, dst);
+	}
+	if (err == 0)
+		err = pb__chat_buf_str(&b, chat->messages == 1 ? "\n    " : ",\n    ");
+	if (err == 0)
+		err = pb__cj_write(&b, msg, PB__CJ_ORDER_MESSAGE);
+	if (err == 0 && fwrite(b.data, 1, b.len, ex->f) != b.len)
+		err = PB_EIO;
+	pb__chat_buf_clear(&b);
+	pb__chat_buf_clear(&np);
+	pb__cj_free(msg);
+	return err;
+}
+
+static int exp_end(void *arg, pb__chat_tg_chat_t *chat)
+{
+	struct tg_export *ex = arg;
+
+	if (fputs(chat->messages ? "\n   ]}" : "]}", ex->f) < 0)
+		return PB_EIO;
+	return 0;
+}
+
+int pb__chat_export_telegram(const char *device_dir, const char *out_dir, char *errbuf, size_t errcap)
+{
+	char chats[4096], path[4200], dst[4200], inner[400];
+	struct tg_export ex;
+	pb__chat_tg_sink_t sink = {exp_begin, exp_message, exp_end, &ex, true};
+	char **names = NULL;
+	size_t n = 0, i;
+	int err, k;
+
+	k = snprintf(chats, sizeof(chats), "%s/chats", device_dir);
+	if (k < 0 || (size_t)k >= sizeof(chats))
+		return PB_ETOOBIG;
+	if ((err = pb__chat_list(chats, true, &names, &n)) != 0)
+		return pb__chat_fail(errbuf, errcap, err, "%s: %s", chats, strerror(-err));
+	if (n == 0) {
+		err = pb__chat_fail(errbuf, errcap, PB_ENOTFOUND, "%s: the device has no chats", device_dir);
+		goto out_names;
+	}
+	if ((err = pb__chat_mkdirs(out_dir)) != 0) {
+		pb__chat_fail(errbuf, errcap, err, "%s: %s", out_dir, strerror(-err));
+		goto out_names;
+	}
+	k = snprintf(dst, sizeof(dst), "%s/result.json", out_dir);
+	if (k < 0 || (size_t)k >= sizeof(dst)) {
+		err = PB_ETOOBIG;
+		goto out_names;
+	}
+	if (n == 1) {
+		/* One chat: the canonical file is a single-chat export. */
+		k = snprintf(path, sizeof(path), "%s/%s", chats, names[0]);
+		if (k < 0 || (size_t)k >= sizeof(path)) {
+			err = PB_ETOOBIG;
+			goto out_names;
+		}
+		err = copy_tree(path, out_dir, true);
+		if (err == 0) {
+			k = snprintf(path, sizeof(path), "%s/%s/result.json", chats, names[0]);
+			err = k < 0 || (size_t)k >= sizeof(path) ? PB_ETOOBIG : pb__chat_copy_file(path, dst);
+		}
+		if (err != 0)
+			pb__chat_fail(errbuf, errcap, err, "cannot export chat %s: %s", names[0], pb_strerror(err));
+		goto out_names;
+	}
+	memset(&ex, 0, sizeof(ex));
+	ex.device_dir = device_dir;
+	ex.out_dir = out_dir;
+	ex.first_chat = true;
+	ex.f = fopen(dst, "wb");
+	if (ex.f == NULL) {
+		err = pb__chat_fail(errbuf, errcap, -errno, "%s: %s", dst, strerror(errno));
+		goto out_names;
+	}
+	fputs("{\n \"about\": \"Exported by peerback in the Telegram Desktop format.\",\n"
+	      " \"chats\": {\n  \"about\": \"This page lists all chats from this export.\",\n  \"list\": [\n",
+	      ex.f);
+	for (i = 0; i < n && err == 0; i++) {
+		k = snprintf(path, sizeof(path), "%s/%s/result.json", chats, names[i]);
+		if (k < 0 || (size_t)k >= sizeof(path)) {
+			err = PB_ETOOBIG;
+			break;
+		}
+		if (access(path, F_OK) != 0)
+			continue;
+		ex.chat = names[i];
+		err = pb__chat_tg_parse_file(path, &sink, inner, sizeof(inner));
+		if (err != 0)
+			pb__chat_fail(errbuf, errcap, err, "%s: %s", path, inner);
+	}
+	if (err == 0 && fputs("\n  ]\n }\n}\n", ex.f) < 0)
+		err = PB_EIO;
+	if (fclose(ex.f) != 0 && err == 0)
+		err = PB_EIO;
+	if (err != 0)
+		unlink(dst);
+out_names:
+	pb__chat_names_free(names, n);
+	return err;
+}
