@@ -297,9 +297,39 @@ int pb_mifare_parse_bin(const uint8_t *buf, size_t len, pb_mifare_card_t **out, 
 	return finish(card, out, err, cap);
 }
 
+/* The card's bytes for formats that cannot say "unknown": unknown data
+ * bytes are 00; a trailer's unknown keys become FFFFFFFFFFFF and unknown
+ * access bits the transport setting FF0780 69, so the dump stays valid. */
+static void filled(const pb_mifare_card_t *card, uint8_t *out)
+{
+	static const uint8_t transport[16] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x07,
+					       0x80, 0x69, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	size_t n = pb_mifare_size(card->sectors);
+
+	for (size_t i = 0; i < n; i++)
+		out[i] = card->known[i] ? card->data[i] : 0;
+	for (unsigned s = 0; s < card->sectors; s++) {
+		size_t t = 16 * (size_t)pb_mifare_sector_trailer(s);
+		bool bits = card->known[t + 6] && card->known[t + 7] && card->known[t + 8] &&
+			    card->state[s] == PB_MIFARE_SECTOR_READ;
+
+		for (size_t i = 0; i < 16; i++) {
+			bool is_bits = i >= 6 && i <= 9;
+			if (card->state[s] != PB_MIFARE_SECTOR_READ || (is_bits ? !bits : !card->known[t + i]))
+				out[t + i] = transport[i];
+		}
+	}
+}
+
 int pb_mifare_format_bin(const pb_mifare_card_t *card, pb_buf_t *out)
 {
-	return pb_buf_append(out, card->data, pb_mifare_size(card->sectors));
+	uint8_t bytes[PB_MIFARE_MAX_BYTES];
+	int rc;
+
+	filled(card, bytes);
+	rc = pb_buf_append(out, bytes, pb_mifare_size(card->sectors));
+	sodium_memzero(bytes, sizeof(bytes));
+	return rc;
 }
 
 /* --- Proxmark3 .eml ------------------------------------------------------- */
@@ -351,15 +381,19 @@ out_free:
 int pb_mifare_format_eml(const pb_mifare_card_t *card, pb_buf_t *out)
 {
 	size_t blocks = pb_mifare_size(card->sectors) / 16;
+	uint8_t bytes[PB_MIFARE_MAX_BYTES];
 	char line[33];
-	int rc;
+	int rc = 0;
 
-	for (size_t b = 0; b < blocks; b++) {
-		pb__kinds_hex_encode(card->data + 16 * b, 16, line);
-		if ((b > 0 && (rc = pb_buf_append(out, "\n", 1)) != 0) || (rc = pb_buf_append(out, line, 32)) != 0)
-			return rc;
+	filled(card, bytes);
+	for (size_t b = 0; b < blocks && rc == 0; b++) {
+		pb__kinds_hex_encode(bytes + 16 * b, 16, line);
+		if ((b == 0 || (rc = pb_buf_append(out, "\n", 1)) == 0))
+			rc = pb_buf_append(out, line, 32);
 	}
-	return 0;
+	sodium_memzero(bytes, sizeof(bytes));
+	sodium_memzero(line, sizeof(line));
+	return rc;
 }
 
 /* --- Proxmark3 .json ------------------------------------------------------ */

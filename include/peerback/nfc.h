@@ -165,7 +165,11 @@ PB_EXTERN PB_WUR int pb_mifare_parse_any(const char *name, const uint8_t *buf, s
 PB_EXTERN PB_WUR int pb_mifare_parse_keys(const uint8_t *buf, size_t len, uint8_t (*keys)[6], size_t max, size_t *n,
 					  char *errbuf, size_t errcap);
 
-/* Writers. Unknown bytes become 00 in .bin/.eml/.json and ?? in Flipper. */
+/* Writers. .mct keeps unknown bytes as '-' and Flipper as '??'; .bin and
+ * .eml write unknown data bytes as 00 and unknown trailer parts as the
+ * transport trailer (keys FFFFFFFFFFFF, access bits FF0780 69) so that the
+ * dump stays valid; Proxmark3 JSON leaves out blocks with nothing known and
+ * writes other unknown bytes as 00. */
 PB_EXTERN PB_WUR int pb_mifare_format_mct(const pb_mifare_card_t *card, pb_buf_t *out);
 PB_EXTERN PB_WUR int pb_mifare_format_bin(const pb_mifare_card_t *card, pb_buf_t *out);
 PB_EXTERN PB_WUR int pb_mifare_format_eml(const pb_mifare_card_t *card, pb_buf_t *out);
