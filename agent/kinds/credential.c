@@ -497,6 +497,16 @@ out_free:
 	return rc;
 }
 
+int pb__credential_card_keys_parse(const uint8_t *buf, size_t len, size_t *count, char *errbuf, size_t errcap)
+{
+	import_t im = { 0 };
+	int rc = import_card_keys(&im, "input", buf, len, errbuf, errcap);
+
+	*count = im.n;
+	import_free(&im);
+	return rc;
+}
+
 static bool ends_with(const char *s, const char *suffix)
 {
 	size_t a = strlen(s), b = strlen(suffix);

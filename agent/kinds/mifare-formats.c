@@ -535,12 +535,6 @@ out_json:
 	return rc;
 }
 
-static int block_hex(const pb_mifare_card_t *card, unsigned b, char out[33])
-{
-	pb__kinds_hex_encode(card->data + 16 * b, 16, out);
-	return 0;
-}
-
 static const char *who(unsigned a, unsigned b, unsigned bit)
 {
 	bool x = (a & bit) != 0, y = (b & bit) != 0;
@@ -620,10 +614,12 @@ int pb_mifare_format_pm3json(const pb_mifare_card_t *card, pb_buf_t *out)
 	uint8_t uid[7];
 	char hex[33], num[8];
 	char *text = NULL;
+	uint8_t *bytes = malloc(PB_MIFARE_MAX_BYTES);
 	int rc = PB_ENOMEM;
 
-	if (root == NULL || c == NULL || blocks == NULL || keys == NULL)
+	if (root == NULL || c == NULL || blocks == NULL || keys == NULL || bytes == NULL)
 		goto out_json;
+	filled(card, bytes);
 	if (pb_mifare_check_block0(card->data, uid, &uid_len) == PB_EDATA_BCC)
 		uid_len = 4;
 	pb__kinds_hex_encode(card->data, uid_len, hex);
@@ -640,14 +636,14 @@ int pb_mifare_format_pm3json(const pb_mifare_card_t *card, pb_buf_t *out)
 
 		if (card->state[s] != PB_MIFARE_SECTOR_READ || !block_any_known(card, (unsigned)b))
 			continue;
-		block_hex(card, (unsigned)b, hex);
+		pb__kinds_hex_encode(bytes + 16 * b, 16, hex);
 		if (snprintf(num, sizeof(num), "%zu", b) >= (int)sizeof(num) ||
 		    json_object_set_new(blocks, num, json_string(hex)) != 0)
 			goto out_json;
 	}
 	for (unsigned s = 0; s < card->sectors; s++) {
 		unsigned t = pb_mifare_sector_trailer(s);
-		const uint8_t *tr = card->data + 16 * t;
+		const uint8_t *tr = bytes + 16 * t;
 		json_t *k, *txt;
 
 		if (card->state[s] != PB_MIFARE_SECTOR_READ || !block_any_known(card, t))
@@ -690,6 +686,10 @@ int pb_mifare_format_pm3json(const pb_mifare_card_t *card, pb_buf_t *out)
 	free(text);
 out_json_partial:
 out_json:
+	if (bytes != NULL) {
+		sodium_memzero(bytes, PB_MIFARE_MAX_BYTES);
+		free(bytes);
+	}
 	json_decref(c);
 	json_decref(blocks);
 	json_decref(keys);

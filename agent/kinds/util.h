@@ -63,6 +63,10 @@ const char *pb__device_folder(pb_kind_t kind);
 /* Largest multi-item file or imported file read into memory. */
 #define PB__KINDS_MAX_FILE (512u << 20)
 
+/* Parses a pySim card-key CSV into credentials (for the fuzz target and
+ * tests); *count receives the number of credentials. */
+int pb__credential_card_keys_parse(const uint8_t *buf, size_t len, size_t *count, char *errbuf, size_t errcap);
+
 #endif
 
 /* One CSV record of at most PB__CSV_MAX_COLS fields of PB__CSV_MAX_FIELD
