@@ -486,6 +486,85 @@ static void test_codec_table(void **state)
 	assert_null(pb_codec_for(NULL));
 }
 
+/* The import, export and gen subcommands as a user runs them. */
+static void test_cli(void **state)
+{
+	char *tool = pb_test_tool("peerback"), *dir = pb_test_tmpdir("kinds-cli"), *out = NULL, *err = NULL;
+	char *fixture = pb_test_shared("fixtures/mifare/zhovner-mfdread-4k.mfd");
+	char *csv = pb_test_shared("fixtures/sim/pysim-card_data.csv");
+	char home[4096], dev[4096], exp[4096];
+
+	(void)state;
+	snprintf(home, sizeof(home), "%s/home", dir);
+	snprintf(dev, sizeof(dev), "%s/home/device", dir);
+	snprintf(exp, sizeof(exp), "%s/export", dir);
+	for (int i = 0; i < 3; i++) {
+		static const char *const cmds[] = { "import", "export", "gen" };
+		char *argv[] = { tool, "--home", home, (char *)cmds[i], "--help", NULL };
+		assert_int_equal(pb_test_run(argv, NULL, 30, &out, NULL), 0);
+		assert_non_null(strstr(out, "usage: peerback "));
+		assert_non_null(strstr(out, cmds[i]));
+		free(out);
+	}
+	{
+		char *argv[] = { tool, "--home", home, "import", "mifare", fixture, NULL };
+		assert_int_equal(pb_test_run(argv, NULL, 30, &out, &err), 0);
+		free(out);
+		free(err);
+	}
+	{
+		/* The default device directory is HOME/device. */
+		char *argv[] = { tool, "--home", home, "export", "mifare", "--format", "mfd", "--out", exp, NULL };
+		char path[4096];
+		size_t len, flen;
+		uint8_t *a, *b;
+
+		assert_int_equal(pb_test_run(argv, NULL, 30, &out, &err), 0);
+		free(out);
+		free(err);
+		snprintf(path, sizeof(path), "%s/33BD9D3F-A32330D7.mfd", exp);
+		a = pb_test_read_file(path, &len);
+		b = pb_test_read_file(fixture, &flen);
+		assert_non_null(a);
+		assert_non_null(b);
+		assert_int_equal(len, flen);
+		assert_memory_equal(a, b, len);
+		free(a);
+		free(b);
+	}
+	{
+		char *argv[] = { tool, "--home", home, "import", "credentials", csv, "--device", dev, NULL };
+		assert_int_equal(pb_test_run(argv, NULL, 30, &out, &err), 1);
+		assert_non_null(strstr(err, "pysim-card_data.csv:4: ICCID 2222334455667788990 fails its Luhn check"));
+		assert_non_null(strstr(err, "nothing was imported"));
+		free(out);
+		free(err);
+	}
+	{
+		char *argv[] = { tool, "--home", home, "import", "photos", csv, NULL };
+		assert_int_equal(pb_test_run(argv, NULL, 30, &out, &err), 2);
+		free(out);
+		free(err);
+	}
+	{
+		char *argv[] = { tool, "--home", home, "gen", "--out", dev, "--seed", "5", "--size", "small", NULL };
+		assert_int_equal(pb_test_run(argv, NULL, 60, &out, &err), 0);
+		free(out);
+		free(err);
+	}
+	{
+		char *argv[] = { tool, "--home", home, "gen", "--out", dev, "--seed", "x5", NULL };
+		assert_int_equal(pb_test_run(argv, NULL, 60, &out, &err), 2);
+		free(out);
+		free(err);
+	}
+	pb_test_rmtree(dir);
+	free(dir);
+	free(tool);
+	free(fixture);
+	free(csv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -500,6 +579,7 @@ int main(void)
 		cmocka_unit_test(test_writer_hostile_paths),
 		cmocka_unit_test(test_restore_round_trip),
 		cmocka_unit_test(test_generators_deterministic),
+		cmocka_unit_test(test_cli),
 	};
 	if (sodium_init() < 0)
 		return 1;

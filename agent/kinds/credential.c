@@ -677,8 +677,6 @@ int pb__gen_credentials(const char *device_dir, uint64_t seed, pb_gen_size_t siz
 		case 0:
 		case 1:
 			c.expires = c.created + 86400u * (1 + pb__gen_rng_below(&rng, 30));
-			if (c.expires > 1700000000u)
-				c.expires = 1500000000u + pb__gen_rng_below(&rng, 100000000u);
 			break;
 		case 2:
 			c.expires = 0;
