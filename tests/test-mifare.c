@@ -651,7 +651,32 @@ static void test_generator(void **state)
 	free(list);
 	assert_int_equal(cards, 36);
 	assert_true(sidecars > 0);
-	assert_true(sizes[16] > 0 && sizes[40] > 0);
+	assert_true(sizes[5] > 0 && sizes[16] > 0 && sizes[32] > 0 && sizes[40] > 0);
+	/* Every card of every size, exported as .mct and imported again, gives
+	 * the same device files (size from SAK, unknowns, dead sectors). */
+	{
+		char err[256], paths[64][512];
+		const char *files[64];
+		uint8_t a[32], b[32];
+		int k = 0;
+
+		assert_int_equal(pb__export_mifare(dir, "mct", kt_path(dir, "out"), err, sizeof(err)), 0);
+		n = scandir(kt_path(dir, "out"), &list, NULL, alphasort);
+		for (int i = 0; i < n; i++) {
+			if (list[i]->d_name[0] != '.' && k < 64) {
+				snprintf(paths[k], sizeof(paths[k]), "%s/out/%s", dir, list[i]->d_name);
+				files[k] = paths[k];
+				k++;
+			}
+			free(list[i]);
+		}
+		free(list);
+		assert_int_equal(k, 36);
+		assert_int_equal(pb__import_mifare(kt_path(dir, "dev2"), files, (size_t)k, err, sizeof(err)), 0);
+		kt_dir_digest(kt_path(dir, "mifare"), a);
+		kt_dir_digest(kt_path(dir, "dev2/mifare"), b);
+		assert_memory_equal(a, b, 32);
+	}
 	pb_test_rmtree(dir);
 	free(dir);
 }

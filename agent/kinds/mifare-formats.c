@@ -222,10 +222,10 @@ int pb_mifare_parse_mct(const uint8_t *buf, size_t len, pb_mifare_card_t **out, 
 		uint8_t sak = card->data[5];
 		if (max_sector < 5 && sak == 0x09)
 			sectors = 5;
-		else if ((sak & 0x18) == 0x18 && sectors < 40)
-			sectors = 40;
 		else if (sak == 0x19 && sectors < 32)
-			sectors = 32;
+			sectors = 32; /* 2K; checked before the 4K bit it shares */
+		else if (sak != 0x19 && (sak & 0x18) == 0x18 && sectors < 40)
+			sectors = 40;
 	}
 	card->sectors = sectors;
 	card->mct_crlf = lines > 0 && crlf > 0 && crlf >= lines - (newline ? 0u : 1u);
