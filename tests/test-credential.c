@@ -212,6 +212,12 @@ static void test_card_key_csv(void **state)
 	free(data);
 	files[0] = kt_path(dir, "good.csv");
 	assert_int_equal(pb__import_credentials(kt_path(dir, "dev"), files, 1, err, sizeof(err)), 0);
+	/* Exported as card-key CSV, the rows come back as they were. */
+	assert_int_equal(pb__export_credentials(kt_path(dir, "dev"), "card-key-csv", kt_path(dir, "out"), err, sizeof(err)), 0);
+	data = pb_test_read_file(kt_path(dir, "good.csv"), &len);
+	assert_non_null(data);
+	kt_assert_file(kt_path(dir, "out/card_data.csv"), data, len);
+	free(data);
 	assert_int_equal(pb_credential_check(kt_path(dir, "dev"), "iccid-8949440000001155314", 0), 0);
 	assert_int_equal(pb_credential_check(kt_path(dir, "dev"), "iccid-8988211000000467343", 0), 0);
 	assert_int_equal(pb_credential_load(kt_path(dir, "dev"), "iccid-8949440000001155314", &c), 0);

@@ -574,7 +574,106 @@ typedef struct export_s {
 	const char *out_dir;
 	char *err;
 	size_t errcap;
+	bool csv;                   /* card-key CSV instead of JSON files */
+	pb__csv_row_t *names;       /* CSV: the columns, in first-seen order */
+	pb_buf_t rows;              /* CSV: one "NAME=VALUE\n..." block per card, then "\0" */
 } export_t;
+
+/* Appends a CSV field, quoted when it holds a comma or a quote. */
+static int csv_field(pb_buf_t *out, const char *v, size_t n)
+{
+	bool quote = memchr(v, ',', n) != NULL || memchr(v, '"', n) != NULL;
+	int rc;
+
+	if (!quote)
+		return pb_buf_append(out, v, n);
+	if ((rc = pb_buf_append(out, "\"", 1)) != 0)
+		return rc;
+	for (size_t i = 0; i < n; i++)
+		if ((rc = pb_buf_append(out, v + i, 1)) != 0 || (v[i] == '"' && (rc = pb_buf_append(out, "\"", 1)) != 0))
+			return rc;
+	return pb_buf_append(out, "\"", 1);
+}
+
+/* Remembers a sim-keys credential's fields for the card-key CSV. */
+static int csv_collect(export_t *x, const pb_credential_t *c)
+{
+	const char *p = (const char *)c->data, *end = p + c->data_len;
+	int rc;
+
+	if (strcmp(c->type, "sim-keys") != 0)
+		return 0;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p)), *eq;
+		size_t k;
+
+		if (nl == NULL)
+			nl = end;
+		eq = memchr(p, '=', (size_t)(nl - p));
+		if (eq == NULL || eq == p || (size_t)(eq - p) > PB__CSV_MAX_FIELD)
+			return PB_EDATA_FORMAT;
+		for (k = 0; k < x->names->n; k++)
+			if (strlen(x->names->v[k]) == (size_t)(eq - p) && memcmp(x->names->v[k], p, (size_t)(eq - p)) == 0)
+				break;
+		if (k == x->names->n) {
+			if (k >= PB__CSV_MAX_COLS)
+				return PB_ETOOBIG;
+			memcpy(x->names->v[k], p, (size_t)(eq - p));
+			x->names->v[k][eq - p] = 0;
+			x->names->n++;
+		}
+		p = nl + 1;
+	}
+	if ((rc = pb_buf_append(&x->rows, c->data, c->data_len)) != 0)
+		return rc;
+	return pb_buf_append(&x->rows, "", 1);
+}
+
+/* Writes the card-key CSV: the union of the columns, one row a card. */
+static int csv_write(export_t *x)
+{
+	pb_buf_t out = { 0 };
+	char path[4096];
+	size_t off = 0;
+	int rc = 0;
+
+	if (x->names->n == 0)
+		return 0;
+	for (size_t k = 0; k < x->names->n && rc == 0; k++)
+		if ((k == 0 || (rc = pb_buf_append(&out, ",", 1)) == 0))
+			rc = csv_field(&out, x->names->v[k], strlen(x->names->v[k]));
+	if (rc == 0)
+		rc = pb_buf_append(&out, "\n", 1);
+	while (rc == 0 && off < x->rows.len) {
+		const char *card = (const char *)x->rows.data + off;
+		size_t clen = strlen(card);
+
+		for (size_t k = 0; k < x->names->n && rc == 0; k++) {
+			size_t nk = strlen(x->names->v[k]);
+			const char *p = card, *end = card + clen;
+
+			if (k > 0 && (rc = pb_buf_append(&out, ",", 1)) != 0)
+				break;
+			while (p < end) {
+				const char *nl = memchr(p, '\n', (size_t)(end - p));
+				if (nl == NULL)
+					nl = end;
+				if ((size_t)(nl - p) > nk && p[nk] == '=' && memcmp(p, x->names->v[k], nk) == 0) {
+					rc = csv_field(&out, p + nk + 1, (size_t)(nl - p) - nk - 1);
+					break;
+				}
+				p = nl + 1;
+			}
+		}
+		if (rc == 0)
+			rc = pb_buf_append(&out, "\n", 1);
+		off += clen + 1;
+	}
+	if (rc == 0 && (rc = pb__kinds_join(path, sizeof(path), x->out_dir, "card_data.csv")) == 0)
+		rc = pb__kinds_write_atomic(path, out.data, out.len);
+	pb_buf_free(&out);
+	return rc;
+}
 
 static int export_one(void *arg, const pb_item_t *item)
 {
@@ -592,6 +691,11 @@ static int export_one(void *arg, const pb_item_t *item)
 		return pb__kinds_errf(x->err, x->errcap, rc, "%s: %s", item->path, pb_strerror(rc));
 	if ((rc = pb_credential_parse(buf, len, &c, why, sizeof(why))) != 0) {
 		rc = pb__kinds_errf(x->err, x->errcap, rc, "%s: %s", item->path, why);
+		goto out_free;
+	}
+	if (x->csv) {
+		if ((rc = csv_collect(x, c)) != 0)
+			rc = pb__kinds_errf(x->err, x->errcap, rc, "%s: the card keys cannot be written as CSV", item->path);
 		goto out_free;
 	}
 	if ((rc = pb_credential_format(c, &out)) != 0)
@@ -615,20 +719,28 @@ out_free:
 int pb__export_credentials(const char *device_dir, const char *format, const char *out_dir, char *errbuf,
 			   size_t errcap)
 {
-	export_t x = { out_dir, errbuf, errcap };
+	export_t x = { out_dir, errbuf, errcap, false, NULL, { 0 } };
 	char bad[256];
 	int rc;
 
-	if (format != NULL && strcmp(format, "json") != 0)
-		return pb__kinds_errf(errbuf, errcap, PB_EUNSUPPORTED, "unknown credential export format '%s' (use json)",
-				      format);
+	if (format != NULL && (strcmp(format, "card-key-csv") == 0 || strcmp(format, "pysim-csv") == 0))
+		x.csv = true;
+	else if (format != NULL && strcmp(format, "json") != 0)
+		return pb__kinds_errf(errbuf, errcap, PB_EUNSUPPORTED,
+				      "unknown credential export format '%s' (use json or card-key-csv)", format);
 	if ((rc = pb__kinds_mkdirs(out_dir)) != 0)
 		return pb__kinds_errf(errbuf, errcap, rc, "%s: %s", out_dir, pb_strerror(rc));
+	if (x.csv && (x.names = calloc(1, sizeof(*x.names))) == NULL)
+		return PB_ENOMEM;
 	if (errbuf != NULL && errcap > 0)
 		errbuf[0] = 0;
 	rc = pb_device_scan(device_dir, 1u << PB_KIND_CREDENTIAL, export_one, &x, bad, sizeof(bad));
+	if (rc == 0 && x.csv && (rc = csv_write(&x)) != 0)
+		rc = pb__kinds_errf(errbuf, errcap, rc, "%s/card_data.csv: %s", out_dir, pb_strerror(rc));
 	if (rc != 0 && (errbuf == NULL || errcap == 0 || errbuf[0] == 0))
 		rc = pb__kinds_errf(errbuf, errcap, rc, "%s: %s", bad[0] ? bad : device_dir, pb_strerror(rc));
+	pb_buf_free(&x.rows);
+	free(x.names);
 	return rc;
 }
 
