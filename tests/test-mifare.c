@@ -465,6 +465,35 @@ static void test_device_round_trips(void **state)
 	free(dir);
 }
 
+/* The same card read in part and then completely, in one import: the
+ * sidecar follows the last dump. */
+static void test_same_card_twice(void **state)
+{
+	char *dir = pb_test_tmpdir("mifare-twice"), err[256], id[80], p[512];
+	pb_mifare_card_t *card;
+	pb_buf_t full = { 0 };
+	const char *files[2];
+
+	(void)state;
+	assert_int_equal(pb_mifare_parse_mct((const uint8_t *)partial_mct, strlen(partial_mct), &card, NULL, 0), 0);
+	assert_int_equal(pb_mifare_card_id(card, id, sizeof(id)), 0);
+	assert_int_equal(pb_mifare_format_bin(card, &full), 0);
+	kt_write(kt_path(dir, "partial.mct"), partial_mct);
+	assert_int_equal(pb_test_write_file(kt_path(dir, "full.bin"), full.data, full.len), 0);
+	files[0] = kt_path(dir, "partial.mct");
+	files[1] = kt_path(dir, "full.bin");
+	assert_int_equal(pb__import_mifare(kt_path(dir, "dev"), files, 2, err, sizeof(err)), 0);
+	free(card);
+	assert_int_equal(pb_mifare_load(kt_path(dir, "dev"), id, &card), 0);
+	assert_true(pb_mifare_complete(card));
+	snprintf(p, sizeof(p), "%s/dev/mifare/%s.mfd", dir, id);
+	kt_assert_file(p, full.data, full.len);
+	free(card);
+	pb_buf_free(&full);
+	pb_test_rmtree(dir);
+	free(dir);
+}
+
 static void test_pm3_json_forms(void **state)
 {
 	const char old[] = "{\"Created\":\"proxmark3\",\"FileType\":\"mfcard\",\"Card\":{\"UID\":\"F43D7C0A\",\"ATQA\":\"0400\","
@@ -689,6 +718,7 @@ int main(void)
 		cmocka_unit_test(test_block0),          cmocka_unit_test(test_fixture_every_format),
 		cmocka_unit_test(test_mct_unknowns),    cmocka_unit_test(test_mct_line_ends),
 		cmocka_unit_test(test_device_round_trips), cmocka_unit_test(test_pm3_json_forms),
+		cmocka_unit_test(test_same_card_twice),
 		cmocka_unit_test(test_bad_input),       cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_generator),
 	};

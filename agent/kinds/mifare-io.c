@@ -117,8 +117,39 @@ static int add_file(pb_device_writer_t *w, const char *path, const pb_buf_t *b)
 	return pb_device_writer_add(w, &item);
 }
 
+/* Ids of the cards given a sidecar in this import, so that a later dump
+ * of the same card rewrites that sidecar instead of leaving it stale. */
+typedef struct sidecars_s {
+	char (*ids)[80];
+	size_t n, cap;
+} sidecars_t;
+
+static bool sidecars_has(const sidecars_t *sc, const char *id)
+{
+	for (size_t i = 0; sc != NULL && i < sc->n; i++)
+		if (strcmp(sc->ids[i], id) == 0)
+			return true;
+	return false;
+}
+
+static int sidecars_add(sidecars_t *sc, const char *id)
+{
+	if (sc == NULL || sidecars_has(sc, id))
+		return 0;
+	if (sc->n == sc->cap) {
+		size_t cap = sc->cap ? sc->cap * 2 : 16;
+		char(*v)[80] = realloc(sc->ids, cap * sizeof(*v));
+		if (v == NULL)
+			return PB_ENOMEM;
+		sc->ids = v;
+		sc->cap = cap;
+	}
+	memcpy(sc->ids[sc->n++], id, strlen(id) + 1);
+	return 0;
+}
+
 /* Queues mifare/<id>.mfd and, when needed, its .mct sidecar. */
-static int queue_card(pb_device_writer_t *w, const char *device_dir, const pb_mifare_card_t *card)
+static int queue_card(pb_device_writer_t *w, const char *device_dir, const pb_mifare_card_t *card, sidecars_t *sc)
 {
 	char id[80], path[128], abs[4096];
 	pb_buf_t b = { 0 };
@@ -137,9 +168,11 @@ static int queue_card(pb_device_writer_t *w, const char *device_dir, const pb_mi
 		goto out_free;
 	}
 	/* A sidecar already there is rewritten too, so it never goes stale. */
-	if (!pb_mifare_complete(card) || card->mct_crlf || card->mct_final_newline || stat(abs, &st) == 0) {
+	if (!pb_mifare_complete(card) || card->mct_crlf || card->mct_final_newline || stat(abs, &st) == 0 ||
+	    sidecars_has(sc, id)) {
 		b.len = 0;
-		if ((rc = pb_mifare_format_mct(card, &b)) != 0 || (rc = add_file(w, path, &b)) != 0)
+		if ((rc = pb_mifare_format_mct(card, &b)) != 0 || (rc = add_file(w, path, &b)) != 0 ||
+		    (rc = sidecars_add(sc, id)) != 0)
 			goto out_free;
 	}
 out_free:
@@ -163,6 +196,7 @@ int pb__import_mifare(const char *device_dir, const char *const *files, size_t n
 {
 	pb_device_writer_t *w = NULL;
 	uint8_t(*keys)[6] = NULL;
+	sidecars_t sc = { 0 };
 	int rc;
 
 	if ((rc = pb_device_writer_open(device_dir, &w)) != 0)
@@ -197,7 +231,7 @@ int pb__import_mifare(const char *device_dir, const char *const *files, size_t n
 			if (rc != 0)
 				rc = pb__kinds_errf(errbuf, errcap, rc, "%s: %s", files[i], why);
 			else
-				rc = queue_card(w, device_dir, card);
+				rc = queue_card(w, device_dir, card, &sc);
 			card_free(card);
 		}
 		sodium_memzero(buf, len);
@@ -213,6 +247,7 @@ out_free:
 		sodium_memzero(keys, MIFARE_MAX_KEYS * sizeof(*keys));
 		free(keys);
 	}
+	free(sc.ids);
 	pb_device_writer_free(w);
 	return rc;
 }
@@ -390,7 +425,7 @@ int pb__gen_mifare(const char *device_dir, uint64_t seed, pb_gen_size_t size)
 		goto out_free;
 	for (unsigned i = 0; i < count; i++) {
 		gen_card(&rng, card);
-		if ((rc = pb_mifare_validate(card, NULL, 0)) != 0 || (rc = queue_card(w, device_dir, card)) != 0)
+		if ((rc = pb_mifare_validate(card, NULL, 0)) != 0 || (rc = queue_card(w, device_dir, card, NULL)) != 0)
 			goto out_free;
 	}
 	rc = pb_device_writer_commit(w);
