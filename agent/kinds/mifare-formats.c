@@ -240,7 +240,7 @@ out_free:
 int pb_mifare_format_mct(const pb_mifare_card_t *card, pb_buf_t *out)
 {
 	const char *eol = card->mct_crlf ? "\r\n" : "\n";
-	size_t eol_len = strlen(eol), start = out->len;
+	size_t eol_len = strlen(eol);
 	bool any = false;
 	int rc;
 
@@ -275,7 +275,6 @@ int pb_mifare_format_mct(const pb_mifare_card_t *card, pb_buf_t *out)
 	}
 	if (any && card->mct_final_newline && (rc = pb_buf_append(out, eol, eol_len)) != 0)
 		return rc;
-	(void)start;
 	return 0;
 }
 
@@ -615,6 +614,7 @@ int pb_mifare_format_pm3json(const pb_mifare_card_t *card, pb_buf_t *out)
 	char hex[33], num[8];
 	char *text = NULL;
 	uint8_t *bytes = malloc(PB_MIFARE_MAX_BYTES);
+	bool failed;
 	int rc = PB_ENOMEM;
 
 	if (root == NULL || c == NULL || blocks == NULL || keys == NULL || bytes == NULL)
@@ -666,25 +666,25 @@ int pb_mifare_format_pm3json(const pb_mifare_card_t *card, pb_buf_t *out)
 		if (txt == NULL || json_object_set_new(k, "AccessConditionsText", txt) != 0)
 			goto out_json;
 	}
+	/* json_object_set_new takes the reference whether it succeeds or not. */
 	if (json_object_set_new(root, "Created", json_string("peerback")) != 0 ||
-	    json_object_set_new(root, "FileType", json_string("mfc v2")) != 0 ||
-	    json_object_set_new(root, "Card", c) != 0)
-		goto out_json_partial;
+	    json_object_set_new(root, "FileType", json_string("mfc v2")) != 0)
+		goto out_json;
+	failed = json_object_set_new(root, "Card", c) != 0;
 	c = NULL;
-	if (json_object_set_new(root, "blocks", blocks) != 0)
-		goto out_json_partial;
+	failed |= json_object_set_new(root, "blocks", blocks) != 0;
 	blocks = NULL;
-	if (json_object_set_new(root, "SectorKeys", keys) != 0)
-		goto out_json_partial;
+	failed |= json_object_set_new(root, "SectorKeys", keys) != 0;
 	keys = NULL;
+	if (failed)
+		goto out_json;
 	text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	if (text == NULL)
-		goto out_json_partial;
+		goto out_json;
 	if ((rc = pb_buf_append(out, text, strlen(text))) == 0)
 		rc = pb_buf_append(out, "\n", 1);
 	sodium_memzero(text, strlen(text));
 	free(text);
-out_json_partial:
 out_json:
 	if (bytes != NULL) {
 		sodium_memzero(bytes, PB_MIFARE_MAX_BYTES);
