@@ -11,6 +11,9 @@
 	X("pair", pb_cmd_pair, "pair this phone with a host from its QR code")               \
 	X("devices", pb_cmd_devices, "list pairings")                                        \
 	X("ping", pb_cmd_ping, "open a session with the paired host and measure it")          \
+	X("import", pb_cmd_import, "import credentials, MIFARE cards, SIM profiles, chats or contacts") \
+	X("export", pb_cmd_export, "export one kind of data in a real interchange format")    \
+	X("gen", pb_cmd_gen, "generate a realistic device directory from a seed")             \
 	X("qr", pb_cmd_qr, "show a pairing URI as a QR code, or read one from an image")     \
 	X("store-verify", pb_cmd_store_verify, "check a host store without keys")             \
 	X("version", pb_cmd_version, "print version information")

@@ -1,0 +1,733 @@
+/* The device directory: the default provider of items. pb_device_scan walks
+ * the documented layout (docs/DATA.md); the writer restores items into it
+ * atomically. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "agent/kinds/internal.h"
+#include "agent/kinds/util.h"
+
+#define MAX_DEPTH 16
+#define MAX_FILES 4000000u
+#define MAX_PATH 4096
+
+/* --- Scan ----------------------------------------------------------------- */
+
+typedef struct pathlist_s {
+	char **v;
+	size_t n, cap;
+} pathlist_t;
+
+static void pathlist_free(pathlist_t *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = l->cap = 0;
+}
+
+static int pathlist_add(pathlist_t *l, const char *rel)
+{
+	char *copy;
+
+	if (l->n >= MAX_FILES)
+		return PB_ETOOBIG;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		char **v = realloc(l->v, cap * sizeof(*v));
+		if (v == NULL)
+			return PB_ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	copy = strdup(rel);
+	if (copy == NULL)
+		return PB_ENOMEM;
+	l->v[l->n++] = copy;
+	return 0;
+}
+
+/* Collects the regular files below root/rel. Symbolic links and other
+ * special files are not followed: the directory holds plain files. */
+static int collect(const char *root, const char *rel, int depth, pathlist_t *out)
+{
+	char abs[MAX_PATH], child[MAX_PATH];
+	struct dirent *de;
+	DIR *d;
+	int rc = 0;
+
+	if (depth > MAX_DEPTH)
+		return PB_ETOOBIG;
+	if ((rc = pb__kinds_join(abs, sizeof(abs), root, rel)) != 0)
+		return rc;
+	d = opendir(abs);
+	if (d == NULL)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+		char full[MAX_PATH];
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (strncmp(de->d_name, PB__DEVICE_TMP_PREFIX, strlen(PB__DEVICE_TMP_PREFIX)) == 0)
+			continue;
+		if ((rc = pb__kinds_join(child, sizeof(child), rel, de->d_name)) != 0)
+			goto out_close;
+		if ((rc = pb__kinds_join(full, sizeof(full), root, child)) != 0)
+			goto out_close;
+		if (lstat(full, &st) != 0) {
+			rc = -errno;
+			goto out_close;
+		}
+		if (S_ISDIR(st.st_mode))
+			rc = collect(root, child, depth + 1, out);
+		else if (S_ISREG(st.st_mode))
+			rc = pathlist_add(out, child);
+		if (rc != 0)
+			goto out_close;
+	}
+out_close:
+	closedir(d);
+	return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+typedef struct split_ctx_s {
+	pb_item_cb cb;
+	void *arg;
+	uint64_t mtime_ns;
+	bool stopped; /* the callback, not the file, ended the walk */
+} split_ctx_t;
+
+static int split_cb(void *arg, const pb_item_t *item)
+{
+	split_ctx_t *ctx = arg;
+	pb_item_t copy = *item;
+
+	int rc;
+
+	copy.mtime_ns = ctx->mtime_ns;
+	if (copy.data != NULL)
+		copy.size = copy.len;
+	rc = ctx->cb(ctx->arg, &copy);
+	if (rc != 0)
+		ctx->stopped = true;
+	return rc;
+}
+
+static void set_bad(char *bad_path, size_t cap, const char *rel)
+{
+	int n;
+
+	if (bad_path == NULL || cap == 0)
+		return;
+	n = snprintf(bad_path, cap, "%s", rel);
+	if (n < 0)
+		bad_path[0] = 0;
+}
+
+int pb_device_scan(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg, char *bad_path,
+		   size_t bad_path_cap)
+{
+	static const pb_kind_t order[] = { PB_KIND_CREDENTIAL, PB_KIND_MIFARE, PB_KIND_SIM, PB_KIND_CHAT,
+					   PB_KIND_CONTACTS };
+	pathlist_t files = { 0 };
+	const char *cur = "";
+	int rc = 0;
+
+	if (bad_path != NULL && bad_path_cap > 0)
+		bad_path[0] = 0;
+	if (dir == NULL || cb == NULL)
+		return PB_EINVAL;
+	for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
+		if ((kind_mask & (1u << order[k])) == 0)
+			continue;
+		if ((rc = collect(dir, pb__device_folder(order[k]), 0, &files)) != 0)
+			goto out_free;
+	}
+	if (files.n > 1)
+		qsort(files.v, files.n, sizeof(files.v[0]), cmp_str);
+	for (size_t i = 0; i < files.n; i++) {
+		const char *rel = cur = files.v[i];
+		const pb_codec_t *codec = pb_codec_for(rel);
+		char abs[MAX_PATH];
+		struct stat st;
+		uint64_t mtime;
+
+		if ((rc = pb__kinds_join(abs, sizeof(abs), dir, rel)) != 0)
+			goto out_bad;
+		if (stat(abs, &st) != 0) {
+			rc = -errno;
+			goto out_bad;
+		}
+		mtime = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+		if (codec != NULL && codec->kind == pb__device_kind_of(rel)) {
+			split_ctx_t ctx = { cb, arg, mtime, false };
+			uint8_t *buf;
+			size_t len;
+
+			if ((rc = pb__kinds_read_file(abs, PB__KINDS_MAX_FILE, &buf, &len)) != 0)
+				goto out_bad;
+			rc = codec->split(rel, buf, len, split_cb, &ctx);
+			sodium_memzero(buf, len);
+			free(buf);
+			if (rc != 0 && ctx.stopped)
+				goto out_free;
+			if (rc != 0)
+				goto out_bad;
+		} else {
+			pb_item_t item = { 0 };
+
+			item.kind = pb__device_kind_of(rel);
+			item.id = rel;
+			item.path = rel;
+			item.file = abs;
+			item.size = (uint64_t)st.st_size;
+			item.mtime_ns = mtime;
+			if ((rc = cb(arg, &item)) != 0)
+				goto out_free;
+		}
+	}
+	goto out_free;
+
+out_bad:
+	set_bad(bad_path, bad_path_cap, cur);
+out_free:
+	pathlist_free(&files);
+	return rc;
+}
+
+/* --- Writer --------------------------------------------------------------- */
+
+typedef struct witem_s {
+	char *id;
+	uint64_t seq;
+	size_t order; /* insertion order, to keep the sort stable */
+	uint8_t *data;
+	size_t len;
+} witem_t;
+
+typedef struct wentry_s {
+	char *path;              /* relative, validated */
+	const pb_codec_t *codec; /* NULL for a whole-file item */
+	/* Whole-file item: bytes in memory, or a source file to copy. */
+	uint8_t *data;
+	size_t len;
+	char *src;
+	/* Multi-item file: the items to merge into it. */
+	witem_t *items;
+	size_t n, cap;
+	char *tmp; /* temporary file during commit */
+} wentry_t;
+
+struct pb_device_writer_s {
+	char *dir;
+	wentry_t *e;
+	size_t n, cap;
+};
+
+static void wipe_free(void *p, size_t len)
+{
+	if (p == NULL)
+		return;
+	sodium_memzero(p, len);
+	free(p);
+}
+
+static void witem_clear(witem_t *it)
+{
+	free(it->id);
+	wipe_free(it->data, it->len);
+	memset(it, 0, sizeof(*it));
+}
+
+static void wentry_clear(wentry_t *e)
+{
+	free(e->path);
+	wipe_free(e->data, e->len);
+	free(e->src);
+	for (size_t i = 0; i < e->n; i++)
+		witem_clear(&e->items[i]);
+	free(e->items);
+	if (e->tmp != NULL) {
+		unlink(e->tmp);
+		free(e->tmp);
+	}
+	memset(e, 0, sizeof(*e));
+}
+
+/* A path from a backup may be hostile: it must stay inside the kind's folder
+ * of the device directory. */
+static bool relpath_ok(const char *rel, pb_kind_t kind)
+{
+	size_t n, comps = 0;
+	const char *p = rel;
+
+	if (rel == NULL || (n = strlen(rel)) == 0 || n >= MAX_PATH - 256 || rel[0] == '/')
+		return false;
+	while (*p) {
+		const char *slash = strchr(p, '/');
+		size_t c = slash != NULL ? (size_t)(slash - p) : strlen(p);
+
+		if (c == 0 || c > 255)
+			return false;
+		if ((c == 1 && p[0] == '.') || (c == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		if (strncmp(p, PB__DEVICE_TMP_PREFIX, strlen(PB__DEVICE_TMP_PREFIX)) == 0)
+			return false;
+		for (size_t i = 0; i < c; i++)
+			if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f || p[i] == '\\')
+				return false;
+		comps++;
+		if (slash == NULL)
+			break;
+		p = slash + 1;
+		if (*p == 0)
+			return false; /* trailing slash: an empty last component */
+	}
+	return comps >= 2 && pb__device_kind_of(rel) == kind;
+}
+
+static bool id_ok(const char *id)
+{
+	size_t n;
+
+	if (id == NULL || (n = strlen(id)) == 0 || n >= PB_ITEM_ID_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f)
+			return false;
+	return true;
+}
+
+int pb_device_writer_open(const char *dir, pb_device_writer_t **out)
+{
+	pb_device_writer_t *w;
+
+	*out = NULL;
+	if (dir == NULL || dir[0] == 0 || strlen(dir) >= MAX_PATH - 512)
+		return PB_EINVAL;
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return PB_ENOMEM;
+	w->dir = strdup(dir);
+	if (w->dir == NULL) {
+		free(w);
+		return PB_ENOMEM;
+	}
+	*out = w;
+	return 0;
+}
+
+static wentry_t *find_entry(pb_device_writer_t *w, const char *path)
+{
+	/* Items of one file usually arrive together: look at the last first. */
+	if (w->n > 0 && strcmp(w->e[w->n - 1].path, path) == 0)
+		return &w->e[w->n - 1];
+	for (size_t i = 0; i < w->n; i++)
+		if (strcmp(w->e[i].path, path) == 0)
+			return &w->e[i];
+	return NULL;
+}
+
+static int item_bytes(const pb_item_t *item, uint8_t **out, size_t *len)
+{
+	*out = NULL;
+	*len = 0;
+	if (item->data != NULL || item->file == NULL) {
+		if (item->len > 0) {
+			*out = malloc(item->len);
+			if (*out == NULL)
+				return PB_ENOMEM;
+			memcpy(*out, item->data, item->len);
+		}
+		*len = item->len;
+		return 0;
+	}
+	return pb__kinds_read_file(item->file, PB__KINDS_MAX_FILE, out, len);
+}
+
+static int add_multi(wentry_t *e, const pb_item_t *item)
+{
+	witem_t *it = NULL;
+	uint8_t *data;
+	size_t len;
+	int rc;
+
+	if ((rc = item_bytes(item, &data, &len)) != 0)
+		return rc;
+	for (size_t i = 0; i < e->n; i++)
+		if (strcmp(e->items[i].id, item->id) == 0)
+			it = &e->items[i];
+	if (it != NULL) {
+		wipe_free(it->data, it->len);
+		it->data = data;
+		it->len = len;
+		it->seq = item->seq;
+		return 0;
+	}
+	if (e->n == e->cap) {
+		size_t cap = e->cap ? e->cap * 2 : 16;
+		witem_t *v = realloc(e->items, cap * sizeof(*v));
+		if (v == NULL) {
+			wipe_free(data, len);
+			return PB_ENOMEM;
+		}
+		e->items = v;
+		e->cap = cap;
+	}
+	it = &e->items[e->n];
+	memset(it, 0, sizeof(*it));
+	it->id = strdup(item->id);
+	if (it->id == NULL) {
+		wipe_free(data, len);
+		return PB_ENOMEM;
+	}
+	it->seq = item->seq;
+	it->order = e->n;
+	it->data = data;
+	it->len = len;
+	e->n++;
+	return 0;
+}
+
+int pb_device_writer_add(pb_device_writer_t *w, const pb_item_t *item)
+{
+	wentry_t *e;
+	int rc;
+
+	if (w == NULL || item == NULL)
+		return PB_EINVAL;
+	if (!id_ok(item->id) || !relpath_ok(item->path, item->kind))
+		return PB_EDATA_FIELD;
+	if (item->data == NULL && item->len > 0)
+		return PB_EINVAL;
+	e = find_entry(w, item->path);
+	if (e == NULL) {
+		if (w->n == w->cap) {
+			size_t cap = w->cap ? w->cap * 2 : 16;
+			wentry_t *v = realloc(w->e, cap * sizeof(*v));
+			if (v == NULL)
+				return PB_ENOMEM;
+			w->e = v;
+			w->cap = cap;
+		}
+		e = &w->e[w->n];
+		memset(e, 0, sizeof(*e));
+		e->path = strdup(item->path);
+		if (e->path == NULL)
+			return PB_ENOMEM;
+		e->codec = pb_codec_for(item->path);
+		if (e->codec != NULL && e->codec->kind != item->kind)
+			e->codec = NULL;
+		w->n++;
+	}
+	if (e->codec != NULL)
+		return add_multi(e, item);
+	/* A whole file: the last item added for a path wins. */
+	wipe_free(e->data, e->len);
+	free(e->src);
+	e->data = NULL;
+	e->len = 0;
+	e->src = NULL;
+	if (item->data == NULL && item->file != NULL) {
+		e->src = strdup(item->file);
+		return e->src != NULL ? 0 : PB_ENOMEM;
+	}
+	if ((rc = item_bytes(item, &e->data, &e->len)) != 0)
+		return rc;
+	return 0;
+}
+
+/* Existing items of a multi-item file, gathered by its codec's split. */
+typedef struct existing_s {
+	wentry_t *e;
+	witem_t *v;
+	size_t n, cap;
+} existing_t;
+
+static int existing_cb(void *arg, const pb_item_t *item)
+{
+	existing_t *x = arg;
+	witem_t *it;
+
+	if (x->n == x->cap) {
+		size_t cap = x->cap ? x->cap * 2 : 16;
+		witem_t *v = realloc(x->v, cap * sizeof(*v));
+		if (v == NULL)
+			return PB_ENOMEM;
+		x->v = v;
+		x->cap = cap;
+	}
+	it = &x->v[x->n];
+	memset(it, 0, sizeof(*it));
+	it->id = strdup(item->id != NULL ? item->id : "");
+	if (it->id == NULL)
+		return PB_ENOMEM;
+	it->seq = item->seq;
+	it->len = item->len;
+	if (item->len > 0) {
+		it->data = malloc(item->len);
+		if (it->data == NULL) {
+			free(it->id);
+			return PB_ENOMEM;
+		}
+		memcpy(it->data, item->data, item->len);
+	}
+	x->n++;
+	return 0;
+}
+
+static int cmp_witem(const void *a, const void *b)
+{
+	const witem_t *x = a, *y = b;
+
+	if (x->seq != y->seq)
+		return x->seq < y->seq ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Merges e's items into the file's existing items (same id replaces, in the
+ * existing position) and joins them through the codec. */
+static int build_multi(const char *abs, wentry_t *e, pb_buf_t *out)
+{
+	existing_t x = { e, NULL, 0, 0 };
+	pb_item_t *items = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0, base;
+	int rc;
+
+	rc = pb__kinds_read_file(abs, PB__KINDS_MAX_FILE, &buf, &len);
+	if (rc == 0) {
+		rc = e->codec->split(e->path, buf, len, existing_cb, &x);
+		wipe_free(buf, len);
+		if (rc != 0)
+			goto out_free;
+	} else if (rc != -ENOENT) {
+		goto out_free;
+	}
+	base = x.n;
+	for (size_t i = 0; i < x.n; i++)
+		x.v[i].order = i;
+	for (size_t i = 0; i < e->n; i++) {
+		witem_t *dst = NULL;
+
+		for (size_t j = 0; j < base; j++)
+			if (strcmp(x.v[j].id, e->items[i].id) == 0)
+				dst = &x.v[j];
+		if (dst != NULL) {
+			uint8_t *copy = NULL;
+
+			if (e->items[i].len > 0) {
+				copy = malloc(e->items[i].len);
+				if (copy == NULL) {
+					rc = PB_ENOMEM;
+					goto out_free;
+				}
+				memcpy(copy, e->items[i].data, e->items[i].len);
+			}
+			wipe_free(dst->data, dst->len);
+			dst->data = copy;
+			dst->len = e->items[i].len;
+			continue;
+		}
+		if ((rc = existing_cb(&x, &(pb_item_t){ .id = e->items[i].id, .seq = e->items[i].seq,
+							.data = e->items[i].data, .len = e->items[i].len })) != 0)
+			goto out_free;
+		x.v[x.n - 1].order = base + i;
+	}
+	if (x.n > 1)
+		qsort(x.v, x.n, sizeof(x.v[0]), cmp_witem);
+	items = calloc(x.n ? x.n : 1, sizeof(*items));
+	if (items == NULL) {
+		rc = PB_ENOMEM;
+		goto out_free;
+	}
+	for (size_t i = 0; i < x.n; i++) {
+		items[i].kind = e->codec->kind;
+		items[i].id = x.v[i].id;
+		items[i].path = e->path;
+		items[i].seq = x.v[i].seq;
+		items[i].data = x.v[i].data;
+		items[i].len = x.v[i].len;
+		items[i].size = x.v[i].len;
+	}
+	rc = e->codec->join(e->path, items, x.n, out);
+out_free:
+	free(items);
+	for (size_t i = 0; i < x.n; i++)
+		witem_clear(&x.v[i]);
+	free(x.v);
+	return rc;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+static int copy_file(const char *src, int fd)
+{
+	uint8_t buf[65536];
+	int in = open(src, O_RDONLY | O_CLOEXEC), rc = 0;
+
+	if (in < 0)
+		return -errno;
+	for (;;) {
+		ssize_t r = read(in, buf, sizeof(buf));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = -errno;
+			break;
+		}
+		if (r == 0)
+			break;
+		if ((rc = write_all(fd, buf, (size_t)r)) != 0)
+			break;
+	}
+	sodium_memzero(buf, sizeof(buf));
+	close(in);
+	return rc;
+}
+
+/* Writes one entry to a temporary file next to its target. */
+static int stage(pb_device_writer_t *w, wentry_t *e)
+{
+	char abs[MAX_PATH], parent[MAX_PATH], tmp[MAX_PATH];
+	const char *base;
+	pb_buf_t joined = { 0 };
+	int fd, n, rc;
+
+	if ((rc = pb__kinds_join(abs, sizeof(abs), w->dir, e->path)) != 0)
+		return rc;
+	base = pb__kinds_basename(abs);
+	memcpy(parent, abs, (size_t)(base - abs) - 1);
+	parent[base - abs - 1] = 0;
+	if ((rc = pb__kinds_mkdirs(parent)) != 0)
+		return rc;
+	if (e->codec != NULL && (rc = build_multi(abs, e, &joined)) != 0)
+		goto out_buf;
+	n = snprintf(tmp, sizeof(tmp), "%s/%s%s-XXXXXX", parent, PB__DEVICE_TMP_PREFIX, base);
+	if (n < 0 || (size_t)n >= sizeof(tmp)) {
+		rc = PB_ETOOBIG;
+		goto out_buf;
+	}
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		rc = -errno;
+		goto out_buf;
+	}
+	e->tmp = strdup(tmp);
+	if (e->tmp == NULL) {
+		unlink(tmp);
+		close(fd);
+		rc = PB_ENOMEM;
+		goto out_buf;
+	}
+	if (e->codec != NULL)
+		rc = write_all(fd, joined.data, joined.len);
+	else if (e->src != NULL)
+		rc = copy_file(e->src, fd);
+	else
+		rc = write_all(fd, e->data, e->len);
+	if (rc == 0 && fsync(fd) != 0)
+		rc = -errno;
+	if (close(fd) != 0 && rc == 0)
+		rc = -errno;
+out_buf:
+	pb_buf_free(&joined);
+	return rc;
+}
+
+static void fsync_parent(const char *abs)
+{
+	char parent[MAX_PATH];
+	const char *base = pb__kinds_basename(abs);
+	size_t n = (size_t)(base - abs);
+	int fd;
+
+	if (n == 0 || n >= sizeof(parent))
+		return;
+	memcpy(parent, abs, n - 1);
+	parent[n - 1] = 0;
+	fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		(void)fsync(fd);
+		close(fd);
+	}
+}
+
+int pb_device_writer_commit(pb_device_writer_t *w)
+{
+	int rc = 0;
+
+	if (w == NULL)
+		return PB_EINVAL;
+	/* Every file is staged first; a failure removes all staged files, so
+	 * nothing half-written replaces a file. */
+	for (size_t i = 0; i < w->n; i++) {
+		if ((rc = stage(w, &w->e[i])) != 0)
+			goto out_unstage;
+	}
+	for (size_t i = 0; i < w->n; i++) {
+		char abs[MAX_PATH];
+
+		if ((rc = pb__kinds_join(abs, sizeof(abs), w->dir, w->e[i].path)) != 0)
+			goto out_unstage;
+		if (rename(w->e[i].tmp, abs) != 0) {
+			rc = -errno;
+			goto out_unstage;
+		}
+		free(w->e[i].tmp);
+		w->e[i].tmp = NULL;
+		fsync_parent(abs);
+	}
+	for (size_t i = 0; i < w->n; i++)
+		wentry_clear(&w->e[i]);
+	w->n = 0;
+	return 0;
+
+out_unstage:
+	for (size_t i = 0; i < w->n; i++) {
+		if (w->e[i].tmp != NULL) {
+			unlink(w->e[i].tmp);
+			free(w->e[i].tmp);
+			w->e[i].tmp = NULL;
+		}
+	}
+	return rc;
+}
+
+void pb_device_writer_free(pb_device_writer_t *w)
+{
+	if (w == NULL)
+		return;
+	for (size_t i = 0; i < w->n; i++)
+		wentry_clear(&w->e[i]);
+	free(w->e);
+	free(w->dir);
+	free(w);
+}

@@ -1,0 +1,90 @@
+/* peerback import: validates files in real interchange formats and adds
+ * their items to the device directory, all or nothing. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/cli/commands.h"
+#include "tools/cli/kinds-cli.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: peerback import KIND FILE... [--device DIR]\n"
+		"\n"
+		"Validates FILEs and adds their items to the device directory (default\n"
+		"HOME/device). Either every file is imported or nothing is written.\n"
+		"\n"
+		"KIND and the files it reads:\n"
+		"  credentials  peerback credential .json; pySim card-key .csv (ICCID/EID, ADM1, PIN1, ...)\n"
+		"  mifare       MIFARE Classic Tool .mct and .keys, .bin/.mfd dumps, Proxmark3 .eml\n"
+		"               and .json, Flipper .nfc\n"
+		"  sim          pySim-prog .csv (iccid, imsi, ki, opc, ...)\n"
+		"  chat         Telegram chat export (result.json)\n"
+		"  contacts     vCard .vcf\n"
+		"\n"
+		"options:\n"
+		"  --device DIR  device directory to import into\n");
+}
+
+int pb_cmd_import(pb_cli_t *cli, int argc, char **argv)
+{
+	const char *device = NULL, **files;
+	const pb_cli_kind_t *k;
+	char dir[4096], err[1024] = "";
+	pb_kind_t kind;
+	size_t n = 0;
+	int rc;
+
+	if (pb_cli_wants_help(argc, argv)) {
+		usage(stdout);
+		return 0;
+	}
+	if (argc < 3) {
+		usage(stderr);
+		return 2;
+	}
+	if (pb_kind_parse(argv[1], &kind) != 0) {
+		fprintf(stderr, "peerback: unknown kind '%s' (credentials, mifare, sim, chat, contacts)\n", argv[1]);
+		return 2;
+	}
+	files = calloc((size_t)argc, sizeof(*files));
+	if (files == NULL)
+		return pb_cli_fail_err(cli, PB_ENOMEM, "import");
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--device") == 0 && i + 1 < argc)
+			device = argv[++i];
+		else if (strncmp(argv[i], "--", 2) == 0) {
+			free(files);
+			fprintf(stderr, "peerback: unknown option '%s'; see 'peerback import --help'\n", argv[i]);
+			return 2;
+		} else
+			files[n++] = argv[i];
+	}
+	if (n == 0) {
+		free(files);
+		usage(stderr);
+		return 2;
+	}
+	if (pb_cli_device_dir(cli, device, dir, sizeof(dir)) != 0) {
+		free(files);
+		return pb_cli_fail(cli, "device directory path is too long");
+	}
+	k = pb_cli_kind(kind);
+	if (k->import == NULL) {
+		free(files);
+		return pb_cli_fail(cli, "importing %s is not available in this build", pb_kind_name(kind));
+	}
+	rc = k->import(dir, files, n, err, sizeof(err));
+	free(files);
+	if (rc != 0) {
+		if (err[0] == 0)
+			return pb_cli_fail_err(cli, rc, "import %s", pb_kind_name(kind));
+		return pb_cli_fail(cli, "%s; nothing was imported", err);
+	}
+	if (cli->json)
+		printf("{\"event\":\"imported\",\"kind\":\"%s\",\"files\":%zu}\n", pb_kind_name(kind), n);
+	else
+		printf("imported %zu %s file%s into %s\n", n, pb_kind_name(kind), n == 1 ? "" : "s", dir);
+	return 0;
+}
