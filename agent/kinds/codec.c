@@ -1,12 +1,7 @@
-/* The table of codecs for files that hold many items. The chat and contacts
- * codecs are weak references, so that a build without those kinds still
- * links; a missing codec is skipped and its files are whole-file items. */
+/* The table of codecs for files that hold many items. */
 #include <stddef.h>
 
 #include "agent/kinds/internal.h"
-
-extern const pb_codec_t pb__codec_telegram __attribute__((weak));
-extern const pb_codec_t pb__codec_vcard __attribute__((weak));
 
 const pb_codec_t *pb_codec_for(const char *relpath)
 {
@@ -15,7 +10,7 @@ const pb_codec_t *pb_codec_for(const char *relpath)
 	if (relpath == NULL)
 		return NULL;
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
-		if (table[i] != NULL && table[i]->matches != NULL && table[i]->matches(relpath))
+		if (table[i]->matches(relpath))
 			return table[i];
 	return NULL;
 }

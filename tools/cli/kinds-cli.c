@@ -1,23 +1,14 @@
-/* The kind table of the import, export and gen subcommands. The chat and
- * contacts functions are weak references: a build without those kinds
- * still links, and the subcommands say the kind is not available. */
+/* The kind table of the import, export and gen subcommands. */
 #include <stdio.h>
 
 #include "tools/cli/kinds-cli.h"
-
-extern int pb__import_chat(const char *, const char *const *, size_t, char *, size_t) __attribute__((weak));
-extern int pb__export_chat(const char *, const char *, const char *, char *, size_t) __attribute__((weak));
-extern int pb__gen_chat(const char *, uint64_t, pb_gen_size_t) __attribute__((weak));
-extern int pb__import_contacts(const char *, const char *const *, size_t, char *, size_t) __attribute__((weak));
-extern int pb__export_contacts(const char *, const char *, const char *, char *, size_t) __attribute__((weak));
-extern int pb__gen_contacts(const char *, uint64_t, pb_gen_size_t) __attribute__((weak));
 
 static const pb_cli_kind_t table[] = {
 	{ PB_KIND_CREDENTIAL, pb__import_credentials, pb__export_credentials, pb__gen_credentials, "json card-key-csv", "json" },
 	{ PB_KIND_MIFARE, pb__import_mifare, pb__export_mifare, pb__gen_mifare, "mct bin mfd eml json nfc keys", "mct" },
 	{ PB_KIND_SIM, pb__import_sim, pb__export_sim, pb__gen_sim, "csv ef", "csv" },
-	{ PB_KIND_CHAT, pb__import_chat, pb__export_chat, pb__gen_chat, "json", "json" },
-	{ PB_KIND_CONTACTS, pb__import_contacts, pb__export_contacts, pb__gen_contacts, "vcf", "vcf" },
+	{ PB_KIND_CHAT, pb__import_chat, pb__export_chat, pb__gen_chat, "telegram whatsapp", "telegram" },
+	{ PB_KIND_CONTACTS, pb__import_contacts, pb__export_contacts, pb__gen_contacts, "vcard4 vcard3 apple", "vcard4" },
 };
 
 const pb_cli_kind_t *pb_cli_kind(pb_kind_t kind)
