@@ -441,6 +441,38 @@ static void test_phone_killed_mid_backup(void **state)
 	}
 }
 
+static void test_prune_keeps_latest(void **state)
+{
+	char *prune[] = { "--json", "host", "prune", "--keep-last", "1", NULL };
+	char *ls[] = { "--json", "ls", NULL };
+	char *out = NULL, out_dir[4200];
+	char *restore[] = { "restore", "--to", out_dir, NULL };
+	char *err = NULL;
+	int n = 0;
+
+	(void)state;
+
+	pb_test_host_stop(&host);
+	if (pb_test_peerback(host_home, prune, &out, &err) != 0)
+		fail_msg("prune: %s", err);
+	free(err);
+	printf("%s", out);
+	/* Earlier snapshots held other data: their chunks go. */
+	assert_true(pb_test_json_num(out, "snapshots_removed") > 0);
+	assert_true(pb_test_json_num(out, "chunks_removed") > 0);
+	free(out);
+	host_verify_clean();
+	pb_test_host_restart(&host, NULL);
+	assert_int_equal(run(ls, &out), 0);
+	for (char *p = out; (p = strstr(p, "\"snapshot\"")) != NULL; p++)
+		n++;
+	assert_int_equal(n, 1);
+	free(out);
+	snprintf(out_dir, sizeof(out_dir), "%s/after-prune", dir);
+	assert_int_equal(run(restore, NULL), 0);
+	assert_int_equal(same_tree(dev, out_dir), 0);
+}
+
 static void test_full_disk(void **state)
 {
 	char h2[4096], p2[4096], store[4200], line[4096], *err = NULL;
@@ -496,6 +528,7 @@ int main(void)
 		cmocka_unit_test(test_one_percent_changed),
 		cmocka_unit_test(test_host_sigkill_mid_backup),
 		cmocka_unit_test(test_phone_killed_mid_backup),
+		cmocka_unit_test(test_prune_keeps_latest),
 		cmocka_unit_test(test_full_disk),
 	};
 	signal(SIGPIPE, SIG_IGN);
