@@ -34,9 +34,25 @@ struct sess {
 
 static int sess_open(struct sess *s, const pb_engine_opts_t *o)
 {
+	char dev[4096];
+	int rc;
+
 	memset(s, 0, sizeof(*s));
 	s->next_id = 100;
-	return pb_phone_connect(o->home, o->host, o->timeout_ms > 0 ? o->timeout_ms : 30000, &s->c, NULL);
+	rc = pb_phone_connect(o->home, o->host, o->timeout_ms > 0 ? o->timeout_ms : 30000, &s->c, NULL);
+	if (rc != 0)
+		return rc;
+	/* Instructions the host queued are carried out at each connection. */
+	if (o->device_dir != NULL)
+		snprintf(dev, sizeof(dev), "%s", o->device_dir);
+	else if (pb__path_join(dev, sizeof(dev), o->home, "device") != 0)
+		return PB_ETOOBIG;
+	rc = pb_phone_instructions(&s->c, o->home, dev, o->on_instruction, o->instruction_arg);
+	if (rc < 0) {
+		pb__client_close(&s->c);
+		return rc;
+	}
+	return 0;
 }
 
 static void sess_close(struct sess *s)

@@ -38,6 +38,9 @@ typedef struct pb_engine_opts_s {
 	int timeout_ms;          /* per network step (0: 30 s) */
 	pb_progress_cb progress; /* may be NULL */
 	void *progress_arg;
+	/* Told of each remote instruction carried out on connecting (may be NULL). */
+	void (*on_instruction)(void *arg, const char *op, int rc, const char *message);
+	void *instruction_arg;
 } pb_engine_opts_t;
 
 typedef struct pb_engine_result_s {
