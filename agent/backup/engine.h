@@ -83,4 +83,9 @@ __attribute__((warn_unused_result)) int pb_engine_list(const pb_engine_opts_t *o
 __attribute__((warn_unused_result)) int pb_engine_fetch_item(const pb_engine_opts_t *opts, const char *id,
 							     uint8_t **data, size_t *len);
 
+/* The snapshot that holds the contacts kept for a SIM identity (recorded
+ * by the last backup made while it was active): PB_ENOTFOUND if none. */
+__attribute__((warn_unused_result)) int pb_engine_sim_snapshot(const pb_engine_opts_t *opts, const char *iccid,
+							       const char *msisdn, uint64_t *snapshot);
+
 #endif

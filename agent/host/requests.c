@@ -340,16 +340,34 @@ static int do_chunk_get(pb_host_conn_t *conn, const Peerback__Request *req)
 	return 0;
 }
 
+/* Blob keys a phone may use: its wrapped master key, and per SIM identity
+ * (a keyed hash the host cannot invert) the snapshot holding its contacts. */
+static const char *blob_key(const char *key)
+{
+	size_t n;
+
+	if (key == NULL || key[0] == 0)
+		return "masterkey";
+	n = strlen(key);
+	if (n != 4 + 64 || strncmp(key, "sim-", 4) != 0)
+		return NULL;
+	for (size_t i = 4; i < n; i++)
+		if (!((key[i] >= '0' && key[i] <= '9') || (key[i] >= 'a' && key[i] <= 'f')))
+			return NULL;
+	return key;
+}
+
 static int do_masterkey_put(pb_host_conn_t *conn, const Peerback__Request *req)
 {
+	const char *key = blob_key(req->masterkey_put->key);
 	pb_store_ns_t *ns;
 	int rc;
 
-	if (req->masterkey_put->value.len == 0 || req->masterkey_put->value.len > PB_STORE_BLOB_MAX)
+	if (key == NULL || req->masterkey_put->value.len == 0 || req->masterkey_put->value.len > PB_STORE_BLOB_MAX)
 		return PB_EENV_MALFORMED;
 	if ((rc = own_ns(conn, &ns)) != 0)
 		return rc;
-	rc = pb_store_blob_put(ns, "masterkey", req->masterkey_put->value.data, req->masterkey_put->value.len);
+	rc = pb_store_blob_put(ns, key, req->masterkey_put->value.data, req->masterkey_put->value.len);
 	if (rc == 0)
 		reply_ok(conn, req->id);
 	return rc;
@@ -357,14 +375,17 @@ static int do_masterkey_put(pb_host_conn_t *conn, const Peerback__Request *req)
 
 static int do_masterkey_get(pb_host_conn_t *conn, const Peerback__Request *req)
 {
+	const char *key = blob_key(req->masterkey_get->key);
 	pb_store_ns_t *ns;
 	uint8_t *val;
 	size_t len;
 	int rc;
 
+	if (key == NULL)
+		return PB_EENV_MALFORMED;
 	if ((rc = read_ns(conn, &req->masterkey_get->device, &ns)) != 0)
 		return rc;
-	if ((rc = pb_store_blob_get(ns, "masterkey", &val, &len)) != 0)
+	if ((rc = pb_store_blob_get(ns, key, &val, &len)) != 0)
 		return rc;
 	reply_bytes(conn, req->id, val, len);
 	free(val);

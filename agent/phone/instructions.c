@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -327,4 +328,61 @@ answer:
 	}
 	pb__envelope_free(env);
 	return rc == 0 ? done : rc;
+}
+
+/* The active SIM identity: ICCID and MSISDN of the first profile in the
+ * phone's SIM file. PB_ENOTFOUND when the phone has none. */
+int pb__sim_identity(const char *device_dir, char *iccid, size_t icap, char *msisdn, size_t mcap)
+{
+	struct sim_rows rows;
+	const char *data, *nl, *row;
+	int rc, col_iccid = -1, col_msisdn = -1, col = 0;
+
+	iccid[0] = msisdn[0] = 0;
+	if ((rc = read_rows(device_dir, &rows)) != 0)
+		return rc;
+	if (rows.n == 0) {
+		free_rows(&rows);
+		return PB_ENOTFOUND;
+	}
+	/* Each row item is the header line and the row line. */
+	data = (const char *)rows.items[0].data;
+	nl = memchr(data, '\n', rows.items[0].len);
+	if (nl == NULL) {
+		free_rows(&rows);
+		return PB_EDATA_FORMAT;
+	}
+	for (const char *p = data; p < nl; col++) {
+		const char *e = memchr(p, ',', (size_t)(nl - p));
+		size_t n = (size_t)((e != NULL ? e : nl) - p);
+
+		if (n == 5 && strncasecmp(p, "iccid", 5) == 0)
+			col_iccid = col;
+		if (n == 6 && strncasecmp(p, "msisdn", 6) == 0)
+			col_msisdn = col;
+		p = e != NULL ? e + 1 : nl;
+	}
+	row = nl + 1;
+	col = 0;
+	for (const char *p = row; p <= data + rows.items[0].len; col++) {
+		const char *end = data + rows.items[0].len;
+		const char *e = memchr(p, ',', (size_t)(end - p));
+		size_t n = (size_t)((e != NULL ? e : end) - p);
+
+		while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'))
+			n--;
+		if (col == col_iccid && n < icap) {
+			memcpy(iccid, p, n);
+			iccid[n] = 0;
+		}
+		if (col == col_msisdn && n < mcap) {
+			memcpy(msisdn, p, n);
+			msisdn[n] = 0;
+		}
+		if (e == NULL)
+			break;
+		p = e + 1;
+	}
+	free_rows(&rows);
+	return iccid[0] != 0 ? 0 : PB_ENOTFOUND;
 }
