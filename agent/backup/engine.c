@@ -622,7 +622,9 @@ static int backup_item(void *arg, const pb_item_t *it)
 	m.id = it->id;
 	m.path = it->path;
 	m.seq = it->seq;
-	m.mtime = (int64_t)it->mtime_ns;
+	/* A split item's time is its file's, which changes with any sibling:
+	 * recording it would churn the manifest. Files keep theirs. */
+	m.mtime = it->data != NULL ? 0 : (int64_t)it->mtime_ns;
 	/* Unchanged: same bytes (small items are hashed; files are taken as
 	 * unchanged when size and modification time match) and every chunk
 	 * committed on the host. */
