@@ -137,7 +137,9 @@ static int save_master(const char *home, const uint8_t mk[PB_MASTERKEY_LEN], con
 	return pb__write_file_atomic(path, mk, PB_MASTERKEY_LEN, 0600);
 }
 
-static int host_master(struct sess *s, const ProtobufCBinaryData *dev, uint8_t **blob, size_t *len)
+/* A blob the host keeps for this phone (or dev): key NULL is the wrapped
+ * master key. */
+static int host_blob(struct sess *s, const ProtobufCBinaryData *dev, const char *key, uint8_t **blob, size_t *len)
 {
 	Peerback__Request req;
 	Peerback__BlobGet get;
@@ -148,6 +150,7 @@ static int host_master(struct sess *s, const ProtobufCBinaryData *dev, uint8_t *
 	peerback__blob_get__init(&get);
 	if (dev != NULL)
 		get.device = *dev;
+	get.key = (char *)key;
 	req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_GET;
 	req.masterkey_get = &get;
 	rc = sess_call(s, &req, &in);
@@ -204,7 +207,7 @@ static int master_key(struct sess *s, const pb_engine_opts_t *o, const ProtobufC
 		if (!create)
 			return 0;
 		/* Make sure the host holds the wrapped key for a new phone. */
-		rc = host_master(s, NULL, &blob, &len);
+		rc = host_blob(s, NULL, NULL, &blob, &len);
 		free(blob);
 		if (rc != PB_ENOTFOUND)
 			return rc;
@@ -217,7 +220,7 @@ static int master_key(struct sess *s, const pb_engine_opts_t *o, const ProtobufC
 	}
 	if (rc != -ENOENT)
 		return rc;
-	rc = host_master(s, dev, &blob, &len);
+	rc = host_blob(s, dev, NULL, &blob, &len);
 	if (rc == 0) {
 		if (o->passphrase == NULL) {
 			free(blob);
@@ -1507,30 +1510,12 @@ int pb_engine_sim_snapshot(const pb_engine_opts_t *o, const char *iccid, const c
 	pb_backup_keys_wipe(&keys);
 	if ((rc = sess_open(&s, o)) != 0)
 		return rc;
-	{
-		Peerback__Request req;
-		Peerback__BlobGet get;
-		pb_envelope_t *in;
-
-		peerback__request__init(&req);
-		peerback__blob_get__init(&get);
-		get.key = key;
-		req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_GET;
-		req.masterkey_get = &get;
-		rc = sess_call(&s, &req, &in);
-		if (rc == 0) {
-			if (in->reply->op_case == PEERBACK__REPLY__OP_BLOB && in->reply->blob.len == 8) {
-				val = in->reply->blob.data;
-				len = 8;
-				for (int k = 0; k < 8; k++)
-					*snapshot |= (uint64_t)val[k] << (8 * k);
-			} else {
-				rc = PB_EENV_MALFORMED;
-			}
-			pb__envelope_free(in);
-		}
-	}
+	rc = host_blob(&s, NULL, key, &val, &len);
+	if (rc == 0 && len != 8)
+		rc = PB_EENV_MALFORMED;
+	for (size_t k = 0; rc == 0 && k < 8; k++)
+		*snapshot |= (uint64_t)val[k] << (8 * k);
+	free(val);
 	sess_close(&s);
-	(void)len;
 	return rc;
 }
