@@ -8,11 +8,15 @@
 
 #include <sodium.h>
 
+#include "agent/backup/engine.h"
 #include "agent/nfc/nfc.h"
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
 #include "peerback/error.h"
 #include "peerback/kinds.h"
+
+#define FETCH_MAX_HOSTS 32 /* as many as a phone remembers */
+#define FETCH_MAX_OLDER 8 /* earlier snapshots searched per host */
 
 static double now_ms(void)
 {
@@ -30,17 +34,55 @@ static bool no_answer(int rc)
 	       rc == PB_EFRAME_TRUNCATED || rc == PB_ENFC_UNREACHABLE;
 }
 
-/* Asks one remembered host for one item. */
-static int fetch_one(const char *home, const pb_remembered_host_t *h, const char *item_id, int timeout_ms,
+static int left_ms(double deadline)
+{
+	double left = deadline - now_ms();
+
+	return left < 1 ? 0 : (int)left;
+}
+
+/* Asks one remembered host for one item: from this phone's latest backup
+ * on it, else from its earlier snapshots, newest first, while time is left. */
+static int fetch_one(const char *home, const pb_remembered_host_t *h, const char *item_id, double deadline,
 		     uint8_t **data, size_t *len)
 {
-	(void)home;
-	(void)h;
-	(void)item_id;
-	(void)timeout_ms;
-	(void)data;
-	(void)len;
-	return PB_EUNSUPPORTED;
+	pb_engine_opts_t o;
+	pb_engine_snapshot_t *snaps = NULL;
+	char key[64];
+	size_t n = 0;
+	int rc;
+
+	if (pb__b64url_encode(h->static_pk, 32, key, sizeof(key)) < 0)
+		return PB_EINVAL;
+	memset(&o, 0, sizeof(o));
+	o.home = home;
+	o.host = key;
+	if ((o.timeout_ms = left_ms(deadline)) == 0)
+		return PB_ETIMEOUT;
+	rc = pb_engine_fetch_item(&o, item_id, data, len);
+	if (rc != PB_ENOTFOUND)
+		return rc;
+	if ((o.timeout_ms = left_ms(deadline)) == 0)
+		return PB_ENOTFOUND;
+	if (pb_engine_list(&o, &snaps, &n) != 0)
+		return PB_ENOTFOUND;
+	/* The newest snapshot was just searched. */
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = i + 1; j < n; j++)
+			if (snaps[j].time > snaps[i].time || (snaps[j].time == snaps[i].time && snaps[j].id > snaps[i].id)) {
+				pb_engine_snapshot_t t = snaps[i];
+				snaps[i] = snaps[j];
+				snaps[j] = t;
+			}
+	rc = PB_ENOTFOUND;
+	for (size_t i = 1; i < n && i <= FETCH_MAX_OLDER && rc == PB_ENOTFOUND; i++) {
+		if ((o.timeout_ms = left_ms(deadline)) == 0)
+			break;
+		o.snapshot = snaps[i].id;
+		rc = pb_engine_fetch_item(&o, item_id, data, len);
+	}
+	free(snaps);
+	return rc;
 }
 
 int pb_nfc_fetch_paired(void *arg, const char *home, const char *item_id, int timeout_ms, uint8_t **data,
@@ -54,10 +96,10 @@ int pb_nfc_fetch_paired(void *arg, const char *home, const char *item_id, int ti
 	(void)arg;
 	*data = NULL;
 	*len = 0;
-	hosts = calloc(16, sizeof(*hosts));
+	hosts = calloc(FETCH_MAX_HOSTS, sizeof(*hosts));
 	if (hosts == NULL)
 		return PB_ENOMEM;
-	n = pb_phone_hosts(home, hosts, 16);
+	n = pb_phone_hosts(home, hosts, FETCH_MAX_HOSTS);
 	if (n < 0) {
 		rc = n;
 		goto out_free;
@@ -74,24 +116,23 @@ int pb_nfc_fetch_paired(void *arg, const char *home, const char *item_id, int ti
 			hosts[j - 1] = t;
 		}
 	for (int i = 0; i < n; i++) {
-		int left = (int)(deadline - now_ms());
-
-		if (left <= 0)
+		if (left_ms(deadline) == 0)
 			break;
-		rc = fetch_one(home, &hosts[i], item_id, left, data, len);
+		rc = fetch_one(home, &hosts[i], item_id, deadline, data, len);
 		if (rc == 0) {
 			if (host != NULL)
 				memcpy(host, hosts[i].name, sizeof(hosts[i].name));
 			goto out_free;
 		}
-		if (rc == PB_ENOTFOUND)
+		/* A host without any backup of this phone holds nothing either. */
+		if (rc == PB_ENOTFOUND || rc == PB_ESTORE_NOSNAP)
 			not_found = true;
 		else if (!no_answer(rc) && first_refusal == 0)
 			first_refusal = rc;
 	}
 	rc = not_found ? PB_ENOTFOUND : first_refusal != 0 ? first_refusal : PB_ENFC_UNREACHABLE;
 out_free:
-	sodium_memzero(hosts, 16 * sizeof(*hosts));
+	sodium_memzero(hosts, FETCH_MAX_HOSTS * sizeof(*hosts));
 	free(hosts);
 	return rc;
 }
