@@ -497,8 +497,13 @@ static int cmd_mifare_opkey(pb_cli_t *cli, int argc, char **argv)
 	}
 	/* The card need not be in the device directory yet: opkey serves to
 	 * prepare one. A known card's prefix is expanded. */
-	if (pb_cli_device_dir(cli, NULL, dir, sizeof(dir)) != 0 || pb_m1_find_card(dir, name, id, sizeof(id)) != 0)
-		snprintf(id, sizeof(id), "%.64s", name);
+	if (pb_cli_device_dir(cli, NULL, dir, sizeof(dir)) != 0 || pb_m1_find_card(dir, name, id, sizeof(id)) != 0) {
+		size_t n = strlen(name);
+
+		if (n >= sizeof(id))
+			return pb_cli_fail(cli, "'%s' is not a MIFARE card id (UID-HASH, hex and '-')", name);
+		memcpy(id, name, n + 1);
+	}
 	if ((rc = pb_m1_load_keys(cli->home, id, k1, k2)) != 0)
 		return pb_cli_fail_err(cli, rc, "cannot read the two keys of %s/m1-keys/%s.keys", cli->home, id);
 	pb_m1_op_key(k1, k2, (unsigned)sector, op);
