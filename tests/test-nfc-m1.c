@@ -24,6 +24,7 @@ static const uint8_t KEY_B[6] = { 0x6f, 0x5e, 0x4d, 0x3c, 0x2b, 0x1a };
 
 static char *dir;
 static char home[4096], card_id[80], mfd[4200], keys[4200];
+static char part_id[80]; /* a card read in part: it keeps a .mct sidecar */
 
 static void set_sector(pb_mifare_card_t *c, unsigned s, const uint8_t cond[4], bool good_ref)
 {
@@ -88,6 +89,28 @@ static int setup(void **state)
 	pb_buf_free(&b);
 	free(c);
 	assert_int_equal(pb_test_peerback(home, args, NULL, NULL), 0);
+
+	/* The card read in part: sector 5 missing from the dump. */
+	c = calloc(1, sizeof(*c));
+	assert_non_null(c);
+	pb_mifare_init(c, 16);
+	memcpy(c->data, "\x55\x66\x77\x88", 4);
+	c->data[4] = 0x55 ^ 0x66 ^ 0x77 ^ 0x88;
+	c->data[5] = 0x08;
+	c->data[6] = 0x04;
+	for (unsigned s = 0; s < 16; s++)
+		set_sector(c, s, (const uint8_t[4]){ 0, 0, 0, 1 }, true);
+	c->state[5] = PB_MIFARE_SECTOR_MISSING;
+	memset(c->data + 16 * 20, 0, 64);
+	memset(c->known + 16 * 20, 0, 64);
+	assert_int_equal(pb_mifare_card_id(c, part_id, sizeof(part_id)), 0);
+	assert_int_equal(pb_mifare_format_mct(c, &b), 0);
+	snprintf(bin, sizeof(bin), "%s/part.mct", dir);
+	assert_int_equal(pb_test_write_file(bin, b.data, b.len), 0);
+	pb_buf_free(&b);
+	free(c);
+	assert_int_equal(pb_test_peerback(home, args, NULL, NULL), 0);
+
 	snprintf(mfd, sizeof(mfd), "%s/device/mifare/%s.mfd", home, card_id);
 	assert_int_equal(access(mfd, F_OK), 0);
 	snprintf(mkdir_keys, sizeof(mkdir_keys), "%s/m1-keys", home);
@@ -242,6 +265,66 @@ static void test_wrong_access_bits_refused(void **state)
 	expect_refused(3, "15", "A", "data", "PB_EDATA_ACCESS_BITS", "no longer be valid");
 }
 
+/* A card read in part keeps its .mct sidecar, which is what the phone
+ * trusts: a write updates it with the dump, a refusal touches neither. */
+static void test_card_with_sidecar(void **state)
+{
+	char mct[4200], part_keys[4200], part_mfd[4200], before_mct[65], before_mfd[65], now[65];
+	char *set[] = { "--json", "nfc", "mifare", "set", "55667788", "--block", "4", "--data",
+			"CAFEBABECAFEBABECAFEBABECAFEBABE", NULL };
+	char *missing[] = { "nfc", "mifare", "set", "55667788", "--block", "21", "--data",
+			    "CAFEBABECAFEBABECAFEBABECAFEBABE", NULL };
+	char *show[] = { "--json", "nfc", "mifare", "show", "55667788", "--sector", "5", NULL };
+	char *out = NULL, *err = NULL;
+	uint8_t *text;
+	size_t len;
+
+	(void)state;
+	snprintf(mct, sizeof(mct), "%s/device/mifare/%s.mct", home, part_id);
+	snprintf(part_mfd, sizeof(part_mfd), "%s/device/mifare/%s.mfd", home, part_id);
+	snprintf(part_keys, sizeof(part_keys), "%s/m1-keys/%s.keys", home, part_id);
+	pb_test_file_digest(mct, before_mct);
+	pb_test_file_digest(part_mfd, before_mfd);
+	assert_string_not_equal(before_mct, "absent");
+	/* No keys for this card yet: refused, nothing changes. */
+	assert_int_equal(pb_test_peerback(home, set, &out, &err), 1);
+	assert_non_null(strstr(out, "\"check\":\"keys\""));
+	free(out);
+	free(err);
+	pb_test_file_digest(mct, now);
+	assert_string_equal(before_mct, now);
+	pb_test_file_digest(part_mfd, now);
+	assert_string_equal(before_mfd, now);
+	/* With its keys the write reaches both files. */
+	{
+		char text_keys[64], h1[13], h2[13];
+
+		sodium_bin2hex(h1, sizeof(h1), K1, 6);
+		sodium_bin2hex(h2, sizeof(h2), K2, 6);
+		snprintf(text_keys, sizeof(text_keys), "%s\n%s\n", h1, h2);
+		assert_int_equal(pb_test_write_file(part_keys, text_keys, strlen(text_keys)), 0);
+	}
+	assert_int_equal(pb_test_peerback(home, set, &out, NULL), 0);
+	assert_non_null(strstr(out, "\"event\":\"m1-written\""));
+	free(out);
+	text = pb_test_read_file(mct, &len);
+	assert_non_null(text);
+	assert_non_null(strstr((char *)text, "CAFEBABECAFEBABECAFEBABECAFEBABE"));
+	assert_null(strstr((char *)text, "+Sector: 5"));
+	free(text);
+	text = pb_test_read_file(part_mfd, &len);
+	assert_int_equal(len, 1024);
+	assert_memory_equal(text + 64, "\xca\xfe\xba\xbe", 4);
+	free(text);
+	/* The sector that was never read cannot be written. */
+	assert_int_equal(pb_test_peerback(home, missing, NULL, &err), 1);
+	assert_non_null(strstr(err, "was not read"));
+	free(err);
+	assert_int_equal(pb_test_peerback(home, show, &out, NULL), 0);
+	assert_non_null(strstr(out, "\"state\":\"missing\""));
+	free(out);
+}
+
 static void test_bad_arguments(void **state)
 {
 	char *unknown[] = { "nfc", "mifare", "set", "99999999", "--block", "4", "--data",
@@ -295,6 +378,7 @@ int main(void)
 		cmocka_unit_test(test_write_with_right_keys),
 		cmocka_unit_test(test_wrong_keys_refused),
 		cmocka_unit_test(test_wrong_access_bits_refused),
+		cmocka_unit_test(test_card_with_sidecar),
 		cmocka_unit_test(test_bad_arguments),
 		cmocka_unit_test(test_op_key),
 	};
