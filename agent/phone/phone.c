@@ -562,10 +562,11 @@ int pb_phone_connect(const char *home, const char *which, int timeout_ms, pb_cli
 	cand.cfg.rs = h.static_pk;
 	cand.cfg.prologue = (const uint8_t *)PB_NOISE_PROLOGUE;
 	cand.cfg.prologue_len = strlen(PB_NOISE_PROLOGUE);
-	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 10000;
-	rc = pb__client_connect(c, h.addrs, h.naddrs, timeout_ms > 0 && timeout_ms < CONNECT_TIMEOUT_MS ? timeout_ms
-												 : CONNECT_TIMEOUT_MS,
-				&cand, NULL);
+	/* The handshake is bounded by the caller's timeout too: a host that
+	 * accepts and then stays silent must not hold the phone longer. */
+	rc = pb__client_connect_within(c, h.addrs, h.naddrs,
+				       timeout_ms > 0 && timeout_ms < CONNECT_TIMEOUT_MS ? timeout_ms : CONNECT_TIMEOUT_MS,
+				       timeout_ms > 0 ? timeout_ms : 10000, &cand, NULL);
 	if (rc == 0) {
 		c->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
 		rc = authenticate(c, &id, &acct, cert, NULL, h.static_pk, NULL, NULL, 0);
