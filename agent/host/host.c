@@ -675,7 +675,9 @@ static void start_announcing(pb_host_t *host)
 	struct sockaddr_in any;
 	uint64_t ms = (host->opts.announce_interval ? host->opts.announce_interval : 5) * 1000;
 
-	if (host->opts.no_announce)
+	/* A host bound to loopback is out of the LAN's reach. */
+	if (host->opts.no_announce || (!host->listen_any && host->naddrs > 0 && host->addrs[0].ss_family == AF_INET &&
+				       (ntohl(((struct sockaddr_in *)&host->addrs[0])->sin_addr.s_addr) >> 24) == 127))
 		return;
 	memset(&any, 0, sizeof(any));
 	any.sin_family = AF_INET;

@@ -223,11 +223,30 @@ pb() {
 
 # pair ROLE [URI]: pairs with the latest URI (or URI), waits for a fresh one.
 pair() {
-	local uri=${2:-$(host_uri)}
+	local uri=${2:-$(host_uri)} n i
+	n=$(grep -c '"event":"advertise"' "$WORK/host.out" || true)
 	pb "$1" --json pair "$uri" >"$WORK/pair-$1.out" 2>&1 || fail "$1 could not pair: $(cat "$WORK/pair-$1.out")"
-	wait_line "$WORK/host.out" '"event":"paired"' 10
-	# The host shows a new code after a pairing; let it appear.
-	sleep 0.3
+	# The host shows a new code after a pairing: wait for it.
+	for ((i = 0; i < 100; i++)); do
+		[ "$(grep -c '"event":"advertise"' "$WORK/host.out" || true)" -gt "$n" ] && return 0
+		sleep 0.1
+	done
+	fail "the host showed no new code after pairing $1"
+}
+
+# pair_qr ROLE: pairs by scanning the host's latest QR code (the PNG it
+# writes), as a phone's camera would.
+pair_qr() {
+	local n i
+	n=$(grep -c '"event":"advertise"' "$WORK/host.out" || true)
+	cp "$WORK/qr.png" "$WORK/$1/scanned.png"
+	pb "$1" --json pair --qr-image "$WORK/$1/scanned.png" >"$WORK/pair-$1.out" 2>&1 ||
+		fail "$1 could not pair from the QR image: $(cat "$WORK/pair-$1.out")"
+	for ((i = 0; i < 100; i++)); do
+		[ "$(grep -c '"event":"advertise"' "$WORK/host.out" || true)" -gt "$n" ] && return 0
+		sleep 0.1
+	done
+	fail "the host showed no new code after pairing $1"
 }
 
 # --- Impairments ---------------------------------------------------------------
@@ -280,7 +299,7 @@ loss_counts() {
 
 # rate ROLE MBIT: a token bucket on the role's eth0 egress.
 rate() {
-	nsx "$1" tc qdisc add dev eth0 root tbf rate "${2}mbit" burst 32kbit latency 400ms
+	nsx "$1" tc qdisc add dev eth0 root tbf rate "${2}mbit" burst 32k latency 400ms
 }
 
 # --- Data ----------------------------------------------------------------------
@@ -293,4 +312,81 @@ same_tree() {
 # tree_digest DIR: one digest of every file's path and bytes.
 tree_digest() {
 	(cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+}
+
+# device ROLE SEED [MAX_KB]: a generated phone in WORK/ROLE/device (the
+# default device directory of HOME=WORK/ROLE); with MAX_KB, media files
+# larger than that are left out to keep slow links quick.
+device() {
+	"$PB" gen --out "$WORK/$1/device" --seed "$2" --size small >/dev/null || fail "gen failed"
+	if [ -n "${3:-}" ]; then
+		find "$WORK/$1/device" -type f -size "+${3}k" ! -name '*.json' -delete
+	fi
+	DEVICE_BYTES=$(du -sb "$WORK/$1/device" | cut -f1)
+	DEVICE_FILES=$(find "$WORK/$1/device" -type f | wc -l)
+}
+
+# last_event FILE EVENT: the last JSON line of that event in FILE.
+last_event() {
+	grep "\"event\":\"$2\"" "$1" | tail -n 1
+}
+
+# backup ROLE NAME [ARGS...]: one backup run; output in WORK/NAME.out/.err.
+backup() {
+	local role=$1 name=$2
+	shift 2
+	pb "$role" --json backup "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
+}
+
+# backup_ok ROLE NAME: a backup that must complete; sets SNAP, SENT, CHUNKS, SECS.
+backup_ok() {
+	backup "$@" || fail "backup $2 failed: $(tail -n 3 "$WORK/$2.err")"
+	done_line=$(last_event "$WORK/$2.out" backup-done)
+	[ -n "$done_line" ] || fail "backup $2 printed no backup-done"
+	SNAP=$(json_get "$done_line" snapshot)
+	SENT=$(json_get "$done_line" bytes_sent)
+	CHUNKS=$(json_get "$done_line" chunks_sent)
+	SECS=$(json_get "$done_line" seconds)
+}
+
+# restore_ok ROLE NAME DIR [ARGS...]: a restore into DIR that must complete.
+restore_ok() {
+	local role=$1 name=$2 dir=$3
+	shift 3
+	pb "$role" --json restore --to "$dir" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" ||
+		fail "restore $name failed: $(tail -n 3 "$WORK/$name.err")"
+	[ -n "$(last_event "$WORK/$name.out" restore-done)" ] || fail "restore $name printed no restore-done"
+}
+
+# same_data A B: the restored directory B holds exactly the files of A.
+same_data() {
+	diff -r "$1" "$2" >"$WORK/diff.out" 2>&1 || fail "restored data differs from the backup: $(head -n 5 "$WORK/diff.out")"
+	check "restored data equals the backed-up data: $(find "$2" -type f | wc -l) files, $(du -sb "$2" | cut -f1) bytes, digest $(tree_digest "$2")"
+}
+
+# host_verify: the host-side check of every store namespace.
+host_verify() {
+	"$PB" --home "$HOST_HOME" --json host verify >"$WORK/host-verify.out" 2>&1 ||
+		fail "host verify failed: $(tail -n 5 "$WORK/host-verify.out")"
+	check "host verify: $(tail -n 1 "$WORK/host-verify.out")"
+}
+
+# probe ROLE TO [ARGS...]: measures the path to an echo server (pb-lan-relay probe).
+probe() {
+	local role=$1
+	shift
+	nsx "$role" "$RELAY" probe --to "$@"
+}
+
+# mbit BYTES SECONDS
+mbit() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.2f", b * 8 / s / 1e6 }'; }
+
+# relay_mark: the relay log's length now, for relay_down_since.
+relay_mark() { wc -l <"$WORK/relay.out"; }
+
+# relay_down_since MARK: bytes the relay carried host-to-phone on
+# connections that closed after MARK.
+relay_down_since() {
+	tail -n "+$(($1 + 1))" "$WORK/relay.out" | grep '"event":"closed"' |
+		python3 -c 'import json,sys; print(sum(json.loads(l)["down"] for l in sys.stdin))'
 }
