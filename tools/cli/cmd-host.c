@@ -15,6 +15,7 @@ static const char usage_text[] =
 	"                     [--announce-interval SECONDS] [--no-announce]\n"
 	"       peerback host devices\n"
 	"       peerback host revoke DEVICE\n"
+	"       peerback host verify [--json]\n"
 	"\n"
 	"Runs the backup host until interrupted: listens on every interface (or\n"
 	"ADDR:PORT; port 0 picks a free one), shows a one-time pairing QR code that\n"
@@ -35,7 +36,9 @@ static const char usage_text[] =
 	"  --no-announce  do not announce on the LAN\n"
 	"\n"
 	"devices  lists the phones paired with this host\n"
-	"revoke   ends a pairing; DEVICE is a device id (or 8+ hex digits of it) or a name\n";
+	"revoke   ends a pairing; DEVICE is a device id (or 8+ hex digits of it) or a name\n"
+	"verify   checks every chunk of the host's store against its hash, without keys\n"
+	"         (while the host is stopped: the running host holds the store's lock)\n";
 
 static void print_device(void *arg, const pb_paired_device_t *d)
 {
@@ -84,6 +87,11 @@ int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 		if (rc == 0 && !cli->json)
 			printf("no paired devices\n");
 		return 0;
+	}
+	if (argc >= 2 && strcmp(argv[1], "verify") == 0) {
+		/* The same check as peerback store-verify, on this host's store. */
+		rc = pb_cmd_store_verify(cli, argc - 1, argv + 1);
+		return rc;
 	}
 	if (argc >= 2 && strcmp(argv[1], "revoke") == 0) {
 		pb_hostdb_t db;
