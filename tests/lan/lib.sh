@@ -184,6 +184,8 @@ start_host() {
 		lan_node host "${HOST_ADDR:-$NET.2}"
 		login host "$HOST_HOME" alice desk
 	fi
+	# A restart keeps the earlier run's log.
+	[ -f "$WORK/host.out" ] && mv "$WORK/host.out" "$WORK/host-$(date +%s%N).out"
 	bg host host "$PB" --home "$HOST_HOME" host --json --listen 0.0.0.0:7450 --qr-png "$WORK/qr.png" \
 		--qr-ttl 600 --max-failures 1000 --announce-interval 1 "$@"
 	HOST_PID=$BG_PID
@@ -321,6 +323,7 @@ device() {
 	"$PB" gen --out "$WORK/$1/device" --seed "$2" --size small >/dev/null || fail "gen failed"
 	if [ -n "${3:-}" ]; then
 		find "$WORK/$1/device" -type f -size "+${3}k" ! -name '*.json' -delete
+		find "$WORK/$1/device" -type d -empty -delete
 	fi
 	DEVICE_BYTES=$(du -sb "$WORK/$1/device" | cut -f1)
 	DEVICE_FILES=$(find "$WORK/$1/device" -type f | wc -l)
@@ -364,7 +367,14 @@ same_data() {
 	check "restored data equals the backed-up data: $(find "$2" -type f | wc -l) files, $(du -sb "$2" | cut -f1) bytes, digest $(tree_digest "$2")"
 }
 
-# host_verify: the host-side check of every store namespace.
+# stop_host: SIGTERM to the host, and wait for it.
+stop_host() {
+	kill -TERM "$HOST_PID" 2>/dev/null || true
+	wait "$HOST_PID" 2>/dev/null || true
+}
+
+# host_verify: the host-side check of every store namespace (the host
+# holds the store while it runs: stop it first).
 host_verify() {
 	"$PB" --home "$HOST_HOME" --json host verify >"$WORK/host-verify.out" 2>&1 ||
 		fail "host verify failed: $(tail -n 5 "$WORK/host-verify.out")"
@@ -389,4 +399,10 @@ relay_mark() { wc -l <"$WORK/relay.out"; }
 relay_down_since() {
 	tail -n "+$(($1 + 1))" "$WORK/relay.out" | grep '"event":"closed"' |
 		python3 -c 'import json,sys; print(sum(json.loads(l)["down"] for l in sys.stdin))'
+}
+
+# device_id NAME: the device id of the phone NAME, as the host lists it.
+device_id() {
+	"$PB" --home "$HOST_HOME" --json host devices |
+		python3 -c 'import json,sys; print([d["device"] for d in map(json.loads, sys.stdin) if d["name"] == sys.argv[1]][0])' "$1"
 }

@@ -529,14 +529,24 @@ static int probe_connect(const struct sockaddr_in *to, uint8_t mode)
 	return fd;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 static int run_probe(const struct sockaddr_in *to, int count, uint64_t bulk)
 {
 	uint8_t msg[64];
 	double sum = 0, sum2 = 0, mn = 1e9, mx = 0, avg;
-	int fd = probe_connect(to, 'E');
+	double *samples = calloc((size_t)count, sizeof(double));
+	int fd = samples != NULL ? probe_connect(to, 'E') : -1;
 
-	if (fd < 0)
+	if (fd < 0) {
+		free(samples);
 		return 1;
+	}
 	memset(msg, 'x', sizeof(msg));
 	for (int i = 0; i < count; i++) {
 		double t0 = now_s(), ms;
@@ -544,9 +554,11 @@ static int run_probe(const struct sockaddr_in *to, int count, uint64_t bulk)
 		if (write_full(fd, msg, sizeof(msg)) != 0 || read_full(fd, msg, sizeof(msg)) != 0) {
 			fprintf(stderr, "pb-lan-relay: probe connection broken\n");
 			close(fd);
+			free(samples);
 			return 1;
 		}
 		ms = (now_s() - t0) * 1000;
+		samples[i] = ms;
 		sum += ms;
 		sum2 += ms * ms;
 		if (ms < mn)
@@ -556,8 +568,11 @@ static int run_probe(const struct sockaddr_in *to, int count, uint64_t bulk)
 	}
 	close(fd);
 	avg = sum / count;
-	printf("{\"event\":\"rtt\",\"count\":%d,\"min_ms\":%.1f,\"avg_ms\":%.1f,\"max_ms\":%.1f,\"mdev_ms\":%.1f}\n", count,
-	       mn, avg, mx, sqrt(fmax(0, sum2 / count - avg * avg)));
+	qsort(samples, (size_t)count, sizeof(double), cmp_double);
+	printf("{\"event\":\"rtt\",\"count\":%d,\"min_ms\":%.1f,\"avg_ms\":%.1f,\"p50_ms\":%.1f,\"p90_ms\":%.1f,"
+	       "\"max_ms\":%.1f,\"mdev_ms\":%.1f}\n",
+	       count, mn, avg, samples[count / 2], samples[(count * 9) / 10], mx, sqrt(fmax(0, sum2 / count - avg * avg)));
+	free(samples);
 	if (bulk > 0) {
 		static uint8_t buf[CHUNK];
 		uint8_t be[8];

@@ -25,8 +25,10 @@ scenario() {
 
 	inject "latency: 50 +- 10 ms each way in the relay (100 +- 20 ms round trip)"
 	rtt=$(probe p "$NET.3:7461" --count 40 | grep '"rtt"')
-	awk -v a="$(json_get "$rtt" avg_ms)" -v mn="$(json_get "$rtt" min_ms)" -v mx="$(json_get "$rtt" max_ms)" \
-		'BEGIN { exit !(a >= 85 && a <= 125 && mn >= 78 && mx <= 160) }' || fail "round trip not 100 +- 20 ms: $rtt"
+	# The median and the spread of most samples; a lone late sample (a
+	# busy machine) does not make the link wrong.
+	awk -v m="$(json_get "$rtt" p50_ms)" -v mn="$(json_get "$rtt" min_ms)" -v p9="$(json_get "$rtt" p90_ms)" \
+		'BEGIN { exit !(m >= 90 && m <= 115 && mn >= 78 && p9 <= 135) }' || fail "round trip not 100 +- 20 ms: $rtt"
 	check "measured round trip: $rtt"
 
 	inject "loss: nftables drops 5% of the packets in and out of the relay"
@@ -37,14 +39,16 @@ scenario() {
 	read -r seen dropped <<<"$(loss_counts relay)"
 	pct=$(awk -v s="$seen" -v d="$dropped" 'BEGIN { printf "%.1f", 100 * d / (s ? s : 1) }')
 	check "backup done through the relay: $SENT bytes in $SECS s ($(mbit "$SENT" "$SECS") Mbit/s); $DEVICE_FILES files"
-	awk -v p="$pct" -v s="$seen" 'BEGIN { exit !(s >= 500 && p >= 3 && p <= 7) }' ||
-		fail "loss not about 5%: $dropped of $seen packets"
-	check "measured loss: $dropped of $seen packets dropped ($pct%)"
+	check "loss during the backup: $dropped of $seen packets dropped ($pct%)"
 
 	restore_ok p restore "$WORK/p/restored"
 	check "restore through the same link: $(last_event "$WORK/restore.out" restore-done)"
 	same_data "$WORK/p/device" "$WORK/p/restored"
 	read -r seen dropped <<<"$(loss_counts relay)"
-	check "loss over the whole run: $dropped of $seen packets"
+	pct=$(awk -v s="$seen" -v d="$dropped" 'BEGIN { printf "%.1f", 100 * d / (s ? s : 1) }')
+	awk -v p="$pct" -v s="$seen" 'BEGIN { exit !(s >= 2000 && p >= 3.5 && p <= 6.5) }' ||
+		fail "loss not about 5%: $dropped of $seen packets"
+	check "measured loss over backup and restore: $dropped of $seen packets dropped ($pct%)"
+	stop_host
 	host_verify
 }

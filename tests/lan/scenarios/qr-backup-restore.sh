@@ -19,8 +19,9 @@ scenario() {
 	check "ls lists the snapshot; phone-side verify: $(tail -n 1 "$WORK/verify.out")"
 
 	pair_qr new
-	restore_ok new restore "$WORK/new/restored" --from old
+	restore_ok new restore "$WORK/new/restored" --from "$(device_id old)"
 	check "restore on the fresh phone: $(last_event "$WORK/restore.out" restore-done)"
 	same_data "$WORK/old/device" "$WORK/new/restored"
+	stop_host
 	host_verify
 }

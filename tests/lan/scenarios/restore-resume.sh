@@ -2,7 +2,7 @@
 # cut, then its interface goes down) and comes back: the restore resumes
 # and does not fetch again what it already has.
 scenario() {
-	local full half down2 rc mark
+	local full half down2 rc mark kept
 
 	start_imd alice
 	start_host
@@ -37,11 +37,17 @@ scenario() {
 	wait_line "$WORK/relay.out" '"event":"restored"' 10
 	[ "$rc" != 0 ] || fail "the restore finished although the phone went away"
 	check "the first restore stopped (status $rc): $(tail -n 1 "$WORK/restore-1.err"); phone back"
+	kept=$(du -sb "$WORK/p/restore-cache" 2>/dev/null | cut -f1)
+	[ -n "$kept" ] && [ "$kept" -gt 0 ] || fail "the interrupted restore kept nothing to resume from"
+	check "the interrupted restore kept $kept bytes of fetched chunks"
+
 	mark=$(relay_mark)
 	restore_ok p restore-2 "$WORK/p/restored"
 	down2=$(relay_down_since "$mark")
 	check "second run: $(last_event "$WORK/restore-2.out" restore-done); $down2 bytes down"
-	awk -v d="$down2" -v f="$full" 'BEGIN { exit !(d <= 0.7 * f) }' ||
-		fail "the resumed restore fetched $down2 bytes of $full: it started over"
+	awk -v d="$down2" -v k="$kept" -v f="$full" 'BEGIN { exit !(d <= 0.9 * f && d + k <= 1.05 * f) }' ||
+		fail "the resumed restore fetched $down2 bytes of $full with $kept kept: it fetched again what it had"
+	check "resumed: $down2 bytes fetched + $kept kept = $((down2 + kept)); a whole restore is $full"
+	[ ! -e "$WORK/p/restore-cache" ] || fail "the completed restore left its cache behind"
 	same_data "$WORK/p/device" "$WORK/p/restored"
 }

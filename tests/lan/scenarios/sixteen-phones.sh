@@ -31,7 +31,9 @@ scenario() {
 	t1=$(date +%s.%N)
 	[ "$failed" = 0 ] || fail "$failed of 16 backups failed"
 	check "all 16 backups done in $(awk -v a="$t1" -v b="$t0" 'BEGIN { printf "%.1f", a - b }') s"
+	stop_host
 	host_verify
+	start_host
 	pids=()
 	for i in $(seq 1 16); do
 		pb "p$i" --json restore --to "$WORK/p$i/restored" >"$WORK/restore-p$i.out" 2>"$WORK/restore-p$i.err" &
