@@ -21,7 +21,8 @@ typedef uint8_t name_t[PB_STORE_NAME_LEN];
 
 #define OFFER_BATCH 1024              /* names per ChunkOffer */
 #define OFFER_BYTES (8u << 20)        /* sealed bytes waiting for an offer */
-#define COMMIT_BYTES (8u << 20)       /* bytes sent between commits: what a cut link can cost */
+#define COMMIT_BYTES (4u << 20)       /* bytes sent between commits */
+#define COMMIT_SECONDS 1.0            /* or time between commits */
 #define COMMIT_ITEMS 8192             /* items waiting for a commit */
 #define FETCH_WINDOW 16               /* chunk requests in flight on restore */
 
@@ -34,9 +35,25 @@ struct sess {
 
 static int sess_open(struct sess *s, const pb_engine_opts_t *o)
 {
+	char dev[4096];
+	int rc;
+
 	memset(s, 0, sizeof(*s));
 	s->next_id = 100;
-	return pb_phone_connect(o->home, o->host, o->timeout_ms > 0 ? o->timeout_ms : 30000, &s->c, NULL);
+	rc = pb_phone_connect(o->home, o->host, o->timeout_ms > 0 ? o->timeout_ms : 30000, &s->c, NULL);
+	if (rc != 0)
+		return rc;
+	/* Instructions the host queued are carried out at each connection. */
+	if (o->device_dir != NULL)
+		snprintf(dev, sizeof(dev), "%s", o->device_dir);
+	else if (pb__path_join(dev, sizeof(dev), o->home, "device") != 0)
+		return PB_ETOOBIG;
+	rc = pb_phone_instructions(&s->c, o->home, dev, o->on_instruction, o->instruction_arg);
+	if (rc < 0) {
+		pb__client_close(&s->c);
+		return rc;
+	}
+	return 0;
 }
 
 static void sess_close(struct sess *s)
@@ -229,6 +246,41 @@ static int master_key(struct sess *s, const pb_engine_opts_t *o, const ProtobufC
 	return rc;
 }
 
+/* The host-side key of a SIM identity: a keyed hash the host cannot invert. */
+static void sim_key(const pb_backup_keys_t *keys, const char *iccid, const char *msisdn, char out[4 + 64 + 1])
+{
+	crypto_generichash_state st;
+	uint8_t h[32];
+
+	crypto_generichash_init(&st, keys->name, sizeof(keys->name), sizeof(h));
+	crypto_generichash_update(&st, (const uint8_t *)"peerback/sim\0", 13);
+	crypto_generichash_update(&st, (const uint8_t *)iccid, strlen(iccid) + 1);
+	crypto_generichash_update(&st, (const uint8_t *)msisdn, strlen(msisdn) + 1);
+	crypto_generichash_final(&st, h, sizeof(h));
+	memcpy(out, "sim-", 4);
+	sodium_bin2hex(out + 4, 65, h, sizeof(h));
+}
+
+static int blob_put_key(struct sess *s, const char *key, const uint8_t *val, size_t len)
+{
+	Peerback__Request req;
+	Peerback__BlobPut put;
+	pb_envelope_t *in;
+	int rc;
+
+	peerback__request__init(&req);
+	peerback__blob_put__init(&put);
+	put.key = (char *)key;
+	put.value.data = (uint8_t *)val;
+	put.value.len = len;
+	req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_PUT;
+	req.masterkey_put = &put;
+	rc = sess_call(s, &req, &in);
+	if (rc == 0)
+		pb__envelope_free(in);
+	return rc;
+}
+
 /* --- Progress ------------------------------------------------------------------- */
 
 static double now_s(void)
@@ -249,7 +301,7 @@ static void progress(struct prog *pr, bool final)
 {
 	double t = now_s();
 
-	if (pr->o->progress == NULL || (!final && t - pr->last < 0.25))
+	if (pr->o->progress == NULL || (!final && t - pr->last < 0.1))
 		return;
 	pr->last = t;
 	pr->p.final = final;
@@ -282,6 +334,7 @@ struct backup {
 	name_t *offered;
 	size_t noffered, cap_offered;
 	uint64_t bytes_since_commit;
+	double last_commit;
 	/* Items whose chunks wait for the next commit. */
 	struct pending_item *items;
 	size_t nitems, cap_items;
@@ -414,7 +467,9 @@ static int commit(struct backup *b)
 	for (size_t i = 0; i < b->nitems; i++)
 		free_pending(&b->items[i]);
 	b->nitems = 0;
+	b->pr.p.bytes_committed = b->res->bytes_sent;
 	b->bytes_since_commit = 0;
+	b->last_commit = now_s();
 	return rc;
 }
 
@@ -444,7 +499,8 @@ static int enqueue(struct backup *b, const uint8_t name[PB_STORE_NAME_LEN], uint
 	if (b->qn < OFFER_BATCH && b->qbytes < OFFER_BYTES)
 		return 0;
 	rc = offer_batch(b);
-	if (rc == 0 && b->bytes_since_commit >= COMMIT_BYTES)
+	if (rc == 0 && (b->bytes_since_commit >= COMMIT_BYTES ||
+			(b->bytes_since_commit > 0 && now_s() - b->last_commit >= COMMIT_SECONDS)))
 		rc = commit(b);
 	return rc;
 }
@@ -472,7 +528,9 @@ static int add_chunk(void *arg, const uint8_t *data, size_t len)
 	}
 	memcpy(b->cur[b->ncur++], name, PB_STORE_NAME_LEN);
 	b->pr.p.bytes_done += len;
-	return enqueue(b, name, ct, ct_len);
+	rc = enqueue(b, name, ct, ct_len);
+	progress(&b->pr, false); /* large items report as they go */
+	return rc;
 }
 
 static int emit_manifest_chunk(void *arg, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
@@ -565,13 +623,19 @@ static int backup_item(void *arg, const pb_item_t *it)
 	m.id = it->id;
 	m.path = it->path;
 	m.seq = it->seq;
-	m.mtime = (int64_t)it->mtime_ns;
+	/* A split item's time is its file's, which changes with any sibling:
+	 * recording it would churn the manifest. Files keep theirs. */
+	m.mtime = it->data != NULL ? 0 : (int64_t)it->mtime_ns;
 	/* Unchanged: same bytes (small items are hashed; files are taken as
 	 * unchanged when size and modification time match) and every chunk
 	 * committed on the host. */
 	if (it->data != NULL) {
+		/* Items split out of a file share its modification time, which
+		 * changes with any of them: their content decides. */
 		item_hash(&b->keys, it->data, it->len, hash);
-		unchanged = pb_backup_state_unchanged(b->st, it->id, it->len, m.mtime, hash);
+		if (pb_backup_state_lookup(b->st, it->id, &rec_size, &rec_mtime, rec_hash) == 0 && rec_size == it->len &&
+		    sodium_memcmp(rec_hash, hash, 32) == 0)
+			unchanged = pb_backup_state_unchanged(b->st, it->id, rec_size, rec_mtime, hash);
 	} else if (pb_backup_state_lookup(b->st, it->id, &rec_size, &rec_mtime, rec_hash) == 0 &&
 		   rec_size == it->size && rec_mtime == m.mtime) {
 		memcpy(hash, rec_hash, 32);
@@ -694,6 +758,7 @@ static int backup_once(const pb_engine_opts_t *o, pb_engine_result_t *res)
 	b->res = res;
 	b->pr.o = o;
 	b->pr.p.phase = "scan";
+	b->last_commit = now_s();
 	rc = pb_device_scan(o->device_dir, mask, count_item, &cnt, bad, sizeof(bad));
 	if (rc != 0) {
 		if (bad[0])
@@ -729,6 +794,19 @@ static int backup_once(const pb_engine_opts_t *o, pb_engine_result_t *res)
 		rc = snapshot_put(b, id, root, root_len, (const name_t *)refs, nrefs);
 		if (rc == 0)
 			res->snapshot = id;
+		if (rc == 0) {
+			/* Remember which snapshot holds the contacts of the active
+			 * SIM identity, for a phone that later gets that SIM. */
+			char iccid[32], msisdn[32], key[4 + 64 + 1];
+			uint8_t val[8];
+
+			if (pb__sim_identity(o->device_dir, iccid, sizeof(iccid), msisdn, sizeof(msisdn)) == 0) {
+				sim_key(&b->keys, iccid, msisdn, key);
+				for (int k = 0; k < 8; k++)
+					val[k] = (uint8_t)(id >> (8 * k));
+				rc = blob_put_key(&b->s, key, val, sizeof(val));
+			}
+		}
 	}
 	res->chunks_total = nrefs;
 	res->seconds = now_s() - t0;
@@ -1554,5 +1632,51 @@ out_close:
 	sess_close(&r->s);
 out_free:
 	free(r);
+	return rc;
+}
+
+int pb_engine_sim_snapshot(const pb_engine_opts_t *o, const char *iccid, const char *msisdn, uint64_t *snapshot)
+{
+	struct sess s;
+	pb_backup_keys_t keys;
+	uint8_t mk[PB_MASTERKEY_LEN], *val = NULL;
+	char key[4 + 64 + 1];
+	size_t len = 0;
+	int rc;
+
+	*snapshot = 0;
+	if ((rc = local_master(o->home, mk)) != 0)
+		return rc == -ENOENT ? PB_ESTORE_NOMASTER : rc;
+	pb_backup_keys_derive(mk, &keys);
+	sodium_memzero(mk, sizeof(mk));
+	sim_key(&keys, iccid, msisdn, key);
+	pb_backup_keys_wipe(&keys);
+	if ((rc = sess_open(&s, o)) != 0)
+		return rc;
+	{
+		Peerback__Request req;
+		Peerback__BlobGet get;
+		pb_envelope_t *in;
+
+		peerback__request__init(&req);
+		peerback__blob_get__init(&get);
+		get.key = key;
+		req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_GET;
+		req.masterkey_get = &get;
+		rc = sess_call(&s, &req, &in);
+		if (rc == 0) {
+			if (in->reply->op_case == PEERBACK__REPLY__OP_BLOB && in->reply->blob.len == 8) {
+				val = in->reply->blob.data;
+				len = 8;
+				for (int k = 0; k < 8; k++)
+					*snapshot |= (uint64_t)val[k] << (8 * k);
+			} else {
+				rc = PB_EENV_MALFORMED;
+			}
+			pb__envelope_free(in);
+		}
+	}
+	sess_close(&s);
+	(void)len;
 	return rc;
 }

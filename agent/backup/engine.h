@@ -19,6 +19,7 @@ typedef struct pb_progress_s {
 	uint64_t items_done, items_total;
 	uint64_t bytes_done, bytes_total;
 	uint64_t bytes_sent;    /* ciphertext bytes that went to the host */
+	uint64_t bytes_committed; /* of those, the ones the host acknowledged */
 	uint64_t chunks_sent;
 	bool final;
 } pb_progress_t;
@@ -37,6 +38,9 @@ typedef struct pb_engine_opts_s {
 	int timeout_ms;          /* per network step (0: 30 s) */
 	pb_progress_cb progress; /* may be NULL */
 	void *progress_arg;
+	/* Told of each remote instruction carried out on connecting (may be NULL). */
+	void (*on_instruction)(void *arg, const char *op, int rc, const char *message);
+	void *instruction_arg;
 } pb_engine_opts_t;
 
 typedef struct pb_engine_result_s {
@@ -79,5 +83,10 @@ __attribute__((warn_unused_result)) int pb_engine_list(const pb_engine_opts_t *o
 /* Fetches one item's bytes from the host's latest snapshot (malloc'd). */
 __attribute__((warn_unused_result)) int pb_engine_fetch_item(const pb_engine_opts_t *opts, const char *id,
 							     uint8_t **data, size_t *len);
+
+/* The snapshot that holds the contacts kept for a SIM identity (recorded
+ * by the last backup made while it was active): PB_ENOTFOUND if none. */
+__attribute__((warn_unused_result)) int pb_engine_sim_snapshot(const pb_engine_opts_t *opts, const char *iccid,
+							       const char *msisdn, uint64_t *snapshot);
 
 #endif

@@ -324,8 +324,13 @@ static int authenticate(pb_client_t *c, const pb_identity_t *id, const pb_accoun
 	 * QR code (or the remembered pairing) pinned, and must have signed our
 	 * challenge within this handshake. */
 	rc = pb__verify_cert(acct->imd_sign_pk, in->auth_host->certificate, pb__now(), &hc);
-	if (rc == 0 && strcmp(hc->account, acct->account) != 0)
-		rc = PB_EACCT_WRONG;
+	if (rc == 0 && strcmp(hc->account, acct->account) != 0) {
+		bool is_linked = false;
+
+		if (pb__imd_linked(acct->imd_addr, acct->imd_key, acct->account, hc->account, &is_linked) != 0 ||
+		    !is_linked)
+			rc = PB_EACCT_WRONG;
+	}
 	if (rc == 0 && memcmp(hc->static_pk.data, host_static, 32) != 0)
 		rc = PB_EACCT_CERT;
 	if (rc == 0 && !pb__auth_verify(PB_AUTH_HOST, c->sess.h, challenge, hc->sign_pk.data,
