@@ -544,14 +544,14 @@ static int pick_host(const char *home, const char *which, pb_remembered_host_t *
 /* No remembered address answered: listens for the host's LAN announcement
  * and, when one checks out with new addresses, remembers them in h and in
  * hosts.json. The IK handshake that follows still decides who answers. */
-static int rediscover(const char *home, const pb_account_t *acct, pb_remembered_host_t *h)
+static int rediscover(const char *home, const pb_account_t *acct, pb_remembered_host_t *h, int wait_ms)
 {
 	struct sockaddr_storage addrs[PB_URI_MAX_ADDRS];
 	pb_remembered_host_t *hosts;
 	size_t n = 0;
 	int count, rc;
 
-	rc = pb__phone_discover(acct->imd_sign_pk, h->static_pk, h->account, DISCOVER_TIMEOUT_MS, addrs, &n);
+	rc = pb__phone_discover(acct->imd_sign_pk, h->static_pk, h->account, wait_ms, addrs, &n);
 	if (rc != 0)
 		return rc;
 	if (n == h->naddrs && memcmp(addrs, h->addrs, n * sizeof(addrs[0])) == 0)
@@ -606,7 +606,10 @@ int pb_phone_connect(const char *home, const char *which, int timeout_ms, pb_cli
 				       timeout_ms > 0 ? timeout_ms : 10000, &cand, NULL);
 	/* Unreachable at every remembered address: the host may have moved;
 	 * its signed LAN announcement says where. */
-	if (rc != 0 && rc != PB_ENOISE_HANDSHAKE && rediscover(home, &acct, &h) == 0)
+	/* Listening takes time: only within what the caller allowed (an NFC
+	 * transaction allows little). */
+	if (rc != 0 && rc != PB_ENOISE_HANDSHAKE && (timeout_ms <= 0 || timeout_ms >= 2 * DISCOVER_TIMEOUT_MS) &&
+	    rediscover(home, &acct, &h, DISCOVER_TIMEOUT_MS) == 0)
 		rc = pb__client_connect_within(c, h.addrs, h.naddrs, CONNECT_TIMEOUT_MS,
 					       timeout_ms > 0 ? timeout_ms : 10000, &cand, NULL);
 	if (rc == 0) {
