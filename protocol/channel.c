@@ -134,7 +134,7 @@ static void on_handshake_timeout(uv_timer_t *t)
 }
 
 int pb__channel_accept(uv_stream_t *server, pb_channel_t *ch, const pb_session_candidate_t *cands, size_t ncands,
-		       const pb_channel_callbacks_t *cb, void *data)
+		       size_t max_envelope, const pb_channel_callbacks_t *cb, void *data)
 {
 	int rc, len = sizeof(ch->peer_addr);
 
@@ -142,7 +142,7 @@ int pb__channel_accept(uv_stream_t *server, pb_channel_t *ch, const pb_session_c
 	ch->cb = *cb;
 	ch->data = data;
 	ch->handshake_timeout_ms = 10000;
-	rc = pb__session_init(&ch->sess, false, cands, ncands, queue_write, ch, 0);
+	rc = pb__session_init(&ch->sess, false, cands, ncands, queue_write, ch, max_envelope);
 	if (rc != 0)
 		return rc;
 	uv_tcp_init(server->loop, &ch->tcp);

@@ -39,12 +39,14 @@ struct pb_channel_s {
 };
 
 /* Accepts a connection from server and starts the handshake as responder
- * with the given candidates (copied). Returns an error, without calling
+ * with the given candidates (copied). Envelopes larger than max_envelope
+ * (0: PB_SEQ_DEFAULT_CAP) are refused. Returns an error, without calling
  * on_close, only when nothing was set up; any later failure, accept
  * included, reaches on_close. */
 __attribute__((warn_unused_result)) int pb__channel_accept(uv_stream_t *server, pb_channel_t *ch,
 							   const pb_session_candidate_t *cands, size_t ncands,
-							   const pb_channel_callbacks_t *cb, void *data);
+							   size_t max_envelope, const pb_channel_callbacks_t *cb,
+							   void *data);
 
 /* Sends an Envelope; returns an error only when the channel is unusable. */
 __attribute__((warn_unused_result)) int pb__channel_send(pb_channel_t *ch, pb_envelope_t *env);

@@ -74,7 +74,8 @@ void pb__envelope_decoder_free(pb_envelope_decoder_t *d)
 		free(d->buf);
 	}
 	d->buf = NULL;
-	d->len = d->total = 0;
+	d->len = d->total = d->alloc = 0;
+	d->active = false;
 }
 
 static int unpack_checked(const uint8_t *msg, size_t len, pb_envelope_t **out)
@@ -108,7 +109,7 @@ int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len
 	if (rc != 0)
 		goto out_reset;
 	if (env->body_case != PEERBACK__ENVELOPE__BODY_FRAGMENT) {
-		if (d->buf != NULL) {
+		if (d->active) {
 			/* A whole message in the middle of a sequence. */
 			peerback__envelope__free_unpacked(env, NULL);
 			rc = PB_EENV_MALFORMED;
@@ -118,7 +119,7 @@ int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len
 		return 1;
 	}
 	f = env->fragment;
-	if (d->buf == NULL) {
+	if (!d->active) {
 		if (f->total == 0 || f->total <= PB_ENVELOPE_MAX_PLAIN - FRAGMENT_OVERHEAD) {
 			rc = PB_EENV_MALFORMED; /* first fragment without a sensible total */
 			goto out_free_env;
@@ -127,13 +128,13 @@ int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len
 			rc = PB_ESEQ_TOOBIG;
 			goto out_free_env;
 		}
-		d->buf = malloc((size_t)f->total);
-		if (d->buf == NULL) {
-			rc = PB_ENOMEM;
-			goto out_free_env;
-		}
+		/* The buffer grows with the data that arrives, so that a peer
+		 * announcing a large total costs nothing until it sends it. */
+		d->alloc = 0;
+		d->buf = NULL;
 		d->total = (size_t)f->total;
 		d->len = 0;
+		d->active = true;
 	} else if (f->total != 0) {
 		rc = PB_EENV_MALFORMED;
 		goto out_free_env;
@@ -141,6 +142,22 @@ int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len
 	if (f->data.len > d->total - d->len || (f->last != (d->len + f->data.len == d->total))) {
 		rc = PB_EENV_MALFORMED;
 		goto out_free_env;
+	}
+	if (d->len + f->data.len > d->alloc) {
+		size_t want = d->alloc < 65536 ? 65536 : d->alloc * 2;
+		uint8_t *nb;
+
+		if (want < d->len + f->data.len)
+			want = d->len + f->data.len;
+		if (want > d->total)
+			want = d->total;
+		nb = realloc(d->buf, want);
+		if (nb == NULL) {
+			rc = PB_ENOMEM;
+			goto out_free_env;
+		}
+		d->buf = nb;
+		d->alloc = want;
 	}
 	if (f->data.len > 0)
 		memcpy(d->buf + d->len, f->data.data, f->data.len);

@@ -21,7 +21,8 @@ int pb__envelope_encode(pb_envelope_t *env, size_t max_plain, pb_envelope_emit_c
 /* Reassembles Envelopes from transport messages. */
 typedef struct pb_envelope_decoder_s {
 	uint8_t *buf;
-	size_t len, total, cap;
+	size_t len, total, cap, alloc;
+	bool active; /* inside a sequence */
 } pb_envelope_decoder_t;
 
 void pb__envelope_decoder_init(pb_envelope_decoder_t *d, size_t cap);

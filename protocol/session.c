@@ -194,7 +194,7 @@ int pb__session_eof(const pb_session_t *s)
 		return PB_EFRAME_TRUNCATED;
 	if (!s->established)
 		return PB_ENOISE_HANDSHAKE;
-	if (s->decoder.buf != NULL)
+	if (s->decoder.active)
 		return PB_EFRAME_TRUNCATED;
 	return PB_EPEER_CLOSED;
 }

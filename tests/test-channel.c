@@ -112,7 +112,7 @@ static void srv_connection(uv_stream_t *server, int status)
 	c[1].cfg.prologue_len = c[0].cfg.prologue_len;
 	c[1].tag = 2;
 	ch = malloc(sizeof(*ch));
-	if (ch == NULL || pb__channel_accept(server, ch, c, 2, &cb, NULL) != 0)
+	if (ch == NULL || pb__channel_accept(server, ch, c, 2, 0, &cb, NULL) != 0)
 		_exit(4);
 }
 

@@ -205,3 +205,44 @@ out_rollback:
 	sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 	return db_err(rc);
 }
+
+int pb_backup_state_begin(pb_backup_state_t *st)
+{
+	int rc = sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? 0 : db_err(rc);
+}
+
+int pb_backup_state_end(pb_backup_state_t *st)
+{
+	int rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+
+	if (rc != SQLITE_OK) {
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		return db_err(rc);
+	}
+	return 0;
+}
+
+int pb_backup_state_lookup(pb_backup_state_t *st, const char *id, uint64_t *size, int64_t *mtime, uint8_t hash[32])
+{
+	sqlite3_stmt *q = NULL;
+	int rc;
+
+	if (st == NULL || id == NULL)
+		return PB_EINVAL;
+	rc = sqlite3_prepare_v2(st->db, "SELECT size, mtime, hash FROM items WHERE id=?1", -1, &q, NULL);
+	if (rc != SQLITE_OK)
+		return db_err(rc);
+	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	if (rc != SQLITE_ROW || sqlite3_column_bytes(q, 2) != 32) {
+		sqlite3_finalize(q);
+		return rc == SQLITE_ROW || rc == SQLITE_DONE ? PB_ENOTFOUND : db_err(rc);
+	}
+	*size = (uint64_t)sqlite3_column_int64(q, 0);
+	*mtime = sqlite3_column_int64(q, 1);
+	memcpy(hash, sqlite3_column_blob(q, 2), 32);
+	sqlite3_finalize(q);
+	return 0;
+}

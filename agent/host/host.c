@@ -12,6 +12,7 @@
 
 #include "peerback.h"
 #include "agent/host/host.h"
+#include "peerback/store.h"
 #include "agent/imd/imd.h"
 #include "agent/util/fsutil.h"
 #include "protocol/client.h"
@@ -26,6 +27,7 @@ struct pb_host_s {
 	pb_account_t acct;
 	Peerback__SignedBlob *cert; /* unpacked acct.cert */
 	pb_hostdb_t db;
+	pb_store_t *store;
 	uv_loop_t *loop;
 	uv_tcp_t listeners[MAX_LISTENERS];
 	int nlisteners;
@@ -37,6 +39,16 @@ struct pb_host_s {
 	uint64_t advertised;
 	int exit_status;
 };
+
+pb_store_t *pb__host_store(pb_host_t *host)
+{
+	return host->store;
+}
+
+pb_hostdb_t *pb__host_db(pb_host_t *host)
+{
+	return &host->db;
+}
 
 const char *pb__host_home(const pb_host_t *host)
 {
@@ -466,7 +478,7 @@ static void on_connection(uv_stream_t *server, int status)
 		cands[n].cfg.npsks = 1;
 		cands[n].tag = i + 1;
 	}
-	if (pb__channel_accept(server, &conn->ch, cands, n, &cb, host) != 0)
+	if (pb__channel_accept(server, &conn->ch, cands, n, PB_HOST_SEQ_CAP, &cb, host) != 0)
 		free(conn);
 }
 
@@ -626,6 +638,16 @@ int pb_host_run(const pb_host_options_t *opts)
 	}
 	if ((rc = pb__hostdb_open(opts->home, &host->db)) != 0)
 		goto out_free_cert;
+	{
+		char dir[4096];
+		if ((rc = pb__path_join(dir, sizeof(dir), opts->home, "store")) != 0 ||
+		    (rc = pb_store_open(dir, &host->store)) != 0) {
+			if (rc == PB_ESTORE_LOCKED)
+				fprintf(stderr, "peerback host: the store in %s is in use by another host process\n",
+					dir);
+			goto out_close_db;
+		}
+	}
 	host->loop = uv_default_loop();
 	uv_timer_init(host->loop, &host->expiry);
 	host->expiry.data = host;
@@ -644,6 +666,7 @@ int pb_host_run(const pb_host_options_t *opts)
 	uv_run(host->loop, UV_RUN_DEFAULT);
 	rc = host->exit_status;
 out_close_db:
+	pb_store_close(host->store);
 	pb__hostdb_close(&host->db);
 out_free_cert:
 	peerback__signed_blob__free_unpacked(host->cert, NULL);

@@ -57,6 +57,14 @@ __attribute__((warn_unused_result)) int pb_host_run(const pb_host_options_t *opt
  * ownership of env. */
 void pb__host_request(pb_host_conn_t *conn, pb_envelope_t *env);
 
+/* The largest request a device may send: a snapshot's list of chunk names
+ * for a few million items. */
+#define PB_HOST_SEQ_CAP (128u << 20)
+
+/* The host's store and pairing state, for request handlers. */
+struct pb_store_s *pb__host_store(pb_host_t *host);
+pb_hostdb_t *pb__host_db(pb_host_t *host);
+
 /* The host's state directory and JSON mode, for request handlers. */
 const char *pb__host_home(const pb_host_t *host);
 bool pb__host_json(const pb_host_t *host);

@@ -1,36 +1,498 @@
-/* Requests from an authenticated device. */
+/* Requests from an authenticated device: the storage protocol.
+ *
+ * Every device writes only its own namespace (account, device id). It may
+ * read the namespaces of other devices of its account: a new phone restores
+ * what an old one backed up, with the recovery passphrase. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "peerback.h"
+#include "peerback/store.h"
 #include "agent/host/host.h"
+#include "agent/util/fsutil.h"
+
+#define OFFER_MAX 4096
+
+struct conn_store {
+	pb_store_ns_t *own;
+	pb_store_ns_t *other;       /* the last other device read from */
+	uint8_t other_id[PB_DEVICE_ID_LEN];
+	int put_err;                /* first failed ChunkPut since the last Commit */
+	uint64_t puts;
+};
+
+static void conn_store_free(pb_host_conn_t *conn)
+{
+	struct conn_store *cs = conn->app;
+
+	if (cs == NULL)
+		return;
+	if (cs->own != NULL) {
+		/* Chunks put but never committed are not acknowledged; the phone
+		 * resends them. */
+		pb_store_ns_close(cs->own);
+	}
+	pb_store_ns_close(cs->other);
+	free(cs);
+	conn->app = NULL;
+}
+
+static int ns_open(pb_host_conn_t *conn, const uint8_t device[PB_DEVICE_ID_LEN], pb_store_ns_t **out)
+{
+	struct pb_store_s *store = pb__host_store(conn->host);
+	char hex[2 * PB_DEVICE_ID_LEN + 1];
+
+	if (store == NULL)
+		return PB_EUNSUPPORTED;
+	pb__hex(device, PB_DEVICE_ID_LEN, hex);
+	return pb_store_ns_open(store, conn->device.account, hex, out);
+}
+
+static struct conn_store *conn_store(pb_host_conn_t *conn)
+{
+	if (conn->app == NULL) {
+		conn->app = calloc(1, sizeof(struct conn_store));
+		conn->app_free = conn_store_free;
+	}
+	return conn->app;
+}
+
+static int own_ns(pb_host_conn_t *conn, pb_store_ns_t **out)
+{
+	struct conn_store *cs = conn_store(conn);
+	int rc;
+
+	if (cs == NULL)
+		return PB_ENOMEM;
+	if (cs->own == NULL && (rc = ns_open(conn, conn->device.device_id, &cs->own)) != 0)
+		return rc;
+	*out = cs->own;
+	return 0;
+}
+
+/* The namespace a read names: the caller's own, or another device of the
+ * same account. */
+static int read_ns(pb_host_conn_t *conn, const ProtobufCBinaryData *device, pb_store_ns_t **out)
+{
+	struct conn_store *cs;
+	int rc;
+
+	if (device->len == 0 || (device->len == PB_DEVICE_ID_LEN &&
+				 memcmp(device->data, conn->device.device_id, PB_DEVICE_ID_LEN) == 0))
+		return own_ns(conn, out);
+	if (device->len != PB_DEVICE_ID_LEN)
+		return PB_EENV_MALFORMED;
+	cs = conn_store(conn);
+	if (cs == NULL)
+		return PB_ENOMEM;
+	if (cs->other != NULL && memcmp(cs->other_id, device->data, PB_DEVICE_ID_LEN) != 0) {
+		pb_store_ns_close(cs->other);
+		cs->other = NULL;
+	}
+	if (cs->other == NULL) {
+		rc = ns_open(conn, device->data, &cs->other);
+		if (rc != 0)
+			return rc;
+		memcpy(cs->other_id, device->data, PB_DEVICE_ID_LEN);
+	}
+	*out = cs->other;
+	return 0;
+}
+
+static void send_reply(pb_host_conn_t *conn, Peerback__Reply *rep)
+{
+	pb_envelope_t env;
+
+	pb__envelope_init(&env);
+	env.body_case = PEERBACK__ENVELOPE__BODY_REPLY;
+	env.reply = rep;
+	(void)pb__channel_send(&conn->ch, &env);
+}
+
+static void reply_bytes(pb_host_conn_t *conn, uint64_t id, uint8_t *data, size_t len)
+{
+	Peerback__Reply rep;
+
+	peerback__reply__init(&rep);
+	rep.id = id;
+	rep.op_case = PEERBACK__REPLY__OP_BLOB;
+	rep.blob.data = data;
+	rep.blob.len = len;
+	send_reply(conn, &rep);
+}
+
+static void reply_ok(pb_host_conn_t *conn, uint64_t id)
+{
+	Peerback__Reply rep;
+
+	peerback__reply__init(&rep);
+	rep.id = id;
+	rep.op_case = PEERBACK__REPLY__OP_OK;
+	rep.ok = true;
+	send_reply(conn, &rep);
+}
+
+static int do_offer(pb_host_conn_t *conn, const Peerback__Request *req)
+{
+	const ProtobufCBinaryData *names = &req->chunk_offer->names;
+	size_t n = names->len / PB_STORE_NAME_LEN, k = 0;
+	Peerback__Reply rep;
+	Peerback__ChunkWant want;
+	pb_store_ns_t *ns;
+	bool *missing;
+	uint32_t *idx;
+	int rc;
+
+	if (names->len % PB_STORE_NAME_LEN != 0 || n > OFFER_MAX)
+		return PB_EENV_MALFORMED;
+	if ((rc = own_ns(conn, &ns)) != 0)
+		return rc;
+	missing = calloc(n ? n : 1, sizeof(*missing));
+	idx = calloc(n ? n : 1, sizeof(*idx));
+	if (missing == NULL || idx == NULL) {
+		rc = PB_ENOMEM;
+		goto out_free;
+	}
+	rc = pb_store_missing(ns, (const uint8_t(*)[PB_STORE_NAME_LEN])names->data, n, missing);
+	if (rc != 0)
+		goto out_free;
+	for (size_t i = 0; i < n; i++)
+		if (missing[i])
+			idx[k++] = (uint32_t)i;
+	peerback__reply__init(&rep);
+	peerback__chunk_want__init(&want);
+	want.missing = idx;
+	want.n_missing = k;
+	rep.id = req->id;
+	rep.op_case = PEERBACK__REPLY__OP_CHUNK_WANT;
+	rep.chunk_want = &want;
+	send_reply(conn, &rep);
+out_free:
+	free(missing);
+	free(idx);
+	return rc;
+}
+
+static void do_put(pb_host_conn_t *conn, const Peerback__ChunkPut *put)
+{
+	struct conn_store *cs = conn_store(conn);
+	pb_store_ns_t *ns;
+	int rc;
+
+	if (cs == NULL || cs->put_err != 0)
+		return;
+	if (put->name.len != PB_STORE_NAME_LEN || put->data.len == 0 || put->data.len > PB_STORE_CT_MAX) {
+		cs->put_err = PB_EENV_MALFORMED;
+		return;
+	}
+	rc = own_ns(conn, &ns);
+	if (rc == 0)
+		rc = pb_store_put(ns, put->name.data, put->data.data, put->data.len);
+	if (rc != 0)
+		cs->put_err = rc;
+	else
+		cs->puts++;
+}
+
+static int do_commit(pb_host_conn_t *conn, const Peerback__Request *req)
+{
+	struct conn_store *cs = conn_store(conn);
+	Peerback__Reply rep;
+	Peerback__CommitReceipt receipt;
+	pb_store_ns_t *ns;
+	int rc;
+
+	if (cs == NULL)
+		return PB_ENOMEM;
+	if ((rc = own_ns(conn, &ns)) != 0)
+		return rc;
+	if (cs->put_err != 0) {
+		rc = cs->put_err;
+		cs->put_err = 0;
+		return rc;
+	}
+	rc = pb_store_flush(ns);
+	if (rc < 0)
+		return rc;
+	peerback__reply__init(&rep);
+	peerback__commit_receipt__init(&receipt);
+	receipt.chunks = (uint64_t)rc;
+	receipt.total = cs->puts;
+	cs->puts = 0;
+	rep.id = req->id;
+	rep.op_case = PEERBACK__REPLY__OP_RECEIPT;
+	rep.receipt = &receipt;
+	send_reply(conn, &rep);
+	return 0;
+}
+
+static int do_snapshot_put(pb_host_conn_t *conn, const Peerback__Request *req)
+{
+	const Peerback__SnapshotPut *sp = req->snapshot_put;
+	pb_store_ns_t *ns;
+	int rc;
+
+	if (sp->refs.len % PB_STORE_NAME_LEN != 0 || sp->root.len == 0 || sp->root.len > PB_STORE_SNAPSHOT_MAX)
+		return PB_EENV_MALFORMED;
+	if ((rc = own_ns(conn, &ns)) != 0)
+		return rc;
+	rc = pb_store_snapshot_put(ns, sp->snapshot, (const uint8_t(*)[PB_STORE_NAME_LEN])sp->refs.data,
+				   sp->refs.len / PB_STORE_NAME_LEN, sp->root.data, sp->root.len);
+	if (rc != 0)
+		return rc;
+	if (pb__host_json(conn->host)) {
+		char dev[2 * PB_DEVICE_ID_LEN + 1];
+
+		pb__hex(conn->device.device_id, PB_DEVICE_ID_LEN, dev);
+		printf("{\"event\":\"snapshot\",\"device\":\"%s\",\"snapshot\":\"%016llx\",\"chunks\":%zu}\n", dev,
+		       (unsigned long long)sp->snapshot, sp->refs.len / PB_STORE_NAME_LEN);
+		fflush(stdout);
+	}
+	reply_ok(conn, req->id);
+	return 0;
+}
+
+static int do_snapshot_list(pb_host_conn_t *conn, const Peerback__Request *req)
+{
+	Peerback__Reply rep;
+	Peerback__SnapshotListReply list;
+	Peerback__SnapshotInfo *infos = NULL, **ptrs = NULL;
+	pb_store_snapinfo_t *snaps = NULL;
+	pb_store_ns_t *ns;
+	size_t n = 0;
+	int rc;
+
+	if ((rc = read_ns(conn, &req->snapshot_list->device, &ns)) != 0)
+		return rc;
+	if ((rc = pb_store_snapshot_list(ns, &snaps, &n)) != 0)
+		return rc;
+	infos = calloc(n ? n : 1, sizeof(*infos));
+	ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+	if (infos == NULL || ptrs == NULL) {
+		rc = PB_ENOMEM;
+		goto out_free;
+	}
+	for (size_t i = 0; i < n; i++) {
+		peerback__snapshot_info__init(&infos[i]);
+		infos[i].snapshot = snaps[i].id;
+		infos[i].time = snaps[i].time;
+		infos[i].size = snaps[i].size;
+		infos[i].chunks = snaps[i].nrefs;
+		ptrs[i] = &infos[i];
+	}
+	peerback__reply__init(&rep);
+	peerback__snapshot_list_reply__init(&list);
+	list.snapshots = ptrs;
+	list.n_snapshots = n;
+	rep.id = req->id;
+	rep.op_case = PEERBACK__REPLY__OP_SNAPSHOTS;
+	rep.snapshots = &list;
+	send_reply(conn, &rep);
+out_free:
+	free(infos);
+	free(ptrs);
+	free(snaps);
+	return rc;
+}
+
+static int do_snapshot_get(pb_host_conn_t *conn, const Peerback__Request *req)
+{
+	pb_store_ns_t *ns;
+	uint8_t *blob;
+	size_t len;
+	int rc;
+
+	if ((rc = read_ns(conn, &req->snapshot_get->device, &ns)) != 0)
+		return rc;
+	if ((rc = pb_store_snapshot_get(ns, req->snapshot_get->snapshot, &blob, &len)) != 0)
+		return rc;
+	reply_bytes(conn, req->id, blob, len);
+	free(blob);
+	return 0;
+}
+
+static int do_chunk_get(pb_host_conn_t *conn, const Peerback__Request *req)
+{
+	Peerback__Reply rep;
+	Peerback__ChunkData cd;
+	pb_store_ns_t *ns;
+	uint8_t *ct;
+	size_t len;
+	int rc;
+
+	if (req->chunk_get->name.len != PB_STORE_NAME_LEN)
+		return PB_EENV_MALFORMED;
+	if ((rc = read_ns(conn, &req->chunk_get->device, &ns)) != 0)
+		return rc;
+	if ((rc = pb_store_get(ns, req->chunk_get->name.data, &ct, &len)) != 0)
+		return rc;
+	peerback__reply__init(&rep);
+	peerback__chunk_data__init(&cd);
+	cd.name = req->chunk_get->name;
+	cd.data.data = ct;
+	cd.data.len = len;
+	rep.id = req->id;
+	rep.op_case = PEERBACK__REPLY__OP_CHUNK;
+	rep.chunk = &cd;
+	send_reply(conn, &rep);
+	free(ct);
+	return 0;
+}
+
+static int do_masterkey_put(pb_host_conn_t *conn, const Peerback__Request *req)
+{
+	pb_store_ns_t *ns;
+	int rc;
+
+	if (req->masterkey_put->value.len == 0 || req->masterkey_put->value.len > PB_STORE_BLOB_MAX)
+		return PB_EENV_MALFORMED;
+	if ((rc = own_ns(conn, &ns)) != 0)
+		return rc;
+	rc = pb_store_blob_put(ns, "masterkey", req->masterkey_put->value.data, req->masterkey_put->value.len);
+	if (rc == 0)
+		reply_ok(conn, req->id);
+	return rc;
+}
+
+static int do_masterkey_get(pb_host_conn_t *conn, const Peerback__Request *req)
+{
+	pb_store_ns_t *ns;
+	uint8_t *val;
+	size_t len;
+	int rc;
+
+	if ((rc = read_ns(conn, &req->masterkey_get->device, &ns)) != 0)
+		return rc;
+	if ((rc = pb_store_blob_get(ns, "masterkey", &val, &len)) != 0)
+		return rc;
+	reply_bytes(conn, req->id, val, len);
+	free(val);
+	return 0;
+}
+
+struct backups {
+	pb_host_conn_t *conn;
+	Peerback__DeviceBackups items[64];
+	Peerback__DeviceBackups *ptrs[64];
+	uint8_t ids[64][PB_DEVICE_ID_LEN];
+	char names[64][65];
+	size_t n;
+};
+
+static void add_backups(void *arg, const pb_paired_device_t *d)
+{
+	struct backups *b = arg;
+	pb_store_snapinfo_t *snaps = NULL;
+	pb_store_ns_t *ns = NULL;
+	ProtobufCBinaryData dev = { PB_DEVICE_ID_LEN, (uint8_t *)d->device_id };
+	size_t n = 0;
+
+	if (b->n == 64 || strcmp(d->account, b->conn->device.account) != 0)
+		return;
+	if (read_ns(b->conn, &dev, &ns) != 0 || pb_store_snapshot_list(ns, &snaps, &n) != 0 || n == 0) {
+		free(snaps);
+		return;
+	}
+	peerback__device_backups__init(&b->items[b->n]);
+	memcpy(b->ids[b->n], d->device_id, PB_DEVICE_ID_LEN);
+	snprintf(b->names[b->n], sizeof(b->names[b->n]), "%s", d->name);
+	b->items[b->n].device.data = b->ids[b->n];
+	b->items[b->n].device.len = PB_DEVICE_ID_LEN;
+	b->items[b->n].name = b->names[b->n];
+	b->items[b->n].snapshots = n;
+	for (size_t i = 0; i < n; i++)
+		if (snaps[i].time > b->items[b->n].latest)
+			b->items[b->n].latest = snaps[i].time;
+	b->ptrs[b->n] = &b->items[b->n];
+	b->n++;
+	free(snaps);
+}
+
+static int do_backup_list(pb_host_conn_t *conn, const Peerback__Request *req)
+{
+	struct backups *b = calloc(1, sizeof(*b));
+	Peerback__Reply rep;
+	Peerback__BackupListReply list;
+	int rc;
+
+	if (b == NULL)
+		return PB_ENOMEM;
+	b->conn = conn;
+	rc = pb__hostdb_list(pb__host_db(conn->host), add_backups, b);
+	if (rc >= 0) {
+		peerback__reply__init(&rep);
+		peerback__backup_list_reply__init(&list);
+		list.devices = b->ptrs;
+		list.n_devices = b->n;
+		rep.id = req->id;
+		rep.op_case = PEERBACK__REPLY__OP_BACKUPS;
+		rep.backups = &list;
+		send_reply(conn, &rep);
+		rc = 0;
+	}
+	free(b);
+	return rc;
+}
 
 static void pong(pb_host_conn_t *conn, const Peerback__Request *req)
 {
-	pb_envelope_t env;
 	Peerback__Reply rep;
 	Peerback__Ping ping;
 
-	pb__envelope_init(&env);
 	peerback__reply__init(&rep);
 	peerback__ping__init(&ping);
 	ping.data = req->ping->data;
 	rep.id = req->id;
 	rep.op_case = PEERBACK__REPLY__OP_PONG;
 	rep.pong = &ping;
-	env.body_case = PEERBACK__ENVELOPE__BODY_REPLY;
-	env.reply = &rep;
-	(void)pb__channel_send(&conn->ch, &env);
+	send_reply(conn, &rep);
 }
 
 void pb__host_request(pb_host_conn_t *conn, pb_envelope_t *env)
 {
 	const Peerback__Request *req = env->request;
+	int rc = 0;
 
 	switch (req->op_case) {
 	case PEERBACK__REQUEST__OP_PING:
 		pong(conn, req);
 		break;
+	case PEERBACK__REQUEST__OP_CHUNK_OFFER:
+		rc = do_offer(conn, req);
+		break;
+	case PEERBACK__REQUEST__OP_CHUNK_PUT:
+		do_put(conn, req->chunk_put);
+		break;
+	case PEERBACK__REQUEST__OP_COMMIT:
+		rc = do_commit(conn, req);
+		break;
+	case PEERBACK__REQUEST__OP_SNAPSHOT_PUT:
+		rc = do_snapshot_put(conn, req);
+		break;
+	case PEERBACK__REQUEST__OP_SNAPSHOT_LIST:
+		rc = do_snapshot_list(conn, req);
+		break;
+	case PEERBACK__REQUEST__OP_SNAPSHOT_GET:
+		rc = do_snapshot_get(conn, req);
+		break;
+	case PEERBACK__REQUEST__OP_CHUNK_GET:
+		rc = do_chunk_get(conn, req);
+		break;
+	case PEERBACK__REQUEST__OP_MASTERKEY_PUT:
+		rc = do_masterkey_put(conn, req);
+		break;
+	case PEERBACK__REQUEST__OP_MASTERKEY_GET:
+		rc = do_masterkey_get(conn, req);
+		break;
+	case PEERBACK__REQUEST__OP_BACKUP_LIST:
+		rc = do_backup_list(conn, req);
+		break;
 	default:
-		pb__host_reply_error(conn, req->id, PB_EUNSUPPORTED);
+		rc = PB_EUNSUPPORTED;
 		break;
 	}
+	if (rc != 0)
+		pb__host_reply_error(conn, req->id, rc);
 	pb__envelope_free(env);
 }

@@ -575,7 +575,7 @@ static void on_connection(uv_stream_t *server, int status)
 	ch = malloc(sizeof(*ch));
 	if (ch == NULL)
 		return;
-	if (pb__channel_accept(server, ch, &cand, 1, &cb, imd) != 0)
+	if (pb__channel_accept(server, ch, &cand, 1, 1u << 20, &cb, imd) != 0)
 		free(ch);
 	imd->served++;
 }

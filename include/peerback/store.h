@@ -324,6 +324,14 @@ PB_EXTERN PB_WUR int pb_backup_state_item_chunks(pb_backup_state_t *st, const ch
 /* Remembers that the host confirmed these chunks committed (one transaction). */
 PB_EXTERN PB_WUR int pb_backup_state_mark_committed(pb_backup_state_t *st,
 						    const uint8_t (*names)[PB_STORE_NAME_LEN], size_t n);
+/* Groups the following records in one transaction (many small items). */
+PB_EXTERN PB_WUR int pb_backup_state_begin(pb_backup_state_t *st);
+PB_EXTERN PB_WUR int pb_backup_state_end(pb_backup_state_t *st);
+
+/* The size, mtime and content hash recorded for id; PB_ENOTFOUND. */
+PB_EXTERN PB_WUR int pb_backup_state_lookup(pb_backup_state_t *st, const char *id, uint64_t *size,
+					    int64_t *mtime, uint8_t hash[32]);
+
 /* True when the host confirmed the chunk committed. */
 PB_EXTERN bool pb_backup_state_is_committed(pb_backup_state_t *st, const uint8_t name[PB_STORE_NAME_LEN]);
 

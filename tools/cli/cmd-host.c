@@ -14,6 +14,7 @@ static const char usage_text[] =
 	"                     [--qr-ttl SECONDS] [--no-qr] [--dark-blocks] [--max-failures N]\n"
 	"       peerback host devices\n"
 	"       peerback host revoke DEVICE\n"
+	"       peerback host verify [--json]\n"
 	"\n"
 	"Runs the backup host until interrupted: listens on every interface (or\n"
 	"ADDR:PORT; port 0 picks a free one), shows a one-time pairing QR code that\n"
@@ -30,7 +31,9 @@ static const char usage_text[] =
 	"                 it is refused (default 5)\n"
 	"\n"
 	"devices  lists the phones paired with this host\n"
-	"revoke   ends a pairing; DEVICE is a device id (or 8+ hex digits of it) or a name\n";
+	"revoke   ends a pairing; DEVICE is a device id (or 8+ hex digits of it) or a name\n"
+	"verify   checks every chunk of the host's store against its hash, without keys\n"
+	"         (while the host is stopped: the running host holds the store's lock)\n";
 
 static void print_device(void *arg, const pb_paired_device_t *d)
 {
@@ -79,6 +82,11 @@ int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 		if (rc == 0 && !cli->json)
 			printf("no paired devices\n");
 		return 0;
+	}
+	if (argc >= 2 && strcmp(argv[1], "verify") == 0) {
+		/* The same check as peerback store-verify, on this host's store. */
+		rc = pb_cmd_store_verify(cli, argc - 1, argv + 1);
+		return rc;
 	}
 	if (argc >= 2 && strcmp(argv[1], "revoke") == 0) {
 		pb_hostdb_t db;

@@ -11,6 +11,10 @@
 	X("pair", pb_cmd_pair, "pair this phone with a host from its QR code")               \
 	X("devices", pb_cmd_devices, "list pairings")                                        \
 	X("ping", pb_cmd_ping, "open a session with the paired host and measure it")          \
+	X("backup", pb_cmd_backup, "back this phone's data up to the paired host")           \
+	X("restore", pb_cmd_restore, "restore everything, one kind, or one item")             \
+	X("ls", pb_cmd_ls, "list the snapshots the paired host holds")                        \
+	X("verify", pb_cmd_verify, "decrypt the latest backup and check every item")          \
 	X("import", pb_cmd_import, "import credentials, MIFARE cards, SIM profiles, chats or contacts") \
 	X("export", pb_cmd_export, "export one kind of data in a real interchange format")    \
 	X("gen", pb_cmd_gen, "generate a realistic device directory from a seed")             \

@@ -1,0 +1,1412 @@
+/* The phone's backup engine over an authenticated session with the host. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "peerback.h"
+#include "peerback/store.h"
+#include "agent/backup/engine.h"
+#include "agent/phone/phone.h"
+#include "agent/util/fsutil.h"
+
+typedef uint8_t name_t[PB_STORE_NAME_LEN];
+
+#define OFFER_BATCH 1024              /* names per ChunkOffer */
+#define OFFER_BYTES (8u << 20)        /* sealed bytes waiting for an offer */
+#define COMMIT_BYTES (64u << 20)      /* bytes sent between commits */
+#define COMMIT_ITEMS 8192             /* items waiting for a commit */
+#define FETCH_WINDOW 16               /* chunk requests in flight on restore */
+
+/* --- Session -------------------------------------------------------------------- */
+
+struct sess {
+	pb_client_t c;
+	uint64_t next_id;
+};
+
+static int sess_open(struct sess *s, const pb_engine_opts_t *o)
+{
+	memset(s, 0, sizeof(*s));
+	s->next_id = 100;
+	return pb_phone_connect(o->home, o->host, o->timeout_ms > 0 ? o->timeout_ms : 30000, &s->c, NULL);
+}
+
+static void sess_close(struct sess *s)
+{
+	pb__client_close(&s->c);
+}
+
+static int sess_call(struct sess *s, Peerback__Request *req, pb_envelope_t **out)
+{
+	req->id = ++s->next_id;
+	return pb__phone_call(&s->c, req, out);
+}
+
+static int sess_send(struct sess *s, Peerback__Request *req)
+{
+	pb_envelope_t env;
+
+	req->id = ++s->next_id;
+	pb__envelope_init(&env);
+	env.body_case = PEERBACK__ENVELOPE__BODY_REQUEST;
+	env.request = req;
+	return pb__client_send(&s->c, &env);
+}
+
+/* The reply to request id, in order. */
+static int sess_reply(struct sess *s, uint64_t id, pb_envelope_t **out)
+{
+	int peer = 0, rc = pb__client_recv(&s->c, out, &peer);
+
+	if (rc == PB_EPEER_ERROR)
+		return peer < 0 ? peer : PB_EPEER_ERROR;
+	if (rc != 0)
+		return rc;
+	if ((*out)->body_case != PEERBACK__ENVELOPE__BODY_REPLY || (*out)->reply->id != id) {
+		pb__envelope_free(*out);
+		*out = NULL;
+		return PB_EENV_UNEXPECTED;
+	}
+	if ((*out)->reply->op_case == PEERBACK__REPLY__OP_ERROR) {
+		rc = (*out)->reply->error->code < 0 ? (*out)->reply->error->code : PB_EPEER_ERROR;
+		pb__envelope_free(*out);
+		*out = NULL;
+		return rc;
+	}
+	return 0;
+}
+
+/* --- Master key ----------------------------------------------------------------- */
+
+static int local_master(const char *home, uint8_t mk[PB_MASTERKEY_LEN])
+{
+	char path[4096];
+	uint8_t *buf;
+	size_t len;
+	int rc;
+
+	if ((rc = pb__path_join(path, sizeof(path), home, "master.key")) != 0)
+		return rc;
+	if ((rc = pb__read_file(path, 64, &buf, &len)) != 0)
+		return rc;
+	if (len != PB_MASTERKEY_LEN) {
+		sodium_memzero(buf, len);
+		free(buf);
+		return PB_ESTORE_CORRUPT;
+	}
+	memcpy(mk, buf, PB_MASTERKEY_LEN);
+	sodium_memzero(buf, len);
+	free(buf);
+	return 0;
+}
+
+static int save_master(const char *home, const uint8_t mk[PB_MASTERKEY_LEN], const uint8_t *wrapped, size_t wlen)
+{
+	char path[4096];
+	int rc;
+
+	if ((rc = pb__path_join(path, sizeof(path), home, "master.wrapped")) != 0 ||
+	    (rc = pb__write_file_atomic(path, wrapped, wlen, 0600)) != 0)
+		return rc;
+	if ((rc = pb__path_join(path, sizeof(path), home, "master.key")) != 0)
+		return rc;
+	return pb__write_file_atomic(path, mk, PB_MASTERKEY_LEN, 0600);
+}
+
+static int host_master(struct sess *s, const ProtobufCBinaryData *dev, uint8_t **blob, size_t *len)
+{
+	Peerback__Request req;
+	Peerback__BlobGet get;
+	pb_envelope_t *in;
+	int rc;
+
+	peerback__request__init(&req);
+	peerback__blob_get__init(&get);
+	if (dev != NULL)
+		get.device = *dev;
+	req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_GET;
+	req.masterkey_get = &get;
+	rc = sess_call(s, &req, &in);
+	if (rc != 0)
+		return rc;
+	if (in->reply->op_case != PEERBACK__REPLY__OP_BLOB || in->reply->blob.len > PB_STORE_BLOB_MAX) {
+		pb__envelope_free(in);
+		return PB_EENV_MALFORMED;
+	}
+	*blob = malloc(in->reply->blob.len ? in->reply->blob.len : 1);
+	if (*blob == NULL) {
+		pb__envelope_free(in);
+		return PB_ENOMEM;
+	}
+	memcpy(*blob, in->reply->blob.data, in->reply->blob.len);
+	*len = in->reply->blob.len;
+	pb__envelope_free(in);
+	return 0;
+}
+
+static int put_master(struct sess *s, const uint8_t *wrapped, size_t len)
+{
+	Peerback__Request req;
+	Peerback__BlobPut put;
+	pb_envelope_t *in;
+	int rc;
+
+	peerback__request__init(&req);
+	peerback__blob_put__init(&put);
+	put.value.data = (uint8_t *)wrapped;
+	put.value.len = len;
+	req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_PUT;
+	req.masterkey_put = &put;
+	rc = sess_call(s, &req, &in);
+	if (rc == 0)
+		pb__envelope_free(in);
+	return rc;
+}
+
+/* The master key: this phone's, else the one the host holds for dev (or
+ * for this phone) unwrapped with the passphrase, else (create) a new one
+ * wrapped with the passphrase and given to the host. */
+static int master_key(struct sess *s, const pb_engine_opts_t *o, const ProtobufCBinaryData *dev, bool create,
+		      uint8_t mk[PB_MASTERKEY_LEN])
+{
+	uint8_t *blob = NULL, wrapped[PB_MASTERKEY_WRAPPED_LEN];
+	size_t len = 0;
+	pb_pwhash_params_t params;
+	int rc = local_master(o->home, mk);
+
+	if (rc == 0) {
+		char path[4096];
+
+		if (!create)
+			return 0;
+		/* Make sure the host holds the wrapped key for a new phone. */
+		rc = host_master(s, NULL, &blob, &len);
+		free(blob);
+		if (rc != PB_ENOTFOUND)
+			return rc;
+		if ((rc = pb__path_join(path, sizeof(path), o->home, "master.wrapped")) != 0 ||
+		    (rc = pb__read_file(path, PB_STORE_BLOB_MAX, &blob, &len)) != 0)
+			return rc == -ENOENT ? PB_ESTORE_NOMASTER : rc;
+		rc = put_master(s, blob, len);
+		free(blob);
+		return rc;
+	}
+	if (rc != -ENOENT)
+		return rc;
+	rc = host_master(s, dev, &blob, &len);
+	if (rc == 0) {
+		if (o->passphrase == NULL) {
+			free(blob);
+			return PB_ESTORE_NOMASTER;
+		}
+		rc = pb_masterkey_unwrap(blob, len, o->passphrase, mk);
+		if (rc == 0)
+			rc = save_master(o->home, mk, blob, len);
+		free(blob);
+		return rc;
+	}
+	if (rc != PB_ENOTFOUND || !create)
+		return rc == PB_ENOTFOUND ? PB_ESTORE_NOSNAP : rc;
+	if (o->passphrase == NULL || o->passphrase[0] == 0)
+		return PB_ESTORE_NOMASTER;
+	pb_masterkey_generate(mk);
+	params = pb_pwhash_params_interactive();
+	rc = pb_masterkey_wrap(mk, o->passphrase, &params, wrapped);
+	if (rc == 0)
+		rc = put_master(s, wrapped, sizeof(wrapped));
+	if (rc == 0)
+		rc = save_master(o->home, mk, wrapped, sizeof(wrapped));
+	if (rc != 0)
+		sodium_memzero(mk, PB_MASTERKEY_LEN);
+	return rc;
+}
+
+/* --- Progress ------------------------------------------------------------------- */
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct prog {
+	pb_progress_t p;
+	const pb_engine_opts_t *o;
+	double last;
+};
+
+static void progress(struct prog *pr, bool final)
+{
+	double t = now_s();
+
+	if (pr->o->progress == NULL || (!final && t - pr->last < 0.25))
+		return;
+	pr->last = t;
+	pr->p.final = final;
+	pr->o->progress(pr->o->progress_arg, &pr->p);
+}
+
+/* --- Backup --------------------------------------------------------------------- */
+
+struct pending_item {
+	pb_manifest_item_t m;
+	char *id, *path;
+	name_t *names;
+};
+
+struct backup {
+	const pb_engine_opts_t *o;
+	struct sess s;
+	pb_backup_keys_t keys;
+	pb_cdc_t cdc;
+	pb_backup_state_t *st;
+	pb_manifest_writer_t *mw;
+	struct prog pr;
+	pb_engine_result_t *res;
+	/* Sealed chunks waiting for an offer. */
+	name_t *qnames;
+	uint8_t **qct;
+	size_t *qlen;
+	size_t qn, qbytes;
+	/* Names offered since the last commit (committed at the next receipt). */
+	name_t *offered;
+	size_t noffered, cap_offered;
+	uint64_t bytes_since_commit;
+	/* Items whose chunks wait for the next commit. */
+	struct pending_item *items;
+	size_t nitems, cap_items;
+	/* The item being chunked. */
+	name_t *cur;
+	size_t ncur, cap_cur;
+	crypto_generichash_state hash;
+	uint8_t *ct;
+	int err;
+};
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+	size_t ncap;
+	void *np;
+
+	if (need <= *cap)
+		return 0;
+	ncap = *cap ? *cap * 2 : 64;
+	while (ncap < need)
+		ncap *= 2;
+	np = realloc(*p, ncap * elem);
+	if (np == NULL)
+		return PB_ENOMEM;
+	*p = np;
+	*cap = ncap;
+	return 0;
+}
+
+static int offer_batch(struct backup *b)
+{
+	Peerback__Request req;
+	Peerback__ChunkOffer offer;
+	pb_envelope_t *in = NULL;
+	int rc;
+
+	if (b->qn == 0)
+		return 0;
+	peerback__request__init(&req);
+	peerback__chunk_offer__init(&offer);
+	offer.names.data = (uint8_t *)b->qnames;
+	offer.names.len = b->qn * PB_STORE_NAME_LEN;
+	req.op_case = PEERBACK__REQUEST__OP_CHUNK_OFFER;
+	req.chunk_offer = &offer;
+	rc = sess_call(&b->s, &req, &in);
+	if (rc != 0)
+		goto out_free;
+	if (in->reply->op_case != PEERBACK__REPLY__OP_CHUNK_WANT) {
+		rc = PB_EENV_MALFORMED;
+		goto out_free;
+	}
+	for (size_t i = 0; i < in->reply->chunk_want->n_missing && rc == 0; i++) {
+		uint32_t k = in->reply->chunk_want->missing[i];
+		Peerback__ChunkPut put;
+
+		if (k >= b->qn) {
+			rc = PB_EENV_MALFORMED;
+			break;
+		}
+		peerback__request__init(&req);
+		peerback__chunk_put__init(&put);
+		put.name.data = b->qnames[k];
+		put.name.len = PB_STORE_NAME_LEN;
+		put.data.data = b->qct[k];
+		put.data.len = b->qlen[k];
+		req.op_case = PEERBACK__REQUEST__OP_CHUNK_PUT;
+		req.chunk_put = &put;
+		rc = sess_send(&b->s, &req);
+		b->res->chunks_sent++;
+		b->res->bytes_sent += b->qlen[k];
+		b->bytes_since_commit += b->qlen[k];
+	}
+	b->pr.p.chunks_sent = b->res->chunks_sent;
+	b->pr.p.bytes_sent = b->res->bytes_sent;
+	/* Every offered name is on the host after the next commit: either it
+	 * was there already, or it was just sent. */
+	if (rc == 0 && (rc = grow((void **)&b->offered, &b->cap_offered, b->noffered + b->qn, sizeof(name_t))) == 0) {
+		memcpy(b->offered + b->noffered, b->qnames, b->qn * sizeof(name_t));
+		b->noffered += b->qn;
+	}
+out_free:
+	pb__envelope_free(in);
+	for (size_t i = 0; i < b->qn; i++)
+		free(b->qct[i]);
+	b->qn = 0;
+	b->qbytes = 0;
+	return rc;
+}
+
+static int record_item(struct backup *b, const struct pending_item *it)
+{
+	return pb_backup_state_record(b->st, &it->m);
+}
+
+static void free_pending(struct pending_item *it)
+{
+	free(it->id);
+	free(it->path);
+	free(it->names);
+}
+
+/* Makes everything sent durable on the host, then records it locally. */
+static int commit(struct backup *b)
+{
+	Peerback__Request req;
+	Peerback__Commit c;
+	pb_envelope_t *in = NULL;
+	int rc = offer_batch(b);
+
+	if (rc != 0)
+		return rc;
+	peerback__request__init(&req);
+	peerback__commit__init(&c);
+	req.op_case = PEERBACK__REQUEST__OP_COMMIT;
+	req.commit = &c;
+	rc = sess_call(&b->s, &req, &in);
+	if (rc != 0)
+		return rc;
+	pb__envelope_free(in);
+	/* The receipt: from here on these chunks are never sent again. */
+	rc = pb_backup_state_mark_committed(b->st, (const name_t *)b->offered, b->noffered);
+	if (rc != 0)
+		return rc;
+	b->noffered = 0;
+	rc = pb_backup_state_begin(b->st);
+	for (size_t i = 0; i < b->nitems && rc == 0; i++)
+		rc = record_item(b, &b->items[i]);
+	if (rc == 0)
+		rc = pb_backup_state_end(b->st);
+	for (size_t i = 0; i < b->nitems; i++)
+		free_pending(&b->items[i]);
+	b->nitems = 0;
+	b->bytes_since_commit = 0;
+	return rc;
+}
+
+/* Queues a sealed chunk (takes ct); sends a batch when it is full. */
+static int enqueue(struct backup *b, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t len)
+{
+	int rc;
+
+	if (pb_backup_state_is_committed(b->st, name)) {
+		free(ct);
+		return 0;
+	}
+	if (b->qnames == NULL) {
+		b->qnames = malloc(OFFER_BATCH * sizeof(name_t));
+		b->qct = malloc(OFFER_BATCH * sizeof(uint8_t *));
+		b->qlen = malloc(OFFER_BATCH * sizeof(size_t));
+		if (b->qnames == NULL || b->qct == NULL || b->qlen == NULL) {
+			free(ct);
+			return PB_ENOMEM;
+		}
+	}
+	memcpy(b->qnames[b->qn], name, PB_STORE_NAME_LEN);
+	b->qct[b->qn] = ct;
+	b->qlen[b->qn] = len;
+	b->qn++;
+	b->qbytes += len;
+	if (b->qn < OFFER_BATCH && b->qbytes < OFFER_BYTES)
+		return 0;
+	rc = offer_batch(b);
+	if (rc == 0 && b->bytes_since_commit >= COMMIT_BYTES)
+		rc = commit(b);
+	return rc;
+}
+
+/* Seals one chunk of the current item. */
+static int add_chunk(void *arg, const uint8_t *data, size_t len)
+{
+	struct backup *b = arg;
+	uint8_t name[PB_STORE_NAME_LEN], *ct;
+	size_t ct_len;
+	int rc;
+
+	crypto_generichash_update(&b->hash, data, len);
+	ct = malloc(PB_CHUNK_CT_LEN_MAX(len));
+	if (ct == NULL)
+		return PB_ENOMEM;
+	rc = pb_chunk_seal(&b->keys, data, len, name, ct, &ct_len);
+	if (rc != 0) {
+		free(ct);
+		return rc;
+	}
+	if ((rc = grow((void **)&b->cur, &b->cap_cur, b->ncur + 1, sizeof(name_t))) != 0) {
+		free(ct);
+		return rc;
+	}
+	memcpy(b->cur[b->ncur++], name, PB_STORE_NAME_LEN);
+	b->pr.p.bytes_done += len;
+	return enqueue(b, name, ct, ct_len);
+}
+
+static int emit_manifest_chunk(void *arg, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
+{
+	struct backup *b = arg;
+	uint8_t *copy = malloc(len ? len : 1);
+
+	if (copy == NULL)
+		return PB_ENOMEM;
+	memcpy(copy, ct, len);
+	return enqueue(b, name, copy, len);
+}
+
+static int chunk_file(struct backup *b, const pb_item_t *it, uint64_t *size)
+{
+	int fd = open(it->file, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	int rc;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
+		goto out_close;
+	}
+	*size = (uint64_t)st.st_size;
+	if ((uint64_t)st.st_size <= PB_CDC_WHOLE_MAX) {
+		uint8_t *buf = malloc((size_t)st.st_size + 1);
+		size_t have = 0;
+
+		if (buf == NULL) {
+			rc = PB_ENOMEM;
+			goto out_close;
+		}
+		while (have < (size_t)st.st_size) {
+			ssize_t r = read(fd, buf + have, (size_t)st.st_size - have);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				break;
+			have += (size_t)r;
+		}
+		*size = have;
+		rc = add_chunk(b, buf, have);
+		free(buf);
+	} else {
+		rc = pb_cdc_file(&b->cdc, fd, add_chunk, b);
+	}
+out_close:
+	close(fd);
+	return rc;
+}
+
+static int chunk_memory(struct backup *b, const uint8_t *data, size_t len)
+{
+	size_t off = 0;
+	int rc = 0;
+
+	if (len <= PB_CDC_WHOLE_MAX)
+		return add_chunk(b, data, len);
+	while (off < len && rc == 0) {
+		size_t cut = pb_cdc_cut(&b->cdc, data + off, len - off, true);
+
+		rc = add_chunk(b, data + off, cut);
+		off += cut;
+	}
+	return rc;
+}
+
+static void item_hash(const pb_backup_keys_t *keys, const uint8_t *data, size_t len, uint8_t out[32])
+{
+	crypto_generichash(out, 32, data, len, keys->name, sizeof(keys->name));
+}
+
+static int backup_item(void *arg, const pb_item_t *it)
+{
+	struct backup *b = arg;
+	pb_manifest_item_t m;
+	struct pending_item *p;
+	uint8_t hash[32], rec_hash[32];
+	uint64_t size = it->size, rec_size;
+	int64_t rec_mtime;
+	name_t *names = NULL;
+	size_t n = 0;
+	bool unchanged = false;
+	int rc;
+
+	memset(&m, 0, sizeof(m));
+	m.kind = (uint32_t)it->kind;
+	m.id = it->id;
+	m.path = it->path;
+	m.seq = it->seq;
+	m.mtime = (int64_t)it->mtime_ns;
+	/* Unchanged: same bytes (small items are hashed; files are taken as
+	 * unchanged when size and modification time match) and every chunk
+	 * committed on the host. */
+	if (it->data != NULL) {
+		item_hash(&b->keys, it->data, it->len, hash);
+		unchanged = pb_backup_state_unchanged(b->st, it->id, it->len, m.mtime, hash);
+	} else if (pb_backup_state_lookup(b->st, it->id, &rec_size, &rec_mtime, rec_hash) == 0 &&
+		   rec_size == it->size && rec_mtime == m.mtime) {
+		memcpy(hash, rec_hash, 32);
+		unchanged = pb_backup_state_unchanged(b->st, it->id, it->size, m.mtime, hash);
+	}
+	if (unchanged && pb_backup_state_item_chunks(b->st, it->id, &names, &n) == 0) {
+		m.size = size;
+		memcpy(m.hash, hash, 32);
+		m.nchunks = n;
+		m.chunks = (const name_t *)names;
+		rc = pb_manifest_writer_add(b->mw, &m);
+		free(names);
+		b->pr.p.bytes_done += size;
+		goto out_count;
+	}
+	b->res->items_changed++;
+	b->ncur = 0;
+	crypto_generichash_init(&b->hash, b->keys.name, sizeof(b->keys.name), 32);
+	if (it->data != NULL) {
+		rc = chunk_memory(b, it->data, it->len);
+		size = it->len;
+	} else {
+		rc = chunk_file(b, it, &size);
+	}
+	if (rc != 0)
+		return rc;
+	crypto_generichash_final(&b->hash, hash, 32);
+	m.size = size;
+	memcpy(m.hash, hash, 32);
+	m.nchunks = b->ncur;
+	m.chunks = (const name_t *)b->cur;
+	rc = pb_manifest_writer_add(b->mw, &m);
+	if (rc != 0)
+		return rc;
+	/* Recorded as backed up once its chunks are committed. */
+	if ((rc = grow((void **)&b->items, &b->cap_items, b->nitems + 1, sizeof(*b->items))) != 0)
+		return rc;
+	p = &b->items[b->nitems];
+	memset(p, 0, sizeof(*p));
+	p->id = strdup(it->id);
+	p->path = strdup(it->path != NULL ? it->path : "");
+	p->names = malloc(b->ncur ? b->ncur * sizeof(name_t) : 1);
+	if (p->id == NULL || p->path == NULL || p->names == NULL) {
+		free_pending(p);
+		return PB_ENOMEM;
+	}
+	memcpy(p->names, b->cur, b->ncur * sizeof(name_t));
+	p->m = m;
+	p->m.id = p->id;
+	p->m.path = p->path;
+	p->m.chunks = (const name_t *)p->names;
+	b->nitems++;
+	if (b->nitems >= COMMIT_ITEMS)
+		rc = commit(b);
+out_count:
+	b->res->items++;
+	b->res->bytes += size;
+	b->pr.p.items_done++;
+	progress(&b->pr, false);
+	return rc;
+}
+
+struct count {
+	uint64_t items, bytes;
+};
+
+static int count_item(void *arg, const pb_item_t *it)
+{
+	struct count *c = arg;
+
+	c->items++;
+	c->bytes += it->size;
+	return 0;
+}
+
+static int snapshot_put(struct backup *b, uint64_t id, const uint8_t *root, size_t root_len, const name_t *refs,
+			size_t nrefs)
+{
+	Peerback__Request req;
+	Peerback__SnapshotPut sp;
+	pb_envelope_t *in;
+	int rc;
+
+	peerback__request__init(&req);
+	peerback__snapshot_put__init(&sp);
+	sp.snapshot = id;
+	sp.root.data = (uint8_t *)root;
+	sp.root.len = root_len;
+	sp.refs.data = (uint8_t *)refs;
+	sp.refs.len = nrefs * sizeof(name_t);
+	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_PUT;
+	req.snapshot_put = &sp;
+	rc = sess_call(&b->s, &req, &in);
+	if (rc == 0)
+		pb__envelope_free(in);
+	return rc;
+}
+
+static int state_path(const char *home, char *out, size_t cap)
+{
+	return pb__path_join(out, cap, home, "backup-state.db");
+}
+
+static int backup_once(const pb_engine_opts_t *o, pb_engine_result_t *res)
+{
+	struct backup *b;
+	struct count cnt = { 0, 0 };
+	uint8_t mk[PB_MASTERKEY_LEN], *root = NULL;
+	name_t *refs = NULL;
+	size_t root_len = 0, nrefs = 0;
+	char path[4096], bad[4096] = "";
+	unsigned mask = o->kind_mask ? o->kind_mask : PB_KIND_ALL;
+	double t0 = now_s();
+	int rc;
+
+	b = calloc(1, sizeof(*b));
+	if (b == NULL)
+		return PB_ENOMEM;
+	b->o = o;
+	b->res = res;
+	b->pr.o = o;
+	b->pr.p.phase = "scan";
+	rc = pb_device_scan(o->device_dir, mask, count_item, &cnt, bad, sizeof(bad));
+	if (rc != 0) {
+		if (bad[0])
+			fprintf(stderr, "peerback: %s/%s: %s\n", o->device_dir, bad, pb_strerror(rc));
+		goto out_free;
+	}
+	b->pr.p.phase = "backup";
+	b->pr.p.items_total = cnt.items;
+	b->pr.p.bytes_total = cnt.bytes;
+	if ((rc = sess_open(&b->s, o)) != 0)
+		goto out_free;
+	if ((rc = master_key(&b->s, o, NULL, true, mk)) != 0)
+		goto out_close;
+	pb_backup_keys_derive(mk, &b->keys);
+	sodium_memzero(mk, sizeof(mk));
+	pb_cdc_init(&b->cdc, &b->keys);
+	if ((rc = state_path(o->home, path, sizeof(path))) != 0 || (rc = pb_backup_state_open(path, &b->st)) != 0)
+		goto out_keys;
+	if ((rc = pb_manifest_writer_new(&b->keys, emit_manifest_chunk, b, &b->mw)) != 0)
+		goto out_state;
+	rc = pb_device_scan(o->device_dir, mask, backup_item, b, bad, sizeof(bad));
+	if (rc != 0) {
+		if (bad[0])
+			fprintf(stderr, "peerback: %s/%s: %s\n", o->device_dir, bad, pb_strerror(rc));
+		goto out_writer;
+	}
+	rc = pb_manifest_writer_finish(b->mw, (int64_t)time(NULL), &root, &root_len, &refs, &nrefs);
+	if (rc == 0)
+		rc = commit(b);
+	if (rc == 0) {
+		uint64_t id = ((uint64_t)time(NULL) << 20) | (randombytes_random() & 0xfffff);
+
+		rc = snapshot_put(b, id, root, root_len, (const name_t *)refs, nrefs);
+		if (rc == 0)
+			res->snapshot = id;
+	}
+	res->chunks_total = nrefs;
+	res->seconds = now_s() - t0;
+	b->pr.p.items_done = res->items;
+	if (rc == 0)
+		progress(&b->pr, true);
+	free(root);
+	free(refs);
+out_writer:
+	pb_manifest_writer_free(b->mw);
+	for (size_t i = 0; i < b->qn; i++)
+		free(b->qct[i]);
+	for (size_t i = 0; i < b->nitems; i++)
+		free_pending(&b->items[i]);
+out_state:
+	pb_backup_state_close(b->st);
+out_keys:
+	pb_cdc_wipe(&b->cdc);
+	pb_backup_keys_wipe(&b->keys);
+out_close:
+	sess_close(&b->s);
+out_free:
+	free(b->qnames);
+	free(b->qct);
+	free(b->qlen);
+	free(b->offered);
+	free(b->items);
+	free(b->cur);
+	free(b);
+	return rc;
+}
+
+int pb_engine_backup(const pb_engine_opts_t *o, pb_engine_result_t *res)
+{
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	rc = backup_once(o, res);
+	if (rc == PB_ESTORE_NOCHUNK) {
+		/* The host no longer holds chunks this phone believed committed
+		 * (its store was replaced): forget that belief and send again. */
+		char path[4096], wal[4200];
+
+		if (state_path(o->home, path, sizeof(path)) == 0) {
+			unlink(path);
+			snprintf(wal, sizeof(wal), "%s-wal", path);
+			unlink(wal);
+			snprintf(wal, sizeof(wal), "%s-shm", path);
+			unlink(wal);
+		}
+		memset(res, 0, sizeof(*res));
+		rc = backup_once(o, res);
+	}
+	return rc;
+}
+
+/* --- Restore, verify, fetch -------------------------------------------------------- */
+
+struct want_item {
+	pb_manifest_item_t m;
+	char *id, *path;
+	name_t *names;
+};
+
+struct restore {
+	const pb_engine_opts_t *o;
+	struct sess s;
+	pb_backup_keys_t keys;
+	ProtobufCBinaryData dev;
+	uint8_t dev_id[16];
+	pb_device_writer_t *w;  /* NULL when verifying or fetching */
+	struct prog pr;
+	pb_engine_result_t *res;
+	const char *exact_id;   /* fetch: this id only, into out */
+	uint8_t *out;
+	size_t out_len;
+	bool found;
+	/* Items of the manifest chunk being processed. */
+	struct want_item *items;
+	size_t nitems, cap_items;
+	char tmpdir[4096];
+	unsigned tmpn;
+	char **tmpfiles;
+	size_t ntmp, cap_tmp;
+};
+
+static bool wanted(const struct restore *r, const pb_manifest_item_t *m)
+{
+	const char *want = r->exact_id != NULL ? r->exact_id : r->o->item_id;
+	unsigned mask = r->o->kind_mask ? r->o->kind_mask : PB_KIND_ALL;
+	size_t n;
+
+	if (want == NULL)
+		return m->kind < 32 && (mask & (1u << m->kind)) != 0;
+	if (strcmp(m->id, want) == 0)
+		return true;
+	if (r->exact_id != NULL)
+		return false;
+	{
+		/* A message comes with its chat's frame, without which the chat
+		 * file cannot be written; the frame merges with an existing one. */
+		const char *msg = strstr(want, "/msg/");
+
+		if (msg != NULL && strncmp(want, "chat/", 5) == 0 && strlen(m->id) == (size_t)(msg - want) &&
+		    strncmp(m->id, want, (size_t)(msg - want)) == 0)
+			return true;
+	}
+	/* An id names that item and everything under it: "chat/42" is the
+	 * chat, its messages, and its attachments in chats/42/. */
+	n = strlen(want);
+	if (strncmp(m->id, want, n) == 0 && m->id[n] == '/')
+		return true;
+	if (strncmp(want, "chat/", 5) == 0 && strchr(want + 5, '/') == NULL && m->path != NULL) {
+		char prefix[PB_ITEM_ID_MAX + 16];
+
+		if (snprintf(prefix, sizeof(prefix), "chats/%s/", want + 5) < (int)sizeof(prefix) &&
+		    strncmp(m->path, prefix, strlen(prefix)) == 0)
+			return true;
+	}
+	return false;
+}
+
+static int collect_item(void *arg, const pb_manifest_item_t *m)
+{
+	struct restore *r = arg;
+	struct want_item *w;
+	int rc;
+
+	if (!wanted(r, m))
+		return 0;
+	if ((rc = grow((void **)&r->items, &r->cap_items, r->nitems + 1, sizeof(*r->items))) != 0)
+		return rc;
+	w = &r->items[r->nitems];
+	memset(w, 0, sizeof(*w));
+	w->m = *m;
+	w->id = strdup(m->id);
+	w->path = strdup(m->path != NULL ? m->path : "");
+	w->names = malloc(m->nchunks ? m->nchunks * sizeof(name_t) : 1);
+	if (w->id == NULL || w->path == NULL || w->names == NULL) {
+		free(w->id);
+		free(w->path);
+		free(w->names);
+		return PB_ENOMEM;
+	}
+	memcpy(w->names, m->chunks, m->nchunks * sizeof(name_t));
+	w->m.id = w->id;
+	w->m.path = w->path;
+	w->m.chunks = (const name_t *)w->names;
+	r->nitems++;
+	return 0;
+}
+
+static void free_items(struct restore *r)
+{
+	for (size_t i = 0; i < r->nitems; i++) {
+		free(r->items[i].id);
+		free(r->items[i].path);
+		free(r->items[i].names);
+	}
+	r->nitems = 0;
+}
+
+static int request_chunk(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], uint64_t *id)
+{
+	Peerback__Request req;
+	Peerback__ChunkGet get;
+	int rc;
+
+	peerback__request__init(&req);
+	peerback__chunk_get__init(&get);
+	get.device = r->dev;
+	get.name.data = (uint8_t *)name;
+	get.name.len = PB_STORE_NAME_LEN;
+	req.op_case = PEERBACK__REQUEST__OP_CHUNK_GET;
+	req.chunk_get = &get;
+	rc = sess_send(&r->s, &req);
+	*id = req.id;
+	return rc;
+}
+
+/* Receives the chunk answering request id and decrypts it into a malloc'd
+ * buffer. */
+static int receive_chunk(struct restore *r, uint64_t id, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **plain,
+			 size_t *plen)
+{
+	pb_envelope_t *in;
+	int rc = sess_reply(&r->s, id, &in);
+
+	if (rc != 0)
+		return rc;
+	if (in->reply->op_case != PEERBACK__REPLY__OP_CHUNK || in->reply->chunk->data.len > PB_STORE_CT_MAX) {
+		pb__envelope_free(in);
+		return PB_EENV_MALFORMED;
+	}
+	*plain = malloc(PB_CHUNK_PLAIN_MAX);
+	if (*plain == NULL) {
+		pb__envelope_free(in);
+		return PB_ENOMEM;
+	}
+	rc = pb_chunk_open(&r->keys, name, in->reply->chunk->data.data, in->reply->chunk->data.len, *plain,
+			   PB_CHUNK_PLAIN_MAX, plen);
+	pb__envelope_free(in);
+	if (rc != 0) {
+		free(*plain);
+		*plain = NULL;
+	}
+	return rc;
+}
+
+/* One item being reassembled: in memory, or in a temporary file when large. */
+struct assembly {
+	uint8_t *buf;
+	size_t len, cap;
+	int fd;
+	char tmp[4200];
+	crypto_generichash_state hash;
+};
+
+static int assembly_start(struct restore *r, struct assembly *a, const pb_manifest_item_t *m)
+{
+	memset(a, 0, sizeof(*a));
+	a->fd = -1;
+	crypto_generichash_init(&a->hash, r->keys.name, sizeof(r->keys.name), 32);
+	if (m->size > PB_CDC_WHOLE_MAX && r->w != NULL) {
+		int n = snprintf(a->tmp, sizeof(a->tmp), "%s/item-%u", r->tmpdir, r->tmpn++);
+
+		if (n < 0 || (size_t)n >= sizeof(a->tmp))
+			return PB_ETOOBIG;
+		a->fd = open(a->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		return a->fd < 0 ? -errno : 0;
+	}
+	return 0;
+}
+
+static int assembly_add(struct assembly *a, const uint8_t *data, size_t len)
+{
+	crypto_generichash_update(&a->hash, data, len);
+	if (a->fd >= 0) {
+		while (len > 0) {
+			ssize_t w = write(a->fd, data, len);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				return errno == ENOSPC ? PB_ENOSPACE : -errno;
+			data += w;
+			len -= (size_t)w;
+		}
+		return 0;
+	}
+	if (grow((void **)&a->buf, &a->cap, a->len + len + 1, 1) != 0)
+		return PB_ENOMEM;
+	memcpy(a->buf + a->len, data, len);
+	a->len += len;
+	return 0;
+}
+
+static int remember_tmp(struct restore *r, const char *path)
+{
+	int rc = grow((void **)&r->tmpfiles, &r->cap_tmp, r->ntmp + 1, sizeof(char *));
+
+	if (rc != 0)
+		return rc;
+	r->tmpfiles[r->ntmp] = strdup(path);
+	if (r->tmpfiles[r->ntmp] == NULL)
+		return PB_ENOMEM;
+	r->ntmp++;
+	return 0;
+}
+
+static int assembly_finish(struct restore *r, struct assembly *a, const struct want_item *w)
+{
+	uint8_t hash[32];
+	pb_item_t it;
+	int rc = 0;
+
+	crypto_generichash_final(&a->hash, hash, 32);
+	if (a->fd >= 0) {
+		if (fsync(a->fd) != 0)
+			rc = -errno;
+		close(a->fd);
+		a->fd = -1;
+		if (rc == 0)
+			rc = remember_tmp(r, a->tmp);
+		else
+			unlink(a->tmp);
+	}
+	if (rc != 0)
+		goto out;
+	if (sodium_memcmp(hash, w->m.hash, 32) != 0) {
+		r->res->bad_items++;
+		if (r->w != NULL || r->exact_id != NULL) {
+			rc = PB_ESTORE_VERIFY;
+			goto out;
+		}
+	}
+	r->res->items++;
+	r->res->bytes += w->m.size;
+	r->pr.p.items_done++;
+	r->pr.p.bytes_done += w->m.size;
+	if (r->exact_id != NULL) {
+		r->out = a->buf;
+		r->out_len = a->len;
+		a->buf = NULL;
+		r->found = true;
+		goto out;
+	}
+	if (r->w == NULL)
+		goto out;
+	memset(&it, 0, sizeof(it));
+	it.kind = (pb_kind_t)w->m.kind;
+	it.id = w->m.id;
+	it.path = w->m.path;
+	it.seq = w->m.seq;
+	it.size = w->m.size;
+	it.mtime_ns = (uint64_t)w->m.mtime;
+	if (a->tmp[0]) {
+		it.file = a->tmp;
+	} else {
+		it.data = a->buf != NULL ? a->buf : (const uint8_t *)"";
+		it.len = a->len;
+	}
+	rc = pb_device_writer_add(r->w, &it);
+out:
+	free(a->buf);
+	a->buf = NULL;
+	return rc;
+}
+
+/* Fetches and rebuilds every collected item, with up to FETCH_WINDOW chunk
+ * requests in flight. */
+static int fetch_items(struct restore *r)
+{
+	uint64_t ids[FETCH_WINDOW];
+	size_t total = 0, sent = 0, got = 0, item = 0, chunk = 0;
+	size_t si = 0, sc = 0; /* next chunk to request */
+	struct assembly a;
+	int rc = 0;
+
+	for (size_t i = 0; i < r->nitems; i++)
+		total += r->items[i].m.nchunks;
+	memset(&a, 0, sizeof(a));
+	a.fd = -1;
+	/* Items with no chunk (empty files) are finished at once below. */
+	while (item < r->nitems && rc == 0) {
+		const struct want_item *w = &r->items[item];
+
+		if (chunk == 0 && (rc = assembly_start(r, &a, &w->m)) != 0)
+			break;
+		if (w->m.nchunks == 0) {
+			rc = assembly_finish(r, &a, w);
+			item++;
+			continue;
+		}
+		while (sent < total && sent - got < FETCH_WINDOW && rc == 0) {
+			while (sc >= r->items[si].m.nchunks) {
+				si++;
+				sc = 0;
+			}
+			rc = request_chunk(r, r->items[si].names[sc], &ids[sent % FETCH_WINDOW]);
+			sc++;
+			sent++;
+		}
+		if (rc == 0) {
+			uint8_t *plain = NULL;
+			size_t plen = 0;
+
+			rc = receive_chunk(r, ids[got % FETCH_WINDOW], w->names[chunk], &plain, &plen);
+			got++;
+			if (rc == 0)
+				rc = assembly_add(&a, plain, plen);
+			free(plain);
+		}
+		if (rc == 0 && ++chunk == w->m.nchunks) {
+			rc = assembly_finish(r, &a, w);
+			item++;
+			chunk = 0;
+			progress(&r->pr, false);
+		}
+	}
+	if (a.fd >= 0) {
+		close(a.fd);
+		unlink(a.tmp);
+	}
+	free(a.buf);
+	return rc;
+}
+
+static int get_snapshot(struct restore *r, uint64_t *snap, uint8_t **blob, size_t *len)
+{
+	Peerback__Request req;
+	Peerback__SnapshotList sl;
+	Peerback__SnapshotGet sg;
+	pb_envelope_t *in;
+	int rc;
+
+	if (*snap == 0) {
+		peerback__request__init(&req);
+		peerback__snapshot_list__init(&sl);
+		sl.device = r->dev;
+		req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_LIST;
+		req.snapshot_list = &sl;
+		if ((rc = sess_call(&r->s, &req, &in)) != 0)
+			return rc;
+		if (in->reply->op_case != PEERBACK__REPLY__OP_SNAPSHOTS) {
+			pb__envelope_free(in);
+			return PB_EENV_MALFORMED;
+		}
+		for (size_t i = 0; i < in->reply->snapshots->n_snapshots; i++) {
+			const Peerback__SnapshotInfo *s = in->reply->snapshots->snapshots[i];
+			if (*snap == 0 || s->snapshot > *snap)
+				*snap = s->snapshot;
+		}
+		pb__envelope_free(in);
+		if (*snap == 0)
+			return PB_ESTORE_NOSNAP;
+	}
+	peerback__request__init(&req);
+	peerback__snapshot_get__init(&sg);
+	sg.device = r->dev;
+	sg.snapshot = *snap;
+	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_GET;
+	req.snapshot_get = &sg;
+	if ((rc = sess_call(&r->s, &req, &in)) != 0)
+		return rc;
+	if (in->reply->op_case != PEERBACK__REPLY__OP_BLOB) {
+		pb__envelope_free(in);
+		return PB_EENV_MALFORMED;
+	}
+	*blob = malloc(in->reply->blob.len ? in->reply->blob.len : 1);
+	if (*blob == NULL) {
+		pb__envelope_free(in);
+		return PB_ENOMEM;
+	}
+	memcpy(*blob, in->reply->blob.data, in->reply->blob.len);
+	*len = in->reply->blob.len;
+	pb__envelope_free(in);
+	return 0;
+}
+
+/* Whose backup to read: --from, else this phone's, else the account's most
+ * recent backup of another device (a new phone). */
+static int pick_device(struct restore *r)
+{
+	Peerback__Request req;
+	Peerback__BackupList bl;
+	pb_envelope_t *in;
+	pb_identity_t id;
+	int64_t best = -1;
+	bool own = false;
+	int rc;
+
+	if (r->o->from_device != NULL) {
+		size_t n;
+
+		if (sodium_hex2bin(r->dev_id, sizeof(r->dev_id), r->o->from_device, strlen(r->o->from_device), NULL, &n,
+				   NULL) != 0 ||
+		    n != sizeof(r->dev_id))
+			return PB_EINVAL;
+		r->dev.data = r->dev_id;
+		r->dev.len = sizeof(r->dev_id);
+		return 0;
+	}
+	if ((rc = pb__identity_load(r->o->home, &id)) != 0)
+		return rc;
+	memcpy(r->dev_id, id.device_id, sizeof(r->dev_id));
+	pb__identity_wipe(&id);
+	peerback__request__init(&req);
+	peerback__backup_list__init(&bl);
+	req.op_case = PEERBACK__REQUEST__OP_BACKUP_LIST;
+	req.backup_list = &bl;
+	if ((rc = sess_call(&r->s, &req, &in)) != 0)
+		return rc;
+	if (in->reply->op_case != PEERBACK__REPLY__OP_BACKUPS) {
+		pb__envelope_free(in);
+		return PB_EENV_MALFORMED;
+	}
+	for (size_t i = 0; i < in->reply->backups->n_devices; i++) {
+		const Peerback__DeviceBackups *d = in->reply->backups->devices[i];
+
+		if (d->device.len != sizeof(r->dev_id))
+			continue;
+		if (memcmp(d->device.data, r->dev_id, sizeof(r->dev_id)) == 0)
+			own = true;
+	}
+	if (!own) {
+		for (size_t i = 0; i < in->reply->backups->n_devices; i++) {
+			const Peerback__DeviceBackups *d = in->reply->backups->devices[i];
+
+			if (d->device.len == sizeof(r->dev_id) && d->latest > best) {
+				best = d->latest;
+				memcpy(r->dev_id, d->device.data, sizeof(r->dev_id));
+			}
+		}
+	}
+	pb__envelope_free(in);
+	r->dev.data = r->dev_id;
+	r->dev.len = sizeof(r->dev_id);
+	return 0;
+}
+
+enum restore_mode { MODE_RESTORE, MODE_VERIFY, MODE_FETCH };
+
+static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum restore_mode mode, const char *exact,
+		       uint8_t **out, size_t *out_len)
+{
+	struct restore *r;
+	uint8_t mk[PB_MASTERKEY_LEN], *blob = NULL;
+	name_t *mchunks = NULL;
+	size_t blob_len = 0, nmchunks = 0;
+	uint64_t snap = o->snapshot, nitems_total = 0;
+	int64_t when;
+	double t0 = now_s();
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return PB_ENOMEM;
+	r->o = o;
+	r->res = res;
+	r->pr.o = o;
+	r->pr.p.phase = mode == MODE_VERIFY ? "verify" : "restore";
+	r->exact_id = exact;
+	if ((rc = sess_open(&r->s, o)) != 0)
+		goto out_free;
+	if ((rc = pick_device(r)) != 0)
+		goto out_close;
+	pb__hex(r->dev_id, sizeof(r->dev_id), res->device);
+	if ((rc = master_key(&r->s, o, &r->dev, false, mk)) != 0)
+		goto out_close;
+	pb_backup_keys_derive(mk, &r->keys);
+	sodium_memzero(mk, sizeof(mk));
+	if ((rc = get_snapshot(r, &snap, &blob, &blob_len)) != 0)
+		goto out_keys;
+	res->snapshot = snap;
+	rc = pb_manifest_root_open(&r->keys, blob, blob_len, &when, &nitems_total, &mchunks, &nmchunks);
+	if (rc != 0)
+		goto out_keys;
+	r->pr.p.items_total = exact != NULL || o->item_id != NULL ? 0 : nitems_total;
+	if (mode == MODE_RESTORE) {
+		if ((rc = pb__mkdirs(o->device_dir, 0700)) != 0)
+			goto out_keys;
+		if ((rc = pb__path_join(r->tmpdir, sizeof(r->tmpdir), o->home, "restore-tmp")) != 0 ||
+		    (rc = pb__mkdirs(r->tmpdir, 0700)) != 0)
+			goto out_keys;
+		if ((rc = pb_device_writer_open(o->device_dir, &r->w)) != 0)
+			goto out_keys;
+	}
+	for (size_t i = 0; i < nmchunks && rc == 0 && !r->found; i++) {
+		uint8_t *ct;
+		uint64_t id;
+		pb_envelope_t *in;
+
+		/* A manifest chunk lists items; fetch it, then their chunks. */
+		rc = request_chunk(r, mchunks[i], &id);
+		if (rc == 0)
+			rc = sess_reply(&r->s, id, &in);
+		if (rc != 0)
+			break;
+		if (in->reply->op_case != PEERBACK__REPLY__OP_CHUNK) {
+			pb__envelope_free(in);
+			rc = PB_EENV_MALFORMED;
+			break;
+		}
+		ct = in->reply->chunk->data.data;
+		rc = pb_manifest_chunk_open(&r->keys, mchunks[i], ct, in->reply->chunk->data.len, collect_item, r);
+		pb__envelope_free(in);
+		if (rc == 0)
+			rc = fetch_items(r);
+		free_items(r);
+	}
+	if (rc == 0 && mode == MODE_RESTORE) {
+		if (r->pr.p.items_done == 0 && (o->item_id != NULL))
+			rc = PB_ENOTFOUND;
+		else
+			rc = pb_device_writer_commit(r->w);
+	}
+	if (rc == 0 && mode == MODE_FETCH) {
+		if (!r->found) {
+			rc = PB_ENOTFOUND;
+		} else {
+			*out = r->out;
+			*out_len = r->out_len;
+			r->out = NULL;
+		}
+	}
+	if (rc == 0 && mode == MODE_VERIFY && res->bad_items > 0)
+		rc = PB_ESTORE_VERIFY;
+	res->seconds = now_s() - t0;
+	if (rc == 0)
+		progress(&r->pr, true);
+out_keys:
+	pb_device_writer_free(r->w);
+	for (size_t i = 0; i < r->ntmp; i++) {
+		unlink(r->tmpfiles[i]);
+		free(r->tmpfiles[i]);
+	}
+	free(r->tmpfiles);
+	if (r->tmpdir[0])
+		rmdir(r->tmpdir);
+	free(r->out);
+	free(blob);
+	free(mchunks);
+	free_items(r);
+	free(r->items);
+	pb_backup_keys_wipe(&r->keys);
+out_close:
+	sess_close(&r->s);
+out_free:
+	free(r);
+	return rc;
+}
+
+int pb_engine_restore(const pb_engine_opts_t *o, pb_engine_result_t *res)
+{
+	return run_restore(o, res, MODE_RESTORE, NULL, NULL, NULL);
+}
+
+int pb_engine_verify(const pb_engine_opts_t *o, pb_engine_result_t *res)
+{
+	return run_restore(o, res, MODE_VERIFY, NULL, NULL, NULL);
+}
+
+int pb_engine_fetch_item(const pb_engine_opts_t *o, const char *id, uint8_t **data, size_t *len)
+{
+	pb_engine_result_t res;
+
+	*data = NULL;
+	*len = 0;
+	return run_restore(o, &res, MODE_FETCH, id, data, len);
+}
+
+int pb_engine_list(const pb_engine_opts_t *o, pb_engine_snapshot_t **out, size_t *n)
+{
+	struct restore *r = calloc(1, sizeof(*r));
+	Peerback__Request req;
+	Peerback__SnapshotList sl;
+	pb_envelope_t *in;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if (r == NULL)
+		return PB_ENOMEM;
+	r->o = o;
+	if ((rc = sess_open(&r->s, o)) != 0)
+		goto out_free;
+	if ((rc = pick_device(r)) != 0)
+		goto out_close;
+	peerback__request__init(&req);
+	peerback__snapshot_list__init(&sl);
+	sl.device = r->dev;
+	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_LIST;
+	req.snapshot_list = &sl;
+	if ((rc = sess_call(&r->s, &req, &in)) != 0)
+		goto out_close;
+	if (in->reply->op_case == PEERBACK__REPLY__OP_SNAPSHOTS) {
+		size_t k = in->reply->snapshots->n_snapshots;
+
+		*out = calloc(k ? k : 1, sizeof(**out));
+		if (*out == NULL) {
+			rc = PB_ENOMEM;
+		} else {
+			for (size_t i = 0; i < k; i++) {
+				const Peerback__SnapshotInfo *s = in->reply->snapshots->snapshots[i];
+				(*out)[i].id = s->snapshot;
+				(*out)[i].time = s->time;
+				(*out)[i].size = s->size;
+				(*out)[i].chunks = s->chunks;
+			}
+			*n = k;
+		}
+	} else {
+		rc = PB_EENV_MALFORMED;
+	}
+	pb__envelope_free(in);
+out_close:
+	sess_close(&r->s);
+out_free:
+	free(r);
+	return rc;
+}

@@ -1,0 +1,82 @@
+/* The phone's backup engine: backs a device directory up to the paired host
+ * over an authenticated session, restores it (all, one kind, or one item),
+ * verifies it, and fetches single items (NFC fallback). Private to the
+ * library and its programs.
+ *
+ * Phone state under HOME: master.key (the 32-byte master key, 0600),
+ * master.wrapped (the same key wrapped with the recovery passphrase, as the
+ * host holds it), backup-state.db (what the host already holds). */
+#ifndef PB_AGENT_BACKUP_ENGINE_H
+#define PB_AGENT_BACKUP_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "peerback/kinds.h"
+
+typedef struct pb_progress_s {
+	const char *phase;      /* "scan", "backup", "restore", "verify" */
+	uint64_t items_done, items_total;
+	uint64_t bytes_done, bytes_total;
+	uint64_t bytes_sent;    /* ciphertext bytes that went to the host */
+	uint64_t chunks_sent;
+	bool final;
+} pb_progress_t;
+
+typedef void (*pb_progress_cb)(void *arg, const pb_progress_t *p);
+
+typedef struct pb_engine_opts_s {
+	const char *home;        /* phone state directory */
+	const char *device_dir;  /* backup source / restore target */
+	const char *host;        /* remembered host name or key prefix, NULL: latest */
+	const char *passphrase;  /* recovery passphrase when needed, or NULL */
+	unsigned kind_mask;      /* 1u << kind; 0: every kind */
+	const char *item_id;     /* restore: one item (or a chat and its messages) */
+	const char *from_device; /* restore: another device's backup (hex id) */
+	uint64_t snapshot;       /* restore: this snapshot; 0: the latest */
+	int timeout_ms;          /* per network step (0: 30 s) */
+	pb_progress_cb progress; /* may be NULL */
+	void *progress_arg;
+} pb_engine_opts_t;
+
+typedef struct pb_engine_result_s {
+	uint64_t snapshot;
+	uint64_t items, bytes;           /* items and plaintext bytes covered */
+	uint64_t items_changed;
+	uint64_t chunks_sent, bytes_sent;
+	uint64_t chunks_total;
+	uint64_t bad_items;              /* verify: items that did not match */
+	char device[33];                 /* restore: whose backup (hex) */
+	double seconds;
+} pb_engine_result_t;
+
+/* Backs the device directory up. Unchanged items cost nothing; chunks the
+ * host already committed are never sent again; an interrupted backup
+ * resumes. Reports done only after the host committed the snapshot. A first
+ * backup needs opts->passphrase to wrap the new master key. */
+__attribute__((warn_unused_result)) int pb_engine_backup(const pb_engine_opts_t *opts, pb_engine_result_t *res);
+
+/* Restores into opts->device_dir: everything, the kinds in kind_mask, or
+ * item_id. A phone without a master key needs opts->passphrase. */
+__attribute__((warn_unused_result)) int pb_engine_restore(const pb_engine_opts_t *opts, pb_engine_result_t *res);
+
+/* Decrypts every item of the latest snapshot and checks it against the
+ * content hash recorded at backup time. */
+__attribute__((warn_unused_result)) int pb_engine_verify(const pb_engine_opts_t *opts, pb_engine_result_t *res);
+
+/* One snapshot as listed by pb_engine_list. */
+typedef struct pb_engine_snapshot_s {
+	uint64_t id;
+	int64_t time;
+	uint64_t size, chunks;
+} pb_engine_snapshot_t;
+
+/* Lists the snapshots of this phone (or from_device); *out is malloc'd. */
+__attribute__((warn_unused_result)) int pb_engine_list(const pb_engine_opts_t *opts, pb_engine_snapshot_t **out,
+						       size_t *n);
+
+/* Fetches one item's bytes from the host's latest snapshot (malloc'd). */
+__attribute__((warn_unused_result)) int pb_engine_fetch_item(const pb_engine_opts_t *opts, const char *id,
+							     uint8_t **data, size_t *len);
+
+#endif

@@ -1,0 +1,367 @@
+/* peerback backup, restore, ls, verify: the phone's side of the job. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "agent/backup/engine.h"
+#include "peerback/kinds.h"
+#include "tools/cli/commands.h"
+
+static void human(double bytes, char *out, size_t cap)
+{
+	const char *unit[] = { "B", "KB", "MB", "GB", "TB" };
+	int u = 0;
+
+	while (bytes >= 1000 && u < 4) {
+		bytes /= 1000;
+		u++;
+	}
+	snprintf(out, cap, u ? "%.1f %s" : "%.0f %s", bytes, unit[u]);
+}
+
+struct progress_state {
+	pb_cli_t *cli;
+	double start;
+};
+
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A bar on a terminal, JSON lines with --json, nothing otherwise. */
+static void show_progress(void *arg, const pb_progress_t *p)
+{
+	struct progress_state *ps = arg;
+	double t = mono() - ps->start;
+
+	if (ps->cli->json) {
+		printf("{\"event\":\"progress\",\"phase\":\"%s\",\"items_done\":%llu,\"items_total\":%llu,"
+		       "\"bytes_done\":%llu,\"bytes_total\":%llu,\"bytes_sent\":%llu,\"chunks_sent\":%llu}\n",
+		       p->phase, (unsigned long long)p->items_done, (unsigned long long)p->items_total,
+		       (unsigned long long)p->bytes_done, (unsigned long long)p->bytes_total,
+		       (unsigned long long)p->bytes_sent, (unsigned long long)p->chunks_sent);
+		fflush(stdout);
+		return;
+	}
+	if (!ps->cli->tty)
+		return;
+	{
+		char done[32], total[32], rate[32];
+		double frac = p->bytes_total ? (double)p->bytes_done / (double)p->bytes_total : 0;
+		double r = t > 0 ? (double)p->bytes_done / t : 0;
+		int left = r > 0 && p->bytes_total > p->bytes_done ? (int)((double)(p->bytes_total - p->bytes_done) / r)
+								    : 0;
+		int width = 24, fill = (int)(frac * width);
+
+		human((double)p->bytes_done, done, sizeof(done));
+		human((double)p->bytes_total, total, sizeof(total));
+		human(r, rate, sizeof(rate));
+		fprintf(stderr, "\r%-7s [", p->phase);
+		for (int i = 0; i < width; i++)
+			fputc(i < fill ? '#' : '.', stderr);
+		if (p->bytes_total)
+			fprintf(stderr, "] %s / %s, %llu/%llu items, %s/s, %d:%02d left   ", done, total,
+				(unsigned long long)p->items_done, (unsigned long long)p->items_total, rate, left / 60,
+				left % 60);
+		else
+			fprintf(stderr, "] %s, %llu items, %s/s   ", done, (unsigned long long)p->items_done, rate);
+		if (p->final)
+			fputc('\n', stderr);
+	}
+}
+
+static int secret_opt(pb_cli_t *cli, char *buf, size_t cap, bool needed)
+{
+	int rc = pb_cli_secret("PEERBACK_RECOVERY_PASSPHRASE", "recovery passphrase: ", buf, cap);
+
+	(void)cli;
+	if (rc != 0 && needed)
+		return rc;
+	if (rc != 0)
+		buf[0] = 0;
+	return 0;
+}
+
+static int engine_error(pb_cli_t *cli, int rc, const char *what)
+{
+	switch (rc) {
+	case PB_EACCT_NOT_PAIRED:
+		return pb_cli_fail(cli, "this phone is not paired with a host; run peerback pair first");
+	case PB_ESTORE_NOMASTER:
+		return pb_cli_fail(cli, "%s needs the recovery passphrase: set PEERBACK_RECOVERY_PASSPHRASE or run on a "
+					"terminal", what);
+	case PB_ESTORE_PASSPHRASE:
+		return pb_cli_fail(cli, "wrong recovery passphrase; nothing was written");
+	case PB_ESTORE_NOSNAP:
+		return pb_cli_fail(cli, "the host holds no backup of this account yet; run peerback backup first");
+	case PB_ENOSPACE:
+		return pb_cli_fail(cli, "%s failed: the host's disk is full; nothing unacknowledged is counted as "
+					"backed up (free space on the host and run it again to resume)", what);
+	default:
+		return pb_cli_fail_err(cli, rc, "%s failed", what);
+	}
+}
+
+static int device_dir(pb_cli_t *cli, const char *given, char *out, size_t cap)
+{
+	int n = given != NULL ? snprintf(out, cap, "%s", given) : snprintf(out, cap, "%s/device", cli->home);
+
+	return n < 0 || (size_t)n >= cap ? PB_ETOOBIG : 0;
+}
+
+int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
+{
+	pb_engine_opts_t o;
+	pb_engine_result_t res;
+	struct progress_state ps = { cli, mono() };
+	char dev[4096], pass[1024], sent[32], total[32];
+	const char *given = NULL;
+	int rc;
+
+	if (pb_cli_wants_help(argc, argv)) {
+		printf("usage: peerback backup [--device DIR] [--host NAME] [--kind KIND] [--json]\n\n"
+		       "Backs the phone's data (default HOME/device) up to the paired host, encrypted\n"
+		       "so that the host cannot read it. Unchanged items cost nothing; an interrupted\n"
+		       "backup resumes where it stopped when run again. It reports done only after the\n"
+		       "host has committed the snapshot. The first backup sets the recovery passphrase\n"
+		       "(PEERBACK_RECOVERY_PASSPHRASE, or a prompt), which a new phone needs to restore.\n");
+		return 0;
+	}
+	memset(&o, 0, sizeof(o));
+	for (int i = 1; i < argc; i++) {
+		if (i + 1 < argc && strcmp(argv[i], "--device") == 0) {
+			given = argv[++i];
+		} else if (i + 1 < argc && strcmp(argv[i], "--host") == 0) {
+			o.host = argv[++i];
+		} else if (i + 1 < argc && strcmp(argv[i], "--kind") == 0) {
+			pb_kind_t k;
+			if (pb_kind_parse(argv[++i], &k) != 0)
+				return pb_cli_fail(cli, "unknown kind '%s' (credentials mifare sim chat contacts)", argv[i]);
+			o.kind_mask |= 1u << k;
+		} else if (strcmp(argv[i], "--json") == 0) {
+			cli->json = true;
+		} else {
+			fprintf(stderr, "peerback backup: unknown argument '%s'\n", argv[i]);
+			return 2;
+		}
+	}
+	if ((rc = device_dir(cli, given, dev, sizeof(dev))) != 0)
+		return pb_cli_fail(cli, "--device path is too long");
+	if (access(dev, R_OK) != 0)
+		return pb_cli_fail(cli, "no device directory at %s (pass --device DIR, or peerback gen / import)", dev);
+	(void)secret_opt(cli, pass, sizeof(pass), false);
+	o.home = cli->home;
+	o.device_dir = dev;
+	o.passphrase = pass[0] ? pass : NULL;
+	o.progress = show_progress;
+	o.progress_arg = &ps;
+	rc = pb_engine_backup(&o, &res);
+	sodium_memzero(pass, sizeof(pass));
+	if (rc != 0)
+		return engine_error(cli, rc, "backup");
+	if (cli->json) {
+		printf("{\"event\":\"backup-done\",\"snapshot\":\"%016llx\",\"items\":%llu,\"bytes\":%llu,"
+		       "\"items_changed\":%llu,\"chunks_sent\":%llu,\"bytes_sent\":%llu,\"chunks\":%llu,"
+		       "\"seconds\":%.3f}\n",
+		       (unsigned long long)res.snapshot, (unsigned long long)res.items, (unsigned long long)res.bytes,
+		       (unsigned long long)res.items_changed, (unsigned long long)res.chunks_sent,
+		       (unsigned long long)res.bytes_sent, (unsigned long long)res.chunks_total, res.seconds);
+	} else {
+		human((double)res.bytes_sent, sent, sizeof(sent));
+		human((double)res.bytes, total, sizeof(total));
+		printf("backed up %llu items (%s), %llu changed; sent %llu chunks (%s) in %.1f s; snapshot %016llx\n",
+		       (unsigned long long)res.items, total, (unsigned long long)res.items_changed,
+		       (unsigned long long)res.chunks_sent, sent, res.seconds, (unsigned long long)res.snapshot);
+	}
+	return 0;
+}
+
+static int parse_snapshot(const char *s, uint64_t *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoull(s, &end, 16);
+	return errno != 0 || *end != 0 || end == s || *out == 0 ? PB_EINVAL : 0;
+}
+
+int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
+{
+	pb_engine_opts_t o;
+	pb_engine_result_t res;
+	struct progress_state ps = { cli, mono() };
+	char dev[4096], pass[1024], total[32];
+	const char *given = NULL;
+	int rc;
+
+	if (pb_cli_wants_help(argc, argv)) {
+		printf("usage: peerback restore [--to DIR] [--kind KIND] [--id ID] [--snapshot ID]\n"
+		       "                        [--from DEVICE] [--host NAME] [--json]\n\n"
+		       "Restores the latest backup (or --snapshot) into DIR (default HOME/device):\n"
+		       "everything, one KIND (credentials mifare sim chat contacts), or one item by ID\n"
+		       "(chat/42 restores a chat with its messages and files). Files are written\n"
+		       "atomically; items already in DIR are merged. A new phone restores the\n"
+		       "account's most recent backup (or --from DEVICE) with the recovery passphrase\n"
+		       "(PEERBACK_RECOVERY_PASSPHRASE, or a prompt).\n");
+		return 0;
+	}
+	memset(&o, 0, sizeof(o));
+	for (int i = 1; i < argc; i++) {
+		if (i + 1 < argc && strcmp(argv[i], "--to") == 0) {
+			given = argv[++i];
+		} else if (i + 1 < argc && strcmp(argv[i], "--host") == 0) {
+			o.host = argv[++i];
+		} else if (i + 1 < argc && strcmp(argv[i], "--id") == 0) {
+			o.item_id = argv[++i];
+		} else if (i + 1 < argc && strcmp(argv[i], "--from") == 0) {
+			o.from_device = argv[++i];
+		} else if (i + 1 < argc && strcmp(argv[i], "--snapshot") == 0) {
+			if (parse_snapshot(argv[++i], &o.snapshot) != 0)
+				return pb_cli_fail(cli, "--snapshot takes a snapshot id as peerback ls shows it");
+		} else if (i + 1 < argc && strcmp(argv[i], "--kind") == 0) {
+			pb_kind_t k;
+			if (pb_kind_parse(argv[++i], &k) != 0)
+				return pb_cli_fail(cli, "unknown kind '%s' (credentials mifare sim chat contacts)", argv[i]);
+			o.kind_mask |= 1u << k;
+		} else if (strcmp(argv[i], "--json") == 0) {
+			cli->json = true;
+		} else {
+			fprintf(stderr, "peerback restore: unknown argument '%s'\n", argv[i]);
+			return 2;
+		}
+	}
+	if ((rc = device_dir(cli, given, dev, sizeof(dev))) != 0)
+		return pb_cli_fail(cli, "--to path is too long");
+	(void)secret_opt(cli, pass, sizeof(pass), false);
+	o.home = cli->home;
+	o.device_dir = dev;
+	o.passphrase = pass[0] ? pass : NULL;
+	o.progress = show_progress;
+	o.progress_arg = &ps;
+	rc = pb_engine_restore(&o, &res);
+	sodium_memzero(pass, sizeof(pass));
+	if (rc == PB_ENOTFOUND && o.item_id != NULL)
+		return pb_cli_fail(cli, "no item '%s' in the backup; see peerback ls", o.item_id);
+	if (rc != 0)
+		return engine_error(cli, rc, "restore");
+	human((double)res.bytes, total, sizeof(total));
+	if (cli->json)
+		printf("{\"event\":\"restore-done\",\"snapshot\":\"%016llx\",\"device\":\"%s\",\"items\":%llu,"
+		       "\"bytes\":%llu,\"seconds\":%.3f}\n",
+		       (unsigned long long)res.snapshot, res.device, (unsigned long long)res.items,
+		       (unsigned long long)res.bytes, res.seconds);
+	else
+		printf("restored %llu items (%s) from snapshot %016llx into %s in %.1f s\n",
+		       (unsigned long long)res.items, total, (unsigned long long)res.snapshot, dev, res.seconds);
+	return 0;
+}
+
+int pb_cmd_verify(pb_cli_t *cli, int argc, char **argv)
+{
+	pb_engine_opts_t o;
+	pb_engine_result_t res;
+	struct progress_state ps = { cli, mono() };
+	char pass[1024], total[32];
+	int rc;
+
+	if (pb_cli_wants_help(argc, argv)) {
+		printf("usage: peerback verify [--host NAME] [--json]\n\n"
+		       "Fetches and decrypts every item of the latest backup and checks it against\n"
+		       "the content hash recorded when it was backed up. (peerback host verify checks\n"
+		       "the host's store without keys.)\n");
+		return 0;
+	}
+	memset(&o, 0, sizeof(o));
+	for (int i = 1; i < argc; i++) {
+		if (i + 1 < argc && strcmp(argv[i], "--host") == 0)
+			o.host = argv[++i];
+		else if (strcmp(argv[i], "--json") == 0)
+			cli->json = true;
+		else {
+			fprintf(stderr, "peerback verify: unknown argument '%s'\n", argv[i]);
+			return 2;
+		}
+	}
+	(void)secret_opt(cli, pass, sizeof(pass), false);
+	o.home = cli->home;
+	o.passphrase = pass[0] ? pass : NULL;
+	o.progress = show_progress;
+	o.progress_arg = &ps;
+	rc = pb_engine_verify(&o, &res);
+	sodium_memzero(pass, sizeof(pass));
+	if (cli->json)
+		printf("{\"event\":\"verify-done\",\"snapshot\":\"%016llx\",\"items\":%llu,\"bad_items\":%llu,"
+		       "\"bytes\":%llu,\"ok\":%s}\n",
+		       (unsigned long long)res.snapshot, (unsigned long long)res.items,
+		       (unsigned long long)res.bad_items, (unsigned long long)res.bytes, rc == 0 ? "true" : "false");
+	if (rc == PB_ESTORE_VERIFY)
+		return pb_cli_fail(cli, "%llu of %llu items do not match their backup", (unsigned long long)res.bad_items,
+				   (unsigned long long)(res.items));
+	if (rc != 0)
+		return engine_error(cli, rc, "verify");
+	if (!cli->json) {
+		human((double)res.bytes, total, sizeof(total));
+		printf("verified %llu items (%s) of snapshot %016llx: all match\n", (unsigned long long)res.items,
+		       total, (unsigned long long)res.snapshot);
+	}
+	return 0;
+}
+
+int pb_cmd_ls(pb_cli_t *cli, int argc, char **argv)
+{
+	pb_engine_opts_t o;
+	pb_engine_snapshot_t *s = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (pb_cli_wants_help(argc, argv)) {
+		printf("usage: peerback ls [--host NAME] [--from DEVICE] [--json]\n\n"
+		       "Lists the snapshots the paired host holds for this phone.\n");
+		return 0;
+	}
+	memset(&o, 0, sizeof(o));
+	for (int i = 1; i < argc; i++) {
+		if (i + 1 < argc && strcmp(argv[i], "--host") == 0)
+			o.host = argv[++i];
+		else if (i + 1 < argc && strcmp(argv[i], "--from") == 0)
+			o.from_device = argv[++i];
+		else if (strcmp(argv[i], "--json") == 0)
+			cli->json = true;
+		else {
+			fprintf(stderr, "peerback ls: unknown argument '%s'\n", argv[i]);
+			return 2;
+		}
+	}
+	o.home = cli->home;
+	rc = pb_engine_list(&o, &s, &n);
+	if (rc != 0)
+		return engine_error(cli, rc, "ls");
+	for (size_t i = 0; i < n; i++) {
+		char when[64], size[32];
+		time_t t = (time_t)s[i].time;
+		struct tm tm;
+
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", gmtime_r(&t, &tm));
+		human((double)s[i].size, size, sizeof(size));
+		if (cli->json)
+			printf("{\"snapshot\":\"%016llx\",\"time\":%lld,\"size\":%llu,\"chunks\":%llu}\n",
+			       (unsigned long long)s[i].id, (long long)s[i].time, (unsigned long long)s[i].size,
+			       (unsigned long long)s[i].chunks);
+		else
+			printf("%016llx  %s UTC  %10s  %llu chunks\n", (unsigned long long)s[i].id, when, size,
+			       (unsigned long long)s[i].chunks);
+	}
+	if (n == 0 && !cli->json)
+		printf("no snapshots yet\n");
+	free(s);
+	return 0;
+}
