@@ -20,7 +20,8 @@ typedef uint8_t name_t[PB_STORE_NAME_LEN];
 
 #define OFFER_BATCH 1024              /* names per ChunkOffer */
 #define OFFER_BYTES (8u << 20)        /* sealed bytes waiting for an offer */
-#define COMMIT_BYTES (64u << 20)      /* bytes sent between commits */
+#define COMMIT_BYTES (4u << 20)       /* bytes sent between commits */
+#define COMMIT_SECONDS 1.0            /* or time between commits */
 #define COMMIT_ITEMS 8192             /* items waiting for a commit */
 #define FETCH_WINDOW 16               /* chunk requests in flight on restore */
 
@@ -248,7 +249,7 @@ static void progress(struct prog *pr, bool final)
 {
 	double t = now_s();
 
-	if (pr->o->progress == NULL || (!final && t - pr->last < 0.25))
+	if (pr->o->progress == NULL || (!final && t - pr->last < 0.1))
 		return;
 	pr->last = t;
 	pr->p.final = final;
@@ -281,6 +282,7 @@ struct backup {
 	name_t *offered;
 	size_t noffered, cap_offered;
 	uint64_t bytes_since_commit;
+	double last_commit;
 	/* Items whose chunks wait for the next commit. */
 	struct pending_item *items;
 	size_t nitems, cap_items;
@@ -413,7 +415,9 @@ static int commit(struct backup *b)
 	for (size_t i = 0; i < b->nitems; i++)
 		free_pending(&b->items[i]);
 	b->nitems = 0;
+	b->pr.p.bytes_committed = b->res->bytes_sent;
 	b->bytes_since_commit = 0;
+	b->last_commit = now_s();
 	return rc;
 }
 
@@ -443,7 +447,8 @@ static int enqueue(struct backup *b, const uint8_t name[PB_STORE_NAME_LEN], uint
 	if (b->qn < OFFER_BATCH && b->qbytes < OFFER_BYTES)
 		return 0;
 	rc = offer_batch(b);
-	if (rc == 0 && b->bytes_since_commit >= COMMIT_BYTES)
+	if (rc == 0 && (b->bytes_since_commit >= COMMIT_BYTES ||
+			(b->bytes_since_commit > 0 && now_s() - b->last_commit >= COMMIT_SECONDS)))
 		rc = commit(b);
 	return rc;
 }
@@ -471,7 +476,9 @@ static int add_chunk(void *arg, const uint8_t *data, size_t len)
 	}
 	memcpy(b->cur[b->ncur++], name, PB_STORE_NAME_LEN);
 	b->pr.p.bytes_done += len;
-	return enqueue(b, name, ct, ct_len);
+	rc = enqueue(b, name, ct, ct_len);
+	progress(&b->pr, false); /* large items report as they go */
+	return rc;
 }
 
 static int emit_manifest_chunk(void *arg, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
@@ -569,8 +576,12 @@ static int backup_item(void *arg, const pb_item_t *it)
 	 * unchanged when size and modification time match) and every chunk
 	 * committed on the host. */
 	if (it->data != NULL) {
+		/* Items split out of a file share its modification time, which
+		 * changes with any of them: their content decides. */
 		item_hash(&b->keys, it->data, it->len, hash);
-		unchanged = pb_backup_state_unchanged(b->st, it->id, it->len, m.mtime, hash);
+		if (pb_backup_state_lookup(b->st, it->id, &rec_size, &rec_mtime, rec_hash) == 0 && rec_size == it->len &&
+		    sodium_memcmp(rec_hash, hash, 32) == 0)
+			unchanged = pb_backup_state_unchanged(b->st, it->id, rec_size, rec_mtime, hash);
 	} else if (pb_backup_state_lookup(b->st, it->id, &rec_size, &rec_mtime, rec_hash) == 0 &&
 		   rec_size == it->size && rec_mtime == m.mtime) {
 		memcpy(hash, rec_hash, 32);
@@ -693,6 +704,7 @@ static int backup_once(const pb_engine_opts_t *o, pb_engine_result_t *res)
 	b->res = res;
 	b->pr.o = o;
 	b->pr.p.phase = "scan";
+	b->last_commit = now_s();
 	rc = pb_device_scan(o->device_dir, mask, count_item, &cnt, bad, sizeof(bad));
 	if (rc != 0) {
 		if (bad[0])

@@ -19,6 +19,7 @@ typedef struct pb_progress_s {
 	uint64_t items_done, items_total;
 	uint64_t bytes_done, bytes_total;
 	uint64_t bytes_sent;    /* ciphertext bytes that went to the host */
+	uint64_t bytes_committed; /* of those, the ones the host acknowledged */
 	uint64_t chunks_sent;
 	bool final;
 } pb_progress_t;

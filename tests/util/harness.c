@@ -165,3 +165,24 @@ void pb_test_file_digest(const char *path, char out[65])
 	sodium_bin2hex(out, 65, h, sizeof(h));
 	free(data);
 }
+
+long long pb_test_json_num(const char *line, const char *key)
+{
+	char pat[128];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(line, pat);
+	if (p == NULL)
+		return -1;
+	return strtoll(p + strlen(pat), NULL, 10);
+}
+
+void pb_test_host_restart(pb_test_host_t *host, const char *const *extra)
+{
+	char home[4096], listen[96];
+
+	snprintf(home, sizeof(home), "%s", host->home);
+	snprintf(listen, sizeof(listen), "%s", host->listen);
+	pb_test_host_start(host, home, listen, extra);
+}

@@ -47,6 +47,12 @@ int pb_test_peerback(const char *home, char *const args[], char **out, char **er
 /* Extracts the string value of "key" from a one-line JSON object into out. */
 int pb_test_json_str(const char *line, const char *key, char *out, size_t cap);
 
+/* The integer value of "key" in a one-line JSON object, or -1. */
+long long pb_test_json_num(const char *line, const char *key);
+
+/* Starts the host again on the same home and address (after a kill). */
+void pb_test_host_restart(pb_test_host_t *host, const char *const *extra);
+
 /* A hash (hex) of a file's bytes, or "absent". */
 void pb_test_file_digest(const char *path, char out[65]);
 

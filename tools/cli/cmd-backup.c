@@ -45,10 +45,12 @@ static void show_progress(void *arg, const pb_progress_t *p)
 
 	if (ps->cli->json) {
 		printf("{\"event\":\"progress\",\"phase\":\"%s\",\"items_done\":%llu,\"items_total\":%llu,"
-		       "\"bytes_done\":%llu,\"bytes_total\":%llu,\"bytes_sent\":%llu,\"chunks_sent\":%llu}\n",
+		       "\"bytes_done\":%llu,\"bytes_total\":%llu,\"bytes_sent\":%llu,\"bytes_committed\":%llu,"
+		       "\"chunks_sent\":%llu}\n",
 		       p->phase, (unsigned long long)p->items_done, (unsigned long long)p->items_total,
 		       (unsigned long long)p->bytes_done, (unsigned long long)p->bytes_total,
-		       (unsigned long long)p->bytes_sent, (unsigned long long)p->chunks_sent);
+		       (unsigned long long)p->bytes_sent, (unsigned long long)p->bytes_committed,
+		       (unsigned long long)p->chunks_sent);
 		fflush(stdout);
 		return;
 	}

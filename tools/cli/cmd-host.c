@@ -15,6 +15,7 @@ static const char usage_text[] =
 	"       peerback host devices\n"
 	"       peerback host revoke DEVICE\n"
 	"       peerback host verify [--json]\n"
+	"       peerback host prune [--keep-last N]\n"
 	"\n"
 	"Runs the backup host until interrupted: listens on every interface (or\n"
 	"ADDR:PORT; port 0 picks a free one), shows a one-time pairing QR code that\n"
@@ -33,7 +34,9 @@ static const char usage_text[] =
 	"devices  lists the phones paired with this host\n"
 	"revoke   ends a pairing; DEVICE is a device id (or 8+ hex digits of it) or a name\n"
 	"verify   checks every chunk of the host's store against its hash, without keys\n"
-	"         (while the host is stopped: the running host holds the store's lock)\n";
+	"         (while the host is stopped: the running host holds the store's lock)\n"
+	"prune    keeps each phone's N most recent snapshots (default 7), drops the older\n"
+	"         ones and frees the chunks no kept snapshot needs (while stopped, too)\n";
 
 static void print_device(void *arg, const pb_paired_device_t *d)
 {
@@ -49,6 +52,8 @@ static void print_device(void *arg, const pb_paired_device_t *d)
 	else
 		printf("%s  %-20s %-20s%s\n", dev, d->name, d->account, d->revoked ? "  (revoked)" : "");
 }
+
+int pb__cli_host_prune(pb_cli_t *cli, int argc, char **argv);
 
 int pb__cli_list_paired(pb_cli_t *cli)
 {
@@ -83,6 +88,8 @@ int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 			printf("no paired devices\n");
 		return 0;
 	}
+	if (argc >= 2 && strcmp(argv[1], "prune") == 0)
+		return pb__cli_host_prune(cli, argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "verify") == 0) {
 		/* The same check as peerback store-verify, on this host's store. */
 		rc = pb_cmd_store_verify(cli, argc - 1, argv + 1);
