@@ -484,6 +484,7 @@ def bench_peerback(args, size, data, dbytes):
         r["backup_items"] = b["done"].get("items")
         r["backup_bytes_sent"] = b["done"].get("bytes_sent")
         phone_rss = b["rss_kib"]
+        r["backup_phone_peak_rss_mib"] = b["rss_kib"] / 1024
 
         log("peerback %s: re-backup, nothing changed" % size)
         b = pb_backup(env, phone, device)
@@ -838,6 +839,7 @@ def main():
     args.single_from = "small" if args.quick else None
 
     t_start = time.monotonic()
+    load_start = os.getloadavg()[0]
     results = {}
     for size in sizes:
         data, dbytes = install_dataset(args, size)
@@ -865,6 +867,8 @@ def main():
         "seed": SEED,
         "host": socket.gethostname(),
         "cpus": os.cpu_count(),
+        "loadavg_start": load_start,
+        "loadavg_end": os.getloadavg()[0],
         "seconds": time.monotonic() - t_start,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "concurrent16_dataset": "small",
@@ -876,7 +880,8 @@ def main():
         f.write("\n")
     for size in sizes:
         print_table(size, results[size])
-    print("\nresults: %s (%.0f s)" % (args.out, time.monotonic() - t_start))
+    print("\nresults: %s (%.0f s; load average %.1f at the start, %.1f at the end, %d CPUs)" %
+          (args.out, time.monotonic() - t_start, load_start, os.getloadavg()[0], os.cpu_count()))
 
 
 if __name__ == "__main__":
