@@ -122,13 +122,19 @@ static int pump(pb_client_t *c, int64_t deadline, bool *established)
 int pb__client_connect(pb_client_t *c, const struct sockaddr_storage *addrs, size_t naddrs, int connect_timeout_ms,
 		       const pb_session_candidate_t *cand, size_t *which)
 {
+	return pb__client_connect_within(c, addrs, naddrs, connect_timeout_ms, 30000, cand, which);
+}
+
+int pb__client_connect_within(pb_client_t *c, const struct sockaddr_storage *addrs, size_t naddrs,
+			      int connect_timeout_ms, int timeout_ms, const pb_session_candidate_t *cand, size_t *which)
+{
 	int rc = PB_ENOTFOUND, fd = -1;
 	int64_t deadline;
 	size_t i;
 
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
-	c->timeout_ms = c->timeout_ms > 0 ? c->timeout_ms : 30000;
+	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
 	for (i = 0; i < naddrs; i++) {
 		fd = connect_one(&addrs[i], connect_timeout_ms);
 		if (fd >= 0)

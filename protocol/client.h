@@ -27,6 +27,12 @@ __attribute__((warn_unused_result)) int pb__client_connect(pb_client_t *c, const
 							   size_t naddrs, int connect_timeout_ms,
 							   const pb_session_candidate_t *cand, size_t *which);
 
+/* The same, with the handshake and then each receive bounded by timeout_ms
+ * (pb__client_connect uses 30 s). */
+__attribute__((warn_unused_result)) int pb__client_connect_within(pb_client_t *c, const struct sockaddr_storage *addrs,
+								  size_t naddrs, int connect_timeout_ms, int timeout_ms,
+								  const pb_session_candidate_t *cand, size_t *which);
+
 /* Sends one Envelope. */
 __attribute__((warn_unused_result)) int pb__client_send(pb_client_t *c, pb_envelope_t *env);
 

@@ -299,10 +299,12 @@ static void test_masterkey_wrap(void **state)
 
 /* ---- manifests ---------------------------------------------------------------- */
 
+#define MSTORE_MAX 1024 /* manifest chunks: about 32 items each */
+
 typedef struct mstore_s {
-	name_t names[16];
-	uint8_t *cts[16];
-	size_t lens[16];
+	name_t names[MSTORE_MAX];
+	uint8_t *cts[MSTORE_MAX];
+	size_t lens[MSTORE_MAX];
 	size_t n;
 } mstore_t;
 
@@ -310,7 +312,7 @@ static int mstore_put(void *arg, const uint8_t name[PB_STORE_NAME_LEN], const ui
 {
 	mstore_t *m = arg;
 
-	assert_true(m->n < 16);
+	assert_true(m->n < MSTORE_MAX);
 	memcpy(m->names[m->n], name, PB_STORE_NAME_LEN);
 	m->cts[m->n] = malloc(len);
 	memcpy(m->cts[m->n], ct, len);
@@ -379,7 +381,8 @@ static void test_manifest_round_trip(void **state)
 {
 	pb_backup_keys_t k, other;
 	pb_manifest_writer_t *w;
-	mstore_t m = {0};
+	static mstore_t m;
+	memset(&m, 0, sizeof(m));
 	check_t *chk = calloc(1, sizeof(*chk));
 	name_t *chunks = malloc(1000 * sizeof(name_t));
 	uint8_t *root = NULL, (*refs)[PB_STORE_NAME_LEN] = NULL, (*mchunks)[PB_STORE_NAME_LEN] = NULL;
@@ -432,7 +435,8 @@ static void test_manifest_rejects_bad_input(void **state)
 {
 	pb_backup_keys_t k;
 	pb_manifest_writer_t *w;
-	mstore_t m = {0};
+	static mstore_t m;
+	memset(&m, 0, sizeof(m));
 	name_t chunks[3] = {{1}, {2}, {3}};
 	pb_manifest_item_t it = {.kind = 1, .id = "cred/1", .path = "credentials/1.json",
 				 .nchunks = 3, .chunks = (const name_t *)chunks};

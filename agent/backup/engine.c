@@ -34,9 +34,25 @@ struct sess {
 
 static int sess_open(struct sess *s, const pb_engine_opts_t *o)
 {
+	char dev[4096];
+	int rc;
+
 	memset(s, 0, sizeof(*s));
 	s->next_id = 100;
-	return pb_phone_connect(o->home, o->host, o->timeout_ms > 0 ? o->timeout_ms : 30000, &s->c, NULL);
+	rc = pb_phone_connect(o->home, o->host, o->timeout_ms > 0 ? o->timeout_ms : 30000, &s->c, NULL);
+	if (rc != 0)
+		return rc;
+	/* Instructions the host queued are carried out at each connection. */
+	if (o->device_dir != NULL)
+		snprintf(dev, sizeof(dev), "%s", o->device_dir);
+	else if (pb__path_join(dev, sizeof(dev), o->home, "device") != 0)
+		return PB_ETOOBIG;
+	rc = pb_phone_instructions(&s->c, o->home, dev, o->on_instruction, o->instruction_arg);
+	if (rc < 0) {
+		pb__client_close(&s->c);
+		return rc;
+	}
+	return 0;
 }
 
 static void sess_close(struct sess *s)
@@ -121,7 +137,9 @@ static int save_master(const char *home, const uint8_t mk[PB_MASTERKEY_LEN], con
 	return pb__write_file_atomic(path, mk, PB_MASTERKEY_LEN, 0600);
 }
 
-static int host_master(struct sess *s, const ProtobufCBinaryData *dev, uint8_t **blob, size_t *len)
+/* A blob the host keeps for this phone (or dev): key NULL is the wrapped
+ * master key. */
+static int host_blob(struct sess *s, const ProtobufCBinaryData *dev, const char *key, uint8_t **blob, size_t *len)
 {
 	Peerback__Request req;
 	Peerback__BlobGet get;
@@ -132,6 +150,7 @@ static int host_master(struct sess *s, const ProtobufCBinaryData *dev, uint8_t *
 	peerback__blob_get__init(&get);
 	if (dev != NULL)
 		get.device = *dev;
+	get.key = (char *)key;
 	req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_GET;
 	req.masterkey_get = &get;
 	rc = sess_call(s, &req, &in);
@@ -188,7 +207,7 @@ static int master_key(struct sess *s, const pb_engine_opts_t *o, const ProtobufC
 		if (!create)
 			return 0;
 		/* Make sure the host holds the wrapped key for a new phone. */
-		rc = host_master(s, NULL, &blob, &len);
+		rc = host_blob(s, NULL, NULL, &blob, &len);
 		free(blob);
 		if (rc != PB_ENOTFOUND)
 			return rc;
@@ -201,7 +220,7 @@ static int master_key(struct sess *s, const pb_engine_opts_t *o, const ProtobufC
 	}
 	if (rc != -ENOENT)
 		return rc;
-	rc = host_master(s, dev, &blob, &len);
+	rc = host_blob(s, dev, NULL, &blob, &len);
 	if (rc == 0) {
 		if (o->passphrase == NULL) {
 			free(blob);
@@ -226,6 +245,41 @@ static int master_key(struct sess *s, const pb_engine_opts_t *o, const ProtobufC
 		rc = save_master(o->home, mk, wrapped, sizeof(wrapped));
 	if (rc != 0)
 		sodium_memzero(mk, PB_MASTERKEY_LEN);
+	return rc;
+}
+
+/* The host-side key of a SIM identity: a keyed hash the host cannot invert. */
+static void sim_key(const pb_backup_keys_t *keys, const char *iccid, const char *msisdn, char out[4 + 64 + 1])
+{
+	crypto_generichash_state st;
+	uint8_t h[32];
+
+	crypto_generichash_init(&st, keys->name, sizeof(keys->name), sizeof(h));
+	crypto_generichash_update(&st, (const uint8_t *)"peerback/sim\0", 13);
+	crypto_generichash_update(&st, (const uint8_t *)iccid, strlen(iccid) + 1);
+	crypto_generichash_update(&st, (const uint8_t *)msisdn, strlen(msisdn) + 1);
+	crypto_generichash_final(&st, h, sizeof(h));
+	memcpy(out, "sim-", 4);
+	sodium_bin2hex(out + 4, 65, h, sizeof(h));
+}
+
+static int blob_put_key(struct sess *s, const char *key, const uint8_t *val, size_t len)
+{
+	Peerback__Request req;
+	Peerback__BlobPut put;
+	pb_envelope_t *in;
+	int rc;
+
+	peerback__request__init(&req);
+	peerback__blob_put__init(&put);
+	put.key = (char *)key;
+	put.value.data = (uint8_t *)val;
+	put.value.len = len;
+	req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_PUT;
+	req.masterkey_put = &put;
+	rc = sess_call(s, &req, &in);
+	if (rc == 0)
+		pb__envelope_free(in);
 	return rc;
 }
 
@@ -571,7 +625,9 @@ static int backup_item(void *arg, const pb_item_t *it)
 	m.id = it->id;
 	m.path = it->path;
 	m.seq = it->seq;
-	m.mtime = (int64_t)it->mtime_ns;
+	/* A split item's time is its file's, which changes with any sibling:
+	 * recording it would churn the manifest. Files keep theirs. */
+	m.mtime = it->data != NULL ? 0 : (int64_t)it->mtime_ns;
 	/* Unchanged: same bytes (small items are hashed; files are taken as
 	 * unchanged when size and modification time match) and every chunk
 	 * committed on the host. */
@@ -740,6 +796,19 @@ static int backup_once(const pb_engine_opts_t *o, pb_engine_result_t *res)
 		rc = snapshot_put(b, id, root, root_len, (const name_t *)refs, nrefs);
 		if (rc == 0)
 			res->snapshot = id;
+		if (rc == 0) {
+			/* Remember which snapshot holds the contacts of the active
+			 * SIM identity, for a phone that later gets that SIM. */
+			char iccid[32], msisdn[32], key[4 + 64 + 1];
+			uint8_t val[8];
+
+			if (pb__sim_identity(o->device_dir, iccid, sizeof(iccid), msisdn, sizeof(msisdn)) == 0) {
+				sim_key(&b->keys, iccid, msisdn, key);
+				for (int k = 0; k < 8; k++)
+					val[k] = (uint8_t)(id >> (8 * k));
+				rc = blob_put_key(&b->s, key, val, sizeof(val));
+			}
+		}
 	}
 	res->chunks_total = nrefs;
 	res->seconds = now_s() - t0;
@@ -1420,5 +1489,33 @@ out_close:
 	sess_close(&r->s);
 out_free:
 	free(r);
+	return rc;
+}
+
+int pb_engine_sim_snapshot(const pb_engine_opts_t *o, const char *iccid, const char *msisdn, uint64_t *snapshot)
+{
+	struct sess s;
+	pb_backup_keys_t keys;
+	uint8_t mk[PB_MASTERKEY_LEN], *val = NULL;
+	char key[4 + 64 + 1];
+	size_t len = 0;
+	int rc;
+
+	*snapshot = 0;
+	if ((rc = local_master(o->home, mk)) != 0)
+		return rc == -ENOENT ? PB_ESTORE_NOMASTER : rc;
+	pb_backup_keys_derive(mk, &keys);
+	sodium_memzero(mk, sizeof(mk));
+	sim_key(&keys, iccid, msisdn, key);
+	pb_backup_keys_wipe(&keys);
+	if ((rc = sess_open(&s, o)) != 0)
+		return rc;
+	rc = host_blob(&s, NULL, key, &val, &len);
+	if (rc == 0 && len != 8)
+		rc = PB_EENV_MALFORMED;
+	for (size_t k = 0; rc == 0 && k < 8; k++)
+		*snapshot |= (uint64_t)val[k] << (8 * k);
+	free(val);
+	sess_close(&s);
 	return rc;
 }

@@ -38,6 +38,9 @@ typedef struct pb_engine_opts_s {
 	int timeout_ms;          /* per network step (0: 30 s) */
 	pb_progress_cb progress; /* may be NULL */
 	void *progress_arg;
+	/* Told of each remote instruction carried out on connecting (may be NULL). */
+	void (*on_instruction)(void *arg, const char *op, int rc, const char *message);
+	void *instruction_arg;
 } pb_engine_opts_t;
 
 typedef struct pb_engine_result_s {
@@ -79,5 +82,10 @@ __attribute__((warn_unused_result)) int pb_engine_list(const pb_engine_opts_t *o
 /* Fetches one item's bytes from the host's latest snapshot (malloc'd). */
 __attribute__((warn_unused_result)) int pb_engine_fetch_item(const pb_engine_opts_t *opts, const char *id,
 							     uint8_t **data, size_t *len);
+
+/* The snapshot that holds the contacts kept for a SIM identity (recorded
+ * by the last backup made while it was active): PB_ENOTFOUND if none. */
+__attribute__((warn_unused_result)) int pb_engine_sim_snapshot(const pb_engine_opts_t *opts, const char *iccid,
+							       const char *msisdn, uint64_t *snapshot);
 
 #endif

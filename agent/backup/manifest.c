@@ -81,6 +81,8 @@ static uint64_t rd64(const uint8_t *p)
 	return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
 }
 
+#define MF_MIN_CHUNK 4096
+
 static int names_push(name_t **v, size_t *n, size_t *cap, const uint8_t *name)
 {
 	if (*n == *cap) {
@@ -207,6 +209,17 @@ int pb_manifest_writer_add(pb_manifest_writer_t *w, const pb_manifest_item_t *it
 	w->items++;
 	if (w->len >= PB_MANIFEST_CHUNK_TARGET)
 		return writer_emit(w);
+	/* Content-defined boundaries: a chunk ends after an item whose keyed id
+	 * hash has its low five bits clear (about 32 items a chunk), so that a
+	 * changed item rewrites only its own stretch of the manifest and the
+	 * stretches around it dedup against the previous snapshot. */
+	if (w->len >= MF_MIN_CHUNK) {
+		uint8_t h[8];
+
+		crypto_generichash(h, sizeof(h), (const uint8_t *)it->id, idl, w->keys.name, sizeof(w->keys.name));
+		if ((h[0] & 31) == 0)
+			return writer_emit(w);
+	}
 	return 0;
 }
 

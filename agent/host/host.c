@@ -285,8 +285,14 @@ static int check_response(pb_host_conn_t *conn, const Peerback__AuthResponse *r)
 	if (rc != 0)
 		return rc;
 	if (strcmp(cert->account, host->acct.account) != 0) {
-		rc = PB_EACCT_WRONG;
-		goto out;
+		/* A linked sub-account of the host's account may use it too. */
+		bool ok = false;
+
+		if (pb__imd_linked(host->acct.imd_addr, host->acct.imd_key, host->acct.account, cert->account, &ok) != 0 ||
+		    !ok) {
+			rc = PB_EACCT_WRONG;
+			goto out;
+		}
 	}
 	if (!pb__auth_verify(PB_AUTH_PHONE, conn->ch.sess.h, conn->challenge, cert->sign_pk.data, r->signature.data,
 			     r->signature.len)) {

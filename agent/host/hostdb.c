@@ -16,7 +16,10 @@ static const char schema[] =
 	" last_seen INTEGER NOT NULL DEFAULT 0, revoked INTEGER NOT NULL DEFAULT 0);"
 	"CREATE TABLE IF NOT EXISTS secrets(session_id BLOB PRIMARY KEY, secret BLOB NOT NULL,"
 	" not_after INTEGER NOT NULL, created INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0);"
-	"CREATE TABLE IF NOT EXISTS used_tickets(ticket_id BLOB PRIMARY KEY, used_at INTEGER NOT NULL);";
+	"CREATE TABLE IF NOT EXISTS used_tickets(ticket_id BLOB PRIMARY KEY, used_at INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS instructions(id INTEGER PRIMARY KEY, device BLOB NOT NULL, op TEXT NOT NULL,"
+	" iccid TEXT NOT NULL, peer BLOB, payload BLOB, state TEXT NOT NULL, result TEXT NOT NULL DEFAULT '',"
+	" created INTEGER NOT NULL, updated INTEGER NOT NULL);";
 
 int pb__hostdb_open(const char *home, pb_hostdb_t *h)
 {
@@ -212,7 +215,7 @@ void pb__hostdb_seen(pb_hostdb_t *h, const uint8_t device_id[PB_DEVICE_ID_LEN])
 	(void)step_done(h->db, st);
 }
 
-int pb__hostdb_revoke(pb_hostdb_t *h, const char *which, pb_paired_device_t *out)
+int pb__hostdb_match(pb_hostdb_t *h, const char *which, pb_paired_device_t *out)
 {
 	sqlite3_stmt *st;
 	int found = 0;
@@ -234,14 +237,178 @@ int pb__hostdb_revoke(pb_hostdb_t *h, const char *which, pb_paired_device_t *out
 	sqlite3_finalize(st);
 	if (found == 0)
 		return PB_ENOTFOUND;
-	if (found > 1)
-		return PB_EEXISTS;
+	return found > 1 ? PB_EEXISTS : 0;
+}
+
+int pb__hostdb_revoke(pb_hostdb_t *h, const char *which, pb_paired_device_t *out)
+{
+	sqlite3_stmt *st;
+	int rc = pb__hostdb_match(h, which, out);
+
+	if (rc != 0)
+		return rc;
 	if (sqlite3_prepare_v2(h->db, "UPDATE devices SET revoked = 1 WHERE device_id = ?", -1, &st, NULL) !=
 	    SQLITE_OK)
 		return PB_EIO;
 	sqlite3_bind_blob(st, 1, out->device_id, PB_DEVICE_ID_LEN, SQLITE_STATIC);
 	out->revoked = true;
 	return step_done(h->db, st);
+}
+
+int pb__hostdb_instruct(pb_hostdb_t *h, const uint8_t device[PB_DEVICE_ID_LEN], const char *op, const char *iccid,
+			const uint8_t *peer, const uint8_t *payload, size_t plen, int64_t *id)
+{
+	sqlite3_stmt *st;
+	uint64_t now = pb__now();
+	int rc;
+
+	if (sqlite3_prepare_v2(h->db,
+			       "INSERT INTO instructions(device, op, iccid, peer, payload, state, created, updated)"
+			       " VALUES(?, ?, ?, ?, ?, 'queued', ?, ?)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return PB_EIO;
+	sqlite3_bind_blob(st, 1, device, PB_DEVICE_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, op, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, iccid, -1, SQLITE_STATIC);
+	if (peer != NULL)
+		sqlite3_bind_blob(st, 4, peer, PB_DEVICE_ID_LEN, SQLITE_STATIC);
+	if (payload != NULL)
+		sqlite3_bind_blob(st, 5, payload, (int)plen, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, (sqlite3_int64)now);
+	sqlite3_bind_int64(st, 7, (sqlite3_int64)now);
+	rc = step_done(h->db, st);
+	if (rc == 0 && id != NULL)
+		*id = sqlite3_last_insert_rowid(h->db);
+	return rc;
+}
+
+static void row_to_instruction(sqlite3_stmt *st, pb_instruction_t *in)
+{
+	const char *op = (const char *)sqlite3_column_text(st, 2);
+	const char *iccid = (const char *)sqlite3_column_text(st, 3);
+	const char *state = (const char *)sqlite3_column_text(st, 6);
+	const char *result = (const char *)sqlite3_column_text(st, 7);
+
+	memset(in, 0, sizeof(*in));
+	in->id = sqlite3_column_int64(st, 0);
+	if (sqlite3_column_bytes(st, 1) == PB_DEVICE_ID_LEN)
+		memcpy(in->device, sqlite3_column_blob(st, 1), PB_DEVICE_ID_LEN);
+	snprintf(in->op, sizeof(in->op), "%s", op != NULL ? op : "");
+	snprintf(in->iccid, sizeof(in->iccid), "%s", iccid != NULL ? iccid : "");
+	if (sqlite3_column_bytes(st, 4) == PB_DEVICE_ID_LEN) {
+		memcpy(in->peer, sqlite3_column_blob(st, 4), PB_DEVICE_ID_LEN);
+		in->has_peer = true;
+	}
+	in->payload = sqlite3_column_blob(st, 5);
+	in->payload_len = (size_t)sqlite3_column_bytes(st, 5);
+	snprintf(in->state, sizeof(in->state), "%s", state != NULL ? state : "");
+	snprintf(in->result, sizeof(in->result), "%s", result != NULL ? result : "");
+	in->created = (uint64_t)sqlite3_column_int64(st, 8);
+	in->updated = (uint64_t)sqlite3_column_int64(st, 9);
+}
+
+#define INSTRUCTION_COLUMNS "id, device, op, iccid, peer, payload, state, result, created, updated"
+
+int pb__hostdb_instructions(pb_hostdb_t *h, const uint8_t *device, bool queued_only,
+			    int (*cb)(void *arg, const pb_instruction_t *in), void *arg)
+{
+	sqlite3_stmt *st;
+	int rc = 0;
+
+	if (sqlite3_prepare_v2(h->db,
+			       device != NULL ? "SELECT " INSTRUCTION_COLUMNS " FROM instructions WHERE device = ?"
+						" AND (? = 0 OR state = 'queued') ORDER BY id"
+					      : "SELECT " INSTRUCTION_COLUMNS " FROM instructions ORDER BY id",
+			       -1, &st, NULL) != SQLITE_OK)
+		return PB_EIO;
+	if (device != NULL) {
+		sqlite3_bind_blob(st, 1, device, PB_DEVICE_ID_LEN, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, queued_only ? 1 : 0);
+	}
+	while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
+		pb_instruction_t in;
+
+		row_to_instruction(st, &in);
+		rc = cb(arg, &in);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int pb__hostdb_ack(pb_hostdb_t *h, int64_t id, const uint8_t device[PB_DEVICE_ID_LEN], bool ok, const char *result,
+		   const uint8_t *payload, size_t plen)
+{
+	sqlite3_stmt *st;
+	pb_instruction_t in;
+	bool found = false;
+	int rc;
+
+	if (sqlite3_exec(h->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return PB_EBUSY;
+	rc = sqlite3_prepare_v2(h->db, "SELECT " INSTRUCTION_COLUMNS " FROM instructions WHERE id = ? AND device = ?"
+				       " AND state = 'queued'", -1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		rc = PB_EIO;
+		goto out_rollback;
+	}
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_blob(st, 2, device, PB_DEVICE_ID_LEN, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		row_to_instruction(st, &in);
+		found = true;
+	}
+	sqlite3_finalize(st);
+	if (!found) {
+		rc = PB_ENOTFOUND;
+		goto out_rollback;
+	}
+	rc = sqlite3_prepare_v2(h->db, "UPDATE instructions SET state = ?, result = ?, updated = ? WHERE id = ?", -1,
+				&st, NULL);
+	if (rc != SQLITE_OK) {
+		rc = PB_EIO;
+		goto out_rollback;
+	}
+	sqlite3_bind_text(st, 1, ok ? "done" : "refused", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, result != NULL ? result : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)pb__now());
+	sqlite3_bind_int64(st, 4, id);
+	if ((rc = step_done(h->db, st)) != 0)
+		goto out_rollback;
+	/* A source's sealed profile becomes the destination's instruction. */
+	if (ok && strcmp(in.op, "export-vsim") == 0) {
+		if (payload == NULL || plen == 0 || !in.has_peer) {
+			rc = PB_EENV_MALFORMED;
+			goto out_rollback;
+		}
+		rc = pb__hostdb_instruct(h, in.peer, "install-vsim", in.iccid, device, payload, plen, NULL);
+		if (rc != 0)
+			goto out_rollback;
+	}
+	if (sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		rc = PB_EIO;
+		goto out_rollback;
+	}
+	return 0;
+out_rollback:
+	sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+int pb__hostdb_device_by_id(pb_hostdb_t *h, const uint8_t device[PB_DEVICE_ID_LEN], pb_paired_device_t *out)
+{
+	sqlite3_stmt *st;
+	int rc = PB_ENOTFOUND;
+
+	if (sqlite3_prepare_v2(h->db, "SELECT " DEVICE_COLUMNS " FROM devices WHERE device_id = ?", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return PB_EIO;
+	sqlite3_bind_blob(st, 1, device, PB_DEVICE_ID_LEN, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		row_to_device(st, out);
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	return rc;
 }
 
 int pb__hostdb_list(pb_hostdb_t *h, void (*cb)(void *arg, const pb_paired_device_t *d), void *arg)

@@ -63,6 +63,41 @@ void pb__hostdb_seen(pb_hostdb_t *h, const uint8_t device_id[PB_DEVICE_ID_LEN]);
  * PB_EEXISTS when several match. */
 __attribute__((warn_unused_result)) int pb__hostdb_revoke(pb_hostdb_t *h, const char *which,
 							  pb_paired_device_t *out);
+/* The one device whose id (hex, or 8+ hex digits) or name matches:
+ * PB_ENOTFOUND, or PB_EEXISTS when several match. */
+__attribute__((warn_unused_result)) int pb__hostdb_match(pb_hostdb_t *h, const char *which, pb_paired_device_t *out);
+__attribute__((warn_unused_result)) int pb__hostdb_device_by_id(pb_hostdb_t *h, const uint8_t device[PB_DEVICE_ID_LEN],
+								pb_paired_device_t *out);
+
+/* A remote instruction queued for a device. Pointers valid during the
+ * callback only. */
+typedef struct pb_instruction_s {
+	int64_t id;
+	uint8_t device[PB_DEVICE_ID_LEN];
+	char op[24];
+	char iccid[24];
+	uint8_t peer[PB_DEVICE_ID_LEN];
+	bool has_peer;
+	const uint8_t *payload;
+	size_t payload_len;
+	char state[16];   /* queued, done, refused */
+	char result[256];
+	uint64_t created, updated;
+} pb_instruction_t;
+
+/* Queues an instruction for device; *id (may be NULL) gets its number. */
+__attribute__((warn_unused_result)) int pb__hostdb_instruct(pb_hostdb_t *h, const uint8_t device[PB_DEVICE_ID_LEN],
+							    const char *op, const char *iccid, const uint8_t *peer,
+							    const uint8_t *payload, size_t plen, int64_t *id);
+/* Calls cb for the instructions of device (queued ones only, if asked), or
+ * for every instruction when device is NULL; a non-zero return stops. */
+int pb__hostdb_instructions(pb_hostdb_t *h, const uint8_t *device, bool queued_only,
+			    int (*cb)(void *arg, const pb_instruction_t *in), void *arg);
+/* Records a device's answer to its instruction (one transaction); an
+ * exported profile becomes the destination's install instruction. */
+__attribute__((warn_unused_result)) int pb__hostdb_ack(pb_hostdb_t *h, int64_t id, const uint8_t device[PB_DEVICE_ID_LEN],
+						       bool ok, const char *result, const uint8_t *payload, size_t plen);
+
 /* Calls cb for every paired device. */
 int pb__hostdb_list(pb_hostdb_t *h, void (*cb)(void *arg, const pb_paired_device_t *d), void *arg);
 

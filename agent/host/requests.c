@@ -340,16 +340,34 @@ static int do_chunk_get(pb_host_conn_t *conn, const Peerback__Request *req)
 	return 0;
 }
 
+/* Blob keys a phone may use: its wrapped master key, and per SIM identity
+ * (a keyed hash the host cannot invert) the snapshot holding its contacts. */
+static const char *blob_key(const char *key)
+{
+	size_t n;
+
+	if (key == NULL || key[0] == 0)
+		return "masterkey";
+	n = strlen(key);
+	if (n != 4 + 64 || strncmp(key, "sim-", 4) != 0)
+		return NULL;
+	for (size_t i = 4; i < n; i++)
+		if (!((key[i] >= '0' && key[i] <= '9') || (key[i] >= 'a' && key[i] <= 'f')))
+			return NULL;
+	return key;
+}
+
 static int do_masterkey_put(pb_host_conn_t *conn, const Peerback__Request *req)
 {
+	const char *key = blob_key(req->masterkey_put->key);
 	pb_store_ns_t *ns;
 	int rc;
 
-	if (req->masterkey_put->value.len == 0 || req->masterkey_put->value.len > PB_STORE_BLOB_MAX)
+	if (key == NULL || req->masterkey_put->value.len == 0 || req->masterkey_put->value.len > PB_STORE_BLOB_MAX)
 		return PB_EENV_MALFORMED;
 	if ((rc = own_ns(conn, &ns)) != 0)
 		return rc;
-	rc = pb_store_blob_put(ns, "masterkey", req->masterkey_put->value.data, req->masterkey_put->value.len);
+	rc = pb_store_blob_put(ns, key, req->masterkey_put->value.data, req->masterkey_put->value.len);
 	if (rc == 0)
 		reply_ok(conn, req->id);
 	return rc;
@@ -357,14 +375,17 @@ static int do_masterkey_put(pb_host_conn_t *conn, const Peerback__Request *req)
 
 static int do_masterkey_get(pb_host_conn_t *conn, const Peerback__Request *req)
 {
+	const char *key = blob_key(req->masterkey_get->key);
 	pb_store_ns_t *ns;
 	uint8_t *val;
 	size_t len;
 	int rc;
 
+	if (key == NULL)
+		return PB_EENV_MALFORMED;
 	if ((rc = read_ns(conn, &req->masterkey_get->device, &ns)) != 0)
 		return rc;
-	if ((rc = pb_store_blob_get(ns, "masterkey", &val, &len)) != 0)
+	if ((rc = pb_store_blob_get(ns, key, &val, &len)) != 0)
 		return rc;
 	reply_bytes(conn, req->id, val, len);
 	free(val);
@@ -435,6 +456,149 @@ static int do_backup_list(pb_host_conn_t *conn, const Peerback__Request *req)
 	return rc;
 }
 
+struct ilist {
+	pb_host_conn_t *conn;
+	Peerback__Instruction *items;
+	Peerback__Instruction **ptrs;
+	uint8_t (*keys)[32];
+	uint8_t (*peers)[PB_DEVICE_ID_LEN];
+	char **strings;
+	uint8_t **payloads;
+	size_t n, cap;
+};
+
+static int add_instruction(void *arg, const pb_instruction_t *in)
+{
+	struct ilist *l = arg;
+	Peerback__Instruction *it;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		void *a = realloc(l->items, cap * sizeof(*l->items)), *b, *c, *d, *e, *f;
+
+		if (a == NULL)
+			return PB_ENOMEM;
+		l->items = a;
+		b = realloc(l->ptrs, cap * sizeof(*l->ptrs));
+		if (b == NULL)
+			return PB_ENOMEM;
+		l->ptrs = b;
+		c = realloc(l->keys, cap * sizeof(*l->keys));
+		if (c == NULL)
+			return PB_ENOMEM;
+		l->keys = c;
+		d = realloc(l->peers, cap * sizeof(*l->peers));
+		if (d == NULL)
+			return PB_ENOMEM;
+		l->peers = d;
+		e = realloc(l->strings, cap * 3 * sizeof(*l->strings));
+		if (e == NULL)
+			return PB_ENOMEM;
+		l->strings = e;
+		f = realloc(l->payloads, cap * sizeof(*l->payloads));
+		if (f == NULL)
+			return PB_ENOMEM;
+		l->payloads = f;
+		l->cap = cap;
+	}
+	it = &l->items[l->n];
+	peerback__instruction__init(it);
+	it->id = (uint64_t)in->id;
+	l->strings[3 * l->n] = strdup(in->op);
+	l->strings[3 * l->n + 1] = strdup(in->iccid);
+	l->strings[3 * l->n + 2] = NULL;
+	l->payloads[l->n] = NULL;
+	it->op = l->strings[3 * l->n];
+	it->iccid = l->strings[3 * l->n + 1];
+	if (it->op == NULL || it->iccid == NULL)
+		return PB_ENOMEM;
+	if (in->has_peer) {
+		pb_paired_device_t peer;
+
+		memcpy(l->peers[l->n], in->peer, PB_DEVICE_ID_LEN);
+		it->peer_device.data = l->peers[l->n];
+		it->peer_device.len = PB_DEVICE_ID_LEN;
+		if (pb__hostdb_device_by_id(pb__host_db(l->conn->host), in->peer, &peer) == 0) {
+			memcpy(l->keys[l->n], peer.static_pk, 32);
+			it->peer_static_pk.data = l->keys[l->n];
+			it->peer_static_pk.len = 32;
+			l->strings[3 * l->n + 2] = strdup(peer.account);
+			it->peer_account = l->strings[3 * l->n + 2];
+		}
+	}
+	if (in->payload_len > 0) {
+		l->payloads[l->n] = malloc(in->payload_len);
+		if (l->payloads[l->n] == NULL)
+			return PB_ENOMEM;
+		memcpy(l->payloads[l->n], in->payload, in->payload_len);
+		it->payload.data = l->payloads[l->n];
+		it->payload.len = in->payload_len;
+	}
+	l->n++;
+	return 0;
+}
+
+static int do_instruction_list(pb_host_conn_t *conn, const Peerback__Request *req)
+{
+	struct ilist l;
+	Peerback__Reply rep;
+	Peerback__InstructionListReply list;
+	int rc;
+
+	memset(&l, 0, sizeof(l));
+	l.conn = conn;
+	rc = pb__hostdb_instructions(pb__host_db(conn->host), conn->device.device_id, true, add_instruction, &l);
+	if (rc == 0) {
+		for (size_t i = 0; i < l.n; i++)
+			l.ptrs[i] = &l.items[i];
+		peerback__reply__init(&rep);
+		peerback__instruction_list_reply__init(&list);
+		list.instructions = l.ptrs;
+		list.n_instructions = l.n;
+		rep.id = req->id;
+		rep.op_case = PEERBACK__REPLY__OP_INSTRUCTIONS;
+		rep.instructions = &list;
+		send_reply(conn, &rep);
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		free(l.strings[3 * i]);
+		free(l.strings[3 * i + 1]);
+		free(l.strings[3 * i + 2]);
+		free(l.payloads[i]);
+	}
+	free(l.items);
+	free(l.ptrs);
+	free(l.keys);
+	free(l.peers);
+	free(l.strings);
+	free(l.payloads);
+	return rc;
+}
+
+static int do_instruction_ack(pb_host_conn_t *conn, const Peerback__Request *req)
+{
+	const Peerback__InstructionAck *a = req->instruction_ack;
+	char result[256];
+	int rc;
+
+	if (a->payload.len > PB_STORE_BLOB_MAX)
+		return PB_EENV_MALFORMED;
+	if (a->ok)
+		snprintf(result, sizeof(result), "%s", a->message != NULL ? a->message : "");
+	else
+		snprintf(result, sizeof(result), "%s: %s", pb_err_name(a->code), a->message != NULL ? a->message : "");
+	rc = pb__hostdb_ack(pb__host_db(conn->host), (int64_t)a->id, conn->device.device_id, a->ok, result,
+			    a->payload.len ? a->payload.data : NULL, a->payload.len);
+	if (rc != 0)
+		return rc;
+	if (pb__host_json(conn->host))
+		printf("{\"event\":\"instruction\",\"id\":%llu,\"ok\":%s,\"result\":\"%s\"}\n",
+		       (unsigned long long)a->id, a->ok ? "true" : "false", a->ok ? "done" : pb_err_name(a->code));
+	fflush(stdout);
+	reply_ok(conn, req->id);
+	return 0;
+}
+
 static void pong(pb_host_conn_t *conn, const Peerback__Request *req)
 {
 	Peerback__Reply rep;
@@ -487,6 +651,12 @@ void pb__host_request(pb_host_conn_t *conn, pb_envelope_t *env)
 		break;
 	case PEERBACK__REQUEST__OP_BACKUP_LIST:
 		rc = do_backup_list(conn, req);
+		break;
+	case PEERBACK__REQUEST__OP_INSTRUCTION_LIST:
+		rc = do_instruction_list(conn, req);
+		break;
+	case PEERBACK__REQUEST__OP_INSTRUCTION_ACK:
+		rc = do_instruction_ack(conn, req);
 		break;
 	default:
 		rc = PB_EUNSUPPORTED;

@@ -237,6 +237,25 @@ PB_EXTERN int pb_imd_link(pb_imd_t *imd, const char *a, const char *b)
 	return rc == SQLITE_DONE ? 0 : db_err(imd->db, rc);
 }
 
+PB_EXTERN int pb_imd_unlink(pb_imd_t *imd, const char *a, const char *b)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(imd->db, "DELETE FROM links WHERE (a = ? AND b = ?) OR (a = ? AND b = ?)", -1, &st,
+			       NULL) != SQLITE_OK)
+		return PB_EIO;
+	sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, b, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, a, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_err(imd->db, rc);
+	return sqlite3_changes(imd->db) > 0 ? 0 : PB_ENOTFOUND;
+}
+
 static bool linked(pb_imd_t *imd, const char *a, const char *b)
 {
 	sqlite3_stmt *st;
@@ -388,7 +407,8 @@ static int do_ticket(pb_imd_t *imd, const Peerback__TicketRequest *req, Peerback
 		rc = PB_EACCT_TICKET; /* no such pairing session */
 		goto out_free_cert;
 	}
-	if (strcmp(account, cert->account) != 0) {
+	/* The host's account, or a sub-account linked to it. */
+	if (!linked(imd, account, cert->account)) {
 		rc = PB_EACCT_WRONG;
 		goto out_free_account;
 	}
@@ -672,5 +692,32 @@ PB_EXTERN int pb__imd_call(const char *addr, const uint8_t imd_key[32], Peerback
 	}
 	*reply_out = in->imd_reply;
 	*env_out = in;
+	return 0;
+}
+
+PB_EXTERN int pb__imd_linked(const char *addr, const uint8_t imd_key[32], const char *a, const char *b, bool *linked)
+{
+	Peerback__ImdRequest req;
+	Peerback__AccountsLinked q;
+	Peerback__ImdReply *reply;
+	pb_envelope_t *env;
+	int rc;
+
+	*linked = false;
+	if (strcmp(a, b) == 0) {
+		*linked = true;
+		return 0;
+	}
+	peerback__imd_request__init(&req);
+	peerback__accounts_linked__init(&q);
+	q.account_a = (char *)a;
+	q.account_b = (char *)b;
+	req.op_case = PEERBACK__IMD_REQUEST__OP_ACCOUNTS_LINKED;
+	req.accounts_linked = &q;
+	rc = pb__imd_call(addr, imd_key, &req, &reply, &env);
+	if (rc != 0)
+		return rc;
+	*linked = reply->op_case == PEERBACK__IMD_REPLY__OP_OK && reply->ok;
+	pb__envelope_free(env);
 	return 0;
 }

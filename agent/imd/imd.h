@@ -25,6 +25,9 @@ __attribute__((warn_unused_result)) int pb_imd_add_account(pb_imd_t *imd, const 
 /* Links two accounts as sub-accounts of one owner (both directions). */
 __attribute__((warn_unused_result)) int pb_imd_link(pb_imd_t *imd, const char *a, const char *b);
 
+/* Removes the link between two accounts: PB_ENOTFOUND when there was none. */
+__attribute__((warn_unused_result)) int pb_imd_unlink(pb_imd_t *imd, const char *a, const char *b);
+
 /* Validity of new certificates and tickets, in seconds (0 keeps the
  * default: 30 days and 120 seconds). */
 void pb_imd_set_validity(pb_imd_t *imd, uint64_t cert_seconds, uint64_t ticket_seconds);
@@ -42,5 +45,10 @@ __attribute__((warn_unused_result)) int pb_imd_serve(pb_imd_t *imd, const char *
 __attribute__((warn_unused_result)) int pb__imd_call(const char *addr, const uint8_t imd_key[32],
 						     Peerback__ImdRequest *req, Peerback__ImdReply **reply_out,
 						     pb_envelope_t **env_out);
+
+/* Asks the service whether accounts a and b are the same or linked
+ * sub-accounts of one owner. */
+__attribute__((warn_unused_result)) int pb__imd_linked(const char *addr, const uint8_t imd_key[32], const char *a,
+						       const char *b, bool *linked);
 
 #endif

@@ -801,14 +801,16 @@ int pb__chat_tg_feed(pb__chat_tg_t *p, const uint8_t *buf, size_t len, char *err
 
 	if (len == 0)
 		return 0;
-	if (len > SIZE_MAX / 2 - 1)
+	if (len > SIZE_MAX / 2 - 2)
 		return PB_ETOOBIG;
-	if (p->fcap < 2 * len) {
-		nb = realloc(p->fbuf, 2 * len);
+	/* Each \x becomes \u00: two bytes out per byte in, and one more when
+	 * the call starts right after a backslash fed by the previous one. */
+	if (p->fcap < 2 * len + 2) {
+		nb = realloc(p->fbuf, 2 * len + 2);
 		if (nb == NULL)
 			return PB_ENOMEM;
 		p->fbuf = nb;
-		p->fcap = 2 * len;
+		p->fcap = 2 * len + 2;
 	}
 	/* Rewrite \xNN inside strings as \u00NN; the state carries across
 	 * calls, so an escape split between two reads is still seen. */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "agent/kinds/util.h"
+#include "agent/util/fsutil.h"
 
 int pb__kinds_errf(char *errbuf, size_t errcap, int rc, const char *fmt, ...)
 {
@@ -27,56 +28,7 @@ int pb__kinds_errf(char *errbuf, size_t errcap, int rc, const char *fmt, ...)
 
 int pb__kinds_read_file(const char *path, size_t cap, uint8_t **out, size_t *len)
 {
-	struct stat st;
-	uint8_t *buf = NULL;
-	size_t have = 0;
-	int fd, rc;
-
-	*out = NULL;
-	*len = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) != 0) {
-		rc = -errno;
-		goto out_close;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = -EISDIR;
-		goto out_close;
-	}
-	if ((uint64_t)st.st_size > cap) {
-		rc = PB_ETOOBIG;
-		goto out_close;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (buf == NULL) {
-		rc = PB_ENOMEM;
-		goto out_close;
-	}
-	while (have < (size_t)st.st_size) {
-		ssize_t r = read(fd, buf + have, (size_t)st.st_size - have);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			rc = -errno;
-			goto out_free;
-		}
-		if (r == 0)
-			break;
-		have += (size_t)r;
-	}
-	buf[have] = 0;
-	*out = buf;
-	*len = have;
-	close(fd);
-	return 0;
-
-out_free:
-	free(buf);
-out_close:
-	close(fd);
-	return rc;
+	return pb__read_file(path, cap, out, len);
 }
 
 static int hexval(int c)
@@ -161,32 +113,12 @@ bool pb__kinds_lines_next(pb__kinds_lines_t *it, const char **line, size_t *n)
 
 int pb__kinds_mkdirs(const char *dir)
 {
-	char tmp[4096];
-	size_t n = strlen(dir);
-
-	if (n == 0 || n >= sizeof(tmp))
-		return PB_ETOOBIG;
-	memcpy(tmp, dir, n + 1);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-		return -errno;
-	return 0;
+	return pb__mkdirs(dir, 0700);
 }
 
 int pb__kinds_join(char *out, size_t cap, const char *a, const char *b)
 {
-	int n = snprintf(out, cap, "%s/%s", a, b);
-
-	if (n < 0 || (size_t)n >= cap)
-		return PB_ETOOBIG;
-	return 0;
+	return pb__path_join(out, cap, a, b);
 }
 
 const char *pb__kinds_basename(const char *path)
@@ -198,64 +130,9 @@ const char *pb__kinds_basename(const char *path)
 
 int pb__kinds_write_atomic(const char *path, const void *data, size_t len)
 {
-	char tmp[4096], dir[4096];
-	const char *base = pb__kinds_basename(path);
-	size_t dlen = (size_t)(base - path);
-	const uint8_t *p = data;
-	int fd, dfd, n, rc;
+	int rc = pb__write_file_atomic(path, data, len, 0600);
 
-	if (dlen >= sizeof(dir))
-		return PB_ETOOBIG;
-	if (dlen == 0) {
-		dir[0] = '.';
-		dir[1] = 0;
-	} else {
-		memcpy(dir, path, dlen);
-		dir[dlen] = 0;
-	}
-	n = snprintf(tmp, sizeof(tmp), "%s%s%s-XXXXXX", dlen ? dir : "", PB__DEVICE_TMP_PREFIX, base);
-	if (n < 0 || (size_t)n >= sizeof(tmp))
-		return PB_ETOOBIG;
-	fd = mkstemp(tmp);
-	if (fd < 0)
-		return -errno;
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			rc = -errno;
-			goto out_unlink;
-		}
-		p += w;
-		len -= (size_t)w;
-	}
-	if (fsync(fd) != 0) {
-		rc = -errno;
-		goto out_unlink;
-	}
-	if (close(fd) != 0) {
-		fd = -1;
-		rc = -errno;
-		goto out_unlink;
-	}
-	fd = -1;
-	if (rename(tmp, path) != 0) {
-		rc = -errno;
-		goto out_unlink;
-	}
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
-	return 0;
-
-out_unlink:
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	return rc;
+	return rc == PB_ENOSPACE ? -ENOSPC : rc;
 }
 
 int pb__kinds_csv_split(const char *line, size_t n, pb__csv_row_t *row, size_t *col)

@@ -58,7 +58,7 @@ pb_kind_t pb__device_kind_of(const char *relpath);
 const char *pb__device_folder(pb_kind_t kind);
 
 /* Prefix of the writer's temporary files; scans skip such names. */
-#define PB__DEVICE_TMP_PREFIX ".pbtmp-"
+#define PB__DEVICE_TMP_PREFIX ".pbtmp-" /* PB_TMP_PREFIX of agent/util/fsutil.h */
 
 /* Largest multi-item file or imported file read into memory. */
 #define PB__KINDS_MAX_FILE (512u << 20)

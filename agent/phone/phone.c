@@ -321,8 +321,13 @@ static int authenticate(pb_client_t *c, const pb_identity_t *id, const pb_accoun
 	 * QR code (or the remembered pairing) pinned, and must have signed our
 	 * challenge within this handshake. */
 	rc = pb__verify_cert(acct->imd_sign_pk, in->auth_host->certificate, pb__now(), &hc);
-	if (rc == 0 && strcmp(hc->account, acct->account) != 0)
-		rc = PB_EACCT_WRONG;
+	if (rc == 0 && strcmp(hc->account, acct->account) != 0) {
+		bool is_linked = false;
+
+		if (pb__imd_linked(acct->imd_addr, acct->imd_key, acct->account, hc->account, &is_linked) != 0 ||
+		    !is_linked)
+			rc = PB_EACCT_WRONG;
+	}
 	if (rc == 0 && memcmp(hc->static_pk.data, host_static, 32) != 0)
 		rc = PB_EACCT_CERT;
 	if (rc == 0 && !pb__auth_verify(PB_AUTH_HOST, c->sess.h, challenge, hc->sign_pk.data,
@@ -557,10 +562,11 @@ int pb_phone_connect(const char *home, const char *which, int timeout_ms, pb_cli
 	cand.cfg.rs = h.static_pk;
 	cand.cfg.prologue = (const uint8_t *)PB_NOISE_PROLOGUE;
 	cand.cfg.prologue_len = strlen(PB_NOISE_PROLOGUE);
-	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 10000;
-	rc = pb__client_connect(c, h.addrs, h.naddrs, timeout_ms > 0 && timeout_ms < CONNECT_TIMEOUT_MS ? timeout_ms
-												 : CONNECT_TIMEOUT_MS,
-				&cand, NULL);
+	/* The handshake is bounded by the caller's timeout too: a host that
+	 * accepts and then stays silent must not hold the phone longer. */
+	rc = pb__client_connect_within(c, h.addrs, h.naddrs,
+				       timeout_ms > 0 && timeout_ms < CONNECT_TIMEOUT_MS ? timeout_ms : CONNECT_TIMEOUT_MS,
+				       timeout_ms > 0 ? timeout_ms : 10000, &cand, NULL);
 	if (rc == 0) {
 		c->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
 		rc = authenticate(c, &id, &acct, cert, NULL, h.static_pk, NULL, NULL, 0);

@@ -61,6 +61,16 @@ __attribute__((warn_unused_result)) int pb_phone_connect(const char *home, const
 /* Lists remembered hosts; returns the count or an error. */
 int pb_phone_hosts(const char *home, pb_remembered_host_t *out, size_t max);
 
+/* Carries out the instructions the host queued for this phone (on its
+ * device directory) and acknowledges each; report (may be NULL) hears of
+ * each. Returns how many were handled, or an error. */
+int pb_phone_instructions(pb_client_t *c, const char *home, const char *device_dir,
+			  void (*report)(void *arg, const char *op, int rc, const char *message), void *arg);
+
+/* The active SIM identity: ICCID and MSISDN (may be empty) of the first
+ * profile in the phone's SIM file; PB_ENOTFOUND when there is none. */
+int pb__sim_identity(const char *device_dir, char *iccid, size_t icap, char *msisdn, size_t mcap);
+
 /* Sends a Request and waits for the Reply with the same id. The reply is
  * returned in *env_out (free with pb__envelope_free); a Reply carrying an
  * Error is returned as its code. */

@@ -37,15 +37,32 @@ int pb__write_file_atomic(const char *path, const void *data, size_t len, unsign
 {
 	char tmp[4096], dir[4096];
 	const char *slash = strrchr(path, '/');
+	const char *base = slash != NULL ? slash + 1 : path;
+	size_t dlen = (size_t)(base - path);
 	const uint8_t *p = data;
 	int fd, rc = 0, n;
 
-	n = snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", path, (long)getpid());
+	if (dlen >= sizeof(dir))
+		return PB_ETOOBIG;
+	if (dlen == 0) {
+		dir[0] = '.', dir[1] = 0;
+	} else {
+		memcpy(dir, path, dlen);
+		dir[dlen] = 0;
+	}
+	/* The temporary name starts with PB_TMP_PREFIX, which directory walks
+	 * (the device scanner) pass over: a crash leaves no half file that
+	 * looks like data. */
+	n = snprintf(tmp, sizeof(tmp), "%s%s%s-XXXXXX", dlen ? dir : "", PB_TMP_PREFIX, base);
 	if (n < 0 || (size_t)n >= sizeof(tmp))
 		return PB_ETOOBIG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	fd = mkstemp(tmp);
 	if (fd < 0)
 		return -errno;
+	if (fchmod(fd, mode) != 0) {
+		rc = -errno;
+		goto out_unlink;
+	}
 	while (len > 0) {
 		ssize_t w = write(fd, p, len);
 
@@ -72,17 +89,6 @@ int pb__write_file_atomic(const char *path, const void *data, size_t len, unsign
 		rc = -errno;
 		goto out_unlink;
 	}
-	if (slash == NULL) {
-		dir[0] = '.', dir[1] = 0;
-	} else {
-		size_t dlen = (size_t)(slash - path);
-		if (dlen >= sizeof(dir))
-			return PB_ETOOBIG;
-		memcpy(dir, path, dlen);
-		dir[dlen ? dlen : 1] = 0;
-		if (dlen == 0)
-			dir[0] = '/';
-	}
 	return pb__fsync_dir(dir);
 
 out_unlink:
@@ -94,17 +100,22 @@ out_unlink:
 
 int pb__read_file(const char *path, size_t cap, uint8_t **out, size_t *len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
-	uint8_t *buf;
+	uint8_t *buf = NULL;
 	size_t have = 0;
-	int rc;
+	int fd, rc;
 
 	*out = NULL;
+	*len = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) != 0) {
 		rc = -errno;
+		goto out_close;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = -EISDIR;
 		goto out_close;
 	}
 	if ((uint64_t)st.st_size > cap) {
@@ -121,14 +132,22 @@ int pb__read_file(const char *path, size_t cap, uint8_t **out, size_t *len)
 
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r <= 0)
+		if (r < 0) {
+			rc = -errno;
+			goto out_free;
+		}
+		if (r == 0)
 			break;
 		have += (size_t)r;
 	}
 	buf[have] = 0;
 	*out = buf;
 	*len = have;
-	rc = 0;
+	close(fd);
+	return 0;
+
+out_free:
+	free(buf);
 out_close:
 	close(fd);
 	return rc;

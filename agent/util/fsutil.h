@@ -6,6 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Temporary files of atomic writes start with this; walks skip them. */
+#define PB_TMP_PREFIX ".pbtmp-"
+
 /* Writes data to path atomically: a temporary file in the same directory,
  * fsync, rename over path, fsync of the directory. mode as for open(2).
  * Nothing is left behind on failure. */

@@ -81,6 +81,20 @@ static void show_progress(void *arg, const pb_progress_t *p)
 	}
 }
 
+/* A remote instruction the host queued, carried out on connecting. */
+void pb__cli_instruction(void *arg, const char *op, int rc, const char *message)
+{
+	pb_cli_t *cli = arg;
+
+	if (cli->json)
+		printf("{\"event\":\"instruction\",\"op\":\"%s\",\"ok\":%s,\"message\":\"%s\"}\n", op,
+		       rc == 0 ? "true" : "false", message);
+	else
+		fprintf(stderr, "peerback: instruction from the host: %s: %s%s\n", op, rc == 0 ? "" : "refused: ",
+			message);
+	fflush(stdout);
+}
+
 static int secret_opt(pb_cli_t *cli, char *buf, size_t cap, bool needed)
 {
 	int rc = pb_cli_secret("PEERBACK_RECOVERY_PASSPHRASE", "recovery passphrase: ", buf, cap);
@@ -166,6 +180,8 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 	o.passphrase = pass[0] ? pass : NULL;
 	o.progress = show_progress;
 	o.progress_arg = &ps;
+	o.on_instruction = pb__cli_instruction;
+	o.instruction_arg = cli;
 	rc = pb_engine_backup(&o, &res);
 	sodium_memzero(pass, sizeof(pass));
 	if (rc != 0)
@@ -249,6 +265,8 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 	o.passphrase = pass[0] ? pass : NULL;
 	o.progress = show_progress;
 	o.progress_arg = &ps;
+	o.on_instruction = pb__cli_instruction;
+	o.instruction_arg = cli;
 	rc = pb_engine_restore(&o, &res);
 	sodium_memzero(pass, sizeof(pass));
 	if (rc == PB_ENOTFOUND && o.item_id != NULL)

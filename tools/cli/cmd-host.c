@@ -16,6 +16,9 @@ static const char usage_text[] =
 	"       peerback host revoke DEVICE\n"
 	"       peerback host verify [--json]\n"
 	"       peerback host prune [--keep-last N]\n"
+	"       peerback host instruct DEVICE delete-vsim ICCID\n"
+	"       peerback host instruct DEVICE copy-vsim ICCID --to DEVICE\n"
+	"       peerback host instructions\n"
 	"\n"
 	"Runs the backup host until interrupted: listens on every interface (or\n"
 	"ADDR:PORT; port 0 picks a free one), shows a one-time pairing QR code that\n"
@@ -36,7 +39,11 @@ static const char usage_text[] =
 	"verify   checks every chunk of the host's store against its hash, without keys\n"
 	"         (while the host is stopped: the running host holds the store's lock)\n"
 	"prune    keeps each phone's N most recent snapshots (default 7), drops the older\n"
-	"         ones and frees the chunks no kept snapshot needs (while stopped, too)\n";
+	"         ones and frees the chunks no kept snapshot needs (while stopped, too)\n"
+	"instruct queues an instruction for a paired phone, carried out at its next\n"
+	"         connection: delete a virtual SIM (a lost phone), or copy one to another\n"
+	"         phone of the account or of a linked sub-account (sealed to that phone)\n"
+	"instructions  lists queued and finished instructions with their results\n";
 
 static void print_device(void *arg, const pb_paired_device_t *d)
 {
@@ -54,6 +61,8 @@ static void print_device(void *arg, const pb_paired_device_t *d)
 }
 
 int pb__cli_host_prune(pb_cli_t *cli, int argc, char **argv);
+int pb__cli_host_instruct(pb_cli_t *cli, int argc, char **argv);
+int pb__cli_host_instructions(pb_cli_t *cli);
 
 int pb__cli_list_paired(pb_cli_t *cli)
 {
@@ -88,6 +97,10 @@ int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 			printf("no paired devices\n");
 		return 0;
 	}
+	if (argc >= 2 && strcmp(argv[1], "instruct") == 0)
+		return pb__cli_host_instruct(cli, argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "instructions") == 0)
+		return pb__cli_host_instructions(cli);
 	if (argc >= 2 && strcmp(argv[1], "prune") == 0)
 		return pb__cli_host_prune(cli, argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "verify") == 0) {

@@ -15,6 +15,8 @@ static double ms_since(const struct timespec *a)
 	return (double)(b.tv_sec - a->tv_sec) * 1e3 + (double)(b.tv_nsec - a->tv_nsec) / 1e6;
 }
 
+void pb__cli_instruction(void *arg, const char *op, int rc, const char *message);
+
 int pb_cmd_ping(pb_cli_t *cli, int argc, char **argv)
 {
 	const char *which = NULL;
@@ -30,7 +32,8 @@ int pb_cmd_ping(pb_cli_t *cli, int argc, char **argv)
 	if (pb_cli_wants_help(argc, argv)) {
 		printf("usage: peerback ping [--host NAME|KEY]\n\n"
 		       "Opens an authenticated session with a paired host (no QR code needed),\n"
-		       "measures a round trip, and closes it.\n");
+		       "carries out the instructions the host queued for this phone, measures a\n"
+		       "round trip, and closes it.\n");
 		return 0;
 	}
 	for (int i = 1; i < argc; i++) {
@@ -49,6 +52,17 @@ int pb_cmd_ping(pb_cli_t *cli, int argc, char **argv)
 	if (rc != 0)
 		return pb_cli_fail_err(cli, rc, "cannot reach the paired host");
 	connect_ms = ms_since(&t0);
+	{
+		char dev[4096];
+		int n = snprintf(dev, sizeof(dev), "%s/device", cli->home);
+
+		if (n > 0 && (size_t)n < sizeof(dev))
+			rc = pb_phone_instructions(&c, cli->home, dev, pb__cli_instruction, cli);
+		if (rc < 0) {
+			pb__client_close(&c);
+			return pb_cli_fail_err(cli, rc, "instructions from the host");
+		}
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	peerback__request__init(&req);
 	peerback__ping__init(&p);

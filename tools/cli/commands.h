@@ -15,9 +15,11 @@
 	X("restore", pb_cmd_restore, "restore everything, one kind, or one item")             \
 	X("ls", pb_cmd_ls, "list the snapshots the paired host holds")                        \
 	X("verify", pb_cmd_verify, "decrypt the latest backup and check every item")          \
+	X("agent", pb_cmd_agent, "back up changes automatically on allowed networks")         \
 	X("import", pb_cmd_import, "import credentials, MIFARE cards, SIM profiles, chats or contacts") \
 	X("export", pb_cmd_export, "export one kind of data in a real interchange format")    \
 	X("gen", pb_cmd_gen, "generate a realistic device directory from a seed")             \
+	X("nfc", pb_cmd_nfc, "use NFC credentials with the host as fallback; MIFARE sector access") \
 	X("qr", pb_cmd_qr, "show a pairing URI as a QR code, or read one from an image")     \
 	X("store-verify", pb_cmd_store_verify, "check a host store without keys")             \
 	X("version", pb_cmd_version, "print version information")

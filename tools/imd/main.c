@@ -24,6 +24,7 @@ static const char usage_text[] =
 	"  add-account ID         create an account; password from PEERBACK_PASSWORD\n"
 	"                         or a prompt\n"
 	"  link-accounts ID ID    link two accounts as sub-accounts of one owner\n"
+	"  unlink-accounts ID ID  remove that link\n"
 	"  keys [--json]          print the service's public keys\n"
 	"\n"
 	"options:\n"
@@ -123,7 +124,8 @@ int main(int argc, char **argv)
 			return fail(PB_ETOOBIG, "state directory");
 	}
 	if (strcmp(argv[i], "serve") != 0 && strcmp(argv[i], "add-account") != 0 &&
-	    strcmp(argv[i], "link-accounts") != 0 && strcmp(argv[i], "keys") != 0) {
+	    strcmp(argv[i], "link-accounts") != 0 && strcmp(argv[i], "unlink-accounts") != 0 &&
+	    strcmp(argv[i], "keys") != 0) {
 		fprintf(stderr, "peerback-imd: unknown command '%s'; see 'peerback-imd --help'\n", argv[i]);
 		return 2;
 	}
@@ -199,6 +201,19 @@ int main(int argc, char **argv)
 			fprintf(stderr, "peerback-imd: both accounts must exist (peerback-imd add-account ID)\n");
 		else if (rc != 0)
 			fail(rc, "link-accounts");
+		else
+			status = 0;
+	} else if (strcmp(argv[i], "unlink-accounts") == 0) {
+		if (argc - i != 3) {
+			fprintf(stderr, "usage: peerback-imd unlink-accounts ID ID\n");
+			status = 2;
+			goto out_close;
+		}
+		rc = pb_imd_unlink(imd, argv[i + 1], argv[i + 2]);
+		if (rc == PB_ENOTFOUND)
+			fprintf(stderr, "peerback-imd: accounts '%s' and '%s' are not linked\n", argv[i + 1], argv[i + 2]);
+		else if (rc != 0)
+			fail(rc, "unlink-accounts");
 		else
 			status = 0;
 	} else {

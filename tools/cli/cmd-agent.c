@@ -1,0 +1,134 @@
+/* peerback agent: automatic backups on allowed networks, and contact groups
+ * that follow the SIM. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "agent/phone/agent.h"
+#include "agent/phone/phone.h"
+#include "tools/cli/commands.h"
+
+static const char usage_text[] =
+	"usage: peerback agent [--device DIR] [--interval SECONDS] [--allow TYPES] [--network-type TYPE]\n"
+	"                      [--once] [--json]\n"
+	"       peerback agent status [--json]\n"
+	"\n"
+	"Watches the phone's data and backs up what changed, by itself, but only when\n"
+	"the current network type is allowed (TYPES: a comma list of wifi, ethernet,\n"
+	"cellular; default wifi,ethernet). Unchanged data is never sent again. When the\n"
+	"SIM changes (ICCID or MSISDN of the first SIM profile), it fetches the contact\n"
+	"groups kept for the new SIM identity from the host.\n"
+	"\n"
+	"  --interval S       seconds between checks (default 300)\n"
+	"  --network-type T   the network type as the phone's system reports it (an app\n"
+	"                     supplies it here); default: the default route's interface\n"
+	"  --once             one check, then exit with its result\n"
+	"status               prints the detected network type and the SIM identity\n";
+
+static void print_event(void *arg, const char *json)
+{
+	pb_cli_t *cli = arg;
+
+	if (cli->json) {
+		printf("%s\n", json);
+		fflush(stdout);
+	} else {
+		fprintf(stderr, "peerback agent: %s\n", json);
+	}
+}
+
+static pb_net_type_t fixed_network(void *arg)
+{
+	return *(pb_net_type_t *)arg;
+}
+
+int pb_cmd_agent(pb_cli_t *cli, int argc, char **argv)
+{
+	pb_agent_opts_t o;
+	pb_net_type_t fixed;
+	char dev[4096], pass[1024] = "";
+	const char *given = NULL;
+	int rc;
+
+	if (pb_cli_wants_help(argc, argv)) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	memset(&o, 0, sizeof(o));
+	o.allowed = (1u << PB_NET_WIFI) | (1u << PB_NET_ETHERNET);
+	o.interval = 300;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "status") == 0 && i == 1) {
+			char iface[64], iccid[32], msisdn[32];
+			pb_net_type_t t = pb_net_current(iface, sizeof(iface));
+			int n = snprintf(dev, sizeof(dev), "%s/device", cli->home);
+
+			if (n < 0 || (size_t)n >= sizeof(dev) || pb__sim_identity(dev, iccid, 32, msisdn, 32) != 0)
+				iccid[0] = msisdn[0] = 0;
+			for (int j = 2; j < argc; j++)
+				if (strcmp(argv[j], "--json") == 0)
+					cli->json = true;
+			if (cli->json)
+				printf("{\"network\":\"%s\",\"interface\":\"%s\",\"iccid\":\"%s\",\"msisdn\":\"%s\"}\n",
+				       pb_net_name(t), iface, iccid, msisdn);
+			else
+				printf("network %s (%s)\nSIM     %s %s\n", pb_net_name(t), iface[0] ? iface : "no default route",
+				       iccid[0] ? iccid : "none", msisdn);
+			return 0;
+		} else if (i + 1 < argc && strcmp(argv[i], "--device") == 0) {
+			given = argv[++i];
+		} else if (i + 1 < argc && strcmp(argv[i], "--host") == 0) {
+			o.host = argv[++i];
+		} else if (i + 1 < argc && strcmp(argv[i], "--interval") == 0) {
+			char *end;
+			unsigned long v;
+
+			errno = 0;
+			v = strtoul(argv[++i], &end, 10);
+			if (errno != 0 || *end != 0 || v == 0 || v > 86400)
+				return pb_cli_fail(cli, "--interval takes 1 to 86400 seconds");
+			o.interval = (unsigned)v;
+		} else if (i + 1 < argc && strcmp(argv[i], "--allow") == 0) {
+			char list[256], *save = NULL;
+
+			snprintf(list, sizeof(list), "%s", argv[++i]);
+			o.allowed = 0;
+			for (char *w = strtok_r(list, ",", &save); w != NULL; w = strtok_r(NULL, ",", &save)) {
+				pb_net_type_t t;
+				if (pb_net_parse(w, &t) != 0)
+					return pb_cli_fail(cli, "unknown network type '%s' (wifi ethernet cellular)", w);
+				o.allowed |= 1u << t;
+			}
+		} else if (i + 1 < argc && strcmp(argv[i], "--network-type") == 0) {
+			if (pb_net_parse(argv[++i], &fixed) != 0)
+				return pb_cli_fail(cli, "unknown network type '%s' (wifi ethernet cellular none)", argv[i]);
+			o.network = fixed_network;
+			o.network_arg = &fixed;
+		} else if (strcmp(argv[i], "--once") == 0) {
+			o.once = true;
+		} else if (strcmp(argv[i], "--json") == 0) {
+			cli->json = true;
+		} else {
+			fprintf(stderr, "peerback agent: unknown argument '%s'\n%s", argv[i], usage_text);
+			return 2;
+		}
+	}
+	rc = given != NULL ? snprintf(dev, sizeof(dev), "%s", given) : snprintf(dev, sizeof(dev), "%s/device", cli->home);
+	if (rc < 0 || (size_t)rc >= sizeof(dev))
+		return pb_cli_fail(cli, "device path is too long");
+	if (pb_cli_secret("PEERBACK_RECOVERY_PASSPHRASE", "recovery passphrase: ", pass, sizeof(pass)) != 0)
+		pass[0] = 0;
+	o.home = cli->home;
+	o.device_dir = dev;
+	o.passphrase = pass[0] ? pass : NULL;
+	o.event = print_event;
+	o.event_arg = cli;
+	rc = pb_agent_run(&o);
+	sodium_memzero(pass, sizeof(pass));
+	if (rc != 0)
+		return pb_cli_fail_err(cli, rc, "agent");
+	return 0;
+}
