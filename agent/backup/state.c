@@ -14,9 +14,14 @@
 #include "peerback/error.h"
 #include "peerback/store.h"
 
+/* The statements run once an item are prepared once, at open: preparing
+ * them for every item cost more than running them. */
 struct pb_backup_state_s {
 	sqlite3 *db;
 	sqlite3_stmt *is_committed;
+	sqlite3_stmt *unchanged;
+	sqlite3_stmt *record;
+	sqlite3_stmt *item_chunks;
 };
 
 static const char SCHEMA[] =
@@ -62,10 +67,25 @@ int pb_backup_state_open(const char *path, pb_backup_state_t **out)
 	rc = sqlite3_prepare_v2(st->db, "SELECT 1 FROM committed WHERE name=?1", -1, &st->is_committed, NULL);
 	if (rc != SQLITE_OK)
 		goto out_close;
+	rc = sqlite3_prepare_v2(st->db, "SELECT size, mtime, hash, chunks FROM items WHERE id=?1", -1,
+				&st->unchanged, NULL);
+	if (rc != SQLITE_OK)
+		goto out_close;
+	rc = sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO items(id, size, mtime, hash, chunks)"
+					" VALUES(?1, ?2, ?3, ?4, ?5)", -1, &st->record, NULL);
+	if (rc != SQLITE_OK)
+		goto out_close;
+	rc = sqlite3_prepare_v2(st->db, "SELECT chunks FROM items WHERE id=?1", -1, &st->item_chunks, NULL);
+	if (rc != SQLITE_OK)
+		goto out_close;
 	*out = st;
 	return 0;
 out_close:
 	rc = st->db != NULL ? db_err(rc) : PB_ENOMEM;
+	sqlite3_finalize(st->item_chunks);
+	sqlite3_finalize(st->record);
+	sqlite3_finalize(st->unchanged);
+	sqlite3_finalize(st->is_committed);
 	sqlite3_close(st->db);
 	free(st);
 	return rc;
@@ -75,6 +95,9 @@ void pb_backup_state_close(pb_backup_state_t *st)
 {
 	if (st == NULL)
 		return;
+	sqlite3_finalize(st->item_chunks);
+	sqlite3_finalize(st->record);
+	sqlite3_finalize(st->unchanged);
 	sqlite3_finalize(st->is_committed);
 	sqlite3_close(st->db);
 	free(st);
@@ -96,14 +119,13 @@ bool pb_backup_state_is_committed(pb_backup_state_t *st, const uint8_t name[PB_S
 bool pb_backup_state_unchanged(pb_backup_state_t *st, const char *id, uint64_t size, int64_t mtime,
 			       const uint8_t hash[32])
 {
-	sqlite3_stmt *q = NULL;
+	sqlite3_stmt *q;
 	bool same = false;
 
 	if (st == NULL || id == NULL || hash == NULL)
 		return false;
-	if (sqlite3_prepare_v2(st->db, "SELECT size, mtime, hash, chunks FROM items WHERE id=?1", -1, &q,
-			       NULL) != SQLITE_OK)
-		return false;
+	q = st->unchanged;
+	sqlite3_reset(q);
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
 	if (sqlite3_step(q) == SQLITE_ROW && (uint64_t)sqlite3_column_int64(q, 0) == size &&
 	    sqlite3_column_int64(q, 1) == mtime && sqlite3_column_bytes(q, 2) == 32 &&
@@ -115,23 +137,22 @@ bool pb_backup_state_unchanged(pb_backup_state_t *st, const char *id, uint64_t s
 		for (i = 0; i < n && same; i++)
 			same = pb_backup_state_is_committed(st, names + i * PB_STORE_NAME_LEN);
 	}
-	sqlite3_finalize(q);
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
 	return same;
 }
 
 int pb_backup_state_record(pb_backup_state_t *st, const pb_manifest_item_t *item)
 {
-	sqlite3_stmt *q = NULL;
+	sqlite3_stmt *q;
 	int rc;
 
 	if (st == NULL || item == NULL || item->id == NULL || (item->chunks == NULL && item->nchunks > 0))
 		return PB_EINVAL;
 	if (item->nchunks > PB_MANIFEST_ITEM_CHUNKS_MAX)
 		return PB_ETOOBIG;
-	rc = sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO items(id, size, mtime, hash, chunks)"
-					" VALUES(?1, ?2, ?3, ?4, ?5)", -1, &q, NULL);
-	if (rc != SQLITE_OK)
-		return db_err(rc);
+	q = st->record;
+	sqlite3_reset(q);
 	sqlite3_bind_text(q, 1, item->id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 2, (int64_t)item->size);
 	sqlite3_bind_int64(q, 3, item->mtime);
@@ -139,39 +160,42 @@ int pb_backup_state_record(pb_backup_state_t *st, const pb_manifest_item_t *item
 	sqlite3_bind_blob(q, 5, item->nchunks > 0 ? (const void *)item->chunks : (const void *)"",
 			  (int)(item->nchunks * PB_STORE_NAME_LEN), SQLITE_STATIC);
 	rc = sqlite3_step(q);
-	sqlite3_finalize(q);
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
 	return rc == SQLITE_DONE ? 0 : db_err(rc);
 }
 
 int pb_backup_state_item_chunks(pb_backup_state_t *st, const char *id, uint8_t (**names)[PB_STORE_NAME_LEN],
 				size_t *n)
 {
-	sqlite3_stmt *q = NULL;
+	sqlite3_stmt *q;
 	size_t bytes;
 	int rc;
 
 	if (st == NULL || id == NULL || names == NULL || n == NULL)
 		return PB_EINVAL;
-	rc = sqlite3_prepare_v2(st->db, "SELECT chunks FROM items WHERE id=?1", -1, &q, NULL);
-	if (rc != SQLITE_OK)
-		return db_err(rc);
+	q = st->item_chunks;
+	sqlite3_reset(q);
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(q);
 	if (rc != SQLITE_ROW) {
-		sqlite3_finalize(q);
-		return rc == SQLITE_DONE ? PB_ENOTFOUND : db_err(rc);
+		rc = rc == SQLITE_DONE ? PB_ENOTFOUND : db_err(rc);
+		goto out_reset;
 	}
 	bytes = (size_t)sqlite3_column_bytes(q, 0);
 	*names = malloc(bytes > 0 ? bytes : 1);
 	if (*names == NULL) {
-		sqlite3_finalize(q);
-		return PB_ENOMEM;
+		rc = PB_ENOMEM;
+		goto out_reset;
 	}
 	if (bytes > 0)
 		memcpy(*names, sqlite3_column_blob(q, 0), bytes);
 	*n = bytes / PB_STORE_NAME_LEN;
-	sqlite3_finalize(q);
-	return 0;
+	rc = 0;
+out_reset:
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc;
 }
 
 int pb_backup_state_mark_committed(pb_backup_state_t *st, const uint8_t (*names)[PB_STORE_NAME_LEN], size_t n)

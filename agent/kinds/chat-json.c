@@ -176,6 +176,41 @@ static int write_member(pb_buf_t *out, const pb__cj_t *c, bool *first, int depth
 	return write_value(out, c, PB__CJ_ORDER_NONE, depth + 1);
 }
 
+/* Members of an ordered object with up to this many members have their
+ * ranks looked up once; bigger objects take the general path. */
+#define RANKED_MAX 64
+
+/* Writes the members of v in canonical order (known keys in the fixed order,
+ * then the others as they came), looking each key up once: this runs for
+ * every message of every backup. Returns false, having written nothing, when
+ * v has more than RANKED_MAX members; otherwise true with *err set. */
+static bool write_ranked(pb_buf_t *out, const pb__cj_t *v, int order, int depth, int *err)
+{
+	const pb__cj_t *kids[RANKED_MAX];
+	signed char ranks[RANKED_MAX];
+	const char *const *t = order == PB__CJ_ORDER_MESSAGE ? message_keys : chat_keys;
+	const pb__cj_t *c;
+	bool first = true;
+	size_t n = 0, k;
+	int i;
+
+	*err = 0;
+	for (c = v->child; c != NULL; c = c->next) {
+		if (n == RANKED_MAX)
+			return false;
+		kids[n] = c;
+		ranks[n++] = (signed char)key_rank(c->key, order);
+	}
+	for (i = 0; t[i] != NULL; i++)
+		for (k = 0; k < n; k++)
+			if (ranks[k] == i && (*err = write_member(out, kids[k], &first, depth)) != 0)
+				return true;
+	for (k = 0; k < n; k++)
+		if (ranks[k] < 0 && (*err = write_member(out, kids[k], &first, depth)) != 0)
+			return true;
+	return true;
+}
+
 static int write_value(pb_buf_t *out, const pb__cj_t *v, int order, int depth)
 {
 	const pb__cj_t *c;
@@ -204,6 +239,11 @@ static int write_value(pb_buf_t *out, const pb__cj_t *v, int order, int depth)
 	}
 	if ((err = pb__chat_buf_add(out, "{", 1)) != 0)
 		return err;
+	if (order != PB__CJ_ORDER_NONE && write_ranked(out, v, order, depth, &err)) {
+		if (err != 0)
+			return err;
+		return pb__chat_buf_add(out, "}", 1);
+	}
 	if (order != PB__CJ_ORDER_NONE) {
 		/* Known keys in the fixed order, then the others as they came. */
 		for (i = 0; (order == PB__CJ_ORDER_MESSAGE ? message_keys : chat_keys)[i] != NULL; i++)
