@@ -881,6 +881,7 @@ struct restore {
 	ProtobufCBinaryData dev;
 	uint8_t dev_id[16];
 	pb_device_writer_t *w;  /* NULL when verifying or fetching */
+	char writing[PB_MANIFEST_PATH_MAX + 1]; /* the multi-item file the writer holds */
 	struct prog pr;
 	pb_engine_result_t *res;
 	const char *exact_id;   /* fetch: this id only, into out */
@@ -1196,6 +1197,23 @@ static int remember_tmp(struct restore *r, const char *path)
 	return 0;
 }
 
+/* Writes what the writer holds and starts a new one. */
+static int flush_writer(struct restore *r)
+{
+	int rc = pb_device_writer_commit(r->w);
+
+	pb_device_writer_free(r->w);
+	r->w = NULL;
+	for (size_t i = 0; i < r->ntmp; i++) {
+		unlink(r->tmpfiles[i]);
+		free(r->tmpfiles[i]);
+	}
+	r->ntmp = 0;
+	if (rc == 0)
+		rc = pb_device_writer_open(r->o->device_dir, &r->w);
+	return rc;
+}
+
 static int assembly_finish(struct restore *r, struct assembly *a, const struct want_item *w)
 {
 	uint8_t hash[32];
@@ -1235,6 +1253,14 @@ static int assembly_finish(struct restore *r, struct assembly *a, const struct w
 	}
 	if (r->w == NULL)
 		goto out;
+	/* The manifest lists a file's items together: once the next file
+	 * begins, the previous one is written, so memory holds one chat at a
+	 * time, not the whole phone. */
+	if (pb_codec_for(w->m.path) != NULL && strcmp(w->m.path, r->writing) != 0) {
+		if (r->writing[0] != 0 && (rc = flush_writer(r)) != 0)
+			goto out;
+		snprintf(r->writing, sizeof(r->writing), "%s", w->m.path);
+	}
 	memset(&it, 0, sizeof(it));
 	it.kind = (pb_kind_t)w->m.kind;
 	it.id = w->m.id;
