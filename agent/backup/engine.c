@@ -1,5 +1,6 @@
 /* The phone's backup engine over an authenticated session with the host. */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -991,6 +992,121 @@ static int request_chunk(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN
 
 /* Receives the chunk answering request id and decrypts it into a malloc'd
  * buffer. */
+/* --- Resuming a restore ------------------------------------------------------- */
+
+/* A restore keeps every chunk it fetched, sealed as the host sent it, in
+ * HOME/restore-cache under its name until the restore completes. Run again
+ * after an interruption, it opens those chunks from there instead of
+ * fetching them again; a cached chunk is opened and checked exactly like a
+ * fetched one, so a damaged file fails like a damaged reply. */
+
+#define CACHE_DIR "restore-cache"
+
+static bool caching(const struct restore *r)
+{
+	return r->w != NULL && r->exact_id == NULL;
+}
+
+static int cache_path(const struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], char *out, size_t cap)
+{
+	char hex[2 * PB_STORE_NAME_LEN + 1];
+	int n;
+
+	sodium_bin2hex(hex, sizeof(hex), name, PB_STORE_NAME_LEN);
+	n = snprintf(out, cap, "%s/%s/%s", r->o->home, CACHE_DIR, hex);
+	return n < 0 || (size_t)n >= cap ? PB_ETOOBIG : 0;
+}
+
+static bool cache_has(const struct restore *r, const uint8_t name[PB_STORE_NAME_LEN])
+{
+	char path[4200];
+
+	return caching(r) && cache_path(r, name, path, sizeof(path)) == 0 && access(path, R_OK) == 0;
+}
+
+/* Keeps a fetched chunk for a later run; a cache that cannot be written
+ * only costs a refetch. */
+static void cache_keep(const struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
+{
+	char path[4200], tmp[4300], dir[4200];
+	int fd, n;
+
+	if (!caching(r) || cache_path(r, name, path, sizeof(path)) != 0)
+		return;
+	if (pb__path_join(dir, sizeof(dir), r->o->home, CACHE_DIR) != 0 || pb__mkdirs(dir, 0700) != 0)
+		return;
+	n = snprintf(tmp, sizeof(tmp), "%s.part", path);
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	for (size_t off = 0; off < len;) {
+		ssize_t w = write(fd, ct + off, len - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			close(fd);
+			unlink(tmp);
+			return;
+		}
+		off += (size_t)w;
+	}
+	if (close(fd) != 0 || rename(tmp, path) != 0)
+		unlink(tmp);
+}
+
+/* Opens a cached chunk as receive_chunk opens a fetched one. */
+static int cache_open(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **plain, size_t *plen)
+{
+	char path[4200];
+	uint8_t *ct;
+	size_t len;
+	int rc;
+
+	if ((rc = cache_path(r, name, path, sizeof(path))) != 0)
+		return rc;
+	if ((rc = pb__read_file(path, PB_STORE_CT_MAX, &ct, &len)) != 0)
+		return rc;
+	*plain = malloc(PB_CHUNK_PLAIN_MAX);
+	if (*plain == NULL) {
+		free(ct);
+		return PB_ENOMEM;
+	}
+	rc = pb_chunk_open(&r->keys, name, ct, len, *plain, PB_CHUNK_PLAIN_MAX, plen);
+	free(ct);
+	if (rc != 0) {
+		/* Damaged: the next run fetches it. */
+		unlink(path);
+		free(*plain);
+		*plain = NULL;
+	}
+	return rc;
+}
+
+/* After a complete restore the cache has served its purpose. */
+static void cache_drop(const struct restore *r)
+{
+	char dir[4200], path[4500];
+	DIR *d;
+	struct dirent *e;
+
+	if (pb__path_join(dir, sizeof(dir), r->o->home, CACHE_DIR) != 0 || (d = opendir(dir)) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		int n;
+
+		if (e->d_name[0] == '.')
+			continue;
+		n = snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (n > 0 && (size_t)n < sizeof(path))
+			unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
 static int receive_chunk(struct restore *r, uint64_t id, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **plain,
 			 size_t *plen)
 {
@@ -1010,6 +1126,8 @@ static int receive_chunk(struct restore *r, uint64_t id, const uint8_t name[PB_S
 	}
 	rc = pb_chunk_open(&r->keys, name, in->reply->chunk->data.data, in->reply->chunk->data.len, *plain,
 			   PB_CHUNK_PLAIN_MAX, plen);
+	if (rc == 0)
+		cache_keep(r, name, in->reply->chunk->data.data, in->reply->chunk->data.len);
 	pb__envelope_free(in);
 	if (rc != 0) {
 		free(*plain);
@@ -1143,12 +1261,25 @@ static int fetch_items(struct restore *r)
 {
 	uint64_t ids[FETCH_WINDOW];
 	size_t total = 0, sent = 0, got = 0, item = 0, chunk = 0;
-	size_t si = 0, sc = 0; /* next chunk to request */
+	size_t si = 0, sc = 0, sk = 0; /* next chunk to request, and its index in cached */
 	struct assembly a;
 	int rc = 0;
 
+	bool *cached;
+	size_t all = 0, at = 0; /* at: index in cached of the current chunk */
+
 	for (size_t i = 0; i < r->nitems; i++)
-		total += r->items[i].m.nchunks;
+		all += r->items[i].m.nchunks;
+	cached = calloc(all + 1, sizeof(*cached));
+	if (cached == NULL)
+		return PB_ENOMEM;
+	/* Chunks an interrupted run fetched are not fetched again. */
+	for (size_t i = 0, k = 0; i < r->nitems; i++)
+		for (size_t c = 0; c < r->items[i].m.nchunks; c++, k++) {
+			cached[k] = cache_has(r, r->items[i].names[c]);
+			if (!cached[k])
+				total++;
+		}
 	memset(&a, 0, sizeof(a));
 	a.fd = -1;
 	/* Items with no chunk (empty files) are finished at once below. */
@@ -1163,20 +1294,32 @@ static int fetch_items(struct restore *r)
 			continue;
 		}
 		while (sent < total && sent - got < FETCH_WINDOW && rc == 0) {
-			while (sc >= r->items[si].m.nchunks) {
+			while (sc >= r->items[si].m.nchunks || cached[sk]) {
+				if (sc < r->items[si].m.nchunks) {
+					sc++; /* cached: skip */
+					sk++;
+					continue;
+				}
 				si++;
 				sc = 0;
 			}
 			rc = request_chunk(r, r->items[si].names[sc], &ids[sent % FETCH_WINDOW]);
 			sc++;
+			sk++;
 			sent++;
 		}
 		if (rc == 0) {
 			uint8_t *plain = NULL;
 			size_t plen = 0;
 
-			rc = receive_chunk(r, ids[got % FETCH_WINDOW], w->names[chunk], &plain, &plen);
-			got++;
+			if (cached[at]) {
+				rc = cache_open(r, w->names[chunk], &plain, &plen);
+				r->res->chunks_cached++;
+			} else {
+				rc = receive_chunk(r, ids[got % FETCH_WINDOW], w->names[chunk], &plain, &plen);
+				got++;
+			}
+			at++;
 			if (rc == 0)
 				rc = assembly_add(&a, plain, plen);
 			free(plain);
@@ -1193,6 +1336,7 @@ static int fetch_items(struct restore *r)
 		unlink(a.tmp);
 	}
 	free(a.buf);
+	free(cached);
 	return rc;
 }
 
@@ -1385,6 +1529,8 @@ static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum 
 			rc = PB_ENOTFOUND;
 		else
 			rc = pb_device_writer_commit(r->w);
+		if (rc == 0)
+			cache_drop(r);
 	}
 	if (rc == 0 && mode == MODE_FETCH) {
 		if (!r->found) {

@@ -50,6 +50,7 @@ typedef struct pb_engine_result_s {
 	uint64_t chunks_sent, bytes_sent;
 	uint64_t chunks_total;
 	uint64_t bad_items;              /* verify: items that did not match */
+	uint64_t chunks_cached;          /* restore: chunks an interrupted run had fetched */
 	char device[33];                 /* restore: whose backup (hex) */
 	double seconds;
 } pb_engine_result_t;

@@ -14,6 +14,7 @@
 #include "agent/host/host.h"
 #include "peerback/store.h"
 #include "agent/imd/imd.h"
+#include "agent/phone/discover.h"
 #include "agent/util/fsutil.h"
 #include "protocol/client.h"
 
@@ -33,6 +34,12 @@ struct pb_host_s {
 	int nlisteners;
 	uv_timer_t expiry;
 	uv_signal_t sigint, sigterm, sigusr1;
+	uv_udp_t announce;
+	uv_timer_t announce_timer;
+	bool announcing;
+	bool listen_any; /* bound to every interface: addresses may change */
+	uint16_t port;
+	int listen_family;
 	pb_ratelimit_t failures;
 	struct sockaddr_storage addrs[PB_URI_MAX_ADDRS];
 	size_t naddrs;
@@ -586,10 +593,13 @@ static int start_listening(pb_host_t *host)
 		return rc;
 	host->nlisteners = 1;
 	uv_tcp_getsockname(l, (struct sockaddr *)&ss, &len);
+	host->port = port_of(&ss);
+	host->listen_family = host->opts.listen != NULL ? ss.ss_family : AF_UNSPEC;
 	if (host->opts.listen != NULL && !is_unspecified(&ss)) {
 		host->addrs[0] = ss;
 		host->naddrs = 1;
 	} else {
+		host->listen_any = true;
 		collect_addresses(host, host->opts.listen != NULL ? ss.ss_family : AF_UNSPEC, port_of(&ss));
 	}
 	if (host->opts.json) {
@@ -599,6 +609,108 @@ static int start_listening(pb_host_t *host)
 		fflush(stdout);
 	}
 	return 0;
+}
+
+/* --- LAN announcements -------------------------------------------------------- */
+
+typedef struct announce_req_s {
+	uv_udp_send_t req;
+	uint8_t buf[PB_ANNOUNCE_MAX];
+} announce_req_t;
+
+static void on_announce_sent(uv_udp_send_t *req, int status)
+{
+	(void)status; /* a lost announcement is followed by the next one */
+	free(req->data);
+}
+
+/* Where announcements go: the broadcast address of every IPv4 interface,
+ * or loopback when the host has no other. */
+static size_t announce_targets(struct sockaddr_in *out, size_t max)
+{
+	uv_interface_address_t *ifs;
+	int count;
+	size_t n = 0;
+
+	if (uv_interface_addresses(&ifs, &count) == 0) {
+		for (int i = 0; i < count && n < max; i++) {
+			const struct sockaddr_in *a = &ifs[i].address.address4;
+			const struct sockaddr_in *m = &ifs[i].netmask.netmask4;
+
+			if (ifs[i].is_internal || a->sin_family != AF_INET)
+				continue;
+			memset(&out[n], 0, sizeof(out[n]));
+			out[n].sin_family = AF_INET;
+			out[n].sin_addr.s_addr = a->sin_addr.s_addr | ~m->sin_addr.s_addr;
+			n++;
+		}
+		uv_free_interface_addresses(ifs, count);
+	}
+	if (n == 0 && max > 0) {
+		memset(&out[0], 0, sizeof(out[0]));
+		out[0].sin_family = AF_INET;
+		out[0].sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		n = 1;
+	}
+	for (size_t i = 0; i < n; i++)
+		out[i].sin_port = htons(pb__announce_port());
+	return n;
+}
+
+static void on_announce_timer(uv_timer_t *t)
+{
+	pb_host_t *host = t->data;
+	struct sockaddr_in to[PB_ANNOUNCE_MAX_ADDRS];
+	size_t nto;
+	int len;
+
+	/* A host on every interface follows its addresses as they change. */
+	if (host->listen_any)
+		collect_addresses(host, host->listen_family, host->port);
+	nto = announce_targets(to, PB_ANNOUNCE_MAX_ADDRS);
+	for (size_t i = 0; i < nto; i++) {
+		announce_req_t *r = malloc(sizeof(*r));
+		uv_buf_t b;
+
+		if (r == NULL)
+			return;
+		len = pb__announce_build(&host->id, &host->acct, host->addrs, host->naddrs, host->port, pb__now(),
+					 r->buf);
+		if (len < 0) {
+			free(r);
+			return; /* no IPv4 address to announce yet */
+		}
+		r->req.data = r;
+		b = uv_buf_init((char *)r->buf, (unsigned)len);
+		if (uv_udp_send(&r->req, &host->announce, &b, 1, (const struct sockaddr *)&to[i], on_announce_sent) !=
+		    0)
+			free(r);
+	}
+}
+
+static void start_announcing(pb_host_t *host)
+{
+	struct sockaddr_in any;
+	uint64_t ms = (host->opts.announce_interval ? host->opts.announce_interval : 5) * 1000;
+
+	/* A host bound to loopback is out of the LAN's reach. */
+	if (host->opts.no_announce || (!host->listen_any && host->naddrs > 0 && host->addrs[0].ss_family == AF_INET &&
+				       (ntohl(((struct sockaddr_in *)&host->addrs[0])->sin_addr.s_addr) >> 24) == 127))
+		return;
+	memset(&any, 0, sizeof(any));
+	any.sin_family = AF_INET;
+	if (uv_udp_init(host->loop, &host->announce) != 0)
+		return;
+	if (uv_udp_bind(&host->announce, (const struct sockaddr *)&any, 0) != 0 ||
+	    uv_udp_set_broadcast(&host->announce, 1) != 0) {
+		fprintf(stderr, "peerback host: cannot announce on the LAN; phones find it by its known addresses\n");
+		uv_close((uv_handle_t *)&host->announce, NULL);
+		return;
+	}
+	uv_timer_init(host->loop, &host->announce_timer);
+	host->announce_timer.data = host;
+	uv_timer_start(&host->announce_timer, on_announce_timer, 0, ms);
+	host->announcing = true;
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
@@ -669,7 +781,13 @@ int pb_host_run(const pb_host_options_t *opts)
 	uv_signal_start(&host->sigint, on_signal, SIGINT);
 	uv_signal_start(&host->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&host->sigusr1, on_signal, SIGUSR1);
+	start_announcing(host);
 	uv_run(host->loop, UV_RUN_DEFAULT);
+	if (host->announcing) {
+		uv_close((uv_handle_t *)&host->announce_timer, NULL);
+		uv_close((uv_handle_t *)&host->announce, NULL);
+		uv_run(host->loop, UV_RUN_NOWAIT);
+	}
 	rc = host->exit_status;
 out_close_db:
 	pb_store_close(host->store);

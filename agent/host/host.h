@@ -25,6 +25,8 @@ typedef struct pb_host_options_s {
 	bool no_qr;           /* print the URI only, no terminal QR */
 	unsigned qr_flags;    /* PB_QR_TERM_* */
 	unsigned max_failures;/* failed attempts per address per minute (default 5) */
+	uint64_t announce_interval; /* seconds between LAN announcements (default 5) */
+	bool no_announce;     /* do not announce on the LAN */
 } pb_host_options_t;
 
 enum pb_host_conn_state {

@@ -399,6 +399,7 @@ struct backups {
 	uint8_t ids[64][PB_DEVICE_ID_LEN];
 	char names[64][65];
 	size_t n;
+	int rc; /* the caller's own namespace could not be listed */
 };
 
 static void add_backups(void *arg, const pb_paired_device_t *d)
@@ -409,9 +410,26 @@ static void add_backups(void *arg, const pb_paired_device_t *d)
 	ProtobufCBinaryData dev = { PB_DEVICE_ID_LEN, (uint8_t *)d->device_id };
 	size_t n = 0;
 
+	bool own = memcmp(d->device_id, b->conn->device.device_id, PB_DEVICE_ID_LEN) == 0;
+	struct conn_store *cs;
+	int rc;
+
 	if (b->n == 64 || strcmp(d->account, b->conn->device.account) != 0)
 		return;
-	if (read_ns(b->conn, &dev, &ns) != 0 || pb_store_snapshot_list(ns, &snaps, &n) != 0 || n == 0) {
+	rc = read_ns(b->conn, &dev, &ns);
+	if (rc == 0)
+		rc = pb_store_snapshot_list(ns, &snaps, &n);
+	/* Listing another device must not keep its namespace open: that
+	 * device's own session could not open it then, and would be told it
+	 * has no backup. */
+	cs = b->conn->app;
+	if (!own && cs != NULL && cs->other != NULL) {
+		pb_store_ns_close(cs->other);
+		cs->other = NULL;
+	}
+	if (rc != 0 && own)
+		b->rc = rc; /* never answer as if this device had no backup */
+	if (rc != 0 || n == 0) {
 		free(snaps);
 		return;
 	}
@@ -441,6 +459,8 @@ static int do_backup_list(pb_host_conn_t *conn, const Peerback__Request *req)
 		return PB_ENOMEM;
 	b->conn = conn;
 	rc = pb__hostdb_list(pb__host_db(conn->host), add_backups, b);
+	if (rc >= 0 && b->rc != 0)
+		rc = b->rc;
 	if (rc >= 0) {
 		peerback__reply__init(&rep);
 		peerback__backup_list_reply__init(&list);

@@ -259,6 +259,14 @@ static int read_book(pb__chat_lines_t *r, struct vbook *b, uint64_t *errline, co
 		const char *s = (const char *)u.cur.data;
 
 		*errline = u.line;
+		/* A content line ends with CRLF (or LF); a carriage return or NUL
+		 * inside one has no vCard meaning, and passing it through would
+		 * change how the line reads back. */
+		if (memchr(s, '\r', u.cur.len) != NULL || memchr(s, 0, u.cur.len) != NULL) {
+			*why = "a carriage return or NUL inside a line";
+			err = PB_EDATA_FORMAT;
+			break;
+		}
 		if (c == NULL) {
 			if (u.cur.len == 0)
 				continue;

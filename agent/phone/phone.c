@@ -10,11 +10,14 @@
 
 #include "peerback.h"
 #include "agent/imd/imd.h"
+#include "agent/phone/discover.h"
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
 
 #define MAX_HOSTS 32
 #define CONNECT_TIMEOUT_MS 2000
+/* How long a phone listens for its host's LAN announcement. */
+#define DISCOVER_TIMEOUT_MS 6000
 
 /* --- Login ------------------------------------------------------------------- */
 
@@ -538,6 +541,40 @@ static int pick_host(const char *home, const char *which, pb_remembered_host_t *
 	return rc;
 }
 
+/* No remembered address answered: listens for the host's LAN announcement
+ * and, when one checks out with new addresses, remembers them in h and in
+ * hosts.json. The IK handshake that follows still decides who answers. */
+static int rediscover(const char *home, const pb_account_t *acct, pb_remembered_host_t *h, int wait_ms)
+{
+	struct sockaddr_storage addrs[PB_URI_MAX_ADDRS];
+	pb_remembered_host_t *hosts;
+	size_t n = 0;
+	int count, rc;
+
+	rc = pb__phone_discover(acct->imd_sign_pk, h->static_pk, h->account, wait_ms, addrs, &n);
+	if (rc != 0)
+		return rc;
+	if (n == h->naddrs && memcmp(addrs, h->addrs, n * sizeof(addrs[0])) == 0)
+		return PB_ENOTFOUND; /* nothing new to try */
+	memcpy(h->addrs, addrs, n * sizeof(addrs[0]));
+	h->naddrs = n;
+	hosts = calloc(MAX_HOSTS, sizeof(*hosts));
+	if (hosts == NULL)
+		return PB_ENOMEM;
+	count = pb_phone_hosts(home, hosts, MAX_HOSTS);
+	for (int i = 0; i < count; i++)
+		if (memcmp(hosts[i].static_pk, h->static_pk, 32) == 0) {
+			memcpy(hosts[i].addrs, addrs, n * sizeof(addrs[0]));
+			hosts[i].naddrs = n;
+		}
+	/* Keeping the new addresses is a convenience: a phone that cannot
+	 * write them still connects, and listens again next time. */
+	if (count > 0)
+		(void)save_hosts(home, hosts, (size_t)count);
+	free(hosts);
+	return 0;
+}
+
 int pb_phone_connect(const char *home, const char *which, int timeout_ms, pb_client_t *c,
 		     pb_remembered_host_t *host_out)
 {
@@ -567,6 +604,14 @@ int pb_phone_connect(const char *home, const char *which, int timeout_ms, pb_cli
 	rc = pb__client_connect_within(c, h.addrs, h.naddrs,
 				       timeout_ms > 0 && timeout_ms < CONNECT_TIMEOUT_MS ? timeout_ms : CONNECT_TIMEOUT_MS,
 				       timeout_ms > 0 ? timeout_ms : 10000, &cand, NULL);
+	/* Unreachable at every remembered address: the host may have moved;
+	 * its signed LAN announcement says where. */
+	/* Listening takes time: only within what the caller allowed (an NFC
+	 * transaction allows little). */
+	if (rc != 0 && rc != PB_ENOISE_HANDSHAKE && (timeout_ms <= 0 || timeout_ms >= 2 * DISCOVER_TIMEOUT_MS) &&
+	    rediscover(home, &acct, &h, DISCOVER_TIMEOUT_MS) == 0)
+		rc = pb__client_connect_within(c, h.addrs, h.naddrs, CONNECT_TIMEOUT_MS,
+					       timeout_ms > 0 ? timeout_ms : 10000, &cand, NULL);
 	if (rc == 0) {
 		c->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
 		rc = authenticate(c, &id, &acct, cert, NULL, h.static_pk, NULL, NULL, 0);

@@ -12,6 +12,7 @@
 static const char usage_text[] =
 	"usage: peerback host [--listen ADDR:PORT] [--json] [--qr-png FILE] [--qr-svg FILE]\n"
 	"                     [--qr-ttl SECONDS] [--no-qr] [--dark-blocks] [--max-failures N]\n"
+	"                     [--announce-interval SECONDS] [--no-announce]\n"
 	"       peerback host devices\n"
 	"       peerback host revoke DEVICE\n"
 	"       peerback host verify [--json]\n"
@@ -33,6 +34,10 @@ static const char usage_text[] =
 	"  --dark-blocks  draw dark modules (for light terminals and paper)\n"
 	"  --max-failures N  failed attempts an address may make in a minute before\n"
 	"                 it is refused (default 5)\n"
+	"  --announce-interval SECONDS  how often the host announces its addresses\n"
+	"                 to the phones on its LAN (UDP broadcast, port 7451, signed;\n"
+	"                 default 5)\n"
+	"  --no-announce  do not announce on the LAN\n"
 	"\n"
 	"devices  lists the phones paired with this host\n"
 	"revoke   ends a pairing; DEVICE is a device id (or 8+ hex digits of it) or a name\n"
@@ -159,6 +164,14 @@ int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 			if (errno != 0 || *end != 0 || v == 0 || v > 100000)
 				return pb_cli_fail(cli, "--max-failures takes 1 to 100000 attempts");
 			o.max_failures = (unsigned)v;
+		} else if (i + 1 < argc && strcmp(argv[i], "--announce-interval") == 0) {
+			char *end;
+			errno = 0;
+			o.announce_interval = strtoull(argv[++i], &end, 10);
+			if (errno != 0 || *end != 0 || o.announce_interval == 0 || o.announce_interval > 3600)
+				return pb_cli_fail(cli, "--announce-interval takes 1 to 3600 seconds");
+		} else if (strcmp(argv[i], "--no-announce") == 0) {
+			o.no_announce = true;
 		} else if (strcmp(argv[i], "--no-qr") == 0) {
 			o.no_qr = true;
 		} else if (strcmp(argv[i], "--dark-blocks") == 0) {

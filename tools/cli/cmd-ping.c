@@ -45,7 +45,7 @@ int pb_cmd_ping(pb_cli_t *cli, int argc, char **argv)
 		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	rc = pb_phone_connect(cli->home, which, 5000, &c, &h);
+	rc = pb_phone_connect(cli->home, which, 15000, &c, &h); /* room to find a moved host */
 	if (rc == PB_EACCT_NOT_PAIRED)
 		return pb_cli_fail(cli, "this phone is not paired with %s; run peerback pair first",
 				   which != NULL ? which : "any host");
