@@ -13,6 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <dlfcn.h>
+#include <pthread.h>
+
 #include <png.h>
 #include <zbar.h>
 
@@ -20,6 +23,59 @@
 #include "peerback/qr.h"
 
 static const char peerback_scheme[] = "peerback://";
+
+/* libzbar is loaded when the first image is decoded, not at start: it pulls
+ * in X11, D-Bus and V4L, which would add more than a millisecond to every
+ * command, while only `pair --qr-image` and `qr decode` scan images. */
+#define ZBAR_SONAME "libzbar.so.0"
+
+static struct {
+	zbar_image_scanner_t *(*scanner_create)(void);
+	void (*scanner_destroy)(zbar_image_scanner_t *);
+	int (*scanner_set_config)(zbar_image_scanner_t *, zbar_symbol_type_t, zbar_config_t, int);
+	int (*scan_image)(zbar_image_scanner_t *, zbar_image_t *);
+	zbar_image_t *(*image_create)(void);
+	void (*image_destroy)(zbar_image_t *);
+	void (*image_set_format)(zbar_image_t *, unsigned long);
+	void (*image_set_size)(zbar_image_t *, unsigned, unsigned);
+	void (*image_set_data)(zbar_image_t *, const void *, unsigned long, zbar_image_cleanup_handler_t *);
+	const zbar_symbol_t *(*image_first_symbol)(const zbar_image_t *);
+	const zbar_symbol_t *(*symbol_next)(const zbar_symbol_t *);
+	const char *(*symbol_get_data)(const zbar_symbol_t *);
+	unsigned (*symbol_get_data_length)(const zbar_symbol_t *);
+	zbar_symbol_type_t (*symbol_get_type)(const zbar_symbol_t *);
+	int err;
+} zb;
+
+static pthread_once_t zb_once = PTHREAD_ONCE_INIT;
+
+static void zb_load(void)
+{
+	void *h = dlopen(ZBAR_SONAME, RTLD_NOW | RTLD_LOCAL);
+
+	zb.err = PB_EQR_DECODER;
+	if (h == NULL)
+		return;
+#define ZB_SYM(field, name)                                                                                            \
+	if ((*(void **)&zb.field = dlsym(h, name)) == NULL)                                                            \
+		return;
+	ZB_SYM(scanner_create, "zbar_image_scanner_create")
+	ZB_SYM(scanner_destroy, "zbar_image_scanner_destroy")
+	ZB_SYM(scanner_set_config, "zbar_image_scanner_set_config")
+	ZB_SYM(scan_image, "zbar_scan_image")
+	ZB_SYM(image_create, "zbar_image_create")
+	ZB_SYM(image_destroy, "zbar_image_destroy")
+	ZB_SYM(image_set_format, "zbar_image_set_format")
+	ZB_SYM(image_set_size, "zbar_image_set_size")
+	ZB_SYM(image_set_data, "zbar_image_set_data")
+	ZB_SYM(image_first_symbol, "zbar_image_first_symbol")
+	ZB_SYM(symbol_next, "zbar_symbol_next")
+	ZB_SYM(symbol_get_data, "zbar_symbol_get_data")
+	ZB_SYM(symbol_get_data_length, "zbar_symbol_get_data_length")
+	ZB_SYM(symbol_get_type, "zbar_symbol_get_type")
+#undef ZB_SYM
+	zb.err = 0;
+}
 
 /* An 8-bit grayscale image owned by the decoder. */
 struct gray_image {
@@ -49,32 +105,35 @@ int pb_qr_decode_gray(const uint8_t *pixels, unsigned width, unsigned height, ch
 	rc = check_dimensions(width, height);
 	if (rc != 0)
 		return rc == PB_EQR_IMAGE ? PB_EINVAL : rc;
-	scanner = zbar_image_scanner_create();
+	pthread_once(&zb_once, zb_load);
+	if (zb.err != 0)
+		return zb.err;
+	scanner = zb.scanner_create();
 	if (scanner == NULL)
 		return PB_ENOMEM;
-	image = zbar_image_create();
+	image = zb.image_create();
 	if (image == NULL) {
 		rc = PB_ENOMEM;
 		goto out_destroy_scanner;
 	}
-	zbar_image_scanner_set_config(scanner, ZBAR_NONE, ZBAR_CFG_ENABLE, 0);
-	zbar_image_scanner_set_config(scanner, ZBAR_QRCODE, ZBAR_CFG_ENABLE, 1);
+	zb.scanner_set_config(scanner, ZBAR_NONE, ZBAR_CFG_ENABLE, 0);
+	zb.scanner_set_config(scanner, ZBAR_QRCODE, ZBAR_CFG_ENABLE, 1);
 	/* Screenshots of a light-on-dark terminal hold an inverted code. */
-	zbar_image_scanner_set_config(scanner, ZBAR_NONE, ZBAR_CFG_TEST_INVERTED, 1);
-	zbar_image_set_format(image, zbar_fourcc('Y', '8', '0', '0'));
-	zbar_image_set_size(image, width, height);
+	zb.scanner_set_config(scanner, ZBAR_NONE, ZBAR_CFG_TEST_INVERTED, 1);
+	zb.image_set_format(image, zbar_fourcc('Y', '8', '0', '0'));
+	zb.image_set_size(image, width, height);
 	/* zbar only reads the pixels; it wants a non-const pointer. */
-	zbar_image_set_data(image, (void *)(uintptr_t)pixels, (unsigned long)width * height, NULL);
-	if (zbar_scan_image(scanner, image) < 0) {
+	zb.image_set_data(image, (void *)(uintptr_t)pixels, (unsigned long)width * height, NULL);
+	if (zb.scan_image(scanner, image) < 0) {
 		rc = PB_ENOMEM;
 		goto out_destroy_image;
 	}
 	rc = PB_EQR_NOTFOUND;
-	for (sym = zbar_image_first_symbol(image); sym != NULL; sym = zbar_symbol_next(sym)) {
-		const char *data = zbar_symbol_get_data(sym);
-		size_t n = zbar_symbol_get_data_length(sym);
+	for (sym = zb.image_first_symbol(image); sym != NULL; sym = zb.symbol_next(sym)) {
+		const char *data = zb.symbol_get_data(sym);
+		size_t n = zb.symbol_get_data_length(sym);
 
-		if (zbar_symbol_get_type(sym) != ZBAR_QRCODE || data == NULL)
+		if (zb.symbol_get_type(sym) != ZBAR_QRCODE || data == NULL)
 			continue;
 		if (n < sizeof(peerback_scheme) - 1 ||
 		    strncasecmp(data, peerback_scheme, sizeof(peerback_scheme) - 1) != 0 ||
@@ -91,9 +150,9 @@ int pb_qr_decode_gray(const uint8_t *pixels, unsigned width, unsigned height, ch
 	}
 
 out_destroy_image:
-	zbar_image_destroy(image);
+	zb.image_destroy(image);
 out_destroy_scanner:
-	zbar_image_scanner_destroy(scanner);
+	zb.scanner_destroy(scanner);
 	return rc;
 }
 

@@ -60,10 +60,111 @@ static void test_unchanged_items_cost_nothing(void **state)
 	free(dir);
 }
 
+/* Generations: only items recorded or touched by the last completed run
+ * are answered by get(), with what that run put in its snapshot; a run that
+ * began and did not finish answers nothing; a file from before the
+ * generations is migrated and answers nothing until a run completes. */
+static void test_completed_run_answers_lookups(void **state)
+{
+	char *dir = pb_test_tmpdir("backup-state-gen");
+	char path[4096], *id = NULL, *p = NULL;
+	pb_backup_state_t *st, *ro;
+	name_t chunks[2] = {{4}, {5}};
+	uint8_t (*names)[PB_STORE_NAME_LEN] = NULL;
+	pb_manifest_item_t m, msg = {.kind = 4, .id = "chat/7/msg/1", .path = "chats/7/result.json", .seq = 3,
+				     .size = 40, .nchunks = 1, .chunks = (const name_t *)chunks};
+	pb_manifest_item_t gone = {.kind = 4, .id = "chat/7/msg/2", .path = "chats/7/result.json", .seq = 4,
+				   .size = 41, .nchunks = 1, .chunks = (const name_t *)&chunks[1]};
+	uint64_t snap = 0;
+
+	(void)state;
+	msg.hash[0] = 9;
+	assert_true(snprintf(path, sizeof(path), "%s/state.db", dir) < (int)sizeof(path));
+	assert_int_equal(pb_backup_state_open(path, &st), 0);
+	/* Run 1 records both items and completes. */
+	assert_int_equal(pb_backup_state_run_begin(st), 0);
+	assert_int_equal(pb_backup_state_record(st, &msg), 0);
+	assert_int_equal(pb_backup_state_record(st, &gone), 0);
+	assert_int_equal(pb_backup_state_run_done(st, 0x1234), 0);
+	assert_int_equal(pb_backup_state_open_ro(path, &ro), 0);
+	assert_int_equal(pb_backup_state_done(ro, &snap), 0);
+	assert_int_equal(snap, 0x1234);
+	assert_int_equal(pb_backup_state_get(ro, "chat/7/msg/1", &m, &id, &p, &names), 0);
+	assert_string_equal(m.path, "chats/7/result.json");
+	assert_int_equal(m.kind, 4);
+	assert_int_equal(m.seq, 3);
+	assert_int_equal(m.size, 40);
+	assert_int_equal(m.hash[0], 9);
+	assert_int_equal(m.nchunks, 1);
+	assert_memory_equal(names[0], chunks[0], PB_STORE_NAME_LEN);
+	free(id);
+	free(p);
+	free(names);
+	assert_true(pb_backup_state_has_children(ro, "chat/7"));
+	assert_false(pb_backup_state_has_children(ro, "chat/7/msg/1"));
+	pb_backup_state_close(ro);
+	/* Run 2 began: nothing is known to be in a snapshot until it ends. */
+	assert_int_equal(pb_backup_state_run_begin(st), 0);
+	assert_int_equal(pb_backup_state_open_ro(path, &ro), 0);
+	assert_int_equal(pb_backup_state_done(ro, &snap), PB_ENOTFOUND);
+	pb_backup_state_close(ro);
+	/* It keeps msg/1 (moved to seq 5) and drops msg/2. */
+	msg.seq = 5;
+	assert_int_equal(pb_backup_state_touch(st, &msg), 0);
+	assert_int_equal(pb_backup_state_run_done(st, 0x5678), 0);
+	assert_int_equal(pb_backup_state_open_ro(path, &ro), 0);
+	assert_int_equal(pb_backup_state_done(ro, &snap), 0);
+	assert_int_equal(snap, 0x5678);
+	assert_int_equal(pb_backup_state_get(ro, "chat/7/msg/1", &m, &id, &p, &names), 0);
+	assert_int_equal(m.seq, 5);
+	free(id);
+	free(p);
+	free(names);
+	assert_int_equal(pb_backup_state_get(ro, "chat/7/msg/2", &m, &id, &p, &names), PB_ENOTFOUND);
+	assert_true(pb_backup_state_has_children(ro, "chat/7/msg"));
+	assert_false(pb_backup_state_has_children(ro, "chat/7/msg/2"));
+	assert_false(pb_backup_state_has_children(ro, "chat/8"));
+	pb_backup_state_close(ro);
+	pb_backup_state_close(st);
+	pb_test_rmtree(dir);
+	free(dir);
+}
+
+/* A state file written before the generations opens, gains the columns,
+ * and keeps its rows for the unchanged check. */
+static void test_old_state_file_migrates(void **state)
+{
+	char *dir = pb_test_tmpdir("backup-state-old");
+	char path[4096], sql[512];
+	pb_backup_state_t *st;
+	uint8_t hash[32] = {0};
+	uint64_t snap;
+
+	(void)state;
+	assert_true(snprintf(path, sizeof(path), "%s/state.db", dir) < (int)sizeof(path));
+	snprintf(sql, sizeof(sql),
+		 "CREATE TABLE items(id TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime INTEGER NOT NULL,"
+		 " hash BLOB NOT NULL, chunks BLOB NOT NULL);"
+		 "CREATE TABLE committed(name BLOB PRIMARY KEY) WITHOUT ROWID;"
+		 "INSERT INTO items VALUES('x', 5, 6, zeroblob(32), x'');");
+	{
+		char *argv[] = { "/usr/bin/sqlite3", path, sql, NULL };
+		assert_int_equal(pb_test_run(argv, NULL, 30, NULL, NULL), 0);
+	}
+	assert_int_equal(pb_backup_state_open(path, &st), 0);
+	assert_true(pb_backup_state_unchanged(st, "x", 5, 6, hash));
+	assert_int_equal(pb_backup_state_done(st, &snap), PB_ENOTFOUND);
+	pb_backup_state_close(st);
+	pb_test_rmtree(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_unchanged_items_cost_nothing),
+		cmocka_unit_test(test_completed_run_answers_lookups),
+		cmocka_unit_test(test_old_state_file_migrates),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -192,6 +192,151 @@ static void test_unchanged_sends_nothing(void **state)
 	assert_int_equal(pb_test_json_num(line, "items_changed"), 0);
 }
 
+/* The first chat of the device and the id of its first message. */
+static void first_message(char *chat, size_t chat_cap, long long *msg)
+{
+	char path[4200];
+	struct dirent *e;
+	DIR *d;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	const char *p;
+
+	snprintf(path, sizeof(path), "%s/chats", dev);
+	d = opendir(path);
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL && e->d_name[0] == '.')
+		;
+	assert_non_null(e);
+	snprintf(chat, chat_cap, "%s", e->d_name);
+	closedir(d);
+	snprintf(path, sizeof(path), "%s/chats/%s/result.json", dev, chat);
+	assert_int_equal(pb__read_file(path, 64 << 20, &buf, &len), 0);
+	buf[len - 1] = 0;
+	p = strstr((const char *)buf, "\"messages\"");
+	assert_non_null(p);
+	p = strstr(p, "{\"id\":");
+	assert_non_null(p);
+	*msg = strtoll(p + 6, NULL, 10);
+	free(buf);
+}
+
+/* Restores one message by id into a fresh directory; returns the restored
+ * chat file's text (malloc'd) and the restore-done line. */
+static char *restore_message(const char *id, const char *tag, char *const extra[], char *line, size_t cap)
+{
+	char out_dir[4200], path[4400];
+	char *args[16] = { "--json", "restore", "--to", out_dir, "--id", (char *)id };
+	char *out = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0, n = 6;
+	const char *chat_end = strstr(id, "/msg/");
+
+	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 15; i++)
+		args[n++] = extra[i];
+	args[n] = NULL;
+	snprintf(out_dir, sizeof(out_dir), "%s/one-%s", dir, tag);
+	pb_test_rmtree(out_dir);
+	assert_int_equal(run(args, &out), 0);
+	last_line(out, "restore-done", line, cap);
+	printf("%s\n", line);
+	free(out);
+	snprintf(path, sizeof(path), "%s/chats/%.*s/result.json", out_dir, (int)(chat_end - id - 5), id + 5);
+	assert_int_equal(pb__read_file(path, 64 << 20, &buf, &len), 0);
+	buf = realloc(buf, len + 1);
+	buf[len] = 0;
+	return (char *)buf;
+}
+
+/* One message by id: the phone that made the latest backup finds it from
+ * its state in one request (lookup "state"), with the same result as the
+ * manifest walk (forced with --from this phone); after the message changes
+ * and is backed up, the latest and an older snapshot each give their own
+ * text; a chat deleted from the phone and backed up is not found, though
+ * its chunks are still on the host for the older snapshot. */
+static void test_single_message(void **state)
+{
+	char chat[256], id[512], line[4096], dev_hex[64], snap_old[32], path[4200], want[64];
+	char *by_state, *by_walk, *text, *p;
+	long long msg;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	(void)state;
+	first_message(chat, sizeof(chat), &msg);
+	snprintf(id, sizeof(id), "chat/%s/msg/%lld", chat, msg);
+	snprintf(want, sizeof(want), "{\"id\":%lld,", msg);
+	by_state = restore_message(id, "state", NULL, line, sizeof(line));
+	assert_int_equal(pb_test_json_str(line, "lookup", path, sizeof(path)), 0);
+	assert_string_equal(path, "state");
+	assert_int_equal(pb_test_json_num(line, "items"), 2); /* the chat's frame and the message */
+	assert_non_null(strstr(by_state, want));
+	assert_int_equal(pb_test_json_str(line, "device", dev_hex, sizeof(dev_hex)), 0);
+	assert_int_equal(pb_test_json_str(line, "snapshot", snap_old, sizeof(snap_old)), 0);
+	{
+		char *from[] = { "--from", dev_hex, NULL };
+		by_walk = restore_message(id, "walk", from, line, sizeof(line));
+	}
+	assert_int_equal(pb_test_json_str(line, "lookup", path, sizeof(path)), 0);
+	assert_string_equal(path, "manifest");
+	assert_string_equal(by_state, by_walk);
+	free(by_walk);
+
+	/* Change the message's text on the phone and back up. */
+	snprintf(path, sizeof(path), "%s/chats/%s/result.json", dev, chat);
+	assert_int_equal(pb__read_file(path, 64 << 20, &buf, &len), 0);
+	buf = realloc(buf, len + 1);
+	buf[len] = 0;
+	p = strstr((char *)buf, want);
+	assert_non_null(p);
+	p = strstr(p, "\"text\":\"");
+	assert_non_null(p);
+	p[8] = p[8] == 'Q' ? 'R' : 'Q';
+	assert_int_equal(pb_test_write_file(path, buf, len), 0);
+	free(buf);
+	backup(line, sizeof(line));
+	assert_int_equal(pb_test_json_num(line, "items_changed"), 1);
+	text = restore_message(id, "new", NULL, line, sizeof(line));
+	assert_int_equal(pb_test_json_str(line, "lookup", path, sizeof(path)), 0);
+	assert_string_equal(path, "state");
+	assert_string_not_equal(text, by_state);
+	free(text);
+	{
+		char *older[] = { "--snapshot", snap_old, NULL };
+		text = restore_message(id, "old", older, line, sizeof(line));
+	}
+	assert_int_equal(pb_test_json_str(line, "lookup", path, sizeof(path)), 0);
+	assert_string_equal(path, "manifest");
+	assert_string_equal(text, by_state);
+	free(text);
+
+	/* Delete the chat on the phone, back up: the message is gone from the
+	 * latest snapshot. Then put it back as it was. */
+	{
+		char saved[4200], chat_dir[4200];
+		char *args[] = { "restore", "--to", (char *)"", "--id", id, NULL };
+		char *out = NULL, *err = NULL;
+
+		snprintf(chat_dir, sizeof(chat_dir), "%s/chats/%s", dev, chat);
+		snprintf(saved, sizeof(saved), "%s/saved-chat", dir);
+		copy_tree(chat_dir, saved);
+		pb_test_rmtree(chat_dir);
+		backup(line, sizeof(line));
+		snprintf(path, sizeof(path), "%s/one-deleted", dir);
+		args[2] = path;
+		assert_int_not_equal(pb_test_peerback(phone, args, &out, &err), 0);
+		assert_non_null(strstr(err, "no item"));
+		free(out);
+		free(err);
+		{
+			char *argv[] = { "/bin/mv", saved, chat_dir, NULL };
+			assert_int_equal(pb_test_run(argv, NULL, 30, NULL, NULL), 0);
+		}
+	}
+	free(by_state);
+	backup(line, sizeof(line));
+}
+
 /* Flips one byte in the middle of attachments until want files changed;
  * returns how many files changed and their bytes. */
 static int changes_left, changes_done;
@@ -525,6 +670,7 @@ int main(void)
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_no_plaintext_on_host),
 		cmocka_unit_test(test_unchanged_sends_nothing),
+		cmocka_unit_test(test_single_message),
 		cmocka_unit_test(test_one_percent_changed),
 		cmocka_unit_test(test_host_sigkill_mid_backup),
 		cmocka_unit_test(test_phone_killed_mid_backup),

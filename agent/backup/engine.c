@@ -347,6 +347,9 @@ struct backup {
 	crypto_generichash_state hash;
 	uint8_t *ct;
 	int err;
+	/* Unchanged items touched in the state since the last commit, in one
+	 * open transaction. */
+	size_t touched;
 };
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -432,6 +435,29 @@ static int record_item(struct backup *b, const struct pending_item *it)
 	return pb_backup_state_record(b->st, &it->m);
 }
 
+/* Ends the transaction of touched unchanged items. */
+static int touch_end(struct backup *b)
+{
+	if (b->touched == 0)
+		return 0;
+	b->touched = 0;
+	return pb_backup_state_end(b->st);
+}
+
+/* Marks an unchanged item as part of this run's snapshot; many to a
+ * transaction, as a re-backup touches every item. */
+static int touch_item(struct backup *b, const pb_manifest_item_t *m)
+{
+	int rc;
+
+	if (b->touched == 0 && (rc = pb_backup_state_begin(b->st)) != 0)
+		return rc;
+	b->touched++;
+	if ((rc = pb_backup_state_touch(b->st, m)) != 0)
+		return rc;
+	return b->touched >= 8192 ? touch_end(b) : 0;
+}
+
 static void free_pending(struct pending_item *it)
 {
 	free(it->id);
@@ -447,6 +473,8 @@ static int commit(struct backup *b)
 	pb_envelope_t *in = NULL;
 	int rc = offer_batch(b);
 
+	if (rc == 0)
+		rc = touch_end(b);
 	if (rc != 0)
 		return rc;
 	peerback__request__init(&req);
@@ -650,6 +678,8 @@ static int backup_item(void *arg, const pb_item_t *it)
 		m.nchunks = n;
 		m.chunks = (const name_t *)names;
 		rc = pb_manifest_writer_add(b->mw, &m);
+		if (rc == 0)
+			rc = touch_item(b, &m);
 		free(names);
 		b->pr.p.bytes_done += size;
 		goto out_count;
@@ -780,6 +810,8 @@ static int backup_once(const pb_engine_opts_t *o, pb_engine_result_t *res)
 	pb_cdc_init(&b->cdc, &b->keys);
 	if ((rc = state_path(o->home, path, sizeof(path))) != 0 || (rc = pb_backup_state_open(path, &b->st)) != 0)
 		goto out_keys;
+	if ((rc = pb_backup_state_run_begin(b->st)) != 0)
+		goto out_state;
 	if ((rc = pb_manifest_writer_new(&b->keys, emit_manifest_chunk, b, &b->mw)) != 0)
 		goto out_state;
 	rc = pb_device_scan(o->device_dir, mask, backup_item, b, bad, sizeof(bad));
@@ -792,11 +824,22 @@ static int backup_once(const pb_engine_opts_t *o, pb_engine_result_t *res)
 	if (rc == 0)
 		rc = commit(b);
 	if (rc == 0) {
-		uint64_t id = ((uint64_t)time(NULL) << 20) | (randombytes_random() & 0xfffff);
+		/* Snapshot ids order backups in time ("latest" is the largest):
+		 * microseconds, so that two backups in one second still order,
+		 * and 12 random bits below. */
+		struct timespec ts;
+		uint64_t id;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		id = (((uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u) << 12) |
+		     (randombytes_random() & 0xfff);
 
 		rc = snapshot_put(b, id, root, root_len, (const name_t *)refs, nrefs);
 		if (rc == 0)
 			res->snapshot = id;
+		/* The receipt is in: every item of this run is in snapshot id. */
+		if (rc == 0)
+			rc = pb_backup_state_run_done(b->st, id);
 		if (rc == 0) {
 			/* Remember which snapshot holds the contacts of the active
 			 * SIM identity, for a phone that later gets that SIM. */
@@ -819,6 +862,8 @@ static int backup_once(const pb_engine_opts_t *o, pb_engine_result_t *res)
 	free(root);
 	free(refs);
 out_writer:
+	if (b->touched > 0)
+		(void)touch_end(b);
 	pb_manifest_writer_free(b->mw);
 	for (size_t i = 0; i < b->qn; i++)
 		free(b->qct[i]);
@@ -885,6 +930,7 @@ struct restore {
 	struct prog pr;
 	pb_engine_result_t *res;
 	const char *exact_id;   /* fetch: this id only, into out */
+	bool fast;              /* items found through the phone's state */
 	uint8_t *out;
 	size_t out_len;
 	bool found;
@@ -1005,7 +1051,8 @@ static int request_chunk(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN
 
 static bool caching(const struct restore *r)
 {
-	return r->w != NULL && r->exact_id == NULL;
+	/* A few chunks by id are cheaper to fetch again than to keep. */
+	return r->w != NULL && r->exact_id == NULL && !r->fast;
 }
 
 static int cache_path(const struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], char *out, size_t cap)
@@ -1366,35 +1413,44 @@ static int fetch_items(struct restore *r)
 	return rc;
 }
 
-static int get_snapshot(struct restore *r, uint64_t *snap, uint8_t **blob, size_t *len)
+/* The id of r->dev's latest snapshot on the host. */
+static int get_latest(struct restore *r, uint64_t *snap)
 {
 	Peerback__Request req;
 	Peerback__SnapshotList sl;
+	pb_envelope_t *in;
+	int rc;
+
+	*snap = 0;
+	peerback__request__init(&req);
+	peerback__snapshot_list__init(&sl);
+	sl.device = r->dev;
+	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_LIST;
+	req.snapshot_list = &sl;
+	if ((rc = sess_call(&r->s, &req, &in)) != 0)
+		return rc;
+	if (in->reply->op_case != PEERBACK__REPLY__OP_SNAPSHOTS) {
+		pb__envelope_free(in);
+		return PB_EENV_MALFORMED;
+	}
+	for (size_t i = 0; i < in->reply->snapshots->n_snapshots; i++) {
+		const Peerback__SnapshotInfo *s = in->reply->snapshots->snapshots[i];
+		if (*snap == 0 || s->snapshot > *snap)
+			*snap = s->snapshot;
+	}
+	pb__envelope_free(in);
+	return *snap == 0 ? PB_ESTORE_NOSNAP : 0;
+}
+
+static int get_snapshot(struct restore *r, uint64_t *snap, uint8_t **blob, size_t *len)
+{
+	Peerback__Request req;
 	Peerback__SnapshotGet sg;
 	pb_envelope_t *in;
 	int rc;
 
-	if (*snap == 0) {
-		peerback__request__init(&req);
-		peerback__snapshot_list__init(&sl);
-		sl.device = r->dev;
-		req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_LIST;
-		req.snapshot_list = &sl;
-		if ((rc = sess_call(&r->s, &req, &in)) != 0)
-			return rc;
-		if (in->reply->op_case != PEERBACK__REPLY__OP_SNAPSHOTS) {
-			pb__envelope_free(in);
-			return PB_EENV_MALFORMED;
-		}
-		for (size_t i = 0; i < in->reply->snapshots->n_snapshots; i++) {
-			const Peerback__SnapshotInfo *s = in->reply->snapshots->snapshots[i];
-			if (*snap == 0 || s->snapshot > *snap)
-				*snap = s->snapshot;
-		}
-		pb__envelope_free(in);
-		if (*snap == 0)
-			return PB_ESTORE_NOSNAP;
-	}
+	if (*snap == 0 && (rc = get_latest(r, snap)) != 0)
+		return rc;
 	peerback__request__init(&req);
 	peerback__snapshot_get__init(&sg);
 	sg.device = r->dev;
@@ -1481,6 +1537,134 @@ static int pick_device(struct restore *r)
 
 enum restore_mode { MODE_RESTORE, MODE_VERIFY, MODE_FETCH };
 
+/* Adds the item id as the state's completed generation recorded it. */
+static int state_item(struct restore *r, pb_backup_state_t *st, const char *id)
+{
+	struct want_item *w;
+	int rc;
+
+	if ((rc = grow((void **)&r->items, &r->cap_items, r->nitems + 1, sizeof(*r->items))) != 0)
+		return rc;
+	w = &r->items[r->nitems];
+	memset(w, 0, sizeof(*w));
+	rc = pb_backup_state_get(st, id, &w->m, &w->id, &w->path, &w->names);
+	if (rc == 0)
+		r->nitems++;
+	return rc;
+}
+
+/* True when the host holds every chunk of the collected items (one
+ * ChunkOffer: the host answers which names it lacks). */
+static bool host_holds(struct restore *r)
+{
+	Peerback__Request req;
+	Peerback__ChunkOffer offer;
+	pb_envelope_t *in = NULL;
+	name_t *names;
+	size_t n = 0;
+	bool yes;
+
+	for (size_t i = 0; i < r->nitems; i++)
+		n += r->items[i].m.nchunks;
+	if (n == 0)
+		return true;
+	if (n > OFFER_BATCH || (names = malloc(n * sizeof(name_t))) == NULL)
+		return false;
+	n = 0;
+	for (size_t i = 0; i < r->nitems; i++)
+		for (size_t c = 0; c < r->items[i].m.nchunks; c++)
+			memcpy(names[n++], r->items[i].names[c], PB_STORE_NAME_LEN);
+	peerback__request__init(&req);
+	peerback__chunk_offer__init(&offer);
+	offer.names.data = (uint8_t *)names;
+	offer.names.len = n * PB_STORE_NAME_LEN;
+	req.op_case = PEERBACK__REQUEST__OP_CHUNK_OFFER;
+	req.chunk_offer = &offer;
+	yes = sess_call(&r->s, &req, &in) == 0 && in->reply->op_case == PEERBACK__REPLY__OP_CHUNK_WANT &&
+	      in->reply->chunk_want->n_missing == 0;
+	pb__envelope_free(in);
+	free(names);
+	return yes;
+}
+
+/* One item by id without walking the manifest: the phone that made the
+ * last completed backup knows from its state where each item of that
+ * snapshot lives (kind, path, content hash, chunk names), so it asks the
+ * host for exactly those chunks, checked like any other. A restore uses
+ * this only when the host's latest snapshot of this phone is that backup,
+ * so the answer is the snapshot's; a fetch (NFC fallback) takes the item
+ * from any host that holds its chunks. Everything else (another device,
+ * an older snapshot, a chat with its files, a phone without state) walks
+ * the manifest. *done tells whether this path answered. */
+static int fast_restore(struct restore *r, enum restore_mode mode, const char *want, bool *done)
+{
+	const pb_engine_opts_t *o = r->o;
+	pb_backup_state_t *st = NULL;
+	pb_identity_t ident;
+	uint8_t mk[PB_MASTERKEY_LEN];
+	char path[4096], frame[PB_ITEM_ID_MAX + 1];
+	const char *msg;
+	uint64_t snap = 0;
+	struct stat sb;
+	int rc;
+
+	*done = false;
+	if (want == NULL || o->from_device != NULL)
+		return 0;
+	/* "chat/42" brings its files too, found by path: walk. */
+	msg = strstr(want, "/msg/");
+	if (strncmp(want, "chat/", 5) == 0 && msg == NULL)
+		return 0;
+	if (state_path(o->home, path, sizeof(path)) != 0 || stat(path, &sb) != 0)
+		return 0;
+	if (local_master(o->home, mk) != 0)
+		return 0;
+	if (pb__identity_load(o->home, &ident) != 0) {
+		sodium_memzero(mk, sizeof(mk));
+		return 0;
+	}
+	memcpy(r->dev_id, ident.device_id, sizeof(r->dev_id));
+	pb__identity_wipe(&ident);
+	r->dev.data = r->dev_id;
+	r->dev.len = sizeof(r->dev_id);
+	if (pb_backup_state_open_ro(path, &st) != 0 || pb_backup_state_done(st, &snap) != 0)
+		goto out_walk;
+	if (mode == MODE_RESTORE) {
+		uint64_t latest = o->snapshot;
+
+		if (latest == 0 && get_latest(r, &latest) != 0)
+			goto out_walk;
+		if (latest != snap)
+			goto out_walk;
+	}
+	if (mode == MODE_RESTORE && msg != NULL) {
+		/* A message needs its chat's frame, which comes first. */
+		snprintf(frame, sizeof(frame), "%.*s", (int)(msg - want), want);
+		if (state_item(r, st, frame) != 0)
+			goto out_walk;
+	}
+	if (state_item(r, st, want) != 0 || pb_backup_state_has_children(st, want))
+		goto out_walk;
+	if (mode == MODE_FETCH && !host_holds(r))
+		goto out_walk;
+	pb_backup_keys_derive(mk, &r->keys);
+	sodium_memzero(mk, sizeof(mk));
+	pb_backup_state_close(st);
+	r->res->snapshot = snap;
+	pb__hex(r->dev_id, sizeof(r->dev_id), r->res->device);
+	*done = true;
+	r->fast = true;
+	r->res->by_state = true;
+	rc = fetch_items(r);
+	free_items(r);
+	return rc;
+out_walk:
+	sodium_memzero(mk, sizeof(mk));
+	pb_backup_state_close(st);
+	free_items(r);
+	return 0;
+}
+
 static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum restore_mode mode, const char *exact,
 		       uint8_t **out, size_t *out_len)
 {
@@ -1504,20 +1688,6 @@ static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum 
 	r->exact_id = exact;
 	if ((rc = sess_open(&r->s, o)) != 0)
 		goto out_free;
-	if ((rc = pick_device(r)) != 0)
-		goto out_close;
-	pb__hex(r->dev_id, sizeof(r->dev_id), res->device);
-	if ((rc = master_key(&r->s, o, &r->dev, false, mk)) != 0)
-		goto out_close;
-	pb_backup_keys_derive(mk, &r->keys);
-	sodium_memzero(mk, sizeof(mk));
-	if ((rc = get_snapshot(r, &snap, &blob, &blob_len)) != 0)
-		goto out_keys;
-	res->snapshot = snap;
-	rc = pb_manifest_root_open(&r->keys, blob, blob_len, &when, &nitems_total, &mchunks, &nmchunks);
-	if (rc != 0)
-		goto out_keys;
-	r->pr.p.items_total = exact != NULL || o->item_id != NULL ? 0 : nitems_total;
 	if (mode == MODE_RESTORE) {
 		if ((rc = pb__mkdirs(o->device_dir, 0700)) != 0)
 			goto out_keys;
@@ -1527,6 +1697,29 @@ static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum 
 		if ((rc = pb_device_writer_open(o->device_dir, &r->w)) != 0)
 			goto out_keys;
 	}
+	if (mode != MODE_VERIFY) {
+		bool fast = false;
+
+		rc = fast_restore(r, mode, exact != NULL ? exact : o->item_id, &fast);
+		if (rc != 0)
+			goto out_keys;
+		if (fast)
+			goto finish;
+	}
+	if ((rc = pick_device(r)) != 0)
+		goto out_keys;
+	pb__hex(r->dev_id, sizeof(r->dev_id), res->device);
+	if ((rc = master_key(&r->s, o, &r->dev, false, mk)) != 0)
+		goto out_keys;
+	pb_backup_keys_derive(mk, &r->keys);
+	sodium_memzero(mk, sizeof(mk));
+	if ((rc = get_snapshot(r, &snap, &blob, &blob_len)) != 0)
+		goto out_keys;
+	res->snapshot = snap;
+	rc = pb_manifest_root_open(&r->keys, blob, blob_len, &when, &nitems_total, &mchunks, &nmchunks);
+	if (rc != 0)
+		goto out_keys;
+	r->pr.p.items_total = exact != NULL || o->item_id != NULL ? 0 : nitems_total;
 	for (size_t i = 0; i < nmchunks && rc == 0 && !r->found; i++) {
 		uint8_t *ct;
 		uint64_t id;
@@ -1550,6 +1743,7 @@ static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum 
 			rc = fetch_items(r);
 		free_items(r);
 	}
+finish:
 	if (rc == 0 && mode == MODE_RESTORE) {
 		if (r->pr.p.items_done == 0 && (o->item_id != NULL))
 			rc = PB_ENOTFOUND;
@@ -1587,7 +1781,6 @@ out_keys:
 	free_items(r);
 	free(r->items);
 	pb_backup_keys_wipe(&r->keys);
-out_close:
 	sess_close(&r->s);
 out_free:
 	free(r);

@@ -52,6 +52,7 @@ typedef struct pb_engine_result_s {
 	uint64_t bad_items;              /* verify: items that did not match */
 	uint64_t chunks_cached;          /* restore: chunks an interrupted run had fetched */
 	char device[33];                 /* restore: whose backup (hex) */
+	bool by_state;                   /* restore, fetch: found through the phone's state, not the manifest */
 	double seconds;
 } pb_engine_result_t;
 

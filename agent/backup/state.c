@@ -6,6 +6,8 @@
  * synchronous=NORMAL in WAL mode: losing the last commits on power loss only
  * makes the phone offer some chunks again, which the host answers from its
  * index; nothing is lost, so the cheaper mode is enough here. */
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,13 +24,53 @@ struct pb_backup_state_s {
 	sqlite3_stmt *unchanged;
 	sqlite3_stmt *record;
 	sqlite3_stmt *item_chunks;
+	sqlite3_stmt *touch;
+	int64_t gen; /* this backup run's, or the completed one's after done() */
 };
 
+/* Each backup run has a generation; every item it puts in the snapshot is
+ * recorded or touched with it. meta holds the last completed run's
+ * generation and snapshot id, so that a row with that generation is known
+ * to be in that snapshot exactly as recorded (the fast lookup of one item,
+ * docs/STORAGE.md). kind, path and seq are what a restore needs to write
+ * the item back. */
 static const char SCHEMA[] =
 	"PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 	"CREATE TABLE IF NOT EXISTS items(id TEXT PRIMARY KEY, size INTEGER NOT NULL,"
-	" mtime INTEGER NOT NULL, hash BLOB NOT NULL, chunks BLOB NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS committed(name BLOB PRIMARY KEY) WITHOUT ROWID;";
+	" mtime INTEGER NOT NULL, hash BLOB NOT NULL, chunks BLOB NOT NULL,"
+	" kind INTEGER, path TEXT, seq INTEGER, gen INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE IF NOT EXISTS committed(name BLOB PRIMARY KEY) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);";
+
+/* A state file from before the generations: add the columns (the rows keep
+ * NULL and generation 0, so they are never used for a fast lookup until
+ * the next backup touches them). */
+static int migrate(sqlite3 *db)
+{
+	static const char *const cols[] = { "kind INTEGER", "path TEXT", "seq INTEGER",
+					    "gen INTEGER NOT NULL DEFAULT 0" };
+	sqlite3_stmt *q;
+	bool has_gen = false;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info('items')", -1, &q, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+		if (strcmp((const char *)sqlite3_column_text(q, 0), "gen") == 0)
+			has_gen = true;
+	sqlite3_finalize(q);
+	if (rc != SQLITE_DONE)
+		return rc;
+	for (size_t i = 0; !has_gen && i < sizeof(cols) / sizeof(cols[0]); i++) {
+		char sql[128];
+
+		snprintf(sql, sizeof(sql), "ALTER TABLE items ADD COLUMN %s", cols[i]);
+		if ((rc = sqlite3_exec(db, sql, NULL, NULL, NULL)) != SQLITE_OK)
+			return rc;
+	}
+	return SQLITE_OK;
+}
 
 static int db_err(int rc)
 {
@@ -62,6 +104,8 @@ int pb_backup_state_open(const char *path, pb_backup_state_t **out)
 	if (rc != SQLITE_OK)
 		goto out_close;
 	rc = sqlite3_exec(st->db, SCHEMA, NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = migrate(st->db);
 	if (rc != SQLITE_OK)
 		goto out_close;
 	rc = sqlite3_prepare_v2(st->db, "SELECT 1 FROM committed WHERE name=?1", -1, &st->is_committed, NULL);
@@ -71,8 +115,12 @@ int pb_backup_state_open(const char *path, pb_backup_state_t **out)
 				&st->unchanged, NULL);
 	if (rc != SQLITE_OK)
 		goto out_close;
-	rc = sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO items(id, size, mtime, hash, chunks)"
-					" VALUES(?1, ?2, ?3, ?4, ?5)", -1, &st->record, NULL);
+	rc = sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO items(id, size, mtime, hash, chunks, kind, path,"
+					" seq, gen) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", -1, &st->record, NULL);
+	if (rc != SQLITE_OK)
+		goto out_close;
+	rc = sqlite3_prepare_v2(st->db, "UPDATE items SET kind=?2, path=?3, seq=?4, gen=?5 WHERE id=?1", -1,
+				&st->touch, NULL);
 	if (rc != SQLITE_OK)
 		goto out_close;
 	rc = sqlite3_prepare_v2(st->db, "SELECT chunks FROM items WHERE id=?1", -1, &st->item_chunks, NULL);
@@ -82,6 +130,7 @@ int pb_backup_state_open(const char *path, pb_backup_state_t **out)
 	return 0;
 out_close:
 	rc = st->db != NULL ? db_err(rc) : PB_ENOMEM;
+	sqlite3_finalize(st->touch);
 	sqlite3_finalize(st->item_chunks);
 	sqlite3_finalize(st->record);
 	sqlite3_finalize(st->unchanged);
@@ -91,10 +140,32 @@ out_close:
 	return rc;
 }
 
+int pb_backup_state_open_ro(const char *path, pb_backup_state_t **out)
+{
+	pb_backup_state_t *st;
+	int rc;
+
+	if (path == NULL || out == NULL)
+		return PB_EINVAL;
+	st = calloc(1, sizeof(*st));
+	if (st == NULL)
+		return PB_ENOMEM;
+	rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READONLY, NULL);
+	if (rc != SQLITE_OK) {
+		rc = st->db != NULL ? db_err(rc) : PB_ENOMEM;
+		sqlite3_close(st->db);
+		free(st);
+		return rc;
+	}
+	*out = st;
+	return 0;
+}
+
 void pb_backup_state_close(pb_backup_state_t *st)
 {
 	if (st == NULL)
 		return;
+	sqlite3_finalize(st->touch);
 	sqlite3_finalize(st->item_chunks);
 	sqlite3_finalize(st->record);
 	sqlite3_finalize(st->unchanged);
@@ -159,6 +230,10 @@ int pb_backup_state_record(pb_backup_state_t *st, const pb_manifest_item_t *item
 	sqlite3_bind_blob(q, 4, item->hash, 32, SQLITE_STATIC);
 	sqlite3_bind_blob(q, 5, item->nchunks > 0 ? (const void *)item->chunks : (const void *)"",
 			  (int)(item->nchunks * PB_STORE_NAME_LEN), SQLITE_STATIC);
+	sqlite3_bind_int64(q, 6, item->kind);
+	sqlite3_bind_text(q, 7, item->path != NULL ? item->path : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 8, (int64_t)item->seq);
+	sqlite3_bind_int64(q, 9, st->gen);
 	rc = sqlite3_step(q);
 	sqlite3_reset(q);
 	sqlite3_clear_bindings(q);
@@ -269,4 +344,184 @@ int pb_backup_state_lookup(pb_backup_state_t *st, const char *id, uint64_t *size
 	memcpy(hash, sqlite3_column_blob(q, 2), 32);
 	sqlite3_finalize(q);
 	return 0;
+}
+
+int pb_backup_state_touch(pb_backup_state_t *st, const pb_manifest_item_t *item)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if (st == NULL || item == NULL || item->id == NULL)
+		return PB_EINVAL;
+	q = st->touch;
+	sqlite3_reset(q);
+	sqlite3_bind_text(q, 1, item->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, item->kind);
+	sqlite3_bind_text(q, 3, item->path != NULL ? item->path : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 4, (int64_t)item->seq);
+	sqlite3_bind_int64(q, 5, st->gen);
+	rc = sqlite3_step(q);
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc == SQLITE_DONE ? 0 : db_err(rc);
+}
+
+static int meta_get(pb_backup_state_t *st, const char *k, int64_t *v)
+{
+	sqlite3_stmt *q;
+	int rc = sqlite3_prepare_v2(st->db, "SELECT v FROM meta WHERE k=?1", -1, &q, NULL);
+
+	if (rc != SQLITE_OK)
+		return db_err(rc);
+	sqlite3_bind_text(q, 1, k, -1, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		*v = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? PB_ENOTFOUND : db_err(rc);
+}
+
+/* Runs one statement with up to two integer parameters. */
+static int exec_int(pb_backup_state_t *st, const char *sql, int64_t a, int64_t b)
+{
+	sqlite3_stmt *q;
+	int rc = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
+
+	if (rc != SQLITE_OK)
+		return db_err(rc);
+	if (sqlite3_bind_parameter_count(q) >= 1)
+		sqlite3_bind_int64(q, 1, a);
+	if (sqlite3_bind_parameter_count(q) >= 2)
+		sqlite3_bind_int64(q, 2, b);
+	rc = sqlite3_step(q);
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : db_err(rc);
+}
+
+int pb_backup_state_run_begin(pb_backup_state_t *st)
+{
+	int64_t gen = 0;
+	int rc;
+
+	if (st == NULL)
+		return PB_EINVAL;
+	rc = meta_get(st, "gen", &gen);
+	if (rc != 0 && rc != PB_ENOTFOUND)
+		return rc;
+	st->gen = gen + 1;
+	if ((rc = pb_backup_state_begin(st)) != 0)
+		return rc;
+	/* Until this run completes, no row is known to be in a snapshot. */
+	rc = exec_int(st, "DELETE FROM meta WHERE k IN ('done_gen', 'done_snapshot')", 0, 0);
+	if (rc == 0)
+		rc = exec_int(st, "INSERT OR REPLACE INTO meta(k, v) VALUES('gen', ?1)", st->gen, 0);
+	if (rc != 0) {
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	return pb_backup_state_end(st);
+}
+
+int pb_backup_state_run_done(pb_backup_state_t *st, uint64_t snapshot)
+{
+	if (st == NULL)
+		return PB_EINVAL;
+	return exec_int(st, "INSERT OR REPLACE INTO meta(k, v) VALUES('done_gen', ?1), ('done_snapshot', ?2)", st->gen,
+			(int64_t)snapshot);
+}
+
+int pb_backup_state_done(pb_backup_state_t *st, uint64_t *snapshot)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if (st == NULL || snapshot == NULL)
+		return PB_EINVAL;
+	rc = sqlite3_prepare_v2(st->db, "SELECT g.v, s.v FROM meta g, meta s WHERE g.k='done_gen' AND s.k='done_snapshot'",
+				-1, &q, NULL);
+	if (rc != SQLITE_OK)
+		return db_err(rc);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW) {
+		st->gen = sqlite3_column_int64(q, 0);
+		*snapshot = (uint64_t)sqlite3_column_int64(q, 1);
+	}
+	sqlite3_finalize(q);
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? PB_ENOTFOUND : db_err(rc);
+}
+
+int pb_backup_state_get(pb_backup_state_t *st, const char *id, pb_manifest_item_t *m, char **id_out,
+			char **path_out, uint8_t (**names)[PB_STORE_NAME_LEN])
+{
+	sqlite3_stmt *q;
+	size_t bytes;
+	int rc;
+
+	if (st == NULL || id == NULL || m == NULL || id_out == NULL || path_out == NULL || names == NULL)
+		return PB_EINVAL;
+	*id_out = *path_out = NULL;
+	*names = NULL;
+	rc = sqlite3_prepare_v2(st->db, "SELECT kind, path, seq, size, mtime, hash, chunks FROM items"
+					" WHERE id=?1 AND gen=?2 AND kind IS NOT NULL", -1, &q, NULL);
+	if (rc != SQLITE_OK)
+		return db_err(rc);
+	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, st->gen);
+	rc = sqlite3_step(q);
+	if (rc != SQLITE_ROW) {
+		rc = rc == SQLITE_DONE ? PB_ENOTFOUND : db_err(rc);
+		goto out;
+	}
+	bytes = (size_t)sqlite3_column_bytes(q, 6);
+	if (sqlite3_column_bytes(q, 5) != 32 || bytes % PB_STORE_NAME_LEN != 0 ||
+	    bytes / PB_STORE_NAME_LEN > PB_MANIFEST_ITEM_CHUNKS_MAX) {
+		rc = PB_ESTORE_CORRUPT;
+		goto out;
+	}
+	*id_out = strdup(id);
+	*path_out = strdup(sqlite3_column_text(q, 1) != NULL ? (const char *)sqlite3_column_text(q, 1) : "");
+	*names = malloc(bytes ? bytes : 1);
+	if (*id_out == NULL || *path_out == NULL || *names == NULL) {
+		free(*id_out);
+		free(*path_out);
+		free(*names);
+		*id_out = *path_out = NULL;
+		*names = NULL;
+		rc = PB_ENOMEM;
+		goto out;
+	}
+	memset(m, 0, sizeof(*m));
+	m->kind = (uint32_t)sqlite3_column_int64(q, 0);
+	m->seq = (uint64_t)sqlite3_column_int64(q, 2);
+	m->size = (uint64_t)sqlite3_column_int64(q, 3);
+	m->mtime = sqlite3_column_int64(q, 4);
+	memcpy(m->hash, sqlite3_column_blob(q, 5), 32);
+	if (bytes)
+		memcpy(*names, sqlite3_column_blob(q, 6), bytes);
+	m->nchunks = bytes / PB_STORE_NAME_LEN;
+	m->id = *id_out;
+	m->path = *path_out;
+	m->chunks = (const uint8_t(*)[PB_STORE_NAME_LEN]) * names;
+	rc = 0;
+out:
+	sqlite3_finalize(q);
+	return rc;
+}
+
+bool pb_backup_state_has_children(pb_backup_state_t *st, const char *id)
+{
+	sqlite3_stmt *q;
+	bool yes;
+
+	if (st == NULL || id == NULL)
+		return false;
+	/* Ids under id are those between "id/" and "id0" ('0' follows '/'). */
+	if (sqlite3_prepare_v2(st->db, "SELECT 1 FROM items WHERE id > ?1 || '/' AND id < ?1 || '0' AND gen=?2 LIMIT 1",
+			       -1, &q, NULL) != SQLITE_OK)
+		return true;
+	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, st->gen);
+	yes = sqlite3_step(q) != SQLITE_DONE;
+	sqlite3_finalize(q);
+	return yes;
 }

@@ -401,7 +401,10 @@ static void passed(pb_host_conn_t *conn)
 		if (advertise(host) != 0)
 			uv_timer_start(&host->expiry, on_expiry, 10000, 0);
 	} else {
-		pb__hostdb_seen(&host->db, conn->device.device_id);
+		/* Kept to the minute: a write (and its fsync) at every
+		 * connection would sit in the path of each short command. */
+		if (pb__now() >= conn->device.last_seen + 60)
+			pb__hostdb_seen(&host->db, conn->device.device_id);
 		conn->state = PB_HOST_CONN_READY;
 		report(host, "connected", conn, 0);
 	}

@@ -104,6 +104,11 @@ static const char SCHEMA[] =
 	" chunk INTEGER NOT NULL REFERENCES chunks(id),"
 	" PRIMARY KEY(snap, chunk)) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS snap_refs_chunk ON snap_refs(chunk);"
+	/* Counted once at snapshot_put, so that listing snapshots does not
+	 * walk a million references each time. */
+	"CREATE TABLE IF NOT EXISTS snap_stats("
+	" snap INTEGER PRIMARY KEY REFERENCES snapshots(id) ON DELETE CASCADE,"
+	" nrefs INTEGER NOT NULL, size INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS blobs("
 	" ns INTEGER NOT NULL REFERENCES ns(id), k TEXT NOT NULL, v BLOB NOT NULL,"
 	" PRIMARY KEY(ns, k));";
@@ -568,6 +573,13 @@ int pb_store_open(const char *dir, pb_store_t **out)
 	if (rc < 0)
 		goto out_close_db;
 	rc = exec(s->db, SCHEMA);
+	if (rc < 0)
+		goto out_close_db;
+	/* Snapshots recorded before snap_stats existed are counted once. */
+	rc = exec(s->db, "INSERT INTO snap_stats(snap, nrefs, size)"
+			 " SELECT s.id, COUNT(c.id), COALESCE(SUM(c.len), 0) FROM snapshots s"
+			 " LEFT JOIN snap_refs r ON r.snap = s.id LEFT JOIN chunks c ON c.id = r.chunk"
+			 " WHERE NOT EXISTS (SELECT 1 FROM snap_stats t WHERE t.snap = s.id) GROUP BY s.id");
 	if (rc < 0)
 		goto out_close_db;
 	rc = recover(s);
@@ -1103,7 +1115,7 @@ int pb_store_snapshot_put(pb_store_ns_t *ns, uint64_t snap_id, const uint8_t (*r
 {
 	sqlite3 *db;
 	sqlite3_stmt *st = NULL, *find = NULL, *ins = NULL;
-	int64_t row;
+	int64_t row, counted = 0, bytes = 0;
 	size_t i;
 	int rc;
 
@@ -1151,7 +1163,7 @@ int pb_store_snapshot_put(pb_store_ns_t *ns, uint64_t snap_id, const uint8_t (*r
 		goto out_rollback;
 	}
 	row = sqlite3_last_insert_rowid(db);
-	rc = prep(db, "SELECT id FROM chunks WHERE ns=?1 AND name=?2", &find);
+	rc = prep(db, "SELECT id, len FROM chunks WHERE ns=?1 AND name=?2", &find);
 	if (rc < 0)
 		goto out_rollback;
 	rc = prep(db, "INSERT OR IGNORE INTO snap_refs(snap, chunk) VALUES(?1, ?2)", &ins);
@@ -1174,6 +1186,23 @@ int pb_store_snapshot_put(pb_store_ns_t *ns, uint64_t snap_id, const uint8_t (*r
 			rc = db_err(db, rc);
 			goto out_rollback;
 		}
+		if (sqlite3_changes(db) == 1) {
+			counted++;
+			bytes += sqlite3_column_int64(find, 1);
+		}
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	rc = prep(db, "INSERT INTO snap_stats(snap, nrefs, size) VALUES(?1, ?2, ?3)", &st);
+	if (rc < 0)
+		goto out_rollback;
+	sqlite3_bind_int64(st, 1, row);
+	sqlite3_bind_int64(st, 2, counted);
+	sqlite3_bind_int64(st, 3, bytes);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE) {
+		rc = db_err(db, rc);
+		goto out_rollback;
 	}
 	HOOK("snapshot-checked");
 	if ((rc = injected("snapshot")) != 0) {
@@ -1211,10 +1240,11 @@ int pb_store_snapshot_list(pb_store_ns_t *ns, pb_store_snapinfo_t **out, size_t 
 
 	if (ns == NULL || out == NULL || n == NULL)
 		return PB_EINVAL;
+	/* Counted at put (or, for older stores, once at open). */
 	rc = prep(ns->store->db,
-		  "SELECT s.snap, s.time, COUNT(c.id), COALESCE(SUM(c.len), 0) FROM snapshots s"
-		  " LEFT JOIN snap_refs r ON r.snap = s.id LEFT JOIN chunks c ON c.id = r.chunk"
-		  " WHERE s.ns = ?1 GROUP BY s.id", &st);
+		  "SELECT s.snap, s.time, COALESCE(t.nrefs, 0), COALESCE(t.size, 0) FROM snapshots s"
+		  " LEFT JOIN snap_stats t ON t.snap = s.id WHERE s.ns = ?1",
+		  &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, ns->id);

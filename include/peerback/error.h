@@ -57,6 +57,7 @@ extern "C" {
 	X(QR_ENCODE, -1209, "could not encode the QR code")                    \
 	X(QR_NOTFOUND, -1210, "no peerback QR code found in the image")        \
 	X(QR_IMAGE, -1211, "could not read the image file")                    \
+	X(QR_DECODER, -1212, "reading QR images needs libzbar0 (apt-get install libzbar0)") \
 	X(ACCT_WRONG, -1300, "the other device is logged into a different account") \
 	X(ACCT_CERT, -1301, "device certificate is not signed by the account service") \
 	X(ACCT_CERT_EXPIRED, -1302, "device certificate has expired; log in again (peerback account login)") \

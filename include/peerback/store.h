@@ -311,6 +311,9 @@ PB_EXTERN PB_WUR int pb_manifest_root_parse(const uint8_t *buf, size_t len, int6
 
 /* Opens (creating) the phone's backup state database at path. */
 PB_EXTERN PB_WUR int pb_backup_state_open(const char *path, pb_backup_state_t **out);
+/* Opens it for the lookups below only (done, get, has_children): no
+ * schema set-up, nothing prepared, nothing written. */
+PB_EXTERN PB_WUR int pb_backup_state_open_ro(const char *path, pb_backup_state_t **out);
 PB_EXTERN void pb_backup_state_close(pb_backup_state_t *st);
 /* True when the item was backed up with this size, mtime and content hash
  * and every one of its chunks is confirmed committed by the host. */
@@ -334,6 +337,24 @@ PB_EXTERN PB_WUR int pb_backup_state_lookup(pb_backup_state_t *st, const char *i
 
 /* True when the host confirmed the chunk committed. */
 PB_EXTERN bool pb_backup_state_is_committed(pb_backup_state_t *st, const uint8_t name[PB_STORE_NAME_LEN]);
+
+/* Backup runs: run_begin starts a new generation (and forgets the last
+ * completed one); record() and touch() mark items with it; run_done, after
+ * the host's receipt for the snapshot, makes it the completed one. */
+PB_EXTERN PB_WUR int pb_backup_state_run_begin(pb_backup_state_t *st);
+PB_EXTERN PB_WUR int pb_backup_state_run_done(pb_backup_state_t *st, uint64_t snapshot);
+/* An unchanged item put in this run's snapshot: its kind, path and seq. */
+PB_EXTERN PB_WUR int pb_backup_state_touch(pb_backup_state_t *st, const pb_manifest_item_t *item);
+/* The last completed run's snapshot id, and selects its generation for
+ * get() and has_children(); PB_ENOTFOUND when no run completed since the
+ * last began. */
+PB_EXTERN PB_WUR int pb_backup_state_done(pb_backup_state_t *st, uint64_t *snapshot);
+/* The item id as the selected generation put it in its snapshot; *id_out,
+ * *path_out and *names are malloc'd and referenced by *m. PB_ENOTFOUND. */
+PB_EXTERN PB_WUR int pb_backup_state_get(pb_backup_state_t *st, const char *id, pb_manifest_item_t *m,
+					 char **id_out, char **path_out, uint8_t (**names)[PB_STORE_NAME_LEN]);
+/* True when the selected generation has an item under id ("id/..."). */
+PB_EXTERN bool pb_backup_state_has_children(pb_backup_state_t *st, const char *id);
 
 #ifdef __cplusplus
 }

@@ -276,9 +276,10 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 	human((double)res.bytes, total, sizeof(total));
 	if (cli->json)
 		printf("{\"event\":\"restore-done\",\"snapshot\":\"%016llx\",\"device\":\"%s\",\"items\":%llu,"
-		       "\"bytes\":%llu,\"chunks_resumed\":%llu,\"seconds\":%.3f}\n",
+		       "\"bytes\":%llu,\"chunks_resumed\":%llu,\"lookup\":\"%s\",\"seconds\":%.3f}\n",
 		       (unsigned long long)res.snapshot, res.device, (unsigned long long)res.items,
-		       (unsigned long long)res.bytes, (unsigned long long)res.chunks_cached, res.seconds);
+		       (unsigned long long)res.bytes, (unsigned long long)res.chunks_cached,
+		       res.by_state ? "state" : "manifest", res.seconds);
 	else
 		printf("restored %llu items (%s) from snapshot %016llx into %s in %.1f s\n",
 		       (unsigned long long)res.items, total, (unsigned long long)res.snapshot, dev, res.seconds);
