@@ -1629,12 +1629,12 @@ static int fast_restore(struct restore *r, enum restore_mode mode, const char *w
 	r->dev.len = sizeof(r->dev_id);
 	if (pb_backup_state_open_ro(path, &st) != 0 || pb_backup_state_done(st, &snap) != 0)
 		goto out_walk;
-	if (mode == MODE_RESTORE) {
-		uint64_t latest = o->snapshot;
+	if (o->snapshot != 0 && o->snapshot != snap)
+		goto out_walk;
+	if (mode == MODE_RESTORE && o->snapshot == 0) {
+		uint64_t latest;
 
-		if (latest == 0 && get_latest(r, &latest) != 0)
-			goto out_walk;
-		if (latest != snap)
+		if (get_latest(r, &latest) != 0 || latest != snap)
 			goto out_walk;
 	}
 	if (mode == MODE_RESTORE && msg != NULL) {

@@ -575,6 +575,11 @@ def single_restore(env, phone, ids, r, args):
     times = []
     base = os.path.join(env.root, "single")
     log("single-message restore: %d fresh commands against a store of %d messages" % (len(pick), len(ids)))
+    # What the previous step wrote is flushed first: a fresh store's
+    # writeback would otherwise sit in the restores' fsyncs.
+    os.sync()
+    time.sleep(1)
+    lookups = {}
     for i, mid in enumerate(pick):
         to = os.path.join(base, str(i))
         x = pb_restore(env, phone, to, "--id", mid)
@@ -587,10 +592,14 @@ def single_restore(env, phone, ids, r, args):
         if ('{"id":%s,' % num).encode() not in body or not x["done"].get("items"):
             raise BenchError("restore --id %s did not restore that message" % mid)
         times.append(x["wall"] * 1000)
+        how = x["done"].get("lookup", "?")
+        lookups[how] = lookups.get(how, 0) + 1
         shutil.rmtree(to, ignore_errors=True)
     r["single_restore_ms_p50"] = percentile(times, 50)
     r["single_restore_ms_p99"] = percentile(times, 99)
     r["single_restore_store_messages"] = len(ids)
+    # How each was found: "state" (one request) or "manifest" (the walk).
+    r["single_restore_lookups"] = lookups
 
 
 def message_device(args):
