@@ -172,7 +172,8 @@ static int host_blob(struct sess *s, const ProtobufCBinaryData *dev, const char 
 	return 0;
 }
 
-static int put_master(struct sess *s, const uint8_t *wrapped, size_t len)
+/* Stores val on the host under key (NULL: this phone's wrapped master key). */
+static int blob_put_key(struct sess *s, const char *key, const uint8_t *val, size_t len)
 {
 	Peerback__Request req;
 	Peerback__BlobPut put;
@@ -181,7 +182,9 @@ static int put_master(struct sess *s, const uint8_t *wrapped, size_t len)
 
 	peerback__request__init(&req);
 	peerback__blob_put__init(&put);
-	put.value.data = (uint8_t *)wrapped;
+	if (key != NULL)
+		put.key = (char *)key;
+	put.value.data = (uint8_t *)val;
 	put.value.len = len;
 	req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_PUT;
 	req.masterkey_put = &put;
@@ -189,6 +192,11 @@ static int put_master(struct sess *s, const uint8_t *wrapped, size_t len)
 	if (rc == 0)
 		pb__envelope_free(in);
 	return rc;
+}
+
+static int put_master(struct sess *s, const uint8_t *wrapped, size_t len)
+{
+	return blob_put_key(s, NULL, wrapped, len);
 }
 
 /* The master key: this phone's, else the one the host holds for dev (or
@@ -264,25 +272,6 @@ static void sim_key(const pb_backup_keys_t *keys, const char *iccid, const char 
 	sodium_bin2hex(out + 4, 65, h, sizeof(h));
 }
 
-static int blob_put_key(struct sess *s, const char *key, const uint8_t *val, size_t len)
-{
-	Peerback__Request req;
-	Peerback__BlobPut put;
-	pb_envelope_t *in;
-	int rc;
-
-	peerback__request__init(&req);
-	peerback__blob_put__init(&put);
-	put.key = (char *)key;
-	put.value.data = (uint8_t *)val;
-	put.value.len = len;
-	req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_PUT;
-	req.masterkey_put = &put;
-	rc = sess_call(s, &req, &in);
-	if (rc == 0)
-		pb__envelope_free(in);
-	return rc;
-}
 
 /* --- Progress ------------------------------------------------------------------- */
 

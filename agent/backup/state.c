@@ -90,7 +90,8 @@ static int db_err(int rc)
 	}
 }
 
-int pb_backup_state_open(const char *path, pb_backup_state_t **out)
+/* Allocates the handle and opens the database with flags. */
+static int state_new(const char *path, int flags, pb_backup_state_t **out)
 {
 	pb_backup_state_t *st;
 	int rc;
@@ -100,9 +101,24 @@ int pb_backup_state_open(const char *path, pb_backup_state_t **out)
 	st = calloc(1, sizeof(*st));
 	if (st == NULL)
 		return PB_ENOMEM;
-	rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-	if (rc != SQLITE_OK)
-		goto out_close;
+	rc = sqlite3_open_v2(path, &st->db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		rc = st->db != NULL ? db_err(rc) : PB_ENOMEM;
+		sqlite3_close(st->db);
+		free(st);
+		return rc;
+	}
+	*out = st;
+	return 0;
+}
+
+int pb_backup_state_open(const char *path, pb_backup_state_t **out)
+{
+	pb_backup_state_t *st;
+	int rc;
+
+	if ((rc = state_new(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &st)) != 0)
+		return rc;
 	rc = sqlite3_exec(st->db, SCHEMA, NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = migrate(st->db);
@@ -129,36 +145,13 @@ int pb_backup_state_open(const char *path, pb_backup_state_t **out)
 	*out = st;
 	return 0;
 out_close:
-	rc = st->db != NULL ? db_err(rc) : PB_ENOMEM;
-	sqlite3_finalize(st->touch);
-	sqlite3_finalize(st->item_chunks);
-	sqlite3_finalize(st->record);
-	sqlite3_finalize(st->unchanged);
-	sqlite3_finalize(st->is_committed);
-	sqlite3_close(st->db);
-	free(st);
-	return rc;
+	pb_backup_state_close(st);
+	return db_err(rc);
 }
 
 int pb_backup_state_open_ro(const char *path, pb_backup_state_t **out)
 {
-	pb_backup_state_t *st;
-	int rc;
-
-	if (path == NULL || out == NULL)
-		return PB_EINVAL;
-	st = calloc(1, sizeof(*st));
-	if (st == NULL)
-		return PB_ENOMEM;
-	rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READONLY, NULL);
-	if (rc != SQLITE_OK) {
-		rc = st->db != NULL ? db_err(rc) : PB_ENOMEM;
-		sqlite3_close(st->db);
-		free(st);
-		return rc;
-	}
-	*out = st;
-	return 0;
+	return state_new(path, SQLITE_OPEN_READONLY, out);
 }
 
 void pb_backup_state_close(pb_backup_state_t *st)
