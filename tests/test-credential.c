@@ -186,7 +186,7 @@ static void test_import_export_round_trip(void **state)
 
 static void test_card_key_csv(void **state)
 {
-	char *dir = pb_test_tmpdir("cred-csv"), *fixture = pb_test_shared("fixtures/sim/pysim-card_data.csv");
+	char *dir = pb_test_tmpdir("cred-csv"), *fixture = pb_test_data("fixtures/sim/pysim-card_data.csv");
 	char err[512] = "";
 	const char *files[1];
 	uint8_t before[32], after[32], *data, *nl;

@@ -490,8 +490,8 @@ static void test_codec_table(void **state)
 static void test_cli(void **state)
 {
 	char *tool = pb_test_tool("peerback"), *dir = pb_test_tmpdir("kinds-cli"), *out = NULL, *err = NULL;
-	char *fixture = pb_test_shared("fixtures/mifare/zhovner-mfdread-4k.mfd");
-	char *csv = pb_test_shared("fixtures/sim/pysim-card_data.csv");
+	char *fixture = pb_test_data("fixtures/mifare/zhovner-mfdread-4k.mfd");
+	char *csv = pb_test_data("fixtures/sim/pysim-card_data.csv");
 	char home[4096], dev[4096], exp[4096];
 
 	(void)state;

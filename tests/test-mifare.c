@@ -191,7 +191,7 @@ static void test_block0(void **state)
 
 static uint8_t *fixture(size_t *len)
 {
-	char *path = pb_test_shared("fixtures/mifare/zhovner-mfdread-4k.mfd");
+	char *path = pb_test_data("fixtures/mifare/zhovner-mfdread-4k.mfd");
 	uint8_t *data = pb_test_read_file(path, len);
 
 	free(path);

@@ -12,7 +12,7 @@
 
 static void run_vectors(const char *file, const char *expect)
 {
-	char *path = pb_test_shared(file);
+	char *path = pb_test_data(file);
 	char *tool = pb_test_tool("noise-vectors");
 	char *argv[] = { tool, path, NULL };
 	char *out = NULL;
@@ -47,7 +47,7 @@ static void test_vector_runner_reports_failure(void **state)
 	char *argv[] = { tool, path, NULL };
 	char *out = NULL;
 	size_t len;
-	char *src = pb_test_shared("vectors/noise/cacophony-25519-ChaChaPoly-BLAKE2b.json");
+	char *src = pb_test_data("vectors/noise/cacophony-25519-ChaChaPoly-BLAKE2b.json");
 	char *json = (char *)pb_test_read_file(src, &len);
 	char *ct;
 

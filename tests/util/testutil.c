@@ -64,12 +64,14 @@ void pb_test_rmtree(const char *path)
 		nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS);
 }
 
-char *pb_test_shared(const char *rel)
+char *pb_test_data(const char *rel)
 {
-	const char *base = getenv("PB_SHARED_DIR");
+	const char *base = getenv("PB_TEST_DATA_DIR");
 
-	if (base == NULL)
-		base = "../shared";
+	if (base == NULL) {
+		fprintf(stderr, "PB_TEST_DATA_DIR is not set: run the tests through ctest\n");
+		exit(1);
+	}
 	return join_path(base, rel);
 }
 

@@ -17,8 +17,9 @@ char *pb_test_tmpdir(const char *tag);
 /* Removes a directory tree (best effort). */
 void pb_test_rmtree(const char *path);
 
-/* Path of a file in ../shared (vectors, fixtures). malloc'd, caller frees. */
-char *pb_test_shared(const char *rel);
+/* Path of a file in tests/data (vectors, fixtures made by others; listed in
+ * tests/data/MANIFEST). malloc'd, caller frees. */
+char *pb_test_data(const char *rel);
 
 /* Path of a built program in build/tools ("peerback", "peerback-imd").
  * malloc'd, caller frees. */
