@@ -372,6 +372,8 @@ static void test_forged_install_refused(void **state)
 	out = ping(a1);
 	if (strstr(out, "\"op\":\"install-vsim\",\"ok\":false") == NULL)
 		fail_msg("the phone did not refuse a profile sealed by the host: %s", out);
+	if (strstr(out, "no source certificate") == NULL)
+		fail_msg("the refusal does not say why: %s", out);
 	free(out);
 	assert_false(file_has(a1, "8949012000000000014"));
 	hostdb(&db);
@@ -381,6 +383,80 @@ static void test_forged_install_refused(void **state)
 		fail_msg("instruction %lld is '%s' (%s), not refused", (long long)s.id, s.state, s.result);
 }
 
+/* The host signs a profile with its own genuine certificate and key, as a
+ * source would: the phone still refuses a profile from the host itself. */
+static void test_install_from_host_refused(void **state)
+{
+	static const char profile[] =
+		"iccid,imsi,mcc,mnc,msisdn,smsp,ki,opc,acc,pin_adm\n"
+		"8949012000000000022,262019999999998,262,01,+491700000001,"
+		"e1ffffffffffffffffffffffff0581005155f5ffffffffffff000000,"
+		"00112233445566778899AABBCCDDEEF0,FFEEDDCCBBAA99887766554433221101,0001,12345679\n";
+	static const char iccid[] = "8949012000000000022";
+	uint8_t a1_id[PB_DEVICE_ID_LEN], hid[PB_DEVICE_ID_LEN], *cert, *ident, *msg, *plain, *sealed;
+	size_t n, cert_len, ident_len, mlen, plen;
+	char path[4200], *out;
+	pb_paired_device_t d;
+	pb_hostdb_t db;
+	struct seen s;
+
+	(void)state;
+	assert_int_equal(sodium_hex2bin(a1_id, sizeof(a1_id), a1_dev, strlen(a1_dev), NULL, &n, NULL), 0);
+	snprintf(path, sizeof(path), "%s/cert.bin", host_home);
+	cert = pb_test_read_file(path, &cert_len);
+	snprintf(path, sizeof(path), "%s/identity.key", host_home);
+	ident = pb_test_read_file(path, &ident_len);
+	assert_non_null(cert);
+	assert_non_null(ident);
+	memcpy(hid, ident, PB_DEVICE_ID_LEN);
+	hostdb(&db);
+	assert_int_equal(pb__hostdb_device_by_id(&db, a1_id, &d), 0);
+	/* "peerback/vsim" 0 | destination id | destination key | ICCID 0 | rows */
+	mlen = 14 + PB_DEVICE_ID_LEN + 32 + sizeof(iccid) + sizeof(profile) - 1;
+	msg = malloc(mlen);
+	assert_non_null(msg);
+	memcpy(msg, "peerback/vsim", 14);
+	memcpy(msg + 14, a1_id, PB_DEVICE_ID_LEN);
+	memcpy(msg + 14 + PB_DEVICE_ID_LEN, d.static_pk, 32);
+	memcpy(msg + 14 + PB_DEVICE_ID_LEN + 32, iccid, sizeof(iccid));
+	memcpy(msg + 14 + PB_DEVICE_ID_LEN + 32 + sizeof(iccid), profile, sizeof(profile) - 1);
+	plen = 6 + cert_len + 64 + sizeof(profile) - 1;
+	plain = malloc(plen);
+	sealed = malloc(plen + crypto_box_SEALBYTES);
+	assert_non_null(plain);
+	assert_non_null(sealed);
+	memcpy(plain, "PBV1", 4);
+	plain[4] = (uint8_t)(cert_len >> 8);
+	plain[5] = (uint8_t)cert_len;
+	memcpy(plain + 6, cert, cert_len);
+	crypto_sign_detached(plain + 6 + cert_len, NULL, msg, mlen, ident + PB_DEVICE_ID_LEN);
+	memcpy(plain + 6 + cert_len + 64, profile, sizeof(profile) - 1);
+	crypto_box_seal(sealed, plain, plen, d.static_pk);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(pb__hostdb_instruct(&db, a1_id, "install-vsim", iccid, hid, sealed, plen + crypto_box_SEALBYTES,
+					     &s.id),
+			 0);
+	pb__hostdb_close(&db);
+	sodium_memzero(ident, ident_len);
+	free(ident);
+	free(cert);
+	free(msg);
+	free(plain);
+	free(sealed);
+
+	out = ping(a1);
+	if (strstr(out, "\"op\":\"install-vsim\",\"ok\":false") == NULL)
+		fail_msg("the phone installed a profile the host signed itself: %s", out);
+	if (strstr(out, "not vouched for by the account service") == NULL)
+		fail_msg("the refusal does not say why: %s", out);
+	free(out);
+	assert_false(file_has(a1, iccid));
+	hostdb(&db);
+	assert_int_equal(pb__hostdb_instructions(&db, NULL, false, look, &s), 0);
+	pb__hostdb_close(&db);
+	assert_string_equal(s.state, "refused");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -388,6 +464,7 @@ int main(void)
 		cmocka_unit_test(test_borrowed_certificate_refused),
 		cmocka_unit_test(test_host_as_destination_refused),
 		cmocka_unit_test(test_forged_install_refused),
+		cmocka_unit_test(test_install_from_host_refused),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	if (sodium_init() < 0)

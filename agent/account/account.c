@@ -249,6 +249,67 @@ int pb__verify_ticket(const uint8_t service_pk[32], const Peerback__SignedBlob *
 	return 0;
 }
 
+/* Decodes one UTF-8 sequence at s (n bytes left): its length, or 0 when it
+ * is not the shortest form of a scalar value. */
+static size_t utf8_next(const uint8_t *s, size_t n, uint32_t *cp)
+{
+	size_t len;
+	uint32_t min;
+
+	if (s[0] < 0x80) {
+		*cp = s[0];
+		return 1;
+	}
+	if ((s[0] & 0xe0) == 0xc0) {
+		len = 2;
+		min = 0x80;
+		*cp = s[0] & 0x1f;
+	} else if ((s[0] & 0xf0) == 0xe0) {
+		len = 3;
+		min = 0x800;
+		*cp = s[0] & 0x0f;
+	} else if ((s[0] & 0xf8) == 0xf0) {
+		len = 4;
+		min = 0x10000;
+		*cp = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		*cp = (*cp << 6) | (s[i] & 0x3f);
+	}
+	if (*cp < min || *cp > 0x10ffff || (*cp >= 0xd800 && *cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+bool pb__name_valid(const char *name)
+{
+	const uint8_t *s = (const uint8_t *)name;
+	size_t n = strlen(name), i = 0;
+
+	if (n == 0 || n > PB_NAME_MAX)
+		return false;
+	while (i < n) {
+		uint32_t cp;
+		size_t len = utf8_next(s + i, n - i, &cp);
+
+		if (len == 0)
+			return false;
+		/* Characters that move the cursor, end a line or reorder text
+		 * would let a name forge output around it. */
+		if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+		    (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069))
+			return false;
+		i += len;
+	}
+	return true;
+}
+
 void pb__session_id(const uint8_t secret[32], uint8_t id[PB_SESSION_ID_LEN])
 {
 	static const char label[] = "peerback/session";

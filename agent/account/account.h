@@ -19,6 +19,7 @@
 #define PB_CHALLENGE_LEN 32
 #define PB_ACCOUNT_MAX 128
 #define PB_CERT_MAX 4096
+#define PB_NAME_MAX 64
 
 typedef struct pb_identity_s {
 	uint8_t device_id[PB_DEVICE_ID_LEN];
@@ -64,6 +65,11 @@ __attribute__((warn_unused_result)) int pb__verify_cert(const uint8_t service_pk
 __attribute__((warn_unused_result)) int pb__verify_ticket(const uint8_t service_pk[32],
 							  const Peerback__SignedBlob *blob, uint64_t now,
 							  Peerback__Ticket **out);
+
+/* True when name is fit to show and log: 1 to PB_NAME_MAX bytes of valid
+ * UTF-8 (shortest form, no surrogates) without control characters (C0, DEL,
+ * C1), line or paragraph separators, or bidirectional overrides. */
+__attribute__((warn_unused_result)) bool pb__name_valid(const char *name);
 
 /* The pairing session id: BLAKE2b-128("peerback/session" keyed by secret). */
 void pb__session_id(const uint8_t secret[32], uint8_t id[PB_SESSION_ID_LEN]);

@@ -215,17 +215,24 @@ static int master_key(struct sess *s, const pb_engine_opts_t *o, const ProtobufC
 
 		if (!create)
 			return 0;
-		/* Make sure the host holds the wrapped key for a new phone. */
-		rc = host_blob(s, NULL, NULL, &blob, &len);
-		free(blob);
-		if (rc != PB_ENOTFOUND)
+		/* Make sure the host holds the wrapped key for a new phone, and
+		 * that it is this phone's: another one (swapped on the host, or
+		 * written by a device that took this namespace) would leave the
+		 * backups there unrecoverable with the phone's passphrase. */
+		uint8_t *have = NULL;
+		size_t have_len = 0;
+
+		rc = host_blob(s, NULL, NULL, &have, &have_len);
+		if (rc != 0 && rc != PB_ENOTFOUND)
 			return rc;
-		if ((rc = pb__path_join(path, sizeof(path), o->home, "master.wrapped")) != 0 ||
-		    (rc = pb__read_file(path, PB_STORE_BLOB_MAX, &blob, &len)) != 0)
-			return rc == -ENOENT ? PB_ESTORE_NOMASTER : rc;
-		rc = put_master(s, blob, len);
+		if ((rc = pb__path_join(path, sizeof(path), o->home, "master.wrapped")) == 0 &&
+		    (rc = pb__read_file(path, PB_STORE_BLOB_MAX, &blob, &len)) == 0)
+			rc = have == NULL ? put_master(s, blob, len)
+			     : have_len == len && sodium_memcmp(have, blob, len) == 0 ? 0
+										: PB_ESTORE_MASTER_MISMATCH;
+		free(have);
 		free(blob);
-		return rc;
+		return rc == -ENOENT ? PB_ESTORE_NOMASTER : rc;
 	}
 	if (rc != -ENOENT)
 		return rc;

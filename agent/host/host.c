@@ -351,6 +351,11 @@ static int check_response(pb_host_conn_t *conn, const Peerback__AuthResponse *r)
 		/* A renewed certificate may carry a new signing key. */
 		memcpy(conn->device.sign_pk, cert->sign_pk.data, 32);
 	}
+	conn->cert_len = peerback__signed_blob__get_packed_size(r->certificate);
+	if (conn->cert_len > sizeof(conn->cert))
+		conn->cert_len = 0; /* kept only to be passed on; not needed here */
+	else
+		peerback__signed_blob__pack(r->certificate, conn->cert);
 	rc = 0;
 out:
 	if (t != NULL)
@@ -388,8 +393,12 @@ static void passed(pb_host_conn_t *conn)
 	int rc;
 
 	if (conn->secret_index >= 0) {
-		rc = pb__hostdb_commit_pairing(&host->db, &conn->device, conn->secrets[conn->secret_index].session_id,
-					       conn->ticket_id);
+		rc = pb__hostdb_commit_pairing(&host->db, &conn->device, conn->cert, conn->cert_len,
+					       conn->secrets[conn->secret_index].session_id, conn->ticket_id);
+		if (rc == PB_EACCT_DEVICE_TAKEN) {
+			refuse(conn, rc);
+			return;
+		}
 		if (rc != 0) {
 			report(host, "pairing not saved", conn, rc);
 			pb__channel_fail(&conn->ch, rc, NULL);
@@ -405,6 +414,9 @@ static void passed(pb_host_conn_t *conn)
 		 * connection would sit in the path of each short command. */
 		if (pb__now() >= conn->device.last_seen + 60)
 			pb__hostdb_seen(&host->db, conn->device.device_id);
+		if (conn->cert_len > 0 &&
+		    pb__hostdb_keep_cert(&host->db, conn->device.device_id, conn->cert, conn->cert_len) != 0)
+			report(host, "certificate not kept", conn, PB_EIO);
 		conn->state = PB_HOST_CONN_READY;
 		report(host, "connected", conn, 0);
 	}

@@ -48,6 +48,8 @@ struct pb_host_conn_s {
 	int secret_index; /* -1 for IK */
 	pb_paired_device_t device;
 	uint8_t ticket_id[16];
+	uint8_t cert[PB_CERT_MAX]; /* the device's certificate, as it sent it */
+	size_t cert_len;
 	void *app;        /* request handlers' per-connection state */
 	void (*app_free)(pb_host_conn_t *conn);
 };

@@ -19,7 +19,11 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS used_tickets(ticket_id BLOB PRIMARY KEY, used_at INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS instructions(id INTEGER PRIMARY KEY, device BLOB NOT NULL, op TEXT NOT NULL,"
 	" iccid TEXT NOT NULL, peer BLOB, payload BLOB, state TEXT NOT NULL, result TEXT NOT NULL DEFAULT '',"
-	" created INTEGER NOT NULL, updated INTEGER NOT NULL);";
+	" created INTEGER NOT NULL, updated INTEGER NOT NULL);"
+	/* Each device's latest certificate from the account service, passed on
+	 * to a phone asked to seal a virtual SIM to that device. */
+	"CREATE TABLE IF NOT EXISTS certificates(device_id BLOB PRIMARY KEY, cert BLOB NOT NULL,"
+	" updated INTEGER NOT NULL);";
 
 int pb__hostdb_open(const char *home, pb_hostdb_t *h)
 {
@@ -151,7 +155,43 @@ bool pb__hostdb_ticket_used(pb_hostdb_t *h, const uint8_t ticket_id[16])
 	return used;
 }
 
-int pb__hostdb_commit_pairing(pb_hostdb_t *h, const pb_paired_device_t *dev,
+/* A pairing may renew the one of the same device (same id, same keys), never
+ * give its id or its key to another: that device would then read and write
+ * the other's namespace. */
+static int pairing_allowed(pb_hostdb_t *h, const pb_paired_device_t *dev)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(h->db,
+			       "SELECT 1 FROM devices WHERE (device_id = ?1 AND (static_pk != ?2 OR sign_pk != ?3))"
+			       " OR (device_id != ?1 AND static_pk = ?2)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return PB_EIO;
+	sqlite3_bind_blob(st, 1, dev->device_id, PB_DEVICE_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, dev->static_pk, 32, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, dev->sign_pk, 32, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return PB_EACCT_DEVICE_TAKEN;
+	return rc == SQLITE_DONE ? 0 : PB_EIO;
+}
+
+static int put_cert(pb_hostdb_t *h, const uint8_t device_id[PB_DEVICE_ID_LEN], const uint8_t *cert, size_t len)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(h->db, "INSERT OR REPLACE INTO certificates(device_id, cert, updated) VALUES(?, ?, ?)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return PB_EIO;
+	sqlite3_bind_blob(st, 1, device_id, PB_DEVICE_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, cert, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)pb__now());
+	return step_done(h->db, st);
+}
+
+int pb__hostdb_commit_pairing(pb_hostdb_t *h, const pb_paired_device_t *dev, const uint8_t *cert, size_t cert_len,
 			      const uint8_t session_id[PB_SESSION_ID_LEN], const uint8_t ticket_id[16])
 {
 	sqlite3_stmt *st;
@@ -160,6 +200,10 @@ int pb__hostdb_commit_pairing(pb_hostdb_t *h, const pb_paired_device_t *dev,
 
 	if (sqlite3_exec(h->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		return PB_EBUSY;
+	if ((rc = pairing_allowed(h, dev)) != 0)
+		goto out_rollback;
+	if (cert_len > 0 && (rc = put_cert(h, dev->device_id, cert, cert_len)) != 0)
+		goto out_rollback;
 	rc = sqlite3_prepare_v2(h->db, "DELETE FROM devices WHERE device_id = ? OR static_pk = ?", -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		goto out_rollback;
@@ -201,6 +245,45 @@ int pb__hostdb_commit_pairing(pb_hostdb_t *h, const pb_paired_device_t *dev,
 out_rollback:
 	sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
 	return rc > 0 ? PB_EIO : rc;
+}
+
+int pb__hostdb_keep_cert(pb_hostdb_t *h, const uint8_t device_id[PB_DEVICE_ID_LEN], const uint8_t *cert, size_t len)
+{
+	sqlite3_stmt *st;
+	bool same = false;
+
+	/* Certificates change at a login, not at each connection: write (and
+	 * fsync) only then. */
+	if (sqlite3_prepare_v2(h->db, "SELECT cert FROM certificates WHERE device_id = ?", -1, &st, NULL) != SQLITE_OK)
+		return PB_EIO;
+	sqlite3_bind_blob(st, 1, device_id, PB_DEVICE_ID_LEN, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		same = (size_t)sqlite3_column_bytes(st, 0) == len && memcmp(sqlite3_column_blob(st, 0), cert, len) == 0;
+	sqlite3_finalize(st);
+	return same ? 0 : put_cert(h, device_id, cert, len);
+}
+
+int pb__hostdb_device_cert(pb_hostdb_t *h, const uint8_t device_id[PB_DEVICE_ID_LEN], uint8_t *out, size_t cap,
+			   size_t *len)
+{
+	sqlite3_stmt *st;
+	int rc = PB_ENOTFOUND;
+
+	*len = 0;
+	if (sqlite3_prepare_v2(h->db, "SELECT cert FROM certificates WHERE device_id = ?", -1, &st, NULL) != SQLITE_OK)
+		return PB_EIO;
+	sqlite3_bind_blob(st, 1, device_id, PB_DEVICE_ID_LEN, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		size_t n = (size_t)sqlite3_column_bytes(st, 0);
+
+		rc = n > 0 && n <= cap ? 0 : PB_ESTORE_CORRUPT;
+		if (rc == 0) {
+			memcpy(out, sqlite3_column_blob(st, 0), n);
+			*len = n;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc;
 }
 
 void pb__hostdb_seen(pb_hostdb_t *h, const uint8_t device_id[PB_DEVICE_ID_LEN])

@@ -50,12 +50,23 @@ __attribute__((warn_unused_result)) int pb__hostdb_find_device(pb_hostdb_t *h, c
 /* True when the ticket id was already used. */
 bool pb__hostdb_ticket_used(pb_hostdb_t *h, const uint8_t ticket_id[16]);
 
-/* Commits a first pairing in one transaction: the device (replacing an
- * earlier pairing of the same device id), the secret marked used, the ticket
- * marked used. */
+/* Commits a first pairing in one transaction: the device (renewing an
+ * earlier pairing of the same device id and keys), its certificate (a
+ * packed SignedBlob, if cert_len > 0), the secret marked used, the ticket
+ * marked used. PB_EACCT_DEVICE_TAKEN, and nothing written, when the device
+ * id is paired with other keys or the static key with another device id. */
 __attribute__((warn_unused_result)) int pb__hostdb_commit_pairing(pb_hostdb_t *h, const pb_paired_device_t *dev,
+								  const uint8_t *cert, size_t cert_len,
 								  const uint8_t session_id[PB_SESSION_ID_LEN],
 								  const uint8_t ticket_id[16]);
+/* Keeps a device's latest certificate (written only when it changed). */
+__attribute__((warn_unused_result)) int pb__hostdb_keep_cert(pb_hostdb_t *h, const uint8_t device_id[PB_DEVICE_ID_LEN],
+							     const uint8_t *cert, size_t len);
+/* The certificate kept for a device into out (cap bytes): PB_ENOTFOUND when
+ * the host holds none. */
+__attribute__((warn_unused_result)) int pb__hostdb_device_cert(pb_hostdb_t *h,
+							       const uint8_t device_id[PB_DEVICE_ID_LEN],
+							       uint8_t *out, size_t cap, size_t *len);
 /* Notes a remembered device's connection. */
 void pb__hostdb_seen(pb_hostdb_t *h, const uint8_t device_id[PB_DEVICE_ID_LEN]);
 

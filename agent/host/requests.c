@@ -546,7 +546,20 @@ static int add_instruction(void *arg, const pb_instruction_t *in)
 			it->peer_account = l->strings[3 * l->n + 2];
 		}
 	}
-	if (in->payload_len > 0) {
+	if (in->has_peer && strcmp(in->op, "export-vsim") == 0) {
+		/* The destination's certificate: the phone seals to the key the
+		 * account service vouched for, not to the one in our table. */
+		size_t len = 0;
+
+		l->payloads[l->n] = malloc(PB_CERT_MAX);
+		if (l->payloads[l->n] == NULL)
+			return PB_ENOMEM;
+		if (pb__hostdb_device_cert(pb__host_db(l->conn->host), in->peer, l->payloads[l->n], PB_CERT_MAX,
+					   &len) == 0) {
+			it->payload.data = l->payloads[l->n];
+			it->payload.len = len;
+		}
+	} else if (in->payload_len > 0) {
 		l->payloads[l->n] = malloc(in->payload_len);
 		if (l->payloads[l->n] == NULL)
 			return PB_ENOMEM;

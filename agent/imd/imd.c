@@ -48,7 +48,12 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS sessions(id BLOB PRIMARY KEY, account TEXT NOT NULL, host_device BLOB NOT NULL,"
 	" not_after INTEGER NOT NULL, ticketed INTEGER NOT NULL DEFAULT 0);"
 	"CREATE TABLE IF NOT EXISTS tickets(id BLOB PRIMARY KEY, session BLOB NOT NULL, phone_device BLOB NOT NULL,"
-	" issued INTEGER NOT NULL);";
+	" issued INTEGER NOT NULL);"
+	/* A device id belongs to the keys it first logged in with, and a key to
+	 * one device id: certificates name one device, whoever knows the
+	 * account's password. */
+	"CREATE TABLE IF NOT EXISTS devices(id BLOB PRIMARY KEY, sign_pk BLOB NOT NULL UNIQUE,"
+	" static_pk BLOB NOT NULL UNIQUE, account TEXT NOT NULL, first_login INTEGER NOT NULL);";
 
 static int db_err(sqlite3 *db, int rc)
 {
@@ -274,6 +279,67 @@ static bool linked(pb_imd_t *imd, const char *a, const char *b)
 
 /* --- Requests --------------------------------------------------------------- */
 
+/* Binds the device id of a login to its keys on first use; a later login
+ * with the same id and other keys, or with a key bound to another id, is
+ * PB_EACCT_DEVICE_TAKEN. */
+static int bind_device(pb_imd_t *imd, const Peerback__Login *req)
+{
+	sqlite3_stmt *st;
+	bool taken;
+	int rc;
+
+	if (sqlite3_exec(imd->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return PB_EBUSY;
+	if (sqlite3_prepare_v2(imd->db,
+			       "SELECT 1 FROM devices WHERE (id = ?1 AND (sign_pk != ?2 OR static_pk != ?3))"
+			       " OR (id != ?1 AND (sign_pk = ?2 OR static_pk = ?3))",
+			       -1, &st, NULL) != SQLITE_OK) {
+		rc = PB_EIO;
+		goto out_rollback;
+	}
+	sqlite3_bind_blob(st, 1, req->device_id.data, (int)req->device_id.len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, req->sign_pk.data, (int)req->sign_pk.len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, req->static_pk.data, (int)req->static_pk.len, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	taken = rc == SQLITE_ROW;
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		rc = db_err(imd->db, rc);
+		goto out_rollback;
+	}
+	if (taken) {
+		rc = PB_EACCT_DEVICE_TAKEN;
+		goto out_rollback;
+	}
+	if (sqlite3_prepare_v2(imd->db,
+			       "INSERT OR IGNORE INTO devices(id, sign_pk, static_pk, account, first_login)"
+			       " VALUES(?, ?, ?, ?, ?)",
+			       -1, &st, NULL) != SQLITE_OK) {
+		rc = PB_EIO;
+		goto out_rollback;
+	}
+	sqlite3_bind_blob(st, 1, req->device_id.data, (int)req->device_id.len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, req->sign_pk.data, (int)req->sign_pk.len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, req->static_pk.data, (int)req->static_pk.len, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, req->account, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, (sqlite3_int64)pb__now());
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		rc = db_err(imd->db, rc);
+		goto out_rollback;
+	}
+	if (sqlite3_exec(imd->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		rc = PB_EIO;
+		goto out_rollback;
+	}
+	return 0;
+
+out_rollback:
+	sqlite3_exec(imd->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
 static int do_login(pb_imd_t *imd, const Peerback__Login *req, Peerback__LoginReply *reply,
 		    Peerback__SignedBlob *cert_blob)
 {
@@ -288,6 +354,10 @@ static int do_login(pb_imd_t *imd, const Peerback__Login *req, Peerback__LoginRe
 	if (req->account == NULL || req->device_id.len != PB_DEVICE_ID_LEN || req->sign_pk.len != 32 ||
 	    req->static_pk.len != 32)
 		return PB_EENV_MALFORMED;
+	/* Names end up in certificates, and from there in every device's
+	 * terminal, logs and JSON. */
+	if (!valid_account_id(req->account) || req->device_name == NULL || !pb__name_valid(req->device_name))
+		return PB_EACCT_NAME;
 	if (sqlite3_prepare_v2(imd->db, "SELECT pwhash FROM accounts WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
 		return PB_EIO;
 	sqlite3_bind_text(st, 1, req->account, -1, SQLITE_STATIC);
@@ -316,6 +386,8 @@ static int do_login(pb_imd_t *imd, const Peerback__Login *req, Peerback__LoginRe
 	sodium_memzero(hash, sizeof(hash));
 	if (!ok)
 		return PB_EACCT_LOGIN;
+	if ((rc = bind_device(imd, req)) != 0)
+		return rc;
 	peerback__certificate__init(&cert);
 	cert.account = req->account;
 	cert.device_id = req->device_id;
@@ -546,6 +618,8 @@ static void on_envelope(pb_channel_t *ch, pb_envelope_t *env)
 		const Peerback__AccountsLinked *q = env->imd_request->accounts_linked;
 		what = "linked";
 		rc = q->account_a != NULL && q->account_b != NULL ? 0 : PB_EENV_MALFORMED;
+		if (rc == 0 && (!valid_account_id(q->account_a) || !valid_account_id(q->account_b)))
+			rc = PB_EACCT_NAME;
 		if (rc == 0) {
 			reply.op_case = PEERBACK__IMD_REPLY__OP_OK;
 			reply.ok = linked(imd, q->account_a, q->account_b);
@@ -556,7 +630,8 @@ static void on_envelope(pb_channel_t *ch, pb_envelope_t *env)
 		rc = PB_EENV_MALFORMED;
 		break;
 	}
-	if (rc == PB_EACCT_LOGIN || rc == PB_EACCT_CERT || rc == PB_EACCT_SIG || rc == PB_EACCT_WRONG)
+	if (rc == PB_EACCT_LOGIN || rc == PB_EACCT_CERT || rc == PB_EACCT_SIG || rc == PB_EACCT_WRONG ||
+	    rc == PB_EACCT_DEVICE_TAKEN)
 		pb__ratelimit_fail(&imd->failures, &ch->peer_addr);
 out_reply:
 	if (rc != 0) {

@@ -158,63 +158,251 @@ static int delete_vsim(const char *device_dir, const char *iccid, char *msg, siz
 	return rc;
 }
 
-static int export_vsim(const char *device_dir, const Peerback__Instruction *in, uint8_t **sealed, size_t *slen,
-		       char *msg, size_t cap)
-{
-	struct sim_rows rows;
-	int rc, k;
+/* --- Copies between devices ----------------------------------------------------
+ *
+ * The host names the other device of a copy and passes on that device's
+ * certificate; it could name any key it likes, so the phone trusts only
+ * what the account service signed: the certificate must name the device
+ * the instruction names, be valid now, belong to this account or a linked
+ * one, and not be the host's own. The profile is sealed to the key in that
+ * certificate, together with this phone's certificate and its signature
+ * over the profile and the destination, so that the destination checks
+ * the source the same way:
+ *
+ *   "PBV1" | cert length (2 bytes, big-endian) | packed certificate |
+ *   Ed25519 signature (64) | profile rows (CSV)
+ *
+ * signed: "peerback/vsim" 0 | destination id | destination static key |
+ *         ICCID 0 | profile rows */
 
-	if (in->peer_static_pk.len != 32)
-		return PB_EENV_MALFORMED;
-	if ((rc = read_rows(device_dir, &rows)) != 0)
-		return rc;
-	k = find_row(&rows, in->iccid);
-	if (k < 0) {
-		free_rows(&rows);
-		snprintf(msg, cap, "no virtual SIM %s on this phone", in->iccid);
-		return PB_ENOTFOUND;
-	}
-	*slen = rows.items[k].len + crypto_box_SEALBYTES;
-	*sealed = malloc(*slen);
-	if (*sealed == NULL) {
-		free_rows(&rows);
-		return PB_ENOMEM;
-	}
-	/* Only the destination device can open it: the host cannot. */
-	crypto_box_seal(*sealed, rows.items[k].data, rows.items[k].len, in->peer_static_pk.data);
-	snprintf(msg, cap, "exported virtual SIM %s", in->iccid);
-	free_rows(&rows);
+#define VSIM_MAGIC "PBV1"
+#define VSIM_LABEL "peerback/vsim"
+
+int pb__vsim_parse(const uint8_t *plain, size_t len, const uint8_t **cert, size_t *cert_len, const uint8_t **sig,
+		   const uint8_t **profile, size_t *profile_len)
+{
+	size_t n;
+
+	if (len < 4 + 2 || memcmp(plain, VSIM_MAGIC, 4) != 0)
+		return PB_EDATA_FORMAT;
+	n = ((size_t)plain[4] << 8) | plain[5];
+	if (n == 0 || n > PB_CERT_MAX || len - 6 < n || len - 6 - n <= crypto_sign_BYTES)
+		return PB_EDATA_FORMAT;
+	*cert = plain + 6;
+	*cert_len = n;
+	*sig = plain + 6 + n;
+	*profile = plain + 6 + n + crypto_sign_BYTES;
+	*profile_len = len - 6 - n - crypto_sign_BYTES;
 	return 0;
 }
 
-static int install_vsim(const char *home, const char *device_dir, const Peerback__Instruction *in, char *msg,
-			size_t cap)
+int pb__vsim_peer_cert(const uint8_t service_pk[32], const uint8_t *blob, size_t len, const uint8_t *device,
+		       size_t device_len, const uint8_t host_static[32], uint64_t now, Peerback__Certificate **out)
+{
+	Peerback__SignedBlob *b;
+	int rc;
+
+	*out = NULL;
+	if (len == 0 || len > PB_CERT_MAX || device_len != PB_DEVICE_ID_LEN)
+		return PB_EINSTR_UNVOUCHED;
+	b = peerback__signed_blob__unpack(NULL, len, blob);
+	if (b == NULL)
+		return PB_EINSTR_UNVOUCHED;
+	rc = pb__verify_cert(service_pk, b, now, out);
+	peerback__signed_blob__free_unpacked(b, NULL);
+	if (rc == PB_EACCT_CERT_EXPIRED)
+		return rc;
+	if (rc != 0)
+		return PB_EINSTR_UNVOUCHED;
+	/* The device the instruction names, and never the host itself: a
+	 * host holds a genuine certificate of its own. */
+	if (memcmp((*out)->device_id.data, device, PB_DEVICE_ID_LEN) != 0 ||
+	    memcmp((*out)->static_pk.data, host_static, 32) == 0) {
+		peerback__certificate__free_unpacked(*out, NULL);
+		*out = NULL;
+		return PB_EINSTR_UNVOUCHED;
+	}
+	return 0;
+}
+
+/* Checks the certificate of the other device of a copy: vouched for, and of
+ * this account or a linked one. msg says why not. */
+static int check_peer(const pb_account_t *acct, const uint8_t host_static[32], const uint8_t *blob, size_t len,
+		      const ProtobufCBinaryData *device, Peerback__Certificate **out, char *msg, size_t cap)
+{
+	char hex[2 * PB_DEVICE_ID_LEN + 1] = "?";
+	bool ok = false;
+	int rc;
+
+	if (device->len == PB_DEVICE_ID_LEN)
+		pb__hex(device->data, PB_DEVICE_ID_LEN, hex);
+	rc = pb__vsim_peer_cert(acct->imd_sign_pk, blob, len, device->data, device->len, host_static, pb__now(), out);
+	if (rc == PB_EACCT_CERT_EXPIRED) {
+		snprintf(msg, cap,
+			 "refused: the certificate of device %s has expired; connect that device to the host once, "
+			 "then queue the copy again", hex);
+		return PB_EINSTR_UNVOUCHED;
+	}
+	if (rc != 0) {
+		snprintf(msg, cap, "refused: device %s is not vouched for by the account service", hex);
+		return rc;
+	}
+	if (strcmp((*out)->account, acct->account) == 0)
+		return 0;
+	rc = pb__imd_linked(acct->imd_addr, acct->imd_key, acct->account, (*out)->account, &ok);
+	if (rc == 0 && !ok)
+		rc = PB_EACCT_NOT_LINKED;
+	if (rc != 0) {
+		snprintf(msg, cap, "refused: account %s of device %s is not linked to %s", (*out)->account, hex,
+			 acct->account);
+		peerback__certificate__free_unpacked(*out, NULL);
+		*out = NULL;
+	}
+	return rc;
+}
+
+/* What the source signs: the destination and the profile. */
+static uint8_t *vsim_signed_message(const uint8_t dest_id[PB_DEVICE_ID_LEN], const uint8_t dest_static[32],
+				    const char *iccid, const uint8_t *profile, size_t plen, size_t *len)
+{
+	size_t l = sizeof(VSIM_LABEL), il = strlen(iccid) + 1;
+	uint8_t *m;
+
+	if (plen > SIM_FILE_MAX)
+		return NULL;
+	*len = l + PB_DEVICE_ID_LEN + 32 + il + plen;
+	m = malloc(*len);
+	if (m == NULL)
+		return NULL;
+	memcpy(m, VSIM_LABEL, l);
+	memcpy(m + l, dest_id, PB_DEVICE_ID_LEN);
+	memcpy(m + l + PB_DEVICE_ID_LEN, dest_static, 32);
+	memcpy(m + l + PB_DEVICE_ID_LEN + 32, iccid, il);
+	memcpy(m + l + PB_DEVICE_ID_LEN + 32 + il, profile, plen);
+	return m;
+}
+
+static int export_vsim(const char *home, const char *device_dir, const pb_account_t *acct,
+		       const uint8_t host_static[32], const Peerback__Instruction *in, uint8_t **sealed,
+		       size_t *slen, char *msg, size_t cap)
+{
+	Peerback__Certificate *dest = NULL;
+	struct sim_rows rows;
+	pb_identity_t id;
+	uint8_t *plain = NULL, *m;
+	size_t plen = 0, mlen;
+	int rc, k;
+
+	rc = check_peer(acct, host_static, in->payload.data, in->payload.len, &in->peer_device, &dest, msg, cap);
+	if (rc != 0)
+		return rc;
+	if ((rc = read_rows(device_dir, &rows)) != 0)
+		goto out_free_cert;
+	k = find_row(&rows, in->iccid);
+	if (k < 0) {
+		snprintf(msg, cap, "no virtual SIM %s on this phone", in->iccid);
+		rc = PB_ENOTFOUND;
+		goto out_free_rows;
+	}
+	if ((rc = pb__identity_load(home, &id)) != 0)
+		goto out_free_rows;
+	m = vsim_signed_message(dest->device_id.data, dest->static_pk.data, in->iccid, rows.items[k].data,
+				rows.items[k].len, &mlen);
+	plen = 6 + acct->cert_len + crypto_sign_BYTES + rows.items[k].len;
+	plain = m != NULL ? malloc(plen) : NULL;
+	*slen = plen + crypto_box_SEALBYTES;
+	*sealed = plain != NULL ? malloc(*slen) : NULL;
+	if (*sealed == NULL || acct->cert_len > PB_CERT_MAX) {
+		rc = PB_ENOMEM;
+		free(*sealed);
+		*sealed = NULL;
+	} else {
+		memcpy(plain, VSIM_MAGIC, 4);
+		plain[4] = (uint8_t)(acct->cert_len >> 8);
+		plain[5] = (uint8_t)acct->cert_len;
+		memcpy(plain + 6, acct->cert, acct->cert_len);
+		crypto_sign_detached(plain + 6 + acct->cert_len, NULL, m, mlen, id.sign_sk);
+		memcpy(plain + 6 + acct->cert_len + crypto_sign_BYTES, rows.items[k].data, rows.items[k].len);
+		/* Only the device the service vouched for can open it: the
+		 * host cannot. */
+		crypto_box_seal(*sealed, plain, plen, dest->static_pk.data);
+		snprintf(msg, cap, "exported virtual SIM %s", in->iccid);
+	}
+	pb__identity_wipe(&id);
+	if (m != NULL) {
+		sodium_memzero(m, mlen);
+		free(m);
+	}
+	if (plain != NULL) {
+		sodium_memzero(plain, plen);
+		free(plain);
+	}
+out_free_rows:
+	free_rows(&rows);
+out_free_cert:
+	peerback__certificate__free_unpacked(dest, NULL);
+	return rc;
+}
+
+/* Opens a profile sealed to this device and checks who sealed it: *profile
+ * points into *plain (free both with the length *plain_len). */
+static int open_vsim(const pb_identity_t *id, const pb_account_t *acct, const uint8_t host_static[32],
+		     const Peerback__Instruction *in, uint8_t **plain, size_t *plain_len, const uint8_t **profile,
+		     size_t *profile_len, char *msg, size_t cap)
+{
+	Peerback__Certificate *src = NULL;
+	const uint8_t *cert, *sig;
+	size_t cert_len, mlen;
+	uint8_t *m;
+	int rc;
+
+	*plain_len = in->payload.len - crypto_box_SEALBYTES;
+	*plain = malloc(*plain_len);
+	if (*plain == NULL)
+		return PB_ENOMEM;
+	if (crypto_box_seal_open(*plain, in->payload.data, in->payload.len, id->static_pk, id->static_sk) != 0)
+		return PB_ENOISE_DECRYPT;
+	rc = pb__vsim_parse(*plain, *plain_len, &cert, &cert_len, &sig, profile, profile_len);
+	if (rc != 0) {
+		snprintf(msg, cap, "refused: the profile for virtual SIM %s carries no source certificate", in->iccid);
+		return PB_EINSTR_UNVOUCHED;
+	}
+	rc = check_peer(acct, host_static, cert, cert_len, &in->peer_device, &src, msg, cap);
+	if (rc != 0)
+		return rc;
+	m = vsim_signed_message(id->device_id, id->static_pk, in->iccid, *profile, *profile_len, &mlen);
+	if (m == NULL) {
+		rc = PB_ENOMEM;
+	} else if (crypto_sign_verify_detached(sig, m, mlen, src->sign_pk.data) != 0) {
+		snprintf(msg, cap, "refused: the profile for virtual SIM %s is not signed by its source", in->iccid);
+		rc = PB_EINSTR_UNVOUCHED;
+	}
+	free(m);
+	peerback__certificate__free_unpacked(src, NULL);
+	return rc;
+}
+
+static int install_vsim(const char *home, const char *device_dir, const pb_account_t *acct,
+			const uint8_t host_static[32], const Peerback__Instruction *in, char *msg, size_t cap)
 {
 	const pb_codec_t *codec = pb_codec_for(SIM_PATH);
 	struct sim_rows got, have;
 	pb_device_writer_t *w = NULL;
 	pb_identity_t id;
-	uint8_t *plain;
-	size_t plen;
+	const uint8_t *profile = NULL;
+	uint8_t *plain = NULL;
+	size_t plen = 0, prof_len = 0;
 	int rc;
 
 	if (in->payload.len <= crypto_box_SEALBYTES || in->payload.len > SIM_FILE_MAX)
 		return PB_EENV_MALFORMED;
 	if ((rc = pb__identity_load(home, &id)) != 0)
 		return rc;
-	plen = in->payload.len - crypto_box_SEALBYTES;
-	plain = malloc(plen);
-	if (plain == NULL) {
-		pb__identity_wipe(&id);
-		return PB_ENOMEM;
-	}
-	rc = crypto_box_seal_open(plain, in->payload.data, in->payload.len, id.static_pk, id.static_sk) == 0
-		     ? 0
-		     : PB_ENOISE_DECRYPT;
+	rc = open_vsim(&id, acct, host_static, in, &plain, &plen, &profile, &prof_len, msg, cap);
 	pb__identity_wipe(&id);
 	memset(&got, 0, sizeof(got));
 	if (rc == 0)
-		rc = codec->split(SIM_PATH, plain, plen, keep_row, &got);
+		rc = codec->split(SIM_PATH, profile, prof_len, keep_row, &got);
 	/* Exactly the profile announced, valid by the SIM rules. */
 	if (rc == 0 && (got.n != 1 || find_row(&got, in->iccid) != 0))
 		rc = PB_EDATA_FIELD;
@@ -235,8 +423,10 @@ static int install_vsim(const char *home, const char *device_dir, const Peerback
 		snprintf(msg, cap, "installed virtual SIM %s", in->iccid);
 	free_rows(&got);
 	free_rows(&have);
-	sodium_memzero(plain, plen);
-	free(plain);
+	if (plain != NULL) {
+		sodium_memzero(plain, plen);
+		free(plain);
+	}
 	return rc;
 }
 
@@ -312,9 +502,10 @@ int pb_phone_instructions(pb_client_t *c, const char *home, const char *device_d
 		} else if (strcmp(in->op, "delete-vsim") == 0) {
 			r = delete_vsim(device_dir, in->iccid, msg, sizeof(msg));
 		} else if (strcmp(in->op, "export-vsim") == 0) {
-			r = export_vsim(device_dir, in, &sealed, &slen, msg, sizeof(msg));
+			r = export_vsim(home, device_dir, &acct, c->sess.remote_static, in, &sealed, &slen, msg,
+					sizeof(msg));
 		} else if (strcmp(in->op, "install-vsim") == 0) {
-			r = install_vsim(home, device_dir, in, msg, sizeof(msg));
+			r = install_vsim(home, device_dir, &acct, c->sess.remote_static, in, msg, sizeof(msg));
 		} else {
 			r = PB_EINSTR_REFUSED;
 			snprintf(msg, sizeof(msg), "unknown instruction %s", in->op);

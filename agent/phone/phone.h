@@ -67,6 +67,21 @@ int pb_phone_hosts(const char *home, pb_remembered_host_t *out, size_t max);
 int pb_phone_instructions(pb_client_t *c, const char *home, const char *device_dir,
 			  void (*report)(void *arg, const char *op, int rc, const char *message), void *arg);
 
+/* A virtual SIM sealed by its source (agent/phone/instructions.c): splits
+ * the opened payload into the source's certificate, its signature and the
+ * profile rows (pointers into plain). PB_EDATA_FORMAT when malformed. */
+__attribute__((warn_unused_result)) int pb__vsim_parse(const uint8_t *plain, size_t len, const uint8_t **cert,
+							size_t *cert_len, const uint8_t **sig,
+							const uint8_t **profile, size_t *profile_len);
+/* Checks the certificate (a packed SignedBlob) of the other device of a
+ * copy: signed by the service key, valid at now, naming device, and not the
+ * host's own static key. PB_EINSTR_UNVOUCHED or PB_EACCT_CERT_EXPIRED; on
+ * success *out is the caller's (peerback__certificate__free_unpacked). */
+__attribute__((warn_unused_result)) int pb__vsim_peer_cert(const uint8_t service_pk[32], const uint8_t *blob,
+							    size_t len, const uint8_t *device, size_t device_len,
+							    const uint8_t host_static[32], uint64_t now,
+							    Peerback__Certificate **out);
+
 /* The active SIM identity: ICCID and MSISDN (may be empty) of the first
  * profile in the phone's SIM file; PB_ENOTFOUND when there is none. */
 int pb__sim_identity(const char *device_dir, char *iccid, size_t icap, char *msisdn, size_t mcap);

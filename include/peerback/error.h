@@ -74,6 +74,8 @@ extern "C" {
 	X(ACCT_SERVICE, -1313, "account service refused the request")          \
 	X(ACCT_NOT_LINKED, -1314, "accounts are not linked")                   \
 	X(ACCT_NOT_PAIRED, -1315, "no paired host; run peerback pair first")   \
+	X(ACCT_DEVICE_TAKEN, -1330, "this device id belongs to another device's keys; a device keeps the id and keys it first logged in with") \
+	X(ACCT_NAME, -1331, "name is empty, longer than 64 bytes, not valid UTF-8, or contains control characters") \
 	X(STORE_CORRUPT, -1400, "backup store is damaged")                     \
 	X(STORE_HASH, -1401, "stored data does not match its hash")            \
 	X(STORE_NOSNAP, -1402, "no such snapshot")                             \
@@ -82,6 +84,7 @@ extern "C" {
 	X(STORE_NOMASTER, -1405, "no master key; set a recovery passphrase first") \
 	X(STORE_PASSPHRASE, -1406, "wrong recovery passphrase")                \
 	X(STORE_VERIFY, -1407, "restored data differs from the backup")        \
+	X(STORE_MASTER_MISMATCH, -1430, "the host holds a different wrapped master key for this phone; nothing was sent (the recovery passphrase would not restore a backup there)") \
 	X(DATA_FORMAT, -1500, "file is not in the expected format")            \
 	X(DATA_CHECKSUM, -1501, "a check digit or checksum is wrong")          \
 	X(DATA_BCC, -1502, "MIFARE block 0 BCC does not match the UID")        \
@@ -96,6 +99,7 @@ extern "C" {
 	X(M1_PERMISSION, -1602, "operation key does not match the sector's reference key") \
 	X(M1_ACCESS, -1603, "the sector's access bits forbid this write")      \
 	X(INSTR_REFUSED, -1604, "instruction refused")                         \
+	X(INSTR_UNVOUCHED, -1630, "the other device of this copy is not vouched for by the account service") \
 	X(NET_DISALLOWED, -1605, "backup not allowed on the current network type")
 
 typedef enum {
