@@ -316,6 +316,7 @@ static int export_vsim(const char *home, const char *device_dir, const pb_accoun
 		rc = PB_ENOMEM;
 		free(*sealed);
 		*sealed = NULL;
+		*slen = 0;
 	} else {
 		memcpy(plain, VSIM_MAGIC, 4);
 		plain[4] = (uint8_t)(acct->cert_len >> 8);
