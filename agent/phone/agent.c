@@ -308,6 +308,7 @@ static int agent_pass(const pb_agent_opts_t *o)
 		e.device_dir = o->device_dir;
 		e.host = o->host;
 		e.passphrase = o->passphrase;
+		e.wrap_params = o->wrap_params;
 		rc = pb_engine_backup(&e, &res);
 		emit(o, "{\"event\":\"backup\",\"result\":\"%s\",\"items_changed\":%llu,\"bytes_sent\":%llu,"
 			"\"snapshot\":\"%016llx\"}",

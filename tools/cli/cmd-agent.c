@@ -119,11 +119,12 @@ int pb_cmd_agent(pb_cli_t *cli, int argc, char **argv)
 	rc = given != NULL ? snprintf(dev, sizeof(dev), "%s", given) : snprintf(dev, sizeof(dev), "%s/device", cli->home);
 	if (rc < 0 || (size_t)rc >= sizeof(dev))
 		return pb_cli_fail(cli, "device path is too long");
-	if (pb_cli_secret("PEERBACK_RECOVERY_PASSPHRASE", "recovery passphrase: ", pass, sizeof(pass)) != 0)
-		pass[0] = 0;
+	if ((rc = pb_cli_recovery_passphrase(cli, pass, sizeof(pass))) != 0)
+		return rc;
 	o.home = cli->home;
 	o.device_dir = dev;
 	o.passphrase = pass[0] ? pass : NULL;
+	o.wrap_params = pb_cli_wrap_params();
 	o.event = print_event;
 	o.event_arg = cli;
 	rc = pb_agent_run(&o);

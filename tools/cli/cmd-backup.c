@@ -117,6 +117,8 @@ static int engine_error(pb_cli_t *cli, int rc, const char *what)
 					"terminal", what);
 	case PB_ESTORE_PASSPHRASE:
 		return pb_cli_fail(cli, "wrong recovery passphrase; nothing was written");
+	case PB_ESTORE_WEAKPASS:
+		return pb_cli_fail(cli, "%s failed: the %s; nothing was set", what, pb_strerror(rc));
 	case PB_ESTORE_NOSNAP:
 		return pb_cli_fail(cli, "the host holds no backup of this account yet; run peerback backup first");
 	case PB_ENOSPACE:
@@ -149,7 +151,8 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		       "so that the host cannot read it. Unchanged items cost nothing; an interrupted\n"
 		       "backup resumes where it stopped when run again. It reports done only after the\n"
 		       "host has committed the snapshot. The first backup sets the recovery passphrase\n"
-		       "(PEERBACK_RECOVERY_PASSPHRASE, or a prompt), which a new phone needs to restore.\n");
+		       "(PEERBACK_RECOVERY_PASSPHRASE, or a prompt that asks twice), which a new phone\n"
+		       "needs to restore: at least 12 characters, at least 5 of them different.\n");
 		return 0;
 	}
 	memset(&o, 0, sizeof(o));
@@ -174,10 +177,12 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail(cli, "--device path is too long");
 	if (access(dev, R_OK) != 0)
 		return pb_cli_fail(cli, "no device directory at %s (pass --device DIR, or peerback gen / import)", dev);
-	(void)secret_opt(cli, pass, sizeof(pass), false);
+	if ((rc = pb_cli_recovery_passphrase(cli, pass, sizeof(pass))) != 0)
+		return rc;
 	o.home = cli->home;
 	o.device_dir = dev;
 	o.passphrase = pass[0] ? pass : NULL;
+	o.wrap_params = pb_cli_wrap_params();
 	o.progress = show_progress;
 	o.progress_arg = &ps;
 	o.on_instruction = pb__cli_instruction;
