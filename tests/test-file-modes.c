@@ -15,6 +15,9 @@
 #include <sodium.h>
 
 #include "harness.h"
+#include "peerback/store.h"
+#include "agent/host/hostdb.h"
+#include "agent/imd/imd.h"
 
 static char *dir;
 static pb_test_imd_t imd;
@@ -177,10 +180,49 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* The library sets the modes itself, for an app that embeds it under any
+ * umask, and tightens a database an earlier version left 0644. */
+static void test_library_modes(void **state)
+{
+	char *lib = pb_test_tmpdir("file-modes-lib");
+	char path[4200];
+	pb_hostdb_t hdb;
+	pb_store_t *store;
+	pb_backup_state_t *st;
+	pb_imd_t *service;
+
+	(void)state;
+	umask(022);
+	snprintf(path, sizeof(path), "%s/host.db", lib);
+	assert_int_equal(pb_test_write_file(path, "", 0), 0);
+	assert_int_equal(chmod(path, 0644), 0);
+	assert_int_equal(pb__hostdb_open(lib, &hdb), 0);
+	pb__hostdb_close(&hdb);
+	snprintf(path, sizeof(path), "%s/store", lib);
+	assert_int_equal(pb_store_open(path, &store), 0);
+	pb_store_close(store);
+	snprintf(path, sizeof(path), "%s/backup-state.db", lib);
+	assert_int_equal(pb_backup_state_open(path, &st), 0);
+	pb_backup_state_close(st);
+	snprintf(path, sizeof(path), "%s/imd", lib);
+	assert_int_equal(pb_imd_open(path, &service), 0);
+	pb_imd_close(service);
+	bad_len = 0;
+	bad[0] = 0;
+	walked = 0;
+	walk(lib);
+	if (bad_len > 0)
+		fail_msg("files not 0600 or folders not 0700 (of %zu checked):\n%s", walked, bad);
+	assert_true(walked >= 6);
+	pb_test_rmtree(lib);
+	free(lib);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_modes_after_pair_backup_restore),
+		cmocka_unit_test(test_library_modes),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -118,6 +118,9 @@ PB_EXTERN int pb_imd_open(const char *home, pb_imd_t **out)
 		goto out_free;
 	if ((rc = pb__path_join(path, sizeof(path), home, "imd.db")) != 0)
 		goto out_free;
+	/* It holds the password hashes. */
+	if ((rc = pb__private_db(path, 1)) != 0)
+		goto out_free;
 	if (sqlite3_open(path, &imd->db) != SQLITE_OK) {
 		rc = PB_EIO;
 		goto out_close_db;
