@@ -42,7 +42,7 @@ int pb_cli_secret(const char *env_name, const char *prompt, char *buf, size_t ca
 /* The recovery passphrase for a backup: from PEERBACK_RECOVERY_PASSPHRASE,
  * else from the terminal. When this phone has no master key yet the
  * passphrase may become the recovery passphrase: typed on the terminal, it
- * must meet the rule (pb_passphrase_check) and is asked twice. buf is left
+ * is asked twice. buf is left
  * empty when there is none. Returns 0, or an exit status after telling the
  * user why. The caller wipes buf with sodium_memzero. */
 int pb_cli_recovery_passphrase(const pb_cli_t *cli, char *buf, size_t cap);

@@ -95,11 +95,9 @@ int pb_cli_recovery_passphrase(const pb_cli_t *cli, char *buf, size_t cap)
 	if (!typed || pb_cli_path(cli, "master.key", path, sizeof(path)) != 0 || access(path, F_OK) == 0)
 		return 0;
 	/* A typo in a passphrase set now would lock the user out of every
-	 * backup on a new phone: check it, and have it typed twice. */
-	if ((rc = pb_passphrase_check(buf)) != 0) {
-		sodium_memzero(buf, cap);
-		return pb_cli_fail(cli, "%s; nothing was set", pb_strerror(rc));
-	}
+	 * backup on a new phone: have it typed twice. Its strength is checked
+	 * by the backup, which alone knows whether it sets the passphrase or
+	 * opens the host's copy of the key (made under an older rule). */
 	if (pb_cli_secret(NULL, "repeat the recovery passphrase: ", again, sizeof(again)) != 0)
 		again[0] = 0;
 	rc = strcmp(again, buf) != 0;
