@@ -72,7 +72,8 @@ bool pb__host_json(const pb_host_t *host)
 
 static void json_event(const char *event, const char *peer, const char *device, int rc)
 {
-	(void)pb__json_print("{s:s, s:o*, s:o*, s:s*, s:s*}", "event", event, "peer", peer != NULL ? pb__json_text(peer) : NULL, "device",
+	(void)pb__json_print("{s:s, s:o*, s:o*, s:s*, s:s*}", "event", event, "peer",
+			     peer != NULL ? pb__json_text(peer) : NULL, "device",
 			     device != NULL ? pb__json_text(device) : NULL, "error", rc != 0 ? pb_err_name(rc) : NULL,
 			     "message", rc != 0 ? pb_strerror(rc) : NULL);
 }
@@ -143,8 +144,8 @@ static int show_uri(pb_host_t *host, const char *uri, uint64_t expiry)
 		for (size_t i = 0; addrs != NULL && i < host->naddrs; i++)
 			if (pb_uri_format_addr(&host->addrs[i], addr, sizeof(addr)) > 0)
 				json_array_append_new(addrs, pb__json_text(addr));
-		(void)pb__json_print("{s:s, s:o, s:I, s:o, s:o*, s:o*}", "event", "advertise", "uri", pb__json_text(uri),
-				     "expires", (json_int_t)expiry, "addresses", addrs, "png",
+		(void)pb__json_print("{s:s, s:o, s:I, s:o, s:o*, s:o*}", "event", "advertise", "uri",
+				     pb__json_text(uri), "expires", (json_int_t)expiry, "addresses", addrs, "png",
 				     host->opts.qr_png != NULL ? pb__json_text(host->opts.qr_png) : NULL, "svg",
 				     host->opts.qr_svg != NULL ? pb__json_text(host->opts.qr_svg) : NULL);
 	} else {

@@ -252,8 +252,8 @@ static int agent_pass(const pb_agent_opts_t *o)
 	load_state(o->home, &st);
 	net = o->network != NULL ? o->network(o->network_arg) : pb_net_current(iface, sizeof(iface));
 	allowed = (o->allowed & (1u << net)) != 0;
-	emit(o, "{s:s, s:s, s:o, s:b}", "event", "check", "network", pb_net_name(net), "interface", pb__json_text(iface),
-	     "allowed", (int)allowed);
+	emit(o, "{s:s, s:s, s:o, s:b}", "event", "check", "network", pb_net_name(net), "interface",
+	     pb__json_text(iface), "allowed", (int)allowed);
 	/* A new SIM identity brings the contact groups kept for it. */
 	if (pb__sim_identity(o->device_dir, iccid, sizeof(iccid), msisdn, sizeof(msisdn)) == 0 && st.iccid[0] != 0 &&
 	    (strcmp(iccid, st.iccid) != 0 || strcmp(msisdn, st.msisdn) != 0)) {
@@ -262,7 +262,8 @@ static int agent_pass(const pb_agent_opts_t *o)
 		if (!allowed) {
 			char reason[96];
 
-			snprintf(reason, sizeof(reason), "the SIM changed, but network %s is not allowed", pb_net_name(net));
+			snprintf(reason, sizeof(reason), "the SIM changed, but network %s is not allowed",
+				 pb_net_name(net));
 			emit(o, "{s:s, s:s}", "event", "skipped", "reason", reason);
 			return 0;
 		}
@@ -283,14 +284,14 @@ static int agent_pass(const pb_agent_opts_t *o)
 
 				hex64(snap, snap_hex);
 				emit(o, "{s:s, s:o, s:o, s:I, s:s, s:s}", "event", "sim-changed", "from",
-				     pb__json_text(st.iccid), "to", pb__json_text(iccid), "contacts", (json_int_t)res.items,
-				     "snapshot", snap_hex, "result", pb_err_name(rc));
+				     pb__json_text(st.iccid), "to", pb__json_text(iccid), "contacts",
+				     (json_int_t)res.items, "snapshot", snap_hex, "result", pb_err_name(rc));
 				if (rc != 0)
 					return rc;
 			} else if (rc == PB_ENOTFOUND) {
-				emit(o, "{s:s, s:o, s:o, s:I, s:s}", "event", "sim-changed", "from", pb__json_text(st.iccid),
-				     "to", pb__json_text(iccid), "contacts", (json_int_t)0, "result",
-				     "no contact groups kept for this SIM");
+				emit(o, "{s:s, s:o, s:o, s:I, s:s}", "event", "sim-changed", "from",
+				     pb__json_text(st.iccid), "to", pb__json_text(iccid), "contacts", (json_int_t)0,
+				     "result", "no contact groups kept for this SIM");
 			} else {
 				return rc;
 			}
@@ -349,7 +350,8 @@ int pb_agent_run(const pb_agent_opts_t *o)
 	for (;;) {
 		rc = agent_pass(o);
 		if (rc != 0)
-			emit(o, "{s:s, s:s, s:s}", "event", "error", "error", pb_err_name(rc), "message", pb_strerror(rc));
+			emit(o, "{s:s, s:s, s:s}", "event", "error", "error", pb_err_name(rc), "message",
+			     pb_strerror(rc));
 		if (o->once || g_stop)
 			break;
 		for (unsigned s = 0; s < o->interval && !g_stop; s++)

@@ -18,8 +18,9 @@ json_t *pb__json_text(const char *s);
  * one line, then flushes. Text that does not come from the program itself
  * goes in with "o" and pb__json_text, never with "s" (which refuses bytes
  * that are not UTF-8, and the line would be lost). The line is pure ASCII
- * (other characters \u-escaped); reals have at most 10 significant digits. Returns 0, or PB_ENOMEM when the object could
- * not be built (nothing is printed). */
+ * (other characters \u-escaped); reals have at most 10 significant
+ * digits. Returns 0, or PB_ENOMEM when the object could not be built
+ * (nothing is printed). */
 int pb__json_print(const char *fmt, ...);
 
 /* v rounded to 3 decimals, for seconds and milliseconds as reals. */

@@ -86,8 +86,8 @@ void pb__cli_instruction(void *arg, const char *op, int rc, const char *message)
 	pb_cli_t *cli = arg;
 
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:o, s:b, s:o}", "event", "instruction", "op", pb__json_text(op), "ok", rc == 0,
-				     "message", pb__json_text(message));
+		(void)pb__json_print("{s:s, s:o, s:b, s:o}", "event", "instruction", "op", pb__json_text(op), "ok",
+				     rc == 0, "message", pb__json_text(message));
 	else
 		fprintf(stderr, "peerback: instruction from the host: %s: %s%s\n", op, rc == 0 ? "" : "refused: ",
 			message);
@@ -117,7 +117,8 @@ static int engine_error(pb_cli_t *cli, int rc, const char *what)
 	case PB_ESTORE_PASSPHRASE:
 		return pb_cli_fail(cli, "wrong recovery passphrase; nothing was written");
 	case PB_ESTORE_WEAKPASS:
-		return pb_cli_fail(cli, "%s failed: the %s; nothing was set", what, pb_strerror(rc));
+		return pb_cli_fail(cli, "%s failed: %s (a few words are easy to remember); nothing was set", what,
+				   pb_strerror(rc));
 	case PB_ESTORE_NOSNAP:
 		return pb_cli_fail(cli, "the host holds no backup of this account yet; run peerback backup first");
 	case PB_ENOSPACE:
@@ -194,11 +195,11 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		char snap[17];
 
 		snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)res.snapshot);
-		(void)pb__json_print("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "event", "backup-done", "snapshot",
-				     snap, "items", (json_int_t)res.items, "bytes", (json_int_t)res.bytes, "items_changed",
-				     (json_int_t)res.items_changed, "chunks_sent", (json_int_t)res.chunks_sent,
-				     "bytes_sent", (json_int_t)res.bytes_sent, "chunks", (json_int_t)res.chunks_total,
-				     "seconds", pb__json_milli(res.seconds));
+		(void)pb__json_print("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "event", "backup-done",
+				     "snapshot", snap, "items", (json_int_t)res.items, "bytes", (json_int_t)res.bytes,
+				     "items_changed", (json_int_t)res.items_changed, "chunks_sent",
+				     (json_int_t)res.chunks_sent, "bytes_sent", (json_int_t)res.bytes_sent, "chunks",
+				     (json_int_t)res.chunks_total, "seconds", pb__json_milli(res.seconds));
 	} else {
 		human((double)res.bytes_sent, sent, sizeof(sent));
 		human((double)res.bytes, total, sizeof(total));
@@ -284,8 +285,8 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 		char snap[17];
 
 		snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)res.snapshot);
-		(void)pb__json_print("{s:s, s:s, s:o, s:I, s:I, s:I, s:s, s:f}", "event", "restore-done", "snapshot", snap,
-				     "device", pb__json_text(res.device), "items", (json_int_t)res.items, "bytes",
+		(void)pb__json_print("{s:s, s:s, s:o, s:I, s:I, s:I, s:s, s:f}", "event", "restore-done", "snapshot",
+				     snap, "device", pb__json_text(res.device), "items", (json_int_t)res.items, "bytes",
 				     (json_int_t)res.bytes, "chunks_resumed", (json_int_t)res.chunks_cached, "lookup",
 				     res.by_state ? "state" : "manifest", "seconds", pb__json_milli(res.seconds));
 	} else
@@ -331,8 +332,8 @@ int pb_cmd_verify(pb_cli_t *cli, int argc, char **argv)
 		char snap[17];
 
 		snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)res.snapshot);
-		(void)pb__json_print("{s:s, s:s, s:I, s:I, s:I, s:b}", "event", "verify-done", "snapshot", snap, "items",
-				     (json_int_t)res.items, "bad_items", (json_int_t)res.bad_items, "bytes",
+		(void)pb__json_print("{s:s, s:s, s:I, s:I, s:I, s:b}", "event", "verify-done", "snapshot", snap,
+				     "items", (json_int_t)res.items, "bad_items", (json_int_t)res.bad_items, "bytes",
 				     (json_int_t)res.bytes, "ok", rc == 0);
 	}
 	if (rc == PB_ESTORE_VERIFY)

@@ -31,7 +31,8 @@ int pb_cmd_devices(pb_cli_t *cli, int argc, char **argv)
 		if (cli->json)
 			(void)pb__json_print("{s:s, s:s, s:o, s:o, s:o, s:I}", "role", "host", "key", key, "name",
 					     pb__json_text(hosts[i].name), "account", pb__json_text(hosts[i].account),
-					     "address", pb__json_text(addr), "paired_at", (json_int_t)hosts[i].paired_at);
+					     "address", pb__json_text(addr), "paired_at",
+					     (json_int_t)hosts[i].paired_at);
 		else
 			printf("host   %s  %-20s %s\n", key, hosts[i].name, addr);
 	}

@@ -31,10 +31,11 @@ static int print_instruction(void *arg, const pb_instruction_t *in)
 	if (in->has_peer)
 		pb__hex(in->peer, PB_DEVICE_ID_LEN, peer);
 	if (cli->json)
-		(void)pb__json_print("{s:I, s:s, s:o, s:o, s:s, s:o, s:o, s:I, s:I}", "id", (json_int_t)in->id, "device",
-				     dev, "op", pb__json_text(in->op), "iccid", pb__json_text(in->iccid), "peer", peer,
-				     "state", pb__json_text(in->state), "result", pb__json_text(in->result), "created",
-				     (json_int_t)in->created, "updated", (json_int_t)in->updated);
+		(void)pb__json_print("{s:I, s:s, s:o, s:o, s:s, s:o, s:o, s:I, s:I}", "id", (json_int_t)in->id,
+				     "device", dev, "op", pb__json_text(in->op), "iccid", pb__json_text(in->iccid),
+				     "peer", peer, "state", pb__json_text(in->state), "result",
+				     pb__json_text(in->result), "created", (json_int_t)in->created, "updated",
+				     (json_int_t)in->updated);
 	else
 		printf("%4lld  %-8s %-13s %s  %.12s  %s%s%s\n", (long long)in->id, in->state, in->op, in->iccid, dev,
 		       peer[0] ? "peer " : "", peer[0] ? peer : "", in->result[0] ? "" : "");

@@ -140,8 +140,8 @@ static int use_failed(pb_cli_t *cli, const char *id, const pb_nfc_use_result_t *
 
 	if (cli->json)
 		(void)pb__json_print("{s:s, s:o, s:s, s:b, s:s, s:o}", "event", "nfc-failed", "credential",
-				     pb__json_text(id), "local", pb_err_name(r->local), "transaction", (int)r->transaction,
-				     "error", pb_err_name(rc), "host", pb__json_text(r->host));
+				     pb__json_text(id), "local", pb_err_name(r->local), "transaction",
+				     (int)r->transaction, "error", pb_err_name(rc), "host", pb__json_text(r->host));
 	switch (rc) {
 	case PB_ENFC_NO_TXN:
 		return pb_cli_fail(cli,
@@ -220,9 +220,10 @@ static int cmd_use(pb_cli_t *cli, int argc, char **argv)
 	if (cli->json) {
 		(void)pb__json_print("{s:s, s:o, s:o, s:s, s:s, s:b, s:o, s:f, s:b, s:s}", "event", "nfc-used",
 				     "credential", pb__json_text(id), "type", pb__json_text(r.cred->type), "source",
-				     r.from_host ? "host" : "local", "local", r.local == 0 ? "ok" : pb_err_name(r.local),
-				     "transaction", (int)r.transaction, "host", pb__json_text(r.host), "fetch_ms",
-				     pb__json_milli(r.fetch_ms), "reinstalled", (int)r.reinstalled, "checksum", sum);
+				     r.from_host ? "host" : "local", "local",
+				     r.local == 0 ? "ok" : pb_err_name(r.local), "transaction", (int)r.transaction,
+				     "host", pb__json_text(r.host), "fetch_ms", pb__json_milli(r.fetch_ms),
+				     "reinstalled", (int)r.reinstalled, "checksum", sum);
 	} else if (!r.from_host) {
 		printf("%s: used the copy on this phone (%s, %zu bytes)\n", id, r.cred->type, r.cred->data_len);
 	} else {
@@ -439,9 +440,9 @@ static int cmd_mifare_set(pb_cli_t *cli, int argc, char **argv)
 	sodium_memzero(data, sizeof(data));
 	if (rc == 0) {
 		if (cli->json)
-			(void)pb__json_print("{s:s, s:o, s:I, s:I, s:s}", "event", "m1-written", "card", pb__json_text(id),
-					     "sector", (json_int_t)r.sector, "block", (json_int_t)block, "key",
-					     r.key == PB_MIFARE_KEY_A ? "A" : "B");
+			(void)pb__json_print("{s:s, s:o, s:I, s:I, s:s}", "event", "m1-written", "card",
+					     pb__json_text(id), "sector", (json_int_t)r.sector, "block",
+					     (json_int_t)block, "key", r.key == PB_MIFARE_KEY_A ? "A" : "B");
 		else
 			printf("card %s: block %lu (sector %u) written with key %c; cache copy updated\n", id, block,
 			       r.sector, r.key == PB_MIFARE_KEY_A ? 'A' : 'B');
@@ -519,8 +520,8 @@ static int cmd_mifare_opkey(pb_cli_t *cli, int argc, char **argv)
 		if (hex[i] >= 'a' && hex[i] <= 'f')
 			hex[i] = (char)(hex[i] - 'a' + 'A');
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:o, s:I, s:s, s:I}", "event", "m1-opkey", "card", pb__json_text(id), "sector",
-				     (json_int_t)sector, "opkey", hex, "reference_block",
+		(void)pb__json_print("{s:s, s:o, s:I, s:s, s:I}", "event", "m1-opkey", "card", pb__json_text(id),
+				     "sector", (json_int_t)sector, "opkey", hex, "reference_block",
 				     (json_int_t)pb_m1_reference_block((unsigned)sector));
 	else
 		printf("%s\n", hex);

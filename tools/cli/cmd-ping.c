@@ -77,8 +77,8 @@ int pb_cmd_ping(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail_err(cli, rc, "ping");
 	pb__envelope_free(in);
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:o, s:f, s:f}", "event", "pong", "host", pb__json_text(h.name), "connect_ms",
-				     pb__json_milli(connect_ms), "rtt_ms", pb__json_milli(rtt_ms));
+		(void)pb__json_print("{s:s, s:o, s:f, s:f}", "event", "pong", "host", pb__json_text(h.name),
+				     "connect_ms", pb__json_milli(connect_ms), "rtt_ms", pb__json_milli(rtt_ms));
 	else
 		printf("%s: session in %.1f ms, round trip %.2f ms\n", h.name[0] ? h.name : "host", connect_ms, rtt_ms);
 	return 0;

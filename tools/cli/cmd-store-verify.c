@@ -52,10 +52,11 @@ int pb_cmd_store_verify(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail_err(cli, rc, "cannot verify the store %s", dir);
 	if (cli->json) {
 		(void)pb__json_print("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "event", "verify", "clean",
-				     rc == 0, "packs", (json_int_t)rep.packs, "records", (json_int_t)rep.records, "chunks",
-				     (json_int_t)rep.chunks, "bytes", (json_int_t)rep.bytes, "dead_records",
+				     rc == 0, "packs", (json_int_t)rep.packs, "records", (json_int_t)rep.records,
+				     "chunks", (json_int_t)rep.chunks, "bytes", (json_int_t)rep.bytes, "dead_records",
 				     (json_int_t)rep.dead_records, "bad_records", (json_int_t)rep.bad_records,
-				     "bad_chunks", (json_int_t)rep.bad_chunks, "missing_refs", (json_int_t)rep.missing_refs);
+				     "bad_chunks", (json_int_t)rep.bad_chunks, "missing_refs",
+				     (json_int_t)rep.missing_refs);
 	} else {
 		printf("%llu packs, %llu chunks, %llu bytes checked; %llu unused records\n",
 		       (unsigned long long)rep.packs, (unsigned long long)rep.chunks, (unsigned long long)rep.bytes,
