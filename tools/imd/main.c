@@ -12,6 +12,7 @@
 #include "peerback.h"
 #include "agent/imd/imd.h"
 #include "agent/util/fsutil.h"
+#include "agent/util/json.h"
 
 static const char usage_text[] =
 	"usage: peerback-imd [--home DIR] COMMAND [ARGS...]\n"
@@ -243,7 +244,7 @@ int main(int argc, char **argv)
 		(void)pb__b64url_encode(sk, 32, a, sizeof(a));
 		(void)pb__b64url_encode(gk, 32, b, sizeof(b));
 		if (argc - i > 1 && strcmp(argv[i + 1], "--json") == 0)
-			printf("{\"key\":\"%s\",\"sign_key\":\"%s\"}\n", a, b);
+			(void)pb__json_print("{s:s, s:s}", "key", a, "sign_key", b);
 		else
 			printf("service key: %s\nsigning key: %s\n", a, b);
 		status = 0;
