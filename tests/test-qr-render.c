@@ -736,7 +736,7 @@ static void test_cli_show_and_decode(void **state)
 
 		assert_int_equal(pb_qr_write_png("peerback://\033[2J\"}", expired), 0);
 		assert_int_equal(pb_test_run(argv, NULL, 60, &out, &err), 1);
-		assert_string_equal(out, "{\"uri\":\"peerback://\\u001b[2J\\\"}\"}\n");
+		assert_string_equal(out, "{\"uri\":\"peerback://\\u001B[2J\\\"}\"}\n");
 		free(out);
 		free(err);
 	}

@@ -252,8 +252,12 @@ static int master_key(struct sess *s, const pb_engine_opts_t *o, const ProtobufC
 		return rc == PB_ENOTFOUND ? PB_ESTORE_NOSNAP : rc;
 	if (o->passphrase == NULL || o->passphrase[0] == 0)
 		return PB_ESTORE_NOMASTER;
+	/* The rule applies where a passphrase is set, never where one opens an
+	 * existing wrap. */
+	if ((rc = pb_passphrase_check(o->passphrase)) != 0)
+		return rc;
 	pb_masterkey_generate(mk);
-	params = pb_pwhash_params_interactive();
+	params = o->wrap_params != NULL ? *o->wrap_params : pb_pwhash_params_moderate();
 	rc = pb_masterkey_wrap(mk, o->passphrase, &params, wrapped);
 	if (rc == 0)
 		rc = put_master(s, wrapped, sizeof(wrapped));

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "peerback/kinds.h"
+#include "peerback/store.h"
 
 typedef struct pb_progress_s {
 	const char *phase;      /* "scan", "backup", "restore", "verify" */
@@ -31,6 +32,9 @@ typedef struct pb_engine_opts_s {
 	const char *device_dir;  /* backup source / restore target */
 	const char *host;        /* remembered host name or key prefix, NULL: latest */
 	const char *passphrase;  /* recovery passphrase when needed, or NULL */
+	/* Argon2id limits for a new wrapped master key; NULL: MODERATE. Only
+	 * tests pass the INTERACTIVE ones. */
+	const pb_pwhash_params_t *wrap_params;
 	unsigned kind_mask;      /* 1u << kind; 0: every kind */
 	const char *item_id;     /* restore: one item (or a chat and its messages) */
 	const char *from_device; /* restore: another device's backup (hex id) */
@@ -59,7 +63,8 @@ typedef struct pb_engine_result_s {
 /* Backs the device directory up. Unchanged items cost nothing; chunks the
  * host already committed are never sent again; an interrupted backup
  * resumes. Reports done only after the host committed the snapshot. A first
- * backup needs opts->passphrase to wrap the new master key. */
+ * backup needs opts->passphrase to wrap the new master key; a weak one is
+ * refused (PB_ESTORE_WEAKPASS) before anything is created. */
 __attribute__((warn_unused_result)) int pb_engine_backup(const pb_engine_opts_t *opts, pb_engine_result_t *res);
 
 /* Restores into opts->device_dir: everything, the kinds in kind_mask, or

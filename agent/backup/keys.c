@@ -62,6 +62,35 @@ pb_pwhash_params_t pb_pwhash_params_interactive(void)
 	return p;
 }
 
+/* Counts UTF-8 code points (a byte that does not start one counts as one)
+ * and how many different ones there are among the first 64. */
+int pb_passphrase_check(const char *passphrase)
+{
+	uint32_t seen[64];
+	size_t chars = 0, distinct = 0;
+	const unsigned char *p = (const unsigned char *)passphrase;
+
+	if (passphrase == NULL)
+		return PB_EINVAL;
+	while (*p != 0) {
+		uint32_t cp = *p++;
+		size_t i;
+
+		if (cp >= 0xc0)
+			while ((*p & 0xc0) == 0x80)
+				cp = cp << 6 | (*p++ & 0x3f);
+		chars++;
+		for (i = 0; i < distinct && seen[i] != cp; i++)
+			;
+		if (i == distinct && distinct < sizeof(seen) / sizeof(seen[0]))
+			seen[distinct++] = cp;
+	}
+	sodium_memzero(seen, sizeof(seen));
+	if (chars < PB_PASSPHRASE_MIN_CHARS || distinct < PB_PASSPHRASE_MIN_DISTINCT)
+		return PB_ESTORE_WEAKPASS;
+	return 0;
+}
+
 void pb_masterkey_generate(uint8_t mk[PB_MASTERKEY_LEN])
 {
 	if (sodium_init() < 0)

@@ -15,6 +15,7 @@
 
 #include "peerback/error.h"
 #include "peerback/store.h"
+#include "agent/util/fsutil.h"
 
 /* The statements run once an item are prepared once, at open: preparing
  * them for every item cost more than running them. */
@@ -98,6 +99,8 @@ static int state_new(const char *path, int flags, pb_backup_state_t **out)
 
 	if (path == NULL || out == NULL)
 		return PB_EINVAL;
+	if ((rc = pb__private_db(path, (flags & SQLITE_OPEN_CREATE) != 0)) != 0)
+		return rc;
 	st = calloc(1, sizeof(*st));
 	if (st == NULL)
 		return PB_ENOMEM;

@@ -16,6 +16,7 @@
 #include "agent/imd/imd.h"
 #include "agent/phone/discover.h"
 #include "agent/util/fsutil.h"
+#include "agent/util/json.h"
 #include "protocol/client.h"
 
 #define FAIL_LIMIT 5
@@ -71,15 +72,10 @@ bool pb__host_json(const pb_host_t *host)
 
 static void json_event(const char *event, const char *peer, const char *device, int rc)
 {
-	printf("{\"event\":\"%s\"", event);
-	if (peer != NULL)
-		printf(",\"peer\":\"%s\"", peer);
-	if (device != NULL)
-		printf(",\"device\":\"%s\"", device);
-	if (rc != 0)
-		printf(",\"error\":\"%s\",\"message\":\"%s\"", pb_err_name(rc), pb_strerror(rc));
-	printf("}\n");
-	fflush(stdout);
+	(void)pb__json_print("{s:s, s:o*, s:o*, s:s*, s:s*}", "event", event, "peer",
+			     peer != NULL ? pb__json_text(peer) : NULL, "device",
+			     device != NULL ? pb__json_text(device) : NULL, "error", rc != 0 ? pb_err_name(rc) : NULL,
+			     "message", rc != 0 ? pb_strerror(rc) : NULL);
 }
 
 static void report(pb_host_t *host, const char *event, const pb_host_conn_t *conn, int rc)
@@ -142,19 +138,16 @@ static int show_uri(pb_host_t *host, const char *uri, uint64_t expiry)
 		return rc;
 	}
 	if (host->opts.json) {
+		json_t *addrs = json_array();
 		char addr[96];
 
-		printf("{\"event\":\"advertise\",\"uri\":\"%s\",\"expires\":%llu,\"addresses\":[", uri,
-		       (unsigned long long)expiry);
-		for (size_t i = 0; i < host->naddrs; i++)
+		for (size_t i = 0; addrs != NULL && i < host->naddrs; i++)
 			if (pb_uri_format_addr(&host->addrs[i], addr, sizeof(addr)) > 0)
-				printf("%s\"%s\"", i ? "," : "", addr);
-		printf("]");
-		if (host->opts.qr_png != NULL)
-			printf(",\"png\":\"%s\"", host->opts.qr_png);
-		if (host->opts.qr_svg != NULL)
-			printf(",\"svg\":\"%s\"", host->opts.qr_svg);
-		printf("}\n");
+				json_array_append_new(addrs, pb__json_text(addr));
+		(void)pb__json_print("{s:s, s:o, s:I, s:o, s:o*, s:o*}", "event", "advertise", "uri",
+				     pb__json_text(uri), "expires", (json_int_t)expiry, "addresses", addrs, "png",
+				     host->opts.qr_png != NULL ? pb__json_text(host->opts.qr_png) : NULL, "svg",
+				     host->opts.qr_svg != NULL ? pb__json_text(host->opts.qr_svg) : NULL);
 	} else {
 		char *art = NULL;
 
@@ -620,8 +613,7 @@ static int start_listening(pb_host_t *host)
 	if (host->opts.json) {
 		char addr[96];
 		(void)pb__sockaddr_format(&ss, addr, sizeof(addr));
-		printf("{\"event\":\"listening\",\"listen\":\"%s\"}\n", addr);
-		fflush(stdout);
+		(void)pb__json_print("{s:s, s:o}", "event", "listening", "listen", pb__json_text(addr));
 	}
 	return 0;
 }

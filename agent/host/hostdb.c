@@ -33,6 +33,9 @@ int pb__hostdb_open(const char *home, pb_hostdb_t *h)
 	memset(h, 0, sizeof(*h));
 	if ((rc = pb__path_join(path, sizeof(path), home, "host.db")) != 0)
 		return rc;
+	/* It holds the live pairing secrets. */
+	if ((rc = pb__private_db(path, 1)) != 0)
+		return rc;
 	if (sqlite3_open(path, &h->db) != SQLITE_OK) {
 		sqlite3_close(h->db);
 		h->db = NULL;

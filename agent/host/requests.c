@@ -11,6 +11,7 @@
 #include "peerback/store.h"
 #include "agent/host/host.h"
 #include "agent/util/fsutil.h"
+#include "agent/util/json.h"
 
 #define OFFER_MAX 4096
 
@@ -242,12 +243,12 @@ static int do_snapshot_put(pb_host_conn_t *conn, const Peerback__Request *req)
 	if (rc != 0)
 		return rc;
 	if (pb__host_json(conn->host)) {
-		char dev[2 * PB_DEVICE_ID_LEN + 1];
+		char dev[2 * PB_DEVICE_ID_LEN + 1], snap[17];
 
 		pb__hex(conn->device.device_id, PB_DEVICE_ID_LEN, dev);
-		printf("{\"event\":\"snapshot\",\"device\":\"%s\",\"snapshot\":\"%016llx\",\"chunks\":%zu}\n", dev,
-		       (unsigned long long)sp->snapshot, sp->refs.len / PB_STORE_NAME_LEN);
-		fflush(stdout);
+		snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)sp->snapshot);
+		(void)pb__json_print("{s:s, s:s, s:s, s:I}", "event", "snapshot", "device", dev, "snapshot", snap,
+				     "chunks", (json_int_t)(sp->refs.len / PB_STORE_NAME_LEN));
 	}
 	reply_ok(conn, req->id);
 	return 0;
@@ -625,9 +626,8 @@ static int do_instruction_ack(pb_host_conn_t *conn, const Peerback__Request *req
 	if (rc != 0)
 		return rc;
 	if (pb__host_json(conn->host))
-		printf("{\"event\":\"instruction\",\"id\":%llu,\"ok\":%s,\"result\":\"%s\"}\n",
-		       (unsigned long long)a->id, a->ok ? "true" : "false", a->ok ? "done" : pb_err_name(a->code));
-	fflush(stdout);
+		(void)pb__json_print("{s:s, s:I, s:b, s:s}", "event", "instruction", "id", (json_int_t)a->id, "ok",
+				     (int)a->ok, "result", a->ok ? "done" : pb_err_name(a->code));
 	reply_ok(conn, req->id);
 	return 0;
 }

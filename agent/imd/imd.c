@@ -19,6 +19,7 @@
 #include "agent/util/ratelimit.h"
 #include "protocol/channel.h"
 #include "protocol/client.h"
+#include "agent/util/json.h"
 
 #define KEYFILE_LEN (64 + 32)
 #define FAIL_LIMIT 5
@@ -122,6 +123,9 @@ PB_EXTERN int pb_imd_open(const char *home, pb_imd_t **out)
 	if ((rc = load_keys(imd)) != 0)
 		goto out_free;
 	if ((rc = pb__path_join(path, sizeof(path), home, "imd.db")) != 0)
+		goto out_free;
+	/* It holds the password hashes. */
+	if ((rc = pb__private_db(path, 1)) != 0)
 		goto out_free;
 	if (sqlite3_open(path, &imd->db) != SQLITE_OK) {
 		rc = PB_EIO;
@@ -562,7 +566,8 @@ static void send_reply(pb_channel_t *ch, Peerback__ImdReply *reply)
 static void log_event(pb_imd_t *imd, const char *event, const char *peer, int rc)
 {
 	if (imd->json)
-		printf("{\"event\":\"%s\",\"peer\":\"%s\",\"result\":\"%s\"}\n", event, peer, pb_err_name(rc));
+		(void)pb__json_print("{s:s, s:o, s:s}", "event", event, "peer", pb__json_text(peer), "result",
+				     pb_err_name(rc));
 	else
 		fprintf(stderr, "peerback-imd: %s from %s: %s\n", event, peer, rc == 0 ? "ok" : pb_strerror(rc));
 	fflush(stdout);
@@ -705,7 +710,7 @@ PB_EXTERN int pb_imd_serve(pb_imd_t *imd, const char *listen, bool json)
 	(void)pb__sockaddr_format(&ss, addr, sizeof(addr));
 	(void)pb__b64url_encode(imd->static_pk, 32, key, sizeof(key));
 	if (json)
-		printf("{\"event\":\"listening\",\"listen\":\"%s\",\"key\":\"%s\"}\n", addr, key);
+		(void)pb__json_print("{s:s, s:o, s:s}", "event", "listening", "listen", pb__json_text(addr), "key", key);
 	else
 		printf("peerback-imd listening on %s\nservice key: %s\n", addr, key);
 	fflush(stdout);

@@ -20,6 +20,7 @@
 #include "agent/phone/agent.h"
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
+#include "agent/util/json.h"
 
 /* --- Network type (Linux) ----------------------------------------------------- */
 
@@ -220,17 +221,23 @@ static void on_stop(int sig)
 	g_stop = 1;
 }
 
-static void emit(const pb_agent_opts_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One event as a JSON object built by json_pack(fmt, ...). */
 static void emit(const pb_agent_opts_t *o, const char *fmt, ...)
 {
-	char line[1024];
 	va_list ap;
+	char *line;
 
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	line = pb__json_vformat(fmt, ap);
 	va_end(ap);
-	if (o->event != NULL)
+	if (line != NULL && o->event != NULL)
 		o->event(o->event_arg, line);
+	free(line);
+}
+
+static void hex64(uint64_t v, char out[17])
+{
+	snprintf(out, 17, "%016llx", (unsigned long long)v);
 }
 
 /* One pass: returns 0, or an error of the backup or restore it ran. */
@@ -245,16 +252,19 @@ static int agent_pass(const pb_agent_opts_t *o)
 	load_state(o->home, &st);
 	net = o->network != NULL ? o->network(o->network_arg) : pb_net_current(iface, sizeof(iface));
 	allowed = (o->allowed & (1u << net)) != 0;
-	emit(o, "{\"event\":\"check\",\"network\":\"%s\",\"interface\":\"%s\",\"allowed\":%s}", pb_net_name(net), iface,
-	     allowed ? "true" : "false");
+	emit(o, "{s:s, s:s, s:o, s:b}", "event", "check", "network", pb_net_name(net), "interface",
+	     pb__json_text(iface), "allowed", (int)allowed);
 	/* A new SIM identity brings the contact groups kept for it. */
 	if (pb__sim_identity(o->device_dir, iccid, sizeof(iccid), msisdn, sizeof(msisdn)) == 0 && st.iccid[0] != 0 &&
 	    (strcmp(iccid, st.iccid) != 0 || strcmp(msisdn, st.msisdn) != 0)) {
 		uint64_t snap = 0;
 
 		if (!allowed) {
-			emit(o, "{\"event\":\"skipped\",\"reason\":\"the SIM changed, but network %s is not allowed\"}",
-			     pb_net_name(net));
+			char reason[96];
+
+			snprintf(reason, sizeof(reason), "the SIM changed, but network %s is not allowed",
+				 pb_net_name(net));
+			emit(o, "{s:s, s:s}", "event", "skipped", "reason", reason);
 			return 0;
 		}
 		{
@@ -270,16 +280,18 @@ static int agent_pass(const pb_agent_opts_t *o)
 				e.kind_mask = 1u << PB_KIND_CONTACTS;
 				e.snapshot = snap;
 				rc = pb_engine_restore(&e, &res);
-				emit(o, "{\"event\":\"sim-changed\",\"from\":\"%s\",\"to\":\"%s\",\"contacts\":%llu,"
-					"\"snapshot\":\"%016llx\",\"result\":\"%s\"}",
-				     st.iccid, iccid, (unsigned long long)res.items, (unsigned long long)snap,
-				     pb_err_name(rc));
+				char snap_hex[17];
+
+				hex64(snap, snap_hex);
+				emit(o, "{s:s, s:o, s:o, s:I, s:s, s:s}", "event", "sim-changed", "from",
+				     pb__json_text(st.iccid), "to", pb__json_text(iccid), "contacts",
+				     (json_int_t)res.items, "snapshot", snap_hex, "result", pb_err_name(rc));
 				if (rc != 0)
 					return rc;
 			} else if (rc == PB_ENOTFOUND) {
-				emit(o, "{\"event\":\"sim-changed\",\"from\":\"%s\",\"to\":\"%s\",\"contacts\":0,"
-					"\"result\":\"no contact groups kept for this SIM\"}",
-				     st.iccid, iccid);
+				emit(o, "{s:s, s:o, s:o, s:I, s:s}", "event", "sim-changed", "from",
+				     pb__json_text(st.iccid), "to", pb__json_text(iccid), "contacts", (json_int_t)0,
+				     "result", "no contact groups kept for this SIM");
 			} else {
 				return rc;
 			}
@@ -292,11 +304,14 @@ static int agent_pass(const pb_agent_opts_t *o)
 	if ((rc = fingerprint(o->device_dir, fp)) != 0)
 		return rc;
 	if (strcmp(fp, st.fingerprint) == 0) {
-		emit(o, "{\"event\":\"unchanged\"}");
+		emit(o, "{s:s}", "event", "unchanged");
 		return save_state(o->home, &st);
 	}
 	if (!allowed) {
-		emit(o, "{\"event\":\"skipped\",\"reason\":\"network %s is not allowed\"}", pb_net_name(net));
+		char reason[64];
+
+		snprintf(reason, sizeof(reason), "network %s is not allowed", pb_net_name(net));
+		emit(o, "{s:s, s:s}", "event", "skipped", "reason", reason);
 		return save_state(o->home, &st);
 	}
 	{
@@ -308,11 +323,13 @@ static int agent_pass(const pb_agent_opts_t *o)
 		e.device_dir = o->device_dir;
 		e.host = o->host;
 		e.passphrase = o->passphrase;
+		e.wrap_params = o->wrap_params;
 		rc = pb_engine_backup(&e, &res);
-		emit(o, "{\"event\":\"backup\",\"result\":\"%s\",\"items_changed\":%llu,\"bytes_sent\":%llu,"
-			"\"snapshot\":\"%016llx\"}",
-		     pb_err_name(rc), (unsigned long long)res.items_changed, (unsigned long long)res.bytes_sent,
-		     (unsigned long long)res.snapshot);
+		char snap_hex[17];
+
+		hex64(res.snapshot, snap_hex);
+		emit(o, "{s:s, s:s, s:I, s:I, s:s}", "event", "backup", "result", pb_err_name(rc), "items_changed",
+		     (json_int_t)res.items_changed, "bytes_sent", (json_int_t)res.bytes_sent, "snapshot", snap_hex);
 		if (rc != 0)
 			return rc;
 	}
@@ -333,7 +350,7 @@ int pb_agent_run(const pb_agent_opts_t *o)
 	for (;;) {
 		rc = agent_pass(o);
 		if (rc != 0)
-			emit(o, "{\"event\":\"error\",\"error\":\"%s\",\"message\":\"%s\"}", pb_err_name(rc),
+			emit(o, "{s:s, s:s, s:s}", "event", "error", "error", pb_err_name(rc), "message",
 			     pb_strerror(rc));
 		if (o->once || g_stop)
 			break;

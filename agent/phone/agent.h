@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "peerback/store.h"
+
 typedef enum pb_net_type {
 	PB_NET_NONE = 0,
 	PB_NET_WIFI = 1,
@@ -26,6 +28,7 @@ typedef struct pb_agent_opts_s {
 	const char *device_dir;
 	const char *host;
 	const char *passphrase;  /* for a first backup */
+	const pb_pwhash_params_t *wrap_params; /* for a first backup; NULL: MODERATE */
 	unsigned allowed;        /* 1u << pb_net_type_t; default wifi and ethernet */
 	unsigned interval;       /* seconds between checks */
 	bool once;               /* one pass, then return its result */

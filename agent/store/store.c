@@ -25,6 +25,7 @@
 #include <sqlite3.h>
 
 #include "agent/store/internal.h"
+#include "agent/util/fsutil.h"
 #include "peerback/error.h"
 
 void (*pb__store_test_hook)(const char *point);
@@ -559,6 +560,10 @@ int pb_store_open(const char *dir, pb_store_t **out)
 		rc = PB_ESTORE_CORRUPT;
 		goto out_unlock;
 	}
+	/* Index and packs hold only ciphertext, but who paired and how much
+	 * each holds is nobody else's business either. */
+	if ((rc = pb__private_db(path, 1)) != 0)
+		goto out_unlock;
 	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK) {
 		rc = s->db != NULL ? db_err(s->db, rc) : PB_ENOMEM;

@@ -174,6 +174,62 @@ int pb__mkdirs(const char *path, unsigned mode)
 	return 0;
 }
 
+int pb__private_db(const char *path, int create)
+{
+	static const char *const side[] = { "", "-wal", "-shm", "-journal" };
+	char p[4096];
+
+	for (size_t i = 0; i < sizeof(side) / sizeof(side[0]); i++) {
+		struct stat st;
+		int n = snprintf(p, sizeof(p), "%s%s", path, side[i]);
+		int fd, flags = O_RDONLY | O_CLOEXEC | O_NOCTTY;
+
+		if (n < 0 || (size_t)n >= sizeof(p))
+			return PB_ETOOBIG;
+		if (i == 0 && create)
+			flags |= O_CREAT;
+		fd = open(p, flags, 0600);
+		if (fd < 0) {
+			if (errno == ENOENT)
+				continue;
+			return -errno;
+		}
+		if (fstat(fd, &st) != 0 || ((st.st_mode & 07777) != 0600 && fchmod(fd, 0600) != 0)) {
+			int rc = -errno;
+
+			close(fd);
+			return rc;
+		}
+		close(fd);
+	}
+	return 0;
+}
+
+int pb__private_dir(const char *path, unsigned *was)
+{
+	struct stat st;
+	int rc;
+
+	*was = 0;
+	if (stat(path, &st) != 0) {
+		if (errno != ENOENT)
+			return -errno;
+		if ((rc = pb__mkdirs(path, 0700)) != 0)
+			return rc;
+		return chmod(path, 0700) != 0 ? -errno : 0;
+	}
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	if ((st.st_mode & 077) == 0)
+		return 0;
+	if (st.st_uid != geteuid())
+		return -EPERM;
+	if (chmod(path, 0700) != 0)
+		return -errno;
+	*was = (unsigned)st.st_mode & 07777;
+	return 0;
+}
+
 int pb__b64url_encode(const uint8_t *bin, size_t len, char *out, size_t cap)
 {
 	if (cap < sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_URLSAFE_NO_PADDING))

@@ -22,6 +22,19 @@ __attribute__((warn_unused_result)) int pb__read_file(const char *path, size_t c
 /* mkdir -p with the given mode for created directories. */
 __attribute__((warn_unused_result)) int pb__mkdirs(const char *path, unsigned mode);
 
+/* Makes the SQLite database at path, and its -wal, -shm and -journal files
+ * where they exist, readable by the owner only (0600), creating path empty
+ * when it is missing and create is set. SQLite itself would create them
+ * 0644 less the umask (its side files take the database's mode). Call it
+ * before sqlite3_open. 0 or -errno. */
+__attribute__((warn_unused_result)) int pb__private_db(const char *path, int create);
+
+/* Makes a state directory private: created 0700 (with its parents) when
+ * missing, else tightened to 0700 when others may enter it; *was gets the
+ * mode it had (0 when created or already private). 0 or -errno (-EPERM
+ * when it belongs to someone else). */
+__attribute__((warn_unused_result)) int pb__private_dir(const char *path, unsigned *was);
+
 /* fsyncs a directory. */
 int pb__fsync_dir(const char *path);
 

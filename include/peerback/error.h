@@ -85,6 +85,7 @@ extern "C" {
 	X(STORE_PASSPHRASE, -1406, "wrong recovery passphrase")                \
 	X(STORE_VERIFY, -1407, "restored data differs from the backup")        \
 	X(STORE_MASTER_MISMATCH, -1430, "the host holds a different wrapped master key for this phone; nothing was sent (the recovery passphrase would not restore a backup there)") \
+	X(STORE_WEAKPASS, -1431, "recovery passphrase too weak: use at least 12 characters, 5 different") \
 	X(DATA_FORMAT, -1500, "file is not in the expected format")            \
 	X(DATA_CHECKSUM, -1501, "a check digit or checksum is wrong")          \
 	X(DATA_BCC, -1502, "MIFARE block 0 BCC does not match the UID")        \

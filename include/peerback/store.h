@@ -178,9 +178,18 @@ typedef struct pb_pwhash_params_s {
 } pb_pwhash_params_t;
 
 /* Argon2id "moderate" (the default, about 1 s and 256 MiB) and "interactive"
- * (for tests and slow phones) parameters. */
+ * (for tests only: a wrap made with them is cheap to guess) parameters. */
 PB_EXTERN pb_pwhash_params_t pb_pwhash_params_moderate(void);
 PB_EXTERN pb_pwhash_params_t pb_pwhash_params_interactive(void);
+
+/* The rule a new recovery passphrase must meet: at least
+ * PB_PASSPHRASE_MIN_CHARS characters (UTF-8 code points) of which at least
+ * PB_PASSPHRASE_MIN_DISTINCT differ. 0, or PB_ESTORE_WEAKPASS. Applies only
+ * when a passphrase is set: an existing wrap opens with whatever it was
+ * made with. */
+#define PB_PASSPHRASE_MIN_CHARS 12
+#define PB_PASSPHRASE_MIN_DISTINCT 5
+PB_EXTERN PB_WUR int pb_passphrase_check(const char *passphrase);
 
 /* Creates a new random master key. */
 PB_EXTERN void pb_masterkey_generate(uint8_t mk[PB_MASTERKEY_LEN]);

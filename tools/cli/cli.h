@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "peerback.h"
+#include "peerback/store.h"
 
 typedef struct pb_cli_s {
 	const char *prog;     /* "peerback" */
@@ -37,6 +38,19 @@ int pb_cli_path(const pb_cli_t *cli, const char *rel, char *out, size_t cap);
  * a prompt on the terminal with echo off. Returns 0, or PB_ENOKEY when neither
  * is available. The caller wipes buf with sodium_memzero. */
 int pb_cli_secret(const char *env_name, const char *prompt, char *buf, size_t cap);
+
+/* The recovery passphrase for a backup: from PEERBACK_RECOVERY_PASSPHRASE,
+ * else from the terminal. When this phone has no master key yet the
+ * passphrase may become the recovery passphrase: typed on the terminal, it
+ * is asked twice. buf is left
+ * empty when there is none. Returns 0, or an exit status after telling the
+ * user why. The caller wipes buf with sodium_memzero. */
+int pb_cli_recovery_passphrase(const pb_cli_t *cli, char *buf, size_t cap);
+
+/* Argon2id limits for a new wrapped master key: NULL (MODERATE), or the
+ * INTERACTIVE ones when the environment has PEERBACK_TEST_WEAK_KDF=1. That
+ * switch is for tests only: such a wrap is much cheaper to guess. */
+const pb_pwhash_params_t *pb_cli_wrap_params(void);
 
 /* True when argv holds -h or --help. */
 bool pb_cli_wants_help(int argc, char **argv);

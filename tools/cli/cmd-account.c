@@ -8,6 +8,7 @@
 #include "agent/account/account.h"
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
+#include "agent/util/json.h"
 #include "tools/cli/commands.h"
 
 static const char usage_text[] =
@@ -35,8 +36,9 @@ static int show(pb_cli_t *cli)
 	(void)pb__b64url_encode(id.static_pk, 32, key, sizeof(key));
 	pb__identity_wipe(&id);
 	if (cli->json)
-		printf("{\"account\":\"%s\",\"device\":\"%s\",\"name\":\"%s\",\"key\":\"%s\",\"imd\":\"%s\"}\n",
-		       acct.account, dev, acct.device_name, key, acct.imd_addr);
+		(void)pb__json_print("{s:o, s:s, s:o, s:s, s:o}", "account", pb__json_text(acct.account), "device", dev,
+				     "name", pb__json_text(acct.device_name), "key", key, "imd",
+				     pb__json_text(acct.imd_addr));
 	else
 		printf("account %s\ndevice  %s (%s)\nkey     %s\nservice %s\n", acct.account, acct.device_name, dev,
 		       key, acct.imd_addr);
@@ -97,7 +99,8 @@ int pb_cmd_account(pb_cli_t *cli, int argc, char **argv)
 	if (rc != 0)
 		return pb_cli_fail_err(cli, rc, "login to %s as %s failed", imd, account);
 	if (cli->json)
-		printf("{\"event\":\"logged-in\",\"account\":\"%s\",\"name\":\"%s\"}\n", account, name);
+		(void)pb__json_print("{s:s, s:o, s:o}", "event", "logged-in", "account", pb__json_text(account), "name",
+				     pb__json_text(name));
 	else
 		printf("logged in as %s (%s)\n", account, name);
 	return 0;

@@ -10,6 +10,7 @@
 #include "agent/phone/agent.h"
 #include "agent/phone/phone.h"
 #include "tools/cli/commands.h"
+#include "agent/util/json.h"
 
 static const char usage_text[] =
 	"usage: peerback agent [--device DIR] [--interval SECONDS] [--allow TYPES] [--network-type TYPE]\n"
@@ -72,8 +73,9 @@ int pb_cmd_agent(pb_cli_t *cli, int argc, char **argv)
 				if (strcmp(argv[j], "--json") == 0)
 					cli->json = true;
 			if (cli->json)
-				printf("{\"network\":\"%s\",\"interface\":\"%s\",\"iccid\":\"%s\",\"msisdn\":\"%s\"}\n",
-				       pb_net_name(t), iface, iccid, msisdn);
+				(void)pb__json_print("{s:s, s:o, s:o, s:o}", "network", pb_net_name(t), "interface",
+						     pb__json_text(iface), "iccid", pb__json_text(iccid), "msisdn",
+						     pb__json_text(msisdn));
 			else
 				printf("network %s (%s)\nSIM     %s %s\n", pb_net_name(t), iface[0] ? iface : "no default route",
 				       iccid[0] ? iccid : "none", msisdn);
@@ -119,11 +121,12 @@ int pb_cmd_agent(pb_cli_t *cli, int argc, char **argv)
 	rc = given != NULL ? snprintf(dev, sizeof(dev), "%s", given) : snprintf(dev, sizeof(dev), "%s/device", cli->home);
 	if (rc < 0 || (size_t)rc >= sizeof(dev))
 		return pb_cli_fail(cli, "device path is too long");
-	if (pb_cli_secret("PEERBACK_RECOVERY_PASSPHRASE", "recovery passphrase: ", pass, sizeof(pass)) != 0)
-		pass[0] = 0;
+	if ((rc = pb_cli_recovery_passphrase(cli, pass, sizeof(pass))) != 0)
+		return rc;
 	o.home = cli->home;
 	o.device_dir = dev;
 	o.passphrase = pass[0] ? pass : NULL;
+	o.wrap_params = pb_cli_wrap_params();
 	o.event = print_event;
 	o.event_arg = cli;
 	rc = pb_agent_run(&o);

@@ -11,6 +11,7 @@
 #include "agent/backup/engine.h"
 #include "peerback/kinds.h"
 #include "tools/cli/commands.h"
+#include "agent/util/json.h"
 
 static void human(double bytes, char *out, size_t cap)
 {
@@ -44,14 +45,12 @@ static void show_progress(void *arg, const pb_progress_t *p)
 	double t = mono() - ps->start;
 
 	if (ps->cli->json) {
-		printf("{\"event\":\"progress\",\"phase\":\"%s\",\"items_done\":%llu,\"items_total\":%llu,"
-		       "\"bytes_done\":%llu,\"bytes_total\":%llu,\"bytes_sent\":%llu,\"bytes_committed\":%llu,"
-		       "\"chunks_sent\":%llu}\n",
-		       p->phase, (unsigned long long)p->items_done, (unsigned long long)p->items_total,
-		       (unsigned long long)p->bytes_done, (unsigned long long)p->bytes_total,
-		       (unsigned long long)p->bytes_sent, (unsigned long long)p->bytes_committed,
-		       (unsigned long long)p->chunks_sent);
-		fflush(stdout);
+		(void)pb__json_print("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "event", "progress", "phase",
+				     p->phase, "items_done", (json_int_t)p->items_done, "items_total",
+				     (json_int_t)p->items_total, "bytes_done", (json_int_t)p->bytes_done, "bytes_total",
+				     (json_int_t)p->bytes_total, "bytes_sent", (json_int_t)p->bytes_sent,
+				     "bytes_committed", (json_int_t)p->bytes_committed, "chunks_sent",
+				     (json_int_t)p->chunks_sent);
 		return;
 	}
 	if (!ps->cli->tty)
@@ -87,8 +86,8 @@ void pb__cli_instruction(void *arg, const char *op, int rc, const char *message)
 	pb_cli_t *cli = arg;
 
 	if (cli->json)
-		printf("{\"event\":\"instruction\",\"op\":\"%s\",\"ok\":%s,\"message\":\"%s\"}\n", op,
-		       rc == 0 ? "true" : "false", message);
+		(void)pb__json_print("{s:s, s:o, s:b, s:o}", "event", "instruction", "op", pb__json_text(op), "ok",
+				     rc == 0, "message", pb__json_text(message));
 	else
 		fprintf(stderr, "peerback: instruction from the host: %s: %s%s\n", op, rc == 0 ? "" : "refused: ",
 			message);
@@ -117,6 +116,9 @@ static int engine_error(pb_cli_t *cli, int rc, const char *what)
 					"terminal", what);
 	case PB_ESTORE_PASSPHRASE:
 		return pb_cli_fail(cli, "wrong recovery passphrase; nothing was written");
+	case PB_ESTORE_WEAKPASS:
+		return pb_cli_fail(cli, "%s failed: %s (a few words are easy to remember); nothing was set", what,
+				   pb_strerror(rc));
 	case PB_ESTORE_NOSNAP:
 		return pb_cli_fail(cli, "the host holds no backup of this account yet; run peerback backup first");
 	case PB_ENOSPACE:
@@ -149,7 +151,8 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		       "so that the host cannot read it. Unchanged items cost nothing; an interrupted\n"
 		       "backup resumes where it stopped when run again. It reports done only after the\n"
 		       "host has committed the snapshot. The first backup sets the recovery passphrase\n"
-		       "(PEERBACK_RECOVERY_PASSPHRASE, or a prompt), which a new phone needs to restore.\n");
+		       "(PEERBACK_RECOVERY_PASSPHRASE, or a prompt that asks twice), which a new phone\n"
+		       "needs to restore: at least 12 characters, at least 5 of them different.\n");
 		return 0;
 	}
 	memset(&o, 0, sizeof(o));
@@ -174,10 +177,12 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail(cli, "--device path is too long");
 	if (access(dev, R_OK) != 0)
 		return pb_cli_fail(cli, "no device directory at %s (pass --device DIR, or peerback gen / import)", dev);
-	(void)secret_opt(cli, pass, sizeof(pass), false);
+	if ((rc = pb_cli_recovery_passphrase(cli, pass, sizeof(pass))) != 0)
+		return rc;
 	o.home = cli->home;
 	o.device_dir = dev;
 	o.passphrase = pass[0] ? pass : NULL;
+	o.wrap_params = pb_cli_wrap_params();
 	o.progress = show_progress;
 	o.progress_arg = &ps;
 	o.on_instruction = pb__cli_instruction;
@@ -187,12 +192,14 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 	if (rc != 0)
 		return engine_error(cli, rc, "backup");
 	if (cli->json) {
-		printf("{\"event\":\"backup-done\",\"snapshot\":\"%016llx\",\"items\":%llu,\"bytes\":%llu,"
-		       "\"items_changed\":%llu,\"chunks_sent\":%llu,\"bytes_sent\":%llu,\"chunks\":%llu,"
-		       "\"seconds\":%.3f}\n",
-		       (unsigned long long)res.snapshot, (unsigned long long)res.items, (unsigned long long)res.bytes,
-		       (unsigned long long)res.items_changed, (unsigned long long)res.chunks_sent,
-		       (unsigned long long)res.bytes_sent, (unsigned long long)res.chunks_total, res.seconds);
+		char snap[17];
+
+		snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)res.snapshot);
+		(void)pb__json_print("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "event", "backup-done",
+				     "snapshot", snap, "items", (json_int_t)res.items, "bytes", (json_int_t)res.bytes,
+				     "items_changed", (json_int_t)res.items_changed, "chunks_sent",
+				     (json_int_t)res.chunks_sent, "bytes_sent", (json_int_t)res.bytes_sent, "chunks",
+				     (json_int_t)res.chunks_total, "seconds", pb__json_milli(res.seconds));
 	} else {
 		human((double)res.bytes_sent, sent, sizeof(sent));
 		human((double)res.bytes, total, sizeof(total));
@@ -274,13 +281,15 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 	if (rc != 0)
 		return engine_error(cli, rc, "restore");
 	human((double)res.bytes, total, sizeof(total));
-	if (cli->json)
-		printf("{\"event\":\"restore-done\",\"snapshot\":\"%016llx\",\"device\":\"%s\",\"items\":%llu,"
-		       "\"bytes\":%llu,\"chunks_resumed\":%llu,\"lookup\":\"%s\",\"seconds\":%.3f}\n",
-		       (unsigned long long)res.snapshot, res.device, (unsigned long long)res.items,
-		       (unsigned long long)res.bytes, (unsigned long long)res.chunks_cached,
-		       res.by_state ? "state" : "manifest", res.seconds);
-	else
+	if (cli->json) {
+		char snap[17];
+
+		snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)res.snapshot);
+		(void)pb__json_print("{s:s, s:s, s:o, s:I, s:I, s:I, s:s, s:f}", "event", "restore-done", "snapshot",
+				     snap, "device", pb__json_text(res.device), "items", (json_int_t)res.items, "bytes",
+				     (json_int_t)res.bytes, "chunks_resumed", (json_int_t)res.chunks_cached, "lookup",
+				     res.by_state ? "state" : "manifest", "seconds", pb__json_milli(res.seconds));
+	} else
 		printf("restored %llu items (%s) from snapshot %016llx into %s in %.1f s\n",
 		       (unsigned long long)res.items, total, (unsigned long long)res.snapshot, dev, res.seconds);
 	return 0;
@@ -319,11 +328,14 @@ int pb_cmd_verify(pb_cli_t *cli, int argc, char **argv)
 	o.progress_arg = &ps;
 	rc = pb_engine_verify(&o, &res);
 	sodium_memzero(pass, sizeof(pass));
-	if (cli->json)
-		printf("{\"event\":\"verify-done\",\"snapshot\":\"%016llx\",\"items\":%llu,\"bad_items\":%llu,"
-		       "\"bytes\":%llu,\"ok\":%s}\n",
-		       (unsigned long long)res.snapshot, (unsigned long long)res.items,
-		       (unsigned long long)res.bad_items, (unsigned long long)res.bytes, rc == 0 ? "true" : "false");
+	if (cli->json) {
+		char snap[17];
+
+		snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)res.snapshot);
+		(void)pb__json_print("{s:s, s:s, s:I, s:I, s:I, s:b}", "event", "verify-done", "snapshot", snap,
+				     "items", (json_int_t)res.items, "bad_items", (json_int_t)res.bad_items, "bytes",
+				     (json_int_t)res.bytes, "ok", rc == 0);
+	}
 	if (rc == PB_ESTORE_VERIFY)
 		return pb_cli_fail(cli, "%llu of %llu items do not match their backup", (unsigned long long)res.bad_items,
 				   (unsigned long long)(res.items));
@@ -373,11 +385,13 @@ int pb_cmd_ls(pb_cli_t *cli, int argc, char **argv)
 
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", gmtime_r(&t, &tm));
 		human((double)s[i].size, size, sizeof(size));
-		if (cli->json)
-			printf("{\"snapshot\":\"%016llx\",\"time\":%lld,\"size\":%llu,\"chunks\":%llu}\n",
-			       (unsigned long long)s[i].id, (long long)s[i].time, (unsigned long long)s[i].size,
-			       (unsigned long long)s[i].chunks);
-		else
+		if (cli->json) {
+			char snap[17];
+
+			snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)s[i].id);
+			(void)pb__json_print("{s:s, s:I, s:I, s:I}", "snapshot", snap, "time", (json_int_t)s[i].time,
+					     "size", (json_int_t)s[i].size, "chunks", (json_int_t)s[i].chunks);
+		} else
 			printf("%016llx  %s UTC  %10s  %llu chunks\n", (unsigned long long)s[i].id, when, size,
 			       (unsigned long long)s[i].chunks);
 	}

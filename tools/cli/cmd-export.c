@@ -5,6 +5,7 @@
 
 #include "tools/cli/commands.h"
 #include "tools/cli/kinds-cli.h"
+#include "agent/util/json.h"
 
 static void usage(FILE *out)
 {
@@ -75,7 +76,8 @@ int pb_cmd_export(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail(cli, "%s", err);
 	}
 	if (cli->json)
-		printf("{\"event\":\"exported\",\"kind\":\"%s\",\"format\":\"%s\"}\n", pb_kind_name(kind), format);
+		(void)pb__json_print("{s:s, s:s, s:o}", "event", "exported", "kind", pb_kind_name(kind), "format",
+				     pb__json_text(format));
 	else
 		printf("exported %s as %s into %s\n", pb_kind_name(kind), format, out);
 	return 0;

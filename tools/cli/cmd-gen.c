@@ -7,6 +7,7 @@
 
 #include "tools/cli/commands.h"
 #include "tools/cli/kinds-cli.h"
+#include "agent/util/json.h"
 
 static void usage(FILE *out)
 {
@@ -86,7 +87,7 @@ int pb_cmd_gen(pb_cli_t *cli, int argc, char **argv)
 			continue;
 		}
 		if (cli->json)
-			printf("{\"event\":\"generated\",\"kind\":\"%s\"}\n", pb_kind_name((pb_kind_t)k));
+			(void)pb__json_print("{s:s, s:s}", "event", "generated", "kind", pb_kind_name((pb_kind_t)k));
 	}
 	if (status == 0 && !cli->json)
 		printf("generated a %s device into %s (seed %llu)\n",

@@ -8,6 +8,7 @@
 #include "agent/host/host.h"
 #include "agent/util/fsutil.h"
 #include "tools/cli/commands.h"
+#include "agent/util/json.h"
 
 static const char usage_text[] =
 	"usage: peerback host [--listen ADDR:PORT] [--json] [--qr-png FILE] [--qr-svg FILE]\n"
@@ -57,10 +58,9 @@ static void print_device(void *arg, const pb_paired_device_t *d)
 
 	pb__hex(d->device_id, PB_DEVICE_ID_LEN, dev);
 	if (cli->json)
-		printf("{\"device\":\"%s\",\"name\":\"%s\",\"account\":\"%s\",\"paired_at\":%llu,\"last_seen\":%llu,"
-		       "\"revoked\":%s}\n",
-		       dev, d->name, d->account, (unsigned long long)d->paired_at, (unsigned long long)d->last_seen,
-		       d->revoked ? "true" : "false");
+		(void)pb__json_print("{s:s, s:o, s:o, s:I, s:I, s:b}", "device", dev, "name", pb__json_text(d->name),
+				     "account", pb__json_text(d->account), "paired_at", (json_int_t)d->paired_at,
+				     "last_seen", (json_int_t)d->last_seen, "revoked", (int)d->revoked);
 	else
 		printf("%s  %-20s %-20s%s\n", dev, d->name, d->account, d->revoked ? "  (revoked)" : "");
 }

@@ -6,6 +6,7 @@
 
 #include "tools/cli/commands.h"
 #include "tools/cli/kinds-cli.h"
+#include "agent/util/json.h"
 
 static void usage(FILE *out)
 {
@@ -83,7 +84,8 @@ int pb_cmd_import(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail(cli, "%s; nothing was imported", err);
 	}
 	if (cli->json)
-		printf("{\"event\":\"imported\",\"kind\":\"%s\",\"files\":%zu}\n", pb_kind_name(kind), n);
+		(void)pb__json_print("{s:s, s:s, s:I}", "event", "imported", "kind", pb_kind_name(kind), "files",
+				     (json_int_t)n);
 	else
 		printf("imported %zu %s file%s into %s\n", n, pb_kind_name(kind), n == 1 ? "" : "s", dir);
 	return 0;

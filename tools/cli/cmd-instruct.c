@@ -8,6 +8,7 @@
 #include "agent/imd/imd.h"
 #include "agent/util/fsutil.h"
 #include "tools/cli/commands.h"
+#include "agent/util/json.h"
 
 static bool valid_iccid(const char *s)
 {
@@ -30,10 +31,11 @@ static int print_instruction(void *arg, const pb_instruction_t *in)
 	if (in->has_peer)
 		pb__hex(in->peer, PB_DEVICE_ID_LEN, peer);
 	if (cli->json)
-		printf("{\"id\":%lld,\"device\":\"%s\",\"op\":\"%s\",\"iccid\":\"%s\",\"peer\":\"%s\",\"state\":\"%s\","
-		       "\"result\":\"%s\",\"created\":%llu,\"updated\":%llu}\n",
-		       (long long)in->id, dev, in->op, in->iccid, peer, in->state, in->result,
-		       (unsigned long long)in->created, (unsigned long long)in->updated);
+		(void)pb__json_print("{s:I, s:s, s:o, s:o, s:s, s:o, s:o, s:I, s:I}", "id", (json_int_t)in->id,
+				     "device", dev, "op", pb__json_text(in->op), "iccid", pb__json_text(in->iccid),
+				     "peer", peer, "state", pb__json_text(in->state), "result",
+				     pb__json_text(in->result), "created", (json_int_t)in->created, "updated",
+				     (json_int_t)in->updated);
 	else
 		printf("%4lld  %-8s %-13s %s  %.12s  %s%s%s\n", (long long)in->id, in->state, in->op, in->iccid, dev,
 		       peer[0] ? "peer " : "", peer[0] ? peer : "", in->result[0] ? "" : "");
@@ -115,7 +117,7 @@ int pb__cli_host_instruct(pb_cli_t *cli, int argc, char **argv)
 	if (rc != 0)
 		return pb_cli_fail_err(cli, rc, "instruct");
 	if (cli->json)
-		printf("{\"event\":\"queued\",\"id\":%lld}\n", (long long)id);
+		(void)pb__json_print("{s:s, s:I}", "event", "queued", "id", (json_int_t)id);
 	else
 		printf("queued instruction %lld; %s carries it out at its next connection\n", (long long)id,
 		       d.name[0] ? d.name : argv[1]);

@@ -13,6 +13,7 @@
 #include "agent/util/fsutil.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/kinds-cli.h"
+#include "agent/util/json.h"
 
 static void usage(FILE *out)
 {
@@ -88,8 +89,8 @@ static int cmd_begin(pb_cli_t *cli, int argc, char **argv)
 	if ((rc = pb_nfc_txn_begin(cli->home, (unsigned)ttl, now)) != 0)
 		return pb_cli_fail_err(cli, rc, "cannot mark the NFC transaction in %s", cli->home);
 	if (cli->json)
-		printf("{\"event\":\"nfc-transaction\",\"active\":true,\"expires\":%llu}\n",
-		       (unsigned long long)(now + ttl));
+		(void)pb__json_print("{s:s, s:b, s:I}", "event", "nfc-transaction", "active", 1, "expires",
+				     (json_int_t)(now + ttl));
 	else
 		printf("NFC transaction in progress for %lu s\n", ttl);
 	return 0;
@@ -104,7 +105,7 @@ static int cmd_end(pb_cli_t *cli, int argc, char **argv)
 	if ((rc = pb_nfc_txn_end(cli->home)) != 0)
 		return pb_cli_fail_err(cli, rc, "cannot end the NFC transaction");
 	if (cli->json)
-		printf("{\"event\":\"nfc-transaction\",\"active\":false}\n");
+		(void)pb__json_print("{s:s, s:b}", "event", "nfc-transaction", "active", 0);
 	return 0;
 }
 
@@ -117,8 +118,8 @@ static int cmd_status(pb_cli_t *cli, int argc, char **argv)
 		return bad_arg("status", argv[1]);
 	active = pb_nfc_txn_get(cli->home, now, &expires) == 0;
 	if (cli->json)
-		printf("{\"event\":\"nfc-transaction\",\"active\":%s,\"expires\":%llu}\n", active ? "true" : "false",
-		       (unsigned long long)(active ? expires : 0));
+		(void)pb__json_print("{s:s, s:b, s:I}", "event", "nfc-transaction", "active", (int)active, "expires",
+				     (json_int_t)(active ? expires : 0));
 	else if (active)
 		printf("NFC transaction in progress, %llu s left\n", (unsigned long long)(expires - now));
 	else
@@ -138,9 +139,9 @@ static int use_failed(pb_cli_t *cli, const char *id, const pb_nfc_use_result_t *
 	const char *local = r->local == PB_ENOTFOUND ? "it is missing" : pb_strerror(r->local);
 
 	if (cli->json)
-		printf("{\"event\":\"nfc-failed\",\"credential\":\"%s\",\"local\":\"%s\",\"transaction\":%s,"
-		       "\"error\":\"%s\",\"host\":\"%s\"}\n",
-		       id, pb_err_name(r->local), r->transaction ? "true" : "false", pb_err_name(rc), r->host);
+		(void)pb__json_print("{s:s, s:o, s:s, s:b, s:s, s:o}", "event", "nfc-failed", "credential",
+				     pb__json_text(id), "local", pb_err_name(r->local), "transaction",
+				     (int)r->transaction, "error", pb_err_name(rc), "host", pb__json_text(r->host));
 	switch (rc) {
 	case PB_ENFC_NO_TXN:
 		return pb_cli_fail(cli,
@@ -217,10 +218,12 @@ static int cmd_use(pb_cli_t *cli, int argc, char **argv)
 		if (sum[i] >= 'a' && sum[i] <= 'f')
 			sum[i] = (char)(sum[i] - 'a' + 'A');
 	if (cli->json) {
-		printf("{\"event\":\"nfc-used\",\"credential\":\"%s\",\"type\":\"%s\",\"source\":\"%s\",\"local\":\"%s\","
-		       "\"transaction\":%s,\"host\":\"%s\",\"fetch_ms\":%.3f,\"reinstalled\":%s,\"checksum\":\"%s\"}\n",
-		       id, r.cred->type, r.from_host ? "host" : "local", r.local == 0 ? "ok" : pb_err_name(r.local),
-		       r.transaction ? "true" : "false", r.host, r.fetch_ms, r.reinstalled ? "true" : "false", sum);
+		(void)pb__json_print("{s:s, s:o, s:o, s:s, s:s, s:b, s:o, s:f, s:b, s:s}", "event", "nfc-used",
+				     "credential", pb__json_text(id), "type", pb__json_text(r.cred->type), "source",
+				     r.from_host ? "host" : "local", "local",
+				     r.local == 0 ? "ok" : pb_err_name(r.local), "transaction", (int)r.transaction,
+				     "host", pb__json_text(r.host), "fetch_ms", pb__json_milli(r.fetch_ms),
+				     "reinstalled", (int)r.reinstalled, "checksum", sum);
 	} else if (!r.from_host) {
 		printf("%s: used the copy on this phone (%s, %zu bytes)\n", id, r.cred->type, r.cred->data_len);
 	} else {
@@ -283,6 +286,7 @@ static void show_sector(pb_cli_t *cli, const char *card_id, const pb_mifare_card
 			 card->known[16 * t + 7] && card->known[16 * t + 8];
 	uint8_t cond[4] = { 0 };
 	char bits[7] = "", hex[33];
+	json_t *blocks = NULL;
 	const char *cache = "none";
 
 	if (have_bits && pb_mifare_access_decode(card->data + 16 * t + 6, cond) != 0)
@@ -296,9 +300,7 @@ static void show_sector(pb_cli_t *cli, const char *card_id, const pb_mifare_card
 	if (card->state[s] == PB_MIFARE_SECTOR_READ)
 		cache = cache_state(cli->home, card_id, s, card->data + 16 * first, 16 * (size_t)nb);
 	if (cli->json)
-		printf("{\"event\":\"sector\",\"card\":\"%s\",\"sector\":%u,\"state\":\"%s\",\"access\":\"%s\","
-		       "\"cache\":\"%s\",\"blocks\":[",
-		       card_id, s, state, bits, cache);
+		blocks = json_array();
 	else
 		printf("sector %u: %s, access bits %s, cache copy: %s\n", s, state, have_bits ? bits : "unknown", cache);
 	for (unsigned b = first; b < first + nb; b++) {
@@ -319,7 +321,7 @@ static void show_sector(pb_cli_t *cli, const char *card_id, const pb_mifare_card
 			rights_text(pb_mifare_data_rights(c, cond[3], PB_MIFARE_KEY_B), rb);
 		}
 		if (cli->json)
-			printf("%s\"%s\"", b == first ? "" : ",", hex);
+			json_array_append_new(blocks, pb__json_text(hex));
 		else
 			printf("  block %3u  %s  %s%s%s%s%s\n", b, hex,
 			       b == t ? "trailer" : b == 0 ? "manufacturer" : "data  ",
@@ -327,7 +329,10 @@ static void show_sector(pb_cli_t *cli, const char *card_id, const pb_mifare_card
 			       b == t || b == 0 ? "" : "  B:", b == t || b == 0 ? "" : rb);
 	}
 	if (cli->json)
-		printf("],\"reference_block\":%u}\n", pb_m1_reference_block(s));
+		(void)pb__json_print("{s:s, s:o, s:I, s:o, s:o, s:o, s:o, s:I}", "event", "sector", "card",
+				     pb__json_text(card_id), "sector", (json_int_t)s, "state", pb__json_text(state),
+				     "access", pb__json_text(bits), "cache", pb__json_text(cache), "blocks", blocks,
+				     "reference_block", (json_int_t)pb_m1_reference_block(s));
 }
 
 static int find_card(pb_cli_t *cli, const char *dir, const char *name, char *id, size_t cap)
@@ -435,17 +440,18 @@ static int cmd_mifare_set(pb_cli_t *cli, int argc, char **argv)
 	sodium_memzero(data, sizeof(data));
 	if (rc == 0) {
 		if (cli->json)
-			printf("{\"event\":\"m1-written\",\"card\":\"%s\",\"sector\":%u,\"block\":%lu,\"key\":\"%c\"}\n",
-			       id, r.sector, block, r.key == PB_MIFARE_KEY_A ? 'A' : 'B');
+			(void)pb__json_print("{s:s, s:o, s:I, s:I, s:s}", "event", "m1-written", "card",
+					     pb__json_text(id), "sector", (json_int_t)r.sector, "block",
+					     (json_int_t)block, "key", r.key == PB_MIFARE_KEY_A ? "A" : "B");
 		else
 			printf("card %s: block %lu (sector %u) written with key %c; cache copy updated\n", id, block,
 			       r.sector, r.key == PB_MIFARE_KEY_A ? 'A' : 'B');
 		return 0;
 	}
 	if (cli->json)
-		printf("{\"event\":\"m1-refused\",\"card\":\"%s\",\"sector\":%u,\"block\":%lu,\"check\":\"%s\","
-		       "\"error\":\"%s\"}\n",
-		       id, r.sector, block, pb_m1_check_name(r.failed), pb_err_name(rc));
+		(void)pb__json_print("{s:s, s:o, s:I, s:I, s:s, s:s}", "event", "m1-refused", "card", pb__json_text(id),
+				     "sector", (json_int_t)r.sector, "block", (json_int_t)block, "check",
+				     pb_m1_check_name(r.failed), "error", pb_err_name(rc));
 	switch (r.failed) {
 	case PB_M1_CHECK_PERMISSION:
 		return pb_cli_fail(cli, "card %s block %lu: write refused by the permission check: the operation key "
@@ -514,8 +520,9 @@ static int cmd_mifare_opkey(pb_cli_t *cli, int argc, char **argv)
 		if (hex[i] >= 'a' && hex[i] <= 'f')
 			hex[i] = (char)(hex[i] - 'a' + 'A');
 	if (cli->json)
-		printf("{\"event\":\"m1-opkey\",\"card\":\"%s\",\"sector\":%lu,\"opkey\":\"%s\",\"reference_block\":%u}\n",
-		       id, sector, hex, pb_m1_reference_block((unsigned)sector));
+		(void)pb__json_print("{s:s, s:o, s:I, s:s, s:I}", "event", "m1-opkey", "card", pb__json_text(id),
+				     "sector", (json_int_t)sector, "opkey", hex, "reference_block",
+				     (json_int_t)pb_m1_reference_block((unsigned)sector));
 	else
 		printf("%s\n", hex);
 	sodium_memzero(op, sizeof(op));

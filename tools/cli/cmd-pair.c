@@ -9,6 +9,7 @@
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
 #include "tools/cli/commands.h"
+#include "agent/util/json.h"
 
 static const char usage_text[] =
 	"usage: peerback pair URI\n"
@@ -74,8 +75,8 @@ int pb_cmd_pair(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail_err(cli, rc, "pairing failed");
 	(void)pb__b64url_encode(h.static_pk, 32, key, sizeof(key));
 	if (cli->json)
-		printf("{\"event\":\"paired\",\"host\":\"%s\",\"name\":\"%s\",\"account\":\"%s\"}\n", key, h.name,
-		       h.account);
+		(void)pb__json_print("{s:s, s:s, s:o, s:o}", "event", "paired", "host", key, "name",
+				     pb__json_text(h.name), "account", pb__json_text(h.account));
 	else
 		printf("paired with %s (%s)\n", h.name[0] ? h.name : "host", key);
 	return 0;

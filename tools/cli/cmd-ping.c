@@ -6,6 +6,7 @@
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
 #include "tools/cli/commands.h"
+#include "agent/util/json.h"
 
 static double ms_since(const struct timespec *a)
 {
@@ -76,8 +77,8 @@ int pb_cmd_ping(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail_err(cli, rc, "ping");
 	pb__envelope_free(in);
 	if (cli->json)
-		printf("{\"event\":\"pong\",\"host\":\"%s\",\"connect_ms\":%.3f,\"rtt_ms\":%.3f}\n", h.name, connect_ms,
-		       rtt_ms);
+		(void)pb__json_print("{s:s, s:o, s:f, s:f}", "event", "pong", "host", pb__json_text(h.name),
+				     "connect_ms", pb__json_milli(connect_ms), "rtt_ms", pb__json_milli(rtt_ms));
 	else
 		printf("%s: session in %.1f ms, round trip %.2f ms\n", h.name[0] ? h.name : "host", connect_ms, rtt_ms);
 	return 0;

@@ -9,6 +9,7 @@
 #include "agent/host/hostdb.h"
 #include "agent/util/fsutil.h"
 #include "tools/cli/commands.h"
+#include "agent/util/json.h"
 
 struct prune {
 	pb_cli_t *cli;
@@ -115,11 +116,10 @@ int pb__cli_host_prune(pb_cli_t *cli, int argc, char **argv)
 	if (rc != 0)
 		return pb_cli_fail_err(cli, rc, "prune");
 	if (cli->json)
-		printf("{\"event\":\"pruned\",\"snapshots_removed\":%llu,\"chunks_removed\":%llu,\"packs_deleted\":%llu,"
-		       "\"packs_repacked\":%llu,\"bytes_freed\":%llu}\n",
-		       (unsigned long long)p.snapshots_removed, (unsigned long long)rep.chunks_removed,
-		       (unsigned long long)rep.packs_deleted, (unsigned long long)rep.packs_repacked,
-		       (unsigned long long)rep.bytes_freed);
+		(void)pb__json_print("{s:s, s:I, s:I, s:I, s:I, s:I}", "event", "pruned", "snapshots_removed",
+				     (json_int_t)p.snapshots_removed, "chunks_removed", (json_int_t)rep.chunks_removed,
+				     "packs_deleted", (json_int_t)rep.packs_deleted, "packs_repacked",
+				     (json_int_t)rep.packs_repacked, "bytes_freed", (json_int_t)rep.bytes_freed);
 	else
 		printf("removed %llu snapshots and %llu chunks; freed %llu bytes\n",
 		       (unsigned long long)p.snapshots_removed, (unsigned long long)rep.chunks_removed,

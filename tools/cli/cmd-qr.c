@@ -9,6 +9,7 @@
 
 #include "peerback/qr.h"
 #include "tools/cli/commands.h"
+#include "agent/util/json.h"
 
 static void qr_usage(FILE *out)
 {
@@ -23,15 +24,13 @@ static void qr_usage(FILE *out)
 		     "        URI; exits 1 when the URI is invalid or expired.\n");
 }
 
-/* Prints text with bytes outside printable ASCII escaped (\xNN, or \u00NN
- * in JSON), so that a hostile code cannot drive the terminal. */
-static void print_escaped(const char *text, bool json)
+/* Prints text with bytes outside printable ASCII escaped (\xNN), so that
+ * a hostile code cannot drive the terminal. */
+static void print_escaped(const char *text)
 {
 	for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
 		if (*p < 0x20 || *p >= 0x7f)
-			printf(json ? "\\u%04x" : "\\x%02x", *p);
-		else if (json && (*p == '"' || *p == '\\'))
-			printf("\\%c", *p);
+			printf("\\x%02x", *p);
 		else
 			fputc(*p, stdout);
 	}
@@ -100,11 +99,9 @@ static int qr_decode(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail_err(cli, n, "%s", argv[0]);
 	/* The text comes from an image and is not yet validated: escape it. */
 	if (cli->json) {
-		fputs("{\"uri\":\"", stdout);
-		print_escaped(uri, true);
-		fputs("\"}\n", stdout);
+		(void)pb__json_print("{s:o}", "uri", pb__json_text(uri));
 	} else {
-		print_escaped(uri, false);
+		print_escaped(uri);
 		fputc('\n', stdout);
 	}
 	rc = pb_uri_parse(uri, (size_t)n, (uint64_t)time(NULL), &u);

@@ -5,6 +5,7 @@
 
 #include "peerback/store.h"
 #include "tools/cli/commands.h"
+#include "agent/util/json.h"
 
 static void show_progress(void *arg, uint64_t done, uint64_t total)
 {
@@ -50,13 +51,12 @@ int pb_cmd_store_verify(pb_cli_t *cli, int argc, char **argv)
 	if (rc < 0 && rc != PB_ESTORE_CORRUPT)
 		return pb_cli_fail_err(cli, rc, "cannot verify the store %s", dir);
 	if (cli->json) {
-		printf("{\"event\":\"verify\",\"clean\":%s,\"packs\":%llu,\"records\":%llu,\"chunks\":%llu,"
-		       "\"bytes\":%llu,\"dead_records\":%llu,\"bad_records\":%llu,\"bad_chunks\":%llu,"
-		       "\"missing_refs\":%llu}\n",
-		       rc == 0 ? "true" : "false", (unsigned long long)rep.packs, (unsigned long long)rep.records,
-		       (unsigned long long)rep.chunks, (unsigned long long)rep.bytes,
-		       (unsigned long long)rep.dead_records, (unsigned long long)rep.bad_records,
-		       (unsigned long long)rep.bad_chunks, (unsigned long long)rep.missing_refs);
+		(void)pb__json_print("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "event", "verify", "clean",
+				     rc == 0, "packs", (json_int_t)rep.packs, "records", (json_int_t)rep.records,
+				     "chunks", (json_int_t)rep.chunks, "bytes", (json_int_t)rep.bytes, "dead_records",
+				     (json_int_t)rep.dead_records, "bad_records", (json_int_t)rep.bad_records,
+				     "bad_chunks", (json_int_t)rep.bad_chunks, "missing_refs",
+				     (json_int_t)rep.missing_refs);
 	} else {
 		printf("%llu packs, %llu chunks, %llu bytes checked; %llu unused records\n",
 		       (unsigned long long)rep.packs, (unsigned long long)rep.chunks, (unsigned long long)rep.bytes,

@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 
 #include "tools/cli/commands.h"
+#include "agent/util/json.h"
 
 int pb_cmd_version(pb_cli_t *cli, int argc, char **argv)
 {
@@ -15,9 +16,12 @@ int pb_cmd_version(pb_cli_t *cli, int argc, char **argv)
 		return 0;
 	}
 	if (cli->json) {
-		printf("{\"peerback\":\"%s\",\"protocol\":%d,\"libuv\":\"%s\",\"libsodium\":\"%s\",\"zstd\":\"%s\",\"sqlite\":\"%s\"}\n",
-		       PB_VERSION_STRING, PB_PROTOCOL_VERSION, uv_version_string(), sodium_version_string(),
-		       ZSTD_versionString(), sqlite3_libversion());
+		(void)pb__json_print("{s:o, s:I, s:o, s:o, s:o, s:o}", "peerback", pb__json_text(PB_VERSION_STRING),
+				     "protocol", (json_int_t)PB_PROTOCOL_VERSION, "libuv",
+				     pb__json_text(uv_version_string()), "libsodium",
+				     pb__json_text(sodium_version_string()), "zstd",
+				     pb__json_text(ZSTD_versionString()), "sqlite",
+				     pb__json_text(sqlite3_libversion()));
 		return 0;
 	}
 	printf("peerback %s (protocol %d)\nlibuv %s, libsodium %s, zstd %s, sqlite %s\n", PB_VERSION_STRING,

@@ -10,6 +10,7 @@
 
 #include "tools/cli/cli.h"
 #include "tools/cli/commands.h"
+#include "agent/util/fsutil.h"
 
 static const pb_cli_cmd_t commands[] = {
 #define PB__CLI_ENTRY(name, fn, summary) { name, fn, summary },
@@ -53,24 +54,21 @@ static int default_home(pb_cli_t *cli)
 	return 0;
 }
 
-static int make_home(const char *path)
+/* Creates the state directory, or makes an existing one private: it holds
+ * keys, pairing secrets and restored data. */
+static int make_home(const pb_cli_t *cli)
 {
-	char tmp[4096];
-	size_t n = strlen(path);
+	unsigned was;
+	int rc = pb__private_dir(cli->home, &was);
 
-	if (n >= sizeof(tmp))
-		return PB_ETOOBIG;
-	memcpy(tmp, path, n + 1);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-		return -errno;
+	if (rc == -EPERM)
+		return pb_cli_fail(cli, "state directory %s is open to other users and belongs to someone else; "
+					"pass --home with a directory of your own", cli->home);
+	if (rc != 0)
+		return pb_cli_fail_err(cli, rc, "cannot create state directory %s", cli->home);
+	if (was != 0)
+		fprintf(stderr, "peerback: state directory %s was open to other users (mode %04o); made it 0700\n",
+			cli->home, was);
 	return 0;
 }
 
@@ -79,6 +77,9 @@ int main(int argc, char **argv)
 	pb_cli_t cli;
 	int i = 1, rc;
 
+	/* Whatever peerback writes is for its user only, whichever code path
+	 * writes it; the library sets modes itself too. */
+	umask(077);
 	memset(&cli, 0, sizeof(cli));
 	cli.prog = "peerback";
 	cli.tty = isatty(2);
@@ -116,8 +117,8 @@ int main(int argc, char **argv)
 	for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
 		if (strcmp(argv[i], commands[c].name) != 0)
 			continue;
-		if (!pb_cli_wants_help(argc - i, argv + i) && (rc = make_home(cli.home)) != 0)
-			return pb_cli_fail_err(&cli, rc, "cannot create state directory %s", cli.home);
+		if (!pb_cli_wants_help(argc - i, argv + i) && (rc = make_home(&cli)) != 0)
+			return rc;
 		return commands[c].fn(&cli, argc - i, argv + i);
 	}
 	fprintf(stderr, "peerback: unknown command '%s'; see 'peerback --help'\n", argv[i]);

@@ -7,6 +7,8 @@
 #include <unistd.h>
 #include <stdlib.h>
 
+#include <sodium.h>
+
 #include "tools/cli/cli.h"
 
 int pb_cli_fail(const pb_cli_t *cli, const char *fmt, ...)
@@ -75,6 +77,47 @@ int pb_cli_secret(const char *env_name, const char *prompt, char *buf, size_t ca
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = 0;
 	return n > 0 ? 0 : PB_ENOKEY;
+}
+
+int pb_cli_recovery_passphrase(const pb_cli_t *cli, char *buf, size_t cap)
+{
+	const char *env = "PEERBACK_RECOVERY_PASSPHRASE";
+	char path[4096], again[1024];
+	bool typed = getenv(env) == NULL;
+	int rc;
+
+	buf[0] = 0;
+	if (pb_cli_secret(env, "recovery passphrase: ", buf, cap) != 0) {
+		buf[0] = 0;
+		return 0;
+	}
+	/* With a master key here, the passphrase at most opens a wrap. */
+	if (!typed || pb_cli_path(cli, "master.key", path, sizeof(path)) != 0 || access(path, F_OK) == 0)
+		return 0;
+	/* A typo in a passphrase set now would lock the user out of every
+	 * backup on a new phone: have it typed twice. Its strength is checked
+	 * by the backup, which alone knows whether it sets the passphrase or
+	 * opens the host's copy of the key (made under an older rule). */
+	if (pb_cli_secret(NULL, "repeat the recovery passphrase: ", again, sizeof(again)) != 0)
+		again[0] = 0;
+	rc = strcmp(again, buf) != 0;
+	sodium_memzero(again, sizeof(again));
+	if (rc != 0) {
+		sodium_memzero(buf, cap);
+		return pb_cli_fail(cli, "the two recovery passphrases differ; nothing was set, run it again");
+	}
+	return 0;
+}
+
+const pb_pwhash_params_t *pb_cli_wrap_params(void)
+{
+	static pb_pwhash_params_t weak;
+	const char *v = getenv("PEERBACK_TEST_WEAK_KDF");
+
+	if (v == NULL || strcmp(v, "1") != 0)
+		return NULL;
+	weak = pb_pwhash_params_interactive();
+	return &weak;
 }
 
 bool pb_cli_wants_help(int argc, char **argv)

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include "peerback.h"
 #include "agent/imd/imd.h"
 #include "agent/util/fsutil.h"
+#include "agent/util/json.h"
 
 static const char usage_text[] =
 	"usage: peerback-imd [--home DIR] COMMAND [ARGS...]\n"
@@ -88,6 +90,8 @@ int main(int argc, char **argv)
 	pb_imd_t *imd = NULL;
 	int i = 1, rc, status = 1;
 
+	/* Whatever the service writes is for its user only. */
+	umask(077);
 	if (sodium_init() < 0)
 		return 1;
 	for (; i < argc && argv[i][0] == '-'; i++) {
@@ -128,6 +132,22 @@ int main(int argc, char **argv)
 	    strcmp(argv[i], "keys") != 0) {
 		fprintf(stderr, "peerback-imd: unknown command '%s'; see 'peerback-imd --help'\n", argv[i]);
 		return 2;
+	}
+	/* The service's home holds its signing key and the password hashes. */
+	{
+		unsigned was;
+
+		rc = pb__private_dir(home, &was);
+		if (rc == -EPERM) {
+			fprintf(stderr, "peerback-imd: state directory %s is open to other users and belongs to "
+					"someone else; pass --home with a directory of your own\n", home);
+			return 1;
+		}
+		if (rc != 0)
+			return fail(rc, home);
+		if (was != 0)
+			fprintf(stderr, "peerback-imd: state directory %s was open to other users (mode %04o); made it "
+					"0700\n", home, was);
 	}
 	rc = pb_imd_open(home, &imd);
 	if (rc != 0)
@@ -224,7 +244,7 @@ int main(int argc, char **argv)
 		(void)pb__b64url_encode(sk, 32, a, sizeof(a));
 		(void)pb__b64url_encode(gk, 32, b, sizeof(b));
 		if (argc - i > 1 && strcmp(argv[i + 1], "--json") == 0)
-			printf("{\"key\":\"%s\",\"sign_key\":\"%s\"}\n", a, b);
+			(void)pb__json_print("{s:s, s:s}", "key", a, "sign_key", b);
 		else
 			printf("service key: %s\nsigning key: %s\n", a, b);
 		status = 0;
