@@ -41,14 +41,22 @@ typedef struct pb_engine_opts_s {
 	/* Told of each remote instruction carried out on connecting (may be NULL). */
 	void (*on_instruction)(void *arg, const char *op, int rc, const char *message);
 	void *instruction_arg;
+	/* Told of each multi-item file that does not parse, which the backup
+	 * skips (its last backed-up items are kept); line 0 when unknown. */
+	void (*on_skip)(void *arg, const char *path, uint64_t line, const char *why);
+	void *skip_arg;
 } pb_engine_opts_t;
 
 typedef struct pb_engine_result_s {
 	uint64_t snapshot;
+	uint64_t snapshot_known;         /* restore refused as a rollback: the newest
+					  * snapshot this phone completed there */
 	uint64_t items, bytes;           /* items and plaintext bytes covered */
 	uint64_t items_changed;
 	uint64_t chunks_sent, bytes_sent;
 	uint64_t chunks_total;
+	uint64_t skipped;                /* backup: files that did not parse, skipped (partial) */
+	uint64_t items_kept;             /* backup: their items kept from the last backup */
 	uint64_t bad_items;              /* verify: items that did not match */
 	uint64_t chunks_cached;          /* restore: chunks an interrupted run had fetched */
 	char device[33];                 /* restore: whose backup (hex) */

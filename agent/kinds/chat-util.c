@@ -12,6 +12,7 @@
 
 #include "peerback/error.h"
 #include "agent/kinds/chat-util.h"
+#include "agent/util/fsutil.h"
 
 int pb__chat_buf_add(pb_buf_t *b, const void *data, size_t len)
 {
@@ -199,25 +200,78 @@ int pb__chat_mkparents(const char *path)
 	return pb__chat_mkdirs(tmp);
 }
 
+/* Opens rel under dir for reading, one component at a time, without
+ * following a symbolic link anywhere below dir: an export holds its files,
+ * and a link in it may point at anything on the phone. */
+int pb__chat_open_below(const char *dir, const char *rel, int *out)
+{
+	char comp[256];
+	const char *p = rel, *slash;
+	int fd, next;
+
+	*out = -1;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	while ((slash = strchr(p, '/')) != NULL) {
+		size_t c = (size_t)(slash - p);
+
+		if (c == 0 || c >= sizeof(comp)) {
+			close(fd);
+			return PB_EDATA_FIELD;
+		}
+		memcpy(comp, p, c);
+		comp[c] = 0;
+		next = pb__dir_open_at(fd, comp, false, 0, NULL);
+		close(fd);
+		if (next < 0)
+			return next;
+		fd = next;
+		p = slash + 1;
+	}
+	next = openat(fd, p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (next < 0 && errno == ELOOP)
+		next = PB_EDATA_LINK;
+	else if (next < 0)
+		next = -errno;
+	close(fd);
+	if (next >= 0) {
+		struct stat st;
+
+		if (fstat(next, &st) != 0 || !S_ISREG(st.st_mode)) {
+			close(next);
+			return -EISDIR;
+		}
+	}
+	*out = next;
+	return next < 0 ? next : 0;
+}
+
 int pb__chat_copy_file(const char *src, const char *dst)
 {
+	int in = open(src, O_RDONLY | O_CLOEXEC), err;
+
+	if (in < 0)
+		return -errno;
+	err = pb__chat_copy_fd(in, dst);
+	close(in);
+	return err;
+}
+
+int pb__chat_copy_fd(int in, const char *dst)
+{
 	static const size_t block = 1u << 20;
-	int in, out, err = 0;
+	int out, err = 0;
 	uint8_t *buf;
 	ssize_t r, w, off;
 
 	buf = malloc(block);
 	if (buf == NULL)
 		return PB_ENOMEM;
-	in = open(src, O_RDONLY | O_CLOEXEC);
-	if (in < 0) {
-		err = -errno;
-		goto out_free;
-	}
 	out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (out < 0) {
 		err = -errno;
-		goto out_close_in;
+		goto out_free;
 	}
 	for (;;) {
 		r = read(in, buf, block);
@@ -246,8 +300,6 @@ int pb__chat_copy_file(const char *src, const char *dst)
 out_close_out:
 	if (close(out) != 0 && err == 0)
 		err = -errno;
-out_close_in:
-	close(in);
 out_free:
 	free(buf);
 	return err;

@@ -82,6 +82,7 @@ extern "C" {
 	X(STORE_NOMASTER, -1405, "no master key; set a recovery passphrase first") \
 	X(STORE_PASSPHRASE, -1406, "wrong recovery passphrase")                \
 	X(STORE_VERIFY, -1407, "restored data differs from the backup")        \
+	X(STORE_ROLLBACK, -1420, "the host's latest snapshot is older than the last backup this phone completed there") \
 	X(DATA_FORMAT, -1500, "file is not in the expected format")            \
 	X(DATA_CHECKSUM, -1501, "a check digit or checksum is wrong")          \
 	X(DATA_BCC, -1502, "MIFARE block 0 BCC does not match the UID")        \
@@ -91,6 +92,8 @@ extern "C" {
 	X(DATA_FIELD, -1506, "a field has an invalid value")                   \
 	X(DATA_EXPIRED, -1507, "credential has expired")                       \
 	X(DATA_KIND, -1508, "unknown data kind")                               \
+	X(DATA_LINK, -1520, "a symbolic link where peerback reads or writes data; links are not followed") \
+	X(DATA_PARTIAL, -1521, "some files could not be read and were skipped") \
 	X(NFC_NO_TXN, -1600, "no NFC transaction in progress")                 \
 	X(NFC_UNREACHABLE, -1601, "no paired host answered in time")           \
 	X(M1_PERMISSION, -1602, "operation key does not match the sector's reference key") \
