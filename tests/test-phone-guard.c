@@ -178,6 +178,30 @@ static void test_import_refuses_symlinked_attachment(void **state)
 	assert_non_null(strstr(err, "IMG-20240131-WA0001.jpg"));
 	assert_non_null(strstr(err, "symbolic link"));
 	free(err);
+
+	/* A Telegram export whose photos folder is a link to a folder elsewhere. */
+	{
+		char tg[4096], photos[4200], outside[4096], json[4200], pic[4400];
+		char *tg_args[] = { "import", "chat", json, "--device", dev, NULL };
+
+		mk(tg, "tg-export");
+		mk(outside, "tg-outside");
+		snprintf(pic, sizeof(pic), "%s/p1.jpg", outside);
+		write_text(pic, marker);
+		snprintf(photos, sizeof(photos), "%s/photos", tg);
+		assert_int_equal(symlink(outside, photos), 0);
+		snprintf(json, sizeof(json), "%s/result.json", tg);
+		write_text(json, "{\"name\":\"Eve\",\"type\":\"personal_chat\",\"id\":777,\"messages\":["
+				 "{\"id\":1,\"type\":\"message\",\"date\":\"2024-01-31T14:08:00\","
+				 "\"date_unixtime\":\"1706710080\",\"from\":\"Eve\",\"from_id\":\"user9\","
+				 "\"photo\":\"photos/p1.jpg\",\"text\":\"look\"}]}\n");
+		rc = run(tg_args, NULL, &err);
+		assert_int_equal(pb_test_grep_tree(dev, marker, strlen(marker)), 0);
+		assert_int_not_equal(rc, 0);
+		assert_non_null(strstr(err, "photos/p1.jpg"));
+		assert_non_null(strstr(err, "symbolic link"));
+		free(err);
+	}
 	backup(NULL, 0);
 	assert_int_equal(pb_test_grep_tree(host_home, marker, strlen(marker)), 0);
 }

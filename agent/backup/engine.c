@@ -1080,6 +1080,7 @@ struct restore {
 	size_t nitems, cap_items;
 	char tmpdir[4096];
 	char stagedir[4096];    /* a target that did not exist: built here, then renamed */
+	char target[4096];      /* that target, without trailing slashes */
 	unsigned tmpn;
 	char **tmpfiles;
 	size_t ntmp, cap_tmp;
@@ -1854,16 +1855,21 @@ out_walk:
  * rename itself fail, the files already renamed are named. */
 static int target_open(struct restore *r)
 {
-	const char *dir = r->o->device_dir;
-	char parent[4096];
+	char *dir = r->target, parent[4096];
 	const char *slash;
 	struct stat st;
+	size_t len;
 	int n, rc;
 
-	if (stat(dir, &st) == 0)
-		return pb_device_writer_open(dir, &r->w);
+	if (stat(r->o->device_dir, &st) == 0)
+		return pb_device_writer_open(r->o->device_dir, &r->w);
 	if (errno != ENOENT)
 		return -errno;
+	n = snprintf(r->target, sizeof(r->target), "%s", r->o->device_dir);
+	if (n < 0 || (size_t)n >= sizeof(r->target))
+		return PB_ETOOBIG;
+	for (len = strlen(dir); len > 1 && dir[len - 1] == '/'; len--)
+		dir[len - 1] = 0;
 	slash = strrchr(dir, '/');
 	if (slash == NULL)
 		n = snprintf(parent, sizeof(parent), ".");
@@ -1894,14 +1900,13 @@ static int target_commit(struct restore *r)
 
 	if (rc != 0 || !r->stagedir[0])
 		return rc;
-	/* Replaces nothing: a target that appeared meanwhile is not merged. */
-	if (rename(r->stagedir, r->o->device_dir) != 0)
+	/* A target that appeared meanwhile with content is not merged into. */
+	if (rename(r->stagedir, r->target) != 0)
 		return errno == EEXIST || errno == ENOTEMPTY ? PB_EEXISTS : -errno;
 	r->stagedir[0] = 0;
-	slash = strrchr(r->o->device_dir, '/');
-	if (slash != NULL && slash > r->o->device_dir &&
-	    snprintf(parent, sizeof(parent), "%.*s", (int)(slash - r->o->device_dir), r->o->device_dir) <
-		    (int)sizeof(parent))
+	slash = strrchr(r->target, '/');
+	if (slash != NULL && slash > r->target &&
+	    snprintf(parent, sizeof(parent), "%.*s", (int)(slash - r->target), r->target) < (int)sizeof(parent))
 		(void)pb__fsync_dir(parent);
 	return 0;
 }

@@ -310,9 +310,10 @@ static int agent_pass(const pb_agent_opts_t *o)
 		e.passphrase = o->passphrase;
 		rc = pb_engine_backup(&e, &res);
 		emit(o, "{\"event\":\"backup\",\"result\":\"%s\",\"items_changed\":%llu,\"bytes_sent\":%llu,"
-			"\"snapshot\":\"%016llx\"}",
+			"\"snapshot\":\"%016llx\",\"partial\":%s,\"skipped\":%llu}",
 		     pb_err_name(rc), (unsigned long long)res.items_changed, (unsigned long long)res.bytes_sent,
-		     (unsigned long long)res.snapshot);
+		     (unsigned long long)res.snapshot, rc == 0 && res.skipped > 0 ? "true" : "false",
+		     (unsigned long long)res.skipped);
 		if (rc != 0)
 			return rc;
 	}

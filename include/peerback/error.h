@@ -93,7 +93,6 @@ extern "C" {
 	X(DATA_EXPIRED, -1507, "credential has expired")                       \
 	X(DATA_KIND, -1508, "unknown data kind")                               \
 	X(DATA_LINK, -1520, "a symbolic link where peerback reads or writes data; links are not followed") \
-	X(DATA_PARTIAL, -1521, "some files could not be read and were skipped") \
 	X(NFC_NO_TXN, -1600, "no NFC transaction in progress")                 \
 	X(NFC_UNREACHABLE, -1601, "no paired host answered in time")           \
 	X(M1_PERMISSION, -1602, "operation key does not match the sector's reference key") \
