@@ -206,6 +206,36 @@ static void test_import_refuses_symlinked_attachment(void **state)
 	assert_int_equal(pb_test_grep_tree(host_home, marker, strlen(marker)), 0);
 }
 
+/* A device directory whose chats and contacts folders are links to folders
+ * elsewhere: imports refuse to write through them. */
+static void test_import_refuses_symlinked_device_folder(void **state)
+{
+	char dev2[4096], outside[4096], link[4200], chat[4200], vcf[4200];
+	char *chat_args[] = { "import", "chat", chat, "--device", dev2, NULL };
+	char *vcf_args[] = { "import", "contacts", vcf, "--device", dev2, NULL };
+	char *err = NULL;
+
+	(void)state;
+	mk(dev2, "dev-links");
+	mk(outside, "dev-links-outside");
+	snprintf(link, sizeof(link), "%s/chats", dev2);
+	assert_int_equal(symlink(outside, link), 0);
+	snprintf(link, sizeof(link), "%s/contacts", dev2);
+	assert_int_equal(symlink(outside, link), 0);
+	snprintf(chat, sizeof(chat), "%s/WhatsApp Chat with Bo.txt", dir);
+	write_text(chat, "31/01/2024, 09:15 - Bo: hello\n");
+	snprintf(vcf, sizeof(vcf), "%s/one.vcf", dir);
+	write_text(vcf, "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:urn:uuid:5e0b9f5e-2f7a-4a57-9a83-1c2b3d4e5f61\r\n"
+			"FN:Bo\r\nEND:VCARD\r\n");
+	assert_int_not_equal(run(chat_args, NULL, &err), 0);
+	assert_non_null(strstr(err, "symbolic link"));
+	free(err);
+	assert_int_not_equal(run(vcf_args, NULL, &err), 0);
+	assert_non_null(strstr(err, "symbolic link"));
+	free(err);
+	assert_int_equal(entries(outside), 0);
+}
+
 /* A truncated contacts.vcf is reported (file and line) and skipped; a
  * credential added beside it is backed up all the same, and the exit status
  * and the JSON say the backup was partial. */
@@ -484,6 +514,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_restore_refuses_symlink_in_target),
 		cmocka_unit_test(test_import_refuses_symlinked_attachment),
+		cmocka_unit_test(test_import_refuses_symlinked_device_folder),
 		cmocka_unit_test(test_unparseable_file_is_skipped),
 		cmocka_unit_test(test_rollback_needs_snapshot),
 		cmocka_unit_test(test_failed_restore_leaves_target),

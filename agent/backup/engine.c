@@ -342,11 +342,10 @@ struct backup {
 	/* Unchanged items touched in the state since the last commit, in one
 	 * open transaction. */
 	size_t touched;
-	/* The multi-item file being walked, and the ids and largest seq it
-	 * gave so far (a file that then fails to parse keeps those). */
+	/* The multi-item file being walked, and the largest seq it gave so
+	 * far (a file that then fails to parse keeps those items). */
 	char *file;
-	char **file_ids;
-	size_t nfile_ids, cap_file_ids;
+	bool file_gave;
 	uint64_t file_seq;
 };
 
@@ -636,20 +635,15 @@ static void item_hash(const pb_backup_keys_t *keys, const uint8_t *data, size_t 
 
 static void file_forget(struct backup *b)
 {
-	for (size_t i = 0; i < b->nfile_ids; i++)
-		free(b->file_ids[i]);
-	b->nfile_ids = 0;
-	b->file_seq = 0;
 	free(b->file);
 	b->file = NULL;
+	b->file_gave = false;
+	b->file_seq = 0;
 }
 
-/* Remembers which items of a multi-item file the walk gave. */
+/* Remembers how far the walk got in a multi-item file (items come by seq). */
 static int file_note(struct backup *b, const pb_item_t *it)
 {
-	char *id;
-	int rc;
-
 	if (it->data == NULL || it->path == NULL)
 		return 0;
 	if (b->file == NULL || strcmp(b->file, it->path) != 0) {
@@ -657,11 +651,7 @@ static int file_note(struct backup *b, const pb_item_t *it)
 		if ((b->file = strdup(it->path)) == NULL)
 			return PB_ENOMEM;
 	}
-	if ((rc = grow((void **)&b->file_ids, &b->cap_file_ids, b->nfile_ids + 1, sizeof(char *))) != 0)
-		return rc;
-	if ((id = strdup(it->id)) == NULL)
-		return PB_ENOMEM;
-	b->file_ids[b->nfile_ids++] = id;
+	b->file_gave = true;
 	if (it->seq > b->file_seq)
 		b->file_seq = it->seq;
 	return 0;
@@ -783,16 +773,12 @@ static int carry_collect(void *arg, const pb_manifest_item_t *m)
 {
 	struct carry *c = arg;
 	struct backup *b = c->b;
-	bool given = b->file != NULL && strcmp(b->file, c->path) == 0;
 	int rc;
 
-	if (given) {
-		if (b->nfile_ids > 0 && m->seq <= b->file_seq)
-			return 0;
-		for (size_t i = 0; i < b->nfile_ids; i++)
-			if (strcmp(b->file_ids[i], m->id) == 0)
-				return 0;
-	}
+	/* Items the file gave before it failed stand: only what came after
+	 * them (by position) is carried. */
+	if (b->file_gave && strcmp(b->file, c->path) == 0 && m->seq <= b->file_seq)
+		return 0;
 	if (!pb_backup_state_unchanged(b->st, m->id, m->size, m->mtime, m->hash))
 		return 0;
 	if ((rc = grow((void **)&c->v, &c->cap, c->n + 1, sizeof(*c->v))) != 0 ||
@@ -1021,7 +1007,6 @@ out_free:
 	free(b->items);
 	free(b->cur);
 	file_forget(b);
-	free(b->file_ids);
 	free(b);
 	return rc;
 }

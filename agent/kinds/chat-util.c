@@ -205,31 +205,18 @@ int pb__chat_mkparents(const char *path)
  * and a link in it may point at anything on the phone. */
 int pb__chat_open_below(const char *dir, const char *rel, int *out)
 {
-	char comp[256];
-	const char *p = rel, *slash;
-	int fd, next;
+	const char *base = strrchr(rel, '/');
+	int root, fd, next;
 
 	*out = -1;
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
+	root = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
 		return -errno;
-	while ((slash = strchr(p, '/')) != NULL) {
-		size_t c = (size_t)(slash - p);
-
-		if (c == 0 || c >= sizeof(comp)) {
-			close(fd);
-			return PB_EDATA_FIELD;
-		}
-		memcpy(comp, p, c);
-		comp[c] = 0;
-		next = pb__dir_open_at(fd, comp, false, 0, NULL);
-		close(fd);
-		if (next < 0)
-			return next;
-		fd = next;
-		p = slash + 1;
-	}
-	next = openat(fd, p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	next = pb__open_parent_at(root, rel, false, 0, NULL, NULL, NULL, &fd);
+	close(root);
+	if (next != 0)
+		return next;
+	next = openat(fd, base != NULL ? base + 1 : rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (next < 0 && errno == ELOOP)
 		next = PB_EDATA_LINK;
 	else if (next < 0)
@@ -495,7 +482,10 @@ int pb__chat_stage_path(pb__chat_stage_t *st, const char *rel, char *out, size_t
 	return pb__chat_mkparents(out);
 }
 
-static int stage_move(const char *from, const char *to)
+/* Moves the staged tree from into the device directory at rel ("" for
+ * its top), opening every destination folder without following a link:
+ * a link in the device directory is never written through. */
+static int stage_move(int root, const char *from, const char *rel)
 {
 	DIR *d;
 	struct dirent *e;
@@ -506,10 +496,18 @@ static int stage_move(const char *from, const char *to)
 	if (lstat(from, &st) != 0)
 		return -errno;
 	if (!S_ISDIR(st.st_mode)) {
-		n = pb__chat_mkparents(to);
-		if (n != 0)
-			return n;
-		return rename(from, to) == 0 ? 0 : -errno;
+		const char *base = strrchr(rel, '/');
+		int pfd;
+
+		if ((err = pb__open_parent_at(root, rel, true, 0700, NULL, NULL, NULL, &pfd)) != 0)
+			return err;
+		base = base != NULL ? base + 1 : rel;
+		if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+			err = PB_EDATA_LINK;
+		else if (renameat(AT_FDCWD, from, pfd, base) != 0)
+			err = -errno;
+		close(pfd);
+		return err;
 	}
 	d = opendir(from);
 	if (d == NULL)
@@ -522,12 +520,12 @@ static int stage_move(const char *from, const char *to)
 			err = PB_ETOOBIG;
 			break;
 		}
-		n = snprintf(b, sizeof(b), "%s/%s", to, e->d_name);
+		n = rel[0] ? snprintf(b, sizeof(b), "%s/%s", rel, e->d_name) : snprintf(b, sizeof(b), "%s", e->d_name);
 		if (n < 0 || (size_t)n >= sizeof(b)) {
 			err = PB_ETOOBIG;
 			break;
 		}
-		err = stage_move(a, b);
+		err = stage_move(root, a, b);
 	}
 	closedir(d);
 	return err;
@@ -535,8 +533,14 @@ static int stage_move(const char *from, const char *to)
 
 int pb__chat_stage_commit(pb__chat_stage_t *st)
 {
-	int err = stage_move(st->root, st->device);
+	int root = open(st->device, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err;
 
+	if (root < 0) {
+		err = -errno;
+	} else {
+		err = stage_move(root, st->root, "");
+		close(root);
+	}
 	pb__chat_rmtree(st->root);
 	return err;
 }

@@ -697,44 +697,32 @@ static int open_root(pb_device_writer_t *w)
 	return w->root < 0 ? -errno : 0;
 }
 
+struct made_ctx {
+	pb_device_writer_t *w;
+	const char *rel;
+};
+
+static int note_made(void *arg, size_t len)
+{
+	struct made_ctx *m = arg;
+
+	return strlist_add(&m->w->made, m->rel, len);
+}
+
 /* Opens the folder that holds rel, one component at a time from the root,
  * never through a link; create makes missing folders (and remembers them). */
 static int open_parent(pb_device_writer_t *w, const char *rel, bool create, int *out)
 {
-	char comp[256];
-	const char *p = rel, *slash;
-	int fd, rc;
+	struct made_ctx m = { w, rel };
+	size_t bad = 0;
+	int rc;
 
 	if ((rc = open_root(w)) != 0)
 		return rc;
-	if ((fd = dup(w->root)) < 0)
-		return -errno;
-	while ((slash = strchr(p, '/')) != NULL) {
-		size_t c = (size_t)(slash - p);
-		bool made = false;
-		int next;
-
-		if (c == 0 || c >= sizeof(comp)) {
-			close(fd);
-			return PB_EDATA_FIELD;
-		}
-		memcpy(comp, p, c);
-		comp[c] = 0;
-		next = pb__dir_open_at(fd, comp, create, 0700, &made);
-		close(fd);
-		if (next == PB_EDATA_LINK)
-			snprintf(w->link, sizeof(w->link), "%.*s", (int)(slash - rel), rel);
-		if (next < 0)
-			return next;
-		fd = next;
-		if (made && (rc = strlist_add(&w->made, rel, (size_t)(slash - rel))) != 0) {
-			close(fd);
-			return rc;
-		}
-		p = slash + 1;
-	}
-	*out = fd;
-	return 0;
+	rc = pb__open_parent_at(w->root, rel, create, 0700, note_made, &m, &bad, out);
+	if (rc == PB_EDATA_LINK)
+		snprintf(w->link, sizeof(w->link), "%.*s", (int)bad, rel);
+	return rc;
 }
 
 static wstaged_t *find_staged(pb_device_writer_t *w, const char *path)

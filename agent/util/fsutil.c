@@ -343,3 +343,41 @@ void pb__remove_tree(const char *path)
 	close(fd);
 	(void)rmdir(path);
 }
+
+int pb__open_parent_at(int root, const char *rel, bool create, unsigned mode, int (*made)(void *arg, size_t len),
+		       void *arg, size_t *bad_len, int *out)
+{
+	char comp[256];
+	const char *p = rel, *slash;
+	int fd, rc;
+
+	*out = -1;
+	if ((fd = dup(root)) < 0)
+		return -errno;
+	while ((slash = strchr(p, '/')) != NULL) {
+		size_t c = (size_t)(slash - p);
+		bool created = false;
+		int next;
+
+		if (c == 0 || c >= sizeof(comp)) {
+			close(fd);
+			return PB_EINVAL;
+		}
+		memcpy(comp, p, c);
+		comp[c] = 0;
+		next = pb__dir_open_at(fd, comp, create, mode, &created);
+		close(fd);
+		if (next == PB_EDATA_LINK && bad_len != NULL)
+			*bad_len = (size_t)(slash - rel);
+		if (next < 0)
+			return next;
+		fd = next;
+		if (created && made != NULL && (rc = made(arg, (size_t)(slash - rel))) != 0) {
+			close(fd);
+			return rc;
+		}
+		p = slash + 1;
+	}
+	*out = fd;
+	return 0;
+}

@@ -47,6 +47,16 @@ uint64_t pb__now(void);
 __attribute__((warn_unused_result)) int pb__dir_open_at(int dirfd, const char *name, bool create, unsigned mode,
 							bool *created);
 
+/* Opens the folder that holds rel (all but its last component) below the
+ * directory root, one component at a time as pb__dir_open_at does: never
+ * through a symbolic link (PB_EDATA_LINK; *bad_len, may be NULL, receives
+ * the length of the prefix of rel that is the link). With create, missing
+ * folders are made with mode and made (may be NULL) hears the length of
+ * each one's prefix of rel. *out receives the descriptor. */
+__attribute__((warn_unused_result)) int pb__open_parent_at(int root, const char *rel, bool create, unsigned mode,
+							   int (*made)(void *arg, size_t len), void *arg,
+							   size_t *bad_len, int *out);
+
 /* pb__read_file for the regular file name under dirfd, not following a
  * link (PB_EDATA_LINK). */
 __attribute__((warn_unused_result)) int pb__read_file_at(int dirfd, const char *name, size_t cap, uint8_t **out,
