@@ -397,6 +397,48 @@ static void test_rollback_needs_snapshot(void **state)
 	unlink(path);
 }
 
+/* A restore into an existing folder whose last file cannot be renamed into
+ * place (a folder stands at its path): the restore fails and names every
+ * file it had already replaced, each of which is then complete. */
+static void test_restore_names_replaced_files(void **state)
+{
+	char path[4200], target[4096], blocker[4200], keep[4400], line[4400];
+	char *args[] = { "restore", "--to", target, NULL };
+	char *err = NULL, *p;
+	int listed = 0;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/sim/zz-blocked.bin", dev);
+	write_text(path, "the last file of the restore\n");
+	backup(NULL, 0);
+	mk(target, "r-blocked");
+	snprintf(blocker, sizeof(blocker), "%s/sim/zz-blocked.bin", target);
+	assert_int_equal(pb__mkdirs(blocker, 0700), 0);
+	snprintf(keep, sizeof(keep), "%s/keep", blocker);
+	write_text(keep, "mine\n");
+	assert_int_not_equal(run(args, NULL, &err), 0);
+	assert_non_null(strstr(err, "stopped after replacing"));
+	/* Every file listed is there and whole: it equals the phone's. */
+	for (p = strstr(err, "replaced before the failure: "); p != NULL;
+	     p = strstr(p + 1, "replaced before the failure: ")) {
+		char mine[65], theirs[65], src[4400];
+		const char *rel;
+
+		snprintf(line, sizeof(line), "%.*s", (int)strcspn(p + 29, "\n"), p + 29);
+		assert_true(strncmp(line, target, strlen(target)) == 0);
+		rel = line + strlen(target) + 1;
+		snprintf(src, sizeof(src), "%s/%s", dev, rel);
+		pb_test_file_digest(line, mine);
+		pb_test_file_digest(src, theirs);
+		assert_string_equal(mine, theirs);
+		listed++;
+	}
+	assert_true(listed > 0);
+	free(err);
+	assert_int_equal(entries(blocker), 1);
+	assert_int_equal(unlink(path), 0);
+}
+
 /* Offset of the first pack record at or after off in the host's newest
  * pack (records: "PBR1" | u32le len | name[32] | ct | hash[32]). */
 static void newest_pack(char *out, size_t cap)
@@ -517,6 +559,7 @@ int main(void)
 		cmocka_unit_test(test_import_refuses_symlinked_device_folder),
 		cmocka_unit_test(test_unparseable_file_is_skipped),
 		cmocka_unit_test(test_rollback_needs_snapshot),
+		cmocka_unit_test(test_restore_names_replaced_files),
 		cmocka_unit_test(test_failed_restore_leaves_target),
 	};
 

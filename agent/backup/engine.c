@@ -574,7 +574,7 @@ static int emit_manifest_chunk(void *arg, const uint8_t name[PB_STORE_NAME_LEN],
 
 static int chunk_file(struct backup *b, const pb_item_t *it, uint64_t *size)
 {
-	int fd = open(it->file, O_RDONLY | O_CLOEXEC);
+	int fd = open(it->file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	struct stat st;
 	int rc;
 
@@ -1896,7 +1896,8 @@ static int target_commit(struct restore *r)
 	return 0;
 }
 
-/* Says what a failed restore did to its target. */
+/* Tells what a failed restore did to its target: the link that stopped
+ * it, and the files it had already replaced (none unless a rename failed). */
 static void target_report(struct restore *r, int rc)
 {
 	const char *const *written;
@@ -1904,17 +1905,14 @@ static void target_report(struct restore *r, int rc)
 
 	if (r->w == NULL)
 		return;
-	if (rc == PB_EDATA_LINK && pb_device_writer_link(r->w)[0])
-		fprintf(stderr, "peerback: %s/%s is a symbolic link; restore does not write through links "
-				"(remove it, or restore --to another folder)\n",
-			r->o->device_dir, pb_device_writer_link(r->w));
+	if (rc == PB_EDATA_LINK)
+		snprintf(r->res->link, sizeof(r->res->link), "%s", pb_device_writer_link(r->w));
 	n = pb_device_writer_written(r->w, &written);
-	if (n == 0 || r->stagedir[0])
+	if (r->stagedir[0])
 		return;
-	fprintf(stderr, "peerback: the restore stopped after replacing %zu file%s in %s:\n", n, n == 1 ? "" : "s",
-		r->o->device_dir);
-	for (size_t i = 0; i < n; i++)
-		fprintf(stderr, "peerback:   %s\n", written[i]);
+	r->res->replaced = n;
+	for (size_t i = 0; i < n && r->o->on_replaced != NULL; i++)
+		r->o->on_replaced(r->o->replaced_arg, written[i]);
 }
 
 static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum restore_mode mode, const char *exact,

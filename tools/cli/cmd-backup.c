@@ -177,6 +177,28 @@ static int rollback_error(pb_cli_t *cli, const pb_engine_result_t *res, const ch
 			   (unsigned long long)res->snapshot);
 }
 
+static void show_replaced(void *arg, const char *path)
+{
+	const char *dev = arg;
+
+	fprintf(stderr, "peerback: replaced before the failure: %s/%s\n", dev, path);
+}
+
+/* A restore that failed: what it did to the target, then why. */
+static int restore_error(pb_cli_t *cli, const pb_engine_result_t *res, int rc, const char *dev)
+{
+	if (rc == PB_EDATA_LINK && res->link[0])
+		return pb_cli_fail(cli, "%s/%s is a symbolic link; restore does not write through links and wrote "
+					"nothing (remove the link, or restore --to another folder)", dev, res->link);
+	if (res->replaced > 0)
+		fprintf(stderr, "peerback: the restore stopped after replacing the %llu file%s listed above; the rest "
+				"of %s is as it was\n", (unsigned long long)res->replaced, res->replaced == 1 ? "" : "s",
+			dev);
+	else if (rc != PB_ESTORE_ROLLBACK && rc != PB_ESTORE_PASSPHRASE)
+		fprintf(stderr, "peerback: nothing was written to %s\n", dev);
+	return engine_error(cli, rc, "restore");
+}
+
 static int device_dir(pb_cli_t *cli, const char *given, char *out, size_t cap)
 {
 	int n = given != NULL ? snprintf(out, cap, "%s", given) : snprintf(out, cap, "%s/device", cli->home);
@@ -336,6 +358,8 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 	o.progress_arg = &ps;
 	o.on_instruction = pb__cli_instruction;
 	o.instruction_arg = cli;
+	o.on_replaced = show_replaced;
+	o.replaced_arg = dev;
 	rc = pb_engine_restore(&o, &res);
 	sodium_memzero(pass, sizeof(pass));
 	if (rc == PB_ENOTFOUND && o.item_id != NULL)
@@ -343,7 +367,7 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 	if (rc == PB_ESTORE_ROLLBACK)
 		return rollback_error(cli, &res, "restore");
 	if (rc != 0)
-		return engine_error(cli, rc, "restore");
+		return restore_error(cli, &res, rc, dev);
 	human((double)res.bytes, total, sizeof(total));
 	if (cli->json)
 		printf("{\"event\":\"restore-done\",\"snapshot\":\"%016llx\",\"device\":\"%s\",\"items\":%llu,"
