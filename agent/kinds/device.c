@@ -797,10 +797,16 @@ static int stage(pb_device_writer_t *w, wentry_t *e)
 	}
 	if (prev != NULL) {
 		/* The newer stage holds the earlier one's items too. */
+		char *copy = strdup(tmp);
+
+		if (copy == NULL) {
+			(void)unlinkat(pfd, tmp, 0);
+			rc = PB_ENOMEM;
+			goto out_close;
+		}
 		(void)unlinkat(pfd, prev->tmp, 0);
 		free(prev->tmp);
-		prev->tmp = strdup(tmp);
-		rc = prev->tmp != NULL ? 0 : PB_ENOMEM;
+		prev->tmp = copy;
 		goto out_close;
 	}
 	if (w->ns == w->caps) {
