@@ -31,18 +31,21 @@ typedef uint8_t name_t[PB_STORE_NAME_LEN];
 struct sess {
 	pb_client_t c;
 	uint64_t next_id;
+	uint8_t host_pk[32]; /* the host's static key, which names it in the state */
 };
 
 static int sess_open(struct sess *s, const pb_engine_opts_t *o)
 {
+	pb_remembered_host_t host;
 	char dev[4096];
 	int rc;
 
 	memset(s, 0, sizeof(*s));
 	s->next_id = 100;
-	rc = pb_phone_connect(o->home, o->host, o->timeout_ms > 0 ? o->timeout_ms : 30000, &s->c, NULL);
+	rc = pb_phone_connect(o->home, o->host, o->timeout_ms > 0 ? o->timeout_ms : 30000, &s->c, &host);
 	if (rc != 0)
 		return rc;
+	memcpy(s->host_pk, host.static_pk, sizeof(s->host_pk));
 	/* Instructions the host queued are carried out at each connection. */
 	if (o->device_dir != NULL)
 		snprintf(dev, sizeof(dev), "%s", o->device_dir);
@@ -350,6 +353,11 @@ struct backup {
 	/* Unchanged items touched in the state since the last commit, in one
 	 * open transaction. */
 	size_t touched;
+	/* The multi-item file being walked, and the largest seq it gave so
+	 * far (a file that then fails to parse keeps those items). */
+	char *file;
+	bool file_gave;
+	uint64_t file_seq;
 };
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -577,7 +585,7 @@ static int emit_manifest_chunk(void *arg, const uint8_t name[PB_STORE_NAME_LEN],
 
 static int chunk_file(struct backup *b, const pb_item_t *it, uint64_t *size)
 {
-	int fd = open(it->file, O_RDONLY | O_CLOEXEC);
+	int fd = open(it->file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	struct stat st;
 	int rc;
 
@@ -636,6 +644,30 @@ static void item_hash(const pb_backup_keys_t *keys, const uint8_t *data, size_t 
 	crypto_generichash(out, 32, data, len, keys->name, sizeof(keys->name));
 }
 
+static void file_forget(struct backup *b)
+{
+	free(b->file);
+	b->file = NULL;
+	b->file_gave = false;
+	b->file_seq = 0;
+}
+
+/* Remembers how far the walk got in a multi-item file (items come by seq). */
+static int file_note(struct backup *b, const pb_item_t *it)
+{
+	if (it->data == NULL || it->path == NULL)
+		return 0;
+	if (b->file == NULL || strcmp(b->file, it->path) != 0) {
+		file_forget(b);
+		if ((b->file = strdup(it->path)) == NULL)
+			return PB_ENOMEM;
+	}
+	b->file_gave = true;
+	if (it->seq > b->file_seq)
+		b->file_seq = it->seq;
+	return 0;
+}
+
 static int backup_item(void *arg, const pb_item_t *it)
 {
 	struct backup *b = arg;
@@ -649,6 +681,8 @@ static int backup_item(void *arg, const pb_item_t *it)
 	bool unchanged = false;
 	int rc;
 
+	if ((rc = file_note(b, it)) != 0)
+		return rc;
 	memset(&m, 0, sizeof(m));
 	m.kind = (uint32_t)it->kind;
 	m.id = it->id;
@@ -731,6 +765,102 @@ out_count:
 	return rc;
 }
 
+/* --- A file that does not parse ---------------------------------------------------- */
+
+/* Its items as the last backup that saw the file recorded them go into this
+ * snapshot unchanged (their chunks are on the host), so skipping a damaged
+ * file loses nothing that was backed up before. Items the walk already gave
+ * from the file stand; only later ones (by seq) are carried over. */
+struct carry {
+	struct backup *b;
+	const char *path;
+	pb_manifest_item_t *v;
+	char **ids;
+	name_t **names;
+	size_t n, cap, cap_ids, cap_names;
+};
+
+static int carry_collect(void *arg, const pb_manifest_item_t *m)
+{
+	struct carry *c = arg;
+	struct backup *b = c->b;
+	int rc;
+
+	/* Items the file gave before it failed stand: only what came after
+	 * them (by position) is carried. */
+	if (b->file_gave && strcmp(b->file, c->path) == 0 && m->seq <= b->file_seq)
+		return 0;
+	if (!pb_backup_state_unchanged(b->st, m->id, m->size, m->mtime, m->hash))
+		return 0;
+	if ((rc = grow((void **)&c->v, &c->cap, c->n + 1, sizeof(*c->v))) != 0 ||
+	    (rc = grow((void **)&c->ids, &c->cap_ids, c->n + 1, sizeof(char *))) != 0 ||
+	    (rc = grow((void **)&c->names, &c->cap_names, c->n + 1, sizeof(name_t *))) != 0)
+		return rc;
+	c->ids[c->n] = strdup(m->id);
+	c->names[c->n] = malloc(m->nchunks ? m->nchunks * sizeof(name_t) : 1);
+	if (c->ids[c->n] == NULL || c->names[c->n] == NULL) {
+		free(c->ids[c->n]);
+		free(c->names[c->n]);
+		return PB_ENOMEM;
+	}
+	memcpy(c->names[c->n], m->chunks, m->nchunks * sizeof(name_t));
+	c->v[c->n] = *m;
+	c->v[c->n].id = c->ids[c->n];
+	c->v[c->n].path = c->path;
+	c->v[c->n].chunks = (const name_t *)c->names[c->n];
+	c->n++;
+	return 0;
+}
+
+static int carry_over(struct backup *b, const char *path)
+{
+	struct carry c;
+	int rc;
+
+	memset(&c, 0, sizeof(c));
+	c.b = b;
+	c.path = path;
+	rc = pb_backup_state_path_items(b->st, path, carry_collect, &c);
+	for (size_t i = 0; i < c.n && rc == 0; i++) {
+		if ((rc = pb_manifest_writer_add(b->mw, &c.v[i])) == 0)
+			rc = touch_item(b, &c.v[i]);
+		b->res->items++;
+		b->res->bytes += c.v[i].size;
+		b->res->items_kept++;
+	}
+	for (size_t i = 0; i < c.n; i++) {
+		free(c.ids[i]);
+		free(c.names[i]);
+	}
+	free(c.v);
+	free(c.ids);
+	free(c.names);
+	return rc;
+}
+
+/* A multi-item file that does not parse: named (with its line), skipped,
+ * its last backed-up items kept; everything else is backed up. */
+static int skip_file(void *arg, const char *rel, int err, uint64_t line, const char *why)
+{
+	struct backup *b = arg;
+
+	(void)err;
+	b->res->skipped++;
+	if (b->o->on_skip != NULL)
+		b->o->on_skip(b->o->skip_arg, rel, line, why);
+	return carry_over(b, rel);
+}
+
+static int skip_quietly(void *arg, const char *rel, int err, uint64_t line, const char *why)
+{
+	(void)arg;
+	(void)rel;
+	(void)err;
+	(void)line;
+	(void)why;
+	return 0;
+}
+
 struct count {
 	uint64_t items, bytes;
 };
@@ -792,7 +922,7 @@ static int backup_once(const pb_engine_opts_t *o, pb_engine_result_t *res)
 	b->pr.o = o;
 	b->pr.p.phase = "scan";
 	b->last_commit = now_s();
-	rc = pb_device_scan(o->device_dir, mask, count_item, &cnt, bad, sizeof(bad));
+	rc = pb_device_scan_skip(o->device_dir, mask, count_item, &cnt, skip_quietly, NULL, bad, sizeof(bad));
 	if (rc != 0) {
 		if (bad[0])
 			fprintf(stderr, "peerback: %s/%s: %s\n", o->device_dir, bad, pb_strerror(rc));
@@ -814,7 +944,7 @@ static int backup_once(const pb_engine_opts_t *o, pb_engine_result_t *res)
 		goto out_state;
 	if ((rc = pb_manifest_writer_new(&b->keys, emit_manifest_chunk, b, &b->mw)) != 0)
 		goto out_state;
-	rc = pb_device_scan(o->device_dir, mask, backup_item, b, bad, sizeof(bad));
+	rc = pb_device_scan_skip(o->device_dir, mask, backup_item, b, skip_file, b, bad, sizeof(bad));
 	if (rc != 0) {
 		if (bad[0])
 			fprintf(stderr, "peerback: %s/%s: %s\n", o->device_dir, bad, pb_strerror(rc));
@@ -840,6 +970,10 @@ static int backup_once(const pb_engine_opts_t *o, pb_engine_result_t *res)
 		/* The receipt is in: every item of this run is in snapshot id. */
 		if (rc == 0)
 			rc = pb_backup_state_run_done(b->st, id);
+		/* What this host must hold from now on: a restore from it that
+		 * finds only older snapshots is a rollback. */
+		if (rc == 0)
+			rc = pb_backup_state_set_host_done(b->st, b->s.host_pk, id);
 		if (rc == 0) {
 			/* Remember which snapshot holds the contacts of the active
 			 * SIM identity, for a phone that later gets that SIM. */
@@ -883,6 +1017,7 @@ out_free:
 	free(b->offered);
 	free(b->items);
 	free(b->cur);
+	file_forget(b);
 	free(b);
 	return rc;
 }
@@ -895,15 +1030,17 @@ int pb_engine_backup(const pb_engine_opts_t *o, pb_engine_result_t *res)
 	rc = backup_once(o, res);
 	if (rc == PB_ESTORE_NOCHUNK) {
 		/* The host no longer holds chunks this phone believed committed
-		 * (its store was replaced): forget that belief and send again. */
-		char path[4096], wal[4200];
+		 * (its store was replaced): forget that belief and send again.
+		 * The snapshots completed with each host are kept: a host cannot
+		 * make the phone forget them this way. */
+		char path[4096];
+		pb_backup_state_t *st;
 
-		if (state_path(o->home, path, sizeof(path)) == 0) {
-			unlink(path);
-			snprintf(wal, sizeof(wal), "%s-wal", path);
-			unlink(wal);
-			snprintf(wal, sizeof(wal), "%s-shm", path);
-			unlink(wal);
+		if (state_path(o->home, path, sizeof(path)) == 0 && pb_backup_state_open(path, &st) == 0) {
+			rc = pb_backup_state_reset(st);
+			pb_backup_state_close(st);
+			if (rc != 0)
+				return rc;
 		}
 		memset(res, 0, sizeof(*res));
 		rc = backup_once(o, res);
@@ -938,6 +1075,8 @@ struct restore {
 	struct want_item *items;
 	size_t nitems, cap_items;
 	char tmpdir[4096];
+	char stagedir[4096];    /* a target that did not exist: built here, then renamed */
+	char target[4096];      /* that target, without trailing slashes */
 	unsigned tmpn;
 	char **tmpfiles;
 	size_t ntmp, cap_tmp;
@@ -1244,20 +1383,17 @@ static int remember_tmp(struct restore *r, const char *path)
 	return 0;
 }
 
-/* Writes what the writer holds and starts a new one. */
+/* Stages what the writer holds beside its targets, freeing the memory;
+ * nothing replaces a file before the restore is complete. */
 static int flush_writer(struct restore *r)
 {
-	int rc = pb_device_writer_commit(r->w);
+	int rc = pb_device_writer_stage(r->w);
 
-	pb_device_writer_free(r->w);
-	r->w = NULL;
 	for (size_t i = 0; i < r->ntmp; i++) {
 		unlink(r->tmpfiles[i]);
 		free(r->tmpfiles[i]);
 	}
 	r->ntmp = 0;
-	if (rc == 0)
-		rc = pb_device_writer_open(r->o->device_dir, &r->w);
 	return rc;
 }
 
@@ -1537,6 +1673,47 @@ static int pick_device(struct restore *r)
 
 enum restore_mode { MODE_RESTORE, MODE_VERIFY, MODE_FETCH };
 
+/* A host whose latest snapshot of this phone is older than the last one
+ * this phone completed with it lost or withholds the newer ones: reading
+ * "the latest" would quietly bring back older data. Refused unless the
+ * caller names a snapshot; res->snapshot and res->snapshot_known say which
+ * two. A phone without state (a new phone) knows nothing to compare. */
+static int check_rollback(struct restore *r)
+{
+	pb_backup_state_t *st = NULL;
+	pb_identity_t id;
+	char path[4096];
+	uint64_t known = 0, latest = 0;
+	struct stat sb;
+	bool own;
+	int rc;
+
+	if (r->o->snapshot != 0)
+		return 0;
+	if ((rc = pb__identity_load(r->o->home, &id)) != 0)
+		return rc;
+	own = memcmp(id.device_id, r->dev_id, sizeof(r->dev_id)) == 0;
+	pb__identity_wipe(&id);
+	if (!own || state_path(r->o->home, path, sizeof(path)) != 0 || stat(path, &sb) != 0)
+		return 0;
+	if ((rc = pb_backup_state_open_ro(path, &st)) != 0)
+		return rc;
+	rc = pb_backup_state_host_done(st, r->s.host_pk, &known);
+	pb_backup_state_close(st);
+	if (rc == PB_ENOTFOUND)
+		return 0;
+	if (rc != 0)
+		return rc;
+	rc = get_latest(r, &latest);
+	if (rc != 0 && rc != PB_ESTORE_NOSNAP)
+		return rc;
+	if (latest >= known)
+		return 0;
+	r->res->snapshot = latest;
+	r->res->snapshot_known = known;
+	return PB_ESTORE_ROLLBACK;
+}
+
 /* Adds the item id as the state's completed generation recorded it. */
 static int state_item(struct restore *r, pb_backup_state_t *st, const char *id)
 {
@@ -1665,6 +1842,90 @@ out_walk:
 	return 0;
 }
 
+/* The restore target. One that does not exist yet is built in a staging
+ * folder beside it (.pbtmp-restore-NAME-XXXXXX) and renamed into place
+ * when complete: a failed restore leaves no target. Into an existing
+ * target (the live device directory) every file is staged beside its
+ * target as the restore goes and renamed over it only once everything was
+ * fetched and checked: a failed restore leaves it as it was; should a
+ * rename itself fail, the files already renamed are named. */
+static int target_open(struct restore *r)
+{
+	char *dir = r->target, parent[4096];
+	const char *slash;
+	struct stat st;
+	size_t len;
+	int n, rc;
+
+	if (stat(r->o->device_dir, &st) == 0)
+		return pb_device_writer_open(r->o->device_dir, &r->w);
+	if (errno != ENOENT)
+		return -errno;
+	n = snprintf(r->target, sizeof(r->target), "%s", r->o->device_dir);
+	if (n < 0 || (size_t)n >= sizeof(r->target))
+		return PB_ETOOBIG;
+	for (len = strlen(dir); len > 1 && dir[len - 1] == '/'; len--)
+		dir[len - 1] = 0;
+	slash = strrchr(dir, '/');
+	if (slash == NULL)
+		n = snprintf(parent, sizeof(parent), ".");
+	else
+		n = snprintf(parent, sizeof(parent), "%.*s", (int)(slash - dir) > 0 ? (int)(slash - dir) : 1, dir);
+	if (n < 0 || (size_t)n >= sizeof(parent))
+		return PB_ETOOBIG;
+	if ((rc = pb__mkdirs(parent, 0700)) != 0)
+		return rc;
+	n = snprintf(r->stagedir, sizeof(r->stagedir), "%s/%srestore-%.64s-XXXXXX", parent, PB_TMP_PREFIX,
+		     slash != NULL ? slash + 1 : dir);
+	if (n < 0 || (size_t)n >= sizeof(r->stagedir)) {
+		r->stagedir[0] = 0;
+		return PB_ETOOBIG;
+	}
+	if (mkdtemp(r->stagedir) == NULL) {
+		r->stagedir[0] = 0;
+		return -errno;
+	}
+	return pb_device_writer_open(r->stagedir, &r->w);
+}
+
+static int target_commit(struct restore *r)
+{
+	char parent[4096];
+	const char *slash;
+	int rc = pb_device_writer_commit(r->w);
+
+	if (rc != 0 || !r->stagedir[0])
+		return rc;
+	/* A target that appeared meanwhile with content is not merged into. */
+	if (rename(r->stagedir, r->target) != 0)
+		return errno == EEXIST || errno == ENOTEMPTY ? PB_EEXISTS : -errno;
+	r->stagedir[0] = 0;
+	slash = strrchr(r->target, '/');
+	if (slash != NULL && slash > r->target &&
+	    snprintf(parent, sizeof(parent), "%.*s", (int)(slash - r->target), r->target) < (int)sizeof(parent))
+		(void)pb__fsync_dir(parent);
+	return 0;
+}
+
+/* Tells what a failed restore did to its target: the link that stopped
+ * it, and the files it had already replaced (none unless a rename failed). */
+static void target_report(struct restore *r, int rc)
+{
+	const char *const *written;
+	size_t n;
+
+	if (r->w == NULL)
+		return;
+	if (rc == PB_EDATA_LINK)
+		snprintf(r->res->link, sizeof(r->res->link), "%s", pb_device_writer_link(r->w));
+	n = pb_device_writer_written(r->w, &written);
+	if (r->stagedir[0])
+		return;
+	r->res->replaced = n;
+	for (size_t i = 0; i < n && r->o->on_replaced != NULL; i++)
+		r->o->on_replaced(r->o->replaced_arg, written[i]);
+}
+
 static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum restore_mode mode, const char *exact,
 		       uint8_t **out, size_t *out_len)
 {
@@ -1689,12 +1950,10 @@ static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum 
 	if ((rc = sess_open(&r->s, o)) != 0)
 		goto out_free;
 	if (mode == MODE_RESTORE) {
-		if ((rc = pb__mkdirs(o->device_dir, 0700)) != 0)
-			goto out_keys;
 		if ((rc = pb__path_join(r->tmpdir, sizeof(r->tmpdir), o->home, "restore-tmp")) != 0 ||
 		    (rc = pb__mkdirs(r->tmpdir, 0700)) != 0)
 			goto out_keys;
-		if ((rc = pb_device_writer_open(o->device_dir, &r->w)) != 0)
+		if ((rc = target_open(r)) != 0)
 			goto out_keys;
 	}
 	if (mode != MODE_VERIFY) {
@@ -1709,6 +1968,8 @@ static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum 
 	if ((rc = pick_device(r)) != 0)
 		goto out_keys;
 	pb__hex(r->dev_id, sizeof(r->dev_id), res->device);
+	if ((rc = check_rollback(r)) != 0)
+		goto out_keys;
 	if ((rc = master_key(&r->s, o, &r->dev, false, mk)) != 0)
 		goto out_keys;
 	pb_backup_keys_derive(mk, &r->keys);
@@ -1748,7 +2009,7 @@ finish:
 		if (r->pr.p.items_done == 0 && (o->item_id != NULL))
 			rc = PB_ENOTFOUND;
 		else
-			rc = pb_device_writer_commit(r->w);
+			rc = target_commit(r);
 		if (rc == 0)
 			cache_drop(r);
 	}
@@ -1767,7 +2028,11 @@ finish:
 	if (rc == 0)
 		progress(&r->pr, true);
 out_keys:
+	if (rc != 0 && mode == MODE_RESTORE)
+		target_report(r, rc);
 	pb_device_writer_free(r->w);
+	if (r->stagedir[0])
+		pb__remove_tree(r->stagedir);
 	for (size_t i = 0; i < r->ntmp; i++) {
 		unlink(r->tmpfiles[i]);
 		free(r->tmpfiles[i]);

@@ -45,18 +45,33 @@ typedef struct pb_engine_opts_s {
 	/* Told of each remote instruction carried out on connecting (may be NULL). */
 	void (*on_instruction)(void *arg, const char *op, int rc, const char *message);
 	void *instruction_arg;
+	/* Told of each multi-item file that does not parse, which the backup
+	 * skips (its last backed-up items are kept); line 0 when unknown. */
+	void (*on_skip)(void *arg, const char *path, uint64_t line, const char *why);
+	void *skip_arg;
+	/* Told of each file (relative) a restore that then failed had already
+	 * replaced in an existing target; normally none: files are renamed
+	 * into place only once everything was fetched and checked. */
+	void (*on_replaced)(void *arg, const char *path);
+	void *replaced_arg;
 } pb_engine_opts_t;
 
 typedef struct pb_engine_result_s {
 	uint64_t snapshot;
+	uint64_t snapshot_known;         /* restore refused as a rollback: the newest
+					  * snapshot this phone completed there */
 	uint64_t items, bytes;           /* items and plaintext bytes covered */
 	uint64_t items_changed;
 	uint64_t chunks_sent, bytes_sent;
 	uint64_t chunks_total;
+	uint64_t skipped;                /* backup: files that did not parse, skipped (partial) */
+	uint64_t items_kept;             /* backup: their items kept from the last backup */
 	uint64_t bad_items;              /* verify: items that did not match */
 	uint64_t chunks_cached;          /* restore: chunks an interrupted run had fetched */
 	char device[33];                 /* restore: whose backup (hex) */
 	bool by_state;                   /* restore, fetch: found through the phone's state, not the manifest */
+	uint64_t replaced;               /* restore that failed: files already replaced (see on_replaced) */
+	char link[512];                  /* restore refused with PB_EDATA_LINK: the link, relative to the target */
 	double seconds;
 } pb_engine_result_t;
 
@@ -68,7 +83,13 @@ typedef struct pb_engine_result_s {
 __attribute__((warn_unused_result)) int pb_engine_backup(const pb_engine_opts_t *opts, pb_engine_result_t *res);
 
 /* Restores into opts->device_dir: everything, the kinds in kind_mask, or
- * item_id. A phone without a master key needs opts->passphrase. */
+ * item_id. A phone without a master key needs opts->passphrase. A failed
+ * restore leaves the target as it was (a new target does not appear; see
+ * on_replaced for the one exception); no symbolic link inside the target is
+ * written through (PB_EDATA_LINK, res->link); without opts->snapshot, a host
+ * whose latest snapshot of this phone is older than the last one the phone
+ * completed there is refused with PB_ESTORE_ROLLBACK (res->snapshot and
+ * res->snapshot_known name both). */
 __attribute__((warn_unused_result)) int pb_engine_restore(const pb_engine_opts_t *opts, pb_engine_result_t *res);
 
 /* Decrypts every item of the latest snapshot and checks it against the

@@ -521,3 +521,113 @@ bool pb_backup_state_has_children(pb_backup_state_t *st, const char *id)
 	sqlite3_finalize(q);
 	return yes;
 }
+
+/* The newest snapshot this phone completed with a host, kept per host key
+ * in meta as "host:<hex of the key>". It is never removed by a new run nor
+ * by pb_backup_state_reset, so a host that drops or withholds snapshots
+ * cannot make the phone forget what it stored there. */
+static void host_meta_key(const uint8_t host_pk[32], char out[5 + 64 + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	memcpy(out, "host:", 5);
+	for (size_t i = 0; i < 32; i++) {
+		out[5 + 2 * i] = hex[host_pk[i] >> 4];
+		out[5 + 2 * i + 1] = hex[host_pk[i] & 15];
+	}
+	out[5 + 64] = 0;
+}
+
+int pb_backup_state_host_done(pb_backup_state_t *st, const uint8_t host_pk[32], uint64_t *snapshot)
+{
+	char k[5 + 64 + 1];
+	int64_t v = 0;
+	int rc;
+
+	if (st == NULL || host_pk == NULL || snapshot == NULL)
+		return PB_EINVAL;
+	host_meta_key(host_pk, k);
+	rc = meta_get(st, k, &v);
+	*snapshot = rc == 0 ? (uint64_t)v : 0;
+	return rc;
+}
+
+int pb_backup_state_set_host_done(pb_backup_state_t *st, const uint8_t host_pk[32], uint64_t snapshot)
+{
+	char k[5 + 64 + 1];
+	sqlite3_stmt *q;
+	int rc;
+
+	if (st == NULL || host_pk == NULL)
+		return PB_EINVAL;
+	host_meta_key(host_pk, k);
+	/* Only ever forward: snapshot ids grow with time. */
+	rc = sqlite3_prepare_v2(st->db, "INSERT INTO meta(k, v) VALUES(?1, ?2)"
+					" ON CONFLICT(k) DO UPDATE SET v=max(v, excluded.v)", -1, &q, NULL);
+	if (rc != SQLITE_OK)
+		return db_err(rc);
+	sqlite3_bind_text(q, 1, k, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, (int64_t)snapshot);
+	rc = sqlite3_step(q);
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : db_err(rc);
+}
+
+int pb_backup_state_reset(pb_backup_state_t *st)
+{
+	int rc;
+
+	if (st == NULL)
+		return PB_EINVAL;
+	rc = sqlite3_exec(st->db, "BEGIN; DELETE FROM items; DELETE FROM committed;"
+				  " DELETE FROM meta WHERE k NOT LIKE 'host:%'; COMMIT;", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		return db_err(rc);
+	}
+	return 0;
+}
+
+int pb_backup_state_path_items(pb_backup_state_t *st, const char *path, pb_manifest_item_cb cb, void *arg)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if (st == NULL || path == NULL || cb == NULL)
+		return PB_EINVAL;
+	/* The newest generation that saw the file: its items as last backed
+	 * up. Rows of items removed from the file earlier keep older ones. */
+	rc = sqlite3_prepare_v2(st->db, "SELECT id, kind, seq, size, mtime, hash, chunks FROM items"
+					" WHERE path=?1 AND kind IS NOT NULL AND"
+					" gen=(SELECT max(gen) FROM items WHERE path=?1 AND kind IS NOT NULL)"
+					" ORDER BY seq, id", -1, &q, NULL);
+	if (rc != SQLITE_OK)
+		return db_err(rc);
+	sqlite3_bind_text(q, 1, path, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		pb_manifest_item_t m;
+		size_t bytes = (size_t)sqlite3_column_bytes(q, 6);
+
+		if (sqlite3_column_bytes(q, 5) != 32 || bytes % PB_STORE_NAME_LEN != 0 ||
+		    bytes / PB_STORE_NAME_LEN > PB_MANIFEST_ITEM_CHUNKS_MAX) {
+			sqlite3_finalize(q);
+			return PB_ESTORE_CORRUPT;
+		}
+		memset(&m, 0, sizeof(m));
+		m.id = (const char *)sqlite3_column_text(q, 0);
+		m.kind = (uint32_t)sqlite3_column_int64(q, 1);
+		m.path = path;
+		m.seq = (uint64_t)sqlite3_column_int64(q, 2);
+		m.size = (uint64_t)sqlite3_column_int64(q, 3);
+		m.mtime = sqlite3_column_int64(q, 4);
+		memcpy(m.hash, sqlite3_column_blob(q, 5), 32);
+		m.nchunks = bytes / PB_STORE_NAME_LEN;
+		m.chunks = (const uint8_t(*)[PB_STORE_NAME_LEN])sqlite3_column_blob(q, 6);
+		if ((rc = cb(arg, &m)) != 0) {
+			sqlite3_finalize(q);
+			return rc;
+		}
+	}
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : db_err(rc);
+}

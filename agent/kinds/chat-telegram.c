@@ -21,6 +21,7 @@
 
 #include "peerback/error.h"
 #include "agent/kinds/chat-util.h"
+#include "agent/kinds/util.h"
 
 /* --- Canonical writer ------------------------------------------------------ */
 
@@ -292,27 +293,33 @@ static int imp_end(void *arg, pb__chat_tg_chat_t *chat)
 
 static int imp_attachment(struct tg_import *im, pb__chat_tg_chat_t *chat, const pb__cj_t *m)
 {
-	char src[8192], rel[2048], dst[8300];
-	struct stat sb;
-	int n, err;
+	char rel[2048], dst[8300];
+	int n, err, fd;
 
 	if (!pb__chat_relpath_ok(m->str, m->len) || strcmp(m->str, "result.json") == 0) {
 		pb__chat_fail(chat->why, sizeof(chat->why), 0, "chat #%s: attachment path \"%.60s\" is not a safe relative path",
 			 im->chat_id, m->str);
 		return PB_EDATA_FIELD;
 	}
-	n = snprintf(src, sizeof(src), "%s/%s", im->srcdir, m->str);
-	if (n < 0 || (size_t)n >= sizeof(src))
-		return PB_ETOOBIG;
-	/* A file the export left out stays a reference, as in the export. */
-	if (stat(src, &sb) != 0 || !S_ISREG(sb.st_mode))
+	/* A file the export left out stays a reference, as in the export; a
+	 * symbolic link is refused: it may point at anything on the phone. */
+	err = pb__chat_open_below(im->srcdir, m->str, &fd);
+	if (err == PB_EDATA_LINK) {
+		pb__chat_fail(chat->why, sizeof(chat->why), 0,
+			      "chat #%s: attachment %.80s is a symbolic link; links in an export are not followed "
+			      "(put the file itself in the export)", im->chat_id, m->str);
+		return err;
+	}
+	if (err != 0)
 		return 0;
 	n = snprintf(rel, sizeof(rel), "pending/%s/%s", im->chat_id, m->str);
-	if (n < 0 || (size_t)n >= sizeof(rel))
-		return PB_ETOOBIG;
-	if ((err = pb__chat_stage_path(im->st, rel, dst, sizeof(dst))) != 0)
-		return err;
-	if ((err = pb__chat_copy_file(src, dst)) != 0) {
+	if (n < 0 || (size_t)n >= sizeof(rel) || (err = pb__chat_stage_path(im->st, rel, dst, sizeof(dst))) != 0) {
+		close(fd);
+		return n < 0 || (size_t)n >= sizeof(rel) ? PB_ETOOBIG : err;
+	}
+	err = pb__chat_copy_fd(fd, dst);
+	close(fd);
+	if (err != 0) {
 		pb__chat_fail(chat->why, sizeof(chat->why), 0, "cannot copy attachment %.80s: %s", m->str, strerror(-err));
 		return err;
 	}
@@ -477,6 +484,7 @@ static int codec_split(const char *relpath, const uint8_t *buf, size_t len, pb_i
 	struct tg_split s;
 	pb__chat_tg_sink_t sink = {split_begin, split_message, NULL, &s, true};
 	pb__chat_tg_t *p;
+	char why[256] = "";
 	int err;
 
 	memset(&s, 0, sizeof(s));
@@ -487,12 +495,14 @@ static int codec_split(const char *relpath, const uint8_t *buf, size_t len, pb_i
 		return err;
 	if ((err = pb__chat_tg_new(&p, &sink)) != 0)
 		return err;
-	err = pb__chat_tg_feed(p, buf, len, NULL, 0);
+	err = pb__chat_tg_feed(p, buf, len, why, sizeof(why));
 	if (err == 0)
-		err = pb__chat_tg_finish(p, NULL, 0);
+		err = pb__chat_tg_finish(p, why, sizeof(why));
 	pb__chat_tg_free(p);
 	if (s.cb_ret != 0)
 		return s.cb_ret;
+	if (err != 0)
+		pb__kinds_split_why(0, why);
 	return err;
 }
 

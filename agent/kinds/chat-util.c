@@ -12,6 +12,7 @@
 
 #include "peerback/error.h"
 #include "agent/kinds/chat-util.h"
+#include "agent/util/fsutil.h"
 
 int pb__chat_buf_add(pb_buf_t *b, const void *data, size_t len)
 {
@@ -199,25 +200,65 @@ int pb__chat_mkparents(const char *path)
 	return pb__chat_mkdirs(tmp);
 }
 
+/* Opens rel under dir for reading, one component at a time, without
+ * following a symbolic link anywhere below dir: an export holds its files,
+ * and a link in it may point at anything on the phone. */
+int pb__chat_open_below(const char *dir, const char *rel, int *out)
+{
+	const char *base = strrchr(rel, '/');
+	int root, fd, next;
+
+	*out = -1;
+	root = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		return -errno;
+	next = pb__open_parent_at(root, rel, false, 0, NULL, NULL, NULL, &fd);
+	close(root);
+	if (next != 0)
+		return next;
+	next = openat(fd, base != NULL ? base + 1 : rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (next < 0 && errno == ELOOP)
+		next = PB_EDATA_LINK;
+	else if (next < 0)
+		next = -errno;
+	close(fd);
+	if (next >= 0) {
+		struct stat st;
+
+		if (fstat(next, &st) != 0 || !S_ISREG(st.st_mode)) {
+			close(next);
+			return -EISDIR;
+		}
+	}
+	*out = next;
+	return next < 0 ? next : 0;
+}
+
 int pb__chat_copy_file(const char *src, const char *dst)
 {
+	int in = open(src, O_RDONLY | O_CLOEXEC), err;
+
+	if (in < 0)
+		return -errno;
+	err = pb__chat_copy_fd(in, dst);
+	close(in);
+	return err;
+}
+
+int pb__chat_copy_fd(int in, const char *dst)
+{
 	static const size_t block = 1u << 20;
-	int in, out, err = 0;
+	int out, err = 0;
 	uint8_t *buf;
 	ssize_t r, w, off;
 
 	buf = malloc(block);
 	if (buf == NULL)
 		return PB_ENOMEM;
-	in = open(src, O_RDONLY | O_CLOEXEC);
-	if (in < 0) {
-		err = -errno;
-		goto out_free;
-	}
 	out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (out < 0) {
 		err = -errno;
-		goto out_close_in;
+		goto out_free;
 	}
 	for (;;) {
 		r = read(in, buf, block);
@@ -246,8 +287,6 @@ int pb__chat_copy_file(const char *src, const char *dst)
 out_close_out:
 	if (close(out) != 0 && err == 0)
 		err = -errno;
-out_close_in:
-	close(in);
 out_free:
 	free(buf);
 	return err;
@@ -443,7 +482,10 @@ int pb__chat_stage_path(pb__chat_stage_t *st, const char *rel, char *out, size_t
 	return pb__chat_mkparents(out);
 }
 
-static int stage_move(const char *from, const char *to)
+/* Moves the staged tree from into the device directory at rel ("" for
+ * its top), opening every destination folder without following a link:
+ * a link in the device directory is never written through. */
+static int stage_move(int root, const char *from, const char *rel)
 {
 	DIR *d;
 	struct dirent *e;
@@ -454,10 +496,18 @@ static int stage_move(const char *from, const char *to)
 	if (lstat(from, &st) != 0)
 		return -errno;
 	if (!S_ISDIR(st.st_mode)) {
-		n = pb__chat_mkparents(to);
-		if (n != 0)
-			return n;
-		return rename(from, to) == 0 ? 0 : -errno;
+		const char *base = strrchr(rel, '/');
+		int pfd;
+
+		if ((err = pb__open_parent_at(root, rel, true, 0700, NULL, NULL, NULL, &pfd)) != 0)
+			return err;
+		base = base != NULL ? base + 1 : rel;
+		if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+			err = PB_EDATA_LINK;
+		else if (renameat(AT_FDCWD, from, pfd, base) != 0)
+			err = -errno;
+		close(pfd);
+		return err;
 	}
 	d = opendir(from);
 	if (d == NULL)
@@ -470,12 +520,12 @@ static int stage_move(const char *from, const char *to)
 			err = PB_ETOOBIG;
 			break;
 		}
-		n = snprintf(b, sizeof(b), "%s/%s", to, e->d_name);
+		n = rel[0] ? snprintf(b, sizeof(b), "%s/%s", rel, e->d_name) : snprintf(b, sizeof(b), "%s", e->d_name);
 		if (n < 0 || (size_t)n >= sizeof(b)) {
 			err = PB_ETOOBIG;
 			break;
 		}
-		err = stage_move(a, b);
+		err = stage_move(root, a, b);
 	}
 	closedir(d);
 	return err;
@@ -483,8 +533,14 @@ static int stage_move(const char *from, const char *to)
 
 int pb__chat_stage_commit(pb__chat_stage_t *st)
 {
-	int err = stage_move(st->root, st->device);
+	int root = open(st->device, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err;
 
+	if (root < 0) {
+		err = -errno;
+	} else {
+		err = stage_move(root, st->root, "");
+		close(root);
+	}
 	pb__chat_rmtree(st->root);
 	return err;
 }

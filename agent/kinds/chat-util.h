@@ -59,6 +59,12 @@ PB_WUR int pb__chat_mkdirs(const char *path);
 PB_WUR int pb__chat_mkparents(const char *path);
 /* Copies file src to dst (created or replaced; not atomic). */
 PB_WUR int pb__chat_copy_file(const char *src, const char *dst);
+/* Copies from the open file in to dst (created 0600, fsynced). */
+PB_WUR int pb__chat_copy_fd(int in, const char *dst);
+/* Opens the regular file rel below dir without following a symbolic link
+ * in any component below dir (PB_EDATA_LINK); -ENOENT when absent, -EISDIR
+ * when not a regular file. */
+PB_WUR int pb__chat_open_below(const char *dir, const char *rel, int *out);
 /* Writes a whole file (not atomic). */
 PB_WUR int pb__chat_write_file(const char *path, const void *data, size_t len);
 /* Reads a whole file of at most max bytes into out (malloc'd, caller frees). */

@@ -603,10 +603,9 @@ struct wa_import {
 static int imp_emit(void *arg, pb__cj_t *msg)
 {
 	struct wa_import *im = arg;
-	char src[8192], rel[2048], dst[8300];
+	char rel[2048], dst[8300];
 	const pb__cj_t *m;
-	struct stat sb;
-	int err = 0, n;
+	int err = 0, n, fd;
 
 	for (m = msg->child; m != NULL && err == 0; m = m->next) {
 		if (!pb__chat_is_attachment(m))
@@ -616,16 +615,25 @@ static int imp_emit(void *arg, pb__cj_t *msg)
 			err = PB_EDATA_FIELD;
 			break;
 		}
-		n = snprintf(src, sizeof(src), "%s/%s", im->srcdir, m->str);
-		if (n < 0 || (size_t)n >= sizeof(src) || stat(src, &sb) != 0 || !S_ISREG(sb.st_mode))
-			continue;
-		n = snprintf(rel, sizeof(rel), "chats/%s/%s", im->chat_id, m->str);
-		if (n < 0 || (size_t)n >= sizeof(rel)) {
-			err = PB_ETOOBIG;
+		/* A file the export left out stays a reference; a symbolic
+		 * link is refused: it may point at anything on the phone. */
+		err = pb__chat_open_below(im->srcdir, m->str, &fd);
+		if (err == PB_EDATA_LINK) {
+			pb__chat_fail(im->why, sizeof(im->why), 0,
+				      "attachment %.80s is a symbolic link; links in an export are not followed (put "
+				      "the file itself in the export)", m->str);
 			break;
 		}
-		if ((err = pb__chat_stage_path(im->st, rel, dst, sizeof(dst))) == 0)
-			err = pb__chat_copy_file(src, dst);
+		if (err != 0) {
+			err = 0;
+			continue;
+		}
+		n = snprintf(rel, sizeof(rel), "chats/%s/%s", im->chat_id, m->str);
+		if (n < 0 || (size_t)n >= sizeof(rel))
+			err = PB_ETOOBIG;
+		else if ((err = pb__chat_stage_path(im->st, rel, dst, sizeof(dst))) == 0)
+			err = pb__chat_copy_fd(fd, dst);
+		close(fd);
 	}
 	if (err == 0)
 		err = pb__chat_writer_message(&im->w, msg);

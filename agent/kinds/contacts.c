@@ -19,6 +19,7 @@
 
 #include "peerback/error.h"
 #include "agent/kinds/chat-util.h"
+#include "agent/kinds/util.h"
 
 #define VCARD_MAX_CARDS 100000
 #define VCARD_MAX_PROPS 10000
@@ -1195,6 +1196,8 @@ static int vcf_split(const char *relpath, const uint8_t *buf, size_t len, pb_ite
 	r.memlen = len;
 	err = read_book(&r, &book, &line, &why);
 	pb__chat_lines_free(&r);
+	if (err != 0)
+		pb__kinds_split_why(line, why);
 	if (err == 0 && book.n == 0 && len > 0)
 		err = PB_EDATA_FORMAT; /* blank lines only: no card to carry them */
 	if (err == 0 && (err = settle(&book)) == 0) {

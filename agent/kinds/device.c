@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "agent/kinds/internal.h"
+#include "agent/util/fsutil.h"
 #include "agent/kinds/util.h"
 
 #define MAX_DEPTH 16
@@ -139,8 +140,24 @@ static void set_bad(char *bad_path, size_t cap, const char *rel)
 		bad_path[0] = 0;
 }
 
-int pb_device_scan(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg, char *bad_path,
-		   size_t bad_path_cap)
+/* A multi-item file that could not be read or split: with a bad callback
+ * it is reported (why and line from the codec) and, when the callback
+ * returns 0, skipped. */
+static int file_failed(pb_scan_bad_cb bad, void *bad_arg, const char *rel, int rc)
+{
+	uint64_t line = 0;
+	char why[256];
+
+	pb__kinds_split_take(&line, why, sizeof(why));
+	if (bad == NULL)
+		return rc;
+	if (why[0] == 0)
+		snprintf(why, sizeof(why), "%s", pb_strerror(rc));
+	return bad(bad_arg, rel, rc, line, why);
+}
+
+static int scan(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg, pb_scan_bad_cb bad, void *bad_arg,
+		char *bad_path, size_t bad_path_cap)
 {
 	static const pb_kind_t order[] = { PB_KIND_CREDENTIAL, PB_KIND_MIFARE, PB_KIND_SIM, PB_KIND_CHAT,
 					   PB_KIND_CONTACTS };
@@ -179,14 +196,20 @@ int pb_device_scan(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg
 			uint8_t *buf;
 			size_t len;
 
-			if ((rc = pb__kinds_read_file(abs, PB__KINDS_MAX_FILE, &buf, &len)) != 0)
-				goto out_bad;
+			pb__kinds_split_why(0, NULL);
+			if ((rc = pb__kinds_read_file(abs, PB__KINDS_MAX_FILE, &buf, &len)) != 0) {
+				if ((rc = file_failed(bad, bad_arg, rel, rc)) != 0)
+					goto out_bad;
+				continue;
+			}
 			rc = codec->split(rel, buf, len, split_cb, &ctx);
 			sodium_memzero(buf, len);
 			free(buf);
 			if (rc != 0 && ctx.stopped)
 				goto out_free;
-			if (rc != 0)
+			/* Items the split already gave stay in the walk: the
+			 * callback hears the file failed after them. */
+			if (rc != 0 && (rc = file_failed(bad, bad_arg, rel, rc)) != 0)
 				goto out_bad;
 		} else {
 			pb_item_t item = { 0 };
@@ -210,6 +233,18 @@ out_free:
 	return rc;
 }
 
+int pb_device_scan(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg, char *bad_path,
+		   size_t bad_path_cap)
+{
+	return scan(dir, kind_mask, cb, arg, NULL, NULL, bad_path, bad_path_cap);
+}
+
+int pb_device_scan_skip(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg, pb_scan_bad_cb bad,
+			void *bad_arg, char *bad_path, size_t bad_path_cap)
+{
+	return scan(dir, kind_mask, cb, arg, bad, bad_arg, bad_path, bad_path_cap);
+}
+
 /* --- Writer --------------------------------------------------------------- */
 
 typedef struct witem_s {
@@ -230,13 +265,35 @@ typedef struct wentry_s {
 	/* Multi-item file: the items to merge into it. */
 	witem_t *items;
 	size_t n, cap;
-	char *tmp; /* temporary file during commit */
 } wentry_t;
 
+/* A file written to a temporary name beside its target, waiting to be
+ * renamed over it at commit. */
+typedef struct wstaged_s {
+	char *path; /* relative target */
+	char *tmp;  /* temporary name in the target's folder */
+} wstaged_t;
+
+typedef struct strlist_s {
+	char **v;
+	size_t n, cap;
+} strlist_t;
+
+/* Every folder below dir is opened one component at a time without
+ * following a symbolic link (openat, O_NOFOLLOW): a link in the target,
+ * made by whoever, is refused with PB_EDATA_LINK and never written
+ * through. Staged files and the folders the writer made are removed when
+ * the writer is freed uncommitted. */
 struct pb_device_writer_s {
 	char *dir;
+	int root; /* dir, opened at the first stage; -1 before */
 	wentry_t *e;
 	size_t n, cap;
+	wstaged_t *s;
+	size_t ns, caps;
+	strlist_t made;    /* folders made, relative, parents first */
+	strlist_t written; /* files renamed into place by the last commit */
+	char link[MAX_PATH];
 };
 
 static void wipe_free(void *p, size_t len)
@@ -262,10 +319,6 @@ static void wentry_clear(wentry_t *e)
 	for (size_t i = 0; i < e->n; i++)
 		witem_clear(&e->items[i]);
 	free(e->items);
-	if (e->tmp != NULL) {
-		unlink(e->tmp);
-		free(e->tmp);
-	}
 	memset(e, 0, sizeof(*e));
 }
 
@@ -323,6 +376,7 @@ int pb_device_writer_open(const char *dir, pb_device_writer_t **out)
 	w = calloc(1, sizeof(*w));
 	if (w == NULL)
 		return PB_ENOMEM;
+	w->root = -1;
 	w->dir = strdup(dir);
 	if (w->dir == NULL) {
 		free(w);
@@ -502,23 +556,15 @@ static int cmp_witem(const void *a, const void *b)
 
 /* Merges e's items into the file's existing items (same id replaces, in the
  * existing position) and joins them through the codec. */
-static int build_multi(const char *abs, wentry_t *e, pb_buf_t *out)
+static int build_multi(const uint8_t *buf, size_t len, wentry_t *e, pb_buf_t *out)
 {
 	existing_t x = { e, NULL, 0, 0 };
 	pb_item_t *items = NULL;
-	uint8_t *buf = NULL;
-	size_t len = 0, base;
-	int rc;
+	size_t base;
+	int rc = 0;
 
-	rc = pb__kinds_read_file(abs, PB__KINDS_MAX_FILE, &buf, &len);
-	if (rc == 0) {
-		rc = e->codec->split(e->path, buf, len, existing_cb, &x);
-		wipe_free(buf, len);
-		if (rc != 0)
-			goto out_free;
-	} else if (rc != -ENOENT) {
+	if (buf != NULL && (rc = e->codec->split(e->path, buf, len, existing_cb, &x)) != 0)
 		goto out_free;
-	}
 	base = x.n;
 	for (size_t i = 0; i < x.n; i++)
 		x.v[i].order = i;
@@ -591,10 +637,10 @@ static int write_all(int fd, const uint8_t *p, size_t len)
 static int copy_file(const char *src, int fd)
 {
 	uint8_t buf[65536];
-	int in = open(src, O_RDONLY | O_CLOEXEC), rc = 0;
+	int in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), rc = 0;
 
 	if (in < 0)
-		return -errno;
+		return errno == ELOOP ? PB_EDATA_LINK : -errno;
 	for (;;) {
 		ssize_t r = read(in, buf, sizeof(buf));
 		if (r < 0 && errno == EINTR)
@@ -613,39 +659,127 @@ static int copy_file(const char *src, int fd)
 	return rc;
 }
 
-/* Writes one entry to a temporary file next to its target. */
+static int strlist_add(strlist_t *l, const char *s, size_t len)
+{
+	char *copy;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		char **v = realloc(l->v, cap * sizeof(*v));
+		if (v == NULL)
+			return PB_ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	copy = strndup(s, len);
+	if (copy == NULL)
+		return PB_ENOMEM;
+	l->v[l->n++] = copy;
+	return 0;
+}
+
+static void strlist_clear(strlist_t *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	l->n = 0;
+}
+
+static int open_root(pb_device_writer_t *w)
+{
+	int rc;
+
+	if (w->root >= 0)
+		return 0;
+	if ((rc = pb__kinds_mkdirs(w->dir)) != 0)
+		return rc;
+	w->root = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return w->root < 0 ? -errno : 0;
+}
+
+struct made_ctx {
+	pb_device_writer_t *w;
+	const char *rel;
+};
+
+static int note_made(void *arg, size_t len)
+{
+	struct made_ctx *m = arg;
+
+	return strlist_add(&m->w->made, m->rel, len);
+}
+
+/* Opens the folder that holds rel, one component at a time from the root,
+ * never through a link; create makes missing folders (and remembers them). */
+static int open_parent(pb_device_writer_t *w, const char *rel, bool create, int *out)
+{
+	struct made_ctx m = { w, rel };
+	size_t bad = 0;
+	int rc;
+
+	if ((rc = open_root(w)) != 0)
+		return rc;
+	rc = pb__open_parent_at(w->root, rel, create, 0700, note_made, &m, &bad, out);
+	if (rc == PB_EDATA_LINK)
+		snprintf(w->link, sizeof(w->link), "%.*s", (int)bad, rel);
+	return rc;
+}
+
+static wstaged_t *find_staged(pb_device_writer_t *w, const char *path)
+{
+	for (size_t i = w->ns; i > 0; i--)
+		if (strcmp(w->s[i - 1].path, path) == 0)
+			return &w->s[i - 1];
+	return NULL;
+}
+
+/* Writes one entry to a temporary file next to its target (a multi-item
+ * file merged with the file there, or with what an earlier stage of the
+ * same file wrote). */
 static int stage(pb_device_writer_t *w, wentry_t *e)
 {
-	char abs[MAX_PATH], parent[MAX_PATH], tmp[MAX_PATH];
-	const char *base;
+	char tmp[256], rnd[17];
+	const char *base = pb__kinds_basename(e->path);
+	wstaged_t *prev = find_staged(w, e->path);
 	pb_buf_t joined = { 0 };
-	int fd, n, rc;
+	uint8_t r[8];
+	struct stat st;
+	int pfd, fd, n, rc;
 
-	if ((rc = pb__kinds_join(abs, sizeof(abs), w->dir, e->path)) != 0)
+	if ((rc = open_parent(w, e->path, true, &pfd)) != 0)
 		return rc;
-	base = pb__kinds_basename(abs);
-	memcpy(parent, abs, (size_t)(base - abs) - 1);
-	parent[base - abs - 1] = 0;
-	if ((rc = pb__kinds_mkdirs(parent)) != 0)
-		return rc;
-	if (e->codec != NULL && (rc = build_multi(abs, e, &joined)) != 0)
-		goto out_buf;
-	n = snprintf(tmp, sizeof(tmp), "%s/%s%s-XXXXXX", parent, PB__DEVICE_TMP_PREFIX, base);
+	/* A link where the file goes is not replaced: it was not made here. */
+	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+		snprintf(w->link, sizeof(w->link), "%s", e->path);
+		rc = PB_EDATA_LINK;
+		goto out_close;
+	}
+	if (e->codec != NULL) {
+		uint8_t *buf = NULL;
+		size_t len = 0;
+
+		rc = pb__read_file_at(pfd, prev != NULL ? prev->tmp : base, PB__KINDS_MAX_FILE, &buf, &len);
+		if (rc == -ENOENT)
+			rc = 0;
+		if (rc == PB_EDATA_LINK)
+			snprintf(w->link, sizeof(w->link), "%s", e->path);
+		if (rc == 0)
+			rc = build_multi(buf, len, e, &joined);
+		wipe_free(buf, len);
+		if (rc != 0)
+			goto out_close;
+	}
+	randombytes_buf(r, sizeof(r));
+	sodium_bin2hex(rnd, sizeof(rnd), r, sizeof(r));
+	n = snprintf(tmp, sizeof(tmp), "%s%.200s-%s", PB__DEVICE_TMP_PREFIX, base, rnd);
 	if (n < 0 || (size_t)n >= sizeof(tmp)) {
 		rc = PB_ETOOBIG;
-		goto out_buf;
+		goto out_close;
 	}
-	fd = mkstemp(tmp);
+	fd = openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		rc = -errno;
-		goto out_buf;
-	}
-	e->tmp = strdup(tmp);
-	if (e->tmp == NULL) {
-		unlink(tmp);
-		close(fd);
-		rc = PB_ENOMEM;
-		goto out_buf;
+		goto out_close;
 	}
 	if (e->codec != NULL)
 		rc = write_all(fd, joined.data, joined.len);
@@ -657,68 +791,139 @@ static int stage(pb_device_writer_t *w, wentry_t *e)
 		rc = -errno;
 	if (close(fd) != 0 && rc == 0)
 		rc = -errno;
-out_buf:
+	if (rc != 0) {
+		(void)unlinkat(pfd, tmp, 0);
+		goto out_close;
+	}
+	if (prev != NULL) {
+		/* The newer stage holds the earlier one's items too. */
+		char *copy = strdup(tmp);
+
+		if (copy == NULL) {
+			(void)unlinkat(pfd, tmp, 0);
+			rc = PB_ENOMEM;
+			goto out_close;
+		}
+		(void)unlinkat(pfd, prev->tmp, 0);
+		free(prev->tmp);
+		prev->tmp = copy;
+		goto out_close;
+	}
+	if (w->ns == w->caps) {
+		size_t cap = w->caps ? w->caps * 2 : 16;
+		wstaged_t *v = realloc(w->s, cap * sizeof(*v));
+
+		if (v == NULL) {
+			(void)unlinkat(pfd, tmp, 0);
+			rc = PB_ENOMEM;
+			goto out_close;
+		}
+		w->s = v;
+		w->caps = cap;
+	}
+	w->s[w->ns].path = strdup(e->path);
+	w->s[w->ns].tmp = strdup(tmp);
+	if (w->s[w->ns].path == NULL || w->s[w->ns].tmp == NULL) {
+		free(w->s[w->ns].path);
+		free(w->s[w->ns].tmp);
+		(void)unlinkat(pfd, tmp, 0);
+		rc = PB_ENOMEM;
+		goto out_close;
+	}
+	w->ns++;
+out_close:
+	close(pfd);
 	pb_buf_free(&joined);
 	return rc;
 }
 
-static void fsync_parent(const char *abs)
+/* Removes every staged file, and the folders made for them (newest first,
+ * only when empty). */
+static void unstage(pb_device_writer_t *w)
 {
-	char parent[MAX_PATH];
-	const char *base = pb__kinds_basename(abs);
-	size_t n = (size_t)(base - abs);
-	int fd;
+	for (size_t i = 0; i < w->ns; i++) {
+		int pfd;
 
-	if (n == 0 || n >= sizeof(parent))
-		return;
-	memcpy(parent, abs, n - 1);
-	parent[n - 1] = 0;
-	fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		(void)fsync(fd);
-		close(fd);
+		if (w->s[i].tmp != NULL && open_parent(w, w->s[i].path, false, &pfd) == 0) {
+			(void)unlinkat(pfd, w->s[i].tmp, 0);
+			close(pfd);
+		}
+		free(w->s[i].path);
+		free(w->s[i].tmp);
 	}
+	w->ns = 0;
+	for (size_t i = w->made.n; i > 0 && w->root >= 0; i--)
+		(void)unlinkat(w->root, w->made.v[i - 1], AT_REMOVEDIR);
+	strlist_clear(&w->made);
 }
 
-int pb_device_writer_commit(pb_device_writer_t *w)
+int pb_device_writer_stage(pb_device_writer_t *w)
 {
 	int rc = 0;
 
 	if (w == NULL)
 		return PB_EINVAL;
-	/* Every file is staged first; a failure removes all staged files, so
-	 * nothing half-written replaces a file. */
-	for (size_t i = 0; i < w->n; i++) {
-		if ((rc = stage(w, &w->e[i])) != 0)
-			goto out_unstage;
-	}
-	for (size_t i = 0; i < w->n; i++) {
-		char abs[MAX_PATH];
-
-		if ((rc = pb__kinds_join(abs, sizeof(abs), w->dir, w->e[i].path)) != 0)
-			goto out_unstage;
-		if (rename(w->e[i].tmp, abs) != 0) {
-			rc = -errno;
-			goto out_unstage;
-		}
-		free(w->e[i].tmp);
-		w->e[i].tmp = NULL;
-		fsync_parent(abs);
-	}
+	for (size_t i = 0; i < w->n && rc == 0; i++)
+		rc = stage(w, &w->e[i]);
 	for (size_t i = 0; i < w->n; i++)
 		wentry_clear(&w->e[i]);
 	w->n = 0;
-	return 0;
-
-out_unstage:
-	for (size_t i = 0; i < w->n; i++) {
-		if (w->e[i].tmp != NULL) {
-			unlink(w->e[i].tmp);
-			free(w->e[i].tmp);
-			w->e[i].tmp = NULL;
-		}
-	}
 	return rc;
+}
+
+int pb_device_writer_commit(pb_device_writer_t *w)
+{
+	size_t i;
+	int rc = 0;
+
+	if (w == NULL)
+		return PB_EINVAL;
+	strlist_clear(&w->written);
+	w->link[0] = 0;
+	/* Every file is staged first; a failure removes all staged files and
+	 * the folders made for them, so the directory keeps its old content. */
+	if ((rc = pb_device_writer_stage(w)) != 0) {
+		unstage(w);
+		return rc;
+	}
+	for (i = 0; i < w->ns; i++) {
+		const char *base = pb__kinds_basename(w->s[i].path);
+		int pfd;
+
+		if ((rc = open_parent(w, w->s[i].path, false, &pfd)) != 0)
+			break;
+		if (renameat(pfd, w->s[i].tmp, pfd, base) != 0) {
+			rc = -errno;
+			close(pfd);
+			break;
+		}
+		(void)fsync(pfd);
+		close(pfd);
+		free(w->s[i].tmp);
+		w->s[i].tmp = NULL;
+		if ((rc = strlist_add(&w->written, w->s[i].path, strlen(w->s[i].path))) != 0)
+			break;
+	}
+	if (rc != 0 && w->written.n == 0) {
+		unstage(w);
+		return rc;
+	}
+	/* Written files stay (pb_device_writer_written names them); the rest
+	 * is removed, the folders kept. */
+	strlist_clear(&w->made);
+	unstage(w);
+	return rc;
+}
+
+size_t pb_device_writer_written(const pb_device_writer_t *w, const char *const **paths)
+{
+	*paths = (const char *const *)w->written.v;
+	return w->written.n;
+}
+
+const char *pb_device_writer_link(const pb_device_writer_t *w)
+{
+	return w->link;
 }
 
 void pb_device_writer_free(pb_device_writer_t *w)
@@ -727,6 +932,14 @@ void pb_device_writer_free(pb_device_writer_t *w)
 		return;
 	for (size_t i = 0; i < w->n; i++)
 		wentry_clear(&w->e[i]);
+	unstage(w);
+	free(w->s);
+	strlist_clear(&w->made);
+	free(w->made.v);
+	strlist_clear(&w->written);
+	free(w->written.v);
+	if (w->root >= 0)
+		close(w->root);
 	free(w->e);
 	free(w->dir);
 	free(w);

@@ -613,6 +613,7 @@ static int sim_split(const char *relpath, const uint8_t *buf, size_t len, pb_ite
 {
 	split_ctx_t s = { relpath, buf, 0, 0, cb, arg, { NULL, NULL, 0, 0, relpath, NULL, 0 } };
 	ranges_t r = { 0 };
+	char why[256] = "";
 	sim_header_t *h = malloc(sizeof(*h));
 	pb__csv_row_t *row = malloc(sizeof(*row));
 	int rc;
@@ -621,8 +622,11 @@ static int sim_split(const char *relpath, const uint8_t *buf, size_t len, pb_ite
 		rc = PB_ENOMEM;
 		goto out_free;
 	}
-	if ((rc = table_walk(buf, len, relpath, h, &s.header_end, (sim_row_cb_t){ collect_row, &r }, NULL, 0)) != 0)
+	if ((rc = table_walk(buf, len, relpath, h, &s.header_end, (sim_row_cb_t){ collect_row, &r }, why,
+			     sizeof(why))) != 0) {
+		pb__kinds_split_why(0, why);
 		goto out_free;
+	}
 	for (size_t i = 0; i < r.n; i++) {
 		const char *line = (const char *)buf + r.v[i].start;
 		size_t n = 0, col;

@@ -186,3 +186,25 @@ int pb__kinds_csv_split(const char *line, size_t n, pb__csv_row_t *row, size_t *
 		i++; /* the comma */
 	}
 }
+
+/* Why the last split on this thread failed, for a scan that skips the file
+ * and names it. */
+static _Thread_local struct {
+	uint64_t line;
+	char why[256];
+} split_diag;
+
+void pb__kinds_split_why(uint64_t line, const char *why)
+{
+	split_diag.line = line;
+	snprintf(split_diag.why, sizeof(split_diag.why), "%s", why != NULL ? why : "");
+}
+
+void pb__kinds_split_take(uint64_t *line, char *why, size_t cap)
+{
+	*line = split_diag.line;
+	if (cap > 0)
+		snprintf(why, cap, "%s", split_diag.why);
+	split_diag.line = 0;
+	split_diag.why[0] = 0;
+}

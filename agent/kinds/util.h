@@ -60,6 +60,12 @@ const char *pb__device_folder(pb_kind_t kind);
 /* Prefix of the writer's temporary files; scans skip such names. */
 #define PB__DEVICE_TMP_PREFIX ".pbtmp-" /* PB_TMP_PREFIX of agent/util/fsutil.h */
 
+/* A codec's split that fails tells why here (line 1-based, 0 unknown), so
+ * that a scan skipping the file can name the line; per thread. take reads
+ * and clears it. */
+void pb__kinds_split_why(uint64_t line, const char *why);
+void pb__kinds_split_take(uint64_t *line, char *why, size_t cap);
+
 /* Largest multi-item file or imported file read into memory. */
 #define PB__KINDS_MAX_FILE (512u << 20)
 

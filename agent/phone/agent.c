@@ -328,8 +328,9 @@ static int agent_pass(const pb_agent_opts_t *o)
 		char snap_hex[17];
 
 		hex64(res.snapshot, snap_hex);
-		emit(o, "{s:s, s:s, s:I, s:I, s:s}", "event", "backup", "result", pb_err_name(rc), "items_changed",
-		     (json_int_t)res.items_changed, "bytes_sent", (json_int_t)res.bytes_sent, "snapshot", snap_hex);
+		emit(o, "{s:s, s:s, s:I, s:I, s:s, s:b, s:I}", "event", "backup", "result", pb_err_name(rc), "items_changed",
+		     (json_int_t)res.items_changed, "bytes_sent", (json_int_t)res.bytes_sent, "snapshot", snap_hex,
+		     "partial", rc == 0 && res.skipped > 0, "skipped", (json_int_t)res.skipped);
 		if (rc != 0)
 			return rc;
 	}

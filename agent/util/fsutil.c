@@ -266,3 +266,174 @@ uint64_t pb__now(void)
 {
 	return (uint64_t)time(NULL);
 }
+
+/* --- Under a directory, without following links ------------------------------ */
+
+#include <dirent.h>
+
+int pb__dir_open_at(int dirfd, const char *name, bool create, unsigned mode, bool *created)
+{
+	struct stat st;
+	int fd;
+
+	if (created != NULL)
+		*created = false;
+	for (int tries = 0; tries < 2; tries++) {
+		fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0)
+			return fd;
+		if (errno == ELOOP || errno == ENOTDIR) {
+			/* O_NOFOLLOW on a link: ELOOP (or ENOTDIR with
+			 * O_DIRECTORY on some systems); tell a link from a file. */
+			if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+				return PB_EDATA_LINK;
+			return -ENOTDIR;
+		}
+		if (errno != ENOENT || !create)
+			return -errno;
+		if (mkdirat(dirfd, name, (mode_t)mode) == 0) {
+			if (created != NULL)
+				*created = true;
+		} else if (errno != EEXIST) {
+			return -errno;
+		}
+	}
+	return -ENOENT;
+}
+
+int pb__read_file_at(int dirfd, const char *name, size_t cap, uint8_t **out, size_t *len)
+{
+	struct stat st;
+	uint8_t *buf;
+	size_t have = 0;
+	int fd, rc = 0;
+
+	*out = NULL;
+	*len = 0;
+	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ELOOP)
+			return PB_EDATA_LINK;
+		return -errno;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		rc = fstat(fd, &st) != 0 ? -errno : -EISDIR;
+		close(fd);
+		return rc;
+	}
+	if ((uint64_t)st.st_size > cap) {
+		close(fd);
+		return PB_ETOOBIG;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (buf == NULL) {
+		close(fd);
+		return PB_ENOMEM;
+	}
+	while (have < (size_t)st.st_size) {
+		ssize_t r = read(fd, buf + have, (size_t)st.st_size - have);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = -errno;
+			break;
+		}
+		if (r == 0)
+			break;
+		have += (size_t)r;
+	}
+	close(fd);
+	if (rc != 0) {
+		sodium_memzero(buf, (size_t)st.st_size);
+		free(buf);
+		return rc;
+	}
+	buf[have] = 0;
+	*out = buf;
+	*len = have;
+	return 0;
+}
+
+/* Removes what is under dirfd, depth first; links are removed, never
+ * followed. */
+static void remove_under(int dirfd, int depth)
+{
+	DIR *d;
+	struct dirent *e;
+	int fd = dup(dirfd);
+
+	if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		int sub;
+
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (unlinkat(dirfd, e->d_name, 0) == 0)
+			continue;
+		if (depth >= 64)
+			continue;
+		sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub < 0)
+			continue;
+		remove_under(sub, depth + 1);
+		close(sub);
+		(void)unlinkat(dirfd, e->d_name, AT_REMOVEDIR);
+	}
+	closedir(d);
+}
+
+void pb__remove_tree(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0) {
+		(void)unlink(path);
+		return;
+	}
+	remove_under(fd, 0);
+	close(fd);
+	(void)rmdir(path);
+}
+
+int pb__open_parent_at(int root, const char *rel, bool create, unsigned mode, int (*made)(void *arg, size_t len),
+		       void *arg, size_t *bad_len, int *out)
+{
+	char comp[256];
+	const char *p = rel, *slash;
+	int fd, rc;
+
+	*out = -1;
+	if ((fd = dup(root)) < 0)
+		return -errno;
+	while ((slash = strchr(p, '/')) != NULL) {
+		size_t c = (size_t)(slash - p);
+		bool created = false;
+		int next;
+
+		if (c == 0 || c >= sizeof(comp)) {
+			close(fd);
+			return PB_EINVAL;
+		}
+		memcpy(comp, p, c);
+		comp[c] = 0;
+		next = pb__dir_open_at(fd, comp, create, mode, &created);
+		close(fd);
+		if (next == PB_EDATA_LINK && bad_len != NULL)
+			*bad_len = (size_t)(slash - rel);
+		if (next < 0)
+			return next;
+		fd = next;
+		if (created && made != NULL && (rc = made(arg, (size_t)(slash - rel))) != 0) {
+			close(fd);
+			return rc;
+		}
+		p = slash + 1;
+	}
+	*out = fd;
+	return 0;
+}

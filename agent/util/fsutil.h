@@ -3,6 +3,7 @@
 #ifndef PB_AGENT_FSUTIL_H
 #define PB_AGENT_FSUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,5 +52,31 @@ void pb__hex(const uint8_t *bin, size_t len, char *out);
 
 /* Current time in unix seconds. */
 uint64_t pb__now(void);
+
+/* Opens the directory name (one component) under dirfd without following
+ * a symbolic link: PB_EDATA_LINK when name is one. With create, a missing
+ * directory is made with mode and *created (may be NULL) is set. Returns
+ * the descriptor or a negative error. */
+__attribute__((warn_unused_result)) int pb__dir_open_at(int dirfd, const char *name, bool create, unsigned mode,
+							bool *created);
+
+/* Opens the folder that holds rel (all but its last component) below the
+ * directory root, one component at a time as pb__dir_open_at does: never
+ * through a symbolic link (PB_EDATA_LINK; *bad_len, may be NULL, receives
+ * the length of the prefix of rel that is the link). With create, missing
+ * folders are made with mode and made (may be NULL) hears the length of
+ * each one's prefix of rel. *out receives the descriptor. */
+__attribute__((warn_unused_result)) int pb__open_parent_at(int root, const char *rel, bool create, unsigned mode,
+							   int (*made)(void *arg, size_t len), void *arg,
+							   size_t *bad_len, int *out);
+
+/* pb__read_file for the regular file name under dirfd, not following a
+ * link (PB_EDATA_LINK). */
+__attribute__((warn_unused_result)) int pb__read_file_at(int dirfd, const char *name, size_t cap, uint8_t **out,
+							 size_t *len);
+
+/* Removes a directory tree this process made (a restore's staging
+ * folder): links inside are removed, never followed. Best effort. */
+void pb__remove_tree(const char *path);
 
 #endif

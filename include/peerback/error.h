@@ -86,6 +86,7 @@ extern "C" {
 	X(STORE_VERIFY, -1407, "restored data differs from the backup")        \
 	X(STORE_MASTER_MISMATCH, -1430, "the host holds a different wrapped master key for this phone; nothing was sent (the recovery passphrase would not restore a backup there)") \
 	X(STORE_WEAKPASS, -1431, "recovery passphrase too weak: use at least 12 characters, 5 different") \
+	X(STORE_ROLLBACK, -1420, "the host's latest snapshot is older than the last backup this phone completed there") \
 	X(DATA_FORMAT, -1500, "file is not in the expected format")            \
 	X(DATA_CHECKSUM, -1501, "a check digit or checksum is wrong")          \
 	X(DATA_BCC, -1502, "MIFARE block 0 BCC does not match the UID")        \
@@ -95,6 +96,7 @@ extern "C" {
 	X(DATA_FIELD, -1506, "a field has an invalid value")                   \
 	X(DATA_EXPIRED, -1507, "credential has expired")                       \
 	X(DATA_KIND, -1508, "unknown data kind")                               \
+	X(DATA_LINK, -1520, "a symbolic link where peerback reads or writes data; links are not followed") \
 	X(NFC_NO_TXN, -1600, "no NFC transaction in progress")                 \
 	X(NFC_UNREACHABLE, -1601, "no paired host answered in time")           \
 	X(M1_PERMISSION, -1602, "operation key does not match the sector's reference key") \

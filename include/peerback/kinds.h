@@ -83,6 +83,15 @@ PB_EXTERN const pb_codec_t *pb_codec_for(const char *relpath);
 PB_EXTERN PB_WUR int pb_device_scan(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg,
 				    char *bad_path, size_t bad_path_cap);
 
+/* pb_device_scan that goes on past a multi-item file it cannot read or
+ * parse: bad hears of it (relative path, error, line when the codec knows
+ * it (1-based, else 0), and a sentence), and the walk skips the file when
+ * bad returns 0, or stops with bad's return otherwise. A file whose split
+ * failed midway may already have given some items to cb. */
+typedef int (*pb_scan_bad_cb)(void *arg, const char *relpath, int err, uint64_t line, const char *why);
+PB_EXTERN PB_WUR int pb_device_scan_skip(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg,
+					 pb_scan_bad_cb bad, void *bad_arg, char *bad_path, size_t bad_path_cap);
+
 /* Restore into a device directory: items are added in any order; commit
  * writes every touched file atomically (temporary file, fsync, rename),
  * merging with items already in a multi-item file. Large whole-file items
@@ -91,6 +100,16 @@ typedef struct pb_device_writer_s pb_device_writer_t;
 PB_EXTERN PB_WUR int pb_device_writer_open(const char *dir, pb_device_writer_t **out);
 PB_EXTERN PB_WUR int pb_device_writer_add(pb_device_writer_t *w, const pb_item_t *item);
 PB_EXTERN PB_WUR int pb_device_writer_commit(pb_device_writer_t *w);
+/* Writes what was added so far to temporary files beside their targets and
+ * frees its memory; the next commit renames these too. Nothing replaces a
+ * target before commit. */
+PB_EXTERN PB_WUR int pb_device_writer_stage(pb_device_writer_t *w);
+/* After commit: the files it renamed into place (relative). A commit that
+ * failed with none written left the directory as it was. */
+PB_EXTERN size_t pb_device_writer_written(const pb_device_writer_t *w, const char *const **paths);
+/* The relative path of the symbolic link that stopped the writer
+ * (PB_EDATA_LINK): no folder or file is written through a link. "" if none. */
+PB_EXTERN const char *pb_device_writer_link(const pb_device_writer_t *w);
 /* Frees the writer; uncommitted items are dropped, temporary files removed. */
 PB_EXTERN void pb_device_writer_free(pb_device_writer_t *w);
 

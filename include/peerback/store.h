@@ -365,6 +365,22 @@ PB_EXTERN PB_WUR int pb_backup_state_get(pb_backup_state_t *st, const char *id, 
 /* True when the selected generation has an item under id ("id/..."). */
 PB_EXTERN bool pb_backup_state_has_children(pb_backup_state_t *st, const char *id);
 
+/* The newest snapshot this phone completed with the host whose static key
+ * is host_pk (0 and PB_ENOTFOUND when none). set_host_done only moves it
+ * forward; neither a new run nor reset() forgets it, so a host that drops
+ * its newest snapshots is caught (docs/STORAGE.md, rollback). */
+PB_EXTERN PB_WUR int pb_backup_state_host_done(pb_backup_state_t *st, const uint8_t host_pk[32],
+					       uint64_t *snapshot);
+PB_EXTERN PB_WUR int pb_backup_state_set_host_done(pb_backup_state_t *st, const uint8_t host_pk[32],
+						   uint64_t snapshot);
+/* Forgets every item and committed chunk (the host lost chunks it had
+ * confirmed), keeping what set_host_done recorded. */
+PB_EXTERN PB_WUR int pb_backup_state_reset(pb_backup_state_t *st);
+/* Calls cb for the items of the device file path as the newest backup run
+ * that saw the file recorded them (borrowed for the call only). */
+PB_EXTERN PB_WUR int pb_backup_state_path_items(pb_backup_state_t *st, const char *path,
+						pb_manifest_item_cb cb, void *arg);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <sodium.h>
 
 #include "agent/backup/engine.h"
@@ -94,6 +95,33 @@ void pb__cli_instruction(void *arg, const char *op, int rc, const char *message)
 	fflush(stdout);
 }
 
+/* Exit status of a backup that skipped files it could not parse. */
+#define EXIT_PARTIAL 3
+
+struct skip_state {
+	pb_cli_t *cli;
+	const char *dev;
+};
+
+/* A file the backup skipped: named with its line, as a JSON event too
+ * (path relative to the device directory there). */
+static void show_skip(void *arg, const char *path, uint64_t line, const char *why)
+{
+	struct skip_state *ss = arg;
+	pb_cli_t *cli = ss->cli;
+
+	if (cli->json) {
+		(void)pb__json_print("{s:s, s:o, s:I, s:o}", "event", "skipped", "path", pb__json_text(path), "line",
+				     (json_int_t)line, "error", pb__json_text(why));
+	}
+	if (line > 0)
+		fprintf(stderr, "peerback: %s/%s: line %llu: %s; skipped (its last backed-up version is kept)\n",
+			ss->dev, path, (unsigned long long)line, why);
+	else
+		fprintf(stderr, "peerback: %s/%s: %s; skipped (its last backed-up version is kept)\n", ss->dev, path,
+			why);
+}
+
 static int secret_opt(pb_cli_t *cli, char *buf, size_t cap, bool needed)
 {
 	int rc = pb_cli_secret("PEERBACK_RECOVERY_PASSPHRASE", "recovery passphrase: ", buf, cap);
@@ -129,6 +157,43 @@ static int engine_error(pb_cli_t *cli, int rc, const char *what)
 	}
 }
 
+/* The host's latest snapshot is older than one this phone completed there. */
+static int rollback_error(pb_cli_t *cli, const pb_engine_result_t *res, const char *what)
+{
+	if (res->snapshot == 0)
+		return pb_cli_fail(cli, "%s refused: the host holds no snapshot of this phone, but this phone completed "
+					"snapshot %016llx there; the host lost or withholds it. Nothing was written.",
+				   what, (unsigned long long)res->snapshot_known);
+	return pb_cli_fail(cli, "%s refused: the host's latest snapshot of this phone is %016llx, older than snapshot "
+				"%016llx, the last backup this phone completed there; the host lost or withholds the "
+				"newer one. Nothing was written. To use the older snapshot anyway, run it again with "
+				"--snapshot %016llx",
+			   what, (unsigned long long)res->snapshot, (unsigned long long)res->snapshot_known,
+			   (unsigned long long)res->snapshot);
+}
+
+static void show_replaced(void *arg, const char *path)
+{
+	const char *dev = arg;
+
+	fprintf(stderr, "peerback: replaced before the failure: %s/%s\n", dev, path);
+}
+
+/* A restore that failed: what it did to the target, then why. */
+static int restore_error(pb_cli_t *cli, const pb_engine_result_t *res, int rc, const char *dev)
+{
+	if (rc == PB_EDATA_LINK && res->link[0])
+		return pb_cli_fail(cli, "%s/%s is a symbolic link; restore does not write through links and wrote "
+					"nothing (remove the link, or restore --to another folder)", dev, res->link);
+	if (res->replaced > 0)
+		fprintf(stderr, "peerback: the restore stopped after replacing the %llu file%s listed above; the rest "
+				"of %s is as it was\n", (unsigned long long)res->replaced, res->replaced == 1 ? "" : "s",
+			dev);
+	else if (rc != PB_ESTORE_ROLLBACK && rc != PB_ESTORE_PASSPHRASE)
+		fprintf(stderr, "peerback: nothing was written to %s\n", dev);
+	return engine_error(cli, rc, "restore");
+}
+
 static int device_dir(pb_cli_t *cli, const char *given, char *out, size_t cap)
 {
 	int n = given != NULL ? snprintf(out, cap, "%s", given) : snprintf(out, cap, "%s/device", cli->home);
@@ -142,6 +207,7 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 	pb_engine_result_t res;
 	struct progress_state ps = { cli, mono() };
 	char dev[4096], pass[1024], sent[32], total[32];
+	struct skip_state ss = { cli, dev };
 	const char *given = NULL;
 	int rc;
 
@@ -152,7 +218,13 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		       "backup resumes where it stopped when run again. It reports done only after the\n"
 		       "host has committed the snapshot. The first backup sets the recovery passphrase\n"
 		       "(PEERBACK_RECOVERY_PASSPHRASE, or a prompt that asks twice), which a new phone\n"
-		       "needs to restore: at least 12 characters, at least 5 of them different.\n");
+		       "needs to restore: at least 12 characters, at least 5 of them different.\n\n"
+		       "A file that does not parse (a truncated contacts.vcf, say) is named with its\n"
+		       "line and skipped; its last backed-up version stays in the snapshot and\n"
+		       "everything else is backed up. --json then prints a \"skipped\" event per\n"
+		       "file and \"partial\":true in backup-done.\n\n"
+		       "Exit status: 0 backed up; 3 backed up except the skipped files (partial);\n"
+		       "1 failed (nothing new counts as backed up); 2 usage error.\n");
 		return 0;
 	}
 	memset(&o, 0, sizeof(o));
@@ -187,6 +259,8 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 	o.progress_arg = &ps;
 	o.on_instruction = pb__cli_instruction;
 	o.instruction_arg = cli;
+	o.on_skip = show_skip;
+	o.skip_arg = &ss;
 	rc = pb_engine_backup(&o, &res);
 	sodium_memzero(pass, sizeof(pass));
 	if (rc != 0)
@@ -195,17 +269,24 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		char snap[17];
 
 		snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)res.snapshot);
-		(void)pb__json_print("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "event", "backup-done",
-				     "snapshot", snap, "items", (json_int_t)res.items, "bytes", (json_int_t)res.bytes,
-				     "items_changed", (json_int_t)res.items_changed, "chunks_sent",
+		(void)pb__json_print("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:b, s:I, s:I}", "event",
+				     "backup-done", "snapshot", snap, "items", (json_int_t)res.items, "bytes",
+				     (json_int_t)res.bytes, "items_changed", (json_int_t)res.items_changed, "chunks_sent",
 				     (json_int_t)res.chunks_sent, "bytes_sent", (json_int_t)res.bytes_sent, "chunks",
-				     (json_int_t)res.chunks_total, "seconds", pb__json_milli(res.seconds));
+				     (json_int_t)res.chunks_total, "seconds", pb__json_milli(res.seconds), "partial",
+				     res.skipped > 0, "skipped", (json_int_t)res.skipped, "items_kept",
+				     (json_int_t)res.items_kept);
 	} else {
 		human((double)res.bytes_sent, sent, sizeof(sent));
 		human((double)res.bytes, total, sizeof(total));
 		printf("backed up %llu items (%s), %llu changed; sent %llu chunks (%s) in %.1f s; snapshot %016llx\n",
 		       (unsigned long long)res.items, total, (unsigned long long)res.items_changed,
 		       (unsigned long long)res.chunks_sent, sent, res.seconds, (unsigned long long)res.snapshot);
+	}
+	if (res.skipped > 0) {
+		fprintf(stderr, "peerback: partial backup: %llu file%s could not be read and %s skipped (see above)\n",
+			(unsigned long long)res.skipped, res.skipped == 1 ? "" : "s", res.skipped == 1 ? "was" : "were");
+		return EXIT_PARTIAL;
 	}
 	return 0;
 }
@@ -236,7 +317,10 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 		       "(chat/42 restores a chat with its messages and files). Files are written\n"
 		       "atomically; items already in DIR are merged. A new phone restores the\n"
 		       "account's most recent backup (or --from DEVICE) with the recovery passphrase\n"
-		       "(PEERBACK_RECOVERY_PASSPHRASE, or a prompt).\n");
+		       "(PEERBACK_RECOVERY_PASSPHRASE, or a prompt).\n\n"
+		       "A host whose latest snapshot of this phone is older than the last backup this\n"
+		       "phone completed there has lost or withholds the newer one: restore then stops\n"
+		       "and names both; --snapshot ID restores the older one deliberately.\n");
 		return 0;
 	}
 	memset(&o, 0, sizeof(o));
@@ -274,12 +358,16 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 	o.progress_arg = &ps;
 	o.on_instruction = pb__cli_instruction;
 	o.instruction_arg = cli;
+	o.on_replaced = show_replaced;
+	o.replaced_arg = dev;
 	rc = pb_engine_restore(&o, &res);
 	sodium_memzero(pass, sizeof(pass));
 	if (rc == PB_ENOTFOUND && o.item_id != NULL)
 		return pb_cli_fail(cli, "no item '%s' in the backup; see peerback ls", o.item_id);
+	if (rc == PB_ESTORE_ROLLBACK)
+		return rollback_error(cli, &res, "restore");
 	if (rc != 0)
-		return engine_error(cli, rc, "restore");
+		return restore_error(cli, &res, rc, dev);
 	human((double)res.bytes, total, sizeof(total));
 	if (cli->json) {
 		char snap[17];
@@ -336,6 +424,8 @@ int pb_cmd_verify(pb_cli_t *cli, int argc, char **argv)
 				     "items", (json_int_t)res.items, "bad_items", (json_int_t)res.bad_items, "bytes",
 				     (json_int_t)res.bytes, "ok", rc == 0);
 	}
+	if (rc == PB_ESTORE_ROLLBACK)
+		return rollback_error(cli, &res, "verify");
 	if (rc == PB_ESTORE_VERIFY)
 		return pb_cli_fail(cli, "%llu of %llu items do not match their backup", (unsigned long long)res.bad_items,
 				   (unsigned long long)(res.items));
