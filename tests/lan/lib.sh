@@ -1,8 +1,8 @@
 # The LAN scenario runner's library, sourced by tests/lan/lan.sh.
 #
-# Every scenario gets its own network namespaces pb-<scenario>-<role> (one
-# per program: account service, host, phones, relay) and one more,
-# pb-<scenario>-lan, holding the bridge br0 that joins them through veth
+# Every scenario gets its own network namespaces pb-<tag>-<scenario>-<role>
+# (one per program: account service, host, phones, relay; <tag> names the
+# build directory) and one more, pb-<tag>-<scenario>-lan, holding the bridge br0 that joins them through veth
 # pairs. Addresses are 10.77.<N>.0/24, on those veths only: nothing leaves
 # the namespaces. Everything is removed on any exit.
 
@@ -54,7 +54,7 @@ lan_cleanup() {
 		kill -KILL "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
 	done
-	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^pb-$SC-"); do
+	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$NS-"); do
 		# Processes still inside (a program that forked) go with it.
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do
 			kill -KILL "$pid" 2>/dev/null
@@ -78,25 +78,29 @@ lan_init() {
 	N=$(lan_subnet "$SC")
 	NET=10.77.$N
 	WORK=$BIN/lan-work/$SC
+	# Namespace names carry a tag of the build directory, so that two
+	# builds (two checkouts, say) can run their scenarios at the same time
+	# without removing each other's namespaces.
+	NS=pb-$(printf '%s' "$BIN" | md5sum | cut -c1-6)-$SC
 	[ "$(id -u)" = 0 ] || lan_skip "network namespaces need root (run as root, as CI does)"
 	command -v ip >/dev/null || lan_skip "iproute2 (ip) is not installed"
 	for t in "$PB" "$IMD" "$RELAY"; do
 		[ -x "$t" ] || fail "$t is not built (cmake --build build)"
 	done
 	# Namespaces left over by a run that was killed.
-	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^pb-$SC-"); do
+	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$NS-"); do
 		ip netns del "$ns" 2>/dev/null || true
 	done
-	if ! ip netns add "pb-$SC-lan" 2>/dev/null; then
+	if ! ip netns add "$NS-lan" 2>/dev/null; then
 		lan_skip "cannot create a network namespace here (ip netns add failed)"
 	fi
 	trap lan_cleanup EXIT
 	trap 'exit 130' INT TERM
-	if ! ip -n "pb-$SC-lan" link add br0 type bridge 2>/dev/null; then
+	if ! ip -n "$NS-lan" link add br0 type bridge 2>/dev/null; then
 		lan_skip "cannot create a bridge inside a network namespace"
 	fi
-	ip -n "pb-$SC-lan" link set br0 up
-	ip -n "pb-$SC-lan" link set lo up
+	ip -n "$NS-lan" link set br0 up
+	ip -n "$NS-lan" link set lo up
 	rm -rf "$WORK"
 	mkdir -p "$WORK"
 	say "work directory $WORK, subnet $NET.0/24"
@@ -109,11 +113,11 @@ lan_pass() {
 
 # lan_node ROLE ADDR: a namespace pb-SC-ROLE with eth0 = ADDR/24 on the bridge.
 lan_node() {
-	local role=$1 addr=$2 ns=pb-$SC-$1
+	local role=$1 addr=$2 ns=$NS-$1
 	ip netns add "$ns"
 	ip -n "$ns" link set lo up
-	ip link add eth0 netns "$ns" type veth peer name "p-$role" netns "pb-$SC-lan"
-	ip -n "pb-$SC-lan" link set "p-$role" master br0 up
+	ip link add eth0 netns "$ns" type veth peer name "p-$role" netns "$NS-lan"
+	ip -n "$NS-lan" link set "p-$role" master br0 up
 	ip -n "$ns" addr add "$addr/24" dev eth0
 	ip -n "$ns" link set eth0 up
 }
@@ -122,7 +126,7 @@ lan_node() {
 nsx() {
 	local role=$1
 	shift
-	ip netns exec "pb-$SC-$role" "$@"
+	ip netns exec "$NS-$role" "$@"
 }
 
 # bg ROLE NAME CMD...: starts CMD in the background in ROLE's namespace,
@@ -130,7 +134,7 @@ nsx() {
 bg() {
 	local role=$1 name=$2
 	shift 2
-	ip netns exec "pb-$SC-$role" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+	ip netns exec "$NS-$role" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
 	BG_PID=$!
 	LAN_PIDS+=("$BG_PID")
 	echo "$BG_PID" >"$WORK/$name.pid"
@@ -180,7 +184,7 @@ login() {
 HOST_HOME=
 start_host() {
 	HOST_HOME=$WORK/host
-	if ! ip netns list | grep -q "^pb-$SC-host\b"; then
+	if ! ip netns list | grep -q "^$NS-host\b"; then
 		lan_node host "${HOST_ADDR:-$NET.2}"
 		login host "$HOST_HOME" alice desk
 	fi
@@ -258,7 +262,7 @@ pair_qr() {
 start_relay() {
 	local addr=$1 to=$2
 	shift 2
-	ip netns list | grep -q "^pb-$SC-relay\b" || lan_node relay "$addr"
+	ip netns list | grep -q "^$NS-relay\b" || lan_node relay "$addr"
 	bg relay relay "$RELAY" relay --listen "$addr:7460" --to "$to" "$@"
 	RELAY_PID=$BG_PID
 	wait_line "$WORK/relay.out" '"event":"listening"' 10
