@@ -15,9 +15,9 @@
 #define OFFER_MAX 4096
 
 struct conn_store {
-	pb_store_ns_t *own;
-	pb_store_ns_t *other;       /* the last other device read from */
-	uint8_t other_id[PB_DEVICE_ID_LEN];
+	pb_store_ns_t *own;         /* the device's namespace, opened at its first write */
+	pb_store_ns_t *reader;      /* the namespace last read, opened read-only */
+	uint8_t reader_id[PB_DEVICE_ID_LEN];
 	int put_err;                /* first failed ChunkPut since the last Commit */
 	uint64_t puts;
 };
@@ -28,25 +28,17 @@ static void conn_store_free(pb_host_conn_t *conn)
 
 	if (cs == NULL)
 		return;
-	if (cs->own != NULL) {
-		/* Chunks put but never committed are not acknowledged; the phone
-		 * resends them. */
-		pb_store_ns_close(cs->own);
-	}
-	pb_store_ns_close(cs->other);
+	/* Chunks put but never committed are not acknowledged; the phone
+	 * resends them. */
+	pb_store_ns_close(cs->own);
+	pb_store_ns_close(cs->reader);
 	free(cs);
 	conn->app = NULL;
 }
 
-static int ns_open(pb_host_conn_t *conn, const uint8_t device[PB_DEVICE_ID_LEN], pb_store_ns_t **out)
+static void device_hex(const uint8_t device[PB_DEVICE_ID_LEN], char hex[2 * PB_DEVICE_ID_LEN + 1])
 {
-	struct pb_store_s *store = pb__host_store(conn->host);
-	char hex[2 * PB_DEVICE_ID_LEN + 1];
-
-	if (store == NULL)
-		return PB_EUNSUPPORTED;
 	pb__hex(device, PB_DEVICE_ID_LEN, hex);
-	return pb_store_ns_open(store, conn->device.account, hex, out);
 }
 
 static struct conn_store *conn_store(pb_host_conn_t *conn)
@@ -58,46 +50,69 @@ static struct conn_store *conn_store(pb_host_conn_t *conn)
 	return conn->app;
 }
 
+/* The caller's own namespace, for writing (created at the first write). */
 static int own_ns(pb_host_conn_t *conn, pb_store_ns_t **out)
 {
+	struct pb_store_s *store = pb__host_store(conn->host);
 	struct conn_store *cs = conn_store(conn);
+	char hex[2 * PB_DEVICE_ID_LEN + 1];
 	int rc;
 
 	if (cs == NULL)
 		return PB_ENOMEM;
-	if (cs->own == NULL && (rc = ns_open(conn, conn->device.device_id, &cs->own)) != 0)
-		return rc;
+	if (store == NULL)
+		return PB_EUNSUPPORTED;
+	if (cs->own == NULL) {
+		device_hex(conn->device.device_id, hex);
+		if ((rc = pb_store_ns_open(store, conn->device.account, hex, &cs->own)) != 0)
+			return rc;
+	}
 	*out = cs->own;
 	return 0;
 }
 
 /* The namespace a read names: the caller's own, or another device of the
- * same account. */
+ * same account. Reads open it read-only: they never create a namespace, and
+ * any number of them go along with the namespace's own writer. */
 static int read_ns(pb_host_conn_t *conn, const ProtobufCBinaryData *device, pb_store_ns_t **out)
 {
+	struct pb_store_s *store = pb__host_store(conn->host);
 	struct conn_store *cs;
+	const uint8_t *id = conn->device.device_id;
+	char hex[2 * PB_DEVICE_ID_LEN + 1];
 	int rc;
 
-	if (device->len == 0 || (device->len == PB_DEVICE_ID_LEN &&
-				 memcmp(device->data, conn->device.device_id, PB_DEVICE_ID_LEN) == 0))
-		return own_ns(conn, out);
-	if (device->len != PB_DEVICE_ID_LEN)
+	if (device->len != 0 && device->len != PB_DEVICE_ID_LEN)
 		return PB_EENV_MALFORMED;
-	cs = conn_store(conn);
-	if (cs == NULL)
+	if (device->len == PB_DEVICE_ID_LEN)
+		id = device->data;
+	if ((cs = conn_store(conn)) == NULL)
 		return PB_ENOMEM;
-	if (cs->other != NULL && memcmp(cs->other_id, device->data, PB_DEVICE_ID_LEN) != 0) {
-		pb_store_ns_close(cs->other);
-		cs->other = NULL;
+	if (store == NULL)
+		return PB_EUNSUPPORTED;
+	if (cs->own != NULL && memcmp(id, conn->device.device_id, PB_DEVICE_ID_LEN) == 0) {
+		*out = cs->own;
+		return 0;
 	}
-	if (cs->other == NULL) {
-		rc = ns_open(conn, device->data, &cs->other);
-		if (rc != 0)
+	if (cs->reader != NULL && memcmp(cs->reader_id, id, PB_DEVICE_ID_LEN) != 0) {
+		pb_store_ns_close(cs->reader);
+		cs->reader = NULL;
+	}
+	if (cs->reader == NULL) {
+		device_hex(id, hex);
+		if ((rc = pb_store_ns_open_ro(store, conn->device.account, hex, &cs->reader)) != 0)
 			return rc;
-		memcpy(cs->other_id, device->data, PB_DEVICE_ID_LEN);
+		memcpy(cs->reader_id, id, PB_DEVICE_ID_LEN);
 	}
-	*out = cs->other;
+	*out = cs->reader;
 	return 0;
+}
+
+static int own_read_ns(pb_host_conn_t *conn, pb_store_ns_t **out)
+{
+	ProtobufCBinaryData own = { 0, NULL };
+
+	return read_ns(conn, &own, out);
 }
 
 static void send_reply(pb_host_conn_t *conn, Peerback__Reply *rep)
@@ -146,7 +161,7 @@ static int do_offer(pb_host_conn_t *conn, const Peerback__Request *req)
 
 	if (names->len % PB_STORE_NAME_LEN != 0 || n > OFFER_MAX)
 		return PB_EENV_MALFORMED;
-	if ((rc = own_ns(conn, &ns)) != 0)
+	if ((rc = own_read_ns(conn, &ns)) != 0)
 		return rc;
 	missing = calloc(n ? n : 1, sizeof(*missing));
 	idx = calloc(n ? n : 1, sizeof(*idx));
@@ -205,14 +220,15 @@ static int do_commit(pb_host_conn_t *conn, const Peerback__Request *req)
 
 	if (cs == NULL)
 		return PB_ENOMEM;
-	if ((rc = own_ns(conn, &ns)) != 0)
-		return rc;
 	if (cs->put_err != 0) {
 		rc = cs->put_err;
 		cs->put_err = 0;
 		return rc;
 	}
-	rc = pb_store_flush(ns);
+	/* Without a put there is nothing to make durable. */
+	rc = 0;
+	if (cs->own != NULL && (rc = own_ns(conn, &ns)) == 0)
+		rc = pb_store_flush(ns);
 	if (rc < 0)
 		return rc;
 	peerback__reply__init(&rep);
@@ -399,7 +415,7 @@ struct backups {
 	uint8_t ids[64][PB_DEVICE_ID_LEN];
 	char names[64][65];
 	size_t n;
-	int rc; /* the caller's own namespace could not be listed */
+	int rc; /* a namespace could not be listed */
 };
 
 static void add_backups(void *arg, const pb_paired_device_t *d)
@@ -409,27 +425,20 @@ static void add_backups(void *arg, const pb_paired_device_t *d)
 	pb_store_ns_t *ns = NULL;
 	ProtobufCBinaryData dev = { PB_DEVICE_ID_LEN, (uint8_t *)d->device_id };
 	size_t n = 0;
-
-	bool own = memcmp(d->device_id, b->conn->device.device_id, PB_DEVICE_ID_LEN) == 0;
-	struct conn_store *cs;
 	int rc;
 
-	if (b->n == 64 || strcmp(d->account, b->conn->device.account) != 0)
+	if (b->n == 64 || b->rc != 0 || strcmp(d->account, b->conn->device.account) != 0)
 		return;
 	rc = read_ns(b->conn, &dev, &ns);
 	if (rc == 0)
 		rc = pb_store_snapshot_list(ns, &snaps, &n);
-	/* Listing another device must not keep its namespace open: that
-	 * device's own session could not open it then, and would be told it
-	 * has no backup. */
-	cs = b->conn->app;
-	if (!own && cs != NULL && cs->other != NULL) {
-		pb_store_ns_close(cs->other);
-		cs->other = NULL;
+	if (rc != 0) {
+		/* Never answered as if that device had no backup. */
+		b->rc = rc;
+		free(snaps);
+		return;
 	}
-	if (rc != 0 && own)
-		b->rc = rc; /* never answer as if this device had no backup */
-	if (rc != 0 || n == 0) {
+	if (n == 0) {
 		free(snaps);
 		return;
 	}

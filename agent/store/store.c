@@ -40,8 +40,6 @@ int (*pb__store_test_fail)(const char *point);
 #define PACK_FULL 1
 /* A pack is rewritten by GC when less than this share of it is live. */
 #define REPACK_LIVE_PERCENT 50
-/* Most names one snapshot may reference. */
-#define SNAP_REFS_MAX (1u << 24)
 
 typedef struct pending_s {
 	uint8_t name[PB_STORE_NAME_LEN];
@@ -53,7 +51,12 @@ typedef struct pending_s {
 struct pb_store_ns_s {
 	pb_store_t *store;
 	pb_store_ns_t *next;
-	int64_t id;
+	int64_t id;             /* 0: a read-only handle whose namespace does not exist yet */
+	bool read_only;
+	/* Appending to the namespace's pack: at most one handle of a namespace
+	 * at a time, from its first put of a batch to the batch's flush. */
+	bool writing;
+	char *account, *device; /* a read-only handle's names, to find it later */
 	/* The pack this namespace appends to, or fd -1 when none is open. */
 	int fd;
 	int64_t pack_id;
@@ -628,58 +631,125 @@ static bool id_ok(const char *id)
 	return n > 0 && n <= PB_STORE_ID_MAX;
 }
 
-int pb_store_ns_open(pb_store_t *s, const char *account, const char *device_id, pb_store_ns_t **out)
+/* The id of the namespace (account, device): 0 when it does not exist. */
+static int ns_find(pb_store_t *s, const char *account, const char *device_id, int64_t *id)
 {
 	sqlite3_stmt *st = NULL;
-	pb_store_ns_t *ns;
 	int rc;
 
-	if (s == NULL || out == NULL || !id_ok(account) || !id_ok(device_id))
-		return PB_EINVAL;
-	rc = prep(s->db, "INSERT OR IGNORE INTO ns(account, device) VALUES(?1, ?2)", &st);
-	if (rc < 0)
-		return rc;
-	sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, device_id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return db_err(s->db, rc);
 	rc = prep(s->db, "SELECT id FROM ns WHERE account=?1 AND device=?2", &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, device_id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		rc = db_err(s->db, rc);
-		sqlite3_finalize(st);
-		return rc;
-	}
-	for (ns = s->ns_list; ns != NULL; ns = ns->next) {
-		/* Two handles would append to the same pack. */
-		if (ns->id == sqlite3_column_int64(st, 0)) {
-			sqlite3_finalize(st);
-			return PB_EBUSY;
-		}
-	}
-	ns = calloc(1, sizeof(*ns));
-	if (ns == NULL) {
-		sqlite3_finalize(st);
-		return PB_ENOMEM;
-	}
-	ns->id = sqlite3_column_int64(st, 0);
+	*id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(s->db, rc);
 	sqlite3_finalize(st);
+	return rc;
+}
+
+static int ns_new(pb_store_t *s, int64_t id, bool read_only, pb_store_ns_t **out)
+{
+	pb_store_ns_t *ns = calloc(1, sizeof(*ns));
+	int rc;
+
+	if (ns == NULL)
+		return PB_ENOMEM;
 	rc = prep(s->db, "SELECT 1 FROM chunks WHERE ns=?1 AND name=?2", &ns->lookup);
 	if (rc < 0) {
 		free(ns);
 		return rc;
 	}
+	ns->id = id;
+	ns->read_only = read_only;
 	ns->store = s;
 	ns->fd = -1;
 	ns->next = s->ns_list;
 	s->ns_list = ns;
 	*out = ns;
+	return 0;
+}
+
+int pb_store_ns_open(pb_store_t *s, const char *account, const char *device_id, pb_store_ns_t **out)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t id;
+	int rc;
+
+	if (s == NULL || out == NULL || !id_ok(account) || !id_ok(device_id))
+		return PB_EINVAL;
+	if ((rc = ns_find(s, account, device_id, &id)) < 0)
+		return rc;
+	if (id == 0) {
+		if (s->uncertain)
+			return PB_EIO;
+		rc = prep(s->db, "INSERT INTO ns(account, device) VALUES(?1, ?2)", &st);
+		if (rc < 0)
+			return rc;
+		sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, device_id, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return db_err(s->db, rc);
+		id = sqlite3_last_insert_rowid(s->db);
+	}
+	return ns_new(s, id, false, out);
+}
+
+int pb_store_ns_open_ro(pb_store_t *s, const char *account, const char *device_id, pb_store_ns_t **out)
+{
+	pb_store_ns_t *ns;
+	int64_t id;
+	int rc;
+
+	if (s == NULL || out == NULL || !id_ok(account) || !id_ok(device_id))
+		return PB_EINVAL;
+	if ((rc = ns_find(s, account, device_id, &id)) < 0)
+		return rc;
+	if ((rc = ns_new(s, id, true, &ns)) < 0)
+		return rc;
+	if (id == 0) {
+		ns->account = strdup(account);
+		ns->device = strdup(device_id);
+		if (ns->account == NULL || ns->device == NULL) {
+			pb_store_ns_close(ns);
+			return PB_ENOMEM;
+		}
+	}
+	*out = ns;
+	return 0;
+}
+
+/* True when the handle's namespace exists; a read-only handle opened
+ * before its namespace was created finds it here. */
+static bool ns_exists(pb_store_ns_t *ns)
+{
+	int64_t id;
+
+	if (ns->id != 0)
+		return true;
+	if (ns->account == NULL || ns_find(ns->store, ns->account, ns->device, &id) < 0 || id == 0)
+		return false;
+	ns->id = id;
+	return true;
+}
+
+/* Takes the namespace's pack for this handle's batch: PB_EBUSY while
+ * another handle of the namespace has one under way. */
+static int ns_claim(pb_store_ns_t *ns)
+{
+	pb_store_ns_t *o;
+
+	if (ns->read_only)
+		return PB_ESTATE;
+	if (ns->writing)
+		return 0;
+	for (o = ns->store->ns_list; o != NULL; o = o->next)
+		if (o != ns && o->id == ns->id && o->writing)
+			return PB_EBUSY;
+	ns->writing = true;
 	return 0;
 }
 
@@ -691,6 +761,7 @@ static void ns_discard(pb_store_ns_t *ns)
 
 	pending_clear(ns);
 	ns->auto_flushed = 0;
+	ns->writing = false;
 	if (ns->fd < 0)
 		return;
 	if (ns->store->uncertain) {
@@ -704,6 +775,20 @@ static void ns_discard(pb_store_ns_t *ns)
 	close(ns->fd);
 	ns->fd = -1;
 	ns->pack_new = false;
+	ns->writing = false;
+}
+
+/* Ends the handle's batch once it is committed: the pack is left for the
+ * next batch of whichever handle comes first. */
+static void ns_release(pb_store_ns_t *ns)
+{
+	if (ns->npending > 0)
+		return;
+	if (ns->fd >= 0)
+		close(ns->fd);
+	ns->fd = -1;
+	ns->pack_new = false;
+	ns->writing = false;
 }
 
 void pb_store_ns_close(pb_store_ns_t *ns)
@@ -722,6 +807,8 @@ void pb_store_ns_close(pb_store_ns_t *ns)
 	sqlite3_finalize(ns->lookup);
 	free(ns->pending);
 	free(ns->set);
+	free(ns->account);
+	free(ns->device);
 	free(ns);
 }
 
@@ -752,6 +839,11 @@ int pb_store_missing(pb_store_ns_t *ns, const uint8_t (*names)[PB_STORE_NAME_LEN
 
 	if (ns == NULL || (n > 0 && (names == NULL || missing == NULL)))
 		return PB_EINVAL;
+	if (!ns_exists(ns)) {
+		for (i = 0; i < n; i++)
+			missing[i] = true;
+		return 0;
+	}
 	rc = exec(ns->store->db, "BEGIN");
 	if (rc < 0)
 		return rc;
@@ -944,6 +1036,8 @@ int pb_store_put(pb_store_ns_t *ns, const uint8_t name[PB_STORE_NAME_LEN], const
 		return PB_ETOOBIG;
 	if (ns->store->uncertain)
 		return PB_EIO;
+	if ((rc = ns_claim(ns)) < 0)
+		return rc;
 	if (set_find(ns, name))
 		return 0;
 	rc = chunk_committed(ns, ns->lookup, name, &found);
@@ -1015,11 +1109,14 @@ int pb_store_flush(pb_store_ns_t *ns)
 
 	if (ns == NULL)
 		return PB_EINVAL;
+	if (ns->read_only)
+		return PB_ESTATE;
 	rc = ns_commit(ns);
 	if (rc < 0)
 		return rc;
 	done = ns->auto_flushed + rc;
 	ns->auto_flushed = 0;
+	ns_release(ns);
 	return done;
 }
 
@@ -1085,6 +1182,8 @@ int pb_store_get(pb_store_ns_t *ns, const uint8_t name[PB_STORE_NAME_LEN], uint8
 
 	if (ns == NULL || name == NULL || ct == NULL || len == NULL)
 		return PB_EINVAL;
+	if (!ns_exists(ns))
+		return PB_ENOTFOUND;
 	rc = prep(ns->store->db, "SELECT pack, off, len, hash FROM chunks WHERE ns=?1 AND name=?2", &st);
 	if (rc < 0)
 		return rc;
@@ -1121,8 +1220,10 @@ int pb_store_snapshot_put(pb_store_ns_t *ns, uint64_t snap_id, const uint8_t (*r
 
 	if (ns == NULL || (blob == NULL && len > 0) || (refs == NULL && nrefs > 0))
 		return PB_EINVAL;
-	if (len > PB_STORE_SNAPSHOT_MAX || nrefs > SNAP_REFS_MAX)
+	if (len > PB_STORE_SNAPSHOT_MAX || nrefs > PB_STORE_SNAPSHOT_REFS_MAX)
 		return PB_ETOOBIG;
+	if (ns->read_only)
+		return PB_ESTATE;
 	if (ns->store->uncertain)
 		return PB_EIO;
 	db = ns->store->db;
@@ -1240,6 +1341,11 @@ int pb_store_snapshot_list(pb_store_ns_t *ns, pb_store_snapinfo_t **out, size_t 
 
 	if (ns == NULL || out == NULL || n == NULL)
 		return PB_EINVAL;
+	if (!ns_exists(ns)) {
+		*out = NULL;
+		*n = 0;
+		return 0;
+	}
 	/* Counted at put (or, for older stores, once at open). */
 	rc = prep(ns->store->db,
 		  "SELECT s.snap, s.time, COALESCE(t.nrefs, 0), COALESCE(t.size, 0) FROM snapshots s"
@@ -1307,6 +1413,8 @@ int pb_store_snapshot_get(pb_store_ns_t *ns, uint64_t snap_id, uint8_t **blob, s
 
 	if (ns == NULL || blob == NULL || len == NULL)
 		return PB_EINVAL;
+	if (!ns_exists(ns))
+		return PB_ESTORE_NOSNAP;
 	rc = prep(ns->store->db, "SELECT blob FROM snapshots WHERE ns=?1 AND snap=?2", &st);
 	if (rc < 0)
 		return rc;
@@ -1326,6 +1434,8 @@ int pb_store_snapshot_refs(pb_store_ns_t *ns, uint64_t snap_id, uint8_t (**names
 
 	if (ns == NULL || names == NULL || n == NULL)
 		return PB_EINVAL;
+	if (!ns_exists(ns))
+		return PB_ESTORE_NOSNAP;
 	rc = prep(ns->store->db, "SELECT 1 FROM snapshots WHERE ns=?1 AND snap=?2", &st);
 	if (rc < 0)
 		return rc;
@@ -1380,6 +1490,8 @@ int pb_store_blob_put(pb_store_ns_t *ns, const char *key, const uint8_t *val, si
 		return PB_EINVAL;
 	if (len > PB_STORE_BLOB_MAX)
 		return PB_ETOOBIG;
+	if (ns->read_only)
+		return PB_ESTATE;
 	rc = prep(ns->store->db, "INSERT OR REPLACE INTO blobs(ns, k, v) VALUES(?1, ?2, ?3)", &st);
 	if (rc < 0)
 		return rc;
@@ -1399,6 +1511,8 @@ int pb_store_blob_get(pb_store_ns_t *ns, const char *key, uint8_t **val, size_t 
 
 	if (ns == NULL || !id_ok(key) || val == NULL || len == NULL)
 		return PB_EINVAL;
+	if (!ns_exists(ns))
+		return PB_ENOTFOUND;
 	rc = prep(ns->store->db, "SELECT v FROM blobs WHERE ns=?1 AND k=?2", &st);
 	if (rc < 0)
 		return rc;
@@ -1419,6 +1533,8 @@ int pb_store_prune(pb_store_ns_t *ns, const uint64_t *keep, size_t nkeep)
 
 	if (ns == NULL || (keep == NULL && nkeep > 0))
 		return PB_EINVAL;
+	if (ns->read_only)
+		return PB_ESTATE;
 	if (ns->store->uncertain)
 		return PB_EIO;
 	db = ns->store->db;

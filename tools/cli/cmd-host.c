@@ -1,11 +1,13 @@
 /* peerback host: run the backup host, or manage its paired devices. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "agent/host/host.h"
+#include "agent/store/internal.h"
 #include "agent/util/fsutil.h"
 #include "tools/cli/commands.h"
 
@@ -63,6 +65,31 @@ static void print_device(void *arg, const pb_paired_device_t *d)
 		       d->revoked ? "true" : "false");
 	else
 		printf("%s  %-20s %-20s%s\n", dev, d->name, d->account, d->revoked ? "  (revoked)" : "");
+}
+
+/* For tests: with PEERBACK_TEST_STORE_HOLD=PATH in the environment, a
+ * snapshot commit that reaches its checked point (inside its transaction)
+ * creates PATH.held and waits there while PATH exists, at most a minute. A
+ * test can then show what the host does while its store is busy, without
+ * depending on how long a real commit takes. */
+static const char *store_hold;
+
+static void hold_store(const char *point)
+{
+	char held[4200];
+	int fd, n;
+
+	if (strcmp(point, "snapshot-checked") != 0 || access(store_hold, F_OK) != 0)
+		return;
+	n = snprintf(held, sizeof(held), "%s.held", store_hold);
+	if (n < 0 || (size_t)n >= sizeof(held))
+		return;
+	fd = open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	for (int i = 0; i < 6000 && access(store_hold, F_OK) == 0; i++)
+		usleep(10000);
+	unlink(held);
 }
 
 int pb__cli_host_prune(pb_cli_t *cli, int argc, char **argv);
@@ -181,6 +208,9 @@ int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 			return 2;
 		}
 	}
+	store_hold = getenv("PEERBACK_TEST_STORE_HOLD");
+	if (store_hold != NULL && store_hold[0] != 0)
+		pb__store_test_hook = hold_store;
 	rc = pb_host_run(&o);
 	if (rc == PB_EACCT_NOT_LOGGED_IN)
 		return pb_cli_fail(cli, "this device is not logged in; run peerback account login first");
