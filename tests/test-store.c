@@ -920,6 +920,46 @@ static void test_shared_namespace(void **state)
 	free(dir);
 }
 
+/* A quota refuses the put that would pass it, drops that batch, and leaves
+ * what was committed before. */
+static void test_quota(void **state)
+{
+	char *dir = pb_test_tmpdir("store-quota");
+	pb_store_t *s;
+	pb_store_ns_t *ns;
+	name_t names[4];
+	uint64_t used = 0;
+	uint8_t ct[6000] = {0};
+
+	(void)state;
+	assert_int_equal(pb_store_open(dir, &s), 0);
+	assert_int_equal(pb_store_ns_open(s, "acct", "phone", &ns), 0);
+	pb_store_ns_set_quota(ns, 8000);
+	put_chunk(ns, 1, 3000, names[0]);
+	assert_int_equal(pb_store_flush(ns), 1);
+	assert_int_equal(pb_store_ns_usage(ns, &used), 0);
+	assert_true(used > 3000 && used < 4000);
+	put_chunk(ns, 2, 3000, names[1]);
+	memset(names[2], 9, sizeof(names[2]));
+	assert_int_equal(pb_store_put(ns, names[2], ct, 3000), PB_ESTORE_QUOTA);
+	/* The batch is gone; the first chunk stays. */
+	assert_int_equal(pb_store_flush(ns), 0);
+	assert_chunk(ns, 1, 3000);
+	/* Snapshot records and their references count as well. */
+	assert_int_equal(pb_store_snapshot_put(ns, 1, (const name_t *)names, 1, ct, 5000), PB_ESTORE_QUOTA);
+	assert_int_equal(pb_store_snapshot_put(ns, 1, (const name_t *)names, 1, ct, 100), 0);
+	assert_int_equal(pb_store_blob_put(ns, "masterkey", ct, 3000), 0);
+	assert_int_equal(pb_store_blob_put(ns, "sim-x", ct, 3000), PB_ESTORE_QUOTA);
+	pb_store_ns_set_quota(ns, 0);
+	put_chunk(ns, 2, 3000, names[1]);
+	assert_int_equal(pb_store_flush(ns), 1);
+	pb_store_ns_close(ns);
+	assert_int_equal(pb_store_verify(s, NULL, NULL, NULL), 0);
+	pb_store_close(s);
+	pb_test_rmtree(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -938,6 +978,7 @@ int main(void)
 		cmocka_unit_test(test_pack_rolls_over),
 		cmocka_unit_test(test_full_disk),
 		cmocka_unit_test(test_shared_namespace),
+		cmocka_unit_test(test_quota),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

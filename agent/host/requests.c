@@ -20,6 +20,7 @@ struct conn_store {
 	uint8_t reader_id[PB_DEVICE_ID_LEN];
 	int put_err;                /* first failed ChunkPut since the last Commit */
 	uint64_t puts;
+	uint64_t quota;             /* the device's, as set when it connected */
 };
 
 static void conn_store_free(pb_host_conn_t *conn)
@@ -43,8 +44,12 @@ static void device_hex(const uint8_t device[PB_DEVICE_ID_LEN], char hex[2 * PB_D
 
 static struct conn_store *conn_store(pb_host_conn_t *conn)
 {
-	if (conn->app == NULL) {
-		conn->app = calloc(1, sizeof(struct conn_store));
+	struct conn_store *cs;
+
+	if (conn->app == NULL && (cs = calloc(1, sizeof(*cs))) != NULL) {
+		/* A quota changed meanwhile applies from the next connection. */
+		cs->quota = pb__hostdb_quota(pb__host_db(conn->host), conn->device.device_id, NULL);
+		conn->app = cs;
 		conn->app_free = conn_store_free;
 	}
 	return conn->app;
@@ -66,6 +71,7 @@ static int own_ns(pb_host_conn_t *conn, pb_store_ns_t **out)
 		device_hex(conn->device.device_id, hex);
 		if ((rc = pb_store_ns_open(store, conn->device.account, hex, &cs->own)) != 0)
 			return rc;
+		pb_store_ns_set_quota(cs->own, cs->quota);
 	}
 	*out = cs->own;
 	return 0;

@@ -57,6 +57,9 @@ struct pb_store_ns_s {
 	 * at a time, from its first put of a batch to the batch's flush. */
 	bool writing;
 	char *account, *device; /* a read-only handle's names, to find it later */
+	uint64_t quota;          /* bytes the namespace may hold; 0: no limit */
+	uint64_t usage;          /* what it held at the start of the batch */
+	uint64_t pending_bytes;  /* pack bytes of the batch */
 	/* The pack this namespace appends to, or fd -1 when none is open. */
 	int fd;
 	int64_t pack_id;
@@ -370,6 +373,7 @@ static int pending_add(pb_store_ns_t *ns, const pending_t *p)
 		ns->cap = cap;
 	}
 	ns->pending[ns->npending++] = *p;
+	ns->pending_bytes += PB__REC_LEN(p->len);
 	/* The set stays at most half full. */
 	if (ns->npending * 2 > ns->set_cap)
 		return set_rebuild(ns, ns->set_cap ? ns->set_cap * 4 : 256);
@@ -383,6 +387,7 @@ static int pending_add(pb_store_ns_t *ns, const pending_t *p)
 static void pending_clear(pb_store_ns_t *ns)
 {
 	ns->npending = 0;
+	ns->pending_bytes = 0;
 	if (ns->set != NULL)
 		memset(ns->set, 0, ns->set_cap * sizeof(*ns->set));
 }
@@ -736,6 +741,50 @@ static bool ns_exists(pb_store_ns_t *ns)
 	return true;
 }
 
+void pb_store_ns_set_quota(pb_store_ns_t *ns, uint64_t quota)
+{
+	if (ns != NULL)
+		ns->quota = quota;
+}
+
+int pb_store_ns_usage(pb_store_ns_t *ns, uint64_t *bytes)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (ns == NULL || bytes == NULL)
+		return PB_EINVAL;
+	*bytes = 0;
+	if (!ns_exists(ns))
+		return 0;
+	rc = prep(ns->store->db,
+		  "SELECT (SELECT COALESCE(SUM(committed_len), 0) FROM packs WHERE ns=?1)"
+		  " + (SELECT COALESCE(SUM(length(blob)), 0) FROM snapshots WHERE ns=?1)"
+		  " + ?2 * (SELECT COALESCE(SUM(t.nrefs), 0) FROM snap_stats t JOIN snapshots s ON s.id = t.snap"
+		  "  WHERE s.ns=?1)"
+		  " + (SELECT COALESCE(SUM(length(v)), 0) FROM blobs WHERE ns=?1)",
+		  &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, ns->id);
+	sqlite3_bind_int64(st, 2, PB_STORE_REF_COST);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0)
+		*bytes = (uint64_t)sqlite3_column_int64(st, 0);
+	rc = rc == SQLITE_ROW ? 0 : db_err(ns->store->db, rc);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* PB_ESTORE_QUOTA when adding more bytes to what the namespace holds
+ * (usage) would pass its quota. */
+static int quota_check(const pb_store_ns_t *ns, uint64_t usage, uint64_t more)
+{
+	if (ns->quota == 0)
+		return 0;
+	return usage > ns->quota || more > ns->quota - usage ? PB_ESTORE_QUOTA : 0;
+}
+
 /* Takes the namespace's pack for this handle's batch: PB_EBUSY while
  * another handle of the namespace has one under way. */
 static int ns_claim(pb_store_ns_t *ns)
@@ -1045,6 +1094,14 @@ int pb_store_put(pb_store_ns_t *ns, const uint8_t name[PB_STORE_NAME_LEN], const
 		return rc;
 	if (found)
 		return 0;
+	if (ns->quota != 0) {
+		/* Counted once a batch: nobody else appends meanwhile. */
+		if (ns->npending == 0 && (rc = pb_store_ns_usage(ns, &ns->usage)) < 0)
+			goto out_discard;
+		rc = quota_check(ns, ns->usage, ns->pending_bytes + PB__REC_LEN(len));
+		if (rc < 0)
+			goto out_discard;
+	}
 
 	/* A batch never straddles packs: a full pack's batch is committed
 	 * first, and the next record starts a new pack. */
@@ -1251,6 +1308,13 @@ int pb_store_snapshot_put(pb_store_ns_t *ns, uint64_t snap_id, const uint8_t (*r
 	}
 	sqlite3_finalize(st);
 	st = NULL;
+	if (ns->quota != 0) {
+		uint64_t usage;
+
+		if ((rc = pb_store_ns_usage(ns, &usage)) < 0 ||
+		    (rc = quota_check(ns, usage, len + (uint64_t)nrefs * PB_STORE_REF_COST)) < 0)
+			goto out_rollback;
+	}
 	rc = prep(db, "INSERT INTO snapshots(ns, snap, time, blob) VALUES(?1, ?2, ?3, ?4)", &st);
 	if (rc < 0)
 		goto out_rollback;
@@ -1492,6 +1556,12 @@ int pb_store_blob_put(pb_store_ns_t *ns, const char *key, const uint8_t *val, si
 		return PB_ETOOBIG;
 	if (ns->read_only)
 		return PB_ESTATE;
+	if (ns->quota != 0) {
+		uint64_t usage;
+
+		if ((rc = pb_store_ns_usage(ns, &usage)) < 0 || (rc = quota_check(ns, usage, len)) < 0)
+			return rc;
+	}
 	rc = prep(ns->store->db, "INSERT OR REPLACE INTO blobs(ns, k, v) VALUES(?1, ?2, ?3)", &st);
 	if (rc < 0)
 		return rc;

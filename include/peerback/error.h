@@ -82,6 +82,7 @@ extern "C" {
 	X(STORE_NOMASTER, -1405, "no master key; set a recovery passphrase first") \
 	X(STORE_PASSPHRASE, -1406, "wrong recovery passphrase")                \
 	X(STORE_VERIFY, -1407, "restored data differs from the backup")        \
+	X(STORE_QUOTA, -1408, "this device's storage quota on the host is used up; the host's owner can raise it (peerback host quota)") \
 	X(DATA_FORMAT, -1500, "file is not in the expected format")            \
 	X(DATA_CHECKSUM, -1501, "a check digit or checksum is wrong")          \
 	X(DATA_BCC, -1502, "MIFARE block 0 BCC does not match the UID")        \

@@ -83,6 +83,16 @@ PB_EXTERN PB_WUR int pb_store_ns_open(pb_store_t *store, const char *account,
  * functions that write refuse the handle with PB_ESTATE. */
 PB_EXTERN PB_WUR int pb_store_ns_open_ro(pb_store_t *store, const char *account,
 					 const char *device_id, pb_store_ns_t **out);
+/* What a namespace holds, as its quota counts it: committed pack bytes
+ * (dead records too, until GC), snapshot records plus PB_STORE_REF_COST
+ * bytes per reference (the index rows), and blob values. */
+#define PB_STORE_REF_COST 48
+PB_EXTERN PB_WUR int pb_store_ns_usage(pb_store_ns_t *ns, uint64_t *bytes);
+/* Limits what the namespace may hold to quota bytes (0, the default: no
+ * limit) for writes through this handle. A put, snapshot or blob that would
+ * pass it is refused with PB_ESTORE_QUOTA; a refused put drops its batch
+ * like any write error. */
+PB_EXTERN void pb_store_ns_set_quota(pb_store_ns_t *ns, uint64_t quota);
 /* Closes a namespace handle; unflushed puts are dropped. Accepts NULL. */
 PB_EXTERN void pb_store_ns_close(pb_store_ns_t *ns);
 
