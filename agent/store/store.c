@@ -1085,8 +1085,8 @@ int pb_store_put(pb_store_ns_t *ns, const uint8_t name[PB_STORE_NAME_LEN], const
 		return PB_ETOOBIG;
 	if (ns->store->uncertain)
 		return PB_EIO;
-	if ((rc = ns_claim(ns)) < 0)
-		return rc;
+	if (ns->read_only)
+		return PB_ESTATE;
 	if (set_find(ns, name))
 		return 0;
 	rc = chunk_committed(ns, ns->lookup, name, &found);
@@ -1094,6 +1094,8 @@ int pb_store_put(pb_store_ns_t *ns, const uint8_t name[PB_STORE_NAME_LEN], const
 		return rc;
 	if (found)
 		return 0;
+	if ((rc = ns_claim(ns)) < 0)
+		return rc;
 	if (ns->quota != 0) {
 		/* Counted once a batch: nobody else appends meanwhile. */
 		if (ns->npending == 0 && (rc = pb_store_ns_usage(ns, &ns->usage)) < 0)
