@@ -54,7 +54,7 @@ struct pb_store_ns_s {
 	int64_t id;             /* 0: a read-only handle whose namespace does not exist yet */
 	bool read_only;
 	/* Appending to the namespace's pack: at most one handle of a namespace
-	 * at a time, from its first put of a batch to the batch's flush. */
+	 * at a time, from the first record of a batch to the batch's flush. */
 	bool writing;
 	char *account, *device; /* a read-only handle's names, to find it later */
 	uint64_t quota;          /* bytes the namespace may hold; 0: no limit */
@@ -824,7 +824,6 @@ static void ns_discard(pb_store_ns_t *ns)
 	close(ns->fd);
 	ns->fd = -1;
 	ns->pack_new = false;
-	ns->writing = false;
 }
 
 /* Ends the handle's batch once it is committed: the pack is left for the
