@@ -97,7 +97,8 @@ static int own_ns(struct conn_store *cs, pb_store_ns_t **out)
 		pb__hex(cs->device_id, PB_DEVICE_ID_LEN, hex);
 		if ((rc = pb_store_ns_open(cs->store, cs->account, hex, &cs->own)) != 0)
 			return rc;
-		pb_store_ns_set_quota(cs->own, cs->quota);
+		/* The store reads 0 as no limit; a quota of 0 admits nothing. */
+		pb_store_ns_set_quota(cs->own, cs->quota != 0 ? cs->quota : 1);
 	}
 	*out = cs->own;
 	return 0;

@@ -137,6 +137,9 @@ static int host_quota(pb_cli_t *cli, int argc, char **argv)
 		if (!reset && parse_size(argv[2], &bytes) != 0)
 			return pb_cli_fail(cli, "'%s' is not a size; give bytes, or a number with K, M, G or T "
 						"(e.g. 16G), or default", argv[2]);
+		if (!reset && bytes == 0)
+			return pb_cli_fail(cli, "a quota of 0 would refuse every backup; to end a pairing use "
+						"peerback host revoke");
 	}
 	rc = pb__hostdb_open(cli->home, &db);
 	if (rc != 0)
