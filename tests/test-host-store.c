@@ -81,7 +81,7 @@ static void pair(const char *home, char id[2 * PB_DEVICE_ID_LEN + 1])
 
 /* A contacts file of n cards with random notes (incompressible enough to
  * weigh about 120 bytes each once sealed). */
-static void make_contacts(const char *dev, const char *tag, int n)
+static void make_contacts(const char *home, const char *dev, const char *tag, int n)
 {
 	char path[4400];
 	char *text = malloc((size_t)n * 400 + 1);
@@ -103,7 +103,7 @@ static void make_contacts(const char *dev, const char *tag, int n)
 	snprintf(path, sizeof(path), "%s/%s.vcf", dir, tag);
 	assert_int_equal(pb_test_write_file(path, text, len), 0);
 	free(text);
-	assert_int_equal(run(dev == dev_a ? phone_a : phone_b, args, NULL, NULL), 0);
+	assert_int_equal(run(home, args, NULL, NULL), 0);
 }
 
 static void make_credential(const char *dev, const char *id)
@@ -167,9 +167,9 @@ static int setup(void **state)
 	pair(phone_b, id_b);
 	assert_int_equal(sodium_hex2bin(bin_a, sizeof(bin_a), id_a, strlen(id_a), NULL, &n, NULL), 0);
 	assert_int_equal(n, sizeof(bin_a));
-	make_contacts(dev_a, "a", 5);
+	make_contacts(phone_a, dev_a, "a", 5);
 	make_credential(dev_a, "card");
-	make_contacts(dev_b, "b", 5);
+	make_contacts(phone_b, dev_b, "b", 5);
 	return 0;
 }
 
@@ -301,7 +301,7 @@ static void test_reader_beside_writer(void **state)
 	connect_as(phone_b, &reader);
 	assert_int_equal(list_snapshots(&reader, bin_a, sizeof(bin_a)), 0);
 	/* A backs up again and uses its credential from the host meanwhile. */
-	make_contacts(dev_a, "a2", 3);
+	make_contacts(phone_a, dev_a, "a2", 3);
 	rc_backup = backup(phone_a, dev_a, &why_backup);
 	snprintf(creds, sizeof(creds), "%s/credentials/card.json", dev_a);
 	{
@@ -502,10 +502,10 @@ static void test_device_quota(void **state)
 	printf("host quota: %s", out != NULL ? out : "");
 	free(out);
 	/* About 60 KiB of sealed contacts: over A's quota. */
-	make_contacts(dev_a, "big", 400);
+	make_contacts(phone_a, dev_a, "big", 400);
 	rc_a = backup(phone_a, dev_a, &why_a);
 	/* B is not held back by A. */
-	make_contacts(dev_b, "b2", 50);
+	make_contacts(phone_b, dev_b, "b2", 50);
 	rc_b = backup(phone_b, dev_b, &why_b);
 	printf("A over its quota: exit %d: %s", rc_a, why_a != NULL ? why_a : "\n");
 	assert_int_equal(rc_set, 0);
