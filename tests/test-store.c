@@ -342,7 +342,8 @@ static void test_write_errors(void **state)
 	(void)state;
 	assert_int_equal(pb_store_open(dir, &s), 0);
 	assert_int_equal(pb_store_ns_open(s, "acct", "phone", &ns), 0);
-	assert_int_equal(pb_store_ns_open(s, "acct", "phone", &ns2), PB_EBUSY);
+	assert_int_equal(pb_store_ns_open(s, "acct", "phone", &ns2), 0);
+	pb_store_ns_close(ns2);
 
 	/* The very first write of a new pack fails: no file is left. */
 	inject("write", 0, EIO);
@@ -859,6 +860,106 @@ static void test_full_disk(void **state)
 	free(dir);
 }
 
+/* Several handles of one namespace: readers beside the writer, one batch
+ * at a time; read-only handles never create anything. */
+static void test_shared_namespace(void **state)
+{
+	char *dir = pb_test_tmpdir("store-shared");
+	pb_store_t *s;
+	pb_store_ns_t *w1, *w2, *r, *ghost;
+	pb_store_snapinfo_t *snaps = NULL;
+	name_t names[3], other;
+	bool missing[1];
+	uint8_t *val = NULL;
+	size_t n = 9, len;
+
+	(void)state;
+	assert_int_equal(pb_store_open(dir, &s), 0);
+	/* A namespace nobody wrote reads as empty and stays absent. */
+	assert_int_equal(pb_store_ns_open_ro(s, "acct", "phone", &ghost), 0);
+	assert_int_equal(pb_store_snapshot_list(ghost, &snaps, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(pb_store_blob_get(ghost, "masterkey", &val, &len), PB_ENOTFOUND);
+	assert_int_equal(pb_store_snapshot_get(ghost, 1, &val, &len), PB_ESTORE_NOSNAP);
+	memset(other, 7, sizeof(other));
+	assert_int_equal(pb_store_missing(ghost, (const name_t *)&other, 1, missing), 0);
+	assert_true(missing[0]);
+	assert_int_equal(pb_store_get(ghost, other, &val, &len), PB_ENOTFOUND);
+	assert_int_equal(pb_store_put(ghost, other, (const uint8_t *)"x", 1), PB_ESTATE);
+	assert_int_equal(pb_store_blob_put(ghost, "masterkey", (const uint8_t *)"x", 1), PB_ESTATE);
+
+	assert_int_equal(pb_store_ns_open(s, "acct", "phone", &w1), 0);
+	assert_int_equal(pb_store_ns_open(s, "acct", "phone", &w2), 0);
+	assert_int_equal(pb_store_ns_open_ro(s, "acct", "phone", &r), 0);
+	put_chunk(w1, 1, 3000, names[0]);
+	/* One batch at a time appends to the namespace's pack. */
+	assert_int_equal(pb_store_put(w2, other, (const uint8_t *)"x", 1), PB_EBUSY);
+	assert_int_equal(pb_store_flush(w1), 1);
+	/* Readers see what is committed, also one opened before it existed. */
+	assert_chunk(r, 1, 3000);
+	assert_chunk(ghost, 1, 3000);
+	/* The next batch may come from the other handle, then the first again. */
+	put_chunk(w2, 2, 4000, names[1]);
+	assert_int_equal(pb_store_flush(w2), 1);
+	put_chunk(w1, 3, 5000, names[2]);
+	assert_int_equal(pb_store_flush(w1), 1);
+	assert_chunk(r, 2, 4000);
+	assert_chunk(w2, 3, 5000);
+	pb_store_ns_close(ghost);
+	pb_store_ns_close(r);
+	pb_store_ns_close(w2);
+	pb_store_ns_close(w1);
+	{
+		pb_store_verify_report_t rep;
+
+		assert_int_equal(pb_store_verify(s, NULL, NULL, &rep), 0);
+		assert_int_equal(rep.chunks, 3);
+	}
+	pb_store_close(s);
+	pb_test_rmtree(dir);
+	free(dir);
+}
+
+/* A quota refuses the put that would pass it, drops that batch, and leaves
+ * what was committed before. */
+static void test_quota(void **state)
+{
+	char *dir = pb_test_tmpdir("store-quota");
+	pb_store_t *s;
+	pb_store_ns_t *ns;
+	name_t names[4];
+	uint64_t used = 0;
+	uint8_t ct[6000] = {0};
+
+	(void)state;
+	assert_int_equal(pb_store_open(dir, &s), 0);
+	assert_int_equal(pb_store_ns_open(s, "acct", "phone", &ns), 0);
+	pb_store_ns_set_quota(ns, 8000);
+	put_chunk(ns, 1, 3000, names[0]);
+	assert_int_equal(pb_store_flush(ns), 1);
+	assert_int_equal(pb_store_ns_usage(ns, &used), 0);
+	assert_true(used > 3000 && used < 4000);
+	put_chunk(ns, 2, 3000, names[1]);
+	memset(names[2], 9, sizeof(names[2]));
+	assert_int_equal(pb_store_put(ns, names[2], ct, 3000), PB_ESTORE_QUOTA);
+	/* The batch is gone; the first chunk stays. */
+	assert_int_equal(pb_store_flush(ns), 0);
+	assert_chunk(ns, 1, 3000);
+	/* Snapshot records and their references count as well. */
+	assert_int_equal(pb_store_snapshot_put(ns, 1, (const name_t *)names, 1, ct, 5000), PB_ESTORE_QUOTA);
+	assert_int_equal(pb_store_snapshot_put(ns, 1, (const name_t *)names, 1, ct, 100), 0);
+	assert_int_equal(pb_store_blob_put(ns, "masterkey", ct, 3000), 0);
+	assert_int_equal(pb_store_blob_put(ns, "sim-x", ct, 3000), PB_ESTORE_QUOTA);
+	pb_store_ns_set_quota(ns, 0);
+	put_chunk(ns, 2, 3000, names[1]);
+	assert_int_equal(pb_store_flush(ns), 1);
+	pb_store_ns_close(ns);
+	assert_int_equal(pb_store_verify(s, NULL, NULL, NULL), 0);
+	pb_store_close(s);
+	pb_test_rmtree(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -876,6 +977,8 @@ int main(void)
 		cmocka_unit_test(test_prune_gc),
 		cmocka_unit_test(test_pack_rolls_over),
 		cmocka_unit_test(test_full_disk),
+		cmocka_unit_test(test_shared_namespace),
+		cmocka_unit_test(test_quota),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

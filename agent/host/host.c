@@ -30,6 +30,7 @@ struct pb_host_s {
 	Peerback__SignedBlob *cert; /* unpacked acct.cert */
 	pb_hostdb_t db;
 	pb_store_t *store;
+	pb_host_worker_t *worker; /* runs the store's work off the loop */
 	uv_loop_t *loop;
 	uv_tcp_t listeners[MAX_LISTENERS];
 	int nlisteners;
@@ -56,6 +57,11 @@ pb_store_t *pb__host_store(pb_host_t *host)
 pb_hostdb_t *pb__host_db(pb_host_t *host)
 {
 	return &host->db;
+}
+
+pb_host_worker_t *pb__host_worker(pb_host_t *host)
+{
+	return host->worker;
 }
 
 const char *pb__host_home(const pb_host_t *host)
@@ -774,6 +780,8 @@ int pb_host_run(const pb_host_options_t *opts)
 		}
 	}
 	host->loop = uv_default_loop();
+	if ((rc = pb__host_worker_new(host->loop, &host->worker)) != 0)
+		goto out_close_db;
 	uv_timer_init(host->loop, &host->expiry);
 	host->expiry.data = host;
 	if ((rc = start_listening(host)) != 0)
@@ -797,6 +805,7 @@ int pb_host_run(const pb_host_options_t *opts)
 	}
 	rc = host->exit_status;
 out_close_db:
+	pb__host_worker_free(host->worker);
 	pb_store_close(host->store);
 	pb__hostdb_close(&host->db);
 out_free_cert:

@@ -9,6 +9,7 @@
 
 #include "agent/account/account.h"
 #include "agent/host/hostdb.h"
+#include "agent/host/worker.h"
 #include "agent/util/ratelimit.h"
 #include "protocol/channel.h"
 
@@ -65,9 +66,11 @@ void pb__host_request(pb_host_conn_t *conn, pb_envelope_t *env);
  * for a few million items. */
 #define PB_HOST_SEQ_CAP (128u << 20)
 
-/* The host's store and pairing state, for request handlers. */
+/* The host's store and pairing state, for request handlers. The store is
+ * driven only through the worker's jobs. */
 struct pb_store_s *pb__host_store(pb_host_t *host);
 pb_hostdb_t *pb__host_db(pb_host_t *host);
+pb_host_worker_t *pb__host_worker(pb_host_t *host);
 
 /* The host's state directory and JSON mode, for request handlers. */
 const char *pb__host_home(const pb_host_t *host);

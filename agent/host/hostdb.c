@@ -23,7 +23,11 @@ static const char schema[] =
 	/* Each device's latest certificate from the account service, passed on
 	 * to a phone asked to seal a virtual SIM to that device. */
 	"CREATE TABLE IF NOT EXISTS certificates(device_id BLOB PRIMARY KEY, cert BLOB NOT NULL,"
-	" updated INTEGER NOT NULL);";
+	" updated INTEGER NOT NULL);"
+	/* Storage quotas set by the host's owner; a device without a row has
+	 * the default. Kept apart from devices: a pairing renewed in place
+	 * keeps its quota. */
+	"CREATE TABLE IF NOT EXISTS quotas(device BLOB PRIMARY KEY, bytes INTEGER NOT NULL);";
 
 int pb__hostdb_open(const char *home, pb_hostdb_t *h)
 {
@@ -495,6 +499,42 @@ int pb__hostdb_device_by_id(pb_hostdb_t *h, const uint8_t device[PB_DEVICE_ID_LE
 	}
 	sqlite3_finalize(st);
 	return rc;
+}
+
+int pb__hostdb_set_quota(pb_hostdb_t *h, const uint8_t device[PB_DEVICE_ID_LEN], uint64_t bytes, bool reset)
+{
+	sqlite3_stmt *st;
+
+	if (!reset && bytes > INT64_MAX)
+		return PB_EINVAL;
+	if (sqlite3_prepare_v2(h->db,
+			       reset ? "DELETE FROM quotas WHERE device=?1"
+				     : "INSERT OR REPLACE INTO quotas(device, bytes) VALUES(?1, ?2)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return PB_EIO;
+	sqlite3_bind_blob(st, 1, device, PB_DEVICE_ID_LEN, SQLITE_STATIC);
+	if (!reset)
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)bytes);
+	return step_done(h->db, st);
+}
+
+uint64_t pb__hostdb_quota(pb_hostdb_t *h, const uint8_t device[PB_DEVICE_ID_LEN], bool *is_default)
+{
+	sqlite3_stmt *st;
+	uint64_t bytes = PB_HOST_QUOTA_DEFAULT;
+	bool dflt = true;
+
+	if (sqlite3_prepare_v2(h->db, "SELECT bytes FROM quotas WHERE device=?1", -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_blob(st, 1, device, PB_DEVICE_ID_LEN, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) >= 0) {
+			bytes = (uint64_t)sqlite3_column_int64(st, 0);
+			dflt = false;
+		}
+		sqlite3_finalize(st);
+	}
+	if (is_default != NULL)
+		*is_default = dflt;
+	return bytes;
 }
 
 int pb__hostdb_list(pb_hostdb_t *h, void (*cb)(void *arg, const pb_paired_device_t *d), void *arg)

@@ -109,6 +109,18 @@ int pb__hostdb_instructions(pb_hostdb_t *h, const uint8_t *device, bool queued_o
 __attribute__((warn_unused_result)) int pb__hostdb_ack(pb_hostdb_t *h, int64_t id, const uint8_t device[PB_DEVICE_ID_LEN],
 						       bool ok, const char *result, const uint8_t *payload, size_t plen);
 
+/* The storage a device may use on the host unless its owner set another
+ * quota (peerback host quota): pack bytes, snapshot records and blobs of
+ * its namespace (docs/STORAGE.md). */
+#define PB_HOST_QUOTA_DEFAULT (64ull << 30)
+
+/* Sets a device's quota in bytes, or (reset) gives it the default again. */
+__attribute__((warn_unused_result)) int pb__hostdb_set_quota(pb_hostdb_t *h, const uint8_t device[PB_DEVICE_ID_LEN],
+							     uint64_t bytes, bool reset);
+/* A device's quota in bytes; *is_default (may be NULL) says whether it is
+ * the default. The default also when the state cannot be read. */
+uint64_t pb__hostdb_quota(pb_hostdb_t *h, const uint8_t device[PB_DEVICE_ID_LEN], bool *is_default);
+
 /* Calls cb for every paired device. */
 int pb__hostdb_list(pb_hostdb_t *h, void (*cb)(void *arg, const pb_paired_device_t *d), void *arg);
 

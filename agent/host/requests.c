@@ -2,7 +2,14 @@
  *
  * Every device writes only its own namespace (account, device id). It may
  * read the namespaces of other devices of its account: a new phone restores
- * what an old one backed up, with the recovery passphrase. */
+ * what an old one backed up, with the recovery passphrase.
+ *
+ * Each connection's requests are answered in the order they came. Storage
+ * requests run on the host's storage worker (agent/host/worker.h), off the
+ * event loop, so one phone's long commit does not hold up another phone's
+ * handshake or ping; the rest (ping, instructions) are answered on the loop
+ * when their turn comes. A connection whose waiting requests weigh more than
+ * CONN_QUEUE_MAX is not read until they drain. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,184 +17,170 @@
 #include "peerback.h"
 #include "peerback/store.h"
 #include "agent/host/host.h"
+#include "agent/host/worker.h"
 #include "agent/util/fsutil.h"
 #include "agent/util/json.h"
 
 #define OFFER_MAX 4096
+/* Bytes of requests a connection may have waiting before it is paused. */
+#define CONN_QUEUE_MAX (16u << 20)
+/* Devices one BackupList reports. */
+#define BACKUPS_MAX 64
 
+struct job;
+
+/* A connection's storage state. The loop owns the queue fields; the worker
+ * owns the handles and the batch, which only jobs touch. It outlives the
+ * connection until its last job is done. */
 struct conn_store {
-	pb_store_ns_t *own;
-	pb_store_ns_t *other;       /* the last other device read from */
-	uint8_t other_id[PB_DEVICE_ID_LEN];
+	pb_host_conn_t *conn;       /* NULL once the connection closed */
+	pb_host_t *host;
+	struct pb_store_s *store;
+	char account[PB_ACCOUNT_MAX + 1];
+	uint8_t device_id[PB_DEVICE_ID_LEN];
+	uint64_t quota;             /* the device's, as set when it connected */
+	/* Loop side. */
+	struct job *head, *tail;    /* requests not answered yet, in order */
+	bool busy;                  /* the head is with the worker */
+	bool paused;
+	size_t queued;              /* bytes of the waiting requests */
+	/* Worker side. */
+	pb_store_ns_t *own;         /* the device's namespace, opened at its first write */
+	pb_store_ns_t *reader;      /* the namespace last read, opened read-only */
+	uint8_t reader_id[PB_DEVICE_ID_LEN];
 	int put_err;                /* first failed ChunkPut since the last Commit */
 	uint64_t puts;
 };
 
-static void conn_store_free(pb_host_conn_t *conn)
-{
-	struct conn_store *cs = conn->app;
+/* Devices of the account a BackupList covers, found on the loop. */
+struct backups {
+	size_t ndev, n;
+	uint8_t ids[BACKUPS_MAX][PB_DEVICE_ID_LEN];
+	char names[BACKUPS_MAX][65];
+	Peerback__DeviceBackups items[BACKUPS_MAX];
+	Peerback__DeviceBackups *ptrs[BACKUPS_MAX];
+	const char *account;
+};
 
-	if (cs == NULL)
-		return;
-	if (cs->own != NULL) {
-		/* Chunks put but never committed are not acknowledged; the phone
-		 * resends them. */
-		pb_store_ns_close(cs->own);
-	}
-	pb_store_ns_close(cs->other);
-	free(cs);
-	conn->app = NULL;
-}
+/* One request, or (env NULL) the closing of the connection's handles. */
+struct job {
+	pb_host_job_t work;         /* first: the worker's job is the job */
+	struct job *next;           /* in the connection's queue */
+	struct conn_store *cs;
+	pb_envelope_t *env;
+	size_t bytes;
+	/* The answer, built by the worker and sent on the loop. */
+	int rc;
+	bool has_rep;
+	Peerback__Reply rep;
+	union {
+		Peerback__ChunkWant want;
+		Peerback__CommitReceipt receipt;
+		Peerback__SnapshotListReply snapshots;
+		Peerback__ChunkData chunk;
+		Peerback__BackupListReply backups;
+	} body;
+	void *owned[2];             /* freed with the job */
+	struct backups *list;
+};
 
-static int ns_open(pb_host_conn_t *conn, const uint8_t device[PB_DEVICE_ID_LEN], pb_store_ns_t **out)
+/* ---- namespaces (worker) ------------------------------------------------------ */
+
+/* The caller's own namespace, for writing (created at the first write). */
+static int own_ns(struct conn_store *cs, pb_store_ns_t **out)
 {
-	struct pb_store_s *store = pb__host_store(conn->host);
 	char hex[2 * PB_DEVICE_ID_LEN + 1];
-
-	if (store == NULL)
-		return PB_EUNSUPPORTED;
-	pb__hex(device, PB_DEVICE_ID_LEN, hex);
-	return pb_store_ns_open(store, conn->device.account, hex, out);
-}
-
-static struct conn_store *conn_store(pb_host_conn_t *conn)
-{
-	if (conn->app == NULL) {
-		conn->app = calloc(1, sizeof(struct conn_store));
-		conn->app_free = conn_store_free;
-	}
-	return conn->app;
-}
-
-static int own_ns(pb_host_conn_t *conn, pb_store_ns_t **out)
-{
-	struct conn_store *cs = conn_store(conn);
 	int rc;
 
-	if (cs == NULL)
-		return PB_ENOMEM;
-	if (cs->own == NULL && (rc = ns_open(conn, conn->device.device_id, &cs->own)) != 0)
-		return rc;
+	if (cs->store == NULL)
+		return PB_EUNSUPPORTED;
+	if (cs->own == NULL) {
+		pb__hex(cs->device_id, PB_DEVICE_ID_LEN, hex);
+		if ((rc = pb_store_ns_open(cs->store, cs->account, hex, &cs->own)) != 0)
+			return rc;
+		/* The store reads 0 as no limit; a quota of 0 admits nothing. */
+		pb_store_ns_set_quota(cs->own, cs->quota != 0 ? cs->quota : 1);
+	}
 	*out = cs->own;
 	return 0;
 }
 
 /* The namespace a read names: the caller's own, or another device of the
- * same account. */
-static int read_ns(pb_host_conn_t *conn, const ProtobufCBinaryData *device, pb_store_ns_t **out)
+ * same account. Reads open it read-only: they never create a namespace, and
+ * any number of them go along with the namespace's own writer. */
+static int read_ns(struct conn_store *cs, const ProtobufCBinaryData *device, pb_store_ns_t **out)
 {
-	struct conn_store *cs;
+	const uint8_t *id = cs->device_id;
+	char hex[2 * PB_DEVICE_ID_LEN + 1];
 	int rc;
 
-	if (device->len == 0 || (device->len == PB_DEVICE_ID_LEN &&
-				 memcmp(device->data, conn->device.device_id, PB_DEVICE_ID_LEN) == 0))
-		return own_ns(conn, out);
-	if (device->len != PB_DEVICE_ID_LEN)
+	if (device->len != 0 && device->len != PB_DEVICE_ID_LEN)
 		return PB_EENV_MALFORMED;
-	cs = conn_store(conn);
-	if (cs == NULL)
-		return PB_ENOMEM;
-	if (cs->other != NULL && memcmp(cs->other_id, device->data, PB_DEVICE_ID_LEN) != 0) {
-		pb_store_ns_close(cs->other);
-		cs->other = NULL;
+	if (device->len == PB_DEVICE_ID_LEN)
+		id = device->data;
+	if (cs->store == NULL)
+		return PB_EUNSUPPORTED;
+	if (cs->own != NULL && memcmp(id, cs->device_id, PB_DEVICE_ID_LEN) == 0) {
+		*out = cs->own;
+		return 0;
 	}
-	if (cs->other == NULL) {
-		rc = ns_open(conn, device->data, &cs->other);
-		if (rc != 0)
+	if (cs->reader != NULL && memcmp(cs->reader_id, id, PB_DEVICE_ID_LEN) != 0) {
+		pb_store_ns_close(cs->reader);
+		cs->reader = NULL;
+	}
+	if (cs->reader == NULL) {
+		pb__hex(id, PB_DEVICE_ID_LEN, hex);
+		if ((rc = pb_store_ns_open_ro(cs->store, cs->account, hex, &cs->reader)) != 0)
 			return rc;
-		memcpy(cs->other_id, device->data, PB_DEVICE_ID_LEN);
+		memcpy(cs->reader_id, id, PB_DEVICE_ID_LEN);
 	}
-	*out = cs->other;
+	*out = cs->reader;
 	return 0;
 }
 
-static void send_reply(pb_host_conn_t *conn, Peerback__Reply *rep)
+/* ---- storage requests (worker) ------------------------------------------------ */
+
+static int do_offer(struct job *j)
 {
-	pb_envelope_t env;
-
-	pb__envelope_init(&env);
-	env.body_case = PEERBACK__ENVELOPE__BODY_REPLY;
-	env.reply = rep;
-	(void)pb__channel_send(&conn->ch, &env);
-}
-
-static void reply_bytes(pb_host_conn_t *conn, uint64_t id, uint8_t *data, size_t len)
-{
-	Peerback__Reply rep;
-
-	peerback__reply__init(&rep);
-	rep.id = id;
-	rep.op_case = PEERBACK__REPLY__OP_BLOB;
-	rep.blob.data = data;
-	rep.blob.len = len;
-	send_reply(conn, &rep);
-}
-
-static void reply_ok(pb_host_conn_t *conn, uint64_t id)
-{
-	Peerback__Reply rep;
-
-	peerback__reply__init(&rep);
-	rep.id = id;
-	rep.op_case = PEERBACK__REPLY__OP_OK;
-	rep.ok = true;
-	send_reply(conn, &rep);
-}
-
-static int do_offer(pb_host_conn_t *conn, const Peerback__Request *req)
-{
-	const ProtobufCBinaryData *names = &req->chunk_offer->names;
+	const ProtobufCBinaryData *names = &j->env->request->chunk_offer->names;
+	ProtobufCBinaryData own = { 0, NULL };
 	size_t n = names->len / PB_STORE_NAME_LEN, k = 0;
-	Peerback__Reply rep;
-	Peerback__ChunkWant want;
 	pb_store_ns_t *ns;
 	bool *missing;
 	uint32_t *idx;
 	int rc;
 
-	if (names->len % PB_STORE_NAME_LEN != 0 || n > OFFER_MAX)
-		return PB_EENV_MALFORMED;
-	if ((rc = own_ns(conn, &ns)) != 0)
+	if ((rc = read_ns(j->cs, &own, &ns)) != 0)
 		return rc;
-	missing = calloc(n ? n : 1, sizeof(*missing));
-	idx = calloc(n ? n : 1, sizeof(*idx));
-	if (missing == NULL || idx == NULL) {
-		rc = PB_ENOMEM;
-		goto out_free;
-	}
+	missing = j->owned[0] = calloc(n ? n : 1, sizeof(*missing));
+	idx = j->owned[1] = calloc(n ? n : 1, sizeof(*idx));
+	if (missing == NULL || idx == NULL)
+		return PB_ENOMEM;
 	rc = pb_store_missing(ns, (const uint8_t(*)[PB_STORE_NAME_LEN])names->data, n, missing);
 	if (rc != 0)
-		goto out_free;
+		return rc;
 	for (size_t i = 0; i < n; i++)
 		if (missing[i])
 			idx[k++] = (uint32_t)i;
-	peerback__reply__init(&rep);
-	peerback__chunk_want__init(&want);
-	want.missing = idx;
-	want.n_missing = k;
-	rep.id = req->id;
-	rep.op_case = PEERBACK__REPLY__OP_CHUNK_WANT;
-	rep.chunk_want = &want;
-	send_reply(conn, &rep);
-out_free:
-	free(missing);
-	free(idx);
-	return rc;
+	peerback__chunk_want__init(&j->body.want);
+	j->body.want.missing = idx;
+	j->body.want.n_missing = k;
+	j->rep.op_case = PEERBACK__REPLY__OP_CHUNK_WANT;
+	j->rep.chunk_want = &j->body.want;
+	return 0;
 }
 
-static void do_put(pb_host_conn_t *conn, const Peerback__ChunkPut *put)
+/* A put has no reply: its failure is the next Commit's answer. */
+static void do_put(struct job *j)
 {
-	struct conn_store *cs = conn_store(conn);
+	const Peerback__ChunkPut *put = j->env->request->chunk_put;
+	struct conn_store *cs = j->cs;
 	pb_store_ns_t *ns;
 	int rc;
 
-	if (cs == NULL || cs->put_err != 0)
+	if (cs->put_err != 0)
 		return;
-	if (put->name.len != PB_STORE_NAME_LEN || put->data.len == 0 || put->data.len > PB_STORE_CT_MAX) {
-		cs->put_err = PB_EENV_MALFORMED;
-		return;
-	}
-	rc = own_ns(conn, &ns);
+	rc = own_ns(cs, &ns);
 	if (rc == 0)
 		rc = pb_store_put(ns, put->name.data, put->data.data, put->data.len);
 	if (rc != 0)
@@ -196,83 +189,66 @@ static void do_put(pb_host_conn_t *conn, const Peerback__ChunkPut *put)
 		cs->puts++;
 }
 
-static int do_commit(pb_host_conn_t *conn, const Peerback__Request *req)
+static int do_commit(struct job *j)
 {
-	struct conn_store *cs = conn_store(conn);
-	Peerback__Reply rep;
-	Peerback__CommitReceipt receipt;
+	struct conn_store *cs = j->cs;
 	pb_store_ns_t *ns;
 	int rc;
 
-	if (cs == NULL)
-		return PB_ENOMEM;
-	if ((rc = own_ns(conn, &ns)) != 0)
-		return rc;
 	if (cs->put_err != 0) {
 		rc = cs->put_err;
 		cs->put_err = 0;
 		return rc;
 	}
-	rc = pb_store_flush(ns);
+	/* Without a put there is nothing to make durable. */
+	rc = 0;
+	if (cs->own != NULL && (rc = own_ns(cs, &ns)) == 0)
+		rc = pb_store_flush(ns);
 	if (rc < 0)
 		return rc;
-	peerback__reply__init(&rep);
-	peerback__commit_receipt__init(&receipt);
-	receipt.chunks = (uint64_t)rc;
-	receipt.total = cs->puts;
+	peerback__commit_receipt__init(&j->body.receipt);
+	j->body.receipt.chunks = (uint64_t)rc;
+	j->body.receipt.total = cs->puts;
 	cs->puts = 0;
-	rep.id = req->id;
-	rep.op_case = PEERBACK__REPLY__OP_RECEIPT;
-	rep.receipt = &receipt;
-	send_reply(conn, &rep);
+	j->rep.op_case = PEERBACK__REPLY__OP_RECEIPT;
+	j->rep.receipt = &j->body.receipt;
 	return 0;
 }
 
-static int do_snapshot_put(pb_host_conn_t *conn, const Peerback__Request *req)
+static int do_snapshot_put(struct job *j)
 {
-	const Peerback__SnapshotPut *sp = req->snapshot_put;
+	const Peerback__SnapshotPut *sp = j->env->request->snapshot_put;
 	pb_store_ns_t *ns;
 	int rc;
 
-	if (sp->refs.len % PB_STORE_NAME_LEN != 0 || sp->root.len == 0 || sp->root.len > PB_STORE_SNAPSHOT_MAX)
-		return PB_EENV_MALFORMED;
-	if ((rc = own_ns(conn, &ns)) != 0)
+	if ((rc = own_ns(j->cs, &ns)) != 0)
 		return rc;
 	rc = pb_store_snapshot_put(ns, sp->snapshot, (const uint8_t(*)[PB_STORE_NAME_LEN])sp->refs.data,
 				   sp->refs.len / PB_STORE_NAME_LEN, sp->root.data, sp->root.len);
 	if (rc != 0)
 		return rc;
-	if (pb__host_json(conn->host)) {
-		char dev[2 * PB_DEVICE_ID_LEN + 1], snap[17];
-
-		pb__hex(conn->device.device_id, PB_DEVICE_ID_LEN, dev);
-		snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)sp->snapshot);
-		(void)pb__json_print("{s:s, s:s, s:s, s:I}", "event", "snapshot", "device", dev, "snapshot", snap,
-				     "chunks", (json_int_t)(sp->refs.len / PB_STORE_NAME_LEN));
-	}
-	reply_ok(conn, req->id);
+	j->rep.op_case = PEERBACK__REPLY__OP_OK;
+	j->rep.ok = true;
 	return 0;
 }
 
-static int do_snapshot_list(pb_host_conn_t *conn, const Peerback__Request *req)
+static int do_snapshot_list(struct job *j)
 {
-	Peerback__Reply rep;
-	Peerback__SnapshotListReply list;
-	Peerback__SnapshotInfo *infos = NULL, **ptrs = NULL;
+	Peerback__SnapshotInfo *infos, **ptrs;
 	pb_store_snapinfo_t *snaps = NULL;
 	pb_store_ns_t *ns;
 	size_t n = 0;
 	int rc;
 
-	if ((rc = read_ns(conn, &req->snapshot_list->device, &ns)) != 0)
+	if ((rc = read_ns(j->cs, &j->env->request->snapshot_list->device, &ns)) != 0)
 		return rc;
 	if ((rc = pb_store_snapshot_list(ns, &snaps, &n)) != 0)
 		return rc;
-	infos = calloc(n ? n : 1, sizeof(*infos));
-	ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+	infos = j->owned[0] = calloc(n ? n : 1, sizeof(*infos));
+	ptrs = j->owned[1] = calloc(n ? n : 1, sizeof(*ptrs));
 	if (infos == NULL || ptrs == NULL) {
-		rc = PB_ENOMEM;
-		goto out_free;
+		free(snaps);
+		return PB_ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++) {
 		peerback__snapshot_info__init(&infos[i]);
@@ -282,62 +258,58 @@ static int do_snapshot_list(pb_host_conn_t *conn, const Peerback__Request *req)
 		infos[i].chunks = snaps[i].nrefs;
 		ptrs[i] = &infos[i];
 	}
-	peerback__reply__init(&rep);
-	peerback__snapshot_list_reply__init(&list);
-	list.snapshots = ptrs;
-	list.n_snapshots = n;
-	rep.id = req->id;
-	rep.op_case = PEERBACK__REPLY__OP_SNAPSHOTS;
-	rep.snapshots = &list;
-	send_reply(conn, &rep);
-out_free:
-	free(infos);
-	free(ptrs);
 	free(snaps);
-	return rc;
+	peerback__snapshot_list_reply__init(&j->body.snapshots);
+	j->body.snapshots.snapshots = ptrs;
+	j->body.snapshots.n_snapshots = n;
+	j->rep.op_case = PEERBACK__REPLY__OP_SNAPSHOTS;
+	j->rep.snapshots = &j->body.snapshots;
+	return 0;
 }
 
-static int do_snapshot_get(pb_host_conn_t *conn, const Peerback__Request *req)
+static int reply_blob(struct job *j, uint8_t *data, size_t len)
 {
+	j->owned[0] = data;
+	j->rep.op_case = PEERBACK__REPLY__OP_BLOB;
+	j->rep.blob.data = data;
+	j->rep.blob.len = len;
+	return 0;
+}
+
+static int do_snapshot_get(struct job *j)
+{
+	const Peerback__SnapshotGet *sg = j->env->request->snapshot_get;
 	pb_store_ns_t *ns;
 	uint8_t *blob;
 	size_t len;
 	int rc;
 
-	if ((rc = read_ns(conn, &req->snapshot_get->device, &ns)) != 0)
+	if ((rc = read_ns(j->cs, &sg->device, &ns)) != 0)
 		return rc;
-	if ((rc = pb_store_snapshot_get(ns, req->snapshot_get->snapshot, &blob, &len)) != 0)
+	if ((rc = pb_store_snapshot_get(ns, sg->snapshot, &blob, &len)) != 0)
 		return rc;
-	reply_bytes(conn, req->id, blob, len);
-	free(blob);
-	return 0;
+	return reply_blob(j, blob, len);
 }
 
-static int do_chunk_get(pb_host_conn_t *conn, const Peerback__Request *req)
+static int do_chunk_get(struct job *j)
 {
-	Peerback__Reply rep;
-	Peerback__ChunkData cd;
+	const Peerback__ChunkGet *cg = j->env->request->chunk_get;
 	pb_store_ns_t *ns;
 	uint8_t *ct;
 	size_t len;
 	int rc;
 
-	if (req->chunk_get->name.len != PB_STORE_NAME_LEN)
-		return PB_EENV_MALFORMED;
-	if ((rc = read_ns(conn, &req->chunk_get->device, &ns)) != 0)
+	if ((rc = read_ns(j->cs, &cg->device, &ns)) != 0)
 		return rc;
-	if ((rc = pb_store_get(ns, req->chunk_get->name.data, &ct, &len)) != 0)
+	if ((rc = pb_store_get(ns, cg->name.data, &ct, &len)) != 0)
 		return rc;
-	peerback__reply__init(&rep);
-	peerback__chunk_data__init(&cd);
-	cd.name = req->chunk_get->name;
-	cd.data.data = ct;
-	cd.data.len = len;
-	rep.id = req->id;
-	rep.op_case = PEERBACK__REPLY__OP_CHUNK;
-	rep.chunk = &cd;
-	send_reply(conn, &rep);
-	free(ct);
+	j->owned[0] = ct;
+	peerback__chunk_data__init(&j->body.chunk);
+	j->body.chunk.name = cg->name;
+	j->body.chunk.data.data = ct;
+	j->body.chunk.data.len = len;
+	j->rep.op_case = PEERBACK__REPLY__OP_CHUNK;
+	j->rep.chunk = &j->body.chunk;
 	return 0;
 }
 
@@ -358,123 +330,153 @@ static const char *blob_key(const char *key)
 	return key;
 }
 
-static int do_masterkey_put(pb_host_conn_t *conn, const Peerback__Request *req)
+static int do_masterkey_put(struct job *j)
 {
-	const char *key = blob_key(req->masterkey_put->key);
+	const Peerback__BlobPut *bp = j->env->request->masterkey_put;
 	pb_store_ns_t *ns;
 	int rc;
 
-	if (key == NULL || req->masterkey_put->value.len == 0 || req->masterkey_put->value.len > PB_STORE_BLOB_MAX)
-		return PB_EENV_MALFORMED;
-	if ((rc = own_ns(conn, &ns)) != 0)
+	if ((rc = own_ns(j->cs, &ns)) != 0)
 		return rc;
-	rc = pb_store_blob_put(ns, key, req->masterkey_put->value.data, req->masterkey_put->value.len);
-	if (rc == 0)
-		reply_ok(conn, req->id);
-	return rc;
+	if ((rc = pb_store_blob_put(ns, blob_key(bp->key), bp->value.data, bp->value.len)) != 0)
+		return rc;
+	j->rep.op_case = PEERBACK__REPLY__OP_OK;
+	j->rep.ok = true;
+	return 0;
 }
 
-static int do_masterkey_get(pb_host_conn_t *conn, const Peerback__Request *req)
+static int do_masterkey_get(struct job *j)
 {
-	const char *key = blob_key(req->masterkey_get->key);
+	const Peerback__BlobGet *bg = j->env->request->masterkey_get;
 	pb_store_ns_t *ns;
 	uint8_t *val;
 	size_t len;
 	int rc;
 
-	if (key == NULL)
-		return PB_EENV_MALFORMED;
-	if ((rc = read_ns(conn, &req->masterkey_get->device, &ns)) != 0)
+	if ((rc = read_ns(j->cs, &bg->device, &ns)) != 0)
 		return rc;
-	if ((rc = pb_store_blob_get(ns, key, &val, &len)) != 0)
+	if ((rc = pb_store_blob_get(ns, blob_key(bg->key), &val, &len)) != 0)
 		return rc;
-	reply_bytes(conn, req->id, val, len);
-	free(val);
+	return reply_blob(j, val, len);
+}
+
+/* Lists the snapshots of the devices found on the loop; a namespace that
+ * cannot be listed fails the whole request: a device is never left out as
+ * if it had no backup. */
+static int do_backup_list(struct job *j)
+{
+	struct backups *b = j->list;
+
+	for (size_t d = 0; d < b->ndev; d++) {
+		ProtobufCBinaryData dev = { PB_DEVICE_ID_LEN, b->ids[d] };
+		Peerback__DeviceBackups *it = &b->items[b->n];
+		pb_store_snapinfo_t *snaps = NULL;
+		pb_store_ns_t *ns;
+		size_t n = 0;
+		int rc;
+
+		if ((rc = read_ns(j->cs, &dev, &ns)) != 0 || (rc = pb_store_snapshot_list(ns, &snaps, &n)) != 0)
+			return rc;
+		if (n > 0) {
+			peerback__device_backups__init(it);
+			it->device = dev;
+			it->name = b->names[d];
+			it->snapshots = n;
+			for (size_t i = 0; i < n; i++)
+				if (snaps[i].time > it->latest)
+					it->latest = snaps[i].time;
+			b->ptrs[b->n++] = it;
+		}
+		free(snaps);
+	}
+	peerback__backup_list_reply__init(&j->body.backups);
+	j->body.backups.devices = b->ptrs;
+	j->body.backups.n_devices = b->n;
+	j->rep.op_case = PEERBACK__REPLY__OP_BACKUPS;
+	j->rep.backups = &j->body.backups;
 	return 0;
 }
 
-struct backups {
-	pb_host_conn_t *conn;
-	Peerback__DeviceBackups items[64];
-	Peerback__DeviceBackups *ptrs[64];
-	uint8_t ids[64][PB_DEVICE_ID_LEN];
-	char names[64][65];
-	size_t n;
-	int rc; /* the caller's own namespace could not be listed */
-};
-
-static void add_backups(void *arg, const pb_paired_device_t *d)
+static void run_request(struct job *j)
 {
-	struct backups *b = arg;
-	pb_store_snapinfo_t *snaps = NULL;
-	pb_store_ns_t *ns = NULL;
-	ProtobufCBinaryData dev = { PB_DEVICE_ID_LEN, (uint8_t *)d->device_id };
-	size_t n = 0;
-
-	bool own = memcmp(d->device_id, b->conn->device.device_id, PB_DEVICE_ID_LEN) == 0;
-	struct conn_store *cs;
 	int rc;
 
-	if (b->n == 64 || strcmp(d->account, b->conn->device.account) != 0)
+	switch (j->env->request->op_case) {
+	case PEERBACK__REQUEST__OP_CHUNK_OFFER:
+		rc = do_offer(j);
+		break;
+	case PEERBACK__REQUEST__OP_CHUNK_PUT:
+		do_put(j);
 		return;
-	rc = read_ns(b->conn, &dev, &ns);
-	if (rc == 0)
-		rc = pb_store_snapshot_list(ns, &snaps, &n);
-	/* Listing another device must not keep its namespace open: that
-	 * device's own session could not open it then, and would be told it
-	 * has no backup. */
-	cs = b->conn->app;
-	if (!own && cs != NULL && cs->other != NULL) {
-		pb_store_ns_close(cs->other);
-		cs->other = NULL;
+	case PEERBACK__REQUEST__OP_COMMIT:
+		rc = do_commit(j);
+		break;
+	case PEERBACK__REQUEST__OP_SNAPSHOT_PUT:
+		rc = do_snapshot_put(j);
+		break;
+	case PEERBACK__REQUEST__OP_SNAPSHOT_LIST:
+		rc = do_snapshot_list(j);
+		break;
+	case PEERBACK__REQUEST__OP_SNAPSHOT_GET:
+		rc = do_snapshot_get(j);
+		break;
+	case PEERBACK__REQUEST__OP_CHUNK_GET:
+		rc = do_chunk_get(j);
+		break;
+	case PEERBACK__REQUEST__OP_MASTERKEY_PUT:
+		rc = do_masterkey_put(j);
+		break;
+	case PEERBACK__REQUEST__OP_MASTERKEY_GET:
+		rc = do_masterkey_get(j);
+		break;
+	case PEERBACK__REQUEST__OP_BACKUP_LIST:
+		rc = do_backup_list(j);
+		break;
+	default:
+		rc = PB_EUNSUPPORTED;
+		break;
 	}
-	if (rc != 0 && own)
-		b->rc = rc; /* never answer as if this device had no backup */
-	if (rc != 0 || n == 0) {
-		free(snaps);
-		return;
-	}
-	peerback__device_backups__init(&b->items[b->n]);
-	memcpy(b->ids[b->n], d->device_id, PB_DEVICE_ID_LEN);
-	snprintf(b->names[b->n], sizeof(b->names[b->n]), "%s", d->name);
-	b->items[b->n].device.data = b->ids[b->n];
-	b->items[b->n].device.len = PB_DEVICE_ID_LEN;
-	b->items[b->n].name = b->names[b->n];
-	b->items[b->n].snapshots = n;
-	for (size_t i = 0; i < n; i++)
-		if (snaps[i].time > b->items[b->n].latest)
-			b->items[b->n].latest = snaps[i].time;
-	b->ptrs[b->n] = &b->items[b->n];
-	b->n++;
-	free(snaps);
+	j->rc = rc;
+	j->has_rep = rc == 0;
 }
 
-static int do_backup_list(pb_host_conn_t *conn, const Peerback__Request *req)
+static void job_run(pb_host_job_t *work)
 {
-	struct backups *b = calloc(1, sizeof(*b));
-	Peerback__Reply rep;
-	Peerback__BackupListReply list;
-	int rc;
+	struct job *j = (struct job *)work;
+	struct conn_store *cs = j->cs;
 
-	if (b == NULL)
-		return PB_ENOMEM;
-	b->conn = conn;
-	rc = pb__hostdb_list(pb__host_db(conn->host), add_backups, b);
-	if (rc >= 0 && b->rc != 0)
-		rc = b->rc;
-	if (rc >= 0) {
-		peerback__reply__init(&rep);
-		peerback__backup_list_reply__init(&list);
-		list.devices = b->ptrs;
-		list.n_devices = b->n;
-		rep.id = req->id;
-		rep.op_case = PEERBACK__REPLY__OP_BACKUPS;
-		rep.backups = &list;
-		send_reply(conn, &rep);
-		rc = 0;
+	if (j->env != NULL) {
+		run_request(j);
+		return;
 	}
-	free(b);
-	return rc;
+	/* Chunks put but never committed are not acknowledged; the phone
+	 * resends them. */
+	pb_store_ns_close(cs->own);
+	pb_store_ns_close(cs->reader);
+	cs->own = cs->reader = NULL;
+}
+
+/* ---- answering (loop) -------------------------------------------------------------- */
+
+static void send_reply(pb_host_conn_t *conn, Peerback__Reply *rep)
+{
+	pb_envelope_t env;
+
+	pb__envelope_init(&env);
+	env.body_case = PEERBACK__ENVELOPE__BODY_REPLY;
+	env.reply = rep;
+	(void)pb__channel_send(&conn->ch, &env);
+}
+
+static void reply_ok(pb_host_conn_t *conn, uint64_t id)
+{
+	Peerback__Reply rep;
+
+	peerback__reply__init(&rep);
+	rep.id = id;
+	rep.op_case = PEERBACK__REPLY__OP_OK;
+	rep.ok = true;
+	send_reply(conn, &rep);
 }
 
 struct ilist {
@@ -646,56 +648,304 @@ static void pong(pb_host_conn_t *conn, const Peerback__Request *req)
 	send_reply(conn, &rep);
 }
 
+/* ---- the connection's queue (loop) -------------------------------------------------- */
+
+static void job_free(struct job *j)
+{
+	if (j->env != NULL)
+		pb__envelope_free(j->env);
+	free(j->owned[0]);
+	free(j->owned[1]);
+	free(j->list);
+	free(j);
+}
+
+/* Checks a request against its caps before it waits for the worker: an
+ * over-cap request is refused without touching the store (docs/PROTOCOL.md). */
+static int check_request(const Peerback__Request *req)
+{
+	switch (req->op_case) {
+	case PEERBACK__REQUEST__OP_CHUNK_OFFER:
+		if (req->chunk_offer->names.len % PB_STORE_NAME_LEN != 0)
+			return PB_EENV_MALFORMED;
+		return req->chunk_offer->names.len / PB_STORE_NAME_LEN > OFFER_MAX ? PB_ETOOBIG : 0;
+	case PEERBACK__REQUEST__OP_CHUNK_PUT:
+		if (req->chunk_put->name.len != PB_STORE_NAME_LEN || req->chunk_put->data.len == 0)
+			return PB_EENV_MALFORMED;
+		return req->chunk_put->data.len > PB_STORE_CT_MAX ? PB_ETOOBIG : 0;
+	case PEERBACK__REQUEST__OP_SNAPSHOT_PUT:
+		if (req->snapshot_put->refs.len % PB_STORE_NAME_LEN != 0 || req->snapshot_put->root.len == 0)
+			return PB_EENV_MALFORMED;
+		if (req->snapshot_put->refs.len / PB_STORE_NAME_LEN > PB_STORE_SNAPSHOT_REFS_MAX ||
+		    req->snapshot_put->root.len > PB_STORE_SNAPSHOT_MAX)
+			return PB_ETOOBIG;
+		return 0;
+	case PEERBACK__REQUEST__OP_CHUNK_GET:
+		return req->chunk_get->name.len != PB_STORE_NAME_LEN ? PB_EENV_MALFORMED : 0;
+	case PEERBACK__REQUEST__OP_MASTERKEY_PUT:
+		if (blob_key(req->masterkey_put->key) == NULL || req->masterkey_put->value.len == 0)
+			return PB_EENV_MALFORMED;
+		return req->masterkey_put->value.len > PB_STORE_BLOB_MAX ? PB_ETOOBIG : 0;
+	case PEERBACK__REQUEST__OP_MASTERKEY_GET:
+		return blob_key(req->masterkey_get->key) == NULL ? PB_EENV_MALFORMED : 0;
+	case PEERBACK__REQUEST__OP_INSTRUCTION_ACK:
+		return req->instruction_ack->payload.len > PB_STORE_BLOB_MAX ? PB_ETOOBIG : 0;
+	default:
+		return 0;
+	}
+}
+
+static bool storage_request(const Peerback__Request *req)
+{
+	switch (req->op_case) {
+	case PEERBACK__REQUEST__OP_CHUNK_OFFER:
+	case PEERBACK__REQUEST__OP_CHUNK_PUT:
+	case PEERBACK__REQUEST__OP_COMMIT:
+	case PEERBACK__REQUEST__OP_SNAPSHOT_PUT:
+	case PEERBACK__REQUEST__OP_SNAPSHOT_LIST:
+	case PEERBACK__REQUEST__OP_SNAPSHOT_GET:
+	case PEERBACK__REQUEST__OP_CHUNK_GET:
+	case PEERBACK__REQUEST__OP_MASTERKEY_PUT:
+	case PEERBACK__REQUEST__OP_MASTERKEY_GET:
+	case PEERBACK__REQUEST__OP_BACKUP_LIST:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void add_device(void *arg, const pb_paired_device_t *d)
+{
+	struct backups *b = arg;
+
+	if (b->ndev == BACKUPS_MAX || strcmp(d->account, b->account) != 0)
+		return;
+	memcpy(b->ids[b->ndev], d->device_id, PB_DEVICE_ID_LEN);
+	snprintf(b->names[b->ndev], sizeof(b->names[b->ndev]), "%s", d->name);
+	b->ndev++;
+}
+
+/* The devices a BackupList covers come from host.db, which the loop owns. */
+static int prepare_backup_list(struct job *j)
+{
+	struct backups *b = j->list = calloc(1, sizeof(*b));
+	int rc;
+
+	if (b == NULL)
+		return PB_ENOMEM;
+	b->account = j->cs->account;
+	rc = pb__hostdb_list(pb__host_db(j->cs->host), add_device, b);
+	return rc < 0 ? rc : 0;
+}
+
+/* Answers a request on the loop (ping, instructions, a refusal). */
+static void answer_here(struct conn_store *cs, struct job *j)
+{
+	pb_host_conn_t *conn = cs->conn;
+	const Peerback__Request *req = j->env->request;
+	int rc = j->rc;
+
+	if (rc == 0) {
+		switch (req->op_case) {
+		case PEERBACK__REQUEST__OP_PING:
+			pong(conn, req);
+			break;
+		case PEERBACK__REQUEST__OP_INSTRUCTION_LIST:
+			rc = do_instruction_list(conn, req);
+			break;
+		case PEERBACK__REQUEST__OP_INSTRUCTION_ACK:
+			rc = do_instruction_ack(conn, req);
+			break;
+		default:
+			rc = PB_EUNSUPPORTED;
+			break;
+		}
+	}
+	/* A refused put is the next Commit's answer, like a failed one. */
+	if (rc != 0 && req->op_case == PEERBACK__REQUEST__OP_CHUNK_PUT)
+		cs->put_err = cs->put_err != 0 ? cs->put_err : rc;
+	else if (rc != 0)
+		pb__host_reply_error(conn, req->id, rc);
+}
+
+static void job_done(pb_host_job_t *work, bool canceled);
+
+static void dequeue(struct conn_store *cs, struct job *j)
+{
+	cs->head = j->next;
+	if (cs->head == NULL)
+		cs->tail = NULL;
+	cs->queued -= j->bytes;
+	if (cs->paused && cs->conn != NULL && cs->queued < CONN_QUEUE_MAX / 2) {
+		cs->paused = false;
+		pb__channel_pause(&cs->conn->ch, false);
+	}
+}
+
+/* Serves the connection's requests in order until one has to wait for the
+ * worker. */
+static void pump(struct conn_store *cs)
+{
+	struct job *j;
+
+	while (!cs->busy && (j = cs->head) != NULL) {
+		if (j->env == NULL || (j->rc == 0 && storage_request(j->env->request))) {
+			if (j->env != NULL && j->env->request->op_case == PEERBACK__REQUEST__OP_BACKUP_LIST)
+				j->rc = prepare_backup_list(j);
+			if (j->rc == 0) {
+				cs->busy = true;
+				j->work.run = job_run;
+				j->work.done = job_done;
+				pb__host_worker_submit(pb__host_worker(cs->host), &j->work);
+				return;
+			}
+		}
+		dequeue(cs, j);
+		answer_here(cs, j);
+		job_free(j);
+	}
+}
+
+static void job_done(pb_host_job_t *work, bool canceled)
+{
+	struct job *j = (struct job *)work;
+	struct conn_store *cs = j->cs;
+
+	if (j->env == NULL) {
+		/* The connection's last job: its handles are closed. */
+		job_free(j);
+		free(cs);
+		return;
+	}
+	cs->busy = false;
+	dequeue(cs, j);
+	if (cs->conn != NULL && !canceled) {
+		if (j->rc != 0)
+			pb__host_reply_error(cs->conn, j->env->request->id, j->rc);
+		else if (j->has_rep) {
+			j->rep.id = j->env->request->id;
+			send_reply(cs->conn, &j->rep);
+		}
+		if (j->rc == 0 && j->env->request->op_case == PEERBACK__REQUEST__OP_SNAPSHOT_PUT &&
+		    pb__host_json(cs->host)) {
+			char dev[2 * PB_DEVICE_ID_LEN + 1], snap[17];
+
+			pb__hex(cs->device_id, PB_DEVICE_ID_LEN, dev);
+			snprintf(snap, sizeof(snap), "%016llx",
+				 (unsigned long long)j->env->request->snapshot_put->snapshot);
+			(void)pb__json_print("{s:s, s:s, s:s, s:I}", "event", "snapshot", "device", dev, "snapshot", snap,
+					     "chunks",
+					     (json_int_t)(j->env->request->snapshot_put->refs.len / PB_STORE_NAME_LEN));
+		}
+	}
+	job_free(j);
+	if (!canceled)
+		pump(cs);
+}
+
+/* The connection is gone: what it still had waiting is dropped, and its
+ * handles are closed by a last job behind the one under way. */
+static void conn_store_free(pb_host_conn_t *conn)
+{
+	struct conn_store *cs = conn->app;
+	struct job *j, *close_job;
+
+	if (cs == NULL)
+		return;
+	conn->app = NULL;
+	cs->conn = NULL;
+	j = cs->busy ? cs->head->next : cs->head;
+	if (cs->busy)
+		cs->head->next = NULL;
+	else
+		cs->head = NULL;
+	cs->tail = cs->head;
+	while (j != NULL) {
+		struct job *next = j->next;
+
+		job_free(j);
+		j = next;
+	}
+	close_job = calloc(1, sizeof(*close_job));
+	if (close_job == NULL) {
+		/* Left open until the store closes; never used again. */
+		if (!cs->busy)
+			free(cs);
+		return;
+	}
+	close_job->cs = cs;
+	if (cs->tail != NULL)
+		cs->tail->next = close_job;
+	else
+		cs->head = close_job;
+	cs->tail = close_job;
+	pump(cs);
+}
+
+static struct conn_store *conn_store(pb_host_conn_t *conn)
+{
+	struct conn_store *cs;
+
+	if (conn->app != NULL)
+		return conn->app;
+	cs = calloc(1, sizeof(*cs));
+	if (cs == NULL)
+		return NULL;
+	cs->conn = conn;
+	cs->host = conn->host;
+	cs->store = pb__host_store(conn->host);
+	snprintf(cs->account, sizeof(cs->account), "%s", conn->device.account);
+	memcpy(cs->device_id, conn->device.device_id, PB_DEVICE_ID_LEN);
+	/* A quota changed meanwhile applies from the next connection. */
+	cs->quota = pb__hostdb_quota(pb__host_db(conn->host), conn->device.device_id, NULL);
+	conn->app = cs;
+	conn->app_free = conn_store_free;
+	return cs;
+}
+
+/* What a waiting request weighs against the connection's bound. */
+static size_t request_bytes(const Peerback__Request *req)
+{
+	switch (req->op_case) {
+	case PEERBACK__REQUEST__OP_CHUNK_PUT:
+		return 256 + req->chunk_put->data.len;
+	case PEERBACK__REQUEST__OP_CHUNK_OFFER:
+		return 256 + req->chunk_offer->names.len;
+	case PEERBACK__REQUEST__OP_SNAPSHOT_PUT:
+		return 256 + req->snapshot_put->refs.len + req->snapshot_put->root.len;
+	case PEERBACK__REQUEST__OP_MASTERKEY_PUT:
+		return 256 + req->masterkey_put->value.len;
+	case PEERBACK__REQUEST__OP_INSTRUCTION_ACK:
+		return 256 + req->instruction_ack->payload.len;
+	default:
+		return 256;
+	}
+}
+
 void pb__host_request(pb_host_conn_t *conn, pb_envelope_t *env)
 {
-	const Peerback__Request *req = env->request;
-	int rc = 0;
+	struct conn_store *cs = conn_store(conn);
+	struct job *j = cs != NULL ? calloc(1, sizeof(*j)) : NULL;
 
-	switch (req->op_case) {
-	case PEERBACK__REQUEST__OP_PING:
-		pong(conn, req);
-		break;
-	case PEERBACK__REQUEST__OP_CHUNK_OFFER:
-		rc = do_offer(conn, req);
-		break;
-	case PEERBACK__REQUEST__OP_CHUNK_PUT:
-		do_put(conn, req->chunk_put);
-		break;
-	case PEERBACK__REQUEST__OP_COMMIT:
-		rc = do_commit(conn, req);
-		break;
-	case PEERBACK__REQUEST__OP_SNAPSHOT_PUT:
-		rc = do_snapshot_put(conn, req);
-		break;
-	case PEERBACK__REQUEST__OP_SNAPSHOT_LIST:
-		rc = do_snapshot_list(conn, req);
-		break;
-	case PEERBACK__REQUEST__OP_SNAPSHOT_GET:
-		rc = do_snapshot_get(conn, req);
-		break;
-	case PEERBACK__REQUEST__OP_CHUNK_GET:
-		rc = do_chunk_get(conn, req);
-		break;
-	case PEERBACK__REQUEST__OP_MASTERKEY_PUT:
-		rc = do_masterkey_put(conn, req);
-		break;
-	case PEERBACK__REQUEST__OP_MASTERKEY_GET:
-		rc = do_masterkey_get(conn, req);
-		break;
-	case PEERBACK__REQUEST__OP_BACKUP_LIST:
-		rc = do_backup_list(conn, req);
-		break;
-	case PEERBACK__REQUEST__OP_INSTRUCTION_LIST:
-		rc = do_instruction_list(conn, req);
-		break;
-	case PEERBACK__REQUEST__OP_INSTRUCTION_ACK:
-		rc = do_instruction_ack(conn, req);
-		break;
-	default:
-		rc = PB_EUNSUPPORTED;
-		break;
+	if (j == NULL) {
+		pb__host_reply_error(conn, env->request->id, PB_ENOMEM);
+		pb__envelope_free(env);
+		return;
 	}
-	if (rc != 0)
-		pb__host_reply_error(conn, req->id, rc);
-	pb__envelope_free(env);
+	j->cs = cs;
+	j->env = env;
+	j->bytes = request_bytes(env->request);
+	j->rc = check_request(env->request);
+	peerback__reply__init(&j->rep);
+	if (cs->tail != NULL)
+		cs->tail->next = j;
+	else
+		cs->head = j;
+	cs->tail = j;
+	cs->queued += j->bytes;
+	if (!cs->paused && cs->queued > CONN_QUEUE_MAX) {
+		cs->paused = true;
+		pb__channel_pause(&conn->ch, true);
+	}
+	pump(cs);
 }

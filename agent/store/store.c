@@ -41,8 +41,6 @@ int (*pb__store_test_fail)(const char *point);
 #define PACK_FULL 1
 /* A pack is rewritten by GC when less than this share of it is live. */
 #define REPACK_LIVE_PERCENT 50
-/* Most names one snapshot may reference. */
-#define SNAP_REFS_MAX (1u << 24)
 
 typedef struct pending_s {
 	uint8_t name[PB_STORE_NAME_LEN];
@@ -54,7 +52,15 @@ typedef struct pending_s {
 struct pb_store_ns_s {
 	pb_store_t *store;
 	pb_store_ns_t *next;
-	int64_t id;
+	int64_t id;             /* 0: a read-only handle whose namespace does not exist yet */
+	bool read_only;
+	/* Appending to the namespace's pack: at most one handle of a namespace
+	 * at a time, from the first record of a batch to the batch's flush. */
+	bool writing;
+	char *account, *device; /* a read-only handle's names, to find it later */
+	uint64_t quota;          /* bytes the namespace may hold; 0: no limit */
+	uint64_t usage;          /* what it held at the start of the batch */
+	uint64_t pending_bytes;  /* pack bytes of the batch */
 	/* The pack this namespace appends to, or fd -1 when none is open. */
 	int fd;
 	int64_t pack_id;
@@ -368,6 +374,7 @@ static int pending_add(pb_store_ns_t *ns, const pending_t *p)
 		ns->cap = cap;
 	}
 	ns->pending[ns->npending++] = *p;
+	ns->pending_bytes += PB__REC_LEN(p->len);
 	/* The set stays at most half full. */
 	if (ns->npending * 2 > ns->set_cap)
 		return set_rebuild(ns, ns->set_cap ? ns->set_cap * 4 : 256);
@@ -381,6 +388,7 @@ static int pending_add(pb_store_ns_t *ns, const pending_t *p)
 static void pending_clear(pb_store_ns_t *ns)
 {
 	ns->npending = 0;
+	ns->pending_bytes = 0;
 	if (ns->set != NULL)
 		memset(ns->set, 0, ns->set_cap * sizeof(*ns->set));
 }
@@ -633,58 +641,169 @@ static bool id_ok(const char *id)
 	return n > 0 && n <= PB_STORE_ID_MAX;
 }
 
-int pb_store_ns_open(pb_store_t *s, const char *account, const char *device_id, pb_store_ns_t **out)
+/* The id of the namespace (account, device): 0 when it does not exist. */
+static int ns_find(pb_store_t *s, const char *account, const char *device_id, int64_t *id)
 {
 	sqlite3_stmt *st = NULL;
-	pb_store_ns_t *ns;
 	int rc;
 
-	if (s == NULL || out == NULL || !id_ok(account) || !id_ok(device_id))
-		return PB_EINVAL;
-	rc = prep(s->db, "INSERT OR IGNORE INTO ns(account, device) VALUES(?1, ?2)", &st);
-	if (rc < 0)
-		return rc;
-	sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, device_id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return db_err(s->db, rc);
 	rc = prep(s->db, "SELECT id FROM ns WHERE account=?1 AND device=?2", &st);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, device_id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		rc = db_err(s->db, rc);
-		sqlite3_finalize(st);
-		return rc;
-	}
-	for (ns = s->ns_list; ns != NULL; ns = ns->next) {
-		/* Two handles would append to the same pack. */
-		if (ns->id == sqlite3_column_int64(st, 0)) {
-			sqlite3_finalize(st);
-			return PB_EBUSY;
-		}
-	}
-	ns = calloc(1, sizeof(*ns));
-	if (ns == NULL) {
-		sqlite3_finalize(st);
-		return PB_ENOMEM;
-	}
-	ns->id = sqlite3_column_int64(st, 0);
+	*id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(s->db, rc);
 	sqlite3_finalize(st);
+	return rc;
+}
+
+static int ns_new(pb_store_t *s, int64_t id, bool read_only, pb_store_ns_t **out)
+{
+	pb_store_ns_t *ns = calloc(1, sizeof(*ns));
+	int rc;
+
+	if (ns == NULL)
+		return PB_ENOMEM;
 	rc = prep(s->db, "SELECT 1 FROM chunks WHERE ns=?1 AND name=?2", &ns->lookup);
 	if (rc < 0) {
 		free(ns);
 		return rc;
 	}
+	ns->id = id;
+	ns->read_only = read_only;
 	ns->store = s;
 	ns->fd = -1;
 	ns->next = s->ns_list;
 	s->ns_list = ns;
 	*out = ns;
+	return 0;
+}
+
+int pb_store_ns_open(pb_store_t *s, const char *account, const char *device_id, pb_store_ns_t **out)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t id;
+	int rc;
+
+	if (s == NULL || out == NULL || !id_ok(account) || !id_ok(device_id))
+		return PB_EINVAL;
+	if ((rc = ns_find(s, account, device_id, &id)) < 0)
+		return rc;
+	if (id == 0) {
+		if (s->uncertain)
+			return PB_EIO;
+		rc = prep(s->db, "INSERT INTO ns(account, device) VALUES(?1, ?2)", &st);
+		if (rc < 0)
+			return rc;
+		sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, device_id, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return db_err(s->db, rc);
+		id = sqlite3_last_insert_rowid(s->db);
+	}
+	return ns_new(s, id, false, out);
+}
+
+int pb_store_ns_open_ro(pb_store_t *s, const char *account, const char *device_id, pb_store_ns_t **out)
+{
+	pb_store_ns_t *ns;
+	int64_t id;
+	int rc;
+
+	if (s == NULL || out == NULL || !id_ok(account) || !id_ok(device_id))
+		return PB_EINVAL;
+	if ((rc = ns_find(s, account, device_id, &id)) < 0)
+		return rc;
+	if ((rc = ns_new(s, id, true, &ns)) < 0)
+		return rc;
+	if (id == 0) {
+		ns->account = strdup(account);
+		ns->device = strdup(device_id);
+		if (ns->account == NULL || ns->device == NULL) {
+			pb_store_ns_close(ns);
+			return PB_ENOMEM;
+		}
+	}
+	*out = ns;
+	return 0;
+}
+
+/* True when the handle's namespace exists; a read-only handle opened
+ * before its namespace was created finds it here. */
+static bool ns_exists(pb_store_ns_t *ns)
+{
+	int64_t id;
+
+	if (ns->id != 0)
+		return true;
+	if (ns->account == NULL || ns_find(ns->store, ns->account, ns->device, &id) < 0 || id == 0)
+		return false;
+	ns->id = id;
+	return true;
+}
+
+void pb_store_ns_set_quota(pb_store_ns_t *ns, uint64_t quota)
+{
+	if (ns != NULL)
+		ns->quota = quota;
+}
+
+int pb_store_ns_usage(pb_store_ns_t *ns, uint64_t *bytes)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (ns == NULL || bytes == NULL)
+		return PB_EINVAL;
+	*bytes = 0;
+	if (!ns_exists(ns))
+		return 0;
+	rc = prep(ns->store->db,
+		  "SELECT (SELECT COALESCE(SUM(committed_len), 0) FROM packs WHERE ns=?1)"
+		  " + (SELECT COALESCE(SUM(length(blob)), 0) FROM snapshots WHERE ns=?1)"
+		  " + ?2 * (SELECT COALESCE(SUM(t.nrefs), 0) FROM snap_stats t JOIN snapshots s ON s.id = t.snap"
+		  "  WHERE s.ns=?1)"
+		  " + (SELECT COALESCE(SUM(length(v)), 0) FROM blobs WHERE ns=?1)",
+		  &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, ns->id);
+	sqlite3_bind_int64(st, 2, PB_STORE_REF_COST);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0)
+		*bytes = (uint64_t)sqlite3_column_int64(st, 0);
+	rc = rc == SQLITE_ROW ? 0 : db_err(ns->store->db, rc);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* PB_ESTORE_QUOTA when adding more bytes to what the namespace holds
+ * (usage) would pass its quota. */
+static int quota_check(const pb_store_ns_t *ns, uint64_t usage, uint64_t more)
+{
+	if (ns->quota == 0)
+		return 0;
+	return usage > ns->quota || more > ns->quota - usage ? PB_ESTORE_QUOTA : 0;
+}
+
+/* Takes the namespace's pack for this handle's batch: PB_EBUSY while
+ * another handle of the namespace has one under way. */
+static int ns_claim(pb_store_ns_t *ns)
+{
+	pb_store_ns_t *o;
+
+	if (ns->read_only)
+		return PB_ESTATE;
+	if (ns->writing)
+		return 0;
+	for (o = ns->store->ns_list; o != NULL; o = o->next)
+		if (o != ns && o->id == ns->id && o->writing)
+			return PB_EBUSY;
+	ns->writing = true;
 	return 0;
 }
 
@@ -696,6 +815,7 @@ static void ns_discard(pb_store_ns_t *ns)
 
 	pending_clear(ns);
 	ns->auto_flushed = 0;
+	ns->writing = false;
 	if (ns->fd < 0)
 		return;
 	if (ns->store->uncertain) {
@@ -709,6 +829,19 @@ static void ns_discard(pb_store_ns_t *ns)
 	close(ns->fd);
 	ns->fd = -1;
 	ns->pack_new = false;
+}
+
+/* Ends the handle's batch once it is committed: the pack is left for the
+ * next batch of whichever handle comes first. */
+static void ns_release(pb_store_ns_t *ns)
+{
+	if (ns->npending > 0)
+		return;
+	if (ns->fd >= 0)
+		close(ns->fd);
+	ns->fd = -1;
+	ns->pack_new = false;
+	ns->writing = false;
 }
 
 void pb_store_ns_close(pb_store_ns_t *ns)
@@ -727,6 +860,8 @@ void pb_store_ns_close(pb_store_ns_t *ns)
 	sqlite3_finalize(ns->lookup);
 	free(ns->pending);
 	free(ns->set);
+	free(ns->account);
+	free(ns->device);
 	free(ns);
 }
 
@@ -757,6 +892,11 @@ int pb_store_missing(pb_store_ns_t *ns, const uint8_t (*names)[PB_STORE_NAME_LEN
 
 	if (ns == NULL || (n > 0 && (names == NULL || missing == NULL)))
 		return PB_EINVAL;
+	if (!ns_exists(ns)) {
+		for (i = 0; i < n; i++)
+			missing[i] = true;
+		return 0;
+	}
 	rc = exec(ns->store->db, "BEGIN");
 	if (rc < 0)
 		return rc;
@@ -949,6 +1089,8 @@ int pb_store_put(pb_store_ns_t *ns, const uint8_t name[PB_STORE_NAME_LEN], const
 		return PB_ETOOBIG;
 	if (ns->store->uncertain)
 		return PB_EIO;
+	if (ns->read_only)
+		return PB_ESTATE;
 	if (set_find(ns, name))
 		return 0;
 	rc = chunk_committed(ns, ns->lookup, name, &found);
@@ -956,6 +1098,16 @@ int pb_store_put(pb_store_ns_t *ns, const uint8_t name[PB_STORE_NAME_LEN], const
 		return rc;
 	if (found)
 		return 0;
+	if ((rc = ns_claim(ns)) < 0)
+		return rc;
+	if (ns->quota != 0) {
+		/* Counted once a batch: nobody else appends meanwhile. */
+		if (ns->npending == 0 && (rc = pb_store_ns_usage(ns, &ns->usage)) < 0)
+			goto out_discard;
+		rc = quota_check(ns, ns->usage, ns->pending_bytes + PB__REC_LEN(len));
+		if (rc < 0)
+			goto out_discard;
+	}
 
 	/* A batch never straddles packs: a full pack's batch is committed
 	 * first, and the next record starts a new pack. */
@@ -1020,11 +1172,14 @@ int pb_store_flush(pb_store_ns_t *ns)
 
 	if (ns == NULL)
 		return PB_EINVAL;
+	if (ns->read_only)
+		return PB_ESTATE;
 	rc = ns_commit(ns);
 	if (rc < 0)
 		return rc;
 	done = ns->auto_flushed + rc;
 	ns->auto_flushed = 0;
+	ns_release(ns);
 	return done;
 }
 
@@ -1090,6 +1245,8 @@ int pb_store_get(pb_store_ns_t *ns, const uint8_t name[PB_STORE_NAME_LEN], uint8
 
 	if (ns == NULL || name == NULL || ct == NULL || len == NULL)
 		return PB_EINVAL;
+	if (!ns_exists(ns))
+		return PB_ENOTFOUND;
 	rc = prep(ns->store->db, "SELECT pack, off, len, hash FROM chunks WHERE ns=?1 AND name=?2", &st);
 	if (rc < 0)
 		return rc;
@@ -1126,8 +1283,10 @@ int pb_store_snapshot_put(pb_store_ns_t *ns, uint64_t snap_id, const uint8_t (*r
 
 	if (ns == NULL || (blob == NULL && len > 0) || (refs == NULL && nrefs > 0))
 		return PB_EINVAL;
-	if (len > PB_STORE_SNAPSHOT_MAX || nrefs > SNAP_REFS_MAX)
+	if (len > PB_STORE_SNAPSHOT_MAX || nrefs > PB_STORE_SNAPSHOT_REFS_MAX)
 		return PB_ETOOBIG;
+	if (ns->read_only)
+		return PB_ESTATE;
 	if (ns->store->uncertain)
 		return PB_EIO;
 	db = ns->store->db;
@@ -1155,6 +1314,13 @@ int pb_store_snapshot_put(pb_store_ns_t *ns, uint64_t snap_id, const uint8_t (*r
 	}
 	sqlite3_finalize(st);
 	st = NULL;
+	if (ns->quota != 0) {
+		uint64_t usage;
+
+		if ((rc = pb_store_ns_usage(ns, &usage)) < 0 ||
+		    (rc = quota_check(ns, usage, len + (uint64_t)nrefs * PB_STORE_REF_COST)) < 0)
+			goto out_rollback;
+	}
 	rc = prep(db, "INSERT INTO snapshots(ns, snap, time, blob) VALUES(?1, ?2, ?3, ?4)", &st);
 	if (rc < 0)
 		goto out_rollback;
@@ -1245,6 +1411,11 @@ int pb_store_snapshot_list(pb_store_ns_t *ns, pb_store_snapinfo_t **out, size_t 
 
 	if (ns == NULL || out == NULL || n == NULL)
 		return PB_EINVAL;
+	if (!ns_exists(ns)) {
+		*out = NULL;
+		*n = 0;
+		return 0;
+	}
 	/* Counted at put (or, for older stores, once at open). */
 	rc = prep(ns->store->db,
 		  "SELECT s.snap, s.time, COALESCE(t.nrefs, 0), COALESCE(t.size, 0) FROM snapshots s"
@@ -1312,6 +1483,8 @@ int pb_store_snapshot_get(pb_store_ns_t *ns, uint64_t snap_id, uint8_t **blob, s
 
 	if (ns == NULL || blob == NULL || len == NULL)
 		return PB_EINVAL;
+	if (!ns_exists(ns))
+		return PB_ESTORE_NOSNAP;
 	rc = prep(ns->store->db, "SELECT blob FROM snapshots WHERE ns=?1 AND snap=?2", &st);
 	if (rc < 0)
 		return rc;
@@ -1331,6 +1504,8 @@ int pb_store_snapshot_refs(pb_store_ns_t *ns, uint64_t snap_id, uint8_t (**names
 
 	if (ns == NULL || names == NULL || n == NULL)
 		return PB_EINVAL;
+	if (!ns_exists(ns))
+		return PB_ESTORE_NOSNAP;
 	rc = prep(ns->store->db, "SELECT 1 FROM snapshots WHERE ns=?1 AND snap=?2", &st);
 	if (rc < 0)
 		return rc;
@@ -1385,6 +1560,14 @@ int pb_store_blob_put(pb_store_ns_t *ns, const char *key, const uint8_t *val, si
 		return PB_EINVAL;
 	if (len > PB_STORE_BLOB_MAX)
 		return PB_ETOOBIG;
+	if (ns->read_only)
+		return PB_ESTATE;
+	if (ns->quota != 0) {
+		uint64_t usage;
+
+		if ((rc = pb_store_ns_usage(ns, &usage)) < 0 || (rc = quota_check(ns, usage, len)) < 0)
+			return rc;
+	}
 	rc = prep(ns->store->db, "INSERT OR REPLACE INTO blobs(ns, k, v) VALUES(?1, ?2, ?3)", &st);
 	if (rc < 0)
 		return rc;
@@ -1404,6 +1587,8 @@ int pb_store_blob_get(pb_store_ns_t *ns, const char *key, uint8_t **val, size_t 
 
 	if (ns == NULL || !id_ok(key) || val == NULL || len == NULL)
 		return PB_EINVAL;
+	if (!ns_exists(ns))
+		return PB_ENOTFOUND;
 	rc = prep(ns->store->db, "SELECT v FROM blobs WHERE ns=?1 AND k=?2", &st);
 	if (rc < 0)
 		return rc;
@@ -1424,6 +1609,8 @@ int pb_store_prune(pb_store_ns_t *ns, const uint64_t *keep, size_t nkeep)
 
 	if (ns == NULL || (keep == NULL && nkeep > 0))
 		return PB_EINVAL;
+	if (ns->read_only)
+		return PB_ESTATE;
 	if (ns->store->uncertain)
 		return PB_EIO;
 	db = ns->store->db;

@@ -8,7 +8,8 @@
  * which to send, pb_store_put() takes each, pb_store_flush() makes them durable
  * and is the moment to acknowledge them, pb_store_snapshot_put() records the
  * snapshot once every chunk it references is committed, and its success is the
- * receipt. Handles are not thread-safe; one thread drives one store.
+ * receipt. Handles are not thread-safe: one thread at a time drives a store
+ * and all of its namespace handles.
  *
  * The phone side (pb_masterkey_*, pb_backup_keys_*, pb_cdc_*, pb_chunk_*,
  * pb_manifest_*, pb_backup_state_*) turns items into sealed, keyed-named
@@ -39,6 +40,8 @@ typedef struct pb_backup_state_s pb_backup_state_t;
 /* Largest snapshot record (the sealed manifest root) and blob values. */
 #define PB_STORE_SNAPSHOT_MAX (4u * 1024 * 1024)
 #define PB_STORE_BLOB_MAX (64u * 1024)
+/* Most chunk names one snapshot may reference (64 MiB of names). */
+#define PB_STORE_SNAPSHOT_REFS_MAX (1u << 21)
 /* Longest account id, device id and blob key, in bytes. */
 #define PB_STORE_ID_MAX 255
 
@@ -68,10 +71,28 @@ PB_EXTERN PB_WUR int pb_store_open(const char *dir, pb_store_t **out);
 PB_EXTERN void pb_store_close(pb_store_t *store);
 
 /* Opens the namespace of one (account, device) pair, creating it. The handle
- * is owned by the caller and must be closed before the store. One handle per
- * namespace at a time: PB_EBUSY while another is open. */
+ * is owned by the caller and must be closed before the store. A namespace
+ * may have any number of handles: readers are always served, and one
+ * handle at a time appends chunks (from a batch's first pb_store_put() to
+ * its pb_store_flush(); another handle's put meanwhile is PB_EBUSY). */
 PB_EXTERN PB_WUR int pb_store_ns_open(pb_store_t *store, const char *account,
 				      const char *device_id, pb_store_ns_t **out);
+/* Opens a namespace for reading only: nothing is created or written, by the
+ * open or by any read through the handle. A namespace that does not exist
+ * reads as empty (no chunk, snapshot or blob) until it is created. The
+ * functions that write refuse the handle with PB_ESTATE. */
+PB_EXTERN PB_WUR int pb_store_ns_open_ro(pb_store_t *store, const char *account,
+					 const char *device_id, pb_store_ns_t **out);
+/* What a namespace holds, as its quota counts it: committed pack bytes
+ * (dead records too, until GC), snapshot records plus PB_STORE_REF_COST
+ * bytes per reference (the index rows), and blob values. */
+#define PB_STORE_REF_COST 48
+PB_EXTERN PB_WUR int pb_store_ns_usage(pb_store_ns_t *ns, uint64_t *bytes);
+/* Limits what the namespace may hold to quota bytes (0, the default: no
+ * limit) for writes through this handle. A put, snapshot or blob that would
+ * pass it is refused with PB_ESTORE_QUOTA; a refused put drops its batch
+ * like any write error. */
+PB_EXTERN void pb_store_ns_set_quota(pb_store_ns_t *ns, uint64_t quota);
 /* Closes a namespace handle; unflushed puts are dropped. Accepts NULL. */
 PB_EXTERN void pb_store_ns_close(pb_store_ns_t *ns);
 

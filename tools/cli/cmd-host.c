@@ -1,11 +1,13 @@
 /* peerback host: run the backup host, or manage its paired devices. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "agent/host/host.h"
+#include "agent/store/internal.h"
 #include "agent/util/fsutil.h"
 #include "tools/cli/commands.h"
 #include "agent/util/json.h"
@@ -16,6 +18,7 @@ static const char usage_text[] =
 	"                     [--announce-interval SECONDS] [--no-announce]\n"
 	"       peerback host devices\n"
 	"       peerback host revoke DEVICE\n"
+	"       peerback host quota DEVICE [SIZE|default]\n"
 	"       peerback host verify [--json]\n"
 	"       peerback host prune [--keep-last N]\n"
 	"       peerback host instruct DEVICE delete-vsim ICCID\n"
@@ -42,6 +45,10 @@ static const char usage_text[] =
 	"\n"
 	"devices  lists the phones paired with this host\n"
 	"revoke   ends a pairing; DEVICE is a device id (or 8+ hex digits of it) or a name\n"
+	"quota    shows or sets how much a phone may store on this host: SIZE in bytes or\n"
+	"         with K, M, G or T (powers of 1024); default 64G. A phone over its quota\n"
+	"         is refused with a clear error, others are not affected. It applies from\n"
+	"         the phone's next connection\n"
 	"verify   checks every chunk of the host's store against its hash, without keys\n"
 	"         (while the host is stopped: the running host holds the store's lock)\n"
 	"prune    keeps each phone's N most recent snapshots (default 7), drops the older\n"
@@ -51,18 +58,146 @@ static const char usage_text[] =
 	"         phone of the account or of a linked sub-account (sealed to that phone)\n"
 	"instructions  lists queued and finished instructions with their results\n";
 
+struct listing {
+	const pb_cli_t *cli;
+	pb_hostdb_t *db; /* for quotas; NULL: not shown */
+};
+
 static void print_device(void *arg, const pb_paired_device_t *d)
 {
-	const pb_cli_t *cli = arg;
+	const struct listing *l = arg;
+	const pb_cli_t *cli = l->cli;
 	char dev[2 * PB_DEVICE_ID_LEN + 1];
 
 	pb__hex(d->device_id, PB_DEVICE_ID_LEN, dev);
-	if (cli->json)
-		(void)pb__json_print("{s:s, s:o, s:o, s:I, s:I, s:b}", "device", dev, "name", pb__json_text(d->name),
-				     "account", pb__json_text(d->account), "paired_at", (json_int_t)d->paired_at,
-				     "last_seen", (json_int_t)d->last_seen, "revoked", (int)d->revoked);
-	else
+	if (cli->json) {
+		if (l->db != NULL)
+			(void)pb__json_print("{s:s, s:o, s:o, s:I, s:I, s:b, s:I}", "device", dev, "name",
+					     pb__json_text(d->name), "account", pb__json_text(d->account), "paired_at",
+					     (json_int_t)d->paired_at, "last_seen", (json_int_t)d->last_seen, "revoked",
+					     (int)d->revoked, "quota",
+					     (json_int_t)pb__hostdb_quota(l->db, d->device_id, NULL));
+		else
+			(void)pb__json_print("{s:s, s:o, s:o, s:I, s:I, s:b}", "device", dev, "name",
+					     pb__json_text(d->name), "account", pb__json_text(d->account), "paired_at",
+					     (json_int_t)d->paired_at, "last_seen", (json_int_t)d->last_seen, "revoked",
+					     (int)d->revoked);
+	} else
 		printf("%s  %-20s %-20s%s\n", dev, d->name, d->account, d->revoked ? "  (revoked)" : "");
+}
+
+/* A size: bytes, or a number with K, M, G or T (powers of 1024). */
+static int parse_size(const char *text, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	if (text[0] < '0' || text[0] > '9')
+		return PB_EINVAL;
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno != 0)
+		return PB_EINVAL;
+	switch (*end) {
+	case 0:
+		break;
+	case 'K': case 'k':
+		shift = 10;
+		break;
+	case 'M': case 'm':
+		shift = 20;
+		break;
+	case 'G': case 'g':
+		shift = 30;
+		break;
+	case 'T': case 't':
+		shift = 40;
+		break;
+	default:
+		return PB_EINVAL;
+	}
+	if (*end != 0 && end[1] != 0 && strcmp(end + 1, "iB") != 0 && strcmp(end + 1, "B") != 0)
+		return PB_EINVAL;
+	if (v > (INT64_MAX >> shift))
+		return PB_EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int host_quota(pb_cli_t *cli, int argc, char **argv)
+{
+	pb_hostdb_t db;
+	pb_paired_device_t d;
+	uint64_t bytes = 0;
+	bool reset = false, dflt;
+	int rc;
+
+	if (argc != 2 && argc != 3) {
+		fputs(usage_text, stderr);
+		return 2;
+	}
+	if (argc == 3) {
+		reset = strcmp(argv[2], "default") == 0;
+		if (!reset && parse_size(argv[2], &bytes) != 0)
+			return pb_cli_fail(cli, "'%s' is not a size; give bytes, or a number with K, M, G or T "
+						"(e.g. 16G), or default", argv[2]);
+		if (!reset && bytes == 0)
+			return pb_cli_fail(cli, "a quota of 0 would refuse every backup; to end a pairing use "
+						"peerback host revoke");
+	}
+	rc = pb__hostdb_open(cli->home, &db);
+	if (rc != 0)
+		return pb_cli_fail_err(cli, rc, "host state in %s", cli->home);
+	rc = pb__hostdb_match(&db, argv[1], &d);
+	if (rc == 0 && argc == 3)
+		rc = pb__hostdb_set_quota(&db, d.device_id, bytes, reset);
+	if (rc == 0)
+		bytes = pb__hostdb_quota(&db, d.device_id, &dflt);
+	pb__hostdb_close(&db);
+	if (rc == PB_ENOTFOUND)
+		return pb_cli_fail(cli, "no paired device matches '%s'; see peerback host devices", argv[1]);
+	if (rc == PB_EEXISTS)
+		return pb_cli_fail(cli, "several devices match '%s'; give the full device id", argv[1]);
+	if (rc != 0)
+		return pb_cli_fail_err(cli, rc, "quota");
+	if (cli->json) {
+		char dev[2 * PB_DEVICE_ID_LEN + 1];
+
+		pb__hex(d.device_id, PB_DEVICE_ID_LEN, dev);
+		printf("{\"device\":\"%s\",\"name\":\"%s\",\"quota\":%llu,\"default\":%s}\n", dev, d.name,
+		       (unsigned long long)bytes, dflt ? "true" : "false");
+	} else {
+		printf("%s may store %llu bytes on this host%s%s\n", d.name[0] ? d.name : argv[1],
+		       (unsigned long long)bytes, dflt ? " (the default)" : "",
+		       argc == 3 ? "; this applies from its next connection" : "");
+	}
+	return 0;
+}
+
+/* For tests: with PEERBACK_TEST_STORE_HOLD=PATH in the environment, a
+ * snapshot commit that reaches its checked point (inside its transaction)
+ * creates PATH.held and waits there while PATH exists, at most a minute. A
+ * test can then show what the host does while its store is busy, without
+ * depending on how long a real commit takes. */
+static const char *store_hold;
+
+static void hold_store(const char *point)
+{
+	char held[4200];
+	int fd, n;
+
+	if (strcmp(point, "snapshot-checked") != 0 || access(store_hold, F_OK) != 0)
+		return;
+	n = snprintf(held, sizeof(held), "%s.held", store_hold);
+	if (n < 0 || (size_t)n >= sizeof(held))
+		return;
+	fd = open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	for (int i = 0; i < 6000 && access(store_hold, F_OK) == 0; i++)
+		usleep(10000);
+	unlink(held);
 }
 
 int pb__cli_host_prune(pb_cli_t *cli, int argc, char **argv);
@@ -77,10 +212,12 @@ int pb__cli_list_paired(pb_cli_t *cli)
 
 	if (pb__path_join(path, sizeof(path), cli->home, "host.db") != 0 || access(path, F_OK) != 0)
 		return 0;
+	struct listing l = { cli, &db };
+
 	rc = pb__hostdb_open(cli->home, &db);
 	if (rc != 0)
 		return rc;
-	rc = pb__hostdb_list(&db, print_device, cli);
+	rc = pb__hostdb_list(&db, print_device, &l);
 	pb__hostdb_close(&db);
 	return rc;
 }
@@ -102,6 +239,8 @@ int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 			printf("no paired devices\n");
 		return 0;
 	}
+	if (argc >= 2 && strcmp(argv[1], "quota") == 0)
+		return host_quota(cli, argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "instruct") == 0)
 		return pb__cli_host_instruct(cli, argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "instructions") == 0)
@@ -132,8 +271,11 @@ int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 			return pb_cli_fail(cli, "several devices match '%s'; give the full device id", argv[2]);
 		if (rc != 0)
 			return pb_cli_fail_err(cli, rc, "revoke");
-		if (cli->json)
-			print_device(cli, &d);
+		if (cli->json) {
+			struct listing l = { cli, NULL };
+
+			print_device(&l, &d);
+		}
 		else
 			printf("revoked %s\n", d.name[0] ? d.name : argv[2]);
 		return 0;
@@ -181,6 +323,9 @@ int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 			return 2;
 		}
 	}
+	store_hold = getenv("PEERBACK_TEST_STORE_HOLD");
+	if (store_hold != NULL && store_hold[0] != 0)
+		pb__store_test_hook = hold_store;
 	rc = pb_host_run(&o);
 	if (rc == PB_EACCT_NOT_LOGGED_IN)
 		return pb_cli_fail(cli, "this device is not logged in; run peerback account login first");

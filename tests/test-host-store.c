@@ -1,0 +1,649 @@
+/* The host's store under hostile and busy phones, with the account service,
+ * the host and two phones of one account as their real programs on
+ * loopback, and a client inside the test speaking for either phone:
+ *
+ * - a phone reading another's namespace does not lock that phone out of
+ *   its own backups, and a reader beside a writer is served (never told
+ *   "no backup" when the namespace is merely in use);
+ * - reads of namespaces that do not exist leave nothing on the host;
+ * - a device over its storage quota is refused with a clear error while
+ *   the other device keeps backing up;
+ * - a long snapshot commit runs off the host's event loop: another phone's
+ *   handshake and ping are answered while it is held inside its
+ *   transaction, and a request over its cap is refused. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "harness.h"
+#include "agent/nfc/nfc.h"
+#include "agent/phone/phone.h"
+#include "agent/util/fsutil.h"
+#include "peerback/store.h"
+
+static char *dir;
+static pb_test_imd_t imd;
+static pb_test_host_t host;
+static char host_home[4096], phone_a[4096], phone_b[4096], dev_a[4200], dev_b[4200], hold[4200];
+static char id_a[2 * PB_DEVICE_ID_LEN + 1], id_b[2 * PB_DEVICE_ID_LEN + 1];
+static uint8_t bin_a[PB_DEVICE_ID_LEN];
+static uint64_t next_id = 1000;
+
+static void mk(char *out, const char *name)
+{
+	snprintf(out, 4096, "%s/%s", dir, name);
+	assert_int_equal(pb__mkdirs(out, 0700), 0);
+}
+
+/* Runs peerback for a phone; on failure *why (may be NULL) gets its stderr. */
+static int run(const char *home, char *const args[], char **out, char **why)
+{
+	char *err = NULL;
+	int rc = pb_test_peerback(home, args, out, &err);
+
+	if (rc != 0)
+		printf("peerback %s %s: exit %d: %s", args[0], args[1] != NULL ? args[1] : "", rc, err);
+	if (why != NULL)
+		*why = err;
+	else
+		free(err);
+	return rc;
+}
+
+/* Reads whatever the host printed so that its stdout never fills. */
+static void drain_host(void)
+{
+	char line[4096];
+
+	while (pb_test_readline(&host.proc, line, sizeof(line), 0) >= 0)
+		;
+}
+
+static void pair(const char *home, char id[2 * PB_DEVICE_ID_LEN + 1])
+{
+	char *args[] = { "pair", host.uri, NULL };
+	char line[4096];
+
+	assert_int_equal(run(home, args, NULL, NULL), 0);
+	assert_true(pb_test_host_wait(&host, "paired", line, sizeof(line), 10000) > 0);
+	assert_int_equal(pb_test_json_str(line, "device", id, 2 * PB_DEVICE_ID_LEN + 1), 0);
+	/* The code just used is spent; the host shows the next one. */
+	assert_true(pb_test_host_wait(&host, "advertise", line, sizeof(line), 10000) > 0);
+}
+
+/* A contacts file of n cards with random notes (incompressible enough to
+ * weigh about 120 bytes each once sealed). */
+static void make_contacts(const char *home, const char *dev, const char *tag, int n)
+{
+	char path[4400];
+	char *text = malloc((size_t)n * 400 + 1);
+	size_t len = 0;
+	char *args[] = { "import", "contacts", path, "--device", (char *)dev, NULL };
+
+	assert_non_null(text);
+	for (int i = 0; i < n; i++) {
+		uint8_t r[48];
+		char hex[97];
+
+		randombytes_buf(r, sizeof(r));
+		sodium_bin2hex(hex, sizeof(hex), r, sizeof(r));
+		len += (size_t)snprintf(text + len, 400,
+					"BEGIN:VCARD\r\nVERSION:4.0\r\nFN:%s %d\r\nTEL;TYPE=cell:+1555%06d\r\n"
+					"NOTE:%s\r\nEND:VCARD\r\n",
+					tag, i, i, hex);
+	}
+	snprintf(path, sizeof(path), "%s/%s.vcf", dir, tag);
+	assert_int_equal(pb_test_write_file(path, text, len), 0);
+	free(text);
+	assert_int_equal(run(home, args, NULL, NULL), 0);
+}
+
+static void make_credential(const char *dev, const char *id)
+{
+	pb_credential_t c;
+	pb_buf_t b = { 0 };
+	uint8_t data[32];
+	char path[4400];
+
+	memset(&c, 0, sizeof(c));
+	snprintf(c.id, sizeof(c.id), "%s", id);
+	snprintf(c.type, sizeof(c.type), "transit");
+	snprintf(c.aid, sizeof(c.aid), "A0000000041010");
+	c.created = 1700000000;
+	randombytes_buf(data, sizeof(data));
+	c.data = data;
+	c.data_len = sizeof(data);
+	pb_credential_checksum(data, sizeof(data), c.checksum);
+	assert_int_equal(pb_credential_format(&c, &b), 0);
+	snprintf(path, sizeof(path), "%s/credentials", dev);
+	assert_int_equal(pb__mkdirs(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/credentials/%s.json", dev, id);
+	assert_int_equal(pb_test_write_file(path, b.data, b.len), 0);
+	pb_buf_free(&b);
+}
+
+static int backup(const char *home, const char *dev, char **why)
+{
+	char *args[] = { "--json", "backup", "--device", (char *)dev, NULL };
+
+	return run(home, args, NULL, why);
+}
+
+static int setup(void **state)
+{
+	const char *accounts[] = { "alice", NULL };
+	size_t n;
+
+	(void)state;
+	assert_true(sodium_init() >= 0);
+	dir = pb_test_tmpdir("host-store");
+	pb_test_imd_start(&imd, dir, accounts, NULL);
+	mk(host_home, "host");
+	mk(phone_a, "phone-a");
+	mk(phone_b, "phone-b");
+	snprintf(dev_a, sizeof(dev_a), "%s/device", phone_a);
+	snprintf(dev_b, sizeof(dev_b), "%s/device", phone_b);
+	assert_int_equal(pb__mkdirs(dev_a, 0700), 0);
+	assert_int_equal(pb__mkdirs(dev_b, 0700), 0);
+	assert_int_equal(pb_test_login(&imd, host_home, "alice", "desk"), 0);
+	assert_int_equal(pb_test_login(&imd, phone_a, "alice", "phone-a"), 0);
+	assert_int_equal(pb_test_login(&imd, phone_b, "alice", "phone-b"), 0);
+	/* The test can stop the host's store inside a snapshot commit: while
+	 * this file exists, a commit that reaches its checked point waits
+	 * there (and says so with hold.held). */
+	snprintf(hold, sizeof(hold), "%s/hold", dir);
+	setenv("PEERBACK_TEST_STORE_HOLD", hold, 1);
+	pb_test_host_start(&host, host_home, "127.0.0.1:0", NULL);
+	unsetenv("PEERBACK_TEST_STORE_HOLD");
+	pair(phone_a, id_a);
+	pair(phone_b, id_b);
+	assert_int_equal(sodium_hex2bin(bin_a, sizeof(bin_a), id_a, strlen(id_a), NULL, &n, NULL), 0);
+	assert_int_equal(n, sizeof(bin_a));
+	make_contacts(phone_a, dev_a, "a", 5);
+	make_credential(dev_a, "card");
+	make_contacts(phone_b, dev_b, "b", 5);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	pb_test_host_stop(&host);
+	pb_test_imd_stop(&imd);
+	pb_test_rmtree(dir);
+	free(dir);
+	return 0;
+}
+
+/* ---- a phone's session inside the test ---------------------------------- */
+
+static void connect_as(const char *home, pb_client_t *c)
+{
+	int rc = pb_phone_connect(home, NULL, 10000, c, NULL);
+
+	if (rc != 0)
+		printf("connect: %s\n", pb_strerror(rc));
+	assert_int_equal(rc, 0);
+}
+
+static int call(pb_client_t *c, Peerback__Request *req, pb_envelope_t **out)
+{
+	pb_envelope_t *in = NULL;
+	int rc;
+
+	req->id = ++next_id;
+	rc = pb__phone_call(c, req, &in);
+	if (out != NULL)
+		*out = in;
+	else if (in != NULL)
+		pb__envelope_free(in);
+	return rc;
+}
+
+static int send_only(pb_client_t *c, Peerback__Request *req)
+{
+	pb_envelope_t env;
+
+	req->id = ++next_id;
+	pb__envelope_init(&env);
+	env.body_case = PEERBACK__ENVELOPE__BODY_REQUEST;
+	env.request = req;
+	return pb__client_send(c, &env);
+}
+
+static int list_snapshots(pb_client_t *c, const uint8_t *device, size_t n)
+{
+	Peerback__Request req;
+	Peerback__SnapshotList sl;
+
+	peerback__request__init(&req);
+	peerback__snapshot_list__init(&sl);
+	sl.device.data = (uint8_t *)device;
+	sl.device.len = n;
+	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_LIST;
+	req.snapshot_list = &sl;
+	return call(c, &req, NULL);
+}
+
+static void put_chunk(pb_client_t *c, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *data, size_t len)
+{
+	Peerback__Request req;
+	Peerback__ChunkPut put;
+
+	peerback__request__init(&req);
+	peerback__chunk_put__init(&put);
+	put.name.data = (uint8_t *)name;
+	put.name.len = PB_STORE_NAME_LEN;
+	put.data.data = (uint8_t *)data;
+	put.data.len = len;
+	req.op_case = PEERBACK__REQUEST__OP_CHUNK_PUT;
+	req.chunk_put = &put;
+	assert_int_equal(send_only(c, &req), 0);
+}
+
+static int commit(pb_client_t *c)
+{
+	Peerback__Request req;
+	Peerback__Commit cm;
+
+	peerback__request__init(&req);
+	peerback__commit__init(&cm);
+	req.op_case = PEERBACK__REQUEST__OP_COMMIT;
+	req.commit = &cm;
+	return call(c, &req, NULL);
+}
+
+static int ping(pb_client_t *c)
+{
+	Peerback__Request req;
+	Peerback__Ping p;
+	uint8_t data[8] = "pingpong";
+
+	peerback__request__init(&req);
+	peerback__ping__init(&p);
+	p.data.data = data;
+	p.data.len = sizeof(data);
+	req.op_case = PEERBACK__REQUEST__OP_PING;
+	req.ping = &p;
+	return call(c, &req, NULL);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- one namespace, several connections ------------------------------------ */
+
+static void test_reader_beside_writer(void **state)
+{
+	pb_client_t reader, writer;
+	uint8_t name[PB_STORE_NAME_LEN], data[512];
+	char out_dir[4400], creds[4400];
+	char *why_backup = NULL, *why_restore = NULL, *why_nfc = NULL, *why_ls = NULL;
+	int rc_backup, rc_restore, rc_nfc, rc_ls;
+
+	(void)state;
+	assert_int_equal(backup(phone_a, dev_a, NULL), 0);
+
+	/* Phone B reads A's snapshots and keeps its connection open. */
+	connect_as(phone_b, &reader);
+	assert_int_equal(list_snapshots(&reader, bin_a, sizeof(bin_a)), 0);
+	/* A backs up again and uses its credential from the host meanwhile. */
+	make_contacts(phone_a, dev_a, "a2", 3);
+	rc_backup = backup(phone_a, dev_a, &why_backup);
+	snprintf(creds, sizeof(creds), "%s/credentials/card.json", dev_a);
+	{
+		char kept[4400];
+		char *args[] = { "--json", "nfc", "use", "card", "--transaction", "--timeout", "10000", NULL };
+
+		snprintf(kept, sizeof(kept), "%s/card.json.kept", dir);
+		assert_int_equal(rename(creds, kept), 0);
+		rc_nfc = run(phone_a, args, NULL, &why_nfc);
+		assert_int_equal(rename(kept, creds), 0);
+	}
+
+	/* A writes into its own namespace (a batch not yet committed) while
+	 * B restores A's backup and lists it. */
+	connect_as(phone_a, &writer);
+	randombytes_buf(name, sizeof(name));
+	randombytes_buf(data, sizeof(data));
+	put_chunk(&writer, name, data, sizeof(data));
+	assert_int_equal(ping(&writer), 0);
+	snprintf(out_dir, sizeof(out_dir), "%s/restored-by-b", dir);
+	{
+		char *args[] = { "--json", "restore", "--to", out_dir, NULL };
+		char *ls[] = { "--json", "ls", "--from", id_a, NULL };
+
+		rc_restore = run(phone_b, args, NULL, &why_restore);
+		rc_ls = run(phone_b, ls, NULL, &why_ls);
+	}
+	/* And the writer's batch still commits. */
+	assert_int_equal(commit(&writer), 0);
+	pb__client_close(&writer);
+	pb__client_close(&reader);
+	drain_host();
+
+	if (rc_backup != 0)
+		printf("backup of A beside B's read: %s", why_backup);
+	if (rc_nfc != 0)
+		printf("nfc use --transaction on A beside B's read: %s", why_nfc);
+	if (rc_restore != 0)
+		printf("restore by B beside A's write: %s", why_restore);
+	if (rc_ls != 0)
+		printf("ls by B beside A's write: %s", why_ls);
+	free(why_backup);
+	free(why_nfc);
+	free(why_restore);
+	free(why_ls);
+	assert_int_equal(rc_backup, 0);
+	assert_int_equal(rc_nfc, 0);
+	assert_int_equal(rc_restore, 0);
+	assert_int_equal(rc_ls, 0);
+	{
+		char path[4400];
+		struct stat sb;
+
+		snprintf(path, sizeof(path), "%s/credentials/card.json", out_dir);
+		assert_int_equal(stat(path, &sb), 0);
+	}
+}
+
+/* ---- reads never write ------------------------------------------------------ */
+
+static long long index_count(const char *table)
+{
+	char path[4400], sql[128];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	long long n = -1;
+
+	snprintf(path, sizeof(path), "%s/store/index.db", host_home);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	assert_true(n >= 0);
+	return n;
+}
+
+/* Entries (files and folders) below path. */
+static size_t count_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	size_t n = 0;
+
+	if (d == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL) {
+		char sub[4400];
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
+		n += 1 + count_entries(sub);
+	}
+	closedir(d);
+	return n;
+}
+
+static void test_reads_never_write(void **state)
+{
+	pb_client_t c;
+	char packs[4400];
+	long long rows;
+	size_t entries;
+	int answered = 0;
+
+	(void)state;
+	snprintf(packs, sizeof(packs), "%s/store/packs", host_home);
+	rows = index_count("ns");
+	entries = count_entries(packs);
+	connect_as(phone_b, &c);
+	/* B has never backed up: its own namespace is read too. */
+	for (int i = 0; i < 201; i++) {
+		uint8_t dev[PB_DEVICE_ID_LEN], name[PB_STORE_NAME_LEN];
+		size_t dlen = i == 0 ? 0 : sizeof(dev);
+		Peerback__Request req;
+		Peerback__BlobGet bg;
+		Peerback__SnapshotGet sg;
+		Peerback__ChunkGet cg;
+		Peerback__ChunkOffer co;
+
+		randombytes_buf(dev, sizeof(dev));
+		randombytes_buf(name, sizeof(name));
+		if (list_snapshots(&c, dev, dlen) == 0)
+			answered++;
+		peerback__request__init(&req);
+		peerback__blob_get__init(&bg);
+		bg.device.data = dev;
+		bg.device.len = dlen;
+		req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_GET;
+		req.masterkey_get = &bg;
+		assert_int_equal(call(&c, &req, NULL), PB_ENOTFOUND);
+		peerback__request__init(&req);
+		peerback__snapshot_get__init(&sg);
+		sg.device.data = dev;
+		sg.device.len = dlen;
+		sg.snapshot = 1;
+		req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_GET;
+		req.snapshot_get = &sg;
+		assert_int_equal(call(&c, &req, NULL), PB_ESTORE_NOSNAP);
+		peerback__request__init(&req);
+		peerback__chunk_get__init(&cg);
+		cg.device.data = dev;
+		cg.device.len = dlen;
+		cg.name.data = name;
+		cg.name.len = sizeof(name);
+		req.op_case = PEERBACK__REQUEST__OP_CHUNK_GET;
+		req.chunk_get = &cg;
+		assert_int_equal(call(&c, &req, NULL), PB_ENOTFOUND);
+		if (i == 0) {
+			/* Asking which chunks the host lacks is a read as well. */
+			peerback__request__init(&req);
+			peerback__chunk_offer__init(&co);
+			co.names.data = name;
+			co.names.len = sizeof(name);
+			req.op_case = PEERBACK__REQUEST__OP_CHUNK_OFFER;
+			req.chunk_offer = &co;
+			assert_int_equal(call(&c, &req, NULL), 0);
+		}
+	}
+	{
+		Peerback__Request req;
+		Peerback__BackupList bl;
+
+		peerback__request__init(&req);
+		peerback__backup_list__init(&bl);
+		req.op_case = PEERBACK__REQUEST__OP_BACKUP_LIST;
+		req.backup_list = &bl;
+		assert_int_equal(call(&c, &req, NULL), 0);
+	}
+	pb__client_close(&c);
+	drain_host();
+	printf("reads answered: %d snapshot lists; namespaces %lld -> %lld; pack entries %zu -> %zu\n", answered,
+	       rows, index_count("ns"), entries, count_entries(packs));
+	assert_int_equal(answered, 201);
+	assert_int_equal(index_count("ns"), rows);
+	assert_int_equal(count_entries(packs), entries);
+}
+
+/* ---- per-device quota ---------------------------------------------------------- */
+
+static int host_cmd(char *const args[], char **out, char **why)
+{
+	return run(host_home, args, out, why);
+}
+
+static void test_device_quota(void **state)
+{
+	char *set_small[] = { "host", "quota", id_a, "16K", NULL };
+	char *set_big[] = { "host", "quota", id_a, "64M", NULL };
+	char *why_a = NULL, *why_b = NULL, *out = NULL;
+	int rc_set, rc_a, rc_b, rc_again;
+
+	(void)state;
+	rc_set = host_cmd(set_small, &out, NULL);
+	printf("host quota: %s", out != NULL ? out : "");
+	free(out);
+	/* About 60 KiB of sealed contacts: over A's quota. */
+	make_contacts(phone_a, dev_a, "big", 400);
+	rc_a = backup(phone_a, dev_a, &why_a);
+	/* B is not held back by A. */
+	make_contacts(phone_b, dev_b, "b2", 50);
+	rc_b = backup(phone_b, dev_b, &why_b);
+	printf("A over its quota: exit %d: %s", rc_a, why_a != NULL ? why_a : "\n");
+	assert_int_equal(rc_set, 0);
+	assert_int_not_equal(rc_a, 0);
+	assert_non_null(strstr(why_a, "quota"));
+	assert_int_equal(rc_b, 0);
+	free(why_a);
+	free(why_b);
+	/* Raised, A's backup completes: nothing was lost. */
+	assert_int_equal(host_cmd(set_big, NULL, NULL), 0);
+	rc_again = backup(phone_a, dev_a, NULL);
+	assert_int_equal(rc_again, 0);
+	{
+		char *devices[] = { "--json", "host", "devices", NULL };
+
+		assert_int_equal(host_cmd(devices, &out, NULL), 0);
+		assert_non_null(strstr(out, "\"quota\":67108864"));
+		free(out);
+	}
+	drain_host();
+}
+
+/* ---- storage work off the event loop -------------------------------------------- */
+
+/* The most references one SnapshotPut may carry (docs/PROTOCOL.md). */
+#define REFS_CAP (1u << 21)
+
+static int snapshot_put(pb_client_t *c, uint64_t snap, const uint8_t name[PB_STORE_NAME_LEN], size_t nrefs,
+			bool wait)
+{
+	Peerback__Request req;
+	Peerback__SnapshotPut sp;
+	uint8_t root[64];
+	uint8_t *refs = malloc(nrefs * PB_STORE_NAME_LEN);
+	int rc;
+
+	assert_non_null(refs);
+	for (size_t i = 0; i < nrefs; i++)
+		memcpy(refs + i * PB_STORE_NAME_LEN, name, PB_STORE_NAME_LEN);
+	randombytes_buf(root, sizeof(root));
+	peerback__request__init(&req);
+	peerback__snapshot_put__init(&sp);
+	sp.snapshot = snap;
+	sp.root.data = root;
+	sp.root.len = sizeof(root);
+	sp.refs.data = refs;
+	sp.refs.len = nrefs * PB_STORE_NAME_LEN;
+	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_PUT;
+	req.snapshot_put = &sp;
+	rc = wait ? call(c, &req, NULL) : send_only(c, &req);
+	free(refs);
+	return rc;
+}
+
+static bool exists(const char *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+static void test_commit_off_loop(void **state)
+{
+	pb_client_t writer, other;
+	uint8_t name[PB_STORE_NAME_LEN], data[1024];
+	char held[4400];
+	double t0, t_commit, t_ping = -1;
+	int rc_connect, rc_ping = -1, peer = 0;
+	bool still_held = false;
+	pb_envelope_t *in = NULL;
+
+	(void)state;
+	snprintf(held, sizeof(held), "%s.held", hold);
+	connect_as(phone_a, &writer);
+	randombytes_buf(name, sizeof(name));
+	randombytes_buf(data, sizeof(data));
+	put_chunk(&writer, name, data, sizeof(data));
+	assert_int_equal(commit(&writer), 0);
+
+	/* A snapshot of 100,000 references, stopped inside its transaction. */
+	assert_int_equal(pb_test_write_file(hold, "", 0), 0);
+	t_commit = now_s();
+	assert_int_equal(snapshot_put(&writer, 0x5150000000000001ull, name, 100000, false), 0);
+	for (int i = 0; i < 2000 && !exists(held); i++)
+		usleep(10000);
+	assert_true(exists(held));
+
+	/* Meanwhile phone B connects (a full handshake) and pings. */
+	t0 = now_s();
+	{
+		int rc = pb_phone_connect(phone_b, NULL, 5000, &other, NULL);
+
+		rc_connect = rc;
+		if (rc == 0) {
+			rc_ping = ping(&other);
+			pb__client_close(&other);
+		}
+	}
+	t_ping = now_s() - t0;
+	still_held = exists(held);
+	/* The commit is held for 3 s in all: well past the bound below. */
+	while (now_s() - t_commit < 3.0)
+		usleep(10000);
+	unlink(hold);
+
+	/* The commit completes once released, with its receipt. */
+	assert_int_equal(pb__client_recv(&writer, &in, &peer), 0);
+	t_commit = now_s() - t_commit;
+	assert_int_equal(in->body_case, PEERBACK__ENVELOPE__BODY_REPLY);
+	assert_int_equal(in->reply->op_case, PEERBACK__REPLY__OP_OK);
+	pb__envelope_free(in);
+	printf("handshake and ping while a commit was held: %s / %s in %.3f s (commit took %.3f s)\n",
+	       pb_strerror(rc_connect), rc_ping == -1 ? "not sent" : pb_strerror(rc_ping), t_ping, t_commit);
+	assert_int_equal(rc_connect, 0);
+	assert_int_equal(rc_ping, 0);
+	assert_true(still_held);
+	assert_true(t_ping < 1.5);
+	assert_true(t_ping * 2 < t_commit);
+
+	/* One reference over the cap: refused with a clear error, and the
+	 * connection stays usable. */
+	{
+		int rc = snapshot_put(&writer, 0x5150000000000002ull, name, REFS_CAP + 1, true);
+
+		printf("SnapshotPut of %u references: %s\n", REFS_CAP + 1, pb_strerror(rc));
+		assert_int_equal(rc, PB_ETOOBIG);
+		assert_int_equal(ping(&writer), 0);
+	}
+	pb__client_close(&writer);
+	drain_host();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_reader_beside_writer),
+		cmocka_unit_test(test_reads_never_write),
+		cmocka_unit_test(test_device_quota),
+		cmocka_unit_test(test_commit_off_loop),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
