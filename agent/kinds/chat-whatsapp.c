@@ -1090,7 +1090,12 @@ int pb__chat_whatsapp_order(const char *fmt)
 static int chat_name(const char *file, char *out, size_t cap)
 {
 	const char *base = strrchr(file, '/'), *end;
-	const char *prefixes[] = {"WhatsApp Chat with ", "WhatsApp Chat - ", "WhatsApp-Chat mit ", NULL};
+	/* The export's file name in WhatsApp's languages. */
+	const char *prefixes[] = {"WhatsApp Chat with ", "WhatsApp Chat - ", "WhatsApp-Chat mit ",
+				  "Chat de WhatsApp con ", "Discussion WhatsApp avec ", "Conversa do WhatsApp com ",
+				  "Ð§Ð°Ñ WhatsApp Ñ ", /* Чат WhatsApp с */
+				  "ä¸ WhatsApp èå¤©ï¼", /* 与 WhatsApp 聊天： */
+				  NULL};
 	size_t n;
 	int i;
 
