@@ -838,6 +838,22 @@ static void test_whatsapp_ambiguous(void **state)
 	assert_int_equal(pb__import_chat_dated(dev, files, 1, "hh:mm", err, sizeof(err)), PB_EINVAL);
 	assert_has(err, "--date-format", "bad --date-format");
 	pb_test_rmtree(dev);
+	/* Zero-padded fields are a day-first locale's (US English writes M/D/YY). */
+	{
+		char *src = pb_test_tmpdir("amb-src"), *g = write_at(src, "WhatsApp Chat with Ana.txt",
+			"12/03/24, 09:15 - Ana: Hi\n12/03/24, 09:16 - Ben: ok\n");
+
+		files[0] = g;
+		assert_int_equal(pb__import_chat(dev, files, 1, err, sizeof(err)), 0);
+		tree = chat_tree(dev);
+		m = pb__cj_get(tree, "messages")->child;
+		assert_string_equal(pb__cj_get_str(m, "date"), "2024-03-12T09:15:00");
+		pb__cj_free(tree);
+		pb_test_rmtree(dev);
+		pb_test_rmtree(src);
+		free(src);
+		free(g);
+	}
 	free(chats);
 	free(dev);
 	free(f);

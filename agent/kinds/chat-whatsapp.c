@@ -780,6 +780,7 @@ struct wa_scan {
 	uint64_t amb_line;           /* the first line either order reads differently */
 	char amb_text[96];
 	bool dmy_back, mdy_back;     /* the dates go backwards in that order */
+	bool padded;                 /* a day or month under 10 written with two digits */
 	unsigned prev_dmy, prev_mdy;
 	unsigned seen1[3], seen2[3]; /* day, month, hour under 10 with one / two digits */
 	unsigned raw1[3], raw2[3];   /* first, second date field and hour, before the order is known */
@@ -823,6 +824,7 @@ static int scan_line(struct wa_scan *sc, const char *line, size_t len, uint64_t 
 	} else {
 		pad_note(&sc->raw1[0], &sc->raw2[0], h.f[0], h.nd[0]);
 		pad_note(&sc->raw1[1], &sc->raw2[1], h.f[1], h.nd[1]);
+		sc->padded = sc->padded || (h.f[0] < 10 && h.nd[0] == 2) || (h.f[1] < 10 && h.nd[1] == 2);
 		if (h.f[0] > 12 && sc->dmy_line == 0)
 			sc->dmy_line = lineno;
 		if (h.f[1] > 12 && sc->mdy_line == 0)
@@ -855,8 +857,10 @@ static int scan_line(struct wa_scan *sc, const char *line, size_t len, uint64_t 
 }
 
 /* Day/month order from the whole file: a field above 12 settles it, else
- * the order in which the dates go forward; forced (from --date-format)
- * wins. why receives a sentence when the file cannot be settled. */
+ * the order in which the dates go forward, else zero-padding (WhatsApp's
+ * month-first locales, US English and its kin, write M/D/YY, never 03/04);
+ * forced (from --date-format) wins. why receives a sentence when the file
+ * cannot be settled. */
 static int settle_order(struct wa_scan *sc, int forced, char *why, size_t cap)
 {
 	if (sc->ymd) {
@@ -877,6 +881,10 @@ static int settle_order(struct wa_scan *sc, int forced, char *why, size_t cap)
 	}
 	if (sc->amb_line == 0 || sc->dmy_back != sc->mdy_back) {
 		sc->order = sc->dmy_back ? WA_MDY : WA_DMY;
+		return 0;
+	}
+	if (sc->padded) {
+		sc->order = WA_DMY;
 		return 0;
 	}
 	return pb__chat_fail(why, cap, PB_EDATA_FORMAT,
