@@ -673,11 +673,11 @@ static const struct wa_case wa_cases[] = {
 	  {3, "2024-01-12T14:03:05", "Bob Miller", "Who's driving?", NULL},
 	  {4, "2024-01-12T14:04:40", "Ann", "", "00000007-PHOTO-2024-01-12-14-04-40.jpg"},
 	  {6, "2024-01-15T00:00:00", "Ann", "", PB__CHAT_FILE_NOT_INCLUDED}}},
-	{"WhatsApp-Chat mit J\xc3\xbcrgen.txt", "J\xc3\xbcrgen", 6,
+	{"WhatsApp-Chat mit J\xc3\xbcrgen.txt", "J\xc3\xbcrgen", 7,
 	 {{2, "2024-01-12T14:03:00", "J\xc3\xbcrgen", "Hallo! Wie geht's?", NULL},
 	  {4, "2024-01-13T09:17:00", "J\xc3\xbcrgen", "", "IMG-20240113-WA0002.jpg"},
 	  {5, "2024-01-13T09:18:00", "Anna", "", PB__CHAT_FILE_NOT_INCLUDED},
-	  {6, "2024-01-13T21:40:00", "J\xc3\xbcrgen", "Bis morgen", NULL}}},
+	  {7, "2024-01-13T21:41:00", NULL, "J\xc3\xbcrgen hat den Betreff von \xe2\x80\x9eUrlaub: 2024", NULL}}},
 	{"WhatsApp Chat - Familia Garc\xc3\xad" "a/_chat.txt", "Familia Garc\xc3\xad" "a", 5,
 	 {{2, "2024-01-12T14:03:09", "Mar\xc3\xad" "a Jos\xc3\xa9", "\xc2\xa1Hola a todos!", NULL},
 	  {3, "2024-01-12T14:04:00", "Carlos", "", "00000003-PHOTO-2024-01-12-14-04-00.jpg"},
@@ -859,6 +859,59 @@ static void test_whatsapp_ambiguous(void **state)
 	free(f);
 }
 
+/* The real program: --date-format settles a file, export writes it back. */
+static void test_cli_whatsapp(void **state)
+{
+	char *tool = pb_test_tool("peerback"), *f = data_file("whatsapp/ambiguous/WhatsApp Chat with Sam.txt");
+	char *dev = pb_test_tmpdir("cli-dev"), *out = pb_test_tmpdir("cli-out"), *err = NULL, *o = NULL, *in, *back, *p;
+	size_t inlen, blen;
+	int rc;
+
+	(void)state;
+	in = slurp(f, &inlen);
+	{
+		char *argv[] = {tool, "import", "chat", f, "--device", dev, NULL};
+
+		rc = pb_test_run(argv, NULL, 60, &o, &err);
+		assert_int_not_equal(rc, 0);
+		assert_has(err, "line 1 (\"3/4/24, 10:00 - Sam: Hi\")", "stderr");
+		assert_has(err, "nothing was imported", "stderr");
+		free(o);
+		free(err);
+	}
+	{
+		char *argv[] = {tool, "import", "chat", f, "--device", dev, "--date-format", "MM/DD/YY", NULL};
+
+		rc = pb_test_run(argv, NULL, 60, &o, &err);
+		if (rc != 0)
+			fail_msg("import --date-format: %d %s", rc, err);
+		free(o);
+		free(err);
+	}
+	{
+		char *argv[] = {tool, "export", "chat", "--out", out, "--device", dev, NULL};
+
+		rc = pb_test_run(argv, NULL, 60, &o, &err);
+		if (rc != 0)
+			fail_msg("export: %d %s", rc, err);
+		free(o);
+		free(err);
+	}
+	p = path_join(out, "WhatsApp Chat with Sam.txt");
+	back = slurp(p, &blen);
+	assert_int_equal(blen, inlen);
+	assert_memory_equal(back, in, inlen);
+	free(back);
+	free(p);
+	free(in);
+	pb_test_rmtree(dev);
+	pb_test_rmtree(out);
+	free(dev);
+	free(out);
+	free(f);
+	free(tool);
+}
+
 /* --- Flipper files with unread sectors --------------------------------------- */
 
 static void test_corpus_flipper(void **state)
@@ -934,6 +987,7 @@ int main(void)
 		cmocka_unit_test(test_vcard21_bad),
 		cmocka_unit_test(test_corpus_whatsapp),
 		cmocka_unit_test(test_whatsapp_ambiguous),
+		cmocka_unit_test(test_cli_whatsapp),
 		cmocka_unit_test(test_corpus_flipper),
 	};
 

@@ -396,6 +396,39 @@ static void dialect_of_frame(const pb__cj_t *frame, struct wa_dialect *d)
 				d->lang = (int)k;
 }
 
+/* Phrases of system lines that may quote a ": " (a new subject, a group's
+ * name) before which an author would be looked for. */
+static const char *const wa_system_phrases[] = {
+	" changed the subject from ", " created group ", " changed the group description", /* en */
+	" hat den Betreff von ", " hat die Gruppe ",                                       /* de */
+	" cambi\xc3\xb3 el asunto de ", " cre\xc3\xb3 el grupo ",                            /* es */
+	" a modifi\xc3\xa9 le sujet de ", " a cr\xc3\xa9\xc3\xa9 le groupe ",                    /* fr */
+	" mudou o assunto de ", " criou o grupo ",                                         /* pt */
+	" \xd0\xb8\xd0\xb7\xd0\xbc\xd0\xb5\xd0\xbd\xd0\xb8\xd0\xbb(-\xd0\xb0) \xd1\x82\xd0\xb5\xd0\xbc\xd1\x83 ",   /* ru: изменил(-а) тему */
+	" \xd1\x81\xd0\xbe\xd0\xb7\xd0\xb4\xd0\xb0\xd0\xbb(-\xd0\xb0) \xd0\xb3\xd1\x80\xd1\x83\xd0\xbf\xd0\xbf\xd1\x83 ", /* ru: создал(-а) группу */
+	"\xe6\x9b\xb4\xe6\x94\xb9\xe4\xba\x86\xe7\xbe\xa4\xe7\xbb\x84\xe5\x90\x8d\xe7\xa7\xb0",     /* zh: 更改了群组名称 */
+	"\xe5\x88\x9b\xe5\xbb\xba\xe4\xba\x86\xe7\xbe\xa4\xe7\xbb\x84",                         /* zh: 创建了群组 */
+	" \xd8\xba\xd9\x8a\xd9\x91\xd8\xb1 \xd8\xa7\xd9\x84\xd9\x85\xd9\x88\xd8\xb6\xd9\x88\xd8\xb9 ",       /* ar: غيّر الموضوع */
+	" \xd8\xa3\xd9\x86\xd8\xb4\xd8\xa3 \xd8\xa7\xd9\x84\xd9\x85\xd8\xac\xd9\x85\xd9\x88\xd8\xb9\xd8\xa9 ", /* ar: أنشأ المجموعة */
+	" \xe0\xa4\xa8\xe0\xa5\x87 \xe0\xa4\xb5\xe0\xa4\xbf\xe0\xa4\xb7\xe0\xa4\xaf ",                   /* hi: ने विषय */
+	" \xe0\xa4\xa8\xe0\xa5\x87 \xe0\xa4\xb8\xe0\xa4\xae\xe0\xa5\x82\xe0\xa4\xb9 ",                   /* hi: ने समूह */
+	NULL,
+};
+
+static bool has_phrase(const char *b, size_t len)
+{
+	size_t k, n;
+	const char *p;
+
+	for (k = 0; wa_system_phrases[k] != NULL; k++) {
+		n = strlen(wa_system_phrases[k]);
+		for (p = b; p + n <= b + len; p++)
+			if (memcmp(p, wa_system_phrases[k], n) == 0)
+				return true;
+	}
+	return false;
+}
+
 /* Splits "Author: text"; false for a system line. */
 static bool split_author(const char *b, size_t len, size_t *alen)
 {
@@ -403,7 +436,7 @@ static bool split_author(const char *b, size_t len, size_t *alen)
 
 	for (i = 0; i + 1 < len && i < 200; i++) {
 		if (b[i] == ':' && b[i + 1] == ' ') {
-			if (i == 0)
+			if (i == 0 || has_phrase(b, i))
 				return false;
 			*alen = i;
 			return true;
