@@ -85,7 +85,9 @@ struct wa_head {
 	bool bracket;
 	unsigned f[3], nd[3]; /* date fields as written, and their digits */
 	char dsep;
-	char lit[12];    /* between the date and the time (", ", " ") */
+	char sep[8];     /* the date separator with the marks before it ("/", "\u200f/") */
+	bool arabic;     /* Arabic-Indic digits */
+	char lit[12];    /* between the date and the time (", ", " ", "\u060c ") */
 	char ampm_sp[4]; /* between the time and an AM/PM after it */
 	char tail[4];    /* "] ", "]" or " - " */
 	unsigned hour, hour_nd, min, sec;
@@ -106,13 +108,31 @@ static size_t skip_marks(const char *s, size_t len, size_t i)
 	return i;
 }
 
+/* An Arabic-Indic digit (U+0660..U+0669) at i: its value, else -1. */
+static int arabic_digit(const char *s, size_t len, size_t i)
+{
+	if (i + 2 <= len && (unsigned char)s[i] == 0xd9 && (unsigned char)s[i + 1] >= 0xa0 &&
+	    (unsigned char)s[i + 1] <= 0xa9)
+		return (unsigned char)s[i + 1] - 0xa0;
+	return -1;
+}
+
+/* Digits as the locale writes them: ASCII or Arabic-Indic. */
 static bool digits(const char *s, size_t len, size_t *i, unsigned min, unsigned max, unsigned *out, unsigned *nd)
 {
 	unsigned v = 0, n = 0;
+	int a;
 
-	while (*i < len && s[*i] >= '0' && s[*i] <= '9' && n < max) {
-		v = v * 10 + (unsigned)(s[*i] - '0');
-		(*i)++;
+	while (*i < len && n < max) {
+		if (s[*i] >= '0' && s[*i] <= '9') {
+			v = v * 10 + (unsigned)(s[*i] - '0');
+			(*i)++;
+		} else if ((a = arabic_digit(s, len, *i)) >= 0) {
+			v = v * 10 + (unsigned)a;
+			*i += 2;
+		} else {
+			break;
+		}
 		n++;
 	}
 	if (n < min)
@@ -179,15 +199,23 @@ static bool parse_head(const char *s, size_t len, struct wa_head *h)
 		h->bracket = true;
 		i++;
 	}
+	h->arabic = arabic_digit(s, len, i) >= 0;
 	if (!digits(s, len, &i, 1, 4, &h->f[0], &h->nd[0]) || h->nd[0] == 3 || i >= len)
+		return false;
+	/* Right-to-left locales put a mark before each separator. */
+	l0 = i;
+	i = skip_marks(s, len, i);
+	if (i >= len)
 		return false;
 	h->dsep = s[i];
 	if (h->dsep != '/' && h->dsep != '.' && h->dsep != '-')
 		return false;
 	i++;
-	if (!digits(s, len, &i, 1, 2, &h->f[1], &h->nd[1]) || i >= len || s[i] != h->dsep)
+	if (!copy_lit(h->sep, sizeof(h->sep), s, l0, i))
 		return false;
-	i++;
+	if (!digits(s, len, &i, 1, 2, &h->f[1], &h->nd[1]) || i >= len || !starts(s, len, i, h->sep))
+		return false;
+	i += strlen(h->sep);
 	if (!digits(s, len, &i, 1, 4, &h->f[2], &h->nd[2]))
 		return false;
 	if (h->nd[0] == 4 ? h->nd[2] > 2 : h->nd[0] > 2 || (h->nd[2] != 2 && h->nd[2] != 4))
@@ -197,6 +225,8 @@ static bool parse_head(const char *s, size_t len, struct wa_head *h)
 		i++;
 	if (i < len && s[i] == ',')
 		i++;
+	else if (starts(s, len, i, "\xd8\x8c")) /* the Arabic comma */
+		i += 2;
 	if (i >= len || s[i] != ' ')
 		return false;
 	i++;
@@ -288,7 +318,7 @@ struct wa_dialect {
 	char pattern[64];
 	char am[32], pm[32];
 	char eol[3];
-	bool bracket;
+	bool bracket, arabic; /* arabic: Arabic-Indic digits */
 	int lang; /* wa_langs index for attachments written afresh */
 };
 
@@ -316,7 +346,7 @@ static int dialect_from_head(struct wa_dialect *d, const struct wa_head *h, int 
 	if (h->bracket)
 		err = pb__chat_buf_str(&b, "[");
 	if (err == 0)
-		err = pb__chat_buf_printf(&b, "%s%c%s%c%s%s", f[0], h->dsep, f[1], h->dsep, f[2], h->lit);
+		err = pb__chat_buf_printf(&b, "%s%s%s%s%s%s", f[0], h->sep, f[1], h->sep, f[2], h->lit);
 	if (err == 0 && h->clock >= 0 && wa_clocks[h->clock].before)
 		err = pb__chat_buf_str(&b, "a");
 	if (err == 0)
@@ -332,12 +362,31 @@ static int dialect_from_head(struct wa_dialect *d, const struct wa_head *h, int 
 		memcpy(d->pattern, b.data, b.len);
 		d->pattern[b.len] = 0;
 		d->bracket = h->bracket;
+		d->arabic = h->arabic;
 		if (h->clock >= 0) {
 			snprintf(d->am, sizeof(d->am), "%s", wa_clocks[h->clock].am);
 			snprintf(d->pm, sizeof(d->pm), "%s", wa_clocks[h->clock].pm);
 		}
 	}
 	pb__chat_buf_clear(&b);
+	return err;
+}
+
+/* A number of at least width digits, in the dialect's digits. */
+static int put_num(pb_buf_t *out, const struct wa_dialect *d, int v, int width)
+{
+	char tmp[16];
+	int n = snprintf(tmp, sizeof(tmp), "%0*d", width, v), k, err = 0;
+
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return PB_EINVAL;
+	if (!d->arabic)
+		return pb__chat_buf_add(out, tmp, (size_t)n);
+	for (k = 0; k < n && err == 0; k++) {
+		char a[2] = {(char)0xd9, (char)(0xa0 + tmp[k] - '0')};
+
+		err = pb__chat_buf_add(out, a, 2);
+	}
 	return err;
 }
 
@@ -348,19 +397,19 @@ static int render_head(const struct wa_dialect *d, const struct tm *tm, pb_buf_t
 
 	while (*p && err == 0) {
 		if (strncmp(p, "YYYY", 4) == 0) {
-			err = pb__chat_buf_printf(out, "%04d", tm->tm_year + 1900);
+			err = put_num(out, d, tm->tm_year + 1900, 4);
 			p += 4;
 		} else if (strncmp(p, "YY", 2) == 0) {
-			err = pb__chat_buf_printf(out, "%02d", (tm->tm_year + 1900) % 100);
+			err = put_num(out, d, (tm->tm_year + 1900) % 100, 2);
 			p += 2;
 		} else if (*p == 'D' || *p == 'M' || *p == 'H' || *p == 'h') {
 			int v = *p == 'D' ? tm->tm_mday : *p == 'M' ? tm->tm_mon + 1 : *p == 'H' ? tm->tm_hour : h12;
 			bool two = p[1] == p[0];
 
-			err = pb__chat_buf_printf(out, two ? "%02d" : "%d", v);
+			err = put_num(out, d, v, two ? 2 : 1);
 			p += two ? 2 : 1;
 		} else if (strncmp(p, "mm", 2) == 0 || strncmp(p, "ss", 2) == 0) {
-			err = pb__chat_buf_printf(out, "%02d", *p == 'm' ? tm->tm_min : tm->tm_sec);
+			err = put_num(out, d, *p == 'm' ? tm->tm_min : tm->tm_sec, 2);
 			p += 2;
 		} else if (*p == 'a') {
 			err = pb__chat_buf_str(out, tm->tm_hour < 12 ? d->am : d->pm);
@@ -390,6 +439,8 @@ static void dialect_of_frame(const pb__cj_t *frame, struct wa_dialect *d)
 		snprintf(d->pm, sizeof(d->pm), "%s", v);
 	if ((v = pb__cj_get_str(frame, "whatsapp_eol")) != NULL && strcmp(v, "\r\n") == 0)
 		strcpy(d->eol, "\r\n");
+	if ((v = pb__cj_get_str(frame, "whatsapp_digits")) != NULL && strcmp(v, "arabic") == 0)
+		d->arabic = true;
 	if ((v = pb__cj_get_str(frame, "whatsapp_lang")) != NULL)
 		for (k = 0; k < WA_NLANGS; k++)
 			if (strcmp(v, wa_langs[k].code) == 0)
@@ -1272,6 +1323,7 @@ int pb__chat_import_whatsapp(pb__chat_stage_t *st, const char *file, const char 
 	    (d.am[0] && (add_str(frame, "whatsapp_am", d.am, strlen(d.am)) != 0 ||
 			 add_str(frame, "whatsapp_pm", d.pm, strlen(d.pm)) != 0)) ||
 	    (sc.crlf && add_str(frame, "whatsapp_eol", "\r\n", 2) != 0) ||
+	    (d.arabic && add_str(frame, "whatsapp_digits", "arabic", 6) != 0) ||
 	    add_str(frame, "whatsapp_lang", wa_langs[d.lang].code, strlen(wa_langs[d.lang].code)) != 0) {
 		err = pb__chat_fail(errbuf, errcap, PB_ENOMEM, "out of memory");
 		goto out_close;
