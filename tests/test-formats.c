@@ -964,9 +964,29 @@ static void test_corpus_flipper(void **state)
 			fail_msg("%s re-exported differs:\n%s", cases[c].file, back);
 		free(back);
 		free(p);
-		pb__chat_names_free(names, n);
-		/* --format still converts. */
+		/* --format still converts; the same card read again from that
+		 * .mct keeps the header its Flipper file gave. */
 		assert_int_equal(pb__export_mifare(dev, "mct", mct, err, sizeof(err)), 0);
+		pb__chat_names_free(names, n);
+		names = NULL;
+		assert_int_equal(pb__chat_list(mct, false, &names, &n), 0);
+		assert_int_equal(n, 1);
+		p = path_join(mct, names[0]);
+		files[0] = p;
+		if (pb__import_mifare(dev, files, 1, err, sizeof(err)) != 0)
+			fail_msg("import %s: %s", p, err);
+		free(p);
+		pb__chat_names_free(names, n);
+		pb_test_rmtree(out);
+		assert_int_equal(pb__export_mifare(dev, "nfc", out, err, sizeof(err)), 0);
+		assert_int_equal(pb__chat_list(out, false, &names, &n), 0);
+		p = path_join(out, names[0]);
+		back = slurp(p, &blen);
+		assert_int_equal(blen, inlen);
+		assert_memory_equal(back, in, inlen);
+		free(back);
+		free(p);
+		pb__chat_names_free(names, n);
 		free(in);
 		free(f);
 		pb_test_rmtree(dev);

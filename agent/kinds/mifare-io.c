@@ -194,14 +194,47 @@ static int queue_card(pb_device_writer_t *w, const char *device_dir, const pb_mi
 		    (rc = sidecars_add(sc, id)) != 0)
 			goto out_free;
 	}
-	/* A Flipper file's header (ATQA, SAK as written) is kept beside. */
+	/* A Flipper file's header (ATQA, SAK as written) is kept beside. One
+	 * already there is rewritten with the new dump's blocks, keeping its
+	 * header: the card answers the same whatever read it. */
+	if (snprintf(path, sizeof(path), "mifare/%s.nfc", id) >= (int)sizeof(path) ||
+	    snprintf(abs, sizeof(abs), "%s/%s", device_dir, path) >= (int)sizeof(abs)) {
+		rc = PB_ETOOBIG;
+		goto out_free;
+	}
 	if (card->flipper) {
-		if (snprintf(path, sizeof(path), "mifare/%s.nfc", id) >= (int)sizeof(path)) {
-			rc = PB_ETOOBIG;
-			goto out_free;
-		}
 		b.len = 0;
 		if ((rc = pb_mifare_format_flipper(card, &b)) != 0 || (rc = add_file(w, path, &b)) != 0)
+			goto out_free;
+	} else if (stat(abs, &st) == 0) {
+		pb_mifare_card_t *both = malloc(sizeof(*both)), *old = NULL;
+		uint8_t *buf = NULL;
+		size_t len = 0;
+
+		if (both == NULL) {
+			rc = PB_ENOMEM;
+			goto out_free;
+		}
+		memcpy(both, card, sizeof(*both));
+		if (pb__kinds_read_file(abs, 64u << 10, &buf, &len) == 0 &&
+		    pb_mifare_parse_flipper(buf, len, &old, NULL, 0) == 0) {
+			both->flipper = true;
+			both->flipper_has_atqa = old->flipper_has_atqa;
+			both->flipper_has_sak = old->flipper_has_sak;
+			memcpy(both->flipper_atqa, old->flipper_atqa, 2);
+			both->flipper_sak = old->flipper_sak;
+		}
+		b.len = 0;
+		rc = pb_mifare_format_flipper(both, &b);
+		if (rc == 0)
+			rc = add_file(w, path, &b);
+		if (buf != NULL) {
+			sodium_memzero(buf, len);
+			free(buf);
+		}
+		card_free(old);
+		card_free(both);
+		if (rc != 0)
 			goto out_free;
 	}
 out_free:
