@@ -2,12 +2,17 @@
  * export from it.
  *
  * Android: "31/01/24, 14:05 - Alice: text", iOS: "[31/01/2024, 2:05:09 PM]
- * Alice: text". Lines may start with U+200E; the day/month order follows the
- * phone's locale and is found from the data (a first field over 12 means
- * day first, a second field over 12 month first, day first otherwise). A
- * line without "Author: " is a system message, a line not starting with a
- * date continues the message before it. Attachments read
- * "IMG-20240131-WA0001.jpg (file attached)" or "<attached: name>".
+ * Alice: text", in every locale's dialect (date order, separators, digits,
+ * clock). The day/month order is read from the whole file (a field over 12,
+ * else the order in which the dates go forward, else zero-padding) or given
+ * with --date-format; a file none of these settles is refused, naming the
+ * line. A line without "Author: " is a system message, a line not starting
+ * with a date continues the message before it. Attachment lines are read
+ * from a table of WhatsApp's languages.
+ *
+ * The file's dialect (its heads as a pattern, its marks, attachment lines
+ * and line ends) is kept in whatsapp_ fields of the chat and its messages,
+ * so that the export writes the chat back byte for byte.
  *
  * The chat's id is derived from its name (the file name "WhatsApp Chat with
  * NAME.txt", or the directory of an iOS "_chat.txt"), so a newer export of

@@ -1,7 +1,9 @@
 /* Contacts and contact groups: vCard 4.0 (RFC 6350, KIND:group cards with
- * MEMBER), vCard 3.0 (RFC 2426, CATEGORIES on member cards) and Apple
- * (X-ADDRESSBOOKSERVER-KIND/-MEMBER) books; the canonical book
- * contacts/contacts.vcf and its codec; the exports vcard4, vcard3, apple.
+ * MEMBER), vCard 3.0 (RFC 2426, CATEGORIES on member cards), Apple
+ * (X-ADDRESSBOOKSERVER-KIND/-MEMBER) and Android's vCard 2.1 books (converted
+ * to 4.0 as read); the canonical book contacts/contacts.vcf and its codec;
+ * the exports auto (the dialect the cards came in), vcard4, vcard3, vcard21,
+ * apple.
  *
  * Canonical book: vCard 4.0, CRLF line ends, lines folded at 75 octets.
  * Contact cards first, in the order read, then group cards. Each card:
