@@ -258,10 +258,11 @@ static void test_apple_groups(void **state)
 	assert_non_null(strstr(got, "UID:AAAA-1111\r\nFN:Jane Doe\r\nPRODID:-//Apple Inc.//iPhone OS 17.2//EN\r\n"));
 	assert_non_null(strstr(got, "CATEGORIES:Book Club\r\nEND:VCARD\r\n"));
 	assert_non_null(strstr(got, "UID:CCCC-3333\r\nKIND:group\r\nFN:Book Club\r\nN:Book Club\r\n"
-				    "MEMBER:urn:uuid:AAAA-1111\r\nMEMBER:urn:uuid:BBBB-2222\r\nEND:VCARD\r\n"));
+				    "X-PEERBACK-DIALECT:apple\r\nMEMBER:urn:uuid:AAAA-1111\r\nMEMBER:urn:uuid:BBBB-2222\r\nEND:VCARD\r\n"));
 	assert_null(strstr(got, "X-ADDRESSBOOKSERVER"));
-	/* The apple export brings the Apple group form back, and round trips. */
-	assert_int_equal(pb__export_contacts(dev, "apple", out, err, sizeof(err)), 0);
+	/* The apple export (the default for a book that came as Apple's)
+	 * brings the Apple group form back, and round trips. */
+	assert_int_equal(pb__export_contacts(dev, "auto", out, err, sizeof(err)), 0);
 	again = read_at(out, "contacts.vcf");
 	assert_non_null(strstr(again, "X-ADDRESSBOOKSERVER-KIND:group\r\n"));
 	assert_non_null(strstr(again, "X-ADDRESSBOOKSERVER-MEMBER:urn:uuid:BBBB-2222\r\n"));

@@ -195,7 +195,14 @@ PB_WUR int pb__contacts_canonical(const uint8_t *buf, size_t len, pb_buf_t *out)
 /* --- Per-format importers and exporters (chat.c dispatches) ---------------- */
 
 PB_WUR int pb__chat_import_telegram(pb__chat_stage_t *st, const char *file, char *errbuf, size_t errcap);
-PB_WUR int pb__chat_import_whatsapp(pb__chat_stage_t *st, const char *file, char *errbuf, size_t errcap);
+/* date_format (may be NULL) names the day/month order: "DD/MM/YY", "MM/DD/YY". */
+PB_WUR int pb__chat_import_whatsapp(pb__chat_stage_t *st, const char *file, const char *date_format, char *errbuf,
+				    size_t errcap);
+/* The order a --date-format value names (0 D/M, 1 M/D, 2 Y/M/D), -1 for none,
+ * PB_EINVAL when it names none. */
+int pb__chat_whatsapp_order(const char *fmt);
+/* True when the device has chats and every one came from WhatsApp. */
+bool pb__chat_whatsapp_all(const char *device_dir);
 PB_WUR int pb__chat_export_telegram(const char *device_dir, const char *out_dir, char *errbuf, size_t errcap);
 PB_WUR int pb__chat_export_whatsapp(const char *device_dir, const char *out_dir, char *errbuf, size_t errcap);
 

@@ -1,5 +1,5 @@
 /* The chat kind's entry points: import (Telegram result.json, or a WhatsApp
- * .txt), export ("telegram", "whatsapp"). Formats are in chat-telegram.c and
+ * .txt), export ("auto", "telegram", "whatsapp"). Formats are in chat-telegram.c and
  * chat-whatsapp.c. */
 #include <errno.h>
 #include <stdio.h>
@@ -38,6 +38,12 @@ static bool looks_like_json(const char *path)
 
 int pb__import_chat(const char *device_dir, const char *const *files, size_t n, char *errbuf, size_t errcap)
 {
+	return pb__import_chat_dated(device_dir, files, n, NULL, errbuf, errcap);
+}
+
+int pb__import_chat_dated(const char *device_dir, const char *const *files, size_t n, const char *date_format,
+			  char *errbuf, size_t errcap)
+{
 	pb__chat_stage_t st;
 	char path[4200];
 	struct stat sb;
@@ -71,7 +77,7 @@ int pb__import_chat(const char *device_dir, const char *const *files, size_t n, 
 		if (looks_like_json(path))
 			err = pb__chat_import_telegram(&st, path, errbuf, errcap);
 		else
-			err = pb__chat_import_whatsapp(&st, path, errbuf, errcap);
+			err = pb__chat_import_whatsapp(&st, path, date_format, errbuf, errcap);
 		if (err != 0)
 			goto out_abort;
 	}
@@ -88,10 +94,13 @@ int pb__export_chat(const char *device_dir, const char *format, const char *out_
 {
 	if (device_dir == NULL || format == NULL || out_dir == NULL)
 		return pb__chat_fail(errbuf, errcap, PB_EINVAL, "no device, format or output directory given");
+	/* "auto": the format the chats came in (all WhatsApp: WhatsApp). */
+	if (strcmp(format, "auto") == 0)
+		format = pb__chat_whatsapp_all(device_dir) ? "whatsapp" : "telegram";
 	if (strcmp(format, "telegram") == 0)
 		return pb__chat_export_telegram(device_dir, out_dir, errbuf, errcap);
 	if (strcmp(format, "whatsapp") == 0)
 		return pb__chat_export_whatsapp(device_dir, out_dir, errbuf, errcap);
 	return pb__chat_fail(errbuf, errcap, PB_EUNSUPPORTED,
-			     "unknown chat export format \"%s\"; use telegram or whatsapp", format);
+			     "unknown chat export format \"%s\"; use auto, telegram or whatsapp", format);
 }

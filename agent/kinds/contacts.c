@@ -1,7 +1,9 @@
 /* Contacts and contact groups: vCard 4.0 (RFC 6350, KIND:group cards with
- * MEMBER), vCard 3.0 (RFC 2426, CATEGORIES on member cards) and Apple
- * (X-ADDRESSBOOKSERVER-KIND/-MEMBER) books; the canonical book
- * contacts/contacts.vcf and its codec; the exports vcard4, vcard3, apple.
+ * MEMBER), vCard 3.0 (RFC 2426, CATEGORIES on member cards), Apple
+ * (X-ADDRESSBOOKSERVER-KIND/-MEMBER) and Android's vCard 2.1 books (converted
+ * to 4.0 as read); the canonical book contacts/contacts.vcf and its codec;
+ * the exports auto (the dialect the cards came in), vcard4, vcard3, vcard21,
+ * apple.
  *
  * Canonical book: vCard 4.0, CRLF line ends, lines folded at 75 octets.
  * Contact cards first, in the order read, then group cards. Each card:
@@ -246,6 +248,49 @@ static bool is_end(const char *s)
 	return strcasecmp(s, "END:VCARD") == 0;
 }
 
+static int convert_card(struct vcard *c, const char **why);
+
+/* True when a property's parameters say its value is quoted-printable
+ * (2.1 writes the bare word too). */
+static bool is_qp(const char *params)
+{
+	const char *s;
+
+	for (s = params; (s = strchr(s, ';')) != NULL; s++) {
+		size_t n = strcspn(s + 1, ";");
+
+		if ((n == 25 && strncasecmp(s + 1, "ENCODING=QUOTED-PRINTABLE", 25) == 0) ||
+		    (n == 16 && strncasecmp(s + 1, "QUOTED-PRINTABLE", 16) == 0))
+			return true;
+	}
+	return false;
+}
+
+static bool is_b64(const char *params)
+{
+	const char *s;
+
+	for (s = params; (s = strchr(s, ';')) != NULL; s++) {
+		size_t n = strcspn(s + 1, ";");
+
+		if ((n == 15 && strncasecmp(s + 1, "ENCODING=BASE64", 15) == 0) ||
+		    (n == 6 && strncasecmp(s + 1, "BASE64", 6) == 0))
+			return true;
+	}
+	return false;
+}
+
+static bool base64_line(const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+		      s[i] == '+' || s[i] == '/' || s[i] == '='))
+			return false;
+	return len > 0;
+}
+
 /* Reads every card of a book. errline receives the line of a problem. */
 static int read_book(pb__chat_lines_t *r, struct vbook *b, uint64_t *errline, const char **why)
 {
@@ -293,7 +338,31 @@ static int read_book(pb__chat_lines_t *r, struct vbook *b, uint64_t *errline, co
 			continue;
 		if (is_end(s)) {
 			c->end = u.end;
+			if ((err = convert_card(c, why)) != 0) {
+				if (err == PB_ENOMEM)
+					*why = "out of memory";
+				else if (err != PB_EUNSUPPORTED)
+					*why = "a card that does not convert to vCard 4.0";
+				*errline = c->line;
+				break;
+			}
 			c = NULL;
+			continue;
+		}
+		/* 2.1 BASE64 lines that were not folded with a blank continue
+		 * the value before them up to a blank line. */
+		if (c->n > 0 && is_b64(c->p[c->n - 1].params) && memchr(s, ':', u.cur.len) == NULL &&
+		    base64_line(s, u.cur.len)) {
+			struct vprop *last = &c->p[c->n - 1];
+			size_t vl = strlen(last->value);
+			char *nv = realloc(last->value, vl + u.cur.len + 1);
+
+			if (nv == NULL) {
+				err = PB_ENOMEM;
+				break;
+			}
+			memcpy(nv + vl, s, u.cur.len + 1);
+			last->value = nv;
 			continue;
 		}
 		if (is_begin(s)) {
@@ -304,6 +373,37 @@ static int read_book(pb__chat_lines_t *r, struct vbook *b, uint64_t *errline, co
 		if ((err = parse_prop(s, u.cur.len, &p)) != 0) {
 			prop_free(&p);
 			*why = "not a vCard property line (NAME:value)";
+			break;
+		}
+		/* Quoted-printable's soft line break: a value ending in '='
+		 * goes on at the start of the next line. */
+		while (is_qp(p.params) && p.value[0] != 0 && p.value[strlen(p.value) - 1] == '=') {
+			size_t vl = strlen(p.value) - 1;
+			char *nv;
+
+			if ((rc = unfold_next(&u)) != 1) {
+				err = rc < 0 ? rc : PB_ETRUNCATED;
+				*why = "a quoted-printable value ends in a soft line break at the end of the file";
+				break;
+			}
+			if (vl + u.cur.len > PB__CHAT_LINE_MAX || memchr(u.cur.data, '\r', u.cur.len) != NULL ||
+			    memchr(u.cur.data, 0, u.cur.len) != NULL) {
+				err = PB_EDATA_FORMAT;
+				*why = "a quoted-printable value over 1 MiB, or with a carriage return or NUL";
+				break;
+			}
+			nv = realloc(p.value, vl + u.cur.len + 1);
+			if (nv == NULL) {
+				err = PB_ENOMEM;
+				break;
+			}
+			memcpy(nv + vl, u.cur.data, u.cur.len);
+			nv[vl + u.cur.len] = 0;
+			p.value = nv;
+		}
+		if (err != 0) {
+			prop_free(&p);
+			rc = 1;
 			break;
 		}
 		if (c->n >= VCARD_MAX_PROPS || (err = grow((void **)&c->p, &c->cap, c->n, sizeof(*c->p))) != 0) {
@@ -768,7 +868,9 @@ out_ix:
 
 /* --- Writing --------------------------------------------------------------- */
 
-enum vformat { VF_4, VF_3, VF_APPLE };
+/* VF_STORE is the canonical book: vCard 4.0 that keeps each card's
+ * dialect; the exports leave it out. */
+enum vformat { VF_4, VF_3, VF_APPLE, VF_21, VF_STORE };
 
 /* Appends one logical line, folded at 75 octets, with CRLF. */
 static int put_line(pb_buf_t *out, const char *s, size_t len)
@@ -812,6 +914,558 @@ static bool skipped(const char *name)
 	return false;
 }
 
+/* --- vCard 2.1 and the dialect of a card ------------------------------------ */
+
+/* A card's dialect is kept in the canonical book as X-PEERBACK-DIALECT:
+ * the version it came in ("vcard21", "vcard3", "apple"), then what that
+ * version wrote differently: "no-uid" (the file gave no UID), "no-fn" (no
+ * FN), "x-group-membership" (groups as Android's X-GROUP-MEMBERSHIP). */
+#define DIALECT_PROP "X-PEERBACK-DIALECT"
+
+static int hexdig(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Properties whose 4.0 value is a URI or a list: no escaping of ',' there. */
+static bool uri_prop(const char *name)
+{
+	return !strcmp(name, "URL") || !strcmp(name, "PHOTO") || !strcmp(name, "LOGO") || !strcmp(name, "SOUND") ||
+	       !strcmp(name, "KEY") || !strcmp(name, "GEO") || !strcmp(name, "SOURCE") || !strcmp(name, "IMPP") ||
+	       !strcmp(name, "MEMBER") || !strcmp(name, "FBURL") || !strcmp(name, "CALURI") || !strcmp(name, "CALADRURI");
+}
+
+static bool list_prop(const char *name)
+{
+	return !strcmp(name, "CATEGORIES") || !strcmp(name, "NICKNAME") || !strcmp(name, "X-GROUP-MEMBERSHIP");
+}
+
+/* Text into UTF-8 from a CHARSET; ISO-8859-1 (and its Windows superset, as
+ * far as Latin-1 goes) widened, UTF-8 and US-ASCII as they are. */
+static int to_utf8(const char *charset, const uint8_t *s, size_t len, pb_buf_t *out)
+{
+	size_t i;
+	int err = 0;
+
+	if (charset == NULL || !strcasecmp(charset, "UTF-8") || !strcasecmp(charset, "UTF8") ||
+	    !strcasecmp(charset, "US-ASCII"))
+		return pb__chat_buf_add(out, s, len);
+	if (strcasecmp(charset, "ISO-8859-1") != 0 && strcasecmp(charset, "WINDOWS-1252") != 0 &&
+	    strcasecmp(charset, "LATIN1") != 0)
+		return PB_EUNSUPPORTED;
+	for (i = 0; i < len && err == 0; i++) {
+		uint8_t c[2] = {(uint8_t)(0xc0 | (s[i] >> 6)), (uint8_t)(0x80 | (s[i] & 0x3f))};
+
+		err = s[i] < 0x80 ? pb__chat_buf_add(out, s + i, 1) : pb__chat_buf_add(out, c, 2);
+	}
+	return err;
+}
+
+/* One component of a 2.1 value, decoded: quoted-printable or 2.1's escapes
+ * (\; \\ \: \,), then the charset. */
+static int decode21(const char *s, size_t len, bool qp, const char *charset, pb_buf_t *out)
+{
+	pb_buf_t raw = {0};
+	size_t i;
+	int err = 0, h, l;
+
+	for (i = 0; i < len && err == 0; i++) {
+		if (qp && s[i] == '=' && i + 2 < len + 0 && (h = hexdig((unsigned char)s[i + 1])) >= 0 &&
+		    (l = hexdig((unsigned char)s[i + 2])) >= 0) {
+			uint8_t c = (uint8_t)(h << 4 | l);
+
+			err = pb__chat_buf_add(&raw, &c, 1);
+			i += 2;
+		} else if (!qp && s[i] == '\\' && i + 1 < len && strchr("\\;:,", s[i + 1]) != NULL) {
+			err = pb__chat_buf_add(&raw, s + i + 1, 1);
+			i++;
+		} else {
+			err = pb__chat_buf_add(&raw, s + i, 1);
+		}
+	}
+	if (err == 0)
+		err = to_utf8(charset, raw.data, raw.len, out);
+	pb__chat_buf_clear(&raw);
+	return err;
+}
+
+/* 4.0 escaping of one decoded component. */
+static int escape40(pb_buf_t *b, const char *s, size_t len, bool list)
+{
+	size_t i;
+	int err = 0;
+
+	for (i = 0; i < len && err == 0; i++) {
+		if (s[i] == '\\' || s[i] == ';' || (s[i] == ',' && !list)) {
+			err = pb__chat_buf_add(b, "\\", 1);
+			if (err == 0)
+				err = pb__chat_buf_add(b, s + i, 1);
+		} else if (s[i] == '\n') {
+			err = pb__chat_buf_add(b, "\\n", 2);
+		} else if (s[i] == '\r') {
+			if (!(i + 1 < len && s[i + 1] == '\n'))
+				err = pb__chat_buf_add(b, "\\n", 2);
+		} else {
+			err = pb__chat_buf_add(b, s + i, 1);
+		}
+	}
+	return err;
+}
+
+static const struct {
+	const char *type, *media;
+} media_types[] = {
+	{"JPEG", "image/jpeg"}, {"PNG", "image/png"}, {"GIF", "image/gif"}, {"BMP", "image/bmp"},
+	{"TIFF", "image/tiff"}, {"WAVE", "audio/wav"}, {"PCM", "audio/basic"}, {"PGP", "application/pgp-keys"},
+	{"X509", "application/pkix-cert"},
+};
+
+/* A 2.1 property in 4.0 form: bare types become TYPE= (lower case), PREF
+ * becomes PREF=1, CHARSET and ENCODING go (the value is decoded), binary
+ * values become data: URIs. */
+static int convert21_prop(struct vprop *p, bool v21, const char **why)
+{
+	pb_buf_t params = {0}, val = {0}, comp = {0};
+	const char *charset_s = NULL, *media = NULL;
+	char *plist = strdup(p->params), *tok, *save = NULL, charset[40] = "";
+	bool qp = false, b64 = false, in_types = false, touched = false;
+	size_t i, start;
+	int err = 0;
+
+	if (plist == NULL)
+		return PB_ENOMEM;
+	for (tok = strtok_r(plist, ";", &save); tok != NULL && err == 0; tok = strtok_r(NULL, ";", &save)) {
+		char *eq = strchr(tok, '=');
+		const char *v = eq ? eq + 1 : tok;
+
+		if (eq != NULL && strncasecmp(tok, "CHARSET=", 8) == 0) {
+			snprintf(charset, sizeof(charset), "%s", v);
+			charset_s = charset;
+			touched = true;
+			continue;
+		}
+		if ((eq != NULL && strncasecmp(tok, "ENCODING=", 9) == 0) ||
+		    (eq == NULL && v21 && (!strcasecmp(tok, "QUOTED-PRINTABLE") || !strcasecmp(tok, "BASE64") ||
+					  !strcasecmp(tok, "8BIT") || !strcasecmp(tok, "7BIT")))) {
+			if (!v21 && strcasecmp(v, "QUOTED-PRINTABLE") != 0) {
+				err = pb__chat_buf_printf(&params, ";%s", tok);
+				continue;
+			}
+			qp = qp || !strcasecmp(v, "QUOTED-PRINTABLE");
+			b64 = b64 || !strcasecmp(v, "BASE64") || !strcasecmp(v, "B");
+			touched = true;
+			continue;
+		}
+		if (!v21) {
+			err = pb__chat_buf_printf(&params, ";%s", tok);
+			continue;
+		}
+		touched = true;
+		if (eq == NULL || strncasecmp(tok, "TYPE=", 5) == 0) {
+			/* A type: for a binary value, its media type. */
+			for (i = 0; i < sizeof(media_types) / sizeof(media_types[0]); i++)
+				if (!strcasecmp(v, media_types[i].type))
+					break;
+			if (i < sizeof(media_types) / sizeof(media_types[0]) && uri_prop(p->name)) {
+				media = media_types[i].media;
+				in_types = false;
+				continue;
+			}
+			if (!strcasecmp(v, "PREF")) {
+				err = pb__chat_buf_str(&params, ";PREF=1");
+				in_types = false;
+				continue;
+			}
+			err = pb__chat_buf_str(&params, in_types ? "," : ";TYPE=");
+			for (i = 0; v[i] && err == 0; i++) {
+				char c = (char)(v[i] >= 'A' && v[i] <= 'Z' ? v[i] + 32 : v[i]);
+
+				err = pb__chat_buf_add(&params, &c, 1);
+			}
+			in_types = true;
+			continue;
+		}
+		in_types = false;
+		if (!strcasecmp(tok, "VALUE=URL") || !strcasecmp(tok, "VALUE=URI"))
+			continue; /* 4.0's default for these */
+		err = pb__chat_buf_printf(&params, ";%s", tok);
+	}
+	free(plist);
+	if (err != 0 || !touched)
+		goto out;
+	if (b64) {
+		/* data:<media type>;base64,<the value without blanks> */
+		err = pb__chat_buf_printf(&val, "data:%s;base64,", media ? media : "application/octet-stream");
+		for (i = 0; p->value[i] && err == 0; i++)
+			if (p->value[i] != ' ' && p->value[i] != '\t')
+				err = pb__chat_buf_add(&val, p->value + i, 1);
+	} else if (!qp && (!v21 || (uri_prop(p->name) && charset_s == NULL))) {
+		err = pb__chat_buf_str(&val, p->value);
+	} else {
+		/* Component by component: ';' separates them in 2.1 as in 4.0. */
+		for (start = 0, i = 0;; i++) {
+			if (p->value[i] == '\\' && !qp && p->value[i + 1] != 0) {
+				i++;
+				continue;
+			}
+			if (p->value[i] != ';' && p->value[i] != 0)
+				continue;
+			comp.len = 0;
+			if ((err = decode21(p->value + start, i - start, qp, charset_s, &comp)) != 0)
+				break;
+			if (start > 0 && (err = pb__chat_buf_add(&val, ";", 1)) != 0)
+				break;
+			if ((err = escape40(&val, comp.data ? (const char *)comp.data : "", comp.len, list_prop(p->name))) != 0)
+				break;
+			if (p->value[i] == 0)
+				break;
+			start = i + 1;
+		}
+		if (err == PB_EUNSUPPORTED)
+			*why = "a CHARSET other than UTF-8, ISO-8859-1 or US-ASCII";
+	}
+	if (err == 0) {
+		char *np = strndup(params.data ? (const char *)params.data : "", params.len);
+		char *nv = strndup(val.data ? (const char *)val.data : "", val.len);
+
+		if (np == NULL || nv == NULL) {
+			free(np);
+			free(nv);
+			err = PB_ENOMEM;
+		} else {
+			free(p->params);
+			free(p->value);
+			p->params = np;
+			p->value = nv;
+		}
+	}
+out:
+	pb__chat_buf_clear(&params);
+	pb__chat_buf_clear(&val);
+	pb__chat_buf_clear(&comp);
+	return err;
+}
+
+static int add_prop(struct vcard *c, const char *name, const char *params, const char *value)
+{
+	struct vprop p = {NULL, strdup(name), strdup(params), strdup(value)};
+	int err;
+
+	if (p.name == NULL || p.params == NULL || p.value == NULL) {
+		prop_free(&p);
+		return PB_ENOMEM;
+	}
+	if (c->n >= VCARD_MAX_PROPS || (err = grow((void **)&c->p, &c->cap, c->n, sizeof(*c->p))) != 0) {
+		prop_free(&p);
+		return PB_ETOOBIG;
+	}
+	c->p[c->n++] = p;
+	return 0;
+}
+
+/* A card as read, in 4.0 form, its dialect noted. 4.0 cards (the canonical
+ * book among them) are left as they are. */
+static int convert_card(struct vcard *c, const char **why)
+{
+	const struct vprop *ver = find(c, "VERSION");
+	pb_buf_t dialect = {0}, cats = {0};
+	bool v21 = ver != NULL && strcmp(ver->value, "2.1") == 0, v3 = ver != NULL && strcmp(ver->value, "3.0") == 0;
+	bool xgm = false;
+	size_t i, k;
+	int err = 0;
+
+	if (find(c, DIALECT_PROP) != NULL)
+		return 0;
+	for (i = 0; i < c->n && err == 0; i++)
+		err = convert21_prop(&c->p[i], v21, why);
+	if (err != 0 || (!v21 && !v3))
+		return err;
+	/* Android's group lines become CATEGORIES, which make the groups. */
+	for (i = k = 0; i < c->n; i++) {
+		if (v21 && strcmp(c->p[i].name, "X-GROUP-MEMBERSHIP") == 0) {
+			if ((cats.len > 0 && pb__chat_buf_str(&cats, ",") != 0) || pb__chat_buf_str(&cats, c->p[i].value) != 0)
+				err = PB_ENOMEM;
+			xgm = true;
+			prop_free(&c->p[i]);
+			continue;
+		}
+		c->p[k++] = c->p[i];
+	}
+	c->n = k;
+	if (err == 0 && xgm)
+		err = add_prop(c, "CATEGORIES", "", (const char *)cats.data);
+	if (err == 0) {
+		bool apple = false;
+
+		for (i = 0; i < c->n; i++)
+			apple = apple || strcmp(c->p[i].name, "X-ADDRESSBOOKSERVER-KIND") == 0;
+		err = pb__chat_buf_str(&dialect, v21 ? "vcard21" : apple ? "apple" : "vcard3");
+		/* The 3.0 writers always write UID and FN: nothing more to keep. */
+		if (err == 0 && v21 && find(c, "UID") == NULL)
+			err = pb__chat_buf_str(&dialect, ",no-uid");
+		if (err == 0 && v21 && find(c, "FN") == NULL)
+			err = pb__chat_buf_str(&dialect, ",no-fn");
+		if (err == 0 && xgm)
+			err = pb__chat_buf_str(&dialect, ",x-group-membership");
+		if (err == 0)
+			err = add_prop(c, DIALECT_PROP, "", (const char *)dialect.data);
+	}
+	pb__chat_buf_clear(&dialect);
+	pb__chat_buf_clear(&cats);
+	return err;
+}
+
+/* True when a card's dialect says so (flag "vcard21", "no-uid", ...). */
+static bool dialect_has(const struct vcard *c, const char *flag)
+{
+	const struct vprop *p = c ? find(c, DIALECT_PROP) : NULL;
+	size_t n = strlen(flag);
+	const char *v;
+
+	for (v = p ? p->value : NULL; v != NULL && *v; v += strcspn(v, ","), v += *v == ',') {
+		if (strncmp(v, flag, n) == 0 && (v[n] == ',' || v[n] == 0))
+			return true;
+	}
+	return false;
+}
+
+/* Does a value need quoted-printable in 2.1 (anything but printable ASCII)? */
+static bool needs_qp(const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+			return true;
+	return false;
+}
+
+/* Quoted-printable as Android writes it: every byte =XX, a soft line break
+ * after each 23 bytes. */
+static int put_qp(pb_buf_t *b, const char *s, size_t len)
+{
+	size_t i, col = 0;
+	int err = 0;
+
+	for (i = 0; i < len && err == 0; i++) {
+		err = pb__chat_buf_printf(b, "=%02X", (unsigned char)s[i]);
+		col += 3;
+		if (err == 0 && col >= 67) {
+			err = pb__chat_buf_str(b, "=\r\n");
+			col = 0;
+		}
+	}
+	return err;
+}
+
+/* One decoded 4.0 component (between unescaped ';'). */
+static char *unescape40(const char *s, size_t len)
+{
+	char *o = malloc(len + 1);
+	size_t i, k = 0;
+
+	if (o == NULL)
+		return NULL;
+	for (i = 0; i < len; i++) {
+		if (s[i] == '\\' && i + 1 < len) {
+			i++;
+			o[k++] = (s[i] == 'n' || s[i] == 'N') ? '\n' : s[i];
+		} else {
+			o[k++] = s[i];
+		}
+	}
+	o[k] = 0;
+	return o;
+}
+
+/* A 4.0 property as Android's 2.1 exporter writes it. */
+static int put_prop21(pb_buf_t *out, const struct vprop *p)
+{
+	pb_buf_t line = {0};
+	const char *s;
+	size_t i, start, n;
+	int err = 0;
+	bool qp = false;
+
+	if ((p->group && (err = pb__chat_buf_printf(&line, "%s.", p->group)) != 0) ||
+	    (err = pb__chat_buf_str(&line, p->name)) != 0)
+		goto out;
+	if (strncmp(p->value, "data:", 5) == 0 && uri_prop(p->name) && strstr(p->value, ";base64,") != NULL) {
+		/* PHOTO;ENCODING=BASE64;JPEG:, folded as Android folds it,
+		 * and a blank line after it. */
+		const char *comma = strstr(p->value, ";base64,"), *mt = p->value + 5, *type = NULL;
+		size_t mtlen = (size_t)(comma - mt), col;
+
+		for (i = 0; i < sizeof(media_types) / sizeof(media_types[0]); i++)
+			if (strlen(media_types[i].media) == mtlen && strncmp(media_types[i].media, mt, mtlen) == 0)
+				type = media_types[i].type;
+		if ((err = pb__chat_buf_str(&line, ";ENCODING=BASE64")) != 0 ||
+		    (type != NULL && (err = pb__chat_buf_printf(&line, ";%s", type)) != 0) ||
+		    (err = pb__chat_buf_str(&line, ":")) != 0)
+			goto out;
+		/* Android counts the line from its start: 74 characters on
+		 * the first, a blank and 73 on the others. */
+		col = line.len;
+		for (s = comma + 8, n = 73; *s && err == 0; s++) {
+			err = pb__chat_buf_add(&line, s, 1);
+			if (err == 0 && ++col > n) {
+				err = pb__chat_buf_str(&line, "\r\n ");
+				col = 0;
+				n = 72;
+			}
+		}
+		if (err == 0)
+			err = pb__chat_buf_str(&line, "\r\n\r\n");
+		if (err == 0)
+			err = pb__chat_buf_add(out, line.data, line.len);
+		goto out;
+	}
+	/* Parameters: TYPE=a,b as ;A;B, PREF=1 as ;PREF. */
+	for (s = p->params; *s && err == 0;) {
+		const char *e = s + 1;
+		bool quoted = false;
+
+		while (*e && (quoted || *e != ';')) {
+			quoted ^= *e == '"';
+			e++;
+		}
+		n = (size_t)(e - s - 1);
+		if (n > 5 && strncasecmp(s + 1, "TYPE=", 5) == 0) {
+			for (i = 6; i <= n && err == 0; i++) {
+				char c = i < n + 1 && s[i] != ',' && s[i] != '"' ? s[i] : 0;
+
+				if (i == 6 || s[i - 1] == ',')
+					err = pb__chat_buf_str(&line, ";");
+				if (c && err == 0) {
+					c = (char)(c >= 'a' && c <= 'z' ? c - 32 : c);
+					err = pb__chat_buf_add(&line, &c, 1);
+				}
+			}
+		} else if (n >= 5 && strncasecmp(s + 1, "PREF=", 5) == 0) {
+			err = pb__chat_buf_str(&line, ";PREF");
+		} else if (n == 9 && strncasecmp(s + 1, "VALUE=uri", 9) == 0) {
+			err = pb__chat_buf_str(&line, ";VALUE=URL");
+		} else {
+			err = pb__chat_buf_add(&line, s, n + 1);
+		}
+		s = e;
+	}
+	if (err != 0)
+		goto out;
+	if (uri_prop(p->name)) {
+		err = pb__chat_buf_printf(&line, ":%s\r\n", p->value);
+	} else {
+		char *all = unescape40(p->value, strlen(p->value));
+
+		if (all == NULL) {
+			err = PB_ENOMEM;
+			goto out;
+		}
+		qp = needs_qp(all, strlen(all));
+		free(all);
+		if (qp)
+			err = pb__chat_buf_str(&line, ";CHARSET=UTF-8;ENCODING=QUOTED-PRINTABLE");
+		if (err == 0)
+			err = pb__chat_buf_str(&line, ":");
+		for (start = 0, i = 0; err == 0; i++) {
+			char *comp;
+			size_t k;
+
+			if (p->value[i] == '\\' && p->value[i + 1] != 0) {
+				i++;
+				continue;
+			}
+			if (p->value[i] != ';' && p->value[i] != 0)
+				continue;
+			comp = unescape40(p->value + start, i - start);
+			if (comp == NULL) {
+				err = PB_ENOMEM;
+				break;
+			}
+			if (start > 0)
+				err = pb__chat_buf_str(&line, ";");
+			if (err == 0 && qp)
+				err = put_qp(&line, comp, strlen(comp));
+			for (k = 0; err == 0 && !qp && comp[k]; k++)
+				err = comp[k] == ';' ? pb__chat_buf_str(&line, "\\;") : pb__chat_buf_add(&line, comp + k, 1);
+			free(comp);
+			if (p->value[i] == 0)
+				break;
+			start = i + 1;
+		}
+		if (err == 0)
+			err = pb__chat_buf_str(&line, "\r\n");
+	}
+	if (err == 0)
+		err = pb__chat_buf_add(out, line.data, line.len);
+out:
+	pb__chat_buf_clear(&line);
+	return err;
+}
+
+/* A contact card as Android writes vCard 2.1: VERSION, N, FN, the other
+ * properties in their order, the groups; no line folding but
+ * quoted-printable's and BASE64's own. */
+static int write_card21(pb_buf_t *out, const struct vbook *b, const struct vcard *c)
+{
+	pb_buf_t line = {0};
+	const struct vprop *n = find(c, "N");
+	struct vprop fn = {NULL, (char *)"FN", (char *)"", c->fn};
+	bool xgm = dialect_has(c, "x-group-membership");
+	size_t i;
+	int err;
+
+	if ((err = pb__chat_buf_str(out, "BEGIN:VCARD\r\nVERSION:2.1\r\n")) != 0)
+		return err;
+	if (!dialect_has(c, "no-uid") && (err = pb__chat_buf_printf(out, "UID:%s\r\n", c->uid)) != 0)
+		return err;
+	if (n != NULL && (err = put_prop21(out, n)) != 0)
+		return err;
+	if (!dialect_has(c, "no-fn") && (err = put_prop21(out, &fn)) != 0)
+		return err;
+	for (i = 0; i < c->n; i++) {
+		const struct vprop *p = &c->p[i];
+
+		if (p == n || skipped(p->name) || strcmp(p->name, DIALECT_PROP) == 0 || strcmp(p->name, "KIND") == 0)
+			continue;
+		if ((err = put_prop21(out, p)) != 0)
+			return err;
+	}
+	for (i = 0; i < c->ngroups && err == 0; i++) {
+		line.len = 0;
+		err = escape40(&line, b->g[c->groups[i]].name, strlen(b->g[c->groups[i]].name), false);
+		if (err == 0 && xgm) {
+			struct vprop g = {NULL, (char *)"X-GROUP-MEMBERSHIP", (char *)"", (char *)line.data};
+
+			err = put_prop21(out, &g);
+		}
+	}
+	if (err == 0 && !xgm && c->ngroups > 0) {
+		line.len = 0;
+		for (i = 0; i < c->ngroups && err == 0; i++) {
+			if (i > 0)
+				err = pb__chat_buf_str(&line, ",");
+			if (err == 0)
+				err = escape40(&line, b->g[c->groups[i]].name, strlen(b->g[c->groups[i]].name), false);
+		}
+		if (err == 0) {
+			struct vprop g = {NULL, (char *)"CATEGORIES", (char *)"", (char *)line.data};
+
+			err = put_prop21(out, &g);
+		}
+	}
+	pb__chat_buf_clear(&line);
+	if (err == 0)
+		err = pb__chat_buf_str(out, "END:VCARD\r\n");
+	return err;
+}
+
 static const char *member_ref(const char *uid, pb_buf_t *tmp)
 {
 	tmp->len = 0;
@@ -827,8 +1481,12 @@ static int write_card(pb_buf_t *out, const struct vbook *b, const struct vcard *
 {
 	pb_buf_t line = {0}, tmp = {0};
 	const char *uid = c ? c->uid : g->uid;
+	bool store = f == VF_STORE;
 	size_t i;
 	int err;
+
+	if (store)
+		f = VF_4;
 
 	if ((err = put_line(out, "BEGIN:VCARD", 11)) != 0 ||
 	    (err = put(out, &line, "VERSION:", f == VF_4 ? "4.0" : "3.0")) != 0 ||
@@ -849,7 +1507,8 @@ static int write_card(pb_buf_t *out, const struct vbook *b, const struct vcard *
 	for (i = 0; c != NULL && i < c->n; i++) {
 		const struct vprop *p = &c->p[i];
 
-		if (skipped(p->name) || (strcmp(p->name, "KIND") == 0 && strcasecmp(p->value, "group") == 0))
+		if (skipped(p->name) || (strcmp(p->name, "KIND") == 0 && strcasecmp(p->value, "group") == 0) ||
+		    (!store && strcmp(p->name, DIALECT_PROP) == 0))
 			continue;
 		if (f == VF_APPLE && g != NULL && strcmp(p->name, "N") == 0)
 			continue;
@@ -902,10 +1561,14 @@ static int write_book(pb_buf_t *out, const struct vbook *b, enum vformat f)
 	size_t i;
 	int err;
 
-	for (i = 0; i < b->n; i++)
-		if (!b->c[i].is_group && (err = write_card(out, b, &b->c[i], NULL, f)) != 0)
+	for (i = 0; i < b->n; i++) {
+		if (b->c[i].is_group)
+			continue;
+		err = f == VF_21 ? write_card21(out, b, &b->c[i]) : write_card(out, b, &b->c[i], NULL, f);
+		if (err != 0)
 			return err;
-	if (f == VF_3)
+	}
+	if (f == VF_3 || f == VF_21)
 		return 0;
 	for (i = 0; i < b->ng; i++) {
 		const struct vcard *gc = b->g[i].card == SIZE_MAX ? NULL : &b->c[b->g[i].card];
@@ -1070,7 +1733,7 @@ int pb__import_contacts(const char *device_dir, const char *const *files, size_t
 	}
 	if ((err = settle(&book)) != 0)
 		goto out_settle;
-	if ((err = write_book(&out, &book, VF_4)) != 0)
+	if ((err = write_book(&out, &book, VF_STORE)) != 0)
 		goto out_settle;
 	if ((err = pb__chat_stage_open(&st, device_dir)) != 0)
 		goto out_settle;
@@ -1092,6 +1755,35 @@ out_book:
 	return err;
 }
 
+/* The format a book came in: the one its cards share (Apple's when its
+ * groups were Apple's), else vCard 4.0. */
+static enum vformat book_dialect(const struct vbook *b)
+{
+	static const char *const names[] = {"vcard21", "vcard3", "apple"};
+	static const enum vformat fs[] = {VF_21, VF_3, VF_APPLE};
+	bool all[3] = {true, true, true}, any = false, apple = false;
+	size_t i, k;
+
+	for (i = 0; i < b->n; i++) {
+		const struct vcard *c = &b->c[i];
+
+		apple = apple || (c->is_group && dialect_has(c, "apple"));
+		if (c->is_group)
+			continue;
+		any = true;
+		for (k = 0; k < 3; k++)
+			all[k] = all[k] && (dialect_has(c, names[k]) || (k == 2 && dialect_has(c, "vcard3")));
+	}
+	if (!any)
+		return VF_4;
+	if (all[2] && apple)
+		return VF_APPLE;
+	for (k = 0; k < 2; k++)
+		if (all[k])
+			return fs[k];
+	return VF_4;
+}
+
 int pb__export_contacts(const char *device_dir, const char *format, const char *out_dir, char *errbuf,
 			size_t errcap)
 {
@@ -1103,15 +1795,19 @@ int pb__export_contacts(const char *device_dir, const char *format, const char *
 
 	if (device_dir == NULL || format == NULL || out_dir == NULL)
 		return pb__chat_fail(errbuf, errcap, PB_EINVAL, "no device, format or output directory given");
-	if (strcmp(format, "vcard4") == 0)
+	if (strcmp(format, "auto") == 0)
+		f = VF_STORE; /* settled from the cards below */
+	else if (strcmp(format, "vcard4") == 0)
 		f = VF_4;
+	else if (strcmp(format, "vcard21") == 0)
+		f = VF_21;
 	else if (strcmp(format, "vcard3") == 0)
 		f = VF_3;
 	else if (strcmp(format, "apple") == 0)
 		f = VF_APPLE;
 	else
 		return pb__chat_fail(errbuf, errcap, PB_EUNSUPPORTED,
-				     "unknown contacts export format \"%s\"; use vcard4, vcard3 or apple", format);
+				     "unknown contacts export format \"%s\"; use auto, vcard4, vcard3, vcard21 or apple", format);
 	if ((err = book_path(device_dir, path, sizeof(path))) != 0)
 		return err;
 	memset(&book, 0, sizeof(book));
@@ -1119,7 +1815,9 @@ int pb__export_contacts(const char *device_dir, const char *format, const char *
 		return pb__chat_fail(errbuf, errcap, PB_ENOTFOUND, "%s: the device has no contacts", device_dir);
 	if ((err = load_file(path, &book, errbuf, errcap)) != 0)
 		goto out_book;
-	if ((err = settle(&book)) != 0 || (err = write_book(&out, &book, f)) != 0) {
+	if ((err = settle(&book)) == 0 && f == VF_STORE)
+		f = book_dialect(&book);
+	if (err != 0 || (err = write_book(&out, &book, f)) != 0) {
 		pb__chat_fail(errbuf, errcap, err, "%s: %s", path, pb_strerror(err));
 		goto out_book;
 	}
@@ -1152,7 +1850,7 @@ int pb__contacts_canonical(const uint8_t *buf, size_t len, pb_buf_t *out)
 	if (err == 0)
 		err = settle(&book);
 	if (err == 0)
-		err = write_book(out, &book, VF_4);
+		err = write_book(out, &book, VF_STORE);
 	pb__chat_lines_free(&r);
 	book_free(&book);
 	return err;

@@ -53,6 +53,9 @@ int pb__gen_sim(const char *device_dir, uint64_t seed, pb_gen_size_t size);
 
 /* Chat and contacts (agent/kinds/chat*.c, contacts*.c). */
 int pb__import_chat(const char *device_dir, const char *const *files, size_t n, char *errbuf, size_t errcap);
+/* As pb__import_chat; date_format settles WhatsApp's day/month order. */
+int pb__import_chat_dated(const char *device_dir, const char *const *files, size_t n, const char *date_format,
+			  char *errbuf, size_t errcap);
 int pb__export_chat(const char *device_dir, const char *format, const char *out_dir, char *errbuf, size_t errcap);
 int pb__gen_chat(const char *device_dir, uint64_t seed, pb_gen_size_t size);
 int pb__import_contacts(const char *device_dir, const char *const *files, size_t n, char *errbuf, size_t errcap);

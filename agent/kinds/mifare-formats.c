@@ -820,8 +820,19 @@ int pb_mifare_parse_flipper(const uint8_t *buf, size_t len, pb_mifare_card_t **o
 				goto out_free;
 			}
 		}
-		/* Other keys (ATQA, SAK, Data format version, comments) carry
-		 * nothing block 0 does not. */
+		else if (field(line, n, "ATQA", &v, &vn)) {
+			uint8_t k[2];
+
+			card->flipper_has_atqa = hex_tokens(v, vn, card->flipper_atqa, k, 2, false) == 2;
+		} else if (field(line, n, "SAK", &v, &vn)) {
+			uint8_t k[1];
+
+			card->flipper_has_sak = hex_tokens(v, vn, &card->flipper_sak, k, 1, false) == 1;
+		}
+		/* ATQA and SAK are kept as written: block 0's bytes are the
+		 * manufacturer's and often differ from what the card answers
+		 * (a 4-byte UID card's byte 5 is not its SAK). Other keys
+		 * (Data format version, comments) carry nothing. */
 	}
 	if (!filetype || !version || !device) {
 		rc = pb__kinds_errf(err, cap, PB_EDATA_FORMAT,
@@ -837,6 +848,7 @@ int pb_mifare_parse_flipper(const uint8_t *buf, size_t len, pb_mifare_card_t **o
 		rc = pb__kinds_errf(err, cap, PB_EDATA_FIELD, "UID does not match block 0");
 		goto out_free;
 	}
+	card->flipper = true;
 	mark_missing(card);
 	return finish(card, out, err, cap);
 
@@ -880,6 +892,11 @@ int pb_mifare_format_flipper(const pb_mifare_card_t *card, pb_buf_t *out)
 	atqa[0] = card->data[uid_len == 4 ? 7 : 9];
 	atqa[1] = card->data[uid_len == 4 ? 6 : 8];
 	sak = card->data + (uid_len == 4 ? 5 : 7);
+	/* A card read from a Flipper file keeps the file's values. */
+	if (card->flipper_has_atqa)
+		memcpy(atqa, card->flipper_atqa, 2);
+	if (card->flipper_has_sak)
+		sak = &card->flipper_sak;
 	if ((rc = append_str(out, "Filetype: Flipper NFC device\nVersion: 4\n"
 				  "# Device type can be ISO14443-3A, ISO14443-3B, ISO14443-4A, NTAG/Ultralight, "
 				  "Mifare Classic, Mifare DESFire, SLIX, ST25TB\n"

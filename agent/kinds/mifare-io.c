@@ -86,6 +86,25 @@ int pb_mifare_load(const char *device_dir, const char *id, pb_mifare_card_t **ou
 	} else if ((rc = pb_mifare_parse_bin(buf, len, &card, NULL, 0)) != 0) {
 		goto out_free;
 	}
+	/* A card that came as a Flipper file keeps its header there. */
+	if (buf != NULL) {
+		sodium_memzero(buf, len);
+		free(buf);
+		buf = NULL;
+	}
+	n = snprintf(path, sizeof(path), "%s/mifare/%s.nfc", device_dir, id);
+	if (n > 0 && (size_t)n < sizeof(path) && pb__kinds_read_file(path, 64u << 10, &buf, &len) == 0) {
+		pb_mifare_card_t *nfc = NULL;
+
+		if (pb_mifare_parse_flipper(buf, len, &nfc, NULL, 0) == 0) {
+			card->flipper = true;
+			card->flipper_has_atqa = nfc->flipper_has_atqa;
+			card->flipper_has_sak = nfc->flipper_has_sak;
+			memcpy(card->flipper_atqa, nfc->flipper_atqa, 2);
+			card->flipper_sak = nfc->flipper_sak;
+		}
+		card_free(nfc);
+	}
 	*out = card;
 	card = NULL;
 out_free:
@@ -173,6 +192,49 @@ static int queue_card(pb_device_writer_t *w, const char *device_dir, const pb_mi
 		b.len = 0;
 		if ((rc = pb_mifare_format_mct(card, &b)) != 0 || (rc = add_file(w, path, &b)) != 0 ||
 		    (rc = sidecars_add(sc, id)) != 0)
+			goto out_free;
+	}
+	/* A Flipper file's header (ATQA, SAK as written) is kept beside. One
+	 * already there is rewritten with the new dump's blocks, keeping its
+	 * header: the card answers the same whatever read it. */
+	if (snprintf(path, sizeof(path), "mifare/%s.nfc", id) >= (int)sizeof(path) ||
+	    snprintf(abs, sizeof(abs), "%s/%s", device_dir, path) >= (int)sizeof(abs)) {
+		rc = PB_ETOOBIG;
+		goto out_free;
+	}
+	if (card->flipper) {
+		b.len = 0;
+		if ((rc = pb_mifare_format_flipper(card, &b)) != 0 || (rc = add_file(w, path, &b)) != 0)
+			goto out_free;
+	} else if (stat(abs, &st) == 0) {
+		pb_mifare_card_t *both = malloc(sizeof(*both)), *old = NULL;
+		uint8_t *buf = NULL;
+		size_t len = 0;
+
+		if (both == NULL) {
+			rc = PB_ENOMEM;
+			goto out_free;
+		}
+		memcpy(both, card, sizeof(*both));
+		if (pb__kinds_read_file(abs, 64u << 10, &buf, &len) == 0 &&
+		    pb_mifare_parse_flipper(buf, len, &old, NULL, 0) == 0) {
+			both->flipper = true;
+			both->flipper_has_atqa = old->flipper_has_atqa;
+			both->flipper_has_sak = old->flipper_has_sak;
+			memcpy(both->flipper_atqa, old->flipper_atqa, 2);
+			both->flipper_sak = old->flipper_sak;
+		}
+		b.len = 0;
+		rc = pb_mifare_format_flipper(both, &b);
+		if (rc == 0)
+			rc = add_file(w, path, &b);
+		if (buf != NULL) {
+			sodium_memzero(buf, len);
+			free(buf);
+		}
+		card_free(old);
+		card_free(both);
+		if (rc != 0)
 			goto out_free;
 	}
 out_free:
@@ -275,8 +337,12 @@ static int export_one(void *arg, const pb_item_t *item)
 	id[n - 4] = 0;
 	if ((rc = pb_mifare_load(x->device_dir, id, &card)) != 0)
 		return pb__kinds_errf(x->err, x->errcap, rc, "%s: %s", item->path, pb_strerror(rc));
-	if ((rc = x->format(card, &b)) == 0) {
-		if (snprintf(path, sizeof(path), "%s/%s%s", x->out_dir, id, x->ext) >= (int)sizeof(path))
+	/* "auto": each card in the format it came in (Flipper's, else .mct). */
+	if ((rc = (x->format != NULL ? x->format : card->flipper ? pb_mifare_format_flipper : pb_mifare_format_mct)(
+		     card, &b)) == 0) {
+		const char *ext = x->ext != NULL ? x->ext : card->flipper ? ".nfc" : ".mct";
+
+		if (snprintf(path, sizeof(path), "%s/%s%s", x->out_dir, id, ext) >= (int)sizeof(path))
 			rc = PB_ETOOBIG;
 		else
 			rc = pb__kinds_write_atomic(path, b.data, b.len);
@@ -310,9 +376,9 @@ int pb__export_mifare(const char *device_dir, const char *format, const char *ou
 			x.format = formats[i].format;
 		}
 	}
-	if (x.format == NULL)
+	if (x.format == NULL && (format == NULL || strcmp(format, "auto") != 0))
 		return pb__kinds_errf(errbuf, errcap, PB_EUNSUPPORTED,
-				      "unknown MIFARE export format '%s' (use mct, bin, mfd, eml, json, nfc or keys)",
+				      "unknown MIFARE export format '%s' (use auto, mct, bin, mfd, eml, json, nfc or keys)",
 				      format != NULL ? format : "");
 	if ((rc = pb__kinds_mkdirs(out_dir)) != 0)
 		return pb__kinds_errf(errbuf, errcap, rc, "%s: %s", out_dir, pb_strerror(rc));

@@ -74,6 +74,9 @@ typedef struct pb_mifare_card_s {
 	char dead[PB_MIFARE_MAX_SECTORS][PB_MIFARE_DEAD_MAX + 1]; /* text of a dead sector's line */
 	bool mct_crlf;                         /* .mct lines end in CRLF */
 	bool mct_final_newline;                /* .mct ends with a line end */
+	bool flipper;                          /* read from a Flipper .nfc file */
+	bool flipper_has_atqa, flipper_has_sak; /* ... with these lines, */
+	uint8_t flipper_atqa[2], flipper_sak;  /* ... as the file wrote them */
 } pb_mifare_card_t;
 
 /* Geometry. */

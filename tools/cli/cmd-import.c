@@ -11,7 +11,7 @@
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: peerback import KIND FILE... [--device DIR]\n"
+		"usage: peerback import KIND FILE... [--device DIR] [--date-format FMT]\n"
 		"\n"
 		"Validates FILEs and adds their items to the device directory (default\n"
 		"HOME/device). Either every file is imported or nothing is written.\n"
@@ -21,16 +21,18 @@ static void usage(FILE *out)
 		"  mifare       MIFARE Classic Tool .mct and .keys, .bin/.mfd dumps, Proxmark3 .eml\n"
 		"               and .json, Flipper .nfc\n"
 		"  sim          pySim-prog .csv (iccid, imsi, ki, opc, ...)\n"
-		"  chat         Telegram chat export (result.json)\n"
-		"  contacts     vCard .vcf\n"
+		"  chat         Telegram chat export (result.json); WhatsApp .txt export\n"
+		"  contacts     vCard .vcf (2.1, 3.0, 4.0)\n"
 		"\n"
 		"options:\n"
-		"  --device DIR  device directory to import into\n");
+		"  --device DIR  device directory to import into\n"
+		"  --date-format FMT  day/month order of WhatsApp dates, e.g. DD/MM/YY or MM/DD/YY\n"
+		"                (read from the file when not given)\n");
 }
 
 int pb_cmd_import(pb_cli_t *cli, int argc, char **argv)
 {
-	const char *device = NULL, **files;
+	const char *device = NULL, *date_format = NULL, **files;
 	const pb_cli_kind_t *k;
 	char dir[4096], err[1024] = "";
 	pb_kind_t kind;
@@ -55,6 +57,8 @@ int pb_cmd_import(pb_cli_t *cli, int argc, char **argv)
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--device") == 0 && i + 1 < argc)
 			device = argv[++i];
+		else if (strcmp(argv[i], "--date-format") == 0 && i + 1 < argc && kind == PB_KIND_CHAT)
+			date_format = argv[++i];
 		else if (strncmp(argv[i], "--", 2) == 0) {
 			free(files);
 			fprintf(stderr, "peerback: unknown option '%s'; see 'peerback import --help'\n", argv[i]);
@@ -76,7 +80,8 @@ int pb_cmd_import(pb_cli_t *cli, int argc, char **argv)
 		free(files);
 		return pb_cli_fail(cli, "importing %s is not available in this build", pb_kind_name(kind));
 	}
-	rc = k->import(dir, files, n, err, sizeof(err));
+	rc = date_format != NULL ? pb__import_chat_dated(dir, files, n, date_format, err, sizeof(err))
+				 : k->import(dir, files, n, err, sizeof(err));
 	free(files);
 	if (rc != 0) {
 		if (err[0] == 0)
