@@ -240,6 +240,28 @@ static void test_connection_caps(void **state)
 		close(other[i]);
 }
 
+/* One device holds at most 4 authenticated connections: its newest win. */
+static void test_per_device_cap(void **state)
+{
+	enum { N = 6, CAP = 4 };
+	pb_client_t c[N];
+
+	(void)state;
+	for (int i = 0; i < N; i++)
+		assert_int_equal(pb_phone_connect(phone, NULL, 5000, &c[i], NULL), 0);
+	for (int i = 0; i < N; i++) {
+		long ms = pb_test_wait_closed(c[i].fd, i < N - CAP ? 3000 : 300);
+
+		if (i < N - CAP && ms < 0)
+			print_error("connection %d of %d of one device is still open\n", i + 1, N);
+		if (i >= N - CAP && ms >= 0)
+			print_error("connection %d of %d of one device was closed\n", i + 1, N);
+		assert_true(i < N - CAP ? ms >= 0 : ms < 0);
+	}
+	for (int i = 0; i < N; i++)
+		pb__client_close(&c[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -247,6 +269,7 @@ int main(void)
 		cmocka_unit_test(test_auth_deadline),
 		cmocka_unit_test(test_idle_timeout),
 		cmocka_unit_test(test_connection_caps),
+		cmocka_unit_test(test_per_device_cap),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -25,6 +25,7 @@
 #define IDLE_TIMEOUT 120    /* seconds of silence on an authenticated connection */
 #define MAX_CONNECTIONS 256
 #define MAX_PER_ADDRESS 32
+#define MAX_PER_DEVICE 4    /* authenticated connections of one device */
 /* Answers of the account service about linked accounts: kept a while, so
  * that a stopped service delays only the first question, and at most a few
  * asked at once, each on a thread of libuv's pool. */
@@ -586,6 +587,22 @@ static void passed(pb_host_conn_t *conn)
 	}
 }
 
+/* A device holds at most MAX_PER_DEVICE authenticated connections: its
+ * newest wins, so a phone that lost its network gets back in at once, and
+ * what one device can make the host hold is bounded (docs/PROTOCOL.md). */
+static void one_device_limit(pb_host_t *host, pb_host_conn_t *conn)
+{
+	unsigned n = 0;
+
+	for (pb_host_conn_t *c = host->conns_last; c != NULL; c = c->prev) {
+		if (c == conn || c->ch.closing || c->ch.flush_then_close || c->state != PB_HOST_CONN_READY ||
+		    memcmp(c->device.device_id, conn->device.device_id, PB_DEVICE_ID_LEN) != 0)
+			continue;
+		if (++n >= MAX_PER_DEVICE)
+			pb__channel_close(&c->ch, PB_EBUSY);
+	}
+}
+
 static void on_envelope(pb_channel_t *ch, pb_envelope_t *env)
 {
 	pb_host_conn_t *conn = (pb_host_conn_t *)ch;
@@ -609,8 +626,10 @@ static void on_envelope(pb_channel_t *ch, pb_envelope_t *env)
 			break;
 		pb__envelope_free(env);
 		passed(conn);
-		if (conn->state == PB_HOST_CONN_READY)
+		if (conn->state == PB_HOST_CONN_READY) {
 			pb__channel_authenticated(ch, conn->host->opts.idle_timeout * 1000, PB_HOST_SEQ_CAP);
+			one_device_limit(conn->host, conn);
+		}
 		return;
 	case PB_HOST_CONN_READY:
 		if (env->body_case != PEERBACK__ENVELOPE__BODY_REQUEST)
