@@ -152,11 +152,25 @@ static void test_real_signature_service_stopped(void **state)
 	ping_within(3000);
 }
 
+/* A new pairing code (SIGUSR1, as after a pairing or on expiry) is
+ * registered with the service off the event loop too. */
+static void test_new_code_service_stopped(void **state)
+{
+	(void)state;
+	assert_int_equal(kill(imd.proc.pid, SIGSTOP), 0);
+	assert_int_equal(kill(host.proc.pid, SIGUSR1), 0);
+	usleep(200 * 1000);
+	ping_within(3000);
+	ping_within(3000);
+	assert_int_equal(kill(imd.proc.pid, SIGCONT), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_forged_signature_service_stopped),
 		cmocka_unit_test(test_real_signature_service_stopped),
+		cmocka_unit_test(test_new_code_service_stopped),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

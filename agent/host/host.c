@@ -76,6 +76,8 @@ struct pb_host_s {
 		uint64_t at;
 	} linked[LINKED_CACHE];
 	int lookups;                 /* in flight */
+	struct advert_job *advert_job; /* a pairing code being registered */
+	bool running;                /* serving: the event loop runs */
 	struct sockaddr_storage addrs[PB_URI_MAX_ADDRS];
 	size_t naddrs;
 	uint64_t advertised;
@@ -138,29 +140,48 @@ static void report(pb_host_t *host, const char *event, const pb_host_conn_t *con
 
 /* --- Advertising ------------------------------------------------------------- */
 
-static int register_session(pb_host_t *host, const pb_host_secret_t *s)
+/* What registering a pairing code needs, copied: it runs on a thread of
+ * the pool while the host goes on. */
+struct advert_job {
+	uv_work_t work;
+	pb_host_t *host;
+	pb_host_secret_t s;
+	char imd_addr[96];
+	uint8_t imd_key[32];
+	uint8_t cert[PB_CERT_MAX];
+	size_t cert_len;
+	uint8_t sign_sk[64];
+	int rc;
+};
+
+static int register_session(const struct advert_job *j)
 {
 	Peerback__ImdRequest req;
 	Peerback__RegisterSession reg;
 	Peerback__ImdReply *reply;
+	Peerback__SignedBlob *cert;
 	pb_envelope_t *env;
 	uint8_t sig[64];
 	int rc;
 
+	cert = peerback__signed_blob__unpack(NULL, j->cert_len, j->cert);
+	if (cert == NULL)
+		return PB_EACCT_NOT_LOGGED_IN;
 	peerback__imd_request__init(&req);
 	peerback__register_session__init(&reg);
-	reg.certificate = host->cert;
-	reg.session_id.data = (uint8_t *)s->session_id;
+	reg.certificate = cert;
+	reg.session_id.data = (uint8_t *)j->s.session_id;
 	reg.session_id.len = PB_SESSION_ID_LEN;
-	reg.not_after = s->not_after;
-	pb__sign_request(PB_IMD_REGISTER, s->session_id, PB_SESSION_ID_LEN, s->not_after, host->id.sign_sk, sig);
+	reg.not_after = j->s.not_after;
+	pb__sign_request(PB_IMD_REGISTER, j->s.session_id, PB_SESSION_ID_LEN, j->s.not_after, j->sign_sk, sig);
 	reg.signature.data = sig;
 	reg.signature.len = sizeof(sig);
 	req.op_case = PEERBACK__IMD_REQUEST__OP_REGISTER_SESSION;
 	req.register_session = &reg;
-	rc = pb__imd_call(host->acct.imd_addr, host->acct.imd_key, &req, &reply, &env);
+	rc = pb__imd_call(j->imd_addr, j->imd_key, &req, &reply, &env);
 	if (rc == 0)
 		pb__envelope_free(env);
+	peerback__signed_blob__free_unpacked(cert, NULL);
 	return rc;
 }
 
@@ -208,45 +229,119 @@ static int show_uri(pb_host_t *host, const char *uri, uint64_t expiry)
 
 static void on_expiry(uv_timer_t *t);
 
-static int advertise(pb_host_t *host)
+/* A new code: a fresh secret, registered with the account service. */
+static struct advert_job *advert_new(pb_host_t *host)
 {
-	pb_host_secret_t s;
+	struct advert_job *j = calloc(1, sizeof(*j));
+
+	if (j == NULL)
+		return NULL;
+	j->work.data = j;
+	j->host = host;
+	randombytes_buf(j->s.secret, sizeof(j->s.secret));
+	pb__session_id(j->s.secret, j->s.session_id);
+	j->s.not_after = pb__now() + host->opts.qr_ttl;
+	j->s.used = false;
+	snprintf(j->imd_addr, sizeof(j->imd_addr), "%s", host->acct.imd_addr);
+	memcpy(j->imd_key, host->acct.imd_key, 32);
+	memcpy(j->cert, host->acct.cert, host->acct.cert_len);
+	j->cert_len = host->acct.cert_len;
+	memcpy(j->sign_sk, host->id.sign_sk, sizeof(j->sign_sk));
+	return j;
+}
+
+static void advert_free(struct advert_job *j)
+{
+	sodium_memzero(j, sizeof(*j));
+	free(j);
+}
+
+/* Keeps the registered secret and shows its URI. */
+static int publish(pb_host_t *host, const pb_host_secret_t *s)
+{
 	pb_pair_uri_t u;
 	char uri[PB_URI_MAX_LEN + 1];
 	int rc;
 
-	randombytes_buf(s.secret, sizeof(s.secret));
-	pb__session_id(s.secret, s.session_id);
-	s.not_after = pb__now() + host->opts.qr_ttl;
-	s.used = false;
-	rc = register_session(host, &s);
-	if (rc != 0) {
-		fprintf(stderr,
-			"peerback host: the account service at %s did not register the pairing code: %s\n",
-			host->acct.imd_addr, pb_strerror(rc));
-		goto out_wipe;
-	}
-	rc = pb__hostdb_add_secret(&host->db, &s);
+	rc = pb__hostdb_add_secret(&host->db, s);
 	if (rc != 0)
-		goto out_wipe;
+		return rc;
 	memset(&u, 0, sizeof(u));
 	memcpy(u.host_pk, host->id.static_pk, 32);
-	memcpy(u.secret, s.secret, 32);
+	memcpy(u.secret, s->secret, 32);
 	memcpy(u.addrs, host->addrs, host->naddrs * sizeof(host->addrs[0]));
 	u.naddrs = host->naddrs;
-	u.expiry = s.not_after;
+	u.expiry = s->not_after;
 	snprintf(u.host_name, sizeof(u.host_name), "%s", host->acct.device_name);
 	rc = pb_uri_format(&u, uri, sizeof(uri));
-	if (rc < 0)
-		goto out_wipe;
-	rc = show_uri(host, uri, s.not_after);
+	if (rc >= 0) {
+		rc = show_uri(host, uri, s->not_after);
+		host->advertised++;
+		uv_timer_start(&host->expiry, on_expiry, host->opts.qr_ttl * 1000, 0);
+	}
 	sodium_memzero(uri, sizeof(uri));
-	host->advertised++;
-	uv_timer_start(&host->expiry, on_expiry, host->opts.qr_ttl * 1000, 0);
-out_wipe:
 	sodium_memzero(&u, sizeof(u));
-	sodium_memzero(&s, sizeof(s));
 	return rc < 0 ? rc : 0;
+}
+
+static void register_failed(const pb_host_t *host, int rc)
+{
+	fprintf(stderr, "peerback host: the account service at %s did not register the pairing code: %s\n",
+		host->acct.imd_addr, pb_strerror(rc));
+}
+
+static void advert_work(uv_work_t *w)
+{
+	struct advert_job *j = w->data;
+
+	j->rc = register_session(j);
+}
+
+static void advert_done(uv_work_t *w, int status)
+{
+	struct advert_job *j = w->data;
+	pb_host_t *host = j->host;
+	int rc = status != 0 ? status : j->rc;
+
+	host->advert_job = NULL;
+	if (rc != 0)
+		register_failed(host, rc);
+	else
+		rc = publish(host, &j->s);
+	if (rc != 0)
+		uv_timer_start(&host->expiry, on_expiry, 10000, 0); /* try again soon */
+	advert_free(j);
+}
+
+/* Shows a new pairing code. At start it is registered before the host
+ * serves; once serving, on a thread of the pool, so that a slow account
+ * service delays the code and nothing else (one at a time). */
+static int advertise(pb_host_t *host)
+{
+	struct advert_job *j;
+	int rc;
+
+	if (host->running && host->advert_job != NULL)
+		return 0; /* the one under way will be the newest */
+	j = advert_new(host);
+	if (j == NULL)
+		return PB_ENOMEM;
+	if (host->running) {
+		rc = uv_queue_work(host->loop, &j->work, advert_work, advert_done);
+		if (rc == 0) {
+			host->advert_job = j;
+			return 0;
+		}
+		advert_free(j);
+		return rc;
+	}
+	rc = register_session(j);
+	if (rc != 0)
+		register_failed(host, rc);
+	else
+		rc = publish(host, &j->s);
+	advert_free(j);
+	return rc;
 }
 
 static void on_expiry(uv_timer_t *t)
@@ -1079,6 +1174,7 @@ int pb_host_run(const pb_host_options_t *opts)
 	uv_signal_start(&host->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&host->sigusr1, on_signal, SIGUSR1);
 	start_announcing(host);
+	host->running = true;
 	uv_run(host->loop, UV_RUN_DEFAULT);
 	if (host->announcing) {
 		uv_close((uv_handle_t *)&host->announce_timer, NULL);
