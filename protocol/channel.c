@@ -6,6 +6,9 @@
 #include "protocol/client.h"
 
 #define READ_BUF 65536
+/* How long a closing channel waits for its last writes to go: a peer that
+ * does not read does not keep it open. */
+#define FLUSH_MS 5000
 
 struct write_req {
 	uv_write_t req;
@@ -192,7 +195,7 @@ static void on_timer(uv_timer_t *t)
 	pb_channel_t *ch = t->data;
 	uint64_t now = uv_now(ch->tcp.loop);
 
-	if (ch->authenticated && ch->idle_ms > 0 && now - ch->last_io < ch->idle_ms) {
+	if (!ch->flush_then_close && ch->authenticated && ch->idle_ms > 0 && now - ch->last_io < ch->idle_ms) {
 		uv_timer_start(&ch->timer, on_timer, ch->idle_ms - (now - ch->last_io), 0);
 		return;
 	}
@@ -279,6 +282,7 @@ void pb__channel_close(pb_channel_t *ch, int status)
 	}
 	ch->flush_then_close = true;
 	uv_read_stop((uv_stream_t *)&ch->tcp);
+	uv_timer_start(&ch->timer, on_timer, FLUSH_MS, 0);
 }
 
 void pb__channel_fail(pb_channel_t *ch, int code, const char *message)

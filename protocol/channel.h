@@ -78,7 +78,8 @@ __attribute__((warn_unused_result)) int pb__channel_send(pb_channel_t *ch, pb_en
 /* Sends an Error envelope, then closes once it is written. */
 void pb__channel_fail(pb_channel_t *ch, int code, const char *message);
 
-/* Closes after queued writes are flushed; on_close follows with status. */
+/* Closes after queued writes are flushed (5 s at most); on_close follows
+ * with status. */
 void pb__channel_close(pb_channel_t *ch, int status);
 
 /* Stops or restarts reading (backpressure from the owner). */

@@ -694,7 +694,7 @@ static void one_device_limit(pb_host_t *host, pb_host_conn_t *conn)
 		    memcmp(c->device.device_id, conn->device.device_id, PB_DEVICE_ID_LEN) != 0)
 			continue;
 		if (++n >= MAX_PER_DEVICE)
-			pb__channel_close(&c->ch, PB_EBUSY);
+			pb__channel_fail(&c->ch, PB_EBUSY, "this device opened a newer connection");
 	}
 }
 
@@ -780,8 +780,9 @@ static void on_close(pb_channel_t *ch, int status)
 	free(conn);
 }
 
-/* Counts the connections held (closing ones aside) in all and from conn's
- * address, and finds the oldest of each that has not authenticated. */
+/* Counts the connections held in all and from conn's address (one that is
+ * flushing its last bytes still holds them), and finds the oldest of each
+ * that has not authenticated and is not already closing. */
 static void census(pb_host_t *host, const pb_host_conn_t *conn, unsigned *total, unsigned *same,
 		   pb_host_conn_t **oldest, pb_host_conn_t **oldest_same)
 {
@@ -790,13 +791,13 @@ static void census(pb_host_t *host, const pb_host_conn_t *conn, unsigned *total,
 	for (pb_host_conn_t *c = host->conns; c != NULL; c = c->next) {
 		bool here;
 
-		if (c == conn || c->ch.closing || c->ch.flush_then_close)
+		if (c == conn || c->ch.closing)
 			continue;
 		here = pb__addr_same(&c->ch.peer_addr, &conn->ch.peer_addr);
 		(*total)++;
 		if (here)
 			(*same)++;
-		if (c->state >= PB_HOST_CONN_HOST_SENT)
+		if (c->state >= PB_HOST_CONN_HOST_SENT || c->ch.flush_then_close)
 			continue;
 		if (*oldest == NULL)
 			*oldest = c;
@@ -818,13 +819,13 @@ static bool admit(pb_host_t *host, pb_host_conn_t *conn)
 	if (same >= host->opts.max_per_address) {
 		if (oldest_same == NULL)
 			return false;
-		pb__channel_close(&oldest_same->ch, PB_EBUSY);
+		pb__channel_fail(&oldest_same->ch, PB_EBUSY, NULL);
 		census(host, conn, &total, &same, &oldest, &oldest_same);
 	}
 	if (total >= host->opts.max_connections) {
 		if (oldest == NULL)
 			return false;
-		pb__channel_close(&oldest->ch, PB_EBUSY);
+		pb__channel_fail(&oldest->ch, PB_EBUSY, NULL);
 	}
 	return true;
 }
