@@ -125,9 +125,13 @@ rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$host_pid/status")
 kill "$unauth_pid" "${noread_pids[@]}" 2>/dev/null || true
 wait "$unauth_pid" "${noread_pids[@]}" 2>/dev/null || true
 fds=$(ls "/proc/$host_pid/fd" | wc -l)
+sleep 0.5
+unauth_line=$(cat "$work/unauth.out")
+noread_line=$(cat "$work"/noread-*.out | awk '{p += $2; s += $5} END {print p " pings sent, " s " sends stalled by the host"}')
 
 echo
 echo "honest backups:        $honest, all at once, done in ${backup_secs} s; failures (backup or verify): $failed"
+echo "attackers:             $unauth_line; noread: $noread_line"
 echo "host RSS before load:  $((base_kib / 1024)) MiB"
 echo "host peak RSS (VmHWM): $((hwm_kib / 1024)) MiB (bound $bound_mib MiB)"
 echo "host RSS at the end:   $((rss_kib / 1024)) MiB, $fds descriptors open"
