@@ -175,8 +175,8 @@ static void test_requests_without_reading(void **state)
 	assert_true(hwm - base <= GROWTH_BOUND_KIB);
 	/* The other phone, and this phone on a new connection, are served
 	 * while the first connection still holds its unread replies. */
-	ping_within(phone2, 3000);
-	ping_within(phone, 3000);
+	ping_within(phone2, 8000);
+	ping_within(phone, 8000);
 	pb__client_close(&c);
 }
 
