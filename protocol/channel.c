@@ -91,6 +91,11 @@ static int queue_write(void *arg, const uint8_t *data, size_t len)
 		return rc;
 	}
 	ch->queued += len;
+	/* A reply made later (off the event loop, say) counts too. */
+	if (ch->queued > ch->out_high && !ch->sess.hold) {
+		ch->sess.hold = true;
+		uv_read_stop((uv_stream_t *)&ch->tcp);
+	}
 	return 0;
 }
 
@@ -111,11 +116,10 @@ static void deliver(void *arg, pb_envelope_t *env)
 		pb__envelope_free(env);
 		return;
 	}
+	/* Replies the peer has not read yet (over out_high): queue_write
+	 * sets hold, and no more requests are taken until they drain
+	 * (write_done resumes). */
 	ch->cb.on_envelope(ch, env);
-	/* Replies the peer has not read yet: take no more requests until
-	 * they drain (write_done resumes). */
-	if (!ch->closing && ch->queued > ch->out_high)
-		ch->sess.hold = true;
 }
 
 static void start_reading(pb_channel_t *ch)
