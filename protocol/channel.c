@@ -6,6 +6,9 @@
 #include "protocol/client.h"
 
 #define READ_BUF 65536
+/* How long a closing channel waits for its last writes to go: a peer that
+ * does not read does not keep it open. */
+#define FLUSH_MS 5000
 
 struct write_req {
 	uv_write_t req;
@@ -20,6 +23,9 @@ static void handle_closed(uv_handle_t *h)
 
 	if (--ch->handles_open > 0)
 		return;
+	free(ch->backlog);
+	ch->backlog = NULL;
+	ch->backlog_len = 0;
 	pb__session_free(&ch->sess);
 	if (ch->cb.on_close != NULL)
 		ch->cb.on_close(ch, ch->status);
@@ -38,6 +44,9 @@ static void close_now(pb_channel_t *ch, int status)
 	uv_close((uv_handle_t *)&ch->tcp, handle_closed);
 }
 
+static void resume(pb_channel_t *ch);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
 static void write_done(uv_write_t *req, int status)
 {
 	struct write_req *w = (struct write_req *)req;
@@ -45,12 +54,25 @@ static void write_done(uv_write_t *req, int status)
 
 	ch->queued -= w->len;
 	free(w);
-	if (status < 0 && !ch->closing) {
+	if (ch->closing)
+		return;
+	if (status < 0) {
 		close_now(ch, status);
 		return;
 	}
-	if (ch->flush_then_close && ch->queued == 0)
+	ch->last_io = uv_now(ch->tcp.loop);
+	if (ch->flush_then_close && ch->queued == 0) {
 		close_now(ch, ch->status);
+		return;
+	}
+	if (ch->sess.hold && ch->queued <= ch->out_high / 2)
+		resume(ch);
+	if (ch->on_drained != NULL && !ch->closing && ch->queued <= ch->out_high / 2) {
+		void (*fn)(pb_channel_t *) = ch->on_drained;
+
+		ch->on_drained = NULL;
+		fn(ch); /* may close the channel: nothing after this */
+	}
 }
 
 static int queue_write(void *arg, const uint8_t *data, size_t len)
@@ -75,6 +97,11 @@ static int queue_write(void *arg, const uint8_t *data, size_t len)
 		return rc;
 	}
 	ch->queued += len;
+	/* A reply made later (off the event loop, say) counts too. */
+	if (ch->queued > ch->out_high && !ch->sess.hold) {
+		ch->sess.hold = true;
+		uv_read_stop((uv_stream_t *)&ch->tcp);
+	}
 	return 0;
 }
 
@@ -95,25 +122,31 @@ static void deliver(void *arg, pb_envelope_t *env)
 		pb__envelope_free(env);
 		return;
 	}
+	/* Replies the peer has not read yet (over out_high): queue_write
+	 * sets hold, and no more requests are taken until they drain
+	 * (write_done resumes). */
 	ch->cb.on_envelope(ch, env);
 }
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+static void start_reading(pb_channel_t *ch)
 {
-	pb_channel_t *ch = stream->data;
+	if (!ch->closing && !ch->flush_then_close && !ch->owner_paused && !ch->sess.hold && ch->backlog_len == 0)
+		uv_read_start((uv_stream_t *)&ch->tcp, alloc_buf, on_read);
+}
+
+/* Feeds received bytes to the session; what it does not take while held
+ * waits in the backlog, and reading stops. */
+static void consume(pb_channel_t *ch, const uint8_t *data, size_t len)
+{
 	bool established = false;
+	size_t used = 0;
 	int rc;
 
-	if (nread < 0) {
-		close_now(ch, nread == UV_EOF ? pb__session_eof(&ch->sess) : (int)nread);
-		return;
-	}
-	if (nread == 0 || ch->closing)
-		return;
-	rc = pb__session_feed(&ch->sess, (const uint8_t *)buf->base, (size_t)nread, deliver, ch, &established);
+	rc = pb__session_feed_some(&ch->sess, data, len, deliver, ch, &established, &used);
 	if (established && !ch->opened && !ch->closing) {
 		ch->opened = true;
-		uv_timer_stop(&ch->timer);
+		if (!ch->until_auth)
+			uv_timer_stop(&ch->timer);
 		if (ch->cb.on_open != NULL)
 			ch->cb.on_open(ch);
 	}
@@ -124,12 +157,58 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 		else
 			close_now(ch, rc);
 	}
+	if (ch->closing || used == len)
+		return;
+	/* The rest of this read waits for the replies to drain. At most one
+	 * read buffer is kept, and it is not read past. */
+	if (ch->backlog == NULL && (ch->backlog = malloc(READ_BUF)) == NULL) {
+		close_now(ch, PB_ENOMEM);
+		return;
+	}
+	memmove(ch->backlog, data + used, len - used);
+	ch->backlog_len = len - used;
+	uv_read_stop((uv_stream_t *)&ch->tcp);
 }
 
-static void on_handshake_timeout(uv_timer_t *t)
+static void resume(pb_channel_t *ch)
+{
+	if (ch->flush_then_close)
+		return;
+	ch->sess.hold = false;
+	if (ch->backlog_len > 0) {
+		size_t len = ch->backlog_len;
+
+		/* consume() may keep part of it again: it moves the rest to the
+		 * front of the same buffer. */
+		ch->backlog_len = 0;
+		consume(ch, ch->backlog, len);
+	}
+	start_reading(ch);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+	pb_channel_t *ch = stream->data;
+
+	if (nread < 0) {
+		close_now(ch, nread == UV_EOF ? pb__session_eof(&ch->sess) : (int)nread);
+		return;
+	}
+	if (nread == 0 || ch->closing)
+		return;
+	ch->last_io = uv_now(ch->tcp.loop);
+	consume(ch, (const uint8_t *)buf->base, (size_t)nread);
+}
+
+static void on_timer(uv_timer_t *t)
 {
 	pb_channel_t *ch = t->data;
+	uint64_t now = uv_now(ch->tcp.loop);
 
+	if (!ch->flush_then_close && ch->authenticated && ch->idle_ms > 0 && now - ch->last_io < ch->idle_ms) {
+		uv_timer_start(&ch->timer, on_timer, ch->idle_ms - (now - ch->last_io), 0);
+		return;
+	}
 	close_now(ch, PB_ETIMEOUT);
 }
 
@@ -142,6 +221,7 @@ int pb__channel_accept(uv_stream_t *server, pb_channel_t *ch, const pb_session_c
 	ch->cb = *cb;
 	ch->data = data;
 	ch->handshake_timeout_ms = 10000;
+	ch->out_high = PB_CHANNEL_OUT_HIGH;
 	rc = pb__session_init(&ch->sess, false, cands, ncands, queue_write, ch, max_envelope);
 	if (rc != 0)
 		return rc;
@@ -158,12 +238,34 @@ int pb__channel_accept(uv_stream_t *server, pb_channel_t *ch, const pb_session_c
 		rc = uv_read_start((uv_stream_t *)&ch->tcp, alloc_buf, on_read);
 	}
 	if (rc == 0)
-		rc = uv_timer_start(&ch->timer, on_handshake_timeout, ch->handshake_timeout_ms, 0);
+		rc = uv_timer_start(&ch->timer, on_timer, ch->handshake_timeout_ms, 0);
 	if (rc != 0) {
 		close_now(ch, rc);
 		return 0; /* on_close reports it */
 	}
 	return 0;
+}
+
+void pb__channel_require_auth(pb_channel_t *ch, uint64_t deadline_ms, size_t preauth_cap)
+{
+	if (ch->closing)
+		return;
+	ch->until_auth = true;
+	pb__session_set_cap(&ch->sess, preauth_cap);
+	uv_timer_start(&ch->timer, on_timer, deadline_ms, 0);
+}
+
+void pb__channel_authenticated(pb_channel_t *ch, uint64_t idle_ms, size_t max_envelope)
+{
+	if (ch->closing)
+		return;
+	ch->authenticated = true;
+	ch->idle_ms = idle_ms;
+	ch->last_io = uv_now(ch->tcp.loop);
+	pb__session_set_cap(&ch->sess, max_envelope);
+	uv_timer_stop(&ch->timer);
+	if (idle_ms > 0)
+		uv_timer_start(&ch->timer, on_timer, idle_ms, 0);
 }
 
 int pb__channel_send(pb_channel_t *ch, pb_envelope_t *env)
@@ -190,6 +292,7 @@ void pb__channel_close(pb_channel_t *ch, int status)
 	}
 	ch->flush_then_close = true;
 	uv_read_stop((uv_stream_t *)&ch->tcp);
+	uv_timer_start(&ch->timer, on_timer, FLUSH_MS, 0);
 }
 
 void pb__channel_fail(pb_channel_t *ch, int code, const char *message)
@@ -200,12 +303,18 @@ void pb__channel_fail(pb_channel_t *ch, int code, const char *message)
 	pb__channel_close(ch, code);
 }
 
+void pb__channel_when_drained(pb_channel_t *ch, void (*fn)(pb_channel_t *ch))
+{
+	ch->on_drained = fn;
+}
+
 void pb__channel_pause(pb_channel_t *ch, bool paused)
 {
 	if (ch->closing)
 		return;
+	ch->owner_paused = paused;
 	if (paused)
 		uv_read_stop((uv_stream_t *)&ch->tcp);
 	else
-		uv_read_start((uv_stream_t *)&ch->tcp, alloc_buf, on_read);
+		start_reading(ch);
 }

@@ -30,13 +30,27 @@ struct pb_channel_s {
 	char peer[64];           /* "addr:port" of the peer */
 	struct sockaddr_storage peer_addr;
 	size_t queued;           /* bytes written but not yet on the wire */
+	size_t out_high;         /* above this much queued, reading stops */
+	uint8_t *backlog;        /* bytes read but not yet fed (while held) */
+	size_t backlog_len;
 	int status;              /* why it closes */
 	int handles_open;
 	bool closing;
 	bool opened;
 	bool flush_then_close;
+	bool owner_paused;       /* pb__channel_pause */
+	bool until_auth;         /* the deadline runs until pb__channel_authenticated */
+	bool authenticated;
 	uint64_t handshake_timeout_ms;
+	uint64_t idle_ms;        /* once authenticated: silence that closes it */
+	uint64_t last_io;        /* uv_now of the last byte in or out */
+	void (*on_drained)(pb_channel_t *ch); /* pb__channel_when_drained */
 };
+
+/* Queued output above which a channel stops reading, until half of it has
+ * gone: a peer that asks and never reads holds at most this much of the
+ * server's memory, plus the reply being made when it was reached. */
+#define PB_CHANNEL_OUT_HIGH (4u << 20)
 
 /* Accepts a connection from server and starts the handshake as responder
  * with the given candidates (copied). Envelopes larger than max_envelope
@@ -48,13 +62,37 @@ __attribute__((warn_unused_result)) int pb__channel_accept(uv_stream_t *server, 
 							   size_t max_envelope, const pb_channel_callbacks_t *cb,
 							   void *data);
 
+/* For servers that authenticate their peers after the handshake (the
+ * host): from now on, messages are capped at preauth_cap bytes and the
+ * connection is closed (PB_ETIMEOUT) unless pb__channel_authenticated is
+ * called within deadline_ms of the accept. Call right after accept. */
+void pb__channel_require_auth(pb_channel_t *ch, uint64_t deadline_ms, size_t preauth_cap);
+
+/* The peer is authenticated: the deadline stops, Envelopes up to
+ * max_envelope are accepted, and idle_ms (0: never) without a byte in
+ * either direction closes the channel (PB_ETIMEOUT). */
+void pb__channel_authenticated(pb_channel_t *ch, uint64_t idle_ms, size_t max_envelope);
+
+/* The peer has fallen behind: more than out_high bytes of replies wait.
+ * Whoever makes replies off the read path (a queue of requests served
+ * later) checks this before making another. */
+static inline bool pb__channel_congested(const pb_channel_t *ch)
+{
+	return ch->queued > ch->out_high;
+}
+
+/* Calls fn once, when the queued output has gone down to half of
+ * out_high (never if the channel closes first). */
+void pb__channel_when_drained(pb_channel_t *ch, void (*fn)(pb_channel_t *ch));
+
 /* Sends an Envelope; returns an error only when the channel is unusable. */
 __attribute__((warn_unused_result)) int pb__channel_send(pb_channel_t *ch, pb_envelope_t *env);
 
 /* Sends an Error envelope, then closes once it is written. */
 void pb__channel_fail(pb_channel_t *ch, int code, const char *message);
 
-/* Closes after queued writes are flushed; on_close follows with status. */
+/* Closes after queued writes are flushed (5 s at most); on_close follows
+ * with status. */
 void pb__channel_close(pb_channel_t *ch, int status);
 
 /* Stops or restarts reading (backpressure from the owner). */

@@ -129,12 +129,10 @@ int pb__client_connect_within(pb_client_t *c, const struct sockaddr_storage *add
 			      int connect_timeout_ms, int timeout_ms, const pb_session_candidate_t *cand, size_t *which)
 {
 	int rc = PB_ENOTFOUND, fd = -1;
-	int64_t deadline;
 	size_t i;
 
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
-	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
 	for (i = 0; i < naddrs; i++) {
 		fd = connect_one(&addrs[i], connect_timeout_ms);
 		if (fd >= 0)
@@ -145,7 +143,17 @@ int pb__client_connect_within(pb_client_t *c, const struct sockaddr_storage *add
 		return rc;
 	if (which != NULL)
 		*which = i;
+	return pb__client_start(c, fd, timeout_ms, cand);
+}
+
+int pb__client_start(pb_client_t *c, int fd, int timeout_ms, const pb_session_candidate_t *cand)
+{
+	int64_t deadline;
+	int rc;
+
+	memset(c, 0, sizeof(*c));
 	c->fd = fd;
+	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
 	rc = pb__session_init(&c->sess, true, cand, 1, write_all, c, 0);
 	if (rc != 0)
 		goto out_close;

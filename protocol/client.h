@@ -33,6 +33,11 @@ __attribute__((warn_unused_result)) int pb__client_connect_within(pb_client_t *c
 								  size_t naddrs, int connect_timeout_ms, int timeout_ms,
 								  const pb_session_candidate_t *cand, size_t *which);
 
+/* Runs the handshake as initiator on fd, a connected stream socket, which
+ * the client then owns (closed on failure too); timeout_ms as above. */
+__attribute__((warn_unused_result)) int pb__client_start(pb_client_t *c, int fd, int timeout_ms,
+							 const pb_session_candidate_t *cand);
+
 /* Sends one Envelope. */
 __attribute__((warn_unused_result)) int pb__client_send(pb_client_t *c, pb_envelope_t *env);
 

@@ -105,6 +105,12 @@ int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len
 	*out = NULL;
 	if (len > PB_ENVELOPE_MAX_PLAIN)
 		return PB_EENV_MALFORMED;
+	/* A cap below one message (before authentication, say) holds for
+	 * whole messages too. */
+	if (len > d->cap) {
+		pb__envelope_decoder_free(d);
+		return PB_ESEQ_TOOBIG;
+	}
 	rc = unpack_checked(msg, len, &env);
 	if (rc != 0)
 		goto out_reset;

@@ -163,19 +163,22 @@ static int on_frame(pb_session_t *s, const uint8_t *frame, size_t len,
 	return 0;
 }
 
-int pb__session_feed(pb_session_t *s, const uint8_t *data, size_t len,
-		     void (*on_envelope)(void *arg, pb_envelope_t *env), void *arg, bool *established_now)
+int pb__session_feed_some(pb_session_t *s, const uint8_t *data, size_t len,
+			  void (*on_envelope)(void *arg, pb_envelope_t *env), void *arg, bool *established_now,
+			  size_t *used_out)
 {
 	size_t used = 0;
 
+	*used_out = 0;
 	if (s->failed)
 		return PB_ESTATE;
-	while (used < len) {
+	while (used < len && !s->hold) {
 		const uint8_t *frame;
 		size_t consumed, flen;
 		int rc = pb_frame_reader_feed(&s->reader, data + used, len - used, &consumed, &frame, &flen);
 
 		used += consumed;
+		*used_out = used;
 		if (rc == 1)
 			rc = on_frame(s, frame, flen, on_envelope, arg, established_now);
 		if (rc < 0) {
@@ -186,6 +189,22 @@ int pb__session_feed(pb_session_t *s, const uint8_t *data, size_t len,
 			return PB_ESTATE;
 	}
 	return 0;
+}
+
+int pb__session_feed(pb_session_t *s, const uint8_t *data, size_t len,
+		     void (*on_envelope)(void *arg, pb_envelope_t *env), void *arg, bool *established_now)
+{
+	size_t used;
+	int rc;
+
+	s->hold = false;
+	rc = pb__session_feed_some(s, data, len, on_envelope, arg, established_now, &used);
+	return rc;
+}
+
+void pb__session_set_cap(pb_session_t *s, size_t cap)
+{
+	s->decoder.cap = cap == 0 ? PB_SEQ_DEFAULT_CAP : cap;
 }
 
 int pb__session_eof(const pb_session_t *s)

@@ -35,6 +35,9 @@ typedef struct pb_session_s {
 	int matched_tag;
 	pb_frame_reader_t reader;
 	pb_envelope_decoder_t decoder;
+	/* Set by the owner (from on_envelope) to stop pb__session_feed_some
+	 * after the current frame: backpressure. */
+	bool hold;
 	/* Output: frames ready to be written, in order. */
 	int (*write)(void *arg, const uint8_t *data, size_t len);
 	void *write_arg;
@@ -56,6 +59,17 @@ int pb__session_start(pb_session_t *s);
 __attribute__((warn_unused_result)) int pb__session_feed(pb_session_t *s, const uint8_t *data, size_t len,
 							 void (*on_envelope)(void *arg, pb_envelope_t *env),
 							 void *arg, bool *established_now);
+
+/* The same, but stops after the frame during which the owner set s->hold;
+ * *used receives how many of the len bytes were taken (the rest must be
+ * fed again, in order, once the owner clears hold). */
+__attribute__((warn_unused_result)) int pb__session_feed_some(pb_session_t *s, const uint8_t *data, size_t len,
+							      void (*on_envelope)(void *arg, pb_envelope_t *env),
+							      void *arg, bool *established_now, size_t *used);
+
+/* Limits the size of the next Envelopes, whole or reassembled (cap bytes);
+ * takes effect for the next sequence. */
+void pb__session_set_cap(pb_session_t *s, size_t cap);
 
 /* Called at end of stream: PB_EFRAME_TRUNCATED if it ended inside a frame,
  * PB_ENOISE_HANDSHAKE if it ended during the handshake, else

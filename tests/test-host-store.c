@@ -531,7 +531,7 @@ static void test_device_quota(void **state)
 /* ---- storage work off the event loop -------------------------------------------- */
 
 /* The most references one SnapshotPut may carry (docs/PROTOCOL.md). */
-#define REFS_CAP (1u << 21)
+#define REFS_CAP PB_STORE_SNAPSHOT_REFS_MAX
 
 static int snapshot_put(pb_client_t *c, uint64_t snap, const uint8_t name[PB_STORE_NAME_LEN], size_t nrefs,
 			bool wait)

@@ -22,6 +22,33 @@
 #define FAIL_LIMIT 5
 #define FAIL_WINDOW 60
 #define MAX_LISTENERS 2
+#define AUTH_TIMEOUT 10     /* seconds from accept to authenticated */
+#define IDLE_TIMEOUT 120    /* seconds of silence on an authenticated connection */
+#define MAX_CONNECTIONS 256
+#define MAX_PER_ADDRESS 32
+#define MAX_PER_DEVICE 4    /* authenticated connections of one device */
+/* Answers of the account service about linked accounts: kept a while, so
+ * that a stopped service delays only the first question, and at most a few
+ * asked at once, each on a thread of libuv's pool. */
+#define LINKED_CACHE 16
+#define LINKED_TTL 300
+#define LOOKUPS_MAX 2
+
+enum { LINK_UNKNOWN = 0, LINK_YES, LINK_NO, LINK_ERROR };
+
+/* A question to the account service, asked off the event loop. */
+struct pb_host_lookup_s {
+	uv_work_t work;
+	pb_host_t *host;
+	pb_host_conn_t *conn;       /* NULL once the connection is gone */
+	pb_envelope_t *env;         /* the AuthResponse to finish checking */
+	char imd_addr[96];
+	uint8_t imd_key[32];
+	char mine[PB_ACCOUNT_MAX + 1];
+	char theirs[PB_ACCOUNT_MAX + 1];
+	int rc;
+	bool linked;
+};
 
 struct pb_host_s {
 	pb_host_options_t opts;
@@ -42,7 +69,17 @@ struct pb_host_s {
 	bool listen_any; /* bound to every interface: addresses may change */
 	uint16_t port;
 	int listen_family;
-	pb_ratelimit_t failures;
+	pb_ratelimit_t failures;     /* per source address */
+	pb_ratelimit_t id_failures;  /* per device a certificate names */
+	pb_host_conn_t *conns, *conns_last; /* oldest first */
+	struct {
+		char account[PB_ACCOUNT_MAX + 1];
+		bool linked;
+		uint64_t at;
+	} linked[LINKED_CACHE];
+	int lookups;                 /* in flight */
+	struct advert_job *advert_job; /* a pairing code being registered */
+	bool running;                /* serving: the event loop runs */
 	struct sockaddr_storage addrs[PB_URI_MAX_ADDRS];
 	size_t naddrs;
 	uint64_t advertised;
@@ -105,29 +142,48 @@ static void report(pb_host_t *host, const char *event, const pb_host_conn_t *con
 
 /* --- Advertising ------------------------------------------------------------- */
 
-static int register_session(pb_host_t *host, const pb_host_secret_t *s)
+/* What registering a pairing code needs, copied: it runs on a thread of
+ * the pool while the host goes on. */
+struct advert_job {
+	uv_work_t work;
+	pb_host_t *host;
+	pb_host_secret_t s;
+	char imd_addr[96];
+	uint8_t imd_key[32];
+	uint8_t cert[PB_CERT_MAX];
+	size_t cert_len;
+	uint8_t sign_sk[64];
+	int rc;
+};
+
+static int register_session(const struct advert_job *j)
 {
 	Peerback__ImdRequest req;
 	Peerback__RegisterSession reg;
 	Peerback__ImdReply *reply;
+	Peerback__SignedBlob *cert;
 	pb_envelope_t *env;
 	uint8_t sig[64];
 	int rc;
 
+	cert = peerback__signed_blob__unpack(NULL, j->cert_len, j->cert);
+	if (cert == NULL)
+		return PB_EACCT_NOT_LOGGED_IN;
 	peerback__imd_request__init(&req);
 	peerback__register_session__init(&reg);
-	reg.certificate = host->cert;
-	reg.session_id.data = (uint8_t *)s->session_id;
+	reg.certificate = cert;
+	reg.session_id.data = (uint8_t *)j->s.session_id;
 	reg.session_id.len = PB_SESSION_ID_LEN;
-	reg.not_after = s->not_after;
-	pb__sign_request(PB_IMD_REGISTER, s->session_id, PB_SESSION_ID_LEN, s->not_after, host->id.sign_sk, sig);
+	reg.not_after = j->s.not_after;
+	pb__sign_request(PB_IMD_REGISTER, j->s.session_id, PB_SESSION_ID_LEN, j->s.not_after, j->sign_sk, sig);
 	reg.signature.data = sig;
 	reg.signature.len = sizeof(sig);
 	req.op_case = PEERBACK__IMD_REQUEST__OP_REGISTER_SESSION;
 	req.register_session = &reg;
-	rc = pb__imd_call(host->acct.imd_addr, host->acct.imd_key, &req, &reply, &env);
+	rc = pb__imd_call(j->imd_addr, j->imd_key, &req, &reply, &env);
 	if (rc == 0)
 		pb__envelope_free(env);
+	peerback__signed_blob__free_unpacked(cert, NULL);
 	return rc;
 }
 
@@ -172,45 +228,119 @@ static int show_uri(pb_host_t *host, const char *uri, uint64_t expiry)
 
 static void on_expiry(uv_timer_t *t);
 
-static int advertise(pb_host_t *host)
+/* A new code: a fresh secret, registered with the account service. */
+static struct advert_job *advert_new(pb_host_t *host)
 {
-	pb_host_secret_t s;
+	struct advert_job *j = calloc(1, sizeof(*j));
+
+	if (j == NULL)
+		return NULL;
+	j->work.data = j;
+	j->host = host;
+	randombytes_buf(j->s.secret, sizeof(j->s.secret));
+	pb__session_id(j->s.secret, j->s.session_id);
+	j->s.not_after = pb__now() + host->opts.qr_ttl;
+	j->s.used = false;
+	snprintf(j->imd_addr, sizeof(j->imd_addr), "%s", host->acct.imd_addr);
+	memcpy(j->imd_key, host->acct.imd_key, 32);
+	memcpy(j->cert, host->acct.cert, host->acct.cert_len);
+	j->cert_len = host->acct.cert_len;
+	memcpy(j->sign_sk, host->id.sign_sk, sizeof(j->sign_sk));
+	return j;
+}
+
+static void advert_free(struct advert_job *j)
+{
+	sodium_memzero(j, sizeof(*j));
+	free(j);
+}
+
+/* Keeps the registered secret and shows its URI. */
+static int publish(pb_host_t *host, const pb_host_secret_t *s)
+{
 	pb_pair_uri_t u;
 	char uri[PB_URI_MAX_LEN + 1];
 	int rc;
 
-	randombytes_buf(s.secret, sizeof(s.secret));
-	pb__session_id(s.secret, s.session_id);
-	s.not_after = pb__now() + host->opts.qr_ttl;
-	s.used = false;
-	rc = register_session(host, &s);
-	if (rc != 0) {
-		fprintf(stderr,
-			"peerback host: the account service at %s did not register the pairing code: %s\n",
-			host->acct.imd_addr, pb_strerror(rc));
-		goto out_wipe;
-	}
-	rc = pb__hostdb_add_secret(&host->db, &s);
+	rc = pb__hostdb_add_secret(&host->db, s);
 	if (rc != 0)
-		goto out_wipe;
+		return rc;
 	memset(&u, 0, sizeof(u));
 	memcpy(u.host_pk, host->id.static_pk, 32);
-	memcpy(u.secret, s.secret, 32);
+	memcpy(u.secret, s->secret, 32);
 	memcpy(u.addrs, host->addrs, host->naddrs * sizeof(host->addrs[0]));
 	u.naddrs = host->naddrs;
-	u.expiry = s.not_after;
+	u.expiry = s->not_after;
 	snprintf(u.host_name, sizeof(u.host_name), "%s", host->acct.device_name);
 	rc = pb_uri_format(&u, uri, sizeof(uri));
-	if (rc < 0)
-		goto out_wipe;
-	rc = show_uri(host, uri, s.not_after);
+	if (rc >= 0) {
+		rc = show_uri(host, uri, s->not_after);
+		host->advertised++;
+		uv_timer_start(&host->expiry, on_expiry, host->opts.qr_ttl * 1000, 0);
+	}
 	sodium_memzero(uri, sizeof(uri));
-	host->advertised++;
-	uv_timer_start(&host->expiry, on_expiry, host->opts.qr_ttl * 1000, 0);
-out_wipe:
 	sodium_memzero(&u, sizeof(u));
-	sodium_memzero(&s, sizeof(s));
 	return rc < 0 ? rc : 0;
+}
+
+static void register_failed(const pb_host_t *host, int rc)
+{
+	fprintf(stderr, "peerback host: the account service at %s did not register the pairing code: %s\n",
+		host->acct.imd_addr, pb_strerror(rc));
+}
+
+static void advert_work(uv_work_t *w)
+{
+	struct advert_job *j = w->data;
+
+	j->rc = register_session(j);
+}
+
+static void advert_done(uv_work_t *w, int status)
+{
+	struct advert_job *j = w->data;
+	pb_host_t *host = j->host;
+	int rc = status != 0 ? status : j->rc;
+
+	host->advert_job = NULL;
+	if (rc != 0)
+		register_failed(host, rc);
+	else
+		rc = publish(host, &j->s);
+	if (rc != 0)
+		uv_timer_start(&host->expiry, on_expiry, 10000, 0); /* try again soon */
+	advert_free(j);
+}
+
+/* Shows a new pairing code. At start it is registered before the host
+ * serves; once serving, on a thread of the pool, so that a slow account
+ * service delays the code and nothing else (one at a time). */
+static int advertise(pb_host_t *host)
+{
+	struct advert_job *j;
+	int rc;
+
+	if (host->running && host->advert_job != NULL)
+		return 0; /* the one under way will be the newest */
+	j = advert_new(host);
+	if (j == NULL)
+		return PB_ENOMEM;
+	if (host->running) {
+		rc = uv_queue_work(host->loop, &j->work, advert_work, advert_done);
+		if (rc == 0) {
+			host->advert_job = j;
+			return 0;
+		}
+		advert_free(j);
+		return rc;
+	}
+	rc = register_session(j);
+	if (rc != 0)
+		register_failed(host, rc);
+	else
+		rc = publish(host, &j->s);
+	advert_free(j);
+	return rc;
 }
 
 static void on_expiry(uv_timer_t *t)
@@ -228,13 +358,33 @@ static int send_env(pb_host_conn_t *conn, pb_envelope_t *env)
 	return pb__channel_send(&conn->ch, env);
 }
 
+/* A refusal after the handshake counts against the address and, when the
+ * peer presented a certificate, against the device it names: an attacker
+ * with many addresses is limited per target too. */
 static void refuse(pb_host_conn_t *conn, int code)
 {
 	pb_host_t *host = conn->host;
 
-	pb__ratelimit_fail(&host->failures, &conn->ch.peer_addr);
+	if (code != PB_EACCT_RATE && code != PB_EBUSY) {
+		pb__ratelimit_fail(&host->failures, &conn->ch.peer_addr);
+		if (conn->has_claimed)
+			pb__ratelimit_fail_id(&host->id_failures, conn->claimed);
+	}
 	report(host, "refused", conn, code);
 	pb__channel_fail(&conn->ch, code, NULL);
+}
+
+/* A phone that proved, in the IK handshake, the static key of a device
+ * paired here: the failures of others at its address (a NAT, a shared
+ * network), or of others claiming to be it, do not keep it out. */
+static bool proven_device(pb_host_conn_t *conn)
+{
+	pb_host_t *host = conn->host;
+	pb_paired_device_t d;
+
+	if (pb__session_matched(&conn->ch.sess) != 0 || !conn->ch.sess.has_remote_static)
+		return false;
+	return pb__hostdb_find_device(&host->db, conn->ch.sess.remote_static, &d) == 0 && !d.revoked;
 }
 
 static void on_open(pb_channel_t *ch)
@@ -245,7 +395,7 @@ static void on_open(pb_channel_t *ch)
 	pb_envelope_t env;
 	int tag = pb__session_matched(&ch->sess);
 
-	if (pb__ratelimit_blocked(&host->failures, &ch->peer_addr)) {
+	if (pb__ratelimit_blocked(&host->failures, &ch->peer_addr) && !proven_device(conn)) {
 		refuse(conn, PB_EACCT_RATE);
 		return;
 	}
@@ -275,9 +425,41 @@ static void on_open(pb_channel_t *ch)
 		conn->state = PB_HOST_CONN_CHALLENGED;
 }
 
+/* What the account service said lately about account (LINK_UNKNOWN when
+ * nothing, or too long ago). */
+static int linked_cached(pb_host_t *host, const char *account)
+{
+	for (int i = 0; i < LINKED_CACHE; i++)
+		if (host->linked[i].at != 0 && strcmp(host->linked[i].account, account) == 0)
+			return pb__now() - host->linked[i].at > LINKED_TTL ? LINK_UNKNOWN
+			       : host->linked[i].linked		  ? LINK_YES
+									  : LINK_NO;
+	return LINK_UNKNOWN;
+}
+
+static void linked_remember(pb_host_t *host, const char *account, bool linked)
+{
+	int slot = 0;
+
+	for (int i = 0; i < LINKED_CACHE; i++) {
+		if (strcmp(host->linked[i].account, account) == 0) {
+			slot = i;
+			break;
+		}
+		if (host->linked[i].at < host->linked[slot].at)
+			slot = i;
+	}
+	snprintf(host->linked[slot].account, sizeof(host->linked[slot].account), "%s", account);
+	host->linked[slot].linked = linked;
+	host->linked[slot].at = pb__now();
+}
+
 /* Checks the phone's certificate, ticket (first pairing) or remembered
- * pairing (IK), and its signature over this handshake. */
-static int check_response(pb_host_conn_t *conn, const Peerback__AuthResponse *r)
+ * pairing (IK), and its signature over this handshake. Everything the host
+ * can check itself comes first; a question to the account service (is
+ * another account linked to ours?) is never asked on the event loop:
+ * check_response returns 1 and is run again with the answer (link). */
+static int check_response(pb_host_conn_t *conn, const Peerback__AuthResponse *r, int link)
 {
 	pb_host_t *host = conn->host;
 	Peerback__Certificate *cert = NULL;
@@ -290,20 +472,33 @@ static int check_response(pb_host_conn_t *conn, const Peerback__AuthResponse *r)
 	rc = pb__verify_cert(host->acct.imd_sign_pk, r->certificate, now, &cert);
 	if (rc != 0)
 		return rc;
-	if (strcmp(cert->account, host->acct.account) != 0) {
-		/* A linked sub-account of the host's account may use it too. */
-		bool ok = false;
-
-		if (pb__imd_linked(host->acct.imd_addr, host->acct.imd_key, host->acct.account, cert->account, &ok) != 0 ||
-		    !ok) {
-			rc = PB_EACCT_WRONG;
-			goto out;
-		}
+	memcpy(conn->claimed, cert->device_id.data, PB_DEVICE_ID_LEN);
+	conn->has_claimed = true;
+	/* A device with too many recent failures, from whatever address, is
+	 * refused unless this very session proved its key (IK). */
+	if (pb__ratelimit_blocked_id(&host->id_failures, conn->claimed) &&
+	    !(pb__session_matched(&conn->ch.sess) == 0 && conn->ch.sess.has_remote_static &&
+	      memcmp(cert->static_pk.data, conn->ch.sess.remote_static, 32) == 0)) {
+		rc = PB_EACCT_RATE;
+		goto out;
 	}
 	if (!pb__auth_verify(PB_AUTH_PHONE, conn->ch.sess.h, conn->challenge, cert->sign_pk.data, r->signature.data,
 			     r->signature.len)) {
 		rc = PB_EACCT_SIG;
 		goto out;
+	}
+	if (strcmp(cert->account, host->acct.account) != 0) {
+		/* A linked sub-account of the host's account may use it too. */
+		if (link == LINK_UNKNOWN)
+			link = linked_cached(host, cert->account);
+		if (link == LINK_UNKNOWN) {
+			rc = 1;
+			goto out;
+		}
+		if (link != LINK_YES) {
+			rc = PB_EACCT_WRONG;
+			goto out;
+		}
 	}
 	if (conn->secret_index >= 0) {
 		const pb_host_secret_t *s = &conn->secrets[conn->secret_index];
@@ -363,14 +558,90 @@ out:
 	return rc;
 }
 
-static void answer_response(pb_host_conn_t *conn, const Peerback__AuthResponse *r)
+static void lookup_work(uv_work_t *w)
 {
-	Peerback__AuthHost ah;
-	pb_envelope_t env;
-	uint8_t sig[64];
-	int rc = check_response(conn, r);
+	struct pb_host_lookup_s *l = w->data;
 
+	l->rc = pb__imd_linked(l->imd_addr, l->imd_key, l->mine, l->theirs, &l->linked);
+}
+
+static void answer_response(pb_host_conn_t *conn, pb_envelope_t *env, int link);
+
+static void lookup_done(uv_work_t *w, int status)
+{
+	struct pb_host_lookup_s *l = w->data;
+	pb_host_t *host = l->host;
+
+	host->lookups--;
+	if (status == 0 && l->rc == 0)
+		linked_remember(host, l->theirs, l->linked);
+	if (l->conn != NULL) {
+		pb_host_conn_t *conn = l->conn;
+
+		conn->lookup = NULL;
+		conn->state = PB_HOST_CONN_CHALLENGED;
+		answer_response(conn, l->env, status == 0 && l->rc == 0 ? (l->linked ? LINK_YES : LINK_NO) : LINK_ERROR);
+	} else {
+		pb__envelope_free(l->env);
+	}
+	sodium_memzero(l, sizeof(*l));
+	free(l);
+}
+
+/* Asks the account service whether account is linked to the host's, on a
+ * thread of the pool; the connection waits, nothing else does. Takes env. */
+static int lookup_start(pb_host_conn_t *conn, pb_envelope_t *env, const char *account)
+{
+	pb_host_t *host = conn->host;
+	struct pb_host_lookup_s *l;
+	int rc;
+
+	if (host->lookups >= LOOKUPS_MAX)
+		return PB_EBUSY;
+	l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		return PB_ENOMEM;
+	l->work.data = l;
+	l->host = host;
+	l->conn = conn;
+	l->env = env;
+	snprintf(l->imd_addr, sizeof(l->imd_addr), "%s", host->acct.imd_addr);
+	memcpy(l->imd_key, host->acct.imd_key, 32);
+	snprintf(l->mine, sizeof(l->mine), "%s", host->acct.account);
+	snprintf(l->theirs, sizeof(l->theirs), "%s", account);
+	rc = uv_queue_work(host->loop, &l->work, lookup_work, lookup_done);
 	if (rc != 0) {
+		free(l);
+		return rc;
+	}
+	host->lookups++;
+	conn->lookup = l;
+	conn->state = PB_HOST_CONN_CHECKING;
+	return 0;
+}
+
+/* Takes env. */
+static void answer_response(pb_host_conn_t *conn, pb_envelope_t *env, int link)
+{
+	const Peerback__AuthResponse *r = env->auth_response;
+	Peerback__AuthHost ah;
+	pb_envelope_t out;
+	uint8_t sig[64];
+	int rc = check_response(conn, r, link);
+
+	if (rc == 1) {
+		Peerback__Certificate *cert = NULL;
+
+		/* check_response verified it a moment ago. */
+		rc = pb__verify_cert(conn->host->acct.imd_sign_pk, r->certificate, pb__now(), &cert);
+		if (rc == 0)
+			rc = lookup_start(conn, env, cert->account);
+		peerback__certificate__free_unpacked(cert, NULL);
+		if (rc == 0)
+			return;
+	}
+	if (rc != 0) {
+		pb__envelope_free(env);
 		refuse(conn, rc);
 		return;
 	}
@@ -379,11 +650,12 @@ static void answer_response(pb_host_conn_t *conn, const Peerback__AuthResponse *
 	ah.certificate = conn->host->cert;
 	ah.signature.data = sig;
 	ah.signature.len = sizeof(sig);
-	pb__envelope_init(&env);
-	env.body_case = PEERBACK__ENVELOPE__BODY_AUTH_HOST;
-	env.auth_host = &ah;
-	if (send_env(conn, &env) == 0)
+	pb__envelope_init(&out);
+	out.body_case = PEERBACK__ENVELOPE__BODY_AUTH_HOST;
+	out.auth_host = &ah;
+	if (send_env(conn, &out) == 0)
 		conn->state = PB_HOST_CONN_HOST_SENT;
+	pb__envelope_free(env);
 }
 
 static void passed(pb_host_conn_t *conn)
@@ -421,6 +693,22 @@ static void passed(pb_host_conn_t *conn)
 	}
 }
 
+/* A device holds at most MAX_PER_DEVICE authenticated connections: its
+ * newest wins, so a phone that lost its network gets back in at once, and
+ * what one device can make the host hold is bounded (docs/PROTOCOL.md). */
+static void one_device_limit(pb_host_t *host, pb_host_conn_t *conn)
+{
+	unsigned n = 0;
+
+	for (pb_host_conn_t *c = host->conns_last; c != NULL; c = c->prev) {
+		if (c == conn || c->ch.closing || c->ch.flush_then_close || c->state != PB_HOST_CONN_READY ||
+		    memcmp(c->device.device_id, conn->device.device_id, PB_DEVICE_ID_LEN) != 0)
+			continue;
+		if (++n >= MAX_PER_DEVICE)
+			pb__channel_fail(&c->ch, PB_EBUSY, "this device opened a newer connection");
+	}
+}
+
 static void on_envelope(pb_channel_t *ch, pb_envelope_t *env)
 {
 	pb_host_conn_t *conn = (pb_host_conn_t *)ch;
@@ -437,14 +725,17 @@ static void on_envelope(pb_channel_t *ch, pb_envelope_t *env)
 	case PB_HOST_CONN_CHALLENGED:
 		if (env->body_case != PEERBACK__ENVELOPE__BODY_AUTH_RESPONSE)
 			break;
-		answer_response(conn, env->auth_response);
-		pb__envelope_free(env);
+		answer_response(conn, env, LINK_UNKNOWN);
 		return;
 	case PB_HOST_CONN_HOST_SENT:
 		if (env->body_case != PEERBACK__ENVELOPE__BODY_AUTH_PASSED)
 			break;
 		pb__envelope_free(env);
 		passed(conn);
+		if (conn->state == PB_HOST_CONN_READY) {
+			pb__channel_authenticated(ch, conn->host->opts.idle_timeout * 1000, PB_HOST_SEQ_CAP);
+			one_device_limit(conn->host, conn);
+		}
 		return;
 	case PB_HOST_CONN_READY:
 		if (env->body_case != PEERBACK__ENVELOPE__BODY_REQUEST)
@@ -458,12 +749,37 @@ static void on_envelope(pb_channel_t *ch, pb_envelope_t *env)
 	pb__channel_fail(ch, PB_EENV_UNEXPECTED, NULL);
 }
 
+static void conn_unlink(pb_host_t *host, pb_host_conn_t *conn)
+{
+	if (conn->prev != NULL)
+		conn->prev->next = conn->next;
+	else if (host->conns == conn)
+		host->conns = conn->next;
+	if (conn->next != NULL)
+		conn->next->prev = conn->prev;
+	else if (host->conns_last == conn)
+		host->conns_last = conn->prev;
+	conn->prev = conn->next = NULL;
+}
+
+/* A handshake that failed by the peer's doing: a wrong key or pairing
+ * secret, a broken frame. A peer that went quiet (PB_ETIMEOUT), hung up,
+ * or was closed to make room (PB_EBUSY) made no attempt at all. */
+static bool failed_attempt(int status)
+{
+	return status <= -1000 && status != PB_EPEER_CLOSED && status != PB_ETIMEOUT && status != PB_EBUSY &&
+	       status != PB_EFRAME_TRUNCATED;
+}
+
 static void on_close(pb_channel_t *ch, int status)
 {
 	pb_host_conn_t *conn = (pb_host_conn_t *)ch;
 	pb_host_t *host = conn->host;
 
-	if (!ch->opened && status != 0 && status != PB_EPEER_CLOSED) {
+	conn_unlink(host, conn);
+	if (conn->lookup != NULL)
+		conn->lookup->conn = NULL; /* its answer goes to the cache only */
+	if (!ch->opened && failed_attempt(status)) {
 		pb__ratelimit_fail(&host->failures, &ch->peer_addr);
 		report(host, "handshake failed", conn, status);
 	} else if (conn->state == PB_HOST_CONN_READY) {
@@ -473,6 +789,56 @@ static void on_close(pb_channel_t *ch, int status)
 		conn->app_free(conn);
 	sodium_memzero(conn->secrets, sizeof(conn->secrets));
 	free(conn);
+}
+
+/* Counts the connections held in all and from conn's address (one that is
+ * flushing its last bytes still holds them), and finds the oldest of each
+ * that has not authenticated and is not already closing. */
+static void census(pb_host_t *host, const pb_host_conn_t *conn, unsigned *total, unsigned *same,
+		   pb_host_conn_t **oldest, pb_host_conn_t **oldest_same)
+{
+	*total = *same = 0;
+	*oldest = *oldest_same = NULL;
+	for (pb_host_conn_t *c = host->conns; c != NULL; c = c->next) {
+		bool here;
+
+		if (c == conn || c->ch.closing)
+			continue;
+		here = pb__addr_same(&c->ch.peer_addr, &conn->ch.peer_addr);
+		(*total)++;
+		if (here)
+			(*same)++;
+		if (c->state >= PB_HOST_CONN_HOST_SENT || c->ch.flush_then_close)
+			continue;
+		if (*oldest == NULL)
+			*oldest = c;
+		if (here && *oldest_same == NULL)
+			*oldest_same = c;
+	}
+}
+
+/* Makes room for conn: when its address, or the host, holds as many
+ * connections as allowed, the oldest one not yet authenticated is closed.
+ * An authenticated connection is never closed for a newcomer; when none
+ * can go, the newcomer does. Returns whether conn may stay. */
+static bool admit(pb_host_t *host, pb_host_conn_t *conn)
+{
+	unsigned total, same;
+	pb_host_conn_t *oldest, *oldest_same;
+
+	census(host, conn, &total, &same, &oldest, &oldest_same);
+	if (same >= host->opts.max_per_address) {
+		if (oldest_same == NULL)
+			return false;
+		pb__channel_fail(&oldest_same->ch, PB_EBUSY, NULL);
+		census(host, conn, &total, &same, &oldest, &oldest_same);
+	}
+	if (total >= host->opts.max_connections) {
+		if (oldest == NULL)
+			return false;
+		pb__channel_fail(&oldest->ch, PB_EBUSY, NULL);
+	}
+	return true;
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -505,8 +871,23 @@ static void on_connection(uv_stream_t *server, int status)
 		cands[n].cfg.npsks = 1;
 		cands[n].tag = i + 1;
 	}
-	if (pb__channel_accept(server, &conn->ch, cands, n, PB_HOST_SEQ_CAP, &cb, host) != 0)
+	if (pb__channel_accept(server, &conn->ch, cands, n, PB_HOST_SEQ_CAP, &cb, host) != 0) {
 		free(conn);
+		return;
+	}
+	if (conn->ch.closing)
+		return; /* on_close follows */
+	conn->prev = host->conns_last;
+	if (host->conns_last != NULL)
+		host->conns_last->next = conn;
+	else
+		host->conns = conn;
+	host->conns_last = conn;
+	/* Until it authenticates, a peer may send a few KiB at most and has
+	 * the deadline to do it. */
+	pb__channel_require_auth(&conn->ch, host->opts.auth_timeout * 1000, PB_HOST_PREAUTH_CAP);
+	if (!admit(host, conn))
+		pb__channel_close(&conn->ch, PB_EBUSY);
 }
 
 /* --- Listening --------------------------------------------------------------- */
@@ -751,6 +1132,15 @@ int pb_host_run(const pb_host_options_t *opts)
 	if (host->opts.qr_ttl == 0)
 		host->opts.qr_ttl = 300;
 	pb__ratelimit_init(&host->failures, opts->max_failures ? opts->max_failures : FAIL_LIMIT, FAIL_WINDOW);
+	pb__ratelimit_init(&host->id_failures, opts->max_failures ? opts->max_failures : FAIL_LIMIT, FAIL_WINDOW);
+	if (host->opts.auth_timeout == 0)
+		host->opts.auth_timeout = AUTH_TIMEOUT;
+	if (host->opts.idle_timeout == 0)
+		host->opts.idle_timeout = IDLE_TIMEOUT;
+	if (host->opts.max_connections == 0)
+		host->opts.max_connections = MAX_CONNECTIONS;
+	if (host->opts.max_per_address == 0)
+		host->opts.max_per_address = MAX_PER_ADDRESS;
 	if ((rc = pb__identity_load(opts->home, &host->id)) != 0)
 		goto out_free;
 	if ((rc = pb__account_load(opts->home, &host->acct)) != 0)
@@ -797,6 +1187,7 @@ int pb_host_run(const pb_host_options_t *opts)
 	uv_signal_start(&host->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&host->sigusr1, on_signal, SIGUSR1);
 	start_announcing(host);
+	host->running = true;
 	uv_run(host->loop, UV_RUN_DEFAULT);
 	if (host->announcing) {
 		uv_close((uv_handle_t *)&host->announce_timer, NULL);

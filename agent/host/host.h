@@ -28,11 +28,16 @@ typedef struct pb_host_options_s {
 	unsigned max_failures;/* failed attempts per address per minute (default 5) */
 	uint64_t announce_interval; /* seconds between LAN announcements (default 5) */
 	bool no_announce;     /* do not announce on the LAN */
+	uint64_t auth_timeout; /* seconds from accept to authenticated (default 10) */
+	uint64_t idle_timeout; /* seconds of silence that close an authenticated connection (default 120) */
+	unsigned max_connections; /* held at once (default 256) */
+	unsigned max_per_address; /* held at once from one address (default 32) */
 } pb_host_options_t;
 
 enum pb_host_conn_state {
 	PB_HOST_CONN_HANDSHAKE = 0,
 	PB_HOST_CONN_CHALLENGED,
+	PB_HOST_CONN_CHECKING,  /* the account service is asked, off the loop */
 	PB_HOST_CONN_HOST_SENT,
 	PB_HOST_CONN_READY,
 };
@@ -53,6 +58,10 @@ struct pb_host_conn_s {
 	size_t cert_len;
 	void *app;        /* request handlers' per-connection state */
 	void (*app_free)(pb_host_conn_t *conn);
+	pb_host_conn_t *prev, *next; /* the host's connections, oldest first */
+	struct pb_host_lookup_s *lookup; /* the account service question in flight */
+	uint8_t claimed[PB_DEVICE_ID_LEN]; /* the device its certificate names */
+	bool has_claimed;
 };
 
 /* Runs the host until SIGINT or SIGTERM. SIGUSR1 shows a fresh QR code. */
@@ -62,9 +71,13 @@ __attribute__((warn_unused_result)) int pb_host_run(const pb_host_options_t *opt
  * ownership of env. */
 void pb__host_request(pb_host_conn_t *conn, pb_envelope_t *env);
 
-/* The largest request a device may send: a snapshot's list of chunk names
- * for a few million items. */
-#define PB_HOST_SEQ_CAP (128u << 20)
+/* The largest request a device may send once authenticated: a snapshot's
+ * list of chunk names for two million items. */
+#define PB_HOST_SEQ_CAP (64u << 20)
+
+/* The largest message before authentication: an AuthResponse with a
+ * certificate and a ticket (PB_CERT_MAX each) and its signature. */
+#define PB_HOST_PREAUTH_CAP (2 * PB_CERT_MAX + 512)
 
 /* The host's store and pairing state, for request handlers. The store is
  * driven only through the worker's jobs. */

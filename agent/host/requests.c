@@ -782,13 +782,30 @@ static void dequeue(struct conn_store *cs, struct job *j)
 	}
 }
 
+static void pump(struct conn_store *cs);
+
+static void on_drained(pb_channel_t *ch)
+{
+	pb_host_conn_t *conn = (pb_host_conn_t *)ch;
+
+	if (conn->app != NULL)
+		pump(conn->app);
+}
+
 /* Serves the connection's requests in order until one has to wait for the
- * worker. */
+ * worker, or for the peer to read: while more than the channel's bound of
+ * replies waits unread, no request is served (each may make a reply of a
+ * few MiB), so a phone that asks and never reads holds at most that bound
+ * plus one reply, however many requests it has queued. */
 static void pump(struct conn_store *cs)
 {
 	struct job *j;
 
 	while (!cs->busy && (j = cs->head) != NULL) {
+		if (cs->conn != NULL && pb__channel_congested(&cs->conn->ch)) {
+			pb__channel_when_drained(&cs->conn->ch, on_drained);
+			return;
+		}
 		if (j->env == NULL || (j->rc == 0 && storage_request(j->env->request))) {
 			if (j->env != NULL && j->env->request->op_case == PEERBACK__REQUEST__OP_BACKUP_LIST)
 				j->rc = prepare_backup_list(j);

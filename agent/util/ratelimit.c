@@ -1,4 +1,4 @@
-/* Failed attempts per source address. */
+/* Failed attempts per source address or identity. */
 #include <netinet/in.h>
 #include <string.h>
 
@@ -27,13 +27,11 @@ static void addr_key(const struct sockaddr_storage *ss, uint8_t key[16])
 	}
 }
 
-static int find(pb_ratelimit_t *rl, const struct sockaddr_storage *ss, bool create)
+static int find(pb_ratelimit_t *rl, const uint8_t key[16], bool create)
 {
-	uint8_t key[16];
 	uint64_t now = pb__now();
 	int oldest = 0;
 
-	addr_key(ss, key);
 	for (int i = 0; i < PB_RATELIMIT_SLOTS; i++) {
 		if (rl->slot[i].count > 0 && now - rl->slot[i].since > rl->window)
 			rl->slot[i].count = 0;
@@ -50,16 +48,41 @@ static int find(pb_ratelimit_t *rl, const struct sockaddr_storage *ss, bool crea
 	return oldest;
 }
 
-bool pb__ratelimit_blocked(pb_ratelimit_t *rl, const struct sockaddr_storage *ss)
+bool pb__ratelimit_blocked_id(pb_ratelimit_t *rl, const uint8_t id[16])
 {
-	int i = find(rl, ss, false);
+	int i = find(rl, id, false);
 
 	return i >= 0 && rl->slot[i].count >= rl->limit;
 }
 
-void pb__ratelimit_fail(pb_ratelimit_t *rl, const struct sockaddr_storage *ss)
+void pb__ratelimit_fail_id(pb_ratelimit_t *rl, const uint8_t id[16])
 {
-	int i = find(rl, ss, true);
+	int i = find(rl, id, true);
 
 	rl->slot[i].count++;
+}
+
+bool pb__ratelimit_blocked(pb_ratelimit_t *rl, const struct sockaddr_storage *ss)
+{
+	uint8_t key[16];
+
+	addr_key(ss, key);
+	return pb__ratelimit_blocked_id(rl, key);
+}
+
+void pb__ratelimit_fail(pb_ratelimit_t *rl, const struct sockaddr_storage *ss)
+{
+	uint8_t key[16];
+
+	addr_key(ss, key);
+	pb__ratelimit_fail_id(rl, key);
+}
+
+bool pb__addr_same(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	uint8_t ka[16], kb[16];
+
+	addr_key(a, ka);
+	addr_key(b, kb);
+	return memcmp(ka, kb, 16) == 0;
 }

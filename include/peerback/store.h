@@ -40,8 +40,9 @@ typedef struct pb_backup_state_s pb_backup_state_t;
 /* Largest snapshot record (the sealed manifest root) and blob values. */
 #define PB_STORE_SNAPSHOT_MAX (4u * 1024 * 1024)
 #define PB_STORE_BLOB_MAX (64u * 1024)
-/* Most chunk names one snapshot may reference (64 MiB of names). */
-#define PB_STORE_SNAPSHOT_REFS_MAX (1u << 21)
+/* Most chunk names one snapshot may reference (58 MiB of names: the
+ * SnapshotPut carrying them stays under the host's 64 MiB message cap). */
+#define PB_STORE_SNAPSHOT_REFS_MAX 1900000u
 /* Longest account id, device id and blob key, in bytes. */
 #define PB_STORE_ID_MAX 255
 

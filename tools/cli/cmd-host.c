@@ -16,6 +16,8 @@ static const char usage_text[] =
 	"usage: peerback host [--listen ADDR:PORT] [--json] [--qr-png FILE] [--qr-svg FILE]\n"
 	"                     [--qr-ttl SECONDS] [--no-qr] [--dark-blocks] [--max-failures N]\n"
 	"                     [--announce-interval SECONDS] [--no-announce]\n"
+	"                     [--auth-timeout SECONDS] [--idle-timeout SECONDS]\n"
+	"                     [--max-connections N] [--max-per-address N]\n"
 	"       peerback host devices\n"
 	"       peerback host revoke DEVICE\n"
 	"       peerback host quota DEVICE [SIZE|default]\n"
@@ -42,6 +44,13 @@ static const char usage_text[] =
 	"                 to the phones on its LAN (UDP broadcast, port 7451, signed;\n"
 	"                 default 5)\n"
 	"  --no-announce  do not announce on the LAN\n"
+	"  --auth-timeout SECONDS  a connection must authenticate within this time\n"
+	"                 of connecting, or is closed (default 10)\n"
+	"  --idle-timeout SECONDS  an authenticated connection silent this long is\n"
+	"                 closed (default 120)\n"
+	"  --max-connections N  connections held at once (default 256); when full,\n"
+	"                 the oldest not yet authenticated makes room\n"
+	"  --max-per-address N  connections held at once from one address (default 32)\n"
 	"\n"
 	"devices  lists the phones paired with this host\n"
 	"revoke   ends a pairing; DEVICE is a device id (or 8+ hex digits of it) or a name\n"
@@ -62,6 +71,19 @@ struct listing {
 	const pb_cli_t *cli;
 	pb_hostdb_t *db; /* for quotas; NULL: not shown */
 };
+
+/* A whole number from lo to hi, or -1. */
+static long long number(const char *text, long long lo, long long hi)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(text, &end, 10);
+	if (errno != 0 || end == text || *end != 0 || v < lo || v > hi)
+		return -1;
+	return v;
+}
 
 static void print_device(void *arg, const pb_paired_device_t *d)
 {
@@ -312,6 +334,26 @@ int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 			o.announce_interval = strtoull(argv[++i], &end, 10);
 			if (errno != 0 || *end != 0 || o.announce_interval == 0 || o.announce_interval > 3600)
 				return pb_cli_fail(cli, "--announce-interval takes 1 to 3600 seconds");
+		} else if (i + 1 < argc && strcmp(argv[i], "--auth-timeout") == 0) {
+			long long v = number(argv[++i], 1, 3600);
+			if (v < 0)
+				return pb_cli_fail(cli, "--auth-timeout takes 1 to 3600 seconds");
+			o.auth_timeout = (uint64_t)v;
+		} else if (i + 1 < argc && strcmp(argv[i], "--idle-timeout") == 0) {
+			long long v = number(argv[++i], 1, 86400);
+			if (v < 0)
+				return pb_cli_fail(cli, "--idle-timeout takes 1 to 86400 seconds");
+			o.idle_timeout = (uint64_t)v;
+		} else if (i + 1 < argc && strcmp(argv[i], "--max-connections") == 0) {
+			long long v = number(argv[++i], 1, 65536);
+			if (v < 0)
+				return pb_cli_fail(cli, "--max-connections takes 1 to 65536");
+			o.max_connections = (unsigned)v;
+		} else if (i + 1 < argc && strcmp(argv[i], "--max-per-address") == 0) {
+			long long v = number(argv[++i], 1, 65536);
+			if (v < 0)
+				return pb_cli_fail(cli, "--max-per-address takes 1 to 65536");
+			o.max_per_address = (unsigned)v;
 		} else if (strcmp(argv[i], "--no-announce") == 0) {
 			o.no_announce = true;
 		} else if (strcmp(argv[i], "--no-qr") == 0) {

@@ -1,0 +1,276 @@
+/* Peers that never authenticate: anyone who saw the host's public key (it is
+ * in every pairing code and LAN announcement) can complete the Noise
+ * handshake. Such a peer must not make the host hold more than a few KiB,
+ * must be closed within the authentication deadline, and many of them must
+ * not keep an honest phone out. Idle authenticated connections time out
+ * too. The account service, host and phone are the real programs. */
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "hostile.h"
+#include "agent/phone/phone.h"
+#include "agent/util/fsutil.h"
+
+#define MAX_CONNS 48
+#define MAX_PER_ADDR 16
+
+static char *dir;
+static pb_test_imd_t imd;
+static pb_test_host_t host;
+static char host_home[4096], phone[4096];
+static uint8_t host_pk[32];
+
+static void mk(char *out, const char *name)
+{
+	snprintf(out, 4096, "%s/%s", dir, name);
+	assert_int_equal(pb__mkdirs(out, 0700), 0);
+}
+
+static int setup(void **state)
+{
+	const char *accounts[] = { "alice", NULL };
+	const char *host_args[] = { "--max-failures", "1000", "--auth-timeout", "2", "--idle-timeout", "3",
+				    "--max-connections", "48", "--max-per-address", "16", NULL };
+	char *pair[] = { "pair", NULL, NULL };
+	char line[4096];
+
+	(void)state;
+	assert_true(sodium_init() >= 0);
+	dir = pb_test_tmpdir("preauth");
+	pb_test_imd_start(&imd, dir, accounts, NULL);
+	mk(host_home, "host");
+	mk(phone, "phone");
+	assert_int_equal(pb_test_login(&imd, host_home, "alice", "desk"), 0);
+	assert_int_equal(pb_test_login(&imd, phone, "alice", "phone"), 0);
+	pb_test_host_start(&host, host_home, "127.0.0.1:0", host_args);
+	pair[1] = host.uri;
+	assert_int_equal(pb_test_peerback(phone, pair, NULL, NULL), 0);
+	assert_true(pb_test_host_wait(&host, "paired", line, sizeof(line), 10000) > 0);
+	pb_test_host_key(&host, host_pk);
+	pb_test_host_drain_start(&host);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	pb_test_host_drain_stop();
+	pb_test_host_stop(&host);
+	pb_test_imd_stop(&imd);
+	pb_test_rmtree(dir);
+	free(dir);
+	return 0;
+}
+
+static void ping_ok(void)
+{
+	char *args[] = { "--json", "ping", NULL };
+	char *out = NULL, *err = NULL;
+	int rc = pb_test_peerback(phone, args, &out, &err);
+
+	if (rc != 0)
+		print_error("honest ping failed (%d): %s%s\n", rc, out ? out : "", err ? err : "");
+	assert_int_equal(rc, 0);
+	assert_non_null(strstr(out, "\"event\":\"pong\""));
+	free(out);
+	free(err);
+}
+
+/* Sends one Fragment of a sequence announcing total bytes. */
+static int send_fragment(pb_client_t *c, uint64_t total, const uint8_t *data, size_t len)
+{
+	pb_envelope_t env;
+	Peerback__Fragment f;
+
+	pb__envelope_init(&env);
+	peerback__fragment__init(&f);
+	f.total = total;
+	f.data.data = (uint8_t *)data;
+	f.data.len = len;
+	env.body_case = PEERBACK__ENVELOPE__BODY_FRAGMENT;
+	env.fragment = &f;
+	return pb__client_send(c, &env);
+}
+
+/* Three connections, Noise done, no account: each starts a 120 MiB
+ * sequence and sends 40 MiB of it, all three at once. */
+static void test_fragments_before_auth(void **state)
+{
+	enum { NCONN = 3 };
+	const size_t piece = 60000, per_conn = 40u << 20;
+	pb_client_t c[NCONN];
+	bool alive[NCONN];
+	size_t sent[NCONN] = { 0 };
+	uint8_t *data = calloc(1, piece);
+	long base, hwm;
+	int live = NCONN;
+
+	(void)state;
+	assert_non_null(data);
+	base = pb_test_proc_kib(host.proc.pid, "VmRSS");
+	assert_true(base > 0);
+	for (int i = 0; i < NCONN; i++) {
+		assert_int_equal(pb_test_noise_connect(&c[i], host.listen, host_pk, 5000), 0);
+		alive[i] = true;
+	}
+	while (live > 0) {
+		for (int i = 0; i < NCONN; i++) {
+			if (!alive[i])
+				continue;
+			if (send_fragment(&c[i], sent[i] == 0 ? 120u << 20 : 0, data, piece) != 0 ||
+			    (sent[i] += piece) >= per_conn) {
+				alive[i] = false;
+				live--;
+			}
+		}
+	}
+	usleep(300 * 1000);
+	hwm = pb_test_proc_kib(host.proc.pid, "VmHWM");
+	for (int i = 0; i < NCONN; i++)
+		pb__client_close(&c[i]);
+	free(data);
+	if (hwm - base > 16 * 1024)
+		print_error("host VmHWM %ld KiB after 3 unauthenticated connections sent fragments, from VmRSS %ld KiB "
+			    "before (grew %ld KiB, bound 16384)\n", hwm, base, hwm - base);
+	assert_true(hwm - base <= 16 * 1024);
+	ping_ok();
+}
+
+/* Idle TCP sockets and Noise sessions that never answer the challenge are
+ * all closed by the authentication deadline (2 s here). */
+static void test_auth_deadline(void **state)
+{
+	enum { NRAW = 3, NNOISE = 3 };
+	pb_client_t c[NNOISE];
+	int raw[NRAW];
+
+	(void)state;
+	for (int i = 0; i < NRAW; i++)
+		assert_true((raw[i] = pb_test_tcp_connect(host.listen, NULL)) >= 0);
+	for (int i = 0; i < NNOISE; i++)
+		assert_int_equal(pb_test_noise_connect(&c[i], host.listen, host_pk, 5000), 0);
+	for (int i = 0; i < NRAW; i++) {
+		long ms = pb_test_wait_closed(raw[i], 5000);
+
+		if (ms < 0)
+			print_error("an idle TCP connection was still open 5 s after connecting\n");
+		assert_true(ms >= 0);
+		close(raw[i]);
+	}
+	for (int i = 0; i < NNOISE; i++) {
+		long ms = pb_test_wait_closed(c[i].fd, 5000);
+
+		if (ms < 0)
+			print_error("a Noise session that never authenticated was still open 5 s after its handshake\n");
+		assert_true(ms >= 0);
+		pb__client_close(&c[i]);
+	}
+	ping_ok();
+}
+
+/* An authenticated phone that goes quiet is closed after the idle timeout
+ * (3 s here); one that keeps talking is not. */
+static void test_idle_timeout(void **state)
+{
+	Peerback__Request req;
+	Peerback__Ping p;
+	pb_envelope_t *env = NULL;
+	pb_client_t c;
+	long ms;
+
+	(void)state;
+	assert_int_equal(pb_phone_connect(phone, NULL, 5000, &c, NULL), 0);
+	for (int i = 0; i < 4; i++) {
+		usleep(1000 * 1000);
+		peerback__request__init(&req);
+		peerback__ping__init(&p);
+		req.id = (uint64_t)i + 1;
+		req.op_case = PEERBACK__REQUEST__OP_PING;
+		req.ping = &p;
+		assert_int_equal(pb__phone_call(&c, &req, &env), 0);
+		pb__envelope_free(env);
+	}
+	ms = pb_test_wait_closed(c.fd, 6000);
+	if (ms < 0)
+		print_error("an idle authenticated connection was still open 6 s later\n");
+	assert_true(ms >= 2000 && ms >= 0);
+	pb__client_close(&c);
+}
+
+/* Many connections from one address, then from eight: the host holds no
+ * more than its caps, and an honest phone still gets in. */
+static void test_connection_caps(void **state)
+{
+	enum { FROM_ONE = 100, PER_OTHER = 16, NOTHER = 8 };
+	int one[FROM_ONE], other[NOTHER * PER_OTHER];
+	int base, fds;
+
+	(void)state;
+	base = pb_test_proc_fds(host.proc.pid);
+	for (int i = 0; i < FROM_ONE; i++)
+		assert_true((one[i] = pb_test_tcp_connect(host.listen, "127.0.0.1")) >= 0);
+	usleep(300 * 1000);
+	fds = pb_test_proc_fds(host.proc.pid);
+	if (fds - base > MAX_PER_ADDR)
+		print_error("the host holds %d connections from one address (cap %d)\n", fds - base, MAX_PER_ADDR);
+	assert_true(fds - base <= MAX_PER_ADDR);
+	for (int a = 0; a < NOTHER; a++) {
+		char from[32];
+
+		snprintf(from, sizeof(from), "127.0.0.%d", a + 2);
+		for (int i = 0; i < PER_OTHER; i++)
+			assert_true((other[a * PER_OTHER + i] = pb_test_tcp_connect(host.listen, from)) >= 0);
+	}
+	usleep(300 * 1000);
+	fds = pb_test_proc_fds(host.proc.pid);
+	if (fds - base > MAX_CONNS)
+		print_error("the host holds %d connections in all (cap %d)\n", fds - base, MAX_CONNS);
+	assert_true(fds - base <= MAX_CONNS);
+	ping_ok();
+	for (int i = 0; i < FROM_ONE; i++)
+		close(one[i]);
+	for (int i = 0; i < NOTHER * PER_OTHER; i++)
+		close(other[i]);
+}
+
+/* One device holds at most 4 authenticated connections: its newest win. */
+static void test_per_device_cap(void **state)
+{
+	enum { N = 6, CAP = 4 };
+	pb_client_t c[N];
+
+	(void)state;
+	for (int i = 0; i < N; i++)
+		assert_int_equal(pb_phone_connect(phone, NULL, 5000, &c[i], NULL), 0);
+	for (int i = 0; i < N; i++) {
+		long ms = pb_test_wait_closed(c[i].fd, i < N - CAP ? 3000 : 300);
+
+		if (i < N - CAP && ms < 0)
+			print_error("connection %d of %d of one device is still open\n", i + 1, N);
+		if (i >= N - CAP && ms >= 0)
+			print_error("connection %d of %d of one device was closed\n", i + 1, N);
+		assert_true(i < N - CAP ? ms >= 0 : ms < 0);
+	}
+	for (int i = 0; i < N; i++)
+		pb__client_close(&c[i]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fragments_before_auth),
+		cmocka_unit_test(test_auth_deadline),
+		cmocka_unit_test(test_idle_timeout),
+		cmocka_unit_test(test_connection_caps),
+		cmocka_unit_test(test_per_device_cap),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
