@@ -1053,6 +1053,7 @@ int pb_engine_backup(const pb_engine_opts_t *o, pb_engine_result_t *res)
 struct want_item {
 	pb_manifest_item_t m;
 	char *id, *path;
+	char *after; /* the item before it in its file, or NULL */
 	name_t *names;
 };
 
@@ -1074,6 +1075,12 @@ struct restore {
 	/* Items of the manifest chunk being processed. */
 	struct want_item *items;
 	size_t nitems, cap_items;
+	/* restore --dry-run: the target's items, sorted by id. */
+	struct local_item *local;
+	size_t nlocal, cap_local;
+	/* The manifest's previous item: the one before the next in its file. */
+	char *prev_id, *prev_path;
+	uint64_t prev_seq;
 	char tmpdir[4096];
 	char stagedir[4096];    /* a target that did not exist: built here, then renamed */
 	char target[4096];      /* that target, without trailing slashes */
@@ -1118,14 +1125,30 @@ static bool wanted(const struct restore *r, const pb_manifest_item_t *m)
 	return false;
 }
 
+/* Remembers m as the manifest's previous item. */
+static int note_prev(struct restore *r, const pb_manifest_item_t *m)
+{
+	free(r->prev_id);
+	free(r->prev_path);
+	r->prev_id = strdup(m->id);
+	r->prev_path = strdup(m->path != NULL ? m->path : "");
+	r->prev_seq = m->seq;
+	return r->prev_id != NULL && r->prev_path != NULL ? 0 : PB_ENOMEM;
+}
+
 static int collect_item(void *arg, const pb_manifest_item_t *m)
 {
 	struct restore *r = arg;
 	struct want_item *w;
+	const char *after = NULL;
 	int rc;
 
+	/* A file's items are listed together, by position: the item before
+	 * this one in its file is the one listed before it. */
+	if (r->prev_path != NULL && m->path != NULL && strcmp(r->prev_path, m->path) == 0 && r->prev_seq < m->seq)
+		after = r->prev_id;
 	if (!wanted(r, m))
-		return 0;
+		return note_prev(r, m);
 	if ((rc = grow((void **)&r->items, &r->cap_items, r->nitems + 1, sizeof(*r->items))) != 0)
 		return rc;
 	w = &r->items[r->nitems];
@@ -1133,10 +1156,12 @@ static int collect_item(void *arg, const pb_manifest_item_t *m)
 	w->m = *m;
 	w->id = strdup(m->id);
 	w->path = strdup(m->path != NULL ? m->path : "");
+	w->after = after != NULL ? strdup(after) : NULL;
 	w->names = malloc(m->nchunks ? m->nchunks * sizeof(name_t) : 1);
-	if (w->id == NULL || w->path == NULL || w->names == NULL) {
+	if (w->id == NULL || w->path == NULL || w->names == NULL || (after != NULL && w->after == NULL)) {
 		free(w->id);
 		free(w->path);
+		free(w->after);
 		free(w->names);
 		return PB_ENOMEM;
 	}
@@ -1145,7 +1170,7 @@ static int collect_item(void *arg, const pb_manifest_item_t *m)
 	w->m.path = w->path;
 	w->m.chunks = (const name_t *)w->names;
 	r->nitems++;
-	return 0;
+	return note_prev(r, m);
 }
 
 static void free_items(struct restore *r)
@@ -1153,6 +1178,7 @@ static void free_items(struct restore *r)
 	for (size_t i = 0; i < r->nitems; i++) {
 		free(r->items[i].id);
 		free(r->items[i].path);
+		free(r->items[i].after);
 		free(r->items[i].names);
 	}
 	r->nitems = 0;
@@ -1451,6 +1477,7 @@ static int assembly_finish(struct restore *r, struct assembly *a, const struct w
 	it.seq = w->m.seq;
 	it.size = w->m.size;
 	it.mtime_ns = (uint64_t)w->m.mtime;
+	it.after = w->after;
 	if (a->tmp[0]) {
 		it.file = a->tmp;
 	} else {
@@ -1673,6 +1700,115 @@ static int pick_device(struct restore *r)
 
 enum restore_mode { MODE_RESTORE, MODE_VERIFY, MODE_FETCH };
 
+/* --- Dry run -------------------------------------------------------------------- */
+
+/* An item of the restore target, with the keyed content hash a backup
+ * would record for it. */
+struct local_item {
+	char *id;
+	uint8_t hash[32];
+};
+
+static int hash_file(const pb_backup_keys_t *keys, const char *path, uint8_t out[32])
+{
+	crypto_generichash_state st;
+	uint8_t buf[65536];
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	crypto_generichash_init(&st, keys->name, sizeof(keys->name), 32);
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		crypto_generichash_update(&st, buf, (size_t)n);
+	}
+	close(fd);
+	sodium_memzero(buf, sizeof(buf));
+	crypto_generichash_final(&st, out, 32);
+	return rc;
+}
+
+static int local_add(void *arg, const pb_item_t *it)
+{
+	struct restore *r = arg;
+	struct local_item *l;
+	int rc;
+
+	if ((rc = grow((void **)&r->local, &r->cap_local, r->nlocal + 1, sizeof(*r->local))) != 0)
+		return rc;
+	l = &r->local[r->nlocal];
+	if (it->data != NULL)
+		item_hash(&r->keys, it->data, it->len, l->hash);
+	else if ((rc = hash_file(&r->keys, it->file, l->hash)) != 0)
+		return rc;
+	if ((l->id = strdup(it->id)) == NULL)
+		return PB_ENOMEM;
+	r->nlocal++;
+	return 0;
+}
+
+static int cmp_local(const void *a, const void *b)
+{
+	return strcmp(((const struct local_item *)a)->id, ((const struct local_item *)b)->id);
+}
+
+/* What the target holds now; a file it cannot read counts as absent. */
+static int local_scan(struct restore *r)
+{
+	struct stat sb;
+	int rc;
+
+	if (stat(r->o->device_dir, &sb) != 0)
+		return errno == ENOENT ? 0 : -errno;
+	rc = pb_device_scan_skip(r->o->device_dir, PB_KIND_ALL, local_add, r, skip_quietly, NULL, NULL, 0);
+	if (rc == 0 && r->nlocal > 1)
+		qsort(r->local, r->nlocal, sizeof(*r->local), cmp_local);
+	return rc;
+}
+
+static void local_free(struct restore *r)
+{
+	for (size_t i = 0; i < r->nlocal; i++)
+		free(r->local[i].id);
+	free(r->local);
+}
+
+/* Tells what restoring each collected item would do to the target. */
+static void plan_items(struct restore *r)
+{
+	for (size_t i = 0; i < r->nitems; i++) {
+		const struct want_item *w = &r->items[i];
+		struct local_item key = { w->id, { 0 } }, *l;
+		const char *change;
+
+		l = r->nlocal > 0 ? bsearch(&key, r->local, r->nlocal, sizeof(*r->local), cmp_local) : NULL;
+		if (l == NULL) {
+			change = "added";
+			r->res->added++;
+		} else if (sodium_memcmp(l->hash, w->m.hash, 32) != 0) {
+			change = "replaced";
+			r->res->changed++;
+		} else {
+			change = "unchanged";
+			r->res->unchanged++;
+		}
+		if (r->o->on_plan != NULL)
+			r->o->on_plan(r->o->plan_arg, w->id, w->path, change);
+		r->res->items++;
+		r->res->bytes += w->m.size;
+		r->pr.p.items_done++;
+	}
+}
+
 /* A host whose latest snapshot of this phone is older than the last one
  * this phone completed with it lost or withholds the newer ones: reading
  * "the latest" would quietly bring back older data. Refused unless the
@@ -1725,8 +1861,19 @@ static int state_item(struct restore *r, pb_backup_state_t *st, const char *id)
 	w = &r->items[r->nitems];
 	memset(w, 0, sizeof(*w));
 	rc = pb_backup_state_get(st, id, &w->m, &w->id, &w->path, &w->names);
+	if (rc == 0 && w->m.seq > 0 && pb_codec_for(w->path) != NULL) {
+		rc = pb_backup_state_before(st, w->path, w->m.seq, &w->after);
+		if (rc == PB_ENOTFOUND)
+			rc = 0;
+	}
 	if (rc == 0)
 		r->nitems++;
+	else if (w->id != NULL) {
+		free(w->id);
+		free(w->path);
+		free(w->after);
+		free(w->names);
+	}
 	return rc;
 }
 
@@ -1949,14 +2096,14 @@ static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum 
 	r->exact_id = exact;
 	if ((rc = sess_open(&r->s, o)) != 0)
 		goto out_free;
-	if (mode == MODE_RESTORE) {
+	if (mode == MODE_RESTORE && !o->dry_run) {
 		if ((rc = pb__path_join(r->tmpdir, sizeof(r->tmpdir), o->home, "restore-tmp")) != 0 ||
 		    (rc = pb__mkdirs(r->tmpdir, 0700)) != 0)
 			goto out_keys;
 		if ((rc = target_open(r)) != 0)
 			goto out_keys;
 	}
-	if (mode != MODE_VERIFY) {
+	if (mode != MODE_VERIFY && !o->dry_run) {
 		bool fast = false;
 
 		rc = fast_restore(r, mode, exact != NULL ? exact : o->item_id, &fast);
@@ -1974,6 +2121,8 @@ static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum 
 		goto out_keys;
 	pb_backup_keys_derive(mk, &r->keys);
 	sodium_memzero(mk, sizeof(mk));
+	if (mode == MODE_RESTORE && o->dry_run && (rc = local_scan(r)) != 0)
+		goto out_keys;
 	if ((rc = get_snapshot(r, &snap, &blob, &blob_len)) != 0)
 		goto out_keys;
 	res->snapshot = snap;
@@ -2000,15 +2149,19 @@ static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum 
 		ct = in->reply->chunk->data.data;
 		rc = pb_manifest_chunk_open(&r->keys, mchunks[i], ct, in->reply->chunk->data.len, collect_item, r);
 		pb__envelope_free(in);
-		if (rc == 0)
+		if (rc == 0 && mode == MODE_RESTORE && o->dry_run)
+			plan_items(r);
+		else if (rc == 0)
 			rc = fetch_items(r);
 		free_items(r);
 	}
 finish:
 	if (rc == 0 && mode == MODE_RESTORE) {
-		if (r->pr.p.items_done == 0 && (o->item_id != NULL))
+		/* Nothing of what was asked is in the snapshot: not a success,
+		 * and no empty target appears. */
+		if (r->pr.p.items_done == 0)
 			rc = PB_ENOTFOUND;
-		else
+		else if (!o->dry_run)
 			rc = target_commit(r);
 		if (rc == 0)
 			cache_drop(r);
@@ -2045,6 +2198,9 @@ out_keys:
 	free(mchunks);
 	free_items(r);
 	free(r->items);
+	free(r->prev_id);
+	free(r->prev_path);
+	local_free(r);
 	pb_backup_keys_wipe(&r->keys);
 	sess_close(&r->s);
 out_free:
