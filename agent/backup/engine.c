@@ -202,6 +202,66 @@ static int put_master(struct sess *s, const uint8_t *wrapped, size_t len)
 	return blob_put_key(s, NULL, wrapped, len);
 }
 
+/* The id of dev's latest snapshot on the host; PB_ESTORE_NOSNAP if none. */
+static int sess_latest(struct sess *s, ProtobufCBinaryData dev, uint64_t *snap)
+{
+	Peerback__Request req;
+	Peerback__SnapshotList sl;
+	pb_envelope_t *in;
+	int rc;
+
+	*snap = 0;
+	peerback__request__init(&req);
+	peerback__snapshot_list__init(&sl);
+	sl.device = dev;
+	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_LIST;
+	req.snapshot_list = &sl;
+	if ((rc = sess_call(s, &req, &in)) != 0)
+		return rc;
+	if (in->reply->op_case != PEERBACK__REPLY__OP_SNAPSHOTS) {
+		pb__envelope_free(in);
+		return PB_EENV_MALFORMED;
+	}
+	for (size_t i = 0; i < in->reply->snapshots->n_snapshots; i++) {
+		const Peerback__SnapshotInfo *si = in->reply->snapshots->snapshots[i];
+		if (*snap == 0 || si->snapshot > *snap)
+			*snap = si->snapshot;
+	}
+	pb__envelope_free(in);
+	return *snap == 0 ? PB_ESTORE_NOSNAP : 0;
+}
+
+/* Snapshot snap of dev: its sealed root, malloc'd. */
+static int sess_snapshot(struct sess *s, ProtobufCBinaryData dev, uint64_t snap, uint8_t **blob, size_t *len)
+{
+	Peerback__Request req;
+	Peerback__SnapshotGet sg;
+	pb_envelope_t *in;
+	int rc;
+
+	peerback__request__init(&req);
+	peerback__snapshot_get__init(&sg);
+	sg.device = dev;
+	sg.snapshot = snap;
+	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_GET;
+	req.snapshot_get = &sg;
+	if ((rc = sess_call(s, &req, &in)) != 0)
+		return rc;
+	if (in->reply->op_case != PEERBACK__REPLY__OP_BLOB) {
+		pb__envelope_free(in);
+		return PB_EENV_MALFORMED;
+	}
+	*blob = malloc(in->reply->blob.len ? in->reply->blob.len : 1);
+	if (*blob == NULL) {
+		pb__envelope_free(in);
+		return PB_ENOMEM;
+	}
+	memcpy(*blob, in->reply->blob.data, in->reply->blob.len);
+	*len = in->reply->blob.len;
+	pb__envelope_free(in);
+	return 0;
+}
+
 /* The master key: this phone's, else the one the host holds for dev (or
  * for this phone) unwrapped with the passphrase, else (create) a new one
  * wrapped with the passphrase and given to the host. */
@@ -861,6 +921,83 @@ static int skip_quietly(void *arg, const char *rel, int err, uint64_t line, cons
 	return 0;
 }
 
+/* --- A backup of some kinds ------------------------------------------------------- */
+
+/* A snapshot is always the whole phone: a backup of some kinds takes the
+ * other kinds' items from this phone's previous snapshot on the host as
+ * they are (same chunks, nothing sent), so "latest" is never missing a
+ * kind and prune, which keeps the latest, cannot lose one. */
+struct carry_kinds {
+	struct backup *b;
+	unsigned mask;
+};
+
+static int carry_kind_item(void *arg, const pb_manifest_item_t *m)
+{
+	struct carry_kinds *c = arg;
+	int rc;
+
+	if (m->kind < 32 && (c->mask & (1u << m->kind)) != 0)
+		return 0;
+	if ((rc = pb_manifest_writer_add(c->b->mw, m)) != 0)
+		return rc;
+	c->b->res->items++;
+	c->b->res->bytes += m->size;
+	c->b->res->items_carried++;
+	return 0;
+}
+
+static int carry_kinds(struct backup *b, unsigned mask)
+{
+	struct carry_kinds c = { b, mask };
+	ProtobufCBinaryData dev;
+	pb_identity_t id;
+	uint8_t dev_id[16], *blob = NULL;
+	name_t *mchunks = NULL;
+	size_t len = 0, nm = 0;
+	uint64_t snap, nitems;
+	int64_t when;
+	int rc;
+
+	if ((rc = pb__identity_load(b->o->home, &id)) != 0)
+		return rc;
+	memcpy(dev_id, id.device_id, sizeof(dev_id));
+	pb__identity_wipe(&id);
+	dev.data = dev_id;
+	dev.len = sizeof(dev_id);
+	rc = sess_latest(&b->s, dev, &snap);
+	if (rc == PB_ESTORE_NOSNAP)
+		return 0; /* a first backup: nothing to carry */
+	if (rc == 0)
+		rc = sess_snapshot(&b->s, dev, snap, &blob, &len);
+	if (rc == 0)
+		rc = pb_manifest_root_open(&b->keys, blob, len, &when, &nitems, &mchunks, &nm);
+	for (size_t i = 0; i < nm && rc == 0; i++) {
+		Peerback__Request req;
+		Peerback__ChunkGet get;
+		pb_envelope_t *in;
+
+		peerback__request__init(&req);
+		peerback__chunk_get__init(&get);
+		get.device = dev;
+		get.name.data = mchunks[i];
+		get.name.len = PB_STORE_NAME_LEN;
+		req.op_case = PEERBACK__REQUEST__OP_CHUNK_GET;
+		req.chunk_get = &get;
+		if ((rc = sess_call(&b->s, &req, &in)) != 0)
+			break;
+		if (in->reply->op_case != PEERBACK__REPLY__OP_CHUNK)
+			rc = PB_EENV_MALFORMED;
+		else
+			rc = pb_manifest_chunk_open(&b->keys, mchunks[i], in->reply->chunk->data.data,
+						    in->reply->chunk->data.len, carry_kind_item, &c);
+		pb__envelope_free(in);
+	}
+	free(blob);
+	free(mchunks);
+	return rc;
+}
+
 struct count {
 	uint64_t items, bytes;
 };
@@ -950,6 +1087,8 @@ static int backup_once(const pb_engine_opts_t *o, pb_engine_result_t *res)
 			fprintf(stderr, "peerback: %s/%s: %s\n", o->device_dir, bad, pb_strerror(rc));
 		goto out_writer;
 	}
+	if ((mask & PB_KIND_ALL) != PB_KIND_ALL && (rc = carry_kinds(b, mask)) != 0)
+		goto out_writer;
 	rc = pb_manifest_writer_finish(b->mw, (int64_t)time(NULL), &root, &root_len, &refs, &nrefs);
 	if (rc == 0)
 		rc = commit(b);
@@ -1579,62 +1718,16 @@ static int fetch_items(struct restore *r)
 /* The id of r->dev's latest snapshot on the host. */
 static int get_latest(struct restore *r, uint64_t *snap)
 {
-	Peerback__Request req;
-	Peerback__SnapshotList sl;
-	pb_envelope_t *in;
-	int rc;
-
-	*snap = 0;
-	peerback__request__init(&req);
-	peerback__snapshot_list__init(&sl);
-	sl.device = r->dev;
-	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_LIST;
-	req.snapshot_list = &sl;
-	if ((rc = sess_call(&r->s, &req, &in)) != 0)
-		return rc;
-	if (in->reply->op_case != PEERBACK__REPLY__OP_SNAPSHOTS) {
-		pb__envelope_free(in);
-		return PB_EENV_MALFORMED;
-	}
-	for (size_t i = 0; i < in->reply->snapshots->n_snapshots; i++) {
-		const Peerback__SnapshotInfo *s = in->reply->snapshots->snapshots[i];
-		if (*snap == 0 || s->snapshot > *snap)
-			*snap = s->snapshot;
-	}
-	pb__envelope_free(in);
-	return *snap == 0 ? PB_ESTORE_NOSNAP : 0;
+	return sess_latest(&r->s, r->dev, snap);
 }
 
 static int get_snapshot(struct restore *r, uint64_t *snap, uint8_t **blob, size_t *len)
 {
-	Peerback__Request req;
-	Peerback__SnapshotGet sg;
-	pb_envelope_t *in;
 	int rc;
 
 	if (*snap == 0 && (rc = get_latest(r, snap)) != 0)
 		return rc;
-	peerback__request__init(&req);
-	peerback__snapshot_get__init(&sg);
-	sg.device = r->dev;
-	sg.snapshot = *snap;
-	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_GET;
-	req.snapshot_get = &sg;
-	if ((rc = sess_call(&r->s, &req, &in)) != 0)
-		return rc;
-	if (in->reply->op_case != PEERBACK__REPLY__OP_BLOB) {
-		pb__envelope_free(in);
-		return PB_EENV_MALFORMED;
-	}
-	*blob = malloc(in->reply->blob.len ? in->reply->blob.len : 1);
-	if (*blob == NULL) {
-		pb__envelope_free(in);
-		return PB_ENOMEM;
-	}
-	memcpy(*blob, in->reply->blob.data, in->reply->blob.len);
-	*len = in->reply->blob.len;
-	pb__envelope_free(in);
-	return 0;
+	return sess_snapshot(&r->s, r->dev, *snap, blob, len);
 }
 
 /* Whose backup to read: --from, else this phone's, else the account's most

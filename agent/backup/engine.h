@@ -73,6 +73,8 @@ typedef struct pb_engine_result_s {
 	uint64_t chunks_total;
 	uint64_t skipped;                /* backup: files that did not parse, skipped (partial) */
 	uint64_t items_kept;             /* backup: their items kept from the last backup */
+	uint64_t items_carried;          /* backup of some kinds: the other kinds' items, kept
+					  * from the previous snapshot */
 	uint64_t bad_items;              /* verify: items that did not match */
 	uint64_t chunks_cached;          /* restore: chunks an interrupted run had fetched */
 	char device[33];                 /* restore: whose backup (hex) */
@@ -83,7 +85,9 @@ typedef struct pb_engine_result_s {
 	double seconds;
 } pb_engine_result_t;
 
-/* Backs the device directory up. Unchanged items cost nothing; chunks the
+/* Backs the device directory up (opts->kind_mask: only those kinds are read;
+ * the snapshot still holds every kind, the others as this phone's previous
+ * snapshot on the host had them). Unchanged items cost nothing; chunks the
  * host already committed are never sent again; an interrupted backup
  * resumes. Reports done only after the host committed the snapshot. A first
  * backup needs opts->passphrase to wrap the new master key; a weak one is

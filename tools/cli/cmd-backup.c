@@ -228,6 +228,9 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		       "line and skipped; its last backed-up version stays in the snapshot and\n"
 		       "everything else is backed up. --json then prints a \"skipped\" event per\n"
 		       "file and \"partial\":true in backup-done.\n\n"
+		       "--kind KIND (repeatable) reads only those kinds; the snapshot still holds\n"
+		       "every kind, the others as the previous snapshot had them, so the latest\n"
+		       "snapshot is always the whole phone.\n\n"
 		       "Exit status: 0 backed up; 3 backed up except the skipped files (partial);\n"
 		       "1 failed (nothing new counts as backed up); 2 usage error.\n");
 		return 0;
@@ -274,19 +277,22 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		char snap[17];
 
 		snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)res.snapshot);
-		(void)pb__json_print("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:b, s:I, s:I}", "event",
+		(void)pb__json_print("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:b, s:I, s:I, s:I}", "event",
 				     "backup-done", "snapshot", snap, "items", (json_int_t)res.items, "bytes",
 				     (json_int_t)res.bytes, "items_changed", (json_int_t)res.items_changed, "chunks_sent",
 				     (json_int_t)res.chunks_sent, "bytes_sent", (json_int_t)res.bytes_sent, "chunks",
 				     (json_int_t)res.chunks_total, "seconds", pb__json_milli(res.seconds), "partial",
 				     res.skipped > 0, "skipped", (json_int_t)res.skipped, "items_kept",
-				     (json_int_t)res.items_kept);
+				     (json_int_t)res.items_kept, "items_carried", (json_int_t)res.items_carried);
 	} else {
 		human((double)res.bytes_sent, sent, sizeof(sent));
 		human((double)res.bytes, total, sizeof(total));
 		printf("backed up %llu items (%s), %llu changed; sent %llu chunks (%s) in %.1f s; snapshot %016llx\n",
 		       (unsigned long long)res.items, total, (unsigned long long)res.items_changed,
 		       (unsigned long long)res.chunks_sent, sent, res.seconds, (unsigned long long)res.snapshot);
+		if (res.items_carried > 0)
+			printf("the other kinds' %llu items were kept from the previous snapshot\n",
+			       (unsigned long long)res.items_carried);
 	}
 	if (res.skipped > 0) {
 		fprintf(stderr, "peerback: partial backup: %llu file%s could not be read and %s skipped (see above)\n",
