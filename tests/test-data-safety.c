@@ -14,8 +14,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "harness.h"
 #include "agent/util/fsutil.h"
+#include "peerback/store.h"
 
 #define PASSPHRASE "recovery passphrase for tests"
 
@@ -407,6 +410,35 @@ static void test_one_passphrase_per_account(void **state)
 	snprintf(path, sizeof(path), "%s/master.key", e);
 	assert_int_not_equal(access(path, F_OK), 0);
 	assert_int_equal(run(e, backup_e), 0);
+
+	/* A device that backed up with a key of its own (as each did before
+	 * one key per account): A restores from it with the passphrase and
+	 * keeps its own key. */
+	{
+		char l[4096], l_id[64], l_dev[4200], to4[4200], ka_after[65];
+		char *backup_l[] = { "backup", "--device", l_dev, NULL };
+		char *restore_from_l[] = { "restore", "--to", to4, "--from", l_id, NULL };
+		uint8_t mk[PB_MASTERKEY_LEN], wrapped[PB_MASTERKEY_WRAPPED_LEN];
+		pb_pwhash_params_t p = pb_pwhash_params_interactive();
+
+		new_phone(l, "pl", l_id, "15");
+		snprintf(l_dev, sizeof(l_dev), "%s/device", l);
+		pb_masterkey_generate(mk);
+		assert_int_equal(pb_masterkey_wrap(mk, PASSPHRASE, &p, wrapped), 0);
+		snprintf(path, sizeof(path), "%s/master.key", l);
+		spit(path, (const char *)mk, sizeof(mk));
+		snprintf(path, sizeof(path), "%s/master.wrapped", l);
+		spit(path, (const char *)wrapped, sizeof(wrapped));
+		sodium_memzero(mk, sizeof(mk));
+		assert_int_equal(run(l, backup_l), 0);
+		snprintf(to4, sizeof(to4), "%s/from-l", dir);
+		assert_int_equal(run(a, restore_from_l), 0);
+		assert_int_equal(same_tree(l_dev, to4), 0);
+		snprintf(path, sizeof(path), "%s/master.key", a);
+		digest(path, ka_after);
+		assert_string_equal(ka_after, ka);
+		assert_int_equal(run(a, verify), 0);
+	}
 }
 
 /* --- 5: damaged files ---------------------------------------------------------- */

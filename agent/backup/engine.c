@@ -262,22 +262,120 @@ static int sess_snapshot(struct sess *s, ProtobufCBinaryData dev, uint64_t snap,
 	return 0;
 }
 
-/* The master key: this phone's, else the one the host holds for dev (or
- * for this phone) unwrapped with the passphrase, else (create) a new one
- * wrapped with the passphrase and given to the host. */
+/* One master key per account, wrapped with the account's one recovery
+ * passphrase: the first device to back up makes it, every later device
+ * takes it (unwrapped with that passphrase, so a second passphrase cannot
+ * start) and gives the host the same wrap under its own name. */
+
+/* The wrapped key of the account's device with the latest backup, other
+ * than this phone; PB_ENOTFOUND when none has one. */
+static int account_blob(struct sess *s, const uint8_t own[16], uint8_t **blob, size_t *len)
+{
+	Peerback__Request req;
+	Peerback__BackupList bl;
+	pb_envelope_t *in;
+	ProtobufCBinaryData dev = { 0, NULL };
+	uint8_t best_id[16];
+	int64_t best = -1;
+	int rc;
+
+	peerback__request__init(&req);
+	peerback__backup_list__init(&bl);
+	req.op_case = PEERBACK__REQUEST__OP_BACKUP_LIST;
+	req.backup_list = &bl;
+	if ((rc = sess_call(s, &req, &in)) != 0)
+		return rc;
+	if (in->reply->op_case != PEERBACK__REPLY__OP_BACKUPS) {
+		pb__envelope_free(in);
+		return PB_EENV_MALFORMED;
+	}
+	for (size_t i = 0; i < in->reply->backups->n_devices; i++) {
+		const Peerback__DeviceBackups *d = in->reply->backups->devices[i];
+
+		if (d->device.len != sizeof(best_id) || memcmp(d->device.data, own, sizeof(best_id)) == 0)
+			continue;
+		if (d->latest > best) {
+			best = d->latest;
+			memcpy(best_id, d->device.data, sizeof(best_id));
+		}
+	}
+	pb__envelope_free(in);
+	if (best < 0)
+		return PB_ENOTFOUND;
+	dev.data = best_id;
+	dev.len = sizeof(best_id);
+	return host_blob(s, &dev, NULL, blob, len);
+}
+
+static int read_wrapped(const char *home, uint8_t **blob, size_t *len)
+{
+	char path[4096];
+	int rc;
+
+	if ((rc = pb__path_join(path, sizeof(path), home, "master.wrapped")) != 0)
+		return rc;
+	return pb__read_file(path, PB_STORE_BLOB_MAX, blob, len);
+}
+
+/* True when dev is this phone (dev NULL is). */
+static bool own_device(const pb_engine_opts_t *o, const ProtobufCBinaryData *dev, uint8_t own[16])
+{
+	pb_identity_t id;
+
+	if (pb__identity_load(o->home, &id) != 0) {
+		memset(own, 0, 16);
+		return dev == NULL;
+	}
+	memcpy(own, id.device_id, 16);
+	pb__identity_wipe(&id);
+	return dev == NULL || (dev->len == 16 && memcmp(dev->data, own, 16) == 0);
+}
+
+/* Another device's key for reading its backups: this phone's when the host
+ * holds the same wrap for it (one key per account), else its own wrap
+ * opened with the passphrase, used for this restore only and never stored:
+ * restoring from another device does not change this phone's key. */
+static int other_device_key(struct sess *s, const pb_engine_opts_t *o, const ProtobufCBinaryData *dev,
+			    uint8_t mk[PB_MASTERKEY_LEN])
+{
+	uint8_t *theirs = NULL, *ours = NULL;
+	size_t tlen = 0, olen = 0;
+	int rc = host_blob(s, dev, NULL, &theirs, &tlen);
+
+	if (rc != 0)
+		return rc == PB_ENOTFOUND ? PB_ESTORE_NOSNAP : rc;
+	if (read_wrapped(o->home, &ours, &olen) == 0 && olen == tlen && sodium_memcmp(ours, theirs, tlen) == 0) {
+		free(ours);
+		free(theirs);
+		return 0; /* mk already holds it */
+	}
+	free(ours);
+	if (o->passphrase == NULL)
+		rc = PB_ESTORE_NOMASTER;
+	else
+		rc = pb_masterkey_unwrap(theirs, tlen, o->passphrase, mk);
+	free(theirs);
+	return rc;
+}
+
+/* The master key for reading dev's backups (dev NULL: this phone's), or
+ * with create for this phone's backup: the local one; else the host's
+ * wrap for this phone, else (a new phone) the account's, unwrapped with
+ * the passphrase and kept; else, for the account's first backup, a new
+ * one wrapped with the passphrase and given to the host. */
 static int master_key(struct sess *s, const pb_engine_opts_t *o, const ProtobufCBinaryData *dev, bool create,
 		      uint8_t mk[PB_MASTERKEY_LEN])
 {
-	uint8_t *blob = NULL, wrapped[PB_MASTERKEY_WRAPPED_LEN];
+	uint8_t *blob = NULL, wrapped[PB_MASTERKEY_WRAPPED_LEN], own_id[16];
 	size_t len = 0;
 	pb_pwhash_params_t params;
+	bool own = own_device(o, dev, own_id);
+	bool adopted = false;
 	int rc = local_master(o->home, mk);
 
 	if (rc == 0) {
-		char path[4096];
-
 		if (!create)
-			return 0;
+			return own ? 0 : other_device_key(s, o, dev, mk);
 		/* Make sure the host holds the wrapped key for a new phone, and
 		 * that it is this phone's: another one (swapped on the host, or
 		 * written by a device that took this namespace) would leave the
@@ -288,8 +386,7 @@ static int master_key(struct sess *s, const pb_engine_opts_t *o, const ProtobufC
 		rc = host_blob(s, NULL, NULL, &have, &have_len);
 		if (rc != 0 && rc != PB_ENOTFOUND)
 			return rc;
-		if ((rc = pb__path_join(path, sizeof(path), o->home, "master.wrapped")) == 0 &&
-		    (rc = pb__read_file(path, PB_STORE_BLOB_MAX, &blob, &len)) == 0)
+		if ((rc = read_wrapped(o->home, &blob, &len)) == 0)
 			rc = have == NULL ? put_master(s, blob, len)
 			     : have_len == len && sodium_memcmp(have, blob, len) == 0 ? 0
 										: PB_ESTORE_MASTER_MISMATCH;
@@ -299,7 +396,16 @@ static int master_key(struct sess *s, const pb_engine_opts_t *o, const ProtobufC
 	}
 	if (rc != -ENOENT)
 		return rc;
-	rc = host_blob(s, dev, NULL, &blob, &len);
+	/* No key here yet. This phone's own wrap on the host comes first. */
+	rc = host_blob(s, NULL, NULL, &blob, &len);
+	if (rc == PB_ENOTFOUND) {
+		/* A new phone takes the account's key (from the device it
+		 * restores, or any that backed up): one passphrase for all. */
+		rc = !own ? host_blob(s, dev, NULL, &blob, &len) : account_blob(s, own_id, &blob, &len);
+		if (rc == PB_ENOTFOUND && !own)
+			rc = account_blob(s, own_id, &blob, &len);
+		adopted = rc == 0;
+	}
 	if (rc == 0) {
 		if (o->passphrase == NULL) {
 			free(blob);
@@ -308,7 +414,13 @@ static int master_key(struct sess *s, const pb_engine_opts_t *o, const ProtobufC
 		rc = pb_masterkey_unwrap(blob, len, o->passphrase, mk);
 		if (rc == 0)
 			rc = save_master(o->home, mk, blob, len);
+		/* The account's key is now this phone's too: the host keeps the
+		 * same wrap under this phone's name. */
+		if (rc == 0 && adopted && create)
+			rc = put_master(s, blob, len);
 		free(blob);
+		if (rc == 0 && !own)
+			rc = other_device_key(s, o, dev, mk);
 		return rc;
 	}
 	if (rc != PB_ENOTFOUND || !create)
@@ -2166,6 +2278,32 @@ static void target_report(struct restore *r, int rc)
 		r->o->on_replaced(r->o->replaced_arg, written[i]);
 }
 
+/* The snapshot root did not open with the key at hand: a wrong key (this
+ * phone's, for a device that made its backups with another) is far likelier
+ * than damage. The device's own wrap, opened with the passphrase, decides:
+ * a passphrase that does not open it is wrong; a key that opens it but not
+ * the root means the root is damaged. Nothing is stored. */
+static int reopen_root(struct restore *r, const uint8_t *blob, size_t len, int64_t *when, uint64_t *nitems,
+		       name_t **mchunks, size_t *nm)
+{
+	uint8_t *wrap = NULL, mk[PB_MASTERKEY_LEN];
+	size_t wlen = 0;
+	int rc;
+
+	if (r->o->passphrase == NULL)
+		return PB_ESTORE_WRONG_KEY;
+	if ((rc = host_blob(&r->s, &r->dev, NULL, &wrap, &wlen)) != 0)
+		return rc == PB_ENOTFOUND ? PB_ESTORE_WRONG_KEY : rc;
+	rc = pb_masterkey_unwrap(wrap, wlen, r->o->passphrase, mk);
+	free(wrap);
+	if (rc != 0)
+		return rc;
+	pb_backup_keys_wipe(&r->keys);
+	pb_backup_keys_derive(mk, &r->keys);
+	sodium_memzero(mk, sizeof(mk));
+	return pb_manifest_root_open(&r->keys, blob, len, when, nitems, mchunks, nm);
+}
+
 static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum restore_mode mode, const char *exact,
 		       uint8_t **out, size_t *out_len)
 {
@@ -2220,6 +2358,8 @@ static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum 
 		goto out_keys;
 	res->snapshot = snap;
 	rc = pb_manifest_root_open(&r->keys, blob, blob_len, &when, &nitems_total, &mchunks, &nmchunks);
+	if (rc == PB_ESTORE_HASH)
+		rc = reopen_root(r, blob, blob_len, &when, &nitems_total, &mchunks, &nmchunks);
 	if (rc != 0)
 		goto out_keys;
 	r->pr.p.items_total = exact != NULL || o->item_id != NULL ? 0 : nitems_total;

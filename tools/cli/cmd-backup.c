@@ -146,7 +146,15 @@ static int engine_error(pb_cli_t *cli, int rc, const char *what)
 		return pb_cli_fail(cli, "%s needs the recovery passphrase: set PEERBACK_RECOVERY_PASSPHRASE or run on a "
 					"terminal", what);
 	case PB_ESTORE_PASSPHRASE:
+		if (strcmp(what, "backup") == 0)
+			return pb_cli_fail(cli, "wrong recovery passphrase: it does not open the key this account's other "
+						"devices use (every device of an account uses the one recovery "
+						"passphrase); nothing was sent");
 		return pb_cli_fail(cli, "wrong recovery passphrase; nothing was written");
+	case PB_ESTORE_WRONG_KEY:
+		return pb_cli_fail(cli, "%s failed: wrong key: this backup was made with another master key than this "
+					"phone's; give the account's recovery passphrase (PEERBACK_RECOVERY_PASSPHRASE) to "
+					"open it", what);
 	case PB_ESTORE_WEAKPASS:
 		return pb_cli_fail(cli, "%s failed: %s (a few words are easy to remember); nothing was set", what,
 				   pb_strerror(rc));
