@@ -156,6 +156,26 @@ static int file_failed(pb_scan_bad_cb bad, void *bad_arg, const char *rel, int r
 	return bad(bad_arg, rel, rc, line, why);
 }
 
+/* Reads a whole-file item and checks it with its kind's parser; the
+ * reason goes where file_failed takes it from. */
+static int check_file(const char *abs, const char *rel)
+{
+	char why[256];
+	uint8_t *buf;
+	size_t len;
+	int rc;
+
+	/* The largest such file is a key file; a dump is at most 4 KiB. */
+	if ((rc = pb__kinds_read_file(abs, 64u << 20, &buf, &len)) != 0)
+		return rc;
+	rc = pb__kinds_validate(rel, buf, len, why, sizeof(why));
+	sodium_memzero(buf, len);
+	free(buf);
+	if (rc != 0)
+		pb__kinds_split_why(0, why);
+	return rc;
+}
+
 static int scan(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg, pb_scan_bad_cb bad, void *bad_arg,
 		char *bad_path, size_t bad_path_cap)
 {
@@ -214,6 +234,14 @@ static int scan(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg, p
 		} else {
 			pb_item_t item = { 0 };
 
+			/* A file of a kind with a format is checked by its
+			 * parser: a damaged one is skipped like a chat that
+			 * does not parse, not backed up as if it were data. */
+			if (pb__kinds_checked(rel) && (rc = check_file(abs, rel)) != 0) {
+				if ((rc = file_failed(bad, bad_arg, rel, rc)) != 0)
+					goto out_bad;
+				continue;
+			}
 			item.kind = pb__device_kind_of(rel);
 			item.id = rel;
 			item.path = rel;
