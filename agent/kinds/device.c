@@ -754,6 +754,26 @@ out:
 	return rc;
 }
 
+static int build_multi(const uint8_t *buf, size_t len, wentry_t *e, pb_buf_t *out);
+
+int pb__device_merge(const pb_codec_t *codec, const char *relpath, const uint8_t *buf, size_t len,
+		     const pb_item_t *items, size_t n, pb_buf_t *out)
+{
+	wentry_t e;
+	int rc = 0;
+
+	memset(&e, 0, sizeof(e));
+	e.path = (char *)relpath;
+	e.codec = codec;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = add_multi(&e, &items[i]);
+	if (rc == 0)
+		rc = build_multi(buf, len, &e, out);
+	e.path = NULL;
+	wentry_clear(&e);
+	return rc;
+}
+
 /* Merges e's items into the file's existing items and joins them through
  * the codec. */
 static int build_multi(const uint8_t *buf, size_t len, wentry_t *e, pb_buf_t *out)
