@@ -12,6 +12,7 @@
 #include "peerback.h"
 #include "peerback/kinds.h"
 #include "agent/kinds/internal.h"
+#include "agent/kinds/util.h"
 
 static void test_kind_words(void **state)
 {
@@ -138,6 +139,19 @@ static const char sim_csv[] = "iccid,imsi,ki\n"
 			      "8988211000000430010,262011234567890,000102030405060708090A0B0C0D0E0F\n"
 			      "8949440000001155314,228062800000208,101112131415161718191A1B1C1D1E1F\n";
 
+/* A MIFARE Mini dump (5 sectors) that parses: UID 01020304 with its BCC,
+ * transport trailers. */
+static void write_mini_dump(const char *path)
+{
+	static const uint8_t trailer[16] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x07,
+					     0x80, 0x69, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	uint8_t d[320] = { 0x01, 0x02, 0x03, 0x04, 0x01 ^ 0x02 ^ 0x03 ^ 0x04, 0x08, 0x04, 0x00 };
+
+	for (size_t s = 0; s < 5; s++)
+		memcpy(d + 16 * (4 * s + 3), trailer, sizeof(trailer));
+	assert_int_equal(pb_test_write_file(path, d, sizeof(d)), 0);
+}
+
 static char *make_device(void)
 {
 	char *dir = pb_test_tmpdir("kinds-model");
@@ -146,9 +160,12 @@ static char *make_device(void)
 	kt_mkdir(kt_path(dir, "mifare"));
 	kt_mkdir(kt_path(dir, "sim"));
 	kt_mkdir(kt_path(dir, "mifare/keys"));
-	kt_write(kt_path(dir, "credentials/b.json"), "{}");
-	kt_write(kt_path(dir, "credentials/a.json"), "{}");
-	kt_write(kt_path(dir, "mifare/x.mfd"), "1234");
+	/* Files of a kind with a format parse: a scan checks them. */
+	kt_write(kt_path(dir, "credentials/b.json"),
+		 "{\"checksum\":\"4BF5122F\",\"created\":0,\"data\":\"01\",\"id\":\"b\",\"type\":\"other\"}\n");
+	kt_write(kt_path(dir, "credentials/a.json"),
+		 "{\"checksum\":\"4BF5122F\",\"created\":0,\"data\":\"01\",\"id\":\"a\",\"type\":\"other\"}\n");
+	write_mini_dump(kt_path(dir, "mifare/x.mfd"));
 	kt_write(kt_path(dir, "mifare/keys/std.keys"), "FFFFFFFFFFFF\n");
 	kt_write(kt_path(dir, "mifare/notes.txt"), "a note the user put there");
 	kt_write(kt_path(dir, "mifare/.pbtmp-x.mfd-abc123"), "half-written");
@@ -224,6 +241,27 @@ static void test_scan_errors(void **state)
 	kt_write(kt_path(dir, "sim/profiles.csv"), "iccid,imsi\n2222334455667788990,262011234567890\n");
 	assert_int_equal(pb_device_scan(dir, PB_KIND_ALL, record, s, bad, sizeof(bad)), PB_EDATA_CHECKSUM);
 	assert_string_equal(bad, "sim/profiles.csv");
+	/* So does a whole file of a kind with a format: a truncated dump, a
+	 * credential that is not JSON, a BCC that does not match the UID. */
+	kt_write(kt_path(dir, "sim/profiles.csv"), sim_csv);
+	kt_write(kt_path(dir, "mifare/x.mfd"), "1234");
+	assert_int_equal(pb_device_scan(dir, PB_KIND_ALL, record, s, bad, sizeof(bad)), PB_EDATA_SIZE);
+	assert_string_equal(bad, "mifare/x.mfd");
+	write_mini_dump(kt_path(dir, "mifare/x.mfd"));
+	kt_write(kt_path(dir, "credentials/b.json"), "{\"id\": \"b\", ");
+	memset(s, 0, sizeof(*s));
+	assert_int_not_equal(pb_device_scan(dir, PB_KIND_ALL, record, s, bad, sizeof(bad)), 0);
+	assert_string_equal(bad, "credentials/b.json");
+	{
+		char why[256];
+		uint8_t d[320];
+
+		memset(d, 0, sizeof(d));
+		d[0] = 1;
+		assert_int_equal(pb__kinds_validate("mifare/y.mfd", d, sizeof(d), why, sizeof(why)), PB_EDATA_BCC);
+		assert_non_null(strstr(why, "BCC"));
+		assert_int_equal(pb__kinds_validate("chats/1/photos/p.jpg", d, 1, why, sizeof(why)), 0);
+	}
 	free(s);
 	pb_test_rmtree(dir);
 	free(dir);

@@ -25,7 +25,7 @@
 
 static char *dir;
 static pb_test_imd_t imd;
-static pb_test_host_t host;
+static pb_test_host_t host, other_hosts[3];
 static char host_home[4096], dev[4096];
 static char *err_text;
 
@@ -62,19 +62,44 @@ static int run(const char *home, char *const args[], const char *passphrase, boo
 	return rc;
 }
 
-/* Logs home in and pairs it; returns its device id (hex) in id. */
-static void new_phone(char *home, const char *name, char id[64])
+/* Logs home into account and pairs it; returns its device id (hex) in id.
+ * The devices of one account share its recovery passphrase: a test that
+ * sets a passphrase of its own uses an account of its own. */
+static void new_phone_at(char *home, const char *name, char id[64], const char *account, pb_test_host_t *h)
 {
-	char *pair[] = { "pair", host.uri, NULL };
+	char *pair[] = { "pair", h->uri, NULL };
 	char line[4096];
 
 	mk(home, name);
-	assert_int_equal(pb_test_login(&imd, home, "alice", name), 0);
+	assert_int_equal(pb_test_login(&imd, home, account, name), 0);
 	assert_int_equal(pb_test_peerback(home, pair, NULL, NULL), 0);
-	assert_true(pb_test_host_wait(&host, "paired", line, sizeof(line), 10000) > 0);
+	assert_true(pb_test_host_wait(h, "paired", line, sizeof(line), 10000) > 0);
 	assert_int_equal(pb_test_json_str(line, "device", id, 64), 0);
-	kill(host.proc.pid, SIGUSR1);
-	assert_true(pb_test_host_wait(&host, "advertise", line, sizeof(line), 10000) > 0);
+	kill(h->proc.pid, SIGUSR1);
+	assert_true(pb_test_host_wait(h, "advertise", line, sizeof(line), 10000) > 0);
+}
+
+static void new_phone(char *home, const char *name, char id[64])
+{
+	new_phone_at(home, name, id, "alice", &host);
+}
+
+/* A phone of another account (bob: 0, carol: 1, dave: 2), with a host of
+ * its own. */
+static void new_phone_in(char *home, const char *name, char id[64], int account)
+{
+	const char *names[] = { "bob", "carol", "dave" };
+	pb_test_host_t *h = &other_hosts[account];
+
+	if (h->proc.pid <= 0) {
+		char hh[4096], label[32];
+
+		snprintf(label, sizeof(label), "host-%s", names[account]);
+		mk(hh, label);
+		assert_int_equal(pb_test_login(&imd, hh, names[account], "desk"), 0);
+		pb_test_host_start(h, hh, "127.0.0.1:0", NULL);
+	}
+	new_phone_at(home, name, id, names[account], h);
 }
 
 /* The Argon2id limits recorded in a phone's wrapped master key. */
@@ -98,7 +123,7 @@ static void wrap_limits(const char *home, uint64_t *ops, uint64_t *mem)
 
 static int setup(void **state)
 {
-	const char *accounts[] = { "alice", NULL };
+	const char *accounts[] = { "alice", "bob", "carol", "dave", NULL };
 	char *gen[] = { "gen", "--out", dev, "--seed", "7", "--size", "small", NULL };
 
 	(void)state;
@@ -116,6 +141,9 @@ static int teardown(void **state)
 {
 	(void)state;
 	pb_test_host_stop(&host);
+	pb_test_host_stop(&other_hosts[0]);
+	pb_test_host_stop(&other_hosts[1]);
+	pb_test_host_stop(&other_hosts[2]);
 	pb_test_imd_stop(&imd);
 	pb_test_rmtree(dir);
 	free(dir);
@@ -154,12 +182,12 @@ static void test_wrap_limits(void **state)
 	uint64_t ops, mem;
 
 	(void)state;
-	new_phone(strong, "strong", id);
+	new_phone_in(strong, "strong", id, 0);
 	assert_int_equal(run(strong, backup, GOOD_PASSPHRASE, false), 0);
 	wrap_limits(strong, &ops, &mem);
 	assert_int_equal(ops, crypto_pwhash_OPSLIMIT_MODERATE);
 	assert_int_equal(mem, crypto_pwhash_MEMLIMIT_MODERATE);
-	new_phone(fast, "fast", id);
+	new_phone_in(fast, "fast", id, 1);
 	assert_int_equal(run(fast, backup, GOOD_PASSPHRASE, true), 0);
 	wrap_limits(fast, &ops, &mem);
 	assert_int_equal(ops, crypto_pwhash_OPSLIMIT_INTERACTIVE);
@@ -278,7 +306,7 @@ static void test_terminal_asks_twice(void **state)
 	char home[4096], id[64], path[4200], seen[65536];
 
 	(void)state;
-	new_phone(home, "typed", id);
+	new_phone_in(home, "typed", id, 2);
 	snprintf(path, sizeof(path), "%s/master.key", home);
 	assert_int_not_equal(typed_backup(home, GOOD_PASSPHRASE "\n", "four words of recovery!\n", seen,
 					  sizeof(seen)), 0);

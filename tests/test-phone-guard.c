@@ -371,10 +371,9 @@ static void test_rollback_needs_snapshot(void **state)
 	(void)state;
 	backup(old, sizeof(old));
 	snprintf(path, sizeof(path), "%s/credentials/zz-newer.json", dev);
-	{
-		/* Any file in a kind folder is an item. */
-		write_text(path, "{\"note\":\"only in the newer snapshot\"}\n");
-	}
+	/* A credential only in the newer snapshot. */
+	write_text(path, "{\"checksum\":\"4BF5122F\",\"created\":0,\"data\":\"01\",\"id\":\"zz-newer\","
+			 "\"type\":\"other\"}\n");
 	backup(newer, sizeof(newer));
 	assert_string_not_equal(old, newer);
 	host_drops_newest(newer);

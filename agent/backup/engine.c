@@ -202,22 +202,180 @@ static int put_master(struct sess *s, const uint8_t *wrapped, size_t len)
 	return blob_put_key(s, NULL, wrapped, len);
 }
 
-/* The master key: this phone's, else the one the host holds for dev (or
- * for this phone) unwrapped with the passphrase, else (create) a new one
- * wrapped with the passphrase and given to the host. */
+/* The id of dev's latest snapshot on the host; PB_ESTORE_NOSNAP if none. */
+static int sess_latest(struct sess *s, ProtobufCBinaryData dev, uint64_t *snap)
+{
+	Peerback__Request req;
+	Peerback__SnapshotList sl;
+	pb_envelope_t *in;
+	int rc;
+
+	*snap = 0;
+	peerback__request__init(&req);
+	peerback__snapshot_list__init(&sl);
+	sl.device = dev;
+	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_LIST;
+	req.snapshot_list = &sl;
+	if ((rc = sess_call(s, &req, &in)) != 0)
+		return rc;
+	if (in->reply->op_case != PEERBACK__REPLY__OP_SNAPSHOTS) {
+		pb__envelope_free(in);
+		return PB_EENV_MALFORMED;
+	}
+	for (size_t i = 0; i < in->reply->snapshots->n_snapshots; i++) {
+		const Peerback__SnapshotInfo *si = in->reply->snapshots->snapshots[i];
+		if (*snap == 0 || si->snapshot > *snap)
+			*snap = si->snapshot;
+	}
+	pb__envelope_free(in);
+	return *snap == 0 ? PB_ESTORE_NOSNAP : 0;
+}
+
+/* Snapshot snap of dev: its sealed root, malloc'd. */
+static int sess_snapshot(struct sess *s, ProtobufCBinaryData dev, uint64_t snap, uint8_t **blob, size_t *len)
+{
+	Peerback__Request req;
+	Peerback__SnapshotGet sg;
+	pb_envelope_t *in;
+	int rc;
+
+	peerback__request__init(&req);
+	peerback__snapshot_get__init(&sg);
+	sg.device = dev;
+	sg.snapshot = snap;
+	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_GET;
+	req.snapshot_get = &sg;
+	if ((rc = sess_call(s, &req, &in)) != 0)
+		return rc;
+	if (in->reply->op_case != PEERBACK__REPLY__OP_BLOB) {
+		pb__envelope_free(in);
+		return PB_EENV_MALFORMED;
+	}
+	*blob = malloc(in->reply->blob.len ? in->reply->blob.len : 1);
+	if (*blob == NULL) {
+		pb__envelope_free(in);
+		return PB_ENOMEM;
+	}
+	memcpy(*blob, in->reply->blob.data, in->reply->blob.len);
+	*len = in->reply->blob.len;
+	pb__envelope_free(in);
+	return 0;
+}
+
+/* One master key per account, wrapped with the account's one recovery
+ * passphrase: the first device to back up makes it, every later device
+ * takes it (unwrapped with that passphrase, so a second passphrase cannot
+ * start) and gives the host the same wrap under its own name. */
+
+/* The wrapped key of the account's device with the latest backup, other
+ * than this phone; PB_ENOTFOUND when none has one. */
+static int account_blob(struct sess *s, const uint8_t own[16], uint8_t **blob, size_t *len)
+{
+	Peerback__Request req;
+	Peerback__BackupList bl;
+	pb_envelope_t *in;
+	ProtobufCBinaryData dev = { 0, NULL };
+	uint8_t best_id[16];
+	int64_t best = -1;
+	int rc;
+
+	peerback__request__init(&req);
+	peerback__backup_list__init(&bl);
+	req.op_case = PEERBACK__REQUEST__OP_BACKUP_LIST;
+	req.backup_list = &bl;
+	if ((rc = sess_call(s, &req, &in)) != 0)
+		return rc;
+	if (in->reply->op_case != PEERBACK__REPLY__OP_BACKUPS) {
+		pb__envelope_free(in);
+		return PB_EENV_MALFORMED;
+	}
+	for (size_t i = 0; i < in->reply->backups->n_devices; i++) {
+		const Peerback__DeviceBackups *d = in->reply->backups->devices[i];
+
+		if (d->device.len != sizeof(best_id) || memcmp(d->device.data, own, sizeof(best_id)) == 0)
+			continue;
+		if (d->latest > best) {
+			best = d->latest;
+			memcpy(best_id, d->device.data, sizeof(best_id));
+		}
+	}
+	pb__envelope_free(in);
+	if (best < 0)
+		return PB_ENOTFOUND;
+	dev.data = best_id;
+	dev.len = sizeof(best_id);
+	return host_blob(s, &dev, NULL, blob, len);
+}
+
+static int read_wrapped(const char *home, uint8_t **blob, size_t *len)
+{
+	char path[4096];
+	int rc;
+
+	if ((rc = pb__path_join(path, sizeof(path), home, "master.wrapped")) != 0)
+		return rc;
+	return pb__read_file(path, PB_STORE_BLOB_MAX, blob, len);
+}
+
+/* True when dev is this phone (dev NULL is). */
+static bool own_device(const pb_engine_opts_t *o, const ProtobufCBinaryData *dev, uint8_t own[16])
+{
+	pb_identity_t id;
+
+	if (pb__identity_load(o->home, &id) != 0) {
+		memset(own, 0, 16);
+		return dev == NULL;
+	}
+	memcpy(own, id.device_id, 16);
+	pb__identity_wipe(&id);
+	return dev == NULL || (dev->len == 16 && memcmp(dev->data, own, 16) == 0);
+}
+
+/* Another device's key for reading its backups: this phone's when the host
+ * holds the same wrap for it (one key per account), else its own wrap
+ * opened with the passphrase, used for this restore only and never stored:
+ * restoring from another device does not change this phone's key. */
+static int other_device_key(struct sess *s, const pb_engine_opts_t *o, const ProtobufCBinaryData *dev,
+			    uint8_t mk[PB_MASTERKEY_LEN])
+{
+	uint8_t *theirs = NULL, *ours = NULL;
+	size_t tlen = 0, olen = 0;
+	int rc = host_blob(s, dev, NULL, &theirs, &tlen);
+
+	if (rc != 0)
+		return rc == PB_ENOTFOUND ? PB_ESTORE_NOSNAP : rc;
+	if (read_wrapped(o->home, &ours, &olen) == 0 && olen == tlen && sodium_memcmp(ours, theirs, tlen) == 0) {
+		free(ours);
+		free(theirs);
+		return 0; /* mk already holds it */
+	}
+	free(ours);
+	if (o->passphrase == NULL)
+		rc = PB_ESTORE_NOMASTER;
+	else
+		rc = pb_masterkey_unwrap(theirs, tlen, o->passphrase, mk);
+	free(theirs);
+	return rc;
+}
+
+/* The master key for reading dev's backups (dev NULL: this phone's), or
+ * with create for this phone's backup: the local one; else the host's
+ * wrap for this phone, else (a new phone) the account's, unwrapped with
+ * the passphrase and kept; else, for the account's first backup, a new
+ * one wrapped with the passphrase and given to the host. */
 static int master_key(struct sess *s, const pb_engine_opts_t *o, const ProtobufCBinaryData *dev, bool create,
 		      uint8_t mk[PB_MASTERKEY_LEN])
 {
-	uint8_t *blob = NULL, wrapped[PB_MASTERKEY_WRAPPED_LEN];
+	uint8_t *blob = NULL, wrapped[PB_MASTERKEY_WRAPPED_LEN], own_id[16];
 	size_t len = 0;
 	pb_pwhash_params_t params;
+	bool own = own_device(o, dev, own_id);
+	bool adopted = false;
 	int rc = local_master(o->home, mk);
 
 	if (rc == 0) {
-		char path[4096];
-
 		if (!create)
-			return 0;
+			return own ? 0 : other_device_key(s, o, dev, mk);
 		/* Make sure the host holds the wrapped key for a new phone, and
 		 * that it is this phone's: another one (swapped on the host, or
 		 * written by a device that took this namespace) would leave the
@@ -228,8 +386,7 @@ static int master_key(struct sess *s, const pb_engine_opts_t *o, const ProtobufC
 		rc = host_blob(s, NULL, NULL, &have, &have_len);
 		if (rc != 0 && rc != PB_ENOTFOUND)
 			return rc;
-		if ((rc = pb__path_join(path, sizeof(path), o->home, "master.wrapped")) == 0 &&
-		    (rc = pb__read_file(path, PB_STORE_BLOB_MAX, &blob, &len)) == 0)
+		if ((rc = read_wrapped(o->home, &blob, &len)) == 0)
 			rc = have == NULL ? put_master(s, blob, len)
 			     : have_len == len && sodium_memcmp(have, blob, len) == 0 ? 0
 										: PB_ESTORE_MASTER_MISMATCH;
@@ -239,7 +396,16 @@ static int master_key(struct sess *s, const pb_engine_opts_t *o, const ProtobufC
 	}
 	if (rc != -ENOENT)
 		return rc;
-	rc = host_blob(s, dev, NULL, &blob, &len);
+	/* No key here yet. This phone's own wrap on the host comes first. */
+	rc = host_blob(s, NULL, NULL, &blob, &len);
+	if (rc == PB_ENOTFOUND) {
+		/* A new phone takes the account's key (from the device it
+		 * restores, or any that backed up): one passphrase for all. */
+		rc = !own ? host_blob(s, dev, NULL, &blob, &len) : account_blob(s, own_id, &blob, &len);
+		if (rc == PB_ENOTFOUND && !own)
+			rc = account_blob(s, own_id, &blob, &len);
+		adopted = rc == 0;
+	}
 	if (rc == 0) {
 		if (o->passphrase == NULL) {
 			free(blob);
@@ -248,7 +414,13 @@ static int master_key(struct sess *s, const pb_engine_opts_t *o, const ProtobufC
 		rc = pb_masterkey_unwrap(blob, len, o->passphrase, mk);
 		if (rc == 0)
 			rc = save_master(o->home, mk, blob, len);
+		/* The account's key is now this phone's too: the host keeps the
+		 * same wrap under this phone's name. */
+		if (rc == 0 && adopted && create)
+			rc = put_master(s, blob, len);
 		free(blob);
+		if (rc == 0 && !own)
+			rc = other_device_key(s, o, dev, mk);
 		return rc;
 	}
 	if (rc != PB_ENOTFOUND || !create)
@@ -861,6 +1033,83 @@ static int skip_quietly(void *arg, const char *rel, int err, uint64_t line, cons
 	return 0;
 }
 
+/* --- A backup of some kinds ------------------------------------------------------- */
+
+/* A snapshot is always the whole phone: a backup of some kinds takes the
+ * other kinds' items from this phone's previous snapshot on the host as
+ * they are (same chunks, nothing sent), so "latest" is never missing a
+ * kind and prune, which keeps the latest, cannot lose one. */
+struct carry_kinds {
+	struct backup *b;
+	unsigned mask;
+};
+
+static int carry_kind_item(void *arg, const pb_manifest_item_t *m)
+{
+	struct carry_kinds *c = arg;
+	int rc;
+
+	if (m->kind < 32 && (c->mask & (1u << m->kind)) != 0)
+		return 0;
+	if ((rc = pb_manifest_writer_add(c->b->mw, m)) != 0)
+		return rc;
+	c->b->res->items++;
+	c->b->res->bytes += m->size;
+	c->b->res->items_carried++;
+	return 0;
+}
+
+static int carry_kinds(struct backup *b, unsigned mask)
+{
+	struct carry_kinds c = { b, mask };
+	ProtobufCBinaryData dev;
+	pb_identity_t id;
+	uint8_t dev_id[16], *blob = NULL;
+	name_t *mchunks = NULL;
+	size_t len = 0, nm = 0;
+	uint64_t snap, nitems;
+	int64_t when;
+	int rc;
+
+	if ((rc = pb__identity_load(b->o->home, &id)) != 0)
+		return rc;
+	memcpy(dev_id, id.device_id, sizeof(dev_id));
+	pb__identity_wipe(&id);
+	dev.data = dev_id;
+	dev.len = sizeof(dev_id);
+	rc = sess_latest(&b->s, dev, &snap);
+	if (rc == PB_ESTORE_NOSNAP)
+		return 0; /* a first backup: nothing to carry */
+	if (rc == 0)
+		rc = sess_snapshot(&b->s, dev, snap, &blob, &len);
+	if (rc == 0)
+		rc = pb_manifest_root_open(&b->keys, blob, len, &when, &nitems, &mchunks, &nm);
+	for (size_t i = 0; i < nm && rc == 0; i++) {
+		Peerback__Request req;
+		Peerback__ChunkGet get;
+		pb_envelope_t *in;
+
+		peerback__request__init(&req);
+		peerback__chunk_get__init(&get);
+		get.device = dev;
+		get.name.data = mchunks[i];
+		get.name.len = PB_STORE_NAME_LEN;
+		req.op_case = PEERBACK__REQUEST__OP_CHUNK_GET;
+		req.chunk_get = &get;
+		if ((rc = sess_call(&b->s, &req, &in)) != 0)
+			break;
+		if (in->reply->op_case != PEERBACK__REPLY__OP_CHUNK)
+			rc = PB_EENV_MALFORMED;
+		else
+			rc = pb_manifest_chunk_open(&b->keys, mchunks[i], in->reply->chunk->data.data,
+						    in->reply->chunk->data.len, carry_kind_item, &c);
+		pb__envelope_free(in);
+	}
+	free(blob);
+	free(mchunks);
+	return rc;
+}
+
 struct count {
 	uint64_t items, bytes;
 };
@@ -950,6 +1199,8 @@ static int backup_once(const pb_engine_opts_t *o, pb_engine_result_t *res)
 			fprintf(stderr, "peerback: %s/%s: %s\n", o->device_dir, bad, pb_strerror(rc));
 		goto out_writer;
 	}
+	if ((mask & PB_KIND_ALL) != PB_KIND_ALL && (rc = carry_kinds(b, mask)) != 0)
+		goto out_writer;
 	rc = pb_manifest_writer_finish(b->mw, (int64_t)time(NULL), &root, &root_len, &refs, &nrefs);
 	if (rc == 0)
 		rc = commit(b);
@@ -1053,6 +1304,7 @@ int pb_engine_backup(const pb_engine_opts_t *o, pb_engine_result_t *res)
 struct want_item {
 	pb_manifest_item_t m;
 	char *id, *path;
+	char *after; /* the item before it in its file, or NULL */
 	name_t *names;
 };
 
@@ -1074,6 +1326,12 @@ struct restore {
 	/* Items of the manifest chunk being processed. */
 	struct want_item *items;
 	size_t nitems, cap_items;
+	/* restore --dry-run: the target's items, sorted by id. */
+	struct local_item *local;
+	size_t nlocal, cap_local;
+	/* The manifest's previous item: the one before the next in its file. */
+	char *prev_id, *prev_path;
+	uint64_t prev_seq;
 	char tmpdir[4096];
 	char stagedir[4096];    /* a target that did not exist: built here, then renamed */
 	char target[4096];      /* that target, without trailing slashes */
@@ -1118,14 +1376,30 @@ static bool wanted(const struct restore *r, const pb_manifest_item_t *m)
 	return false;
 }
 
+/* Remembers m as the manifest's previous item. */
+static int note_prev(struct restore *r, const pb_manifest_item_t *m)
+{
+	free(r->prev_id);
+	free(r->prev_path);
+	r->prev_id = strdup(m->id);
+	r->prev_path = strdup(m->path != NULL ? m->path : "");
+	r->prev_seq = m->seq;
+	return r->prev_id != NULL && r->prev_path != NULL ? 0 : PB_ENOMEM;
+}
+
 static int collect_item(void *arg, const pb_manifest_item_t *m)
 {
 	struct restore *r = arg;
 	struct want_item *w;
+	const char *after = NULL;
 	int rc;
 
+	/* A file's items are listed together, by position: the item before
+	 * this one in its file is the one listed before it. */
+	if (r->prev_path != NULL && m->path != NULL && strcmp(r->prev_path, m->path) == 0 && r->prev_seq < m->seq)
+		after = r->prev_id;
 	if (!wanted(r, m))
-		return 0;
+		return note_prev(r, m);
 	if ((rc = grow((void **)&r->items, &r->cap_items, r->nitems + 1, sizeof(*r->items))) != 0)
 		return rc;
 	w = &r->items[r->nitems];
@@ -1133,10 +1407,12 @@ static int collect_item(void *arg, const pb_manifest_item_t *m)
 	w->m = *m;
 	w->id = strdup(m->id);
 	w->path = strdup(m->path != NULL ? m->path : "");
+	w->after = after != NULL ? strdup(after) : NULL;
 	w->names = malloc(m->nchunks ? m->nchunks * sizeof(name_t) : 1);
-	if (w->id == NULL || w->path == NULL || w->names == NULL) {
+	if (w->id == NULL || w->path == NULL || w->names == NULL || (after != NULL && w->after == NULL)) {
 		free(w->id);
 		free(w->path);
+		free(w->after);
 		free(w->names);
 		return PB_ENOMEM;
 	}
@@ -1145,7 +1421,7 @@ static int collect_item(void *arg, const pb_manifest_item_t *m)
 	w->m.path = w->path;
 	w->m.chunks = (const name_t *)w->names;
 	r->nitems++;
-	return 0;
+	return note_prev(r, m);
 }
 
 static void free_items(struct restore *r)
@@ -1153,6 +1429,7 @@ static void free_items(struct restore *r)
 	for (size_t i = 0; i < r->nitems; i++) {
 		free(r->items[i].id);
 		free(r->items[i].path);
+		free(r->items[i].after);
 		free(r->items[i].names);
 	}
 	r->nitems = 0;
@@ -1451,6 +1728,7 @@ static int assembly_finish(struct restore *r, struct assembly *a, const struct w
 	it.seq = w->m.seq;
 	it.size = w->m.size;
 	it.mtime_ns = (uint64_t)w->m.mtime;
+	it.after = w->after;
 	if (a->tmp[0]) {
 		it.file = a->tmp;
 	} else {
@@ -1552,62 +1830,16 @@ static int fetch_items(struct restore *r)
 /* The id of r->dev's latest snapshot on the host. */
 static int get_latest(struct restore *r, uint64_t *snap)
 {
-	Peerback__Request req;
-	Peerback__SnapshotList sl;
-	pb_envelope_t *in;
-	int rc;
-
-	*snap = 0;
-	peerback__request__init(&req);
-	peerback__snapshot_list__init(&sl);
-	sl.device = r->dev;
-	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_LIST;
-	req.snapshot_list = &sl;
-	if ((rc = sess_call(&r->s, &req, &in)) != 0)
-		return rc;
-	if (in->reply->op_case != PEERBACK__REPLY__OP_SNAPSHOTS) {
-		pb__envelope_free(in);
-		return PB_EENV_MALFORMED;
-	}
-	for (size_t i = 0; i < in->reply->snapshots->n_snapshots; i++) {
-		const Peerback__SnapshotInfo *s = in->reply->snapshots->snapshots[i];
-		if (*snap == 0 || s->snapshot > *snap)
-			*snap = s->snapshot;
-	}
-	pb__envelope_free(in);
-	return *snap == 0 ? PB_ESTORE_NOSNAP : 0;
+	return sess_latest(&r->s, r->dev, snap);
 }
 
 static int get_snapshot(struct restore *r, uint64_t *snap, uint8_t **blob, size_t *len)
 {
-	Peerback__Request req;
-	Peerback__SnapshotGet sg;
-	pb_envelope_t *in;
 	int rc;
 
 	if (*snap == 0 && (rc = get_latest(r, snap)) != 0)
 		return rc;
-	peerback__request__init(&req);
-	peerback__snapshot_get__init(&sg);
-	sg.device = r->dev;
-	sg.snapshot = *snap;
-	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_GET;
-	req.snapshot_get = &sg;
-	if ((rc = sess_call(&r->s, &req, &in)) != 0)
-		return rc;
-	if (in->reply->op_case != PEERBACK__REPLY__OP_BLOB) {
-		pb__envelope_free(in);
-		return PB_EENV_MALFORMED;
-	}
-	*blob = malloc(in->reply->blob.len ? in->reply->blob.len : 1);
-	if (*blob == NULL) {
-		pb__envelope_free(in);
-		return PB_ENOMEM;
-	}
-	memcpy(*blob, in->reply->blob.data, in->reply->blob.len);
-	*len = in->reply->blob.len;
-	pb__envelope_free(in);
-	return 0;
+	return sess_snapshot(&r->s, r->dev, *snap, blob, len);
 }
 
 /* Whose backup to read: --from, else this phone's, else the account's most
@@ -1673,6 +1905,115 @@ static int pick_device(struct restore *r)
 
 enum restore_mode { MODE_RESTORE, MODE_VERIFY, MODE_FETCH };
 
+/* --- Dry run -------------------------------------------------------------------- */
+
+/* An item of the restore target, with the keyed content hash a backup
+ * would record for it. */
+struct local_item {
+	char *id;
+	uint8_t hash[32];
+};
+
+static int hash_file(const pb_backup_keys_t *keys, const char *path, uint8_t out[32])
+{
+	crypto_generichash_state st;
+	uint8_t buf[65536];
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	crypto_generichash_init(&st, keys->name, sizeof(keys->name), 32);
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		crypto_generichash_update(&st, buf, (size_t)n);
+	}
+	close(fd);
+	sodium_memzero(buf, sizeof(buf));
+	crypto_generichash_final(&st, out, 32);
+	return rc;
+}
+
+static int local_add(void *arg, const pb_item_t *it)
+{
+	struct restore *r = arg;
+	struct local_item *l;
+	int rc;
+
+	if ((rc = grow((void **)&r->local, &r->cap_local, r->nlocal + 1, sizeof(*r->local))) != 0)
+		return rc;
+	l = &r->local[r->nlocal];
+	if (it->data != NULL)
+		item_hash(&r->keys, it->data, it->len, l->hash);
+	else if ((rc = hash_file(&r->keys, it->file, l->hash)) != 0)
+		return rc;
+	if ((l->id = strdup(it->id)) == NULL)
+		return PB_ENOMEM;
+	r->nlocal++;
+	return 0;
+}
+
+static int cmp_local(const void *a, const void *b)
+{
+	return strcmp(((const struct local_item *)a)->id, ((const struct local_item *)b)->id);
+}
+
+/* What the target holds now; a file it cannot read counts as absent. */
+static int local_scan(struct restore *r)
+{
+	struct stat sb;
+	int rc;
+
+	if (stat(r->o->device_dir, &sb) != 0)
+		return errno == ENOENT ? 0 : -errno;
+	rc = pb_device_scan_skip(r->o->device_dir, PB_KIND_ALL, local_add, r, skip_quietly, NULL, NULL, 0);
+	if (rc == 0 && r->nlocal > 1)
+		qsort(r->local, r->nlocal, sizeof(*r->local), cmp_local);
+	return rc;
+}
+
+static void local_free(struct restore *r)
+{
+	for (size_t i = 0; i < r->nlocal; i++)
+		free(r->local[i].id);
+	free(r->local);
+}
+
+/* Tells what restoring each collected item would do to the target. */
+static void plan_items(struct restore *r)
+{
+	for (size_t i = 0; i < r->nitems; i++) {
+		const struct want_item *w = &r->items[i];
+		struct local_item key = { w->id, { 0 } }, *l;
+		const char *change;
+
+		l = r->nlocal > 0 ? bsearch(&key, r->local, r->nlocal, sizeof(*r->local), cmp_local) : NULL;
+		if (l == NULL) {
+			change = "added";
+			r->res->added++;
+		} else if (sodium_memcmp(l->hash, w->m.hash, 32) != 0) {
+			change = "replaced";
+			r->res->changed++;
+		} else {
+			change = "unchanged";
+			r->res->unchanged++;
+		}
+		if (r->o->on_plan != NULL)
+			r->o->on_plan(r->o->plan_arg, w->id, w->path, change);
+		r->res->items++;
+		r->res->bytes += w->m.size;
+		r->pr.p.items_done++;
+	}
+}
+
 /* A host whose latest snapshot of this phone is older than the last one
  * this phone completed with it lost or withholds the newer ones: reading
  * "the latest" would quietly bring back older data. Refused unless the
@@ -1725,8 +2066,19 @@ static int state_item(struct restore *r, pb_backup_state_t *st, const char *id)
 	w = &r->items[r->nitems];
 	memset(w, 0, sizeof(*w));
 	rc = pb_backup_state_get(st, id, &w->m, &w->id, &w->path, &w->names);
+	if (rc == 0 && w->m.seq > 0 && pb_codec_for(w->path) != NULL) {
+		rc = pb_backup_state_before(st, w->path, w->m.seq, &w->after);
+		if (rc == PB_ENOTFOUND)
+			rc = 0;
+	}
 	if (rc == 0)
 		r->nitems++;
+	else if (w->id != NULL) {
+		free(w->id);
+		free(w->path);
+		free(w->after);
+		free(w->names);
+	}
 	return rc;
 }
 
@@ -1926,6 +2278,32 @@ static void target_report(struct restore *r, int rc)
 		r->o->on_replaced(r->o->replaced_arg, written[i]);
 }
 
+/* The snapshot root did not open with the key at hand: a wrong key (this
+ * phone's, for a device that made its backups with another) is far likelier
+ * than damage. The device's own wrap, opened with the passphrase, decides:
+ * a passphrase that does not open it is wrong; a key that opens it but not
+ * the root means the root is damaged. Nothing is stored. */
+static int reopen_root(struct restore *r, const uint8_t *blob, size_t len, int64_t *when, uint64_t *nitems,
+		       name_t **mchunks, size_t *nm)
+{
+	uint8_t *wrap = NULL, mk[PB_MASTERKEY_LEN];
+	size_t wlen = 0;
+	int rc;
+
+	if (r->o->passphrase == NULL)
+		return PB_ESTORE_WRONG_KEY;
+	if ((rc = host_blob(&r->s, &r->dev, NULL, &wrap, &wlen)) != 0)
+		return rc == PB_ENOTFOUND ? PB_ESTORE_WRONG_KEY : rc;
+	rc = pb_masterkey_unwrap(wrap, wlen, r->o->passphrase, mk);
+	free(wrap);
+	if (rc != 0)
+		return rc;
+	pb_backup_keys_wipe(&r->keys);
+	pb_backup_keys_derive(mk, &r->keys);
+	sodium_memzero(mk, sizeof(mk));
+	return pb_manifest_root_open(&r->keys, blob, len, when, nitems, mchunks, nm);
+}
+
 static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum restore_mode mode, const char *exact,
 		       uint8_t **out, size_t *out_len)
 {
@@ -1949,14 +2327,14 @@ static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum 
 	r->exact_id = exact;
 	if ((rc = sess_open(&r->s, o)) != 0)
 		goto out_free;
-	if (mode == MODE_RESTORE) {
+	if (mode == MODE_RESTORE && !o->dry_run) {
 		if ((rc = pb__path_join(r->tmpdir, sizeof(r->tmpdir), o->home, "restore-tmp")) != 0 ||
 		    (rc = pb__mkdirs(r->tmpdir, 0700)) != 0)
 			goto out_keys;
 		if ((rc = target_open(r)) != 0)
 			goto out_keys;
 	}
-	if (mode != MODE_VERIFY) {
+	if (mode != MODE_VERIFY && !o->dry_run) {
 		bool fast = false;
 
 		rc = fast_restore(r, mode, exact != NULL ? exact : o->item_id, &fast);
@@ -1974,10 +2352,14 @@ static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum 
 		goto out_keys;
 	pb_backup_keys_derive(mk, &r->keys);
 	sodium_memzero(mk, sizeof(mk));
+	if (mode == MODE_RESTORE && o->dry_run && (rc = local_scan(r)) != 0)
+		goto out_keys;
 	if ((rc = get_snapshot(r, &snap, &blob, &blob_len)) != 0)
 		goto out_keys;
 	res->snapshot = snap;
 	rc = pb_manifest_root_open(&r->keys, blob, blob_len, &when, &nitems_total, &mchunks, &nmchunks);
+	if (rc == PB_ESTORE_HASH)
+		rc = reopen_root(r, blob, blob_len, &when, &nitems_total, &mchunks, &nmchunks);
 	if (rc != 0)
 		goto out_keys;
 	r->pr.p.items_total = exact != NULL || o->item_id != NULL ? 0 : nitems_total;
@@ -2000,15 +2382,19 @@ static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum 
 		ct = in->reply->chunk->data.data;
 		rc = pb_manifest_chunk_open(&r->keys, mchunks[i], ct, in->reply->chunk->data.len, collect_item, r);
 		pb__envelope_free(in);
-		if (rc == 0)
+		if (rc == 0 && mode == MODE_RESTORE && o->dry_run)
+			plan_items(r);
+		else if (rc == 0)
 			rc = fetch_items(r);
 		free_items(r);
 	}
 finish:
 	if (rc == 0 && mode == MODE_RESTORE) {
-		if (r->pr.p.items_done == 0 && (o->item_id != NULL))
+		/* Nothing of what was asked is in the snapshot: not a success,
+		 * and no empty target appears. */
+		if (r->pr.p.items_done == 0)
 			rc = PB_ENOTFOUND;
-		else
+		else if (!o->dry_run)
 			rc = target_commit(r);
 		if (rc == 0)
 			cache_drop(r);
@@ -2045,6 +2431,9 @@ out_keys:
 	free(mchunks);
 	free_items(r);
 	free(r->items);
+	free(r->prev_id);
+	free(r->prev_path);
+	local_free(r);
 	pb_backup_keys_wipe(&r->keys);
 	sess_close(&r->s);
 out_free:

@@ -54,6 +54,13 @@ typedef struct pb_engine_opts_s {
 	 * into place only once everything was fetched and checked. */
 	void (*on_replaced)(void *arg, const char *path);
 	void *replaced_arg;
+	/* restore: write nothing; tell on_plan, for each item the restore
+	 * would write, whether the target lacks it ("added"), holds other
+	 * bytes under its id ("replaced") or the same ("unchanged"), judged
+	 * by the content hash the backup recorded (nothing is fetched). */
+	bool dry_run;
+	void (*on_plan)(void *arg, const char *id, const char *path, const char *change);
+	void *plan_arg;
 } pb_engine_opts_t;
 
 typedef struct pb_engine_result_s {
@@ -66,16 +73,21 @@ typedef struct pb_engine_result_s {
 	uint64_t chunks_total;
 	uint64_t skipped;                /* backup: files that did not parse, skipped (partial) */
 	uint64_t items_kept;             /* backup: their items kept from the last backup */
+	uint64_t items_carried;          /* backup of some kinds: the other kinds' items, kept
+					  * from the previous snapshot */
 	uint64_t bad_items;              /* verify: items that did not match */
 	uint64_t chunks_cached;          /* restore: chunks an interrupted run had fetched */
 	char device[33];                 /* restore: whose backup (hex) */
 	bool by_state;                   /* restore, fetch: found through the phone's state, not the manifest */
 	uint64_t replaced;               /* restore that failed: files already replaced (see on_replaced) */
 	char link[512];                  /* restore refused with PB_EDATA_LINK: the link, relative to the target */
+	uint64_t added, changed, unchanged; /* restore --dry-run: items by what it would do */
 	double seconds;
 } pb_engine_result_t;
 
-/* Backs the device directory up. Unchanged items cost nothing; chunks the
+/* Backs the device directory up (opts->kind_mask: only those kinds are read;
+ * the snapshot still holds every kind, the others as this phone's previous
+ * snapshot on the host had them). Unchanged items cost nothing; chunks the
  * host already committed are never sent again; an interrupted backup
  * resumes. Reports done only after the host committed the snapshot. A first
  * backup needs opts->passphrase to wrap the new master key; a weak one is
@@ -83,7 +95,8 @@ typedef struct pb_engine_result_s {
 __attribute__((warn_unused_result)) int pb_engine_backup(const pb_engine_opts_t *opts, pb_engine_result_t *res);
 
 /* Restores into opts->device_dir: everything, the kinds in kind_mask, or
- * item_id. A phone without a master key needs opts->passphrase. A failed
+ * item_id; a restore that finds no such item in the snapshot writes nothing
+ * and returns PB_ENOTFOUND. A phone without a master key needs opts->passphrase. A failed
  * restore leaves the target as it was (a new target does not appear; see
  * on_replaced for the one exception); no symbolic link inside the target is
  * written through (PB_EDATA_LINK, res->link); without opts->snapshot, a host

@@ -522,6 +522,32 @@ bool pb_backup_state_has_children(pb_backup_state_t *st, const char *id)
 	return yes;
 }
 
+int pb_backup_state_before(pb_backup_state_t *st, const char *path, uint64_t seq, char **id)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	*id = NULL;
+	if (st == NULL || path == NULL)
+		return PB_EINVAL;
+	rc = sqlite3_prepare_v2(st->db, "SELECT id FROM items WHERE path=?1 AND seq<?2 AND gen=?3"
+					" ORDER BY seq DESC LIMIT 1", -1, &q, NULL);
+	if (rc != SQLITE_OK)
+		return db_err(rc);
+	sqlite3_bind_text(q, 1, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, (int64_t)seq);
+	sqlite3_bind_int64(q, 3, st->gen);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW) {
+		*id = strdup((const char *)sqlite3_column_text(q, 0));
+		rc = *id != NULL ? 0 : PB_ENOMEM;
+	} else {
+		rc = rc == SQLITE_DONE ? PB_ENOTFOUND : db_err(rc);
+	}
+	sqlite3_finalize(q);
+	return rc;
+}
+
 /* The newest snapshot this phone completed with a host, kept per host key
  * in meta as "host:<hex of the key>". It is never removed by a new run nor
  * by pb_backup_state_reset, so a host that drops or withholds snapshots

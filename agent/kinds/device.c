@@ -156,6 +156,26 @@ static int file_failed(pb_scan_bad_cb bad, void *bad_arg, const char *rel, int r
 	return bad(bad_arg, rel, rc, line, why);
 }
 
+/* Reads a whole-file item and checks it with its kind's parser; the
+ * reason goes where file_failed takes it from. */
+static int check_file(const char *abs, const char *rel)
+{
+	char why[256];
+	uint8_t *buf;
+	size_t len;
+	int rc;
+
+	/* The largest such file is a key file; a dump is at most 4 KiB. */
+	if ((rc = pb__kinds_read_file(abs, 64u << 20, &buf, &len)) != 0)
+		return rc;
+	rc = pb__kinds_validate(rel, buf, len, why, sizeof(why));
+	sodium_memzero(buf, len);
+	free(buf);
+	if (rc != 0)
+		pb__kinds_split_why(0, why);
+	return rc;
+}
+
 static int scan(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg, pb_scan_bad_cb bad, void *bad_arg,
 		char *bad_path, size_t bad_path_cap)
 {
@@ -214,6 +234,14 @@ static int scan(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg, p
 		} else {
 			pb_item_t item = { 0 };
 
+			/* A file of a kind with a format is checked by its
+			 * parser: a damaged one is skipped like a chat that
+			 * does not parse, not backed up as if it were data. */
+			if (pb__kinds_checked(rel) && (rc = check_file(abs, rel)) != 0) {
+				if ((rc = file_failed(bad, bad_arg, rel, rc)) != 0)
+					goto out_bad;
+				continue;
+			}
 			item.kind = pb__device_kind_of(rel);
 			item.id = rel;
 			item.path = rel;
@@ -249,8 +277,13 @@ int pb_device_scan_skip(const char *dir, unsigned kind_mask, pb_item_cb cb, void
 
 typedef struct witem_s {
 	char *id;
+	char *after; /* the item before it in the backup's file, or NULL */
 	uint64_t seq;
 	size_t order; /* insertion order, to keep the sort stable */
+	/* Its place in a merged file: after existing item major - 1 (0: before
+	 * all, n + 1: after all), minor-th of the new items placed there. */
+	int64_t major;
+	uint64_t minor;
 	uint8_t *data;
 	size_t len;
 } witem_t;
@@ -307,6 +340,7 @@ static void wipe_free(void *p, size_t len)
 static void witem_clear(witem_t *it)
 {
 	free(it->id);
+	free(it->after);
 	wipe_free(it->data, it->len);
 	memset(it, 0, sizeof(*it));
 }
@@ -427,10 +461,18 @@ static int add_multi(wentry_t *e, const pb_item_t *item)
 		if (strcmp(e->items[i].id, item->id) == 0)
 			it = &e->items[i];
 	if (it != NULL) {
+		char *after = item->after != NULL ? strdup(item->after) : NULL;
+
+		if (item->after != NULL && after == NULL) {
+			wipe_free(data, len);
+			return PB_ENOMEM;
+		}
 		wipe_free(it->data, it->len);
+		free(it->after);
 		it->data = data;
 		it->len = len;
 		it->seq = item->seq;
+		it->after = after;
 		return 0;
 	}
 	if (e->n == e->cap) {
@@ -446,7 +488,10 @@ static int add_multi(wentry_t *e, const pb_item_t *item)
 	it = &e->items[e->n];
 	memset(it, 0, sizeof(*it));
 	it->id = strdup(item->id);
-	if (it->id == NULL) {
+	it->after = item->after != NULL ? strdup(item->after) : NULL;
+	if (it->id == NULL || (item->after != NULL && it->after == NULL)) {
+		free(it->id);
+		free(it->after);
 		wipe_free(data, len);
 		return PB_ENOMEM;
 	}
@@ -545,58 +590,202 @@ static int existing_cb(void *arg, const pb_item_t *item)
 	return 0;
 }
 
-static int cmp_witem(const void *a, const void *b)
+static int cmp_place(const void *a, const void *b)
 {
 	const witem_t *x = a, *y = b;
+
+	if (x->major != y->major)
+		return x->major < y->major ? -1 : 1;
+	if (x->minor != y->minor)
+		return x->minor < y->minor ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+static int cmp_seq(const void *a, const void *b)
+{
+	const witem_t *x = *(witem_t *const *)a, *y = *(witem_t *const *)b;
 
 	if (x->seq != y->seq)
 		return x->seq < y->seq ? -1 : 1;
 	return x->order < y->order ? -1 : x->order > y->order;
 }
 
-/* Merges e's items into the file's existing items (same id replaces, in the
- * existing position) and joins them through the codec. */
+/* A Telegram chat file lists its messages by ascending message id, which
+ * the item id carries ("chat/C/msg/N"); the frame ("chat/C") comes first.
+ * False when the id is neither. */
+static bool chat_key(const char *id, int64_t *key)
+{
+	const char *msg = strstr(id, "/msg/");
+	char *end;
+	long long v;
+
+	if (strncmp(id, "chat/", 5) != 0)
+		return false;
+	if (msg == NULL) {
+		*key = INT64_MIN;
+		return strchr(id + 5, '/') == NULL;
+	}
+	if (msg[5] < '0' || msg[5] > '9')
+		return false;
+	errno = 0;
+	v = strtoll(msg + 5, &end, 10);
+	if (errno != 0 || *end != 0)
+		return false;
+	*key = v;
+	return true;
+}
+
+typedef struct idref_s {
+	const char *id;
+	size_t i;
+} idref_t;
+
+static int cmp_idref(const void *a, const void *b)
+{
+	return strcmp(((const idref_t *)a)->id, ((const idref_t *)b)->id);
+}
+
+static witem_t *find_existing(existing_t *x, const idref_t *index, size_t base, const char *id)
+{
+	idref_t key = { id, 0 }, *hit;
+
+	if (id == NULL || base == 0)
+		return NULL;
+	hit = bsearch(&key, index, base, sizeof(*index), cmp_idref);
+	return hit != NULL ? &x->v[hit->i] : NULL;
+}
+
+/* Places the restored items among the file's existing ones: an item with
+ * the id of an existing one replaces it where it is; a new one goes right
+ * after the item before it in the backup (pb_item_t.after, else the one
+ * restored before it) when the file holds that one, first when it came
+ * first (seq 0 with nothing before it), else last. The items of a
+ * chat then go by message id, which its format requires. Every item gets a
+ * new seq, so the codec's join sees each position once. */
+static int merge_items(existing_t *x, wentry_t *e)
+{
+	size_t base = x->n;
+	idref_t *index = calloc(base ? base : 1, sizeof(*index));
+	witem_t **batch = calloc(e->n ? e->n : 1, sizeof(*batch));
+	uint64_t *tail = calloc(base + 2, sizeof(*tail));
+	int64_t last_major = (int64_t)base + 1; /* where the previous restored item went */
+	const char *last_id = NULL;
+	bool by_chat = e->codec == &pb__codec_telegram;
+	int rc = 0;
+
+	if (index == NULL || batch == NULL || tail == NULL) {
+		rc = PB_ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < base; i++) {
+		x->v[i].order = i;
+		x->v[i].major = (int64_t)i + 1;
+		x->v[i].minor = 0;
+		index[i].id = x->v[i].id;
+		index[i].i = i;
+	}
+	if (base > 1)
+		qsort(index, base, sizeof(*index), cmp_idref);
+	/* In the backup's order, so that each one's predecessor is placed. */
+	for (size_t i = 0; i < e->n; i++) {
+		e->items[i].order = i;
+		batch[i] = &e->items[i];
+	}
+	if (e->n > 1)
+		qsort(batch, e->n, sizeof(*batch), cmp_seq);
+	for (size_t i = 0; i < e->n; i++) {
+		const witem_t *it = batch[i];
+		witem_t *dst = find_existing(x, index, base, it->id), *prev;
+		uint8_t *copy = NULL;
+
+		if (it->len > 0) {
+			if ((copy = malloc(it->len)) == NULL) {
+				rc = PB_ENOMEM;
+				goto out;
+			}
+			memcpy(copy, it->data, it->len);
+		}
+		if (dst != NULL) {
+			wipe_free(dst->data, dst->len);
+			dst->data = copy;
+			dst->len = it->len;
+			last_major = dst->major;
+			last_id = dst->id;
+			continue;
+		}
+		if ((rc = existing_cb(x, &(pb_item_t){ .id = it->id, .data = copy, .len = it->len })) != 0) {
+			wipe_free(copy, it->len);
+			goto out;
+		}
+		wipe_free(copy, it->len);
+		dst = &x->v[x->n - 1];
+		dst->order = base + i;
+		if (it->after == NULL && it->seq == 0)
+			dst->major = 0; /* it came first */
+		else if (it->after != NULL && (prev = find_existing(x, index, base, it->after)) != NULL &&
+			 (last_id == NULL || strcmp(it->after, last_id) != 0))
+			dst->major = prev->major;
+		else
+			dst->major = last_major; /* after the previous one restored, else last */
+		dst->minor = ++tail[dst->major];
+		last_major = dst->major;
+		last_id = dst->id;
+	}
+	for (size_t i = 0; by_chat && i < x->n; i++) {
+		int64_t key;
+
+		if (!chat_key(x->v[i].id, &key)) {
+			by_chat = false;
+			break;
+		}
+	}
+	for (size_t i = 0; by_chat && i < x->n; i++) {
+		(void)chat_key(x->v[i].id, &x->v[i].major);
+		x->v[i].minor = 0;
+	}
+	if (x->n > 1)
+		qsort(x->v, x->n, sizeof(x->v[0]), cmp_place);
+	for (size_t i = 0; i < x->n; i++)
+		x->v[i].seq = i;
+out:
+	free(index);
+	free(batch);
+	free(tail);
+	return rc;
+}
+
+static int build_multi(const uint8_t *buf, size_t len, wentry_t *e, pb_buf_t *out);
+
+int pb__device_merge(const pb_codec_t *codec, const char *relpath, const uint8_t *buf, size_t len,
+		     const pb_item_t *items, size_t n, pb_buf_t *out)
+{
+	wentry_t e;
+	int rc = 0;
+
+	memset(&e, 0, sizeof(e));
+	e.path = (char *)relpath;
+	e.codec = codec;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = add_multi(&e, &items[i]);
+	if (rc == 0)
+		rc = build_multi(buf, len, &e, out);
+	e.path = NULL;
+	wentry_clear(&e);
+	return rc;
+}
+
+/* Merges e's items into the file's existing items and joins them through
+ * the codec. */
 static int build_multi(const uint8_t *buf, size_t len, wentry_t *e, pb_buf_t *out)
 {
 	existing_t x = { e, NULL, 0, 0 };
 	pb_item_t *items = NULL;
-	size_t base;
 	int rc = 0;
 
 	if (buf != NULL && (rc = e->codec->split(e->path, buf, len, existing_cb, &x)) != 0)
 		goto out_free;
-	base = x.n;
-	for (size_t i = 0; i < x.n; i++)
-		x.v[i].order = i;
-	for (size_t i = 0; i < e->n; i++) {
-		witem_t *dst = NULL;
-
-		for (size_t j = 0; j < base; j++)
-			if (strcmp(x.v[j].id, e->items[i].id) == 0)
-				dst = &x.v[j];
-		if (dst != NULL) {
-			uint8_t *copy = NULL;
-
-			if (e->items[i].len > 0) {
-				copy = malloc(e->items[i].len);
-				if (copy == NULL) {
-					rc = PB_ENOMEM;
-					goto out_free;
-				}
-				memcpy(copy, e->items[i].data, e->items[i].len);
-			}
-			wipe_free(dst->data, dst->len);
-			dst->data = copy;
-			dst->len = e->items[i].len;
-			continue;
-		}
-		if ((rc = existing_cb(&x, &(pb_item_t){ .id = e->items[i].id, .seq = e->items[i].seq,
-							.data = e->items[i].data, .len = e->items[i].len })) != 0)
-			goto out_free;
-		x.v[x.n - 1].order = base + i;
-	}
-	if (x.n > 1)
-		qsort(x.v, x.n, sizeof(x.v[0]), cmp_witem);
+	if ((rc = merge_items(&x, e)) != 0)
+		goto out_free;
 	items = calloc(x.n ? x.n : 1, sizeof(*items));
 	if (items == NULL) {
 		rc = PB_ENOMEM;

@@ -66,6 +66,19 @@ const char *pb__device_folder(pb_kind_t kind);
 void pb__kinds_split_why(uint64_t line, const char *why);
 void pb__kinds_split_take(uint64_t *line, char *why, size_t cap);
 
+/* Whole-file items whose kind has a format (credentials/ID.json, MIFARE
+ * dumps, .mct sidecars and key files): checked tells whether relpath is
+ * one; validate parses its bytes with the kind's parser and, when they do
+ * not parse, returns the error with a sentence in why. Other files pass. */
+bool pb__kinds_checked(const char *relpath);
+int pb__kinds_validate(const char *relpath, const uint8_t *buf, size_t len, char *why, size_t cap);
+
+/* What the writer does to a multi-item file on restore, in memory: merges
+ * items (from a backup) into the file's bytes buf (NULL: no file yet) and
+ * joins the result into out (the fuzz target's entry). */
+int pb__device_merge(const pb_codec_t *codec, const char *relpath, const uint8_t *buf, size_t len,
+		     const pb_item_t *items, size_t n, pb_buf_t *out);
+
 /* Largest multi-item file or imported file read into memory. */
 #define PB__KINDS_MAX_FILE (512u << 20)
 

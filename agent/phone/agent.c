@@ -280,6 +280,9 @@ static int agent_pass(const pb_agent_opts_t *o)
 				e.kind_mask = 1u << PB_KIND_CONTACTS;
 				e.snapshot = snap;
 				rc = pb_engine_restore(&e, &res);
+				/* A snapshot without contacts has none to bring. */
+				if (rc == PB_ENOTFOUND)
+					rc = 0;
 				char snap_hex[17];
 
 				hex64(snap, snap_hex);

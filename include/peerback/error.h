@@ -86,6 +86,7 @@ extern "C" {
 	X(STORE_VERIFY, -1407, "restored data differs from the backup")        \
 	X(STORE_MASTER_MISMATCH, -1430, "the host holds a different wrapped master key for this phone; nothing was sent (the recovery passphrase would not restore a backup there)") \
 	X(STORE_WEAKPASS, -1431, "recovery passphrase too weak: use at least 12 characters, 5 different") \
+	X(STORE_WRONG_KEY, -1432, "wrong key: the backup was made with another master key; the account's recovery passphrase opens it") \
 	X(STORE_ROLLBACK, -1420, "the host's latest snapshot is older than the last backup this phone completed there") \
 	X(STORE_QUOTA, -1408, "this device's storage quota on the host is used up; the host's owner can raise it (peerback host quota)") \
 	X(DATA_FORMAT, -1500, "file is not in the expected format")            \

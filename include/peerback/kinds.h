@@ -44,6 +44,10 @@ typedef struct pb_item_s {
 	const char *file;    /* ... and then an absolute path to read them from */
 	uint64_t size;       /* byte size either way */
 	uint64_t mtime_ns;   /* change hint: the file's modification time */
+	/* Restore into a multi-item file: the id of the item before this one
+	 * in the backup's file (NULL: it came first, or unknown). A new item
+	 * goes after it, so a deleted item comes back in its place. */
+	const char *after;
 } pb_item_t;
 
 /* Called once per item. A non-zero return stops the walk and is returned. */
@@ -67,7 +71,10 @@ typedef struct pb_codec_s {
 	int (*split)(const char *relpath, const uint8_t *buf, size_t len, pb_item_cb cb, void *arg);
 	/* Joins items (sorted by seq, data in memory) back into the file's bytes:
 	 * join(split(f)) == f for every file peerback writes. Items restored into
-	 * an existing file are merged with its items by seq before join. */
+	 * an existing file are merged with its items first: one with the id of
+	 * an existing item replaces it in place, a new one goes after the item
+	 * before it in the backup (pb_item_t.after), chat messages by id; the
+	 * merged items are numbered again, so join never sees two of one seq. */
 	int (*join)(const char *relpath, const pb_item_t *items, size_t n, pb_buf_t *out);
 } pb_codec_t;
 
@@ -94,7 +101,8 @@ PB_EXTERN PB_WUR int pb_device_scan_skip(const char *dir, unsigned kind_mask, pb
 
 /* Restore into a device directory: items are added in any order; commit
  * writes every touched file atomically (temporary file, fsync, rename),
- * merging with items already in a multi-item file. Large whole-file items
+ * merging with items already in a multi-item file (by id: a contact by its
+ * UID, a message by its message id; never a duplicate). Large whole-file items
  * may be added from a file (item->file) and are copied, not loaded. */
 typedef struct pb_device_writer_s pb_device_writer_t;
 PB_EXTERN PB_WUR int pb_device_writer_open(const char *dir, pb_device_writer_t **out);

@@ -386,6 +386,9 @@ PB_EXTERN PB_WUR int pb_backup_state_get(pb_backup_state_t *st, const char *id, 
 					 char **id_out, char **path_out, uint8_t (**names)[PB_STORE_NAME_LEN]);
 /* True when the selected generation has an item under id ("id/..."). */
 PB_EXTERN bool pb_backup_state_has_children(pb_backup_state_t *st, const char *id);
+/* The id (malloc'd) of the item before position seq of the file at path
+ * in the selected generation; NULL and PB_ENOTFOUND when none. */
+PB_EXTERN PB_WUR int pb_backup_state_before(pb_backup_state_t *st, const char *path, uint64_t seq, char **id);
 
 /* The newest snapshot this phone completed with the host whose static key
  * is host_pk (0 and PB_ENOTFOUND when none). set_host_done only moves it

@@ -97,6 +97,9 @@ void pb__cli_instruction(void *arg, const char *op, int rc, const char *message)
 
 /* Exit status of a backup that skipped files it could not parse. */
 #define EXIT_PARTIAL 3
+/* Exit status of a restore or verify that found no backup of what it was
+ * asked for. */
+#define EXIT_NO_BACKUP 10
 
 struct skip_state {
 	pb_cli_t *cli;
@@ -143,12 +146,22 @@ static int engine_error(pb_cli_t *cli, int rc, const char *what)
 		return pb_cli_fail(cli, "%s needs the recovery passphrase: set PEERBACK_RECOVERY_PASSPHRASE or run on a "
 					"terminal", what);
 	case PB_ESTORE_PASSPHRASE:
+		if (strcmp(what, "backup") == 0)
+			return pb_cli_fail(cli, "wrong recovery passphrase: it does not open the key this account's other "
+						"devices use (every device of an account uses the one recovery "
+						"passphrase); nothing was sent");
 		return pb_cli_fail(cli, "wrong recovery passphrase; nothing was written");
+	case PB_ESTORE_WRONG_KEY:
+		return pb_cli_fail(cli, "%s failed: wrong key: this backup was made with another master key than this "
+					"phone's; give the account's recovery passphrase (PEERBACK_RECOVERY_PASSPHRASE) to "
+					"open it", what);
 	case PB_ESTORE_WEAKPASS:
 		return pb_cli_fail(cli, "%s failed: %s (a few words are easy to remember); nothing was set", what,
 				   pb_strerror(rc));
 	case PB_ESTORE_NOSNAP:
-		return pb_cli_fail(cli, "the host holds no backup of this account yet; run peerback backup first");
+		(void)pb_cli_fail(cli, "no backup found: the host holds no backup of this account yet; run peerback "
+				       "backup first");
+		return EXIT_NO_BACKUP;
 	case PB_ENOSPACE:
 		return pb_cli_fail(cli, "%s failed: the host's disk is full; nothing unacknowledged is counted as "
 					"backed up (free space on the host and run it again to resume)", what);
@@ -223,6 +236,9 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		       "line and skipped; its last backed-up version stays in the snapshot and\n"
 		       "everything else is backed up. --json then prints a \"skipped\" event per\n"
 		       "file and \"partial\":true in backup-done.\n\n"
+		       "--kind KIND (repeatable) reads only those kinds; the snapshot still holds\n"
+		       "every kind, the others as the previous snapshot had them, so the latest\n"
+		       "snapshot is always the whole phone.\n\n"
 		       "Exit status: 0 backed up; 3 backed up except the skipped files (partial);\n"
 		       "1 failed (nothing new counts as backed up); 2 usage error.\n");
 		return 0;
@@ -269,19 +285,22 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		char snap[17];
 
 		snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)res.snapshot);
-		(void)pb__json_print("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:b, s:I, s:I}", "event",
+		(void)pb__json_print("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:b, s:I, s:I, s:I}", "event",
 				     "backup-done", "snapshot", snap, "items", (json_int_t)res.items, "bytes",
 				     (json_int_t)res.bytes, "items_changed", (json_int_t)res.items_changed, "chunks_sent",
 				     (json_int_t)res.chunks_sent, "bytes_sent", (json_int_t)res.bytes_sent, "chunks",
 				     (json_int_t)res.chunks_total, "seconds", pb__json_milli(res.seconds), "partial",
 				     res.skipped > 0, "skipped", (json_int_t)res.skipped, "items_kept",
-				     (json_int_t)res.items_kept);
+				     (json_int_t)res.items_kept, "items_carried", (json_int_t)res.items_carried);
 	} else {
 		human((double)res.bytes_sent, sent, sizeof(sent));
 		human((double)res.bytes, total, sizeof(total));
 		printf("backed up %llu items (%s), %llu changed; sent %llu chunks (%s) in %.1f s; snapshot %016llx\n",
 		       (unsigned long long)res.items, total, (unsigned long long)res.items_changed,
 		       (unsigned long long)res.chunks_sent, sent, res.seconds, (unsigned long long)res.snapshot);
+		if (res.items_carried > 0)
+			printf("the other kinds' %llu items were kept from the previous snapshot\n",
+			       (unsigned long long)res.items_carried);
 	}
 	if (res.skipped > 0) {
 		fprintf(stderr, "peerback: partial backup: %llu file%s could not be read and %s skipped (see above)\n",
@@ -300,6 +319,40 @@ static int parse_snapshot(const char *s, uint64_t *out)
 	return errno != 0 || *end != 0 || end == s || *out == 0 ? PB_EINVAL : 0;
 }
 
+/* restore --dry-run: one line per item that would change (JSON: every
+ * item). */
+static void show_plan(void *arg, const char *id, const char *path, const char *change)
+{
+	pb_cli_t *cli = arg;
+
+	if (cli->json)
+		(void)pb__json_print("{s:s, s:o, s:o, s:s}", "event", "restore-plan", "id", pb__json_text(id), "path",
+				     pb__json_text(path), "change", change);
+	else if (strcmp(change, "unchanged") != 0)
+		printf("%-9s %s  (%s)\n", change, id, path);
+}
+
+/* What a restore that found nothing was asked for. */
+static int not_found(pb_cli_t *cli, const pb_engine_opts_t *o, const pb_engine_result_t *res)
+{
+	char kinds[128] = "";
+
+	if (o->item_id != NULL)
+		(void)pb_cli_fail(cli, "no backup found: no item '%s' in snapshot %016llx (see peerback ls); wrote "
+				       "nothing", o->item_id, (unsigned long long)res->snapshot);
+	else if (o->kind_mask != 0) {
+		for (int k = PB_KIND_CREDENTIAL; k <= PB_KIND_CONTACTS; k++)
+			if (o->kind_mask & (1u << k))
+				snprintf(kinds + strlen(kinds), sizeof(kinds) - strlen(kinds), "%s%s", kinds[0] ? ", " : "",
+					 pb_kind_name((pb_kind_t)k));
+		(void)pb_cli_fail(cli, "no backup found: snapshot %016llx holds no %s items; restored 0 items, wrote "
+				       "nothing", (unsigned long long)res->snapshot, kinds);
+	} else
+		(void)pb_cli_fail(cli, "no backup found: snapshot %016llx holds no items; wrote nothing",
+				  (unsigned long long)res->snapshot);
+	return EXIT_NO_BACKUP;
+}
+
 int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 {
 	pb_engine_opts_t o;
@@ -311,16 +364,22 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 
 	if (pb_cli_wants_help(argc, argv)) {
 		printf("usage: peerback restore [--to DIR] [--kind KIND] [--id ID] [--snapshot ID]\n"
-		       "                        [--from DEVICE] [--host NAME] [--json]\n\n"
+		       "                        [--from DEVICE] [--host NAME] [--dry-run] [--json]\n\n"
 		       "Restores the latest backup (or --snapshot) into DIR (default HOME/device):\n"
 		       "everything, one KIND (credentials mifare sim chat contacts), or one item by ID\n"
 		       "(chat/42 restores a chat with its messages and files). Files are written\n"
-		       "atomically; items already in DIR are merged. A new phone restores the\n"
-		       "account's most recent backup (or --from DEVICE) with the recovery passphrase\n"
-		       "(PEERBACK_RECOVERY_PASSPHRASE, or a prompt).\n\n"
+		       "atomically; items already in DIR are merged by id (a contact by its UID, a\n"
+		       "message by its message id): an item DIR lacks is added in its place, one it\n"
+		       "holds is replaced, nothing is duplicated. --dry-run writes nothing and lists\n"
+		       "what would change (added, replaced; --json: every item, unchanged too).\n"
+		       "A new phone restores the account's most recent backup (or --from DEVICE)\n"
+		       "with the recovery passphrase (PEERBACK_RECOVERY_PASSPHRASE, or a prompt);\n"
+		       "restoring from another device never replaces this phone's key.\n\n"
 		       "A host whose latest snapshot of this phone is older than the last backup this\n"
 		       "phone completed there has lost or withholds the newer one: restore then stops\n"
-		       "and names both; --snapshot ID restores the older one deliberately.\n");
+		       "and names both; --snapshot ID restores the older one deliberately.\n\n"
+		       "Exit status: 0 restored; 10 no backup found (no snapshot, or none of the\n"
+		       "asked kind or id in it: nothing was written); 1 failed; 2 usage error.\n");
 		return 0;
 	}
 	memset(&o, 0, sizeof(o));
@@ -341,6 +400,8 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 			if (pb_kind_parse(argv[++i], &k) != 0)
 				return pb_cli_fail(cli, "unknown kind '%s' (credentials mifare sim chat contacts)", argv[i]);
 			o.kind_mask |= 1u << k;
+		} else if (strcmp(argv[i], "--dry-run") == 0) {
+			o.dry_run = true;
 		} else if (strcmp(argv[i], "--json") == 0) {
 			cli->json = true;
 		} else {
@@ -360,15 +421,33 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 	o.instruction_arg = cli;
 	o.on_replaced = show_replaced;
 	o.replaced_arg = dev;
+	o.on_plan = show_plan;
+	o.plan_arg = cli;
 	rc = pb_engine_restore(&o, &res);
 	sodium_memzero(pass, sizeof(pass));
-	if (rc == PB_ENOTFOUND && o.item_id != NULL)
-		return pb_cli_fail(cli, "no item '%s' in the backup; see peerback ls", o.item_id);
+	if (rc == PB_ENOTFOUND)
+		return not_found(cli, &o, &res);
 	if (rc == PB_ESTORE_ROLLBACK)
 		return rollback_error(cli, &res, "restore");
 	if (rc != 0)
 		return restore_error(cli, &res, rc, dev);
 	human((double)res.bytes, total, sizeof(total));
+	if (o.dry_run) {
+		char snap[17];
+
+		snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)res.snapshot);
+		if (cli->json)
+			(void)pb__json_print("{s:s, s:b, s:s, s:o, s:I, s:I, s:I}", "event", "restore-done", "dry_run", 1,
+					     "snapshot", snap, "device", pb__json_text(res.device), "added",
+					     (json_int_t)res.added, "replaced", (json_int_t)res.changed, "unchanged",
+					     (json_int_t)res.unchanged);
+		else
+			printf("dry run: restoring snapshot %s into %s would add %llu items, replace %llu and leave %llu "
+			       "unchanged; nothing was written\n",
+			       snap, dev, (unsigned long long)res.added, (unsigned long long)res.changed,
+			       (unsigned long long)res.unchanged);
+		return 0;
+	}
 	if (cli->json) {
 		char snap[17];
 
