@@ -121,7 +121,7 @@ int pb_cmd_agent(pb_cli_t *cli, int argc, char **argv)
 	rc = given != NULL ? snprintf(dev, sizeof(dev), "%s", given) : snprintf(dev, sizeof(dev), "%s/device", cli->home);
 	if (rc < 0 || (size_t)rc >= sizeof(dev))
 		return pb_cli_fail(cli, "device path is too long");
-	if ((rc = pb_cli_recovery_passphrase(cli, pass, sizeof(pass))) != 0)
+	if ((rc = pb_cli_recovery_passphrase(cli, true, pass, sizeof(pass))) != 0)
 		return rc;
 	o.home = cli->home;
 	o.device_dir = dev;

@@ -45,8 +45,7 @@ int pb_cmd_gen(pb_cli_t *cli, int argc, char **argv)
 			errno = 0;
 			v = strtoull(argv[++i], &end, 10);
 			if (errno != 0 || end == argv[i] || *end != 0 || argv[i][0] == '-') {
-				fprintf(stderr, "peerback: --seed needs a decimal number, not '%s'\n", argv[i]);
-				return 2;
+				return pb_cli_usage(cli, "peerback: --seed needs a decimal number, not '%s'", argv[i]);
 			}
 			seed = v;
 		} else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
@@ -59,17 +58,14 @@ int pb_cmd_gen(pb_cli_t *cli, int argc, char **argv)
 			else if (strcmp(s, "large") == 0)
 				size = PB_GEN_LARGE;
 			else {
-				fprintf(stderr, "peerback: --size is small, standard or large, not '%s'\n", s);
-				return 2;
+				return pb_cli_usage(cli, "peerback: --size is small, standard or large, not '%s'", s);
 			}
 		} else {
-			fprintf(stderr, "peerback: unexpected argument '%s'; see 'peerback gen --help'\n", argv[i]);
-			return 2;
+			return pb_cli_usage(cli, "peerback: unexpected argument '%s'; see 'peerback gen --help'", argv[i]);
 		}
 	}
 	if (out == NULL) {
-		fprintf(stderr, "peerback: gen needs --out DIR\n");
-		return 2;
+		return pb_cli_usage(cli, "peerback: gen needs --out DIR");
 	}
 	for (int k = PB_KIND_CREDENTIAL; k <= PB_KIND_CONTACTS; k++) {
 		const pb_cli_kind_t *e = pb_cli_kind((pb_kind_t)k);

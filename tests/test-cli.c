@@ -1,0 +1,424 @@
+/* The command line's conventions, with the account service, two hosts and a
+ * phone as their real programs on loopback: backups go to every paired host,
+ * the recovery passphrase is asked only when needed and checked when given,
+ * it can be changed on every host at once, errors name the side and the
+ * path that failed, --json errors are JSON objects and exit codes are
+ * distinct. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "harness.h"
+#include "agent/util/fsutil.h"
+
+#define PASS "recovery passphrase for tests"
+#define NEWPASS "a brand new recovery passphrase"
+
+static char *dir;
+static pb_test_imd_t imd;
+static pb_test_host_t host_a, host_b;
+static char home_a[4096], home_b[4096], phone[4096], dev[4096];
+static char mounted[4200]; /* a small tmpfs to unmount in teardown */
+
+static void mk(char *out, const char *name)
+{
+	snprintf(out, 4096, "%s/%s", dir, name);
+	assert_int_equal(pb__mkdirs(out, 0700), 0);
+}
+
+/* Runs peerback --home home ARGS with the test password and, when pass is
+ * not NULL, PEERBACK_RECOVERY_PASSPHRASE=pass (and extra, "K=V" or NULL). */
+static int pbx(const char *home, const char *pass, const char *extra, char *const args[], char **out, char **err)
+{
+	char *tool = pb_test_tool("peerback");
+	char envp[256], envr[256], *argv[64], *env[4];
+	int n = 0, e = 0, rc;
+
+	snprintf(envp, sizeof(envp), "PEERBACK_PASSWORD=%s", PB_TEST_PASSWORD);
+	env[e++] = envp;
+	if (pass != NULL) {
+		snprintf(envr, sizeof(envr), "PEERBACK_RECOVERY_PASSPHRASE=%s", pass);
+		env[e++] = envr;
+	}
+	if (extra != NULL)
+		env[e++] = (char *)extra;
+	env[e] = NULL;
+	argv[n++] = tool;
+	if (home != NULL) {
+		argv[n++] = "--home";
+		argv[n++] = (char *)home;
+	}
+	for (size_t i = 0; args[i] != NULL && n < 63; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	rc = pb_test_run(argv, env, 300, out, err);
+	free(tool);
+	return rc;
+}
+
+/* Runs a command on the phone that must succeed. */
+static void ok(const char *pass, char *const args[], char **out)
+{
+	char *err = NULL;
+	int rc = pbx(phone, pass, NULL, args, out, &err);
+
+	if (rc != 0)
+		printf("peerback %s: exit %d: %s", args[0], rc, err);
+	assert_int_equal(rc, 0);
+	free(err);
+}
+
+static size_t count(const char *hay, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		n++;
+	return n;
+}
+
+static void pair(pb_test_host_t *h)
+{
+	char *args[] = { "pair", h->uri, NULL };
+	char line[4096];
+
+	ok(NULL, args, NULL);
+	assert_true(pb_test_host_wait(h, "paired", line, sizeof(line), 10000) > 0);
+}
+
+static int setup(void **state)
+{
+	const char *accounts[] = { "alice", NULL };
+
+	(void)state;
+	dir = pb_test_tmpdir("cli");
+	pb_test_imd_start(&imd, dir, accounts, NULL);
+	mk(home_a, "host-a");
+	mk(home_b, "host-b");
+	mk(phone, "phone");
+	snprintf(dev, sizeof(dev), "%s/device", phone);
+	assert_int_equal(pb_test_login(&imd, home_a, "alice", "desk-a"), 0);
+	assert_int_equal(pb_test_login(&imd, home_b, "alice", "desk-b"), 0);
+	assert_int_equal(pb_test_login(&imd, phone, "alice", "phone"), 0);
+	pb_test_host_start(&host_a, home_a, "127.0.0.1:0", NULL);
+	pb_test_host_start(&host_b, home_b, "127.0.0.1:0", NULL);
+	/* Paired with A first, then B: B is the most recently paired. */
+	pair(&host_a);
+	pair(&host_b);
+	{
+		char *gen[] = { "gen", "--out", dev, "--seed", "5", "--size", "small", NULL };
+		ok(NULL, gen, NULL);
+	}
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	pb_test_host_stop(&host_a);
+	pb_test_host_stop(&host_b);
+	pb_test_imd_stop(&imd);
+	if (mounted[0])
+		umount2(mounted, MNT_DETACH);
+	pb_test_rmtree(dir);
+	free(dir);
+	return 0;
+}
+
+/* The snapshots `ls --host NAME` lists. */
+static size_t snapshots_on(const char *host)
+{
+	char *args[] = { "--json", "ls", "--host", (char *)host, NULL };
+	char *out = NULL;
+	size_t n;
+
+	ok(NULL, args, &out);
+	n = count(out, "\"snapshot\":");
+	free(out);
+	return n;
+}
+
+/* A phone paired with two hosts backs up to both, and reports each. */
+static void test_backup_every_host(void **state)
+{
+	char *backup[] = { "--json", "backup", "--device", dev, NULL };
+	char *only_a[] = { "backup", "--device", dev, "--host", "desk-a", NULL };
+	char *out = NULL;
+
+	(void)state;
+	ok(PASS, backup, &out);
+	printf("%s", out);
+	assert_int_equal(count(out, "\"event\":\"backup-done\""), 2);
+	assert_non_null(strstr(out, "\"host\":\"desk-a\""));
+	assert_non_null(strstr(out, "\"host\":\"desk-b\""));
+	free(out);
+	assert_int_equal(snapshots_on("desk-a"), 1);
+	assert_int_equal(snapshots_on("desk-b"), 1);
+	/* --host picks one; the text names it. */
+	ok(NULL, only_a, &out);
+	assert_non_null(strstr(out, "desk-a"));
+	assert_null(strstr(out, "desk-b"));
+	free(out);
+	assert_int_equal(snapshots_on("desk-a"), 2);
+	assert_int_equal(snapshots_on("desk-b"), 1);
+}
+
+/* A host that does not answer is reported by name; the others get the
+ * backup, and the exit status says it was partial. */
+static void test_backup_one_host_down(void **state)
+{
+	char *backup[] = { "backup", "--device", dev, NULL };
+	char *out = NULL, *err = NULL;
+	int rc;
+
+	(void)state;
+	pb_test_host_stop(&host_a);
+	rc = pbx(phone, NULL, NULL, backup, &out, &err);
+	printf("exit %d\n%s%s", rc, out, err);
+	assert_int_equal(rc, 3);
+	assert_non_null(strstr(err, "desk-a"));
+	assert_non_null(strstr(out, "desk-b"));
+	free(out);
+	free(err);
+	pb_test_host_restart(&host_a, NULL);
+}
+
+/* With the key on the phone no passphrase is asked for; one given is
+ * checked, from the environment, a file or a command. */
+static void test_passphrase_checked(void **state)
+{
+	char file[4200], fileopt[4300];
+	char *plain[] = { "backup", "--device", dev, "--host", "desk-b", NULL };
+	char *by_file[] = { "backup", "--device", dev, "--host", "desk-b", "--passphrase-file", file, NULL };
+	char *by_cmd[] = { "backup", "--device", dev, "--host", "desk-b", "--passphrase-command",
+			   "printf '%s\\n' '" PASS "'", NULL };
+	char *bad_cmd[] = { "backup", "--device", dev, "--host", "desk-b", "--passphrase-command", "exit 7", NULL };
+	char *err = NULL;
+	int rc;
+
+	(void)state;
+	(void)fileopt;
+	ok(NULL, plain, NULL);
+	rc = pbx(phone, "not the recovery passphrase", NULL, plain, NULL, &err);
+	printf("wrong env: exit %d: %s", rc, err);
+	assert_int_equal(rc, 12);
+	assert_non_null(strstr(err, "wrong recovery passphrase"));
+	assert_non_null(strstr(err, "PEERBACK_RECOVERY_PASSPHRASE"));
+	free(err);
+	snprintf(file, sizeof(file), "%s/pass.txt", dir);
+	assert_int_equal(pb_test_write_file(file, "wrong words here\n", 17), 0);
+	rc = pbx(phone, NULL, NULL, by_file, NULL, &err);
+	printf("wrong file: exit %d: %s", rc, err);
+	assert_int_equal(rc, 12);
+	assert_non_null(strstr(err, file));
+	free(err);
+	assert_int_equal(pb_test_write_file(file, PASS "\n", strlen(PASS) + 1), 0);
+	ok(NULL, by_file, NULL);
+	ok(NULL, by_cmd, NULL);
+	rc = pbx(phone, NULL, NULL, bad_cmd, NULL, &err);
+	printf("failing command: exit %d: %s", rc, err);
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(err, "exit 7"));
+	free(err);
+}
+
+/* A phone without its key (a copy of its state without master.key) that
+ * restores from host with passphrase: the exit status. */
+static int restore_without_key(const char *host, const char *pass, char **err)
+{
+	char home2[4096], to[4200], path[4300];
+	char *cp[] = { "/bin/cp", "-a", phone, home2, NULL };
+	char *rm[] = { "/bin/rm", "-rf", home2, NULL };
+	char *args[] = { "restore", "--host", (char *)host, "--to", to, NULL };
+	int rc;
+
+	snprintf(home2, sizeof(home2), "%s/phone-copy", dir);
+	(void)pb_test_run(rm, NULL, 60, NULL, NULL);
+	assert_int_equal(pb_test_run(cp, NULL, 60, NULL, NULL), 0);
+	snprintf(path, sizeof(path), "%s/master.key", home2);
+	assert_int_equal(unlink(path), 0);
+	snprintf(path, sizeof(path), "%s/master.wrapped", home2);
+	(void)unlink(path);
+	snprintf(path, sizeof(path), "%s/backup-state.db", home2);
+	(void)unlink(path);
+	snprintf(to, sizeof(to), "%s/restored", home2);
+	rc = pbx(home2, pass, NULL, args, NULL, err);
+	(void)pb_test_run(rm, NULL, 60, NULL, NULL);
+	return rc;
+}
+
+/* peerback passphrase change rewraps the key on every paired host: the old
+ * passphrase no longer opens it anywhere, the new one does everywhere. */
+static void test_passphrase_change(void **state)
+{
+	char *change[] = { "passphrase", "change", NULL };
+	char *out = NULL, *err = NULL;
+	int rc;
+
+	(void)state;
+	rc = pbx(phone, "not the recovery passphrase", "PEERBACK_NEW_RECOVERY_PASSPHRASE=" NEWPASS, change, &out,
+		 &err);
+	printf("change with the wrong one: exit %d: %s", rc, err);
+	assert_int_equal(rc, 12);
+	free(out);
+	free(err);
+	rc = pbx(phone, PASS, "PEERBACK_NEW_RECOVERY_PASSPHRASE=" NEWPASS, change, &out, &err);
+	printf("change: exit %d: %s%s", rc, out, err);
+	assert_int_equal(rc, 0);
+	assert_non_null(strstr(out, "desk-a"));
+	assert_non_null(strstr(out, "desk-b"));
+	free(out);
+	free(err);
+	for (int i = 0; i < 2; i++) {
+		const char *h = i == 0 ? "desk-a" : "desk-b";
+
+		rc = restore_without_key(h, PASS, &err);
+		printf("%s, old passphrase: exit %d: %s", h, rc, err);
+		assert_int_equal(rc, 12);
+		free(err);
+		rc = restore_without_key(h, NEWPASS, &err);
+		printf("%s, new passphrase: exit %d: %s", h, rc, err);
+		assert_int_equal(rc, 0);
+		free(err);
+	}
+	/* The phone's own check follows: the new one is now the right one. */
+	{
+		char *plain[] = { "backup", "--device", dev, "--host", "desk-b", NULL };
+
+		ok(NEWPASS, plain, NULL);
+		rc = pbx(phone, PASS, NULL, plain, NULL, &err);
+		assert_int_equal(rc, 12);
+		free(err);
+	}
+}
+
+/* --json anywhere; errors then are JSON objects with a code; usage errors
+ * exit 2; text mode prints no JSON. */
+static void test_json_errors(void **state)
+{
+	char *nodev[] = { "backup", "--json", "--device", "/nonexistent/device", NULL };
+	char *bogus[] = { "ls", "--bogus", "--json", NULL };
+	char *text[] = { "backup", "--device", "/nonexistent/device", NULL };
+	char *out = NULL, *err = NULL;
+	int rc;
+
+	(void)state;
+	rc = pbx(phone, NULL, NULL, nodev, &out, &err);
+	printf("exit %d: %s%s", rc, out, err);
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(out, "{\"event\":\"error\",\"code\":\"PB_E"));
+	assert_non_null(strstr(out, "\"message\":"));
+	assert_non_null(strstr(out, "/nonexistent/device"));
+	free(out);
+	free(err);
+	rc = pbx(phone, NULL, NULL, bogus, &out, &err);
+	printf("exit %d: %s%s", rc, out, err);
+	assert_int_equal(rc, 2);
+	assert_non_null(strstr(out, "\"code\":\"PB_EUSAGE\""));
+	free(out);
+	free(err);
+	rc = pbx(phone, NULL, NULL, text, &out, &err);
+	assert_int_equal(rc, 1);
+	assert_null(strchr(out, '{'));
+	assert_null(strchr(err, '{'));
+	free(out);
+	free(err);
+}
+
+/* account show reads; it must not create the state directory. */
+static void test_account_show_creates_nothing(void **state)
+{
+	char home2[4200];
+	char *args[] = { "account", "show", NULL };
+	struct stat st;
+
+	(void)state;
+	snprintf(home2, sizeof(home2), "%s/never-made", dir);
+	(void)pbx(home2, NULL, NULL, args, NULL, NULL);
+	assert_int_not_equal(stat(home2, &st), 0);
+}
+
+/* A full phone: the error names the phone and its path, not the host. */
+static void test_phone_full_blames_phone(void **state)
+{
+	char small[4200], fill[4300];
+	char *cp[] = { "/bin/sh", "-c", NULL, NULL };
+	char script[9000];
+	char *backup[] = { "backup", "--device", dev, "--host", "desk-b", NULL };
+	char *out = NULL, *err = NULL;
+	int rc;
+
+	(void)state;
+	snprintf(small, sizeof(small), "%s/small", dir);
+	assert_int_equal(pb__mkdirs(small, 0700), 0);
+	if (mount("tmpfs", small, "tmpfs", 0, "size=4m") != 0) {
+		printf("cannot mount a small tmpfs here (needs root); test skipped\n");
+		return;
+	}
+	snprintf(mounted, sizeof(mounted), "%s", small);
+	/* The phone's state on the small disk, its state database gone so
+	 * that the backup must write everything again, then the disk filled. */
+	snprintf(script, sizeof(script),
+		 "cd '%s' && for f in *; do [ \"$f\" = device ] || [ \"${f#backup-state}\" != \"$f\" ] || "
+		 "cp -a \"$f\" '%s'/; done; dd if=/dev/zero of='%s/fill' bs=64k 2>/dev/null; true",
+		 phone, small, small);
+	cp[2] = script;
+	assert_int_equal(pb_test_run(cp, NULL, 60, NULL, NULL), 0);
+	snprintf(fill, sizeof(fill), "%s/fill", small);
+	rc = pbx(small, NEWPASS, NULL, backup, &out, &err);
+	printf("exit %d: %s%s", rc, out, err);
+	assert_int_not_equal(rc, 0);
+	assert_null(strstr(err, "host's disk"));
+	assert_non_null(strstr(err, "phone"));
+	assert_non_null(strstr(err, small));
+	free(out);
+	free(err);
+	umount2(small, MNT_DETACH);
+	mounted[0] = 0;
+}
+
+/* Usage errors and the documented exit codes. */
+static void test_exit_codes(void **state)
+{
+	char *unknown[] = { "no-such-command", NULL };
+	char *help[] = { "help", "backup", NULL };
+	char *out = NULL;
+
+	(void)state;
+	assert_int_equal(pbx(phone, NULL, NULL, unknown, NULL, NULL), 2);
+	ok(NULL, help, &out);
+	assert_non_null(strstr(out, "usage: peerback backup"));
+	free(out);
+	{
+		char *top[] = { "--help", NULL };
+
+		ok(NULL, top, &out);
+		assert_non_null(strstr(out, "12"));
+		assert_non_null(strstr(out, "wrong recovery passphrase"));
+		free(out);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_backup_every_host),
+		cmocka_unit_test(test_backup_one_host_down),
+		cmocka_unit_test(test_passphrase_checked),
+		cmocka_unit_test(test_passphrase_change),
+		cmocka_unit_test(test_json_errors),
+		cmocka_unit_test(test_account_show_creates_nothing),
+		cmocka_unit_test(test_phone_full_blames_phone),
+		cmocka_unit_test(test_exit_codes),
+	};
+	signal(SIGPIPE, SIG_IGN);
+	if (sodium_init() < 0)
+		return 1;
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
