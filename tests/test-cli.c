@@ -405,6 +405,160 @@ static void test_exit_codes(void **state)
 	}
 }
 
+/* The first line of out that holds needle, copied into line. */
+static void line_with(const char *out, const char *needle, char *line, size_t cap)
+{
+	const char *p = strstr(out, needle);
+
+	assert_non_null(p);
+	while (p > out && p[-1] != '\n')
+		p--;
+	snprintf(line, cap, "%.*s", (int)strcspn(p, "\n"), p);
+}
+
+/* ls SNAPSHOT lists items by the ids restore --id takes; snapshots by
+ * "latest" or a unique prefix; diff; --from by a device's name. */
+static void test_ls_items_and_ids(void **state)
+{
+	char *snaps[] = { "ls", "--host", "desk-b", NULL };
+	char *items[] = { "--json", "ls", "latest", "--host", "desk-b", NULL };
+	char *from[] = { "ls", "--from", "phone", "--host", "desk-b", NULL };
+	char *out = NULL, *err = NULL, line[4096], id[512], prefix[24], to[4200], shortid[512];
+	int rc;
+
+	(void)state;
+	ok(NULL, snaps, &out);
+	printf("%s", out);
+	free(out);
+	ok(NULL, items, &out);
+	line_with(out, "\"kind\":\"credentials\"", line, sizeof(line));
+	assert_int_equal(pb_test_json_str(line, "id", id, sizeof(id)), 0);
+	/* The latest snapshot's id without its last two digits. */
+	assert_int_equal(pb_test_json_str(line, "snapshot", prefix, sizeof(prefix)), 0);
+	prefix[14] = 0;
+	printf("an item: %s\n", line);
+	free(out);
+	/* The same listing by a snapshot prefix. */
+	{
+		char *by_prefix[] = { "ls", prefix, "--host", "desk-b", NULL };
+
+		ok(NULL, by_prefix, &out);
+		assert_non_null(strstr(out, id));
+		free(out);
+	}
+	/* restore --id takes that id, and its short form. */
+	snprintf(to, sizeof(to), "%s/one-item", dir);
+	{
+		char *restore[] = { "restore", "--host", "desk-b", "--id", id, "--to", to, NULL };
+		const char *base = strrchr(id, '/');
+		const char *dot;
+
+		ok(NULL, restore, NULL);
+		base = base != NULL ? base + 1 : id;
+		dot = strrchr(base, '.');
+		snprintf(shortid, sizeof(shortid), "%.*s", dot != NULL ? (int)(dot - base) : (int)strlen(base), base);
+	}
+	{
+		char *restore_short[] = { "restore", "--host", "desk-b", "--id", shortid, "--to", to, NULL };
+
+		rc = pbx(phone, NULL, NULL, restore_short, &out, &err);
+		printf("restore --id %s: exit %d: %s%s", shortid, rc, out, err);
+		assert_int_equal(rc, 0);
+		free(out);
+		free(err);
+	}
+	/* diff between the same snapshot: nothing changed. */
+	{
+		char *diff[] = { "diff", prefix, "latest", "--host", "desk-b", NULL };
+
+		ok(NULL, diff, &out);
+		printf("%s", out);
+		assert_non_null(strstr(out, " added, "));
+		free(out);
+	}
+	/* --from takes the device's name. */
+	rc = pbx(phone, NULL, NULL, from, &out, &err);
+	printf("ls --from phone: exit %d: %s%s", rc, out, err);
+	assert_int_equal(rc, 0);
+	free(out);
+	free(err);
+	{
+		char *nosnap[] = { "ls", "ffffffffff", "--host", "desk-b", NULL };
+
+		rc = pbx(phone, NULL, NULL, nosnap, NULL, NULL);
+		assert_int_equal(rc, 10);
+	}
+}
+
+/* peerback-imd --version and per-command help; the account service by a
+ * host name; a wrong --imd-key named as such; gen says where backup reads. */
+static void test_findable(void **state)
+{
+	char *tool = pb_test_tool("peerback-imd");
+	char *version[] = { tool, "--version", NULL };
+	char *serve_help[] = { tool, "serve", "--help", NULL };
+	char port[16], byname[64], home2[4200], genout[4200];
+	char wrong_key[64];
+	char *out = NULL, *err = NULL;
+	int rc;
+
+	(void)state;
+	assert_int_equal(pb_test_run(version, NULL, 30, &out, NULL), 0);
+	assert_non_null(strstr(out, "peerback-imd "));
+	free(out);
+	assert_int_equal(pb_test_run(serve_help, NULL, 30, &out, NULL), 0);
+	assert_non_null(strstr(out, "usage: peerback-imd serve"));
+	free(out);
+	free(tool);
+	snprintf(port, sizeof(port), "%s", strrchr(imd.addr, ':') + 1);
+	snprintf(byname, sizeof(byname), "localhost:%s", port);
+	snprintf(home2, sizeof(home2), "%s/phone-by-name", dir);
+	{
+		char *login[] = { "account", "login", "--imd", byname, "--imd-key", imd.key, "--account", "alice",
+				  "--name", "by-name", NULL };
+
+		rc = pbx(home2, NULL, NULL, login, &out, &err);
+		printf("login via %s: exit %d: %s%s", byname, rc, out, err);
+		assert_int_equal(rc, 0);
+		free(out);
+		free(err);
+	}
+	snprintf(wrong_key, sizeof(wrong_key), "%s", imd.key);
+	wrong_key[0] = wrong_key[0] == 'A' ? 'B' : 'A';
+	{
+		char *login[] = { "account", "login", "--imd", imd.addr, "--imd-key", wrong_key, "--account", "alice",
+				  NULL };
+
+		rc = pbx(home2, NULL, NULL, login, &out, &err);
+		printf("wrong key: exit %d: %s", rc, err);
+		assert_int_not_equal(rc, 0);
+		assert_non_null(strstr(err, "--imd-key"));
+		free(out);
+		free(err);
+	}
+	snprintf(genout, sizeof(genout), "%s/gen-elsewhere", dir);
+	{
+		char *gen[] = { "gen", "--out", genout, "--seed", "1", "--size", "small", NULL };
+
+		rc = pbx(home2, NULL, NULL, gen, &out, &err);
+		assert_int_equal(rc, 0);
+		assert_non_null(strstr(out, "--device"));
+		free(out);
+		free(err);
+	}
+	/* --quiet: results only. */
+	{
+		char *q[] = { "--quiet", "backup", "--device", dev, "--host", "desk-b", NULL };
+
+		rc = pbx(phone, NULL, NULL, q, &out, &err);
+		assert_int_equal(rc, 0);
+		assert_string_equal(err, "");
+		assert_non_null(strstr(out, "backed up"));
+		free(out);
+		free(err);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -416,6 +570,8 @@ int main(void)
 		cmocka_unit_test(test_account_show_creates_nothing),
 		cmocka_unit_test(test_phone_full_blames_phone),
 		cmocka_unit_test(test_exit_codes),
+		cmocka_unit_test(test_ls_items_and_ids),
+		cmocka_unit_test(test_findable),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	if (sodium_init() < 0)

@@ -18,6 +18,7 @@ typedef struct pb_cli_s {
 	const char *pass_file;    /* --passphrase-file FILE */
 	const char *pass_command; /* --passphrase-command CMD */
 	const char *pass_source;  /* where the recovery passphrase came from, for messages */
+	const char *from;         /* --from DEVICE as given, for messages */
 } pb_cli_t;
 
 /* Exit statuses, the same for every command (README, peerback --help). */
@@ -94,6 +95,20 @@ int pb_cli_secret_from(const pb_cli_t *cli, const char *file, const char *cmd, c
  * INTERACTIVE ones when the environment has PEERBACK_TEST_WEAK_KDF=1. That
  * switch is for tests only: such a wrap is much cheaper to guess. */
 const pb_pwhash_params_t *pb_cli_wrap_params(void);
+
+/* Formats a byte count for people: "12.3 MB". */
+void pb_cli_human(double bytes, char *out, size_t cap);
+
+struct pb_engine_opts_s;
+/* Reports an engine failure (tools/cli/cmd-backup.c); returns the exit status. */
+int pb__cli_engine_error(pb_cli_t *cli, int rc, const char *what);
+/* Resolves a snapshot as given ("latest", or a unique prefix of an id as
+ * peerback ls prints it) into *out; returns 0 or an exit status after
+ * telling the user. (tools/cli/cmd-ls.c) */
+int pb__cli_snapshot(pb_cli_t *cli, struct pb_engine_opts_s *o, const char *text, uint64_t *out);
+/* The one item id of the backup that want names: the id itself, or its
+ * last part with or without extension. 0, or PB_ENOTFOUND / PB_EEXISTS. */
+int pb__cli_item_id(pb_cli_t *cli, struct pb_engine_opts_s *o, const char *want, char *out, size_t cap);
 
 /* True when argv holds -h or --help. */
 bool pb_cli_wants_help(int argc, char **argv);

@@ -31,7 +31,16 @@ static void human(double bytes, char *out, size_t cap)
 struct progress_state {
 	pb_cli_t *cli;
 	double start;
+	/* The rate counts from the first bytes moved: connecting and scanning
+	 * before them would make the first estimate absurd. */
+	double t0;
+	uint64_t b0;
+	bool moving;
 };
+
+/* Seconds of transfer, and the share done, before an estimate is shown. */
+#define ETA_MIN_SECONDS 2.0
+#define ETA_MIN_FRACTION 0.01
 
 static double mono(void)
 {
@@ -47,6 +56,8 @@ static void show_progress(void *arg, const pb_progress_t *p)
 	struct progress_state *ps = arg;
 	double t = mono() - ps->start;
 
+	if (ps->cli->quiet)
+		return;
 	if (ps->cli->json) {
 		(void)pb__json_print("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "event", "progress", "phase",
 				     p->phase, "items_done", (json_int_t)p->items_done, "items_total",
@@ -56,15 +67,34 @@ static void show_progress(void *arg, const pb_progress_t *p)
 				     (json_int_t)p->chunks_sent);
 		return;
 	}
-	if (!ps->cli->tty)
+	if (!ps->cli->tty || ps->cli->quiet)
 		return;
+	if (!ps->moving && p->bytes_done > 0) {
+		ps->moving = true;
+		ps->t0 = mono();
+		ps->b0 = p->bytes_done;
+	}
 	{
-		char done[32], total[32], rate[32];
+		char done[32], total[32], rate[32], eta[32];
 		double frac = p->bytes_total ? (double)p->bytes_done / (double)p->bytes_total : 0;
-		double r = t > 0 ? (double)p->bytes_done / t : 0;
+		double moving = ps->moving ? mono() - ps->t0 : 0;
+		double r = moving > 0 ? (double)(p->bytes_done - ps->b0) / moving : 0;
 		int left = r > 0 && p->bytes_total > p->bytes_done ? (int)((double)(p->bytes_total - p->bytes_done) / r)
 								    : 0;
-		int width = 24, fill = (int)(frac * width);
+		int width = 24, fill;
+
+		(void)t;
+		/* A finished run fills the bar, whatever its byte count (items
+		 * already in place move no bytes). */
+		if (p->final)
+			frac = 1;
+		fill = (int)(frac * width);
+		if (p->final)
+			snprintf(eta, sizeof(eta), "done");
+		else if (moving < ETA_MIN_SECONDS || frac < ETA_MIN_FRACTION || r <= 0)
+			snprintf(eta, sizeof(eta), "estimating");
+		else
+			snprintf(eta, sizeof(eta), "%d:%02d left", left / 60, left % 60);
 
 		human((double)p->bytes_done, done, sizeof(done));
 		human((double)p->bytes_total, total, sizeof(total));
@@ -73,9 +103,9 @@ static void show_progress(void *arg, const pb_progress_t *p)
 		for (int i = 0; i < width; i++)
 			fputc(i < fill ? '#' : '.', stderr);
 		if (p->bytes_total)
-			fprintf(stderr, "] %s / %s, %llu/%llu items, %s/s, %d:%02d left   ", done, total,
-				(unsigned long long)p->items_done, (unsigned long long)p->items_total, rate, left / 60,
-				left % 60);
+			fprintf(stderr, "] %s / %s, %llu/%llu items, %s/s, %s   ", done, total,
+				(unsigned long long)(p->final ? p->items_total : p->items_done),
+				(unsigned long long)p->items_total, rate, eta);
 		else
 			fprintf(stderr, "] %s, %llu items, %s/s   ", done, (unsigned long long)p->items_done, rate);
 		if (p->final)
@@ -176,6 +206,16 @@ static int engine_error_at(pb_cli_t *cli, int rc, const char *what, const char *
 
 static int engine_error(pb_cli_t *cli, int rc, const char *what)
 {
+	return engine_error_at(cli, rc, what, NULL);
+}
+
+int pb__cli_engine_error(pb_cli_t *cli, int rc, const char *what)
+{
+	if (rc == PB_ENOTFOUND && cli->from != NULL)
+		return pb_cli_error(cli, rc, "no device named '%s', nor one whose id starts with it, has a backup on "
+					     "the host; see peerback ls", cli->from);
+	if (rc == PB_EEXISTS && cli->from != NULL)
+		return pb_cli_usage(cli, "peerback: '%s' names more than one device; give more of its id", cli->from);
 	return engine_error_at(cli, rc, what, NULL);
 }
 
@@ -284,7 +324,7 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 {
 	pb_engine_opts_t o;
 	pb_engine_result_t res;
-	struct progress_state ps = { cli, mono() };
+	struct progress_state ps = { .cli = cli, .start = mono() };
 	pb_remembered_host_t *hosts;
 	char dev[4096], pass[1024];
 	struct skip_state ss = { cli, dev };
@@ -364,6 +404,7 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		host_label(&hosts[h], label, sizeof(label));
 		o.host = key;
 		ps.start = mono();
+		ps.moving = false;
 		rc = pb_engine_backup(&o, &res);
 		if (rc != 0) {
 			snprintf(what, sizeof(what), "backup to host %s", label);
@@ -397,22 +438,13 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 	return skipped ? PB_EXIT_PARTIAL : 0;
 }
 
-static int parse_snapshot(const char *s, uint64_t *out)
-{
-	char *end;
-
-	errno = 0;
-	*out = strtoull(s, &end, 16);
-	return errno != 0 || *end != 0 || end == s || *out == 0 ? PB_EINVAL : 0;
-}
-
 int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 {
 	pb_engine_opts_t o;
 	pb_engine_result_t res;
-	struct progress_state ps = { cli, mono() };
-	char dev[4096], pass[1024], total[32];
-	const char *given = NULL;
+	struct progress_state ps = { .cli = cli, .start = mono() };
+	char dev[4096], pass[1024], total[32], item[PB_ITEM_ID_MAX + 1];
+	const char *given = NULL, *snap_text = NULL;
 	int rc;
 
 	if (pb_cli_wants_help(argc, argv)) {
@@ -438,10 +470,9 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 		} else if (i + 1 < argc && strcmp(argv[i], "--id") == 0) {
 			o.item_id = argv[++i];
 		} else if (i + 1 < argc && strcmp(argv[i], "--from") == 0) {
-			o.from_device = argv[++i];
+			o.from_device = cli->from = argv[++i];
 		} else if (i + 1 < argc && strcmp(argv[i], "--snapshot") == 0) {
-			if (parse_snapshot(argv[++i], &o.snapshot) != 0)
-				return pb_cli_fail(cli, "--snapshot takes a snapshot id as peerback ls shows it");
+			snap_text = argv[++i];
 		} else if (i + 1 < argc && strcmp(argv[i], "--kind") == 0) {
 			pb_kind_t k;
 			if (pb_kind_parse(argv[++i], &k) != 0)
@@ -466,10 +497,22 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 	o.instruction_arg = cli;
 	o.on_replaced = show_replaced;
 	o.replaced_arg = dev;
+	if (snap_text != NULL && (rc = pb__cli_snapshot(cli, &o, snap_text, &o.snapshot)) != 0) {
+		sodium_memzero(pass, sizeof(pass));
+		return rc;
+	}
 	rc = pb_engine_restore(&o, &res);
+	/* An id as ls shows it always works; a short one (payment-003 for
+	 * credentials/payment-003.json) when it names one item. */
+	if (rc == PB_ENOTFOUND && o.item_id != NULL &&
+	    pb__cli_item_id(cli, &o, o.item_id, item, sizeof(item)) == 0) {
+		pb_cli_note(cli, "restoring %s", item);
+		o.item_id = item;
+		rc = pb_engine_restore(&o, &res);
+	}
 	sodium_memzero(pass, sizeof(pass));
 	if (rc == PB_ENOTFOUND && o.item_id != NULL)
-		return pb_cli_fail(cli, "no item '%s' in the backup; see peerback ls", o.item_id);
+		return pb_cli_error(cli, rc, "no item '%s' in the backup; peerback ls latest lists the ids", o.item_id);
 	if (rc == PB_ESTORE_ROLLBACK)
 		return rollback_error(cli, &res, "restore");
 	if (rc != 0)
@@ -493,7 +536,7 @@ int pb_cmd_verify(pb_cli_t *cli, int argc, char **argv)
 {
 	pb_engine_opts_t o;
 	pb_engine_result_t res;
-	struct progress_state ps = { cli, mono() };
+	struct progress_state ps = { .cli = cli, .start = mono() };
 	char pass[1024], total[32];
 	int rc;
 
@@ -542,56 +585,5 @@ int pb_cmd_verify(pb_cli_t *cli, int argc, char **argv)
 		printf("verified %llu items (%s) of snapshot %016llx: all match\n", (unsigned long long)res.items,
 		       total, (unsigned long long)res.snapshot);
 	}
-	return 0;
-}
-
-int pb_cmd_ls(pb_cli_t *cli, int argc, char **argv)
-{
-	pb_engine_opts_t o;
-	pb_engine_snapshot_t *s = NULL;
-	size_t n = 0;
-	int rc;
-
-	if (pb_cli_wants_help(argc, argv)) {
-		printf("usage: peerback ls [--host NAME] [--from DEVICE] [--json]\n\n"
-		       "Lists the snapshots the paired host holds for this phone.\n");
-		return 0;
-	}
-	memset(&o, 0, sizeof(o));
-	for (int i = 1; i < argc; i++) {
-		if (i + 1 < argc && strcmp(argv[i], "--host") == 0)
-			o.host = argv[++i];
-		else if (i + 1 < argc && strcmp(argv[i], "--from") == 0)
-			o.from_device = argv[++i];
-		else if (strcmp(argv[i], "--json") == 0)
-			cli->json = true;
-		else {
-			return pb_cli_usage(cli, "peerback ls: unknown argument '%s'", argv[i]);
-		}
-	}
-	o.home = cli->home;
-	rc = pb_engine_list(&o, &s, &n);
-	if (rc != 0)
-		return engine_error(cli, rc, "ls");
-	for (size_t i = 0; i < n; i++) {
-		char when[64], size[32];
-		time_t t = (time_t)s[i].time;
-		struct tm tm;
-
-		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", gmtime_r(&t, &tm));
-		human((double)s[i].size, size, sizeof(size));
-		if (cli->json) {
-			char snap[17];
-
-			snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)s[i].id);
-			(void)pb__json_print("{s:s, s:I, s:I, s:I}", "snapshot", snap, "time", (json_int_t)s[i].time,
-					     "size", (json_int_t)s[i].size, "chunks", (json_int_t)s[i].chunks);
-		} else
-			printf("%016llx  %s UTC  %10s  %llu chunks\n", (unsigned long long)s[i].id, when, size,
-			       (unsigned long long)s[i].chunks);
-	}
-	if (n == 0 && !cli->json)
-		printf("no snapshots yet\n");
-	free(s);
 	return 0;
 }

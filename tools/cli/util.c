@@ -343,3 +343,15 @@ bool pb_cli_wants_help(int argc, char **argv)
 			return true;
 	return false;
 }
+
+void pb_cli_human(double bytes, char *out, size_t cap)
+{
+	const char *unit[] = { "B", "KB", "MB", "GB", "TB" };
+	int u = 0;
+
+	while (bytes >= 1000 && u < 4) {
+		bytes /= 1000;
+		u++;
+	}
+	snprintf(out, cap, u ? "%.1f %s" : "%.0f %s", bytes, unit[u]);
+}
