@@ -559,6 +559,39 @@ static void test_findable(void **state)
 	}
 }
 
+/* The port of a host started without --listen on home. */
+static void host_port(const char *home, char *port, size_t cap)
+{
+	char *tool = pb_test_tool("peerback");
+	char *argv[] = { tool, "--home", (char *)home, "host", "--json", "--no-announce", "--no-qr", NULL };
+	pb_test_proc_t p;
+	char line[4096], listen[96];
+
+	assert_int_equal(pb_test_spawn(&p, argv, NULL), 0);
+	do
+		assert_true(pb_test_readline(&p, line, sizeof(line), 10000) > 0);
+	while (strstr(line, "\"event\":\"listening\"") == NULL);
+	assert_int_equal(pb_test_json_str(line, "listen", listen, sizeof(listen)), 0);
+	snprintf(port, cap, "%s", strrchr(listen, ':') + 1);
+	pb_test_stop(&p, SIGTERM);
+	free(tool);
+}
+
+/* A host restarted without --listen keeps its port: paired phones find it. */
+static void test_host_keeps_port(void **state)
+{
+	char home_c[4096], first[16], second[16];
+
+	(void)state;
+	mk(home_c, "host-c");
+	assert_int_equal(pb_test_login(&imd, home_c, "alice", "desk-c"), 0);
+	host_port(home_c, first, sizeof(first));
+	host_port(home_c, second, sizeof(second));
+	printf("ports: %s, then %s\n", first, second);
+	assert_string_not_equal(first, "0");
+	assert_string_equal(first, second);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -572,6 +605,7 @@ int main(void)
 		cmocka_unit_test(test_exit_codes),
 		cmocka_unit_test(test_ls_items_and_ids),
 		cmocka_unit_test(test_findable),
+		cmocka_unit_test(test_host_keeps_port),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	if (sodium_init() < 0)
