@@ -592,6 +592,77 @@ static void test_host_keeps_port(void **state)
 	assert_string_equal(first, second);
 }
 
+/* Text mode prints no JSON (the agent's events too); progress on a
+ * terminal starts without an absurd estimate and a restore's bar ends
+ * full. */
+static void test_text_and_progress(void **state)
+{
+	char *agent[] = { "agent", "--once", "--network-type", "wifi", "--device", dev, NULL };
+	char *tool = pb_test_tool("peerback"), cmd[16384], to[4200];
+	char *out = NULL, *err = NULL;
+	int rc;
+
+	(void)state;
+	rc = pbx(phone, NULL, NULL, agent, &out, &err);
+	printf("agent: exit %d: %s%s", rc, out, err);
+	assert_null(strchr(out, '{'));
+	assert_null(strchr(err, '{'));
+	assert_non_null(strstr(err, "peerback agent: "));
+	free(out);
+	free(err);
+	if (access("/usr/bin/script", X_OK) != 0) {
+		printf("no script(1) for a terminal; progress part skipped\n");
+		free(tool);
+		return;
+	}
+	/* script(1) gives the command a terminal. */
+	snprintf(to, sizeof(to), "%s/progress-restore", dir);
+	snprintf(cmd, sizeof(cmd),
+		 "PEERBACK_PASSWORD=x '%s' --home '%s' backup --device '%s' --host desk-b && "
+		 "'%s' --home '%s' restore --host desk-b --to '%s'",
+		 tool, phone, dev, tool, phone, to);
+	{
+		char *argv[] = { "/usr/bin/script", "-qefc", cmd, "/dev/null", NULL };
+
+		rc = pb_test_run(argv, NULL, 120, &out, &err);
+	}
+	printf("on a terminal: exit %d\n", rc);
+	assert_int_equal(rc, 0);
+	/* No estimate of minutes for a backup that takes seconds. */
+	for (const char *p = out; (p = strstr(p, " left")) != NULL; p++) {
+		const char *q = p;
+
+		while (q > out && q[-1] != ' ')
+			q--;
+		printf("estimate: %.*s\n", (int)(p - q), q);
+		assert_true(atoi(q) < 5);
+	}
+	assert_non_null(strstr(out, "restore [########################]"));
+	free(out);
+	free(err);
+	free(tool);
+}
+
+/* host verify takes --json after it, like every command. */
+static void test_json_anywhere(void **state)
+{
+	char *verify[] = { "store-verify", "--json", NULL };
+	char *hv[] = { "host", "verify", "--json", NULL };
+	char *out = NULL, *err = NULL;
+	int rc;
+
+	(void)state;
+	(void)verify;
+	pb_test_host_stop(&host_a);
+	rc = pbx(home_a, NULL, NULL, hv, &out, &err);
+	printf("host verify --json: exit %d: %s%s", rc, out, err);
+	assert_int_equal(rc, 0);
+	assert_non_null(strstr(out, "{"));
+	free(out);
+	free(err);
+	pb_test_host_restart(&host_a, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -606,6 +677,8 @@ int main(void)
 		cmocka_unit_test(test_ls_items_and_ids),
 		cmocka_unit_test(test_findable),
 		cmocka_unit_test(test_host_keeps_port),
+		cmocka_unit_test(test_text_and_progress),
+		cmocka_unit_test(test_json_anywhere),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	if (sodium_init() < 0)
