@@ -174,18 +174,37 @@ static void test_backup_every_host(void **state)
 static void test_backup_one_host_down(void **state)
 {
 	char *backup[] = { "backup", "--device", dev, NULL };
-	char *out = NULL, *err = NULL;
+	char *out = NULL, *err = NULL, line[4096], listen_a[96];
 	int rc;
 
 	(void)state;
+	/* A fresh QR code of host A (it shows one after each pairing). */
+	assert_true(pb_test_host_wait(&host_a, "advertise", line, sizeof(line), 10000) > 0);
+	snprintf(listen_a, sizeof(listen_a), "%s", host_a.listen);
 	pb_test_host_stop(&host_a);
 	rc = pbx(phone, NULL, NULL, backup, &out, &err);
 	printf("exit %d\n%s%s", rc, out, err);
 	assert_int_equal(rc, 3);
+	/* Named with the address tried, and as the host's side. */
 	assert_non_null(strstr(err, "desk-a"));
+	assert_non_null(strstr(err, listen_a));
+	assert_non_null(strstr(err, "host"));
 	assert_non_null(strstr(out, "desk-b"));
 	free(out);
 	free(err);
+	/* Pairing with a host that is gone names the host's address, not the
+	 * account service. */
+	{
+		char *pair_args[] = { "pair", host_a.uri, "--timeout", "2000", NULL };
+
+		rc = pbx(phone, NULL, NULL, pair_args, &out, &err);
+		printf("pair with a stopped host: exit %d: %s", rc, err);
+		assert_int_not_equal(rc, 0);
+		assert_non_null(strstr(err, listen_a));
+		assert_null(strstr(err, "account service"));
+		free(out);
+		free(err);
+	}
 	pb_test_host_restart(&host_a, NULL);
 }
 
@@ -380,6 +399,41 @@ static void test_phone_full_blames_phone(void **state)
 	free(out);
 	free(err);
 	umount2(small, MNT_DETACH);
+	mounted[0] = 0;
+}
+
+/* A read-only home: the error names the phone and the path. */
+static void test_readonly_home_named(void **state)
+{
+	char ro[4200], script[9000];
+	char *sh[] = { "/bin/sh", "-c", script, NULL };
+	char *backup[] = { "backup", "--device", dev, "--host", "desk-b", NULL };
+	char *out = NULL, *err = NULL;
+	int rc;
+
+	(void)state;
+	snprintf(ro, sizeof(ro), "%s/ro", dir);
+	assert_int_equal(pb__mkdirs(ro, 0700), 0);
+	if (mount("tmpfs", ro, "tmpfs", 0, "size=16m,mode=0700") != 0) {
+		printf("cannot mount a tmpfs here (needs root); test skipped\n");
+		return;
+	}
+	snprintf(mounted, sizeof(mounted), "%s", ro);
+	snprintf(script, sizeof(script),
+		 "cd '%s' && for f in *; do [ \"$f\" = device ] || [ \"${f#backup-state}\" != \"$f\" ] || "
+		 "cp -a \"$f\" '%s'/; done",
+		 phone, ro);
+	assert_int_equal(pb_test_run(sh, NULL, 60, NULL, NULL), 0);
+	assert_int_equal(mount(NULL, ro, NULL, MS_REMOUNT | MS_RDONLY, "mode=0700"), 0);
+	rc = pbx(ro, NULL, NULL, backup, &out, &err);
+	printf("exit %d: %s%s", rc, out, err);
+	assert_int_not_equal(rc, 0);
+	assert_non_null(strstr(err, ro));
+	assert_non_null(strstr(err, "read-only"));
+	assert_non_null(strstr(err, "phone"));
+	free(out);
+	free(err);
+	umount2(ro, MNT_DETACH);
 	mounted[0] = 0;
 }
 
@@ -673,6 +727,7 @@ int main(void)
 		cmocka_unit_test(test_json_errors),
 		cmocka_unit_test(test_account_show_creates_nothing),
 		cmocka_unit_test(test_phone_full_blames_phone),
+		cmocka_unit_test(test_readonly_home_named),
 		cmocka_unit_test(test_exit_codes),
 		cmocka_unit_test(test_ls_items_and_ids),
 		cmocka_unit_test(test_findable),

@@ -19,6 +19,8 @@ typedef struct pb_cli_s {
 	const char *pass_command; /* --passphrase-command CMD */
 	const char *pass_source;  /* where the recovery passphrase came from, for messages */
 	const char *from;         /* --from DEVICE as given, for messages */
+	const char *host;         /* --host NAME as given, for messages */
+	bool host_named;          /* the message being printed names the host already */
 } pb_cli_t;
 
 /* Exit statuses, the same for every command (README, peerback --help). */

@@ -166,6 +166,29 @@ static bool connect_failure(int rc)
 	       rc == PB_ETIMEOUT || rc == PB_EPEER_CLOSED || rc == PB_ENOISE_HANDSHAKE;
 }
 
+static void host_label(const pb_remembered_host_t *h, char *out, size_t cap);
+
+/* The paired host a command without a list of hosts used: --host, else
+ * the most recently paired; its name and the address tried first. */
+static void which_host(pb_cli_t *cli, char *out, size_t cap)
+{
+	pb_remembered_host_t *hosts = calloc(32, sizeof(*hosts));
+	int n = hosts != NULL ? pb_phone_hosts(cli->home, hosts, 32) : -1;
+
+	snprintf(out, cap, "%s", cli->host != NULL ? cli->host : "(the paired host)");
+	for (int i = 0; i < n; i++) {
+		char key[64];
+
+		(void)pb__b64url_encode(hosts[i].static_pk, 32, key, sizeof(key));
+		if (cli->host == NULL || strcmp(cli->host, hosts[i].name) == 0 ||
+		    (strlen(cli->host) >= 6 && strncmp(key, cli->host, strlen(cli->host)) == 0)) {
+			host_label(&hosts[i], out, cap);
+			break;
+		}
+	}
+	free(hosts);
+}
+
 static int engine_error_at(pb_cli_t *cli, int rc, const char *what, const char *local)
 {
 	char why[8400];
@@ -194,9 +217,17 @@ static int engine_error_at(pb_cli_t *cli, int rc, const char *what, const char *
 		return pb_cli_error(cli, rc, "%s failed: the host's disk is full; nothing unacknowledged is counted as "
 					     "backed up (free space on the host and run it again to resume)", what);
 	default:
-		if (connect_failure(rc))
-			return pb_cli_error(cli, rc, "%s failed: the host did not answer or refused the connection: %s",
-					    what, pb_strerror(rc));
+		if (connect_failure(rc)) {
+			char label[256];
+
+			if (cli->host_named)
+				return pb_cli_error(cli, rc, "%s failed: the host did not answer or refused the "
+							     "connection: %s (is peerback host running there?)", what,
+						    pb_strerror(rc));
+			which_host(cli, label, sizeof(label));
+			return pb_cli_error(cli, rc, "%s failed: the host %s did not answer or refused the connection: "
+						     "%s (is peerback host running there?)", what, label, pb_strerror(rc));
+		}
 		if (rc < 0 && rc > -4096)
 			return pb_cli_error(cli, rc, "%s failed on the phone (state in %s): %s", what, cli->home,
 					    pb_strerror(rc));
@@ -408,7 +439,9 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		rc = pb_engine_backup(&o, &res);
 		if (rc != 0) {
 			snprintf(what, sizeof(what), "backup to host %s", label);
+			cli->host_named = true;
 			status = engine_error(cli, rc, what);
+			cli->host_named = false;
 			failed++;
 			/* The phone's own fault, or a wrong passphrase, fails for
 			 * every host alike. */
@@ -466,7 +499,7 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 		if (i + 1 < argc && strcmp(argv[i], "--to") == 0) {
 			given = argv[++i];
 		} else if (i + 1 < argc && strcmp(argv[i], "--host") == 0) {
-			o.host = argv[++i];
+			o.host = cli->host = argv[++i];
 		} else if (i + 1 < argc && strcmp(argv[i], "--id") == 0) {
 			o.item_id = argv[++i];
 		} else if (i + 1 < argc && strcmp(argv[i], "--from") == 0) {
@@ -550,7 +583,7 @@ int pb_cmd_verify(pb_cli_t *cli, int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 < argc && strcmp(argv[i], "--host") == 0)
-			o.host = argv[++i];
+			o.host = cli->host = argv[++i];
 		else if (strcmp(argv[i], "--json") == 0)
 			cli->json = true;
 		else {

@@ -217,7 +217,7 @@ static int parse(pb_cli_t *cli, const char *cmd, int argc, char **argv, pb_engin
 	memset(o, 0, sizeof(*o));
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 < argc && strcmp(argv[i], "--host") == 0)
-			o->host = argv[++i];
+			o->host = cli->host = argv[++i];
 		else if (i + 1 < argc && strcmp(argv[i], "--from") == 0)
 			o->from_device = cli->from = argv[++i];
 		else if (argv[i][0] != '-' && n < max)
