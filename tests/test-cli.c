@@ -437,6 +437,78 @@ static void test_readonly_home_named(void **state)
 	mounted[0] = 0;
 }
 
+/* Runs `peerback --home home ARGS` on a terminal (script(1)) on which
+ * the lines line1 and line2 (may be NULL) are typed, a second apart: the
+ * prompt turns echo off with TCSAFLUSH, which drops what was typed ahead.
+ * Returns the exit status; out gets what the terminal showed. */
+static int on_terminal(const char *home, const char *args, const char *line1, const char *line2, char **out)
+{
+	char *tool = pb_test_tool("peerback"), cmd[16384], fifo[4200];
+	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+	int rc;
+
+	snprintf(fifo, sizeof(fifo), "%s/keyboard", dir);
+	unlink(fifo);
+	snprintf(cmd, sizeof(cmd),
+		 "mkfifo '%s' || exit 99; PEERBACK_PASSWORD='%s' /usr/bin/script -qefc \"'%s' --home '%s' %s\" "
+		 "/dev/null <'%s' & pid=$!; exec 3>'%s'; sleep 1; %s%s%s %s%s%s wait $pid; rc=$?; exec 3>&-; "
+		 "exit $rc",
+		 fifo, PB_TEST_PASSWORD, tool, home, args, fifo, fifo, line1 ? "printf '%s\\n' '" : "",
+		 line1 ? line1 : "", line1 ? "' >&3; sleep 1;" : "", line2 ? "printf '%s\\n' '" : "",
+		 line2 ? line2 : "", line2 ? "' >&3;" : "");
+	rc = pb_test_run(argv, NULL, 120, out, NULL);
+	unlink(fifo);
+	free(tool);
+	return rc;
+}
+
+/* A new phone's first backup on a terminal asks the passphrase twice and
+ * sets nothing when the two differ. */
+static void test_first_passphrase_confirmed(void **state)
+{
+	char home3[4200], args[8400], path[4300];
+	char *out = NULL;
+	struct stat st;
+	int rc;
+
+	(void)state;
+	if (access("/usr/bin/script", X_OK) != 0) {
+		printf("no script(1) for a terminal; test skipped\n");
+		return;
+	}
+	snprintf(home3, sizeof(home3), "%s/phone-3", dir);
+	assert_int_equal(pb__mkdirs(home3, 0700), 0);
+	assert_int_equal(pb_test_login(&imd, home3, "alice", "phone-3"), 0);
+	{
+		char line[4096];
+		char *pair_args[] = { "pair", host_b.uri, NULL };
+
+		assert_true(pb_test_host_wait(&host_b, "advertise", line, sizeof(line), 10000) > 0);
+		pair_args[1] = host_b.uri;
+		assert_int_equal(pbx(home3, NULL, NULL, pair_args, NULL, NULL), 0);
+		assert_true(pb_test_host_wait(&host_b, "paired", line, sizeof(line), 10000) > 0);
+	}
+	snprintf(args, sizeof(args), "backup --device '%s'", dev);
+	rc = on_terminal(home3, args, "first passphrase typed", "second one, a typo", &out);
+	printf("two different: exit %d: %s\n", rc, out);
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(out, "repeat the recovery passphrase"));
+	assert_non_null(strstr(out, "differ"));
+	free(out);
+	snprintf(path, sizeof(path), "%s/master.key", home3);
+	assert_int_not_equal(stat(path, &st), 0);
+	rc = on_terminal(home3, args, "first passphrase typed", "first passphrase typed", &out);
+	printf("the same twice: exit %d\n", rc);
+	assert_int_equal(rc, 0);
+	free(out);
+	assert_int_equal(stat(path, &st), 0);
+	/* Now the key is here: no prompt at all. */
+	rc = on_terminal(home3, args, NULL, NULL, &out);
+	assert_int_equal(rc, 0);
+	assert_null(strstr(out, "recovery passphrase:"));
+	free(out);
+}
+
 /* Usage errors and the documented exit codes. */
 static void test_exit_codes(void **state)
 {
@@ -729,6 +801,7 @@ int main(void)
 		cmocka_unit_test(test_phone_full_blames_phone),
 		cmocka_unit_test(test_readonly_home_named),
 		cmocka_unit_test(test_exit_codes),
+		cmocka_unit_test(test_first_passphrase_confirmed),
 		cmocka_unit_test(test_ls_items_and_ids),
 		cmocka_unit_test(test_findable),
 		cmocka_unit_test(test_host_keeps_port),

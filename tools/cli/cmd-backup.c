@@ -203,7 +203,8 @@ static int engine_error_at(pb_cli_t *cli, int rc, const char *what, const char *
 		return pb_cli_error(cli, rc, "this phone is not paired with a host; run peerback pair first");
 	case PB_ESTORE_NOMASTER:
 		return pb_cli_error(cli, rc, "%s needs the recovery passphrase: set PEERBACK_RECOVERY_PASSPHRASE, "
-					     "pass --passphrase-file or --passphrase-command, or run on a terminal", what);
+					     "pass --passphrase-file or --passphrase-command, or run on a terminal",
+				    what);
 	case PB_ESTORE_PASSPHRASE:
 		return pb_cli_error(cli, rc, "wrong recovery passphrase%s%s%s; nothing was written",
 				    cli->pass_source ? " (from " : "", cli->pass_source ? cli->pass_source : "",
@@ -226,7 +227,8 @@ static int engine_error_at(pb_cli_t *cli, int rc, const char *what, const char *
 						    pb_strerror(rc));
 			which_host(cli, label, sizeof(label));
 			return pb_cli_error(cli, rc, "%s failed: the host %s did not answer or refused the connection: "
-						     "%s (is peerback host running there?)", what, label, pb_strerror(rc));
+						     "%s (is peerback host running there?)",
+					    what, label, pb_strerror(rc));
 		}
 		if (rc < 0 && rc > -4096)
 			return pb_cli_error(cli, rc, "%s failed on the phone (state in %s): %s", what, cli->home,
@@ -393,8 +395,9 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		} else if (i + 1 < argc && strcmp(argv[i], "--kind") == 0) {
 			pb_kind_t k;
 			if (pb_kind_parse(argv[++i], &k) != 0)
-				return pb_cli_usage(cli, "peerback backup: unknown kind '%s' (credentials mifare sim chat "
-							 "contacts)", argv[i]);
+				return pb_cli_usage(cli, "peerback backup: unknown kind '%s' (credentials mifare sim "
+							 "chat contacts)",
+						    argv[i]);
 			o.kind_mask |= 1u << k;
 		} else {
 			return pb_cli_usage(cli, "peerback backup: unknown argument '%s'", argv[i]);

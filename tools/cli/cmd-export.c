@@ -54,7 +54,8 @@ int pb_cmd_export(pb_cli_t *cli, int argc, char **argv)
 		else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
 			out = argv[++i];
 		else {
-			return pb_cli_usage(cli, "peerback: unexpected argument '%s'; see 'peerback export --help'", argv[i]);
+			return pb_cli_usage(cli, "peerback: unexpected argument '%s'; see 'peerback export --help'",
+					    argv[i]);
 		}
 	}
 	if (out == NULL) {

@@ -64,7 +64,8 @@ int pb_cmd_gen(pb_cli_t *cli, int argc, char **argv)
 				return pb_cli_usage(cli, "peerback: --size is small, standard or large, not '%s'", s);
 			}
 		} else {
-			return pb_cli_usage(cli, "peerback: unexpected argument '%s'; see 'peerback gen --help'", argv[i]);
+			return pb_cli_usage(cli, "peerback: unexpected argument '%s'; see 'peerback gen --help'",
+					    argv[i]);
 		}
 	}
 	if (out == NULL) {
@@ -100,7 +101,8 @@ int pb_cmd_gen(pb_cli_t *cli, int argc, char **argv)
 		if (stat(def, &a) == 0 && stat(out, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
 			printf("peerback backup reads this directory (%s) by default\n", def);
 		else
-			printf("peerback backup reads %s by default: back this one up with peerback backup --device %s\n",
+			printf("peerback backup reads %s by default: back this one up with "
+			       "peerback backup --device %s\n",
 			       def, out);
 	}
 	return status;

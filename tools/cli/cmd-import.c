@@ -46,7 +46,8 @@ int pb_cmd_import(pb_cli_t *cli, int argc, char **argv)
 		return 2;
 	}
 	if (pb_kind_parse(argv[1], &kind) != 0) {
-		return pb_cli_usage(cli, "peerback: unknown kind '%s' (credentials, mifare, sim, chat, contacts)", argv[1]);
+		return pb_cli_usage(cli, "peerback: unknown kind '%s' (credentials, mifare, sim, chat, contacts)",
+				    argv[1]);
 	}
 	files = calloc((size_t)argc, sizeof(*files));
 	if (files == NULL)
@@ -56,7 +57,8 @@ int pb_cmd_import(pb_cli_t *cli, int argc, char **argv)
 			device = argv[++i];
 		else if (strncmp(argv[i], "--", 2) == 0) {
 			free(files);
-			return pb_cli_usage(cli, "peerback: unknown option '%s'; see 'peerback import --help'", argv[i]);
+			return pb_cli_usage(cli, "peerback: unknown option '%s'; see 'peerback import --help'",
+					    argv[i]);
 		} else
 			files[n++] = argv[i];
 	}

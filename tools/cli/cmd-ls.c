@@ -136,7 +136,8 @@ int pb__cli_item_id(pb_cli_t *cli, pb_engine_opts_t *o, const char *want, char *
 
 		base = base != NULL ? base + 1 : id;
 		dot = strrchr(base, '.');
-		if (strcmp(base, want) == 0 || (dot != NULL && (size_t)(dot - base) == wl && strncmp(base, want, wl) == 0)) {
+		if (strcmp(base, want) == 0 ||
+		    (dot != NULL && (size_t)(dot - base) == wl && strncmp(base, want, wl) == 0)) {
 			snprintf(out, cap, "%s", id);
 			found++;
 		}
@@ -168,7 +169,8 @@ static int list_snapshots(pb_cli_t *cli, pb_engine_opts_t *o)
 			printf("%s  %s UTC  %10s  %llu chunks\n", snap, when, size, (unsigned long long)s[i].chunks);
 	}
 	if (!cli->json)
-		printf(n == 0 ? "no snapshots yet\n" : "(peerback ls SNAPSHOT, or ls latest, lists a snapshot's items)\n");
+		printf(n == 0 ? "no snapshots yet\n"
+			      : "(peerback ls SNAPSHOT, or ls latest, lists a snapshot's items)\n");
 	free(s);
 	return 0;
 }
@@ -187,9 +189,9 @@ static int list_items(pb_cli_t *cli, pb_engine_opts_t *o)
 		char size[32];
 
 		if (cli->json) {
-			(void)pb__json_print("{s:s, s:s, s:o, s:I, s:o}", "snapshot", snap, "kind", kind_name(l.v[i].kind),
-					     "id", pb__json_text(l.v[i].id), "size", (json_int_t)l.v[i].size, "path",
-					     pb__json_text(l.v[i].path));
+			(void)pb__json_print("{s:s, s:s, s:o, s:I, s:o}", "snapshot", snap, "kind",
+					     kind_name(l.v[i].kind), "id", pb__json_text(l.v[i].id), "size",
+					     (json_int_t)l.v[i].size, "path", pb__json_text(l.v[i].path));
 			continue;
 		}
 		pb_cli_human((double)l.v[i].size, size, sizeof(size));
@@ -254,7 +256,8 @@ int pb_cmd_ls(pb_cli_t *cli, int argc, char **argv)
 		return -n;
 	if (n == 0)
 		return list_snapshots(cli, &o);
-	if ((rc = with_key(cli, &o, pass, sizeof(pass))) == 0 && (rc = pb__cli_snapshot(cli, &o, words[0], &o.snapshot)) == 0)
+	if ((rc = with_key(cli, &o, pass, sizeof(pass))) == 0 &&
+	    (rc = pb__cli_snapshot(cli, &o, words[0], &o.snapshot)) == 0)
 		rc = list_items(cli, &o);
 	sodium_memzero(pass, sizeof(pass));
 	return rc;
@@ -266,8 +269,8 @@ static void diff_line(pb_cli_t *cli, char op, const struct item *it)
 
 	if (cli->json) {
 		(void)pb__json_print("{s:s, s:s, s:o, s:I}", "change",
-				     op == '+' ? "added" : op == '-' ? "removed" : "modified", "kind", kind_name(it->kind),
-				     "id", pb__json_text(it->id), "size", (json_int_t)it->size);
+				     op == '+' ? "added" : op == '-' ? "removed" : "modified", "kind",
+				     kind_name(it->kind), "id", pb__json_text(it->id), "size", (json_int_t)it->size);
 		return;
 	}
 	pb_cli_human((double)it->size, size, sizeof(size));
@@ -295,7 +298,8 @@ int pb_cmd_diff(pb_cli_t *cli, int argc, char **argv)
 		return -n;
 	if (n != 2)
 		return pb_cli_usage(cli, "peerback diff: give two snapshots; see 'peerback diff --help'");
-	if ((rc = with_key(cli, &o, pass, sizeof(pass))) != 0 || (rc = pb__cli_snapshot(cli, &o, words[0], &snap_a)) != 0 ||
+	if ((rc = with_key(cli, &o, pass, sizeof(pass))) != 0 ||
+	    (rc = pb__cli_snapshot(cli, &o, words[0], &snap_a)) != 0 ||
 	    (rc = pb__cli_snapshot(cli, &o, words[1], &snap_b)) != 0)
 		goto out;
 	o.snapshot = snap_a;

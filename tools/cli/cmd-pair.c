@@ -58,8 +58,9 @@ static int connect_error(pb_cli_t *cli, int rc, const char *uri)
 	char addrs[512] = "";
 
 	if (pb__account_load(cli->home, &acct) == 0 && pb__sockaddr_parse(acct.imd_addr, &ss) == 0 && !answers(&ss))
-		return pb_cli_error(cli, rc, "pairing failed: the account service at %s did not answer (pairing asks it "
-					     "for a ticket first): %s", acct.imd_addr, pb_strerror(rc));
+		return pb_cli_error(cli, rc, "pairing failed: the account service at %s did not answer (pairing asks "
+					     "it for a ticket first): %s",
+				    acct.imd_addr, pb_strerror(rc));
 	if (pb_uri_parse(uri, strlen(uri), 0, &u) == 0)
 		for (size_t i = 0; i < u.naddrs; i++) {
 			char a[96];

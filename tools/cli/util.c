@@ -241,7 +241,8 @@ static int check_local(const pb_cli_t *cli, const char *pass)
 	    (rc = pb__read_file(path, PB_STORE_BLOB_MAX, &wrapped, &wlen)) != 0)
 		return rc == -ENOENT ? PB_ENOTFOUND : rc;
 	if ((rc = pb_cli_path(cli, "master.key", path, sizeof(path))) == 0 &&
-	    (rc = pb__read_file(path, 64, &key, &klen)) == 0 && (rc = pb_masterkey_unwrap(wrapped, wlen, pass, mk)) == 0)
+	    (rc = pb__read_file(path, 64, &key, &klen)) == 0 &&
+	    (rc = pb_masterkey_unwrap(wrapped, wlen, pass, mk)) == 0)
 		rc = klen == PB_MASTERKEY_LEN && sodium_memcmp(mk, key, klen) == 0 ? 0 : PB_ESTORE_PASSPHRASE;
 	sodium_memzero(mk, sizeof(mk));
 	if (key != NULL)
@@ -252,6 +253,26 @@ static int check_local(const pb_cli_t *cli, const char *pass)
 }
 
 static int recovery_passphrase(pb_cli_t *cli, bool setting, bool always, char *buf, size_t cap);
+
+/* A typo in a passphrase set now would lock the user out of every backup
+ * on a new phone: have it typed twice. Its strength is checked by the
+ * backup, which alone knows whether it sets the passphrase or opens the
+ * host's copy of the key. */
+static int confirm(const pb_cli_t *cli, char *buf, size_t cap)
+{
+	char again[1024];
+	int rc;
+
+	if (pb_cli_secret(NULL, "repeat the recovery passphrase: ", again, sizeof(again)) != 0)
+		again[0] = 0;
+	rc = strcmp(again, buf) != 0;
+	sodium_memzero(again, sizeof(again));
+	if (rc != 0) {
+		sodium_memzero(buf, cap);
+		return pb_cli_fail(cli, "the two recovery passphrases differ; nothing was set, run it again");
+	}
+	return 0;
+}
 
 int pb_cli_recovery_passphrase(pb_cli_t *cli, bool setting, char *buf, size_t cap)
 {
@@ -266,7 +287,7 @@ int pb_cli_current_passphrase(pb_cli_t *cli, char *buf, size_t cap)
 static int recovery_passphrase(pb_cli_t *cli, bool setting, bool always, char *buf, size_t cap)
 {
 	const char *env = "PEERBACK_RECOVERY_PASSPHRASE";
-	char path[4096], again[1024];
+	char path[4096];
 	bool have_key;
 	int rc;
 
@@ -288,25 +309,9 @@ static int recovery_passphrase(pb_cli_t *cli, bool setting, bool always, char *b
 			return 0;
 		}
 		cli->pass_source = "the terminal";
-		if (have_key)
-			goto check;
-		/* A typo in a passphrase set now would lock the user out of
-		 * every backup on a new phone: have it typed twice. Its strength
-		 * is checked by the backup, which alone knows whether it sets the
-		 * passphrase or opens the host's copy of the key. */
-		if (!setting)
-			return 0;
-		if (pb_cli_secret(NULL, "repeat the recovery passphrase: ", again, sizeof(again)) != 0)
-			again[0] = 0;
-		rc = strcmp(again, buf) != 0;
-		sodium_memzero(again, sizeof(again));
-		if (rc != 0) {
-			sodium_memzero(buf, cap);
-			return pb_cli_fail(cli, "the two recovery passphrases differ; nothing was set, run it again");
-		}
-		return 0;
+		if (!have_key)
+			return setting ? confirm(cli, buf, cap) : 0;
 	}
-check:
 	if (buf[0] == 0 || !have_key)
 		return 0;
 	/* Given while the key is here: it must be the right one, or the user
