@@ -167,6 +167,19 @@ static void test_backup_every_host(void **state)
 	free(out);
 	assert_int_equal(snapshots_on("desk-a"), 2);
 	assert_int_equal(snapshots_on("desk-b"), 1);
+	/* The automatic backups too. */
+	{
+		char *agent[] = { "--json", "agent", "--once", "--network-type", "wifi", "--device", dev, NULL };
+
+		ok(NULL, agent, &out);
+		printf("%s", out);
+		assert_int_equal(count(out, "\"event\":\"backup\""), 2);
+		assert_non_null(strstr(out, "\"host\":\"desk-a\""));
+		assert_non_null(strstr(out, "\"host\":\"desk-b\""));
+		free(out);
+	}
+	assert_int_equal(snapshots_on("desk-a"), 3);
+	assert_int_equal(snapshots_on("desk-b"), 2);
 }
 
 /* A host that does not answer is reported by name; the others get the
