@@ -454,25 +454,57 @@ static void test_readonly_home_named(void **state)
  * the lines line1 and line2 (may be NULL) are typed, a second apart: the
  * prompt turns echo off with TCSAFLUSH, which drops what was typed ahead.
  * Returns the exit status; out gets what the terminal showed. */
-static int on_terminal(const char *home, const char *args, const char *line1, const char *line2, char **out)
+static int on_terminal_of(const char *program, const char *home, const char *args, const char *line1,
+			  const char *line2, char **out)
 {
-	char *tool = pb_test_tool("peerback"), cmd[16384], fifo[4200];
+	char *tool = pb_test_tool(program), cmd[16384], fifo[4200];
 	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
 	int rc;
 
 	snprintf(fifo, sizeof(fifo), "%s/keyboard", dir);
 	unlink(fifo);
 	snprintf(cmd, sizeof(cmd),
-		 "mkfifo '%s' || exit 99; PEERBACK_PASSWORD='%s' /usr/bin/script -qefc \"'%s' --home '%s' %s\" "
+		 "mkfifo '%s' || exit 99; env -u PEERBACK_PASSWORD -u PEERBACK_RECOVERY_PASSPHRASE /usr/bin/script "
+		 "-qefc \"'%s' --home '%s' %s\" "
 		 "/dev/null <'%s' & pid=$!; exec 3>'%s'; sleep 1; %s%s%s %s%s%s wait $pid; rc=$?; exec 3>&-; "
 		 "exit $rc",
-		 fifo, PB_TEST_PASSWORD, tool, home, args, fifo, fifo, line1 ? "printf '%s\\n' '" : "",
+		 fifo, tool, home, args, fifo, fifo, line1 ? "printf '%s\\n' '" : "",
 		 line1 ? line1 : "", line1 ? "' >&3; sleep 1;" : "", line2 ? "printf '%s\\n' '" : "",
 		 line2 ? line2 : "", line2 ? "' >&3;" : "");
 	rc = pb_test_run(argv, NULL, 120, out, NULL);
 	unlink(fifo);
 	free(tool);
 	return rc;
+}
+
+static int on_terminal(const char *home, const char *args, const char *line1, const char *line2, char **out)
+{
+	return on_terminal_of("peerback", home, args, line1, line2, out);
+}
+
+/* peerback-imd add-account on a terminal asks the password twice. */
+static void test_add_account_confirms(void **state)
+{
+	char home[4200];
+	char *out = NULL;
+	int rc;
+
+	(void)state;
+	if (access("/usr/bin/script", X_OK) != 0) {
+		printf("no script(1) for a terminal; test skipped\n");
+		return;
+	}
+	snprintf(home, sizeof(home), "%s/imd-2", dir);
+	rc = on_terminal_of("peerback-imd", home, "add-account bob", "a password here", "a pasword here", &out);
+	printf("two different: exit %d: %s\n", rc, out);
+	assert_int_not_equal(rc, 0);
+	assert_non_null(strstr(out, "repeat the password"));
+	assert_non_null(strstr(out, "differ"));
+	free(out);
+	rc = on_terminal_of("peerback-imd", home, "add-account bob", "a password here", "a password here", &out);
+	printf("the same twice: exit %d: %s\n", rc, out);
+	assert_int_equal(rc, 0);
+	free(out);
 }
 
 /* A new phone's first backup on a terminal asks the passphrase twice and
@@ -815,6 +847,7 @@ int main(void)
 		cmocka_unit_test(test_readonly_home_named),
 		cmocka_unit_test(test_exit_codes),
 		cmocka_unit_test(test_first_passphrase_confirmed),
+		cmocka_unit_test(test_add_account_confirms),
 		cmocka_unit_test(test_ls_items_and_ids),
 		cmocka_unit_test(test_findable),
 		cmocka_unit_test(test_host_keeps_port),
