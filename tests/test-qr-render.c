@@ -733,10 +733,13 @@ static void test_cli_show_and_decode(void **state)
 		/* Text from a hostile code is escaped, never sent raw to the
 		 * terminal or spliced into JSON. */
 		char *argv[] = { tool, "--home", home, "--json", "qr", "decode", expired, NULL };
+		const char *uri_line = "{\"uri\":\"peerback://\\u001B[2J\\\"}\"}\n";
 
 		assert_int_equal(pb_qr_write_png("peerback://\033[2J\"}", expired), 0);
 		assert_int_equal(pb_test_run(argv, NULL, 60, &out, &err), 1);
-		assert_string_equal(out, "{\"uri\":\"peerback://\\u001B[2J\\\"}\"}\n");
+		/* The URI's line, then the error as a JSON object. */
+		assert_int_equal(strncmp(out, uri_line, strlen(uri_line)), 0);
+		assert_non_null(strstr(out, "\n{\"event\":\"error\",\"code\":\"PB_EURI_SCHEME\""));
 		free(out);
 		free(err);
 	}

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1842,6 +1843,33 @@ static int get_snapshot(struct restore *r, uint64_t *snap, uint8_t **blob, size_
 	return sess_snapshot(&r->s, r->dev, *snap, blob, len);
 }
 
+/* --from as a device's name or a prefix of its hex id (at least 4
+ * digits): the one device of the host's list it names. PB_ENOTFOUND for
+ * none, PB_EEXISTS when it names more than one. */
+static int match_device(struct restore *r, const Peerback__BackupListReply *list)
+{
+	const char *want = r->o->from_device;
+	size_t n = strlen(want), found = 0;
+
+	for (size_t i = 0; i < list->n_devices; i++) {
+		const Peerback__DeviceBackups *d = list->devices[i];
+		char hex[2 * sizeof(r->dev_id) + 1];
+
+		if (d->device.len != sizeof(r->dev_id))
+			continue;
+		pb__hex(d->device.data, sizeof(r->dev_id), hex);
+		if ((d->name != NULL && strcmp(d->name, want) == 0) || (n >= 4 && strncasecmp(hex, want, n) == 0)) {
+			memcpy(r->dev_id, d->device.data, sizeof(r->dev_id));
+			found++;
+		}
+	}
+	if (found != 1)
+		return found == 0 ? PB_ENOTFOUND : PB_EEXISTS;
+	r->dev.data = r->dev_id;
+	r->dev.len = sizeof(r->dev_id);
+	return 0;
+}
+
 /* Whose backup to read: --from, else this phone's, else the account's most
  * recent backup of another device (a new phone). */
 static int pick_device(struct restore *r)
@@ -1858,12 +1886,13 @@ static int pick_device(struct restore *r)
 		size_t n;
 
 		if (sodium_hex2bin(r->dev_id, sizeof(r->dev_id), r->o->from_device, strlen(r->o->from_device), NULL, &n,
-				   NULL) != 0 ||
-		    n != sizeof(r->dev_id))
-			return PB_EINVAL;
-		r->dev.data = r->dev_id;
-		r->dev.len = sizeof(r->dev_id);
-		return 0;
+				   NULL) == 0 &&
+		    n == sizeof(r->dev_id)) {
+			r->dev.data = r->dev_id;
+			r->dev.len = sizeof(r->dev_id);
+			return 0;
+		}
+		/* A device's name or an id prefix: found in the host's list. */
 	}
 	if ((rc = pb__identity_load(r->o->home, &id)) != 0)
 		return rc;
@@ -1878,6 +1907,11 @@ static int pick_device(struct restore *r)
 	if (in->reply->op_case != PEERBACK__REPLY__OP_BACKUPS) {
 		pb__envelope_free(in);
 		return PB_EENV_MALFORMED;
+	}
+	if (r->o->from_device != NULL) {
+		rc = match_device(r, in->reply->backups);
+		pb__envelope_free(in);
+		return rc;
 	}
 	for (size_t i = 0; i < in->reply->backups->n_devices; i++) {
 		const Peerback__DeviceBackups *d = in->reply->backups->devices[i];
@@ -2536,5 +2570,61 @@ int pb_engine_sim_snapshot(const pb_engine_opts_t *o, const char *iccid, const c
 		*snapshot |= (uint64_t)val[k] << (8 * k);
 	free(val);
 	sess_close(&s);
+	return rc;
+}
+
+/* --- Listing items ----------------------------------------------------------------- */
+
+int pb_engine_items(const pb_engine_opts_t *o, pb_manifest_item_cb cb, void *arg, pb_engine_result_t *res)
+{
+	struct restore *r = calloc(1, sizeof(*r));
+	uint8_t mk[PB_MASTERKEY_LEN], *blob = NULL;
+	name_t *mchunks = NULL;
+	size_t blob_len = 0, nmchunks = 0;
+	uint64_t snap = o->snapshot, nitems = 0;
+	int64_t when;
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	if (r == NULL)
+		return PB_ENOMEM;
+	r->o = o;
+	r->res = res;
+	if ((rc = sess_open(&r->s, o)) != 0)
+		goto out_free;
+	if ((rc = pick_device(r)) != 0)
+		goto out_close;
+	pb__hex(r->dev_id, sizeof(r->dev_id), res->device);
+	if ((rc = master_key(&r->s, o, &r->dev, false, mk)) != 0)
+		goto out_close;
+	pb_backup_keys_derive(mk, &r->keys);
+	sodium_memzero(mk, sizeof(mk));
+	if ((rc = get_snapshot(r, &snap, &blob, &blob_len)) != 0)
+		goto out_keys;
+	res->snapshot = snap;
+	if ((rc = pb_manifest_root_open(&r->keys, blob, blob_len, &when, &nitems, &mchunks, &nmchunks)) != 0)
+		goto out_keys;
+	res->items = nitems;
+	for (size_t i = 0; i < nmchunks && rc == 0; i++) {
+		uint64_t id;
+		pb_envelope_t *in;
+
+		if ((rc = request_chunk(r, mchunks[i], &id)) != 0 || (rc = sess_reply(&r->s, id, &in)) != 0)
+			break;
+		if (in->reply->op_case != PEERBACK__REPLY__OP_CHUNK)
+			rc = PB_EENV_MALFORMED;
+		else
+			rc = pb_manifest_chunk_open(&r->keys, mchunks[i], in->reply->chunk->data.data,
+						    in->reply->chunk->data.len, cb, arg);
+		pb__envelope_free(in);
+	}
+out_keys:
+	free(blob);
+	free(mchunks);
+	pb_backup_keys_wipe(&r->keys);
+out_close:
+	sess_close(&r->s);
+out_free:
+	free(r);
 	return rc;
 }

@@ -120,6 +120,12 @@ typedef struct pb_engine_snapshot_s {
 __attribute__((warn_unused_result)) int pb_engine_list(const pb_engine_opts_t *opts, pb_engine_snapshot_t **out,
 						       size_t *n);
 
+/* Calls cb with each item of o->snapshot (0: the latest) of this phone (or
+ * o->from_device, or the account's latest like a restore); res->snapshot,
+ * res->device and res->items say which and how many. */
+__attribute__((warn_unused_result)) int pb_engine_items(const pb_engine_opts_t *o, pb_manifest_item_cb cb, void *arg,
+							pb_engine_result_t *res);
+
 /* Fetches one item's bytes from the host's latest snapshot (malloc'd). */
 __attribute__((warn_unused_result)) int pb_engine_fetch_item(const pb_engine_opts_t *opts, const char *id,
 							     uint8_t **data, size_t *len);

@@ -949,46 +949,103 @@ static uint16_t port_of(const struct sockaddr_storage *ss)
 					      : ((const struct sockaddr_in6 *)ss)->sin6_port);
 }
 
+/* The port a host listening on every interface had last time
+ * (HOME/host.port): paired phones remember it, so a restarted host keeps
+ * it when it is still free. 0 when unknown. */
+#define PORT_FILE "host.port"
+
+static unsigned last_port(const pb_host_t *host)
+{
+	char path[4096];
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	unsigned long v = 0;
+
+	if (pb__path_join(path, sizeof(path), host->opts.home, PORT_FILE) == 0 &&
+	    pb__read_file(path, 16, &buf, &len) == 0) {
+		char text[17];
+
+		memcpy(text, buf, len);
+		text[len] = 0;
+		v = strtoul(text, NULL, 10);
+	}
+	free(buf);
+	return v > 0 && v < 65536 ? (unsigned)v : 0;
+}
+
+static void remember_port(const pb_host_t *host)
+{
+	char path[4096], text[16];
+	int n = snprintf(text, sizeof(text), "%u\n", (unsigned)host->port);
+
+	/* A convenience: a host that cannot write it still serves. */
+	if (pb__path_join(path, sizeof(path), host->opts.home, PORT_FILE) == 0)
+		(void)pb__write_file_atomic(path, text, (size_t)n, 0600);
+}
+
+static int bind_listen(pb_host_t *host, uv_tcp_t *l, const struct sockaddr_storage *ss)
+{
+	int rc;
+
+	uv_tcp_init(host->loop, l);
+	l->data = host;
+	rc = uv_tcp_bind(l, (const struct sockaddr *)ss, 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)l, 128, on_connection);
+	if (rc != 0) {
+		uv_close((uv_handle_t *)l, NULL);
+		uv_run(host->loop, UV_RUN_NOWAIT);
+	}
+	return rc;
+}
+
+/* Every interface: one dual-stack socket, or IPv4 alone when the machine
+ * has no IPv6; on port, else on any free one. */
+static int listen_any(pb_host_t *host, uv_tcp_t *l, unsigned port, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	int rc;
+
+	memset(ss, 0, sizeof(*ss));
+	a6->sin6_family = AF_INET6;
+	a6->sin6_addr = in6addr_any;
+	a6->sin6_port = htons((uint16_t)port);
+	if ((rc = bind_listen(host, l, ss)) == 0)
+		return 0;
+	memset(ss, 0, sizeof(*ss));
+	a4->sin_family = AF_INET;
+	a4->sin_port = htons((uint16_t)port);
+	return bind_listen(host, l, ss);
+}
+
 static int start_listening(pb_host_t *host)
 {
 	struct sockaddr_storage ss;
 	int len = sizeof(ss), rc;
 	uv_tcp_t *l = &host->listeners[0];
 
-	if (host->opts.listen != NULL) {
-		rc = pb__sockaddr_parse(host->opts.listen, &ss);
+	if (host->opts.listen == NULL) {
+		unsigned port = last_port(host);
+
+		rc = listen_any(host, l, port, &ss);
+		if (rc != 0 && port != 0)
+			rc = listen_any(host, l, 0, &ss); /* taken by now: a new one */
 		if (rc != 0)
 			return rc;
-	} else {
-		/* Every interface: one dual-stack socket, or IPv4 alone when the
-		 * machine has no IPv6. */
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-		memset(&ss, 0, sizeof(ss));
-		a->sin6_family = AF_INET6;
-		a->sin6_addr = in6addr_any;
+		goto listening;
 	}
-	uv_tcp_init(host->loop, l);
-	l->data = host;
-	rc = uv_tcp_bind(l, (const struct sockaddr *)&ss, 0);
-	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)l, 128, on_connection);
-	if (rc != 0 && host->opts.listen == NULL) {
-		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
-		uv_close((uv_handle_t *)l, NULL);
-		uv_run(host->loop, UV_RUN_NOWAIT);
-		memset(&ss, 0, sizeof(ss));
-		a4->sin_family = AF_INET;
-		uv_tcp_init(host->loop, l);
-		l->data = host;
-		rc = uv_tcp_bind(l, (const struct sockaddr *)&ss, 0);
-		if (rc == 0)
-			rc = uv_listen((uv_stream_t *)l, 128, on_connection);
-	}
+	if ((rc = pb__sockaddr_parse(host->opts.listen, &ss)) != 0)
+		return rc;
+	rc = bind_listen(host, l, &ss);
 	if (rc != 0)
 		return rc;
+listening:
 	host->nlisteners = 1;
 	uv_tcp_getsockname(l, (struct sockaddr *)&ss, &len);
 	host->port = port_of(&ss);
+	if (host->opts.listen == NULL)
+		remember_port(host);
 	host->listen_family = host->opts.listen != NULL ? ss.ss_family : AF_UNSPEC;
 	if (host->opts.listen != NULL && !is_unspecified(&ss)) {
 		host->addrs[0] = ss;

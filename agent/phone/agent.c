@@ -241,6 +241,57 @@ static void hex64(uint64_t v, char out[17])
 }
 
 /* One pass: returns 0, or an error of the backup or restore it ran. */
+/* One backup to host (a key, or o->host); reports it. */
+static int backup_one(const pb_agent_opts_t *o, const char *host, const char *name)
+{
+	pb_engine_opts_t e;
+	pb_engine_result_t res;
+	char snap_hex[17];
+	int rc;
+
+	memset(&e, 0, sizeof(e));
+	e.home = o->home;
+	e.device_dir = o->device_dir;
+	e.host = host;
+	e.passphrase = o->passphrase;
+	e.wrap_params = o->wrap_params;
+	rc = pb_engine_backup(&e, &res);
+	hex64(res.snapshot, snap_hex);
+	emit(o, "{s:s, s:s, s:I, s:I, s:s, s:b, s:I, s:o}", "event", "backup", "result", pb_err_name(rc), "items_changed",
+	     (json_int_t)res.items_changed, "bytes_sent", (json_int_t)res.bytes_sent, "snapshot", snap_hex, "partial",
+	     rc == 0 && res.skipped > 0, "skipped", (json_int_t)res.skipped, "host", pb__json_text(name));
+	return rc;
+}
+
+/* Backs up to o->host, or to every paired host: a phone paired with a
+ * second host must not stop backing up to the first. Every host is tried;
+ * the first failure is returned, so that the change is tried again at the
+ * next pass (the hosts that have it then receive nothing new). */
+static int backup_hosts(const pb_agent_opts_t *o)
+{
+	pb_remembered_host_t *hosts;
+	int n, rc = 0;
+
+	if (o->host != NULL)
+		return backup_one(o, o->host, o->host);
+	if ((hosts = calloc(32, sizeof(*hosts))) == NULL)
+		return PB_ENOMEM;
+	n = pb_phone_hosts(o->home, hosts, 32);
+	if (n <= 0)
+		rc = n < 0 ? n : PB_EACCT_NOT_PAIRED;
+	for (int i = 0; i < n; i++) {
+		char key[64];
+		int r;
+
+		(void)pb__b64url_encode(hosts[i].static_pk, 32, key, sizeof(key));
+		r = backup_one(o, key, hosts[i].name[0] ? hosts[i].name : key);
+		if (r != 0 && rc == 0)
+			rc = r;
+	}
+	free(hosts);
+	return rc;
+}
+
 static int agent_pass(const pb_agent_opts_t *o)
 {
 	struct agent_state st;
@@ -317,26 +368,8 @@ static int agent_pass(const pb_agent_opts_t *o)
 		emit(o, "{s:s, s:s}", "event", "skipped", "reason", reason);
 		return save_state(o->home, &st);
 	}
-	{
-		pb_engine_opts_t e;
-		pb_engine_result_t res;
-
-		memset(&e, 0, sizeof(e));
-		e.home = o->home;
-		e.device_dir = o->device_dir;
-		e.host = o->host;
-		e.passphrase = o->passphrase;
-		e.wrap_params = o->wrap_params;
-		rc = pb_engine_backup(&e, &res);
-		char snap_hex[17];
-
-		hex64(res.snapshot, snap_hex);
-		emit(o, "{s:s, s:s, s:I, s:I, s:s, s:b, s:I}", "event", "backup", "result", pb_err_name(rc), "items_changed",
-		     (json_int_t)res.items_changed, "bytes_sent", (json_int_t)res.bytes_sent, "snapshot", snap_hex,
-		     "partial", rc == 0 && res.skipped > 0, "skipped", (json_int_t)res.skipped);
-		if (rc != 0)
-			return rc;
-	}
+	if ((rc = backup_hosts(o)) != 0)
+		return rc;
 	snprintf(st.fingerprint, sizeof(st.fingerprint), "%s", fp);
 	return save_state(o->home, &st);
 }

@@ -12,9 +12,24 @@
 typedef struct pb_cli_s {
 	const char *prog;     /* "peerback" */
 	char home[4096];      /* state directory (XDG data dir or --home) */
-	bool json;            /* --json given before the subcommand */
+	bool json;            /* --json, anywhere on the command line */
+	bool quiet;           /* --quiet: no progress, no notes, only results and errors */
 	bool tty;             /* stderr is a terminal: progress bars allowed */
+	const char *pass_file;    /* --passphrase-file FILE */
+	const char *pass_command; /* --passphrase-command CMD */
+	const char *pass_source;  /* where the recovery passphrase came from, for messages */
+	const char *from;         /* --from DEVICE as given, for messages */
+	const char *host;         /* --host NAME as given, for messages */
+	bool host_named;          /* the message being printed names the host already */
 } pb_cli_t;
+
+/* Exit statuses, the same for every command (README, peerback --help). */
+#define PB_EXIT_FAIL 1        /* failed */
+#define PB_EXIT_USAGE 2       /* usage error: unknown command, option or value */
+#define PB_EXIT_PARTIAL 3     /* backup done but partial: files skipped, or a host missed it */
+#define PB_EXIT_NOBACKUP 10   /* no backup found (no snapshot, no such item) */
+#define PB_EXIT_BUSY 11       /* locked or busy: another process holds the store */
+#define PB_EXIT_PASSPHRASE 12 /* wrong recovery passphrase */
 
 /* A subcommand: argv[0] is the subcommand's name. Returns the exit status. */
 typedef int (*pb_cli_cmd_fn)(pb_cli_t *cli, int argc, char **argv);
@@ -25,11 +40,31 @@ typedef struct pb_cli_cmd_s {
 	const char *summary;
 } pb_cli_cmd_t;
 
-/* Prints "peerback: <message>" to stderr; returns 1 for use as an exit code. */
+/* Prints "peerback: <message>" to stderr; returns 1 for use as an exit code.
+ * With --json the same message also goes to stdout as an error object
+ * {"event":"error","code":"PB_EFAIL","message":...}; so for all below. */
 int pb_cli_fail(const pb_cli_t *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prints "peerback: <what>: <pb_strerror(err)>" and returns 1. */
 int pb_cli_fail_err(const pb_cli_t *cli, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Prints "peerback: <message>" with err's name as the JSON code, and returns
+ * the exit status err calls for (pb_cli_exit_status). */
+int pb_cli_error(const pb_cli_t *cli, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Prints the message as it is (code PB_EUSAGE) and returns PB_EXIT_USAGE. */
+int pb_cli_usage(const pb_cli_t *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The exit status for a failure with err: PB_EXIT_NOBACKUP,
+ * PB_EXIT_BUSY, PB_EXIT_PASSPHRASE or PB_EXIT_FAIL. */
+int pb_cli_exit_status(int err);
+
+/* A note for the user on stderr, unless --quiet. */
+void pb_cli_note(const pb_cli_t *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Why a failure at path on this device is the phone's own: its file system
+ * is read-only or full. Fills why and returns true then. */
+bool pb_cli_local_fault(const char *path, char *why, size_t cap);
 
 /* Builds "home/rel" into out; returns 0 or PB_ETOOBIG. */
 int pb_cli_path(const pb_cli_t *cli, const char *rel, char *out, size_t cap);
@@ -39,18 +74,43 @@ int pb_cli_path(const pb_cli_t *cli, const char *rel, char *out, size_t cap);
  * is available. The caller wipes buf with sodium_memzero. */
 int pb_cli_secret(const char *env_name, const char *prompt, char *buf, size_t cap);
 
-/* The recovery passphrase for a backup: from PEERBACK_RECOVERY_PASSPHRASE,
- * else from the terminal. When this phone has no master key yet the
- * passphrase may become the recovery passphrase: typed on the terminal, it
- * is asked twice. buf is left
- * empty when there is none. Returns 0, or an exit status after telling the
- * user why. The caller wipes buf with sodium_memzero. */
-int pb_cli_recovery_passphrase(const pb_cli_t *cli, char *buf, size_t cap);
+/* The recovery passphrase: from --passphrase-file, --passphrase-command or
+ * PEERBACK_RECOVERY_PASSPHRASE, else from the terminal, which is asked only
+ * when this phone has no master key (the key on the phone needs none).
+ * Given while the key is here, it is checked against the phone's wrapped
+ * key: a wrong one is an error (PB_EXIT_PASSPHRASE), never ignored. When
+ * setting (a backup, which may set it) and typed on the terminal, it is
+ * asked twice. buf is left empty when there is none. Returns 0, or an exit
+ * status after telling the user why. The caller wipes buf. */
+int pb_cli_recovery_passphrase(pb_cli_t *cli, bool setting, char *buf, size_t cap);
+
+/* The current recovery passphrase, always asked for (a prompt when no
+ * option or variable gives it) and checked against the phone's wrapped
+ * key like pb_cli_recovery_passphrase. */
+int pb_cli_current_passphrase(pb_cli_t *cli, char *buf, size_t cap);
+
+/* Reads a secret from FILE (first line) or from the first line CMD prints
+ * (run by /bin/sh). Returns 0, or an exit status after telling the user. */
+int pb_cli_secret_from(const pb_cli_t *cli, const char *file, const char *cmd, char *buf, size_t cap);
 
 /* Argon2id limits for a new wrapped master key: NULL (MODERATE), or the
  * INTERACTIVE ones when the environment has PEERBACK_TEST_WEAK_KDF=1. That
  * switch is for tests only: such a wrap is much cheaper to guess. */
 const pb_pwhash_params_t *pb_cli_wrap_params(void);
+
+/* Formats a byte count for people: "12.3 MB". */
+void pb_cli_human(double bytes, char *out, size_t cap);
+
+struct pb_engine_opts_s;
+/* Reports an engine failure (tools/cli/cmd-backup.c); returns the exit status. */
+int pb__cli_engine_error(pb_cli_t *cli, int rc, const char *what);
+/* Resolves a snapshot as given ("latest", or a unique prefix of an id as
+ * peerback ls prints it) into *out; returns 0 or an exit status after
+ * telling the user. (tools/cli/cmd-ls.c) */
+int pb__cli_snapshot(pb_cli_t *cli, struct pb_engine_opts_s *o, const char *text, uint64_t *out);
+/* The one item id of the backup that want names: the id itself, or its
+ * last part with or without extension. 0, or PB_ENOTFOUND / PB_EEXISTS. */
+int pb__cli_item_id(pb_cli_t *cli, struct pb_engine_opts_s *o, const char *want, char *out, size_t cap);
 
 /* True when argv holds -h or --help. */
 bool pb_cli_wants_help(int argc, char **argv);

@@ -1,6 +1,9 @@
 /* peerback account: log this device into the IM account service. */
+#include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -30,8 +33,11 @@ static int show(pb_cli_t *cli)
 
 	if (rc == 0)
 		rc = pb__identity_load(cli->home, &id);
+	if (rc == -ENOENT || rc == PB_ENOTFOUND || rc == PB_EACCT_NOT_LOGGED_IN)
+		return pb_cli_error(cli, PB_EACCT_NOT_LOGGED_IN, "this device is not logged in (no account in %s); run "
+								 "peerback account login", cli->home);
 	if (rc != 0)
-		return pb_cli_fail_err(cli, rc, "account");
+		return pb_cli_fail_err(cli, rc, "cannot read the account in %s on this device", cli->home);
 	pb__hex(id.device_id, PB_DEVICE_ID_LEN, dev);
 	(void)pb__b64url_encode(id.static_pk, 32, key, sizeof(key));
 	pb__identity_wipe(&id);
@@ -45,10 +51,40 @@ static int show(pb_cli_t *cli)
 	return 0;
 }
 
+/* --imd as given, or HOST:PORT with HOST a name: its first address, as
+ * ADDR:PORT (what the phone stores and dials later). */
+static int resolve_imd(const char *given, char *out, size_t cap)
+{
+	struct sockaddr_storage ss;
+	struct addrinfo hints, *res = NULL;
+	char host[256];
+	const char *colon = strrchr(given, ':');
+	int rc;
+
+	if (pb__sockaddr_parse(given, &ss) == 0) {
+		snprintf(out, cap, "%s", given);
+		return 0;
+	}
+	if (colon == NULL || colon == given || (size_t)(colon - given) >= sizeof(host) || given[0] == '[')
+		return PB_EURI_ADDR;
+	memcpy(host, given, (size_t)(colon - given));
+	host[colon - given] = 0;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || res == NULL)
+		return PB_ENOTFOUND;
+	memset(&ss, 0, sizeof(ss));
+	memcpy(&ss, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	rc = pb__sockaddr_format(&ss, out, cap);
+	return rc;
+}
+
 int pb_cmd_account(pb_cli_t *cli, int argc, char **argv)
 {
 	const char *imd = NULL, *key = NULL, *account = NULL, *name = NULL;
-	char host[65], pw[1024];
+	char host[65], pw[1024], addr[128];
 	int rc;
 
 	if (pb_cli_wants_help(argc, argv) || argc < 2) {
@@ -58,8 +94,8 @@ int pb_cmd_account(pb_cli_t *cli, int argc, char **argv)
 	if (strcmp(argv[1], "show") == 0)
 		return show(cli);
 	if (strcmp(argv[1], "login") != 0) {
-		fprintf(stderr, "peerback account: unknown command '%s'\n%s", argv[1], usage_text);
-		return 2;
+		return pb_cli_usage(cli, "peerback account: unknown command '%s'; see 'peerback account --help'",
+				    argv[1]);
 	}
 	for (int i = 2; i < argc; i++) {
 		if (i + 1 < argc && strcmp(argv[i], "--imd") == 0)
@@ -71,8 +107,8 @@ int pb_cmd_account(pb_cli_t *cli, int argc, char **argv)
 		else if (i + 1 < argc && strcmp(argv[i], "--name") == 0)
 			name = argv[++i];
 		else {
-			fprintf(stderr, "peerback account login: unknown argument '%s'\n%s", argv[i], usage_text);
-			return 2;
+			return pb_cli_usage(cli, "peerback account login: unknown argument '%s'; see 'peerback account "
+						 "--help'", argv[i]);
 		}
 	}
 	if (imd == NULL || key == NULL || account == NULL) {
@@ -87,15 +123,28 @@ int pb_cmd_account(pb_cli_t *cli, int argc, char **argv)
 	}
 	if (strlen(name) > 64)
 		return pb_cli_fail(cli, "--name is longer than 64 bytes");
+	if ((rc = resolve_imd(imd, addr, sizeof(addr))) == PB_ENOTFOUND)
+		return pb_cli_error(cli, rc, "--imd %s: no such host name", imd);
+	if (rc != 0)
+		return pb_cli_usage(cli, "peerback: --imd must be HOST:PORT, e.g. imd.example.org:7450, "
+					 "127.0.0.1:7450 or [::1]:7450");
 	rc = pb_cli_secret("PEERBACK_PASSWORD", "account password: ", pw, sizeof(pw));
 	if (rc != 0)
 		return pb_cli_fail(cli, "no password: set PEERBACK_PASSWORD or run on a terminal");
-	rc = pb_phone_login(cli->home, imd, key, account, pw, name);
+	rc = pb_phone_login(cli->home, addr, key, account, pw, name);
 	sodium_memzero(pw, sizeof(pw));
 	if (rc == PB_EURI_BASE64 || rc == PB_EURI_KEYLEN)
 		return pb_cli_fail(cli, "--imd-key must be the 43-character service key printed by peerback-imd");
-	if (rc == PB_EURI_ADDR)
-		return pb_cli_fail(cli, "--imd must be ADDR:PORT, e.g. 127.0.0.1:7450 or [::1]:7450");
+	/* The channel to the service is pinned by --imd-key: a service
+	 * without that key cannot complete it, which the service library
+	 * reports as a refusal. */
+	if (rc == PB_ENOISE_HANDSHAKE || rc == PB_ENOISE_DECRYPT || rc == PB_EACCT_SERVICE)
+		return pb_cli_error(cli, rc, "the account service at %s refused the secure channel: the --imd-key "
+					     "given is not its key (compare with what 'peerback-imd keys' prints), or "
+					     "another service answers at that address", addr);
+	if (rc == -ECONNREFUSED || rc == -ETIMEDOUT || rc == -EHOSTUNREACH || rc == PB_ETIMEOUT)
+		return pb_cli_error(cli, rc, "the account service at %s did not answer: %s (is peerback-imd serve "
+					     "running there?)", addr, pb_strerror(rc));
 	if (rc != 0)
 		return pb_cli_fail_err(cli, rc, "login to %s as %s failed", imd, account);
 	if (cli->json)

@@ -29,6 +29,41 @@ static const char usage_text[] =
 	"  --once             one check, then exit with its result\n"
 	"status               prints the detected network type and the SIM identity\n";
 
+/* An event as a line of text: "peerback agent: backup: result OK, items
+ * changed 3". Text mode never prints raw JSON. */
+static void print_text(const char *line)
+{
+	json_t *o = json_loads(line, 0, NULL), *v;
+	const char *key, *event;
+	bool first = true;
+
+	if (o == NULL || !json_is_object(o)) {
+		json_decref(o);
+		fprintf(stderr, "peerback agent: (an event that could not be shown)\n");
+		return;
+	}
+	event = json_string_value(json_object_get(o, "event"));
+	fprintf(stderr, "peerback agent: %s", event != NULL ? event : "event");
+	json_object_foreach(o, key, v) {
+		if (strcmp(key, "event") == 0)
+			continue;
+		fprintf(stderr, "%s", first ? ": " : ", ");
+		first = false;
+		for (const char *k = key; *k; k++)
+			fputc(*k == '_' ? ' ' : *k, stderr);
+		if (json_is_string(v))
+			fprintf(stderr, " %s", json_string_value(v));
+		else if (json_is_integer(v))
+			fprintf(stderr, " %lld", (long long)json_integer_value(v));
+		else if (json_is_real(v))
+			fprintf(stderr, " %.3g", json_real_value(v));
+		else if (json_is_boolean(v))
+			fprintf(stderr, " %s", json_is_true(v) ? "yes" : "no");
+	}
+	fputc('\n', stderr);
+	json_decref(o);
+}
+
 static void print_event(void *arg, const char *json)
 {
 	pb_cli_t *cli = arg;
@@ -37,7 +72,7 @@ static void print_event(void *arg, const char *json)
 		printf("%s\n", json);
 		fflush(stdout);
 	} else {
-		fprintf(stderr, "peerback agent: %s\n", json);
+		print_text(json);
 	}
 }
 
@@ -121,7 +156,7 @@ int pb_cmd_agent(pb_cli_t *cli, int argc, char **argv)
 	rc = given != NULL ? snprintf(dev, sizeof(dev), "%s", given) : snprintf(dev, sizeof(dev), "%s/device", cli->home);
 	if (rc < 0 || (size_t)rc >= sizeof(dev))
 		return pb_cli_fail(cli, "device path is too long");
-	if ((rc = pb_cli_recovery_passphrase(cli, pass, sizeof(pass))) != 0)
+	if ((rc = pb_cli_recovery_passphrase(cli, true, pass, sizeof(pass))) != 0)
 		return rc;
 	o.home = cli->home;
 	o.device_dir = dev;

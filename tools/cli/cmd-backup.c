@@ -10,6 +10,8 @@
 #include <sodium.h>
 
 #include "agent/backup/engine.h"
+#include "agent/phone/phone.h"
+#include "agent/util/fsutil.h"
 #include "peerback/kinds.h"
 #include "tools/cli/commands.h"
 #include "agent/util/json.h"
@@ -29,7 +31,16 @@ static void human(double bytes, char *out, size_t cap)
 struct progress_state {
 	pb_cli_t *cli;
 	double start;
+	/* The rate counts from the first bytes moved: connecting and scanning
+	 * before them would make the first estimate absurd. */
+	double t0;
+	uint64_t b0;
+	bool moving;
 };
+
+/* Seconds of transfer, and the share done, before an estimate is shown. */
+#define ETA_MIN_SECONDS 2.0
+#define ETA_MIN_FRACTION 0.01
 
 static double mono(void)
 {
@@ -45,6 +56,8 @@ static void show_progress(void *arg, const pb_progress_t *p)
 	struct progress_state *ps = arg;
 	double t = mono() - ps->start;
 
+	if (ps->cli->quiet)
+		return;
 	if (ps->cli->json) {
 		(void)pb__json_print("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "event", "progress", "phase",
 				     p->phase, "items_done", (json_int_t)p->items_done, "items_total",
@@ -54,15 +67,34 @@ static void show_progress(void *arg, const pb_progress_t *p)
 				     (json_int_t)p->chunks_sent);
 		return;
 	}
-	if (!ps->cli->tty)
+	if (!ps->cli->tty || ps->cli->quiet)
 		return;
+	if (!ps->moving && p->bytes_done > 0) {
+		ps->moving = true;
+		ps->t0 = mono();
+		ps->b0 = p->bytes_done;
+	}
 	{
-		char done[32], total[32], rate[32];
+		char done[32], total[32], rate[32], eta[32];
 		double frac = p->bytes_total ? (double)p->bytes_done / (double)p->bytes_total : 0;
-		double r = t > 0 ? (double)p->bytes_done / t : 0;
+		double moving = ps->moving ? mono() - ps->t0 : 0;
+		double r = moving > 0 ? (double)(p->bytes_done - ps->b0) / moving : 0;
 		int left = r > 0 && p->bytes_total > p->bytes_done ? (int)((double)(p->bytes_total - p->bytes_done) / r)
 								    : 0;
-		int width = 24, fill = (int)(frac * width);
+		int width = 24, fill;
+
+		(void)t;
+		/* A finished run fills the bar, whatever its byte count (items
+		 * already in place move no bytes). */
+		if (p->final)
+			frac = 1;
+		fill = (int)(frac * width);
+		if (p->final)
+			snprintf(eta, sizeof(eta), "done");
+		else if (moving < ETA_MIN_SECONDS || frac < ETA_MIN_FRACTION || r <= 0)
+			snprintf(eta, sizeof(eta), "estimating");
+		else
+			snprintf(eta, sizeof(eta), "%d:%02d left", left / 60, left % 60);
 
 		human((double)p->bytes_done, done, sizeof(done));
 		human((double)p->bytes_total, total, sizeof(total));
@@ -71,9 +103,9 @@ static void show_progress(void *arg, const pb_progress_t *p)
 		for (int i = 0; i < width; i++)
 			fputc(i < fill ? '#' : '.', stderr);
 		if (p->bytes_total)
-			fprintf(stderr, "] %s / %s, %llu/%llu items, %s/s, %d:%02d left   ", done, total,
-				(unsigned long long)p->items_done, (unsigned long long)p->items_total, rate, left / 60,
-				left % 60);
+			fprintf(stderr, "] %s / %s, %llu/%llu items, %s/s, %s   ", done, total,
+				(unsigned long long)(p->final ? p->items_total : p->items_done),
+				(unsigned long long)p->items_total, rate, eta);
 		else
 			fprintf(stderr, "] %s, %llu items, %s/s   ", done, (unsigned long long)p->items_done, rate);
 		if (p->final)
@@ -94,12 +126,6 @@ void pb__cli_instruction(void *arg, const char *op, int rc, const char *message)
 			message);
 	fflush(stdout);
 }
-
-/* Exit status of a backup that skipped files it could not parse. */
-#define EXIT_PARTIAL 3
-/* Exit status of a restore or verify that found no backup of what it was
- * asked for. */
-#define EXIT_NO_BACKUP 10
 
 struct skip_state {
 	pb_cli_t *cli;
@@ -125,49 +151,117 @@ static void show_skip(void *arg, const char *path, uint64_t line, const char *wh
 			why);
 }
 
-static int secret_opt(pb_cli_t *cli, char *buf, size_t cap, bool needed)
+/* The failures the phone itself can cause by its own disk: a full or
+ * read-only file system, or a directory it may not write. */
+static bool maybe_local(int rc)
 {
-	int rc = pb_cli_secret("PEERBACK_RECOVERY_PASSPHRASE", "recovery passphrase: ", buf, cap);
+	return rc == PB_ENOSPACE || rc == PB_EIO || rc == PB_ESTORE_CORRUPT || rc == PB_ESTORE_LOCKED ||
+	       (rc < 0 && rc > -4096);
+}
 
-	(void)cli;
-	if (rc != 0 && needed)
-		return rc;
-	if (rc != 0)
-		buf[0] = 0;
-	return 0;
+/* A connection that failed: the host did not answer, or refused. */
+static bool connect_failure(int rc)
+{
+	return rc == -ECONNREFUSED || rc == -ETIMEDOUT || rc == -EHOSTUNREACH || rc == -ENETUNREACH ||
+	       rc == PB_ETIMEOUT || rc == PB_EPEER_CLOSED || rc == PB_ENOISE_HANDSHAKE;
+}
+
+static void host_label(const pb_remembered_host_t *h, char *out, size_t cap);
+
+/* The paired host a command without a list of hosts used: --host, else
+ * the most recently paired; its name and the address tried first. */
+static void which_host(pb_cli_t *cli, char *out, size_t cap)
+{
+	pb_remembered_host_t *hosts = calloc(32, sizeof(*hosts));
+	int n = hosts != NULL ? pb_phone_hosts(cli->home, hosts, 32) : -1;
+
+	snprintf(out, cap, "%s", cli->host != NULL ? cli->host : "(the paired host)");
+	for (int i = 0; i < n; i++) {
+		char key[64];
+
+		(void)pb__b64url_encode(hosts[i].static_pk, 32, key, sizeof(key));
+		if (cli->host == NULL || strcmp(cli->host, hosts[i].name) == 0 ||
+		    (strlen(cli->host) >= 6 && strncmp(key, cli->host, strlen(cli->host)) == 0)) {
+			host_label(&hosts[i], out, cap);
+			break;
+		}
+	}
+	free(hosts);
+}
+
+static int engine_error_at(pb_cli_t *cli, int rc, const char *what, const char *local)
+{
+	char why[8400];
+
+	/* A failure of the phone's own disk names the phone and its path:
+	 * it is never blamed on the host. */
+	if (maybe_local(rc) && (pb_cli_local_fault(cli->home, why, sizeof(why)) ||
+				(local != NULL && pb_cli_local_fault(local, why, sizeof(why)))))
+		return pb_cli_error(cli, rc, "%s failed on the phone: %s (%s)", what, why, pb_strerror(rc));
+	switch (rc) {
+	case PB_EACCT_NOT_PAIRED:
+		return pb_cli_error(cli, rc, "this phone is not paired with a host; run peerback pair first");
+	case PB_ESTORE_NOMASTER:
+		return pb_cli_error(cli, rc, "%s needs the recovery passphrase: set PEERBACK_RECOVERY_PASSPHRASE, "
+					     "pass --passphrase-file or --passphrase-command, or run on a terminal",
+				    what);
+	case PB_ESTORE_PASSPHRASE:
+		if (strncmp(what, "backup", 6) == 0)
+			return pb_cli_error(cli, rc, "wrong recovery passphrase%s%s%s: it does not open the key this "
+						     "account's other devices use (every device of an account uses the "
+						     "one recovery passphrase); nothing was sent",
+					    cli->pass_source ? " (from " : "", cli->pass_source ? cli->pass_source : "",
+					    cli->pass_source ? ")" : "");
+		return pb_cli_error(cli, rc, "wrong recovery passphrase%s%s%s; nothing was written",
+				    cli->pass_source ? " (from " : "", cli->pass_source ? cli->pass_source : "",
+				    cli->pass_source ? ")" : "");
+	case PB_ESTORE_WRONG_KEY:
+		return pb_cli_error(cli, rc, "%s failed: wrong key: this backup was made with another master key than "
+					     "this phone's; give the account's recovery passphrase "
+					     "(PEERBACK_RECOVERY_PASSPHRASE, --passphrase-file or --passphrase-command) to "
+					     "open it", what);
+	case PB_ESTORE_WEAKPASS:
+		return pb_cli_error(cli, rc, "%s failed: %s (a few words are easy to remember); nothing was set", what,
+				    pb_strerror(rc));
+	case PB_ESTORE_NOSNAP:
+		return pb_cli_error(cli, rc, "no backup found: the host holds no backup of this account yet; run "
+					     "peerback backup first");
+	case PB_ENOSPACE:
+		return pb_cli_error(cli, rc, "%s failed: the host's disk is full; nothing unacknowledged is counted as "
+					     "backed up (free space on the host and run it again to resume)", what);
+	default:
+		if (connect_failure(rc)) {
+			char label[256];
+
+			if (cli->host_named)
+				return pb_cli_error(cli, rc, "%s failed: the host did not answer or refused the "
+							     "connection: %s (is peerback host running there?)", what,
+						    pb_strerror(rc));
+			which_host(cli, label, sizeof(label));
+			return pb_cli_error(cli, rc, "%s failed: the host %s did not answer or refused the connection: "
+						     "%s (is peerback host running there?)",
+					    what, label, pb_strerror(rc));
+		}
+		if (rc < 0 && rc > -4096)
+			return pb_cli_error(cli, rc, "%s failed on the phone (state in %s): %s", what, cli->home,
+					    pb_strerror(rc));
+		return pb_cli_fail_err(cli, rc, "%s failed", what);
+	}
 }
 
 static int engine_error(pb_cli_t *cli, int rc, const char *what)
 {
-	switch (rc) {
-	case PB_EACCT_NOT_PAIRED:
-		return pb_cli_fail(cli, "this phone is not paired with a host; run peerback pair first");
-	case PB_ESTORE_NOMASTER:
-		return pb_cli_fail(cli, "%s needs the recovery passphrase: set PEERBACK_RECOVERY_PASSPHRASE or run on a "
-					"terminal", what);
-	case PB_ESTORE_PASSPHRASE:
-		if (strcmp(what, "backup") == 0)
-			return pb_cli_fail(cli, "wrong recovery passphrase: it does not open the key this account's other "
-						"devices use (every device of an account uses the one recovery "
-						"passphrase); nothing was sent");
-		return pb_cli_fail(cli, "wrong recovery passphrase; nothing was written");
-	case PB_ESTORE_WRONG_KEY:
-		return pb_cli_fail(cli, "%s failed: wrong key: this backup was made with another master key than this "
-					"phone's; give the account's recovery passphrase (PEERBACK_RECOVERY_PASSPHRASE) to "
-					"open it", what);
-	case PB_ESTORE_WEAKPASS:
-		return pb_cli_fail(cli, "%s failed: %s (a few words are easy to remember); nothing was set", what,
-				   pb_strerror(rc));
-	case PB_ESTORE_NOSNAP:
-		(void)pb_cli_fail(cli, "no backup found: the host holds no backup of this account yet; run peerback "
-				       "backup first");
-		return EXIT_NO_BACKUP;
-	case PB_ENOSPACE:
-		return pb_cli_fail(cli, "%s failed: the host's disk is full; nothing unacknowledged is counted as "
-					"backed up (free space on the host and run it again to resume)", what);
-	default:
-		return pb_cli_fail_err(cli, rc, "%s failed", what);
-	}
+	return engine_error_at(cli, rc, what, NULL);
+}
+
+int pb__cli_engine_error(pb_cli_t *cli, int rc, const char *what)
+{
+	if (rc == PB_ENOTFOUND && cli->from != NULL)
+		return pb_cli_error(cli, rc, "no device named '%s', nor one whose id starts with it, has a backup on "
+					     "the host; see peerback ls", cli->from);
+	if (rc == PB_EEXISTS && cli->from != NULL)
+		return pb_cli_usage(cli, "peerback: '%s' names more than one device; give more of its id", cli->from);
+	return engine_error_at(cli, rc, what, NULL);
 }
 
 /* The host's latest snapshot is older than one this phone completed there. */
@@ -204,7 +298,7 @@ static int restore_error(pb_cli_t *cli, const pb_engine_result_t *res, int rc, c
 			dev);
 	else if (rc != PB_ESTORE_ROLLBACK && rc != PB_ESTORE_PASSPHRASE)
 		fprintf(stderr, "peerback: nothing was written to %s\n", dev);
-	return engine_error(cli, rc, "restore");
+	return engine_error_at(cli, rc, "restore", dev);
 }
 
 static int device_dir(pb_cli_t *cli, const char *given, char *out, size_t cap)
@@ -214,24 +308,91 @@ static int device_dir(pb_cli_t *cli, const char *given, char *out, size_t cap)
 	return n < 0 || (size_t)n >= cap ? PB_ETOOBIG : 0;
 }
 
+/* One paired host as messages name it: "desk (192.0.2.7:4000)". */
+static void host_label(const pb_remembered_host_t *h, char *out, size_t cap)
+{
+	char addr[96] = "";
+
+	if (h->naddrs > 0)
+		(void)pb__sockaddr_format(&h->addrs[0], addr, sizeof(addr));
+	snprintf(out, cap, "%s%s%s%s", h->name[0] ? h->name : "(unnamed host)", addr[0] ? " (" : "", addr,
+		 addr[0] ? ")" : "");
+}
+
+/* The paired hosts a backup goes to: every one, or those --host names
+ * (a name or a key prefix). Returns the count, or an exit status < 0. */
+static int backup_hosts(pb_cli_t *cli, const char *which, pb_remembered_host_t *hosts, size_t max)
+{
+	int n = pb_phone_hosts(cli->home, hosts, max), m = 0;
+
+	if (n < 0)
+		return -pb_cli_fail_err(cli, n, "cannot read the paired hosts in %s/hosts.json", cli->home);
+	if (n == 0)
+		return -engine_error(cli, PB_EACCT_NOT_PAIRED, "backup");
+	for (int i = 0; i < n; i++) {
+		char key[64];
+
+		(void)pb__b64url_encode(hosts[i].static_pk, 32, key, sizeof(key));
+		if (which == NULL || strcmp(which, hosts[i].name) == 0 ||
+		    (strlen(which) >= 6 && strncmp(key, which, strlen(which)) == 0))
+			hosts[m++] = hosts[i];
+	}
+	if (m == 0)
+		return -pb_cli_usage(cli, "peerback backup: no paired host is named '%s'; see peerback devices", which);
+	return m;
+}
+
+static void backup_done(pb_cli_t *cli, const char *name, const pb_engine_result_t *res)
+{
+	char sent[32], total[32], snap[17];
+
+	snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)res->snapshot);
+	if (cli->json) {
+		(void)pb__json_print("{s:s, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:b, s:I, s:I, s:I}",
+				     "event", "backup-done", "host", pb__json_text(name), "snapshot", snap, "items",
+				     (json_int_t)res->items, "bytes", (json_int_t)res->bytes, "items_changed",
+				     (json_int_t)res->items_changed, "chunks_sent", (json_int_t)res->chunks_sent,
+				     "bytes_sent", (json_int_t)res->bytes_sent, "chunks", (json_int_t)res->chunks_total,
+				     "seconds", pb__json_milli(res->seconds), "partial", res->skipped > 0, "skipped",
+				     (json_int_t)res->skipped, "items_kept", (json_int_t)res->items_kept,
+				     "items_carried", (json_int_t)res->items_carried);
+		return;
+	}
+	human((double)res->bytes_sent, sent, sizeof(sent));
+	human((double)res->bytes, total, sizeof(total));
+	printf("%s: backed up %llu items (%s), %llu changed; sent %llu chunks (%s) in %.1f s; snapshot %s\n", name,
+	       (unsigned long long)res->items, total, (unsigned long long)res->items_changed,
+	       (unsigned long long)res->chunks_sent, sent, res->seconds, snap);
+	if (res->items_carried > 0)
+		printf("%s: the other kinds' %llu items were kept from the previous snapshot\n", name,
+		       (unsigned long long)res->items_carried);
+	fflush(stdout);
+}
+
 int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 {
 	pb_engine_opts_t o;
 	pb_engine_result_t res;
-	struct progress_state ps = { cli, mono() };
-	char dev[4096], pass[1024], sent[32], total[32];
+	struct progress_state ps = { .cli = cli, .start = mono() };
+	pb_remembered_host_t *hosts;
+	char dev[4096], pass[1024];
 	struct skip_state ss = { cli, dev };
-	const char *given = NULL;
-	int rc;
+	const char *given = NULL, *which = NULL;
+	int rc, nhosts, done = 0, failed = 0, status = 0;
+	bool skipped = false;
 
 	if (pb_cli_wants_help(argc, argv)) {
 		printf("usage: peerback backup [--device DIR] [--host NAME] [--kind KIND] [--json]\n\n"
-		       "Backs the phone's data (default HOME/device) up to the paired host, encrypted\n"
-		       "so that the host cannot read it. Unchanged items cost nothing; an interrupted\n"
-		       "backup resumes where it stopped when run again. It reports done only after the\n"
-		       "host has committed the snapshot. The first backup sets the recovery passphrase\n"
-		       "(PEERBACK_RECOVERY_PASSPHRASE, or a prompt that asks twice), which a new phone\n"
-		       "needs to restore: at least 12 characters, at least 5 of them different.\n\n"
+		       "Backs the phone's data (default HOME/device) up to every paired host that\n"
+		       "answers (or only to --host NAME, a host's name or key prefix as peerback\n"
+		       "devices shows), encrypted so that the hosts cannot read it, and reports\n"
+		       "each host. Unchanged items cost nothing; an interrupted backup resumes\n"
+		       "where it stopped when run again. It reports done only after the host has\n"
+		       "committed the snapshot. The first backup sets the recovery passphrase\n"
+		       "(PEERBACK_RECOVERY_PASSPHRASE, --passphrase-file, --passphrase-command, or\n"
+		       "a prompt that asks twice), which a new phone needs to restore: at least 12\n"
+		       "characters, at least 5 of them different. Later backups need none; one\n"
+		       "given anyway is checked.\n\n"
 		       "A file that does not parse (a truncated contacts.vcf, say) is named with its\n"
 		       "line and skipped; its last backed-up version stays in the snapshot and\n"
 		       "everything else is backed up. --json then prints a \"skipped\" event per\n"
@@ -239,8 +400,9 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		       "--kind KIND (repeatable) reads only those kinds; the snapshot still holds\n"
 		       "every kind, the others as the previous snapshot had them, so the latest\n"
 		       "snapshot is always the whole phone.\n\n"
-		       "Exit status: 0 backed up; 3 backed up except the skipped files (partial);\n"
-		       "1 failed (nothing new counts as backed up); 2 usage error.\n");
+		       "Exit status: 0 backed up to every host; 3 partial (files skipped, or a host\n"
+		       "did not answer: each is named); 1 failed (nothing new counts as backed up);\n"
+		       "2 usage error; 12 wrong recovery passphrase.\n");
 		return 0;
 	}
 	memset(&o, 0, sizeof(o));
@@ -248,25 +410,33 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		if (i + 1 < argc && strcmp(argv[i], "--device") == 0) {
 			given = argv[++i];
 		} else if (i + 1 < argc && strcmp(argv[i], "--host") == 0) {
-			o.host = argv[++i];
+			which = argv[++i];
 		} else if (i + 1 < argc && strcmp(argv[i], "--kind") == 0) {
 			pb_kind_t k;
 			if (pb_kind_parse(argv[++i], &k) != 0)
-				return pb_cli_fail(cli, "unknown kind '%s' (credentials mifare sim chat contacts)", argv[i]);
+				return pb_cli_usage(cli, "peerback backup: unknown kind '%s' (credentials mifare sim "
+							 "chat contacts)",
+						    argv[i]);
 			o.kind_mask |= 1u << k;
-		} else if (strcmp(argv[i], "--json") == 0) {
-			cli->json = true;
 		} else {
-			fprintf(stderr, "peerback backup: unknown argument '%s'\n", argv[i]);
-			return 2;
+			return pb_cli_usage(cli, "peerback backup: unknown argument '%s'", argv[i]);
 		}
 	}
 	if ((rc = device_dir(cli, given, dev, sizeof(dev))) != 0)
 		return pb_cli_fail(cli, "--device path is too long");
 	if (access(dev, R_OK) != 0)
-		return pb_cli_fail(cli, "no device directory at %s (pass --device DIR, or peerback gen / import)", dev);
-	if ((rc = pb_cli_recovery_passphrase(cli, pass, sizeof(pass))) != 0)
+		return pb_cli_error(cli, -errno, "no device directory at %s on the phone: %s (pass --device DIR, or "
+						 "peerback gen / import)", dev, strerror(errno));
+	if ((hosts = calloc(32, sizeof(*hosts))) == NULL)
+		return pb_cli_fail_err(cli, PB_ENOMEM, "backup");
+	if ((nhosts = backup_hosts(cli, which, hosts, 32)) < 0) {
+		free(hosts);
+		return -nhosts;
+	}
+	if ((rc = pb_cli_recovery_passphrase(cli, true, pass, sizeof(pass))) != 0) {
+		free(hosts);
 		return rc;
+	}
 	o.home = cli->home;
 	o.device_dir = dev;
 	o.passphrase = pass[0] ? pass : NULL;
@@ -277,46 +447,50 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 	o.instruction_arg = cli;
 	o.on_skip = show_skip;
 	o.skip_arg = &ss;
-	rc = pb_engine_backup(&o, &res);
+	/* Each paired host gets the backup: a phone paired with a second host
+	 * must not silently stop backing up to the first. A host that does not
+	 * answer is named and the others still get it. */
+	for (int h = 0; h < nhosts; h++) {
+		char key[64], label[256], what[300];
+
+		(void)pb__b64url_encode(hosts[h].static_pk, 32, key, sizeof(key));
+		host_label(&hosts[h], label, sizeof(label));
+		o.host = key;
+		ps.start = mono();
+		ps.moving = false;
+		rc = pb_engine_backup(&o, &res);
+		if (rc != 0) {
+			snprintf(what, sizeof(what), "backup to host %s", label);
+			cli->host_named = true;
+			status = engine_error(cli, rc, what);
+			cli->host_named = false;
+			failed++;
+			/* The phone's own fault, or a wrong passphrase, fails for
+			 * every host alike. */
+			if (rc == PB_ESTORE_PASSPHRASE || rc == PB_ESTORE_WEAKPASS || rc == PB_ESTORE_NOMASTER ||
+			    status == PB_EXIT_PASSPHRASE)
+				break;
+			continue;
+		}
+		done++;
+		backup_done(cli, hosts[h].name[0] ? hosts[h].name : key, &res);
+		if (res.skipped > 0) {
+			skipped = true;
+			fprintf(stderr, "peerback: partial backup: %llu file%s could not be read and %s skipped (see "
+					"above)\n", (unsigned long long)res.skipped, res.skipped == 1 ? "" : "s",
+				res.skipped == 1 ? "was" : "were");
+		}
+	}
 	sodium_memzero(pass, sizeof(pass));
-	if (rc != 0)
-		return engine_error(cli, rc, "backup");
-	if (cli->json) {
-		char snap[17];
-
-		snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)res.snapshot);
-		(void)pb__json_print("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:b, s:I, s:I, s:I}", "event",
-				     "backup-done", "snapshot", snap, "items", (json_int_t)res.items, "bytes",
-				     (json_int_t)res.bytes, "items_changed", (json_int_t)res.items_changed, "chunks_sent",
-				     (json_int_t)res.chunks_sent, "bytes_sent", (json_int_t)res.bytes_sent, "chunks",
-				     (json_int_t)res.chunks_total, "seconds", pb__json_milli(res.seconds), "partial",
-				     res.skipped > 0, "skipped", (json_int_t)res.skipped, "items_kept",
-				     (json_int_t)res.items_kept, "items_carried", (json_int_t)res.items_carried);
-	} else {
-		human((double)res.bytes_sent, sent, sizeof(sent));
-		human((double)res.bytes, total, sizeof(total));
-		printf("backed up %llu items (%s), %llu changed; sent %llu chunks (%s) in %.1f s; snapshot %016llx\n",
-		       (unsigned long long)res.items, total, (unsigned long long)res.items_changed,
-		       (unsigned long long)res.chunks_sent, sent, res.seconds, (unsigned long long)res.snapshot);
-		if (res.items_carried > 0)
-			printf("the other kinds' %llu items were kept from the previous snapshot\n",
-			       (unsigned long long)res.items_carried);
+	free(hosts);
+	if (done == 0)
+		return status != 0 ? status : PB_EXIT_FAIL;
+	if (failed > 0) {
+		fprintf(stderr, "peerback: partial backup: %d of %d paired hosts did not get it (named above); run it "
+				"again when they answer\n", failed, done + failed);
+		return PB_EXIT_PARTIAL;
 	}
-	if (res.skipped > 0) {
-		fprintf(stderr, "peerback: partial backup: %llu file%s could not be read and %s skipped (see above)\n",
-			(unsigned long long)res.skipped, res.skipped == 1 ? "" : "s", res.skipped == 1 ? "was" : "were");
-		return EXIT_PARTIAL;
-	}
-	return 0;
-}
-
-static int parse_snapshot(const char *s, uint64_t *out)
-{
-	char *end;
-
-	errno = 0;
-	*out = strtoull(s, &end, 16);
-	return errno != 0 || *end != 0 || end == s || *out == 0 ? PB_EINVAL : 0;
+	return skipped ? PB_EXIT_PARTIAL : 0;
 }
 
 /* restore --dry-run: one line per item that would change (JSON: every
@@ -350,16 +524,16 @@ static int not_found(pb_cli_t *cli, const pb_engine_opts_t *o, const pb_engine_r
 	} else
 		(void)pb_cli_fail(cli, "no backup found: snapshot %016llx holds no items; wrote nothing",
 				  (unsigned long long)res->snapshot);
-	return EXIT_NO_BACKUP;
+	return PB_EXIT_NOBACKUP;
 }
 
 int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 {
 	pb_engine_opts_t o;
 	pb_engine_result_t res;
-	struct progress_state ps = { cli, mono() };
-	char dev[4096], pass[1024], total[32];
-	const char *given = NULL;
+	struct progress_state ps = { .cli = cli, .start = mono() };
+	char dev[4096], pass[1024], total[32], item[PB_ITEM_ID_MAX + 1];
+	const char *given = NULL, *snap_text = NULL;
 	int rc;
 
 	if (pb_cli_wants_help(argc, argv)) {
@@ -387,14 +561,13 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 		if (i + 1 < argc && strcmp(argv[i], "--to") == 0) {
 			given = argv[++i];
 		} else if (i + 1 < argc && strcmp(argv[i], "--host") == 0) {
-			o.host = argv[++i];
+			o.host = cli->host = argv[++i];
 		} else if (i + 1 < argc && strcmp(argv[i], "--id") == 0) {
 			o.item_id = argv[++i];
 		} else if (i + 1 < argc && strcmp(argv[i], "--from") == 0) {
-			o.from_device = argv[++i];
+			o.from_device = cli->from = argv[++i];
 		} else if (i + 1 < argc && strcmp(argv[i], "--snapshot") == 0) {
-			if (parse_snapshot(argv[++i], &o.snapshot) != 0)
-				return pb_cli_fail(cli, "--snapshot takes a snapshot id as peerback ls shows it");
+			snap_text = argv[++i];
 		} else if (i + 1 < argc && strcmp(argv[i], "--kind") == 0) {
 			pb_kind_t k;
 			if (pb_kind_parse(argv[++i], &k) != 0)
@@ -405,13 +578,13 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 		} else if (strcmp(argv[i], "--json") == 0) {
 			cli->json = true;
 		} else {
-			fprintf(stderr, "peerback restore: unknown argument '%s'\n", argv[i]);
-			return 2;
+			return pb_cli_usage(cli, "peerback restore: unknown argument '%s'", argv[i]);
 		}
 	}
 	if ((rc = device_dir(cli, given, dev, sizeof(dev))) != 0)
 		return pb_cli_fail(cli, "--to path is too long");
-	(void)secret_opt(cli, pass, sizeof(pass), false);
+	if ((rc = pb_cli_recovery_passphrase(cli, false, pass, sizeof(pass))) != 0)
+		return rc;
 	o.home = cli->home;
 	o.device_dir = dev;
 	o.passphrase = pass[0] ? pass : NULL;
@@ -423,7 +596,19 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 	o.replaced_arg = dev;
 	o.on_plan = show_plan;
 	o.plan_arg = cli;
+	if (snap_text != NULL && (rc = pb__cli_snapshot(cli, &o, snap_text, &o.snapshot)) != 0) {
+		sodium_memzero(pass, sizeof(pass));
+		return rc;
+	}
 	rc = pb_engine_restore(&o, &res);
+	/* An id as ls shows it always works; a short one (payment-003 for
+	 * credentials/payment-003.json) when it names one item. */
+	if (rc == PB_ENOTFOUND && o.item_id != NULL &&
+	    pb__cli_item_id(cli, &o, o.item_id, item, sizeof(item)) == 0) {
+		pb_cli_note(cli, "restoring %s", item);
+		o.item_id = item;
+		rc = pb_engine_restore(&o, &res);
+	}
 	sodium_memzero(pass, sizeof(pass));
 	if (rc == PB_ENOTFOUND)
 		return not_found(cli, &o, &res);
@@ -466,7 +651,7 @@ int pb_cmd_verify(pb_cli_t *cli, int argc, char **argv)
 {
 	pb_engine_opts_t o;
 	pb_engine_result_t res;
-	struct progress_state ps = { cli, mono() };
+	struct progress_state ps = { .cli = cli, .start = mono() };
 	char pass[1024], total[32];
 	int rc;
 
@@ -480,15 +665,15 @@ int pb_cmd_verify(pb_cli_t *cli, int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 < argc && strcmp(argv[i], "--host") == 0)
-			o.host = argv[++i];
+			o.host = cli->host = argv[++i];
 		else if (strcmp(argv[i], "--json") == 0)
 			cli->json = true;
 		else {
-			fprintf(stderr, "peerback verify: unknown argument '%s'\n", argv[i]);
-			return 2;
+			return pb_cli_usage(cli, "peerback verify: unknown argument '%s'", argv[i]);
 		}
 	}
-	(void)secret_opt(cli, pass, sizeof(pass), false);
+	if ((rc = pb_cli_recovery_passphrase(cli, false, pass, sizeof(pass))) != 0)
+		return rc;
 	o.home = cli->home;
 	o.passphrase = pass[0] ? pass : NULL;
 	o.progress = show_progress;
@@ -515,57 +700,5 @@ int pb_cmd_verify(pb_cli_t *cli, int argc, char **argv)
 		printf("verified %llu items (%s) of snapshot %016llx: all match\n", (unsigned long long)res.items,
 		       total, (unsigned long long)res.snapshot);
 	}
-	return 0;
-}
-
-int pb_cmd_ls(pb_cli_t *cli, int argc, char **argv)
-{
-	pb_engine_opts_t o;
-	pb_engine_snapshot_t *s = NULL;
-	size_t n = 0;
-	int rc;
-
-	if (pb_cli_wants_help(argc, argv)) {
-		printf("usage: peerback ls [--host NAME] [--from DEVICE] [--json]\n\n"
-		       "Lists the snapshots the paired host holds for this phone.\n");
-		return 0;
-	}
-	memset(&o, 0, sizeof(o));
-	for (int i = 1; i < argc; i++) {
-		if (i + 1 < argc && strcmp(argv[i], "--host") == 0)
-			o.host = argv[++i];
-		else if (i + 1 < argc && strcmp(argv[i], "--from") == 0)
-			o.from_device = argv[++i];
-		else if (strcmp(argv[i], "--json") == 0)
-			cli->json = true;
-		else {
-			fprintf(stderr, "peerback ls: unknown argument '%s'\n", argv[i]);
-			return 2;
-		}
-	}
-	o.home = cli->home;
-	rc = pb_engine_list(&o, &s, &n);
-	if (rc != 0)
-		return engine_error(cli, rc, "ls");
-	for (size_t i = 0; i < n; i++) {
-		char when[64], size[32];
-		time_t t = (time_t)s[i].time;
-		struct tm tm;
-
-		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", gmtime_r(&t, &tm));
-		human((double)s[i].size, size, sizeof(size));
-		if (cli->json) {
-			char snap[17];
-
-			snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)s[i].id);
-			(void)pb__json_print("{s:s, s:I, s:I, s:I}", "snapshot", snap, "time", (json_int_t)s[i].time,
-					     "size", (json_int_t)s[i].size, "chunks", (json_int_t)s[i].chunks);
-		} else
-			printf("%016llx  %s UTC  %10s  %llu chunks\n", (unsigned long long)s[i].id, when, size,
-			       (unsigned long long)s[i].chunks);
-	}
-	if (n == 0 && !cli->json)
-		printf("no snapshots yet\n");
-	free(s);
 	return 0;
 }

@@ -54,13 +54,12 @@ int pb_cmd_export(pb_cli_t *cli, int argc, char **argv)
 		else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
 			out = argv[++i];
 		else {
-			fprintf(stderr, "peerback: unexpected argument '%s'; see 'peerback export --help'\n", argv[i]);
-			return 2;
+			return pb_cli_usage(cli, "peerback: unexpected argument '%s'; see 'peerback export --help'",
+					    argv[i]);
 		}
 	}
 	if (out == NULL) {
-		fprintf(stderr, "peerback: export needs --out DIR\n");
-		return 2;
+		return pb_cli_usage(cli, "peerback: export needs --out DIR");
 	}
 	if (pb_cli_device_dir(cli, device, dir, sizeof(dir)) != 0)
 		return pb_cli_fail(cli, "device directory path is too long");

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "tools/cli/commands.h"
 #include "tools/cli/kinds-cli.h"
@@ -16,6 +17,8 @@ static void usage(FILE *out)
 		"\n"
 		"Writes a generated phone's data into the device directory DIR: NFC\n"
 		"credentials, MIFARE Classic cards, SIM profiles, chats and contacts.\n"
+		"peerback backup reads HOME/device unless given --device DIR, so\n"
+		"--out HOME/device makes the phone's data; another DIR needs --device.\n"
 		"The same seed and size always give the same files.\n"
 		"\n"
 		"options:\n"
@@ -45,8 +48,7 @@ int pb_cmd_gen(pb_cli_t *cli, int argc, char **argv)
 			errno = 0;
 			v = strtoull(argv[++i], &end, 10);
 			if (errno != 0 || end == argv[i] || *end != 0 || argv[i][0] == '-') {
-				fprintf(stderr, "peerback: --seed needs a decimal number, not '%s'\n", argv[i]);
-				return 2;
+				return pb_cli_usage(cli, "peerback: --seed needs a decimal number, not '%s'", argv[i]);
 			}
 			seed = v;
 		} else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
@@ -59,17 +61,15 @@ int pb_cmd_gen(pb_cli_t *cli, int argc, char **argv)
 			else if (strcmp(s, "large") == 0)
 				size = PB_GEN_LARGE;
 			else {
-				fprintf(stderr, "peerback: --size is small, standard or large, not '%s'\n", s);
-				return 2;
+				return pb_cli_usage(cli, "peerback: --size is small, standard or large, not '%s'", s);
 			}
 		} else {
-			fprintf(stderr, "peerback: unexpected argument '%s'; see 'peerback gen --help'\n", argv[i]);
-			return 2;
+			return pb_cli_usage(cli, "peerback: unexpected argument '%s'; see 'peerback gen --help'",
+					    argv[i]);
 		}
 	}
 	if (out == NULL) {
-		fprintf(stderr, "peerback: gen needs --out DIR\n");
-		return 2;
+		return pb_cli_usage(cli, "peerback: gen needs --out DIR");
 	}
 	for (int k = PB_KIND_CREDENTIAL; k <= PB_KIND_CONTACTS; k++) {
 		const pb_cli_kind_t *e = pb_cli_kind((pb_kind_t)k);
@@ -89,9 +89,21 @@ int pb_cmd_gen(pb_cli_t *cli, int argc, char **argv)
 		if (cli->json)
 			(void)pb__json_print("{s:s, s:s}", "event", "generated", "kind", pb_kind_name((pb_kind_t)k));
 	}
-	if (status == 0 && !cli->json)
+	if (status == 0 && !cli->json) {
+		char def[4200];
+		struct stat a, b;
+
 		printf("generated a %s device into %s (seed %llu)\n",
 		       size == PB_GEN_SMALL ? "small" : size == PB_GEN_STANDARD ? "standard" : "large", out,
 		       (unsigned long long)seed);
+		/* Where backup reads from, so that the next step finds it. */
+		snprintf(def, sizeof(def), "%s/device", cli->home);
+		if (stat(def, &a) == 0 && stat(out, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+			printf("peerback backup reads this directory (%s) by default\n", def);
+		else
+			printf("peerback backup reads %s by default: back this one up with "
+			       "peerback backup --device %s\n",
+			       def, out);
+	}
 	return status;
 }

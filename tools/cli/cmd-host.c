@@ -27,8 +27,10 @@ static const char usage_text[] =
 	"       peerback host instruct DEVICE copy-vsim ICCID --to DEVICE\n"
 	"       peerback host instructions\n"
 	"\n"
-	"Runs the backup host until interrupted: listens on every interface (or\n"
-	"ADDR:PORT; port 0 picks a free one), shows a one-time pairing QR code that\n"
+	"Runs the backup host until interrupted: listens on every interface, on the\n"
+	"port it had last time (kept in HOME/host.port, so that paired phones find it;\n"
+	"a free one the first time), or on ADDR:PORT (port 0 picks a free one); shows\n"
+	"a one-time pairing QR code that\n"
 	"expires after --qr-ttl seconds (default 300), and shows a new one after each\n"
 	"pairing, on expiry, and on SIGUSR1. This device must be logged in\n"
 	"(peerback account login).\n"
@@ -373,7 +375,10 @@ int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail(cli, "this device is not logged in; run peerback account login first");
 	if (rc == PB_EACCT_CERT_EXPIRED)
 		return pb_cli_fail(cli, "this device's certificate has expired; run peerback account login again");
+	if (rc == -EADDRINUSE || rc == -EADDRNOTAVAIL || rc == -EACCES)
+		return pb_cli_fail_err(cli, rc, "the host cannot listen on %s", o.listen != NULL ? o.listen
+												  : "every interface");
 	if (rc != 0)
-		return pb_cli_fail_err(cli, rc, "host");
+		return pb_cli_fail_err(cli, rc, "host (state in %s)", cli->home);
 	return 0;
 }

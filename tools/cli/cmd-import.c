@@ -48,8 +48,8 @@ int pb_cmd_import(pb_cli_t *cli, int argc, char **argv)
 		return 2;
 	}
 	if (pb_kind_parse(argv[1], &kind) != 0) {
-		fprintf(stderr, "peerback: unknown kind '%s' (credentials, mifare, sim, chat, contacts)\n", argv[1]);
-		return 2;
+		return pb_cli_usage(cli, "peerback: unknown kind '%s' (credentials, mifare, sim, chat, contacts)",
+				    argv[1]);
 	}
 	files = calloc((size_t)argc, sizeof(*files));
 	if (files == NULL)
@@ -61,8 +61,8 @@ int pb_cmd_import(pb_cli_t *cli, int argc, char **argv)
 			date_format = argv[++i];
 		else if (strncmp(argv[i], "--", 2) == 0) {
 			free(files);
-			fprintf(stderr, "peerback: unknown option '%s'; see 'peerback import --help'\n", argv[i]);
-			return 2;
+			return pb_cli_usage(cli, "peerback: unknown option '%s'; see 'peerback import --help'",
+					    argv[i]);
 		} else
 			files[n++] = argv[i];
 	}

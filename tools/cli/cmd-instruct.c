@@ -71,8 +71,7 @@ int pb__cli_host_instruct(pb_cli_t *cli, int argc, char **argv)
 	if (argc == 6 && strcmp(argv[4], "--to") == 0)
 		dest = argv[5];
 	else if (argc != 4) {
-		fprintf(stderr, "peerback host instruct: unexpected argument '%s'\n", argv[4]);
-		return 2;
+		return pb_cli_usage(cli, "peerback host instruct: unexpected argument '%s'", argv[4]);
 	}
 	if (!valid_iccid(argv[3]))
 		return pb_cli_fail(cli, "'%s' is not an ICCID (19 or 20 digits)", argv[3]);

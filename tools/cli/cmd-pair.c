@@ -3,6 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -21,6 +25,55 @@ static const char usage_text[] =
 	"(it shows one after each pairing).\n"
 	"\n"
 	"  --timeout MS   how long to wait for the host (default 10000)\n";
+
+/* True when something accepts a TCP connection at ss within 2 s. */
+static bool answers(const struct sockaddr_storage *ss)
+{
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), err = 0;
+	socklen_t len = sizeof(err);
+	struct pollfd p;
+	bool ok = false;
+
+	if (fd < 0)
+		return false;
+	if (connect(fd, (const struct sockaddr *)ss, ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+										: sizeof(struct sockaddr_in)) == 0)
+		ok = true;
+	else if (errno == EINPROGRESS) {
+		p.fd = fd;
+		p.events = POLLOUT;
+		ok = poll(&p, 1, 2000) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
+	}
+	close(fd);
+	return ok;
+}
+
+/* A pairing that could not connect: pairing asks the account service for a
+ * ticket first, then connects to the host; say which did not answer. */
+static int connect_error(pb_cli_t *cli, int rc, const char *uri)
+{
+	pb_account_t acct;
+	pb_pair_uri_t u;
+	struct sockaddr_storage ss;
+	char addrs[512] = "";
+
+	if (pb__account_load(cli->home, &acct) == 0 && pb__sockaddr_parse(acct.imd_addr, &ss) == 0 && !answers(&ss))
+		return pb_cli_error(cli, rc, "pairing failed: the account service at %s did not answer (pairing asks "
+					     "it for a ticket first): %s",
+				    acct.imd_addr, pb_strerror(rc));
+	if (pb_uri_parse(uri, strlen(uri), 0, &u) == 0)
+		for (size_t i = 0; i < u.naddrs; i++) {
+			char a[96];
+			size_t n = strlen(addrs);
+
+			if (pb__sockaddr_format(&u.addrs[i], a, sizeof(a)) == 0)
+				snprintf(addrs + n, sizeof(addrs) - n, "%s%s", n ? ", " : "", a);
+		}
+	sodium_memzero(&u, sizeof(u));
+	return pb_cli_error(cli, rc, "pairing failed: the host at %s (from the QR code) did not answer or refused "
+				     "the connection: %s (is peerback host running, and reachable from here?)",
+			    addrs[0] ? addrs : "the QR code's addresses", pb_strerror(rc));
+}
 
 int pb_cmd_pair(pb_cli_t *cli, int argc, char **argv)
 {
@@ -58,6 +111,12 @@ int pb_cmd_pair(pb_cli_t *cli, int argc, char **argv)
 		uri = decoded;
 	}
 	rc = pb_phone_pair(cli->home, uri, timeout, NULL, &h);
+	if (rc == -ECONNREFUSED || rc == -ETIMEDOUT || rc == -EHOSTUNREACH || rc == -ENETUNREACH ||
+	    rc == PB_ETIMEOUT || rc == PB_EPEER_CLOSED) {
+		rc = connect_error(cli, rc, uri);
+		sodium_memzero(decoded, sizeof(decoded));
+		return rc;
+	}
 	sodium_memzero(decoded, sizeof(decoded));
 	if (rc == PB_EURI_EXPIRED || rc == PB_EACCT_SECRET_EXPIRED)
 		return pb_cli_fail(cli, "this QR code has expired; ask the host for a new one (peerback host)");

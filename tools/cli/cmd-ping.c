@@ -41,8 +41,7 @@ int pb_cmd_ping(pb_cli_t *cli, int argc, char **argv)
 		if (i + 1 < argc && strcmp(argv[i], "--host") == 0)
 			which = argv[++i];
 		else {
-			fprintf(stderr, "peerback ping: unknown argument '%s'\n", argv[i]);
-			return 2;
+			return pb_cli_usage(cli, "peerback ping: unknown argument '%s'", argv[i]);
 		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);

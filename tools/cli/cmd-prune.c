@@ -90,8 +90,7 @@ int pb__cli_host_prune(pb_cli_t *cli, int argc, char **argv)
 				return pb_cli_fail(cli, "--keep-last takes 1 or more snapshots to keep");
 			p.keep = (unsigned)v;
 		} else {
-			fprintf(stderr, "peerback host prune: unknown argument '%s'\n", argv[i]);
-			return 2;
+			return pb_cli_usage(cli, "peerback host prune: unknown argument '%s'", argv[i]);
 		}
 	}
 	if ((rc = pb__path_join(dir, sizeof(dir), cli->home, "store")) != 0)

@@ -13,7 +13,9 @@
 	X("ping", pb_cmd_ping, "open a session with the paired host and measure it")          \
 	X("backup", pb_cmd_backup, "back this phone's data up to the paired host")           \
 	X("restore", pb_cmd_restore, "restore everything, one kind, or one item")             \
-	X("ls", pb_cmd_ls, "list the snapshots the paired host holds")                        \
+	X("ls", pb_cmd_ls, "list the snapshots the paired host holds, or one snapshot's items") \
+	X("diff", pb_cmd_diff, "list the items that changed between two snapshots")           \
+	X("passphrase", pb_cmd_passphrase, "change the recovery passphrase on the phone and every host") \
 	X("verify", pb_cmd_verify, "decrypt the latest backup and check every item")          \
 	X("agent", pb_cmd_agent, "back up changes automatically on allowed networks")         \
 	X("import", pb_cmd_import, "import credentials, MIFARE cards, SIM profiles, chats or contacts") \

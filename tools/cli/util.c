@@ -7,32 +7,134 @@
 #include <unistd.h>
 #include <stdlib.h>
 
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+
 #include <sodium.h>
 
 #include "tools/cli/cli.h"
+#include "agent/util/fsutil.h"
+#include "agent/util/json.h"
+
+/* The message on stderr as text; with --json also on stdout as an error
+ * object, through the one JSON writer. */
+static void report(const pb_cli_t *cli, const char *code, bool prefix, const char *msg)
+{
+	char sys[64];
+
+	/* Every code starts PB_E: a system error's name follows without its
+	 * own E (ENOENT: PB_ENOENT). */
+	if (strncmp(code, "PB_E", 4) != 0 && code[0] == 'E') {
+		snprintf(sys, sizeof(sys), "PB_E%s", code + 1);
+		code = sys;
+	}
+	if (cli->json)
+		(void)pb__json_print("{s:s, s:s, s:o}", "event", "error", "code", code, "message", pb__json_text(msg));
+	fprintf(stderr, "%s%s%s\n", prefix ? cli->prog : "", prefix ? ": " : "", msg);
+}
+
+__attribute__((format(printf, 5, 0))) static void vreport(const pb_cli_t *cli, const char *code, bool prefix, int err,
+							    const char *fmt, va_list ap)
+{
+	char msg[8192];
+	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+
+	if (n >= 0 && err != 0 && (size_t)n < sizeof(msg))
+		snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s", pb_strerror(err));
+	report(cli, code, prefix, msg);
+}
 
 int pb_cli_fail(const pb_cli_t *cli, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "%s: ", cli->prog);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vreport(cli, "PB_EFAIL", true, 0, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
-	return 1;
+	return PB_EXIT_FAIL;
 }
 
 int pb_cli_fail_err(const pb_cli_t *cli, int err, const char *fmt, ...)
 {
 	va_list ap;
 
+	va_start(ap, fmt);
+	vreport(cli, pb_err_name(err), true, err, fmt, ap);
+	va_end(ap);
+	return pb_cli_exit_status(err);
+}
+
+int pb_cli_error(const pb_cli_t *cli, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(cli, pb_err_name(err), true, 0, fmt, ap);
+	va_end(ap);
+	return pb_cli_exit_status(err);
+}
+
+int pb_cli_usage(const pb_cli_t *cli, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(cli, "PB_EUSAGE", false, 0, fmt, ap);
+	va_end(ap);
+	return PB_EXIT_USAGE;
+}
+
+int pb_cli_exit_status(int err)
+{
+	switch (err) {
+	case PB_ESTORE_NOSNAP:
+		return PB_EXIT_NOBACKUP;
+	case PB_ESTORE_LOCKED:
+	case PB_EBUSY:
+		return PB_EXIT_BUSY;
+	case PB_ESTORE_PASSPHRASE:
+		return PB_EXIT_PASSPHRASE;
+	default:
+		return PB_EXIT_FAIL;
+	}
+}
+
+void pb_cli_note(const pb_cli_t *cli, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (cli->quiet)
+		return;
 	fprintf(stderr, "%s: ", cli->prog);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, ": %s\n", pb_strerror(err));
-	return 1;
+	fputc('\n', stderr);
+}
+
+/* Less than this free on the phone's file system counts as full: SQLite
+ * and atomic writes need room for a journal and a temporary copy. */
+#define LOCAL_FULL_BYTES (256u * 1024)
+
+bool pb_cli_local_fault(const char *path, char *why, size_t cap)
+{
+	struct statvfs vfs;
+
+	if (path == NULL || statvfs(path, &vfs) != 0)
+		return false;
+	if (vfs.f_flag & ST_RDONLY) {
+		snprintf(why, cap, "%s is on a read-only file system on the phone", path);
+		return true;
+	}
+	if ((unsigned long long)vfs.f_bavail * vfs.f_frsize < LOCAL_FULL_BYTES) {
+		snprintf(why, cap, "the phone's disk holding %s is full (free space there and run it again)", path);
+		return true;
+	}
+	if (access(path, W_OK) != 0) {
+		snprintf(why, cap, "%s on the phone is not writable: %s", path, strerror(errno));
+		return true;
+	}
+	return false;
 }
 
 int pb_cli_path(const pb_cli_t *cli, const char *rel, char *out, size_t cap)
@@ -79,25 +181,88 @@ int pb_cli_secret(const char *env_name, const char *prompt, char *buf, size_t ca
 	return n > 0 ? 0 : PB_ENOKEY;
 }
 
-int pb_cli_recovery_passphrase(const pb_cli_t *cli, char *buf, size_t cap)
+static int first_line(FILE *f, char *buf, size_t cap)
 {
-	const char *env = "PEERBACK_RECOVERY_PASSPHRASE";
-	char path[4096], again[1024];
-	bool typed = getenv(env) == NULL;
-	int rc;
+	size_t n;
+
+	if (fgets(buf, (int)cap, f) == NULL)
+		buf[0] = 0;
+	n = strlen(buf);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = 0;
+	return n > 0 ? 0 : PB_ENOKEY;
+}
+
+int pb_cli_secret_from(const pb_cli_t *cli, const char *file, const char *cmd, char *buf, size_t cap)
+{
+	FILE *f;
+	int rc, status;
 
 	buf[0] = 0;
-	if (pb_cli_secret(env, "recovery passphrase: ", buf, cap) != 0) {
-		buf[0] = 0;
+	if (file != NULL) {
+		if ((f = fopen(file, "r")) == NULL)
+			return pb_cli_fail_err(cli, -errno, "cannot read the passphrase file %s", file);
+		rc = first_line(f, buf, cap);
+		fclose(f);
+		if (rc != 0)
+			return pb_cli_fail(cli, "the passphrase file %s is empty", file);
 		return 0;
 	}
-	/* With a master key here, the passphrase at most opens a wrap. */
-	if (!typed || pb_cli_path(cli, "master.key", path, sizeof(path)) != 0 || access(path, F_OK) == 0)
-		return 0;
-	/* A typo in a passphrase set now would lock the user out of every
-	 * backup on a new phone: have it typed twice. Its strength is checked
-	 * by the backup, which alone knows whether it sets the passphrase or
-	 * opens the host's copy of the key (made under an older rule). */
+	fflush(stdout);
+	if ((f = popen(cmd, "r")) == NULL)
+		return pb_cli_fail_err(cli, -errno, "cannot run the passphrase command '%s'", cmd);
+	rc = first_line(f, buf, cap);
+	/* The rest of its output, so that the command is not killed by a
+	 * closed pipe. */
+	while (fgetc(f) != EOF)
+		;
+	status = pclose(f);
+	if (status != 0) {
+		sodium_memzero(buf, cap);
+		return pb_cli_fail(cli, "the passphrase command '%s' failed (exit %d); nothing was done", cmd,
+				   WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	}
+	if (rc != 0)
+		return pb_cli_fail(cli, "the passphrase command '%s' printed nothing", cmd);
+	return 0;
+}
+
+/* 0 when pass opens the phone's wrapped master key and gives the key the
+ * phone holds; PB_ESTORE_PASSPHRASE when not; PB_ENOTFOUND when the phone
+ * keeps no wrapped copy to check against. */
+static int check_local(const pb_cli_t *cli, const char *pass)
+{
+	char path[4096];
+	uint8_t *wrapped = NULL, *key = NULL, mk[PB_MASTERKEY_LEN];
+	size_t wlen = 0, klen = 0;
+	int rc;
+
+	if ((rc = pb_cli_path(cli, "master.wrapped", path, sizeof(path))) != 0 ||
+	    (rc = pb__read_file(path, PB_STORE_BLOB_MAX, &wrapped, &wlen)) != 0)
+		return rc == -ENOENT ? PB_ENOTFOUND : rc;
+	if ((rc = pb_cli_path(cli, "master.key", path, sizeof(path))) == 0 &&
+	    (rc = pb__read_file(path, 64, &key, &klen)) == 0 &&
+	    (rc = pb_masterkey_unwrap(wrapped, wlen, pass, mk)) == 0)
+		rc = klen == PB_MASTERKEY_LEN && sodium_memcmp(mk, key, klen) == 0 ? 0 : PB_ESTORE_PASSPHRASE;
+	sodium_memzero(mk, sizeof(mk));
+	if (key != NULL)
+		sodium_memzero(key, klen);
+	free(key);
+	free(wrapped);
+	return rc;
+}
+
+static int recovery_passphrase(pb_cli_t *cli, bool setting, bool always, char *buf, size_t cap);
+
+/* A typo in a passphrase set now would lock the user out of every backup
+ * on a new phone: have it typed twice. Its strength is checked by the
+ * backup, which alone knows whether it sets the passphrase or opens the
+ * host's copy of the key. */
+static int confirm(const pb_cli_t *cli, char *buf, size_t cap)
+{
+	char again[1024];
+	int rc;
+
 	if (pb_cli_secret(NULL, "repeat the recovery passphrase: ", again, sizeof(again)) != 0)
 		again[0] = 0;
 	rc = strcmp(again, buf) != 0;
@@ -105,6 +270,62 @@ int pb_cli_recovery_passphrase(const pb_cli_t *cli, char *buf, size_t cap)
 	if (rc != 0) {
 		sodium_memzero(buf, cap);
 		return pb_cli_fail(cli, "the two recovery passphrases differ; nothing was set, run it again");
+	}
+	return 0;
+}
+
+int pb_cli_recovery_passphrase(pb_cli_t *cli, bool setting, char *buf, size_t cap)
+{
+	return recovery_passphrase(cli, setting, false, buf, cap);
+}
+
+int pb_cli_current_passphrase(pb_cli_t *cli, char *buf, size_t cap)
+{
+	return recovery_passphrase(cli, false, true, buf, cap);
+}
+
+static int recovery_passphrase(pb_cli_t *cli, bool setting, bool always, char *buf, size_t cap)
+{
+	const char *env = "PEERBACK_RECOVERY_PASSPHRASE";
+	char path[4096];
+	bool have_key;
+	int rc;
+
+	buf[0] = 0;
+	have_key = pb_cli_path(cli, "master.key", path, sizeof(path)) == 0 && access(path, F_OK) == 0;
+	if (cli->pass_file != NULL || cli->pass_command != NULL) {
+		if ((rc = pb_cli_secret_from(cli, cli->pass_file, cli->pass_command, buf, cap)) != 0)
+			return rc;
+		cli->pass_source = cli->pass_file != NULL ? cli->pass_file : "--passphrase-command";
+	} else if (getenv(env) != NULL) {
+		if (pb_cli_secret(env, "", buf, cap) != 0)
+			return pb_cli_fail(cli, "%s is too long", env);
+		cli->pass_source = env;
+	} else if (have_key && !always) {
+		return 0; /* the key on the phone needs no passphrase: none is asked for */
+	} else {
+		if (pb_cli_secret(NULL, "recovery passphrase: ", buf, cap) != 0) {
+			buf[0] = 0;
+			return 0;
+		}
+		cli->pass_source = "the terminal";
+		if (!have_key)
+			return setting ? confirm(cli, buf, cap) : 0;
+	}
+	if (buf[0] == 0 || !have_key)
+		return 0;
+	/* Given while the key is here: it must be the right one, or the user
+	 * believes in a passphrase that would not restore anything. */
+	rc = check_local(cli, buf);
+	if (rc == PB_ESTORE_PASSPHRASE) {
+		sodium_memzero(buf, cap);
+		return pb_cli_error(cli, rc, "wrong recovery passphrase (from %s): it does not open this phone's key; "
+					     "nothing was done", cli->pass_source);
+	}
+	if (rc != 0 && rc != PB_ENOTFOUND) {
+		sodium_memzero(buf, cap);
+		return pb_cli_fail_err(cli, rc, "cannot check the recovery passphrase against %s/master.wrapped",
+				       cli->home);
 	}
 	return 0;
 }
@@ -126,4 +347,16 @@ bool pb_cli_wants_help(int argc, char **argv)
 		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
 			return true;
 	return false;
+}
+
+void pb_cli_human(double bytes, char *out, size_t cap)
+{
+	const char *unit[] = { "B", "KB", "MB", "GB", "TB" };
+	int u = 0;
+
+	while (bytes >= 1000 && u < 4) {
+		bytes /= 1000;
+		u++;
+	}
+	snprintf(out, cap, u ? "%.1f %s" : "%.0f %s", bytes, unit[u]);
 }

@@ -30,7 +30,30 @@ static const char usage_text[] =
 	"  keys [--json]          print the service's public keys\n"
 	"\n"
 	"options:\n"
-	"  --home DIR             state directory (default: $XDG_DATA_HOME/peerback-imd)\n";
+	"  --home DIR             state directory (default: $XDG_DATA_HOME/peerback-imd)\n"
+	"  --version              print the version and exit\n"
+	"\n"
+	"Run 'peerback-imd COMMAND --help' for a command's options.\n";
+
+/* Per-command help: what each takes, and what it prints. */
+static const struct {
+	const char *name, *text;
+} command_help[] = {
+	{ "serve", "usage: peerback-imd serve [--listen ADDR:PORT] [--json] [--cert-validity SECONDS]\n"
+		   "                          [--ticket-validity SECONDS]\n\n"
+		   "Serves the account service until interrupted (default 127.0.0.1:7450; use\n"
+		   "0.0.0.0:7450 for other machines). Devices log in with peerback account login\n"
+		   "--imd HOST:7450 --imd-key KEY, KEY as 'peerback-imd keys' prints it.\n" },
+	{ "add-account", "usage: peerback-imd add-account ID\n\n"
+			 "Creates the account ID. The password comes from PEERBACK_PASSWORD, or is\n"
+			 "typed twice on the terminal; at least 8 characters.\n" },
+	{ "link-accounts", "usage: peerback-imd link-accounts ID ID\n\n"
+			   "Links two accounts as sub-accounts of one owner.\n" },
+	{ "unlink-accounts", "usage: peerback-imd unlink-accounts ID ID\n\nRemoves that link.\n" },
+	{ "keys", "usage: peerback-imd keys [--json]\n\n"
+		  "Prints the service's public keys; the signing key is the --imd-key devices\n"
+		  "give to peerback account login.\n" },
+};
 
 static int fail(int rc, const char *what)
 {
@@ -38,23 +61,16 @@ static int fail(int rc, const char *what)
 	return 1;
 }
 
-static int read_password(char *buf, size_t cap)
+static int prompt(const char *text, char *buf, size_t cap)
 {
-	const char *v = getenv("PEERBACK_PASSWORD");
 	struct termios old, quiet;
 	FILE *tty;
 	size_t n;
 
-	if (v != NULL) {
-		if (strlen(v) >= cap)
-			return PB_ETOOBIG;
-		memcpy(buf, v, strlen(v) + 1);
-		return 0;
-	}
 	tty = fopen("/dev/tty", "r+");
 	if (tty == NULL)
 		return PB_ENOKEY;
-	fputs("new account password: ", tty);
+	fputs(text, tty);
 	fflush(tty);
 	tcgetattr(fileno(tty), &old);
 	quiet = old;
@@ -69,6 +85,34 @@ static int read_password(char *buf, size_t cap)
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = 0;
 	return n > 0 ? 0 : PB_ENOKEY;
+}
+
+/* The new account's password: PEERBACK_PASSWORD, else typed twice on the
+ * terminal (a typo would lock every device of the account out). */
+static int read_password(char *buf, size_t cap)
+{
+	const char *v = getenv("PEERBACK_PASSWORD");
+	char again[1024];
+	int rc;
+
+	if (v != NULL) {
+		if (strlen(v) >= cap)
+			return PB_ETOOBIG;
+		memcpy(buf, v, strlen(v) + 1);
+		return 0;
+	}
+	if ((rc = prompt("new account password: ", buf, cap)) != 0)
+		return rc;
+	if (prompt("repeat the password: ", again, sizeof(again)) != 0)
+		again[0] = 0;
+	rc = strcmp(again, buf) != 0 ? PB_EINVAL : 0;
+	sodium_memzero(again, sizeof(again));
+	if (rc != 0) {
+		sodium_memzero(buf, cap);
+		fprintf(stderr, "peerback-imd: the two passwords differ; no account was created, run it again\n");
+		return PB_ECANCELED;
+	}
+	return 0;
 }
 
 static int parse_seconds(const char *s, uint64_t *out)
@@ -102,6 +146,9 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			fputs(usage_text, stdout);
 			return 0;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("peerback-imd %s (protocol %d)\n", PB_VERSION_STRING, PB_PROTOCOL_VERSION);
+			return 0;
 		} else {
 			fprintf(stderr, "peerback-imd: unknown option '%s'\n%s", argv[i], usage_text);
 			return 2;
@@ -111,8 +158,17 @@ int main(int argc, char **argv)
 		fputs(usage_text, stderr);
 		return 2;
 	}
+	if (strcmp(argv[i], "version") == 0) {
+		printf("peerback-imd %s (protocol %d)\n", PB_VERSION_STRING, PB_PROTOCOL_VERSION);
+		return 0;
+	}
 	for (int j = i + 1; j < argc; j++)
 		if (strcmp(argv[j], "--help") == 0 || strcmp(argv[j], "-h") == 0) {
+			for (size_t c = 0; c < sizeof(command_help) / sizeof(command_help[0]); c++)
+				if (strcmp(argv[i], command_help[c].name) == 0) {
+					fputs(command_help[c].text, stdout);
+					return 0;
+				}
 			fputs(usage_text, stdout);
 			return 0;
 		}
@@ -195,6 +251,8 @@ int main(int argc, char **argv)
 			goto out_close;
 		}
 		rc = read_password(pw, sizeof(pw));
+		if (rc == PB_ECANCELED)
+			goto out_close;
 		if (rc != 0) {
 			fail(rc, "no password: set PEERBACK_PASSWORD or run on a terminal");
 			goto out_close;
