@@ -73,6 +73,15 @@ static int res_err(const PGresult *r)
 	return PB_EIO;
 }
 
+/* Says on stderr why the database refused, for the operator: the server's
+ * message names the statement's problem, never a parameter's value. */
+static void report(pb_imd_store_t *s, const PGresult *r)
+{
+	const char *m = r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+	fprintf(stderr, "peerback-imd: PostgreSQL: %s\n", m != NULL ? m : PQerrorMessage(conn_of(s)));
+}
+
 /* Runs sql with text (-1 length) or binary (length >= 0) parameters;
  * results in text. *out is PQclear'ed by the caller. */
 static int exec_params(pb_imd_store_t *s, const char *sql, int n, const char *const *vals, const int *lens,
@@ -89,6 +98,8 @@ static int exec_params(pb_imd_store_t *s, const char *sql, int n, const char *co
 	st = PQresultStatus(r);
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 		int rc = r != NULL ? res_err(r) : PB_EIO;
+		if (rc != PB_EEXISTS)
+			report(s, r);
 		PQclear(r);
 		return rc;
 	}
@@ -96,13 +107,21 @@ static int exec_params(pb_imd_store_t *s, const char *sql, int n, const char *co
 	return 0;
 }
 
+/* Statements without parameters; several may be given at once. */
 static int exec_simple(pb_imd_store_t *s, const char *sql)
 {
 	PGresult *r;
-	int rc = exec_params(s, sql, 0, NULL, NULL, &r);
+	ExecStatusType st;
+	int rc = 0;
 
-	if (rc == 0)
-		PQclear(r);
+	reconnect(s);
+	r = PQexec(conn_of(s), sql);
+	st = PQresultStatus(r);
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		rc = r != NULL ? res_err(r) : PB_EIO;
+		report(s, r);
+	}
+	PQclear(r);
 	return rc;
 }
 
@@ -424,6 +443,13 @@ out_rollback:
 	return rc;
 }
 
+/* Notices ("already exists, skipping") are not for the operator. */
+static void quiet(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 int pb_imd_store_pg_open(const char *url, pb_imd_store_t **out)
 {
 	pg_store_t *s;
@@ -441,7 +467,7 @@ int pb_imd_store_pg_open(const char *url, pb_imd_store_t **out)
 		rc = PB_EIO;
 		goto out_free;
 	}
-	PQsetNoticeProcessor(s->conn, NULL, NULL);
+	PQsetNoticeProcessor(s->conn, quiet, NULL);
 	if ((rc = migrate(&s->base)) != 0)
 		goto out_free;
 	*out = &s->base;

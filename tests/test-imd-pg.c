@@ -1,0 +1,320 @@
+/* The account service scaled out: a real PostgreSQL cluster in a temporary
+ * directory (initdb and pg_ctl from Debian's postgresql package), two
+ * peerback-imd instances on it, hosts and phones as real programs or the
+ * library's pairing code. Whatever must hold once (a session's ticket, a
+ * failed-login count) holds across instances, and an instance may die
+ * without losing anything. Skips (77) when PostgreSQL is not installed. */
+#include <errno.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "harness.h"
+#include "agent/phone/phone.h"
+#include "agent/util/fsutil.h"
+
+static char pg_bin[1024];
+static char cluster[64];      /* /tmp/pb-pg-XXXXXX: data/ and sock/ */
+static char db_url[512];
+static char *dir;
+static char imd_home[4096];
+static bool as_nobody;        /* the server refuses to run as root */
+static pb_test_imd_t a, b;
+static pb_test_host_t h; /* each case's host, stopped after it */
+
+static void path(char *out, const char *name)
+{
+	snprintf(out, 4096, "%s/%s", dir, name);
+}
+
+/* Runs a PostgreSQL program (as nobody when we are root); 0 on success. */
+static int pg_run(const char *prog, char *const args[])
+{
+	char tool[1100];
+	char *argv[32];
+	char *err = NULL;
+	int n = 0, rc;
+
+	snprintf(tool, sizeof(tool), "%s/%s", pg_bin, prog);
+	if (as_nobody) {
+		argv[n++] = "/usr/sbin/runuser";
+		argv[n++] = "-u";
+		argv[n++] = "nobody";
+		argv[n++] = "--";
+	}
+	argv[n++] = tool;
+	for (size_t i = 0; args[i] != NULL && n < 31; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	rc = pb_test_run(argv, NULL, 60, NULL, &err);
+	if (rc != 0)
+		printf("%s: %s", prog, err != NULL ? err : "");
+	free(err);
+	return rc;
+}
+
+static void imd_cmd(char *const args[], int want)
+{
+	char *tool = pb_test_tool("peerback-imd");
+	char *argv[16] = { tool, "--home", imd_home };
+	char *env[] = { "PEERBACK_PASSWORD=" PB_TEST_PASSWORD, NULL };
+	int n = 3;
+
+	for (size_t i = 0; args[i] != NULL && n < 15; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	assert_int_equal(pb_test_run(argv, env, 60, NULL, NULL), want);
+	free(tool);
+}
+
+/* Starts instance *i on the shared home and database (accounts were added
+ * by the first start). */
+static void start_instance(pb_test_imd_t *i, const char *const *accounts)
+{
+	pb_test_imd_start(i, dir, accounts, NULL);
+}
+
+static int setup(void **state)
+{
+	const char *accounts[] = { "alice", "carol", NULL };
+	char data[128], sock[128], port[16], logf[160], opts[512];
+	struct passwd *pw = getpwnam("nobody");
+
+	(void)state;
+	snprintf(cluster, sizeof(cluster), "/tmp/pb-pg-XXXXXX");
+	assert_non_null(mkdtemp(cluster));
+	assert_int_equal(chmod(cluster, 0755), 0);
+	snprintf(data, sizeof(data), "%s/data", cluster);
+	snprintf(sock, sizeof(sock), "%s/sock", cluster);
+	snprintf(logf, sizeof(logf), "%s/log", sock);
+	assert_int_equal(mkdir(data, 0700), 0);
+	assert_int_equal(mkdir(sock, 0700), 0);
+	if (as_nobody) {
+		assert_int_equal(chown(data, pw->pw_uid, pw->pw_gid), 0);
+		assert_int_equal(chown(sock, pw->pw_uid, pw->pw_gid), 0);
+	}
+	/* The port only names the socket file: nothing listens on TCP. */
+	snprintf(port, sizeof(port), "%u", 20000 + (unsigned)getpid() % 20000);
+	{
+		char *initdb[] = { "-D", data, "-U", "peerback", "--auth=trust", "-E", "UTF8", "--no-sync", NULL };
+		assert_int_equal(pg_run("initdb", initdb), 0);
+	}
+	snprintf(opts, sizeof(opts), "-k %s -p %s -c listen_addresses='' -c fsync=off -c full_page_writes=off", sock,
+		 port);
+	{
+		char *start[] = { "-D", data, "-l", logf, "-w", "-o", opts, "start", NULL };
+		assert_int_equal(pg_run("pg_ctl", start), 0);
+	}
+	{
+		char *createdb[] = { "-h", sock, "-p", port, "-U", "peerback", "peerback", NULL };
+		assert_int_equal(pg_run("createdb", createdb), 0);
+	}
+	snprintf(db_url, sizeof(db_url), "postgresql:///peerback?host=%s&port=%s&user=peerback", sock, port);
+	/* Every peerback-imd this test starts uses the shared database. */
+	assert_int_equal(setenv("PEERBACK_IMD_DB", db_url, 1), 0);
+
+	dir = pb_test_tmpdir("imd-pg");
+	snprintf(imd_home, sizeof(imd_home), "%s/imd", dir);
+	start_instance(&a, accounts);
+	start_instance(&b, NULL);
+	{
+		char *link[] = { "link-accounts", "alice", "carol", NULL };
+		imd_cmd(link, 0);
+	}
+	return 0;
+}
+
+/* After each case, whether it passed or not: its host stopped, instance A
+ * running again. */
+static int after_case(void **state)
+{
+	(void)state;
+	if (h.proc.pid > 0)
+		pb_test_host_stop(&h);
+	if (a.proc.pid <= 0)
+		start_instance(&a, NULL);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char data[128];
+	char *stop[] = { "-D", data, "-m", "immediate", "-w", "stop", NULL };
+
+	(void)state;
+	pb_test_imd_stop(&a);
+	pb_test_imd_stop(&b);
+	snprintf(data, sizeof(data), "%s/data", cluster);
+	(void)pg_run("pg_ctl", stop);
+	pb_test_rmtree(cluster);
+	pb_test_rmtree(dir);
+	free(dir);
+	return 0;
+}
+
+/* The health command: ready on the shared database with its schema
+ * version; not ready (exit 1) when the database does not answer. */
+static void test_health(void **state)
+{
+	char *tool = pb_test_tool("peerback-imd");
+	char *argv[] = { tool, "--home", imd_home, "health", NULL };
+	char *bad[] = { tool, "--home", imd_home, "--db", "postgresql:///peerback?host=/nonexistent&user=peerback",
+			"health", NULL };
+	char *out = NULL;
+
+	(void)state;
+	assert_int_equal(pb_test_run(argv, NULL, 30, &out, NULL), 0);
+	assert_non_null(strstr(out, "\"ready\":true"));
+	assert_non_null(strstr(out, "\"store\":\"postgresql\""));
+	assert_non_null(strstr(out, "\"schema\":1"));
+	free(out);
+	assert_int_equal(pb_test_run(bad, NULL, 30, &out, NULL), 1);
+	assert_non_null(strstr(out, "\"ready\":false"));
+	free(out);
+	free(tool);
+}
+
+/* The host registers its pairing session at instance B, the phone (a
+ * linked sub-account) gets its ticket from instance A and pairs; then, with
+ * A stopped, the phone logs in through B and its remembered connection goes
+ * through: both sides ask B whether the accounts are linked. */
+static void test_pair_through_a_remembered_through_b(void **state)
+{
+	char hhome[4096], p1[4096], line[4096], *out = NULL, *err = NULL;
+	char *ping[] = { "--json", "ping", NULL };
+	const char *hargs[] = { "--max-failures", "1000", NULL };
+
+	(void)state;
+	path(hhome, "host-b");
+	path(p1, "p1");
+	assert_int_equal(pb_test_login(&b, hhome, "alice", "desk"), 0);
+	assert_int_equal(pb_test_login(&a, p1, "carol", "carols-phone"), 0);
+	pb_test_host_start(&h, hhome, "127.0.0.1:0", hargs);
+	assert_int_equal(pb_phone_pair(p1, h.uri, 10000, NULL, NULL), 0);
+	assert_true(pb_test_host_wait(&h, "paired", line, sizeof(line), 10000) > 0);
+
+	/* A goes away; the phone's device logs in again through B (same id,
+	 * same keys: the binding A recorded holds at B) and reconnects. */
+	pb_test_imd_stop(&a);
+	assert_int_equal(pb_test_login(&b, p1, "carol", "carols-phone"), 0);
+	if (pb_test_peerback(p1, ping, &out, &err) != 0)
+		printf("ping: %s%s", out, err);
+	assert_non_null(strstr(out, "\"event\":\"pong\""));
+	free(out);
+	free(err);
+	assert_true(pb_test_host_wait(&h, "connected", line, sizeof(line), 10000) > 0);
+}
+
+/* A session's one ticket, issued by instance A, is refused when asked for
+ * again at instance B. */
+static void test_ticket_replayed_across_instances(void **state)
+{
+	char hhome[4096], p2[4096], p3[4096], line[4096];
+	const char *hargs[] = { "--max-failures", "1000", NULL };
+	uint8_t t2[PB_CERT_MAX], t3[PB_CERT_MAX];
+	size_t t2_len = 0, t3_len = 0;
+	pb_pair_faults_t f;
+
+	(void)state;
+	path(hhome, "host-a");
+	path(p2, "p2");
+	path(p3, "p3");
+	assert_int_equal(pb_test_login(&a, hhome, "alice", "laptop"), 0);
+	assert_int_equal(pb_test_login(&a, p2, "alice", "phone-2"), 0);
+	assert_int_equal(pb_test_login(&b, p3, "alice", "phone-3"), 0);
+	pb_test_host_start(&h, hhome, "127.0.0.1:0", hargs);
+
+	memset(&f, 0, sizeof(f));
+	f.ticket_only = true;
+	f.ticket_out = t2;
+	f.ticket_out_len = &t2_len;
+	assert_int_equal(pb_phone_pair(p2, h.uri, 10000, &f, NULL), 0);
+	assert_true(t2_len > 0);
+
+	f.ticket_out = t3;
+	f.ticket_out_len = &t3_len;
+	assert_int_equal(pb_phone_pair(p3, h.uri, 10000, &f, NULL), PB_EACCT_SECRET_USED);
+	assert_int_equal(t3_len, 0);
+
+	/* The ticket A gave still pairs its phone, once. */
+	memset(&f, 0, sizeof(f));
+	f.ticket = t2;
+	f.ticket_len = t2_len;
+	f.skip_ticket_request = true;
+	assert_int_equal(pb_phone_pair(p2, h.uri, 10000, &f, NULL), 0);
+	assert_true(pb_test_host_wait(&h, "paired", line, sizeof(line), 10000) > 0);
+}
+
+/* The host registered its session at A; A dies (SIGKILL) before the phone
+ * asks for its ticket; the phone gets it from B and pairs. */
+static void test_instance_killed_mid_pairing(void **state)
+{
+	char hhome[4096], p4[4096], line[4096];
+	const char *hargs[] = { "--max-failures", "1000", NULL };
+
+	(void)state;
+	path(hhome, "host-killed");
+	path(p4, "p4");
+	assert_int_equal(pb_test_login(&a, hhome, "alice", "tower"), 0);
+	assert_int_equal(pb_test_login(&b, p4, "alice", "phone-4"), 0);
+	pb_test_host_start(&h, hhome, "127.0.0.1:0", hargs); /* its session is registered at A */
+	assert_int_equal(pb_test_stop(&a.proc, SIGKILL), 128 + SIGKILL);
+	a.proc.pid = 0;
+	assert_int_equal(pb_phone_pair(p4, h.uri, 10000, NULL, NULL), 0);
+	assert_true(pb_test_host_wait(&h, "paired", line, sizeof(line), 10000) > 0);
+}
+
+/* Five failed logins at A lock the source out at B too. */
+static void test_rate_limit_shared(void **state)
+{
+	char p5[4096], p6[4096];
+
+	(void)state;
+	path(p5, "p5");
+	path(p6, "p6");
+	assert_int_equal(pb__mkdirs(p5, 0700), 0);
+	assert_int_equal(pb__mkdirs(p6, 0700), 0);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(pb_phone_login(p5, a.addr, a.key, "alice", "wrong password", "phone-5"),
+				 PB_EACCT_LOGIN);
+	assert_int_equal(pb_phone_login(p6, b.addr, b.key, "alice", PB_TEST_PASSWORD, "phone-6"), PB_EACCT_RATE);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_health, after_case),
+		cmocka_unit_test_teardown(test_pair_through_a_remembered_through_b, after_case),
+		cmocka_unit_test_teardown(test_ticket_replayed_across_instances, after_case),
+		cmocka_unit_test_teardown(test_instance_killed_mid_pairing, after_case),
+		/* Last: it locks this machine's address out for a minute. */
+		cmocka_unit_test_teardown(test_rate_limit_shared, after_case),
+	};
+	const char *bin = getenv("PB_PG_BIN");
+	char initdb[1100];
+
+	if (sodium_init() < 0)
+		return 1;
+	snprintf(pg_bin, sizeof(pg_bin), "%s", bin != NULL ? bin : "/usr/lib/postgresql/15/bin");
+	snprintf(initdb, sizeof(initdb), "%s/initdb", pg_bin);
+	if (access(initdb, X_OK) != 0) {
+		printf("SKIP: PostgreSQL is not installed (no %s; Debian's postgresql package, which tools/run "
+		       "installs, provides it; PB_PG_BIN names another directory)\n",
+		       initdb);
+		return 77;
+	}
+	if (geteuid() == 0) {
+		if (getpwnam("nobody") == NULL || access("/usr/sbin/runuser", X_OK) != 0) {
+			printf("SKIP: running as root, and PostgreSQL refuses root: no user 'nobody' or no runuser\n");
+			return 77;
+		}
+		as_nobody = true;
+	}
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
