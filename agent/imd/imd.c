@@ -238,14 +238,103 @@ static int bind_device(pb_imd_t *imd, const Peerback__Login *req)
 					    req->static_pk.data, req->account, pb__now());
 }
 
-static int do_login(pb_imd_t *imd, const Peerback__Login *req, Peerback__LoginReply *reply,
-		    Peerback__SignedBlob *cert_blob)
-{
-	Peerback__Certificate cert;
+/* A connection: its channel, and the login whose password is being checked
+ * on the thread pool, if any. */
+struct imd_conn {
+	pb_channel_t ch;
+	struct login_job *job;
+};
+
+/* A login between the request and the reply: Argon2 runs on libuv's
+ * thread pool, so that the loop keeps answering ticket and session
+ * requests meanwhile. Only the loop thread touches the store. */
+struct login_job {
+	uv_work_t work;
+	pb_imd_t *imd;
+	struct imd_conn *conn; /* NULL once the connection closed */
+	pb_envelope_t *env;    /* holds the request (and the password) */
 	char hash[crypto_pwhash_STRBYTES];
+	bool known;            /* an account with that id exists */
+	bool ok;               /* the password matched */
+};
+
+static void respond(pb_imd_t *imd, pb_channel_t *ch, const char *what, int rc, Peerback__ImdReply *reply);
+
+static void login_work(uv_work_t *w)
+{
+	struct login_job *j = w->data;
+	const Peerback__Login *req = j->env->imd_request->login;
 	const char *pw = req->password != NULL ? req->password : "";
-	bool ok = false;
+
+	if (!j->known && j->hash[0] == 0) {
+		/* Spend the same effort on an unknown account, so that timing
+		 * does not tell which accounts exist: a hash to check against,
+		 * made once (login_done keeps it). */
+		uint8_t rnd[16];
+		randombytes_buf(rnd, sizeof(rnd));
+		if (crypto_pwhash_str(j->hash, (const char *)rnd, sizeof(rnd), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+				      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
+			j->hash[0] = 0;
+	}
+	j->ok = j->hash[0] != 0 && crypto_pwhash_str_verify(j->hash, pw, strlen(pw)) == 0 && j->known;
+}
+
+/* The rest of a login, back on the loop: bind the device, sign its
+ * certificate, reply. */
+static void login_done(uv_work_t *w, int status)
+{
+	struct login_job *j = w->data;
+	pb_imd_t *imd = j->imd;
+	const Peerback__Login *req = j->env->imd_request->login;
+	Peerback__Certificate cert;
+	Peerback__ImdReply reply;
+	Peerback__LoginReply login;
+	Peerback__SignedBlob blob;
 	uint64_t now = pb__now();
+	int rc = status == 0 && j->ok ? 0 : PB_EACCT_LOGIN;
+
+	if (!j->known && imd->dummy_hash[0] == 0)
+		memcpy(imd->dummy_hash, j->hash, sizeof(j->hash));
+	sodium_memzero(j->hash, sizeof(j->hash));
+	if (j->conn == NULL)
+		goto out_free; /* the device went away meanwhile */
+	j->conn->job = NULL;
+	peerback__imd_reply__init(&reply);
+	peerback__signed_blob__init(&blob);
+	if (rc == 0)
+		rc = bind_device(imd, req);
+	if (rc == 0) {
+		peerback__certificate__init(&cert);
+		cert.account = req->account;
+		cert.device_id = req->device_id;
+		cert.sign_pk = req->sign_pk;
+		cert.static_pk = req->static_pk;
+		cert.not_before = now > 300 ? now - 300 : 0; /* clock skew between devices */
+		cert.not_after = now + imd->cert_validity;
+		cert.device_name = req->device_name;
+		rc = pb__sign_cert(imd->sign_sk, &cert, &blob);
+	}
+	if (rc == 0) {
+		peerback__login_reply__init(&login);
+		login.certificate = &blob;
+		login.service_sign_pk.data = imd->sign_pk;
+		login.service_sign_pk.len = 32;
+		reply.op_case = PEERBACK__IMD_REPLY__OP_LOGIN;
+		reply.login = &login;
+	}
+	respond(imd, &j->conn->ch, "login", rc, &reply);
+	pb__signed_blob_clear(&blob);
+out_free:
+	pb__envelope_free(j->env);
+	free(j);
+}
+
+/* Checks the request, reads the account's hash and hands the password
+ * check to the thread pool; takes env on success. */
+static int login_start(pb_imd_t *imd, struct imd_conn *conn, pb_envelope_t *env)
+{
+	const Peerback__Login *req = env->imd_request->login;
+	struct login_job *j;
 	int rc;
 
 	if (req->account == NULL || req->device_id.len != PB_DEVICE_ID_LEN || req->sign_pk.len != 32 ||
@@ -255,44 +344,30 @@ static int do_login(pb_imd_t *imd, const Peerback__Login *req, Peerback__LoginRe
 	 * terminal, logs and JSON. */
 	if (!valid_account_id(req->account) || req->device_name == NULL || !pb__name_valid(req->device_name))
 		return PB_EACCT_NAME;
-	rc = imd->store->ops->pwhash(imd->store, req->account, hash);
-	if (rc != 0 && rc != PB_ENOTFOUND)
+	if (conn->job != NULL)
+		return PB_EBUSY; /* one login at a time per connection */
+	j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return PB_ENOMEM;
+	rc = imd->store->ops->pwhash(imd->store, req->account, j->hash);
+	if (rc != 0 && rc != PB_ENOTFOUND) {
+		free(j);
 		return rc;
-	if (rc == 0) {
-		ok = crypto_pwhash_str_verify(hash, pw, strlen(pw)) == 0;
-	} else {
-		/* Spend the same effort on an unknown account, so that timing
-		 * does not tell which accounts exist. */
-		if (imd->dummy_hash[0] == 0) {
-			uint8_t rnd[16];
-			randombytes_buf(rnd, sizeof(rnd));
-			if (crypto_pwhash_str(imd->dummy_hash, (const char *)rnd, sizeof(rnd),
-					      crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
-				imd->dummy_hash[0] = 0;
-		}
-		if (imd->dummy_hash[0] != 0)
-			(void)crypto_pwhash_str_verify(imd->dummy_hash, pw, strlen(pw));
 	}
-	sodium_memzero(hash, sizeof(hash));
-	if (!ok)
-		return PB_EACCT_LOGIN;
-	if ((rc = bind_device(imd, req)) != 0)
-		return rc;
-	peerback__certificate__init(&cert);
-	cert.account = req->account;
-	cert.device_id = req->device_id;
-	cert.sign_pk = req->sign_pk;
-	cert.static_pk = req->static_pk;
-	cert.not_before = now > 300 ? now - 300 : 0; /* clock skew between devices */
-	cert.not_after = now + imd->cert_validity;
-	cert.device_name = req->device_name;
-	rc = pb__sign_cert(imd->sign_sk, &cert, cert_blob);
-	if (rc != 0)
-		return rc;
-	peerback__login_reply__init(reply);
-	reply->certificate = cert_blob;
-	reply->service_sign_pk.data = imd->sign_pk;
-	reply->service_sign_pk.len = 32;
+	j->known = rc == 0;
+	if (!j->known)
+		memcpy(j->hash, imd->dummy_hash, sizeof(j->hash));
+	j->work.data = j;
+	j->imd = imd;
+	j->conn = conn;
+	j->env = env;
+	rc = uv_queue_work(imd->loop, &j->work, login_work, login_done);
+	if (rc != 0) {
+		sodium_memzero(j->hash, sizeof(j->hash));
+		free(j);
+		return PB_EIO;
+	}
+	conn->job = j;
 	return 0;
 }
 
@@ -407,13 +482,34 @@ static void log_event(pb_imd_t *imd, const char *event, const char *peer, int rc
 	fflush(stdout);
 }
 
+/* Counts a refusal that guessing would cause against the source, logs
+ * and sends the reply (or the error). */
+static void respond(pb_imd_t *imd, pb_channel_t *ch, const char *what, int rc, Peerback__ImdReply *reply)
+{
+	Peerback__Error err;
+	uint8_t src[16];
+
+	if (rc == PB_EACCT_LOGIN || rc == PB_EACCT_CERT || rc == PB_EACCT_SIG || rc == PB_EACCT_WRONG ||
+	    rc == PB_EACCT_DEVICE_TAKEN) {
+		pb__ratelimit_addr_key(&ch->peer_addr, src);
+		(void)imd->store->ops->fail(imd->store, src, pb__now());
+	}
+	if (rc != 0) {
+		peerback__error__init(&err);
+		err.code = rc;
+		err.message = (char *)pb_strerror(rc);
+		reply->op_case = PEERBACK__IMD_REPLY__OP_ERROR;
+		reply->error = &err;
+	}
+	log_event(imd, what, ch->peer, rc);
+	send_reply(ch, reply);
+}
+
 static void on_envelope(pb_channel_t *ch, pb_envelope_t *env)
 {
 	pb_imd_t *imd = ch->data;
 	Peerback__ImdReply reply;
-	Peerback__LoginReply login;
 	Peerback__SignedBlob blob;
-	Peerback__Error err;
 	const char *what = "request";
 	uint8_t src[16];
 	bool blocked = false;
@@ -435,11 +531,9 @@ static void on_envelope(pb_channel_t *ch, pb_envelope_t *env)
 	switch (env->imd_request->op_case) {
 	case PEERBACK__IMD_REQUEST__OP_LOGIN:
 		what = "login";
-		rc = do_login(imd, env->imd_request->login, &login, &blob);
-		if (rc == 0) {
-			reply.op_case = PEERBACK__IMD_REPLY__OP_LOGIN;
-			reply.login = &login;
-		}
+		rc = login_start(imd, (struct imd_conn *)ch, env);
+		if (rc == 0)
+			return; /* login_done replies */
 		break;
 	case PEERBACK__IMD_REQUEST__OP_REGISTER_SESSION:
 		what = "register-session";
@@ -473,27 +567,20 @@ static void on_envelope(pb_channel_t *ch, pb_envelope_t *env)
 		rc = PB_EENV_MALFORMED;
 		break;
 	}
-	if (rc == PB_EACCT_LOGIN || rc == PB_EACCT_CERT || rc == PB_EACCT_SIG || rc == PB_EACCT_WRONG ||
-	    rc == PB_EACCT_DEVICE_TAKEN)
-		(void)imd->store->ops->fail(imd->store, src, pb__now());
 out_reply:
-	if (rc != 0) {
-		peerback__error__init(&err);
-		err.code = rc;
-		err.message = (char *)pb_strerror(rc);
-		reply.op_case = PEERBACK__IMD_REPLY__OP_ERROR;
-		reply.error = &err;
-	}
-	log_event(imd, what, ch->peer, rc);
-	send_reply(ch, &reply);
+	respond(imd, ch, what, rc, &reply);
 	pb__signed_blob_clear(&blob);
 	pb__envelope_free(env);
 }
 
 static void on_close(pb_channel_t *ch, int status)
 {
+	struct imd_conn *conn = (struct imd_conn *)ch;
+
 	(void)status;
-	free(ch);
+	if (conn->job != NULL)
+		conn->job->conn = NULL; /* login_done drops its reply */
+	free(conn);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -501,6 +588,7 @@ static void on_connection(uv_stream_t *server, int status)
 	pb_imd_t *imd = server->data;
 	pb_session_candidate_t cand;
 	pb_channel_callbacks_t cb = { NULL, on_envelope, on_close };
+	struct imd_conn *conn;
 	pb_channel_t *ch;
 
 	if (status < 0)
@@ -510,11 +598,12 @@ static void on_connection(uv_stream_t *server, int status)
 	cand.cfg.s_priv = imd->static_sk;
 	cand.cfg.prologue = (const uint8_t *)PB_NOISE_PROLOGUE;
 	cand.cfg.prologue_len = strlen(PB_NOISE_PROLOGUE);
-	ch = malloc(sizeof(*ch));
-	if (ch == NULL)
+	conn = calloc(1, sizeof(*conn));
+	if (conn == NULL)
 		return;
+	ch = &conn->ch;
 	if (pb__channel_accept(server, ch, &cand, 1, 1u << 20, &cb, imd) != 0)
-		free(ch);
+		free(conn);
 	imd->served++;
 }
 
