@@ -293,7 +293,8 @@ static void test_instance_killed_mid_pairing(void **state)
 	assert_true(pb_test_host_wait(&h, "paired", line, sizeof(line), 10000) > 0);
 }
 
-/* Five failed logins at A lock the source out at B too. */
+/* Five failed logins at A lock the source out at B too; A's structured log
+ * names them without the password. */
 static void test_rate_limit_shared(void **state)
 {
 	char p5[4096], p6[4096];
@@ -307,6 +308,23 @@ static void test_rate_limit_shared(void **state)
 		assert_int_equal(pb_phone_login(p5, a.addr, a.key, "alice", "wrong password", "phone-5"),
 				 PB_EACCT_LOGIN);
 	assert_int_equal(pb_phone_login(p6, b.addr, b.key, "alice", PB_TEST_PASSWORD, "phone-6"), PB_EACCT_RATE);
+
+	/* A's log: one JSON object a line, the refused logins among them,
+	 * and no password. */
+	{
+		char line[4096];
+		int logins = 0;
+
+		while (pb_test_readline(&a.proc, line, sizeof(line), 500) > 0) {
+			assert_true(line[0] == '{' && line[strlen(line) - 1] == '}');
+			assert_null(strstr(line, "wrong password"));
+			assert_null(strstr(line, PB_TEST_PASSWORD));
+			if (strstr(line, "\"event\":\"login\"") != NULL &&
+			    strstr(line, "\"result\":\"PB_EACCT_LOGIN\"") != NULL)
+				logins++;
+		}
+		assert_int_equal(logins, 5);
+	}
 }
 
 int main(void)

@@ -472,11 +472,14 @@ static void send_reply(pb_channel_t *ch, Peerback__ImdReply *reply)
 	(void)pb__channel_send(ch, &env);
 }
 
+/* One line a request. With json, one object a line for log collectors:
+ * the request's kind, the source, the result and the time; never a
+ * password, hash, key or ticket. */
 static void log_event(pb_imd_t *imd, const char *event, const char *peer, int rc)
 {
 	if (imd->json)
-		(void)pb__json_print("{s:s, s:o, s:s}", "event", event, "peer", pb__json_text(peer), "result",
-				     pb_err_name(rc));
+		(void)pb__json_print("{s:s, s:o, s:s, s:I}", "event", event, "peer", pb__json_text(peer), "result",
+				     pb_err_name(rc), "time", (json_int_t)pb__now());
 	else
 		fprintf(stderr, "peerback-imd: %s from %s: %s\n", event, peer, rc == 0 ? "ok" : pb_strerror(rc));
 	fflush(stdout);
@@ -637,7 +640,9 @@ PB_EXTERN int pb_imd_serve(pb_imd_t *imd, const char *listen, bool json)
 	(void)pb__sockaddr_format(&ss, addr, sizeof(addr));
 	(void)pb__b64url_encode(imd->static_pk, 32, key, sizeof(key));
 	if (json)
-		(void)pb__json_print("{s:s, s:o, s:s}", "event", "listening", "listen", pb__json_text(addr), "key", key);
+		(void)pb__json_print("{s:s, s:o, s:s, s:s, s:i}", "event", "listening", "listen", pb__json_text(addr),
+				     "key", key, "store", imd->store->ops->name, "schema",
+				     imd->store->ops->version(imd->store));
 	else
 		printf("peerback-imd listening on %s\nservice key: %s\n", addr, key);
 	fflush(stdout);
