@@ -103,45 +103,64 @@ static void start_instance(pb_test_imd_t *i, const char *const *accounts)
 	pb_test_imd_start(i, dir, accounts, NULL);
 }
 
-static int setup(void **state)
+/* A cluster in /tmp/pb-pg-XXXXXX with one database, "peerback"; sets
+ * db_url and PEERBACK_IMD_DB, so that every peerback-imd started from here
+ * on uses it. 0 on success. */
+static int cluster_start(void)
 {
-	const char *accounts[] = { "alice", "carol", NULL };
 	char data[128], sock[128], port[16], logf[160], opts[512];
 	struct passwd *pw = getpwnam("nobody");
 
-	(void)state;
 	snprintf(cluster, sizeof(cluster), "/tmp/pb-pg-XXXXXX");
-	assert_non_null(mkdtemp(cluster));
-	assert_int_equal(chmod(cluster, 0755), 0);
+	if (mkdtemp(cluster) == NULL || chmod(cluster, 0755) != 0)
+		return -1;
 	snprintf(data, sizeof(data), "%s/data", cluster);
 	snprintf(sock, sizeof(sock), "%s/sock", cluster);
 	snprintf(logf, sizeof(logf), "%s/log", sock);
-	assert_int_equal(mkdir(data, 0700), 0);
-	assert_int_equal(mkdir(sock, 0700), 0);
-	if (as_nobody) {
-		assert_int_equal(chown(data, pw->pw_uid, pw->pw_gid), 0);
-		assert_int_equal(chown(sock, pw->pw_uid, pw->pw_gid), 0);
-	}
+	if (mkdir(data, 0700) != 0 || mkdir(sock, 0700) != 0)
+		return -1;
+	if (as_nobody && (pw == NULL || chown(data, pw->pw_uid, pw->pw_gid) != 0 ||
+			  chown(sock, pw->pw_uid, pw->pw_gid) != 0))
+		return -1;
 	/* The port only names the socket file: nothing listens on TCP. */
 	snprintf(port, sizeof(port), "%u", 20000 + (unsigned)getpid() % 20000);
 	{
 		char *initdb[] = { "-D", data, "-U", "peerback", "--auth=trust", "-E", "UTF8", "--no-sync", NULL };
-		assert_int_equal(pg_run("initdb", initdb), 0);
+		if (pg_run("initdb", initdb) != 0)
+			return -1;
 	}
 	snprintf(opts, sizeof(opts), "-k %s -p %s -c listen_addresses='' -c fsync=off -c full_page_writes=off", sock,
 		 port);
 	{
 		char *start[] = { "-D", data, "-l", logf, "-w", "-o", opts, "start", NULL };
-		assert_int_equal(pg_run("pg_ctl", start), 0);
+		if (pg_run("pg_ctl", start) != 0)
+			return -1;
 	}
 	{
 		char *createdb[] = { "-h", sock, "-p", port, "-U", "peerback", "peerback", NULL };
-		assert_int_equal(pg_run("createdb", createdb), 0);
+		if (pg_run("createdb", createdb) != 0)
+			return -1;
 	}
 	snprintf(db_url, sizeof(db_url), "postgresql:///peerback?host=%s&port=%s&user=peerback", sock, port);
-	/* Every peerback-imd this test starts uses the shared database. */
-	assert_int_equal(setenv("PEERBACK_IMD_DB", db_url, 1), 0);
+	return setenv("PEERBACK_IMD_DB", db_url, 1);
+}
 
+static void cluster_stop(void)
+{
+	char data[128];
+	char *stop[] = { "-D", data, "-m", "immediate", "-w", "stop", NULL };
+
+	snprintf(data, sizeof(data), "%s/data", cluster);
+	(void)pg_run("pg_ctl", stop);
+	pb_test_rmtree(cluster);
+}
+
+static int setup(void **state)
+{
+	const char *accounts[] = { "alice", "carol", NULL };
+
+	(void)state;
+	assert_int_equal(cluster_start(), 0);
 	dir = pb_test_tmpdir("imd-pg");
 	snprintf(imd_home, sizeof(imd_home), "%s/imd", dir);
 	start_instance(&a, accounts);
@@ -167,18 +186,36 @@ static int after_case(void **state)
 
 static int teardown(void **state)
 {
-	char data[128];
-	char *stop[] = { "-D", data, "-m", "immediate", "-w", "stop", NULL };
-
 	(void)state;
 	pb_test_imd_stop(&a);
 	pb_test_imd_stop(&b);
-	snprintf(data, sizeof(data), "%s/data", cluster);
-	(void)pg_run("pg_ctl", stop);
-	pb_test_rmtree(cluster);
+	cluster_stop();
 	pb_test_rmtree(dir);
 	free(dir);
 	return 0;
+}
+
+/* --with-pg PROGRAM: runs another test program (one whose account service
+ * is one peerback-imd, started through the harness) with its service on a
+ * fresh cluster; its exit status. */
+static int with_pg(char *const argv[])
+{
+	int status = 0;
+	pid_t pid;
+
+	if (cluster_start() != 0) {
+		cluster_stop();
+		return 1;
+	}
+	pid = fork();
+	if (pid == 0) {
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		status = -1;
+	cluster_stop();
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }
 
 /* The health command: ready on the shared database with its schema
@@ -327,7 +364,7 @@ static void test_rate_limit_shared(void **state)
 	}
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_health, after_case),
@@ -357,5 +394,7 @@ int main(void)
 		}
 		as_nobody = true;
 	}
+	if (argc >= 3 && strcmp(argv[1], "--with-pg") == 0)
+		return with_pg(argv + 2);
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
