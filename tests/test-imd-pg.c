@@ -23,7 +23,7 @@
 
 static char pg_bin[1024];
 static char cluster[64];      /* /tmp/pb-pg-XXXXXX: data/ and sock/ */
-static char db_url[512];
+static char db_url[512], url_fmt[512], createdb_cmd[1400];
 static char *dir;
 static char imd_home[4096];
 static bool as_nobody;        /* the server refuses to run as root */
@@ -142,6 +142,10 @@ static int cluster_start(void)
 			return -1;
 	}
 	snprintf(db_url, sizeof(db_url), "postgresql:///peerback?host=%s&port=%s&user=peerback", sock, port);
+	/* For --with-pg: how the harness makes a database for each further
+	 * service (tests/util/harness.c). */
+	snprintf(url_fmt, sizeof(url_fmt), "postgresql:///%%s?host=%s&port=%s&user=peerback", sock, port);
+	snprintf(createdb_cmd, sizeof(createdb_cmd), "%s/createdb -h %s -p %s -U peerback", pg_bin, sock, port);
 	return setenv("PEERBACK_IMD_DB", db_url, 1);
 }
 
@@ -203,7 +207,8 @@ static int with_pg(char *const argv[])
 	int status = 0;
 	pid_t pid;
 
-	if (cluster_start() != 0) {
+	if (cluster_start() != 0 || setenv("PB_TEST_PG_URL_FMT", url_fmt, 1) != 0 ||
+	    setenv("PB_TEST_PG_CREATEDB", createdb_cmd, 1) != 0) {
 		cluster_stop();
 		return 1;
 	}
