@@ -316,6 +316,53 @@ static void test_ticket_replayed_across_instances(void **state)
 	assert_true(pb_test_host_wait(&h, "paired", line, sizeof(line), 10000) > 0);
 }
 
+/* Two phones ask for one session's ticket at the same moment, one at A
+ * and one at B: exactly one gets it, whatever the timing. */
+static void test_ticket_race_across_instances(void **state)
+{
+	char hhome[4096], p7[4096], p8[4096];
+	const char *hargs[] = { "--max-failures", "1000", NULL };
+	const char *phones[2] = { p7, p8 };
+	int got[2];
+
+	(void)state;
+	path(hhome, "host-race");
+	path(p7, "p7");
+	path(p8, "p8");
+	assert_int_equal(pb_test_login(&a, hhome, "alice", "race-desk"), 0);
+	assert_int_equal(pb_test_login(&a, p7, "alice", "phone-7"), 0);
+	assert_int_equal(pb_test_login(&b, p8, "alice", "phone-8"), 0);
+	pb_test_host_start(&h, hhome, "127.0.0.1:0", hargs);
+	fflush(stdout);
+	for (int i = 0; i < 2; i++) {
+		pid_t pid = fork();
+
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			uint8_t t[PB_CERT_MAX];
+			size_t t_len = 0;
+			pb_pair_faults_t f;
+			int rc;
+
+			memset(&f, 0, sizeof(f));
+			f.ticket_only = true;
+			f.ticket_out = t;
+			f.ticket_out_len = &t_len;
+			rc = pb_phone_pair(phones[i], h.uri, 10000, &f, NULL);
+			_exit(rc == 0 ? 0 : rc == PB_EACCT_SECRET_USED ? 3 : 4);
+		}
+		got[i] = pid;
+	}
+	for (int i = 0; i < 2; i++) {
+		int status = 0;
+
+		assert_int_equal(waitpid(got[i], &status, 0), got[i]);
+		assert_true(WIFEXITED(status));
+		got[i] = WEXITSTATUS(status);
+	}
+	assert_true((got[0] == 0 && got[1] == 3) || (got[0] == 3 && got[1] == 0));
+}
+
 /* The host registered its session at A; A dies (SIGKILL) before the phone
  * asks for its ticket; the phone gets it from B and pairs. */
 static void test_instance_killed_mid_pairing(void **state)
@@ -375,6 +422,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_health, after_case),
 		cmocka_unit_test_teardown(test_pair_through_a_remembered_through_b, after_case),
 		cmocka_unit_test_teardown(test_ticket_replayed_across_instances, after_case),
+		cmocka_unit_test_teardown(test_ticket_race_across_instances, after_case),
 		cmocka_unit_test_teardown(test_instance_killed_mid_pairing, after_case),
 		/* Last: it locks this machine's address out for a minute. */
 		cmocka_unit_test_teardown(test_rate_limit_shared, after_case),
