@@ -8,13 +8,13 @@
 #include <string.h>
 
 #include <sodium.h>
-#include <sqlite3.h>
 #include <uv.h>
 
 #include "peerback.h"
 #include "peerback/noise.h"
 #include "agent/account/account.h"
 #include "agent/imd/imd.h"
+#include "agent/imd/store.h"
 #include "agent/util/fsutil.h"
 #include "agent/util/ratelimit.h"
 #include "protocol/channel.h"
@@ -22,12 +22,10 @@
 #include "agent/util/json.h"
 
 #define KEYFILE_LEN (64 + 32)
-#define FAIL_LIMIT 5
-#define FAIL_WINDOW 60
 
 struct pb_imd_s {
 	char home[4096];
-	sqlite3 *db;
+	pb_imd_store_t *store;
 	uint8_t sign_pk[32], sign_sk[64];
 	uint8_t static_pk[32], static_sk[32];
 	uint64_t cert_validity;
@@ -36,35 +34,9 @@ struct pb_imd_s {
 	uv_loop_t *loop;
 	uv_tcp_t server;
 	uv_signal_t sigint, sigterm;
-	pb_ratelimit_t failures;
 	unsigned long served;
 	char dummy_hash[crypto_pwhash_STRBYTES]; /* for unknown accounts */
 };
-
-static const char schema[] =
-	"PRAGMA journal_mode=WAL;"
-	"PRAGMA synchronous=FULL;"
-	"CREATE TABLE IF NOT EXISTS accounts(id TEXT PRIMARY KEY, pwhash TEXT NOT NULL, created INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS links(a TEXT NOT NULL, b TEXT NOT NULL, PRIMARY KEY(a, b));"
-	"CREATE TABLE IF NOT EXISTS sessions(id BLOB PRIMARY KEY, account TEXT NOT NULL, host_device BLOB NOT NULL,"
-	" not_after INTEGER NOT NULL, ticketed INTEGER NOT NULL DEFAULT 0);"
-	"CREATE TABLE IF NOT EXISTS tickets(id BLOB PRIMARY KEY, session BLOB NOT NULL, phone_device BLOB NOT NULL,"
-	" issued INTEGER NOT NULL);"
-	/* A device id belongs to the keys it first logged in with, and a key to
-	 * one device id: certificates name one device, whoever knows the
-	 * account's password. */
-	"CREATE TABLE IF NOT EXISTS devices(id BLOB PRIMARY KEY, sign_pk BLOB NOT NULL UNIQUE,"
-	" static_pk BLOB NOT NULL UNIQUE, account TEXT NOT NULL, first_login INTEGER NOT NULL);";
-
-static int db_err(sqlite3 *db, int rc)
-{
-	if (rc == SQLITE_FULL)
-		return PB_ENOSPACE;
-	if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
-		return PB_EBUSY;
-	(void)db;
-	return PB_EIO;
-}
 
 static int load_keys(pb_imd_t *imd)
 {
@@ -100,57 +72,65 @@ static int load_keys(pb_imd_t *imd)
 	return pb_noise_pubkey(imd->static_sk, imd->static_pk);
 }
 
-PB_EXTERN int pb_imd_open(const char *home, pb_imd_t **out)
+PB_EXTERN int pb_imd_open_store(const char *home, pb_imd_store_t *store, pb_imd_t **out)
 {
-	char path[4096];
 	pb_imd_t *imd;
 	size_t n = strlen(home);
 	int rc;
 
 	*out = NULL;
-	if (n >= sizeof(imd->home))
-		return PB_ETOOBIG;
+	if (n >= sizeof(imd->home)) {
+		rc = PB_ETOOBIG;
+		goto out_store;
+	}
 	imd = sodium_malloc(sizeof(*imd));
-	if (imd == NULL)
-		return PB_ENOMEM;
+	if (imd == NULL) {
+		rc = PB_ENOMEM;
+		goto out_store;
+	}
 	memset(imd, 0, sizeof(*imd));
 	memcpy(imd->home, home, n + 1);
 	imd->cert_validity = 30ull * 24 * 3600;
 	imd->ticket_validity = 120;
-	pb__ratelimit_init(&imd->failures, FAIL_LIMIT, FAIL_WINDOW);
+	imd->store = store;
 	if ((rc = pb__mkdirs(home, 0700)) != 0)
 		goto out_free;
 	if ((rc = load_keys(imd)) != 0)
 		goto out_free;
-	if ((rc = pb__path_join(path, sizeof(path), home, "imd.db")) != 0)
-		goto out_free;
-	/* It holds the password hashes. */
-	if ((rc = pb__private_db(path, 1)) != 0)
-		goto out_free;
-	if (sqlite3_open(path, &imd->db) != SQLITE_OK) {
-		rc = PB_EIO;
-		goto out_close_db;
-	}
-	sqlite3_busy_timeout(imd->db, 5000);
-	if (sqlite3_exec(imd->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
-		rc = PB_EIO;
-		goto out_close_db;
-	}
 	*out = imd;
 	return 0;
 
-out_close_db:
-	sqlite3_close(imd->db);
 out_free:
 	sodium_free(imd);
+out_store:
+	store->ops->close(store);
 	return rc;
+}
+
+PB_EXTERN int pb_imd_open(const char *home, pb_imd_t **out)
+{
+	pb_imd_store_t *store;
+	char path[4096];
+	int rc;
+
+	*out = NULL;
+	if ((rc = pb__mkdirs(home, 0700)) != 0)
+		return rc;
+	if ((rc = pb__path_join(path, sizeof(path), home, "imd.db")) != 0)
+		return rc;
+	/* It holds the password hashes. */
+	if ((rc = pb__private_db(path, 1)) != 0)
+		return rc;
+	if ((rc = pb__imd_store_sqlite_open(path, &store)) != 0)
+		return rc;
+	return pb_imd_open_store(home, store, out);
 }
 
 PB_EXTERN void pb_imd_close(pb_imd_t *imd)
 {
 	if (imd == NULL)
 		return;
-	sqlite3_close(imd->db);
+	imd->store->ops->close(imd->store);
 	sodium_free(imd);
 }
 
@@ -160,6 +140,21 @@ PB_EXTERN void pb_imd_set_validity(pb_imd_t *imd, uint64_t cert_seconds, uint64_
 		imd->cert_validity = cert_seconds;
 	if (ticket_seconds > 0)
 		imd->ticket_validity = ticket_seconds;
+}
+
+PB_EXTERN int pb_imd_ready(pb_imd_t *imd)
+{
+	return imd->store->ops->ping(imd->store);
+}
+
+PB_EXTERN const char *pb_imd_store_name(const pb_imd_t *imd)
+{
+	return imd->store->ops->name;
+}
+
+PB_EXTERN int pb_imd_schema_version(pb_imd_t *imd)
+{
+	return imd->store->ops->version(imd->store);
 }
 
 PB_EXTERN void pb_imd_keys(const pb_imd_t *imd, uint8_t static_pk[32], uint8_t sign_pk[32])
@@ -188,7 +183,6 @@ static bool valid_account_id(const char *id)
 PB_EXTERN int pb_imd_add_account(pb_imd_t *imd, const char *id, const char *password)
 {
 	char hash[crypto_pwhash_STRBYTES];
-	sqlite3_stmt *st;
 	int rc;
 
 	if (!valid_account_id(id))
@@ -198,87 +192,39 @@ PB_EXTERN int pb_imd_add_account(pb_imd_t *imd, const char *id, const char *pass
 	if (crypto_pwhash_str(hash, password, strlen(password), crypto_pwhash_OPSLIMIT_INTERACTIVE,
 			      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
 		return PB_ENOMEM;
-	if (sqlite3_prepare_v2(imd->db, "INSERT INTO accounts(id, pwhash, created) VALUES(?, ?, ?)", -1, &st,
-			       NULL) != SQLITE_OK)
-		return PB_EIO;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, (sqlite3_int64)pb__now());
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	rc = imd->store->ops->add_account(imd->store, id, hash, pb__now());
 	sodium_memzero(hash, sizeof(hash));
-	if (rc == SQLITE_CONSTRAINT)
-		return PB_EEXISTS;
-	return rc == SQLITE_DONE ? 0 : db_err(imd->db, rc);
+	return rc;
 }
 
 static bool account_exists(pb_imd_t *imd, const char *id)
 {
-	sqlite3_stmt *st;
-	bool found;
+	bool found = false;
 
-	if (sqlite3_prepare_v2(imd->db, "SELECT 1 FROM accounts WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
-		return false;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	found = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
-	return found;
+	return imd->store->ops->account_exists(imd->store, id, &found) == 0 && found;
 }
 
 PB_EXTERN int pb_imd_link(pb_imd_t *imd, const char *a, const char *b)
 {
-	sqlite3_stmt *st;
-	int rc;
-
 	if (!account_exists(imd, a) || !account_exists(imd, b))
 		return PB_ENOTFOUND;
 	if (strcmp(a, b) == 0)
 		return PB_EINVAL;
-	if (sqlite3_prepare_v2(imd->db, "INSERT OR IGNORE INTO links(a, b) VALUES(?, ?), (?, ?)", -1, &st, NULL) !=
-	    SQLITE_OK)
-		return PB_EIO;
-	sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, b, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, a, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : db_err(imd->db, rc);
+	return imd->store->ops->link(imd->store, a, b);
 }
 
 PB_EXTERN int pb_imd_unlink(pb_imd_t *imd, const char *a, const char *b)
 {
-	sqlite3_stmt *st;
-	int rc;
-
-	if (sqlite3_prepare_v2(imd->db, "DELETE FROM links WHERE (a = ? AND b = ?) OR (a = ? AND b = ?)", -1, &st,
-			       NULL) != SQLITE_OK)
-		return PB_EIO;
-	sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, b, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, a, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return db_err(imd->db, rc);
-	return sqlite3_changes(imd->db) > 0 ? 0 : PB_ENOTFOUND;
+	return imd->store->ops->unlink(imd->store, a, b);
 }
 
 static bool linked(pb_imd_t *imd, const char *a, const char *b)
 {
-	sqlite3_stmt *st;
-	bool found;
+	bool found = false;
 
 	if (strcmp(a, b) == 0)
 		return true;
-	if (sqlite3_prepare_v2(imd->db, "SELECT 1 FROM links WHERE a = ? AND b = ?", -1, &st, NULL) != SQLITE_OK)
-		return false;
-	sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
-	found = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
-	return found;
+	return imd->store->ops->linked(imd->store, a, b, &found) == 0 && found;
 }
 
 /* --- Requests --------------------------------------------------------------- */
@@ -288,71 +234,107 @@ static bool linked(pb_imd_t *imd, const char *a, const char *b)
  * PB_EACCT_DEVICE_TAKEN. */
 static int bind_device(pb_imd_t *imd, const Peerback__Login *req)
 {
-	sqlite3_stmt *st;
-	bool taken;
-	int rc;
-
-	if (sqlite3_exec(imd->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-		return PB_EBUSY;
-	if (sqlite3_prepare_v2(imd->db,
-			       "SELECT 1 FROM devices WHERE (id = ?1 AND (sign_pk != ?2 OR static_pk != ?3))"
-			       " OR (id != ?1 AND (sign_pk = ?2 OR static_pk = ?3))",
-			       -1, &st, NULL) != SQLITE_OK) {
-		rc = PB_EIO;
-		goto out_rollback;
-	}
-	sqlite3_bind_blob(st, 1, req->device_id.data, (int)req->device_id.len, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 2, req->sign_pk.data, (int)req->sign_pk.len, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 3, req->static_pk.data, (int)req->static_pk.len, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	taken = rc == SQLITE_ROW;
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		rc = db_err(imd->db, rc);
-		goto out_rollback;
-	}
-	if (taken) {
-		rc = PB_EACCT_DEVICE_TAKEN;
-		goto out_rollback;
-	}
-	if (sqlite3_prepare_v2(imd->db,
-			       "INSERT OR IGNORE INTO devices(id, sign_pk, static_pk, account, first_login)"
-			       " VALUES(?, ?, ?, ?, ?)",
-			       -1, &st, NULL) != SQLITE_OK) {
-		rc = PB_EIO;
-		goto out_rollback;
-	}
-	sqlite3_bind_blob(st, 1, req->device_id.data, (int)req->device_id.len, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 2, req->sign_pk.data, (int)req->sign_pk.len, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 3, req->static_pk.data, (int)req->static_pk.len, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, req->account, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 5, (sqlite3_int64)pb__now());
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		rc = db_err(imd->db, rc);
-		goto out_rollback;
-	}
-	if (sqlite3_exec(imd->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		rc = PB_EIO;
-		goto out_rollback;
-	}
-	return 0;
-
-out_rollback:
-	sqlite3_exec(imd->db, "ROLLBACK", NULL, NULL, NULL);
-	return rc;
+	return imd->store->ops->bind_device(imd->store, req->device_id.data, req->device_id.len, req->sign_pk.data,
+					    req->static_pk.data, req->account, pb__now());
 }
 
-static int do_login(pb_imd_t *imd, const Peerback__Login *req, Peerback__LoginReply *reply,
-		    Peerback__SignedBlob *cert_blob)
-{
-	Peerback__Certificate cert;
-	sqlite3_stmt *st;
+/* A connection: its channel, and the login whose password is being checked
+ * on the thread pool, if any. */
+struct imd_conn {
+	pb_channel_t ch;
+	struct login_job *job;
+};
+
+/* A login between the request and the reply: Argon2 runs on libuv's
+ * thread pool, so that the loop keeps answering ticket and session
+ * requests meanwhile. Only the loop thread touches the store. */
+struct login_job {
+	uv_work_t work;
+	pb_imd_t *imd;
+	struct imd_conn *conn; /* NULL once the connection closed */
+	pb_envelope_t *env;    /* holds the request (and the password) */
 	char hash[crypto_pwhash_STRBYTES];
+	bool known;            /* an account with that id exists */
+	bool ok;               /* the password matched */
+};
+
+static void respond(pb_imd_t *imd, pb_channel_t *ch, const char *what, int rc, Peerback__ImdReply *reply);
+
+static void login_work(uv_work_t *w)
+{
+	struct login_job *j = w->data;
+	const Peerback__Login *req = j->env->imd_request->login;
 	const char *pw = req->password != NULL ? req->password : "";
-	bool ok = false;
+
+	if (!j->known && j->hash[0] == 0) {
+		/* Spend the same effort on an unknown account, so that timing
+		 * does not tell which accounts exist: a hash to check against,
+		 * made once (login_done keeps it). */
+		uint8_t rnd[16];
+		randombytes_buf(rnd, sizeof(rnd));
+		if (crypto_pwhash_str(j->hash, (const char *)rnd, sizeof(rnd), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+				      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
+			j->hash[0] = 0;
+	}
+	j->ok = j->hash[0] != 0 && crypto_pwhash_str_verify(j->hash, pw, strlen(pw)) == 0 && j->known;
+}
+
+/* The rest of a login, back on the loop: bind the device, sign its
+ * certificate, reply. */
+static void login_done(uv_work_t *w, int status)
+{
+	struct login_job *j = w->data;
+	pb_imd_t *imd = j->imd;
+	const Peerback__Login *req = j->env->imd_request->login;
+	Peerback__Certificate cert;
+	Peerback__ImdReply reply;
+	Peerback__LoginReply login;
+	Peerback__SignedBlob blob;
 	uint64_t now = pb__now();
+	int rc = status == 0 && j->ok ? 0 : PB_EACCT_LOGIN;
+
+	if (!j->known && imd->dummy_hash[0] == 0)
+		memcpy(imd->dummy_hash, j->hash, sizeof(j->hash));
+	sodium_memzero(j->hash, sizeof(j->hash));
+	if (j->conn == NULL)
+		goto out_free; /* the device went away meanwhile */
+	j->conn->job = NULL;
+	peerback__imd_reply__init(&reply);
+	peerback__signed_blob__init(&blob);
+	if (rc == 0)
+		rc = bind_device(imd, req);
+	if (rc == 0) {
+		peerback__certificate__init(&cert);
+		cert.account = req->account;
+		cert.device_id = req->device_id;
+		cert.sign_pk = req->sign_pk;
+		cert.static_pk = req->static_pk;
+		cert.not_before = now > 300 ? now - 300 : 0; /* clock skew between devices */
+		cert.not_after = now + imd->cert_validity;
+		cert.device_name = req->device_name;
+		rc = pb__sign_cert(imd->sign_sk, &cert, &blob);
+	}
+	if (rc == 0) {
+		peerback__login_reply__init(&login);
+		login.certificate = &blob;
+		login.service_sign_pk.data = imd->sign_pk;
+		login.service_sign_pk.len = 32;
+		reply.op_case = PEERBACK__IMD_REPLY__OP_LOGIN;
+		reply.login = &login;
+	}
+	respond(imd, &j->conn->ch, "login", rc, &reply);
+	pb__signed_blob_clear(&blob);
+out_free:
+	pb__envelope_free(j->env);
+	free(j);
+}
+
+/* Checks the request, reads the account's hash and hands the password
+ * check to the thread pool; takes env on success. */
+static int login_start(pb_imd_t *imd, struct imd_conn *conn, pb_envelope_t *env)
+{
+	const Peerback__Login *req = env->imd_request->login;
+	struct login_job *j;
 	int rc;
 
 	if (req->account == NULL || req->device_id.len != PB_DEVICE_ID_LEN || req->sign_pk.len != 32 ||
@@ -362,58 +344,36 @@ static int do_login(pb_imd_t *imd, const Peerback__Login *req, Peerback__LoginRe
 	 * terminal, logs and JSON. */
 	if (!valid_account_id(req->account) || req->device_name == NULL || !pb__name_valid(req->device_name))
 		return PB_EACCT_NAME;
-	if (sqlite3_prepare_v2(imd->db, "SELECT pwhash FROM accounts WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
-		return PB_EIO;
-	sqlite3_bind_text(st, 1, req->account, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		const char *h = (const char *)sqlite3_column_text(st, 0);
-		size_t n = h != NULL ? strlen(h) : 0;
-
-		if (n > 0 && n < sizeof(hash)) {
-			memcpy(hash, h, n + 1);
-			ok = crypto_pwhash_str_verify(hash, pw, strlen(pw)) == 0;
-		}
-	} else {
-		/* Spend the same effort on an unknown account, so that timing
-		 * does not tell which accounts exist. */
-		if (imd->dummy_hash[0] == 0) {
-			uint8_t rnd[16];
-			randombytes_buf(rnd, sizeof(rnd));
-			if (crypto_pwhash_str(imd->dummy_hash, (const char *)rnd, sizeof(rnd),
-					      crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
-				imd->dummy_hash[0] = 0;
-		}
-		if (imd->dummy_hash[0] != 0)
-			(void)crypto_pwhash_str_verify(imd->dummy_hash, pw, strlen(pw));
+	if (conn->job != NULL)
+		return PB_EBUSY; /* one login at a time per connection */
+	j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return PB_ENOMEM;
+	rc = imd->store->ops->pwhash(imd->store, req->account, j->hash);
+	if (rc != 0 && rc != PB_ENOTFOUND) {
+		free(j);
+		return rc;
 	}
-	sqlite3_finalize(st);
-	sodium_memzero(hash, sizeof(hash));
-	if (!ok)
-		return PB_EACCT_LOGIN;
-	if ((rc = bind_device(imd, req)) != 0)
-		return rc;
-	peerback__certificate__init(&cert);
-	cert.account = req->account;
-	cert.device_id = req->device_id;
-	cert.sign_pk = req->sign_pk;
-	cert.static_pk = req->static_pk;
-	cert.not_before = now > 300 ? now - 300 : 0; /* clock skew between devices */
-	cert.not_after = now + imd->cert_validity;
-	cert.device_name = req->device_name;
-	rc = pb__sign_cert(imd->sign_sk, &cert, cert_blob);
-	if (rc != 0)
-		return rc;
-	peerback__login_reply__init(reply);
-	reply->certificate = cert_blob;
-	reply->service_sign_pk.data = imd->sign_pk;
-	reply->service_sign_pk.len = 32;
+	j->known = rc == 0;
+	if (!j->known)
+		memcpy(j->hash, imd->dummy_hash, sizeof(j->hash));
+	j->work.data = j;
+	j->imd = imd;
+	j->conn = conn;
+	j->env = env;
+	rc = uv_queue_work(imd->loop, &j->work, login_work, login_done);
+	if (rc != 0) {
+		sodium_memzero(j->hash, sizeof(j->hash));
+		free(j);
+		return PB_EIO;
+	}
+	conn->job = j;
 	return 0;
 }
 
 static int do_register(pb_imd_t *imd, const Peerback__RegisterSession *req)
 {
 	Peerback__Certificate *cert;
-	sqlite3_stmt *st;
 	uint64_t now = pb__now();
 	int rc;
 
@@ -427,19 +387,8 @@ static int do_register(pb_imd_t *imd, const Peerback__RegisterSession *req)
 		rc = req->session_id.len != PB_SESSION_ID_LEN ? PB_EENV_MALFORMED : PB_EACCT_SIG;
 		goto out_free_cert;
 	}
-	if (sqlite3_prepare_v2(imd->db,
-			       "INSERT OR IGNORE INTO sessions(id, account, host_device, not_after) VALUES(?, ?, ?, ?)",
-			       -1, &st, NULL) != SQLITE_OK) {
-		rc = PB_EIO;
-		goto out_free_cert;
-	}
-	sqlite3_bind_blob(st, 1, req->session_id.data, (int)req->session_id.len, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, cert->account, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 3, cert->device_id.data, (int)cert->device_id.len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, (sqlite3_int64)req->not_after);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	rc = rc == SQLITE_DONE ? 0 : db_err(imd->db, rc);
+	rc = imd->store->ops->register_session(imd->store, req->session_id.data, req->session_id.len, cert->account,
+					       cert->device_id.data, cert->device_id.len, req->not_after);
 out_free_cert:
 	peerback__certificate__free_unpacked(cert, NULL);
 	return rc;
@@ -449,11 +398,11 @@ static int do_ticket(pb_imd_t *imd, const Peerback__TicketRequest *req, Peerback
 {
 	Peerback__Certificate *cert;
 	Peerback__Ticket t;
-	sqlite3_stmt *st;
 	uint8_t ticket_id[16];
 	uint64_t now = pb__now(), not_after = 0;
 	char *account = NULL;
-	int rc, ticketed = 0;
+	bool ticketed = false;
+	int rc;
 
 	rc = pb__verify_cert(imd->sign_pk, req->certificate, now, &cert);
 	if (rc != 0)
@@ -467,18 +416,10 @@ static int do_ticket(pb_imd_t *imd, const Peerback__TicketRequest *req, Peerback
 		rc = PB_EACCT_SIG;
 		goto out_free_cert;
 	}
-	if (sqlite3_prepare_v2(imd->db, "SELECT account, not_after, ticketed FROM sessions WHERE id = ?", -1, &st,
-			       NULL) != SQLITE_OK) {
-		rc = PB_EIO;
+	rc = imd->store->ops->session(imd->store, req->session_id.data, req->session_id.len, &account, &not_after,
+				      &ticketed);
+	if (rc != 0 && rc != PB_ENOTFOUND)
 		goto out_free_cert;
-	}
-	sqlite3_bind_blob(st, 1, req->session_id.data, (int)req->session_id.len, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		account = strdup((const char *)sqlite3_column_text(st, 0));
-		not_after = (uint64_t)sqlite3_column_int64(st, 1);
-		ticketed = sqlite3_column_int(st, 2);
-	}
-	sqlite3_finalize(st);
 	if (account == NULL) {
 		rc = PB_EACCT_TICKET; /* no such pairing session */
 		goto out_free_cert;
@@ -497,42 +438,12 @@ static int do_ticket(pb_imd_t *imd, const Peerback__TicketRequest *req, Peerback
 		goto out_free_account;
 	}
 	randombytes_buf(ticket_id, sizeof(ticket_id));
-	/* Mark the session used and record the ticket in one transaction. */
-	if (sqlite3_exec(imd->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-		rc = PB_EBUSY;
+	/* The store marks the session used and records the ticket at once:
+	 * one ticket per session, whichever instance is asked. */
+	rc = imd->store->ops->take_ticket(imd->store, req->session_id.data, req->session_id.len, ticket_id,
+					  cert->device_id.data, cert->device_id.len, now);
+	if (rc != 0)
 		goto out_free_account;
-	}
-	if (sqlite3_prepare_v2(imd->db, "UPDATE sessions SET ticketed = 1 WHERE id = ? AND ticketed = 0", -1, &st,
-			       NULL) != SQLITE_OK) {
-		rc = PB_EIO;
-		goto out_rollback;
-	}
-	sqlite3_bind_blob(st, 1, req->session_id.data, (int)req->session_id.len, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE || sqlite3_changes(imd->db) != 1) {
-		rc = PB_EACCT_SECRET_USED;
-		goto out_rollback;
-	}
-	if (sqlite3_prepare_v2(imd->db, "INSERT INTO tickets(id, session, phone_device, issued) VALUES(?, ?, ?, ?)",
-			       -1, &st, NULL) != SQLITE_OK) {
-		rc = PB_EIO;
-		goto out_rollback;
-	}
-	sqlite3_bind_blob(st, 1, ticket_id, sizeof(ticket_id), SQLITE_STATIC);
-	sqlite3_bind_blob(st, 2, req->session_id.data, (int)req->session_id.len, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 3, cert->device_id.data, (int)cert->device_id.len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, (sqlite3_int64)now);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		rc = db_err(imd->db, rc);
-		goto out_rollback;
-	}
-	if (sqlite3_exec(imd->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		rc = PB_EIO;
-		goto out_rollback;
-	}
 	peerback__ticket__init(&t);
 	t.session_id = req->session_id;
 	t.account = cert->account;
@@ -544,8 +455,6 @@ static int do_ticket(pb_imd_t *imd, const Peerback__TicketRequest *req, Peerback
 	rc = pb__sign_ticket(imd->sign_sk, &t, out);
 	goto out_free_account;
 
-out_rollback:
-	sqlite3_exec(imd->db, "ROLLBACK", NULL, NULL, NULL);
 out_free_account:
 	free(account);
 out_free_cert:
@@ -563,24 +472,50 @@ static void send_reply(pb_channel_t *ch, Peerback__ImdReply *reply)
 	(void)pb__channel_send(ch, &env);
 }
 
+/* One line a request. With json, one object a line for log collectors:
+ * the request's kind, the source, the result and the time; never a
+ * password, hash, key or ticket. */
 static void log_event(pb_imd_t *imd, const char *event, const char *peer, int rc)
 {
 	if (imd->json)
-		(void)pb__json_print("{s:s, s:o, s:s}", "event", event, "peer", pb__json_text(peer), "result",
-				     pb_err_name(rc));
+		(void)pb__json_print("{s:s, s:o, s:s, s:I}", "event", event, "peer", pb__json_text(peer), "result",
+				     pb_err_name(rc), "time", (json_int_t)pb__now());
 	else
 		fprintf(stderr, "peerback-imd: %s from %s: %s\n", event, peer, rc == 0 ? "ok" : pb_strerror(rc));
 	fflush(stdout);
+}
+
+/* Counts a refusal that guessing would cause against the source, logs
+ * and sends the reply (or the error). */
+static void respond(pb_imd_t *imd, pb_channel_t *ch, const char *what, int rc, Peerback__ImdReply *reply)
+{
+	Peerback__Error err;
+	uint8_t src[16];
+
+	if (rc == PB_EACCT_LOGIN || rc == PB_EACCT_CERT || rc == PB_EACCT_SIG || rc == PB_EACCT_WRONG ||
+	    rc == PB_EACCT_DEVICE_TAKEN) {
+		pb__ratelimit_addr_key(&ch->peer_addr, src);
+		(void)imd->store->ops->fail(imd->store, src, pb__now());
+	}
+	if (rc != 0) {
+		peerback__error__init(&err);
+		err.code = rc;
+		err.message = (char *)pb_strerror(rc);
+		reply->op_case = PEERBACK__IMD_REPLY__OP_ERROR;
+		reply->error = &err;
+	}
+	log_event(imd, what, ch->peer, rc);
+	send_reply(ch, reply);
 }
 
 static void on_envelope(pb_channel_t *ch, pb_envelope_t *env)
 {
 	pb_imd_t *imd = ch->data;
 	Peerback__ImdReply reply;
-	Peerback__LoginReply login;
 	Peerback__SignedBlob blob;
-	Peerback__Error err;
 	const char *what = "request";
+	uint8_t src[16];
+	bool blocked = false;
 	int rc;
 
 	peerback__imd_reply__init(&reply);
@@ -590,18 +525,18 @@ static void on_envelope(pb_channel_t *ch, pb_envelope_t *env)
 		pb__channel_fail(ch, PB_EENV_UNEXPECTED, NULL);
 		return;
 	}
-	if (pb__ratelimit_blocked(&imd->failures, &ch->peer_addr)) {
-		rc = PB_EACCT_RATE;
+	pb__ratelimit_addr_key(&ch->peer_addr, src);
+	rc = imd->store->ops->blocked(imd->store, src, pb__now(), &blocked);
+	if (rc != 0 || blocked) {
+		rc = rc != 0 ? rc : PB_EACCT_RATE;
 		goto out_reply;
 	}
 	switch (env->imd_request->op_case) {
 	case PEERBACK__IMD_REQUEST__OP_LOGIN:
 		what = "login";
-		rc = do_login(imd, env->imd_request->login, &login, &blob);
-		if (rc == 0) {
-			reply.op_case = PEERBACK__IMD_REPLY__OP_LOGIN;
-			reply.login = &login;
-		}
+		rc = login_start(imd, (struct imd_conn *)ch, env);
+		if (rc == 0)
+			return; /* login_done replies */
 		break;
 	case PEERBACK__IMD_REQUEST__OP_REGISTER_SESSION:
 		what = "register-session";
@@ -635,27 +570,20 @@ static void on_envelope(pb_channel_t *ch, pb_envelope_t *env)
 		rc = PB_EENV_MALFORMED;
 		break;
 	}
-	if (rc == PB_EACCT_LOGIN || rc == PB_EACCT_CERT || rc == PB_EACCT_SIG || rc == PB_EACCT_WRONG ||
-	    rc == PB_EACCT_DEVICE_TAKEN)
-		pb__ratelimit_fail(&imd->failures, &ch->peer_addr);
 out_reply:
-	if (rc != 0) {
-		peerback__error__init(&err);
-		err.code = rc;
-		err.message = (char *)pb_strerror(rc);
-		reply.op_case = PEERBACK__IMD_REPLY__OP_ERROR;
-		reply.error = &err;
-	}
-	log_event(imd, what, ch->peer, rc);
-	send_reply(ch, &reply);
+	respond(imd, ch, what, rc, &reply);
 	pb__signed_blob_clear(&blob);
 	pb__envelope_free(env);
 }
 
 static void on_close(pb_channel_t *ch, int status)
 {
+	struct imd_conn *conn = (struct imd_conn *)ch;
+
 	(void)status;
-	free(ch);
+	if (conn->job != NULL)
+		conn->job->conn = NULL; /* login_done drops its reply */
+	free(conn);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -663,6 +591,7 @@ static void on_connection(uv_stream_t *server, int status)
 	pb_imd_t *imd = server->data;
 	pb_session_candidate_t cand;
 	pb_channel_callbacks_t cb = { NULL, on_envelope, on_close };
+	struct imd_conn *conn;
 	pb_channel_t *ch;
 
 	if (status < 0)
@@ -672,11 +601,12 @@ static void on_connection(uv_stream_t *server, int status)
 	cand.cfg.s_priv = imd->static_sk;
 	cand.cfg.prologue = (const uint8_t *)PB_NOISE_PROLOGUE;
 	cand.cfg.prologue_len = strlen(PB_NOISE_PROLOGUE);
-	ch = malloc(sizeof(*ch));
-	if (ch == NULL)
+	conn = calloc(1, sizeof(*conn));
+	if (conn == NULL)
 		return;
+	ch = &conn->ch;
 	if (pb__channel_accept(server, ch, &cand, 1, 1u << 20, &cb, imd) != 0)
-		free(ch);
+		free(conn);
 	imd->served++;
 }
 
@@ -710,7 +640,9 @@ PB_EXTERN int pb_imd_serve(pb_imd_t *imd, const char *listen, bool json)
 	(void)pb__sockaddr_format(&ss, addr, sizeof(addr));
 	(void)pb__b64url_encode(imd->static_pk, 32, key, sizeof(key));
 	if (json)
-		(void)pb__json_print("{s:s, s:o, s:s}", "event", "listening", "listen", pb__json_text(addr), "key", key);
+		(void)pb__json_print("{s:s, s:o, s:s, s:s, s:i}", "event", "listening", "listen", pb__json_text(addr),
+				     "key", key, "store", imd->store->ops->name, "schema",
+				     imd->store->ops->version(imd->store));
 	else
 		printf("peerback-imd listening on %s\nservice key: %s\n", addr, key);
 	fflush(stdout);

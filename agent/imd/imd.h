@@ -18,6 +18,12 @@ typedef struct pb_imd_s pb_imd_t;
 __attribute__((warn_unused_result)) int pb_imd_open(const char *home, pb_imd_t **out);
 void pb_imd_close(pb_imd_t *imd);
 
+/* The same with another store (agent/imd/store.h), of which *out takes
+ * charge, even on failure; the keys stay in home. */
+struct pb_imd_store_s;
+__attribute__((warn_unused_result)) int pb_imd_open_store(const char *home, struct pb_imd_store_s *store,
+							  pb_imd_t **out);
+
 /* Adds an account: PB_EEXISTS when taken, PB_EINVAL for an id outside
  * [A-Za-z0-9._@+-]{1,128} or a password shorter than 8 characters. */
 __attribute__((warn_unused_result)) int pb_imd_add_account(pb_imd_t *imd, const char *id, const char *password);
@@ -31,6 +37,12 @@ __attribute__((warn_unused_result)) int pb_imd_unlink(pb_imd_t *imd, const char 
 /* Validity of new certificates and tickets, in seconds (0 keeps the
  * default: 30 days and 120 seconds). */
 void pb_imd_set_validity(pb_imd_t *imd, uint64_t cert_seconds, uint64_t ticket_seconds);
+
+/* 0 when the service's store answers (readiness). */
+int pb_imd_ready(pb_imd_t *imd);
+/* "sqlite" or "postgresql", and the schema version in use. */
+const char *pb_imd_store_name(const pb_imd_t *imd);
+int pb_imd_schema_version(pb_imd_t *imd);
 
 /* The service's public keys. */
 void pb_imd_keys(const pb_imd_t *imd, uint8_t static_pk[32], uint8_t sign_pk[32]);

@@ -12,7 +12,7 @@ void pb__ratelimit_init(pb_ratelimit_t *rl, unsigned limit, uint64_t window_s)
 	rl->window = window_s;
 }
 
-static void addr_key(const struct sockaddr_storage *ss, uint8_t key[16])
+void pb__ratelimit_addr_key(const struct sockaddr_storage *ss, uint8_t key[16])
 {
 	memset(key, 0, 16);
 	if (ss->ss_family == AF_INET) {
@@ -66,7 +66,7 @@ bool pb__ratelimit_blocked(pb_ratelimit_t *rl, const struct sockaddr_storage *ss
 {
 	uint8_t key[16];
 
-	addr_key(ss, key);
+	pb__ratelimit_addr_key(ss, key);
 	return pb__ratelimit_blocked_id(rl, key);
 }
 
@@ -74,7 +74,7 @@ void pb__ratelimit_fail(pb_ratelimit_t *rl, const struct sockaddr_storage *ss)
 {
 	uint8_t key[16];
 
-	addr_key(ss, key);
+	pb__ratelimit_addr_key(ss, key);
 	pb__ratelimit_fail_id(rl, key);
 }
 
@@ -82,7 +82,7 @@ bool pb__addr_same(const struct sockaddr_storage *a, const struct sockaddr_stora
 {
 	uint8_t ka[16], kb[16];
 
-	addr_key(a, ka);
-	addr_key(b, kb);
+	pb__ratelimit_addr_key(a, ka);
+	pb__ratelimit_addr_key(b, kb);
 	return memcmp(ka, kb, 16) == 0;
 }

@@ -28,6 +28,9 @@ void pb__ratelimit_fail(pb_ratelimit_t *rl, const struct sockaddr_storage *ss);
 bool pb__ratelimit_blocked_id(pb_ratelimit_t *rl, const uint8_t id[16]);
 void pb__ratelimit_fail_id(pb_ratelimit_t *rl, const uint8_t id[16]);
 
+/* The 16-byte key of a source address (IPv4 and IPv4-mapped IPv6 alike). */
+void pb__ratelimit_addr_key(const struct sockaddr_storage *ss, uint8_t key[16]);
+
 /* Whether two socket addresses are the same host (ports aside; an
  * IPv4-mapped IPv6 address is its IPv4 address). */
 bool pb__addr_same(const struct sockaddr_storage *a, const struct sockaddr_storage *b);

@@ -34,23 +34,52 @@ int pb_test_json_str(const char *line, const char *key, char *out, size_t cap)
 	return 0;
 }
 
+/* Under test-imd-pg --with-pg every service uses PostgreSQL: the first
+ * one the database PEERBACK_IMD_DB names (so that restarting it with the
+ * same arguments finds its state), each further one a fresh database of
+ * the same cluster, as separate services have separate databases. */
+static bool pg_database_for(char *url, size_t cap)
+{
+	static int count;
+	const char *fmt = getenv("PB_TEST_PG_URL_FMT"), *createdb = getenv("PB_TEST_PG_CREATEDB");
+	char name[64], cmd[2048];
+
+	if (count++ == 0 || fmt == NULL || createdb == NULL)
+		return false;
+	snprintf(name, sizeof(name), "service%d", count);
+	snprintf(cmd, sizeof(cmd), "%s %s", createdb, name);
+	assert_int_equal(system(cmd), 0);
+	snprintf(url, cap, fmt, name);
+	return true;
+}
+
 void pb_test_imd_start(pb_test_imd_t *imd, const char *dir, const char *const *accounts, const char *const *extra)
 {
 	char *tool = pb_test_tool("peerback-imd");
-	char line[1024];
+	char line[1024], url[1024] = "";
 	char *env[] = { env_password, NULL };
 	char *argv[32];
 	int n = 0;
+	bool own_db = pg_database_for(url, sizeof(url));
 
 	memset(imd, 0, sizeof(*imd));
 	snprintf(imd->home, sizeof(imd->home), "%s/imd", dir);
 	for (size_t i = 0; accounts != NULL && accounts[i] != NULL; i++) {
-		char *a[] = { tool, "--home", imd->home, "add-account", (char *)accounts[i], NULL };
+		char *a[] = { tool, "--home", imd->home, "--db", url, "add-account", (char *)accounts[i], NULL };
+		if (!own_db) {
+			a[3] = "add-account";
+			a[4] = (char *)accounts[i];
+			a[5] = NULL;
+		}
 		assert_int_equal(pb_test_run(a, env, 60, NULL, NULL), 0);
 	}
 	argv[n++] = tool;
 	argv[n++] = "--home";
 	argv[n++] = imd->home;
+	if (own_db) {
+		argv[n++] = "--db";
+		argv[n++] = url;
+	}
 	argv[n++] = "serve";
 	argv[n++] = "--listen";
 	argv[n++] = "127.0.0.1:0";

@@ -10,6 +10,7 @@ one-shot commands and from /proc for the long-running host.
 """
 import argparse
 import filecmp
+import glob
 import hashlib
 import json
 import os
@@ -854,6 +855,123 @@ def print_table(size, tools):
           "restic/borg RSS: their one process)")
 
 
+# ---------------------------------------------------------------- account service
+
+def pg_bindir():
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return os.path.dirname(found[-1]) if found else None
+
+
+class PgCluster:
+    """A throwaway PostgreSQL cluster on a Unix socket (as nobody when we
+    are root: the server refuses root)."""
+
+    def __init__(self, root):
+        self.bin = pg_bindir()
+        self.root = root
+        self.data = os.path.join(root, "data")
+        self.sock = os.path.join(root, "sock")
+        self.port = 20000 + os.getpid() % 20000
+        self.prefix = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
+
+    def _run(self, prog, *args):
+        p = subprocess.run(self.prefix + [os.path.join(self.bin, prog)] + list(args),
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if p.returncode != 0:
+            raise BenchError("%s: %s" % (prog, p.stderr.decode()[-500:]))
+
+    def start(self):
+        shutil.rmtree(self.root, ignore_errors=True)
+        os.makedirs(self.data)
+        os.makedirs(self.sock)
+        os.chmod(self.root, 0o755)
+        if self.prefix:
+            import pwd
+            pw = pwd.getpwnam("nobody")
+            for d in (self.data, self.sock):
+                os.chown(d, pw.pw_uid, pw.pw_gid)
+        self._run("initdb", "-D", self.data, "-U", "peerback", "--auth=trust", "--no-sync")
+        # Durable settings (fsync on): the figures are what a deployment gets.
+        self._run("pg_ctl", "-D", self.data, "-l", os.path.join(self.sock, "log"), "-w", "-o",
+                  "-k %s -p %d -c listen_addresses=''" % (self.sock, self.port), "start")
+
+    def createdb(self, name):
+        self._run("createdb", "-h", self.sock, "-p", str(self.port), "-U", "peerback", name)
+        return "postgresql:///%s?host=%s&port=%d&user=peerback" % (name, self.sock, self.port)
+
+    def stop(self):
+        try:
+            self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+        except BenchError:
+            pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def imd_config(args, name, db, instances, logins, tickets, threads):
+    """Starts `instances` peerback-imd on one home (one key) and database
+    db (None: SQLite), runs bench-imd against them, stops them."""
+    imd = os.path.join(args.bin, "peerback-imd")
+    home = os.path.join(args.work, "imd-bench", name.replace(" ", "-"))
+    shutil.rmtree(home, ignore_errors=True)
+    env = base_env()
+    env.pop("PEERBACK_IMD_DB", None)
+    dbarg = ["--db", db] if db else []
+    run([imd, "--home", home] + dbarg + ["add-account", "bench"], env=env).check("add-account")
+    daemons, addrs, key = [], [], None
+    try:
+        for _ in range(instances):
+            d = Daemon([imd, "--home", home] + dbarg + ["serve", "--listen", "127.0.0.1:0", "--json"], env=env)
+            daemons.append(d)
+            _, ev = d.wait_event(lambda o: "listen" in o and "key" in o, 20)
+            addrs.append(ev["listen"])
+            key = ev["key"]
+        res = run([os.path.join(args.bin, "bench-imd"), ",".join(addrs), key, "bench", PASSWORD,
+                   str(logins), str(tickets), str(threads)]).check("bench-imd")
+        fig = json.loads(res.out.strip().splitlines()[-1])
+    finally:
+        rss = [d.stop() for d in daemons]
+    return {"logins_per_s": fig["logins_per_s"], "tickets_per_s": fig["tickets_per_s"],
+            "peak_rss_kib": max(rss) if rss else None}
+
+
+def bench_imd(args):
+    """Logins and ticket checks per second: one SQLite instance, one
+    PostgreSQL instance, two PostgreSQL instances."""
+    logins, tickets, threads = (16, 200, 4) if args.quick else (64, 1000, 8)
+    out = {}
+    log("account service: sqlite, 1 instance")
+    out["sqlite x1"] = imd_config(args, "sqlite", None, 1, logins, tickets, threads)
+    if pg_bindir() is None:
+        log("account service: PostgreSQL is not installed; its rows are skipped")
+        return out
+    pg = PgCluster(os.path.join("/tmp", "peerback-bench-pg-%d" % os.getpid()))
+    pg.start()
+    try:
+        log("account service: postgresql, 1 instance")
+        out["postgresql x1"] = imd_config(args, "pg1", pg.createdb("imd1"), 1, logins, tickets, threads)
+        log("account service: postgresql, 2 instances")
+        out["postgresql x2"] = imd_config(args, "pg2", pg.createdb("imd2"), 2, logins, tickets, threads)
+    finally:
+        pg.stop()
+    return out
+
+
+def print_imd_table(res):
+    head = "%-26s %14s %16s %16s" % ("account service", "logins/s", "ticket checks/s", "peak RSS MiB")
+    print()
+    print(head)
+    print("-" * len(head))
+    for name in ("sqlite x1", "postgresql x1", "postgresql x2"):
+        r = res.get(name)
+        if r is None:
+            print("%-26s %14s %16s %16s" % (name, "n/a", "n/a", "n/a"))
+            continue
+        print("%-26s %14.1f %16.1f %16.1f" % (name, r["logins_per_s"], r["tickets_per_s"],
+                                              (r["peak_rss_kib"] or 0) / 1024.0))
+    print("(bench-imd: each request a fresh connection and Noise handshake; peak RSS: the largest "
+          "instance's VmHWM)")
+
+
 # ---------------------------------------------------------------- main
 
 def install_dataset(args, size):
@@ -878,6 +996,7 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep repositories and stores")
     ap.add_argument("--skip-others", action="store_true", help="do not run restic and borg")
     ap.add_argument("--messages", type=int, default=1000000)
+    ap.add_argument("--imd-only", action="store_true", help="the account service's rows only")
     args = ap.parse_args()
     top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     args.bin = os.path.abspath(args.bin)
@@ -894,6 +1013,9 @@ def main():
 
     t_start = time.monotonic()
     load_start = os.getloadavg()[0]
+    if args.imd_only:
+        print_imd_table(bench_imd(args))
+        return
     results = {}
     for size in sizes:
         data, dbytes = install_dataset(args, size)
@@ -912,8 +1034,10 @@ def main():
             if k.startswith("concurrent16_"):
                 results["standard"]["peerback"][k] = v
 
+    imd = bench_imd(args)
     main_size = sizes[-1]
     doc = dict(results[main_size])
+    doc["account_service"] = imd
     doc["small"] = results["small"]
     doc["meta"] = {
         "mode": "quick" if args.quick else "full",
@@ -934,6 +1058,7 @@ def main():
         f.write("\n")
     for size in sizes:
         print_table(size, results[size])
+    print_imd_table(imd)
     print("\nresults: %s (%.0f s; load average %.1f at the start, %.1f at the end, %d CPUs)" %
           (args.out, time.monotonic() - t_start, load_start, os.getloadavg()[0], os.cpu_count()))
 

@@ -11,6 +11,8 @@
 
 #include "peerback.h"
 #include "agent/imd/imd.h"
+#include "agent/imd/store.h"
+#include "tools/imd/store-pg.h"
 #include "agent/util/fsutil.h"
 #include "agent/util/json.h"
 
@@ -28,9 +30,14 @@ static const char usage_text[] =
 	"  link-accounts ID ID    link two accounts as sub-accounts of one owner\n"
 	"  unlink-accounts ID ID  remove that link\n"
 	"  keys [--json]          print the service's public keys\n"
+	"  health                 check the database answers; JSON on stdout, exit 0\n"
+	"                         when ready (for a load balancer)\n"
 	"\n"
 	"options:\n"
 	"  --home DIR             state directory (default: $XDG_DATA_HOME/peerback-imd)\n"
+	"  --db URL               postgresql://... to share accounts, sessions and\n"
+	"                         limits between instances (default: PEERBACK_IMD_DB,\n"
+	"                         else SQLite in the state directory)\n"
 	"  --version              print the version and exit\n"
 	"\n"
 	"Run 'peerback-imd COMMAND --help' for a command's options.\n";
@@ -40,7 +47,7 @@ static const struct {
 	const char *name, *text;
 } command_help[] = {
 	{ "serve", "usage: peerback-imd serve [--listen ADDR:PORT] [--json] [--cert-validity SECONDS]\n"
-		   "                          [--ticket-validity SECONDS]\n\n"
+		   "                          [--ticket-validity SECONDS] [--db URL]\n\n"
 		   "Serves the account service until interrupted (default 127.0.0.1:7450; use\n"
 		   "0.0.0.0:7450 for other machines). Devices log in with peerback account login\n"
 		   "--imd HOST:7450 --imd-key KEY, KEY as 'peerback-imd keys' prints it.\n" },
@@ -53,6 +60,9 @@ static const struct {
 	{ "keys", "usage: peerback-imd keys [--json]\n\n"
 		  "Prints the service's public keys; the signing key is the --imd-key devices\n"
 		  "give to peerback account login.\n" },
+	{ "health", "usage: peerback-imd health\n\n"
+		    "Opens the database (migrating its schema when needed), asks it a question\n"
+		    "and prints {\"ready\":true|false,\"store\":...,\"schema\":N}; exits 0 when ready.\n" },
 };
 
 static int fail(int rc, const char *what)
@@ -128,9 +138,27 @@ static int parse_seconds(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* SQLite under home, or the PostgreSQL database at url. */
+static int open_service(const char *home, const char *url, pb_imd_t **out)
+{
+	pb_imd_store_t *store;
+	int rc;
+
+	if (url == NULL || url[0] == 0)
+		return pb_imd_open(home, out);
+	if (strncmp(url, "postgresql://", 13) != 0 && strncmp(url, "postgres://", 11) != 0) {
+		fprintf(stderr, "peerback-imd: --db takes a postgresql:// URL\n");
+		return PB_EINVAL;
+	}
+	if ((rc = pb_imd_store_pg_open(url, &store)) != 0)
+		return rc;
+	return pb_imd_open_store(home, store, out);
+}
+
 int main(int argc, char **argv)
 {
 	char home[4096] = "";
+	const char *db = getenv("PEERBACK_IMD_DB");
 	pb_imd_t *imd = NULL;
 	int i = 1, rc, status = 1;
 
@@ -143,6 +171,8 @@ int main(int argc, char **argv)
 			rc = snprintf(home, sizeof(home), "%s", argv[++i]);
 			if (rc < 0 || (size_t)rc >= sizeof(home))
 				return fail(PB_ETOOBIG, "--home");
+		} else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
+			db = argv[++i];
 		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			fputs(usage_text, stdout);
 			return 0;
@@ -185,7 +215,7 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[i], "serve") != 0 && strcmp(argv[i], "add-account") != 0 &&
 	    strcmp(argv[i], "link-accounts") != 0 && strcmp(argv[i], "unlink-accounts") != 0 &&
-	    strcmp(argv[i], "keys") != 0) {
+	    strcmp(argv[i], "keys") != 0 && strcmp(argv[i], "health") != 0) {
 		fprintf(stderr, "peerback-imd: unknown command '%s'; see 'peerback-imd --help'\n", argv[i]);
 		return 2;
 	}
@@ -205,9 +235,17 @@ int main(int argc, char **argv)
 			fprintf(stderr, "peerback-imd: state directory %s was open to other users (mode %04o); made it "
 					"0700\n", home, was);
 	}
-	rc = pb_imd_open(home, &imd);
-	if (rc != 0)
-		return fail(rc, home);
+	for (int j = i + 1; j + 1 < argc; j++)
+		if (strcmp(argv[j], "--db") == 0)
+			db = argv[j + 1];
+	rc = open_service(home, db, &imd);
+	if (rc != 0) {
+		if (strcmp(argv[i], "health") == 0) {
+			(void)pb__json_print("{s:b, s:s}", "ready", 0, "error", pb_err_name(rc));
+			return 1;
+		}
+		return fail(rc, db != NULL && db[0] != 0 ? "database" : home);
+	}
 
 	if (strcmp(argv[i], "serve") == 0) {
 		const char *listen = "127.0.0.1:7450";
@@ -219,6 +257,8 @@ int main(int argc, char **argv)
 				listen = argv[++j];
 			} else if (strcmp(argv[j], "--json") == 0) {
 				json = true;
+			} else if (strcmp(argv[j], "--db") == 0 && j + 1 < argc) {
+				j++; /* read above */
 			} else if (strcmp(argv[j], "--cert-validity") == 0 && j + 1 < argc) {
 				if (parse_seconds(argv[++j], &cert_s) != 0) {
 					fprintf(stderr, "peerback-imd: --cert-validity takes a number of seconds\n");
@@ -294,6 +334,12 @@ int main(int argc, char **argv)
 			fail(rc, "unlink-accounts");
 		else
 			status = 0;
+	} else if (strcmp(argv[i], "health") == 0) {
+		bool ready = pb_imd_ready(imd) == 0;
+
+		(void)pb__json_print("{s:b, s:s, s:i}", "ready", ready, "store", pb_imd_store_name(imd), "schema",
+				     pb_imd_schema_version(imd));
+		status = ready ? 0 : 1;
 	} else {
 		uint8_t sk[32], gk[32];
 		char a[64], b[64];
