@@ -1765,6 +1765,104 @@ int pb_store_prune_plan(pb_store_ns_t *ns, const uint64_t *keep, size_t nkeep, u
 	return rc;
 }
 
+static int snap_newest_first(const void *a, const void *b)
+{
+	const pb_store_snapinfo_t *x = a, *y = b;
+
+	if (x->time != y->time)
+		return x->time < y->time ? 1 : -1;
+	return x->id < y->id ? 1 : (x->id > y->id ? -1 : 0);
+}
+
+/* The day, ISO week or month (local time) a snapshot falls in. */
+static long keep_bucket(int64_t t, char unit)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	char buf[16];
+
+	if (localtime_r(&tt, &tm) == NULL)
+		return 0;
+	if (unit == 'd')
+		return (tm.tm_year + 1900L) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday;
+	if (unit == 'm')
+		return (tm.tm_year + 1900L) * 100 + tm.tm_mon + 1;
+	if (strftime(buf, sizeof(buf), "%G%V", &tm) == 0)
+		return 0;
+	return strtol(buf, NULL, 10);
+}
+
+/* Marks the newest snapshot of each of the last count buckets that have
+ * one; snaps are newest first. */
+static void keep_buckets(const pb_store_snapinfo_t *snaps, size_t n, bool *keep, unsigned count, char unit)
+{
+	long last = -1;
+
+	for (size_t i = 0; i < n && count > 0; i++) {
+		long b = keep_bucket(snaps[i].time, unit);
+
+		if (b == last)
+			continue;
+		last = b;
+		keep[i] = true;
+		count--;
+	}
+}
+
+void pb_store_prune_result_free(pb_store_prune_result_t *res)
+{
+	if (res == NULL)
+		return;
+	free(res->snaps);
+	free(res->kept);
+	memset(res, 0, sizeof(*res));
+}
+
+int pb_store_prune_keep(pb_store_ns_t *ns, const pb_store_keep_t *policy, bool dry_run, pb_store_prune_result_t *res)
+{
+	uint64_t *ids = NULL;
+	size_t k = 0;
+	int rc;
+
+	if (ns == NULL || policy == NULL || res == NULL)
+		return PB_EINVAL;
+	memset(res, 0, sizeof(*res));
+	if ((rc = pb_store_snapshot_list(ns, &res->snaps, &res->n)) != 0 || res->n == 0)
+		return rc;
+	res->kept = calloc(res->n, sizeof(*res->kept));
+	ids = calloc(res->n, sizeof(*ids));
+	if (res->kept == NULL || ids == NULL) {
+		free(ids);
+		pb_store_prune_result_free(res);
+		return PB_ENOMEM;
+	}
+	qsort(res->snaps, res->n, sizeof(*res->snaps), snap_newest_first);
+	/* Snapshots are whole (a backup of some kinds carries the others
+	 * forward), so the newest alone restores everything: always kept. */
+	res->kept[0] = true;
+	for (size_t i = 0; i < res->n && i < policy->last; i++)
+		res->kept[i] = true;
+	keep_buckets(res->snaps, res->n, res->kept, policy->daily, 'd');
+	keep_buckets(res->snaps, res->n, res->kept, policy->weekly, 'w');
+	keep_buckets(res->snaps, res->n, res->kept, policy->monthly, 'm');
+	for (size_t i = 0; i < res->n; i++)
+		if (res->kept[i])
+			ids[k++] = res->snaps[i].id;
+	res->removed = res->n - k;
+	if (dry_run)
+		rc = pb_store_prune_plan(ns, ids, k, &res->chunks, &res->bytes);
+	else if (k < res->n)
+		rc = pb_store_prune(ns, ids, k);
+	free(ids);
+	if (rc < 0) {
+		pb_store_prune_result_free(res);
+		return rc;
+	}
+	if (!dry_run)
+		res->removed = (uint64_t)rc;
+	return 0;
+}
+
 typedef struct gc_pack_s {
 	int64_t id, ns;
 	uint64_t committed, live_bytes, live;

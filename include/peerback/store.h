@@ -165,6 +165,30 @@ PB_EXTERN PB_WUR int pb_store_prune(pb_store_ns_t *ns, const uint64_t *keep, siz
 PB_EXTERN PB_WUR int pb_store_prune_plan(pb_store_ns_t *ns, const uint64_t *keep, size_t nkeep,
 					 uint64_t *chunks, uint64_t *bytes);
 
+/* Which snapshots of a phone to keep, as restic and Borg count them: the
+ * newest last, and the newest of each of the last daily days, weekly ISO
+ * weeks and monthly months (local time) that have a snapshot. The union of
+ * the rules; the newest snapshot is always kept. */
+typedef struct pb_store_keep_s {
+	unsigned last, daily, weekly, monthly;
+} pb_store_keep_t;
+
+typedef struct pb_store_prune_result_s {
+	pb_store_snapinfo_t *snaps; /* newest first */
+	bool *kept;                 /* per snaps[i] */
+	size_t n;
+	uint64_t removed;           /* snapshots removed, or that would be */
+	uint64_t chunks, bytes;     /* dry run: what pb_store_gc() would then free */
+} pb_store_prune_result_t;
+
+/* Applies policy to the namespace's snapshots: deletes the others (chunks
+ * stay until pb_store_gc()) or, with dry_run, only tells (then a read-only
+ * handle will do). res is filled on success; free it with
+ * pb_store_prune_result_free(). */
+PB_EXTERN PB_WUR int pb_store_prune_keep(pb_store_ns_t *ns, const pb_store_keep_t *policy, bool dry_run,
+					 pb_store_prune_result_t *res);
+PB_EXTERN void pb_store_prune_result_free(pb_store_prune_result_t *res);
+
 typedef struct pb_store_gc_report_s {
 	uint64_t chunks_removed;
 	uint64_t packs_deleted;

@@ -5,7 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
 
 #include "peerback/store.h"
 #include "agent/host/hostdb.h"
@@ -13,67 +18,15 @@
 #include "tools/cli/commands.h"
 #include "agent/util/json.h"
 
-/* Which snapshots to keep, per phone, as restic and Borg count them: the
- * newest keep_last, and the newest of each of the last keep_daily days,
- * keep_weekly ISO weeks and keep_monthly months that have a snapshot (in
- * local time); the union of the rules, and the newest always. */
-struct policy {
-	unsigned last, daily, weekly, monthly;
-};
-
 struct prune {
 	pb_cli_t *cli;
 	pb_store_t *store;
-	struct policy pol;
+	pb_store_keep_t pol;
 	bool dry_run;
 	uint64_t snapshots_removed;
 	uint64_t plan_chunks, plan_bytes;
 	int rc;
 };
-
-static int by_time_desc(const void *a, const void *b)
-{
-	const pb_store_snapinfo_t *x = a, *y = b;
-
-	if (x->time != y->time)
-		return x->time < y->time ? 1 : -1;
-	return x->id < y->id ? 1 : (x->id > y->id ? -1 : 0);
-}
-
-/* The day, ISO week or month a snapshot falls in, as a number. */
-static long bucket(int64_t t, char unit)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-	char buf[16];
-
-	if (localtime_r(&tt, &tm) == NULL)
-		return 0;
-	if (unit == 'd')
-		return (tm.tm_year + 1900L) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday;
-	if (unit == 'm')
-		return (tm.tm_year + 1900L) * 100 + tm.tm_mon + 1;
-	if (strftime(buf, sizeof(buf), "%G%V", &tm) == 0)
-		return 0;
-	return strtol(buf, NULL, 10);
-}
-
-/* Marks in keep[] the newest snapshot of each of the last n buckets;
- * snaps are newest first. */
-static void keep_buckets(const pb_store_snapinfo_t *snaps, size_t n, bool *keep, unsigned count, char unit)
-{
-	long last = -1;
-
-	for (size_t i = 0; i < n && count > 0; i++) {
-		long b = bucket(snaps[i].time, unit);
-
-		if (b == last)
-			continue;
-		last = b;
-		keep[i] = true;
-		count--;
-	}
-}
 
 static void print_plan(const struct prune *p, const pb_paired_device_t *d, const char *hex,
 		       const pb_store_snapinfo_t *snaps, size_t n, const bool *keep, uint64_t chunks,
@@ -114,11 +67,8 @@ static void prune_device(void *arg, const pb_paired_device_t *d)
 {
 	struct prune *p = arg;
 	char hex[2 * PB_DEVICE_ID_LEN + 1];
+	pb_store_prune_result_t res;
 	pb_store_ns_t *ns;
-	pb_store_snapinfo_t *snaps = NULL;
-	uint64_t *ids = NULL, chunks = 0, bytes = 0;
-	bool *keep = NULL;
-	size_t n = 0, k = 0;
 	int rc;
 
 	if (p->rc != 0)
@@ -130,47 +80,62 @@ static void prune_device(void *arg, const pb_paired_device_t *d)
 		p->rc = rc;
 		return;
 	}
-	rc = pb_store_snapshot_list(ns, &snaps, &n);
-	if (rc == 0 && n > 0) {
-		keep = calloc(n, sizeof(*keep));
-		ids = calloc(n, sizeof(*ids));
-		if (keep == NULL || ids == NULL)
-			rc = PB_ENOMEM;
+	rc = pb_store_prune_keep(ns, &p->pol, p->dry_run, &res);
+	if (rc == 0) {
+		if (p->dry_run)
+			print_plan(p, d, hex, res.snaps, res.n, res.kept, res.chunks, res.bytes);
+		p->snapshots_removed += res.removed;
+		p->plan_chunks += res.chunks;
+		p->plan_bytes += res.bytes;
+		pb_store_prune_result_free(&res);
 	}
-	if (rc == 0 && n > 0) {
-		qsort(snaps, n, sizeof(*snaps), by_time_desc);
-		/* Snapshots are whole (a backup of some kinds carries the
-		 * others forward), so the newest alone restores everything. */
-		keep[0] = true;
-		for (size_t i = 0; i < n && i < p->pol.last; i++)
-			keep[i] = true;
-		keep_buckets(snaps, n, keep, p->pol.daily, 'd');
-		keep_buckets(snaps, n, keep, p->pol.weekly, 'w');
-		keep_buckets(snaps, n, keep, p->pol.monthly, 'm');
-		for (size_t i = 0; i < n; i++)
-			if (keep[i])
-				ids[k++] = snaps[i].id;
-		if (p->dry_run) {
-			rc = pb_store_prune_plan(ns, ids, k, &chunks, &bytes);
-			if (rc == 0) {
-				print_plan(p, d, hex, snaps, n, keep, chunks, bytes);
-				p->snapshots_removed += n - k;
-				p->plan_chunks += chunks;
-				p->plan_bytes += bytes;
-			}
-		} else if (k < n) {
-			rc = pb_store_prune(ns, ids, k);
-			if (rc >= 0) {
-				p->snapshots_removed += (uint64_t)rc;
-				rc = 0;
-			}
-		}
-	}
-	free(ids);
-	free(keep);
-	free(snaps);
 	pb_store_ns_close(ns);
 	p->rc = rc;
+}
+
+/* The host runs and holds the store: ask it, on its control socket
+ * (docs/STORAGE.md), to prune on its storage worker. 1 when no host
+ * answers there. */
+static int prune_by_host(pb_cli_t *cli, const struct prune *p, pb_store_gc_report_t *rep, uint64_t *removed)
+{
+	struct sockaddr_un sa;
+	char req[128], buf[512];
+	size_t len = 0;
+	json_t *j;
+	ssize_t n;
+	int fd, rc;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (pb__path_join(sa.sun_path, sizeof(sa.sun_path), cli->home, "control.sock") != 0)
+		return 1;
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(fd);
+		return 1;
+	}
+	snprintf(req, sizeof(req), "prune %u %u %u %u\n", p->pol.last, p->pol.daily, p->pol.weekly, p->pol.monthly);
+	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	while (len + 1 < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	buf[len] = '\0';
+	j = json_loads(buf, 0, NULL);
+	if (j == NULL)
+		return PB_EMALFORMED;
+	rc = (int)json_integer_value(json_object_get(j, "rc"));
+	*removed = (uint64_t)json_integer_value(json_object_get(j, "snapshots_removed"));
+	rep->chunks_removed = (uint64_t)json_integer_value(json_object_get(j, "chunks_removed"));
+	rep->packs_deleted = (uint64_t)json_integer_value(json_object_get(j, "packs_deleted"));
+	rep->packs_repacked = (uint64_t)json_integer_value(json_object_get(j, "packs_repacked"));
+	rep->bytes_freed = (uint64_t)json_integer_value(json_object_get(j, "bytes_freed"));
+	json_decref(j);
+	return rc;
 }
 
 static int parse_count(pb_cli_t *cli, const char *opt, const char *val, unsigned *out)
@@ -227,11 +192,19 @@ int pb__cli_host_prune(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail(cli, "home path is too long");
 	/* A dry run only reads: it runs beside a serving host. */
 	rc = p.dry_run ? pb_store_open_ro(dir, &p.store) : pb_store_open(dir, &p.store);
-	if (rc != 0) {
-		if (rc == PB_ESTORE_LOCKED)
-			return pb_cli_fail_err(cli, rc, "the host is running and holds the store; stop it, then prune");
-		return pb_cli_fail_err(cli, rc, "cannot open the store %s", dir);
+	if (rc == PB_ESTORE_LOCKED) {
+		/* A running host does it between its phones' requests. */
+		rc = prune_by_host(cli, &p, &rep, &p.snapshots_removed);
+		if (rc == 1)
+			return pb_cli_fail_err(cli, PB_ESTORE_LOCKED, "the store %s is locked by another process and "
+								 "no host answers on %s/control.sock",
+					       dir, cli->home);
+		if (rc != 0)
+			return pb_cli_fail_err(cli, rc, "prune by the running host");
+		goto out_report;
 	}
+	if (rc != 0)
+		return pb_cli_fail_err(cli, rc, "cannot open the store %s", dir);
 	if ((rc = pb__hostdb_open(cli->home, &db)) != 0) {
 		pb_store_close(p.store);
 		return pb_cli_fail_err(cli, rc, "host state in %s", cli->home);
@@ -258,6 +231,7 @@ int pb__cli_host_prune(pb_cli_t *cli, int argc, char **argv)
 			       (unsigned long long)p.plan_bytes);
 		return 0;
 	}
+out_report:
 	if (cli->json)
 		(void)pb__json_print("{s:s, s:I, s:I, s:I, s:I, s:I}", "event", "pruned", "snapshots_removed",
 				     (json_int_t)p.snapshots_removed, "chunks_removed", (json_int_t)rep.chunks_removed,
