@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sqlite3.h>
 
@@ -242,7 +243,14 @@ static void test_verify_and_prune_while_serving(void **state)
 	char out_dir[4200];
 	char *restore[] = { "restore", "--to", out_dir, NULL };
 
+	struct stat sb;
+	char sock[4200];
+
 	(void)state;
+	/* Only the host's user may ask it. */
+	snprintf(sock, sizeof(sock), "%s/control.sock", host_home);
+	assert_int_equal(stat(sock, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
 	assert_true(query("SELECT COUNT(*) FROM snapshots") > 1);
 	assert_int_equal(run(host_home, verify), 0);
 	assert_non_null(strstr(out_text, "\"clean\":true"));
