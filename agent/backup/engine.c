@@ -589,7 +589,9 @@ static int offer_batch(struct backup *b)
 		put.data.len = b->qlen[k];
 		req.op_case = PEERBACK__REQUEST__OP_CHUNK_PUT;
 		req.chunk_put = &put;
-		rc = sess_send(&b->s, &req);
+		/* A dry run counts what it would send. */
+		if (!b->o->dry_run)
+			rc = sess_send(&b->s, &req);
 		b->res->chunks_sent++;
 		b->res->bytes_sent += b->qlen[k];
 		b->bytes_since_commit += b->qlen[k];
@@ -631,6 +633,8 @@ static int touch_item(struct backup *b, const pb_manifest_item_t *m)
 {
 	int rc;
 
+	if (b->o->dry_run)
+		return 0;
 	if (b->touched == 0 && (rc = pb_backup_state_begin(b->st)) != 0)
 		return rc;
 	b->touched++;
@@ -656,8 +660,14 @@ static int commit(struct backup *b)
 
 	if (rc == 0)
 		rc = touch_end(b);
-	if (rc != 0)
+	if (rc != 0 || b->o->dry_run) {
+		/* A dry run committed nothing: the phone records nothing. */
+		for (size_t i = 0; b->o->dry_run && i < b->nitems; i++)
+			free_pending(&b->items[i]);
+		if (b->o->dry_run)
+			b->nitems = b->noffered = 0;
 		return rc;
+	}
 	peerback__request__init(&req);
 	peerback__commit__init(&c);
 	req.op_case = PEERBACK__REQUEST__OP_COMMIT;
@@ -1183,14 +1193,25 @@ static int backup_once(const pb_engine_opts_t *o, pb_engine_result_t *res)
 	b->pr.p.bytes_total = cnt.bytes;
 	if ((rc = sess_open(&b->s, o)) != 0)
 		goto out_free;
-	if ((rc = master_key(&b->s, o, NULL, true, mk)) != 0)
+	/* A dry run neither makes nor stores a key. Before the first backup
+	 * every chunk is new, whatever key names it. */
+	if (o->dry_run) {
+		rc = local_master(o->home, mk);
+		if (rc == -ENOENT) {
+			randombytes_buf(mk, sizeof(mk));
+			rc = 0;
+		}
+	} else {
+		rc = master_key(&b->s, o, NULL, true, mk);
+	}
+	if (rc != 0)
 		goto out_close;
 	pb_backup_keys_derive(mk, &b->keys);
 	sodium_memzero(mk, sizeof(mk));
 	pb_cdc_init(&b->cdc, &b->keys);
 	if ((rc = state_path(o->home, path, sizeof(path))) != 0 || (rc = pb_backup_state_open(path, &b->st)) != 0)
 		goto out_keys;
-	if ((rc = pb_backup_state_run_begin(b->st)) != 0)
+	if (!o->dry_run && (rc = pb_backup_state_run_begin(b->st)) != 0)
 		goto out_state;
 	if ((rc = pb_manifest_writer_new(&b->keys, emit_manifest_chunk, b, &b->mw)) != 0)
 		goto out_state;
@@ -1205,7 +1226,7 @@ static int backup_once(const pb_engine_opts_t *o, pb_engine_result_t *res)
 	rc = pb_manifest_writer_finish(b->mw, (int64_t)time(NULL), &root, &root_len, &refs, &nrefs);
 	if (rc == 0)
 		rc = commit(b);
-	if (rc == 0) {
+	if (rc == 0 && !o->dry_run) {
 		/* Snapshot ids order backups in time ("latest" is the largest):
 		 * microseconds, so that two backups in one second still order,
 		 * and 12 random bits below. */

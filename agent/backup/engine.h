@@ -57,7 +57,11 @@ typedef struct pb_engine_opts_s {
 	/* restore: write nothing; tell on_plan, for each item the restore
 	 * would write, whether the target lacks it ("added"), holds other
 	 * bytes under its id ("replaced") or the same ("unchanged"), judged
-	 * by the content hash the backup recorded (nothing is fetched). */
+	 * by the content hash the backup recorded (nothing is fetched).
+	 * backup: scan and chunk as usual and offer the names, so that the
+	 * host tells which it lacks; count what would be sent (items_changed,
+	 * chunks_sent, bytes_sent) but send no chunk, snapshot or key and
+	 * record nothing in the phone's state. */
 	bool dry_run;
 	void (*on_plan)(void *arg, const char *id, const char *path, const char *change);
 	void *plan_arg;

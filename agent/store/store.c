@@ -79,6 +79,8 @@ struct pb_store_ns_s {
 struct pb_store_s {
 	char *dir;
 	int lock_fd;
+	/* Opened by pb_store_open_ro(): no lock, no recovery, no write. */
+	bool read_only;
 	sqlite3 *db;
 	int64_t next_pack;
 	pb_store_ns_t *ns_list;
@@ -617,6 +619,49 @@ out_free:
 	return rc;
 }
 
+/* Beside a running host that holds the lock: SQLite's WAL serves this
+ * reader a consistent index while the host commits, and packs are only
+ * appended to past the committed lengths this reader sees, so the bytes it
+ * reads do not change under it. Recovery is the lock holder's job. */
+int pb_store_open_ro(const char *dir, pb_store_t **out)
+{
+	char path[PATH_MAX];
+	pb_store_t *s;
+	int rc;
+
+	if (dir == NULL || out == NULL)
+		return PB_EINVAL;
+	if (sodium_init() < 0)
+		return PB_ENOMEM;
+	if (snprintf(path, sizeof(path), "%s/index.db", dir) >= (int)sizeof(path))
+		return PB_ETOOBIG;
+	if (access(path, F_OK) < 0)
+		return errno == ENOENT && !packs_empty(dir) ? PB_ESTORE_CORRUPT : sys_err(errno);
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return PB_ENOMEM;
+	s->lock_fd = -1;
+	s->read_only = true;
+	s->dir = strdup(dir);
+	if (s->dir == NULL) {
+		free(s);
+		return PB_ENOMEM;
+	}
+	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READONLY, NULL);
+	if (rc != SQLITE_OK) {
+		rc = s->db != NULL ? db_err(s->db, rc) : PB_ENOMEM;
+		sqlite3_close(s->db);
+		free(s->dir);
+		free(s);
+		return rc;
+	}
+	sqlite3_extended_result_codes(s->db, 1);
+	/* The host may hold a write transaction for a moment. */
+	sqlite3_busy_timeout(s->db, 5000);
+	*out = s;
+	return 0;
+}
+
 void pb_store_close(pb_store_t *s)
 {
 	if (s == NULL)
@@ -624,7 +669,8 @@ void pb_store_close(pb_store_t *s)
 	while (s->ns_list != NULL)
 		pb_store_ns_close(s->ns_list);
 	sqlite3_close(s->db);
-	close(s->lock_fd);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
 	free(s->dir);
 	free(s);
 }
@@ -689,6 +735,8 @@ int pb_store_ns_open(pb_store_t *s, const char *account, const char *device_id, 
 
 	if (s == NULL || out == NULL || !id_ok(account) || !id_ok(device_id))
 		return PB_EINVAL;
+	if (s->read_only)
+		return PB_ESTATE;
 	if ((rc = ns_find(s, account, device_id, &id)) < 0)
 		return rc;
 	if (id == 0) {
@@ -1661,6 +1709,160 @@ out_rollback:
 	return rc;
 }
 
+typedef struct keep_set_s {
+	const uint64_t *ids;
+	size_t n;
+} keep_set_t;
+
+/* pb_kept(snap): 1 when snap is among the ids prune keeps. */
+static void sql_kept(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	const keep_set_t *k = sqlite3_user_data(ctx);
+	uint64_t snap = (uint64_t)sqlite3_value_int64(argv[0]);
+	int kept = 0;
+
+	(void)argc;
+	for (size_t i = 0; i < k->n && !kept; i++)
+		kept = k->ids[i] == snap;
+	sqlite3_result_int(ctx, kept);
+}
+
+int pb_store_prune_plan(pb_store_ns_t *ns, const uint64_t *keep, size_t nkeep, uint64_t *chunks,
+			uint64_t *bytes)
+{
+	keep_set_t k = { keep, nkeep };
+	sqlite3 *db;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (ns == NULL || chunks == NULL || bytes == NULL || (keep == NULL && nkeep > 0))
+		return PB_EINVAL;
+	*chunks = *bytes = 0;
+	if (ns->id == 0)
+		return 0;
+	db = ns->store->db;
+	if (sqlite3_create_function(db, "pb_kept", 1, SQLITE_UTF8, &k, sql_kept, NULL, NULL) != SQLITE_OK)
+		return PB_ENOMEM;
+	/* The chunks only dropped snapshots reference: what GC then frees. */
+	rc = prep(db, "SELECT COUNT(*), COALESCE(SUM(c.len), 0) FROM chunks c WHERE c.ns=?1"
+		      " AND EXISTS (SELECT 1 FROM snap_refs r JOIN snapshots s ON s.id = r.snap"
+		      "  WHERE r.chunk = c.id AND NOT pb_kept(s.snap))"
+		      " AND NOT EXISTS (SELECT 1 FROM snap_refs r JOIN snapshots s ON s.id = r.snap"
+		      "  WHERE r.chunk = c.id AND pb_kept(s.snap))", &st);
+	if (rc == 0) {
+		sqlite3_bind_int64(st, 1, ns->id);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*chunks = (uint64_t)sqlite3_column_int64(st, 0);
+			*bytes = (uint64_t)sqlite3_column_int64(st, 1);
+			rc = 0;
+		} else {
+			rc = db_err(db, rc);
+		}
+		sqlite3_finalize(st);
+	}
+	(void)sqlite3_create_function(db, "pb_kept", 1, SQLITE_UTF8, NULL, NULL, NULL, NULL);
+	return rc;
+}
+
+static int snap_newest_first(const void *a, const void *b)
+{
+	const pb_store_snapinfo_t *x = a, *y = b;
+
+	if (x->time != y->time)
+		return x->time < y->time ? 1 : -1;
+	return x->id < y->id ? 1 : (x->id > y->id ? -1 : 0);
+}
+
+/* The day, ISO week or month (local time) a snapshot falls in. */
+static long keep_bucket(int64_t t, char unit)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	char buf[16];
+
+	if (localtime_r(&tt, &tm) == NULL)
+		return 0;
+	if (unit == 'd')
+		return (tm.tm_year + 1900L) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday;
+	if (unit == 'm')
+		return (tm.tm_year + 1900L) * 100 + tm.tm_mon + 1;
+	if (strftime(buf, sizeof(buf), "%G%V", &tm) == 0)
+		return 0;
+	return strtol(buf, NULL, 10);
+}
+
+/* Marks the newest snapshot of each of the last count buckets that have
+ * one; snaps are newest first. */
+static void keep_buckets(const pb_store_snapinfo_t *snaps, size_t n, bool *keep, unsigned count, char unit)
+{
+	long last = -1;
+
+	for (size_t i = 0; i < n && count > 0; i++) {
+		long b = keep_bucket(snaps[i].time, unit);
+
+		if (b == last)
+			continue;
+		last = b;
+		keep[i] = true;
+		count--;
+	}
+}
+
+void pb_store_prune_result_free(pb_store_prune_result_t *res)
+{
+	if (res == NULL)
+		return;
+	free(res->snaps);
+	free(res->kept);
+	memset(res, 0, sizeof(*res));
+}
+
+int pb_store_prune_keep(pb_store_ns_t *ns, const pb_store_keep_t *policy, bool dry_run, pb_store_prune_result_t *res)
+{
+	uint64_t *ids = NULL;
+	size_t k = 0;
+	int rc;
+
+	if (ns == NULL || policy == NULL || res == NULL)
+		return PB_EINVAL;
+	memset(res, 0, sizeof(*res));
+	if ((rc = pb_store_snapshot_list(ns, &res->snaps, &res->n)) != 0 || res->n == 0)
+		return rc;
+	res->kept = calloc(res->n, sizeof(*res->kept));
+	ids = calloc(res->n, sizeof(*ids));
+	if (res->kept == NULL || ids == NULL) {
+		free(ids);
+		pb_store_prune_result_free(res);
+		return PB_ENOMEM;
+	}
+	qsort(res->snaps, res->n, sizeof(*res->snaps), snap_newest_first);
+	/* Snapshots are whole (a backup of some kinds carries the others
+	 * forward), so the newest alone restores everything: always kept. */
+	res->kept[0] = true;
+	for (size_t i = 0; i < res->n && i < policy->last; i++)
+		res->kept[i] = true;
+	keep_buckets(res->snaps, res->n, res->kept, policy->daily, 'd');
+	keep_buckets(res->snaps, res->n, res->kept, policy->weekly, 'w');
+	keep_buckets(res->snaps, res->n, res->kept, policy->monthly, 'm');
+	for (size_t i = 0; i < res->n; i++)
+		if (res->kept[i])
+			ids[k++] = res->snaps[i].id;
+	res->removed = res->n - k;
+	if (dry_run)
+		rc = pb_store_prune_plan(ns, ids, k, &res->chunks, &res->bytes);
+	else if (k < res->n)
+		rc = pb_store_prune(ns, ids, k);
+	free(ids);
+	if (rc < 0) {
+		pb_store_prune_result_free(res);
+		return rc;
+	}
+	if (!dry_run)
+		res->removed = (uint64_t)rc;
+	return 0;
+}
+
 typedef struct gc_pack_s {
 	int64_t id, ns;
 	uint64_t committed, live_bytes, live;
@@ -1832,6 +2034,8 @@ int pb_store_gc(pb_store_t *s, int64_t min_age, pb_store_gc_report_t *report)
 
 	if (s == NULL)
 		return PB_EINVAL;
+	if (s->read_only)
+		return PB_ESTATE;
 	if (s->uncertain)
 		return PB_EIO;
 	for (ns = s->ns_list; ns != NULL; ns = ns->next)

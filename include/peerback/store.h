@@ -67,6 +67,11 @@ typedef int (*pb_cdc_chunk_cb)(void *arg, const uint8_t *data, size_t len);
  * another handle holds the store; PB_ESTORE_CORRUPT when packs exist but the
  * index file is gone (nothing is touched then). *out is owned by the caller. */
 PB_EXTERN PB_WUR int pb_store_open(const char *dir, pb_store_t **out);
+/* Opens an existing store for reading only, beside the handle that holds
+ * its lock (a running host): no lock is taken, nothing is recovered or
+ * written. Namespaces open with pb_store_ns_open_ro() only; writes and GC
+ * are refused with PB_ESTATE. */
+PB_EXTERN PB_WUR int pb_store_open_ro(const char *dir, pb_store_t **out);
 /* Closes the store; chunks put but not flushed are dropped. Accepts NULL.
  * Every namespace handle must be closed first. */
 PB_EXTERN void pb_store_close(pb_store_t *store);
@@ -154,6 +159,35 @@ PB_EXTERN PB_WUR int pb_store_blob_get(pb_store_ns_t *ns, const char *key, uint8
 /* Deletes every snapshot of the namespace whose id is not among the nkeep
  * ids in keep. Returns the number deleted. Chunks stay until pb_store_gc(). */
 PB_EXTERN PB_WUR int pb_store_prune(pb_store_ns_t *ns, const uint64_t *keep, size_t nkeep);
+/* What pb_store_prune() with these ids and then pb_store_gc() would free in
+ * the namespace: the chunks (and their bytes) that only the dropped
+ * snapshots reference. Writes nothing; works on a read-only handle. */
+PB_EXTERN PB_WUR int pb_store_prune_plan(pb_store_ns_t *ns, const uint64_t *keep, size_t nkeep,
+					 uint64_t *chunks, uint64_t *bytes);
+
+/* Which snapshots of a phone to keep, as restic and Borg count them: the
+ * newest last, and the newest of each of the last daily days, weekly ISO
+ * weeks and monthly months (local time) that have a snapshot. The union of
+ * the rules; the newest snapshot is always kept. */
+typedef struct pb_store_keep_s {
+	unsigned last, daily, weekly, monthly;
+} pb_store_keep_t;
+
+typedef struct pb_store_prune_result_s {
+	pb_store_snapinfo_t *snaps; /* newest first */
+	bool *kept;                 /* per snaps[i] */
+	size_t n;
+	uint64_t removed;           /* snapshots removed, or that would be */
+	uint64_t chunks, bytes;     /* dry run: what pb_store_gc() would then free */
+} pb_store_prune_result_t;
+
+/* Applies policy to the namespace's snapshots: deletes the others (chunks
+ * stay until pb_store_gc()) or, with dry_run, only tells (then a read-only
+ * handle will do). res is filled on success; free it with
+ * pb_store_prune_result_free(). */
+PB_EXTERN PB_WUR int pb_store_prune_keep(pb_store_ns_t *ns, const pb_store_keep_t *policy, bool dry_run,
+					 pb_store_prune_result_t *res);
+PB_EXTERN void pb_store_prune_result_free(pb_store_prune_result_t *res);
 
 typedef struct pb_store_gc_report_s {
 	uint64_t chunks_removed;

@@ -342,11 +342,28 @@ static int backup_hosts(pb_cli_t *cli, const char *which, pb_remembered_host_t *
 	return m;
 }
 
-static void backup_done(pb_cli_t *cli, const char *name, const pb_engine_result_t *res)
+static void backup_done(pb_cli_t *cli, const char *name, const pb_engine_result_t *res, bool dry_run)
 {
 	char sent[32], total[32], snap[17];
 
 	snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)res->snapshot);
+	if (dry_run) {
+		/* What a backup would do: chunks_sent and bytes_sent are what
+		 * it would send (nothing was). */
+		human((double)res->bytes_sent, sent, sizeof(sent));
+		if (cli->json)
+			(void)pb__json_print("{s:s, s:b, s:o, s:I, s:I, s:I, s:I, s:I}", "event", "backup-done", "dry_run",
+					     1, "host", pb__json_text(name), "items", (json_int_t)res->items, "bytes",
+					     (json_int_t)res->bytes, "items_changed", (json_int_t)res->items_changed,
+					     "chunks_sent", (json_int_t)res->chunks_sent, "bytes_sent",
+					     (json_int_t)res->bytes_sent);
+		else
+			printf("%s: dry run: %llu items, %llu changed; would send %llu chunks (%s); sent nothing\n", name,
+			       (unsigned long long)res->items, (unsigned long long)res->items_changed,
+			       (unsigned long long)res->chunks_sent, sent);
+		fflush(stdout);
+		return;
+	}
 	if (cli->json) {
 		(void)pb__json_print("{s:s, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:b, s:I, s:I, s:I}",
 				     "event", "backup-done", "host", pb__json_text(name), "snapshot", snap, "items",
@@ -382,7 +399,7 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 	bool skipped = false;
 
 	if (pb_cli_wants_help(argc, argv)) {
-		printf("usage: peerback backup [--device DIR] [--host NAME] [--kind KIND] [--json]\n\n"
+		printf("usage: peerback backup [--device DIR] [--host NAME] [--kind KIND] [--dry-run] [--json]\n\n"
 		       "Backs the phone's data (default HOME/device) up to every paired host that\n"
 		       "answers (or only to --host NAME, a host's name or key prefix as peerback\n"
 		       "devices shows), encrypted so that the hosts cannot read it, and reports\n"
@@ -400,6 +417,9 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		       "--kind KIND (repeatable) reads only those kinds; the snapshot still holds\n"
 		       "every kind, the others as the previous snapshot had them, so the latest\n"
 		       "snapshot is always the whole phone.\n\n"
+		       "--dry-run scans the device and asks each host which chunks it lacks, then\n"
+		       "reports how many items changed and what would be sent; it sends nothing,\n"
+		       "makes no snapshot and records nothing.\n\n"
 		       "Exit status: 0 backed up to every host; 3 partial (files skipped, or a host\n"
 		       "did not answer: each is named); 1 failed (nothing new counts as backed up);\n"
 		       "2 usage error; 12 wrong recovery passphrase.\n");
@@ -418,6 +438,8 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 							 "chat contacts)",
 						    argv[i]);
 			o.kind_mask |= 1u << k;
+		} else if (strcmp(argv[i], "--dry-run") == 0) {
+			o.dry_run = true;
 		} else {
 			return pb_cli_usage(cli, "peerback backup: unknown argument '%s'", argv[i]);
 		}
@@ -473,7 +495,7 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 			continue;
 		}
 		done++;
-		backup_done(cli, hosts[h].name[0] ? hosts[h].name : key, &res);
+		backup_done(cli, hosts[h].name[0] ? hosts[h].name : key, &res, o.dry_run);
 		if (res.skipped > 0) {
 			skipped = true;
 			fprintf(stderr, "peerback: partial backup: %llu file%s could not be read and %s skipped (see "

@@ -41,7 +41,10 @@ int pb_cmd_store_verify(pb_cli_t *cli, int argc, char **argv)
 			return pb_cli_fail(cli, "unknown argument '%s'; see peerback store-verify --help", argv[i]);
 		}
 	}
+	/* Verify only reads, so a running host's lock does not stop it. */
 	rc = pb_store_open(dir, &store);
+	if (rc == PB_ESTORE_LOCKED)
+		rc = pb_store_open_ro(dir, &store);
 	if (rc < 0)
 		return pb_cli_fail_err(cli, rc, "cannot open the store %s", dir);
 	rc = pb_store_verify(store, show_progress, cli, &rep);
