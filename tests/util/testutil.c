@@ -84,6 +84,31 @@ char *pb_test_tool(const char *name)
 	return join_path(base, name);
 }
 
+void pb_test_execv(char *const argv[])
+{
+	const char *emu = getenv("PB_TEST_EMULATOR");
+	char *words, *save = NULL, *w;
+	char **all;
+	size_t n = 0, na = 0;
+
+	if (emu == NULL || emu[0] == 0) {
+		execv(argv[0], argv);
+		return;
+	}
+	while (argv[n] != NULL)
+		n++;
+	words = strdup(emu);
+	all = calloc(n + strlen(emu) + 2, sizeof(*all));
+	if (words == NULL || all == NULL)
+		return;
+	for (w = strtok_r(words, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save))
+		all[na++] = w;
+	for (size_t i = 0; i < n; i++)
+		all[na++] = argv[i];
+	all[na] = NULL;
+	execv(all[0], all);
+}
+
 uint8_t *pb_test_read_file(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
@@ -184,7 +209,7 @@ int pb_test_run(char *const argv[], char *const env[], int timeout_s, char **out
 		close(po[0]);
 		close(pe[0]);
 		apply_env(env);
-		execv(argv[0], argv);
+		pb_test_execv(argv);
 		_exit(127);
 	}
 	close(po[1]);
@@ -251,7 +276,7 @@ int pb_test_spawn(pb_test_proc_t *p, char *const argv[], char *const env[])
 		dup2(po[1], 1);
 		close(po[0]);
 		apply_env(env);
-		execv(argv[0], argv);
+		pb_test_execv(argv);
 		_exit(127);
 	}
 	close(po[1]);
