@@ -17,6 +17,8 @@
 #include "agent/util/fsutil.h"
 
 static char arm_tools[4096], native_tools[4096];
+static pb_test_imd_t imd;
+static pb_test_host_t host;
 
 static void use_tools(const char *tools)
 {
@@ -59,8 +61,6 @@ static void move_store(const char *tag, const char *writer, const char *reader)
 	char *restore[] = { "--json", "restore", "--to", to, NULL };
 	char *verify[] = { "--json", "host", "verify", NULL };
 	char *out = NULL;
-	pb_test_imd_t imd;
-	pb_test_host_t host;
 
 	printf("written by %s, read by %s\n", writer, reader);
 	snprintf(host_home, sizeof(host_home), "%s/host", dir);
@@ -98,10 +98,14 @@ static void move_store(const char *tag, const char *writer, const char *reader)
 	assert_int_equal(same_tree(dev, to), 0);
 	/* A changed device, backed up on top of the other machine's state. */
 	{
+		static const char card[] = "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Moved Between Machines\r\n"
+					   "TEL;TYPE=cell:+15550111\r\nEND:VCARD\r\n";
 		char path[4400];
+		char *import[] = { "import", "contacts", path, "--device", dev, NULL };
 
-		snprintf(path, sizeof(path), "%s/moved.txt", dev);
-		assert_int_equal(pb_test_write_file(path, "written on one machine\n", 23), 0);
+		snprintf(path, sizeof(path), "%s/moved.vcf", dir);
+		assert_int_equal(pb_test_write_file(path, card, strlen(card)), 0);
+		assert_int_equal(run(phone, import, NULL), 0);
 	}
 	assert_int_equal(run(phone, backup, &out), 0);
 	assert_non_null(strstr(out, "\"event\":\"backup-done\""));
@@ -124,6 +128,17 @@ static void move_store(const char *tag, const char *writer, const char *reader)
 	free(dir);
 }
 
+/* Whatever a failed assertion left running. */
+static int teardown(void **state)
+{
+	(void)state;
+	pb_test_host_stop(&host);
+	pb_test_imd_stop(&imd);
+	memset(&host, 0, sizeof(host));
+	memset(&imd, 0, sizeof(imd));
+	return 0;
+}
+
 static void test_native_to_arm(void **state)
 {
 	(void)state;
@@ -139,8 +154,8 @@ static void test_arm_to_native(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_native_to_arm),
-		cmocka_unit_test(test_arm_to_native),
+		cmocka_unit_test_teardown(test_native_to_arm, teardown),
+		cmocka_unit_test_teardown(test_arm_to_native, teardown),
 	};
 	const char *a = getenv("PB_TOOLS_DIR"), *n = getenv("PB_NATIVE_TOOLS_DIR");
 	char probe[4200];
