@@ -203,7 +203,7 @@ static int sh(const char *cmd)
 
 static void test_linux_network_type(void **state)
 {
-	char *tool = pb_test_tool("peerback"), cmd[8192], *out = NULL;
+	char *tool = pb_test_tool_sh("peerback"), cmd[8192], *out = NULL;
 	char *ns = netns;
 	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
 

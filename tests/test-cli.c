@@ -457,7 +457,7 @@ static void test_readonly_home_named(void **state)
 static int on_terminal_of(const char *program, const char *home, const char *args, const char *line1,
 			  const char *line2, char **out)
 {
-	char *tool = pb_test_tool(program), cmd[16384], fifo[4200];
+	char *tool = pb_test_tool_sh(program), cmd[16384], fifo[4200];
 	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
 	int rc;
 
@@ -465,7 +465,7 @@ static int on_terminal_of(const char *program, const char *home, const char *arg
 	unlink(fifo);
 	snprintf(cmd, sizeof(cmd),
 		 "mkfifo '%s' || exit 99; env -u PEERBACK_PASSWORD -u PEERBACK_RECOVERY_PASSPHRASE /usr/bin/script "
-		 "-qefc \"'%s' --home '%s' %s\" "
+		 "-qefc \"%s --home '%s' %s\" "
 		 "/dev/null <'%s' & pid=$!; exec 3>'%s'; sleep 1; %s%s%s %s%s%s wait $pid; rc=$?; exec 3>&-; "
 		 "exit $rc",
 		 fifo, tool, home, args, fifo, fifo, line1 ? "printf '%s\\n' '" : "",
@@ -776,7 +776,7 @@ static void test_host_keeps_port(void **state)
 static void test_text_and_progress(void **state)
 {
 	char *agent[] = { "agent", "--once", "--network-type", "wifi", "--device", dev, NULL };
-	char *tool = pb_test_tool("peerback"), cmd[16384], to[4200];
+	char *tool = pb_test_tool_sh("peerback"), cmd[16384], to[4200];
 	char *out = NULL, *err = NULL;
 	int rc;
 
@@ -796,8 +796,8 @@ static void test_text_and_progress(void **state)
 	/* script(1) gives the command a terminal. */
 	snprintf(to, sizeof(to), "%s/progress-restore", dir);
 	snprintf(cmd, sizeof(cmd),
-		 "PEERBACK_PASSWORD=x '%s' --home '%s' backup --device '%s' --host desk-b && "
-		 "'%s' --home '%s' restore --host desk-b --to '%s'",
+		 "PEERBACK_PASSWORD=x %s --home '%s' backup --device '%s' --host desk-b && "
+		 "%s --home '%s' restore --host desk-b --to '%s'",
 		 tool, phone, dev, tool, phone, to);
 	{
 		char *argv[] = { "/usr/bin/script", "-qefc", cmd, "/dev/null", NULL };

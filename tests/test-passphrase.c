@@ -284,7 +284,7 @@ static int typed_backup(const char *home, const char *first, const char *second,
 	if (pid == 0) {
 		unsetenv("PEERBACK_RECOVERY_PASSPHRASE");
 		setenv("PEERBACK_PASSWORD", PB_TEST_PASSWORD, 1);
-		execv(argv[0], argv);
+		pb_test_execv(argv);
 		_exit(127);
 	}
 	free(tool);

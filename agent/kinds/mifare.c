@@ -242,9 +242,9 @@ int pb_mifare_read_sector(const pb_mifare_card_t *card, unsigned sector, uint8_t
 int pb_mifare_value_parse(const uint8_t b[16], int32_t *value, uint8_t *addr)
 {
 	for (int i = 0; i < 4; i++)
-		if (b[i] != b[8 + i] || (uint8_t)~b[i] != b[4 + i])
+		if (b[i] != b[8 + i] || b[4 + i] != 0xff - b[i])
 			return PB_EDATA_VALUE_BLOCK;
-	if (b[12] != b[14] || (uint8_t)~b[12] != b[13] || b[13] != b[15])
+	if (b[12] != b[14] || b[13] != 0xff - b[12] || b[13] != b[15])
 		return PB_EDATA_VALUE_BLOCK;
 	if (value != NULL)
 		*value = (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24);
@@ -278,7 +278,7 @@ static bool block_known(const pb_mifare_card_t *card, unsigned block)
  * bytes have the value-block shape addr ~addr addr ~addr. */
 static bool value_shaped(const uint8_t *b)
 {
-	return b[12] == b[14] && b[13] == b[15] && (uint8_t)~b[12] == b[13];
+	return b[12] == b[14] && b[13] == b[15] && b[13] == 0xff - b[12];
 }
 
 int pb_mifare_validate(const pb_mifare_card_t *card, char *err, size_t cap)

@@ -28,6 +28,10 @@
 #include "agent/util/fsutil.h"
 #include "peerback/error.h"
 
+/* Pack files grow past 2 GiB and are written at 64-bit offsets: a 32-bit
+ * off_t (armhf without large-file support) would wrap them. */
+_Static_assert(sizeof(off_t) == 8, "peerback needs a 64-bit off_t (_FILE_OFFSET_BITS=64)");
+
 void (*pb__store_test_hook)(const char *point);
 int (*pb__store_test_fail)(const char *point);
 

@@ -84,6 +84,66 @@ char *pb_test_tool(const char *name)
 	return join_path(base, name);
 }
 
+char *pb_test_tool_sh(const char *name)
+{
+	const char *emu = getenv("PB_TEST_EMULATOR");
+	char *tool = pb_test_tool(name), *sh;
+	size_t n;
+
+	if (emu == NULL)
+		emu = "";
+	n = strlen(emu) + strlen(tool) + 4;
+	sh = malloc(n);
+	if (sh == NULL)
+		abort();
+	snprintf(sh, n, "%s%s'%s'", emu, emu[0] ? " " : "", tool);
+	free(tool);
+	return sh;
+}
+
+/* The ELF machine of a file (bytes 18-19 of its header), 0 if it is not ELF. */
+static unsigned elf_machine(const char *path)
+{
+	unsigned char h[20];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t r;
+
+	if (fd < 0)
+		return 0;
+	r = read(fd, h, sizeof(h));
+	close(fd);
+	if (r != (ssize_t)sizeof(h) || memcmp(h, "\177ELF", 4) != 0)
+		return 0;
+	return (unsigned)h[18] | (unsigned)h[19] << 8;
+}
+
+void pb_test_execv(char *const argv[])
+{
+	const char *emu = getenv("PB_TEST_EMULATOR");
+	char *words, *save = NULL, *w;
+	char **all;
+	size_t n = 0, na = 0;
+
+	/* Only the programs built for the tests' own machine go through the
+	 * emulator; /bin/sh, cp and the like are the build machine's. */
+	if (emu == NULL || emu[0] == 0 || elf_machine(argv[0]) != elf_machine("/proc/self/exe")) {
+		execv(argv[0], argv);
+		return;
+	}
+	while (argv[n] != NULL)
+		n++;
+	words = strdup(emu);
+	all = calloc(n + strlen(emu) + 2, sizeof(*all));
+	if (words == NULL || all == NULL)
+		return;
+	for (w = strtok_r(words, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save))
+		all[na++] = w;
+	for (size_t i = 0; i < n; i++)
+		all[na++] = argv[i];
+	all[na] = NULL;
+	execv(all[0], all);
+}
+
 uint8_t *pb_test_read_file(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
@@ -184,7 +244,7 @@ int pb_test_run(char *const argv[], char *const env[], int timeout_s, char **out
 		close(po[0]);
 		close(pe[0]);
 		apply_env(env);
-		execv(argv[0], argv);
+		pb_test_execv(argv);
 		_exit(127);
 	}
 	close(po[1]);
@@ -251,7 +311,7 @@ int pb_test_spawn(pb_test_proc_t *p, char *const argv[], char *const env[])
 		dup2(po[1], 1);
 		close(po[0]);
 		apply_env(env);
-		execv(argv[0], argv);
+		pb_test_execv(argv);
 		_exit(127);
 	}
 	close(po[1]);

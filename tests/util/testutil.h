@@ -25,6 +25,16 @@ char *pb_test_data(const char *rel);
  * malloc'd, caller frees. */
 char *pb_test_tool(const char *name);
 
+/* The same program as a shell command word: its quoted path, after the
+ * emulator in a cross build. malloc'd, caller frees. */
+char *pb_test_tool_sh(const char *name);
+
+/* execv(argv[0], argv), through the emulator named by PB_TEST_EMULATOR
+ * ("/usr/bin/qemu-aarch64") when the tests run in a cross build and
+ * argv[0] is built for the same machine as the test. Returns only on
+ * failure. */
+void pb_test_execv(char *const argv[]);
+
 /* Reads a whole file; returns a malloc'd, NUL-terminated buffer or NULL. */
 uint8_t *pb_test_read_file(const char *path, size_t *len);
 

@@ -149,7 +149,7 @@ static int parse_size(const char *text, uint64_t *out)
 	}
 	if (*end != 0 && end[1] != 0 && strcmp(end + 1, "iB") != 0 && strcmp(end + 1, "B") != 0)
 		return PB_EINVAL;
-	if (v > (INT64_MAX >> shift))
+	if (v > (unsigned long long)(INT64_MAX >> shift))
 		return PB_EINVAL;
 	*out = (uint64_t)v << shift;
 	return 0;
