@@ -330,8 +330,8 @@ struct wa_dialect {
 static void dialect_default(struct wa_dialect *d)
 {
 	memset(d, 0, sizeof(*d));
-	strcpy(d->pattern, "[DD/MM/YYYY, HH:mm:ss] ");
-	strcpy(d->eol, "\n");
+	memcpy(d->pattern, "[DD/MM/YYYY, HH:mm:ss] ", sizeof("[DD/MM/YYYY, HH:mm:ss] "));
+	memcpy(d->eol, "\n", sizeof("\n"));
 	d->bracket = true;
 }
 
@@ -436,14 +436,14 @@ static void dialect_of_frame(const pb__cj_t *frame, struct wa_dialect *d)
 	dialect_default(d);
 	if (p == NULL || strlen(p) >= sizeof(d->pattern))
 		return;
-	strcpy(d->pattern, p);
+	memcpy(d->pattern, p, strlen(p) + 1); /* length checked above */
 	d->bracket = p[0] == '[';
 	if ((v = pb__cj_get_str(frame, "whatsapp_am")) != NULL)
 		snprintf(d->am, sizeof(d->am), "%s", v);
 	if ((v = pb__cj_get_str(frame, "whatsapp_pm")) != NULL)
 		snprintf(d->pm, sizeof(d->pm), "%s", v);
 	if ((v = pb__cj_get_str(frame, "whatsapp_eol")) != NULL && strcmp(v, "\r\n") == 0)
-		strcpy(d->eol, "\r\n");
+		memcpy(d->eol, "\r\n", sizeof("\r\n"));
 	if ((v = pb__cj_get_str(frame, "whatsapp_digits")) != NULL && strcmp(v, "arabic") == 0)
 		d->arabic = true;
 	if ((v = pb__cj_get_str(frame, "whatsapp_lang")) != NULL)
@@ -1009,7 +1009,7 @@ static int scan_dialect(const struct wa_scan *sc, struct wa_dialect *d)
 		pad[1] = pad[0];
 	if (pad[2] == 0)
 		pad[2] = sc->first.clock < 0 ? 2 : 1;
-	strcpy(d->eol, sc->crlf ? "\r\n" : "\n");
+	memcpy(d->eol, sc->crlf ? "\r\n" : "\n", sc->crlf ? sizeof("\r\n") : sizeof("\n"));
 	d->lang = sc->lang;
 	return dialect_from_head(d, &sc->first, sc->order, pad);
 }
