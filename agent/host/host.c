@@ -68,8 +68,7 @@ struct pb_host_s {
 	int nlisteners;
 	uv_timer_t expiry;
 	uv_signal_t sigint, sigterm, sigusr1;
-	uv_pipe_t control;           /* HOME/control.sock: prune while serving */
-	bool control_open;
+	pb_host_control_t control;   /* HOME/control.sock: prune while serving */
 	uv_udp_t announce;
 	uv_timer_t announce_timer;
 	bool announcing;
@@ -106,6 +105,11 @@ pb_hostdb_t *pb__host_db(pb_host_t *host)
 pb_host_worker_t *pb__host_worker(pb_host_t *host)
 {
 	return host->worker;
+}
+
+bool pb__host_serving(const pb_host_t *host)
+{
+	return host->conns != NULL;
 }
 
 const char *pb__host_home(const pb_host_t *host)
@@ -1171,243 +1175,6 @@ static void start_announcing(pb_host_t *host)
 	host->announcing = true;
 }
 
-/* ---- The control socket ----------------------------------------------------
- *
- * `peerback host prune` cannot open the store while the host holds its lock,
- * so it asks the running host instead, on HOME/control.sock (0600, in the
- * host's own home: only its user may ask). One request a connection, one
- * line each way:
- *   prune LAST DAILY WEEKLY MONTHLY
- *   {"rc":0,"snapshots_removed":N,"chunks_removed":N,"packs_deleted":N,
- *    "packs_repacked":N,"bytes_freed":N}       (rc: 0 or a PB_E code)
- * The work runs as a job of the storage worker, so it never meets a
- * phone's request half way. Chunks committed by a backup still under way
- * are in no snapshot yet: while any phone is connected, GC spares chunks
- * younger than CONTROL_GC_GRACE. */
-#define CONTROL_REQ_MAX 128
-#define CONTROL_GC_GRACE (6 * 3600)
-
-struct control_conn {
-	uv_pipe_t pipe;
-	pb_host_t *host;
-	pb_host_job_t job;
-	uv_write_t wr;
-	char req[CONTROL_REQ_MAX];
-	size_t len;
-	bool submitted;
-	pb_store_keep_t pol;
-	int64_t min_age;
-	struct control_dev {
-		char account[PB_ACCOUNT_MAX + 1];
-		char hex[2 * PB_DEVICE_ID_LEN + 1];
-	} *devs;
-	size_t ndevs, cap;
-	uint64_t removed;
-	pb_store_gc_report_t gc;
-	int rc;
-	char reply[256];
-};
-
-static void control_closed(uv_handle_t *h)
-{
-	struct control_conn *c = h->data;
-
-	free(c->devs);
-	free(c);
-}
-
-static void control_written(uv_write_t *wr, int status)
-{
-	struct control_conn *c = wr->data;
-
-	(void)status;
-	uv_close((uv_handle_t *)&c->pipe, control_closed);
-}
-
-static void control_answer(struct control_conn *c)
-{
-	uv_buf_t buf;
-	int n = snprintf(c->reply, sizeof(c->reply),
-			 "{\"rc\":%d,\"snapshots_removed\":%llu,\"chunks_removed\":%llu,\"packs_deleted\":%llu,"
-			 "\"packs_repacked\":%llu,\"bytes_freed\":%llu}\n",
-			 c->rc, (unsigned long long)c->removed, (unsigned long long)c->gc.chunks_removed,
-			 (unsigned long long)c->gc.packs_deleted, (unsigned long long)c->gc.packs_repacked,
-			 (unsigned long long)c->gc.bytes_freed);
-
-	buf = uv_buf_init(c->reply, n > 0 && (size_t)n < sizeof(c->reply) ? (unsigned)n : 0);
-	c->wr.data = c;
-	if (uv_write(&c->wr, (uv_stream_t *)&c->pipe, &buf, 1, control_written) != 0)
-		uv_close((uv_handle_t *)&c->pipe, control_closed);
-}
-
-/* On the worker: the same prune as `peerback host prune` on a stopped host. */
-static void control_run(pb_host_job_t *job)
-{
-	struct control_conn *c = (struct control_conn *)((char *)job - offsetof(struct control_conn, job));
-	pb_store_t *store = c->host->store;
-	int rc = 0;
-
-	for (size_t i = 0; i < c->ndevs && rc == 0; i++) {
-		pb_store_prune_result_t res;
-		pb_store_ns_t *ns;
-
-		if ((rc = pb_store_ns_open(store, c->devs[i].account, c->devs[i].hex, &ns)) != 0)
-			break;
-		rc = pb_store_prune_keep(ns, &c->pol, false, &res);
-		if (rc == 0) {
-			c->removed += res.removed;
-			pb_store_prune_result_free(&res);
-		}
-		pb_store_ns_close(ns);
-	}
-	if (rc == 0)
-		rc = pb_store_gc(store, c->min_age, &c->gc);
-	c->rc = rc;
-}
-
-static void control_done(pb_host_job_t *job, bool canceled)
-{
-	struct control_conn *c = (struct control_conn *)((char *)job - offsetof(struct control_conn, job));
-
-	if (canceled)
-		c->rc = PB_ECANCELED;
-	control_answer(c);
-}
-
-static void control_add_dev(void *arg, const pb_paired_device_t *d)
-{
-	struct control_conn *c = arg;
-	struct control_dev *nd;
-
-	if (c->rc != 0)
-		return;
-	if (c->ndevs == c->cap) {
-		size_t ncap = c->cap ? c->cap * 2 : 16;
-
-		if ((nd = realloc(c->devs, ncap * sizeof(*nd))) == NULL) {
-			c->rc = PB_ENOMEM;
-			return;
-		}
-		c->devs = nd;
-		c->cap = ncap;
-	}
-	nd = &c->devs[c->ndevs++];
-	snprintf(nd->account, sizeof(nd->account), "%s", d->account);
-	pb__hex(d->device_id, PB_DEVICE_ID_LEN, nd->hex);
-}
-
-static void control_request(struct control_conn *c)
-{
-	unsigned v[4];
-	int rc;
-
-	c->submitted = true;
-	uv_read_stop((uv_stream_t *)&c->pipe);
-	if (sscanf(c->req, "prune %u %u %u %u", &v[0], &v[1], &v[2], &v[3]) != 4) {
-		c->rc = PB_EINVAL;
-		control_answer(c);
-		return;
-	}
-	c->pol.last = v[0];
-	c->pol.daily = v[1];
-	c->pol.weekly = v[2];
-	c->pol.monthly = v[3];
-	c->min_age = c->host->conns != NULL ? CONTROL_GC_GRACE : 0;
-	rc = pb__hostdb_list(&c->host->db, control_add_dev, c);
-	if (rc < 0 || c->rc != 0) {
-		c->rc = rc < 0 ? rc : c->rc;
-		control_answer(c);
-		return;
-	}
-	c->job.run = control_run;
-	c->job.done = control_done;
-	pb__host_worker_submit(c->host->worker, &c->job);
-}
-
-static void control_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-	struct control_conn *c = h->data;
-
-	(void)hint;
-	*buf = uv_buf_init(c->req + c->len, (unsigned)(sizeof(c->req) - 1 - c->len));
-}
-
-static void control_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
-{
-	struct control_conn *c = st->data;
-	char *nl;
-
-	(void)buf;
-	if (c->submitted)
-		return;
-	if (n < 0 || (n == 0 && c->len + 1 >= sizeof(c->req))) {
-		uv_close((uv_handle_t *)&c->pipe, control_closed);
-		return;
-	}
-	c->len += (size_t)n;
-	c->req[c->len] = '\0';
-	if ((nl = strchr(c->req, '\n')) != NULL) {
-		*nl = '\0';
-		control_request(c);
-	} else if (c->len + 1 >= sizeof(c->req)) {
-		uv_close((uv_handle_t *)&c->pipe, control_closed);
-	}
-}
-
-static void on_control(uv_stream_t *server, int status)
-{
-	pb_host_t *host = server->data;
-	struct control_conn *c;
-
-	if (status < 0 || (c = calloc(1, sizeof(*c))) == NULL)
-		return;
-	c->host = host;
-	uv_pipe_init(host->loop, &c->pipe, 0);
-	c->pipe.data = c;
-	if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0 ||
-	    uv_read_start((uv_stream_t *)&c->pipe, control_alloc, control_read) != 0)
-		uv_close((uv_handle_t *)&c->pipe, control_closed);
-}
-
-/* Not fatal: the host serves phones without it (prune then needs it
- * stopped, as before). */
-static void control_start(pb_host_t *host)
-{
-	char path[4096];
-	mode_t old;
-	int rc;
-
-	if (pb__path_join(path, sizeof(path), host->opts.home, "control.sock") != 0)
-		return;
-	/* We hold the store's lock: a socket file left here is a dead host's. */
-	(void)unlink(path);
-	uv_pipe_init(host->loop, &host->control, 0);
-	host->control.data = host;
-	old = umask(077);
-	rc = uv_pipe_bind(&host->control, path);
-	umask(old);
-	if (rc == 0)
-		(void)chmod(path, 0600);
-	if (rc != 0 || uv_listen((uv_stream_t *)&host->control, 8, on_control) != 0) {
-		fprintf(stderr, "peerback host: no control socket at %s; prune needs the host stopped\n", path);
-		uv_close((uv_handle_t *)&host->control, NULL);
-		return;
-	}
-	host->control_open = true;
-}
-
-static void control_stop(pb_host_t *host)
-{
-	char path[4096];
-
-	if (!host->control_open)
-		return;
-	uv_close((uv_handle_t *)&host->control, NULL);
-	if (pb__path_join(path, sizeof(path), host->opts.home, "control.sock") == 0)
-		(void)unlink(path);
-	host->control_open = false;
-}
-
 static void on_signal(uv_signal_t *sig, int signum)
 {
 	pb_host_t *host = sig->data;
@@ -1488,10 +1255,10 @@ int pb_host_run(const pb_host_options_t *opts)
 	uv_signal_start(&host->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&host->sigusr1, on_signal, SIGUSR1);
 	start_announcing(host);
-	control_start(host);
+	pb__host_control_start(host, host->loop, &host->control);
 	host->running = true;
 	uv_run(host->loop, UV_RUN_DEFAULT);
-	control_stop(host);
+	pb__host_control_stop(host, &host->control);
 	if (host->announcing) {
 		uv_close((uv_handle_t *)&host->announce_timer, NULL);
 		uv_close((uv_handle_t *)&host->announce, NULL);

@@ -85,6 +85,19 @@ struct pb_store_s *pb__host_store(pb_host_t *host);
 pb_hostdb_t *pb__host_db(pb_host_t *host);
 pb_host_worker_t *pb__host_worker(pb_host_t *host);
 
+/* Whether any phone is connected (a backup may be under way). */
+bool pb__host_serving(const pb_host_t *host);
+
+/* HOME/control.sock (agent/host/control.c): `peerback host prune` asks the
+ * running host, which prunes on its storage worker. Starting is not fatal:
+ * without the socket, prune needs the host stopped, as before. */
+typedef struct pb_host_control_s {
+	uv_pipe_t pipe;
+	bool open;
+} pb_host_control_t;
+void pb__host_control_start(pb_host_t *host, uv_loop_t *loop, pb_host_control_t *ctl);
+void pb__host_control_stop(pb_host_t *host, pb_host_control_t *ctl);
+
 /* The host's state directory and JSON mode, for request handlers. */
 const char *pb__host_home(const pb_host_t *host);
 bool pb__host_json(const pb_host_t *host);
