@@ -214,7 +214,7 @@ static int with_pg(char *const argv[])
 	}
 	pid = fork();
 	if (pid == 0) {
-		execv(argv[0], argv);
+		pb_test_execv(argv);
 		_exit(127);
 	}
 	if (pid < 0 || waitpid(pid, &status, 0) != pid)

@@ -24,3 +24,5 @@ set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE BOTH)
 # loaders made fork()ed children hang.
 set(PB_EMULATOR /usr/bin/qemu-aarch64)
 set(CMAKE_CROSSCOMPILING_EMULATOR ${PB_EMULATOR})
+set(PB_GNU aarch64-linux-gnu)
+include(${CMAKE_CURRENT_LIST_DIR}/sysroot.cmake)

@@ -24,3 +24,5 @@ set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE BOTH)
 # loaders made fork()ed children hang.
 set(PB_EMULATOR /usr/bin/qemu-arm)
 set(CMAKE_CROSSCOMPILING_EMULATOR ${PB_EMULATOR})
+set(PB_GNU arm-linux-gnueabihf)
+include(${CMAKE_CURRENT_LIST_DIR}/sysroot.cmake)
