@@ -17,11 +17,10 @@
 
 #include "peerback/error.h"
 #include "peerback/nfc.h"
+#include "peerback/phone.h"
 
 /* --- NFC transaction ------------------------------------------------------ */
 
-#define PB_NFC_TXN_TTL_DEFAULT 30u /* seconds */
-#define PB_NFC_TXN_TTL_MAX 600u
 
 /* Marks a transaction in progress until now + ttl_s (1..PB_NFC_TXN_TTL_MAX):
  * HOME/nfc-transaction, written atomically. A phone app calls this when its
@@ -36,8 +35,6 @@ __attribute__((warn_unused_result)) int pb_nfc_txn_get(const char *home, uint64_
 
 /* --- Using a credential --------------------------------------------------- */
 
-#define PB_NFC_TIMEOUT_DEFAULT_MS 1500 /* a transaction cannot wait long */
-#define PB_NFC_TIMEOUT_MAX_MS 60000
 
 /* Fetches one backed-up item by id (e.g. "credentials/card-1.json") from a
  * paired host within timeout_ms. On success *data (malloc'd, caller wipes
@@ -64,16 +61,8 @@ typedef struct pb_nfc_use_opts_s {
 	void *fetch_arg;
 } pb_nfc_use_opts_t;
 
-typedef struct pb_nfc_use_result_s {
-	int local;              /* the local read: 0, PB_ENOTFOUND, PB_EDATA_EXPIRED, ... */
-	bool transaction;       /* a transaction was in progress */
-	bool from_host;         /* the credential came from a host */
-	char host[65];          /* the host's name when from_host */
-	double fetch_ms;        /* request to usable credential, when from_host */
-	bool reinstalled;       /* written back to the device directory */
-	int reinstall_error;    /* why the write-back failed (the use still succeeded) */
-	pb_credential_t *cred;  /* the usable credential; owned (pb_credential_free) */
-} pb_nfc_use_result_t;
+/* The result is the public one (peerback/phone.h). */
+typedef pb_nfc_result_t pb_nfc_use_result_t;
 
 /* Plays an NFC transaction's use of credential id: reads it locally; when
  * that fails and a transaction is in progress (opts->transaction or
@@ -89,12 +78,7 @@ __attribute__((warn_unused_result)) int pb_nfc_use(const pb_nfc_use_opts_t *opts
 
 /* --- M1 sector access ----------------------------------------------------- */
 
-/* The operation key of a sector: the first 6 bytes of BLAKE2b-256 over
- * "peerback/m1-op/1" || key1 || key2 || sector (one byte). */
-void pb_m1_op_key(const uint8_t key1[6], const uint8_t key2[6], unsigned sector, uint8_t out[6]);
-/* The block holding the sector's reference key (bytes 0-5): the sector's
- * last data block, the one just before the trailer. */
-unsigned pb_m1_reference_block(unsigned sector);
+/* pb_m1_op_key and pb_m1_reference_block: peerback/phone.h. */
 
 /* Finds a card of the device directory by id or by a prefix of it (the UID)
  * that names exactly one card. PB_ENOTFOUND, or PB_EEXISTS when the prefix
@@ -107,22 +91,7 @@ __attribute__((warn_unused_result)) int pb_m1_find_card(const char *device_dir, 
 __attribute__((warn_unused_result)) int pb_m1_load_keys(const char *home, const char *card_id, uint8_t key1[6],
 							 uint8_t key2[6]);
 
-/* Which check refused a write. */
-typedef enum pb_m1_check {
-	PB_M1_CHECK_NONE = 0,
-	PB_M1_CHECK_KEYS,       /* the two keys or the reference key are missing */
-	PB_M1_CHECK_PERMISSION, /* operation key differs from the reference key */
-	PB_M1_CHECK_ACCESS,     /* the access bits forbid the write */
-	PB_M1_CHECK_DATA,       /* the new sector would be invalid (access bits, value block) */
-} pb_m1_check_t;
-
-const char *pb_m1_check_name(pb_m1_check_t check);
-
-typedef struct pb_m1_set_result_s {
-	pb_m1_check_t failed;   /* the refusing check, or NONE */
-	pb_mifare_key_t key;    /* the key whose access bits allowed the write */
-	unsigned sector;
-} pb_m1_set_result_t;
+/* pb_m1_check_t, pb_m1_check_name and pb_m1_set_result_t: peerback/phone.h. */
 
 /* Writes 16 bytes into block of the card: the changed sector is staged in
  * the cache copy (sector-N.pending), then both checks run (operation key,

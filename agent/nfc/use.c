@@ -99,7 +99,7 @@ int pb_nfc_fetch_paired(void *arg, const char *home, const char *item_id, int ti
 	hosts = calloc(FETCH_MAX_HOSTS, sizeof(*hosts));
 	if (hosts == NULL)
 		return PB_ENOMEM;
-	n = pb_phone_hosts(home, hosts, FETCH_MAX_HOSTS);
+	n = pb__phone_hosts(home, hosts, FETCH_MAX_HOSTS);
 	if (n < 0) {
 		rc = n;
 		goto out_free;

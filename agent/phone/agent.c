@@ -3,7 +3,6 @@
  * groups kept for the new SIM identity. */
 #include <errno.h>
 #include <ftw.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include "peerback.h"
 #include "agent/backup/engine.h"
 #include "agent/phone/agent.h"
+#include "agent/phone/handle.h"
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
 #include "agent/util/json.h"
@@ -213,16 +213,32 @@ static int save_state(const char *home, const struct agent_state *s)
 
 /* --- The loop ---------------------------------------------------------------------- */
 
-static volatile sig_atomic_t g_stop;
+/* The public options with the handle's home and device directory. */
+struct run {
+	const char *home;
+	const char *device_dir;
+	const char *host;
+	const char *passphrase;
+	const pb_pwhash_params_t *wrap_params;
+	unsigned allowed, interval;
+	bool once;
+	pb_net_type_t (*network)(void *arg);
+	void *network_arg;
+	void (*event)(void *arg, const char *json);
+	void *event_arg;
+	int (*stop)(void *arg);
+	void *stop_arg;
+};
 
-static void on_stop(int sig)
+static bool stop_asked(const struct run *o)
 {
-	(void)sig;
-	g_stop = 1;
+	return o->stop != NULL && o->stop(o->stop_arg) != 0;
 }
 
+
+
 /* One event as a JSON object built by json_pack(fmt, ...). */
-static void emit(const pb_agent_opts_t *o, const char *fmt, ...)
+static void emit(const struct run *o, const char *fmt, ...)
 {
 	va_list ap;
 	char *line;
@@ -242,7 +258,7 @@ static void hex64(uint64_t v, char out[17])
 
 /* One pass: returns 0, or an error of the backup or restore it ran. */
 /* One backup to host (a key, or o->host); reports it. */
-static int backup_one(const pb_agent_opts_t *o, const char *host, const char *name)
+static int backup_one(const struct run *o, const char *host, const char *name)
 {
 	pb_engine_opts_t e;
 	pb_engine_result_t res;
@@ -267,7 +283,7 @@ static int backup_one(const pb_agent_opts_t *o, const char *host, const char *na
  * second host must not stop backing up to the first. Every host is tried;
  * the first failure is returned, so that the change is tried again at the
  * next pass (the hosts that have it then receive nothing new). */
-static int backup_hosts(const pb_agent_opts_t *o)
+static int backup_hosts(const struct run *o)
 {
 	pb_remembered_host_t *hosts;
 	int n, rc = 0;
@@ -276,7 +292,7 @@ static int backup_hosts(const pb_agent_opts_t *o)
 		return backup_one(o, o->host, o->host);
 	if ((hosts = calloc(32, sizeof(*hosts))) == NULL)
 		return PB_ENOMEM;
-	n = pb_phone_hosts(o->home, hosts, 32);
+	n = pb__phone_hosts(o->home, hosts, 32);
 	if (n <= 0)
 		rc = n < 0 ? n : PB_EACCT_NOT_PAIRED;
 	for (int i = 0; i < n; i++) {
@@ -292,7 +308,7 @@ static int backup_hosts(const pb_agent_opts_t *o)
 	return rc;
 }
 
-static int agent_pass(const pb_agent_opts_t *o)
+static int agent_pass(const struct run *o)
 {
 	struct agent_state st;
 	pb_net_type_t net;
@@ -374,26 +390,43 @@ static int agent_pass(const pb_agent_opts_t *o)
 	return save_state(o->home, &st);
 }
 
-int pb_agent_run(const pb_agent_opts_t *o)
+int pb_agent_run(pb_phone_t *phone, const pb_agent_opts_t *opts)
 {
-	struct sigaction sa;
+	static pb_pwhash_params_t weak;
+	struct run r;
+	const struct run *o = &r;
 	int rc = 0;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	g_stop = 0;
+	if (phone == NULL || opts == NULL)
+		return PB_EINVAL;
+	memset(&r, 0, sizeof(r));
+	r.home = phone->home;
+	r.device_dir = phone->device_dir;
+	r.host = opts->host;
+	r.passphrase = opts->passphrase;
+	if (opts->weak_kdf) {
+		weak = pb_pwhash_params_interactive();
+		r.wrap_params = &weak;
+	}
+	r.allowed = opts->allowed != 0 ? opts->allowed : (1u << PB_NET_WIFI) | (1u << PB_NET_ETHERNET);
+	r.interval = opts->interval != 0 ? opts->interval : 300;
+	r.once = opts->once;
+	r.network = opts->network;
+	r.network_arg = opts->network_arg;
+	r.event = opts->event;
+	r.event_arg = opts->event_arg;
+	r.stop = opts->stop;
+	r.stop_arg = opts->stop_arg;
 	for (;;) {
 		rc = agent_pass(o);
 		if (rc != 0)
 			emit(o, "{s:s, s:s, s:s}", "event", "error", "error", pb_err_name(rc), "message",
 			     pb_strerror(rc));
-		if (o->once || g_stop)
+		if (o->once || stop_asked(o))
 			break;
-		for (unsigned s = 0; s < o->interval && !g_stop; s++)
+		for (unsigned s = 0; s < o->interval && !stop_asked(o); s++)
 			sleep(1);
-		if (g_stop)
+		if (stop_asked(o))
 			break;
 	}
 	return o->once ? rc : 0;

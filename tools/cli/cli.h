@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 #include "peerback.h"
 #include "peerback/store.h"
 
@@ -111,6 +113,20 @@ int pb__cli_snapshot(pb_cli_t *cli, struct pb_engine_opts_s *o, const char *text
 /* The one item id of the backup that want names: the id itself, or its
  * last part with or without extension. 0, or PB_ENOTFOUND / PB_EEXISTS. */
 int pb__cli_item_id(pb_cli_t *cli, struct pb_engine_opts_s *o, const char *want, char *out, size_t cap);
+
+/* --json output: one object a line on stdout, built as json_pack(fmt, ...)
+ * builds it, pure ASCII, flushed (tools/cli/json.c). Text that does not
+ * come from the program itself goes in with "o" and pb_cli_text. Returns 0
+ * or PB_ENOMEM (nothing printed). */
+int pb_cli_json(const char *fmt, ...);
+/* A JSON string of s, bytes that are not UTF-8 shown as U+FFFD; NULL s
+ * gives null. A new reference. */
+json_t *pb_cli_text(const char *s);
+/* v rounded to 3 decimals (milliseconds and seconds as reals). */
+double pb_cli_milli(double v);
+
+/* The phone handle of the state directory; the caller closes it. */
+int pb_cli_phone(const pb_cli_t *cli, const char *device_dir, pb_phone_t **out);
 
 /* True when argv holds -h or --help. */
 bool pb_cli_wants_help(int argc, char **argv);

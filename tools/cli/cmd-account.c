@@ -11,7 +11,6 @@
 #include "agent/account/account.h"
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
-#include "agent/util/json.h"
 #include "tools/cli/commands.h"
 
 static const char usage_text[] =
@@ -42,9 +41,9 @@ static int show(pb_cli_t *cli)
 	(void)pb__b64url_encode(id.static_pk, 32, key, sizeof(key));
 	pb__identity_wipe(&id);
 	if (cli->json)
-		(void)pb__json_print("{s:o, s:s, s:o, s:s, s:o}", "account", pb__json_text(acct.account), "device", dev,
-				     "name", pb__json_text(acct.device_name), "key", key, "imd",
-				     pb__json_text(acct.imd_addr));
+		(void)pb_cli_json("{s:o, s:s, s:o, s:s, s:o}", "account", pb_cli_text(acct.account), "device", dev,
+				     "name", pb_cli_text(acct.device_name), "key", key, "imd",
+				     pb_cli_text(acct.imd_addr));
 	else
 		printf("account %s\ndevice  %s (%s)\nkey     %s\nservice %s\n", acct.account, acct.device_name, dev,
 		       key, acct.imd_addr);
@@ -131,7 +130,7 @@ int pb_cmd_account(pb_cli_t *cli, int argc, char **argv)
 	rc = pb_cli_secret("PEERBACK_PASSWORD", "account password: ", pw, sizeof(pw));
 	if (rc != 0)
 		return pb_cli_fail(cli, "no password: set PEERBACK_PASSWORD or run on a terminal");
-	rc = pb_phone_login(cli->home, addr, key, account, pw, name);
+	rc = pb__phone_login(cli->home, addr, key, account, pw, name);
 	sodium_memzero(pw, sizeof(pw));
 	if (rc == PB_EURI_BASE64 || rc == PB_EURI_KEYLEN)
 		return pb_cli_fail(cli, "--imd-key must be the 43-character service key printed by peerback-imd");
@@ -148,8 +147,8 @@ int pb_cmd_account(pb_cli_t *cli, int argc, char **argv)
 	if (rc != 0)
 		return pb_cli_fail_err(cli, rc, "login to %s as %s failed", imd, account);
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:o, s:o}", "event", "logged-in", "account", pb__json_text(account), "name",
-				     pb__json_text(name));
+		(void)pb_cli_json("{s:s, s:o, s:o}", "event", "logged-in", "account", pb_cli_text(account), "name",
+				     pb_cli_text(name));
 	else
 		printf("logged in as %s (%s)\n", account, name);
 	return 0;

@@ -173,7 +173,7 @@ static void host_label(const pb_remembered_host_t *h, char *out, size_t cap);
 static void which_host(pb_cli_t *cli, char *out, size_t cap)
 {
 	pb_remembered_host_t *hosts = calloc(32, sizeof(*hosts));
-	int n = hosts != NULL ? pb_phone_hosts(cli->home, hosts, 32) : -1;
+	int n = hosts != NULL ? pb__phone_hosts(cli->home, hosts, 32) : -1;
 
 	snprintf(out, cap, "%s", cli->host != NULL ? cli->host : "(the paired host)");
 	for (int i = 0; i < n; i++) {
@@ -323,7 +323,7 @@ static void host_label(const pb_remembered_host_t *h, char *out, size_t cap)
  * (a name or a key prefix). Returns the count, or an exit status < 0. */
 static int backup_hosts(pb_cli_t *cli, const char *which, pb_remembered_host_t *hosts, size_t max)
 {
-	int n = pb_phone_hosts(cli->home, hosts, max), m = 0;
+	int n = pb__phone_hosts(cli->home, hosts, max), m = 0;
 
 	if (n < 0)
 		return -pb_cli_fail_err(cli, n, "cannot read the paired hosts in %s/hosts.json", cli->home);

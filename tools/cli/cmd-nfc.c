@@ -13,7 +13,6 @@
 #include "agent/util/fsutil.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/kinds-cli.h"
-#include "agent/util/json.h"
 
 static void usage(FILE *out)
 {
@@ -89,7 +88,7 @@ static int cmd_begin(pb_cli_t *cli, int argc, char **argv)
 	if ((rc = pb_nfc_txn_begin(cli->home, (unsigned)ttl, now)) != 0)
 		return pb_cli_fail_err(cli, rc, "cannot mark the NFC transaction in %s", cli->home);
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:b, s:I}", "event", "nfc-transaction", "active", 1, "expires",
+		(void)pb_cli_json("{s:s, s:b, s:I}", "event", "nfc-transaction", "active", 1, "expires",
 				     (json_int_t)(now + ttl));
 	else
 		printf("NFC transaction in progress for %lu s\n", ttl);
@@ -105,7 +104,7 @@ static int cmd_end(pb_cli_t *cli, int argc, char **argv)
 	if ((rc = pb_nfc_txn_end(cli->home)) != 0)
 		return pb_cli_fail_err(cli, rc, "cannot end the NFC transaction");
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:b}", "event", "nfc-transaction", "active", 0);
+		(void)pb_cli_json("{s:s, s:b}", "event", "nfc-transaction", "active", 0);
 	return 0;
 }
 
@@ -118,7 +117,7 @@ static int cmd_status(pb_cli_t *cli, int argc, char **argv)
 		return bad_arg("status", argv[1]);
 	active = pb_nfc_txn_get(cli->home, now, &expires) == 0;
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:b, s:I}", "event", "nfc-transaction", "active", (int)active, "expires",
+		(void)pb_cli_json("{s:s, s:b, s:I}", "event", "nfc-transaction", "active", (int)active, "expires",
 				     (json_int_t)(active ? expires : 0));
 	else if (active)
 		printf("NFC transaction in progress, %llu s left\n", (unsigned long long)(expires - now));
@@ -139,9 +138,9 @@ static int use_failed(pb_cli_t *cli, const char *id, const pb_nfc_use_result_t *
 	const char *local = r->local == PB_ENOTFOUND ? "it is missing" : pb_strerror(r->local);
 
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:o, s:s, s:b, s:s, s:o}", "event", "nfc-failed", "credential",
-				     pb__json_text(id), "local", pb_err_name(r->local), "transaction",
-				     (int)r->transaction, "error", pb_err_name(rc), "host", pb__json_text(r->host));
+		(void)pb_cli_json("{s:s, s:o, s:s, s:b, s:s, s:o}", "event", "nfc-failed", "credential",
+				     pb_cli_text(id), "local", pb_err_name(r->local), "transaction",
+				     (int)r->transaction, "error", pb_err_name(rc), "host", pb_cli_text(r->host));
 	switch (rc) {
 	case PB_ENFC_NO_TXN:
 		return pb_cli_fail(cli,
@@ -218,11 +217,11 @@ static int cmd_use(pb_cli_t *cli, int argc, char **argv)
 		if (sum[i] >= 'a' && sum[i] <= 'f')
 			sum[i] = (char)(sum[i] - 'a' + 'A');
 	if (cli->json) {
-		(void)pb__json_print("{s:s, s:o, s:o, s:s, s:s, s:b, s:o, s:f, s:b, s:s}", "event", "nfc-used",
-				     "credential", pb__json_text(id), "type", pb__json_text(r.cred->type), "source",
+		(void)pb_cli_json("{s:s, s:o, s:o, s:s, s:s, s:b, s:o, s:f, s:b, s:s}", "event", "nfc-used",
+				     "credential", pb_cli_text(id), "type", pb_cli_text(r.cred->type), "source",
 				     r.from_host ? "host" : "local", "local",
 				     r.local == 0 ? "ok" : pb_err_name(r.local), "transaction", (int)r.transaction,
-				     "host", pb__json_text(r.host), "fetch_ms", pb__json_milli(r.fetch_ms),
+				     "host", pb_cli_text(r.host), "fetch_ms", pb_cli_milli(r.fetch_ms),
 				     "reinstalled", (int)r.reinstalled, "checksum", sum);
 	} else if (!r.from_host) {
 		printf("%s: used the copy on this phone (%s, %zu bytes)\n", id, r.cred->type, r.cred->data_len);
@@ -321,7 +320,7 @@ static void show_sector(pb_cli_t *cli, const char *card_id, const pb_mifare_card
 			rights_text(pb_mifare_data_rights(c, cond[3], PB_MIFARE_KEY_B), rb);
 		}
 		if (cli->json)
-			json_array_append_new(blocks, pb__json_text(hex));
+			json_array_append_new(blocks, pb_cli_text(hex));
 		else
 			printf("  block %3u  %s  %s%s%s%s%s\n", b, hex,
 			       b == t ? "trailer" : b == 0 ? "manufacturer" : "data  ",
@@ -329,9 +328,9 @@ static void show_sector(pb_cli_t *cli, const char *card_id, const pb_mifare_card
 			       b == t || b == 0 ? "" : "  B:", b == t || b == 0 ? "" : rb);
 	}
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:o, s:I, s:o, s:o, s:o, s:o, s:I}", "event", "sector", "card",
-				     pb__json_text(card_id), "sector", (json_int_t)s, "state", pb__json_text(state),
-				     "access", pb__json_text(bits), "cache", pb__json_text(cache), "blocks", blocks,
+		(void)pb_cli_json("{s:s, s:o, s:I, s:o, s:o, s:o, s:o, s:I}", "event", "sector", "card",
+				     pb_cli_text(card_id), "sector", (json_int_t)s, "state", pb_cli_text(state),
+				     "access", pb_cli_text(bits), "cache", pb_cli_text(cache), "blocks", blocks,
 				     "reference_block", (json_int_t)pb_m1_reference_block(s));
 }
 
@@ -440,8 +439,8 @@ static int cmd_mifare_set(pb_cli_t *cli, int argc, char **argv)
 	sodium_memzero(data, sizeof(data));
 	if (rc == 0) {
 		if (cli->json)
-			(void)pb__json_print("{s:s, s:o, s:I, s:I, s:s}", "event", "m1-written", "card",
-					     pb__json_text(id), "sector", (json_int_t)r.sector, "block",
+			(void)pb_cli_json("{s:s, s:o, s:I, s:I, s:s}", "event", "m1-written", "card",
+					     pb_cli_text(id), "sector", (json_int_t)r.sector, "block",
 					     (json_int_t)block, "key", r.key == PB_MIFARE_KEY_A ? "A" : "B");
 		else
 			printf("card %s: block %lu (sector %u) written with key %c; cache copy updated\n", id, block,
@@ -449,7 +448,7 @@ static int cmd_mifare_set(pb_cli_t *cli, int argc, char **argv)
 		return 0;
 	}
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:o, s:I, s:I, s:s, s:s}", "event", "m1-refused", "card", pb__json_text(id),
+		(void)pb_cli_json("{s:s, s:o, s:I, s:I, s:s, s:s}", "event", "m1-refused", "card", pb_cli_text(id),
 				     "sector", (json_int_t)r.sector, "block", (json_int_t)block, "check",
 				     pb_m1_check_name(r.failed), "error", pb_err_name(rc));
 	switch (r.failed) {
@@ -520,7 +519,7 @@ static int cmd_mifare_opkey(pb_cli_t *cli, int argc, char **argv)
 		if (hex[i] >= 'a' && hex[i] <= 'f')
 			hex[i] = (char)(hex[i] - 'a' + 'A');
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:o, s:I, s:s, s:I}", "event", "m1-opkey", "card", pb__json_text(id),
+		(void)pb_cli_json("{s:s, s:o, s:I, s:s, s:I}", "event", "m1-opkey", "card", pb_cli_text(id),
 				     "sector", (json_int_t)sector, "opkey", hex, "reference_block",
 				     (json_int_t)pb_m1_reference_block((unsigned)sector));
 	else

@@ -13,7 +13,6 @@
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
 #include "tools/cli/commands.h"
-#include "agent/util/json.h"
 
 static const char usage_text[] =
 	"usage: peerback pair URI\n"
@@ -110,7 +109,7 @@ int pb_cmd_pair(pb_cli_t *cli, int argc, char **argv)
 			return pb_cli_fail_err(cli, rc, "%s", image);
 		uri = decoded;
 	}
-	rc = pb_phone_pair(cli->home, uri, timeout, NULL, &h);
+	rc = pb__phone_pair(cli->home, uri, timeout, NULL, &h);
 	if (rc == -ECONNREFUSED || rc == -ETIMEDOUT || rc == -EHOSTUNREACH || rc == -ENETUNREACH ||
 	    rc == PB_ETIMEOUT || rc == PB_EPEER_CLOSED) {
 		rc = connect_error(cli, rc, uri);
@@ -134,8 +133,8 @@ int pb_cmd_pair(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail_err(cli, rc, "pairing failed");
 	(void)pb__b64url_encode(h.static_pk, 32, key, sizeof(key));
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:s, s:o, s:o}", "event", "paired", "host", key, "name",
-				     pb__json_text(h.name), "account", pb__json_text(h.account));
+		(void)pb_cli_json("{s:s, s:s, s:o, s:o}", "event", "paired", "host", key, "name",
+				     pb_cli_text(h.name), "account", pb_cli_text(h.account));
 	else
 		printf("paired with %s (%s)\n", h.name[0] ? h.name : "host", key);
 	return 0;

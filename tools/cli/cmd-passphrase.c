@@ -9,7 +9,6 @@
 
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
-#include "agent/util/json.h"
 #include "tools/cli/commands.h"
 
 #define MAX_HOSTS 32
@@ -65,7 +64,7 @@ static int put_wrapped(pb_cli_t *cli, const pb_remembered_host_t *h, const uint8
 	int rc;
 
 	(void)pb__b64url_encode(h->static_pk, 32, key, sizeof(key));
-	if ((rc = pb_phone_connect(cli->home, key, 30000, &c, NULL)) != 0)
+	if ((rc = pb__phone_connect(cli->home, key, 30000, &c, NULL)) != 0)
 		return rc;
 	peerback__request__init(&req);
 	peerback__blob_put__init(&put);
@@ -132,8 +131,8 @@ static int change(pb_cli_t *cli, const pb_remembered_host_t *hosts, int n, const
 	for (int i = 0; i < n; i++) {
 		label(&hosts[i], name, sizeof(name));
 		if (cli->json)
-			(void)pb__json_print("{s:s, s:o}", "event", "passphrase-changed", "host",
-					     pb__json_text(hosts[i].name));
+			(void)pb_cli_json("{s:s, s:o}", "event", "passphrase-changed", "host",
+					     pb_cli_text(hosts[i].name));
 		else
 			printf("%s: holds the key wrapped with the new passphrase\n", name);
 	}
@@ -201,7 +200,7 @@ int pb_cmd_passphrase(pb_cli_t *cli, int argc, char **argv)
 	if (rc == 0 && (hosts = calloc(MAX_HOSTS, sizeof(*hosts))) == NULL)
 		rc = pb_cli_fail_err(cli, PB_ENOMEM, "passphrase change");
 	if (rc == 0) {
-		n = pb_phone_hosts(cli->home, hosts, MAX_HOSTS);
+		n = pb__phone_hosts(cli->home, hosts, MAX_HOSTS);
 		if (n < 0)
 			rc = pb_cli_fail_err(cli, n, "cannot read the paired hosts in %s/hosts.json", cli->home);
 		else

@@ -6,7 +6,6 @@
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
 #include "tools/cli/commands.h"
-#include "agent/util/json.h"
 
 static double ms_since(const struct timespec *a)
 {
@@ -45,7 +44,7 @@ int pb_cmd_ping(pb_cli_t *cli, int argc, char **argv)
 		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	rc = pb_phone_connect(cli->home, which, 15000, &c, &h); /* room to find a moved host */
+	rc = pb__phone_connect(cli->home, which, 15000, &c, &h); /* room to find a moved host */
 	if (rc == PB_EACCT_NOT_PAIRED)
 		return pb_cli_fail(cli, "this phone is not paired with %s; run peerback pair first",
 				   which != NULL ? which : "any host");
@@ -57,7 +56,7 @@ int pb_cmd_ping(pb_cli_t *cli, int argc, char **argv)
 		int n = snprintf(dev, sizeof(dev), "%s/device", cli->home);
 
 		if (n > 0 && (size_t)n < sizeof(dev))
-			rc = pb_phone_instructions(&c, cli->home, dev, pb__cli_instruction, cli);
+			rc = pb__phone_instructions(&c, cli->home, dev, pb__cli_instruction, cli);
 		if (rc < 0) {
 			pb__client_close(&c);
 			return pb_cli_fail_err(cli, rc, "instructions from the host");
@@ -76,8 +75,8 @@ int pb_cmd_ping(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail_err(cli, rc, "ping");
 	pb__envelope_free(in);
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:o, s:f, s:f}", "event", "pong", "host", pb__json_text(h.name),
-				     "connect_ms", pb__json_milli(connect_ms), "rtt_ms", pb__json_milli(rtt_ms));
+		(void)pb_cli_json("{s:s, s:o, s:f, s:f}", "event", "pong", "host", pb_cli_text(h.name),
+				     "connect_ms", pb_cli_milli(connect_ms), "rtt_ms", pb_cli_milli(rtt_ms));
 	else
 		printf("%s: session in %.1f ms, round trip %.2f ms\n", h.name[0] ? h.name : "host", connect_ms, rtt_ms);
 	return 0;

@@ -13,8 +13,6 @@
 #include <sodium.h>
 
 #include "tools/cli/cli.h"
-#include "agent/util/fsutil.h"
-#include "agent/util/json.h"
 
 /* The message on stderr as text; with --json also on stdout as an error
  * object, through the one JSON writer. */
@@ -29,7 +27,7 @@ static void report(const pb_cli_t *cli, const char *code, bool prefix, const cha
 		code = sys;
 	}
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:s, s:o}", "event", "error", "code", code, "message", pb__json_text(msg));
+		(void)pb_cli_json("{s:s, s:s, s:o}", "event", "error", "code", code, "message", pb_cli_text(msg));
 	fprintf(stderr, "%s%s%s\n", prefix ? cli->prog : "", prefix ? ": " : "", msg);
 }
 
@@ -232,23 +230,24 @@ int pb_cli_secret_from(const pb_cli_t *cli, const char *file, const char *cmd, c
  * keeps no wrapped copy to check against. */
 static int check_local(const pb_cli_t *cli, const char *pass)
 {
-	char path[4096];
-	uint8_t *wrapped = NULL, *key = NULL, mk[PB_MASTERKEY_LEN];
-	size_t wlen = 0, klen = 0;
-	int rc;
+	pb_phone_t *phone;
+	int rc = pb_cli_phone(cli, NULL, &phone);
 
-	if ((rc = pb_cli_path(cli, "master.wrapped", path, sizeof(path))) != 0 ||
-	    (rc = pb__read_file(path, PB_STORE_BLOB_MAX, &wrapped, &wlen)) != 0)
-		return rc == -ENOENT ? PB_ENOTFOUND : rc;
-	if ((rc = pb_cli_path(cli, "master.key", path, sizeof(path))) == 0 &&
-	    (rc = pb__read_file(path, 64, &key, &klen)) == 0 &&
-	    (rc = pb_masterkey_unwrap(wrapped, wlen, pass, mk)) == 0)
-		rc = klen == PB_MASTERKEY_LEN && sodium_memcmp(mk, key, klen) == 0 ? 0 : PB_ESTORE_PASSPHRASE;
-	sodium_memzero(mk, sizeof(mk));
-	if (key != NULL)
-		sodium_memzero(key, klen);
-	free(key);
-	free(wrapped);
+	if (rc == 0) {
+		rc = pb_phone_check_passphrase(phone, pass);
+		pb_phone_close(phone);
+	}
+	return rc;
+}
+
+int pb_cli_phone(const pb_cli_t *cli, const char *device_dir, pb_phone_t **out)
+{
+	int rc = pb_phone_open(cli->home, out);
+
+	if (rc == 0 && device_dir != NULL && (rc = pb_phone_set_device_dir(*out, device_dir)) != 0) {
+		pb_phone_close(*out);
+		*out = NULL;
+	}
 	return rc;
 }
 
