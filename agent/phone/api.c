@@ -2,6 +2,8 @@
  * passphrase and NFC calls: the public face of agent/phone, agent/account
  * and agent/nfc. */
 #include <errno.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,35 @@
 #define MAX_HOSTS 32
 
 /* --- Account ------------------------------------------------------------------ */
+
+int pb_phone_resolve(const char *given, char *out, size_t cap)
+{
+	struct sockaddr_storage ss;
+	struct addrinfo hints, *res = NULL;
+	char host[256];
+	const char *colon = strrchr(given, ':');
+	int rc;
+
+	if (pb__sockaddr_parse(given, &ss) == 0) {
+		snprintf(out, cap, "%s", given);
+		return 0;
+	}
+	if (colon == NULL || colon == given || (size_t)(colon - given) >= sizeof(host) || given[0] == '[')
+		return PB_EURI_ADDR;
+	memcpy(host, given, (size_t)(colon - given));
+	host[colon - given] = 0;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || res == NULL)
+		return PB_ENOTFOUND;
+	memset(&ss, 0, sizeof(ss));
+	memcpy(&ss, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	rc = pb__sockaddr_format(&ss, out, cap);
+	return rc;
+}
+
 
 int pb_phone_login(pb_phone_t *phone, const char *service_addr, const char *service_key, const char *account,
 		   const char *password, const char *name)

@@ -87,6 +87,11 @@ typedef struct pb_account_info_s {
 	char service[96];      /* the account service's address, ADDR:PORT */
 } pb_account_info_t;
 
+/* An address as the phone stores and dials it: ADDR:PORT as given, or
+ * HOST:PORT with HOST a name resolved to its first address. PB_EURI_ADDR
+ * when given is neither, PB_ENOTFOUND when the name does not resolve. */
+PB_EXTERN PB_WUR int pb_phone_resolve(const char *given, char *out, size_t cap);
+
 /* Logs the phone into the account service at service_addr (ADDR:PORT, a
  * numeric address) whose X25519 key service_key is pinned (base64url, as
  * peerback-imd prints it), and stores the account and the device

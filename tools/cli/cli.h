@@ -128,6 +128,10 @@ double pb_cli_milli(double v);
 /* The phone handle of the state directory; the caller closes it. */
 int pb_cli_phone(const pb_cli_t *cli, const char *device_dir, pb_phone_t **out);
 
+/* Tells of an instruction from the host carried out on this phone (arg: the
+ * pb_cli_t): on stderr, or as an "instruction" JSON line. */
+void pb_cli_instruction(void *arg, const char *op, int rc, const char *message);
+
 /* True when argv holds -h or --help. */
 bool pb_cli_wants_help(int argc, char **argv);
 

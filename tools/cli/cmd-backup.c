@@ -113,20 +113,6 @@ static void show_progress(void *arg, const pb_progress_t *p)
 	}
 }
 
-/* A remote instruction the host queued, carried out on connecting. */
-void pb__cli_instruction(void *arg, const char *op, int rc, const char *message)
-{
-	pb_cli_t *cli = arg;
-
-	if (cli->json)
-		(void)pb__json_print("{s:s, s:o, s:b, s:o}", "event", "instruction", "op", pb__json_text(op), "ok",
-				     rc == 0, "message", pb__json_text(message));
-	else
-		fprintf(stderr, "peerback: instruction from the host: %s: %s%s\n", op, rc == 0 ? "" : "refused: ",
-			message);
-	fflush(stdout);
-}
-
 struct skip_state {
 	pb_cli_t *cli;
 	const char *dev;
@@ -465,7 +451,7 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 	o.wrap_params = pb_cli_wrap_params();
 	o.progress = show_progress;
 	o.progress_arg = &ps;
-	o.on_instruction = pb__cli_instruction;
+	o.on_instruction = pb_cli_instruction;
 	o.instruction_arg = cli;
 	o.on_skip = show_skip;
 	o.skip_arg = &ss;
@@ -612,7 +598,7 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 	o.passphrase = pass[0] ? pass : NULL;
 	o.progress = show_progress;
 	o.progress_arg = &ps;
-	o.on_instruction = pb__cli_instruction;
+	o.on_instruction = pb_cli_instruction;
 	o.instruction_arg = cli;
 	o.on_replaced = show_replaced;
 	o.replaced_arg = dev;

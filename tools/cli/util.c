@@ -340,6 +340,19 @@ const pb_pwhash_params_t *pb_cli_wrap_params(void)
 	return &weak;
 }
 
+void pb_cli_instruction(void *arg, const char *op, int rc, const char *message)
+{
+	pb_cli_t *cli = arg;
+
+	if (cli->json)
+		(void)pb_cli_json("{s:s, s:o, s:b, s:o}", "event", "instruction", "op", pb_cli_text(op), "ok", rc == 0,
+				  "message", pb_cli_text(message));
+	else
+		fprintf(stderr, "peerback: instruction from the host: %s: %s%s\n", op, rc == 0 ? "" : "refused: ",
+			message);
+	fflush(stdout);
+}
+
 bool pb_cli_wants_help(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++)
