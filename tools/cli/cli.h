@@ -132,6 +132,13 @@ int pb_cli_phone(const pb_cli_t *cli, const char *device_dir, pb_phone_t **out);
  * pb_cli_t): on stderr, or as an "instruction" JSON line. */
 void pb_cli_instruction(void *arg, const char *op, int rc, const char *message);
 
+/* Upper-case hex of bin into out (2 * len + 1 bytes). */
+void pb_cli_hex_upper(const uint8_t *bin, size_t len, char *out);
+
+/* Writes a file the user named (0600 by the umask) atomically: 0 or
+ * -errno, nothing left behind on failure. */
+int pb_cli_write_file(const char *path, const void *data, size_t len);
+
 /* True when argv holds -h or --help. */
 bool pb_cli_wants_help(int argc, char **argv);
 

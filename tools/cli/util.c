@@ -1,4 +1,5 @@
 /* Helpers shared by the peerback subcommands. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -351,6 +352,36 @@ void pb_cli_instruction(void *arg, const char *op, int rc, const char *message)
 		fprintf(stderr, "peerback: instruction from the host: %s: %s%s\n", op, rc == 0 ? "" : "refused: ",
 			message);
 	fflush(stdout);
+}
+
+void pb_cli_hex_upper(const uint8_t *bin, size_t len, char *out)
+{
+	sodium_bin2hex(out, 2 * len + 1, bin, len);
+	for (size_t i = 0; i < 2 * len; i++)
+		out[i] = (char)toupper((unsigned char)out[i]);
+}
+
+/* A temporary file beside path, synced, then renamed over it: a reader
+ * sees the old file or the new one, never a part. */
+int pb_cli_write_file(const char *path, const void *data, size_t len)
+{
+	char tmp[4200];
+	FILE *f;
+	int rc = 0, n = snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", path, (long)getpid());
+
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return PB_ETOOBIG;
+	if ((f = fopen(tmp, "wb")) == NULL)
+		return -errno;
+	if (fwrite(data, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0)
+		rc = -errno;
+	if (fclose(f) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc != 0)
+		unlink(tmp);
+	return rc;
 }
 
 bool pb_cli_wants_help(int argc, char **argv)
