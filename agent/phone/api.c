@@ -271,6 +271,16 @@ int pb_phone_nfc_status(pb_phone_t *phone, uint64_t *expires)
 	return pb_nfc_txn_get(phone->home, now_s(), expires);
 }
 
+/* The app's fetch behind the library's fetch type (which names the home). */
+static int app_fetch(void *arg, const char *home, const char *item_id, int timeout_ms, uint8_t **data, size_t *len,
+		     char *host)
+{
+	const pb_nfc_opts_t *opts = arg;
+
+	(void)home;
+	return opts->fetch(opts->fetch_arg, item_id, timeout_ms, data, len, host);
+}
+
 int pb_phone_nfc_use(pb_phone_t *phone, const char *id, const pb_nfc_opts_t *opts, pb_nfc_result_t *res)
 {
 	pb_nfc_use_opts_t o;
@@ -284,6 +294,10 @@ int pb_phone_nfc_use(pb_phone_t *phone, const char *id, const pb_nfc_opts_t *opt
 		o.transaction = opts->transaction;
 		o.reinstall = opts->reinstall;
 		o.timeout_ms = opts->timeout_ms;
+		if (opts->fetch != NULL) {
+			o.fetch = app_fetch;
+			o.fetch_arg = (void *)opts;
+		}
 	}
 	return pb_nfc_use(&o, id, res);
 }

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "peerback.h"
 #include "agent/phone/handle.h"
 #include "agent/util/fsutil.h"
@@ -16,6 +18,9 @@ int pb_phone_open(const char *home, pb_phone_t **out)
 	if (home == NULL || out == NULL)
 		return PB_EINVAL;
 	*out = NULL;
+	/* An embedder need not know the crypto library needs starting. */
+	if (sodium_init() < 0)
+		return PB_EIO;
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return PB_ENOMEM;
 	if ((size_t)snprintf(p->home, sizeof(p->home), "%s", home) >= sizeof(p->home) ||

@@ -202,6 +202,14 @@ typedef struct pb_nfc_opts_s {
 	bool transaction;      /* the caller knows a transaction is in progress */
 	bool reinstall;        /* write a credential got from the host back locally */
 	int timeout_ms;        /* fallback deadline; 0: PB_NFC_TIMEOUT_DEFAULT_MS */
+	/* The app's own transport for the fallback (NULL: every paired host,
+	 * most recently paired first): fetches the item's plaintext bytes
+	 * within timeout_ms into *data (malloc'd; the library wipes and frees
+	 * it) and names the answering host in host (65 bytes). Returns 0,
+	 * PB_ENFC_UNREACHABLE, PB_ENOTFOUND or PB_EACCT_NOT_PAIRED. Whatever
+	 * it brings is checked like a copy from a host. */
+	int (*fetch)(void *arg, const char *item_id, int timeout_ms, uint8_t **data, size_t *len, char *host);
+	void *fetch_arg;
 } pb_nfc_opts_t;
 
 typedef struct pb_nfc_result_s {
