@@ -48,7 +48,7 @@ static bool devtype_is(const char *iface, const char *type)
 	return yes;
 }
 
-pb_net_type_t pb_net_classify(const char *iface)
+pb_net_type_t pb__net_classify(const char *iface)
 {
 	static const char *const cellular[] = { "wwan", "rmnet", "ccmni", "ppp", "pdp", "qmimux", "usb" };
 
@@ -92,7 +92,7 @@ pb_net_type_t pb_net_current(char *iface, size_t cap)
 		return PB_NET_NONE;
 	if (iface != NULL)
 		snprintf(iface, cap, "%s", best);
-	return pb_net_classify(best);
+	return pb__net_classify(best);
 }
 
 const char *pb_net_name(pb_net_type_t t)
@@ -213,26 +213,18 @@ static int save_state(const char *home, const struct agent_state *s)
 
 /* --- The loop ---------------------------------------------------------------------- */
 
-/* The public options with the handle's home and device directory. */
+/* The caller's options, with defaults filled in, and the handle's home and
+ * device directory. */
 struct run {
+	pb_agent_opts_t pub;
 	const char *home;
 	const char *device_dir;
-	const char *host;
-	const char *passphrase;
 	const pb_pwhash_params_t *wrap_params;
-	unsigned allowed, interval;
-	bool once;
-	pb_net_type_t (*network)(void *arg);
-	void *network_arg;
-	void (*event)(void *arg, const char *json);
-	void *event_arg;
-	int (*stop)(void *arg);
-	void *stop_arg;
 };
 
 static bool stop_asked(const struct run *o)
 {
-	return o->stop != NULL && o->stop(o->stop_arg) != 0;
+	return o->pub.stop != NULL && o->pub.stop(o->pub.stop_arg) != 0;
 }
 
 
@@ -246,8 +238,8 @@ static void emit(const struct run *o, const char *fmt, ...)
 	va_start(ap, fmt);
 	line = pb__json_vformat(fmt, ap);
 	va_end(ap);
-	if (line != NULL && o->event != NULL)
-		o->event(o->event_arg, line);
+	if (line != NULL && o->pub.event != NULL)
+		o->pub.event(o->pub.event_arg, line);
 	free(line);
 }
 
@@ -257,7 +249,7 @@ static void hex64(uint64_t v, char out[17])
 }
 
 /* One pass: returns 0, or an error of the backup or restore it ran. */
-/* One backup to host (a key, or o->host); reports it. */
+/* One backup to host (a key, or the one host asked for); reports it. */
 static int backup_one(const struct run *o, const char *host, const char *name)
 {
 	pb_engine_opts_t e;
@@ -269,7 +261,7 @@ static int backup_one(const struct run *o, const char *host, const char *name)
 	e.home = o->home;
 	e.device_dir = o->device_dir;
 	e.host = host;
-	e.passphrase = o->passphrase;
+	e.passphrase = o->pub.passphrase;
 	e.wrap_params = o->wrap_params;
 	rc = pb_engine_backup(&e, &res);
 	hex64(res.snapshot, snap_hex);
@@ -279,7 +271,7 @@ static int backup_one(const struct run *o, const char *host, const char *name)
 	return rc;
 }
 
-/* Backs up to o->host, or to every paired host: a phone paired with a
+/* Backs up to the one host asked for, or to every paired host: a phone paired with a
  * second host must not stop backing up to the first. Every host is tried;
  * the first failure is returned, so that the change is tried again at the
  * next pass (the hosts that have it then receive nothing new). */
@@ -288,8 +280,8 @@ static int backup_hosts(const struct run *o)
 	pb_remembered_host_t *hosts;
 	int n, rc = 0;
 
-	if (o->host != NULL)
-		return backup_one(o, o->host, o->host);
+	if (o->pub.host != NULL)
+		return backup_one(o, o->pub.host, o->pub.host);
 	if ((hosts = calloc(32, sizeof(*hosts))) == NULL)
 		return PB_ENOMEM;
 	n = pb__phone_hosts(o->home, hosts, 32);
@@ -317,8 +309,8 @@ static int agent_pass(const struct run *o)
 	int rc;
 
 	load_state(o->home, &st);
-	net = o->network != NULL ? o->network(o->network_arg) : pb_net_current(iface, sizeof(iface));
-	allowed = (o->allowed & (1u << net)) != 0;
+	net = o->pub.network != NULL ? o->pub.network(o->pub.network_arg) : pb_net_current(iface, sizeof(iface));
+	allowed = (o->pub.allowed & (1u << net)) != 0;
 	emit(o, "{s:s, s:s, s:o, s:b}", "event", "check", "network", pb_net_name(net), "interface",
 	     pb__json_text(iface), "allowed", (int)allowed);
 	/* A new SIM identity brings the contact groups kept for it. */
@@ -341,7 +333,7 @@ static int agent_pass(const struct run *o)
 			memset(&e, 0, sizeof(e));
 			e.home = o->home;
 			e.device_dir = o->device_dir;
-			e.host = o->host;
+			e.host = o->pub.host;
 			rc = pb_engine_sim_snapshot(&e, iccid, msisdn, &snap);
 			if (rc == 0) {
 				e.kind_mask = 1u << PB_KIND_CONTACTS;
@@ -392,7 +384,7 @@ static int agent_pass(const struct run *o)
 
 int pb_agent_run(pb_phone_t *phone, const pb_agent_opts_t *opts)
 {
-	static pb_pwhash_params_t weak;
+	pb_pwhash_params_t weak;
 	struct run r;
 	const struct run *o = &r;
 	int rc = 0;
@@ -400,34 +392,28 @@ int pb_agent_run(pb_phone_t *phone, const pb_agent_opts_t *opts)
 	if (phone == NULL || opts == NULL)
 		return PB_EINVAL;
 	memset(&r, 0, sizeof(r));
+	r.pub = *opts;
 	r.home = phone->home;
 	r.device_dir = phone->device_dir;
-	r.host = opts->host;
-	r.passphrase = opts->passphrase;
 	if (opts->weak_kdf) {
 		weak = pb_pwhash_params_interactive();
 		r.wrap_params = &weak;
 	}
-	r.allowed = opts->allowed != 0 ? opts->allowed : (1u << PB_NET_WIFI) | (1u << PB_NET_ETHERNET);
-	r.interval = opts->interval != 0 ? opts->interval : 300;
-	r.once = opts->once;
-	r.network = opts->network;
-	r.network_arg = opts->network_arg;
-	r.event = opts->event;
-	r.event_arg = opts->event_arg;
-	r.stop = opts->stop;
-	r.stop_arg = opts->stop_arg;
+	if (r.pub.allowed == 0)
+		r.pub.allowed = (1u << PB_NET_WIFI) | (1u << PB_NET_ETHERNET);
+	if (r.pub.interval == 0)
+		r.pub.interval = 300;
 	for (;;) {
 		rc = agent_pass(o);
 		if (rc != 0)
 			emit(o, "{s:s, s:s, s:s}", "event", "error", "error", pb_err_name(rc), "message",
 			     pb_strerror(rc));
-		if (o->once || stop_asked(o))
+		if (o->pub.once || stop_asked(o))
 			break;
-		for (unsigned s = 0; s < o->interval && !stop_asked(o); s++)
+		for (unsigned s = 0; s < o->pub.interval && !stop_asked(o); s++)
 			sleep(1);
 		if (stop_asked(o))
 			break;
 	}
-	return o->once ? rc : 0;
+	return o->pub.once ? rc : 0;
 }

@@ -10,6 +10,6 @@
 
 /* pb_net_type_t, pb_net_current, pb_net_name, pb_net_parse and the agent's
  * options: peerback/phone.h. */
-pb_net_type_t pb_net_classify(const char *iface);
+pb_net_type_t pb__net_classify(const char *iface);
 
 #endif

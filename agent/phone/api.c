@@ -254,21 +254,21 @@ int pb_phone_nfc_begin(pb_phone_t *phone, unsigned ttl_s)
 {
 	if (phone == NULL)
 		return PB_EINVAL;
-	return pb_nfc_txn_begin(phone->home, ttl_s, now_s());
+	return pb__nfc_txn_begin(phone->home, ttl_s, now_s());
 }
 
 int pb_phone_nfc_end(pb_phone_t *phone)
 {
 	if (phone == NULL)
 		return PB_EINVAL;
-	return pb_nfc_txn_end(phone->home);
+	return pb__nfc_txn_end(phone->home);
 }
 
 int pb_phone_nfc_status(pb_phone_t *phone, uint64_t *expires)
 {
 	if (phone == NULL)
 		return PB_EINVAL;
-	return pb_nfc_txn_get(phone->home, now_s(), expires);
+	return pb__nfc_txn_get(phone->home, now_s(), expires);
 }
 
 /* The app's fetch behind the library's fetch type (which names the home). */
@@ -283,7 +283,7 @@ static int app_fetch(void *arg, const char *home, const char *item_id, int timeo
 
 int pb_phone_nfc_use(pb_phone_t *phone, const char *id, const pb_nfc_opts_t *opts, pb_nfc_result_t *res)
 {
-	pb_nfc_use_opts_t o;
+	pb__nfc_use_opts_t o;
 
 	if (phone == NULL || id == NULL || res == NULL)
 		return PB_EINVAL;
@@ -299,14 +299,14 @@ int pb_phone_nfc_use(pb_phone_t *phone, const char *id, const pb_nfc_opts_t *opt
 			o.fetch_arg = (void *)opts;
 		}
 	}
-	return pb_nfc_use(&o, id, res);
+	return pb__nfc_use(&o, id, res);
 }
 
 int pb_phone_m1_find(pb_phone_t *phone, const char *name, char *id, size_t cap)
 {
 	if (phone == NULL || name == NULL)
 		return PB_EINVAL;
-	return pb_m1_find_card(phone->device_dir, name, id, cap);
+	return pb__m1_find_card(phone->device_dir, name, id, cap);
 }
 
 /* The state of a sector's cache copy against the card store. */
@@ -318,7 +318,7 @@ static const char *cache_state(const char *home, const char *card_id, unsigned s
 	size_t n;
 	const char *st;
 
-	if (pb_m1_cache_path(home, card_id, sector, false, path, sizeof(path)) != 0)
+	if (pb__m1_cache_path(home, card_id, sector, false, path, sizeof(path)) != 0)
 		return "none";
 	if (pb__read_file(path, 256, &buf, &n) != 0)
 		return "none";
@@ -354,7 +354,7 @@ int pb_phone_m1_opkey(pb_phone_t *phone, const char *card_id, unsigned sector, u
 
 	if (phone == NULL || card_id == NULL)
 		return PB_EINVAL;
-	if ((rc = pb_m1_load_keys(phone->home, card_id, k1, k2)) != 0)
+	if ((rc = pb__m1_load_keys(phone->home, card_id, k1, k2)) != 0)
 		return rc;
 	pb_m1_op_key(k1, k2, sector, out);
 	sodium_memzero(k1, sizeof(k1));
@@ -367,5 +367,5 @@ int pb_phone_m1_set(pb_phone_t *phone, const char *card_id, unsigned block, cons
 {
 	if (phone == NULL || card_id == NULL || data == NULL || res == NULL)
 		return PB_EINVAL;
-	return pb_m1_set(phone->home, phone->device_dir, card_id, block, data, key, res);
+	return pb__m1_set(phone->home, phone->device_dir, card_id, block, data, key, res);
 }
