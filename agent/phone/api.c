@@ -55,10 +55,16 @@ int pb_phone_resolve(const char *given, char *out, size_t cap)
 int pb_phone_login(pb_phone_t *phone, const char *service_addr, const char *service_key, const char *account,
 		   const char *password, const char *name)
 {
+	char addr[96];
+	int rc;
+
 	if (phone == NULL || service_addr == NULL || service_key == NULL || account == NULL || password == NULL ||
 	    name == NULL)
 		return PB_EINVAL;
-	return pb__phone_login(phone->home, service_addr, service_key, account, password, name);
+	/* The phone stores and later dials an address, not a name. */
+	if ((rc = pb_phone_resolve(service_addr, addr, sizeof(addr))) != 0)
+		return rc;
+	return pb__phone_login(phone->home, addr, service_key, account, password, name);
 }
 
 int pb_phone_account(pb_phone_t *phone, pb_account_info_t *out)
@@ -285,6 +291,8 @@ int pb_phone_nfc_use(pb_phone_t *phone, const char *id, const pb_nfc_opts_t *opt
 {
 	pb__nfc_use_opts_t o;
 
+	if (res != NULL)
+		memset(res, 0, sizeof(*res));
 	if (phone == NULL || id == NULL || res == NULL)
 		return PB_EINVAL;
 	memset(&o, 0, sizeof(o));

@@ -92,8 +92,8 @@ typedef struct pb_account_info_s {
  * when given is neither, PB_ENOTFOUND when the name does not resolve. */
 PB_EXTERN PB_WUR int pb_phone_resolve(const char *given, char *out, size_t cap);
 
-/* Logs the phone into the account service at service_addr (ADDR:PORT, a
- * numeric address) whose X25519 key service_key is pinned (base64url, as
+/* Logs the phone into the account service at service_addr (ADDR:PORT or
+ * HOST:PORT, see pb_phone_resolve) whose X25519 key service_key is pinned (base64url, as
  * peerback-imd prints it), and stores the account and the device
  * certificate in the home. name: this device's name (1-64 bytes of UTF-8).
  * The password is used during the call only. PB_EURI_BASE64/PB_EURI_KEYLEN
