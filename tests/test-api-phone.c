@@ -16,6 +16,9 @@
 
 #include "harness.h"
 
+#define OLD_PASS "recovery passphrase for tests" /* what the harness gives peerback */
+#define NEW_PASS "another recovery passphrase"
+
 static int stop_after_first(void *arg)
 {
 	return *(int *)arg > 0;
@@ -46,6 +49,9 @@ static void test_account_pair_ping(void **state)
 	pb_account_info_t acct;
 	pb_host_info_t h, *hosts;
 	pb_ping_result_t ping;
+	pb_passphrase_opts_t po;
+	pb_passphrase_result_t pr;
+	char dev[4096], *out, *err, *backup[] = { "backup", NULL };
 	struct stat st;
 	size_t n;
 
@@ -109,6 +115,32 @@ static void test_account_pair_ping(void **state)
 	assert_true(ping.rtt_ms > 0);
 	assert_int_equal(ping.instructions, 0);
 	assert_int_equal(pb_phone_instructions(phone, NULL), 0);
+
+	/* The recovery passphrase: the first backup sets it, a change needs
+	 * the current one and a strong new one, and reaches the host. */
+	assert_false(pb_phone_has_master_key(phone));
+	assert_int_equal(pb_phone_check_passphrase(phone, OLD_PASS), PB_ENOTFOUND);
+	snprintf(dev, sizeof(dev), "%s/device", home);
+	assert_int_equal(pb_kind_gen(PB_KIND_CREDENTIAL, dev, 3, PB_GEN_SMALL), 0);
+	assert_int_equal(pb_test_peerback(home, backup, &out, &err), 0);
+	free(out);
+	free(err);
+	assert_true(pb_phone_has_master_key(phone));
+	assert_int_equal(pb_phone_check_passphrase(phone, OLD_PASS), 0);
+	assert_int_equal(pb_phone_check_passphrase(phone, NEW_PASS), PB_ESTORE_PASSPHRASE);
+	memset(&po, 0, sizeof(po));
+	po.current = NEW_PASS;
+	po.next = NEW_PASS;
+	po.weak_kdf = true;
+	assert_int_equal(pb_phone_change_passphrase(phone, &po, &pr), PB_ESTORE_PASSPHRASE);
+	po.current = OLD_PASS;
+	po.next = "aaaa";
+	assert_int_equal(pb_phone_change_passphrase(phone, &po, &pr), PB_ESTORE_WEAKPASS);
+	po.next = NEW_PASS;
+	assert_int_equal(pb_phone_change_passphrase(phone, &po, &pr), 0);
+	assert_int_equal(pr.hosts, 1);
+	assert_int_equal(pb_phone_check_passphrase(phone, NEW_PASS), 0);
+	assert_int_equal(pb_phone_check_passphrase(phone, OLD_PASS), PB_ESTORE_PASSPHRASE);
 
 	/* Forgetting needs one host named; then the phone is not paired. */
 	assert_int_equal(pb_phone_forget(phone, "nobody"), PB_ENOTFOUND);
