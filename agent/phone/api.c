@@ -28,13 +28,16 @@ int pb_phone_resolve(const char *given, char *out, size_t cap)
 	struct sockaddr_storage ss;
 	struct addrinfo hints, *res = NULL;
 	char host[256];
-	const char *colon = strrchr(given, ':');
-	int rc;
+	const char *colon;
+	int n;
 
+	if (given == NULL || out == NULL)
+		return PB_EINVAL;
 	if (pb__sockaddr_parse(given, &ss) == 0) {
-		snprintf(out, cap, "%s", given);
-		return 0;
+		n = snprintf(out, cap, "%s", given);
+		return n < 0 || (size_t)n >= cap ? PB_ETOOBIG : 0;
 	}
+	colon = strrchr(given, ':');
 	if (colon == NULL || colon == given || (size_t)(colon - given) >= sizeof(host) || given[0] == '[')
 		return PB_EURI_ADDR;
 	memcpy(host, given, (size_t)(colon - given));
@@ -47,10 +50,8 @@ int pb_phone_resolve(const char *given, char *out, size_t cap)
 	memset(&ss, 0, sizeof(ss));
 	memcpy(&ss, res->ai_addr, res->ai_addrlen);
 	freeaddrinfo(res);
-	rc = pb__sockaddr_format(&ss, out, cap);
-	return rc;
+	return pb__sockaddr_format(&ss, out, cap);
 }
-
 
 int pb_phone_login(pb_phone_t *phone, const char *service_addr, const char *service_key, const char *account,
 		   const char *password, const char *name)

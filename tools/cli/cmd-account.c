@@ -1,11 +1,8 @@
 /* peerback account: log this device into the IM account service. */
 #include <errno.h>
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
