@@ -118,7 +118,7 @@ int pb_cmd_account(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail_err(cli, rc, "login to %s as %s failed", imd, account);
 	if (cli->json)
 		(void)pb_cli_json("{s:s, s:o, s:o}", "event", "logged-in", "account", pb_cli_text(account), "name",
-				     pb_cli_text(name));
+				  pb_cli_text(name));
 	else
 		printf("logged in as %s (%s)\n", account, name);
 	return 0;

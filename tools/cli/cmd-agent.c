@@ -126,8 +126,8 @@ int pb_cmd_agent(pb_cli_t *cli, int argc, char **argv)
 					cli->json = true;
 			if (cli->json)
 				(void)pb_cli_json("{s:s, s:o, s:o, s:o}", "network", pb_net_name(t), "interface",
-						     pb_cli_text(iface), "iccid", pb_cli_text(iccid), "msisdn",
-						     pb_cli_text(msisdn));
+						  pb_cli_text(iface), "iccid", pb_cli_text(iccid), "msisdn",
+						  pb_cli_text(msisdn));
 			else
 				printf("network %s (%s)\nSIM     %s %s\n", pb_net_name(t), iface[0] ? iface : "no default route",
 				       iccid[0] ? iccid : "none", msisdn);

@@ -75,7 +75,7 @@ int pb_cmd_export(pb_cli_t *cli, int argc, char **argv)
 	}
 	if (cli->json)
 		(void)pb_cli_json("{s:s, s:s, s:o}", "event", "exported", "kind", pb_kind_name(kind), "format",
-				     pb_cli_text(format));
+				  pb_cli_text(format));
 	else
 		printf("exported %s as %s into %s\n", pb_kind_name(kind), format, out);
 	return 0;

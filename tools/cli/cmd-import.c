@@ -82,7 +82,7 @@ int pb_cmd_import(pb_cli_t *cli, int argc, char **argv)
 	}
 	if (cli->json)
 		(void)pb_cli_json("{s:s, s:s, s:I}", "event", "imported", "kind", pb_kind_name(kind), "files",
-				     (json_int_t)n);
+				  (json_int_t)n);
 	else
 		printf("imported %zu %s file%s into %s\n", n, pb_kind_name(kind), n == 1 ? "" : "s", dir);
 	return 0;

@@ -107,7 +107,7 @@ static int cmd_begin(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail_err(cli, rc, "cannot mark the NFC transaction in %s", cli->home);
 	if (cli->json)
 		(void)pb_cli_json("{s:s, s:b, s:I}", "event", "nfc-transaction", "active", 1, "expires",
-				     (json_int_t)(now + ttl));
+				  (json_int_t)(now + ttl));
 	else
 		printf("NFC transaction in progress for %lu s\n", ttl);
 	return 0;
@@ -149,7 +149,7 @@ static int cmd_status(pb_cli_t *cli, int argc, char **argv)
 		expires = now;
 	if (cli->json)
 		(void)pb_cli_json("{s:s, s:b, s:I}", "event", "nfc-transaction", "active", (int)active, "expires",
-				     (json_int_t)(active ? expires : 0));
+				  (json_int_t)(active ? expires : 0));
 	else if (active)
 		printf("NFC transaction in progress, %llu s left\n", (unsigned long long)(expires - now));
 	else
@@ -170,8 +170,8 @@ static int use_failed(pb_cli_t *cli, const char *id, const pb_nfc_result_t *r, i
 
 	if (cli->json)
 		(void)pb_cli_json("{s:s, s:o, s:s, s:b, s:s, s:o}", "event", "nfc-failed", "credential",
-				     pb_cli_text(id), "local", pb_err_name(r->local), "transaction",
-				     (int)r->transaction, "error", pb_err_name(rc), "host", pb_cli_text(r->host));
+				  pb_cli_text(id), "local", pb_err_name(r->local), "transaction",
+				  (int)r->transaction, "error", pb_err_name(rc), "host", pb_cli_text(r->host));
 	switch (rc) {
 	case PB_ENFC_NO_TXN:
 		return pb_cli_fail(cli,
@@ -246,11 +246,11 @@ static int cmd_use(pb_cli_t *cli, int argc, char **argv)
 	pb_cli_hex_upper(r.cred->checksum, 4, sum);
 	if (cli->json) {
 		(void)pb_cli_json("{s:s, s:o, s:o, s:s, s:s, s:b, s:o, s:f, s:b, s:s}", "event", "nfc-used",
-				     "credential", pb_cli_text(id), "type", pb_cli_text(r.cred->type), "source",
-				     r.from_host ? "host" : "local", "local",
-				     r.local == 0 ? "ok" : pb_err_name(r.local), "transaction", (int)r.transaction,
-				     "host", pb_cli_text(r.host), "fetch_ms", pb_cli_milli(r.fetch_ms),
-				     "reinstalled", (int)r.reinstalled, "checksum", sum);
+				  "credential", pb_cli_text(id), "type", pb_cli_text(r.cred->type), "source",
+				  r.from_host ? "host" : "local", "local",
+				  r.local == 0 ? "ok" : pb_err_name(r.local), "transaction", (int)r.transaction,
+				  "host", pb_cli_text(r.host), "fetch_ms", pb_cli_milli(r.fetch_ms),
+				  "reinstalled", (int)r.reinstalled, "checksum", sum);
 	} else if (!r.from_host) {
 		printf("%s: used the copy on this phone (%s, %zu bytes)\n", id, r.cred->type, r.cred->data_len);
 	} else {
@@ -330,9 +330,9 @@ static void show_sector(pb_cli_t *cli, const char *card_id, const pb_mifare_card
 	}
 	if (cli->json)
 		(void)pb_cli_json("{s:s, s:o, s:I, s:o, s:o, s:o, s:o, s:I}", "event", "sector", "card",
-				     pb_cli_text(card_id), "sector", (json_int_t)s, "state", pb_cli_text(state),
-				     "access", pb_cli_text(bits), "cache", pb_cli_text(cache), "blocks", blocks,
-				     "reference_block", (json_int_t)pb_m1_reference_block(s));
+				  pb_cli_text(card_id), "sector", (json_int_t)s, "state", pb_cli_text(state),
+				  "access", pb_cli_text(bits), "cache", pb_cli_text(cache), "blocks", blocks,
+				  "reference_block", (json_int_t)pb_m1_reference_block(s));
 }
 
 static int find_card(pb_cli_t *cli, pb_phone_t *phone, const char *dir, const char *name, char *id, size_t cap)
@@ -453,8 +453,8 @@ static int cmd_mifare_set(pb_cli_t *cli, int argc, char **argv)
 	if (rc == 0) {
 		if (cli->json)
 			(void)pb_cli_json("{s:s, s:o, s:I, s:I, s:s}", "event", "m1-written", "card",
-					     pb_cli_text(id), "sector", (json_int_t)r.sector, "block",
-					     (json_int_t)block, "key", r.key == PB_MIFARE_KEY_A ? "A" : "B");
+					  pb_cli_text(id), "sector", (json_int_t)r.sector, "block",
+					  (json_int_t)block, "key", r.key == PB_MIFARE_KEY_A ? "A" : "B");
 		else
 			printf("card %s: block %lu (sector %u) written with key %c; cache copy updated\n", id, block,
 			       r.sector, r.key == PB_MIFARE_KEY_A ? 'A' : 'B');
@@ -462,8 +462,8 @@ static int cmd_mifare_set(pb_cli_t *cli, int argc, char **argv)
 	}
 	if (cli->json)
 		(void)pb_cli_json("{s:s, s:o, s:I, s:I, s:s, s:s}", "event", "m1-refused", "card", pb_cli_text(id),
-				     "sector", (json_int_t)r.sector, "block", (json_int_t)block, "check",
-				     pb_m1_check_name(r.failed), "error", pb_err_name(rc));
+				  "sector", (json_int_t)r.sector, "block", (json_int_t)block, "check",
+				  pb_m1_check_name(r.failed), "error", pb_err_name(rc));
 	switch (r.failed) {
 	case PB_M1_CHECK_PERMISSION:
 		return pb_cli_fail(cli, "card %s block %lu: write refused by the permission check: the operation key "
@@ -534,8 +534,8 @@ static int cmd_mifare_opkey(pb_cli_t *cli, int argc, char **argv)
 	pb_cli_hex_upper(op, 6, hex);
 	if (cli->json)
 		(void)pb_cli_json("{s:s, s:o, s:I, s:s, s:I}", "event", "m1-opkey", "card", pb_cli_text(id),
-				     "sector", (json_int_t)sector, "opkey", hex, "reference_block",
-				     (json_int_t)pb_m1_reference_block((unsigned)sector));
+				  "sector", (json_int_t)sector, "opkey", hex, "reference_block",
+				  (json_int_t)pb_m1_reference_block((unsigned)sector));
 	else
 		printf("%s\n", hex);
 	sodium_memzero(op, sizeof(op));
