@@ -9,8 +9,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
+#include <dirent.h>
 
 #include <peerback.h>
 
@@ -36,6 +38,47 @@ static pb_net_type_t cellular(void *arg)
 {
 	(void)arg;
 	return PB_NET_CELLULAR;
+}
+
+/* The app's own transport for the NFC fallback: the bytes of one file. */
+struct app_copy {
+	const char *path;
+	char asked[128];
+};
+
+static int app_fetch(void *arg, const char *item_id, int timeout_ms, uint8_t **data, size_t *len, char *host)
+{
+	struct app_copy *c = arg;
+
+	(void)timeout_ms;
+	snprintf(c->asked, sizeof(c->asked), "%s", item_id);
+	*data = pb_test_read_file(c->path, len);
+	snprintf(host, 65, "app transport");
+	return *data != NULL ? 0 : PB_ENFC_UNREACHABLE;
+}
+
+/* A usable credential of dir (its id into id). */
+static void usable_credential(const char *dir, char *id, size_t cap)
+{
+	char creds[4200];
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(creds, sizeof(creds), "%s/credentials", dir);
+	assert_non_null(d = opendir(creds));
+	id[0] = 0;
+	while (id[0] == 0 && (e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+
+		if (n < 6 || strcmp(e->d_name + n - 5, ".json") != 0 || n - 5 >= cap)
+			continue;
+		memcpy(id, e->d_name, n - 5);
+		id[n - 5] = 0;
+		if (pb_credential_check(dir, id, (uint64_t)time(NULL)) != 0)
+			id[0] = 0;
+	}
+	closedir(d);
+	assert_true(id[0] != 0);
 }
 
 /* Logged out, logged in, paired, pinged, forgotten. */
@@ -186,6 +229,45 @@ static void test_nfc_kinds_agent(void **state)
 	assert_int_equal(pb_phone_nfc_use(phone, "card-1", NULL, &r), PB_ENFC_NO_TXN);
 	assert_int_equal(r.local, PB_ENOTFOUND);
 	assert_null(r.cred);
+
+	/* Inside a transaction an app's own transport brings the copy, which
+	 * is checked and written back. */
+	{
+		char src[4096], id[80], path[4300];
+		struct app_copy c;
+		pb_nfc_opts_t no;
+
+		snprintf(src, sizeof(src), "%s/elsewhere", dir);
+		assert_int_equal(pb_kind_gen(PB_KIND_CREDENTIAL, src, 11, PB_GEN_SMALL), 0);
+		usable_credential(src, id, sizeof(id));
+		snprintf(path, sizeof(path), "%s/credentials/%s.json", src, id);
+		memset(&c, 0, sizeof(c));
+		c.path = path;
+		memset(&no, 0, sizeof(no));
+		no.transaction = true;
+		no.reinstall = true;
+		no.fetch = app_fetch;
+		no.fetch_arg = &c;
+		assert_int_equal(pb_phone_nfc_use(phone, id, &no, &r), 0);
+		assert_int_equal(r.local, PB_ENOTFOUND);
+		assert_true(r.from_host);
+		assert_string_equal(r.host, "app transport");
+		assert_true(r.reinstalled);
+		assert_non_null(r.cred);
+		assert_string_equal(r.cred->id, id);
+		assert_non_null(strstr(c.asked, id));
+		pb_credential_free(r.cred);
+		/* Now the phone has it. */
+		assert_int_equal(pb_phone_nfc_use(phone, id, NULL, &r), 0);
+		assert_false(r.from_host);
+		pb_credential_free(r.cred);
+		/* A copy that is another credential is refused and not kept. */
+		assert_true(pb_phone_nfc_use(phone, "another-card", &no, &r) < 0);
+		assert_null(r.cred);
+		assert_false(r.reinstalled);
+		snprintf(path, sizeof(path), "%s/credentials/another-card.json", dev);
+		assert_int_not_equal(access(path, F_OK), 0);
+	}
 
 	/* Generated credentials export in the default format. */
 	assert_int_equal(pb_kind_gen(PB_KIND_CREDENTIAL, dev, 7, PB_GEN_SMALL), 0);
