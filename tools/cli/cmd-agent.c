@@ -156,6 +156,9 @@ int pb_cmd_agent(pb_cli_t *cli, int argc, char **argv)
 					return pb_cli_fail(cli, "unknown network type '%s' (wifi ethernet cellular)", w);
 				o.allowed |= 1u << t;
 			}
+			/* 0 would be the library's default, not "none". */
+			if (o.allowed == 0)
+				return pb_cli_fail(cli, "--allow needs at least one network type (wifi ethernet cellular)");
 		} else if (i + 1 < argc && strcmp(argv[i], "--network-type") == 0) {
 			if (pb_net_parse(argv[++i], &fixed) != 0)
 				return pb_cli_fail(cli, "unknown network type '%s' (wifi ethernet cellular none)", argv[i]);
