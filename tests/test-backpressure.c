@@ -108,7 +108,7 @@ static void ping_within(const char *home, int limit_ms)
 	pb_envelope_t *env = NULL;
 	pb_client_t c;
 	int64_t start = pb_test_now_ms();
-	int rc = pb_phone_connect(home, NULL, limit_ms, &c, NULL);
+	int rc = pb__phone_connect(home, NULL, limit_ms, &c, NULL);
 	long ms;
 
 	if (rc == 0) {
@@ -142,7 +142,7 @@ static void test_requests_without_reading(void **state)
 	(void)state;
 	printf("biggest chunk: %zu bytes\n", len);
 	base = pb_test_proc_kib(host.proc.pid, "VmRSS");
-	assert_int_equal(pb_phone_connect(phone, NULL, 5000, &c, NULL), 0);
+	assert_int_equal(pb__phone_connect(phone, NULL, 5000, &c, NULL), 0);
 	/* A send that cannot finish in 2 s means the host stopped reading. */
 	c.timeout_ms = 2000;
 	while (asked < (600u << 20) && rc == 0) {

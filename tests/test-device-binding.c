@@ -434,7 +434,7 @@ static void test_names_validated(void **state)
 	for (size_t i = 0; bad[i] != NULL; i++) {
 		randombytes_buf(id, sizeof(id));
 		thief_identity(home, id, sign_pk, static_pk);
-		rc = pb_phone_login(home, imd.addr, imd.key, "alice", PB_TEST_PASSWORD, bad[i]);
+		rc = pb__phone_login(home, imd.addr, imd.key, "alice", PB_TEST_PASSWORD, bad[i]);
 		if (rc == 0)
 			fail_msg("the account service certified device name \"%s\"", bad[i]);
 		if (strstr(pb_strerror(rc), "name") == NULL)
@@ -442,13 +442,13 @@ static void test_names_validated(void **state)
 	}
 	/* An account name with a control character is a bad name, not a wrong
 	 * password. */
-	rc = pb_phone_login(home, imd.addr, imd.key, "alice\n", PB_TEST_PASSWORD, "phone");
+	rc = pb__phone_login(home, imd.addr, imd.key, "alice\n", PB_TEST_PASSWORD, "phone");
 	if (rc == 0 || strstr(pb_strerror(rc), "name") == NULL)
 		fail_msg("account \"alice\\n\": %s", rc == 0 ? "accepted" : pb_strerror(rc));
 	/* Names in any script are welcome. */
 	randombytes_buf(id, sizeof(id));
 	thief_identity(home, id, sign_pk, static_pk);
-	assert_int_equal(pb_phone_login(home, imd.addr, imd.key, "alice", PB_TEST_PASSWORD, "Zoë’s 手机"), 0);
+	assert_int_equal(pb__phone_login(home, imd.addr, imd.key, "alice", PB_TEST_PASSWORD, "Zoë’s 手机"), 0);
 }
 
 int main(void)

@@ -73,7 +73,7 @@ static void ping_within(int limit_ms)
 	pb_envelope_t *env = NULL;
 	pb_client_t c;
 	int64_t start = pb_test_now_ms();
-	int rc = pb_phone_connect(phone, NULL, limit_ms, &c, NULL);
+	int rc = pb__phone_connect(phone, NULL, limit_ms, &c, NULL);
 	long ms;
 
 	if (rc == 0) {

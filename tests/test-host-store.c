@@ -187,7 +187,7 @@ static int teardown(void **state)
 
 static void connect_as(const char *home, pb_client_t *c)
 {
-	int rc = pb_phone_connect(home, NULL, 10000, c, NULL);
+	int rc = pb__phone_connect(home, NULL, 10000, c, NULL);
 
 	if (rc != 0)
 		printf("connect: %s\n", pb_strerror(rc));
@@ -594,7 +594,7 @@ static void test_commit_off_loop(void **state)
 	/* Meanwhile phone B connects (a full handshake) and pings. */
 	t0 = now_s();
 	{
-		int rc = pb_phone_connect(phone_b, NULL, 5000, &other, NULL);
+		int rc = pb__phone_connect(phone_b, NULL, 5000, &other, NULL);
 
 		rc_connect = rc;
 		if (rc == 0) {

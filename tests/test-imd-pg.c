@@ -261,7 +261,7 @@ static void test_pair_through_a_remembered_through_b(void **state)
 	assert_int_equal(pb_test_login(&b, hhome, "alice", "desk"), 0);
 	assert_int_equal(pb_test_login(&a, p1, "carol", "carols-phone"), 0);
 	pb_test_host_start(&h, hhome, "127.0.0.1:0", hargs);
-	assert_int_equal(pb_phone_pair(p1, h.uri, 10000, NULL, NULL), 0);
+	assert_int_equal(pb__phone_pair(p1, h.uri, 10000, NULL, NULL), 0);
 	assert_true(pb_test_host_wait(&h, "paired", line, sizeof(line), 10000) > 0);
 
 	/* A goes away; the phone's device logs in again through B (same id,
@@ -299,12 +299,12 @@ static void test_ticket_replayed_across_instances(void **state)
 	f.ticket_only = true;
 	f.ticket_out = t2;
 	f.ticket_out_len = &t2_len;
-	assert_int_equal(pb_phone_pair(p2, h.uri, 10000, &f, NULL), 0);
+	assert_int_equal(pb__phone_pair(p2, h.uri, 10000, &f, NULL), 0);
 	assert_true(t2_len > 0);
 
 	f.ticket_out = t3;
 	f.ticket_out_len = &t3_len;
-	assert_int_equal(pb_phone_pair(p3, h.uri, 10000, &f, NULL), PB_EACCT_SECRET_USED);
+	assert_int_equal(pb__phone_pair(p3, h.uri, 10000, &f, NULL), PB_EACCT_SECRET_USED);
 	assert_int_equal(t3_len, 0);
 
 	/* The ticket A gave still pairs its phone, once. */
@@ -312,7 +312,7 @@ static void test_ticket_replayed_across_instances(void **state)
 	f.ticket = t2;
 	f.ticket_len = t2_len;
 	f.skip_ticket_request = true;
-	assert_int_equal(pb_phone_pair(p2, h.uri, 10000, &f, NULL), 0);
+	assert_int_equal(pb__phone_pair(p2, h.uri, 10000, &f, NULL), 0);
 	assert_true(pb_test_host_wait(&h, "paired", line, sizeof(line), 10000) > 0);
 }
 
@@ -348,7 +348,7 @@ static void test_ticket_race_across_instances(void **state)
 			f.ticket_only = true;
 			f.ticket_out = t;
 			f.ticket_out_len = &t_len;
-			rc = pb_phone_pair(phones[i], h.uri, 10000, &f, NULL);
+			rc = pb__phone_pair(phones[i], h.uri, 10000, &f, NULL);
 			_exit(rc == 0 ? 0 : rc == PB_EACCT_SECRET_USED ? 3 : 4);
 		}
 		got[i] = pid;
@@ -378,7 +378,7 @@ static void test_instance_killed_mid_pairing(void **state)
 	pb_test_host_start(&h, hhome, "127.0.0.1:0", hargs); /* its session is registered at A */
 	assert_int_equal(pb_test_stop(&a.proc, SIGKILL), 128 + SIGKILL);
 	a.proc.pid = 0;
-	assert_int_equal(pb_phone_pair(p4, h.uri, 10000, NULL, NULL), 0);
+	assert_int_equal(pb__phone_pair(p4, h.uri, 10000, NULL, NULL), 0);
 	assert_true(pb_test_host_wait(&h, "paired", line, sizeof(line), 10000) > 0);
 }
 
@@ -394,9 +394,9 @@ static void test_rate_limit_shared(void **state)
 	assert_int_equal(pb__mkdirs(p5, 0700), 0);
 	assert_int_equal(pb__mkdirs(p6, 0700), 0);
 	for (int i = 0; i < 5; i++)
-		assert_int_equal(pb_phone_login(p5, a.addr, a.key, "alice", "wrong password", "phone-5"),
+		assert_int_equal(pb__phone_login(p5, a.addr, a.key, "alice", "wrong password", "phone-5"),
 				 PB_EACCT_LOGIN);
-	assert_int_equal(pb_phone_login(p6, b.addr, b.key, "alice", PB_TEST_PASSWORD, "phone-6"), PB_EACCT_RATE);
+	assert_int_equal(pb__phone_login(p6, b.addr, b.key, "alice", PB_TEST_PASSWORD, "phone-6"), PB_EACCT_RATE);
 
 	/* A's log: one JSON object a line, the refused logins among them,
 	 * and no password. */

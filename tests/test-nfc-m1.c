@@ -140,9 +140,9 @@ static void capture(unsigned sector, struct copies *c)
 	pb_test_file_digest(mfd, c->store);
 	snprintf(p, sizeof(p), "%s/device/mifare/%s.mct", home, card_id);
 	pb_test_file_digest(p, c->sidecar);
-	assert_int_equal(pb_m1_cache_path(home, card_id, sector, false, p, sizeof(p)), 0);
+	assert_int_equal(pb__m1_cache_path(home, card_id, sector, false, p, sizeof(p)), 0);
 	pb_test_file_digest(p, c->cache);
-	assert_int_equal(pb_m1_cache_path(home, card_id, sector, true, p, sizeof(p)), 0);
+	assert_int_equal(pb__m1_cache_path(home, card_id, sector, true, p, sizeof(p)), 0);
 	pb_test_file_digest(p, c->pending);
 }
 
@@ -211,7 +211,7 @@ static void test_write_with_right_keys(void **state)
 	/* The card store holds the new block; the cache copy the new sector. */
 	store = pb_test_read_file(mfd, &slen);
 	assert_int_equal(slen, 1024);
-	assert_int_equal(pb_m1_cache_path(home, card_id, 1, false, p, sizeof(p)), 0);
+	assert_int_equal(pb__m1_cache_path(home, card_id, 1, false, p, sizeof(p)), 0);
 	cache = pb_test_read_file(p, &clen);
 	assert_non_null(cache);
 	assert_int_equal(clen, 64);

@@ -155,15 +155,15 @@ static void test_transaction_state(void **state)
 	assert_int_equal(nfc(end, NULL, NULL), 0); /* ending none is fine */
 	assert_int_equal(nfc(bad_ttl, NULL, NULL), 1);
 	/* A transaction that ran out, and a damaged state file, are none. */
-	assert_int_equal(pb_nfc_txn_begin(phone, 5, pb__now() - 10), 0);
-	assert_int_equal(pb_nfc_txn_get(phone, pb__now(), NULL), PB_ENFC_NO_TXN);
+	assert_int_equal(pb__nfc_txn_begin(phone, 5, pb__now() - 10), 0);
+	assert_int_equal(pb__nfc_txn_get(phone, pb__now(), NULL), PB_ENFC_NO_TXN);
 	expect_no_txn("old", "PB_EDATA_EXPIRED", "credential has expired");
 	snprintf(path, sizeof(path), "%s/nfc-transaction", phone);
 	assert_int_equal(pb_test_write_file(path, "{\"expires\":", 11), 0);
-	assert_int_equal(pb_nfc_txn_get(phone, pb__now(), NULL), PB_ENFC_NO_TXN);
+	assert_int_equal(pb__nfc_txn_get(phone, pb__now(), NULL), PB_ENFC_NO_TXN);
 	assert_int_equal(pb_test_write_file(path, "{\"expires\":\"99999999999\"}", 26), 0);
-	assert_int_equal(pb_nfc_txn_get(phone, pb__now(), NULL), PB_ENFC_NO_TXN);
-	assert_int_equal(pb_nfc_txn_end(phone), 0);
+	assert_int_equal(pb__nfc_txn_get(phone, pb__now(), NULL), PB_ENFC_NO_TXN);
+	assert_int_equal(pb__nfc_txn_end(phone), 0);
 }
 
 static void test_transaction_without_paired_host(void **state)
@@ -180,7 +180,7 @@ static void test_transaction_without_paired_host(void **state)
 	free(err);
 }
 
-/* The fetch a phone app may plug in (pb_nfc_fetch_fn): here it serves the
+/* The fetch a phone app may plug in (pb__nfc_fetch_fn): here it serves the
  * files of another directory, standing for the app's own host link. */
 struct provider {
 	const char *dir;
@@ -211,8 +211,8 @@ static void test_fallback_through_provider(void **state)
 {
 	struct provider p = { NULL, 0, 0 };
 	char backup[4400], from[4400], to[4400], local[4400], kept[65], now_digest[65];
-	pb_nfc_use_opts_t o;
-	pb_nfc_use_result_t r;
+	pb__nfc_use_opts_t o;
+	pb__nfc_use_result_t r;
 	uint8_t fresh[32];
 
 	(void)state;
@@ -239,18 +239,18 @@ static void test_fallback_through_provider(void **state)
 	p.dir = backup;
 
 	/* Outside a transaction the provider is never asked. */
-	assert_int_equal(pb_nfc_use(&o, "old", &r), PB_ENFC_NO_TXN);
+	assert_int_equal(pb__nfc_use(&o, "old", &r), PB_ENFC_NO_TXN);
 	assert_int_equal(r.local, PB_EDATA_EXPIRED);
 	assert_null(r.cred);
 	assert_int_equal(p.calls, 0);
 	/* A usable local copy never asks either, in a transaction or not. */
 	o.transaction = true;
-	assert_int_equal(pb_nfc_use(&o, "good", &r), 0);
+	assert_int_equal(pb__nfc_use(&o, "good", &r), 0);
 	assert_false(r.from_host);
 	pb_credential_free(r.cred);
 	assert_int_equal(p.calls, 0);
 	/* In a transaction: used, not written back without reinstall. */
-	assert_int_equal(pb_nfc_use(&o, "old", &r), 0);
+	assert_int_equal(pb__nfc_use(&o, "old", &r), 0);
 	assert_true(r.from_host);
 	assert_string_equal(r.host, "provider");
 	assert_memory_equal(r.cred->data, fresh, 32);
@@ -260,7 +260,7 @@ static void test_fallback_through_provider(void **state)
 	assert_string_equal(kept, now_digest);
 	/* With reinstall the local copy becomes the host's. */
 	o.reinstall = true;
-	assert_int_equal(pb_nfc_use(&o, "old", &r), 0);
+	assert_int_equal(pb__nfc_use(&o, "old", &r), 0);
 	assert_true(r.reinstalled);
 	pb_credential_free(r.cred);
 	assert_int_equal(pb_credential_check(device, "old", pb__now()), 0);
@@ -270,7 +270,7 @@ static void test_fallback_through_provider(void **state)
 	assert_string_equal(kept, now_digest);
 	/* A host copy failing its checksum is refused and not installed. */
 	pb_test_file_digest(local, kept);
-	assert_int_equal(pb_nfc_use(&o, "bad", &r), PB_EDATA_CHECKSUM);
+	assert_int_equal(pb__nfc_use(&o, "bad", &r), PB_EDATA_CHECKSUM);
 	assert_null(r.cred);
 	assert_int_equal(pb_credential_check(device, "bad", pb__now()), PB_EDATA_CHECKSUM);
 	/* A copy under another id is refused. */
@@ -278,12 +278,12 @@ static void test_fallback_through_provider(void **state)
 	snprintf(to, sizeof(to), "%s/credentials/other.json", backup);
 	assert_int_equal(rename(from, to), 0);
 	snprintf(from, sizeof(from), "%s/credentials/bad.json", backup);
-	assert_int_equal(pb_nfc_use(&o, "other", &r), PB_EDATA_FORMAT);
+	assert_int_equal(pb__nfc_use(&o, "other", &r), PB_EDATA_FORMAT);
 	/* Errors of the fetch come through. */
-	assert_int_equal(pb_nfc_use(&o, "nowhere", &r), PB_ENOTFOUND);
+	assert_int_equal(pb__nfc_use(&o, "nowhere", &r), PB_ENOTFOUND);
 	p.error = PB_ENFC_UNREACHABLE;
-	assert_int_equal(pb_nfc_use(&o, "nowhere", &r), PB_ENFC_UNREACHABLE);
-	assert_int_equal(pb_nfc_use(&o, "../x", &r), PB_EINVAL);
+	assert_int_equal(pb__nfc_use(&o, "nowhere", &r), PB_ENFC_UNREACHABLE);
+	assert_int_equal(pb__nfc_use(&o, "../x", &r), PB_EINVAL);
 }
 
 int main(void)

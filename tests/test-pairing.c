@@ -150,7 +150,7 @@ static int setup(void **state)
 	f.ticket_out = t5;
 	f.ticket_out_len = &t5_len;
 	f.ticket_only = true;
-	assert_int_equal(pb_phone_pair(p5, u5, 5000, &f, NULL), 0);
+	assert_int_equal(pb__phone_pair(p5, u5, 5000, &f, NULL), 0);
 	restart_imd(NULL);
 	new_qr();
 	return 0;
@@ -230,13 +230,13 @@ static void test_other_account_refused_by_host(void **state)
 	f.ticket_out = t;
 	f.ticket_out_len = &tlen;
 	f.ticket_only = true;
-	assert_int_equal(pb_phone_pair(p6, host.uri, 5000, &f, NULL), 0);
+	assert_int_equal(pb__phone_pair(p6, host.uri, 5000, &f, NULL), 0);
 	capture(p2, &before);
 	memset(&f, 0, sizeof(f));
 	f.ticket = t;
 	f.ticket_len = tlen;
 	f.skip_ticket_request = true;
-	assert_int_equal(pb_phone_pair(p2, host.uri, 5000, &f, NULL), PB_EACCT_WRONG);
+	assert_int_equal(pb__phone_pair(p2, host.uri, 5000, &f, NULL), PB_EACCT_WRONG);
 	expect_host_refusal("refused", "PB_EACCT_WRONG");
 	assert_unchanged(p2, &before);
 	new_qr();
@@ -268,7 +268,7 @@ static void test_certificate_from_another_service(void **state)
 	memset(&f, 0, sizeof(f));
 	f.cert = cert3;
 	f.cert_len = cert3_len;
-	assert_int_equal(pb_phone_pair(p4, host.uri, 5000, &f, NULL), PB_EACCT_CERT);
+	assert_int_equal(pb__phone_pair(p4, host.uri, 5000, &f, NULL), PB_EACCT_CERT);
 	expect_host_refusal("refused", "PB_EACCT_CERT");
 	assert_unchanged(p4, &before);
 	free(cert3);
@@ -292,7 +292,7 @@ static void test_expired_certificate(void **state)
 	f.ticket = t5;
 	f.ticket_len = t5_len;
 	f.skip_ticket_request = true;
-	assert_int_equal(pb_phone_pair(p5, u5, 5000, &f, NULL), PB_EACCT_CERT_EXPIRED);
+	assert_int_equal(pb__phone_pair(p5, u5, 5000, &f, NULL), PB_EACCT_CERT_EXPIRED);
 	expect_host_refusal("refused", "PB_EACCT_CERT_EXPIRED");
 	assert_unchanged(p5, &before);
 	new_qr();
@@ -308,7 +308,7 @@ static void test_successful_library_pairing(void **state)
 	f.ticket_out = t4;
 	f.ticket_out_len = &t4_len;
 	f.signature_out = s4;
-	assert_int_equal(pb_phone_pair(p4, host.uri, 5000, &f, NULL), 0);
+	assert_int_equal(pb__phone_pair(p4, host.uri, 5000, &f, NULL), 0);
 	assert_true(pb_test_host_wait(&host, "paired", line, sizeof(line), 10000) > 0);
 	assert_true(pb_test_host_wait(&host, "advertise", line, sizeof(line), 10000) > 0);
 }
@@ -324,7 +324,7 @@ static void test_replayed_ticket(void **state)
 	f.ticket = t4;
 	f.ticket_len = t4_len;
 	f.skip_ticket_request = true;
-	assert_int_equal(pb_phone_pair(p4, host.uri, 5000, &f, NULL), PB_EACCT_TICKET_REPLAY);
+	assert_int_equal(pb__phone_pair(p4, host.uri, 5000, &f, NULL), PB_EACCT_TICKET_REPLAY);
 	expect_host_refusal("refused", "PB_EACCT_TICKET_REPLAY");
 	assert_unchanged(p4, &before);
 }
@@ -353,7 +353,7 @@ static void test_second_use_of_qr(void **state)
 	f.ticket = t4;
 	f.ticket_len = t4_len;
 	f.skip_ticket_request = true;
-	assert_int_equal(pb_phone_pair(p4, used, 5000, &f, NULL), PB_EACCT_SECRET_USED);
+	assert_int_equal(pb__phone_pair(p4, used, 5000, &f, NULL), PB_EACCT_SECRET_USED);
 	expect_host_refusal("refused", "PB_EACCT_SECRET_USED");
 	assert_unchanged(p4, &before);
 }
@@ -368,7 +368,7 @@ static void test_lifted_signature(void **state)
 	capture(p4, &before);
 	memset(&f, 0, sizeof(f));
 	f.signature = s4;
-	assert_int_equal(pb_phone_pair(p4, host.uri, 5000, &f, NULL), PB_EACCT_SIG);
+	assert_int_equal(pb__phone_pair(p4, host.uri, 5000, &f, NULL), PB_EACCT_SIG);
 	expect_host_refusal("refused", "PB_EACCT_SIG");
 	assert_unchanged(p4, &before);
 	new_qr();
@@ -536,7 +536,7 @@ static void test_mitm_substituting_host_key(void **state)
 	mitm_start(&m, a_priv, u.secret);
 	rewrite_uri(host.uri, m.port, a_pub, uri, sizeof(uri));
 	capture(p6, &before);
-	assert_int_equal(pb_phone_pair(p6, uri, 5000, NULL, NULL), PB_EACCT_CERT);
+	assert_int_equal(pb__phone_pair(p6, uri, 5000, NULL, NULL), PB_EACCT_CERT);
 	kill(m.pid, SIGKILL);
 	waitpid(m.pid, NULL, 0);
 	assert_unchanged(p6, &before);
@@ -584,7 +584,7 @@ static void test_expired_qr(void **state)
 	f.ticket_out = t;
 	f.ticket_out_len = &tlen;
 	f.ticket_only = true;
-	assert_int_equal(pb_phone_pair(p4, uri, 5000, &f, NULL), 0);
+	assert_int_equal(pb__phone_pair(p4, uri, 5000, &f, NULL), 0);
 	sleep(3);
 	/* The phone refuses an expired code before going anywhere. */
 	assert_int_equal(cli_pair(p1, uri, &err), 1);
@@ -596,7 +596,7 @@ static void test_expired_qr(void **state)
 	f.ticket_len = tlen;
 	f.skip_ticket_request = true;
 	f.ignore_expiry = true;
-	assert_int_equal(pb_phone_pair(p4, uri, 5000, &f, NULL), PB_EACCT_SECRET_EXPIRED);
+	assert_int_equal(pb__phone_pair(p4, uri, 5000, &f, NULL), PB_EACCT_SECRET_EXPIRED);
 	assert_true(pb_test_host_wait(&h2, "refused", line, sizeof(line), 10000) > 0);
 	assert_non_null(strstr(line, "PB_EACCT_SECRET_EXPIRED"));
 
@@ -616,7 +616,7 @@ static void test_expired_qr(void **state)
 	}
 	capture(p4, &before);
 	assert_true(pb_test_host_wait(&h2, "advertise", line, sizeof(line), 10000) > 0);
-	assert_int_equal(pb_phone_pair(p4, h2.uri, 5000, NULL, NULL), PB_EACCT_RATE);
+	assert_int_equal(pb__phone_pair(p4, h2.uri, 5000, NULL, NULL), PB_EACCT_RATE);
 	assert_unchanged(p4, &before);
 	pb_test_host_stop(&h2);
 }

@@ -186,7 +186,7 @@ static void test_idle_timeout(void **state)
 	long ms;
 
 	(void)state;
-	assert_int_equal(pb_phone_connect(phone, NULL, 5000, &c, NULL), 0);
+	assert_int_equal(pb__phone_connect(phone, NULL, 5000, &c, NULL), 0);
 	for (int i = 0; i < 4; i++) {
 		usleep(1000 * 1000);
 		peerback__request__init(&req);
@@ -248,7 +248,7 @@ static void test_per_device_cap(void **state)
 
 	(void)state;
 	for (int i = 0; i < N; i++)
-		assert_int_equal(pb_phone_connect(phone, NULL, 5000, &c[i], NULL), 0);
+		assert_int_equal(pb__phone_connect(phone, NULL, 5000, &c[i], NULL), 0);
 	for (int i = 0; i < N; i++) {
 		long ms = pb_test_wait_closed(c[i].fd, i < N - CAP ? 3000 : 300);
 

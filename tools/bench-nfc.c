@@ -85,8 +85,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (unsigned long i = 0; i < rounds; i++) {
-		pb_nfc_use_opts_t o;
-		pb_nfc_use_result_t r;
+		pb__nfc_use_opts_t o;
+		pb__nfc_use_result_t r;
 		struct timespec t0, t1;
 		int e;
 
@@ -96,7 +96,7 @@ int main(int argc, char **argv)
 		o.transaction = true;
 		o.timeout_ms = (int)timeout;
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		e = pb_nfc_use(&o, id, &r);
+		e = pb__nfc_use(&o, id, &r);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		if (e != 0 || !r.from_host) {
 			fprintf(stderr, "bench-nfc: round %lu: %s\n", i + 1, pb_strerror(e));

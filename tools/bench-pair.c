@@ -56,7 +56,7 @@ static int one_connect(const char *home, double *ms)
 {
 	pb_client_t c;
 	double t0 = now_ms();
-	int rc = pb_phone_connect(home, NULL, 5000, &c, NULL);
+	int rc = pb__phone_connect(home, NULL, 5000, &c, NULL);
 
 	if (rc != 0)
 		return rc;
@@ -78,7 +78,7 @@ static int one_pair(const char *home, double *ms)
 	while (len > 0 && (uri[len - 1] == '\n' || uri[len - 1] == '\r'))
 		uri[--len] = 0;
 	t0 = now_ms();
-	rc = pb_phone_pair(home, uri, 5000, NULL, NULL);
+	rc = pb__phone_pair(home, uri, 5000, NULL, NULL);
 	if (rc != 0)
 		return rc;
 	*ms = now_ms() - t0;

@@ -154,7 +154,7 @@ static int run_noread(const char *home, int seconds)
 		pb_envelope_t env;
 
 		if (!up) {
-			if (pb_phone_connect(home, NULL, 10000, &c, NULL) != 0) {
+			if (pb__phone_connect(home, NULL, 10000, &c, NULL) != 0) {
 				sleep(1);
 				continue;
 			}

@@ -43,7 +43,7 @@ static int sess_open(struct sess *s, const pb_engine_opts_t *o)
 
 	memset(s, 0, sizeof(*s));
 	s->next_id = 100;
-	rc = pb_phone_connect(o->home, o->host, o->timeout_ms > 0 ? o->timeout_ms : 30000, &s->c, &host);
+	rc = pb__phone_connect(o->home, o->host, o->timeout_ms > 0 ? o->timeout_ms : 30000, &s->c, &host);
 	if (rc != 0)
 		return rc;
 	memcpy(s->host_pk, host.static_pk, sizeof(s->host_pk));
@@ -52,7 +52,7 @@ static int sess_open(struct sess *s, const pb_engine_opts_t *o)
 		snprintf(dev, sizeof(dev), "%s", o->device_dir);
 	else if (pb__path_join(dev, sizeof(dev), o->home, "device") != 0)
 		return PB_ETOOBIG;
-	rc = pb_phone_instructions(&s->c, o->home, dev, o->on_instruction, o->instruction_arg);
+	rc = pb__phone_instructions(&s->c, o->home, dev, o->on_instruction, o->instruction_arg);
 	if (rc < 0) {
 		pb__client_close(&s->c);
 		return rc;

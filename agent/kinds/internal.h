@@ -23,9 +23,7 @@
 
 #include "peerback/kinds.h"
 
-/* Sizes for pb__gen_*: small (quick tests), standard (about 1 GiB in all),
- * large. */
-typedef enum pb_gen_size { PB_GEN_SMALL = 0, PB_GEN_STANDARD = 1, PB_GEN_LARGE = 2 } pb_gen_size_t;
+/* pb_gen_size_t: peerback/kinds.h. */
 
 /* A deterministic random stream for the generators (ChaCha20 keyed by the
  * seed and a per-kind label). */

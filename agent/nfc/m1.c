@@ -72,7 +72,7 @@ static bool card_name_ok(const char *name)
 	return true;
 }
 
-int pb_m1_find_card(const char *device_dir, const char *name, char *id, size_t cap)
+int pb__m1_find_card(const char *device_dir, const char *name, char *id, size_t cap)
 {
 	char dir[4096];
 	DIR *d;
@@ -111,7 +111,7 @@ int pb_m1_find_card(const char *device_dir, const char *name, char *id, size_t c
 	return found == 1 ? 0 : PB_EEXISTS;
 }
 
-int pb_m1_load_keys(const char *home, const char *card_id, uint8_t key1[6], uint8_t key2[6])
+int pb__m1_load_keys(const char *home, const char *card_id, uint8_t key1[6], uint8_t key2[6])
 {
 	char path[4096];
 	uint8_t *buf = NULL, keys[3][6];
@@ -141,7 +141,7 @@ int pb_m1_load_keys(const char *home, const char *card_id, uint8_t key1[6], uint
 	return rc;
 }
 
-int pb_m1_cache_path(const char *home, const char *card_id, unsigned sector, bool pending, char *out, size_t cap)
+int pb__m1_cache_path(const char *home, const char *card_id, unsigned sector, bool pending, char *out, size_t cap)
 {
 	int n;
 
@@ -212,7 +212,7 @@ static int check_permission(const char *home, const char *card_id, const pb_mifa
 	unsigned ref = pb_m1_reference_block(sector);
 	int rc;
 
-	if ((rc = pb_m1_load_keys(home, card_id, k1, k2)) != 0)
+	if ((rc = pb__m1_load_keys(home, card_id, k1, k2)) != 0)
 		return rc;
 	pb_m1_op_key(k1, k2, sector, op);
 	sodium_memzero(k1, sizeof(k1));
@@ -226,7 +226,7 @@ static int check_permission(const char *home, const char *card_id, const pb_mifa
 	return rc;
 }
 
-int pb_m1_set(const char *home, const char *device_dir, const char *card_id, unsigned block, const uint8_t data[16],
+int pb__m1_set(const char *home, const char *device_dir, const char *card_id, unsigned block, const uint8_t data[16],
 	      int key, pb_m1_set_result_t *res)
 {
 	pb_mifare_card_t *card = NULL;
@@ -252,8 +252,8 @@ int pb_m1_set(const char *home, const char *device_dir, const char *card_id, uns
 		rc = PB_ENOTFOUND;
 		goto out_card;
 	}
-	if ((rc = pb_m1_cache_path(home, card_id, sector, false, cache, sizeof(cache))) != 0 ||
-	    (rc = pb_m1_cache_path(home, card_id, sector, true, pending, sizeof(pending))) != 0)
+	if ((rc = pb__m1_cache_path(home, card_id, sector, false, cache, sizeof(cache))) != 0 ||
+	    (rc = pb__m1_cache_path(home, card_id, sector, true, pending, sizeof(pending))) != 0)
 		goto out_card;
 	memcpy(dir, cache, sizeof(dir));
 	*strrchr(dir, '/') = 0;

@@ -17,27 +17,24 @@
 
 #include "peerback/error.h"
 #include "peerback/nfc.h"
+#include "peerback/phone.h"
 
 /* --- NFC transaction ------------------------------------------------------ */
 
-#define PB_NFC_TXN_TTL_DEFAULT 30u /* seconds */
-#define PB_NFC_TXN_TTL_MAX 600u
 
 /* Marks a transaction in progress until now + ttl_s (1..PB_NFC_TXN_TTL_MAX):
  * HOME/nfc-transaction, written atomically. A phone app calls this when its
  * NFC stack starts a transaction (a reader selected an applet). */
-__attribute__((warn_unused_result)) int pb_nfc_txn_begin(const char *home, unsigned ttl_s, uint64_t now);
+__attribute__((warn_unused_result)) int pb__nfc_txn_begin(const char *home, unsigned ttl_s, uint64_t now);
 /* Ends the transaction; 0 also when none was in progress. */
-__attribute__((warn_unused_result)) int pb_nfc_txn_end(const char *home);
+__attribute__((warn_unused_result)) int pb__nfc_txn_end(const char *home);
 /* 0 when a transaction is in progress at now (*expires, may be NULL, gets
  * its end), PB_ENFC_NO_TXN when none is, or has expired, or the state file
  * is unreadable or malformed (a broken file never enables the fallback). */
-__attribute__((warn_unused_result)) int pb_nfc_txn_get(const char *home, uint64_t now, uint64_t *expires);
+__attribute__((warn_unused_result)) int pb__nfc_txn_get(const char *home, uint64_t now, uint64_t *expires);
 
 /* --- Using a credential --------------------------------------------------- */
 
-#define PB_NFC_TIMEOUT_DEFAULT_MS 1500 /* a transaction cannot wait long */
-#define PB_NFC_TIMEOUT_MAX_MS 60000
 
 /* Fetches one backed-up item by id (e.g. "credentials/card-1.json") from a
  * paired host within timeout_ms. On success *data (malloc'd, caller wipes
@@ -45,84 +42,56 @@ __attribute__((warn_unused_result)) int pb_nfc_txn_get(const char *home, uint64_
  * bytes) the answering host's name. Errors: PB_ENFC_UNREACHABLE when no
  * paired host answered in time, PB_ENOTFOUND when the hosts that answered
  * hold no such item, PB_EACCT_NOT_PAIRED when there is no paired host. */
-typedef int (*pb_nfc_fetch_fn)(void *arg, const char *home, const char *item_id, int timeout_ms, uint8_t **data,
+typedef int (*pb__nfc_fetch_fn)(void *arg, const char *home, const char *item_id, int timeout_ms, uint8_t **data,
 			       size_t *len, char *host);
 
 /* The default fetch: every remembered host, most recently paired first,
  * until one holds the item; the timeout covers all of them. */
-__attribute__((warn_unused_result)) int pb_nfc_fetch_paired(void *arg, const char *home, const char *item_id,
+__attribute__((warn_unused_result)) int pb__nfc_fetch_paired(void *arg, const char *home, const char *item_id,
 							     int timeout_ms, uint8_t **data, size_t *len, char *host);
 
-typedef struct pb_nfc_use_opts_s {
+typedef struct pb__nfc_use_opts_s {
 	const char *home;       /* state directory */
 	const char *device_dir; /* the phone's device directory */
 	bool transaction;       /* the caller knows a transaction is in progress */
 	bool reinstall;         /* write a credential got from the host back locally */
 	int timeout_ms;         /* fallback deadline; 0 = PB_NFC_TIMEOUT_DEFAULT_MS */
 	uint64_t now;           /* unix seconds; 0 = the clock */
-	pb_nfc_fetch_fn fetch;  /* NULL = pb_nfc_fetch_paired */
+	pb__nfc_fetch_fn fetch;  /* NULL = pb__nfc_fetch_paired */
 	void *fetch_arg;
-} pb_nfc_use_opts_t;
+} pb__nfc_use_opts_t;
 
-typedef struct pb_nfc_use_result_s {
-	int local;              /* the local read: 0, PB_ENOTFOUND, PB_EDATA_EXPIRED, ... */
-	bool transaction;       /* a transaction was in progress */
-	bool from_host;         /* the credential came from a host */
-	char host[65];          /* the host's name when from_host */
-	double fetch_ms;        /* request to usable credential, when from_host */
-	bool reinstalled;       /* written back to the device directory */
-	int reinstall_error;    /* why the write-back failed (the use still succeeded) */
-	pb_credential_t *cred;  /* the usable credential; owned (pb_credential_free) */
-} pb_nfc_use_result_t;
+/* The result is the public one (peerback/phone.h). */
+typedef pb_nfc_result_t pb__nfc_use_result_t;
 
 /* Plays an NFC transaction's use of credential id: reads it locally; when
  * that fails and a transaction is in progress (opts->transaction or
- * pb_nfc_txn_get), fetches it from a paired host, checks it (id, checksum,
+ * pb__nfc_txn_get), fetches it from a paired host, checks it (id, checksum,
  * expiry) and, with reinstall, writes it back. Returns 0 with res->cred set;
  * PB_ENFC_NO_TXN when the local read failed outside a transaction
  * (res->local says why); PB_ENFC_UNREACHABLE, PB_ENOTFOUND,
  * PB_EACCT_NOT_PAIRED from the fetch; PB_EDATA_* when the host's copy is not
  * usable either; PB_EINVAL for an invalid id. res is always initialized;
  * free res->cred. */
-__attribute__((warn_unused_result)) int pb_nfc_use(const pb_nfc_use_opts_t *opts, const char *id,
-						    pb_nfc_use_result_t *res);
+__attribute__((warn_unused_result)) int pb__nfc_use(const pb__nfc_use_opts_t *opts, const char *id,
+						    pb__nfc_use_result_t *res);
 
 /* --- M1 sector access ----------------------------------------------------- */
 
-/* The operation key of a sector: the first 6 bytes of BLAKE2b-256 over
- * "peerback/m1-op/1" || key1 || key2 || sector (one byte). */
-void pb_m1_op_key(const uint8_t key1[6], const uint8_t key2[6], unsigned sector, uint8_t out[6]);
-/* The block holding the sector's reference key (bytes 0-5): the sector's
- * last data block, the one just before the trailer. */
-unsigned pb_m1_reference_block(unsigned sector);
+/* pb_m1_op_key and pb_m1_reference_block: peerback/phone.h. */
 
 /* Finds a card of the device directory by id or by a prefix of it (the UID)
  * that names exactly one card. PB_ENOTFOUND, or PB_EEXISTS when the prefix
  * names several. */
-__attribute__((warn_unused_result)) int pb_m1_find_card(const char *device_dir, const char *name, char *id,
+__attribute__((warn_unused_result)) int pb__m1_find_card(const char *device_dir, const char *name, char *id,
 							 size_t cap);
 
 /* Reads HOME/m1-keys/<card>.keys: exactly two keys. PB_ENOKEY when the file
  * is missing, PB_EDATA_FORMAT when it does not hold exactly two keys. */
-__attribute__((warn_unused_result)) int pb_m1_load_keys(const char *home, const char *card_id, uint8_t key1[6],
+__attribute__((warn_unused_result)) int pb__m1_load_keys(const char *home, const char *card_id, uint8_t key1[6],
 							 uint8_t key2[6]);
 
-/* Which check refused a write. */
-typedef enum pb_m1_check {
-	PB_M1_CHECK_NONE = 0,
-	PB_M1_CHECK_KEYS,       /* the two keys or the reference key are missing */
-	PB_M1_CHECK_PERMISSION, /* operation key differs from the reference key */
-	PB_M1_CHECK_ACCESS,     /* the access bits forbid the write */
-	PB_M1_CHECK_DATA,       /* the new sector would be invalid (access bits, value block) */
-} pb_m1_check_t;
-
-const char *pb_m1_check_name(pb_m1_check_t check);
-
-typedef struct pb_m1_set_result_s {
-	pb_m1_check_t failed;   /* the refusing check, or NONE */
-	pb_mifare_key_t key;    /* the key whose access bits allowed the write */
-	unsigned sector;
-} pb_m1_set_result_t;
+/* pb_m1_check_t, pb_m1_check_name and pb_m1_set_result_t: peerback/phone.h. */
 
 /* Writes 16 bytes into block of the card: the changed sector is staged in
  * the cache copy (sector-N.pending), then both checks run (operation key,
@@ -133,12 +102,12 @@ typedef struct pb_m1_set_result_s {
  * PB_EM1_PERMISSION, PB_EM1_ACCESS, PB_ENOKEY, PB_EDATA_* (res->failed says
  * which check), PB_EINVAL for a block outside the card, PB_ENOTFOUND for a
  * sector that was not read. */
-__attribute__((warn_unused_result)) int pb_m1_set(const char *home, const char *device_dir, const char *card_id,
+__attribute__((warn_unused_result)) int pb__m1_set(const char *home, const char *device_dir, const char *card_id,
 						   unsigned block, const uint8_t data[16], int key,
 						   pb_m1_set_result_t *res);
 
 /* Paths of a sector's cache copy and staged change under home. */
-__attribute__((warn_unused_result)) int pb_m1_cache_path(const char *home, const char *card_id, unsigned sector,
+__attribute__((warn_unused_result)) int pb__m1_cache_path(const char *home, const char *card_id, unsigned sector,
 							  bool pending, char *out, size_t cap);
 
 #endif

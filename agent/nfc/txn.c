@@ -23,7 +23,7 @@ static int txn_path(const char *home, char *out, size_t cap)
 	return pb__path_join(out, cap, home, TXN_FILE);
 }
 
-int pb_nfc_txn_begin(const char *home, unsigned ttl_s, uint64_t now)
+int pb__nfc_txn_begin(const char *home, unsigned ttl_s, uint64_t now)
 {
 	char path[4096], text[128];
 	int n, rc;
@@ -41,7 +41,7 @@ int pb_nfc_txn_begin(const char *home, unsigned ttl_s, uint64_t now)
 	return pb__write_file_atomic(path, text, (size_t)n, 0600);
 }
 
-int pb_nfc_txn_end(const char *home)
+int pb__nfc_txn_end(const char *home)
 {
 	char path[4096];
 	int rc;
@@ -53,7 +53,7 @@ int pb_nfc_txn_end(const char *home)
 	return 0;
 }
 
-int pb_nfc_txn_get(const char *home, uint64_t now, uint64_t *expires)
+int pb__nfc_txn_get(const char *home, uint64_t now, uint64_t *expires)
 {
 	char path[4096];
 	uint8_t *buf = NULL;

@@ -85,7 +85,7 @@ static int fetch_one(const char *home, const pb_remembered_host_t *h, const char
 	return rc;
 }
 
-int pb_nfc_fetch_paired(void *arg, const char *home, const char *item_id, int timeout_ms, uint8_t **data,
+int pb__nfc_fetch_paired(void *arg, const char *home, const char *item_id, int timeout_ms, uint8_t **data,
 			size_t *len, char *host)
 {
 	pb_remembered_host_t *hosts;
@@ -99,7 +99,7 @@ int pb_nfc_fetch_paired(void *arg, const char *home, const char *item_id, int ti
 	hosts = calloc(FETCH_MAX_HOSTS, sizeof(*hosts));
 	if (hosts == NULL)
 		return PB_ENOMEM;
-	n = pb_phone_hosts(home, hosts, FETCH_MAX_HOSTS);
+	n = pb__phone_hosts(home, hosts, FETCH_MAX_HOSTS);
 	if (n < 0) {
 		rc = n;
 		goto out_free;
@@ -164,9 +164,9 @@ static int reinstall(const char *device_dir, const char *id, const uint8_t *data
 	return rc;
 }
 
-int pb_nfc_use(const pb_nfc_use_opts_t *o, const char *id, pb_nfc_use_result_t *res)
+int pb__nfc_use(const pb__nfc_use_opts_t *o, const char *id, pb__nfc_use_result_t *res)
 {
-	pb_nfc_fetch_fn fetch = o->fetch != NULL ? o->fetch : pb_nfc_fetch_paired;
+	pb__nfc_fetch_fn fetch = o->fetch != NULL ? o->fetch : pb__nfc_fetch_paired;
 	uint64_t now = o->now != 0 ? o->now : (uint64_t)time(NULL);
 	int timeout = o->timeout_ms > 0 ? o->timeout_ms : PB_NFC_TIMEOUT_DEFAULT_MS;
 	char item_id[PB_CREDENTIAL_ID_MAX + 32];
@@ -190,7 +190,7 @@ int pb_nfc_use(const pb_nfc_use_opts_t *o, const char *id, pb_nfc_use_result_t *
 		/* Changed between the check and the load: count it as unreadable. */
 		res->local = rc == PB_ENOTFOUND ? rc : PB_EDATA_FORMAT;
 	}
-	res->transaction = o->transaction || pb_nfc_txn_get(o->home, now, NULL) == 0;
+	res->transaction = o->transaction || pb__nfc_txn_get(o->home, now, NULL) == 0;
 	if (!res->transaction)
 		return PB_ENFC_NO_TXN;
 

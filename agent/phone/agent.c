@@ -3,7 +3,6 @@
  * groups kept for the new SIM identity. */
 #include <errno.h>
 #include <ftw.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include "peerback.h"
 #include "agent/backup/engine.h"
 #include "agent/phone/agent.h"
+#include "agent/phone/handle.h"
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
 #include "agent/util/json.h"
@@ -48,7 +48,7 @@ static bool devtype_is(const char *iface, const char *type)
 	return yes;
 }
 
-pb_net_type_t pb_net_classify(const char *iface)
+pb_net_type_t pb__net_classify(const char *iface)
 {
 	static const char *const cellular[] = { "wwan", "rmnet", "ccmni", "ppp", "pdp", "qmimux", "usb" };
 
@@ -92,7 +92,7 @@ pb_net_type_t pb_net_current(char *iface, size_t cap)
 		return PB_NET_NONE;
 	if (iface != NULL)
 		snprintf(iface, cap, "%s", best);
-	return pb_net_classify(best);
+	return pb__net_classify(best);
 }
 
 const char *pb_net_name(pb_net_type_t t)
@@ -213,16 +213,24 @@ static int save_state(const char *home, const struct agent_state *s)
 
 /* --- The loop ---------------------------------------------------------------------- */
 
-static volatile sig_atomic_t g_stop;
+/* The caller's options, with defaults filled in, and the handle's home and
+ * device directory. */
+struct run {
+	pb_agent_opts_t pub;
+	const char *home;
+	const char *device_dir;
+	const pb_pwhash_params_t *wrap_params;
+};
 
-static void on_stop(int sig)
+static bool stop_asked(const struct run *o)
 {
-	(void)sig;
-	g_stop = 1;
+	return o->pub.stop != NULL && o->pub.stop(o->pub.stop_arg) != 0;
 }
 
+
+
 /* One event as a JSON object built by json_pack(fmt, ...). */
-static void emit(const pb_agent_opts_t *o, const char *fmt, ...)
+static void emit(const struct run *o, const char *fmt, ...)
 {
 	va_list ap;
 	char *line;
@@ -230,8 +238,8 @@ static void emit(const pb_agent_opts_t *o, const char *fmt, ...)
 	va_start(ap, fmt);
 	line = pb__json_vformat(fmt, ap);
 	va_end(ap);
-	if (line != NULL && o->event != NULL)
-		o->event(o->event_arg, line);
+	if (line != NULL && o->pub.event != NULL)
+		o->pub.event(o->pub.event_arg, line);
 	free(line);
 }
 
@@ -241,8 +249,8 @@ static void hex64(uint64_t v, char out[17])
 }
 
 /* One pass: returns 0, or an error of the backup or restore it ran. */
-/* One backup to host (a key, or o->host); reports it. */
-static int backup_one(const pb_agent_opts_t *o, const char *host, const char *name)
+/* One backup to host (a key, or the one host asked for); reports it. */
+static int backup_one(const struct run *o, const char *host, const char *name)
 {
 	pb_engine_opts_t e;
 	pb_engine_result_t res;
@@ -253,7 +261,7 @@ static int backup_one(const pb_agent_opts_t *o, const char *host, const char *na
 	e.home = o->home;
 	e.device_dir = o->device_dir;
 	e.host = host;
-	e.passphrase = o->passphrase;
+	e.passphrase = o->pub.passphrase;
 	e.wrap_params = o->wrap_params;
 	rc = pb_engine_backup(&e, &res);
 	hex64(res.snapshot, snap_hex);
@@ -263,20 +271,20 @@ static int backup_one(const pb_agent_opts_t *o, const char *host, const char *na
 	return rc;
 }
 
-/* Backs up to o->host, or to every paired host: a phone paired with a
+/* Backs up to the one host asked for, or to every paired host: a phone paired with a
  * second host must not stop backing up to the first. Every host is tried;
  * the first failure is returned, so that the change is tried again at the
  * next pass (the hosts that have it then receive nothing new). */
-static int backup_hosts(const pb_agent_opts_t *o)
+static int backup_hosts(const struct run *o)
 {
 	pb_remembered_host_t *hosts;
 	int n, rc = 0;
 
-	if (o->host != NULL)
-		return backup_one(o, o->host, o->host);
+	if (o->pub.host != NULL)
+		return backup_one(o, o->pub.host, o->pub.host);
 	if ((hosts = calloc(32, sizeof(*hosts))) == NULL)
 		return PB_ENOMEM;
-	n = pb_phone_hosts(o->home, hosts, 32);
+	n = pb__phone_hosts(o->home, hosts, 32);
 	if (n <= 0)
 		rc = n < 0 ? n : PB_EACCT_NOT_PAIRED;
 	for (int i = 0; i < n; i++) {
@@ -292,7 +300,7 @@ static int backup_hosts(const pb_agent_opts_t *o)
 	return rc;
 }
 
-static int agent_pass(const pb_agent_opts_t *o)
+static int agent_pass(const struct run *o)
 {
 	struct agent_state st;
 	pb_net_type_t net;
@@ -301,8 +309,8 @@ static int agent_pass(const pb_agent_opts_t *o)
 	int rc;
 
 	load_state(o->home, &st);
-	net = o->network != NULL ? o->network(o->network_arg) : pb_net_current(iface, sizeof(iface));
-	allowed = (o->allowed & (1u << net)) != 0;
+	net = o->pub.network != NULL ? o->pub.network(o->pub.network_arg) : pb_net_current(iface, sizeof(iface));
+	allowed = (o->pub.allowed & (1u << net)) != 0;
 	emit(o, "{s:s, s:s, s:o, s:b}", "event", "check", "network", pb_net_name(net), "interface",
 	     pb__json_text(iface), "allowed", (int)allowed);
 	/* A new SIM identity brings the contact groups kept for it. */
@@ -325,7 +333,7 @@ static int agent_pass(const pb_agent_opts_t *o)
 			memset(&e, 0, sizeof(e));
 			e.home = o->home;
 			e.device_dir = o->device_dir;
-			e.host = o->host;
+			e.host = o->pub.host;
 			rc = pb_engine_sim_snapshot(&e, iccid, msisdn, &snap);
 			if (rc == 0) {
 				e.kind_mask = 1u << PB_KIND_CONTACTS;
@@ -374,27 +382,38 @@ static int agent_pass(const pb_agent_opts_t *o)
 	return save_state(o->home, &st);
 }
 
-int pb_agent_run(const pb_agent_opts_t *o)
+int pb_agent_run(pb_phone_t *phone, const pb_agent_opts_t *opts)
 {
-	struct sigaction sa;
+	pb_pwhash_params_t weak;
+	struct run r;
+	const struct run *o = &r;
 	int rc = 0;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	g_stop = 0;
+	if (phone == NULL || opts == NULL)
+		return PB_EINVAL;
+	memset(&r, 0, sizeof(r));
+	r.pub = *opts;
+	r.home = phone->home;
+	r.device_dir = phone->device_dir;
+	if (opts->weak_kdf) {
+		weak = pb_pwhash_params_interactive();
+		r.wrap_params = &weak;
+	}
+	if (r.pub.allowed == 0)
+		r.pub.allowed = (1u << PB_NET_WIFI) | (1u << PB_NET_ETHERNET);
+	if (r.pub.interval == 0)
+		r.pub.interval = 300;
 	for (;;) {
 		rc = agent_pass(o);
 		if (rc != 0)
 			emit(o, "{s:s, s:s, s:s}", "event", "error", "error", pb_err_name(rc), "message",
 			     pb_strerror(rc));
-		if (o->once || g_stop)
+		if (o->pub.once || stop_asked(o))
 			break;
-		for (unsigned s = 0; s < o->interval && !g_stop; s++)
+		for (unsigned s = 0; s < o->pub.interval && !stop_asked(o); s++)
 			sleep(1);
-		if (g_stop)
+		if (stop_asked(o))
 			break;
 	}
-	return o->once ? rc : 0;
+	return o->pub.once ? rc : 0;
 }

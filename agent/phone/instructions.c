@@ -456,7 +456,7 @@ static int ack(pb_client_t *c, uint64_t *next_id, const Peerback__Instruction *i
 	return r;
 }
 
-int pb_phone_instructions(pb_client_t *c, const char *home, const char *device_dir,
+int pb__phone_instructions(pb_client_t *c, const char *home, const char *device_dir,
 			  void (*report)(void *arg, const char *op, int rc, const char *message), void *arg)
 {
 	Peerback__Request req;

@@ -21,7 +21,7 @@
 
 /* --- Login ------------------------------------------------------------------- */
 
-int pb_phone_login(const char *home, const char *imd_addr, const char *imd_key_b64, const char *account,
+int pb__phone_login(const char *home, const char *imd_addr, const char *imd_key_b64, const char *account,
 		   const char *password, const char *device_name)
 {
 	pb_identity_t id;
@@ -127,7 +127,7 @@ static int host_from_json(json_t *o, pb_remembered_host_t *h)
 	return 0;
 }
 
-int pb_phone_hosts(const char *home, pb_remembered_host_t *out, size_t max)
+int pb__phone_hosts(const char *home, pb_remembered_host_t *out, size_t max)
 {
 	char path[4096];
 	uint8_t *buf;
@@ -198,7 +198,7 @@ static int remember_host(const char *home, const pb_remembered_host_t *h)
 
 	if (hosts == NULL)
 		return PB_ENOMEM;
-	n = pb_phone_hosts(home, hosts, MAX_HOSTS);
+	n = pb__phone_hosts(home, hosts, MAX_HOSTS);
 	if (n < 0) {
 		free(hosts);
 		return n;
@@ -211,6 +211,38 @@ static int remember_host(const char *home, const pb_remembered_host_t *h)
 	memmove(hosts + 1, hosts, k * sizeof(*hosts));
 	hosts[0] = *h;
 	rc = save_hosts(home, hosts, k + 1 > MAX_HOSTS ? MAX_HOSTS : k + 1);
+	free(hosts);
+	return rc;
+}
+
+int pb__phone_forget(const char *home, const char *which)
+{
+	pb_remembered_host_t *hosts = calloc(MAX_HOSTS, sizeof(*hosts));
+	int n, hit = -1, rc = 0;
+	size_t k = 0, wl = which != NULL ? strlen(which) : 0;
+
+	if (hosts == NULL)
+		return PB_ENOMEM;
+	n = pb__phone_hosts(home, hosts, MAX_HOSTS);
+	if (n < 0)
+		rc = n;
+	/* The same names as pb__phone_connect takes, but exactly one host:
+	 * forgetting is not to be done on a guess. */
+	for (int i = 0; rc == 0 && i < n; i++) {
+		char key[64];
+
+		(void)pb__b64url_encode(hosts[i].static_pk, 32, key, sizeof(key));
+		if (wl > 0 && (strcmp(which, hosts[i].name) == 0 || (wl >= 6 && strncmp(key, which, wl) == 0)))
+			rc = hit < 0 ? (hit = i, 0) : PB_EEXISTS;
+	}
+	if (rc == 0 && hit < 0)
+		rc = PB_ENOTFOUND;
+	if (rc == 0) {
+		for (int i = 0; i < n; i++)
+			if (i != hit)
+				hosts[k++] = hosts[i];
+		rc = save_hosts(home, hosts, k);
+	}
 	free(hosts);
 	return rc;
 }
@@ -412,7 +444,7 @@ static int request_ticket(const pb_identity_t *id, const pb_account_t *acct, Pee
 	return 0;
 }
 
-int pb_phone_pair(const char *home, const char *uri, int timeout_ms, const pb_pair_faults_t *faults,
+int pb__phone_pair(const char *home, const char *uri, int timeout_ms, const pb_pair_faults_t *faults,
 		  pb_remembered_host_t *host_out)
 {
 	pb_identity_t id;
@@ -523,7 +555,7 @@ static int pick_host(const char *home, const char *which, pb_remembered_host_t *
 
 	if (hosts == NULL)
 		return PB_ENOMEM;
-	n = pb_phone_hosts(home, hosts, MAX_HOSTS);
+	n = pb__phone_hosts(home, hosts, MAX_HOSTS);
 	if (n < 0)
 		rc = n;
 	for (int i = 0; i < n; i++) {
@@ -561,7 +593,7 @@ static int rediscover(const char *home, const pb_account_t *acct, pb_remembered_
 	hosts = calloc(MAX_HOSTS, sizeof(*hosts));
 	if (hosts == NULL)
 		return PB_ENOMEM;
-	count = pb_phone_hosts(home, hosts, MAX_HOSTS);
+	count = pb__phone_hosts(home, hosts, MAX_HOSTS);
 	for (int i = 0; i < count; i++)
 		if (memcmp(hosts[i].static_pk, h->static_pk, 32) == 0) {
 			memcpy(hosts[i].addrs, addrs, n * sizeof(addrs[0]));
@@ -575,7 +607,7 @@ static int rediscover(const char *home, const pb_account_t *acct, pb_remembered_
 	return 0;
 }
 
-int pb_phone_connect(const char *home, const char *which, int timeout_ms, pb_client_t *c,
+int pb__phone_connect(const char *home, const char *which, int timeout_ms, pb_client_t *c,
 		     pb_remembered_host_t *host_out)
 {
 	pb_identity_t id;

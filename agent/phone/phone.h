@@ -25,7 +25,7 @@ typedef struct pb_remembered_host_s {
 } pb_remembered_host_t;
 
 /* Logs in and stores the account state and certificate under home. */
-__attribute__((warn_unused_result)) int pb_phone_login(const char *home, const char *imd_addr, const char *imd_key_b64,
+__attribute__((warn_unused_result)) int pb__phone_login(const char *home, const char *imd_addr, const char *imd_key_b64,
 							const char *account, const char *password,
 							const char *device_name);
 
@@ -49,22 +49,26 @@ typedef struct pb_pair_faults_s {
  * service for a connect ticket, runs NKpsk0 and the account
  * challenge/response, and remembers the host. Nothing is written on failure.
  * host_out (may be NULL) receives the host. */
-__attribute__((warn_unused_result)) int pb_phone_pair(const char *home, const char *uri, int timeout_ms,
+__attribute__((warn_unused_result)) int pb__phone_pair(const char *home, const char *uri, int timeout_ms,
 						       const pb_pair_faults_t *faults, pb_remembered_host_t *host_out);
 
 /* Opens an authenticated session with a remembered host (IK, no QR): which
  * is a host name or key prefix, or NULL for the most recently paired. The
  * client is ready for requests; close it with pb__client_close. */
-__attribute__((warn_unused_result)) int pb_phone_connect(const char *home, const char *which, int timeout_ms,
+__attribute__((warn_unused_result)) int pb__phone_connect(const char *home, const char *which, int timeout_ms,
 							  pb_client_t *c, pb_remembered_host_t *host_out);
 
 /* Lists remembered hosts; returns the count or an error. */
-int pb_phone_hosts(const char *home, pb_remembered_host_t *out, size_t max);
+int pb__phone_hosts(const char *home, pb_remembered_host_t *out, size_t max);
+
+/* Forgets the one remembered host which names (name or key prefix of at
+ * least 6 characters): PB_ENOTFOUND, PB_EEXISTS when several. */
+__attribute__((warn_unused_result)) int pb__phone_forget(const char *home, const char *which);
 
 /* Carries out the instructions the host queued for this phone (on its
  * device directory) and acknowledges each; report (may be NULL) hears of
  * each. Returns how many were handled, or an error. */
-int pb_phone_instructions(pb_client_t *c, const char *home, const char *device_dir,
+int pb__phone_instructions(pb_client_t *c, const char *home, const char *device_dir,
 			  void (*report)(void *arg, const char *op, int rc, const char *message), void *arg);
 
 /* A virtual SIM sealed by its source (agent/phone/instructions.c): splits

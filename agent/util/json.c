@@ -47,40 +47,49 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 	return len;
 }
 
-json_t *pb__json_text(const char *s)
+int pb_text_utf8(const char *s, char **out)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t n, out_len = 0;
-	unsigned char *out;
-	json_t *j;
+	unsigned char *t;
 
-	if (s == NULL)
-		return json_null();
-	j = json_string(s);
-	if (j != NULL)
-		return j;
-	/* Not UTF-8: each byte that starts no valid sequence becomes U+FFFD. */
+	if (s == NULL || out == NULL)
+		return PB_EINVAL;
 	n = strlen(s);
-	if (n > (SIZE_MAX - 1) / 3)
-		return NULL;
-	out = malloc(3 * n + 1);
-	if (out == NULL)
-		return NULL;
+	if (n > (SIZE_MAX - 1) / 3 || (t = malloc(3 * n + 1)) == NULL)
+		return PB_ENOMEM;
+	/* Each byte that starts no valid sequence becomes U+FFFD. */
 	for (size_t i = 0; i < n;) {
 		size_t k = utf8_len(p + i, n - i);
 
 		if (k == 0) {
-			memcpy(out + out_len, "\xef\xbf\xbd", 3);
+			memcpy(t + out_len, "\xef\xbf\xbd", 3);
 			out_len += 3;
 			i++;
 		} else {
-			memcpy(out + out_len, p + i, k);
+			memcpy(t + out_len, p + i, k);
 			out_len += k;
 			i += k;
 		}
 	}
-	j = json_stringn((const char *)out, out_len);
-	free(out);
+	t[out_len] = 0;
+	*out = (char *)t;
+	return 0;
+}
+
+json_t *pb__json_text(const char *s)
+{
+	char *clean;
+	json_t *j;
+
+	if (s == NULL)
+		return json_null();
+	if ((j = json_string(s)) != NULL)
+		return j;
+	if (pb_text_utf8(s, &clean) != 0)
+		return NULL;
+	j = json_string(clean);
+	free(clean);
 	return j;
 }
 

@@ -67,6 +67,11 @@ typedef int (*pb_event_cb)(void *arg, const pb_event_t *event);
  * it; *out is malloc'd, the caller frees it. */
 PB_EXTERN PB_WUR int pb_event_json(const pb_event_t *event, char **out);
 
+/* s with every byte that starts no valid UTF-8 sequence replaced by U+FFFD,
+ * as pb_event_json writes text: names, ids and paths from a peer or a file
+ * always show. *out is malloc'd, the caller frees it. */
+PB_EXTERN PB_WUR int pb_text_utf8(const char *s, char **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -121,6 +121,31 @@ PB_EXTERN const char *pb_device_writer_link(const pb_device_writer_t *w);
 /* Frees the writer; uncommitted items are dropped, temporary files removed. */
 PB_EXTERN void pb_device_writer_free(pb_device_writer_t *w);
 
+/* --- Import, export and generated test data ------------------------------- */
+
+/* Importers read foreign files (files[0..n)), validate them and write the
+ * items into the device directory atomically: every file is imported or
+ * nothing is written. date_format (NULL: guessed) settles the day/month
+ * order of WhatsApp chats ("dd/mm", "mm/dd"; other kinds ignore it).
+ * errbuf (may be NULL) receives a sentence naming the file and the line or
+ * offset of the first problem. */
+PB_EXTERN PB_WUR int pb_kind_import(pb_kind_t kind, const char *device_dir, const char *const *files, size_t n,
+				    const char *date_format, char *errbuf, size_t errcap);
+/* Writes the device directory's items of kind into out_dir in format
+ * (NULL: the kind's default; pb_kind_formats lists them). */
+PB_EXTERN PB_WUR int pb_kind_export(pb_kind_t kind, const char *device_dir, const char *format, const char *out_dir,
+				    char *errbuf, size_t errcap);
+/* The export formats of kind, space separated, the default first; NULL for
+ * an unknown kind. Static string. */
+PB_EXTERN const char *pb_kind_formats(pb_kind_t kind);
+
+/* Sizes of generated data: small (quick tests), standard (about 1 GiB in
+ * all kinds), large. */
+typedef enum pb_gen_size { PB_GEN_SMALL = 0, PB_GEN_STANDARD = 1, PB_GEN_LARGE = 2 } pb_gen_size_t;
+/* Writes realistic, deterministic items of kind from seed into the device
+ * directory. */
+PB_EXTERN PB_WUR int pb_kind_gen(pb_kind_t kind, const char *device_dir, uint64_t seed, pb_gen_size_t size);
+
 #ifdef __cplusplus
 }
 #endif

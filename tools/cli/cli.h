@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 #include "peerback.h"
 #include "peerback/store.h"
 
@@ -111,6 +113,31 @@ int pb__cli_snapshot(pb_cli_t *cli, struct pb_engine_opts_s *o, const char *text
 /* The one item id of the backup that want names: the id itself, or its
  * last part with or without extension. 0, or PB_ENOTFOUND / PB_EEXISTS. */
 int pb__cli_item_id(pb_cli_t *cli, struct pb_engine_opts_s *o, const char *want, char *out, size_t cap);
+
+/* --json output: one object a line on stdout, built as json_pack(fmt, ...)
+ * builds it, pure ASCII, flushed (tools/cli/json.c). Text that does not
+ * come from the program itself goes in with "o" and pb_cli_text. Returns 0
+ * or PB_ENOMEM (nothing printed). */
+int pb_cli_json(const char *fmt, ...);
+/* A JSON string of s, bytes that are not UTF-8 shown as U+FFFD; NULL s
+ * gives null. A new reference. */
+json_t *pb_cli_text(const char *s);
+/* v rounded to 3 decimals (milliseconds and seconds as reals). */
+double pb_cli_milli(double v);
+
+/* The phone handle of the state directory; the caller closes it. */
+int pb_cli_phone(const pb_cli_t *cli, const char *device_dir, pb_phone_t **out);
+
+/* Tells of an instruction from the host carried out on this phone (arg: the
+ * pb_cli_t): on stderr, or as an "instruction" JSON line. */
+void pb_cli_instruction(void *arg, const char *op, int rc, const char *message);
+
+/* Upper-case hex of bin into out (2 * len + 1 bytes). */
+void pb_cli_hex_upper(const uint8_t *bin, size_t len, char *out);
+
+/* Writes a file the user named (0600 by the umask) atomically: 0 or
+ * -errno, nothing left behind on failure. */
+int pb_cli_write_file(const char *path, const void *data, size_t len);
 
 /* True when argv holds -h or --help. */
 bool pb_cli_wants_help(int argc, char **argv);

@@ -1,17 +1,12 @@
 /* peerback account: log this device into the IM account service. */
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
-#include "agent/account/account.h"
-#include "agent/phone/phone.h"
-#include "agent/util/fsutil.h"
-#include "agent/util/json.h"
 #include "tools/cli/commands.h"
 
 static const char usage_text[] =
@@ -26,65 +21,36 @@ static const char usage_text[] =
 
 static int show(pb_cli_t *cli)
 {
-	pb_account_t acct;
-	pb_identity_t id;
-	char dev[2 * PB_DEVICE_ID_LEN + 1], key[64];
-	int rc = pb__account_load(cli->home, &acct);
+	pb_account_info_t acct;
+	pb_phone_t *phone = NULL;
+	struct stat st;
+	int rc = PB_EACCT_NOT_LOGGED_IN;
 
-	if (rc == 0)
-		rc = pb__identity_load(cli->home, &id);
+	/* Showing must not create the state directory. */
+	if (stat(cli->home, &st) == 0 && (rc = pb_cli_phone(cli, NULL, &phone)) == 0) {
+		rc = pb_phone_account(phone, &acct);
+		pb_phone_close(phone);
+	}
 	if (rc == -ENOENT || rc == PB_ENOTFOUND || rc == PB_EACCT_NOT_LOGGED_IN)
 		return pb_cli_error(cli, PB_EACCT_NOT_LOGGED_IN, "this device is not logged in (no account in %s); run "
 								 "peerback account login", cli->home);
 	if (rc != 0)
 		return pb_cli_fail_err(cli, rc, "cannot read the account in %s on this device", cli->home);
-	pb__hex(id.device_id, PB_DEVICE_ID_LEN, dev);
-	(void)pb__b64url_encode(id.static_pk, 32, key, sizeof(key));
-	pb__identity_wipe(&id);
 	if (cli->json)
-		(void)pb__json_print("{s:o, s:s, s:o, s:s, s:o}", "account", pb__json_text(acct.account), "device", dev,
-				     "name", pb__json_text(acct.device_name), "key", key, "imd",
-				     pb__json_text(acct.imd_addr));
+		(void)pb_cli_json("{s:o, s:s, s:o, s:s, s:o}", "account", pb_cli_text(acct.account), "device",
+				  acct.device, "name", pb_cli_text(acct.name), "key", acct.key, "imd",
+				  pb_cli_text(acct.service));
 	else
-		printf("account %s\ndevice  %s (%s)\nkey     %s\nservice %s\n", acct.account, acct.device_name, dev,
-		       key, acct.imd_addr);
+		printf("account %s\ndevice  %s (%s)\nkey     %s\nservice %s\n", acct.account, acct.name, acct.device,
+		       acct.key, acct.service);
 	return 0;
-}
-
-/* --imd as given, or HOST:PORT with HOST a name: its first address, as
- * ADDR:PORT (what the phone stores and dials later). */
-static int resolve_imd(const char *given, char *out, size_t cap)
-{
-	struct sockaddr_storage ss;
-	struct addrinfo hints, *res = NULL;
-	char host[256];
-	const char *colon = strrchr(given, ':');
-	int rc;
-
-	if (pb__sockaddr_parse(given, &ss) == 0) {
-		snprintf(out, cap, "%s", given);
-		return 0;
-	}
-	if (colon == NULL || colon == given || (size_t)(colon - given) >= sizeof(host) || given[0] == '[')
-		return PB_EURI_ADDR;
-	memcpy(host, given, (size_t)(colon - given));
-	host[colon - given] = 0;
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || res == NULL)
-		return PB_ENOTFOUND;
-	memset(&ss, 0, sizeof(ss));
-	memcpy(&ss, res->ai_addr, res->ai_addrlen);
-	freeaddrinfo(res);
-	rc = pb__sockaddr_format(&ss, out, cap);
-	return rc;
 }
 
 int pb_cmd_account(pb_cli_t *cli, int argc, char **argv)
 {
 	const char *imd = NULL, *key = NULL, *account = NULL, *name = NULL;
 	char host[65], pw[1024], addr[128];
+	pb_phone_t *phone;
 	int rc;
 
 	if (pb_cli_wants_help(argc, argv) || argc < 2) {
@@ -123,7 +89,7 @@ int pb_cmd_account(pb_cli_t *cli, int argc, char **argv)
 	}
 	if (strlen(name) > 64)
 		return pb_cli_fail(cli, "--name is longer than 64 bytes");
-	if ((rc = resolve_imd(imd, addr, sizeof(addr))) == PB_ENOTFOUND)
+	if ((rc = pb_phone_resolve(imd, addr, sizeof(addr))) == PB_ENOTFOUND)
 		return pb_cli_error(cli, rc, "--imd %s: no such host name", imd);
 	if (rc != 0)
 		return pb_cli_usage(cli, "peerback: --imd must be HOST:PORT, e.g. imd.example.org:7450, "
@@ -131,7 +97,10 @@ int pb_cmd_account(pb_cli_t *cli, int argc, char **argv)
 	rc = pb_cli_secret("PEERBACK_PASSWORD", "account password: ", pw, sizeof(pw));
 	if (rc != 0)
 		return pb_cli_fail(cli, "no password: set PEERBACK_PASSWORD or run on a terminal");
-	rc = pb_phone_login(cli->home, addr, key, account, pw, name);
+	if ((rc = pb_cli_phone(cli, NULL, &phone)) == 0) {
+		rc = pb_phone_login(phone, addr, key, account, pw, name);
+		pb_phone_close(phone);
+	}
 	sodium_memzero(pw, sizeof(pw));
 	if (rc == PB_EURI_BASE64 || rc == PB_EURI_KEYLEN)
 		return pb_cli_fail(cli, "--imd-key must be the 43-character service key printed by peerback-imd");
@@ -148,8 +117,8 @@ int pb_cmd_account(pb_cli_t *cli, int argc, char **argv)
 	if (rc != 0)
 		return pb_cli_fail_err(cli, rc, "login to %s as %s failed", imd, account);
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:o, s:o}", "event", "logged-in", "account", pb__json_text(account), "name",
-				     pb__json_text(name));
+		(void)pb_cli_json("{s:s, s:o, s:o}", "event", "logged-in", "account", pb_cli_text(account), "name",
+				  pb_cli_text(name));
 	else
 		printf("logged in as %s (%s)\n", account, name);
 	return 0;

@@ -1,16 +1,14 @@
 /* peerback agent: automatic backups on allowed networks, and contact groups
  * that follow the SIM. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
 
-#include "agent/phone/agent.h"
-#include "agent/phone/phone.h"
 #include "tools/cli/commands.h"
-#include "agent/util/json.h"
 
 static const char usage_text[] =
 	"usage: peerback agent [--device DIR] [--interval SECONDS] [--allow TYPES] [--network-type TYPE]\n"
@@ -76,6 +74,22 @@ static void print_event(void *arg, const char *json)
 	}
 }
 
+/* SIGINT and SIGTERM end the agent after the pass in progress: the CLI
+ * decides what stops it, the library installs no handler. */
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+static int stop_asked(void *arg)
+{
+	(void)arg;
+	return stop_flag;
+}
+
 static pb_net_type_t fixed_network(void *arg)
 {
 	return *(pb_net_type_t *)arg;
@@ -84,6 +98,8 @@ static pb_net_type_t fixed_network(void *arg)
 int pb_cmd_agent(pb_cli_t *cli, int argc, char **argv)
 {
 	pb_agent_opts_t o;
+	pb_phone_t *phone;
+	struct sigaction sa;
 	pb_net_type_t fixed;
 	char dev[4096], pass[1024] = "";
 	const char *given = NULL;
@@ -100,17 +116,18 @@ int pb_cmd_agent(pb_cli_t *cli, int argc, char **argv)
 		if (strcmp(argv[i], "status") == 0 && i == 1) {
 			char iface[64], iccid[32], msisdn[32];
 			pb_net_type_t t = pb_net_current(iface, sizeof(iface));
-			int n = snprintf(dev, sizeof(dev), "%s/device", cli->home);
+			pb_phone_t *ph = NULL;
 
-			if (n < 0 || (size_t)n >= sizeof(dev) || pb__sim_identity(dev, iccid, 32, msisdn, 32) != 0)
+			if (pb_cli_phone(cli, NULL, &ph) != 0 || pb_phone_sim_identity(ph, iccid, 32, msisdn, 32) != 0)
 				iccid[0] = msisdn[0] = 0;
+			pb_phone_close(ph);
 			for (int j = 2; j < argc; j++)
 				if (strcmp(argv[j], "--json") == 0)
 					cli->json = true;
 			if (cli->json)
-				(void)pb__json_print("{s:s, s:o, s:o, s:o}", "network", pb_net_name(t), "interface",
-						     pb__json_text(iface), "iccid", pb__json_text(iccid), "msisdn",
-						     pb__json_text(msisdn));
+				(void)pb_cli_json("{s:s, s:o, s:o, s:o}", "network", pb_net_name(t), "interface",
+						  pb_cli_text(iface), "iccid", pb_cli_text(iccid), "msisdn",
+						  pb_cli_text(msisdn));
 			else
 				printf("network %s (%s)\nSIM     %s %s\n", pb_net_name(t), iface[0] ? iface : "no default route",
 				       iccid[0] ? iccid : "none", msisdn);
@@ -139,6 +156,9 @@ int pb_cmd_agent(pb_cli_t *cli, int argc, char **argv)
 					return pb_cli_fail(cli, "unknown network type '%s' (wifi ethernet cellular)", w);
 				o.allowed |= 1u << t;
 			}
+			/* 0 would be the library's default, not "none". */
+			if (o.allowed == 0)
+				return pb_cli_fail(cli, "--allow needs at least one network type (wifi ethernet cellular)");
 		} else if (i + 1 < argc && strcmp(argv[i], "--network-type") == 0) {
 			if (pb_net_parse(argv[++i], &fixed) != 0)
 				return pb_cli_fail(cli, "unknown network type '%s' (wifi ethernet cellular none)", argv[i]);
@@ -158,13 +178,21 @@ int pb_cmd_agent(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail(cli, "device path is too long");
 	if ((rc = pb_cli_recovery_passphrase(cli, true, pass, sizeof(pass))) != 0)
 		return rc;
-	o.home = cli->home;
-	o.device_dir = dev;
+	if ((rc = pb_cli_phone(cli, dev, &phone)) != 0) {
+		sodium_memzero(pass, sizeof(pass));
+		return pb_cli_fail_err(cli, rc, "cannot open the phone's state in %s", cli->home);
+	}
 	o.passphrase = pass[0] ? pass : NULL;
-	o.wrap_params = pb_cli_wrap_params();
+	o.weak_kdf = pb_cli_wrap_params() != NULL;
 	o.event = print_event;
 	o.event_arg = cli;
-	rc = pb_agent_run(&o);
+	o.stop = stop_asked;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	rc = pb_agent_run(phone, &o);
+	pb_phone_close(phone);
 	sodium_memzero(pass, sizeof(pass));
 	if (rc != 0)
 		return pb_cli_fail_err(cli, rc, "agent");

@@ -113,20 +113,6 @@ static void show_progress(void *arg, const pb_progress_t *p)
 	}
 }
 
-/* A remote instruction the host queued, carried out on connecting. */
-void pb__cli_instruction(void *arg, const char *op, int rc, const char *message)
-{
-	pb_cli_t *cli = arg;
-
-	if (cli->json)
-		(void)pb__json_print("{s:s, s:o, s:b, s:o}", "event", "instruction", "op", pb__json_text(op), "ok",
-				     rc == 0, "message", pb__json_text(message));
-	else
-		fprintf(stderr, "peerback: instruction from the host: %s: %s%s\n", op, rc == 0 ? "" : "refused: ",
-			message);
-	fflush(stdout);
-}
-
 struct skip_state {
 	pb_cli_t *cli;
 	const char *dev;
@@ -173,7 +159,7 @@ static void host_label(const pb_remembered_host_t *h, char *out, size_t cap);
 static void which_host(pb_cli_t *cli, char *out, size_t cap)
 {
 	pb_remembered_host_t *hosts = calloc(32, sizeof(*hosts));
-	int n = hosts != NULL ? pb_phone_hosts(cli->home, hosts, 32) : -1;
+	int n = hosts != NULL ? pb__phone_hosts(cli->home, hosts, 32) : -1;
 
 	snprintf(out, cap, "%s", cli->host != NULL ? cli->host : "(the paired host)");
 	for (int i = 0; i < n; i++) {
@@ -323,7 +309,7 @@ static void host_label(const pb_remembered_host_t *h, char *out, size_t cap)
  * (a name or a key prefix). Returns the count, or an exit status < 0. */
 static int backup_hosts(pb_cli_t *cli, const char *which, pb_remembered_host_t *hosts, size_t max)
 {
-	int n = pb_phone_hosts(cli->home, hosts, max), m = 0;
+	int n = pb__phone_hosts(cli->home, hosts, max), m = 0;
 
 	if (n < 0)
 		return -pb_cli_fail_err(cli, n, "cannot read the paired hosts in %s/hosts.json", cli->home);
@@ -465,7 +451,7 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 	o.wrap_params = pb_cli_wrap_params();
 	o.progress = show_progress;
 	o.progress_arg = &ps;
-	o.on_instruction = pb__cli_instruction;
+	o.on_instruction = pb_cli_instruction;
 	o.instruction_arg = cli;
 	o.on_skip = show_skip;
 	o.skip_arg = &ss;
@@ -612,7 +598,7 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 	o.passphrase = pass[0] ? pass : NULL;
 	o.progress = show_progress;
 	o.progress_arg = &ps;
-	o.on_instruction = pb__cli_instruction;
+	o.on_instruction = pb_cli_instruction;
 	o.instruction_arg = cli;
 	o.on_replaced = show_replaced;
 	o.replaced_arg = dev;

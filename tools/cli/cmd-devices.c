@@ -19,7 +19,7 @@ int pb_cmd_devices(pb_cli_t *cli, int argc, char **argv)
 		       "paired with this host.\n");
 		return 0;
 	}
-	n = pb_phone_hosts(cli->home, hosts, 32);
+	n = pb__phone_hosts(cli->home, hosts, 32);
 	if (n < 0)
 		return pb_cli_fail_err(cli, n, "paired hosts");
 	for (int i = 0; i < n; i++) {

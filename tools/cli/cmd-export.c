@@ -5,7 +5,6 @@
 
 #include "tools/cli/commands.h"
 #include "tools/cli/kinds-cli.h"
-#include "agent/util/json.h"
 
 static void usage(FILE *out)
 {
@@ -17,7 +16,7 @@ static void usage(FILE *out)
 		"\n"
 		"KIND and its formats (the first is the default):\n");
 	for (int k = PB_KIND_CREDENTIAL; k <= PB_KIND_CONTACTS; k++)
-		fprintf(out, "  %-12s %s\n", pb_kind_name((pb_kind_t)k), pb_cli_kind((pb_kind_t)k)->formats);
+		fprintf(out, "  %-12s %s\n", pb_kind_name((pb_kind_t)k), pb_kind_formats((pb_kind_t)k));
 	fprintf(out,
 		"\n"
 		"options:\n"
@@ -29,8 +28,7 @@ static void usage(FILE *out)
 int pb_cmd_export(pb_cli_t *cli, int argc, char **argv)
 {
 	const char *device = NULL, *format = NULL, *out = NULL;
-	const pb_cli_kind_t *k;
-	char dir[4096], err[1024] = "";
+	char dir[4096], err[1024] = "", def[32];
 	pb_kind_t kind;
 	int rc;
 
@@ -63,20 +61,21 @@ int pb_cmd_export(pb_cli_t *cli, int argc, char **argv)
 	}
 	if (pb_cli_device_dir(cli, device, dir, sizeof(dir)) != 0)
 		return pb_cli_fail(cli, "device directory path is too long");
-	k = pb_cli_kind(kind);
-	if (k->export == NULL)
-		return pb_cli_fail(cli, "exporting %s is not available in this build", pb_kind_name(kind));
-	if (format == NULL)
-		format = k->default_format;
-	rc = k->export(dir, format, out, err, sizeof(err));
+	/* The default format is the first one listed. */
+	if (format == NULL) {
+		snprintf(def, sizeof(def), "%s", pb_kind_formats(kind));
+		def[strcspn(def, " ")] = 0;
+		format = def;
+	}
+	rc = pb_kind_export(kind, dir, format, out, err, sizeof(err));
 	if (rc != 0) {
 		if (err[0] == 0)
 			return pb_cli_fail_err(cli, rc, "export %s", pb_kind_name(kind));
 		return pb_cli_fail(cli, "%s", err);
 	}
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:s, s:o}", "event", "exported", "kind", pb_kind_name(kind), "format",
-				     pb__json_text(format));
+		(void)pb_cli_json("{s:s, s:s, s:o}", "event", "exported", "kind", pb_kind_name(kind), "format",
+				  pb_cli_text(format));
 	else
 		printf("exported %s as %s into %s\n", pb_kind_name(kind), format, out);
 	return 0;

@@ -8,7 +8,6 @@
 
 #include "tools/cli/commands.h"
 #include "tools/cli/kinds-cli.h"
-#include "agent/util/json.h"
 
 static void usage(FILE *out)
 {
@@ -72,22 +71,15 @@ int pb_cmd_gen(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_usage(cli, "peerback: gen needs --out DIR");
 	}
 	for (int k = PB_KIND_CREDENTIAL; k <= PB_KIND_CONTACTS; k++) {
-		const pb_cli_kind_t *e = pb_cli_kind((pb_kind_t)k);
-		int rc;
+		int rc = pb_kind_gen((pb_kind_t)k, out, seed, size);
 
-		if (e->gen == NULL) {
-			fprintf(stderr, "peerback: generating %s is not available in this build; skipped\n",
-				pb_kind_name((pb_kind_t)k));
-			continue;
-		}
-		rc = e->gen(out, seed, size);
 		if (rc != 0) {
 			pb_cli_fail_err(cli, rc, "generating %s into %s", pb_kind_name((pb_kind_t)k), out);
 			status = 1;
 			continue;
 		}
 		if (cli->json)
-			(void)pb__json_print("{s:s, s:s}", "event", "generated", "kind", pb_kind_name((pb_kind_t)k));
+			(void)pb_cli_json("{s:s, s:s}", "event", "generated", "kind", pb_kind_name((pb_kind_t)k));
 	}
 	if (status == 0 && !cli->json) {
 		char def[4200];

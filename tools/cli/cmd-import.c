@@ -6,7 +6,6 @@
 
 #include "tools/cli/commands.h"
 #include "tools/cli/kinds-cli.h"
-#include "agent/util/json.h"
 
 static void usage(FILE *out)
 {
@@ -33,7 +32,6 @@ static void usage(FILE *out)
 int pb_cmd_import(pb_cli_t *cli, int argc, char **argv)
 {
 	const char *device = NULL, *date_format = NULL, **files;
-	const pb_cli_kind_t *k;
 	char dir[4096], err[1024] = "";
 	pb_kind_t kind;
 	size_t n = 0;
@@ -75,13 +73,7 @@ int pb_cmd_import(pb_cli_t *cli, int argc, char **argv)
 		free(files);
 		return pb_cli_fail(cli, "device directory path is too long");
 	}
-	k = pb_cli_kind(kind);
-	if (k->import == NULL) {
-		free(files);
-		return pb_cli_fail(cli, "importing %s is not available in this build", pb_kind_name(kind));
-	}
-	rc = date_format != NULL ? pb__import_chat_dated(dir, files, n, date_format, err, sizeof(err))
-				 : k->import(dir, files, n, err, sizeof(err));
+	rc = pb_kind_import(kind, dir, files, n, date_format, err, sizeof(err));
 	free(files);
 	if (rc != 0) {
 		if (err[0] == 0)
@@ -89,8 +81,8 @@ int pb_cmd_import(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail(cli, "%s; nothing was imported", err);
 	}
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:s, s:I}", "event", "imported", "kind", pb_kind_name(kind), "files",
-				     (json_int_t)n);
+		(void)pb_cli_json("{s:s, s:s, s:I}", "event", "imported", "kind", pb_kind_name(kind), "files",
+				  (json_int_t)n);
 	else
 		printf("imported %zu %s file%s into %s\n", n, pb_kind_name(kind), n == 1 ? "" : "s", dir);
 	return 0;

@@ -9,11 +9,8 @@
 
 #include <sodium.h>
 
-#include "agent/nfc/nfc.h"
-#include "agent/util/fsutil.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/kinds-cli.h"
-#include "agent/util/json.h"
 
 static void usage(FILE *out)
 {
@@ -64,6 +61,21 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 	return 0;
 }
 
+/* The phone handle with the device directory --device gave (NULL: the
+ * default); a failure is told and its exit status returned. */
+static int open_phone(pb_cli_t *cli, const char *device, pb_phone_t **out)
+{
+	char dir[4096];
+	int rc;
+
+	*out = NULL;
+	if (pb_cli_device_dir(cli, device, dir, sizeof(dir)) != 0)
+		return pb_cli_fail(cli, "device directory path is too long");
+	if ((rc = pb_cli_phone(cli, dir, out)) != 0)
+		return pb_cli_fail_err(cli, rc, "cannot open the phone's state in %s", cli->home);
+	return 0;
+}
+
 static int bad_arg(const char *what, const char *arg)
 {
 	fprintf(stderr, "peerback nfc %s: unknown or incomplete argument '%s'; see 'peerback nfc --help'\n", what, arg);
@@ -75,7 +87,8 @@ static int bad_arg(const char *what, const char *arg)
 static int cmd_begin(pb_cli_t *cli, int argc, char **argv)
 {
 	unsigned long ttl = PB_NFC_TXN_TTL_DEFAULT;
-	uint64_t now = pb__now();
+	uint64_t now = (uint64_t)time(NULL);
+	pb_phone_t *phone;
 	int rc;
 
 	for (int i = 1; i < argc; i++) {
@@ -86,11 +99,15 @@ static int cmd_begin(pb_cli_t *cli, int argc, char **argv)
 			return bad_arg("begin", argv[i]);
 		}
 	}
-	if ((rc = pb_nfc_txn_begin(cli->home, (unsigned)ttl, now)) != 0)
+	if ((rc = open_phone(cli, NULL, &phone)) != 0)
+		return rc;
+	rc = pb_phone_nfc_begin(phone, (unsigned)ttl);
+	pb_phone_close(phone);
+	if (rc != 0)
 		return pb_cli_fail_err(cli, rc, "cannot mark the NFC transaction in %s", cli->home);
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:b, s:I}", "event", "nfc-transaction", "active", 1, "expires",
-				     (json_int_t)(now + ttl));
+		(void)pb_cli_json("{s:s, s:b, s:I}", "event", "nfc-transaction", "active", 1, "expires",
+				  (json_int_t)(now + ttl));
 	else
 		printf("NFC transaction in progress for %lu s\n", ttl);
 	return 0;
@@ -98,28 +115,41 @@ static int cmd_begin(pb_cli_t *cli, int argc, char **argv)
 
 static int cmd_end(pb_cli_t *cli, int argc, char **argv)
 {
+	pb_phone_t *phone;
 	int rc;
 
 	if (argc > 1)
 		return bad_arg("end", argv[1]);
-	if ((rc = pb_nfc_txn_end(cli->home)) != 0)
+	if ((rc = open_phone(cli, NULL, &phone)) != 0)
+		return rc;
+	rc = pb_phone_nfc_end(phone);
+	pb_phone_close(phone);
+	if (rc != 0)
 		return pb_cli_fail_err(cli, rc, "cannot end the NFC transaction");
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:b}", "event", "nfc-transaction", "active", 0);
+		(void)pb_cli_json("{s:s, s:b}", "event", "nfc-transaction", "active", 0);
 	return 0;
 }
 
 static int cmd_status(pb_cli_t *cli, int argc, char **argv)
 {
-	uint64_t now = pb__now(), expires = 0;
+	uint64_t now, expires = 0;
+	pb_phone_t *phone;
 	bool active;
+	int rc;
 
 	if (argc > 1)
 		return bad_arg("status", argv[1]);
-	active = pb_nfc_txn_get(cli->home, now, &expires) == 0;
+	if ((rc = open_phone(cli, NULL, &phone)) != 0)
+		return rc;
+	active = pb_phone_nfc_status(phone, &expires) == 0;
+	pb_phone_close(phone);
+	now = (uint64_t)time(NULL);
+	if (active && expires < now)
+		expires = now;
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:b, s:I}", "event", "nfc-transaction", "active", (int)active, "expires",
-				     (json_int_t)(active ? expires : 0));
+		(void)pb_cli_json("{s:s, s:b, s:I}", "event", "nfc-transaction", "active", (int)active, "expires",
+				  (json_int_t)(active ? expires : 0));
 	else if (active)
 		printf("NFC transaction in progress, %llu s left\n", (unsigned long long)(expires - now));
 	else
@@ -131,17 +161,17 @@ static int cmd_status(pb_cli_t *cli, int argc, char **argv)
 
 static int write_out(const char *path, const pb_credential_t *c)
 {
-	return pb__write_file_atomic(path, c->data, c->data_len, 0600);
+	return pb_cli_write_file(path, c->data, c->data_len);
 }
 
-static int use_failed(pb_cli_t *cli, const char *id, const pb_nfc_use_result_t *r, int rc, int timeout_ms)
+static int use_failed(pb_cli_t *cli, const char *id, const pb_nfc_result_t *r, int rc, int timeout_ms)
 {
 	const char *local = r->local == PB_ENOTFOUND ? "it is missing" : pb_strerror(r->local);
 
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:o, s:s, s:b, s:s, s:o}", "event", "nfc-failed", "credential",
-				     pb__json_text(id), "local", pb_err_name(r->local), "transaction",
-				     (int)r->transaction, "error", pb_err_name(rc), "host", pb__json_text(r->host));
+		(void)pb_cli_json("{s:s, s:o, s:s, s:b, s:s, s:o}", "event", "nfc-failed", "credential",
+				  pb_cli_text(id), "local", pb_err_name(r->local), "transaction",
+				  (int)r->transaction, "error", pb_err_name(rc), "host", pb_cli_text(r->host));
 	switch (rc) {
 	case PB_ENFC_NO_TXN:
 		return pb_cli_fail(cli,
@@ -172,10 +202,11 @@ static int use_failed(pb_cli_t *cli, const char *id, const pb_nfc_use_result_t *
 
 static int cmd_use(pb_cli_t *cli, int argc, char **argv)
 {
-	pb_nfc_use_opts_t o;
-	pb_nfc_use_result_t r;
+	pb_nfc_opts_t o;
+	pb_nfc_result_t r;
+	pb_phone_t *phone;
 	const char *id = NULL, *device = NULL, *out = NULL;
-	char dir[4096], sum[9];
+	char sum[9];
 	unsigned long timeout = PB_NFC_TIMEOUT_DEFAULT_MS;
 	int rc, status = 0;
 
@@ -201,29 +232,25 @@ static int cmd_use(pb_cli_t *cli, int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (pb_cli_device_dir(cli, device, dir, sizeof(dir)) != 0)
-		return pb_cli_fail(cli, "device directory path is too long");
-	o.home = cli->home;
-	o.device_dir = dir;
+	if ((rc = open_phone(cli, device, &phone)) != 0)
+		return rc;
 	o.timeout_ms = (int)timeout;
-	rc = pb_nfc_use(&o, id, &r);
+	rc = pb_phone_nfc_use(phone, id, &o, &r);
+	pb_phone_close(phone);
 	if (rc != 0)
 		return use_failed(cli, id, &r, rc, (int)timeout);
 	if (out != NULL && (rc = write_out(out, r.cred)) != 0) {
 		status = pb_cli_fail_err(cli, rc, "cannot write the credential's data to %s", out);
 		goto out_free;
 	}
-	pb__hex(r.cred->checksum, 4, sum);
-	for (int i = 0; i < 8; i++)
-		if (sum[i] >= 'a' && sum[i] <= 'f')
-			sum[i] = (char)(sum[i] - 'a' + 'A');
+	pb_cli_hex_upper(r.cred->checksum, 4, sum);
 	if (cli->json) {
-		(void)pb__json_print("{s:s, s:o, s:o, s:s, s:s, s:b, s:o, s:f, s:b, s:s}", "event", "nfc-used",
-				     "credential", pb__json_text(id), "type", pb__json_text(r.cred->type), "source",
-				     r.from_host ? "host" : "local", "local",
-				     r.local == 0 ? "ok" : pb_err_name(r.local), "transaction", (int)r.transaction,
-				     "host", pb__json_text(r.host), "fetch_ms", pb__json_milli(r.fetch_ms),
-				     "reinstalled", (int)r.reinstalled, "checksum", sum);
+		(void)pb_cli_json("{s:s, s:o, s:o, s:s, s:s, s:b, s:o, s:f, s:b, s:s}", "event", "nfc-used",
+				  "credential", pb_cli_text(id), "type", pb_cli_text(r.cred->type), "source",
+				  r.from_host ? "host" : "local", "local",
+				  r.local == 0 ? "ok" : pb_err_name(r.local), "transaction", (int)r.transaction,
+				  "host", pb_cli_text(r.host), "fetch_ms", pb_cli_milli(r.fetch_ms),
+				  "reinstalled", (int)r.reinstalled, "checksum", sum);
 	} else if (!r.from_host) {
 		printf("%s: used the copy on this phone (%s, %zu bytes)\n", id, r.cred->type, r.cred->data_len);
 	} else {
@@ -258,25 +285,8 @@ static void rights_text(unsigned r, char out[5])
 	out[n] = 0;
 }
 
-/* The state of a sector's cache copy against the card store. */
-static const char *cache_state(const char *home, const char *card_id, unsigned sector, const uint8_t *cur,
-			       size_t len)
-{
-	char path[4096];
-	uint8_t *buf = NULL;
-	size_t n;
-	const char *st;
-
-	if (pb_m1_cache_path(home, card_id, sector, false, path, sizeof(path)) != 0)
-		return "none";
-	if (pb__read_file(path, 256, &buf, &n) != 0)
-		return "none";
-	st = n == len && memcmp(buf, cur, len) == 0 ? "same" : "differs";
-	free(buf);
-	return st;
-}
-
-static void show_sector(pb_cli_t *cli, const char *card_id, const pb_mifare_card_t *card, unsigned s)
+static void show_sector(pb_cli_t *cli, const char *card_id, const pb_mifare_card_t *card, unsigned s,
+			const char *cache)
 {
 	unsigned first = pb_mifare_sector_first_block(s), nb = pb_mifare_sector_blocks(s), t = first + nb - 1;
 	const char *state = card->state[s] == PB_MIFARE_SECTOR_READ ? "read"
@@ -287,18 +297,11 @@ static void show_sector(pb_cli_t *cli, const char *card_id, const pb_mifare_card
 	uint8_t cond[4] = { 0 };
 	char bits[7] = "", hex[33];
 	json_t *blocks = NULL;
-	const char *cache = "none";
 
 	if (have_bits && pb_mifare_access_decode(card->data + 16 * t + 6, cond) != 0)
 		have_bits = false;
-	if (have_bits) {
-		pb__hex(card->data + 16 * t + 6, 3, bits);
-		for (int i = 0; i < 6; i++)
-			if (bits[i] >= 'a' && bits[i] <= 'f')
-				bits[i] = (char)(bits[i] - 'a' + 'A');
-	}
-	if (card->state[s] == PB_MIFARE_SECTOR_READ)
-		cache = cache_state(cli->home, card_id, s, card->data + 16 * first, 16 * (size_t)nb);
+	if (have_bits)
+		pb_cli_hex_upper(card->data + 16 * t + 6, 3, bits);
 	if (cli->json)
 		blocks = json_array();
 	else
@@ -308,20 +311,17 @@ static void show_sector(pb_cli_t *cli, const char *card_id, const pb_mifare_card
 
 		for (unsigned i = 0; i < 16; i++) {
 			if (card->known[16 * b + i])
-				pb__hex(card->data + 16 * b + i, 1, hex + 2 * i);
+				pb_cli_hex_upper(card->data + 16 * b + i, 1, hex + 2 * i);
 			else
 				memcpy(hex + 2 * i, "--", 3);
 		}
-		for (unsigned i = 0; i < 32; i++)
-			if (hex[i] >= 'a' && hex[i] <= 'f')
-				hex[i] = (char)(hex[i] - 'a' + 'A');
 		if (have_bits && b != t) {
 			uint8_t c = cond[pb_mifare_block_group(b)];
 			rights_text(pb_mifare_data_rights(c, cond[3], PB_MIFARE_KEY_A), ra);
 			rights_text(pb_mifare_data_rights(c, cond[3], PB_MIFARE_KEY_B), rb);
 		}
 		if (cli->json)
-			json_array_append_new(blocks, pb__json_text(hex));
+			json_array_append_new(blocks, pb_cli_text(hex));
 		else
 			printf("  block %3u  %s  %s%s%s%s%s\n", b, hex,
 			       b == t ? "trailer" : b == 0 ? "manufacturer" : "data  ",
@@ -329,15 +329,15 @@ static void show_sector(pb_cli_t *cli, const char *card_id, const pb_mifare_card
 			       b == t || b == 0 ? "" : "  B:", b == t || b == 0 ? "" : rb);
 	}
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:o, s:I, s:o, s:o, s:o, s:o, s:I}", "event", "sector", "card",
-				     pb__json_text(card_id), "sector", (json_int_t)s, "state", pb__json_text(state),
-				     "access", pb__json_text(bits), "cache", pb__json_text(cache), "blocks", blocks,
-				     "reference_block", (json_int_t)pb_m1_reference_block(s));
+		(void)pb_cli_json("{s:s, s:o, s:I, s:o, s:o, s:o, s:o, s:I}", "event", "sector", "card",
+				  pb_cli_text(card_id), "sector", (json_int_t)s, "state", pb_cli_text(state),
+				  "access", pb_cli_text(bits), "cache", pb_cli_text(cache), "blocks", blocks,
+				  "reference_block", (json_int_t)pb_m1_reference_block(s));
 }
 
-static int find_card(pb_cli_t *cli, const char *dir, const char *name, char *id, size_t cap)
+static int find_card(pb_cli_t *cli, pb_phone_t *phone, const char *dir, const char *name, char *id, size_t cap)
 {
-	int rc = pb_m1_find_card(dir, name, id, cap);
+	int rc = pb_phone_m1_find(phone, name, id, cap);
 
 	if (rc == PB_ENOTFOUND)
 		return pb_cli_fail(cli, "no MIFARE card '%s' in %s/mifare; peerback export mifare lists them", name,
@@ -357,6 +357,8 @@ static int cmd_mifare_show(pb_cli_t *cli, int argc, char **argv)
 	char dir[4096], id[80];
 	unsigned long sector = ULONG_MAX;
 	pb_mifare_card_t *card;
+	const char *cache[PB_MIFARE_MAX_SECTORS];
+	pb_phone_t *phone;
 	int rc;
 
 	for (int i = 1; i < argc; i++) {
@@ -376,10 +378,14 @@ static int cmd_mifare_show(pb_cli_t *cli, int argc, char **argv)
 	}
 	if (pb_cli_device_dir(cli, device, dir, sizeof(dir)) != 0)
 		return pb_cli_fail(cli, "device directory path is too long");
-	if ((rc = find_card(cli, dir, name, id, sizeof(id))) != 0)
+	if ((rc = open_phone(cli, device, &phone)) != 0)
 		return rc;
-	if ((rc = pb_mifare_load(dir, id, &card)) != 0)
-		return pb_cli_fail_err(cli, rc, "cannot read MIFARE card %s", id);
+	if ((rc = find_card(cli, phone, dir, name, id, sizeof(id))) == 0 &&
+	    (rc = pb_phone_m1_show(phone, id, &card, cache)) != 0)
+		rc = pb_cli_fail_err(cli, rc, "cannot read MIFARE card %s", id);
+	pb_phone_close(phone);
+	if (rc != 0)
+		return rc;
 	if (sector != ULONG_MAX && sector >= card->sectors) {
 		rc = pb_cli_fail(cli, "card %s has sectors 0 to %u", id, card->sectors - 1);
 		goto out_free;
@@ -388,7 +394,7 @@ static int cmd_mifare_show(pb_cli_t *cli, int argc, char **argv)
 		printf("card %s: %u sectors\n", id, card->sectors);
 	for (unsigned s = 0; s < card->sectors; s++)
 		if (sector == ULONG_MAX || s == sector)
-			show_sector(cli, id, card, s);
+			show_sector(cli, id, card, s, cache[s]);
 out_free:
 	sodium_memzero(card, sizeof(*card));
 	free(card);
@@ -404,6 +410,7 @@ static int cmd_mifare_set(pb_cli_t *cli, int argc, char **argv)
 	size_t n = 0;
 	int key = -1, rc;
 	pb_m1_set_result_t r;
+	pb_phone_t *phone;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--block") == 0 && i + 1 < argc) {
@@ -434,24 +441,29 @@ static int cmd_mifare_set(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail(cli, "--data must be 32 hex digits (16 bytes), not '%s'", hex);
 	if (pb_cli_device_dir(cli, device, dir, sizeof(dir)) != 0)
 		return pb_cli_fail(cli, "device directory path is too long");
-	if ((rc = find_card(cli, dir, name, id, sizeof(id))) != 0)
+	if ((rc = open_phone(cli, device, &phone)) != 0)
 		return rc;
-	rc = pb_m1_set(cli->home, dir, id, (unsigned)block, data, key, &r);
+	if ((rc = find_card(cli, phone, dir, name, id, sizeof(id))) != 0) {
+		pb_phone_close(phone);
+		return rc;
+	}
+	rc = pb_phone_m1_set(phone, id, (unsigned)block, data, key, &r);
+	pb_phone_close(phone);
 	sodium_memzero(data, sizeof(data));
 	if (rc == 0) {
 		if (cli->json)
-			(void)pb__json_print("{s:s, s:o, s:I, s:I, s:s}", "event", "m1-written", "card",
-					     pb__json_text(id), "sector", (json_int_t)r.sector, "block",
-					     (json_int_t)block, "key", r.key == PB_MIFARE_KEY_A ? "A" : "B");
+			(void)pb_cli_json("{s:s, s:o, s:I, s:I, s:s}", "event", "m1-written", "card",
+					  pb_cli_text(id), "sector", (json_int_t)r.sector, "block",
+					  (json_int_t)block, "key", r.key == PB_MIFARE_KEY_A ? "A" : "B");
 		else
 			printf("card %s: block %lu (sector %u) written with key %c; cache copy updated\n", id, block,
 			       r.sector, r.key == PB_MIFARE_KEY_A ? 'A' : 'B');
 		return 0;
 	}
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:o, s:I, s:I, s:s, s:s}", "event", "m1-refused", "card", pb__json_text(id),
-				     "sector", (json_int_t)r.sector, "block", (json_int_t)block, "check",
-				     pb_m1_check_name(r.failed), "error", pb_err_name(rc));
+		(void)pb_cli_json("{s:s, s:o, s:I, s:I, s:s, s:s}", "event", "m1-refused", "card", pb_cli_text(id),
+				  "sector", (json_int_t)r.sector, "block", (json_int_t)block, "check",
+				  pb_m1_check_name(r.failed), "error", pb_err_name(rc));
 	switch (r.failed) {
 	case PB_M1_CHECK_PERMISSION:
 		return pb_cli_fail(cli, "card %s block %lu: write refused by the permission check: the operation key "
@@ -483,9 +495,10 @@ static int cmd_mifare_set(pb_cli_t *cli, int argc, char **argv)
 static int cmd_mifare_opkey(pb_cli_t *cli, int argc, char **argv)
 {
 	const char *name = NULL;
-	char dir[4096], id[80], hex[13];
+	char id[80], hex[13];
 	unsigned long sector = ULONG_MAX;
-	uint8_t k1[6], k2[6], op[6];
+	uint8_t op[6];
+	pb_phone_t *phone;
 	int rc;
 
 	for (int i = 1; i < argc; i++) {
@@ -503,26 +516,26 @@ static int cmd_mifare_opkey(pb_cli_t *cli, int argc, char **argv)
 	}
 	/* The card need not be in the device directory yet: opkey serves to
 	 * prepare one. A known card's prefix is expanded. */
-	if (pb_cli_device_dir(cli, NULL, dir, sizeof(dir)) != 0 || pb_m1_find_card(dir, name, id, sizeof(id)) != 0) {
+	if ((rc = open_phone(cli, NULL, &phone)) != 0)
+		return rc;
+	if (pb_phone_m1_find(phone, name, id, sizeof(id)) != 0) {
 		size_t n = strlen(name);
 
-		if (n >= sizeof(id))
+		if (n >= sizeof(id)) {
+			pb_phone_close(phone);
 			return pb_cli_fail(cli, "'%s' is not a MIFARE card id (UID-HASH, hex and '-')", name);
+		}
 		memcpy(id, name, n + 1);
 	}
-	if ((rc = pb_m1_load_keys(cli->home, id, k1, k2)) != 0)
+	rc = pb_phone_m1_opkey(phone, id, (unsigned)sector, op);
+	pb_phone_close(phone);
+	if (rc != 0)
 		return pb_cli_fail_err(cli, rc, "cannot read the two keys of %s/m1-keys/%s.keys", cli->home, id);
-	pb_m1_op_key(k1, k2, (unsigned)sector, op);
-	sodium_memzero(k1, sizeof(k1));
-	sodium_memzero(k2, sizeof(k2));
-	pb__hex(op, 6, hex);
-	for (int i = 0; i < 12; i++)
-		if (hex[i] >= 'a' && hex[i] <= 'f')
-			hex[i] = (char)(hex[i] - 'a' + 'A');
+	pb_cli_hex_upper(op, 6, hex);
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:o, s:I, s:s, s:I}", "event", "m1-opkey", "card", pb__json_text(id),
-				     "sector", (json_int_t)sector, "opkey", hex, "reference_block",
-				     (json_int_t)pb_m1_reference_block((unsigned)sector));
+		(void)pb_cli_json("{s:s, s:o, s:I, s:s, s:I}", "event", "m1-opkey", "card", pb_cli_text(id),
+				  "sector", (json_int_t)sector, "opkey", hex, "reference_block",
+				  (json_int_t)pb_m1_reference_block((unsigned)sector));
 	else
 		printf("%s\n", hex);
 	sodium_memzero(op, sizeof(op));

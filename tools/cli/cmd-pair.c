@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -10,10 +11,7 @@
 
 #include <sodium.h>
 
-#include "agent/phone/phone.h"
-#include "agent/util/fsutil.h"
 #include "tools/cli/commands.h"
-#include "agent/util/json.h"
 
 static const char usage_text[] =
 	"usage: peerback pair URI\n"
@@ -25,6 +23,36 @@ static const char usage_text[] =
 	"(it shows one after each pairing).\n"
 	"\n"
 	"  --timeout MS   how long to wait for the host (default 10000)\n";
+
+/* text, ADDR:PORT as the phone stores it, as a socket address. */
+static int numeric_addr(const char *text, struct sockaddr_storage *ss)
+{
+	struct addrinfo hints, *res = NULL;
+	char host[128];
+	const char *colon = strrchr(text, ':');
+	size_t n;
+
+	if (colon == NULL)
+		return PB_EURI_ADDR;
+	n = (size_t)(colon - text);
+	if (text[0] == '[' && n >= 2 && text[n - 1] == ']') {
+		text++;
+		n -= 2;
+	}
+	if (n == 0 || n >= sizeof(host))
+		return PB_EURI_ADDR;
+	memcpy(host, text, n);
+	host[n] = 0;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+	if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || res == NULL)
+		return PB_EURI_ADDR;
+	memset(ss, 0, sizeof(*ss));
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	return 0;
+}
 
 /* True when something accepts a TCP connection at ss within 2 s. */
 static bool answers(const struct sockaddr_storage *ss)
@@ -50,23 +78,23 @@ static bool answers(const struct sockaddr_storage *ss)
 
 /* A pairing that could not connect: pairing asks the account service for a
  * ticket first, then connects to the host; say which did not answer. */
-static int connect_error(pb_cli_t *cli, int rc, const char *uri)
+static int connect_error(pb_cli_t *cli, pb_phone_t *phone, int rc, const char *uri)
 {
-	pb_account_t acct;
+	pb_account_info_t acct;
 	pb_pair_uri_t u;
 	struct sockaddr_storage ss;
 	char addrs[512] = "";
 
-	if (pb__account_load(cli->home, &acct) == 0 && pb__sockaddr_parse(acct.imd_addr, &ss) == 0 && !answers(&ss))
+	if (pb_phone_account(phone, &acct) == 0 && numeric_addr(acct.service, &ss) == 0 && !answers(&ss))
 		return pb_cli_error(cli, rc, "pairing failed: the account service at %s did not answer (pairing asks "
 					     "it for a ticket first): %s",
-				    acct.imd_addr, pb_strerror(rc));
+				    acct.service, pb_strerror(rc));
 	if (pb_uri_parse(uri, strlen(uri), 0, &u) == 0)
 		for (size_t i = 0; i < u.naddrs; i++) {
 			char a[96];
 			size_t n = strlen(addrs);
 
-			if (pb__sockaddr_format(&u.addrs[i], a, sizeof(a)) == 0)
+			if (pb_uri_format_addr(&u.addrs[i], a, sizeof(a)) >= 0)
 				snprintf(addrs + n, sizeof(addrs) - n, "%s%s", n ? ", " : "", a);
 		}
 	sodium_memzero(&u, sizeof(u));
@@ -75,11 +103,14 @@ static int connect_error(pb_cli_t *cli, int rc, const char *uri)
 			    addrs[0] ? addrs : "the QR code's addresses", pb_strerror(rc));
 }
 
+static int pair_result(pb_cli_t *cli, int rc, const pb_host_info_t *h);
+
 int pb_cmd_pair(pb_cli_t *cli, int argc, char **argv)
 {
 	const char *uri = NULL, *image = NULL;
-	char decoded[PB_URI_MAX_LEN + 1], key[64];
-	pb_remembered_host_t h;
+	char decoded[PB_URI_MAX_LEN + 1];
+	pb_host_info_t h;
+	pb_phone_t *phone;
 	int timeout = 10000, rc;
 
 	if (pb_cli_wants_help(argc, argv)) {
@@ -110,14 +141,24 @@ int pb_cmd_pair(pb_cli_t *cli, int argc, char **argv)
 			return pb_cli_fail_err(cli, rc, "%s", image);
 		uri = decoded;
 	}
-	rc = pb_phone_pair(cli->home, uri, timeout, NULL, &h);
-	if (rc == -ECONNREFUSED || rc == -ETIMEDOUT || rc == -EHOSTUNREACH || rc == -ENETUNREACH ||
-	    rc == PB_ETIMEOUT || rc == PB_EPEER_CLOSED) {
-		rc = connect_error(cli, rc, uri);
+	if ((rc = pb_cli_phone(cli, NULL, &phone)) != 0) {
 		sodium_memzero(decoded, sizeof(decoded));
-		return rc;
+		return pb_cli_fail_err(cli, rc, "cannot open the phone's state in %s", cli->home);
 	}
+	rc = pb_phone_pair(phone, uri, timeout, &h);
+	if (rc == -ECONNREFUSED || rc == -ETIMEDOUT || rc == -EHOSTUNREACH || rc == -ENETUNREACH ||
+	    rc == PB_ETIMEOUT || rc == PB_EPEER_CLOSED)
+		rc = connect_error(cli, phone, rc, uri);
+	else
+		rc = pair_result(cli, rc, &h);
+	pb_phone_close(phone);
 	sodium_memzero(decoded, sizeof(decoded));
+	return rc;
+}
+
+/* What pb_phone_pair said, for the user. */
+static int pair_result(pb_cli_t *cli, int rc, const pb_host_info_t *h)
+{
 	if (rc == PB_EURI_EXPIRED || rc == PB_EACCT_SECRET_EXPIRED)
 		return pb_cli_fail(cli, "this QR code has expired; ask the host for a new one (peerback host)");
 	if (rc == PB_EACCT_SECRET_USED)
@@ -132,11 +173,10 @@ int pb_cmd_pair(pb_cli_t *cli, int argc, char **argv)
 					"current one, or someone else answered at that address");
 	if (rc != 0)
 		return pb_cli_fail_err(cli, rc, "pairing failed");
-	(void)pb__b64url_encode(h.static_pk, 32, key, sizeof(key));
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:s, s:o, s:o}", "event", "paired", "host", key, "name",
-				     pb__json_text(h.name), "account", pb__json_text(h.account));
+		(void)pb_cli_json("{s:s, s:s, s:o, s:o}", "event", "paired", "host", h->key, "name",
+				  pb_cli_text(h->name), "account", pb_cli_text(h->account));
 	else
-		printf("paired with %s (%s)\n", h.name[0] ? h.name : "host", key);
+		printf("paired with %s (%s)\n", h->name[0] ? h->name : "host", h->key);
 	return 0;
 }

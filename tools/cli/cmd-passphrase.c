@@ -7,12 +7,7 @@
 
 #include <sodium.h>
 
-#include "agent/phone/phone.h"
-#include "agent/util/fsutil.h"
-#include "agent/util/json.h"
 #include "tools/cli/commands.h"
-
-#define MAX_HOSTS 32
 
 static const char usage_text[] =
 	"usage: peerback passphrase change [--new-passphrase-file FILE]\n"
@@ -54,104 +49,30 @@ static int new_passphrase(pb_cli_t *cli, const char *file, const char *cmd, char
 	return 0;
 }
 
-/* Gives the host this phone's wrapped master key (MasterKeyPut). */
-static int put_wrapped(pb_cli_t *cli, const pb_remembered_host_t *h, const uint8_t *blob, size_t len)
+/* The hosts that took the new wrap, and the ones that kept it when they
+ * should have got the old one back. */
+static int on_event(void *arg, const pb_event_t *ev)
 {
-	Peerback__Request req;
-	Peerback__BlobPut put;
-	pb_envelope_t *in = NULL;
-	pb_client_t c;
-	char key[64];
-	int rc;
+	pb_cli_t *cli = arg;
 
-	(void)pb__b64url_encode(h->static_pk, 32, key, sizeof(key));
-	if ((rc = pb_phone_connect(cli->home, key, 30000, &c, NULL)) != 0)
-		return rc;
-	peerback__request__init(&req);
-	peerback__blob_put__init(&put);
-	put.value.data = (uint8_t *)blob;
-	put.value.len = len;
-	req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_PUT;
-	req.masterkey_put = &put;
-	req.id = 1;
-	rc = pb__phone_call(&c, &req, &in);
-	if (rc == 0)
-		pb__envelope_free(in);
-	pb__client_close(&c);
-	return rc;
-}
-
-static void label(const pb_remembered_host_t *h, char *out, size_t cap)
-{
-	char addr[96] = "";
-
-	if (h->naddrs > 0)
-		(void)pb__sockaddr_format(&h->addrs[0], addr, sizeof(addr));
-	snprintf(out, cap, "%s (%s)", h->name[0] ? h->name : "unnamed host", addr[0] ? addr : "no address");
-}
-
-static int change(pb_cli_t *cli, const pb_remembered_host_t *hosts, int n, const uint8_t *old_wrap, size_t old_len,
-		  const uint8_t *new_wrap)
-{
-	bool *got = calloc((size_t)n + 1, sizeof(*got));
-	char path[4096], name[256];
-	int rc = 0, bad = -1;
-
-	if (got == NULL)
-		return pb_cli_fail_err(cli, PB_ENOMEM, "passphrase change");
-	for (int i = 0; i < n; i++) {
-		label(&hosts[i], name, sizeof(name));
-		rc = put_wrapped(cli, &hosts[i], new_wrap, PB_MASTERKEY_WRAPPED_LEN);
-		if (rc != 0) {
-			bad = i;
-			break;
-		}
-		got[i] = true;
-	}
-	if (bad >= 0) {
-		int status = pb_cli_fail_err(cli, rc, "host %s did not take the new wrapped key", name);
-
-		/* All or nothing: a host left with another wrap than the phone's
-		 * would refuse the next backup, and a new phone would need to
-		 * know which passphrase each host takes. */
-		for (int i = 0; i < bad; i++) {
-			label(&hosts[i], name, sizeof(name));
-			if (put_wrapped(cli, &hosts[i], old_wrap, old_len) != 0)
-				fprintf(stderr, "peerback: host %s keeps the key wrapped with the NEW passphrase; run "
-						"peerback passphrase change again once every host answers\n", name);
-		}
-		fprintf(stderr, "peerback: the recovery passphrase was not changed\n");
-		free(got);
-		return status;
-	}
-	free(got);
-	if ((rc = pb_cli_path(cli, "master.wrapped", path, sizeof(path))) != 0 ||
-	    (rc = pb__write_file_atomic(path, new_wrap, PB_MASTERKEY_WRAPPED_LEN, 0600)) != 0)
-		return pb_cli_fail_err(cli, rc, "every host holds the key wrapped with the new passphrase, but the "
-						"phone could not write %s/master.wrapped", cli->home);
-	for (int i = 0; i < n; i++) {
-		label(&hosts[i], name, sizeof(name));
-		if (cli->json)
-			(void)pb__json_print("{s:s, s:o}", "event", "passphrase-changed", "host",
-					     pb__json_text(hosts[i].name));
-		else
-			printf("%s: holds the key wrapped with the new passphrase\n", name);
-	}
-	if (!cli->json)
-		printf("recovery passphrase changed on the phone and %d host%s\n", n, n == 1 ? "" : "s");
+	if (ev->type == PB_EVENT_WARNING)
+		fprintf(stderr, "peerback: host %s keeps the key wrapped with the NEW passphrase; run "
+				"peerback passphrase change again once every host answers\n", ev->message);
+	else if (cli->json)
+		(void)pb_cli_json("{s:s, s:o}", "event", "passphrase-changed", "host", pb_cli_text(ev->id));
+	else
+		printf("%s: holds the key wrapped with the new passphrase\n", ev->message);
 	return 0;
 }
 
 int pb_cmd_passphrase(pb_cli_t *cli, int argc, char **argv)
 {
 	const char *new_file = NULL, *new_cmd = NULL;
-	char path[4096], cur[1024], next[1024];
-	uint8_t *old_wrap = NULL, mk[PB_MASTERKEY_LEN], wrapped[PB_MASTERKEY_WRAPPED_LEN];
-	size_t old_len = 0;
-	pb_remembered_host_t *hosts = NULL;
-	uint8_t *key = NULL;
-	size_t klen = 0;
-	int rc, n;
+	char cur[1024], next[1024];
+	pb_passphrase_opts_t o;
+	pb_passphrase_result_t r;
+	pb_phone_t *phone;
+	int rc;
 
 	if (pb_cli_wants_help(argc, argv)) {
 		fputs(usage_text, stdout);
@@ -167,21 +88,12 @@ int pb_cmd_passphrase(pb_cli_t *cli, int argc, char **argv)
 		else
 			return pb_cli_usage(cli, "peerback passphrase change: unknown argument '%s'", argv[i]);
 	}
-	if ((rc = pb_cli_path(cli, "master.key", path, sizeof(path))) != 0 ||
-	    (rc = pb__read_file(path, 64, &key, &klen)) != 0 || klen != PB_MASTERKEY_LEN) {
-		if (key != NULL)
-			sodium_memzero(key, klen);
-		free(key);
+	if ((rc = pb_cli_phone(cli, NULL, &phone)) != 0)
+		return pb_cli_fail_err(cli, rc, "cannot open the phone's state in %s", cli->home);
+	if (!pb_phone_has_master_key(phone)) {
+		pb_phone_close(phone);
 		return pb_cli_fail(cli, "this phone holds no master key in %s/master.key: its first backup sets the "
 					"recovery passphrase (or restore first on a new phone)", cli->home);
-	}
-	memcpy(mk, key, sizeof(mk));
-	sodium_memzero(key, klen);
-	free(key);
-	if ((rc = pb_cli_path(cli, "master.wrapped", path, sizeof(path))) != 0 ||
-	    (rc = pb__read_file(path, PB_STORE_BLOB_MAX, &old_wrap, &old_len)) != 0) {
-		sodium_memzero(mk, sizeof(mk));
-		return pb_cli_fail_err(cli, rc, "cannot read the wrapped key %s on the phone", path);
 	}
 	/* The current passphrase must be the right one: changing it is for
 	 * the one who knows it. */
@@ -189,25 +101,32 @@ int pb_cmd_passphrase(pb_cli_t *cli, int argc, char **argv)
 	if (rc == 0 && cur[0] == 0)
 		rc = pb_cli_fail(cli, "the current recovery passphrase is needed: set PEERBACK_RECOVERY_PASSPHRASE, "
 				      "pass --passphrase-file, or run on a terminal");
-	sodium_memzero(cur, sizeof(cur));
 	if (rc == 0)
 		rc = new_passphrase(cli, new_file, new_cmd, next, sizeof(next));
 	if (rc == 0 && pb_passphrase_check(next) != 0)
 		rc = pb_cli_error(cli, PB_ESTORE_WEAKPASS, "%s; nothing was changed", pb_strerror(PB_ESTORE_WEAKPASS));
-	if (rc == 0 && (rc = pb_masterkey_wrap(mk, next, pb_cli_wrap_params(), wrapped)) != 0)
-		rc = pb_cli_fail_err(cli, rc, "cannot wrap the key with the new passphrase");
-	sodium_memzero(next, sizeof(next));
-	sodium_memzero(mk, sizeof(mk));
-	if (rc == 0 && (hosts = calloc(MAX_HOSTS, sizeof(*hosts))) == NULL)
-		rc = pb_cli_fail_err(cli, PB_ENOMEM, "passphrase change");
 	if (rc == 0) {
-		n = pb_phone_hosts(cli->home, hosts, MAX_HOSTS);
-		if (n < 0)
-			rc = pb_cli_fail_err(cli, n, "cannot read the paired hosts in %s/hosts.json", cli->home);
-		else
-			rc = change(cli, hosts, n, old_wrap, old_len, wrapped);
+		memset(&o, 0, sizeof(o));
+		o.current = cur;
+		o.next = next;
+		o.weak_kdf = pb_cli_wrap_params() != NULL;
+		o.on_event = on_event;
+		o.event_arg = cli;
+		rc = pb_phone_change_passphrase(phone, &o, &r);
+		if (rc == 0 && !cli->json)
+			printf("recovery passphrase changed on the phone and %zu host%s\n", r.hosts,
+			       r.hosts == 1 ? "" : "s");
+		else if (rc != 0 && r.failed[0] != 0) {
+			rc = pb_cli_fail_err(cli, rc, "host %s did not take the new wrapped key", r.failed);
+			fprintf(stderr, "peerback: the recovery passphrase was not changed\n");
+		} else if (rc != 0 && r.hosts > 0)
+			rc = pb_cli_fail_err(cli, rc, "every host holds the key wrapped with the new passphrase, but "
+						      "the phone could not write %s/master.wrapped", cli->home);
+		else if (rc != 0)
+			rc = pb_cli_fail_err(cli, rc, "passphrase change");
 	}
-	free(hosts);
-	free(old_wrap);
+	sodium_memzero(cur, sizeof(cur));
+	sodium_memzero(next, sizeof(next));
+	pb_phone_close(phone);
 	return rc;
 }

@@ -9,7 +9,6 @@
 
 #include "peerback/qr.h"
 #include "tools/cli/commands.h"
-#include "agent/util/json.h"
 
 static void qr_usage(FILE *out)
 {
@@ -99,7 +98,7 @@ static int qr_decode(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail_err(cli, n, "%s", argv[0]);
 	/* The text comes from an image and is not yet validated: escape it. */
 	if (cli->json) {
-		(void)pb__json_print("{s:o}", "uri", pb__json_text(uri));
+		(void)pb_cli_json("{s:o}", "uri", pb_cli_text(uri));
 	} else {
 		print_escaped(uri);
 		fputc('\n', stdout);

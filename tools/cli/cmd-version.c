@@ -7,7 +7,6 @@
 #include <sqlite3.h>
 
 #include "tools/cli/commands.h"
-#include "agent/util/json.h"
 
 int pb_cmd_version(pb_cli_t *cli, int argc, char **argv)
 {
@@ -16,12 +15,12 @@ int pb_cmd_version(pb_cli_t *cli, int argc, char **argv)
 		return 0;
 	}
 	if (cli->json) {
-		(void)pb__json_print("{s:o, s:I, s:o, s:o, s:o, s:o}", "peerback", pb__json_text(PB_VERSION_STRING),
-				     "protocol", (json_int_t)PB_PROTOCOL_VERSION, "libuv",
-				     pb__json_text(uv_version_string()), "libsodium",
-				     pb__json_text(sodium_version_string()), "zstd",
-				     pb__json_text(ZSTD_versionString()), "sqlite",
-				     pb__json_text(sqlite3_libversion()));
+		(void)pb_cli_json("{s:o, s:I, s:o, s:o, s:o, s:o}", "peerback", pb_cli_text(PB_VERSION_STRING),
+				  "protocol", (json_int_t)PB_PROTOCOL_VERSION, "libuv",
+				  pb_cli_text(uv_version_string()), "libsodium",
+				  pb_cli_text(sodium_version_string()), "zstd",
+				  pb_cli_text(ZSTD_versionString()), "sqlite",
+				  pb_cli_text(sqlite3_libversion()));
 		return 0;
 	}
 	printf("peerback %s (protocol %d)\nlibuv %s, libsodium %s, zstd %s, sqlite %s\n", PB_VERSION_STRING,

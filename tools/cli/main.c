@@ -10,7 +10,6 @@
 
 #include "tools/cli/cli.h"
 #include "tools/cli/commands.h"
-#include "agent/util/fsutil.h"
 
 static const pb_cli_cmd_t commands[] = {
 #define PB__CLI_ENTRY(name, fn, summary) { name, fn, summary },
@@ -73,8 +72,16 @@ static int default_home(pb_cli_t *cli)
  * keys, pairing secrets and restored data. */
 static int make_home(const pb_cli_t *cli)
 {
-	unsigned was;
-	int rc = pb__private_dir(cli->home, &was);
+	unsigned was = 0;
+	struct stat st;
+	pb_phone_t *phone = NULL;
+	int rc;
+
+	if (stat(cli->home, &st) == 0 && (st.st_mode & 077) != 0)
+		was = st.st_mode & 07777;
+	/* Opening the phone makes its home private. */
+	if ((rc = pb_phone_open(cli->home, &phone)) == 0)
+		pb_phone_close(phone);
 
 	if (rc == -EPERM)
 		return pb_cli_fail(cli, "state directory %s is open to other users and belongs to someone else; "

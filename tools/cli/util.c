@@ -1,4 +1,5 @@
 /* Helpers shared by the peerback subcommands. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,8 +14,6 @@
 #include <sodium.h>
 
 #include "tools/cli/cli.h"
-#include "agent/util/fsutil.h"
-#include "agent/util/json.h"
 
 /* The message on stderr as text; with --json also on stdout as an error
  * object, through the one JSON writer. */
@@ -29,7 +28,7 @@ static void report(const pb_cli_t *cli, const char *code, bool prefix, const cha
 		code = sys;
 	}
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:s, s:o}", "event", "error", "code", code, "message", pb__json_text(msg));
+		(void)pb_cli_json("{s:s, s:s, s:o}", "event", "error", "code", code, "message", pb_cli_text(msg));
 	fprintf(stderr, "%s%s%s\n", prefix ? cli->prog : "", prefix ? ": " : "", msg);
 }
 
@@ -232,23 +231,24 @@ int pb_cli_secret_from(const pb_cli_t *cli, const char *file, const char *cmd, c
  * keeps no wrapped copy to check against. */
 static int check_local(const pb_cli_t *cli, const char *pass)
 {
-	char path[4096];
-	uint8_t *wrapped = NULL, *key = NULL, mk[PB_MASTERKEY_LEN];
-	size_t wlen = 0, klen = 0;
-	int rc;
+	pb_phone_t *phone;
+	int rc = pb_cli_phone(cli, NULL, &phone);
 
-	if ((rc = pb_cli_path(cli, "master.wrapped", path, sizeof(path))) != 0 ||
-	    (rc = pb__read_file(path, PB_STORE_BLOB_MAX, &wrapped, &wlen)) != 0)
-		return rc == -ENOENT ? PB_ENOTFOUND : rc;
-	if ((rc = pb_cli_path(cli, "master.key", path, sizeof(path))) == 0 &&
-	    (rc = pb__read_file(path, 64, &key, &klen)) == 0 &&
-	    (rc = pb_masterkey_unwrap(wrapped, wlen, pass, mk)) == 0)
-		rc = klen == PB_MASTERKEY_LEN && sodium_memcmp(mk, key, klen) == 0 ? 0 : PB_ESTORE_PASSPHRASE;
-	sodium_memzero(mk, sizeof(mk));
-	if (key != NULL)
-		sodium_memzero(key, klen);
-	free(key);
-	free(wrapped);
+	if (rc == 0) {
+		rc = pb_phone_check_passphrase(phone, pass);
+		pb_phone_close(phone);
+	}
+	return rc;
+}
+
+int pb_cli_phone(const pb_cli_t *cli, const char *device_dir, pb_phone_t **out)
+{
+	int rc = pb_phone_open(cli->home, out);
+
+	if (rc == 0 && device_dir != NULL && (rc = pb_phone_set_device_dir(*out, device_dir)) != 0) {
+		pb_phone_close(*out);
+		*out = NULL;
+	}
 	return rc;
 }
 
@@ -339,6 +339,49 @@ const pb_pwhash_params_t *pb_cli_wrap_params(void)
 		return NULL;
 	weak = pb_pwhash_params_interactive();
 	return &weak;
+}
+
+void pb_cli_instruction(void *arg, const char *op, int rc, const char *message)
+{
+	pb_cli_t *cli = arg;
+
+	if (cli->json)
+		(void)pb_cli_json("{s:s, s:o, s:b, s:o}", "event", "instruction", "op", pb_cli_text(op), "ok", rc == 0,
+				  "message", pb_cli_text(message));
+	else
+		fprintf(stderr, "peerback: instruction from the host: %s: %s%s\n", op, rc == 0 ? "" : "refused: ",
+			message);
+	fflush(stdout);
+}
+
+void pb_cli_hex_upper(const uint8_t *bin, size_t len, char *out)
+{
+	sodium_bin2hex(out, 2 * len + 1, bin, len);
+	for (size_t i = 0; i < 2 * len; i++)
+		out[i] = (char)toupper((unsigned char)out[i]);
+}
+
+/* A temporary file beside path, synced, then renamed over it: a reader
+ * sees the old file or the new one, never a part. */
+int pb_cli_write_file(const char *path, const void *data, size_t len)
+{
+	char tmp[4200];
+	FILE *f;
+	int rc = 0, n = snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", path, (long)getpid());
+
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return PB_ETOOBIG;
+	if ((f = fopen(tmp, "wb")) == NULL)
+		return -errno;
+	if (fwrite(data, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0)
+		rc = -errno;
+	if (fclose(f) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc != 0)
+		unlink(tmp);
+	return rc;
 }
 
 bool pb_cli_wants_help(int argc, char **argv)
