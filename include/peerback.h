@@ -13,9 +13,7 @@
 #include "peerback/noise.h"
 #include "peerback/frame.h"
 #include "peerback/qr.h"
-
-#define PB_VERSION_STRING "0.1.0"
-/* The protocol version carried in every envelope. */
-#define PB_PROTOCOL_VERSION 1
+#include "peerback/imd.h"
+#include "peerback/version.h"
 
 #endif
