@@ -101,6 +101,11 @@ int pb_imd_open_store(const char *home, pb_imd_store_t *store, pb_imd_t **out)
 		rc = PB_ETOOBIG;
 		goto out_store;
 	}
+	/* The keys live in guarded memory, which needs libsodium set up. */
+	if (sodium_init() < 0) {
+		rc = PB_ENOMEM;
+		goto out_store;
+	}
 	imd = sodium_malloc(sizeof(*imd));
 	if (imd == NULL) {
 		rc = PB_ENOMEM;
