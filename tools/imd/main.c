@@ -233,14 +233,16 @@ static int serve(pb_imd_t *imd, const char *listen, bool json)
 
 	/* A device that goes away mid-reply is the channel's error, not ours. */
 	signal(SIGPIPE, SIG_IGN);
-	rc = pb_imd_start(imd, loop, listen, on_event, &sv);
-	if (rc != 0)
-		return rc;
+	/* Caught from before the listening line: whoever waits for it may
+	 * signal at once. The loop delivers them once it runs, after start. */
 	uv_signal_init(loop, &sv.sigint);
 	uv_signal_init(loop, &sv.sigterm);
 	sv.sigint.data = sv.sigterm.data = &sv;
 	uv_signal_start(&sv.sigint, on_signal, SIGINT);
 	uv_signal_start(&sv.sigterm, on_signal, SIGTERM);
+	rc = pb_imd_start(imd, loop, listen, on_event, &sv);
+	if (rc != 0)
+		return rc;
 	uv_run(loop, UV_RUN_DEFAULT);
 	return uv_loop_close(loop) == 0 ? 0 : PB_EBUSY;
 }
