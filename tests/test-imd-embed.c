@@ -17,7 +17,7 @@
 #include <sodium.h>
 #include <uv.h>
 
-#include "testutil.h"
+#include "harness.h"
 #include "peerback.h"
 #include "peerback/imd.h"
 #include "agent/account/account.h"
@@ -98,19 +98,7 @@ static int login(struct app *a, const char *password)
 	randombytes_buf(id, sizeof(id));
 	randombytes_buf(spk, sizeof(spk));
 	randombytes_buf(xpk, sizeof(xpk));
-	peerback__imd_request__init(&req);
-	peerback__login__init(&l);
-	l.account = "alice";
-	l.password = (char *)password;
-	l.device_id.data = id;
-	l.device_id.len = sizeof(id);
-	l.sign_pk.data = spk;
-	l.sign_pk.len = 32;
-	l.static_pk.data = xpk;
-	l.static_pk.len = 32;
-	l.device_name = "phone";
-	req.op_case = PEERBACK__IMD_REQUEST__OP_LOGIN;
-	req.login = &l;
+	pb_test_login_request(&req, &l, "alice", password, id, spk, xpk, "phone");
 	rc = pb__imd_call(a->addr, a->key, &req, &reply, &env);
 	if (rc == 0)
 		pb__envelope_free(env);
