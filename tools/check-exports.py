@@ -75,6 +75,8 @@ def drop_attributes(s):
 
 
 FUNC = re.compile(r'\b([A-Za-z_]\w*)\s*\(')
+KEYWORDS = {'void', 'int', 'char', 'const', 'unsigned', 'signed', 'long', 'short', 'double', 'float',
+	    'struct', 'enum', 'union', 'extern', 'sizeof', 'bool'}
 VAR = re.compile(r'\bextern\b.*?\b([A-Za-z_]\w*)\s*(\[[^\]]*\])?\s*$', re.S)
 
 
@@ -91,8 +93,11 @@ def declared(include_dir):
 				continue
 			s = drop_attributes(s)
 			if '(' in s:
-				name = FUNC.search(s).group(1)
-				funcs[name] = (rel, 'PB_EXTERN' in s.split(name)[0])
+				# The first name called like a function that is
+				# neither a keyword nor a macro (PB_DEPRECATED(...)).
+				names = [n for n in FUNC.findall(s) if not n.isupper() and n not in KEYWORDS]
+				if names:
+					funcs[names[0]] = (rel, 'PB_EXTERN' in s.split(names[0])[0])
 				continue
 			m = VAR.search(s)
 			if m:

@@ -146,7 +146,8 @@ PB_EXTERN void pb_imd_keys(const pb_imd_t *imd, uint8_t static_pk[32], uint8_t s
  *                       error: one a request answered;
  *   PB_EVENT_DONE       after pb_imd_stop, once every connection and
  *                       password check has ended.
- * PB_ESTATE when already started. On failure nothing is left on the loop. */
+ * PB_ESTATE when already started. On failure nothing is told and the handle
+ * may be closed at once (a socket it opened closes when the loop next runs). */
 PB_EXTERN PB_WUR int pb_imd_start(pb_imd_t *imd, uv_loop_t *loop, const char *listen, pb_event_cb cb,
 				  void *cb_arg);
 
