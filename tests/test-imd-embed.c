@@ -34,6 +34,7 @@ struct app {
 	char addr[96];
 	uint8_t key[32];
 	unsigned ticks;
+	uint64_t started_ms;
 	/* Events seen, in order. */
 	pb_event_type_t types[MAX_EVENTS];
 	char names[MAX_EVENTS][32], addresses[MAX_EVENTS][96];
@@ -71,11 +72,16 @@ static int on_event(void *arg, const pb_event_t *ev)
 	return 0;
 }
 
+/* Every 5 ms. Also the watchdog: a service that kept a connection open
+ * after pb_imd_stop would keep the loop running until the connection's
+ * handshake deadline (10 s); a login and a question take well under 4 s. */
 static void on_tick(uv_timer_t *t)
 {
 	struct app *a = t->data;
 
 	a->ticks++;
+	if (uv_now(t->loop) - a->started_ms > 4000)
+		fail_msg("the loop still runs after 4 s (%zu events)", a->nevents);
 }
 
 static void on_stop(uv_async_t *h)
@@ -139,6 +145,8 @@ static void open_service(struct app *a, const char *tag)
 	assert_int_equal(uv_loop_init(&a->loop), 0);
 	assert_int_equal(uv_timer_init(&a->loop, &a->timer), 0);
 	a->timer.data = a;
+	uv_update_time(&a->loop);
+	a->started_ms = uv_now(&a->loop);
 	assert_int_equal(uv_timer_start(&a->timer, on_tick, 5, 5), 0);
 	assert_int_equal(uv_async_init(&a->loop, &a->stop, on_stop), 0);
 	a->stop.data = a;
