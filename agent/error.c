@@ -4,9 +4,7 @@
 
 #include "peerback/error.h"
 
-#define PB_EXPORT __attribute__((visibility("default")))
-
-PB_EXPORT const char *pb_strerror(int err)
+const char *pb_strerror(int err)
 {
 	switch (err) {
 #define PB__ERR_TEXT(name, value, text) case value: return text;
@@ -22,7 +20,7 @@ PB_EXPORT const char *pb_strerror(int err)
 	return "unknown error";
 }
 
-PB_EXPORT const char *pb_err_name(int err)
+const char *pb_err_name(int err)
 {
 	switch (err) {
 #define PB__ERR_NAME(name, value, text) case value: return "PB_E" #name;

@@ -19,9 +19,7 @@
 #include "peerback/event.h"
 #include "peerback/provider.h"
 #include "peerback/phone.h"
-
-#define PB_VERSION_STRING "0.1.0"
-/* The protocol version carried in every envelope. */
-#define PB_PROTOCOL_VERSION 1
+#include "peerback/imd.h"
+#include "peerback/version.h"
 
 #endif

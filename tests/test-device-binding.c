@@ -153,19 +153,7 @@ static int raw_login(const uint8_t id[PB_DEVICE_ID_LEN], const uint8_t sign_pk[3
 	int rc;
 
 	assert_int_equal(pb__b64url_decode(imd.key, key, 32), 0);
-	peerback__imd_request__init(&req);
-	peerback__login__init(&login);
-	login.account = "alice";
-	login.password = PB_TEST_PASSWORD;
-	login.device_id.data = (uint8_t *)id;
-	login.device_id.len = PB_DEVICE_ID_LEN;
-	login.sign_pk.data = (uint8_t *)sign_pk;
-	login.sign_pk.len = 32;
-	login.static_pk.data = (uint8_t *)static_pk;
-	login.static_pk.len = 32;
-	login.device_name = (char *)name;
-	req.op_case = PEERBACK__IMD_REQUEST__OP_LOGIN;
-	req.login = &login;
+	pb_test_login_request(&req, &login, "alice", PB_TEST_PASSWORD, id, sign_pk, static_pk, name);
 	rc = pb__imd_call(imd.addr, key, &req, &reply, &env);
 	if (rc == 0)
 		pb__envelope_free(env);

@@ -2,7 +2,6 @@
  * own signing and static keys, device certificates, pairing sessions and
  * single-use connect tickets, served over the Noise NK channel. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +18,12 @@
 #include "agent/util/ratelimit.h"
 #include "protocol/channel.h"
 #include "protocol/client.h"
-#include "agent/util/json.h"
 
 #define KEYFILE_LEN (64 + 32)
+
+_Static_assert(PB_IMD_PWHASH_LEN == crypto_pwhash_STRBYTES, "the store's hash buffers fit libsodium's hashes");
+
+struct imd_conn;
 
 struct pb_imd_s {
 	char home[4096];
@@ -30,10 +32,16 @@ struct pb_imd_s {
 	uint8_t static_pk[32], static_sk[32];
 	uint64_t cert_validity;
 	uint64_t ticket_validity;
-	bool json;
+	/* Serving: the loop, the listening socket, the open connections and
+	 * the password checks on the thread pool, until pb_imd_stop has seen
+	 * every one of them end. */
 	uv_loop_t *loop;
-	uv_tcp_t server;
-	uv_signal_t sigint, sigterm;
+	uv_tcp_t *server; /* freed by its close callback */
+	pb_event_cb cb;
+	void *cb_arg;
+	struct imd_conn *conns;
+	unsigned jobs;
+	bool started, stopping, server_open;
 	unsigned long served;
 	char dummy_hash[crypto_pwhash_STRBYTES]; /* for unknown accounts */
 };
@@ -72,7 +80,17 @@ static int load_keys(pb_imd_t *imd)
 	return pb_noise_pubkey(imd->static_sk, imd->static_pk);
 }
 
-PB_EXTERN int pb_imd_open_store(const char *home, pb_imd_store_t *store, pb_imd_t **out)
+int pb_imd_private_home(const char *home, unsigned *was)
+{
+	unsigned mode = 0;
+	int rc = pb__private_dir(home, &mode);
+
+	if (was != NULL)
+		*was = mode;
+	return rc;
+}
+
+int pb_imd_open_store(const char *home, pb_imd_store_t *store, pb_imd_t **out)
 {
 	pb_imd_t *imd;
 	size_t n = strlen(home);
@@ -81,6 +99,11 @@ PB_EXTERN int pb_imd_open_store(const char *home, pb_imd_store_t *store, pb_imd_
 	*out = NULL;
 	if (n >= sizeof(imd->home)) {
 		rc = PB_ETOOBIG;
+		goto out_store;
+	}
+	/* The keys live in guarded memory, which needs libsodium set up. */
+	if (sodium_init() < 0) {
+		rc = PB_ENOMEM;
 		goto out_store;
 	}
 	imd = sodium_malloc(sizeof(*imd));
@@ -107,7 +130,7 @@ out_store:
 	return rc;
 }
 
-PB_EXTERN int pb_imd_open(const char *home, pb_imd_t **out)
+int pb_imd_open(const char *home, pb_imd_t **out)
 {
 	pb_imd_store_t *store;
 	char path[4096];
@@ -126,7 +149,7 @@ PB_EXTERN int pb_imd_open(const char *home, pb_imd_t **out)
 	return pb_imd_open_store(home, store, out);
 }
 
-PB_EXTERN void pb_imd_close(pb_imd_t *imd)
+void pb_imd_close(pb_imd_t *imd)
 {
 	if (imd == NULL)
 		return;
@@ -134,7 +157,7 @@ PB_EXTERN void pb_imd_close(pb_imd_t *imd)
 	sodium_free(imd);
 }
 
-PB_EXTERN void pb_imd_set_validity(pb_imd_t *imd, uint64_t cert_seconds, uint64_t ticket_seconds)
+void pb_imd_set_validity(pb_imd_t *imd, uint64_t cert_seconds, uint64_t ticket_seconds)
 {
 	if (cert_seconds > 0)
 		imd->cert_validity = cert_seconds;
@@ -142,22 +165,22 @@ PB_EXTERN void pb_imd_set_validity(pb_imd_t *imd, uint64_t cert_seconds, uint64_
 		imd->ticket_validity = ticket_seconds;
 }
 
-PB_EXTERN int pb_imd_ready(pb_imd_t *imd)
+int pb_imd_ready(pb_imd_t *imd)
 {
 	return imd->store->ops->ping(imd->store);
 }
 
-PB_EXTERN const char *pb_imd_store_name(const pb_imd_t *imd)
+const char *pb_imd_store_name(const pb_imd_t *imd)
 {
 	return imd->store->ops->name;
 }
 
-PB_EXTERN int pb_imd_schema_version(pb_imd_t *imd)
+int pb_imd_schema_version(pb_imd_t *imd)
 {
 	return imd->store->ops->version(imd->store);
 }
 
-PB_EXTERN void pb_imd_keys(const pb_imd_t *imd, uint8_t static_pk[32], uint8_t sign_pk[32])
+void pb_imd_keys(const pb_imd_t *imd, uint8_t static_pk[32], uint8_t sign_pk[32])
 {
 	if (static_pk != NULL)
 		memcpy(static_pk, imd->static_pk, 32);
@@ -180,7 +203,7 @@ static bool valid_account_id(const char *id)
 	return true;
 }
 
-PB_EXTERN int pb_imd_add_account(pb_imd_t *imd, const char *id, const char *password)
+int pb_imd_add_account(pb_imd_t *imd, const char *id, const char *password)
 {
 	char hash[crypto_pwhash_STRBYTES];
 	int rc;
@@ -204,7 +227,7 @@ static bool account_exists(pb_imd_t *imd, const char *id)
 	return imd->store->ops->account_exists(imd->store, id, &found) == 0 && found;
 }
 
-PB_EXTERN int pb_imd_link(pb_imd_t *imd, const char *a, const char *b)
+int pb_imd_link(pb_imd_t *imd, const char *a, const char *b)
 {
 	if (!account_exists(imd, a) || !account_exists(imd, b))
 		return PB_ENOTFOUND;
@@ -213,7 +236,7 @@ PB_EXTERN int pb_imd_link(pb_imd_t *imd, const char *a, const char *b)
 	return imd->store->ops->link(imd->store, a, b);
 }
 
-PB_EXTERN int pb_imd_unlink(pb_imd_t *imd, const char *a, const char *b)
+int pb_imd_unlink(pb_imd_t *imd, const char *a, const char *b)
 {
 	return imd->store->ops->unlink(imd->store, a, b);
 }
@@ -243,6 +266,7 @@ static int bind_device(pb_imd_t *imd, const Peerback__Login *req)
 struct imd_conn {
 	pb_channel_t ch;
 	struct login_job *job;
+	struct imd_conn *prev, *next; /* pb_imd_t.conns */
 };
 
 /* A login between the request and the reply: Argon2 runs on libuv's
@@ -259,6 +283,7 @@ struct login_job {
 };
 
 static void respond(pb_imd_t *imd, pb_channel_t *ch, const char *what, int rc, Peerback__ImdReply *reply);
+static void maybe_done(pb_imd_t *imd);
 
 static void login_work(uv_work_t *w)
 {
@@ -293,6 +318,7 @@ static void login_done(uv_work_t *w, int status)
 	uint64_t now = pb__now();
 	int rc = status == 0 && j->ok ? 0 : PB_EACCT_LOGIN;
 
+	imd->jobs--;
 	if (!j->known && imd->dummy_hash[0] == 0)
 		memcpy(imd->dummy_hash, j->hash, sizeof(j->hash));
 	sodium_memzero(j->hash, sizeof(j->hash));
@@ -327,6 +353,7 @@ static void login_done(uv_work_t *w, int status)
 out_free:
 	pb__envelope_free(j->env);
 	free(j);
+	maybe_done(imd);
 }
 
 /* Checks the request, reads the account's hash and hands the password
@@ -368,6 +395,7 @@ static int login_start(pb_imd_t *imd, struct imd_conn *conn, pb_envelope_t *env)
 		return PB_EIO;
 	}
 	conn->job = j;
+	imd->jobs++;
 	return 0;
 }
 
@@ -472,17 +500,19 @@ static void send_reply(pb_channel_t *ch, Peerback__ImdReply *reply)
 	(void)pb__channel_send(ch, &env);
 }
 
-/* One line a request. With json, one object a line for log collectors:
- * the request's kind, the source, the result and the time; never a
- * password, hash, key or ticket. */
-static void log_event(pb_imd_t *imd, const char *event, const char *peer, int rc)
+static void emit(pb_imd_t *imd, pb_event_type_t type, const char *name, const char *address, int rc)
 {
-	if (imd->json)
-		(void)pb__json_print("{s:s, s:o, s:s, s:I}", "event", event, "peer", pb__json_text(peer), "result",
-				     pb_err_name(rc), "time", (json_int_t)pb__now());
-	else
-		fprintf(stderr, "peerback-imd: %s from %s: %s\n", event, peer, rc == 0 ? "ok" : pb_strerror(rc));
-	fflush(stdout);
+	pb_event_t ev;
+
+	if (imd->cb == NULL)
+		return;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = type;
+	ev.name = name;
+	ev.address = address;
+	ev.error = rc;
+	ev.message = rc != 0 ? pb_strerror(rc) : NULL;
+	(void)imd->cb(imd->cb_arg, &ev);
 }
 
 /* Counts a refusal that guessing would cause against the source, logs
@@ -504,7 +534,9 @@ static void respond(pb_imd_t *imd, pb_channel_t *ch, const char *what, int rc, P
 		reply->op_case = PEERBACK__IMD_REPLY__OP_ERROR;
 		reply->error = &err;
 	}
-	log_event(imd, what, ch->peer, rc);
+	/* The request's kind, the source and the result; never a password,
+	 * hash, key or ticket. */
+	emit(imd, PB_EVENT_REQUEST, what, ch->peer, rc);
 	send_reply(ch, reply);
 }
 
@@ -576,14 +608,27 @@ out_reply:
 	pb__envelope_free(env);
 }
 
+static void conn_unlink(pb_imd_t *imd, struct imd_conn *conn)
+{
+	if (conn->prev != NULL)
+		conn->prev->next = conn->next;
+	else
+		imd->conns = conn->next;
+	if (conn->next != NULL)
+		conn->next->prev = conn->prev;
+}
+
 static void on_close(pb_channel_t *ch, int status)
 {
 	struct imd_conn *conn = (struct imd_conn *)ch;
+	pb_imd_t *imd = ch->data;
 
 	(void)status;
 	if (conn->job != NULL)
 		conn->job->conn = NULL; /* login_done drops its reply */
+	conn_unlink(imd, conn);
 	free(conn);
+	maybe_done(imd);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -592,9 +637,8 @@ static void on_connection(uv_stream_t *server, int status)
 	pb_session_candidate_t cand;
 	pb_channel_callbacks_t cb = { NULL, on_envelope, on_close };
 	struct imd_conn *conn;
-	pb_channel_t *ch;
 
-	if (status < 0)
+	if (status < 0 || imd->stopping)
 		return;
 	memset(&cand, 0, sizeof(cand));
 	cand.protocol = PB_IMD_NOISE;
@@ -604,61 +648,94 @@ static void on_connection(uv_stream_t *server, int status)
 	conn = calloc(1, sizeof(*conn));
 	if (conn == NULL)
 		return;
-	ch = &conn->ch;
-	if (pb__channel_accept(server, ch, &cand, 1, 1u << 20, &cb, imd) != 0)
+	/* Listed before the accept: a failure after it reaches on_close. */
+	conn->next = imd->conns;
+	if (imd->conns != NULL)
+		imd->conns->prev = conn;
+	imd->conns = conn;
+	if (pb__channel_accept(server, &conn->ch, &cand, 1, 1u << 20, &cb, imd) != 0) {
+		conn_unlink(imd, conn);
 		free(conn);
+	}
 	imd->served++;
 }
 
-static void on_signal(uv_signal_t *sig, int signum)
+/* After pb_imd_stop: the end is told once nothing of the service is left
+ * on the loop, so that the embedder may then close the handle. */
+static void maybe_done(pb_imd_t *imd)
 {
-	pb_imd_t *imd = sig->data;
-
-	(void)signum;
-	uv_stop(imd->loop);
+	if (!imd->stopping || imd->server_open || imd->conns != NULL || imd->jobs > 0)
+		return;
+	imd->stopping = false;
+	imd->started = false;
+	emit(imd, PB_EVENT_DONE, "done", NULL, 0);
 }
 
-PB_EXTERN int pb_imd_serve(pb_imd_t *imd, const char *listen, bool json)
+static void on_server_closed(uv_handle_t *h)
+{
+	pb_imd_t *imd = h->data;
+
+	free(h);
+	if (imd == NULL)
+		return; /* a start that failed */
+	imd->server_open = false;
+	maybe_done(imd);
+}
+
+int pb_imd_start(pb_imd_t *imd, uv_loop_t *loop, const char *listen, pb_event_cb cb, void *cb_arg)
 {
 	struct sockaddr_storage ss;
-	char addr[96], key[64];
+	char addr[96];
 	int len = sizeof(ss), rc;
 
-	imd->json = json;
+	if (imd->started)
+		return PB_ESTATE;
 	rc = pb__sockaddr_parse(listen, &ss);
 	if (rc != 0)
 		return rc;
-	imd->loop = uv_default_loop();
-	uv_tcp_init(imd->loop, &imd->server);
-	imd->server.data = imd;
-	rc = uv_tcp_bind(&imd->server, (const struct sockaddr *)&ss, 0);
-	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&imd->server, 128, on_connection);
-	if (rc != 0)
+	imd->server = malloc(sizeof(*imd->server));
+	if (imd->server == NULL)
+		return PB_ENOMEM;
+	rc = uv_tcp_init(loop, imd->server);
+	if (rc != 0) {
+		free(imd->server);
 		return rc;
-	uv_tcp_getsockname(&imd->server, (struct sockaddr *)&ss, &len);
+	}
+	imd->server->data = imd;
+	rc = uv_tcp_bind(imd->server, (const struct sockaddr *)&ss, 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)imd->server, 128, on_connection);
+	if (rc == 0)
+		rc = uv_tcp_getsockname(imd->server, (struct sockaddr *)&ss, &len);
+	if (rc != 0) {
+		/* The handle closes on its own: the caller may close imd now. */
+		imd->server->data = NULL;
+		uv_close((uv_handle_t *)imd->server, on_server_closed);
+		return rc;
+	}
+	imd->loop = loop;
+	imd->cb = cb;
+	imd->cb_arg = cb_arg;
+	imd->server_open = true;
+	imd->started = true;
 	(void)pb__sockaddr_format(&ss, addr, sizeof(addr));
-	(void)pb__b64url_encode(imd->static_pk, 32, key, sizeof(key));
-	if (json)
-		(void)pb__json_print("{s:s, s:o, s:s, s:s, s:i}", "event", "listening", "listen", pb__json_text(addr),
-				     "key", key, "store", imd->store->ops->name, "schema",
-				     imd->store->ops->version(imd->store));
-	else
-		printf("peerback-imd listening on %s\nservice key: %s\n", addr, key);
-	fflush(stdout);
-	signal(SIGPIPE, SIG_IGN);
-	uv_signal_init(imd->loop, &imd->sigint);
-	uv_signal_init(imd->loop, &imd->sigterm);
-	imd->sigint.data = imd->sigterm.data = imd;
-	uv_signal_start(&imd->sigint, on_signal, SIGINT);
-	uv_signal_start(&imd->sigterm, on_signal, SIGTERM);
-	uv_run(imd->loop, UV_RUN_DEFAULT);
+	emit(imd, PB_EVENT_LISTENING, "listening", addr, 0);
 	return 0;
+}
+
+void pb_imd_stop(pb_imd_t *imd)
+{
+	if (!imd->started || imd->stopping)
+		return;
+	imd->stopping = true;
+	uv_close((uv_handle_t *)imd->server, on_server_closed);
+	for (struct imd_conn *c = imd->conns; c != NULL; c = c->next)
+		pb__channel_close(&c->ch, 0);
 }
 
 /* --- Client side: devices talking to the service --------------------------- */
 
-PB_EXTERN int pb__imd_call(const char *addr, const uint8_t imd_key[32], Peerback__ImdRequest *req,
+int pb__imd_call(const char *addr, const uint8_t imd_key[32], Peerback__ImdRequest *req,
 			   Peerback__ImdReply **reply_out, pb_envelope_t **env_out)
 {
 	struct sockaddr_storage ss;
@@ -707,7 +784,7 @@ PB_EXTERN int pb__imd_call(const char *addr, const uint8_t imd_key[32], Peerback
 	return 0;
 }
 
-PB_EXTERN int pb__imd_linked(const char *addr, const uint8_t imd_key[32], const char *a, const char *b, bool *linked)
+int pb__imd_linked(const char *addr, const uint8_t imd_key[32], const char *a, const char *b, bool *linked)
 {
 	Peerback__ImdRequest req;
 	Peerback__AccountsLinked q;

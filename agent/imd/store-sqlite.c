@@ -78,7 +78,7 @@ static int s_add_account(pb_imd_store_t *s, const char *id, const char *pwhash, 
 	return rc == SQLITE_DONE ? 0 : db_err(rc);
 }
 
-static int s_pwhash(pb_imd_store_t *s, const char *id, char out[crypto_pwhash_STRBYTES])
+static int s_pwhash(pb_imd_store_t *s, const char *id, char out[PB_IMD_PWHASH_LEN])
 {
 	sqlite3_stmt *st;
 	int rc = PB_ENOTFOUND;
@@ -92,7 +92,7 @@ static int s_pwhash(pb_imd_store_t *s, const char *id, char out[crypto_pwhash_ST
 		size_t n = h != NULL ? strlen(h) : 0;
 
 		rc = PB_ESTORE_CORRUPT;
-		if (n > 0 && n < crypto_pwhash_STRBYTES) {
+		if (n > 0 && n < PB_IMD_PWHASH_LEN) {
 			memcpy(out, h, n + 1);
 			rc = 0;
 		}

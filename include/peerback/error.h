@@ -6,6 +6,8 @@
 #ifndef PEERBACK_ERROR_H
 #define PEERBACK_ERROR_H
 
+#include "peerback/common.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -115,11 +117,11 @@ typedef enum {
 
 /* Returns a sentence describing err (a PB_E* code or -errno). The string is
  * static and must not be freed. */
-const char *pb_strerror(int err);
+PB_EXTERN const char *pb_strerror(int err);
 
 /* Returns the symbolic name ("PB_EACCT_WRONG", "ENOENT", ...) of err, for logs
  * and JSON output. Static string. */
-const char *pb_err_name(int err);
+PB_EXTERN const char *pb_err_name(int err);
 
 #ifdef __cplusplus
 }

@@ -4,8 +4,8 @@
  * One callback type serves the phone's operations (backup, restore, verify,
  * NFC fallback, instructions) and the host. Every pointer in an event is
  * borrowed: valid only during the call. A phone operation calls its callback
- * on the thread that called the operation; a host calls it on its loop's
- * thread. */
+ * on the thread that called the operation; a host or an account service
+ * calls it on its loop's thread. */
 #ifndef PEERBACK_EVENT_H
 #define PEERBACK_EVENT_H
 
@@ -33,6 +33,8 @@ typedef enum pb_event_type {
 	PB_EVENT_DEVICE_PROGRESS, /* device, phase ("backup", "restore"), bytes_done, items_done */
 	PB_EVENT_SNAPSHOT,     /* device, account, snapshot: a snapshot was committed */
 	PB_EVENT_ERROR,        /* error, message: something failed that the host survives */
+	/* Account service (peerback/imd.h); it also sends LISTENING and DONE. */
+	PB_EVENT_REQUEST,      /* name (the request's kind), address, error: a request answered */
 } pb_event_type_t;
 
 typedef struct pb_event_s {

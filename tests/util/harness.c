@@ -9,6 +9,8 @@
 
 #include <sodium.h>
 
+#include "agent/account/account.h"
+
 static char *env_password = "PEERBACK_PASSWORD=" PB_TEST_PASSWORD;
 static char *env_recovery = "PEERBACK_RECOVERY_PASSPHRASE=recovery passphrase for tests";
 
@@ -129,6 +131,25 @@ int pb_test_login(const pb_test_imd_t *imd, const char *home, const char *accoun
 		printf("login %s: %s", account, err);
 	free(err);
 	return rc;
+}
+
+void pb_test_login_request(Peerback__ImdRequest *req, Peerback__Login *login, const char *account,
+			   const char *password, const uint8_t *id, const uint8_t sign_pk[32],
+			   const uint8_t static_pk[32], const char *name)
+{
+	peerback__imd_request__init(req);
+	peerback__login__init(login);
+	login->account = (char *)account;
+	login->password = (char *)password;
+	login->device_id.data = (uint8_t *)id;
+	login->device_id.len = PB_DEVICE_ID_LEN;
+	login->sign_pk.data = (uint8_t *)sign_pk;
+	login->sign_pk.len = 32;
+	login->static_pk.data = (uint8_t *)static_pk;
+	login->static_pk.len = 32;
+	login->device_name = (char *)name;
+	req->op_case = PEERBACK__IMD_REQUEST__OP_LOGIN;
+	req->login = login;
 }
 
 int pb_test_host_wait(pb_test_host_t *host, const char *name, char *line, size_t cap, int timeout_ms)

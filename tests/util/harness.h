@@ -4,6 +4,7 @@
 #define PB_TEST_HARNESS_H
 
 #include "testutil.h"
+#include "protocol/envelope.h"
 
 #define PB_TEST_PASSWORD "correct-horse-battery"
 
@@ -30,6 +31,12 @@ void pb_test_imd_stop(pb_test_imd_t *imd);
 /* Logs the device at home into account (as name) with the test password;
  * returns the exit status. */
 int pb_test_login(const pb_test_imd_t *imd, const char *home, const char *account, const char *name);
+
+/* Fills req and login with a login to the account service as a device
+ * sends it; the fields point at the arguments (id: PB_DEVICE_ID_LEN bytes). */
+void pb_test_login_request(Peerback__ImdRequest *req, Peerback__Login *login, const char *account,
+			   const char *password, const uint8_t *id, const uint8_t sign_pk[32],
+			   const uint8_t static_pk[32], const char *name);
 
 /* Starts `peerback host --json` for home listening on listen (e.g.
  * "127.0.0.1:0") with extra arguments; waits for the first advertisement. */

@@ -1,20 +1,20 @@
 /* peerback-imd: the IM account service. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <sodium.h>
+#include <uv.h>
 
 #include "peerback.h"
-#include "agent/imd/imd.h"
-#include "agent/imd/store.h"
-#include "tools/imd/store-pg.h"
-#include "agent/util/fsutil.h"
-#include "agent/util/json.h"
+#include "store-pg.h"
 
 static const char usage_text[] =
 	"usage: peerback-imd [--home DIR] COMMAND [ARGS...]\n"
@@ -69,6 +69,22 @@ static int fail(int rc, const char *what)
 {
 	fprintf(stderr, "peerback-imd: %s: %s\n", what, pb_strerror(rc));
 	return 1;
+}
+
+/* One JSON object a line on stdout (o is consumed). */
+static void print_json(json_t *o)
+{
+	if (o == NULL)
+		return;
+	(void)json_dumpf(o, stdout, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(o);
+	fputc('\n', stdout);
+	fflush(stdout);
+}
+
+static void b64url(const uint8_t key[32], char out[64])
+{
+	sodium_bin2base64(out, 64, key, 32, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
 static int prompt(const char *text, char *buf, size_t cap)
@@ -155,6 +171,82 @@ static int open_service(const char *home, const char *url, pb_imd_t **out)
 	return pb_imd_open_store(home, store, out);
 }
 
+/* serve: the service on this program's loop, until SIGINT or SIGTERM. */
+struct serve {
+	pb_imd_t *imd;
+	bool json;
+	uv_signal_t sigint, sigterm;
+};
+
+/* With --json, one object a line for log collectors: the request's kind,
+ * the source, the result and the time; else lines for a person. */
+static int on_event(void *arg, const pb_event_t *ev)
+{
+	struct serve *sv = arg;
+	char key[64];
+	uint8_t pk[32];
+
+	switch (ev->type) {
+	case PB_EVENT_LISTENING:
+		pb_imd_keys(sv->imd, pk, NULL);
+		b64url(pk, key);
+		if (sv->json)
+			print_json(json_pack("{s:s, s:s, s:s, s:s, s:i}", "event", "listening", "listen", ev->address,
+					     "key", key, "store", pb_imd_store_name(sv->imd), "schema",
+					     pb_imd_schema_version(sv->imd)));
+		else
+			printf("peerback-imd listening on %s\nservice key: %s\n", ev->address, key);
+		break;
+	case PB_EVENT_REQUEST:
+		if (sv->json)
+			print_json(json_pack("{s:s, s:s, s:s, s:I}", "event", ev->name, "peer", ev->address, "result",
+					     pb_err_name(ev->error), "time", (json_int_t)time(NULL)));
+		else
+			fprintf(stderr, "peerback-imd: %s from %s: %s\n", ev->name, ev->address,
+				ev->error == 0 ? "ok" : pb_strerror(ev->error));
+		break;
+	case PB_EVENT_DONE:
+		/* Nothing of the service is left: the loop may end. */
+		uv_close((uv_handle_t *)&sv->sigint, NULL);
+		uv_close((uv_handle_t *)&sv->sigterm, NULL);
+		break;
+	default:
+		break;
+	}
+	fflush(stdout);
+	return 0;
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+	struct serve *sv = sig->data;
+
+	(void)signum;
+	pb_imd_stop(sv->imd);
+}
+
+static int serve(pb_imd_t *imd, const char *listen, bool json)
+{
+	struct serve sv = { .imd = imd, .json = json };
+	uv_loop_t *loop = uv_default_loop();
+	int rc;
+
+	/* A device that goes away mid-reply is the channel's error, not ours. */
+	signal(SIGPIPE, SIG_IGN);
+	/* Caught from before the listening line: whoever waits for it may
+	 * signal at once. The loop delivers them once it runs, after start. */
+	uv_signal_init(loop, &sv.sigint);
+	uv_signal_init(loop, &sv.sigterm);
+	sv.sigint.data = sv.sigterm.data = &sv;
+	uv_signal_start(&sv.sigint, on_signal, SIGINT);
+	uv_signal_start(&sv.sigterm, on_signal, SIGTERM);
+	rc = pb_imd_start(imd, loop, listen, on_event, &sv);
+	if (rc != 0)
+		return rc;
+	uv_run(loop, UV_RUN_DEFAULT);
+	return uv_loop_close(loop) == 0 ? 0 : PB_EBUSY;
+}
+
 int main(int argc, char **argv)
 {
 	char home[4096] = "";
@@ -223,7 +315,7 @@ int main(int argc, char **argv)
 	{
 		unsigned was;
 
-		rc = pb__private_dir(home, &was);
+		rc = pb_imd_private_home(home, &was);
 		if (rc == -EPERM) {
 			fprintf(stderr, "peerback-imd: state directory %s is open to other users and belongs to "
 					"someone else; pass --home with a directory of your own\n", home);
@@ -241,7 +333,7 @@ int main(int argc, char **argv)
 	rc = open_service(home, db, &imd);
 	if (rc != 0) {
 		if (strcmp(argv[i], "health") == 0) {
-			(void)pb__json_print("{s:b, s:s}", "ready", 0, "error", pb_err_name(rc));
+			print_json(json_pack("{s:b, s:s}", "ready", 0, "error", pb_err_name(rc)));
 			return 1;
 		}
 		return fail(rc, db != NULL && db[0] != 0 ? "database" : home);
@@ -276,7 +368,7 @@ int main(int argc, char **argv)
 			}
 		}
 		pb_imd_set_validity(imd, cert_s, ticket_s);
-		rc = pb_imd_serve(imd, listen, json);
+		rc = serve(imd, listen, json);
 		if (rc != 0) {
 			fail(rc, listen);
 			goto out_close;
@@ -337,18 +429,18 @@ int main(int argc, char **argv)
 	} else if (strcmp(argv[i], "health") == 0) {
 		bool ready = pb_imd_ready(imd) == 0;
 
-		(void)pb__json_print("{s:b, s:s, s:i}", "ready", ready, "store", pb_imd_store_name(imd), "schema",
-				     pb_imd_schema_version(imd));
+		print_json(json_pack("{s:b, s:s, s:i}", "ready", ready, "store", pb_imd_store_name(imd), "schema",
+				     pb_imd_schema_version(imd)));
 		status = ready ? 0 : 1;
 	} else {
 		uint8_t sk[32], gk[32];
 		char a[64], b[64];
 
 		pb_imd_keys(imd, sk, gk);
-		(void)pb__b64url_encode(sk, 32, a, sizeof(a));
-		(void)pb__b64url_encode(gk, 32, b, sizeof(b));
+		b64url(sk, a);
+		b64url(gk, b);
 		if (argc - i > 1 && strcmp(argv[i + 1], "--json") == 0)
-			(void)pb__json_print("{s:s, s:s}", "key", a, "sign_key", b);
+			print_json(json_pack("{s:s, s:s}", "key", a, "sign_key", b));
 		else
 			printf("service key: %s\nsigning key: %s\n", a, b);
 		status = 0;

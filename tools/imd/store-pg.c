@@ -13,8 +13,7 @@
 #include <libpq-fe.h>
 
 #include "peerback.h"
-#include "agent/imd/store.h"
-#include "tools/imd/store-pg.h"
+#include "store-pg.h"
 
 typedef struct {
 	pb_imd_store_t base;
@@ -144,7 +143,7 @@ static int p_add_account(pb_imd_store_t *s, const char *id, const char *pwhash, 
 	return rc;
 }
 
-static int p_pwhash(pb_imd_store_t *s, const char *id, char out[crypto_pwhash_STRBYTES])
+static int p_pwhash(pb_imd_store_t *s, const char *id, char out[PB_IMD_PWHASH_LEN])
 {
 	const char *v[1] = { id };
 	PGresult *r;
@@ -159,7 +158,7 @@ static int p_pwhash(pb_imd_store_t *s, const char *id, char out[crypto_pwhash_ST
 		size_t n = strlen(h);
 
 		rc = PB_ESTORE_CORRUPT;
-		if (n > 0 && n < crypto_pwhash_STRBYTES) {
+		if (n > 0 && n < PB_IMD_PWHASH_LEN) {
 			memcpy(out, h, n + 1);
 			rc = 0;
 		}

@@ -2,7 +2,7 @@
 #ifndef PB_TOOLS_IMD_STORE_PG_H
 #define PB_TOOLS_IMD_STORE_PG_H
 
-#include "agent/imd/store.h"
+#include "peerback/imd.h"
 
 /* Connects to url (a libpq URI or key=value string), creates or migrates
  * the schema, and returns the store. */
