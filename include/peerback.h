@@ -13,6 +13,8 @@
 #include "peerback/noise.h"
 #include "peerback/frame.h"
 #include "peerback/qr.h"
+#include "peerback/event.h"
+#include "peerback/host.h"
 
 #define PB_VERSION_STRING "0.1.0"
 /* The protocol version carried in every envelope. */
