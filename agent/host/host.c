@@ -885,8 +885,11 @@ static void on_connection(uv_stream_t *server, int status)
 	/* Until it authenticates, a peer may send a few KiB at most and has
 	 * the deadline to do it. */
 	pb__channel_require_auth(&conn->ch, host->opts.auth_timeout * 1000, PB_HOST_PREAUTH_CAP);
-	if (!admit(host, conn))
+	if (!admit(host, conn)) {
 		pb__channel_close(&conn->ch, PB_EBUSY);
+		return;
+	}
+	report(host, PB_EVENT_CONNECTED, "accepted", conn, 0);
 }
 
 /* --- Listening --------------------------------------------------------------- */
@@ -1284,7 +1287,8 @@ static pb_host_t *host_alloc(const char *home)
 	pb_host_t *host;
 	int n;
 
-	if (home == NULL)
+	/* The embedder may not have initialised libsodium (idempotent). */
+	if (home == NULL || sodium_init() < 0)
 		return NULL;
 	host = sodium_malloc(sizeof(*host));
 	if (host == NULL)
