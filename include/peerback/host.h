@@ -28,6 +28,7 @@
 
 #include "peerback/common.h"
 #include "peerback/event.h"
+#include "peerback/store.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -164,42 +165,39 @@ PB_EXTERN PB_WUR int pb_host_instruct(pb_host_t *host, const char *which, const 
 PB_EXTERN PB_WUR int pb_host_instructions(pb_host_t *host, int (*cb)(void *arg, const pb_host_instruction_t *in),
 					  void *arg);
 
-/* Which snapshots prune keeps per device: the newest last, and the newest
- * of each of the last daily days, weekly weeks and monthly months that
- * have one (the union; always the newest). All 0: last = 7. */
-typedef struct pb_host_keep_s {
-	unsigned last, daily, weekly, monthly;
-} pb_host_keep_t;
-
 typedef struct pb_host_prune_report_s {
-	uint64_t snapshots_removed;
-	uint64_t chunks_removed;
+	uint64_t snapshots_removed;    /* or, in a dry run, that would be */
+	uint64_t chunks_removed;       /* or, in a dry run, that would be */
 	uint64_t packs_deleted, packs_repacked;
-	uint64_t bytes_freed;
+	uint64_t bytes_freed;          /* or, in a dry run, that would be */
 } pb_host_prune_report_t;
 
-/* One device's plan in a dry run: the snapshots (ids and times, n of
- * them), which are kept, and what removing the others frees. Borrowed
- * during the call. */
+/* One device's plan in a dry run: its snapshots, which are kept, and what
+ * removing the others frees (peerback/store.h). Borrowed during the call. */
 typedef struct pb_host_prune_plan_s {
 	const pb_host_device_t *device;
-	size_t n;
-	const uint64_t *snapshots;
-	const uint64_t *times;
-	const bool *keep;
-	uint64_t chunks, bytes;
+	const pb_store_prune_result_t *result;
 } pb_host_prune_plan_t;
 
-/* Forgets the snapshots keep does not keep and frees the chunks no kept
- * snapshot needs. On a home whose host runs in another process (it holds
- * the store), that host does it on request (HOME/control.sock), between
- * its phones' requests; PB_ESTORE_LOCKED when none answers there. With
- * dry_run nothing changes: plan (may be NULL) gets each device's plan and
- * *rep what would go. Not on a serving handle (PB_ESTATE): the store is its
- * storage worker's; ask it from another thread through pb_host_open. */
-PB_EXTERN PB_WUR int pb_host_prune(pb_host_t *host, const pb_host_keep_t *keep, bool dry_run,
+/* Per device, forgets the snapshots keep does not keep (all 0: the 7
+ * newest), then frees the chunks no kept snapshot needs. On a home whose
+ * host runs in another process (it holds the store), that host does it on
+ * request (HOME/control.sock), between its phones' requests;
+ * PB_ESTORE_LOCKED when none answers there. With dry_run nothing changes
+ * and it runs beside a serving host: plan (may be NULL) gets each device's
+ * plan, and *rep what would go. Not on a serving handle (PB_ESTATE): its
+ * store belongs to its storage worker; open another handle on its home
+ * with pb_host_open and call this from another thread. */
+PB_EXTERN PB_WUR int pb_host_prune(pb_host_t *host, const pb_store_keep_t *keep, bool dry_run,
 				   void (*plan)(void *arg, const pb_host_prune_plan_t *p), void *arg,
 				   pb_host_prune_report_t *rep);
+
+/* Checks every chunk of the host's store (HOME/store) against its hash,
+ * without keys, as pb_store_verify does; beside a serving host too (it
+ * reads without the store's lock). Returns 0 when clean, PB_ESTORE_CORRUPT
+ * with the details in *rep, or another error. progress may be NULL. */
+PB_EXTERN PB_WUR int pb_host_verify(pb_host_t *host, pb_store_progress_cb progress, void *arg,
+				    pb_store_verify_report_t *rep);
 
 #ifdef __cplusplus
 }

@@ -12,10 +12,8 @@
 
 #include "peerback.h"
 #include "peerback/host.h"
-#include "agent/host/hostdb.h"
-#include "agent/util/fsutil.h"
+#include "tools/cli/cli-json.h"
 #include "tools/cli/commands.h"
-#include "agent/util/json.h"
 
 static const char usage_text[] =
 	"usage: peerback host [--listen ADDR:PORT] [--json] [--qr-png FILE] [--qr-svg FILE]\n"
@@ -80,11 +78,6 @@ static const char usage_text[] =
 	"         phone of the account or of a linked sub-account (sealed to that phone)\n"
 	"instructions  lists queued and finished instructions with their results\n";
 
-struct listing {
-	const pb_cli_t *cli;
-	pb_hostdb_t *db; /* for quotas; NULL: not shown */
-};
-
 /* A whole number from lo to hi, or -1. */
 static long long number(const char *text, long long lo, long long hi)
 {
@@ -98,27 +91,38 @@ static long long number(const char *text, long long lo, long long hi)
 	return v;
 }
 
-static void print_device(void *arg, const pb_paired_device_t *d)
+/* One paired device; with_quota for the listing, which shows quotas. */
+static void print_device(const pb_cli_t *cli, const pb_host_device_t *d, bool with_quota)
 {
-	const struct listing *l = arg;
-	const pb_cli_t *cli = l->cli;
-	char dev[2 * PB_DEVICE_ID_LEN + 1];
-
-	pb__hex(d->device_id, PB_DEVICE_ID_LEN, dev);
 	if (cli->json) {
-		if (l->db != NULL)
-			(void)pb__json_print("{s:s, s:o, s:o, s:I, s:I, s:b, s:I}", "device", dev, "name",
-					     pb__json_text(d->name), "account", pb__json_text(d->account), "paired_at",
-					     (json_int_t)d->paired_at, "last_seen", (json_int_t)d->last_seen, "revoked",
-					     (int)d->revoked, "quota",
-					     (json_int_t)pb__hostdb_quota(l->db, d->device_id, NULL));
+		if (with_quota)
+			(void)pb_cli_json("{s:s, s:s, s:s, s:I, s:I, s:b, s:I}", "device", d->device, "name", d->name,
+					  "account", d->account, "paired_at", (json_int_t)d->paired_at, "last_seen",
+					  (json_int_t)d->last_seen, "revoked", (int)d->revoked, "quota",
+					  (json_int_t)d->quota);
 		else
-			(void)pb__json_print("{s:s, s:o, s:o, s:I, s:I, s:b}", "device", dev, "name",
-					     pb__json_text(d->name), "account", pb__json_text(d->account), "paired_at",
-					     (json_int_t)d->paired_at, "last_seen", (json_int_t)d->last_seen, "revoked",
-					     (int)d->revoked);
+			(void)pb_cli_json("{s:s, s:s, s:s, s:I, s:I, s:b}", "device", d->device, "name", d->name,
+					  "account", d->account, "paired_at", (json_int_t)d->paired_at, "last_seen",
+					  (json_int_t)d->last_seen, "revoked", (int)d->revoked);
 	} else
-		printf("%s  %-20s %-20s%s\n", dev, d->name, d->account, d->revoked ? "  (revoked)" : "");
+		printf("%s  %-20s %-20s%s\n", d->device, d->name, d->account, d->revoked ? "  (revoked)" : "");
+}
+
+static int list_device(void *arg, const pb_host_device_t *d)
+{
+	print_device(arg, d, true);
+	return 0;
+}
+
+/* The message for a device that could not be found as the user named it;
+ * returns the exit status. */
+static int no_device(pb_cli_t *cli, int rc, const char *which, const char *what)
+{
+	if (rc == PB_ENOTFOUND)
+		return pb_cli_fail(cli, "no paired device matches '%s'; see peerback host devices", which);
+	if (rc == PB_EEXISTS)
+		return pb_cli_fail(cli, "several devices match '%s'; give the full device id", which);
+	return pb_cli_fail_err(cli, rc, "%s", what);
 }
 
 /* A size: bytes, or a number with K, M, G or T (powers of 1024). */
@@ -162,10 +166,10 @@ static int parse_size(const char *text, uint64_t *out)
 
 static int host_quota(pb_cli_t *cli, int argc, char **argv)
 {
-	pb_hostdb_t db;
-	pb_paired_device_t d;
+	pb_host_t *h;
+	pb_host_device_t d;
 	uint64_t bytes = 0;
-	bool reset = false, dflt;
+	bool reset = false;
 	int rc;
 
 	if (argc != 2 && argc != 3) {
@@ -181,33 +185,55 @@ static int host_quota(pb_cli_t *cli, int argc, char **argv)
 			return pb_cli_fail(cli, "a quota of 0 would refuse every backup; to end a pairing use "
 						"peerback host revoke");
 	}
-	rc = pb__hostdb_open(cli->home, &db);
-	if (rc != 0)
+	if ((rc = pb_host_open(cli->home, &h)) != 0)
 		return pb_cli_fail_err(cli, rc, "host state in %s", cli->home);
-	rc = pb__hostdb_match(&db, argv[1], &d);
-	if (rc == 0 && argc == 3)
-		rc = pb__hostdb_set_quota(&db, d.device_id, bytes, reset);
-	if (rc == 0)
-		bytes = pb__hostdb_quota(&db, d.device_id, &dflt);
-	pb__hostdb_close(&db);
-	if (rc == PB_ENOTFOUND)
-		return pb_cli_fail(cli, "no paired device matches '%s'; see peerback host devices", argv[1]);
-	if (rc == PB_EEXISTS)
-		return pb_cli_fail(cli, "several devices match '%s'; give the full device id", argv[1]);
+	rc = argc == 3 ? pb_host_set_quota(h, argv[1], bytes, reset, &d) : pb_host_device(h, argv[1], &d);
+	pb_host_free(h);
 	if (rc != 0)
-		return pb_cli_fail_err(cli, rc, "quota");
-	if (cli->json) {
-		char dev[2 * PB_DEVICE_ID_LEN + 1];
-
-		pb__hex(d.device_id, PB_DEVICE_ID_LEN, dev);
-		printf("{\"device\":\"%s\",\"name\":\"%s\",\"quota\":%llu,\"default\":%s}\n", dev, d.name,
-		       (unsigned long long)bytes, dflt ? "true" : "false");
-	} else {
+		return no_device(cli, rc, argv[1], "quota");
+	if (cli->json)
+		(void)pb_cli_json("{s:s, s:s, s:I, s:b}", "device", d.device, "name", d.name, "quota",
+				  (json_int_t)d.quota, "default", (int)d.quota_default);
+	else
 		printf("%s may store %llu bytes on this host%s%s\n", d.name[0] ? d.name : argv[1],
-		       (unsigned long long)bytes, dflt ? " (the default)" : "",
+		       (unsigned long long)d.quota, d.quota_default ? " (the default)" : "",
 		       argc == 3 ? "; this applies from its next connection" : "");
-	}
 	return 0;
+}
+
+static int host_revoke(pb_cli_t *cli, int argc, char **argv)
+{
+	pb_host_t *h;
+	pb_host_device_t d;
+	int rc;
+
+	if (argc != 2) {
+		fputs(usage_text, stderr);
+		return 2;
+	}
+	if ((rc = pb_host_open(cli->home, &h)) != 0)
+		return pb_cli_fail_err(cli, rc, "host state in %s", cli->home);
+	rc = pb_host_revoke(h, argv[1], &d);
+	pb_host_free(h);
+	if (rc != 0)
+		return no_device(cli, rc, argv[1], "revoke");
+	if (cli->json)
+		print_device(cli, &d, false);
+	else
+		printf("revoked %s\n", d.name[0] ? d.name : argv[1]);
+	return 0;
+}
+
+int pb__cli_list_paired(pb_cli_t *cli)
+{
+	pb_host_t *h;
+	int rc;
+
+	if ((rc = pb_host_open(cli->home, &h)) != 0)
+		return rc;
+	rc = pb_host_devices(h, list_device, cli);
+	pb_host_free(h);
+	return rc;
 }
 
 /* ---- serving -------------------------------------------------------------- */
@@ -359,24 +385,6 @@ int pb__cli_host_prune(pb_cli_t *cli, int argc, char **argv);
 int pb__cli_host_instruct(pb_cli_t *cli, int argc, char **argv);
 int pb__cli_host_instructions(pb_cli_t *cli);
 
-int pb__cli_list_paired(pb_cli_t *cli)
-{
-	pb_hostdb_t db;
-	char path[4096];
-	int rc;
-
-	if (pb__path_join(path, sizeof(path), cli->home, "host.db") != 0 || access(path, F_OK) != 0)
-		return 0;
-	struct listing l = { cli, &db };
-
-	rc = pb__hostdb_open(cli->home, &db);
-	if (rc != 0)
-		return rc;
-	rc = pb__hostdb_list(&db, print_device, &l);
-	pb__hostdb_close(&db);
-	return rc;
-}
-
 int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 {
 	pb_host_config_t o;
@@ -408,34 +416,8 @@ int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 		rc = pb_cmd_store_verify(cli, argc - 1, argv + 1);
 		return rc;
 	}
-	if (argc >= 2 && strcmp(argv[1], "revoke") == 0) {
-		pb_hostdb_t db;
-		pb_paired_device_t d;
-
-		if (argc != 3) {
-			fputs(usage_text, stderr);
-			return 2;
-		}
-		rc = pb__hostdb_open(cli->home, &db);
-		if (rc != 0)
-			return pb_cli_fail_err(cli, rc, "host state in %s", cli->home);
-		rc = pb__hostdb_revoke(&db, argv[2], &d);
-		pb__hostdb_close(&db);
-		if (rc == PB_ENOTFOUND)
-			return pb_cli_fail(cli, "no paired device matches '%s'; see peerback host devices", argv[2]);
-		if (rc == PB_EEXISTS)
-			return pb_cli_fail(cli, "several devices match '%s'; give the full device id", argv[2]);
-		if (rc != 0)
-			return pb_cli_fail_err(cli, rc, "revoke");
-		if (cli->json) {
-			struct listing l = { cli, NULL };
-
-			print_device(&l, &d);
-		}
-		else
-			printf("revoked %s\n", d.name[0] ? d.name : argv[2]);
-		return 0;
-	}
+	if (argc >= 2 && strcmp(argv[1], "revoke") == 0)
+		return host_revoke(cli, argc - 1, argv + 1);
 	memset(&o, 0, sizeof(o));
 	memset(&r, 0, sizeof(r));
 	r.cli = cli;
