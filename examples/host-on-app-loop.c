@@ -10,7 +10,6 @@
  * closes cleanly (nothing of the host left on it) and its timer ran. */
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 
 #include <peerback.h>
 #include <uv.h>

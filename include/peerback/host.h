@@ -69,8 +69,9 @@ PB_EXTERN PB_WUR int pb_host_new(uv_loop_t *loop, const pb_host_config_t *cfg, p
  * pairing code with the account service (waits for that one answer) and
  * shows it (PB_EVENT_ADVERTISE), announces itself on the LAN and opens
  * HOME/control.sock for pb_host_prune from other processes. Returns once
- * all is set up; the loop's owner runs the loop. On failure nothing stays
- * open on the loop but what pb_host_stop closes. */
+ * all is set up; the loop's owner runs the loop. After a failure too, call
+ * pb_host_stop and free the host once its callback ran: it closes what
+ * was opened. A second call: PB_ESTATE. */
 PB_EXTERN PB_WUR int pb_host_start(pb_host_t *host);
 
 /* Shows a fresh pairing code (PB_EVENT_ADVERTISE, a moment later: it is
@@ -82,9 +83,9 @@ PB_EXTERN PB_WUR int pb_host_advertise(pb_host_t *host);
  * every connection, lets the storage job under way finish (what waits is
  * dropped; phones resend it) and calls cb (may be NULL) on the loop when
  * all is closed. Afterwards pb_host_free releases the rest, and the loop
- * holds nothing of the host: uv_loop_close succeeds. A second call, or a
- * call on a host never started, calls cb at once (on the next loop turn).
- * Returns 0, or PB_ESTATE while a stop is under way. */
+ * holds nothing of the host: uv_loop_close succeeds. On a host never
+ * started, or already stopped, cb is called before this returns. Returns
+ * 0, or PB_ESTATE while a stop is under way (or on a pb_host_open handle). */
 PB_EXTERN int pb_host_stop(pb_host_t *host, pb_host_stop_cb cb, void *arg);
 
 /* Frees a host that was never started or whose stop completed (cb called),
