@@ -89,6 +89,11 @@ static int on_event(void *arg, const pb_event_t *ev)
 	/* Every event has a JSON line. */
 	assert_int_equal(pb_event_json(ev, &line), 0);
 	assert_non_null(strstr(line, "\"event\":\""));
+	/* The fields scripts read from `peerback host --json`. */
+	if (ev->type == PB_EVENT_LISTENING)
+		assert_non_null(strstr(line, "{\"event\":\"listening\",\"listen\":\"127.0.0.1:"));
+	if (ev->type == PB_EVENT_ADVERTISE)
+		assert_non_null(strstr(line, "{\"event\":\"advertise\",\"uri\":\"peerback://pair?"));
 	free(line);
 	if (ev->type == PB_EVENT_LISTENING)
 		s->listening++;
@@ -107,6 +112,13 @@ static void on_stopped(pb_host_t *host, void *arg)
 
 	assert_ptr_equal(host, s->host);
 	s->stopped++;
+}
+
+static int count_device(void *arg, const pb_host_device_t *d)
+{
+	(void)d;
+	(*(int *)arg)++;
+	return 0;
 }
 
 /* Runs the loop until *count reaches want (at most timeout_ms). */
@@ -128,8 +140,11 @@ static void test_stop_on_callers_loop(void **state)
 	pb_host_config_t cfg;
 	struct seen s;
 	struct sockaddr_in a;
+	pb_host_device_t dev;
+	pb_store_verify_report_t vrep;
+	pb_host_prune_report_t prep;
 	uv_loop_t loop;
-	int fd;
+	int fd, ndev = 0;
 
 	(void)state;
 	dispositions(&before);
@@ -159,6 +174,13 @@ static void test_stop_on_callers_loop(void **state)
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	run_until(&loop, &s.accepted, 1, 5000);
+
+	/* Administration through the serving handle. */
+	assert_int_equal(pb_host_devices(s.host, count_device, &ndev), 0);
+	assert_int_equal(ndev, 0);
+	assert_int_equal(pb_host_device(s.host, "nobody", &dev), PB_ENOTFOUND);
+	assert_int_equal(pb_host_verify(s.host, NULL, NULL, &vrep), 0);
+	assert_int_equal(pb_host_prune(s.host, NULL, false, NULL, NULL, &prep), PB_ESTATE);
 
 	assert_int_equal(pb_host_stop(s.host, on_stopped, &s), 0);
 	assert_int_equal(pb_host_stop(s.host, on_stopped, &s), PB_ESTATE);
