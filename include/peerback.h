@@ -19,6 +19,7 @@
 #include "peerback/event.h"
 #include "peerback/provider.h"
 #include "peerback/phone.h"
+#include "peerback/host.h"
 #include "peerback/imd.h"
 #include "peerback/version.h"
 

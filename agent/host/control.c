@@ -10,15 +10,20 @@
  * The work runs as a job of the storage worker, so it never meets a
  * phone's request half way. Chunks committed by a backup still under way
  * are in no snapshot yet: while any phone is connected, GC spares chunks
- * younger than CONTROL_GC_GRACE. */
+ * younger than CONTROL_GC_GRACE. The asking side is here too
+ * (pb__host_control_prune), so the line format lives in one file. */
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <uv.h>
 
 #include "peerback.h"
@@ -33,7 +38,9 @@
 
 struct control_conn {
 	uv_pipe_t pipe;
-	pb_host_t *host;
+	pb_host_ctx_t *ctx;
+	pb_host_control_t *ctl;
+	struct control_conn *prev, *next; /* the control's open requests */
 	pb_host_job_t job;
 	uv_write_t wr;
 	char req[CONTROL_REQ_MAX];
@@ -55,9 +62,19 @@ struct control_conn {
 static void control_closed(uv_handle_t *h)
 {
 	struct control_conn *c = h->data;
+	pb_host_control_t *ctl = c->ctl;
 
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		ctl->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	ctl->nconns--;
 	free(c->devs);
 	free(c);
+	if (ctl->stopping && ctl->nconns == 0 && ctl->idle != NULL)
+		ctl->idle(ctl->idle_arg);
 }
 
 static void control_written(uv_write_t *wr, int status)
@@ -88,7 +105,7 @@ static void control_answer(struct control_conn *c)
 static void control_run(pb_host_job_t *job)
 {
 	struct control_conn *c = (struct control_conn *)((char *)job - offsetof(struct control_conn, job));
-	pb_store_t *store = pb__host_store(c->host);
+	pb_store_t *store = c->ctx->store;
 	int rc = 0;
 
 	for (size_t i = 0; i < c->ndevs && rc == 0; i++) {
@@ -156,8 +173,8 @@ static void control_request(struct control_conn *c)
 	c->pol.daily = v[1];
 	c->pol.weekly = v[2];
 	c->pol.monthly = v[3];
-	c->min_age = pb__host_serving(c->host) ? CONTROL_GC_GRACE : 0;
-	rc = pb__hostdb_list(pb__host_db(c->host), control_add_dev, c);
+	c->min_age = c->ctx->nconns > 0 ? CONTROL_GC_GRACE : 0;
+	rc = pb__hostdb_list(c->ctx->db, control_add_dev, c);
 	if (rc < 0 || c->rc != 0) {
 		c->rc = rc < 0 ? rc : c->rc;
 		control_answer(c);
@@ -165,7 +182,7 @@ static void control_request(struct control_conn *c)
 	}
 	c->job.run = control_run;
 	c->job.done = control_done;
-	pb__host_worker_submit(pb__host_worker(c->host), &c->job);
+	pb__host_worker_submit(c->ctx->worker, &c->job);
 }
 
 static void control_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -200,12 +217,18 @@ static void control_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 
 static void on_control(uv_stream_t *server, int status)
 {
-	pb_host_t *host = server->data;
+	pb_host_control_t *ctl = server->data;
 	struct control_conn *c;
 
-	if (status < 0 || (c = calloc(1, sizeof(*c))) == NULL)
+	if (status < 0 || ctl->stopping || (c = calloc(1, sizeof(*c))) == NULL)
 		return;
-	c->host = host;
+	c->ctx = ctl->pipe_ctx;
+	c->ctl = ctl;
+	c->next = ctl->conns;
+	if (ctl->conns != NULL)
+		ctl->conns->prev = c;
+	ctl->conns = c;
+	ctl->nconns++;
 	uv_pipe_init(server->loop, &c->pipe, 0);
 	c->pipe.data = c;
 	if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0 ||
@@ -213,40 +236,100 @@ static void on_control(uv_stream_t *server, int status)
 		uv_close((uv_handle_t *)&c->pipe, control_closed);
 }
 
-void pb__host_control_start(pb_host_t *host, uv_loop_t *loop, pb_host_control_t *ctl)
+void pb__host_control_start(pb_host_ctx_t *ctx, uv_loop_t *loop, pb_host_control_t *ctl)
 {
 	char path[4096];
 	mode_t old;
 	int rc;
 
-	if (pb__path_join(path, sizeof(path), pb__host_home(host), "control.sock") != 0)
+	ctl->pipe_ctx = ctx;
+	if (pb__path_join(path, sizeof(path), ctx->home, "control.sock") != 0)
 		return;
 	/* We hold the store's lock: a socket file left here is a dead host's. */
 	(void)unlink(path);
 	uv_pipe_init(loop, &ctl->pipe, 0);
-	ctl->pipe.data = host;
+	ctl->pipe.data = ctl;
 	old = umask(077);
 	rc = uv_pipe_bind(&ctl->pipe, path);
 	umask(old);
 	if (rc == 0)
 		(void)chmod(path, 0600);
 	if (rc != 0 || uv_listen((uv_stream_t *)&ctl->pipe, 8, on_control) != 0) {
-		fprintf(stderr, "peerback host: no control socket at %s; prune needs the host stopped\n", path);
-		uv_close((uv_handle_t *)&ctl->pipe, NULL);
+		char msg[4200];
+		pb_event_t ev;
+
+		snprintf(msg, sizeof(msg), "no control socket at %s; prune needs the host stopped", path);
+		memset(&ev, 0, sizeof(ev));
+		ev.type = PB_EVENT_ERROR;
+		ev.name = "error";
+		ev.error = rc != 0 ? rc : PB_EIO;
+		ev.message = msg;
+		pb__host_emit(ctx, &ev);
+		ctl->open = true; /* closed by pb__host_control_stop, like an open one */
+		ctl->failed = true;
 		return;
 	}
 	ctl->open = true;
 }
 
-void pb__host_control_stop(pb_host_t *host, pb_host_control_t *ctl)
+void pb__host_control_stop(pb_host_ctx_t *ctx, pb_host_control_t *ctl, uv_close_cb close_cb)
 {
 	char path[4096];
 
+	ctl->stopping = true;
+	/* Requests with the worker are answered and close themselves. */
+	for (struct control_conn *c = ctl->conns; c != NULL; c = c->next)
+		if (!c->submitted && !uv_is_closing((uv_handle_t *)&c->pipe))
+			uv_close((uv_handle_t *)&c->pipe, control_closed);
 	if (!ctl->open)
 		return;
-	uv_close((uv_handle_t *)&ctl->pipe, NULL);
-	if (pb__path_join(path, sizeof(path), pb__host_home(host), "control.sock") == 0)
+	ctl->pipe.data = ctl->close_arg;
+	uv_close((uv_handle_t *)&ctl->pipe, close_cb);
+	if (!ctl->failed && pb__path_join(path, sizeof(path), ctx->home, "control.sock") == 0)
 		(void)unlink(path);
 	ctl->open = false;
+}
+
+int pb__host_control_prune(const char *home, const unsigned keep[4], pb_host_prune_report_t *rep)
+{
+	struct sockaddr_un sa;
+	char req[128], buf[512];
+	size_t len = 0;
+	json_t *j;
+	ssize_t n;
+	int fd, rc;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (pb__path_join(sa.sun_path, sizeof(sa.sun_path), home, "control.sock") != 0)
+		return 1;
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(fd);
+		return 1;
+	}
+	snprintf(req, sizeof(req), "prune %u %u %u %u\n", keep[0], keep[1], keep[2], keep[3]);
+	/* MSG_NOSIGNAL: a host that went away is an error, not SIGPIPE. */
+	if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req)) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	while (len + 1 < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	buf[len] = '\0';
+	j = json_loads(buf, 0, NULL);
+	if (j == NULL)
+		return PB_EMALFORMED;
+	rc = (int)json_integer_value(json_object_get(j, "rc"));
+	rep->snapshots_removed = (uint64_t)json_integer_value(json_object_get(j, "snapshots_removed"));
+	rep->chunks_removed = (uint64_t)json_integer_value(json_object_get(j, "chunks_removed"));
+	rep->packs_deleted = (uint64_t)json_integer_value(json_object_get(j, "packs_deleted"));
+	rep->packs_repacked = (uint64_t)json_integer_value(json_object_get(j, "packs_repacked"));
+	rep->bytes_freed = (uint64_t)json_integer_value(json_object_get(j, "bytes_freed"));
+	json_decref(j);
+	return rc;
 }
 

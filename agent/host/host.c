@@ -1,8 +1,10 @@
-/* The backup host: listener, QR advertisement, authentication of phones. */
+/* The backup host: listener, pairing codes, authentication of phones, and
+ * its life on the embedder's loop (include/peerback/host.h). Requests of
+ * authenticated phones go to the storage service (requests.c). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,13 +22,12 @@
 #include "peerback/store.h"
 #include "agent/imd/imd.h"
 #include "agent/phone/discover.h"
+#include "agent/store/internal.h"
 #include "agent/util/fsutil.h"
-#include "agent/util/json.h"
 #include "protocol/client.h"
 
 #define FAIL_LIMIT 5
 #define FAIL_WINDOW 60
-#define MAX_LISTENERS 2
 #define AUTH_TIMEOUT 10     /* seconds from accept to authenticated */
 #define IDLE_TIMEOUT 120    /* seconds of silence on an authenticated connection */
 #define MAX_CONNECTIONS 256
@@ -56,7 +57,11 @@ struct pb_host_lookup_s {
 };
 
 struct pb_host_s {
-	pb_host_options_t opts;
+	pb_host_config_t opts;
+	char home[4096];
+	pb_host_ctx_t ctx;           /* what requests.c and control.c see */
+	const pb_host_service_t *service;
+	bool admin;                  /* pb_host_open: administration only */
 	pb_identity_t id;
 	pb_account_t acct;
 	Peerback__SignedBlob *cert; /* unpacked acct.cert */
@@ -64,11 +69,11 @@ struct pb_host_s {
 	pb_store_t *store;
 	pb_host_worker_t *worker; /* runs the store's work off the loop */
 	uv_loop_t *loop;
-	uv_tcp_t listeners[MAX_LISTENERS];
-	int nlisteners;
+	uv_tcp_t *listener;          /* NULL until listening */
 	uv_timer_t expiry;
-	uv_signal_t sigint, sigterm, sigusr1;
+	bool expiry_init;
 	pb_host_control_t control;   /* HOME/control.sock: prune while serving */
+	bool control_started;
 	uv_udp_t announce;
 	uv_timer_t announce_timer;
 	bool announcing;
@@ -85,70 +90,54 @@ struct pb_host_s {
 	} linked[LINKED_CACHE];
 	int lookups;                 /* in flight */
 	struct advert_job *advert_job; /* a pairing code being registered */
-	bool running;                /* serving: the event loop runs */
+	char listen[128];
+	bool running;                /* serving: started and not stopping */
+	bool started, stopping, stopped;
+	unsigned closing;            /* handles whose close callback is due */
+	pb_host_stop_cb stop_cb;
+	void *stop_arg;
 	struct sockaddr_storage addrs[PB_URI_MAX_ADDRS];
 	size_t naddrs;
 	uint64_t advertised;
-	int exit_status;
 };
-
-pb_store_t *pb__host_store(pb_host_t *host)
-{
-	return host->store;
-}
-
-pb_hostdb_t *pb__host_db(pb_host_t *host)
-{
-	return &host->db;
-}
-
-pb_host_worker_t *pb__host_worker(pb_host_t *host)
-{
-	return host->worker;
-}
-
-bool pb__host_serving(const pb_host_t *host)
-{
-	return host->conns != NULL;
-}
-
-const char *pb__host_home(const pb_host_t *host)
-{
-	return host->opts.home;
-}
-
-bool pb__host_json(const pb_host_t *host)
-{
-	return host->opts.json;
-}
 
 /* --- Events ------------------------------------------------------------------ */
 
-static void json_event(const char *event, const char *peer, const char *device, int rc)
-{
-	(void)pb__json_print("{s:s, s:o*, s:o*, s:s*, s:s*}", "event", event, "peer",
-			     peer != NULL ? pb__json_text(peer) : NULL, "device",
-			     device != NULL ? pb__json_text(device) : NULL, "error", rc != 0 ? pb_err_name(rc) : NULL,
-			     "message", rc != 0 ? pb_strerror(rc) : NULL);
-}
-
-static void report(pb_host_t *host, const char *event, const pb_host_conn_t *conn, int rc)
+/* A connection's event: type and its word (the JSON "event"), the peer,
+ * and the device once the host knows it. */
+static void report(pb_host_t *host, pb_event_type_t type, const char *name, const pb_host_conn_t *conn, int rc)
 {
 	char dev[2 * PB_DEVICE_ID_LEN + 1] = "";
-	const char *peer = conn != NULL ? conn->ch.peer : NULL;
+	pb_event_t ev;
 
-	if (conn != NULL && conn->state >= PB_HOST_CONN_HOST_SENT)
-		pb__hex(conn->device.device_id, PB_DEVICE_ID_LEN, dev);
-	if (host->opts.json) {
-		json_event(event, peer, dev[0] ? dev : NULL, rc);
-		return;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = type;
+	ev.name = name;
+	if (conn != NULL) {
+		ev.address = conn->ch.peer;
+		if (conn->state >= PB_HOST_CONN_HOST_SENT) {
+			pb__hex(conn->device.device_id, PB_DEVICE_ID_LEN, dev);
+			ev.device = dev;
+			ev.account = conn->device.account;
+			ev.device_name = conn->device.name;
+		}
 	}
-	if (rc != 0)
-		fprintf(stderr, "peerback host: %s %s: %s\n", event, peer != NULL ? peer : "", pb_strerror(rc));
-	else
-		fprintf(stderr, "peerback host: %s %s%s%s%s\n", event, peer != NULL ? peer : "",
-			conn != NULL && conn->device.name[0] ? " (" : "", conn != NULL ? conn->device.name : "",
-			conn != NULL && conn->device.name[0] ? ")" : "");
+	ev.error = rc;
+	ev.message = rc != 0 ? pb_strerror(rc) : NULL;
+	pb__host_emit(&host->ctx, &ev);
+}
+
+/* Something failed that the host survives. */
+static void report_error(pb_host_t *host, int rc, const char *message)
+{
+	pb_event_t ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = PB_EVENT_ERROR;
+	ev.name = "error";
+	ev.error = rc;
+	ev.message = message;
+	pb__host_emit(&host->ctx, &ev);
 }
 
 /* --- Advertising ------------------------------------------------------------- */
@@ -198,46 +187,31 @@ static int register_session(const struct advert_job *j)
 	return rc;
 }
 
-static int show_uri(pb_host_t *host, const char *uri, uint64_t expiry)
+/* The new pairing code, for the embedder to show. */
+static void show_uri(pb_host_t *host, const char *uri, uint64_t expiry)
 {
-	int rc;
+	char addrs[PB_URI_MAX_ADDRS][96];
+	const char *list[PB_URI_MAX_ADDRS];
+	size_t n = 0;
+	pb_event_t ev;
 
-	if (host->opts.qr_png != NULL && (rc = pb_qr_write_png(uri, host->opts.qr_png)) != 0) {
-		fprintf(stderr, "peerback host: cannot write %s: %s\n", host->opts.qr_png, pb_strerror(rc));
-		return rc;
-	}
-	if (host->opts.qr_svg != NULL && (rc = pb_qr_write_svg(uri, host->opts.qr_svg)) != 0) {
-		fprintf(stderr, "peerback host: cannot write %s: %s\n", host->opts.qr_svg, pb_strerror(rc));
-		return rc;
-	}
-	if (host->opts.json) {
-		json_t *addrs = json_array();
-		char addr[96];
-
-		for (size_t i = 0; addrs != NULL && i < host->naddrs; i++)
-			if (pb_uri_format_addr(&host->addrs[i], addr, sizeof(addr)) > 0)
-				json_array_append_new(addrs, pb__json_text(addr));
-		(void)pb__json_print("{s:s, s:o, s:I, s:o, s:o*, s:o*}", "event", "advertise", "uri",
-				     pb__json_text(uri), "expires", (json_int_t)expiry, "addresses", addrs, "png",
-				     host->opts.qr_png != NULL ? pb__json_text(host->opts.qr_png) : NULL, "svg",
-				     host->opts.qr_svg != NULL ? pb__json_text(host->opts.qr_svg) : NULL);
-	} else {
-		char *art = NULL;
-
-		if (!host->opts.no_qr && pb_qr_render_terminal(uri, host->opts.qr_flags, &art, NULL) == 0) {
-			fputs(art, stdout);
-			sodium_memzero(art, strlen(art));
-			free(art);
+	for (size_t i = 0; i < host->naddrs && i < PB_URI_MAX_ADDRS; i++)
+		if (pb_uri_format_addr(&host->addrs[i], addrs[n], sizeof(addrs[n])) > 0) {
+			list[n] = addrs[n];
+			n++;
 		}
-		printf("Scan with the phone, or run: peerback pair '%s'\n", uri);
-		printf("This code works once and expires in %llu seconds.\n",
-		       (unsigned long long)(expiry - pb__now()));
-	}
-	fflush(stdout);
-	return 0;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = PB_EVENT_ADVERTISE;
+	ev.name = "advertise";
+	ev.uri = uri;
+	ev.expires = (int64_t)expiry;
+	ev.addresses = list;
+	ev.naddresses = n;
+	pb__host_emit(&host->ctx, &ev);
 }
 
 static void on_expiry(uv_timer_t *t);
+static void stop_check(pb_host_t *host);
 
 /* A new code: a fresh secret, registered with the account service. */
 static struct advert_job *advert_new(pb_host_t *host)
@@ -285,7 +259,7 @@ static int publish(pb_host_t *host, const pb_host_secret_t *s)
 	snprintf(u.host_name, sizeof(u.host_name), "%s", host->acct.device_name);
 	rc = pb_uri_format(&u, uri, sizeof(uri));
 	if (rc >= 0) {
-		rc = show_uri(host, uri, s->not_after);
+		show_uri(host, uri, s->not_after);
 		host->advertised++;
 		uv_timer_start(&host->expiry, on_expiry, host->opts.qr_ttl * 1000, 0);
 	}
@@ -294,10 +268,13 @@ static int publish(pb_host_t *host, const pb_host_secret_t *s)
 	return rc < 0 ? rc : 0;
 }
 
-static void register_failed(const pb_host_t *host, int rc)
+static void register_failed(pb_host_t *host, int rc)
 {
-	fprintf(stderr, "peerback host: the account service at %s did not register the pairing code: %s\n",
-		host->acct.imd_addr, pb_strerror(rc));
+	char msg[512];
+
+	snprintf(msg, sizeof(msg), "the account service at %s did not register the pairing code: %s",
+		 host->acct.imd_addr, pb_strerror(rc));
+	report_error(host, rc, msg);
 }
 
 static void advert_work(uv_work_t *w)
@@ -314,6 +291,11 @@ static void advert_done(uv_work_t *w, int status)
 	int rc = status != 0 ? status : j->rc;
 
 	host->advert_job = NULL;
+	if (host->stopping) {
+		advert_free(j);
+		stop_check(host);
+		return;
+	}
 	if (rc != 0)
 		register_failed(host, rc);
 	else
@@ -381,7 +363,7 @@ static void refuse(pb_host_conn_t *conn, int code)
 		if (conn->has_claimed)
 			pb__ratelimit_fail_id(&host->id_failures, conn->claimed);
 	}
-	report(host, "refused", conn, code);
+	report(host, PB_EVENT_REFUSED, "refused", conn, code);
 	pb__channel_fail(&conn->ch, code, NULL);
 }
 
@@ -586,10 +568,11 @@ static void lookup_done(uv_work_t *w, int status)
 	host->lookups--;
 	if (status == 0 && l->rc == 0)
 		linked_remember(host, l->theirs, l->linked);
-	if (l->conn != NULL) {
+	if (l->conn != NULL)
+		l->conn->lookup = NULL;
+	if (l->conn != NULL && !host->stopping) {
 		pb_host_conn_t *conn = l->conn;
 
-		conn->lookup = NULL;
 		conn->state = PB_HOST_CONN_CHALLENGED;
 		answer_response(conn, l->env, status == 0 && l->rc == 0 ? (l->linked ? LINK_YES : LINK_NO) : LINK_ERROR);
 	} else {
@@ -597,6 +580,7 @@ static void lookup_done(uv_work_t *w, int status)
 	}
 	sodium_memzero(l, sizeof(*l));
 	free(l);
+	stop_check(host);
 }
 
 /* Asks the account service whether account is linked to the host's, on a
@@ -682,12 +666,12 @@ static void passed(pb_host_conn_t *conn)
 			return;
 		}
 		if (rc != 0) {
-			report(host, "pairing not saved", conn, rc);
+			report(host, PB_EVENT_ERROR, "pairing not saved", conn, rc);
 			pb__channel_fail(&conn->ch, rc, NULL);
 			return;
 		}
 		conn->state = PB_HOST_CONN_READY;
-		report(host, "paired", conn, 0);
+		report(host, PB_EVENT_PAIRED, "paired", conn, 0);
 		/* The code just used is spent: show a new one. */
 		if (advertise(host) != 0)
 			uv_timer_start(&host->expiry, on_expiry, 10000, 0);
@@ -698,9 +682,9 @@ static void passed(pb_host_conn_t *conn)
 			pb__hostdb_seen(&host->db, conn->device.device_id);
 		if (conn->cert_len > 0 &&
 		    pb__hostdb_keep_cert(&host->db, conn->device.device_id, conn->cert, conn->cert_len) != 0)
-			report(host, "certificate not kept", conn, PB_EIO);
+			report(host, PB_EVENT_ERROR, "certificate not kept", conn, PB_EIO);
 		conn->state = PB_HOST_CONN_READY;
-		report(host, "connected", conn, 0);
+		report(host, PB_EVENT_AUTHENTICATED, "connected", conn, 0);
 	}
 }
 
@@ -727,7 +711,7 @@ static void on_envelope(pb_channel_t *ch, pb_envelope_t *env)
 	if (env->body_case == PEERBACK__ENVELOPE__BODY_ERROR) {
 		/* The phone refused us (our certificate, say): it says why. */
 		int code = env->error->code < 0 && env->error->code >= PB_ERR_MIN ? env->error->code : PB_EPEER_ERROR;
-		report(conn->host, "refused by phone", conn, code);
+		report(conn->host, PB_EVENT_REFUSED, "refused by phone", conn, code);
 		pb__envelope_free(env);
 		pb__channel_close(ch, code);
 		return;
@@ -751,7 +735,7 @@ static void on_envelope(pb_channel_t *ch, pb_envelope_t *env)
 	case PB_HOST_CONN_READY:
 		if (env->body_case != PEERBACK__ENVELOPE__BODY_REQUEST)
 			break;
-		pb__host_request(conn, env);
+		conn->host->service->request(conn, env);
 		return;
 	default:
 		break;
@@ -779,7 +763,7 @@ static void conn_unlink(pb_host_t *host, pb_host_conn_t *conn)
 static bool failed_attempt(int status)
 {
 	return status <= -1000 && status != PB_EPEER_CLOSED && status != PB_ETIMEOUT && status != PB_EBUSY &&
-	       status != PB_EFRAME_TRUNCATED;
+	       status != PB_EFRAME_TRUNCATED && status != PB_ECANCELED;
 }
 
 static void on_close(pb_channel_t *ch, int status)
@@ -788,18 +772,20 @@ static void on_close(pb_channel_t *ch, int status)
 	pb_host_t *host = conn->host;
 
 	conn_unlink(host, conn);
+	host->ctx.nconns--;
 	if (conn->lookup != NULL)
 		conn->lookup->conn = NULL; /* its answer goes to the cache only */
 	if (!ch->opened && failed_attempt(status)) {
 		pb__ratelimit_fail(&host->failures, &ch->peer_addr);
-		report(host, "handshake failed", conn, status);
+		report(host, PB_EVENT_REFUSED, "handshake failed", conn, status);
 	} else if (conn->state == PB_HOST_CONN_READY) {
-		report(host, "disconnected", conn, 0);
+		report(host, PB_EVENT_DISCONNECTED, "disconnected", conn, 0);
 	}
 	if (conn->app_free != NULL)
 		conn->app_free(conn);
 	sodium_memzero(conn->secrets, sizeof(conn->secrets));
 	free(conn);
+	stop_check(host);
 }
 
 /* Counts the connections held in all and from conn's address (one that is
@@ -860,12 +846,13 @@ static void on_connection(uv_stream_t *server, int status)
 	pb_host_conn_t *conn;
 	size_t n = 0;
 
-	if (status < 0)
+	if (status < 0 || host->stopping)
 		return;
 	conn = calloc(1, sizeof(*conn));
 	if (conn == NULL)
 		return;
 	conn->host = host;
+	conn->ctx = &host->ctx;
 	conn->secret_index = -1;
 	conn->nsecrets = pb__hostdb_recent_secrets(&host->db, conn->secrets, PB_HOST_MAX_SECRETS);
 	memset(cands, 0, sizeof(cands));
@@ -886,6 +873,7 @@ static void on_connection(uv_stream_t *server, int status)
 		free(conn);
 		return;
 	}
+	host->ctx.nconns++;
 	if (conn->ch.closing)
 		return; /* on_close follows */
 	conn->prev = host->conns_last;
@@ -897,8 +885,11 @@ static void on_connection(uv_stream_t *server, int status)
 	/* Until it authenticates, a peer may send a few KiB at most and has
 	 * the deadline to do it. */
 	pb__channel_require_auth(&conn->ch, host->opts.auth_timeout * 1000, PB_HOST_PREAUTH_CAP);
-	if (!admit(host, conn))
+	if (!admit(host, conn)) {
 		pb__channel_close(&conn->ch, PB_EBUSY);
+		return;
+	}
+	report(host, PB_EVENT_CONNECTED, "accepted", conn, 0);
 }
 
 /* --- Listening --------------------------------------------------------------- */
@@ -994,25 +985,61 @@ static void remember_port(const pb_host_t *host)
 		(void)pb__write_file_atomic(path, text, (size_t)n, 0600);
 }
 
-static int bind_listen(pb_host_t *host, uv_tcp_t *l, const struct sockaddr_storage *ss)
+/* Every handle the host closes ends here: the host's stop completes when
+ * none is left (and nothing else is under way). */
+static void handle_closed(uv_handle_t *h)
 {
+	pb_host_t *host = h->data;
+
+	host->closing--;
+	stop_check(host);
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+	pb_host_t *host = h->data;
+
+	free(h);
+	host->closing--;
+	stop_check(host);
+}
+
+static void close_handle(pb_host_t *host, uv_handle_t *h, uv_close_cb cb)
+{
+	h->data = host;
+	host->closing++;
+	uv_close(h, cb);
+}
+
+/* Binds and listens on a new handle: *out on success; a failed one is
+ * closed (and freed by its close callback: never run the embedder's loop
+ * here). */
+static int bind_listen(pb_host_t *host, uv_tcp_t **out, const struct sockaddr_storage *ss)
+{
+	uv_tcp_t *l = malloc(sizeof(*l));
 	int rc;
 
-	uv_tcp_init(host->loop, l);
+	if (l == NULL)
+		return PB_ENOMEM;
+	if ((rc = uv_tcp_init(host->loop, l)) != 0) {
+		free(l);
+		return rc;
+	}
 	l->data = host;
 	rc = uv_tcp_bind(l, (const struct sockaddr *)ss, 0);
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)l, 128, on_connection);
 	if (rc != 0) {
-		uv_close((uv_handle_t *)l, NULL);
-		uv_run(host->loop, UV_RUN_NOWAIT);
+		close_handle(host, (uv_handle_t *)l, listener_closed);
+		return rc;
 	}
-	return rc;
+	*out = l;
+	return 0;
 }
 
 /* Every interface: one dual-stack socket, or IPv4 alone when the machine
  * has no IPv6; on port, else on any free one. */
-static int listen_any(pb_host_t *host, uv_tcp_t *l, unsigned port, struct sockaddr_storage *ss)
+static int listen_any(pb_host_t *host, uv_tcp_t **l, unsigned port, struct sockaddr_storage *ss)
 {
 	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
 	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
@@ -1034,7 +1061,9 @@ static int start_listening(pb_host_t *host)
 {
 	struct sockaddr_storage ss;
 	int len = sizeof(ss), rc;
-	uv_tcp_t *l = &host->listeners[0];
+	uv_tcp_t **l = &host->listener;
+	char addr[96];
+	pb_event_t ev;
 
 	if (host->opts.listen == NULL) {
 		unsigned port = last_port(host);
@@ -1052,8 +1081,7 @@ static int start_listening(pb_host_t *host)
 	if (rc != 0)
 		return rc;
 listening:
-	host->nlisteners = 1;
-	uv_tcp_getsockname(l, (struct sockaddr *)&ss, &len);
+	uv_tcp_getsockname(*l, (struct sockaddr *)&ss, &len);
 	host->port = port_of(&ss);
 	if (host->opts.listen == NULL)
 		remember_port(host);
@@ -1065,11 +1093,12 @@ listening:
 		host->listen_any = true;
 		collect_addresses(host, host->opts.listen != NULL ? ss.ss_family : AF_UNSPEC, port_of(&ss));
 	}
-	if (host->opts.json) {
-		char addr[96];
-		(void)pb__sockaddr_format(&ss, addr, sizeof(addr));
-		(void)pb__json_print("{s:s, s:o}", "event", "listening", "listen", pb__json_text(addr));
-	}
+	(void)pb__sockaddr_format(&ss, addr, sizeof(addr));
+	memset(&ev, 0, sizeof(ev));
+	ev.type = PB_EVENT_LISTENING;
+	ev.name = "listening";
+	ev.address = addr;
+	pb__host_emit(&host->ctx, &ev);
 	return 0;
 }
 
@@ -1154,6 +1183,7 @@ static void start_announcing(pb_host_t *host)
 {
 	struct sockaddr_in any;
 	uint64_t ms = (host->opts.announce_interval ? host->opts.announce_interval : 5) * 1000;
+	int rc;
 
 	/* A host bound to loopback is out of the LAN's reach. */
 	if (host->opts.no_announce || (!host->listen_any && host->naddrs > 0 && host->addrs[0].ss_family == AF_INET &&
@@ -1163,10 +1193,10 @@ static void start_announcing(pb_host_t *host)
 	any.sin_family = AF_INET;
 	if (uv_udp_init(host->loop, &host->announce) != 0)
 		return;
-	if (uv_udp_bind(&host->announce, (const struct sockaddr *)&any, 0) != 0 ||
-	    uv_udp_set_broadcast(&host->announce, 1) != 0) {
-		fprintf(stderr, "peerback host: cannot announce on the LAN; phones find it by its known addresses\n");
-		uv_close((uv_handle_t *)&host->announce, NULL);
+	if ((rc = uv_udp_bind(&host->announce, (const struct sockaddr *)&any, 0)) != 0 ||
+	    (rc = uv_udp_set_broadcast(&host->announce, 1)) != 0) {
+		report_error(host, rc, "cannot announce on the LAN; phones find the host by its known addresses");
+		close_handle(host, (uv_handle_t *)&host->announce, handle_closed);
 		return;
 	}
 	uv_timer_init(host->loop, &host->announce_timer);
@@ -1175,32 +1205,125 @@ static void start_announcing(pb_host_t *host)
 	host->announcing = true;
 }
 
-static void on_signal(uv_signal_t *sig, int signum)
-{
-	pb_host_t *host = sig->data;
+/* --- Life on the embedder's loop ----------------------------------------------- */
 
-	if (signum == SIGUSR1) {
-		if (advertise(host) != 0)
-			uv_timer_start(&host->expiry, on_expiry, 10000, 0);
+/* For tests: with PEERBACK_TEST_STORE_HOLD=PATH in the environment, a
+ * snapshot commit that reaches its checked point (inside its transaction)
+ * creates PATH.held and waits there while PATH exists, at most a minute. A
+ * test can then show what the host does while its store is busy, without
+ * depending on how long a real commit takes. */
+static const char *store_hold;
+
+static void hold_store(const char *point)
+{
+	char held[4200];
+	int fd, n;
+
+	if (strcmp(point, "snapshot-checked") != 0 || access(store_hold, F_OK) != 0)
 		return;
-	}
-	uv_stop(host->loop);
+	n = snprintf(held, sizeof(held), "%s.held", store_hold);
+	if (n < 0 || (size_t)n >= sizeof(held))
+		return;
+	fd = open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	for (int i = 0; i < 6000 && access(store_hold, F_OK) == 0; i++)
+		usleep(10000);
+	unlink(held);
 }
 
-int pb_host_run(const pb_host_options_t *opts)
+/* The stop is complete when nothing of the host is left on the loop: no
+ * handle closing, no connection, no question to the account service, no
+ * storage job, no control request. Called by each of them as it ends; the
+ * caller touches the host no more afterwards (the stop callback may free
+ * it). */
+static void stop_check(pb_host_t *host)
+{
+	pb_host_stop_cb cb;
+
+	if (!host->stopping || host->stopped)
+		return;
+	if (host->closing > 0 || host->ctx.nconns > 0 || host->advert_job != NULL || host->lookups > 0 ||
+	    host->control.nconns > 0 || !pb__host_worker_idle(host->worker))
+		return;
+	host->stopped = true;
+	cb = host->stop_cb;
+	if (cb != NULL)
+		cb(host, host->stop_arg);
+}
+
+static void worker_idle(void *arg)
+{
+	stop_check(arg);
+}
+
+static int load(pb_host_t *host)
+{
+	Peerback__Certificate *c;
+	char dir[4096];
+	int rc;
+
+	if ((rc = pb__identity_load(host->home, &host->id)) != 0)
+		return rc;
+	if ((rc = pb__account_load(host->home, &host->acct)) != 0)
+		return rc;
+	host->cert = peerback__signed_blob__unpack(NULL, host->acct.cert_len, host->acct.cert);
+	if (host->cert == NULL)
+		return PB_EACCT_NOT_LOGGED_IN;
+	if ((rc = pb__verify_cert(host->acct.imd_sign_pk, host->cert, pb__now(), &c)) != 0)
+		return rc;
+	peerback__certificate__free_unpacked(c, NULL);
+	if ((rc = pb__hostdb_open(host->home, &host->db)) != 0)
+		return rc;
+	if ((rc = pb__path_join(dir, sizeof(dir), host->home, "store")) != 0)
+		return rc;
+	if ((rc = pb_store_open(dir, &host->store)) != 0)
+		return rc;
+	return pb__host_worker_new(host->loop, &host->worker);
+}
+
+static pb_host_t *host_alloc(const char *home)
+{
+	pb_host_t *host;
+	int n;
+
+	/* The embedder may not have initialised libsodium (idempotent). */
+	if (home == NULL || sodium_init() < 0)
+		return NULL;
+	host = sodium_malloc(sizeof(*host));
+	if (host == NULL)
+		return NULL;
+	memset(host, 0, sizeof(*host));
+	n = snprintf(host->home, sizeof(host->home), "%s", home);
+	if (n < 0 || (size_t)n >= sizeof(host->home)) {
+		sodium_free(host);
+		return NULL;
+	}
+	return host;
+}
+
+int pb_host_new(uv_loop_t *loop, const pb_host_config_t *cfg, pb_event_cb on_event, void *arg, pb_host_t **out)
 {
 	pb_host_t *host;
 	int rc;
 
-	host = sodium_malloc(sizeof(*host));
-	if (host == NULL)
+	if (out == NULL || loop == NULL || cfg == NULL || cfg->home == NULL)
+		return PB_EINVAL;
+	*out = NULL;
+	if (cfg->listen != NULL && strlen(cfg->listen) >= sizeof(host->listen))
+		return PB_EINVAL;
+	if ((host = host_alloc(cfg->home)) == NULL)
 		return PB_ENOMEM;
-	memset(host, 0, sizeof(*host));
-	host->opts = *opts;
+	host->opts = *cfg;
+	host->opts.home = host->home;
+	if (cfg->listen != NULL) {
+		snprintf(host->listen, sizeof(host->listen), "%s", cfg->listen);
+		host->opts.listen = host->listen;
+	}
 	if (host->opts.qr_ttl == 0)
 		host->opts.qr_ttl = 300;
-	pb__ratelimit_init(&host->failures, opts->max_failures ? opts->max_failures : FAIL_LIMIT, FAIL_WINDOW);
-	pb__ratelimit_init(&host->id_failures, opts->max_failures ? opts->max_failures : FAIL_LIMIT, FAIL_WINDOW);
+	pb__ratelimit_init(&host->failures, cfg->max_failures ? cfg->max_failures : FAIL_LIMIT, FAIL_WINDOW);
+	pb__ratelimit_init(&host->id_failures, cfg->max_failures ? cfg->max_failures : FAIL_LIMIT, FAIL_WINDOW);
 	if (host->opts.auth_timeout == 0)
 		host->opts.auth_timeout = AUTH_TIMEOUT;
 	if (host->opts.idle_timeout == 0)
@@ -1209,91 +1332,163 @@ int pb_host_run(const pb_host_options_t *opts)
 		host->opts.max_connections = MAX_CONNECTIONS;
 	if (host->opts.max_per_address == 0)
 		host->opts.max_per_address = MAX_PER_ADDRESS;
-	if ((rc = pb__identity_load(opts->home, &host->id)) != 0)
-		goto out_free;
-	if ((rc = pb__account_load(opts->home, &host->acct)) != 0)
-		goto out_free;
-	host->cert = peerback__signed_blob__unpack(NULL, host->acct.cert_len, host->acct.cert);
-	if (host->cert == NULL) {
-		rc = PB_EACCT_NOT_LOGGED_IN;
-		goto out_free;
+	host->loop = loop;
+	if ((rc = load(host)) != 0) {
+		pb_host_free(host);
+		return rc;
 	}
-	{
-		Peerback__Certificate *c;
-		rc = pb__verify_cert(host->acct.imd_sign_pk, host->cert, pb__now(), &c);
-		if (rc != 0)
-			goto out_free_cert;
-		peerback__certificate__free_unpacked(c, NULL);
-	}
-	if ((rc = pb__hostdb_open(opts->home, &host->db)) != 0)
-		goto out_free_cert;
-	{
-		char dir[4096];
-		if ((rc = pb__path_join(dir, sizeof(dir), opts->home, "store")) != 0 ||
-		    (rc = pb_store_open(dir, &host->store)) != 0) {
-			if (rc == PB_ESTORE_LOCKED)
-				fprintf(stderr, "peerback host: the store in %s is in use by another host process\n",
-					dir);
-			goto out_close_db;
-		}
-	}
-	host->loop = uv_default_loop();
-	if ((rc = pb__host_worker_new(host->loop, &host->worker)) != 0)
-		goto out_close_db;
-	uv_timer_init(host->loop, &host->expiry);
+	host->service = &pb__host_storage_service;
+	host->ctx.store = host->store;
+	host->ctx.db = &host->db;
+	host->ctx.worker = host->worker;
+	host->ctx.home = host->home;
+	host->ctx.on_event = on_event;
+	host->ctx.arg = arg;
+	store_hold = getenv("PEERBACK_TEST_STORE_HOLD");
+	if (store_hold != NULL && store_hold[0] != 0)
+		pb__store_test_hook = hold_store;
+	*out = host;
+	return 0;
+}
+
+int pb_host_start(pb_host_t *host)
+{
+	int rc;
+
+	if (host == NULL || host->admin || host->started)
+		return PB_ESTATE;
+	host->started = true;
+	if ((rc = uv_timer_init(host->loop, &host->expiry)) != 0)
+		return rc;
 	host->expiry.data = host;
+	host->expiry_init = true;
 	if ((rc = start_listening(host)) != 0)
-		goto out_close_db;
+		return rc;
 	if ((rc = advertise(host)) != 0)
-		goto out_close_db;
-	signal(SIGPIPE, SIG_IGN);
-	uv_signal_init(host->loop, &host->sigint);
-	uv_signal_init(host->loop, &host->sigterm);
-	uv_signal_init(host->loop, &host->sigusr1);
-	host->sigint.data = host->sigterm.data = host->sigusr1.data = host;
-	uv_signal_start(&host->sigint, on_signal, SIGINT);
-	uv_signal_start(&host->sigterm, on_signal, SIGTERM);
-	uv_signal_start(&host->sigusr1, on_signal, SIGUSR1);
+		return rc;
 	start_announcing(host);
-	pb__host_control_start(host, host->loop, &host->control);
+	host->control.idle = worker_idle;
+	host->control.idle_arg = host;
+	host->control.close_arg = host;
+	pb__host_control_start(&host->ctx, host->loop, &host->control);
+	host->control_started = true;
 	host->running = true;
-	uv_run(host->loop, UV_RUN_DEFAULT);
-	pb__host_control_stop(host, &host->control);
-	if (host->announcing) {
-		uv_close((uv_handle_t *)&host->announce_timer, NULL);
-		uv_close((uv_handle_t *)&host->announce, NULL);
-		uv_run(host->loop, UV_RUN_NOWAIT);
-	}
-	rc = host->exit_status;
-out_close_db:
-	pb__host_worker_free(host->worker);
-	pb_store_close(host->store);
-	pb__hostdb_close(&host->db);
-out_free_cert:
-	peerback__signed_blob__free_unpacked(host->cert, NULL);
-out_free:
-	pb__identity_wipe(&host->id);
-	sodium_free(host);
+	return 0;
+}
+
+int pb_host_advertise(pb_host_t *host)
+{
+	int rc;
+
+	if (host == NULL || !host->running)
+		return PB_ESTATE;
+	rc = advertise(host);
+	if (rc != 0)
+		uv_timer_start(&host->expiry, on_expiry, 10000, 0);
 	return rc;
 }
 
-void pb__host_reply_error(pb_host_conn_t *conn, uint64_t id, int code)
+uint16_t pb_host_port(const pb_host_t *host)
 {
-	pb_envelope_t env;
-	Peerback__Reply rep;
-	Peerback__Error err;
+	return host != NULL ? host->port : 0;
+}
 
-	pb__envelope_init(&env);
-	peerback__reply__init(&rep);
-	rep.id = id;
-	if (code != 0) {
-		peerback__error__init(&err);
-		err.code = code;
-		err.message = (char *)pb_strerror(code);
-		rep.op_case = PEERBACK__REPLY__OP_ERROR;
-		rep.error = &err;
+int pb_host_stop(pb_host_t *host, pb_host_stop_cb cb, void *arg)
+{
+	if (host == NULL || host->admin || (host->stopping && !host->stopped))
+		return PB_ESTATE;
+	host->stop_cb = cb;
+	host->stop_arg = arg;
+	host->stopping = true;
+	host->running = false;
+	if (host->stopped || !host->started) {
+		host->stopped = true;
+		if (cb != NULL)
+			cb(host, arg);
+		return 0;
 	}
-	env.body_case = PEERBACK__ENVELOPE__BODY_REPLY;
-	env.reply = &rep;
-	(void)pb__channel_send(&conn->ch, &env);
+	if (host->listener != NULL)
+		close_handle(host, (uv_handle_t *)host->listener, listener_closed);
+	host->listener = NULL;
+	if (host->expiry_init)
+		close_handle(host, (uv_handle_t *)&host->expiry, handle_closed);
+	if (host->announcing) {
+		close_handle(host, (uv_handle_t *)&host->announce_timer, handle_closed);
+		close_handle(host, (uv_handle_t *)&host->announce, handle_closed);
+	}
+	if (host->control_started) {
+		if (host->control.open)
+			host->closing++;
+		pb__host_control_stop(&host->ctx, &host->control, handle_closed);
+	}
+	/* Questions on the pool that have not begun are dropped; those under
+	 * way are waited for. */
+	if (host->advert_job != NULL)
+		(void)uv_cancel((uv_req_t *)&host->advert_job->work);
+	for (pb_host_conn_t *c = host->conns; c != NULL; c = c->next) {
+		if (c->lookup != NULL)
+			(void)uv_cancel((uv_req_t *)&c->lookup->work);
+		pb__channel_close(&c->ch, PB_ECANCELED);
+	}
+	pb__host_worker_drain(host->worker, worker_idle, host);
+	stop_check(host);
+	return 0;
+}
+
+int pb_host_open(const char *home, pb_host_t **out)
+{
+	pb_host_t *host;
+
+	if (out == NULL || home == NULL)
+		return PB_EINVAL;
+	if ((host = host_alloc(home)) == NULL)
+		return PB_ENOMEM;
+	host->admin = true;
+	host->opts.home = host->home;
+	*out = host;
+	return 0;
+}
+
+void pb_host_free(pb_host_t *host)
+{
+	if (host == NULL)
+		return;
+	if (host->started && !host->stopped)
+		abort(); /* the loop still holds its handles: a caller bug */
+	if (store_hold != NULL && pb__store_test_hook == hold_store)
+		pb__store_test_hook = NULL;
+	pb__host_worker_free(host->worker);
+	pb_store_close(host->store);
+	pb__hostdb_close(&host->db);
+	if (host->cert != NULL)
+		peerback__signed_blob__free_unpacked(host->cert, NULL);
+	pb__identity_wipe(&host->id);
+	sodium_free(host);
+}
+
+/* For the administration calls (agent/host/admin.c). */
+const char *pb__host_home(const pb_host_t *host)
+{
+	return host->home;
+}
+
+bool pb__host_serving(const pb_host_t *host)
+{
+	return !host->admin;
+}
+
+int pb__host_db(pb_host_t *host, bool create, pb_hostdb_t **out)
+{
+	char path[4096];
+	int rc;
+
+	if (host->db.db == NULL) {
+		if (!create && (pb__path_join(path, sizeof(path), host->home, "host.db") != 0 ||
+				access(path, F_OK) != 0))
+			return PB_ENOTFOUND;
+		if ((rc = pb__hostdb_open(host->home, &host->db)) != 0)
+			return rc;
+	}
+	*out = &host->db;
+	return 0;
 }

@@ -1,6 +1,8 @@
-/* The backup host: listens, advertises itself by QR code, authenticates
- * phones (Noise NKpsk0 or IK, then the account challenge/response), and
- * serves their requests. Private to the library and its programs. */
+/* The backup host's parts (include/peerback/host.h is its API): the
+ * transport and authentication (host.c) hand authenticated requests to the
+ * storage service (requests.c) through pb_host_service_t; the control
+ * socket (control.c) works through the shared pb_host_ctx_t. Output goes
+ * through the embedder's event callback. Private to the library. */
 #ifndef PB_AGENT_HOST_H
 #define PB_AGENT_HOST_H
 
@@ -11,28 +13,33 @@
 #include "agent/host/hostdb.h"
 #include "agent/host/worker.h"
 #include "agent/util/ratelimit.h"
+#include "peerback/event.h"
+#include "peerback/host.h"
 #include "protocol/channel.h"
 
-typedef struct pb_host_s pb_host_t;
 typedef struct pb_host_conn_s pb_host_conn_t;
 
-typedef struct pb_host_options_s {
-	const char *home;     /* state directory */
-	const char *listen;   /* "ADDR:PORT", or NULL for every interface */
-	const char *qr_png;   /* write each QR as PNG here, or NULL */
-	const char *qr_svg;   /* write each QR as SVG here, or NULL */
-	uint64_t qr_ttl;      /* seconds a QR code stays valid (default 300) */
-	bool json;            /* one JSON object per event on stdout */
-	bool no_qr;           /* print the URI only, no terminal QR */
-	unsigned qr_flags;    /* PB_QR_TERM_* */
-	unsigned max_failures;/* failed attempts per address per minute (default 5) */
-	uint64_t announce_interval; /* seconds between LAN announcements (default 5) */
-	bool no_announce;     /* do not announce on the LAN */
-	uint64_t auth_timeout; /* seconds from accept to authenticated (default 10) */
-	uint64_t idle_timeout; /* seconds of silence that close an authenticated connection (default 120) */
-	unsigned max_connections; /* held at once (default 256) */
-	unsigned max_per_address; /* held at once from one address (default 32) */
-} pb_host_options_t;
+/* What the host's parts share, set by the host (agent/host/host.c) before
+ * any connection or control request arrives: the storage service
+ * (requests.c) and the control socket (control.c) reach the host only
+ * through it, never by calling into host.c. Owned by the host; lives as
+ * long as it does. */
+typedef struct pb_host_ctx_s {
+	struct pb_store_s *store;  /* driven only through the worker's jobs */
+	pb_hostdb_t *db;           /* used on the loop only */
+	pb_host_worker_t *worker;
+	const char *home;
+	unsigned nconns;           /* connections held (a backup may be under way) */
+	pb_event_cb on_event;      /* the embedder's, may be NULL */
+	void *arg;
+} pb_host_ctx_t;
+
+/* Passes an event to the embedder. */
+static inline void pb__host_emit(const pb_host_ctx_t *ctx, const pb_event_t *ev)
+{
+	if (ctx->on_event != NULL)
+		(void)ctx->on_event(ctx->arg, ev);
+}
 
 enum pb_host_conn_state {
 	PB_HOST_CONN_HANDSHAKE = 0,
@@ -47,6 +54,7 @@ enum pb_host_conn_state {
 struct pb_host_conn_s {
 	pb_channel_t ch; /* first: the channel's address is the connection's */
 	pb_host_t *host;
+	pb_host_ctx_t *ctx;
 	enum pb_host_conn_state state;
 	uint8_t challenge[PB_CHALLENGE_LEN];
 	pb_host_secret_t secrets[PB_HOST_MAX_SECRETS];
@@ -64,12 +72,15 @@ struct pb_host_conn_s {
 	bool has_claimed;
 };
 
-/* Runs the host until SIGINT or SIGTERM. SIGUSR1 shows a fresh QR code. */
-__attribute__((warn_unused_result)) int pb_host_run(const pb_host_options_t *opts);
+/* The storage service the transport hands an authenticated device's
+ * requests to (agent/host/requests.c). request takes ownership of env and
+ * answers on conn's channel; it may keep per-connection state in conn->app
+ * with conn->app_free to release it when the connection closes. */
+typedef struct pb_host_service_s {
+	void (*request)(pb_host_conn_t *conn, pb_envelope_t *env);
+} pb_host_service_t;
 
-/* Requests from an authenticated device (agent/host/requests.c). Takes
- * ownership of env. */
-void pb__host_request(pb_host_conn_t *conn, pb_envelope_t *env);
+extern const pb_host_service_t pb__host_storage_service;
 
 /* The largest request a device may send once authenticated: a snapshot's
  * list of chunk names for two million items. */
@@ -79,30 +90,37 @@ void pb__host_request(pb_host_conn_t *conn, pb_envelope_t *env);
  * certificate and a ticket (PB_CERT_MAX each) and its signature. */
 #define PB_HOST_PREAUTH_CAP (2 * PB_CERT_MAX + 512)
 
-/* The host's store and pairing state, for request handlers. The store is
- * driven only through the worker's jobs. */
-struct pb_store_s *pb__host_store(pb_host_t *host);
-pb_hostdb_t *pb__host_db(pb_host_t *host);
-pb_host_worker_t *pb__host_worker(pb_host_t *host);
-
-/* Whether any phone is connected (a backup may be under way). */
-bool pb__host_serving(const pb_host_t *host);
-
-/* HOME/control.sock (agent/host/control.c): `peerback host prune` asks the
- * running host, which prunes on its storage worker. Starting is not fatal:
- * without the socket, prune needs the host stopped, as before. */
+/* HOME/control.sock (agent/host/control.c): pb_host_prune from another
+ * process asks the running host, which prunes on its storage worker.
+ * Starting is not fatal: without the socket, prune needs the host stopped.
+ * Stopping closes the socket and the requests not yet with the worker;
+ * the others close once answered. */
 typedef struct pb_host_control_s {
 	uv_pipe_t pipe;
-	bool open;
+	bool open;                 /* the pipe is to be closed */
+	bool failed;               /* ...but never listened */
+	pb_host_ctx_t *pipe_ctx;
+	void *close_arg;           /* the pipe's data for the close callback */
+	unsigned nconns;           /* requests whose pipes are open */
+	struct control_conn *conns;
+	void (*idle)(void *arg);   /* called when the last request closed after stop */
+	void *idle_arg;
+	bool stopping;
 } pb_host_control_t;
-void pb__host_control_start(pb_host_t *host, uv_loop_t *loop, pb_host_control_t *ctl);
-void pb__host_control_stop(pb_host_t *host, pb_host_control_t *ctl);
+void pb__host_control_start(pb_host_ctx_t *ctx, uv_loop_t *loop, pb_host_control_t *ctl);
+/* close_cb (may be NULL) is the listening pipe's close callback. */
+void pb__host_control_stop(pb_host_ctx_t *ctx, pb_host_control_t *ctl, uv_close_cb close_cb);
 
-/* The host's state directory and JSON mode, for request handlers. */
+/* Asks the host running on home, over its control socket, to prune with
+ * the policy; 1 when none answers there (agent/host/control.c). */
+int pb__host_control_prune(const char *home, const unsigned keep[4], pb_host_prune_report_t *rep);
+
+/* For the administration calls (agent/host/admin.c): the host's home,
+ * whether the handle serves (pb_host_new) or only administers
+ * (pb_host_open), and its host.db, opened on first use (with create false,
+ * PB_ENOTFOUND when the host never paired anything). */
 const char *pb__host_home(const pb_host_t *host);
-bool pb__host_json(const pb_host_t *host);
-
-/* Sends a Reply with the given id and error code (0: an empty success). */
-void pb__host_reply_error(pb_host_conn_t *conn, uint64_t id, int code);
+bool pb__host_serving(const pb_host_t *host);
+__attribute__((warn_unused_result)) int pb__host_db(pb_host_t *host, bool create, pb_hostdb_t **out);
 
 #endif

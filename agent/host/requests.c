@@ -19,7 +19,6 @@
 #include "agent/host/host.h"
 #include "agent/host/worker.h"
 #include "agent/util/fsutil.h"
-#include "agent/util/json.h"
 
 #define OFFER_MAX 4096
 /* Bytes of requests a connection may have waiting before it is paused. */
@@ -34,7 +33,7 @@ struct job;
  * connection until its last job is done. */
 struct conn_store {
 	pb_host_conn_t *conn;       /* NULL once the connection closed */
-	pb_host_t *host;
+	pb_host_ctx_t *ctx;
 	struct pb_store_s *store;
 	char account[PB_ACCOUNT_MAX + 1];
 	uint8_t device_id[PB_DEVICE_ID_LEN];
@@ -50,6 +49,8 @@ struct conn_store {
 	uint8_t reader_id[PB_DEVICE_ID_LEN];
 	int put_err;                /* first failed ChunkPut since the last Commit */
 	uint64_t puts;
+	/* Loop side: what the device sent, for its progress events. */
+	uint64_t bytes_in, chunks_in;
 };
 
 /* Devices of the account a BackupList covers, found on the loop. */
@@ -479,6 +480,76 @@ static void reply_ok(pb_host_conn_t *conn, uint64_t id)
 	send_reply(conn, &rep);
 }
 
+/* Sends a Reply with the given id and error code (0: an empty success). */
+static void reply_error(pb_host_conn_t *conn, uint64_t id, int code)
+{
+	Peerback__Reply rep;
+	Peerback__Error err;
+
+	peerback__reply__init(&rep);
+	rep.id = id;
+	if (code != 0) {
+		peerback__error__init(&err);
+		err.code = code;
+		err.message = (char *)pb_strerror(code);
+		rep.op_case = PEERBACK__REPLY__OP_ERROR;
+		rep.error = &err;
+	}
+	send_reply(conn, &rep);
+}
+
+/* A phone's answer to an instruction, for the embedder. */
+static void instruction_event(pb_host_conn_t *conn, const Peerback__InstructionAck *a)
+{
+	char dev[2 * PB_DEVICE_ID_LEN + 1];
+	pb_event_t ev;
+
+	pb__hex(conn->device.device_id, PB_DEVICE_ID_LEN, dev);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = PB_EVENT_INSTRUCTION;
+	ev.name = "instruction";
+	ev.device = dev;
+	ev.account = conn->device.account;
+	ev.instruction = (int64_t)a->id;
+	ev.error = a->ok ? 0 : (a->code != 0 ? a->code : PB_EPEER_ERROR);
+	ev.message = a->message;
+	pb__host_emit(conn->ctx, &ev);
+}
+
+/* What a device's answered request tells the embedder: puts add up to
+ * its progress, told at each commit; a snapshot put is a committed
+ * snapshot. */
+static void progress_event(struct conn_store *cs, const Peerback__Request *req)
+{
+	char dev[2 * PB_DEVICE_ID_LEN + 1];
+	pb_event_t ev;
+
+	if (req->op_case == PEERBACK__REQUEST__OP_CHUNK_PUT) {
+		cs->bytes_in += req->chunk_put->data.len;
+		cs->chunks_in++;
+		return;
+	}
+	if (req->op_case != PEERBACK__REQUEST__OP_COMMIT && req->op_case != PEERBACK__REQUEST__OP_SNAPSHOT_PUT)
+		return;
+	pb__hex(cs->device_id, PB_DEVICE_ID_LEN, dev);
+	memset(&ev, 0, sizeof(ev));
+	ev.device = dev;
+	ev.account = cs->account;
+	if (req->op_case == PEERBACK__REQUEST__OP_COMMIT) {
+		ev.type = PB_EVENT_DEVICE_PROGRESS;
+		ev.name = "device-progress";
+		ev.phase = "backup";
+		ev.bytes_done = cs->bytes_in;
+		ev.items_done = cs->chunks_in;
+	} else {
+		ev.type = PB_EVENT_SNAPSHOT;
+		ev.name = "snapshot";
+		ev.snapshot = req->snapshot_put->snapshot;
+		ev.chunks = req->snapshot_put->refs.len / PB_STORE_NAME_LEN;
+	}
+	pb__host_emit(cs->ctx, &ev);
+}
+
 struct ilist {
 	pb_host_conn_t *conn;
 	Peerback__Instruction *items;
@@ -541,7 +612,7 @@ static int add_instruction(void *arg, const pb_instruction_t *in)
 		memcpy(l->peers[l->n], in->peer, PB_DEVICE_ID_LEN);
 		it->peer_device.data = l->peers[l->n];
 		it->peer_device.len = PB_DEVICE_ID_LEN;
-		if (pb__hostdb_device_by_id(pb__host_db(l->conn->host), in->peer, &peer) == 0) {
+		if (pb__hostdb_device_by_id(l->conn->ctx->db, in->peer, &peer) == 0) {
 			memcpy(l->keys[l->n], peer.static_pk, 32);
 			it->peer_static_pk.data = l->keys[l->n];
 			it->peer_static_pk.len = 32;
@@ -557,7 +628,7 @@ static int add_instruction(void *arg, const pb_instruction_t *in)
 		l->payloads[l->n] = malloc(PB_CERT_MAX);
 		if (l->payloads[l->n] == NULL)
 			return PB_ENOMEM;
-		if (pb__hostdb_device_cert(pb__host_db(l->conn->host), in->peer, l->payloads[l->n], PB_CERT_MAX,
+		if (pb__hostdb_device_cert(l->conn->ctx->db, in->peer, l->payloads[l->n], PB_CERT_MAX,
 					   &len) == 0) {
 			it->payload.data = l->payloads[l->n];
 			it->payload.len = len;
@@ -583,7 +654,7 @@ static int do_instruction_list(pb_host_conn_t *conn, const Peerback__Request *re
 
 	memset(&l, 0, sizeof(l));
 	l.conn = conn;
-	rc = pb__hostdb_instructions(pb__host_db(conn->host), conn->device.device_id, true, add_instruction, &l);
+	rc = pb__hostdb_instructions(conn->ctx->db, conn->device.device_id, true, add_instruction, &l);
 	if (rc == 0) {
 		for (size_t i = 0; i < l.n; i++)
 			l.ptrs[i] = &l.items[i];
@@ -623,13 +694,11 @@ static int do_instruction_ack(pb_host_conn_t *conn, const Peerback__Request *req
 		snprintf(result, sizeof(result), "%s", a->message != NULL ? a->message : "");
 	else
 		snprintf(result, sizeof(result), "%s: %s", pb_err_name(a->code), a->message != NULL ? a->message : "");
-	rc = pb__hostdb_ack(pb__host_db(conn->host), (int64_t)a->id, conn->device.device_id, a->ok, result,
+	rc = pb__hostdb_ack(conn->ctx->db, (int64_t)a->id, conn->device.device_id, a->ok, result,
 			    a->payload.len ? a->payload.data : NULL, a->payload.len);
 	if (rc != 0)
 		return rc;
-	if (pb__host_json(conn->host))
-		(void)pb__json_print("{s:s, s:I, s:b, s:s}", "event", "instruction", "id", (json_int_t)a->id, "ok",
-				     (int)a->ok, "result", a->ok ? "done" : pb_err_name(a->code));
+	instruction_event(conn, a);
 	reply_ok(conn, req->id);
 	return 0;
 }
@@ -734,7 +803,7 @@ static int prepare_backup_list(struct job *j)
 	if (b == NULL)
 		return PB_ENOMEM;
 	b->account = j->cs->account;
-	rc = pb__hostdb_list(pb__host_db(j->cs->host), add_device, b);
+	rc = pb__hostdb_list(j->cs->ctx->db, add_device, b);
 	return rc < 0 ? rc : 0;
 }
 
@@ -765,7 +834,7 @@ static void answer_here(struct conn_store *cs, struct job *j)
 	if (rc != 0 && req->op_case == PEERBACK__REQUEST__OP_CHUNK_PUT)
 		cs->put_err = cs->put_err != 0 ? cs->put_err : rc;
 	else if (rc != 0)
-		pb__host_reply_error(conn, req->id, rc);
+		reply_error(conn, req->id, rc);
 }
 
 static void job_done(pb_host_job_t *work, bool canceled);
@@ -813,7 +882,7 @@ static void pump(struct conn_store *cs)
 				cs->busy = true;
 				j->work.run = job_run;
 				j->work.done = job_done;
-				pb__host_worker_submit(pb__host_worker(cs->host), &j->work);
+				pb__host_worker_submit(cs->ctx->worker, &j->work);
 				return;
 			}
 		}
@@ -838,22 +907,13 @@ static void job_done(pb_host_job_t *work, bool canceled)
 	dequeue(cs, j);
 	if (cs->conn != NULL && !canceled) {
 		if (j->rc != 0)
-			pb__host_reply_error(cs->conn, j->env->request->id, j->rc);
+			reply_error(cs->conn, j->env->request->id, j->rc);
 		else if (j->has_rep) {
 			j->rep.id = j->env->request->id;
 			send_reply(cs->conn, &j->rep);
 		}
-		if (j->rc == 0 && j->env->request->op_case == PEERBACK__REQUEST__OP_SNAPSHOT_PUT &&
-		    pb__host_json(cs->host)) {
-			char dev[2 * PB_DEVICE_ID_LEN + 1], snap[17];
-
-			pb__hex(cs->device_id, PB_DEVICE_ID_LEN, dev);
-			snprintf(snap, sizeof(snap), "%016llx",
-				 (unsigned long long)j->env->request->snapshot_put->snapshot);
-			(void)pb__json_print("{s:s, s:s, s:s, s:I}", "event", "snapshot", "device", dev, "snapshot", snap,
-					     "chunks",
-					     (json_int_t)(j->env->request->snapshot_put->refs.len / PB_STORE_NAME_LEN));
-		}
+		if (j->rc == 0)
+			progress_event(cs, j->env->request);
 	}
 	job_free(j);
 	if (!canceled)
@@ -909,12 +969,12 @@ static struct conn_store *conn_store(pb_host_conn_t *conn)
 	if (cs == NULL)
 		return NULL;
 	cs->conn = conn;
-	cs->host = conn->host;
-	cs->store = pb__host_store(conn->host);
+	cs->ctx = conn->ctx;
+	cs->store = conn->ctx->store;
 	snprintf(cs->account, sizeof(cs->account), "%s", conn->device.account);
 	memcpy(cs->device_id, conn->device.device_id, PB_DEVICE_ID_LEN);
 	/* A quota changed meanwhile applies from the next connection. */
-	cs->quota = pb__hostdb_quota(pb__host_db(conn->host), conn->device.device_id, NULL);
+	cs->quota = pb__hostdb_quota(conn->ctx->db, conn->device.device_id, NULL);
 	conn->app = cs;
 	conn->app_free = conn_store_free;
 	return cs;
@@ -939,13 +999,13 @@ static size_t request_bytes(const Peerback__Request *req)
 	}
 }
 
-void pb__host_request(pb_host_conn_t *conn, pb_envelope_t *env)
+static void request(pb_host_conn_t *conn, pb_envelope_t *env)
 {
 	struct conn_store *cs = conn_store(conn);
 	struct job *j = cs != NULL ? calloc(1, sizeof(*j)) : NULL;
 
 	if (j == NULL) {
-		pb__host_reply_error(conn, env->request->id, PB_ENOMEM);
+		reply_error(conn, env->request->id, PB_ENOMEM);
 		pb__envelope_free(env);
 		return;
 	}
@@ -966,3 +1026,5 @@ void pb__host_request(pb_host_conn_t *conn, pb_envelope_t *env)
 	}
 	pump(cs);
 }
+
+const pb_host_service_t pb__host_storage_service = { request };

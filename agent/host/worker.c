@@ -9,6 +9,8 @@ struct pb_host_worker_s {
 	pb_host_job_t *head, *tail; /* waiting, in order */
 	pb_host_job_t *running;
 	bool stopping;
+	void (*idle)(void *arg);    /* drain: told once the queue is empty */
+	void *idle_arg;
 };
 
 int pb__host_worker_new(uv_loop_t *loop, pb_host_worker_t **out)
@@ -40,6 +42,19 @@ static void job_done(uv_work_t *req, int status)
 	w->running = NULL;
 	job->done(job, false);
 	start_next(w);
+	if (w->idle != NULL && pb__host_worker_idle(w))
+		w->idle(w->idle_arg);
+}
+
+bool pb__host_worker_idle(const pb_host_worker_t *w)
+{
+	return w->running == NULL && w->head == NULL;
+}
+
+void pb__host_worker_drain(pb_host_worker_t *w, void (*idle)(void *arg), void *arg)
+{
+	w->idle = idle;
+	w->idle_arg = arg;
 }
 
 static void start_next(pb_host_worker_t *w)

@@ -34,6 +34,14 @@ __attribute__((warn_unused_result)) int pb__host_worker_new(uv_loop_t *loop, pb_
  * already submitted. run and done must be set. */
 void pb__host_worker_submit(pb_host_worker_t *w, pb_host_job_t *job);
 
+/* From now on, calls idle(arg) on the loop each time the last job waiting
+ * is done (never from this call): the host's stop waits for it before the
+ * store closes. Jobs submitted meanwhile still run. */
+void pb__host_worker_drain(pb_host_worker_t *w, void (*idle)(void *arg), void *arg);
+
+/* True when no job runs or waits. */
+bool pb__host_worker_idle(const pb_host_worker_t *w);
+
 /* Waits (running the loop) for the job under way, cancels the waiting ones
  * (their done is called with canceled true) and frees the worker. Accepts
  * NULL. The store may be closed afterwards. */

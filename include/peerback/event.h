@@ -20,19 +20,22 @@ typedef enum pb_event_type {
 	PB_EVENT_PROGRESS = 1, /* phase, items_done/total, bytes_done/total, bytes_sent */
 	PB_EVENT_WARNING,      /* an item or file skipped or not restored: path, id, line, error, message */
 	PB_EVENT_PLAN,         /* dry run: id, path, change ("added", "replaced", "unchanged") */
-	PB_EVENT_INSTRUCTION,  /* a remote instruction carried out: op, error, message */
+	PB_EVENT_INSTRUCTION,  /* a remote instruction carried out: op, error, message; on a host,
+	                       * a phone's answer: device, instruction, error */
 	PB_EVENT_DONE,         /* the operation ended: error (0: success), snapshot */
 	/* Host. */
 	PB_EVENT_LISTENING,    /* address */
 	PB_EVENT_ADVERTISE,    /* uri, expires (unix seconds): a new pairing code */
 	PB_EVENT_CONNECTED,    /* address: a connection was accepted */
-	PB_EVENT_AUTHENTICATED,/* address, device, account */
-	PB_EVENT_PAIRED,       /* address, device, account, name: a new device paired */
+	PB_EVENT_AUTHENTICATED,/* address, device, account, device_name (the word "connected") */
+	PB_EVENT_PAIRED,       /* address, device, account, device_name: a new device paired */
 	PB_EVENT_REFUSED,      /* address, error, message: authentication failed */
 	PB_EVENT_DISCONNECTED, /* address, device */
-	PB_EVENT_DEVICE_PROGRESS, /* device, phase ("backup", "restore"), bytes_done, items_done */
-	PB_EVENT_SNAPSHOT,     /* device, account, snapshot: a snapshot was committed */
-	PB_EVENT_ERROR,        /* error, message: something failed that the host survives */
+	PB_EVENT_DEVICE_PROGRESS, /* device, phase ("backup"), bytes_done, items_done: chunk bytes
+	                       * and chunks received on this connection, at each commit */
+	PB_EVENT_SNAPSHOT,     /* device, account, snapshot, chunks: a snapshot was committed */
+	PB_EVENT_ERROR,        /* error, message: something failed that the host survives
+	                       * (address, device when it concerns a connection) */
 	/* Account service (peerback/imd.h); it also sends LISTENING and DONE. */
 	PB_EVENT_REQUEST,      /* name (the request's kind), address, error: a request answered */
 } pb_event_type_t;
@@ -55,6 +58,11 @@ typedef struct pb_event_s {
 	const char *account;   /* host: the device's account */
 	const char *uri;       /* host: the pairing URI */
 	int64_t expires;       /* host: when the pairing URI expires (unix seconds) */
+	const char *const *addresses; /* host advertise: the addresses in the URI, */
+	size_t naddresses;     /* naddresses of them */
+	const char *device_name; /* host: the device's name */
+	uint64_t chunks;       /* host snapshot: chunks the snapshot references */
+	int64_t instruction;   /* host instruction: its number (op, error: the phone's answer) */
 	int error;             /* a peerback error code, 0 for none */
 	const char *message;   /* a sentence for the user, or NULL */
 } pb_event_t;

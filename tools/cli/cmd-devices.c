@@ -4,8 +4,8 @@
 
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
+#include "tools/cli/cli-json.h"
 #include "tools/cli/commands.h"
-#include "agent/util/json.h"
 
 int pb__cli_list_paired(pb_cli_t *cli);
 
@@ -29,10 +29,9 @@ int pb_cmd_devices(pb_cli_t *cli, int argc, char **argv)
 		if (hosts[i].naddrs > 0)
 			(void)pb__sockaddr_format(&hosts[i].addrs[0], addr, sizeof(addr));
 		if (cli->json)
-			(void)pb__json_print("{s:s, s:s, s:o, s:o, s:o, s:I}", "role", "host", "key", key, "name",
-					     pb__json_text(hosts[i].name), "account", pb__json_text(hosts[i].account),
-					     "address", pb__json_text(addr), "paired_at",
-					     (json_int_t)hosts[i].paired_at);
+			(void)pb_cli_json("{s:s, s:s, s:s, s:s, s:s, s:I}", "role", "host", "key", key, "name",
+					  hosts[i].name, "account", hosts[i].account, "address", addr, "paired_at",
+					  (json_int_t)hosts[i].paired_at);
 		else
 			printf("host   %s  %-20s %s\n", key, hosts[i].name, addr);
 	}

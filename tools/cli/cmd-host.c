@@ -1,16 +1,19 @@
 /* peerback host: run the backup host, or manage its paired devices. */
 #include <errno.h>
-#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "agent/host/host.h"
-#include "agent/store/internal.h"
-#include "agent/util/fsutil.h"
+#include <jansson.h>
+#include <uv.h>
+
+#include "peerback.h"
+#include "peerback/host.h"
+#include "tools/cli/cli-json.h"
 #include "tools/cli/commands.h"
-#include "agent/util/json.h"
 
 static const char usage_text[] =
 	"usage: peerback host [--listen ADDR:PORT] [--json] [--qr-png FILE] [--qr-svg FILE]\n"
@@ -75,11 +78,6 @@ static const char usage_text[] =
 	"         phone of the account or of a linked sub-account (sealed to that phone)\n"
 	"instructions  lists queued and finished instructions with their results\n";
 
-struct listing {
-	const pb_cli_t *cli;
-	pb_hostdb_t *db; /* for quotas; NULL: not shown */
-};
-
 /* A whole number from lo to hi, or -1. */
 static long long number(const char *text, long long lo, long long hi)
 {
@@ -93,27 +91,38 @@ static long long number(const char *text, long long lo, long long hi)
 	return v;
 }
 
-static void print_device(void *arg, const pb_paired_device_t *d)
+/* One paired device; with_quota for the listing, which shows quotas. */
+static void print_device(const pb_cli_t *cli, const pb_host_device_t *d, bool with_quota)
 {
-	const struct listing *l = arg;
-	const pb_cli_t *cli = l->cli;
-	char dev[2 * PB_DEVICE_ID_LEN + 1];
-
-	pb__hex(d->device_id, PB_DEVICE_ID_LEN, dev);
 	if (cli->json) {
-		if (l->db != NULL)
-			(void)pb__json_print("{s:s, s:o, s:o, s:I, s:I, s:b, s:I}", "device", dev, "name",
-					     pb__json_text(d->name), "account", pb__json_text(d->account), "paired_at",
-					     (json_int_t)d->paired_at, "last_seen", (json_int_t)d->last_seen, "revoked",
-					     (int)d->revoked, "quota",
-					     (json_int_t)pb__hostdb_quota(l->db, d->device_id, NULL));
+		if (with_quota)
+			(void)pb_cli_json("{s:s, s:s, s:s, s:I, s:I, s:b, s:I}", "device", d->device, "name", d->name,
+					  "account", d->account, "paired_at", (json_int_t)d->paired_at, "last_seen",
+					  (json_int_t)d->last_seen, "revoked", (int)d->revoked, "quota",
+					  (json_int_t)d->quota);
 		else
-			(void)pb__json_print("{s:s, s:o, s:o, s:I, s:I, s:b}", "device", dev, "name",
-					     pb__json_text(d->name), "account", pb__json_text(d->account), "paired_at",
-					     (json_int_t)d->paired_at, "last_seen", (json_int_t)d->last_seen, "revoked",
-					     (int)d->revoked);
+			(void)pb_cli_json("{s:s, s:s, s:s, s:I, s:I, s:b}", "device", d->device, "name", d->name,
+					  "account", d->account, "paired_at", (json_int_t)d->paired_at, "last_seen",
+					  (json_int_t)d->last_seen, "revoked", (int)d->revoked);
 	} else
-		printf("%s  %-20s %-20s%s\n", dev, d->name, d->account, d->revoked ? "  (revoked)" : "");
+		printf("%s  %-20s %-20s%s\n", d->device, d->name, d->account, d->revoked ? "  (revoked)" : "");
+}
+
+static int list_device(void *arg, const pb_host_device_t *d)
+{
+	print_device(arg, d, true);
+	return 0;
+}
+
+/* The message for a device that could not be found as the user named it;
+ * returns the exit status. */
+static int no_device(pb_cli_t *cli, int rc, const char *which, const char *what)
+{
+	if (rc == PB_ENOTFOUND)
+		return pb_cli_fail(cli, "no paired device matches '%s'; see peerback host devices", which);
+	if (rc == PB_EEXISTS)
+		return pb_cli_fail(cli, "several devices match '%s'; give the full device id", which);
+	return pb_cli_fail_err(cli, rc, "%s", what);
 }
 
 /* A size: bytes, or a number with K, M, G or T (powers of 1024). */
@@ -157,10 +166,10 @@ static int parse_size(const char *text, uint64_t *out)
 
 static int host_quota(pb_cli_t *cli, int argc, char **argv)
 {
-	pb_hostdb_t db;
-	pb_paired_device_t d;
+	pb_host_t *h;
+	pb_host_device_t d;
 	uint64_t bytes = 0;
-	bool reset = false, dflt;
+	bool reset = false;
 	int rc;
 
 	if (argc != 2 && argc != 3) {
@@ -176,85 +185,210 @@ static int host_quota(pb_cli_t *cli, int argc, char **argv)
 			return pb_cli_fail(cli, "a quota of 0 would refuse every backup; to end a pairing use "
 						"peerback host revoke");
 	}
-	rc = pb__hostdb_open(cli->home, &db);
-	if (rc != 0)
+	if ((rc = pb_host_open(cli->home, &h)) != 0)
 		return pb_cli_fail_err(cli, rc, "host state in %s", cli->home);
-	rc = pb__hostdb_match(&db, argv[1], &d);
-	if (rc == 0 && argc == 3)
-		rc = pb__hostdb_set_quota(&db, d.device_id, bytes, reset);
-	if (rc == 0)
-		bytes = pb__hostdb_quota(&db, d.device_id, &dflt);
-	pb__hostdb_close(&db);
-	if (rc == PB_ENOTFOUND)
-		return pb_cli_fail(cli, "no paired device matches '%s'; see peerback host devices", argv[1]);
-	if (rc == PB_EEXISTS)
-		return pb_cli_fail(cli, "several devices match '%s'; give the full device id", argv[1]);
+	rc = argc == 3 ? pb_host_set_quota(h, argv[1], bytes, reset, &d) : pb_host_device(h, argv[1], &d);
+	pb_host_free(h);
 	if (rc != 0)
-		return pb_cli_fail_err(cli, rc, "quota");
-	if (cli->json) {
-		char dev[2 * PB_DEVICE_ID_LEN + 1];
-
-		pb__hex(d.device_id, PB_DEVICE_ID_LEN, dev);
-		printf("{\"device\":\"%s\",\"name\":\"%s\",\"quota\":%llu,\"default\":%s}\n", dev, d.name,
-		       (unsigned long long)bytes, dflt ? "true" : "false");
-	} else {
+		return no_device(cli, rc, argv[1], "quota");
+	if (cli->json)
+		(void)pb_cli_json("{s:s, s:s, s:I, s:b}", "device", d.device, "name", d.name, "quota",
+				  (json_int_t)d.quota, "default", (int)d.quota_default);
+	else
 		printf("%s may store %llu bytes on this host%s%s\n", d.name[0] ? d.name : argv[1],
-		       (unsigned long long)bytes, dflt ? " (the default)" : "",
+		       (unsigned long long)d.quota, d.quota_default ? " (the default)" : "",
 		       argc == 3 ? "; this applies from its next connection" : "");
-	}
 	return 0;
 }
 
-/* For tests: with PEERBACK_TEST_STORE_HOLD=PATH in the environment, a
- * snapshot commit that reaches its checked point (inside its transaction)
- * creates PATH.held and waits there while PATH exists, at most a minute. A
- * test can then show what the host does while its store is busy, without
- * depending on how long a real commit takes. */
-static const char *store_hold;
-
-static void hold_store(const char *point)
+static int host_revoke(pb_cli_t *cli, int argc, char **argv)
 {
-	char held[4200];
-	int fd, n;
+	pb_host_t *h;
+	pb_host_device_t d;
+	int rc;
 
-	if (strcmp(point, "snapshot-checked") != 0 || access(store_hold, F_OK) != 0)
+	if (argc != 2) {
+		fputs(usage_text, stderr);
+		return 2;
+	}
+	if ((rc = pb_host_open(cli->home, &h)) != 0)
+		return pb_cli_fail_err(cli, rc, "host state in %s", cli->home);
+	rc = pb_host_revoke(h, argv[1], &d);
+	pb_host_free(h);
+	if (rc != 0)
+		return no_device(cli, rc, argv[1], "revoke");
+	if (cli->json)
+		print_device(cli, &d, false);
+	else
+		printf("revoked %s\n", d.name[0] ? d.name : argv[1]);
+	return 0;
+}
+
+int pb__cli_list_paired(pb_cli_t *cli)
+{
+	pb_host_t *h;
+	int rc;
+
+	if ((rc = pb_host_open(cli->home, &h)) != 0)
+		return rc;
+	rc = pb_host_devices(h, list_device, cli);
+	pb_host_free(h);
+	return rc;
+}
+
+/* ---- serving -------------------------------------------------------------- */
+
+/* The running host: its loop, its signals (SIGINT and SIGTERM stop it,
+ * SIGUSR1 shows a fresh pairing code) and how its events are shown. */
+struct run {
+	pb_cli_t *cli;
+	bool json, no_qr;
+	unsigned qr_flags;
+	const char *qr_png, *qr_svg;
+	pb_host_t *host;
+	uv_signal_t sigint, sigterm, sigusr1;
+};
+
+/* The pairing code: as an image file when asked, and on stdout as a JSON
+ * line or as a QR code with the command to type. */
+static void show_advert(const struct run *r, const pb_event_t *ev)
+{
+	char *line = NULL;
+	int rc;
+
+	if (r->qr_png != NULL && (rc = pb_qr_write_png(ev->uri, r->qr_png)) != 0)
+		fprintf(stderr, "peerback host: cannot write %s: %s\n", r->qr_png, pb_strerror(rc));
+	if (r->qr_svg != NULL && (rc = pb_qr_write_svg(ev->uri, r->qr_svg)) != 0)
+		fprintf(stderr, "peerback host: cannot write %s: %s\n", r->qr_svg, pb_strerror(rc));
+	if (r->json) {
+		json_t *o;
+
+		if (pb_event_json(ev, &line) != 0)
+			return;
+		/* The image files, for scripts that show them. */
+		if ((r->qr_png != NULL || r->qr_svg != NULL) && (o = json_loads(line, 0, NULL)) != NULL) {
+			if (r->qr_png != NULL)
+				json_object_set_new(o, "png", json_string(r->qr_png));
+			if (r->qr_svg != NULL)
+				json_object_set_new(o, "svg", json_string(r->qr_svg));
+			free(line);
+			line = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+			json_decref(o);
+		}
+		if (line != NULL)
+			printf("%s\n", line);
+		free(line);
+	} else {
+		char *art = NULL;
+		time_t now = time(NULL);
+
+		if (!r->no_qr && pb_qr_render_terminal(ev->uri, r->qr_flags, &art, NULL) == 0) {
+			fputs(art, stdout);
+			free(art);
+		}
+		printf("Scan with the phone, or run: peerback pair '%s'\n", ev->uri);
+		printf("This code works once and expires in %llu seconds.\n",
+		       (unsigned long long)(ev->expires > now ? ev->expires - now : 0));
+	}
+	fflush(stdout);
+}
+
+static int on_event(void *arg, const pb_event_t *ev)
+{
+	const struct run *r = arg;
+	char *line;
+
+	switch (ev->type) {
+	case PB_EVENT_CONNECTED:
+	case PB_EVENT_DEVICE_PROGRESS:
+		return 0; /* too many for a terminal or a log */
+	case PB_EVENT_ADVERTISE:
+		show_advert(r, ev);
+		return 0;
+	default:
+		break;
+	}
+	if (ev->type == PB_EVENT_ERROR && ev->address == NULL) {
+		/* The host's own trouble, not a phone's: for the operator. */
+		fprintf(stderr, "peerback host: %s\n", ev->message != NULL ? ev->message : pb_strerror(ev->error));
+		return 0;
+	}
+	if (r->json) {
+		if (pb_event_json(ev, &line) == 0) {
+			printf("%s\n", line);
+			fflush(stdout);
+			free(line);
+		}
+		return 0;
+	}
+	if (ev->type == PB_EVENT_LISTENING || ev->type == PB_EVENT_SNAPSHOT || ev->type == PB_EVENT_INSTRUCTION)
+		return 0;
+	if (ev->error != 0)
+		fprintf(stderr, "peerback host: %s %s: %s\n", ev->name, ev->address != NULL ? ev->address : "",
+			pb_strerror(ev->error));
+	else
+		fprintf(stderr, "peerback host: %s %s%s%s%s\n", ev->name, ev->address != NULL ? ev->address : "",
+			ev->device_name != NULL && ev->device_name[0] ? " (" : "",
+			ev->device_name != NULL ? ev->device_name : "",
+			ev->device_name != NULL && ev->device_name[0] ? ")" : "");
+	return 0;
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+	struct run *r = sig->data;
+
+	if (signum == SIGUSR1) {
+		(void)pb_host_advertise(r->host); /* a failure is an event; it tries again soon */
 		return;
-	n = snprintf(held, sizeof(held), "%s.held", store_hold);
-	if (n < 0 || (size_t)n >= sizeof(held))
-		return;
-	fd = open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		close(fd);
-	for (int i = 0; i < 6000 && access(store_hold, F_OK) == 0; i++)
-		usleep(10000);
-	unlink(held);
+	}
+	/* The loop ends once the host has closed everything. */
+	(void)pb_host_stop(r->host, NULL, NULL);
+	uv_close((uv_handle_t *)&r->sigint, NULL);
+	uv_close((uv_handle_t *)&r->sigterm, NULL);
+	uv_close((uv_handle_t *)&r->sigusr1, NULL);
+}
+
+/* Runs the host on a loop of its own until SIGINT or SIGTERM. */
+static int serve(struct run *r, const pb_host_config_t *cfg)
+{
+	uv_loop_t loop;
+	int rc;
+
+	/* A phone that hangs up while the host writes is an error on that
+	 * connection, not the end of the program. */
+	signal(SIGPIPE, SIG_IGN);
+	if ((rc = uv_loop_init(&loop)) != 0)
+		return rc;
+	rc = pb_host_new(&loop, cfg, on_event, r, &r->host);
+	if (rc == 0) {
+		rc = pb_host_start(r->host);
+		if (rc == 0) {
+			r->sigint.data = r->sigterm.data = r->sigusr1.data = r;
+			uv_signal_init(&loop, &r->sigint);
+			uv_signal_init(&loop, &r->sigterm);
+			uv_signal_init(&loop, &r->sigusr1);
+			uv_signal_start(&r->sigint, on_signal, SIGINT);
+			uv_signal_start(&r->sigterm, on_signal, SIGTERM);
+			uv_signal_start(&r->sigusr1, on_signal, SIGUSR1);
+		} else {
+			(void)pb_host_stop(r->host, NULL, NULL);
+		}
+		(void)uv_run(&loop, UV_RUN_DEFAULT);
+		pb_host_free(r->host);
+	}
+	(void)uv_loop_close(&loop);
+	return rc;
 }
 
 int pb__cli_host_prune(pb_cli_t *cli, int argc, char **argv);
 int pb__cli_host_instruct(pb_cli_t *cli, int argc, char **argv);
 int pb__cli_host_instructions(pb_cli_t *cli);
 
-int pb__cli_list_paired(pb_cli_t *cli)
-{
-	pb_hostdb_t db;
-	char path[4096];
-	int rc;
-
-	if (pb__path_join(path, sizeof(path), cli->home, "host.db") != 0 || access(path, F_OK) != 0)
-		return 0;
-	struct listing l = { cli, &db };
-
-	rc = pb__hostdb_open(cli->home, &db);
-	if (rc != 0)
-		return rc;
-	rc = pb__hostdb_list(&db, print_device, &l);
-	pb__hostdb_close(&db);
-	return rc;
-}
-
 int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 {
-	pb_host_options_t o;
+	pb_host_config_t o;
+	struct run r;
 	int rc;
 
 	if (pb_cli_wants_help(argc, argv)) {
@@ -282,46 +416,22 @@ int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 		rc = pb_cmd_store_verify(cli, argc - 1, argv + 1);
 		return rc;
 	}
-	if (argc >= 2 && strcmp(argv[1], "revoke") == 0) {
-		pb_hostdb_t db;
-		pb_paired_device_t d;
-
-		if (argc != 3) {
-			fputs(usage_text, stderr);
-			return 2;
-		}
-		rc = pb__hostdb_open(cli->home, &db);
-		if (rc != 0)
-			return pb_cli_fail_err(cli, rc, "host state in %s", cli->home);
-		rc = pb__hostdb_revoke(&db, argv[2], &d);
-		pb__hostdb_close(&db);
-		if (rc == PB_ENOTFOUND)
-			return pb_cli_fail(cli, "no paired device matches '%s'; see peerback host devices", argv[2]);
-		if (rc == PB_EEXISTS)
-			return pb_cli_fail(cli, "several devices match '%s'; give the full device id", argv[2]);
-		if (rc != 0)
-			return pb_cli_fail_err(cli, rc, "revoke");
-		if (cli->json) {
-			struct listing l = { cli, NULL };
-
-			print_device(&l, &d);
-		}
-		else
-			printf("revoked %s\n", d.name[0] ? d.name : argv[2]);
-		return 0;
-	}
+	if (argc >= 2 && strcmp(argv[1], "revoke") == 0)
+		return host_revoke(cli, argc - 1, argv + 1);
 	memset(&o, 0, sizeof(o));
+	memset(&r, 0, sizeof(r));
+	r.cli = cli;
+	r.json = cli->json;
 	o.home = cli->home;
-	o.json = cli->json;
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 < argc && strcmp(argv[i], "--listen") == 0) {
 			o.listen = argv[++i];
 		} else if (strcmp(argv[i], "--json") == 0) {
-			o.json = true;
+			r.json = true;
 		} else if (i + 1 < argc && strcmp(argv[i], "--qr-png") == 0) {
-			o.qr_png = argv[++i];
+			r.qr_png = argv[++i];
 		} else if (i + 1 < argc && strcmp(argv[i], "--qr-svg") == 0) {
-			o.qr_svg = argv[++i];
+			r.qr_svg = argv[++i];
 		} else if (i + 1 < argc && strcmp(argv[i], "--qr-ttl") == 0) {
 			char *end;
 			errno = 0;
@@ -365,18 +475,15 @@ int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 		} else if (strcmp(argv[i], "--no-announce") == 0) {
 			o.no_announce = true;
 		} else if (strcmp(argv[i], "--no-qr") == 0) {
-			o.no_qr = true;
+			r.no_qr = true;
 		} else if (strcmp(argv[i], "--dark-blocks") == 0) {
-			o.qr_flags |= PB_QR_TERM_DARK_BLOCKS;
+			r.qr_flags |= PB_QR_TERM_DARK_BLOCKS;
 		} else {
 			fprintf(stderr, "peerback host: unknown argument '%s'\n%s", argv[i], usage_text);
 			return 2;
 		}
 	}
-	store_hold = getenv("PEERBACK_TEST_STORE_HOLD");
-	if (store_hold != NULL && store_hold[0] != 0)
-		pb__store_test_hook = hold_store;
-	rc = pb_host_run(&o);
+	rc = serve(&r, &o);
 	if (rc == PB_EACCT_NOT_LOGGED_IN)
 		return pb_cli_fail(cli, "this device is not logged in; run peerback account login first");
 	if (rc == PB_EACCT_CERT_EXPIRED)
@@ -384,6 +491,8 @@ int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 	if (rc == -EADDRINUSE || rc == -EADDRNOTAVAIL || rc == -EACCES)
 		return pb_cli_fail_err(cli, rc, "the host cannot listen on %s", o.listen != NULL ? o.listen
 												  : "every interface");
+	if (rc == PB_ESTORE_LOCKED)
+		fprintf(stderr, "peerback host: the store in %s/store is in use by another host process\n", cli->home);
 	if (rc != 0)
 		return pb_cli_fail_err(cli, rc, "host (state in %s)", cli->home);
 	return 0;

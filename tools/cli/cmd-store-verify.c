@@ -3,9 +3,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "peerback.h"
+#include "peerback/host.h"
 #include "peerback/store.h"
+#include "tools/cli/cli-json.h"
 #include "tools/cli/commands.h"
-#include "agent/util/json.h"
 
 static void show_progress(void *arg, uint64_t done, uint64_t total)
 {
@@ -19,6 +21,8 @@ int pb_cmd_store_verify(pb_cli_t *cli, int argc, char **argv)
 {
 	pb_store_verify_report_t rep;
 	pb_store_t *store;
+	pb_host_t *host = NULL;
+	bool other = false;
 	char dir[4096];
 	int i, rc;
 
@@ -37,24 +41,32 @@ int pb_cmd_store_verify(pb_cli_t *cli, int argc, char **argv)
 
 			if (n < 0 || (size_t)n >= sizeof(dir))
 				return pb_cli_fail(cli, "store path is too long");
+			other = true;
 		} else {
 			return pb_cli_fail(cli, "unknown argument '%s'; see peerback store-verify --help", argv[i]);
 		}
 	}
-	/* Verify only reads, so a running host's lock does not stop it. */
-	rc = pb_store_open(dir, &store);
-	if (rc == PB_ESTORE_LOCKED)
-		rc = pb_store_open_ro(dir, &store);
-	if (rc < 0)
-		return pb_cli_fail_err(cli, rc, "cannot open the store %s", dir);
-	rc = pb_store_verify(store, show_progress, cli, &rep);
-	pb_store_close(store);
+	if (!other) {
+		/* The host's own store, through its handle. */
+		if ((rc = pb_host_open(cli->home, &host)) == 0)
+			rc = pb_host_verify(host, show_progress, cli, &rep);
+		pb_host_free(host);
+	} else {
+		/* Verify only reads, so a running host's lock does not stop it. */
+		rc = pb_store_open(dir, &store);
+		if (rc == PB_ESTORE_LOCKED)
+			rc = pb_store_open_ro(dir, &store);
+		if (rc < 0)
+			return pb_cli_fail_err(cli, rc, "cannot open the store %s", dir);
+		rc = pb_store_verify(store, show_progress, cli, &rep);
+		pb_store_close(store);
+	}
 	if (cli->tty)
 		fputc('\n', stderr);
 	if (rc < 0 && rc != PB_ESTORE_CORRUPT)
 		return pb_cli_fail_err(cli, rc, "cannot verify the store %s", dir);
 	if (cli->json) {
-		(void)pb__json_print("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "event", "verify", "clean",
+		(void)pb_cli_json("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "event", "verify", "clean",
 				     rc == 0, "packs", (json_int_t)rep.packs, "records", (json_int_t)rep.records,
 				     "chunks", (json_int_t)rep.chunks, "bytes", (json_int_t)rep.bytes, "dead_records",
 				     (json_int_t)rep.dead_records, "bad_records", (json_int_t)rep.bad_records,
