@@ -4,7 +4,7 @@
 
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
-#include "tools/cli/cli-json.h"
+#include "tools/cli/cli.h"
 #include "tools/cli/commands.h"
 
 int pb__cli_list_paired(pb_cli_t *cli);

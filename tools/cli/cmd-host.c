@@ -12,7 +12,7 @@
 
 #include "peerback.h"
 #include "peerback/host.h"
-#include "tools/cli/cli-json.h"
+#include "tools/cli/cli.h"
 #include "tools/cli/commands.h"
 
 static const char usage_text[] =

@@ -5,7 +5,7 @@
 
 #include "peerback.h"
 #include "peerback/host.h"
-#include "tools/cli/cli-json.h"
+#include "tools/cli/cli.h"
 #include "tools/cli/commands.h"
 
 static int print_instruction(void *arg, const pb_host_instruction_t *in)

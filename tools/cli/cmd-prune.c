@@ -11,7 +11,7 @@
 
 #include "peerback.h"
 #include "peerback/host.h"
-#include "tools/cli/cli-json.h"
+#include "tools/cli/cli.h"
 #include "tools/cli/commands.h"
 
 static void print_plan(void *arg, const pb_host_prune_plan_t *p)
