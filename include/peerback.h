@@ -13,6 +13,11 @@
 #include "peerback/noise.h"
 #include "peerback/frame.h"
 #include "peerback/qr.h"
+#include "peerback/store.h"
+#include "peerback/kinds.h"
+#include "peerback/event.h"
+#include "peerback/provider.h"
+#include "peerback/phone.h"
 
 #define PB_VERSION_STRING "0.1.0"
 /* The protocol version carried in every envelope. */

@@ -839,8 +839,19 @@ static void target_report(struct restore *r, int rc)
 		snprintf(r->res->link, sizeof(r->res->link), "%s", pb__dir_txn_link(r->txn));
 	n = pb__dir_txn_replaced(r->txn, &written);
 	r->res->replaced = n;
-	for (size_t i = 0; i < n && r->o->on_replaced != NULL; i++)
-		r->o->on_replaced(r->o->replaced_arg, written[i]);
+	for (size_t i = 0; i < n; i++) {
+		pb_event_t ev;
+
+		if (r->o->on_replaced != NULL)
+			r->o->on_replaced(r->o->replaced_arg, written[i]);
+		memset(&ev, 0, sizeof(ev));
+		ev.type = PB_EVENT_WARNING;
+		ev.phase = "restore";
+		ev.path = written[i];
+		ev.error = rc;
+		ev.message = "already replaced when the restore failed";
+		(void)pb__emit(r->o, &ev);
+	}
 }
 
 /* The snapshot root did not open with the key at hand: a wrong key (this

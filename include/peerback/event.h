@@ -42,6 +42,8 @@ typedef struct pb_event_s {
 	uint64_t items_done, items_total;
 	uint64_t bytes_done, bytes_total;
 	uint64_t bytes_sent;   /* ciphertext bytes sent to the host */
+	uint64_t bytes_committed; /* of those, the ones the host acknowledged */
+	uint64_t chunks_sent;
 	uint64_t snapshot;
 	const char *id;        /* item id */
 	const char *path;      /* file, relative to the device directory */

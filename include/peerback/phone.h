@@ -14,6 +14,7 @@
 #include "peerback/event.h"
 #include "peerback/kinds.h"
 #include "peerback/provider.h"
+#include "peerback/store.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -46,6 +47,9 @@ typedef struct pb_op_opts_s {
 	int timeout_ms;          /* per network step; 0: 30 s */
 	pb_event_cb on_event;    /* may be NULL; non-zero return cancels */
 	void *event_arg;
+	/* backup: Argon2id limits for the account's first wrapped master key;
+	 * NULL: pb_pwhash_params_moderate(). */
+	const pb_pwhash_params_t *wrap_params;
 } pb_op_opts_t;
 
 typedef struct pb_op_result_s {
@@ -58,6 +62,16 @@ typedef struct pb_op_result_s {
 	uint64_t added, changed, unchanged; /* restore dry run */
 	char device[33];               /* restore: whose backup (hex) */
 	double seconds;
+	uint64_t chunks_total;         /* backup: chunks the snapshot references */
+	uint64_t items_kept;           /* backup: items of skipped sources kept from the last backup */
+	uint64_t items_carried;        /* backup of some kinds: the other kinds' items, kept */
+	uint64_t chunks_cached;        /* restore: chunks an interrupted run had fetched */
+	uint64_t snapshot_known;       /* restore refused as a rollback (PB_ESTORE_ROLLBACK):
+					* the newest snapshot this phone completed there */
+	uint64_t replaced;             /* restore that failed: files already replaced */
+	bool by_state;                 /* restore, fetch: found through the phone's state */
+	char link[512];                /* restore refused with PB_EDATA_LINK: the link */
+	char bad_path[512];            /* backup failed on a source it cannot read: which */
 } pb_op_result_t;
 
 PB_EXTERN PB_WUR int pb_phone_backup(pb_phone_t *phone, const pb_op_opts_t *opts, pb_op_result_t *res);
