@@ -400,7 +400,7 @@ static int backup_item(void *arg, const pb_item_t *it)
 	memset(&m, 0, sizeof(m));
 	m.kind = (uint32_t)it->kind;
 	m.id = it->id;
-	m.path = it->path;
+	m.path = it->path != NULL ? it->path : ""; /* an application's items may have none */
 	m.seq = it->seq;
 	/* A split item's time is its file's, which changes with any sibling:
 	 * recording it would churn the manifest. Files keep theirs. */
