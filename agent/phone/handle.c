@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <sodium.h>
+
 #include "peerback.h"
 #include "agent/phone/handle.h"
 #include "agent/util/fsutil.h"
@@ -18,6 +20,10 @@ int pb_phone_open(const char *home, pb_phone_t **out)
 	*out = NULL;
 	if (home == NULL || home[0] == 0)
 		return PB_EINVAL;
+	/* Safe to call again and from any thread; the library's keys and
+	 * random numbers need it. */
+	if (sodium_init() < 0)
+		return PB_EIO;
 	if (stat(home, &st) != 0) {
 		if (errno != ENOENT)
 			return -errno;
