@@ -85,7 +85,6 @@ int main(int argc, char **argv)
 	pb_phone_t *phone = NULL;
 	pb_op_opts_t o;
 	pb_op_result_t res;
-	pb_pwhash_params_t kdf = pb_pwhash_params_interactive();
 	struct watch w = { 0, 0 };
 	uint64_t sent_canceled, first_snapshot;
 	int rc, ok = 0;
@@ -103,8 +102,6 @@ int main(int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	o.host = argv[2];
 	o.passphrase = argc > 3 ? argv[3] : "correct horse battery staple 7";
-	/* Quick key wrapping for a demonstration; an app keeps the default. */
-	o.wrap_params = &kdf;
 	o.on_event = on_event;
 	o.event_arg = &w;
 

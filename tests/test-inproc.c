@@ -20,7 +20,6 @@
 #define PASS "correct horse battery staple 7"
 
 static char *dir;
-static pb_pwhash_params_t weak;
 
 struct phone {
 	char home[4096];
@@ -68,7 +67,7 @@ static pb_op_opts_t opts(void)
 
 	memset(&o, 0, sizeof(o));
 	o.passphrase = PASS;
-	o.wrap_params = &weak;
+	o.weak_kdf = true;
 	return o;
 }
 
@@ -117,7 +116,6 @@ static int setup(void **state)
 {
 	(void)state;
 	dir = pb_test_tmpdir("inproc");
-	weak = pb_pwhash_params_interactive();
 	return 0;
 }
 

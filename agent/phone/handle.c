@@ -1,9 +1,7 @@
-/* pb_phone_t: one handle per phone state directory. */
-#include <errno.h>
+/* The phone handle: opened once from its home. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <sodium.h>
 
@@ -14,27 +12,25 @@
 int pb_phone_open(const char *home, pb_phone_t **out)
 {
 	pb_phone_t *p;
-	struct stat st;
+	unsigned was;
 	int rc;
 
-	*out = NULL;
-	if (home == NULL || home[0] == 0)
+	if (home == NULL || out == NULL)
 		return PB_EINVAL;
-	/* Safe to call again and from any thread; the library's keys and
-	 * random numbers need it. */
+	*out = NULL;
+	/* An embedder need not know the crypto library needs starting. */
 	if (sodium_init() < 0)
 		return PB_EIO;
-	if (stat(home, &st) != 0) {
-		if (errno != ENOENT)
-			return -errno;
-		if ((rc = pb__mkdirs(home, 0700)) != 0)
-			return rc;
-	} else if (!S_ISDIR(st.st_mode)) {
-		return -ENOTDIR;
-	}
-	if ((p = calloc(1, sizeof(*p))) == NULL || (p->home = strdup(home)) == NULL) {
-		free(p);
+	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return PB_ENOMEM;
+	if ((size_t)snprintf(p->home, sizeof(p->home), "%s", home) >= sizeof(p->home) ||
+	    (rc = pb__path_join(p->device_dir, sizeof(p->device_dir), home, "device")) != 0) {
+		free(p);
+		return PB_ETOOBIG;
+	}
+	if ((rc = pb__private_dir(home, &was)) != 0) {
+		free(p);
+		return rc;
 	}
 	*out = p;
 	return 0;
@@ -42,23 +38,15 @@ int pb_phone_open(const char *home, pb_phone_t **out)
 
 void pb_phone_close(pb_phone_t *phone)
 {
-	if (phone == NULL)
-		return;
-	free(phone->home);
-	free(phone->device_dir);
 	free(phone);
 }
 
 int pb_phone_set_device_dir(pb_phone_t *phone, const char *dir)
 {
-	char *copy;
-
 	if (phone == NULL || dir == NULL)
 		return PB_EINVAL;
-	if ((copy = strdup(dir)) == NULL)
-		return PB_ENOMEM;
-	free(phone->device_dir);
-	phone->device_dir = copy;
+	if ((size_t)snprintf(phone->device_dir, sizeof(phone->device_dir), "%s", dir) >= sizeof(phone->device_dir))
+		return PB_ETOOBIG;
 	phone->has_provider = false;
 	return 0;
 }
@@ -75,21 +63,10 @@ int pb_phone_set_provider(pb_phone_t *phone, const pb_provider_t *provider)
 
 const char *pb_phone_home(const pb_phone_t *phone)
 {
-	return phone != NULL ? phone->home : NULL;
+	return phone->home;
 }
 
 void pb__phone_set_repo(pb_phone_t *phone, struct pb_repo_s *repo)
 {
 	phone->repo = repo;
-}
-
-int pb__phone_device_dir(const pb_phone_t *phone, char *out, size_t cap)
-{
-	int n;
-
-	if (phone->device_dir != NULL) {
-		n = snprintf(out, cap, "%s", phone->device_dir);
-		return n < 0 || (size_t)n >= cap ? PB_ETOOBIG : 0;
-	}
-	return pb__path_join(out, cap, phone->home, "device");
 }

@@ -1,6 +1,6 @@
-/* The phone handle behind include/peerback/phone.h: what one phone state
- * directory holds open. Private to the library; the files of agent/phone/
- * that implement pb_phone_* add their fields here. */
+/* The phone handle's inside: its home and where its items come from.
+ * Private to the library; the files of agent/phone/ that implement
+ * pb_phone_* add their fields here. */
 #ifndef PB_AGENT_PHONE_HANDLE_H
 #define PB_AGENT_PHONE_HANDLE_H
 
@@ -9,10 +9,10 @@
 struct pb_repo_s;
 
 struct pb_phone_s {
-	char *home;
-	char *device_dir;          /* the device directory, or NULL: HOME/device */
+	char home[4096];
+	char device_dir[4096];     /* HOME/device unless set */
 	pb_provider_t provider;    /* an application's provider ... */
-	bool has_provider;         /* ... when set */
+	bool has_provider;         /* ... when set (instead of device_dir) */
 	struct pb_repo_s *repo;    /* a local repository instead of a host (tests), or NULL */
 };
 
@@ -20,8 +20,5 @@ struct pb_phone_s {
  * instead of a paired host; the caller keeps it open while the handle
  * uses it. NULL: back to the remembered hosts. */
 void pb__phone_set_repo(pb_phone_t *phone, struct pb_repo_s *repo);
-
-/* The device directory the handle uses (set, or HOME/device) into out. */
-PB_WUR int pb__phone_device_dir(const pb_phone_t *phone, char *out, size_t cap);
 
 #endif

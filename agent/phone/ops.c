@@ -10,25 +10,23 @@
 
 static const pb_op_opts_t no_opts;
 
-static int engine_opts(pb_phone_t *p, const pb_op_opts_t *op, pb_engine_opts_t *e, char *dev, size_t cap)
+static int engine_opts(pb_phone_t *p, const pb_op_opts_t *op, pb_engine_opts_t *e, pb_pwhash_params_t *weak)
 {
-	int rc;
-
 	memset(e, 0, sizeof(*e));
 	if (op == NULL)
 		op = &no_opts;
 	e->home = p->home;
-	if (p->has_provider) {
+	if (p->has_provider)
 		e->provider = &p->provider;
-	} else {
-		if ((rc = pb__phone_device_dir(p, dev, cap)) != 0)
-			return rc;
-		e->device_dir = dev;
-	}
+	else
+		e->device_dir = p->device_dir;
 	e->repo = p->repo;
 	e->host = op->host;
 	e->passphrase = op->passphrase;
-	e->wrap_params = op->wrap_params;
+	if (op->weak_kdf) {
+		*weak = pb_pwhash_params_interactive();
+		e->wrap_params = weak;
+	}
 	e->kind_mask = op->kind_mask;
 	e->item_id = op->item_id;
 	e->from_device = op->from_device;
@@ -91,14 +89,14 @@ static int run(pb_phone_t *phone, const pb_op_opts_t *op, pb_op_result_t *res, e
 {
 	pb_engine_opts_t e;
 	pb_engine_result_t r;
-	char dev[4096];
+	pb_pwhash_params_t weak;
 	int rc;
 
 	if (res != NULL)
 		memset(res, 0, sizeof(*res));
 	if (phone == NULL)
 		return PB_EINVAL;
-	if ((rc = engine_opts(phone, op, &e, dev, sizeof(dev))) != 0)
+	if ((rc = engine_opts(phone, op, &e, &weak)) != 0)
 		return rc;
 	rc = fn(&e, &r);
 	copy_result(&r, res);
@@ -125,14 +123,14 @@ int pb_phone_snapshots(pb_phone_t *phone, const pb_op_opts_t *opts, pb_snapshot_
 {
 	pb_engine_opts_t e;
 	pb_engine_snapshot_t *s = NULL;
-	char dev[4096];
+	pb_pwhash_params_t weak;
 	int rc;
 
 	*out = NULL;
 	*n = 0;
 	if (phone == NULL)
 		return PB_EINVAL;
-	if ((rc = engine_opts(phone, opts, &e, dev, sizeof(dev))) != 0 || (rc = pb_engine_list(&e, &s, n)) != 0)
+	if ((rc = engine_opts(phone, opts, &e, &weak)) != 0 || (rc = pb_engine_list(&e, &s, n)) != 0)
 		return rc;
 	/* The same fields in the same order: handed over as they are. */
 	_Static_assert(sizeof(pb_engine_snapshot_t) == sizeof(pb_snapshot_info_t), "snapshot info layout");
@@ -143,14 +141,14 @@ int pb_phone_snapshots(pb_phone_t *phone, const pb_op_opts_t *opts, pb_snapshot_
 int pb_phone_fetch(pb_phone_t *phone, const pb_op_opts_t *opts, const char *id, uint8_t **data, size_t *len)
 {
 	pb_engine_opts_t e;
-	char dev[4096];
+	pb_pwhash_params_t weak;
 	int rc;
 
 	*data = NULL;
 	*len = 0;
 	if (phone == NULL || id == NULL)
 		return PB_EINVAL;
-	if ((rc = engine_opts(phone, opts, &e, dev, sizeof(dev))) != 0)
+	if ((rc = engine_opts(phone, opts, &e, &weak)) != 0)
 		return rc;
 	return pb_engine_fetch_item(&e, id, data, len);
 }

@@ -14,7 +14,6 @@
 #include "peerback/event.h"
 #include "peerback/kinds.h"
 #include "peerback/provider.h"
-#include "peerback/store.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -47,9 +46,7 @@ typedef struct pb_op_opts_s {
 	int timeout_ms;          /* per network step; 0: 30 s */
 	pb_event_cb on_event;    /* may be NULL; non-zero return cancels */
 	void *event_arg;
-	/* backup: Argon2id limits for the account's first wrapped master key;
-	 * NULL: pb_pwhash_params_moderate(). */
-	const pb_pwhash_params_t *wrap_params;
+	bool weak_kdf;           /* tests only: cheap Argon2id limits for a first backup's key wrap */
 } pb_op_opts_t;
 
 typedef struct pb_op_result_s {
