@@ -138,6 +138,25 @@ int pb_phone_snapshots(pb_phone_t *phone, const pb_op_opts_t *opts, pb_snapshot_
 	return 0;
 }
 
+int pb_phone_items(pb_phone_t *phone, const pb_op_opts_t *opts, pb_manifest_item_cb cb, void *arg,
+		   pb_op_result_t *res)
+{
+	pb_engine_opts_t e;
+	pb_engine_result_t r;
+	pb_pwhash_params_t weak;
+	int rc;
+
+	if (res != NULL)
+		memset(res, 0, sizeof(*res));
+	if (phone == NULL || cb == NULL)
+		return PB_EINVAL;
+	if ((rc = engine_opts(phone, opts, &e, &weak)) != 0)
+		return rc;
+	rc = pb_engine_items(&e, cb, arg, &r);
+	copy_result(&r, res);
+	return rc;
+}
+
 int pb_phone_fetch(pb_phone_t *phone, const pb_op_opts_t *opts, const char *id, uint8_t **data, size_t *len)
 {
 	pb_engine_opts_t e;

@@ -14,6 +14,7 @@
 #include "peerback/event.h"
 #include "peerback/kinds.h"
 #include "peerback/provider.h"
+#include "peerback/store.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -83,6 +84,12 @@ typedef struct pb_snapshot_info_s {
 /* *out is malloc'd (free it with free()). */
 PB_EXTERN PB_WUR int pb_phone_snapshots(pb_phone_t *phone, const pb_op_opts_t *opts, pb_snapshot_info_t **out,
 					size_t *n);
+/* Calls cb with each item of opts->snapshot (0: the latest) of this phone,
+ * or of opts->from_device, or, on a new phone, of the account's most recent
+ * backup (as a restore picks it); the item is borrowed for the call. res
+ * (may be NULL) gets snapshot, device and items. */
+PB_EXTERN PB_WUR int pb_phone_items(pb_phone_t *phone, const pb_op_opts_t *opts, pb_manifest_item_cb cb, void *arg,
+				    pb_op_result_t *res);
 /* One item's bytes from the host's latest snapshot; *data is malloc'd. */
 PB_EXTERN PB_WUR int pb_phone_fetch(pb_phone_t *phone, const pb_op_opts_t *opts, const char *id, uint8_t **data,
 				    size_t *len);
