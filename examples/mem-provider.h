@@ -191,16 +191,9 @@ static void mem_abort(void *txn)
 /* A provider that lists ph->items and restores into ph->restored. */
 static pb_provider_t mem_provider(mem_phone_t *ph)
 {
-	pb_provider_t p;
+	pb_provider_t p = { .arg = ph, .list = mem_list, .read = mem_read, .begin = mem_begin,
+			    .write = mem_write, .commit = mem_commit, .abort = mem_abort };
 
-	memset(&p, 0, sizeof(p));
-	p.list = mem_list;
-	p.read = mem_read;
-	p.begin = mem_begin;
-	p.write = mem_write;
-	p.commit = mem_commit;
-	p.abort = mem_abort;
-	p.arg = ph;
 	return p;
 }
 

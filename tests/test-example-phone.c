@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "harness.h"
-#include "agent/util/fsutil.h"
 
 static char *dir;
 static pb_test_imd_t imd;
@@ -21,21 +20,11 @@ static char host_home[4096], phone[4096];
 static int setup(void **state)
 {
 	const char *accounts[] = { "alice", NULL };
-	char *pair_args[] = { "pair", NULL, NULL }, line[4096];
 
 	(void)state;
 	dir = pb_test_tmpdir("example-phone");
 	pb_test_imd_start(&imd, dir, accounts, NULL);
-	snprintf(host_home, sizeof(host_home), "%s/host", dir);
-	snprintf(phone, sizeof(phone), "%s/phone", dir);
-	assert_int_equal(pb__mkdirs(host_home, 0700), 0);
-	assert_int_equal(pb__mkdirs(phone, 0700), 0);
-	assert_int_equal(pb_test_login(&imd, host_home, "alice", "desk"), 0);
-	assert_int_equal(pb_test_login(&imd, phone, "alice", "phone"), 0);
-	pb_test_host_start(&host, host_home, "127.0.0.1:0", NULL);
-	pair_args[1] = host.uri;
-	assert_int_equal(pb_test_peerback(phone, pair_args, NULL, NULL), 0);
-	assert_true(pb_test_host_wait(&host, "paired", line, sizeof(line), 10000) > 0);
+	assert_int_equal(pb_test_paired_phone(&imd, &host, dir, host_home, phone), 0);
 	return 0;
 }
 

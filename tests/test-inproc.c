@@ -100,18 +100,6 @@ static int on_event(void *arg, const pb_event_t *e)
 	return w->at > 0 && strcmp(e->phase, w->phase) == 0 && e->items_done >= w->at;
 }
 
-static int same_tree(const char *a, const char *b)
-{
-	char *argv[] = { "/usr/bin/diff", "-r", "-q", (char *)a, (char *)b, NULL };
-	char *out = NULL;
-	int rc = pb_test_run(argv, NULL, 120, &out, NULL);
-
-	if (rc != 0)
-		printf("diff: %s", out);
-	free(out);
-	return rc;
-}
-
 static int setup(void **state)
 {
 	(void)state;
@@ -131,6 +119,8 @@ static int teardown(void **state)
  * folder: the same files, byte for byte; a second backup sends nothing. */
 static void test_device_dir(void **state)
 {
+	int (*const gen[])(const char *, uint64_t, pb_gen_size_t) = { pb__gen_credentials, pb__gen_mifare, pb__gen_sim,
+								       pb__gen_chat, pb__gen_contacts };
 	struct phone p;
 	char dev[4096], out[4096];
 	pb_op_opts_t o = opts();
@@ -140,11 +130,8 @@ static void test_device_dir(void **state)
 	phone_init(&p, "phone-dir", "dir");
 	path(dev, "device");
 	path(out, "restored");
-	assert_int_equal(pb__gen_credentials(dev, 1, PB_GEN_SMALL), 0);
-	assert_int_equal(pb__gen_mifare(dev, 1, PB_GEN_SMALL), 0);
-	assert_int_equal(pb__gen_sim(dev, 1, PB_GEN_SMALL), 0);
-	assert_int_equal(pb__gen_chat(dev, 1, PB_GEN_SMALL), 0);
-	assert_int_equal(pb__gen_contacts(dev, 1, PB_GEN_SMALL), 0);
+	for (size_t k = 0; k < sizeof(gen) / sizeof(gen[0]); k++)
+		assert_int_equal(gen[k](dev, 1, PB_GEN_SMALL), 0);
 	assert_int_equal(pb_phone_set_device_dir(p.ph, dev), 0);
 	assert_int_equal(pb_phone_backup(p.ph, &o, &res), 0);
 	assert_true(res.items > 100);
@@ -153,7 +140,7 @@ static void test_device_dir(void **state)
 
 	assert_int_equal(pb_phone_set_device_dir(p.ph, out), 0);
 	assert_int_equal(pb_phone_restore(p.ph, &o, &res), 0);
-	assert_int_equal(same_tree(dev, out), 0);
+	assert_int_equal(pb_test_same_tree(dev, out), 0);
 
 	assert_int_equal(pb_phone_set_device_dir(p.ph, dev), 0);
 	assert_int_equal(pb_phone_backup(p.ph, &o, &res), 0);

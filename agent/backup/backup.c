@@ -16,6 +16,7 @@
 #include "peerback.h"
 #include "agent/backup/engine-int.h"
 #include "agent/phone/phone.h"
+#include "agent/util/fsutil.h"
 
 #define OFFER_BYTES (8u << 20)        /* sealed bytes waiting for an offer */
 #define COMMIT_BYTES (4u << 20)       /* bytes sent between commits */
@@ -245,38 +246,22 @@ static int chunk_file(struct backup *b, const pb_item_t *it, uint64_t *size)
 {
 	int fd = open(it->file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	struct stat st;
+	uint8_t *buf;
+	size_t have;
 	int rc;
 
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) != 0) {
 		rc = -errno;
-		goto out_close;
-	}
-	*size = (uint64_t)st.st_size;
-	if ((uint64_t)st.st_size <= PB_CDC_WHOLE_MAX) {
-		uint8_t *buf = malloc((size_t)st.st_size + 1);
-		size_t have = 0;
-
-		if (buf == NULL) {
-			rc = PB_ENOMEM;
-			goto out_close;
-		}
-		while (have < (size_t)st.st_size) {
-			ssize_t r = read(fd, buf + have, (size_t)st.st_size - have);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0)
-				break;
-			have += (size_t)r;
-		}
+	} else if ((uint64_t)st.st_size > PB_CDC_WHOLE_MAX) {
+		*size = (uint64_t)st.st_size;
+		rc = pb_cdc_file(&b->cdc, fd, add_chunk, b);
+	} else if ((rc = pb__read_fd(fd, PB_CDC_WHOLE_MAX, &buf, &have)) == 0) {
 		*size = have;
 		rc = add_chunk(b, buf, have);
 		free(buf);
-	} else {
-		rc = pb_cdc_file(&b->cdc, fd, add_chunk, b);
 	}
-out_close:
 	close(fd);
 	return rc;
 }
@@ -526,32 +511,14 @@ static int carry_over(struct backup *b, const char *path)
 static int skip_file(void *arg, const char *rel, int err, uint64_t line, const char *why)
 {
 	struct backup *b = arg;
-	pb_event_t ev;
 	int rc;
 
 	b->res->skipped++;
 	if (b->o->on_skip != NULL)
 		b->o->on_skip(b->o->skip_arg, rel, line, why);
-	memset(&ev, 0, sizeof(ev));
-	ev.type = PB_EVENT_WARNING;
-	ev.phase = "backup";
-	ev.path = rel;
-	ev.line = line;
-	ev.error = err;
-	ev.message = why;
 	if ((rc = carry_over(b, rel)) != 0)
 		return rc;
-	return pb__emit(b->o, &ev);
-}
-
-static int skip_quietly(void *arg, const char *rel, int err, uint64_t line, const char *why)
-{
-	(void)arg;
-	(void)rel;
-	(void)err;
-	(void)line;
-	(void)why;
-	return 0;
+	return pb__warn(b->o, "backup", rel, line, err, why);
 }
 
 static int walk(struct backup *b, unsigned mask, pb_item_cb item, pb_scan_bad_cb bad, void *arg)
@@ -764,7 +731,7 @@ static int backup_once(const pb_engine_opts_t *o, const pb_provider_t *prov, pb_
 	b->pr.o = o;
 	b->pr.p.phase = "scan";
 	b->last_commit = pb__now_s();
-	if ((rc = walk(b, mask, count_item, skip_quietly, &cnt)) != 0)
+	if ((rc = walk(b, mask, count_item, pb__skip_quietly, &cnt)) != 0)
 		goto out;
 	b->pr.p.phase = "backup";
 	b->pr.p.items_total = cnt.items;
@@ -797,7 +764,7 @@ int pb_engine_backup(const pb_engine_opts_t *o, pb_engine_result_t *res)
 
 	memset(res, 0, sizeof(*res));
 	if ((rc = pb__engine_provider(o, &prov, &owned)) != 0)
-		return rc;
+		goto out;
 	rc = backup_once(o, prov, res);
 	if (rc == PB_ESTORE_NOCHUNK) {
 		/* The repository no longer holds chunks this phone believed
@@ -818,5 +785,6 @@ int pb_engine_backup(const pb_engine_opts_t *o, pb_engine_result_t *res)
 	}
 out:
 	pb_provider_dir_free(owned);
+	pb__done(o, "backup", rc, res->snapshot);
 	return rc;
 }

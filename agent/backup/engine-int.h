@@ -36,6 +36,13 @@ int pb__progress(pb__prog_t *pr, bool final);
 /* Tells o's event callback of ev (name filled in); PB_ECANCELED when it
  * returned non-zero. */
 int pb__emit(const pb_engine_opts_t *o, pb_event_t *ev);
+/* A PB_EVENT_WARNING; PB_ECANCELED as pb__emit. */
+int pb__warn(const pb_engine_opts_t *o, const char *phase, const char *path, uint64_t line, int err,
+	     const char *message);
+/* The PB_EVENT_DONE that ends every run, whatever its outcome. */
+void pb__done(const pb_engine_opts_t *o, const char *phase, int rc, uint64_t snapshot);
+/* A pb_scan_bad_cb that skips every bad source without a word. */
+int pb__skip_quietly(void *arg, const char *rel, int err, uint64_t line, const char *why);
 PB_WUR int pb__state_path(const char *home, char *out, size_t cap);
 void pb__item_hash(const pb_backup_keys_t *keys, const uint8_t *data, size_t len, uint8_t out[32]);
 /* The host-side key of a SIM identity: a keyed hash the host cannot invert. */

@@ -77,22 +77,45 @@ int pb__progress(pb__prog_t *pr, bool final)
 	 * the end; a callback that asked to stop is not asked again. */
 	if (pr->o->on_event != NULL && pr->canceled == 0 &&
 	    (final || pr->p.items_done != pr->items_told || t - pr->last_event >= 0.1)) {
-		pb_event_t ev;
+		const pb_progress_t *p = &pr->p;
+		pb_event_t ev = { .type = PB_EVENT_PROGRESS, .phase = p->phase, .items_done = p->items_done,
+				  .items_total = p->items_total, .bytes_done = p->bytes_done,
+				  .bytes_total = p->bytes_total, .bytes_sent = p->bytes_sent,
+				  .bytes_committed = p->bytes_committed, .chunks_sent = p->chunks_sent };
 
-		memset(&ev, 0, sizeof(ev));
-		ev.type = PB_EVENT_PROGRESS;
-		ev.phase = pr->p.phase;
-		ev.items_done = pr->p.items_done;
-		ev.items_total = pr->p.items_total;
-		ev.bytes_done = pr->p.bytes_done;
-		ev.bytes_total = pr->p.bytes_total;
-		ev.bytes_sent = pr->p.bytes_sent;
 		pr->last_event = t;
 		pr->items_told = pr->p.items_done;
 		pr->canceled = pb__emit(pr->o, &ev);
 	}
 	/* The last event cannot cancel: the run is done. */
 	return final ? 0 : pr->canceled;
+}
+
+int pb__warn(const pb_engine_opts_t *o, const char *phase, const char *path, uint64_t line, int err,
+	     const char *message)
+{
+	pb_event_t ev = { .type = PB_EVENT_WARNING, .phase = phase, .path = path, .line = line, .error = err,
+			  .message = message };
+
+	return pb__emit(o, &ev);
+}
+
+void pb__done(const pb_engine_opts_t *o, const char *phase, int rc, uint64_t snapshot)
+{
+	pb_event_t ev = { .type = PB_EVENT_DONE, .phase = phase, .error = rc, .snapshot = snapshot };
+
+	/* The last event cannot cancel: the run is over. */
+	(void)pb__emit(o, &ev);
+}
+
+int pb__skip_quietly(void *arg, const char *rel, int err, uint64_t line, const char *why)
+{
+	(void)arg;
+	(void)rel;
+	(void)err;
+	(void)line;
+	(void)why;
+	return 0;
 }
 
 int pb__state_path(const char *home, char *out, size_t cap)
@@ -124,15 +147,10 @@ void pb__sim_key(const pb_backup_keys_t *keys, const char *iccid, const char *ms
 static void instruction(void *arg, const char *op, int rc, const char *message)
 {
 	const pb_engine_opts_t *o = arg;
-	pb_event_t ev;
+	pb_event_t ev = { .type = PB_EVENT_INSTRUCTION, .op = op, .error = rc, .message = message };
 
 	if (o->on_instruction != NULL)
 		o->on_instruction(o->instruction_arg, op, rc, message);
-	memset(&ev, 0, sizeof(ev));
-	ev.type = PB_EVENT_INSTRUCTION;
-	ev.op = op;
-	ev.error = rc;
-	ev.message = message;
 	(void)pb__emit(o, &ev);
 }
 

@@ -1,7 +1,11 @@
-/* The phone's backup engine: backs a device directory up to the paired host
- * over an authenticated session, restores it (all, one kind, or one item),
- * verifies it, and fetches single items (NFC fallback). Private to the
- * library and its programs.
+/* The phone's backup engine: backs a provider's items (a device directory
+ * by default) up to a repository (the paired host over an authenticated
+ * session, or a host store in this process), restores them (all, one kind,
+ * or one item), verifies them, and fetches single items (NFC fallback).
+ * Private to the library; applications use include/peerback/phone.h.
+ * Files: backup.c, restore.c, assemble.c (item assembly), master.c (the
+ * master key), remote.c and local.c (the repositories, repo.h),
+ * provider-dir.c (the device directory), engine.c (what they share).
  *
  * Phone state under HOME: master.key (the 32-byte master key, 0600),
  * master.wrapped (the same key wrapped with the recovery passphrase, as the

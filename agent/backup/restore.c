@@ -593,21 +593,11 @@ static int cmp_local(const void *a, const void *b)
 	return strcmp(((const struct local_item *)a)->id, ((const struct local_item *)b)->id);
 }
 
-static int skip_quietly(void *arg, const char *rel, int err, uint64_t line, const char *why)
-{
-	(void)arg;
-	(void)rel;
-	(void)err;
-	(void)line;
-	(void)why;
-	return 0;
-}
-
 /* What the target holds now; a source it cannot read counts as absent, a
  * target that does not exist as empty. */
 static int local_scan(struct restore *r)
 {
-	int rc = r->prov->list(r->prov->arg, PB_KIND_ALL, local_add, skip_quietly, r);
+	int rc = r->prov->list(r->prov->arg, PB_KIND_ALL, local_add, pb__skip_quietly, r);
 
 	if (rc == -ENOENT)
 		rc = 0;
@@ -631,7 +621,6 @@ static int plan_items(struct restore *r)
 	for (size_t i = 0; i < r->nitems && rc == 0; i++) {
 		const struct want_item *w = &r->items[i];
 		struct local_item key = { w->id, { 0 } }, *l;
-		pb_event_t ev;
 		const char *change;
 
 		l = r->nlocal > 0 ? bsearch(&key, r->local, r->nlocal, sizeof(*r->local), cmp_local) : NULL;
@@ -647,13 +636,12 @@ static int plan_items(struct restore *r)
 		}
 		if (r->o->on_plan != NULL)
 			r->o->on_plan(r->o->plan_arg, w->id, w->path, change);
-		memset(&ev, 0, sizeof(ev));
-		ev.type = PB_EVENT_PLAN;
-		ev.phase = "restore";
-		ev.id = w->id;
-		ev.path = w->path;
-		ev.change = change;
-		rc = pb__emit(r->o, &ev);
+		{
+			pb_event_t ev = { .type = PB_EVENT_PLAN, .phase = "restore", .id = w->id, .path = w->path,
+					  .change = change };
+
+			rc = pb__emit(r->o, &ev);
+		}
 		r->res->items++;
 		r->res->bytes += w->m.size;
 		r->pr.p.items_done++;
@@ -840,17 +828,9 @@ static void target_report(struct restore *r, int rc)
 	n = pb__dir_txn_replaced(r->txn, &written);
 	r->res->replaced = n;
 	for (size_t i = 0; i < n; i++) {
-		pb_event_t ev;
-
 		if (r->o->on_replaced != NULL)
 			r->o->on_replaced(r->o->replaced_arg, written[i]);
-		memset(&ev, 0, sizeof(ev));
-		ev.type = PB_EVENT_WARNING;
-		ev.phase = "restore";
-		ev.path = written[i];
-		ev.error = rc;
-		ev.message = "already replaced when the restore failed";
-		(void)pb__emit(r->o, &ev);
+		(void)pb__warn(r->o, "restore", written[i], 0, rc, "already replaced when the restore failed");
 	}
 }
 
@@ -1047,6 +1027,7 @@ out:
 		target_report(r, rc);
 	free(mchunks);
 	restore_free(r);
+	pb__done(o, mode == MODE_VERIFY ? "verify" : mode == MODE_FETCH ? "fetch" : "restore", rc, res->snapshot);
 	return rc;
 }
 

@@ -67,25 +67,16 @@ static void copy_result(const pb_engine_result_t *e, pb_op_result_t *res)
 	memcpy(res->bad_path, e->bad_path, sizeof(res->bad_path));
 }
 
-/* The operation ended: told once, whatever the outcome. */
-static void done(const pb_op_opts_t *op, const char *phase, int rc, uint64_t snapshot)
-{
-	pb_event_t ev;
-
-	if (op == NULL || op->on_event == NULL)
-		return;
-	memset(&ev, 0, sizeof(ev));
-	ev.type = PB_EVENT_DONE;
-	ev.name = "done";
-	ev.phase = phase;
-	ev.error = rc;
-	ev.snapshot = snapshot;
-	(void)op->on_event(op->event_arg, &ev);
-}
-
 typedef int (*engine_fn)(const pb_engine_opts_t *o, pb_engine_result_t *res);
 
-static int run(pb_phone_t *phone, const pb_op_opts_t *op, pb_op_result_t *res, engine_fn fn, const char *phase)
+/* One engine call: fn, or a walk of the items to cb. */
+struct call {
+	engine_fn fn;
+	pb_manifest_item_cb cb;
+	void *arg;
+};
+
+static int run(pb_phone_t *phone, const pb_op_opts_t *op, pb_op_result_t *res, const struct call *c)
 {
 	pb_engine_opts_t e;
 	pb_engine_result_t r;
@@ -98,25 +89,30 @@ static int run(pb_phone_t *phone, const pb_op_opts_t *op, pb_op_result_t *res, e
 		return PB_EINVAL;
 	if ((rc = engine_opts(phone, op, &e, &weak)) != 0)
 		return rc;
-	rc = fn(&e, &r);
+	rc = c->cb != NULL ? pb_engine_items(&e, c->cb, c->arg, &r) : c->fn(&e, &r);
 	copy_result(&r, res);
-	done(op, phase, rc, r.snapshot);
 	return rc;
 }
 
 int pb_phone_backup(pb_phone_t *phone, const pb_op_opts_t *opts, pb_op_result_t *res)
 {
-	return run(phone, opts, res, pb_engine_backup, "backup");
+	struct call c = { pb_engine_backup, NULL, NULL };
+
+	return run(phone, opts, res, &c);
 }
 
 int pb_phone_restore(pb_phone_t *phone, const pb_op_opts_t *opts, pb_op_result_t *res)
 {
-	return run(phone, opts, res, pb_engine_restore, "restore");
+	struct call c = { pb_engine_restore, NULL, NULL };
+
+	return run(phone, opts, res, &c);
 }
 
 int pb_phone_verify(pb_phone_t *phone, const pb_op_opts_t *opts, pb_op_result_t *res)
 {
-	return run(phone, opts, res, pb_engine_verify, "verify");
+	struct call c = { pb_engine_verify, NULL, NULL };
+
+	return run(phone, opts, res, &c);
 }
 
 int pb_phone_snapshots(pb_phone_t *phone, const pb_op_opts_t *opts, pb_snapshot_info_t **out, size_t *n)
@@ -141,20 +137,9 @@ int pb_phone_snapshots(pb_phone_t *phone, const pb_op_opts_t *opts, pb_snapshot_
 int pb_phone_items(pb_phone_t *phone, const pb_op_opts_t *opts, pb_manifest_item_cb cb, void *arg,
 		   pb_op_result_t *res)
 {
-	pb_engine_opts_t e;
-	pb_engine_result_t r;
-	pb_pwhash_params_t weak;
-	int rc;
+	struct call c = { NULL, cb, arg };
 
-	if (res != NULL)
-		memset(res, 0, sizeof(*res));
-	if (phone == NULL || cb == NULL)
-		return PB_EINVAL;
-	if ((rc = engine_opts(phone, opts, &e, &weak)) != 0)
-		return rc;
-	rc = pb_engine_items(&e, cb, arg, &r);
-	copy_result(&r, res);
-	return rc;
+	return cb == NULL ? PB_EINVAL : run(phone, opts, res, &c);
 }
 
 int pb_phone_fetch(pb_phone_t *phone, const pb_op_opts_t *opts, const char *id, uint8_t **data, size_t *len)

@@ -31,10 +31,8 @@ static void human(double bytes, char *out, size_t cap)
  * the CLI draws at most ten times a second, and the last state once more
  * when the run is done. */
 struct progress_view {
-	char phase[16];
-	uint64_t items_done, items_total;
-	uint64_t bytes_done, bytes_total;
-	uint64_t bytes_sent, bytes_committed, chunks_sent;
+	pb_event_t ev;  /* a copy of the last progress event ... */
+	char phase[16]; /* ... and of its phase */
 	bool final;
 };
 
@@ -47,7 +45,6 @@ struct progress_state {
 	uint64_t b0;
 	bool moving;
 	double shown;           /* when it was last drawn */
-	bool pending;           /* last holds a state not drawn yet */
 	struct progress_view last;
 };
 
@@ -63,23 +60,11 @@ static double mono(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void progress_json(const struct progress_view *p)
+static void progress_json(const struct progress_view *v)
 {
-	pb_event_t e;
 	char *line = NULL;
 
-	memset(&e, 0, sizeof(e));
-	e.type = PB_EVENT_PROGRESS;
-	e.name = "progress";
-	e.phase = p->phase;
-	e.items_done = p->items_done;
-	e.items_total = p->items_total;
-	e.bytes_done = p->bytes_done;
-	e.bytes_total = p->bytes_total;
-	e.bytes_sent = p->bytes_sent;
-	e.bytes_committed = p->bytes_committed;
-	e.chunks_sent = p->chunks_sent;
-	if (pb_event_json(&e, &line) == 0) {
+	if (pb_event_json(&v->ev, &line) == 0) {
 		printf("%s\n", line);
 		fflush(stdout);
 	}
@@ -87,12 +72,14 @@ static void progress_json(const struct progress_view *p)
 }
 
 /* A bar on a terminal, JSON lines with --json, nothing otherwise. */
-static void show_progress(struct progress_state *ps, const struct progress_view *p)
+static void show_progress(struct progress_state *ps, const struct progress_view *v)
 {
+	const pb_event_t *p = &v->ev;
+
 	if (ps->cli->quiet)
 		return;
 	if (ps->cli->json) {
-		progress_json(p);
+		progress_json(v);
 		return;
 	}
 	if (!ps->cli->tty)
@@ -113,10 +100,10 @@ static void show_progress(struct progress_state *ps, const struct progress_view 
 
 		/* A finished run fills the bar, whatever its byte count (items
 		 * already in place move no bytes). */
-		if (p->final)
+		if (v->final)
 			frac = 1;
 		fill = (int)(frac * width);
-		if (p->final)
+		if (v->final)
 			snprintf(eta, sizeof(eta), "done");
 		else if (moving < ETA_MIN_SECONDS || frac < ETA_MIN_FRACTION || r <= 0)
 			snprintf(eta, sizeof(eta), "estimating");
@@ -131,11 +118,11 @@ static void show_progress(struct progress_state *ps, const struct progress_view 
 			fputc(i < fill ? '#' : '.', stderr);
 		if (p->bytes_total)
 			fprintf(stderr, "] %s / %s, %llu/%llu items, %s/s, %s   ", done, total,
-				(unsigned long long)(p->final ? p->items_total : p->items_done),
+				(unsigned long long)(v->final ? p->items_total : p->items_done),
 				(unsigned long long)p->items_total, rate, eta);
 		else
 			fprintf(stderr, "] %s, %llu items, %s/s   ", done, (unsigned long long)p->items_done, rate);
-		if (p->final)
+		if (v->final)
 			fputc('\n', stderr);
 	}
 }
@@ -145,20 +132,17 @@ static void note_progress(struct progress_state *ps, const pb_event_t *e)
 	struct progress_view *v = &ps->last;
 	double t = mono();
 
+	/* The event's text is borrowed: the phase is kept, the rest dropped
+	 * (a progress event has none). */
+	v->ev = *e;
 	snprintf(v->phase, sizeof(v->phase), "%s", e->phase != NULL ? e->phase : "");
-	v->items_done = e->items_done;
-	v->items_total = e->items_total;
-	v->bytes_done = e->bytes_done;
-	v->bytes_total = e->bytes_total;
-	v->bytes_sent = e->bytes_sent;
-	v->bytes_committed = e->bytes_committed;
-	v->chunks_sent = e->chunks_sent;
+	v->ev.phase = v->phase;
+	v->ev.name = "progress";
+	v->ev.id = v->ev.path = v->ev.change = v->ev.op = v->ev.message = NULL;
 	v->final = false;
-	ps->pending = true;
 	if (t - ps->shown < 0.1)
 		return;
 	ps->shown = t;
-	ps->pending = false;
 	show_progress(ps, v);
 }
 
