@@ -9,6 +9,7 @@
 
 #include "peerback.h"
 #include "agent/backup/engine-int.h"
+#include "agent/util/event.h"
 #include "agent/util/fsutil.h"
 
 double pb__now_s(void)
@@ -37,30 +38,12 @@ int pb__grow(void **p, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
-static const char *event_name(pb_event_type_t t)
-{
-	switch (t) {
-	case PB_EVENT_PROGRESS:
-		return "progress";
-	case PB_EVENT_WARNING:
-		return "warning";
-	case PB_EVENT_PLAN:
-		return "plan";
-	case PB_EVENT_INSTRUCTION:
-		return "instruction";
-	case PB_EVENT_DONE:
-		return "done";
-	default:
-		return "event";
-	}
-}
-
 int pb__emit(const pb_engine_opts_t *o, pb_event_t *ev)
 {
 	if (o->on_event == NULL)
 		return 0;
 	if (ev->name == NULL)
-		ev->name = event_name(ev->type);
+		ev->name = pb__event_name(ev->type);
 	return o->on_event(o->event_arg, ev) != 0 ? PB_ECANCELED : 0;
 }
 

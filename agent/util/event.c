@@ -5,7 +5,33 @@
 #include <jansson.h>
 
 #include "peerback.h"
+#include "agent/util/event.h"
 #include "agent/util/json.h"
+
+const char *pb__event_name(pb_event_type_t type)
+{
+	static const char *const names[] = {
+		[PB_EVENT_PROGRESS] = "progress",
+		[PB_EVENT_WARNING] = "warning",
+		[PB_EVENT_PLAN] = "plan",
+		[PB_EVENT_INSTRUCTION] = "instruction",
+		[PB_EVENT_DONE] = "done",
+		[PB_EVENT_LISTENING] = "listening",
+		[PB_EVENT_ADVERTISE] = "advertise",
+		[PB_EVENT_CONNECTED] = "connected",
+		[PB_EVENT_AUTHENTICATED] = "authenticated",
+		[PB_EVENT_PAIRED] = "paired",
+		[PB_EVENT_REFUSED] = "refused",
+		[PB_EVENT_DISCONNECTED] = "disconnected",
+		[PB_EVENT_DEVICE_PROGRESS] = "device-progress",
+		[PB_EVENT_SNAPSHOT] = "snapshot",
+		[PB_EVENT_ERROR] = "error",
+	};
+
+	if ((unsigned)type < sizeof(names) / sizeof(names[0]) && names[type] != NULL)
+		return names[type];
+	return "event";
+}
 
 static int set(json_t *o, const char *key, json_t *v)
 {
@@ -61,11 +87,11 @@ int pb_event_json(const pb_event_t *e, char **out)
 	int rc;
 
 	*out = NULL;
-	if (e == NULL || e->name == NULL)
+	if (e == NULL)
 		return PB_EINVAL;
 	if ((o = json_object()) == NULL)
 		return PB_ENOMEM;
-	if ((rc = set_text(o, "event", e->name)) == 0 && (rc = set_text(o, "phase", e->phase)) == 0 &&
+	if ((rc = set_text(o, "event", e->name != NULL ? e->name : pb__event_name(e->type))) == 0 && (rc = set_text(o, "phase", e->phase)) == 0 &&
 	    (rc = numbers(o, e)) == 0 && (rc = set_text(o, "id", e->id)) == 0 &&
 	    (rc = set_text(o, "path", e->path)) == 0 && (rc = set_text(o, "change", e->change)) == 0 &&
 	    (rc = set_text(o, "op", e->op)) == 0 && (rc = set_text(o, "address", e->address)) == 0 &&

@@ -66,7 +66,10 @@ typedef struct pb_event_s {
 typedef int (*pb_event_cb)(void *arg, const pb_event_t *event);
 
 /* The event as one line of JSON (no newline), as `peerback --json` prints
- * it; *out is malloc'd, the caller frees it. */
+ * it: "event" (name, or the type's word when name is NULL), then the
+ * fields the type carries and every text field that is set; "code" and
+ * "error" (its sentence) when error is set. *out is malloc'd, the caller
+ * frees it. */
 PB_EXTERN PB_WUR int pb_event_json(const pb_event_t *event, char **out);
 
 #ifdef __cplusplus
