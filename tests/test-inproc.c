@@ -4,13 +4,15 @@
  * callback that cancels a backup and a restore halfway: the store stays
  * consistent, nothing half-restored appears, and the next run resumes
  * without sending again what was committed. */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
-#include "testutil.h"
+#include "harness.h"
 #include "agent/backup/repo.h"
 #include "agent/kinds/internal.h"
 #include "agent/phone/handle.h"
@@ -115,6 +117,22 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* The first file (by name) in dir/sub. */
+static void first_file(const char *dir, const char *sub, char *out, size_t cap)
+{
+	char path[4200];
+	struct dirent **names;
+	int n;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	n = scandir(path, &names, NULL, alphasort);
+	assert_true(n > 2);
+	snprintf(out, cap, "%s/%s", path, names[2]->d_name);
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
 /* A device directory of every kind, backed up and restored into a new
  * folder: the same files, byte for byte; a second backup sends nothing. */
 static void test_device_dir(void **state)
@@ -122,7 +140,9 @@ static void test_device_dir(void **state)
 	int (*const gen[])(const char *, uint64_t, pb_gen_size_t) = { pb__gen_credentials, pb__gen_mifare, pb__gen_sim,
 								       pb__gen_chat, pb__gen_contacts };
 	struct phone p;
-	char dev[4096], out[4096];
+	struct watch w;
+	uint64_t total;
+	char dev[4096], out[4096], file[4200], before[65], after[65];
 	pb_op_opts_t o = opts();
 	pb_op_result_t res;
 
@@ -136,10 +156,36 @@ static void test_device_dir(void **state)
 	assert_int_equal(pb_phone_backup(p.ph, &o, &res), 0);
 	assert_true(res.items > 100);
 	assert_int_equal(res.items, res.items_changed);
+	total = res.items;
 	assert_true(res.snapshot != 0);
 
+	/* A restore into a new folder canceled halfway leaves no folder. */
 	assert_int_equal(pb_phone_set_device_dir(p.ph, out), 0);
+	memset(&w, 0, sizeof(w));
+	w.phase = "restore";
+	w.at = 50;
+	o.on_event = on_event;
+	o.event_arg = &w;
+	assert_int_equal(pb_phone_restore(p.ph, &o, &res), PB_ECANCELED);
+	assert_int_equal(access(out, F_OK), -1);
+	o.on_event = NULL;
 	assert_int_equal(pb_phone_restore(p.ph, &o, &res), 0);
+	assert_int_equal(pb_test_same_tree(dev, out), 0);
+	/* Into an existing one with a file changed, canceled near the end
+	 * (every file staged, none renamed yet): nothing of it changes. */
+	first_file(out, "credentials", file, sizeof(file));
+	assert_int_equal(pb_test_write_file(file, "changed", 7), 0);
+	pb_test_file_digest(file, before);
+	o.on_event = on_event;
+	w.at = total - 2;
+	assert_int_equal(pb_phone_restore(p.ph, &o, &res), PB_ECANCELED);
+	pb_test_file_digest(file, after);
+	assert_string_equal(before, after);
+	/* The same restore, not canceled, does replace it. */
+	o.on_event = NULL;
+	assert_int_equal(pb_phone_restore(p.ph, &o, &res), 0);
+	pb_test_file_digest(file, after);
+	assert_string_not_equal(before, after);
 	assert_int_equal(pb_test_same_tree(dev, out), 0);
 
 	assert_int_equal(pb_phone_set_device_dir(p.ph, dev), 0);
