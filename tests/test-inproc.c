@@ -117,17 +117,17 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* The first file (by name) in dir/sub. */
-static void first_file(const char *dir, const char *sub, char *out, size_t cap)
+/* The first file (by name) in top/sub. */
+static void first_file(const char *top, const char *sub, char *out, size_t cap)
 {
-	char path[4200];
+	char folder[4200];
 	struct dirent **names;
 	int n;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, sub);
-	n = scandir(path, &names, NULL, alphasort);
+	snprintf(folder, sizeof(folder), "%s/%s", top, sub);
+	n = scandir(folder, &names, NULL, alphasort);
 	assert_true(n > 2);
-	snprintf(out, cap, "%s/%s", path, names[2]->d_name);
+	snprintf(out, cap, "%s/%s", folder, names[2]->d_name);
 	for (int i = 0; i < n; i++)
 		free(names[i]);
 	free(names);

@@ -82,6 +82,15 @@ PB_WUR int pb__assembly_end(pb__assembly_t *a, uint8_t hash[32]);
 /* Frees the buffer and removes the temporary file. */
 void pb__assembly_drop(pb__assembly_t *a);
 
+/* The restore cache (agent/backup/restore-cache.c): chunks a restore
+ * fetched, sealed as they came, under HOME/restore-cache by name. */
+bool pb__cache_has(const char *home, const uint8_t name[PB_STORE_NAME_LEN]);
+void pb__cache_keep(const char *home, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len);
+PB_WUR int pb__cache_read(const char *home, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **ct, size_t *len);
+void pb__cache_forget(const char *home, const uint8_t name[PB_STORE_NAME_LEN]);
+/* After a complete restore the cache has served its purpose. */
+void pb__cache_drop(const char *home);
+
 /* Device-directory provider internals (agent/backup/provider-dir.c). */
 bool pb__provider_is_dir(const pb_provider_t *p);
 /* The file (relative) that stopped the provider's last walk, or "". */

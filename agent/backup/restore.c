@@ -3,7 +3,6 @@
  * backup recorded, and written through the provider in one transaction
  * (restore), only checked (verify), or handed back (fetch). */
 #include <errno.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,120 +156,51 @@ static void free_items(struct restore *r)
 
 /* --- Resuming a restore ------------------------------------------------------- */
 
-/* A restore keeps every chunk it fetched, sealed as the host sent it, in
- * HOME/restore-cache under its name until the restore completes. Run again
- * after an interruption, it opens those chunks from there instead of
- * fetching them again; a cached chunk is opened and checked exactly like a
- * fetched one, so a damaged file fails like a damaged reply. */
-
-#define CACHE_DIR "restore-cache"
-
+/* Chunks fetched by a restore stay in HOME/restore-cache until it
+ * completes (agent/backup/restore-cache.c). */
 static bool caching(const struct restore *r)
 {
 	/* A few chunks by id are cheaper to fetch again than to keep. */
 	return r->txn != NULL && r->exact_id == NULL && !r->fast;
 }
 
-static int cache_path(const struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], char *out, size_t cap)
-{
-	char hex[2 * PB_STORE_NAME_LEN + 1];
-	int n;
-
-	sodium_bin2hex(hex, sizeof(hex), name, PB_STORE_NAME_LEN);
-	n = snprintf(out, cap, "%s/%s/%s", r->o->home, CACHE_DIR, hex);
-	return n < 0 || (size_t)n >= cap ? PB_ETOOBIG : 0;
-}
-
 static bool cache_has(const struct restore *r, const uint8_t name[PB_STORE_NAME_LEN])
 {
-	char path[4200];
-
-	return caching(r) && cache_path(r, name, path, sizeof(path)) == 0 && access(path, R_OK) == 0;
+	return caching(r) && pb__cache_has(r->o->home, name);
 }
 
-/* Keeps a fetched chunk for a later run; a cache that cannot be written
- * only costs a refetch. */
-static void cache_keep(const struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
+/* Opens a sealed chunk into a malloc'd buffer. */
+static int open_chunk(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len,
+		      uint8_t **plain, size_t *plen)
 {
-	char path[4200], tmp[4300], dir[4200];
-	int fd, n;
-
-	if (!caching(r) || cache_path(r, name, path, sizeof(path)) != 0)
-		return;
-	if (pb__path_join(dir, sizeof(dir), r->o->home, CACHE_DIR) != 0 || pb__mkdirs(dir, 0700) != 0)
-		return;
-	n = snprintf(tmp, sizeof(tmp), "%s.part", path);
-	if (n < 0 || (size_t)n >= sizeof(tmp))
-		return;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return;
-	for (size_t off = 0; off < len;) {
-		ssize_t w = write(fd, ct + off, len - off);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			close(fd);
-			unlink(tmp);
-			return;
-		}
-		off += (size_t)w;
-	}
-	if (close(fd) != 0 || rename(tmp, path) != 0)
-		unlink(tmp);
-}
-
-/* Opens a cached chunk as receive_chunk opens a fetched one. */
-static int cache_open(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **plain, size_t *plen)
-{
-	char path[4200];
-	uint8_t *ct;
-	size_t len;
 	int rc;
 
-	if ((rc = cache_path(r, name, path, sizeof(path))) != 0)
-		return rc;
-	if ((rc = pb__read_file(path, PB_STORE_CT_MAX, &ct, &len)) != 0)
-		return rc;
-	*plain = malloc(PB_CHUNK_PLAIN_MAX);
-	if (*plain == NULL) {
-		free(ct);
+	if ((*plain = malloc(PB_CHUNK_PLAIN_MAX)) == NULL)
 		return PB_ENOMEM;
-	}
 	rc = pb_chunk_open(&r->keys, name, ct, len, *plain, PB_CHUNK_PLAIN_MAX, plen);
-	free(ct);
 	if (rc != 0) {
-		/* Damaged: the next run fetches it. */
-		unlink(path);
 		free(*plain);
 		*plain = NULL;
 	}
 	return rc;
 }
 
-/* After a complete restore the cache has served its purpose. */
-static void cache_drop(const struct restore *r)
+/* Opens a cached chunk exactly as a fetched one: a damaged file fails like
+ * a damaged reply (and the next run fetches it). */
+static int cache_open(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **plain, size_t *plen)
 {
-	char dir[4200], path[4500];
-	DIR *d;
-	struct dirent *e;
+	uint8_t *ct;
+	size_t len;
+	int rc;
 
-	if (pb__path_join(dir, sizeof(dir), r->o->home, CACHE_DIR) != 0 || (d = opendir(dir)) == NULL)
-		return;
-	while ((e = readdir(d)) != NULL) {
-		int n;
-
-		if (e->d_name[0] == '.')
-			continue;
-		n = snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (n > 0 && (size_t)n < sizeof(path))
-			unlink(path);
-	}
-	closedir(d);
-	rmdir(dir);
+	if ((rc = pb__cache_read(r->o->home, name, &ct, &len)) != 0)
+		return rc;
+	rc = open_chunk(r, name, ct, len, plain, plen);
+	free(ct);
+	if (rc != 0)
+		pb__cache_forget(r->o->home, name);
+	return rc;
 }
-
 
 /* Receives the chunk answering request tok and decrypts it into a
  * malloc'd buffer. */
@@ -283,19 +213,12 @@ static int receive_chunk(struct restore *r, uint64_t tok, const uint8_t name[PB_
 
 	if (rc != 0)
 		return rc;
-	*plain = malloc(PB_CHUNK_PLAIN_MAX);
-	if (*plain == NULL) {
-		free(ct);
-		return PB_ENOMEM;
-	}
-	rc = pb_chunk_open(&r->keys, name, ct, len, *plain, PB_CHUNK_PLAIN_MAX, plen);
-	if (rc == 0)
-		cache_keep(r, name, ct, len);
+	rc = open_chunk(r, name, ct, len, plain, plen);
+	/* Kept for a later run; a cache that cannot be written only costs a
+	 * refetch. */
+	if (rc == 0 && caching(r))
+		pb__cache_keep(r->o->home, name, ct, len);
 	free(ct);
-	if (rc != 0) {
-		free(*plain);
-		*plain = NULL;
-	}
 	return rc;
 }
 
@@ -935,7 +858,7 @@ static int restore_end(struct restore *r, enum restore_mode mode, uint8_t **out,
 		else if (!r->o->dry_run && (rc = r->prov->commit(r->txn)) == 0)
 			r->txn = NULL;
 		if (rc == 0)
-			cache_drop(r);
+			pb__cache_drop(r->o->home);
 	}
 	if (rc == 0 && mode == MODE_FETCH) {
 		if (!r->found) {
