@@ -42,18 +42,6 @@ static int run(char *const args[], char **out)
 	return rc;
 }
 
-static int same_tree(const char *a, const char *b)
-{
-	char *argv[] = { "/usr/bin/diff", "-r", "-q", (char *)a, (char *)b, NULL };
-	char *out = NULL;
-	int rc = pb_test_run(argv, NULL, 120, &out, NULL);
-
-	if (rc != 0)
-		printf("diff: %s", out);
-	free(out);
-	return rc;
-}
-
 static void copy_tree(const char *from, const char *to)
 {
 	char *argv[] = { "/bin/cp", "-a", (char *)from, (char *)to, NULL };
@@ -169,7 +157,7 @@ static void test_round_trip(void **state)
 	snprintf(out_dir, sizeof(out_dir), "%s/restored", dir);
 	assert_int_equal(run(restore, &out), 0);
 	free(out);
-	assert_int_equal(same_tree(dev, out_dir), 0);
+	assert_int_equal(pb_test_same_tree(dev, out_dir), 0);
 }
 
 static void test_no_plaintext_on_host(void **state)
@@ -489,7 +477,7 @@ static void restore_snapshot_a(void)
 	snprintf(out_dir, sizeof(out_dir), "%s/restore-a", dir);
 	pb_test_rmtree(out_dir);
 	assert_int_equal(run(args, NULL), 0);
-	assert_int_equal(same_tree(snap_a_copy, out_dir), 0);
+	assert_int_equal(pb_test_same_tree(snap_a_copy, out_dir), 0);
 }
 
 static void fresh_data(const char *seed)
@@ -582,7 +570,7 @@ static void test_phone_killed_mid_backup(void **state)
 
 		snprintf(out_dir, sizeof(out_dir), "%s/restore-13", dir);
 		assert_int_equal(run(args, NULL), 0);
-		assert_int_equal(same_tree(dev, out_dir), 0);
+		assert_int_equal(pb_test_same_tree(dev, out_dir), 0);
 	}
 }
 
@@ -615,7 +603,7 @@ static void test_prune_keeps_latest(void **state)
 	free(out);
 	snprintf(out_dir, sizeof(out_dir), "%s/after-prune", dir);
 	assert_int_equal(run(restore, NULL), 0);
-	assert_int_equal(same_tree(dev, out_dir), 0);
+	assert_int_equal(pb_test_same_tree(dev, out_dir), 0);
 }
 
 static void test_full_disk(void **state)

@@ -84,18 +84,6 @@ static void new_phone(char *home, const char *name, char id[64], const char *see
 	assert_int_equal(run(home, gen), 0);
 }
 
-static int same_tree(const char *a, const char *b)
-{
-	char *argv[] = { "/usr/bin/diff", "-r", "-q", (char *)a, (char *)b, NULL };
-	char *out = NULL;
-	int rc = pb_test_run(argv, NULL, 120, &out, NULL);
-
-	if (rc != 0)
-		printf("diff: %s", out);
-	free(out);
-	return rc;
-}
-
 static size_t count(const char *hay, const char *needle)
 {
 	size_t n = 0;
@@ -178,11 +166,11 @@ static void test_partial_backup_then_prune(void **state)
 	assert_int_equal(run(home, restore_chat), 0);
 	snprintf(path, sizeof(path), "%s/chats", chats);
 	snprintf(mifare, sizeof(mifare), "%s/chats", dev);
-	assert_int_equal(same_tree(mifare, path), 0);
+	assert_int_equal(pb_test_same_tree(mifare, path), 0);
 
 	snprintf(all, sizeof(all), "%s/partial-all", dir);
 	assert_int_equal(run(home, restore_all), 0);
-	assert_int_equal(same_tree(dev, all), 0);
+	assert_int_equal(pb_test_same_tree(dev, all), 0);
 
 	/* Nothing of that kind was ever backed up: said, and not a success. */
 	snprintf(none, sizeof(none), "%s/partial-none", dir);
@@ -385,9 +373,9 @@ static void test_one_passphrase_per_account(void **state)
 	snprintf(to1, sizeof(to1), "%s/from-d", dir);
 	snprintf(to2, sizeof(to2), "%s/latest", dir);
 	assert_int_equal(run(n, restore_from_d), 0);
-	assert_int_equal(same_tree(d_dev, to1), 0);
+	assert_int_equal(pb_test_same_tree(d_dev, to1), 0);
 	assert_int_equal(run(n, restore), 0);
-	assert_int_equal(same_tree(a_dev, to2), 0);
+	assert_int_equal(pb_test_same_tree(a_dev, to2), 0);
 	assert_int_equal(run(n, verify), 0);
 
 	/* One master key for the account's devices. */
@@ -433,7 +421,7 @@ static void test_one_passphrase_per_account(void **state)
 		assert_int_equal(run(l, backup_l), 0);
 		snprintf(to4, sizeof(to4), "%s/from-l", dir);
 		assert_int_equal(run(a, restore_from_l), 0);
-		assert_int_equal(same_tree(l_dev, to4), 0);
+		assert_int_equal(pb_test_same_tree(l_dev, to4), 0);
 		snprintf(path, sizeof(path), "%s/master.key", a);
 		digest(path, ka_after);
 		assert_string_equal(ka_after, ka);

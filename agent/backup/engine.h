@@ -1,7 +1,11 @@
-/* The phone's backup engine: backs a device directory up to the paired host
- * over an authenticated session, restores it (all, one kind, or one item),
- * verifies it, and fetches single items (NFC fallback). Private to the
- * library and its programs.
+/* The phone's backup engine: backs a provider's items (a device directory
+ * by default) up to a repository (the paired host over an authenticated
+ * session, or a host store in this process), restores them (all, one kind,
+ * or one item), verifies them, and fetches single items (NFC fallback).
+ * Private to the library; applications use include/peerback/phone.h.
+ * Files: backup.c, restore.c, assemble.c (item assembly), master.c (the
+ * master key), remote.c and local.c (the repositories, repo.h),
+ * provider-dir.c (the device directory), engine.c (what they share).
  *
  * Phone state under HOME: master.key (the 32-byte master key, 0600),
  * master.wrapped (the same key wrapped with the recovery passphrase, as the
@@ -12,8 +16,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "peerback/event.h"
 #include "peerback/kinds.h"
+#include "peerback/provider.h"
 #include "peerback/store.h"
+
+struct pb_repo_s;
 
 typedef struct pb_progress_s {
 	const char *phase;      /* "scan", "backup", "restore", "verify" */
@@ -30,6 +38,18 @@ typedef void (*pb_progress_cb)(void *arg, const pb_progress_t *p);
 typedef struct pb_engine_opts_s {
 	const char *home;        /* phone state directory */
 	const char *device_dir;  /* backup source / restore target */
+	/* Where items come from and go to; NULL: the device directory
+	 * device_dir (pb_provider_dir). */
+	const pb_provider_t *provider;
+	/* The repository; NULL: a session with the remembered host (host).
+	 * Tests and in-process use pass a local one (agent/backup/repo.h). */
+	struct pb_repo_s *repo;
+	/* Progress, warnings, plan lines and instructions as events; a
+	 * non-zero return cancels at the next safe point (PB_ECANCELED):
+	 * nothing is left half-written, and a backup's committed chunks are
+	 * not sent again by the next run. */
+	pb_event_cb on_event;
+	void *event_arg;
 	const char *host;        /* remembered host name or key prefix, NULL: latest */
 	const char *passphrase;  /* recovery passphrase when needed, or NULL */
 	/* Argon2id limits for a new wrapped master key; NULL: MODERATE. Only
@@ -84,6 +104,7 @@ typedef struct pb_engine_result_s {
 	char device[33];                 /* restore: whose backup (hex) */
 	bool by_state;                   /* restore, fetch: found through the phone's state, not the manifest */
 	uint64_t replaced;               /* restore that failed: files already replaced (see on_replaced) */
+	char bad_path[512];              /* backup failed on a file it cannot read: that file (relative) */
 	char link[512];                  /* restore refused with PB_EDATA_LINK: the link, relative to the target */
 	uint64_t added, changed, unchanged; /* restore --dry-run: items by what it would do */
 	double seconds;

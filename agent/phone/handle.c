@@ -47,10 +47,26 @@ int pb_phone_set_device_dir(pb_phone_t *phone, const char *dir)
 		return PB_EINVAL;
 	if ((size_t)snprintf(phone->device_dir, sizeof(phone->device_dir), "%s", dir) >= sizeof(phone->device_dir))
 		return PB_ETOOBIG;
+	phone->has_provider = false;
+	return 0;
+}
+
+int pb_phone_set_provider(pb_phone_t *phone, const pb_provider_t *provider)
+{
+	if (phone == NULL || provider == NULL || provider->list == NULL || provider->begin == NULL ||
+	    provider->write == NULL || provider->commit == NULL || provider->abort == NULL)
+		return PB_EINVAL;
+	phone->provider = *provider;
+	phone->has_provider = true;
 	return 0;
 }
 
 const char *pb_phone_home(const pb_phone_t *phone)
 {
 	return phone->home;
+}
+
+void pb__phone_set_repo(pb_phone_t *phone, struct pb_repo_s *repo)
+{
+	phone->repo = repo;
 }

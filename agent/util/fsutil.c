@@ -98,43 +98,33 @@ out_unlink:
 	return rc == -ENOSPC ? PB_ENOSPACE : rc;
 }
 
-int pb__read_file(const char *path, size_t cap, uint8_t **out, size_t *len)
+int pb__read_fd(int fd, size_t cap, uint8_t **out, size_t *len)
 {
 	struct stat st;
 	uint8_t *buf = NULL;
 	size_t have = 0;
-	int fd, rc;
 
 	*out = NULL;
 	*len = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (fstat(fd, &st) != 0)
 		return -errno;
-	if (fstat(fd, &st) != 0) {
-		rc = -errno;
-		goto out_close;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = -EISDIR;
-		goto out_close;
-	}
-	if ((uint64_t)st.st_size > cap) {
-		rc = PB_ETOOBIG;
-		goto out_close;
-	}
+	if (!S_ISREG(st.st_mode))
+		return -EISDIR;
+	if ((uint64_t)st.st_size > cap)
+		return PB_ETOOBIG;
 	buf = malloc((size_t)st.st_size + 1);
-	if (buf == NULL) {
-		rc = PB_ENOMEM;
-		goto out_close;
-	}
+	if (buf == NULL)
+		return PB_ENOMEM;
 	while (have < (size_t)st.st_size) {
 		ssize_t r = read(fd, buf + have, (size_t)st.st_size - have);
 
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			rc = -errno;
-			goto out_free;
+			int rc = -errno;
+
+			free(buf);
+			return rc;
 		}
 		if (r == 0)
 			break;
@@ -143,12 +133,19 @@ int pb__read_file(const char *path, size_t cap, uint8_t **out, size_t *len)
 	buf[have] = 0;
 	*out = buf;
 	*len = have;
-	close(fd);
 	return 0;
+}
 
-out_free:
-	free(buf);
-out_close:
+int pb__read_file(const char *path, size_t cap, uint8_t **out, size_t *len)
+{
+	int fd, rc;
+
+	*out = NULL;
+	*len = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = pb__read_fd(fd, cap, out, len);
 	close(fd);
 	return rc;
 }

@@ -19,6 +19,8 @@ __attribute__((warn_unused_result)) int pb__write_file_atomic(const char *path, 
 /* Reads a whole file of at most cap bytes into a malloc'd buffer (NUL
  * appended, not counted). PB_ETOOBIG when larger, -errno on failure. */
 __attribute__((warn_unused_result)) int pb__read_file(const char *path, size_t cap, uint8_t **out, size_t *len);
+/* pb__read_file for a file already open (read from its current offset). */
+__attribute__((warn_unused_result)) int pb__read_fd(int fd, size_t cap, uint8_t **out, size_t *len);
 
 /* mkdir -p with the given mode for created directories. */
 __attribute__((warn_unused_result)) int pb__mkdirs(const char *path, unsigned mode);

@@ -47,6 +47,8 @@ typedef struct pb_event_s {
 	uint64_t items_done, items_total;
 	uint64_t bytes_done, bytes_total;
 	uint64_t bytes_sent;   /* ciphertext bytes sent to the host */
+	uint64_t bytes_committed; /* of those, the ones the host acknowledged */
+	uint64_t chunks_sent;
 	uint64_t snapshot;
 	const char *id;        /* item id */
 	const char *path;      /* file, relative to the device directory */
@@ -74,7 +76,10 @@ typedef struct pb_event_s {
 typedef int (*pb_event_cb)(void *arg, const pb_event_t *event);
 
 /* The event as one line of JSON (no newline), as `peerback --json` prints
- * it; *out is malloc'd, the caller frees it. */
+ * it: "event" (name, or the type's word when name is NULL), then the
+ * fields the type carries and every text field that is set; "code" and
+ * "error" (its sentence) when error is set. *out is malloc'd, the caller
+ * frees it. */
 PB_EXTERN PB_WUR int pb_event_json(const pb_event_t *event, char **out);
 
 /* s with every byte that starts no valid UTF-8 sequence replaced by U+FFFD,

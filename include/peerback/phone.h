@@ -15,6 +15,7 @@
 #include "peerback/kinds.h"
 #include "peerback/nfc.h"
 #include "peerback/provider.h"
+#include "peerback/store.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -47,6 +48,7 @@ typedef struct pb_op_opts_s {
 	int timeout_ms;          /* per network step; 0: 30 s */
 	pb_event_cb on_event;    /* may be NULL; non-zero return cancels */
 	void *event_arg;
+	bool weak_kdf;           /* tests only: cheap Argon2id limits for a first backup's key wrap */
 } pb_op_opts_t;
 
 typedef struct pb_op_result_s {
@@ -59,6 +61,16 @@ typedef struct pb_op_result_s {
 	uint64_t added, changed, unchanged; /* restore dry run */
 	char device[33];               /* restore: whose backup (hex) */
 	double seconds;
+	uint64_t chunks_total;         /* backup: chunks the snapshot references */
+	uint64_t items_kept;           /* backup: items of skipped sources kept from the last backup */
+	uint64_t items_carried;        /* backup of some kinds: the other kinds' items, kept */
+	uint64_t chunks_cached;        /* restore: chunks an interrupted run had fetched */
+	uint64_t snapshot_known;       /* restore refused as a rollback (PB_ESTORE_ROLLBACK):
+					* the newest snapshot this phone completed there */
+	uint64_t replaced;             /* restore that failed: files already replaced */
+	bool by_state;                 /* restore, fetch: found through the phone's state */
+	char link[512];                /* restore refused with PB_EDATA_LINK: the link */
+	char bad_path[512];            /* backup failed on a source it cannot read: which */
 } pb_op_result_t;
 
 PB_EXTERN PB_WUR int pb_phone_backup(pb_phone_t *phone, const pb_op_opts_t *opts, pb_op_result_t *res);
@@ -73,6 +85,12 @@ typedef struct pb_snapshot_info_s {
 /* *out is malloc'd (free it with free()). */
 PB_EXTERN PB_WUR int pb_phone_snapshots(pb_phone_t *phone, const pb_op_opts_t *opts, pb_snapshot_info_t **out,
 					size_t *n);
+/* Calls cb with each item of opts->snapshot (0: the latest) of this phone,
+ * or of opts->from_device, or, on a new phone, of the account's most recent
+ * backup (as a restore picks it); the item is borrowed for the call. res
+ * (may be NULL) gets snapshot, device and items. */
+PB_EXTERN PB_WUR int pb_phone_items(pb_phone_t *phone, const pb_op_opts_t *opts, pb_manifest_item_cb cb, void *arg,
+				    pb_op_result_t *res);
 /* One item's bytes from the host's latest snapshot; *data is malloc'd. */
 PB_EXTERN PB_WUR int pb_phone_fetch(pb_phone_t *phone, const pb_op_opts_t *opts, const char *id, uint8_t **data,
 				    size_t *len);

@@ -36,18 +36,6 @@ static int run(const char *home, char *const args[], char **out)
 	return rc;
 }
 
-static int same_tree(const char *a, const char *b)
-{
-	char *argv[] = { "/usr/bin/diff", "-r", "-q", (char *)a, (char *)b, NULL };
-	char *out = NULL;
-	int rc = pb_test_run(argv, NULL, 120, &out, NULL);
-
-	if (rc != 0)
-		printf("diff: %s", out);
-	free(out);
-	return rc;
-}
-
 /* The phone's store and the host's store made with the programs in
  * `writer`, then used with those in `reader`. */
 static void move_store(const char *tag, const char *writer, const char *reader)
@@ -95,7 +83,7 @@ static void move_store(const char *tag, const char *writer, const char *reader)
 	pb_test_host_restart(&host, NULL);
 	assert_int_equal(run(phone, restore, &out), 0);
 	free(out);
-	assert_int_equal(same_tree(dev, to), 0);
+	assert_int_equal(pb_test_same_tree(dev, to), 0);
 	/* A changed device, backed up on top of the other machine's state. */
 	{
 		static const char card[] = "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Moved Between Machines\r\n"
@@ -121,7 +109,7 @@ static void move_store(const char *tag, const char *writer, const char *reader)
 	pb_test_rmtree(to);
 	assert_int_equal(run(phone, restore, &out), 0);
 	free(out);
-	assert_int_equal(same_tree(dev, to), 0);
+	assert_int_equal(pb_test_same_tree(dev, to), 0);
 	pb_test_host_stop(&host);
 	pb_test_imd_stop(&imd);
 	pb_test_rmtree(dir);

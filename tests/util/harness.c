@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "agent/account/account.h"
+#include "agent/util/fsutil.h"
 
 static char *env_password = "PEERBACK_PASSWORD=" PB_TEST_PASSWORD;
 static char *env_recovery = "PEERBACK_RECOVERY_PASSPHRASE=recovery passphrase for tests";
@@ -235,4 +236,26 @@ void pb_test_host_restart(pb_test_host_t *host, const char *const *extra)
 	snprintf(home, sizeof(home), "%s", host->home);
 	snprintf(listen, sizeof(listen), "%s", host->listen);
 	pb_test_host_start(host, home, listen, extra);
+}
+
+int pb_test_paired_phone(pb_test_imd_t *imd, pb_test_host_t *host, const char *dir, char *host_home, char *phone)
+{
+	static const char *const who[2][2] = { { "host", "desk" }, { "phone", "phone" } };
+	char *homes[2] = { host_home, phone }, *pair[] = { "pair", NULL, NULL }, line[4096];
+
+	for (int i = 0; i < 2; i++) {
+		snprintf(homes[i], 4096, "%s/%s", dir, who[i][0]);
+		if (pb__mkdirs(homes[i], 0700) != 0 || pb_test_login(imd, homes[i], "alice", who[i][1]) != 0) {
+			printf("login of %s failed\n", homes[i]);
+			return -1;
+		}
+	}
+	pb_test_host_start(host, host_home, "127.0.0.1:0", NULL);
+	pair[1] = host->uri;
+	if (pb_test_peerback(phone, pair, NULL, NULL) != 0 ||
+	    pb_test_host_wait(host, "paired", line, sizeof(line), 10000) <= 0) {
+		printf("pairing %s with %s failed\n", phone, host->uri);
+		return -1;
+	}
+	return 0;
 }

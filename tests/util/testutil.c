@@ -399,3 +399,15 @@ size_t pb_test_grep_tree(const char *dir, const void *needle, size_t len)
 	nftw(dir, grep_one, 32, FTW_PHYS);
 	return g_hits;
 }
+
+int pb_test_same_tree(const char *a, const char *b)
+{
+	char *argv[] = { "/usr/bin/diff", "-r", "-q", (char *)a, (char *)b, NULL };
+	char *out = NULL;
+	int rc = pb_test_run(argv, NULL, 120, &out, NULL);
+
+	if (rc != 0)
+		printf("diff: %s", out);
+	free(out);
+	return rc;
+}

@@ -66,6 +66,10 @@ int pb_test_readline(pb_test_proc_t *p, char *line, size_t cap, int timeout_ms);
 /* Sends sig and reaps the process; returns its exit status as pb_test_run. */
 int pb_test_stop(pb_test_proc_t *p, int sig);
 
+/* 0 when the trees a and b hold the same files with the same bytes (diff
+ * -r); else what differs is printed and diff's status returned. */
+int pb_test_same_tree(const char *a, const char *b);
+
 /* Counts occurrences of needle (len bytes) in every regular file below dir. */
 size_t pb_test_grep_tree(const char *dir, const void *needle, size_t len);
 

@@ -103,16 +103,16 @@ const pb_pwhash_params_t *pb_cli_wrap_params(void);
 /* Formats a byte count for people: "12.3 MB". */
 void pb_cli_human(double bytes, char *out, size_t cap);
 
-struct pb_engine_opts_s;
-/* Reports an engine failure (tools/cli/cmd-backup.c); returns the exit status. */
+/* Reports a backup, restore or listing failure (tools/cli/cmd-backup.c); returns the exit status. */
 int pb__cli_engine_error(pb_cli_t *cli, int rc, const char *what);
 /* Resolves a snapshot as given ("latest", or a unique prefix of an id as
  * peerback ls prints it) into *out; returns 0 or an exit status after
  * telling the user. (tools/cli/cmd-ls.c) */
-int pb__cli_snapshot(pb_cli_t *cli, struct pb_engine_opts_s *o, const char *text, uint64_t *out);
+int pb__cli_snapshot(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *o, const char *text, uint64_t *out);
 /* The one item id of the backup that want names: the id itself, or its
  * last part with or without extension. 0, or PB_ENOTFOUND / PB_EEXISTS. */
-int pb__cli_item_id(pb_cli_t *cli, struct pb_engine_opts_s *o, const char *want, char *out, size_t cap);
+int pb__cli_item_id(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *o, const char *want, char *out,
+		    size_t cap);
 
 /* --json output: one object a line on stdout, built as json_pack(fmt, ...)
  * builds it, pure ASCII, flushed (tools/cli/json.c). Text that does not

@@ -9,12 +9,11 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "agent/backup/engine.h"
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
-#include "peerback/kinds.h"
-#include "tools/cli/commands.h"
 #include "agent/util/json.h"
+#include "peerback.h"
+#include "tools/cli/commands.h"
 
 static void human(double bytes, char *out, size_t cap)
 {
@@ -28,6 +27,15 @@ static void human(double bytes, char *out, size_t cap)
 	snprintf(out, cap, u ? "%.1f %s" : "%.0f %s", bytes, unit[u]);
 }
 
+/* The progress of a run as the CLI shows it: the library tells every step,
+ * the CLI draws at most ten times a second, and the last state once more
+ * when the run is done. */
+struct progress_view {
+	pb_event_t ev;  /* a copy of the last progress event ... */
+	char phase[16]; /* ... and of its phase */
+	bool final;
+};
+
 struct progress_state {
 	pb_cli_t *cli;
 	double start;
@@ -36,6 +44,8 @@ struct progress_state {
 	double t0;
 	uint64_t b0;
 	bool moving;
+	double shown;           /* when it was last drawn */
+	struct progress_view last;
 };
 
 /* Seconds of transfer, and the share done, before an estimate is shown. */
@@ -50,24 +60,29 @@ static double mono(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* A bar on a terminal, JSON lines with --json, nothing otherwise. */
-static void show_progress(void *arg, const pb_progress_t *p)
+static void progress_json(const struct progress_view *v)
 {
-	struct progress_state *ps = arg;
-	double t = mono() - ps->start;
+	char *line = NULL;
+
+	if (pb_event_json(&v->ev, &line) == 0) {
+		printf("%s\n", line);
+		fflush(stdout);
+	}
+	free(line);
+}
+
+/* A bar on a terminal, JSON lines with --json, nothing otherwise. */
+static void show_progress(struct progress_state *ps, const struct progress_view *v)
+{
+	const pb_event_t *p = &v->ev;
 
 	if (ps->cli->quiet)
 		return;
 	if (ps->cli->json) {
-		(void)pb__json_print("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "event", "progress", "phase",
-				     p->phase, "items_done", (json_int_t)p->items_done, "items_total",
-				     (json_int_t)p->items_total, "bytes_done", (json_int_t)p->bytes_done, "bytes_total",
-				     (json_int_t)p->bytes_total, "bytes_sent", (json_int_t)p->bytes_sent,
-				     "bytes_committed", (json_int_t)p->bytes_committed, "chunks_sent",
-				     (json_int_t)p->chunks_sent);
+		progress_json(v);
 		return;
 	}
-	if (!ps->cli->tty || ps->cli->quiet)
+	if (!ps->cli->tty)
 		return;
 	if (!ps->moving && p->bytes_done > 0) {
 		ps->moving = true;
@@ -83,13 +98,12 @@ static void show_progress(void *arg, const pb_progress_t *p)
 								    : 0;
 		int width = 24, fill;
 
-		(void)t;
 		/* A finished run fills the bar, whatever its byte count (items
 		 * already in place move no bytes). */
-		if (p->final)
+		if (v->final)
 			frac = 1;
 		fill = (int)(frac * width);
-		if (p->final)
+		if (v->final)
 			snprintf(eta, sizeof(eta), "done");
 		else if (moving < ETA_MIN_SECONDS || frac < ETA_MIN_FRACTION || r <= 0)
 			snprintf(eta, sizeof(eta), "estimating");
@@ -104,26 +118,55 @@ static void show_progress(void *arg, const pb_progress_t *p)
 			fputc(i < fill ? '#' : '.', stderr);
 		if (p->bytes_total)
 			fprintf(stderr, "] %s / %s, %llu/%llu items, %s/s, %s   ", done, total,
-				(unsigned long long)(p->final ? p->items_total : p->items_done),
+				(unsigned long long)(v->final ? p->items_total : p->items_done),
 				(unsigned long long)p->items_total, rate, eta);
 		else
 			fprintf(stderr, "] %s, %llu items, %s/s   ", done, (unsigned long long)p->items_done, rate);
-		if (p->final)
+		if (v->final)
 			fputc('\n', stderr);
 	}
 }
 
-struct skip_state {
+static void note_progress(struct progress_state *ps, const pb_event_t *e)
+{
+	struct progress_view *v = &ps->last;
+	double t = mono();
+
+	/* The event's text is borrowed: the phase is kept, the rest dropped
+	 * (a progress event has none). */
+	v->ev = *e;
+	snprintf(v->phase, sizeof(v->phase), "%s", e->phase != NULL ? e->phase : "");
+	v->ev.phase = v->phase;
+	v->ev.name = "progress";
+	v->ev.id = v->ev.path = v->ev.change = v->ev.op = v->ev.message = NULL;
+	v->final = false;
+	if (t - ps->shown < 0.1)
+		return;
+	ps->shown = t;
+	show_progress(ps, v);
+}
+
+/* The run succeeded: its last state, drawn as final. */
+static void final_progress(struct progress_state *ps)
+{
+	if (ps->last.phase[0] == 0)
+		return;
+	ps->last.final = true;
+	show_progress(ps, &ps->last);
+}
+
+/* What a run's events go to. */
+struct run {
 	pb_cli_t *cli;
 	const char *dev;
+	struct progress_state ps;
 };
 
 /* A file the backup skipped: named with its line, as a JSON event too
  * (path relative to the device directory there). */
-static void show_skip(void *arg, const char *path, uint64_t line, const char *why)
+static void show_skip(const struct run *r, const char *path, uint64_t line, const char *why)
 {
-	struct skip_state *ss = arg;
-	pb_cli_t *cli = ss->cli;
+	pb_cli_t *cli = r->cli;
 
 	if (cli->json) {
 		(void)pb__json_print("{s:s, s:o, s:I, s:o}", "event", "skipped", "path", pb__json_text(path), "line",
@@ -131,10 +174,72 @@ static void show_skip(void *arg, const char *path, uint64_t line, const char *wh
 	}
 	if (line > 0)
 		fprintf(stderr, "peerback: %s/%s: line %llu: %s; skipped (its last backed-up version is kept)\n",
-			ss->dev, path, (unsigned long long)line, why);
+			r->dev, path, (unsigned long long)line, why);
 	else
-		fprintf(stderr, "peerback: %s/%s: %s; skipped (its last backed-up version is kept)\n", ss->dev, path,
+		fprintf(stderr, "peerback: %s/%s: %s; skipped (its last backed-up version is kept)\n", r->dev, path,
 			why);
+}
+
+static void show_replaced(const struct run *r, const char *path)
+{
+	fprintf(stderr, "peerback: replaced before the failure: %s/%s\n", r->dev, path);
+}
+
+static void show_plan(pb_cli_t *cli, const char *id, const char *path, const char *change);
+
+static int on_event(void *arg, const pb_event_t *e)
+{
+	struct run *r = arg;
+
+	switch (e->type) {
+	case PB_EVENT_PROGRESS:
+		note_progress(&r->ps, e);
+		break;
+	case PB_EVENT_DONE:
+		if (e->error == 0)
+			final_progress(&r->ps);
+		break;
+	case PB_EVENT_WARNING:
+		if (e->phase != NULL && strcmp(e->phase, "restore") == 0)
+			show_replaced(r, e->path);
+		else
+			show_skip(r, e->path, e->line, e->message);
+		break;
+	case PB_EVENT_PLAN:
+		show_plan(r->cli, e->id, e->path, e->change);
+		break;
+	case PB_EVENT_INSTRUCTION:
+		pb_cli_instruction(r->cli, e->op, e->error, e->message);
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+/* A run's options, its events told to r. */
+static void run_opts(struct run *r, pb_cli_t *cli, const char *dev, pb_op_opts_t *o)
+{
+	memset(r, 0, sizeof(*r));
+	r->cli = cli;
+	r->dev = dev;
+	r->ps.cli = cli;
+	r->ps.start = mono();
+	memset(o, 0, sizeof(*o));
+	o->on_event = on_event;
+	o->event_arg = r;
+}
+
+/* The phone of the command's home, its items in dev (may be NULL). */
+static int open_phone(pb_cli_t *cli, const char *dev, pb_phone_t **phone)
+{
+	int rc = pb_phone_open(cli->home, phone);
+
+	if (rc == 0 && dev != NULL && (rc = pb_phone_set_device_dir(*phone, dev)) != 0) {
+		pb_phone_close(*phone);
+		*phone = NULL;
+	}
+	return rc != 0 ? pb_cli_fail_err(cli, rc, "cannot open the phone's state in %s", cli->home) : 0;
 }
 
 /* The failures the phone itself can cause by its own disk: a full or
@@ -251,7 +356,7 @@ int pb__cli_engine_error(pb_cli_t *cli, int rc, const char *what)
 }
 
 /* The host's latest snapshot is older than one this phone completed there. */
-static int rollback_error(pb_cli_t *cli, const pb_engine_result_t *res, const char *what)
+static int rollback_error(pb_cli_t *cli, const pb_op_result_t *res, const char *what)
 {
 	if (res->snapshot == 0)
 		return pb_cli_fail(cli, "%s refused: the host holds no snapshot of this phone, but this phone completed "
@@ -265,15 +370,8 @@ static int rollback_error(pb_cli_t *cli, const pb_engine_result_t *res, const ch
 			   (unsigned long long)res->snapshot);
 }
 
-static void show_replaced(void *arg, const char *path)
-{
-	const char *dev = arg;
-
-	fprintf(stderr, "peerback: replaced before the failure: %s/%s\n", dev, path);
-}
-
 /* A restore that failed: what it did to the target, then why. */
-static int restore_error(pb_cli_t *cli, const pb_engine_result_t *res, int rc, const char *dev)
+static int restore_error(pb_cli_t *cli, const pb_op_result_t *res, int rc, const char *dev)
 {
 	if (rc == PB_EDATA_LINK && res->link[0])
 		return pb_cli_fail(cli, "%s/%s is a symbolic link; restore does not write through links and wrote "
@@ -328,7 +426,7 @@ static int backup_hosts(pb_cli_t *cli, const char *which, pb_remembered_host_t *
 	return m;
 }
 
-static void backup_done(pb_cli_t *cli, const char *name, const pb_engine_result_t *res, bool dry_run)
+static void backup_done(pb_cli_t *cli, const char *name, const pb_op_result_t *res, bool dry_run)
 {
 	char sent[32], total[32], snap[17];
 
@@ -374,12 +472,12 @@ static void backup_done(pb_cli_t *cli, const char *name, const pb_engine_result_
 
 int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 {
-	pb_engine_opts_t o;
-	pb_engine_result_t res;
-	struct progress_state ps = { .cli = cli, .start = mono() };
+	pb_op_opts_t o;
+	pb_op_result_t res;
+	struct run run;
+	pb_phone_t *phone;
 	pb_remembered_host_t *hosts;
 	char dev[4096], pass[1024];
-	struct skip_state ss = { cli, dev };
 	const char *given = NULL, *which = NULL;
 	int rc, nhosts, done = 0, failed = 0, status = 0;
 	bool skipped = false;
@@ -411,7 +509,7 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		       "2 usage error; 12 wrong recovery passphrase.\n");
 		return 0;
 	}
-	memset(&o, 0, sizeof(o));
+	run_opts(&run, cli, dev, &o);
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 < argc && strcmp(argv[i], "--device") == 0) {
 			given = argv[++i];
@@ -445,16 +543,13 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		free(hosts);
 		return rc;
 	}
-	o.home = cli->home;
-	o.device_dir = dev;
+	if ((rc = open_phone(cli, dev, &phone)) != 0) {
+		sodium_memzero(pass, sizeof(pass));
+		free(hosts);
+		return rc;
+	}
 	o.passphrase = pass[0] ? pass : NULL;
-	o.wrap_params = pb_cli_wrap_params();
-	o.progress = show_progress;
-	o.progress_arg = &ps;
-	o.on_instruction = pb_cli_instruction;
-	o.instruction_arg = cli;
-	o.on_skip = show_skip;
-	o.skip_arg = &ss;
+	o.weak_kdf = pb_cli_wrap_params() != NULL;
 	/* Each paired host gets the backup: a phone paired with a second host
 	 * must not silently stop backing up to the first. A host that does not
 	 * answer is named and the others still get it. */
@@ -464,9 +559,12 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		(void)pb__b64url_encode(hosts[h].static_pk, 32, key, sizeof(key));
 		host_label(&hosts[h], label, sizeof(label));
 		o.host = key;
-		ps.start = mono();
-		ps.moving = false;
-		rc = pb_engine_backup(&o, &res);
+		memset(&run.ps, 0, sizeof(run.ps));
+		run.ps.cli = cli;
+		run.ps.start = mono();
+		rc = pb_phone_backup(phone, &o, &res);
+		if (rc != 0 && res.bad_path[0])
+			fprintf(stderr, "peerback: %s/%s: %s\n", dev, res.bad_path, pb_strerror(rc));
 		if (rc != 0) {
 			snprintf(what, sizeof(what), "backup to host %s", label);
 			cli->host_named = true;
@@ -490,6 +588,7 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		}
 	}
 	sodium_memzero(pass, sizeof(pass));
+	pb_phone_close(phone);
 	free(hosts);
 	if (done == 0)
 		return status != 0 ? status : PB_EXIT_FAIL;
@@ -503,10 +602,8 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 
 /* restore --dry-run: one line per item that would change (JSON: every
  * item). */
-static void show_plan(void *arg, const char *id, const char *path, const char *change)
+static void show_plan(pb_cli_t *cli, const char *id, const char *path, const char *change)
 {
-	pb_cli_t *cli = arg;
-
 	if (cli->json)
 		(void)pb__json_print("{s:s, s:o, s:o, s:s}", "event", "restore-plan", "id", pb__json_text(id), "path",
 				     pb__json_text(path), "change", change);
@@ -515,7 +612,7 @@ static void show_plan(void *arg, const char *id, const char *path, const char *c
 }
 
 /* What a restore that found nothing was asked for. */
-static int not_found(pb_cli_t *cli, const pb_engine_opts_t *o, const pb_engine_result_t *res)
+static int not_found(pb_cli_t *cli, const pb_op_opts_t *o, const pb_op_result_t *res)
 {
 	char kinds[128] = "";
 
@@ -537,9 +634,10 @@ static int not_found(pb_cli_t *cli, const pb_engine_opts_t *o, const pb_engine_r
 
 int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 {
-	pb_engine_opts_t o;
-	pb_engine_result_t res;
-	struct progress_state ps = { .cli = cli, .start = mono() };
+	pb_op_opts_t o;
+	pb_op_result_t res;
+	struct run run;
+	pb_phone_t *phone;
 	char dev[4096], pass[1024], total[32], item[PB_ITEM_ID_MAX + 1];
 	const char *given = NULL, *snap_text = NULL;
 	int rc;
@@ -564,7 +662,7 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 		       "asked kind or id in it: nothing was written); 1 failed; 2 usage error.\n");
 		return 0;
 	}
-	memset(&o, 0, sizeof(o));
+	run_opts(&run, cli, dev, &o);
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 < argc && strcmp(argv[i], "--to") == 0) {
 			given = argv[++i];
@@ -593,31 +691,27 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail(cli, "--to path is too long");
 	if ((rc = pb_cli_recovery_passphrase(cli, false, pass, sizeof(pass))) != 0)
 		return rc;
-	o.home = cli->home;
-	o.device_dir = dev;
-	o.passphrase = pass[0] ? pass : NULL;
-	o.progress = show_progress;
-	o.progress_arg = &ps;
-	o.on_instruction = pb_cli_instruction;
-	o.instruction_arg = cli;
-	o.on_replaced = show_replaced;
-	o.replaced_arg = dev;
-	o.on_plan = show_plan;
-	o.plan_arg = cli;
-	if (snap_text != NULL && (rc = pb__cli_snapshot(cli, &o, snap_text, &o.snapshot)) != 0) {
+	if ((rc = open_phone(cli, dev, &phone)) != 0) {
 		sodium_memzero(pass, sizeof(pass));
 		return rc;
 	}
-	rc = pb_engine_restore(&o, &res);
+	o.passphrase = pass[0] ? pass : NULL;
+	if (snap_text != NULL && (rc = pb__cli_snapshot(cli, phone, &o, snap_text, &o.snapshot)) != 0) {
+		sodium_memzero(pass, sizeof(pass));
+		pb_phone_close(phone);
+		return rc;
+	}
+	rc = pb_phone_restore(phone, &o, &res);
 	/* An id as ls shows it always works; a short one (payment-003 for
 	 * credentials/payment-003.json) when it names one item. */
 	if (rc == PB_ENOTFOUND && o.item_id != NULL &&
-	    pb__cli_item_id(cli, &o, o.item_id, item, sizeof(item)) == 0) {
+	    pb__cli_item_id(cli, phone, &o, o.item_id, item, sizeof(item)) == 0) {
 		pb_cli_note(cli, "restoring %s", item);
 		o.item_id = item;
-		rc = pb_engine_restore(&o, &res);
+		rc = pb_phone_restore(phone, &o, &res);
 	}
 	sodium_memzero(pass, sizeof(pass));
+	pb_phone_close(phone);
 	if (rc == PB_ENOTFOUND)
 		return not_found(cli, &o, &res);
 	if (rc == PB_ESTORE_ROLLBACK)
@@ -657,9 +751,10 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 
 int pb_cmd_verify(pb_cli_t *cli, int argc, char **argv)
 {
-	pb_engine_opts_t o;
-	pb_engine_result_t res;
-	struct progress_state ps = { .cli = cli, .start = mono() };
+	pb_op_opts_t o;
+	pb_op_result_t res;
+	struct run run;
+	pb_phone_t *phone;
 	char pass[1024], total[32];
 	int rc;
 
@@ -670,7 +765,7 @@ int pb_cmd_verify(pb_cli_t *cli, int argc, char **argv)
 		       "the host's store without keys.)\n");
 		return 0;
 	}
-	memset(&o, 0, sizeof(o));
+	run_opts(&run, cli, NULL, &o);
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 < argc && strcmp(argv[i], "--host") == 0)
 			o.host = cli->host = argv[++i];
@@ -682,12 +777,14 @@ int pb_cmd_verify(pb_cli_t *cli, int argc, char **argv)
 	}
 	if ((rc = pb_cli_recovery_passphrase(cli, false, pass, sizeof(pass))) != 0)
 		return rc;
-	o.home = cli->home;
+	if ((rc = open_phone(cli, NULL, &phone)) != 0) {
+		sodium_memzero(pass, sizeof(pass));
+		return rc;
+	}
 	o.passphrase = pass[0] ? pass : NULL;
-	o.progress = show_progress;
-	o.progress_arg = &ps;
-	rc = pb_engine_verify(&o, &res);
+	rc = pb_phone_verify(phone, &o, &res);
 	sodium_memzero(pass, sizeof(pass));
+	pb_phone_close(phone);
 	if (cli->json) {
 		char snap[17];
 

@@ -9,14 +9,13 @@
 
 #include <sodium.h>
 
-#include "agent/backup/engine.h"
 #include "agent/util/json.h"
-#include "peerback/kinds.h"
+#include "peerback.h"
 #include "tools/cli/commands.h"
 
-int pb__cli_snapshot(pb_cli_t *cli, pb_engine_opts_t *o, const char *text, uint64_t *out)
+int pb__cli_snapshot(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *o, const char *text, uint64_t *out)
 {
-	pb_engine_snapshot_t *s = NULL;
+	pb_snapshot_info_t *s = NULL;
 	size_t n = 0, found = 0, len = strlen(text);
 	int rc;
 
@@ -24,7 +23,7 @@ int pb__cli_snapshot(pb_cli_t *cli, pb_engine_opts_t *o, const char *text, uint6
 	if (len == 0 || len > 16 || (strcmp(text, "latest") != 0 && strspn(text, "0123456789abcdefABCDEF") != len))
 		return pb_cli_usage(cli, "peerback: '%s' is not a snapshot id: give 'latest' or an id (or its first "
 					 "digits) as peerback ls prints it", text);
-	if ((rc = pb_engine_list(o, &s, &n)) != 0)
+	if ((rc = pb_phone_snapshots(phone, o, &s, &n)) != 0)
 		return pb__cli_engine_error(cli, rc, "listing the snapshots");
 	for (size_t i = 0; i < n; i++) {
 		char hex[17];
@@ -104,9 +103,10 @@ static int by_id(const void *a, const void *b)
 	return strcmp(((const struct item *)a)->id, ((const struct item *)b)->id);
 }
 
-static int load_items(pb_cli_t *cli, pb_engine_opts_t *o, struct items *l, pb_engine_result_t *res)
+static int load_items(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *o, struct items *l,
+		      pb_op_result_t *res)
 {
-	int rc = pb_engine_items(o, collect, l, res);
+	int rc = pb_phone_items(phone, o, collect, l, res);
 
 	if (rc != 0) {
 		items_free(l);
@@ -121,13 +121,13 @@ static const char *kind_name(uint32_t k)
 	return k <= PB_KIND_CONTACTS ? pb_kind_name((pb_kind_t)k) : "other";
 }
 
-int pb__cli_item_id(pb_cli_t *cli, pb_engine_opts_t *o, const char *want, char *out, size_t cap)
+int pb__cli_item_id(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *o, const char *want, char *out,
+		    size_t cap)
 {
 	struct items l = { 0 };
-	pb_engine_result_t res;
 	size_t found = 0, wl = strlen(want);
 
-	if (pb_engine_items(o, collect, &l, &res) != 0)
+	if (pb_phone_items(phone, o, collect, &l, NULL) != 0)
 		return PB_ENOTFOUND;
 	(void)cli;
 	for (size_t i = 0; i < l.n; i++) {
@@ -146,11 +146,11 @@ int pb__cli_item_id(pb_cli_t *cli, pb_engine_opts_t *o, const char *want, char *
 	return found == 1 ? 0 : found == 0 ? PB_ENOTFOUND : PB_EEXISTS;
 }
 
-static int list_snapshots(pb_cli_t *cli, pb_engine_opts_t *o)
+static int list_snapshots(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *o)
 {
-	pb_engine_snapshot_t *s = NULL;
+	pb_snapshot_info_t *s = NULL;
 	size_t n = 0;
-	int rc = pb_engine_list(o, &s, &n);
+	int rc = pb_phone_snapshots(phone, o, &s, &n);
 
 	if (rc != 0)
 		return pb__cli_engine_error(cli, rc, "ls");
@@ -175,14 +175,14 @@ static int list_snapshots(pb_cli_t *cli, pb_engine_opts_t *o)
 	return 0;
 }
 
-static int list_items(pb_cli_t *cli, pb_engine_opts_t *o)
+static int list_items(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *o)
 {
 	struct items l = { 0 };
-	pb_engine_result_t res;
+	pb_op_result_t res;
 	char snap[17];
 	int rc;
 
-	if ((rc = load_items(cli, o, &l, &res)) != 0)
+	if ((rc = load_items(cli, phone, o, &l, &res)) != 0)
 		return rc;
 	snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)res.snapshot);
 	for (size_t i = 0; i < l.n; i++) {
@@ -211,7 +211,7 @@ static const char ls_usage[] =
 	"size. The ids are what peerback restore --id takes.\n";
 
 /* Options shared by ls and diff; the other words go to words[]. */
-static int parse(pb_cli_t *cli, const char *cmd, int argc, char **argv, pb_engine_opts_t *o, const char **words,
+static int parse(pb_cli_t *cli, const char *cmd, int argc, char **argv, pb_op_opts_t *o, const char **words,
 		 int max)
 {
 	int n = 0;
@@ -228,12 +228,11 @@ static int parse(pb_cli_t *cli, const char *cmd, int argc, char **argv, pb_engin
 			return -pb_cli_usage(cli, "peerback %s: unknown argument '%s'; see 'peerback %s --help'", cmd,
 					     argv[i], cmd);
 	}
-	o->home = cli->home;
 	return n;
 }
 
 /* Items need the key: the phone's, or the passphrase on a new phone. */
-static int with_key(pb_cli_t *cli, pb_engine_opts_t *o, char *pass, size_t cap)
+static int with_key(pb_cli_t *cli, pb_op_opts_t *o, char *pass, size_t cap)
 {
 	int rc = pb_cli_recovery_passphrase(cli, false, pass, cap);
 
@@ -241,11 +240,20 @@ static int with_key(pb_cli_t *cli, pb_engine_opts_t *o, char *pass, size_t cap)
 	return rc;
 }
 
+/* The phone of the command's home. */
+static int open_phone(pb_cli_t *cli, pb_phone_t **phone)
+{
+	int rc = pb_phone_open(cli->home, phone);
+
+	return rc != 0 ? pb_cli_fail_err(cli, rc, "cannot open the phone's state in %s", cli->home) : 0;
+}
+
 int pb_cmd_ls(pb_cli_t *cli, int argc, char **argv)
 {
-	pb_engine_opts_t o;
+	pb_op_opts_t o;
+	pb_phone_t *phone;
 	const char *words[1];
-	char pass[1024];
+	char pass[1024] = "";
 	int n, rc;
 
 	if (pb_cli_wants_help(argc, argv)) {
@@ -254,12 +262,15 @@ int pb_cmd_ls(pb_cli_t *cli, int argc, char **argv)
 	}
 	if ((n = parse(cli, "ls", argc, argv, &o, words, 1)) < 0)
 		return -n;
+	if ((rc = open_phone(cli, &phone)) != 0)
+		return rc;
 	if (n == 0)
-		return list_snapshots(cli, &o);
-	if ((rc = with_key(cli, &o, pass, sizeof(pass))) == 0 &&
-	    (rc = pb__cli_snapshot(cli, &o, words[0], &o.snapshot)) == 0)
-		rc = list_items(cli, &o);
+		rc = list_snapshots(cli, phone, &o);
+	else if ((rc = with_key(cli, &o, pass, sizeof(pass))) == 0 &&
+		 (rc = pb__cli_snapshot(cli, phone, &o, words[0], &o.snapshot)) == 0)
+		rc = list_items(cli, phone, &o);
 	sodium_memzero(pass, sizeof(pass));
+	pb_phone_close(phone);
 	return rc;
 }
 
@@ -279,8 +290,9 @@ static void diff_line(pb_cli_t *cli, char op, const struct item *it)
 
 int pb_cmd_diff(pb_cli_t *cli, int argc, char **argv)
 {
-	pb_engine_opts_t o;
-	pb_engine_result_t res;
+	pb_op_opts_t o;
+	pb_op_result_t res;
+	pb_phone_t *phone = NULL;
 	struct items a = { 0 }, b = { 0 };
 	const char *words[2];
 	char pass[1024];
@@ -298,15 +310,17 @@ int pb_cmd_diff(pb_cli_t *cli, int argc, char **argv)
 		return -n;
 	if (n != 2)
 		return pb_cli_usage(cli, "peerback diff: give two snapshots; see 'peerback diff --help'");
+	if ((rc = open_phone(cli, &phone)) != 0)
+		return rc;
 	if ((rc = with_key(cli, &o, pass, sizeof(pass))) != 0 ||
-	    (rc = pb__cli_snapshot(cli, &o, words[0], &snap_a)) != 0 ||
-	    (rc = pb__cli_snapshot(cli, &o, words[1], &snap_b)) != 0)
+	    (rc = pb__cli_snapshot(cli, phone, &o, words[0], &snap_a)) != 0 ||
+	    (rc = pb__cli_snapshot(cli, phone, &o, words[1], &snap_b)) != 0)
 		goto out;
 	o.snapshot = snap_a;
-	if ((rc = load_items(cli, &o, &a, &res)) != 0)
+	if ((rc = load_items(cli, phone, &o, &a, &res)) != 0)
 		goto out;
 	o.snapshot = snap_b;
-	if ((rc = load_items(cli, &o, &b, &res)) != 0)
+	if ((rc = load_items(cli, phone, &o, &b, &res)) != 0)
 		goto out;
 	while (i < a.n || j < b.n) {
 		int c = i == a.n ? 1 : j == b.n ? -1 : strcmp(a.v[i].id, b.v[j].id);
@@ -333,5 +347,6 @@ out:
 	sodium_memzero(pass, sizeof(pass));
 	items_free(&a);
 	items_free(&b);
+	pb_phone_close(phone);
 	return rc;
 }

@@ -1,0 +1,93 @@
+/* Item assembly on restore: an item's chunks, in order, rebuilt in memory
+ * or, when large, in a temporary file, and hashed as they come so that the
+ * result is checked against the hash its backup recorded. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "peerback.h"
+#include "agent/backup/engine-int.h"
+
+_Static_assert(sizeof(((pb__assembly_t *)0)->state) >= sizeof(crypto_generichash_state),
+	       "pb__assembly_t.state holds a crypto_generichash_state");
+
+static crypto_generichash_state *H(pb__assembly_t *a)
+{
+	return (crypto_generichash_state *)(void *)a->state;
+}
+
+int pb__assembly_start(pb__assembly_t *a, const pb_backup_keys_t *keys, uint64_t size, const char *tmpdir,
+		       unsigned *tmpn)
+{
+	memset(a, 0, sizeof(*a));
+	a->fd = -1;
+	crypto_generichash_init(H(a), keys->name, sizeof(keys->name), 32);
+	if (size > PB_CDC_WHOLE_MAX && tmpdir != NULL) {
+		int n = snprintf(a->tmp, sizeof(a->tmp), "%s/item-%u", tmpdir, (*tmpn)++);
+
+		if (n < 0 || (size_t)n >= sizeof(a->tmp)) {
+			a->tmp[0] = 0;
+			return PB_ETOOBIG;
+		}
+		a->fd = open(a->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (a->fd < 0) {
+			a->tmp[0] = 0;
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+int pb__assembly_add(pb__assembly_t *a, const uint8_t *data, size_t len)
+{
+	crypto_generichash_update(H(a), data, len);
+	if (a->fd >= 0) {
+		while (len > 0) {
+			ssize_t w = write(a->fd, data, len);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				return errno == ENOSPC ? PB_ENOSPACE : -errno;
+			data += w;
+			len -= (size_t)w;
+		}
+		return 0;
+	}
+	if (pb__grow((void **)&a->buf, &a->cap, a->len + len + 1, 1) != 0)
+		return PB_ENOMEM;
+	memcpy(a->buf + a->len, data, len);
+	a->len += len;
+	return 0;
+}
+
+int pb__assembly_end(pb__assembly_t *a, uint8_t hash[32])
+{
+	int rc = 0;
+
+	crypto_generichash_final(H(a), hash, 32);
+	if (a->fd >= 0) {
+		if (fsync(a->fd) != 0)
+			rc = -errno;
+		close(a->fd);
+		a->fd = -1;
+	}
+	return rc;
+}
+
+void pb__assembly_drop(pb__assembly_t *a)
+{
+	if (a->fd >= 0)
+		close(a->fd);
+	a->fd = -1;
+	if (a->tmp[0])
+		unlink(a->tmp);
+	a->tmp[0] = 0;
+	free(a->buf);
+	a->buf = NULL;
+	a->len = a->cap = 0;
+}

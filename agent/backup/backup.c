@@ -1,0 +1,790 @@
+/* Backup: the provider's items, chunked, sealed and sent to the
+ * repository, then a snapshot naming them. Unchanged items cost nothing;
+ * chunks the repository already committed are never sent again; an
+ * interrupted or canceled backup resumes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "peerback.h"
+#include "agent/backup/engine-int.h"
+#include "agent/phone/phone.h"
+#include "agent/util/fsutil.h"
+
+#define OFFER_BYTES (8u << 20)        /* sealed bytes waiting for an offer */
+#define COMMIT_BYTES (4u << 20)       /* bytes sent between commits */
+#define COMMIT_SECONDS 1.0            /* or time between commits */
+#define COMMIT_ITEMS 8192             /* items waiting for a commit */
+
+struct pending_item {
+	pb_manifest_item_t m;
+	char *id, *path;
+	name_t *names;
+};
+
+struct backup {
+	const pb_engine_opts_t *o;
+	pb_repo_t *repo;
+	const pb_provider_t *prov;
+	pb_backup_keys_t keys;
+	pb_cdc_t cdc;
+	pb_backup_state_t *st;
+	pb_manifest_writer_t *mw;
+	pb__prog_t pr;
+	pb_engine_result_t *res;
+	/* Sealed chunks waiting for an offer. */
+	name_t *qnames;
+	uint8_t **qct;
+	size_t *qlen;
+	bool *qmissing;
+	size_t qn, qbytes;
+	/* Names offered since the last commit (committed at the next receipt). */
+	name_t *offered;
+	size_t noffered, cap_offered;
+	uint64_t bytes_since_commit;
+	double last_commit;
+	/* Items whose chunks wait for the next commit. */
+	struct pending_item *items;
+	size_t nitems, cap_items;
+	/* The item being chunked. */
+	name_t *cur;
+	size_t ncur, cap_cur;
+	crypto_generichash_state hash;
+	/* Unchanged items touched in the state since the last commit, in one
+	 * open transaction. */
+	size_t touched;
+	/* The multi-item file being walked, and the largest seq it gave so
+	 * far (a file that then fails to parse keeps those items). */
+	char *file;
+	bool file_gave;
+	uint64_t file_seq;
+};
+
+static int offer_batch(struct backup *b)
+{
+	int rc;
+
+	if (b->qn == 0)
+		return 0;
+	rc = b->repo->ops->missing(b->repo, (const name_t *)b->qnames, b->qn, b->qmissing);
+	for (size_t k = 0; k < b->qn && rc == 0; k++) {
+		if (!b->qmissing[k])
+			continue;
+		/* A dry run counts what it would send. */
+		if (!b->o->dry_run)
+			rc = b->repo->ops->put(b->repo, b->qnames[k], b->qct[k], b->qlen[k]);
+		b->res->chunks_sent++;
+		b->res->bytes_sent += b->qlen[k];
+		b->bytes_since_commit += b->qlen[k];
+	}
+	b->pr.p.chunks_sent = b->res->chunks_sent;
+	b->pr.p.bytes_sent = b->res->bytes_sent;
+	/* Every offered name is in the repository after the next commit:
+	 * either it was there already, or it was just sent. */
+	if (rc == 0 &&
+	    (rc = pb__grow((void **)&b->offered, &b->cap_offered, b->noffered + b->qn, sizeof(name_t))) == 0) {
+		memcpy(b->offered + b->noffered, b->qnames, b->qn * sizeof(name_t));
+		b->noffered += b->qn;
+	}
+	for (size_t i = 0; i < b->qn; i++)
+		free(b->qct[i]);
+	b->qn = 0;
+	b->qbytes = 0;
+	return rc;
+}
+
+/* Ends the transaction of touched unchanged items. */
+static int touch_end(struct backup *b)
+{
+	if (b->touched == 0)
+		return 0;
+	b->touched = 0;
+	return pb_backup_state_end(b->st);
+}
+
+/* Marks an unchanged item as part of this run's snapshot; many to a
+ * transaction, as a re-backup touches every item. */
+static int touch_item(struct backup *b, const pb_manifest_item_t *m)
+{
+	int rc;
+
+	if (b->o->dry_run)
+		return 0;
+	if (b->touched == 0 && (rc = pb_backup_state_begin(b->st)) != 0)
+		return rc;
+	b->touched++;
+	if ((rc = pb_backup_state_touch(b->st, m)) != 0)
+		return rc;
+	return b->touched >= 8192 ? touch_end(b) : 0;
+}
+
+static void free_pending(struct pending_item *it)
+{
+	free(it->id);
+	free(it->path);
+	free(it->names);
+}
+
+/* Makes everything sent durable in the repository, then records it
+ * locally. */
+static int commit(struct backup *b)
+{
+	int rc = offer_batch(b);
+
+	if (rc == 0)
+		rc = touch_end(b);
+	if (rc != 0 || b->o->dry_run) {
+		/* A dry run committed nothing: the phone records nothing. */
+		for (size_t i = 0; b->o->dry_run && i < b->nitems; i++)
+			free_pending(&b->items[i]);
+		if (b->o->dry_run)
+			b->nitems = b->noffered = 0;
+		return rc;
+	}
+	if ((rc = b->repo->ops->commit(b->repo)) != 0)
+		return rc;
+	/* The receipt: from here on these chunks are never sent again. */
+	rc = pb_backup_state_mark_committed(b->st, (const name_t *)b->offered, b->noffered);
+	if (rc != 0)
+		return rc;
+	b->noffered = 0;
+	rc = pb_backup_state_begin(b->st);
+	for (size_t i = 0; i < b->nitems && rc == 0; i++)
+		rc = pb_backup_state_record(b->st, &b->items[i].m);
+	if (rc == 0)
+		rc = pb_backup_state_end(b->st);
+	for (size_t i = 0; i < b->nitems; i++)
+		free_pending(&b->items[i]);
+	b->nitems = 0;
+	b->pr.p.bytes_committed = b->res->bytes_sent;
+	b->bytes_since_commit = 0;
+	b->last_commit = pb__now_s();
+	return rc;
+}
+
+/* Queues a sealed chunk (takes ct); sends a batch when it is full. */
+static int enqueue(struct backup *b, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t len)
+{
+	int rc;
+
+	if (pb_backup_state_is_committed(b->st, name)) {
+		free(ct);
+		return 0;
+	}
+	if (b->qnames == NULL) {
+		b->qnames = malloc(OFFER_BATCH * sizeof(name_t));
+		b->qct = malloc(OFFER_BATCH * sizeof(uint8_t *));
+		b->qlen = malloc(OFFER_BATCH * sizeof(size_t));
+		b->qmissing = malloc(OFFER_BATCH * sizeof(bool));
+		if (b->qnames == NULL || b->qct == NULL || b->qlen == NULL || b->qmissing == NULL) {
+			free(ct);
+			return PB_ENOMEM;
+		}
+	}
+	memcpy(b->qnames[b->qn], name, PB_STORE_NAME_LEN);
+	b->qct[b->qn] = ct;
+	b->qlen[b->qn] = len;
+	b->qn++;
+	b->qbytes += len;
+	if (b->qn < OFFER_BATCH && b->qbytes < OFFER_BYTES)
+		return 0;
+	rc = offer_batch(b);
+	if (rc == 0 && (b->bytes_since_commit >= COMMIT_BYTES ||
+			(b->bytes_since_commit > 0 && pb__now_s() - b->last_commit >= COMMIT_SECONDS)))
+		rc = commit(b);
+	return rc;
+}
+
+/* Seals one chunk of the current item. */
+static int add_chunk(void *arg, const uint8_t *data, size_t len)
+{
+	struct backup *b = arg;
+	uint8_t name[PB_STORE_NAME_LEN], *ct;
+	size_t ct_len;
+	int rc;
+
+	crypto_generichash_update(&b->hash, data, len);
+	ct = malloc(PB_CHUNK_CT_LEN_MAX(len));
+	if (ct == NULL)
+		return PB_ENOMEM;
+	rc = pb_chunk_seal(&b->keys, data, len, name, ct, &ct_len);
+	if (rc != 0) {
+		free(ct);
+		return rc;
+	}
+	if ((rc = pb__grow((void **)&b->cur, &b->cap_cur, b->ncur + 1, sizeof(name_t))) != 0) {
+		free(ct);
+		return rc;
+	}
+	memcpy(b->cur[b->ncur++], name, PB_STORE_NAME_LEN);
+	b->pr.p.bytes_done += len;
+	rc = enqueue(b, name, ct, ct_len);
+	if (rc == 0)
+		rc = pb__progress(&b->pr, false); /* large items report as they go */
+	return rc;
+}
+
+static int emit_manifest_chunk(void *arg, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
+{
+	struct backup *b = arg;
+	uint8_t *copy = malloc(len ? len : 1);
+
+	if (copy == NULL)
+		return PB_ENOMEM;
+	memcpy(copy, ct, len);
+	return enqueue(b, name, copy, len);
+}
+
+static int chunk_file(struct backup *b, const pb_item_t *it, uint64_t *size)
+{
+	int fd = open(it->file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	uint8_t *buf;
+	size_t have;
+	int rc;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
+	} else if ((uint64_t)st.st_size > PB_CDC_WHOLE_MAX) {
+		*size = (uint64_t)st.st_size;
+		rc = pb_cdc_file(&b->cdc, fd, add_chunk, b);
+	} else if ((rc = pb__read_fd(fd, PB_CDC_WHOLE_MAX, &buf, &have)) == 0) {
+		*size = have;
+		rc = add_chunk(b, buf, have);
+		free(buf);
+	}
+	close(fd);
+	return rc;
+}
+
+static int chunk_memory(struct backup *b, const uint8_t *data, size_t len)
+{
+	size_t off = 0;
+	int rc = 0;
+
+	if (len <= PB_CDC_WHOLE_MAX)
+		return add_chunk(b, data, len);
+	while (off < len && rc == 0) {
+		size_t cut = pb_cdc_cut(&b->cdc, data + off, len - off, true);
+
+		rc = add_chunk(b, data + off, cut);
+		off += cut;
+	}
+	return rc;
+}
+
+/* An item that carries neither bytes nor a file: the provider reads it. */
+static int chunk_read(struct backup *b, const pb_item_t *it, uint64_t *size)
+{
+	pb_buf_t buf = { NULL, 0, 0 };
+	int rc = b->prov->read != NULL ? b->prov->read(b->prov->arg, it, &buf) : PB_EUNSUPPORTED;
+
+	if (rc == 0) {
+		*size = buf.len;
+		rc = chunk_memory(b, buf.data != NULL ? buf.data : (const uint8_t *)"", buf.len);
+	}
+	pb_buf_free(&buf);
+	return rc;
+}
+
+static void file_forget(struct backup *b)
+{
+	free(b->file);
+	b->file = NULL;
+	b->file_gave = false;
+	b->file_seq = 0;
+}
+
+/* Remembers how far the walk got in a multi-item file (items come by seq). */
+static int file_note(struct backup *b, const pb_item_t *it)
+{
+	if (it->data == NULL || it->path == NULL)
+		return 0;
+	if (b->file == NULL || strcmp(b->file, it->path) != 0) {
+		file_forget(b);
+		if ((b->file = strdup(it->path)) == NULL)
+			return PB_ENOMEM;
+	}
+	b->file_gave = true;
+	if (it->seq > b->file_seq)
+		b->file_seq = it->seq;
+	return 0;
+}
+
+/* Unchanged: same bytes (items in memory are hashed; others are taken as
+ * unchanged when size and change stamp match) and every chunk committed
+ * in the repository. */
+static bool unchanged(struct backup *b, const pb_item_t *it, int64_t mtime, uint8_t hash[32])
+{
+	uint8_t rec_hash[32];
+	uint64_t rec_size;
+	int64_t rec_mtime;
+
+	if (pb_backup_state_lookup(b->st, it->id, &rec_size, &rec_mtime, rec_hash) != 0)
+		return false;
+	if (it->data != NULL) {
+		/* Items split out of a file share its modification time, which
+		 * changes with any of them: their content decides. */
+		pb__item_hash(&b->keys, it->data, it->len, hash);
+		return rec_size == it->len && sodium_memcmp(rec_hash, hash, 32) == 0 &&
+		       pb_backup_state_unchanged(b->st, it->id, rec_size, rec_mtime, hash);
+	}
+	if (rec_size != it->size || rec_mtime != mtime)
+		return false;
+	memcpy(hash, rec_hash, 32);
+	return pb_backup_state_unchanged(b->st, it->id, it->size, mtime, hash);
+}
+
+/* Keeps a changed item until its chunks are committed. */
+static int keep_pending(struct backup *b, const pb_manifest_item_t *m, const pb_item_t *it)
+{
+	struct pending_item *p;
+	int rc;
+
+	if ((rc = pb__grow((void **)&b->items, &b->cap_items, b->nitems + 1, sizeof(*b->items))) != 0)
+		return rc;
+	p = &b->items[b->nitems];
+	memset(p, 0, sizeof(*p));
+	p->id = strdup(it->id);
+	p->path = strdup(it->path != NULL ? it->path : "");
+	p->names = malloc(b->ncur ? b->ncur * sizeof(name_t) : 1);
+	if (p->id == NULL || p->path == NULL || p->names == NULL) {
+		free_pending(p);
+		return PB_ENOMEM;
+	}
+	memcpy(p->names, b->cur, b->ncur * sizeof(name_t));
+	p->m = *m;
+	p->m.id = p->id;
+	p->m.path = p->path;
+	p->m.chunks = (const name_t *)p->names;
+	b->nitems++;
+	return b->nitems >= COMMIT_ITEMS ? commit(b) : 0;
+}
+
+static int backup_item(void *arg, const pb_item_t *it)
+{
+	struct backup *b = arg;
+	pb_manifest_item_t m;
+	uint8_t hash[32];
+	uint64_t size = it->size;
+	name_t *names = NULL;
+	size_t n = 0;
+	int rc;
+
+	if ((rc = file_note(b, it)) != 0)
+		return rc;
+	memset(&m, 0, sizeof(m));
+	m.kind = (uint32_t)it->kind;
+	m.id = it->id;
+	m.path = it->path != NULL ? it->path : ""; /* an application's items may have none */
+	m.seq = it->seq;
+	/* A split item's time is its file's, which changes with any sibling:
+	 * recording it would churn the manifest. Files keep theirs. */
+	m.mtime = it->data != NULL ? 0 : (int64_t)it->mtime_ns;
+	if (unchanged(b, it, m.mtime, hash) && pb_backup_state_item_chunks(b->st, it->id, &names, &n) == 0) {
+		m.size = size;
+		memcpy(m.hash, hash, 32);
+		m.nchunks = n;
+		m.chunks = (const name_t *)names;
+		rc = pb_manifest_writer_add(b->mw, &m);
+		if (rc == 0)
+			rc = touch_item(b, &m);
+		free(names);
+		b->pr.p.bytes_done += size;
+		goto out_count;
+	}
+	b->res->items_changed++;
+	b->ncur = 0;
+	crypto_generichash_init(&b->hash, b->keys.name, sizeof(b->keys.name), 32);
+	if (it->data != NULL) {
+		rc = chunk_memory(b, it->data, it->len);
+		size = it->len;
+	} else if (it->file != NULL) {
+		rc = chunk_file(b, it, &size);
+	} else {
+		rc = chunk_read(b, it, &size);
+	}
+	if (rc != 0)
+		return rc;
+	crypto_generichash_final(&b->hash, hash, 32);
+	m.size = size;
+	memcpy(m.hash, hash, 32);
+	m.nchunks = b->ncur;
+	m.chunks = (const name_t *)b->cur;
+	if ((rc = pb_manifest_writer_add(b->mw, &m)) != 0)
+		return rc;
+	/* Recorded as backed up once its chunks are committed. */
+	rc = keep_pending(b, &m, it);
+out_count:
+	b->res->items++;
+	b->res->bytes += size;
+	b->pr.p.items_done++;
+	if (rc == 0)
+		rc = pb__progress(&b->pr, false);
+	return rc;
+}
+
+/* --- A source that does not parse ------------------------------------------------ */
+
+/* Its items as the last backup that saw the file recorded them go into this
+ * snapshot unchanged (their chunks are in the repository), so skipping a
+ * damaged file loses nothing that was backed up before. Items the walk
+ * already gave from the file stand; only later ones (by seq) are carried
+ * over. */
+struct carry {
+	struct backup *b;
+	const char *path;
+	pb_manifest_item_t *v;
+	char **ids;
+	name_t **names;
+	size_t n, cap, cap_ids, cap_names;
+};
+
+static int carry_collect(void *arg, const pb_manifest_item_t *m)
+{
+	struct carry *c = arg;
+	struct backup *b = c->b;
+	int rc;
+
+	if (b->file_gave && strcmp(b->file, c->path) == 0 && m->seq <= b->file_seq)
+		return 0;
+	if (!pb_backup_state_unchanged(b->st, m->id, m->size, m->mtime, m->hash))
+		return 0;
+	if ((rc = pb__grow((void **)&c->v, &c->cap, c->n + 1, sizeof(*c->v))) != 0 ||
+	    (rc = pb__grow((void **)&c->ids, &c->cap_ids, c->n + 1, sizeof(char *))) != 0 ||
+	    (rc = pb__grow((void **)&c->names, &c->cap_names, c->n + 1, sizeof(name_t *))) != 0)
+		return rc;
+	c->ids[c->n] = strdup(m->id);
+	c->names[c->n] = malloc(m->nchunks ? m->nchunks * sizeof(name_t) : 1);
+	if (c->ids[c->n] == NULL || c->names[c->n] == NULL) {
+		free(c->ids[c->n]);
+		free(c->names[c->n]);
+		return PB_ENOMEM;
+	}
+	memcpy(c->names[c->n], m->chunks, m->nchunks * sizeof(name_t));
+	c->v[c->n] = *m;
+	c->v[c->n].id = c->ids[c->n];
+	c->v[c->n].path = c->path;
+	c->v[c->n].chunks = (const name_t *)c->names[c->n];
+	c->n++;
+	return 0;
+}
+
+static int carry_over(struct backup *b, const char *path)
+{
+	struct carry c;
+	int rc;
+
+	memset(&c, 0, sizeof(c));
+	c.b = b;
+	c.path = path;
+	rc = pb_backup_state_path_items(b->st, path, carry_collect, &c);
+	for (size_t i = 0; i < c.n && rc == 0; i++) {
+		if ((rc = pb_manifest_writer_add(b->mw, &c.v[i])) == 0)
+			rc = touch_item(b, &c.v[i]);
+		b->res->items++;
+		b->res->bytes += c.v[i].size;
+		b->res->items_kept++;
+	}
+	for (size_t i = 0; i < c.n; i++) {
+		free(c.ids[i]);
+		free(c.names[i]);
+	}
+	free(c.v);
+	free(c.ids);
+	free(c.names);
+	return rc;
+}
+
+/* A multi-item source that does not parse: named (with its line) in a
+ * warning, skipped, its last backed-up items kept; everything else is
+ * backed up. */
+static int skip_file(void *arg, const char *rel, int err, uint64_t line, const char *why)
+{
+	struct backup *b = arg;
+	int rc;
+
+	b->res->skipped++;
+	if (b->o->on_skip != NULL)
+		b->o->on_skip(b->o->skip_arg, rel, line, why);
+	if ((rc = carry_over(b, rel)) != 0)
+		return rc;
+	return pb__warn(b->o, "backup", rel, line, err, why);
+}
+
+static int walk(struct backup *b, unsigned mask, pb_item_cb item, pb_scan_bad_cb bad, void *arg)
+{
+	int rc = b->prov->list(b->prov->arg, mask, item, bad, arg);
+
+	if (rc != 0 && rc != PB_ECANCELED)
+		snprintf(b->res->bad_path, sizeof(b->res->bad_path), "%s", pb__provider_dir_bad(b->prov));
+	return rc;
+}
+
+/* --- A backup of some kinds ------------------------------------------------------- */
+
+/* A snapshot is always the whole phone: a backup of some kinds takes the
+ * other kinds' items from this phone's previous snapshot as they are
+ * (same chunks, nothing sent), so "latest" is never missing a kind and
+ * prune, which keeps the latest, cannot lose one. */
+struct carry_kinds {
+	struct backup *b;
+	unsigned mask;
+};
+
+static int carry_kind_item(void *arg, const pb_manifest_item_t *m)
+{
+	struct carry_kinds *c = arg;
+	int rc;
+
+	if (m->kind < 32 && (c->mask & (1u << m->kind)) != 0)
+		return 0;
+	if ((rc = pb_manifest_writer_add(c->b->mw, m)) != 0)
+		return rc;
+	c->b->res->items++;
+	c->b->res->bytes += m->size;
+	c->b->res->items_carried++;
+	return 0;
+}
+
+static int carry_kinds(struct backup *b, unsigned mask)
+{
+	struct carry_kinds c = { b, mask };
+	const uint8_t *dev = b->repo->device_id;
+	uint8_t *blob = NULL;
+	name_t *mchunks = NULL;
+	size_t len = 0, nm = 0;
+	uint64_t snap, nitems;
+	int64_t when;
+	int rc = pb__repo_latest(b->repo, dev, &snap);
+
+	if (rc == PB_ESTORE_NOSNAP)
+		return 0; /* a first backup: nothing to carry */
+	if (rc == 0)
+		rc = b->repo->ops->snapshot_get(b->repo, dev, snap, &blob, &len);
+	if (rc == 0)
+		rc = pb_manifest_root_open(&b->keys, blob, len, &when, &nitems, &mchunks, &nm);
+	for (size_t i = 0; i < nm && rc == 0; i++) {
+		uint8_t *ct = NULL;
+		size_t clen = 0;
+
+		if ((rc = pb__repo_get(b->repo, dev, mchunks[i], &ct, &clen)) == 0)
+			rc = pb_manifest_chunk_open(&b->keys, mchunks[i], ct, clen, carry_kind_item, &c);
+		free(ct);
+	}
+	free(blob);
+	free(mchunks);
+	return rc;
+}
+
+struct count {
+	uint64_t items, bytes;
+};
+
+static int count_item(void *arg, const pb_item_t *it)
+{
+	struct count *c = arg;
+
+	c->items++;
+	c->bytes += it->size;
+	return 0;
+}
+
+/* The snapshot is in: every item of this run is in it, and this
+ * repository must hold it from now on (a restore from it that finds only
+ * older snapshots is a rollback). */
+static int snapshot_done(struct backup *b, const uint8_t *root, size_t root_len, const name_t *refs, size_t nrefs)
+{
+	/* Snapshot ids order backups in time ("latest" is the largest):
+	 * microseconds, so that two backups in one second still order, and
+	 * 12 random bits below. */
+	struct timespec ts;
+	uint64_t id;
+	int rc;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	id = (((uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u) << 12) | (randombytes_random() & 0xfff);
+	if ((rc = b->repo->ops->snapshot_put(b->repo, id, root, root_len, refs, nrefs)) != 0)
+		return rc;
+	b->res->snapshot = id;
+	if ((rc = pb_backup_state_run_done(b->st, id)) != 0 ||
+	    (rc = pb_backup_state_set_host_done(b->st, b->repo->host_pk, id)) != 0)
+		return rc;
+	if (b->o->provider == NULL && b->o->device_dir != NULL) {
+		/* Remember which snapshot holds the contacts of the active SIM
+		 * identity, for a phone that later gets that SIM. */
+		char iccid[32], msisdn[32], key[4 + 64 + 1];
+		uint8_t val[8];
+
+		if (pb__sim_identity(b->o->device_dir, iccid, sizeof(iccid), msisdn, sizeof(msisdn)) == 0) {
+			pb__sim_key(&b->keys, iccid, msisdn, key);
+			for (int k = 0; k < 8; k++)
+				val[k] = (uint8_t)(id >> (8 * k));
+			rc = b->repo->ops->blob_put(b->repo, key, val, sizeof(val));
+		}
+	}
+	return rc;
+}
+
+/* The keys of this run. A dry run neither makes nor stores a key: before
+ * the first backup every chunk is new, whatever key names it. */
+static int run_keys(struct backup *b)
+{
+	uint8_t mk[PB_MASTERKEY_LEN];
+	int rc;
+
+	if (b->o->dry_run) {
+		rc = pb__master_local(b->o->home, mk);
+		if (rc == -ENOENT) {
+			randombytes_buf(mk, sizeof(mk));
+			rc = 0;
+		}
+	} else {
+		rc = pb__master_key(b->repo, b->o, NULL, true, mk);
+	}
+	if (rc != 0)
+		return rc;
+	pb_backup_keys_derive(mk, &b->keys);
+	sodium_memzero(mk, sizeof(mk));
+	pb_cdc_init(&b->cdc, &b->keys);
+	return 0;
+}
+
+static int backup_walk(struct backup *b, unsigned mask)
+{
+	uint8_t *root = NULL;
+	name_t *refs = NULL;
+	size_t root_len = 0, nrefs = 0;
+	int rc;
+
+	if ((rc = pb_manifest_writer_new(&b->keys, emit_manifest_chunk, b, &b->mw)) != 0)
+		return rc;
+	rc = walk(b, mask, backup_item, skip_file, b);
+	if (rc == PB_ECANCELED && !b->o->dry_run) {
+		/* Canceled: what was sent is committed, so the next run does
+		 * not send it again; no snapshot is made. */
+		int crc = commit(b);
+
+		return crc != 0 ? crc : rc;
+	}
+	if (rc == 0 && (mask & PB_KIND_ALL) != PB_KIND_ALL)
+		rc = carry_kinds(b, mask);
+	if (rc == 0)
+		rc = pb_manifest_writer_finish(b->mw, (int64_t)time(NULL), &root, &root_len, &refs, &nrefs);
+	if (rc == 0)
+		rc = commit(b);
+	if (rc == 0 && !b->o->dry_run)
+		rc = snapshot_done(b, root, root_len, (const name_t *)refs, nrefs);
+	b->res->chunks_total = nrefs;
+	free(root);
+	free(refs);
+	return rc;
+}
+
+static void backup_free(struct backup *b)
+{
+	if (b->touched > 0)
+		(void)touch_end(b);
+	pb_manifest_writer_free(b->mw);
+	for (size_t i = 0; i < b->qn; i++)
+		free(b->qct[i]);
+	for (size_t i = 0; i < b->nitems; i++)
+		free_pending(&b->items[i]);
+	pb_backup_state_close(b->st);
+	pb_cdc_wipe(&b->cdc);
+	pb_backup_keys_wipe(&b->keys);
+	free(b->qnames);
+	free(b->qct);
+	free(b->qlen);
+	free(b->qmissing);
+	free(b->offered);
+	free(b->items);
+	free(b->cur);
+	file_forget(b);
+	free(b);
+}
+
+static int backup_once(const pb_engine_opts_t *o, const pb_provider_t *prov, pb_engine_result_t *res)
+{
+	struct backup *b;
+	struct count cnt = { 0, 0 };
+	char path[4096];
+	unsigned mask = o->kind_mask ? o->kind_mask : PB_KIND_ALL;
+	double t0 = pb__now_s();
+	bool owned = false;
+	int rc;
+
+	if ((b = calloc(1, sizeof(*b))) == NULL)
+		return PB_ENOMEM;
+	b->o = o;
+	b->prov = prov;
+	b->res = res;
+	b->pr.o = o;
+	b->pr.p.phase = "scan";
+	b->last_commit = pb__now_s();
+	if ((rc = walk(b, mask, count_item, pb__skip_quietly, &cnt)) != 0)
+		goto out;
+	b->pr.p.phase = "backup";
+	b->pr.p.items_total = cnt.items;
+	b->pr.p.bytes_total = cnt.bytes;
+	if ((rc = pb__engine_repo(o, &b->repo, &owned)) != 0)
+		goto out;
+	if ((rc = run_keys(b)) != 0)
+		goto out;
+	if ((rc = pb__state_path(o->home, path, sizeof(path))) != 0 || (rc = pb_backup_state_open(path, &b->st)) != 0)
+		goto out;
+	if (!o->dry_run && (rc = pb_backup_state_run_begin(b->st)) != 0)
+		goto out;
+	rc = backup_walk(b, mask);
+	res->seconds = pb__now_s() - t0;
+	b->pr.p.items_done = res->items;
+	if (rc == 0)
+		(void)pb__progress(&b->pr, true);
+out:
+	if (owned)
+		pb__repo_close(b->repo);
+	backup_free(b);
+	return rc;
+}
+
+int pb_engine_backup(const pb_engine_opts_t *o, pb_engine_result_t *res)
+{
+	const pb_provider_t *prov;
+	pb_provider_t *owned;
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	if ((rc = pb__engine_provider(o, &prov, &owned)) != 0)
+		goto out;
+	rc = backup_once(o, prov, res);
+	if (rc == PB_ESTORE_NOCHUNK) {
+		/* The repository no longer holds chunks this phone believed
+		 * committed (its store was replaced): forget that belief and
+		 * send again. The snapshots completed with each host are kept:
+		 * a host cannot make the phone forget them this way. */
+		char path[4096];
+		pb_backup_state_t *st;
+
+		if (pb__state_path(o->home, path, sizeof(path)) == 0 && pb_backup_state_open(path, &st) == 0) {
+			rc = pb_backup_state_reset(st);
+			pb_backup_state_close(st);
+			if (rc != 0)
+				goto out;
+		}
+		memset(res, 0, sizeof(*res));
+		rc = backup_once(o, prov, res);
+	}
+out:
+	pb_provider_dir_free(owned);
+	pb__done(o, "backup", rc, res->snapshot);
+	return rc;
+}

@@ -1,0 +1,104 @@
+/* What the files of the backup engine share (agent/backup/): progress and
+ * events, cancellation, small helpers. Private to agent/backup/. */
+#ifndef PB_AGENT_BACKUP_ENGINE_INT_H
+#define PB_AGENT_BACKUP_ENGINE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "peerback/event.h"
+#include "peerback/provider.h"
+#include "peerback/store.h"
+#include "agent/backup/engine.h"
+#include "agent/backup/repo.h"
+
+typedef uint8_t name_t[PB_STORE_NAME_LEN];
+
+#define OFFER_BATCH 1024              /* names per ChunkOffer */
+
+/* Progress of one run, told to the old-style callback (throttled) and as
+ * PB_EVENT_PROGRESS events (each item, and throttled within large ones). */
+typedef struct pb__prog_s {
+	pb_progress_t p;
+	const pb_engine_opts_t *o;
+	double last, last_event;
+	uint64_t items_told;
+	int canceled; /* the event callback's non-zero return, kept */
+} pb__prog_t;
+
+double pb__now_s(void);
+/* Grows *p (elements of elem bytes, *cap of them) to hold need. */
+PB_WUR int pb__grow(void **p, size_t *cap, size_t need, size_t elem);
+/* Tells progress; returns PB_ECANCELED once the event callback asked to
+ * stop (and from then on). */
+int pb__progress(pb__prog_t *pr, bool final);
+/* Tells o's event callback of ev (name filled in); PB_ECANCELED when it
+ * returned non-zero. */
+int pb__emit(const pb_engine_opts_t *o, pb_event_t *ev);
+/* A PB_EVENT_WARNING; PB_ECANCELED as pb__emit. */
+int pb__warn(const pb_engine_opts_t *o, const char *phase, const char *path, uint64_t line, int err,
+	     const char *message);
+/* The PB_EVENT_DONE that ends every run, whatever its outcome. */
+void pb__done(const pb_engine_opts_t *o, const char *phase, int rc, uint64_t snapshot);
+/* A pb_scan_bad_cb that skips every bad source without a word. */
+int pb__skip_quietly(void *arg, const char *rel, int err, uint64_t line, const char *why);
+PB_WUR int pb__state_path(const char *home, char *out, size_t cap);
+void pb__item_hash(const pb_backup_keys_t *keys, const uint8_t *data, size_t len, uint8_t out[32]);
+/* The host-side key of a SIM identity: a keyed hash the host cannot invert. */
+void pb__sim_key(const pb_backup_keys_t *keys, const char *iccid, const char *msisdn, char out[4 + 64 + 1]);
+/* The repository o names: o->repo, or a session with the remembered host. */
+PB_WUR int pb__engine_repo(const pb_engine_opts_t *o, pb_repo_t **out, bool *owned);
+/* The provider o names: o->provider, or the device directory's. */
+PB_WUR int pb__engine_provider(const pb_engine_opts_t *o, const pb_provider_t **out, pb_provider_t **owned);
+
+/* Master key (agent/backup/master.c). */
+/* The phone's key from HOME/master.key; -ENOENT when it has none. */
+PB_WUR int pb__master_local(const char *home, uint8_t mk[PB_MASTERKEY_LEN]);
+/* The master key for reading dev's backups (NULL: this phone's), or with
+ * create for this phone's backup (see master.c). */
+PB_WUR int pb__master_key(pb_repo_t *repo, const pb_engine_opts_t *o, const uint8_t *dev, bool create,
+			  uint8_t mk[PB_MASTERKEY_LEN]);
+/* dev's own wrap on the repository, opened with the passphrase. */
+PB_WUR int pb__master_device(pb_repo_t *repo, const uint8_t *dev, const char *passphrase,
+			     uint8_t mk[PB_MASTERKEY_LEN]);
+
+/* Item assembly (agent/backup/assemble.c): one restored item rebuilt
+ * from its chunks, in memory, or in a temporary file when large. */
+typedef struct pb__assembly_s {
+	uint8_t *buf;
+	size_t len, cap;
+	int fd;
+	char tmp[4200]; /* the temporary file, "" when in memory */
+	uint8_t state[384]; /* crypto_generichash_state */
+} pb__assembly_t;
+/* tmpdir NULL: always in memory. *tmpn numbers the temporary files. */
+PB_WUR int pb__assembly_start(pb__assembly_t *a, const pb_backup_keys_t *keys, uint64_t size, const char *tmpdir,
+			      unsigned *tmpn);
+PB_WUR int pb__assembly_add(pb__assembly_t *a, const uint8_t *data, size_t len);
+/* Ends the item: its keyed content hash; a temporary file is synced and
+ * closed (kept until pb__assembly_drop). */
+PB_WUR int pb__assembly_end(pb__assembly_t *a, uint8_t hash[32]);
+/* Frees the buffer and removes the temporary file. */
+void pb__assembly_drop(pb__assembly_t *a);
+
+/* The restore cache (agent/backup/restore-cache.c): chunks a restore
+ * fetched, sealed as they came, under HOME/restore-cache by name. */
+bool pb__cache_has(const char *home, const uint8_t name[PB_STORE_NAME_LEN]);
+void pb__cache_keep(const char *home, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len);
+PB_WUR int pb__cache_read(const char *home, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **ct, size_t *len);
+void pb__cache_forget(const char *home, const uint8_t name[PB_STORE_NAME_LEN]);
+/* After a complete restore the cache has served its purpose. */
+void pb__cache_drop(const char *home);
+
+/* Device-directory provider internals (agent/backup/provider-dir.c). */
+bool pb__provider_is_dir(const pb_provider_t *p);
+/* The file (relative) that stopped the provider's last walk, or "". */
+const char *pb__provider_dir_bad(const pb_provider_t *p);
+/* After a failed restore into a device directory: the link that stopped
+ * it ("" if none), and the files already replaced (none when the target
+ * was new). */
+const char *pb__dir_txn_link(void *txn);
+size_t pb__dir_txn_replaced(void *txn, const char *const **paths);
+
+#endif

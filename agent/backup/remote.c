@@ -1,0 +1,408 @@
+/* The remote repository: a paired host over an authenticated session. All
+ * of the backup engine's protocol messages are built and read here. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "peerback.h"
+#include "agent/backup/repo.h"
+#include "agent/phone/phone.h"
+#include "agent/util/fsutil.h"
+
+struct remote {
+	pb_repo_t base;
+	pb_client_t c;
+	uint64_t next_id;
+};
+
+static struct remote *R(pb_repo_t *r)
+{
+	return (struct remote *)r;
+}
+
+/* dev as the protocol's bytes; NULL (the phone's own) is empty. */
+static ProtobufCBinaryData dev_bytes(const uint8_t *dev)
+{
+	ProtobufCBinaryData b = { 0, NULL };
+
+	if (dev != NULL) {
+		b.data = (uint8_t *)dev;
+		b.len = 16;
+	}
+	return b;
+}
+
+static int call(struct remote *s, Peerback__Request *req, pb_envelope_t **out)
+{
+	req->id = ++s->next_id;
+	return pb__phone_call(&s->c, req, out);
+}
+
+static int send_req(struct remote *s, Peerback__Request *req)
+{
+	pb_envelope_t env;
+
+	req->id = ++s->next_id;
+	pb__envelope_init(&env);
+	env.body_case = PEERBACK__ENVELOPE__BODY_REQUEST;
+	env.request = req;
+	return pb__client_send(&s->c, &env);
+}
+
+/* The reply to request id, in order. */
+static int reply(struct remote *s, uint64_t id, pb_envelope_t **out)
+{
+	int peer = 0, rc = pb__client_recv(&s->c, out, &peer);
+
+	if (rc == PB_EPEER_ERROR)
+		return peer < 0 ? peer : PB_EPEER_ERROR;
+	if (rc != 0)
+		return rc;
+	if ((*out)->body_case != PEERBACK__ENVELOPE__BODY_REPLY || (*out)->reply->id != id) {
+		pb__envelope_free(*out);
+		*out = NULL;
+		return PB_EENV_UNEXPECTED;
+	}
+	if ((*out)->reply->op_case == PEERBACK__REPLY__OP_ERROR) {
+		rc = (*out)->reply->error->code < 0 ? (*out)->reply->error->code : PB_EPEER_ERROR;
+		pb__envelope_free(*out);
+		*out = NULL;
+		return rc;
+	}
+	return 0;
+}
+
+static int copy_out(const ProtobufCBinaryData *b, uint8_t **out, size_t *len)
+{
+	*out = malloc(b->len ? b->len : 1);
+	if (*out == NULL)
+		return PB_ENOMEM;
+	memcpy(*out, b->data, b->len);
+	*len = b->len;
+	return 0;
+}
+
+static int r_missing(pb_repo_t *r, const pb_repo_name_t *names, size_t n, bool *missing)
+{
+	Peerback__Request req;
+	Peerback__ChunkOffer offer;
+	pb_envelope_t *in = NULL;
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		missing[i] = false;
+	if (n == 0)
+		return 0;
+	peerback__request__init(&req);
+	peerback__chunk_offer__init(&offer);
+	offer.names.data = (uint8_t *)names;
+	offer.names.len = n * PB_STORE_NAME_LEN;
+	req.op_case = PEERBACK__REQUEST__OP_CHUNK_OFFER;
+	req.chunk_offer = &offer;
+	if ((rc = call(R(r), &req, &in)) != 0)
+		return rc;
+	if (in->reply->op_case != PEERBACK__REPLY__OP_CHUNK_WANT) {
+		rc = PB_EENV_MALFORMED;
+		goto out;
+	}
+	for (size_t i = 0; i < in->reply->chunk_want->n_missing; i++) {
+		uint32_t k = in->reply->chunk_want->missing[i];
+
+		if (k >= n) {
+			rc = PB_EENV_MALFORMED;
+			break;
+		}
+		missing[k] = true;
+	}
+out:
+	pb__envelope_free(in);
+	return rc;
+}
+
+/* Chunks go out without waiting: the commit's reply acknowledges them. */
+static int r_put(pb_repo_t *r, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
+{
+	Peerback__Request req;
+	Peerback__ChunkPut put;
+
+	peerback__request__init(&req);
+	peerback__chunk_put__init(&put);
+	put.name.data = (uint8_t *)name;
+	put.name.len = PB_STORE_NAME_LEN;
+	put.data.data = (uint8_t *)ct;
+	put.data.len = len;
+	req.op_case = PEERBACK__REQUEST__OP_CHUNK_PUT;
+	req.chunk_put = &put;
+	return send_req(R(r), &req);
+}
+
+static int r_commit(pb_repo_t *r)
+{
+	Peerback__Request req;
+	Peerback__Commit c;
+	pb_envelope_t *in = NULL;
+	int rc;
+
+	peerback__request__init(&req);
+	peerback__commit__init(&c);
+	req.op_case = PEERBACK__REQUEST__OP_COMMIT;
+	req.commit = &c;
+	rc = call(R(r), &req, &in);
+	if (rc == 0)
+		pb__envelope_free(in);
+	return rc;
+}
+
+static int r_get_send(pb_repo_t *r, const uint8_t *dev, const uint8_t name[PB_STORE_NAME_LEN], uint64_t *tok)
+{
+	Peerback__Request req;
+	Peerback__ChunkGet get;
+	int rc;
+
+	peerback__request__init(&req);
+	peerback__chunk_get__init(&get);
+	get.device = dev_bytes(dev);
+	get.name.data = (uint8_t *)name;
+	get.name.len = PB_STORE_NAME_LEN;
+	req.op_case = PEERBACK__REQUEST__OP_CHUNK_GET;
+	req.chunk_get = &get;
+	rc = send_req(R(r), &req);
+	*tok = req.id;
+	return rc;
+}
+
+static int r_get_recv(pb_repo_t *r, uint64_t tok, uint8_t **ct, size_t *len)
+{
+	pb_envelope_t *in;
+	int rc = reply(R(r), tok, &in);
+
+	if (rc != 0)
+		return rc;
+	if (in->reply->op_case != PEERBACK__REPLY__OP_CHUNK || in->reply->chunk->data.len > PB_STORE_CT_MAX)
+		rc = PB_EENV_MALFORMED;
+	else
+		rc = copy_out(&in->reply->chunk->data, ct, len);
+	pb__envelope_free(in);
+	return rc;
+}
+
+static int r_snapshot_list(pb_repo_t *r, const uint8_t *dev, pb_store_snapinfo_t **out, size_t *n)
+{
+	Peerback__Request req;
+	Peerback__SnapshotList sl;
+	pb_envelope_t *in;
+	size_t k;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	peerback__request__init(&req);
+	peerback__snapshot_list__init(&sl);
+	sl.device = dev_bytes(dev);
+	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_LIST;
+	req.snapshot_list = &sl;
+	if ((rc = call(R(r), &req, &in)) != 0)
+		return rc;
+	if (in->reply->op_case != PEERBACK__REPLY__OP_SNAPSHOTS) {
+		pb__envelope_free(in);
+		return PB_EENV_MALFORMED;
+	}
+	k = in->reply->snapshots->n_snapshots;
+	*out = calloc(k ? k : 1, sizeof(**out));
+	if (*out == NULL) {
+		pb__envelope_free(in);
+		return PB_ENOMEM;
+	}
+	for (size_t i = 0; i < k; i++) {
+		const Peerback__SnapshotInfo *s = in->reply->snapshots->snapshots[i];
+
+		(*out)[i].id = s->snapshot;
+		(*out)[i].time = s->time;
+		(*out)[i].size = s->size;
+		(*out)[i].nrefs = s->chunks;
+	}
+	*n = k;
+	pb__envelope_free(in);
+	return 0;
+}
+
+static int r_snapshot_get(pb_repo_t *r, const uint8_t *dev, uint64_t snap, uint8_t **blob, size_t *len)
+{
+	Peerback__Request req;
+	Peerback__SnapshotGet sg;
+	pb_envelope_t *in;
+	int rc;
+
+	peerback__request__init(&req);
+	peerback__snapshot_get__init(&sg);
+	sg.device = dev_bytes(dev);
+	sg.snapshot = snap;
+	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_GET;
+	req.snapshot_get = &sg;
+	if ((rc = call(R(r), &req, &in)) != 0)
+		return rc;
+	if (in->reply->op_case != PEERBACK__REPLY__OP_BLOB)
+		rc = PB_EENV_MALFORMED;
+	else
+		rc = copy_out(&in->reply->blob, blob, len);
+	pb__envelope_free(in);
+	return rc;
+}
+
+static int r_snapshot_put(pb_repo_t *r, uint64_t snap, const uint8_t *root, size_t len, const pb_repo_name_t *refs,
+			  size_t nrefs)
+{
+	Peerback__Request req;
+	Peerback__SnapshotPut sp;
+	pb_envelope_t *in;
+	int rc;
+
+	peerback__request__init(&req);
+	peerback__snapshot_put__init(&sp);
+	sp.snapshot = snap;
+	sp.root.data = (uint8_t *)root;
+	sp.root.len = len;
+	sp.refs.data = (uint8_t *)refs;
+	sp.refs.len = nrefs * PB_STORE_NAME_LEN;
+	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_PUT;
+	req.snapshot_put = &sp;
+	rc = call(R(r), &req, &in);
+	if (rc == 0)
+		pb__envelope_free(in);
+	return rc;
+}
+
+static int r_blob_get(pb_repo_t *r, const uint8_t *dev, const char *key, uint8_t **val, size_t *len)
+{
+	Peerback__Request req;
+	Peerback__BlobGet get;
+	pb_envelope_t *in;
+	int rc;
+
+	peerback__request__init(&req);
+	peerback__blob_get__init(&get);
+	get.device = dev_bytes(dev);
+	get.key = (char *)key;
+	req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_GET;
+	req.masterkey_get = &get;
+	if ((rc = call(R(r), &req, &in)) != 0)
+		return rc;
+	if (in->reply->op_case != PEERBACK__REPLY__OP_BLOB || in->reply->blob.len > PB_STORE_BLOB_MAX)
+		rc = PB_EENV_MALFORMED;
+	else
+		rc = copy_out(&in->reply->blob, val, len);
+	pb__envelope_free(in);
+	return rc;
+}
+
+static int r_blob_put(pb_repo_t *r, const char *key, const uint8_t *val, size_t len)
+{
+	Peerback__Request req;
+	Peerback__BlobPut put;
+	pb_envelope_t *in;
+	int rc;
+
+	peerback__request__init(&req);
+	peerback__blob_put__init(&put);
+	if (key != NULL)
+		put.key = (char *)key;
+	put.value.data = (uint8_t *)val;
+	put.value.len = len;
+	req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_PUT;
+	req.masterkey_put = &put;
+	rc = call(R(r), &req, &in);
+	if (rc == 0)
+		pb__envelope_free(in);
+	return rc;
+}
+
+static int r_devices(pb_repo_t *r, pb_repo_device_t **out, size_t *n)
+{
+	Peerback__Request req;
+	Peerback__BackupList bl;
+	pb_envelope_t *in;
+	size_t k = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	peerback__request__init(&req);
+	peerback__backup_list__init(&bl);
+	req.op_case = PEERBACK__REQUEST__OP_BACKUP_LIST;
+	req.backup_list = &bl;
+	if ((rc = call(R(r), &req, &in)) != 0)
+		return rc;
+	if (in->reply->op_case != PEERBACK__REPLY__OP_BACKUPS) {
+		pb__envelope_free(in);
+		return PB_EENV_MALFORMED;
+	}
+	*out = calloc(in->reply->backups->n_devices + 1, sizeof(**out));
+	if (*out == NULL) {
+		pb__envelope_free(in);
+		return PB_ENOMEM;
+	}
+	for (size_t i = 0; i < in->reply->backups->n_devices; i++) {
+		const Peerback__DeviceBackups *d = in->reply->backups->devices[i];
+
+		if (d->device.len != 16)
+			continue;
+		memcpy((*out)[k].id, d->device.data, 16);
+		snprintf((*out)[k].name, sizeof((*out)[k].name), "%s", d->name != NULL ? d->name : "");
+		(*out)[k].latest = d->latest;
+		k++;
+	}
+	*n = k;
+	pb__envelope_free(in);
+	return 0;
+}
+
+static void r_close(pb_repo_t *r)
+{
+	pb__client_close(&R(r)->c);
+	free(r);
+}
+
+static const pb_repo_ops_t remote_ops = {
+	r_missing, r_put, r_commit, r_get_send, r_get_recv, r_snapshot_list, r_snapshot_get, r_snapshot_put,
+	r_blob_get, r_blob_put, r_devices, r_close,
+};
+
+int pb__repo_remote_open(const char *home, const char *which, int timeout_ms, const char *device_dir,
+			 void (*report)(void *arg, const char *op, int rc, const char *message), void *arg,
+			 pb_repo_t **out)
+{
+	struct remote *s = calloc(1, sizeof(*s));
+	pb_remembered_host_t host;
+	pb_identity_t id;
+	char dev[4096];
+	int rc;
+
+	*out = NULL;
+	if (s == NULL)
+		return PB_ENOMEM;
+	s->base.ops = &remote_ops;
+	s->next_id = 100;
+	if (pb__identity_load(home, &id) == 0) {
+		memcpy(s->base.device_id, id.device_id, 16);
+		pb__identity_wipe(&id);
+	}
+	rc = pb__phone_connect(home, which, timeout_ms > 0 ? timeout_ms : 30000, &s->c, &host);
+	if (rc != 0) {
+		free(s);
+		return rc;
+	}
+	memcpy(s->base.host_pk, host.static_pk, sizeof(s->base.host_pk));
+	/* Instructions the host queued are carried out at each connection. */
+	if (device_dir != NULL)
+		snprintf(dev, sizeof(dev), "%s", device_dir);
+	else if (pb__path_join(dev, sizeof(dev), home, "device") != 0)
+		rc = PB_ETOOBIG;
+	if (rc == 0)
+		rc = pb__phone_instructions(&s->c, home, dev, report, arg);
+	if (rc < 0) {
+		r_close(&s->base);
+		return rc;
+	}
+	*out = &s->base;
+	return 0;
+}

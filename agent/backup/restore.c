@@ -1,0 +1,1071 @@
+/* Restore, verify and fetch: a snapshot's manifest walked, the items
+ * wanted rebuilt from their chunks, checked against the content hash the
+ * backup recorded, and written through the provider in one transaction
+ * (restore), only checked (verify), or handed back (fetch). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "peerback.h"
+#include "agent/backup/engine-int.h"
+#include "agent/util/fsutil.h"
+
+#define FETCH_WINDOW 16               /* chunk requests in flight on restore */
+
+struct want_item {
+	pb_manifest_item_t m;
+	char *id, *path;
+	char *after; /* the item before it in its file, or NULL */
+	name_t *names;
+};
+
+enum restore_mode { MODE_RESTORE, MODE_VERIFY, MODE_FETCH };
+
+struct restore {
+	const pb_engine_opts_t *o;
+	pb_repo_t *repo;
+	bool repo_owned;
+	const pb_provider_t *prov;
+	pb_provider_t *prov_owned;
+	void *txn;              /* the provider's restore transaction; NULL when verifying or fetching */
+	pb_backup_keys_t keys;
+	bool keys_ready;        /* keys already derived for dev_id */
+	uint8_t dev_id[16];     /* whose backup */
+	pb__prog_t pr;
+	pb_engine_result_t *res;
+	const char *exact_id;   /* fetch: this id only, into out */
+	bool fast;              /* items found through the phone's state */
+	uint8_t *out;
+	size_t out_len;
+	bool found;
+	/* Items of the manifest chunk being processed. */
+	struct want_item *items;
+	size_t nitems, cap_items;
+	/* restore --dry-run: the target's items, sorted by id. */
+	struct local_item *local;
+	size_t nlocal, cap_local;
+	/* The manifest's previous item: the one before the next in its file. */
+	char *prev_id, *prev_path;
+	uint64_t prev_seq;
+	char tmpdir[4096];
+	unsigned tmpn;
+};
+
+static bool wanted(const struct restore *r, const pb_manifest_item_t *m)
+{
+	const char *want = r->exact_id != NULL ? r->exact_id : r->o->item_id;
+	unsigned mask = r->o->kind_mask ? r->o->kind_mask : PB_KIND_ALL;
+	size_t n;
+
+	if (want == NULL)
+		return m->kind < 32 && (mask & (1u << m->kind)) != 0;
+	if (strcmp(m->id, want) == 0)
+		return true;
+	if (r->exact_id != NULL)
+		return false;
+	{
+		/* A message comes with its chat's frame, without which the chat
+		 * file cannot be written; the frame merges with an existing one. */
+		const char *msg = strstr(want, "/msg/");
+
+		if (msg != NULL && strncmp(want, "chat/", 5) == 0 && strlen(m->id) == (size_t)(msg - want) &&
+		    strncmp(m->id, want, (size_t)(msg - want)) == 0)
+			return true;
+	}
+	/* An id names that item and everything under it: "chat/42" is the
+	 * chat, its messages, and its attachments in chats/42/. */
+	n = strlen(want);
+	if (strncmp(m->id, want, n) == 0 && m->id[n] == '/')
+		return true;
+	if (strncmp(want, "chat/", 5) == 0 && strchr(want + 5, '/') == NULL && m->path != NULL) {
+		char prefix[PB_ITEM_ID_MAX + 16];
+
+		if (snprintf(prefix, sizeof(prefix), "chats/%s/", want + 5) < (int)sizeof(prefix) &&
+		    strncmp(m->path, prefix, strlen(prefix)) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Remembers m as the manifest's previous item. */
+static int note_prev(struct restore *r, const pb_manifest_item_t *m)
+{
+	free(r->prev_id);
+	free(r->prev_path);
+	r->prev_id = strdup(m->id);
+	r->prev_path = strdup(m->path != NULL ? m->path : "");
+	r->prev_seq = m->seq;
+	return r->prev_id != NULL && r->prev_path != NULL ? 0 : PB_ENOMEM;
+}
+
+static int collect_item(void *arg, const pb_manifest_item_t *m)
+{
+	struct restore *r = arg;
+	struct want_item *w;
+	const char *after = NULL;
+	int rc;
+
+	/* A file's items are listed together, by position: the item before
+	 * this one in its file is the one listed before it. */
+	if (r->prev_path != NULL && m->path != NULL && strcmp(r->prev_path, m->path) == 0 && r->prev_seq < m->seq)
+		after = r->prev_id;
+	if (!wanted(r, m))
+		return note_prev(r, m);
+	if ((rc = pb__grow((void **)&r->items, &r->cap_items, r->nitems + 1, sizeof(*r->items))) != 0)
+		return rc;
+	w = &r->items[r->nitems];
+	memset(w, 0, sizeof(*w));
+	w->m = *m;
+	w->id = strdup(m->id);
+	w->path = strdup(m->path != NULL ? m->path : "");
+	w->after = after != NULL ? strdup(after) : NULL;
+	w->names = malloc(m->nchunks ? m->nchunks * sizeof(name_t) : 1);
+	if (w->id == NULL || w->path == NULL || w->names == NULL || (after != NULL && w->after == NULL)) {
+		free(w->id);
+		free(w->path);
+		free(w->after);
+		free(w->names);
+		return PB_ENOMEM;
+	}
+	memcpy(w->names, m->chunks, m->nchunks * sizeof(name_t));
+	w->m.id = w->id;
+	w->m.path = w->path;
+	w->m.chunks = (const name_t *)w->names;
+	r->nitems++;
+	return note_prev(r, m);
+}
+
+static void free_items(struct restore *r)
+{
+	for (size_t i = 0; i < r->nitems; i++) {
+		free(r->items[i].id);
+		free(r->items[i].path);
+		free(r->items[i].after);
+		free(r->items[i].names);
+	}
+	r->nitems = 0;
+}
+
+
+/* --- Resuming a restore ------------------------------------------------------- */
+
+/* Chunks fetched by a restore stay in HOME/restore-cache until it
+ * completes (agent/backup/restore-cache.c). */
+static bool caching(const struct restore *r)
+{
+	/* A few chunks by id are cheaper to fetch again than to keep. */
+	return r->txn != NULL && r->exact_id == NULL && !r->fast;
+}
+
+static bool cache_has(const struct restore *r, const uint8_t name[PB_STORE_NAME_LEN])
+{
+	return caching(r) && pb__cache_has(r->o->home, name);
+}
+
+/* Opens a sealed chunk into a malloc'd buffer. */
+static int open_chunk(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len,
+		      uint8_t **plain, size_t *plen)
+{
+	int rc;
+
+	if ((*plain = malloc(PB_CHUNK_PLAIN_MAX)) == NULL)
+		return PB_ENOMEM;
+	rc = pb_chunk_open(&r->keys, name, ct, len, *plain, PB_CHUNK_PLAIN_MAX, plen);
+	if (rc != 0) {
+		free(*plain);
+		*plain = NULL;
+	}
+	return rc;
+}
+
+/* Opens a cached chunk exactly as a fetched one: a damaged file fails like
+ * a damaged reply (and the next run fetches it). */
+static int cache_open(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **plain, size_t *plen)
+{
+	uint8_t *ct;
+	size_t len;
+	int rc;
+
+	if ((rc = pb__cache_read(r->o->home, name, &ct, &len)) != 0)
+		return rc;
+	rc = open_chunk(r, name, ct, len, plain, plen);
+	free(ct);
+	if (rc != 0)
+		pb__cache_forget(r->o->home, name);
+	return rc;
+}
+
+/* Receives the chunk answering request tok and decrypts it into a
+ * malloc'd buffer. */
+static int receive_chunk(struct restore *r, uint64_t tok, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **plain,
+			 size_t *plen)
+{
+	uint8_t *ct = NULL;
+	size_t len = 0;
+	int rc = r->repo->ops->get_recv(r->repo, tok, &ct, &len);
+
+	if (rc != 0)
+		return rc;
+	rc = open_chunk(r, name, ct, len, plain, plen);
+	/* Kept for a later run; a cache that cannot be written only costs a
+	 * refetch. */
+	if (rc == 0 && caching(r))
+		pb__cache_keep(r->o->home, name, ct, len);
+	free(ct);
+	return rc;
+}
+
+/* Hands a checked item to where it goes: the fetch's answer, or the
+ * provider's transaction (the temporary file of a large one is lent for
+ * the call only). */
+static int deliver(struct restore *r, pb__assembly_t *a, const struct want_item *w)
+{
+	pb_item_t it;
+
+	if (r->exact_id != NULL) {
+		r->out = a->buf;
+		r->out_len = a->len;
+		a->buf = NULL;
+		r->found = true;
+		return 0;
+	}
+	if (r->txn == NULL)
+		return 0;
+	memset(&it, 0, sizeof(it));
+	it.kind = (pb_kind_t)w->m.kind;
+	it.id = w->m.id;
+	it.path = w->m.path;
+	it.seq = w->m.seq;
+	it.size = w->m.size;
+	it.mtime_ns = (uint64_t)w->m.mtime;
+	it.after = w->after;
+	if (a->tmp[0]) {
+		it.file = a->tmp;
+	} else {
+		it.data = a->buf != NULL ? a->buf : (const uint8_t *)"";
+		it.len = a->len;
+	}
+	return r->prov->write(r->txn, &it);
+}
+
+static int assembly_finish(struct restore *r, pb__assembly_t *a, const struct want_item *w)
+{
+	uint8_t hash[32];
+	int rc = pb__assembly_end(a, hash);
+
+	if (rc != 0)
+		goto out;
+	if (sodium_memcmp(hash, w->m.hash, 32) != 0) {
+		r->res->bad_items++;
+		if (r->txn != NULL || r->exact_id != NULL) {
+			rc = PB_ESTORE_VERIFY;
+			goto out;
+		}
+	}
+	r->res->items++;
+	r->res->bytes += w->m.size;
+	r->pr.p.items_done++;
+	r->pr.p.bytes_done += w->m.size;
+	rc = deliver(r, a, w);
+out:
+	pb__assembly_drop(a);
+	return rc;
+}
+
+/* Asks for the next chunks not cached, up to FETCH_WINDOW in flight. */
+struct fetch {
+	uint64_t ids[FETCH_WINDOW];
+	bool *cached;
+	size_t total, sent, got;
+	size_t si, sc, sk; /* next chunk to request, and its index in cached */
+};
+
+static int request_more(struct restore *r, struct fetch *f)
+{
+	int rc = 0;
+
+	while (f->sent < f->total && f->sent - f->got < FETCH_WINDOW && rc == 0) {
+		while (f->sc >= r->items[f->si].m.nchunks || f->cached[f->sk]) {
+			if (f->sc < r->items[f->si].m.nchunks) {
+				f->sc++; /* cached: skip */
+				f->sk++;
+				continue;
+			}
+			f->si++;
+			f->sc = 0;
+		}
+		rc = r->repo->ops->get_send(r->repo, r->dev_id, r->items[f->si].names[f->sc],
+					    &f->ids[f->sent % FETCH_WINDOW]);
+		f->sc++;
+		f->sk++;
+		f->sent++;
+	}
+	return rc;
+}
+
+/* Fetches and rebuilds every collected item, with up to FETCH_WINDOW chunk
+ * requests in flight. */
+static int fetch_items(struct restore *r)
+{
+	struct fetch f;
+	size_t all = 0, at = 0, item = 0, chunk = 0; /* at: index in cached of the current chunk */
+	pb__assembly_t a;
+	int rc = 0;
+
+	memset(&f, 0, sizeof(f));
+	for (size_t i = 0; i < r->nitems; i++)
+		all += r->items[i].m.nchunks;
+	f.cached = calloc(all + 1, sizeof(*f.cached));
+	if (f.cached == NULL)
+		return PB_ENOMEM;
+	/* Chunks an interrupted run fetched are not fetched again. */
+	for (size_t i = 0, k = 0; i < r->nitems; i++)
+		for (size_t c = 0; c < r->items[i].m.nchunks; c++, k++) {
+			f.cached[k] = cache_has(r, r->items[i].names[c]);
+			if (!f.cached[k])
+				f.total++;
+		}
+	memset(&a, 0, sizeof(a));
+	a.fd = -1;
+	/* Items with no chunk (empty files) are finished at once below. */
+	while (item < r->nitems && rc == 0) {
+		const struct want_item *w = &r->items[item];
+
+		if (chunk == 0 &&
+		    (rc = pb__assembly_start(&a, &r->keys, w->m.size, r->txn != NULL ? r->tmpdir : NULL, &r->tmpn)) != 0)
+			break;
+		if (w->m.nchunks == 0) {
+			rc = assembly_finish(r, &a, w);
+			item++;
+			continue;
+		}
+		rc = request_more(r, &f);
+		if (rc == 0) {
+			uint8_t *plain = NULL;
+			size_t plen = 0;
+
+			if (f.cached[at]) {
+				rc = cache_open(r, w->names[chunk], &plain, &plen);
+				r->res->chunks_cached++;
+			} else {
+				rc = receive_chunk(r, f.ids[f.got % FETCH_WINDOW], w->names[chunk], &plain, &plen);
+				f.got++;
+			}
+			at++;
+			if (rc == 0)
+				rc = pb__assembly_add(&a, plain, plen);
+			free(plain);
+		}
+		if (rc == 0 && ++chunk == w->m.nchunks) {
+			rc = assembly_finish(r, &a, w);
+			item++;
+			chunk = 0;
+			if (rc == 0)
+				rc = pb__progress(&r->pr, false);
+		}
+	}
+	pb__assembly_drop(&a);
+	free(f.cached);
+	return rc;
+}
+
+static int get_snapshot(struct restore *r, uint64_t *snap, uint8_t **blob, size_t *len)
+{
+	int rc;
+
+	if (*snap == 0 && (rc = pb__repo_latest(r->repo, r->dev_id, snap)) != 0)
+		return rc;
+	return r->repo->ops->snapshot_get(r->repo, r->dev_id, *snap, blob, len);
+}
+
+/* --from as a device's name or a prefix of its hex id (at least 4
+ * digits): the one device of the repository's list it names. PB_ENOTFOUND
+ * for none, PB_EEXISTS when it names more than one. */
+static int match_device(struct restore *r, const pb_repo_device_t *d, size_t nd)
+{
+	const char *want = r->o->from_device;
+	size_t n = strlen(want), found = 0;
+
+	for (size_t i = 0; i < nd; i++) {
+		char hex[2 * sizeof(r->dev_id) + 1];
+
+		pb__hex(d[i].id, sizeof(r->dev_id), hex);
+		if (strcmp(d[i].name, want) == 0 || (n >= 4 && strncasecmp(hex, want, n) == 0)) {
+			memcpy(r->dev_id, d[i].id, sizeof(r->dev_id));
+			found++;
+		}
+	}
+	return found == 1 ? 0 : found == 0 ? PB_ENOTFOUND : PB_EEXISTS;
+}
+
+/* Whose backup to read: --from, else this phone's, else the account's most
+ * recent backup of another device (a new phone). */
+static int pick_device(struct restore *r)
+{
+	pb_repo_device_t *d = NULL;
+	size_t nd = 0;
+	int64_t best = -1;
+	bool own = false;
+	int rc;
+
+	if (r->o->from_device != NULL) {
+		size_t n;
+
+		if (sodium_hex2bin(r->dev_id, sizeof(r->dev_id), r->o->from_device, strlen(r->o->from_device), NULL, &n,
+				   NULL) == 0 &&
+		    n == sizeof(r->dev_id))
+			return 0;
+		/* A device's name or an id prefix: found in the list. */
+	}
+	memcpy(r->dev_id, r->repo->device_id, sizeof(r->dev_id));
+	if ((rc = r->repo->ops->devices(r->repo, &d, &nd)) != 0)
+		return rc;
+	if (r->o->from_device != NULL) {
+		rc = match_device(r, d, nd);
+		free(d);
+		return rc;
+	}
+	for (size_t i = 0; i < nd; i++)
+		if (memcmp(d[i].id, r->dev_id, sizeof(r->dev_id)) == 0)
+			own = true;
+	for (size_t i = 0; !own && i < nd; i++) {
+		if (d[i].latest > best) {
+			best = d[i].latest;
+			memcpy(r->dev_id, d[i].id, sizeof(r->dev_id));
+		}
+	}
+	free(d);
+	return 0;
+}
+
+/* --- Dry run -------------------------------------------------------------------- */
+
+/* An item of the restore target, with the keyed content hash a backup
+ * would record for it. */
+struct local_item {
+	char *id;
+	uint8_t hash[32];
+};
+
+static int hash_file(const pb_backup_keys_t *keys, const char *path, uint8_t out[32])
+{
+	crypto_generichash_state st;
+	uint8_t buf[65536];
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	crypto_generichash_init(&st, keys->name, sizeof(keys->name), 32);
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		crypto_generichash_update(&st, buf, (size_t)n);
+	}
+	close(fd);
+	sodium_memzero(buf, sizeof(buf));
+	crypto_generichash_final(&st, out, 32);
+	return rc;
+}
+
+static int local_add(void *arg, const pb_item_t *it)
+{
+	struct restore *r = arg;
+	struct local_item *l;
+	int rc;
+
+	if ((rc = pb__grow((void **)&r->local, &r->cap_local, r->nlocal + 1, sizeof(*r->local))) != 0)
+		return rc;
+	l = &r->local[r->nlocal];
+	if (it->data != NULL) {
+		pb__item_hash(&r->keys, it->data, it->len, l->hash);
+	} else if (it->file != NULL) {
+		if ((rc = hash_file(&r->keys, it->file, l->hash)) != 0)
+			return rc;
+	} else {
+		pb_buf_t buf = { NULL, 0, 0 };
+
+		if (r->prov->read == NULL || r->prov->read(r->prov->arg, it, &buf) != 0)
+			memset(l->hash, 0, sizeof(l->hash)); /* unreadable: "replaced" */
+		else
+			pb__item_hash(&r->keys, buf.data != NULL ? buf.data : (const uint8_t *)"", buf.len, l->hash);
+		pb_buf_free(&buf);
+	}
+	if ((l->id = strdup(it->id)) == NULL)
+		return PB_ENOMEM;
+	r->nlocal++;
+	return 0;
+}
+
+static int cmp_local(const void *a, const void *b)
+{
+	return strcmp(((const struct local_item *)a)->id, ((const struct local_item *)b)->id);
+}
+
+/* What the target holds now; a source it cannot read counts as absent, a
+ * target that does not exist as empty. */
+static int local_scan(struct restore *r)
+{
+	int rc = r->prov->list(r->prov->arg, PB_KIND_ALL, local_add, pb__skip_quietly, r);
+
+	if (rc == -ENOENT)
+		rc = 0;
+	if (rc == 0 && r->nlocal > 1)
+		qsort(r->local, r->nlocal, sizeof(*r->local), cmp_local);
+	return rc;
+}
+
+static void local_free(struct restore *r)
+{
+	for (size_t i = 0; i < r->nlocal; i++)
+		free(r->local[i].id);
+	free(r->local);
+}
+
+/* Tells what restoring each collected item would do to the target. */
+static int plan_items(struct restore *r)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < r->nitems && rc == 0; i++) {
+		const struct want_item *w = &r->items[i];
+		struct local_item key = { w->id, { 0 } }, *l;
+		const char *change;
+
+		l = r->nlocal > 0 ? bsearch(&key, r->local, r->nlocal, sizeof(*r->local), cmp_local) : NULL;
+		if (l == NULL) {
+			change = "added";
+			r->res->added++;
+		} else if (sodium_memcmp(l->hash, w->m.hash, 32) != 0) {
+			change = "replaced";
+			r->res->changed++;
+		} else {
+			change = "unchanged";
+			r->res->unchanged++;
+		}
+		if (r->o->on_plan != NULL)
+			r->o->on_plan(r->o->plan_arg, w->id, w->path, change);
+		{
+			pb_event_t ev = { .type = PB_EVENT_PLAN, .phase = "restore", .id = w->id, .path = w->path,
+					  .change = change };
+
+			rc = pb__emit(r->o, &ev);
+		}
+		r->res->items++;
+		r->res->bytes += w->m.size;
+		r->pr.p.items_done++;
+	}
+	return rc;
+}
+
+/* --- Checks before reading -------------------------------------------------------- */
+
+/* A repository whose latest snapshot of this phone is older than the last
+ * one this phone completed with it lost or withholds the newer ones:
+ * reading "the latest" would quietly bring back older data. Refused unless
+ * the caller names a snapshot; res->snapshot and res->snapshot_known say
+ * which two. A phone without state (a new phone) knows nothing to compare. */
+static int check_rollback(struct restore *r)
+{
+	pb_backup_state_t *st = NULL;
+	char path[4096];
+	uint64_t known = 0, latest = 0;
+	struct stat sb;
+	int rc;
+
+	if (r->o->snapshot != 0)
+		return 0;
+	if (memcmp(r->repo->device_id, r->dev_id, sizeof(r->dev_id)) != 0 ||
+	    pb__state_path(r->o->home, path, sizeof(path)) != 0 || stat(path, &sb) != 0)
+		return 0;
+	if ((rc = pb_backup_state_open_ro(path, &st)) != 0)
+		return rc;
+	rc = pb_backup_state_host_done(st, r->repo->host_pk, &known);
+	pb_backup_state_close(st);
+	if (rc == PB_ENOTFOUND)
+		return 0;
+	if (rc != 0)
+		return rc;
+	rc = pb__repo_latest(r->repo, r->dev_id, &latest);
+	if (rc != 0 && rc != PB_ESTORE_NOSNAP)
+		return rc;
+	if (latest >= known)
+		return 0;
+	r->res->snapshot = latest;
+	r->res->snapshot_known = known;
+	return PB_ESTORE_ROLLBACK;
+}
+
+/* Adds the item id as the state's completed generation recorded it. */
+static int state_item(struct restore *r, pb_backup_state_t *st, const char *id)
+{
+	struct want_item *w;
+	int rc;
+
+	if ((rc = pb__grow((void **)&r->items, &r->cap_items, r->nitems + 1, sizeof(*r->items))) != 0)
+		return rc;
+	w = &r->items[r->nitems];
+	memset(w, 0, sizeof(*w));
+	rc = pb_backup_state_get(st, id, &w->m, &w->id, &w->path, &w->names);
+	if (rc == 0 && w->m.seq > 0 && pb_codec_for(w->path) != NULL) {
+		rc = pb_backup_state_before(st, w->path, w->m.seq, &w->after);
+		if (rc == PB_ENOTFOUND)
+			rc = 0;
+	}
+	if (rc == 0)
+		r->nitems++;
+	else if (w->id != NULL) {
+		free(w->id);
+		free(w->path);
+		free(w->after);
+		free(w->names);
+	}
+	return rc;
+}
+
+/* True when the repository holds every chunk of the collected items. */
+static bool host_holds(struct restore *r)
+{
+	name_t *names;
+	bool *missing, yes;
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->nitems; i++)
+		n += r->items[i].m.nchunks;
+	if (n == 0)
+		return true;
+	if (n > OFFER_BATCH || (names = malloc(n * sizeof(name_t))) == NULL)
+		return false;
+	if ((missing = malloc(n * sizeof(bool))) == NULL) {
+		free(names);
+		return false;
+	}
+	n = 0;
+	for (size_t i = 0; i < r->nitems; i++)
+		for (size_t c = 0; c < r->items[i].m.nchunks; c++)
+			memcpy(names[n++], r->items[i].names[c], PB_STORE_NAME_LEN);
+	yes = r->repo->ops->missing(r->repo, (const name_t *)names, n, missing) == 0;
+	for (size_t i = 0; yes && i < n; i++)
+		yes = !missing[i];
+	free(missing);
+	free(names);
+	return yes;
+}
+
+/* One item by id without walking the manifest: the phone that made the
+ * last completed backup knows from its state where each item of that
+ * snapshot lives (kind, path, content hash, chunk names), so it asks the
+ * repository for exactly those chunks, checked like any other. A restore
+ * uses this only when the latest snapshot of this phone is that backup, so
+ * the answer is the snapshot's; a fetch (NFC fallback) takes the item from
+ * any host that holds its chunks. Everything else (another device, an
+ * older snapshot, a chat with its files, a phone without state) walks the
+ * manifest. *done tells whether this path answered. */
+static int fast_restore(struct restore *r, enum restore_mode mode, const char *want, bool *done)
+{
+	const pb_engine_opts_t *o = r->o;
+	pb_backup_state_t *st = NULL;
+	uint8_t mk[PB_MASTERKEY_LEN];
+	char path[4096], frame[PB_ITEM_ID_MAX + 1];
+	const char *msg;
+	uint64_t snap = 0;
+	struct stat sb;
+	int rc;
+
+	*done = false;
+	if (want == NULL || o->from_device != NULL)
+		return 0;
+	/* "chat/42" brings its files too, found by path: walk. */
+	msg = strstr(want, "/msg/");
+	if (strncmp(want, "chat/", 5) == 0 && msg == NULL)
+		return 0;
+	if (pb__state_path(o->home, path, sizeof(path)) != 0 || stat(path, &sb) != 0)
+		return 0;
+	if (pb__master_local(o->home, mk) != 0)
+		return 0;
+	memcpy(r->dev_id, r->repo->device_id, sizeof(r->dev_id));
+	if (pb_backup_state_open_ro(path, &st) != 0 || pb_backup_state_done(st, &snap) != 0)
+		goto out_walk;
+	if (o->snapshot != 0 && o->snapshot != snap)
+		goto out_walk;
+	if (mode == MODE_RESTORE && o->snapshot == 0) {
+		uint64_t latest;
+
+		if (pb__repo_latest(r->repo, r->dev_id, &latest) != 0 || latest != snap)
+			goto out_walk;
+	}
+	if (mode == MODE_RESTORE && msg != NULL) {
+		/* A message needs its chat's frame, which comes first. */
+		snprintf(frame, sizeof(frame), "%.*s", (int)(msg - want), want);
+		if (state_item(r, st, frame) != 0)
+			goto out_walk;
+	}
+	if (state_item(r, st, want) != 0 || pb_backup_state_has_children(st, want))
+		goto out_walk;
+	if (mode == MODE_FETCH && !host_holds(r))
+		goto out_walk;
+	pb_backup_keys_derive(mk, &r->keys);
+	sodium_memzero(mk, sizeof(mk));
+	pb_backup_state_close(st);
+	r->res->snapshot = snap;
+	pb__hex(r->dev_id, sizeof(r->dev_id), r->res->device);
+	*done = true;
+	r->fast = true;
+	r->res->by_state = true;
+	rc = fetch_items(r);
+	free_items(r);
+	return rc;
+out_walk:
+	sodium_memzero(mk, sizeof(mk));
+	pb_backup_state_close(st);
+	free_items(r);
+	return 0;
+}
+
+/* Tells what a failed restore did to a device directory: the link that
+ * stopped it, and the files it had already replaced (none unless a rename
+ * failed). */
+static void target_report(struct restore *r, int rc)
+{
+	const char *const *written;
+	size_t n;
+
+	if (r->txn == NULL || !pb__provider_is_dir(r->prov))
+		return;
+	if (rc == PB_EDATA_LINK)
+		snprintf(r->res->link, sizeof(r->res->link), "%s", pb__dir_txn_link(r->txn));
+	n = pb__dir_txn_replaced(r->txn, &written);
+	r->res->replaced = n;
+	for (size_t i = 0; i < n; i++) {
+		if (r->o->on_replaced != NULL)
+			r->o->on_replaced(r->o->replaced_arg, written[i]);
+		(void)pb__warn(r->o, "restore", written[i], 0, rc, "already replaced when the restore failed");
+	}
+}
+
+/* The snapshot root did not open with the key at hand: a wrong key (this
+ * phone's, for a device that made its backups with another) is far likelier
+ * than damage. The device's own wrap, opened with the passphrase, decides:
+ * a passphrase that does not open it is wrong; a key that opens it but not
+ * the root means the root is damaged. Nothing is stored. */
+static int reopen_root(struct restore *r, const uint8_t *blob, size_t len, int64_t *when, uint64_t *nitems,
+		       name_t **mchunks, size_t *nm)
+{
+	uint8_t mk[PB_MASTERKEY_LEN];
+	int rc = pb__master_device(r->repo, r->dev_id, r->o->passphrase, mk);
+
+	if (rc != 0)
+		return rc;
+	pb_backup_keys_wipe(&r->keys);
+	pb_backup_keys_derive(mk, &r->keys);
+	sodium_memzero(mk, sizeof(mk));
+	return pb_manifest_root_open(&r->keys, blob, len, when, nitems, mchunks, nm);
+}
+
+/* Opens the snapshot (snap 0: the latest) of r->dev_id with the right key:
+ * its manifest chunks. */
+static int open_snapshot(struct restore *r, uint64_t *snap, name_t **mchunks, size_t *nm, uint64_t *nitems)
+{
+	uint8_t mk[PB_MASTERKEY_LEN], *blob = NULL;
+	size_t blob_len = 0;
+	int64_t when;
+	int rc;
+
+	if (!r->keys_ready) {
+		if ((rc = pb__master_key(r->repo, r->o, r->dev_id, false, mk)) != 0)
+			return rc;
+		pb_backup_keys_derive(mk, &r->keys);
+		sodium_memzero(mk, sizeof(mk));
+		r->keys_ready = true;
+	}
+	if ((rc = get_snapshot(r, snap, &blob, &blob_len)) != 0)
+		return rc;
+	r->res->snapshot = *snap;
+	rc = pb_manifest_root_open(&r->keys, blob, blob_len, &when, nitems, mchunks, nm);
+	if (rc == PB_ESTORE_HASH)
+		rc = reopen_root(r, blob, blob_len, &when, nitems, mchunks, nm);
+	free(blob);
+	return rc;
+}
+
+/* Walks the manifest chunks; each one's wanted items are fetched (or
+ * planned) before the next. */
+static int walk_manifest(struct restore *r, enum restore_mode mode, const name_t *mchunks, size_t nm)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < nm && rc == 0 && !r->found; i++) {
+		uint8_t *ct = NULL;
+		size_t len = 0;
+
+		if ((rc = pb__repo_get(r->repo, r->dev_id, mchunks[i], &ct, &len)) != 0)
+			break;
+		rc = pb_manifest_chunk_open(&r->keys, mchunks[i], ct, len, collect_item, r);
+		free(ct);
+		if (rc == 0 && mode == MODE_RESTORE && r->o->dry_run)
+			rc = plan_items(r);
+		else if (rc == 0)
+			rc = fetch_items(r);
+		free_items(r);
+	}
+	return rc;
+}
+
+static int restore_begin(struct restore *r, enum restore_mode mode)
+{
+	const pb_engine_opts_t *o = r->o;
+	int rc;
+
+	if ((rc = pb__engine_repo(o, &r->repo, &r->repo_owned)) != 0)
+		return rc;
+	if (mode != MODE_RESTORE)
+		return 0;
+	if ((rc = pb__engine_provider(o, &r->prov, &r->prov_owned)) != 0)
+		return rc;
+	if (o->dry_run)
+		return 0;
+	if ((rc = pb__path_join(r->tmpdir, sizeof(r->tmpdir), o->home, "restore-tmp")) != 0 ||
+	    (rc = pb__mkdirs(r->tmpdir, 0700)) != 0) {
+		r->tmpdir[0] = 0;
+		return rc;
+	}
+	return r->prov->begin(r->prov->arg, &r->txn);
+}
+
+/* The end of a restore: nothing of what was asked in the snapshot is not
+ * a success, and nothing appears; else the transaction commits. */
+static int restore_end(struct restore *r, enum restore_mode mode, uint8_t **out, size_t *out_len)
+{
+	int rc = 0;
+
+	if (mode == MODE_RESTORE) {
+		if (r->pr.p.items_done == 0)
+			rc = PB_ENOTFOUND;
+		else if (!r->o->dry_run && (rc = r->prov->commit(r->txn)) == 0)
+			r->txn = NULL;
+		if (rc == 0)
+			pb__cache_drop(r->o->home);
+	}
+	if (rc == 0 && mode == MODE_FETCH) {
+		if (!r->found) {
+			rc = PB_ENOTFOUND;
+		} else {
+			*out = r->out;
+			*out_len = r->out_len;
+			r->out = NULL;
+		}
+	}
+	if (rc == 0 && mode == MODE_VERIFY && r->res->bad_items > 0)
+		rc = PB_ESTORE_VERIFY;
+	return rc;
+}
+
+static void restore_free(struct restore *r)
+{
+	if (r->txn != NULL)
+		r->prov->abort(r->txn);
+	pb_provider_dir_free(r->prov_owned);
+	if (r->tmpdir[0])
+		rmdir(r->tmpdir);
+	free(r->out);
+	free_items(r);
+	free(r->items);
+	free(r->prev_id);
+	free(r->prev_path);
+	local_free(r);
+	pb_backup_keys_wipe(&r->keys);
+	if (r->repo_owned)
+		pb__repo_close(r->repo);
+	free(r);
+}
+
+static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum restore_mode mode, const char *exact,
+		       uint8_t **out, size_t *out_len)
+{
+	struct restore *r;
+	name_t *mchunks = NULL;
+	size_t nmchunks = 0;
+	uint64_t snap = o->snapshot, nitems_total = 0;
+	double t0 = pb__now_s();
+	bool fast = false;
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return PB_ENOMEM;
+	r->o = o;
+	r->res = res;
+	r->pr.o = o;
+	r->pr.p.phase = mode == MODE_VERIFY ? "verify" : mode == MODE_FETCH ? "fetch" : "restore";
+	r->exact_id = exact;
+	if ((rc = restore_begin(r, mode)) != 0)
+		goto out;
+	if (mode != MODE_VERIFY && !o->dry_run &&
+	    (rc = fast_restore(r, mode, exact != NULL ? exact : o->item_id, &fast)) != 0)
+		goto out;
+	if (!fast) {
+		if ((rc = pick_device(r)) != 0)
+			goto out;
+		pb__hex(r->dev_id, sizeof(r->dev_id), res->device);
+		if ((rc = check_rollback(r)) != 0)
+			goto out;
+		if (mode == MODE_RESTORE && o->dry_run) {
+			uint8_t mk[PB_MASTERKEY_LEN];
+
+			/* The target is hashed with the key the backup used. */
+			if ((rc = pb__master_key(r->repo, o, r->dev_id, false, mk)) != 0)
+				goto out;
+			pb_backup_keys_derive(mk, &r->keys);
+			sodium_memzero(mk, sizeof(mk));
+			r->keys_ready = true;
+			if ((rc = local_scan(r)) != 0)
+				goto out;
+		}
+		if ((rc = open_snapshot(r, &snap, &mchunks, &nmchunks, &nitems_total)) != 0)
+			goto out;
+		r->pr.p.items_total = exact != NULL || o->item_id != NULL ? 0 : nitems_total;
+		if ((rc = walk_manifest(r, mode, (const name_t *)mchunks, nmchunks)) != 0)
+			goto out;
+	}
+	rc = restore_end(r, mode, out, out_len);
+	res->seconds = pb__now_s() - t0;
+	if (rc == 0)
+		(void)pb__progress(&r->pr, true);
+out:
+	if (rc != 0 && mode == MODE_RESTORE)
+		target_report(r, rc);
+	free(mchunks);
+	restore_free(r);
+	pb__done(o, mode == MODE_VERIFY ? "verify" : mode == MODE_FETCH ? "fetch" : "restore", rc, res->snapshot);
+	return rc;
+}
+
+int pb_engine_restore(const pb_engine_opts_t *o, pb_engine_result_t *res)
+{
+	return run_restore(o, res, MODE_RESTORE, NULL, NULL, NULL);
+}
+
+int pb_engine_verify(const pb_engine_opts_t *o, pb_engine_result_t *res)
+{
+	return run_restore(o, res, MODE_VERIFY, NULL, NULL, NULL);
+}
+
+int pb_engine_fetch_item(const pb_engine_opts_t *o, const char *id, uint8_t **data, size_t *len)
+{
+	pb_engine_result_t res;
+
+	*data = NULL;
+	*len = 0;
+	return run_restore(o, &res, MODE_FETCH, id, data, len);
+}
+
+int pb_engine_list(const pb_engine_opts_t *o, pb_engine_snapshot_t **out, size_t *n)
+{
+	struct restore *r = calloc(1, sizeof(*r));
+	pb_store_snapinfo_t *s = NULL;
+	size_t k = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if (r == NULL)
+		return PB_ENOMEM;
+	r->o = o;
+	if ((rc = pb__engine_repo(o, &r->repo, &r->repo_owned)) != 0 || (rc = pick_device(r)) != 0 ||
+	    (rc = r->repo->ops->snapshot_list(r->repo, r->dev_id, &s, &k)) != 0)
+		goto out;
+	if ((*out = calloc(k ? k : 1, sizeof(**out))) == NULL) {
+		rc = PB_ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < k; i++) {
+		(*out)[i].id = s[i].id;
+		(*out)[i].time = s[i].time;
+		(*out)[i].size = s[i].size;
+		(*out)[i].chunks = s[i].nrefs;
+	}
+	*n = k;
+out:
+	free(s);
+	restore_free(r);
+	return rc;
+}
+
+int pb_engine_sim_snapshot(const pb_engine_opts_t *o, const char *iccid, const char *msisdn, uint64_t *snapshot)
+{
+	pb_repo_t *repo;
+	pb_backup_keys_t keys;
+	uint8_t mk[PB_MASTERKEY_LEN], *val = NULL;
+	char key[4 + 64 + 1];
+	size_t len = 0;
+	bool owned;
+	int rc;
+
+	*snapshot = 0;
+	if ((rc = pb__master_local(o->home, mk)) != 0)
+		return rc == -ENOENT ? PB_ESTORE_NOMASTER : rc;
+	pb_backup_keys_derive(mk, &keys);
+	sodium_memzero(mk, sizeof(mk));
+	pb__sim_key(&keys, iccid, msisdn, key);
+	pb_backup_keys_wipe(&keys);
+	if ((rc = pb__engine_repo(o, &repo, &owned)) != 0)
+		return rc;
+	rc = repo->ops->blob_get(repo, NULL, key, &val, &len);
+	if (rc == 0 && len != 8)
+		rc = PB_EENV_MALFORMED;
+	for (size_t k = 0; rc == 0 && k < 8; k++)
+		*snapshot |= (uint64_t)val[k] << (8 * k);
+	free(val);
+	if (owned)
+		pb__repo_close(repo);
+	return rc;
+}
+
+/* --- Listing items ----------------------------------------------------------------- */
+
+int pb_engine_items(const pb_engine_opts_t *o, pb_manifest_item_cb cb, void *arg, pb_engine_result_t *res)
+{
+	struct restore *r = calloc(1, sizeof(*r));
+	name_t *mchunks = NULL;
+	size_t nmchunks = 0;
+	uint64_t snap = o->snapshot, nitems = 0;
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	if (r == NULL)
+		return PB_ENOMEM;
+	r->o = o;
+	r->res = res;
+	if ((rc = pb__engine_repo(o, &r->repo, &r->repo_owned)) != 0 || (rc = pick_device(r)) != 0)
+		goto out;
+	pb__hex(r->dev_id, sizeof(r->dev_id), res->device);
+	if ((rc = open_snapshot(r, &snap, &mchunks, &nmchunks, &nitems)) != 0)
+		goto out;
+	res->items = nitems;
+	for (size_t i = 0; i < nmchunks && rc == 0; i++) {
+		uint8_t *ct = NULL;
+		size_t len = 0;
+
+		if ((rc = pb__repo_get(r->repo, r->dev_id, mchunks[i], &ct, &len)) == 0)
+			rc = pb_manifest_chunk_open(&r->keys, mchunks[i], ct, len, cb, arg);
+		free(ct);
+	}
+out:
+	free(mchunks);
+	restore_free(r);
+	return rc;
+}
