@@ -241,7 +241,11 @@ static int wait_exit(pb_test_proc_t *p, int timeout_s)
  * example stops its host and closes its loop (exit 0 says so). */
 static void test_example(void **state)
 {
-	char *tool = pb_test_tool("../examples/host-on-app-loop");
+	/* The build tree's example, or the one PB_EXAMPLE_HOST_ON_APP_LOOP names
+	 * (tests/examples/host-on-app-loop.sh: built against the installed
+	 * library). */
+	const char *env = getenv("PB_EXAMPLE_HOST_ON_APP_LOOP");
+	char *tool = env != NULL ? strdup(env) : pb_test_tool("../examples/host-on-app-loop");
 	char *argv[] = { tool, host_home, "127.0.0.1:0", NULL };
 	char uri[2048], dev[4200];
 	char *pair[] = { "pair", uri, NULL };

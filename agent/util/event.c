@@ -1,4 +1,6 @@
 /* Events as JSON lines, as `peerback --json` prints them. */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,14 +20,15 @@ const char *pb__event_name(pb_event_type_t type)
 		[PB_EVENT_DONE] = "done",
 		[PB_EVENT_LISTENING] = "listening",
 		[PB_EVENT_ADVERTISE] = "advertise",
-		[PB_EVENT_CONNECTED] = "connected",
-		[PB_EVENT_AUTHENTICATED] = "authenticated",
+		[PB_EVENT_CONNECTED] = "accepted",
+		[PB_EVENT_AUTHENTICATED] = "connected",
 		[PB_EVENT_PAIRED] = "paired",
 		[PB_EVENT_REFUSED] = "refused",
 		[PB_EVENT_DISCONNECTED] = "disconnected",
 		[PB_EVENT_DEVICE_PROGRESS] = "device-progress",
 		[PB_EVENT_SNAPSHOT] = "snapshot",
 		[PB_EVENT_ERROR] = "error",
+		[PB_EVENT_REQUEST] = "request",
 	};
 
 	if ((unsigned)type < sizeof(names) / sizeof(names[0]) && names[type] != NULL)
@@ -81,6 +84,63 @@ static int numbers(json_t *o, const pb_event_t *e)
 	}
 }
 
+static json_t *text_or_null(const char *s)
+{
+	return s != NULL ? pb__json_text(s) : NULL;
+}
+
+static char *advertise(const pb_event_t *e)
+{
+	json_t *addrs = json_array();
+
+	for (size_t i = 0; addrs != NULL && i < e->naddresses; i++)
+		json_array_append_new(addrs, pb__json_text(e->addresses[i]));
+	return pb__json_format("{s:s, s:o, s:I, s:o}", "event", "advertise", "uri", pb__json_text(e->uri), "expires",
+			       (json_int_t)e->expires, "addresses", addrs);
+}
+
+/* The host's events keep the fields scripts and tests read ("listen",
+ * "uri", "peer", "device", "snapshot" in hex); 1 when e is not one of them. */
+static int host_json(const pb_event_t *e, const char *name, char **out)
+{
+	char snap[17];
+
+	switch (e->type) {
+	case PB_EVENT_LISTENING:
+		*out = pb__json_format("{s:s, s:o}", "event", name, "listen", pb__json_text(e->address));
+		break;
+	case PB_EVENT_ADVERTISE:
+		*out = advertise(e);
+		break;
+	case PB_EVENT_SNAPSHOT:
+		snprintf(snap, sizeof(snap), "%016" PRIx64, e->snapshot);
+		*out = pb__json_format("{s:o, s:o*, s:s, s:I}", "event", pb__json_text(name), "device",
+				       text_or_null(e->device), "snapshot", snap, "chunks", (json_int_t)e->chunks);
+		break;
+	case PB_EVENT_CONNECTED:
+	case PB_EVENT_AUTHENTICATED:
+	case PB_EVENT_PAIRED:
+	case PB_EVENT_REFUSED:
+	case PB_EVENT_DISCONNECTED:
+	case PB_EVENT_ERROR:
+		*out = pb__json_format("{s:o, s:o*, s:o*, s:s*, s:o*}", "event", pb__json_text(name), "peer",
+				       text_or_null(e->address), "device", text_or_null(e->device), "error",
+				       e->error != 0 ? pb_err_name(e->error) : NULL, "message", text_or_null(e->message));
+		break;
+	case PB_EVENT_INSTRUCTION:
+		if (e->device != NULL) { /* a host: a phone's answer */
+			*out = pb__json_format("{s:o, s:I, s:b, s:s}", "event", pb__json_text(name), "id",
+					       (json_int_t)e->instruction, "ok", e->error == 0, "result",
+					       e->error == 0 ? "done" : pb_err_name(e->error));
+			break;
+		}
+		return 1;
+	default:
+		return 1;
+	}
+	return *out != NULL ? 0 : PB_ENOMEM;
+}
+
 int pb_event_json(const pb_event_t *e, char **out)
 {
 	json_t *o;
@@ -89,6 +149,8 @@ int pb_event_json(const pb_event_t *e, char **out)
 	*out = NULL;
 	if (e == NULL)
 		return PB_EINVAL;
+	if ((rc = host_json(e, e->name != NULL ? e->name : pb__event_name(e->type), out)) <= 0)
+		return rc;
 	if ((o = json_object()) == NULL)
 		return PB_ENOMEM;
 	if ((rc = set_text(o, "event", e->name != NULL ? e->name : pb__event_name(e->type))) == 0 && (rc = set_text(o, "phase", e->phase)) == 0 &&

@@ -40,9 +40,13 @@ case "$cflags $libs $static_libs" in
 *"$src"*) echo "pkg-config names the source tree: $cflags $libs" >&2; exit 1 ;;
 esac
 
-# The example is compiled from a copy, so that nothing beside the source
-# file is found by a quoted #include.
+# The example is compiled from a copy, so that nothing but the examples'
+# own headers (examples/*.h, such as mem-provider.h) is found beside it by
+# a quoted #include.
 cp "$src/examples/$name.c" "$work/$name.c"
+for h in "$src"/examples/*.h; do
+	[ -f "$h" ] && cp "$h" "$work/"
+done
 cd "$work"
 # shellcheck disable=SC2086
 $cc -std=gnu11 -Wall -Wextra -Werror $flags $cflags -o "$name" "$name.c" $libs

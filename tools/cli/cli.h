@@ -104,14 +104,14 @@ const pb_pwhash_params_t *pb_cli_wrap_params(void);
 void pb_cli_human(double bytes, char *out, size_t cap);
 
 /* Reports a backup, restore or listing failure (tools/cli/cmd-backup.c); returns the exit status. */
-int pb__cli_engine_error(pb_cli_t *cli, int rc, const char *what);
+int pb_cli_engine_error(pb_cli_t *cli, int rc, const char *what);
 /* Resolves a snapshot as given ("latest", or a unique prefix of an id as
  * peerback ls prints it) into *out; returns 0 or an exit status after
  * telling the user. (tools/cli/cmd-ls.c) */
-int pb__cli_snapshot(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *o, const char *text, uint64_t *out);
+int pb_cli_snapshot(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *o, const char *text, uint64_t *out);
 /* The one item id of the backup that want names: the id itself, or its
  * last part with or without extension. 0, or PB_ENOTFOUND / PB_EEXISTS. */
-int pb__cli_item_id(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *o, const char *want, char *out,
+int pb_cli_item_id(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *o, const char *want, char *out,
 		    size_t cap);
 
 /* --json output: one object a line on stdout, built as json_pack(fmt, ...)
@@ -127,6 +127,8 @@ double pb_cli_milli(double v);
 
 /* The phone handle of the state directory; the caller closes it. */
 int pb_cli_phone(const pb_cli_t *cli, const char *device_dir, pb_phone_t **out);
+/* The phone's paired hosts (pb_phone_hosts); *out is malloc'd. */
+int pb_cli_hosts(const pb_cli_t *cli, pb_host_info_t **out, size_t *n);
 
 /* Tells of an instruction from the host carried out on this phone (arg: the
  * pb_cli_t): on stderr, or as an "instruction" JSON line. */

@@ -7,7 +7,7 @@
 
 #include <sodium.h>
 
-#include "tools/cli/commands.h"
+#include "commands.h"
 
 static const char usage_text[] =
 	"usage: peerback account login --imd ADDR:PORT --imd-key KEY --account ID [--name NAME]\n"

@@ -8,7 +8,7 @@
 
 #include <sodium.h>
 
-#include "tools/cli/commands.h"
+#include "commands.h"
 
 static const char usage_text[] =
 	"usage: peerback agent [--device DIR] [--interval SECONDS] [--allow TYPES] [--network-type TYPE]\n"

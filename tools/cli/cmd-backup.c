@@ -9,11 +9,8 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "agent/phone/phone.h"
-#include "agent/util/fsutil.h"
-#include "agent/util/json.h"
 #include "peerback.h"
-#include "tools/cli/commands.h"
+#include "commands.h"
 
 static void human(double bytes, char *out, size_t cap)
 {
@@ -169,8 +166,8 @@ static void show_skip(const struct run *r, const char *path, uint64_t line, cons
 	pb_cli_t *cli = r->cli;
 
 	if (cli->json) {
-		(void)pb__json_print("{s:s, s:o, s:I, s:o}", "event", "skipped", "path", pb__json_text(path), "line",
-				     (json_int_t)line, "error", pb__json_text(why));
+		(void)pb_cli_json("{s:s, s:o, s:I, s:o}", "event", "skipped", "path", pb_cli_text(path), "line",
+				     (json_int_t)line, "error", pb_cli_text(why));
 	}
 	if (line > 0)
 		fprintf(stderr, "peerback: %s/%s: line %llu: %s; skipped (its last backed-up version is kept)\n",
@@ -257,20 +254,21 @@ static bool connect_failure(int rc)
 	       rc == PB_ETIMEOUT || rc == PB_EPEER_CLOSED || rc == PB_ENOISE_HANDSHAKE;
 }
 
-static void host_label(const pb_remembered_host_t *h, char *out, size_t cap);
+static void host_label(const pb_host_info_t *h, char *out, size_t cap);
 
 /* The paired host a command without a list of hosts used: --host, else
  * the most recently paired; its name and the address tried first. */
 static void which_host(pb_cli_t *cli, char *out, size_t cap)
 {
-	pb_remembered_host_t *hosts = calloc(32, sizeof(*hosts));
-	int n = hosts != NULL ? pb__phone_hosts(cli->home, hosts, 32) : -1;
+	pb_host_info_t *hosts = NULL;
+	size_t n = 0;
 
 	snprintf(out, cap, "%s", cli->host != NULL ? cli->host : "(the paired host)");
-	for (int i = 0; i < n; i++) {
-		char key[64];
+	if (pb_cli_hosts(cli, &hosts, &n) != 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const char *key = hosts[i].key;
 
-		(void)pb__b64url_encode(hosts[i].static_pk, 32, key, sizeof(key));
 		if (cli->host == NULL || strcmp(cli->host, hosts[i].name) == 0 ||
 		    (strlen(cli->host) >= 6 && strncmp(key, cli->host, strlen(cli->host)) == 0)) {
 			host_label(&hosts[i], out, cap);
@@ -345,7 +343,7 @@ static int engine_error(pb_cli_t *cli, int rc, const char *what)
 	return engine_error_at(cli, rc, what, NULL);
 }
 
-int pb__cli_engine_error(pb_cli_t *cli, int rc, const char *what)
+int pb_cli_engine_error(pb_cli_t *cli, int rc, const char *what)
 {
 	if (rc == PB_ENOTFOUND && cli->from != NULL)
 		return pb_cli_error(cli, rc, "no device named '%s', nor one whose id starts with it, has a backup on "
@@ -393,30 +391,31 @@ static int device_dir(pb_cli_t *cli, const char *given, char *out, size_t cap)
 }
 
 /* One paired host as messages name it: "desk (192.0.2.7:4000)". */
-static void host_label(const pb_remembered_host_t *h, char *out, size_t cap)
+static void host_label(const pb_host_info_t *h, char *out, size_t cap)
 {
-	char addr[96] = "";
+	const char *addr = h->naddrs > 0 ? h->addrs[0] : "";
 
-	if (h->naddrs > 0)
-		(void)pb__sockaddr_format(&h->addrs[0], addr, sizeof(addr));
 	snprintf(out, cap, "%s%s%s%s", h->name[0] ? h->name : "(unnamed host)", addr[0] ? " (" : "", addr,
 		 addr[0] ? ")" : "");
 }
 
 /* The paired hosts a backup goes to: every one, or those --host names
  * (a name or a key prefix). Returns the count, or an exit status < 0. */
-static int backup_hosts(pb_cli_t *cli, const char *which, pb_remembered_host_t *hosts, size_t max)
+static int backup_hosts(pb_cli_t *cli, const char *which, pb_host_info_t **out)
 {
-	int n = pb__phone_hosts(cli->home, hosts, max), m = 0;
+	pb_host_info_t *hosts = NULL;
+	size_t n = 0;
+	int rc = pb_cli_hosts(cli, &hosts, &n), m = 0;
 
-	if (n < 0)
-		return -pb_cli_fail_err(cli, n, "cannot read the paired hosts in %s/hosts.json", cli->home);
+	*out = NULL;
+	if (rc != 0)
+		return -pb_cli_fail_err(cli, rc, "cannot read the paired hosts in %s/hosts.json", cli->home);
+	*out = hosts;
 	if (n == 0)
 		return -engine_error(cli, PB_EACCT_NOT_PAIRED, "backup");
-	for (int i = 0; i < n; i++) {
-		char key[64];
+	for (size_t i = 0; i < n; i++) {
+		const char *key = hosts[i].key;
 
-		(void)pb__b64url_encode(hosts[i].static_pk, 32, key, sizeof(key));
 		if (which == NULL || strcmp(which, hosts[i].name) == 0 ||
 		    (strlen(which) >= 6 && strncmp(key, which, strlen(which)) == 0))
 			hosts[m++] = hosts[i];
@@ -436,8 +435,8 @@ static void backup_done(pb_cli_t *cli, const char *name, const pb_op_result_t *r
 		 * it would send (nothing was). */
 		human((double)res->bytes_sent, sent, sizeof(sent));
 		if (cli->json)
-			(void)pb__json_print("{s:s, s:b, s:o, s:I, s:I, s:I, s:I, s:I}", "event", "backup-done", "dry_run",
-					     1, "host", pb__json_text(name), "items", (json_int_t)res->items, "bytes",
+			(void)pb_cli_json("{s:s, s:b, s:o, s:I, s:I, s:I, s:I, s:I}", "event", "backup-done", "dry_run",
+					     1, "host", pb_cli_text(name), "items", (json_int_t)res->items, "bytes",
 					     (json_int_t)res->bytes, "items_changed", (json_int_t)res->items_changed,
 					     "chunks_sent", (json_int_t)res->chunks_sent, "bytes_sent",
 					     (json_int_t)res->bytes_sent);
@@ -449,12 +448,12 @@ static void backup_done(pb_cli_t *cli, const char *name, const pb_op_result_t *r
 		return;
 	}
 	if (cli->json) {
-		(void)pb__json_print("{s:s, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:b, s:I, s:I, s:I}",
-				     "event", "backup-done", "host", pb__json_text(name), "snapshot", snap, "items",
+		(void)pb_cli_json("{s:s, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:b, s:I, s:I, s:I}",
+				     "event", "backup-done", "host", pb_cli_text(name), "snapshot", snap, "items",
 				     (json_int_t)res->items, "bytes", (json_int_t)res->bytes, "items_changed",
 				     (json_int_t)res->items_changed, "chunks_sent", (json_int_t)res->chunks_sent,
 				     "bytes_sent", (json_int_t)res->bytes_sent, "chunks", (json_int_t)res->chunks_total,
-				     "seconds", pb__json_milli(res->seconds), "partial", res->skipped > 0, "skipped",
+				     "seconds", pb_cli_milli(res->seconds), "partial", res->skipped > 0, "skipped",
 				     (json_int_t)res->skipped, "items_kept", (json_int_t)res->items_kept,
 				     "items_carried", (json_int_t)res->items_carried);
 		return;
@@ -476,7 +475,7 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 	pb_op_result_t res;
 	struct run run;
 	pb_phone_t *phone;
-	pb_remembered_host_t *hosts;
+	pb_host_info_t *hosts = NULL;
 	char dev[4096], pass[1024];
 	const char *given = NULL, *which = NULL;
 	int rc, nhosts, done = 0, failed = 0, status = 0;
@@ -533,9 +532,7 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 	if (access(dev, R_OK) != 0)
 		return pb_cli_error(cli, -errno, "no device directory at %s on the phone: %s (pass --device DIR, or "
 						 "peerback gen / import)", dev, strerror(errno));
-	if ((hosts = calloc(32, sizeof(*hosts))) == NULL)
-		return pb_cli_fail_err(cli, PB_ENOMEM, "backup");
-	if ((nhosts = backup_hosts(cli, which, hosts, 32)) < 0) {
+	if ((nhosts = backup_hosts(cli, which, &hosts)) < 0) {
 		free(hosts);
 		return -nhosts;
 	}
@@ -554,9 +551,9 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 	 * must not silently stop backing up to the first. A host that does not
 	 * answer is named and the others still get it. */
 	for (int h = 0; h < nhosts; h++) {
-		char key[64], label[256], what[300];
+		const char *key = hosts[h].key;
+		char label[256], what[300];
 
-		(void)pb__b64url_encode(hosts[h].static_pk, 32, key, sizeof(key));
 		host_label(&hosts[h], label, sizeof(label));
 		o.host = key;
 		memset(&run.ps, 0, sizeof(run.ps));
@@ -605,8 +602,8 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 static void show_plan(pb_cli_t *cli, const char *id, const char *path, const char *change)
 {
 	if (cli->json)
-		(void)pb__json_print("{s:s, s:o, s:o, s:s}", "event", "restore-plan", "id", pb__json_text(id), "path",
-				     pb__json_text(path), "change", change);
+		(void)pb_cli_json("{s:s, s:o, s:o, s:s}", "event", "restore-plan", "id", pb_cli_text(id), "path",
+				     pb_cli_text(path), "change", change);
 	else if (strcmp(change, "unchanged") != 0)
 		printf("%-9s %s  (%s)\n", change, id, path);
 }
@@ -696,7 +693,7 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 		return rc;
 	}
 	o.passphrase = pass[0] ? pass : NULL;
-	if (snap_text != NULL && (rc = pb__cli_snapshot(cli, phone, &o, snap_text, &o.snapshot)) != 0) {
+	if (snap_text != NULL && (rc = pb_cli_snapshot(cli, phone, &o, snap_text, &o.snapshot)) != 0) {
 		sodium_memzero(pass, sizeof(pass));
 		pb_phone_close(phone);
 		return rc;
@@ -705,7 +702,7 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 	/* An id as ls shows it always works; a short one (payment-003 for
 	 * credentials/payment-003.json) when it names one item. */
 	if (rc == PB_ENOTFOUND && o.item_id != NULL &&
-	    pb__cli_item_id(cli, phone, &o, o.item_id, item, sizeof(item)) == 0) {
+	    pb_cli_item_id(cli, phone, &o, o.item_id, item, sizeof(item)) == 0) {
 		pb_cli_note(cli, "restoring %s", item);
 		o.item_id = item;
 		rc = pb_phone_restore(phone, &o, &res);
@@ -724,8 +721,8 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 
 		snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)res.snapshot);
 		if (cli->json)
-			(void)pb__json_print("{s:s, s:b, s:s, s:o, s:I, s:I, s:I}", "event", "restore-done", "dry_run", 1,
-					     "snapshot", snap, "device", pb__json_text(res.device), "added",
+			(void)pb_cli_json("{s:s, s:b, s:s, s:o, s:I, s:I, s:I}", "event", "restore-done", "dry_run", 1,
+					     "snapshot", snap, "device", pb_cli_text(res.device), "added",
 					     (json_int_t)res.added, "replaced", (json_int_t)res.changed, "unchanged",
 					     (json_int_t)res.unchanged);
 		else
@@ -739,10 +736,10 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 		char snap[17];
 
 		snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)res.snapshot);
-		(void)pb__json_print("{s:s, s:s, s:o, s:I, s:I, s:I, s:s, s:f}", "event", "restore-done", "snapshot",
-				     snap, "device", pb__json_text(res.device), "items", (json_int_t)res.items, "bytes",
+		(void)pb_cli_json("{s:s, s:s, s:o, s:I, s:I, s:I, s:s, s:f}", "event", "restore-done", "snapshot",
+				     snap, "device", pb_cli_text(res.device), "items", (json_int_t)res.items, "bytes",
 				     (json_int_t)res.bytes, "chunks_resumed", (json_int_t)res.chunks_cached, "lookup",
-				     res.by_state ? "state" : "manifest", "seconds", pb__json_milli(res.seconds));
+				     res.by_state ? "state" : "manifest", "seconds", pb_cli_milli(res.seconds));
 	} else
 		printf("restored %llu items (%s) from snapshot %016llx into %s in %.1f s\n",
 		       (unsigned long long)res.items, total, (unsigned long long)res.snapshot, dev, res.seconds);
@@ -789,7 +786,7 @@ int pb_cmd_verify(pb_cli_t *cli, int argc, char **argv)
 		char snap[17];
 
 		snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)res.snapshot);
-		(void)pb__json_print("{s:s, s:s, s:I, s:I, s:I, s:b}", "event", "verify-done", "snapshot", snap,
+		(void)pb_cli_json("{s:s, s:s, s:I, s:I, s:I, s:b}", "event", "verify-done", "snapshot", snap,
 				     "items", (json_int_t)res.items, "bad_items", (json_int_t)res.bad_items, "bytes",
 				     (json_int_t)res.bytes, "ok", rc == 0);
 	}

@@ -3,8 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "tools/cli/commands.h"
-#include "tools/cli/kinds-cli.h"
+#include "commands.h"
+#include "kinds-cli.h"
 
 static void usage(FILE *out)
 {

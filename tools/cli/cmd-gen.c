@@ -6,8 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "tools/cli/commands.h"
-#include "tools/cli/kinds-cli.h"
+#include "commands.h"
+#include "kinds-cli.h"
 
 static void usage(FILE *out)
 {

@@ -12,8 +12,8 @@
 
 #include "peerback.h"
 #include "peerback/host.h"
-#include "tools/cli/cli.h"
-#include "tools/cli/commands.h"
+#include "cli.h"
+#include "commands.h"
 
 static const char usage_text[] =
 	"usage: peerback host [--listen ADDR:PORT] [--json] [--qr-png FILE] [--qr-svg FILE]\n"
@@ -224,7 +224,7 @@ static int host_revoke(pb_cli_t *cli, int argc, char **argv)
 	return 0;
 }
 
-int pb__cli_list_paired(pb_cli_t *cli)
+int pb_cli_list_paired(pb_cli_t *cli)
 {
 	pb_host_t *h;
 	int rc;
@@ -381,9 +381,9 @@ static int serve(struct run *r, const pb_host_config_t *cfg)
 	return rc;
 }
 
-int pb__cli_host_prune(pb_cli_t *cli, int argc, char **argv);
-int pb__cli_host_instruct(pb_cli_t *cli, int argc, char **argv);
-int pb__cli_host_instructions(pb_cli_t *cli);
+int pb_cli_host_prune(pb_cli_t *cli, int argc, char **argv);
+int pb_cli_host_instruct(pb_cli_t *cli, int argc, char **argv);
+int pb_cli_host_instructions(pb_cli_t *cli);
 
 int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 {
@@ -396,7 +396,7 @@ int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 		return 0;
 	}
 	if (argc >= 2 && strcmp(argv[1], "devices") == 0) {
-		rc = pb__cli_list_paired(cli);
+		rc = pb_cli_list_paired(cli);
 		if (rc < 0)
 			return pb_cli_fail_err(cli, rc, "host devices");
 		if (rc == 0 && !cli->json)
@@ -406,11 +406,11 @@ int pb_cmd_host(pb_cli_t *cli, int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "quota") == 0)
 		return host_quota(cli, argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "instruct") == 0)
-		return pb__cli_host_instruct(cli, argc - 1, argv + 1);
+		return pb_cli_host_instruct(cli, argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "instructions") == 0)
-		return pb__cli_host_instructions(cli);
+		return pb_cli_host_instructions(cli);
 	if (argc >= 2 && strcmp(argv[1], "prune") == 0)
-		return pb__cli_host_prune(cli, argc - 1, argv + 1);
+		return pb_cli_host_prune(cli, argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "verify") == 0) {
 		/* The same check as peerback store-verify, on this host's store. */
 		rc = pb_cmd_store_verify(cli, argc - 1, argv + 1);

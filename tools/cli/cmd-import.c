@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tools/cli/commands.h"
-#include "tools/cli/kinds-cli.h"
+#include "commands.h"
+#include "kinds-cli.h"
 
 static void usage(FILE *out)
 {

@@ -5,8 +5,8 @@
 
 #include "peerback.h"
 #include "peerback/host.h"
-#include "tools/cli/cli.h"
-#include "tools/cli/commands.h"
+#include "cli.h"
+#include "commands.h"
 
 static int print_instruction(void *arg, const pb_host_instruction_t *in)
 {
@@ -23,7 +23,7 @@ static int print_instruction(void *arg, const pb_host_instruction_t *in)
 	return 0;
 }
 
-int pb__cli_host_instructions(pb_cli_t *cli)
+int pb_cli_host_instructions(pb_cli_t *cli)
 {
 	pb_host_t *h;
 	int rc = pb_host_open(cli->home, &h);
@@ -35,7 +35,7 @@ int pb__cli_host_instructions(pb_cli_t *cli)
 	return rc == 0 ? 0 : pb_cli_fail_err(cli, rc, "instructions");
 }
 
-int pb__cli_host_instruct(pb_cli_t *cli, int argc, char **argv)
+int pb_cli_host_instruct(pb_cli_t *cli, int argc, char **argv)
 {
 	pb_host_device_t d, to;
 	const char *dest = NULL;

@@ -9,11 +9,10 @@
 
 #include <sodium.h>
 
-#include "agent/util/json.h"
 #include "peerback.h"
-#include "tools/cli/commands.h"
+#include "commands.h"
 
-int pb__cli_snapshot(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *o, const char *text, uint64_t *out)
+int pb_cli_snapshot(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *o, const char *text, uint64_t *out)
 {
 	pb_snapshot_info_t *s = NULL;
 	size_t n = 0, found = 0, len = strlen(text);
@@ -24,7 +23,7 @@ int pb__cli_snapshot(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *o, co
 		return pb_cli_usage(cli, "peerback: '%s' is not a snapshot id: give 'latest' or an id (or its first "
 					 "digits) as peerback ls prints it", text);
 	if ((rc = pb_phone_snapshots(phone, o, &s, &n)) != 0)
-		return pb__cli_engine_error(cli, rc, "listing the snapshots");
+		return pb_cli_engine_error(cli, rc, "listing the snapshots");
 	for (size_t i = 0; i < n; i++) {
 		char hex[17];
 
@@ -110,7 +109,7 @@ static int load_items(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *o, s
 
 	if (rc != 0) {
 		items_free(l);
-		return pb__cli_engine_error(cli, rc, "reading the snapshot");
+		return pb_cli_engine_error(cli, rc, "reading the snapshot");
 	}
 	qsort(l->v, l->n, sizeof(*l->v), by_id);
 	return 0;
@@ -121,7 +120,7 @@ static const char *kind_name(uint32_t k)
 	return k <= PB_KIND_CONTACTS ? pb_kind_name((pb_kind_t)k) : "other";
 }
 
-int pb__cli_item_id(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *o, const char *want, char *out,
+int pb_cli_item_id(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *o, const char *want, char *out,
 		    size_t cap)
 {
 	struct items l = { 0 };
@@ -153,7 +152,7 @@ static int list_snapshots(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *
 	int rc = pb_phone_snapshots(phone, o, &s, &n);
 
 	if (rc != 0)
-		return pb__cli_engine_error(cli, rc, "ls");
+		return pb_cli_engine_error(cli, rc, "ls");
 	for (size_t i = 0; i < n; i++) {
 		char when[64], size[32], snap[17];
 		time_t t = (time_t)s[i].time;
@@ -163,7 +162,7 @@ static int list_snapshots(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *
 		pb_cli_human((double)s[i].size, size, sizeof(size));
 		snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)s[i].id);
 		if (cli->json)
-			(void)pb__json_print("{s:s, s:I, s:I, s:I}", "snapshot", snap, "time", (json_int_t)s[i].time,
+			(void)pb_cli_json("{s:s, s:I, s:I, s:I}", "snapshot", snap, "time", (json_int_t)s[i].time,
 					     "size", (json_int_t)s[i].size, "chunks", (json_int_t)s[i].chunks);
 		else
 			printf("%s  %s UTC  %10s  %llu chunks\n", snap, when, size, (unsigned long long)s[i].chunks);
@@ -189,9 +188,9 @@ static int list_items(pb_cli_t *cli, pb_phone_t *phone, const pb_op_opts_t *o)
 		char size[32];
 
 		if (cli->json) {
-			(void)pb__json_print("{s:s, s:s, s:o, s:I, s:o}", "snapshot", snap, "kind",
-					     kind_name(l.v[i].kind), "id", pb__json_text(l.v[i].id), "size",
-					     (json_int_t)l.v[i].size, "path", pb__json_text(l.v[i].path));
+			(void)pb_cli_json("{s:s, s:s, s:o, s:I, s:o}", "snapshot", snap, "kind",
+					     kind_name(l.v[i].kind), "id", pb_cli_text(l.v[i].id), "size",
+					     (json_int_t)l.v[i].size, "path", pb_cli_text(l.v[i].path));
 			continue;
 		}
 		pb_cli_human((double)l.v[i].size, size, sizeof(size));
@@ -267,7 +266,7 @@ int pb_cmd_ls(pb_cli_t *cli, int argc, char **argv)
 	if (n == 0)
 		rc = list_snapshots(cli, phone, &o);
 	else if ((rc = with_key(cli, &o, pass, sizeof(pass))) == 0 &&
-		 (rc = pb__cli_snapshot(cli, phone, &o, words[0], &o.snapshot)) == 0)
+		 (rc = pb_cli_snapshot(cli, phone, &o, words[0], &o.snapshot)) == 0)
 		rc = list_items(cli, phone, &o);
 	sodium_memzero(pass, sizeof(pass));
 	pb_phone_close(phone);
@@ -279,9 +278,9 @@ static void diff_line(pb_cli_t *cli, char op, const struct item *it)
 	char size[32];
 
 	if (cli->json) {
-		(void)pb__json_print("{s:s, s:s, s:o, s:I}", "change",
+		(void)pb_cli_json("{s:s, s:s, s:o, s:I}", "change",
 				     op == '+' ? "added" : op == '-' ? "removed" : "modified", "kind",
-				     kind_name(it->kind), "id", pb__json_text(it->id), "size", (json_int_t)it->size);
+				     kind_name(it->kind), "id", pb_cli_text(it->id), "size", (json_int_t)it->size);
 		return;
 	}
 	pb_cli_human((double)it->size, size, sizeof(size));
@@ -313,8 +312,8 @@ int pb_cmd_diff(pb_cli_t *cli, int argc, char **argv)
 	if ((rc = open_phone(cli, &phone)) != 0)
 		return rc;
 	if ((rc = with_key(cli, &o, pass, sizeof(pass))) != 0 ||
-	    (rc = pb__cli_snapshot(cli, phone, &o, words[0], &snap_a)) != 0 ||
-	    (rc = pb__cli_snapshot(cli, phone, &o, words[1], &snap_b)) != 0)
+	    (rc = pb_cli_snapshot(cli, phone, &o, words[0], &snap_a)) != 0 ||
+	    (rc = pb_cli_snapshot(cli, phone, &o, words[1], &snap_b)) != 0)
 		goto out;
 	o.snapshot = snap_a;
 	if ((rc = load_items(cli, phone, &o, &a, &res)) != 0)

@@ -9,8 +9,8 @@
 
 #include <sodium.h>
 
-#include "tools/cli/commands.h"
-#include "tools/cli/kinds-cli.h"
+#include "commands.h"
+#include "kinds-cli.h"
 
 static void usage(FILE *out)
 {

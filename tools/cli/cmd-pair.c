@@ -11,7 +11,7 @@
 
 #include <sodium.h>
 
-#include "tools/cli/commands.h"
+#include "commands.h"
 
 static const char usage_text[] =
 	"usage: peerback pair URI\n"

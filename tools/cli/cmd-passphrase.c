@@ -7,7 +7,7 @@
 
 #include <sodium.h>
 
-#include "tools/cli/commands.h"
+#include "commands.h"
 
 static const char usage_text[] =
 	"usage: peerback passphrase change [--new-passphrase-file FILE]\n"

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "tools/cli/commands.h"
+#include "commands.h"
 
 /* An instruction the host queued, carried out. */
 static int on_event(void *arg, const pb_event_t *ev)

@@ -11,8 +11,8 @@
 
 #include "peerback.h"
 #include "peerback/host.h"
-#include "tools/cli/cli.h"
-#include "tools/cli/commands.h"
+#include "cli.h"
+#include "commands.h"
 
 static void print_plan(void *arg, const pb_host_prune_plan_t *p)
 {
@@ -64,7 +64,7 @@ static int parse_count(pb_cli_t *cli, const char *opt, const char *val, unsigned
 	return 0;
 }
 
-int pb__cli_host_prune(pb_cli_t *cli, int argc, char **argv)
+int pb_cli_host_prune(pb_cli_t *cli, int argc, char **argv)
 {
 	pb_store_keep_t keep = { 0, 0, 0, 0 };
 	pb_host_prune_report_t rep;

@@ -8,7 +8,7 @@
 #include <sodium.h>
 
 #include "peerback/qr.h"
-#include "tools/cli/commands.h"
+#include "commands.h"
 
 static void qr_usage(FILE *out)
 {

@@ -6,8 +6,8 @@
 #include "peerback.h"
 #include "peerback/host.h"
 #include "peerback/store.h"
-#include "tools/cli/cli.h"
-#include "tools/cli/commands.h"
+#include "cli.h"
+#include "commands.h"
 
 static void show_progress(void *arg, uint64_t done, uint64_t total)
 {

@@ -6,7 +6,7 @@
 #include <zstd.h>
 #include <sqlite3.h>
 
-#include "tools/cli/commands.h"
+#include "commands.h"
 
 int pb_cmd_version(pb_cli_t *cli, int argc, char **argv)
 {

@@ -3,7 +3,7 @@
 #ifndef PB_CLI_COMMANDS_H
 #define PB_CLI_COMMANDS_H
 
-#include "tools/cli/cli.h"
+#include "cli.h"
 
 #define PB_CLI_COMMANDS(X)                                                        \
 	X("account", pb_cmd_account, "log this device into the IM account service")          \

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "tools/cli/cli.h"
+#include "cli.h"
 
 /* Pure ASCII out: everything else is \u-escaped, so no byte of a name can
  * reach a terminal as a control sequence. */

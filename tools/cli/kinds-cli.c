@@ -1,7 +1,7 @@
 /* What the import, export, gen and nfc subcommands share. */
 #include <stdio.h>
 
-#include "tools/cli/kinds-cli.h"
+#include "kinds-cli.h"
 
 int pb_cli_device_dir(const pb_cli_t *cli, const char *given, char *out, size_t cap)
 {

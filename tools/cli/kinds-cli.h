@@ -4,7 +4,7 @@
 #ifndef PB_CLI_KINDS_H
 #define PB_CLI_KINDS_H
 
-#include "tools/cli/cli.h"
+#include "cli.h"
 
 /* Builds the device directory: the --device value when given, else
  * HOME/device. Returns 0 or PB_ETOOBIG. */

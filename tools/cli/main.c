@@ -8,8 +8,8 @@
 
 #include <sodium.h>
 
-#include "tools/cli/cli.h"
-#include "tools/cli/commands.h"
+#include "cli.h"
+#include "commands.h"
 
 static const pb_cli_cmd_t commands[] = {
 #define PB__CLI_ENTRY(name, fn, summary) { name, fn, summary },

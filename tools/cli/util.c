@@ -13,7 +13,7 @@
 
 #include <sodium.h>
 
-#include "tools/cli/cli.h"
+#include "cli.h"
 
 /* The message on stderr as text; with --json also on stdout as an error
  * object, through the one JSON writer. */
@@ -249,6 +249,20 @@ int pb_cli_phone(const pb_cli_t *cli, const char *device_dir, pb_phone_t **out)
 		pb_phone_close(*out);
 		*out = NULL;
 	}
+	return rc;
+}
+
+int pb_cli_hosts(const pb_cli_t *cli, pb_host_info_t **out, size_t *n)
+{
+	pb_phone_t *phone;
+	int rc = pb_cli_phone(cli, NULL, &phone);
+
+	*out = NULL;
+	*n = 0;
+	if (rc != 0)
+		return rc;
+	rc = pb_phone_hosts(phone, out, n);
+	pb_phone_close(phone);
 	return rc;
 }
 
