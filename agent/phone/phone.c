@@ -249,26 +249,28 @@ int pb__phone_forget(const char *home, const char *which)
 
 /* --- The account challenge/response ----------------------------------------- */
 
-int pb__phone_call(pb_client_t *c, Peerback__Request *req, pb_envelope_t **env_out)
+int pb__phone_send(pb_client_t *c, Peerback__Request *req)
 {
-	pb_envelope_t env, *in = NULL;
-	int rc, peer = 0;
+	pb_envelope_t env;
 
-	*env_out = NULL;
 	pb__envelope_init(&env);
 	env.body_case = PEERBACK__ENVELOPE__BODY_REQUEST;
 	env.request = req;
-	rc = pb__client_send(c, &env);
+	return pb__client_send(c, &env);
+}
+
+int pb__phone_reply(pb_client_t *c, uint64_t id, pb_envelope_t **env_out)
+{
+	pb_envelope_t *in = NULL;
+	int rc, peer = 0;
+
+	*env_out = NULL;
+	rc = pb__client_recv(c, &in, &peer);
+	if (rc == PB_EPEER_ERROR)
+		return peer < 0 ? peer : PB_EPEER_ERROR;
 	if (rc != 0)
 		return rc;
-	for (;;) {
-		rc = pb__client_recv(c, &in, &peer);
-		if (rc == PB_EPEER_ERROR)
-			return peer < 0 ? peer : PB_EPEER_ERROR;
-		if (rc != 0)
-			return rc;
-		if (in->body_case == PEERBACK__ENVELOPE__BODY_REPLY && in->reply->id == req->id)
-			break;
+	if (in->body_case != PEERBACK__ENVELOPE__BODY_REPLY || in->reply->id != id) {
 		pb__envelope_free(in);
 		return PB_EENV_UNEXPECTED;
 	}
@@ -279,6 +281,56 @@ int pb__phone_call(pb_client_t *c, Peerback__Request *req, pb_envelope_t **env_o
 	}
 	*env_out = in;
 	return 0;
+}
+
+int pb__phone_call(pb_client_t *c, Peerback__Request *req, pb_envelope_t **env_out)
+{
+	int rc = pb__phone_send(c, req);
+
+	*env_out = NULL;
+	if (rc != 0)
+		return rc;
+	return pb__phone_reply(c, req->id, env_out);
+}
+
+int pb__phone_chunk_put(pb_client_t *c, uint64_t id, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *data,
+			size_t len)
+{
+	Peerback__Request req;
+	Peerback__ChunkPut put;
+
+	peerback__request__init(&req);
+	peerback__chunk_put__init(&put);
+	put.name.data = (uint8_t *)name;
+	put.name.len = PB_STORE_NAME_LEN;
+	put.data.data = (uint8_t *)data;
+	put.data.len = len;
+	req.id = id;
+	req.op_case = PEERBACK__REQUEST__OP_CHUNK_PUT;
+	req.chunk_put = &put;
+	return pb__phone_send(c, &req);
+}
+
+int pb__phone_blob_put(pb_client_t *c, uint64_t id, const char *key, const uint8_t *val, size_t len)
+{
+	Peerback__Request req;
+	Peerback__BlobPut put;
+	pb_envelope_t *in = NULL;
+	int rc;
+
+	peerback__request__init(&req);
+	peerback__blob_put__init(&put);
+	if (key != NULL)
+		put.key = (char *)key;
+	put.value.data = (uint8_t *)val;
+	put.value.len = len;
+	req.id = id;
+	req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_PUT;
+	req.masterkey_put = &put;
+	rc = pb__phone_call(c, &req, &in);
+	if (rc == 0)
+		pb__envelope_free(in);
+	return rc;
 }
 
 /* Reads the next envelope; an Error from the host becomes its code. */

@@ -12,6 +12,7 @@
 
 #include "agent/account/account.h"
 #include "peerback/qr.h"
+#include "peerback/store.h"
 #include "protocol/client.h"
 
 typedef struct pb_remembered_host_s {
@@ -95,5 +96,20 @@ int pb__sim_identity(const char *device_dir, char *iccid, size_t icap, char *msi
  * Error is returned as its code. */
 __attribute__((warn_unused_result)) int pb__phone_call(pb_client_t *c, Peerback__Request *req,
 							pb_envelope_t **env_out);
+
+/* Sends a Request without waiting (req->id as set). */
+int pb__phone_send(pb_client_t *c, Peerback__Request *req);
+
+/* Reads the Reply to request id, which must come next; as pb__phone_call. */
+int pb__phone_reply(pb_client_t *c, uint64_t id, pb_envelope_t **env_out);
+
+/* Sends a ChunkPut of a sealed chunk as request id, without waiting: the
+ * commit's reply acknowledges it. */
+int pb__phone_chunk_put(pb_client_t *c, uint64_t id, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *data,
+			size_t len);
+
+/* Stores a blob on the host (MasterKeyPut; key NULL: the wrapped master
+ * key) as request id and waits for the host to take it. */
+int pb__phone_blob_put(pb_client_t *c, uint64_t id, const char *key, const uint8_t *val, size_t len);
 
 #endif
