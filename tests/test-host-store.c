@@ -196,16 +196,8 @@ static void connect_as(const char *home, pb_client_t *c)
 
 static int call(pb_client_t *c, Peerback__Request *req, pb_envelope_t **out)
 {
-	pb_envelope_t *in = NULL;
-	int rc;
-
 	req->id = ++next_id;
-	rc = pb__phone_call(c, req, &in);
-	if (out != NULL)
-		*out = in;
-	else if (in != NULL)
-		pb__envelope_free(in);
-	return rc;
+	return pb__phone_call(c, req, out);
 }
 
 static int send_only(pb_client_t *c, Peerback__Request *req)

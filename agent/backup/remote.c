@@ -39,31 +39,12 @@ static int call(struct remote *s, Peerback__Request *req, pb_envelope_t **out)
 	return pb__phone_call(&s->c, req, out);
 }
 
-/* A call whose reply must be of kind want: any other is malformed (and
- * freed). On 0, *out holds the reply for the caller to free. */
+/* A call whose reply must be of kind want; on 0, *out holds it for the
+ * caller to free. */
 static int call_expect(struct remote *s, Peerback__Request *req, Peerback__Reply__OpCase want, pb_envelope_t **out)
 {
-	int rc = call(s, req, out);
-
-	if (rc != 0)
-		return rc;
-	if ((*out)->reply->op_case != want) {
-		pb__envelope_free(*out);
-		*out = NULL;
-		return PB_EENV_MALFORMED;
-	}
-	return 0;
-}
-
-/* A call whose reply says no more than that it was done. */
-static int call_done(struct remote *s, Peerback__Request *req)
-{
-	pb_envelope_t *in = NULL;
-	int rc = call(s, req, &in);
-
-	if (rc == 0)
-		pb__envelope_free(in);
-	return rc;
+	req->id = ++s->next_id;
+	return pb__phone_call_expect(&s->c, req, want, out);
 }
 
 static int send_req(struct remote *s, Peerback__Request *req)
@@ -144,7 +125,7 @@ static int r_commit(pb_repo_t *r)
 	peerback__commit__init(&c);
 	req.op_case = PEERBACK__REQUEST__OP_COMMIT;
 	req.commit = &c;
-	return call_done(R(r), &req);
+	return call(R(r), &req, NULL);
 }
 
 static int r_get_send(pb_repo_t *r, const uint8_t *dev, const uint8_t name[PB_STORE_NAME_LEN], uint64_t *tok)
@@ -246,7 +227,7 @@ static int r_snapshot_put(pb_repo_t *r, uint64_t snap, const uint8_t *root, size
 	sp.refs.len = nrefs * PB_STORE_NAME_LEN;
 	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_PUT;
 	req.snapshot_put = &sp;
-	return call_done(R(r), &req);
+	return call(R(r), &req, NULL);
 }
 
 static int r_blob_get(pb_repo_t *r, const uint8_t *dev, const char *key, uint8_t **val, size_t *len)

@@ -285,12 +285,31 @@ int pb__phone_reply(pb_client_t *c, uint64_t id, pb_envelope_t **env_out)
 
 int pb__phone_call(pb_client_t *c, Peerback__Request *req, pb_envelope_t **env_out)
 {
+	pb_envelope_t *in = NULL;
 	int rc = pb__phone_send(c, req);
 
-	*env_out = NULL;
+	if (rc == 0)
+		rc = pb__phone_reply(c, req->id, &in);
+	if (env_out != NULL)
+		*env_out = in;
+	else
+		pb__envelope_free(in);
+	return rc;
+}
+
+int pb__phone_call_expect(pb_client_t *c, Peerback__Request *req, Peerback__Reply__OpCase want,
+			   pb_envelope_t **env_out)
+{
+	int rc = pb__phone_call(c, req, env_out);
+
 	if (rc != 0)
 		return rc;
-	return pb__phone_reply(c, req->id, env_out);
+	if ((*env_out)->reply->op_case != want) {
+		pb__envelope_free(*env_out);
+		*env_out = NULL;
+		return PB_EENV_MALFORMED;
+	}
+	return 0;
 }
 
 int pb__phone_chunk_put(pb_client_t *c, uint64_t id, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *data,
@@ -311,12 +330,23 @@ int pb__phone_chunk_put(pb_client_t *c, uint64_t id, const uint8_t name[PB_STORE
 	return pb__phone_send(c, &req);
 }
 
+int pb__phone_ping(pb_client_t *c, uint64_t id)
+{
+	Peerback__Request req;
+	Peerback__Ping ping;
+
+	peerback__request__init(&req);
+	peerback__ping__init(&ping);
+	req.id = id;
+	req.op_case = PEERBACK__REQUEST__OP_PING;
+	req.ping = &ping;
+	return pb__phone_call(c, &req, NULL);
+}
+
 int pb__phone_blob_put(pb_client_t *c, uint64_t id, const char *key, const uint8_t *val, size_t len)
 {
 	Peerback__Request req;
 	Peerback__BlobPut put;
-	pb_envelope_t *in = NULL;
-	int rc;
 
 	peerback__request__init(&req);
 	peerback__blob_put__init(&put);
@@ -327,10 +357,7 @@ int pb__phone_blob_put(pb_client_t *c, uint64_t id, const char *key, const uint8
 	req.id = id;
 	req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_PUT;
 	req.masterkey_put = &put;
-	rc = pb__phone_call(c, &req, &in);
-	if (rc == 0)
-		pb__envelope_free(in);
-	return rc;
+	return pb__phone_call(c, &req, NULL);
 }
 
 /* Reads the next envelope; an Error from the host becomes its code. */
@@ -364,8 +391,6 @@ static int authenticate(pb_client_t *c, const pb_identity_t *id, const pb_accoun
 	Peerback__AuthResponse resp;
 	Peerback__AuthPassed ok;
 	Peerback__Certificate *hc = NULL;
-	Peerback__Request ping;
-	Peerback__Ping pd;
 	uint8_t challenge[PB_CHALLENGE_LEN], sig[64];
 	int rc;
 
@@ -436,15 +461,7 @@ static int authenticate(pb_client_t *c, const pb_identity_t *id, const pb_accoun
 	if ((rc = pb__client_send(c, &env)) != 0)
 		return rc;
 	/* A round trip confirms the host committed the pairing. */
-	peerback__request__init(&ping);
-	peerback__ping__init(&pd);
-	ping.id = 1;
-	ping.op_case = PEERBACK__REQUEST__OP_PING;
-	ping.ping = &pd;
-	rc = pb__phone_call(c, &ping, &in);
-	if (rc == 0)
-		pb__envelope_free(in);
-	return rc;
+	return pb__phone_ping(c, 1);
 }
 
 static int load_device(const char *home, pb_identity_t *id, pb_account_t *acct, Peerback__SignedBlob **cert)
