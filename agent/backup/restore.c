@@ -454,6 +454,12 @@ struct local_item {
 	uint8_t hash[32];
 };
 
+static int hash_piece(void *arg, const uint8_t *p, size_t n)
+{
+	crypto_generichash_update(arg, p, n);
+	return 0;
+}
+
 static int hash_file(const pb_backup_keys_t *keys, const char *path, uint8_t out[32])
 {
 	crypto_generichash_state st;
@@ -463,19 +469,7 @@ static int hash_file(const pb_backup_keys_t *keys, const char *path, uint8_t out
 	if (fd < 0)
 		return -errno;
 	crypto_generichash_init(&st, keys->name, sizeof(keys->name), 32);
-	for (;;) {
-		ssize_t n = read(fd, buf, sizeof(buf));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			break;
-		}
-		if (n == 0)
-			break;
-		crypto_generichash_update(&st, buf, (size_t)n);
-	}
+	rc = pb__read_each(fd, buf, sizeof(buf), hash_piece, &st);
 	close(fd);
 	sodium_memzero(buf, sizeof(buf));
 	crypto_generichash_final(&st, out, 32);
