@@ -21,8 +21,6 @@
 
 #define PASS "correct horse battery staple 7"
 
-static char *dir;
-
 struct phone {
 	char home[4096];
 	uint8_t id[16];
@@ -33,7 +31,7 @@ struct phone {
 
 static void path(char *out, const char *name)
 {
-	snprintf(out, 4096, "%s/%s", dir, name);
+	snprintf(out, 4096, "%s/%s", pb_test_dir, name);
 }
 
 static void phone_open(struct phone *p)
@@ -100,21 +98,6 @@ static int on_event(void *arg, const pb_event_t *e)
 		return 0;
 	w->progress++;
 	return w->at > 0 && strcmp(e->phase, w->phase) == 0 && e->items_done >= w->at;
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	dir = pb_test_tmpdir("inproc");
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	pb_test_rmtree(dir);
-	free(dir);
-	return 0;
 }
 
 /* The first file (by name) in top/sub. */
@@ -327,5 +310,5 @@ int main(void)
 		cmocka_unit_test(test_memory_cancel_resume),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, pb_test_dir_setup, pb_test_dir_teardown);
 }

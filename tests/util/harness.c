@@ -202,6 +202,16 @@ void pb_test_host_stop(pb_test_host_t *host)
 		pb_test_stop(&host->proc, SIGTERM);
 }
 
+void pb_test_cleanup(pb_test_host_t *host, pb_test_imd_t *imd, char *dir)
+{
+	if (host != NULL)
+		pb_test_host_stop(host);
+	if (imd != NULL)
+		pb_test_imd_stop(imd);
+	pb_test_rmtree(dir);
+	free(dir);
+}
+
 void pb_test_file_digest(const char *path, char out[65])
 {
 	size_t len;

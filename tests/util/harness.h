@@ -63,6 +63,10 @@ long long pb_test_json_num(const char *line, const char *key);
  * bytes each). Returns 0, or -1 with what failed printed. */
 int pb_test_paired_phone(pb_test_imd_t *imd, pb_test_host_t *host, const char *dir, char *host_home, char *phone);
 
+/* The end of a test's world: stops host and imd (either may be NULL),
+ * removes dir with all below it and frees it. */
+void pb_test_cleanup(pb_test_host_t *host, pb_test_imd_t *imd, char *dir);
+
 /* Starts the host again on the same home and address (after a kill). */
 void pb_test_host_restart(pb_test_host_t *host, const char *const *extra);
 
