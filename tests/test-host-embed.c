@@ -20,17 +20,10 @@
 #include "harness.h"
 #include "peerback.h"
 #include "peerback/host.h"
-#include "agent/util/fsutil.h"
 
 static char *dir;
 static pb_test_imd_t imd;
 static char host_home[4096], phone_home[4096];
-
-static void mk(char *out, const char *name)
-{
-	snprintf(out, 4096, "%s/%s", dir, name);
-	assert_int_equal(pb__mkdirs(out, 0700), 0);
-}
 
 static int setup(void **state)
 {
@@ -39,10 +32,7 @@ static int setup(void **state)
 	(void)state;
 	dir = pb_test_tmpdir("host-embed");
 	pb_test_imd_start(&imd, dir, accounts, NULL);
-	mk(host_home, "host");
-	mk(phone_home, "phone");
-	assert_int_equal(pb_test_login(&imd, host_home, "alice", "desk"), 0);
-	assert_int_equal(pb_test_login(&imd, phone_home, "alice", "phone"), 0);
+	assert_int_equal(pb_test_logged_in(&imd, dir, host_home, phone_home), 0);
 	return 0;
 }
 

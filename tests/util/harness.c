@@ -248,10 +248,10 @@ void pb_test_host_restart(pb_test_host_t *host, const char *const *extra)
 	pb_test_host_start(host, home, listen, extra);
 }
 
-int pb_test_paired_phone(pb_test_imd_t *imd, pb_test_host_t *host, const char *dir, char *host_home, char *phone)
+int pb_test_logged_in(pb_test_imd_t *imd, const char *dir, char *host_home, char *phone)
 {
 	static const char *const who[2][2] = { { "host", "desk" }, { "phone", "phone" } };
-	char *homes[2] = { host_home, phone }, *pair[] = { "pair", NULL, NULL }, line[4096];
+	char *homes[2] = { host_home, phone };
 
 	for (int i = 0; i < 2; i++) {
 		snprintf(homes[i], 4096, "%s/%s", dir, who[i][0]);
@@ -260,6 +260,15 @@ int pb_test_paired_phone(pb_test_imd_t *imd, pb_test_host_t *host, const char *d
 			return -1;
 		}
 	}
+	return 0;
+}
+
+int pb_test_paired_phone(pb_test_imd_t *imd, pb_test_host_t *host, const char *dir, char *host_home, char *phone)
+{
+	char *pair[] = { "pair", NULL, NULL }, line[4096];
+
+	if (pb_test_logged_in(imd, dir, host_home, phone) != 0)
+		return -1;
 	pb_test_host_start(host, host_home, "127.0.0.1:0", NULL);
 	pair[1] = host->uri;
 	if (pb_test_peerback(phone, pair, NULL, NULL) != 0 ||

@@ -57,10 +57,13 @@ int pb_test_json_str(const char *line, const char *key, char *out, size_t cap);
 /* The integer value of "key" in a one-line JSON object, or -1. */
 long long pb_test_json_num(const char *line, const char *key);
 
-/* A phone paired with a host of the account alice (imd serves it): homes
- * dir/host (logged in as "desk", its host started on loopback) and
- * dir/phone (as "phone", paired), their paths in host_home and phone (4096
- * bytes each). Returns 0, or -1 with what failed printed. */
+/* Two devices of the account alice (imd serves it), logged in: homes
+ * dir/host (as "desk") and dir/phone (as "phone"), their paths in host_home
+ * and phone (4096 bytes each). Returns 0, or -1 with what failed printed. */
+int pb_test_logged_in(pb_test_imd_t *imd, const char *dir, char *host_home, char *phone);
+
+/* pb_test_logged_in, then the host started on loopback and the phone
+ * paired with it. Returns 0, or -1 with what failed printed. */
 int pb_test_paired_phone(pb_test_imd_t *imd, pb_test_host_t *host, const char *dir, char *host_home, char *phone);
 
 /* The end of a test's world: stops host and imd (either may be NULL),
