@@ -212,6 +212,44 @@ void pb_test_cleanup(pb_test_host_t *host, pb_test_imd_t *imd, char *dir)
 	free(dir);
 }
 
+pb_test_world_t pb_test_world;
+
+static void world_start(pb_test_world_t *w)
+{
+	const char *accounts[] = { "alice", NULL };
+
+	w->dir = pb_test_tmpdir(program_invocation_short_name);
+	pb_test_imd_start(&w->imd, w->dir, accounts, NULL);
+}
+
+int pb_test_logged_in_setup(void **state)
+{
+	pb_test_world_t *w = &pb_test_world;
+
+	(void)state;
+	world_start(w);
+	return pb_test_logged_in(&w->imd, w->dir, w->host_home, w->phone);
+}
+
+int pb_test_paired_setup(void **state)
+{
+	pb_test_world_t *w = &pb_test_world;
+
+	(void)state;
+	world_start(w);
+	return pb_test_paired_phone(&w->imd, &w->host, w->dir, w->host_home, w->phone);
+}
+
+int pb_test_world_teardown(void **state)
+{
+	pb_test_world_t *w = &pb_test_world;
+
+	(void)state;
+	pb_test_cleanup(&w->host, &w->imd, w->dir);
+	memset(w, 0, sizeof(*w));
+	return 0;
+}
+
 void pb_test_file_digest(const char *path, char out[65])
 {
 	size_t len;

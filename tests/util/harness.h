@@ -70,6 +70,23 @@ int pb_test_paired_phone(pb_test_imd_t *imd, pb_test_host_t *host, const char *d
  * removes dir with all below it and frees it. */
 void pb_test_cleanup(pb_test_host_t *host, pb_test_imd_t *imd, char *dir);
 
+/* The world of an end-to-end test program, made and ended by the group
+ * fixtures below (cmocka_run_group_tests): a scratch directory named after
+ * the program, the account service with the account alice, and
+ * pb_test_logged_in's two devices; pb_test_paired_setup also starts the
+ * host and pairs the phone (pb_test_paired_phone). */
+typedef struct pb_test_world_s {
+	char *dir;
+	pb_test_imd_t imd;
+	pb_test_host_t host;
+	char host_home[4096], phone[4096];
+} pb_test_world_t;
+
+extern pb_test_world_t pb_test_world;
+int pb_test_logged_in_setup(void **state);
+int pb_test_paired_setup(void **state);
+int pb_test_world_teardown(void **state);
+
 /* Starts the host again on the same home and address (after a kill). */
 void pb_test_host_restart(pb_test_host_t *host, const char *const *extra);
 
