@@ -247,7 +247,7 @@ int pb__phone_forget(const char *home, const char *which)
 	return rc;
 }
 
-/* --- The account challenge/response ----------------------------------------- */
+/* --- Requests to a host ----------------------------------------------------- */
 
 int pb__phone_send(pb_client_t *c, Peerback__Request *req)
 {
@@ -359,6 +359,8 @@ int pb__phone_blob_put(pb_client_t *c, uint64_t id, const char *key, const uint8
 	req.masterkey_put = &put;
 	return pb__phone_call(c, &req, NULL);
 }
+
+/* --- The account challenge/response ----------------------------------------- */
 
 /* Reads the next envelope; an Error from the host becomes its code. */
 static int expect(pb_client_t *c, Peerback__Envelope__BodyCase want, pb_envelope_t **out)
