@@ -194,10 +194,7 @@ static void test_account_pair_ping(void **state)
 	assert_int_equal(pb_phone_ping(phone, NULL, &ping), PB_EACCT_NOT_PAIRED);
 
 	pb_phone_close(phone);
-	pb_test_host_stop(&host);
-	pb_test_imd_stop(&imd);
-	pb_test_rmtree(dir);
-	free(dir);
+	pb_test_cleanup(&host, &imd, dir);
 }
 
 /* The NFC transaction, the fallback's refusal outside one, the kinds and
@@ -294,8 +291,7 @@ static void test_nfc_kinds_agent(void **state)
 	assert_true(events >= 1);
 
 	pb_phone_close(phone);
-	pb_test_rmtree(dir);
-	free(dir);
+	pb_test_cleanup(NULL, NULL, dir);
 }
 
 int main(void)

@@ -103,22 +103,13 @@ static size_t biggest_chunk(uint8_t name[32])
 
 static void ping_within(const char *home, int limit_ms)
 {
-	Peerback__Request req;
-	Peerback__Ping p;
-	pb_envelope_t *env = NULL;
 	pb_client_t c;
 	int64_t start = pb_test_now_ms();
 	int rc = pb__phone_connect(home, NULL, limit_ms, &c, NULL);
 	long ms;
 
 	if (rc == 0) {
-		peerback__request__init(&req);
-		peerback__ping__init(&p);
-		req.id = 1;
-		req.op_case = PEERBACK__REQUEST__OP_PING;
-		req.ping = &p;
-		rc = pb__phone_call(&c, &req, &env);
-		pb__envelope_free(env);
+		rc = pb__phone_ping(&c, 1);
 		pb__client_close(&c);
 	}
 	ms = (long)(pb_test_now_ms() - start);

@@ -12,37 +12,11 @@
 
 #include "harness.h"
 
-static char *dir;
-static pb_test_imd_t imd;
-static pb_test_host_t host;
-static char host_home[4096], phone[4096];
-
-static int setup(void **state)
-{
-	const char *accounts[] = { "alice", NULL };
-
-	(void)state;
-	dir = pb_test_tmpdir("example-phone");
-	pb_test_imd_start(&imd, dir, accounts, NULL);
-	assert_int_equal(pb_test_paired_phone(&imd, &host, dir, host_home, phone), 0);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	pb_test_host_stop(&host);
-	pb_test_imd_stop(&imd);
-	pb_test_rmtree(dir);
-	free(dir);
-	return 0;
-}
-
 static void test_phone_in_memory(void **state)
 {
 	const char *env = getenv("PB_EXAMPLE_PHONE_IN_MEMORY");
 	char prog[4096], *out = NULL, *err = NULL;
-	char *argv[] = { prog, phone, "desk", NULL };
+	char *argv[] = { prog, pb_test_world.phone, "desk", NULL };
 	char *ls[] = { "--json", "ls", NULL };
 	bool canceled, same;
 	int rc, snapshots;
@@ -64,7 +38,7 @@ static void test_phone_in_memory(void **state)
 	assert_true(canceled);
 	assert_true(same);
 	/* The host holds the two completed backups, not the canceled one. */
-	assert_int_equal(pb_test_peerback(phone, ls, &out, NULL), 0);
+	assert_int_equal(pb_test_peerback(pb_test_world.phone, ls, &out, NULL), 0);
 	snapshots = 0;
 	for (const char *p = out; (p = strstr(p, "\"snapshot\"")) != NULL; p++)
 		snapshots++;
@@ -78,5 +52,5 @@ int main(void)
 		cmocka_unit_test(test_phone_in_memory),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, pb_test_paired_setup, pb_test_world_teardown);
 }

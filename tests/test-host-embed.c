@@ -20,40 +20,6 @@
 #include "harness.h"
 #include "peerback.h"
 #include "peerback/host.h"
-#include "agent/util/fsutil.h"
-
-static char *dir;
-static pb_test_imd_t imd;
-static char host_home[4096], phone_home[4096];
-
-static void mk(char *out, const char *name)
-{
-	snprintf(out, 4096, "%s/%s", dir, name);
-	assert_int_equal(pb__mkdirs(out, 0700), 0);
-}
-
-static int setup(void **state)
-{
-	const char *accounts[] = { "alice", NULL };
-
-	(void)state;
-	dir = pb_test_tmpdir("host-embed");
-	pb_test_imd_start(&imd, dir, accounts, NULL);
-	mk(host_home, "host");
-	mk(phone_home, "phone");
-	assert_int_equal(pb_test_login(&imd, host_home, "alice", "desk"), 0);
-	assert_int_equal(pb_test_login(&imd, phone_home, "alice", "phone"), 0);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	pb_test_imd_stop(&imd);
-	pb_test_rmtree(dir);
-	free(dir);
-	return 0;
-}
 
 /* Every signal's disposition, to compare before and after. */
 struct dispositions {
@@ -150,7 +116,7 @@ static void test_stop_on_callers_loop(void **state)
 	dispositions(&before);
 	memset(&cfg, 0, sizeof(cfg));
 	memset(&s, 0, sizeof(s));
-	cfg.home = host_home;
+	cfg.home = pb_test_world.host_home;
 	cfg.listen = "127.0.0.1:0";
 	cfg.no_announce = true;
 	assert_int_equal(uv_loop_init(&loop), 0);
@@ -209,7 +175,7 @@ static void test_store_held(void **state)
 
 	(void)state;
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.home = host_home;
+	cfg.home = pb_test_world.host_home;
 	cfg.listen = "127.0.0.1:0";
 	assert_int_equal(uv_loop_init(&loop), 0);
 	assert_int_equal(pb_host_new(&loop, &cfg, NULL, NULL, &h1), 0);
@@ -246,7 +212,7 @@ static void test_example(void **state)
 	 * library). */
 	const char *env = getenv("PB_EXAMPLE_HOST_ON_APP_LOOP");
 	char *tool = env != NULL ? strdup(env) : pb_test_tool("../examples/host-on-app-loop");
-	char *argv[] = { tool, host_home, "127.0.0.1:0", NULL };
+	char *argv[] = { tool, pb_test_world.host_home, "127.0.0.1:0", NULL };
 	char uri[2048], dev[4200];
 	char *pair[] = { "pair", uri, NULL };
 	char *gen[] = { "gen", "--out", dev, "--seed", "5", "--size", "small", NULL };
@@ -255,16 +221,16 @@ static void test_example(void **state)
 	pb_test_proc_t p;
 
 	(void)state;
-	snprintf(dev, sizeof(dev), "%s/device", phone_home);
-	assert_int_equal(pb_test_peerback(phone_home, gen, NULL, NULL), 0);
+	snprintf(dev, sizeof(dev), "%s/device", pb_test_world.phone);
+	assert_int_equal(pb_test_peerback(pb_test_world.phone, gen, NULL, NULL), 0);
 	assert_int_equal(pb_test_spawn(&p, argv, NULL), 0);
 	assert_true(pb_test_readline(&p, uri, sizeof(uri), 15000) > 0);
 	assert_non_null(strstr(uri, "peerback://pair?"));
-	if (pb_test_peerback(phone_home, pair, NULL, &err) != 0)
+	if (pb_test_peerback(pb_test_world.phone, pair, NULL, &err) != 0)
 		fail_msg("pair: %s", err);
 	free(err);
 	err = NULL;
-	if (pb_test_peerback(phone_home, backup, NULL, &err) != 0)
+	if (pb_test_peerback(pb_test_world.phone, backup, NULL, &err) != 0)
 		fail_msg("backup: %s", err);
 	free(err);
 	assert_int_equal(wait_exit(&p, 20), 0);
@@ -279,5 +245,5 @@ int main(void)
 		cmocka_unit_test(test_example),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, pb_test_logged_in_setup, pb_test_world_teardown);
 }

@@ -196,27 +196,14 @@ static void connect_as(const char *home, pb_client_t *c)
 
 static int call(pb_client_t *c, Peerback__Request *req, pb_envelope_t **out)
 {
-	pb_envelope_t *in = NULL;
-	int rc;
-
 	req->id = ++next_id;
-	rc = pb__phone_call(c, req, &in);
-	if (out != NULL)
-		*out = in;
-	else if (in != NULL)
-		pb__envelope_free(in);
-	return rc;
+	return pb__phone_call(c, req, out);
 }
 
 static int send_only(pb_client_t *c, Peerback__Request *req)
 {
-	pb_envelope_t env;
-
 	req->id = ++next_id;
-	pb__envelope_init(&env);
-	env.body_case = PEERBACK__ENVELOPE__BODY_REQUEST;
-	env.request = req;
-	return pb__client_send(c, &env);
+	return pb__phone_send(c, req);
 }
 
 static int list_snapshots(pb_client_t *c, const uint8_t *device, size_t n)
@@ -235,18 +222,7 @@ static int list_snapshots(pb_client_t *c, const uint8_t *device, size_t n)
 
 static void put_chunk(pb_client_t *c, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *data, size_t len)
 {
-	Peerback__Request req;
-	Peerback__ChunkPut put;
-
-	peerback__request__init(&req);
-	peerback__chunk_put__init(&put);
-	put.name.data = (uint8_t *)name;
-	put.name.len = PB_STORE_NAME_LEN;
-	put.data.data = (uint8_t *)data;
-	put.data.len = len;
-	req.op_case = PEERBACK__REQUEST__OP_CHUNK_PUT;
-	req.chunk_put = &put;
-	assert_int_equal(send_only(c, &req), 0);
+	assert_int_equal(pb__phone_chunk_put(c, ++next_id, name, data, len), 0);
 }
 
 static int commit(pb_client_t *c)

@@ -48,7 +48,6 @@ struct app {
 	int idle_fd;
 };
 
-static char *dir;
 
 static int on_event(void *arg, const pb_event_t *ev)
 {
@@ -136,7 +135,7 @@ static void open_service(struct app *a, const char *tag)
 
 	memset(a, 0, sizeof(*a));
 	a->idle_fd = -1;
-	snprintf(home, sizeof(home), "%s/%s", dir, tag);
+	snprintf(home, sizeof(home), "%s/%s", pb_test_dir, tag);
 	assert_int_equal(pb_imd_open(home, &a->imd), 0);
 	assert_int_equal(pb_imd_add_account(a->imd, "alice", "correct-horse"), 0);
 	assert_int_equal(pb_imd_add_account(a->imd, "bob", "correct-horse"), 0);
@@ -246,19 +245,9 @@ static void test_failed_start(void **state)
 
 static int setup(void **state)
 {
-	(void)state;
 	if (sodium_init() < 0)
 		return -1;
-	dir = pb_test_tmpdir("imd-embed");
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	pb_test_rmtree(dir);
-	free(dir);
-	return 0;
+	return pb_test_dir_setup(state);
 }
 
 int main(void)
@@ -269,5 +258,5 @@ int main(void)
 		cmocka_unit_test(test_failed_start),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, pb_test_dir_teardown);
 }

@@ -21,8 +21,6 @@
 
 #define PASS "correct horse battery staple 7"
 
-static char *dir;
-
 struct phone {
 	char home[4096];
 	uint8_t id[16];
@@ -33,7 +31,7 @@ struct phone {
 
 static void path(char *out, const char *name)
 {
-	snprintf(out, 4096, "%s/%s", dir, name);
+	snprintf(out, 4096, "%s/%s", pb_test_dir, name);
 }
 
 static void phone_open(struct phone *p)
@@ -102,19 +100,15 @@ static int on_event(void *arg, const pb_event_t *e)
 	return w->at > 0 && strcmp(e->phase, w->phase) == 0 && e->items_done >= w->at;
 }
 
-static int setup(void **state)
+/* The events of operations with o go to w, fresh, which cancels in phase
+ * once at items are done. */
+static void watch(struct watch *w, pb_op_opts_t *o, const char *phase, uint64_t at)
 {
-	(void)state;
-	dir = pb_test_tmpdir("inproc");
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	pb_test_rmtree(dir);
-	free(dir);
-	return 0;
+	memset(w, 0, sizeof(*w));
+	w->phase = phase;
+	w->at = at;
+	o->on_event = on_event;
+	o->event_arg = w;
 }
 
 /* The first file (by name) in top/sub. */
@@ -161,11 +155,7 @@ static void test_device_dir(void **state)
 
 	/* A restore into a new folder canceled halfway leaves no folder. */
 	assert_int_equal(pb_phone_set_device_dir(p.ph, out), 0);
-	memset(&w, 0, sizeof(w));
-	w.phase = "restore";
-	w.at = 50;
-	o.on_event = on_event;
-	o.event_arg = &w;
+	watch(&w, &o, "restore", 50);
 	assert_int_equal(pb_phone_restore(p.ph, &o, &res), PB_ECANCELED);
 	assert_int_equal(access(out, F_OK), -1);
 	o.on_event = NULL;
@@ -271,11 +261,7 @@ static void test_memory_cancel_resume(void **state)
 	o.dry_run = false;
 
 	/* Canceled halfway by the event callback. */
-	memset(&w, 0, sizeof(w));
-	w.phase = "backup";
-	w.at = 20;
-	o.on_event = on_event;
-	o.event_arg = &w;
+	watch(&w, &o, "backup", 20);
 	assert_int_equal(pb_phone_backup(p.ph, &o, &res), PB_ECANCELED);
 	assert_int_equal(w.done_events, 1);
 	assert_int_equal(w.done_error, PB_ECANCELED);
@@ -295,9 +281,7 @@ static void test_memory_cancel_resume(void **state)
 	assert_int_equal(count_snapshots(&p), 2);
 
 	/* A restore canceled halfway leaves the target untouched ... */
-	memset(&w, 0, sizeof(w));
-	w.phase = "restore";
-	w.at = 20;
+	watch(&w, &o, "restore", 20);
 	assert_int_equal(pb_phone_restore(p.ph, &o, &res), PB_ECANCELED);
 	assert_int_equal(restored.n, 0);
 	/* ... and the next one completes from where it stopped. */
@@ -327,5 +311,5 @@ int main(void)
 		cmocka_unit_test(test_memory_cancel_resume),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, pb_test_dir_setup, pb_test_dir_teardown);
 }

@@ -348,12 +348,9 @@ static bool unchanged(struct backup *b, const pb_item_t *it, int64_t mtime, uint
 static int keep_pending(struct backup *b, const pb_manifest_item_t *m, const pb_item_t *it)
 {
 	struct pending_item *p;
-	int rc;
 
-	if ((rc = pb__grow((void **)&b->items, &b->cap_items, b->nitems + 1, sizeof(*b->items))) != 0)
-		return rc;
-	p = &b->items[b->nitems];
-	memset(p, 0, sizeof(*p));
+	if ((p = pb__grow_slot((void **)&b->items, &b->cap_items, b->nitems, sizeof(*b->items))) == NULL)
+		return PB_ENOMEM;
 	p->id = strdup(it->id);
 	p->path = strdup(it->path != NULL ? it->path : "");
 	p->names = malloc(b->ncur ? b->ncur * sizeof(name_t) : 1);

@@ -30,6 +30,8 @@ typedef struct pb__prog_s {
 double pb__now_s(void);
 /* Grows *p (elements of elem bytes, *cap of them) to hold need. */
 PB_WUR int pb__grow(void **p, size_t *cap, size_t need, size_t elem);
+/* pb__grow for element n, which it returns zeroed; NULL when out of memory. */
+PB_WUR void *pb__grow_slot(void **p, size_t *cap, size_t n, size_t elem);
 /* Tells progress; returns PB_ECANCELED once the event callback asked to
  * stop (and from then on). */
 int pb__progress(pb__prog_t *pr, bool final);

@@ -38,6 +38,17 @@ int pb__grow(void **p, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
+void *pb__grow_slot(void **p, size_t *cap, size_t n, size_t elem)
+{
+	uint8_t *slot;
+
+	if (pb__grow(p, cap, n + 1, elem) != 0)
+		return NULL;
+	slot = (uint8_t *)*p + n * elem;
+	memset(slot, 0, elem);
+	return slot;
+}
+
 int pb__emit(const pb_engine_opts_t *o, pb_event_t *ev)
 {
 	if (o->on_event == NULL)

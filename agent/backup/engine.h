@@ -18,6 +18,7 @@
 
 #include "peerback/event.h"
 #include "peerback/kinds.h"
+#include "peerback/phone.h"
 #include "peerback/provider.h"
 #include "peerback/store.h"
 
@@ -87,28 +88,9 @@ typedef struct pb_engine_opts_s {
 	void *plan_arg;
 } pb_engine_opts_t;
 
-typedef struct pb_engine_result_s {
-	uint64_t snapshot;
-	uint64_t snapshot_known;         /* restore refused as a rollback: the newest
-					  * snapshot this phone completed there */
-	uint64_t items, bytes;           /* items and plaintext bytes covered */
-	uint64_t items_changed;
-	uint64_t chunks_sent, bytes_sent;
-	uint64_t chunks_total;
-	uint64_t skipped;                /* backup: files that did not parse, skipped (partial) */
-	uint64_t items_kept;             /* backup: their items kept from the last backup */
-	uint64_t items_carried;          /* backup of some kinds: the other kinds' items, kept
-					  * from the previous snapshot */
-	uint64_t bad_items;              /* verify: items that did not match */
-	uint64_t chunks_cached;          /* restore: chunks an interrupted run had fetched */
-	char device[33];                 /* restore: whose backup (hex) */
-	bool by_state;                   /* restore, fetch: found through the phone's state, not the manifest */
-	uint64_t replaced;               /* restore that failed: files already replaced (see on_replaced) */
-	char bad_path[512];              /* backup failed on a file it cannot read: that file (relative) */
-	char link[512];                  /* restore refused with PB_EDATA_LINK: the link, relative to the target */
-	uint64_t added, changed, unchanged; /* restore --dry-run: items by what it would do */
-	double seconds;
-} pb_engine_result_t;
+/* What an operation did: the public result itself, so that pb_phone_*
+ * hand it over as the engine filled it. */
+typedef pb_op_result_t pb_engine_result_t;
 
 /* Backs the device directory up (opts->kind_mask: only those kinds are read;
  * the snapshot still holds every kind, the others as this phone's previous

@@ -1,5 +1,6 @@
 /* The remote repository: a paired host over an authenticated session. All
  * of the backup engine's protocol messages are built and read here. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,38 +39,18 @@ static int call(struct remote *s, Peerback__Request *req, pb_envelope_t **out)
 	return pb__phone_call(&s->c, req, out);
 }
 
-static int send_req(struct remote *s, Peerback__Request *req)
+/* A call whose reply must be of kind want; on 0, *out holds it for the
+ * caller to free. */
+static int call_expect(struct remote *s, Peerback__Request *req, Peerback__Reply__OpCase want, pb_envelope_t **out)
 {
-	pb_envelope_t env;
-
 	req->id = ++s->next_id;
-	pb__envelope_init(&env);
-	env.body_case = PEERBACK__ENVELOPE__BODY_REQUEST;
-	env.request = req;
-	return pb__client_send(&s->c, &env);
+	return pb__phone_call_expect(&s->c, req, want, out);
 }
 
-/* The reply to request id, in order. */
-static int reply(struct remote *s, uint64_t id, pb_envelope_t **out)
+static int send_req(struct remote *s, Peerback__Request *req)
 {
-	int peer = 0, rc = pb__client_recv(&s->c, out, &peer);
-
-	if (rc == PB_EPEER_ERROR)
-		return peer < 0 ? peer : PB_EPEER_ERROR;
-	if (rc != 0)
-		return rc;
-	if ((*out)->body_case != PEERBACK__ENVELOPE__BODY_REPLY || (*out)->reply->id != id) {
-		pb__envelope_free(*out);
-		*out = NULL;
-		return PB_EENV_UNEXPECTED;
-	}
-	if ((*out)->reply->op_case == PEERBACK__REPLY__OP_ERROR) {
-		rc = (*out)->reply->error->code < 0 ? (*out)->reply->error->code : PB_EPEER_ERROR;
-		pb__envelope_free(*out);
-		*out = NULL;
-		return rc;
-	}
-	return 0;
+	req->id = ++s->next_id;
+	return pb__phone_send(&s->c, req);
 }
 
 static int copy_out(const ProtobufCBinaryData *b, uint8_t **out, size_t *len)
@@ -80,6 +61,22 @@ static int copy_out(const ProtobufCBinaryData *b, uint8_t **out, size_t *len)
 	memcpy(*out, b->data, b->len);
 	*len = b->len;
 	return 0;
+}
+
+/* A call answered with a blob of at most max bytes, copied to *out. */
+static int call_blob(struct remote *s, Peerback__Request *req, size_t max, uint8_t **out, size_t *len)
+{
+	pb_envelope_t *in;
+	int rc = call_expect(s, req, PEERBACK__REPLY__OP_BLOB, &in);
+
+	if (rc != 0)
+		return rc;
+	if (in->reply->blob.len > max)
+		rc = PB_EENV_MALFORMED;
+	else
+		rc = copy_out(&in->reply->blob, out, len);
+	pb__envelope_free(in);
+	return rc;
 }
 
 static int r_missing(pb_repo_t *r, const pb_repo_name_t *names, size_t n, bool *missing)
@@ -99,12 +96,8 @@ static int r_missing(pb_repo_t *r, const pb_repo_name_t *names, size_t n, bool *
 	offer.names.len = n * PB_STORE_NAME_LEN;
 	req.op_case = PEERBACK__REQUEST__OP_CHUNK_OFFER;
 	req.chunk_offer = &offer;
-	if ((rc = call(R(r), &req, &in)) != 0)
+	if ((rc = call_expect(R(r), &req, PEERBACK__REPLY__OP_CHUNK_WANT, &in)) != 0)
 		return rc;
-	if (in->reply->op_case != PEERBACK__REPLY__OP_CHUNK_WANT) {
-		rc = PB_EENV_MALFORMED;
-		goto out;
-	}
 	for (size_t i = 0; i < in->reply->chunk_want->n_missing; i++) {
 		uint32_t k = in->reply->chunk_want->missing[i];
 
@@ -114,43 +107,25 @@ static int r_missing(pb_repo_t *r, const pb_repo_name_t *names, size_t n, bool *
 		}
 		missing[k] = true;
 	}
-out:
 	pb__envelope_free(in);
 	return rc;
 }
 
-/* Chunks go out without waiting: the commit's reply acknowledges them. */
 static int r_put(pb_repo_t *r, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
 {
-	Peerback__Request req;
-	Peerback__ChunkPut put;
-
-	peerback__request__init(&req);
-	peerback__chunk_put__init(&put);
-	put.name.data = (uint8_t *)name;
-	put.name.len = PB_STORE_NAME_LEN;
-	put.data.data = (uint8_t *)ct;
-	put.data.len = len;
-	req.op_case = PEERBACK__REQUEST__OP_CHUNK_PUT;
-	req.chunk_put = &put;
-	return send_req(R(r), &req);
+	return pb__phone_chunk_put(&R(r)->c, ++R(r)->next_id, name, ct, len);
 }
 
 static int r_commit(pb_repo_t *r)
 {
 	Peerback__Request req;
 	Peerback__Commit c;
-	pb_envelope_t *in = NULL;
-	int rc;
 
 	peerback__request__init(&req);
 	peerback__commit__init(&c);
 	req.op_case = PEERBACK__REQUEST__OP_COMMIT;
 	req.commit = &c;
-	rc = call(R(r), &req, &in);
-	if (rc == 0)
-		pb__envelope_free(in);
-	return rc;
+	return call(R(r), &req, NULL);
 }
 
 static int r_get_send(pb_repo_t *r, const uint8_t *dev, const uint8_t name[PB_STORE_NAME_LEN], uint64_t *tok)
@@ -174,7 +149,7 @@ static int r_get_send(pb_repo_t *r, const uint8_t *dev, const uint8_t name[PB_ST
 static int r_get_recv(pb_repo_t *r, uint64_t tok, uint8_t **ct, size_t *len)
 {
 	pb_envelope_t *in;
-	int rc = reply(R(r), tok, &in);
+	int rc = pb__phone_reply(&R(r)->c, tok, &in);
 
 	if (rc != 0)
 		return rc;
@@ -201,12 +176,8 @@ static int r_snapshot_list(pb_repo_t *r, const uint8_t *dev, pb_store_snapinfo_t
 	sl.device = dev_bytes(dev);
 	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_LIST;
 	req.snapshot_list = &sl;
-	if ((rc = call(R(r), &req, &in)) != 0)
+	if ((rc = call_expect(R(r), &req, PEERBACK__REPLY__OP_SNAPSHOTS, &in)) != 0)
 		return rc;
-	if (in->reply->op_case != PEERBACK__REPLY__OP_SNAPSHOTS) {
-		pb__envelope_free(in);
-		return PB_EENV_MALFORMED;
-	}
 	k = in->reply->snapshots->n_snapshots;
 	*out = calloc(k ? k : 1, sizeof(**out));
 	if (*out == NULL) {
@@ -230,8 +201,6 @@ static int r_snapshot_get(pb_repo_t *r, const uint8_t *dev, uint64_t snap, uint8
 {
 	Peerback__Request req;
 	Peerback__SnapshotGet sg;
-	pb_envelope_t *in;
-	int rc;
 
 	peerback__request__init(&req);
 	peerback__snapshot_get__init(&sg);
@@ -239,14 +208,8 @@ static int r_snapshot_get(pb_repo_t *r, const uint8_t *dev, uint64_t snap, uint8
 	sg.snapshot = snap;
 	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_GET;
 	req.snapshot_get = &sg;
-	if ((rc = call(R(r), &req, &in)) != 0)
-		return rc;
-	if (in->reply->op_case != PEERBACK__REPLY__OP_BLOB)
-		rc = PB_EENV_MALFORMED;
-	else
-		rc = copy_out(&in->reply->blob, blob, len);
-	pb__envelope_free(in);
-	return rc;
+	/* No cap on a snapshot's root here, unlike a key blob's. */
+	return call_blob(R(r), &req, SIZE_MAX, blob, len);
 }
 
 static int r_snapshot_put(pb_repo_t *r, uint64_t snap, const uint8_t *root, size_t len, const pb_repo_name_t *refs,
@@ -254,8 +217,6 @@ static int r_snapshot_put(pb_repo_t *r, uint64_t snap, const uint8_t *root, size
 {
 	Peerback__Request req;
 	Peerback__SnapshotPut sp;
-	pb_envelope_t *in;
-	int rc;
 
 	peerback__request__init(&req);
 	peerback__snapshot_put__init(&sp);
@@ -266,18 +227,13 @@ static int r_snapshot_put(pb_repo_t *r, uint64_t snap, const uint8_t *root, size
 	sp.refs.len = nrefs * PB_STORE_NAME_LEN;
 	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_PUT;
 	req.snapshot_put = &sp;
-	rc = call(R(r), &req, &in);
-	if (rc == 0)
-		pb__envelope_free(in);
-	return rc;
+	return call(R(r), &req, NULL);
 }
 
 static int r_blob_get(pb_repo_t *r, const uint8_t *dev, const char *key, uint8_t **val, size_t *len)
 {
 	Peerback__Request req;
 	Peerback__BlobGet get;
-	pb_envelope_t *in;
-	int rc;
 
 	peerback__request__init(&req);
 	peerback__blob_get__init(&get);
@@ -285,35 +241,12 @@ static int r_blob_get(pb_repo_t *r, const uint8_t *dev, const char *key, uint8_t
 	get.key = (char *)key;
 	req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_GET;
 	req.masterkey_get = &get;
-	if ((rc = call(R(r), &req, &in)) != 0)
-		return rc;
-	if (in->reply->op_case != PEERBACK__REPLY__OP_BLOB || in->reply->blob.len > PB_STORE_BLOB_MAX)
-		rc = PB_EENV_MALFORMED;
-	else
-		rc = copy_out(&in->reply->blob, val, len);
-	pb__envelope_free(in);
-	return rc;
+	return call_blob(R(r), &req, PB_STORE_BLOB_MAX, val, len);
 }
 
 static int r_blob_put(pb_repo_t *r, const char *key, const uint8_t *val, size_t len)
 {
-	Peerback__Request req;
-	Peerback__BlobPut put;
-	pb_envelope_t *in;
-	int rc;
-
-	peerback__request__init(&req);
-	peerback__blob_put__init(&put);
-	if (key != NULL)
-		put.key = (char *)key;
-	put.value.data = (uint8_t *)val;
-	put.value.len = len;
-	req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_PUT;
-	req.masterkey_put = &put;
-	rc = call(R(r), &req, &in);
-	if (rc == 0)
-		pb__envelope_free(in);
-	return rc;
+	return pb__phone_blob_put(&R(r)->c, ++R(r)->next_id, key, val, len);
 }
 
 static int r_devices(pb_repo_t *r, pb_repo_device_t **out, size_t *n)
@@ -330,12 +263,8 @@ static int r_devices(pb_repo_t *r, pb_repo_device_t **out, size_t *n)
 	peerback__backup_list__init(&bl);
 	req.op_case = PEERBACK__REQUEST__OP_BACKUP_LIST;
 	req.backup_list = &bl;
-	if ((rc = call(R(r), &req, &in)) != 0)
+	if ((rc = call_expect(R(r), &req, PEERBACK__REPLY__OP_BACKUPS, &in)) != 0)
 		return rc;
-	if (in->reply->op_case != PEERBACK__REPLY__OP_BACKUPS) {
-		pb__envelope_free(in);
-		return PB_EENV_MALFORMED;
-	}
 	*out = calloc(in->reply->backups->n_devices + 1, sizeof(**out));
 	if (*out == NULL) {
 		pb__envelope_free(in);

@@ -110,7 +110,6 @@ static int collect_item(void *arg, const pb_manifest_item_t *m)
 	struct restore *r = arg;
 	struct want_item *w;
 	const char *after = NULL;
-	int rc;
 
 	/* A file's items are listed together, by position: the item before
 	 * this one in its file is the one listed before it. */
@@ -118,10 +117,8 @@ static int collect_item(void *arg, const pb_manifest_item_t *m)
 		after = r->prev_id;
 	if (!wanted(r, m))
 		return note_prev(r, m);
-	if ((rc = pb__grow((void **)&r->items, &r->cap_items, r->nitems + 1, sizeof(*r->items))) != 0)
-		return rc;
-	w = &r->items[r->nitems];
-	memset(w, 0, sizeof(*w));
+	if ((w = pb__grow_slot((void **)&r->items, &r->cap_items, r->nitems, sizeof(*r->items))) == NULL)
+		return PB_ENOMEM;
 	w->m = *m;
 	w->id = strdup(m->id);
 	w->path = strdup(m->path != NULL ? m->path : "");
@@ -454,6 +451,12 @@ struct local_item {
 	uint8_t hash[32];
 };
 
+static int hash_piece(void *arg, const uint8_t *p, size_t n)
+{
+	crypto_generichash_update(arg, p, n);
+	return 0;
+}
+
 static int hash_file(const pb_backup_keys_t *keys, const char *path, uint8_t out[32])
 {
 	crypto_generichash_state st;
@@ -463,19 +466,7 @@ static int hash_file(const pb_backup_keys_t *keys, const char *path, uint8_t out
 	if (fd < 0)
 		return -errno;
 	crypto_generichash_init(&st, keys->name, sizeof(keys->name), 32);
-	for (;;) {
-		ssize_t n = read(fd, buf, sizeof(buf));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			break;
-		}
-		if (n == 0)
-			break;
-		crypto_generichash_update(&st, buf, (size_t)n);
-	}
+	rc = pb__read_each(fd, buf, sizeof(buf), hash_piece, &st);
 	close(fd);
 	sodium_memzero(buf, sizeof(buf));
 	crypto_generichash_final(&st, out, 32);
@@ -616,10 +607,8 @@ static int state_item(struct restore *r, pb_backup_state_t *st, const char *id)
 	struct want_item *w;
 	int rc;
 
-	if ((rc = pb__grow((void **)&r->items, &r->cap_items, r->nitems + 1, sizeof(*r->items))) != 0)
-		return rc;
-	w = &r->items[r->nitems];
-	memset(w, 0, sizeof(*w));
+	if ((w = pb__grow_slot((void **)&r->items, &r->cap_items, r->nitems, sizeof(*r->items))) == NULL)
+		return PB_ENOMEM;
 	rc = pb_backup_state_get(st, id, &w->m, &w->id, &w->path, &w->names);
 	if (rc == 0 && w->m.seq > 0 && pb_codec_for(w->path) != NULL) {
 		rc = pb_backup_state_before(st, w->path, w->m.seq, &w->after);

@@ -32,6 +32,7 @@
 #include "agent/host/worker.h"
 #include "peerback/store.h"
 #include "agent/util/fsutil.h"
+#include "agent/util/list.h"
 
 #define CONTROL_REQ_MAX 128
 #define CONTROL_GC_GRACE (6 * 3600)
@@ -40,7 +41,7 @@ struct control_conn {
 	uv_pipe_t pipe;
 	pb_host_ctx_t *ctx;
 	pb_host_control_t *ctl;
-	struct control_conn *prev, *next; /* the control's open requests */
+	pb_link_t link;                   /* in the control's open requests */
 	pb_host_job_t job;
 	uv_write_t wr;
 	char req[CONTROL_REQ_MAX];
@@ -64,12 +65,7 @@ static void control_closed(uv_handle_t *h)
 	struct control_conn *c = h->data;
 	pb_host_control_t *ctl = c->ctl;
 
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		ctl->conns = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
+	pb__link_remove(&ctl->conns, &c->link);
 	ctl->nconns--;
 	free(c->devs);
 	free(c);
@@ -224,10 +220,7 @@ static void on_control(uv_stream_t *server, int status)
 		return;
 	c->ctx = ctl->pipe_ctx;
 	c->ctl = ctl;
-	c->next = ctl->conns;
-	if (ctl->conns != NULL)
-		ctl->conns->prev = c;
-	ctl->conns = c;
+	pb__link_push(&ctl->conns, &c->link);
 	ctl->nconns++;
 	uv_pipe_init(server->loop, &c->pipe, 0);
 	c->pipe.data = c;
@@ -278,9 +271,12 @@ void pb__host_control_stop(pb_host_ctx_t *ctx, pb_host_control_t *ctl, uv_close_
 
 	ctl->stopping = true;
 	/* Requests with the worker are answered and close themselves. */
-	for (struct control_conn *c = ctl->conns; c != NULL; c = c->next)
+	for (pb_link_t *l = ctl->conns; l != NULL; l = l->next) {
+		struct control_conn *c = PB_CONTAINER(l, struct control_conn, link);
+
 		if (!c->submitted && !uv_is_closing((uv_handle_t *)&c->pipe))
 			uv_close((uv_handle_t *)&c->pipe, control_closed);
+	}
 	if (!ctl->open)
 		return;
 	ctl->pipe.data = ctl->close_arg;

@@ -12,6 +12,7 @@
 #include "agent/account/account.h"
 #include "agent/host/hostdb.h"
 #include "agent/host/worker.h"
+#include "agent/util/list.h"
 #include "agent/util/ratelimit.h"
 #include "peerback/event.h"
 #include "peerback/host.h"
@@ -102,7 +103,7 @@ typedef struct pb_host_control_s {
 	pb_host_ctx_t *pipe_ctx;
 	void *close_arg;           /* the pipe's data for the close callback */
 	unsigned nconns;           /* requests whose pipes are open */
-	struct control_conn *conns;
+	pb_link_t *conns;          /* of struct control_conn */
 	void (*idle)(void *arg);   /* called when the last request closed after stop */
 	void *idle_arg;
 	bool stopping;

@@ -15,6 +15,7 @@
 #include "agent/imd/imd.h"
 #include "agent/imd/store.h"
 #include "agent/util/fsutil.h"
+#include "agent/util/list.h"
 #include "agent/util/ratelimit.h"
 #include "protocol/channel.h"
 #include "protocol/client.h"
@@ -39,7 +40,7 @@ struct pb_imd_s {
 	uv_tcp_t *server; /* freed by its close callback */
 	pb_event_cb cb;
 	void *cb_arg;
-	struct imd_conn *conns;
+	pb_link_t *conns; /* of struct imd_conn */
 	unsigned jobs;
 	bool started, stopping, server_open;
 	unsigned long served;
@@ -266,7 +267,7 @@ static int bind_device(pb_imd_t *imd, const Peerback__Login *req)
 struct imd_conn {
 	pb_channel_t ch;
 	struct login_job *job;
-	struct imd_conn *prev, *next; /* pb_imd_t.conns */
+	pb_link_t link; /* in pb_imd_t.conns */
 };
 
 /* A login between the request and the reply: Argon2 runs on libuv's
@@ -608,16 +609,6 @@ out_reply:
 	pb__envelope_free(env);
 }
 
-static void conn_unlink(pb_imd_t *imd, struct imd_conn *conn)
-{
-	if (conn->prev != NULL)
-		conn->prev->next = conn->next;
-	else
-		imd->conns = conn->next;
-	if (conn->next != NULL)
-		conn->next->prev = conn->prev;
-}
-
 static void on_close(pb_channel_t *ch, int status)
 {
 	struct imd_conn *conn = (struct imd_conn *)ch;
@@ -626,7 +617,7 @@ static void on_close(pb_channel_t *ch, int status)
 	(void)status;
 	if (conn->job != NULL)
 		conn->job->conn = NULL; /* login_done drops its reply */
-	conn_unlink(imd, conn);
+	pb__link_remove(&imd->conns, &conn->link);
 	free(conn);
 	maybe_done(imd);
 }
@@ -649,12 +640,9 @@ static void on_connection(uv_stream_t *server, int status)
 	if (conn == NULL)
 		return;
 	/* Listed before the accept: a failure after it reaches on_close. */
-	conn->next = imd->conns;
-	if (imd->conns != NULL)
-		imd->conns->prev = conn;
-	imd->conns = conn;
+	pb__link_push(&imd->conns, &conn->link);
 	if (pb__channel_accept(server, &conn->ch, &cand, 1, 1u << 20, &cb, imd) != 0) {
-		conn_unlink(imd, conn);
+		pb__link_remove(&imd->conns, &conn->link);
 		free(conn);
 	}
 	imd->served++;
@@ -729,8 +717,8 @@ void pb_imd_stop(pb_imd_t *imd)
 		return;
 	imd->stopping = true;
 	uv_close((uv_handle_t *)imd->server, on_server_closed);
-	for (struct imd_conn *c = imd->conns; c != NULL; c = c->next)
-		pb__channel_close(&c->ch, 0);
+	for (pb_link_t *l = imd->conns; l != NULL; l = l->next)
+		pb__channel_close(&PB_CONTAINER(l, struct imd_conn, link)->ch, 0);
 }
 
 /* --- Client side: devices talking to the service --------------------------- */

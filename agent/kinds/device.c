@@ -823,6 +823,11 @@ static int write_all(int fd, const uint8_t *p, size_t len)
 	return 0;
 }
 
+static int write_piece(void *arg, const uint8_t *p, size_t n)
+{
+	return write_all(*(int *)arg, p, n);
+}
+
 static int copy_file(const char *src, int fd)
 {
 	uint8_t buf[65536];
@@ -830,19 +835,7 @@ static int copy_file(const char *src, int fd)
 
 	if (in < 0)
 		return errno == ELOOP ? PB_EDATA_LINK : -errno;
-	for (;;) {
-		ssize_t r = read(in, buf, sizeof(buf));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			rc = -errno;
-			break;
-		}
-		if (r == 0)
-			break;
-		if ((rc = write_all(fd, buf, (size_t)r)) != 0)
-			break;
-	}
+	rc = pb__read_each(in, buf, sizeof(buf), write_piece, &fd);
 	sodium_memzero(buf, sizeof(buf));
 	close(in);
 	return rc;

@@ -205,9 +205,6 @@ int pb_phone_ping(pb_phone_t *phone, const pb_op_opts_t *opts, pb_ping_result_t 
 	pb_remembered_host_t h;
 	pb_client_t c;
 	struct timespec t0;
-	Peerback__Request req;
-	Peerback__Ping p;
-	pb_envelope_t *in;
 	int rc;
 
 	if (phone == NULL || res == NULL)
@@ -227,18 +224,10 @@ int pb_phone_ping(pb_phone_t *phone, const pb_op_opts_t *opts, pb_ping_result_t 
 	}
 	res->instructions = rc;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	peerback__request__init(&req);
-	peerback__ping__init(&p);
-	req.id = 2;
-	req.op_case = PEERBACK__REQUEST__OP_PING;
-	req.ping = &p;
-	rc = pb__phone_call(&c, &req, &in);
+	rc = pb__phone_ping(&c, 2);
 	res->rtt_ms = ms_since(&t0);
 	pb__client_close(&c);
-	if (rc != 0)
-		return rc;
-	pb__envelope_free(in);
-	return 0;
+	return rc;
 }
 
 /* --- SIM identity ----------------------------------------------------------------- */

@@ -436,8 +436,6 @@ static int ack(pb_client_t *c, uint64_t *next_id, const Peerback__Instruction *i
 {
 	Peerback__Request req;
 	Peerback__InstructionAck a;
-	pb_envelope_t *out;
-	int r;
 
 	peerback__request__init(&req);
 	peerback__instruction_ack__init(&a);
@@ -450,10 +448,7 @@ static int ack(pb_client_t *c, uint64_t *next_id, const Peerback__Instruction *i
 	req.id = (*next_id)++;
 	req.op_case = PEERBACK__REQUEST__OP_INSTRUCTION_ACK;
 	req.instruction_ack = &a;
-	r = pb__phone_call(c, &req, &out);
-	if (r == 0)
-		pb__envelope_free(out);
-	return r;
+	return pb__phone_call(c, &req, NULL);
 }
 
 int pb__phone_instructions(pb_client_t *c, const char *home, const char *device_dir,
@@ -473,12 +468,8 @@ int pb__phone_instructions(pb_client_t *c, const char *home, const char *device_
 	req.id = next_id++;
 	req.op_case = PEERBACK__REQUEST__OP_INSTRUCTION_LIST;
 	req.instruction_list = &il;
-	if ((rc = pb__phone_call(c, &req, &env)) != 0)
+	if ((rc = pb__phone_call_expect(c, &req, PEERBACK__REPLY__OP_INSTRUCTIONS, &env)) != 0)
 		return rc;
-	if (env->reply->op_case != PEERBACK__REPLY__OP_INSTRUCTIONS) {
-		pb__envelope_free(env);
-		return PB_EENV_MALFORMED;
-	}
 	for (size_t i = 0; i < env->reply->instructions->n_instructions && rc == 0; i++) {
 		const Peerback__Instruction *in = env->reply->instructions->instructions[i];
 		uint8_t *sealed = NULL;

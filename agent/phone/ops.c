@@ -38,35 +38,6 @@ static int engine_opts(pb_phone_t *p, const pb_op_opts_t *op, pb_engine_opts_t *
 	return 0;
 }
 
-static void copy_result(const pb_engine_result_t *e, pb_op_result_t *res)
-{
-	if (res == NULL)
-		return;
-	memset(res, 0, sizeof(*res));
-	res->snapshot = e->snapshot;
-	res->items = e->items;
-	res->bytes = e->bytes;
-	res->items_changed = e->items_changed;
-	res->chunks_sent = e->chunks_sent;
-	res->bytes_sent = e->bytes_sent;
-	res->skipped = e->skipped;
-	res->bad_items = e->bad_items;
-	res->added = e->added;
-	res->changed = e->changed;
-	res->unchanged = e->unchanged;
-	memcpy(res->device, e->device, sizeof(res->device));
-	res->seconds = e->seconds;
-	res->chunks_total = e->chunks_total;
-	res->items_kept = e->items_kept;
-	res->items_carried = e->items_carried;
-	res->chunks_cached = e->chunks_cached;
-	res->snapshot_known = e->snapshot_known;
-	res->replaced = e->replaced;
-	res->by_state = e->by_state;
-	memcpy(res->link, e->link, sizeof(res->link));
-	memcpy(res->bad_path, e->bad_path, sizeof(res->bad_path));
-}
-
 typedef int (*engine_fn)(const pb_engine_opts_t *o, pb_engine_result_t *res);
 
 /* One engine call: fn, or a walk of the items to cb. */
@@ -89,9 +60,9 @@ static int run(pb_phone_t *phone, const pb_op_opts_t *op, pb_op_result_t *res, c
 		return PB_EINVAL;
 	if ((rc = engine_opts(phone, op, &e, &weak)) != 0)
 		return rc;
-	rc = c->cb != NULL ? pb_engine_items(&e, c->cb, c->arg, &r) : c->fn(&e, &r);
-	copy_result(&r, res);
-	return rc;
+	if (res == NULL)
+		res = &r;
+	return c->cb != NULL ? pb_engine_items(&e, c->cb, c->arg, res) : c->fn(&e, res);
 }
 
 int pb_phone_backup(pb_phone_t *phone, const pb_op_opts_t *opts, pb_op_result_t *res)

@@ -75,9 +75,6 @@ int pb_phone_check_passphrase(pb_phone_t *phone, const char *pass)
 static int put_wrapped(const pb_phone_t *phone, const pb_remembered_host_t *h, const uint8_t *blob, size_t len,
 		       int timeout_ms)
 {
-	Peerback__Request req;
-	Peerback__BlobPut put;
-	pb_envelope_t *in = NULL;
 	pb_client_t c;
 	char key[64];
 	int rc;
@@ -85,16 +82,7 @@ static int put_wrapped(const pb_phone_t *phone, const pb_remembered_host_t *h, c
 	(void)pb__b64url_encode(h->static_pk, 32, key, sizeof(key));
 	if ((rc = pb__phone_connect(phone->home, key, timeout_ms, &c, NULL)) != 0)
 		return rc;
-	peerback__request__init(&req);
-	peerback__blob_put__init(&put);
-	put.value.data = (uint8_t *)blob;
-	put.value.len = len;
-	req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_PUT;
-	req.masterkey_put = &put;
-	req.id = 1;
-	rc = pb__phone_call(&c, &req, &in);
-	if (rc == 0)
-		pb__envelope_free(in);
+	rc = pb__phone_blob_put(&c, 1, NULL, blob, len);
 	pb__client_close(&c);
 	return rc;
 }

@@ -247,28 +247,30 @@ int pb__phone_forget(const char *home, const char *which)
 	return rc;
 }
 
-/* --- The account challenge/response ----------------------------------------- */
+/* --- Requests to a host ----------------------------------------------------- */
 
-int pb__phone_call(pb_client_t *c, Peerback__Request *req, pb_envelope_t **env_out)
+int pb__phone_send(pb_client_t *c, Peerback__Request *req)
 {
-	pb_envelope_t env, *in = NULL;
-	int rc, peer = 0;
+	pb_envelope_t env;
 
-	*env_out = NULL;
 	pb__envelope_init(&env);
 	env.body_case = PEERBACK__ENVELOPE__BODY_REQUEST;
 	env.request = req;
-	rc = pb__client_send(c, &env);
+	return pb__client_send(c, &env);
+}
+
+int pb__phone_reply(pb_client_t *c, uint64_t id, pb_envelope_t **env_out)
+{
+	pb_envelope_t *in = NULL;
+	int rc, peer = 0;
+
+	*env_out = NULL;
+	rc = pb__client_recv(c, &in, &peer);
+	if (rc == PB_EPEER_ERROR)
+		return peer < 0 ? peer : PB_EPEER_ERROR;
 	if (rc != 0)
 		return rc;
-	for (;;) {
-		rc = pb__client_recv(c, &in, &peer);
-		if (rc == PB_EPEER_ERROR)
-			return peer < 0 ? peer : PB_EPEER_ERROR;
-		if (rc != 0)
-			return rc;
-		if (in->body_case == PEERBACK__ENVELOPE__BODY_REPLY && in->reply->id == req->id)
-			break;
+	if (in->body_case != PEERBACK__ENVELOPE__BODY_REPLY || in->reply->id != id) {
 		pb__envelope_free(in);
 		return PB_EENV_UNEXPECTED;
 	}
@@ -280,6 +282,85 @@ int pb__phone_call(pb_client_t *c, Peerback__Request *req, pb_envelope_t **env_o
 	*env_out = in;
 	return 0;
 }
+
+int pb__phone_call(pb_client_t *c, Peerback__Request *req, pb_envelope_t **env_out)
+{
+	pb_envelope_t *in = NULL;
+	int rc = pb__phone_send(c, req);
+
+	if (rc == 0)
+		rc = pb__phone_reply(c, req->id, &in);
+	if (env_out != NULL)
+		*env_out = in;
+	else
+		pb__envelope_free(in);
+	return rc;
+}
+
+int pb__phone_call_expect(pb_client_t *c, Peerback__Request *req, Peerback__Reply__OpCase want,
+			   pb_envelope_t **env_out)
+{
+	int rc = pb__phone_call(c, req, env_out);
+
+	if (rc != 0)
+		return rc;
+	if ((*env_out)->reply->op_case != want) {
+		pb__envelope_free(*env_out);
+		*env_out = NULL;
+		return PB_EENV_MALFORMED;
+	}
+	return 0;
+}
+
+int pb__phone_chunk_put(pb_client_t *c, uint64_t id, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *data,
+			size_t len)
+{
+	Peerback__Request req;
+	Peerback__ChunkPut put;
+
+	peerback__request__init(&req);
+	peerback__chunk_put__init(&put);
+	put.name.data = (uint8_t *)name;
+	put.name.len = PB_STORE_NAME_LEN;
+	put.data.data = (uint8_t *)data;
+	put.data.len = len;
+	req.id = id;
+	req.op_case = PEERBACK__REQUEST__OP_CHUNK_PUT;
+	req.chunk_put = &put;
+	return pb__phone_send(c, &req);
+}
+
+int pb__phone_ping(pb_client_t *c, uint64_t id)
+{
+	Peerback__Request req;
+	Peerback__Ping ping;
+
+	peerback__request__init(&req);
+	peerback__ping__init(&ping);
+	req.id = id;
+	req.op_case = PEERBACK__REQUEST__OP_PING;
+	req.ping = &ping;
+	return pb__phone_call(c, &req, NULL);
+}
+
+int pb__phone_blob_put(pb_client_t *c, uint64_t id, const char *key, const uint8_t *val, size_t len)
+{
+	Peerback__Request req;
+	Peerback__BlobPut put;
+
+	peerback__request__init(&req);
+	peerback__blob_put__init(&put);
+	if (key != NULL)
+		put.key = (char *)key;
+	put.value.data = (uint8_t *)val;
+	put.value.len = len;
+	req.id = id;
+	req.op_case = PEERBACK__REQUEST__OP_MASTERKEY_PUT;
+	req.masterkey_put = &put;
+	return pb__phone_call(c, &req, NULL);
+}
+
+/* --- The account challenge/response ----------------------------------------- */
 
 /* Reads the next envelope; an Error from the host becomes its code. */
 static int expect(pb_client_t *c, Peerback__Envelope__BodyCase want, pb_envelope_t **out)
@@ -312,8 +393,6 @@ static int authenticate(pb_client_t *c, const pb_identity_t *id, const pb_accoun
 	Peerback__AuthResponse resp;
 	Peerback__AuthPassed ok;
 	Peerback__Certificate *hc = NULL;
-	Peerback__Request ping;
-	Peerback__Ping pd;
 	uint8_t challenge[PB_CHALLENGE_LEN], sig[64];
 	int rc;
 
@@ -384,15 +463,7 @@ static int authenticate(pb_client_t *c, const pb_identity_t *id, const pb_accoun
 	if ((rc = pb__client_send(c, &env)) != 0)
 		return rc;
 	/* A round trip confirms the host committed the pairing. */
-	peerback__request__init(&ping);
-	peerback__ping__init(&pd);
-	ping.id = 1;
-	ping.op_case = PEERBACK__REQUEST__OP_PING;
-	ping.ping = &pd;
-	rc = pb__phone_call(c, &ping, &in);
-	if (rc == 0)
-		pb__envelope_free(in);
-	return rc;
+	return pb__phone_ping(c, 1);
 }
 
 static int load_device(const char *home, pb_identity_t *id, pb_account_t *acct, Peerback__SignedBlob **cert)

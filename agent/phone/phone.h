@@ -12,6 +12,7 @@
 
 #include "agent/account/account.h"
 #include "peerback/qr.h"
+#include "peerback/store.h"
 #include "protocol/client.h"
 
 typedef struct pb_remembered_host_s {
@@ -91,9 +92,32 @@ __attribute__((warn_unused_result)) int pb__vsim_peer_cert(const uint8_t service
 int pb__sim_identity(const char *device_dir, char *iccid, size_t icap, char *msisdn, size_t mcap);
 
 /* Sends a Request and waits for the Reply with the same id. The reply is
- * returned in *env_out (free with pb__envelope_free); a Reply carrying an
- * Error is returned as its code. */
+ * returned in *env_out (free with pb__envelope_free), or freed when env_out
+ * is NULL; a Reply carrying an Error is returned as its code. */
 __attribute__((warn_unused_result)) int pb__phone_call(pb_client_t *c, Peerback__Request *req,
 							pb_envelope_t **env_out);
+
+/* pb__phone_call whose Reply must be of kind want: any other is
+ * PB_EENV_MALFORMED (and freed). */
+int pb__phone_call_expect(pb_client_t *c, Peerback__Request *req, Peerback__Reply__OpCase want,
+			  pb_envelope_t **env_out);
+
+/* Sends a Request without waiting (req->id as set). */
+int pb__phone_send(pb_client_t *c, Peerback__Request *req);
+
+/* Reads the Reply to request id, which must come next; as pb__phone_call. */
+int pb__phone_reply(pb_client_t *c, uint64_t id, pb_envelope_t **env_out);
+
+/* Sends a ChunkPut of a sealed chunk as request id, without waiting: the
+ * commit's reply acknowledges it. */
+int pb__phone_chunk_put(pb_client_t *c, uint64_t id, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *data,
+			size_t len);
+
+/* A Ping as request id, and its Pong. */
+int pb__phone_ping(pb_client_t *c, uint64_t id);
+
+/* Stores a blob on the host (MasterKeyPut; key NULL: the wrapped master
+ * key) as request id and waits for the host to take it. */
+int pb__phone_blob_put(pb_client_t *c, uint64_t id, const char *key, const uint8_t *val, size_t len);
 
 #endif

@@ -98,6 +98,23 @@ out_unlink:
 	return rc == -ENOSPC ? PB_ENOSPACE : rc;
 }
 
+int pb__read_each(int fd, uint8_t *buf, size_t cap, int (*cb)(void *arg, const uint8_t *p, size_t n), void *arg)
+{
+	for (;;) {
+		ssize_t r = read(fd, buf, cap);
+		int rc;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return 0;
+		if ((rc = cb(arg, buf, (size_t)r)) != 0)
+			return rc;
+	}
+}
+
 int pb__read_fd(int fd, size_t cap, uint8_t **out, size_t *len)
 {
 	struct stat st;

@@ -22,6 +22,11 @@ __attribute__((warn_unused_result)) int pb__read_file(const char *path, size_t c
 /* pb__read_file for a file already open (read from its current offset). */
 __attribute__((warn_unused_result)) int pb__read_fd(int fd, size_t cap, uint8_t **out, size_t *len);
 
+/* Reads fd to its end through buf (cap bytes), handing each piece to cb;
+ * stops at the first non-zero cb result and returns it, or -errno. */
+__attribute__((warn_unused_result)) int pb__read_each(int fd, uint8_t *buf, size_t cap,
+						       int (*cb)(void *arg, const uint8_t *p, size_t n), void *arg);
+
 /* mkdir -p with the given mode for created directories. */
 __attribute__((warn_unused_result)) int pb__mkdirs(const char *path, unsigned mode);
 

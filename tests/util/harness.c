@@ -202,6 +202,54 @@ void pb_test_host_stop(pb_test_host_t *host)
 		pb_test_stop(&host->proc, SIGTERM);
 }
 
+void pb_test_cleanup(pb_test_host_t *host, pb_test_imd_t *imd, char *dir)
+{
+	if (host != NULL)
+		pb_test_host_stop(host);
+	if (imd != NULL)
+		pb_test_imd_stop(imd);
+	pb_test_rmtree(dir);
+	free(dir);
+}
+
+pb_test_world_t pb_test_world;
+
+static void world_start(pb_test_world_t *w)
+{
+	const char *accounts[] = { "alice", NULL };
+
+	w->dir = pb_test_tmpdir(program_invocation_short_name);
+	pb_test_imd_start(&w->imd, w->dir, accounts, NULL);
+}
+
+int pb_test_logged_in_setup(void **state)
+{
+	pb_test_world_t *w = &pb_test_world;
+
+	(void)state;
+	world_start(w);
+	return pb_test_logged_in(&w->imd, w->dir, w->host_home, w->phone);
+}
+
+int pb_test_paired_setup(void **state)
+{
+	pb_test_world_t *w = &pb_test_world;
+
+	(void)state;
+	world_start(w);
+	return pb_test_paired_phone(&w->imd, &w->host, w->dir, w->host_home, w->phone);
+}
+
+int pb_test_world_teardown(void **state)
+{
+	pb_test_world_t *w = &pb_test_world;
+
+	(void)state;
+	pb_test_cleanup(&w->host, &w->imd, w->dir);
+	memset(w, 0, sizeof(*w));
+	return 0;
+}
+
 void pb_test_file_digest(const char *path, char out[65])
 {
 	size_t len;
@@ -238,10 +286,10 @@ void pb_test_host_restart(pb_test_host_t *host, const char *const *extra)
 	pb_test_host_start(host, home, listen, extra);
 }
 
-int pb_test_paired_phone(pb_test_imd_t *imd, pb_test_host_t *host, const char *dir, char *host_home, char *phone)
+int pb_test_logged_in(pb_test_imd_t *imd, const char *dir, char *host_home, char *phone)
 {
 	static const char *const who[2][2] = { { "host", "desk" }, { "phone", "phone" } };
-	char *homes[2] = { host_home, phone }, *pair[] = { "pair", NULL, NULL }, line[4096];
+	char *homes[2] = { host_home, phone };
 
 	for (int i = 0; i < 2; i++) {
 		snprintf(homes[i], 4096, "%s/%s", dir, who[i][0]);
@@ -250,6 +298,15 @@ int pb_test_paired_phone(pb_test_imd_t *imd, pb_test_host_t *host, const char *d
 			return -1;
 		}
 	}
+	return 0;
+}
+
+int pb_test_paired_phone(pb_test_imd_t *imd, pb_test_host_t *host, const char *dir, char *host_home, char *phone)
+{
+	char *pair[] = { "pair", NULL, NULL }, line[4096];
+
+	if (pb_test_logged_in(imd, dir, host_home, phone) != 0)
+		return -1;
 	pb_test_host_start(host, host_home, "127.0.0.1:0", NULL);
 	pair[1] = host->uri;
 	if (pb_test_peerback(phone, pair, NULL, NULL) != 0 ||

@@ -57,11 +57,35 @@ int pb_test_json_str(const char *line, const char *key, char *out, size_t cap);
 /* The integer value of "key" in a one-line JSON object, or -1. */
 long long pb_test_json_num(const char *line, const char *key);
 
-/* A phone paired with a host of the account alice (imd serves it): homes
- * dir/host (logged in as "desk", its host started on loopback) and
- * dir/phone (as "phone", paired), their paths in host_home and phone (4096
- * bytes each). Returns 0, or -1 with what failed printed. */
+/* Two devices of the account alice (imd serves it), logged in: homes
+ * dir/host (as "desk") and dir/phone (as "phone"), their paths in host_home
+ * and phone (4096 bytes each). Returns 0, or -1 with what failed printed. */
+int pb_test_logged_in(pb_test_imd_t *imd, const char *dir, char *host_home, char *phone);
+
+/* pb_test_logged_in, then the host started on loopback and the phone
+ * paired with it. Returns 0, or -1 with what failed printed. */
 int pb_test_paired_phone(pb_test_imd_t *imd, pb_test_host_t *host, const char *dir, char *host_home, char *phone);
+
+/* The end of a test's world: stops host and imd (either may be NULL),
+ * removes dir with all below it and frees it. */
+void pb_test_cleanup(pb_test_host_t *host, pb_test_imd_t *imd, char *dir);
+
+/* The world of an end-to-end test program, made and ended by the group
+ * fixtures below (cmocka_run_group_tests): a scratch directory named after
+ * the program, the account service with the account alice, and
+ * pb_test_logged_in's two devices; pb_test_paired_setup also starts the
+ * host and pairs the phone (pb_test_paired_phone). */
+typedef struct pb_test_world_s {
+	char *dir;
+	pb_test_imd_t imd;
+	pb_test_host_t host;
+	char host_home[4096], phone[4096];
+} pb_test_world_t;
+
+extern pb_test_world_t pb_test_world;
+int pb_test_logged_in_setup(void **state);
+int pb_test_paired_setup(void **state);
+int pb_test_world_teardown(void **state);
 
 /* Starts the host again on the same home and address (after a kill). */
 void pb_test_host_restart(pb_test_host_t *host, const char *const *extra);

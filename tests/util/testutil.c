@@ -58,6 +58,24 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 	return 0;
 }
 
+char *pb_test_dir;
+
+int pb_test_dir_setup(void **state)
+{
+	(void)state;
+	pb_test_dir = pb_test_tmpdir(program_invocation_short_name);
+	return 0;
+}
+
+int pb_test_dir_teardown(void **state)
+{
+	(void)state;
+	pb_test_rmtree(pb_test_dir);
+	free(pb_test_dir);
+	pb_test_dir = NULL;
+	return 0;
+}
+
 void pb_test_rmtree(const char *path)
 {
 	if (path != NULL)

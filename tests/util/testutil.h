@@ -17,6 +17,13 @@ char *pb_test_tmpdir(const char *tag);
 /* Removes a directory tree (best effort). */
 void pb_test_rmtree(const char *path);
 
+/* Group fixtures (cmocka_run_group_tests) for a test program that works in
+ * one scratch directory, pb_test_dir: made by the setup (named after the
+ * program), removed with all below it by the teardown. */
+extern char *pb_test_dir;
+int pb_test_dir_setup(void **state);
+int pb_test_dir_teardown(void **state);
+
 /* Path of a file in tests/data (vectors, fixtures made by others; listed in
  * tests/data/MANIFEST). malloc'd, caller frees. */
 char *pb_test_data(const char *rel);
