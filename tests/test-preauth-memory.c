@@ -204,11 +204,11 @@ static void test_connection_caps(void **state)
 	int base, fds;
 
 	(void)state;
-	base = pb_test_proc_fds(host.proc.pid);
+	base = pb_test_proc_sockets(host.proc.pid);
 	for (int i = 0; i < FROM_ONE; i++)
 		assert_true((one[i] = pb_test_tcp_connect(host.listen, "127.0.0.1")) >= 0);
 	usleep(300 * 1000);
-	fds = pb_test_proc_fds(host.proc.pid);
+	fds = pb_test_proc_sockets(host.proc.pid);
 	if (fds - base > MAX_PER_ADDR)
 		print_error("the host holds %d connections from one address (cap %d)\n", fds - base, MAX_PER_ADDR);
 	assert_true(fds - base <= MAX_PER_ADDR);
@@ -220,7 +220,7 @@ static void test_connection_caps(void **state)
 			assert_true((other[a * PER_OTHER + i] = pb_test_tcp_connect(host.listen, from)) >= 0);
 	}
 	usleep(300 * 1000);
-	fds = pb_test_proc_fds(host.proc.pid);
+	fds = pb_test_proc_sockets(host.proc.pid);
 	if (fds - base > MAX_CONNS)
 		print_error("the host holds %d connections in all (cap %d)\n", fds - base, MAX_CONNS);
 	assert_true(fds - base <= MAX_CONNS);

@@ -112,9 +112,9 @@ long pb_test_proc_kib(pid_t pid, const char *field)
 	return v;
 }
 
-int pb_test_proc_fds(pid_t pid)
+int pb_test_proc_sockets(pid_t pid)
 {
-	char path[64];
+	char path[64], link[64], target[64];
 	struct dirent *e;
 	int n = 0;
 	DIR *d;
@@ -123,9 +123,16 @@ int pb_test_proc_fds(pid_t pid)
 	d = opendir(path);
 	if (d == NULL)
 		return -1;
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
+	while ((e = readdir(d)) != NULL) {
+		ssize_t r;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(link, sizeof(link), "%s/%.20s", path, e->d_name);
+		r = readlink(link, target, sizeof(target) - 1);
+		if (r > 0 && strncmp(target, "socket:", 7) == 0)
 			n++;
+	}
 	closedir(d);
 	return n;
 }

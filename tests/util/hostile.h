@@ -30,8 +30,10 @@ int pb_test_noise_connect_from(pb_client_t *c, const char *addr, const char *fro
 /* A field of /proc/PID/status in KiB ("VmRSS", "VmHWM"), or -1. */
 long pb_test_proc_kib(pid_t pid, const char *field);
 
-/* Open file descriptors of a process, or -1. */
-int pb_test_proc_fds(pid_t pid);
+/* Sockets a process holds open, or -1. Only sockets: a host under an
+ * emulator (qemu-user) also holds the emulator's own descriptors, which
+ * come and go. */
+int pb_test_proc_sockets(pid_t pid);
 
 /* Milliseconds until the peer closes fd (EOF or reset), reading and
  * discarding anything it sends; -1 when still open after timeout_ms. */
