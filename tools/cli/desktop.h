@@ -1,0 +1,51 @@
+/* peerback desktop: the host with a local web app (docs/DESKTOP.md). */
+#ifndef PB_CLI_DESKTOP_H
+#define PB_CLI_DESKTOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "peerback.h"
+
+/* One chat message of an open backup: its id and its bytes as backed up. */
+typedef struct pb_desktop_msg_s {
+	char *id;
+	char *text;
+	size_t len;
+} pb_desktop_msg_t;
+
+/* An open backup: the master key and its subkeys (memory only), the
+ * decrypted device directory under dir (a private folder on a memory file
+ * system) and the chat messages for search. */
+typedef struct pb_desktop_view_s {
+	bool open;
+	uint8_t mk[PB_MASTERKEY_LEN];
+	pb_backup_keys_t keys;
+	char device[PB_HOST_DEVICE_HEX];
+	char dir[512];
+	uint64_t snapshot;
+	int64_t time;
+	uint64_t counts[6]; /* items per kind */
+	pb_desktop_msg_t *msgs;
+	size_t nmsgs, capmsgs;
+} pb_desktop_view_t;
+
+/* Unwraps the master key of account's device with passphrase (from the
+ * store under home) and decrypts its latest snapshot. PB_ESTORE_PASSPHRASE
+ * for a wrong passphrase. Whatever was open before is locked first. */
+int pb_desktop_view_open(pb_desktop_view_t *v, const char *home, const char *account, const char *device,
+			 const char *passphrase);
+/* Wipes the key and the messages and removes the folder. */
+void pb_desktop_view_lock(pb_desktop_view_t *v);
+
+/* The embedded web app (generated at build time from tools/cli/desktop/). */
+typedef struct pb_desktop_asset_s {
+	const char *path; /* "/app.js" */
+	const char *type; /* its Content-Type */
+	const unsigned char *data;
+	size_t len;
+} pb_desktop_asset_t;
+extern const pb_desktop_asset_t pb_desktop_assets[];
+
+#endif
