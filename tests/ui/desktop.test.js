@@ -206,6 +206,18 @@ async function main() {
     await page.click('#search-form button');
     await page.waitForFunction(() => /zebra lighthouse 4711/.test(document.getElementById('messages').textContent), { timeout: 10000 });
     check(true, 'planted message found by search (' + (Date.now() - ts) + ' ms)');
+    // Contacts with their groups, cards by sector, secrets masked until revealed.
+    await page.waitForFunction(() => document.querySelectorAll('#sims tbody tr').length > 0 && document.querySelectorAll('#contacts tbody tr').length > 0, { timeout: 10000 });
+    const csv = fs.readFileSync(path.join(work, 'phone', 'device', 'sim', 'profiles.csv'), 'utf8').split('\n');
+    const ki = csv[1].split(',')[csv[0].split(',').indexOf('ki')];
+    const html = await page.content();
+    check(!html.includes(ki) && /••••••/.test(await page.$eval('#sims', (e) => e.textContent)), 'SIM Ki masked (not in the page) until revealed');
+    check(await page.$eval('#contacts', (e) => /@/.test(e.textContent)), 'contacts listed');
+    check(await page.$$eval('#cards details', (d) => d.length > 0), 'MIFARE cards listed by sector');
+    await page.click('#reveal');
+    await page.waitForFunction((k) => document.getElementById('sims').textContent.includes(k), { timeout: 10000 }, ki);
+    check(true, 'Reveal shows the Ki');
+    await page.click('#reveal');
     await shot(page, 'backup');
     await axe(page, 'Open backup');
     const vcf = await page.evaluate(async () => { const r = await fetch('/api/export?kind=contacts&format=vcard4'); return r.ok ? await r.text() : 'HTTP ' + r.status; });

@@ -765,6 +765,33 @@ static enum MHD_Result api_export(struct desk *d, struct MHD_Connection *c)
 	return ret;
 }
 
+/* A page of one kind's items of the open backup. */
+static enum MHD_Result api_items(struct desk *d, struct MHD_Connection *c)
+{
+	const char *ks = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "kind");
+	const char *ps = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "page");
+	const char *rv = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "reveal");
+	long page = ps != NULL ? strtol(ps, NULL, 10) : 0;
+	char dev[600];
+	pb_kind_t kind;
+	json_t *o;
+
+	if (ks == NULL || pb_kind_parse(ks, &kind) != 0 || kind == PB_KIND_CHAT)
+		return send_error(c, 400, PB_EINVAL);
+	if (page < 0 || page > 1000000)
+		page = 0;
+	pthread_mutex_lock(&d->mu);
+	if (!d->view.open) {
+		pthread_mutex_unlock(&d->mu);
+		return send_error(c, 409, PB_ESTORE_NOMASTER);
+	}
+	d->last_use = time(NULL);
+	snprintf(dev, sizeof(dev), "%s/device", d->view.dir);
+	o = pb_desktop_items(dev, kind, (size_t)page, 20, rv != NULL && strcmp(rv, "1") == 0);
+	pthread_mutex_unlock(&d->mu);
+	return send_json(c, 200, o);
+}
+
 static enum MHD_Result api_post(struct desk *d, struct MHD_Connection *c, const char *url, json_t *in)
 {
 	int rc;
@@ -835,6 +862,8 @@ static enum MHD_Result api_get(struct desk *d, struct MHD_Connection *c, const c
 		return api_messages(d, c);
 	if (strcmp(url, "/api/export") == 0)
 		return api_export(d, c);
+	if (strcmp(url, "/api/items") == 0)
+		return api_items(d, c);
 	return send_text(c, 404, "not found");
 }
 

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "peerback.h"
 
 /* One chat message of an open backup: its id and its bytes as backed up. */
@@ -38,6 +40,10 @@ int pb_desktop_view_open(pb_desktop_view_t *v, const char *home, const char *acc
 			 const char *passphrase);
 /* Wipes the key and the messages and removes the folder. */
 void pb_desktop_view_lock(pb_desktop_view_t *v);
+
+/* Page page (per items a page) of the kind's items in the device directory
+ * dir, as the web app shows them, secrets masked unless reveal. */
+json_t *pb_desktop_items(const char *dir, pb_kind_t kind, size_t page, size_t per, bool reveal);
 
 /* The embedded web app (generated at build time from tools/cli/desktop/). */
 typedef struct pb_desktop_asset_s {

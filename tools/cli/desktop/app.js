@@ -153,9 +153,10 @@
     $('backup-summary').textContent = 'Snapshot ' + b.snapshot + ' of ' + b.device.slice(0, 8) + ', ' + when(b.time) + ': ' + it.chat + ' chat items (' + b.messages + ' messages), ' + it.contacts + ' contacts items, ' + it.mifare + ' MIFARE cards, ' + it.credentials + ' credentials, ' + it.sim + ' SIM profiles. Read-only; secrets stay masked.';
     const dl = $('downloads');
     dl.replaceChildren();
-    for (const [kind, fmt, label] of [['contacts', 'vcard4', 'Contacts as vCard 4'], ['contacts', 'vcard3', 'Contacts as vCard 3'], ['chat', 'telegram', 'Chats as Telegram JSON'], ['chat', 'whatsapp', 'Chats as WhatsApp text'], ['mifare', 'mct', 'MIFARE cards as .mct'], ['mifare', 'mfd', 'MIFARE cards as .mfd'], ['mifare', 'flipper', 'MIFARE cards for Flipper']])
+    for (const [kind, fmt, label] of [['contacts', 'vcard4', 'Contacts as vCard 4'], ['contacts', 'vcard3', 'Contacts as vCard 3'], ['chat', 'telegram', 'Chats as Telegram JSON'], ['chat', 'whatsapp', 'Chats as WhatsApp text'], ['mifare', 'mct', 'MIFARE cards as .mct'], ['mifare', 'mfd', 'MIFARE cards as .mfd'], ['mifare', 'nfc', 'MIFARE cards for Flipper (.nfc)']])
       dl.append(el('li', {}, el('a', { href: '/api/export?kind=' + kind + '&format=' + fmt, download: '', text: label })));
     search();
+    loadItems();
   }
   async function open(ev) {
     ev.preventDefault();
@@ -169,13 +170,48 @@
       $('open-error').textContent = e.code === 'PB_ESTORE_PASSPHRASE' ? 'Wrong recovery passphrase. Check it and try again.' : 'Cannot open this backup: ' + e.message;
     }
   }
+  /* A message as backed up: a Telegram JSON object, or a WhatsApp line. */
+  function message(m) {
+    let who = '', date = '', text = m.text;
+    try {
+      const o = JSON.parse(m.text);
+      who = o.from || o.actor || '';
+      date = o.date || '';
+      text = Array.isArray(o.text) ? o.text.map((t) => (typeof t === 'string' ? t : t.text)).join('') : String(o.text || '');
+      if (o.media_type || o.photo || o.file) text += ' [' + (o.media_type || (o.photo ? 'photo' : 'file')) + ']';
+    } catch (e) { /* a line of text */ }
+    return el('li', {}, el('span', { class: 'muted', text: (date ? date.replace('T', ' ') + ' ' : '') + (who ? who + ': ' : '') }), el('span', { class: 'text', text }),
+      el('span', { class: 'muted', text: ' (' + m.id.split('/').slice(0, 2).join(' ') + ')' }));
+  }
+  function vcard(text) {
+    const get = (re) => { const m = text.match(re); return m ? m[1].trim() : ''; };
+    const all = (re) => [...text.matchAll(re)].map((m) => m[1].replace(/^tel:/, '').trim());
+    return { fn: get(/^FN[^:]*:(.*)$/m), tel: all(/^TEL[^:]*:(?:tel:)?(.*)$/mg), email: all(/^EMAIL[^:]*:(.*)$/mg), groups: get(/^CATEGORIES[^:]*:(.*)$/m) };
+  }
+  /* A table that may scroll sideways in a narrow window: focusable, so
+   * that the keyboard scrolls it too. */
+  function table(head, rows, label) {
+    return el('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': label || head.join(', ') }, el('table', {}, el('thead', {}, el('tr', {}, ...head.map((h) => el('th', { text: h })))),
+      el('tbody', {}, ...rows.map((r) => el('tr', {}, ...r.map((c) => el('td', { text: c })))))));
+  }
+  async function loadItems() {
+    const rv = $('reveal').checked ? '&reveal=1' : '';
+    const [ct, mf, cr, sm] = await Promise.all(['contacts', 'mifare', 'credentials', 'sim'].map((k) => get('/api/items?kind=' + k + rv).catch(() => ({ items: [], total: 0 }))));
+    const cards = ct.items.flatMap((i) => String(i.value).split(/(?=^BEGIN:VCARD)/m)).filter((v) => /BEGIN:VCARD/.test(v)).map(vcard);
+    $('contacts').replaceChildren(el('p', { text: ct.total + ' contacts items; the first ' + cards.length + ' cards:' }),
+      table(['Name', 'Phone', 'Email', 'Groups'], cards.map((c) => [c.fn, c.tel.join(', '), c.email.join(', '), c.groups])));
+    $('cards').replaceChildren(...mf.items.map((i) => el('details', {}, el('summary', { text: i.path + ' (' + i.size + ' bytes, ' + i.value.length + ' sectors)' }),
+      table(['Sector', 'Blocks', 'Access bits C1C2C3 (blocks 0-3)', 'Key A', 'Key B'], i.value.map((s) => [String(s.sector), s.blocks.join(' '), s.access.join(' '), s.key_a, s.key_b])))));
+    $('credentials').replaceChildren(table(['Id', 'Type', 'Issuer', 'AID', 'Expires', 'Data'], cr.items.map((i) => [i.value.id || i.id, i.value.type || '', i.value.issuer || '', i.value.aid || '', i.value.expires ? when(i.value.expires) : '', String(i.value.data || '')])));
+    $('sims').replaceChildren(table(['ICCID', 'IMSI', 'MSISDN', 'Ki', 'OPc', 'PIN ADM'], sm.items.map((i) => [i.value.iccid, i.value.imsi, i.value.msisdn, i.value.ki, i.value.opc, i.value.pin_adm].map((v) => v || ''))));
+  }
   async function search(page) {
     state.page = page || 0;
     state.query = $('search').value;
     let r;
     try { r = await get('/api/messages?q=' + encodeURIComponent(state.query) + '&page=' + state.page); } catch (e) { return; }
     $('search-count').textContent = r.total + ' messages' + (state.query ? ' match' : '') + '; page ' + (r.page + 1) + ' of ' + Math.max(1, Math.ceil(r.total / r.per_page)) + '.';
-    $('messages').replaceChildren(...r.messages.map((m) => el('li', {}, el('span', { class: 'muted', text: m.id + ': ' }), el('span', { class: 'text', text: m.text }))));
+    $('messages').replaceChildren(...r.messages.map(message));
     $('prev').disabled = r.page === 0;
     $('next').disabled = (r.page + 1) * r.per_page >= r.total;
   }
@@ -224,6 +260,7 @@
     $('search-form').addEventListener('submit', (e) => { e.preventDefault(); search(0); });
     $('prev').addEventListener('click', () => search(state.page - 1));
     $('next').addEventListener('click', () => search(state.page + 1));
+    $('reveal').addEventListener('change', loadItems);
     $('lock').addEventListener('click', async () => { await post('/api/lock').catch(() => {}); loadBackup(); });
     setInterval(tick, 1000);
     show();
