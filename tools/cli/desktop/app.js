@@ -186,7 +186,7 @@
   function vcard(text) {
     const get = (re) => { const m = text.match(re); return m ? m[1].trim() : ''; };
     const all = (re) => [...text.matchAll(re)].map((m) => m[1].replace(/^tel:/, '').trim());
-    return { fn: get(/^FN[^:]*:(.*)$/m), tel: all(/^TEL[^:]*:(?:tel:)?(.*)$/mg), email: all(/^EMAIL[^:]*:(.*)$/mg), groups: get(/^CATEGORIES[^:]*:(.*)$/m) };
+    return { fn: get(/^FN[^:]*:(.*)$/m), tel: all(/^TEL[^:]*:(?:tel:)?(.*)$/mg), email: all(/^EMAIL[^:]*:(.*)$/mg), groups: get(/^CATEGORIES[^:]*:(.*)$/m).split(/(?<!\\),/).map((g) => g.replace(/\\,/g, ',')).join(', ') };
   }
   /* A table that may scroll sideways in a narrow window: focusable, so
    * that the keyboard scrolls it too. */
