@@ -153,19 +153,23 @@ async function main() {
     pb('phone', 'gen', '--out', path.join(work, 'phone', 'device'), '--seed', '19', '--size', size);
     fs.writeFileSync(path.join(work, 'planted.txt'), '12/03/2024, 10:15 - Ana: meet me at the zebra lighthouse 4711\n12/03/2024, 10:16 - Bruno: ok\n');
     pb('phone', 'import', 'chat', path.join(work, 'planted.txt'));
-    const values = [];
-    page.on('console', () => {});
-    const watcher = setInterval(async () => {
-      try { const v = await page.$eval('progress', (p) => p.getAttribute('data-bytes')); if (values[values.length - 1] !== v) values.push(v); } catch (e) { /* not yet */ }
-    }, 20);
+    // Every value the progress bar shows, seen from inside the page.
+    await page.evaluate(() => {
+      window.pbBars = [];
+      new MutationObserver(() => {
+        const p = document.querySelector('#phones-list progress');
+        if (p && window.pbBars[window.pbBars.length - 1] !== p.value) window.pbBars.push(p.value);
+      }).observe(document.getElementById('phones-list'), { childList: true, subtree: true, attributes: true });
+    });
     const t0 = Date.now();
     const backup = spawn(path.join(bin, 'peerback'), ['--home', path.join(work, 'phone'), 'backup'], { env, stdio: 'ignore' });
     const code = await new Promise((res) => backup.on('exit', res));
     await sleep(500);
-    clearInterval(watcher);
+    const values = await page.evaluate(() => window.pbBars);
     check(code === 0, 'backup of a generated ' + size + ' phone (' + ((Date.now() - t0) / 1000).toFixed(1) + ' s)');
     const updates = Number(await page.$eval('progress', (p) => p.getAttribute('data-updates')).catch(() => 0));
-    check(updates >= 3 && values.length >= 3, 'progress bar advanced ' + values.length + ' times seen, ' + updates + ' events (>= 3)');
+    const rising = values.every((v, i) => i === 0 || v > values[i - 1]);
+    check(updates >= 3 && values.length >= 3 && rising, 'progress bar advanced ' + values.length + ' times (' + values.join(' < ') + ' bytes; ' + updates + ' events, >= 3)');
     await shot(page, 'phones');
     await axe(page, 'Phones');
     const ls = JSON.parse(pb('phone', '--json', 'ls').trim().split('\n').pop());

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,9 +49,9 @@ static const char usage_text[] =
 #define EVLOG 256        /* events kept for the streams */
 #define SESSION_HEX 65   /* 32 random bytes in hex */
 
+/* A request's call of the serving host, made on the loop's thread. */
 struct job {
-	int (*fn)(struct job *j);
-	void *arg;
+	enum { JOB_DEVICES, JOB_INSTRUCTIONS, JOB_REVOKE, JOB_INSTRUCT, JOB_ADVERTISE } what;
 	const char *which, *op, *iccid, *to;
 	json_t *out;
 	int rc;
@@ -81,6 +82,8 @@ struct desk {
 	int64_t expires;
 	uint64_t adverts;
 	pb_desktop_view_t view;
+	bool opening;        /* a backup is being decrypted (outside the mutex) */
+	atomic_bool quit;    /* stopping: an open under way gives up */
 	time_t last_use;
 };
 
@@ -135,6 +138,8 @@ static int on_event(void *arg, const pb_event_t *ev)
 	return 0;
 }
 
+static int run_job(struct desk *d, struct job *j);
+
 static void run_jobs(uv_async_t *a)
 {
 	struct desk *d = a->data;
@@ -144,7 +149,7 @@ static void run_jobs(uv_async_t *a)
 	while ((j = d->jobs) != NULL) {
 		d->jobs = j->next;
 		pthread_mutex_unlock(&d->mu);
-		j->rc = j->fn(j);
+		j->rc = run_job(d, j);
 		pthread_mutex_lock(&d->mu);
 		j->done = true;
 		pthread_cond_broadcast(&d->cv);
@@ -152,7 +157,7 @@ static void run_jobs(uv_async_t *a)
 	pthread_mutex_unlock(&d->mu);
 }
 
-/* Runs j->fn on the loop's thread and waits for it. */
+/* Has j run on the loop's thread and waits for it. */
 static int on_loop(struct desk *d, struct job *j)
 {
 	pthread_mutex_lock(&d->mu);
@@ -160,7 +165,6 @@ static int on_loop(struct desk *d, struct job *j)
 		pthread_mutex_unlock(&d->mu);
 		return PB_ESTATE;
 	}
-	j->arg = d;
 	j->next = d->jobs;
 	d->jobs = j;
 	uv_async_send(&d->async);
@@ -179,30 +183,6 @@ static int add_device(void *arg, const pb_host_device_t *dv)
 	return 0;
 }
 
-static int job_devices(struct job *j)
-{
-	struct desk *d = j->arg;
-	int rc;
-
-	j->out = json_array();
-	rc = pb_host_devices(d->host, add_device, j->out);
-	return rc < 0 ? rc : 0;
-}
-
-static int job_revoke(struct job *j)
-{
-	struct desk *d = j->arg;
-
-	return pb_host_revoke(d->host, j->which, NULL);
-}
-
-static int job_instruct(struct job *j)
-{
-	struct desk *d = j->arg;
-
-	return pb_host_instruct(d->host, j->which, j->op, j->iccid, j->to, NULL);
-}
-
 static int add_instruction(void *arg, const pb_host_instruction_t *in)
 {
 	json_array_append_new(arg, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "id", (json_int_t)in->id,
@@ -212,21 +192,29 @@ static int add_instruction(void *arg, const pb_host_instruction_t *in)
 	return 0;
 }
 
-static int job_instructions(struct job *j)
+/* Runs on the loop's thread: the one call of the serving host a request
+ * needs. */
+static int run_job(struct desk *d, struct job *j)
 {
-	struct desk *d = j->arg;
 	int rc;
 
-	j->out = json_array();
-	rc = pb_host_instructions(d->host, add_instruction, j->out);
-	return rc < 0 ? rc : 0;
-}
-
-static int job_advertise(struct job *j)
-{
-	struct desk *d = j->arg;
-
-	return pb_host_advertise(d->host);
+	switch (j->what) {
+	case JOB_DEVICES:
+		j->out = json_array();
+		rc = pb_host_devices(d->host, add_device, j->out);
+		return rc < 0 ? rc : 0;
+	case JOB_INSTRUCTIONS:
+		j->out = json_array();
+		rc = pb_host_instructions(d->host, add_instruction, j->out);
+		return rc < 0 ? rc : 0;
+	case JOB_REVOKE:
+		return pb_host_revoke(d->host, j->which, NULL);
+	case JOB_INSTRUCT:
+		return pb_host_instruct(d->host, j->which, j->op, j->iccid, j->to, NULL);
+	case JOB_ADVERTISE:
+		return pb_host_advertise(d->host);
+	}
+	return PB_EINVAL;
 }
 
 /* Locks an open backup nobody used for idle_lock seconds. */
@@ -249,6 +237,7 @@ static void on_signal(uv_signal_t *sig, int signum)
 	(void)signum;
 	pthread_mutex_lock(&d->mu);
 	d->stopping = true;
+	atomic_store(&d->quit, true);
 	pthread_cond_broadcast(&d->cv);
 	pthread_mutex_unlock(&d->mu);
 	(void)pb_host_stop(d->host, NULL, NULL);
@@ -506,7 +495,7 @@ static json_t *device_snapshots(struct desk *d, const char *account, const char 
 
 static enum MHD_Result api_devices(struct desk *d, struct MHD_Connection *c)
 {
-	struct job j = {.fn = job_devices};
+	struct job j = {.what = JOB_DEVICES};
 	size_t i;
 	json_t *dv;
 	int rc = on_loop(d, &j);
@@ -528,7 +517,7 @@ static enum MHD_Result api_devices(struct desk *d, struct MHD_Connection *c)
 
 static enum MHD_Result api_instructions(struct desk *d, struct MHD_Connection *c)
 {
-	struct job j = {.fn = job_instructions};
+	struct job j = {.what = JOB_INSTRUCTIONS};
 	int rc = on_loop(d, &j);
 
 	if (rc != 0) {
@@ -603,7 +592,8 @@ static enum MHD_Result api_open(struct desk *d, struct MHD_Connection *c, json_t
 {
 	const char *dev = jstr(in, "device"), *pass = jstr(in, "passphrase");
 	pb_host_device_t found;
-	struct job j = {.fn = job_devices};
+	pb_desktop_view_t *nv;
+	struct job j = {.what = JOB_DEVICES};
 	size_t i;
 	json_t *dv, *o;
 	bool ok = false;
@@ -625,8 +615,28 @@ static enum MHD_Result api_open(struct desk *d, struct MHD_Connection *c, json_t
 	json_decref(j.out);
 	if (!ok)
 		return send_error(c, 404, PB_ENOTFOUND);
+	/* Decrypting a large backup takes a while: it happens outside the
+	 * mutex (the host's events and the other pages go on), into a view
+	 * of its own that replaces the open one when it is ready. */
 	pthread_mutex_lock(&d->mu);
-	rc = pb_desktop_view_open(&d->view, d->cli->home, found.account, found.device, pass);
+	if (d->opening) {
+		pthread_mutex_unlock(&d->mu);
+		return send_error(c, 409, PB_EBUSY);
+	}
+	d->opening = true;
+	pb_desktop_view_lock(&d->view);
+	pthread_mutex_unlock(&d->mu);
+	if ((nv = calloc(1, sizeof(*nv))) == NULL)
+		rc = -ENOMEM;
+	else
+		rc = pb_desktop_view_open(nv, d->cli->home, found.account, found.device, pass, &d->quit);
+	pthread_mutex_lock(&d->mu);
+	if (rc == 0) {
+		d->view = *nv;
+		sodium_memzero(nv, sizeof(*nv));
+	}
+	free(nv);
+	d->opening = false;
 	d->last_use = time(NULL);
 	o = rc == 0 ? view_state(d) : NULL;
 	pthread_mutex_unlock(&d->mu);
@@ -797,7 +807,7 @@ static enum MHD_Result api_post(struct desk *d, struct MHD_Connection *c, const 
 	int rc;
 
 	if (strcmp(url, "/api/revoke") == 0) {
-		struct job j = {.fn = job_revoke, .which = jstr(in, "device")};
+		struct job j = {.what = JOB_REVOKE, .which = jstr(in, "device")};
 
 		if (j.which == NULL)
 			return send_error(c, 400, PB_EINVAL);
@@ -805,7 +815,7 @@ static enum MHD_Result api_post(struct desk *d, struct MHD_Connection *c, const 
 		return rc != 0 ? send_error(c, status_of(rc), rc) : send_json(c, 200, json_pack("{s:b}", "ok", 1));
 	}
 	if (strcmp(url, "/api/instruct") == 0) {
-		struct job j = {.fn = job_instruct, .which = jstr(in, "device"), .op = jstr(in, "op"),
+		struct job j = {.what = JOB_INSTRUCT, .which = jstr(in, "device"), .op = jstr(in, "op"),
 				.iccid = jstr(in, "iccid"), .to = jstr(in, "to")};
 
 		if (j.which == NULL || j.op == NULL || j.iccid == NULL)
@@ -816,7 +826,7 @@ static enum MHD_Result api_post(struct desk *d, struct MHD_Connection *c, const 
 		return rc != 0 ? send_error(c, status_of(rc), rc) : send_json(c, 200, json_pack("{s:b}", "ok", 1));
 	}
 	if (strcmp(url, "/api/pair/new") == 0) {
-		struct job j = {.fn = job_advertise};
+		struct job j = {.what = JOB_ADVERTISE};
 
 		rc = on_loop(d, &j);
 		return rc != 0 ? send_error(c, 500, rc) : send_json(c, 200, json_pack("{s:b}", "ok", 1));

@@ -154,7 +154,7 @@ static int index_message(pb_desktop_view_t *v, const pb_manifest_item_t *it, con
 }
 
 int pb_desktop_view_open(pb_desktop_view_t *v, const char *home, const char *account, const char *device,
-			 const char *passphrase)
+			 const char *passphrase, atomic_bool *quit)
 {
 	char path[4096];
 	pb_store_t *store = NULL;
@@ -214,6 +214,10 @@ int pb_desktop_view_open(pb_desktop_view_t *v, const char *home, const char *acc
 		pb_buf_t b = {0};
 		pb_item_t item;
 
+		if (atomic_load(quit)) {
+			rc = PB_ECANCELED;
+			break;
+		}
 		if ((rc = item_bytes(ns, &v->keys, &c.items[i], &b)) == 0) {
 			memset(&item, 0, sizeof(item));
 			item.kind = (pb_kind_t)c.items[i].kind;

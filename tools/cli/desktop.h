@@ -2,6 +2,7 @@
 #ifndef PB_CLI_DESKTOP_H
 #define PB_CLI_DESKTOP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,9 +36,10 @@ typedef struct pb_desktop_view_s {
 
 /* Unwraps the master key of account's device with passphrase (from the
  * store under home) and decrypts its latest snapshot. PB_ESTORE_PASSPHRASE
- * for a wrong passphrase. Whatever was open before is locked first. */
+ * for a wrong passphrase; PB_ECANCELED when *quit became true meanwhile.
+ * Whatever was open in v before is locked first. */
 int pb_desktop_view_open(pb_desktop_view_t *v, const char *home, const char *account, const char *device,
-			 const char *passphrase);
+			 const char *passphrase, atomic_bool *quit);
 /* Wipes the key and the messages and removes the folder. */
 void pb_desktop_view_lock(pb_desktop_view_t *v);
 
