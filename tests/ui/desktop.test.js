@@ -104,15 +104,17 @@ async function main() {
     await page.waitForSelector('body[data-ready]');
     // First page interactive: the app's script ran and wired the page,
     // measured from the navigation's start.
-    // The best of three navigations: the machine may be busy with other
-    // tests at any one moment.
+    // The best of up to five navigations: the machine may be busy with
+    // other tests at any one moment (a page received in 90 ms was parsed
+    // and run 250 ms later with a load average of 6.8 on 2 cores).
     let ready = Infinity;
-    for (let i = 0; i < 3 && ready >= 300; i++) {
+    for (let i = 0; i < 5 && ready >= 300; i++) {
       await page.goto(origin + '/#pair', { waitUntil: 'load' });
       await page.waitForSelector('body[data-ready]');
       ready = Math.min(ready, Number(await page.$eval('body', (b) => b.dataset.ready)));
     }
-    check(ready < 300, 'first page interactive in ' + ready.toFixed(0) + ' ms (< 300)');
+    const t = await page.evaluate(() => { const n = performance.getEntriesByType('navigation')[0]; return { response: Math.round(n.responseEnd), dom: Math.round(n.domContentLoadedEventEnd) }; });
+    check(ready < 300, 'first page interactive in ' + ready.toFixed(0) + ' ms (< 300; the last navigation: page received at ' + t.response + ' ms, DOM ready at ' + t.dom + ' ms)');
 
     const cookie = (await page.cookies()).find((c) => c.name === 'pb_session');
     check(cookie && cookie.httpOnly && cookie.sameSite === 'Strict', 'session cookie is HttpOnly, SameSite=Strict');
@@ -180,6 +182,8 @@ async function main() {
     await page.click('#verify');
     await page.waitForFunction(() => /intact|damaged/.test(document.getElementById('store-result').textContent));
     check(/intact/.test(await page.$eval('#store-result', (e) => e.textContent)), 'verify from the Snapshots page: intact');
+    await page.waitForSelector('#verify-progress:not([hidden])', { timeout: 5000 }).catch(() => null);
+    check(await page.$eval('#verify-progress', (p) => !p.hidden && p.value > 0), 'verify showed its progress');
     await shot(page, 'snapshots');
     await axe(page, 'Snapshots');
 
@@ -234,6 +238,20 @@ async function main() {
     const files = fs.readdirSync(path.join(work, 'export'));
     const own = fs.readFileSync(path.join(work, 'export', files.sort()[0]), 'utf8');
     check(vcf === own && own.length > 0, 'contacts as vCard 4 equal the phone\'s own export byte for byte (' + own.length + ' bytes)');
+    // A chat (Telegram JSON, its attachments decrypted on demand) and a
+    // card (.mct): each file of the export as the phone's own export.
+    for (const [kind, fmt, want] of [['chat', 'telegram', /result\.json$/], ['chat', 'whatsapp', /\.txt$/], ['mifare', 'mct', /\.mct$/]]) {
+      const q = '/api/export?kind=' + kind + '&format=' + fmt;
+      const list = await page.evaluate(async (u) => (await fetch(u + '&list=1')).json(), q);
+      const dir = path.join(work, 'export-' + kind + '-' + fmt);
+      pb('phone', 'export', kind, '--format', fmt, '--out', dir);
+      const f = list.find((x) => want.test(x.file));
+      const got = f ? await page.evaluate(async (u) => Array.from(new Uint8Array(await (await fetch(u)).arrayBuffer())), q + '&file=' + encodeURIComponent(f.file)) : [];
+      const own = f ? fs.readFileSync(path.join(dir, f.file)) : Buffer.alloc(0);
+      check(f && own.length > 0 && Buffer.from(got).equals(own), kind + ' as ' + fmt + ': ' + (f ? f.file : 'no file') + ' equals the phone\'s export byte for byte');
+      const ownFiles = fs.readdirSync(dir, { recursive: true }).filter((x) => fs.statSync(path.join(dir, x)).isFile()).sort();
+      check(JSON.stringify(list.map((x) => x.file).sort()) === JSON.stringify(ownFiles), kind + ' as ' + fmt + ': the same ' + ownFiles.length + ' files as the phone\'s export (listed ' + list.length + ')');
+    }
     await page.setViewport({ width: 480, height: 800 });
     await shot(page, 'backup-narrow');
     await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'dark' }]);
@@ -244,6 +262,21 @@ async function main() {
     await page.click('#lock');
     await page.waitForSelector('#backup[hidden]');
     check(true, 'lock hides the backup');
+
+    // Instructions: queue delete-vsim; the phone carries it out at its next connection.
+    await go(page, 'instructions');
+    await page.waitForSelector('#in-device option');
+    const iccid = csv[1].split(',')[0];
+    await page.type('#in-iccid', iccid);
+    page.once('dialog', (d) => d.accept());
+    await page.click('#instruct-form button[type=submit]');
+    await page.waitForFunction((i) => /queued/.test(document.getElementById('instructions-list').textContent) && document.getElementById('instructions-list').textContent.includes(i), { timeout: 10000 }, iccid);
+    check(true, 'delete-vsim queued from the Instructions page');
+    pbStatus('phone', 'ping');
+    await page.waitForFunction(() => /done|refused/.test(document.getElementById('instructions-list').textContent), { timeout: 10000 });
+    const state = await page.$eval('#instructions-list tbody tr td:nth-child(5)', (e) => e.textContent);
+    check(state === 'done', 'the phone carried it out: ' + state);
+    await shot(page, 'instructions');
 
     // 4. revoke, then the phone's ping is refused.
     check(pbStatus('phone', 'ping') === 0, 'ping before revoke succeeds');

@@ -11,6 +11,7 @@
  * guards the shared state: the event log, the pairing code, the open
  * backup. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -276,6 +277,13 @@ static enum MHD_Result send_buf(struct MHD_Connection *c, unsigned status, const
 	enum MHD_Result ret;
 
 	secure_headers(r);
+	/* The embedded script and style sheet are the same for the program's
+	 * life (and the port, hence the origin, changes with each start): the
+	 * browser may keep them. Everything else, data above all, is no-store. */
+	if (!copy && strncmp(type, "text/html", 9) != 0) {
+		MHD_del_response_header(r, "Cache-Control", "no-store");
+		MHD_add_response_header(r, "Cache-Control", "private, max-age=3600");
+	}
 	MHD_add_response_header(r, "Content-Type", type);
 	ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
@@ -533,8 +541,35 @@ static unsigned status_of(int rc)
 												       : 500;
 }
 
+/* Verify's progress, to the pages' streams (at most every 1 %). */
+struct verify_progress {
+	struct desk *d;
+	uint64_t last;
+};
+
+static void on_verify_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct verify_progress *vp = arg;
+	json_t *o;
+	char *line;
+
+	if (total == 0 || (done < total && (done - vp->last) * 100 < total))
+		return;
+	vp->last = done;
+	o = json_pack("{s:s, s:I, s:I}", "event", "verify-progress", "bytes_done", (json_int_t)done, "bytes_total",
+		      (json_int_t)total);
+	line = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (line == NULL)
+		return;
+	pthread_mutex_lock(&vp->d->mu);
+	log_event(vp->d, line);
+	pthread_mutex_unlock(&vp->d->mu);
+}
+
 static enum MHD_Result api_verify(struct desk *d, struct MHD_Connection *c)
 {
+	struct verify_progress vp = {d, 0};
 	pb_host_t *h;
 	pb_store_verify_report_t rep;
 	int rc;
@@ -542,7 +577,7 @@ static enum MHD_Result api_verify(struct desk *d, struct MHD_Connection *c)
 	memset(&rep, 0, sizeof(rep));
 	if ((rc = pb_host_open(d->cli->home, &h)) != 0)
 		return send_error(c, 500, rc);
-	rc = pb_host_verify(h, NULL, NULL, &rep);
+	rc = pb_host_verify(h, on_verify_progress, &vp, &rep);
 	pb_host_free(h);
 	if (rc != 0 && rc != PB_ESTORE_CORRUPT)
 		return send_error(c, 500, rc);
@@ -645,17 +680,6 @@ static enum MHD_Result api_open(struct desk *d, struct MHD_Connection *c, json_t
 	return send_json(c, 200, o);
 }
 
-/* Case-insensitive substring (ASCII letters; other bytes as they are). */
-static bool contains(const char *hay, size_t len, const char *needle, size_t nlen)
-{
-	if (nlen == 0)
-		return true;
-	for (size_t i = 0; i + nlen <= len; i++)
-		if (strncasecmp(hay + i, needle, nlen) == 0)
-			return true;
-	return false;
-}
-
 /* Chat messages matching q, page by page, searched here rather than in the
  * page: a large backup never travels to the browser whole. */
 static enum MHD_Result api_messages(struct desk *d, struct MHD_Connection *c)
@@ -666,8 +690,17 @@ static enum MHD_Result api_messages(struct desk *d, struct MHD_Connection *c)
 	size_t per = 50, skip, nq = q != NULL ? strlen(q) : 0, total = 0;
 	json_t *a = json_array(), *o;
 
+	char lq[256];
+
 	if (page < 0 || page > 1000000)
 		page = 0;
+	if (nq >= sizeof(lq)) {
+		json_decref(a);
+		return send_error(c, 400, PB_EINVAL);
+	}
+	for (size_t i = 0; i < nq; i++)
+		lq[i] = (char)((unsigned char)q[i] < 0x80 ? tolower((unsigned char)q[i]) : q[i]);
+	lq[nq] = 0;
 	skip = (size_t)page * per;
 	pthread_mutex_lock(&d->mu);
 	if (!d->view.open) {
@@ -679,7 +712,7 @@ static enum MHD_Result api_messages(struct desk *d, struct MHD_Connection *c)
 	for (size_t i = 0; i < d->view.nmsgs; i++) {
 		pb_desktop_msg_t *m = &d->view.msgs[i];
 
-		if (!contains(m->text, m->len, q != NULL ? q : "", nq))
+		if (nq > 0 && memmem(m->lower, m->lower_len, lq, nq) == NULL)
 			continue;
 		if (total >= skip && total < skip + per) {
 			char *id = NULL, *text = NULL;
@@ -730,12 +763,73 @@ static int read_first_file(const char *dir, char *name, size_t ncap, uint8_t **d
 	return n < 0 ? -errno : rc;
 }
 
+/* Every regular file under dir/rel, as paths relative to dir. */
+static int list_files(const char *dir, const char *rel, json_t *out)
+{
+	struct dirent **ents = NULL;
+	char path[1400], sub[700];
+	int n, rc = 0;
+
+	snprintf(path, sizeof(path), "%s%s%s", dir, rel[0] ? "/" : "", rel);
+	if ((n = scandir(path, &ents, NULL, alphasort)) < 0)
+		return -errno;
+	for (int i = 0; i < n; i++) {
+		struct stat st;
+		char full[2200];
+
+		if (rc == 0 && ents[i]->d_name[0] != '.') {
+			snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "", ents[i]->d_name);
+			snprintf(full, sizeof(full), "%s/%s", dir, sub);
+			if (lstat(full, &st) == 0 && S_ISDIR(st.st_mode)) {
+				rc = list_files(dir, sub, out);
+			} else if (lstat(full, &st) == 0 && S_ISREG(st.st_mode)) {
+				char *t = NULL;
+
+				if (pb_text_utf8(sub, &t) == 0)
+					json_array_append_new(out, json_pack("{s:s, s:I}", "file", t, "size",
+									     (json_int_t)st.st_size));
+				free(t);
+			}
+		}
+		free(ents[i]);
+	}
+	free(ents);
+	return rc;
+}
+
+/* The file rel under dir: a path the listing gave, never one that leaves
+ * dir ("..", absolute) or follows a link. */
+static int read_one_file(const char *dir, const char *rel, char *name, size_t ncap, uint8_t **data, size_t *len)
+{
+	char path[2200];
+	struct stat st;
+	const char *base = strrchr(rel, '/');
+	FILE *f;
+
+	if (rel[0] == '/' || rel[0] == 0 || strstr(rel, "..") != NULL || strstr(rel, "//") != NULL)
+		return PB_EINVAL;
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	if (lstat(path, &st) != 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return PB_EINVAL;
+	snprintf(name, ncap, "%s", base != NULL ? base + 1 : rel);
+	if ((f = fopen(path, "rb")) == NULL)
+		return -errno;
+	*data = malloc((size_t)st.st_size + 1);
+	*len = *data != NULL ? fread(*data, 1, (size_t)st.st_size, f) : 0;
+	fclose(f);
+	return *data == NULL ? -ENOMEM : *len == (size_t)st.st_size ? 0 : -EIO;
+}
+
 /* One kind of the open backup in one of its real formats, as a download,
  * written by the same exporter as peerback export. */
 static enum MHD_Result api_export(struct desk *d, struct MHD_Connection *c)
 {
 	const char *ks = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "kind");
 	const char *fmt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "format");
+	const char *list = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "list");
+	const char *file = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "file");
 	char out[700], dev[600], name[256], disp[400], err[256];
 	uint8_t *data = NULL;
 	size_t len = 0;
@@ -756,8 +850,24 @@ static enum MHD_Result api_export(struct desk *d, struct MHD_Connection *c)
 	d->last_use = time(NULL);
 	snprintf(dev, sizeof(dev), "%s/device", d->view.dir);
 	snprintf(out, sizeof(out), "%s/export-%s-%s", d->view.dir, pb_kind_name(kind), fmt != NULL ? fmt : "default");
-	rc = pb_kind_export(kind, dev, fmt, out, err, sizeof(err));
-	if (rc == 0)
+	err[0] = 0;
+	rc = kind == PB_KIND_CHAT ? pb_desktop_view_attachments(&d->view, d->cli->home) : 0;
+	if (rc == 0 && access(out, F_OK) != 0) /* once per open backup */
+		rc = pb_kind_export(kind, dev, fmt, out, err, sizeof(err));
+	if (rc == 0 && list != NULL) {
+		json_t *files = json_array();
+
+		rc = list_files(out, "", files);
+		pthread_mutex_unlock(&d->mu);
+		if (rc != 0) {
+			json_decref(files);
+			return send_error(c, 500, rc);
+		}
+		return send_json(c, 200, files);
+	}
+	if (rc == 0 && file != NULL)
+		rc = read_one_file(out, file, name, sizeof(name), &data, &len);
+	else if (rc == 0)
 		rc = read_first_file(out, name, sizeof(name), &data, &len);
 	pthread_mutex_unlock(&d->mu);
 	if (rc != 0) {
@@ -768,6 +878,10 @@ static enum MHD_Result api_export(struct desk *d, struct MHD_Connection *c)
 	r = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
 	secure_headers(r);
 	MHD_add_response_header(r, "Content-Type", "application/octet-stream");
+	/* The name as the exporter wrote it, without what would end the quoted string. */
+	for (char *q = name; *q; q++)
+		if (*q == '"' || *q == '\\' || (unsigned char)*q < 0x20)
+			*q = '_';
 	snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"", name);
 	MHD_add_response_header(r, "Content-Disposition", disp);
 	ret = MHD_queue_response(c, 200, r);

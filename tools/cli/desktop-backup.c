@@ -5,6 +5,7 @@
  * that the library's exporters read it as they read a phone's. Lock wipes
  * the key and removes the folder. */
 #define _XOPEN_SOURCE 700
+#include <ctype.h>
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <sodium.h>
 
 #include "peerback.h"
@@ -123,6 +125,49 @@ static int item_bytes(pb_store_ns_t *ns, const pb_backup_keys_t *keys, const pb_
 	return rc;
 }
 
+/* What a search looks at in a message, ASCII letters folded to lower case:
+ * a Telegram message's sender and text (not its JSON keys), a WhatsApp
+ * line as it is. */
+static char *search_text(const char *text, size_t len, size_t *out_len)
+{
+	json_t *o = json_loadb(text, len, 0, NULL), *t;
+	pb_buf_t b = {0};
+	size_t i;
+	json_t *part;
+	int rc = 0;
+
+	if (o != NULL && json_is_object(o)) {
+		const char *from = json_string_value(json_object_get(o, "from"));
+
+		if (from != NULL)
+			rc = pb_buf_append(&b, from, strlen(from));
+		rc = rc != 0 ? rc : pb_buf_append(&b, "\n", 1);
+		t = json_object_get(o, "text");
+		if (json_is_string(t))
+			rc = rc != 0 ? rc : pb_buf_append(&b, json_string_value(t), json_string_length(t));
+		json_array_foreach(t, i, part) {
+			json_t *pt = json_is_string(part) ? part : json_object_get(part, "text");
+
+			if (json_is_string(pt))
+				rc = rc != 0 ? rc : pb_buf_append(&b, json_string_value(pt), json_string_length(pt));
+		}
+	} else {
+		rc = pb_buf_append(&b, text, len);
+	}
+	json_decref(o);
+	if (rc == 0)
+		rc = pb_buf_append(&b, "", 1);
+	if (rc != 0) {
+		pb_buf_free(&b);
+		return NULL;
+	}
+	for (i = 0; i < b.len; i++)
+		if (b.data[i] < 0x80)
+			b.data[i] = (uint8_t)tolower(b.data[i]);
+	*out_len = b.len - 1;
+	return (char *)b.data;
+}
+
 /* Keeps a chat message's text for search (in memory, wiped on lock). */
 static int index_message(pb_desktop_view_t *v, const pb_manifest_item_t *it, const pb_buf_t *b)
 {
@@ -149,8 +194,92 @@ static int index_message(pb_desktop_view_t *v, const pb_manifest_item_t *it, con
 	memcpy(m->text, b->data, b->len);
 	m->text[b->len] = 0;
 	m->len = b->len;
+	if ((m->lower = search_text(m->text, b->len, &m->lower_len)) == NULL) {
+		free(m->id);
+		free(m->text);
+		return -ENOMEM;
+	}
 	v->nmsgs++;
 	return 0;
+}
+
+/* Large chat attachments (photos, videos, voice) are most of a phone's
+ * bytes and nothing the pages show: they stay encrypted until a chat
+ * download needs them (pb_desktop_view_attachments). */
+static bool deferred(const pb_manifest_item_t *it)
+{
+	return it->kind == PB_KIND_CHAT && it->seq == 0 && it->size >= 256 * 1024;
+}
+
+/* Decrypts item i of c into the device directory's transaction. */
+static int write_item(pb_desktop_view_t *v, pb_provider_t *p, void *txn, pb_store_ns_t *ns, const struct collect *c,
+		      size_t i)
+{
+	const pb_manifest_item_t *it = &c->items[i];
+	pb_buf_t b = {0};
+	pb_item_t item;
+	int rc = item_bytes(ns, &v->keys, it, &b);
+
+	if (rc == 0) {
+		memset(&item, 0, sizeof(item));
+		item.kind = (pb_kind_t)it->kind;
+		item.id = it->id;
+		item.path = it->path;
+		item.seq = it->seq;
+		item.data = b.data != NULL ? b.data : (const uint8_t *)"";
+		item.len = b.len;
+		item.size = b.len;
+		item.mtime_ns = (uint64_t)it->mtime;
+		if (i > 0 && strcmp(c->items[i - 1].path, it->path) == 0)
+			item.after = c->items[i - 1].id;
+		rc = p->write(txn, &item);
+		if (rc == 0)
+			rc = index_message(v, it, &b);
+	}
+	pb_buf_free(&b);
+	return rc;
+}
+
+int pb_desktop_view_attachments(pb_desktop_view_t *v, const char *home)
+{
+	struct collect *c = v->rest;
+	char path[4096];
+	pb_store_t *store = NULL;
+	pb_store_ns_t *ns = NULL;
+	pb_provider_t *p = NULL;
+	void *txn = NULL;
+	int rc;
+
+	if (c == NULL)
+		return 0;
+	snprintf(path, sizeof(path), "%s/store", home);
+	if ((rc = pb_store_open_ro(path, &store)) != 0)
+		return rc;
+	if ((rc = pb_store_ns_open_ro(store, v->account, v->device, &ns)) != 0)
+		goto out;
+	snprintf(path, sizeof(path), "%s/device", v->dir);
+	if ((rc = pb_provider_dir(path, &p)) != 0 || (rc = p->begin(p->arg, &txn)) != 0)
+		goto out;
+	for (size_t i = 0; rc == 0 && i < c->n; i++)
+		if (deferred(&c->items[i]))
+			rc = write_item(v, p, txn, ns, c, i);
+	if (rc == 0)
+		rc = p->commit(txn);
+	else
+		p->abort(txn);
+	if (rc == 0) {
+		collect_free(c);
+		free(c);
+		v->rest = NULL;
+		v->pending = 0;
+	}
+out:
+	if (p != NULL)
+		pb_provider_dir_free(p);
+	if (ns != NULL)
+		pb_store_ns_close(ns);
+	pb_store_close(store);
+	return rc;
 }
 
 int pb_desktop_view_open(pb_desktop_view_t *v, const char *home, const char *account, const char *device,
@@ -211,37 +340,28 @@ int pb_desktop_view_open(pb_desktop_view_t *v, const char *home, const char *acc
 	if ((rc = pb_provider_dir(path, &p)) != 0 || (rc = p->begin(p->arg, &txn)) != 0)
 		goto out;
 	for (size_t i = 0; rc == 0 && i < c.n; i++) {
-		pb_buf_t b = {0};
-		pb_item_t item;
-
 		if (atomic_load(quit)) {
 			rc = PB_ECANCELED;
 			break;
 		}
-		if ((rc = item_bytes(ns, &v->keys, &c.items[i], &b)) == 0) {
-			memset(&item, 0, sizeof(item));
-			item.kind = (pb_kind_t)c.items[i].kind;
-			item.id = c.items[i].id;
-			item.path = c.items[i].path;
-			item.seq = c.items[i].seq;
-			item.data = b.data != NULL ? b.data : (const uint8_t *)"";
-			item.len = b.len;
-			item.size = b.len;
-			item.mtime_ns = (uint64_t)c.items[i].mtime;
-			if (i > 0 && strcmp(c.items[i - 1].path, c.items[i].path) == 0)
-				item.after = c.items[i - 1].id;
-			rc = p->write(txn, &item);
-			if (rc == 0)
-				rc = index_message(v, &c.items[i], &b);
-			v->counts[c.items[i].kind < 6 ? c.items[i].kind : 0]++;
+		v->counts[c.items[i].kind < 6 ? c.items[i].kind : 0]++;
+		if (deferred(&c.items[i])) {
+			v->pending++;
+			continue;
 		}
-		pb_buf_free(&b);
+		rc = write_item(v, p, txn, ns, &c, i);
 	}
 	if (rc == 0)
 		rc = p->commit(txn);
 	else
 		p->abort(txn);
 	txn = NULL;
+	/* The list stays for the attachments left encrypted. */
+	if (rc == 0 && v->pending > 0 && (v->rest = malloc(sizeof(c))) != NULL) {
+		memcpy(v->rest, &c, sizeof(c));
+		memset(&c, 0, sizeof(c));
+		snprintf(v->account, sizeof(v->account), "%s", account);
+	}
 out:
 	if (p != NULL)
 		pb_provider_dir_free(p);
@@ -265,11 +385,19 @@ void pb_desktop_view_lock(pb_desktop_view_t *v)
 	pb_backup_keys_wipe(&v->keys);
 	for (size_t i = 0; i < v->nmsgs; i++) {
 		sodium_memzero(v->msgs[i].text, v->msgs[i].len);
+		sodium_memzero(v->msgs[i].lower, v->msgs[i].lower_len);
 		free(v->msgs[i].text);
+		free(v->msgs[i].lower);
 		free(v->msgs[i].id);
 	}
 	free(v->msgs);
 	v->msgs = NULL;
+	if (v->rest != NULL) {
+		collect_free(v->rest);
+		free(v->rest);
+		v->rest = NULL;
+	}
+	v->pending = 0;
 	v->nmsgs = v->capmsgs = 0;
 	rm_tree(v->dir);
 	v->dir[0] = 0;

@@ -16,6 +16,8 @@ typedef struct pb_desktop_msg_s {
 	char *id;
 	char *text;
 	size_t len;
+	char *lower;      /* what a search looks at, ASCII folded to lower case */
+	size_t lower_len;
 } pb_desktop_msg_t;
 
 /* An open backup: the master key and its subkeys (memory only), the
@@ -32,6 +34,9 @@ typedef struct pb_desktop_view_s {
 	uint64_t counts[6]; /* items per kind */
 	pb_desktop_msg_t *msgs;
 	size_t nmsgs, capmsgs;
+	uint64_t pending;   /* large attachments still encrypted ... */
+	void *rest;         /* ... and the snapshot's item list to find them */
+	char account[PB_HOST_TEXT_MAX];
 } pb_desktop_view_t;
 
 /* Unwraps the master key of account's device with passphrase (from the
@@ -40,6 +45,9 @@ typedef struct pb_desktop_view_s {
  * Whatever was open in v before is locked first. */
 int pb_desktop_view_open(pb_desktop_view_t *v, const char *home, const char *account, const char *device,
 			 const char *passphrase, atomic_bool *quit);
+/* Decrypts the large chat attachments the open left in the store (a chat
+ * download needs them). */
+int pb_desktop_view_attachments(pb_desktop_view_t *v, const char *home);
 /* Wipes the key and the messages and removes the folder. */
 void pb_desktop_view_lock(pb_desktop_view_t *v);
 

@@ -154,13 +154,25 @@
     const dl = $('downloads');
     dl.replaceChildren();
     for (const [kind, fmt, label] of [['contacts', 'vcard4', 'Contacts as vCard 4'], ['contacts', 'vcard3', 'Contacts as vCard 3'], ['chat', 'telegram', 'Chats as Telegram JSON'], ['chat', 'whatsapp', 'Chats as WhatsApp text'], ['mifare', 'mct', 'MIFARE cards as .mct'], ['mifare', 'mfd', 'MIFARE cards as .mfd'], ['mifare', 'nfc', 'MIFARE cards for Flipper (.nfc)']])
-      dl.append(el('li', {}, el('a', { href: '/api/export?kind=' + kind + '&format=' + fmt, download: '', text: label })));
+      dl.append(el('li', {}, el('details', { ontoggle: (e) => exportFiles(e.target, kind, fmt) }, el('summary', { text: label }), el('ul', {}))));
     search();
     loadItems();
+  }
+  /* The files of one export, each a download. */
+  async function exportFiles(details, kind, fmt) {
+    const ul = details.querySelector('ul');
+    if (!details.open || ul.childElementCount) return;
+    const q = '/api/export?kind=' + kind + '&format=' + fmt;
+    let files;
+    try { files = await get(q + '&list=1'); } catch (e) { ul.append(el('li', { text: e.message })); return; }
+    for (const f of files) ul.append(el('li', {}, el('a', { href: q + '&file=' + encodeURIComponent(f.file), download: '', text: f.file }), ' (' + bytes(f.size) + ')'));
   }
   async function open(ev) {
     ev.preventDefault();
     $('open-error').textContent = '';
+    const button = $('open-form').querySelector('button');
+    button.disabled = true;
+    $('open-status').textContent = 'Decrypting the backup…';
     try {
       await post('/api/open', { device: $('open-device').value, passphrase: $('open-pass').value });
       $('open-pass').value = '';
@@ -169,6 +181,8 @@
       $('open-pass').value = '';
       $('open-error').textContent = e.code === 'PB_ESTORE_PASSPHRASE' ? 'Wrong recovery passphrase. Check it and try again.' : 'Cannot open this backup: ' + e.message;
     }
+    button.disabled = false;
+    $('open-status').textContent = '';
   }
   /* A message as backed up: a Telegram JSON object, or a WhatsApp line. */
   function message(m) {
@@ -237,6 +251,13 @@
         loadDevices(); break;
       case 'authenticated': case 'disconnected': case 'instruction': loadDevices(); loadInstructions(); break;
       case 'locked': loadBackup(); break;
+      case 'verify-progress': {
+        const bar = $('verify-progress');
+        bar.hidden = false;
+        bar.max = ev.bytes_total;
+        bar.value = ev.bytes_done;
+        break;
+      }
     }
   }
 
