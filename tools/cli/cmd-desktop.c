@@ -1060,9 +1060,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			return send_text(c, 400, "a JSON object is expected");
 		}
 		ret = api_post(d, c, url, in);
-		/* The passphrase leaves memory with the request. */
+		/* The passphrase leaves memory with the request: the body and the
+		 * parsed copy are wiped before they are freed. */
 		if (rq->body != NULL)
 			sodium_memzero(rq->body, rq->len);
+		if (json_is_string(json_object_get(in, "passphrase")))
+			sodium_memzero((char *)json_string_value(json_object_get(in, "passphrase")),
+				       json_string_length(json_object_get(in, "passphrase")));
 		json_decref(in);
 		return ret;
 	}
