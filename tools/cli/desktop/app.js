@@ -70,6 +70,7 @@
   /* Phones and snapshots */
   async function loadDevices() {
     try { state.devices = await get('/api/devices'); } catch (e) { return; }
+    state.backup = await get('/api/backup').catch(() => null);
     renderPhones(); renderSnapshots(); renderSelects();
   }
   function progressOf(dev) {
@@ -111,10 +112,14 @@
     const list = $('snapshots-list');
     list.replaceChildren();
     for (const d of state.devices) {
-      const rows = d.snapshots.map((s) => el('tr', {}, el('td', { text: String(s.id) }), el('td', { text: when(s.time) }), el('td', { text: String(s.chunks) }), el('td', { text: bytes(s.size) })));
+      /* What a snapshot holds is inside its encryption: known for the one
+       * open on the Open a backup page. */
+      const b = state.backup;
+      const items = (s) => (b && b.open && b.device === d.device && b.snapshot === s.id ? Object.entries(b.items).map(([k, n]) => n + ' ' + k).join(', ') : 'open it to see');
+      const rows = d.snapshots.map((s) => el('tr', {}, el('td', { text: String(s.id) }), el('td', { text: when(s.time) }), el('td', { text: items(s) }), el('td', { text: String(s.chunks) }), el('td', { text: bytes(s.size) })));
       list.append(el('section', { class: 'card', 'data-device': d.device },
         el('h3', { text: d.name || d.device.slice(0, 8) }),
-        rows.length ? el('table', {}, el('thead', {}, el('tr', {}, el('th', { text: 'Snapshot' }), el('th', { text: 'Time' }), el('th', { text: 'Chunks' }), el('th', { text: 'Size' }))), el('tbody', {}, ...rows)) : el('p', { text: 'No snapshot yet.' })));
+        rows.length ? el('table', {}, el('thead', {}, el('tr', {}, el('th', { text: 'Snapshot' }), el('th', { text: 'Time' }), el('th', { text: 'Items' }), el('th', { text: 'Chunks' }), el('th', { text: 'Size' }))), el('tbody', {}, ...rows)) : el('p', { text: 'No snapshot yet.' })));
     }
   }
   function renderSelects() {
