@@ -541,23 +541,24 @@ static unsigned status_of(int rc)
 												       : 500;
 }
 
-/* Verify's progress, to the pages' streams (at most every 1 %). */
-struct verify_progress {
+/* The progress of a long request (verify, open), to the pages' streams
+ * (at most every 1 %). */
+struct progress {
 	struct desk *d;
+	const char *event;
 	uint64_t last;
 };
 
-static void on_verify_progress(void *arg, uint64_t done, uint64_t total)
+static void on_progress(void *arg, uint64_t done, uint64_t total)
 {
-	struct verify_progress *vp = arg;
+	struct progress *vp = arg;
 	json_t *o;
 	char *line;
 
 	if (total == 0 || (done < total && (done - vp->last) * 100 < total))
 		return;
 	vp->last = done;
-	o = json_pack("{s:s, s:I, s:I}", "event", "verify-progress", "bytes_done", (json_int_t)done, "bytes_total",
-		      (json_int_t)total);
+	o = json_pack("{s:s, s:I, s:I}", "event", vp->event, "done", (json_int_t)done, "total", (json_int_t)total);
 	line = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	if (line == NULL)
@@ -569,7 +570,7 @@ static void on_verify_progress(void *arg, uint64_t done, uint64_t total)
 
 static enum MHD_Result api_verify(struct desk *d, struct MHD_Connection *c)
 {
-	struct verify_progress vp = {d, 0};
+	struct progress vp = {d, "verify-progress", 0};
 	pb_host_t *h;
 	pb_store_verify_report_t rep;
 	int rc;
@@ -577,7 +578,7 @@ static enum MHD_Result api_verify(struct desk *d, struct MHD_Connection *c)
 	memset(&rep, 0, sizeof(rep));
 	if ((rc = pb_host_open(d->cli->home, &h)) != 0)
 		return send_error(c, 500, rc);
-	rc = pb_host_verify(h, on_verify_progress, &vp, &rep);
+	rc = pb_host_verify(h, on_progress, &vp, &rep);
 	pb_host_free(h);
 	if (rc != 0 && rc != PB_ESTORE_CORRUPT)
 		return send_error(c, 500, rc);
@@ -628,6 +629,7 @@ static enum MHD_Result api_open(struct desk *d, struct MHD_Connection *c, json_t
 	const char *dev = jstr(in, "device"), *pass = jstr(in, "passphrase");
 	pb_host_device_t found;
 	pb_desktop_view_t *nv;
+	struct progress op = {d, "open-progress", 0};
 	struct job j = {.what = JOB_DEVICES};
 	size_t i;
 	json_t *dv, *o;
@@ -664,7 +666,8 @@ static enum MHD_Result api_open(struct desk *d, struct MHD_Connection *c, json_t
 	if ((nv = calloc(1, sizeof(*nv))) == NULL)
 		rc = -ENOMEM;
 	else
-		rc = pb_desktop_view_open(nv, d->cli->home, found.account, found.device, pass, &d->quit);
+		rc = pb_desktop_view_open(nv, d->cli->home, found.account, found.device, pass, &d->quit, on_progress,
+					  &op);
 	pthread_mutex_lock(&d->mu);
 	if (rc == 0) {
 		d->view = *nv;

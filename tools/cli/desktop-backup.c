@@ -283,7 +283,7 @@ out:
 }
 
 int pb_desktop_view_open(pb_desktop_view_t *v, const char *home, const char *account, const char *device,
-			 const char *passphrase, atomic_bool *quit)
+			 const char *passphrase, atomic_bool *quit, pb_store_progress_cb progress, void *parg)
 {
 	char path[4096];
 	pb_store_t *store = NULL;
@@ -344,6 +344,8 @@ int pb_desktop_view_open(pb_desktop_view_t *v, const char *home, const char *acc
 			rc = PB_ECANCELED;
 			break;
 		}
+		if (progress != NULL && i % 1000 == 0)
+			progress(parg, i, c.n);
 		v->counts[c.items[i].kind < 6 ? c.items[i].kind : 0]++;
 		if (deferred(&c.items[i])) {
 			v->pending++;

@@ -40,11 +40,12 @@ typedef struct pb_desktop_view_s {
 } pb_desktop_view_t;
 
 /* Unwraps the master key of account's device with passphrase (from the
- * store under home) and decrypts its latest snapshot. PB_ESTORE_PASSPHRASE
- * for a wrong passphrase; PB_ECANCELED when *quit became true meanwhile.
- * Whatever was open in v before is locked first. */
+ * store under home) and decrypts its latest snapshot, telling progress
+ * (may be NULL) the items done of all every thousand items.
+ * PB_ESTORE_PASSPHRASE for a wrong passphrase; PB_ECANCELED when *quit
+ * became true meanwhile. Whatever was open in v before is locked first. */
 int pb_desktop_view_open(pb_desktop_view_t *v, const char *home, const char *account, const char *device,
-			 const char *passphrase, atomic_bool *quit);
+			 const char *passphrase, atomic_bool *quit, pb_store_progress_cb progress, void *parg);
 /* Decrypts the large chat attachments the open left in the store (a chat
  * download needs them). */
 int pb_desktop_view_attachments(pb_desktop_view_t *v, const char *home);

@@ -259,10 +259,13 @@
       case 'verify-progress': {
         const bar = $('verify-progress');
         bar.hidden = false;
-        bar.max = ev.bytes_total;
-        bar.value = ev.bytes_done;
+        bar.max = ev.total;
+        bar.value = ev.done;
         break;
       }
+      case 'open-progress':
+        $('open-status').textContent = 'Decrypting the backup: ' + ev.done + ' of ' + ev.total + ' items…';
+        break;
     }
   }
 
