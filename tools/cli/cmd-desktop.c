@@ -101,6 +101,8 @@ static void random_hex(char out[SESSION_HEX])
 
 static void log_event(struct desk *d, char *line)
 {
+	if (line == NULL)
+		return;
 	free(d->evlog[d->evseq % EVLOG]);
 	d->evlog[d->evseq % EVLOG] = line;
 	d->evseq++;
@@ -239,6 +241,12 @@ static void on_signal(uv_signal_t *sig, int signum)
 	pthread_mutex_lock(&d->mu);
 	d->stopping = true;
 	atomic_store(&d->quit, true);
+	/* Requests still waiting for the loop get an answer: it is closing. */
+	for (struct job *j = d->jobs; j != NULL; j = j->next) {
+		j->rc = PB_ESTATE;
+		j->done = true;
+	}
+	d->jobs = NULL;
 	pthread_cond_broadcast(&d->cv);
 	pthread_mutex_unlock(&d->mu);
 	(void)pb_host_stop(d->host, NULL, NULL);
