@@ -10,6 +10,21 @@
  * and the store is read without its lock (pb_store_open_ro). One mutex
  * guards the shared state: the event log, the pairing code, the open
  * backup. */
+#ifndef PB_HAVE_MHD
+/* Built without libmicrohttpd (a cross build): no web app. */
+#include <stdio.h>
+
+#include "cli.h"
+#include "commands.h"
+
+int pb_cmd_desktop(pb_cli_t *cli, int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return pb_cli_fail(cli, "this peerback was built without the desktop web app (libmicrohttpd-dev was "
+				"missing); run peerback host");
+}
+#else
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
@@ -1253,3 +1268,4 @@ int pb_cmd_desktop(pb_cli_t *cli, int argc, char **argv)
 		return pb_cli_fail_err(cli, rc, "desktop (state in %s)", cli->home);
 	return 0;
 }
+#endif
