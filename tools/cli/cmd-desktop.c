@@ -706,6 +706,22 @@ static enum MHD_Result api_open(struct desk *d, struct MHD_Connection *c, json_t
 	return send_json(c, 200, o);
 }
 
+/* Takes the mutex for a request to the open backup, which counts as its
+ * use (the idle lock waits), and gives the decrypted device directory's
+ * path in dev (when cap > 0). False, mutex released, when none is open. */
+static bool view_use(struct desk *d, char *dev, size_t cap)
+{
+	pthread_mutex_lock(&d->mu);
+	if (!d->view.open) {
+		pthread_mutex_unlock(&d->mu);
+		return false;
+	}
+	d->last_use = time(NULL);
+	if (cap > 0)
+		snprintf(dev, cap, "%s/device", d->view.dir);
+	return true;
+}
+
 /* Chat messages matching q, page by page, searched here rather than in the
  * page: a large backup never travels to the browser whole. */
 static enum MHD_Result api_messages(struct desk *d, struct MHD_Connection *c)
@@ -728,13 +744,10 @@ static enum MHD_Result api_messages(struct desk *d, struct MHD_Connection *c)
 		lq[i] = (char)((unsigned char)q[i] < 0x80 ? tolower((unsigned char)q[i]) : q[i]);
 	lq[nq] = 0;
 	skip = (size_t)page * per;
-	pthread_mutex_lock(&d->mu);
-	if (!d->view.open) {
-		pthread_mutex_unlock(&d->mu);
+	if (!view_use(d, NULL, 0)) {
 		json_decref(a);
 		return send_error(c, 409, PB_ESTORE_NOMASTER);
 	}
-	d->last_use = time(NULL);
 	for (size_t i = 0; i < d->view.nmsgs; i++) {
 		pb_desktop_msg_t *m = &d->view.msgs[i];
 
@@ -868,13 +881,8 @@ static enum MHD_Result api_export(struct desk *d, struct MHD_Connection *c)
 		return send_error(c, 400, PB_EINVAL);
 	if (fmt != NULL && strspn(fmt, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(fmt))
 		return send_error(c, 400, PB_EINVAL);
-	pthread_mutex_lock(&d->mu);
-	if (!d->view.open) {
-		pthread_mutex_unlock(&d->mu);
+	if (!view_use(d, dev, sizeof(dev)))
 		return send_error(c, 409, PB_ESTORE_NOMASTER);
-	}
-	d->last_use = time(NULL);
-	snprintf(dev, sizeof(dev), "%s/device", d->view.dir);
 	snprintf(out, sizeof(out), "%s/export-%s-%s", d->view.dir, pb_kind_name(kind), fmt != NULL ? fmt : "default");
 	err[0] = 0;
 	rc = kind == PB_KIND_CHAT ? pb_desktop_view_attachments(&d->view, d->cli->home) : 0;
@@ -930,13 +938,8 @@ static enum MHD_Result api_items(struct desk *d, struct MHD_Connection *c)
 		return send_error(c, 400, PB_EINVAL);
 	if (page < 0 || page > 1000000)
 		page = 0;
-	pthread_mutex_lock(&d->mu);
-	if (!d->view.open) {
-		pthread_mutex_unlock(&d->mu);
+	if (!view_use(d, dev, sizeof(dev)))
 		return send_error(c, 409, PB_ESTORE_NOMASTER);
-	}
-	d->last_use = time(NULL);
-	snprintf(dev, sizeof(dev), "%s/device", d->view.dir);
 	o = pb_desktop_items(dev, kind, (size_t)page, 20, rv != NULL && strcmp(rv, "1") == 0);
 	pthread_mutex_unlock(&d->mu);
 	return send_json(c, 200, o);
