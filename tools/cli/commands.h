@@ -8,6 +8,7 @@
 #define PB_CLI_COMMANDS(X)                                                        \
 	X("account", pb_cmd_account, "log this device into the IM account service")          \
 	X("host", pb_cmd_host, "run the backup host, or manage its paired phones")           \
+	X("desktop", pb_cmd_desktop, "run the backup host with a local web app to manage it and browse backups") \
 	X("pair", pb_cmd_pair, "pair this phone with a host from its QR code")               \
 	X("devices", pb_cmd_devices, "list pairings")                                        \
 	X("ping", pb_cmd_ping, "open a session with the paired host and measure it")          \
