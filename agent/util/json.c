@@ -1,5 +1,4 @@
 /* The JSON writer for --json output and host events. */
-#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -93,36 +92,11 @@ json_t *pb__json_text(const char *s)
 	return j;
 }
 
-double pb__json_milli(double v)
-{
-	return round(v * 1000.0) / 1000.0;
-}
-
 static json_t *vbuild(const char *fmt, va_list ap)
 {
 	json_error_t err;
 
 	return json_vpack_ex(&err, 0, fmt, ap);
-}
-
-int pb__json_print(const char *fmt, ...)
-{
-	va_list ap;
-	json_t *o;
-	int rc;
-
-	va_start(ap, fmt);
-	o = vbuild(fmt, ap);
-	va_end(ap);
-	if (o == NULL)
-		return PB_ENOMEM;
-	rc = json_dumpf(o, stdout, DUMP_FLAGS);
-	json_decref(o);
-	if (rc != 0)
-		return PB_EIO;
-	fputc('\n', stdout);
-	fflush(stdout);
-	return 0;
 }
 
 char *pb__json_vformat(const char *fmt, va_list ap)
