@@ -77,7 +77,9 @@
     const p = state.progress[dev.device];
     if (!p) return null;
     const last = dev.snapshots && dev.snapshots[0] ? dev.snapshots[0].size : 0;
-    const max = Math.max(last, p.bytes * 1.1, 1);
+    /* The host knows no total: the last snapshot's size stands in, and a
+     * finished backup fills the bar. */
+    const max = p.done ? Math.max(p.bytes, 1) : Math.max(last, p.bytes * 1.1, 1);
     const secs = (Date.now() - p.start) / 1000;
     const rate = secs > 0 ? p.bytes / secs : 0;
     const left = rate > 0 && last > p.bytes ? Math.round((last - p.bytes) / rate) + ' s left' : '';
