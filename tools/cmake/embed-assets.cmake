@@ -3,7 +3,10 @@
 # without reading anything from disk. Run by the build (CMakeLists.txt).
 file(GLOB files RELATIVE ${DIR} ${DIR}/*)
 list(SORT files)
-set(body "/* Generated from tools/cli/desktop/ by tools/cmake/embed-assets.cmake. */\n#include \"desktop.h\"\n\n")
+# The header is named by its full path, so that the CLI needs nothing but
+# include/ on its include path.
+get_filename_component(header ${DIR}/../desktop.h ABSOLUTE)
+set(body "/* Generated from tools/cli/desktop/ by tools/cmake/embed-assets.cmake. */\n#include \"${header}\"\n\n")
 set(table "")
 set(i 0)
 foreach(f ${files})
