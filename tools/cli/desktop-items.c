@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "peerback.h"
+#include "cli.h"
 #include "desktop.h"
 
 #define MASK "••••••"
@@ -80,12 +81,6 @@ static json_t *sim(const uint8_t *data, size_t len, bool reveal)
 	return o;
 }
 
-static void hex(char *out, const uint8_t *b, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		sprintf(out + 2 * i, "%02X", b[i]);
-}
-
 /* A MIFARE Classic dump (.mfd): per sector its blocks, keys A and B
  * (masked) and the access conditions C1C2C3 of each block of the sector
  * (from the trailer's bytes 6 to 8). */
@@ -104,7 +99,7 @@ static json_t *mifare(const uint8_t *d, size_t len, bool reveal)
 			break;
 		t = d + (block + n - 1) * 16;
 		for (unsigned b = 0; b < n; b++) {
-			hex(buf, d + (block + b) * 16, 16);
+			pb_cli_hex_upper(d + (block + b) * 16, 16, buf);
 			if (b == n - 1 && !reveal) { /* the trailer holds the keys */
 				memset(buf, '*', 12);
 				memset(buf + 20, '*', 12);
@@ -119,10 +114,10 @@ static json_t *mifare(const uint8_t *d, size_t len, bool reveal)
 			snprintf(buf, sizeof(buf), "%u%u%u", c1, c2, c3);
 			json_array_append_new(access, json_string(buf));
 		}
-		hex(buf, t, 6);
+		pb_cli_hex_upper(t, 6, buf);
 		json_t *sec = json_pack("{s:I, s:o, s:o, s:s}", "sector", (json_int_t)s, "blocks", blocks, "access",
 					access, "key_a", reveal ? buf : MASK);
-		hex(buf, t + 10, 6);
+		pb_cli_hex_upper(t + 10, 6, buf);
 		json_object_set_new(sec, "key_b", json_string(reveal ? buf : MASK));
 		json_array_append_new(sectors, sec);
 		block += n;
