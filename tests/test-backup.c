@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <ftw.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -435,6 +436,36 @@ static void test_one_percent_changed(void **state)
 
 /* Starts a backup in the background and returns when its progress passes
  * fraction of the work, or it ended; the caller kills what it wants. */
+/* The kill tests arm the host to stop itself inside a snapshot commit
+ * (PEERBACK_TEST_PAUSE, agent/util/testhook.h), so that a backup cannot
+ * finish before its kill however fast it runs. */
+static char pause_file[4200];
+
+static bool host_paused(void)
+{
+	struct stat st;
+
+	return stat(pause_file, &st) == 0 && st.st_size > 0;
+}
+
+/* Restarts the host, armed at the given pause points (NULL: unarmed). */
+static void host_restart_armed(const char *points)
+{
+	snprintf(pause_file, sizeof(pause_file), "%s/host.paused", dir);
+	unlink(pause_file);
+	pb_test_host_stop(&host);
+	if (points != NULL) {
+		setenv("PEERBACK_TEST_PAUSE", points, 1);
+		setenv("PEERBACK_TEST_PAUSE_FILE", pause_file, 1);
+	}
+	pb_test_host_restart(&host, NULL);
+	unsetenv("PEERBACK_TEST_PAUSE");
+	unsetenv("PEERBACK_TEST_PAUSE_FILE");
+}
+
+/* Starts a backup and returns once fraction of its bytes are done or the
+ * armed host has stopped at its pause point (0), when it completed (1), or
+ * on silence or end of output (-1). */
 static int backup_until(pb_test_proc_t *p, double fraction, long long *committed)
 {
 	char *tool = pb_test_tool("peerback");
@@ -444,9 +475,19 @@ static int backup_until(pb_test_proc_t *p, double fraction, long long *committed
 	*committed = 0;
 	assert_int_equal(pb_test_spawn(p, argv, NULL), 0);
 	free(tool);
-	while (pb_test_readline(p, line, sizeof(line), 60000) > 0) {
-		long long done = pb_test_json_num(line, "bytes_done"), total = pb_test_json_num(line, "bytes_total");
+	for (int waited = 0; waited < 60000;) {
+		long long done, total;
 
+		if (pb_test_readline(p, line, sizeof(line), 200) < 0) {
+			if (host_paused()) {
+				printf("the host stopped at its pause point\n");
+				return 0;
+			}
+			waited += 200;
+			continue;
+		}
+		done = pb_test_json_num(line, "bytes_done");
+		total = pb_test_json_num(line, "bytes_total");
 		if (strstr(line, "backup-done") != NULL)
 			return 1;
 		if (pb_test_json_num(line, "bytes_committed") > *committed)
@@ -495,6 +536,7 @@ static void test_host_sigkill_mid_backup(void **state)
 
 	(void)state;
 	fresh_data("12");
+	host_restart_armed("snapshot-checked:1");
 	for (int i = 0; i < 10; i++) {
 		pb_test_proc_t p;
 		long long committed;
@@ -529,7 +571,7 @@ static void test_host_sigkill_mid_backup(void **state)
 		/* Restarts with a store that verifies clean and still holds the
 		 * acknowledged snapshot. */
 		host_verify_clean();
-		pb_test_host_restart(&host, NULL);
+		host_restart_armed(i < 9 ? "snapshot-checked:1" : NULL);
 		restore_snapshot_a();
 	}
 	/* The re-run sends at most what was not acknowledged, plus 10%. */
@@ -548,17 +590,24 @@ static void test_phone_killed_mid_backup(void **state)
 
 	(void)state;
 	fresh_data("13");
+	host_restart_armed("snapshot-checked:1,snapshot-checked:2,snapshot-checked:3");
 	for (int i = 0; i < 3; i++) {
 		pb_test_proc_t p;
 		long long committed;
 		int r = backup_until(&p, 0.25 + 0.25 * i, &committed);
 
-		/* The phone dies (or its link does) mid-transfer. */
+		/* The phone dies (or its link does) mid-transfer; a host
+		 * stopped at its pause point then goes on. */
 		pb_test_stop(&p, SIGKILL);
+		if (host_paused()) {
+			kill(host.proc.pid, SIGCONT);
+			unlink(pause_file);
+		}
 		committed_total += committed;
 		printf("phone killed at %d%%: %s; %lld bytes acknowledged\n", 25 + 25 * i,
 		       r == 1 ? "had completed" : "interrupted", committed);
 	}
+	host_restart_armed(NULL);
 	backup(line, sizeof(line));
 	total = pb_test_json_num(line, "bytes");
 	printf("final run sent %lld bytes; %lld of %lld were acknowledged before\n",

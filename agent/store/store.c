@@ -26,6 +26,7 @@
 
 #include "agent/store/internal.h"
 #include "agent/util/fsutil.h"
+#include "agent/util/testhook.h"
 #include "peerback/error.h"
 
 /* Pack files grow past 2 GiB and are written at 64-bit offsets: a 32-bit
@@ -37,6 +38,7 @@ int (*pb__store_test_fail)(const char *point);
 
 #define HOOK(point)                                                            \
 	do {                                                                   \
+		pb__test_point(point);                                         \
 		if (pb__store_test_hook != NULL)                               \
 			pb__store_test_hook(point);                            \
 	} while (0)

@@ -409,6 +409,18 @@ def pb_restore(env, phone, to, *extra):
     return {"wall": res.wall, "cpu": res.cpu, "rss_kib": res.rss_kib, "done": done}
 
 
+def host_verify(env, r, step):
+    """`peerback host verify` on the host's store after a step (it reads
+    the store while the host runs); r["host_verify"][step] says clean."""
+    res = env.peerback(env.host_home, "--json", "host", "verify")
+    ev = res.json_event("verify")
+    clean = res.rc == 0 and ev is not None and ev.get("clean") is True
+    r.setdefault("host_verify", {})[step] = clean
+    if not clean:
+        log("host verify after %s: NOT clean (exit %d): %s" % (step, res.rc, (res.out + res.err)[-800:]))
+    return clean
+
+
 def percentile(values, pct):
     v = sorted(values)
     rank = max(1, (len(v) * pct + 99) // 100)
@@ -486,12 +498,14 @@ def bench_peerback(args, size, data, dbytes):
         r["backup_bytes_sent"] = b["done"].get("bytes_sent")
         phone_rss = b["rss_kib"]
         r["backup_phone_peak_rss_mib"] = b["rss_kib"] / 1024
+        host_verify(env, r, size + "_backup")
 
         log("peerback %s: re-backup, nothing changed" % size)
         b = pb_backup(env, phone, device)
         r["rebackup_unchanged_s"] = b["wall"]
         r["rebackup_unchanged_bytes_sent"] = b["done"].get("bytes_sent")
         phone_rss = max(phone_rss, b["rss_kib"])
+        host_verify(env, r, size + "_unchanged")
 
         log("peerback %s: full restore onto a fresh device directory" % size)
         to = os.path.join(root, "restored")
@@ -513,10 +527,12 @@ def bench_peerback(args, size, data, dbytes):
         r["rebackup_1pct_bytes_sent"] = b["done"].get("bytes_sent")
         r["rebackup_1pct_sent_fraction"] = (b["done"].get("bytes_sent") or 0) / dbytes
         phone_rss = max(phone_rss, b["rss_kib"])
+        host_verify(env, r, size + "_1pct")
 
         if args.single_from == size:
             ids = message_ids(device)
             single_restore(env, phone, ids, r, args)
+            newphone_single_restore(env, "phone", ids, r, args)
 
         nfc_fallback(env, phone, device, r, args)
 
@@ -566,9 +582,11 @@ def nfc_fallback(env, phone, device, r, args):
     r["nfc_fallback_command_ms_p50"] = percentile(wall, 50)
 
 
-def single_restore(env, phone, ids, r, args):
+def single_restore(env, phone, ids, r, args, prefix="single_restore", extra=()):
     """Restores single messages by id, each a fresh command (process start,
-    IK session, account check, lookup, decrypt, write)."""
+    IK session, account check, lookup, decrypt, write). extra: more
+    arguments of restore (--from DEVICE for a new phone); the figures go
+    to r[prefix + "_ms_p50"] and so on."""
     if not ids:
         raise BenchError("no chat messages to restore")
     rng = random.Random(SEED)
@@ -583,7 +601,7 @@ def single_restore(env, phone, ids, r, args):
     lookups = {}
     for i, mid in enumerate(pick):
         to = os.path.join(base, str(i))
-        x = pb_restore(env, phone, to, "--id", mid)
+        x = pb_restore(env, phone, to, "--id", mid, *extra)
         # The message comes back inside its chat's result.json (with the
         # chat's frame, which the file needs).
         chat, num = mid.split("/")[1], mid.split("/")[3]
@@ -596,11 +614,31 @@ def single_restore(env, phone, ids, r, args):
         how = x["done"].get("lookup", "?")
         lookups[how] = lookups.get(how, 0) + 1
         shutil.rmtree(to, ignore_errors=True)
-    r["single_restore_ms_p50"] = percentile(times, 50)
-    r["single_restore_ms_p99"] = percentile(times, 99)
-    r["single_restore_store_messages"] = len(ids)
+    r[prefix + "_ms_p50"] = percentile(times, 50)
+    r[prefix + "_ms_p99"] = percentile(times, 99)
+    r[prefix + "_store_messages"] = len(ids)
     # How each was found: "state" (one request) or "manifest" (the walk).
-    r["single_restore_lookups"] = lookups
+    r[prefix + "_lookups"] = lookups
+
+
+def newphone_single_restore(env, owner, ids, r, args):
+    """single_restore on a new phone: a fresh home logged in and paired,
+    with no backup state, restoring the owner's messages (--from)."""
+    res = env.peerback(env.host_home, "--json", "host", "devices").check("host devices")
+    dev = None
+    for line in res.out.splitlines():
+        if line.startswith("{"):
+            obj = json.loads(line)
+            if obj.get("name") == owner:
+                dev = obj.get("device")
+    if dev is None:
+        raise BenchError("host devices lists no device named %s" % owner)
+    name = "newphone-%d" % int(time.time() * 1000)
+    home = env.add_phone(name)
+    try:
+        single_restore(env, home, ids, r, args, "newphone_single_restore", ("--from", dev))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def message_device(args):
@@ -664,6 +702,7 @@ def bench_message_store(args):
         with open(os.path.join(root, "ids.json")) as f:
             ids = json.load(f)
         single_restore(env, os.path.join(root, "phone"), ids, r, args)
+        newphone_single_restore(env, "phone", ids, r, args)
     finally:
         if env is not None:
             env.stop()
@@ -693,6 +732,7 @@ def bench_concurrent(args, data, dbytes, nphones=16):
         r["concurrent16_phone_peak_rss_mib"] = max(x.rss_kib for x in results) / 1024
         r["concurrent16_host_peak_rss_mib"] = env.host.hwm_kib() / 1024
         r["concurrent16_dataset_bytes"] = dbytes
+        host_verify(env, r, "concurrent16")
     finally:
         env.stop()
     if not args.keep:
@@ -997,6 +1037,8 @@ def main():
     ap.add_argument("--skip-others", action="store_true", help="do not run restic and borg")
     ap.add_argument("--messages", type=int, default=1000000)
     ap.add_argument("--imd-only", action="store_true", help="the account service's rows only")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated parts to run, of: " + ",".join(PARTS) + " (default: all)")
     args = ap.parse_args()
     top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     args.bin = os.path.abspath(args.bin)
@@ -1011,6 +1053,10 @@ def main():
     # full runs from a store of at least a million messages.
     args.single_from = "small" if args.quick else None
 
+    parts = set(PARTS if args.only is None else args.only.split(","))
+    if not parts <= set(PARTS):
+        raise BenchError("--only takes some of: " + ",".join(PARTS))
+
     t_start = time.monotonic()
     load_start = os.getloadavg()[0]
     if args.imd_only:
@@ -1019,28 +1065,38 @@ def main():
     results = {}
     for size in sizes:
         data, dbytes = install_dataset(args, size)
-        tools = {"peerback": bench_peerback(args, size, data, dbytes)}
-        if size == "small":
+        tools = {"peerback": bench_peerback(args, size, data, dbytes)} if "main" in parts else {"peerback": {}}
+        if size == "small" and "concurrent" in parts:
             tools["peerback"].update(bench_concurrent(args, data, dbytes))
-        if not args.skip_others:
+        if not args.skip_others and "main" in parts:
             tools["restic"] = bench_restic(args, size, data, dbytes)
             tools["borg"] = bench_borg(args, size, data, dbytes)
         results[size] = tools
     if not args.quick:
-        ms = bench_message_store(args)
-        results["standard"]["peerback"].update(ms)
+        if "message-store" in parts:
+            results["standard"]["peerback"].update(bench_message_store(args))
         # The concurrent figure is measured once, on the small dataset.
         for k, v in results["small"]["peerback"].items():
             if k.startswith("concurrent16_"):
                 results["standard"]["peerback"][k] = v
-
-    imd = bench_imd(args)
     main_size = sizes[-1]
+    extra = {}
+    if "million" in parts and not args.quick:
+        extra["million"] = million.bench_million(args)
+    if "link" in parts:
+        extra["link"] = link.bench_link(args, *install_dataset(args, main_size))
+    if "limits" in parts:
+        extra["limits"] = limits.bench_limits(args)
+    imd = bench_imd(args) if "imd" in parts else {}
+    extra["targets"] = targets.compute(results, extra.get("million"), extra.get("link"))
+
     doc = dict(results[main_size])
     doc["account_service"] = imd
     doc["small"] = results["small"]
+    doc.update(extra)
     doc["meta"] = {
         "mode": "quick" if args.quick else "full",
+        "parts": sorted(parts),
         "main_dataset": main_size,
         "seed": SEED,
         "host": socket.gethostname(),
@@ -1058,14 +1114,37 @@ def main():
         f.write("\n")
     for size in sizes:
         print_table(size, results[size])
-    print_imd_table(imd)
+    if "million" in extra:
+        million.print_million(extra["million"])
+    if "limits" in extra:
+        limits.print_limits(extra["limits"], results[main_size].get("peerback"))
+    if imd:
+        print_imd_table(imd)
+    targets.print_targets(extra["targets"])
     print("\nresults: %s (%.0f s; load average %.1f at the start, %.1f at the end, %d CPUs)" %
           (args.out, time.monotonic() - t_start, load_start, os.getloadavg()[0], os.cpu_count()))
 
 
-if __name__ == "__main__":
+def entry():
     try:
         main()
     except BenchError as e:
         print("peerback bench: %s" % e, file=sys.stderr)
         sys.exit(1)
+
+
+# The parts of the bench that --only can name. Each row module (million.py,
+# link.py, limits.py, targets.py) imports this file as the module "bench".
+PARTS = ["main", "concurrent", "message-store", "million", "link", "limits", "imd"]
+
+if __name__ == "__main__":
+    # Run as the module "bench", the one the row modules import, so that
+    # there is one copy of every class (BenchError above all).
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench
+    bench.entry()
+else:
+    import limits  # noqa: E402
+    import link  # noqa: E402
+    import million  # noqa: E402
+    import targets  # noqa: E402

@@ -1,17 +1,20 @@
 # Scenario 4: the host is killed with SIGKILL in the middle of a backup and
 # started again: its store verifies clean and the backup completes.
 scenario() {
-	local rc i sent committed mbit ppid
+	local rc i sent committed mbit ppid paused
 
 	start_imd alice
-	start_host
+	# The kill must land in the middle whatever the machine's speed. The
+	# host is armed to stop itself (SIGSTOP) inside the first snapshot
+	# commit of the backup (PEERBACK_TEST_PAUSE, agent/util/testhook.h):
+	# chunks are committed by then and the backup cannot finish before
+	# the kill. The phone's link is shaped so the upload takes about 8 s,
+	# and the phone is stopped the moment it reports half the bytes sent,
+	# so on a slow machine the kill lands there, earlier.
+	PEERBACK_TEST_PAUSE=snapshot-checked:1 PEERBACK_TEST_PAUSE_FILE="$WORK/host.paused" start_host
 	phone p "$NET.10"
 	device p 4
 	pair p
-	# The kill must land in the middle whatever the machine's speed: the
-	# phone's link is shaped so the upload takes about 8 s however fast
-	# the programs are, and the phone is stopped (SIGSTOP) the moment it
-	# reports half the bytes sent, so it cannot finish before the kill.
 	mbit=$(awk -v b="$DEVICE_BYTES" 'BEGIN { m = int(b * 8 / 1e6 / 8); print (m < 1 ? 1 : m) }')
 	inject "rate: tbf $mbit Mbit/s on the phone's link ($DEVICE_BYTES bytes take about 8 s)"
 	rate p "$mbit"
@@ -23,12 +26,14 @@ scenario() {
 		sent=$( (grep '"event":"progress"' "$WORK/backup-1.out" 2>/dev/null || true) | tail -n 1 |
 			python3 -c 'import json,sys; l=sys.stdin.read(); print(json.loads(l)["bytes_sent"] if l else 0)' || echo 0)
 		[ "$sent" -ge $((DEVICE_BYTES / 2)) ] && break
+		[ -s "$WORK/host.paused" ] && break
 		kill -0 "$bpid" 2>/dev/null || break
 		sleep 0.05
 	done
 	ppid=$(pgrep -f -n -- "--home $WORK/p .*backup") || fail "the phone's backup is not running ($sent of $DEVICE_BYTES bytes reported)"
 	kill -STOP "$ppid"
-	inject "phone (pid $ppid) stopped at $sent of $DEVICE_BYTES bytes sent; SIGKILL to the host (pid $HOST_PID)"
+	paused=$(cat "$WORK/host.paused" 2>/dev/null || true)
+	inject "phone (pid $ppid) stopped at $sent of $DEVICE_BYTES bytes sent; host ${paused:-running}; SIGKILL to the host (pid $HOST_PID)"
 	kill -KILL "$HOST_PID"
 	wait "$HOST_PID" 2>/dev/null || true
 	kill -CONT "$ppid"
@@ -41,7 +46,7 @@ scenario() {
 	host_verify
 	committed=$(json_get "$(tail -n 1 "$WORK/host-verify.out")" bytes)
 	[ "$committed" -gt 0 ] || fail "nothing was committed before the kill: not a mid-backup kill"
-	start_host
+	PEERBACK_TEST_PAUSE= start_host
 	check "host restarted"
 	backup_ok p backup-2
 	check "backup completed after the restart: $(last_event "$WORK/backup-2.out" backup-done)"
