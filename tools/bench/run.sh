@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks: peerback beside restic and Borg on the same generated data.
 #
-#   tools/bench/run.sh BIN_DIR [--quick] [--keep] [--skip-others] [--messages N]
+#   tools/bench/run.sh BIN_DIR [--quick] [--keep] [--skip-others] [--messages N] [--only PARTS]
 #
 # BIN_DIR holds the release-built programs (tools/run bench passes
 # build-release/tools). --quick runs the small dataset only (a few minutes);
