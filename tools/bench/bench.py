@@ -79,6 +79,19 @@ def base_env(extra=None):
     return env
 
 
+def measured_env(home):
+    """The environment of a measured command of the phone at home. Once the
+    phone holds its key (HOME/master.key, made by its first backup or
+    restore) it needs no recovery passphrase, and given one the CLI checks
+    it against the wrapped key (Argon2id MODERATE: about a second and 256
+    MiB), which no everyday command of a user pays: the passphrase is
+    left out then. Logins and pairings get base_env()."""
+    env = base_env()
+    if os.path.exists(os.path.join(home, "master.key")):
+        env.pop("PEERBACK_RECOVERY_PASSPHRASE", None)
+    return env
+
+
 def spawn_measured(argv, env=None, cwd=None):
     """Starts argv with stdout and stderr in temporary files."""
     out = tempfile.TemporaryFile()
@@ -370,12 +383,21 @@ class PeerbackEnv:
             time.sleep(0.005)
         raise BenchError("the host showed no new pairing code")
 
-    def add_phone(self, name):
+    def add_phone(self, name, key=True):
+        """A logged-in, paired phone. With key, its recovery passphrase is
+        set up too, by a backup of an empty device directory: that once-only
+        step wraps the phone's key with Argon2id MODERATE (about a second and
+        256 MiB) and is kept out of the measured steps (self.key_setup)."""
         home = os.path.join(self.root, name)
         self.login(home, name)
         uri = self.current_uri()
         self.peerback(home, "pair", uri).check("pair " + name)
         self.next_uri(uri)
+        if key:
+            empty = os.path.join(self.root, name + "-empty")
+            os.makedirs(empty, exist_ok=True)
+            res = self.peerback(home, "--json", "backup", "--device", empty).check("key setup of " + name)
+            self.key_setup = {"key_setup_s": res.wall, "key_setup_rss_mib": res.rss_kib / 1024}
         return home
 
     def stop(self):
@@ -392,7 +414,8 @@ class PeerbackEnv:
 def pb_backup(env, phone, device):
     """One measured backup; returns a dict."""
     cpu0 = env.host.cpu()
-    res = env.peerback(phone, "--json", "backup", "--device", device).check("peerback backup")
+    res = env.peerback(phone, "--json", "backup", "--device", device,
+                       env=measured_env(phone)).check("peerback backup")
     host_cpu = env.host.cpu() - cpu0
     done = res.json_event("backup-done")
     if done is None:
@@ -402,7 +425,8 @@ def pb_backup(env, phone, device):
 
 
 def pb_restore(env, phone, to, *extra):
-    res = env.peerback(phone, "--json", "restore", "--to", to, *extra).check("peerback restore")
+    res = env.peerback(phone, "--json", "restore", "--to", to, *extra,
+                       env=measured_env(phone)).check("peerback restore")
     done = res.json_event("restore-done")
     if done is None:
         raise BenchError("peerback restore printed no restore-done event:\n" + res.out[-2000:])
@@ -477,6 +501,7 @@ def bench_peerback(args, size, data, dbytes):
     env.start()
     try:
         phone = env.add_phone("phone")
+        r.update(env.key_setup)
         device = os.path.join(root, "device")
         shutil.copytree(data, device, symlinks=True)
 
@@ -558,7 +583,8 @@ def nfc_fallback(env, phone, device, r, args):
     os.makedirs(empty, exist_ok=True)
 
     def use(cid):
-        x = env.peerback(phone, "--json", "nfc", "use", cid, "--transaction", "--device", empty)
+        x = env.peerback(phone, "--json", "nfc", "use", cid, "--transaction", "--device", empty,
+                         env=measured_env(phone))
         ev = x.json_event("nfc-used")
         if x.rc != 0 or ev is None or ev.get("source") != "host":
             return None, x
@@ -634,7 +660,7 @@ def newphone_single_restore(env, owner, ids, r, args):
     if dev is None:
         raise BenchError("host devices lists no device named %s" % owner)
     name = "newphone-%d" % int(time.time() * 1000)
-    home = env.add_phone(name)
+    home = env.add_phone(name, key=False)
     try:
         single_restore(env, home, ids, r, args, "newphone_single_restore", ("--from", dev))
     finally:
@@ -719,7 +745,8 @@ def bench_concurrent(args, data, dbytes, nphones=16):
         phones = [env.add_phone("phone-%02d" % i) for i in range(nphones)]
         cpu0 = env.host.cpu()
         t0 = time.monotonic()
-        handles = [spawn_measured([env.pb, "--home", p, "--json", "backup", "--device", data]) for p in phones]
+        handles = [spawn_measured([env.pb, "--home", p, "--json", "backup", "--device", data], measured_env(p))
+                   for p in phones]
         results = [finish_measured(h) for h in handles]
         wall = time.monotonic() - t0
         for res in results:
@@ -1067,7 +1094,9 @@ def main():
         data, dbytes = install_dataset(args, size)
         tools = {"peerback": bench_peerback(args, size, data, dbytes)} if "main" in parts else {"peerback": {}}
         if size == "small" and "concurrent" in parts:
-            tools["peerback"].update(bench_concurrent(args, data, dbytes))
+            c = bench_concurrent(args, data, dbytes)
+            tools["peerback"].setdefault("host_verify", {}).update(c.pop("host_verify", {}))
+            tools["peerback"].update(c)
         if not args.skip_others and "main" in parts:
             tools["restic"] = bench_restic(args, size, data, dbytes)
             tools["borg"] = bench_borg(args, size, data, dbytes)

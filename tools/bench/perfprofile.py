@@ -30,7 +30,7 @@ def profiled(env, out, name, argv):
     host = subprocess.Popen(PERF + ["-o", os.path.join(out, "host-%s.data" % name), "-p",
                                     str(env.host.p.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
-    res = b.run(PERF + ["-o", os.path.join(out, "phone-%s.data" % name), "--"] + argv)
+    res = b.run(PERF + ["-o", os.path.join(out, "phone-%s.data" % name), "--"] + argv, env=b.measured_env(argv[2]))
     host.send_signal(signal.SIGINT)
     host.wait(timeout=60)
     res.check(name)
