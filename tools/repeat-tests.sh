@@ -8,13 +8,15 @@
 #   release    build-release-tests/: gcc, Release (-O2), the tests on, no
 #              sanitizers: the programs run several times faster
 #
-#   tools/repeat-tests.sh [-n RUNS] [-L LABELS] [-b "sanitizer release"]
+#   tools/repeat-tests.sh [-n RUNS] [-L LABELS] [-b "sanitizer release"] [-o SUMMARY]
 #
 # RUNS defaults to 5, LABELS (a ctest label regex) to 'unit|lan' (the LAN
 # scenarios need root for network namespaces; elsewhere they are skipped).
 # Every run of every build is run to its end, also after a failure; each
 # prints one line (passed, failed, the failed tests, seconds) and the
-# summary goes to build-repeat-tests.txt. Exits 1 when any run failed.
+# summary goes to SUMMARY (default build-repeat-tests.txt). Exits 1 when
+# any run failed. Two of them may run at once on different builds, but not
+# both with the label lan (the scenarios' namespaces have fixed names).
 # Environment: PB_JOBS (parallel build and test jobs), PB_RELEASE_TESTS_DIR
 # (the release build's directory).
 set -euo pipefail
@@ -25,16 +27,17 @@ cd "$top"
 runs=5
 labels='unit|lan'
 builds="sanitizer release"
-while getopts "n:L:b:" o; do
+summary=$top/build-repeat-tests.txt
+while getopts "n:L:b:o:" o; do
 	case "$o" in
 	n) runs=$OPTARG ;;
 	L) labels=$OPTARG ;;
 	b) builds=$OPTARG ;;
-	*) sed -n 2,20p "$0" >&2; exit 2 ;;
+	o) summary=$(realpath -m "$OPTARG") ;;
+	*) sed -n 2,23p "$0" >&2; exit 2 ;;
 	esac
 done
 jobs=${PB_JOBS:-$(nproc)}
-summary=$top/build-repeat-tests.txt
 
 configure() {
 	case "$1" in
@@ -68,7 +71,7 @@ failed_any=0
 for b in $builds; do
 	configure "$b"
 	for ((i = 1; i <= runs; i++)); do
-		log="$top/$dir/repeat-$i.log"
+		log="$top/$dir/repeat-$(basename "$summary" .txt)-$i.log"
 		t0=$(date +%s)
 		rc=0
 		(cd "$dir" && ctest -L "$labels" --output-on-failure -j "$jobs") >"$log" 2>&1 || rc=$?
