@@ -57,8 +57,8 @@ configure() {
 		;;
 	esac
 	echo "==> building $1 ($dir)"
-	cmake --build "$dir" -j "$jobs" >"$dir.repeat-build.log" 2>&1 || {
-		tail -30 "$dir.repeat-build.log" >&2
+	cmake --build "$dir" -j "$jobs" >"$dir/repeat-build.log" 2>&1 || {
+		tail -30 "$dir/repeat-build.log" >&2
 		exit 1
 	}
 }
