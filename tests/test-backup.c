@@ -440,6 +440,7 @@ static void test_one_percent_changed(void **state)
  * (PEERBACK_TEST_PAUSE, agent/util/testhook.h), so that a backup cannot
  * finish before its kill however fast it runs. */
 static char pause_file[4200];
+static bool host_armed;
 
 static bool host_paused(void)
 {
@@ -453,7 +454,12 @@ static void host_restart_armed(const char *points)
 {
 	snprintf(pause_file, sizeof(pause_file), "%s/host.paused", dir);
 	unlink(pause_file);
+	/* An armed host may be stopped at a point, where SIGTERM would wait
+	 * for ever: it is killed, which its store is made to survive. */
+	if (host_armed && host.proc.pid > 0)
+		pb_test_stop(&host.proc, SIGKILL);
 	pb_test_host_stop(&host);
+	host_armed = points != NULL;
 	if (points != NULL) {
 		setenv("PEERBACK_TEST_PAUSE", points, 1);
 		setenv("PEERBACK_TEST_PAUSE_FILE", pause_file, 1);
