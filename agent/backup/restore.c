@@ -58,7 +58,15 @@ struct restore {
 	unsigned tmpn;
 };
 
+static bool selected(const struct restore *r, const pb_manifest_item_t *m);
+
 static bool wanted(const struct restore *r, const pb_manifest_item_t *m)
+{
+	return selected(r, m) && (r->o->want == NULL || r->o->want(r->o->want_arg, m));
+}
+
+/* What kind_mask and item_id select. */
+static bool selected(const struct restore *r, const pb_manifest_item_t *m)
 {
 	const char *want = r->exact_id != NULL ? r->exact_id : r->o->item_id;
 	unsigned mask = r->o->kind_mask ? r->o->kind_mask : PB_KIND_ALL;

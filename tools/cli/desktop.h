@@ -20,13 +20,12 @@ typedef struct pb_desktop_msg_s {
 	size_t lower_len;
 } pb_desktop_msg_t;
 
-/* An open backup: the master key and its subkeys (memory only), the
- * decrypted device directory under dir (a private folder on a memory file
- * system) and the chat messages for search. */
+/* An open backup: the master key (memory only), the decrypted device
+ * directory under dir (a private folder on a memory file system) and the
+ * chat messages for search. */
 typedef struct pb_desktop_view_s {
 	bool open;
 	uint8_t mk[PB_MASTERKEY_LEN];
-	pb_backup_keys_t keys;
 	char device[PB_HOST_DEVICE_HEX];
 	char dir[512];
 	uint64_t snapshot;
@@ -34,14 +33,14 @@ typedef struct pb_desktop_view_s {
 	uint64_t counts[6]; /* items per kind */
 	pb_desktop_msg_t *msgs;
 	size_t nmsgs, capmsgs;
-	uint64_t pending;   /* large attachments still encrypted ... */
-	void *rest;         /* ... and the snapshot's item list to find them */
+	uint64_t pending;   /* large attachments still encrypted */
 	char account[PB_HOST_TEXT_MAX];
 } pb_desktop_view_t;
 
 /* Unwraps the master key of account's device with passphrase (from the
- * store under home) and decrypts its latest snapshot, telling progress
- * (may be NULL) the items done of all every thousand items.
+ * store under home) and decrypts its latest snapshot through the library's
+ * restore (pb_store_restore), all but the large chat attachments, telling
+ * progress (may be NULL) the items done of all.
  * PB_ESTORE_PASSPHRASE for a wrong passphrase; PB_ECANCELED when *quit
  * became true meanwhile. Whatever was open in v before is locked first. */
 int pb_desktop_view_open(pb_desktop_view_t *v, const char *home, const char *account, const char *device,
