@@ -5,7 +5,6 @@
  * that the library's exporters read it as they read a phone's. Lock wipes
  * the key and removes the folder. */
 #define _XOPEN_SOURCE 700
-#include <ctype.h>
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -50,82 +49,12 @@ static void rm_tree(const char *dir)
 		(void)nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* What a search looks at in a message, ASCII letters folded to lower case:
- * a Telegram message's sender and text (not its JSON keys), a WhatsApp
- * line as it is. */
-static char *search_text(const char *text, size_t len, size_t *out_len)
-{
-	json_t *o = json_loadb(text, len, 0, NULL), *t;
-	pb_buf_t b = {0};
-	size_t i;
-	json_t *part;
-	int rc = 0;
-
-	if (o != NULL && json_is_object(o)) {
-		const char *from = json_string_value(json_object_get(o, "from"));
-
-		if (from != NULL)
-			rc = pb_buf_append(&b, from, strlen(from));
-		rc = rc != 0 ? rc : pb_buf_append(&b, "\n", 1);
-		t = json_object_get(o, "text");
-		if (json_is_string(t))
-			rc = rc != 0 ? rc : pb_buf_append(&b, json_string_value(t), json_string_length(t));
-		json_array_foreach(t, i, part) {
-			json_t *pt = json_is_string(part) ? part : json_object_get(part, "text");
-
-			if (json_is_string(pt))
-				rc = rc != 0 ? rc : pb_buf_append(&b, json_string_value(pt), json_string_length(pt));
-		}
-	} else {
-		rc = pb_buf_append(&b, text, len);
-	}
-	json_decref(o);
-	if (rc == 0)
-		rc = pb_buf_append(&b, "", 1);
-	if (rc != 0) {
-		pb_buf_free(&b);
-		return NULL;
-	}
-	for (i = 0; i < b.len; i++)
-		if (b.data[i] < 0x80)
-			b.data[i] = (uint8_t)tolower(b.data[i]);
-	*out_len = b.len - 1;
-	return (char *)b.data;
-}
-
-/* Keeps a chat message's text for search (in memory, wiped on lock). */
+/* Keeps a chat message for search (in memory, wiped on lock). */
 static int index_message(pb_desktop_view_t *v, const pb_item_t *it)
 {
-	pb_desktop_msg_t *m;
-
 	if (it->kind != PB_KIND_CHAT || it->data == NULL || strstr(it->id, "/msg/") == NULL)
 		return 0;
-	if (v->nmsgs == v->capmsgs) {
-		size_t cap = v->capmsgs ? v->capmsgs * 2 : 1024;
-		void *a = realloc(v->msgs, cap * sizeof(*v->msgs));
-		if (a == NULL)
-			return -ENOMEM;
-		v->msgs = a;
-		v->capmsgs = cap;
-	}
-	m = &v->msgs[v->nmsgs];
-	m->id = strdup(it->id);
-	m->text = malloc(it->len + 1);
-	if (m->id == NULL || m->text == NULL) {
-		free(m->id);
-		free(m->text);
-		return -ENOMEM;
-	}
-	memcpy(m->text, it->data, it->len);
-	m->text[it->len] = 0;
-	m->len = it->len;
-	if ((m->lower = search_text(m->text, it->len, &m->lower_len)) == NULL) {
-		free(m->id);
-		free(m->text);
-		return -ENOMEM;
-	}
-	v->nmsgs++;
-	return 0;
+	return pb_desktop_msgs_add(&v->msgs, it->id, it->data, it->len);
 }
 
 /* Large chat attachments (photos, videos, voice) are most of a phone's
@@ -318,7 +247,7 @@ int pb_desktop_view_open(pb_desktop_view_t *v, const char *home, const char *acc
 	if ((rc = pb_provider_dir(path, &tap.dir)) != 0)
 		goto out;
 	rc = restore_into(v, home, 0, open_wants, &prov, &oe, &res);
-	if (rc == PB_ENOTFOUND && v->nmsgs == 0 && mkdir(path, 0700) == 0)
+	if (rc == PB_ENOTFOUND && v->msgs.n == 0 && mkdir(path, 0700) == 0)
 		rc = 0; /* a snapshot with nothing to show */
 	if (rc == 0)
 		v->snapshot = res.snapshot;
@@ -333,17 +262,8 @@ out:
 void pb_desktop_view_lock(pb_desktop_view_t *v)
 {
 	sodium_memzero(v->mk, sizeof(v->mk));
-	for (size_t i = 0; i < v->nmsgs; i++) {
-		sodium_memzero(v->msgs[i].text, v->msgs[i].len);
-		sodium_memzero(v->msgs[i].lower, v->msgs[i].lower_len);
-		free(v->msgs[i].text);
-		free(v->msgs[i].lower);
-		free(v->msgs[i].id);
-	}
-	free(v->msgs);
-	v->msgs = NULL;
+	pb_desktop_msgs_free(&v->msgs);
 	v->pending = 0;
-	v->nmsgs = v->capmsgs = 0;
 	rm_tree(v->dir);
 	v->dir[0] = 0;
 	v->device[0] = 0;

@@ -11,14 +11,23 @@
 
 #include "peerback.h"
 
-/* One chat message of an open backup: its id and its bytes as backed up. */
-typedef struct pb_desktop_msg_s {
-	char *id;
-	char *text;
-	size_t len;
-	char *lower;      /* what a search looks at, ASCII folded to lower case */
-	size_t lower_len;
-} pb_desktop_msg_t;
+/* The chat messages of an open backup, for search: per message its id
+ * and what the page shows of it (in text, each NUL-terminated), and what a
+ * search looks at, folded to lower case (in lower, each NUL-terminated);
+ * at[2i] and at[2i+1] are message i's offsets in both. Wiped on free. */
+typedef struct pb_desktop_msgs_s {
+	pb_buf_t text, lower;
+	size_t *at;
+	size_t n, cap;
+} pb_desktop_msgs_t;
+
+/* Adds a message (id, and its bytes as backed up: a Telegram JSON object
+ * or a WhatsApp line). */
+int pb_desktop_msgs_add(pb_desktop_msgs_t *m, const char *id, const uint8_t *data, size_t len);
+/* Page page (per messages a page) of the messages whose text holds q
+ * (ASCII letters in any case; every message for ""), with their total. */
+json_t *pb_desktop_msgs_search(const pb_desktop_msgs_t *m, const char *q, size_t page, size_t per);
+void pb_desktop_msgs_free(pb_desktop_msgs_t *m);
 
 /* An open backup: the master key (memory only), the decrypted device
  * directory under dir (a private folder on a memory file system) and the
@@ -31,8 +40,7 @@ typedef struct pb_desktop_view_s {
 	uint64_t snapshot;
 	int64_t time;
 	uint64_t counts[6]; /* items per kind */
-	pb_desktop_msg_t *msgs;
-	size_t nmsgs, capmsgs;
+	pb_desktop_msgs_t msgs;
 	uint64_t pending;   /* large attachments still encrypted */
 	char account[PB_HOST_TEXT_MAX];
 } pb_desktop_view_t;
