@@ -34,6 +34,7 @@ int pb_store_restore(const pb_store_restore_opts_t *o, pb_op_result_t *res)
 	eo.provider = o->provider;
 	eo.repo = repo;
 	eo.master_key = o->master_key;
+	eo.no_resume = true;
 	eo.kind_mask = o->kind_mask;
 	eo.want = o->want;
 	eo.want_arg = o->want_arg;
