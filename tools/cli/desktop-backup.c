@@ -1,9 +1,10 @@
 /* The desktop's read-only view of a backup: the account's master key
  * unwrapped with the recovery passphrase (kept in memory only), the latest
- * snapshot of one device decrypted from the host's own store and laid out
- * as a device directory in a private folder on a memory file system, so
- * that the library's exporters read it as they read a phone's. Lock wipes
- * the key and removes the folder. */
+ * snapshot of one device restored from the host's own store by the
+ * library's restore (pb_store_restore: the snapshot's format is none of
+ * the desktop's business) and laid out as a device directory in a private
+ * folder on a memory file system, so that the library's exporters read it
+ * as they read a phone's. Lock wipes the key and removes the folder. */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
 #include <ftw.h>
