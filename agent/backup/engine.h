@@ -86,6 +86,17 @@ typedef struct pb_engine_opts_s {
 	bool dry_run;
 	void (*on_plan)(void *arg, const char *id, const char *path, const char *change);
 	void *plan_arg;
+	/* restore: the master key itself (PB_MASTERKEY_LEN bytes, the
+	 * caller's), for a reader that is no phone: nothing under home is
+	 * read or saved for it. NULL: the phone's key as usual. */
+	const uint8_t *master_key;
+	/* restore: keep no chunk for a later run to resume from (a reader's
+	 * view into memory is redone whole when interrupted). */
+	bool no_resume;
+	/* restore: of the items kind_mask and item_id select, only those want
+	 * (may be NULL) returns true for; called once per such item. */
+	bool (*want)(void *arg, const pb_manifest_item_t *item);
+	void *want_arg;
 } pb_engine_opts_t;
 
 /* What an operation did: the public result itself, so that pb_phone_*

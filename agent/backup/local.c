@@ -207,7 +207,7 @@ static const pb_repo_ops_t local_ops = {
 	l_blob_get, l_blob_put, l_devices, l_close,
 };
 
-int pb__repo_local_open(const char *dir, const char *account, const uint8_t device_id[16], pb_repo_t **out)
+static int local_open(const char *dir, const char *account, const uint8_t device_id[16], bool ro, pb_repo_t **out)
 {
 	struct local *l = calloc(1, sizeof(*l));
 	char hex[33];
@@ -223,15 +223,27 @@ int pb__repo_local_open(const char *dir, const char *account, const uint8_t devi
 	snprintf(l->account, sizeof(l->account), "%s", account);
 	snprintf(l->dir, sizeof(l->dir), "%s", dir);
 	sodium_bin2hex(hex, sizeof(hex), device_id, 16);
-	if ((rc = pb_store_open(dir, &l->store)) != 0) {
+	rc = ro ? pb_store_open_ro(dir, &l->store) : pb_store_open(dir, &l->store);
+	if (rc != 0) {
 		free(l);
 		return rc;
 	}
-	if ((rc = pb_store_ns_open(l->store, account, hex, &l->own)) != 0) {
+	rc = ro ? pb_store_ns_open_ro(l->store, account, hex, &l->own) : pb_store_ns_open(l->store, account, hex, &l->own);
+	if (rc != 0) {
 		pb_store_close(l->store);
 		free(l);
 		return rc;
 	}
 	*out = &l->base;
 	return 0;
+}
+
+int pb__repo_local_open(const char *dir, const char *account, const uint8_t device_id[16], pb_repo_t **out)
+{
+	return local_open(dir, account, device_id, false, out);
+}
+
+int pb__repo_local_open_ro(const char *dir, const char *account, const uint8_t device_id[16], pb_repo_t **out)
+{
+	return local_open(dir, account, device_id, true, out);
 }

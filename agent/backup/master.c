@@ -172,8 +172,13 @@ int pb__master_key(pb_repo_t *repo, const pb_engine_opts_t *o, const uint8_t *de
 	size_t len = 0;
 	bool own = dev == NULL || memcmp(dev, repo->device_id, 16) == 0;
 	bool adopted = false;
-	int rc = pb__master_local(o->home, mk);
+	int rc;
 
+	if (o->master_key != NULL) {
+		memcpy(mk, o->master_key, PB_MASTERKEY_LEN);
+		return 0;
+	}
+	rc = pb__master_local(o->home, mk);
 	if (rc == 0) {
 		if (!create)
 			return own ? 0 : other_device_key(repo, o, dev, mk);

@@ -69,6 +69,10 @@ PB_WUR int pb__repo_remote_open(const char *home, const char *which, int timeout
 /* A host store in dir, for the phone device_id (16 bytes) of account:
  * backups run in this process. The store is opened (and locked) here. */
 PB_WUR int pb__repo_local_open(const char *dir, const char *account, const uint8_t device_id[16], pb_repo_t **out);
+/* The same, read only and without the store's lock: beside the host that
+ * runs on it (a desktop reading a backup it keeps). Nothing can be put. */
+PB_WUR int pb__repo_local_open_ro(const char *dir, const char *account, const uint8_t device_id[16],
+				  pb_repo_t **out);
 
 static inline void pb__repo_close(pb_repo_t *r)
 {

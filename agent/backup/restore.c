@@ -56,9 +56,18 @@ struct restore {
 	uint64_t prev_seq;
 	char tmpdir[4096];
 	unsigned tmpn;
+	uint8_t *scratch;       /* PB_CHUNK_PLAIN_MAX bytes to open chunks into */
 };
 
+static bool selected(const struct restore *r, const pb_manifest_item_t *m);
+
 static bool wanted(const struct restore *r, const pb_manifest_item_t *m)
+{
+	return selected(r, m) && (r->o->want == NULL || r->o->want(r->o->want_arg, m));
+}
+
+/* What kind_mask and item_id select. */
+static bool selected(const struct restore *r, const pb_manifest_item_t *m)
 {
 	const char *want = r->exact_id != NULL ? r->exact_id : r->o->item_id;
 	unsigned mask = r->o->kind_mask ? r->o->kind_mask : PB_KIND_ALL;
@@ -158,7 +167,7 @@ static void free_items(struct restore *r)
 static bool caching(const struct restore *r)
 {
 	/* A few chunks by id are cheaper to fetch again than to keep. */
-	return r->txn != NULL && r->exact_id == NULL && !r->fast;
+	return r->txn != NULL && r->exact_id == NULL && !r->fast && !r->o->no_resume;
 }
 
 static bool cache_has(const struct restore *r, const uint8_t name[PB_STORE_NAME_LEN])
@@ -166,19 +175,24 @@ static bool cache_has(const struct restore *r, const uint8_t name[PB_STORE_NAME_
 	return caching(r) && pb__cache_has(r->o->home, name);
 }
 
-/* Opens a sealed chunk into a malloc'd buffer. */
+/* Opens a sealed chunk into a malloc'd buffer of its size: through one
+ * scratch buffer of the largest size, so that a small chunk (a chat
+ * message) costs no allocation of the largest one. */
 static int open_chunk(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len,
 		      uint8_t **plain, size_t *plen)
 {
 	int rc;
 
-	if ((*plain = malloc(PB_CHUNK_PLAIN_MAX)) == NULL)
+	*plain = NULL;
+	if (r->scratch == NULL && (r->scratch = malloc(PB_CHUNK_PLAIN_MAX)) == NULL)
 		return PB_ENOMEM;
-	rc = pb_chunk_open(&r->keys, name, ct, len, *plain, PB_CHUNK_PLAIN_MAX, plen);
-	if (rc != 0) {
-		free(*plain);
-		*plain = NULL;
-	}
+	if ((rc = pb_chunk_open(&r->keys, name, ct, len, r->scratch, PB_CHUNK_PLAIN_MAX, plen)) != 0)
+		return rc;
+	if ((*plain = malloc(*plen ? *plen : 1)) == NULL)
+		rc = PB_ENOMEM;
+	else
+		memcpy(*plain, r->scratch, *plen);
+	sodium_memzero(r->scratch, *plen);
 	return rc;
 }
 
@@ -877,6 +891,7 @@ static void restore_free(struct restore *r)
 	free(r->prev_path);
 	local_free(r);
 	pb_backup_keys_wipe(&r->keys);
+	free(r->scratch);
 	if (r->repo_owned)
 		pb__repo_close(r->repo);
 	free(r);

@@ -95,6 +95,37 @@ PB_EXTERN PB_WUR int pb_phone_items(pb_phone_t *phone, const pb_op_opts_t *opts,
 PB_EXTERN PB_WUR int pb_phone_fetch(pb_phone_t *phone, const pb_op_opts_t *opts, const char *id, uint8_t **data,
 				    size_t *len);
 
+/* --- Reading a backup on its host ---------------------------------------------- */
+
+/* A backup read where it is stored: a desktop host shows its user a
+ * device's latest snapshot without a phone, through the same restore path
+ * (the snapshot's format stays the library's business). */
+typedef struct pb_store_restore_opts_s {
+	const char *store_dir;   /* the host store's folder; read only and unlocked,
+				  * so a host may run on it meanwhile */
+	const char *account;
+	const char *device;      /* whose latest snapshot: the device id in hex */
+	/* The account's master key (PB_MASTERKEY_LEN bytes, the caller's, e.g.
+	 * pb_masterkey_unwrap of the device's "masterkey" blob): nothing is
+	 * saved. */
+	const uint8_t *master_key;
+	const char *work_dir;    /* an existing private folder for the restore's
+				  * working files (the caller removes it) */
+	const pb_provider_t *provider; /* where the items go (the caller's) */
+	unsigned kind_mask;      /* 1u << kind; 0: every kind */
+	/* Of those, only the items want (may be NULL) returns true for; it
+	 * sees each item of the kinds once, before any is written. */
+	bool (*want)(void *arg, const pb_manifest_item_t *item);
+	void *want_arg;
+	pb_event_cb on_event;    /* progress (phase "restore"); non-zero cancels */
+	void *event_arg;
+} pb_store_restore_opts_t;
+
+/* Restores the latest snapshot of o->device into o->provider. res gets
+ * snapshot, items and bytes. PB_ESTORE_NOSNAP when the device has none,
+ * PB_ENOTFOUND when nothing was wanted, PB_ECANCELED. */
+PB_EXTERN PB_WUR int pb_store_restore(const pb_store_restore_opts_t *o, pb_op_result_t *res);
+
 /* --- Account ------------------------------------------------------------------ */
 
 typedef struct pb_account_info_s {

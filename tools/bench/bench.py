@@ -735,6 +735,129 @@ def bench_message_store(args):
     return r
 
 
+class DesktopClient:
+    """The desktop web app's HTTP API as its page uses it: the session
+    cookie from the printed address, the CSRF value, same-origin POSTs."""
+
+    def __init__(self, url):
+        import http.client
+        import urllib.parse
+        u = urllib.parse.urlsplit(url)
+        self.origin = "%s://%s" % (u.scheme, u.netloc)
+        self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
+        status, _, headers = self.request("GET", u.path + "?" + u.query)
+        cookie = headers.get("Set-Cookie", "")
+        if not cookie:
+            raise BenchError("desktop: no session cookie (HTTP %d)" % status)
+        self.cookie = cookie.split(";")[0]
+        self.csrf = self.get("/api/session")["csrf"]
+
+    def request(self, method, path, body=None):
+        headers = {"Origin": self.origin}
+        if getattr(self, "cookie", None):
+            headers["Cookie"] = self.cookie
+        if getattr(self, "csrf", None):
+            headers["X-PB-CSRF"] = self.csrf
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        self.conn.request(method, path, body=body, headers=headers)
+        r = self.conn.getresponse()
+        return r.status, r.read(), r.headers
+
+    def get(self, path):
+        status, data, _ = self.request("GET", path)
+        if status != 200:
+            raise BenchError("desktop: GET %s: HTTP %d %s" % (path, status, data[:200]))
+        return json.loads(data)
+
+    def post(self, path, obj):
+        status, data, _ = self.request("POST", path, json.dumps(obj))
+        if status != 200:
+            raise BenchError("desktop: POST %s: HTTP %d %s" % (path, status, data[:200]))
+        return json.loads(data)
+
+
+def bench_desktop_search(args, n=20):
+    """Searching a million-message backup in the desktop app: the message
+    store's host home opened by `peerback desktop`, the backup opened with
+    the recovery passphrase over HTTP as the page does, then n searches,
+    each for a fresh word that a few messages hold (a message's link,
+    https://example.org/ID, with an ID so large that only its own message
+    and few others hold it), and one that none holds."""
+    import urllib.parse
+    root = os.path.join(args.work, "msgstore-seed%d-%d" % (SEED, args.messages))
+    state_file = os.path.join(root, "bench-state.json")
+    if not os.path.isfile(state_file):
+        raise BenchError("desktop search: no message store at %s" % root)
+    with open(state_file) as f:
+        state = json.load(f)
+    with open(os.path.join(root, "ids.json")) as f:
+        ids = json.load(f)
+    env = PeerbackEnv(args.bin, root, state["imd_port"], state["host_port"])
+    imd = os.path.join(args.bin, "peerback-imd")
+    env.imd = Daemon([imd, "--home", env.imd_home, "serve", "--listen", "127.0.0.1:%d" % env.imd_port, "--json"])
+    env.imd.wait_event(lambda o: "listen" in o and "key" in o, 20)
+    desk = Daemon([env.pb, "--home", env.host_home, "desktop", "--listen", "127.0.0.1:0", "--no-announce"])
+    r = {}
+    try:
+        deadline = time.monotonic() + 30
+        url = None
+        while url is None:
+            for line in list(desk.lines):
+                at = line.find("http://127.0.0.1:")
+                if at >= 0 and "token=" in line:
+                    url = line[at:].split()[0]
+            if url is None:
+                if desk.p.poll() is not None or time.monotonic() > deadline:
+                    raise BenchError("desktop: printed no address: %s" % "\n".join(desk.errlines[-20:]))
+                time.sleep(0.05)
+        c = DesktopClient(url)
+        devices = [d for d in c.get("/api/devices") if d.get("snapshots")]
+        if not devices:
+            raise BenchError("desktop: no device with a snapshot")
+        log("desktop: opening the backup of %d messages" % len(ids))
+        cpu0 = desk.cpu()
+        t0 = time.monotonic()
+        opened = c.post("/api/open", {"device": devices[0]["device"], "passphrase": RECOVERY})
+        r["desktop_open_s"] = time.monotonic() - t0
+        r["desktop_open_cpu_s"] = desk.cpu() - cpu0
+        r["desktop_messages"] = opened.get("messages", 0)
+        if r["desktop_messages"] < len(ids):
+            raise BenchError("desktop: the open backup shows %d messages, the store holds %d" %
+                             (r["desktop_messages"], len(ids)))
+        nums = sorted({int(i.split("/")[3]) for i in ids})
+        top = nums[-1]
+        # Messages with an ID divisible by 3 carry the link; above a tenth
+        # of the largest ID, no longer ID starts with it.
+        cands = [x for x in nums if x % 3 == 0 and x * 10 > top]
+        rng = random.Random(SEED)
+        words = ["example.org/%d" % x for x in rng.sample(cands, n)]
+        times, hits = [], []
+        for w in words:
+            t = time.monotonic()
+            res = c.get("/api/messages?q=" + urllib.parse.quote(w))
+            times.append((time.monotonic() - t) * 1000)
+            hits.append(res["total"])
+            if res["total"] < 1 or not any(w in m["text"] for m in res["messages"]):
+                raise BenchError("desktop: a search for %s found no message holding it" % w)
+        t = time.monotonic()
+        none = c.get("/api/messages?q=" + urllib.parse.quote("zebra lighthouse 4711"))
+        r["desktop_search_none_ms"] = (time.monotonic() - t) * 1000
+        if none["total"] != 0:
+            raise BenchError("desktop: a word no message holds found %d" % none["total"])
+        r["desktop_search_ms_p50"] = percentile(times, 50)
+        r["desktop_search_ms_p99"] = percentile(times, 99)
+        r["desktop_search_hits"] = "%d-%d" % (min(hits), max(hits))
+        r["desktop_rss_kib"] = desk.hwm_kib()
+        log("desktop: open %.1f s; search p50 %.1f ms, p99 %.1f ms (%s hits), none %.1f ms" %
+            (r["desktop_open_s"], r["desktop_search_ms_p50"], r["desktop_search_ms_p99"],
+             r["desktop_search_hits"], r["desktop_search_none_ms"]))
+    finally:
+        desk.stop()
+        env.stop()
+    return r
+
+
 def bench_concurrent(args, data, dbytes, nphones=16):
     root = os.path.join(args.work, "peerback-concurrent")
     env = PeerbackEnv(args.bin, root)
@@ -885,6 +1008,11 @@ def print_table(size, tools):
          lambda: pb.get("single_restore_ms_p50") is not None and pb["single_restore_ms_p50"] <= 5),
         ("single restore p99 ms", "single_restore_ms_p99", "", False, "", None),
         ("  (store messages)", "single_restore_store_messages", "", True, "", None),
+        ("desktop search p50 ms", "desktop_search_ms_p50", "", False, "<=500",
+         lambda: pb.get("desktop_search_ms_p50") is not None and pb["desktop_search_ms_p50"] <= 500),
+        ("desktop search p99 ms", "desktop_search_ms_p99", "", False, "<=500",
+         lambda: pb.get("desktop_search_ms_p99") is not None and pb["desktop_search_ms_p99"] <= 500),
+        ("  (open the backup, s)", "desktop_open_s", "", False, "", None),
         ("pairing (IK) p50 ms", "pairing_ms_p50", "", False, "<=10",
          lambda: pb.get("pairing_ms_p50") is not None and pb["pairing_ms_p50"] <= 10),
         ("pairing (IK) p99 ms", "pairing_ms_p99", "", False, "", None),
@@ -1104,6 +1232,7 @@ def main():
     if not args.quick:
         if "message-store" in parts:
             results["standard"]["peerback"].update(bench_message_store(args))
+            results["standard"]["peerback"].update(bench_desktop_search(args))
         # The concurrent figure is measured once, on the small dataset.
         for k, v in results["small"]["peerback"].items():
             if k.startswith("concurrent16_"):

@@ -644,7 +644,7 @@ static json_t *view_state(struct desk *d)
 			 "snapshot", id, "time", (json_int_t)v->time, "items", "credentials",
 			 (json_int_t)v->counts[PB_KIND_CREDENTIAL], "mifare", (json_int_t)v->counts[PB_KIND_MIFARE],
 			 "sim", (json_int_t)v->counts[PB_KIND_SIM], "chat", (json_int_t)v->counts[PB_KIND_CHAT],
-			 "contacts", (json_int_t)v->counts[PB_KIND_CONTACTS], "messages", (json_int_t)v->nmsgs);
+			 "contacts", (json_int_t)v->counts[PB_KIND_CONTACTS], "messages", (json_int_t)v->msgs.n);
 }
 
 static enum MHD_Result api_open(struct desk *d, struct MHD_Connection *c, json_t *in)
@@ -729,43 +729,16 @@ static enum MHD_Result api_messages(struct desk *d, struct MHD_Connection *c)
 	const char *q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "q");
 	const char *ps = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "page");
 	long page = ps != NULL ? strtol(ps, NULL, 10) : 0;
-	size_t per = 50, skip, nq = q != NULL ? strlen(q) : 0, total = 0;
-	json_t *a = json_array(), *o;
-
-	char lq[256];
+	json_t *o;
 
 	if (page < 0 || page > 1000000)
 		page = 0;
-	if (nq >= sizeof(lq)) {
-		json_decref(a);
+	if (q != NULL && strlen(q) > 255)
 		return send_error(c, 400, PB_EINVAL);
-	}
-	for (size_t i = 0; i < nq; i++)
-		lq[i] = (char)((unsigned char)q[i] < 0x80 ? tolower((unsigned char)q[i]) : q[i]);
-	lq[nq] = 0;
-	skip = (size_t)page * per;
-	if (!view_use(d, NULL, 0)) {
-		json_decref(a);
+	if (!view_use(d, NULL, 0))
 		return send_error(c, 409, PB_ESTORE_NOMASTER);
-	}
-	for (size_t i = 0; i < d->view.nmsgs; i++) {
-		pb_desktop_msg_t *m = &d->view.msgs[i];
-
-		if (nq > 0 && memmem(m->lower, m->lower_len, lq, nq) == NULL)
-			continue;
-		if (total >= skip && total < skip + per) {
-			char *id = NULL, *text = NULL;
-
-			if (pb_text_utf8(m->id, &id) == 0 && pb_text_utf8(m->text, &text) == 0)
-				json_array_append_new(a, json_pack("{s:s, s:s}", "id", id, "text", text));
-			free(id);
-			free(text);
-		}
-		total++;
-	}
+	o = pb_desktop_msgs_search(&d->view.msgs, q != NULL ? q : "", (size_t)page, 50);
 	pthread_mutex_unlock(&d->mu);
-	o = json_pack("{s:o, s:I, s:I, s:I}", "messages", a, "total", (json_int_t)total, "page", (json_int_t)page,
-		      "per_page", (json_int_t)per);
 	return send_json(c, 200, o);
 }
 

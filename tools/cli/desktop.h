@@ -11,37 +11,44 @@
 
 #include "peerback.h"
 
-/* One chat message of an open backup: its id and its bytes as backed up. */
-typedef struct pb_desktop_msg_s {
-	char *id;
-	char *text;
-	size_t len;
-	char *lower;      /* what a search looks at, ASCII folded to lower case */
-	size_t lower_len;
-} pb_desktop_msg_t;
+/* The chat messages of an open backup, for search: per message its id
+ * and what the page shows of it (in text, each NUL-terminated), and what a
+ * search looks at, folded to lower case (in lower, each NUL-terminated);
+ * at[2i] and at[2i+1] are message i's offsets in both. Wiped on free. */
+typedef struct pb_desktop_msgs_s {
+	pb_buf_t text, lower;
+	size_t *at;
+	size_t n, cap;
+} pb_desktop_msgs_t;
 
-/* An open backup: the master key and its subkeys (memory only), the
- * decrypted device directory under dir (a private folder on a memory file
- * system) and the chat messages for search. */
+/* Adds a message (id, and its bytes as backed up: a Telegram JSON object
+ * or a WhatsApp line). */
+int pb_desktop_msgs_add(pb_desktop_msgs_t *m, const char *id, const uint8_t *data, size_t len);
+/* Page page (per messages a page) of the messages whose text holds q
+ * (ASCII letters in any case; every message for ""), with their total. */
+json_t *pb_desktop_msgs_search(const pb_desktop_msgs_t *m, const char *q, size_t page, size_t per);
+void pb_desktop_msgs_free(pb_desktop_msgs_t *m);
+
+/* An open backup: the master key (memory only), the decrypted device
+ * directory under dir (a private folder on a memory file system) and the
+ * chat messages for search. */
 typedef struct pb_desktop_view_s {
 	bool open;
 	uint8_t mk[PB_MASTERKEY_LEN];
-	pb_backup_keys_t keys;
 	char device[PB_HOST_DEVICE_HEX];
 	char dir[512];
 	uint64_t snapshot;
 	int64_t time;
 	uint64_t counts[6]; /* items per kind */
-	pb_desktop_msg_t *msgs;
-	size_t nmsgs, capmsgs;
-	uint64_t pending;   /* large attachments still encrypted ... */
-	void *rest;         /* ... and the snapshot's item list to find them */
+	pb_desktop_msgs_t msgs;
+	uint64_t pending;   /* large attachments still encrypted */
 	char account[PB_HOST_TEXT_MAX];
 } pb_desktop_view_t;
 
 /* Unwraps the master key of account's device with passphrase (from the
- * store under home) and decrypts its latest snapshot, telling progress
- * (may be NULL) the items done of all every thousand items.
+ * store under home) and decrypts its latest snapshot through the library's
+ * restore (pb_store_restore), all but the large chat attachments, telling
+ * progress (may be NULL) the items done of all.
  * PB_ESTORE_PASSPHRASE for a wrong passphrase; PB_ECANCELED when *quit
  * became true meanwhile. Whatever was open in v before is locked first. */
 int pb_desktop_view_open(pb_desktop_view_t *v, const char *home, const char *account, const char *device,
