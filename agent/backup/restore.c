@@ -17,7 +17,10 @@
 #include "agent/backup/engine-int.h"
 #include "agent/util/fsutil.h"
 
-#define FETCH_WINDOW 16               /* chunk requests in flight on restore */
+#define FETCH_WINDOW 64               /* chunk requests in flight on restore */
+/* Chunks of the items collected from the manifest before they are fetched:
+ * the window stays full across the manifest's chunks. */
+#define FETCH_BATCH 8192
 
 struct want_item {
 	pb_manifest_item_t m;
@@ -56,6 +59,7 @@ struct restore {
 	uint64_t prev_seq;
 	char tmpdir[4096];
 	unsigned tmpn;
+	pb__cache_t *cache;     /* opened at the first fetch that keeps chunks */
 };
 
 static bool wanted(const struct restore *r, const pb_manifest_item_t *m)
@@ -163,7 +167,7 @@ static bool caching(const struct restore *r)
 
 static bool cache_has(const struct restore *r, const uint8_t name[PB_STORE_NAME_LEN])
 {
-	return caching(r) && pb__cache_has(r->o->home, name);
+	return caching(r) && pb__cache_has(r->cache, name);
 }
 
 /* Opens a sealed chunk into a malloc'd buffer. */
@@ -190,12 +194,12 @@ static int cache_open(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], 
 	size_t len;
 	int rc;
 
-	if ((rc = pb__cache_read(r->o->home, name, &ct, &len)) != 0)
+	if ((rc = pb__cache_read(r->cache, name, &ct, &len)) != 0)
 		return rc;
 	rc = open_chunk(r, name, ct, len, plain, plen);
 	free(ct);
 	if (rc != 0)
-		pb__cache_forget(r->o->home, name);
+		pb__cache_forget(r->cache, name);
 	return rc;
 }
 
@@ -214,7 +218,7 @@ static int receive_chunk(struct restore *r, uint64_t tok, const uint8_t name[PB_
 	/* Kept for a later run; a cache that cannot be written only costs a
 	 * refetch. */
 	if (rc == 0 && caching(r))
-		pb__cache_keep(r->o->home, name, ct, len);
+		pb__cache_keep(r->cache, name, ct, len);
 	free(ct);
 	return rc;
 }
@@ -252,6 +256,14 @@ static int deliver(struct restore *r, pb__assembly_t *a, const struct want_item 
 	return r->prov->write(r->txn, &it);
 }
 
+/* An item of one chunk in memory: its content hash is the keyed BLAKE2b the
+ * chunk's name is (pb__item_hash, pb_chunk_seal), which opening the chunk
+ * checks; it is not hashed a second time. */
+static bool whole_item(const struct want_item *w)
+{
+	return w->m.nchunks == 1 && w->m.size <= PB_CDC_WHOLE_MAX && memcmp(w->names[0], w->m.hash, 32) == 0;
+}
+
 static int assembly_finish(struct restore *r, pb__assembly_t *a, const struct want_item *w)
 {
 	uint8_t hash[32];
@@ -259,6 +271,8 @@ static int assembly_finish(struct restore *r, pb__assembly_t *a, const struct wa
 
 	if (rc != 0)
 		goto out;
+	if (a->whole)
+		memcpy(hash, w->m.hash, 32);
 	if (sodium_memcmp(hash, w->m.hash, 32) != 0) {
 		r->res->bad_items++;
 		if (r->txn != NULL || r->exact_id != NULL) {
@@ -317,6 +331,8 @@ static int fetch_items(struct restore *r)
 	int rc = 0;
 
 	memset(&f, 0, sizeof(f));
+	if (caching(r) && r->cache == NULL && (rc = pb__cache_open(r->o->home, &r->cache)) != 0)
+		return rc;
 	for (size_t i = 0; i < r->nitems; i++)
 		all += r->items[i].m.nchunks;
 	f.cached = calloc(all + 1, sizeof(*f.cached));
@@ -356,8 +372,15 @@ static int fetch_items(struct restore *r)
 				f.got++;
 			}
 			at++;
-			if (rc == 0)
+			if (rc == 0 && whole_item(w)) {
+				/* The item is its chunk: opening it checked its hash. */
+				a.buf = plain;
+				a.len = a.cap = plen;
+				a.whole = true;
+				plain = NULL;
+			} else if (rc == 0) {
 				rc = pb__assembly_add(&a, plain, plen);
+			}
 			free(plain);
 		}
 		if (rc == 0 && ++chunk == w->m.nchunks) {
@@ -791,8 +814,20 @@ static int open_snapshot(struct restore *r, uint64_t *snap, name_t **mchunks, si
 	return rc;
 }
 
-/* Walks the manifest chunks; each one's wanted items are fetched (or
- * planned) before the next. */
+/* Chunks of the items collected so far. */
+static size_t collected_chunks(const struct restore *r)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->nitems; i++)
+		n += r->items[i].m.nchunks;
+	return n;
+}
+
+/* Walks the manifest chunks; the wanted items of several are fetched (or
+ * planned) together, about FETCH_BATCH chunks at a time, so that the
+ * fetch window does not drain at each manifest chunk. A fetch by id takes
+ * each manifest chunk's items at once: it stops at the first match. */
 static int walk_manifest(struct restore *r, enum restore_mode mode, const name_t *mchunks, size_t nm)
 {
 	int rc = 0;
@@ -805,9 +840,11 @@ static int walk_manifest(struct restore *r, enum restore_mode mode, const name_t
 			break;
 		rc = pb_manifest_chunk_open(&r->keys, mchunks[i], ct, len, collect_item, r);
 		free(ct);
-		if (rc == 0 && mode == MODE_RESTORE && r->o->dry_run)
+		if (rc != 0 || (i + 1 < nm && r->exact_id == NULL && collected_chunks(r) < FETCH_BATCH))
+			continue;
+		if (mode == MODE_RESTORE && r->o->dry_run)
 			rc = plan_items(r);
-		else if (rc == 0)
+		else
 			rc = fetch_items(r);
 		free_items(r);
 	}
@@ -846,8 +883,11 @@ static int restore_end(struct restore *r, enum restore_mode mode, uint8_t **out,
 			rc = PB_ENOTFOUND;
 		else if (!r->o->dry_run && (rc = r->prov->commit(r->txn)) == 0)
 			r->txn = NULL;
-		if (rc == 0)
+		if (rc == 0) {
+			pb__cache_close(r->cache);
+			r->cache = NULL;
 			pb__cache_drop(r->o->home);
+		}
 	}
 	if (rc == 0 && mode == MODE_FETCH) {
 		if (!r->found) {
@@ -876,6 +916,7 @@ static void restore_free(struct restore *r)
 	free(r->prev_id);
 	free(r->prev_path);
 	local_free(r);
+	pb__cache_close(r->cache);
 	pb_backup_keys_wipe(&r->keys);
 	if (r->repo_owned)
 		pb__repo_close(r->repo);
