@@ -99,6 +99,24 @@ void pb__cache_close(pb__cache_t *c);
 /* After a complete restore the cache has served its purpose. */
 void pb__cache_drop(const char *home);
 
+/* Chunk opening on worker threads (agent/backup/restore-open.c): sealed
+ * chunks handed over in order, opened (pb_chunk_open) on other threads,
+ * taken back in the same order. */
+typedef struct pb__opener_s pb__opener_t;
+PB_WUR int pb__opener_new(const pb_backup_keys_t *keys, pb__opener_t **out);
+/* Whether another chunk may be handed over (the ring and its byte bound). */
+bool pb__opener_room(const pb__opener_t *o);
+/* Chunks handed over and not taken back. */
+size_t pb__opener_waiting(const pb__opener_t *o);
+/* Hands ct over (the opener's until taken back); tag is the caller's. */
+void pb__opener_put(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t len, uint64_t tag);
+/* Waits for the oldest chunk handed over: the sealed bytes and tag back,
+ * its plaintext (malloc'd, NULL when it did not open) and pb_chunk_open's
+ * result. */
+int pb__opener_take(pb__opener_t *o, uint8_t **ct, size_t *len, uint64_t *tag, uint8_t **plain, size_t *plen);
+/* Stops the threads and frees what was not taken back. Accepts NULL. */
+void pb__opener_free(pb__opener_t *o);
+
 /* Device-directory provider internals (agent/backup/provider-dir.c). */
 bool pb__provider_is_dir(const pb_provider_t *p);
 /* The file (relative) that stopped the provider's last walk, or "". */

@@ -170,59 +170,6 @@ static bool cache_has(const struct restore *r, const uint8_t name[PB_STORE_NAME_
 	return caching(r) && pb__cache_has(r->cache, name);
 }
 
-/* Opens a sealed chunk into a malloc'd buffer. */
-static int open_chunk(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len,
-		      uint8_t **plain, size_t *plen)
-{
-	int rc;
-
-	if ((*plain = malloc(PB_CHUNK_PLAIN_MAX)) == NULL)
-		return PB_ENOMEM;
-	rc = pb_chunk_open(&r->keys, name, ct, len, *plain, PB_CHUNK_PLAIN_MAX, plen);
-	if (rc != 0) {
-		free(*plain);
-		*plain = NULL;
-	}
-	return rc;
-}
-
-/* Opens a cached chunk exactly as a fetched one: a damaged file fails like
- * a damaged reply (and the next run fetches it). */
-static int cache_open(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **plain, size_t *plen)
-{
-	uint8_t *ct;
-	size_t len;
-	int rc;
-
-	if ((rc = pb__cache_read(r->cache, name, &ct, &len)) != 0)
-		return rc;
-	rc = open_chunk(r, name, ct, len, plain, plen);
-	free(ct);
-	if (rc != 0)
-		pb__cache_forget(r->cache, name);
-	return rc;
-}
-
-/* Receives the chunk answering request tok and decrypts it into a
- * malloc'd buffer. */
-static int receive_chunk(struct restore *r, uint64_t tok, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **plain,
-			 size_t *plen)
-{
-	uint8_t *ct = NULL;
-	size_t len = 0;
-	int rc = r->repo->ops->get_recv(r->repo, tok, &ct, &len);
-
-	if (rc != 0)
-		return rc;
-	rc = open_chunk(r, name, ct, len, plain, plen);
-	/* Kept for a later run; a cache that cannot be written only costs a
-	 * refetch. */
-	if (rc == 0 && caching(r))
-		pb__cache_keep(r->cache, name, ct, len);
-	free(ct);
-	return rc;
-}
-
 /* Hands a checked item to where it goes: the fetch's answer, or the
  * provider's transaction (the temporary file of a large one is lent for
  * the call only). */
@@ -321,16 +268,81 @@ static int request_more(struct restore *r, struct fetch *f)
 	return rc;
 }
 
+/* Where the next chunk to hand to the opener is: item, chunk in it, and
+ * its index in fetch.cached. */
+struct produce {
+	size_t i, c, k, done;
+};
+
+/* Receives (or reads from the cache) the next chunk and hands it to the
+ * opener; its tag says whether it came from the cache. */
+static int produce_one(struct restore *r, struct fetch *f, struct produce *p, pb__opener_t *op)
+{
+	const uint8_t *name;
+	uint8_t *ct = NULL;
+	size_t len = 0;
+	bool cached;
+	int rc;
+
+	while (p->c >= r->items[p->i].m.nchunks) {
+		p->i++;
+		p->c = 0;
+	}
+	name = r->items[p->i].names[p->c];
+	cached = f->cached[p->k];
+	if ((rc = request_more(r, f)) != 0)
+		return rc;
+	if (cached) {
+		rc = pb__cache_read(r->cache, name, &ct, &len);
+		r->res->chunks_cached++;
+	} else {
+		rc = r->repo->ops->get_recv(r->repo, f->ids[f->got % FETCH_WINDOW], &ct, &len);
+		f->got++;
+	}
+	if (rc != 0)
+		return rc;
+	pb__opener_put(op, name, ct, len, cached);
+	p->c++;
+	p->k++;
+	p->done++;
+	return 0;
+}
+
+/* Takes the next opened chunk back: a fetched one is kept in the cache for
+ * a later run (a cache that cannot be written only costs a refetch); a
+ * cached one that does not open is dropped from it (the next run fetches
+ * it), failing this run like a damaged reply. */
+static int take_one(struct restore *r, pb__opener_t *op, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **plain,
+		    size_t *plen)
+{
+	uint8_t *ct;
+	size_t len;
+	uint64_t cached;
+	int rc = pb__opener_take(op, &ct, &len, &cached, plain, plen);
+
+	if (rc == 0 && !cached && caching(r))
+		pb__cache_keep(r->cache, name, ct, len);
+	if (rc != 0 && cached)
+		pb__cache_forget(r->cache, name);
+	free(ct);
+	return rc;
+}
+
 /* Fetches and rebuilds every collected item, with up to FETCH_WINDOW chunk
- * requests in flight. */
+ * requests in flight; the chunks are opened on the opener's threads while
+ * this thread receives the next ones and assembles and writes the items in
+ * order. */
 static int fetch_items(struct restore *r)
 {
 	struct fetch f;
-	size_t all = 0, at = 0, item = 0, chunk = 0; /* at: index in cached of the current chunk */
+	struct produce p;
+	size_t all = 0, item = 0, chunk = 0;
+	pb__opener_t *op = NULL;
 	pb__assembly_t a;
 	int rc = 0;
 
 	memset(&f, 0, sizeof(f));
+	memset(&p, 0, sizeof(p));
 	if (caching(r) && r->cache == NULL && (rc = pb__cache_open(r->o->home, &r->cache)) != 0)
 		return rc;
 	for (size_t i = 0; i < r->nitems; i++)
@@ -338,6 +350,10 @@ static int fetch_items(struct restore *r)
 	f.cached = calloc(all + 1, sizeof(*f.cached));
 	if (f.cached == NULL)
 		return PB_ENOMEM;
+	if ((rc = pb__opener_new(&r->keys, &op)) != 0) {
+		free(f.cached);
+		return rc;
+	}
 	/* Chunks an interrupted run fetched are not fetched again. */
 	for (size_t i = 0, k = 0; i < r->nitems; i++)
 		for (size_t c = 0; c < r->items[i].m.nchunks; c++, k++) {
@@ -350,6 +366,8 @@ static int fetch_items(struct restore *r)
 	/* Items with no chunk (empty files) are finished at once below. */
 	while (item < r->nitems && rc == 0) {
 		const struct want_item *w = &r->items[item];
+		uint8_t *plain = NULL;
+		size_t plen = 0;
 
 		if (chunk == 0 &&
 		    (rc = pb__assembly_start(&a, &r->keys, w->m.size, r->txn != NULL ? r->tmpdir : NULL, &r->tmpn)) != 0)
@@ -359,30 +377,20 @@ static int fetch_items(struct restore *r)
 			item++;
 			continue;
 		}
-		rc = request_more(r, &f);
-		if (rc == 0) {
-			uint8_t *plain = NULL;
-			size_t plen = 0;
-
-			if (f.cached[at]) {
-				rc = cache_open(r, w->names[chunk], &plain, &plen);
-				r->res->chunks_cached++;
-			} else {
-				rc = receive_chunk(r, f.ids[f.got % FETCH_WINDOW], w->names[chunk], &plain, &plen);
-				f.got++;
-			}
-			at++;
-			if (rc == 0 && whole_item(w)) {
-				/* The item is its chunk: opening it checked its hash. */
-				a.buf = plain;
-				a.len = a.cap = plen;
-				a.whole = true;
-				plain = NULL;
-			} else if (rc == 0) {
-				rc = pb__assembly_add(&a, plain, plen);
-			}
-			free(plain);
+		while (rc == 0 && p.done < all && (pb__opener_room(op) || pb__opener_waiting(op) == 0))
+			rc = produce_one(r, &f, &p, op);
+		if (rc == 0)
+			rc = take_one(r, op, w->names[chunk], &plain, &plen);
+		if (rc == 0 && whole_item(w)) {
+			/* The item is its chunk: opening it checked its hash. */
+			a.buf = plain;
+			a.len = a.cap = plen;
+			a.whole = true;
+			plain = NULL;
+		} else if (rc == 0) {
+			rc = pb__assembly_add(&a, plain, plen);
 		}
+		free(plain);
 		if (rc == 0 && ++chunk == w->m.nchunks) {
 			rc = assembly_finish(r, &a, w);
 			item++;
@@ -391,6 +399,7 @@ static int fetch_items(struct restore *r)
 				rc = pb__progress(&r->pr, false);
 		}
 	}
+	pb__opener_free(op);
 	pb__assembly_drop(&a);
 	free(f.cached);
 	return rc;
