@@ -3,19 +3,26 @@
  * (XChaCha20-Poly1305, zstd, the keyed BLAKE2b name check) while it goes
  * on receiving, writing and hashing; it takes them back in the order it
  * handed them over. A ring of OPEN_RING chunks, at most OPEN_BYTES of
- * sealed bytes, bounds what waits. */
+ * sealed bytes, bounds what waits. Each thread keeps its zstd context. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
+#include <zstd.h>
 
 #include "peerback.h"
 #include "agent/backup/engine-int.h"
+#include "agent/backup/internal.h"
 
 #define OPEN_THREADS 2
 #define OPEN_RING 32
 #define OPEN_BYTES (16u << 20)
+/* The threads are woken for a chunk this large, or for this many small
+ * ones: a message of a few hundred bytes costs less to open than to hand
+ * over, and the taking thread opens one nobody picked up itself. */
+#define OPEN_WAKE_BYTES (64u * 1024)
+#define OPEN_WAKE_COUNT 8
 
 enum { SLOT_FREE, SLOT_WAITING, SLOT_OPENING, SLOT_DONE };
 
@@ -38,16 +45,18 @@ struct pb__opener_s {
 	uint64_t put, take, next; /* handed over, taken back, next to open */
 	size_t bytes;             /* sealed bytes handed over, not taken back */
 	bool stop;
+	ZSTD_DCtx *dctx;          /* the taking thread's */
 };
 
-static void open_one(const pb_backup_keys_t *keys, struct oslot *s)
+static void open_one(const pb_backup_keys_t *keys, struct oslot *s, ZSTD_DCtx *dctx)
 {
 	s->plain = malloc(PB_CHUNK_PLAIN_MAX);
 	if (s->plain == NULL) {
 		s->rc = PB_ENOMEM;
 		return;
 	}
-	s->rc = pb_chunk_open(keys, s->name, s->ct, s->len, s->plain, PB_CHUNK_PLAIN_MAX, &s->plen);
+	s->rc = pb__open_dctx(keys->chunk, keys->name, s->name, s->ct, s->len, s->plain, PB_CHUNK_PLAIN_MAX, &s->plen,
+			      dctx);
 	if (s->rc != 0) {
 		free(s->plain);
 		s->plain = NULL;
@@ -57,6 +66,7 @@ static void open_one(const pb_backup_keys_t *keys, struct oslot *s)
 static void *worker(void *arg)
 {
 	pb__opener_t *o = arg;
+	ZSTD_DCtx *dctx = ZSTD_createDCtx(); /* NULL: one a chunk */
 
 	pthread_mutex_lock(&o->mu);
 	for (;;) {
@@ -69,12 +79,13 @@ static void *worker(void *arg)
 		s = &o->s[o->next++ % OPEN_RING];
 		s->state = SLOT_OPENING;
 		pthread_mutex_unlock(&o->mu);
-		open_one(o->keys, s);
+		open_one(o->keys, s, dctx);
 		pthread_mutex_lock(&o->mu);
 		s->state = SLOT_DONE;
 		pthread_cond_broadcast(&o->done);
 	}
 	pthread_mutex_unlock(&o->mu);
+	ZSTD_freeDCtx(dctx);
 	return NULL;
 }
 
@@ -86,7 +97,9 @@ int pb__opener_new(const pb_backup_keys_t *keys, pb__opener_t **out)
 	if (o == NULL)
 		return PB_ENOMEM;
 	o->keys = keys;
+	o->dctx = ZSTD_createDCtx();
 	if (pthread_mutex_init(&o->mu, NULL) != 0) {
+		ZSTD_freeDCtx(o->dctx);
 		free(o);
 		return PB_ENOMEM;
 	}
@@ -123,7 +136,8 @@ void pb__opener_put(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint
 	s->state = SLOT_WAITING;
 	o->bytes += len;
 	o->put++;
-	pthread_cond_signal(&o->work);
+	if (len >= OPEN_WAKE_BYTES || o->put - o->next >= OPEN_WAKE_COUNT)
+		pthread_cond_signal(&o->work);
 	pthread_mutex_unlock(&o->mu);
 }
 
@@ -132,9 +146,13 @@ int pb__opener_take(pb__opener_t *o, uint8_t **ct, size_t *len, uint64_t *tag, u
 	struct oslot *s = &o->s[o->take % OPEN_RING];
 
 	pthread_mutex_lock(&o->mu);
-	if (o->nth == 0 && s->state == SLOT_WAITING) {
+	if (s->state == SLOT_WAITING) {
+		/* Not picked up: the next in line, opened here. */
 		o->next++;
-		open_one(o->keys, s);
+		s->state = SLOT_OPENING;
+		pthread_mutex_unlock(&o->mu);
+		open_one(o->keys, s, o->dctx);
+		pthread_mutex_lock(&o->mu);
 		s->state = SLOT_DONE;
 	}
 	while (s->state != SLOT_DONE)
@@ -170,6 +188,7 @@ void pb__opener_free(pb__opener_t *o)
 			sodium_memzero(s->plain, s->plen);
 		free(s->plain);
 	}
+	ZSTD_freeDCtx(o->dctx);
 	pthread_cond_destroy(&o->work);
 	pthread_cond_destroy(&o->done);
 	pthread_mutex_destroy(&o->mu);
