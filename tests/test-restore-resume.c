@@ -127,6 +127,67 @@ static void test_cache_file(void **state)
 	free(want);
 }
 
+/* The opener hands chunks back in order, a chunk that compressed far
+ * (its plaintext much larger than its sealed form) and a damaged one too. */
+static void test_opener(void **state)
+{
+	pb_backup_keys_t keys;
+	uint8_t mk[PB_MASTERKEY_LEN], names[40][PB_STORE_NAME_LEN];
+	size_t lens[40];
+	pb__opener_t *op;
+
+	(void)state;
+	randombytes_buf(mk, sizeof(mk));
+	pb_backup_keys_derive(mk, &keys);
+	assert_int_equal(pb__opener_new(&keys, &op), 0);
+	for (size_t i = 0; i < 40; i++) {
+		size_t len = i == 5 ? 3u << 20 : i % 7 == 0 ? 200000 : 1 + i * 131;
+		uint8_t *plain = calloc(1, len), *ct = malloc(len + 1024);
+		size_t ct_len;
+
+		assert_non_null(plain);
+		assert_non_null(ct);
+		if (i % 2 == 1)
+			randombytes_buf(plain, len);
+		assert_int_equal(pb_chunk_seal(&keys, plain, len, names[i], ct, &ct_len), 0);
+		if (i == 9)
+			ct[ct_len - 1] ^= 1;
+		lens[i] = len;
+		assert_true(pb__opener_room(op));
+		pb__opener_put(op, names[i], ct, ct_len, i);
+		free(plain);
+		if (pb__opener_waiting(op) >= 4 || i == 39) {
+			while (pb__opener_waiting(op) > 0) {
+				uint8_t *back, *out;
+				size_t blen, olen;
+				uint64_t tag;
+				int rc = pb__opener_take(op, &back, &blen, &tag, &out, &olen);
+
+				assert_true(tag <= i);
+				if (tag == 9) {
+					assert_int_not_equal(rc, 0);
+					assert_null(out);
+				} else {
+					assert_int_equal(rc, 0);
+					assert_int_equal(olen, lens[tag]);
+				}
+				free(back);
+				free(out);
+			}
+		}
+	}
+	/* Handed over and never taken: freed with the opener. */
+	{
+		uint8_t *ct = malloc(64);
+
+		assert_non_null(ct);
+		memset(ct, 1, 64);
+		pb__opener_put(op, names[0], ct, 64, 0);
+	}
+	pb__opener_free(op);
+	pb_backup_keys_wipe(&keys);
+}
+
 struct phone {
 	char home[4096];
 	uint8_t id[16];
@@ -316,6 +377,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cache_file),
+		cmocka_unit_test(test_opener),
 		cmocka_unit_test(test_killed_restore_resumes),
 	};
 

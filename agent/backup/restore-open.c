@@ -17,7 +17,7 @@
 
 #define OPEN_THREADS 2
 #define OPEN_RING 32
-#define OPEN_BYTES (16u << 20)
+#define OPEN_BYTES (8u << 20)
 /* The threads are woken for a chunk this large, or for this many small
  * ones: a message of a few hundred bytes costs less to open than to hand
  * over, and the taking thread opens one nobody picked up itself. */
@@ -48,18 +48,29 @@ struct pb__opener_s {
 	ZSTD_DCtx *dctx;          /* the taking thread's */
 };
 
+/* The plaintext buffer is sized after the sealed chunk (a small one may
+ * have been compressed far, a large one seldom is), and grown to the most
+ * a chunk may hold only when that was too small: memory holds what the
+ * waiting chunks hold, not OPEN_RING times the largest chunk. */
 static void open_one(const pb_backup_keys_t *keys, struct oslot *s, ZSTD_DCtx *dctx)
 {
-	s->plain = malloc(PB_CHUNK_PLAIN_MAX);
-	if (s->plain == NULL) {
-		s->rc = PB_ENOMEM;
-		return;
-	}
-	s->rc = pb__open_dctx(keys->chunk, keys->name, s->name, s->ct, s->len, s->plain, PB_CHUNK_PLAIN_MAX, &s->plen,
-			      dctx);
-	if (s->rc != 0) {
+	size_t cap = s->len < 65536 ? 16 * s->len + 1024 : s->len + 1024;
+
+	for (;;) {
+		if (cap > PB_CHUNK_PLAIN_MAX)
+			cap = PB_CHUNK_PLAIN_MAX;
+		if ((s->plain = malloc(cap)) == NULL) {
+			s->rc = PB_ENOMEM;
+			return;
+		}
+		s->rc = pb__open_dctx(keys->chunk, keys->name, s->name, s->ct, s->len, s->plain, cap, &s->plen, dctx);
+		if (s->rc == 0)
+			return;
 		free(s->plain);
 		s->plain = NULL;
+		if (s->rc != PB_ETOOBIG || cap == PB_CHUNK_PLAIN_MAX)
+			return;
+		cap = PB_CHUNK_PLAIN_MAX;
 	}
 }
 
