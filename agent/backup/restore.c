@@ -17,7 +17,8 @@
 #include "agent/backup/engine-int.h"
 #include "agent/util/fsutil.h"
 
-#define FETCH_WINDOW 64               /* chunk requests in flight on restore */
+#define FETCH_WINDOW 64               /* chunk requests in flight on restore ... */
+#define FETCH_BYTES (4u << 20)        /* ... and the bytes they are expected to bring */
 /* Chunks of the items collected from the manifest before they are fetched:
  * the window stays full across the manifest's chunks. */
 #define FETCH_BATCH 8192
@@ -240,6 +241,8 @@ out:
 /* Asks for the next chunks not cached, up to FETCH_WINDOW in flight. */
 struct fetch {
 	uint64_t ids[FETCH_WINDOW];
+	uint64_t est[FETCH_WINDOW]; /* the bytes each request is expected to bring */
+	uint64_t inflight;          /* their sum over the requests not received */
 	bool *cached;
 	size_t total, sent, got;
 	size_t si, sc, sk; /* next chunk to request, and its index in cached */
@@ -249,7 +252,10 @@ static int request_more(struct restore *r, struct fetch *f)
 {
 	int rc = 0;
 
-	while (f->sent < f->total && f->sent - f->got < FETCH_WINDOW && rc == 0) {
+	while (f->sent < f->total && f->sent - f->got < FETCH_WINDOW && rc == 0 &&
+	       (f->inflight < FETCH_BYTES || f->sent == f->got)) {
+		const pb_manifest_item_t *m;
+
 		while (f->sc >= r->items[f->si].m.nchunks || f->cached[f->sk]) {
 			if (f->sc < r->items[f->si].m.nchunks) {
 				f->sc++; /* cached: skip */
@@ -261,6 +267,10 @@ static int request_more(struct restore *r, struct fetch *f)
 		}
 		rc = r->repo->ops->get_send(r->repo, r->dev_id, r->items[f->si].names[f->sc],
 					    &f->ids[f->sent % FETCH_WINDOW]);
+		/* A chunk's size is not known before it comes: its item's share. */
+		m = &r->items[f->si].m;
+		f->est[f->sent % FETCH_WINDOW] = m->size / m->nchunks + 64;
+		f->inflight += f->est[f->sent % FETCH_WINDOW];
 		f->sc++;
 		f->sk++;
 		f->sent++;
@@ -297,7 +307,12 @@ static int produce_one(struct restore *r, struct fetch *f, struct produce *p, pb
 		r->res->chunks_cached++;
 	} else {
 		rc = r->repo->ops->get_recv(r->repo, f->ids[f->got % FETCH_WINDOW], &ct, &len);
+		f->inflight -= f->est[f->got % FETCH_WINDOW];
 		f->got++;
+		/* Kept for a later run as it comes (a cache that cannot be
+		 * written only costs a refetch); dropped if it does not open. */
+		if (rc == 0 && caching(r))
+			pb__cache_keep(r->cache, name, ct, len);
 	}
 	if (rc != 0)
 		return rc;
@@ -308,10 +323,9 @@ static int produce_one(struct restore *r, struct fetch *f, struct produce *p, pb
 	return 0;
 }
 
-/* Takes the next opened chunk back: a fetched one is kept in the cache for
- * a later run (a cache that cannot be written only costs a refetch); a
- * cached one that does not open is dropped from it (the next run fetches
- * it), failing this run like a damaged reply. */
+/* Takes the next opened chunk back; one that does not open is dropped
+ * from the cache (the next run fetches it), failing this run like a
+ * damaged reply. */
 static int take_one(struct restore *r, pb__opener_t *op, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **plain,
 		    size_t *plen)
 {
@@ -320,9 +334,7 @@ static int take_one(struct restore *r, pb__opener_t *op, const uint8_t name[PB_S
 	uint64_t cached;
 	int rc = pb__opener_take(op, &ct, &len, &cached, plain, plen);
 
-	if (rc == 0 && !cached && caching(r))
-		pb__cache_keep(r->cache, name, ct, len);
-	if (rc != 0 && cached)
+	if (rc != 0 && caching(r))
 		pb__cache_forget(r->cache, name);
 	free(ct);
 	return rc;
