@@ -6,7 +6,8 @@
  *
  * The cache is one append-only file (HOME/restore-cache/chunks) of records
  * [name 32][length 4, little-endian][sealed chunk], indexed in memory by
- * name when opened: a restore of a hundred thousand small chunks pays one
+ * name when opened (what earlier runs kept; this run looks up nothing it
+ * kept itself): a restore of a hundred thousand small chunks pays one
  * write a chunk, not a file creation, a rename and an unlink. Nothing is
  * synced: a record lost or torn by a crash costs a refetch. Opening stops
  * at the first record that does not fit in the file and cuts the file
@@ -35,45 +36,65 @@
 #define CACHE_MAGIC_LEN 10
 #define REC_HEAD (PB_STORE_NAME_LEN + 4)
 
+/* A record of the file: its name's first 8 bytes as the key (a false
+ * match is a chunk that does not open under the name asked for: that run
+ * fails like a damaged reply, the next fetches it), and where it is. 16
+ * bytes a record: a million kept chunks index in 32 MiB. */
 struct slot {
-	uint8_t name[PB_STORE_NAME_LEN];
-	uint64_t off; /* of the sealed bytes; 0: empty slot */
-	uint32_t len;
+	uint64_t key;
+	uint64_t at; /* offset of the sealed bytes << 24 | their length; 0: empty */
 };
+
+#define AT_LEN_BITS 24
+_Static_assert(PB_STORE_CT_MAX < (1u << AT_LEN_BITS), "a record's length fits in its slot");
+
+/* The last records kept by this run, which the index does not hold (this
+ * run never looks them up), so that one that does not open can still be
+ * forgotten: it is among the chunks the restore has in hand. */
+#define RECENT 128
 
 struct pb__cache_s {
 	char dir[4096], path[4200];
 	int fd;       /* -1 until the first keep */
 	bool broken;  /* a write failed: nothing more is kept this run */
 	uint64_t end; /* where the next record goes */
-	struct slot *t;
-	size_t cap, n; /* cap: a power of two */
+	struct slot *t; /* what earlier runs kept */
+	size_t cap, n;  /* cap: a power of two */
+	struct slot recent[RECENT];
+	size_t nrecent;
 };
 
-/* Names are keyed BLAKE2b hashes: their first bytes are as good as any hash. */
-static size_t slot_of(const pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN])
+static uint64_t key_of(const uint8_t name[PB_STORE_NAME_LEN])
 {
-	uint64_t h;
+	uint64_t k;
 
-	memcpy(&h, name, sizeof(h));
-	return (size_t)h & (c->cap - 1);
+	memcpy(&k, name, sizeof(k));
+	return k;
+}
+
+/* Names are keyed BLAKE2b hashes: their first bytes are as good as any hash. */
+static size_t slot_of(const pb__cache_t *c, uint64_t key)
+{
+	return (size_t)key & (c->cap - 1);
 }
 
 static struct slot *find(const pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN])
 {
+	uint64_t key = key_of(name);
+
 	if (c == NULL || c->cap == 0)
 		return NULL;
-	for (size_t i = slot_of(c, name);; i = (i + 1) & (c->cap - 1)) {
+	for (size_t i = slot_of(c, key);; i = (i + 1) & (c->cap - 1)) {
 		struct slot *s = &c->t[i];
 
-		if (s->off == 0)
+		if (s->at == 0)
 			return NULL;
-		if (memcmp(s->name, name, PB_STORE_NAME_LEN) == 0)
+		if (s->key == key)
 			return s;
 	}
 }
 
-static int put_slot(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], uint64_t off, uint32_t len);
+static int put_slot(pb__cache_t *c, uint64_t key, uint64_t at);
 
 static int grow(pb__cache_t *c)
 {
@@ -87,31 +108,30 @@ static int grow(pb__cache_t *c)
 	c->cap = cap;
 	c->n = 0;
 	for (size_t i = 0; i < ocap; i++)
-		if (old[i].off != 0)
-			(void)put_slot(c, old[i].name, old[i].off, old[i].len);
+		if (old[i].at != 0)
+			(void)put_slot(c, old[i].key, old[i].at);
 	free(old);
 	return 0;
 }
 
-static int put_slot(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], uint64_t off, uint32_t len)
+static int put_slot(pb__cache_t *c, uint64_t key, uint64_t at)
 {
 	struct slot *s;
 	int rc;
 
 	if ((c->n + 1) * 2 > c->cap && (rc = grow(c)) != 0)
 		return rc;
-	for (size_t i = slot_of(c, name);; i = (i + 1) & (c->cap - 1)) {
+	for (size_t i = slot_of(c, key);; i = (i + 1) & (c->cap - 1)) {
 		s = &c->t[i];
-		if (s->off == 0) {
+		if (s->at == 0) {
 			c->n++;
 			break;
 		}
-		if (memcmp(s->name, name, PB_STORE_NAME_LEN) == 0)
+		if (s->key == key)
 			break;
 	}
-	memcpy(s->name, name, PB_STORE_NAME_LEN);
-	s->off = off;
-	s->len = len;
+	s->key = key;
+	s->at = at;
 	return 0;
 }
 
@@ -147,7 +167,8 @@ static int load(pb__cache_t *c)
 		len = get_le32(head + PB_STORE_NAME_LEN);
 		if (len == 0 || len > PB_STORE_CT_MAX || off + REC_HEAD + len > (uint64_t)st.st_size)
 			break;
-		if (!sodium_is_zero(head, PB_STORE_NAME_LEN) && (rc = put_slot(c, head, off + REC_HEAD, len)) != 0)
+		if (!sodium_is_zero(head, PB_STORE_NAME_LEN) &&
+		    (rc = put_slot(c, key_of(head), (off + REC_HEAD) << AT_LEN_BITS | len)) != 0)
 			return rc;
 		off += REC_HEAD + len;
 	}
@@ -213,7 +234,7 @@ void pb__cache_keep(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], const
 	size_t want = REC_HEAD + len, done = 0;
 
 	if (c == NULL || len == 0 || len > PB_STORE_CT_MAX || find(c, name) != NULL)
-		return;
+		return; /* kept by an earlier run */
 	if (c->broken || (c->fd < 0 && open_file(c, true) != 0)) {
 		c->broken = true;
 		return;
@@ -242,53 +263,76 @@ void pb__cache_keep(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], const
 		}
 		done += (size_t)w;
 	}
-	if (put_slot(c, name, c->end + REC_HEAD, (uint32_t)len) == 0)
-		c->end += want;
+	c->recent[c->nrecent++ % RECENT] = (struct slot){ key_of(name), (c->end + REC_HEAD) << AT_LEN_BITS | len };
+	c->end += want;
 }
 
+/* The whole record is read: the name in it must be the one asked for. */
 int pb__cache_read(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **ct, size_t *len)
 {
 	struct slot *s = find(c, name);
-	size_t done = 0;
+	uint64_t off;
+	size_t want, done = 0;
+	uint8_t *buf;
 
 	*ct = NULL;
 	*len = 0;
 	if (s == NULL || c->fd < 0)
 		return PB_ENOTFOUND;
-	if ((*ct = malloc(s->len)) == NULL)
+	off = (s->at >> AT_LEN_BITS) - REC_HEAD;
+	want = REC_HEAD + (size_t)(s->at & ((1u << AT_LEN_BITS) - 1));
+	if ((buf = malloc(want)) == NULL)
 		return PB_ENOMEM;
-	while (done < s->len) {
-		ssize_t r = pread(c->fd, *ct + done, s->len - done, (off_t)(s->off + done));
+	while (done < want) {
+		ssize_t r = pread(c->fd, buf + done, want - done, (off_t)(off + done));
 
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
-			free(*ct);
-			*ct = NULL;
+			free(buf);
 			return r < 0 ? -errno : PB_ETRUNCATED;
 		}
 		done += (size_t)r;
 	}
-	*len = s->len;
+	if (memcmp(buf, name, PB_STORE_NAME_LEN) != 0) {
+		free(buf);
+		return PB_ESTORE_HASH;
+	}
+	memmove(buf, buf + REC_HEAD, want - REC_HEAD);
+	*ct = buf;
+	*len = want - REC_HEAD;
 	return 0;
 }
 
-/* The record's name is zeroed in the file, which no chunk has: the next
- * open skips it, and the chunk is fetched again. */
-void pb__cache_forget(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN])
+/* Zeroes the record's name in the file, which no chunk has: the next open
+ * skips it, and the chunk is fetched again. */
+static void zero_record(pb__cache_t *c, uint64_t at)
 {
 	static const uint8_t zero[PB_STORE_NAME_LEN];
-	struct slot *s = find(c, name);
-	struct slot *old;
+
+	if (c->fd >= 0 &&
+	    pwrite(c->fd, zero, sizeof(zero), (off_t)((at >> AT_LEN_BITS) - REC_HEAD)) != (ssize_t)sizeof(zero))
+		c->broken = true;
+}
+
+void pb__cache_forget(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN])
+{
+	uint64_t key = key_of(name);
+	struct slot *s = find(c, name), *old;
 	size_t cap;
 
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < RECENT && i < c->nrecent; i++)
+		if (c->recent[i].at != 0 && c->recent[i].key == key) {
+			zero_record(c, c->recent[i].at);
+			c->recent[i].at = 0;
+		}
 	if (s == NULL)
 		return;
-	if (pwrite(c->fd, zero, sizeof(zero), (off_t)(s->off - REC_HEAD)) != (ssize_t)sizeof(zero))
-		c->broken = true;
+	zero_record(c, s->at);
+	s->at = 0;
 	/* Open addressing: the table is rebuilt without it. */
-	memset(s->name, 0, sizeof(s->name));
-	s->off = 0;
 	old = c->t;
 	cap = c->cap;
 	c->t = NULL;
@@ -299,8 +343,8 @@ void pb__cache_forget(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN])
 		return;
 	}
 	for (size_t i = 0; i < cap; i++)
-		if (old[i].off != 0)
-			(void)put_slot(c, old[i].name, old[i].off, old[i].len);
+		if (old[i].at != 0)
+			(void)put_slot(c, old[i].key, old[i].at);
 	free(old);
 }
 
