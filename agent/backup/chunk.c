@@ -68,6 +68,12 @@ int pb__seal(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t *p
 int pb__open(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t name[PB_STORE_NAME_LEN],
 	     const uint8_t *ct, size_t ct_len, uint8_t *plain, size_t cap, size_t *plain_len)
 {
+	return pb__open_dctx(enc, name_key, name, ct, ct_len, plain, cap, plain_len, NULL);
+}
+
+int pb__open_dctx(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t name[PB_STORE_NAME_LEN],
+		  const uint8_t *ct, size_t ct_len, uint8_t *plain, size_t cap, size_t *plain_len, ZSTD_DCtx *dctx)
+{
 	uint8_t ad[PB_STORE_NAME_LEN + 2], h[PB_STORE_NAME_LEN];
 	uint8_t *tmp = NULL;
 	size_t plen, out_len;
@@ -116,7 +122,8 @@ int pb__open(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t na
 			rc = PB_ETOOBIG;
 			goto out_free;
 		}
-		out_len = ZSTD_decompress(plain, (size_t)fsize, tmp, plen);
+		out_len = dctx != NULL ? ZSTD_decompressDCtx(dctx, plain, (size_t)fsize, tmp, plen)
+				       : ZSTD_decompress(plain, (size_t)fsize, tmp, plen);
 		if (ZSTD_isError(out_len) || out_len != fsize) {
 			rc = PB_EMALFORMED;
 			goto out_free;

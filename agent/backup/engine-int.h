@@ -73,6 +73,7 @@ typedef struct pb__assembly_s {
 	int fd;
 	char tmp[4200]; /* the temporary file, "" when in memory */
 	uint8_t state[384]; /* crypto_generichash_state */
+	bool whole; /* buf is one chunk, checked when opened: not hashed again */
 } pb__assembly_t;
 /* tmpdir NULL: always in memory. *tmpn numbers the temporary files. */
 PB_WUR int pb__assembly_start(pb__assembly_t *a, const pb_backup_keys_t *keys, uint64_t size, const char *tmpdir,
@@ -85,13 +86,36 @@ PB_WUR int pb__assembly_end(pb__assembly_t *a, uint8_t hash[32]);
 void pb__assembly_drop(pb__assembly_t *a);
 
 /* The restore cache (agent/backup/restore-cache.c): chunks a restore
- * fetched, sealed as they came, under HOME/restore-cache by name. */
-bool pb__cache_has(const char *home, const uint8_t name[PB_STORE_NAME_LEN]);
-void pb__cache_keep(const char *home, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len);
-PB_WUR int pb__cache_read(const char *home, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **ct, size_t *len);
-void pb__cache_forget(const char *home, const uint8_t name[PB_STORE_NAME_LEN]);
+ * fetched, sealed as they came, in one file under HOME/restore-cache,
+ * indexed by name in memory. */
+typedef struct pb__cache_s pb__cache_t;
+/* What an interrupted run kept (nothing is created before the first keep). */
+PB_WUR int pb__cache_open(const char *home, pb__cache_t **out);
+bool pb__cache_has(const pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN]);
+void pb__cache_keep(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len);
+PB_WUR int pb__cache_read(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **ct, size_t *len);
+void pb__cache_forget(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN]);
+void pb__cache_close(pb__cache_t *c);
 /* After a complete restore the cache has served its purpose. */
 void pb__cache_drop(const char *home);
+
+/* Chunk opening on worker threads (agent/backup/restore-open.c): sealed
+ * chunks handed over in order, opened (pb_chunk_open) on other threads,
+ * taken back in the same order. */
+typedef struct pb__opener_s pb__opener_t;
+PB_WUR int pb__opener_new(const pb_backup_keys_t *keys, pb__opener_t **out);
+/* Whether another chunk may be handed over (the ring and its byte bound). */
+bool pb__opener_room(const pb__opener_t *o);
+/* Chunks handed over and not taken back. */
+size_t pb__opener_waiting(const pb__opener_t *o);
+/* Hands ct over (the opener's until taken back); tag is the caller's. */
+void pb__opener_put(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t len, uint64_t tag);
+/* Waits for the oldest chunk handed over: the sealed bytes and tag back,
+ * its plaintext (malloc'd, NULL when it did not open) and pb_chunk_open's
+ * result. */
+int pb__opener_take(pb__opener_t *o, uint8_t **ct, size_t *len, uint64_t *tag, uint8_t **plain, size_t *plen);
+/* Stops the threads and frees what was not taken back. Accepts NULL. */
+void pb__opener_free(pb__opener_t *o);
 
 /* Device-directory provider internals (agent/backup/provider-dir.c). */
 bool pb__provider_is_dir(const pb_provider_t *p);

@@ -15,5 +15,11 @@ PB_WUR int pb__seal(const uint8_t enc[32], const uint8_t name_key[32], const uin
 PB_WUR int pb__open(const uint8_t enc[32], const uint8_t name_key[32],
 		    const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t ct_len,
 		    uint8_t *plain, size_t cap, size_t *plain_len);
+/* pb__open with a decompression context kept by the caller (NULL: one for
+ * the call), for threads that open many chunks. */
+struct ZSTD_DCtx_s;
+PB_WUR int pb__open_dctx(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t name[PB_STORE_NAME_LEN],
+			 const uint8_t *ct, size_t ct_len, uint8_t *plain, size_t cap, size_t *plain_len,
+			 struct ZSTD_DCtx_s *dctx);
 
 #endif

@@ -11,7 +11,8 @@
 #include "peerback.h"
 #include "agent/backup/repo.h"
 
-#define GET_QUEUE 64 /* chunk reads asked for and not yet received */
+#define GET_QUEUE 128 /* chunk reads asked for and not yet received */
+#define READ_AHEAD_BYTES (8u << 20) /* read from the store at once, at most */
 
 struct local {
 	pb_repo_t base;
@@ -19,13 +20,25 @@ struct local {
 	pb_store_ns_t *own;
 	char account[128];
 	char dir[4096];
-	/* Asked-for chunks, received in order. */
-	struct {
+	/* Asked-for chunks, received in order; read from the store together
+	 * (pb_store_get_many) when the first of them is received. */
+	struct getq {
 		uint8_t dev[16];
 		uint8_t name[PB_STORE_NAME_LEN];
+		bool ready; /* read: rc, ct and len hold the answer */
+		int rc;
+		uint8_t *ct;
+		size_t len;
 	} q[GET_QUEUE];
 	uint64_t asked, got;
 };
+
+static void slot_clear(struct getq *g)
+{
+	free(g->ct);
+	g->ct = NULL;
+	g->ready = false;
+}
 
 static struct local *L(pb_repo_t *r)
 {
@@ -78,32 +91,73 @@ static int l_get_send(pb_repo_t *r, const uint8_t *dev, const uint8_t name[PB_ST
 	/* A run that stopped early leaves reads never received: with the
 	 * queue full, the oldest of those go (a run has far fewer in flight
 	 * than the queue holds). */
-	if (l->asked - l->got >= GET_QUEUE)
+	if (l->asked - l->got >= GET_QUEUE) {
+		slot_clear(&l->q[l->got % GET_QUEUE]);
 		l->got++;
+	}
+	slot_clear(&l->q[k]);
 	memcpy(l->q[k].dev, dev != NULL ? dev : l->base.device_id, 16);
 	memcpy(l->q[k].name, name, PB_STORE_NAME_LEN);
 	*tok = l->asked++;
 	return 0;
 }
 
+/* Reads the asked-for chunks from tok on that name tok's device in one
+ * batch, up to READ_AHEAD_BYTES (tok's at least). */
+static int read_ahead(struct local *l, uint64_t tok)
+{
+	pb_repo_name_t names[GET_QUEUE];
+	uint8_t *ct[GET_QUEUE];
+	size_t len[GET_QUEUE], n = 0, at[GET_QUEUE];
+	int rcs[GET_QUEUE], rc;
+	const uint8_t *dev = l->q[tok % GET_QUEUE].dev;
+	pb_store_ns_t *ns;
+	bool owned;
+
+	for (uint64_t t = tok; t < l->asked; t++) {
+		struct getq *g = &l->q[t % GET_QUEUE];
+
+		if (g->ready || memcmp(g->dev, dev, 16) != 0)
+			continue;
+		memcpy(names[n], g->name, PB_STORE_NAME_LEN);
+		at[n++] = t % GET_QUEUE;
+	}
+	if ((rc = ns_for(l, dev, &ns, &owned)) != 0)
+		return rc;
+	rc = pb_store_get_many(ns, (const pb_repo_name_t *)names, n, READ_AHEAD_BYTES, ct, len, rcs, &n);
+	if (owned)
+		pb_store_ns_close(ns);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		struct getq *g = &l->q[at[i]];
+
+		g->ready = true;
+		g->rc = rcs[i];
+		g->ct = ct[i];
+		g->len = len[i];
+	}
+	return rc;
+}
+
 static int l_get_recv(pb_repo_t *r, uint64_t tok, uint8_t **ct, size_t *len)
 {
 	struct local *l = L(r);
-	size_t k = tok % GET_QUEUE;
-	pb_store_ns_t *ns;
-	bool owned;
+	struct getq *g = &l->q[tok % GET_QUEUE];
 	int rc;
 
 	/* Answers come in order: reads asked before tok and never received
 	 * belong to a run that stopped, and are dropped. */
 	if (tok < l->got || tok >= l->asked)
 		return PB_EENV_UNEXPECTED;
+	while (l->got < tok)
+		slot_clear(&l->q[l->got++ % GET_QUEUE]);
 	l->got = tok + 1;
-	if ((rc = ns_for(l, l->q[k].dev, &ns, &owned)) != 0)
+	if (!g->ready && (rc = read_ahead(l, tok)) != 0)
 		return rc;
-	rc = pb_store_get(ns, l->q[k].name, ct, len);
-	if (owned)
-		pb_store_ns_close(ns);
+	rc = g->rc;
+	*ct = g->ct;
+	*len = g->len;
+	g->ct = NULL;
+	g->ready = false;
 	return rc;
 }
 
@@ -197,6 +251,8 @@ static void l_close(pb_repo_t *r)
 {
 	struct local *l = L(r);
 
+	for (size_t i = 0; i < GET_QUEUE; i++)
+		slot_clear(&l->q[i]);
 	pb_store_ns_close(l->own);
 	pb_store_close(l->store);
 	free(l);

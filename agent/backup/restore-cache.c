@@ -1,14 +1,27 @@
 /* Resuming a restore: a restore keeps every chunk it fetched, sealed as
- * the host sent it, in HOME/restore-cache under its name until the restore
- * completes. Run again after an interruption (or a cancel), it opens those
- * chunks from there instead of fetching them again; a cached chunk is
- * opened and checked exactly like a fetched one. */
+ * the host sent it, in HOME/restore-cache until the restore completes. Run
+ * again after an interruption (or a cancel), it opens those chunks from
+ * there instead of fetching them again; a cached chunk is opened and
+ * checked exactly like a fetched one.
+ *
+ * The cache is one append-only file (HOME/restore-cache/chunks) of records
+ * [name 32][length 4, little-endian][sealed chunk], indexed in memory by
+ * name when opened (what earlier runs kept; this run looks up nothing it
+ * kept itself): a restore of a hundred thousand small chunks pays one
+ * write a chunk, not a file creation, a rename and an unlink. Nothing is
+ * synced: a record lost or torn by a crash costs a refetch. Opening stops
+ * at the first record that does not fit in the file and cuts the file
+ * there; a record whose bytes were damaged fails its AEAD check like a
+ * damaged reply (that run fails) and is forgotten: the next run fetches it
+ * again. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -18,73 +31,331 @@
 #include "agent/util/fsutil.h"
 
 #define CACHE_DIR "restore-cache"
+#define CACHE_FILE "chunks"
+#define CACHE_MAGIC "pbrcache1\n" /* 10 bytes, the file's first */
+#define CACHE_MAGIC_LEN 10
+#define REC_HEAD (PB_STORE_NAME_LEN + 4)
 
-static int cache_path(const char *home, const uint8_t name[PB_STORE_NAME_LEN], char *out, size_t cap)
+/* A record of the file: its name's first 8 bytes as the key (a false
+ * match is a chunk that does not open under the name asked for: that run
+ * fails like a damaged reply, the next fetches it), and where it is. 16
+ * bytes a record: a million kept chunks index in 32 MiB. */
+struct slot {
+	uint64_t key;
+	uint64_t at; /* offset of the sealed bytes << 24 | their length; 0: empty */
+};
+
+#define AT_LEN_BITS 24
+_Static_assert(PB_STORE_CT_MAX < (1u << AT_LEN_BITS), "a record's length fits in its slot");
+
+/* The last records kept by this run, which the index does not hold (this
+ * run never looks them up), so that one that does not open can still be
+ * forgotten: it is among the chunks the restore has in hand. */
+#define RECENT 128
+
+struct pb__cache_s {
+	char dir[4096], path[4200];
+	int fd;       /* -1 until the first keep */
+	bool broken;  /* a write failed: nothing more is kept this run */
+	uint64_t end; /* where the next record goes */
+	struct slot *t; /* what earlier runs kept */
+	size_t cap, n;  /* cap: a power of two */
+	struct slot recent[RECENT];
+	size_t nrecent;
+};
+
+static uint64_t key_of(const uint8_t name[PB_STORE_NAME_LEN])
 {
-	char hex[2 * PB_STORE_NAME_LEN + 1];
-	int n;
+	uint64_t k;
 
-	sodium_bin2hex(hex, sizeof(hex), name, PB_STORE_NAME_LEN);
-	n = snprintf(out, cap, "%s/%s/%s", home, CACHE_DIR, hex);
-	return n < 0 || (size_t)n >= cap ? PB_ETOOBIG : 0;
+	memcpy(&k, name, sizeof(k));
+	return k;
 }
 
-bool pb__cache_has(const char *home, const uint8_t name[PB_STORE_NAME_LEN])
+/* Names are keyed BLAKE2b hashes: their first bytes are as good as any hash. */
+static size_t slot_of(const pb__cache_t *c, uint64_t key)
 {
-	char path[4200];
-
-	return cache_path(home, name, path, sizeof(path)) == 0 && access(path, R_OK) == 0;
+	return (size_t)key & (c->cap - 1);
 }
 
-/* Written beside, then renamed: a run killed meanwhile leaves no part
- * that could pass for a chunk. Not synced: a lost file costs a refetch. */
-void pb__cache_keep(const char *home, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
+static struct slot *find(const pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN])
 {
-	char path[4200], tmp[4300], dir[4200];
-	int fd, n;
+	uint64_t key = key_of(name);
 
-	if (cache_path(home, name, path, sizeof(path)) != 0)
-		return;
-	if (pb__path_join(dir, sizeof(dir), home, CACHE_DIR) != 0 || pb__mkdirs(dir, 0700) != 0)
-		return;
-	n = snprintf(tmp, sizeof(tmp), "%s.part", path);
-	if (n < 0 || (size_t)n >= sizeof(tmp))
-		return;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return;
-	for (size_t off = 0; off < len;) {
-		ssize_t w = write(fd, ct + off, len - off);
+	if (c == NULL || c->cap == 0)
+		return NULL;
+	for (size_t i = slot_of(c, key);; i = (i + 1) & (c->cap - 1)) {
+		struct slot *s = &c->t[i];
 
+		if (s->at == 0)
+			return NULL;
+		if (s->key == key)
+			return s;
+	}
+}
+
+static int put_slot(pb__cache_t *c, uint64_t key, uint64_t at);
+
+static int grow(pb__cache_t *c)
+{
+	struct slot *old = c->t;
+	size_t ocap = c->cap, cap = ocap ? ocap * 2 : 1024;
+
+	if ((c->t = calloc(cap, sizeof(*c->t))) == NULL) {
+		c->t = old;
+		return PB_ENOMEM;
+	}
+	c->cap = cap;
+	c->n = 0;
+	for (size_t i = 0; i < ocap; i++)
+		if (old[i].at != 0)
+			(void)put_slot(c, old[i].key, old[i].at);
+	free(old);
+	return 0;
+}
+
+static int put_slot(pb__cache_t *c, uint64_t key, uint64_t at)
+{
+	struct slot *s;
+	int rc;
+
+	if ((c->n + 1) * 2 > c->cap && (rc = grow(c)) != 0)
+		return rc;
+	for (size_t i = slot_of(c, key);; i = (i + 1) & (c->cap - 1)) {
+		s = &c->t[i];
+		if (s->at == 0) {
+			c->n++;
+			break;
+		}
+		if (s->key == key)
+			break;
+	}
+	s->key = key;
+	s->at = at;
+	return 0;
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Indexes the records of an existing file; a tail that is not a whole
+ * record is cut off. */
+static int load(pb__cache_t *c)
+{
+	uint8_t head[REC_HEAD], magic[CACHE_MAGIC_LEN];
+	struct stat st;
+	uint64_t off = CACHE_MAGIC_LEN;
+	int rc = 0;
+
+	if (fstat(c->fd, &st) != 0)
+		return -errno;
+	if (pread(c->fd, magic, sizeof(magic), 0) != (ssize_t)sizeof(magic) ||
+	    memcmp(magic, CACHE_MAGIC, CACHE_MAGIC_LEN) != 0) {
+		/* Empty, or not ours: started afresh. */
+		if (ftruncate(c->fd, 0) != 0 || pwrite(c->fd, CACHE_MAGIC, CACHE_MAGIC_LEN, 0) != CACHE_MAGIC_LEN)
+			return -errno;
+		c->end = CACHE_MAGIC_LEN;
+		return 0;
+	}
+	while (off + REC_HEAD <= (uint64_t)st.st_size) {
+		uint32_t len;
+
+		if (pread(c->fd, head, sizeof(head), (off_t)off) != (ssize_t)sizeof(head))
+			break;
+		len = get_le32(head + PB_STORE_NAME_LEN);
+		if (len == 0 || len > PB_STORE_CT_MAX || off + REC_HEAD + len > (uint64_t)st.st_size)
+			break;
+		if (!sodium_is_zero(head, PB_STORE_NAME_LEN) &&
+		    (rc = put_slot(c, key_of(head), (off + REC_HEAD) << AT_LEN_BITS | len)) != 0)
+			return rc;
+		off += REC_HEAD + len;
+	}
+	if (off != (uint64_t)st.st_size && ftruncate(c->fd, (off_t)off) != 0)
+		return -errno;
+	c->end = off;
+	return 0;
+}
+
+/* Opens the file, creating it (and the folder) when create. */
+static int open_file(pb__cache_t *c, bool create)
+{
+	int rc;
+
+	if (create && (rc = pb__mkdirs(c->dir, 0700)) != 0)
+		return rc;
+	c->fd = open(c->path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
+	if (c->fd < 0)
+		return -errno;
+	if ((rc = load(c)) != 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+	return rc;
+}
+
+int pb__cache_open(const char *home, pb__cache_t **out)
+{
+	pb__cache_t *c = calloc(1, sizeof(*c));
+	int rc, n;
+
+	*out = NULL;
+	if (c == NULL)
+		return PB_ENOMEM;
+	c->fd = -1;
+	if ((rc = pb__path_join(c->dir, sizeof(c->dir), home, CACHE_DIR)) != 0) {
+		free(c);
+		return rc;
+	}
+	n = snprintf(c->path, sizeof(c->path), "%s/%s", c->dir, CACHE_FILE);
+	if (n < 0 || (size_t)n >= sizeof(c->path)) {
+		free(c);
+		return PB_ETOOBIG;
+	}
+	/* An unreadable cache is no cache: everything is fetched. */
+	if (access(c->path, F_OK) == 0)
+		(void)open_file(c, false);
+	*out = c;
+	return 0;
+}
+
+bool pb__cache_has(const pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN])
+{
+	return find(c, name) != NULL;
+}
+
+/* One write a record; a cache that cannot be written only costs a refetch,
+ * so a failure stops caching for this run. */
+void pb__cache_keep(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
+{
+	uint8_t head[REC_HEAD];
+	struct iovec iov[2];
+	size_t want = REC_HEAD + len, done = 0;
+
+	if (c == NULL || len == 0 || len > PB_STORE_CT_MAX || find(c, name) != NULL)
+		return; /* kept by an earlier run */
+	if (c->broken || (c->fd < 0 && open_file(c, true) != 0)) {
+		c->broken = true;
+		return;
+	}
+	memcpy(head, name, PB_STORE_NAME_LEN);
+	for (int k = 0; k < 4; k++)
+		head[PB_STORE_NAME_LEN + k] = (uint8_t)(len >> (8 * k));
+	while (done < want) {
+		ssize_t w;
+
+		if (done < REC_HEAD) {
+			iov[0].iov_base = head + done;
+			iov[0].iov_len = REC_HEAD - done;
+			iov[1].iov_base = (void *)ct;
+			iov[1].iov_len = len;
+			w = pwritev(c->fd, iov, 2, (off_t)(c->end + done));
+		} else {
+			w = pwrite(c->fd, ct + (done - REC_HEAD), want - done, (off_t)(c->end + done));
+		}
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
-			close(fd);
-			unlink(tmp);
+			/* The torn record is cut by the next open. */
+			c->broken = true;
 			return;
 		}
-		off += (size_t)w;
+		done += (size_t)w;
 	}
-	if (close(fd) != 0 || rename(tmp, path) != 0)
-		unlink(tmp);
+	c->recent[c->nrecent++ % RECENT] = (struct slot){ key_of(name), (c->end + REC_HEAD) << AT_LEN_BITS | len };
+	c->end += want;
 }
 
-int pb__cache_read(const char *home, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **ct, size_t *len)
+/* The whole record is read: the name in it must be the one asked for. */
+int pb__cache_read(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **ct, size_t *len)
 {
-	char path[4200];
-	int rc;
+	struct slot *s = find(c, name);
+	uint64_t off;
+	size_t want, done = 0;
+	uint8_t *buf;
 
-	if ((rc = cache_path(home, name, path, sizeof(path))) != 0)
-		return rc;
-	return pb__read_file(path, PB_STORE_CT_MAX, ct, len);
+	*ct = NULL;
+	*len = 0;
+	if (s == NULL || c->fd < 0)
+		return PB_ENOTFOUND;
+	off = (s->at >> AT_LEN_BITS) - REC_HEAD;
+	want = REC_HEAD + (size_t)(s->at & ((1u << AT_LEN_BITS) - 1));
+	if ((buf = malloc(want)) == NULL)
+		return PB_ENOMEM;
+	while (done < want) {
+		ssize_t r = pread(c->fd, buf + done, want - done, (off_t)(off + done));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			free(buf);
+			return r < 0 ? -errno : PB_ETRUNCATED;
+		}
+		done += (size_t)r;
+	}
+	if (memcmp(buf, name, PB_STORE_NAME_LEN) != 0) {
+		free(buf);
+		return PB_ESTORE_HASH;
+	}
+	memmove(buf, buf + REC_HEAD, want - REC_HEAD);
+	*ct = buf;
+	*len = want - REC_HEAD;
+	return 0;
 }
 
-void pb__cache_forget(const char *home, const uint8_t name[PB_STORE_NAME_LEN])
+/* Zeroes the record's name in the file, which no chunk has: the next open
+ * skips it, and the chunk is fetched again. */
+static void zero_record(pb__cache_t *c, uint64_t at)
 {
-	char path[4200];
+	static const uint8_t zero[PB_STORE_NAME_LEN];
 
-	if (cache_path(home, name, path, sizeof(path)) == 0)
-		unlink(path);
+	if (c->fd >= 0 &&
+	    pwrite(c->fd, zero, sizeof(zero), (off_t)((at >> AT_LEN_BITS) - REC_HEAD)) != (ssize_t)sizeof(zero))
+		c->broken = true;
+}
+
+void pb__cache_forget(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN])
+{
+	uint64_t key = key_of(name);
+	struct slot *s = find(c, name), *old;
+	size_t cap;
+
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < RECENT && i < c->nrecent; i++)
+		if (c->recent[i].at != 0 && c->recent[i].key == key) {
+			zero_record(c, c->recent[i].at);
+			c->recent[i].at = 0;
+		}
+	if (s == NULL)
+		return;
+	zero_record(c, s->at);
+	s->at = 0;
+	/* Open addressing: the table is rebuilt without it. */
+	old = c->t;
+	cap = c->cap;
+	c->t = NULL;
+	c->cap = c->n = 0;
+	if (grow(c) != 0) {
+		c->t = old;
+		c->cap = cap;
+		return;
+	}
+	for (size_t i = 0; i < cap; i++)
+		if (old[i].at != 0)
+			(void)put_slot(c, old[i].key, old[i].at);
+	free(old);
+}
+
+void pb__cache_close(pb__cache_t *c)
+{
+	if (c == NULL)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->t);
+	free(c);
 }
 
 void pb__cache_drop(const char *home)

@@ -17,7 +17,11 @@
 #include "agent/backup/engine-int.h"
 #include "agent/util/fsutil.h"
 
-#define FETCH_WINDOW 16               /* chunk requests in flight on restore */
+#define FETCH_WINDOW 64               /* chunk requests in flight on restore ... */
+#define FETCH_BYTES (4u << 20)        /* ... and the bytes they are expected to bring */
+/* Chunks of the items collected from the manifest before they are fetched:
+ * the window stays full across the manifest's chunks. */
+#define FETCH_BATCH 8192
 
 struct want_item {
 	pb_manifest_item_t m;
@@ -56,7 +60,7 @@ struct restore {
 	uint64_t prev_seq;
 	char tmpdir[4096];
 	unsigned tmpn;
-	uint8_t *scratch;       /* PB_CHUNK_PLAIN_MAX bytes to open chunks into */
+	pb__cache_t *cache;     /* opened at the first fetch that keeps chunks */
 };
 
 static bool selected(const struct restore *r, const pb_manifest_item_t *m);
@@ -172,65 +176,7 @@ static bool caching(const struct restore *r)
 
 static bool cache_has(const struct restore *r, const uint8_t name[PB_STORE_NAME_LEN])
 {
-	return caching(r) && pb__cache_has(r->o->home, name);
-}
-
-/* Opens a sealed chunk into a malloc'd buffer of its size: through one
- * scratch buffer of the largest size, so that a small chunk (a chat
- * message) costs no allocation of the largest one. */
-static int open_chunk(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len,
-		      uint8_t **plain, size_t *plen)
-{
-	int rc;
-
-	*plain = NULL;
-	if (r->scratch == NULL && (r->scratch = malloc(PB_CHUNK_PLAIN_MAX)) == NULL)
-		return PB_ENOMEM;
-	if ((rc = pb_chunk_open(&r->keys, name, ct, len, r->scratch, PB_CHUNK_PLAIN_MAX, plen)) != 0)
-		return rc;
-	if ((*plain = malloc(*plen ? *plen : 1)) == NULL)
-		rc = PB_ENOMEM;
-	else
-		memcpy(*plain, r->scratch, *plen);
-	sodium_memzero(r->scratch, *plen);
-	return rc;
-}
-
-/* Opens a cached chunk exactly as a fetched one: a damaged file fails like
- * a damaged reply (and the next run fetches it). */
-static int cache_open(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **plain, size_t *plen)
-{
-	uint8_t *ct;
-	size_t len;
-	int rc;
-
-	if ((rc = pb__cache_read(r->o->home, name, &ct, &len)) != 0)
-		return rc;
-	rc = open_chunk(r, name, ct, len, plain, plen);
-	free(ct);
-	if (rc != 0)
-		pb__cache_forget(r->o->home, name);
-	return rc;
-}
-
-/* Receives the chunk answering request tok and decrypts it into a
- * malloc'd buffer. */
-static int receive_chunk(struct restore *r, uint64_t tok, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **plain,
-			 size_t *plen)
-{
-	uint8_t *ct = NULL;
-	size_t len = 0;
-	int rc = r->repo->ops->get_recv(r->repo, tok, &ct, &len);
-
-	if (rc != 0)
-		return rc;
-	rc = open_chunk(r, name, ct, len, plain, plen);
-	/* Kept for a later run; a cache that cannot be written only costs a
-	 * refetch. */
-	if (rc == 0 && caching(r))
-		pb__cache_keep(r->o->home, name, ct, len);
-	free(ct);
-	return rc;
+	return caching(r) && pb__cache_has(r->cache, name);
 }
 
 /* Hands a checked item to where it goes: the fetch's answer, or the
@@ -266,6 +212,14 @@ static int deliver(struct restore *r, pb__assembly_t *a, const struct want_item 
 	return r->prov->write(r->txn, &it);
 }
 
+/* An item of one chunk in memory: its content hash is the keyed BLAKE2b the
+ * chunk's name is (pb__item_hash, pb_chunk_seal), which opening the chunk
+ * checks; it is not hashed a second time. */
+static bool whole_item(const struct want_item *w)
+{
+	return w->m.nchunks == 1 && w->m.size <= PB_CDC_WHOLE_MAX && memcmp(w->names[0], w->m.hash, 32) == 0;
+}
+
 static int assembly_finish(struct restore *r, pb__assembly_t *a, const struct want_item *w)
 {
 	uint8_t hash[32];
@@ -273,6 +227,8 @@ static int assembly_finish(struct restore *r, pb__assembly_t *a, const struct wa
 
 	if (rc != 0)
 		goto out;
+	if (a->whole)
+		memcpy(hash, w->m.hash, 32);
 	if (sodium_memcmp(hash, w->m.hash, 32) != 0) {
 		r->res->bad_items++;
 		if (r->txn != NULL || r->exact_id != NULL) {
@@ -293,6 +249,8 @@ out:
 /* Asks for the next chunks not cached, up to FETCH_WINDOW in flight. */
 struct fetch {
 	uint64_t ids[FETCH_WINDOW];
+	uint64_t est[FETCH_WINDOW]; /* the bytes each request is expected to bring */
+	uint64_t inflight;          /* their sum over the requests not received */
 	bool *cached;
 	size_t total, sent, got;
 	size_t si, sc, sk; /* next chunk to request, and its index in cached */
@@ -302,7 +260,10 @@ static int request_more(struct restore *r, struct fetch *f)
 {
 	int rc = 0;
 
-	while (f->sent < f->total && f->sent - f->got < FETCH_WINDOW && rc == 0) {
+	while (f->sent < f->total && f->sent - f->got < FETCH_WINDOW && rc == 0 &&
+	       (f->inflight < FETCH_BYTES || f->sent == f->got)) {
+		const pb_manifest_item_t *m;
+
 		while (f->sc >= r->items[f->si].m.nchunks || f->cached[f->sk]) {
 			if (f->sc < r->items[f->si].m.nchunks) {
 				f->sc++; /* cached: skip */
@@ -314,6 +275,10 @@ static int request_more(struct restore *r, struct fetch *f)
 		}
 		rc = r->repo->ops->get_send(r->repo, r->dev_id, r->items[f->si].names[f->sc],
 					    &f->ids[f->sent % FETCH_WINDOW]);
+		/* A chunk's size is not known before it comes: its item's share. */
+		m = &r->items[f->si].m;
+		f->est[f->sent % FETCH_WINDOW] = m->size / m->nchunks + 64;
+		f->inflight += f->est[f->sent % FETCH_WINDOW];
 		f->sc++;
 		f->sk++;
 		f->sent++;
@@ -321,21 +286,94 @@ static int request_more(struct restore *r, struct fetch *f)
 	return rc;
 }
 
+/* Where the next chunk to hand to the opener is: item, chunk in it, and
+ * its index in fetch.cached. */
+struct produce {
+	size_t i, c, k, done;
+};
+
+/* Receives (or reads from the cache) the next chunk and hands it to the
+ * opener; its tag says whether it came from the cache. */
+static int produce_one(struct restore *r, struct fetch *f, struct produce *p, pb__opener_t *op)
+{
+	const uint8_t *name;
+	uint8_t *ct = NULL;
+	size_t len = 0;
+	bool cached;
+	int rc;
+
+	while (p->c >= r->items[p->i].m.nchunks) {
+		p->i++;
+		p->c = 0;
+	}
+	name = r->items[p->i].names[p->c];
+	cached = f->cached[p->k];
+	if ((rc = request_more(r, f)) != 0)
+		return rc;
+	if (cached) {
+		rc = pb__cache_read(r->cache, name, &ct, &len);
+		r->res->chunks_cached++;
+	} else {
+		rc = r->repo->ops->get_recv(r->repo, f->ids[f->got % FETCH_WINDOW], &ct, &len);
+		f->inflight -= f->est[f->got % FETCH_WINDOW];
+		f->got++;
+		/* Kept for a later run as it comes (a cache that cannot be
+		 * written only costs a refetch); dropped if it does not open. */
+		if (rc == 0 && caching(r))
+			pb__cache_keep(r->cache, name, ct, len);
+	}
+	if (rc != 0)
+		return rc;
+	pb__opener_put(op, name, ct, len, cached);
+	p->c++;
+	p->k++;
+	p->done++;
+	return 0;
+}
+
+/* Takes the next opened chunk back; one that does not open is dropped
+ * from the cache (the next run fetches it), failing this run like a
+ * damaged reply. */
+static int take_one(struct restore *r, pb__opener_t *op, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **plain,
+		    size_t *plen)
+{
+	uint8_t *ct;
+	size_t len;
+	uint64_t cached;
+	int rc = pb__opener_take(op, &ct, &len, &cached, plain, plen);
+
+	if (rc != 0 && caching(r))
+		pb__cache_forget(r->cache, name);
+	free(ct);
+	return rc;
+}
+
 /* Fetches and rebuilds every collected item, with up to FETCH_WINDOW chunk
- * requests in flight. */
+ * requests in flight; the chunks are opened on the opener's threads while
+ * this thread receives the next ones and assembles and writes the items in
+ * order. */
 static int fetch_items(struct restore *r)
 {
 	struct fetch f;
-	size_t all = 0, at = 0, item = 0, chunk = 0; /* at: index in cached of the current chunk */
+	struct produce p;
+	size_t all = 0, item = 0, chunk = 0;
+	pb__opener_t *op = NULL;
 	pb__assembly_t a;
 	int rc = 0;
 
 	memset(&f, 0, sizeof(f));
+	memset(&p, 0, sizeof(p));
+	if (caching(r) && r->cache == NULL && (rc = pb__cache_open(r->o->home, &r->cache)) != 0)
+		return rc;
 	for (size_t i = 0; i < r->nitems; i++)
 		all += r->items[i].m.nchunks;
 	f.cached = calloc(all + 1, sizeof(*f.cached));
 	if (f.cached == NULL)
 		return PB_ENOMEM;
+	if ((rc = pb__opener_new(&r->keys, &op)) != 0) {
+		free(f.cached);
+		return rc;
+	}
 	/* Chunks an interrupted run fetched are not fetched again. */
 	for (size_t i = 0, k = 0; i < r->nitems; i++)
 		for (size_t c = 0; c < r->items[i].m.nchunks; c++, k++) {
@@ -348,6 +386,8 @@ static int fetch_items(struct restore *r)
 	/* Items with no chunk (empty files) are finished at once below. */
 	while (item < r->nitems && rc == 0) {
 		const struct want_item *w = &r->items[item];
+		uint8_t *plain = NULL;
+		size_t plen = 0;
 
 		if (chunk == 0 &&
 		    (rc = pb__assembly_start(&a, &r->keys, w->m.size, r->txn != NULL ? r->tmpdir : NULL, &r->tmpn)) != 0)
@@ -357,23 +397,20 @@ static int fetch_items(struct restore *r)
 			item++;
 			continue;
 		}
-		rc = request_more(r, &f);
-		if (rc == 0) {
-			uint8_t *plain = NULL;
-			size_t plen = 0;
-
-			if (f.cached[at]) {
-				rc = cache_open(r, w->names[chunk], &plain, &plen);
-				r->res->chunks_cached++;
-			} else {
-				rc = receive_chunk(r, f.ids[f.got % FETCH_WINDOW], w->names[chunk], &plain, &plen);
-				f.got++;
-			}
-			at++;
-			if (rc == 0)
-				rc = pb__assembly_add(&a, plain, plen);
-			free(plain);
+		while (rc == 0 && p.done < all && (pb__opener_room(op) || pb__opener_waiting(op) == 0))
+			rc = produce_one(r, &f, &p, op);
+		if (rc == 0)
+			rc = take_one(r, op, w->names[chunk], &plain, &plen);
+		if (rc == 0 && whole_item(w)) {
+			/* The item is its chunk: opening it checked its hash. */
+			a.buf = plain;
+			a.len = a.cap = plen;
+			a.whole = true;
+			plain = NULL;
+		} else if (rc == 0) {
+			rc = pb__assembly_add(&a, plain, plen);
 		}
+		free(plain);
 		if (rc == 0 && ++chunk == w->m.nchunks) {
 			rc = assembly_finish(r, &a, w);
 			item++;
@@ -382,6 +419,7 @@ static int fetch_items(struct restore *r)
 				rc = pb__progress(&r->pr, false);
 		}
 	}
+	pb__opener_free(op);
 	pb__assembly_drop(&a);
 	free(f.cached);
 	return rc;
@@ -805,8 +843,20 @@ static int open_snapshot(struct restore *r, uint64_t *snap, name_t **mchunks, si
 	return rc;
 }
 
-/* Walks the manifest chunks; each one's wanted items are fetched (or
- * planned) before the next. */
+/* Chunks of the items collected so far. */
+static size_t collected_chunks(const struct restore *r)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->nitems; i++)
+		n += r->items[i].m.nchunks;
+	return n;
+}
+
+/* Walks the manifest chunks; the wanted items of several are fetched (or
+ * planned) together, about FETCH_BATCH chunks at a time, so that the
+ * fetch window does not drain at each manifest chunk. A fetch by id takes
+ * each manifest chunk's items at once: it stops at the first match. */
 static int walk_manifest(struct restore *r, enum restore_mode mode, const name_t *mchunks, size_t nm)
 {
 	int rc = 0;
@@ -819,9 +869,11 @@ static int walk_manifest(struct restore *r, enum restore_mode mode, const name_t
 			break;
 		rc = pb_manifest_chunk_open(&r->keys, mchunks[i], ct, len, collect_item, r);
 		free(ct);
-		if (rc == 0 && mode == MODE_RESTORE && r->o->dry_run)
+		if (rc != 0 || (i + 1 < nm && r->exact_id == NULL && collected_chunks(r) < FETCH_BATCH))
+			continue;
+		if (mode == MODE_RESTORE && r->o->dry_run)
 			rc = plan_items(r);
-		else if (rc == 0)
+		else
 			rc = fetch_items(r);
 		free_items(r);
 	}
@@ -860,8 +912,11 @@ static int restore_end(struct restore *r, enum restore_mode mode, uint8_t **out,
 			rc = PB_ENOTFOUND;
 		else if (!r->o->dry_run && (rc = r->prov->commit(r->txn)) == 0)
 			r->txn = NULL;
-		if (rc == 0)
+		if (rc == 0) {
+			pb__cache_close(r->cache);
+			r->cache = NULL;
 			pb__cache_drop(r->o->home);
+		}
 	}
 	if (rc == 0 && mode == MODE_FETCH) {
 		if (!r->found) {
@@ -890,8 +945,8 @@ static void restore_free(struct restore *r)
 	free(r->prev_id);
 	free(r->prev_path);
 	local_free(r);
+	pb__cache_close(r->cache);
 	pb_backup_keys_wipe(&r->keys);
-	free(r->scratch);
 	if (r->repo_owned)
 		pb__repo_close(r->repo);
 	free(r);

@@ -25,6 +25,11 @@
 #define CONN_QUEUE_MAX (16u << 20)
 /* Devices one BackupList reports. */
 #define BACKUPS_MAX 64
+/* ChunkGets waiting in a row that one worker job reads together, and the
+ * bytes after which it answers the ones it read and leaves the rest for
+ * the next job. */
+#define GET_BATCH 32
+#define GET_BATCH_BYTES (4u << 20)
 
 struct job;
 
@@ -83,6 +88,11 @@ struct job {
 	} body;
 	void *owned[2];             /* freed with the job */
 	struct backups *list;
+	/* A ChunkGet leading a batch: itself and the ChunkGets queued right
+	 * behind it (batch[0] is the job), read by one worker job; the worker
+	 * answered the first nserved of them. */
+	struct job **batch;
+	size_t nbatch, nserved;
 };
 
 /* ---- namespaces (worker) ------------------------------------------------------ */
@@ -314,6 +324,64 @@ static int do_chunk_get(struct job *j)
 	return 0;
 }
 
+/* The answer of one ChunkGet of a batch. */
+static void chunk_answer(struct job *j, int rc, uint8_t *ct, size_t len)
+{
+	const Peerback__ChunkGet *cg = j->env->request->chunk_get;
+
+	j->rc = rc;
+	j->has_rep = rc == 0;
+	if (rc != 0)
+		return;
+	j->owned[0] = ct;
+	peerback__chunk_data__init(&j->body.chunk);
+	j->body.chunk.name = cg->name;
+	j->body.chunk.data.data = ct;
+	j->body.chunk.data.len = len;
+	j->rep.op_case = PEERBACK__REPLY__OP_CHUNK;
+	j->rep.chunk = &j->body.chunk;
+}
+
+/* Reads the batch's chunks a run of the same device at a time, in one
+ * store read each (pb_store_get_many), until GET_BATCH_BYTES are read (the
+ * first at least): a phone that asks for many large chunks without
+ * reading holds the host to the channel's bound plus about that. */
+static void do_chunk_get_batch(struct job *lead)
+{
+	size_t at = 0, bytes = 0;
+
+	while (at < lead->nbatch && bytes < GET_BATCH_BYTES) {
+		const ProtobufCBinaryData *dev = &lead->batch[at]->env->request->chunk_get->device;
+		uint8_t names[GET_BATCH][PB_STORE_NAME_LEN], *ct[GET_BATCH];
+		size_t len[GET_BATCH], n = 0, served = 0;
+		int rcs[GET_BATCH], rc;
+		pb_store_ns_t *ns;
+
+		while (at + n < lead->nbatch) {
+			const Peerback__ChunkGet *cg = lead->batch[at + n]->env->request->chunk_get;
+
+			if (cg->device.len != dev->len ||
+			    (dev->len != 0 && memcmp(cg->device.data, dev->data, dev->len) != 0))
+				break;
+			memcpy(names[n++], cg->name.data, PB_STORE_NAME_LEN);
+		}
+		rc = read_ns(lead->cs, dev, &ns);
+		if (rc == 0)
+			rc = pb_store_get_many(ns, (const uint8_t(*)[PB_STORE_NAME_LEN])names, n, GET_BATCH_BYTES - bytes,
+					       ct, len, rcs, &served);
+		if (rc != 0)
+			served = 1; /* the first fails; the others are asked again */
+		for (size_t k = 0; k < served; k++) {
+			chunk_answer(lead->batch[at + k], rc != 0 ? rc : rcs[k], rc != 0 ? NULL : ct[k], len[k]);
+			bytes += rc == 0 && rcs[k] == 0 ? len[k] : 0;
+		}
+		at += served;
+		if (served < n)
+			break;
+	}
+	lead->nserved = at;
+}
+
 /* Blob keys a phone may use: its wrapped master key, and per SIM identity
  * (a keyed hash the host cannot invert) the snapshot holding its contacts. */
 static const char *blob_key(const char *key)
@@ -446,6 +514,10 @@ static void job_run(pb_host_job_t *work)
 	struct job *j = (struct job *)work;
 	struct conn_store *cs = j->cs;
 
+	if (j->env != NULL && j->nbatch > 1) {
+		do_chunk_get_batch(j);
+		return;
+	}
 	if (j->env != NULL) {
 		run_request(j);
 		return;
@@ -726,6 +798,7 @@ static void job_free(struct job *j)
 	free(j->owned[0]);
 	free(j->owned[1]);
 	free(j->list);
+	free(j->batch);
 	free(j);
 }
 
@@ -853,6 +926,27 @@ static void dequeue(struct conn_store *cs, struct job *j)
 
 static void pump(struct conn_store *cs);
 
+static bool is_get(const struct job *j)
+{
+	return j != NULL && j->env != NULL && j->rc == 0 && j->env->request->op_case == PEERBACK__REQUEST__OP_CHUNK_GET;
+}
+
+/* A ChunkGet at the head takes the ChunkGets queued right behind it into
+ * its worker job: one store read for all, one hand-over to the worker. */
+static void gather_gets(struct job *lead)
+{
+	size_t n = 1;
+
+	for (struct job *k = lead->next; n < GET_BATCH && is_get(k); k = k->next)
+		n++;
+	if (n < 2 || (lead->batch = malloc(n * sizeof(*lead->batch))) == NULL)
+		return;
+	lead->nbatch = n;
+	lead->batch[0] = lead;
+	for (size_t i = 1; i < n; i++)
+		lead->batch[i] = lead->batch[i - 1]->next;
+}
+
 static void on_drained(pb_channel_t *ch)
 {
 	pb_host_conn_t *conn = (pb_host_conn_t *)ch;
@@ -879,6 +973,8 @@ static void pump(struct conn_store *cs)
 			if (j->env != NULL && j->env->request->op_case == PEERBACK__REQUEST__OP_BACKUP_LIST)
 				j->rc = prepare_backup_list(j);
 			if (j->rc == 0) {
+				if (is_get(j))
+					gather_gets(j);
 				cs->busy = true;
 				j->work.run = job_run;
 				j->work.done = job_done;
@@ -890,6 +986,34 @@ static void pump(struct conn_store *cs)
 		answer_here(cs, j);
 		job_free(j);
 	}
+}
+
+/* Sends the answers of the batch's first nserved ChunkGets, in order; the
+ * rest stay queued for the next worker job. */
+static void answer_batch(struct conn_store *cs, struct job *lead)
+{
+	struct job **batch = lead->batch;
+	size_t n = lead->nserved;
+
+	lead->batch = NULL;
+	for (size_t i = 0; i < n; i++) {
+		struct job *j = batch[i];
+
+		dequeue(cs, j);
+		if (cs->conn != NULL) {
+			if (j->rc != 0)
+				reply_error(cs->conn, j->env->request->id, j->rc);
+			else {
+				j->rep.id = j->env->request->id;
+				send_reply(cs->conn, &j->rep);
+				progress_event(cs, j->env->request);
+			}
+		}
+		job_free(j);
+	}
+	/* The ones not read stay at the head of the queue, read by the next. */
+	free(batch);
+	pump(cs);
 }
 
 static void job_done(pb_host_job_t *work, bool canceled)
@@ -904,6 +1028,10 @@ static void job_done(pb_host_job_t *work, bool canceled)
 		return;
 	}
 	cs->busy = false;
+	if (j->nbatch > 1 && !canceled) {
+		answer_batch(cs, j);
+		return;
+	}
 	dequeue(cs, j);
 	if (cs->conn != NULL && !canceled) {
 		if (j->rc != 0)
@@ -931,12 +1059,19 @@ static void conn_store_free(pb_host_conn_t *conn)
 		return;
 	conn->app = NULL;
 	cs->conn = NULL;
-	j = cs->busy ? cs->head->next : cs->head;
-	if (cs->busy)
-		cs->head->next = NULL;
-	else
-		cs->head = NULL;
-	cs->tail = cs->head;
+	if (cs->busy) {
+		/* The jobs the worker has (a batch) stay until it is done. */
+		struct job *last = cs->head;
+
+		for (size_t k = 1; k < cs->head->nbatch; k++)
+			last = last->next;
+		j = last->next;
+		last->next = NULL;
+		cs->tail = last;
+	} else {
+		j = cs->head;
+		cs->head = cs->tail = NULL;
+	}
 	while (j != NULL) {
 		struct job *next = j->next;
 

@@ -969,8 +969,12 @@ static int stage(pb_device_writer_t *w, wentry_t *e)
 		rc = copy_file(e->src, fd);
 	else
 		rc = write_all(fd, e->data, e->len);
-	if (rc == 0 && fsync(fd) != 0)
-		rc = -errno;
+#ifdef SYNC_FILE_RANGE_WRITE
+	/* Durable only at commit (sync_staged), all together; its writeback
+	 * starts now, while the next files are written. */
+	if (rc == 0)
+		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#endif
 	if (close(fd) != 0 && rc == 0)
 		rc = -errno;
 	if (rc != 0) {
@@ -1053,6 +1057,47 @@ int pb_device_writer_stage(pb_device_writer_t *w)
 	return rc;
 }
 
+/* The one durability point of a commit: every staged file synced, then
+ * (sync_parents) each folder that received a rename, once. */
+static int sync_staged(pb_device_writer_t *w)
+{
+	for (size_t i = 0; i < w->ns; i++) {
+		int pfd, fd, rc;
+
+		if ((rc = open_parent(w, w->s[i].path, false, &pfd)) != 0)
+			return rc;
+		fd = openat(pfd, w->s[i].tmp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		rc = fd < 0 ? -errno : fsync(fd) != 0 ? -errno : 0;
+		if (fd >= 0)
+			close(fd);
+		close(pfd);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static void sync_parents(pb_device_writer_t *w)
+{
+	strlist_t done = { 0 };
+
+	for (size_t i = 0; i < w->written.n; i++) {
+		const char *rel = w->written.v[i], *base = pb__kinds_basename(rel);
+		size_t len = (size_t)(base - rel);
+		bool seen = false;
+		int pfd;
+
+		for (size_t k = 0; k < done.n && !seen; k++)
+			seen = strlen(done.v[k]) == len && strncmp(done.v[k], rel, len) == 0;
+		if (seen || strlist_add(&done, rel, len) != 0 || open_parent(w, rel, false, &pfd) != 0)
+			continue;
+		(void)fsync(pfd);
+		close(pfd);
+	}
+	strlist_clear(&done);
+	free(done.v);
+}
+
 int pb_device_writer_commit(pb_device_writer_t *w)
 {
 	size_t i;
@@ -1064,7 +1109,7 @@ int pb_device_writer_commit(pb_device_writer_t *w)
 	w->link[0] = 0;
 	/* Every file is staged first; a failure removes all staged files and
 	 * the folders made for them, so the directory keeps its old content. */
-	if ((rc = pb_device_writer_stage(w)) != 0) {
+	if ((rc = pb_device_writer_stage(w)) != 0 || (rc = sync_staged(w)) != 0) {
 		unstage(w);
 		return rc;
 	}
@@ -1079,7 +1124,6 @@ int pb_device_writer_commit(pb_device_writer_t *w)
 			close(pfd);
 			break;
 		}
-		(void)fsync(pfd);
 		close(pfd);
 		free(w->s[i].tmp);
 		w->s[i].tmp = NULL;
@@ -1090,6 +1134,7 @@ int pb_device_writer_commit(pb_device_writer_t *w)
 		unstage(w);
 		return rc;
 	}
+	sync_parents(w);
 	/* Written files stay (pb_device_writer_written names them); the rest
 	 * is removed, the folders kept. */
 	strlist_clear(&w->made);

@@ -123,6 +123,16 @@ PB_EXTERN PB_WUR int pb_store_flush(pb_store_ns_t *ns);
  * owned by the caller. */
 PB_EXTERN PB_WUR int pb_store_get(pb_store_ns_t *ns, const uint8_t name[PB_STORE_NAME_LEN],
 				  uint8_t **ct, size_t *len);
+/* Reads n committed chunks at once, each as pb_store_get would: one index
+ * lookup a name through one statement, then the records read in pack and
+ * offset order, each pack opened once. ct[i] (malloc'd, the caller's) and
+ * len[i] for names[i], or NULL with rcs[i] saying why (PB_ENOTFOUND,
+ * PB_ESTORE_HASH, ...). max_bytes (0: no limit) bounds what one call
+ * reads: only names[0 .. *served) are answered (at least one), the rest
+ * are left for another call; served may be NULL when max_bytes is 0.
+ * Returns 0, or an error of the index (then no chunk is handed out). */
+PB_EXTERN PB_WUR int pb_store_get_many(pb_store_ns_t *ns, const uint8_t (*names)[PB_STORE_NAME_LEN], size_t n,
+				       size_t max_bytes, uint8_t **ct, size_t *len, int *rcs, size_t *served);
 
 /* Records snapshot snap_id with its opaque blob (the sealed manifest root)
  * and the names of every chunk it references. Refused with

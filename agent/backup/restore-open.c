@@ -1,0 +1,207 @@
+/* Chunk opening on worker threads, for restore: the thread that receives
+ * sealed chunks hands them over in order; OPEN_THREADS threads open them
+ * (XChaCha20-Poly1305, zstd, the keyed BLAKE2b name check) while it goes
+ * on receiving, writing and hashing; it takes them back in the order it
+ * handed them over. A ring of OPEN_RING chunks, at most OPEN_BYTES of
+ * sealed bytes, bounds what waits. Each thread keeps its zstd context. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+#include <zstd.h>
+
+#include "peerback.h"
+#include "agent/backup/engine-int.h"
+#include "agent/backup/internal.h"
+
+#define OPEN_THREADS 2
+#define OPEN_RING 32
+#define OPEN_BYTES (8u << 20)
+/* The threads are woken for a chunk this large, or for this many small
+ * ones: a message of a few hundred bytes costs less to open than to hand
+ * over, and the taking thread opens one nobody picked up itself. */
+#define OPEN_WAKE_BYTES (64u * 1024)
+#define OPEN_WAKE_COUNT 8
+
+enum { SLOT_FREE, SLOT_WAITING, SLOT_OPENING, SLOT_DONE };
+
+struct oslot {
+	int state;
+	uint8_t name[PB_STORE_NAME_LEN];
+	uint8_t *ct, *plain;
+	size_t len, plen;
+	uint64_t tag;
+	int rc;
+};
+
+struct pb__opener_s {
+	const pb_backup_keys_t *keys;
+	pthread_t th[OPEN_THREADS];
+	size_t nth;
+	pthread_mutex_t mu;
+	pthread_cond_t work, done;
+	struct oslot s[OPEN_RING];
+	uint64_t put, take, next; /* handed over, taken back, next to open */
+	size_t bytes;             /* sealed bytes handed over, not taken back */
+	bool stop;
+	ZSTD_DCtx *dctx;          /* the taking thread's */
+};
+
+/* The plaintext buffer is sized after the sealed chunk (a small one may
+ * have been compressed far, a large one seldom is), and grown to the most
+ * a chunk may hold only when that was too small: memory holds what the
+ * waiting chunks hold, not OPEN_RING times the largest chunk. */
+static void open_one(const pb_backup_keys_t *keys, struct oslot *s, ZSTD_DCtx *dctx)
+{
+	size_t cap = s->len < 65536 ? 16 * s->len + 1024 : s->len + 1024;
+
+	for (;;) {
+		if (cap > PB_CHUNK_PLAIN_MAX)
+			cap = PB_CHUNK_PLAIN_MAX;
+		if ((s->plain = malloc(cap)) == NULL) {
+			s->rc = PB_ENOMEM;
+			return;
+		}
+		s->rc = pb__open_dctx(keys->chunk, keys->name, s->name, s->ct, s->len, s->plain, cap, &s->plen, dctx);
+		if (s->rc == 0)
+			return;
+		free(s->plain);
+		s->plain = NULL;
+		if (s->rc != PB_ETOOBIG || cap == PB_CHUNK_PLAIN_MAX)
+			return;
+		cap = PB_CHUNK_PLAIN_MAX;
+	}
+}
+
+static void *worker(void *arg)
+{
+	pb__opener_t *o = arg;
+	ZSTD_DCtx *dctx = ZSTD_createDCtx(); /* NULL: one a chunk */
+
+	pthread_mutex_lock(&o->mu);
+	for (;;) {
+		struct oslot *s;
+
+		while (!o->stop && o->next == o->put)
+			pthread_cond_wait(&o->work, &o->mu);
+		if (o->stop)
+			break;
+		s = &o->s[o->next++ % OPEN_RING];
+		s->state = SLOT_OPENING;
+		pthread_mutex_unlock(&o->mu);
+		open_one(o->keys, s, dctx);
+		pthread_mutex_lock(&o->mu);
+		s->state = SLOT_DONE;
+		pthread_cond_broadcast(&o->done);
+	}
+	pthread_mutex_unlock(&o->mu);
+	ZSTD_freeDCtx(dctx);
+	return NULL;
+}
+
+int pb__opener_new(const pb_backup_keys_t *keys, pb__opener_t **out)
+{
+	pb__opener_t *o = calloc(1, sizeof(*o));
+
+	*out = NULL;
+	if (o == NULL)
+		return PB_ENOMEM;
+	o->keys = keys;
+	o->dctx = ZSTD_createDCtx();
+	if (pthread_mutex_init(&o->mu, NULL) != 0) {
+		ZSTD_freeDCtx(o->dctx);
+		free(o);
+		return PB_ENOMEM;
+	}
+	pthread_cond_init(&o->work, NULL);
+	pthread_cond_init(&o->done, NULL);
+	/* No thread at all still works: chunks are opened when taken. */
+	for (size_t i = 0; i < OPEN_THREADS; i++)
+		if (pthread_create(&o->th[o->nth], NULL, worker, o) == 0)
+			o->nth++;
+	*out = o;
+	return 0;
+}
+
+bool pb__opener_room(const pb__opener_t *o)
+{
+	return o->put - o->take < OPEN_RING && (o->bytes < OPEN_BYTES || o->put == o->take);
+}
+
+size_t pb__opener_waiting(const pb__opener_t *o)
+{
+	return (size_t)(o->put - o->take);
+}
+
+void pb__opener_put(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t len, uint64_t tag)
+{
+	struct oslot *s = &o->s[o->put % OPEN_RING];
+
+	pthread_mutex_lock(&o->mu);
+	memset(s, 0, sizeof(*s));
+	memcpy(s->name, name, PB_STORE_NAME_LEN);
+	s->ct = ct;
+	s->len = len;
+	s->tag = tag;
+	s->state = SLOT_WAITING;
+	o->bytes += len;
+	o->put++;
+	if (len >= OPEN_WAKE_BYTES || o->put - o->next >= OPEN_WAKE_COUNT)
+		pthread_cond_signal(&o->work);
+	pthread_mutex_unlock(&o->mu);
+}
+
+int pb__opener_take(pb__opener_t *o, uint8_t **ct, size_t *len, uint64_t *tag, uint8_t **plain, size_t *plen)
+{
+	struct oslot *s = &o->s[o->take % OPEN_RING];
+
+	pthread_mutex_lock(&o->mu);
+	if (s->state == SLOT_WAITING) {
+		/* Not picked up: the next in line, opened here. */
+		o->next++;
+		s->state = SLOT_OPENING;
+		pthread_mutex_unlock(&o->mu);
+		open_one(o->keys, s, o->dctx);
+		pthread_mutex_lock(&o->mu);
+		s->state = SLOT_DONE;
+	}
+	while (s->state != SLOT_DONE)
+		pthread_cond_wait(&o->done, &o->mu);
+	o->bytes -= s->len;
+	o->take++;
+	pthread_mutex_unlock(&o->mu);
+	*ct = s->ct;
+	*len = s->len;
+	*tag = s->tag;
+	*plain = s->plain;
+	*plen = s->plen;
+	s->state = SLOT_FREE;
+	return s->rc;
+}
+
+void pb__opener_free(pb__opener_t *o)
+{
+	if (o == NULL)
+		return;
+	pthread_mutex_lock(&o->mu);
+	o->stop = true;
+	pthread_cond_broadcast(&o->work);
+	pthread_mutex_unlock(&o->mu);
+	for (size_t i = 0; i < o->nth; i++)
+		pthread_join(o->th[i], NULL);
+	/* What was handed over and never taken back. */
+	for (; o->take < o->put; o->take++) {
+		struct oslot *s = &o->s[o->take % OPEN_RING];
+
+		free(s->ct);
+		if (s->plain != NULL)
+			sodium_memzero(s->plain, s->plen);
+		free(s->plain);
+	}
+	ZSTD_freeDCtx(o->dctx);
+	pthread_cond_destroy(&o->work);
+	pthread_cond_destroy(&o->done);
+	pthread_mutex_destroy(&o->mu);
+	free(o);
+}
