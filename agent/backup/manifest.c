@@ -165,26 +165,76 @@ static int writer_emit(pb_manifest_writer_t *w)
 	return 0;
 }
 
-int pb_manifest_writer_add(pb_manifest_writer_t *w, const pb_manifest_item_t *it)
-{
-	size_t idl, pl, need, i;
-	uint8_t *p;
-	int rc;
+/* Group records (pb__manifest_rec_*): u8 flags | the item exactly as a
+ * manifest chunk holds it. Flag REC_CUT: a manifest chunk may end after
+ * the item (content-defined boundaries: its keyed id hash has its low five
+ * bits clear, about 32 items a chunk, so that a changed item rewrites only
+ * its own stretch of the manifest and the stretches around it dedup
+ * against the previous snapshot). A record is made once, when its item is
+ * backed up, and replayed as it is while its file is unchanged. */
+#define REC_CUT 1u
 
-	if (w == NULL || it == NULL || it->id == NULL || it->path == NULL ||
+/* The length of the record at rec (at most len bytes), checked. */
+static int rec_len(const uint8_t *rec, size_t len, size_t *out, size_t *nchunks, size_t *names_off)
+{
+	size_t idl, pl, n, need;
+
+	if (len < 1 + ITEM_FIXED_LEN)
+		return PB_ETRUNCATED;
+	if (rec[0] & ~REC_CUT)
+		return PB_EMALFORMED;
+	idl = rd16(rec + 1 + 4);
+	if (idl > PB_MANIFEST_ID_MAX)
+		return PB_ETOOBIG;
+	if (len < 1 + ITEM_FIXED_LEN + idl)
+		return PB_ETRUNCATED;
+	pl = rd16(rec + 1 + 6 + idl);
+	if (pl > PB_MANIFEST_PATH_MAX)
+		return PB_ETOOBIG;
+	if (len < 1 + ITEM_FIXED_LEN + idl + pl)
+		return PB_ETRUNCATED;
+	n = rd32(rec + 1 + 8 + idl + pl + 56);
+	if (n > ITEM_CHUNKS_MAX)
+		return PB_ETOOBIG;
+	need = 1 + ITEM_FIXED_LEN + idl + pl + n * PB_STORE_NAME_LEN;
+	if (len < need)
+		return PB_ETRUNCATED;
+	*out = need;
+	*nchunks = n;
+	*names_off = need - n * PB_STORE_NAME_LEN;
+	return 0;
+}
+
+size_t pb__manifest_rec_max(size_t nchunks)
+{
+	return 1 + ITEM_FIXED_LEN + PB_MANIFEST_ID_MAX + PB_MANIFEST_PATH_MAX + nchunks * PB_STORE_NAME_LEN;
+}
+
+int pb__manifest_rec_next(const uint8_t *buf, size_t len, size_t *reclen)
+{
+	size_t n, off;
+
+	return rec_len(buf, len, reclen, &n, &off);
+}
+
+int pb__manifest_rec_encode(const pb_manifest_writer_t *w, const pb_manifest_item_t *it, uint8_t *out, size_t cap,
+			    size_t *len)
+{
+	size_t idl, pl, need;
+	uint8_t *p = out + 1, h[8];
+
+	if (w == NULL || it == NULL || it->id == NULL || it->path == NULL || out == NULL ||
 	    (it->chunks == NULL && it->nchunks > 0))
 		return PB_EINVAL;
 	idl = strnlen(it->id, PB_MANIFEST_ID_MAX + 1);
 	pl = strnlen(it->path, PB_MANIFEST_PATH_MAX + 1);
 	if (idl > PB_MANIFEST_ID_MAX || pl > PB_MANIFEST_PATH_MAX || it->nchunks > ITEM_CHUNKS_MAX)
 		return PB_ETOOBIG;
-	need = ITEM_FIXED_LEN + idl + pl + it->nchunks * PB_STORE_NAME_LEN;
-	if (w->len + need > PB_MANIFEST_CHUNK_PLAIN_MAX) {
-		rc = writer_emit(w);
-		if (rc < 0)
-			return rc;
-	}
-	p = w->buf + w->len;
+	need = 1 + ITEM_FIXED_LEN + idl + pl + it->nchunks * PB_STORE_NAME_LEN;
+	if (need > cap)
+		return PB_ETOOBIG;
+	crypto_generichash(h, sizeof(h), (const uint8_t *)it->id, idl, w->keys.name, sizeof(w->keys.name));
+	out[0] = (h[0] & 31) == 0 ? REC_CUT : 0;
 	le32(p, it->kind);
 	le16(p + 4, (uint16_t)idl);
 	memcpy(p + 6, it->id, idl);
@@ -197,30 +247,54 @@ int pb_manifest_writer_add(pb_manifest_writer_t *w, const pb_manifest_item_t *it
 	le64(p + 16, (uint64_t)it->mtime);
 	memcpy(p + 24, it->hash, 32);
 	le32(p + 56, (uint32_t)it->nchunks);
-	p += 60;
-	for (i = 0; i < it->nchunks; i++) {
-		memcpy(p + i * PB_STORE_NAME_LEN, it->chunks[i], PB_STORE_NAME_LEN);
-		rc = names_push(&w->refs, &w->nrefs, &w->rcap, it->chunks[i]);
-		if (rc < 0)
+	if (it->nchunks > 0)
+		memcpy(p + 60, it->chunks, it->nchunks * PB_STORE_NAME_LEN);
+	*len = need;
+	return 0;
+}
+
+int pb__manifest_writer_add_rec(pb_manifest_writer_t *w, const uint8_t *rec, size_t len)
+{
+	size_t need, n, off;
+	int rc;
+
+	if (w == NULL || rec == NULL)
+		return PB_EINVAL;
+	if ((rc = rec_len(rec, len, &need, &n, &off)) != 0)
+		return rc;
+	if (need != len)
+		return PB_EMALFORMED;
+	if (w->len + len - 1 > PB_MANIFEST_CHUNK_PLAIN_MAX && (rc = writer_emit(w)) < 0)
+		return rc;
+	memcpy(w->buf + w->len, rec + 1, len - 1);
+	for (size_t i = 0; i < n; i++)
+		if ((rc = names_push(&w->refs, &w->nrefs, &w->rcap, rec + off + i * PB_STORE_NAME_LEN)) < 0)
 			return rc;
-	}
-	w->len += need;
+	w->len += len - 1;
 	w->count++;
 	w->items++;
-	if (w->len >= PB_MANIFEST_CHUNK_TARGET)
+	if (w->len >= PB_MANIFEST_CHUNK_TARGET || (w->len >= MF_MIN_CHUNK && (rec[0] & REC_CUT)))
 		return writer_emit(w);
-	/* Content-defined boundaries: a chunk ends after an item whose keyed id
-	 * hash has its low five bits clear (about 32 items a chunk), so that a
-	 * changed item rewrites only its own stretch of the manifest and the
-	 * stretches around it dedup against the previous snapshot. */
-	if (w->len >= MF_MIN_CHUNK) {
-		uint8_t h[8];
-
-		crypto_generichash(h, sizeof(h), (const uint8_t *)it->id, idl, w->keys.name, sizeof(w->keys.name));
-		if ((h[0] & 31) == 0)
-			return writer_emit(w);
-	}
 	return 0;
+}
+
+int pb_manifest_writer_add(pb_manifest_writer_t *w, const pb_manifest_item_t *it)
+{
+	uint8_t *rec;
+	size_t len;
+	int rc;
+
+	if (w == NULL || it == NULL)
+		return PB_EINVAL;
+	if (it->nchunks > ITEM_CHUNKS_MAX)
+		return PB_ETOOBIG;
+	if ((rec = malloc(pb__manifest_rec_max(it->nchunks))) == NULL)
+		return PB_ENOMEM;
+	rc = pb__manifest_rec_encode(w, it, rec, pb__manifest_rec_max(it->nchunks), &len);
+	if (rc == 0)
+		rc = pb__manifest_writer_add_rec(w, rec, len);
+	free(rec);
+	return rc;
 }
 
 static int cmp_name(const void *a, const void *b)
