@@ -95,6 +95,9 @@ struct backup {
 	/* The manifest record being made. */
 	uint8_t *rec;
 	size_t cap_rec;
+	/* An unchanged item's chunk names, as recorded. */
+	uint8_t *old;
+	size_t cap_old, nold;
 };
 
 static int offer_batch(struct backup *b)
@@ -360,26 +363,31 @@ static int file_note(struct backup *b, const pb_item_t *it)
 
 /* Unchanged: same bytes (items in memory are hashed; others are taken as
  * unchanged when size and change stamp match) and every chunk committed
- * in the repository. */
+ * in the repository. Its chunk names are left in b->old (b->nold). One
+ * lookup of the state. */
 static bool unchanged(struct backup *b, const pb_item_t *it, int64_t mtime, uint8_t hash[32])
 {
 	uint8_t rec_hash[32];
 	uint64_t rec_size;
 	int64_t rec_mtime;
 
-	if (pb_backup_state_lookup(b->st, it->id, &rec_size, &rec_mtime, rec_hash) != 0)
+	if (pb__state_item_get(b->st, it->id, &rec_size, &rec_mtime, rec_hash, &b->old, &b->cap_old, &b->nold) != 0)
 		return false;
 	if (it->data != NULL) {
 		/* Items split out of a file share its modification time, which
 		 * changes with any of them: their content decides. */
 		pb__item_hash(&b->keys, it->data, it->len, hash);
-		return rec_size == it->len && sodium_memcmp(rec_hash, hash, 32) == 0 &&
-		       pb_backup_state_unchanged(b->st, it->id, rec_size, rec_mtime, hash);
+		if (rec_size != it->len || sodium_memcmp(rec_hash, hash, 32) != 0)
+			return false;
+	} else {
+		if (rec_size != it->size || rec_mtime != mtime)
+			return false;
+		memcpy(hash, rec_hash, 32);
 	}
-	if (rec_size != it->size || rec_mtime != mtime)
-		return false;
-	memcpy(hash, rec_hash, 32);
-	return pb_backup_state_unchanged(b->st, it->id, it->size, mtime, hash);
+	for (size_t i = 0; i < b->nold; i++)
+		if (!pb_backup_state_is_committed(b->st, b->old + i * PB_STORE_NAME_LEN))
+			return false;
+	return true;
 }
 
 /* --- Files known by their stamp ------------------------------------------------ */
@@ -584,8 +592,6 @@ static int backup_item(void *arg, const pb_item_t *it)
 	pb_manifest_item_t m;
 	uint8_t hash[32];
 	uint64_t size = it->size;
-	name_t *names = NULL;
-	size_t n = 0;
 	int rc;
 
 	if ((rc = file_note(b, it)) != 0)
@@ -598,15 +604,14 @@ static int backup_item(void *arg, const pb_item_t *it)
 	/* A split item's time is its file's, which changes with any sibling:
 	 * recording it would churn the manifest. Files keep theirs. */
 	m.mtime = it->data != NULL ? 0 : (int64_t)it->mtime_ns;
-	if (unchanged(b, it, m.mtime, hash) && pb_backup_state_item_chunks(b->st, it->id, &names, &n) == 0) {
+	if (unchanged(b, it, m.mtime, hash)) {
 		m.size = size;
 		memcpy(m.hash, hash, 32);
-		m.nchunks = n;
-		m.chunks = (const name_t *)names;
+		m.nchunks = b->nold;
+		m.chunks = (const name_t *)b->old;
 		rc = add_item(b, &m);
 		if (rc == 0)
 			rc = touch_item(b, &m);
-		free(names);
 		b->pr.p.bytes_done += size;
 		goto out_count;
 	}
@@ -899,6 +904,7 @@ static int backup_walk(struct backup *b, unsigned mask)
 
 	if ((rc = pb_manifest_writer_new(&b->keys, emit_manifest_chunk, b, &b->mw)) != 0)
 		return rc;
+	pb__manifest_writer_indexed(b->mw);
 	rc = walk(b, mask, file_seen, backup_item, skip_file, b);
 	if (rc == 0)
 		rc = group_end(b);
@@ -934,6 +940,7 @@ static void backup_free(struct backup *b)
 	free(b->grp.path);
 	free(b->grp.buf);
 	free(b->rec);
+	free(b->old);
 	for (size_t i = 0; i < b->qn; i++)
 		free(b->qct[i]);
 	for (size_t i = 0; i < b->nitems; i++)

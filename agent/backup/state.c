@@ -828,3 +828,45 @@ int pb__state_file_touch(pb_backup_state_t *st, const char *path)
 	sqlite3_clear_bindings(q);
 	return rc == SQLITE_DONE ? 0 : db_err(rc);
 }
+
+int pb__state_item_get(pb_backup_state_t *st, const char *id, uint64_t *size, int64_t *mtime, uint8_t hash[32],
+		       uint8_t **names, size_t *cap, size_t *n)
+{
+	sqlite3_stmt *q = st->unchanged;
+	size_t bytes;
+	int rc;
+
+	sqlite3_reset(q);
+	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	if (rc != SQLITE_ROW) {
+		rc = rc == SQLITE_DONE ? PB_ENOTFOUND : db_err(rc);
+		goto out;
+	}
+	bytes = (size_t)sqlite3_column_bytes(q, 3);
+	if (sqlite3_column_bytes(q, 2) != 32 || bytes % PB_STORE_NAME_LEN != 0) {
+		rc = PB_ENOTFOUND; /* not usable: backed up again */
+		goto out;
+	}
+	if (bytes > *cap) {
+		uint8_t *nb = realloc(*names, bytes);
+
+		if (nb == NULL) {
+			rc = PB_ENOMEM;
+			goto out;
+		}
+		*names = nb;
+		*cap = bytes;
+	}
+	*size = (uint64_t)sqlite3_column_int64(q, 0);
+	*mtime = sqlite3_column_int64(q, 1);
+	memcpy(hash, sqlite3_column_blob(q, 2), 32);
+	if (bytes > 0)
+		memcpy(*names, sqlite3_column_blob(q, 3), bytes);
+	*n = bytes / PB_STORE_NAME_LEN;
+	rc = 0;
+out:
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc;
+}

@@ -74,6 +74,7 @@ typedef struct pb_op_result_s {
 	uint64_t files_read;           /* backup of a device directory: files read (new or changed) */
 	uint64_t files_skipped;        /* ... and files skipped unread: same stamp (size, mtime,
 					* inode, ctime) as when last backed up */
+	bool by_index;                 /* restore, fetch: found through the snapshot's id index */
 } pb_op_result_t;
 
 PB_EXTERN PB_WUR int pb_phone_backup(pb_phone_t *phone, const pb_op_opts_t *opts, pb_op_result_t *res);

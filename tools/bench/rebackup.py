@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Backup and re-backup figures of one device directory, peerback only:
+full backup, unchanged re-backup, a re-backup after one chat message
+changed, and single-message restores by id (fresh commands). Uses the
+bench's own environment (account service, host, phone on loopback).
+
+  tools/bench/rebackup.py --bin build-release/tools --data DIR [--singles N] [--out FILE]
+
+The device directory is backed up where it is; the one changed message is
+changed back at the end."""
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
+
+def change_one_message(device):
+    """Flips one character of the first message text of the largest chat;
+    returns (path, offset, old byte) to undo it."""
+    best = None
+    chats = os.path.join(device, "chats")
+    for chat in sorted(os.listdir(chats)):
+        path = os.path.join(chats, chat, "result.json")
+        if os.path.isfile(path) and (best is None or os.path.getsize(path) > os.path.getsize(best)):
+            best = path
+    with open(best, "r+b") as f:
+        head = f.read(1 << 20)
+        at = head.index(b'"messages"')
+        while True:  # a text that begins with an ASCII letter
+            at = head.index(b'"text":"', at) + 8
+            if head[at:at + 1].isalpha():
+                break
+        old = head[at:at + 1]
+        f.seek(at)
+        f.write(b"Q" if old != b"Q" else b"R")
+    return best, at, old
+
+
+def undo(change):
+    path, at, old = change
+    with open(path, "r+b") as f:
+        f.seek(at)
+        f.write(old)
+
+
+def row(b):
+    return {"wall_s": round(b["wall"], 3), "phone_cpu_s": round(b["phone_cpu"], 3),
+            "host_cpu_s": round(b["host_cpu"], 3), "phone_rss_mib": round(b["rss_kib"] / 1024, 1),
+            "items": b["done"].get("items"), "bytes_sent": b["done"].get("bytes_sent"),
+            "files_read": b["done"].get("files_read"), "files_skipped": b["done"].get("files_skipped")}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--singles", type=int, default=0)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--keep", action="store_true", help="leave the host running until Enter")
+    args = ap.parse_args()
+    root = tempfile.mkdtemp(prefix="pb-rebackup-", dir=os.path.join(os.path.dirname(args.data), ".."))
+    env = bench.PeerbackEnv(os.path.abspath(args.bin), root)
+    r = {"data": args.data}
+    env.start()
+    change = None
+    try:
+        phone = env.add_phone("phone")
+        r["full"] = row(bench.pb_backup(env, phone, args.data))
+        r["unchanged"] = row(bench.pb_backup(env, phone, args.data))
+        change = change_one_message(args.data)
+        r["one_message"] = row(bench.pb_backup(env, phone, args.data))
+        if args.singles:
+            ids = bench.message_ids(args.data)
+            rng = random.Random(bench.SEED)
+            times, lookups = [], {}
+            for i in range(args.singles):
+                mid = ids[rng.randrange(len(ids))]
+                to = os.path.join(root, "single-%d" % i)
+                x = bench.pb_restore(env, phone, to, "--id", mid)
+                times.append(x["wall"] * 1000)
+                how = x["done"].get("lookup", "?")
+                lookups[how] = lookups.get(how, 0) + 1
+                shutil.rmtree(to, ignore_errors=True)
+            r["single_ms_p50"] = round(bench.percentile(times, 50), 2)
+            r["single_ms_p99"] = round(bench.percentile(times, 99), 2)
+            r["single_lookups"] = lookups
+        r["host_rss_mib"] = round(env.host.hwm_kib() / 1024, 1)
+        if args.keep:
+            print("phone home: %s (host running; Enter stops it)" % phone, flush=True)
+            sys.stdin.readline()
+    finally:
+        if change is not None:
+            undo(change)
+        env.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    out = json.dumps(r, indent=1)
+    print(out)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(out + "\n")
+
+
+if __name__ == "__main__":
+    main()
