@@ -923,6 +923,8 @@ static int backup_walk(struct backup *b, unsigned mask)
 		rc = commit(b);
 	if (rc == 0 && !b->o->dry_run)
 		rc = snapshot_done(b, root, root_len, (const name_t *)refs, nrefs);
+	if (rc == 0 && !b->o->dry_run && b->by_file && (mask & PB_KIND_ALL) == PB_KIND_ALL)
+		rc = pb__state_files_prune(b->st);
 	b->res->chunks_total = nrefs;
 	free(root);
 	free(refs);

@@ -40,6 +40,9 @@ PB_WUR int pb__state_file_done(pb_backup_state_t *st, const char *path, const pb
 			       uint64_t bytes);
 /* This run skipped the file whole, its records as they were. */
 PB_WUR int pb__state_file_touch(pb_backup_state_t *st, const char *path);
+/* After a complete backup of every kind: files this run did not see are
+ * gone from the device; their rows and records go too. */
+PB_WUR int pb__state_files_prune(pb_backup_state_t *st);
 
 /* An item as last recorded, in one lookup: size, mtime, content hash and
  * its chunk names (into *names, grown to *cap bytes; *n of them). */

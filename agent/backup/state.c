@@ -870,3 +870,13 @@ out:
 	sqlite3_clear_bindings(q);
 	return rc;
 }
+
+int pb__state_files_prune(pb_backup_state_t *st)
+{
+	int rc = exec_int(st, "DELETE FROM files WHERE gen<>?1", st->gen, 0);
+
+	if (rc == 0)
+		rc = exec_int(st, "DELETE FROM fparts WHERE NOT EXISTS(SELECT 1 FROM files f"
+				  " WHERE f.path=fparts.path AND f.rgen=fparts.gen)", 0, 0);
+	return rc;
+}
