@@ -239,7 +239,8 @@ static char *restore_message(const char *id, const char *tag, char *const extra[
 
 /* One message by id: the phone that made the latest backup finds it from
  * its state in one request (lookup "state"), with the same result as the
- * manifest walk (forced with --from this phone); after the message changes
+ * snapshot's id index (forced with --from this phone: lookup "index");
+ * after the message changes
  * and is backed up, the latest and an older snapshot each give their own
  * text; a chat deleted from the phone and backed up is not found, though
  * its chunks are still on the host for the older snapshot. */
@@ -267,7 +268,7 @@ static void test_single_message(void **state)
 		by_walk = restore_message(id, "walk", from, line, sizeof(line));
 	}
 	assert_int_equal(pb_test_json_str(line, "lookup", path, sizeof(path)), 0);
-	assert_string_equal(path, "manifest");
+	assert_string_equal(path, "index"); /* not the state: the snapshot's id index */
 	assert_string_equal(by_state, by_walk);
 	free(by_walk);
 
@@ -295,7 +296,7 @@ static void test_single_message(void **state)
 		text = restore_message(id, "old", older, line, sizeof(line));
 	}
 	assert_int_equal(pb_test_json_str(line, "lookup", path, sizeof(path)), 0);
-	assert_string_equal(path, "manifest");
+	assert_string_equal(path, "index"); /* not the state: the older snapshot's id index */
 	assert_string_equal(text, by_state);
 	free(text);
 

@@ -15,6 +15,7 @@
 
 #include "peerback.h"
 #include "agent/backup/engine-int.h"
+#include "agent/backup/internal.h"
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
 
@@ -22,11 +23,32 @@
 #define COMMIT_BYTES (4u << 20)       /* bytes sent between commits */
 #define COMMIT_SECONDS 1.0            /* or time between commits */
 #define COMMIT_ITEMS 8192             /* items waiting for a commit */
+#define FILE_PART (256u << 10)        /* a file's records stored a part at a time */
 
 struct pending_item {
 	pb_manifest_item_t m;
 	char *id, *path;
 	name_t *names;
+};
+
+/* A file of the device directory being backed up whole: its items'
+ * manifest records, stored in parts as they fill, and the file recorded
+ * (pb__state_file_done) at the commit after its last item, so that the
+ * next backup skips it by its stamp. */
+struct group {
+	bool on, bad;
+	char *path;
+	pb__stamp_t stamp;
+	uint8_t *buf;
+	size_t len, cap;
+	uint32_t parts;
+	uint64_t items, bytes;
+};
+
+struct done_file {
+	char *path;
+	pb__stamp_t stamp;
+	uint64_t items, bytes;
 };
 
 struct backup {
@@ -65,6 +87,17 @@ struct backup {
 	char *file;
 	bool file_gave;
 	uint64_t file_seq;
+	/* Files known by their stamp (the device directory only). */
+	bool by_file;
+	struct group grp;
+	struct done_file *dfiles;
+	size_t ndfiles, cap_dfiles;
+	/* The manifest record being made. */
+	uint8_t *rec;
+	size_t cap_rec;
+	/* An unchanged item's chunk names, as recorded. */
+	uint8_t *old;
+	size_t cap_old, nold;
 };
 
 static int offer_batch(struct backup *b)
@@ -144,6 +177,7 @@ static int commit(struct backup *b)
 		/* A dry run committed nothing: the phone records nothing. */
 		for (size_t i = 0; b->o->dry_run && i < b->nitems; i++)
 			free_pending(&b->items[i]);
+		/* (A dry run gathers no files.) */
 		if (b->o->dry_run)
 			b->nitems = b->noffered = 0;
 		return rc;
@@ -158,11 +192,18 @@ static int commit(struct backup *b)
 	rc = pb_backup_state_begin(b->st);
 	for (size_t i = 0; i < b->nitems && rc == 0; i++)
 		rc = pb_backup_state_record(b->st, &b->items[i].m);
+	/* After their items: a file is known whole once all of them are. */
+	for (size_t i = 0; i < b->ndfiles && rc == 0; i++)
+		rc = pb__state_file_done(b->st, b->dfiles[i].path, &b->dfiles[i].stamp, b->dfiles[i].items,
+					 b->dfiles[i].bytes);
 	if (rc == 0)
 		rc = pb_backup_state_end(b->st);
 	for (size_t i = 0; i < b->nitems; i++)
 		free_pending(&b->items[i]);
 	b->nitems = 0;
+	for (size_t i = 0; i < b->ndfiles; i++)
+		free(b->dfiles[i].path);
+	b->ndfiles = 0;
 	b->pr.p.bytes_committed = b->res->bytes_sent;
 	b->bytes_since_commit = 0;
 	b->last_commit = pb__now_s();
@@ -322,26 +363,204 @@ static int file_note(struct backup *b, const pb_item_t *it)
 
 /* Unchanged: same bytes (items in memory are hashed; others are taken as
  * unchanged when size and change stamp match) and every chunk committed
- * in the repository. */
+ * in the repository. Its chunk names are left in b->old (b->nold). One
+ * lookup of the state. */
 static bool unchanged(struct backup *b, const pb_item_t *it, int64_t mtime, uint8_t hash[32])
 {
 	uint8_t rec_hash[32];
 	uint64_t rec_size;
 	int64_t rec_mtime;
 
-	if (pb_backup_state_lookup(b->st, it->id, &rec_size, &rec_mtime, rec_hash) != 0)
+	if (pb__state_item_get(b->st, it->id, &rec_size, &rec_mtime, rec_hash, &b->old, &b->cap_old, &b->nold) != 0)
 		return false;
 	if (it->data != NULL) {
 		/* Items split out of a file share its modification time, which
 		 * changes with any of them: their content decides. */
 		pb__item_hash(&b->keys, it->data, it->len, hash);
-		return rec_size == it->len && sodium_memcmp(rec_hash, hash, 32) == 0 &&
-		       pb_backup_state_unchanged(b->st, it->id, rec_size, rec_mtime, hash);
+		if (rec_size != it->len || sodium_memcmp(rec_hash, hash, 32) != 0)
+			return false;
+	} else {
+		if (rec_size != it->size || rec_mtime != mtime)
+			return false;
+		memcpy(hash, rec_hash, 32);
 	}
-	if (rec_size != it->size || rec_mtime != mtime)
-		return false;
-	memcpy(hash, rec_hash, 32);
-	return pb_backup_state_unchanged(b->st, it->id, it->size, mtime, hash);
+	for (size_t i = 0; i < b->nold; i++)
+		if (!pb_backup_state_is_committed(b->st, b->old + i * PB_STORE_NAME_LEN))
+			return false;
+	return true;
+}
+
+/* --- Files known by their stamp ------------------------------------------------ */
+
+static void stamp_of(const struct stat *st, pb__stamp_t *s)
+{
+	s->size = (uint64_t)st->st_size;
+	s->ino = (uint64_t)st->st_ino;
+	s->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+	s->ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+}
+
+static bool same_stamp(const pb__stamp_t *a, const pb__stamp_t *b)
+{
+	return a->size == b->size && a->ino == b->ino && a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns;
+}
+
+static int group_flush(struct backup *b)
+{
+	int rc;
+
+	if (b->grp.len == 0)
+		return 0;
+	rc = pb__state_file_part_put(b->st, b->grp.path, b->grp.parts++, b->grp.buf, b->grp.len);
+	b->grp.len = 0;
+	return rc;
+}
+
+/* The walk left the file: it is recorded at the next commit, unless it did
+ * not parse. */
+static int group_end(struct backup *b)
+{
+	struct done_file *d;
+	int rc;
+
+	if (!b->grp.on)
+		return 0;
+	b->grp.on = false;
+	if (b->grp.bad)
+		return 0;
+	if ((rc = group_flush(b)) != 0)
+		return rc;
+	if ((d = pb__grow_slot((void **)&b->dfiles, &b->cap_dfiles, b->ndfiles, sizeof(*d))) == NULL ||
+	    (d->path = strdup(b->grp.path)) == NULL)
+		return PB_ENOMEM;
+	d->stamp = b->grp.stamp;
+	d->items = b->grp.items;
+	d->bytes = b->grp.bytes;
+	b->ndfiles++;
+	return 0;
+}
+
+static int group_begin(struct backup *b, const char *rel, const pb__stamp_t *stamp)
+{
+	if (b->o->dry_run)
+		return 0; /* a dry run records nothing */
+	free(b->grp.path);
+	if ((b->grp.path = strdup(rel)) == NULL)
+		return PB_ENOMEM;
+	b->grp.on = true;
+	b->grp.bad = false;
+	b->grp.stamp = *stamp;
+	b->grp.len = 0;
+	b->grp.parts = 0;
+	b->grp.items = b->grp.bytes = 0;
+	return 0;
+}
+
+static int group_add(struct backup *b, const char *path, const uint8_t *rec, size_t len, uint64_t size)
+{
+	int rc;
+
+	if (!b->grp.on || b->grp.bad)
+		return 0;
+	if (path == NULL || strcmp(path, b->grp.path) != 0) {
+		b->grp.bad = true; /* not one file's items: not known whole */
+		return 0;
+	}
+	if (b->grp.len > 0 && b->grp.len + len > FILE_PART && (rc = group_flush(b)) != 0)
+		return rc;
+	if ((rc = pb__grow((void **)&b->grp.buf, &b->grp.cap, b->grp.len + len, 1)) != 0)
+		return rc;
+	memcpy(b->grp.buf + b->grp.len, rec, len);
+	b->grp.len += len;
+	b->grp.items++;
+	b->grp.bytes += size;
+	return 0;
+}
+
+/* The item's manifest record: into the manifest and its file's records. */
+static int add_item(struct backup *b, const pb_manifest_item_t *m)
+{
+	size_t len;
+	int rc;
+
+	if ((rc = pb__grow((void **)&b->rec, &b->cap_rec, pb__manifest_rec_max(m->nchunks), 1)) != 0)
+		return rc;
+	if ((rc = pb__manifest_rec_encode(b->mw, m, b->rec, b->cap_rec, &len)) != 0 ||
+	    (rc = pb__manifest_writer_add_rec(b->mw, b->rec, len)) != 0)
+		return rc;
+	return group_add(b, m->path, b->rec, len, m->size);
+}
+
+struct replay {
+	struct backup *b;
+	uint64_t items;
+};
+
+static int replay_part(void *arg, const uint8_t *data, size_t len)
+{
+	struct replay *r = arg;
+	size_t off = 0, n;
+	int rc;
+
+	while (off < len) {
+		if ((rc = pb__manifest_rec_next(data + off, len - off, &n)) != 0 ||
+		    (rc = pb__manifest_writer_add_rec(r->b->mw, data + off, n)) != 0)
+			return rc == PB_ENOMEM ? rc : PB_ESTORE_CORRUPT;
+		off += n;
+		r->items++;
+	}
+	return 0;
+}
+
+/* An unchanged file: its records as the backup that read it last made
+ * them, without reading, parsing or looking up any of its items. */
+static int replay_file(struct backup *b, const char *rel, int64_t rgen, uint64_t items, uint64_t bytes)
+{
+	struct replay r = { b, 0 };
+	int rc;
+
+	if ((rc = pb__state_file_parts(b->st, rel, rgen, replay_part, &r)) != 0)
+		return rc;
+	if (r.items != items)
+		return PB_ESTORE_CORRUPT;
+	if (!b->o->dry_run) {
+		if (b->touched == 0 && (rc = pb_backup_state_begin(b->st)) != 0)
+			return rc;
+		b->touched++;
+		if ((rc = pb__state_file_touch(b->st, rel)) != 0)
+			return rc;
+	}
+	b->res->items += items;
+	b->res->bytes += bytes;
+	b->pr.p.items_done += items;
+	b->pr.p.bytes_done += bytes;
+	if ((rc = pb__progress(&b->pr, false)) != 0)
+		return rc;
+	return b->touched >= 8192 ? touch_end(b) : 0;
+}
+
+/* Asked before the walk reads a file: an unchanged one is replayed and
+ * skipped (1); any other is read, its items gathered as a new group. */
+static int file_seen(void *arg, const char *rel, const struct stat *st)
+{
+	struct backup *b = arg;
+	pb__stamp_t now, was;
+	uint64_t items, bytes;
+	int64_t rgen;
+	int rc;
+
+	if ((rc = group_end(b)) != 0)
+		return rc;
+	stamp_of(st, &now);
+	rc = pb__state_file_get(b->st, rel, &was, &rgen, &items, &bytes);
+	if (rc == 0 && same_stamp(&now, &was)) {
+		b->res->files_skipped++;
+		return (rc = replay_file(b, rel, rgen, items, bytes)) != 0 ? rc : 1;
+	}
+	if (rc != 0 && rc != PB_ENOTFOUND)
+		return rc;
+	b->res->files_read++;
+	return group_begin(b, rel, &now);
 }
 
 /* Keeps a changed item until its chunks are committed. */
@@ -373,8 +592,6 @@ static int backup_item(void *arg, const pb_item_t *it)
 	pb_manifest_item_t m;
 	uint8_t hash[32];
 	uint64_t size = it->size;
-	name_t *names = NULL;
-	size_t n = 0;
 	int rc;
 
 	if ((rc = file_note(b, it)) != 0)
@@ -387,15 +604,14 @@ static int backup_item(void *arg, const pb_item_t *it)
 	/* A split item's time is its file's, which changes with any sibling:
 	 * recording it would churn the manifest. Files keep theirs. */
 	m.mtime = it->data != NULL ? 0 : (int64_t)it->mtime_ns;
-	if (unchanged(b, it, m.mtime, hash) && pb_backup_state_item_chunks(b->st, it->id, &names, &n) == 0) {
+	if (unchanged(b, it, m.mtime, hash)) {
 		m.size = size;
 		memcpy(m.hash, hash, 32);
-		m.nchunks = n;
-		m.chunks = (const name_t *)names;
-		rc = pb_manifest_writer_add(b->mw, &m);
+		m.nchunks = b->nold;
+		m.chunks = (const name_t *)b->old;
+		rc = add_item(b, &m);
 		if (rc == 0)
 			rc = touch_item(b, &m);
-		free(names);
 		b->pr.p.bytes_done += size;
 		goto out_count;
 	}
@@ -417,7 +633,7 @@ static int backup_item(void *arg, const pb_item_t *it)
 	memcpy(m.hash, hash, 32);
 	m.nchunks = b->ncur;
 	m.chunks = (const name_t *)b->cur;
-	if ((rc = pb_manifest_writer_add(b->mw, &m)) != 0)
+	if ((rc = add_item(b, &m)) != 0)
 		return rc;
 	/* Recorded as backed up once its chunks are committed. */
 	rc = keep_pending(b, &m, it);
@@ -511,6 +727,8 @@ static int skip_file(void *arg, const char *rel, int err, uint64_t line, const c
 	int rc;
 
 	b->res->skipped++;
+	if (b->grp.on && strcmp(b->grp.path, rel) == 0)
+		b->grp.bad = true;
 	if (b->o->on_skip != NULL)
 		b->o->on_skip(b->o->skip_arg, rel, line, why);
 	if ((rc = carry_over(b, rel)) != 0)
@@ -518,9 +736,11 @@ static int skip_file(void *arg, const char *rel, int err, uint64_t line, const c
 	return pb__warn(b->o, "backup", rel, line, err, why);
 }
 
-static int walk(struct backup *b, unsigned mask, pb_item_cb item, pb_scan_bad_cb bad, void *arg)
+static int walk(struct backup *b, unsigned mask, int (*fcb)(void *, const char *, const struct stat *), pb_item_cb item,
+		pb_scan_bad_cb bad, void *arg)
 {
-	int rc = b->prov->list(b->prov->arg, mask, item, bad, arg);
+	int rc = b->by_file && fcb != NULL ? pb__provider_dir_list_files(b->prov, mask, fcb, item, bad, arg)
+					   : b->prov->list(b->prov->arg, mask, item, bad, arg);
 
 	if (rc != 0 && rc != PB_ECANCELED)
 		snprintf(b->res->bad_path, sizeof(b->res->bad_path), "%s", pb__provider_dir_bad(b->prov));
@@ -584,6 +804,7 @@ static int carry_kinds(struct backup *b, unsigned mask)
 }
 
 struct count {
+	struct backup *b;
 	uint64_t items, bytes;
 };
 
@@ -594,6 +815,24 @@ static int count_item(void *arg, const pb_item_t *it)
 	c->items++;
 	c->bytes += it->size;
 	return 0;
+}
+
+/* An unchanged file counts as its last backup recorded it, unread. */
+static int count_file(void *arg, const char *rel, const struct stat *st)
+{
+	struct count *c = arg;
+	pb__stamp_t now, was;
+	uint64_t items, bytes;
+	int64_t rgen;
+	int rc = pb__state_file_get(c->b->st, rel, &was, &rgen, &items, &bytes);
+
+	stamp_of(st, &now);
+	if (rc == 0 && same_stamp(&now, &was)) {
+		c->items += items;
+		c->bytes += bytes;
+		return 1;
+	}
+	return rc == 0 || rc == PB_ENOTFOUND ? 0 : rc;
 }
 
 /* The snapshot is in: every item of this run is in it, and this
@@ -665,7 +904,10 @@ static int backup_walk(struct backup *b, unsigned mask)
 
 	if ((rc = pb_manifest_writer_new(&b->keys, emit_manifest_chunk, b, &b->mw)) != 0)
 		return rc;
-	rc = walk(b, mask, backup_item, skip_file, b);
+	pb__manifest_writer_indexed(b->mw);
+	rc = walk(b, mask, file_seen, backup_item, skip_file, b);
+	if (rc == 0)
+		rc = group_end(b);
 	if (rc == PB_ECANCELED && !b->o->dry_run) {
 		/* Canceled: what was sent is committed, so the next run does
 		 * not send it again; no snapshot is made. */
@@ -681,6 +923,8 @@ static int backup_walk(struct backup *b, unsigned mask)
 		rc = commit(b);
 	if (rc == 0 && !b->o->dry_run)
 		rc = snapshot_done(b, root, root_len, (const name_t *)refs, nrefs);
+	if (rc == 0 && !b->o->dry_run && b->by_file && (mask & PB_KIND_ALL) == PB_KIND_ALL)
+		rc = pb__state_files_prune(b->st);
 	b->res->chunks_total = nrefs;
 	free(root);
 	free(refs);
@@ -692,6 +936,13 @@ static void backup_free(struct backup *b)
 	if (b->touched > 0)
 		(void)touch_end(b);
 	pb_manifest_writer_free(b->mw);
+	for (size_t i = 0; i < b->ndfiles; i++)
+		free(b->dfiles[i].path);
+	free(b->dfiles);
+	free(b->grp.path);
+	free(b->grp.buf);
+	free(b->rec);
+	free(b->old);
 	for (size_t i = 0; i < b->qn; i++)
 		free(b->qct[i]);
 	for (size_t i = 0; i < b->nitems; i++)
@@ -713,7 +964,7 @@ static void backup_free(struct backup *b)
 static int backup_once(const pb_engine_opts_t *o, const pb_provider_t *prov, pb_engine_result_t *res)
 {
 	struct backup *b;
-	struct count cnt = { 0, 0 };
+	struct count cnt = { NULL, 0, 0 };
 	char path[4096];
 	unsigned mask = o->kind_mask ? o->kind_mask : PB_KIND_ALL;
 	double t0 = pb__now_s();
@@ -728,7 +979,11 @@ static int backup_once(const pb_engine_opts_t *o, const pb_provider_t *prov, pb_
 	b->pr.o = o;
 	b->pr.p.phase = "scan";
 	b->last_commit = pb__now_s();
-	if ((rc = walk(b, mask, count_item, pb__skip_quietly, &cnt)) != 0)
+	b->by_file = pb__provider_is_dir(prov);
+	cnt.b = b;
+	if ((rc = pb__state_path(o->home, path, sizeof(path))) != 0 || (rc = pb_backup_state_open(path, &b->st)) != 0)
+		goto out;
+	if ((rc = walk(b, mask, count_file, count_item, pb__skip_quietly, &cnt)) != 0)
 		goto out;
 	b->pr.p.phase = "backup";
 	b->pr.p.items_total = cnt.items;
@@ -736,8 +991,6 @@ static int backup_once(const pb_engine_opts_t *o, const pb_provider_t *prov, pb_
 	if ((rc = pb__engine_repo(o, &b->repo, &owned)) != 0)
 		goto out;
 	if ((rc = run_keys(b)) != 0)
-		goto out;
-	if ((rc = pb__state_path(o->home, path, sizeof(path))) != 0 || (rc = pb_backup_state_open(path, &b->st)) != 0)
 		goto out;
 	if (!o->dry_run && (rc = pb_backup_state_run_begin(b->st)) != 0)
 		goto out;

@@ -119,6 +119,12 @@ void pb__opener_free(pb__opener_t *o);
 
 /* Device-directory provider internals (agent/backup/provider-dir.c). */
 bool pb__provider_is_dir(const pb_provider_t *p);
+struct stat;
+/* The provider's walk with fcb asked first about each file, before it is
+ * read (see pb__device_scan_files): a known file is skipped whole. */
+PB_WUR int pb__provider_dir_list_files(const pb_provider_t *p, unsigned kind_mask,
+				       int (*fcb)(void *arg, const char *relpath, const struct stat *st),
+				       pb_item_cb cb, pb_scan_bad_cb bad, void *arg);
 /* The file (relative) that stopped the provider's last walk, or "". */
 const char *pb__provider_dir_bad(const pb_provider_t *p);
 /* After a failed restore into a device directory: the link that stopped

@@ -2,6 +2,7 @@
 #ifndef PB_BACKUP_INTERNAL_H
 #define PB_BACKUP_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,5 +22,76 @@ struct ZSTD_DCtx_s;
 PB_WUR int pb__open_dctx(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t name[PB_STORE_NAME_LEN],
 			 const uint8_t *ct, size_t ct_len, uint8_t *plain, size_t cap, size_t *plain_len,
 			 struct ZSTD_DCtx_s *dctx);
+
+/* The phone's state of files known whole (agent/backup/state.c). */
+typedef struct pb__stamp_s {
+	uint64_t size, ino;
+	int64_t mtime_ns, ctime_ns;
+} pb__stamp_t;
+/* The file as last backed up whole: its stamp, the generation its records
+ * are of, its item count and bytes; PB_ENOTFOUND if none. */
+PB_WUR int pb__state_file_get(pb_backup_state_t *st, const char *path, pb__stamp_t *stamp, int64_t *rgen,
+			      uint64_t *items, uint64_t *bytes);
+/* Calls cb with each part of the file's records of generation rgen, in
+ * order (a part holds whole records); a non-zero return stops and is
+ * returned. */
+PB_WUR int pb__state_file_parts(pb_backup_state_t *st, const char *path, int64_t rgen,
+				int (*cb)(void *arg, const uint8_t *data, size_t len), void *arg);
+/* Stores part number part of the file's records for this run. */
+PB_WUR int pb__state_file_part_put(pb_backup_state_t *st, const char *path, uint32_t part, const uint8_t *data,
+				   size_t len);
+/* The file is backed up whole by this run (its chunks committed): its row
+ * and this run's parts replace any older ones. */
+PB_WUR int pb__state_file_done(pb_backup_state_t *st, const char *path, const pb__stamp_t *stamp, uint64_t items,
+			       uint64_t bytes);
+/* This run skipped the file whole, its records as they were. */
+PB_WUR int pb__state_file_touch(pb_backup_state_t *st, const char *path);
+/* After a complete backup of every kind: files this run did not see are
+ * gone from the device; their rows and records go too. */
+PB_WUR int pb__state_files_prune(pb_backup_state_t *st);
+
+/* An item as last recorded, in one lookup: size, mtime, content hash and
+ * its chunk names (into *names, grown to *cap bytes; *n of them). */
+PB_WUR int pb__state_item_get(pb_backup_state_t *st, const char *id, uint64_t *size, int64_t *mtime,
+			      uint8_t hash[32], uint8_t **names, size_t *cap, size_t *n);
+
+/* Manifest records (agent/backup/manifest.c): an item encoded once, as the
+ * manifest holds it plus where a manifest chunk may end after it, so that
+ * a file's items are replayed into later snapshots without being encoded,
+ * looked up or hashed again. */
+/* The largest record of an item of nchunks chunks. */
+size_t pb__manifest_rec_max(size_t nchunks);
+PB_WUR int pb__manifest_rec_encode(const pb_manifest_writer_t *w, const pb_manifest_item_t *it, uint8_t *out,
+				   size_t cap, size_t *len);
+PB_WUR int pb__manifest_writer_add_rec(pb_manifest_writer_t *w, const uint8_t *rec, size_t len);
+/* The length of the first record of buf, checked against len. */
+PB_WUR int pb__manifest_rec_next(const uint8_t *buf, size_t len, size_t *reclen);
+
+/* The id index (manifest version 2, agent/backup/manifest.c): every id's
+ * key (keyed BLAKE2b of the id, 64 bits) with the number of the manifest
+ * chunk that lists it, sorted by key and sealed in index chunks; the root
+ * lists each index chunk's first key and name. One item is then the root,
+ * one index chunk, one manifest chunk: no walk. */
+uint64_t pb__manifest_id_key(const pb_backup_keys_t *keys, const char *id, size_t len);
+/* The writer makes a version 2 root with an id index. */
+void pb__manifest_writer_indexed(pb_manifest_writer_t *w);
+/* Tests only: backups write version 1 roots, as before the index, to show
+ * that such snapshots still restore. */
+extern bool pb__manifest_write_v1;
+/* pb_manifest_root_open that also hands over the root's index (malloc'd
+ * entries; NULL and 0 entries for a version 1 root); index may be NULL. */
+PB_WUR int pb__manifest_root_open_index(const pb_backup_keys_t *keys, const uint8_t *blob, size_t len,
+					int64_t *time, uint64_t *nitems, uint8_t (**chunks)[PB_STORE_NAME_LEN],
+					size_t *nchunks, uint8_t **index, size_t *nindex);
+/* The first index chunk that may hold key; its entries' first keys and
+ * names. */
+size_t pb__manifest_index_pick(const uint8_t *index, size_t nindex, uint64_t key);
+uint64_t pb__manifest_index_first(const uint8_t *index, size_t i);
+const uint8_t *pb__manifest_index_name(const uint8_t *index, size_t i);
+/* Opens an index chunk: the manifest chunk numbers listed for key (at most
+ * cap of them). */
+PB_WUR int pb__manifest_index_find(const pb_backup_keys_t *keys, const uint8_t name[PB_STORE_NAME_LEN],
+				   const uint8_t *ct, size_t ct_len, uint64_t key, uint32_t *mchunks, size_t cap,
+				   size_t *n);
 
 #endif

@@ -1,18 +1,41 @@
 /* Manifests: the list of a snapshot's items, cut into manifest chunks of
  * about PB_MANIFEST_CHUNK_TARGET bytes, each sealed like a data chunk but
- * under the manifest key, plus a small sealed root that lists them. The
- * root is the snapshot record the host keeps; the writer never holds more
- * than one manifest chunk, so a million items stay within bounded memory
- * (apart from the list of referenced names).
+ * under the manifest key, plus a small sealed root that lists them and,
+ * from version 2, the snapshot's id index. The root is the snapshot record
+ * the host keeps; the writer never holds more than one manifest chunk, so
+ * a million items stay within bounded memory (apart from the list of
+ * referenced names and the index's 16 bytes an item).
  *
- * Manifest chunk plaintext (little-endian):
+ * Manifest chunk plaintext (little-endian; the same in both versions):
  *   "PBMC" | u8 version 1 | 3 zero bytes | u32 count | count items
  *   item: u32 kind | u16 id_len | id | u16 path_len | path | u64 seq |
  *         u64 size | i64 mtime | hash[32] | u32 nchunks | nchunks names[32]
- * Root plaintext:
- *   "PBMR" | u8 version 1 | 3 zero bytes | i64 time | u64 items |
+ * A chunk ends after an item whose id key (below) has its low five bits
+ * clear once it holds 4 KiB, or at the target size.
+ *
+ * Root plaintext, version 1 (written by pb_manifest_writer_*, read always):
+ *   "PBMR" | u8 1 | 3 zero bytes | i64 time | u64 items |
  *   u32 nchunks | nchunks names[32]
- * Root blob: root name[32] | sealed root. */
+ * Root plaintext, version 2 (backups; pb__manifest_writer_indexed):
+ *   the same with u8 2, then u32 nindex | nindex × (u64 first key | name[32])
+ * Root blob: root name[32] | sealed root.
+ *
+ * The id index (version 2): an item's id key is the first 8 bytes (read
+ * little-endian) of BLAKE2b(id) keyed with the naming key. Every item adds
+ * (key, number of the manifest chunk that lists it); at finish these are
+ * sorted and cut into index chunks of up to 4096 entries, sealed under the
+ * manifest key:
+ *   "PBMI" | u8 1 | 3 zero bytes | u32 count | count × (u64 key | u32 mchunk)
+ * and the root lists each index chunk's first key and name. One item by id
+ * is then the root, one index chunk (rarely two, when equal keys straddle
+ * a boundary), and the manifest chunk it names: three requests for any
+ * phone, with or without backup state, instead of a walk of every manifest
+ * chunk. Index chunks are referenced like manifest chunks (in refs) and
+ * dedup between snapshots like them.
+ *
+ * Records (pb__manifest_rec_*): u8 flags | u64 id key | the item as a
+ * manifest chunk holds it; the phone's state keeps them per file so that
+ * an unchanged file's items are replayed without being encoded again. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,7 +44,13 @@
 #include "agent/backup/internal.h"
 #include "peerback/error.h"
 
-#define MF_VERSION 1
+#define MF_VERSION 1       /* manifest chunks, and roots without an id index */
+#define MF_ROOT_INDEXED 2  /* roots with an id index */
+#define IDX_MAGIC "PBMI"
+#define IDX_VERSION 1
+#define IDX_ENT_LEN 12     /* u64 key | u32 manifest chunk */
+#define IDX_PER_CHUNK 4096 /* entries per index chunk: 48 KiB */
+#define ROOT_IDX_LEN (8 + PB_STORE_NAME_LEN)
 #define MF_HDR_LEN 12
 #define ITEM_FIXED_LEN (4 + 2 + 2 + 8 + 8 + 8 + 32 + 4)
 #define ROOT_HDR_LEN (8 + 8 + 8 + 4)
@@ -32,6 +61,11 @@ _Static_assert(MF_HDR_LEN + ITEM_FIXED_LEN + PB_MANIFEST_ID_MAX + PB_MANIFEST_PA
 	       "the largest item fits one manifest chunk");
 
 typedef uint8_t name_t[PB_STORE_NAME_LEN];
+
+struct idx_ent {
+	uint64_t key;
+	uint32_t mchunk;
+};
 
 struct pb_manifest_writer_s {
 	pb_backup_keys_t keys;
@@ -46,6 +80,11 @@ struct pb_manifest_writer_s {
 	size_t nmchunks, mcap;
 	name_t *refs; /* every referenced name, deduplicated at finish */
 	size_t nrefs, rcap;
+	/* Version 2: each item's id key and manifest chunk, sorted at finish
+	 * into the id index. */
+	bool indexed;
+	struct idx_ent *idx;
+	size_t nidx, icap;
 };
 
 static void le16(uint8_t *p, uint16_t v)
@@ -136,6 +175,7 @@ void pb_manifest_writer_free(pb_manifest_writer_t *w)
 	free(w->ct);
 	free(w->mchunks);
 	free(w->refs);
+	free(w->idx);
 	sodium_memzero(&w->keys, sizeof(w->keys));
 	free(w);
 }
@@ -165,26 +205,113 @@ static int writer_emit(pb_manifest_writer_t *w)
 	return 0;
 }
 
-int pb_manifest_writer_add(pb_manifest_writer_t *w, const pb_manifest_item_t *it)
-{
-	size_t idl, pl, need, i;
-	uint8_t *p;
-	int rc;
+bool pb__manifest_write_v1;
 
-	if (w == NULL || it == NULL || it->id == NULL || it->path == NULL ||
+void pb__manifest_writer_indexed(pb_manifest_writer_t *w)
+{
+	w->indexed = !pb__manifest_write_v1;
+}
+
+/* The item being added lands in the manifest chunk being filled. */
+static int index_push(pb_manifest_writer_t *w, uint64_t key)
+{
+	if (w->nidx == w->icap) {
+		size_t nc = w->icap ? w->icap + w->icap / 2 : 4096;
+		struct idx_ent *nv;
+
+		if (nc > SIZE_MAX / sizeof(*nv) || (nv = realloc(w->idx, nc * sizeof(*nv))) == NULL)
+			return PB_ENOMEM;
+		w->idx = nv;
+		w->icap = nc;
+	}
+	w->idx[w->nidx].key = key;
+	w->idx[w->nidx].mchunk = (uint32_t)w->nmchunks;
+	w->nidx++;
+	return 0;
+}
+
+/* Group records (pb__manifest_rec_*): u8 flags | u64 key | the item
+ * exactly as a manifest chunk holds it (key: the item's id key, below). Flag REC_CUT: a manifest chunk may end after
+ * the item (content-defined boundaries: its keyed id hash has its low five
+ * bits clear, about 32 items a chunk, so that a changed item rewrites only
+ * its own stretch of the manifest and the stretches around it dedup
+ * against the previous snapshot). A record is made once, when its item is
+ * backed up, and replayed as it is while its file is unchanged. */
+#define REC_CUT 1u
+#define REC_HDR 9
+
+/* The length of the record at rec (at most len bytes), checked. */
+static int rec_len(const uint8_t *rec, size_t len, size_t *out, size_t *nchunks, size_t *names_off)
+{
+	const uint8_t *it = rec + REC_HDR;
+	size_t idl, pl, n, need;
+
+	if (len < REC_HDR + ITEM_FIXED_LEN)
+		return PB_ETRUNCATED;
+	if (rec[0] & ~REC_CUT)
+		return PB_EMALFORMED;
+	idl = rd16(it + 4);
+	if (idl > PB_MANIFEST_ID_MAX)
+		return PB_ETOOBIG;
+	if (len < REC_HDR + ITEM_FIXED_LEN + idl)
+		return PB_ETRUNCATED;
+	pl = rd16(it + 6 + idl);
+	if (pl > PB_MANIFEST_PATH_MAX)
+		return PB_ETOOBIG;
+	if (len < REC_HDR + ITEM_FIXED_LEN + idl + pl)
+		return PB_ETRUNCATED;
+	n = rd32(it + 8 + idl + pl + 56);
+	if (n > ITEM_CHUNKS_MAX)
+		return PB_ETOOBIG;
+	need = REC_HDR + ITEM_FIXED_LEN + idl + pl + n * PB_STORE_NAME_LEN;
+	if (len < need)
+		return PB_ETRUNCATED;
+	*out = need;
+	*nchunks = n;
+	*names_off = need - n * PB_STORE_NAME_LEN;
+	return 0;
+}
+
+size_t pb__manifest_rec_max(size_t nchunks)
+{
+	return REC_HDR + ITEM_FIXED_LEN + PB_MANIFEST_ID_MAX + PB_MANIFEST_PATH_MAX + nchunks * PB_STORE_NAME_LEN;
+}
+
+int pb__manifest_rec_next(const uint8_t *buf, size_t len, size_t *reclen)
+{
+	size_t n, off;
+
+	return rec_len(buf, len, reclen, &n, &off);
+}
+
+uint64_t pb__manifest_id_key(const pb_backup_keys_t *keys, const char *id, size_t len)
+{
+	uint8_t h[8];
+
+	crypto_generichash(h, sizeof(h), (const uint8_t *)id, len, keys->name, sizeof(keys->name));
+	return rd64(h);
+}
+
+int pb__manifest_rec_encode(const pb_manifest_writer_t *w, const pb_manifest_item_t *it, uint8_t *out, size_t cap,
+			    size_t *len)
+{
+	size_t idl, pl, need;
+	uint8_t *p = out + REC_HDR;
+	uint64_t key;
+
+	if (w == NULL || it == NULL || it->id == NULL || it->path == NULL || out == NULL ||
 	    (it->chunks == NULL && it->nchunks > 0))
 		return PB_EINVAL;
 	idl = strnlen(it->id, PB_MANIFEST_ID_MAX + 1);
 	pl = strnlen(it->path, PB_MANIFEST_PATH_MAX + 1);
 	if (idl > PB_MANIFEST_ID_MAX || pl > PB_MANIFEST_PATH_MAX || it->nchunks > ITEM_CHUNKS_MAX)
 		return PB_ETOOBIG;
-	need = ITEM_FIXED_LEN + idl + pl + it->nchunks * PB_STORE_NAME_LEN;
-	if (w->len + need > PB_MANIFEST_CHUNK_PLAIN_MAX) {
-		rc = writer_emit(w);
-		if (rc < 0)
-			return rc;
-	}
-	p = w->buf + w->len;
+	need = REC_HDR + ITEM_FIXED_LEN + idl + pl + it->nchunks * PB_STORE_NAME_LEN;
+	if (need > cap)
+		return PB_ETOOBIG;
+	key = pb__manifest_id_key(&w->keys, it->id, idl);
+	out[0] = (key & 31) == 0 ? REC_CUT : 0;
+	le64(out + 1, key);
 	le32(p, it->kind);
 	le16(p + 4, (uint16_t)idl);
 	memcpy(p + 6, it->id, idl);
@@ -197,30 +324,56 @@ int pb_manifest_writer_add(pb_manifest_writer_t *w, const pb_manifest_item_t *it
 	le64(p + 16, (uint64_t)it->mtime);
 	memcpy(p + 24, it->hash, 32);
 	le32(p + 56, (uint32_t)it->nchunks);
-	p += 60;
-	for (i = 0; i < it->nchunks; i++) {
-		memcpy(p + i * PB_STORE_NAME_LEN, it->chunks[i], PB_STORE_NAME_LEN);
-		rc = names_push(&w->refs, &w->nrefs, &w->rcap, it->chunks[i]);
-		if (rc < 0)
+	if (it->nchunks > 0)
+		memcpy(p + 60, it->chunks, it->nchunks * PB_STORE_NAME_LEN);
+	*len = need;
+	return 0;
+}
+
+int pb__manifest_writer_add_rec(pb_manifest_writer_t *w, const uint8_t *rec, size_t len)
+{
+	size_t need, n, off;
+	int rc;
+
+	if (w == NULL || rec == NULL)
+		return PB_EINVAL;
+	if ((rc = rec_len(rec, len, &need, &n, &off)) != 0)
+		return rc;
+	if (need != len)
+		return PB_EMALFORMED;
+	if (w->len + len - REC_HDR > PB_MANIFEST_CHUNK_PLAIN_MAX && (rc = writer_emit(w)) < 0)
+		return rc;
+	memcpy(w->buf + w->len, rec + REC_HDR, len - REC_HDR);
+	for (size_t i = 0; i < n; i++)
+		if ((rc = names_push(&w->refs, &w->nrefs, &w->rcap, rec + off + i * PB_STORE_NAME_LEN)) < 0)
 			return rc;
-	}
-	w->len += need;
+	if (w->indexed && (rc = index_push(w, rd64(rec + 1))) != 0)
+		return rc;
+	w->len += len - REC_HDR;
 	w->count++;
 	w->items++;
-	if (w->len >= PB_MANIFEST_CHUNK_TARGET)
+	if (w->len >= PB_MANIFEST_CHUNK_TARGET || (w->len >= MF_MIN_CHUNK && (rec[0] & REC_CUT)))
 		return writer_emit(w);
-	/* Content-defined boundaries: a chunk ends after an item whose keyed id
-	 * hash has its low five bits clear (about 32 items a chunk), so that a
-	 * changed item rewrites only its own stretch of the manifest and the
-	 * stretches around it dedup against the previous snapshot. */
-	if (w->len >= MF_MIN_CHUNK) {
-		uint8_t h[8];
-
-		crypto_generichash(h, sizeof(h), (const uint8_t *)it->id, idl, w->keys.name, sizeof(w->keys.name));
-		if ((h[0] & 31) == 0)
-			return writer_emit(w);
-	}
 	return 0;
+}
+
+int pb_manifest_writer_add(pb_manifest_writer_t *w, const pb_manifest_item_t *it)
+{
+	uint8_t *rec;
+	size_t len;
+	int rc;
+
+	if (w == NULL || it == NULL)
+		return PB_EINVAL;
+	if (it->nchunks > ITEM_CHUNKS_MAX)
+		return PB_ETOOBIG;
+	if ((rec = malloc(pb__manifest_rec_max(it->nchunks))) == NULL)
+		return PB_ENOMEM;
+	rc = pb__manifest_rec_encode(w, it, rec, pb__manifest_rec_max(it->nchunks), &len);
+	if (rc == 0)
+		rc = pb__manifest_writer_add_rec(w, rec, len);
+	free(rec);
+	return rc;
 }
 
 static int cmp_name(const void *a, const void *b)
@@ -228,11 +381,77 @@ static int cmp_name(const void *a, const void *b)
 	return memcmp(a, b, PB_STORE_NAME_LEN);
 }
 
+static int cmp_idx(const void *a, const void *b)
+{
+	const struct idx_ent *x = a, *y = b;
+
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	return x->mchunk < y->mchunk ? -1 : x->mchunk > y->mchunk;
+}
+
+/* Sorts the id keys and seals them into index chunks; *out gets, for each,
+ * its first key and its name (the root's index). */
+static int write_index(pb_manifest_writer_t *w, uint8_t **out, size_t *nout)
+{
+	size_t u = 0, nchunks, plen, ct_len;
+	uint8_t *plain = NULL, *ct = NULL;
+	int rc = 0;
+
+	*out = NULL;
+	*nout = 0;
+	if (w->nidx > 1)
+		qsort(w->idx, w->nidx, sizeof(*w->idx), cmp_idx);
+	for (size_t i = 0; i < w->nidx; i++)
+		if (u == 0 || cmp_idx(&w->idx[u - 1], &w->idx[i]) != 0)
+			w->idx[u++] = w->idx[i];
+	w->nidx = u;
+	nchunks = (u + IDX_PER_CHUNK - 1) / IDX_PER_CHUNK;
+	plain = malloc(MF_HDR_LEN + IDX_PER_CHUNK * IDX_ENT_LEN);
+	ct = malloc(PB_CHUNK_CT_LEN_MAX(MF_HDR_LEN + IDX_PER_CHUNK * IDX_ENT_LEN));
+	*out = malloc(nchunks ? nchunks * ROOT_IDX_LEN : 1);
+	if (plain == NULL || ct == NULL || *out == NULL) {
+		rc = PB_ENOMEM;
+		goto out;
+	}
+	for (size_t c = 0; c < nchunks && rc == 0; c++) {
+		size_t first = c * IDX_PER_CHUNK, n = u - first < IDX_PER_CHUNK ? u - first : IDX_PER_CHUNK;
+		uint8_t *e = *out + c * ROOT_IDX_LEN;
+
+		memcpy(plain, IDX_MAGIC, 4);
+		plain[4] = IDX_VERSION;
+		memset(plain + 5, 0, 3);
+		le32(plain + 8, (uint32_t)n);
+		for (size_t i = 0; i < n; i++) {
+			le64(plain + MF_HDR_LEN + i * IDX_ENT_LEN, w->idx[first + i].key);
+			le32(plain + MF_HDR_LEN + i * IDX_ENT_LEN + 8, w->idx[first + i].mchunk);
+		}
+		plen = MF_HDR_LEN + n * IDX_ENT_LEN;
+		le64(e, w->idx[first].key);
+		if ((rc = pb__seal(w->keys.manifest, w->keys.name, plain, plen, e + 8, ct, &ct_len)) < 0)
+			break;
+		if ((rc = w->emit(w->arg, e + 8, ct, ct_len)) != 0) {
+			rc = rc < 0 ? rc : PB_ECANCELED;
+			break;
+		}
+		rc = names_push(&w->refs, &w->nrefs, &w->rcap, e + 8);
+	}
+	*nout = nchunks;
+out:
+	free(plain);
+	free(ct);
+	if (rc != 0) {
+		free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
 int pb_manifest_writer_finish(pb_manifest_writer_t *w, int64_t time, uint8_t **root, size_t *root_len,
 			      uint8_t (**refs)[PB_STORE_NAME_LEN], size_t *nrefs)
 {
-	uint8_t *plain = NULL, *blob = NULL;
-	size_t plen, ct_len, i, u;
+	uint8_t *plain = NULL, *blob = NULL, *index = NULL;
+	size_t plen, ct_len, i, u, nindex = 0;
 	int rc;
 
 	if (w == NULL || root == NULL || root_len == NULL || refs == NULL || nrefs == NULL)
@@ -244,9 +463,13 @@ int pb_manifest_writer_finish(pb_manifest_writer_t *w, int64_t time, uint8_t **r
 	}
 	if (w->nmchunks > PB_MANIFEST_ROOT_CHUNKS_MAX)
 		return PB_ETOOBIG;
-	plen = ROOT_HDR_LEN + w->nmchunks * PB_STORE_NAME_LEN;
-	if (plen > PB_CHUNK_PLAIN_MAX)
-		return PB_ETOOBIG;
+	if (w->indexed && (rc = write_index(w, &index, &nindex)) != 0)
+		return rc;
+	plen = ROOT_HDR_LEN + w->nmchunks * PB_STORE_NAME_LEN + (w->indexed ? 4 + nindex * ROOT_IDX_LEN : 0);
+	if (plen > PB_CHUNK_PLAIN_MAX) {
+		rc = PB_ETOOBIG;
+		goto out_free;
+	}
 	plain = malloc(plen);
 	blob = malloc(PB_STORE_NAME_LEN + PB_CHUNK_CT_LEN_MAX(plen));
 	if (plain == NULL || blob == NULL) {
@@ -254,12 +477,19 @@ int pb_manifest_writer_finish(pb_manifest_writer_t *w, int64_t time, uint8_t **r
 		goto out_free;
 	}
 	memcpy(plain, "PBMR", 4);
-	plain[4] = MF_VERSION;
+	plain[4] = w->indexed ? MF_ROOT_INDEXED : MF_VERSION;
 	memset(plain + 5, 0, 3);
 	le64(plain + 8, (uint64_t)time);
 	le64(plain + 16, w->items);
 	le32(plain + 24, (uint32_t)w->nmchunks);
 	memcpy(plain + ROOT_HDR_LEN, w->mchunks, w->nmchunks * PB_STORE_NAME_LEN);
+	if (w->indexed) {
+		uint8_t *p = plain + ROOT_HDR_LEN + w->nmchunks * PB_STORE_NAME_LEN;
+
+		le32(p, (uint32_t)nindex);
+		if (nindex > 0)
+			memcpy(p + 4, index, nindex * ROOT_IDX_LEN);
+	}
 	rc = pb__seal(w->keys.manifest, w->keys.name, plain, plen, blob, blob + PB_STORE_NAME_LEN, &ct_len);
 	if (rc < 0)
 		goto out_free;
@@ -278,13 +508,17 @@ int pb_manifest_writer_finish(pb_manifest_writer_t *w, int64_t time, uint8_t **r
 out_free:
 	free(plain);
 	free(blob);
+	free(index);
 	return rc;
 }
 
-int pb_manifest_root_parse(const uint8_t *buf, size_t len, int64_t *time, uint64_t *nitems,
-			   const uint8_t **names, size_t *nchunks)
+/* Parses a root of either version: its manifest chunks, and (version 2)
+ * its id index (NULL, 0 for version 1). */
+static int root_parse(const uint8_t *buf, size_t len, int64_t *time, uint64_t *nitems, const uint8_t **names,
+		      size_t *nchunks, const uint8_t **index, size_t *nindex)
 {
-	uint32_t n;
+	uint32_t n, ni;
+	size_t rest;
 
 	if (buf == NULL || time == NULL || nitems == NULL || names == NULL || nchunks == NULL)
 		return PB_EINVAL;
@@ -292,20 +526,43 @@ int pb_manifest_root_parse(const uint8_t *buf, size_t len, int64_t *time, uint64
 		return PB_ETRUNCATED;
 	if (memcmp(buf, "PBMR", 4) != 0 || buf[5] != 0 || buf[6] != 0 || buf[7] != 0)
 		return PB_EMALFORMED;
-	if (buf[4] != MF_VERSION)
+	if (buf[4] != MF_VERSION && buf[4] != MF_ROOT_INDEXED)
 		return PB_EUNSUPPORTED;
 	n = rd32(buf + 24);
 	if (n > PB_MANIFEST_ROOT_CHUNKS_MAX)
 		return PB_ETOOBIG;
 	if ((len - ROOT_HDR_LEN) / PB_STORE_NAME_LEN < n)
 		return PB_ETRUNCATED;
-	if (len - ROOT_HDR_LEN != (size_t)n * PB_STORE_NAME_LEN)
+	rest = len - ROOT_HDR_LEN - (size_t)n * PB_STORE_NAME_LEN;
+	*index = NULL;
+	*nindex = 0;
+	if (buf[4] == MF_ROOT_INDEXED) {
+		if (rest < 4)
+			return PB_ETRUNCATED;
+		ni = rd32(buf + len - rest);
+		if ((rest - 4) / ROOT_IDX_LEN < ni)
+			return PB_ETRUNCATED;
+		if (rest - 4 != (size_t)ni * ROOT_IDX_LEN)
+			return PB_EMALFORMED;
+		*index = buf + len - rest + 4;
+		*nindex = ni;
+	} else if (rest != 0) {
 		return PB_EMALFORMED;
+	}
 	*time = (int64_t)rd64(buf + 8);
 	*nitems = rd64(buf + 16);
 	*names = buf + ROOT_HDR_LEN;
 	*nchunks = n;
 	return 0;
+}
+
+int pb_manifest_root_parse(const uint8_t *buf, size_t len, int64_t *time, uint64_t *nitems,
+			   const uint8_t **names, size_t *nchunks)
+{
+	const uint8_t *index;
+	size_t nindex;
+
+	return root_parse(buf, len, time, nitems, names, nchunks, &index, &nindex);
 }
 
 int pb_manifest_parse(const uint8_t *buf, size_t len, pb_manifest_item_cb cb, void *arg)
@@ -382,12 +639,13 @@ int pb_manifest_parse(const uint8_t *buf, size_t len, pb_manifest_item_cb cb, vo
 	return 0;
 }
 
-int pb_manifest_root_open(const pb_backup_keys_t *keys, const uint8_t *blob, size_t len, int64_t *time,
-			  uint64_t *nitems, uint8_t (**chunks)[PB_STORE_NAME_LEN], size_t *nchunks)
+int pb__manifest_root_open_index(const pb_backup_keys_t *keys, const uint8_t *blob, size_t len, int64_t *time,
+				 uint64_t *nitems, uint8_t (**chunks)[PB_STORE_NAME_LEN], size_t *nchunks,
+				 uint8_t **index, size_t *nindex)
 {
-	const uint8_t *names;
+	const uint8_t *names, *idx;
 	uint8_t *plain;
-	size_t plen, n;
+	size_t plen, n, ni;
 	int rc;
 
 	if (keys == NULL || blob == NULL || chunks == NULL || nchunks == NULL)
@@ -403,17 +661,99 @@ int pb_manifest_root_open(const pb_backup_keys_t *keys, const uint8_t *blob, siz
 		      plain, PB_CHUNK_PLAIN_MAX, &plen);
 	if (rc < 0)
 		goto out_free;
-	rc = pb_manifest_root_parse(plain, plen, time, nitems, &names, &n);
+	rc = root_parse(plain, plen, time, nitems, &names, &n, &idx, &ni);
 	if (rc < 0)
 		goto out_free;
 	*chunks = malloc(n > 0 ? n * PB_STORE_NAME_LEN : 1);
-	if (*chunks == NULL) {
+	if (index != NULL) /* NULL: a version 1 root, without an index */
+		*index = idx == NULL ? NULL : malloc(ni > 0 ? ni * ROOT_IDX_LEN : 1);
+	if (*chunks == NULL || (index != NULL && idx != NULL && *index == NULL)) {
+		free(*chunks);
+		if (index != NULL)
+			free(*index);
 		rc = PB_ENOMEM;
 		goto out_free;
 	}
 	memcpy(*chunks, names, n * PB_STORE_NAME_LEN);
 	*nchunks = n;
+	if (index != NULL) {
+		if (ni > 0)
+			memcpy(*index, idx, ni * ROOT_IDX_LEN);
+		*nindex = ni;
+	}
 out_free:
+	free(plain);
+	return rc;
+}
+
+int pb_manifest_root_open(const pb_backup_keys_t *keys, const uint8_t *blob, size_t len, int64_t *time,
+			  uint64_t *nitems, uint8_t (**chunks)[PB_STORE_NAME_LEN], size_t *nchunks)
+{
+	return pb__manifest_root_open_index(keys, blob, len, time, nitems, chunks, nchunks, NULL, NULL);
+}
+
+size_t pb__manifest_index_pick(const uint8_t *index, size_t nindex, uint64_t key)
+{
+	size_t lo = 0, hi = nindex;
+
+	/* The first index chunk that may hold key: the last one whose first
+	 * key is below it (equal keys may begin in the one before). */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (rd64(index + mid * ROOT_IDX_LEN) < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo > 0 ? lo - 1 : 0;
+}
+
+uint64_t pb__manifest_index_first(const uint8_t *index, size_t i)
+{
+	return rd64(index + i * ROOT_IDX_LEN);
+}
+
+const uint8_t *pb__manifest_index_name(const uint8_t *index, size_t i)
+{
+	return index + i * ROOT_IDX_LEN + 8;
+}
+
+int pb__manifest_index_find(const pb_backup_keys_t *keys, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct,
+			    size_t ct_len, uint64_t key, uint32_t *mchunks, size_t cap, size_t *n)
+{
+	size_t plen = 0, count, lo = 0, hi;
+	uint8_t *plain = malloc(MF_HDR_LEN + IDX_PER_CHUNK * IDX_ENT_LEN);
+	int rc;
+
+	*n = 0;
+	if (plain == NULL)
+		return PB_ENOMEM;
+	rc = pb__open(keys->manifest, keys->name, name, ct, ct_len, plain, MF_HDR_LEN + IDX_PER_CHUNK * IDX_ENT_LEN,
+		      &plen);
+	if (rc < 0)
+		goto out;
+	if (plen < MF_HDR_LEN || memcmp(plain, IDX_MAGIC, 4) != 0 || plain[4] != IDX_VERSION) {
+		rc = PB_EMALFORMED;
+		goto out;
+	}
+	count = rd32(plain + 8);
+	if (count > IDX_PER_CHUNK || plen != MF_HDR_LEN + count * IDX_ENT_LEN) {
+		rc = PB_EMALFORMED;
+		goto out;
+	}
+	hi = count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (rd64(plain + MF_HDR_LEN + mid * IDX_ENT_LEN) < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < count && rd64(plain + MF_HDR_LEN + lo * IDX_ENT_LEN) == key && *n < cap; lo++)
+		mchunks[(*n)++] = rd32(plain + MF_HDR_LEN + lo * IDX_ENT_LEN + 8);
+out:
 	free(plain);
 	return rc;
 }

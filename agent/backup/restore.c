@@ -15,6 +15,7 @@
 
 #include "peerback.h"
 #include "agent/backup/engine-int.h"
+#include "agent/backup/internal.h"
 #include "agent/util/fsutil.h"
 
 #define FETCH_WINDOW 64               /* chunk requests in flight on restore ... */
@@ -61,6 +62,9 @@ struct restore {
 	char tmpdir[4096];
 	unsigned tmpn;
 	pb__cache_t *cache;     /* opened at the first fetch that keeps chunks */
+	/* The snapshot's id index (version 2 roots), or NULL. */
+	uint8_t *index;
+	size_t nindex;
 };
 
 static bool selected(const struct restore *r, const pb_manifest_item_t *m);
@@ -814,7 +818,7 @@ static int reopen_root(struct restore *r, const uint8_t *blob, size_t len, int64
 	pb_backup_keys_wipe(&r->keys);
 	pb_backup_keys_derive(mk, &r->keys);
 	sodium_memzero(mk, sizeof(mk));
-	return pb_manifest_root_open(&r->keys, blob, len, when, nitems, mchunks, nm);
+	return pb__manifest_root_open_index(&r->keys, blob, len, when, nitems, mchunks, nm, &r->index, &r->nindex);
 }
 
 /* Opens the snapshot (snap 0: the latest) of r->dev_id with the right key:
@@ -836,7 +840,7 @@ static int open_snapshot(struct restore *r, uint64_t *snap, name_t **mchunks, si
 	if ((rc = get_snapshot(r, snap, &blob, &blob_len)) != 0)
 		return rc;
 	r->res->snapshot = *snap;
-	rc = pb_manifest_root_open(&r->keys, blob, blob_len, &when, nitems, mchunks, nm);
+	rc = pb__manifest_root_open_index(&r->keys, blob, blob_len, &when, nitems, mchunks, nm, &r->index, &r->nindex);
 	if (rc == PB_ESTORE_HASH)
 		rc = reopen_root(r, blob, blob_len, &when, nitems, mchunks, nm);
 	free(blob);
@@ -877,6 +881,142 @@ static int walk_manifest(struct restore *r, enum restore_mode mode, const name_t
 			rc = fetch_items(r);
 		free_items(r);
 	}
+	return rc;
+}
+
+/* --- One item through the snapshot's id index ------------------------------------- */
+
+/* The id index answers for one item by id: a fetch, or a restore of one
+ * chat message (which has no items under it; anything else may, and
+ * walks). */
+static bool index_applies(const struct restore *r, enum restore_mode mode, const char *want)
+{
+	const char *msg;
+
+	if (want == NULL || r->index == NULL)
+		return false;
+	if (mode == MODE_FETCH)
+		return true;
+	if (mode != MODE_RESTORE || r->o->dry_run || strncmp(want, "chat/", 5) != 0)
+		return false;
+	msg = strstr(want, "/msg/");
+	return msg != NULL && msg[5] != 0 && strchr(msg + 5, '/') == NULL;
+}
+
+struct find {
+	struct restore *r;
+	const char *id;  /* NULL: collect nothing, only note the last item */
+	bool first;      /* no item seen yet in this manifest chunk */
+	bool was_first;  /* the item found was the chunk's first */
+};
+
+static int find_item(void *arg, const pb_manifest_item_t *m)
+{
+	struct find *f = arg;
+	bool first = f->first;
+
+	f->first = false;
+	if (f->id == NULL || strcmp(m->id, f->id) != 0)
+		return note_prev(f->r, m);
+	f->was_first = first;
+	return collect_item(f->r, m);
+}
+
+static void forget_prev(struct restore *r)
+{
+	free(r->prev_id);
+	free(r->prev_path);
+	r->prev_id = r->prev_path = NULL;
+	r->prev_seq = 0;
+}
+
+/* Collects id from manifest chunk i (id NULL: notes its last item only). */
+static int index_chunk(struct restore *r, const name_t *mchunks, size_t i, const char *id, bool *was_first)
+{
+	struct find f = { r, id, true, false };
+	uint8_t *ct = NULL;
+	size_t len = 0;
+	int rc = pb__repo_get(r->repo, r->dev_id, mchunks[i], &ct, &len);
+
+	if (rc == 0)
+		rc = pb_manifest_chunk_open(&r->keys, mchunks[i], ct, len, find_item, &f);
+	free(ct);
+	*was_first = f.was_first;
+	return rc;
+}
+
+/* Adds item id to r->items through the index, if the snapshot has it: its
+ * key's index chunk (or the few that share the key), then the manifest
+ * chunk it names. */
+static int index_lookup(struct restore *r, const name_t *mchunks, size_t nm, const char *id)
+{
+	uint64_t key = pb__manifest_id_key(&r->keys, id, strlen(id));
+	uint32_t cand[8];
+	size_t nc = 0, i = pb__manifest_index_pick(r->index, r->nindex, key);
+	int rc = 0;
+
+	while (i < r->nindex && pb__manifest_index_first(r->index, i) <= key && nc < 8) {
+		const uint8_t *name = pb__manifest_index_name(r->index, i);
+		uint8_t *ct = NULL;
+		size_t len = 0, k = 0;
+
+		if ((rc = pb__repo_get(r->repo, r->dev_id, name, &ct, &len)) == 0)
+			rc = pb__manifest_index_find(&r->keys, name, ct, len, key, cand + nc, 8 - nc, &k);
+		free(ct);
+		if (rc != 0)
+			return rc;
+		nc += k;
+		if (++i < r->nindex && pb__manifest_index_first(r->index, i) != key)
+			break;
+	}
+	for (size_t c = 0; c < nc; c++) {
+		size_t before = r->nitems;
+		bool was_first = false;
+		struct want_item *w;
+
+		if (cand[c] >= nm)
+			return PB_ESTORE_CORRUPT;
+		forget_prev(r);
+		if ((rc = index_chunk(r, mchunks, cand[c], id, &was_first)) != 0)
+			return rc;
+		if (r->nitems == before)
+			continue; /* another id with the same key */
+		w = &r->items[r->nitems - 1];
+		if (was_first && w->after == NULL && w->m.seq > 0 && cand[c] > 0 && pb_codec_for(w->path) != NULL) {
+			/* The item before it in its file may end the chunk
+			 * before: read that one's last item first. */
+			free(w->id);
+			free(w->path);
+			free(w->names);
+			r->nitems--;
+			forget_prev(r);
+			if ((rc = index_chunk(r, mchunks, cand[c] - 1, NULL, &was_first)) != 0 ||
+			    (rc = index_chunk(r, mchunks, cand[c], id, &was_first)) != 0)
+				return rc;
+		}
+		return 0;
+	}
+	return 0;
+}
+
+/* One item (a message with its chat's frame) by id, any phone, no walk. */
+static int index_restore(struct restore *r, const char *want, const name_t *mchunks, size_t nm)
+{
+	const char *msg = strstr(want, "/msg/");
+	int rc = 0;
+
+	r->res->by_index = true;
+	if (r->exact_id == NULL && msg != NULL) {
+		char frame[PB_ITEM_ID_MAX + 1];
+
+		snprintf(frame, sizeof(frame), "%.*s", (int)(msg - want), want);
+		rc = index_lookup(r, mchunks, nm, frame);
+	}
+	if (rc == 0)
+		rc = index_lookup(r, mchunks, nm, want);
+	if (rc == 0 && r->nitems > 0)
+		rc = fetch_items(r);
+	free_items(r);
 	return rc;
 }
 
@@ -944,6 +1084,7 @@ static void restore_free(struct restore *r)
 	free(r->items);
 	free(r->prev_id);
 	free(r->prev_path);
+	free(r->index);
 	local_free(r);
 	pb__cache_close(r->cache);
 	pb_backup_keys_wipe(&r->keys);
@@ -997,7 +1138,11 @@ static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum 
 		if ((rc = open_snapshot(r, &snap, &mchunks, &nmchunks, &nitems_total)) != 0)
 			goto out;
 		r->pr.p.items_total = exact != NULL || o->item_id != NULL ? 0 : nitems_total;
-		if ((rc = walk_manifest(r, mode, (const name_t *)mchunks, nmchunks)) != 0)
+		if (index_applies(r, mode, exact != NULL ? exact : o->item_id))
+			rc = index_restore(r, exact != NULL ? exact : o->item_id, (const name_t *)mchunks, nmchunks);
+		else
+			rc = walk_manifest(r, mode, (const name_t *)mchunks, nmchunks);
+		if (rc != 0)
 			goto out;
 	}
 	rc = restore_end(r, mode, out, out_len);

@@ -15,6 +15,7 @@
 
 #include "peerback/error.h"
 #include "peerback/store.h"
+#include "agent/backup/internal.h"
 #include "agent/util/fsutil.h"
 
 /* The statements run once an item are prepared once, at open: preparing
@@ -26,8 +27,34 @@ struct pb_backup_state_s {
 	sqlite3_stmt *record;
 	sqlite3_stmt *item_chunks;
 	sqlite3_stmt *touch;
+	sqlite3_stmt *file_get, *file_touch, *file_parts, *part_put;
+	bool no_files; /* a read-only state from before the files table */
 	int64_t gen; /* this backup run's, or the completed one's after done() */
 };
+
+/* Files of the device directory as last backed up whole: their stamp
+ * (size, mtime, inode, ctime), the generation that last saw them (gen) and
+ * the one that recorded their items (rgen), and their items' manifest
+ * records (pb__manifest_rec_*) in parts of about FILE_PART bytes. A file
+ * whose stamp is unchanged is neither read nor parsed: its records go into
+ * the snapshot as they are, one row touched for the whole file. A file row
+ * is written only once every chunk its records name is committed, and
+ * goes with the committed names on a reset. */
+#define FILES_SCHEMA                                                                                                  \
+	"CREATE TABLE IF NOT EXISTS files(path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime INTEGER NOT NULL,"      \
+	" ino INTEGER NOT NULL, ctime INTEGER NOT NULL, gen INTEGER NOT NULL, rgen INTEGER NOT NULL,"                  \
+	" items INTEGER NOT NULL, bytes INTEGER NOT NULL);"                                                           \
+	"CREATE TABLE IF NOT EXISTS fparts(path TEXT NOT NULL, gen INTEGER NOT NULL, part INTEGER NOT NULL,"          \
+	" data BLOB NOT NULL, PRIMARY KEY(path, gen, part));"
+
+/* An item row is in the snapshot of generation ?N when it was recorded or
+ * touched by it, or when its file was skipped whole by it and the row is
+ * the one that file's records came from. */
+#define IN_GEN(n)                                                                                                     \
+	"(gen=" n " OR EXISTS(SELECT 1 FROM files f WHERE f.path=items.path AND f.gen=" n " AND f.rgen=items.gen))"
+/* The statement a..b with the generation test above, or with the plain one
+ * on a state that has no files table. */
+#define GEN_SQL(st, a, n, b) ((st)->no_files ? a "gen=" n b : a IN_GEN(n) b)
 
 /* Each backup run has a generation; every item it puts in the snapshot is
  * recorded or touched with it. meta holds the last completed run's
@@ -41,7 +68,8 @@ static const char SCHEMA[] =
 	" mtime INTEGER NOT NULL, hash BLOB NOT NULL, chunks BLOB NOT NULL,"
 	" kind INTEGER, path TEXT, seq INTEGER, gen INTEGER NOT NULL DEFAULT 0);"
 	"CREATE TABLE IF NOT EXISTS committed(name BLOB PRIMARY KEY) WITHOUT ROWID;"
-	"CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);";
+	"CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
+	FILES_SCHEMA;
 
 /* A state file from before the generations: add the columns (the rows keep
  * NULL and generation 0, so they are never used for a fast lookup until
@@ -115,6 +143,22 @@ static int state_new(const char *path, int flags, pb_backup_state_t **out)
 	return 0;
 }
 
+static int prepare_files(pb_backup_state_t *st)
+{
+	int rc = sqlite3_prepare_v2(st->db, "SELECT size, mtime, ino, ctime, rgen, items, bytes FROM files WHERE path=?1",
+				    -1, &st->file_get, NULL);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(st->db, "UPDATE files SET gen=?2 WHERE path=?1", -1, &st->file_touch, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(st->db, "SELECT data FROM fparts WHERE path=?1 AND gen=?2 ORDER BY part", -1,
+					&st->file_parts, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO fparts(path, gen, part, data)"
+						" VALUES(?1, ?2, ?3, ?4)", -1, &st->part_put, NULL);
+	return rc;
+}
+
 int pb_backup_state_open(const char *path, pb_backup_state_t **out)
 {
 	pb_backup_state_t *st;
@@ -145,6 +189,8 @@ int pb_backup_state_open(const char *path, pb_backup_state_t **out)
 	rc = sqlite3_prepare_v2(st->db, "SELECT chunks FROM items WHERE id=?1", -1, &st->item_chunks, NULL);
 	if (rc != SQLITE_OK)
 		goto out_close;
+	if ((rc = prepare_files(st)) != SQLITE_OK)
+		goto out_close;
 	*out = st;
 	return 0;
 out_close:
@@ -154,7 +200,15 @@ out_close:
 
 int pb_backup_state_open_ro(const char *path, pb_backup_state_t **out)
 {
-	return state_new(path, SQLITE_OPEN_READONLY, out);
+	sqlite3_stmt *q;
+	int rc = state_new(path, SQLITE_OPEN_READONLY, out);
+
+	if (rc != 0)
+		return rc;
+	if (sqlite3_prepare_v2((*out)->db, "SELECT 1 FROM files LIMIT 1", -1, &q, NULL) != SQLITE_OK)
+		(*out)->no_files = true;
+	sqlite3_finalize(q);
+	return 0;
 }
 
 void pb_backup_state_close(pb_backup_state_t *st)
@@ -162,6 +216,10 @@ void pb_backup_state_close(pb_backup_state_t *st)
 	if (st == NULL)
 		return;
 	sqlite3_finalize(st->touch);
+	sqlite3_finalize(st->file_get);
+	sqlite3_finalize(st->file_touch);
+	sqlite3_finalize(st->file_parts);
+	sqlite3_finalize(st->part_put);
 	sqlite3_finalize(st->item_chunks);
 	sqlite3_finalize(st->record);
 	sqlite3_finalize(st->unchanged);
@@ -411,6 +469,10 @@ int pb_backup_state_run_begin(pb_backup_state_t *st)
 	rc = exec_int(st, "DELETE FROM meta WHERE k IN ('done_gen', 'done_snapshot')", 0, 0);
 	if (rc == 0)
 		rc = exec_int(st, "INSERT OR REPLACE INTO meta(k, v) VALUES('gen', ?1)", st->gen, 0);
+	/* Parts of files an interrupted run never recorded. */
+	if (rc == 0)
+		rc = exec_int(st, "DELETE FROM fparts WHERE NOT EXISTS(SELECT 1 FROM files f"
+				  " WHERE f.path=fparts.path AND f.rgen=fparts.gen)", 0, 0);
 	if (rc != 0) {
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 		return rc;
@@ -457,8 +519,8 @@ int pb_backup_state_get(pb_backup_state_t *st, const char *id, pb_manifest_item_
 		return PB_EINVAL;
 	*id_out = *path_out = NULL;
 	*names = NULL;
-	rc = sqlite3_prepare_v2(st->db, "SELECT kind, path, seq, size, mtime, hash, chunks FROM items"
-					" WHERE id=?1 AND gen=?2 AND kind IS NOT NULL", -1, &q, NULL);
+	rc = sqlite3_prepare_v2(st->db, GEN_SQL(st, "SELECT kind, path, seq, size, mtime, hash, chunks FROM items"
+						    " WHERE id=?1 AND kind IS NOT NULL AND ", "?2", ""), -1, &q, NULL);
 	if (rc != SQLITE_OK)
 		return db_err(rc);
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
@@ -512,8 +574,8 @@ bool pb_backup_state_has_children(pb_backup_state_t *st, const char *id)
 	if (st == NULL || id == NULL)
 		return false;
 	/* Ids under id are those between "id/" and "id0" ('0' follows '/'). */
-	if (sqlite3_prepare_v2(st->db, "SELECT 1 FROM items WHERE id > ?1 || '/' AND id < ?1 || '0' AND gen=?2 LIMIT 1",
-			       -1, &q, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(st->db, GEN_SQL(st, "SELECT 1 FROM items WHERE id > ?1 || '/' AND id < ?1 || '0' AND ",
+					       "?2", " LIMIT 1"), -1, &q, NULL) != SQLITE_OK)
 		return true;
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 2, st->gen);
@@ -530,8 +592,8 @@ int pb_backup_state_before(pb_backup_state_t *st, const char *path, uint64_t seq
 	*id = NULL;
 	if (st == NULL || path == NULL)
 		return PB_EINVAL;
-	rc = sqlite3_prepare_v2(st->db, "SELECT id FROM items WHERE path=?1 AND seq<?2 AND gen=?3"
-					" ORDER BY seq DESC LIMIT 1", -1, &q, NULL);
+	rc = sqlite3_prepare_v2(st->db, GEN_SQL(st, "SELECT id FROM items WHERE path=?1 AND seq<?2 AND ", "?3",
+						    " ORDER BY seq DESC LIMIT 1"), -1, &q, NULL);
 	if (rc != SQLITE_OK)
 		return db_err(rc);
 	sqlite3_bind_text(q, 1, path, -1, SQLITE_STATIC);
@@ -606,6 +668,7 @@ int pb_backup_state_reset(pb_backup_state_t *st)
 	if (st == NULL)
 		return PB_EINVAL;
 	rc = sqlite3_exec(st->db, "BEGIN; DELETE FROM items; DELETE FROM committed;"
+				  " DELETE FROM files; DELETE FROM fparts;"
 				  " DELETE FROM meta WHERE k NOT LIKE 'host:%'; COMMIT;", NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
@@ -656,4 +719,164 @@ int pb_backup_state_path_items(pb_backup_state_t *st, const char *path, pb_manif
 	}
 	sqlite3_finalize(q);
 	return rc == SQLITE_DONE ? 0 : db_err(rc);
+}
+
+/* --- Files known whole --------------------------------------------------- */
+
+int pb__state_file_get(pb_backup_state_t *st, const char *path, pb__stamp_t *stamp, int64_t *rgen, uint64_t *items,
+		       uint64_t *bytes)
+{
+	sqlite3_stmt *q = st->file_get;
+	int rc;
+
+	sqlite3_reset(q);
+	sqlite3_bind_text(q, 1, path, -1, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW) {
+		stamp->size = (uint64_t)sqlite3_column_int64(q, 0);
+		stamp->mtime_ns = sqlite3_column_int64(q, 1);
+		stamp->ino = (uint64_t)sqlite3_column_int64(q, 2);
+		stamp->ctime_ns = sqlite3_column_int64(q, 3);
+		*rgen = sqlite3_column_int64(q, 4);
+		*items = (uint64_t)sqlite3_column_int64(q, 5);
+		*bytes = (uint64_t)sqlite3_column_int64(q, 6);
+	}
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? PB_ENOTFOUND : db_err(rc);
+}
+
+int pb__state_file_parts(pb_backup_state_t *st, const char *path, int64_t rgen,
+			 int (*cb)(void *arg, const uint8_t *data, size_t len), void *arg)
+{
+	sqlite3_stmt *q = st->file_parts;
+	int rc;
+
+	sqlite3_reset(q);
+	sqlite3_bind_text(q, 1, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, rgen);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		int n = sqlite3_column_bytes(q, 0);
+		const uint8_t *data = sqlite3_column_blob(q, 0);
+
+		if ((rc = cb(arg, data != NULL ? data : (const uint8_t *)"", (size_t)n)) != 0)
+			break;
+	}
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	if (rc == SQLITE_DONE)
+		return 0;
+	return rc < 0 || rc > 255 ? rc : db_err(rc);
+}
+
+int pb__state_file_part_put(pb_backup_state_t *st, const char *path, uint32_t part, const uint8_t *data, size_t len)
+{
+	sqlite3_stmt *q = st->part_put;
+	int rc;
+
+	sqlite3_reset(q);
+	sqlite3_bind_text(q, 1, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, st->gen);
+	sqlite3_bind_int64(q, 3, part);
+	sqlite3_bind_blob(q, 4, len > 0 ? (const void *)data : (const void *)"", (int)len, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc == SQLITE_DONE ? 0 : db_err(rc);
+}
+
+int pb__state_file_done(pb_backup_state_t *st, const char *path, const pb__stamp_t *stamp, uint64_t items,
+			uint64_t bytes)
+{
+	sqlite3_stmt *q;
+	int rc = sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO files(path, size, mtime, ino, ctime, gen, rgen,"
+					    " items, bytes) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)", -1, &q, NULL);
+
+	if (rc != SQLITE_OK)
+		return db_err(rc);
+	sqlite3_bind_text(q, 1, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, (int64_t)stamp->size);
+	sqlite3_bind_int64(q, 3, stamp->mtime_ns);
+	sqlite3_bind_int64(q, 4, (int64_t)stamp->ino);
+	sqlite3_bind_int64(q, 5, stamp->ctime_ns);
+	sqlite3_bind_int64(q, 6, st->gen);
+	sqlite3_bind_int64(q, 7, (int64_t)items);
+	sqlite3_bind_int64(q, 8, (int64_t)bytes);
+	rc = sqlite3_step(q);
+	sqlite3_finalize(q);
+	if (rc != SQLITE_DONE)
+		return db_err(rc);
+	if ((rc = sqlite3_prepare_v2(st->db, "DELETE FROM fparts WHERE path=?1 AND gen<>?2", -1, &q, NULL)) != SQLITE_OK)
+		return db_err(rc);
+	sqlite3_bind_text(q, 1, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, st->gen);
+	rc = sqlite3_step(q);
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : db_err(rc);
+}
+
+int pb__state_file_touch(pb_backup_state_t *st, const char *path)
+{
+	sqlite3_stmt *q = st->file_touch;
+	int rc;
+
+	sqlite3_reset(q);
+	sqlite3_bind_text(q, 1, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, st->gen);
+	rc = sqlite3_step(q);
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc == SQLITE_DONE ? 0 : db_err(rc);
+}
+
+int pb__state_item_get(pb_backup_state_t *st, const char *id, uint64_t *size, int64_t *mtime, uint8_t hash[32],
+		       uint8_t **names, size_t *cap, size_t *n)
+{
+	sqlite3_stmt *q = st->unchanged;
+	size_t bytes;
+	int rc;
+
+	sqlite3_reset(q);
+	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	if (rc != SQLITE_ROW) {
+		rc = rc == SQLITE_DONE ? PB_ENOTFOUND : db_err(rc);
+		goto out;
+	}
+	bytes = (size_t)sqlite3_column_bytes(q, 3);
+	if (sqlite3_column_bytes(q, 2) != 32 || bytes % PB_STORE_NAME_LEN != 0) {
+		rc = PB_ENOTFOUND; /* not usable: backed up again */
+		goto out;
+	}
+	if (bytes > *cap) {
+		uint8_t *nb = realloc(*names, bytes);
+
+		if (nb == NULL) {
+			rc = PB_ENOMEM;
+			goto out;
+		}
+		*names = nb;
+		*cap = bytes;
+	}
+	*size = (uint64_t)sqlite3_column_int64(q, 0);
+	*mtime = sqlite3_column_int64(q, 1);
+	memcpy(hash, sqlite3_column_blob(q, 2), 32);
+	if (bytes > 0)
+		memcpy(*names, sqlite3_column_blob(q, 3), bytes);
+	*n = bytes / PB_STORE_NAME_LEN;
+	rc = 0;
+out:
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc;
+}
+
+int pb__state_files_prune(pb_backup_state_t *st)
+{
+	int rc = exec_int(st, "DELETE FROM files WHERE gen<>?1", st->gen, 0);
+
+	if (rc == 0)
+		rc = exec_int(st, "DELETE FROM fparts WHERE NOT EXISTS(SELECT 1 FROM files f"
+				  " WHERE f.path=fparts.path AND f.rgen=fparts.gen)", 0, 0);
+	return rc;
 }

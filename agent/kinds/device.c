@@ -176,8 +176,8 @@ static int check_file(const char *abs, const char *rel)
 	return rc;
 }
 
-static int scan(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg, pb_scan_bad_cb bad, void *bad_arg,
-		char *bad_path, size_t bad_path_cap)
+static int scan(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, pb_item_cb cb, void *arg,
+		pb_scan_bad_cb bad, void *bad_arg, char *bad_path, size_t bad_path_cap)
 {
 	static const pb_kind_t order[] = { PB_KIND_CREDENTIAL, PB_KIND_MIFARE, PB_KIND_SIM, PB_KIND_CHAT,
 					   PB_KIND_CONTACTS };
@@ -211,6 +211,14 @@ static int scan(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg, p
 			goto out_bad;
 		}
 		mtime = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+		/* The caller may know the file by its stamp: then it is
+		 * neither read nor parsed. */
+		if (fcb != NULL && (rc = fcb(arg, rel, &st)) != 0) {
+			if (rc < 0)
+				goto out_free;
+			rc = 0;
+			continue;
+		}
 		if (codec != NULL && codec->kind == pb__device_kind_of(rel)) {
 			split_ctx_t ctx = { cb, arg, mtime, false };
 			uint8_t *buf;
@@ -264,13 +272,19 @@ out_free:
 int pb_device_scan(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg, char *bad_path,
 		   size_t bad_path_cap)
 {
-	return scan(dir, kind_mask, cb, arg, NULL, NULL, bad_path, bad_path_cap);
+	return scan(dir, kind_mask, NULL, cb, arg, NULL, NULL, bad_path, bad_path_cap);
 }
 
 int pb_device_scan_skip(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg, pb_scan_bad_cb bad,
 			void *bad_arg, char *bad_path, size_t bad_path_cap)
 {
-	return scan(dir, kind_mask, cb, arg, bad, bad_arg, bad_path, bad_path_cap);
+	return scan(dir, kind_mask, NULL, cb, arg, bad, bad_arg, bad_path, bad_path_cap);
+}
+
+int pb__device_scan_files(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, pb_item_cb cb, void *arg,
+			  pb_scan_bad_cb bad, char *bad_path, size_t bad_path_cap)
+{
+	return scan(dir, kind_mask, fcb, cb, arg, bad, arg, bad_path, bad_path_cap);
 }
 
 /* --- Writer --------------------------------------------------------------- */

@@ -25,6 +25,16 @@
 
 /* pb_gen_size_t: peerback/kinds.h. */
 
+struct stat;
+/* Hears of each file of a device scan before it is read: a positive return
+ * skips the file (the caller knows it by its stamp), a negative one stops
+ * the walk with that error, 0 reads it as usual. */
+typedef int (*pb__scan_file_cb)(void *arg, const char *relpath, const struct stat *st);
+/* pb_device_scan_skip with fcb asked first about each file (arg goes to
+ * fcb, cb and bad). */
+int pb__device_scan_files(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, pb_item_cb cb, void *arg,
+			  pb_scan_bad_cb bad, char *bad_path, size_t bad_path_cap);
+
 /* A deterministic random stream for the generators (ChaCha20 keyed by the
  * seed and a per-kind label). */
 typedef struct pb_gen_rng_s {

@@ -71,6 +71,10 @@ typedef struct pb_op_result_s {
 	bool by_state;                 /* restore, fetch: found through the phone's state */
 	char link[512];                /* restore refused with PB_EDATA_LINK: the link */
 	char bad_path[512];            /* backup failed on a source it cannot read: which */
+	uint64_t files_read;           /* backup of a device directory: files read (new or changed) */
+	uint64_t files_skipped;        /* ... and files skipped unread: same stamp (size, mtime,
+					* inode, ctime) as when last backed up */
+	bool by_index;                 /* restore, fetch: found through the snapshot's id index */
 } pb_op_result_t;
 
 PB_EXTERN PB_WUR int pb_phone_backup(pb_phone_t *phone, const pb_op_opts_t *opts, pb_op_result_t *res);

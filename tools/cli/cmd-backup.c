@@ -448,14 +448,15 @@ static void backup_done(pb_cli_t *cli, const char *name, const pb_op_result_t *r
 		return;
 	}
 	if (cli->json) {
-		(void)pb_cli_json("{s:s, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:b, s:I, s:I, s:I}",
+		(void)pb_cli_json("{s:s, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:b, s:I, s:I, s:I, s:I, s:I}",
 				     "event", "backup-done", "host", pb_cli_text(name), "snapshot", snap, "items",
 				     (json_int_t)res->items, "bytes", (json_int_t)res->bytes, "items_changed",
 				     (json_int_t)res->items_changed, "chunks_sent", (json_int_t)res->chunks_sent,
 				     "bytes_sent", (json_int_t)res->bytes_sent, "chunks", (json_int_t)res->chunks_total,
 				     "seconds", pb_cli_milli(res->seconds), "partial", res->skipped > 0, "skipped",
 				     (json_int_t)res->skipped, "items_kept", (json_int_t)res->items_kept,
-				     "items_carried", (json_int_t)res->items_carried);
+				     "items_carried", (json_int_t)res->items_carried, "files_read",
+				     (json_int_t)res->files_read, "files_skipped", (json_int_t)res->files_skipped);
 		return;
 	}
 	human((double)res->bytes_sent, sent, sizeof(sent));
@@ -739,7 +740,7 @@ int pb_cmd_restore(pb_cli_t *cli, int argc, char **argv)
 		(void)pb_cli_json("{s:s, s:s, s:o, s:I, s:I, s:I, s:s, s:f}", "event", "restore-done", "snapshot",
 				     snap, "device", pb_cli_text(res.device), "items", (json_int_t)res.items, "bytes",
 				     (json_int_t)res.bytes, "chunks_resumed", (json_int_t)res.chunks_cached, "lookup",
-				     res.by_state ? "state" : "manifest", "seconds", pb_cli_milli(res.seconds));
+				     res.by_state ? "state" : res.by_index ? "index" : "manifest", "seconds", pb_cli_milli(res.seconds));
 	} else
 		printf("restored %llu items (%s) from snapshot %016llx into %s in %.1f s\n",
 		       (unsigned long long)res.items, total, (unsigned long long)res.snapshot, dev, res.seconds);
