@@ -21,6 +21,11 @@
 #include "agent/util/fsutil.h"
 
 #define OFFER_MAX 4096
+/* Write requests (offers, puts, commits) in a row go to the worker as one
+ * job, up to these bounds: one hand-over to the pool per run, not one per
+ * chunk, and another phone's run waits at most this long. */
+#define RUN_MAX 256
+#define RUN_BYTES (8u << 20)
 /* Bytes of requests a connection may have waiting before it is paused. */
 #define CONN_QUEUE_MAX (16u << 20)
 /* Devices one BackupList reports. */
@@ -40,7 +45,7 @@ struct conn_store {
 	uint64_t quota;             /* the device's, as set when it connected */
 	/* Loop side. */
 	struct job *head, *tail;    /* requests not answered yet, in order */
-	bool busy;                  /* the head is with the worker */
+	size_t busy;                /* the first busy requests are with the worker */
 	bool paused;
 	size_t queued;              /* bytes of the waiting requests */
 	/* Worker side. */
@@ -83,6 +88,7 @@ struct job {
 	} body;
 	void *owned[2];             /* freed with the job */
 	struct backups *list;
+	size_t run;                 /* the first of a run: how many go to the worker */
 };
 
 /* ---- namespaces (worker) ------------------------------------------------------ */
@@ -447,8 +453,13 @@ static void job_run(pb_host_job_t *work)
 	struct conn_store *cs = j->cs;
 
 	if (j->env != NULL) {
-		run_request(j);
-		return;
+		/* The run's jobs were linked before it was handed over; the
+		 * loop only appends behind the last, whose link is not read. */
+		for (size_t i = j->run;; j = j->next) {
+			run_request(j);
+			if (--i == 0)
+				return;
+		}
 	}
 	/* Chunks put but never committed are not acknowledged; the phone
 	 * resends them. */
@@ -853,6 +864,36 @@ static void dequeue(struct conn_store *cs, struct job *j)
 
 static void pump(struct conn_store *cs);
 
+static bool write_request(const struct job *j)
+{
+	if (j->env == NULL || j->rc != 0)
+		return false;
+	switch (j->env->request->op_case) {
+	case PEERBACK__REQUEST__OP_CHUNK_OFFER:
+	case PEERBACK__REQUEST__OP_CHUNK_PUT:
+	case PEERBACK__REQUEST__OP_COMMIT:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* How many requests from j on go to the worker together: j alone, or the
+ * write requests in a row behind it (their replies are small, so the
+ * channel's bound on unread replies still holds). */
+static size_t run_length(const struct job *j)
+{
+	size_t n = 1, bytes = j->bytes;
+
+	if (!write_request(j))
+		return 1;
+	for (j = j->next; j != NULL && n < RUN_MAX && bytes < RUN_BYTES && write_request(j); j = j->next) {
+		bytes += j->bytes;
+		n++;
+	}
+	return n;
+}
+
 static void on_drained(pb_channel_t *ch)
 {
 	pb_host_conn_t *conn = (pb_host_conn_t *)ch;
@@ -870,7 +911,7 @@ static void pump(struct conn_store *cs)
 {
 	struct job *j;
 
-	while (!cs->busy && (j = cs->head) != NULL) {
+	while (cs->busy == 0 && (j = cs->head) != NULL) {
 		if (cs->conn != NULL && pb__channel_congested(&cs->conn->ch)) {
 			pb__channel_when_drained(&cs->conn->ch, on_drained);
 			return;
@@ -879,7 +920,7 @@ static void pump(struct conn_store *cs)
 			if (j->env != NULL && j->env->request->op_case == PEERBACK__REQUEST__OP_BACKUP_LIST)
 				j->rc = prepare_backup_list(j);
 			if (j->rc == 0) {
-				cs->busy = true;
+				cs->busy = j->run = run_length(j);
 				j->work.run = job_run;
 				j->work.done = job_done;
 				pb__host_worker_submit(cs->ctx->worker, &j->work);
@@ -896,6 +937,7 @@ static void job_done(pb_host_job_t *work, bool canceled)
 {
 	struct job *j = (struct job *)work;
 	struct conn_store *cs = j->cs;
+	size_t n = j->run;
 
 	if (j->env == NULL) {
 		/* The connection's last job: its handles are closed. */
@@ -903,19 +945,23 @@ static void job_done(pb_host_job_t *work, bool canceled)
 		free(cs);
 		return;
 	}
-	cs->busy = false;
-	dequeue(cs, j);
-	if (cs->conn != NULL && !canceled) {
-		if (j->rc != 0)
-			reply_error(cs->conn, j->env->request->id, j->rc);
-		else if (j->has_rep) {
-			j->rep.id = j->env->request->id;
-			send_reply(cs->conn, &j->rep);
+	/* The run's answers, in order. */
+	cs->busy = 0;
+	while (n-- > 0) {
+		j = cs->head;
+		dequeue(cs, j);
+		if (cs->conn != NULL && !canceled) {
+			if (j->rc != 0)
+				reply_error(cs->conn, j->env->request->id, j->rc);
+			else if (j->has_rep) {
+				j->rep.id = j->env->request->id;
+				send_reply(cs->conn, &j->rep);
+			}
+			if (j->rc == 0)
+				progress_event(cs, j->env->request);
 		}
-		if (j->rc == 0)
-			progress_event(cs, j->env->request);
+		job_free(j);
 	}
-	job_free(j);
 	if (!canceled)
 		pump(cs);
 }
@@ -931,12 +977,19 @@ static void conn_store_free(pb_host_conn_t *conn)
 		return;
 	conn->app = NULL;
 	cs->conn = NULL;
-	j = cs->busy ? cs->head->next : cs->head;
-	if (cs->busy)
-		cs->head->next = NULL;
-	else
-		cs->head = NULL;
-	cs->tail = cs->head;
+	/* The run with the worker stays until its done. */
+	if (cs->busy > 0) {
+		struct job *last = cs->head;
+
+		for (size_t i = 1; i < cs->busy; i++)
+			last = last->next;
+		j = last->next;
+		last->next = NULL;
+		cs->tail = last;
+	} else {
+		j = cs->head;
+		cs->head = cs->tail = NULL;
+	}
 	while (j != NULL) {
 		struct job *next = j->next;
 
@@ -946,7 +999,7 @@ static void conn_store_free(pb_host_conn_t *conn)
 	close_job = calloc(1, sizeof(*close_job));
 	if (close_job == NULL) {
 		/* Left open until the store closes; never used again. */
-		if (!cs->busy)
+		if (cs->busy == 0)
 			free(cs);
 		return;
 	}
