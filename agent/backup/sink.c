@@ -26,7 +26,7 @@
 #define RING 256                  /* chunks between naming and sending */
 #define RING_BYTES (16u << 20)    /* plaintext waiting to be sealed */
 #define BATCH_BYTES (4u << 20)    /* sealed bytes in one offer */
-#define COMMIT_BYTES (4u << 20)   /* bytes added between commits */
+#define COMMIT_BYTES (16u << 20)  /* bytes added between commits (each an fsync on the host) */
 #define COMMIT_SECONDS 1.0        /* or time between commits */
 #define OFFERS_AHEAD 1            /* offers answered ahead of their puts */
 #define COMMITS_IN_FLIGHT 2       /* receipts not yet taken */

@@ -25,7 +25,7 @@
  * job, up to these bounds: one hand-over to the pool per run, not one per
  * chunk, and another phone's run waits at most this long. */
 #define RUN_MAX 256
-#define RUN_BYTES (8u << 20)
+#define RUN_BYTES (4u << 20)
 /* Bytes of requests a connection may have waiting before it is paused. */
 #define CONN_QUEUE_MAX (16u << 20)
 /* Devices one BackupList reports. */
