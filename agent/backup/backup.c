@@ -498,7 +498,10 @@ static int carry_kinds(struct backup *b, unsigned mask)
 		uint8_t *ct = NULL;
 		size_t clen = 0;
 
-		if ((rc = pb__repo_get(b->repo, dev, mchunks[i], &ct, &clen)) == 0)
+		/* The items carried may have made manifest chunks: their
+		 * answers come first. */
+		rc = pb__sink_settle(b->sink);
+		if (rc == 0 && (rc = pb__repo_get(b->repo, dev, mchunks[i], &ct, &clen)) == 0)
 			rc = pb_manifest_chunk_open(&b->keys, mchunks[i], ct, clen, carry_kind_item, &c);
 		free(ct);
 	}

@@ -437,6 +437,13 @@ int pb__sink_commit(pb__sink_t *s, uint64_t mark, bool wait)
 		return rc;
 	if ((rc = drain(s, true)) == 0)
 		rc = offer(s);
+	return rc != 0 ? rc : pb__sink_settle(s);
+}
+
+int pb__sink_settle(pb__sink_t *s)
+{
+	int rc = 0;
+
 	while (rc == 0 && s->nwaits > 0)
 		rc = take_one(s);
 	return rc;

@@ -56,6 +56,10 @@ bool pb__sink_due(const pb__sink_t *s);
  * every receipt is in (end of a run). A dry run commits nothing. */
 PB_WUR int pb__sink_commit(pb__sink_t *s, uint64_t mark, bool wait);
 
+/* Takes every answer asked for so far (puts and commits may follow), so
+ * that the caller can read from the repository. */
+PB_WUR int pb__sink_settle(pb__sink_t *s);
+
 /* Stops the threads and drops what was not sent. Accepts NULL. */
 void pb__sink_free(pb__sink_t *s);
 
