@@ -218,16 +218,20 @@ int pb__session_eof(const pb_session_t *s)
 	return PB_EPEER_CLOSED;
 }
 
+/* Encrypted behind the room for its header, so that the frame goes out
+ * in one write without another copy. */
 static int emit_encrypted(void *arg, const uint8_t *msg, size_t len)
 {
 	pb_session_t *s = arg;
-	uint8_t ct[PB_FRAME_MAX];
+	uint8_t frame[PB_FRAME_HDR + PB_FRAME_MAX];
 	size_t clen;
-	int rc = pb_noise_encrypt(&s->send, NULL, 0, msg, len, ct, sizeof(ct), &clen);
+	int rc = pb_noise_encrypt(&s->send, NULL, 0, msg, len, frame + PB_FRAME_HDR, PB_FRAME_MAX, &clen);
 
+	if (rc == 0)
+		rc = pb_frame_header(clen, frame);
 	if (rc != 0)
 		return rc;
-	return write_frame(s, ct, clen);
+	return s->write(s->write_arg, frame, clen + PB_FRAME_HDR);
 }
 
 int pb__session_send(pb_session_t *s, pb_envelope_t *env)

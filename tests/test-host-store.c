@@ -10,7 +10,14 @@
  *   the other device keeps backing up;
  * - a long snapshot commit runs off the host's event loop: another phone's
  *   handshake and ping are answered while it is held inside its
- *   transaction, and a request over its cap is refused. */
+ *   transaction, and a request over its cap is refused;
+ * - two phones writing at once with offers, puts and commits in flight
+ *   (their requests go to the worker in runs) get every answer in order,
+ *   a refused put fails the commit behind it only, and each receipt
+ *   counts what it made durable;
+ * - ChunkGets queued in a row are read together, a part at a time when
+ *   they bring more than a worker job reads: each is answered once, in
+ *   order, an absent one (the first of a run included) with its error. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -612,6 +619,190 @@ static void test_commit_off_loop(void **state)
 	drain_host();
 }
 
+/* ---- writes in flight from two phones at once ------------------------------ */
+
+#define WIN_N 600 /* chunks a phone puts: more than one run of the worker */
+
+static uint64_t offer_send(pb_client_t *c, const uint8_t (*names)[PB_STORE_NAME_LEN], size_t n)
+{
+	Peerback__Request req;
+	Peerback__ChunkOffer offer;
+
+	peerback__request__init(&req);
+	peerback__chunk_offer__init(&offer);
+	offer.names.data = (uint8_t *)names;
+	offer.names.len = n * PB_STORE_NAME_LEN;
+	req.op_case = PEERBACK__REQUEST__OP_CHUNK_OFFER;
+	req.chunk_offer = &offer;
+	assert_int_equal(send_only(c, &req), 0);
+	return req.id;
+}
+
+static uint64_t commit_send(pb_client_t *c)
+{
+	Peerback__Request req;
+	Peerback__Commit cm;
+
+	peerback__request__init(&req);
+	peerback__commit__init(&cm);
+	req.op_case = PEERBACK__REQUEST__OP_COMMIT;
+	req.commit = &cm;
+	assert_int_equal(send_only(c, &req), 0);
+	return req.id;
+}
+
+/* The answer to offer id: how many were missing (first_missing: whether
+ * the first name was). */
+static size_t want_recv(pb_client_t *c, uint64_t id, bool *first_missing)
+{
+	pb_envelope_t *in = NULL;
+	size_t n;
+
+	assert_int_equal(pb__phone_reply(c, id, &in), 0);
+	assert_int_equal(in->reply->op_case, PEERBACK__REPLY__OP_CHUNK_WANT);
+	n = in->reply->chunk_want->n_missing;
+	if (first_missing != NULL)
+		*first_missing = n > 0 && in->reply->chunk_want->missing[0] == 0;
+	pb__envelope_free(in);
+	return n;
+}
+
+static uint64_t receipt_recv(pb_client_t *c, uint64_t id)
+{
+	pb_envelope_t *in = NULL;
+	uint64_t n;
+
+	assert_int_equal(pb__phone_reply(c, id, &in), 0);
+	assert_int_equal(in->reply->op_case, PEERBACK__REPLY__OP_RECEIPT);
+	n = in->reply->receipt->chunks;
+	pb__envelope_free(in);
+	return n;
+}
+
+static void test_writes_in_flight(void **state)
+{
+	static uint8_t names[2][WIN_N + 1][PB_STORE_NAME_LEN];
+	const size_t half = WIN_N / 2;
+	pb_client_t c[2];
+	uint64_t o1[2], o2[2], c1[2], c2[2], c3[2];
+	uint8_t data[2][64];
+	bool first_missing;
+
+	(void)state;
+	connect_as(phone_a, &c[0]);
+	connect_as(phone_b, &c[1]);
+	randombytes_buf(names, sizeof(names));
+	/* Everything is sent before any answer is read, the two phones'
+	 * requests interleaved. */
+	for (int p = 0; p < 2; p++)
+		o1[p] = offer_send(&c[p], (const uint8_t(*)[PB_STORE_NAME_LEN])names[p], half);
+	for (size_t i = 0; i < half; i++)
+		for (int p = 0; p < 2; p++) {
+			randombytes_buf(data[p], sizeof(data[p]));
+			put_chunk(&c[p], names[p][i], data[p], sizeof(data[p]));
+		}
+	for (int p = 0; p < 2; p++) {
+		c1[p] = commit_send(&c[p]);
+		/* Asked again after the first commit: names[p][0] is in. */
+		memcpy(names[p][WIN_N], names[p][0], PB_STORE_NAME_LEN);
+		o2[p] = offer_send(&c[p], (const uint8_t(*)[PB_STORE_NAME_LEN])names[p] + half, half + 1);
+	}
+	for (size_t i = half; i < WIN_N; i++)
+		for (int p = 0; p < 2; p++) {
+			randombytes_buf(data[p], sizeof(data[p]));
+			put_chunk(&c[p], names[p][i], data[p], sizeof(data[p]));
+		}
+	for (int p = 0; p < 2; p++) {
+		/* An empty put is refused: the commit behind it fails... */
+		put_chunk(&c[p], names[p][WIN_N], data[p], 0);
+		c2[p] = commit_send(&c[p]);
+		/* ...and the next one makes the second half durable. */
+		c3[p] = commit_send(&c[p]);
+	}
+	for (int p = 0; p < 2; p++) {
+		pb_envelope_t *in = NULL;
+
+		assert_int_equal(want_recv(&c[p], o1[p], &first_missing), half);
+		assert_true(first_missing);
+		assert_int_equal(receipt_recv(&c[p], c1[p]), half);
+		assert_int_equal(want_recv(&c[p], o2[p], NULL), half);
+		assert_int_equal(pb__phone_reply(&c[p], c2[p], &in), PB_EENV_MALFORMED);
+		assert_int_equal(receipt_recv(&c[p], c3[p]), half);
+		/* All of them are in now. */
+		o1[p] = offer_send(&c[p], (const uint8_t(*)[PB_STORE_NAME_LEN])names[p], WIN_N);
+		assert_int_equal(want_recv(&c[p], o1[p], NULL), 0);
+		pb__client_close(&c[p]);
+	}
+	drain_host();
+}
+
+/* ---- reads in a row ----------------------------------------------------------- */
+
+#define BIG_LEN (3u << 20) /* two of them are more than one worker job reads */
+#define NBIG 3
+
+static uint64_t get_send(pb_client_t *c, const uint8_t name[PB_STORE_NAME_LEN])
+{
+	Peerback__Request req;
+	Peerback__ChunkGet cg;
+
+	peerback__request__init(&req);
+	peerback__chunk_get__init(&cg);
+	cg.name.data = (uint8_t *)name;
+	cg.name.len = PB_STORE_NAME_LEN;
+	req.op_case = PEERBACK__REQUEST__OP_CHUNK_GET;
+	req.chunk_get = &cg;
+	assert_int_equal(send_only(c, &req), 0);
+	return req.id;
+}
+
+static void test_gets_in_a_row(void **state)
+{
+	static uint8_t names[NBIG][PB_STORE_NAME_LEN], absent[2][PB_STORE_NAME_LEN];
+	/* Absent first (the run's first answer is an error), then more than
+	 * one job's bytes, an absent one among them, then a known one again. */
+	const int order[] = { -1, 0, 1, -2, 2, 0 };
+	const size_t norder = sizeof(order) / sizeof(order[0]);
+	uint64_t ids[sizeof(order) / sizeof(order[0])], cm;
+	uint8_t *data[NBIG];
+	pb_client_t c;
+
+	(void)state;
+	connect_as(phone_b, &c);
+	randombytes_buf(names, sizeof(names));
+	randombytes_buf(absent, sizeof(absent));
+	for (int i = 0; i < NBIG; i++) {
+		data[i] = malloc(BIG_LEN);
+		assert_non_null(data[i]);
+		randombytes_buf(data[i], BIG_LEN);
+		put_chunk(&c, names[i], data[i], BIG_LEN);
+	}
+	/* The gets queue behind the commit's fsync: the worker takes them as
+	 * one run. */
+	cm = commit_send(&c);
+	for (size_t k = 0; k < norder; k++)
+		ids[k] = get_send(&c, order[k] >= 0 ? names[order[k]] : absent[-order[k] - 1]);
+	assert_int_equal(receipt_recv(&c, cm), NBIG);
+	for (size_t k = 0; k < norder; k++) {
+		pb_envelope_t *in = NULL;
+		int rc = pb__phone_reply(&c, ids[k], &in);
+
+		if (order[k] < 0) {
+			assert_int_equal(rc, PB_ENOTFOUND);
+			continue;
+		}
+		assert_int_equal(rc, 0);
+		assert_int_equal(in->reply->op_case, PEERBACK__REPLY__OP_CHUNK);
+		assert_int_equal(in->reply->chunk->data.len, BIG_LEN);
+		assert_memory_equal(in->reply->chunk->data.data, data[order[k]], BIG_LEN);
+		pb__envelope_free(in);
+	}
+	for (int i = 0; i < NBIG; i++)
+		free(data[i]);
+	pb__client_close(&c);
+	drain_host();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -619,6 +810,8 @@ int main(void)
 		cmocka_unit_test(test_reads_never_write),
 		cmocka_unit_test(test_device_quota),
 		cmocka_unit_test(test_commit_off_loop),
+		cmocka_unit_test(test_writes_in_flight),
+		cmocka_unit_test(test_gets_in_a_row),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

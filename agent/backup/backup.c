@@ -16,12 +16,10 @@
 #include "peerback.h"
 #include "agent/backup/engine-int.h"
 #include "agent/backup/internal.h"
+#include "agent/backup/sink.h"
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
 
-#define OFFER_BYTES (8u << 20)        /* sealed bytes waiting for an offer */
-#define COMMIT_BYTES (4u << 20)       /* bytes sent between commits */
-#define COMMIT_SECONDS 1.0            /* or time between commits */
 #define COMMIT_ITEMS 8192             /* items waiting for a commit */
 #define FILE_PART (256u << 10)        /* a file's records stored a part at a time */
 
@@ -33,8 +31,8 @@ struct pending_item {
 
 /* A file of the device directory being backed up whole: its items'
  * manifest records, stored in parts as they fill, and the file recorded
- * (pb__state_file_done) at the commit after its last item, so that the
- * next backup skips it by its stamp. */
+ * (pb__state_file_done) at the receipt of a commit covering its last
+ * item, so that the next backup skips it by its stamp. */
 struct group {
 	bool on, bad;
 	char *path;
@@ -45,10 +43,14 @@ struct group {
 	uint64_t items, bytes;
 };
 
+/* A file walked whole, waiting for the receipt that covers its items:
+ * mark counts the items kept up to its last one (b->items_base +
+ * b->nitems when it ended), as a commit's mark does. */
 struct done_file {
 	char *path;
 	pb__stamp_t stamp;
 	uint64_t items, bytes;
+	uint64_t mark;
 };
 
 struct backup {
@@ -61,20 +63,13 @@ struct backup {
 	pb_manifest_writer_t *mw;
 	pb__prog_t pr;
 	pb_engine_result_t *res;
-	/* Sealed chunks waiting for an offer. */
-	name_t *qnames;
-	uint8_t **qct;
-	size_t *qlen;
-	bool *qmissing;
-	size_t qn, qbytes;
-	/* Names offered since the last commit (committed at the next receipt). */
-	name_t *offered;
-	size_t noffered, cap_offered;
-	uint64_t bytes_since_commit;
-	double last_commit;
-	/* Items whose chunks wait for the next commit. */
+	/* Where sealed chunks go (agent/backup/sink.h). */
+	pb__sink_t *sink;
+	/* Items whose chunks wait for a commit's receipt; items_base counts
+	 * the items recorded before them. */
 	struct pending_item *items;
 	size_t nitems, cap_items;
+	uint64_t items_base;
 	/* The item being chunked. */
 	name_t *cur;
 	size_t ncur, cap_cur;
@@ -99,39 +94,6 @@ struct backup {
 	uint8_t *old;
 	size_t cap_old, nold;
 };
-
-static int offer_batch(struct backup *b)
-{
-	int rc;
-
-	if (b->qn == 0)
-		return 0;
-	rc = b->repo->ops->missing(b->repo, (const name_t *)b->qnames, b->qn, b->qmissing);
-	for (size_t k = 0; k < b->qn && rc == 0; k++) {
-		if (!b->qmissing[k])
-			continue;
-		/* A dry run counts what it would send. */
-		if (!b->o->dry_run)
-			rc = b->repo->ops->put(b->repo, b->qnames[k], b->qct[k], b->qlen[k]);
-		b->res->chunks_sent++;
-		b->res->bytes_sent += b->qlen[k];
-		b->bytes_since_commit += b->qlen[k];
-	}
-	b->pr.p.chunks_sent = b->res->chunks_sent;
-	b->pr.p.bytes_sent = b->res->bytes_sent;
-	/* Every offered name is in the repository after the next commit:
-	 * either it was there already, or it was just sent. */
-	if (rc == 0 &&
-	    (rc = pb__grow((void **)&b->offered, &b->cap_offered, b->noffered + b->qn, sizeof(name_t))) == 0) {
-		memcpy(b->offered + b->noffered, b->qnames, b->qn * sizeof(name_t));
-		b->noffered += b->qn;
-	}
-	for (size_t i = 0; i < b->qn; i++)
-		free(b->qct[i]);
-	b->qn = 0;
-	b->qbytes = 0;
-	return rc;
-}
 
 /* Ends the transaction of touched unchanged items. */
 static int touch_end(struct backup *b)
@@ -165,81 +127,70 @@ static void free_pending(struct pending_item *it)
 	free(it->names);
 }
 
-/* Makes everything sent durable in the repository, then records it
- * locally. */
-static int commit(struct backup *b)
+/* Drops the first n files of dfiles (recorded, or never to be). */
+static void files_drop(struct backup *b, size_t n)
 {
-	int rc = offer_batch(b);
+	if (n == 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(b->dfiles[i].path);
+	memmove(b->dfiles, b->dfiles + n, (b->ndfiles - n) * sizeof(*b->dfiles));
+	b->ndfiles -= n;
+}
 
+/* A commit's receipt: its chunks are committed in the repository, and so
+ * are the items kept before mark, which are recorded now, then the files
+ * all of whose items they complete. A file whose last items came after
+ * mark waits for a later receipt. */
+static int durable(void *arg, uint64_t mark, const name_t *names, size_t n)
+{
+	struct backup *b = arg;
+	size_t k = (size_t)(mark - b->items_base), nf = 0;
+	int rc = touch_end(b);
+
+	/* Files end in walk order: their marks never decrease. */
+	while (nf < b->ndfiles && b->dfiles[nf].mark <= mark)
+		nf++;
+	/* From here on these chunks are never sent again. */
 	if (rc == 0)
-		rc = touch_end(b);
-	if (rc != 0 || b->o->dry_run) {
-		/* A dry run committed nothing: the phone records nothing. */
-		for (size_t i = 0; b->o->dry_run && i < b->nitems; i++)
-			free_pending(&b->items[i]);
-		/* (A dry run gathers no files.) */
-		if (b->o->dry_run)
-			b->nitems = b->noffered = 0;
-		return rc;
-	}
-	if ((rc = b->repo->ops->commit(b->repo)) != 0)
-		return rc;
-	/* The receipt: from here on these chunks are never sent again. */
-	rc = pb_backup_state_mark_committed(b->st, (const name_t *)b->offered, b->noffered);
-	if (rc != 0)
-		return rc;
-	b->noffered = 0;
-	rc = pb_backup_state_begin(b->st);
-	for (size_t i = 0; i < b->nitems && rc == 0; i++)
+		rc = pb_backup_state_mark_committed(b->st, names, n);
+	if (rc == 0)
+		rc = pb_backup_state_begin(b->st);
+	for (size_t i = 0; i < k && rc == 0; i++)
 		rc = pb_backup_state_record(b->st, &b->items[i].m);
 	/* After their items: a file is known whole once all of them are. */
-	for (size_t i = 0; i < b->ndfiles && rc == 0; i++)
+	for (size_t i = 0; i < nf && rc == 0; i++)
 		rc = pb__state_file_done(b->st, b->dfiles[i].path, &b->dfiles[i].stamp, b->dfiles[i].items,
 					 b->dfiles[i].bytes);
 	if (rc == 0)
 		rc = pb_backup_state_end(b->st);
-	for (size_t i = 0; i < b->nitems; i++)
+	for (size_t i = 0; i < k; i++)
 		free_pending(&b->items[i]);
-	b->nitems = 0;
-	for (size_t i = 0; i < b->ndfiles; i++)
-		free(b->dfiles[i].path);
-	b->ndfiles = 0;
-	b->pr.p.bytes_committed = b->res->bytes_sent;
-	b->bytes_since_commit = 0;
-	b->last_commit = pb__now_s();
+	if (k > 0) {
+		memmove(b->items, b->items + k, (b->nitems - k) * sizeof(*b->items));
+		b->nitems -= k;
+	}
+	b->items_base = mark;
+	files_drop(b, nf);
 	return rc;
 }
 
-/* Queues a sealed chunk (takes ct); sends a batch when it is full. */
-static int enqueue(struct backup *b, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t len)
+/* Makes everything sent durable in the repository: the items kept so
+ * far are recorded at its receipt, which with wait is in on return. */
+static int commit(struct backup *b, bool wait)
 {
-	int rc;
+	int rc = touch_end(b);
 
-	if (pb_backup_state_is_committed(b->st, name)) {
-		free(ct);
-		return 0;
+	if (rc == 0)
+		rc = pb__sink_commit(b->sink, b->items_base + b->nitems, wait);
+	if (b->o->dry_run) {
+		/* A dry run committed nothing: the phone records nothing
+		 * (and gathers no files: group_begin). */
+		for (size_t i = 0; i < b->nitems; i++)
+			free_pending(&b->items[i]);
+		b->items_base += b->nitems;
+		b->nitems = 0;
 	}
-	if (b->qnames == NULL) {
-		b->qnames = malloc(OFFER_BATCH * sizeof(name_t));
-		b->qct = malloc(OFFER_BATCH * sizeof(uint8_t *));
-		b->qlen = malloc(OFFER_BATCH * sizeof(size_t));
-		b->qmissing = malloc(OFFER_BATCH * sizeof(bool));
-		if (b->qnames == NULL || b->qct == NULL || b->qlen == NULL || b->qmissing == NULL) {
-			free(ct);
-			return PB_ENOMEM;
-		}
-	}
-	memcpy(b->qnames[b->qn], name, PB_STORE_NAME_LEN);
-	b->qct[b->qn] = ct;
-	b->qlen[b->qn] = len;
-	b->qn++;
-	b->qbytes += len;
-	if (b->qn < OFFER_BATCH && b->qbytes < OFFER_BYTES)
-		return 0;
-	rc = offer_batch(b);
-	if (rc == 0 && (b->bytes_since_commit >= COMMIT_BYTES ||
-			(b->bytes_since_commit > 0 && pb__now_s() - b->last_commit >= COMMIT_SECONDS)))
-		rc = commit(b);
 	return rc;
 }
 
@@ -247,26 +198,18 @@ static int enqueue(struct backup *b, const uint8_t name[PB_STORE_NAME_LEN], uint
 static int add_chunk(void *arg, const uint8_t *data, size_t len)
 {
 	struct backup *b = arg;
-	uint8_t name[PB_STORE_NAME_LEN], *ct;
-	size_t ct_len;
+	uint8_t name[PB_STORE_NAME_LEN];
 	int rc;
 
 	crypto_generichash_update(&b->hash, data, len);
-	ct = malloc(PB_CHUNK_CT_LEN_MAX(len));
-	if (ct == NULL)
-		return PB_ENOMEM;
-	rc = pb_chunk_seal(&b->keys, data, len, name, ct, &ct_len);
-	if (rc != 0) {
-		free(ct);
+	if ((rc = pb__grow((void **)&b->cur, &b->cap_cur, b->ncur + 1, sizeof(name_t))) != 0)
 		return rc;
-	}
-	if ((rc = pb__grow((void **)&b->cur, &b->cap_cur, b->ncur + 1, sizeof(name_t))) != 0) {
-		free(ct);
+	if ((rc = pb__sink_add(b->sink, data, len, name)) != 0)
 		return rc;
-	}
 	memcpy(b->cur[b->ncur++], name, PB_STORE_NAME_LEN);
 	b->pr.p.bytes_done += len;
-	rc = enqueue(b, name, ct, ct_len);
+	if (pb__sink_due(b->sink))
+		rc = commit(b, false);
 	if (rc == 0)
 		rc = pb__progress(&b->pr, false); /* large items report as they go */
 	return rc;
@@ -275,12 +218,11 @@ static int add_chunk(void *arg, const uint8_t *data, size_t len)
 static int emit_manifest_chunk(void *arg, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
 {
 	struct backup *b = arg;
-	uint8_t *copy = malloc(len ? len : 1);
+	int rc = pb__sink_add_sealed(b->sink, name, ct, len);
 
-	if (copy == NULL)
-		return PB_ENOMEM;
-	memcpy(copy, ct, len);
-	return enqueue(b, name, copy, len);
+	if (rc == 0 && pb__sink_due(b->sink))
+		rc = commit(b, false);
+	return rc;
 }
 
 static int chunk_file(struct backup *b, const pb_item_t *it, uint64_t *size)
@@ -436,6 +378,8 @@ static int group_end(struct backup *b)
 	d->stamp = b->grp.stamp;
 	d->items = b->grp.items;
 	d->bytes = b->grp.bytes;
+	/* Its items are all kept by now (the walk has left it). */
+	d->mark = b->items_base + b->nitems;
 	b->ndfiles++;
 	return 0;
 }
@@ -583,7 +527,7 @@ static int keep_pending(struct backup *b, const pb_manifest_item_t *m, const pb_
 	p->m.path = p->path;
 	p->m.chunks = (const name_t *)p->names;
 	b->nitems++;
-	return b->nitems >= COMMIT_ITEMS ? commit(b) : 0;
+	return b->nitems >= COMMIT_ITEMS ? commit(b, false) : 0;
 }
 
 static int backup_item(void *arg, const pb_item_t *it)
@@ -794,7 +738,10 @@ static int carry_kinds(struct backup *b, unsigned mask)
 		uint8_t *ct = NULL;
 		size_t clen = 0;
 
-		if ((rc = pb__repo_get(b->repo, dev, mchunks[i], &ct, &clen)) == 0)
+		/* The items carried may have made manifest chunks: their
+		 * answers come first. */
+		rc = pb__sink_settle(b->sink);
+		if (rc == 0 && (rc = pb__repo_get(b->repo, dev, mchunks[i], &ct, &clen)) == 0)
 			rc = pb_manifest_chunk_open(&b->keys, mchunks[i], ct, clen, carry_kind_item, &c);
 		free(ct);
 	}
@@ -895,6 +842,22 @@ static int run_keys(struct backup *b)
 	return 0;
 }
 
+static int sink_open(struct backup *b)
+{
+	pb__sink_opts_t so;
+
+	memset(&so, 0, sizeof(so));
+	so.repo = b->repo;
+	so.st = b->st;
+	so.keys = &b->keys;
+	so.dry_run = b->o->dry_run;
+	so.res = b->res;
+	so.pr = &b->pr;
+	so.durable = durable;
+	so.arg = b;
+	return pb__sink_new(&so, &b->sink);
+}
+
 static int backup_walk(struct backup *b, unsigned mask)
 {
 	uint8_t *root = NULL;
@@ -911,16 +874,18 @@ static int backup_walk(struct backup *b, unsigned mask)
 	if (rc == PB_ECANCELED && !b->o->dry_run) {
 		/* Canceled: what was sent is committed, so the next run does
 		 * not send it again; no snapshot is made. */
-		int crc = commit(b);
+		int crc = commit(b, true);
 
 		return crc != 0 ? crc : rc;
 	}
-	if (rc == 0 && (mask & PB_KIND_ALL) != PB_KIND_ALL)
+	/* Other kinds are read from the repository: nothing may be in
+	 * flight then. */
+	if (rc == 0 && (mask & PB_KIND_ALL) != PB_KIND_ALL && (rc = commit(b, true)) == 0)
 		rc = carry_kinds(b, mask);
 	if (rc == 0)
 		rc = pb_manifest_writer_finish(b->mw, (int64_t)time(NULL), &root, &root_len, &refs, &nrefs);
 	if (rc == 0)
-		rc = commit(b);
+		rc = commit(b, true);
 	if (rc == 0 && !b->o->dry_run)
 		rc = snapshot_done(b, root, root_len, (const name_t *)refs, nrefs);
 	if (rc == 0 && !b->o->dry_run && b->by_file && (mask & PB_KIND_ALL) == PB_KIND_ALL)
@@ -936,25 +901,18 @@ static void backup_free(struct backup *b)
 	if (b->touched > 0)
 		(void)touch_end(b);
 	pb_manifest_writer_free(b->mw);
-	for (size_t i = 0; i < b->ndfiles; i++)
-		free(b->dfiles[i].path);
+	pb__sink_free(b->sink);
+	files_drop(b, b->ndfiles);
 	free(b->dfiles);
 	free(b->grp.path);
 	free(b->grp.buf);
 	free(b->rec);
 	free(b->old);
-	for (size_t i = 0; i < b->qn; i++)
-		free(b->qct[i]);
 	for (size_t i = 0; i < b->nitems; i++)
 		free_pending(&b->items[i]);
 	pb_backup_state_close(b->st);
 	pb_cdc_wipe(&b->cdc);
 	pb_backup_keys_wipe(&b->keys);
-	free(b->qnames);
-	free(b->qct);
-	free(b->qlen);
-	free(b->qmissing);
-	free(b->offered);
 	free(b->items);
 	free(b->cur);
 	file_forget(b);
@@ -978,9 +936,9 @@ static int backup_once(const pb_engine_opts_t *o, const pb_provider_t *prov, pb_
 	b->res = res;
 	b->pr.o = o;
 	b->pr.p.phase = "scan";
-	b->last_commit = pb__now_s();
 	b->by_file = pb__provider_is_dir(prov);
 	cnt.b = b;
+	/* The state first: the counting walk and the sink read it. */
 	if ((rc = pb__state_path(o->home, path, sizeof(path))) != 0 || (rc = pb_backup_state_open(path, &b->st)) != 0)
 		goto out;
 	if ((rc = walk(b, mask, count_file, count_item, pb__skip_quietly, &cnt)) != 0)
@@ -993,6 +951,8 @@ static int backup_once(const pb_engine_opts_t *o, const pb_provider_t *prov, pb_
 	if ((rc = run_keys(b)) != 0)
 		goto out;
 	if (!o->dry_run && (rc = pb_backup_state_run_begin(b->st)) != 0)
+		goto out;
+	if ((rc = sink_open(b)) != 0)
 		goto out;
 	rc = backup_walk(b, mask);
 	res->seconds = pb__now_s() - t0;

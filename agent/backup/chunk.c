@@ -4,6 +4,7 @@
  *   u8 version (1) | u8 flags (bit 0: zstd) | nonce[24] | XChaCha20-Poly1305(payload)
  * with the name, version and flags as associated data, so a ciphertext
  * cannot be passed off under another name or with another flag. */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@
 #define CT_VERSION 1
 #define FLAG_ZSTD 0x01
 #define ZSTD_LEVEL 3
+#define SAMPLE_LEN 16384u /* bytes tried before compressing a chunk */
 #define NONCE_LEN crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 #define TAG_LEN crypto_aead_xchacha20poly1305_ietf_ABYTES
 
@@ -28,32 +30,59 @@ static void make_ad(uint8_t ad[PB_STORE_NAME_LEN + 2], const uint8_t *name, uint
 	ad[PB_STORE_NAME_LEN + 1] = flags;
 }
 
-int pb__seal(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t *plain, size_t len,
-	     uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t *ct_len)
+void pb__chunk_name(const uint8_t name_key[32], const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN])
+{
+	crypto_generichash(name, PB_STORE_NAME_LEN, plain, len, name_key, 32);
+}
+
+/* Media (photos, video, archives) does not compress: a fast pass over a
+ * sample from the middle tells, and such a chunk skips the full pass. */
+static bool worth_compressing(ZSTD_CCtx *z, const uint8_t *plain, size_t len, uint8_t *scratch)
+{
+	const uint8_t *sample = plain + (len - SAMPLE_LEN) / 2;
+	size_t n;
+
+	if (len < 4 * SAMPLE_LEN)
+		return true;
+	n = ZSTD_compressCCtx(z, scratch, SAMPLE_LEN, sample, SAMPLE_LEN, 1);
+	return !ZSTD_isError(n) && n < SAMPLE_LEN - SAMPLE_LEN / 16;
+}
+
+/* Compresses into payload (len - 1 bytes): the size, or 0 if that does
+ * not save at least one byte (zstd fails on the short buffer then). */
+static size_t compress(ZSTD_CCtx *z, uint8_t *payload, const uint8_t *plain, size_t len)
+{
+	size_t n;
+
+	if (len <= 1 || !worth_compressing(z, plain, len, payload))
+		return 0;
+	n = ZSTD_compressCCtx(z, payload, len - 1, plain, len, ZSTD_LEVEL);
+	return ZSTD_isError(n) ? 0 : n;
+}
+
+int pb__seal_named(void *zctx, const uint8_t enc[32], const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *plain,
+		   size_t len, uint8_t *ct, size_t *ct_len)
 {
 	uint8_t ad[PB_STORE_NAME_LEN + 2];
 	uint8_t *payload = ct + PB_CHUNK_HDR_LEN;
+	ZSTD_CCtx *z = zctx != NULL ? zctx : ZSTD_createCCtx();
 	const uint8_t *src = plain;
-	size_t plen = len;
+	size_t plen = len, zlen;
 	uint8_t flags = 0;
 
 	if ((plain == NULL && len > 0) || name == NULL || ct == NULL || ct_len == NULL)
 		return PB_EINVAL;
 	if (len > PB_CHUNK_PLAIN_MAX)
 		return PB_ETOOBIG;
-	if (sodium_init() < 0)
+	if (z == NULL)
 		return PB_ENOMEM;
-	crypto_generichash(name, PB_STORE_NAME_LEN, plain, len, name_key, 32);
-	/* Compressed only if that saves at least one byte: the output buffer
-	 * is one byte smaller than the input, so zstd fails otherwise. */
-	if (len > 1) {
-		size_t z = ZSTD_compress(payload, len - 1, plain, len, ZSTD_LEVEL);
-
-		if (!ZSTD_isError(z)) {
-			src = payload;
-			plen = z;
-			flags = FLAG_ZSTD;
-		}
+	zlen = compress(z, payload, plain, len);
+	if (zctx == NULL)
+		ZSTD_freeCCtx(z);
+	if (zlen > 0) {
+		src = payload;
+		plen = zlen;
+		flags = FLAG_ZSTD;
 	}
 	ct[0] = CT_VERSION;
 	ct[1] = flags;
@@ -63,6 +92,19 @@ int pb__seal(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t *p
 	crypto_aead_xchacha20poly1305_ietf_encrypt(payload, NULL, src, plen, ad, sizeof(ad), NULL, ct + 2, enc);
 	*ct_len = PB_CHUNK_HDR_LEN + plen + TAG_LEN;
 	return 0;
+}
+
+int pb__seal(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t *plain, size_t len,
+	     uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t *ct_len)
+{
+	if ((plain == NULL && len > 0) || name == NULL || ct == NULL || ct_len == NULL)
+		return PB_EINVAL;
+	if (len > PB_CHUNK_PLAIN_MAX)
+		return PB_ETOOBIG;
+	if (sodium_init() < 0)
+		return PB_ENOMEM;
+	pb__chunk_name(name_key, plain, len, name);
+	return pb__seal_named(NULL, enc, name, plain, len, ct, ct_len);
 }
 
 int pb__open(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t name[PB_STORE_NAME_LEN],

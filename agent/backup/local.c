@@ -13,6 +13,7 @@
 
 #define GET_QUEUE 128 /* chunk reads asked for and not yet received */
 #define READ_AHEAD_BYTES (8u << 20) /* read from the store at once, at most */
+#define COMMIT_QUEUE 64 /* commits asked for and not yet taken */
 
 struct local {
 	pb_repo_t base;
@@ -31,6 +32,9 @@ struct local {
 		size_t len;
 	} q[GET_QUEUE];
 	uint64_t asked, got;
+	/* Commits asked for and not yet taken: their outcome. */
+	int commit_rc[COMMIT_QUEUE];
+	uint64_t asked_writes;
 };
 
 static void slot_clear(struct getq *g)
@@ -81,6 +85,37 @@ static int l_commit(pb_repo_t *r)
 	int rc = pb_store_flush(L(r)->own);
 
 	return rc < 0 ? rc : 0;
+}
+
+/* A local repository answers at once: the asking only numbers the
+ * answer, which is worked out when taken (missing) or kept until then
+ * (commit). */
+static int l_missing_send(pb_repo_t *r, const pb_repo_name_t *names, size_t n, uint64_t *tok)
+{
+	(void)names;
+	(void)n;
+	*tok = ++L(r)->asked_writes;
+	return 0;
+}
+
+static int l_missing_recv(pb_repo_t *r, uint64_t tok, const pb_repo_name_t *names, size_t n, bool *missing)
+{
+	(void)tok;
+	return l_missing(r, names, n, missing);
+}
+
+static int l_commit_send(pb_repo_t *r, uint64_t *tok)
+{
+	struct local *l = L(r);
+
+	*tok = ++l->asked_writes;
+	l->commit_rc[*tok % COMMIT_QUEUE] = l_commit(r);
+	return 0;
+}
+
+static int l_commit_recv(pb_repo_t *r, uint64_t tok)
+{
+	return L(r)->commit_rc[tok % COMMIT_QUEUE];
 }
 
 static int l_get_send(pb_repo_t *r, const uint8_t *dev, const uint8_t name[PB_STORE_NAME_LEN], uint64_t *tok)
@@ -259,8 +294,9 @@ static void l_close(pb_repo_t *r)
 }
 
 static const pb_repo_ops_t local_ops = {
-	l_missing, l_put, l_commit, l_get_send, l_get_recv, l_snapshot_list, l_snapshot_get, l_snapshot_put,
-	l_blob_get, l_blob_put, l_devices, l_close,
+	l_missing, l_put, l_commit, l_missing_send, l_missing_recv, l_commit_send, l_commit_recv, l_get_send,
+	l_get_recv, l_snapshot_list, l_snapshot_get, l_snapshot_put, l_blob_get, l_blob_put, l_devices,
+	l_close,
 };
 
 static int local_open(const char *dir, const char *account, const uint8_t device_id[16], bool ro, pb_repo_t **out)

@@ -79,26 +79,36 @@ static int call_blob(struct remote *s, Peerback__Request *req, size_t max, uint8
 	return rc;
 }
 
-static int r_missing(pb_repo_t *r, const pb_repo_name_t *names, size_t n, bool *missing)
+static int r_missing_send(pb_repo_t *r, const pb_repo_name_t *names, size_t n, uint64_t *tok)
 {
 	Peerback__Request req;
 	Peerback__ChunkOffer offer;
-	pb_envelope_t *in = NULL;
 	int rc;
 
-	for (size_t i = 0; i < n; i++)
-		missing[i] = false;
-	if (n == 0)
-		return 0;
 	peerback__request__init(&req);
 	peerback__chunk_offer__init(&offer);
 	offer.names.data = (uint8_t *)names;
 	offer.names.len = n * PB_STORE_NAME_LEN;
 	req.op_case = PEERBACK__REQUEST__OP_CHUNK_OFFER;
 	req.chunk_offer = &offer;
-	if ((rc = call_expect(R(r), &req, PEERBACK__REPLY__OP_CHUNK_WANT, &in)) != 0)
+	rc = send_req(R(r), &req);
+	*tok = req.id;
+	return rc;
+}
+
+static int r_missing_recv(pb_repo_t *r, uint64_t tok, const pb_repo_name_t *names, size_t n, bool *missing)
+{
+	pb_envelope_t *in = NULL;
+	int rc;
+
+	(void)names;
+	for (size_t i = 0; i < n; i++)
+		missing[i] = false;
+	if ((rc = pb__phone_reply(&R(r)->c, tok, &in)) != 0)
 		return rc;
-	for (size_t i = 0; i < in->reply->chunk_want->n_missing; i++) {
+	if (in->reply->op_case != PEERBACK__REPLY__OP_CHUNK_WANT)
+		rc = PB_EENV_MALFORMED;
+	for (size_t i = 0; rc == 0 && i < in->reply->chunk_want->n_missing; i++) {
 		uint32_t k = in->reply->chunk_want->missing[i];
 
 		if (k >= n) {
@@ -111,21 +121,55 @@ static int r_missing(pb_repo_t *r, const pb_repo_name_t *names, size_t n, bool *
 	return rc;
 }
 
+static int r_missing(pb_repo_t *r, const pb_repo_name_t *names, size_t n, bool *missing)
+{
+	uint64_t tok;
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		missing[i] = false;
+	if (n == 0)
+		return 0;
+	if ((rc = r_missing_send(r, names, n, &tok)) != 0)
+		return rc;
+	return r_missing_recv(r, tok, names, n, missing);
+}
+
 static int r_put(pb_repo_t *r, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
 {
 	return pb__phone_chunk_put(&R(r)->c, ++R(r)->next_id, name, ct, len);
 }
 
-static int r_commit(pb_repo_t *r)
+static int r_commit_send(pb_repo_t *r, uint64_t *tok)
 {
 	Peerback__Request req;
 	Peerback__Commit c;
+	int rc;
 
 	peerback__request__init(&req);
 	peerback__commit__init(&c);
 	req.op_case = PEERBACK__REQUEST__OP_COMMIT;
 	req.commit = &c;
-	return call(R(r), &req, NULL);
+	rc = send_req(R(r), &req);
+	*tok = req.id;
+	return rc;
+}
+
+static int r_commit_recv(pb_repo_t *r, uint64_t tok)
+{
+	pb_envelope_t *in = NULL;
+	int rc = pb__phone_reply(&R(r)->c, tok, &in);
+
+	pb__envelope_free(in);
+	return rc;
+}
+
+static int r_commit(pb_repo_t *r)
+{
+	uint64_t tok;
+	int rc = r_commit_send(r, &tok);
+
+	return rc != 0 ? rc : r_commit_recv(r, tok);
 }
 
 static int r_get_send(pb_repo_t *r, const uint8_t *dev, const uint8_t name[PB_STORE_NAME_LEN], uint64_t *tok)
@@ -292,8 +336,9 @@ static void r_close(pb_repo_t *r)
 }
 
 static const pb_repo_ops_t remote_ops = {
-	r_missing, r_put, r_commit, r_get_send, r_get_recv, r_snapshot_list, r_snapshot_get, r_snapshot_put,
-	r_blob_get, r_blob_put, r_devices, r_close,
+	r_missing, r_put, r_commit, r_missing_send, r_missing_recv, r_commit_send, r_commit_recv, r_get_send,
+	r_get_recv, r_snapshot_list, r_snapshot_get, r_snapshot_put, r_blob_get, r_blob_put, r_devices,
+	r_close,
 };
 
 int pb__repo_remote_open(const char *home, const char *which, int timeout_ms, const char *device_dir,

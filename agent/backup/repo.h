@@ -36,6 +36,15 @@ typedef struct pb_repo_ops_s {
 	int (*put)(pb_repo_t *r, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len);
 	/* Makes every put so far durable (the receipt). */
 	int (*commit)(pb_repo_t *r);
+	/* missing and commit in two steps, so that several are in flight
+	 * while puts go on: *_send asks (tok names the answer), *_recv takes
+	 * the answer. Answers are taken in the order they were asked for,
+	 * and none of them between other calls than put. missing_recv is
+	 * given the names again (the caller keeps them until then). */
+	int (*missing_send)(pb_repo_t *r, const pb_repo_name_t *names, size_t n, uint64_t *tok);
+	int (*missing_recv)(pb_repo_t *r, uint64_t tok, const pb_repo_name_t *names, size_t n, bool *missing);
+	int (*commit_send)(pb_repo_t *r, uint64_t *tok);
+	int (*commit_recv)(pb_repo_t *r, uint64_t tok);
 	/* Chunk reads in two steps, so that a remote one keeps several in
 	 * flight: get_send asks for a chunk, get_recv takes the answers in the
 	 * order they were asked for. */

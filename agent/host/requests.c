@@ -21,6 +21,11 @@
 #include "agent/util/fsutil.h"
 
 #define OFFER_MAX 4096
+/* Write requests (offers, puts, commits) in a row go to the worker as one
+ * job, up to these bounds: one hand-over to the pool per run, not one per
+ * chunk, and another phone's run waits at most this long. */
+#define RUN_MAX 256
+#define RUN_BYTES (4u << 20)
 /* Bytes of requests a connection may have waiting before it is paused. */
 #define CONN_QUEUE_MAX (16u << 20)
 /* Devices one BackupList reports. */
@@ -45,7 +50,7 @@ struct conn_store {
 	uint64_t quota;             /* the device's, as set when it connected */
 	/* Loop side. */
 	struct job *head, *tail;    /* requests not answered yet, in order */
-	bool busy;                  /* the head is with the worker */
+	size_t busy;                /* the first busy requests are with the worker */
 	bool paused;
 	size_t queued;              /* bytes of the waiting requests */
 	/* Worker side. */
@@ -88,11 +93,8 @@ struct job {
 	} body;
 	void *owned[2];             /* freed with the job */
 	struct backups *list;
-	/* A ChunkGet leading a batch: itself and the ChunkGets queued right
-	 * behind it (batch[0] is the job), read by one worker job; the worker
-	 * answered the first nserved of them. */
-	struct job **batch;
-	size_t nbatch, nserved;
+	size_t run;                 /* the first of a run: how many go to the worker */
+	size_t nserved;             /* a run of ChunkGets: how many the worker read */
 };
 
 /* ---- namespaces (worker) ------------------------------------------------------ */
@@ -348,17 +350,23 @@ static void chunk_answer(struct job *j, int rc, uint8_t *ct, size_t len)
  * reading holds the host to the channel's bound plus about that. */
 static void do_chunk_get_batch(struct job *lead)
 {
-	size_t at = 0, bytes = 0;
+	struct job *batch[GET_BATCH];
+	size_t at = 0, bytes = 0, nbatch = lead->run;
 
-	while (at < lead->nbatch && bytes < GET_BATCH_BYTES) {
-		const ProtobufCBinaryData *dev = &lead->batch[at]->env->request->chunk_get->device;
+	/* The run's jobs were linked before it was handed over. */
+	batch[0] = lead;
+	for (size_t i = 1; i < nbatch; i++)
+		batch[i] = batch[i - 1]->next;
+
+	while (at < nbatch && bytes < GET_BATCH_BYTES) {
+		const ProtobufCBinaryData *dev = &batch[at]->env->request->chunk_get->device;
 		uint8_t names[GET_BATCH][PB_STORE_NAME_LEN], *ct[GET_BATCH];
 		size_t len[GET_BATCH], n = 0, served = 0;
 		int rcs[GET_BATCH], rc;
 		pb_store_ns_t *ns;
 
-		while (at + n < lead->nbatch) {
-			const Peerback__ChunkGet *cg = lead->batch[at + n]->env->request->chunk_get;
+		while (at + n < nbatch) {
+			const Peerback__ChunkGet *cg = batch[at + n]->env->request->chunk_get;
 
 			if (cg->device.len != dev->len ||
 			    (dev->len != 0 && memcmp(cg->device.data, dev->data, dev->len) != 0))
@@ -372,7 +380,7 @@ static void do_chunk_get_batch(struct job *lead)
 		if (rc != 0)
 			served = 1; /* the first fails; the others are asked again */
 		for (size_t k = 0; k < served; k++) {
-			chunk_answer(lead->batch[at + k], rc != 0 ? rc : rcs[k], rc != 0 ? NULL : ct[k], len[k]);
+			chunk_answer(batch[at + k], rc != 0 ? rc : rcs[k], rc != 0 ? NULL : ct[k], len[k]);
 			bytes += rc == 0 && rcs[k] == 0 ? len[k] : 0;
 		}
 		at += served;
@@ -509,18 +517,35 @@ static void run_request(struct job *j)
 	j->has_rep = rc == 0;
 }
 
+static bool is_get(const struct job *j)
+{
+	return j != NULL && j->env != NULL && j->rc == 0 && j->env->request->op_case == PEERBACK__REQUEST__OP_CHUNK_GET;
+}
+
+/* The first of a run of ChunkGets read together. Not is_get(): the worker
+ * sets its rc to its own answer's. */
+static bool get_run(const struct job *j)
+{
+	return j->env != NULL && j->run > 1 && j->env->request->op_case == PEERBACK__REQUEST__OP_CHUNK_GET;
+}
+
 static void job_run(pb_host_job_t *work)
 {
 	struct job *j = (struct job *)work;
 	struct conn_store *cs = j->cs;
 
-	if (j->env != NULL && j->nbatch > 1) {
+	if (get_run(j)) {
 		do_chunk_get_batch(j);
 		return;
 	}
 	if (j->env != NULL) {
-		run_request(j);
-		return;
+		/* The run's jobs were linked before it was handed over; the
+		 * loop only appends behind the last, whose link is not read. */
+		for (size_t i = j->run;; j = j->next) {
+			run_request(j);
+			if (--i == 0)
+				return;
+		}
 	}
 	/* Chunks put but never committed are not acknowledged; the phone
 	 * resends them. */
@@ -798,7 +823,6 @@ static void job_free(struct job *j)
 	free(j->owned[0]);
 	free(j->owned[1]);
 	free(j->list);
-	free(j->batch);
 	free(j);
 }
 
@@ -926,25 +950,40 @@ static void dequeue(struct conn_store *cs, struct job *j)
 
 static void pump(struct conn_store *cs);
 
-static bool is_get(const struct job *j)
+static bool write_request(const struct job *j)
 {
-	return j != NULL && j->env != NULL && j->rc == 0 && j->env->request->op_case == PEERBACK__REQUEST__OP_CHUNK_GET;
+	if (j->env == NULL || j->rc != 0)
+		return false;
+	switch (j->env->request->op_case) {
+	case PEERBACK__REQUEST__OP_CHUNK_OFFER:
+	case PEERBACK__REQUEST__OP_CHUNK_PUT:
+	case PEERBACK__REQUEST__OP_COMMIT:
+		return true;
+	default:
+		return false;
+	}
 }
 
-/* A ChunkGet at the head takes the ChunkGets queued right behind it into
- * its worker job: one store read for all, one hand-over to the worker. */
-static void gather_gets(struct job *lead)
+/* How many requests from j on go to the worker together: j alone, or the
+ * write requests in a row behind it (their replies are small, so the
+ * channel's bound on unread replies still holds). */
+static size_t run_length(const struct job *j)
 {
-	size_t n = 1;
+	size_t n = 1, bytes = j->bytes;
 
-	for (struct job *k = lead->next; n < GET_BATCH && is_get(k); k = k->next)
+	/* ChunkGets in a row: read together (pb_store_get_many). */
+	if (is_get(j)) {
+		for (j = j->next; n < GET_BATCH && is_get(j); j = j->next)
+			n++;
+		return n;
+	}
+	if (!write_request(j))
+		return 1;
+	for (j = j->next; j != NULL && n < RUN_MAX && bytes < RUN_BYTES && write_request(j); j = j->next) {
+		bytes += j->bytes;
 		n++;
-	if (n < 2 || (lead->batch = malloc(n * sizeof(*lead->batch))) == NULL)
-		return;
-	lead->nbatch = n;
-	lead->batch[0] = lead;
-	for (size_t i = 1; i < n; i++)
-		lead->batch[i] = lead->batch[i - 1]->next;
+	}
+	return n;
 }
 
 static void on_drained(pb_channel_t *ch)
@@ -964,7 +1003,7 @@ static void pump(struct conn_store *cs)
 {
 	struct job *j;
 
-	while (!cs->busy && (j = cs->head) != NULL) {
+	while (cs->busy == 0 && (j = cs->head) != NULL) {
 		if (cs->conn != NULL && pb__channel_congested(&cs->conn->ch)) {
 			pb__channel_when_drained(&cs->conn->ch, on_drained);
 			return;
@@ -973,9 +1012,7 @@ static void pump(struct conn_store *cs)
 			if (j->env != NULL && j->env->request->op_case == PEERBACK__REQUEST__OP_BACKUP_LIST)
 				j->rc = prepare_backup_list(j);
 			if (j->rc == 0) {
-				if (is_get(j))
-					gather_gets(j);
-				cs->busy = true;
+				cs->busy = j->run = run_length(j);
 				j->work.run = job_run;
 				j->work.done = job_done;
 				pb__host_worker_submit(cs->ctx->worker, &j->work);
@@ -988,38 +1025,13 @@ static void pump(struct conn_store *cs)
 	}
 }
 
-/* Sends the answers of the batch's first nserved ChunkGets, in order; the
- * rest stay queued for the next worker job. */
-static void answer_batch(struct conn_store *cs, struct job *lead)
-{
-	struct job **batch = lead->batch;
-	size_t n = lead->nserved;
-
-	lead->batch = NULL;
-	for (size_t i = 0; i < n; i++) {
-		struct job *j = batch[i];
-
-		dequeue(cs, j);
-		if (cs->conn != NULL) {
-			if (j->rc != 0)
-				reply_error(cs->conn, j->env->request->id, j->rc);
-			else {
-				j->rep.id = j->env->request->id;
-				send_reply(cs->conn, &j->rep);
-				progress_event(cs, j->env->request);
-			}
-		}
-		job_free(j);
-	}
-	/* The ones not read stay at the head of the queue, read by the next. */
-	free(batch);
-	pump(cs);
-}
-
 static void job_done(pb_host_job_t *work, bool canceled)
 {
 	struct job *j = (struct job *)work;
 	struct conn_store *cs = j->cs;
+	/* A run of ChunkGets may have been read in part: the rest stay at the
+	 * head of the queue for the next run, unless nothing will run them. */
+	size_t n = get_run(j) && !canceled && cs->conn != NULL ? j->nserved : j->run;
 
 	if (j->env == NULL) {
 		/* The connection's last job: its handles are closed. */
@@ -1027,23 +1039,23 @@ static void job_done(pb_host_job_t *work, bool canceled)
 		free(cs);
 		return;
 	}
-	cs->busy = false;
-	if (j->nbatch > 1 && !canceled) {
-		answer_batch(cs, j);
-		return;
-	}
-	dequeue(cs, j);
-	if (cs->conn != NULL && !canceled) {
-		if (j->rc != 0)
-			reply_error(cs->conn, j->env->request->id, j->rc);
-		else if (j->has_rep) {
-			j->rep.id = j->env->request->id;
-			send_reply(cs->conn, &j->rep);
+	/* The run's answers, in order. */
+	cs->busy = 0;
+	while (n-- > 0) {
+		j = cs->head;
+		dequeue(cs, j);
+		if (cs->conn != NULL && !canceled) {
+			if (j->rc != 0)
+				reply_error(cs->conn, j->env->request->id, j->rc);
+			else if (j->has_rep) {
+				j->rep.id = j->env->request->id;
+				send_reply(cs->conn, &j->rep);
+			}
+			if (j->rc == 0)
+				progress_event(cs, j->env->request);
 		}
-		if (j->rc == 0)
-			progress_event(cs, j->env->request);
+		job_free(j);
 	}
-	job_free(j);
 	if (!canceled)
 		pump(cs);
 }
@@ -1059,11 +1071,11 @@ static void conn_store_free(pb_host_conn_t *conn)
 		return;
 	conn->app = NULL;
 	cs->conn = NULL;
-	if (cs->busy) {
-		/* The jobs the worker has (a batch) stay until it is done. */
+	/* The run with the worker stays until its done. */
+	if (cs->busy > 0) {
 		struct job *last = cs->head;
 
-		for (size_t k = 1; k < cs->head->nbatch; k++)
+		for (size_t i = 1; i < cs->busy; i++)
 			last = last->next;
 		j = last->next;
 		last->next = NULL;
@@ -1081,7 +1093,7 @@ static void conn_store_free(pb_host_conn_t *conn)
 	close_job = calloc(1, sizeof(*close_job));
 	if (close_job == NULL) {
 		/* Left open until the store closes; never used again. */
-		if (!cs->busy)
+		if (cs->busy == 0)
 			free(cs);
 		return;
 	}

@@ -35,7 +35,8 @@ function check(cond, what) {
   if (!cond) failures++;
 }
 function pb(home, ...args) {
-  return execFileSync(path.join(bin, 'peerback'), ['--home', path.join(work, home), ...args], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  // A standard phone's listing is some 160,000 lines.
+  return execFileSync(path.join(bin, 'peerback'), ['--home', path.join(work, home), ...args], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 30 });
 }
 function pbStatus(home, ...args) {
   try { pb(home, ...args); return 0; } catch (e) { return e.status; }
@@ -45,7 +46,7 @@ function start(cmd, args, re) {
   const p = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   procs.push(p);
   let out = '', err = '';
-  p.stderr.on('data', (d) => { err += d; });
+  p.stderr.on('data', (d) => { err += d; p.errText = err.slice(-4000); });
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(cmd + ' did not start: ' + err)), 20000);
     p.stdout.on('data', (d) => {
@@ -321,6 +322,7 @@ main().catch((e) => { console.log('FAIL ' + e.stack); failures++; }).finally(asy
     desk.kill('SIGTERM');
     const code = await Promise.race([done, sleep(10000).then(() => 'timeout')]);
     check(code === 0, 'desktop exits 0 on SIGTERM (' + code + ')');
+    if (code !== 0) console.log(desk.errText || '');
   }
   for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM');
   setTimeout(() => {

@@ -91,12 +91,14 @@ static json_t *mifare(const uint8_t *d, size_t len, bool reveal)
 
 	for (unsigned s = 0; block < nblocks; s++) {
 		unsigned n = s < 32 ? 4 : 16;
-		json_t *blocks = json_array(), *access = json_array();
+		json_t *blocks, *access;
 		const uint8_t *t;
 		char buf[40];
 
-		if (block + n > nblocks)
+		if (block + n > nblocks) /* a dump cut short: its last whole sector shown */
 			break;
+		blocks = json_array();
+		access = json_array();
 		t = d + (block + n - 1) * 16;
 		for (unsigned b = 0; b < n; b++) {
 			pb_cli_hex_upper(d + (block + b) * 16, 16, buf);

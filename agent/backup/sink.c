@@ -1,0 +1,509 @@
+/* The sink of a backup's chunks (agent/backup/sink.h).
+ *
+ * Threads: the caller's thread names each chunk (keyed BLAKE2b), skips one
+ * the repository already committed, and puts a copy in the ring; the
+ * sealing threads take ring slots in order and compress and encrypt them;
+ * the caller's thread takes sealed slots back in ring order into batches
+ * and does all talking to the repository. Nothing but the ring is shared.
+ *
+ * In flight: a full batch is offered at once, and the batch before it is
+ * put once that offer is out (so the host answers an offer while it writes
+ * the previous batch); a commit is sent right behind the puts of the last
+ * chunk it covers, and its receipt is taken when the answers behind it are
+ * needed. Chunks are sent in the order they were added, so "every chunk
+ * added before the commit" is "every chunk put before it". */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <zstd.h>
+
+#include "agent/backup/internal.h"
+#include "agent/backup/sink.h"
+
+#define RING 256                  /* chunks between naming and sending */
+#define RING_BYTES (16u << 20)    /* plaintext waiting to be sealed */
+#define BATCH_BYTES (4u << 20)    /* sealed bytes in one offer */
+/* Bytes added between commits (each an fsync on the host): also what a cut
+ * link may make a phone send again (docs/TESTING.md, lan-cut-resume). */
+#define COMMIT_BYTES (4u << 20)
+#define COMMIT_SECONDS 1.0        /* or time between commits */
+#define OFFERS_AHEAD 1            /* offers answered ahead of their puts */
+#define COMMITS_IN_FLIGHT 2       /* receipts not yet taken */
+#define WAITS 16                  /* answers not yet taken */
+#define THREADS_MAX 4
+/* Smaller chunks are sealed on the caller's thread: handing them over
+ * would cost more than sealing them. */
+#define INLINE_MAX (64u << 10)
+
+struct slot {
+	name_t name;
+	uint8_t *plain;           /* NULL once sealed (or sealed elsewhere) */
+	size_t len;
+	uint8_t *ct;
+	size_t ct_len;
+	int rc;
+	bool done;                /* under the lock */
+};
+
+struct batch {
+	name_t names[OFFER_BATCH];
+	uint8_t *ct[OFFER_BATCH];
+	size_t len[OFFER_BATCH];
+	bool missing[OFFER_BATCH];
+	size_t n, bytes;
+	uint64_t last;            /* the ring seq after its last chunk */
+};
+
+/* An answer to take, in the order asked. */
+struct wait {
+	bool commit;
+	uint64_t tok;
+	struct batch *b;          /* an offer's batch */
+	uint64_t mark;            /* a commit's */
+	name_t *names;            /* a commit's: what it makes committed */
+	size_t n;
+	uint64_t bytes_sent;      /* a commit's: bytes sent before it */
+};
+
+struct pb__sink_s {
+	pb__sink_opts_t o;
+	/* The ring: head (next to send) <= claim (next to seal) <= tail. */
+	pthread_mutex_t mu;
+	pthread_cond_t work, sealed;
+	struct slot ring[RING];
+	uint64_t head, claim, tail;
+	size_t ring_bytes;
+	bool stop;
+	size_t idle;              /* threads waiting for work */
+	bool waiting;             /* the caller waits for a sealed slot */
+	pthread_t threads[THREADS_MAX];
+	size_t nthreads;
+	void *zctx;               /* the caller's thread's */
+	/* Caller's thread only. */
+	struct batch *cur;
+	struct wait waits[WAITS];
+	size_t whead, nwaits, noffers, ncommits;
+	name_t *offered;          /* offered since the last commit was sent */
+	size_t noffered, cap_offered;
+	uint64_t put_upto;        /* ring seqs below this are put */
+	bool want_commit;         /* a commit asked for, waiting for its puts */
+	uint64_t commit_seq, commit_mark;
+	uint64_t added_since_commit;
+	double last_commit;
+};
+
+/* ---- sealing ---------------------------------------------------------------- */
+
+static void seal_slot(pb__sink_t *s, struct slot *sl, void *zctx)
+{
+	sl->ct = malloc(PB_CHUNK_CT_LEN_MAX(sl->len));
+	if (sl->ct == NULL)
+		sl->rc = PB_ENOMEM;
+	else
+		sl->rc = pb__seal_named(zctx, s->o.keys->chunk, sl->name, sl->plain, sl->len, sl->ct, &sl->ct_len);
+	free(sl->plain);
+	sl->plain = NULL;
+}
+
+static void *sealer(void *arg)
+{
+	pb__sink_t *s = arg;
+	ZSTD_CCtx *z = ZSTD_createCCtx();
+
+	pthread_mutex_lock(&s->mu);
+	while (!s->stop) {
+		struct slot *sl;
+
+		if (s->claim == s->tail) {
+			s->idle++;
+			pthread_cond_wait(&s->work, &s->mu);
+			s->idle--;
+			continue;
+		}
+		sl = &s->ring[s->claim++ % RING];
+		if (sl->done)
+			continue; /* sealed elsewhere */
+		pthread_mutex_unlock(&s->mu);
+		if (z == NULL) {
+			sl->rc = PB_ENOMEM;
+			free(sl->plain);
+			sl->plain = NULL;
+		} else {
+			seal_slot(s, sl, z);
+		}
+		pthread_mutex_lock(&s->mu);
+		sl->done = true;
+		if (s->waiting)
+			pthread_cond_broadcast(&s->sealed);
+	}
+	pthread_mutex_unlock(&s->mu);
+	ZSTD_freeCCtx(z);
+	return NULL;
+}
+
+/* ---- answers ------------------------------------------------------------------ */
+
+static int put_batch(pb__sink_t *s, struct batch *b)
+{
+	pb_repo_t *r = s->o.repo;
+	int rc = 0;
+
+	for (size_t k = 0; k < b->n && rc == 0; k++) {
+		if (!b->missing[k])
+			continue;
+		/* A dry run counts what it would send. */
+		if (!s->o.dry_run)
+			rc = r->ops->put(r, b->names[k], b->ct[k], b->len[k]);
+		s->o.res->chunks_sent++;
+		s->o.res->bytes_sent += b->len[k];
+	}
+	s->o.pr->p.chunks_sent = s->o.res->chunks_sent;
+	s->o.pr->p.bytes_sent = s->o.res->bytes_sent;
+	/* Every offered name is in the repository after the next commit:
+	 * either it was there already, or it was just sent. */
+	if (rc == 0 && !s->o.dry_run &&
+	    (rc = pb__grow((void **)&s->offered, &s->cap_offered, s->noffered + b->n, sizeof(name_t))) == 0) {
+		memcpy(s->offered + s->noffered, b->names, b->n * sizeof(name_t));
+		s->noffered += b->n;
+	}
+	s->put_upto = b->last;
+	return rc;
+}
+
+static void batch_free(struct batch *b)
+{
+	if (b == NULL)
+		return;
+	for (size_t k = 0; k < b->n; k++)
+		free(b->ct[k]);
+	free(b);
+}
+
+static int push_wait(pb__sink_t *s, const struct wait *w)
+{
+	if (s->nwaits == WAITS)
+		return PB_ESTATE; /* the windows keep far fewer */
+	s->waits[(s->whead + s->nwaits) % WAITS] = *w;
+	s->nwaits++;
+	if (w->commit)
+		s->ncommits++;
+	else
+		s->noffers++;
+	return 0;
+}
+
+static int send_commit(pb__sink_t *s);
+
+/* Takes the oldest answer. */
+static int take_one(pb__sink_t *s)
+{
+	struct wait w = s->waits[s->whead];
+	pb_repo_t *r = s->o.repo;
+	int rc;
+
+	s->whead = (s->whead + 1) % WAITS;
+	s->nwaits--;
+	if (!w.commit) {
+		s->noffers--;
+		rc = r->ops->missing_recv(r, w.tok, (const pb_repo_name_t *)w.b->names, w.b->n, w.b->missing);
+		if (rc == 0)
+			rc = put_batch(s, w.b);
+		batch_free(w.b);
+		if (rc == 0 && s->want_commit && s->put_upto >= s->commit_seq)
+			rc = send_commit(s);
+		return rc;
+	}
+	s->ncommits--;
+	rc = r->ops->commit_recv(r, w.tok);
+	/* The receipt: from here on these chunks are never sent again. */
+	if (rc == 0)
+		rc = s->o.durable(s->o.arg, w.mark, (const name_t *)w.names, w.n);
+	if (rc == 0)
+		s->o.pr->p.bytes_committed = w.bytes_sent;
+	free(w.names);
+	return rc;
+}
+
+static int send_commit(pb__sink_t *s)
+{
+	struct wait w;
+	pb_repo_t *r = s->o.repo;
+	int rc;
+
+	memset(&w, 0, sizeof(w));
+	w.commit = true;
+	w.mark = s->commit_mark;
+	w.names = s->offered;
+	w.n = s->noffered;
+	w.bytes_sent = s->o.res->bytes_sent;
+	s->want_commit = false;
+	if ((rc = r->ops->commit_send(r, &w.tok)) != 0)
+		return rc;
+	s->offered = NULL;
+	s->noffered = s->cap_offered = 0;
+	if ((rc = push_wait(s, &w)) != 0) {
+		free(w.names);
+		return rc;
+	}
+	while (rc == 0 && s->ncommits > COMMITS_IN_FLIGHT)
+		rc = take_one(s);
+	return rc;
+}
+
+/* Offers the batch being filled; puts the one before once this is out. */
+static int offer(pb__sink_t *s)
+{
+	struct batch *b = s->cur;
+	pb_repo_t *r = s->o.repo;
+	struct wait w;
+	int rc;
+
+	if (b == NULL || b->n == 0)
+		return 0;
+	s->cur = NULL;
+	memset(&w, 0, sizeof(w));
+	w.b = b;
+	if ((rc = r->ops->missing_send(r, (const pb_repo_name_t *)b->names, b->n, &w.tok)) != 0 ||
+	    (rc = push_wait(s, &w)) != 0) {
+		batch_free(b);
+		return rc;
+	}
+	while (rc == 0 && s->noffers > OFFERS_AHEAD)
+		rc = take_one(s);
+	return rc;
+}
+
+/* ---- the ring (caller's thread) ---------------------------------------------- */
+
+/* Moves the sealed slot at the head into the batch being filled. */
+static int take_slot(pb__sink_t *s)
+{
+	struct slot *sl = &s->ring[s->head % RING];
+	struct batch *b;
+	int rc = sl->rc;
+	uint8_t *ct = sl->ct;
+
+	pthread_mutex_lock(&s->mu);
+	s->head++;
+	/* A slot sealed elsewhere leaves without a thread claiming it. */
+	if (s->claim < s->head)
+		s->claim = s->head;
+	s->ring_bytes -= sl->len;
+	pthread_mutex_unlock(&s->mu);
+	sl->ct = NULL;
+	if (rc != 0) {
+		free(ct);
+		return rc;
+	}
+	if (s->cur == NULL) {
+		if ((s->cur = malloc(sizeof(*s->cur))) == NULL) {
+			free(ct);
+			return PB_ENOMEM;
+		}
+		s->cur->n = s->cur->bytes = 0;
+	}
+	b = s->cur;
+	memcpy(b->names[b->n], sl->name, PB_STORE_NAME_LEN);
+	b->ct[b->n] = ct;
+	b->len[b->n] = sl->ct_len;
+	b->n++;
+	b->bytes += sl->ct_len;
+	b->last = s->head;
+	/* A batch closes when full, or when a commit waits for its chunks. */
+	if (b->n == OFFER_BATCH || b->bytes >= BATCH_BYTES || (s->want_commit && s->head >= s->commit_seq))
+		return offer(s);
+	return 0;
+}
+
+/* Takes every sealed slot at the head, waiting for the head while the
+ * ring is full (with all: until the ring is empty). */
+static int drain(pb__sink_t *s, bool all)
+{
+	int rc = 0;
+
+	while (rc == 0 && s->head < s->tail) {
+		struct slot *sl = &s->ring[s->head % RING];
+		bool done;
+
+		pthread_mutex_lock(&s->mu);
+		while (!sl->done && (all || s->tail - s->head == RING || s->ring_bytes >= RING_BYTES)) {
+			s->waiting = true;
+			pthread_cond_wait(&s->sealed, &s->mu);
+			s->waiting = false;
+		}
+		done = sl->done;
+		pthread_mutex_unlock(&s->mu);
+		if (!done)
+			break;
+		rc = take_slot(s);
+	}
+	return rc;
+}
+
+static int push_slot(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *plain, size_t len,
+		     uint8_t *ct, size_t ct_len)
+{
+	struct slot *sl;
+	int rc;
+
+	/* Room in the ring first: the oldest slots leave once sealed (drain
+	 * waits while there is none). */
+	if ((rc = drain(s, false)) != 0) {
+		free(plain);
+		free(ct);
+		return rc;
+	}
+	pthread_mutex_lock(&s->mu);
+	sl = &s->ring[s->tail % RING];
+	memcpy(sl->name, name, PB_STORE_NAME_LEN);
+	sl->plain = plain;
+	sl->len = len;
+	sl->ct = ct;
+	sl->ct_len = ct_len;
+	sl->rc = 0;
+	sl->done = ct != NULL;
+	s->tail++;
+	s->ring_bytes += len;
+	if (!sl->done && s->idle > 0)
+		pthread_cond_signal(&s->work);
+	pthread_mutex_unlock(&s->mu);
+	s->added_since_commit += plain != NULL ? len : ct_len;
+	/* Whatever is sealed moves on without waiting. */
+	return drain(s, false);
+}
+
+int pb__sink_add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN])
+{
+	uint8_t *copy, *ct;
+	size_t ct_len;
+	int rc;
+
+	if (len > PB_CHUNK_PLAIN_MAX)
+		return PB_ETOOBIG;
+	pb__chunk_name(s->o.keys->name, plain, len, name);
+	if (pb_backup_state_is_committed(s->o.st, name))
+		return 0;
+	if (s->nthreads == 0 || len <= INLINE_MAX) {
+		if ((ct = malloc(PB_CHUNK_CT_LEN_MAX(len))) == NULL)
+			return PB_ENOMEM;
+		rc = pb__seal_named(s->zctx, s->o.keys->chunk, name, plain, len, ct, &ct_len);
+		if (rc != 0) {
+			free(ct);
+			return rc;
+		}
+		return push_slot(s, name, NULL, 0, ct, ct_len);
+	}
+	if ((copy = malloc(len)) == NULL)
+		return PB_ENOMEM;
+	memcpy(copy, plain, len);
+	return push_slot(s, name, copy, len, NULL, 0);
+}
+
+int pb__sink_add_sealed(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
+{
+	uint8_t *copy;
+
+	if (pb_backup_state_is_committed(s->o.st, name))
+		return 0;
+	if ((copy = malloc(len ? len : 1)) == NULL)
+		return PB_ENOMEM;
+	memcpy(copy, ct, len);
+	return push_slot(s, name, NULL, 0, copy, len);
+}
+
+bool pb__sink_due(const pb__sink_t *s)
+{
+	if (s->want_commit)
+		return false; /* one asked for already */
+	return s->added_since_commit >= COMMIT_BYTES ||
+	       (s->added_since_commit > 0 && pb__now_s() - s->last_commit >= COMMIT_SECONDS);
+}
+
+int pb__sink_commit(pb__sink_t *s, uint64_t mark, bool wait)
+{
+	int rc = 0;
+
+	s->added_since_commit = 0;
+	s->last_commit = pb__now_s();
+	if (!s->o.dry_run) {
+		s->want_commit = true;
+		s->commit_seq = s->tail;
+		s->commit_mark = mark;
+		if (s->put_upto >= s->commit_seq)
+			rc = send_commit(s); /* nothing left to put for it */
+	}
+	if (rc != 0 || !wait)
+		return rc;
+	if ((rc = drain(s, true)) == 0)
+		rc = offer(s);
+	return rc != 0 ? rc : pb__sink_settle(s);
+}
+
+int pb__sink_settle(pb__sink_t *s)
+{
+	int rc = 0;
+
+	while (rc == 0 && s->nwaits > 0)
+		rc = take_one(s);
+	return rc;
+}
+
+/* ---- life ------------------------------------------------------------------------ */
+
+int pb__sink_new(const pb__sink_opts_t *o, pb__sink_t **out)
+{
+	pb__sink_t *s;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t want = ncpu > 1 ? (size_t)(ncpu < THREADS_MAX ? ncpu : THREADS_MAX) : 0;
+
+	*out = NULL;
+	if (sodium_init() < 0)
+		return PB_ENOMEM;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return PB_ENOMEM;
+	s->o = *o;
+	s->last_commit = pb__now_s();
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->work, NULL);
+	pthread_cond_init(&s->sealed, NULL);
+	while (s->nthreads < want && pthread_create(&s->threads[s->nthreads], NULL, sealer, s) == 0)
+		s->nthreads++;
+	if ((s->zctx = ZSTD_createCCtx()) == NULL) {
+		pb__sink_free(s);
+		return PB_ENOMEM;
+	}
+	*out = s;
+	return 0;
+}
+
+void pb__sink_free(pb__sink_t *s)
+{
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->stop = true;
+	pthread_cond_broadcast(&s->work);
+	pthread_mutex_unlock(&s->mu);
+	for (size_t i = 0; i < s->nthreads; i++)
+		pthread_join(s->threads[i], NULL);
+	for (uint64_t q = s->head; q < s->tail; q++) {
+		free(s->ring[q % RING].plain);
+		free(s->ring[q % RING].ct);
+	}
+	for (size_t i = 0; i < s->nwaits; i++) {
+		struct wait *w = &s->waits[(s->whead + i) % WAITS];
+
+		batch_free(w->b);
+		free(w->names);
+	}
+	batch_free(s->cur);
+	free(s->offered);
+	ZSTD_freeCCtx(s->zctx);
+	pthread_cond_destroy(&s->work);
+	pthread_cond_destroy(&s->sealed);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}

@@ -1,0 +1,66 @@
+/* The sink of a backup's chunks: given plaintext, it names each chunk at
+ * once (on the caller's thread, which needs the name for the manifest),
+ * seals it on a pool of threads (zstd and XChaCha20-Poly1305, one zstd
+ * context per thread), and sends it to the repository with offers and
+ * commits in flight: an offer is answered while the previous batch's puts
+ * go out, and a commit's receipt is taken later, never waited for on its
+ * own. Each receipt is told to the caller (durable), which then records
+ * what that commit covered. Private to agent/backup/. */
+#ifndef PB_AGENT_BACKUP_SINK_H
+#define PB_AGENT_BACKUP_SINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "peerback/store.h"
+#include "agent/backup/engine-int.h"
+#include "agent/backup/repo.h"
+#include "peerback.h"
+
+typedef struct pb__sink_s pb__sink_t;
+
+/* A commit's receipt came: names are committed in the repository from now
+ * on, and so is every chunk added before the pb__sink_commit that gave
+ * mark. Runs on the caller's thread, within a pb__sink_* call. */
+typedef int (*pb__sink_durable_cb)(void *arg, uint64_t mark, const name_t *names, size_t n);
+
+typedef struct pb__sink_opts_s {
+	pb_repo_t *repo;
+	pb_backup_state_t *st;          /* chunks it holds committed are skipped */
+	const pb_backup_keys_t *keys;   /* chunk and name keys */
+	bool dry_run;                   /* count what would be sent, send nothing */
+	pb_engine_result_t *res;        /* chunks_sent, bytes_sent */
+	pb__prog_t *pr;
+	pb__sink_durable_cb durable;
+	void *arg;
+} pb__sink_opts_t;
+
+/* Starts the sealing threads (none on a one-core machine or when they
+ * cannot start: the caller's thread seals then). o is copied. */
+PB_WUR int pb__sink_new(const pb__sink_opts_t *o, pb__sink_t **out);
+
+/* Names plain (len <= PB_CHUNK_PLAIN_MAX) into name and queues it for
+ * sealing and sending; plain is the caller's again on return. */
+PB_WUR int pb__sink_add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN]);
+
+/* Queues a chunk sealed elsewhere (a manifest chunk); ct is copied. */
+PB_WUR int pb__sink_add_sealed(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct,
+			       size_t len);
+
+/* True when enough was added since the last commit for another. */
+bool pb__sink_due(const pb__sink_t *s);
+
+/* Asks for a commit of every chunk added so far, sent as soon as those
+ * are put; its receipt calls durable with mark. wait: returns only once
+ * every receipt is in (end of a run). A dry run commits nothing. */
+PB_WUR int pb__sink_commit(pb__sink_t *s, uint64_t mark, bool wait);
+
+/* Takes every answer asked for so far (puts and commits may follow), so
+ * that the caller can read from the repository. */
+PB_WUR int pb__sink_settle(pb__sink_t *s);
+
+/* Stops the threads and drops what was not sent. Accepts NULL. */
+void pb__sink_free(pb__sink_t *s);
+
+#endif
