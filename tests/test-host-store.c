@@ -10,9 +10,13 @@
  *   the other device keeps backing up;
  * - a long snapshot commit runs off the host's event loop: another phone's
  *   handshake and ping are answered while it is held inside its
- *   transaction, and a request over its cap is refused. */
+ *   transaction, and a request over its cap is refused;
+ * - a phone waits for a snapshot in proportion to its references: a host
+ *   still recording a big snapshot is not given up on, while a small one
+ *   held as long is. */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +28,7 @@
 #include <sqlite3.h>
 
 #include "harness.h"
+#include "agent/backup/repo.h"
 #include "agent/nfc/nfc.h"
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
@@ -612,6 +617,83 @@ static void test_commit_off_loop(void **state)
 	drain_host();
 }
 
+/* Holds the host's store inside a snapshot commit until HOLD_S seconds
+ * after the commit got there: the thread's argument is the start time. */
+#define HOLD_S 2.5
+
+static void *release_hold(void *arg)
+{
+	char held[4400];
+	double t0 = 0;
+
+	(void)arg;
+	snprintf(held, sizeof(held), "%s.held", hold);
+	for (int i = 0; i < 6000 && t0 == 0; i++) {
+		if (exists(held))
+			t0 = now_s();
+		else
+			usleep(10000);
+	}
+	while (t0 != 0 && now_s() - t0 < HOLD_S)
+		usleep(10000);
+	unlink(hold);
+	return NULL;
+}
+
+/* A SnapshotPut of nrefs references (all one committed chunk) through the
+ * phone's remote repository, whose session waits wait_ms for an answer,
+ * while the host is held HOLD_S seconds inside the commit. */
+static int held_snapshot(uint64_t snap, size_t nrefs, int wait_ms, double *took)
+{
+	pb_repo_t *repo = NULL;
+	pb_repo_name_t *refs = calloc(nrefs, sizeof(*refs));
+	uint8_t data[256], root[64];
+	pthread_t th;
+	double t0;
+	int rc;
+
+	assert_non_null(refs);
+	assert_int_equal(pb__repo_remote_open(phone_a, NULL, wait_ms, dev_a, NULL, NULL, &repo), 0);
+	randombytes_buf(refs[0], sizeof(refs[0]));
+	randombytes_buf(data, sizeof(data));
+	randombytes_buf(root, sizeof(root));
+	for (size_t i = 1; i < nrefs; i++)
+		memcpy(refs[i], refs[0], sizeof(refs[0]));
+	assert_int_equal(repo->ops->put(repo, refs[0], data, sizeof(data)), 0);
+	assert_int_equal(repo->ops->commit(repo), 0);
+	assert_int_equal(pb_test_write_file(hold, "", 0), 0);
+	assert_int_equal(pthread_create(&th, NULL, release_hold, NULL), 0);
+	t0 = now_s();
+	rc = repo->ops->snapshot_put(repo, snap, root, sizeof(root), refs, nrefs);
+	*took = now_s() - t0;
+	assert_int_equal(pthread_join(th, NULL), 0);
+	pb__repo_close(repo);
+	free(refs);
+	drain_host();
+	return rc;
+}
+
+static void test_snapshot_wait_scales(void **state)
+{
+	double took;
+	int rc;
+
+	(void)state;
+	/* One reference: the phone's one-second wait runs out while the host
+	 * is held (what a loaded host did to a million-reference snapshot
+	 * before the wait grew with the references). */
+	rc = held_snapshot(0x5150000000000011ull, 1, 1000, &took);
+	printf("1 reference, held %.1f s, 1 s wait: %s after %.2f s\n", HOLD_S, pb_strerror(rc), took);
+	assert_int_equal(rc, PB_ETIMEOUT);
+	/* 30,000 references: the same one-second session waits for the
+	 * host as long as it keeps to its allowance per reference, and gets
+	 * its receipt. */
+	rc = held_snapshot(0x5150000000000012ull, 30000, 1000, &took);
+	printf("30000 references, held %.1f s, 1 s wait: %s after %.2f s\n", HOLD_S, pb_strerror(rc), took);
+	assert_int_equal(rc, 0);
+	assert_true(took >= HOLD_S);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -619,6 +701,7 @@ int main(void)
 		cmocka_unit_test(test_reads_never_write),
 		cmocka_unit_test(test_device_quota),
 		cmocka_unit_test(test_commit_off_loop),
+		cmocka_unit_test(test_snapshot_wait_scales),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

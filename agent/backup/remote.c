@@ -1,5 +1,6 @@
 /* The remote repository: a paired host over an authenticated session. All
  * of the backup engine's protocol messages are built and read here. */
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,15 @@ struct remote {
 	pb_repo_t base;
 	pb_client_t c;
 	uint64_t next_id;
+	uint64_t puts;          /* ChunkPuts since the last Commit */
 };
+
+/* What the phone allows the host for each unit of work a request asks of
+ * it (a reference to record, a chunk to make durable), on top of the
+ * session's wait: a snapshot of a million references is minutes of index
+ * work on a slow or loaded host, and the protocol has no word for "still
+ * working", so the wait for such an answer grows with what was asked. */
+#define WORK_WAIT_US 200
 
 static struct remote *R(pb_repo_t *r)
 {
@@ -45,6 +54,18 @@ static int call_expect(struct remote *s, Peerback__Request *req, Peerback__Reply
 {
 	req->id = ++s->next_id;
 	return pb__phone_call_expect(&s->c, req, want, out);
+}
+
+/* A call whose answer costs the host work in proportion to units. */
+static int call_work(struct remote *s, Peerback__Request *req, uint64_t units)
+{
+	int base = s->c.timeout_ms, rc;
+	uint64_t ms = (uint64_t)base + units * WORK_WAIT_US / 1000;
+
+	s->c.timeout_ms = ms > INT_MAX ? INT_MAX : (int)ms;
+	rc = call(s, req, NULL);
+	s->c.timeout_ms = base;
+	return rc;
 }
 
 static int send_req(struct remote *s, Peerback__Request *req)
@@ -113,6 +134,7 @@ static int r_missing(pb_repo_t *r, const pb_repo_name_t *names, size_t n, bool *
 
 static int r_put(pb_repo_t *r, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
 {
+	R(r)->puts++;
 	return pb__phone_chunk_put(&R(r)->c, ++R(r)->next_id, name, ct, len);
 }
 
@@ -120,12 +142,15 @@ static int r_commit(pb_repo_t *r)
 {
 	Peerback__Request req;
 	Peerback__Commit c;
+	uint64_t n;
 
 	peerback__request__init(&req);
 	peerback__commit__init(&c);
 	req.op_case = PEERBACK__REQUEST__OP_COMMIT;
 	req.commit = &c;
-	return call(R(r), &req, NULL);
+	n = R(r)->puts;
+	R(r)->puts = 0;
+	return call_work(R(r), &req, n);
 }
 
 static int r_get_send(pb_repo_t *r, const uint8_t *dev, const uint8_t name[PB_STORE_NAME_LEN], uint64_t *tok)
@@ -227,7 +252,7 @@ static int r_snapshot_put(pb_repo_t *r, uint64_t snap, const uint8_t *root, size
 	sp.refs.len = nrefs * PB_STORE_NAME_LEN;
 	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_PUT;
 	req.snapshot_put = &sp;
-	return call(R(r), &req, NULL);
+	return call_work(R(r), &req, nrefs);
 }
 
 static int r_blob_get(pb_repo_t *r, const uint8_t *dev, const char *key, uint8_t **val, size_t *len)
