@@ -1354,20 +1354,21 @@ static size_t sort_unique(uint8_t (*names)[PB_STORE_NAME_LEN], size_t n)
 }
 
 /* Records the references of snapshot row, inside the caller's transaction,
- * with two statements prepared once for any number of them. The names are
- * looked up sorted, i.e. in the order of the chunk index (each of its pages
- * read once, where a phone's order reads a random page per reference), and
- * the rows go in sorted by chunk, at the end of snap_refs and in order into
- * its chunk index. Repeated names count once: *counted and *bytes are the
- * distinct chunks and their size. PB_ESTORE_NOCHUNK for a name the
- * namespace has not committed. */
+ * with three statements prepared once for any number of them. Each walks
+ * an index in its own order, so that each page is read once however many
+ * references there are (a phone's order read a random page or two per
+ * reference): the names, sorted, through the chunk index (which holds the
+ * chunk's id beside its name), then the rows by chunk id into snap_refs,
+ * its chunk index and, for their size, the chunk table. Repeated names
+ * count once: *counted and *bytes are the distinct chunks and their size.
+ * PB_ESTORE_NOCHUNK for a name the namespace has not committed. */
 static int refs_insert(pb_store_ns_t *ns, int64_t row, const uint8_t (*refs)[PB_STORE_NAME_LEN], size_t nrefs,
 		       int64_t *counted, int64_t *bytes)
 {
 	sqlite3 *db = ns->store->db;
-	sqlite3_stmt *find = NULL, *ins = NULL;
+	sqlite3_stmt *find = NULL, *ins = NULL, *sum = NULL;
 	uint8_t(*names)[PB_STORE_NAME_LEN] = NULL;
-	int64_t *ids = NULL, sum = 0;
+	int64_t *ids = NULL;
 	size_t n, i;
 	int rc;
 
@@ -1383,8 +1384,10 @@ static int refs_insert(pb_store_ns_t *ns, int64_t row, const uint8_t (*refs)[PB_
 	}
 	memcpy(names, refs, nrefs * sizeof(*names));
 	n = sort_unique(names, nrefs);
-	if ((rc = prep(db, "SELECT id, len FROM chunks WHERE ns=?1 AND name=?2", &find)) < 0 ||
-	    (rc = prep(db, "INSERT INTO snap_refs(snap, chunk) VALUES(?1, ?2)", &ins)) < 0)
+	if ((rc = prep(db, "SELECT id FROM chunks WHERE ns=?1 AND name=?2", &find)) < 0 ||
+	    (rc = prep(db, "INSERT INTO snap_refs(snap, chunk) VALUES(?1, ?2)", &ins)) < 0 ||
+	    (rc = prep(db, "SELECT COALESCE(SUM(c.len), 0) FROM snap_refs r JOIN chunks c ON c.id = r.chunk"
+			   " WHERE r.snap=?1", &sum)) < 0)
 		goto out;
 	sqlite3_bind_int64(find, 1, ns->id);
 	for (i = 0; i < n; i++) {
@@ -1395,7 +1398,6 @@ static int refs_insert(pb_store_ns_t *ns, int64_t row, const uint8_t (*refs)[PB_
 			goto out;
 		}
 		ids[i] = sqlite3_column_int64(find, 0);
-		sum += sqlite3_column_int64(find, 1);
 		sqlite3_reset(find);
 	}
 	/* Distinct names are distinct chunks (UNIQUE(ns, name)). */
@@ -1410,12 +1412,19 @@ static int refs_insert(pb_store_ns_t *ns, int64_t row, const uint8_t (*refs)[PB_
 		}
 		sqlite3_reset(ins);
 	}
+	sqlite3_bind_int64(sum, 1, row);
+	rc = sqlite3_step(sum);
+	if (rc != SQLITE_ROW) {
+		rc = db_err(db, rc);
+		goto out;
+	}
 	*counted = (int64_t)n;
-	*bytes = sum;
+	*bytes = sqlite3_column_int64(sum, 0);
 	rc = 0;
 out:
 	sqlite3_finalize(find);
 	sqlite3_finalize(ins);
+	sqlite3_finalize(sum);
 	free(names);
 	free(ids);
 	return rc;
