@@ -880,6 +880,8 @@ static void pump(struct conn_store *cs)
 				j->rc = prepare_backup_list(j);
 			if (j->rc == 0) {
 				cs->busy = true;
+				if (cs->conn != NULL)
+					pb__channel_busy(&cs->conn->ch, true);
 				j->work.run = job_run;
 				j->work.done = job_done;
 				pb__host_worker_submit(cs->ctx->worker, &j->work);
@@ -904,6 +906,8 @@ static void job_done(pb_host_job_t *work, bool canceled)
 		return;
 	}
 	cs->busy = false;
+	if (cs->conn != NULL)
+		pb__channel_busy(&cs->conn->ch, false);
 	dequeue(cs, j);
 	if (cs->conn != NULL && !canceled) {
 		if (j->rc != 0)
