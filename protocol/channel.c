@@ -205,8 +205,9 @@ static void on_timer(uv_timer_t *t)
 	pb_channel_t *ch = t->data;
 	uint64_t now = uv_now(ch->tcp.loop);
 
-	if (!ch->flush_then_close && ch->authenticated && ch->idle_ms > 0 && now - ch->last_io < ch->idle_ms) {
-		uv_timer_start(&ch->timer, on_timer, ch->idle_ms - (now - ch->last_io), 0);
+	if (!ch->flush_then_close && ch->authenticated && ch->idle_ms > 0 &&
+	    (ch->busy || now - ch->last_io < ch->idle_ms)) {
+		uv_timer_start(&ch->timer, on_timer, ch->busy ? ch->idle_ms : ch->idle_ms - (now - ch->last_io), 0);
 		return;
 	}
 	close_now(ch, PB_ETIMEOUT);
@@ -253,6 +254,13 @@ void pb__channel_require_auth(pb_channel_t *ch, uint64_t deadline_ms, size_t pre
 	ch->until_auth = true;
 	pb__session_set_cap(&ch->sess, preauth_cap);
 	uv_timer_start(&ch->timer, on_timer, deadline_ms, 0);
+}
+
+void pb__channel_busy(pb_channel_t *ch, bool busy)
+{
+	if (ch->busy && !busy)
+		ch->last_io = uv_now(ch->tcp.loop);
+	ch->busy = busy;
 }
 
 void pb__channel_authenticated(pb_channel_t *ch, uint64_t idle_ms, size_t max_envelope)

@@ -41,6 +41,7 @@ struct pb_channel_s {
 	bool owner_paused;       /* pb__channel_pause */
 	bool until_auth;         /* the deadline runs until pb__channel_authenticated */
 	bool authenticated;
+	bool busy;               /* pb__channel_busy */
 	uint64_t handshake_timeout_ms;
 	uint64_t idle_ms;        /* once authenticated: silence that closes it */
 	uint64_t last_io;        /* uv_now of the last byte in or out */
@@ -97,5 +98,11 @@ void pb__channel_close(pb_channel_t *ch, int status);
 
 /* Stops or restarts reading (backpressure from the owner). */
 void pb__channel_pause(pb_channel_t *ch, bool paused);
+
+/* While busy, the owner is working on an answer the peer waits for (a
+ * snapshot of a million references can take minutes): the connection is
+ * not idle however long that takes, and its idle time starts again when
+ * the owner is done. */
+void pb__channel_busy(pb_channel_t *ch, bool busy);
 
 #endif

@@ -17,9 +17,14 @@
  *   counts what it made durable;
  * - ChunkGets queued in a row are read together, a part at a time when
  *   they bring more than a worker job reads: each is answered once, in
- *   order, an absent one (the first of a run included) with its error. */
+ *   order, an absent one (the first of a run included) with its error;
+ * - a phone waits for a snapshot in proportion to its references: a host
+ *   still recording a big snapshot is not given up on, while a small one
+ *   held as long is; and the host does not close the waiting phone's
+ *   connection as idle meanwhile. */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +36,7 @@
 #include <sqlite3.h>
 
 #include "harness.h"
+#include "agent/backup/repo.h"
 #include "agent/nfc/nfc.h"
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
@@ -144,6 +150,10 @@ static int backup(const char *home, const char *dev, char **why)
 	return run(home, args, NULL, why);
 }
 
+/* The host's --idle-timeout, below the hold of test_snapshot_wait_scales. */
+#define IDLE_S "2"
+static const char *const host_args[] = { "--idle-timeout", IDLE_S, NULL };
+
 static int setup(void **state)
 {
 	const char *accounts[] = { "alice", NULL };
@@ -168,7 +178,9 @@ static int setup(void **state)
 	 * there (and says so with hold.held). */
 	snprintf(hold, sizeof(hold), "%s/hold", dir);
 	setenv("PEERBACK_TEST_STORE_HOLD", hold, 1);
-	pb_test_host_start(&host, host_home, "127.0.0.1:0", NULL);
+	/* A connection silent for IDLE_S seconds is closed, unless the host
+	 * is still working on its answer. */
+	pb_test_host_start(&host, host_home, "127.0.0.1:0", host_args);
 	unsetenv("PEERBACK_TEST_STORE_HOLD");
 	pair(phone_a, id_a);
 	pair(phone_b, id_b);
@@ -803,6 +815,84 @@ static void test_gets_in_a_row(void **state)
 	drain_host();
 }
 
+/* Holds the host's store inside a snapshot commit until HOLD_S seconds
+ * after the commit got there: the thread's argument is the start time. */
+#define HOLD_S 3.5
+
+static void *release_hold(void *arg)
+{
+	char held[4400];
+	double t0 = 0;
+
+	(void)arg;
+	snprintf(held, sizeof(held), "%s.held", hold);
+	for (int i = 0; i < 6000 && t0 == 0; i++) {
+		if (exists(held))
+			t0 = now_s();
+		else
+			usleep(10000);
+	}
+	while (t0 != 0 && now_s() - t0 < HOLD_S)
+		usleep(10000);
+	unlink(hold);
+	return NULL;
+}
+
+/* A SnapshotPut of nrefs references (all one committed chunk) through the
+ * phone's remote repository, whose session waits wait_ms for an answer,
+ * while the host is held HOLD_S seconds inside the commit. */
+static int held_snapshot(uint64_t snap, size_t nrefs, int wait_ms, double *took)
+{
+	pb_repo_t *repo = NULL;
+	pb_repo_name_t *refs = calloc(nrefs, sizeof(*refs));
+	uint8_t data[256], root[64];
+	pthread_t th;
+	double t0;
+	int rc;
+
+	assert_non_null(refs);
+	assert_int_equal(pb__repo_remote_open(phone_a, NULL, wait_ms, dev_a, NULL, NULL, &repo), 0);
+	randombytes_buf(refs[0], sizeof(refs[0]));
+	randombytes_buf(data, sizeof(data));
+	randombytes_buf(root, sizeof(root));
+	for (size_t i = 1; i < nrefs; i++)
+		memcpy(refs[i], refs[0], sizeof(refs[0]));
+	assert_int_equal(repo->ops->put(repo, refs[0], data, sizeof(data)), 0);
+	assert_int_equal(repo->ops->commit(repo), 0);
+	assert_int_equal(pb_test_write_file(hold, "", 0), 0);
+	assert_int_equal(pthread_create(&th, NULL, release_hold, NULL), 0);
+	t0 = now_s();
+	rc = repo->ops->snapshot_put(repo, snap, root, sizeof(root), refs, nrefs);
+	*took = now_s() - t0;
+	assert_int_equal(pthread_join(th, NULL), 0);
+	pb__repo_close(repo);
+	free(refs);
+	drain_host();
+	return rc;
+}
+
+static void test_snapshot_wait_scales(void **state)
+{
+	double took;
+	int rc;
+
+	(void)state;
+	/* One reference: the phone's one-second wait runs out while the host
+	 * is held (what a loaded host did to a million-reference snapshot
+	 * before the wait grew with the references). */
+	rc = held_snapshot(0x5150000000000011ull, 1, 1000, &took);
+	printf("1 reference, held %.1f s, 1 s wait: %s after %.2f s\n", HOLD_S, pb_strerror(rc), took);
+	assert_int_equal(rc, PB_ETIMEOUT);
+	/* 30,000 references: the same one-second session waits for the
+	 * host as long as it keeps to its allowance per reference, and gets
+	 * its receipt; the host, working on it past its idle timeout, keeps
+	 * the connection. */
+	rc = held_snapshot(0x5150000000000012ull, 30000, 1000, &took);
+	printf("30000 references, held %.1f s, 1 s wait: %s after %.2f s\n", HOLD_S, pb_strerror(rc), took);
+	assert_int_equal(rc, 0);
+	assert_true(took >= HOLD_S);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -812,6 +902,7 @@ int main(void)
 		cmocka_unit_test(test_commit_off_loop),
 		cmocka_unit_test(test_writes_in_flight),
 		cmocka_unit_test(test_gets_in_a_row),
+		cmocka_unit_test(test_snapshot_wait_scales),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

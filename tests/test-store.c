@@ -20,6 +20,11 @@
 
 typedef uint8_t name_t[PB_STORE_NAME_LEN];
 
+static int cmp_name(const void *a, const void *b)
+{
+	return memcmp(a, b, PB_STORE_NAME_LEN);
+}
+
 static void make_chunk(uint32_t seed, size_t len, name_t name, uint8_t *ct)
 {
 	uint8_t key[randombytes_SEEDBYTES] = {0};
@@ -576,6 +581,74 @@ static void test_snapshots(void **state)
 	free(dir);
 }
 
+/* A snapshot's references are recorded in bulk: the same statements for 20
+ * or 3,000 of them, in any order and with repeats, each distinct chunk
+ * counted once, and one unknown name anywhere refuses the whole snapshot. */
+static void test_snapshot_refs_bulk(void **state)
+{
+	enum { N = 3000, REPEATS = 700 };
+	char *dir = pb_test_tmpdir("store-snaprefs");
+	pb_store_t *s;
+	pb_store_ns_t *ns;
+	name_t *names = malloc(N * sizeof(*names)), *refs = malloc((N + REPEATS) * sizeof(*refs));
+	uint8_t (*got)[PB_STORE_NAME_LEN] = NULL;
+	pb_store_snapinfo_t *list = NULL;
+	unsigned long before, big, small;
+	uint8_t *blob = NULL;
+	size_t n = 0, len = 0, i;
+
+	(void)state;
+	assert_non_null(names);
+	assert_non_null(refs);
+	assert_int_equal(pb_store_open(dir, &s), 0);
+	assert_int_equal(pb_store_ns_open(s, "acct", "phone", &ns), 0);
+	for (i = 0; i < N; i++)
+		put_chunk(ns, (uint32_t)i, 64, names[i]);
+	assert_int_equal(pb_store_flush(ns), N);
+	/* Newest first, then some again. */
+	for (i = 0; i < N; i++)
+		memcpy(refs[i], names[N - 1 - i], PB_STORE_NAME_LEN);
+	for (i = 0; i < REPEATS; i++)
+		memcpy(refs[N + i], names[(i * 7) % N], PB_STORE_NAME_LEN);
+
+	before = pb__store_prepared;
+	assert_int_equal(pb_store_snapshot_put(ns, 1, (const name_t *)refs, N + REPEATS, (const uint8_t *)"a", 1), 0);
+	big = pb__store_prepared - before;
+	before = pb__store_prepared;
+	assert_int_equal(pb_store_snapshot_put(ns, 2, (const name_t *)refs, 20, (const uint8_t *)"b", 1), 0);
+	small = pb__store_prepared - before;
+	printf("statements prepared: %lu for %d references, %lu for 20\n", big, N + REPEATS, small);
+	assert_int_equal(big, small);
+	assert_true(big < 16);
+
+	/* An uncommitted name last: nothing of the snapshot is recorded. */
+	make_chunk(N + 1, 64, refs[N + REPEATS - 1], (uint8_t[64]){ 0 });
+	assert_int_equal(pb_store_snapshot_put(ns, 3, (const name_t *)refs, N + REPEATS, (const uint8_t *)"c", 1),
+			 PB_ESTORE_NOCHUNK);
+	assert_int_equal(pb_store_snapshot_get(ns, 3, &blob, &len), PB_ESTORE_NOSNAP);
+
+	assert_int_equal(pb_store_snapshot_list(ns, &list, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(list[0].nrefs, N);
+	assert_int_equal(list[0].size, (uint64_t)N * 64);
+	assert_int_equal(list[1].nrefs, 20);
+	assert_int_equal(list[1].size, 20 * 64);
+	free(list);
+	assert_int_equal(pb_store_snapshot_refs(ns, 1, &got, &n), 0);
+	assert_int_equal(n, N);
+	qsort(got, n, sizeof(*got), cmp_name);
+	qsort(names, N, sizeof(*names), cmp_name);
+	assert_memory_equal(got, names, (size_t)N * PB_STORE_NAME_LEN);
+	free(got);
+	assert_verify_clean(s);
+	pb_store_ns_close(ns);
+	pb_store_close(s);
+	pb_test_rmtree(dir);
+	free(dir);
+	free(names);
+	free(refs);
+}
+
 static void test_namespaces_isolated(void **state)
 {
 	char *dir = pb_test_tmpdir("store-ns");
@@ -974,6 +1047,7 @@ int main(void)
 		cmocka_unit_test(test_torn_tail_recovered),
 		cmocka_unit_test(test_lost_index_refused),
 		cmocka_unit_test(test_snapshots),
+		cmocka_unit_test(test_snapshot_refs_bulk),
 		cmocka_unit_test(test_namespaces_isolated),
 		cmocka_unit_test(test_blobs),
 		cmocka_unit_test(test_prune_gc),

@@ -1,5 +1,6 @@
 /* The remote repository: a paired host over an authenticated session. All
  * of the backup engine's protocol messages are built and read here. */
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,11 +11,27 @@
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
 
+#define COMMIT_RING 16
+
 struct remote {
 	pb_repo_t base;
 	pb_client_t c;
 	uint64_t next_id;
+	uint64_t puts;          /* ChunkPuts since the last Commit */
+	/* Commits in flight and the chunks each makes durable (the sink keeps
+	 * a few in flight; one pushed out of the ring waits the base time). */
+	struct commit_wait {
+		uint64_t tok, units;
+	} commits[COMMIT_RING];
+	size_t ncommits;
 };
+
+/* What the phone allows the host for each unit of work a request asks of
+ * it (a reference to record, a chunk to make durable), on top of the
+ * session's wait: a snapshot of a million references is minutes of index
+ * work on a slow or loaded host, and the protocol has no word for "still
+ * working", so the wait for such an answer grows with what was asked. */
+#define WORK_WAIT_US 200
 
 static struct remote *R(pb_repo_t *r)
 {
@@ -45,6 +62,25 @@ static int call_expect(struct remote *s, Peerback__Request *req, Peerback__Reply
 {
 	req->id = ++s->next_id;
 	return pb__phone_call_expect(&s->c, req, want, out);
+}
+
+/* The wait for an answer that costs the host units of work. */
+static int work_wait(int base, uint64_t units)
+{
+	uint64_t ms = (uint64_t)base + units * WORK_WAIT_US / 1000;
+
+	return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+/* A call whose answer costs the host work in proportion to units. */
+static int call_work(struct remote *s, Peerback__Request *req, uint64_t units)
+{
+	int base = s->c.timeout_ms, rc;
+
+	s->c.timeout_ms = work_wait(base, units);
+	rc = call(s, req, NULL);
+	s->c.timeout_ms = base;
+	return rc;
 }
 
 static int send_req(struct remote *s, Peerback__Request *req)
@@ -137,11 +173,13 @@ static int r_missing(pb_repo_t *r, const pb_repo_name_t *names, size_t n, bool *
 
 static int r_put(pb_repo_t *r, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
 {
+	R(r)->puts++;
 	return pb__phone_chunk_put(&R(r)->c, ++R(r)->next_id, name, ct, len);
 }
 
 static int r_commit_send(pb_repo_t *r, uint64_t *tok)
 {
+	struct remote *s = R(r);
 	Peerback__Request req;
 	Peerback__Commit c;
 	int rc;
@@ -150,16 +188,34 @@ static int r_commit_send(pb_repo_t *r, uint64_t *tok)
 	peerback__commit__init(&c);
 	req.op_case = PEERBACK__REQUEST__OP_COMMIT;
 	req.commit = &c;
-	rc = send_req(R(r), &req);
+	rc = send_req(s, &req);
 	*tok = req.id;
+	/* The wait for its receipt grows with the chunks it makes durable. */
+	s->commits[s->ncommits++ % COMMIT_RING] = (struct commit_wait){ req.id, s->puts };
+	s->puts = 0;
 	return rc;
+}
+
+/* The chunks the commit tok made durable (0 if it is no longer known). */
+static uint64_t commit_units(struct remote *s, uint64_t tok)
+{
+	for (size_t i = 0; i < COMMIT_RING; i++)
+		if (s->commits[i].tok == tok) {
+			s->commits[i].tok = 0;
+			return s->commits[i].units;
+		}
+	return 0;
 }
 
 static int r_commit_recv(pb_repo_t *r, uint64_t tok)
 {
+	struct remote *s = R(r);
 	pb_envelope_t *in = NULL;
-	int rc = pb__phone_reply(&R(r)->c, tok, &in);
+	int base = s->c.timeout_ms, rc;
 
+	s->c.timeout_ms = work_wait(base, commit_units(s, tok));
+	rc = pb__phone_reply(&s->c, tok, &in);
+	s->c.timeout_ms = base;
 	pb__envelope_free(in);
 	return rc;
 }
@@ -271,7 +327,7 @@ static int r_snapshot_put(pb_repo_t *r, uint64_t snap, const uint8_t *root, size
 	sp.refs.len = nrefs * PB_STORE_NAME_LEN;
 	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_PUT;
 	req.snapshot_put = &sp;
-	return call(R(r), &req, NULL);
+	return call_work(R(r), &req, nrefs);
 }
 
 static int r_blob_get(pb_repo_t *r, const uint8_t *dev, const char *key, uint8_t **val, size_t *len)

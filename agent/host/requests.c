@@ -1013,6 +1013,8 @@ static void pump(struct conn_store *cs)
 				j->rc = prepare_backup_list(j);
 			if (j->rc == 0) {
 				cs->busy = j->run = run_length(j);
+				if (cs->conn != NULL)
+					pb__channel_busy(&cs->conn->ch, true);
 				j->work.run = job_run;
 				j->work.done = job_done;
 				pb__host_worker_submit(cs->ctx->worker, &j->work);
@@ -1041,6 +1043,8 @@ static void job_done(pb_host_job_t *work, bool canceled)
 	}
 	/* The run's answers, in order. */
 	cs->busy = 0;
+	if (cs->conn != NULL)
+		pb__channel_busy(&cs->conn->ch, false);
 	while (n-- > 0) {
 		j = cs->head;
 		dequeue(cs, j);

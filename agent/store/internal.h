@@ -49,4 +49,8 @@ extern void (*pb__store_test_hook)(const char *point);
  * non-zero errno it returns is taken as that operation's failure. */
 extern int (*pb__store_test_fail)(const char *point);
 
+/* Statements the store has prepared so far (tests read it: recording a
+ * snapshot prepares the same few statements for any number of references). */
+extern unsigned long pb__store_prepared;
+
 #endif

@@ -35,6 +35,7 @@ _Static_assert(sizeof(off_t) == 8, "peerback needs a 64-bit off_t (_FILE_OFFSET_
 
 void (*pb__store_test_hook)(const char *point);
 int (*pb__store_test_fail)(const char *point);
+unsigned long pb__store_prepared;
 
 #define HOOK(point)                                                            \
 	do {                                                                   \
@@ -172,6 +173,7 @@ static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 {
 	int rc = sqlite3_prepare_v2(db, sql, -1, st, NULL);
 
+	pb__store_prepared++;
 	return rc == SQLITE_OK ? 0 : db_err(db, rc);
 }
 
@@ -1417,13 +1419,116 @@ int pb_store_get(pb_store_ns_t *ns, const uint8_t name[PB_STORE_NAME_LEN], uint8
 
 /* ---- snapshots -------------------------------------------------------------- */
 
+static int cmp_name(const void *a, const void *b)
+{
+	return memcmp(a, b, PB_STORE_NAME_LEN);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Sorts names and drops repeats; returns how many are left. */
+static size_t sort_unique(uint8_t (*names)[PB_STORE_NAME_LEN], size_t n)
+{
+	size_t k = 0;
+
+	qsort(names, n, sizeof(*names), cmp_name);
+	for (size_t i = 0; i < n; i++)
+		if (k == 0 || memcmp(names[k - 1], names[i], PB_STORE_NAME_LEN) != 0) {
+			if (k != i)
+				memcpy(names[k], names[i], PB_STORE_NAME_LEN);
+			k++;
+		}
+	return k;
+}
+
+/* Records the references of snapshot row, inside the caller's transaction,
+ * with three statements prepared once for any number of them. Each walks
+ * an index in its own order, so that each page is read once however many
+ * references there are (a phone's order read a random page or two per
+ * reference): the names, sorted, through the chunk index (which holds the
+ * chunk's id beside its name), then the rows by chunk id into snap_refs,
+ * its chunk index and, for their size, the chunk table. Repeated names
+ * count once: *counted and *bytes are the distinct chunks and their size.
+ * PB_ESTORE_NOCHUNK for a name the namespace has not committed. */
+static int refs_insert(pb_store_ns_t *ns, int64_t row, const uint8_t (*refs)[PB_STORE_NAME_LEN], size_t nrefs,
+		       int64_t *counted, int64_t *bytes)
+{
+	sqlite3 *db = ns->store->db;
+	sqlite3_stmt *find = NULL, *ins = NULL, *sum = NULL;
+	uint8_t(*names)[PB_STORE_NAME_LEN] = NULL;
+	int64_t *ids = NULL;
+	size_t n, i;
+	int rc;
+
+	*counted = 0;
+	*bytes = 0;
+	if (nrefs == 0)
+		return 0;
+	names = malloc(nrefs * sizeof(*names));
+	ids = malloc(nrefs * sizeof(*ids));
+	if (names == NULL || ids == NULL) {
+		rc = PB_ENOMEM;
+		goto out;
+	}
+	memcpy(names, refs, nrefs * sizeof(*names));
+	n = sort_unique(names, nrefs);
+	if ((rc = prep(db, "SELECT id FROM chunks WHERE ns=?1 AND name=?2", &find)) < 0 ||
+	    (rc = prep(db, "INSERT INTO snap_refs(snap, chunk) VALUES(?1, ?2)", &ins)) < 0 ||
+	    (rc = prep(db, "SELECT COALESCE(SUM(c.len), 0) FROM snap_refs r JOIN chunks c ON c.id = r.chunk"
+			   " WHERE r.snap=?1", &sum)) < 0)
+		goto out;
+	sqlite3_bind_int64(find, 1, ns->id);
+	for (i = 0; i < n; i++) {
+		sqlite3_bind_blob(find, 2, names[i], PB_STORE_NAME_LEN, SQLITE_STATIC);
+		rc = sqlite3_step(find);
+		if (rc != SQLITE_ROW) {
+			rc = rc == SQLITE_DONE ? PB_ESTORE_NOCHUNK : db_err(db, rc);
+			goto out;
+		}
+		ids[i] = sqlite3_column_int64(find, 0);
+		sqlite3_reset(find);
+	}
+	/* Distinct names are distinct chunks (UNIQUE(ns, name)). */
+	qsort(ids, n, sizeof(*ids), cmp_i64);
+	sqlite3_bind_int64(ins, 1, row);
+	for (i = 0; i < n; i++) {
+		sqlite3_bind_int64(ins, 2, ids[i]);
+		rc = sqlite3_step(ins);
+		if (rc != SQLITE_DONE) {
+			rc = db_err(db, rc);
+			goto out;
+		}
+		sqlite3_reset(ins);
+	}
+	sqlite3_bind_int64(sum, 1, row);
+	rc = sqlite3_step(sum);
+	if (rc != SQLITE_ROW) {
+		rc = db_err(db, rc);
+		goto out;
+	}
+	*counted = (int64_t)n;
+	*bytes = sqlite3_column_int64(sum, 0);
+	rc = 0;
+out:
+	sqlite3_finalize(find);
+	sqlite3_finalize(ins);
+	sqlite3_finalize(sum);
+	free(names);
+	free(ids);
+	return rc;
+}
+
 int pb_store_snapshot_put(pb_store_ns_t *ns, uint64_t snap_id, const uint8_t (*refs)[PB_STORE_NAME_LEN],
 			  size_t nrefs, const uint8_t *blob, size_t len)
 {
 	sqlite3 *db;
-	sqlite3_stmt *st = NULL, *find = NULL, *ins = NULL;
+	sqlite3_stmt *st = NULL;
 	int64_t row, counted = 0, bytes = 0;
-	size_t i;
 	int rc;
 
 	if (ns == NULL || (blob == NULL && len > 0) || (refs == NULL && nrefs > 0))
@@ -1479,34 +1584,8 @@ int pb_store_snapshot_put(pb_store_ns_t *ns, uint64_t snap_id, const uint8_t (*r
 		goto out_rollback;
 	}
 	row = sqlite3_last_insert_rowid(db);
-	rc = prep(db, "SELECT id, len FROM chunks WHERE ns=?1 AND name=?2", &find);
-	if (rc < 0)
+	if ((rc = refs_insert(ns, row, refs, nrefs, &counted, &bytes)) < 0)
 		goto out_rollback;
-	rc = prep(db, "INSERT OR IGNORE INTO snap_refs(snap, chunk) VALUES(?1, ?2)", &ins);
-	if (rc < 0)
-		goto out_rollback;
-	for (i = 0; i < nrefs; i++) {
-		sqlite3_reset(find);
-		sqlite3_bind_int64(find, 1, ns->id);
-		sqlite3_bind_blob(find, 2, refs[i], PB_STORE_NAME_LEN, SQLITE_STATIC);
-		rc = sqlite3_step(find);
-		if (rc != SQLITE_ROW) {
-			rc = rc == SQLITE_DONE ? PB_ESTORE_NOCHUNK : db_err(db, rc);
-			goto out_rollback;
-		}
-		sqlite3_reset(ins);
-		sqlite3_bind_int64(ins, 1, row);
-		sqlite3_bind_int64(ins, 2, sqlite3_column_int64(find, 0));
-		rc = sqlite3_step(ins);
-		if (rc != SQLITE_DONE) {
-			rc = db_err(db, rc);
-			goto out_rollback;
-		}
-		if (sqlite3_changes(db) == 1) {
-			counted++;
-			bytes += sqlite3_column_int64(find, 1);
-		}
-	}
 	sqlite3_finalize(st);
 	st = NULL;
 	rc = prep(db, "INSERT INTO snap_stats(snap, nrefs, size) VALUES(?1, ?2, ?3)", &st);
@@ -1534,8 +1613,6 @@ int pb_store_snapshot_put(pb_store_ns_t *ns, uint64_t snap_id, const uint8_t (*r
 	rc = 0;
 out_rollback:
 	sqlite3_finalize(st);
-	sqlite3_finalize(find);
-	sqlite3_finalize(ins);
 	rollback(db);
 	return rc;
 }

@@ -45,7 +45,8 @@ typedef struct pb_op_opts_s {
 	const char *from_device; /* restore: another device's backup (hex id) */
 	uint64_t snapshot;       /* restore: this snapshot; 0: the latest */
 	bool dry_run;            /* PB_EVENT_PLAN per item; nothing written or sent */
-	int timeout_ms;          /* per network step; 0: 30 s */
+	int timeout_ms;          /* per network step; 0: 30 s (recording a snapshot
+				  * or a commit: plus 200 us per reference or chunk) */
 	pb_event_cb on_event;    /* may be NULL; non-zero return cancels */
 	void *event_arg;
 	bool weak_kdf;           /* tests only: cheap Argon2id limits for a first backup's key wrap */
