@@ -280,10 +280,14 @@ out:
 	return rc;
 }
 
+#define FETCH 0
+#define CACHED 1
+#define AGAIN 2 /* slices of a stream: the chunk just opened serves the next item too */
+
 /* Asks for the next chunks not cached, up to FETCH_WINDOW in flight. */
 struct fetch {
 	uint64_t ids[FETCH_WINDOW];
-	bool *cached;
+	uint8_t *cached; /* per chunk: FETCH, CACHED, or AGAIN (the chunk before it again) */
 	size_t total, sent, got;
 	size_t si, sc, sk; /* next chunk to request, and its index in cached */
 };
@@ -317,6 +321,9 @@ static int fetch_items(struct restore *r)
 {
 	struct fetch f;
 	size_t all = 0, at = 0, item = 0, chunk = 0; /* at: index in cached of the current chunk */
+	const uint8_t *prev = NULL;
+	uint8_t *plain = NULL; /* the chunk last opened */
+	size_t plen = 0;
 	pb__assembly_t a;
 	int rc = 0;
 
@@ -326,11 +333,16 @@ static int fetch_items(struct restore *r)
 	f.cached = calloc(all + 1, sizeof(*f.cached));
 	if (f.cached == NULL)
 		return PB_ENOMEM;
-	/* Chunks an interrupted run fetched are not fetched again. */
+	/* Chunks an interrupted run fetched are not fetched again, nor is the
+	 * chunk just opened (the messages of a chat stream share chunks). */
 	for (size_t i = 0, k = 0; i < r->nitems; i++)
 		for (size_t c = 0; c < r->items[i].m.nchunks; c++, k++) {
-			f.cached[k] = cache_has(r, r->items[i].names[c]);
-			if (!f.cached[k])
+			if (k > 0 && memcmp(r->items[i].names[c], prev, PB_STORE_NAME_LEN) == 0)
+				f.cached[k] = AGAIN;
+			else
+				f.cached[k] = cache_has(r, r->items[i].names[c]) ? CACHED : FETCH;
+			prev = r->items[i].names[c];
+			if (f.cached[k] == FETCH)
 				f.total++;
 		}
 	memset(&a, 0, sizeof(a));
@@ -348,21 +360,21 @@ static int fetch_items(struct restore *r)
 			continue;
 		}
 		rc = request_more(r, &f);
-		if (rc == 0) {
-			uint8_t *plain = NULL;
-			size_t plen = 0;
-
-			if (f.cached[at]) {
+		if (rc == 0 && f.cached[at] != AGAIN) {
+			free(plain);
+			plain = NULL;
+			plen = 0;
+			if (f.cached[at] == CACHED) {
 				rc = cache_open(r, w->names[chunk], &plain, &plen);
 				r->res->chunks_cached++;
 			} else {
 				rc = receive_chunk(r, f.ids[f.got % FETCH_WINDOW], w->names[chunk], &plain, &plen);
 				f.got++;
 			}
+		}
+		if (rc == 0) {
 			at++;
-			if (rc == 0)
-				rc = pb__assembly_add(&a, plain, plen);
-			free(plain);
+			rc = pb__assembly_add_chunk(&a, &w->m, chunk, plain, plen);
 		}
 		if (rc == 0 && ++chunk == w->m.nchunks) {
 			rc = assembly_finish(r, &a, w);
@@ -373,6 +385,7 @@ static int fetch_items(struct restore *r)
 		}
 	}
 	pb__assembly_drop(&a);
+	free(plain);
 	free(f.cached);
 	return rc;
 }

@@ -118,6 +118,15 @@ static int item_bytes(pb_store_ns_t *ns, const pb_backup_keys_t *keys, const pb_
 		if (rc == 0)
 			rc = pb_buf_append(out, plain, plen);
 	}
+	/* A message of a chat stream: its part of its chunks. */
+	if (rc == 0 && it->slice) {
+		if (it->off > out->len || it->size > out->len - it->off) {
+			rc = -EIO;
+		} else {
+			memmove(out->data, out->data + it->off, (size_t)it->size);
+			out->len = (size_t)it->size;
+		}
+	}
 	if (plain != NULL) {
 		sodium_memzero(plain, PB_CHUNK_PLAIN_MAX);
 		free(plain);
