@@ -506,7 +506,7 @@ static int group_end(struct backup *b)
 	if (!b->grp.on)
 		return 0;
 	b->grp.on = false;
-	if (b->grp.bad)
+	if (b->grp.bad || b->o->dry_run)
 		return 0;
 	if ((rc = group_flush(b)) != 0 || (rc = digests_put(b)) != 0)
 		return rc;
@@ -524,8 +524,8 @@ static int group_begin(struct backup *b, const char *rel, const pb__stamp_t *sta
 {
 	int rc;
 
-	if (b->o->dry_run)
-		return 0; /* a dry run records nothing */
+	/* A dry run gathers the file's items (its chat stream is cut as a
+	 * backup would) but records nothing. */
 	free(b->grp.path);
 	if ((b->grp.path = strdup(rel)) == NULL)
 		return PB_ENOMEM;
@@ -551,6 +551,8 @@ static int group_add(struct backup *b, const char *path, const uint8_t *rec, siz
 		b->grp.bad = true; /* not one file's items: not known whole */
 		return 0;
 	}
+	if (b->o->dry_run)
+		return 0;
 	if (b->grp.len > 0 && b->grp.len + len > FILE_PART && (rc = group_flush(b)) != 0)
 		return rc;
 	if ((rc = pb__grow((void **)&b->grp.buf, &b->grp.cap, b->grp.len + len, 1)) != 0)
