@@ -1005,7 +1005,11 @@ static int count_item(void *arg, const pb_item_t *it)
 	return 0;
 }
 
-/* An unchanged file counts as its last backup recorded it, unread. */
+/* An unchanged file counts as its last backup recorded it, unread. A
+ * changed multi-item file is not parsed just to be counted (a chat of a
+ * million messages would be parsed twice): it counts as its last reading
+ * did, or, never read, as its size and no items; the totals are for
+ * progress only. */
 static int count_file(void *arg, const char *rel, const struct stat *st)
 {
 	struct count *c = arg;
@@ -1015,9 +1019,13 @@ static int count_file(void *arg, const char *rel, const struct stat *st)
 	int rc = pb__state_file_get(c->b->st, rel, &was, &rgen, &items, &bytes);
 
 	stamp_of(st, &now);
-	if (rc == 0 && same_stamp(&now, &was)) {
+	if (rc == 0 && (same_stamp(&now, &was) || pb_codec_for(rel) != NULL)) {
 		c->items += items;
 		c->bytes += bytes;
+		return 1;
+	}
+	if (rc == PB_ENOTFOUND && pb_codec_for(rel) != NULL) {
+		c->bytes += (uint64_t)st->st_size;
 		return 1;
 	}
 	return rc == 0 || rc == PB_ENOTFOUND ? 0 : rc;
