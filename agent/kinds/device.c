@@ -225,6 +225,20 @@ static int scan(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, pb_it
 			size_t len;
 
 			pb__kinds_split_why(0, NULL);
+			if (codec == &pb__codec_telegram) {
+				/* A chat is parsed as it is read: memory does not
+				 * hold the whole file. */
+				int fd = open(abs, O_RDONLY | O_CLOEXEC);
+
+				rc = fd < 0 ? -errno : pb__telegram_split_fd(rel, fd, split_cb, &ctx);
+				if (fd >= 0)
+					close(fd);
+				if (rc != 0 && ctx.stopped)
+					goto out_free;
+				if (rc != 0 && (rc = file_failed(bad, bad_arg, rel, rc)) != 0)
+					goto out_bad;
+				continue;
+			}
 			if ((rc = pb__kinds_read_file(abs, PB__KINDS_MAX_FILE, &buf, &len)) != 0) {
 				if ((rc = file_failed(bad, bad_arg, rel, rc)) != 0)
 					goto out_bad;
