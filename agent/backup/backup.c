@@ -691,9 +691,11 @@ static int keep_pending(struct backup *b, const pb_manifest_item_t *m, const pb_
 	return b->nitems >= COMMIT_ITEMS ? commit(b) : 0;
 }
 
-/* A chunk of a chat stream: named first, and sealed and queued only when
- * the repository does not hold it yet (a re-read chat is cut whole
- * again; most of its chunks are known). */
+/* A chunk of a chat stream. A chat read before is cut whole again and
+ * most of its chunks are known: each is named first, and sealed and
+ * queued only when the repository does not hold it yet. A chat read for
+ * the first time is sealed at once (sealing names it; naming it twice
+ * would hash every byte twice). */
 static int stream_chunk(void *arg, const uint8_t *data, size_t len, uint8_t name[PB_STORE_NAME_LEN])
 {
 	struct backup *b = arg;
@@ -701,9 +703,11 @@ static int stream_chunk(void *arg, const uint8_t *data, size_t len, uint8_t name
 	size_t ct_len;
 	int rc;
 
-	crypto_generichash(name, PB_STORE_NAME_LEN, data, len, b->keys.name, sizeof(b->keys.name));
-	if (pb_backup_state_is_committed(b->st, name))
-		return 0;
+	if (b->grp.nprev > 0) {
+		crypto_generichash(name, PB_STORE_NAME_LEN, data, len, b->keys.name, sizeof(b->keys.name));
+		if (pb_backup_state_is_committed(b->st, name))
+			return 0;
+	}
 	if ((ct = malloc(PB_CHUNK_CT_LEN_MAX(len))) == NULL)
 		return PB_ENOMEM;
 	if ((rc = pb_chunk_seal(&b->keys, data, len, name, ct, &ct_len)) != 0) {

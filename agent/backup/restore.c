@@ -60,6 +60,10 @@ struct restore {
 	/* The snapshot's id index (version 2 roots), or NULL. */
 	uint8_t *index;
 	size_t nindex;
+	/* The chunk opened last, kept for the next manifest chunk's items: a
+	 * chat stream's chunk holds messages of several manifest chunks. */
+	uint8_t *held, held_name[PB_STORE_NAME_LEN];
+	size_t held_len;
 };
 
 static bool wanted(const struct restore *r, const pb_manifest_item_t *m)
@@ -321,9 +325,9 @@ static int fetch_items(struct restore *r)
 {
 	struct fetch f;
 	size_t all = 0, at = 0, item = 0, chunk = 0; /* at: index in cached of the current chunk */
-	const uint8_t *prev = NULL;
-	uint8_t *plain = NULL; /* the chunk last opened */
-	size_t plen = 0;
+	const uint8_t *prev = r->held != NULL ? r->held_name : NULL;
+	uint8_t *plain = r->held; /* the chunk last opened */
+	size_t plen = r->held_len;
 	pb__assembly_t a;
 	int rc = 0;
 
@@ -337,7 +341,7 @@ static int fetch_items(struct restore *r)
 	 * chunk just opened (the messages of a chat stream share chunks). */
 	for (size_t i = 0, k = 0; i < r->nitems; i++)
 		for (size_t c = 0; c < r->items[i].m.nchunks; c++, k++) {
-			if (k > 0 && memcmp(r->items[i].names[c], prev, PB_STORE_NAME_LEN) == 0)
+			if (prev != NULL && memcmp(r->items[i].names[c], prev, PB_STORE_NAME_LEN) == 0)
 				f.cached[k] = AGAIN;
 			else
 				f.cached[k] = cache_has(r, r->items[i].names[c]) ? CACHED : FETCH;
@@ -364,6 +368,7 @@ static int fetch_items(struct restore *r)
 			free(plain);
 			plain = NULL;
 			plen = 0;
+			memcpy(r->held_name, w->names[chunk], PB_STORE_NAME_LEN);
 			if (f.cached[at] == CACHED) {
 				rc = cache_open(r, w->names[chunk], &plain, &plen);
 				r->res->chunks_cached++;
@@ -385,7 +390,11 @@ static int fetch_items(struct restore *r)
 		}
 	}
 	pb__assembly_drop(&a);
-	free(plain);
+	/* Kept for the next call only when it is what held_name names. */
+	r->held = rc == 0 ? plain : NULL;
+	r->held_len = rc == 0 ? plen : 0;
+	if (rc != 0)
+		free(plain);
 	free(f.cached);
 	return rc;
 }
@@ -1024,6 +1033,7 @@ static void restore_free(struct restore *r)
 	if (r->tmpdir[0])
 		rmdir(r->tmpdir);
 	free(r->out);
+	free(r->held);
 	free_items(r);
 	free(r->items);
 	free(r->prev_id);
