@@ -770,31 +770,28 @@ static int merge_items(existing_t *x, wentry_t *e)
 	}
 	if (e->n > 1)
 		qsort(batch, e->n, sizeof(*batch), cmp_seq);
+	/* Each restored item's bytes move to the merged list (the entry's
+	 * items are not used after the merge): a chat of a million messages
+	 * is not held twice. */
 	for (size_t i = 0; i < e->n; i++) {
-		const witem_t *it = batch[i];
+		witem_t *it = batch[i];
 		witem_t *dst = find_existing(x, index, base, it->id), *prev;
-		uint8_t *copy = NULL;
 
-		if (it->len > 0) {
-			if ((copy = malloc(it->len)) == NULL) {
-				rc = PB_ENOMEM;
-				goto out;
-			}
-			memcpy(copy, it->data, it->len);
-		}
 		if (dst != NULL) {
 			wipe_free(dst->data, dst->len);
-			dst->data = copy;
+			dst->data = it->data;
 			dst->len = it->len;
+			it->data = NULL;
+			it->len = 0;
 			last_major = dst->major;
 			last_id = dst->id;
 			continue;
 		}
-		if ((rc = existing_cb(x, &(pb_item_t){ .id = it->id, .data = copy, .len = it->len })) != 0) {
-			wipe_free(copy, it->len);
+		if ((rc = existing_cb(x, &(pb_item_t){ .id = it->id, .data = it->data, .len = it->len })) != 0)
 			goto out;
-		}
-		wipe_free(copy, it->len);
+		wipe_free(it->data, it->len);
+		it->data = NULL;
+		it->len = 0;
 		dst = &x->v[x->n - 1];
 		dst->order = base + i;
 		if (it->after == NULL && it->seq == 0)
