@@ -4,9 +4,9 @@
  * re-sends only the chunks around it and the manifest and index parts
  * that name it; one message by id on a new phone costs a bounded number
  * of chunk requests; a full restore is byte for byte the device; a
- * restore into a phone that holds part of a chat completes it; snapshots
- * made before streams (a chunk per message) still restore, whole and by
- * id. In one process, against a host store opened here. */
+ * restore into a phone that holds part of a chat completes it; a chat
+ * that no longer parses keeps its messages; snapshots made before streams
+ * (a chunk per message) still restore, whole and by id. In one process, against a host store opened here. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -384,6 +384,37 @@ static void test_restore_into_partial_chat(void **state)
 	assert_int_equal(pb_test_same_tree(dev, out), 0);
 }
 
+/* A chat that no longer parses (cut short) is skipped with a warning
+ * and keeps every message of its last reading: those the walk gave
+ * before the damage and, from the records of that reading, the rest. */
+static void test_damaged_chat_keeps_messages(void **state)
+{
+	pb_op_opts_t o = opts();
+	pb_op_result_t before, res;
+	uint8_t *buf = NULL, *got = NULL;
+	size_t len = 0, glen = 0;
+	char id[512], file[4400], out[4096], rfile[8600];
+
+	(void)state;
+	assert_int_equal(pb_phone_backup(ph, &o, &before), 0);
+	chat_file(file, sizeof(file), &buf, &len, 0, id, sizeof(id));
+	assert_int_equal(pb_test_write_file(file, buf, len * 2 / 3), 0);
+	assert_int_equal(pb_phone_backup(ph, &o, &res), 0);
+	assert_int_equal(res.skipped, 1);
+	assert_true(res.items_kept > 0);
+	assert_int_equal(res.items, before.items);
+	/* The snapshot holds the chat as it was. */
+	path(out, "damaged");
+	restore_into(out, NULL, &res);
+	snprintf(rfile, sizeof(rfile), "%s%s", out, file + strlen(dev));
+	assert_int_equal(pb__read_file(rfile, 64 << 20, &got, &glen), 0);
+	assert_int_equal(glen, len);
+	assert_memory_equal(got, buf, len);
+	free(got);
+	assert_int_equal(pb_test_write_file(file, buf, len), 0);
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -392,6 +423,7 @@ int main(void)
 		cmocka_unit_test(test_one_changed_message),
 		cmocka_unit_test(test_new_phone_one_message),
 		cmocka_unit_test(test_restore_into_partial_chat),
+		cmocka_unit_test(test_damaged_chat_keeps_messages),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
