@@ -55,6 +55,11 @@ struct collect {
 	char **strs; /* id and path per item */
 	uint8_t (**chunks)[PB_STORE_NAME_LEN];
 	size_t n, cap;
+	/* The chunk opened last: the messages of a chat stream share chunks. */
+	uint8_t last[PB_STORE_NAME_LEN];
+	uint8_t *plain;
+	size_t plen;
+	bool have;
 };
 
 static int collect_item(void *arg, const pb_manifest_item_t *it)
@@ -99,37 +104,46 @@ static void collect_free(struct collect *c)
 	free(c->items);
 	free(c->strs);
 	free(c->chunks);
+	if (c->plain != NULL) {
+		sodium_memzero(c->plain, PB_CHUNK_PLAIN_MAX);
+		free(c->plain);
+	}
 }
 
-/* One item's plaintext, its chunks fetched and opened in order. */
-static int item_bytes(pb_store_ns_t *ns, const pb_backup_keys_t *keys, const pb_manifest_item_t *it, pb_buf_t *out)
+/* One item's plaintext, its chunks fetched and opened in order (the one
+ * opened last is kept in c). */
+static int item_bytes(pb_store_ns_t *ns, const pb_backup_keys_t *keys, const pb_manifest_item_t *it,
+		      struct collect *c, pb_buf_t *out)
 {
-	uint8_t *plain = malloc(PB_CHUNK_PLAIN_MAX);
-	int rc = plain == NULL ? -ENOMEM : 0;
+	int rc = 0;
 
+	if (c->plain == NULL && (c->plain = malloc(PB_CHUNK_PLAIN_MAX)) == NULL)
+		return -ENOMEM;
 	for (size_t i = 0; rc == 0 && i < it->nchunks; i++) {
 		uint8_t *ct = NULL;
-		size_t ct_len = 0, plen = 0;
+		size_t ct_len = 0;
 
-		if ((rc = pb_store_get(ns, it->chunks[i], &ct, &ct_len)) != 0)
-			break;
-		rc = pb_chunk_open(keys, it->chunks[i], ct, ct_len, plain, PB_CHUNK_PLAIN_MAX, &plen);
-		free(ct);
-		if (rc == 0)
-			rc = pb_buf_append(out, plain, plen);
+		if (!c->have || memcmp(c->last, it->chunks[i], PB_STORE_NAME_LEN) != 0) {
+			c->have = false;
+			if ((rc = pb_store_get(ns, it->chunks[i], &ct, &ct_len)) != 0)
+				break;
+			rc = pb_chunk_open(keys, it->chunks[i], ct, ct_len, c->plain, PB_CHUNK_PLAIN_MAX, &c->plen);
+			free(ct);
+			if (rc != 0)
+				break;
+			memcpy(c->last, it->chunks[i], PB_STORE_NAME_LEN);
+			c->have = true;
+		}
+		rc = pb_buf_append(out, c->plain, c->plen);
 	}
 	/* A message of a chat stream: its part of its chunks. */
 	if (rc == 0 && it->slice) {
-		if (it->off > out->len || it->size > out->len - it->off) {
+		if (it->off > out->len || it->size > out->len - it->off)
 			rc = -EIO;
-		} else {
+		else if (it->size > 0)
 			memmove(out->data, out->data + it->off, (size_t)it->size);
+		if (rc == 0)
 			out->len = (size_t)it->size;
-		}
-	}
-	if (plain != NULL) {
-		sodium_memzero(plain, PB_CHUNK_PLAIN_MAX);
-		free(plain);
 	}
 	return rc;
 }
@@ -221,13 +235,13 @@ static bool deferred(const pb_manifest_item_t *it)
 }
 
 /* Decrypts item i of c into the device directory's transaction. */
-static int write_item(pb_desktop_view_t *v, pb_provider_t *p, void *txn, pb_store_ns_t *ns, const struct collect *c,
+static int write_item(pb_desktop_view_t *v, pb_provider_t *p, void *txn, pb_store_ns_t *ns, struct collect *c,
 		      size_t i)
 {
 	const pb_manifest_item_t *it = &c->items[i];
 	pb_buf_t b = {0};
 	pb_item_t item;
-	int rc = item_bytes(ns, &v->keys, it, &b);
+	int rc = item_bytes(ns, &v->keys, it, c, &b);
 
 	if (rc == 0) {
 		memset(&item, 0, sizeof(item));
