@@ -237,9 +237,10 @@ static char *restore_message(const char *id, const char *tag, char *const extra[
 	return (char *)buf;
 }
 
-/* One message by id: the phone that made the latest backup finds it from
- * its state in one request (lookup "state"), with the same result as the
- * snapshot's id index (forced with --from this phone: lookup "index");
+/* One message by id: a chat's messages are slices of its stream with no
+ * state row of their own, so the phone that made the latest backup finds
+ * one through the snapshot's id index (lookup "index"), with the same
+ * result as with --from this phone;
  * after the message changes
  * and is backed up, the latest and an older snapshot each give their own
  * text; a chat deleted from the phone and backed up is not found, though
@@ -258,7 +259,7 @@ static void test_single_message(void **state)
 	snprintf(want, sizeof(want), "{\"id\":%lld,", msg);
 	by_state = restore_message(id, "state", NULL, line, sizeof(line));
 	assert_int_equal(pb_test_json_str(line, "lookup", path, sizeof(path)), 0);
-	assert_string_equal(path, "state");
+	assert_string_equal(path, "index");
 	assert_int_equal(pb_test_json_num(line, "items"), 2); /* the chat's frame and the message */
 	assert_non_null(strstr(by_state, want));
 	assert_int_equal(pb_test_json_str(line, "device", dev_hex, sizeof(dev_hex)), 0);
@@ -288,7 +289,7 @@ static void test_single_message(void **state)
 	assert_int_equal(pb_test_json_num(line, "items_changed"), 1);
 	text = restore_message(id, "new", NULL, line, sizeof(line));
 	assert_int_equal(pb_test_json_str(line, "lookup", path, sizeof(path)), 0);
-	assert_string_equal(path, "state");
+	assert_string_equal(path, "index");
 	assert_string_not_equal(text, by_state);
 	free(text);
 	{

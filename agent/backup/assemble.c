@@ -45,6 +45,7 @@ int pb__assembly_start(pb__assembly_t *a, const pb_backup_keys_t *keys, uint64_t
 
 int pb__assembly_add(pb__assembly_t *a, const uint8_t *data, size_t len)
 {
+	a->added += len;
 	crypto_generichash_update(H(a), data, len);
 	if (a->fd >= 0) {
 		while (len > 0) {
@@ -63,6 +64,28 @@ int pb__assembly_add(pb__assembly_t *a, const uint8_t *data, size_t len)
 	memcpy(a->buf + a->len, data, len);
 	a->len += len;
 	return 0;
+}
+
+int pb__assembly_add_chunk(pb__assembly_t *a, const pb_manifest_item_t *m, size_t k, const uint8_t *data,
+			   size_t len)
+{
+	size_t start = 0;
+
+	if (!m->slice)
+		return pb__assembly_add(a, data, len);
+	/* A slice begins at off in its first chunk and takes what is left of
+	 * its size from the chunks after it; a short one fails its hash. */
+	if (k == 0) {
+		if (m->off > len)
+			return PB_ESTORE_HASH;
+		start = m->off;
+	}
+	len -= start;
+	if (a->added >= m->size)
+		return 0;
+	if (len > m->size - a->added)
+		len = (size_t)(m->size - a->added);
+	return pb__assembly_add(a, data + start, len);
 }
 
 int pb__assembly_end(pb__assembly_t *a, uint8_t hash[32])

@@ -17,6 +17,7 @@
 #include "agent/backup/engine-int.h"
 #include "agent/backup/internal.h"
 #include "agent/backup/sink.h"
+#include "agent/backup/stream.h"
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
 
@@ -27,6 +28,7 @@ struct pending_item {
 	pb_manifest_item_t m;
 	char *id, *path;
 	name_t *names;
+	uint64_t mark; /* b->ticks when it was kept */
 };
 
 /* A file of the device directory being backed up whole: its items'
@@ -41,11 +43,15 @@ struct group {
 	size_t len, cap;
 	uint32_t parts;
 	uint64_t items, bytes;
+	/* Its messages' digests (id and content), stored with its records;
+	 * those of its last reading, sorted, tell the changed ones. */
+	uint64_t *dig, *prev;
+	size_t ndig, cap_dig, nprev, cap_prev;
 };
 
 /* A file walked whole, waiting for the receipt that covers its items:
- * mark counts the items kept up to its last one (b->items_base +
- * b->nitems when it ended), as a commit's mark does. */
+ * mark is b->ticks when it ended (its items kept, its stream cut), and a
+ * commit asked at or after that mark covers all of them. */
 struct done_file {
 	char *path;
 	pb__stamp_t stamp;
@@ -65,11 +71,14 @@ struct backup {
 	pb_engine_result_t *res;
 	/* Where sealed chunks go (agent/backup/sink.h). */
 	pb__sink_t *sink;
-	/* Items whose chunks wait for a commit's receipt; items_base counts
-	 * the items recorded before them. */
+	/* Items whose chunks wait for a commit's receipt. */
 	struct pending_item *items;
 	size_t nitems, cap_items;
-	uint64_t items_base;
+	/* Counts what went to the sink: each item kept and each chunk of a
+	 * chat stream (whose messages are kept as no item). A commit's mark
+	 * is the count when it was asked: what came before it is covered by
+	 * its receipt, a file whose stream was cut after it is not. */
+	uint64_t ticks;
 	/* The item being chunked. */
 	name_t *cur;
 	size_t ncur, cap_cur;
@@ -93,6 +102,8 @@ struct backup {
 	/* An unchanged item's chunk names, as recorded. */
 	uint8_t *old;
 	size_t cap_old, nold;
+	/* The chat whose messages are being cut as one stream. */
+	pb__stream_t stream;
 };
 
 /* Ends the transaction of touched unchanged items. */
@@ -145,9 +156,12 @@ static void files_drop(struct backup *b, size_t n)
 static int durable(void *arg, uint64_t mark, const name_t *names, size_t n)
 {
 	struct backup *b = arg;
-	size_t k = (size_t)(mark - b->items_base), nf = 0;
+	size_t k = 0, nf = 0;
 	int rc = touch_end(b);
 
+	/* Items are kept in order: their marks never decrease either. */
+	while (k < b->nitems && b->items[k].mark <= mark)
+		k++;
 	/* Files end in walk order: their marks never decrease. */
 	while (nf < b->ndfiles && b->dfiles[nf].mark <= mark)
 		nf++;
@@ -170,7 +184,6 @@ static int durable(void *arg, uint64_t mark, const name_t *names, size_t n)
 		memmove(b->items, b->items + k, (b->nitems - k) * sizeof(*b->items));
 		b->nitems -= k;
 	}
-	b->items_base = mark;
 	files_drop(b, nf);
 	return rc;
 }
@@ -182,13 +195,12 @@ static int commit(struct backup *b, bool wait)
 	int rc = touch_end(b);
 
 	if (rc == 0)
-		rc = pb__sink_commit(b->sink, b->items_base + b->nitems, wait);
+		rc = pb__sink_commit(b->sink, b->ticks, wait);
 	if (b->o->dry_run) {
 		/* A dry run committed nothing: the phone records nothing
-		 * (and gathers no files: group_begin). */
+		 * (and keeps no files: group_end). */
 		for (size_t i = 0; i < b->nitems; i++)
 			free_pending(&b->items[i]);
-		b->items_base += b->nitems;
 		b->nitems = 0;
 	}
 	return rc;
@@ -347,6 +359,77 @@ static bool same_stamp(const pb__stamp_t *a, const pb__stamp_t *b)
 	return a->size == b->size && a->ino == b->ino && a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns;
 }
 
+/* --- A chat's messages as one stream (agent/backup/stream.c) ------------------------ */
+
+/* A message's digest: its id and content, as the file's last reading
+ * knew them, so that a re-read chat tells which messages changed without
+ * a row per message. */
+static uint64_t digest(const char *id, const uint8_t hash[32])
+{
+	uint64_t h = 14695981039346656037ull, v = 0;
+
+	for (const char *p = id; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ull;
+	for (int k = 7; k >= 0; k--)
+		v = v << 8 | hash[k];
+	return h ^ v;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int digests_part(void *arg, const uint8_t *data, size_t len)
+{
+	struct backup *b = arg;
+	size_t n = len / 8;
+	int rc;
+
+	if (len % 8 != 0)
+		return PB_ESTORE_CORRUPT;
+	if ((rc = pb__grow((void **)&b->grp.prev, &b->grp.cap_prev, b->grp.nprev + n, 8)) != 0)
+		return rc;
+	memcpy(b->grp.prev + b->grp.nprev, data, len);
+	b->grp.nprev += n;
+	return 0;
+}
+
+static int digests_get(struct backup *b, const char *rel, int64_t rgen)
+{
+	int rc = pb__state_file_digests(b->st, rel, rgen, digests_part, b);
+
+	if (rc == 0 && b->grp.nprev > 0)
+		qsort(b->grp.prev, b->grp.nprev, 8, cmp_u64);
+	return rc;
+}
+
+static int digests_put(struct backup *b)
+{
+	size_t per = FILE_PART / 8;
+	int rc = 0;
+
+	for (size_t i = 0, k = 0; i < b->grp.ndig && rc == 0; i += per, k++) {
+		size_t n = b->grp.ndig - i < per ? b->grp.ndig - i : per;
+
+		rc = pb__state_file_part_put(b->st, b->grp.path, PB__PART_DIGESTS + (uint32_t)k,
+					     (const uint8_t *)(b->grp.dig + i), n * 8);
+	}
+	return rc;
+}
+
+static bool digest_known(const struct backup *b, uint64_t d)
+{
+	return b->grp.nprev > 0 && bsearch(&d, b->grp.prev, b->grp.nprev, 8, cmp_u64) != NULL;
+}
+
+static int stream_flush(struct backup *b)
+{
+	return pb__stream_on(&b->stream, NULL) ? pb__stream_flush(&b->stream) : 0;
+}
+
 static int group_flush(struct backup *b)
 {
 	int rc;
@@ -365,12 +448,14 @@ static int group_end(struct backup *b)
 	struct done_file *d;
 	int rc;
 
+	if ((rc = stream_flush(b)) != 0)
+		return rc;
 	if (!b->grp.on)
 		return 0;
 	b->grp.on = false;
-	if (b->grp.bad)
+	if (b->grp.bad || b->o->dry_run)
 		return 0;
-	if ((rc = group_flush(b)) != 0)
+	if ((rc = group_flush(b)) != 0 || (rc = digests_put(b)) != 0)
 		return rc;
 	if ((d = pb__grow_slot((void **)&b->dfiles, &b->cap_dfiles, b->ndfiles, sizeof(*d))) == NULL ||
 	    (d->path = strdup(b->grp.path)) == NULL)
@@ -378,16 +463,19 @@ static int group_end(struct backup *b)
 	d->stamp = b->grp.stamp;
 	d->items = b->grp.items;
 	d->bytes = b->grp.bytes;
-	/* Its items are all kept by now (the walk has left it). */
-	d->mark = b->items_base + b->nitems;
+	/* Its items are all kept and its stream cut by now (the walk has
+	 * left it: stream_flush above). */
+	d->mark = b->ticks;
 	b->ndfiles++;
 	return 0;
 }
 
-static int group_begin(struct backup *b, const char *rel, const pb__stamp_t *stamp)
+static int group_begin(struct backup *b, const char *rel, const pb__stamp_t *stamp, int64_t rgen)
 {
-	if (b->o->dry_run)
-		return 0; /* a dry run records nothing */
+	int rc;
+
+	/* A dry run gathers the file's items (its chat stream is cut as a
+	 * backup would) but records nothing. */
 	free(b->grp.path);
 	if ((b->grp.path = strdup(rel)) == NULL)
 		return PB_ENOMEM;
@@ -397,6 +485,9 @@ static int group_begin(struct backup *b, const char *rel, const pb__stamp_t *sta
 	b->grp.len = 0;
 	b->grp.parts = 0;
 	b->grp.items = b->grp.bytes = 0;
+	b->grp.ndig = b->grp.nprev = 0;
+	if (rgen >= 0 && (rc = digests_get(b, rel, rgen)) != 0)
+		return rc;
 	return 0;
 }
 
@@ -410,6 +501,8 @@ static int group_add(struct backup *b, const char *path, const uint8_t *rec, siz
 		b->grp.bad = true; /* not one file's items: not known whole */
 		return 0;
 	}
+	if (b->o->dry_run)
+		return 0;
 	if (b->grp.len > 0 && b->grp.len + len > FILE_PART && (rc = group_flush(b)) != 0)
 		return rc;
 	if ((rc = pb__grow((void **)&b->grp.buf, &b->grp.cap, b->grp.len + len, 1)) != 0)
@@ -437,36 +530,41 @@ static int add_item(struct backup *b, const pb_manifest_item_t *m)
 
 struct replay {
 	struct backup *b;
-	uint64_t items;
+	uint64_t items, bytes;
+	bool after;       /* only the items after seq (a damaged file's rest) */
+	uint64_t seq;
 };
 
 static int replay_part(void *arg, const uint8_t *data, size_t len)
 {
 	struct replay *r = arg;
 	size_t off = 0, n;
+	uint64_t seq, size;
 	int rc;
 
 	while (off < len) {
 		if ((rc = pb__manifest_rec_next(data + off, len - off, &n)) != 0 ||
-		    (rc = pb__manifest_writer_add_rec(r->b->mw, data + off, n)) != 0)
+		    (rc = pb__manifest_rec_info(data + off, n, &seq, &size)) != 0 ||
+		    ((!r->after || seq > r->seq) && (rc = pb__manifest_writer_add_rec(r->b->mw, data + off, n)) != 0))
 			return rc == PB_ENOMEM ? rc : PB_ESTORE_CORRUPT;
+		if (!r->after || seq > r->seq) {
+			r->items++;
+			r->bytes += size;
+		}
 		off += n;
-		r->items++;
 	}
 	return 0;
 }
 
-/* An unchanged file: its records as the backup that read it last made
- * them, without reading, parsing or looking up any of its items. */
-static int replay_file(struct backup *b, const char *rel, int64_t rgen, uint64_t items, uint64_t bytes)
+/* The file's records as the backup that read it last made them, without
+ * reading, parsing or looking up any of its items; the file is touched,
+ * so that its items are this run's. */
+static int replay_records(struct backup *b, const char *rel, int64_t rgen, struct replay *r)
 {
-	struct replay r = { b, 0 };
 	int rc;
 
-	if ((rc = pb__state_file_parts(b->st, rel, rgen, replay_part, &r)) != 0)
+	if ((rc = pb__state_file_parts(b->st, rel, rgen, replay_part, r)) != 0)
 		return rc;
-	if (r.items != items)
-		return PB_ESTORE_CORRUPT;
 	if (!b->o->dry_run) {
 		if (b->touched == 0 && (rc = pb_backup_state_begin(b->st)) != 0)
 			return rc;
@@ -474,10 +572,23 @@ static int replay_file(struct backup *b, const char *rel, int64_t rgen, uint64_t
 		if ((rc = pb__state_file_touch(b->st, rel)) != 0)
 			return rc;
 	}
-	b->res->items += items;
-	b->res->bytes += bytes;
-	b->pr.p.items_done += items;
-	b->pr.p.bytes_done += bytes;
+	b->res->items += r->items;
+	b->res->bytes += r->bytes;
+	b->pr.p.items_done += r->items;
+	b->pr.p.bytes_done += r->bytes;
+	return 0;
+}
+
+/* An unchanged file: its records, all of them. */
+static int replay_file(struct backup *b, const char *rel, int64_t rgen, uint64_t items, uint64_t bytes)
+{
+	struct replay r = { b, 0, 0, false, 0 };
+	int rc;
+
+	if ((rc = replay_records(b, rel, rgen, &r)) != 0)
+		return rc;
+	if (r.items != items || r.bytes != bytes)
+		return PB_ESTORE_CORRUPT;
 	if ((rc = pb__progress(&b->pr, false)) != 0)
 		return rc;
 	return b->touched >= 8192 ? touch_end(b) : 0;
@@ -504,7 +615,7 @@ static int file_seen(void *arg, const char *rel, const struct stat *st)
 	if (rc != 0 && rc != PB_ENOTFOUND)
 		return rc;
 	b->res->files_read++;
-	return group_begin(b, rel, &now);
+	return group_begin(b, rel, &now, rc == 0 ? rgen : -1);
 }
 
 /* Keeps a changed item until its chunks are committed. */
@@ -526,8 +637,61 @@ static int keep_pending(struct backup *b, const pb_manifest_item_t *m, const pb_
 	p->m.id = p->id;
 	p->m.path = p->path;
 	p->m.chunks = (const name_t *)p->names;
+	p->mark = ++b->ticks;
 	b->nitems++;
 	return b->nitems >= COMMIT_ITEMS ? commit(b, false) : 0;
+}
+
+/* A chunk of a chat stream, through the sink like any other chunk: named
+ * here, sealed on its threads, skipped when the repository holds it
+ * committed (a chat read before is cut whole again and most of its chunks
+ * are known). Each is a tick: the file's mark comes after its last one. */
+static int stream_chunk(void *arg, const uint8_t *data, size_t len, uint8_t name[PB_STORE_NAME_LEN])
+{
+	struct backup *b = arg;
+	int rc = pb__sink_add(b->sink, data, len, name);
+
+	if (rc != 0)
+		return rc;
+	b->ticks++;
+	return pb__sink_due(b->sink) ? commit(b, false) : 0;
+}
+
+static int stream_rec(void *arg, const pb_manifest_item_t *m)
+{
+	return add_item(arg, m);
+}
+
+/* A chat message of a file being read whole goes into its chat's stream:
+ * no state row, chunk or lookup of its own. */
+bool pb__stream_off;
+
+static bool streamed(const struct backup *b, const pb_item_t *it)
+{
+	return !pb__stream_off && b->grp.on && !b->grp.bad && it->kind == PB_KIND_CHAT && it->data != NULL && it->path != NULL &&
+	       strcmp(it->path, b->grp.path) == 0;
+}
+
+static int stream_item(struct backup *b, const pb_item_t *it)
+{
+	uint8_t hash[32];
+	uint64_t d;
+	int rc;
+
+	pb__item_hash(&b->keys, it->data, it->len, hash);
+	d = digest(it->id, hash);
+	if (!digest_known(b, d))
+		b->res->items_changed++;
+	if ((rc = pb__grow((void **)&b->grp.dig, &b->grp.cap_dig, b->grp.ndig + 1, 8)) != 0)
+		return rc;
+	b->grp.dig[b->grp.ndig++] = d;
+	if ((rc = pb__stream_add(&b->stream, it->path, it, hash)) != 0)
+		return rc;
+	b->res->items++;
+	b->res->bytes += it->len;
+	b->pr.p.items_done++;
+	b->pr.p.bytes_done += it->len;
+	return pb__progress(&b->pr, false);
 }
 
 static int backup_item(void *arg, const pb_item_t *it)
@@ -539,6 +703,10 @@ static int backup_item(void *arg, const pb_item_t *it)
 	int rc;
 
 	if ((rc = file_note(b, it)) != 0)
+		return rc;
+	if (streamed(b, it))
+		return stream_item(b, it);
+	if ((rc = stream_flush(b)) != 0)
 		return rc;
 	memset(&m, 0, sizeof(m));
 	m.kind = (uint32_t)it->kind;
@@ -639,8 +807,26 @@ static int carry_collect(void *arg, const pb_manifest_item_t *m)
 static int carry_over(struct backup *b, const char *path)
 {
 	struct carry c;
+	pb__stamp_t was;
+	uint64_t items, bytes;
+	int64_t rgen;
 	int rc;
 
+	/* A file known whole: the records of its last reading (a chat's
+	 * messages have no rows of their own). */
+	if (b->by_file && (rc = pb__state_file_get(b->st, path, &was, &rgen, &items, &bytes)) != PB_ENOTFOUND) {
+		struct replay r = { b, 0, 0, true, 0 };
+
+		if (rc != 0)
+			return rc;
+		if (b->file_gave && strcmp(b->file, path) == 0)
+			r.seq = b->file_seq;
+		else
+			r.after = false;
+		rc = replay_records(b, path, rgen, &r);
+		b->res->items_kept += r.items;
+		return rc;
+	}
 	memset(&c, 0, sizeof(c));
 	c.b = b;
 	c.path = path;
@@ -671,6 +857,8 @@ static int skip_file(void *arg, const char *rel, int err, uint64_t line, const c
 	int rc;
 
 	b->res->skipped++;
+	if ((rc = stream_flush(b)) != 0)
+		return rc;
 	if (b->grp.on && strcmp(b->grp.path, rel) == 0)
 		b->grp.bad = true;
 	if (b->o->on_skip != NULL)
@@ -764,7 +952,11 @@ static int count_item(void *arg, const pb_item_t *it)
 	return 0;
 }
 
-/* An unchanged file counts as its last backup recorded it, unread. */
+/* An unchanged file counts as its last backup recorded it, unread. A
+ * changed multi-item file is not parsed just to be counted (a chat of a
+ * million messages would be parsed twice): it counts as its last reading
+ * did, or, never read, as its size and no items; the totals are for
+ * progress only. */
 static int count_file(void *arg, const char *rel, const struct stat *st)
 {
 	struct count *c = arg;
@@ -774,9 +966,13 @@ static int count_file(void *arg, const char *rel, const struct stat *st)
 	int rc = pb__state_file_get(c->b->st, rel, &was, &rgen, &items, &bytes);
 
 	stamp_of(st, &now);
-	if (rc == 0 && same_stamp(&now, &was)) {
+	if (rc == 0 && (same_stamp(&now, &was) || pb_codec_for(rel) != NULL)) {
 		c->items += items;
 		c->bytes += bytes;
+		return 1;
+	}
+	if (rc == PB_ENOTFOUND && pb_codec_for(rel) != NULL) {
+		c->bytes += (uint64_t)st->st_size;
 		return 1;
 	}
 	return rc == 0 || rc == PB_ENOTFOUND ? 0 : rc;
@@ -839,6 +1035,7 @@ static int run_keys(struct backup *b)
 	pb_backup_keys_derive(mk, &b->keys);
 	sodium_memzero(mk, sizeof(mk));
 	pb_cdc_init(&b->cdc, &b->keys);
+	pb__stream_init(&b->stream, &b->cdc, stream_chunk, stream_rec, b);
 	return 0;
 }
 
@@ -906,6 +1103,9 @@ static void backup_free(struct backup *b)
 	free(b->dfiles);
 	free(b->grp.path);
 	free(b->grp.buf);
+	free(b->grp.dig);
+	free(b->grp.prev);
+	pb__stream_free(&b->stream);
 	free(b->rec);
 	free(b->old);
 	for (size_t i = 0; i < b->nitems; i++)

@@ -12,6 +12,7 @@
 
 #include "peerback/error.h"
 #include "peerback/store.h"
+#include "agent/backup/stream.h"
 
 /* Before the average size a cut needs 22 zero bits (harder), after it 18
  * (easier): sizes cluster around the average. The gear hash shifts left, so
@@ -66,6 +67,35 @@ size_t pb_cdc_cut(const pb_cdc_t *cdc, const uint8_t *buf, size_t len, bool eof)
 			return i + 1;
 	}
 	if (n == PB_CDC_MAX || eof)
+		return n;
+	return 0;
+}
+
+/* The same cut with the sizes of a chat stream (agent/backup/stream.h):
+ * 18 zero bits before the average, 14 after. */
+#define MASK_SS (~0ull << (64 - 18))
+#define MASK_SL (~0ull << (64 - 14))
+
+size_t pb__cdc_cut_stream(const pb_cdc_t *cdc, const uint8_t *buf, size_t len, bool eof)
+{
+	size_t n = len < PB_STREAM_MAX ? len : PB_STREAM_MAX;
+	size_t normal = n < PB_STREAM_AVG ? n : PB_STREAM_AVG;
+	uint64_t fp = 0;
+	size_t i;
+
+	if (len <= PB_STREAM_MIN)
+		return eof ? len : 0;
+	for (i = PB_STREAM_MIN; i < normal; i++) {
+		fp = (fp << 1) + cdc->gear[buf[i]];
+		if ((fp & MASK_SS) == 0)
+			return i + 1;
+	}
+	for (; i < n; i++) {
+		fp = (fp << 1) + cdc->gear[buf[i]];
+		if ((fp & MASK_SL) == 0)
+			return i + 1;
+	}
+	if (n == PB_STREAM_MAX || eof)
 		return n;
 	return 0;
 }

@@ -74,11 +74,16 @@ typedef struct pb__assembly_s {
 	char tmp[4200]; /* the temporary file, "" when in memory */
 	uint8_t state[384]; /* crypto_generichash_state */
 	bool whole; /* buf is one chunk, checked when opened: not hashed again */
+	uint64_t added;     /* bytes added so far */
 } pb__assembly_t;
 /* tmpdir NULL: always in memory. *tmpn numbers the temporary files. */
 PB_WUR int pb__assembly_start(pb__assembly_t *a, const pb_backup_keys_t *keys, uint64_t size, const char *tmpdir,
 			      unsigned *tmpn);
 PB_WUR int pb__assembly_add(pb__assembly_t *a, const uint8_t *data, size_t len);
+/* Adds chunk number k (of m's chunks, data[0..len)) of item m: the whole
+ * chunk, or for a slice (a stream's message) only its part of it. */
+PB_WUR int pb__assembly_add_chunk(pb__assembly_t *a, const pb_manifest_item_t *m, size_t k, const uint8_t *data,
+				  size_t len);
 /* Ends the item: its keyed content hash; a temporary file is synced and
  * closed (kept until pb__assembly_drop). */
 PB_WUR int pb__assembly_end(pb__assembly_t *a, uint8_t hash[32]);

@@ -44,6 +44,12 @@ PB_WUR int pb__state_file_get(pb_backup_state_t *st, const char *path, pb__stamp
  * returned. */
 PB_WUR int pb__state_file_parts(pb_backup_state_t *st, const char *path, int64_t rgen,
 				int (*cb)(void *arg, const uint8_t *data, size_t len), void *arg);
+/* Part numbers from PB__PART_DIGESTS on hold the file's message digests
+ * (u64 each, agent/backup/backup.c), not records; pb__state_file_digests
+ * reads them like pb__state_file_parts. */
+#define PB__PART_DIGESTS 0x80000000u
+PB_WUR int pb__state_file_digests(pb_backup_state_t *st, const char *path, int64_t rgen,
+				  int (*cb)(void *arg, const uint8_t *data, size_t len), void *arg);
 /* Stores part number part of the file's records for this run. */
 PB_WUR int pb__state_file_part_put(pb_backup_state_t *st, const char *path, uint32_t part, const uint8_t *data,
 				   size_t len);
@@ -73,6 +79,8 @@ PB_WUR int pb__manifest_rec_encode(const pb_manifest_writer_t *w, const pb_manif
 PB_WUR int pb__manifest_writer_add_rec(pb_manifest_writer_t *w, const uint8_t *rec, size_t len);
 /* The length of the first record of buf, checked against len. */
 PB_WUR int pb__manifest_rec_next(const uint8_t *buf, size_t len, size_t *reclen);
+/* The seq and size of the item of the record at rec, checked as above. */
+PB_WUR int pb__manifest_rec_info(const uint8_t *rec, size_t len, uint64_t *seq, uint64_t *size);
 
 /* The id index (manifest version 2, agent/backup/manifest.c): every id's
  * key (keyed BLAKE2b of the id, 64 bits) with the number of the manifest

@@ -55,6 +55,9 @@
 #define ITEM_FIXED_LEN (4 + 2 + 2 + 8 + 8 + 8 + 32 + 4)
 #define ROOT_HDR_LEN (8 + 8 + 8 + 4)
 #define ITEM_CHUNKS_MAX PB_MANIFEST_ITEM_CHUNKS_MAX
+/* Kind bit 31: the item is a slice of its chunks, a u32 offset into the
+ * first follows its names (pb_manifest_item_t.slice). */
+#define KIND_SLICE 0x80000000u
 
 _Static_assert(MF_HDR_LEN + ITEM_FIXED_LEN + PB_MANIFEST_ID_MAX + PB_MANIFEST_PATH_MAX +
 			       ITEM_CHUNKS_MAX * 32ull <= PB_MANIFEST_CHUNK_PLAIN_MAX,
@@ -264,17 +267,19 @@ static int rec_len(const uint8_t *rec, size_t len, size_t *out, size_t *nchunks,
 	if (n > ITEM_CHUNKS_MAX)
 		return PB_ETOOBIG;
 	need = REC_HDR + ITEM_FIXED_LEN + idl + pl + n * PB_STORE_NAME_LEN;
+	*names_off = need - n * PB_STORE_NAME_LEN;
+	if (rd32(it) & KIND_SLICE)
+		need += 4;
 	if (len < need)
 		return PB_ETRUNCATED;
 	*out = need;
 	*nchunks = n;
-	*names_off = need - n * PB_STORE_NAME_LEN;
 	return 0;
 }
 
 size_t pb__manifest_rec_max(size_t nchunks)
 {
-	return REC_HDR + ITEM_FIXED_LEN + PB_MANIFEST_ID_MAX + PB_MANIFEST_PATH_MAX + nchunks * PB_STORE_NAME_LEN;
+	return REC_HDR + ITEM_FIXED_LEN + PB_MANIFEST_ID_MAX + PB_MANIFEST_PATH_MAX + nchunks * PB_STORE_NAME_LEN + 4;
 }
 
 int pb__manifest_rec_next(const uint8_t *buf, size_t len, size_t *reclen)
@@ -282,6 +287,20 @@ int pb__manifest_rec_next(const uint8_t *buf, size_t len, size_t *reclen)
 	size_t n, off;
 
 	return rec_len(buf, len, reclen, &n, &off);
+}
+
+int pb__manifest_rec_info(const uint8_t *rec, size_t len, uint64_t *seq, uint64_t *size)
+{
+	size_t n, off, need, idl, pl;
+	int rc = rec_len(rec, len, &need, &n, &off);
+
+	if (rc != 0)
+		return rc;
+	idl = rd16(rec + REC_HDR + 4);
+	pl = rd16(rec + REC_HDR + 6 + idl);
+	*seq = rd64(rec + REC_HDR + 8 + idl + pl);
+	*size = rd64(rec + REC_HDR + 16 + idl + pl);
+	return 0;
 }
 
 uint64_t pb__manifest_id_key(const pb_backup_keys_t *keys, const char *id, size_t len)
@@ -306,13 +325,15 @@ int pb__manifest_rec_encode(const pb_manifest_writer_t *w, const pb_manifest_ite
 	pl = strnlen(it->path, PB_MANIFEST_PATH_MAX + 1);
 	if (idl > PB_MANIFEST_ID_MAX || pl > PB_MANIFEST_PATH_MAX || it->nchunks > ITEM_CHUNKS_MAX)
 		return PB_ETOOBIG;
-	need = REC_HDR + ITEM_FIXED_LEN + idl + pl + it->nchunks * PB_STORE_NAME_LEN;
+	need = REC_HDR + ITEM_FIXED_LEN + idl + pl + it->nchunks * PB_STORE_NAME_LEN + (it->slice ? 4 : 0);
+	if ((it->kind & KIND_SLICE) != 0)
+		return PB_EINVAL;
 	if (need > cap)
 		return PB_ETOOBIG;
 	key = pb__manifest_id_key(&w->keys, it->id, idl);
 	out[0] = (key & 31) == 0 ? REC_CUT : 0;
 	le64(out + 1, key);
-	le32(p, it->kind);
+	le32(p, it->kind | (it->slice ? KIND_SLICE : 0));
 	le16(p + 4, (uint16_t)idl);
 	memcpy(p + 6, it->id, idl);
 	p += 6 + idl;
@@ -326,6 +347,8 @@ int pb__manifest_rec_encode(const pb_manifest_writer_t *w, const pb_manifest_ite
 	le32(p + 56, (uint32_t)it->nchunks);
 	if (it->nchunks > 0)
 		memcpy(p + 60, it->chunks, it->nchunks * PB_STORE_NAME_LEN);
+	if (it->slice)
+		le32(p + 60 + it->nchunks * PB_STORE_NAME_LEN, it->off);
 	*len = need;
 	return 0;
 }
@@ -344,8 +367,12 @@ int pb__manifest_writer_add_rec(pb_manifest_writer_t *w, const uint8_t *rec, siz
 	if (w->len + len - REC_HDR > PB_MANIFEST_CHUNK_PLAIN_MAX && (rc = writer_emit(w)) < 0)
 		return rc;
 	memcpy(w->buf + w->len, rec + REC_HDR, len - REC_HDR);
+	/* Slices of a stream name the chunk before them again and again: a
+	 * repeat of the last reference is not kept twice. */
 	for (size_t i = 0; i < n; i++)
-		if ((rc = names_push(&w->refs, &w->nrefs, &w->rcap, rec + off + i * PB_STORE_NAME_LEN)) < 0)
+		if ((w->nrefs == 0 ||
+		     memcmp(w->refs[w->nrefs - 1], rec + off + i * PB_STORE_NAME_LEN, PB_STORE_NAME_LEN) != 0) &&
+		    (rc = names_push(&w->refs, &w->nrefs, &w->rcap, rec + off + i * PB_STORE_NAME_LEN)) < 0)
 			return rc;
 	if (w->indexed && (rc = index_push(w, rd64(rec + 1))) != 0)
 		return rc;
@@ -593,6 +620,9 @@ int pb_manifest_parse(const uint8_t *buf, size_t len, pb_manifest_item_cb cb, vo
 		if (len - off < 6)
 			return PB_ETRUNCATED;
 		it.kind = rd32(buf + off);
+		it.slice = (it.kind & KIND_SLICE) != 0;
+		it.kind &= ~KIND_SLICE;
+		it.off = 0;
 		idl = rd16(buf + off + 4);
 		off += 6;
 		if (idl > PB_MANIFEST_ID_MAX)
@@ -630,6 +660,12 @@ int pb_manifest_parse(const uint8_t *buf, size_t len, pb_manifest_item_cb cb, vo
 		it.nchunks = nch;
 		it.chunks = (const uint8_t(*)[PB_STORE_NAME_LEN])(buf + off);
 		off += nch * PB_STORE_NAME_LEN;
+		if (it.slice) {
+			if (len - off < 4)
+				return PB_ETRUNCATED;
+			it.off = rd32(buf + off);
+			off += 4;
+		}
 		rc = cb(arg, &it);
 		if (rc != 0)
 			return rc;

@@ -65,6 +65,10 @@ struct restore {
 	/* The snapshot's id index (version 2 roots), or NULL. */
 	uint8_t *index;
 	size_t nindex;
+	/* The chunk opened last, kept for the next manifest chunk's items: a
+	 * chat stream's chunk holds messages of several manifest chunks. */
+	uint8_t *held, held_name[PB_STORE_NAME_LEN];
+	size_t held_len;
 };
 
 static bool selected(const struct restore *r, const pb_manifest_item_t *m);
@@ -250,12 +254,17 @@ out:
 	return rc;
 }
 
+#define FETCH 0
+#define CACHED 1
+#define AGAIN 2 /* slices of a stream: the chunk just opened serves the next item too */
+
 /* Asks for the next chunks not cached, up to FETCH_WINDOW in flight. */
 struct fetch {
 	uint64_t ids[FETCH_WINDOW];
 	uint64_t est[FETCH_WINDOW]; /* the bytes each request is expected to bring */
 	uint64_t inflight;          /* their sum over the requests not received */
-	bool *cached;
+	uint8_t *cached; /* per chunk: FETCH, CACHED, or AGAIN (the chunk before it again) */
+	size_t opened;   /* chunks not AGAIN: each goes through the opener */
 	size_t total, sent, got;
 	size_t si, sc, sk; /* next chunk to request, and its index in cached */
 };
@@ -306,12 +315,19 @@ static int produce_one(struct restore *r, struct fetch *f, struct produce *p, pb
 	bool cached;
 	int rc;
 
-	while (p->c >= r->items[p->i].m.nchunks) {
-		p->i++;
-		p->c = 0;
+	/* A chunk AGAIN is the one before it, opened once: not handed over. */
+	for (;;) {
+		while (p->c >= r->items[p->i].m.nchunks) {
+			p->i++;
+			p->c = 0;
+		}
+		if (f->cached[p->k] != AGAIN)
+			break;
+		p->c++;
+		p->k++;
 	}
 	name = r->items[p->i].names[p->c];
-	cached = f->cached[p->k];
+	cached = f->cached[p->k] == CACHED;
 	if ((rc = request_more(r, f)) != 0)
 		return rc;
 	if (cached) {
@@ -360,8 +376,14 @@ static int fetch_items(struct restore *r)
 {
 	struct fetch f;
 	struct produce p;
-	size_t all = 0, item = 0, chunk = 0;
+	size_t all = 0, at = 0, item = 0, chunk = 0; /* at: index in cached of the current chunk */
 	pb__opener_t *op = NULL;
+	/* The chunk opened last, when a slice used it: the next slice may
+	 * start in it (the messages of a chat stream share chunks). */
+	const uint8_t *prev = r->held != NULL ? r->held_name : NULL;
+	bool prev_slice = prev != NULL;
+	uint8_t *plain = r->held;
+	size_t plen = r->held_len;
 	pb__assembly_t a;
 	int rc = 0;
 
@@ -374,24 +396,33 @@ static int fetch_items(struct restore *r)
 	f.cached = calloc(all + 1, sizeof(*f.cached));
 	if (f.cached == NULL)
 		return PB_ENOMEM;
+	r->held = NULL;
+	r->held_len = 0;
 	if ((rc = pb__opener_new(&r->keys, &op)) != 0) {
 		free(f.cached);
+		free(plain);
 		return rc;
 	}
-	/* Chunks an interrupted run fetched are not fetched again. */
+	/* Chunks an interrupted run fetched are not fetched again, nor is a
+	 * slice's chunk opened for the slice before it. */
 	for (size_t i = 0, k = 0; i < r->nitems; i++)
 		for (size_t c = 0; c < r->items[i].m.nchunks; c++, k++) {
-			f.cached[k] = cache_has(r, r->items[i].names[c]);
-			if (!f.cached[k])
+			if (prev_slice && r->items[i].m.slice && memcmp(r->items[i].names[c], prev, PB_STORE_NAME_LEN) == 0)
+				f.cached[k] = AGAIN;
+			else
+				f.cached[k] = cache_has(r, r->items[i].names[c]) ? CACHED : FETCH;
+			prev = r->items[i].names[c];
+			prev_slice = r->items[i].m.slice;
+			if (f.cached[k] == FETCH)
 				f.total++;
+			if (f.cached[k] != AGAIN)
+				f.opened++;
 		}
 	memset(&a, 0, sizeof(a));
 	a.fd = -1;
 	/* Items with no chunk (empty files) are finished at once below. */
 	while (item < r->nitems && rc == 0) {
 		const struct want_item *w = &r->items[item];
-		uint8_t *plain = NULL;
-		size_t plen = 0;
 
 		if (chunk == 0 &&
 		    (rc = pb__assembly_start(&a, &r->keys, w->m.size, r->txn != NULL ? r->tmpdir : NULL, &r->tmpn)) != 0)
@@ -401,20 +432,26 @@ static int fetch_items(struct restore *r)
 			item++;
 			continue;
 		}
-		while (rc == 0 && p.done < all && (pb__opener_room(op) || pb__opener_waiting(op) == 0))
+		while (rc == 0 && p.done < f.opened && (pb__opener_room(op) || pb__opener_waiting(op) == 0))
 			rc = produce_one(r, &f, &p, op);
-		if (rc == 0)
+		if (rc == 0 && f.cached[at] != AGAIN) {
+			free(plain);
+			plain = NULL;
+			plen = 0;
+			memcpy(r->held_name, w->names[chunk], PB_STORE_NAME_LEN);
 			rc = take_one(r, op, w->names[chunk], &plain, &plen);
-		if (rc == 0 && whole_item(w)) {
+		}
+		if (rc == 0)
+			at++;
+		if (rc == 0 && !w->m.slice && whole_item(w)) {
 			/* The item is its chunk: opening it checked its hash. */
 			a.buf = plain;
 			a.len = a.cap = plen;
 			a.whole = true;
 			plain = NULL;
 		} else if (rc == 0) {
-			rc = pb__assembly_add(&a, plain, plen);
+			rc = pb__assembly_add_chunk(&a, &w->m, chunk, plain, plen);
 		}
-		free(plain);
 		if (rc == 0 && ++chunk == w->m.nchunks) {
 			rc = assembly_finish(r, &a, w);
 			item++;
@@ -425,6 +462,14 @@ static int fetch_items(struct restore *r)
 	}
 	pb__opener_free(op);
 	pb__assembly_drop(&a);
+	/* Kept for the next call only when it is what held_name names and a
+	 * slice used it last. */
+	if (rc == 0 && plain != NULL && prev_slice) {
+		r->held = plain;
+		r->held_len = plen;
+	} else {
+		free(plain);
+	}
 	free(f.cached);
 	return rc;
 }
@@ -1080,6 +1125,7 @@ static void restore_free(struct restore *r)
 	if (r->tmpdir[0])
 		rmdir(r->tmpdir);
 	free(r->out);
+	free(r->held);
 	free_items(r);
 	free(r->items);
 	free(r->prev_id);

@@ -151,7 +151,7 @@ static int prepare_files(pb_backup_state_t *st)
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(st->db, "UPDATE files SET gen=?2 WHERE path=?1", -1, &st->file_touch, NULL);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(st->db, "SELECT data FROM fparts WHERE path=?1 AND gen=?2 ORDER BY part", -1,
+		rc = sqlite3_prepare_v2(st->db, "SELECT data FROM fparts WHERE path=?1 AND gen=?2 AND part<?3 ORDER BY part", -1,
 					&st->file_parts, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO fparts(path, gen, part, data)"
@@ -746,15 +746,15 @@ int pb__state_file_get(pb_backup_state_t *st, const char *path, pb__stamp_t *sta
 	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? PB_ENOTFOUND : db_err(rc);
 }
 
-int pb__state_file_parts(pb_backup_state_t *st, const char *path, int64_t rgen,
-			 int (*cb)(void *arg, const uint8_t *data, size_t len), void *arg)
+static int file_parts(sqlite3_stmt *q, const char *path, int64_t rgen,
+		      int (*cb)(void *arg, const uint8_t *data, size_t len), void *arg)
 {
-	sqlite3_stmt *q = st->file_parts;
 	int rc;
 
 	sqlite3_reset(q);
 	sqlite3_bind_text(q, 1, path, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 2, rgen);
+	sqlite3_bind_int64(q, 3, PB__PART_DIGESTS);
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
 		int n = sqlite3_column_bytes(q, 0);
 		const uint8_t *data = sqlite3_column_blob(q, 0);
@@ -767,6 +767,26 @@ int pb__state_file_parts(pb_backup_state_t *st, const char *path, int64_t rgen,
 	if (rc == SQLITE_DONE)
 		return 0;
 	return rc < 0 || rc > 255 ? rc : db_err(rc);
+}
+
+int pb__state_file_parts(pb_backup_state_t *st, const char *path, int64_t rgen,
+			 int (*cb)(void *arg, const uint8_t *data, size_t len), void *arg)
+{
+	return file_parts(st->file_parts, path, rgen, cb, arg);
+}
+
+int pb__state_file_digests(pb_backup_state_t *st, const char *path, int64_t rgen,
+			   int (*cb)(void *arg, const uint8_t *data, size_t len), void *arg)
+{
+	sqlite3_stmt *q;
+	int rc = sqlite3_prepare_v2(st->db, "SELECT data FROM fparts WHERE path=?1 AND gen=?2 AND part>=?3 ORDER BY part",
+				    -1, &q, NULL);
+
+	if (rc != SQLITE_OK)
+		return db_err(rc);
+	rc = file_parts(q, path, rgen, cb, arg);
+	sqlite3_finalize(q);
+	return rc;
 }
 
 int pb__state_file_part_put(pb_backup_state_t *st, const char *path, uint32_t part, const uint8_t *data, size_t len)

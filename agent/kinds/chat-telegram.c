@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "peerback/error.h"
 #include "agent/kinds/chat-util.h"
 #include "agent/kinds/util.h"
@@ -479,12 +481,17 @@ static int split_message(void *arg, pb__chat_tg_chat_t *chat, pb__cj_t *msg)
 	return err;
 }
 
-static int codec_split(const char *relpath, const uint8_t *buf, size_t len, pb_item_cb cb, void *arg)
+/* Splits the bytes in buf, or those read from fd (fd >= 0) a block at a
+ * time: then memory holds one block and the message being parsed, not
+ * the file (a chat can be hundreds of MB). */
+static int split_run(const char *relpath, const uint8_t *buf, size_t len, int fd, pb_item_cb cb, void *arg)
 {
+	enum { BLOCK = 1u << 20 };
 	struct tg_split s;
 	pb__chat_tg_sink_t sink = {split_begin, split_message, NULL, &s, true};
 	pb__chat_tg_t *p;
 	char why[256] = "";
+	uint8_t *block = NULL;
 	int err;
 
 	memset(&s, 0, sizeof(s));
@@ -493,9 +500,30 @@ static int codec_split(const char *relpath, const uint8_t *buf, size_t len, pb_i
 	s.arg = arg;
 	if ((err = chat_dir_of(relpath, s.chat, sizeof(s.chat))) != 0)
 		return err;
-	if ((err = pb__chat_tg_new(&p, &sink)) != 0)
+	if (fd >= 0 && (block = malloc(BLOCK)) == NULL)
+		return PB_ENOMEM;
+	if ((err = pb__chat_tg_new(&p, &sink)) != 0) {
+		free(block);
 		return err;
-	err = pb__chat_tg_feed(p, buf, len, why, sizeof(why));
+	}
+	if (fd < 0) {
+		err = pb__chat_tg_feed(p, buf, len, why, sizeof(why));
+	} else {
+		for (;;) {
+			ssize_t n = read(fd, block, BLOCK);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				err = n < 0 ? -errno : 0;
+				break;
+			}
+			if ((err = pb__chat_tg_feed(p, block, (size_t)n, why, sizeof(why))) != 0)
+				break;
+		}
+		sodium_memzero(block, BLOCK);
+		free(block);
+	}
 	if (err == 0)
 		err = pb__chat_tg_finish(p, why, sizeof(why));
 	pb__chat_tg_free(p);
@@ -504,6 +532,16 @@ static int codec_split(const char *relpath, const uint8_t *buf, size_t len, pb_i
 	if (err != 0)
 		pb__kinds_split_why(0, why);
 	return err;
+}
+
+static int codec_split(const char *relpath, const uint8_t *buf, size_t len, pb_item_cb cb, void *arg)
+{
+	return split_run(relpath, buf, len, -1, cb, arg);
+}
+
+int pb__telegram_split_fd(const char *relpath, int fd, pb_item_cb cb, void *arg)
+{
+	return split_run(relpath, NULL, 0, fd, cb, arg);
 }
 
 static int codec_join(const char *relpath, const pb_item_t *items, size_t n, pb_buf_t *out)

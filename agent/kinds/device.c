@@ -225,6 +225,20 @@ static int scan(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, pb_it
 			size_t len;
 
 			pb__kinds_split_why(0, NULL);
+			if (codec == &pb__codec_telegram) {
+				/* A chat is parsed as it is read: memory does not
+				 * hold the whole file. */
+				int fd = open(abs, O_RDONLY | O_CLOEXEC);
+
+				rc = fd < 0 ? -errno : pb__telegram_split_fd(rel, fd, split_cb, &ctx);
+				if (fd >= 0)
+					close(fd);
+				if (rc != 0 && ctx.stopped)
+					goto out_free;
+				if (rc != 0 && (rc = file_failed(bad, bad_arg, rel, rc)) != 0)
+					goto out_bad;
+				continue;
+			}
 			if ((rc = pb__kinds_read_file(abs, PB__KINDS_MAX_FILE, &buf, &len)) != 0) {
 				if ((rc = file_failed(bad, bad_arg, rel, rc)) != 0)
 					goto out_bad;
@@ -309,9 +323,13 @@ typedef struct wentry_s {
 	uint8_t *data;
 	size_t len;
 	char *src;
-	/* Multi-item file: the items to merge into it. */
+	/* Multi-item file: the items to merge into it, and a hash table of
+	 * their ids (index + 1, 0 empty) so that adding a million messages
+	 * does not compare each with all before it. */
 	witem_t *items;
 	size_t n, cap;
+	uint32_t *slots;
+	size_t nslots; /* a power of two, or 0 */
 } wentry_t;
 
 /* A file written to a temporary name beside its target, waiting to be
@@ -367,6 +385,7 @@ static void wentry_clear(wentry_t *e)
 	for (size_t i = 0; i < e->n; i++)
 		witem_clear(&e->items[i]);
 	free(e->items);
+	free(e->slots);
 	memset(e, 0, sizeof(*e));
 }
 
@@ -462,18 +481,61 @@ static int item_bytes(const pb_item_t *item, uint8_t **out, size_t *len)
 	return pb__kinds_read_file(item->file, PB__KINDS_MAX_FILE, out, len);
 }
 
+static size_t id_hash(const char *id)
+{
+	uint64_t h = 14695981039346656037ull;
+
+	for (; *id; id++)
+		h = (h ^ (uint8_t)*id) * 1099511628211ull;
+	return (size_t)(h ^ h >> 29);
+}
+
+/* The slot of id in e's table: its item's, or the empty one it would take. */
+static uint32_t *id_slot(const wentry_t *e, const char *id)
+{
+	size_t mask = e->nslots - 1, k = id_hash(id) & mask;
+
+	while (e->slots[k] != 0 && strcmp(e->items[e->slots[k] - 1].id, id) != 0)
+		k = (k + 1) & mask;
+	return &e->slots[k];
+}
+
+/* Keeps the table at most half full. */
+static int id_table_grow(wentry_t *e)
+{
+	size_t n = e->nslots ? e->nslots : 64;
+	uint32_t *old = e->slots;
+
+	if ((e->n + 1) * 2 <= e->nslots)
+		return 0;
+	if (e->n + 1 >= UINT32_MAX / 2)
+		return PB_ETOOBIG;
+	while ((e->n + 1) * 2 > n)
+		n *= 2;
+	if ((e->slots = calloc(n, sizeof(*e->slots))) == NULL) {
+		e->slots = old;
+		return PB_ENOMEM;
+	}
+	free(old);
+	e->nslots = n;
+	for (size_t i = 0; i < e->n; i++)
+		*id_slot(e, e->items[i].id) = (uint32_t)(i + 1);
+	return 0;
+}
+
 static int add_multi(wentry_t *e, const pb_item_t *item)
 {
 	witem_t *it = NULL;
+	uint32_t *slot;
 	uint8_t *data;
 	size_t len;
 	int rc;
 
-	if ((rc = item_bytes(item, &data, &len)) != 0)
+	if ((rc = id_table_grow(e)) != 0 || (rc = item_bytes(item, &data, &len)) != 0)
 		return rc;
-	for (size_t i = 0; i < e->n; i++)
-		if (strcmp(e->items[i].id, item->id) == 0)
-			it = &e->items[i];
+	slot = id_slot(e, item->id);
+	if (*slot != 0)
+		it = &e->items[*slot - 1];
 	if (it != NULL) {
 		char *after = item->after != NULL ? strdup(item->after) : NULL;
 
@@ -514,6 +576,7 @@ static int add_multi(wentry_t *e, const pb_item_t *item)
 	it->data = data;
 	it->len = len;
 	e->n++;
+	*slot = (uint32_t)e->n;
 	return 0;
 }
 
@@ -707,31 +770,28 @@ static int merge_items(existing_t *x, wentry_t *e)
 	}
 	if (e->n > 1)
 		qsort(batch, e->n, sizeof(*batch), cmp_seq);
+	/* Each restored item's bytes move to the merged list (the entry's
+	 * items are not used after the merge): a chat of a million messages
+	 * is not held twice. */
 	for (size_t i = 0; i < e->n; i++) {
-		const witem_t *it = batch[i];
+		witem_t *it = batch[i];
 		witem_t *dst = find_existing(x, index, base, it->id), *prev;
-		uint8_t *copy = NULL;
 
-		if (it->len > 0) {
-			if ((copy = malloc(it->len)) == NULL) {
-				rc = PB_ENOMEM;
-				goto out;
-			}
-			memcpy(copy, it->data, it->len);
-		}
 		if (dst != NULL) {
 			wipe_free(dst->data, dst->len);
-			dst->data = copy;
+			dst->data = it->data;
 			dst->len = it->len;
+			it->data = NULL;
+			it->len = 0;
 			last_major = dst->major;
 			last_id = dst->id;
 			continue;
 		}
-		if ((rc = existing_cb(x, &(pb_item_t){ .id = it->id, .data = copy, .len = it->len })) != 0) {
-			wipe_free(copy, it->len);
+		if ((rc = existing_cb(x, &(pb_item_t){ .id = it->id, .data = it->data, .len = it->len })) != 0)
 			goto out;
-		}
-		wipe_free(copy, it->len);
+		wipe_free(it->data, it->len);
+		it->data = NULL;
+		it->len = 0;
 		dst = &x->v[x->n - 1];
 		dst->order = base + i;
 		if (it->after == NULL && it->seq == 0)

@@ -73,6 +73,8 @@ int pb__gen_contacts(const char *device_dir, uint64_t seed, pb_gen_size_t size);
 /* Codecs of multi-item files, registered in agent/kinds/codec.c. */
 extern const pb_codec_t pb__codec_sim_csv;
 extern const pb_codec_t pb__codec_telegram;
+/* pb__codec_telegram's split reading the file from fd a block at a time. */
+int pb__telegram_split_fd(const char *relpath, int fd, pb_item_cb cb, void *arg);
 extern const pb_codec_t pb__codec_vcard;
 
 #endif

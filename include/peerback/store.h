@@ -346,6 +346,11 @@ typedef struct pb_manifest_item_s {
 	uint8_t hash[32]; /* content hash of the item's plaintext */
 	size_t nchunks;
 	const uint8_t (*chunks)[PB_STORE_NAME_LEN];
+	/* A slice of a stream (a chat's messages cut into chunks that hold
+	 * many): the item is the size bytes at off in its chunks joined, not
+	 * the chunks whole. */
+	bool slice;
+	uint32_t off;
 } pb_manifest_item_t;
 
 /* Receives each decoded item; return non-zero to stop (that value is

@@ -4,7 +4,10 @@ full backup, unchanged re-backup, a re-backup after one chat message
 changed, and single-message restores by id (fresh commands). Uses the
 bench's own environment (account service, host, phone on loopback).
 
-  tools/bench/rebackup.py --bin build-release/tools --data DIR [--singles N] [--out FILE]
+  tools/bench/rebackup.py --bin build-release/tools --data DIR [--singles N] [--restore] [--out FILE]
+
+--restore also restores the full backup into a new folder, compares it
+with the device directory (diff -r) and reports its figures.
 
 The device directory is backed up where it is; the one changed message is
 changed back at the end."""
@@ -13,6 +16,7 @@ import json
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -85,6 +89,7 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--singles", type=int, default=0)
+    ap.add_argument("--restore", action="store_true")
     ap.add_argument("--out", default=None)
     ap.add_argument("--keep", action="store_true", help="leave the host running until Enter")
     args = ap.parse_args()
@@ -96,6 +101,15 @@ def main():
     try:
         phone = env.add_phone("phone")
         r["full"] = row(backup(env, phone, args.data, first=True))
+        if args.restore:
+            to = os.path.join(root, "restored")
+            cpu0 = env.host.cpu()
+            res = env.peerback(phone, "--json", "restore", "--to", to, env=quiet_env()).check("peerback restore")
+            same = subprocess.run(["diff", "-r", "-q", args.data, to], capture_output=True).returncode == 0
+            r["restore"] = {"wall_s": round(res.wall, 3), "phone_cpu_s": round(res.cpu, 3),
+                            "host_cpu_s": round(env.host.cpu() - cpu0, 3),
+                            "phone_rss_mib": round(res.rss_kib / 1024, 1), "identical": same}
+            shutil.rmtree(to, ignore_errors=True)
         r["unchanged"] = row(backup(env, phone, args.data))
         change = change_one_message(args.data)
         r["one_message"] = row(backup(env, phone, args.data))

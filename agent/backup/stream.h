@@ -1,0 +1,71 @@
+/* A chat's messages cut as one stream (agent/backup/stream.c). */
+#ifndef PB_BACKUP_STREAM_H
+#define PB_BACKUP_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "peerback.h"
+
+/* Stream chunks: smaller than a file's, so that one changed message
+ * re-sends little; a few thousand for a 352 MB chat. */
+#define PB_STREAM_MIN (16u * 1024)
+#define PB_STREAM_AVG (64u * 1024)
+#define PB_STREAM_MAX (256u * 1024)
+
+/* Tests only: chat messages are backed up one chunk each, as before
+ * streams, to make snapshots in that format. */
+extern bool pb__stream_off;
+
+/* Cuts like pb_cdc_cut with the stream's sizes (agent/backup/cdc.c). */
+size_t pb__cdc_cut_stream(const pb_cdc_t *cdc, const uint8_t *buf, size_t len, bool eof);
+
+/* Names (and sends, when new) one chunk of the stream: name receives it. */
+typedef int (*pb__stream_chunk_cb)(void *arg, const uint8_t *data, size_t len, uint8_t name[PB_STORE_NAME_LEN]);
+/* Receives each message, a slice, in order, once its bytes are cut. */
+typedef int (*pb__stream_rec_cb)(void *arg, const pb_manifest_item_t *m);
+
+struct pb__schunk {
+	uint8_t name[PB_STORE_NAME_LEN];
+	uint64_t start, end; /* its bytes in the stream */
+};
+
+struct pb__smsg {
+	uint64_t off, len, seq;
+	uint32_t kind;
+	size_t id; /* in ids */
+	uint8_t hash[32];
+};
+
+typedef struct pb__stream_s {
+	const pb_cdc_t *cdc;
+	pb__stream_chunk_cb chunk;
+	pb__stream_rec_cb rec;
+	void *arg;
+	char *path;         /* the file being streamed, NULL when none */
+	uint8_t *buf;       /* buf[pos..len) not cut yet; buf[0] is at base */
+	size_t len, pos, cap;
+	uint64_t base;
+	struct pb__schunk *ch; /* chunks cut that a waiting message needs */
+	size_t nch, cap_ch;
+	struct pb__smsg *msg;  /* messages waiting for their last byte to be cut */
+	size_t nmsg, head, cap_msg;
+	char *ids;
+	size_t ids_len, ids_cap;
+	uint8_t *names;
+	size_t cap_names;
+} pb__stream_t;
+
+void pb__stream_init(pb__stream_t *s, const pb_cdc_t *cdc, pb__stream_chunk_cb chunk, pb__stream_rec_cb rec,
+		     void *arg);
+void pb__stream_free(pb__stream_t *s);
+/* True while a file is being streamed (path NULL: any file). */
+bool pb__stream_on(const pb__stream_t *s, const char *path);
+/* Adds the next message (bytes in it->data) of the file at path, whose
+ * keyed content hash is hash. */
+PB_WUR int pb__stream_add(pb__stream_t *s, const char *path, const pb_item_t *it, const uint8_t hash[32]);
+/* Cuts the rest and hands over every message: the file is done. */
+PB_WUR int pb__stream_flush(pb__stream_t *s);
+
+#endif
