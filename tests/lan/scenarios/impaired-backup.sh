@@ -55,7 +55,11 @@ scenario() {
 	same_data "$WORK/p/device" "$WORK/p/restored"
 	read -r seen dropped <<<"$(loss_counts relay)"
 	pct=$(awk -v s="$seen" -v d="$dropped" 'BEGIN { printf "%.1f", 100 * d / (s ? s : 1) }')
-	awk -v p="$pct" -v s="$seen" 'BEGIN { exit !(s >= 2000 && p >= 3.5 && p <= 6.5) }' ||
+	# 5% within a 99.9% binomial interval for the packets counted (the
+	# kernel counts a segmentation-offload batch as one packet, so how many
+	# a run sees varies): about 3.5-6.5% at 2,000 packets.
+	awk -v d="$dropped" -v s="$seen" \
+		'BEGIN { m = 0.05 * s; e = 3.3 * sqrt(s * 0.05 * 0.95) + 1; exit !(s >= 40 && d >= m - e && d <= m + e) }' ||
 		fail "loss not about 5%: $dropped of $seen packets"
 	check "measured loss over backup and restore: $dropped of $seen packets dropped ($pct%)"
 	stop_host
