@@ -227,6 +227,15 @@ static int add_chunk(void *arg, const uint8_t *data, size_t len)
 	return rc;
 }
 
+/* A manifest or index chunk this phone knows committed is not sealed
+ * again (most of a re-backup's manifest is unchanged). */
+static bool manifest_known(void *arg, const uint8_t *name)
+{
+	struct backup *b = arg;
+
+	return pb_backup_state_is_committed(b->st, name);
+}
+
 static int emit_manifest_chunk(void *arg, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
 {
 	struct backup *b = arg;
@@ -1065,6 +1074,7 @@ static int backup_walk(struct backup *b, unsigned mask)
 	if ((rc = pb_manifest_writer_new(&b->keys, emit_manifest_chunk, b, &b->mw)) != 0)
 		return rc;
 	pb__manifest_writer_indexed(b->mw);
+	pb__manifest_writer_known(b->mw, manifest_known, b);
 	rc = walk(b, mask, file_seen, backup_item, skip_file, b);
 	if (rc == 0)
 		rc = group_end(b);

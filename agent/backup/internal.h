@@ -88,6 +88,9 @@ PB_WUR int pb__manifest_rec_info(const uint8_t *rec, size_t len, uint64_t *seq, 
  * lists each index chunk's first key and name. One item is then the root,
  * one index chunk, one manifest chunk: no walk. */
 uint64_t pb__manifest_id_key(const pb_backup_keys_t *keys, const char *id, size_t len);
+/* Manifest and index chunks for which known(arg, name) is true are named
+ * but neither sealed nor emitted: the repository holds them. */
+void pb__manifest_writer_known(pb_manifest_writer_t *w, bool (*known)(void *arg, const uint8_t *name), void *arg);
 /* The writer makes a version 2 root with an id index. */
 void pb__manifest_writer_indexed(pb_manifest_writer_t *w);
 /* Tests only: backups write version 1 roots, as before the index, to show

@@ -88,7 +88,35 @@ struct pb_manifest_writer_s {
 	bool indexed;
 	struct idx_ent *idx;
 	size_t nidx, icap;
+	/* Chunks the repository is known to hold are named, not sealed. */
+	bool (*known)(void *arg, const uint8_t name[PB_STORE_NAME_LEN]);
+	void *known_arg;
 };
+
+void pb__manifest_writer_known(pb_manifest_writer_t *w, bool (*known)(void *arg, const uint8_t *name), void *arg)
+{
+	w->known = known;
+	w->known_arg = arg;
+}
+
+/* Seals plain and hands it to the caller, unless the repository is known
+ * to hold it (an unchanged stretch of a re-backup's manifest): then it is
+ * only named. */
+static int seal_emit(pb_manifest_writer_t *w, const uint8_t *plain, size_t plen, uint8_t name[PB_STORE_NAME_LEN])
+{
+	size_t ct_len;
+	int rc;
+
+	if (w->known != NULL) {
+		crypto_generichash(name, PB_STORE_NAME_LEN, plain, plen, w->keys.name, sizeof(w->keys.name));
+		if (w->known(w->known_arg, name))
+			return 0;
+	}
+	if ((rc = pb__seal(w->keys.manifest, w->keys.name, plain, plen, name, w->ct, &ct_len)) < 0)
+		return rc;
+	rc = w->emit(w->arg, name, w->ct, ct_len);
+	return rc == 0 ? 0 : rc < 0 ? rc : PB_ECANCELED;
+}
 
 static void le16(uint8_t *p, uint16_t v)
 {
@@ -187,19 +215,14 @@ void pb_manifest_writer_free(pb_manifest_writer_t *w)
 static int writer_emit(pb_manifest_writer_t *w)
 {
 	uint8_t name[PB_STORE_NAME_LEN];
-	size_t ct_len;
 	int rc;
 
 	memcpy(w->buf, "PBMC", 4);
 	w->buf[4] = MF_VERSION;
 	memset(w->buf + 5, 0, 3);
 	le32(w->buf + 8, w->count);
-	rc = pb__seal(w->keys.manifest, w->keys.name, w->buf, w->len, name, w->ct, &ct_len);
-	if (rc < 0)
+	if ((rc = seal_emit(w, w->buf, w->len, name)) != 0)
 		return rc;
-	rc = w->emit(w->arg, name, w->ct, ct_len);
-	if (rc != 0)
-		return rc < 0 ? rc : PB_ECANCELED;
 	if ((rc = names_push(&w->mchunks, &w->nmchunks, &w->mcap, name)) < 0 ||
 	    (rc = names_push(&w->refs, &w->nrefs, &w->rcap, name)) < 0)
 		return rc;
@@ -421,8 +444,8 @@ static int cmp_idx(const void *a, const void *b)
  * its first key and its name (the root's index). */
 static int write_index(pb_manifest_writer_t *w, uint8_t **out, size_t *nout)
 {
-	size_t u = 0, nchunks, plen, ct_len;
-	uint8_t *plain = NULL, *ct = NULL;
+	size_t u = 0, nchunks, plen;
+	uint8_t *plain = NULL;
 	int rc = 0;
 
 	*out = NULL;
@@ -435,9 +458,8 @@ static int write_index(pb_manifest_writer_t *w, uint8_t **out, size_t *nout)
 	w->nidx = u;
 	nchunks = (u + IDX_PER_CHUNK - 1) / IDX_PER_CHUNK;
 	plain = malloc(MF_HDR_LEN + IDX_PER_CHUNK * IDX_ENT_LEN);
-	ct = malloc(PB_CHUNK_CT_LEN_MAX(MF_HDR_LEN + IDX_PER_CHUNK * IDX_ENT_LEN));
 	*out = malloc(nchunks ? nchunks * ROOT_IDX_LEN : 1);
-	if (plain == NULL || ct == NULL || *out == NULL) {
+	if (plain == NULL || *out == NULL) {
 		rc = PB_ENOMEM;
 		goto out;
 	}
@@ -455,18 +477,13 @@ static int write_index(pb_manifest_writer_t *w, uint8_t **out, size_t *nout)
 		}
 		plen = MF_HDR_LEN + n * IDX_ENT_LEN;
 		le64(e, w->idx[first].key);
-		if ((rc = pb__seal(w->keys.manifest, w->keys.name, plain, plen, e + 8, ct, &ct_len)) < 0)
+		if ((rc = seal_emit(w, plain, plen, e + 8)) != 0)
 			break;
-		if ((rc = w->emit(w->arg, e + 8, ct, ct_len)) != 0) {
-			rc = rc < 0 ? rc : PB_ECANCELED;
-			break;
-		}
 		rc = names_push(&w->refs, &w->nrefs, &w->rcap, e + 8);
 	}
 	*nout = nchunks;
 out:
 	free(plain);
-	free(ct);
 	if (rc != 0) {
 		free(*out);
 		*out = NULL;

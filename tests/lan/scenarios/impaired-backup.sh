@@ -9,7 +9,7 @@ scenario() {
 	start_imd alice
 	start_host
 	phone p "$NET.10"
-	device p 2 600
+	device p 2 1200
 	bg host echo "$RELAY" echo --listen "$NET.2:7470"
 	wait_line "$WORK/echo.out" listening 10
 	start_relay "$NET.3" "$NET.2:7450" --delay-ms 50 --jitter-ms 10
