@@ -1,6 +1,6 @@
 /* The chat kind's entry points: import (Telegram result.json, or a WhatsApp
  * .txt), export ("auto", "telegram", "whatsapp"). Formats are in chat-telegram.c and
- * chat-whatsapp.c. */
+ * chat-whatsapp*.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
