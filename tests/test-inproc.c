@@ -13,63 +13,12 @@
 #include <sodium.h>
 
 #include "harness.h"
+#include "inproc.h"
 #include "agent/backup/repo.h"
 #include "agent/kinds/internal.h"
 #include "agent/phone/handle.h"
 #include "agent/util/fsutil.h"
 #include "examples/mem-provider.h"
-
-#define PASS "correct horse battery staple 7"
-
-struct phone {
-	char home[4096];
-	uint8_t id[16];
-	const char *account;
-	pb_repo_t *repo;
-	pb_phone_t *ph;
-};
-
-static void path(char *out, const char *name)
-{
-	snprintf(out, 4096, "%s/%s", pb_test_dir, name);
-}
-
-static void phone_open(struct phone *p)
-{
-	char store[4096];
-
-	path(store, "store");
-	assert_int_equal(pb__repo_local_open(store, p->account, p->id, &p->repo), 0);
-	assert_int_equal(pb_phone_open(p->home, &p->ph), 0);
-	pb__phone_set_repo(p->ph, p->repo);
-}
-
-static void phone_close(struct phone *p)
-{
-	pb_phone_close(p->ph);
-	pb__repo_close(p->repo);
-	p->ph = NULL;
-	p->repo = NULL;
-}
-
-static void phone_init(struct phone *p, const char *name, const char *account)
-{
-	memset(p, 0, sizeof(*p));
-	path(p->home, name);
-	randombytes_buf(p->id, sizeof(p->id));
-	p->account = account;
-	phone_open(p);
-}
-
-static pb_op_opts_t opts(void)
-{
-	pb_op_opts_t o;
-
-	memset(&o, 0, sizeof(o));
-	o.passphrase = PASS;
-	o.weak_kdf = true;
-	return o;
-}
 
 /* Events: counts, and a cancel once half of the items are done. */
 struct watch {
@@ -114,17 +63,11 @@ static void watch(struct watch *w, pb_op_opts_t *o, const char *phase, uint64_t 
 /* The first file (by name) in top/sub. */
 static void first_file(const char *top, const char *sub, char *out, size_t cap)
 {
-	char folder[4200];
-	struct dirent **names;
-	int n;
+	char folder[4200], name[256];
 
 	snprintf(folder, sizeof(folder), "%s/%s", top, sub);
-	n = scandir(folder, &names, NULL, alphasort);
-	assert_true(n > 2);
-	snprintf(out, cap, "%s/%s", folder, names[2]->d_name);
-	for (int i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
+	pb_test_first_entry(folder, name, sizeof(name));
+	snprintf(out, cap, "%s/%s", folder, name);
 }
 
 /* A device directory of every kind, backed up and restored into a new
@@ -133,17 +76,17 @@ static void test_device_dir(void **state)
 {
 	int (*const gen[])(const char *, uint64_t, pb_gen_size_t) = { pb__gen_credentials, pb__gen_mifare, pb__gen_sim,
 								       pb__gen_chat, pb__gen_contacts };
-	struct phone p;
+	pb_test_phone_t p;
 	struct watch w;
 	uint64_t total;
 	char dev[4096], out[4096], file[4200], before[65], after[65];
-	pb_op_opts_t o = opts();
+	pb_op_opts_t o = pb_test_opts();
 	pb_op_result_t res;
 
 	(void)state;
-	phone_init(&p, "phone-dir", "dir");
-	path(dev, "device");
-	path(out, "restored");
+	pb_test_phone_init(&p, "phone-dir", "dir");
+	pb_test_path(dev, "device");
+	pb_test_path(out, "restored");
 	for (size_t k = 0; k < sizeof(gen) / sizeof(gen[0]); k++)
 		assert_int_equal(gen[k](dev, 1, PB_GEN_SMALL), 0);
 	assert_int_equal(pb_phone_set_device_dir(p.ph, dev), 0);
@@ -182,7 +125,7 @@ static void test_device_dir(void **state)
 	assert_int_equal(pb_phone_backup(p.ph, &o, &res), 0);
 	assert_int_equal(res.items_changed, 0);
 	assert_int_equal(res.chunks_sent, 0);
-	phone_close(&p);
+	pb_test_phone_close(&p);
 }
 
 /* n items of varied sizes, two of them past the one-chunk limit. */
@@ -202,11 +145,11 @@ static void fill(mem_store_t *s, size_t n, uint64_t stamp)
 	}
 }
 
-static size_t count_snapshots(struct phone *p)
+static size_t count_snapshots(pb_test_phone_t *p)
 {
 	pb_snapshot_info_t *s = NULL;
 	size_t n = 0;
-	pb_op_opts_t o = opts();
+	pb_op_opts_t o = pb_test_opts();
 
 	assert_int_equal(pb_phone_snapshots(p->ph, &o, &s, &n), 0);
 	free(s);
@@ -214,19 +157,19 @@ static size_t count_snapshots(struct phone *p)
 }
 
 /* The host store after a canceled run: every record and reference sound. */
-static void store_sound(struct phone *p)
+static void store_sound(pb_test_phone_t *p)
 {
 	char store[4096];
 	pb_store_t *st;
 	pb_store_verify_report_t rep;
 
-	phone_close(p);
-	path(store, "store");
+	pb_test_phone_close(p);
+	pb_test_path(store, "store");
 	assert_int_equal(pb_store_open(store, &st), 0);
 	assert_int_equal(pb_store_verify(st, NULL, NULL, &rep), 0);
 	assert_int_equal(rep.missing_refs, 0);
 	pb_store_close(st);
-	phone_open(p);
+	pb_test_phone_open(p);
 }
 
 static void test_memory_cancel_resume(void **state)
@@ -234,16 +177,16 @@ static void test_memory_cancel_resume(void **state)
 	mem_store_t items = { PB_KIND_MIFARE, NULL, 0, 0 }, restored = { PB_KIND_MIFARE, NULL, 0, 0 };
 	mem_phone_t mp = { &items, &restored };
 	pb_provider_t prov = mem_provider(&mp);
-	struct phone p;
+	pb_test_phone_t p;
 	struct watch w;
-	pb_op_opts_t o = opts();
+	pb_op_opts_t o = pb_test_opts();
 	pb_op_result_t res;
 	uint64_t would, sent_canceled;
 	uint8_t *data = NULL;
 	size_t len = 0;
 
 	(void)state;
-	phone_init(&p, "phone-mem", "mem");
+	pb_test_phone_init(&p, "phone-mem", "mem");
 	assert_int_equal(pb_phone_set_provider(p.ph, &prov), 0);
 	fill(&items, 40, 1);
 	assert_int_equal(pb_phone_backup(p.ph, &o, &res), 0);
@@ -299,7 +242,7 @@ static void test_memory_cancel_resume(void **state)
 	assert_int_equal(res.bad_items, 0);
 	assert_int_equal(res.items, 40);
 
-	phone_close(&p);
+	pb_test_phone_close(&p);
 	mem_store_clear(&items);
 	mem_store_clear(&restored);
 }

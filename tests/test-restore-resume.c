@@ -16,19 +16,14 @@
 #include <sodium.h>
 
 #include "harness.h"
+#include "inproc.h"
 #include "agent/backup/engine-int.h"
 #include "agent/backup/repo.h"
 #include "agent/kinds/internal.h"
 #include "agent/phone/handle.h"
 #include "agent/util/fsutil.h"
 
-#define PASS "correct horse battery staple 7"
 #define NCHUNKS 200
-
-static void path(char *out, const char *name)
-{
-	snprintf(out, 4096, "%s/%s", pb_test_dir, name);
-}
 
 static size_t chunk_len(size_t i)
 {
@@ -63,7 +58,7 @@ static void test_cache_file(void **state)
 
 	(void)state;
 	assert_non_null(want);
-	path(home, "cache-home");
+	pb_test_path(home, "cache-home");
 	snprintf(file, sizeof(file), "%s/restore-cache/chunks", home);
 	assert_int_equal(pb__mkdirs(home, 0700), 0);
 	assert_int_equal(pb__cache_open(home, &c), 0);
@@ -194,41 +189,6 @@ static void test_opener(void **state)
 	pb_backup_keys_wipe(&keys);
 }
 
-struct phone {
-	char home[4096];
-	uint8_t id[16];
-	pb_repo_t *repo;
-	pb_phone_t *ph;
-};
-
-static void phone_open(struct phone *p)
-{
-	char store[4096];
-
-	path(store, "store");
-	assert_int_equal(pb__repo_local_open(store, "acct", p->id, &p->repo), 0);
-	assert_int_equal(pb_phone_open(p->home, &p->ph), 0);
-	pb__phone_set_repo(p->ph, p->repo);
-}
-
-static void phone_close(struct phone *p)
-{
-	pb_phone_close(p->ph);
-	pb__repo_close(p->repo);
-	p->ph = NULL;
-	p->repo = NULL;
-}
-
-static pb_op_opts_t opts(void)
-{
-	pb_op_opts_t o;
-
-	memset(&o, 0, sizeof(o));
-	o.passphrase = PASS;
-	o.weak_kdf = true;
-	return o;
-}
-
 static uint64_t kill_at;
 
 /* The process dies once kill_at items are restored: no cleanup runs. */
@@ -242,19 +202,19 @@ static int killer(void *arg, const pb_event_t *e)
 
 /* Restores p's latest backup into dir in a child process that is killed
  * after at items. */
-static void restore_killed(struct phone *p, const char *dir, uint64_t at)
+static void restore_killed(pb_test_phone_t *p, const char *dir, uint64_t at)
 {
 	pid_t pid;
 	int status;
 
-	phone_close(p);
+	pb_test_phone_close(p);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		pb_op_opts_t o = opts();
+		pb_op_opts_t o = pb_test_opts();
 		pb_op_result_t res;
 
-		phone_open(p);
+		pb_test_phone_open(p);
 		kill_at = at;
 		o.on_event = killer;
 		if (pb_phone_set_device_dir(p->ph, dir) != 0)
@@ -265,7 +225,7 @@ static void restore_killed(struct phone *p, const char *dir, uint64_t at)
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFSIGNALED(status));
 	assert_int_equal(WTERMSIG(status), SIGKILL);
-	phone_open(p);
+	pb_test_phone_open(p);
 }
 
 /* Files of dir (relative, sorted) that are not a restore's staging. */
@@ -286,19 +246,16 @@ static size_t visible_files(const char *dir)
 
 static void test_killed_restore_resumes(void **state)
 {
-	struct phone p;
-	pb_op_opts_t o = opts();
+	pb_test_phone_t p;
+	pb_op_opts_t o = pb_test_opts();
 	pb_op_result_t res;
 	char dev[4096], out[4096], cache[4200], file[4200], before[65], after[65];
 	uint64_t total;
 
 	(void)state;
-	memset(&p, 0, sizeof(p));
-	path(p.home, "phone");
-	randombytes_buf(p.id, sizeof(p.id));
-	phone_open(&p);
-	path(dev, "device");
-	path(out, "restored");
+	pb_test_phone_init(&p, "phone", "acct");
+	pb_test_path(dev, "device");
+	pb_test_path(out, "restored");
 	snprintf(cache, sizeof(cache), "%s/restore-cache/chunks", p.home);
 	assert_int_equal(pb__gen_chat(dev, 1, PB_GEN_SMALL), 0);
 	assert_int_equal(pb__gen_credentials(dev, 1, PB_GEN_SMALL), 0);
@@ -376,7 +333,7 @@ static void test_killed_restore_resumes(void **state)
 	}
 	assert_int_equal(pb_test_same_tree(dev, out), 0);
 	assert_int_equal(access(cache, F_OK), -1);
-	phone_close(&p);
+	pb_test_phone_close(&p);
 }
 
 int main(void)

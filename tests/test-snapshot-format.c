@@ -24,6 +24,7 @@
 #include <sodium.h>
 
 #include "harness.h"
+#include "inproc.h"
 #include "agent/backup/engine-int.h"
 #include "agent/backup/internal.h"
 #include "agent/backup/repo.h"
@@ -31,27 +32,8 @@
 #include "agent/phone/handle.h"
 #include "agent/util/fsutil.h"
 
-#define PASS "correct horse battery staple 7"
-
-static pb_repo_t *repo;
-static pb_phone_t *ph;
-static char dev[4096], home[4096], store[4096];
-static uint8_t dev_id[16];
-
-static void path(char *out, const char *name)
-{
-	snprintf(out, 4096, "%s/%s", pb_test_dir, name);
-}
-
-static pb_op_opts_t opts(void)
-{
-	pb_op_opts_t o;
-
-	memset(&o, 0, sizeof(o));
-	o.passphrase = PASS;
-	o.weak_kdf = true;
-	return o;
-}
+static pb_test_phone_t phone;
+static char dev[4096];
 
 static void count_files(const char *dir, uint64_t *n)
 {
@@ -75,52 +57,18 @@ static void count_files(const char *dir, uint64_t *n)
 	closedir(d);
 }
 
-/* The first chat's folder name. */
-static void first_chat(char *out, size_t cap)
-{
-	char chats[4200];
-	struct dirent **names;
-	int n;
-
-	snprintf(chats, sizeof(chats), "%s/chats", dev);
-	n = scandir(chats, &names, NULL, alphasort);
-	assert_true(n > 2);
-	snprintf(out, cap, "%s", names[2]->d_name);
-	for (int i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-}
-
 /* The id of the first message of the first chat, and that chat's file
  * (read into *buf, NUL-terminated). */
 static void first_message(char *id, size_t cap, char *file, size_t fcap, uint8_t **buf, size_t *len)
 {
 	char chat[256], *p;
 
-	first_chat(chat, sizeof(chat));
-	snprintf(file, fcap, "%s/chats/%s/result.json", dev, chat);
-	assert_int_equal(pb__read_file(file, 64 << 20, buf, len), 0);
-	*buf = realloc(*buf, *len + 1);
-	assert_non_null(*buf);
-	(*buf)[*len] = 0;
+	pb_test_first_chat(dev, chat, sizeof(chat), file, fcap, buf, len);
 	p = strstr((char *)*buf, "\"messages\"");
 	assert_non_null(p);
 	p = strstr(p, "\"id\":");
 	assert_non_null(p);
 	snprintf(id, cap, "chat/%s/msg/%lld", chat, atoll(p + 5));
-}
-
-static void restore_same(const char *name)
-{
-	pb_op_opts_t o = opts();
-	pb_op_result_t res;
-	char out[4096];
-
-	path(out, name);
-	assert_int_equal(pb_phone_set_device_dir(ph, out), 0);
-	assert_int_equal(pb_phone_restore(ph, &o, &res), 0);
-	assert_int_equal(pb_test_same_tree(dev, out), 0);
-	assert_int_equal(pb_phone_set_device_dir(ph, dev), 0);
 }
 
 static int setup(void **state)
@@ -129,29 +77,23 @@ static int setup(void **state)
 
 	if (rc != 0)
 		return rc;
-	path(store, "store");
-	path(home, "phone");
-	path(dev, "device");
-	randombytes_buf(dev_id, sizeof(dev_id));
+	pb_test_path(dev, "device");
 	if (pb__gen_chat(dev, 3, PB_GEN_SMALL) != 0 || pb__gen_contacts(dev, 3, PB_GEN_SMALL) != 0 ||
 	    pb__gen_credentials(dev, 3, PB_GEN_SMALL) != 0)
 		return -1;
-	if (pb__repo_local_open(store, "files", dev_id, &repo) != 0 || pb_phone_open(home, &ph) != 0)
-		return -1;
-	pb__phone_set_repo(ph, repo);
-	return pb_phone_set_device_dir(ph, dev);
+	pb_test_phone_init(&phone, "phone", "files");
+	return pb_phone_set_device_dir(phone.ph, dev);
 }
 
 static int teardown(void **state)
 {
-	pb_phone_close(ph);
-	pb__repo_close(repo);
+	pb_test_phone_close(&phone);
 	return pb_test_dir_teardown(state);
 }
 
 static void test_unchanged_files_unread(void **state)
 {
-	pb_op_opts_t o = opts();
+	pb_op_opts_t o = pb_test_opts();
 	pb_op_result_t first, res;
 	uint64_t nfiles = 0;
 	char id[512], file[4400];
@@ -162,13 +104,13 @@ static void test_unchanged_files_unread(void **state)
 
 	(void)state;
 	count_files(dev, &nfiles);
-	assert_int_equal(pb_phone_backup(ph, &o, &first), 0);
+	assert_int_equal(pb_phone_backup(phone.ph, &o, &first), 0);
 	assert_int_equal(first.files_read, nfiles);
 	assert_int_equal(first.files_skipped, 0);
 	assert_true(first.items > nfiles); /* chats and contacts hold many items */
 
 	/* Nothing changed: no file is read, the snapshot holds every item. */
-	assert_int_equal(pb_phone_backup(ph, &o, &res), 0);
+	assert_int_equal(pb_phone_backup(phone.ph, &o, &res), 0);
 	assert_int_equal(res.files_read, 0);
 	assert_int_equal(res.files_skipped, nfiles);
 	assert_int_equal(res.items, first.items);
@@ -176,22 +118,18 @@ static void test_unchanged_files_unread(void **state)
 	assert_int_equal(res.items_changed, 0);
 	assert_int_equal(res.chunks_sent, 0);
 	assert_int_equal(res.chunks_total, first.chunks_total);
-	restore_same("restored-unchanged");
+	pb_test_restore_same(&phone, dev, "restored-unchanged");
 
 	/* One message of an unchanged chat, found without a walk: a chat's
 	 * messages are slices of its stream and have no state rows, so the
 	 * snapshot's id index finds it. */
 	first_message(id, sizeof(id), file, sizeof(file), &buf, &len);
 	{
-		pb_op_opts_t one = opts();
 		char out[4096];
 
-		path(out, "restored-one");
-		one.item_id = id;
-		assert_int_equal(pb_phone_set_device_dir(ph, out), 0);
-		assert_int_equal(pb_phone_restore(ph, &one, &res), 0);
+		pb_test_path(out, "restored-one");
+		pb_test_restore_into(&phone, dev, out, id, &res);
 		assert_true(res.by_index);
-		assert_int_equal(pb_phone_set_device_dir(ph, dev), 0);
 	}
 
 	/* The chat rewritten with the same size and modification time (one
@@ -208,78 +146,23 @@ static void test_unchanged_files_unread(void **state)
 		assert_int_equal(utimensat(AT_FDCWD, file, ts, 0), 0);
 	}
 	free(buf);
-	assert_int_equal(pb_phone_backup(ph, &o, &res), 0);
+	assert_int_equal(pb_phone_backup(phone.ph, &o, &res), 0);
 	assert_int_equal(res.files_read, 1);
 	assert_int_equal(res.files_skipped, nfiles - 1);
 	assert_int_equal(res.items_changed, 1);
 	assert_int_equal(res.items, first.items);
-	restore_same("restored-changed");
+	pb_test_restore_same(&phone, dev, "restored-changed");
 
 	/* And then it is known again. */
-	assert_int_equal(pb_phone_backup(ph, &o, &res), 0);
+	assert_int_equal(pb_phone_backup(phone.ph, &o, &res), 0);
 	assert_int_equal(res.files_read, 0);
 	assert_int_equal(res.chunks_sent, 0);
-	restore_same("restored-again");
-}
-
-/* Chunk requests of the repository, counted. */
-static const pb_repo_ops_t *real_ops;
-static pb_repo_ops_t counting_ops;
-static unsigned gets;
-
-static int counting_get_send(pb_repo_t *r, const uint8_t *d, const uint8_t name[PB_STORE_NAME_LEN], uint64_t *tok)
-{
-	gets++;
-	return real_ops->get_send(r, d, name, tok);
-}
-
-/* A phone with no state (a new home: no backup state, no master key but
- * the one the passphrase opens; the local repository shows only its own
- * device, so it keeps the device id): restores one message by id into
- * out; *found: the message is in the restored chat. */
-static void new_phone_restore(const char *name, const char *id, const char *out, pb_op_result_t *res, bool *found)
-{
-	pb_repo_t *r2;
-	pb_phone_t *p2;
-	pb_op_opts_t o = opts();
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	char h2[4096], file[4400], want[64];
-	const char *msg = strstr(id, "/msg/"), *chat = id + 5;
-
-	/* The store is locked by whoever has it open. */
-	pb_phone_close(ph);
-	pb__repo_close(repo);
-	path(h2, name);
-	assert_int_equal(pb__repo_local_open(store, "files", dev_id, &r2), 0);
-	real_ops = r2->ops;
-	counting_ops = *r2->ops;
-	counting_ops.get_send = counting_get_send;
-	r2->ops = &counting_ops;
-	assert_int_equal(pb_phone_open(h2, &p2), 0);
-	pb__phone_set_repo(p2, r2);
-	assert_int_equal(pb_phone_set_device_dir(p2, out), 0);
-	o.item_id = id;
-	gets = 0;
-	assert_int_equal(pb_phone_restore(p2, &o, res), 0);
-	pb_phone_close(p2);
-	pb__repo_close(r2);
-	snprintf(file, sizeof(file), "%s/chats/%.*s/result.json", out, (int)(msg - chat), chat);
-	snprintf(want, sizeof(want), "{\"id\":%s,", msg + 5);
-	assert_int_equal(pb__read_file(file, 64 << 20, &buf, &len), 0);
-	buf = realloc(buf, len + 1);
-	buf[len] = 0;
-	*found = strstr((char *)buf, want) != NULL;
-	free(buf);
-	assert_int_equal(pb__repo_local_open(store, "files", dev_id, &repo), 0);
-	assert_int_equal(pb_phone_open(home, &ph), 0);
-	pb__phone_set_repo(ph, repo);
-	assert_int_equal(pb_phone_set_device_dir(ph, dev), 0);
+	pb_test_restore_same(&phone, dev, "restored-again");
 }
 
 static void test_new_phone_one_message_by_index(void **state)
 {
-	pb_op_opts_t o = opts();
+	pb_op_opts_t o = pb_test_opts();
 	pb_op_result_t res;
 	uint8_t *buf = NULL;
 	size_t len = 0;
@@ -287,11 +170,11 @@ static void test_new_phone_one_message_by_index(void **state)
 	bool found;
 
 	(void)state;
-	assert_int_equal(pb_phone_backup(ph, &o, &res), 0);
+	assert_int_equal(pb_phone_backup(phone.ph, &o, &res), 0);
 	first_message(id, sizeof(id), file, sizeof(file), &buf, &len);
 	free(buf);
-	path(out, "new-phone-one");
-	new_phone_restore("phone-new", id, out, &res, &found);
+	pb_test_path(out, "new-phone-one");
+	pb_test_new_phone_restore(&phone, dev, "phone-new", id, out, &res, &found);
 	assert_true(found);
 	assert_true(res.by_index);
 	assert_false(res.by_state);
@@ -299,13 +182,13 @@ static void test_new_phone_one_message_by_index(void **state)
 	/* For each of the two: one index chunk and one manifest chunk (two
 	 * when the item opens its manifest chunk), then its stream chunk,
 	 * which the frame and the message often share. */
-	printf("one message on a new phone: %u chunk requests\n", gets);
-	assert_true(gets >= 4 && gets <= 8);
+	printf("one message on a new phone: %u chunk requests\n", pb_test_gets);
+	assert_true(pb_test_gets >= 4 && pb_test_gets <= 8);
 }
 
 static void test_v1_snapshot_restores(void **state)
 {
-	pb_op_opts_t o = opts();
+	pb_op_opts_t o = pb_test_opts();
 	pb_op_result_t res;
 	uint8_t *buf = NULL;
 	size_t len = 0;
@@ -315,23 +198,23 @@ static void test_v1_snapshot_restores(void **state)
 	(void)state;
 	/* A snapshot as backups wrote them before the id index. */
 	pb__manifest_write_v1 = true;
-	assert_int_equal(pb_phone_backup(ph, &o, &res), 0);
+	assert_int_equal(pb_phone_backup(phone.ph, &o, &res), 0);
 	pb__manifest_write_v1 = false;
 	first_message(id, sizeof(id), file, sizeof(file), &buf, &len);
 	free(buf);
 	/* By id on a new phone: found by walking its manifest. */
-	path(out, "v1-one");
-	new_phone_restore("phone-v1", id, out, &res, &found);
+	pb_test_path(out, "v1-one");
+	pb_test_new_phone_restore(&phone, dev, "phone-v1", id, out, &res, &found);
 	assert_true(found);
 	assert_false(res.by_index);
 	assert_false(res.by_state);
-	assert_true(gets > 8);
+	assert_true(pb_test_gets > 8);
 	/* Whole, byte for byte. */
-	restore_same("v1-all");
+	pb_test_restore_same(&phone, dev, "v1-all");
 	/* The next backup writes the index again. */
-	assert_int_equal(pb_phone_backup(ph, &o, &res), 0);
-	path(out, "v2-one");
-	new_phone_restore("phone-v2", id, out, &res, &found);
+	assert_int_equal(pb_phone_backup(phone.ph, &o, &res), 0);
+	pb_test_path(out, "v2-one");
+	pb_test_new_phone_restore(&phone, dev, "phone-v2", id, out, &res, &found);
 	assert_true(found);
 	assert_true(res.by_index);
 }
@@ -388,7 +271,7 @@ static void count_recorded(pb_backup_state_t *st, const char *root, const char *
 
 static void test_files_recorded_at_their_receipt(void **state)
 {
-	pb_op_opts_t o = opts();
+	pb_op_opts_t o = pb_test_opts();
 	pb_op_result_t res;
 	pb_backup_state_t *st;
 	pb_repo_t *r2;
@@ -398,9 +281,9 @@ static void test_files_recorded_at_their_receipt(void **state)
 	uint64_t nfiles = 0, recorded = 0;
 
 	(void)state;
-	path(h2, "receipts-phone");
-	path(d2, "receipts-device");
-	path(s2, "receipts-store");
+	pb_test_path(h2, "receipts-phone");
+	pb_test_path(d2, "receipts-device");
+	pb_test_path(s2, "receipts-store");
 	randombytes_buf(id2, sizeof(id2));
 	/* Some 20 MB: commits go out during the walk. */
 	assert_int_equal(pb__gen_chat(d2, 21, PB_GEN_SMALL), 0);

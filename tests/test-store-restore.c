@@ -13,16 +13,10 @@
 #include <sodium.h>
 
 #include "harness.h"
+#include "inproc.h"
 #include "agent/backup/repo.h"
 #include "agent/kinds/internal.h"
 #include "agent/phone/handle.h"
-
-#define PASS "correct horse battery staple 7"
-
-static void path(char *out, const char *name)
-{
-	snprintf(out, 4096, "%s/%s", pb_test_dir, name);
-}
 
 /* The account's master key, unwrapped from the device's copy on the host. */
 static void unwrap(const char *store, const char *account, const char *device, uint8_t mk[PB_MASTERKEY_LEN])
@@ -35,7 +29,7 @@ static void unwrap(const char *store, const char *account, const char *device, u
 	assert_int_equal(pb_store_open_ro(store, &st), 0);
 	assert_int_equal(pb_store_ns_open_ro(st, account, device, &ns), 0);
 	assert_int_equal(pb_store_blob_get(ns, "masterkey", &blob, &len), 0);
-	assert_int_equal(pb_masterkey_unwrap(blob, len, PASS, mk), 0);
+	assert_int_equal(pb_masterkey_unwrap(blob, len, PB_TEST_PASS, mk), 0);
 	free(blob);
 	pb_store_ns_close(ns);
 	pb_store_close(st);
@@ -69,12 +63,12 @@ static void test_restore_from_store(void **state)
 	struct counts c = {0, 0};
 
 	(void)state;
-	path(home, "phone");
-	path(store, "store");
-	path(dev, "device");
-	path(out, "restored");
-	path(contacts, "contacts-only");
-	path(work, "work");
+	pb_test_path(home, "phone");
+	pb_test_path(store, "store");
+	pb_test_path(dev, "device");
+	pb_test_path(out, "restored");
+	pb_test_path(contacts, "contacts-only");
+	pb_test_path(work, "work");
 	assert_int_equal(mkdir(work, 0700), 0);
 	randombytes_buf(id, sizeof(id));
 	sodium_bin2hex(hex, sizeof(hex), id, sizeof(id));
@@ -84,9 +78,7 @@ static void test_restore_from_store(void **state)
 	assert_int_equal(pb_phone_open(home, &ph), 0);
 	pb__phone_set_repo(ph, repo);
 	assert_int_equal(pb_phone_set_device_dir(ph, dev), 0);
-	memset(&o, 0, sizeof(o));
-	o.passphrase = PASS;
-	o.weak_kdf = true;
+	o = pb_test_opts();
 	assert_int_equal(pb_phone_backup(ph, &o, &res), 0);
 	assert_true(res.items > 100);
 
@@ -125,7 +117,7 @@ static void test_restore_from_store(void **state)
 	assert_int_equal(access(key, F_OK), -1);
 
 	/* Another key opens nothing, and nothing appears. */
-	path(out, "wrong-key");
+	pb_test_path(out, "wrong-key");
 	mk[0] ^= 1;
 	ro.want = NULL;
 	assert_int_equal(pb_provider_dir(out, &prov), 0);

@@ -76,6 +76,24 @@ int pb_test_dir_teardown(void **state)
 	return 0;
 }
 
+void pb_test_path(char *out, const char *name)
+{
+	snprintf(out, 4096, "%s/%s", pb_test_dir, name);
+}
+
+void pb_test_first_entry(const char *dir, char *out, size_t cap)
+{
+	struct dirent **names;
+	int n;
+
+	n = scandir(dir, &names, NULL, alphasort);
+	assert_true(n > 2);
+	snprintf(out, cap, "%s", names[2]->d_name);
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
 void pb_test_rmtree(const char *path)
 {
 	if (path != NULL)

@@ -24,6 +24,13 @@ extern char *pb_test_dir;
 int pb_test_dir_setup(void **state);
 int pb_test_dir_teardown(void **state);
 
+/* pb_test_dir/name into out (4096 bytes). */
+void pb_test_path(char *out, const char *name);
+
+/* The name of the first entry of dir by name, "." and ".." aside, into out;
+ * fails the test when dir has none. */
+void pb_test_first_entry(const char *dir, char *out, size_t cap);
+
 /* Path of a file in tests/data (vectors, fixtures made by others; listed in
  * tests/data/MANIFEST). malloc'd, caller frees. */
 char *pb_test_data(const char *rel);
