@@ -8,48 +8,20 @@
 #include <sys/stat.h>
 
 #include "testutil.h"
+#include "kinds.h"
 #include "peerback.h"
 #include "peerback/error.h"
 #include "agent/kinds/chat-util.h"
 
-static char *path_join(const char *a, const char *b)
-{
-	size_t n = strlen(a) + strlen(b) + 2;
-	char *p = malloc(n);
-
-	assert_non_null(p);
-	snprintf(p, n, "%s/%s", a, b);
-	return p;
-}
-
+/* Writes dir/rel, its parents made. */
 static void write_at(const char *dir, const char *rel, const char *text)
 {
-	char *p = path_join(dir, rel);
-
-	assert_int_equal(pb__chat_mkparents(p), 0);
-	assert_int_equal(pb_test_write_file(p, text, strlen(text)), 0);
-	free(p);
-}
-
-static char *write_at_path(const char *dir, const char *rel, const char *text)
-{
-	write_at(dir, rel, text);
-	return path_join(dir, rel);
-}
-
-static char *read_at(const char *dir, const char *rel)
-{
-	char *p = path_join(dir, rel);
-	size_t len;
-	char *s = (char *)pb_test_read_file(p, &len);
-
-	free(p);
-	return s;
+	free(pb_test_write_at(dir, rel, text));
 }
 
 static bool exists_at(const char *dir, const char *rel)
 {
-	char *p = path_join(dir, rel);
+	char *p = pb_test_join(dir, rel);
 	struct stat st;
 	bool ok = stat(p, &st) == 0;
 
@@ -170,28 +142,18 @@ static char *make_single_export(void)
 	return src;
 }
 
-static void import_one(const char *dev, const char *file)
-{
-	char err[512] = "";
-	const char *files[1] = {file};
-	int rc = pb__import_chat(dev, files, 1, err, sizeof(err));
-
-	if (rc != 0)
-		fail_msg("import %s: %d %s", file, rc, err);
-}
-
 static void test_single_chat_import(void **state)
 {
 	char *src = make_single_export(), *dev = pb_test_tmpdir("tg-dev");
-	char *file = path_join(src, "result.json"), *got;
+	char *file = pb_test_join(src, "result.json"), *got;
 
 	(void)state;
-	import_one(dev, file);
-	got = read_at(dev, "chats/4242/result.json");
+	pb_test_import_chat_ok(dev, file);
+	got = pb_test_read_at(dev, "chats/4242/result.json");
 	assert_non_null(got);
 	assert_string_equal(got, single_canonical);
 	free(got);
-	got = read_at(dev, "chats/4242/photos/photo_1@31-01-2024_14-08-00.jpg");
+	got = pb_test_read_at(dev, "chats/4242/photos/photo_1@31-01-2024_14-08-00.jpg");
 	assert_non_null(got);
 	assert_string_equal(got, photo_bytes);
 	free(got);
@@ -199,9 +161,9 @@ static void test_single_chat_import(void **state)
 	assert_int_equal(count_entries(dev), 5); /* chats, 4242, result.json, photos, photo */
 	/* Importing the canonical file again changes nothing. */
 	free(file);
-	file = path_join(dev, "chats/4242/result.json");
-	import_one(dev, file);
-	got = read_at(dev, "chats/4242/result.json");
+	file = pb_test_join(dev, "chats/4242/result.json");
+	pb_test_import_chat_ok(dev, file);
+	got = pb_test_read_at(dev, "chats/4242/result.json");
 	assert_string_equal(got, single_canonical);
 	free(got);
 	free(file);
@@ -244,23 +206,23 @@ static void test_full_export_import(void **state)
 	(void)state;
 	write_at(src, "result.json", full_export);
 	write_at(src, "chats/chat_01/files/plan.pdf", "%PDF-1.4 plan");
-	file = path_join(src, "result.json");
-	import_one(dev, file);
-	got = read_at(dev, "chats/100/result.json");
+	file = pb_test_join(src, "result.json");
+	pb_test_import_chat_ok(dev, file);
+	got = pb_test_read_at(dev, "chats/100/result.json");
 	assert_non_null(got);
 	assert_non_null(strstr(got, " \"name\": \"Team\",\n \"type\": \"private_group\",\n \"id\": 100,\n"));
 	assert_non_null(strstr(got, "\"members\":[\"Me\",\"Ann\"]"));
 	assert_null(strstr(got, "personal_information"));
 	free(got);
-	got = read_at(dev, "chats/100/chats/chat_01/files/plan.pdf");
+	got = pb_test_read_at(dev, "chats/100/chats/chat_01/files/plan.pdf");
 	assert_string_equal(got, "%PDF-1.4 plan");
 	free(got);
-	got = read_at(dev, "chats/1/result.json");
+	got = pb_test_read_at(dev, "chats/1/result.json");
 	assert_string_equal(got, "{\n \"name\": \"Saved Messages\",\n \"type\": \"saved_messages\",\n \"id\": 1,\n"
 				 " \"messages\": [\n ]\n}\n");
 	free(got);
 	/* Fields after "messages" still land in the head. */
-	got = read_at(dev, "chats/555/result.json");
+	got = pb_test_read_at(dev, "chats/555/result.json");
 	assert_string_equal(got, "{\n \"name\": \"Old\",\n \"type\": \"public_supergroup\",\n \"id\": 555,\n"
 				 " \"messages\": [\n  {\"id\":1,\"type\":\"message\",\"date\":\"2020-01-01T00:00:00\","
 				 "\"text\":\"old\"}\n ]\n}\n");
@@ -334,11 +296,11 @@ static void test_x_escape_at_read_boundary(void **state)
 			assert_int_equal(pb__chat_buf_add(&doc, "a", 1), 0);
 		assert_int_equal(pb__chat_buf_str(&doc, "\\x1b[0m\"}]}"), 0);
 		assert_int_equal(doc.data[block - 1 - cut], '\\');
-		file = path_join(src, "result.json");
+		file = pb_test_join(src, "result.json");
 		assert_int_equal(pb_test_write_file(file, doc.data, doc.len), 0);
 		dev = pb_test_tmpdir("tg-edge-dev");
-		import_one(dev, file);
-		got = read_at(dev, "chats/9/result.json");
+		pb_test_import_chat_ok(dev, file);
+		got = pb_test_read_at(dev, "chats/9/result.json");
 		want = malloc(pad + 64);
 		memset(want, 'a', pad);
 		memcpy(want + pad, "\\u001b[0m\"}", 12);
@@ -438,20 +400,20 @@ static void test_export_round_trip(void **state)
 	char *file, *a, *b, err[512];
 
 	(void)state;
-	file = path_join(src, "result.json");
-	import_one(dev, file);
+	file = pb_test_join(src, "result.json");
+	pb_test_import_chat_ok(dev, file);
 	free(file);
 	/* One chat: a single-chat export with its photo beside it. */
 	assert_int_equal(pb__export_chat(dev, "telegram", out, err, sizeof(err)), 0);
-	a = read_at(out, "result.json");
+	a = pb_test_read_at(out, "result.json");
 	assert_string_equal(a, single_canonical);
 	free(a);
 	assert_true(exists_at(out, "photos/photo_1@31-01-2024_14-08-00.jpg"));
-	file = path_join(out, "result.json");
-	import_one(dev2, file);
+	file = pb_test_join(out, "result.json");
+	pb_test_import_chat_ok(dev2, file);
 	free(file);
-	a = read_at(dev, "chats/4242/result.json");
-	b = read_at(dev2, "chats/4242/result.json");
+	a = pb_test_read_at(dev, "chats/4242/result.json");
+	b = pb_test_read_at(dev2, "chats/4242/result.json");
 	assert_string_equal(a, b);
 	free(a);
 	free(b);
@@ -461,23 +423,23 @@ static void test_export_round_trip(void **state)
 		 "\"date\":\"2024-02-01T10:00:00\",\"from\":\"Carol\",\"photo\":\"photos/photo_1@31-01-2024_14-08-00.jpg\","
 		 "\"text\":\"same name, other photo\"}]}");
 	write_at(src, "second/photos/photo_1@31-01-2024_14-08-00.jpg", "carol's photo");
-	file = path_join(src, "second/result.json");
-	import_one(dev, file);
+	file = pb_test_join(src, "second/result.json");
+	pb_test_import_chat_ok(dev, file);
 	free(file);
 	assert_int_equal(pb__export_chat(dev, "telegram", out2, err, sizeof(err)), 0);
-	a = read_at(out2, "chats/chat_77/photos/photo_1@31-01-2024_14-08-00.jpg");
+	a = pb_test_read_at(out2, "chats/chat_77/photos/photo_1@31-01-2024_14-08-00.jpg");
 	assert_string_equal(a, "carol's photo");
 	free(a);
-	a = read_at(out2, "chats/chat_4242/photos/photo_1@31-01-2024_14-08-00.jpg");
+	a = pb_test_read_at(out2, "chats/chat_4242/photos/photo_1@31-01-2024_14-08-00.jpg");
 	assert_string_equal(a, photo_bytes);
 	free(a);
-	file = path_join(out2, "result.json");
-	import_one(dev3, file);
+	file = pb_test_join(out2, "result.json");
+	pb_test_import_chat_ok(dev3, file);
 	free(file);
-	a = read_at(dev3, "chats/77/chats/chat_77/photos/photo_1@31-01-2024_14-08-00.jpg");
+	a = pb_test_read_at(dev3, "chats/77/chats/chat_77/photos/photo_1@31-01-2024_14-08-00.jpg");
 	assert_string_equal(a, "carol's photo");
 	free(a);
-	a = read_at(dev3, "chats/4242/result.json");
+	a = pb_test_read_at(dev3, "chats/4242/result.json");
 	assert_non_null(strstr(a, "\"photo\":\"chats/chat_4242/photos/photo_1@31-01-2024_14-08-00.jpg\""));
 	free(a);
 	/* Exporting that device again gives the same full export. */
@@ -485,8 +447,8 @@ static void test_export_round_trip(void **state)
 		char *out3 = pb_test_tmpdir("tg-out3");
 
 		assert_int_equal(pb__export_chat(dev3, "telegram", out3, err, sizeof(err)), 0);
-		a = read_at(out2, "result.json");
-		b = read_at(out3, "result.json");
+		a = pb_test_read_at(out2, "result.json");
+		b = pb_test_read_at(out3, "result.json");
 		assert_string_equal(a, b);
 		free(a);
 		free(b);
@@ -538,7 +500,7 @@ static void test_bad_input_leaves_device_unchanged(void **state)
 		 "twice"},
 	};
 	char *dev = pb_test_tmpdir("tg-bad"), *src = pb_test_tmpdir("tg-badsrc");
-	char *good = path_join(src, "good.json"), *bad = path_join(src, "bad.json"), *before, *after;
+	char *good = pb_test_join(src, "good.json"), *bad = pb_test_join(src, "bad.json"), *before, *after;
 	const char *files[2];
 	char err[512];
 	size_t i;
@@ -547,8 +509,8 @@ static void test_bad_input_leaves_device_unchanged(void **state)
 	(void)state;
 	write_at(src, "good.json", single_chat);
 	write_at(src, "photos/photo_1@31-01-2024_14-08-00.jpg", photo_bytes);
-	import_one(dev, good);
-	before = read_at(dev, "chats/4242/result.json");
+	pb_test_import_chat_ok(dev, good);
+	before = pb_test_read_at(dev, "chats/4242/result.json");
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		write_at(src, "bad.json", cases[i].doc);
 		/* A good file before the bad one is not imported either. */
@@ -559,7 +521,7 @@ static void test_bad_input_leaves_device_unchanged(void **state)
 		if (rc != cases[i].err || strstr(err, cases[i].words) == NULL || strstr(err, "bad.json") == NULL)
 			fail_msg("case %zu: got %d \"%s\", want %d \"%s\"", i, rc, err, cases[i].err, cases[i].words);
 		assert_int_equal(count_entries(dev), 5);
-		after = read_at(dev, "chats/4242/result.json");
+		after = pb_test_read_at(dev, "chats/4242/result.json");
 		assert_string_equal(before, after);
 		free(after);
 	}
@@ -572,7 +534,7 @@ static void test_bad_input_leaves_device_unchanged(void **state)
 		memcpy(big, pre, sizeof(pre) - 1);
 		memset(big + sizeof(pre) - 1, 'z', n);
 		memcpy(big + sizeof(pre) - 1 + n, "\"}]}", 5);
-		free(write_at_path(src, "bad.json", big));
+		free(pb_test_write_at(src, "bad.json", big));
 		free(big);
 		files[0] = good;
 		files[1] = bad;
@@ -634,7 +596,7 @@ static int collect_item(void *arg, const pb_item_t *item)
  * number of messages. */
 static size_t check_generated(const char *dev, uint64_t *bytes)
 {
-	char *chats = path_join(dev, "chats"), **names = NULL, rel[256], cmd[4300];
+	char *chats = pb_test_join(dev, "chats"), **names = NULL, rel[256], cmd[4300];
 	size_t n = 0, i, k, messages = 0;
 	FILE *f;
 
@@ -647,7 +609,7 @@ static size_t check_generated(const char *dev, uint64_t *bytes)
 		size_t len, cnt = 0;
 
 		snprintf(rel, sizeof(rel), "chats/%s/result.json", names[i]);
-		file = read_at(dev, rel);
+		file = pb_test_read_at(dev, rel);
 		assert_non_null(file);
 		len = strlen(file);
 		assert_int_equal(pb__codec_telegram.split(rel, (uint8_t *)file, len, collect_item, &j), 0);
@@ -705,19 +667,19 @@ static void test_generator(void **state)
 	/* A generated device exports as a full Telegram export that imports
 	 * back to the same chats and attachments. */
 	assert_int_equal(pb__export_chat(a, "telegram", out, err, sizeof(err)), 0);
-	file = path_join(out, "result.json");
-	import_one(dev2, file);
+	file = pb_test_join(out, "result.json");
+	pb_test_import_chat_ok(dev2, file);
 	free(file);
 	{
-		char **names = NULL, *ca = path_join(a, "chats");
+		char **names = NULL, *ca = pb_test_join(a, "chats");
 		size_t n = 0, i;
 		char rel[256], *x, *y;
 
 		assert_int_equal(pb__chat_list(ca, true, &names, &n), 0);
 		for (i = 0; i < n; i++) {
 			snprintf(rel, sizeof(rel), "chats/%s/result.json", names[i]);
-			x = read_at(a, rel);
-			y = read_at(dev2, rel);
+			x = pb_test_read_at(a, rel);
+			y = pb_test_read_at(dev2, rel);
 			assert_non_null(y);
 			/* Paths gained the chats/chat_<id>/ prefix, nothing else. */
 			assert_true(strlen(y) >= strlen(x));

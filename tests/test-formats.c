@@ -10,59 +10,11 @@
 #include <sys/stat.h>
 
 #include "testutil.h"
+#include "kinds.h"
 #include "peerback.h"
 #include "peerback/error.h"
 #include "peerback/nfc.h"
 #include "agent/kinds/chat-util.h"
-
-static char *path_join(const char *a, const char *b)
-{
-	size_t n = strlen(a) + strlen(b) + 2;
-	char *p = malloc(n);
-
-	assert_non_null(p);
-	snprintf(p, n, "%s/%s", a, b);
-	return p;
-}
-
-static char *write_at(const char *dir, const char *rel, const char *text)
-{
-	char *p = path_join(dir, rel);
-
-	assert_int_equal(pb__chat_mkparents(p), 0);
-	assert_int_equal(pb_test_write_file(p, text, strlen(text)), 0);
-	return p;
-}
-
-static char *read_at(const char *dir, const char *rel)
-{
-	char *p = path_join(dir, rel);
-	size_t len;
-	char *s = (char *)pb_test_read_file(p, &len);
-
-	free(p);
-	return s;
-}
-
-static void contacts_ok(const char *dev, const char *file)
-{
-	const char *files[1] = {file};
-	char err[512] = "";
-	int rc = pb__import_contacts(dev, files, 1, err, sizeof(err));
-
-	if (rc != 0)
-		fail_msg("import %s: %d %s", file, rc, err);
-}
-
-static void chat_ok(const char *dev, const char *file)
-{
-	const char *files[1] = {file};
-	char err[512] = "";
-	int rc = pb__import_chat(dev, files, 1, err, sizeof(err));
-
-	if (rc != 0)
-		fail_msg("import %s: %d %s", file, rc, err);
-}
 
 /* --- Reproductions of what phones' files did to the importers -------------- */
 
@@ -72,13 +24,13 @@ static void test_repro_vcard21_qp_decoded(void **state)
 	char *src = pb_test_tmpdir("r21-src"), *dev = pb_test_tmpdir("r21-dev"), *f, *book;
 
 	(void)state;
-	f = write_at(src, "zhang.vcf",
+	f = pb_test_write_at(src, "zhang.vcf",
 		     "BEGIN:VCARD\r\nVERSION:2.1\r\n"
 		     "N;CHARSET=UTF-8;ENCODING=QUOTED-PRINTABLE:=E5=BC=A0;=E4=BC=9F;;;\r\n"
 		     "FN;CHARSET=UTF-8;ENCODING=QUOTED-PRINTABLE:=E5=BC=A0=E4=BC=9F\r\n"
 		     "TEL;CELL:+86 138 0013 8000\r\nEND:VCARD\r\n");
-	contacts_ok(dev, f);
-	book = read_at(dev, "contacts/contacts.vcf");
+	pb_test_import_contacts_ok(dev, f);
+	book = pb_test_read_at(dev, "contacts/contacts.vcf");
 	assert_non_null(book);
 	if (strstr(book, "FN:\xe5\xbc\xa0\xe4\xbc\x9f\r\n") == NULL)
 		fail_msg("the 4.0 store does not have FN:\xe5\xbc\xa0\xe4\xbc\x9f:\n%s", book);
@@ -98,15 +50,15 @@ static void test_repro_vcard21_soft_break(void **state)
 	char *src = pb_test_tmpdir("r21s-src"), *dev = pb_test_tmpdir("r21s-dev"), *f, *book;
 
 	(void)state;
-	f = write_at(src, "long.vcf",
+	f = pb_test_write_at(src, "long.vcf",
 		     "BEGIN:VCARD\r\nVERSION:2.1\r\n"
 		     "N;CHARSET=UTF-8;ENCODING=QUOTED-PRINTABLE:=E6=AC=A7=E9=98=B3;=E5=B0=8F=E6=98=8E=E5=B0=8F=E6=98=8E=E5=\r\n"
 		     "=B0=8F=E6=98=8E;;;\r\n"
 		     "FN;CHARSET=UTF-8;ENCODING=QUOTED-PRINTABLE:=E6=AC=A7=E9=98=B3=E5=B0=8F=E6=98=8E=E5=B0=8F=E6=98=8E=E5=\r\n"
 		     "=B0=8F=E6=98=8E\r\n"
 		     "END:VCARD\r\n");
-	contacts_ok(dev, f);
-	book = read_at(dev, "contacts/contacts.vcf");
+	pb_test_import_contacts_ok(dev, f);
+	book = pb_test_read_at(dev, "contacts/contacts.vcf");
 	assert_non_null(book);
 	assert_non_null(strstr(book, "FN:\xe6\xac\xa7\xe9\x98\xb3\xe5\xb0\x8f\xe6\x98\x8e\xe5\xb0\x8f\xe6\x98\x8e"
 				     "\xe5\xb0\x8f\xe6\x98\x8e\r\n"));
@@ -126,16 +78,16 @@ static void test_repro_whatsapp_us_dates(void **state)
 	size_t n = 0;
 
 	(void)state;
-	f = write_at(src, "WhatsApp Chat with Bob.txt",
+	f = pb_test_write_at(src, "WhatsApp Chat with Bob.txt",
 		     "1/12/24, 2:03\xe2\x80\xafPM - Bob: Hi there\n"
 		     "1/12/24, 2:05\xe2\x80\xafPM - Ann: Hello\n"
 		     "2/3/24, 9:41\xe2\x80\xaf" "AM - Bob: See you\n");
-	chat_ok(dev, f);
-	chats = path_join(dev, "chats");
+	pb_test_import_chat_ok(dev, f);
+	chats = pb_test_join(dev, "chats");
 	assert_int_equal(pb__chat_list(chats, true, &names, &n), 0);
 	assert_int_equal(n, 1);
 	snprintf(rel, sizeof(rel), "chats/%s/result.json", names[0]);
-	json = read_at(dev, rel);
+	json = pb_test_read_at(dev, rel);
 	assert_non_null(json);
 	if (strstr(json, "\"date\":\"2024-01-12T14:03:00\"") == NULL)
 		fail_msg("1/12/24, 2:03 PM is not 12 January 14:03:\n%s", json);
@@ -157,10 +109,10 @@ static void test_repro_whatsapp_reexport(void **state)
 	char *f, *back, err[256];
 
 	(void)state;
-	f = write_at(src, "WhatsApp Chat with Alice.txt", text);
-	chat_ok(dev, f);
+	f = pb_test_write_at(src, "WhatsApp Chat with Alice.txt", text);
+	pb_test_import_chat_ok(dev, f);
 	assert_int_equal(pb__export_chat(dev, "whatsapp", out, err, sizeof(err)), 0);
-	back = read_at(out, "WhatsApp Chat with Alice.txt");
+	back = pb_test_read_at(out, "WhatsApp Chat with Alice.txt");
 	assert_non_null(back);
 	if (strcmp(back, text) != 0)
 		fail_msg("re-exported as\n%swhere the file was\n%s", back, text);
@@ -507,8 +459,8 @@ static void test_corpus_vcard21(void **state)
 
 	(void)state;
 	in = slurp(f, &inlen);
-	contacts_ok(dev, f);
-	store = read_at(dev, "contacts/contacts.vcf");
+	pb_test_import_contacts_ok(dev, f);
+	store = pb_test_read_at(dev, "contacts/contacts.vcf");
 	assert_non_null(store);
 	if ((bad = check_vcard40(store)) != NULL)
 		fail_msg("the store is not valid vCard 4.0: %s", bad);
@@ -550,7 +502,7 @@ static void test_corpus_vcard21(void **state)
 	assert_has(un, "KIND:group\r\nFN:Work\r\nMEMBER:urn:uuid:", "second group card");
 	/* Exported in the dialect it came in: the same bytes. */
 	assert_int_equal(pb__export_contacts(dev, "auto", out, err, sizeof(err)), 0);
-	p = path_join(out, "contacts.vcf");
+	p = pb_test_join(out, "contacts.vcf");
 	back = slurp(p, &blen);
 	free(p);
 	if (blen != inlen || memcmp(back, in, inlen) != 0)
@@ -558,7 +510,7 @@ static void test_corpus_vcard21(void **state)
 	free(back);
 	/* vcard21 says the same; vcard4 converts, validly, without the dialect. */
 	assert_int_equal(pb__export_contacts(dev, "vcard4", out4, err, sizeof(err)), 0);
-	p = path_join(out4, "contacts.vcf");
+	p = pb_test_join(out4, "contacts.vcf");
 	back = slurp(p, &blen);
 	free(p);
 	if ((bad = check_vcard40(back)) != NULL)
@@ -584,23 +536,23 @@ static void test_vcard4_to_21_and_back(void **state)
 				 "N:M\xc3\xbcller;J\xc3\xbcrgen;;;\r\nTEL;TYPE=cell;PREF=1:+49 170 1\r\n"
 				 "NOTE:a\\, b\\; c\\nd\r\nCATEGORIES:Team\r\nEND:VCARD\r\n";
 	char *src = pb_test_tmpdir("v421-src"), *dev = pb_test_tmpdir("v421-dev"), *dev2 = pb_test_tmpdir("v421-dev2");
-	char *out = pb_test_tmpdir("v421-out"), *f = write_at(src, "b.vcf", v4), *a, *b, *exp, err[256];
+	char *out = pb_test_tmpdir("v421-out"), *f = pb_test_write_at(src, "b.vcf", v4), *a, *b, *exp, err[256];
 
 	(void)state;
-	contacts_ok(dev, f);
+	pb_test_import_contacts_ok(dev, f);
 	assert_int_equal(pb__export_contacts(dev, "vcard21", out, err, sizeof(err)), 0);
-	exp = read_at(out, "contacts.vcf");
+	exp = pb_test_read_at(out, "contacts.vcf");
 	assert_has(exp, "VERSION:2.1\r\nUID:urn:uuid:a1\r\nN;CHARSET=UTF-8;ENCODING=QUOTED-PRINTABLE:=4D=C3=BC", "2.1 name");
 	assert_has(exp, "\r\nTEL;CELL;PREF:+49 170 1\r\n", "2.1 phone");
 	assert_has(exp, "\r\nCATEGORIES:Team\r\n", "2.1 groups");
 	free(f);
-	f = path_join(out, "contacts.vcf");
-	contacts_ok(dev2, f);
-	a = read_at(dev2, "contacts/contacts.vcf");
+	f = pb_test_join(out, "contacts.vcf");
+	pb_test_import_contacts_ok(dev2, f);
+	a = pb_test_read_at(dev2, "contacts/contacts.vcf");
 	b = unfolded(a);
 	assert_null(check_vcard40(a));
 	free(a);
-	a = read_at(dev, "contacts/contacts.vcf");
+	a = pb_test_read_at(dev, "contacts/contacts.vcf");
 	assert_has(b, "\r\nFN:J\xc3\xbcrgen M\xc3\xbcller\r\nN:M\xc3\xbcller;J\xc3\xbcrgen;;;\r\nTEL;TYPE=cell;PREF=1:+49 170 1\r\n"
 		      "NOTE:a\\, b\\; c\\nd\r\n", "the book read back");
 	assert_null(check_vcard40(a));
@@ -634,12 +586,12 @@ static void test_vcard21_bad(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		f = write_at(src, "bad.vcf", cases[i].text);
+		f = pb_test_write_at(src, "bad.vcf", cases[i].text);
 		files[0] = f;
 		err[0] = 0;
 		assert_int_not_equal(pb__import_contacts(dev, files, 1, err, sizeof(err)), 0);
 		assert_has(err, cases[i].words, "error");
-		book = read_at(dev, "contacts/contacts.vcf");
+		book = pb_test_read_at(dev, "contacts/contacts.vcf");
 		assert_null(book);
 		free(f);
 	}
@@ -723,14 +675,14 @@ static const struct wa_case wa_cases[] = {
 
 static pb__cj_t *chat_tree(const char *dev)
 {
-	char *chats = path_join(dev, "chats"), **names = NULL, rel[300], *json;
+	char *chats = pb_test_join(dev, "chats"), **names = NULL, rel[300], *json;
 	pb__cj_t *tree = NULL;
 	size_t n = 0, len;
 
 	assert_int_equal(pb__chat_list(chats, true, &names, &n), 0);
 	assert_int_equal(n, 1);
 	snprintf(rel, sizeof(rel), "chats/%s/result.json", names[0]);
-	json = read_at(dev, rel);
+	json = pb_test_read_at(dev, rel);
 	assert_non_null(json);
 	len = strlen(json);
 	/* The canonical chat keeps no line as it was: the dialect said it all. */
@@ -776,7 +728,7 @@ static void test_corpus_whatsapp(void **state)
 		snprintf(rel, sizeof(rel), "whatsapp/%s", wc->file);
 		f = data_file(rel);
 		in = slurp(f, &inlen);
-		chat_ok(dev, f);
+		pb_test_import_chat_ok(dev, f);
 		tree = chat_tree(dev);
 		assert_string_equal(pb__cj_get_str(tree, "name"), wc->name);
 		msgs = pb__cj_get(tree, "messages");
@@ -795,7 +747,7 @@ static void test_corpus_whatsapp(void **state)
 			fail_msg("%s: export: %s", wc->file, err);
 		assert_int_equal(pb__chat_list(out, false, &names, &n), 0);
 		assert_int_equal(n, 1);
-		p = path_join(out, names[0]);
+		p = pb_test_join(out, names[0]);
 		back = slurp(p, &blen);
 		if (blen != inlen || memcmp(back, in, inlen) != 0)
 			fail_msg("%s re-exported differs:\n%s\nfrom\n%s", wc->file, back, in);
@@ -819,7 +771,7 @@ static void test_corpus_whatsapp(void **state)
 static void test_whatsapp_ambiguous(void **state)
 {
 	char *f = data_file("whatsapp/ambiguous/WhatsApp Chat with Sam.txt"), *dev = pb_test_tmpdir("amb-dev");
-	char *chats = path_join(dev, "chats"), err[512] = "";
+	char *chats = pb_test_join(dev, "chats"), err[512] = "";
 	const char *files[1] = {f};
 	pb__cj_t *tree, *m;
 	struct stat sb;
@@ -845,7 +797,7 @@ static void test_whatsapp_ambiguous(void **state)
 	pb_test_rmtree(dev);
 	/* Zero-padded fields are a day-first locale's (US English writes M/D/YY). */
 	{
-		char *src = pb_test_tmpdir("amb-src"), *g = write_at(src, "WhatsApp Chat with Ana.txt",
+		char *src = pb_test_tmpdir("amb-src"), *g = pb_test_write_at(src, "WhatsApp Chat with Ana.txt",
 			"12/03/24, 09:15 - Ana: Hi\n12/03/24, 09:16 - Ben: ok\n");
 
 		files[0] = g;
@@ -902,7 +854,7 @@ static void test_cli_whatsapp(void **state)
 		free(o);
 		free(err);
 	}
-	p = path_join(out, "WhatsApp Chat with Sam.txt");
+	p = pb_test_join(out, "WhatsApp Chat with Sam.txt");
 	back = slurp(p, &blen);
 	assert_int_equal(blen, inlen);
 	assert_memory_equal(back, in, inlen);
@@ -958,7 +910,7 @@ static void test_corpus_flipper(void **state)
 		assert_int_equal(pb__export_mifare(dev, "auto", out, err, sizeof(err)), 0);
 		assert_int_equal(pb__chat_list(out, false, &names, &n), 0);
 		assert_int_equal(n, 1);
-		p = path_join(out, names[0]);
+		p = pb_test_join(out, names[0]);
 		back = slurp(p, &blen);
 		if (blen != inlen || memcmp(back, in, inlen) != 0)
 			fail_msg("%s re-exported differs:\n%s", cases[c].file, back);
@@ -971,7 +923,7 @@ static void test_corpus_flipper(void **state)
 		names = NULL;
 		assert_int_equal(pb__chat_list(mct, false, &names, &n), 0);
 		assert_int_equal(n, 1);
-		p = path_join(mct, names[0]);
+		p = pb_test_join(mct, names[0]);
 		files[0] = p;
 		if (pb__import_mifare(dev, files, 1, err, sizeof(err)) != 0)
 			fail_msg("import %s: %s", p, err);
@@ -980,7 +932,7 @@ static void test_corpus_flipper(void **state)
 		pb_test_rmtree(out);
 		assert_int_equal(pb__export_mifare(dev, "nfc", out, err, sizeof(err)), 0);
 		assert_int_equal(pb__chat_list(out, false, &names, &n), 0);
-		p = path_join(out, names[0]);
+		p = pb_test_join(out, names[0]);
 		back = slurp(p, &blen);
 		assert_int_equal(blen, inlen);
 		assert_memory_equal(back, in, inlen);

@@ -7,47 +7,10 @@
 #include <sys/stat.h>
 
 #include "testutil.h"
+#include "kinds.h"
 #include "peerback.h"
 #include "peerback/error.h"
 #include "agent/kinds/chat-util.h"
-
-static char *path_join(const char *a, const char *b)
-{
-	size_t n = strlen(a) + strlen(b) + 2;
-	char *p = malloc(n);
-
-	assert_non_null(p);
-	snprintf(p, n, "%s/%s", a, b);
-	return p;
-}
-
-static char *write_tmp(const char *dir, const char *name, const char *text)
-{
-	char *p = path_join(dir, name);
-
-	assert_int_equal(pb_test_write_file(p, text, strlen(text)), 0);
-	return p;
-}
-
-static char *read_at(const char *dir, const char *rel)
-{
-	char *p = path_join(dir, rel);
-	size_t len;
-	char *s = (char *)pb_test_read_file(p, &len);
-
-	free(p);
-	return s;
-}
-
-static void import_ok(const char *dev, const char *file)
-{
-	const char *files[1] = {file};
-	char err[512] = "";
-	int rc = pb__import_contacts(dev, files, 1, err, sizeof(err));
-
-	if (rc != 0)
-		fail_msg("import %s: %d %s", file, rc, err);
-}
 
 /* vCard 4.0 with a group card: the canonical form, exactly. */
 static const char v4_in[] =
@@ -111,23 +74,23 @@ static const char v4_canonical[] =
 static void test_v4_groups_canonical(void **state)
 {
 	char *src = pb_test_tmpdir("vc-src"), *dev = pb_test_tmpdir("vc-dev"), *out = pb_test_tmpdir("vc-out");
-	char *f = write_tmp(src, "book.vcf", v4_in), *got, *dev_file, err[256];
+	char *f = pb_test_write_at(src, "book.vcf", v4_in), *got, *dev_file, err[256];
 
 	(void)state;
-	import_ok(dev, f);
-	got = read_at(dev, "contacts/contacts.vcf");
+	pb_test_import_contacts_ok(dev, f);
+	got = pb_test_read_at(dev, "contacts/contacts.vcf");
 	assert_non_null(got);
 	assert_string_equal(got, v4_canonical);
 	free(got);
 	/* Importing the canonical book again changes nothing. */
-	dev_file = path_join(dev, "contacts/contacts.vcf");
-	import_ok(dev, dev_file);
-	got = read_at(dev, "contacts/contacts.vcf");
+	dev_file = pb_test_join(dev, "contacts/contacts.vcf");
+	pb_test_import_contacts_ok(dev, dev_file);
+	got = pb_test_read_at(dev, "contacts/contacts.vcf");
 	assert_string_equal(got, v4_canonical);
 	free(got);
 	/* vcard4 export is the canonical book, byte for byte. */
 	assert_int_equal(pb__export_contacts(dev, "vcard4", out, err, sizeof(err)), 0);
-	got = read_at(out, "contacts.vcf");
+	got = pb_test_read_at(out, "contacts.vcf");
 	assert_string_equal(got, v4_canonical);
 	free(got);
 	assert_int_equal(pb__export_contacts(dev, "x", out, err, sizeof(err)), PB_EUNSUPPORTED);
@@ -170,14 +133,14 @@ static const char v3_in[] =
 static void test_v3_categories(void **state)
 {
 	char *src = pb_test_tmpdir("vc3-src"), *dev = pb_test_tmpdir("vc3-dev"), *out = pb_test_tmpdir("vc3-out");
-	char *dev2 = pb_test_tmpdir("vc3-dev2"), *f = write_tmp(src, "android.vcf", v3_in), *got, *again, *e;
+	char *dev2 = pb_test_tmpdir("vc3-dev2"), *f = pb_test_write_at(src, "android.vcf", v3_in), *got, *again, *e;
 	char err[256];
 	const char *p;
 	int groups = 0;
 
 	(void)state;
-	import_ok(dev, f);
-	got = read_at(dev, "contacts/contacts.vcf");
+	pb_test_import_contacts_ok(dev, f);
+	got = pb_test_read_at(dev, "contacts/contacts.vcf");
 	assert_non_null(got);
 	/* Unfolded, then folded again at 75 octets. */
 	assert_non_null(strstr(got, "NOTE:This note is long enough to be folded by the exporting phone at sevent\r\n"
@@ -198,15 +161,15 @@ static void test_v3_categories(void **state)
 		assert_true(e - p <= 75);
 	/* vcard3 export and back gives the same book. */
 	assert_int_equal(pb__export_contacts(dev, "vcard3", out, err, sizeof(err)), 0);
-	again = read_at(out, "contacts.vcf");
+	again = pb_test_read_at(out, "contacts.vcf");
 	assert_non_null(strstr(again, "VERSION:3.0\r\n"));
 	assert_null(strstr(again, "KIND:group"));
 	assert_null(strstr(again, "MEMBER"));
 	free(again);
 	free(f);
-	f = path_join(out, "contacts.vcf");
-	import_ok(dev2, f);
-	again = read_at(dev2, "contacts/contacts.vcf");
+	f = pb_test_join(out, "contacts.vcf");
+	pb_test_import_contacts_ok(dev2, f);
+	again = pb_test_read_at(dev2, "contacts/contacts.vcf");
 	assert_string_equal(got, again);
 	free(again);
 	free(got);
@@ -249,12 +212,12 @@ static const char apple_in[] =
 static void test_apple_groups(void **state)
 {
 	char *src = pb_test_tmpdir("vca-src"), *dev = pb_test_tmpdir("vca-dev"), *out = pb_test_tmpdir("vca-out");
-	char *dev2 = pb_test_tmpdir("vca-dev2"), *f = write_tmp(src, "icloud.vcf", apple_in), *got, *again;
+	char *dev2 = pb_test_tmpdir("vca-dev2"), *f = pb_test_write_at(src, "icloud.vcf", apple_in), *got, *again;
 	char err[256];
 
 	(void)state;
-	import_ok(dev, f);
-	got = read_at(dev, "contacts/contacts.vcf");
+	pb_test_import_contacts_ok(dev, f);
+	got = pb_test_read_at(dev, "contacts/contacts.vcf");
 	assert_non_null(strstr(got, "UID:AAAA-1111\r\nFN:Jane Doe\r\nPRODID:-//Apple Inc.//iPhone OS 17.2//EN\r\n"));
 	assert_non_null(strstr(got, "CATEGORIES:Book Club\r\nEND:VCARD\r\n"));
 	assert_non_null(strstr(got, "UID:CCCC-3333\r\nKIND:group\r\nFN:Book Club\r\nN:Book Club\r\n"
@@ -263,15 +226,15 @@ static void test_apple_groups(void **state)
 	/* The apple export (the default for a book that came as Apple's)
 	 * brings the Apple group form back, and round trips. */
 	assert_int_equal(pb__export_contacts(dev, "auto", out, err, sizeof(err)), 0);
-	again = read_at(out, "contacts.vcf");
+	again = pb_test_read_at(out, "contacts.vcf");
 	assert_non_null(strstr(again, "X-ADDRESSBOOKSERVER-KIND:group\r\n"));
 	assert_non_null(strstr(again, "X-ADDRESSBOOKSERVER-MEMBER:urn:uuid:BBBB-2222\r\n"));
 	assert_null(strstr(again, "CATEGORIES"));
 	free(again);
 	free(f);
-	f = path_join(out, "contacts.vcf");
-	import_ok(dev2, f);
-	again = read_at(dev2, "contacts/contacts.vcf");
+	f = pb_test_join(out, "contacts.vcf");
+	pb_test_import_contacts_ok(dev2, f);
+	again = pb_test_read_at(dev2, "contacts/contacts.vcf");
 	assert_string_equal(got, again);
 	free(again);
 	free(got);
@@ -289,16 +252,16 @@ static void test_apple_groups(void **state)
 static void test_merge_by_uid(void **state)
 {
 	char *src = pb_test_tmpdir("vcm-src"), *dev = pb_test_tmpdir("vcm-dev"), *got;
-	char *a = write_tmp(src, "a.vcf", v4_in);
-	char *b = write_tmp(src, "b.vcf",
+	char *a = pb_test_write_at(src, "a.vcf", v4_in);
+	char *b = pb_test_write_at(src, "b.vcf",
 			    "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:urn:uuid:0a1b-bob\r\nFN:Bob Builder\r\n"
 			    "EMAIL:bob@example.org\r\nEND:VCARD\r\n"
 			    "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:new-one\r\nFN:Carla\r\nEND:VCARD\r\n");
 
 	(void)state;
-	import_ok(dev, a);
-	import_ok(dev, b);
-	got = read_at(dev, "contacts/contacts.vcf");
+	pb_test_import_contacts_ok(dev, a);
+	pb_test_import_contacts_ok(dev, b);
+	got = pb_test_read_at(dev, "contacts/contacts.vcf");
 	/* Bob is replaced in place and keeps his group; Carla is added. */
 	assert_null(strstr(got, "FN:Bob\r\n"));
 	assert_non_null(strstr(got, "UID:urn:uuid:0a1b-bob\r\nFN:Bob Builder\r\nEMAIL:bob@example.org\r\n"
@@ -388,12 +351,12 @@ static void test_bad_input(void **state)
 	int rc;
 
 	(void)state;
-	good = write_tmp(src, "good.vcf", v4_in);
-	import_ok(dev, good);
-	before = read_at(dev, "contacts/contacts.vcf");
+	good = pb_test_write_at(src, "good.vcf", v4_in);
+	pb_test_import_contacts_ok(dev, good);
+	before = pb_test_read_at(dev, "contacts/contacts.vcf");
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]) + 1; i++) {
 		if (i < sizeof(cases) / sizeof(cases[0])) {
-			bad = write_tmp(src, "bad.vcf", cases[i].text);
+			bad = pb_test_write_at(src, "bad.vcf", cases[i].text);
 		} else {
 			/* A 2 MiB line without a newline is refused, not loaded. */
 			size_t n = 2u << 20;
@@ -402,7 +365,7 @@ static void test_bad_input(void **state)
 			memset(big, 'A', n);
 			memcpy(big, "BEGIN:VCARD\nNOTE:", 17);
 			big[n] = 0;
-			bad = write_tmp(src, "bad.vcf", big);
+			bad = pb_test_write_at(src, "bad.vcf", big);
 			free(big);
 		}
 		files[0] = good;
@@ -415,7 +378,7 @@ static void test_bad_input(void **state)
 		} else if (rc != PB_ETOOBIG || strstr(err, "line 2: line longer than 1 MiB") == NULL) {
 			fail_msg("long line: got %d \"%s\"", rc, err);
 		}
-		after = read_at(dev, "contacts/contacts.vcf");
+		after = pb_test_read_at(dev, "contacts/contacts.vcf");
 		assert_string_equal(before, after);
 		free(after);
 		free(bad);
@@ -449,11 +412,11 @@ static void test_generator(void **state)
 	assert_int_equal(pb__gen_contacts(a, 11, PB_GEN_STANDARD), 0);
 	assert_int_equal(pb__gen_contacts(b, 11, PB_GEN_STANDARD), 0);
 	assert_int_equal(pb__gen_contacts(c, 12, PB_GEN_STANDARD), 0);
-	x = read_at(a, "contacts/contacts.vcf");
-	y = read_at(b, "contacts/contacts.vcf");
+	x = pb_test_read_at(a, "contacts/contacts.vcf");
+	y = pb_test_read_at(b, "contacts/contacts.vcf");
 	assert_string_equal(x, y);
 	free(y);
-	y = read_at(c, "contacts/contacts.vcf");
+	y = pb_test_read_at(c, "contacts/contacts.vcf");
 	assert_string_not_equal(x, y);
 	free(y);
 	/* Hundreds of contacts, seven groups, both group forms. */
@@ -464,9 +427,9 @@ static void test_generator(void **state)
 	assert_non_null(strstr(x, "MEMBER:urn:uuid:"));
 	assert_non_null(strstr(x, "ADR;TYPE=home:"));
 	/* The generated book is canonical. */
-	f = path_join(a, "contacts/contacts.vcf");
-	import_ok(dev, f);
-	y = read_at(dev, "contacts/contacts.vcf");
+	f = pb_test_join(a, "contacts/contacts.vcf");
+	pb_test_import_contacts_ok(dev, f);
+	y = pb_test_read_at(dev, "contacts/contacts.vcf");
 	assert_string_equal(x, y);
 	free(y);
 	free(x);

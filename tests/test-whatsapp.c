@@ -7,43 +7,15 @@
 #include <sys/stat.h>
 
 #include "testutil.h"
+#include "kinds.h"
 #include "peerback.h"
 #include "peerback/error.h"
 #include "agent/kinds/chat-util.h"
 
-static char *path_join(const char *a, const char *b)
-{
-	size_t n = strlen(a) + strlen(b) + 2;
-	char *p = malloc(n);
-
-	assert_non_null(p);
-	snprintf(p, n, "%s/%s", a, b);
-	return p;
-}
-
-static char *write_at(const char *dir, const char *rel, const char *text)
-{
-	char *p = path_join(dir, rel);
-
-	assert_int_equal(pb__chat_mkparents(p), 0);
-	assert_int_equal(pb_test_write_file(p, text, strlen(text)), 0);
-	return p;
-}
-
-static char *read_at(const char *dir, const char *rel)
-{
-	char *p = path_join(dir, rel);
-	size_t len;
-	char *s = (char *)pb_test_read_file(p, &len);
-
-	free(p);
-	return s;
-}
-
 /* The device's only chat directory name. */
 static char *only_chat(const char *dev)
 {
-	char *chats = path_join(dev, "chats"), **names = NULL, *r;
+	char *chats = pb_test_join(dev, "chats"), **names = NULL, *r;
 	size_t n = 0;
 
 	assert_int_equal(pb__chat_list(chats, true, &names, &n), 0);
@@ -59,19 +31,9 @@ static char *chat_file(const char *dev)
 	char *id = only_chat(dev), rel[256], *s;
 
 	snprintf(rel, sizeof(rel), "chats/%s/result.json", id);
-	s = read_at(dev, rel);
+	s = pb_test_read_at(dev, rel);
 	free(id);
 	return s;
-}
-
-static void import_ok(const char *dev, const char *file)
-{
-	const char *files[1] = {file};
-	char err[512] = "";
-	int rc = pb__import_chat(dev, files, 1, err, sizeof(err));
-
-	if (rc != 0)
-		fail_msg("import %s: %d %s", file, rc, err);
 }
 
 static const char android[] =
@@ -90,11 +52,11 @@ static const char android[] =
 static void test_android(void **state)
 {
 	char *src = pb_test_tmpdir("wa-src"), *dev = pb_test_tmpdir("wa-dev");
-	char *f = write_at(src, "WhatsApp Chat with Maria.txt", android), *got, *id, rel[256];
+	char *f = pb_test_write_at(src, "WhatsApp Chat with Maria.txt", android), *got, *id, rel[256];
 
 	(void)state;
-	free(write_at(src, "IMG-20240113-WA0007.jpg", "\xff\xd8jpeg"));
-	import_ok(dev, f);
+	free(pb_test_write_at(src, "IMG-20240113-WA0007.jpg", "\xff\xd8jpeg"));
+	pb_test_import_chat_ok(dev, f);
 	got = chat_file(dev);
 	assert_non_null(strstr(got, " \"name\": \"Maria\",\n \"type\": \"personal_chat\",\n"));
 	assert_non_null(strstr(got, "{\"id\":1,\"type\":\"service\",\"date\":\"2024-01-13T09:15:00\","
@@ -119,7 +81,7 @@ static void test_android(void **state)
 	id = only_chat(dev);
 	snprintf(rel, sizeof(rel), "chats/%s/IMG-20240113-WA0007.jpg", id);
 	free(got);
-	got = read_at(dev, rel);
+	got = pb_test_read_at(dev, rel);
 	assert_string_equal(got, "\xff\xd8jpeg");
 	free(got);
 	free(id);
@@ -141,10 +103,10 @@ static const char ios[] =
 static void test_ios(void **state)
 {
 	char *src = pb_test_tmpdir("wai-src"), *dev = pb_test_tmpdir("wai-dev");
-	char *f = write_at(src, "WhatsApp Chat - Trip/_chat.txt", ios), *got;
+	char *f = pb_test_write_at(src, "WhatsApp Chat - Trip/_chat.txt", ios), *got;
 
 	(void)state;
-	import_ok(dev, f);
+	pb_test_import_chat_ok(dev, f);
 	got = chat_file(dev);
 	assert_non_null(strstr(got, " \"name\": \"Trip\",\n \"type\": \"private_group\",\n"));
 	assert_non_null(strstr(got, "\"date\":\"2024-01-30T23:59:58\""));
@@ -165,21 +127,21 @@ static void test_export_round_trip(void **state)
 	char *dev2 = pb_test_tmpdir("war-dev2"), *f, *a, *b, err[256];
 
 	(void)state;
-	f = write_at(src, "WhatsApp Chat with Maria.txt", android);
-	free(write_at(src, "IMG-20240113-WA0007.jpg", "\xff\xd8jpeg"));
-	import_ok(dev, f);
+	f = pb_test_write_at(src, "WhatsApp Chat with Maria.txt", android);
+	free(pb_test_write_at(src, "IMG-20240113-WA0007.jpg", "\xff\xd8jpeg"));
+	pb_test_import_chat_ok(dev, f);
 	free(f);
 	assert_int_equal(pb__export_chat(dev, "whatsapp", out, err, sizeof(err)), 0);
-	a = read_at(out, "WhatsApp Chat with Maria.txt");
+	a = pb_test_read_at(out, "WhatsApp Chat with Maria.txt");
 	assert_non_null(a);
 	/* Exported in the dialect it came in: the same bytes. */
 	assert_string_equal(a, android);
 	free(a);
-	a = read_at(out, "IMG-20240113-WA0007.jpg");
+	a = pb_test_read_at(out, "IMG-20240113-WA0007.jpg");
 	assert_string_equal(a, "\xff\xd8jpeg");
 	free(a);
-	f = path_join(out, "WhatsApp Chat with Maria.txt");
-	import_ok(dev2, f);
+	f = pb_test_join(out, "WhatsApp Chat with Maria.txt");
+	pb_test_import_chat_ok(dev2, f);
 	free(f);
 	a = chat_file(dev);
 	b = chat_file(dev2);
@@ -216,12 +178,12 @@ static void test_bad_input(void **state)
 	int rc;
 
 	(void)state;
-	good = write_at(src, "WhatsApp Chat with Maria.txt", android);
-	import_ok(dev, good);
+	good = pb_test_write_at(src, "WhatsApp Chat with Maria.txt", android);
+	pb_test_import_chat_ok(dev, good);
 	before = chat_file(dev);
 	for (i = 0; i <= sizeof(cases) / sizeof(cases[0]); i++) {
 		if (i < sizeof(cases) / sizeof(cases[0])) {
-			bad = write_at(src, "WhatsApp Chat with Bad.txt", cases[i].text);
+			bad = pb_test_write_at(src, "WhatsApp Chat with Bad.txt", cases[i].text);
 		} else {
 			size_t n = 3u << 20;
 			char *big = malloc(n + 1);
@@ -229,7 +191,7 @@ static void test_bad_input(void **state)
 			memset(big, 'x', n);
 			memcpy(big, "13/01/24, 09:16 - Maria: ", 25);
 			big[n] = 0;
-			bad = write_at(src, "WhatsApp Chat with Bad.txt", big);
+			bad = pb_test_write_at(src, "WhatsApp Chat with Bad.txt", big);
 			free(big);
 		}
 		files[0] = good;
