@@ -81,10 +81,7 @@ static int teardown(void **state)
 		snprintf(cmd, sizeof(cmd), "ip netns del %s", netns);
 		sh(cmd);
 	}
-	pb_test_host_stop(&host);
-	pb_test_imd_stop(&imd);
-	pb_test_rmtree(dir);
-	free(dir);
+	pb_test_cleanup(&host, &imd, dir);
 	return 0;
 }
 

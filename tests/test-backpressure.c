@@ -29,17 +29,6 @@ static void mk(char *out, const char *name)
 	assert_int_equal(pb__mkdirs(out, 0700), 0);
 }
 
-static void pair(const char *home)
-{
-	char *args[] = { "pair", host.uri, NULL };
-	char line[4096];
-
-	assert_int_equal(pb_test_peerback(home, args, NULL, NULL), 0);
-	assert_true(pb_test_host_wait(&host, "paired", line, sizeof(line), 10000) > 0);
-	/* The code just used is spent: the host shows the next one. */
-	assert_true(pb_test_host_wait(&host, "advertise", line, sizeof(line), 10000) > 0);
-}
-
 static int setup(void **state)
 {
 	const char *accounts[] = { "alice", NULL };
@@ -60,8 +49,8 @@ static int setup(void **state)
 	assert_int_equal(pb_test_login(&imd, phone, "alice", "phone"), 0);
 	assert_int_equal(pb_test_login(&imd, phone2, "alice", "phone-2"), 0);
 	pb_test_host_start(&host, host_home, "127.0.0.1:0", host_args);
-	pair(phone);
-	pair(phone2);
+	pb_test_pair(&host, phone);
+	pb_test_pair(&host, phone2);
 	{
 		char *gen[] = { "gen", "--out", dev, "--seed", "4", "--size", "small", NULL };
 		char *backup[] = { "backup", "--device", dev, NULL };
@@ -77,10 +66,7 @@ static int teardown(void **state)
 {
 	(void)state;
 	pb_test_host_drain_stop();
-	pb_test_host_stop(&host);
-	pb_test_imd_stop(&imd);
-	pb_test_rmtree(dir);
-	free(dir);
+	pb_test_cleanup(&host, &imd, dir);
 	return 0;
 }
 

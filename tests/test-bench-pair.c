@@ -71,10 +71,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	pb_test_host_stop(&host);
-	pb_test_imd_stop(&imd);
-	pb_test_rmtree(dir);
-	free(dir);
+	pb_test_cleanup(&host, &imd, dir);
 	return 0;
 }
 

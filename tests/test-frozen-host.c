@@ -58,10 +58,7 @@ static int teardown(void **state)
 	(void)state;
 	kill(imd.proc.pid, SIGCONT);
 	pb_test_host_drain_stop();
-	pb_test_host_stop(&host);
-	pb_test_imd_stop(&imd);
-	pb_test_rmtree(dir);
-	free(dir);
+	pb_test_cleanup(&host, &imd, dir);
 	return 0;
 }
 

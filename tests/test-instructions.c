@@ -25,26 +25,6 @@ static void mk(char *out, const char *name)
 	assert_int_equal(pb__mkdirs(out, 0700), 0);
 }
 
-static void pair(const char *home)
-{
-	char *args[] = { "pair", host.uri, NULL }, line[4096], *err = NULL;
-
-	if (pb_test_peerback(home, args, NULL, &err) != 0)
-		fail_msg("pair: %s", err);
-	free(err);
-	assert_true(pb_test_host_wait(&host, "paired", line, sizeof(line), 10000) > 0);
-	assert_true(pb_test_host_wait(&host, "advertise", line, sizeof(line), 10000) > 0);
-}
-
-static void device_id(const char *home, char *out)
-{
-	char *args[] = { "--json", "account", "show", NULL }, *o = NULL;
-
-	assert_int_equal(pb_test_peerback(home, args, &o, NULL), 0);
-	assert_int_equal(pb_test_json_str(o, "device", out, 64), 0);
-	free(o);
-}
-
 static int imd_cmd(const char *cmd, const char *x, const char *y)
 {
 	char *tool = pb_test_tool("peerback-imd");
@@ -73,12 +53,12 @@ static int setup(void **state)
 	assert_int_equal(pb_test_login(&imd, a2, "alice", "alice-new-phone"), 0);
 	assert_int_equal(pb_test_login(&imd, c1, "carol", "carols-phone"), 0);
 	pb_test_host_start(&host, host_home, "127.0.0.1:0", host_args);
-	pair(a1);
-	pair(a2);
-	pair(c1); /* carol is a linked sub-account of alice */
-	device_id(a1, a1_dev);
-	device_id(a2, a2_dev);
-	device_id(c1, c1_dev);
+	pb_test_pair(&host, a1);
+	pb_test_pair(&host, a2);
+	pb_test_pair(&host, c1); /* carol is a linked sub-account of alice */
+	pb_test_device_id(a1, a1_dev);
+	pb_test_device_id(a2, a2_dev);
+	pb_test_device_id(c1, c1_dev);
 	{
 		char d[4200];
 		char *gen[] = { "gen", "--out", d, "--seed", "8", "--size", "small", NULL };
@@ -91,10 +71,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	pb_test_host_stop(&host);
-	pb_test_imd_stop(&imd);
-	pb_test_rmtree(dir);
-	free(dir);
+	pb_test_cleanup(&host, &imd, dir);
 	return 0;
 }
 

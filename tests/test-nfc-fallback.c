@@ -149,10 +149,7 @@ static int teardown(void **state)
 	if (host2.proc.pid > 0)
 		kill(host2.proc.pid, SIGCONT);
 	pb_test_host_stop(&host);
-	pb_test_host_stop(&host2);
-	pb_test_imd_stop(&imd);
-	pb_test_rmtree(dir);
-	free(dir);
+	pb_test_cleanup(&host2, &imd, dir);
 	free(lost_file);
 	free(damaged_file);
 	return 0;

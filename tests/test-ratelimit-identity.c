@@ -26,19 +26,11 @@ static pb_test_host_t host;
 static char host_home[4096], phone[4096];
 static uint8_t host_pk[32];
 
-static void mk(char *out, const char *name)
-{
-	snprintf(out, 4096, "%s/%s", dir, name);
-	assert_int_equal(pb__mkdirs(out, 0700), 0);
-}
-
 static int setup(void **state)
 {
 	const char *accounts[] = { "alice", NULL };
 	const char *host_args[] = { "--auth-timeout", "2", NULL };
-	char *pair[] = { "pair", NULL, NULL };
 	struct rlimit rl;
-	char line[4096];
 
 	(void)state;
 	assert_true(sodium_init() >= 0);
@@ -50,14 +42,8 @@ static int setup(void **state)
 	assert_true(rl.rlim_cur > IDLE_SOCKETS + 64);
 	dir = pb_test_tmpdir("ratelimit");
 	pb_test_imd_start(&imd, dir, accounts, NULL);
-	mk(host_home, "host");
-	mk(phone, "phone");
-	assert_int_equal(pb_test_login(&imd, host_home, "alice", "desk"), 0);
-	assert_int_equal(pb_test_login(&imd, phone, "alice", "phone"), 0);
-	pb_test_host_start(&host, host_home, "127.0.0.1:0", host_args);
-	pair[1] = host.uri;
-	assert_int_equal(pb_test_peerback(phone, pair, NULL, NULL), 0);
-	assert_true(pb_test_host_wait(&host, "paired", line, sizeof(line), 10000) > 0);
+	if (pb_test_paired_phone_with(&imd, &host, dir, host_home, phone, host_args) != 0)
+		return -1;
 	pb_test_host_key(&host, host_pk);
 	pb_test_host_drain_start(&host);
 	return 0;
@@ -67,10 +53,7 @@ static int teardown(void **state)
 {
 	(void)state;
 	pb_test_host_drain_stop();
-	pb_test_host_stop(&host);
-	pb_test_imd_stop(&imd);
-	pb_test_rmtree(dir);
-	free(dir);
+	pb_test_cleanup(&host, &imd, dir);
 	return 0;
 }
 

@@ -29,26 +29,6 @@ static void mk(char *out, const char *name)
 	assert_int_equal(pb__mkdirs(out, 0700), 0);
 }
 
-static void pair(const char *home)
-{
-	char *args[] = { "pair", host.uri, NULL }, line[4096], *err = NULL;
-
-	if (pb_test_peerback(home, args, NULL, &err) != 0)
-		fail_msg("pair: %s", err);
-	free(err);
-	assert_true(pb_test_host_wait(&host, "paired", line, sizeof(line), 10000) > 0);
-	assert_true(pb_test_host_wait(&host, "advertise", line, sizeof(line), 10000) > 0);
-}
-
-static void device_id(const char *home, char *out)
-{
-	char *args[] = { "--json", "account", "show", NULL }, *o = NULL;
-
-	assert_int_equal(pb_test_peerback(home, args, &o, NULL), 0);
-	assert_int_equal(pb_test_json_str(o, "device", out, 64), 0);
-	free(o);
-}
-
 static int setup(void **state)
 {
 	const char *accounts[] = { "alice", NULL };
@@ -66,10 +46,10 @@ static int setup(void **state)
 	assert_int_equal(pb_test_login(&imd, a1, "alice", "alice-phone"), 0);
 	assert_int_equal(pb_test_login(&imd, a2, "alice", "alice-tablet"), 0);
 	pb_test_host_start(&host, host_home, "127.0.0.1:0", host_args);
-	pair(a1);
-	pair(a2);
-	device_id(a1, a1_dev);
-	device_id(a2, a2_dev);
+	pb_test_pair(&host, a1);
+	pb_test_pair(&host, a2);
+	pb_test_device_id(a1, a1_dev);
+	pb_test_device_id(a2, a2_dev);
 	snprintf(d, sizeof(d), "%s/device", a1);
 	assert_int_equal(pb_test_peerback(a1, gen, NULL, NULL), 0);
 	/* The key pair the hostile host would like profiles sealed to. */
@@ -80,10 +60,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	pb_test_host_stop(&host);
-	pb_test_imd_stop(&imd);
-	pb_test_rmtree(dir);
-	free(dir);
+	pb_test_cleanup(&host, &imd, dir);
 	return 0;
 }
 

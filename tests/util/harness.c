@@ -202,6 +202,26 @@ void pb_test_host_stop(pb_test_host_t *host)
 		pb_test_stop(&host->proc, SIGTERM);
 }
 
+void pb_test_pair(pb_test_host_t *host, const char *home)
+{
+	char *args[] = { "pair", host->uri, NULL }, line[4096], *err = NULL;
+
+	if (pb_test_peerback(home, args, NULL, &err) != 0)
+		fail_msg("pair: %s", err);
+	free(err);
+	assert_true(pb_test_host_wait(host, "paired", line, sizeof(line), 10000) > 0);
+	assert_true(pb_test_host_wait(host, "advertise", line, sizeof(line), 10000) > 0);
+}
+
+void pb_test_device_id(const char *home, char *out)
+{
+	char *args[] = { "--json", "account", "show", NULL }, *o = NULL;
+
+	assert_int_equal(pb_test_peerback(home, args, &o, NULL), 0);
+	assert_int_equal(pb_test_json_str(o, "device", out, 64), 0);
+	free(o);
+}
+
 void pb_test_cleanup(pb_test_host_t *host, pb_test_imd_t *imd, char *dir)
 {
 	if (host != NULL)
@@ -303,11 +323,17 @@ int pb_test_logged_in(pb_test_imd_t *imd, const char *dir, char *host_home, char
 
 int pb_test_paired_phone(pb_test_imd_t *imd, pb_test_host_t *host, const char *dir, char *host_home, char *phone)
 {
+	return pb_test_paired_phone_with(imd, host, dir, host_home, phone, NULL);
+}
+
+int pb_test_paired_phone_with(pb_test_imd_t *imd, pb_test_host_t *host, const char *dir, char *host_home,
+			      char *phone, const char *const *extra)
+{
 	char *pair[] = { "pair", NULL, NULL }, line[4096];
 
 	if (pb_test_logged_in(imd, dir, host_home, phone) != 0)
 		return -1;
-	pb_test_host_start(host, host_home, "127.0.0.1:0", NULL);
+	pb_test_host_start(host, host_home, "127.0.0.1:0", extra);
 	pair[1] = host->uri;
 	if (pb_test_peerback(phone, pair, NULL, NULL) != 0 ||
 	    pb_test_host_wait(host, "paired", line, sizeof(line), 10000) <= 0) {

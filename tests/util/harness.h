@@ -46,6 +46,15 @@ void pb_test_host_start(pb_test_host_t *host, const char *home, const char *list
 int pb_test_host_wait(pb_test_host_t *host, const char *name, char *line, size_t cap, int timeout_ms);
 void pb_test_host_stop(pb_test_host_t *host);
 
+/* Pairs the phone at home with host (its latest advertised URI): fails the
+ * test, with what peerback said, unless it pairs; then waits for the host's
+ * next advertisement (the code just used is spent). */
+void pb_test_pair(pb_test_host_t *host, const char *home);
+
+/* The device id (hex) of the device at home, from `account show`, into out
+ * (64 bytes). */
+void pb_test_device_id(const char *home, char *out);
+
 /* Runs `peerback --home home ARGS...` (NULL-terminated) with the test
  * password and recovery passphrase in the environment. Returns its exit
  * status; out and err as pb_test_run. */
@@ -65,6 +74,10 @@ int pb_test_logged_in(pb_test_imd_t *imd, const char *dir, char *host_home, char
 /* pb_test_logged_in, then the host started on loopback and the phone
  * paired with it. Returns 0, or -1 with what failed printed. */
 int pb_test_paired_phone(pb_test_imd_t *imd, pb_test_host_t *host, const char *dir, char *host_home, char *phone);
+/* The same with the host started with extra arguments (NULL-terminated,
+ * may be NULL). */
+int pb_test_paired_phone_with(pb_test_imd_t *imd, pb_test_host_t *host, const char *dir, char *host_home,
+			      char *phone, const char *const *extra);
 
 /* The end of a test's world: stops host and imd (either may be NULL),
  * removes dir with all below it and frees it. */
