@@ -1,7 +1,8 @@
 /* WhatsApp chat lines: the head of a message ("[31/01/2024, 2:05:09 PM] ",
  * "31/01/24, 14:05 - ") in pieces, its date once the day/month order is
- * known, and "Author: text" against system lines; the locales' clock
- * markers and attachment lines. */
+ * known, "Author: text" against system lines, and the attachment a
+ * message's first line names; the locales' clock markers and attachment
+ * lines. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -316,4 +317,68 @@ bool pb__wa_split_author(const char *b, size_t len, size_t *alen)
 		return len > 1;
 	}
 	return false;
+}
+
+/* --- Attachment lines ------------------------------------------------------ */
+
+void pb__wa_msg_clear(struct wa_msg *m)
+{
+	free(m->author);
+	free(m->attachment);
+	free(m->attach_raw);
+	free(m->mark);
+	free(m->head);
+	pb__chat_buf_clear(&m->text);
+	pb__chat_buf_clear(&m->raw);
+	memset(m, 0, sizeof(*m));
+}
+
+static bool ends_with(const char *s, size_t len, const char *suf)
+{
+	size_t n = strlen(suf);
+
+	return len >= n && memcmp(s + len - n, suf, n) == 0;
+}
+
+/* Finds the attachment of a message's first line t (after "Author: "):
+ * sets m->attachment / m->attach_raw and returns how many bytes of t they
+ * took (the text starts there). */
+int pb__wa_find_attachment(struct wa_msg *m, const char *t, size_t tlen, size_t *took, int *lang)
+{
+	size_t k = pb__wa_skip_marks(t, tlen, 0), l, o, an;
+	const char *gt;
+
+	*took = 0;
+	for (l = 0; l < WA_NLANGS; l++) {
+		an = strlen(pb__wa_langs[l].attached);
+		if (tlen - k > an && memcmp(t + k, pb__wa_langs[l].attached, an) == 0 &&
+		    (gt = memchr(t + k + an, '>', tlen - k - an)) != NULL) {
+			*took = (size_t)(gt + 1 - t);
+			if (*took < tlen && t[*took] == ' ')
+				(*took)++;
+			m->attachment = strndup(t + k + an, (size_t)(gt - (t + k + an)));
+			m->attach_raw = strndup(t, *took);
+			*lang = (int)l;
+			return m->attachment && m->attach_raw ? 0 : PB_ENOMEM;
+		}
+		an = strlen(pb__wa_langs[l].file);
+		if (tlen > k + an && ends_with(t, tlen, pb__wa_langs[l].file) && memchr(t + k, ' ', tlen - an - k) == NULL) {
+			*took = tlen;
+			m->attachment = strndup(t + k, tlen - an - k);
+			m->attach_raw = strndup(t, tlen);
+			*lang = (int)l;
+			return m->attachment && m->attach_raw ? 0 : PB_ENOMEM;
+		}
+		for (o = 0; o < 3; o++) {
+			if (pb__wa_langs[l].omitted[o] == NULL || tlen - k != strlen(pb__wa_langs[l].omitted[o]) ||
+			    memcmp(t + k, pb__wa_langs[l].omitted[o], tlen - k) != 0)
+				continue;
+			*took = tlen;
+			m->omitted = true;
+			m->attach_raw = strndup(t, tlen);
+			*lang = (int)l;
+			return m->attach_raw ? 0 : PB_ENOMEM;
+		}
+	}
+	return 0;
 }

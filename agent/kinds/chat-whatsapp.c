@@ -33,68 +33,6 @@
 
 /* --- Message assembly ------------------------------------------------------ */
 
-void pb__wa_msg_clear(struct wa_msg *m)
-{
-	free(m->author);
-	free(m->attachment);
-	free(m->attach_raw);
-	free(m->mark);
-	free(m->head);
-	pb__chat_buf_clear(&m->text);
-	pb__chat_buf_clear(&m->raw);
-	memset(m, 0, sizeof(*m));
-}
-
-static bool ends_with(const char *s, size_t len, const char *suf)
-{
-	size_t n = strlen(suf);
-
-	return len >= n && memcmp(s + len - n, suf, n) == 0;
-}
-
-/* Finds the attachment of a message's first line t (after "Author: "):
- * sets m->attachment / m->attach_raw and returns how many bytes of t they
- * took (the text starts there). */
-int pb__wa_find_attachment(struct wa_msg *m, const char *t, size_t tlen, size_t *took, int *lang)
-{
-	size_t k = pb__wa_skip_marks(t, tlen, 0), l, o, an;
-	const char *gt;
-
-	*took = 0;
-	for (l = 0; l < WA_NLANGS; l++) {
-		an = strlen(pb__wa_langs[l].attached);
-		if (tlen - k > an && memcmp(t + k, pb__wa_langs[l].attached, an) == 0 &&
-		    (gt = memchr(t + k + an, '>', tlen - k - an)) != NULL) {
-			*took = (size_t)(gt + 1 - t);
-			if (*took < tlen && t[*took] == ' ')
-				(*took)++;
-			m->attachment = strndup(t + k + an, (size_t)(gt - (t + k + an)));
-			m->attach_raw = strndup(t, *took);
-			*lang = (int)l;
-			return m->attachment && m->attach_raw ? 0 : PB_ENOMEM;
-		}
-		an = strlen(pb__wa_langs[l].file);
-		if (tlen > k + an && ends_with(t, tlen, pb__wa_langs[l].file) && memchr(t + k, ' ', tlen - an - k) == NULL) {
-			*took = tlen;
-			m->attachment = strndup(t + k, tlen - an - k);
-			m->attach_raw = strndup(t, tlen);
-			*lang = (int)l;
-			return m->attachment && m->attach_raw ? 0 : PB_ENOMEM;
-		}
-		for (o = 0; o < 3; o++) {
-			if (pb__wa_langs[l].omitted[o] == NULL || tlen - k != strlen(pb__wa_langs[l].omitted[o]) ||
-			    memcmp(t + k, pb__wa_langs[l].omitted[o], tlen - k) != 0)
-				continue;
-			*took = tlen;
-			m->omitted = true;
-			m->attach_raw = strndup(t, tlen);
-			*lang = (int)l;
-			return m->attach_raw ? 0 : PB_ENOMEM;
-		}
-	}
-	return 0;
-}
-
 static int msg_start(struct wa_msg *m, const char *line, const struct wa_head *h, const struct tm *tm, int *lang)
 {
 	const char *t;

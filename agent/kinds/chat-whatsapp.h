@@ -1,7 +1,8 @@
-/* WhatsApp chat exports, shared by chat-whatsapp.c (messages, import,
- * export), chat-whatsapp-head.c (the line parser: heads, authors, locales)
- * and chat-whatsapp-dialect.c (a file's order and dialect, writing heads).
- * Every function name is pb__wa_. */
+/* WhatsApp chat exports, shared by chat-whatsapp-head.c (the line parser:
+ * heads, authors, attachments, locales), chat-whatsapp-dialect.c (a file's
+ * order and dialect, writing heads) and chat-whatsapp.c (messages, import,
+ * export), each using only those before it. Every function name is
+ * pb__wa_. */
 #ifndef PB_KINDS_CHAT_WHATSAPP_H
 #define PB_KINDS_CHAT_WHATSAPP_H
 
@@ -119,7 +120,7 @@ PB_WUR int pb__wa_settle_order(struct wa_scan *sc, int forced, char *why, size_t
 /* The file's dialect once the order is settled. */
 PB_WUR int pb__wa_scan_dialect(const struct wa_scan *sc, struct wa_dialect *d);
 
-/* --- Messages (chat-whatsapp.c) -------------------------------------------- */
+/* --- Messages (chat-whatsapp.c; an attachment in chat-whatsapp-head.c) ---- */
 
 struct wa_msg {
 	bool active, system, attach_only, omitted;
@@ -133,8 +134,10 @@ struct wa_msg {
 };
 
 void pb__wa_msg_clear(struct wa_msg *m);
-/* Reads an attachment line's text t into m (took: the bytes it used,
- * lang: the language it was written in). */
+/* Finds the attachment of a message's first line t (after "Author: "):
+ * sets m->attachment / m->attach_raw (or m->omitted), *took to how many
+ * bytes of t they took (the text starts there) and *lang to the language
+ * of the line. */
 PB_WUR int pb__wa_find_attachment(struct wa_msg *m, const char *t, size_t tlen, size_t *took, int *lang);
 
 #endif

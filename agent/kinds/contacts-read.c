@@ -83,11 +83,6 @@ static int unfold_next(struct unfold *u)
 	return 1;
 }
 
-bool pb__vcard_name_char(char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-}
-
 /* Splits "[group.]NAME[;params]:value". */
 static int parse_prop(const char *s, size_t len, struct vprop *p)
 {
@@ -319,17 +314,6 @@ int pb__vcard_read_book(pb__chat_lines_t *r, struct vbook *b, uint64_t *errline,
 
 /* --- vCard 2.1 and 3.0 into 4.0 -------------------------------------------- */
 
-static int hexdig(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Properties whose 4.0 value is a list: no escaping of ',' there. */
 static bool list_prop(const char *name)
 {
@@ -366,8 +350,8 @@ static int decode21(const char *s, size_t len, bool qp, const char *charset, pb_
 	int err = 0, h, l;
 
 	for (i = 0; i < len && err == 0; i++) {
-		if (qp && s[i] == '=' && i + 2 < len + 0 && (h = hexdig((unsigned char)s[i + 1])) >= 0 &&
-		    (l = hexdig((unsigned char)s[i + 2])) >= 0) {
+		if (qp && s[i] == '=' && i + 2 < len + 0 && (h = pb__kinds_hexval((unsigned char)s[i + 1])) >= 0 &&
+		    (l = pb__kinds_hexval((unsigned char)s[i + 2])) >= 0) {
 			uint8_t c = (uint8_t)(h << 4 | l);
 
 			err = pb__chat_buf_add(&raw, &c, 1);
@@ -384,14 +368,6 @@ static int decode21(const char *s, size_t len, bool qp, const char *charset, pb_
 	pb__chat_buf_clear(&raw);
 	return err;
 }
-
-const struct pb__vcard_media pb__vcard_media_types[] = {
-	{"JPEG", "image/jpeg"}, {"PNG", "image/png"}, {"GIF", "image/gif"}, {"BMP", "image/bmp"},
-	{"TIFF", "image/tiff"}, {"WAVE", "audio/wav"}, {"PCM", "audio/basic"}, {"PGP", "application/pgp-keys"},
-	{"X509", "application/pkix-cert"},
-};
-
-const size_t pb__vcard_nmedia_types = sizeof(pb__vcard_media_types) / sizeof(pb__vcard_media_types[0]);
 
 /* A 2.1 property in 4.0 form: bare types become TYPE= (lower case), PREF
  * becomes PREF=1, CHARSET and ENCODING go (the value is decoded), binary

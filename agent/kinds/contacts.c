@@ -24,18 +24,14 @@
 #include "agent/kinds/util.h"
 #include "agent/kinds/contacts.h"
 
-/* --- Cards in memory ------------------------------------------------------- */
+/* --- The book in memory --------------------------------------------------- */
 
 static void card_free(struct vcard *c)
 {
 	size_t i;
 
-	for (i = 0; i < c->n; i++) {
-		free(c->p[i].group);
-		free(c->p[i].name);
-		free(c->p[i].params);
-		free(c->p[i].value);
-	}
+	for (i = 0; i < c->n; i++)
+		pb__vcard_prop_free(&c->p[i]);
 	free(c->p);
 	free(c->uid);
 	free(c->fn);
@@ -43,13 +39,11 @@ static void card_free(struct vcard *c)
 	memset(c, 0, sizeof(*c));
 }
 
-void pb__vcard_book_free(struct vbook *b)
+/* Frees the book's groups (the cards' group indices are left as they are). */
+static void groups_free(struct vbook *b)
 {
 	size_t i, j;
 
-	for (i = 0; i < b->n; i++)
-		card_free(&b->c[i]);
-	free(b->c);
 	for (i = 0; i < b->ng; i++) {
 		free(b->g[i].name);
 		free(b->g[i].uid);
@@ -59,107 +53,19 @@ void pb__vcard_book_free(struct vbook *b)
 		free(b->g[i].extra);
 	}
 	free(b->g);
+	b->g = NULL;
+	b->ng = b->cg = 0;
+}
+
+static void book_free(struct vbook *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->n; i++)
+		card_free(&b->c[i]);
+	free(b->c);
+	groups_free(b);
 	memset(b, 0, sizeof(*b));
-}
-
-int pb__vcard_grow(void **v, size_t *cap, size_t n, size_t size)
-{
-	void *nv;
-	size_t nc;
-
-	if (n < *cap)
-		return 0;
-	nc = *cap ? *cap * 2 : 8;
-	nv = realloc(*v, nc * size);
-	if (nv == NULL)
-		return PB_ENOMEM;
-	*v = nv;
-	*cap = nc;
-	return 0;
-}
-
-void pb__vcard_prop_free(struct vprop *p)
-{
-	free(p->group);
-	free(p->name);
-	free(p->params);
-	free(p->value);
-}
-
-const struct vprop *pb__vcard_find(const struct vcard *c, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < c->n; i++)
-		if (strcmp(c->p[i].name, name) == 0)
-			return &c->p[i];
-	return NULL;
-}
-
-/* True when a card's dialect says so (flag "vcard21", "no-uid", ...). */
-bool pb__vcard_dialect_has(const struct vcard *c, const char *flag)
-{
-	const struct vprop *p = c ? pb__vcard_find(c, DIALECT_PROP) : NULL;
-	size_t n = strlen(flag);
-	const char *v;
-
-	for (v = p ? p->value : NULL; v != NULL && *v; v += strcspn(v, ","), v += *v == ',') {
-		if (strncmp(v, flag, n) == 0 && (v[n] == ',' || v[n] == 0))
-			return true;
-	}
-	return false;
-}
-
-/* --- Text values ----------------------------------------------------------- */
-
-char *pb__vcard_unescape(const char *s, size_t len)
-{
-	char *o = malloc(len + 1);
-	size_t i, k = 0;
-
-	if (o == NULL)
-		return NULL;
-	for (i = 0; i < len; i++) {
-		if (s[i] == '\\' && i + 1 < len) {
-			i++;
-			o[k++] = (s[i] == 'n' || s[i] == 'N') ? '\n' : s[i];
-		} else {
-			o[k++] = s[i];
-		}
-	}
-	o[k] = 0;
-	return o;
-}
-
-/* 4.0 escaping of one decoded component. */
-int pb__vcard_escape40(pb_buf_t *b, const char *s, size_t len, bool list)
-{
-	size_t i;
-	int err = 0;
-
-	for (i = 0; i < len && err == 0; i++) {
-		if (s[i] == '\\' || s[i] == ';' || (s[i] == ',' && !list)) {
-			err = pb__chat_buf_add(b, "\\", 1);
-			if (err == 0)
-				err = pb__chat_buf_add(b, s + i, 1);
-		} else if (s[i] == '\n') {
-			err = pb__chat_buf_add(b, "\\n", 2);
-		} else if (s[i] == '\r') {
-			if (!(i + 1 < len && s[i + 1] == '\n'))
-				err = pb__chat_buf_add(b, "\\n", 2);
-		} else {
-			err = pb__chat_buf_add(b, s + i, 1);
-		}
-	}
-	return err;
-}
-
-/* Properties whose 4.0 value is a URI: no escaping of ',' there. */
-bool pb__vcard_uri_prop(const char *name)
-{
-	return !strcmp(name, "URL") || !strcmp(name, "PHOTO") || !strcmp(name, "LOGO") || !strcmp(name, "SOUND") ||
-	       !strcmp(name, "KEY") || !strcmp(name, "GEO") || !strcmp(name, "SOURCE") || !strcmp(name, "IMPP") ||
-	       !strcmp(name, "MEMBER") || !strcmp(name, "FBURL") || !strcmp(name, "CALURI") || !strcmp(name, "CALADRURI");
 }
 
 /* --- Building the canonical book ------------------------------------------- */
@@ -194,7 +100,7 @@ static int derived_uid(const char *what, size_t len, uint64_t salt, char **out)
 	return *out ? 0 : PB_ENOMEM;
 }
 
-const char *pb__vcard_bare_uid(const char *uid)
+static const char *bare_uid(const char *uid)
 {
 	if (strncasecmp(uid, "urn:uuid:", 9) == 0)
 		return uid + 9;
@@ -275,7 +181,7 @@ static size_t member_card(const struct vbook *b, const struct uid_ix *ix, const 
 	const char *v;
 	size_t i, j;
 
-	key.uid = pb__vcard_bare_uid(value);
+	key.uid = bare_uid(value);
 	hit = bsearch(&key, ix, b->n, sizeof(*ix), cmp_uid_ix);
 	if (hit != NULL)
 		return b->c[hit->card].is_group ? SIZE_MAX : hit->card;
@@ -303,7 +209,7 @@ static size_t member_card(const struct vbook *b, const struct uid_ix *ix, const 
 }
 
 /* Classifies cards, settles UIDs, and links groups both ways. */
-int pb__vcard_settle(struct vbook *b)
+static int settle(struct vbook *b)
 {
 	struct uid_ix *ix = NULL;
 	size_t i, j, gi, k;
@@ -383,7 +289,7 @@ int pb__vcard_settle(struct vbook *b)
 		bool dup = false;
 
 		for (i = 0; i < b->n; i++) {
-			ix[i].uid = pb__vcard_bare_uid(b->c[i].uid);
+			ix[i].uid = bare_uid(b->c[i].uid);
 			ix[i].card = i;
 		}
 		qsort(ix, b->n, sizeof(*ix), cmp_uid_ix);
@@ -564,7 +470,7 @@ static int merge_into(struct vbook *dst, struct vbook *src)
 		struct vcard *c = &src->c[i];
 
 		for (j = 0; j < dst->n; j++)
-			if (strcmp(pb__vcard_bare_uid(dst->c[j].uid), pb__vcard_bare_uid(c->uid)) == 0)
+			if (strcmp(bare_uid(dst->c[j].uid), bare_uid(c->uid)) == 0)
 				break;
 		if (j < dst->n) {
 			card_free(&dst->c[j]);
@@ -582,10 +488,10 @@ static int merge_into(struct vbook *dst, struct vbook *src)
 	return 0;
 }
 
-/* Forgets what pb__vcard_settle() derived, keeping each card's properties and UID. */
+/* Forgets what settle() derived, keeping each card's properties and UID. */
 static void unsettle(struct vbook *b)
 {
-	size_t i, j;
+	size_t i;
 
 	for (i = 0; i < b->n; i++) {
 		struct vcard *c = &b->c[i];
@@ -613,17 +519,7 @@ static void unsettle(struct vbook *b)
 			c->uid = NULL;
 		}
 	}
-	for (i = 0; i < b->ng; i++) {
-		free(b->g[i].name);
-		free(b->g[i].uid);
-		free(b->g[i].members);
-		for (j = 0; j < b->g[i].nextra; j++)
-			free(b->g[i].extra[j]);
-		free(b->g[i].extra);
-	}
-	free(b->g);
-	b->g = NULL;
-	b->ng = b->cg = 0;
+	groups_free(b);
 }
 
 static int load_file(const char *path, struct vbook *b, char *errbuf, size_t errcap)
@@ -684,25 +580,25 @@ int pb__import_contacts(const char *device_dir, const char *const *files, size_t
 	for (i = 0; i < n; i++) {
 		memset(&in, 0, sizeof(in));
 		if ((err = load_file(files[i], &in, errbuf, errcap)) != 0) {
-			pb__vcard_book_free(&in);
+			book_free(&in);
 			goto out_book;
 		}
-		if ((err = pb__vcard_settle(&in)) != 0) {
-			pb__vcard_book_free(&in);
+		if ((err = settle(&in)) != 0) {
+			book_free(&in);
 			pb__chat_fail(errbuf, errcap, err, "%s: %s", files[i], pb_strerror(err));
 			goto out_book;
 		}
 		/* UIDs on both sides are settled before matching. */
-		if ((err = pb__vcard_settle(&book)) == 0)
+		if ((err = settle(&book)) == 0)
 			err = merge_into(&book, &in);
 		unsettle(&book);
-		pb__vcard_book_free(&in);
+		book_free(&in);
 		if (err != 0) {
 			pb__chat_fail(errbuf, errcap, err, "%s: %s", files[i], pb_strerror(err));
 			goto out_book;
 		}
 	}
-	if ((err = pb__vcard_settle(&book)) != 0)
+	if ((err = settle(&book)) != 0)
 		goto out_settle;
 	if ((err = pb__vcard_write_book(&out, &book, VF_STORE)) != 0)
 		goto out_settle;
@@ -722,7 +618,7 @@ out_settle:
 	pb__chat_fail(errbuf, errcap, err, "cannot merge the contacts: %s", pb_strerror(err));
 out_book:
 	pb__chat_buf_clear(&out);
-	pb__vcard_book_free(&book);
+	book_free(&book);
 	return err;
 }
 
@@ -786,7 +682,7 @@ int pb__export_contacts(const char *device_dir, const char *format, const char *
 		return pb__chat_fail(errbuf, errcap, PB_ENOTFOUND, "%s: the device has no contacts", device_dir);
 	if ((err = load_file(path, &book, errbuf, errcap)) != 0)
 		goto out_book;
-	if ((err = pb__vcard_settle(&book)) == 0 && f == VF_STORE)
+	if ((err = settle(&book)) == 0 && f == VF_STORE)
 		f = book_dialect(&book);
 	if (err != 0 || (err = pb__vcard_write_book(&out, &book, f)) != 0) {
 		pb__chat_fail(errbuf, errcap, err, "%s: %s", path, pb_strerror(err));
@@ -801,7 +697,7 @@ int pb__export_contacts(const char *device_dir, const char *format, const char *
 		pb__chat_fail(errbuf, errcap, err, "%s: %s", dst, pb_strerror(err));
 out_book:
 	pb__chat_buf_clear(&out);
-	pb__vcard_book_free(&book);
+	book_free(&book);
 	return err;
 }
 
@@ -819,11 +715,11 @@ int pb__contacts_canonical(const uint8_t *buf, size_t len, pb_buf_t *out)
 	r.memlen = len;
 	err = pb__vcard_read_book(&r, &book, &line, &why);
 	if (err == 0)
-		err = pb__vcard_settle(&book);
+		err = settle(&book);
 	if (err == 0)
 		err = pb__vcard_write_book(out, &book, VF_STORE);
 	pb__chat_lines_free(&r);
-	pb__vcard_book_free(&book);
+	book_free(&book);
 	return err;
 }
 
@@ -869,10 +765,10 @@ static int vcf_split(const char *relpath, const uint8_t *buf, size_t len, pb_ite
 		pb__kinds_split_why(line, why);
 	if (err == 0 && book.n == 0 && len > 0)
 		err = PB_EDATA_FORMAT; /* blank lines only: no card to carry them */
-	if (err == 0 && (err = pb__vcard_settle(&book)) == 0) {
+	if (err == 0 && (err = settle(&book)) == 0) {
 		for (i = 0; i < book.n && err == 0; i++) {
 			const struct vcard *c = &book.c[i];
-			const char *u = pb__vcard_bare_uid(c->uid);
+			const char *u = bare_uid(c->uid);
 
 			/* Bytes between cards go with the card after them, the
 			 * tail with the last card: join gives the file back. */
@@ -905,7 +801,7 @@ static int vcf_split(const char *relpath, const uint8_t *buf, size_t len, pb_ite
 			from = to;
 		}
 	}
-	pb__vcard_book_free(&book);
+	book_free(&book);
 	return err;
 }
 

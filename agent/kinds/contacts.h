@@ -1,7 +1,8 @@
-/* The contact book in memory, shared by contacts.c (cards, the canonical
- * book's groups and UIDs, merging, entry points, codec), contacts-read.c
- * (vCard text into cards, in 4.0 form) and contacts-write.c (cards into the
- * canonical book and the exports). Every function name is pb__vcard_. */
+/* The contact book in memory, shared by contacts-card.c (a card's
+ * properties, text values), contacts-read.c (vCard text into cards, in 4.0
+ * form), contacts-write.c (cards into the canonical book and the exports)
+ * and contacts.c (the book's groups and UIDs, merging, entry points, codec),
+ * each using only those before it. Every function name is pb__vcard_. */
 #ifndef PB_KINDS_CONTACTS_H
 #define PB_KINDS_CONTACTS_H
 
@@ -52,7 +53,7 @@ struct vgroup {
 	size_t nextra;
 };
 
-/* Owns its cards and groups; pb__vcard_book_free releases them. */
+/* Owns its cards and groups. */
 struct vbook {
 	struct vcard *c;
 	size_t n, cap;
@@ -72,10 +73,8 @@ struct pb__vcard_media {
 extern const struct pb__vcard_media pb__vcard_media_types[];
 extern const size_t pb__vcard_nmedia_types;
 
-/* --- Cards in memory (contacts.c) ------------------------------------------ */
+/* --- Cards and text values (contacts-card.c) ------------------------------ */
 
-/* Frees every card and group of b and zeroes it. */
-void pb__vcard_book_free(struct vbook *b);
 void pb__vcard_prop_free(struct vprop *p);
 /* Makes room in *v (of *cap elements of size bytes) for element n. */
 PB_WUR int pb__vcard_grow(void **v, size_t *cap, size_t n, size_t size);
@@ -83,6 +82,8 @@ PB_WUR int pb__vcard_grow(void **v, size_t *cap, size_t n, size_t size);
 const struct vprop *pb__vcard_find(const struct vcard *c, const char *name);
 /* True when a card's dialect says so (flag "vcard21", "no-uid", ...). */
 bool pb__vcard_dialect_has(const struct vcard *c, const char *flag);
+/* A character of a property or group name. */
+bool pb__vcard_name_char(char c);
 /* One decoded 4.0 text value or component (between unescaped ';'):
  * malloc'd, NULL when out of memory. */
 char *pb__vcard_unescape(const char *s, size_t len);
@@ -90,15 +91,9 @@ char *pb__vcard_unescape(const char *s, size_t len);
 PB_WUR int pb__vcard_escape40(pb_buf_t *b, const char *s, size_t len, bool list);
 /* Properties whose 4.0 value is a URI: no escaping there. */
 bool pb__vcard_uri_prop(const char *name);
-/* A UID without its "urn:uuid:" (points into uid). */
-const char *pb__vcard_bare_uid(const char *uid);
-/* Classifies cards, settles UIDs, and links groups both ways. */
-PB_WUR int pb__vcard_settle(struct vbook *b);
 
 /* --- Reading (contacts-read.c) --------------------------------------------- */
 
-/* A character of a property or group name. */
-bool pb__vcard_name_char(char c);
 /* Reads every card of a book, each in 4.0 form. On an error, errline and
  * why (a static sentence) say where and what. */
 PB_WUR int pb__vcard_read_book(pb__chat_lines_t *r, struct vbook *b, uint64_t *errline, const char **why);

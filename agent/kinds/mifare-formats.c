@@ -17,17 +17,6 @@
 #define LINE_MAX_LEN 4096
 #define MCT_DEAD_DEFAULT "*No keys found or dead sector"
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static pb_mifare_card_t *card_new(unsigned sectors)
 {
 	pb_mifare_card_t *card = malloc(sizeof(*card));
@@ -190,7 +179,8 @@ int pb_mifare_parse_mct(const uint8_t *buf, size_t len, pb_mifare_card_t **out, 
 			size_t off = 16 * ((size_t)pb_mifare_sector_first_block((unsigned)cur) + got);
 
 			for (size_t i = 0; i < 16; i++) {
-				int hi = hexval((unsigned char)line[2 * i]), lo = hexval((unsigned char)line[2 * i + 1]);
+				int hi = pb__kinds_hexval((unsigned char)line[2 * i]);
+				int lo = pb__kinds_hexval((unsigned char)line[2 * i + 1]);
 
 				if (line[2 * i] == '-' && line[2 * i + 1] == '-')
 					continue;
@@ -733,8 +723,8 @@ static int hex_tokens(const char *v, size_t n, uint8_t *out, uint8_t *known, siz
 			out[count] = 0;
 			known[count] = 0;
 		} else {
-			hi = hexval((unsigned char)v[i]);
-			lo = hexval((unsigned char)v[i + 1]);
+			hi = pb__kinds_hexval((unsigned char)v[i]);
+			lo = pb__kinds_hexval((unsigned char)v[i + 1]);
 			if (hi < 0 || lo < 0)
 				return -1;
 			out[count] = (uint8_t)(hi << 4 | lo);

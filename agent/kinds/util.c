@@ -31,7 +31,7 @@ int pb__kinds_read_file(const char *path, size_t cap, uint8_t **out, size_t *len
 	return pb__read_file(path, cap, out, len);
 }
 
-static int hexval(int c)
+int pb__kinds_hexval(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -47,7 +47,7 @@ int pb__kinds_hex_decode(const char *hex, size_t hexlen, uint8_t *out, size_t ou
 	if (outlen > SIZE_MAX / 2 || hexlen != outlen * 2)
 		return PB_EMALFORMED;
 	for (size_t i = 0; i < outlen; i++) {
-		int hi = hexval((unsigned char)hex[2 * i]), lo = hexval((unsigned char)hex[2 * i + 1]);
+		int hi = pb__kinds_hexval((unsigned char)hex[2 * i]), lo = pb__kinds_hexval((unsigned char)hex[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return PB_EMALFORMED;
 		out[i] = (uint8_t)(hi << 4 | lo);
@@ -69,7 +69,7 @@ void pb__kinds_hex_encode(const uint8_t *in, size_t len, char *out)
 bool pb__kinds_is_hex(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if (hexval((unsigned char)s[i]) < 0)
+		if (pb__kinds_hexval((unsigned char)s[i]) < 0)
 			return false;
 	return true;
 }

@@ -17,6 +17,8 @@ int pb__kinds_errf(char *errbuf, size_t errcap, int rc, const char *fmt, ...) __
  * (NUL-terminated; the caller frees). Returns 0, PB_ETOOBIG or -errno. */
 int pb__kinds_read_file(const char *path, size_t cap, uint8_t **out, size_t *len);
 
+/* The value of a hex digit of either case, or -1. */
+int pb__kinds_hexval(int c);
 /* Strict hex: exactly 2*outlen hex digits of either case. Returns 0 or
  * PB_EMALFORMED. */
 int pb__kinds_hex_decode(const char *hex, size_t hexlen, uint8_t *out, size_t outlen);
