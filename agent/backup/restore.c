@@ -60,6 +60,7 @@ struct restore {
 	char *prev_id, *prev_path;
 	uint64_t prev_seq;
 	char tmpdir[4096];
+	bool tmpdir_made;       /* made at the first item that needs a temporary file */
 	unsigned tmpn;
 	pb__cache_t *cache;     /* opened at the first fetch that keeps chunks */
 	/* The snapshot's id index (version 2 roots), or NULL. */
@@ -69,6 +70,9 @@ struct restore {
 	 * chat stream's chunk holds messages of several manifest chunks. */
 	uint8_t *held, held_name[PB_STORE_NAME_LEN];
 	size_t held_len;
+	/* The phone's state as the fast path opened it, for the rollback
+	 * check (one open a run). */
+	pb_backup_state_t *st;
 	/* The latest snapshot of latest_dev, asked once per run. */
 	bool latest_asked;
 	int latest_rc;
@@ -380,6 +384,21 @@ static int take_one(struct restore *r, pb__opener_t *op, const uint8_t name[PB_S
 	return rc;
 }
 
+/* HOME/restore-tmp, where an item too large to assemble in memory is
+ * written first: made when the first such item comes (a restore of a few
+ * small items makes and removes no directory). */
+static int item_tmpdir(struct restore *r, uint64_t size)
+{
+	int rc;
+
+	if (r->txn == NULL || size <= PB_CDC_WHOLE_MAX || r->tmpdir_made)
+		return 0;
+	if ((rc = pb__mkdirs(r->tmpdir, 0700)) != 0)
+		return rc;
+	r->tmpdir_made = true;
+	return 0;
+}
+
 /* Fetches and rebuilds every collected item, with up to FETCH_WINDOW chunk
  * requests in flight; the chunks are opened on the opener's threads while
  * this thread receives the next ones and assembles and writes the items in
@@ -436,6 +455,8 @@ static int fetch_items(struct restore *r)
 	while (item < r->nitems && rc == 0) {
 		const struct want_item *w = &r->items[item];
 
+		if (chunk == 0 && (rc = item_tmpdir(r, w->m.size)) != 0)
+			break;
 		if (chunk == 0 &&
 		    (rc = pb__assembly_start(&a, &r->keys, w->m.size, r->txn != NULL ? r->tmpdir : NULL, &r->tmpn)) != 0)
 			break;
@@ -702,11 +723,17 @@ static int check_rollback(struct restore *r)
 
 	if (r->o->snapshot != 0)
 		return 0;
-	if (memcmp(r->repo->device_id, r->dev_id, sizeof(r->dev_id)) != 0 ||
-	    pb__state_path(r->o->home, path, sizeof(path)) != 0 || stat(path, &sb) != 0)
+	if (memcmp(r->repo->device_id, r->dev_id, sizeof(r->dev_id)) != 0)
 		return 0;
-	if ((rc = pb_backup_state_open_ro(path, &st)) != 0)
-		return rc;
+	if (r->st != NULL) {
+		st = r->st;
+		r->st = NULL;
+	} else {
+		if (pb__state_path(r->o->home, path, sizeof(path)) != 0 || stat(path, &sb) != 0)
+			return 0;
+		if ((rc = pb_backup_state_open_ro(path, &st)) != 0)
+			return rc;
+	}
 	rc = pb_backup_state_host_done(st, r->repo->host_pk, &known);
 	pb_backup_state_close(st);
 	if (rc == PB_ENOTFOUND)
@@ -843,7 +870,8 @@ static int fast_restore(struct restore *r, enum restore_mode mode, const char *w
 	return rc;
 out_walk:
 	sodium_memzero(mk, sizeof(mk));
-	pb_backup_state_close(st);
+	/* The rollback check reads it next. */
+	r->st = st;
 	free_items(r);
 	return 0;
 }
@@ -1213,8 +1241,7 @@ static int restore_begin(struct restore *r, enum restore_mode mode)
 		return rc;
 	if (o->dry_run)
 		return 0;
-	if ((rc = pb__path_join(r->tmpdir, sizeof(r->tmpdir), o->home, "restore-tmp")) != 0 ||
-	    (rc = pb__mkdirs(r->tmpdir, 0700)) != 0) {
+	if ((rc = pb__path_join(r->tmpdir, sizeof(r->tmpdir), o->home, "restore-tmp")) != 0) {
 		r->tmpdir[0] = 0;
 		return rc;
 	}
@@ -1257,7 +1284,7 @@ static void restore_free(struct restore *r)
 	if (r->txn != NULL)
 		r->prov->abort(r->txn);
 	pb_provider_dir_free(r->prov_owned);
-	if (r->tmpdir[0])
+	if (r->tmpdir_made)
 		rmdir(r->tmpdir);
 	free(r->out);
 	free(r->held);
@@ -1267,6 +1294,7 @@ static void restore_free(struct restore *r)
 	free(r->prev_path);
 	free(r->index);
 	prefetch_free(r);
+	pb_backup_state_close(r->st);
 	local_free(r);
 	pb__cache_close(r->cache);
 	pb_backup_keys_wipe(&r->keys);
