@@ -113,6 +113,9 @@ typedef struct pb__root_s {
 	size_t nm;
 	uint8_t *index; /* NULL for a version 1 root */
 	size_t nindex;
+	/* Loaded from the root cache: both point into this mapping. */
+	uint8_t *map;
+	size_t map_len;
 } pb__root_t;
 
 /* The latest root the phone opened for each device, kept parsed in

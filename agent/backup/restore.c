@@ -66,6 +66,9 @@ struct restore {
 	/* The snapshot's id index (version 2 roots), or NULL. */
 	uint8_t *index;
 	size_t nindex;
+	/* The root as the root cache mapped it (index and the manifest chunks
+	 * point into it), or nothing. */
+	pb__root_t cached_root;
 	/* The chunk opened last, kept for the next manifest chunk's items: a
 	 * chat stream's chunk holds messages of several manifest chunks. */
 	uint8_t *held, held_name[PB_STORE_NAME_LEN];
@@ -943,12 +946,12 @@ static int open_snapshot(struct restore *r, uint64_t *snap, name_t **mchunks, si
 	if (*snap == 0 && (rc = repo_latest(r, r->dev_id, snap)) != 0)
 		return rc;
 	r->res->snapshot = *snap;
-	if (wants_id(r) && pb__root_cache_load(r->o->home, &r->keys, r->dev_id, *snap, &root) == 0) {
-		*mchunks = root.mchunks;
-		*nm = root.nm;
-		*nitems = root.nitems;
-		r->index = root.index;
-		r->nindex = root.nindex;
+	if (wants_id(r) && pb__root_cache_load(r->o->home, &r->keys, r->dev_id, *snap, &r->cached_root) == 0) {
+		*mchunks = r->cached_root.mchunks;
+		*nm = r->cached_root.nm;
+		*nitems = r->cached_root.nitems;
+		r->index = r->cached_root.index;
+		r->nindex = r->cached_root.nindex;
 		return 0;
 	}
 	if ((rc = r->repo->ops->snapshot_get(r->repo, r->dev_id, *snap, &blob, &blob_len)) != 0)
@@ -964,6 +967,7 @@ static int open_snapshot(struct restore *r, uint64_t *snap, name_t **mchunks, si
 		root.nm = *nm;
 		root.index = r->index;
 		root.nindex = r->nindex;
+		root.map = NULL;
 		pb__root_cache_save(r->o->home, &r->keys, r->dev_id, *snap, &root);
 	}
 	return rc;
@@ -1292,7 +1296,10 @@ static void restore_free(struct restore *r)
 	free(r->items);
 	free(r->prev_id);
 	free(r->prev_path);
-	free(r->index);
+	if (r->cached_root.map != NULL)
+		pb__root_free(&r->cached_root);
+	else
+		free(r->index);
 	prefetch_free(r);
 	pb_backup_state_close(r->st);
 	local_free(r);
@@ -1362,7 +1369,8 @@ static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum 
 out:
 	if (rc != 0 && mode == MODE_RESTORE)
 		target_report(r, rc);
-	free(mchunks);
+	if (r->cached_root.map == NULL)
+		free(mchunks);
 	restore_free(r);
 	pb__done(o, mode == MODE_VERIFY ? "verify" : mode == MODE_FETCH ? "fetch" : "restore", rc, res->snapshot);
 	return rc;
@@ -1479,7 +1487,8 @@ int pb_engine_items(const pb_engine_opts_t *o, pb_manifest_item_cb cb, void *arg
 		free(ct);
 	}
 out:
-	free(mchunks);
+	if (r->cached_root.map == NULL)
+		free(mchunks);
 	restore_free(r);
 	return rc;
 }

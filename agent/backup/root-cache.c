@@ -14,7 +14,8 @@
  * A check value (keyed with the name key) binds the file to the keys that
  * opened the root, so another key never reuses it. The file is replaced
  * whole (written, synced, renamed) when the snapshot changes; one that
- * does not parse is ignored. Layout:
+ * does not parse is ignored. It is mapped, not read: a lookup touches a
+ * few of its pages. Layout:
  *   [magic 8][device 16][snapshot 8][check 16][time 8][items 8]
  *   [chunks 8][index entries 8] chunk names (32 each) index entries */
 #include <errno.h>
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -78,30 +80,15 @@ static void check_value(const pb_backup_keys_t *keys, const uint8_t dev[16], uin
 	crypto_generichash_final(&st, out, 16);
 }
 
-static int read_all(int fd, void *buf, size_t len)
-{
-	uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = read(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return PB_ETRUNCATED;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int pb__root_cache_load(const char *home, const pb_backup_keys_t *keys, const uint8_t dev[16], uint64_t snap,
 			pb__root_t *root)
 {
-	uint8_t hdr[RC_HDR], check[16];
+	uint8_t check[16];
+	const uint8_t *hdr;
 	char path[4096];
 	uint64_t nm, ni;
 	struct stat sb;
+	void *map;
 	int fd, rc;
 
 	memset(root, 0, sizeof(*root));
@@ -109,34 +96,34 @@ int pb__root_cache_load(const char *home, const pb_backup_keys_t *keys, const ui
 		return rc;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
 		return PB_ENOTFOUND;
-	rc = PB_ENOTFOUND;
-	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || read_all(fd, hdr, sizeof(hdr)) != 0)
-		goto out;
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size < RC_HDR) {
+		close(fd);
+		return PB_ENOTFOUND;
+	}
+	/* Mapped, not read: a lookup touches a few pages of it. */
+	map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (map == MAP_FAILED)
+		return PB_ENOTFOUND;
+	hdr = map;
 	check_value(keys, dev, snap, check);
 	nm = get64(hdr + 64);
 	ni = get64(hdr + 72);
 	if (memcmp(hdr, RC_MAGIC, 8) != 0 || memcmp(hdr + 8, dev, 16) != 0 || get64(hdr + 24) != snap ||
-	    sodium_memcmp(hdr + 32, check, 16) != 0 || nm > RC_MAX_ENTRIES || ni > RC_MAX_ENTRIES ||
-	    (uint64_t)sb.st_size != RC_HDR + nm * PB_STORE_NAME_LEN + ni * RC_IDX_LEN || ni == 0)
-		goto out;
+	    sodium_memcmp(hdr + 32, check, 16) != 0 || nm > RC_MAX_ENTRIES || ni > RC_MAX_ENTRIES || ni == 0 ||
+	    (uint64_t)sb.st_size != RC_HDR + nm * PB_STORE_NAME_LEN + ni * RC_IDX_LEN) {
+		munmap(map, (size_t)sb.st_size);
+		return PB_ENOTFOUND;
+	}
+	root->map = map;
+	root->map_len = (size_t)sb.st_size;
 	root->time = (int64_t)get64(hdr + 48);
 	root->nitems = get64(hdr + 56);
-	root->mchunks = malloc(nm > 0 ? nm * PB_STORE_NAME_LEN : 1);
-	root->index = malloc(ni * RC_IDX_LEN);
-	if (root->mchunks == NULL || root->index == NULL) {
-		rc = PB_ENOMEM;
-		goto out;
-	}
-	if (read_all(fd, root->mchunks, nm * PB_STORE_NAME_LEN) != 0 || read_all(fd, root->index, ni * RC_IDX_LEN) != 0)
-		goto out;
+	root->mchunks = (name_t *)(root->map + RC_HDR);
 	root->nm = nm;
+	root->index = root->map + RC_HDR + nm * PB_STORE_NAME_LEN;
 	root->nindex = ni;
-	rc = 0;
-out:
-	close(fd);
-	if (rc != 0)
-		pb__root_free(root);
-	return rc;
+	return 0;
 }
 
 void pb__root_cache_save(const char *home, const pb_backup_keys_t *keys, const uint8_t dev[16], uint64_t snap,
@@ -172,7 +159,11 @@ void pb__root_cache_save(const char *home, const pb_backup_keys_t *keys, const u
 
 void pb__root_free(pb__root_t *root)
 {
-	free(root->mchunks);
-	free(root->index);
+	if (root->map != NULL) {
+		munmap(root->map, root->map_len);
+	} else {
+		free(root->mchunks);
+		free(root->index);
+	}
 	memset(root, 0, sizeof(*root));
 }
