@@ -1207,12 +1207,13 @@ static int index_restore(struct restore *r, const char *want, const name_t *mchu
 		ids[n++] = frame;
 	}
 	ids[n++] = want;
-	for (size_t i = 0; i < n; i++) {
+	/* An empty index (an empty snapshot) names no chunk. */
+	for (size_t i = 0; i < n && r->nindex > 0; i++) {
 		uint64_t key = pb__manifest_id_key(&r->keys, ids[i], strlen(ids[i]));
 
 		names[i] = pb__manifest_index_name(r->index, pb__manifest_index_pick(r->index, r->nindex, key));
 	}
-	rc = prefetch(r, names, n);
+	rc = prefetch(r, names, r->nindex > 0 ? n : 0);
 	for (size_t i = 0; i < n && rc == 0; i++)
 		rc = index_candidates(r, ids[i], cand[i], &nc[i]);
 	/* The first candidate is the item's manifest chunk but for another id
