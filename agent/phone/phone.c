@@ -341,7 +341,7 @@ int pb__phone_chunk_put(pb_client_t *c, uint64_t id, const uint8_t name[PB_STORE
 
 /* A ping asked for; its answer is read by the caller (wait) or before
  * the next reply read (not wait). */
-static int ping(pb_client_t *c, uint64_t id, bool wait)
+static int send_ping(pb_client_t *c, uint64_t id, bool wait)
 {
 	Peerback__Request req;
 	Peerback__Ping ping;
@@ -361,7 +361,7 @@ static int ping(pb_client_t *c, uint64_t id, bool wait)
 
 int pb__phone_ping(pb_client_t *c, uint64_t id)
 {
-	return ping(c, id, true);
+	return send_ping(c, id, true);
 }
 
 int pb__phone_blob_put(pb_client_t *c, uint64_t id, const char *key, const uint8_t *val, size_t len)
@@ -487,7 +487,7 @@ static int authenticate(pb_client_t *c, const pb_identity_t *id, const pb_accoun
 	 * pairing commits nothing: the answer to the ping is read with the
 	 * first reply the phone waits for, and a host that refused after all
 	 * fails that one (a short command saves a round trip). */
-	return ping(c, 1, ticket != NULL);
+	return send_ping(c, 1, ticket != NULL);
 }
 
 static int load_device(const char *home, pb_identity_t *id, pb_account_t *acct, Peerback__SignedBlob **cert)
