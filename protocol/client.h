@@ -18,6 +18,9 @@ typedef struct pb_client_s {
 	int timeout_ms;  /* for each receive */
 	int write_err;
 	uint64_t bytes_out, bytes_in;
+	/* A phone's request whose reply is read (and checked) before the
+	 * next reply it waits for; 0: none (agent/phone/phone.c). */
+	uint64_t pending_reply;
 } pb_client_t;
 
 /* Connects to the first address that answers (each tried for

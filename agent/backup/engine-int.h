@@ -104,6 +104,31 @@ void pb__cache_close(pb__cache_t *c);
 /* After a complete restore the cache has served its purpose. */
 void pb__cache_drop(const char *home);
 
+/* A snapshot root as a lookup by id needs it: its manifest chunks and its
+ * id index (entries of the first key and an index chunk's name). */
+typedef struct pb__root_s {
+	int64_t time;
+	uint64_t nitems;
+	name_t *mchunks;
+	size_t nm;
+	uint8_t *index; /* NULL for a version 1 root */
+	size_t nindex;
+	/* Loaded from the root cache: both point into this mapping. */
+	uint8_t *map;
+	size_t map_len;
+} pb__root_t;
+
+/* The latest root the phone opened for each device, kept parsed in
+ * HOME/root-cache (agent/backup/root-cache.c): a lookup by id in the same
+ * snapshot need not fetch and open it again. Load: PB_ENOTFOUND unless
+ * the file holds snapshot snap of dev, kept with these keys. Save: best
+ * effort, roots with an index only. */
+PB_WUR int pb__root_cache_load(const char *home, const pb_backup_keys_t *keys, const uint8_t dev[16], uint64_t snap,
+			       pb__root_t *root);
+void pb__root_cache_save(const char *home, const pb_backup_keys_t *keys, const uint8_t dev[16], uint64_t snap,
+			 const pb__root_t *root);
+void pb__root_free(pb__root_t *root);
+
 /* Chunk opening on worker threads (agent/backup/restore-open.c): sealed
  * chunks handed over in order, opened (pb_chunk_open) on other threads,
  * taken back in the same order. */

@@ -45,6 +45,7 @@ struct pb__opener_s {
 	uint64_t put, take, next; /* handed over, taken back, next to open */
 	size_t bytes;             /* sealed bytes handed over, not taken back */
 	bool stop;
+	bool spawned;             /* the threads were started (at the first wake) */
 	ZSTD_DCtx *dctx;          /* the taking thread's */
 };
 
@@ -116,12 +117,20 @@ int pb__opener_new(const pb_backup_keys_t *keys, pb__opener_t **out)
 	}
 	pthread_cond_init(&o->work, NULL);
 	pthread_cond_init(&o->done, NULL);
-	/* No thread at all still works: chunks are opened when taken. */
+	*out = o;
+	return 0;
+}
+
+/* The threads start when there is first work for them: a restore of a few
+ * small chunks (one message by id) opens them all itself and starts none.
+ * No thread at all still works: chunks are opened when taken. Called with
+ * o->mu held. */
+static void spawn(pb__opener_t *o)
+{
+	o->spawned = true;
 	for (size_t i = 0; i < OPEN_THREADS; i++)
 		if (pthread_create(&o->th[o->nth], NULL, worker, o) == 0)
 			o->nth++;
-	*out = o;
-	return 0;
 }
 
 bool pb__opener_room(const pb__opener_t *o)
@@ -147,8 +156,11 @@ void pb__opener_put(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint
 	s->state = SLOT_WAITING;
 	o->bytes += len;
 	o->put++;
-	if (len >= OPEN_WAKE_BYTES || o->put - o->next >= OPEN_WAKE_COUNT)
+	if (len >= OPEN_WAKE_BYTES || o->put - o->next >= OPEN_WAKE_COUNT) {
+		if (!o->spawned)
+			spawn(o);
 		pthread_cond_signal(&o->work);
+	}
 	pthread_mutex_unlock(&o->mu);
 }
 

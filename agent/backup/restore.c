@@ -60,15 +60,34 @@ struct restore {
 	char *prev_id, *prev_path;
 	uint64_t prev_seq;
 	char tmpdir[4096];
+	bool tmpdir_made;       /* made at the first item that needs a temporary file */
 	unsigned tmpn;
 	pb__cache_t *cache;     /* opened at the first fetch that keeps chunks */
 	/* The snapshot's id index (version 2 roots), or NULL. */
 	uint8_t *index;
 	size_t nindex;
+	/* The root as the root cache mapped it (index and the manifest chunks
+	 * point into it), or nothing. */
+	pb__root_t cached_root;
 	/* The chunk opened last, kept for the next manifest chunk's items: a
 	 * chat stream's chunk holds messages of several manifest chunks. */
 	uint8_t *held, held_name[PB_STORE_NAME_LEN];
 	size_t held_len;
+	/* The phone's state as the fast path opened it, for the rollback
+	 * check (one open a run). */
+	pb_backup_state_t *st;
+	/* The latest snapshot of latest_dev, asked once per run. */
+	bool latest_asked;
+	int latest_rc;
+	uint64_t latest;
+	uint8_t latest_dev[16];
+	/* Index and manifest chunks of a lookup by id, asked for together. */
+	struct prefetched {
+		uint8_t name[PB_STORE_NAME_LEN];
+		uint8_t *ct;
+		size_t len;
+	} pre[4];
+	size_t npre;
 };
 
 static bool selected(const struct restore *r, const pb_manifest_item_t *m);
@@ -179,7 +198,7 @@ static void free_items(struct restore *r)
 static bool caching(const struct restore *r)
 {
 	/* A few chunks by id are cheaper to fetch again than to keep. */
-	return r->txn != NULL && r->exact_id == NULL && !r->fast && !r->o->no_resume;
+	return r->txn != NULL && r->exact_id == NULL && !r->fast && !r->res->by_index && !r->o->no_resume;
 }
 
 static bool cache_has(const struct restore *r, const uint8_t name[PB_STORE_NAME_LEN])
@@ -368,6 +387,21 @@ static int take_one(struct restore *r, pb__opener_t *op, const uint8_t name[PB_S
 	return rc;
 }
 
+/* HOME/restore-tmp, where an item too large to assemble in memory is
+ * written first: made when the first such item comes (a restore of a few
+ * small items makes and removes no directory). */
+static int item_tmpdir(struct restore *r, uint64_t size)
+{
+	int rc;
+
+	if (r->txn == NULL || size <= PB_CDC_WHOLE_MAX || r->tmpdir_made)
+		return 0;
+	if ((rc = pb__mkdirs(r->tmpdir, 0700)) != 0)
+		return rc;
+	r->tmpdir_made = true;
+	return 0;
+}
+
 /* Fetches and rebuilds every collected item, with up to FETCH_WINDOW chunk
  * requests in flight; the chunks are opened on the opener's threads while
  * this thread receives the next ones and assembles and writes the items in
@@ -424,6 +458,8 @@ static int fetch_items(struct restore *r)
 	while (item < r->nitems && rc == 0) {
 		const struct want_item *w = &r->items[item];
 
+		if (chunk == 0 && (rc = item_tmpdir(r, w->m.size)) != 0)
+			break;
 		if (chunk == 0 &&
 		    (rc = pb__assembly_start(&a, &r->keys, w->m.size, r->txn != NULL ? r->tmpdir : NULL, &r->tmpn)) != 0)
 			break;
@@ -474,13 +510,17 @@ static int fetch_items(struct restore *r)
 	return rc;
 }
 
-static int get_snapshot(struct restore *r, uint64_t *snap, uint8_t **blob, size_t *len)
+/* pb__repo_latest, asked of the repository once per run and device: the
+ * fast path, the rollback check and the snapshot's opening all need it. */
+static int repo_latest(struct restore *r, const uint8_t dev[16], uint64_t *snap)
 {
-	int rc;
-
-	if (*snap == 0 && (rc = pb__repo_latest(r->repo, r->dev_id, snap)) != 0)
-		return rc;
-	return r->repo->ops->snapshot_get(r->repo, r->dev_id, *snap, blob, len);
+	if (!r->latest_asked || memcmp(r->latest_dev, dev, sizeof(r->latest_dev)) != 0) {
+		memcpy(r->latest_dev, dev, sizeof(r->latest_dev));
+		r->latest_rc = pb__repo_latest(r->repo, dev, &r->latest);
+		r->latest_asked = true;
+	}
+	*snap = r->latest;
+	return r->latest_rc;
 }
 
 /* --from as a device's name or a prefix of its hex id (at least 4
@@ -510,6 +550,7 @@ static int pick_device(struct restore *r)
 	pb_repo_device_t *d = NULL;
 	size_t nd = 0;
 	int64_t best = -1;
+	uint64_t latest;
 	bool own = false;
 	int rc;
 
@@ -523,6 +564,10 @@ static int pick_device(struct restore *r)
 		/* A device's name or an id prefix: found in the list. */
 	}
 	memcpy(r->dev_id, r->repo->device_id, sizeof(r->dev_id));
+	/* This phone's own backups when the repository holds one: the list of
+	 * devices is not needed then. */
+	if (r->o->from_device == NULL && repo_latest(r, r->dev_id, &latest) == 0)
+		return 0;
 	if ((rc = r->repo->ops->devices(r->repo, &d, &nd)) != 0)
 		return rc;
 	if (r->o->from_device != NULL) {
@@ -681,18 +726,24 @@ static int check_rollback(struct restore *r)
 
 	if (r->o->snapshot != 0)
 		return 0;
-	if (memcmp(r->repo->device_id, r->dev_id, sizeof(r->dev_id)) != 0 ||
-	    pb__state_path(r->o->home, path, sizeof(path)) != 0 || stat(path, &sb) != 0)
+	if (memcmp(r->repo->device_id, r->dev_id, sizeof(r->dev_id)) != 0)
 		return 0;
-	if ((rc = pb_backup_state_open_ro(path, &st)) != 0)
-		return rc;
+	if (r->st != NULL) {
+		st = r->st;
+		r->st = NULL;
+	} else {
+		if (pb__state_path(r->o->home, path, sizeof(path)) != 0 || stat(path, &sb) != 0)
+			return 0;
+		if ((rc = pb_backup_state_open_ro(path, &st)) != 0)
+			return rc;
+	}
 	rc = pb_backup_state_host_done(st, r->repo->host_pk, &known);
 	pb_backup_state_close(st);
 	if (rc == PB_ENOTFOUND)
 		return 0;
 	if (rc != 0)
 		return rc;
-	rc = pb__repo_latest(r->repo, r->dev_id, &latest);
+	rc = repo_latest(r, r->dev_id, &latest);
 	if (rc != 0 && rc != PB_ESTORE_NOSNAP)
 		return rc;
 	if (latest >= known)
@@ -792,12 +843,6 @@ static int fast_restore(struct restore *r, enum restore_mode mode, const char *w
 		goto out_walk;
 	if (o->snapshot != 0 && o->snapshot != snap)
 		goto out_walk;
-	if (mode == MODE_RESTORE && o->snapshot == 0) {
-		uint64_t latest;
-
-		if (pb__repo_latest(r->repo, r->dev_id, &latest) != 0 || latest != snap)
-			goto out_walk;
-	}
 	if (mode == MODE_RESTORE && msg != NULL) {
 		/* A message needs its chat's frame, which comes first. */
 		snprintf(frame, sizeof(frame), "%.*s", (int)(msg - want), want);
@@ -806,6 +851,13 @@ static int fast_restore(struct restore *r, enum restore_mode mode, const char *w
 	}
 	if (state_item(r, st, want) != 0 || pb_backup_state_has_children(st, want))
 		goto out_walk;
+	/* The repository is asked only about an item the state knows. */
+	if (mode == MODE_RESTORE && o->snapshot == 0) {
+		uint64_t latest;
+
+		if (repo_latest(r, r->dev_id, &latest) != 0 || latest != snap)
+			goto out_walk;
+	}
 	if (mode == MODE_FETCH && !host_holds(r))
 		goto out_walk;
 	pb_backup_keys_derive(mk, &r->keys);
@@ -821,7 +873,8 @@ static int fast_restore(struct restore *r, enum restore_mode mode, const char *w
 	return rc;
 out_walk:
 	sodium_memzero(mk, sizeof(mk));
-	pb_backup_state_close(st);
+	/* The rollback check reads it next. */
+	r->st = st;
 	free_items(r);
 	return 0;
 }
@@ -866,12 +919,20 @@ static int reopen_root(struct restore *r, const uint8_t *blob, size_t len, int64
 	return pb__manifest_root_open_index(&r->keys, blob, len, when, nitems, mchunks, nm, &r->index, &r->nindex);
 }
 
+/* A lookup by id keeps the root it opened (agent/backup/root-cache.c). */
+static bool wants_id(const struct restore *r)
+{
+	return r->exact_id != NULL || r->o->item_id != NULL;
+}
+
 /* Opens the snapshot (snap 0: the latest) of r->dev_id with the right key:
- * its manifest chunks. */
+ * its manifest chunks. A lookup by id takes the root from the phone's
+ * root cache when it holds this snapshot's. */
 static int open_snapshot(struct restore *r, uint64_t *snap, name_t **mchunks, size_t *nm, uint64_t *nitems)
 {
 	uint8_t mk[PB_MASTERKEY_LEN], *blob = NULL;
 	size_t blob_len = 0;
+	pb__root_t root;
 	int64_t when;
 	int rc;
 
@@ -882,13 +943,33 @@ static int open_snapshot(struct restore *r, uint64_t *snap, name_t **mchunks, si
 		sodium_memzero(mk, sizeof(mk));
 		r->keys_ready = true;
 	}
-	if ((rc = get_snapshot(r, snap, &blob, &blob_len)) != 0)
+	if (*snap == 0 && (rc = repo_latest(r, r->dev_id, snap)) != 0)
 		return rc;
 	r->res->snapshot = *snap;
+	if (wants_id(r) && pb__root_cache_load(r->o->home, &r->keys, r->dev_id, *snap, &r->cached_root) == 0) {
+		*mchunks = r->cached_root.mchunks;
+		*nm = r->cached_root.nm;
+		*nitems = r->cached_root.nitems;
+		r->index = r->cached_root.index;
+		r->nindex = r->cached_root.nindex;
+		return 0;
+	}
+	if ((rc = r->repo->ops->snapshot_get(r->repo, r->dev_id, *snap, &blob, &blob_len)) != 0)
+		return rc;
 	rc = pb__manifest_root_open_index(&r->keys, blob, blob_len, &when, nitems, mchunks, nm, &r->index, &r->nindex);
 	if (rc == PB_ESTORE_HASH)
 		rc = reopen_root(r, blob, blob_len, &when, nitems, mchunks, nm);
 	free(blob);
+	if (rc == 0 && wants_id(r)) {
+		root.time = when;
+		root.nitems = *nitems;
+		root.mchunks = *mchunks;
+		root.nm = *nm;
+		root.index = r->index;
+		root.nindex = r->nindex;
+		root.map = NULL;
+		pb__root_cache_save(r->o->home, &r->keys, r->dev_id, *snap, &root);
+	}
 	return rc;
 }
 
@@ -975,13 +1056,68 @@ static void forget_prev(struct restore *r)
 	r->prev_seq = 0;
 }
 
+/* Asks for the chunks of a lookup by id together (one round trip for
+ * all), kept in r->pre for lookup_get; names already kept or asked for
+ * are skipped. */
+static int prefetch(struct restore *r, const uint8_t *const *names, size_t n)
+{
+	uint64_t tok[4];
+	size_t first = r->npre, k;
+	int rc = 0;
+
+	for (size_t i = 0; i < n && r->npre < sizeof(r->pre) / sizeof(r->pre[0]); i++) {
+		for (k = 0; k < r->npre && memcmp(r->pre[k].name, names[i], PB_STORE_NAME_LEN) != 0; k++)
+			;
+		if (k < r->npre)
+			continue;
+		if ((rc = r->repo->ops->get_send(r->repo, r->dev_id, names[i], &tok[r->npre - first])) != 0)
+			break;
+		memcpy(r->pre[r->npre].name, names[i], PB_STORE_NAME_LEN);
+		r->pre[r->npre].ct = NULL;
+		r->npre++;
+	}
+	/* Every request sent is answered and taken, in order. */
+	for (k = first; k < r->npre; k++) {
+		int got = r->repo->ops->get_recv(r->repo, tok[k - first], &r->pre[k].ct, &r->pre[k].len);
+
+		if (got != 0) {
+			r->pre[k].ct = NULL;
+			if (rc == 0)
+				rc = got;
+		}
+	}
+	return rc;
+}
+
+static void prefetch_free(struct restore *r)
+{
+	for (size_t k = 0; k < r->npre; k++)
+		free(r->pre[k].ct);
+	r->npre = 0;
+}
+
+/* A chunk of a lookup by id: a copy of the one prefetched, else asked for. */
+static int lookup_get(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **ct, size_t *len)
+{
+	for (size_t k = 0; k < r->npre; k++) {
+		if (r->pre[k].ct == NULL || memcmp(r->pre[k].name, name, PB_STORE_NAME_LEN) != 0)
+			continue;
+		if ((*ct = malloc(r->pre[k].len > 0 ? r->pre[k].len : 1)) == NULL)
+			return PB_ENOMEM;
+		memcpy(*ct, r->pre[k].ct, r->pre[k].len);
+		*len = r->pre[k].len;
+		return 0;
+	}
+	return pb__repo_get(r->repo, r->dev_id, name, ct, len);
+}
+
 /* Collects id from manifest chunk i (id NULL: notes its last item only). */
 static int index_chunk(struct restore *r, const name_t *mchunks, size_t i, const char *id, bool *was_first)
 {
 	struct find f = { r, id, true, false };
 	uint8_t *ct = NULL;
 	size_t len = 0;
-	int rc = pb__repo_get(r->repo, r->dev_id, mchunks[i], &ct, &len);
+	int rc = lookup_get(r, mchunks[i], &ct, &len);
 
 	if (rc == 0)
 		rc = pb_manifest_chunk_open(&r->keys, mchunks[i], ct, len, find_item, &f);
@@ -990,30 +1126,38 @@ static int index_chunk(struct restore *r, const name_t *mchunks, size_t i, const
 	return rc;
 }
 
-/* Adds item id to r->items through the index, if the snapshot has it: its
- * key's index chunk (or the few that share the key), then the manifest
- * chunk it names. */
-static int index_lookup(struct restore *r, const name_t *mchunks, size_t nm, const char *id)
+/* The manifest chunks the index lists for id's key (at most 8). */
+static int index_candidates(struct restore *r, const char *id, uint32_t cand[8], size_t *nc)
 {
 	uint64_t key = pb__manifest_id_key(&r->keys, id, strlen(id));
-	uint32_t cand[8];
-	size_t nc = 0, i = pb__manifest_index_pick(r->index, r->nindex, key);
+	size_t i = pb__manifest_index_pick(r->index, r->nindex, key);
 	int rc = 0;
 
-	while (i < r->nindex && pb__manifest_index_first(r->index, i) <= key && nc < 8) {
+	*nc = 0;
+	while (i < r->nindex && pb__manifest_index_first(r->index, i) <= key && *nc < 8) {
 		const uint8_t *name = pb__manifest_index_name(r->index, i);
 		uint8_t *ct = NULL;
 		size_t len = 0, k = 0;
 
-		if ((rc = pb__repo_get(r->repo, r->dev_id, name, &ct, &len)) == 0)
-			rc = pb__manifest_index_find(&r->keys, name, ct, len, key, cand + nc, 8 - nc, &k);
+		if ((rc = lookup_get(r, name, &ct, &len)) == 0)
+			rc = pb__manifest_index_find(&r->keys, name, ct, len, key, cand + *nc, 8 - *nc, &k);
 		free(ct);
 		if (rc != 0)
 			return rc;
-		nc += k;
+		*nc += k;
 		if (++i < r->nindex && pb__manifest_index_first(r->index, i) != key)
 			break;
 	}
+	return 0;
+}
+
+/* Adds item id to r->items from the manifest chunks cand the index named
+ * for its key, if the snapshot has it. */
+static int index_collect(struct restore *r, const name_t *mchunks, size_t nm, const char *id, const uint32_t *cand,
+			 size_t nc)
+{
+	int rc = 0;
+
 	for (size_t c = 0; c < nc; c++) {
 		size_t before = r->nitems;
 		bool was_first = false;
@@ -1044,21 +1188,45 @@ static int index_lookup(struct restore *r, const name_t *mchunks, size_t nm, con
 	return 0;
 }
 
-/* One item (a message with its chat's frame) by id, any phone, no walk. */
+/* One item (a message with its chat's frame) by id, any phone, no walk:
+ * the index chunks of both ids are asked for together, then the manifest
+ * chunks they name, then the item's chunks. */
 static int index_restore(struct restore *r, const char *want, const name_t *mchunks, size_t nm)
 {
 	const char *msg = strstr(want, "/msg/");
+	char frame[PB_ITEM_ID_MAX + 1];
+	const char *ids[2];
+	const uint8_t *names[2];
+	uint32_t cand[2][8];
+	size_t nc[2] = { 0, 0 }, n = 0, k;
 	int rc = 0;
 
 	r->res->by_index = true;
 	if (r->exact_id == NULL && msg != NULL) {
-		char frame[PB_ITEM_ID_MAX + 1];
-
 		snprintf(frame, sizeof(frame), "%.*s", (int)(msg - want), want);
-		rc = index_lookup(r, mchunks, nm, frame);
+		ids[n++] = frame;
 	}
+	ids[n++] = want;
+	/* An empty index (an empty snapshot) names no chunk. */
+	for (size_t i = 0; i < n && r->nindex > 0; i++) {
+		uint64_t key = pb__manifest_id_key(&r->keys, ids[i], strlen(ids[i]));
+
+		names[i] = pb__manifest_index_name(r->index, pb__manifest_index_pick(r->index, r->nindex, key));
+	}
+	rc = prefetch(r, names, r->nindex > 0 ? n : 0);
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = index_candidates(r, ids[i], cand[i], &nc[i]);
+	/* The first candidate is the item's manifest chunk but for another id
+	 * of the same key (rare): the others are asked for when needed. */
+	k = 0;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		if (nc[i] > 0 && cand[i][0] < nm)
+			names[k++] = mchunks[cand[i][0]];
 	if (rc == 0)
-		rc = index_lookup(r, mchunks, nm, want);
+		rc = prefetch(r, names, k);
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = index_collect(r, mchunks, nm, ids[i], cand[i], nc[i]);
+	prefetch_free(r);
 	if (rc == 0 && r->nitems > 0)
 		rc = fetch_items(r);
 	free_items(r);
@@ -1078,8 +1246,7 @@ static int restore_begin(struct restore *r, enum restore_mode mode)
 		return rc;
 	if (o->dry_run)
 		return 0;
-	if ((rc = pb__path_join(r->tmpdir, sizeof(r->tmpdir), o->home, "restore-tmp")) != 0 ||
-	    (rc = pb__mkdirs(r->tmpdir, 0700)) != 0) {
+	if ((rc = pb__path_join(r->tmpdir, sizeof(r->tmpdir), o->home, "restore-tmp")) != 0) {
 		r->tmpdir[0] = 0;
 		return rc;
 	}
@@ -1122,7 +1289,7 @@ static void restore_free(struct restore *r)
 	if (r->txn != NULL)
 		r->prov->abort(r->txn);
 	pb_provider_dir_free(r->prov_owned);
-	if (r->tmpdir[0])
+	if (r->tmpdir_made)
 		rmdir(r->tmpdir);
 	free(r->out);
 	free(r->held);
@@ -1130,7 +1297,12 @@ static void restore_free(struct restore *r)
 	free(r->items);
 	free(r->prev_id);
 	free(r->prev_path);
-	free(r->index);
+	if (r->cached_root.map != NULL)
+		pb__root_free(&r->cached_root);
+	else
+		free(r->index);
+	prefetch_free(r);
+	pb_backup_state_close(r->st);
 	local_free(r);
 	pb__cache_close(r->cache);
 	pb_backup_keys_wipe(&r->keys);
@@ -1198,7 +1370,8 @@ static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum 
 out:
 	if (rc != 0 && mode == MODE_RESTORE)
 		target_report(r, rc);
-	free(mchunks);
+	if (r->cached_root.map == NULL)
+		free(mchunks);
 	restore_free(r);
 	pb__done(o, mode == MODE_VERIFY ? "verify" : mode == MODE_FETCH ? "fetch" : "restore", rc, res->snapshot);
 	return rc;
@@ -1315,7 +1488,8 @@ int pb_engine_items(const pb_engine_opts_t *o, pb_manifest_item_cb cb, void *arg
 		free(ct);
 	}
 out:
-	free(mchunks);
+	if (r->cached_root.map == NULL)
+		free(mchunks);
 	restore_free(r);
 	return rc;
 }

@@ -265,6 +265,15 @@ int pb__phone_reply(pb_client_t *c, uint64_t id, pb_envelope_t **env_out)
 	int rc, peer = 0;
 
 	*env_out = NULL;
+	if (c->pending_reply != 0) {
+		uint64_t first = c->pending_reply;
+
+		c->pending_reply = 0;
+		if ((rc = pb__phone_reply(c, first, &in)) != 0)
+			return rc;
+		pb__envelope_free(in);
+		in = NULL;
+	}
 	rc = pb__client_recv(c, &in, &peer);
 	if (rc == PB_EPEER_ERROR)
 		return peer < 0 ? peer : PB_EPEER_ERROR;
@@ -330,17 +339,29 @@ int pb__phone_chunk_put(pb_client_t *c, uint64_t id, const uint8_t name[PB_STORE
 	return pb__phone_send(c, &req);
 }
 
-int pb__phone_ping(pb_client_t *c, uint64_t id)
+/* A ping asked for; its answer is read by the caller (wait) or before
+ * the next reply read (not wait). */
+static int send_ping(pb_client_t *c, uint64_t id, bool wait)
 {
 	Peerback__Request req;
 	Peerback__Ping ping;
+	int rc;
 
 	peerback__request__init(&req);
 	peerback__ping__init(&ping);
 	req.id = id;
 	req.op_case = PEERBACK__REQUEST__OP_PING;
 	req.ping = &ping;
-	return pb__phone_call(c, &req, NULL);
+	if (wait)
+		return pb__phone_call(c, &req, NULL);
+	if ((rc = pb__phone_send(c, &req)) == 0)
+		c->pending_reply = id;
+	return rc;
+}
+
+int pb__phone_ping(pb_client_t *c, uint64_t id)
+{
+	return send_ping(c, id, true);
 }
 
 int pb__phone_blob_put(pb_client_t *c, uint64_t id, const char *key, const uint8_t *val, size_t len)
@@ -462,8 +483,11 @@ static int authenticate(pb_client_t *c, const pb_identity_t *id, const pb_accoun
 	env.auth_passed = &ok;
 	if ((rc = pb__client_send(c, &env)) != 0)
 		return rc;
-	/* A round trip confirms the host committed the pairing. */
-	return pb__phone_ping(c, 1);
+	/* A round trip confirms the host committed the pairing. A remembered
+	 * pairing commits nothing: the answer to the ping is read with the
+	 * first reply the phone waits for, and a host that refused after all
+	 * fails that one (a short command saves a round trip). */
+	return send_ping(c, 1, ticket != NULL);
 }
 
 static int load_device(const char *home, pb_identity_t *id, pb_account_t *acct, Peerback__SignedBlob **cert)

@@ -10,7 +10,7 @@
 #include "agent/phone/handle.h"
 #include "agent/util/fsutil.h"
 
-unsigned pb_test_gets;
+unsigned pb_test_gets, pb_test_roots;
 
 pb_op_opts_t pb_test_opts(void)
 {
@@ -95,6 +95,12 @@ static int counting_get_send(pb_repo_t *r, const uint8_t *d, const uint8_t name[
 	return real_ops->get_send(r, d, name, tok);
 }
 
+static int counting_snapshot_get(pb_repo_t *r, const uint8_t *d, uint64_t snap, uint8_t **blob, size_t *len)
+{
+	pb_test_roots++;
+	return real_ops->snapshot_get(r, d, snap, blob, len);
+}
+
 void pb_test_new_phone_restore(pb_test_phone_t *p, const char *dev, const char *name, const char *id,
 			       const char *out, pb_op_result_t *res, bool *found)
 {
@@ -114,10 +120,11 @@ void pb_test_new_phone_restore(pb_test_phone_t *p, const char *dev, const char *
 	real_ops = p2.repo->ops;
 	counting_ops = *p2.repo->ops;
 	counting_ops.get_send = counting_get_send;
+	counting_ops.snapshot_get = counting_snapshot_get;
 	p2.repo->ops = &counting_ops;
 	assert_int_equal(pb_phone_set_device_dir(p2.ph, out), 0);
 	o.item_id = id;
-	pb_test_gets = 0;
+	pb_test_gets = pb_test_roots = 0;
 	assert_int_equal(pb_phone_restore(p2.ph, &o, res), 0);
 	pb_test_phone_close(&p2);
 	snprintf(file, sizeof(file), "%s/chats/%.*s/result.json", out, (int)(msg - chat), chat);

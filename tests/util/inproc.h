@@ -49,16 +49,17 @@ void pb_test_restore_same(pb_test_phone_t *p, const char *dev, const char *name)
 void pb_test_first_chat(const char *dev, char *chat, size_t cap, char *file, size_t fcap, uint8_t **buf,
 			size_t *len);
 
-/* The chunk requests of the last pb_test_new_phone_restore. */
-extern unsigned pb_test_gets;
+/* The chunk requests and snapshot root requests of the last
+ * pb_test_new_phone_restore. */
+extern unsigned pb_test_gets, pb_test_roots;
 
 /* A new phone of p's device (home pb_test_dir/name: no backup state, no
  * master key but the one the passphrase opens; the local repository shows
  * only its own device, so it keeps the device id) restores the chat
  * message id ("chat/<chat>/msg/<n>") into out, its chunk requests counted
- * in pb_test_gets; *found: the message is in the restored chat. p is closed
- * meanwhile (the store is locked by whoever has it open), then opened again
- * on dev. */
+ * in pb_test_gets and its root requests in pb_test_roots; *found: the
+ * message is in the restored chat. p is closed meanwhile (the store is
+ * locked by whoever has it open), then opened again on dev. */
 void pb_test_new_phone_restore(pb_test_phone_t *p, const char *dev, const char *name, const char *id,
 			       const char *out, pb_op_result_t *res, bool *found);
 
