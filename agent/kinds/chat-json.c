@@ -23,17 +23,22 @@ pb__cj_t *pb__cj_new(int type)
 	return v;
 }
 
+/* A string's bytes live in the node's own allocation (one malloc per
+ * value: a million-message chat makes tens of millions of them). */
+static bool str_inline(const pb__cj_t *v)
+{
+	return v->str == (const char *)(v + 1);
+}
+
 pb__cj_t *pb__cj_new_str(const char *s, size_t len)
 {
-	pb__cj_t *v = pb__cj_new(PB__CJ_STR);
+	pb__cj_t *v;
 
-	if (v == NULL)
+	if (len > SIZE_MAX - sizeof(*v) - 1 || (v = malloc(sizeof(*v) + len + 1)) == NULL)
 		return NULL;
-	v->str = malloc(len + 1);
-	if (v->str == NULL) {
-		free(v);
-		return NULL;
-	}
+	memset(v, 0, sizeof(*v));
+	v->type = PB__CJ_STR;
+	v->str = (char *)(v + 1);
 	memcpy(v->str, s, len);
 	v->str[len] = 0;
 	v->len = len;
@@ -51,17 +56,24 @@ void pb__cj_free(pb__cj_t *v)
 		pb__cj_free(c);
 	}
 	free(v->key);
-	free(v->str);
+	if (!str_inline(v))
+		free(v->str);
 	free(v);
 }
 
-int pb__cj_add(pb__cj_t *parent, const char *key, pb__cj_t *child)
+void pb__cj_set_str(pb__cj_t *v, char *str, size_t len)
+{
+	if (!str_inline(v))
+		free(v->str);
+	v->str = str;
+	v->len = len;
+}
+
+void pb__cj_add_owned(pb__cj_t *parent, char *key, pb__cj_t *child)
 {
 	if (key != NULL) {
 		child->key_len = strlen(key);
-		child->key = strdup(key);
-		if (child->key == NULL)
-			return PB_ENOMEM;
+		child->key = key;
 	}
 	if (parent->last != NULL)
 		parent->last->next = child;
@@ -69,6 +81,15 @@ int pb__cj_add(pb__cj_t *parent, const char *key, pb__cj_t *child)
 		parent->child = child;
 	parent->last = child;
 	parent->n++;
+}
+
+int pb__cj_add(pb__cj_t *parent, const char *key, pb__cj_t *child)
+{
+	char *copy = NULL;
+
+	if (key != NULL && (copy = strdup(key)) == NULL)
+		return PB_ENOMEM;
+	pb__cj_add_owned(parent, copy, child);
 	return 0;
 }
 
@@ -110,8 +131,9 @@ static int key_rank(const char *key, int order)
 
 	if (order == PB__CJ_ORDER_NONE || key == NULL)
 		return -1;
+	/* The first byte tells most keys apart without a call. */
 	for (i = 0; t[i] != NULL; i++)
-		if (strcmp(t[i], key) == 0)
+		if (t[i][0] == key[0] && strcmp(t[i], key) == 0)
 			return i;
 	return -1;
 }
@@ -559,12 +581,7 @@ static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool i
 			free(key);
 			return fail(p, PB_ETOOBIG, "an array or object has too many members");
 		}
-		err = pb__cj_add(l->node, key, node);
-		free(key);
-		if (err != 0) {
-			pb__cj_free(node);
-			return fail(p, err, "out of memory");
-		}
+		pb__cj_add_owned(l->node, key, node); /* the member name moves to it */
 		r = ROLE_TREE;
 		break;
 	case ROLE_SKIP:
