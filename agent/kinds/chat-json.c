@@ -138,6 +138,21 @@ static int key_rank(const char *key, int order)
 	return -1;
 }
 
+/* pb__chat_buf_add with the common case (room left) done here: the
+ * canonical form is written a few bytes at a time, for every message. */
+static inline int out_add(pb_buf_t *out, const void *data, size_t len)
+{
+	if (len == 0)
+		return 0;
+	if (out->cap > 0 && len < out->cap - out->len) {
+		memcpy(out->data + out->len, data, len);
+		out->len += len;
+		out->data[out->len] = 0;
+		return 0;
+	}
+	return pb__chat_buf_add(out, data, len);
+}
+
 int pb__cj_write_string(pb_buf_t *out, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -146,13 +161,13 @@ int pb__cj_write_string(pb_buf_t *out, const char *s, size_t len)
 	unsigned char c;
 	int err;
 
-	if ((err = pb__chat_buf_add(out, "\"", 1)) != 0)
+	if ((err = out_add(out, "\"", 1)) != 0)
 		return err;
 	for (i = 0; i < len; i++) {
 		c = (unsigned char)s[i];
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;
-		if ((err = pb__chat_buf_add(out, s + run, i - run)) != 0)
+		if ((err = out_add(out, s + run, i - run)) != 0)
 			return err;
 		run = i + 1;
 		esc[0] = '\\';
@@ -170,16 +185,16 @@ int pb__cj_write_string(pb_buf_t *out, const char *s, size_t len)
 			esc[3] = '0';
 			esc[4] = hex[c >> 4];
 			esc[5] = hex[c & 15];
-			if ((err = pb__chat_buf_add(out, esc, 6)) != 0)
+			if ((err = out_add(out, esc, 6)) != 0)
 				return err;
 			continue;
 		}
-		if ((err = pb__chat_buf_add(out, esc, 2)) != 0)
+		if ((err = out_add(out, esc, 2)) != 0)
 			return err;
 	}
-	if ((err = pb__chat_buf_add(out, s + run, len - run)) != 0)
+	if ((err = out_add(out, s + run, len - run)) != 0)
 		return err;
-	return pb__chat_buf_add(out, "\"", 1);
+	return out_add(out, "\"", 1);
 }
 
 static int write_value(pb_buf_t *out, const pb__cj_t *v, int order, int depth);
@@ -188,12 +203,12 @@ static int write_member(pb_buf_t *out, const pb__cj_t *c, bool *first, int depth
 {
 	int err;
 
-	if (!*first && (err = pb__chat_buf_add(out, ",", 1)) != 0)
+	if (!*first && (err = out_add(out, ",", 1)) != 0)
 		return err;
 	*first = false;
 	if ((err = pb__cj_write_string(out, c->key, c->key_len)) != 0)
 		return err;
-	if ((err = pb__chat_buf_add(out, ":", 1)) != 0)
+	if ((err = out_add(out, ":", 1)) != 0)
 		return err;
 	return write_value(out, c, PB__CJ_ORDER_NONE, depth + 1);
 }
@@ -245,26 +260,26 @@ static int write_value(pb_buf_t *out, const pb__cj_t *v, int order, int depth)
 	case PB__CJ_NULL: return pb__chat_buf_str(out, "null");
 	case PB__CJ_TRUE: return pb__chat_buf_str(out, "true");
 	case PB__CJ_FALSE: return pb__chat_buf_str(out, "false");
-	case PB__CJ_NUM: return pb__chat_buf_add(out, v->str, v->len);
+	case PB__CJ_NUM: return out_add(out, v->str, v->len);
 	case PB__CJ_STR: return pb__cj_write_string(out, v->str, v->len);
 	case PB__CJ_ARR:
-		if ((err = pb__chat_buf_add(out, "[", 1)) != 0)
+		if ((err = out_add(out, "[", 1)) != 0)
 			return err;
 		for (c = v->child; c != NULL; c = c->next) {
-			if (c != v->child && (err = pb__chat_buf_add(out, ",", 1)) != 0)
+			if (c != v->child && (err = out_add(out, ",", 1)) != 0)
 				return err;
 			if ((err = write_value(out, c, PB__CJ_ORDER_NONE, depth + 1)) != 0)
 				return err;
 		}
-		return pb__chat_buf_add(out, "]", 1);
+		return out_add(out, "]", 1);
 	default: break;
 	}
-	if ((err = pb__chat_buf_add(out, "{", 1)) != 0)
+	if ((err = out_add(out, "{", 1)) != 0)
 		return err;
 	if (order != PB__CJ_ORDER_NONE && write_ranked(out, v, order, depth, &err)) {
 		if (err != 0)
 			return err;
-		return pb__chat_buf_add(out, "}", 1);
+		return out_add(out, "}", 1);
 	}
 	if (order != PB__CJ_ORDER_NONE) {
 		/* Known keys in the fixed order, then the others as they came. */
@@ -281,7 +296,7 @@ static int write_value(pb_buf_t *out, const pb__cj_t *v, int order, int depth)
 		if ((err = write_member(out, c, &first, depth)) != 0)
 			return err;
 	}
-	return pb__chat_buf_add(out, "}", 1);
+	return out_add(out, "}", 1);
 }
 
 void pb__cj_order(const pb__cj_t *obj, int order, const pb__cj_t **out)
@@ -832,6 +847,25 @@ int pb__chat_tg_feed(pb__chat_tg_t *p, const uint8_t *buf, size_t len, char *err
 	/* Rewrite \xNN inside strings as \u00NN; the state carries across
 	 * calls, so an escape split between two reads is still seen. */
 	for (i = 0; i < len; i++) {
+		if (p->in_string && !p->escaped) {
+			/* Most bytes are inside strings: the run up to the next
+			 * quote or backslash goes over as it is. */
+			size_t end = i, n;
+
+			while (end < len && buf[end] != '"' && buf[end] != '\\')
+				end++;
+			n = end - i;
+			if (p->token + n > PB__CHAT_MSG_MAX)
+				return pb__chat_fail(errbuf, errcap, PB_ETOOBIG,
+						     "a string or number longer than 16 MiB near byte %llu",
+						     (unsigned long long)(p->offset + i + (PB__CHAT_MSG_MAX - p->token)));
+			p->token += n;
+			memcpy(p->fbuf + o, buf + i, n);
+			o += n;
+			i = end;
+			if (i == len)
+				break;
+		}
 		c = buf[i];
 		/* yajl holds a whole token in memory: cap strings and numbers. */
 		if (p->in_string || !(c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '{' || c == '}' ||
