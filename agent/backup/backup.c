@@ -82,7 +82,11 @@ struct backup {
 	/* The item being chunked. */
 	name_t *cur;
 	size_t ncur, cap_cur;
+	/* The item's content hash, as its chunks go by; an item of one chunk
+	 * (whole) is not hashed apart: its hash is that chunk's name, the
+	 * same keyed BLAKE2b of the same bytes. */
 	crypto_generichash_state hash;
+	bool whole;
 	/* Unchanged items touched in the state since the last commit, in one
 	 * open transaction. */
 	size_t touched;
@@ -213,7 +217,8 @@ static int add_chunk(void *arg, const uint8_t *data, size_t len)
 	uint8_t name[PB_STORE_NAME_LEN];
 	int rc;
 
-	crypto_generichash_update(&b->hash, data, len);
+	if (!b->whole)
+		crypto_generichash_update(&b->hash, data, len);
 	if ((rc = pb__grow((void **)&b->cur, &b->cap_cur, b->ncur + 1, sizeof(name_t))) != 0)
 		return rc;
 	if ((rc = pb__sink_add(b->sink, data, len, name)) != 0)
@@ -263,6 +268,7 @@ static int chunk_file(struct backup *b, const pb_item_t *it, uint64_t *size)
 		rc = pb_cdc_file(&b->cdc, fd, add_chunk, b);
 	} else if ((rc = pb__read_fd(fd, PB_CDC_WHOLE_MAX, &buf, &have)) == 0) {
 		*size = have;
+		b->whole = true;
 		rc = add_chunk(b, buf, have);
 		free(buf);
 	}
@@ -275,8 +281,10 @@ static int chunk_memory(struct backup *b, const uint8_t *data, size_t len)
 	size_t off = 0;
 	int rc = 0;
 
-	if (len <= PB_CDC_WHOLE_MAX)
+	if (len <= PB_CDC_WHOLE_MAX) {
+		b->whole = true;
 		return add_chunk(b, data, len);
+	}
 	while (off < len && rc == 0) {
 		size_t cut = pb_cdc_cut(&b->cdc, data + off, len - off, true);
 
@@ -738,6 +746,7 @@ static int backup_item(void *arg, const pb_item_t *it)
 	}
 	b->res->items_changed++;
 	b->ncur = 0;
+	b->whole = false;
 	crypto_generichash_init(&b->hash, b->keys.name, sizeof(b->keys.name), 32);
 	if (it->data != NULL) {
 		rc = chunk_memory(b, it->data, it->len);
@@ -749,7 +758,10 @@ static int backup_item(void *arg, const pb_item_t *it)
 	}
 	if (rc != 0)
 		return rc;
-	crypto_generichash_final(&b->hash, hash, 32);
+	if (b->whole && b->ncur == 1)
+		memcpy(hash, b->cur[0], 32);
+	else
+		crypto_generichash_final(&b->hash, hash, 32);
 	m.size = size;
 	memcpy(m.hash, hash, 32);
 	m.nchunks = b->ncur;

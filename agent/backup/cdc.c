@@ -72,9 +72,9 @@ size_t pb_cdc_cut(const pb_cdc_t *cdc, const uint8_t *buf, size_t len, bool eof)
 }
 
 /* The same cut with the sizes of a chat stream (agent/backup/stream.h):
- * 18 zero bits before the average, 14 after. */
-#define MASK_SS (~0ull << (64 - 18))
-#define MASK_SL (~0ull << (64 - 14))
+ * 15 zero bits before the average, 11 after. */
+#define MASK_SS (~0ull << (64 - 15))
+#define MASK_SL (~0ull << (64 - 11))
 
 size_t pb__cdc_cut_stream(const pb_cdc_t *cdc, const uint8_t *buf, size_t len, bool eof)
 {

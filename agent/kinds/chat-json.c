@@ -23,17 +23,22 @@ pb__cj_t *pb__cj_new(int type)
 	return v;
 }
 
+/* A string's bytes live in the node's own allocation (one malloc per
+ * value: a million-message chat makes tens of millions of them). */
+static bool str_inline(const pb__cj_t *v)
+{
+	return v->str == (const char *)(v + 1);
+}
+
 pb__cj_t *pb__cj_new_str(const char *s, size_t len)
 {
-	pb__cj_t *v = pb__cj_new(PB__CJ_STR);
+	pb__cj_t *v;
 
-	if (v == NULL)
+	if (len > SIZE_MAX - sizeof(*v) - 1 || (v = malloc(sizeof(*v) + len + 1)) == NULL)
 		return NULL;
-	v->str = malloc(len + 1);
-	if (v->str == NULL) {
-		free(v);
-		return NULL;
-	}
+	memset(v, 0, sizeof(*v));
+	v->type = PB__CJ_STR;
+	v->str = (char *)(v + 1);
 	memcpy(v->str, s, len);
 	v->str[len] = 0;
 	v->len = len;
@@ -51,17 +56,24 @@ void pb__cj_free(pb__cj_t *v)
 		pb__cj_free(c);
 	}
 	free(v->key);
-	free(v->str);
+	if (!str_inline(v))
+		free(v->str);
 	free(v);
 }
 
-int pb__cj_add(pb__cj_t *parent, const char *key, pb__cj_t *child)
+void pb__cj_set_str(pb__cj_t *v, char *str, size_t len)
+{
+	if (!str_inline(v))
+		free(v->str);
+	v->str = str;
+	v->len = len;
+}
+
+void pb__cj_add_owned(pb__cj_t *parent, char *key, pb__cj_t *child)
 {
 	if (key != NULL) {
 		child->key_len = strlen(key);
-		child->key = strdup(key);
-		if (child->key == NULL)
-			return PB_ENOMEM;
+		child->key = key;
 	}
 	if (parent->last != NULL)
 		parent->last->next = child;
@@ -69,6 +81,15 @@ int pb__cj_add(pb__cj_t *parent, const char *key, pb__cj_t *child)
 		parent->child = child;
 	parent->last = child;
 	parent->n++;
+}
+
+int pb__cj_add(pb__cj_t *parent, const char *key, pb__cj_t *child)
+{
+	char *copy = NULL;
+
+	if (key != NULL && (copy = strdup(key)) == NULL)
+		return PB_ENOMEM;
+	pb__cj_add_owned(parent, copy, child);
 	return 0;
 }
 
@@ -110,10 +131,26 @@ static int key_rank(const char *key, int order)
 
 	if (order == PB__CJ_ORDER_NONE || key == NULL)
 		return -1;
+	/* The first byte tells most keys apart without a call. */
 	for (i = 0; t[i] != NULL; i++)
-		if (strcmp(t[i], key) == 0)
+		if (t[i][0] == key[0] && strcmp(t[i], key) == 0)
 			return i;
 	return -1;
+}
+
+/* pb__chat_buf_add with the common case (room left) done here: the
+ * canonical form is written a few bytes at a time, for every message. */
+static inline int out_add(pb_buf_t *out, const void *data, size_t len)
+{
+	if (len == 0)
+		return 0;
+	if (out->cap > 0 && len < out->cap - out->len) {
+		memcpy(out->data + out->len, data, len);
+		out->len += len;
+		out->data[out->len] = 0;
+		return 0;
+	}
+	return pb__chat_buf_add(out, data, len);
 }
 
 int pb__cj_write_string(pb_buf_t *out, const char *s, size_t len)
@@ -124,13 +161,13 @@ int pb__cj_write_string(pb_buf_t *out, const char *s, size_t len)
 	unsigned char c;
 	int err;
 
-	if ((err = pb__chat_buf_add(out, "\"", 1)) != 0)
+	if ((err = out_add(out, "\"", 1)) != 0)
 		return err;
 	for (i = 0; i < len; i++) {
 		c = (unsigned char)s[i];
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;
-		if ((err = pb__chat_buf_add(out, s + run, i - run)) != 0)
+		if ((err = out_add(out, s + run, i - run)) != 0)
 			return err;
 		run = i + 1;
 		esc[0] = '\\';
@@ -148,16 +185,16 @@ int pb__cj_write_string(pb_buf_t *out, const char *s, size_t len)
 			esc[3] = '0';
 			esc[4] = hex[c >> 4];
 			esc[5] = hex[c & 15];
-			if ((err = pb__chat_buf_add(out, esc, 6)) != 0)
+			if ((err = out_add(out, esc, 6)) != 0)
 				return err;
 			continue;
 		}
-		if ((err = pb__chat_buf_add(out, esc, 2)) != 0)
+		if ((err = out_add(out, esc, 2)) != 0)
 			return err;
 	}
-	if ((err = pb__chat_buf_add(out, s + run, len - run)) != 0)
+	if ((err = out_add(out, s + run, len - run)) != 0)
 		return err;
-	return pb__chat_buf_add(out, "\"", 1);
+	return out_add(out, "\"", 1);
 }
 
 static int write_value(pb_buf_t *out, const pb__cj_t *v, int order, int depth);
@@ -166,12 +203,12 @@ static int write_member(pb_buf_t *out, const pb__cj_t *c, bool *first, int depth
 {
 	int err;
 
-	if (!*first && (err = pb__chat_buf_add(out, ",", 1)) != 0)
+	if (!*first && (err = out_add(out, ",", 1)) != 0)
 		return err;
 	*first = false;
 	if ((err = pb__cj_write_string(out, c->key, c->key_len)) != 0)
 		return err;
-	if ((err = pb__chat_buf_add(out, ":", 1)) != 0)
+	if ((err = out_add(out, ":", 1)) != 0)
 		return err;
 	return write_value(out, c, PB__CJ_ORDER_NONE, depth + 1);
 }
@@ -223,26 +260,26 @@ static int write_value(pb_buf_t *out, const pb__cj_t *v, int order, int depth)
 	case PB__CJ_NULL: return pb__chat_buf_str(out, "null");
 	case PB__CJ_TRUE: return pb__chat_buf_str(out, "true");
 	case PB__CJ_FALSE: return pb__chat_buf_str(out, "false");
-	case PB__CJ_NUM: return pb__chat_buf_add(out, v->str, v->len);
+	case PB__CJ_NUM: return out_add(out, v->str, v->len);
 	case PB__CJ_STR: return pb__cj_write_string(out, v->str, v->len);
 	case PB__CJ_ARR:
-		if ((err = pb__chat_buf_add(out, "[", 1)) != 0)
+		if ((err = out_add(out, "[", 1)) != 0)
 			return err;
 		for (c = v->child; c != NULL; c = c->next) {
-			if (c != v->child && (err = pb__chat_buf_add(out, ",", 1)) != 0)
+			if (c != v->child && (err = out_add(out, ",", 1)) != 0)
 				return err;
 			if ((err = write_value(out, c, PB__CJ_ORDER_NONE, depth + 1)) != 0)
 				return err;
 		}
-		return pb__chat_buf_add(out, "]", 1);
+		return out_add(out, "]", 1);
 	default: break;
 	}
-	if ((err = pb__chat_buf_add(out, "{", 1)) != 0)
+	if ((err = out_add(out, "{", 1)) != 0)
 		return err;
 	if (order != PB__CJ_ORDER_NONE && write_ranked(out, v, order, depth, &err)) {
 		if (err != 0)
 			return err;
-		return pb__chat_buf_add(out, "}", 1);
+		return out_add(out, "}", 1);
 	}
 	if (order != PB__CJ_ORDER_NONE) {
 		/* Known keys in the fixed order, then the others as they came. */
@@ -259,7 +296,7 @@ static int write_value(pb_buf_t *out, const pb__cj_t *v, int order, int depth)
 		if ((err = write_member(out, c, &first, depth)) != 0)
 			return err;
 	}
-	return pb__chat_buf_add(out, "}", 1);
+	return out_add(out, "}", 1);
 }
 
 void pb__cj_order(const pb__cj_t *obj, int order, const pb__cj_t **out)
@@ -559,12 +596,7 @@ static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool i
 			free(key);
 			return fail(p, PB_ETOOBIG, "an array or object has too many members");
 		}
-		err = pb__cj_add(l->node, key, node);
-		free(key);
-		if (err != 0) {
-			pb__cj_free(node);
-			return fail(p, err, "out of memory");
-		}
+		pb__cj_add_owned(l->node, key, node); /* the member name moves to it */
 		r = ROLE_TREE;
 		break;
 	case ROLE_SKIP:
@@ -815,6 +847,25 @@ int pb__chat_tg_feed(pb__chat_tg_t *p, const uint8_t *buf, size_t len, char *err
 	/* Rewrite \xNN inside strings as \u00NN; the state carries across
 	 * calls, so an escape split between two reads is still seen. */
 	for (i = 0; i < len; i++) {
+		if (p->in_string && !p->escaped) {
+			/* Most bytes are inside strings: the run up to the next
+			 * quote or backslash goes over as it is. */
+			size_t end = i, n;
+
+			while (end < len && buf[end] != '"' && buf[end] != '\\')
+				end++;
+			n = end - i;
+			if (p->token + n > PB__CHAT_MSG_MAX)
+				return pb__chat_fail(errbuf, errcap, PB_ETOOBIG,
+						     "a string or number longer than 16 MiB near byte %llu",
+						     (unsigned long long)(p->offset + i + (PB__CHAT_MSG_MAX - p->token)));
+			p->token += n;
+			memcpy(p->fbuf + o, buf + i, n);
+			o += n;
+			i = end;
+			if (i == len)
+				break;
+		}
 		c = buf[i];
 		/* yajl holds a whole token in memory: cap strings and numbers. */
 		if (p->in_string || !(c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '{' || c == '}' ||

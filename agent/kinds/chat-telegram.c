@@ -420,6 +420,7 @@ struct tg_split {
 	void *arg;
 	long long last_id;
 	int cb_ret;
+	pb_buf_t buf; /* each message's canonical bytes, one buffer for all */
 };
 
 static int split_emit(struct tg_split *s, const char *id, uint64_t seq, const pb_buf_t *b)
@@ -458,7 +459,6 @@ static int split_begin(void *arg, pb__chat_tg_chat_t *chat)
 static int split_message(void *arg, pb__chat_tg_chat_t *chat, pb__cj_t *msg)
 {
 	struct tg_split *s = arg;
-	pb_buf_t b = {0};
 	char id[PB_ITEM_ID_MAX];
 	long long mid;
 	int err, n;
@@ -472,11 +472,11 @@ static int split_message(void *arg, pb__chat_tg_chat_t *chat, pb__cj_t *msg)
 	s->last_id = mid;
 	n = snprintf(id, sizeof(id), "chat/%s/msg/%lld", s->chat, mid);
 	err = n < 0 || (size_t)n >= sizeof(id) ? PB_ETOOBIG : 0;
+	s->buf.len = 0;
 	if (err == 0)
-		err = pb__cj_write(&b, msg, PB__CJ_ORDER_MESSAGE);
+		err = pb__cj_write(&s->buf, msg, PB__CJ_ORDER_MESSAGE);
 	if (err == 0)
-		err = split_emit(s, id, chat->messages, &b);
-	pb__chat_buf_clear(&b);
+		err = split_emit(s, id, chat->messages, &s->buf);
 	pb__cj_free(msg);
 	return err;
 }
@@ -527,6 +527,7 @@ static int split_run(const char *relpath, const uint8_t *buf, size_t len, int fd
 	if (err == 0)
 		err = pb__chat_tg_finish(p, why, sizeof(why));
 	pb__chat_tg_free(p);
+	pb__chat_buf_clear(&s.buf);
 	if (s.cb_ret != 0)
 		return s.cb_ret;
 	if (err != 0)
@@ -715,9 +716,7 @@ static int exp_message(void *arg, pb__chat_tg_chat_t *chat, pb__cj_t *msg)
 			if ((err = pb__chat_buf_printf(&np, "chats/chat_%s/", ex->chat)) != 0 ||
 			    (err = pb__chat_buf_add(&np, m->str, m->len)) != 0)
 				break;
-			free(m->str);
-			m->str = (char *)np.data;
-			m->len = np.len;
+			pb__cj_set_str(m, (char *)np.data, np.len);
 			np.data = NULL;
 			pb__chat_buf_clear(&np);
 		}

@@ -133,6 +133,11 @@ pb__cj_t *pb__cj_new(int type);
 pb__cj_t *pb__cj_new_str(const char *s, size_t len);
 /* Appends child to an array or object (key copied when not NULL). */
 PB_WUR int pb__cj_add(pb__cj_t *parent, const char *key, pb__cj_t *child);
+/* The same, taking key (malloc'd, or NULL) as it is. */
+void pb__cj_add_owned(pb__cj_t *parent, char *key, pb__cj_t *child);
+/* Replaces a value's string with str (malloc'd, NUL-terminated), freeing
+ * the old one. */
+void pb__cj_set_str(pb__cj_t *v, char *str, size_t len);
 /* Member of an object by name, or NULL. */
 pb__cj_t *pb__cj_get(const pb__cj_t *obj, const char *key);
 /* The text of a string member, or NULL. */

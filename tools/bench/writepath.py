@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""The phone's write path on one device directory, peerback only: a full
+backup, an unchanged re-backup and (--pct) a re-backup after the bench's
+1% change (tools/bench/bench.py change_one_percent), each with wall and
+CPU seconds (phone and host), bytes and chunks sent. --pct changes a copy
+of the directory, never the directory itself. --perf FILE records the
+phone's command of one step (--perf-step full|unchanged|pct).
+
+  tools/bench/writepath.py --bin build-release/tools --data DIR [--pct]
+      [--perf FILE] [--perf-step STEP]"""
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+import rebackup  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--pct", action="store_true", help="also a re-backup after the 1%% change (on a copy)")
+    ap.add_argument("--perf", default=None)
+    ap.add_argument("--perf-step", default="full")
+    args = ap.parse_args()
+    root = tempfile.mkdtemp(prefix="pb-writepath-")
+    data = os.path.abspath(args.data)
+    if args.pct:
+        copy = os.path.join(root, "device")
+        shutil.copytree(data, copy, symlinks=True)
+        data = copy
+    dbytes = bench.tree_bytes(data)
+    env = bench.PeerbackEnv(os.path.abspath(args.bin), os.path.join(root, "env"))
+    env.start()
+
+    def step(name, first=False):
+        argv = [env.pb, "--home", phone, "--json", "backup", "--device", data]
+        if args.perf and name == args.perf_step:
+            argv = ["perf", "record", "-e", "cpu-clock", "-g", "-o", args.perf, "--"] + argv
+        cpu0 = env.host.cpu()
+        res = bench.finish_measured(bench.spawn_measured(argv, env=None if first else rebackup.quiet_env()))
+        res.check("peerback backup (%s)" % name)
+        host = env.host.cpu() - cpu0
+        d = res.json_event("backup-done")
+        sent = d.get("bytes_sent") or 0
+        print("%-9s wall %6.2f s  cpu phone %5.2f + host %5.2f = %5.2f s  sent %11d B (%.2f%%)  chunks %6s  "
+              "phone rss %.1f MiB" % (name, res.wall, res.cpu, host, res.cpu + host, sent, 100.0 * sent / dbytes,
+                                      d.get("chunks_sent"), res.rss_kib / 1024), flush=True)
+
+    try:
+        phone = env.add_phone("phone")
+        step("full", first=True)
+        step("unchanged")
+        if args.pct:
+            bench.change_one_percent(data)
+            step("pct")
+    finally:
+        env.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
