@@ -46,7 +46,8 @@ int pb__assembly_start(pb__assembly_t *a, const pb_backup_keys_t *keys, uint64_t
 int pb__assembly_add(pb__assembly_t *a, const uint8_t *data, size_t len)
 {
 	a->added += len;
-	crypto_generichash_update(H(a), data, len);
+	if (!a->checked)
+		crypto_generichash_update(H(a), data, len);
 	if (a->fd >= 0) {
 		while (len > 0) {
 			ssize_t w = write(a->fd, data, len);
@@ -92,11 +93,18 @@ int pb__assembly_end(pb__assembly_t *a, uint8_t hash[32])
 {
 	int rc = 0;
 
-	crypto_generichash_final(H(a), hash, 32);
+	if (!a->checked)
+		crypto_generichash_final(H(a), hash, 32);
+	else
+		memset(hash, 0, 32);
 	if (a->fd >= 0) {
-		if (fsync(a->fd) != 0)
-			rc = -errno;
-		close(a->fd);
+		/* Not synced here: the file is handed to a restore's
+		 * transaction, whose commit syncs what it keeps. */
+#ifdef SYNC_FILE_RANGE_WRITE
+		(void)sync_file_range(a->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#endif
+		if (close(a->fd) != 0)
+			rc = errno == ENOSPC ? PB_ENOSPACE : -errno;
 		a->fd = -1;
 	}
 	return rc;

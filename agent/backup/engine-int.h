@@ -74,6 +74,10 @@ typedef struct pb__assembly_s {
 	char tmp[4200]; /* the temporary file, "" when in memory */
 	uint8_t state[384]; /* crypto_generichash_state */
 	bool whole; /* buf is one chunk, checked when opened: not hashed again */
+	/* Every chunk added was checked against its name when opened and the
+	 * manifest names them in order: the content is that of the backup
+	 * without hashing it again (only its size is checked). */
+	bool checked;
 	uint64_t added;     /* bytes added so far */
 } pb__assembly_t;
 /* tmpdir NULL: always in memory. *tmpn numbers the temporary files. */
@@ -84,8 +88,9 @@ PB_WUR int pb__assembly_add(pb__assembly_t *a, const uint8_t *data, size_t len);
  * chunk, or for a slice (a stream's message) only its part of it. */
 PB_WUR int pb__assembly_add_chunk(pb__assembly_t *a, const pb_manifest_item_t *m, size_t k, const uint8_t *data,
 				  size_t len);
-/* Ends the item: its keyed content hash; a temporary file is synced and
- * closed (kept until pb__assembly_drop). */
+/* Ends the item: its keyed content hash (not computed when checked); a
+ * temporary file is closed, its writeback started (kept until
+ * pb__assembly_drop, unless its taker moved it away). */
 PB_WUR int pb__assembly_end(pb__assembly_t *a, uint8_t hash[32]);
 /* Frees the buffer and removes the temporary file. */
 void pb__assembly_drop(pb__assembly_t *a);
@@ -136,6 +141,9 @@ const char *pb__provider_dir_bad(const pb_provider_t *p);
  * it ("" if none), and the files already replaced (none when the target
  * was new). */
 const char *pb__dir_txn_link(void *txn);
+/* The restore gives up the temporary files of the items it writes: the
+ * writer moves them into place instead of copying them. */
+void pb__dir_txn_take_files(void *txn);
 size_t pb__dir_txn_replaced(void *txn, const char *const **paths);
 
 #endif

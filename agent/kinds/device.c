@@ -330,7 +330,20 @@ typedef struct wentry_s {
 	size_t n, cap;
 	uint32_t *slots;
 	size_t nslots; /* a power of two, or 0 */
+	/* A chat streamed into its staged file as its items come, when no
+	 * file is there to merge with and they come in the file's order
+	 * (frame, then messages by ascending id): memory holds STREAM_BUF
+	 * bytes of it, not the chat. sfd: the staged file, spfd: its folder. */
+	bool streaming;
+	int sfd, spfd;
+	char *stmp;
+	pb_buf_t sbuf;
+	int64_t skey; /* the last message's key */
+	uint64_t sn;  /* messages written */
 } wentry_t;
+
+/* Bytes of a streamed chat gathered before one write. */
+#define STREAM_BUF (1u << 20)
 
 /* A file written to a temporary name beside its target, waiting to be
  * renamed over it at commit. */
@@ -358,6 +371,7 @@ struct pb_device_writer_s {
 	size_t ns, caps;
 	strlist_t made;    /* folders made, relative, parents first */
 	strlist_t written; /* files renamed into place by the last commit */
+	bool take_files;   /* an item's file may be moved into place, not copied */
 	char link[MAX_PATH];
 };
 
@@ -377,8 +391,11 @@ static void witem_clear(witem_t *it)
 	memset(it, 0, sizeof(*it));
 }
 
+static void stream_drop(wentry_t *e);
+
 static void wentry_clear(wentry_t *e)
 {
+	stream_drop(e);
 	free(e->path);
 	wipe_free(e->data, e->len);
 	free(e->src);
@@ -580,6 +597,8 @@ static int add_multi(wentry_t *e, const pb_item_t *item)
 	return 0;
 }
 
+static int stream_add(pb_device_writer_t *w, wentry_t *e, const pb_item_t *item, bool *taken);
+
 int pb_device_writer_add(pb_device_writer_t *w, const pb_item_t *item)
 {
 	wentry_t *e;
@@ -611,8 +630,13 @@ int pb_device_writer_add(pb_device_writer_t *w, const pb_item_t *item)
 			e->codec = NULL;
 		w->n++;
 	}
-	if (e->codec != NULL)
+	if (e->codec != NULL) {
+		bool taken = false;
+
+		if ((rc = stream_add(w, e, item, &taken)) != 0 || taken)
+			return rc;
 		return add_multi(e, item);
+	}
 	/* A whole file: the last item added for a path wins. */
 	wipe_free(e->data, e->len);
 	free(e->src);
@@ -989,19 +1013,177 @@ static wstaged_t *find_staged(pb_device_writer_t *w, const char *path)
 	return NULL;
 }
 
+/* A new temporary name beside base: tmp holds TMP_NAME bytes. */
+#define TMP_NAME 256
+static int tmp_name(const char *base, char *tmp)
+{
+	char rnd[17];
+	uint8_t r[8];
+	int n;
+
+	randombytes_buf(r, sizeof(r));
+	sodium_bin2hex(rnd, sizeof(rnd), r, sizeof(r));
+	n = snprintf(tmp, TMP_NAME, "%s%.200s-%s", PB__DEVICE_TMP_PREFIX, base, rnd);
+	return n < 0 || n >= TMP_NAME ? PB_ETOOBIG : 0;
+}
+
+/* Remembers tmp (in path's folder) as path's staged file. */
+static int add_staged(pb_device_writer_t *w, const char *path, const char *tmp)
+{
+	wstaged_t *s;
+
+	if (w->ns == w->caps) {
+		size_t cap = w->caps ? w->caps * 2 : 16;
+		wstaged_t *v = realloc(w->s, cap * sizeof(*v));
+
+		if (v == NULL)
+			return PB_ENOMEM;
+		w->s = v;
+		w->caps = cap;
+	}
+	s = &w->s[w->ns];
+	s->path = strdup(path);
+	s->tmp = strdup(tmp);
+	if (s->path == NULL || s->tmp == NULL) {
+		free(s->path);
+		free(s->tmp);
+		return PB_ENOMEM;
+	}
+	w->ns++;
+	return 0;
+}
+
+/* --- A chat streamed into its staged file --------------------------------- */
+
+static void stream_drop(wentry_t *e)
+{
+	if (!e->streaming)
+		return;
+	if (e->sfd >= 0)
+		close(e->sfd);
+	if (e->stmp != NULL)
+		(void)unlinkat(e->spfd, e->stmp, 0);
+	free(e->stmp);
+	close(e->spfd);
+	pb_buf_free(&e->sbuf);
+	e->stmp = NULL;
+	e->sfd = e->spfd = -1;
+	e->streaming = false;
+}
+
+static int stream_flush(wentry_t *e)
+{
+	int rc = write_all(e->sfd, e->sbuf.data, e->sbuf.len);
+
+	sodium_memzero(e->sbuf.data, e->sbuf.len);
+	e->sbuf.len = 0;
+	return rc;
+}
+
+/* Ends a streamed chat: its tail written, the file closed and staged (an
+ * item that comes later for the same file is merged with it at stage). */
+static int stream_end(pb_device_writer_t *w, wentry_t *e)
+{
+	int rc = pb__telegram_join_tail(&e->sbuf);
+
+	if (rc == 0)
+		rc = stream_flush(e);
+#ifdef SYNC_FILE_RANGE_WRITE
+	if (rc == 0)
+		(void)sync_file_range(e->sfd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#endif
+	if (close(e->sfd) != 0 && rc == 0)
+		rc = -errno;
+	e->sfd = -1;
+	if (rc == 0 && (rc = add_staged(w, e->path, e->stmp)) == 0) {
+		free(e->stmp);
+		e->stmp = NULL; /* staged: no longer removed with the entry */
+	}
+	stream_drop(e);
+	return rc;
+}
+
+/* Starts streaming e's chat with its frame when nothing is there to merge
+ * with: no file at the target, no earlier stage of it. */
+static int stream_begin(pb_device_writer_t *w, wentry_t *e, const pb_item_t *item, bool *taken)
+{
+	const char *base = pb__kinds_basename(e->path);
+	char tmp[TMP_NAME];
+	struct stat st;
+	int pfd, fd = -1, rc;
+
+	if (find_staged(w, e->path) != NULL || item->data == NULL)
+		return 0;
+	if ((rc = open_parent(w, e->path, true, &pfd)) != 0)
+		return rc;
+	/* A file to merge with, or a link, which stage refuses. */
+	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT) {
+		close(pfd);
+		return 0;
+	}
+	rc = pb__telegram_join_head(item->data, item->len, &e->sbuf);
+	if (rc == 0 && (rc = tmp_name(base, tmp)) == 0) {
+		fd = openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		rc = fd < 0 ? -errno : 0;
+	}
+	if (rc == 0 && (e->stmp = strdup(tmp)) == NULL) {
+		close(fd);
+		(void)unlinkat(pfd, tmp, 0);
+		rc = PB_ENOMEM;
+	}
+	if (rc != 0) {
+		close(pfd);
+		pb_buf_free(&e->sbuf);
+		return rc;
+	}
+	e->streaming = true;
+	e->sfd = fd;
+	e->spfd = pfd;
+	e->skey = INT64_MIN;
+	e->sn = 0;
+	*taken = true;
+	return 0;
+}
+
+/* Streams item into e's staged chat when it comes in the file's order
+ * (*taken); an item out of that order ends the stream, and it and the
+ * items after it are held and merged with what was streamed, as with a
+ * file that was there. */
+static int stream_add(pb_device_writer_t *w, wentry_t *e, const pb_item_t *item, bool *taken)
+{
+	int64_t key;
+	bool ordered = e->codec == &pb__codec_telegram && chat_key(item->id, &key);
+	int rc;
+
+	*taken = false;
+	if (!e->streaming)
+		return ordered && key == INT64_MIN && e->n == 0 ? stream_begin(w, e, item, taken) : 0;
+	if (!ordered || key == INT64_MIN || key <= e->skey || item->data == NULL)
+		return stream_end(w, e);
+	if ((rc = pb__telegram_join_message(item->data, item->len, e->sn == 0, &e->sbuf)) != 0)
+		return rc;
+	e->sn++;
+	e->skey = key;
+	*taken = true;
+	return e->sbuf.len >= STREAM_BUF ? stream_flush(e) : 0;
+}
+
+/* --- Staging -------------------------------------------------------------- */
+
 /* Writes one entry to a temporary file next to its target (a multi-item
  * file merged with the file there, or with what an earlier stage of the
- * same file wrote). */
+ * same file wrote; a streamed chat ends). */
 static int stage(pb_device_writer_t *w, wentry_t *e)
 {
-	char tmp[256], rnd[17];
+	char tmp[TMP_NAME];
 	const char *base = pb__kinds_basename(e->path);
 	wstaged_t *prev = find_staged(w, e->path);
 	pb_buf_t joined = { 0 };
-	uint8_t r[8];
 	struct stat st;
-	int pfd, fd, n, rc;
+	int pfd, fd, rc;
 
+	if (e->streaming)
+		return stream_end(w, e);
 	if ((rc = open_parent(w, e->path, true, &pfd)) != 0)
 		return rc;
 	/* A link where the file goes is not replaced: it was not made here. */
@@ -1025,35 +1207,36 @@ static int stage(pb_device_writer_t *w, wentry_t *e)
 		if (rc != 0)
 			goto out_close;
 	}
-	randombytes_buf(r, sizeof(r));
-	sodium_bin2hex(rnd, sizeof(rnd), r, sizeof(r));
-	n = snprintf(tmp, sizeof(tmp), "%s%.200s-%s", PB__DEVICE_TMP_PREFIX, base, rnd);
-	if (n < 0 || (size_t)n >= sizeof(tmp)) {
-		rc = PB_ETOOBIG;
+	if ((rc = tmp_name(base, tmp)) != 0)
 		goto out_close;
-	}
-	fd = openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rc = -errno;
-		goto out_close;
-	}
-	if (e->codec != NULL)
-		rc = write_all(fd, joined.data, joined.len);
-	else if (e->src != NULL)
-		rc = copy_file(e->src, fd);
-	else
-		rc = write_all(fd, e->data, e->len);
+	/* A file given up by its caller is moved, not copied (a restored
+	 * large file was written once already); elsewhere than on this
+	 * file system, it is copied. */
+	if (e->codec != NULL || e->src == NULL || !w->take_files ||
+	    renameat2(AT_FDCWD, e->src, pfd, tmp, RENAME_NOREPLACE) != 0) {
+		fd = openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			rc = -errno;
+			goto out_close;
+		}
+		if (e->codec != NULL)
+			rc = write_all(fd, joined.data, joined.len);
+		else if (e->src != NULL)
+			rc = copy_file(e->src, fd);
+		else
+			rc = write_all(fd, e->data, e->len);
 #ifdef SYNC_FILE_RANGE_WRITE
-	/* Durable only at commit (sync_staged), all together; its writeback
-	 * starts now, while the next files are written. */
-	if (rc == 0)
-		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		/* Durable only at commit (sync_staged), all together; its
+		 * writeback starts now, while the next files are written. */
+		if (rc == 0)
+			(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 #endif
-	if (close(fd) != 0 && rc == 0)
-		rc = -errno;
-	if (rc != 0) {
-		(void)unlinkat(pfd, tmp, 0);
-		goto out_close;
+		if (close(fd) != 0 && rc == 0)
+			rc = -errno;
+		if (rc != 0) {
+			(void)unlinkat(pfd, tmp, 0);
+			goto out_close;
+		}
 	}
 	if (prev != NULL) {
 		/* The newer stage holds the earlier one's items too. */
@@ -1069,28 +1252,8 @@ static int stage(pb_device_writer_t *w, wentry_t *e)
 		prev->tmp = copy;
 		goto out_close;
 	}
-	if (w->ns == w->caps) {
-		size_t cap = w->caps ? w->caps * 2 : 16;
-		wstaged_t *v = realloc(w->s, cap * sizeof(*v));
-
-		if (v == NULL) {
-			(void)unlinkat(pfd, tmp, 0);
-			rc = PB_ENOMEM;
-			goto out_close;
-		}
-		w->s = v;
-		w->caps = cap;
-	}
-	w->s[w->ns].path = strdup(e->path);
-	w->s[w->ns].tmp = strdup(tmp);
-	if (w->s[w->ns].path == NULL || w->s[w->ns].tmp == NULL) {
-		free(w->s[w->ns].path);
-		free(w->s[w->ns].tmp);
+	if ((rc = add_staged(w, e->path, tmp)) != 0)
 		(void)unlinkat(pfd, tmp, 0);
-		rc = PB_ENOMEM;
-		goto out_close;
-	}
-	w->ns++;
 out_close:
 	close(pfd);
 	pb_buf_free(&joined);
@@ -1214,6 +1377,11 @@ int pb_device_writer_commit(pb_device_writer_t *w)
 	strlist_clear(&w->made);
 	unstage(w);
 	return rc;
+}
+
+void pb__device_writer_take_files(pb_device_writer_t *w)
+{
+	w->take_files = true;
 }
 
 size_t pb_device_writer_written(const pb_device_writer_t *w, const char *const **paths)
