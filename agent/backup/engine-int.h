@@ -103,6 +103,11 @@ typedef struct pb__cache_s pb__cache_t;
 PB_WUR int pb__cache_open(const char *home, pb__cache_t **out);
 bool pb__cache_has(const pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN]);
 void pb__cache_keep(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len);
+/* pb__cache_keep in two steps: the record's place (0: not kept), taken on
+ * the restoring thread, then its bytes written on any thread. */
+uint64_t pb__cache_reserve(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], size_t len);
+void pb__cache_write(pb__cache_t *c, uint64_t at, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct,
+		     size_t len);
 PB_WUR int pb__cache_read(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **ct, size_t *len);
 void pb__cache_forget(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN]);
 void pb__cache_close(pb__cache_t *c);
@@ -120,6 +125,10 @@ bool pb__opener_room(const pb__opener_t *o);
 size_t pb__opener_waiting(const pb__opener_t *o);
 /* Hands ct over (the opener's until taken back); tag is the caller's. */
 void pb__opener_put(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t len, uint64_t tag);
+/* pb__opener_put, the chunk also written to the cache at its place at
+ * (pb__cache_reserve; 0: not kept) by the thread that opens it. */
+void pb__opener_put_keep(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t len,
+			 uint64_t tag, pb__cache_t *cache, uint64_t at);
 /* Waits for the oldest chunk handed over: the sealed bytes and tag back,
  * its plaintext (malloc'd, NULL when it did not open) and pb_chunk_open's
  * result. */

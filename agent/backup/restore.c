@@ -312,6 +312,7 @@ static int produce_one(struct restore *r, struct fetch *f, struct produce *p, pb
 	const uint8_t *name;
 	uint8_t *ct = NULL;
 	size_t len = 0;
+	uint64_t keep_at = 0;
 	bool cached;
 	int rc;
 
@@ -338,13 +339,14 @@ static int produce_one(struct restore *r, struct fetch *f, struct produce *p, pb
 		f->inflight -= f->est[f->got % FETCH_WINDOW];
 		f->got++;
 		/* Kept for a later run as it comes (a cache that cannot be
-		 * written only costs a refetch); dropped if it does not open. */
+		 * written only costs a refetch), written by the thread that
+		 * opens it; dropped if it does not open. */
 		if (rc == 0 && caching(r))
-			pb__cache_keep(r->cache, name, ct, len);
+			keep_at = pb__cache_reserve(r->cache, name, len);
 	}
 	if (rc != 0)
 		return rc;
-	pb__opener_put(op, name, ct, len, cached);
+	pb__opener_put_keep(op, name, ct, len, cached, r->cache, keep_at);
 	p->c++;
 	p->k++;
 	p->done++;
