@@ -79,6 +79,7 @@ typedef struct pb__assembly_s {
 	 * without hashing it again (only its size is checked). */
 	bool checked;
 	uint64_t added;     /* bytes added so far */
+	struct pb__wq_s *wq; /* writes the temporary file on its thread, or NULL */
 } pb__assembly_t;
 /* tmpdir NULL: always in memory. *tmpn numbers the temporary files. */
 PB_WUR int pb__assembly_start(pb__assembly_t *a, const pb_backup_keys_t *keys, uint64_t size, const char *tmpdir,
@@ -88,12 +89,27 @@ PB_WUR int pb__assembly_add(pb__assembly_t *a, const uint8_t *data, size_t len);
  * chunk, or for a slice (a stream's message) only its part of it. */
 PB_WUR int pb__assembly_add_chunk(pb__assembly_t *a, const pb_manifest_item_t *m, size_t k, const uint8_t *data,
 				  size_t len);
+/* pb__assembly_add of a malloc'd buffer given up: written to the
+ * temporary file on the write queue's thread when there is one. */
+PB_WUR int pb__assembly_add_owned(pb__assembly_t *a, uint8_t *data, size_t len);
 /* Ends the item: its keyed content hash (not computed when checked); a
  * temporary file is closed, its writeback started (kept until
  * pb__assembly_drop, unless its taker moved it away). */
 PB_WUR int pb__assembly_end(pb__assembly_t *a, uint8_t hash[32]);
 /* Frees the buffer and removes the temporary file. */
 void pb__assembly_drop(pb__assembly_t *a);
+
+/* A restore's file writes on their own thread (agent/backup/restore-write.c):
+ * buffers given up with where they go, written in the order given. */
+typedef struct pb__wq_s pb__wq_t;
+PB_WUR int pb__wq_new(pb__wq_t **out);
+/* Queues buf (freed once written) for fd at off; waits while the queue is full. */
+void pb__wq_push(pb__wq_t *q, int fd, uint8_t *buf, size_t len, uint64_t off);
+/* Waits until everything queued is written: the first failure since the
+ * last wait, or 0. */
+int pb__wq_wait(pb__wq_t *q);
+/* Writes what is queued, stops the thread. Accepts NULL. */
+void pb__wq_free(pb__wq_t *q);
 
 /* The restore cache (agent/backup/restore-cache.c): chunks a restore
  * fetched, sealed as they came, in one file under HOME/restore-cache,

@@ -380,6 +380,7 @@ static int fetch_items(struct restore *r)
 	struct produce p;
 	size_t all = 0, at = 0, item = 0, chunk = 0; /* at: index in cached of the current chunk */
 	pb__opener_t *op = NULL;
+	pb__wq_t *wq = NULL; /* large items' writes, when restoring */
 	/* The chunk opened last, when a slice used it: the next slice may
 	 * start in it (the messages of a chat stream share chunks). */
 	const uint8_t *prev = r->held != NULL ? r->held_name : NULL;
@@ -400,7 +401,8 @@ static int fetch_items(struct restore *r)
 		return PB_ENOMEM;
 	r->held = NULL;
 	r->held_len = 0;
-	if ((rc = pb__opener_new(&r->keys, &op)) != 0) {
+	if ((rc = pb__opener_new(&r->keys, &op)) != 0 || (r->txn != NULL && (rc = pb__wq_new(&wq)) != 0)) {
+		pb__opener_free(op);
 		free(f.cached);
 		free(plain);
 		return rc;
@@ -435,6 +437,7 @@ static int fetch_items(struct restore *r)
 		 * would be a second BLAKE2b pass over every large file on this
 		 * thread. Verify still recomputes every content hash. */
 		a.checked = r->txn != NULL || r->exact_id != NULL;
+		a.wq = wq;
 		if (w->m.nchunks == 0) {
 			rc = assembly_finish(r, &a, w);
 			item++;
@@ -457,6 +460,11 @@ static int fetch_items(struct restore *r)
 			a.len = a.cap = plen;
 			a.whole = true;
 			plain = NULL;
+		} else if (rc == 0 && !w->m.slice && a.fd >= 0) {
+			/* Written on the write queue's thread, which frees it. */
+			rc = pb__assembly_add_owned(&a, plain, plen);
+			plain = NULL;
+			plen = 0;
 		} else if (rc == 0) {
 			rc = pb__assembly_add_chunk(&a, &w->m, chunk, plain, plen);
 		}
@@ -470,6 +478,7 @@ static int fetch_items(struct restore *r)
 	}
 	pb__opener_free(op);
 	pb__assembly_drop(&a);
+	pb__wq_free(wq);
 	/* Kept for the next call only when it is what held_name names and a
 	 * slice used it last. */
 	if (rc == 0 && plain != NULL && prev_slice) {
