@@ -3,7 +3,8 @@
  * the chat: a chat many times the writer's buffer is on disk before the
  * commit, and the file is the one the codec's join gives. Items out of
  * that order (a repeated id, an older one) are merged with what was
- * streamed, with the result of the writer that held them all. */
+ * streamed, with the result of the writer that held them all. Whole
+ * files are staged as they come once a few MiB of them are held. */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -210,12 +211,66 @@ static void test_bad_message_fails(void **state)
 	msgs_free(&m);
 }
 
+/* Many files in memory: staged before the commit, not held. */
+static void test_whole_files_staged(void **state)
+{
+	enum { NFILES = 24, SIZE = 1u << 20 };
+	char *dir = pb_test_tmpdir("chat-stream-whole");
+	uint8_t *data = malloc(SIZE);
+	pb_device_writer_t *w;
+	size_t staged = 0;
+
+	(void)state;
+	assert_non_null(data);
+	assert_int_equal(pb_device_writer_open(dir, &w), 0);
+	for (int i = 0; i < NFILES; i++) {
+		char id[64], path[64];
+		pb_item_t it;
+
+		snprintf(id, sizeof(id), "chat/7/file/%d", i);
+		snprintf(path, sizeof(path), "chats/7/files/f%02d.bin", i);
+		memset(data, 'a' + i, SIZE);
+		memset(&it, 0, sizeof(it));
+		it.kind = PB_KIND_CHAT;
+		it.id = id;
+		it.path = path;
+		it.data = data;
+		it.len = it.size = SIZE;
+		assert_int_equal(pb_device_writer_add(w, &it), 0);
+	}
+	{
+		char files[4096];
+		DIR *d;
+		struct dirent *de;
+
+		snprintf(files, sizeof(files), "%s", kt_path(dir, "chats/7/files"));
+		assert_non_null(d = opendir(files));
+		while ((de = readdir(d)) != NULL)
+			staged += strncmp(de->d_name, PB__DEVICE_TMP_PREFIX, strlen(PB__DEVICE_TMP_PREFIX)) == 0;
+		closedir(d);
+	}
+	assert_true(staged >= NFILES / 2);
+	assert_int_equal(pb_device_writer_commit(w), 0);
+	pb_device_writer_free(w);
+	for (int i = 0; i < NFILES; i++) {
+		char path[64];
+
+		snprintf(path, sizeof(path), "chats/7/files/f%02d.bin", i);
+		memset(data, 'a' + i, SIZE);
+		kt_assert_file(kt_path(dir, path), data, SIZE);
+	}
+	free(data);
+	pb_test_rmtree(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_in_order_streams),
 		cmocka_unit_test(test_out_of_order_merges),
 		cmocka_unit_test(test_bad_message_fails),
+		cmocka_unit_test(test_whole_files_staged),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -344,6 +344,9 @@ typedef struct wentry_s {
 
 /* Bytes of a streamed chat gathered before one write. */
 #define STREAM_BUF (1u << 20)
+/* Bytes of whole files held before they are staged (a restore of many
+ * small files holds this much, not the files). */
+#define HELD_MAX (8u << 20)
 
 /* A file written to a temporary name beside its target, waiting to be
  * renamed over it at commit. */
@@ -372,6 +375,7 @@ struct pb_device_writer_s {
 	strlist_t made;    /* folders made, relative, parents first */
 	strlist_t written; /* files renamed into place by the last commit */
 	bool take_files;   /* an item's file may be moved into place, not copied */
+	size_t held;       /* bytes of whole files held in entries */
 	char link[MAX_PATH];
 };
 
@@ -598,6 +602,30 @@ static int add_multi(wentry_t *e, const pb_item_t *item)
 }
 
 static int stream_add(pb_device_writer_t *w, wentry_t *e, const pb_item_t *item, bool *taken);
+static int stage(pb_device_writer_t *w, wentry_t *e);
+
+/* Stages the whole files held, keeping the multi-item files (merged, or
+ * streamed, when the last of their items has come). */
+static int stage_whole(pb_device_writer_t *w)
+{
+	size_t k = 0;
+	int rc = 0;
+
+	for (size_t i = 0; i < w->n; i++) {
+		if (w->e[i].codec != NULL) {
+			if (k != i)
+				w->e[k] = w->e[i];
+			k++;
+			continue;
+		}
+		if (rc == 0)
+			rc = stage(w, &w->e[i]);
+		wentry_clear(&w->e[i]);
+	}
+	w->n = k;
+	w->held = 0;
+	return rc;
+}
 
 int pb_device_writer_add(pb_device_writer_t *w, const pb_item_t *item)
 {
@@ -638,6 +666,7 @@ int pb_device_writer_add(pb_device_writer_t *w, const pb_item_t *item)
 		return add_multi(e, item);
 	}
 	/* A whole file: the last item added for a path wins. */
+	w->held -= e->len < w->held ? e->len : w->held;
 	wipe_free(e->data, e->len);
 	free(e->src);
 	e->data = NULL;
@@ -649,7 +678,8 @@ int pb_device_writer_add(pb_device_writer_t *w, const pb_item_t *item)
 	}
 	if ((rc = item_bytes(item, &e->data, &e->len)) != 0)
 		return rc;
-	return 0;
+	w->held += e->len;
+	return w->held > HELD_MAX ? stage_whole(w) : 0;
 }
 
 /* Existing items of a multi-item file, gathered by its codec's split. */
@@ -1291,6 +1321,7 @@ int pb_device_writer_stage(pb_device_writer_t *w)
 	for (size_t i = 0; i < w->n; i++)
 		wentry_clear(&w->e[i]);
 	w->n = 0;
+	w->held = 0;
 	return rc;
 }
 
