@@ -45,17 +45,21 @@ int pb__assembly_start(pb__assembly_t *a, const pb_backup_keys_t *keys, uint64_t
 
 int pb__assembly_add(pb__assembly_t *a, const uint8_t *data, size_t len)
 {
+	uint64_t off = a->added;
+
 	a->added += len;
-	crypto_generichash_update(H(a), data, len);
+	if (!a->checked)
+		crypto_generichash_update(H(a), data, len);
 	if (a->fd >= 0) {
 		while (len > 0) {
-			ssize_t w = write(a->fd, data, len);
+			ssize_t w = pwrite(a->fd, data, len, (off_t)off);
 			if (w < 0 && errno == EINTR)
 				continue;
 			if (w < 0)
 				return errno == ENOSPC ? PB_ENOSPACE : -errno;
 			data += w;
 			len -= (size_t)w;
+			off += (uint64_t)w;
 		}
 		return 0;
 	}
@@ -63,6 +67,23 @@ int pb__assembly_add(pb__assembly_t *a, const uint8_t *data, size_t len)
 		return PB_ENOMEM;
 	memcpy(a->buf + a->len, data, len);
 	a->len += len;
+	return 0;
+}
+
+int pb__assembly_add_owned(pb__assembly_t *a, uint8_t *data, size_t len)
+{
+	int rc = 0;
+
+	if (a->fd < 0 || a->wq == NULL) {
+		rc = pb__assembly_add(a, data, len);
+		sodium_memzero(data, len);
+		free(data);
+		return rc;
+	}
+	if (!a->checked)
+		crypto_generichash_update(H(a), data, len);
+	pb__wq_push(a->wq, a->fd, data, len, a->added);
+	a->added += len;
 	return 0;
 }
 
@@ -92,11 +113,20 @@ int pb__assembly_end(pb__assembly_t *a, uint8_t hash[32])
 {
 	int rc = 0;
 
-	crypto_generichash_final(H(a), hash, 32);
+	if (!a->checked)
+		crypto_generichash_final(H(a), hash, 32);
+	else
+		memset(hash, 0, 32);
+	if (a->fd >= 0 && a->wq != NULL)
+		rc = pb__wq_wait(a->wq);
 	if (a->fd >= 0) {
-		if (fsync(a->fd) != 0)
-			rc = -errno;
-		close(a->fd);
+		/* Not synced here: the file is handed to a restore's
+		 * transaction, whose commit syncs what it keeps. */
+#ifdef SYNC_FILE_RANGE_WRITE
+		(void)sync_file_range(a->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#endif
+		if (close(a->fd) != 0 && rc == 0)
+			rc = errno == ENOSPC ? PB_ENOSPACE : -errno;
 		a->fd = -1;
 	}
 	return rc;
@@ -104,6 +134,8 @@ int pb__assembly_end(pb__assembly_t *a, uint8_t hash[32])
 
 void pb__assembly_drop(pb__assembly_t *a)
 {
+	if (a->fd >= 0 && a->wq != NULL)
+		(void)pb__wq_wait(a->wq); /* nothing is written to it once closed */
 	if (a->fd >= 0)
 		close(a->fd);
 	a->fd = -1;

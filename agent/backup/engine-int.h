@@ -74,7 +74,12 @@ typedef struct pb__assembly_s {
 	char tmp[4200]; /* the temporary file, "" when in memory */
 	uint8_t state[384]; /* crypto_generichash_state */
 	bool whole; /* buf is one chunk, checked when opened: not hashed again */
+	/* Every chunk added was checked against its name when opened and the
+	 * manifest names them in order: the content is that of the backup
+	 * without hashing it again (only its size is checked). */
+	bool checked;
 	uint64_t added;     /* bytes added so far */
+	struct pb__wq_s *wq; /* writes the temporary file on its thread, or NULL */
 } pb__assembly_t;
 /* tmpdir NULL: always in memory. *tmpn numbers the temporary files. */
 PB_WUR int pb__assembly_start(pb__assembly_t *a, const pb_backup_keys_t *keys, uint64_t size, const char *tmpdir,
@@ -84,11 +89,27 @@ PB_WUR int pb__assembly_add(pb__assembly_t *a, const uint8_t *data, size_t len);
  * chunk, or for a slice (a stream's message) only its part of it. */
 PB_WUR int pb__assembly_add_chunk(pb__assembly_t *a, const pb_manifest_item_t *m, size_t k, const uint8_t *data,
 				  size_t len);
-/* Ends the item: its keyed content hash; a temporary file is synced and
- * closed (kept until pb__assembly_drop). */
+/* pb__assembly_add of a malloc'd buffer given up: written to the
+ * temporary file on the write queue's thread when there is one. */
+PB_WUR int pb__assembly_add_owned(pb__assembly_t *a, uint8_t *data, size_t len);
+/* Ends the item: its keyed content hash (not computed when checked); a
+ * temporary file is closed, its writeback started (kept until
+ * pb__assembly_drop, unless its taker moved it away). */
 PB_WUR int pb__assembly_end(pb__assembly_t *a, uint8_t hash[32]);
 /* Frees the buffer and removes the temporary file. */
 void pb__assembly_drop(pb__assembly_t *a);
+
+/* A restore's file writes on their own thread (agent/backup/restore-write.c):
+ * buffers given up with where they go, written in the order given. */
+typedef struct pb__wq_s pb__wq_t;
+PB_WUR int pb__wq_new(pb__wq_t **out);
+/* Queues buf (freed once written) for fd at off; waits while the queue is full. */
+void pb__wq_push(pb__wq_t *q, int fd, uint8_t *buf, size_t len, uint64_t off);
+/* Waits until everything queued is written: the first failure since the
+ * last wait, or 0. */
+int pb__wq_wait(pb__wq_t *q);
+/* Writes what is queued, stops the thread. Accepts NULL. */
+void pb__wq_free(pb__wq_t *q);
 
 /* The restore cache (agent/backup/restore-cache.c): chunks a restore
  * fetched, sealed as they came, in one file under HOME/restore-cache,
@@ -98,6 +119,11 @@ typedef struct pb__cache_s pb__cache_t;
 PB_WUR int pb__cache_open(const char *home, pb__cache_t **out);
 bool pb__cache_has(const pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN]);
 void pb__cache_keep(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len);
+/* pb__cache_keep in two steps: the record's place (0: not kept), taken on
+ * the restoring thread, then its bytes written on any thread. */
+uint64_t pb__cache_reserve(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], size_t len);
+void pb__cache_write(pb__cache_t *c, uint64_t at, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct,
+		     size_t len);
 PB_WUR int pb__cache_read(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **ct, size_t *len);
 void pb__cache_forget(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN]);
 void pb__cache_close(pb__cache_t *c);
@@ -140,6 +166,10 @@ bool pb__opener_room(const pb__opener_t *o);
 size_t pb__opener_waiting(const pb__opener_t *o);
 /* Hands ct over (the opener's until taken back); tag is the caller's. */
 void pb__opener_put(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t len, uint64_t tag);
+/* pb__opener_put, the chunk also written to the cache at its place at
+ * (pb__cache_reserve; 0: not kept) by the thread that opens it. */
+void pb__opener_put_keep(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t len,
+			 uint64_t tag, pb__cache_t *cache, uint64_t at);
 /* Waits for the oldest chunk handed over: the sealed bytes and tag back,
  * its plaintext (malloc'd, NULL when it did not open) and pb_chunk_open's
  * result. */
@@ -161,6 +191,9 @@ const char *pb__provider_dir_bad(const pb_provider_t *p);
  * it ("" if none), and the files already replaced (none when the target
  * was new). */
 const char *pb__dir_txn_link(void *txn);
+/* The restore gives up the temporary files of the items it writes: the
+ * writer moves them into place instead of copying them. */
+void pb__dir_txn_take_files(void *txn);
 size_t pb__dir_txn_replaced(void *txn, const char *const **paths);
 
 #endif

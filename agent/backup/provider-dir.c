@@ -179,6 +179,14 @@ const char *pb__dir_txn_link(void *txn)
 	return t != NULL && t->w != NULL ? pb_device_writer_link(t->w) : "";
 }
 
+void pb__dir_txn_take_files(void *txn)
+{
+	struct dirtxn *t = txn;
+
+	if (t != NULL && t->w != NULL)
+		pb__device_writer_take_files(t->w);
+}
+
 size_t pb__dir_txn_replaced(void *txn, const char *const **paths)
 {
 	struct dirtxn *t = txn;

@@ -253,10 +253,19 @@ static int r_get_recv(pb_repo_t *r, uint64_t tok, uint8_t **ct, size_t *len)
 
 	if (rc != 0)
 		return rc;
-	if (in->reply->op_case != PEERBACK__REPLY__OP_CHUNK || in->reply->chunk->data.len > PB_STORE_CT_MAX)
+	if (in->reply->op_case != PEERBACK__REPLY__OP_CHUNK || in->reply->chunk->data.len > PB_STORE_CT_MAX) {
 		rc = PB_EENV_MALFORMED;
-	else
+	} else if (in->reply->chunk->data.len == 0) {
 		rc = copy_out(&in->reply->chunk->data, ct, len);
+	} else {
+		/* The reply's own buffer is handed over, not copied: protobuf-c
+		 * allocates each bytes field by itself with malloc (the default
+		 * allocator), and frees none it does not hold. */
+		*ct = in->reply->chunk->data.data;
+		*len = in->reply->chunk->data.len;
+		in->reply->chunk->data.data = NULL;
+		in->reply->chunk->data.len = 0;
+	}
 	pb__envelope_free(in);
 	return rc;
 }

@@ -225,20 +225,47 @@ bool pb__cache_has(const pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN])
 	return find(c, name) != NULL;
 }
 
-/* One write a record; a cache that cannot be written only costs a refetch,
- * so a failure stops caching for this run. */
-void pb__cache_keep(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
+static bool is_broken(const pb__cache_t *c)
+{
+	return __atomic_load_n(&c->broken, __ATOMIC_RELAXED);
+}
+
+static void set_broken(pb__cache_t *c)
+{
+	__atomic_store_n(&c->broken, true, __ATOMIC_RELAXED);
+}
+
+/* A cache that cannot be written only costs a refetch, so a failure stops
+ * caching for this run. The record's place is taken here, in the order
+ * chunks come; its bytes may be written by another thread. */
+uint64_t pb__cache_reserve(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], size_t len)
+{
+	uint64_t at;
+
+	if (c == NULL || len == 0 || len > PB_STORE_CT_MAX || find(c, name) != NULL)
+		return 0; /* kept by an earlier run */
+	if (is_broken(c) || (c->fd < 0 && open_file(c, true) != 0)) {
+		set_broken(c);
+		return 0;
+	}
+	at = c->end;
+	c->recent[c->nrecent++ % RECENT] = (struct slot){ key_of(name), (at + REC_HEAD) << AT_LEN_BITS | len };
+	c->end += REC_HEAD + len;
+	return at;
+}
+
+/* One write a record. Records are written by two threads at once: should
+ * the process die, a record not written yet leaves a hole of zeros, where
+ * the next open cuts the file (the records after it are fetched again). */
+void pb__cache_write(pb__cache_t *c, uint64_t at, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct,
+		     size_t len)
 {
 	uint8_t head[REC_HEAD];
 	struct iovec iov[2];
 	size_t want = REC_HEAD + len, done = 0;
 
-	if (c == NULL || len == 0 || len > PB_STORE_CT_MAX || find(c, name) != NULL)
-		return; /* kept by an earlier run */
-	if (c->broken || (c->fd < 0 && open_file(c, true) != 0)) {
-		c->broken = true;
+	if (at == 0 || is_broken(c))
 		return;
-	}
 	memcpy(head, name, PB_STORE_NAME_LEN);
 	for (int k = 0; k < 4; k++)
 		head[PB_STORE_NAME_LEN + k] = (uint8_t)(len >> (8 * k));
@@ -250,21 +277,24 @@ void pb__cache_keep(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], const
 			iov[0].iov_len = REC_HEAD - done;
 			iov[1].iov_base = (void *)ct;
 			iov[1].iov_len = len;
-			w = pwritev(c->fd, iov, 2, (off_t)(c->end + done));
+			w = pwritev(c->fd, iov, 2, (off_t)(at + done));
 		} else {
-			w = pwrite(c->fd, ct + (done - REC_HEAD), want - done, (off_t)(c->end + done));
+			w = pwrite(c->fd, ct + (done - REC_HEAD), want - done, (off_t)(at + done));
 		}
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
 			/* The torn record is cut by the next open. */
-			c->broken = true;
+			set_broken(c);
 			return;
 		}
 		done += (size_t)w;
 	}
-	c->recent[c->nrecent++ % RECENT] = (struct slot){ key_of(name), (c->end + REC_HEAD) << AT_LEN_BITS | len };
-	c->end += want;
+}
+
+void pb__cache_keep(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
+{
+	pb__cache_write(c, pb__cache_reserve(c, name, len), name, ct, len);
 }
 
 /* The whole record is read: the name in it must be the one asked for. */
@@ -312,7 +342,7 @@ static void zero_record(pb__cache_t *c, uint64_t at)
 
 	if (c->fd >= 0 &&
 	    pwrite(c->fd, zero, sizeof(zero), (off_t)((at >> AT_LEN_BITS) - REC_HEAD)) != (ssize_t)sizeof(zero))
-		c->broken = true;
+		set_broken(c);
 }
 
 void pb__cache_forget(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN])

@@ -32,6 +32,8 @@ struct oslot {
 	uint8_t *ct, *plain;
 	size_t len, plen;
 	uint64_t tag;
+	pb__cache_t *cache; /* written there at keep_at first (0: not kept) */
+	uint64_t keep_at;
 	int rc;
 };
 
@@ -57,6 +59,9 @@ static void open_one(const pb_backup_keys_t *keys, struct oslot *s, ZSTD_DCtx *d
 {
 	size_t cap = s->len < 65536 ? 16 * s->len + 1024 : s->len + 1024;
 
+	/* Kept as it came (the restoring thread only took its place); one
+	 * that does not open is forgotten when taken back. */
+	pb__cache_write(s->cache, s->keep_at, s->name, s->ct, s->len);
 	for (;;) {
 		if (cap > PB_CHUNK_PLAIN_MAX)
 			cap = PB_CHUNK_PLAIN_MAX;
@@ -143,7 +148,8 @@ size_t pb__opener_waiting(const pb__opener_t *o)
 	return (size_t)(o->put - o->take);
 }
 
-void pb__opener_put(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t len, uint64_t tag)
+void pb__opener_put_keep(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t len,
+			 uint64_t tag, pb__cache_t *cache, uint64_t at)
 {
 	struct oslot *s = &o->s[o->put % OPEN_RING];
 
@@ -153,6 +159,8 @@ void pb__opener_put(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint
 	s->ct = ct;
 	s->len = len;
 	s->tag = tag;
+	s->cache = cache;
+	s->keep_at = at;
 	s->state = SLOT_WAITING;
 	o->bytes += len;
 	o->put++;
@@ -162,6 +170,11 @@ void pb__opener_put(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint
 		pthread_cond_signal(&o->work);
 	}
 	pthread_mutex_unlock(&o->mu);
+}
+
+void pb__opener_put(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t len, uint64_t tag)
+{
+	pb__opener_put_keep(o, name, ct, len, tag, NULL, 0);
 }
 
 int pb__opener_take(pb__opener_t *o, uint8_t **ct, size_t *len, uint64_t *tag, uint8_t **plain, size_t *plen)

@@ -254,7 +254,7 @@ static int assembly_finish(struct restore *r, pb__assembly_t *a, const struct wa
 
 	if (rc != 0)
 		goto out;
-	if (a->whole)
+	if (a->whole || (a->checked && a->added == w->m.size))
 		memcpy(hash, w->m.hash, 32);
 	if (sodium_memcmp(hash, w->m.hash, 32) != 0) {
 		r->res->bad_items++;
@@ -331,6 +331,7 @@ static int produce_one(struct restore *r, struct fetch *f, struct produce *p, pb
 	const uint8_t *name;
 	uint8_t *ct = NULL;
 	size_t len = 0;
+	uint64_t keep_at = 0;
 	bool cached;
 	int rc;
 
@@ -357,13 +358,14 @@ static int produce_one(struct restore *r, struct fetch *f, struct produce *p, pb
 		f->inflight -= f->est[f->got % FETCH_WINDOW];
 		f->got++;
 		/* Kept for a later run as it comes (a cache that cannot be
-		 * written only costs a refetch); dropped if it does not open. */
+		 * written only costs a refetch), written by the thread that
+		 * opens it; dropped if it does not open. */
 		if (rc == 0 && caching(r))
-			pb__cache_keep(r->cache, name, ct, len);
+			keep_at = pb__cache_reserve(r->cache, name, len);
 	}
 	if (rc != 0)
 		return rc;
-	pb__opener_put(op, name, ct, len, cached);
+	pb__opener_put_keep(op, name, ct, len, cached, r->cache, keep_at);
 	p->c++;
 	p->k++;
 	p->done++;
@@ -412,6 +414,7 @@ static int fetch_items(struct restore *r)
 	struct produce p;
 	size_t all = 0, at = 0, item = 0, chunk = 0; /* at: index in cached of the current chunk */
 	pb__opener_t *op = NULL;
+	pb__wq_t *wq = NULL; /* large items' writes, when restoring */
 	/* The chunk opened last, when a slice used it: the next slice may
 	 * start in it (the messages of a chat stream share chunks). */
 	const uint8_t *prev = r->held != NULL ? r->held_name : NULL;
@@ -432,7 +435,8 @@ static int fetch_items(struct restore *r)
 		return PB_ENOMEM;
 	r->held = NULL;
 	r->held_len = 0;
-	if ((rc = pb__opener_new(&r->keys, &op)) != 0) {
+	if ((rc = pb__opener_new(&r->keys, &op)) != 0 || (r->txn != NULL && (rc = pb__wq_new(&wq)) != 0)) {
+		pb__opener_free(op);
 		free(f.cached);
 		free(plain);
 		return rc;
@@ -463,6 +467,13 @@ static int fetch_items(struct restore *r)
 		if (chunk == 0 &&
 		    (rc = pb__assembly_start(&a, &r->keys, w->m.size, r->txn != NULL ? r->tmpdir : NULL, &r->tmpn)) != 0)
 			break;
+		/* Restoring or fetching, each chunk's name check (a keyed hash
+		 * of its plaintext, the names listed by the authenticated
+		 * manifest) already proves the item's bytes: hashing them again
+		 * would be a second BLAKE2b pass over every large file on this
+		 * thread. Verify still recomputes every content hash. */
+		a.checked = r->txn != NULL || r->exact_id != NULL;
+		a.wq = wq;
 		if (w->m.nchunks == 0) {
 			rc = assembly_finish(r, &a, w);
 			item++;
@@ -485,6 +496,11 @@ static int fetch_items(struct restore *r)
 			a.len = a.cap = plen;
 			a.whole = true;
 			plain = NULL;
+		} else if (rc == 0 && !w->m.slice && a.fd >= 0) {
+			/* Written on the write queue's thread, which frees it. */
+			rc = pb__assembly_add_owned(&a, plain, plen);
+			plain = NULL;
+			plen = 0;
 		} else if (rc == 0) {
 			rc = pb__assembly_add_chunk(&a, &w->m, chunk, plain, plen);
 		}
@@ -498,6 +514,7 @@ static int fetch_items(struct restore *r)
 	}
 	pb__opener_free(op);
 	pb__assembly_drop(&a);
+	pb__wq_free(wq);
 	/* Kept for the next call only when it is what held_name names and a
 	 * slice used it last. */
 	if (rc == 0 && plain != NULL && prev_slice) {
@@ -1250,7 +1267,9 @@ static int restore_begin(struct restore *r, enum restore_mode mode)
 		r->tmpdir[0] = 0;
 		return rc;
 	}
-	return r->prov->begin(r->prov->arg, &r->txn);
+	if ((rc = r->prov->begin(r->prov->arg, &r->txn)) == 0 && pb__provider_is_dir(r->prov))
+		pb__dir_txn_take_files(r->txn);
+	return rc;
 }
 
 /* The end of a restore: nothing of what was asked in the snapshot is not

@@ -545,38 +545,56 @@ int pb__telegram_split_fd(const char *relpath, int fd, pb_item_cb cb, void *arg)
 	return split_run(relpath, NULL, 0, fd, cb, arg);
 }
 
-static int codec_join(const char *relpath, const pb_item_t *items, size_t n, pb_buf_t *out)
+int pb__telegram_join_head(const uint8_t *frame_item, size_t len, pb_buf_t *out)
 {
 	pb__cj_t *frame = NULL;
-	size_t i;
 	int err;
 
-	if (n == 0 || items[0].seq != 0 || items[0].data == NULL)
+	if (frame_item == NULL)
 		return PB_EDATA_FORMAT; /* a chat file needs its frame */
-	if ((err = pb__chat_json_parse(items[0].data, items[0].len, &frame)) != 0)
+	if ((err = pb__chat_json_parse(frame_item, len, &frame)) != 0)
 		return err;
-	if (frame->type != PB__CJ_OBJ || pb__cj_get(frame, "messages") != NULL) {
+	if (frame->type != PB__CJ_OBJ || pb__cj_get(frame, "messages") != NULL)
 		err = PB_EDATA_FORMAT;
-		goto out_frame;
-	}
-	if ((err = pb__chat_header(out, frame)) != 0)
-		goto out_frame;
-	for (i = 1; i < n; i++) {
-		if (items[i].data == NULL || items[i].len < 2 || items[i].data[0] != '{' ||
-		    items[i].data[items[i].len - 1] != '}' || items[i].seq <= items[i - 1].seq ||
-		    memchr(items[i].data, '\n', items[i].len) != NULL) {
-			err = PB_EDATA_FORMAT;
-			goto out_frame;
-		}
-		if ((err = pb__chat_buf_str(out, i == 1 ? "\n  " : ",\n  ")) != 0 ||
-		    (err = pb__chat_buf_add(out, items[i].data, items[i].len)) != 0)
-			goto out_frame;
-	}
-	err = pb__chat_buf_str(out, chat_tail);
-out_frame:
+	else
+		err = pb__chat_header(out, frame);
 	pb__cj_free(frame);
-	(void)relpath;
 	return err;
+}
+
+int pb__telegram_join_message(const uint8_t *msg, size_t len, bool first, pb_buf_t *out)
+{
+	int err;
+
+	/* One object on one line, as the canonical form writes it. */
+	if (msg == NULL || len < 2 || msg[0] != '{' || msg[len - 1] != '}' || memchr(msg, '\n', len) != NULL)
+		return PB_EDATA_FORMAT;
+	if ((err = pb__chat_buf_str(out, first ? "\n  " : ",\n  ")) != 0)
+		return err;
+	return pb__chat_buf_add(out, msg, len);
+}
+
+int pb__telegram_join_tail(pb_buf_t *out)
+{
+	return pb__chat_buf_str(out, chat_tail);
+}
+
+static int codec_join(const char *relpath, const pb_item_t *items, size_t n, pb_buf_t *out)
+{
+	int err;
+
+	(void)relpath;
+	if (n == 0 || items[0].seq != 0)
+		return PB_EDATA_FORMAT; /* a chat file needs its frame */
+	if ((err = pb__telegram_join_head(items[0].data, items[0].len, out)) != 0)
+		return err;
+	for (size_t i = 1; i < n; i++) {
+		if (items[i].seq <= items[i - 1].seq)
+			return PB_EDATA_FORMAT;
+		if ((err = pb__telegram_join_message(items[i].data, items[i].len, i == 1, out)) != 0)
+			return err;
+	}
+	return pb__telegram_join_tail(out);
 }
 
 const pb_codec_t pb__codec_telegram = {

@@ -75,6 +75,15 @@ extern const pb_codec_t pb__codec_sim_csv;
 extern const pb_codec_t pb__codec_telegram;
 /* pb__codec_telegram's split reading the file from fd a block at a time. */
 int pb__telegram_split_fd(const char *relpath, int fd, pb_item_cb cb, void *arg);
+/* pb__codec_telegram's join a piece at a time, appended to out: the head
+ * from the frame item, each message (first: the first after the head),
+ * the tail. A file streamed this way is the one join gives. */
+int pb__telegram_join_head(const uint8_t *frame_item, size_t len, pb_buf_t *out);
+int pb__telegram_join_message(const uint8_t *msg, size_t len, bool first, pb_buf_t *out);
+int pb__telegram_join_tail(pb_buf_t *out);
+/* The writer's caller gives up the files it names in items (pb_item_t.file)
+ * from now on: each is moved into place when it can be, not copied. */
+void pb__device_writer_take_files(pb_device_writer_t *w);
 extern const pb_codec_t pb__codec_vcard;
 
 #endif

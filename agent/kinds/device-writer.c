@@ -1,0 +1,1163 @@
+/* The device writer: restores items into a device directory atomically
+ * (staged beside their targets, renamed into place at commit), merging
+ * multi-item files with what is there and streaming a chat into its
+ * staged file as its messages come. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "agent/kinds/internal.h"
+#include "agent/util/fsutil.h"
+#include "agent/kinds/util.h"
+
+#define MAX_PATH 4096
+
+/* --- Writer --------------------------------------------------------------- */
+
+typedef struct witem_s {
+	char *id;
+	char *after; /* the item before it in the backup's file, or NULL */
+	uint64_t seq;
+	size_t order; /* insertion order, to keep the sort stable */
+	/* Its place in a merged file: after existing item major - 1 (0: before
+	 * all, n + 1: after all), minor-th of the new items placed there. */
+	int64_t major;
+	uint64_t minor;
+	uint8_t *data;
+	size_t len;
+} witem_t;
+
+typedef struct wentry_s {
+	char *path;              /* relative, validated */
+	const pb_codec_t *codec; /* NULL for a whole-file item */
+	/* Whole-file item: bytes in memory, or a source file to copy. */
+	uint8_t *data;
+	size_t len;
+	char *src;
+	/* Multi-item file: the items to merge into it, and a hash table of
+	 * their ids (index + 1, 0 empty) so that adding a million messages
+	 * does not compare each with all before it. */
+	witem_t *items;
+	size_t n, cap;
+	uint32_t *slots;
+	size_t nslots; /* a power of two, or 0 */
+	/* A chat streamed into its staged file as its items come, when no
+	 * file is there to merge with and they come in the file's order
+	 * (frame, then messages by ascending id): memory holds STREAM_BUF
+	 * bytes of it, not the chat. sfd: the staged file, spfd: its folder. */
+	bool streaming;
+	int sfd, spfd;
+	char *stmp;
+	pb_buf_t sbuf;
+	int64_t skey; /* the last message's key */
+	uint64_t sn;  /* messages written */
+} wentry_t;
+
+/* Bytes of a streamed chat gathered before one write. */
+#define STREAM_BUF (1u << 20)
+/* Bytes of whole files held before they are staged (a restore of many
+ * small files holds this much, not the files). */
+#define HELD_MAX (8u << 20)
+
+/* A file written to a temporary name beside its target, waiting to be
+ * renamed over it at commit. */
+typedef struct wstaged_s {
+	char *path; /* relative target */
+	char *tmp;  /* temporary name in the target's folder */
+} wstaged_t;
+
+typedef struct strlist_s {
+	char **v;
+	size_t n, cap;
+} strlist_t;
+
+/* Every folder below dir is opened one component at a time without
+ * following a symbolic link (openat, O_NOFOLLOW): a link in the target,
+ * made by whoever, is refused with PB_EDATA_LINK and never written
+ * through. Staged files and the folders the writer made are removed when
+ * the writer is freed uncommitted. */
+struct pb_device_writer_s {
+	char *dir;
+	int root; /* dir, opened at the first stage; -1 before */
+	wentry_t *e;
+	size_t n, cap;
+	wstaged_t *s;
+	size_t ns, caps;
+	strlist_t made;    /* folders made, relative, parents first */
+	strlist_t written; /* files renamed into place by the last commit */
+	bool take_files;   /* an item's file may be moved into place, not copied */
+	size_t held;       /* bytes of whole files held in entries */
+	char link[MAX_PATH];
+};
+
+static void wipe_free(void *p, size_t len)
+{
+	if (p == NULL)
+		return;
+	sodium_memzero(p, len);
+	free(p);
+}
+
+static void witem_clear(witem_t *it)
+{
+	free(it->id);
+	free(it->after);
+	wipe_free(it->data, it->len);
+	memset(it, 0, sizeof(*it));
+}
+
+static void stream_drop(wentry_t *e);
+
+static void wentry_clear(wentry_t *e)
+{
+	stream_drop(e);
+	free(e->path);
+	wipe_free(e->data, e->len);
+	free(e->src);
+	for (size_t i = 0; i < e->n; i++)
+		witem_clear(&e->items[i]);
+	free(e->items);
+	free(e->slots);
+	memset(e, 0, sizeof(*e));
+}
+
+/* A path from a backup may be hostile: it must stay inside the kind's folder
+ * of the device directory. */
+static bool relpath_ok(const char *rel, pb_kind_t kind)
+{
+	size_t n, comps = 0;
+	const char *p = rel;
+
+	if (rel == NULL || (n = strlen(rel)) == 0 || n >= MAX_PATH - 256 || rel[0] == '/')
+		return false;
+	while (*p) {
+		const char *slash = strchr(p, '/');
+		size_t c = slash != NULL ? (size_t)(slash - p) : strlen(p);
+
+		if (c == 0 || c > 255)
+			return false;
+		if ((c == 1 && p[0] == '.') || (c == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		if (strncmp(p, PB__DEVICE_TMP_PREFIX, strlen(PB__DEVICE_TMP_PREFIX)) == 0)
+			return false;
+		for (size_t i = 0; i < c; i++)
+			if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f || p[i] == '\\')
+				return false;
+		comps++;
+		if (slash == NULL)
+			break;
+		p = slash + 1;
+		if (*p == 0)
+			return false; /* trailing slash: an empty last component */
+	}
+	return comps >= 2 && pb__device_kind_of(rel) == kind;
+}
+
+static bool id_ok(const char *id)
+{
+	size_t n;
+
+	if (id == NULL || (n = strlen(id)) == 0 || n >= PB_ITEM_ID_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f)
+			return false;
+	return true;
+}
+
+int pb_device_writer_open(const char *dir, pb_device_writer_t **out)
+{
+	pb_device_writer_t *w;
+
+	*out = NULL;
+	if (dir == NULL || dir[0] == 0 || strlen(dir) >= MAX_PATH - 512)
+		return PB_EINVAL;
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return PB_ENOMEM;
+	w->root = -1;
+	w->dir = strdup(dir);
+	if (w->dir == NULL) {
+		free(w);
+		return PB_ENOMEM;
+	}
+	*out = w;
+	return 0;
+}
+
+static wentry_t *find_entry(pb_device_writer_t *w, const char *path)
+{
+	/* Items of one file usually arrive together: look at the last first. */
+	if (w->n > 0 && strcmp(w->e[w->n - 1].path, path) == 0)
+		return &w->e[w->n - 1];
+	for (size_t i = 0; i < w->n; i++)
+		if (strcmp(w->e[i].path, path) == 0)
+			return &w->e[i];
+	return NULL;
+}
+
+static int item_bytes(const pb_item_t *item, uint8_t **out, size_t *len)
+{
+	*out = NULL;
+	*len = 0;
+	if (item->data != NULL || item->file == NULL) {
+		if (item->len > 0) {
+			*out = malloc(item->len);
+			if (*out == NULL)
+				return PB_ENOMEM;
+			memcpy(*out, item->data, item->len);
+		}
+		*len = item->len;
+		return 0;
+	}
+	return pb__kinds_read_file(item->file, PB__KINDS_MAX_FILE, out, len);
+}
+
+static size_t id_hash(const char *id)
+{
+	uint64_t h = 14695981039346656037ull;
+
+	for (; *id; id++)
+		h = (h ^ (uint8_t)*id) * 1099511628211ull;
+	return (size_t)(h ^ h >> 29);
+}
+
+/* The slot of id in e's table: its item's, or the empty one it would take. */
+static uint32_t *id_slot(const wentry_t *e, const char *id)
+{
+	size_t mask = e->nslots - 1, k = id_hash(id) & mask;
+
+	while (e->slots[k] != 0 && strcmp(e->items[e->slots[k] - 1].id, id) != 0)
+		k = (k + 1) & mask;
+	return &e->slots[k];
+}
+
+/* Keeps the table at most half full. */
+static int id_table_grow(wentry_t *e)
+{
+	size_t n = e->nslots ? e->nslots : 64;
+	uint32_t *old = e->slots;
+
+	if ((e->n + 1) * 2 <= e->nslots)
+		return 0;
+	if (e->n + 1 >= UINT32_MAX / 2)
+		return PB_ETOOBIG;
+	while ((e->n + 1) * 2 > n)
+		n *= 2;
+	if ((e->slots = calloc(n, sizeof(*e->slots))) == NULL) {
+		e->slots = old;
+		return PB_ENOMEM;
+	}
+	free(old);
+	e->nslots = n;
+	for (size_t i = 0; i < e->n; i++)
+		*id_slot(e, e->items[i].id) = (uint32_t)(i + 1);
+	return 0;
+}
+
+static int add_multi(wentry_t *e, const pb_item_t *item)
+{
+	witem_t *it = NULL;
+	uint32_t *slot;
+	uint8_t *data;
+	size_t len;
+	int rc;
+
+	if ((rc = id_table_grow(e)) != 0 || (rc = item_bytes(item, &data, &len)) != 0)
+		return rc;
+	slot = id_slot(e, item->id);
+	if (*slot != 0)
+		it = &e->items[*slot - 1];
+	if (it != NULL) {
+		char *after = item->after != NULL ? strdup(item->after) : NULL;
+
+		if (item->after != NULL && after == NULL) {
+			wipe_free(data, len);
+			return PB_ENOMEM;
+		}
+		wipe_free(it->data, it->len);
+		free(it->after);
+		it->data = data;
+		it->len = len;
+		it->seq = item->seq;
+		it->after = after;
+		return 0;
+	}
+	if (e->n == e->cap) {
+		size_t cap = e->cap ? e->cap * 2 : 16;
+		witem_t *v = realloc(e->items, cap * sizeof(*v));
+		if (v == NULL) {
+			wipe_free(data, len);
+			return PB_ENOMEM;
+		}
+		e->items = v;
+		e->cap = cap;
+	}
+	it = &e->items[e->n];
+	memset(it, 0, sizeof(*it));
+	it->id = strdup(item->id);
+	it->after = item->after != NULL ? strdup(item->after) : NULL;
+	if (it->id == NULL || (item->after != NULL && it->after == NULL)) {
+		free(it->id);
+		free(it->after);
+		wipe_free(data, len);
+		return PB_ENOMEM;
+	}
+	it->seq = item->seq;
+	it->order = e->n;
+	it->data = data;
+	it->len = len;
+	e->n++;
+	*slot = (uint32_t)e->n;
+	return 0;
+}
+
+static int stream_add(pb_device_writer_t *w, wentry_t *e, const pb_item_t *item, bool *taken);
+static int stage(pb_device_writer_t *w, wentry_t *e);
+
+/* Stages the whole files held, keeping the multi-item files (merged, or
+ * streamed, when the last of their items has come). */
+static int stage_whole(pb_device_writer_t *w)
+{
+	size_t k = 0;
+	int rc = 0;
+
+	for (size_t i = 0; i < w->n; i++) {
+		if (w->e[i].codec != NULL) {
+			if (k != i)
+				w->e[k] = w->e[i];
+			k++;
+			continue;
+		}
+		if (rc == 0)
+			rc = stage(w, &w->e[i]);
+		wentry_clear(&w->e[i]);
+	}
+	w->n = k;
+	w->held = 0;
+	return rc;
+}
+
+int pb_device_writer_add(pb_device_writer_t *w, const pb_item_t *item)
+{
+	wentry_t *e;
+	int rc;
+
+	if (w == NULL || item == NULL)
+		return PB_EINVAL;
+	if (!id_ok(item->id) || !relpath_ok(item->path, item->kind))
+		return PB_EDATA_FIELD;
+	if (item->data == NULL && item->len > 0)
+		return PB_EINVAL;
+	e = find_entry(w, item->path);
+	if (e == NULL) {
+		if (w->n == w->cap) {
+			size_t cap = w->cap ? w->cap * 2 : 16;
+			wentry_t *v = realloc(w->e, cap * sizeof(*v));
+			if (v == NULL)
+				return PB_ENOMEM;
+			w->e = v;
+			w->cap = cap;
+		}
+		e = &w->e[w->n];
+		memset(e, 0, sizeof(*e));
+		e->path = strdup(item->path);
+		if (e->path == NULL)
+			return PB_ENOMEM;
+		e->codec = pb_codec_for(item->path);
+		if (e->codec != NULL && e->codec->kind != item->kind)
+			e->codec = NULL;
+		w->n++;
+	}
+	if (e->codec != NULL) {
+		bool taken = false;
+
+		if ((rc = stream_add(w, e, item, &taken)) != 0 || taken)
+			return rc;
+		return add_multi(e, item);
+	}
+	/* A whole file: the last item added for a path wins. */
+	w->held -= e->len < w->held ? e->len : w->held;
+	wipe_free(e->data, e->len);
+	free(e->src);
+	e->data = NULL;
+	e->len = 0;
+	e->src = NULL;
+	if (item->data == NULL && item->file != NULL) {
+		e->src = strdup(item->file);
+		return e->src != NULL ? 0 : PB_ENOMEM;
+	}
+	if ((rc = item_bytes(item, &e->data, &e->len)) != 0)
+		return rc;
+	w->held += e->len;
+	return w->held > HELD_MAX ? stage_whole(w) : 0;
+}
+
+/* Existing items of a multi-item file, gathered by its codec's split. */
+typedef struct existing_s {
+	wentry_t *e;
+	witem_t *v;
+	size_t n, cap;
+} existing_t;
+
+static int existing_cb(void *arg, const pb_item_t *item)
+{
+	existing_t *x = arg;
+	witem_t *it;
+
+	if (x->n == x->cap) {
+		size_t cap = x->cap ? x->cap * 2 : 16;
+		witem_t *v = realloc(x->v, cap * sizeof(*v));
+		if (v == NULL)
+			return PB_ENOMEM;
+		x->v = v;
+		x->cap = cap;
+	}
+	it = &x->v[x->n];
+	memset(it, 0, sizeof(*it));
+	it->id = strdup(item->id != NULL ? item->id : "");
+	if (it->id == NULL)
+		return PB_ENOMEM;
+	it->seq = item->seq;
+	it->len = item->len;
+	if (item->len > 0) {
+		it->data = malloc(item->len);
+		if (it->data == NULL) {
+			free(it->id);
+			return PB_ENOMEM;
+		}
+		memcpy(it->data, item->data, item->len);
+	}
+	x->n++;
+	return 0;
+}
+
+static int cmp_place(const void *a, const void *b)
+{
+	const witem_t *x = a, *y = b;
+
+	if (x->major != y->major)
+		return x->major < y->major ? -1 : 1;
+	if (x->minor != y->minor)
+		return x->minor < y->minor ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+static int cmp_seq(const void *a, const void *b)
+{
+	const witem_t *x = *(witem_t *const *)a, *y = *(witem_t *const *)b;
+
+	if (x->seq != y->seq)
+		return x->seq < y->seq ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* A Telegram chat file lists its messages by ascending message id, which
+ * the item id carries ("chat/C/msg/N"); the frame ("chat/C") comes first.
+ * False when the id is neither. */
+static bool chat_key(const char *id, int64_t *key)
+{
+	const char *msg = strstr(id, "/msg/");
+	char *end;
+	long long v;
+
+	if (strncmp(id, "chat/", 5) != 0)
+		return false;
+	if (msg == NULL) {
+		*key = INT64_MIN;
+		return strchr(id + 5, '/') == NULL;
+	}
+	if (msg[5] < '0' || msg[5] > '9')
+		return false;
+	errno = 0;
+	v = strtoll(msg + 5, &end, 10);
+	if (errno != 0 || *end != 0)
+		return false;
+	*key = v;
+	return true;
+}
+
+typedef struct idref_s {
+	const char *id;
+	size_t i;
+} idref_t;
+
+static int cmp_idref(const void *a, const void *b)
+{
+	return strcmp(((const idref_t *)a)->id, ((const idref_t *)b)->id);
+}
+
+static witem_t *find_existing(existing_t *x, const idref_t *index, size_t base, const char *id)
+{
+	idref_t key = { id, 0 }, *hit;
+
+	if (id == NULL || base == 0)
+		return NULL;
+	hit = bsearch(&key, index, base, sizeof(*index), cmp_idref);
+	return hit != NULL ? &x->v[hit->i] : NULL;
+}
+
+/* Places the restored items among the file's existing ones: an item with
+ * the id of an existing one replaces it where it is; a new one goes right
+ * after the item before it in the backup (pb_item_t.after, else the one
+ * restored before it) when the file holds that one, first when it came
+ * first (seq 0 with nothing before it), else last. The items of a
+ * chat then go by message id, which its format requires. Every item gets a
+ * new seq, so the codec's join sees each position once. */
+static int merge_items(existing_t *x, wentry_t *e)
+{
+	size_t base = x->n;
+	idref_t *index = calloc(base ? base : 1, sizeof(*index));
+	witem_t **batch = calloc(e->n ? e->n : 1, sizeof(*batch));
+	uint64_t *tail = calloc(base + 2, sizeof(*tail));
+	int64_t last_major = (int64_t)base + 1; /* where the previous restored item went */
+	const char *last_id = NULL;
+	bool by_chat = e->codec == &pb__codec_telegram;
+	int rc = 0;
+
+	if (index == NULL || batch == NULL || tail == NULL) {
+		rc = PB_ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < base; i++) {
+		x->v[i].order = i;
+		x->v[i].major = (int64_t)i + 1;
+		x->v[i].minor = 0;
+		index[i].id = x->v[i].id;
+		index[i].i = i;
+	}
+	if (base > 1)
+		qsort(index, base, sizeof(*index), cmp_idref);
+	/* In the backup's order, so that each one's predecessor is placed. */
+	for (size_t i = 0; i < e->n; i++) {
+		e->items[i].order = i;
+		batch[i] = &e->items[i];
+	}
+	if (e->n > 1)
+		qsort(batch, e->n, sizeof(*batch), cmp_seq);
+	/* Each restored item's bytes move to the merged list (the entry's
+	 * items are not used after the merge): a chat of a million messages
+	 * is not held twice. */
+	for (size_t i = 0; i < e->n; i++) {
+		witem_t *it = batch[i];
+		witem_t *dst = find_existing(x, index, base, it->id), *prev;
+
+		if (dst != NULL) {
+			wipe_free(dst->data, dst->len);
+			dst->data = it->data;
+			dst->len = it->len;
+			it->data = NULL;
+			it->len = 0;
+			last_major = dst->major;
+			last_id = dst->id;
+			continue;
+		}
+		if ((rc = existing_cb(x, &(pb_item_t){ .id = it->id, .data = it->data, .len = it->len })) != 0)
+			goto out;
+		wipe_free(it->data, it->len);
+		it->data = NULL;
+		it->len = 0;
+		dst = &x->v[x->n - 1];
+		dst->order = base + i;
+		if (it->after == NULL && it->seq == 0)
+			dst->major = 0; /* it came first */
+		else if (it->after != NULL && (prev = find_existing(x, index, base, it->after)) != NULL &&
+			 (last_id == NULL || strcmp(it->after, last_id) != 0))
+			dst->major = prev->major;
+		else
+			dst->major = last_major; /* after the previous one restored, else last */
+		dst->minor = ++tail[dst->major];
+		last_major = dst->major;
+		last_id = dst->id;
+	}
+	for (size_t i = 0; by_chat && i < x->n; i++) {
+		int64_t key;
+
+		if (!chat_key(x->v[i].id, &key)) {
+			by_chat = false;
+			break;
+		}
+	}
+	for (size_t i = 0; by_chat && i < x->n; i++) {
+		(void)chat_key(x->v[i].id, &x->v[i].major);
+		x->v[i].minor = 0;
+	}
+	if (x->n > 1)
+		qsort(x->v, x->n, sizeof(x->v[0]), cmp_place);
+	for (size_t i = 0; i < x->n; i++)
+		x->v[i].seq = i;
+out:
+	free(index);
+	free(batch);
+	free(tail);
+	return rc;
+}
+
+static int build_multi(const uint8_t *buf, size_t len, wentry_t *e, pb_buf_t *out);
+
+int pb__device_merge(const pb_codec_t *codec, const char *relpath, const uint8_t *buf, size_t len,
+		     const pb_item_t *items, size_t n, pb_buf_t *out)
+{
+	wentry_t e;
+	int rc = 0;
+
+	memset(&e, 0, sizeof(e));
+	e.path = (char *)relpath;
+	e.codec = codec;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = add_multi(&e, &items[i]);
+	if (rc == 0)
+		rc = build_multi(buf, len, &e, out);
+	e.path = NULL;
+	wentry_clear(&e);
+	return rc;
+}
+
+/* Merges e's items into the file's existing items and joins them through
+ * the codec. */
+static int build_multi(const uint8_t *buf, size_t len, wentry_t *e, pb_buf_t *out)
+{
+	existing_t x = { e, NULL, 0, 0 };
+	pb_item_t *items = NULL;
+	int rc = 0;
+
+	if (buf != NULL && (rc = e->codec->split(e->path, buf, len, existing_cb, &x)) != 0)
+		goto out_free;
+	if ((rc = merge_items(&x, e)) != 0)
+		goto out_free;
+	items = calloc(x.n ? x.n : 1, sizeof(*items));
+	if (items == NULL) {
+		rc = PB_ENOMEM;
+		goto out_free;
+	}
+	for (size_t i = 0; i < x.n; i++) {
+		items[i].kind = e->codec->kind;
+		items[i].id = x.v[i].id;
+		items[i].path = e->path;
+		items[i].seq = x.v[i].seq;
+		items[i].data = x.v[i].data;
+		items[i].len = x.v[i].len;
+		items[i].size = x.v[i].len;
+	}
+	rc = e->codec->join(e->path, items, x.n, out);
+out_free:
+	free(items);
+	for (size_t i = 0; i < x.n; i++)
+		witem_clear(&x.v[i]);
+	free(x.v);
+	return rc;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+static int write_piece(void *arg, const uint8_t *p, size_t n)
+{
+	return write_all(*(int *)arg, p, n);
+}
+
+static int copy_file(const char *src, int fd)
+{
+	uint8_t buf[65536];
+	int in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), rc = 0;
+
+	if (in < 0)
+		return errno == ELOOP ? PB_EDATA_LINK : -errno;
+	rc = pb__read_each(in, buf, sizeof(buf), write_piece, &fd);
+	sodium_memzero(buf, sizeof(buf));
+	close(in);
+	return rc;
+}
+
+static int strlist_add(strlist_t *l, const char *s, size_t len)
+{
+	char *copy;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		char **v = realloc(l->v, cap * sizeof(*v));
+		if (v == NULL)
+			return PB_ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	copy = strndup(s, len);
+	if (copy == NULL)
+		return PB_ENOMEM;
+	l->v[l->n++] = copy;
+	return 0;
+}
+
+static void strlist_clear(strlist_t *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	l->n = 0;
+}
+
+static int open_root(pb_device_writer_t *w)
+{
+	int rc;
+
+	if (w->root >= 0)
+		return 0;
+	if ((rc = pb__kinds_mkdirs(w->dir)) != 0)
+		return rc;
+	w->root = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return w->root < 0 ? -errno : 0;
+}
+
+struct made_ctx {
+	pb_device_writer_t *w;
+	const char *rel;
+};
+
+static int note_made(void *arg, size_t len)
+{
+	struct made_ctx *m = arg;
+
+	return strlist_add(&m->w->made, m->rel, len);
+}
+
+/* Opens the folder that holds rel, one component at a time from the root,
+ * never through a link; create makes missing folders (and remembers them). */
+static int open_parent(pb_device_writer_t *w, const char *rel, bool create, int *out)
+{
+	struct made_ctx m = { w, rel };
+	size_t bad = 0;
+	int rc;
+
+	if ((rc = open_root(w)) != 0)
+		return rc;
+	rc = pb__open_parent_at(w->root, rel, create, 0700, note_made, &m, &bad, out);
+	if (rc == PB_EDATA_LINK)
+		snprintf(w->link, sizeof(w->link), "%.*s", (int)bad, rel);
+	return rc;
+}
+
+static wstaged_t *find_staged(pb_device_writer_t *w, const char *path)
+{
+	for (size_t i = w->ns; i > 0; i--)
+		if (strcmp(w->s[i - 1].path, path) == 0)
+			return &w->s[i - 1];
+	return NULL;
+}
+
+/* A new temporary name beside base: tmp holds TMP_NAME bytes. */
+#define TMP_NAME 256
+static int tmp_name(const char *base, char *tmp)
+{
+	char rnd[17];
+	uint8_t r[8];
+	int n;
+
+	randombytes_buf(r, sizeof(r));
+	sodium_bin2hex(rnd, sizeof(rnd), r, sizeof(r));
+	n = snprintf(tmp, TMP_NAME, "%s%.200s-%s", PB__DEVICE_TMP_PREFIX, base, rnd);
+	return n < 0 || n >= TMP_NAME ? PB_ETOOBIG : 0;
+}
+
+/* Remembers tmp (in path's folder) as path's staged file. */
+static int add_staged(pb_device_writer_t *w, const char *path, const char *tmp)
+{
+	wstaged_t *s;
+
+	if (w->ns == w->caps) {
+		size_t cap = w->caps ? w->caps * 2 : 16;
+		wstaged_t *v = realloc(w->s, cap * sizeof(*v));
+
+		if (v == NULL)
+			return PB_ENOMEM;
+		w->s = v;
+		w->caps = cap;
+	}
+	s = &w->s[w->ns];
+	s->path = strdup(path);
+	s->tmp = strdup(tmp);
+	if (s->path == NULL || s->tmp == NULL) {
+		free(s->path);
+		free(s->tmp);
+		return PB_ENOMEM;
+	}
+	w->ns++;
+	return 0;
+}
+
+/* --- A chat streamed into its staged file --------------------------------- */
+
+static void stream_drop(wentry_t *e)
+{
+	if (!e->streaming)
+		return;
+	if (e->sfd >= 0)
+		close(e->sfd);
+	if (e->stmp != NULL)
+		(void)unlinkat(e->spfd, e->stmp, 0);
+	free(e->stmp);
+	close(e->spfd);
+	pb_buf_free(&e->sbuf);
+	e->stmp = NULL;
+	e->sfd = e->spfd = -1;
+	e->streaming = false;
+}
+
+static int stream_flush(wentry_t *e)
+{
+	int rc = write_all(e->sfd, e->sbuf.data, e->sbuf.len);
+
+	sodium_memzero(e->sbuf.data, e->sbuf.len);
+	e->sbuf.len = 0;
+	return rc;
+}
+
+/* Ends a streamed chat: its tail written, the file closed and staged (an
+ * item that comes later for the same file is merged with it at stage). */
+static int stream_end(pb_device_writer_t *w, wentry_t *e)
+{
+	int rc = pb__telegram_join_tail(&e->sbuf);
+
+	if (rc == 0)
+		rc = stream_flush(e);
+#ifdef SYNC_FILE_RANGE_WRITE
+	if (rc == 0)
+		(void)sync_file_range(e->sfd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#endif
+	if (close(e->sfd) != 0 && rc == 0)
+		rc = -errno;
+	e->sfd = -1;
+	if (rc == 0 && (rc = add_staged(w, e->path, e->stmp)) == 0) {
+		free(e->stmp);
+		e->stmp = NULL; /* staged: no longer removed with the entry */
+	}
+	stream_drop(e);
+	return rc;
+}
+
+/* Starts streaming e's chat with its frame when nothing is there to merge
+ * with: no file at the target, no earlier stage of it. */
+static int stream_begin(pb_device_writer_t *w, wentry_t *e, const pb_item_t *item, bool *taken)
+{
+	const char *base = pb__kinds_basename(e->path);
+	char tmp[TMP_NAME];
+	struct stat st;
+	int pfd, fd = -1, rc;
+
+	if (find_staged(w, e->path) != NULL || item->data == NULL)
+		return 0;
+	if ((rc = open_parent(w, e->path, true, &pfd)) != 0)
+		return rc;
+	/* A file to merge with, or a link, which stage refuses. */
+	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT) {
+		close(pfd);
+		return 0;
+	}
+	rc = pb__telegram_join_head(item->data, item->len, &e->sbuf);
+	if (rc == 0 && (rc = tmp_name(base, tmp)) == 0) {
+		fd = openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		rc = fd < 0 ? -errno : 0;
+	}
+	if (rc == 0 && (e->stmp = strdup(tmp)) == NULL) {
+		close(fd);
+		(void)unlinkat(pfd, tmp, 0);
+		rc = PB_ENOMEM;
+	}
+	if (rc != 0) {
+		close(pfd);
+		pb_buf_free(&e->sbuf);
+		return rc;
+	}
+	e->streaming = true;
+	e->sfd = fd;
+	e->spfd = pfd;
+	e->skey = INT64_MIN;
+	e->sn = 0;
+	*taken = true;
+	return 0;
+}
+
+/* Streams item into e's staged chat when it comes in the file's order
+ * (*taken); an item out of that order ends the stream, and it and the
+ * items after it are held and merged with what was streamed, as with a
+ * file that was there. */
+static int stream_add(pb_device_writer_t *w, wentry_t *e, const pb_item_t *item, bool *taken)
+{
+	int64_t key;
+	bool ordered = e->codec == &pb__codec_telegram && chat_key(item->id, &key);
+	int rc;
+
+	*taken = false;
+	if (!e->streaming)
+		return ordered && key == INT64_MIN && e->n == 0 ? stream_begin(w, e, item, taken) : 0;
+	if (!ordered || key == INT64_MIN || key <= e->skey || item->data == NULL)
+		return stream_end(w, e);
+	if ((rc = pb__telegram_join_message(item->data, item->len, e->sn == 0, &e->sbuf)) != 0)
+		return rc;
+	e->sn++;
+	e->skey = key;
+	*taken = true;
+	return e->sbuf.len >= STREAM_BUF ? stream_flush(e) : 0;
+}
+
+/* --- Staging -------------------------------------------------------------- */
+
+/* Writes one entry to a temporary file next to its target (a multi-item
+ * file merged with the file there, or with what an earlier stage of the
+ * same file wrote; a streamed chat ends). */
+static int stage(pb_device_writer_t *w, wentry_t *e)
+{
+	char tmp[TMP_NAME];
+	const char *base = pb__kinds_basename(e->path);
+	wstaged_t *prev = find_staged(w, e->path);
+	pb_buf_t joined = { 0 };
+	struct stat st;
+	int pfd, fd, rc;
+
+	if (e->streaming)
+		return stream_end(w, e);
+	if ((rc = open_parent(w, e->path, true, &pfd)) != 0)
+		return rc;
+	/* A link where the file goes is not replaced: it was not made here. */
+	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+		snprintf(w->link, sizeof(w->link), "%s", e->path);
+		rc = PB_EDATA_LINK;
+		goto out_close;
+	}
+	if (e->codec != NULL) {
+		uint8_t *buf = NULL;
+		size_t len = 0;
+
+		rc = pb__read_file_at(pfd, prev != NULL ? prev->tmp : base, PB__KINDS_MAX_FILE, &buf, &len);
+		if (rc == -ENOENT)
+			rc = 0;
+		if (rc == PB_EDATA_LINK)
+			snprintf(w->link, sizeof(w->link), "%s", e->path);
+		if (rc == 0)
+			rc = build_multi(buf, len, e, &joined);
+		wipe_free(buf, len);
+		if (rc != 0)
+			goto out_close;
+	}
+	if ((rc = tmp_name(base, tmp)) != 0)
+		goto out_close;
+	/* A file given up by its caller is moved, not copied (a restored
+	 * large file was written once already); elsewhere than on this
+	 * file system, it is copied. */
+	if (e->codec != NULL || e->src == NULL || !w->take_files ||
+	    renameat2(AT_FDCWD, e->src, pfd, tmp, RENAME_NOREPLACE) != 0) {
+		fd = openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			rc = -errno;
+			goto out_close;
+		}
+		if (e->codec != NULL)
+			rc = write_all(fd, joined.data, joined.len);
+		else if (e->src != NULL)
+			rc = copy_file(e->src, fd);
+		else
+			rc = write_all(fd, e->data, e->len);
+#ifdef SYNC_FILE_RANGE_WRITE
+		/* Durable only at commit (sync_staged), all together; its
+		 * writeback starts now, while the next files are written. */
+		if (rc == 0)
+			(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#endif
+		if (close(fd) != 0 && rc == 0)
+			rc = -errno;
+		if (rc != 0) {
+			(void)unlinkat(pfd, tmp, 0);
+			goto out_close;
+		}
+	}
+	if (prev != NULL) {
+		/* The newer stage holds the earlier one's items too. */
+		char *copy = strdup(tmp);
+
+		if (copy == NULL) {
+			(void)unlinkat(pfd, tmp, 0);
+			rc = PB_ENOMEM;
+			goto out_close;
+		}
+		(void)unlinkat(pfd, prev->tmp, 0);
+		free(prev->tmp);
+		prev->tmp = copy;
+		goto out_close;
+	}
+	if ((rc = add_staged(w, e->path, tmp)) != 0)
+		(void)unlinkat(pfd, tmp, 0);
+out_close:
+	close(pfd);
+	pb_buf_free(&joined);
+	return rc;
+}
+
+/* Removes every staged file, and the folders made for them (newest first,
+ * only when empty). */
+static void unstage(pb_device_writer_t *w)
+{
+	for (size_t i = 0; i < w->ns; i++) {
+		int pfd;
+
+		if (w->s[i].tmp != NULL && open_parent(w, w->s[i].path, false, &pfd) == 0) {
+			(void)unlinkat(pfd, w->s[i].tmp, 0);
+			close(pfd);
+		}
+		free(w->s[i].path);
+		free(w->s[i].tmp);
+	}
+	w->ns = 0;
+	for (size_t i = w->made.n; i > 0 && w->root >= 0; i--)
+		(void)unlinkat(w->root, w->made.v[i - 1], AT_REMOVEDIR);
+	strlist_clear(&w->made);
+}
+
+int pb_device_writer_stage(pb_device_writer_t *w)
+{
+	int rc = 0;
+
+	if (w == NULL)
+		return PB_EINVAL;
+	for (size_t i = 0; i < w->n && rc == 0; i++)
+		rc = stage(w, &w->e[i]);
+	for (size_t i = 0; i < w->n; i++)
+		wentry_clear(&w->e[i]);
+	w->n = 0;
+	w->held = 0;
+	return rc;
+}
+
+/* The one durability point of a commit: every staged file synced, then
+ * (sync_parents) each folder that received a rename, once. */
+static int sync_staged(pb_device_writer_t *w)
+{
+	for (size_t i = 0; i < w->ns; i++) {
+		int pfd, fd, rc;
+
+		if ((rc = open_parent(w, w->s[i].path, false, &pfd)) != 0)
+			return rc;
+		fd = openat(pfd, w->s[i].tmp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		rc = fd < 0 ? -errno : fsync(fd) != 0 ? -errno : 0;
+		if (fd >= 0)
+			close(fd);
+		close(pfd);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static void sync_parents(pb_device_writer_t *w)
+{
+	strlist_t done = { 0 };
+
+	for (size_t i = 0; i < w->written.n; i++) {
+		const char *rel = w->written.v[i], *base = pb__kinds_basename(rel);
+		size_t len = (size_t)(base - rel);
+		bool seen = false;
+		int pfd;
+
+		for (size_t k = 0; k < done.n && !seen; k++)
+			seen = strlen(done.v[k]) == len && strncmp(done.v[k], rel, len) == 0;
+		if (seen || strlist_add(&done, rel, len) != 0 || open_parent(w, rel, false, &pfd) != 0)
+			continue;
+		(void)fsync(pfd);
+		close(pfd);
+	}
+	strlist_clear(&done);
+	free(done.v);
+}
+
+int pb_device_writer_commit(pb_device_writer_t *w)
+{
+	size_t i;
+	int rc = 0;
+
+	if (w == NULL)
+		return PB_EINVAL;
+	strlist_clear(&w->written);
+	w->link[0] = 0;
+	/* Every file is staged first; a failure removes all staged files and
+	 * the folders made for them, so the directory keeps its old content. */
+	if ((rc = pb_device_writer_stage(w)) != 0 || (rc = sync_staged(w)) != 0) {
+		unstage(w);
+		return rc;
+	}
+	for (i = 0; i < w->ns; i++) {
+		const char *base = pb__kinds_basename(w->s[i].path);
+		int pfd;
+
+		if ((rc = open_parent(w, w->s[i].path, false, &pfd)) != 0)
+			break;
+		if (renameat(pfd, w->s[i].tmp, pfd, base) != 0) {
+			rc = -errno;
+			close(pfd);
+			break;
+		}
+		close(pfd);
+		free(w->s[i].tmp);
+		w->s[i].tmp = NULL;
+		if ((rc = strlist_add(&w->written, w->s[i].path, strlen(w->s[i].path))) != 0)
+			break;
+	}
+	if (rc != 0 && w->written.n == 0) {
+		unstage(w);
+		return rc;
+	}
+	sync_parents(w);
+	/* Written files stay (pb_device_writer_written names them); the rest
+	 * is removed, the folders kept. */
+	strlist_clear(&w->made);
+	unstage(w);
+	return rc;
+}
+
+void pb__device_writer_take_files(pb_device_writer_t *w)
+{
+	w->take_files = true;
+}
+
+size_t pb_device_writer_written(const pb_device_writer_t *w, const char *const **paths)
+{
+	*paths = (const char *const *)w->written.v;
+	return w->written.n;
+}
+
+const char *pb_device_writer_link(const pb_device_writer_t *w)
+{
+	return w->link;
+}
+
+void pb_device_writer_free(pb_device_writer_t *w)
+{
+	if (w == NULL)
+		return;
+	for (size_t i = 0; i < w->n; i++)
+		wentry_clear(&w->e[i]);
+	unstage(w);
+	free(w->s);
+	strlist_clear(&w->made);
+	free(w->made.v);
+	strlist_clear(&w->written);
+	free(w->written.v);
+	if (w->root >= 0)
+		close(w->root);
+	free(w->e);
+	free(w->dir);
+	free(w);
+}
