@@ -10,7 +10,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <sodium.h>
 #include <sqlite3.h>
 
 #include "agent/store/store-priv.h"
@@ -158,7 +157,7 @@ int pb_store_missing(pb_store_ns_t *ns, const uint8_t (*names)[PB_STORE_NAME_LEN
 	if (rc < 0)
 		return rc;
 	for (i = 0; i < n; i++) {
-		bool found;
+		bool found = false;
 
 		rc = chunk_committed(ns, ns->lookup, names[i], &found);
 		if (rc < 0)
@@ -337,7 +336,7 @@ int pb_store_put(pb_store_ns_t *ns, const uint8_t name[PB_STORE_NAME_LEN], const
 {
 	uint8_t head[PB__REC_HEAD_LEN];
 	pending_t p;
-	bool found;
+	bool found = false;
 	int rc;
 
 	if (ns == NULL || name == NULL || (ct == NULL && len > 0))
@@ -400,10 +399,10 @@ int pb_store_put(pb_store_ns_t *ns, const uint8_t name[PB_STORE_NAME_LEN], const
 			return rc;
 	}
 	memcpy(p.name, name, PB_STORE_NAME_LEN);
-	crypto_generichash(p.hash, sizeof(p.hash), ct, len, NULL, 0);
+	pb__pack_rec_head(head, name, len);
+	pb__pack_rec_tail(p.hash, head, ct, len);
 	p.off = ns->wr_off;
 	p.len = len;
-	pb__pack_rec_head(head, name, len);
 	rc = pb__store_pwrite_pair(ns->fd, head, sizeof(head), ct, len, ns->wr_off);
 	if (rc < 0)
 		goto out_discard;
