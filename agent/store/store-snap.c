@@ -11,9 +11,12 @@
 
 /* ---- snapshots -------------------------------------------------------------- */
 
-static int cmp_name(const void *a, const void *b)
+/* Orders indexes into the names (arg) by the names they point at. */
+static int cmp_name_at(const void *a, const void *b, void *arg)
 {
-	return memcmp(a, b, PB_STORE_NAME_LEN);
+	const uint8_t(*names)[PB_STORE_NAME_LEN] = arg;
+
+	return memcmp(names[*(const uint32_t *)a], names[*(const uint32_t *)b], PB_STORE_NAME_LEN);
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -23,18 +26,19 @@ static int cmp_i64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Sorts names and drops repeats; returns how many are left. */
-static size_t sort_unique(uint8_t (*names)[PB_STORE_NAME_LEN], size_t n)
+/* Sorts indexes 0..n-1 into names by name (4 bytes each where a sorted
+ * copy of the names took 32) and drops those of repeated names; returns
+ * how many are left. */
+static size_t sort_unique(const uint8_t (*names)[PB_STORE_NAME_LEN], uint32_t *at, size_t n)
 {
 	size_t k = 0;
 
-	qsort(names, n, sizeof(*names), cmp_name);
 	for (size_t i = 0; i < n; i++)
-		if (k == 0 || memcmp(names[k - 1], names[i], PB_STORE_NAME_LEN) != 0) {
-			if (k != i)
-				memcpy(names[k], names[i], PB_STORE_NAME_LEN);
-			k++;
-		}
+		at[i] = (uint32_t)i;
+	qsort_r(at, n, sizeof(*at), cmp_name_at, (void *)names);
+	for (size_t i = 0; i < n; i++)
+		if (k == 0 || memcmp(names[at[k - 1]], names[at[i]], PB_STORE_NAME_LEN) != 0)
+			at[k++] = at[i];
 	return k;
 }
 
@@ -52,7 +56,7 @@ static int refs_insert(pb_store_ns_t *ns, int64_t row, const uint8_t (*refs)[PB_
 {
 	sqlite3 *db = ns->store->db;
 	sqlite3_stmt *find = NULL, *ins = NULL, *sum = NULL;
-	uint8_t(*names)[PB_STORE_NAME_LEN] = NULL;
+	uint32_t *at = NULL;
 	int64_t *ids = NULL;
 	size_t n, i;
 	int rc;
@@ -61,14 +65,13 @@ static int refs_insert(pb_store_ns_t *ns, int64_t row, const uint8_t (*refs)[PB_
 	*bytes = 0;
 	if (nrefs == 0)
 		return 0;
-	names = malloc(nrefs * sizeof(*names));
+	at = malloc(nrefs * sizeof(*at));
 	ids = malloc(nrefs * sizeof(*ids));
-	if (names == NULL || ids == NULL) {
+	if (at == NULL || ids == NULL) {
 		rc = PB_ENOMEM;
 		goto out;
 	}
-	memcpy(names, refs, nrefs * sizeof(*names));
-	n = sort_unique(names, nrefs);
+	n = sort_unique(refs, at, nrefs);
 	if ((rc = pb__store_prep(db, "SELECT id FROM chunks WHERE ns=?1 AND name=?2", &find)) < 0 ||
 	    (rc = pb__store_prep(db, "INSERT INTO snap_refs(snap, chunk) VALUES(?1, ?2)", &ins)) < 0 ||
 	    (rc = pb__store_prep(db, "SELECT COALESCE(SUM(c.len), 0) FROM snap_refs r JOIN chunks c ON c.id = r.chunk"
@@ -76,7 +79,7 @@ static int refs_insert(pb_store_ns_t *ns, int64_t row, const uint8_t (*refs)[PB_
 		goto out;
 	sqlite3_bind_int64(find, 1, ns->id);
 	for (i = 0; i < n; i++) {
-		sqlite3_bind_blob(find, 2, names[i], PB_STORE_NAME_LEN, SQLITE_STATIC);
+		sqlite3_bind_blob(find, 2, refs[at[i]], PB_STORE_NAME_LEN, SQLITE_STATIC);
 		rc = sqlite3_step(find);
 		if (rc != SQLITE_ROW) {
 			rc = rc == SQLITE_DONE ? PB_ESTORE_NOCHUNK : pb__store_db_err(db, rc);
@@ -110,7 +113,7 @@ out:
 	sqlite3_finalize(find);
 	sqlite3_finalize(ins);
 	sqlite3_finalize(sum);
-	free(names);
+	free(at);
 	free(ids);
 	return rc;
 }
