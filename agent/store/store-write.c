@@ -84,14 +84,6 @@ static int pending_add(pb_store_ns_t *ns, const pending_t *p)
 	return 0;
 }
 
-void pb__store_pending_clear(pb_store_ns_t *ns)
-{
-	ns->npending = 0;
-	ns->pending_bytes = 0;
-	if (ns->set != NULL)
-		memset(ns->set, 0, ns->set_cap * sizeof(*ns->set));
-}
-
 /* Takes the namespace's pack for this handle's batch: PB_EBUSY while
  * another handle of the namespace has one under way. */
 static int ns_claim(pb_store_ns_t *ns)

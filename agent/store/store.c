@@ -264,6 +264,15 @@ int pb__store_ensure_dir(const char *dir, const char *parent)
 	return errno == EEXIST ? 0 : pb__store_sys_err(errno);
 }
 
+/* Empties the batch (its records and the set over their names). */
+void pb__store_pending_clear(pb_store_ns_t *ns)
+{
+	ns->npending = 0;
+	ns->pending_bytes = 0;
+	if (ns->set != NULL)
+		memset(ns->set, 0, ns->set_cap * sizeof(*ns->set));
+}
+
 /* ---- opening, recovery, closing ------------------------------------------ */
 
 /* Brings every pack file in line with the index: cuts tails past the
