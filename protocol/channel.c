@@ -65,7 +65,7 @@ static void write_done(uv_write_t *req, int status)
 		close_now(ch, ch->status);
 		return;
 	}
-	if (ch->sess.hold && ch->queued <= ch->out_high / 2)
+	if (ch->sess.hold && !ch->owner_paused && ch->queued <= ch->out_high / 2)
 		resume(ch);
 	if (ch->on_drained != NULL && !ch->closing && ch->queued <= ch->out_high / 2) {
 		void (*fn)(pb_channel_t *) = ch->on_drained;
@@ -142,7 +142,9 @@ static void consume(pb_channel_t *ch, const uint8_t *data, size_t len)
 	size_t used = 0;
 	int rc;
 
+	ch->feeding = true;
 	rc = pb__session_feed_some(&ch->sess, data, len, deliver, ch, &established, &used);
+	ch->feeding = false;
 	if (established && !ch->opened && !ch->closing) {
 		ch->opened = true;
 		if (!ch->until_auth)
@@ -172,7 +174,7 @@ static void consume(pb_channel_t *ch, const uint8_t *data, size_t len)
 
 static void resume(pb_channel_t *ch)
 {
-	if (ch->flush_then_close)
+	if (ch->flush_then_close || ch->owner_paused)
 		return;
 	ch->sess.hold = false;
 	if (ch->backlog_len > 0) {
@@ -321,8 +323,21 @@ void pb__channel_pause(pb_channel_t *ch, bool paused)
 	if (ch->closing)
 		return;
 	ch->owner_paused = paused;
-	if (paused)
+	if (paused) {
+		/* Nothing more is delivered, not even the rest of the bytes
+		 * already read: they wait in the backlog. */
+		ch->sess.hold = true;
 		uv_read_stop((uv_stream_t *)&ch->tcp);
-	else
+		return;
+	}
+	if (ch->sess.hold && ch->queued > ch->out_high / 2)
+		return; /* held for the replies as well: write_done resumes */
+	if (ch->feeding) {
+		/* Restarted from an Envelope being delivered: consume() goes
+		 * on with the bytes it has. */
+		ch->sess.hold = false;
 		start_reading(ch);
+		return;
+	}
+	resume(ch);
 }

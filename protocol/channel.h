@@ -39,6 +39,7 @@ struct pb_channel_s {
 	bool opened;
 	bool flush_then_close;
 	bool owner_paused;       /* pb__channel_pause */
+	bool feeding;            /* inside consume(): delivering Envelopes */
 	bool until_auth;         /* the deadline runs until pb__channel_authenticated */
 	bool authenticated;
 	bool busy;               /* pb__channel_busy */
@@ -96,7 +97,9 @@ void pb__channel_fail(pb_channel_t *ch, int code, const char *message);
  * with status. */
 void pb__channel_close(pb_channel_t *ch, int status);
 
-/* Stops or restarts reading (backpressure from the owner). */
+/* Stops or restarts reading (backpressure from the owner). Once paused, no
+ * further Envelope is delivered, not even one in bytes already read, until
+ * the owner restarts it (which may deliver them before it returns). */
 void pb__channel_pause(pb_channel_t *ch, bool paused);
 
 /* While busy, the owner is working on an answer the peer waits for (a

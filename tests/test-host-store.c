@@ -21,7 +21,11 @@
  * - a phone waits for a snapshot in proportion to its references: a host
  *   still recording a big snapshot is not given up on, while a small one
  *   held as long is; and the host does not close the waiting phone's
- *   connection as idle meanwhile. */
+ *   connection as idle meanwhile;
+ * - four phones writing at once while the store is busy: what the host
+ *   holds of their requests stays within its budget (plus the one request
+ *   that reached it), reading resumes once the store is free, and every
+ *   put is committed. */
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -890,6 +894,138 @@ static void test_snapshot_wait_scales(void **state)
 	assert_true(took >= HOLD_S);
 }
 
+/* ---- the host's budget for waiting requests ------------------------------------ */
+
+#define BUDGET (1u << 20)
+#define NWRITERS 4
+#define NPUT 64
+#define PUT_LEN (64u << 10)
+
+struct writer {
+	pb_client_t c;
+	uint64_t first_id, commit_id;
+	uint8_t names[NPUT][PB_STORE_NAME_LEN];
+	int rc;
+};
+
+/* Sends NPUT puts and a commit without reading: blocks while the host does
+ * not read the connection. */
+static void *write_all(void *arg)
+{
+	struct writer *w = arg;
+	uint8_t *data = malloc(PUT_LEN);
+	Peerback__Request req;
+	Peerback__Commit cm;
+
+	w->rc = data != NULL ? 0 : PB_ENOMEM;
+	for (size_t i = 0; i < NPUT && w->rc == 0; i++) {
+		randombytes_buf(data, PUT_LEN);
+		w->rc = pb__phone_chunk_put(&w->c, w->first_id + i, w->names[i], data, PUT_LEN);
+	}
+	free(data);
+	if (w->rc != 0)
+		return NULL;
+	peerback__request__init(&req);
+	peerback__commit__init(&cm);
+	req.op_case = PEERBACK__REQUEST__OP_COMMIT;
+	req.commit = &cm;
+	req.id = w->commit_id;
+	w->rc = pb__phone_send(&w->c, &req);
+	return NULL;
+}
+
+static size_t queue_peak(const char *path)
+{
+	size_t len = 0, v = 0;
+	uint8_t *text = pb_test_read_file(path, &len);
+	char num[32];
+
+	if (text != NULL && len > 0 && len < sizeof(num)) {
+		memcpy(num, text, len);
+		num[len] = 0;
+		v = (size_t)strtoull(num, NULL, 10);
+	}
+	free(text);
+	return v;
+}
+
+static void test_queue_budget(void **state)
+{
+	static struct writer w[NWRITERS];
+	char phone_c[4096], phone_d[4096], id_c[2 * PB_DEVICE_ID_LEN + 1], id_d[2 * PB_DEVICE_ID_LEN + 1];
+	char peak[4200], held[4400], budget[32];
+	const char *homes[NWRITERS] = { phone_a, phone_b, phone_c, phone_d };
+	uint8_t name[PB_STORE_NAME_LEN], data[1024];
+	pthread_t th[NWRITERS];
+	pb_envelope_t *in = NULL;
+	uint64_t snap_id;
+	size_t p = 0;
+
+	(void)state;
+	snprintf(peak, sizeof(peak), "%s/queue-peak", dir);
+	snprintf(held, sizeof(held), "%s.held", hold);
+	snprintf(budget, sizeof(budget), "%u", BUDGET);
+	setenv("PEERBACK_TEST_STORE_HOLD", hold, 1);
+	setenv("PEERBACK_TEST_QUEUE_BUDGET", budget, 1);
+	setenv("PEERBACK_TEST_QUEUE_PEAK", peak, 1);
+	pb_test_host_stop(&host);
+	pb_test_host_restart(&host, host_args);
+	unsetenv("PEERBACK_TEST_STORE_HOLD");
+	unsetenv("PEERBACK_TEST_QUEUE_BUDGET");
+	unsetenv("PEERBACK_TEST_QUEUE_PEAK");
+	mk(phone_c, "phone-c");
+	mk(phone_d, "phone-d");
+	assert_int_equal(pb_test_login(&imd, phone_c, "alice", "phone-c"), 0);
+	assert_int_equal(pb_test_login(&imd, phone_d, "alice", "phone-d"), 0);
+	pair(phone_c, id_c);
+	pair(phone_d, id_d);
+	for (int i = 0; i < NWRITERS; i++) {
+		connect_as(homes[i], &w[i].c);
+		randombytes_buf(w[i].names, sizeof(w[i].names));
+		w[i].first_id = 0x42000000ull + (uint64_t)i * 0x10000;
+		w[i].commit_id = w[i].first_id + NPUT;
+	}
+
+	/* The store is kept busy inside a snapshot commit of the first phone:
+	 * nothing waiting is answered meanwhile. */
+	randombytes_buf(name, sizeof(name));
+	randombytes_buf(data, sizeof(data));
+	put_chunk(&w[0].c, name, data, sizeof(data));
+	assert_int_equal(commit(&w[0].c), 0);
+	assert_int_equal(pb_test_write_file(hold, "", 0), 0);
+	assert_int_equal(snapshot_put(&w[0].c, 0x5150000000000003ull, name, 1, false), 0);
+	snap_id = next_id;
+	for (int i = 0; i < 2000 && !exists(held); i++)
+		usleep(10000);
+	assert_true(exists(held));
+
+	/* Each phone sends 4 MiB of puts, 16 times the host's budget in all. */
+	for (int i = 0; i < NWRITERS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, write_all, &w[i]), 0);
+	for (int i = 0; i < 3000 && (p = queue_peak(peak)) < BUDGET; i++)
+		usleep(10000);
+	printf("requests waiting on the host: %zu bytes at most (budget %u)\n", p, BUDGET);
+	assert_true(p >= BUDGET);
+	unlink(hold);
+
+	for (int i = 0; i < NWRITERS; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(w[i].rc, 0);
+	}
+	assert_int_equal(pb__phone_reply(&w[0].c, snap_id, &in), 0);
+	pb__envelope_free(in);
+	for (int i = 0; i < NWRITERS; i++) {
+		assert_int_equal(receipt_recv(&w[i].c, w[i].commit_id), NPUT);
+		pb__client_close(&w[i].c);
+	}
+	/* Never more than the budget and the one request that reached it. */
+	p = queue_peak(peak);
+	printf("requests waiting on the host: %zu bytes at most after all (budget %u)\n", p, BUDGET);
+	assert_true(p >= BUDGET);
+	assert_true(p < BUDGET + 256 + PUT_LEN);
+	drain_host();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -900,6 +1036,7 @@ int main(void)
 		cmocka_unit_test(test_writes_in_flight),
 		cmocka_unit_test(test_gets_in_a_row),
 		cmocka_unit_test(test_snapshot_wait_scales),
+		cmocka_unit_test(test_queue_budget),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -436,7 +436,7 @@ static void test_restore_names_replaced_files(void **state)
 }
 
 /* Offset of the first pack record at or after off in the host's newest
- * pack (records: "PBR1" | u32le len | name[32] | ct | hash[32]). */
+ * pack (records: "PBR2" | u32le len | name[32] | ct | checksum[32]). */
 static void newest_pack(char *out, size_t cap)
 {
 	char packs[4200], sub[4400];

@@ -31,6 +31,12 @@ typedef struct pb_host_ctx_s {
 	pb_host_worker_t *worker;
 	const char *home;
 	unsigned nconns;           /* connections held (a backup may be under way) */
+	/* Requests read but not answered yet, over all connections, against
+	 * the host's budget for them (requests.c; loop only). */
+	size_t queued, queue_budget, queued_peak;
+	pb_link_t *stores;         /* every connection's storage state */
+	struct conn_store *held;   /* connections not read meanwhile, oldest first */
+	bool releasing;
 	pb_event_cb on_event;      /* the embedder's, may be NULL */
 	void *arg;
 } pb_host_ctx_t;

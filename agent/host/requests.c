@@ -8,11 +8,21 @@
  * requests run on the host's storage worker (agent/host/worker.h), off the
  * event loop, so one phone's long commit does not hold up another phone's
  * handshake or ping; the rest (ping, instructions) are answered on the loop
- * when their turn comes. A connection whose waiting requests weigh more than
- * CONN_QUEUE_MAX is not read until they drain. */
+ * when their turn comes.
+ *
+ * Memory: requests read but not answered yet are counted, per connection
+ * and over all of them. A connection whose waiting requests weigh more than
+ * CONN_QUEUE_MAX is not read until they drain to half of it; and once all
+ * connections' together reach the host's budget (QUEUE_BUDGET), none is
+ * read until they are down to half of it. The request that reached the
+ * budget is the last one taken (the channel delivers nothing more once
+ * paused), so what waits stays under the budget plus one request, however
+ * many phones write at once: backpressure, not errors. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "peerback.h"
 #include "peerback/store.h"
@@ -28,6 +38,12 @@
 #define RUN_BYTES (4u << 20)
 /* Bytes of requests a connection may have waiting before it is paused. */
 #define CONN_QUEUE_MAX (16u << 20)
+/* Bytes of requests all connections together may have waiting before none
+ * is read (PEERBACK_TEST_QUEUE_BUDGET sets another, for tests): a worker
+ * run is at most RUN_BYTES, so this keeps the next run ready while one is
+ * under way. With 16 phones at once it held the host at 32 MiB (48 MiB with
+ * 16 MiB), and one phone backs up as fast as with 16 MiB. */
+#define QUEUE_BUDGET (8u << 20)
 /* Devices one BackupList reports. */
 #define BACKUPS_MAX 64
 /* ChunkGets waiting in a row that one worker job reads together, and the
@@ -51,7 +67,9 @@ struct conn_store {
 	/* Loop side. */
 	struct job *head, *tail;    /* requests not answered yet, in order */
 	size_t busy;                /* the first busy requests are with the worker */
-	bool paused;
+	bool paused;                /* not read; then in ctx->held */
+	struct conn_store *held_next;
+	pb_link_t link;             /* in ctx->stores while the connection is open */
 	size_t queued;              /* bytes of the waiting requests */
 	/* Worker side. */
 	pb_store_ns_t *own;         /* the device's namespace, opened at its first write */
@@ -934,6 +952,121 @@ static void answer_here(struct conn_store *cs, struct job *j)
 		reply_error(conn, req->id, rc);
 }
 
+/* ---- the host's budget for waiting requests (loop) ------------------------------------ */
+
+static size_t queue_budget(pb_host_ctx_t *ctx)
+{
+	if (ctx->queue_budget == 0) {
+		const char *e = getenv("PEERBACK_TEST_QUEUE_BUDGET");
+		unsigned long long v = e != NULL ? strtoull(e, NULL, 10) : 0;
+
+		ctx->queue_budget = v > 0 && v <= SIZE_MAX ? (size_t)v : QUEUE_BUDGET;
+	}
+	return ctx->queue_budget;
+}
+
+/* For tests: with PEERBACK_TEST_QUEUE_PEAK=PATH in the environment, the
+ * most bytes that ever waited is written to PATH (replaced whole) each
+ * time it grows. */
+static void note_peak(const pb_host_ctx_t *ctx)
+{
+	const char *path = getenv("PEERBACK_TEST_QUEUE_PEAK");
+	char tmp[4200], num[32];
+	int fd, n, m;
+
+	if (path == NULL || path[0] == 0)
+		return;
+	n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	m = snprintf(num, sizeof(num), "%zu\n", ctx->queued_peak);
+	if (n < 0 || (size_t)n >= sizeof(tmp) || m < 0 || (size_t)m >= sizeof(num))
+		return;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	if (write(fd, num, (size_t)m) == m)
+		(void)rename(tmp, path);
+	close(fd);
+}
+
+/* Stops reading the connection, which joins the end of the held ones. */
+static void hold(struct conn_store *cs)
+{
+	pb_host_ctx_t *ctx = cs->ctx;
+	struct conn_store **pp;
+
+	if (cs->paused || cs->conn == NULL)
+		return;
+	cs->paused = true;
+	cs->held_next = NULL;
+	for (pp = &ctx->held; *pp != NULL; pp = &(*pp)->held_next)
+		;
+	*pp = cs;
+	pb__channel_pause(&cs->conn->ch, true);
+}
+
+static void unhold(struct conn_store *cs)
+{
+	struct conn_store **pp;
+
+	for (pp = &cs->ctx->held; *pp != NULL; pp = &(*pp)->held_next)
+		if (*pp == cs) {
+			*pp = cs->held_next;
+			break;
+		}
+	cs->held_next = NULL;
+	cs->paused = false;
+}
+
+/* Counts a request read from cs; reading stops where a bound is reached. */
+static void enqueued(struct conn_store *cs, size_t bytes)
+{
+	pb_host_ctx_t *ctx = cs->ctx;
+
+	cs->queued += bytes;
+	ctx->queued += bytes;
+	if (ctx->queued > ctx->queued_peak) {
+		ctx->queued_peak = ctx->queued;
+		note_peak(ctx);
+	}
+	if (cs->queued > CONN_QUEUE_MAX)
+		hold(cs);
+	if (ctx->queued >= queue_budget(ctx))
+		for (pb_link_t *l = ctx->stores; l != NULL; l = l->next)
+			hold(PB_CONTAINER(l, struct conn_store, link));
+}
+
+/* Reads the held connections again, oldest first, while under the budget
+ * (each may deliver requests it had read before it returns). One whose own
+ * queue is still over half of its bound stays held. */
+static void release_held(pb_host_ctx_t *ctx)
+{
+	if (ctx->releasing)
+		return; /* a connection being released took a request */
+	ctx->releasing = true;
+	while (ctx->queued < queue_budget(ctx)) {
+		struct conn_store *cs = ctx->held;
+
+		while (cs != NULL && cs->queued >= CONN_QUEUE_MAX / 2)
+			cs = cs->held_next;
+		if (cs == NULL)
+			break;
+		unhold(cs);
+		/* May close the connection (a peer's bad bytes): cs is not
+		 * used after this. */
+		pb__channel_pause(&cs->conn->ch, false);
+	}
+	ctx->releasing = false;
+}
+
+/* Releases the held connections once the waiting requests are down to
+ * half the budget. Called only where the connection's queue is settled (a
+ * released connection delivers requests, which may start a run). */
+static void maybe_release(pb_host_ctx_t *ctx)
+{
+	if (ctx->held != NULL && ctx->queued < queue_budget(ctx) / 2)
+		release_held(ctx);
+}
+
 static void job_done(pb_host_job_t *work, bool canceled);
 
 static void dequeue(struct conn_store *cs, struct job *j)
@@ -942,10 +1075,7 @@ static void dequeue(struct conn_store *cs, struct job *j)
 	if (cs->head == NULL)
 		cs->tail = NULL;
 	cs->queued -= j->bytes;
-	if (cs->paused && cs->conn != NULL && cs->queued < CONN_QUEUE_MAX / 2) {
-		cs->paused = false;
-		pb__channel_pause(&cs->conn->ch, false);
-	}
+	cs->ctx->queued -= j->bytes;
 }
 
 static void pump(struct conn_store *cs);
@@ -1024,6 +1154,7 @@ static void pump(struct conn_store *cs)
 		dequeue(cs, j);
 		answer_here(cs, j);
 		job_free(j);
+		maybe_release(cs->ctx);
 	}
 }
 
@@ -1060,8 +1191,10 @@ static void job_done(pb_host_job_t *work, bool canceled)
 		}
 		job_free(j);
 	}
-	if (!canceled)
+	if (!canceled) {
+		maybe_release(cs->ctx);
 		pump(cs);
+	}
 }
 
 /* The connection is gone: what it still had waiting is dropped, and its
@@ -1070,11 +1203,16 @@ static void conn_store_free(pb_host_conn_t *conn)
 {
 	struct conn_store *cs = conn->app;
 	struct job *j, *close_job;
+	pb_host_ctx_t *ctx;
 
 	if (cs == NULL)
 		return;
+	ctx = cs->ctx;
 	conn->app = NULL;
 	cs->conn = NULL;
+	if (cs->paused)
+		unhold(cs);
+	pb__link_remove(&cs->ctx->stores, &cs->link);
 	/* The run with the worker stays until its done. */
 	if (cs->busy > 0) {
 		struct job *last = cs->head;
@@ -1091,6 +1229,8 @@ static void conn_store_free(pb_host_conn_t *conn)
 	while (j != NULL) {
 		struct job *next = j->next;
 
+		cs->queued -= j->bytes;
+		cs->ctx->queued -= j->bytes;
 		job_free(j);
 		j = next;
 	}
@@ -1099,6 +1239,7 @@ static void conn_store_free(pb_host_conn_t *conn)
 		/* Left open until the store closes; never used again. */
 		if (cs->busy == 0)
 			free(cs);
+		maybe_release(ctx);
 		return;
 	}
 	close_job->cs = cs;
@@ -1108,6 +1249,7 @@ static void conn_store_free(pb_host_conn_t *conn)
 		cs->head = close_job;
 	cs->tail = close_job;
 	pump(cs);
+	maybe_release(ctx);
 }
 
 static struct conn_store *conn_store(pb_host_conn_t *conn)
@@ -1126,6 +1268,7 @@ static struct conn_store *conn_store(pb_host_conn_t *conn)
 	memcpy(cs->device_id, conn->device.device_id, PB_DEVICE_ID_LEN);
 	/* A quota changed meanwhile applies from the next connection. */
 	cs->quota = pb__hostdb_quota(conn->ctx->db, conn->device.device_id, NULL);
+	pb__link_push(&cs->ctx->stores, &cs->link);
 	conn->app = cs;
 	conn->app_free = conn_store_free;
 	return cs;
@@ -1170,11 +1313,7 @@ static void request(pb_host_conn_t *conn, pb_envelope_t *env)
 	else
 		cs->head = j;
 	cs->tail = j;
-	cs->queued += j->bytes;
-	if (!cs->paused && cs->queued > CONN_QUEUE_MAX) {
-		cs->paused = true;
-		pb__channel_pause(&conn->ch, true);
-	}
+	enqueued(cs, j->bytes);
 	pump(cs);
 }
 
