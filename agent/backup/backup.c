@@ -217,11 +217,11 @@ static int add_chunk(void *arg, const uint8_t *data, size_t len)
 	uint8_t name[PB_STORE_NAME_LEN];
 	int rc;
 
-	if (!b->whole)
-		crypto_generichash_update(&b->hash, data, len);
 	if ((rc = pb__grow((void **)&b->cur, &b->cap_cur, b->ncur + 1, sizeof(name_t))) != 0)
 		return rc;
-	if ((rc = pb__sink_add(b->sink, data, len, name)) != 0)
+	/* An item of several chunks is hashed by the sink's hashing thread
+	 * as its chunks go by, beside their naming here. */
+	if ((rc = pb__sink_add_hashed(b->sink, data, len, name, b->whole ? NULL : &b->hash)) != 0)
 		return rc;
 	memcpy(b->cur[b->ncur++], name, PB_STORE_NAME_LEN);
 	b->pr.p.bytes_done += len;
@@ -756,12 +756,15 @@ static int backup_item(void *arg, const pb_item_t *it)
 	} else {
 		rc = chunk_read(b, it, &size);
 	}
+	/* The hashing thread may still hold b->hash (also on failure). */
+	pb__sink_hash_wait(b->sink);
 	if (rc != 0)
 		return rc;
-	if (b->whole && b->ncur == 1)
+	if (b->whole && b->ncur == 1) {
 		memcpy(hash, b->cur[0], 32);
-	else
+	} else {
 		crypto_generichash_final(&b->hash, hash, 32);
+	}
 	m.size = size;
 	memcpy(m.hash, hash, 32);
 	m.nchunks = b->ncur;

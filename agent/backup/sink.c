@@ -3,6 +3,9 @@
  * Threads: the caller's thread names each chunk (keyed BLAKE2b), skips one
  * the repository already committed, and puts a copy in the ring; the
  * sealing threads take ring slots in order and compress and encrypt them;
+ * the hashing thread feeds the slots of an item of several chunks, in ring
+ * order, into that item's content hash (a second keyed BLAKE2b pass over
+ * the same bytes, which would otherwise run on the caller's thread);
  * the caller's thread takes sealed slots back in ring order into batches
  * and does all talking to the repository. Nothing but the ring is shared.
  *
@@ -46,6 +49,10 @@ struct slot {
 	size_t ct_len;
 	int rc;
 	bool done;                /* under the lock */
+	/* The item hash the bytes go into (under the lock): NULL once the
+	 * hashing thread is done with them. A slot leaves the ring only once
+	 * sealed and hashed. */
+	crypto_generichash_state *ih;
 };
 
 struct batch {
@@ -81,6 +88,12 @@ struct pb__sink_s {
 	bool waiting;             /* the caller waits for a sealed slot */
 	pthread_t threads[THREADS_MAX];
 	size_t nthreads;
+	/* The hashing thread: its next slot, and the seq after the last slot
+	 * given an item hash (it has nothing to do once there). */
+	pthread_cond_t hwork;
+	pthread_t hasher;
+	bool has_hasher;
+	uint64_t hcur, htail;
 	void *zctx;               /* the caller's thread's */
 	/* Caller's thread only. */
 	struct batch *cur;
@@ -104,8 +117,8 @@ static void seal_slot(pb__sink_t *s, struct slot *sl, void *zctx)
 		sl->rc = PB_ENOMEM;
 	else
 		sl->rc = pb__seal_named(zctx, s->o.keys->chunk, sl->name, sl->plain, sl->len, sl->ct, &sl->ct_len);
-	free(sl->plain);
-	sl->plain = NULL;
+	/* The plaintext stays until the slot leaves: the hashing thread may
+	 * still read it. */
 }
 
 static void *sealer(void *arg)
@@ -129,8 +142,6 @@ static void *sealer(void *arg)
 		pthread_mutex_unlock(&s->mu);
 		if (z == NULL) {
 			sl->rc = PB_ENOMEM;
-			free(sl->plain);
-			sl->plain = NULL;
 		} else {
 			seal_slot(s, sl, z);
 		}
@@ -141,6 +152,38 @@ static void *sealer(void *arg)
 	}
 	pthread_mutex_unlock(&s->mu);
 	ZSTD_freeCCtx(z);
+	return NULL;
+}
+
+/* Feeds the slots that carry an item hash into it, in ring order (slots
+ * before head left the ring: none of them carried one still unhashed). */
+static void *hasher(void *arg)
+{
+	pb__sink_t *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	while (!s->stop) {
+		struct slot *sl;
+		crypto_generichash_state *ih;
+
+		if (s->hcur < s->head)
+			s->hcur = s->head;
+		if (s->hcur >= s->htail) {
+			pthread_cond_wait(&s->hwork, &s->mu);
+			continue;
+		}
+		sl = &s->ring[s->hcur % RING];
+		if ((ih = sl->ih) != NULL) {
+			pthread_mutex_unlock(&s->mu);
+			crypto_generichash_update(ih, sl->plain, sl->len);
+			pthread_mutex_lock(&s->mu);
+			sl->ih = NULL;
+		}
+		s->hcur++;
+		if (s->waiting)
+			pthread_cond_broadcast(&s->sealed);
+	}
+	pthread_mutex_unlock(&s->mu);
 	return NULL;
 }
 
@@ -293,6 +336,8 @@ static int take_slot(pb__sink_t *s)
 		s->claim = s->head;
 	s->ring_bytes -= sl->len;
 	pthread_mutex_unlock(&s->mu);
+	free(sl->plain);
+	sl->plain = NULL;
 	sl->ct = NULL;
 	if (rc != 0) {
 		free(ct);
@@ -329,12 +374,13 @@ static int drain(pb__sink_t *s, bool all)
 		bool done;
 
 		pthread_mutex_lock(&s->mu);
-		while (!sl->done && (all || s->tail - s->head == RING || s->ring_bytes >= RING_BYTES)) {
+		while ((!sl->done || sl->ih != NULL) &&
+		       (all || s->tail - s->head == RING || s->ring_bytes >= RING_BYTES)) {
 			s->waiting = true;
 			pthread_cond_wait(&s->sealed, &s->mu);
 			s->waiting = false;
 		}
-		done = sl->done;
+		done = sl->done && sl->ih == NULL;
 		pthread_mutex_unlock(&s->mu);
 		if (!done)
 			break;
@@ -344,7 +390,7 @@ static int drain(pb__sink_t *s, bool all)
 }
 
 static int push_slot(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *plain, size_t len,
-		     uint8_t *ct, size_t ct_len)
+		     uint8_t *ct, size_t ct_len, crypto_generichash_state *ih)
 {
 	struct slot *sl;
 	int rc;
@@ -365,17 +411,44 @@ static int push_slot(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], uint8
 	sl->ct_len = ct_len;
 	sl->rc = 0;
 	sl->done = ct != NULL;
+	sl->ih = ih;
 	s->tail++;
 	s->ring_bytes += len;
 	if (!sl->done && s->idle > 0)
 		pthread_cond_signal(&s->work);
+	if (ih != NULL) {
+		s->htail = s->tail;
+		pthread_cond_signal(&s->hwork);
+	}
 	pthread_mutex_unlock(&s->mu);
 	s->added_since_commit += plain != NULL ? len : ct_len;
 	/* Whatever is sealed moves on without waiting. */
 	return drain(s, false);
 }
 
-int pb__sink_add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN])
+void pb__sink_hash_wait(pb__sink_t *s)
+{
+	pthread_mutex_lock(&s->mu);
+	while (s->hcur < s->htail) {
+		s->waiting = true;
+		pthread_cond_wait(&s->sealed, &s->mu);
+		s->waiting = false;
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Bytes that get no slot of their own go into the item hash here, after
+ * every slot before them. */
+static void hash_here(pb__sink_t *s, crypto_generichash_state *ih, const uint8_t *plain, size_t len)
+{
+	if (ih == NULL)
+		return;
+	pb__sink_hash_wait(s);
+	crypto_generichash_update(ih, plain, len);
+}
+
+int pb__sink_add_hashed(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN],
+			crypto_generichash_state *ih)
 {
 	uint8_t *copy, *ct;
 	size_t ct_len;
@@ -384,9 +457,12 @@ int pb__sink_add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[P
 	if (len > PB_CHUNK_PLAIN_MAX)
 		return PB_ETOOBIG;
 	pb__chunk_name(s->o.keys->name, plain, len, name);
-	if (pb_backup_state_is_committed(s->o.st, name))
+	if (pb_backup_state_is_committed(s->o.st, name)) {
+		hash_here(s, ih, plain, len);
 		return 0;
-	if (s->nthreads == 0 || len <= INLINE_MAX) {
+	}
+	if (!s->has_hasher || len <= INLINE_MAX) {
+		hash_here(s, ih, plain, len);
 		if ((ct = malloc(PB_CHUNK_CT_LEN_MAX(len))) == NULL)
 			return PB_ENOMEM;
 		rc = pb__seal_named(s->zctx, s->o.keys->chunk, name, plain, len, ct, &ct_len);
@@ -394,12 +470,17 @@ int pb__sink_add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[P
 			free(ct);
 			return rc;
 		}
-		return push_slot(s, name, NULL, 0, ct, ct_len);
+		return push_slot(s, name, NULL, 0, ct, ct_len, NULL);
 	}
 	if ((copy = malloc(len)) == NULL)
 		return PB_ENOMEM;
 	memcpy(copy, plain, len);
-	return push_slot(s, name, copy, len, NULL, 0);
+	return push_slot(s, name, copy, len, NULL, 0, ih);
+}
+
+int pb__sink_add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN])
+{
+	return pb__sink_add_hashed(s, plain, len, name, NULL);
 }
 
 int pb__sink_add_sealed(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
@@ -411,7 +492,7 @@ int pb__sink_add_sealed(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], co
 	if ((copy = malloc(len ? len : 1)) == NULL)
 		return PB_ENOMEM;
 	memcpy(copy, ct, len);
-	return push_slot(s, name, NULL, 0, copy, len);
+	return push_slot(s, name, NULL, 0, copy, len, NULL);
 }
 
 bool pb__sink_due(const pb__sink_t *s)
@@ -469,8 +550,12 @@ int pb__sink_new(const pb__sink_opts_t *o, pb__sink_t **out)
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->work, NULL);
 	pthread_cond_init(&s->sealed, NULL);
+	pthread_cond_init(&s->hwork, NULL);
 	while (s->nthreads < want && pthread_create(&s->threads[s->nthreads], NULL, sealer, s) == 0)
 		s->nthreads++;
+	/* Without a second core the caller's thread hashes items itself. */
+	if (s->nthreads > 0)
+		s->has_hasher = pthread_create(&s->hasher, NULL, hasher, s) == 0;
 	if ((s->zctx = ZSTD_createCCtx()) == NULL) {
 		pb__sink_free(s);
 		return PB_ENOMEM;
@@ -486,9 +571,12 @@ void pb__sink_free(pb__sink_t *s)
 	pthread_mutex_lock(&s->mu);
 	s->stop = true;
 	pthread_cond_broadcast(&s->work);
+	pthread_cond_broadcast(&s->hwork);
 	pthread_mutex_unlock(&s->mu);
 	for (size_t i = 0; i < s->nthreads; i++)
 		pthread_join(s->threads[i], NULL);
+	if (s->has_hasher)
+		pthread_join(s->hasher, NULL);
 	for (uint64_t q = s->head; q < s->tail; q++) {
 		free(s->ring[q % RING].plain);
 		free(s->ring[q % RING].ct);
@@ -504,6 +592,7 @@ void pb__sink_free(pb__sink_t *s)
 	ZSTD_freeCCtx(s->zctx);
 	pthread_cond_destroy(&s->work);
 	pthread_cond_destroy(&s->sealed);
+	pthread_cond_destroy(&s->hwork);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sodium.h>
+
 #include "peerback/store.h"
 #include "agent/backup/engine-int.h"
 #include "agent/backup/repo.h"
@@ -43,6 +45,15 @@ PB_WUR int pb__sink_new(const pb__sink_opts_t *o, pb__sink_t **out);
 /* Names plain (len <= PB_CHUNK_PLAIN_MAX) into name and queues it for
  * sealing and sending; plain is the caller's again on return. */
 PB_WUR int pb__sink_add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN]);
+
+/* The same, and the bytes go into the item hash ih too (in the order
+ * added, on the hashing thread when there is one): ih is not the caller's
+ * to read or update again until pb__sink_hash_wait. NULL: none. */
+PB_WUR int pb__sink_add_hashed(pb__sink_t *s, const uint8_t *plain, size_t len,
+			       uint8_t name[PB_STORE_NAME_LEN], crypto_generichash_state *ih);
+
+/* Returns once every byte added with an item hash went into it. */
+void pb__sink_hash_wait(pb__sink_t *s);
 
 /* Queues a chunk sealed elsewhere (a manifest chunk); ct is copied. */
 PB_WUR int pb__sink_add_sealed(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct,

@@ -302,7 +302,7 @@ PB_EXTERN void pb_cdc_wipe(pb_cdc_t *cdc);
  * with more data. With eof true, always returns min(len, the cut). */
 PB_EXTERN size_t pb_cdc_cut(const pb_cdc_t *cdc, const uint8_t *buf, size_t len, bool eof);
 /* Streams the file open on fd and calls cb for each chunk, with memory
- * bounded by PB_CDC_MAX plus one read block. Small files are one chunk. */
+ * bounded by twice PB_CDC_MAX. Small files are one chunk. */
 PB_EXTERN PB_WUR int pb_cdc_file(const pb_cdc_t *cdc, int fd, pb_cdc_chunk_cb cb, void *arg);
 
 /* ---- Phone: chunk sealing ----------------------------------------------- */
