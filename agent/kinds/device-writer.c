@@ -14,6 +14,7 @@
 
 #include "agent/kinds/internal.h"
 #include "agent/util/fsutil.h"
+#include "agent/util/testhook.h"
 #include "agent/kinds/util.h"
 
 #define MAX_PATH 4096
@@ -92,6 +93,7 @@ struct pb_device_writer_s {
 	strlist_t made;    /* folders made, relative, parents first */
 	strlist_t written; /* files renamed into place by the last commit */
 	bool take_files;   /* an item's file may be moved into place, not copied */
+	bool fresh;        /* dir is a staging folder (pb__device_writer_fresh) */
 	size_t held;       /* bytes of whole files held in entries */
 	char link[MAX_PATH];
 };
@@ -774,6 +776,19 @@ static int tmp_name(const char *base, char *tmp)
 	return n < 0 || n >= TMP_NAME ? PB_ETOOBIG : 0;
 }
 
+/* The name a file is staged under: a new temporary name beside base, or
+ * in a fresh folder base itself (nothing else is there, nobody sees it),
+ * unless an earlier stage of the same file is there (again). */
+static int stage_name(const pb_device_writer_t *w, const char *base, bool again, char *tmp)
+{
+	if (!w->fresh || again)
+		return tmp_name(base, tmp);
+	if (strlen(base) >= TMP_NAME)
+		return PB_ETOOBIG;
+	memcpy(tmp, base, strlen(base) + 1);
+	return 0;
+}
+
 /* Remembers tmp (in path's folder) as path's staged file. */
 static int add_staged(pb_device_writer_t *w, const char *path, const char *tmp)
 {
@@ -869,7 +884,7 @@ static int stream_begin(pb_device_writer_t *w, wentry_t *e, const pb_item_t *ite
 		return 0;
 	}
 	rc = pb__telegram_join_head(item->data, item->len, &e->sbuf);
-	if (rc == 0 && (rc = tmp_name(base, tmp)) == 0) {
+	if (rc == 0 && (rc = stage_name(w, base, false, tmp)) == 0) {
 		fd = openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		rc = fd < 0 ? -errno : 0;
 	}
@@ -954,7 +969,7 @@ static int stage(pb_device_writer_t *w, wentry_t *e)
 		if (rc != 0)
 			goto out_close;
 	}
-	if ((rc = tmp_name(base, tmp)) != 0)
+	if ((rc = stage_name(w, base, prev != NULL, tmp)) != 0)
 		goto out_close;
 	/* A file given up by its caller is moved, not copied (a restored
 	 * large file was written once already); elsewhere than on this
@@ -984,6 +999,15 @@ static int stage(pb_device_writer_t *w, wentry_t *e)
 			(void)unlinkat(pfd, tmp, 0);
 			goto out_close;
 		}
+	}
+	if (prev != NULL && w->fresh) {
+		/* In a fresh folder the file keeps its own name: the newer
+		 * stage (which holds the earlier one's items too) replaces it. */
+		if (renameat(pfd, tmp, pfd, prev->tmp) != 0) {
+			rc = -errno;
+			(void)unlinkat(pfd, tmp, 0);
+		}
+		goto out_close;
 	}
 	if (prev != NULL) {
 		/* The newer stage holds the earlier one's items too. */
@@ -1098,10 +1122,19 @@ int pb_device_writer_commit(pb_device_writer_t *w)
 		unstage(w);
 		return rc;
 	}
+	pb__test_point("device-synced");
 	for (i = 0; i < w->ns; i++) {
 		const char *base = pb__kinds_basename(w->s[i].path);
 		int pfd;
 
+		if (w->fresh) {
+			/* Already under its own name: nothing to rename. */
+			free(w->s[i].tmp);
+			w->s[i].tmp = NULL;
+			if ((rc = strlist_add(&w->written, w->s[i].path, strlen(w->s[i].path))) != 0)
+				break;
+			continue;
+		}
 		if ((rc = open_parent(w, w->s[i].path, false, &pfd)) != 0)
 			break;
 		if (renameat(pfd, w->s[i].tmp, pfd, base) != 0) {
@@ -1119,7 +1152,9 @@ int pb_device_writer_commit(pb_device_writer_t *w)
 		unstage(w);
 		return rc;
 	}
-	sync_parents(w);
+	pb__test_point("device-renamed");
+	if (!w->fresh)
+		sync_parents(w);
 	/* Written files stay (pb_device_writer_written names them); the rest
 	 * is removed, the folders kept. */
 	strlist_clear(&w->made);
@@ -1130,6 +1165,11 @@ int pb_device_writer_commit(pb_device_writer_t *w)
 void pb__device_writer_take_files(pb_device_writer_t *w)
 {
 	w->take_files = true;
+}
+
+void pb__device_writer_fresh(pb_device_writer_t *w)
+{
+	w->fresh = true;
 }
 
 size_t pb_device_writer_written(const pb_device_writer_t *w, const char *const **paths)

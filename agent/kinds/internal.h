@@ -84,6 +84,11 @@ int pb__telegram_join_tail(pb_buf_t *out);
 /* The writer's caller gives up the files it names in items (pb_item_t.file)
  * from now on: each is moved into place when it can be, not copied. */
 void pb__device_writer_take_files(pb_device_writer_t *w);
+/* The writer's folder is new and hidden, renamed into place by its caller
+ * after the commit (a staging folder): files are written under their own
+ * names and synced, no temporary name, no rename, no folder synced; the
+ * caller's rename and the sync of its parent make the restore durable. */
+void pb__device_writer_fresh(pb_device_writer_t *w);
 extern const pb_codec_t pb__codec_vcard;
 
 #endif
