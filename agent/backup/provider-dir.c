@@ -158,11 +158,12 @@ static int d_commit(void *txn)
 
 	if (rc != 0 || !t->stagedir[0])
 		goto out;
-	/* The files are synced; the folders in the staging folder are not:
-	 * the file system logs the folders' entries before the rename that
-	 * shows them (a journal, in order), and each file's sync committed
-	 * them. A crash before the rename leaves no target, after it the
-	 * whole one. */
+	/* The files are synced; the folders in the staging folder are not
+	 * synced one by one: a new file's sync makes the entries that lead
+	 * to it durable too (ext4 commits its journal, or without one syncs
+	 * the new file's parents; XFS and btrfs log them with it). A crash
+	 * before the rename leaves no target, after it the whole one; the
+	 * sync of the parent below makes the rename durable. */
 	pb__test_point("restore-staged");
 	/* A target that appeared meanwhile with content is not merged into. */
 	if (rename(t->stagedir, t->target) != 0) {
