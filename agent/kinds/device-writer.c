@@ -930,6 +930,172 @@ static int stream_add(pb_device_writer_t *w, wentry_t *e, const pb_item_t *item,
 	return e->sbuf.len >= STREAM_BUF ? stream_flush(e) : 0;
 }
 
+/* --- A chat merged with the file there, streamed ------------------------- */
+
+/* Both sides of a chat's merge go by message id: the file's messages, read
+ * a block at a time by the codec's split, and the restored ones, sorted.
+ * They are joined into the staged file as they come, so memory holds the
+ * restored items and MJ_BUF bytes, not the chat that is there. Anything
+ * else than what that needs (an id that is no chat key, a file not in
+ * ascending order, two ids of one key, no frame first, a file that does
+ * not parse) gives MJ_AGAIN: the merge is then done in memory
+ * (build_multi), which gives the same bytes where both apply. */
+#define MJ_AGAIN 1
+#define MJ_BUF (1u << 20)
+
+typedef struct mjoin_s {
+	witem_t **v;  /* restored items by key */
+	int64_t *key; /* their keys */
+	size_t n, at;
+	int fd;
+	pb_buf_t buf;
+	int64_t last; /* the last key written */
+	uint64_t nmsg;
+	bool head;
+} mjoin_t;
+
+static int mj_emit(mjoin_t *m, int64_t key, const uint8_t *data, size_t len)
+{
+	int rc;
+
+	if (m->head && key <= m->last)
+		return MJ_AGAIN;
+	if (!m->head) {
+		if (key != INT64_MIN)
+			return MJ_AGAIN;
+		if ((rc = pb__telegram_join_head(data, len, &m->buf)) != 0)
+			return MJ_AGAIN;
+		m->head = true;
+	} else if ((rc = pb__telegram_join_message(data, len, m->nmsg++ == 0, &m->buf)) != 0) {
+		return MJ_AGAIN;
+	}
+	m->last = key;
+	if (m->buf.len < MJ_BUF)
+		return 0;
+	rc = write_all(m->fd, m->buf.data, m->buf.len);
+	sodium_memzero(m->buf.data, m->buf.len);
+	m->buf.len = 0;
+	return rc;
+}
+
+/* The restored items before key, then the file's item (or the restored
+ * one of the same id, which replaces it). */
+static int mj_existing(void *arg, const pb_item_t *item)
+{
+	mjoin_t *m = arg;
+	int64_t key;
+	int rc = 0;
+
+	if (item->id == NULL || !chat_key(item->id, &key))
+		return MJ_AGAIN;
+	while (rc == 0 && m->at < m->n && m->key[m->at] < key) {
+		rc = mj_emit(m, m->key[m->at], m->v[m->at]->data, m->v[m->at]->len);
+		m->at++;
+	}
+	if (rc != 0)
+		return rc;
+	if (m->at < m->n && m->key[m->at] == key) {
+		if (strcmp(m->v[m->at]->id, item->id) != 0)
+			return MJ_AGAIN;
+		m->at++;
+		return mj_emit(m, key, m->v[m->at - 1]->data, m->v[m->at - 1]->len);
+	}
+	return mj_emit(m, key, item->data, item->len);
+}
+
+/* A restored item and its key, to sort them by key. */
+typedef struct mref_s {
+	int64_t key;
+	witem_t *it;
+} mref_t;
+
+static int cmp_mref(const void *a, const void *b)
+{
+	const mref_t *x = a, *y = b;
+
+	return x->key < y->key ? -1 : x->key > y->key;
+}
+
+/* Writes e's chat merged with the file src (in pfd) into the new file tmp
+ * (in pfd). 0: written; MJ_AGAIN: nothing written, merge in memory; else
+ * an error. */
+static int merge_stream(wentry_t *e, int pfd, const char *src, const char *tmp)
+{
+	mjoin_t m;
+	mref_t *refs;
+	int in, rc = 0;
+
+	if (e->codec != &pb__codec_telegram || e->n == 0)
+		return MJ_AGAIN;
+	memset(&m, 0, sizeof(m));
+	refs = calloc(e->n, sizeof(*refs));
+	m.v = calloc(e->n, sizeof(*m.v));
+	m.key = calloc(e->n, sizeof(*m.key));
+	if (refs == NULL || m.v == NULL || m.key == NULL) {
+		rc = PB_ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < e->n && rc == 0; i++) {
+		refs[i].it = &e->items[i];
+		if (!chat_key(e->items[i].id, &refs[i].key) || e->items[i].data == NULL)
+			rc = MJ_AGAIN;
+	}
+	if (rc != 0)
+		goto out;
+	qsort(refs, e->n, sizeof(*refs), cmp_mref);
+	for (size_t i = 0; i < e->n; i++) {
+		if (i > 0 && refs[i].key == refs[i - 1].key)
+			rc = MJ_AGAIN;
+		m.v[i] = refs[i].it;
+		m.key[i] = refs[i].key;
+	}
+	m.n = e->n;
+	if (rc != 0)
+		goto out;
+	if ((in = openat(pfd, src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+		rc = MJ_AGAIN; /* none there, or a link: as in memory */
+		goto out;
+	}
+	m.fd = openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (m.fd < 0) {
+		rc = -errno;
+		close(in);
+		goto out;
+	}
+	rc = pb__telegram_split_fd(e->path, in, mj_existing, &m);
+	close(in);
+	while (rc == 0 && m.at < m.n) {
+		rc = mj_emit(&m, m.key[m.at], m.v[m.at]->data, m.v[m.at]->len);
+		m.at++;
+	}
+	if (rc == 0 && !m.head)
+		rc = MJ_AGAIN;
+	if (rc == 0)
+		rc = pb__telegram_join_tail(&m.buf);
+	if (rc == 0)
+		rc = write_all(m.fd, m.buf.data, m.buf.len);
+#ifdef SYNC_FILE_RANGE_WRITE
+	if (rc == 0)
+		(void)sync_file_range(m.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#endif
+	if (close(m.fd) != 0 && rc == 0)
+		rc = -errno;
+	if (rc != 0) {
+		(void)unlinkat(pfd, tmp, 0);
+		/* A file the split refuses is refused in memory too, alike. */
+		if (rc != PB_ENOMEM && rc != PB_ENOSPACE)
+			rc = MJ_AGAIN;
+	}
+out:
+	if (m.buf.data != NULL)
+		sodium_memzero(m.buf.data, m.buf.len);
+	pb_buf_free(&m.buf);
+	free(refs);
+	free(m.v);
+	free(m.key);
+	return rc;
+}
+
 /* --- Staging -------------------------------------------------------------- */
 
 /* Writes one entry to a temporary file next to its target (a multi-item
@@ -954,6 +1120,15 @@ static int stage(pb_device_writer_t *w, wentry_t *e)
 		rc = PB_EDATA_LINK;
 		goto out_close;
 	}
+	if ((rc = stage_name(w, base, prev != NULL, tmp)) != 0)
+		goto out_close;
+	if (e->codec != NULL) {
+		rc = merge_stream(e, pfd, prev != NULL ? prev->tmp : base, tmp);
+		if (rc == 0)
+			goto staged;
+		if (rc != MJ_AGAIN)
+			goto out_close;
+	}
 	if (e->codec != NULL) {
 		uint8_t *buf = NULL;
 		size_t len = 0;
@@ -969,8 +1144,6 @@ static int stage(pb_device_writer_t *w, wentry_t *e)
 		if (rc != 0)
 			goto out_close;
 	}
-	if ((rc = stage_name(w, base, prev != NULL, tmp)) != 0)
-		goto out_close;
 	/* A file given up by its caller is moved, not copied (a restored
 	 * large file was written once already); elsewhere than on this
 	 * file system, it is copied. */
@@ -1000,6 +1173,7 @@ static int stage(pb_device_writer_t *w, wentry_t *e)
 			goto out_close;
 		}
 	}
+staged:
 	if (prev != NULL && w->fresh) {
 		/* In a fresh folder the file keeps its own name: the newer
 		 * stage (which holds the earlier one's items too) replaces it. */
