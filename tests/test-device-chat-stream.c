@@ -318,6 +318,22 @@ static void test_merge_with_file(void **state)
 	add_msg(&r, 1000 + 3 * 30 + 1, 3, "between");
 	add_msg(&r, 1000 + 3 * NMSG + 5, 4, "last");
 	merge_into(&old, &r);
+	{
+		/* Without the frame (a restore by id): held, then merged
+		 * with the file as it is read at stage. */
+		msgs_t nf = r;
+
+		nf.v++;
+		nf.n--;
+		merge_into(&old, &nf);
+	}
+	msgs_free(&r);
+	/* A whole chat restored in order (frame first): merged as it comes,
+	 * the file's messages between the restored ones. */
+	msgs_init(&r, NMSG + 1);
+	for (long i = 1; i <= NMSG; i++)
+		add_msg(&r, 1000 + 3 * i + (i % 3 == 0 ? 0 : 1), (uint64_t)i, i % 3 == 0 ? "again" : "new");
+	merge_into(&old, &r);
 	msgs_free(&old);
 	/* A file not in id order: refused, by the streamed merge and by the
 	 * one in memory alike (the codec's split requires the order). */

@@ -58,6 +58,14 @@ typedef struct wentry_s {
 	pb_buf_t sbuf;
 	int64_t skey; /* the last message's key */
 	uint64_t sn;  /* messages written */
+	/* The file there, when the stream merges with it (merge_open): its
+	 * messages read one at a time (mr over mfd), the next one not yet
+	 * written (mpend, its key mkey) when mhas. */
+	pb__tg_reader_t *mr;
+	int mfd;
+	pb_item_t mpend;
+	int64_t mkey;
+	bool mhas;
 } wentry_t;
 
 /* Bytes of a streamed chat gathered before one write. */
@@ -817,8 +825,20 @@ static int add_staged(pb_device_writer_t *w, const char *path, const char *tmp)
 
 /* --- A chat streamed into its staged file --------------------------------- */
 
+static void merge_close(wentry_t *e)
+{
+	if (e->mr == NULL)
+		return;
+	pb__telegram_reader_free(e->mr);
+	close(e->mfd);
+	e->mr = NULL;
+	e->mfd = -1;
+	e->mhas = false;
+}
+
 static void stream_drop(wentry_t *e)
 {
+	merge_close(e);
 	if (!e->streaming)
 		return;
 	if (e->sfd >= 0)
@@ -842,11 +862,96 @@ static int stream_flush(wentry_t *e)
 	return rc;
 }
 
-/* Ends a streamed chat: its tail written, the file closed and staged (an
- * item that comes later for the same file is merged with it at stage). */
+/* One message appended to the streamed chat. */
+static int stream_message(wentry_t *e, int64_t key, const uint8_t *data, size_t len)
+{
+	int rc = pb__telegram_join_message(data, len, e->sn == 0, &e->sbuf);
+
+	if (rc != 0)
+		return rc;
+	e->sn++;
+	e->skey = key;
+	return e->sbuf.len >= STREAM_BUF ? stream_flush(e) : 0;
+}
+
+/* The next message of the file the stream merges with, in e->mpend. */
+static int merge_peek(wentry_t *e)
+{
+	bool end = false;
+	int rc;
+
+	if (e->mhas || e->mr == NULL)
+		return 0;
+	if ((rc = pb__telegram_reader_next(e->mr, &e->mpend, &end)) != 0)
+		return rc;
+	if (end) {
+		merge_close(e);
+		return 0;
+	}
+	if (!chat_key(e->mpend.id, &e->mkey))
+		return PB_EDATA_FORMAT;
+	e->mhas = true;
+	return 0;
+}
+
+/* Writes the file's messages before key into the stream; the file's
+ * message of that key is dropped when its id is id (the restored one
+ * replaces it), else *clash (two ids of one key: merged in memory). */
+static int merge_upto(wentry_t *e, int64_t key, const char *id, bool *clash)
+{
+	int rc;
+
+	*clash = false;
+	for (;;) {
+		if ((rc = merge_peek(e)) != 0 || !e->mhas || e->mkey > key)
+			return rc;
+		if (e->mkey == key) {
+			if (id != NULL && strcmp(e->mpend.id, id) == 0)
+				e->mhas = false;
+			else
+				*clash = true;
+			return 0;
+		}
+		e->mhas = false;
+		if ((rc = stream_message(e, e->mkey, e->mpend.data, e->mpend.len)) != 0)
+			return rc;
+	}
+}
+
+/* The chat at base (in pfd) is merged with the stream as it goes when it
+ * parses and its frame has frame_id; else (1) the restored items are
+ * held and merged at stage, as before. */
+static int merge_open(wentry_t *e, int pfd, const char *base, const char *frame_id)
+{
+	e->mfd = openat(pfd, base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (e->mfd < 0)
+		return 1;
+	if (pb__telegram_reader_open(e->path, e->mfd, &e->mr) != 0) {
+		close(e->mfd);
+		e->mr = NULL;
+		return 1;
+	}
+	if (merge_peek(e) != 0 || !e->mhas || e->mkey != INT64_MIN || strcmp(e->mpend.id, frame_id) != 0) {
+		merge_close(e);
+		return 1;
+	}
+	e->mhas = false; /* the restored frame replaces it */
+	return 0;
+}
+
+/* Ends a streamed chat: the rest of the file it merges with and its tail
+ * written, the file closed and staged (an item that comes later for the
+ * same file is merged with it at stage). */
 static int stream_end(pb_device_writer_t *w, wentry_t *e)
 {
-	int rc = pb__telegram_join_tail(&e->sbuf);
+	bool clash = false;
+	int rc = merge_upto(e, INT64_MAX, NULL, &clash);
+
+	if (rc == 0 && clash)
+		rc = PB_EDATA_FORMAT; /* a message of key INT64_MAX: none parses */
+	merge_close(e);
+	if (rc == 0)
+		rc = pb__telegram_join_tail(&e->sbuf);
 
 	if (rc == 0)
 		rc = stream_flush(e);
@@ -878,8 +983,14 @@ static int stream_begin(pb_device_writer_t *w, wentry_t *e, const pb_item_t *ite
 		return 0;
 	if ((rc = open_parent(w, e->path, true, &pfd)) != 0)
 		return rc;
-	/* A file to merge with, or a link, which stage refuses. */
-	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT) {
+	/* A file to merge with: merged as the stream goes when it can be;
+	 * a link, which stage refuses, or anything else: held. */
+	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (!S_ISREG(st.st_mode) || merge_open(e, pfd, base, item->id) != 0) {
+			close(pfd);
+			return 0;
+		}
+	} else if (errno != ENOENT) {
 		close(pfd);
 		return 0;
 	}
@@ -894,6 +1005,7 @@ static int stream_begin(pb_device_writer_t *w, wentry_t *e, const pb_item_t *ite
 		rc = PB_ENOMEM;
 	}
 	if (rc != 0) {
+		merge_close(e);
 		close(pfd);
 		pb_buf_free(&e->sbuf);
 		return rc;
@@ -922,12 +1034,16 @@ static int stream_add(pb_device_writer_t *w, wentry_t *e, const pb_item_t *item,
 		return ordered && key == INT64_MIN && e->n == 0 ? stream_begin(w, e, item, taken) : 0;
 	if (!ordered || key == INT64_MIN || key <= e->skey || item->data == NULL)
 		return stream_end(w, e);
-	if ((rc = pb__telegram_join_message(item->data, item->len, e->sn == 0, &e->sbuf)) != 0)
-		return rc;
-	e->sn++;
-	e->skey = key;
+	if (e->mr != NULL) {
+		bool clash;
+
+		if ((rc = merge_upto(e, key, item->id, &clash)) != 0)
+			return rc;
+		if (clash)
+			return stream_end(w, e);
+	}
 	*taken = true;
-	return e->sbuf.len >= STREAM_BUF ? stream_flush(e) : 0;
+	return stream_message(e, key, item->data, item->len);
 }
 
 /* --- A chat merged with the file there, streamed ------------------------- */
