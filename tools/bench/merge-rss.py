@@ -6,7 +6,10 @@ user and system seconds of each command, and whether the copy is then
 byte-identical to the original (the message is already there). Uses the
 store of latency.py (WORK/latency-store), which it must have built.
 
-    merge-rss.py --bin DIR [--work DIR] [-n N] PEERBACK..."""
+    merge-rss.py --bin DIR [--work DIR] [-n N] [--all] PEERBACK...
+
+--all restores the whole snapshot (the chat merged with itself) instead
+of one message."""
 import argparse
 import json
 import os
@@ -23,6 +26,7 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--work", default=None)
     ap.add_argument("-n", type=int, default=2)
+    ap.add_argument("--all", action="store_true")
     ap.add_argument("peerback", nargs="+")
     args = ap.parse_args()
     top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -44,7 +48,9 @@ def main():
                 shutil.rmtree(to, ignore_errors=True)
                 shutil.copytree(src, to)
                 cmd = ["/usr/bin/time", "-f", "%M KiB %e s wall %U s user %S s system", os.path.abspath(pb),
-                       "--home", st["phone"], "--json", "restore", "--to", to, "--id", ids[(k + 1) * 777]]
+                       "--home", st["phone"], "--json", "restore", "--to", to]
+                if not args.all:
+                    cmd += ["--id", ids[(k + 1) * 777]]
                 p = subprocess.run(cmd, env=b.measured_env(st["phone"]), stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, text=True)
                 same = subprocess.run(["diff", "-rq", src, to], capture_output=True).returncode == 0
