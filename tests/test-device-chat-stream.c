@@ -264,6 +264,88 @@ static void test_whole_files_staged(void **state)
 	free(dir);
 }
 
+/* Restored into a folder that holds the chat: the file's messages and the
+ * restored ones are joined by id as the file is read (a replaced one in
+ * its place, new ones before, between and after), the bytes of the merge
+ * in memory; a file not in id order is refused alike. */
+static void merge_into(const msgs_t *old, const msgs_t *r)
+{
+	char *dir = pb_test_tmpdir("chat-stream-merge");
+	pb_buf_t base = { 0 }, want = { 0 };
+	pb_device_writer_t *w;
+	uint8_t *got;
+	size_t len;
+	int rc;
+
+	assert_int_equal(pb__codec_telegram.join(PATH, old->v, old->n, &base), 0);
+	assert_int_equal(mkdir(kt_path(dir, "chats"), 0700), 0);
+	assert_int_equal(mkdir(kt_path(dir, "chats/7"), 0700), 0);
+	assert_int_equal(pb_test_write_file(kt_path(dir, PATH), base.data, base.len), 0);
+	rc = pb__device_merge(&pb__codec_telegram, PATH, base.data, base.len, r->v, r->n, &want);
+	assert_int_equal(pb_device_writer_open(dir, &w), 0);
+	for (size_t i = 0; i < r->n; i++)
+		assert_int_equal(pb_device_writer_add(w, &r->v[i]), 0);
+	assert_int_equal(pb_device_writer_commit(w), rc);
+	pb_device_writer_free(w);
+	if (rc != 0) {
+		/* Refused alike, the file as it was. */
+		pb_buf_free(&want);
+		assert_int_equal(pb_buf_append(&want, base.data, base.len), 0);
+	}
+	got = pb_test_read_file(kt_path(dir, PATH), &len);
+	assert_non_null(got);
+	assert_int_equal(len, want.len);
+	assert_memory_equal(got, want.data, want.len);
+	assert_int_equal(staged_size(kt_path(dir, "chats/7")), 0);
+	free(got);
+	pb_buf_free(&base);
+	pb_buf_free(&want);
+	pb_test_rmtree(dir);
+	free(dir);
+}
+
+static void test_merge_with_file(void **state)
+{
+	msgs_t old, r;
+
+	(void)state;
+	msgs_init(&old, NMSG + 1);
+	for (long i = 1; i <= NMSG; i++)
+		add_msg(&old, 1000 + 3 * i, (uint64_t)i, "old");
+	msgs_init(&r, 8);
+	add_msg(&r, 5, 1, "first");
+	add_msg(&r, 1000 + 3 * 20, 2, "replaced");
+	add_msg(&r, 1000 + 3 * 30 + 1, 3, "between");
+	add_msg(&r, 1000 + 3 * NMSG + 5, 4, "last");
+	merge_into(&old, &r);
+	{
+		/* Without the frame (a restore by id): held, then merged
+		 * with the file as it is read at stage. */
+		msgs_t nf = r;
+
+		nf.v++;
+		nf.n--;
+		merge_into(&old, &nf);
+	}
+	msgs_free(&r);
+	/* A whole chat restored in order (frame first): merged as it comes,
+	 * the file's messages between the restored ones. */
+	msgs_init(&r, NMSG + 1);
+	for (long i = 1; i <= NMSG; i++)
+		add_msg(&r, 1000 + 3 * i + (i % 3 == 0 ? 0 : 1), (uint64_t)i, i % 3 == 0 ? "again" : "new");
+	merge_into(&old, &r);
+	msgs_free(&old);
+	/* A file not in id order: refused, by the streamed merge and by the
+	 * one in memory alike (the codec's split requires the order). */
+	msgs_init(&old, 4);
+	add_msg(&old, 1000 + 3 * 40, 1, "old");
+	add_msg(&old, 1000 + 3 * 10, 2, "old");
+	add_msg(&old, 1000 + 3 * 50, 3, "old");
+	merge_into(&old, &r);
+	msgs_free(&old);
+	msgs_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -271,6 +353,7 @@ int main(void)
 		cmocka_unit_test(test_out_of_order_merges),
 		cmocka_unit_test(test_bad_message_fails),
 		cmocka_unit_test(test_whole_files_staged),
+		cmocka_unit_test(test_merge_with_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

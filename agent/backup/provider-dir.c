@@ -18,6 +18,7 @@
 #include "agent/backup/engine-int.h"
 #include "agent/kinds/internal.h"
 #include "agent/util/fsutil.h"
+#include "agent/util/testhook.h"
 
 struct dirprov {
 	pb_provider_t pub; /* first: the provider is the struct */
@@ -90,7 +91,9 @@ static int stage_new(struct dirtxn *t, const char *dir_in)
 		t->stagedir[0] = 0;
 		return -errno;
 	}
-	return pb_device_writer_open(t->stagedir, &t->w);
+	if ((rc = pb_device_writer_open(t->stagedir, &t->w)) == 0)
+		pb__device_writer_fresh(t->w);
+	return rc;
 }
 
 static void d_abort(void *txn)
@@ -155,6 +158,13 @@ static int d_commit(void *txn)
 
 	if (rc != 0 || !t->stagedir[0])
 		goto out;
+	/* The files are synced; the folders in the staging folder are not
+	 * synced one by one: a new file's sync makes the entries that lead
+	 * to it durable too (ext4 commits its journal, or without one syncs
+	 * the new file's parents; XFS and btrfs log them with it). A crash
+	 * before the rename leaves no target, after it the whole one; the
+	 * sync of the parent below makes the rename durable. */
+	pb__test_point("restore-staged");
 	/* A target that appeared meanwhile with content is not merged into. */
 	if (rename(t->stagedir, t->target) != 0) {
 		rc = errno == EEXIST || errno == ENOTEMPTY ? PB_EEXISTS : -errno;

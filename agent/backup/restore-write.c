@@ -26,6 +26,7 @@ struct wjob {
 
 struct pb__wq_s {
 	pthread_t th;
+	bool started;     /* the thread was asked for (at the first write) */
 	bool running;
 	pthread_mutex_t mu;
 	pthread_cond_t work, done;
@@ -101,8 +102,6 @@ int pb__wq_new(pb__wq_t **out)
 	}
 	pthread_cond_init(&q->work, NULL);
 	pthread_cond_init(&q->done, NULL);
-	/* Without the thread, pb__wq_push writes itself. */
-	q->running = pthread_create(&q->th, NULL, writer, q) == 0;
 	*out = q;
 	return 0;
 }
@@ -111,6 +110,13 @@ void pb__wq_push(pb__wq_t *q, int fd, uint8_t *buf, size_t len, uint64_t off)
 {
 	int rc;
 
+	/* The thread starts with the first large item's first write: a
+	 * restore of small items (one message by id) starts none. Without
+	 * the thread, this writes itself. */
+	if (!q->started) {
+		q->started = true;
+		q->running = pthread_create(&q->th, NULL, writer, q) == 0;
+	}
 	if (!q->running) {
 		rc = write_at(fd, buf, len, off);
 		if (rc != 0 && q->rc == 0)

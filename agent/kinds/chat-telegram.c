@@ -545,6 +545,152 @@ int pb__telegram_split_fd(const char *relpath, int fd, pb_item_cb cb, void *arg)
 	return split_run(relpath, NULL, 0, fd, cb, arg);
 }
 
+/* --- The split pulled an item at a time ----------------------------------- */
+
+/* The items a block of the file gave, copied (the parser's buffers are
+ * reused), handed out one at a time; the next block is read when they are
+ * all taken. Memory: one block and the items parsed from it. */
+#define READER_BLOCK (256u << 10)
+
+typedef struct ritem_s {
+	char *id;
+	uint8_t *data;
+	size_t len;
+	uint64_t seq;
+} ritem_t;
+
+struct pb__tg_reader_s {
+	struct tg_split s;
+	pb__chat_tg_sink_t sink;
+	pb__chat_tg_t *p;
+	int fd;
+	bool eof;
+	uint8_t *block;
+	ritem_t *q;
+	size_t n, cap, head;
+	char why[256];
+};
+
+static void reader_clear(pb__tg_reader_t *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		free(r->q[i].id);
+		if (r->q[i].data != NULL)
+			sodium_memzero(r->q[i].data, r->q[i].len);
+		free(r->q[i].data);
+	}
+	r->n = r->head = 0;
+}
+
+static int reader_push(void *arg, const pb_item_t *it)
+{
+	pb__tg_reader_t *r = arg;
+	ritem_t *e;
+
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 64;
+		ritem_t *v = realloc(r->q, cap * sizeof(*v));
+
+		if (v == NULL)
+			return PB_ENOMEM;
+		r->q = v;
+		r->cap = cap;
+	}
+	e = &r->q[r->n];
+	e->id = strdup(it->id);
+	e->data = malloc(it->len ? it->len : 1);
+	if (e->id == NULL || e->data == NULL) {
+		free(e->id);
+		free(e->data);
+		return PB_ENOMEM;
+	}
+	memcpy(e->data, it->data, it->len);
+	e->len = it->len;
+	e->seq = it->seq;
+	r->n++;
+	return 0;
+}
+
+int pb__telegram_reader_open(const char *relpath, int fd, pb__tg_reader_t **out)
+{
+	pb__tg_reader_t *r = calloc(1, sizeof(*r));
+	int err;
+
+	*out = NULL;
+	if (r == NULL)
+		return PB_ENOMEM;
+	r->fd = fd;
+	r->s.relpath = relpath;
+	r->s.cb = reader_push;
+	r->s.arg = r;
+	r->sink = (pb__chat_tg_sink_t){ split_begin, split_message, NULL, &r->s, true };
+	if ((err = chat_dir_of(relpath, r->s.chat, sizeof(r->s.chat))) != 0 ||
+	    (r->block = malloc(READER_BLOCK)) == NULL || (err = pb__chat_tg_new(&r->p, &r->sink)) != 0) {
+		free(r->block);
+		free(r);
+		return err != 0 ? err : PB_ENOMEM;
+	}
+	*out = r;
+	return 0;
+}
+
+int pb__telegram_reader_next(pb__tg_reader_t *r, pb_item_t *item, bool *end)
+{
+	int err = 0;
+
+	if (r->head < r->n)
+		r->head++; /* the item handed out last is taken */
+	if (r->head == r->n)
+		reader_clear(r);
+	while (r->n == 0 && !r->eof && err == 0) {
+		ssize_t got = read(r->fd, r->block, READER_BLOCK);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			err = -errno;
+		} else if (got == 0) {
+			r->eof = true;
+			err = pb__chat_tg_finish(r->p, r->why, sizeof(r->why));
+		} else {
+			err = pb__chat_tg_feed(r->p, r->block, (size_t)got, r->why, sizeof(r->why));
+		}
+		if (r->s.cb_ret != 0)
+			err = r->s.cb_ret;
+	}
+	if (err != 0) {
+		if (r->s.cb_ret == 0)
+			pb__kinds_split_why(0, r->why);
+		return err;
+	}
+	*end = r->n == 0;
+	if (!*end) {
+		const ritem_t *e = &r->q[r->head];
+
+		memset(item, 0, sizeof(*item));
+		item->kind = PB_KIND_CHAT;
+		item->id = e->id;
+		item->path = r->s.relpath;
+		item->seq = e->seq;
+		item->data = e->data;
+		item->len = item->size = e->len;
+	}
+	return 0;
+}
+
+void pb__telegram_reader_free(pb__tg_reader_t *r)
+{
+	if (r == NULL)
+		return;
+	reader_clear(r);
+	free(r->q);
+	pb__chat_tg_free(r->p);
+	pb__chat_buf_clear(&r->s.buf);
+	sodium_memzero(r->block, READER_BLOCK);
+	free(r->block);
+	free(r);
+}
+
 int pb__telegram_join_head(const uint8_t *frame_item, size_t len, pb_buf_t *out)
 {
 	pb__cj_t *frame = NULL;

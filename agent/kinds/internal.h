@@ -81,9 +81,21 @@ int pb__telegram_split_fd(const char *relpath, int fd, pb_item_cb cb, void *arg)
 int pb__telegram_join_head(const uint8_t *frame_item, size_t len, pb_buf_t *out);
 int pb__telegram_join_message(const uint8_t *msg, size_t len, bool first, pb_buf_t *out);
 int pb__telegram_join_tail(pb_buf_t *out);
+/* pb__codec_telegram's split pulled an item at a time from fd (not
+ * owned): each item handed by next stays valid until the following call;
+ * *end at the end of the file. Memory: a block and the items it gave. */
+typedef struct pb__tg_reader_s pb__tg_reader_t;
+int pb__telegram_reader_open(const char *relpath, int fd, pb__tg_reader_t **out);
+int pb__telegram_reader_next(pb__tg_reader_t *r, pb_item_t *item, bool *end);
+void pb__telegram_reader_free(pb__tg_reader_t *r);
 /* The writer's caller gives up the files it names in items (pb_item_t.file)
  * from now on: each is moved into place when it can be, not copied. */
 void pb__device_writer_take_files(pb_device_writer_t *w);
+/* The writer's folder is new and hidden, renamed into place by its caller
+ * after the commit (a staging folder): files are written under their own
+ * names and synced, no temporary name, no rename, no folder synced; the
+ * caller's rename and the sync of its parent make the restore durable. */
+void pb__device_writer_fresh(pb_device_writer_t *w);
 extern const pb_codec_t pb__codec_vcard;
 
 #endif
