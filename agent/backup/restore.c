@@ -16,6 +16,7 @@
 #include "peerback.h"
 #include "agent/backup/engine-int.h"
 #include "agent/backup/internal.h"
+#include "agent/backup/restore-int.h"
 #include "agent/util/fsutil.h"
 
 #define FETCH_WINDOW 64               /* chunk requests in flight on restore ... */
@@ -23,173 +24,6 @@
 /* Chunks of the items collected from the manifest before they are fetched:
  * the window stays full across the manifest's chunks. */
 #define FETCH_BATCH 8192
-
-struct want_item {
-	pb_manifest_item_t m;
-	char *id, *path;
-	char *after; /* the item before it in its file, or NULL */
-	name_t *names;
-};
-
-enum restore_mode { MODE_RESTORE, MODE_VERIFY, MODE_FETCH };
-
-struct restore {
-	const pb_engine_opts_t *o;
-	pb_repo_t *repo;
-	bool repo_owned;
-	const pb_provider_t *prov;
-	pb_provider_t *prov_owned;
-	void *txn;              /* the provider's restore transaction; NULL when verifying or fetching */
-	pb_backup_keys_t keys;
-	bool keys_ready;        /* keys already derived for dev_id */
-	uint8_t dev_id[16];     /* whose backup */
-	pb__prog_t pr;
-	pb_engine_result_t *res;
-	const char *exact_id;   /* fetch: this id only, into out */
-	bool fast;              /* items found through the phone's state */
-	uint8_t *out;
-	size_t out_len;
-	bool found;
-	/* Items of the manifest chunk being processed. */
-	struct want_item *items;
-	size_t nitems, cap_items;
-	/* restore --dry-run: the target's items, sorted by id. */
-	struct local_item *local;
-	size_t nlocal, cap_local;
-	/* The manifest's previous item: the one before the next in its file. */
-	char *prev_id, *prev_path;
-	uint64_t prev_seq;
-	char tmpdir[4096];
-	bool tmpdir_made;       /* made at the first item that needs a temporary file */
-	unsigned tmpn;
-	pb__cache_t *cache;     /* opened at the first fetch that keeps chunks */
-	/* The snapshot's id index (version 2 roots), or NULL. */
-	uint8_t *index;
-	size_t nindex;
-	/* The root as the root cache mapped it (index and the manifest chunks
-	 * point into it), or nothing. */
-	pb__root_t cached_root;
-	/* The chunk opened last, kept for the next manifest chunk's items: a
-	 * chat stream's chunk holds messages of several manifest chunks. */
-	uint8_t *held, held_name[PB_STORE_NAME_LEN];
-	size_t held_len;
-	/* The phone's state as the fast path opened it, for the rollback
-	 * check (one open a run). */
-	pb_backup_state_t *st;
-	/* The latest snapshot of latest_dev, asked once per run. */
-	bool latest_asked;
-	int latest_rc;
-	uint64_t latest;
-	uint8_t latest_dev[16];
-	/* Index and manifest chunks of a lookup by id, asked for together. */
-	struct prefetched {
-		uint8_t name[PB_STORE_NAME_LEN];
-		uint8_t *ct;
-		size_t len;
-	} pre[4];
-	size_t npre;
-};
-
-static bool selected(const struct restore *r, const pb_manifest_item_t *m);
-
-static bool wanted(const struct restore *r, const pb_manifest_item_t *m)
-{
-	return selected(r, m) && (r->o->want == NULL || r->o->want(r->o->want_arg, m));
-}
-
-/* What kind_mask and item_id select. */
-static bool selected(const struct restore *r, const pb_manifest_item_t *m)
-{
-	const char *want = r->exact_id != NULL ? r->exact_id : r->o->item_id;
-	unsigned mask = r->o->kind_mask ? r->o->kind_mask : PB_KIND_ALL;
-	size_t n;
-
-	if (want == NULL)
-		return m->kind < 32 && (mask & (1u << m->kind)) != 0;
-	if (strcmp(m->id, want) == 0)
-		return true;
-	if (r->exact_id != NULL)
-		return false;
-	{
-		/* A message comes with its chat's frame, without which the chat
-		 * file cannot be written; the frame merges with an existing one. */
-		const char *msg = strstr(want, "/msg/");
-
-		if (msg != NULL && strncmp(want, "chat/", 5) == 0 && strlen(m->id) == (size_t)(msg - want) &&
-		    strncmp(m->id, want, (size_t)(msg - want)) == 0)
-			return true;
-	}
-	/* An id names that item and everything under it: "chat/42" is the
-	 * chat, its messages, and its attachments in chats/42/. */
-	n = strlen(want);
-	if (strncmp(m->id, want, n) == 0 && m->id[n] == '/')
-		return true;
-	if (strncmp(want, "chat/", 5) == 0 && strchr(want + 5, '/') == NULL && m->path != NULL) {
-		char prefix[PB_ITEM_ID_MAX + 16];
-
-		if (snprintf(prefix, sizeof(prefix), "chats/%s/", want + 5) < (int)sizeof(prefix) &&
-		    strncmp(m->path, prefix, strlen(prefix)) == 0)
-			return true;
-	}
-	return false;
-}
-
-/* Remembers m as the manifest's previous item. */
-static int note_prev(struct restore *r, const pb_manifest_item_t *m)
-{
-	free(r->prev_id);
-	free(r->prev_path);
-	r->prev_id = strdup(m->id);
-	r->prev_path = strdup(m->path != NULL ? m->path : "");
-	r->prev_seq = m->seq;
-	return r->prev_id != NULL && r->prev_path != NULL ? 0 : PB_ENOMEM;
-}
-
-static int collect_item(void *arg, const pb_manifest_item_t *m)
-{
-	struct restore *r = arg;
-	struct want_item *w;
-	const char *after = NULL;
-
-	/* A file's items are listed together, by position: the item before
-	 * this one in its file is the one listed before it. */
-	if (r->prev_path != NULL && m->path != NULL && strcmp(r->prev_path, m->path) == 0 && r->prev_seq < m->seq)
-		after = r->prev_id;
-	if (!wanted(r, m))
-		return note_prev(r, m);
-	if ((w = pb__grow_slot((void **)&r->items, &r->cap_items, r->nitems, sizeof(*r->items))) == NULL)
-		return PB_ENOMEM;
-	w->m = *m;
-	w->id = strdup(m->id);
-	w->path = strdup(m->path != NULL ? m->path : "");
-	w->after = after != NULL ? strdup(after) : NULL;
-	w->names = malloc(m->nchunks ? m->nchunks * sizeof(name_t) : 1);
-	if (w->id == NULL || w->path == NULL || w->names == NULL || (after != NULL && w->after == NULL)) {
-		free(w->id);
-		free(w->path);
-		free(w->after);
-		free(w->names);
-		return PB_ENOMEM;
-	}
-	memcpy(w->names, m->chunks, m->nchunks * sizeof(name_t));
-	w->m.id = w->id;
-	w->m.path = w->path;
-	w->m.chunks = (const name_t *)w->names;
-	r->nitems++;
-	return note_prev(r, m);
-}
-
-static void free_items(struct restore *r)
-{
-	for (size_t i = 0; i < r->nitems; i++) {
-		free(r->items[i].id);
-		free(r->items[i].path);
-		free(r->items[i].after);
-		free(r->items[i].names);
-	}
-	r->nitems = 0;
-}
-
 
 /* --- Resuming a restore ------------------------------------------------------- */
 
@@ -527,19 +361,6 @@ static int fetch_items(struct restore *r)
 	return rc;
 }
 
-/* pb__repo_latest, asked of the repository once per run and device: the
- * fast path, the rollback check and the snapshot's opening all need it. */
-static int repo_latest(struct restore *r, const uint8_t dev[16], uint64_t *snap)
-{
-	if (!r->latest_asked || memcmp(r->latest_dev, dev, sizeof(r->latest_dev)) != 0) {
-		memcpy(r->latest_dev, dev, sizeof(r->latest_dev));
-		r->latest_rc = pb__repo_latest(r->repo, dev, &r->latest);
-		r->latest_asked = true;
-	}
-	*snap = r->latest;
-	return r->latest_rc;
-}
-
 /* --from as a device's name or a prefix of its hex id (at least 4
  * digits): the one device of the repository's list it names. PB_ENOTFOUND
  * for none, PB_EEXISTS when it names more than one. */
@@ -583,7 +404,7 @@ static int pick_device(struct restore *r)
 	memcpy(r->dev_id, r->repo->device_id, sizeof(r->dev_id));
 	/* This phone's own backups when the repository holds one: the list of
 	 * devices is not needed then. */
-	if (r->o->from_device == NULL && repo_latest(r, r->dev_id, &latest) == 0)
+	if (r->o->from_device == NULL && pb__restore_latest(r, r->dev_id, &latest) == 0)
 		return 0;
 	if ((rc = r->repo->ops->devices(r->repo, &d, &nd)) != 0)
 		return rc;
@@ -760,7 +581,7 @@ static int check_rollback(struct restore *r)
 		return 0;
 	if (rc != 0)
 		return rc;
-	rc = repo_latest(r, r->dev_id, &latest);
+	rc = pb__restore_latest(r, r->dev_id, &latest);
 	if (rc != 0 && rc != PB_ESTORE_NOSNAP)
 		return rc;
 	if (latest >= known)
@@ -872,7 +693,7 @@ static int fast_restore(struct restore *r, enum restore_mode mode, const char *w
 	if (mode == MODE_RESTORE && o->snapshot == 0) {
 		uint64_t latest;
 
-		if (repo_latest(r, r->dev_id, &latest) != 0 || latest != snap)
+		if (pb__restore_latest(r, r->dev_id, &latest) != 0 || latest != snap)
 			goto out_walk;
 	}
 	if (mode == MODE_FETCH && !host_holds(r))
@@ -886,13 +707,13 @@ static int fast_restore(struct restore *r, enum restore_mode mode, const char *w
 	r->fast = true;
 	r->res->by_state = true;
 	rc = fetch_items(r);
-	free_items(r);
+	pb__restore_items_free(r);
 	return rc;
 out_walk:
 	sodium_memzero(mk, sizeof(mk));
 	/* The rollback check reads it next. */
 	r->st = st;
-	free_items(r);
+	pb__restore_items_free(r);
 	return 0;
 }
 
@@ -915,79 +736,6 @@ static void target_report(struct restore *r, int rc)
 			r->o->on_replaced(r->o->replaced_arg, written[i]);
 		(void)pb__warn(r->o, "restore", written[i], 0, rc, "already replaced when the restore failed");
 	}
-}
-
-/* The snapshot root did not open with the key at hand: a wrong key (this
- * phone's, for a device that made its backups with another) is far likelier
- * than damage. The device's own wrap, opened with the passphrase, decides:
- * a passphrase that does not open it is wrong; a key that opens it but not
- * the root means the root is damaged. Nothing is stored. */
-static int reopen_root(struct restore *r, const uint8_t *blob, size_t len, int64_t *when, uint64_t *nitems,
-		       name_t **mchunks, size_t *nm)
-{
-	uint8_t mk[PB_MASTERKEY_LEN];
-	int rc = pb__master_device(r->repo, r->dev_id, r->o->passphrase, mk);
-
-	if (rc != 0)
-		return rc;
-	pb_backup_keys_wipe(&r->keys);
-	pb_backup_keys_derive(mk, &r->keys);
-	sodium_memzero(mk, sizeof(mk));
-	return pb__manifest_root_open_index(&r->keys, blob, len, when, nitems, mchunks, nm, &r->index, &r->nindex);
-}
-
-/* A lookup by id keeps the root it opened (agent/backup/root-cache.c). */
-static bool wants_id(const struct restore *r)
-{
-	return r->exact_id != NULL || r->o->item_id != NULL;
-}
-
-/* Opens the snapshot (snap 0: the latest) of r->dev_id with the right key:
- * its manifest chunks. A lookup by id takes the root from the phone's
- * root cache when it holds this snapshot's. */
-static int open_snapshot(struct restore *r, uint64_t *snap, name_t **mchunks, size_t *nm, uint64_t *nitems)
-{
-	uint8_t mk[PB_MASTERKEY_LEN], *blob = NULL;
-	size_t blob_len = 0;
-	pb__root_t root;
-	int64_t when;
-	int rc;
-
-	if (!r->keys_ready) {
-		if ((rc = pb__master_key(r->repo, r->o, r->dev_id, false, mk)) != 0)
-			return rc;
-		pb_backup_keys_derive(mk, &r->keys);
-		sodium_memzero(mk, sizeof(mk));
-		r->keys_ready = true;
-	}
-	if (*snap == 0 && (rc = repo_latest(r, r->dev_id, snap)) != 0)
-		return rc;
-	r->res->snapshot = *snap;
-	if (wants_id(r) && pb__root_cache_load(r->o->home, &r->keys, r->dev_id, *snap, &r->cached_root) == 0) {
-		*mchunks = r->cached_root.mchunks;
-		*nm = r->cached_root.nm;
-		*nitems = r->cached_root.nitems;
-		r->index = r->cached_root.index;
-		r->nindex = r->cached_root.nindex;
-		return 0;
-	}
-	if ((rc = r->repo->ops->snapshot_get(r->repo, r->dev_id, *snap, &blob, &blob_len)) != 0)
-		return rc;
-	rc = pb__manifest_root_open_index(&r->keys, blob, blob_len, &when, nitems, mchunks, nm, &r->index, &r->nindex);
-	if (rc == PB_ESTORE_HASH)
-		rc = reopen_root(r, blob, blob_len, &when, nitems, mchunks, nm);
-	free(blob);
-	if (rc == 0 && wants_id(r)) {
-		root.time = when;
-		root.nitems = *nitems;
-		root.mchunks = *mchunks;
-		root.nm = *nm;
-		root.index = r->index;
-		root.nindex = r->nindex;
-		root.map = NULL;
-		pb__root_cache_save(r->o->home, &r->keys, r->dev_id, *snap, &root);
-	}
-	return rc;
 }
 
 /* Chunks of the items collected so far. */
@@ -1014,7 +762,7 @@ static int walk_manifest(struct restore *r, enum restore_mode mode, const name_t
 
 		if ((rc = pb__repo_get(r->repo, r->dev_id, mchunks[i], &ct, &len)) != 0)
 			break;
-		rc = pb_manifest_chunk_open(&r->keys, mchunks[i], ct, len, collect_item, r);
+		rc = pb_manifest_chunk_open(&r->keys, mchunks[i], ct, len, pb__restore_collect, r);
 		free(ct);
 		if (rc != 0 || (i + 1 < nm && r->exact_id == NULL && collected_chunks(r) < FETCH_BATCH))
 			continue;
@@ -1022,231 +770,8 @@ static int walk_manifest(struct restore *r, enum restore_mode mode, const name_t
 			rc = plan_items(r);
 		else
 			rc = fetch_items(r);
-		free_items(r);
+		pb__restore_items_free(r);
 	}
-	return rc;
-}
-
-/* --- One item through the snapshot's id index ------------------------------------- */
-
-/* The id index answers for one item by id: a fetch, or a restore of one
- * chat message (which has no items under it; anything else may, and
- * walks). */
-static bool index_applies(const struct restore *r, enum restore_mode mode, const char *want)
-{
-	const char *msg;
-
-	if (want == NULL || r->index == NULL)
-		return false;
-	if (mode == MODE_FETCH)
-		return true;
-	if (mode != MODE_RESTORE || r->o->dry_run || strncmp(want, "chat/", 5) != 0)
-		return false;
-	msg = strstr(want, "/msg/");
-	return msg != NULL && msg[5] != 0 && strchr(msg + 5, '/') == NULL;
-}
-
-struct find {
-	struct restore *r;
-	const char *id;  /* NULL: collect nothing, only note the last item */
-	bool first;      /* no item seen yet in this manifest chunk */
-	bool was_first;  /* the item found was the chunk's first */
-};
-
-static int find_item(void *arg, const pb_manifest_item_t *m)
-{
-	struct find *f = arg;
-	bool first = f->first;
-
-	f->first = false;
-	if (f->id == NULL || strcmp(m->id, f->id) != 0)
-		return note_prev(f->r, m);
-	f->was_first = first;
-	return collect_item(f->r, m);
-}
-
-static void forget_prev(struct restore *r)
-{
-	free(r->prev_id);
-	free(r->prev_path);
-	r->prev_id = r->prev_path = NULL;
-	r->prev_seq = 0;
-}
-
-/* Asks for the chunks of a lookup by id together (one round trip for
- * all), kept in r->pre for lookup_get; names already kept or asked for
- * are skipped. */
-static int prefetch(struct restore *r, const uint8_t *const *names, size_t n)
-{
-	uint64_t tok[4];
-	size_t first = r->npre, k;
-	int rc = 0;
-
-	for (size_t i = 0; i < n && r->npre < sizeof(r->pre) / sizeof(r->pre[0]); i++) {
-		for (k = 0; k < r->npre && memcmp(r->pre[k].name, names[i], PB_STORE_NAME_LEN) != 0; k++)
-			;
-		if (k < r->npre)
-			continue;
-		if ((rc = r->repo->ops->get_send(r->repo, r->dev_id, names[i], &tok[r->npre - first])) != 0)
-			break;
-		memcpy(r->pre[r->npre].name, names[i], PB_STORE_NAME_LEN);
-		r->pre[r->npre].ct = NULL;
-		r->npre++;
-	}
-	/* Every request sent is answered and taken, in order. */
-	for (k = first; k < r->npre; k++) {
-		int got = r->repo->ops->get_recv(r->repo, tok[k - first], &r->pre[k].ct, &r->pre[k].len);
-
-		if (got != 0) {
-			r->pre[k].ct = NULL;
-			if (rc == 0)
-				rc = got;
-		}
-	}
-	return rc;
-}
-
-static void prefetch_free(struct restore *r)
-{
-	for (size_t k = 0; k < r->npre; k++)
-		free(r->pre[k].ct);
-	r->npre = 0;
-}
-
-/* A chunk of a lookup by id: a copy of the one prefetched, else asked for. */
-static int lookup_get(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **ct, size_t *len)
-{
-	for (size_t k = 0; k < r->npre; k++) {
-		if (r->pre[k].ct == NULL || memcmp(r->pre[k].name, name, PB_STORE_NAME_LEN) != 0)
-			continue;
-		if ((*ct = malloc(r->pre[k].len > 0 ? r->pre[k].len : 1)) == NULL)
-			return PB_ENOMEM;
-		memcpy(*ct, r->pre[k].ct, r->pre[k].len);
-		*len = r->pre[k].len;
-		return 0;
-	}
-	return pb__repo_get(r->repo, r->dev_id, name, ct, len);
-}
-
-/* Collects id from manifest chunk i (id NULL: notes its last item only). */
-static int index_chunk(struct restore *r, const name_t *mchunks, size_t i, const char *id, bool *was_first)
-{
-	struct find f = { r, id, true, false };
-	uint8_t *ct = NULL;
-	size_t len = 0;
-	int rc = lookup_get(r, mchunks[i], &ct, &len);
-
-	if (rc == 0)
-		rc = pb_manifest_chunk_open(&r->keys, mchunks[i], ct, len, find_item, &f);
-	free(ct);
-	*was_first = f.was_first;
-	return rc;
-}
-
-/* The manifest chunks the index lists for id's key (at most 8). */
-static int index_candidates(struct restore *r, const char *id, uint32_t cand[8], size_t *nc)
-{
-	uint64_t key = pb__manifest_id_key(&r->keys, id, strlen(id));
-	size_t i = pb__manifest_index_pick(r->index, r->nindex, key);
-	int rc = 0;
-
-	*nc = 0;
-	while (i < r->nindex && pb__manifest_index_first(r->index, i) <= key && *nc < 8) {
-		const uint8_t *name = pb__manifest_index_name(r->index, i);
-		uint8_t *ct = NULL;
-		size_t len = 0, k = 0;
-
-		if ((rc = lookup_get(r, name, &ct, &len)) == 0)
-			rc = pb__manifest_index_find(&r->keys, name, ct, len, key, cand + *nc, 8 - *nc, &k);
-		free(ct);
-		if (rc != 0)
-			return rc;
-		*nc += k;
-		if (++i < r->nindex && pb__manifest_index_first(r->index, i) != key)
-			break;
-	}
-	return 0;
-}
-
-/* Adds item id to r->items from the manifest chunks cand the index named
- * for its key, if the snapshot has it. */
-static int index_collect(struct restore *r, const name_t *mchunks, size_t nm, const char *id, const uint32_t *cand,
-			 size_t nc)
-{
-	int rc = 0;
-
-	for (size_t c = 0; c < nc; c++) {
-		size_t before = r->nitems;
-		bool was_first = false;
-		struct want_item *w;
-
-		if (cand[c] >= nm)
-			return PB_ESTORE_CORRUPT;
-		forget_prev(r);
-		if ((rc = index_chunk(r, mchunks, cand[c], id, &was_first)) != 0)
-			return rc;
-		if (r->nitems == before)
-			continue; /* another id with the same key */
-		w = &r->items[r->nitems - 1];
-		if (was_first && w->after == NULL && w->m.seq > 0 && cand[c] > 0 && pb_codec_for(w->path) != NULL) {
-			/* The item before it in its file may end the chunk
-			 * before: read that one's last item first. */
-			free(w->id);
-			free(w->path);
-			free(w->names);
-			r->nitems--;
-			forget_prev(r);
-			if ((rc = index_chunk(r, mchunks, cand[c] - 1, NULL, &was_first)) != 0 ||
-			    (rc = index_chunk(r, mchunks, cand[c], id, &was_first)) != 0)
-				return rc;
-		}
-		return 0;
-	}
-	return 0;
-}
-
-/* One item (a message with its chat's frame) by id, any phone, no walk:
- * the index chunks of both ids are asked for together, then the manifest
- * chunks they name, then the item's chunks. */
-static int index_restore(struct restore *r, const char *want, const name_t *mchunks, size_t nm)
-{
-	const char *msg = strstr(want, "/msg/");
-	char frame[PB_ITEM_ID_MAX + 1];
-	const char *ids[2];
-	const uint8_t *names[2];
-	uint32_t cand[2][8];
-	size_t nc[2] = { 0, 0 }, n = 0, k;
-	int rc = 0;
-
-	r->res->by_index = true;
-	if (r->exact_id == NULL && msg != NULL) {
-		snprintf(frame, sizeof(frame), "%.*s", (int)(msg - want), want);
-		ids[n++] = frame;
-	}
-	ids[n++] = want;
-	/* An empty index (an empty snapshot) names no chunk. */
-	for (size_t i = 0; i < n && r->nindex > 0; i++) {
-		uint64_t key = pb__manifest_id_key(&r->keys, ids[i], strlen(ids[i]));
-
-		names[i] = pb__manifest_index_name(r->index, pb__manifest_index_pick(r->index, r->nindex, key));
-	}
-	rc = prefetch(r, names, r->nindex > 0 ? n : 0);
-	for (size_t i = 0; i < n && rc == 0; i++)
-		rc = index_candidates(r, ids[i], cand[i], &nc[i]);
-	/* The first candidate is the item's manifest chunk but for another id
-	 * of the same key (rare): the others are asked for when needed. */
-	k = 0;
-	for (size_t i = 0; i < n && rc == 0; i++)
-		if (nc[i] > 0 && cand[i][0] < nm)
-			names[k++] = mchunks[cand[i][0]];
-	if (rc == 0)
-		rc = prefetch(r, names, k);
-	for (size_t i = 0; i < n && rc == 0; i++)
-		rc = index_collect(r, mchunks, nm, ids[i], cand[i], nc[i]);
-	prefetch_free(r);
-	if (rc == 0 && r->nitems > 0)
-		rc = fetch_items(r);
-	free_items(r);
 	return rc;
 }
 
@@ -1312,7 +837,7 @@ static void restore_free(struct restore *r)
 		rmdir(r->tmpdir);
 	free(r->out);
 	free(r->held);
-	free_items(r);
+	pb__restore_items_free(r);
 	free(r->items);
 	free(r->prev_id);
 	free(r->prev_path);
@@ -1320,7 +845,7 @@ static void restore_free(struct restore *r)
 		pb__root_free(&r->cached_root);
 	else
 		free(r->index);
-	prefetch_free(r);
+	pb__restore_prefetch_free(r);
 	pb_backup_state_close(r->st);
 	local_free(r);
 	pb__cache_close(r->cache);
@@ -1372,13 +897,18 @@ static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum 
 			if ((rc = local_scan(r)) != 0)
 				goto out;
 		}
-		if ((rc = open_snapshot(r, &snap, &mchunks, &nmchunks, &nitems_total)) != 0)
+		if ((rc = pb__restore_open_snapshot(r, &snap, &mchunks, &nmchunks, &nitems_total)) != 0)
 			goto out;
 		r->pr.p.items_total = exact != NULL || o->item_id != NULL ? 0 : nitems_total;
-		if (index_applies(r, mode, exact != NULL ? exact : o->item_id))
-			rc = index_restore(r, exact != NULL ? exact : o->item_id, (const name_t *)mchunks, nmchunks);
-		else
+		if (pb__restore_index_applies(r, mode, exact != NULL ? exact : o->item_id)) {
+			rc = pb__restore_index_collect(r, exact != NULL ? exact : o->item_id, (const name_t *)mchunks,
+						       nmchunks);
+			if (rc == 0 && r->nitems > 0)
+				rc = fetch_items(r);
+			pb__restore_items_free(r);
+		} else {
 			rc = walk_manifest(r, mode, (const name_t *)mchunks, nmchunks);
+		}
 		if (rc != 0)
 			goto out;
 	}
@@ -1495,7 +1025,7 @@ int pb_engine_items(const pb_engine_opts_t *o, pb_manifest_item_cb cb, void *arg
 	if ((rc = pb__engine_repo(o, &r->repo, &r->repo_owned)) != 0 || (rc = pick_device(r)) != 0)
 		goto out;
 	pb__hex(r->dev_id, sizeof(r->dev_id), res->device);
-	if ((rc = open_snapshot(r, &snap, &mchunks, &nmchunks, &nitems)) != 0)
+	if ((rc = pb__restore_open_snapshot(r, &snap, &mchunks, &nmchunks, &nitems)) != 0)
 		goto out;
 	res->items = nitems;
 	for (size_t i = 0; i < nmchunks && rc == 0; i++) {

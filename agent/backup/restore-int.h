@@ -1,0 +1,102 @@
+/* A restore's state, shared by restore.c (fetching and writing the items)
+ * and restore-items.c (which items: selection, collection from manifest
+ * chunks, the snapshot's root and its id index). */
+#ifndef PB_AGENT_BACKUP_RESTORE_INT_H
+#define PB_AGENT_BACKUP_RESTORE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "peerback.h"
+#include "agent/backup/engine-int.h"
+#include "agent/backup/internal.h"
+
+struct want_item {
+	pb_manifest_item_t m;
+	char *id, *path;
+	char *after; /* the item before it in its file, or NULL */
+	name_t *names;
+};
+
+enum restore_mode { MODE_RESTORE, MODE_VERIFY, MODE_FETCH };
+
+struct restore {
+	const pb_engine_opts_t *o;
+	pb_repo_t *repo;
+	bool repo_owned;
+	const pb_provider_t *prov;
+	pb_provider_t *prov_owned;
+	void *txn;              /* the provider's restore transaction; NULL when verifying or fetching */
+	pb_backup_keys_t keys;
+	bool keys_ready;        /* keys already derived for dev_id */
+	uint8_t dev_id[16];     /* whose backup */
+	pb__prog_t pr;
+	pb_engine_result_t *res;
+	const char *exact_id;   /* fetch: this id only, into out */
+	bool fast;              /* items found through the phone's state */
+	uint8_t *out;
+	size_t out_len;
+	bool found;
+	/* Items of the manifest chunk being processed. */
+	struct want_item *items;
+	size_t nitems, cap_items;
+	/* restore --dry-run: the target's items, sorted by id. */
+	struct local_item *local;
+	size_t nlocal, cap_local;
+	/* The manifest's previous item: the one before the next in its file. */
+	char *prev_id, *prev_path;
+	uint64_t prev_seq;
+	char tmpdir[4096];
+	bool tmpdir_made;       /* made at the first item that needs a temporary file */
+	unsigned tmpn;
+	pb__cache_t *cache;     /* opened at the first fetch that keeps chunks */
+	/* The snapshot's id index (version 2 roots), or NULL. */
+	uint8_t *index;
+	size_t nindex;
+	/* The root as the root cache mapped it (index and the manifest chunks
+	 * point into it), or nothing. */
+	pb__root_t cached_root;
+	/* The chunk opened last, kept for the next manifest chunk's items: a
+	 * chat stream's chunk holds messages of several manifest chunks. */
+	uint8_t *held, held_name[PB_STORE_NAME_LEN];
+	size_t held_len;
+	/* The phone's state as the fast path opened it, for the rollback
+	 * check (one open a run). */
+	pb_backup_state_t *st;
+	/* The latest snapshot of latest_dev, asked once per run. */
+	bool latest_asked;
+	int latest_rc;
+	uint64_t latest;
+	uint8_t latest_dev[16];
+	/* Index and manifest chunks of a lookup by id, asked for together. */
+	struct prefetched {
+		uint8_t name[PB_STORE_NAME_LEN];
+		uint8_t *ct;
+		size_t len;
+	} pre[4];
+	size_t npre;
+};
+
+/* Item selection and collection (agent/backup/restore-items.c). */
+
+/* A pb_manifest_chunk_open callback (arg: the restore): adds the item to
+ * r->items when it is wanted, and notes it as the manifest's previous. */
+int pb__restore_collect(void *arg, const pb_manifest_item_t *m);
+void pb__restore_items_free(struct restore *r);
+
+/* pb__repo_latest, asked of the repository once per run and device. */
+int pb__restore_latest(struct restore *r, const uint8_t dev[16], uint64_t *snap);
+
+/* Opens the snapshot (snap 0: the latest) of r->dev_id with the right key:
+ * its manifest chunks, and its id index in r->index. */
+int pb__restore_open_snapshot(struct restore *r, uint64_t *snap, name_t **mchunks, size_t *nm, uint64_t *nitems);
+
+/* One item by id through the snapshot's id index: whether it applies, and
+ * the item (a message with its chat's frame) collected into r->items
+ * without a walk; the caller fetches them. */
+bool pb__restore_index_applies(const struct restore *r, enum restore_mode mode, const char *want);
+int pb__restore_index_collect(struct restore *r, const char *want, const name_t *mchunks, size_t nm);
+void pb__restore_prefetch_free(struct restore *r);
+
+#endif
