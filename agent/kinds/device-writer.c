@@ -16,95 +16,9 @@
 #include "agent/util/fsutil.h"
 #include "agent/util/testhook.h"
 #include "agent/kinds/util.h"
-
-#define MAX_PATH 4096
+#include "agent/kinds/device-int.h"
 
 /* --- Writer --------------------------------------------------------------- */
-
-typedef struct witem_s {
-	char *id;
-	char *after; /* the item before it in the backup's file, or NULL */
-	uint64_t seq;
-	size_t order; /* insertion order, to keep the sort stable */
-	/* Its place in a merged file: after existing item major - 1 (0: before
-	 * all, n + 1: after all), minor-th of the new items placed there. */
-	int64_t major;
-	uint64_t minor;
-	uint8_t *data;
-	size_t len;
-} witem_t;
-
-typedef struct wentry_s {
-	char *path;              /* relative, validated */
-	const pb_codec_t *codec; /* NULL for a whole-file item */
-	/* Whole-file item: bytes in memory, or a source file to copy. */
-	uint8_t *data;
-	size_t len;
-	char *src;
-	/* Multi-item file: the items to merge into it, and a hash table of
-	 * their ids (index + 1, 0 empty) so that adding a million messages
-	 * does not compare each with all before it. */
-	witem_t *items;
-	size_t n, cap;
-	uint32_t *slots;
-	size_t nslots; /* a power of two, or 0 */
-	/* A chat streamed into its staged file as its items come, when no
-	 * file is there to merge with and they come in the file's order
-	 * (frame, then messages by ascending id): memory holds STREAM_BUF
-	 * bytes of it, not the chat. sfd: the staged file, spfd: its folder. */
-	bool streaming;
-	int sfd, spfd;
-	char *stmp;
-	pb_buf_t sbuf;
-	int64_t skey; /* the last message's key */
-	uint64_t sn;  /* messages written */
-	/* The file there, when the stream merges with it (merge_open): its
-	 * messages read one at a time (mr over mfd), the next one not yet
-	 * written (mpend, its key mkey) when mhas. */
-	pb__tg_reader_t *mr;
-	int mfd;
-	pb_item_t mpend;
-	int64_t mkey;
-	bool mhas;
-} wentry_t;
-
-/* Bytes of a streamed chat gathered before one write. */
-#define STREAM_BUF (1u << 20)
-/* Bytes of whole files held before they are staged (a restore of many
- * small files holds this much, not the files). */
-#define HELD_MAX (8u << 20)
-
-/* A file written to a temporary name beside its target, waiting to be
- * renamed over it at commit. */
-typedef struct wstaged_s {
-	char *path; /* relative target */
-	char *tmp;  /* temporary name in the target's folder */
-} wstaged_t;
-
-typedef struct strlist_s {
-	char **v;
-	size_t n, cap;
-} strlist_t;
-
-/* Every folder below dir is opened one component at a time without
- * following a symbolic link (openat, O_NOFOLLOW): a link in the target,
- * made by whoever, is refused with PB_EDATA_LINK and never written
- * through. Staged files and the folders the writer made are removed when
- * the writer is freed uncommitted. */
-struct pb_device_writer_s {
-	char *dir;
-	int root; /* dir, opened at the first stage; -1 before */
-	wentry_t *e;
-	size_t n, cap;
-	wstaged_t *s;
-	size_t ns, caps;
-	strlist_t made;    /* folders made, relative, parents first */
-	strlist_t written; /* files renamed into place by the last commit */
-	bool take_files;   /* an item's file may be moved into place, not copied */
-	bool fresh;        /* dir is a staging folder (pb__device_writer_fresh) */
-	size_t held;       /* bytes of whole files held in entries */
-	char link[MAX_PATH];
-};
 
 static void wipe_free(void *p, size_t len)
 {
@@ -122,11 +36,10 @@ static void witem_clear(witem_t *it)
 	memset(it, 0, sizeof(*it));
 }
 
-static void stream_drop(wentry_t *e);
 
 static void wentry_clear(wentry_t *e)
 {
-	stream_drop(e);
+	pb__dw_stream_drop(e);
 	free(e->path);
 	wipe_free(e->data, e->len);
 	free(e->src);
@@ -328,7 +241,6 @@ static int add_multi(wentry_t *e, const pb_item_t *item)
 	return 0;
 }
 
-static int stream_add(pb_device_writer_t *w, wentry_t *e, const pb_item_t *item, bool *taken);
 static int stage(pb_device_writer_t *w, wentry_t *e);
 
 /* Stages the whole files held, keeping the multi-item files (merged, or
@@ -388,7 +300,7 @@ int pb_device_writer_add(pb_device_writer_t *w, const pb_item_t *item)
 	if (e->codec != NULL) {
 		bool taken = false;
 
-		if ((rc = stream_add(w, e, item, &taken)) != 0 || taken)
+		if ((rc = pb__dw_stream_add(w, e, item, &taken)) != 0 || taken)
 			return rc;
 		return add_multi(e, item);
 	}
@@ -466,31 +378,6 @@ static int cmp_seq(const void *a, const void *b)
 	if (x->seq != y->seq)
 		return x->seq < y->seq ? -1 : 1;
 	return x->order < y->order ? -1 : x->order > y->order;
-}
-
-/* A Telegram chat file lists its messages by ascending message id, which
- * the item id carries ("chat/C/msg/N"); the frame ("chat/C") comes first.
- * False when the id is neither. */
-static bool chat_key(const char *id, int64_t *key)
-{
-	const char *msg = strstr(id, "/msg/");
-	char *end;
-	long long v;
-
-	if (strncmp(id, "chat/", 5) != 0)
-		return false;
-	if (msg == NULL) {
-		*key = INT64_MIN;
-		return strchr(id + 5, '/') == NULL;
-	}
-	if (msg[5] < '0' || msg[5] > '9')
-		return false;
-	errno = 0;
-	v = strtoll(msg + 5, &end, 10);
-	if (errno != 0 || *end != 0)
-		return false;
-	*key = v;
-	return true;
 }
 
 typedef struct idref_s {
@@ -589,13 +476,13 @@ static int merge_items(existing_t *x, wentry_t *e)
 	for (size_t i = 0; by_chat && i < x->n; i++) {
 		int64_t key;
 
-		if (!chat_key(x->v[i].id, &key)) {
+		if (!pb__dw_chat_key(x->v[i].id, &key)) {
 			by_chat = false;
 			break;
 		}
 	}
 	for (size_t i = 0; by_chat && i < x->n; i++) {
-		(void)chat_key(x->v[i].id, &x->v[i].major);
+		(void)pb__dw_chat_key(x->v[i].id, &x->v[i].major);
 		x->v[i].minor = 0;
 	}
 	if (x->n > 1)
@@ -664,554 +551,6 @@ out_free:
 	return rc;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
-static int write_piece(void *arg, const uint8_t *p, size_t n)
-{
-	return write_all(*(int *)arg, p, n);
-}
-
-static int copy_file(const char *src, int fd)
-{
-	uint8_t buf[65536];
-	int in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), rc = 0;
-
-	if (in < 0)
-		return errno == ELOOP ? PB_EDATA_LINK : -errno;
-	rc = pb__read_each(in, buf, sizeof(buf), write_piece, &fd);
-	sodium_memzero(buf, sizeof(buf));
-	close(in);
-	return rc;
-}
-
-static int strlist_add(strlist_t *l, const char *s, size_t len)
-{
-	char *copy;
-
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
-		char **v = realloc(l->v, cap * sizeof(*v));
-		if (v == NULL)
-			return PB_ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
-	copy = strndup(s, len);
-	if (copy == NULL)
-		return PB_ENOMEM;
-	l->v[l->n++] = copy;
-	return 0;
-}
-
-static void strlist_clear(strlist_t *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	l->n = 0;
-}
-
-static int open_root(pb_device_writer_t *w)
-{
-	int rc;
-
-	if (w->root >= 0)
-		return 0;
-	if ((rc = pb__kinds_mkdirs(w->dir)) != 0)
-		return rc;
-	w->root = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	return w->root < 0 ? -errno : 0;
-}
-
-struct made_ctx {
-	pb_device_writer_t *w;
-	const char *rel;
-};
-
-static int note_made(void *arg, size_t len)
-{
-	struct made_ctx *m = arg;
-
-	return strlist_add(&m->w->made, m->rel, len);
-}
-
-/* Opens the folder that holds rel, one component at a time from the root,
- * never through a link; create makes missing folders (and remembers them). */
-static int open_parent(pb_device_writer_t *w, const char *rel, bool create, int *out)
-{
-	struct made_ctx m = { w, rel };
-	size_t bad = 0;
-	int rc;
-
-	if ((rc = open_root(w)) != 0)
-		return rc;
-	rc = pb__open_parent_at(w->root, rel, create, 0700, note_made, &m, &bad, out);
-	if (rc == PB_EDATA_LINK)
-		snprintf(w->link, sizeof(w->link), "%.*s", (int)bad, rel);
-	return rc;
-}
-
-static wstaged_t *find_staged(pb_device_writer_t *w, const char *path)
-{
-	for (size_t i = w->ns; i > 0; i--)
-		if (strcmp(w->s[i - 1].path, path) == 0)
-			return &w->s[i - 1];
-	return NULL;
-}
-
-/* A new temporary name beside base: tmp holds TMP_NAME bytes. */
-#define TMP_NAME 256
-static int tmp_name(const char *base, char *tmp)
-{
-	char rnd[17];
-	uint8_t r[8];
-	int n;
-
-	randombytes_buf(r, sizeof(r));
-	sodium_bin2hex(rnd, sizeof(rnd), r, sizeof(r));
-	n = snprintf(tmp, TMP_NAME, "%s%.200s-%s", PB__DEVICE_TMP_PREFIX, base, rnd);
-	return n < 0 || n >= TMP_NAME ? PB_ETOOBIG : 0;
-}
-
-/* The name a file is staged under: a new temporary name beside base, or
- * in a fresh folder base itself (nothing else is there, nobody sees it),
- * unless an earlier stage of the same file is there (again). */
-static int stage_name(const pb_device_writer_t *w, const char *base, bool again, char *tmp)
-{
-	if (!w->fresh || again)
-		return tmp_name(base, tmp);
-	if (strlen(base) >= TMP_NAME)
-		return PB_ETOOBIG;
-	memcpy(tmp, base, strlen(base) + 1);
-	return 0;
-}
-
-/* Remembers tmp (in path's folder) as path's staged file. */
-static int add_staged(pb_device_writer_t *w, const char *path, const char *tmp)
-{
-	wstaged_t *s;
-
-	if (w->ns == w->caps) {
-		size_t cap = w->caps ? w->caps * 2 : 16;
-		wstaged_t *v = realloc(w->s, cap * sizeof(*v));
-
-		if (v == NULL)
-			return PB_ENOMEM;
-		w->s = v;
-		w->caps = cap;
-	}
-	s = &w->s[w->ns];
-	s->path = strdup(path);
-	s->tmp = strdup(tmp);
-	if (s->path == NULL || s->tmp == NULL) {
-		free(s->path);
-		free(s->tmp);
-		return PB_ENOMEM;
-	}
-	w->ns++;
-	return 0;
-}
-
-/* --- A chat streamed into its staged file --------------------------------- */
-
-static void merge_close(wentry_t *e)
-{
-	if (e->mr == NULL)
-		return;
-	pb__telegram_reader_free(e->mr);
-	close(e->mfd);
-	e->mr = NULL;
-	e->mfd = -1;
-	e->mhas = false;
-}
-
-static void stream_drop(wentry_t *e)
-{
-	merge_close(e);
-	if (!e->streaming)
-		return;
-	if (e->sfd >= 0)
-		close(e->sfd);
-	if (e->stmp != NULL)
-		(void)unlinkat(e->spfd, e->stmp, 0);
-	free(e->stmp);
-	close(e->spfd);
-	pb_buf_free(&e->sbuf);
-	e->stmp = NULL;
-	e->sfd = e->spfd = -1;
-	e->streaming = false;
-}
-
-static int stream_flush(wentry_t *e)
-{
-	int rc = write_all(e->sfd, e->sbuf.data, e->sbuf.len);
-
-	sodium_memzero(e->sbuf.data, e->sbuf.len);
-	e->sbuf.len = 0;
-	return rc;
-}
-
-/* One message appended to the streamed chat. */
-static int stream_message(wentry_t *e, int64_t key, const uint8_t *data, size_t len)
-{
-	int rc = pb__telegram_join_message(data, len, e->sn == 0, &e->sbuf);
-
-	if (rc != 0)
-		return rc;
-	e->sn++;
-	e->skey = key;
-	return e->sbuf.len >= STREAM_BUF ? stream_flush(e) : 0;
-}
-
-/* The next message of the file the stream merges with, in e->mpend. */
-static int merge_peek(wentry_t *e)
-{
-	bool end = false;
-	int rc;
-
-	if (e->mhas || e->mr == NULL)
-		return 0;
-	if ((rc = pb__telegram_reader_next(e->mr, &e->mpend, &end)) != 0)
-		return rc;
-	if (end) {
-		merge_close(e);
-		return 0;
-	}
-	if (!chat_key(e->mpend.id, &e->mkey))
-		return PB_EDATA_FORMAT;
-	e->mhas = true;
-	return 0;
-}
-
-/* Writes the file's messages before key into the stream; the file's
- * message of that key is dropped when its id is id (the restored one
- * replaces it), else *clash (two ids of one key: merged in memory). */
-static int merge_upto(wentry_t *e, int64_t key, const char *id, bool *clash)
-{
-	int rc;
-
-	*clash = false;
-	for (;;) {
-		if ((rc = merge_peek(e)) != 0 || !e->mhas || e->mkey > key)
-			return rc;
-		if (e->mkey == key) {
-			if (id != NULL && strcmp(e->mpend.id, id) == 0)
-				e->mhas = false;
-			else
-				*clash = true;
-			return 0;
-		}
-		e->mhas = false;
-		if ((rc = stream_message(e, e->mkey, e->mpend.data, e->mpend.len)) != 0)
-			return rc;
-	}
-}
-
-/* The chat at base (in pfd) is merged with the stream as it goes when it
- * parses and its frame has frame_id; else (1) the restored items are
- * held and merged at stage, as before. */
-static int merge_open(wentry_t *e, int pfd, const char *base, const char *frame_id)
-{
-	e->mfd = openat(pfd, base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (e->mfd < 0)
-		return 1;
-	if (pb__telegram_reader_open(e->path, e->mfd, &e->mr) != 0) {
-		close(e->mfd);
-		e->mr = NULL;
-		return 1;
-	}
-	if (merge_peek(e) != 0 || !e->mhas || e->mkey != INT64_MIN || strcmp(e->mpend.id, frame_id) != 0) {
-		merge_close(e);
-		return 1;
-	}
-	e->mhas = false; /* the restored frame replaces it */
-	return 0;
-}
-
-/* Ends a streamed chat: the rest of the file it merges with and its tail
- * written, the file closed and staged (an item that comes later for the
- * same file is merged with it at stage). */
-static int stream_end(pb_device_writer_t *w, wentry_t *e)
-{
-	bool clash = false;
-	int rc = merge_upto(e, INT64_MAX, NULL, &clash);
-
-	if (rc == 0 && clash)
-		rc = PB_EDATA_FORMAT; /* a message of key INT64_MAX: none parses */
-	merge_close(e);
-	if (rc == 0)
-		rc = pb__telegram_join_tail(&e->sbuf);
-
-	if (rc == 0)
-		rc = stream_flush(e);
-#ifdef SYNC_FILE_RANGE_WRITE
-	if (rc == 0)
-		(void)sync_file_range(e->sfd, 0, 0, SYNC_FILE_RANGE_WRITE);
-#endif
-	if (close(e->sfd) != 0 && rc == 0)
-		rc = -errno;
-	e->sfd = -1;
-	if (rc == 0 && (rc = add_staged(w, e->path, e->stmp)) == 0) {
-		free(e->stmp);
-		e->stmp = NULL; /* staged: no longer removed with the entry */
-	}
-	stream_drop(e);
-	return rc;
-}
-
-/* Starts streaming e's chat with its frame when nothing is there to merge
- * with: no file at the target, no earlier stage of it. */
-static int stream_begin(pb_device_writer_t *w, wentry_t *e, const pb_item_t *item, bool *taken)
-{
-	const char *base = pb__kinds_basename(e->path);
-	char tmp[TMP_NAME];
-	struct stat st;
-	int pfd, fd = -1, rc;
-
-	if (find_staged(w, e->path) != NULL || item->data == NULL)
-		return 0;
-	if ((rc = open_parent(w, e->path, true, &pfd)) != 0)
-		return rc;
-	/* A file to merge with: merged as the stream goes when it can be;
-	 * a link, which stage refuses, or anything else: held. */
-	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		if (!S_ISREG(st.st_mode) || merge_open(e, pfd, base, item->id) != 0) {
-			close(pfd);
-			return 0;
-		}
-	} else if (errno != ENOENT) {
-		close(pfd);
-		return 0;
-	}
-	rc = pb__telegram_join_head(item->data, item->len, &e->sbuf);
-	if (rc == 0 && (rc = stage_name(w, base, false, tmp)) == 0) {
-		fd = openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		rc = fd < 0 ? -errno : 0;
-	}
-	if (rc == 0 && (e->stmp = strdup(tmp)) == NULL) {
-		close(fd);
-		(void)unlinkat(pfd, tmp, 0);
-		rc = PB_ENOMEM;
-	}
-	if (rc != 0) {
-		merge_close(e);
-		close(pfd);
-		pb_buf_free(&e->sbuf);
-		return rc;
-	}
-	e->streaming = true;
-	e->sfd = fd;
-	e->spfd = pfd;
-	e->skey = INT64_MIN;
-	e->sn = 0;
-	*taken = true;
-	return 0;
-}
-
-/* Streams item into e's staged chat when it comes in the file's order
- * (*taken); an item out of that order ends the stream, and it and the
- * items after it are held and merged with what was streamed, as with a
- * file that was there. */
-static int stream_add(pb_device_writer_t *w, wentry_t *e, const pb_item_t *item, bool *taken)
-{
-	int64_t key;
-	bool ordered = e->codec == &pb__codec_telegram && chat_key(item->id, &key);
-	int rc;
-
-	*taken = false;
-	if (!e->streaming)
-		return ordered && key == INT64_MIN && e->n == 0 ? stream_begin(w, e, item, taken) : 0;
-	if (!ordered || key == INT64_MIN || key <= e->skey || item->data == NULL)
-		return stream_end(w, e);
-	if (e->mr != NULL) {
-		bool clash;
-
-		if ((rc = merge_upto(e, key, item->id, &clash)) != 0)
-			return rc;
-		if (clash)
-			return stream_end(w, e);
-	}
-	*taken = true;
-	return stream_message(e, key, item->data, item->len);
-}
-
-/* --- A chat merged with the file there, streamed ------------------------- */
-
-/* Both sides of a chat's merge go by message id: the file's messages, read
- * a block at a time by the codec's split, and the restored ones, sorted.
- * They are joined into the staged file as they come, so memory holds the
- * restored items and MJ_BUF bytes, not the chat that is there. Anything
- * else than what that needs (an id that is no chat key, a file not in
- * ascending order, two ids of one key, no frame first, a file that does
- * not parse) gives MJ_AGAIN: the merge is then done in memory
- * (build_multi), which gives the same bytes where both apply. */
-#define MJ_AGAIN 1
-#define MJ_BUF (1u << 20)
-
-typedef struct mjoin_s {
-	witem_t **v;  /* restored items by key */
-	int64_t *key; /* their keys */
-	size_t n, at;
-	int fd;
-	pb_buf_t buf;
-	int64_t last; /* the last key written */
-	uint64_t nmsg;
-	bool head;
-} mjoin_t;
-
-static int mj_emit(mjoin_t *m, int64_t key, const uint8_t *data, size_t len)
-{
-	int rc;
-
-	if (m->head && key <= m->last)
-		return MJ_AGAIN;
-	if (!m->head) {
-		if (key != INT64_MIN)
-			return MJ_AGAIN;
-		if ((rc = pb__telegram_join_head(data, len, &m->buf)) != 0)
-			return MJ_AGAIN;
-		m->head = true;
-	} else if ((rc = pb__telegram_join_message(data, len, m->nmsg++ == 0, &m->buf)) != 0) {
-		return MJ_AGAIN;
-	}
-	m->last = key;
-	if (m->buf.len < MJ_BUF)
-		return 0;
-	rc = write_all(m->fd, m->buf.data, m->buf.len);
-	sodium_memzero(m->buf.data, m->buf.len);
-	m->buf.len = 0;
-	return rc;
-}
-
-/* The restored items before key, then the file's item (or the restored
- * one of the same id, which replaces it). */
-static int mj_existing(void *arg, const pb_item_t *item)
-{
-	mjoin_t *m = arg;
-	int64_t key;
-	int rc = 0;
-
-	if (item->id == NULL || !chat_key(item->id, &key))
-		return MJ_AGAIN;
-	while (rc == 0 && m->at < m->n && m->key[m->at] < key) {
-		rc = mj_emit(m, m->key[m->at], m->v[m->at]->data, m->v[m->at]->len);
-		m->at++;
-	}
-	if (rc != 0)
-		return rc;
-	if (m->at < m->n && m->key[m->at] == key) {
-		if (strcmp(m->v[m->at]->id, item->id) != 0)
-			return MJ_AGAIN;
-		m->at++;
-		return mj_emit(m, key, m->v[m->at - 1]->data, m->v[m->at - 1]->len);
-	}
-	return mj_emit(m, key, item->data, item->len);
-}
-
-/* A restored item and its key, to sort them by key. */
-typedef struct mref_s {
-	int64_t key;
-	witem_t *it;
-} mref_t;
-
-static int cmp_mref(const void *a, const void *b)
-{
-	const mref_t *x = a, *y = b;
-
-	return x->key < y->key ? -1 : x->key > y->key;
-}
-
-/* Writes e's chat merged with the file src (in pfd) into the new file tmp
- * (in pfd). 0: written; MJ_AGAIN: nothing written, merge in memory; else
- * an error. */
-static int merge_stream(wentry_t *e, int pfd, const char *src, const char *tmp)
-{
-	mjoin_t m;
-	mref_t *refs;
-	int in, rc = 0;
-
-	if (e->codec != &pb__codec_telegram || e->n == 0)
-		return MJ_AGAIN;
-	memset(&m, 0, sizeof(m));
-	refs = calloc(e->n, sizeof(*refs));
-	m.v = calloc(e->n, sizeof(*m.v));
-	m.key = calloc(e->n, sizeof(*m.key));
-	if (refs == NULL || m.v == NULL || m.key == NULL) {
-		rc = PB_ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < e->n && rc == 0; i++) {
-		refs[i].it = &e->items[i];
-		if (!chat_key(e->items[i].id, &refs[i].key) || e->items[i].data == NULL)
-			rc = MJ_AGAIN;
-	}
-	if (rc != 0)
-		goto out;
-	qsort(refs, e->n, sizeof(*refs), cmp_mref);
-	for (size_t i = 0; i < e->n; i++) {
-		if (i > 0 && refs[i].key == refs[i - 1].key)
-			rc = MJ_AGAIN;
-		m.v[i] = refs[i].it;
-		m.key[i] = refs[i].key;
-	}
-	m.n = e->n;
-	if (rc != 0)
-		goto out;
-	if ((in = openat(pfd, src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
-		rc = MJ_AGAIN; /* none there, or a link: as in memory */
-		goto out;
-	}
-	m.fd = openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (m.fd < 0) {
-		rc = -errno;
-		close(in);
-		goto out;
-	}
-	rc = pb__telegram_split_fd(e->path, in, mj_existing, &m);
-	close(in);
-	while (rc == 0 && m.at < m.n) {
-		rc = mj_emit(&m, m.key[m.at], m.v[m.at]->data, m.v[m.at]->len);
-		m.at++;
-	}
-	if (rc == 0 && !m.head)
-		rc = MJ_AGAIN;
-	if (rc == 0)
-		rc = pb__telegram_join_tail(&m.buf);
-	if (rc == 0)
-		rc = write_all(m.fd, m.buf.data, m.buf.len);
-#ifdef SYNC_FILE_RANGE_WRITE
-	if (rc == 0)
-		(void)sync_file_range(m.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-#endif
-	if (close(m.fd) != 0 && rc == 0)
-		rc = -errno;
-	if (rc != 0) {
-		(void)unlinkat(pfd, tmp, 0);
-		/* A file the split refuses is refused in memory too, alike. */
-		if (rc != PB_ENOMEM && rc != PB_ENOSPACE)
-			rc = MJ_AGAIN;
-	}
-out:
-	if (m.buf.data != NULL)
-		sodium_memzero(m.buf.data, m.buf.len);
-	pb_buf_free(&m.buf);
-	free(refs);
-	free(m.v);
-	free(m.key);
-	return rc;
-}
-
 /* --- Staging -------------------------------------------------------------- */
 
 /* Writes one entry to a temporary file next to its target (a multi-item
@@ -1221,14 +560,14 @@ static int stage(pb_device_writer_t *w, wentry_t *e)
 {
 	char tmp[TMP_NAME];
 	const char *base = pb__kinds_basename(e->path);
-	wstaged_t *prev = find_staged(w, e->path);
+	wstaged_t *prev = pb__dw_find_staged(w, e->path);
 	pb_buf_t joined = { 0 };
 	struct stat st;
 	int pfd, fd, rc;
 
 	if (e->streaming)
-		return stream_end(w, e);
-	if ((rc = open_parent(w, e->path, true, &pfd)) != 0)
+		return pb__dw_stream_end(w, e);
+	if ((rc = pb__dw_open_parent(w, e->path, true, &pfd)) != 0)
 		return rc;
 	/* A link where the file goes is not replaced: it was not made here. */
 	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
@@ -1236,10 +575,10 @@ static int stage(pb_device_writer_t *w, wentry_t *e)
 		rc = PB_EDATA_LINK;
 		goto out_close;
 	}
-	if ((rc = stage_name(w, base, prev != NULL, tmp)) != 0)
+	if ((rc = pb__dw_stage_name(w, base, prev != NULL, tmp)) != 0)
 		goto out_close;
 	if (e->codec != NULL) {
-		rc = merge_stream(e, pfd, prev != NULL ? prev->tmp : base, tmp);
+		rc = pb__dw_merge_stream(e, pfd, prev != NULL ? prev->tmp : base, tmp);
 		if (rc == 0)
 			goto staged;
 		if (rc != MJ_AGAIN)
@@ -1271,11 +610,11 @@ static int stage(pb_device_writer_t *w, wentry_t *e)
 			goto out_close;
 		}
 		if (e->codec != NULL)
-			rc = write_all(fd, joined.data, joined.len);
+			rc = pb__dw_write_all(fd, joined.data, joined.len);
 		else if (e->src != NULL)
-			rc = copy_file(e->src, fd);
+			rc = pb__dw_copy_file(e->src, fd);
 		else
-			rc = write_all(fd, e->data, e->len);
+			rc = pb__dw_write_all(fd, e->data, e->len);
 #ifdef SYNC_FILE_RANGE_WRITE
 		/* Durable only at commit (sync_staged), all together; its
 		 * writeback starts now, while the next files are written. */
@@ -1313,7 +652,7 @@ staged:
 		prev->tmp = copy;
 		goto out_close;
 	}
-	if ((rc = add_staged(w, e->path, tmp)) != 0)
+	if ((rc = pb__dw_add_staged(w, e->path, tmp)) != 0)
 		(void)unlinkat(pfd, tmp, 0);
 out_close:
 	close(pfd);
@@ -1328,7 +667,7 @@ static void unstage(pb_device_writer_t *w)
 	for (size_t i = 0; i < w->ns; i++) {
 		int pfd;
 
-		if (w->s[i].tmp != NULL && open_parent(w, w->s[i].path, false, &pfd) == 0) {
+		if (w->s[i].tmp != NULL && pb__dw_open_parent(w, w->s[i].path, false, &pfd) == 0) {
 			(void)unlinkat(pfd, w->s[i].tmp, 0);
 			close(pfd);
 		}
@@ -1338,7 +677,7 @@ static void unstage(pb_device_writer_t *w)
 	w->ns = 0;
 	for (size_t i = w->made.n; i > 0 && w->root >= 0; i--)
 		(void)unlinkat(w->root, w->made.v[i - 1], AT_REMOVEDIR);
-	strlist_clear(&w->made);
+	pb__dw_strlist_clear(&w->made);
 }
 
 int pb_device_writer_stage(pb_device_writer_t *w)
@@ -1363,7 +702,7 @@ static int sync_staged(pb_device_writer_t *w)
 	for (size_t i = 0; i < w->ns; i++) {
 		int pfd, fd, rc;
 
-		if ((rc = open_parent(w, w->s[i].path, false, &pfd)) != 0)
+		if ((rc = pb__dw_open_parent(w, w->s[i].path, false, &pfd)) != 0)
 			return rc;
 		fd = openat(pfd, w->s[i].tmp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		rc = fd < 0 ? -errno : fsync(fd) != 0 ? -errno : 0;
@@ -1388,12 +727,12 @@ static void sync_parents(pb_device_writer_t *w)
 
 		for (size_t k = 0; k < done.n && !seen; k++)
 			seen = strlen(done.v[k]) == len && strncmp(done.v[k], rel, len) == 0;
-		if (seen || strlist_add(&done, rel, len) != 0 || open_parent(w, rel, false, &pfd) != 0)
+		if (seen || pb__dw_strlist_add(&done, rel, len) != 0 || pb__dw_open_parent(w, rel, false, &pfd) != 0)
 			continue;
 		(void)fsync(pfd);
 		close(pfd);
 	}
-	strlist_clear(&done);
+	pb__dw_strlist_clear(&done);
 	free(done.v);
 }
 
@@ -1404,7 +743,7 @@ int pb_device_writer_commit(pb_device_writer_t *w)
 
 	if (w == NULL)
 		return PB_EINVAL;
-	strlist_clear(&w->written);
+	pb__dw_strlist_clear(&w->written);
 	w->link[0] = 0;
 	/* Every file is staged first; a failure removes all staged files and
 	 * the folders made for them, so the directory keeps its old content. */
@@ -1421,11 +760,11 @@ int pb_device_writer_commit(pb_device_writer_t *w)
 			/* Already under its own name: nothing to rename. */
 			free(w->s[i].tmp);
 			w->s[i].tmp = NULL;
-			if ((rc = strlist_add(&w->written, w->s[i].path, strlen(w->s[i].path))) != 0)
+			if ((rc = pb__dw_strlist_add(&w->written, w->s[i].path, strlen(w->s[i].path))) != 0)
 				break;
 			continue;
 		}
-		if ((rc = open_parent(w, w->s[i].path, false, &pfd)) != 0)
+		if ((rc = pb__dw_open_parent(w, w->s[i].path, false, &pfd)) != 0)
 			break;
 		if (renameat(pfd, w->s[i].tmp, pfd, base) != 0) {
 			rc = -errno;
@@ -1435,7 +774,7 @@ int pb_device_writer_commit(pb_device_writer_t *w)
 		close(pfd);
 		free(w->s[i].tmp);
 		w->s[i].tmp = NULL;
-		if ((rc = strlist_add(&w->written, w->s[i].path, strlen(w->s[i].path))) != 0)
+		if ((rc = pb__dw_strlist_add(&w->written, w->s[i].path, strlen(w->s[i].path))) != 0)
 			break;
 	}
 	if (rc != 0 && w->written.n == 0) {
@@ -1447,7 +786,7 @@ int pb_device_writer_commit(pb_device_writer_t *w)
 		sync_parents(w);
 	/* Written files stay (pb_device_writer_written names them); the rest
 	 * is removed, the folders kept. */
-	strlist_clear(&w->made);
+	pb__dw_strlist_clear(&w->made);
 	unstage(w);
 	return rc;
 }
@@ -1481,9 +820,9 @@ void pb_device_writer_free(pb_device_writer_t *w)
 		wentry_clear(&w->e[i]);
 	unstage(w);
 	free(w->s);
-	strlist_clear(&w->made);
+	pb__dw_strlist_clear(&w->made);
 	free(w->made.v);
-	strlist_clear(&w->written);
+	pb__dw_strlist_clear(&w->written);
 	free(w->written.v);
 	if (w->root >= 0)
 		close(w->root);
