@@ -3,8 +3,10 @@
  * session, or a host store in this process), restores them (all, one kind,
  * or one item), verifies them, and fetches single items (NFC fallback).
  * Private to the library; applications use include/peerback/phone.h.
- * Files: backup.c, restore.c, assemble.c (item assembly), master.c (the
- * master key), remote.c and local.c (the repositories, repo.h),
+ * Files: backup.c, restore.c (fetching and writing what a restore takes),
+ * restore-items.c (which items: selection, the snapshot root, the id
+ * index), assemble.c (item assembly), master.c (the master key),
+ * remote.c and local.c (the repositories, repo.h),
  * provider-dir.c (the device directory), engine.c (what they share).
  *
  * Phone state under HOME: master.key (the 32-byte master key, 0600),

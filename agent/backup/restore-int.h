@@ -82,21 +82,22 @@ struct restore {
 
 /* A pb_manifest_chunk_open callback (arg: the restore): adds the item to
  * r->items when it is wanted, and notes it as the manifest's previous. */
-int pb__restore_collect(void *arg, const pb_manifest_item_t *m);
+PB_WUR int pb__restore_collect(void *arg, const pb_manifest_item_t *m);
 void pb__restore_items_free(struct restore *r);
 
 /* pb__repo_latest, asked of the repository once per run and device. */
-int pb__restore_latest(struct restore *r, const uint8_t dev[16], uint64_t *snap);
+PB_WUR int pb__restore_latest(struct restore *r, const uint8_t dev[16], uint64_t *snap);
 
 /* Opens the snapshot (snap 0: the latest) of r->dev_id with the right key:
  * its manifest chunks, and its id index in r->index. */
-int pb__restore_open_snapshot(struct restore *r, uint64_t *snap, name_t **mchunks, size_t *nm, uint64_t *nitems);
+PB_WUR int pb__restore_open_snapshot(struct restore *r, uint64_t *snap, name_t **mchunks, size_t *nm,
+				     uint64_t *nitems);
 
 /* One item by id through the snapshot's id index: whether it applies, and
  * the item (a message with its chat's frame) collected into r->items
  * without a walk; the caller fetches them. */
 bool pb__restore_index_applies(const struct restore *r, enum restore_mode mode, const char *want);
-int pb__restore_index_collect(struct restore *r, const char *want, const name_t *mchunks, size_t nm);
+PB_WUR int pb__restore_index_collect(struct restore *r, const char *want, const name_t *mchunks, size_t nm);
 void pb__restore_prefetch_free(struct restore *r);
 
 #endif

@@ -124,7 +124,6 @@ int pb__restore_latest(struct restore *r, const uint8_t dev[16], uint64_t *snap)
 	return r->latest_rc;
 }
 
-
 /* The snapshot root did not open with the key at hand: a wrong key (this
  * phone's, for a device that made its backups with another) is far likelier
  * than damage. The device's own wrap, opened with the passphrase, decides:

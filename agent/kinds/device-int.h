@@ -103,20 +103,20 @@ struct pb_device_writer_s {
 };
 
 /* Files and folders of the target (agent/kinds/device-files.c). */
-int pb__dw_write_all(int fd, const uint8_t *p, size_t len);
-int pb__dw_copy_file(const char *src, int fd);
-int pb__dw_strlist_add(strlist_t *l, const char *s, size_t len);
+PB_WUR int pb__dw_write_all(int fd, const uint8_t *p, size_t len);
+PB_WUR int pb__dw_copy_file(const char *src, int fd);
+PB_WUR int pb__dw_strlist_add(strlist_t *l, const char *s, size_t len);
 void pb__dw_strlist_clear(strlist_t *l);
-int pb__dw_open_parent(pb_device_writer_t *w, const char *rel, bool create, int *out);
+PB_WUR int pb__dw_open_parent(pb_device_writer_t *w, const char *rel, bool create, int *out);
 wstaged_t *pb__dw_find_staged(pb_device_writer_t *w, const char *path);
-int pb__dw_stage_name(const pb_device_writer_t *w, const char *base, bool again, char *tmp);
-int pb__dw_add_staged(pb_device_writer_t *w, const char *path, const char *tmp);
+PB_WUR int pb__dw_stage_name(const pb_device_writer_t *w, const char *base, bool again, char *tmp);
+PB_WUR int pb__dw_add_staged(pb_device_writer_t *w, const char *path, const char *tmp);
 
 /* A chat streamed (agent/kinds/device-stream.c). */
 bool pb__dw_chat_key(const char *id, int64_t *key);
-int pb__dw_stream_add(pb_device_writer_t *w, wentry_t *e, const pb_item_t *item, bool *taken);
-int pb__dw_stream_end(pb_device_writer_t *w, wentry_t *e);
+PB_WUR int pb__dw_stream_add(pb_device_writer_t *w, wentry_t *e, const pb_item_t *item, bool *taken);
+PB_WUR int pb__dw_stream_end(pb_device_writer_t *w, wentry_t *e);
 void pb__dw_stream_drop(wentry_t *e);
-int pb__dw_merge_stream(wentry_t *e, int pfd, const char *src, const char *tmp);
+PB_WUR int pb__dw_merge_stream(wentry_t *e, int pfd, const char *src, const char *tmp);
 
 #endif

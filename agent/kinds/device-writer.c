@@ -36,7 +36,6 @@ static void witem_clear(witem_t *it)
 	memset(it, 0, sizeof(*it));
 }
 
-
 static void wentry_clear(wentry_t *e)
 {
 	pb__dw_stream_drop(e);
