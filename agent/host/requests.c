@@ -113,6 +113,7 @@ struct job {
 	struct backups *list;
 	size_t run;                 /* the first of a run: how many go to the worker */
 	size_t nserved;             /* a run of ChunkGets: how many the worker read */
+	bool here;                  /* answered on the loop (run_here) */
 };
 
 /* ---- namespaces (worker) ------------------------------------------------------ */
@@ -1116,6 +1117,29 @@ static size_t run_length(const struct job *j)
 	return n;
 }
 
+/* A lone read (a small restore's lookups: its master key, the snapshot
+ * list, a snapshot, one chunk) is answered on the loop when the worker is
+ * idle: the hand-over to the pool and back cost more than the read. The
+ * store is still driven by one thread at a time (no job runs or waits, and
+ * the last job's end reached the loop through libuv's queue, which orders
+ * it as a mutex would); a run of reads, or any write, goes to the worker,
+ * which overlaps them with the loop's sending. */
+static bool run_here(const struct conn_store *cs, const struct job *j)
+{
+	if (cs->conn == NULL || j->env == NULL || j->run != 1 || !pb__host_worker_idle(cs->ctx->worker))
+		return false;
+	switch (j->env->request->op_case) {
+	case PEERBACK__REQUEST__OP_SNAPSHOT_LIST:
+	case PEERBACK__REQUEST__OP_SNAPSHOT_GET:
+	case PEERBACK__REQUEST__OP_CHUNK_GET:
+	case PEERBACK__REQUEST__OP_MASTERKEY_GET:
+	case PEERBACK__REQUEST__OP_BACKUP_LIST:
+		return true;
+	default:
+		return false;
+	}
+}
+
 static void on_drained(pb_channel_t *ch)
 {
 	pb_host_conn_t *conn = (pb_host_conn_t *)ch;
@@ -1147,8 +1171,15 @@ static void pump(struct conn_store *cs)
 					pb__channel_busy(&cs->conn->ch, true);
 				j->work.run = job_run;
 				j->work.done = job_done;
-				pb__host_worker_submit(cs->ctx->worker, &j->work);
-				return;
+				if (!run_here(cs, j)) {
+					pb__host_worker_submit(cs->ctx->worker, &j->work);
+					return;
+				}
+				/* Answered now; job_done leaves the next to this loop. */
+				j->here = true;
+				job_run(&j->work);
+				job_done(&j->work, false);
+				continue;
 			}
 		}
 		dequeue(cs, j);
@@ -1165,6 +1196,7 @@ static void job_done(pb_host_job_t *work, bool canceled)
 	/* A run of ChunkGets may have been read in part: the rest stay at the
 	 * head of the queue for the next run, unless nothing will run them. */
 	size_t n = get_run(j) && !canceled && cs->conn != NULL ? j->nserved : j->run;
+	bool here = j->here;
 
 	if (j->env == NULL) {
 		/* The connection's last job: its handles are closed. */
@@ -1193,7 +1225,8 @@ static void job_done(pb_host_job_t *work, bool canceled)
 	}
 	if (!canceled) {
 		maybe_release(cs->ctx);
-		pump(cs);
+		if (!here)
+			pump(cs);
 	}
 }
 

@@ -362,6 +362,7 @@ static int recover(pb_store_t *s)
 			sqlite3_bind_int64(st, 2, ns);
 			if (sqlite3_step(st) == SQLITE_ROW)
 				continue;
+			pb__store_pack_fd_forget(s, id);
 			if (pb__store_pack_path(s, ns, id, fpath, sizeof(fpath)) == 0 && unlink(fpath) == 0)
 				removed = true;
 		}
@@ -546,6 +547,7 @@ void pb_store_close(pb_store_t *s)
 		return;
 	while (s->ns_list != NULL)
 		pb_store_ns_close(s->ns_list);
+	pb__store_read_close(s);
 	sqlite3_close(s->db);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
@@ -730,6 +732,7 @@ void pb__store_ns_discard(pb_store_ns_t *ns)
 	if (ns->store->uncertain) {
 		/* Leave the bytes; the next open cuts them if uncommitted. */
 	} else if (ns->pack_new) {
+		pb__store_pack_fd_forget(ns->store, ns->pack_id);
 		if (pb__store_pack_path(ns->store, ns->id, ns->pack_id, path, sizeof(path)) == 0)
 			(void)unlink(path);
 	} else {
