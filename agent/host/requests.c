@@ -385,8 +385,9 @@ static void chunk_answer(struct job *j, int rc, uint8_t *ct, size_t len)
 
 /* Reads the batch's chunks a run of the same device at a time, in one
  * store read each (pb_store_get_many), until the run's share of the reply
- * budget (lead->due, GET_BATCH_BYTES at most) is read (the first at least): a phone that asks for many large chunks without
- * reading holds the host to the channel's bound plus about that. */
+ * budget (lead->due, GET_BATCH_BYTES at most) is read (the first at
+ * least): a phone that asks for many large chunks without reading holds
+ * the host to the channel's bound plus about that. */
 static void do_chunk_get_batch(struct job *lead)
 {
 	struct job *batch[GET_BATCH];
