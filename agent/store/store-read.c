@@ -1,5 +1,5 @@
-/* The host store's read path: chunks by name, each pack opened once and
- * read in offset order. */
+/* The host store's read path: chunks by name, each pack's chunks read in
+ * offset order through the store's open packs (pb__store_pack_fd). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -50,61 +50,6 @@ static int read_chunk(int fd, uint64_t off, uint64_t len, const uint8_t *name, c
 out_free:
 	free(buf);
 	return rc;
-}
-
-/* ---- open packs ---------------------------------------------------------------- */
-
-int pb__store_pack_fd(pb_store_t *s, int64_t ns, int64_t pack, int *fd)
-{
-	struct pb__pack_fd *e = &s->pack_fds[0];
-	char path[PATH_MAX];
-	int rc;
-
-	for (size_t i = 0; i < PB__PACK_FDS; i++) {
-		struct pb__pack_fd *c = &s->pack_fds[i];
-
-		if (c->pack == pack && c->ns == ns) {
-			c->used = ++s->pack_fd_clock;
-			*fd = c->fd;
-			return 0;
-		}
-		/* The entry to reuse: an empty one, else the least recent. */
-		if (e->pack != 0 && (c->pack == 0 || c->used < e->used))
-			e = c;
-	}
-	if ((rc = pb__store_pack_path(s, ns, pack, path, sizeof(path))) < 0)
-		return rc;
-	if ((*fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return errno == ENOENT ? PB_ESTORE_CORRUPT : pb__store_sys_err(errno);
-	if (e->pack != 0)
-		close(e->fd);
-	e->ns = ns;
-	e->pack = pack;
-	e->fd = *fd;
-	e->used = ++s->pack_fd_clock;
-	return 0;
-}
-
-void pb__store_pack_fd_forget(pb_store_t *s, int64_t pack)
-{
-	for (size_t i = 0; i < PB__PACK_FDS; i++) {
-		struct pb__pack_fd *c = &s->pack_fds[i];
-
-		if (c->pack == pack) {
-			close(c->fd);
-			c->pack = 0;
-			c->fd = -1;
-		}
-	}
-}
-
-void pb__store_read_close(pb_store_t *s)
-{
-	for (size_t i = 0; i < PB__PACK_FDS; i++)
-		if (s->pack_fds[i].pack != 0)
-			pb__store_pack_fd_forget(s, s->pack_fds[i].pack);
-	sqlite3_finalize(s->get_st);
-	s->get_st = NULL;
 }
 
 /* ---- reads ------------------------------------------------------------------------ */
