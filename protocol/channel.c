@@ -14,6 +14,7 @@ struct write_req {
 	uv_write_t req;
 	pb_channel_t *ch;
 	size_t len;
+	size_t *total;            /* the owner's count it was added to, if any */
 	uint8_t data[];
 };
 
@@ -51,9 +52,15 @@ static void write_done(uv_write_t *req, int status)
 {
 	struct write_req *w = (struct write_req *)req;
 	pb_channel_t *ch = w->ch;
+	size_t *total = w->total;
 
 	ch->queued -= w->len;
+	if (total != NULL)
+		*total -= w->len;
 	free(w);
+	/* Also while closing: the owner's count went down. */
+	if (total != NULL && ch->on_sent != NULL)
+		ch->on_sent(ch);
 	if (ch->closing)
 		return;
 	if (status < 0) {
@@ -97,6 +104,9 @@ static int queue_write(void *arg, const uint8_t *data, size_t len)
 		return rc;
 	}
 	ch->queued += len;
+	w->total = ch->out_total;
+	if (w->total != NULL)
+		*w->total += len;
 	/* A reply made later (off the event loop, say) counts too. */
 	if (ch->queued > ch->out_high && !ch->sess.hold) {
 		ch->sess.hold = true;

@@ -47,6 +47,13 @@ struct pb_channel_s {
 	uint64_t idle_ms;        /* once authenticated: silence that closes it */
 	uint64_t last_io;        /* uv_now of the last byte in or out */
 	void (*on_drained)(pb_channel_t *ch); /* pb__channel_when_drained */
+	/* Set by the owner (NULL: none): output queued from then on is also
+	 * counted in *out_total, a count the owner keeps over its channels,
+	 * and on_sent is called each time some of it has gone (or was dropped
+	 * by the close), after the count went down. on_sent may send on other
+	 * channels; it must not close or free this one. */
+	size_t *out_total;
+	void (*on_sent)(pb_channel_t *ch);
 };
 
 /* Queued output above which a channel stops reading, until half of it has

@@ -1026,6 +1026,95 @@ static void test_queue_budget(void **state)
 	drain_host();
 }
 
+/* ---- the host's budget for replies ---------------------------------------------- */
+
+#define REPLY_BUDGET (1u << 20)
+#define NREADERS 2
+#define NGET 256
+#define GET_LEN (64u << 10)
+/* The host's most for one run of reads (requests.c, GET_BATCH_BYTES), and
+ * what a connection may always have waiting (REPLY_FLOOR). */
+#define RUN_BYTES_MAX (4u << 20)
+#define REPLY_FLOOR (256u << 10)
+
+/* Chunk k of reader r: its bytes follow from r and k. */
+static void reader_chunk(int r, size_t k, uint8_t *out)
+{
+	for (size_t i = 0; i < GET_LEN; i++)
+		out[i] = (uint8_t)(i * 31 + k * 7 + (size_t)r * 101);
+}
+
+/* Two phones each ask for 16 MiB of chunks and read nothing for a while:
+ * the host serves their reads while the replies of both together are
+ * under its reply budget (plus one run of reads), and then only a short
+ * run at a time to a phone whose own replies are below a floor. The first
+ * phone is read to the end before the second is read at all: the second's
+ * unread replies must not stop the first's. Every reply comes, in order
+ * and intact. */
+static void test_reply_budget(void **state)
+{
+	static uint8_t names[NREADERS][NGET][PB_STORE_NAME_LEN];
+	static uint64_t ids[NREADERS][NGET];
+	const char *homes[NREADERS] = { phone_a, phone_b };
+	char peak[4200], budget[32];
+	uint8_t *data = malloc(GET_LEN);
+	pb_client_t c[NREADERS];
+	size_t p = 0;
+
+	(void)state;
+	assert_non_null(data);
+	snprintf(peak, sizeof(peak), "%s/reply-peak", dir);
+	snprintf(budget, sizeof(budget), "%u", REPLY_BUDGET);
+	setenv("PEERBACK_TEST_REPLY_BUDGET", budget, 1);
+	setenv("PEERBACK_TEST_REPLY_PEAK", peak, 1);
+	pb_test_host_stop(&host);
+	pb_test_host_restart(&host, host_args);
+	unsetenv("PEERBACK_TEST_REPLY_BUDGET");
+	unsetenv("PEERBACK_TEST_REPLY_PEAK");
+	for (int r = 0; r < NREADERS; r++) {
+		connect_as(homes[r], &c[r]);
+		randombytes_buf(names[r], sizeof(names[r]));
+		for (size_t k = 0; k < NGET; k++) {
+			reader_chunk(r, k, data);
+			put_chunk(&c[r], names[r][k], data, GET_LEN);
+		}
+		assert_int_equal(commit(&c[r]), 0);
+	}
+	for (int r = 0; r < NREADERS; r++)
+		for (size_t k = 0; k < NGET; k++)
+			ids[r][k] = get_send(&c[r], names[r][k]);
+	/* Not read (well within the idle timeout): the host fills what it may. */
+	for (int i = 0; i < 100 && (p = queue_peak(peak)) < REPLY_BUDGET; i++)
+		usleep(10000);
+	usleep(300000);
+	for (int r = 0; r < NREADERS; r++)
+		for (size_t k = 0; k < NGET; k++) {
+			pb_envelope_t *in = NULL;
+
+			int rc = pb__phone_reply(&c[r], ids[r][k], &in);
+
+			if (rc != 0)
+				printf("reader %d, reply %zu: %s\n", r, k, pb_strerror(rc));
+			assert_int_equal(rc, 0);
+			assert_int_equal(in->reply->op_case, PEERBACK__REPLY__OP_CHUNK);
+			assert_int_equal(in->reply->chunk->data.len, GET_LEN);
+			reader_chunk(r, k, data);
+			assert_memory_equal(in->reply->chunk->data.data, data, GET_LEN);
+			pb__envelope_free(in);
+		}
+	for (int r = 0; r < NREADERS; r++)
+		pb__client_close(&c[r]);
+	free(data);
+	p = queue_peak(peak);
+	printf("replies waiting on the host: %zu bytes at most (budget %u)\n", p, REPLY_BUDGET);
+	assert_true(p >= REPLY_BUDGET);
+	/* The budget and one run, and per phone its floor and a short run of
+	 * a floor's bytes and one chunk; the channel's bound alone would let
+	 * each phone have 4 MiB and a run. */
+	assert_true(p < REPLY_BUDGET + RUN_BYTES_MAX + NREADERS * (2 * REPLY_FLOOR + GET_LEN + 4096));
+	drain_host();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1037,6 +1126,7 @@ int main(void)
 		cmocka_unit_test(test_gets_in_a_row),
 		cmocka_unit_test(test_snapshot_wait_scales),
 		cmocka_unit_test(test_queue_budget),
+		cmocka_unit_test(test_reply_budget),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -34,6 +34,12 @@ typedef struct pb_host_ctx_s {
 	/* Requests read but not answered yet, over all connections, against
 	 * the host's budget for them (requests.c; loop only). */
 	size_t queued, queue_budget, queued_peak;
+	/* Replies made but not yet on the wire, over all connections, and
+	 * those the reads with the worker may still make, against the host's
+	 * budget for them (requests.c; loop only). */
+	size_t replies, replies_due, reply_budget, replies_peak;
+	struct conn_store *reply_wait; /* connections whose reads wait for it, oldest first */
+	bool reply_waking;
 	pb_link_t *stores;         /* every connection's storage state */
 	struct conn_store *held;   /* connections not read meanwhile, oldest first */
 	bool releasing;

@@ -10,14 +10,22 @@
  * handshake or ping; the rest (ping, instructions) are answered on the loop
  * when their turn comes.
  *
- * Memory: requests read but not answered yet are counted, per connection
- * and over all of them. A connection whose waiting requests weigh more than
- * CONN_QUEUE_MAX is not read until they drain to half of it; and once all
- * connections' together reach the host's budget (QUEUE_BUDGET), none is
- * read until they are down to half of it. The request that reached the
- * budget is the last one taken (the channel delivers nothing more once
- * paused), so what waits stays under the budget plus one request, however
- * many phones write at once: backpressure, not errors. */
+ * Memory: requests read but not answered yet are counted over all
+ * connections. Once they reach the host's budget (QUEUE_BUDGET), no
+ * connection is read until they are down to half of it. The request that
+ * reached the budget is the last one taken (the channel delivers nothing
+ * more once paused), so what waits stays under the budget plus one
+ * request, however many phones write at once: backpressure, not errors.
+ *
+ * Replies are counted the same way, from when they are queued on a
+ * channel until they are on the wire, with the most the reads handed to
+ * the worker may still make (GET_BATCH_BYTES a run, one chunk at least).
+ * While that is at the host's reply budget (REPLY_BUDGET), no connection's
+ * reads (ChunkGet, SnapshotGet) are served; they are again, oldest
+ * connection first, once it is down to half. Besides, a connection whose
+ * own unread replies pass the channel's bound waits for them to drain. So
+ * 16 phones restoring at once hold the reply budget plus one run, not 16
+ * times the channel's bound. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,14 +44,23 @@
  * chunk, and another phone's run waits at most this long. */
 #define RUN_MAX 256
 #define RUN_BYTES (4u << 20)
-/* Bytes of requests a connection may have waiting before it is paused. */
-#define CONN_QUEUE_MAX (16u << 20)
 /* Bytes of requests all connections together may have waiting before none
  * is read (PEERBACK_TEST_QUEUE_BUDGET sets another, for tests): a worker
  * run is at most RUN_BYTES, so this keeps the next run ready while one is
  * under way. With 16 phones at once it held the host at 32 MiB (48 MiB with
  * 16 MiB), and one phone backs up as fast as with 16 MiB. */
 #define QUEUE_BUDGET (8u << 20)
+/* Bytes of replies all connections together may have waiting to be sent,
+ * counting the reads under way at the most they may return, before no
+ * further read is served (PEERBACK_TEST_REPLY_BUDGET sets another, for
+ * tests). One restore keeps a run of reads going with up to the channel's
+ * bound of replies queued. */
+#define REPLY_BUDGET (8u << 20)
+/* A connection with fewer replies than this waiting on its own channel is
+ * served however full the budget is, a run of at most this many bytes at
+ * a time: a phone that stops reading then holds up its own restore only,
+ * never the others'. */
+#define REPLY_FLOOR (256u << 10)
 /* Devices one BackupList reports. */
 #define BACKUPS_MAX 64
 /* ChunkGets waiting in a row that one worker job reads together, and the
@@ -69,6 +86,8 @@ struct conn_store {
 	size_t busy;                /* the first busy requests are with the worker */
 	bool paused;                /* not read; then in ctx->held */
 	struct conn_store *held_next;
+	bool reply_waiting;         /* its reads wait for the reply budget; in ctx->reply_wait */
+	struct conn_store *reply_next;
 	pb_link_t link;             /* in ctx->stores while the connection is open */
 	size_t queued;              /* bytes of the waiting requests */
 	/* Worker side. */
@@ -113,6 +132,8 @@ struct job {
 	struct backups *list;
 	size_t run;                 /* the first of a run: how many go to the worker */
 	size_t nserved;             /* a run of ChunkGets: how many the worker read */
+	bool here;                  /* answered on the loop (run_here) */
+	size_t due;                 /* counted in ctx->replies_due until answered */
 };
 
 /* ---- namespaces (worker) ------------------------------------------------------ */
@@ -363,20 +384,22 @@ static void chunk_answer(struct job *j, int rc, uint8_t *ct, size_t len)
 }
 
 /* Reads the batch's chunks a run of the same device at a time, in one
- * store read each (pb_store_get_many), until GET_BATCH_BYTES are read (the
- * first at least): a phone that asks for many large chunks without
- * reading holds the host to the channel's bound plus about that. */
+ * store read each (pb_store_get_many), until the run's share of the reply
+ * budget (lead->due, GET_BATCH_BYTES at most) is read (the first at
+ * least): a phone that asks for many large chunks without reading holds
+ * the host to the channel's bound plus about that. */
 static void do_chunk_get_batch(struct job *lead)
 {
 	struct job *batch[GET_BATCH];
 	size_t at = 0, bytes = 0, nbatch = lead->run;
+	size_t cap = lead->due != 0 ? lead->due : GET_BATCH_BYTES;
 
 	/* The run's jobs were linked before it was handed over. */
 	batch[0] = lead;
 	for (size_t i = 1; i < nbatch; i++)
 		batch[i] = batch[i - 1]->next;
 
-	while (at < nbatch && bytes < GET_BATCH_BYTES) {
+	while (at < nbatch && bytes < cap) {
 		const ProtobufCBinaryData *dev = &batch[at]->env->request->chunk_get->device;
 		uint8_t names[GET_BATCH][PB_STORE_NAME_LEN], *ct[GET_BATCH];
 		size_t len[GET_BATCH], n = 0, served = 0;
@@ -393,7 +416,7 @@ static void do_chunk_get_batch(struct job *lead)
 		}
 		rc = read_ns(lead->cs, dev, &ns);
 		if (rc == 0)
-			rc = pb_store_get_many(ns, (const uint8_t(*)[PB_STORE_NAME_LEN])names, n, GET_BATCH_BYTES - bytes,
+			rc = pb_store_get_many(ns, (const uint8_t(*)[PB_STORE_NAME_LEN])names, n, cap - bytes,
 					       ct, len, rcs, &served);
 		if (rc != 0)
 			served = 1; /* the first fails; the others are asked again */
@@ -965,19 +988,19 @@ static size_t queue_budget(pb_host_ctx_t *ctx)
 	return ctx->queue_budget;
 }
 
-/* For tests: with PEERBACK_TEST_QUEUE_PEAK=PATH in the environment, the
- * most bytes that ever waited is written to PATH (replaced whole) each
- * time it grows. */
-static void note_peak(const pb_host_ctx_t *ctx)
+/* For tests: with var (PEERBACK_TEST_QUEUE_PEAK, PEERBACK_TEST_REPLY_PEAK)
+ * set to PATH in the environment, the most bytes that ever waited is
+ * written to PATH (replaced whole) each time it grows. */
+static void note_peak(const char *var, size_t peak)
 {
-	const char *path = getenv("PEERBACK_TEST_QUEUE_PEAK");
+	const char *path = getenv(var);
 	char tmp[4200], num[32];
 	int fd, n, m;
 
 	if (path == NULL || path[0] == 0)
 		return;
 	n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	m = snprintf(num, sizeof(num), "%zu\n", ctx->queued_peak);
+	m = snprintf(num, sizeof(num), "%zu\n", peak);
 	if (n < 0 || (size_t)n >= sizeof(tmp) || m < 0 || (size_t)m >= sizeof(num))
 		return;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -1026,18 +1049,15 @@ static void enqueued(struct conn_store *cs, size_t bytes)
 	ctx->queued += bytes;
 	if (ctx->queued > ctx->queued_peak) {
 		ctx->queued_peak = ctx->queued;
-		note_peak(ctx);
+		note_peak("PEERBACK_TEST_QUEUE_PEAK", ctx->queued_peak);
 	}
-	if (cs->queued > CONN_QUEUE_MAX)
-		hold(cs);
 	if (ctx->queued >= queue_budget(ctx))
 		for (pb_link_t *l = ctx->stores; l != NULL; l = l->next)
 			hold(PB_CONTAINER(l, struct conn_store, link));
 }
 
 /* Reads the held connections again, oldest first, while under the budget
- * (each may deliver requests it had read before it returns). One whose own
- * queue is still over half of its bound stays held. */
+ * (each may deliver requests it had read before it returns). */
 static void release_held(pb_host_ctx_t *ctx)
 {
 	if (ctx->releasing)
@@ -1046,8 +1066,6 @@ static void release_held(pb_host_ctx_t *ctx)
 	while (ctx->queued < queue_budget(ctx)) {
 		struct conn_store *cs = ctx->held;
 
-		while (cs != NULL && cs->queued >= CONN_QUEUE_MAX / 2)
-			cs = cs->held_next;
 		if (cs == NULL)
 			break;
 		unhold(cs);
@@ -1068,6 +1086,108 @@ static void maybe_release(pb_host_ctx_t *ctx)
 }
 
 static void job_done(pb_host_job_t *work, bool canceled);
+static void pump(struct conn_store *cs);
+
+/* ---- the host's budget for replies (loop) ----------------------------------------------- */
+
+static size_t reply_budget(pb_host_ctx_t *ctx)
+{
+	if (ctx->reply_budget == 0) {
+		const char *e = getenv("PEERBACK_TEST_REPLY_BUDGET");
+		unsigned long long v = e != NULL ? strtoull(e, NULL, 10) : 0;
+
+		ctx->reply_budget = v > 0 && v <= SIZE_MAX ? (size_t)v : REPLY_BUDGET;
+	}
+	return ctx->reply_budget;
+}
+
+/* A read whose reply may be large: it waits for the reply budget. */
+static bool big_read(const struct job *j)
+{
+	if (j->env == NULL || j->rc != 0)
+		return false;
+	return j->env->request->op_case == PEERBACK__REQUEST__OP_CHUNK_GET ||
+	       j->env->request->op_case == PEERBACK__REQUEST__OP_SNAPSHOT_GET;
+}
+
+static bool reply_room(pb_host_ctx_t *ctx, size_t below)
+{
+	return ctx->replies + ctx->replies_due < below;
+}
+
+/* The most the connection's next run of reads may answer (a run of
+ * ChunkGets stops there, after one chunk at least; a snapshot counts the
+ * same): a full run while under the budget, a short one while its own
+ * channel holds less than REPLY_FLOOR; 0: it waits. */
+static size_t reply_share(const struct conn_store *cs)
+{
+	if (cs->conn == NULL || reply_room(cs->ctx, reply_budget(cs->ctx)))
+		return GET_BATCH_BYTES;
+	return cs->conn->ch.queued < REPLY_FLOOR ? REPLY_FLOOR : 0;
+}
+
+/* The connection's reads wait for the budget, behind those already waiting. */
+static void reply_wait(struct conn_store *cs)
+{
+	struct conn_store **pp;
+
+	if (cs->reply_waiting)
+		return;
+	cs->reply_waiting = true;
+	cs->reply_next = NULL;
+	/* The host holds its answers back, not the peer: not idle. */
+	if (cs->conn != NULL)
+		pb__channel_busy(&cs->conn->ch, true);
+	for (pp = &cs->ctx->reply_wait; *pp != NULL; pp = &(*pp)->reply_next)
+		;
+	*pp = cs;
+}
+
+static void reply_unwait(struct conn_store *cs)
+{
+	struct conn_store **pp;
+
+	for (pp = &cs->ctx->reply_wait; *pp != NULL; pp = &(*pp)->reply_next)
+		if (*pp == cs) {
+			*pp = cs->reply_next;
+			break;
+		}
+	cs->reply_next = NULL;
+	cs->reply_waiting = false;
+	if (cs->conn != NULL)
+		pb__channel_busy(&cs->conn->ch, false);
+}
+
+/* Serves the waiting connections again, oldest first, once the replies are
+ * down to half the budget (each may take the room again). */
+static void reply_wake(pb_host_ctx_t *ctx)
+{
+	if (ctx->reply_waking)
+		return; /* a connection being served sent a reply */
+	ctx->reply_waking = true;
+	while (ctx->reply_wait != NULL && reply_room(ctx, reply_budget(ctx) / 2)) {
+		struct conn_store *cs = ctx->reply_wait;
+
+		reply_unwait(cs);
+		pump(cs);
+	}
+	ctx->reply_waking = false;
+}
+
+/* The channel's on_sent: some replies are on the wire. */
+static void replies_sent(pb_channel_t *ch)
+{
+	pb_host_conn_t *conn = (pb_host_conn_t *)ch;
+	struct conn_store *cs = conn->app;
+
+	/* Its own share came back (not while closing: then cs is gone). */
+	if (cs != NULL && cs->reply_waiting && !ch->closing && ch->queued < REPLY_FLOOR) {
+		reply_unwait(cs);
+		pump(cs);
+	}
+	if (conn->ctx->reply_wait != NULL)
+		reply_wake(conn->ctx);
+}
 
 static void dequeue(struct conn_store *cs, struct job *j)
 {
@@ -1077,8 +1197,6 @@ static void dequeue(struct conn_store *cs, struct job *j)
 	cs->queued -= j->bytes;
 	cs->ctx->queued -= j->bytes;
 }
-
-static void pump(struct conn_store *cs);
 
 static bool write_request(const struct job *j)
 {
@@ -1116,6 +1234,29 @@ static size_t run_length(const struct job *j)
 	return n;
 }
 
+/* A lone read (a small restore's lookups: its master key, the snapshot
+ * list, a snapshot, one chunk) is answered on the loop when the worker is
+ * idle: the hand-over to the pool and back cost more than the read. The
+ * store is still driven by one thread at a time (no job runs or waits, and
+ * the last job's end reached the loop through libuv's queue, which orders
+ * it as a mutex would); a run of reads, or any write, goes to the worker,
+ * which overlaps them with the loop's sending. */
+static bool run_here(const struct conn_store *cs, const struct job *j)
+{
+	if (cs->conn == NULL || j->env == NULL || j->run != 1 || !pb__host_worker_idle(cs->ctx->worker))
+		return false;
+	switch (j->env->request->op_case) {
+	case PEERBACK__REQUEST__OP_SNAPSHOT_LIST:
+	case PEERBACK__REQUEST__OP_SNAPSHOT_GET:
+	case PEERBACK__REQUEST__OP_CHUNK_GET:
+	case PEERBACK__REQUEST__OP_MASTERKEY_GET:
+	case PEERBACK__REQUEST__OP_BACKUP_LIST:
+		return true;
+	default:
+		return false;
+	}
+}
+
 static void on_drained(pb_channel_t *ch)
 {
 	pb_host_conn_t *conn = (pb_host_conn_t *)ch;
@@ -1141,14 +1282,26 @@ static void pump(struct conn_store *cs)
 		if (j->env == NULL || (j->rc == 0 && storage_request(j->env->request))) {
 			if (j->env != NULL && j->env->request->op_case == PEERBACK__REQUEST__OP_BACKUP_LIST)
 				j->rc = prepare_backup_list(j);
+			if (j->rc == 0 && big_read(j) && (j->due = reply_share(cs)) == 0) {
+				reply_wait(cs);
+				return;
+			}
 			if (j->rc == 0) {
 				cs->busy = j->run = run_length(j);
+				cs->ctx->replies_due += j->due;
 				if (cs->conn != NULL)
 					pb__channel_busy(&cs->conn->ch, true);
 				j->work.run = job_run;
 				j->work.done = job_done;
-				pb__host_worker_submit(cs->ctx->worker, &j->work);
-				return;
+				if (!run_here(cs, j)) {
+					pb__host_worker_submit(cs->ctx->worker, &j->work);
+					return;
+				}
+				/* Answered now; job_done leaves the next to this loop. */
+				j->here = true;
+				job_run(&j->work);
+				job_done(&j->work, false);
+				continue;
 			}
 		}
 		dequeue(cs, j);
@@ -1165,6 +1318,10 @@ static void job_done(pb_host_job_t *work, bool canceled)
 	/* A run of ChunkGets may have been read in part: the rest stay at the
 	 * head of the queue for the next run, unless nothing will run them. */
 	size_t n = get_run(j) && !canceled && cs->conn != NULL ? j->nserved : j->run;
+	bool here = j->here;
+	pb_host_ctx_t *ctx = cs->ctx;
+
+	ctx->replies_due -= j->due;
 
 	if (j->env == NULL) {
 		/* The connection's last job: its handles are closed. */
@@ -1191,9 +1348,16 @@ static void job_done(pb_host_job_t *work, bool canceled)
 		}
 		job_free(j);
 	}
+	if (ctx->replies > ctx->replies_peak) {
+		ctx->replies_peak = ctx->replies;
+		note_peak("PEERBACK_TEST_REPLY_PEAK", ctx->replies_peak);
+	}
 	if (!canceled) {
-		maybe_release(cs->ctx);
-		pump(cs);
+		maybe_release(ctx);
+		if (!here)
+			pump(cs);
+		if (ctx->reply_wait != NULL)
+			reply_wake(ctx);
 	}
 }
 
@@ -1212,6 +1376,8 @@ static void conn_store_free(pb_host_conn_t *conn)
 	cs->conn = NULL;
 	if (cs->paused)
 		unhold(cs);
+	if (cs->reply_waiting)
+		reply_unwait(cs);
 	pb__link_remove(&cs->ctx->stores, &cs->link);
 	/* The run with the worker stays until its done. */
 	if (cs->busy > 0) {
@@ -1269,6 +1435,9 @@ static struct conn_store *conn_store(pb_host_conn_t *conn)
 	/* A quota changed meanwhile applies from the next connection. */
 	cs->quota = pb__hostdb_quota(conn->ctx->db, conn->device.device_id, NULL);
 	pb__link_push(&cs->ctx->stores, &cs->link);
+	/* Its replies count against the host's reply budget from now on. */
+	conn->ch.out_total = &cs->ctx->replies;
+	conn->ch.on_sent = replies_sent;
 	conn->app = cs;
 	conn->app_free = conn_store_free;
 	return cs;

@@ -371,6 +371,7 @@ static int gc_repack(pb_store_t *s, const gc_pack_t *gp, pb_store_gc_report_t *r
 	}
 	committed = keep_new = true;
 	HOOK("gc-index-committed");
+	pb__store_pack_fd_forget(s, gp->id);
 	(void)unlink(opath);
 	(void)pb__store_fsync_dir(dir);
 	HOOK("gc-unlink");
@@ -483,6 +484,7 @@ int pb_store_gc(pb_store_t *s, int64_t min_age, pb_store_gc_report_t *report)
 			if (rc < 0)
 				goto out_free;
 			HOOK("gc-index-committed");
+			pb__store_pack_fd_forget(s, gp->id);
 			if (pb__store_pack_path(s, gp->ns, gp->id, path, sizeof(path)) == 0 && unlink(path) == 0 &&
 			    pb__store_ns_dir_path(s, gp->ns, dir, sizeof(dir)) == 0)
 				(void)pb__store_fsync_dir(dir);

@@ -57,6 +57,9 @@ struct pb_store_ns_s {
 	sqlite3_stmt *lookup; /* is a name committed in this namespace? */
 };
 
+/* Packs the read path keeps open. */
+#define PB__PACK_FDS 8
+
 struct pb_store_s {
 	char *dir;
 	int lock_fd;
@@ -70,6 +73,19 @@ struct pb_store_s {
 	 * kept, and writes are refused until the store is reopened and
 	 * recovery settles what the index says. */
 	bool uncertain;
+	/* Read side: packs kept open between reads (a small restore asks for
+	 * one chunk a request, and an open() a chunk cost as much as the
+	 * read), least recently used first out. An entry is closed before its
+	 * pack file is unlinked (gc, repack, discard, recovery), so a pack id
+	 * never reads through a stale descriptor. */
+	struct pb__pack_fd {
+		int64_t ns, pack; /* pack 0: empty */
+		int fd;
+		uint64_t used;
+	} pack_fds[PB__PACK_FDS];
+	uint64_t pack_fd_clock;
+	/* The chunk lookup of the read path, prepared once (finalized at close). */
+	sqlite3_stmt *get_st;
 };
 
 /* An errno (or a SQLite result code of db) as a PB_E* code. */
@@ -95,6 +111,14 @@ int pb__store_fsync_dir(const char *path);
 /* The paths of a namespace's pack directory and of one of its packs. */
 int pb__store_ns_dir_path(const pb_store_t *s, int64_t ns, char *out, size_t cap);
 int pb__store_pack_path(const pb_store_t *s, int64_t ns, int64_t pack, char *out, size_t cap);
+/* A descriptor of a pack for reading, from the store's small cache (not
+ * closed by the caller); errno-style codes as PB_E*, a missing pack as
+ * PB_ESTORE_CORRUPT. */
+int pb__store_pack_fd(pb_store_t *s, int64_t ns, int64_t pack, int *fd);
+/* Closes the cached descriptor of pack, if any: before its file goes. */
+void pb__store_pack_fd_forget(pb_store_t *s, int64_t pack);
+/* Closes every cached descriptor and the read path's statement. */
+void pb__store_read_close(pb_store_t *s);
 /* Creates dir if missing; when it had to, fsyncs its parent so the new
  * entry survives a crash. */
 int pb__store_ensure_dir(const char *dir, const char *parent);

@@ -1,5 +1,5 @@
-/* The host store's read path: chunks by name, each pack opened once and
- * read in offset order. */
+/* The host store's read path: chunks by name, each pack's chunks read in
+ * offset order through the store's open packs (pb__store_pack_fd). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -52,6 +52,8 @@ out_free:
 	return rc;
 }
 
+/* ---- reads ------------------------------------------------------------------------ */
+
 /* Where one chunk of a batched read is. */
 struct getloc {
 	size_t i; /* its index in the request */
@@ -73,12 +75,16 @@ static int cmp_getloc(const void *a, const void *b)
 static int get_lookup(pb_store_ns_t *ns, const uint8_t (*names)[PB_STORE_NAME_LEN], size_t n, struct getloc *loc,
 		      size_t *nloc, int *rcs)
 {
-	sqlite3_stmt *st = NULL;
-	int rc = pb__store_prep(ns->store->db, "SELECT pack, off, len, hash FROM chunks WHERE ns=?1 AND name=?2", &st);
+	sqlite3_stmt *st = ns->store->get_st;
+	int rc = 0;
 
 	*nloc = 0;
-	if (rc < 0)
-		return rc;
+	if (st == NULL) {
+		rc = pb__store_prep(ns->store->db, "SELECT pack, off, len, hash FROM chunks WHERE ns=?1 AND name=?2", &st);
+		if (rc < 0)
+			return rc;
+		ns->store->get_st = st;
+	}
 	for (size_t i = 0; i < n; i++) {
 		struct getloc *l = &loc[*nloc];
 
@@ -89,7 +95,7 @@ static int get_lookup(pb_store_ns_t *ns, const uint8_t (*names)[PB_STORE_NAME_LE
 		if (rc != SQLITE_ROW) {
 			if (rc != SQLITE_DONE) {
 				rc = pb__store_db_err(ns->store->db, rc);
-				sqlite3_finalize(st);
+				sqlite3_reset(st);
 				return rc;
 			}
 			rcs[i] = PB_ENOTFOUND;
@@ -106,7 +112,8 @@ static int get_lookup(pb_store_ns_t *ns, const uint8_t (*names)[PB_STORE_NAME_LE
 		memcpy(l->hash, sqlite3_column_blob(st, 3), 32);
 		(*nloc)++;
 	}
-	sqlite3_finalize(st);
+	/* Reset, so that no read stays open on the database between calls. */
+	sqlite3_reset(st);
 	return 0;
 }
 
@@ -115,8 +122,7 @@ int pb_store_get_many(pb_store_ns_t *ns, const uint8_t (*names)[PB_STORE_NAME_LE
 {
 	struct getloc *loc;
 	size_t nloc = 0, bytes = 0, upto = n;
-	int64_t open_pack = 0;
-	int fd = -1, rc;
+	int fd, rc;
 
 	if (ns == NULL || (n > 0 && (names == NULL || ct == NULL || len == NULL || rcs == NULL)))
 		return PB_EINVAL;
@@ -151,26 +157,14 @@ int pb_store_get_many(pb_store_ns_t *ns, const uint8_t (*names)[PB_STORE_NAME_LE
 	for (size_t k = 0; k < nloc; k++) {
 		const struct getloc *l = &loc[k];
 
-		if (fd < 0 || l->pack != open_pack) {
-			char path[PATH_MAX];
-
-			if (fd >= 0)
-				close(fd);
-			fd = -1;
-			if ((rc = pb__store_pack_path(ns->store, ns->id, l->pack, path, sizeof(path))) < 0)
-				goto out;
-			if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-				rcs[l->i] = errno == ENOENT ? PB_ESTORE_CORRUPT : pb__store_sys_err(errno);
-				continue;
-			}
-			open_pack = l->pack;
+		if ((rc = pb__store_pack_fd(ns->store, ns->id, l->pack, &fd)) < 0) {
+			rcs[l->i] = rc;
+			continue;
 		}
 		rcs[l->i] = read_chunk(fd, l->off, l->len, names[l->i], l->hash, &ct[l->i], &len[l->i]);
 	}
 	rc = 0;
 out:
-	if (fd >= 0)
-		close(fd);
 	free(loc);
 	if (rc != 0) {
 		for (size_t i = 0; i < n; i++) {

@@ -255,6 +255,61 @@ int pb__store_pack_path(const pb_store_t *s, int64_t ns, int64_t pack, char *out
 	return (n < 0 || (size_t)n >= cap) ? PB_ETOOBIG : 0;
 }
 
+/* ---- packs kept open for reading ---------------------------------------------------------------- */
+
+int pb__store_pack_fd(pb_store_t *s, int64_t ns, int64_t pack, int *fd)
+{
+	struct pb__pack_fd *e = &s->pack_fds[0];
+	char path[PATH_MAX];
+	int rc;
+
+	for (size_t i = 0; i < PB__PACK_FDS; i++) {
+		struct pb__pack_fd *c = &s->pack_fds[i];
+
+		if (c->pack == pack && c->ns == ns) {
+			c->used = ++s->pack_fd_clock;
+			*fd = c->fd;
+			return 0;
+		}
+		/* The entry to reuse: an empty one, else the least recent. */
+		if (e->pack != 0 && (c->pack == 0 || c->used < e->used))
+			e = c;
+	}
+	if ((rc = pb__store_pack_path(s, ns, pack, path, sizeof(path))) < 0)
+		return rc;
+	if ((*fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return errno == ENOENT ? PB_ESTORE_CORRUPT : pb__store_sys_err(errno);
+	if (e->pack != 0)
+		close(e->fd);
+	e->ns = ns;
+	e->pack = pack;
+	e->fd = *fd;
+	e->used = ++s->pack_fd_clock;
+	return 0;
+}
+
+void pb__store_pack_fd_forget(pb_store_t *s, int64_t pack)
+{
+	for (size_t i = 0; i < PB__PACK_FDS; i++) {
+		struct pb__pack_fd *c = &s->pack_fds[i];
+
+		if (c->pack == pack) {
+			close(c->fd);
+			c->pack = 0;
+			c->fd = -1;
+		}
+	}
+}
+
+void pb__store_read_close(pb_store_t *s)
+{
+	for (size_t i = 0; i < PB__PACK_FDS; i++)
+		if (s->pack_fds[i].pack != 0)
+			pb__store_pack_fd_forget(s, s->pack_fds[i].pack);
+	sqlite3_finalize(s->get_st);
+	s->get_st = NULL;
+}
+
 /* Creates dir if missing; when it had to, fsyncs its parent so the new
  * entry survives a crash. */
 int pb__store_ensure_dir(const char *dir, const char *parent)
@@ -362,6 +417,7 @@ static int recover(pb_store_t *s)
 			sqlite3_bind_int64(st, 2, ns);
 			if (sqlite3_step(st) == SQLITE_ROW)
 				continue;
+			pb__store_pack_fd_forget(s, id);
 			if (pb__store_pack_path(s, ns, id, fpath, sizeof(fpath)) == 0 && unlink(fpath) == 0)
 				removed = true;
 		}
@@ -546,6 +602,7 @@ void pb_store_close(pb_store_t *s)
 		return;
 	while (s->ns_list != NULL)
 		pb_store_ns_close(s->ns_list);
+	pb__store_read_close(s);
 	sqlite3_close(s->db);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
@@ -730,6 +787,7 @@ void pb__store_ns_discard(pb_store_ns_t *ns)
 	if (ns->store->uncertain) {
 		/* Leave the bytes; the next open cuts them if uncommitted. */
 	} else if (ns->pack_new) {
+		pb__store_pack_fd_forget(ns->store, ns->pack_id);
 		if (pb__store_pack_path(ns->store, ns->id, ns->pack_id, path, sizeof(path)) == 0)
 			(void)unlink(path);
 	} else {

@@ -13,7 +13,10 @@ DIR holds the release programs that run the host and the account service
 --rt runs the host's threads and the commands at SCHED_FIFO priority (root
 only): the figures then leave out the waits for the CPU that other work on
 a shared machine causes. Prints, per build and phone: wall p50, p99 and
-minimum, and CPU milliseconds (user + system, wait4) per command."""
+minimum, and CPU milliseconds (user + system, wait4) per command, and the
+host's CPU milliseconds per command (its /proc stat before and after all
+of them). --host DIR runs the host (and the account service) from DIR
+instead of --bin, to compare host builds with one phone build."""
 import argparse
 import json
 import os
@@ -49,6 +52,13 @@ def build_store(args, root):
         env.stop()
 
 
+def host_cpu(pid):
+    """The host's user + system CPU milliseconds so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -56,6 +66,7 @@ def main():
     ap.add_argument("-n", type=int, default=50)
     ap.add_argument("--messages", type=int, default=1000000)
     ap.add_argument("--rt", action="store_true")
+    ap.add_argument("--host", default=None)
     ap.add_argument("peerback", nargs="+")
     args = ap.parse_args()
     top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -68,7 +79,7 @@ def main():
         st = json.load(f)
     with open(os.path.join(root, "ids.json")) as f:
         ids = json.load(f)
-    env = b.PeerbackEnv(args.bin, root, st["imd_port"], st["host_port"])
+    env = b.PeerbackEnv(os.path.abspath(args.host or args.bin), root, st["imd_port"], st["host_port"])
     env.start(fresh=False)
     rt = ["chrt", "-f", "50"] if args.rt else []
     try:
@@ -76,6 +87,7 @@ def main():
             for t in os.listdir("/proc/%d/task" % env.host.p.pid):
                 subprocess.run(["chrt", "-f", "-p", "50", t], check=True, stdout=subprocess.DEVNULL)
         rng = random.Random(b.SEED)
+        host_cpu0, ncmd = host_cpu(env.host.p.pid), 0
         out = {}
         to = os.path.join(root, "single")
         for who, home, extra in (("phone", st["phone"], []), ("new phone", st["newphone"], ["--from", st["from"]])):
@@ -85,12 +97,14 @@ def main():
                     shutil.rmtree(to, ignore_errors=True)
                     x = b.run(rt + [os.path.abspath(pb), "--home", home, "--json", "restore", "--to", to,
                                     "--id", mid] + extra, env=b.measured_env(home)).check("restore --id")
+                    ncmd += 1
                     w, c = out.setdefault((who, pb), ([], []))
                     w.append(x.wall * 1000)
                     c.append(x.cpu * 1000)
         for (who, pb), (w, c) in out.items():
             print("%-9s %-40s wall p50 %6.2f p99 %6.2f min %6.2f ms, CPU %5.2f ms" %
                   (who, pb, b.percentile(w, 50), b.percentile(w, 99), min(w), sum(c) / len(c)))
+        print("host CPU %.3f ms per command (%d commands)" % ((host_cpu(env.host.p.pid) - host_cpu0) / ncmd, ncmd))
     finally:
         env.stop()
 
