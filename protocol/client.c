@@ -26,7 +26,7 @@ static int write_all(void *arg, const uint8_t *data, size_t len)
 	pb_client_t *c = arg;
 
 	while (len > 0) {
-		ssize_t w = send(c->fd, data, len, MSG_NOSIGNAL);
+		ssize_t w = send(c->fd, data, len, MSG_NOSIGNAL | (c->more ? MSG_MORE : 0));
 
 		if (w < 0) {
 			if (errno == EINTR)
@@ -44,7 +44,21 @@ static int write_all(void *arg, const uint8_t *data, size_t len)
 		len -= (size_t)w;
 		c->bytes_out += (uint64_t)w;
 	}
+	c->held = c->more;
 	return 0;
+}
+
+/* Pushes what pb__client_send_more left held: setting TCP_NODELAY (which
+ * the client always runs with) sends the pending segments at once. A
+ * socket that is no TCP socket holds nothing. */
+static void push_held(pb_client_t *c)
+{
+	int one = 1;
+
+	if (!c->held)
+		return;
+	c->held = false;
+	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
 static int connect_one(const struct sockaddr_storage *ss, int timeout_ms)
@@ -102,6 +116,7 @@ static int pump(pb_client_t *c, int64_t deadline, bool *established)
 
 	if (left <= 0)
 		return PB_ETIMEOUT;
+	push_held(c);
 	rc = poll(&p, 1, (int)left);
 	if (rc == 0)
 		return PB_ETIMEOUT;
@@ -182,6 +197,18 @@ int pb__client_send(pb_client_t *c, pb_envelope_t *env)
 	return pb__session_send(&c->sess, env);
 }
 
+int pb__client_send_more(pb_client_t *c, pb_envelope_t *env)
+{
+	int rc;
+
+	if (c->fd < 0)
+		return PB_ESTATE;
+	c->more = true;
+	rc = pb__session_send(&c->sess, env);
+	c->more = false;
+	return rc;
+}
+
 int pb__client_recv(pb_client_t *c, pb_envelope_t **out, int *peer_code)
 {
 	int64_t deadline = now_ms() + c->timeout_ms;
@@ -191,6 +218,9 @@ int pb__client_recv(pb_client_t *c, pb_envelope_t **out, int *peer_code)
 	*out = NULL;
 	if (c->fd < 0)
 		return PB_ESTATE;
+	/* Also when an answer is queued already: what the caller does with
+	 * it must not leave the peer waiting for the held requests. */
+	push_held(c);
 	while (c->qlen == 0) {
 		rc = pump(c, deadline, NULL);
 		if (rc != 0)

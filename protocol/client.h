@@ -21,6 +21,9 @@ typedef struct pb_client_s {
 	/* A phone's request whose reply is read (and checked) before the
 	 * next reply it waits for; 0: none (agent/phone/phone.c). */
 	uint64_t pending_reply;
+	/* pb__client_send_more: the envelope being sent is held (MSG_MORE);
+	 * held: bytes are held in the socket, pushed before the next wait. */
+	bool more, held;
 } pb_client_t;
 
 /* Connects to the first address that answers (each tried for
@@ -43,6 +46,11 @@ __attribute__((warn_unused_result)) int pb__client_start(pb_client_t *c, int fd,
 
 /* Sends one Envelope. */
 __attribute__((warn_unused_result)) int pb__client_send(pb_client_t *c, pb_envelope_t *env);
+/* Sends one Envelope that more follow before the client waits for an answer:
+ * the kernel holds it (MSG_MORE) and the next send, or the next receive
+ * before it waits, pushes everything held in one segment. A burst of small
+ * requests then costs the peer one wake-up and the loopback one transmit. */
+__attribute__((warn_unused_result)) int pb__client_send_more(pb_client_t *c, pb_envelope_t *env);
 
 /* Receives the next Envelope (caller frees with pb__envelope_free) within the
  * client's timeout. An Error envelope from the peer is returned as

@@ -7,6 +7,7 @@
 
 #include "peerback.h"
 #include "peerback/noise.h"
+#include "protocol/session.h"
 
 #define DHLEN 32
 #define BLOCKLEN 128
@@ -482,6 +483,12 @@ static bool pattern_sends_static(const pb_noise_hs_t *hs, bool initiator)
 PB_EXTERN int pb_noise_hs_new(const char *protocol_name, bool initiator, const pb_noise_config_t *cfg,
 			      pb_noise_hs_t **out)
 {
+	return pb__noise_hs_new_pub(protocol_name, initiator, cfg, NULL, out);
+}
+
+int pb__noise_hs_new_pub(const char *protocol_name, bool initiator, const pb_noise_config_t *cfg,
+			 const uint8_t *s_pub, pb_noise_hs_t **out)
+{
 	const struct pattern_def *def;
 	pb_noise_hs_t *hs;
 	size_t nlen;
@@ -510,7 +517,10 @@ PB_EXTERN int pb_noise_hs_new(const char *protocol_name, bool initiator, const p
 	hs->npsks = cfg->npsks;
 	if (cfg->s_priv != NULL) {
 		memcpy(hs->s_priv, cfg->s_priv, DHLEN);
-		crypto_scalarmult_base(hs->s_pub, hs->s_priv);
+		if (s_pub != NULL)
+			memcpy(hs->s_pub, s_pub, DHLEN);
+		else
+			crypto_scalarmult_base(hs->s_pub, hs->s_priv);
 		hs->has_s = true;
 	}
 	if (cfg->e_priv != NULL) {

@@ -97,7 +97,7 @@ int pb__session_start(pb_session_t *s)
 
 	if (!s->initiator || s->hs != NULL || s->established)
 		return PB_ESTATE;
-	rc = pb_noise_hs_new(s->cands[0].protocol, true, &s->cands[0].cfg, &s->hs);
+	rc = pb__noise_hs_new_pub(s->cands[0].protocol, true, &s->cands[0].cfg, s->cands[0].s_pub, &s->hs);
 	if (rc != 0)
 		return rc;
 	s->matched_tag = s->cands[0].tag;
@@ -114,7 +114,7 @@ static int read_first(pb_session_t *s, const uint8_t *msg, size_t len)
 		pb_noise_hs_t *hs;
 		size_t plen;
 
-		if (pb_noise_hs_new(s->cands[i].protocol, false, &s->cands[i].cfg, &hs) != 0)
+		if (pb__noise_hs_new_pub(s->cands[i].protocol, false, &s->cands[i].cfg, s->cands[i].s_pub, &hs) != 0)
 			continue;
 		if (pb_noise_hs_read(hs, msg, len, payload, sizeof(payload), &plen) == 0) {
 			s->hs = hs;

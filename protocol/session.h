@@ -18,8 +18,18 @@
 typedef struct pb_session_candidate_s {
 	const char *protocol; /* e.g. PB_NOISE_PAIRING; static string */
 	pb_noise_config_t cfg; /* pointers must outlive pb_session_start */
+	/* cfg.s_priv's public key (32) when the caller holds it, else NULL:
+	 * the handshake then does not derive it again (a scalar
+	 * multiplication for each candidate tried). */
+	const uint8_t *s_pub;
 	int tag;              /* returned by pb_session_matched() */
 } pb_session_candidate_t;
+
+/* pb_noise_hs_new with the public key of cfg->s_priv given (s_pub, 32
+ * bytes, which must be that key's) instead of derived; s_pub NULL derives
+ * it. In protocol/noise.c. */
+int pb__noise_hs_new_pub(const char *protocol_name, bool initiator, const pb_noise_config_t *cfg,
+			 const uint8_t *s_pub, pb_noise_hs_t **out);
 
 typedef struct pb_session_s {
 	bool initiator;

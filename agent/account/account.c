@@ -53,6 +53,27 @@ out_wipe:
 	return rc;
 }
 
+int pb__identity_device_id(const char *home, uint8_t out[PB_DEVICE_ID_LEN])
+{
+	char path[4096];
+	uint8_t *buf = NULL;
+	size_t len;
+	int rc;
+
+	rc = pb__path_join(path, sizeof(path), home, "identity.key");
+	if (rc == 0)
+		rc = pb__read_file(path, 1024, &buf, &len);
+	if (rc != 0)
+		return rc;
+	if (len == IDENTITY_LEN)
+		memcpy(out, buf, PB_DEVICE_ID_LEN);
+	else
+		rc = PB_ESTORE_CORRUPT;
+	sodium_memzero(buf, len);
+	free(buf);
+	return rc;
+}
+
 void pb__identity_wipe(pb_identity_t *id)
 {
 	sodium_memzero(id, sizeof(*id));

@@ -29,6 +29,9 @@ typedef struct pb_identity_s {
 
 /* Loads HOME/identity.key, creating it on first use. */
 __attribute__((warn_unused_result)) int pb__identity_load(const char *home, pb_identity_t *id);
+/* The device id of an existing identity.key, without deriving its keys
+ * (pb__identity_load computes the X25519 public key). */
+__attribute__((warn_unused_result)) int pb__identity_device_id(const char *home, uint8_t out[PB_DEVICE_ID_LEN]);
 void pb__identity_wipe(pb_identity_t *id);
 
 typedef struct pb_account_s {

@@ -113,16 +113,22 @@ int pb__open(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t na
 	return pb__open_dctx(enc, name_key, name, ct, ct_len, plain, cap, plain_len, NULL);
 }
 
-int pb__open_dctx(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t name[PB_STORE_NAME_LEN],
-		  const uint8_t *ct, size_t ct_len, uint8_t *plain, size_t cap, size_t *plain_len, ZSTD_DCtx *dctx)
+/* The plaintext goes to plain (cap bytes) or, alloc not NULL, to a buffer
+ * of its size (at most cap) allocated once the size is known, *alloc,
+ * which the caller frees. */
+static int open_chunk(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t name[PB_STORE_NAME_LEN],
+		      const uint8_t *ct, size_t ct_len, uint8_t *plain, size_t cap, uint8_t **alloc,
+		      size_t *plain_len, ZSTD_DCtx *dctx)
 {
 	uint8_t ad[PB_STORE_NAME_LEN + 2], h[PB_STORE_NAME_LEN];
 	uint8_t *tmp = NULL;
 	size_t plen, out_len;
 	int rc = 0;
 
-	if (name == NULL || ct == NULL || plain_len == NULL || (plain == NULL && cap > 0))
+	if (name == NULL || ct == NULL || plain_len == NULL || (alloc == NULL && plain == NULL && cap > 0))
 		return PB_EINVAL;
+	if (alloc != NULL)
+		*alloc = NULL;
 	if (sodium_init() < 0)
 		return PB_ENOMEM;
 	if (ct_len < PB_CHUNK_HDR_LEN + TAG_LEN)
@@ -138,9 +144,13 @@ int pb__open_dctx(const uint8_t enc[32], const uint8_t name_key[32], const uint8
 	if (!(ct[1] & FLAG_ZSTD)) {
 		if (plen > cap)
 			return PB_ETOOBIG;
+		if (alloc != NULL && (plain = *alloc = malloc(plen > 0 ? plen : 1)) == NULL)
+			return PB_ENOMEM;
 		if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, ct + PB_CHUNK_HDR_LEN,
-							       plen + TAG_LEN, ad, sizeof(ad), ct + 2, enc) != 0)
-			return PB_ESTORE_HASH;
+							       plen + TAG_LEN, ad, sizeof(ad), ct + 2, enc) != 0) {
+			rc = PB_ESTORE_HASH;
+			goto out_free;
+		}
 		out_len = plen;
 	} else {
 		unsigned long long fsize;
@@ -164,6 +174,10 @@ int pb__open_dctx(const uint8_t enc[32], const uint8_t name_key[32], const uint8
 			rc = PB_ETOOBIG;
 			goto out_free;
 		}
+		if (alloc != NULL && (plain = *alloc = malloc(fsize > 0 ? (size_t)fsize : 1)) == NULL) {
+			rc = PB_ENOMEM;
+			goto out_free;
+		}
 		out_len = dctx != NULL ? ZSTD_decompressDCtx(dctx, plain, (size_t)fsize, tmp, plen)
 				       : ZSTD_decompress(plain, (size_t)fsize, tmp, plen);
 		if (ZSTD_isError(out_len) || out_len != fsize) {
@@ -183,7 +197,25 @@ out_free:
 		sodium_memzero(tmp, plen);
 		free(tmp);
 	}
+	if (rc != 0 && alloc != NULL) {
+		free(*alloc);
+		*alloc = NULL;
+	}
 	return rc;
+}
+
+int pb__open_dctx(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t name[PB_STORE_NAME_LEN],
+		  const uint8_t *ct, size_t ct_len, uint8_t *plain, size_t cap, size_t *plain_len, ZSTD_DCtx *dctx)
+{
+	return open_chunk(enc, name_key, name, ct, ct_len, plain, cap, NULL, plain_len, dctx);
+}
+
+int pb__open_alloc(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t name[PB_STORE_NAME_LEN],
+		   const uint8_t *ct, size_t ct_len, size_t max, uint8_t **plain, size_t *plain_len, ZSTD_DCtx *dctx)
+{
+	if (plain == NULL)
+		return PB_EINVAL;
+	return open_chunk(enc, name_key, name, ct, ct_len, NULL, max, plain, plain_len, dctx);
 }
 
 int pb_chunk_seal(const pb_backup_keys_t *keys, const uint8_t *plain, size_t len,

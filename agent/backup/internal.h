@@ -29,6 +29,12 @@ struct ZSTD_DCtx_s;
 PB_WUR int pb__open_dctx(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t name[PB_STORE_NAME_LEN],
 			 const uint8_t *ct, size_t ct_len, uint8_t *plain, size_t cap, size_t *plain_len,
 			 struct ZSTD_DCtx_s *dctx);
+/* pb__open_dctx into a buffer of the plaintext's size (at most max),
+ * allocated once the chunk says it: *plain, which the caller frees (NULL
+ * on failure). */
+PB_WUR int pb__open_alloc(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t name[PB_STORE_NAME_LEN],
+			  const uint8_t *ct, size_t ct_len, size_t max, uint8_t **plain, size_t *plain_len,
+			  struct ZSTD_DCtx_s *dctx);
 
 /* The phone's state of files known whole (agent/backup/state.c). */
 typedef struct pb__stamp_s {

@@ -859,18 +859,18 @@ out:
 int pb_manifest_chunk_open(const pb_backup_keys_t *keys, const uint8_t name[PB_STORE_NAME_LEN],
 			   const uint8_t *ct, size_t ct_len, pb_manifest_item_cb cb, void *arg)
 {
-	uint8_t *plain;
+	uint8_t *plain = NULL;
 	size_t plen = 0;
 	int rc;
 
 	if (keys == NULL)
 		return PB_EINVAL;
-	plain = malloc(PB_MANIFEST_CHUNK_PLAIN_MAX);
-	if (plain == NULL)
-		return PB_ENOMEM;
-	rc = pb__open(keys->manifest, keys->name, name, ct, ct_len, plain, PB_MANIFEST_CHUNK_PLAIN_MAX, &plen);
-	if (rc == 0)
-		rc = pb_manifest_parse(plain, plen, cb, arg);
+	/* A buffer of the chunk's size, not of the largest chunk's. */
+	rc = pb__open_alloc(keys->manifest, keys->name, name, ct, ct_len, PB_MANIFEST_CHUNK_PLAIN_MAX, &plain, &plen,
+			    NULL);
+	if (rc != 0)
+		return rc;
+	rc = pb_manifest_parse(plain, plen, cb, arg);
 	sodium_memzero(plain, plen);
 	free(plain);
 	return rc;

@@ -241,7 +241,10 @@ static int r_get_send(pb_repo_t *r, const uint8_t *dev, const uint8_t name[PB_ST
 	get.name.len = PB_STORE_NAME_LEN;
 	req.op_case = PEERBACK__REQUEST__OP_CHUNK_GET;
 	req.chunk_get = &get;
-	rc = send_req(R(r), &req);
+	/* Held until the next request or the first get_recv, which always
+	 * follows: requests asked together go out in one segment. */
+	req.id = ++R(r)->next_id;
+	rc = pb__phone_send_more(&R(r)->c, &req);
 	*tok = req.id;
 	return rc;
 }
@@ -412,7 +415,6 @@ int pb__repo_remote_open(const char *home, const char *which, int timeout_ms, co
 {
 	struct remote *s = calloc(1, sizeof(*s));
 	pb_remembered_host_t host;
-	pb_identity_t id;
 	char dev[4096];
 	int rc;
 
@@ -421,10 +423,9 @@ int pb__repo_remote_open(const char *home, const char *which, int timeout_ms, co
 		return PB_ENOMEM;
 	s->base.ops = &remote_ops;
 	s->next_id = 100;
-	if (pb__identity_load(home, &id) == 0) {
-		memcpy(s->base.device_id, id.device_id, 16);
-		pb__identity_wipe(&id);
-	}
+	/* The device id only: the connection below loads the keys. */
+	if (pb__identity_device_id(home, s->base.device_id) != 0)
+		memset(s->base.device_id, 0, sizeof(s->base.device_id));
 	rc = pb__phone_connect(home, which, timeout_ms > 0 ? timeout_ms : 30000, &s->c, &host);
 	if (rc != 0) {
 		free(s);

@@ -51,33 +51,16 @@ struct pb__opener_s {
 	ZSTD_DCtx *dctx;          /* the taking thread's */
 };
 
-/* The plaintext buffer is sized after the sealed chunk (a small one may
- * have been compressed far, a large one seldom is), and grown to the most
- * a chunk may hold only when that was too small: memory holds what the
- * waiting chunks hold, not OPEN_RING times the largest chunk. */
+/* The plaintext buffer is allocated once the chunk says its size (after
+ * decryption): memory holds what the waiting chunks hold, not OPEN_RING
+ * times the largest chunk, and no chunk is decrypted twice. */
 static void open_one(const pb_backup_keys_t *keys, struct oslot *s, ZSTD_DCtx *dctx)
 {
-	size_t cap = s->len < 65536 ? 16 * s->len + 1024 : s->len + 1024;
-
 	/* Kept as it came (the restoring thread only took its place); one
 	 * that does not open is forgotten when taken back. */
 	pb__cache_write(s->cache, s->keep_at, s->name, s->ct, s->len);
-	for (;;) {
-		if (cap > PB_CHUNK_PLAIN_MAX)
-			cap = PB_CHUNK_PLAIN_MAX;
-		if ((s->plain = malloc(cap)) == NULL) {
-			s->rc = PB_ENOMEM;
-			return;
-		}
-		s->rc = pb__open_dctx(keys->chunk, keys->name, s->name, s->ct, s->len, s->plain, cap, &s->plen, dctx);
-		if (s->rc == 0)
-			return;
-		free(s->plain);
-		s->plain = NULL;
-		if (s->rc != PB_ETOOBIG || cap == PB_CHUNK_PLAIN_MAX)
-			return;
-		cap = PB_CHUNK_PLAIN_MAX;
-	}
+	s->rc = pb__open_alloc(keys->chunk, keys->name, s->name, s->ct, s->len, PB_CHUNK_PLAIN_MAX, &s->plain,
+			       &s->plen, dctx);
 }
 
 static void *worker(void *arg)

@@ -858,6 +858,7 @@ static void on_connection(uv_stream_t *server, int status)
 	memset(cands, 0, sizeof(cands));
 	cands[n].protocol = PB_NOISE_REMEMBERED;
 	cands[n].cfg.s_priv = host->id.static_sk;
+	cands[n].s_pub = host->id.static_pk;
 	cands[n].cfg.prologue = (const uint8_t *)PB_NOISE_PROLOGUE;
 	cands[n].cfg.prologue_len = strlen(PB_NOISE_PROLOGUE);
 	cands[n].tag = 0;

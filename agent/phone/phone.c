@@ -259,6 +259,16 @@ int pb__phone_send(pb_client_t *c, Peerback__Request *req)
 	return pb__client_send(c, &env);
 }
 
+int pb__phone_send_more(pb_client_t *c, Peerback__Request *req)
+{
+	pb_envelope_t env;
+
+	pb__envelope_init(&env);
+	env.body_case = PEERBACK__ENVELOPE__BODY_REQUEST;
+	env.request = req;
+	return pb__client_send_more(c, &env);
+}
+
 int pb__phone_reply(pb_client_t *c, uint64_t id, pb_envelope_t **env_out)
 {
 	pb_envelope_t *in = NULL;
@@ -354,7 +364,8 @@ static int send_ping(pb_client_t *c, uint64_t id, bool wait)
 	req.ping = &ping;
 	if (wait)
 		return pb__phone_call(c, &req, NULL);
-	if ((rc = pb__phone_send(c, &req)) == 0)
+	/* Held: the next request, or the next wait, pushes it. */
+	if ((rc = pb__phone_send_more(c, &req)) == 0)
 		c->pending_reply = id;
 	return rc;
 }
@@ -481,7 +492,8 @@ static int authenticate(pb_client_t *c, const pb_identity_t *id, const pb_accoun
 	pb__envelope_init(&env);
 	env.body_case = PEERBACK__ENVELOPE__BODY_AUTH_PASSED;
 	env.auth_passed = &ok;
-	if ((rc = pb__client_send(c, &env)) != 0)
+	/* Held: the ping follows at once. */
+	if ((rc = pb__client_send_more(c, &env)) != 0)
 		return rc;
 	/* A round trip confirms the host committed the pairing. A remembered
 	 * pairing commits nothing: the answer to the ping is read with the
@@ -723,6 +735,7 @@ int pb__phone_connect(const char *home, const char *which, int timeout_ms, pb_cl
 	memset(&cand, 0, sizeof(cand));
 	cand.protocol = PB_NOISE_REMEMBERED;
 	cand.cfg.s_priv = id.static_sk;
+	cand.s_pub = id.static_pk;
 	cand.cfg.rs = h.static_pk;
 	cand.cfg.prologue = (const uint8_t *)PB_NOISE_PROLOGUE;
 	cand.cfg.prologue_len = strlen(PB_NOISE_PROLOGUE);

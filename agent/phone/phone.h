@@ -104,6 +104,9 @@ int pb__phone_call_expect(pb_client_t *c, Peerback__Request *req, Peerback__Repl
 
 /* Sends a Request without waiting (req->id as set). */
 int pb__phone_send(pb_client_t *c, Peerback__Request *req);
+/* pb__phone_send for a request that more follow before the phone waits
+ * (pb__client_send_more). */
+int pb__phone_send_more(pb_client_t *c, Peerback__Request *req);
 
 /* Reads the Reply to request id, which must come next; as pb__phone_call. */
 int pb__phone_reply(pb_client_t *c, uint64_t id, pb_envelope_t **env_out);
