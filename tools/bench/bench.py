@@ -674,7 +674,9 @@ def message_device(args):
     device = os.path.join(args.work, "data", "messages-seed%d-%d" % (SEED, args.messages))
     mark = device + ".done"
     if os.path.exists(mark):
-        return device
+        # restic and Borg store a symlink given as the folder itself, not
+        # what it points to: every tool gets the real path.
+        return os.path.realpath(device)
     shutil.rmtree(device, ignore_errors=True)
     os.makedirs(os.path.dirname(device), exist_ok=True)
     export = device + ".export.json"
@@ -1189,6 +1191,7 @@ def install_dataset(args, size):
              "--out", path, "--seed", str(SEED), "--size", size]).check("peerback gen")
         with open(mark, "w") as f:
             f.write("ok\n")
+    path = os.path.realpath(path)
     return path, tree_bytes(path)
 
 
