@@ -28,12 +28,8 @@ int pb_store_prune(pb_store_ns_t *ns, const uint64_t *keep, size_t nkeep)
 
 	if (ns == NULL || (keep == NULL && nkeep > 0))
 		return PB_EINVAL;
-	if (ns->read_only)
-		return PB_ESTATE;
-	if (ns->store->uncertain)
-		return PB_EIO;
 	db = ns->store->db;
-	rc = pb__store_exec(db, "BEGIN IMMEDIATE");
+	rc = pb__store_begin_write(ns);
 	if (rc < 0)
 		return rc;
 	rc = pb__store_prep(db, "SELECT id, snap FROM snapshots WHERE ns=?1", &sel);

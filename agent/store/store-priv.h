@@ -92,6 +92,9 @@ struct pb_store_s {
 int pb__store_sys_err(int e);
 int pb__store_db_err(sqlite3 *db, int rc);
 int pb__store_exec(sqlite3 *db, const char *sql);
+/* Opens a write transaction in ns's store: PB_ESTATE for a store opened
+ * read-only, PB_EIO while an earlier commit's outcome is unknown. */
+int pb__store_begin_write(pb_store_ns_t *ns);
 /* Prepares sql, counting it in pb__store_prepared. */
 int pb__store_prep(sqlite3 *db, const char *sql, sqlite3_stmt **st);
 /* An errno the failure-injection tests want at point, or 0. */

@@ -130,12 +130,8 @@ int pb_store_snapshot_put(pb_store_ns_t *ns, uint64_t snap_id, const uint8_t (*r
 		return PB_EINVAL;
 	if (len > PB_STORE_SNAPSHOT_MAX || nrefs > PB_STORE_SNAPSHOT_REFS_MAX)
 		return PB_ETOOBIG;
-	if (ns->read_only)
-		return PB_ESTATE;
-	if (ns->store->uncertain)
-		return PB_EIO;
 	db = ns->store->db;
-	rc = pb__store_exec(db, "BEGIN IMMEDIATE");
+	rc = pb__store_begin_write(ns);
 	if (rc < 0)
 		return rc;
 	rc = pb__store_prep(db, "SELECT blob FROM snapshots WHERE ns=?1 AND snap=?2", &st);

@@ -107,6 +107,15 @@ int pb__store_exec(sqlite3 *db, const char *sql)
 	return rc == SQLITE_OK ? 0 : pb__store_db_err(db, rc);
 }
 
+int pb__store_begin_write(pb_store_ns_t *ns)
+{
+	if (ns->read_only)
+		return PB_ESTATE;
+	if (ns->store->uncertain)
+		return PB_EIO;
+	return pb__store_exec(ns->store->db, "BEGIN IMMEDIATE");
+}
+
 int pb__store_prep(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 {
 	int rc = sqlite3_prepare_v2(db, sql, -1, st, NULL);
