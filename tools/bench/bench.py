@@ -3,8 +3,9 @@
 
 Called by tools/bench/run.sh (tools/run bench). Every party is a real
 process: the account service, the host and the phones talk over loopback
-TCP. Wall time, CPU time and peak resident memory come from wait4() for
-one-shot commands and from /proc for the long-running host.
+TCP. Wall and CPU time of one-shot commands come from wait4(), their peak
+resident memory from GNU time (see spawn_measured); the long-running
+host's from /proc.
 
     bench.py --bin DIR [--quick] [--work DIR] [--out FILE] [--skip-others]
 """
