@@ -23,6 +23,7 @@
 
 #include "peerback/error.h"
 #include "agent/kinds/chat-util.h"
+#include "agent/kinds/item-pipe.h"
 #include "agent/kinds/util.h"
 
 /* --- Canonical writer ------------------------------------------------------ */
@@ -481,36 +482,44 @@ static int split_message(void *arg, pb__chat_tg_chat_t *chat, pb__cj_t *msg)
 	return err;
 }
 
-/* Splits the bytes in buf, or those read from fd (fd >= 0) a block at a
- * time: then memory holds one block and the message being parsed, not
+/* One split: the bytes in buf, or those read from fd (fd >= 0) a block at
+ * a time: then memory holds one block and the message being parsed, not
  * the file (a chat can be hundreds of MB). */
-static int split_run(const char *relpath, const uint8_t *buf, size_t len, int fd, pb_item_cb cb, void *arg)
+struct split_job {
+	const char *relpath;
+	const uint8_t *buf;
+	size_t len;
+	int fd;
+	char why[256]; /* the parser's sentence for its error */
+	bool parse_failed; /* the error is the parser's, not the callback's */
+};
+
+static int split_go(struct split_job *j, pb_item_cb cb, void *arg)
 {
 	enum { BLOCK = 1u << 20 };
 	struct tg_split s;
 	pb__chat_tg_sink_t sink = {split_begin, split_message, NULL, &s, true};
 	pb__chat_tg_t *p;
-	char why[256] = "";
 	uint8_t *block = NULL;
 	int err;
 
 	memset(&s, 0, sizeof(s));
-	s.relpath = relpath;
+	s.relpath = j->relpath;
 	s.cb = cb;
 	s.arg = arg;
-	if ((err = chat_dir_of(relpath, s.chat, sizeof(s.chat))) != 0)
+	if ((err = chat_dir_of(j->relpath, s.chat, sizeof(s.chat))) != 0)
 		return err;
-	if (fd >= 0 && (block = malloc(BLOCK)) == NULL)
+	if (j->fd >= 0 && (block = malloc(BLOCK)) == NULL)
 		return PB_ENOMEM;
 	if ((err = pb__chat_tg_new(&p, &sink)) != 0) {
 		free(block);
 		return err;
 	}
-	if (fd < 0) {
-		err = pb__chat_tg_feed(p, buf, len, why, sizeof(why));
+	if (j->fd < 0) {
+		err = pb__chat_tg_feed(p, j->buf, j->len, j->why, sizeof(j->why));
 	} else {
 		for (;;) {
-			ssize_t n = read(fd, block, BLOCK);
+			ssize_t n = read(j->fd, block, BLOCK);
 
 			if (n < 0 && errno == EINTR)
 				continue;
@@ -518,20 +527,49 @@ static int split_run(const char *relpath, const uint8_t *buf, size_t len, int fd
 				err = n < 0 ? -errno : 0;
 				break;
 			}
-			if ((err = pb__chat_tg_feed(p, block, (size_t)n, why, sizeof(why))) != 0)
+			if ((err = pb__chat_tg_feed(p, block, (size_t)n, j->why, sizeof(j->why))) != 0)
 				break;
 		}
 		sodium_memzero(block, BLOCK);
 		free(block);
 	}
 	if (err == 0)
-		err = pb__chat_tg_finish(p, why, sizeof(why));
+		err = pb__chat_tg_finish(p, j->why, sizeof(j->why));
 	pb__chat_tg_free(p);
 	pb__chat_buf_clear(&s.buf);
 	if (s.cb_ret != 0)
 		return s.cb_ret;
-	if (err != 0)
-		pb__kinds_split_why(0, why);
+	j->parse_failed = err != 0;
+	return err;
+}
+
+static int split_make(void *arg, pb__ipipe_t *pipe)
+{
+	return split_go(arg, pb__ipipe_put_cb, pipe);
+}
+
+/* A chat file at least this large is parsed on a thread of its own while
+ * the caller takes its messages (pb__ipipe_run): parsing and writing the
+ * canonical form is about half of a chat's backup. Smaller ones are not
+ * worth a thread. Tests lower it to run every chat through the pipe. */
+size_t pb__tg_pipe_min = 4u << 20;
+size_t pb__tg_pipe_batch; /* 0: the pipe's default */
+
+static int split_run(const char *relpath, const uint8_t *buf, size_t len, int fd, pb_item_cb cb, void *arg)
+{
+	struct split_job j = {relpath, buf, len, fd, "", false};
+	struct stat st;
+	int err;
+
+	if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size >= pb__tg_pipe_min) {
+		/* An error of cb comes back as it is; one of the parser comes
+		 * after every message parsed before it. */
+		err = pb__ipipe_run(split_make, &j, cb, arg, pb__tg_pipe_batch);
+	} else {
+		err = split_go(&j, cb, arg);
+	}
+	if (err != 0 && j.parse_failed)
+		pb__kinds_split_why(0, j.why);
 	return err;
 }
 

@@ -75,6 +75,11 @@ extern const pb_codec_t pb__codec_sim_csv;
 extern const pb_codec_t pb__codec_telegram;
 /* pb__codec_telegram's split reading the file from fd a block at a time. */
 int pb__telegram_split_fd(const char *relpath, int fd, pb_item_cb cb, void *arg);
+/* A chat file of at least pb__tg_pipe_min bytes is parsed on a thread of
+ * its own, its messages handed over in batches of about pb__tg_pipe_batch
+ * bytes (0: 256 KiB). Tests lower both. */
+extern size_t pb__tg_pipe_min;
+extern size_t pb__tg_pipe_batch;
 /* pb__codec_telegram's join a piece at a time, appended to out: the head
  * from the frame item, each message (first: the first after the head),
  * the tail. A file streamed this way is the one join gives. */

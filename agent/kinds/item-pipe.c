@@ -1,0 +1,215 @@
+/* Items made on a thread of their own, taken in order on the caller's.
+ *
+ * The maker copies each item's bytes and id into the batch it fills; a
+ * full batch is handed over and the next of three is filled while the
+ * caller takes the items of the one before. The caller's callback sees
+ * the same items, in the same order, as if the maker had called it
+ * itself; only the pointers differ (they point into the batch, valid for
+ * the call as before). */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "peerback/error.h"
+#include "agent/kinds/item-pipe.h"
+
+#define NBATCH 3
+#define BATCH_DEFAULT (256u << 10)
+
+struct ent {
+	pb_item_t it;        /* id and data are set when taken */
+	size_t id_off, data_off;
+	bool has_data;
+};
+
+struct batch {
+	pb_buf_t bytes; /* ids and data, one after the other */
+	struct ent *e;
+	size_t n, cap;
+};
+
+struct pb__ipipe_s {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct batch b[NBATCH];
+	size_t filled, taken; /* batches handed over, and taken */
+	bool stop;            /* the taker failed: the maker stops */
+	bool done;            /* the maker returned make_rc */
+	int make_rc;
+	size_t batch;
+	struct batch *cur; /* the maker's, NULL when it has none */
+	pb__ipipe_make_fn make;
+	void *arg;
+	/* Without a thread, put calls the taker itself. */
+	bool direct;
+	pb_item_cb cb;
+	void *cb_arg;
+};
+
+/* The maker's next batch: waits while all three are full. */
+static int batch_get(pb__ipipe_t *p)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&p->mu);
+	while (!p->stop && p->filled - p->taken >= NBATCH)
+		pthread_cond_wait(&p->cv, &p->mu);
+	if (p->stop)
+		rc = PB_ECANCELED;
+	else
+		p->cur = &p->b[p->filled % NBATCH];
+	pthread_mutex_unlock(&p->mu);
+	if (rc == 0) {
+		p->cur->n = 0;
+		p->cur->bytes.len = 0;
+	}
+	return rc;
+}
+
+static void batch_hand(pb__ipipe_t *p)
+{
+	pthread_mutex_lock(&p->mu);
+	p->filled++;
+	p->cur = NULL;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+static int append(pb_buf_t *b, const void *data, size_t len, size_t *off)
+{
+	*off = b->len;
+	return len > 0 ? pb_buf_append(b, data, len) : 0;
+}
+
+int pb__ipipe_put(pb__ipipe_t *p, const pb_item_t *it)
+{
+	struct batch *b;
+	struct ent *e;
+	int rc;
+
+	if (p->direct)
+		return p->cb(p->cb_arg, it);
+	if (p->cur == NULL && (rc = batch_get(p)) != 0)
+		return rc;
+	b = p->cur;
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? 2 * b->cap : 256;
+		struct ent *ne = realloc(b->e, cap * sizeof(*ne));
+
+		if (ne == NULL)
+			return PB_ENOMEM;
+		b->e = ne;
+		b->cap = cap;
+	}
+	e = &b->e[b->n];
+	e->it = *it;
+	e->has_data = it->data != NULL;
+	if ((rc = append(&b->bytes, it->id, it->id != NULL ? strlen(it->id) + 1 : 0, &e->id_off)) != 0 ||
+	    (rc = append(&b->bytes, it->data, e->has_data ? it->len : 0, &e->data_off)) != 0)
+		return rc;
+	b->n++;
+	if (b->bytes.len >= p->batch)
+		batch_hand(p);
+	return 0;
+}
+
+int pb__ipipe_put_cb(void *arg, const pb_item_t *it)
+{
+	return pb__ipipe_put(arg, it);
+}
+
+static void *maker(void *arg)
+{
+	pb__ipipe_t *p = arg;
+	int rc = p->make(p->arg, p);
+
+	if (p->cur != NULL && p->cur->n > 0)
+		batch_hand(p);
+	pthread_mutex_lock(&p->mu);
+	p->done = true;
+	p->make_rc = rc;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+/* Hands one batch's items to the taker. */
+static int take(pb__ipipe_t *p, struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		struct ent *e = &b->e[i];
+		pb_item_t it = e->it;
+		int rc;
+
+		if (it.id != NULL)
+			it.id = (const char *)b->bytes.data + e->id_off;
+		/* An empty item keeps a pointer of its own: bytes.data may be
+		 * NULL while the batch holds nothing else. */
+		if (e->has_data)
+			it.data = it.len > 0 ? b->bytes.data + e->data_off : (const uint8_t *)"";
+		if ((rc = p->cb(p->cb_arg, &it)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+int pb__ipipe_run(pb__ipipe_make_fn make, void *arg, pb_item_cb cb, void *cb_arg, size_t batch)
+{
+	pb__ipipe_t p;
+	pthread_t th;
+	int rc = 0;
+
+	memset(&p, 0, sizeof(p));
+	p.make = make;
+	p.arg = arg;
+	p.cb = cb;
+	p.cb_arg = cb_arg;
+	p.batch = batch > 0 ? batch : BATCH_DEFAULT;
+	if (pthread_mutex_init(&p.mu, NULL) != 0)
+		return PB_ENOMEM;
+	if (pthread_cond_init(&p.cv, NULL) != 0) {
+		pthread_mutex_destroy(&p.mu);
+		return PB_ENOMEM;
+	}
+	if (pthread_create(&th, NULL, maker, &p) != 0) {
+		/* No thread: the items go to the taker as they are made. */
+		p.direct = true;
+		rc = make(arg, &p);
+		goto out;
+	}
+	for (;;) {
+		struct batch *b;
+
+		pthread_mutex_lock(&p.mu);
+		while (p.taken == p.filled && !p.done)
+			pthread_cond_wait(&p.cv, &p.mu);
+		if (p.taken == p.filled) {
+			pthread_mutex_unlock(&p.mu);
+			break; /* done, all taken */
+		}
+		b = &p.b[p.taken % NBATCH];
+		pthread_mutex_unlock(&p.mu);
+		rc = take(&p, b);
+		pthread_mutex_lock(&p.mu);
+		if (rc != 0)
+			p.stop = true;
+		else
+			p.taken++;
+		pthread_cond_broadcast(&p.cv);
+		pthread_mutex_unlock(&p.mu);
+		if (rc != 0)
+			break;
+	}
+	pthread_join(th, NULL);
+	if (rc == 0)
+		rc = p.make_rc;
+out:
+	for (int i = 0; i < NBATCH; i++) {
+		pb_buf_free(&p.b[i].bytes);
+		free(p.b[i].e);
+	}
+	pthread_cond_destroy(&p.cv);
+	pthread_mutex_destroy(&p.mu);
+	return rc;
+}
