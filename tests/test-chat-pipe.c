@@ -24,6 +24,7 @@ typedef struct got_s {
 	pb_buf_t log; /* every item: kind, seq, id, path, len, bytes */
 	size_t n;
 	size_t stop_at; /* 0: never; else cb fails at this item */
+	const pb__item_hasher_t *h;
 } got_t;
 
 static int collect(void *arg, const pb_item_t *it)
@@ -39,8 +40,25 @@ static int collect(void *arg, const pb_item_t *it)
 	assert_int_equal(pb_buf_append(&g->log, it->path, strlen(it->path) + 1), 0);
 	assert_non_null(it->data);
 	assert_int_equal(pb_buf_append(&g->log, it->data, it->len), 0);
+	/* With a hasher, each item comes with the hash of its bytes. */
+	if (g->h != NULL) {
+		const pb__item_x_t *x = (const pb__item_x_t *)it;
+		uint8_t want[32];
+
+		crypto_generichash(want, 32, it->data, it->len, NULL, 0);
+		assert_true(x->hashed);
+		assert_memory_equal(x->hash, want, 32);
+	}
 	return 0;
 }
+
+static void plain_hash(void *arg, const uint8_t *data, size_t len, uint8_t out[32])
+{
+	(void)arg;
+	crypto_generichash(out, 32, data, len, NULL, 0);
+}
+
+static const pb__item_hasher_t hasher = {plain_hash, NULL};
 
 /* A chat of n messages whose texts hold what a naive split at a brace,
  * bracket or quote would get wrong. */
@@ -79,7 +97,7 @@ static int split(const char *file, size_t batch, got_t *g, char *why, size_t cap
 	assert_true(fd >= 0);
 	pb__tg_pipe_min = batch > 0 ? 0 : SIZE_MAX;
 	pb__tg_pipe_batch = batch;
-	rc = pb__telegram_split_fd(REL, fd, collect, g);
+	rc = pb__telegram_split_fd(REL, fd, g->h, collect, g);
 	close(fd);
 	pb__kinds_split_take(&line, why, cap);
 	pb__tg_pipe_min = 4u << 20;
@@ -90,12 +108,12 @@ static int split(const char *file, size_t batch, got_t *g, char *why, size_t cap
 static void same_split(const char *file, size_t stop_at)
 {
 	static const size_t batches[] = {1, 100, 777, 4096, 1u << 20};
-	got_t one = {.stop_at = stop_at};
+	got_t one = {.stop_at = stop_at, .h = stop_at % 2 ? &hasher : NULL};
 	char why1[256], why2[256];
 	int rc1 = split(file, 0, &one, why1, sizeof(why1));
 
 	for (size_t i = 0; i < sizeof(batches) / sizeof(batches[0]); i++) {
-		got_t two = {.stop_at = stop_at};
+		got_t two = {.stop_at = stop_at, .h = i % 2 ? &hasher : NULL};
 		int rc2 = split(file, batches[i], &two, why2, sizeof(why2));
 
 		assert_int_equal(rc2, rc1);
@@ -120,7 +138,9 @@ static void test_pipe_same_items(void **state)
 	snprintf(path, sizeof(path), "%s/result.json", dir);
 	assert_int_equal(pb_test_write_file(path, chat, len), 0);
 	same_split(path, 0);
-	/* The messages are all there: the frame and 3000 messages. */
+	/* The messages are all there: the frame and 3000 messages, hashed
+	 * on the parsing thread. */
+	g.h = &hasher;
 	assert_int_equal(split(path, 333, &g, why, sizeof(why)), 0);
 	assert_int_equal(g.n, 3001);
 	pb_buf_free(&g.log);
@@ -170,22 +190,24 @@ struct mk {
 static int make_odd(void *arg, pb__ipipe_t *p)
 {
 	struct mk *m = arg;
-	pb_item_t it;
+	pb__item_x_t x;
 	int rc;
 
-	memset(&it, 0, sizeof(it));
-	it.kind = PB_KIND_CHAT;
-	it.id = "a";
-	it.path = "p";
-	it.file = "/x";
-	it.size = 9;
-	if ((rc = pb__ipipe_put(p, &it)) != 0)
+	memset(&x, 0, sizeof(x));
+	x.it.kind = PB_KIND_CHAT;
+	x.it.id = "a";
+	x.it.path = "p";
+	x.it.file = "/x";
+	x.it.size = 9;
+	if ((rc = pb__ipipe_put(p, &x.it)) != 0)
 		return rc;
-	it.id = "b";
-	it.file = NULL;
-	it.data = (const uint8_t *)"";
-	it.len = 0;
-	if ((rc = pb__ipipe_put(p, &it)) != 0)
+	x.hashed = true;
+	memset(x.hash, 7, 32);
+	x.it.id = "b";
+	x.it.file = NULL;
+	x.it.data = (const uint8_t *)"";
+	x.it.len = 0;
+	if ((rc = pb__ipipe_put(p, &x.it)) != 0)
 		return rc;
 	return m->rc;
 }
@@ -196,11 +218,14 @@ static int check_odd(void *arg, const pb_item_t *it)
 
 	if (*n == 0) {
 		assert_string_equal(it->id, "a");
+		assert_false(((const pb__item_x_t *)it)->hashed);
 		assert_null(it->data);
 		assert_string_equal(it->file, "/x");
 		assert_int_equal(it->size, 9);
 	} else {
 		assert_string_equal(it->id, "b");
+		assert_true(((const pb__item_x_t *)it)->hashed);
+		assert_int_equal(((const pb__item_x_t *)it)->hash[31], 7);
 		assert_non_null(it->data);
 		assert_int_equal(it->len, 0);
 	}

@@ -103,6 +103,16 @@ static int setup(void **state)
 	return pb_phone_set_device_dir(phone.ph, dev);
 }
 
+/* The same, with every chat parsed on a thread of its own and handed over
+ * a few messages at a time (agent/kinds/item-pipe.c), as large chats are:
+ * the same snapshots, restores and counts. */
+static int setup_piped(void **state)
+{
+	pb__tg_pipe_min = 0;
+	pb__tg_pipe_batch = 3000;
+	return setup(state);
+}
+
 static int teardown(void **state)
 {
 	pb_test_phone_close(&phone);
@@ -303,5 +313,7 @@ int main(void)
 		cmocka_unit_test(test_damaged_chat_keeps_messages),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	int failed = cmocka_run_group_tests(tests, setup, teardown);
+
+	return failed + cmocka_run_group_tests(tests, setup_piped, teardown);
 }

@@ -18,6 +18,7 @@
 #include "agent/backup/internal.h"
 #include "agent/backup/sink.h"
 #include "agent/backup/stream.h"
+#include "agent/kinds/internal.h"
 #include "agent/phone/phone.h"
 #include "agent/util/fsutil.h"
 
@@ -108,6 +109,9 @@ struct backup {
 	size_t cap_old, nold;
 	/* The chat whose messages are being cut as one stream. */
 	pb__stream_t stream;
+	/* True while the walk hands over pb__item_x_t (walk with a hasher):
+	 * a chat's messages come hashed by the thread that parsed them. */
+	bool xwalk;
 };
 
 /* Ends the transaction of touched unchanged items. */
@@ -691,11 +695,16 @@ static bool streamed(const struct backup *b, const pb_item_t *it)
 
 static int stream_item(struct backup *b, const pb_item_t *it)
 {
+	const pb__item_x_t *x = b->xwalk ? (const pb__item_x_t *)it : NULL;
 	uint8_t hash[32];
 	uint64_t d;
 	int rc;
 
-	pb__item_hash(&b->keys, it->data, it->len, hash);
+	/* Hashed already by the thread that parsed the chat, or here. */
+	if (x != NULL && x->hashed)
+		memcpy(hash, x->hash, 32);
+	else
+		pb__item_hash(&b->keys, it->data, it->len, hash);
 	d = digest(it->id, hash);
 	if (!digest_known(b, d))
 		b->res->items_changed++;
@@ -892,11 +901,26 @@ static int skip_file(void *arg, const char *rel, int err, uint64_t line, const c
 	return pb__warn(b->o, "backup", rel, line, err, why);
 }
 
-static int walk(struct backup *b, unsigned mask, int (*fcb)(void *, const char *, const struct stat *), pb_item_cb item,
-		pb_scan_bad_cb bad, void *arg)
+/* A chat message's content hash (pb__item_hash), made on the thread that
+ * parsed it: the keys are only read. */
+static void hash_on_parser(void *arg, const uint8_t *data, size_t len, uint8_t out[32])
 {
-	int rc = b->by_file && fcb != NULL ? pb__provider_dir_list_files(b->prov, mask, fcb, item, bad, arg)
-					   : b->prov->list(b->prov->arg, mask, item, bad, arg);
+	pb__item_hash(arg, data, len, out);
+}
+
+static int walk(struct backup *b, unsigned mask, int (*fcb)(void *, const char *, const struct stat *), pb_item_cb item,
+		pb_scan_bad_cb bad, void *arg, bool hashed)
+{
+	pb__item_hasher_t h = {hash_on_parser, &b->keys};
+	int rc;
+
+	if (b->by_file && fcb != NULL) {
+		b->xwalk = hashed;
+		rc = pb__provider_dir_list_files(b->prov, mask, fcb, hashed ? &h : NULL, item, bad, arg);
+		b->xwalk = false;
+	} else {
+		rc = b->prov->list(b->prov->arg, mask, item, bad, arg);
+	}
 
 	if (rc != 0 && rc != PB_ECANCELED)
 		snprintf(b->res->bad_path, sizeof(b->res->bad_path), "%s", pb__provider_dir_bad(b->prov));
@@ -1090,7 +1114,7 @@ static int backup_walk(struct backup *b, unsigned mask)
 		return rc;
 	pb__manifest_writer_indexed(b->mw);
 	pb__manifest_writer_known(b->mw, manifest_known, b);
-	rc = walk(b, mask, file_seen, backup_item, skip_file, b);
+	rc = walk(b, mask, file_seen, backup_item, skip_file, b, true);
 	if (rc == 0)
 		rc = group_end(b);
 	if (rc == PB_ECANCELED && !b->o->dry_run) {
@@ -1166,7 +1190,7 @@ static int backup_once(const pb_engine_opts_t *o, const pb_provider_t *prov, pb_
 	/* The state first: the counting walk and the sink read it. */
 	if ((rc = pb__state_path(o->home, path, sizeof(path))) != 0 || (rc = pb_backup_state_open(path, &b->st)) != 0)
 		goto out;
-	if ((rc = walk(b, mask, count_file, count_item, pb__skip_quietly, &cnt)) != 0)
+	if ((rc = walk(b, mask, count_file, count_item, pb__skip_quietly, &cnt, false)) != 0)
 		goto out;
 	b->pr.p.phase = "backup";
 	b->pr.p.items_total = cnt.items;

@@ -180,11 +180,14 @@ void pb__opener_free(pb__opener_t *o);
 /* Device-directory provider internals (agent/backup/provider-dir.c). */
 bool pb__provider_is_dir(const pb_provider_t *p);
 struct stat;
+struct pb__item_hasher_s;
 /* The provider's walk with fcb asked first about each file, before it is
- * read (see pb__device_scan_files): a known file is skipped whole. */
+ * read (see pb__device_scan_files): a known file is skipped whole. With a
+ * hasher h, each item cb hears is the it of a pb__item_x_t. */
 PB_WUR int pb__provider_dir_list_files(const pb_provider_t *p, unsigned kind_mask,
 				       int (*fcb)(void *arg, const char *relpath, const struct stat *st),
-				       pb_item_cb cb, pb_scan_bad_cb bad, void *arg);
+				       const struct pb__item_hasher_s *h, pb_item_cb cb, pb_scan_bad_cb bad,
+				       void *arg);
 /* The file (relative) that stopped the provider's last walk, or "". */
 const char *pb__provider_dir_bad(const pb_provider_t *p);
 /* After a failed restore into a device directory: the link that stopped

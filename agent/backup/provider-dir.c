@@ -41,13 +41,13 @@ static int d_list(void *arg, unsigned kind_mask, pb_item_cb cb, pb_scan_bad_cb b
 	return pb_device_scan_skip(p->dir, kind_mask, cb, cb_arg, bad, cb_arg, p->bad, sizeof(p->bad));
 }
 
-int pb__provider_dir_list_files(const pb_provider_t *prov, unsigned kind_mask, pb__scan_file_cb fcb, pb_item_cb cb,
-				pb_scan_bad_cb bad, void *arg)
+int pb__provider_dir_list_files(const pb_provider_t *prov, unsigned kind_mask, pb__scan_file_cb fcb,
+				const pb__item_hasher_t *h, pb_item_cb cb, pb_scan_bad_cb bad, void *arg)
 {
 	struct dirprov *p = prov->arg;
 
 	p->bad[0] = 0;
-	return pb__device_scan_files(p->dir, kind_mask, fcb, cb, arg, bad, p->bad, sizeof(p->bad));
+	return pb__device_scan_files(p->dir, kind_mask, fcb, h, cb, arg, bad, p->bad, sizeof(p->bad));
 }
 
 /* Every item of a directory carries its bytes or its file. */

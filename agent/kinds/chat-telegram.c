@@ -419,24 +419,31 @@ struct tg_split {
 	char chat[128];
 	pb_item_cb cb;
 	void *arg;
+	const pb__item_hasher_t *h;
 	long long last_id;
 	int cb_ret;
 	pb_buf_t buf; /* each message's canonical bytes, one buffer for all */
 };
 
+/* Each item goes out as the it of a pb__item_x_t, hashed here (on the
+ * parsing thread) when there is a hasher. */
 static int split_emit(struct tg_split *s, const char *id, uint64_t seq, const pb_buf_t *b)
 {
-	pb_item_t it;
+	pb__item_x_t x;
 
-	memset(&it, 0, sizeof(it));
-	it.kind = PB_KIND_CHAT;
-	it.id = id;
-	it.path = s->relpath;
-	it.seq = seq;
-	it.data = b->data;
-	it.len = b->len;
-	it.size = b->len;
-	s->cb_ret = s->cb(s->arg, &it);
+	memset(&x, 0, sizeof(x));
+	x.it.kind = PB_KIND_CHAT;
+	x.it.id = id;
+	x.it.path = s->relpath;
+	x.it.seq = seq;
+	x.it.data = b->data;
+	x.it.len = b->len;
+	x.it.size = b->len;
+	if (s->h != NULL && b->data != NULL) {
+		s->h->fn(s->h->arg, b->data, b->len, x.hash);
+		x.hashed = true;
+	}
+	s->cb_ret = s->cb(s->arg, &x.it);
 	return s->cb_ret;
 }
 
@@ -490,6 +497,7 @@ struct split_job {
 	const uint8_t *buf;
 	size_t len;
 	int fd;
+	const pb__item_hasher_t *h;
 	char why[256]; /* the parser's sentence for its error */
 	bool parse_failed; /* the error is the parser's, not the callback's */
 };
@@ -507,6 +515,7 @@ static int split_go(struct split_job *j, pb_item_cb cb, void *arg)
 	s.relpath = j->relpath;
 	s.cb = cb;
 	s.arg = arg;
+	s.h = j->h;
 	if ((err = chat_dir_of(j->relpath, s.chat, sizeof(s.chat))) != 0)
 		return err;
 	if (j->fd >= 0 && (block = malloc(BLOCK)) == NULL)
@@ -555,9 +564,10 @@ static int split_make(void *arg, pb__ipipe_t *pipe)
 size_t pb__tg_pipe_min = 4u << 20;
 size_t pb__tg_pipe_batch; /* 0: the pipe's default */
 
-static int split_run(const char *relpath, const uint8_t *buf, size_t len, int fd, pb_item_cb cb, void *arg)
+static int split_run(const char *relpath, const uint8_t *buf, size_t len, int fd, const pb__item_hasher_t *h,
+		     pb_item_cb cb, void *arg)
 {
-	struct split_job j = {relpath, buf, len, fd, "", false};
+	struct split_job j = {relpath, buf, len, fd, h, "", false};
 	struct stat st;
 	int err;
 
@@ -575,12 +585,12 @@ static int split_run(const char *relpath, const uint8_t *buf, size_t len, int fd
 
 static int codec_split(const char *relpath, const uint8_t *buf, size_t len, pb_item_cb cb, void *arg)
 {
-	return split_run(relpath, buf, len, -1, cb, arg);
+	return split_run(relpath, buf, len, -1, NULL, cb, arg);
 }
 
-int pb__telegram_split_fd(const char *relpath, int fd, pb_item_cb cb, void *arg)
+int pb__telegram_split_fd(const char *relpath, int fd, const pb__item_hasher_t *h, pb_item_cb cb, void *arg)
 {
-	return split_run(relpath, NULL, 0, fd, cb, arg);
+	return split_run(relpath, NULL, 0, fd, h, cb, arg);
 }
 
 /* --- The split pulled an item at a time ----------------------------------- */

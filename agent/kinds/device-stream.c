@@ -395,7 +395,7 @@ int pb__dw_merge_stream(wentry_t *e, int pfd, const char *src, const char *tmp)
 		close(in);
 		goto out;
 	}
-	rc = pb__telegram_split_fd(e->path, in, mj_existing, &m);
+	rc = pb__telegram_split_fd(e->path, in, NULL, mj_existing, &m);
 	close(in);
 	while (rc == 0 && m.at < m.n) {
 		rc = mj_emit(&m, m.key[m.at], m.v[m.at]->data, m.v[m.at]->len);

@@ -111,19 +111,25 @@ typedef struct split_ctx_s {
 	void *arg;
 	uint64_t mtime_ns;
 	bool stopped; /* the callback, not the file, ended the walk */
+	bool x;       /* the split hands over pb__item_x_t (a Telegram chat's) */
 } split_ctx_t;
 
 static int split_cb(void *arg, const pb_item_t *item)
 {
 	split_ctx_t *ctx = arg;
-	pb_item_t copy = *item;
-
+	pb__item_x_t copy;
 	int rc;
 
-	copy.mtime_ns = ctx->mtime_ns;
-	if (copy.data != NULL)
-		copy.size = copy.len;
-	rc = ctx->cb(ctx->arg, &copy);
+	if (ctx->x) {
+		copy = *(const pb__item_x_t *)item;
+	} else {
+		memset(&copy, 0, sizeof(copy));
+		copy.it = *item;
+	}
+	copy.it.mtime_ns = ctx->mtime_ns;
+	if (copy.it.data != NULL)
+		copy.it.size = copy.it.len;
+	rc = ctx->cb(ctx->arg, &copy.it);
 	if (rc != 0)
 		ctx->stopped = true;
 	return rc;
@@ -176,8 +182,8 @@ static int check_file(const char *abs, const char *rel)
 	return rc;
 }
 
-static int scan(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, pb_item_cb cb, void *arg,
-		pb_scan_bad_cb bad, void *bad_arg, char *bad_path, size_t bad_path_cap)
+static int scan(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, const pb__item_hasher_t *h,
+		pb_item_cb cb, void *arg, pb_scan_bad_cb bad, void *bad_arg, char *bad_path, size_t bad_path_cap)
 {
 	static const pb_kind_t order[] = { PB_KIND_CREDENTIAL, PB_KIND_MIFARE, PB_KIND_SIM, PB_KIND_CHAT,
 					   PB_KIND_CONTACTS };
@@ -220,7 +226,7 @@ static int scan(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, pb_it
 			continue;
 		}
 		if (codec != NULL && codec->kind == pb__device_kind_of(rel)) {
-			split_ctx_t ctx = { cb, arg, mtime, false };
+			split_ctx_t ctx = { cb, arg, mtime, false, false };
 			uint8_t *buf;
 			size_t len;
 
@@ -230,7 +236,8 @@ static int scan(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, pb_it
 				 * hold the whole file. */
 				int fd = open(abs, O_RDONLY | O_CLOEXEC);
 
-				rc = fd < 0 ? -errno : pb__telegram_split_fd(rel, fd, split_cb, &ctx);
+				ctx.x = true;
+				rc = fd < 0 ? -errno : pb__telegram_split_fd(rel, fd, h, split_cb, &ctx);
 				if (fd >= 0)
 					close(fd);
 				if (rc != 0 && ctx.stopped)
@@ -254,7 +261,8 @@ static int scan(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, pb_it
 			if (rc != 0 && (rc = file_failed(bad, bad_arg, rel, rc)) != 0)
 				goto out_bad;
 		} else {
-			pb_item_t item = { 0 };
+			pb__item_x_t ix = { 0 };
+			pb_item_t *item = &ix.it;
 
 			/* A file of a kind with a format is checked by its
 			 * parser: a damaged one is skipped like a chat that
@@ -264,13 +272,13 @@ static int scan(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, pb_it
 					goto out_bad;
 				continue;
 			}
-			item.kind = pb__device_kind_of(rel);
-			item.id = rel;
-			item.path = rel;
-			item.file = abs;
-			item.size = (uint64_t)st.st_size;
-			item.mtime_ns = mtime;
-			if ((rc = cb(arg, &item)) != 0)
+			item->kind = pb__device_kind_of(rel);
+			item->id = rel;
+			item->path = rel;
+			item->file = abs;
+			item->size = (uint64_t)st.st_size;
+			item->mtime_ns = mtime;
+			if ((rc = cb(arg, item)) != 0)
 				goto out_free;
 		}
 	}
@@ -286,17 +294,17 @@ out_free:
 int pb_device_scan(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg, char *bad_path,
 		   size_t bad_path_cap)
 {
-	return scan(dir, kind_mask, NULL, cb, arg, NULL, NULL, bad_path, bad_path_cap);
+	return scan(dir, kind_mask, NULL, NULL, cb, arg, NULL, NULL, bad_path, bad_path_cap);
 }
 
 int pb_device_scan_skip(const char *dir, unsigned kind_mask, pb_item_cb cb, void *arg, pb_scan_bad_cb bad,
 			void *bad_arg, char *bad_path, size_t bad_path_cap)
 {
-	return scan(dir, kind_mask, NULL, cb, arg, bad, bad_arg, bad_path, bad_path_cap);
+	return scan(dir, kind_mask, NULL, NULL, cb, arg, bad, bad_arg, bad_path, bad_path_cap);
 }
 
-int pb__device_scan_files(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, pb_item_cb cb, void *arg,
-			  pb_scan_bad_cb bad, char *bad_path, size_t bad_path_cap)
+int pb__device_scan_files(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, const pb__item_hasher_t *h,
+			  pb_item_cb cb, void *arg, pb_scan_bad_cb bad, char *bad_path, size_t bad_path_cap)
 {
-	return scan(dir, kind_mask, fcb, cb, arg, bad, arg, bad_path, bad_path_cap);
+	return scan(dir, kind_mask, fcb, h, cb, arg, bad, arg, bad_path, bad_path_cap);
 }

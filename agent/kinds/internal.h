@@ -18,6 +18,7 @@
 #ifndef PB_KINDS_INTERNAL_H
 #define PB_KINDS_INTERNAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
 
@@ -30,10 +31,25 @@ struct stat;
  * skips the file (the caller knows it by its stamp), a negative one stops
  * the walk with that error, 0 reads it as usual. */
 typedef int (*pb__scan_file_cb)(void *arg, const char *relpath, const struct stat *st);
+/* An item's keyed content hash, made on the thread that made the item (a
+ * large chat's parsing thread) rather than on the walk's. fn must be safe
+ * to call from another thread. */
+typedef struct pb__item_hasher_s {
+	void (*fn)(void *arg, const uint8_t *data, size_t len, uint8_t out[32]);
+	void *arg;
+} pb__item_hasher_t;
+/* Every item pb__device_scan_files and pb__telegram_split_fd hand to
+ * their callback is the it of one of these: hashed when a hasher made
+ * hash from its bytes. */
+typedef struct pb__item_x_s {
+	pb_item_t it;
+	bool hashed;
+	uint8_t hash[32];
+} pb__item_x_t;
 /* pb_device_scan_skip with fcb asked first about each file (arg goes to
  * fcb, cb and bad). */
-int pb__device_scan_files(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, pb_item_cb cb, void *arg,
-			  pb_scan_bad_cb bad, char *bad_path, size_t bad_path_cap);
+int pb__device_scan_files(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, const pb__item_hasher_t *h,
+			  pb_item_cb cb, void *arg, pb_scan_bad_cb bad, char *bad_path, size_t bad_path_cap);
 
 /* A deterministic random stream for the generators (ChaCha20 keyed by the
  * seed and a per-kind label). */
@@ -74,7 +90,7 @@ int pb__gen_contacts(const char *device_dir, uint64_t seed, pb_gen_size_t size);
 extern const pb_codec_t pb__codec_sim_csv;
 extern const pb_codec_t pb__codec_telegram;
 /* pb__codec_telegram's split reading the file from fd a block at a time. */
-int pb__telegram_split_fd(const char *relpath, int fd, pb_item_cb cb, void *arg);
+int pb__telegram_split_fd(const char *relpath, int fd, const pb__item_hasher_t *h, pb_item_cb cb, void *arg);
 /* A chat file of at least pb__tg_pipe_min bytes is parsed on a thread of
  * its own, its messages handed over in batches of about pb__tg_pipe_batch
  * bytes (0: 256 KiB). Tests lower both. */

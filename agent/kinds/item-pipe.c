@@ -18,7 +18,7 @@
 #define BATCH_DEFAULT (256u << 10)
 
 struct ent {
-	pb_item_t it;        /* id and data are set when taken */
+	pb__item_x_t x; /* id and data are set when taken */
 	size_t id_off, data_off;
 	bool has_data;
 };
@@ -103,7 +103,7 @@ int pb__ipipe_put(pb__ipipe_t *p, const pb_item_t *it)
 		b->cap = cap;
 	}
 	e = &b->e[b->n];
-	e->it = *it;
+	e->x = *(const pb__item_x_t *)it;
 	e->has_data = it->data != NULL;
 	if ((rc = append(&b->bytes, it->id, it->id != NULL ? strlen(it->id) + 1 : 0, &e->id_off)) != 0 ||
 	    (rc = append(&b->bytes, it->data, e->has_data ? it->len : 0, &e->data_off)) != 0)
@@ -139,16 +139,16 @@ static int take(pb__ipipe_t *p, struct batch *b)
 {
 	for (size_t i = 0; i < b->n; i++) {
 		struct ent *e = &b->e[i];
-		pb_item_t it = e->it;
+		pb__item_x_t x = e->x;
 		int rc;
 
-		if (it.id != NULL)
-			it.id = (const char *)b->bytes.data + e->id_off;
+		if (x.it.id != NULL)
+			x.it.id = (const char *)b->bytes.data + e->id_off;
 		/* An empty item keeps a pointer of its own: bytes.data may be
 		 * NULL while the batch holds nothing else. */
 		if (e->has_data)
-			it.data = it.len > 0 ? b->bytes.data + e->data_off : (const uint8_t *)"";
-		if ((rc = p->cb(p->cb_arg, &it)) != 0)
+			x.it.data = x.it.len > 0 ? b->bytes.data + e->data_off : (const uint8_t *)"";
+		if ((rc = p->cb(p->cb_arg, &x.it)) != 0)
 			return rc;
 	}
 	return 0;

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "peerback/kinds.h"
+#include "agent/kinds/internal.h"
 
 typedef struct pb__ipipe_s pb__ipipe_t;
 
@@ -23,8 +24,9 @@ typedef int (*pb__ipipe_make_fn)(void *arg, pb__ipipe_t *p);
  * after are passed as they are, so they must outlive the run. */
 PB_WUR int pb__ipipe_run(pb__ipipe_make_fn make, void *arg, pb_item_cb cb, void *cb_arg, size_t batch);
 
-/* From make: queues one item (copied). Nonzero when the taker stopped:
- * make should return it. */
+/* From make: queues one item (copied), the it of a pb__item_x_t (its hash
+ * goes with it), and cb receives the it of a pb__item_x_t. Nonzero when
+ * the taker stopped: make should return it. */
 PB_WUR int pb__ipipe_put(pb__ipipe_t *p, const pb_item_t *it);
 
 /* The same as a pb_item_cb (arg: the pipe). */
