@@ -4,13 +4,16 @@ backup, an unchanged re-backup and (--pct) a re-backup after the bench's
 1% change (tools/bench/bench.py change_one_percent), each with wall and
 CPU seconds (phone and host), bytes and chunks sent. --pct changes a copy
 of the directory, never the directory itself. --perf FILE records the
-phone's command of one step (--perf-step full|unchanged|pct).
+phone's command of one step (--perf-step full|unchanged|pct), --perf-host
+FILE the host during that step.
 
   tools/bench/writepath.py --bin build-release/tools --data DIR [--pct]
-      [--perf FILE] [--perf-step STEP]"""
+      [--perf FILE] [--perf-step STEP] [--perf-host FILE]"""
 import argparse
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 
@@ -26,6 +29,7 @@ def main():
     ap.add_argument("--pct", action="store_true", help="also a re-backup after the 1%% change (on a copy)")
     ap.add_argument("--perf", default=None)
     ap.add_argument("--perf-step", default="full")
+    ap.add_argument("--perf-host", default=None, help="also record the host during --perf-step into this file")
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="pb-writepath-")
     data = os.path.abspath(args.data)
@@ -41,8 +45,15 @@ def main():
         argv = [env.pb, "--home", phone, "--json", "backup", "--device", data]
         if args.perf and name == args.perf_step:
             argv = ["perf", "record", "-e", "cpu-clock", "-g", "-o", args.perf, "--"] + argv
+        hperf = None
+        if args.perf_host and name == args.perf_step:
+            hperf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-g", "-o", args.perf_host, "-p",
+                                      str(env.host.p.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = env.host.cpu()
         res = bench.finish_measured(bench.spawn_measured(argv, env=None if first else rebackup.quiet_env()))
+        if hperf is not None:
+            hperf.send_signal(signal.SIGINT)
+            hperf.wait(timeout=60)
         res.check("peerback backup (%s)" % name)
         host = env.host.cpu() - cpu0
         d = res.json_event("backup-done")
