@@ -215,10 +215,69 @@ static int unpack_checked(const uint8_t *msg, size_t len, pb_envelope_t **out)
 	return 0;
 }
 
+/* A fragment's fields, wherever they were read from. */
+struct frag {
+	uint64_t total;
+	const uint8_t *data;
+	size_t n;
+	bool last;
+};
+
+static bool varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return shift < 63 || b <= 1;
+	}
+	return false;
+}
+
+/* A fragment in exactly the form pb__envelope_encode writes it (version,
+ * then the fragment: total when set, data when not empty, last when
+ * true; nothing else) is read where it is, without unpacking it (which
+ * allocates and copies its data). Anything else, false: the caller
+ * unpacks it, with protobuf-c's checks. */
+static bool frag_in_place(const uint8_t *msg, size_t len, struct frag *f)
+{
+	const uint8_t *p = msg, *end = msg + len;
+	uint64_t v;
+
+	memset(f, 0, sizeof(*f));
+	if (len < 4 || p[0] != 0x08 || p[1] != PB_PROTOCOL_VERSION || p[2] != 0x12)
+		return false;
+	p += 3;
+	if (!varint(&p, end, &v) || v != (uint64_t)(end - p))
+		return false;
+	if (p < end && *p == 0x08) {
+		p++;
+		if (!varint(&p, end, &f->total) || f->total == 0)
+			return false;
+	}
+	if (p < end && *p == 0x12) {
+		p++;
+		if (!varint(&p, end, &v) || v == 0 || v > (uint64_t)(end - p))
+			return false;
+		f->data = p;
+		f->n = (size_t)v;
+		p += v;
+	}
+	if (p < end && *p == 0x18) {
+		if (end - p < 2 || p[1] != 0x01)
+			return false;
+		f->last = true;
+		p += 2;
+	}
+	return p == end;
+}
+
 int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len, pb_envelope_t **out)
 {
-	pb_envelope_t *env;
-	Peerback__Fragment *f;
+	pb_envelope_t *env = NULL;
+	struct frag f;
 	int rc;
 
 	*out = NULL;
@@ -230,64 +289,58 @@ int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len
 		pb__envelope_decoder_free(d);
 		return PB_ESEQ_TOOBIG;
 	}
-	rc = unpack_checked(msg, len, &env);
-	if (rc != 0)
-		goto out_reset;
-	if (env->body_case != PEERBACK__ENVELOPE__BODY_FRAGMENT) {
-		if (d->active) {
-			/* A whole message in the middle of a sequence. */
-			peerback__envelope__free_unpacked(env, NULL);
-			rc = PB_EENV_MALFORMED;
+	if (!frag_in_place(msg, len, &f)) {
+		rc = unpack_checked(msg, len, &env);
+		if (rc != 0)
 			goto out_reset;
+		if (env->body_case != PEERBACK__ENVELOPE__BODY_FRAGMENT) {
+			if (d->active) {
+				/* A whole message in the middle of a sequence. */
+				peerback__envelope__free_unpacked(env, NULL);
+				rc = PB_EENV_MALFORMED;
+				goto out_reset;
+			}
+			*out = env;
+			return 1;
 		}
-		*out = env;
-		return 1;
+		f.total = env->fragment->total;
+		f.data = env->fragment->data.data;
+		f.n = env->fragment->data.len;
+		f.last = env->fragment->last;
 	}
-	f = env->fragment;
 	if (!d->active) {
-		if (f->total == 0 || f->total <= PB_ENVELOPE_MAX_PLAIN - FRAGMENT_OVERHEAD) {
+		if (f.total == 0 || f.total <= PB_ENVELOPE_MAX_PLAIN - FRAGMENT_OVERHEAD) {
 			rc = PB_EENV_MALFORMED; /* first fragment without a sensible total */
 			goto out_free_env;
 		}
-		if (f->total > d->cap) {
+		if (f.total > d->cap) {
 			rc = PB_ESEQ_TOOBIG;
 			goto out_free_env;
 		}
-		/* The buffer grows with the data that arrives, so that a peer
-		 * announcing a large total costs nothing until it sends it. */
-		d->alloc = 0;
-		d->buf = NULL;
-		d->total = (size_t)f->total;
-		d->len = 0;
-		d->active = true;
-	} else if (f->total != 0) {
-		rc = PB_EENV_MALFORMED;
-		goto out_free_env;
-	}
-	if (f->data.len > d->total - d->len || (f->last != (d->len + f->data.len == d->total))) {
-		rc = PB_EENV_MALFORMED;
-		goto out_free_env;
-	}
-	if (d->len + f->data.len > d->alloc) {
-		size_t want = d->alloc < 65536 ? 65536 : d->alloc * 2;
-		uint8_t *nb;
-
-		if (want < d->len + f->data.len)
-			want = d->len + f->data.len;
-		if (want > d->total)
-			want = d->total;
-		nb = realloc(d->buf, want);
-		if (nb == NULL) {
+		/* Its whole size at once (no copy as it grows): only address
+		 * space until the data arrives, so that a peer announcing a
+		 * large total costs no memory until it sends it. */
+		d->buf = malloc((size_t)f.total);
+		if (d->buf == NULL) {
 			rc = PB_ENOMEM;
 			goto out_free_env;
 		}
-		d->buf = nb;
-		d->alloc = want;
+		d->alloc = d->total = (size_t)f.total;
+		d->len = 0;
+		d->active = true;
+	} else if (f.total != 0) {
+		rc = PB_EENV_MALFORMED;
+		goto out_free_env;
 	}
-	if (f->data.len > 0)
-		memcpy(d->buf + d->len, f->data.data, f->data.len);
-	d->len += f->data.len;
-	peerback__envelope__free_unpacked(env, NULL);
+	if (f.n > d->total - d->len || (f.last != (d->len + f.n == d->total))) {
+		rc = PB_EENV_MALFORMED;
+		goto out_free_env;
+	}
+	if (f.n > 0)
+		memcpy(d->buf + d->len, f.data, f.n);
+	d->len += f.n;
+	if (env != NULL)
+		peerback__envelope__free_unpacked(env, NULL);
 	if (d->len < d->total)
 		return 0;
 	rc = unpack_checked(d->buf, d->len, &env);
@@ -302,7 +355,8 @@ int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len
 	return 1;
 
 out_free_env:
-	peerback__envelope__free_unpacked(env, NULL);
+	if (env != NULL)
+		peerback__envelope__free_unpacked(env, NULL);
 out_reset:
 	pb__envelope_decoder_free(d);
 	return rc;
