@@ -22,6 +22,12 @@ import bench  # noqa: E402
 import rebackup  # noqa: E402
 
 
+def minflt(pid):
+    """Minor page faults of a process so far (/proc/PID/stat field 10)."""
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[7])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -50,17 +56,21 @@ def main():
             hperf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-g", "-o", args.perf_host, "-p",
                                       str(env.host.p.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = env.host.cpu()
+        flt0 = minflt(env.host.p.pid)
         res = bench.finish_measured(bench.spawn_measured(argv, env=None if first else rebackup.quiet_env()))
         if hperf is not None:
             hperf.send_signal(signal.SIGINT)
             hperf.wait(timeout=60)
         res.check("peerback backup (%s)" % name)
         host = env.host.cpu() - cpu0
+        flt = minflt(env.host.p.pid) - flt0
         d = res.json_event("backup-done")
         sent = d.get("bytes_sent") or 0
         print("%-9s wall %6.2f s  cpu phone %5.2f + host %5.2f = %5.2f s  sent %11d B (%.2f%%)  chunks %6s  "
-              "phone rss %.1f MiB" % (name, res.wall, res.cpu, host, res.cpu + host, sent, 100.0 * sent / dbytes,
-                                      d.get("chunks_sent"), res.rss_kib / 1024), flush=True)
+              "phone rss %.1f MiB  host peak %.1f MiB, %d faults" % (name, res.wall, res.cpu, host, res.cpu + host, sent,
+                                                                    100.0 * sent / dbytes, d.get("chunks_sent"),
+                                                                    res.rss_kib / 1024, env.host.hwm_kib() / 1024,
+                                                                    flt), flush=True)
 
     try:
         phone = env.add_phone("phone")
