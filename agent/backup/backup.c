@@ -222,13 +222,25 @@ static int add_chunk(void *arg, const uint8_t *data, size_t len)
 	uint8_t name[PB_STORE_NAME_LEN];
 	int rc;
 
+	/* Names of a file's chunks land in b->cur from the sealing threads:
+	 * it moves only once they are in. */
+	if (b->by_names && b->ncur + 1 > b->cap_cur)
+		pb__sink_hash_wait(b->sink);
 	if ((rc = pb__grow((void **)&b->cur, &b->cap_cur, b->ncur + 1, sizeof(name_t))) != 0)
 		return rc;
-	/* An item of several chunks is hashed by the sink's hashing thread
-	 * as its chunks go by, beside their naming here. */
-	if ((rc = pb__sink_add_hashed(b->sink, data, len, name, b->whole || b->by_names ? NULL : &b->hash)) != 0)
-		return rc;
-	memcpy(b->cur[b->ncur++], name, PB_STORE_NAME_LEN);
+	if (b->by_names && !b->whole) {
+		/* A file of several chunks: named and sealed off this thread;
+		 * its hash is their names' (backup_item, after the wait). */
+		if ((rc = pb__sink_add_named(b->sink, data, len, b->cur[b->ncur])) != 0)
+			return rc;
+		b->ncur++;
+	} else {
+		/* An item of several chunks in memory is hashed by the sink's
+		 * hashing thread as its chunks go by, beside their naming here. */
+		if ((rc = pb__sink_add_hashed(b->sink, data, len, name, b->whole || b->by_names ? NULL : &b->hash)) != 0)
+			return rc;
+		memcpy(b->cur[b->ncur++], name, PB_STORE_NAME_LEN);
+	}
 	b->pr.p.bytes_done += len;
 	if (pb__sink_due(b->sink))
 		rc = commit(b, false);
@@ -270,7 +282,11 @@ static int chunk_file(struct backup *b, const pb_item_t *it, uint64_t *size)
 		rc = -errno;
 	} else if ((uint64_t)st.st_size > PB_CDC_WHOLE_MAX) {
 		*size = (uint64_t)st.st_size;
-		rc = pb_cdc_file(&b->cdc, fd, add_chunk, b);
+		/* Room for every name it can have (add_chunk waits for the
+		 * sealing threads before b->cur moves, should it grow). */
+		rc = pb__grow((void **)&b->cur, &b->cap_cur, (size_t)(st.st_size / PB_CDC_MIN) + 2, sizeof(name_t));
+		if (rc == 0)
+			rc = pb_cdc_file(&b->cdc, fd, add_chunk, b);
 	} else if ((rc = pb__read_fd(fd, PB_CDC_WHOLE_MAX, &buf, &have)) == 0) {
 		*size = have;
 		b->whole = true;
