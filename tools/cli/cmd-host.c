@@ -1,8 +1,5 @@
 /* peerback host: run the backup host, or manage its paired devices. */
 #include <errno.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -361,15 +358,10 @@ static int serve(struct run *r, const pb_host_config_t *cfg)
 	/* A phone that hangs up while the host writes is an error on that
 	 * connection, not the end of the program. */
 	signal(SIGPIPE, SIG_IGN);
-#ifdef __GLIBC__
 	/* Requests of up to 4 MiB (a chunk's put) come and go all the time:
-	 * glibc maps each afresh (or trims the heap under it) and every page
-	 * is faulted in again, about 0.4 s of CPU per GB received. Kept in
-	 * the heap, freed buffers are reused; the peak stays about what it
-	 * was (docs/BENCH.md, the write path's memory). */
-	(void)mallopt(M_MMAP_THRESHOLD, 16 << 20);
-	(void)mallopt(M_TRIM_THRESHOLD, 64 << 20);
-#endif
+	 * each mapped afresh, every page was faulted in again, about 0.4 s
+	 * of CPU per GB received. The peak stays about what it was. */
+	pb_cli_keep_heap(16u << 20, 64u << 20);
 	if ((rc = uv_loop_init(&loop)) != 0)
 		return rc;
 	rc = pb_host_new(&loop, cfg, on_event, r, &r->host);
