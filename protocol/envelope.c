@@ -15,35 +15,127 @@ void pb__envelope_init(pb_envelope_t *env)
 	env->version = PB_PROTOCOL_VERSION;
 }
 
-int pb__envelope_encode(pb_envelope_t *env, size_t max_plain, pb_envelope_emit_cb emit, void *arg)
-{
-	size_t size, step, off = 0;
-	uint8_t *buf;
-	int rc = 0;
+/* A large Envelope packed as pieces, without a copy of it: a bytes field
+ * of at least REF_MIN bytes (a chunk's data) is referenced where it is,
+ * everything else is copied into small. Fragments then take their data
+ * straight from the pieces. */
+#define REF_MIN 4096
+#define PIECES 16
 
-	if (max_plain <= FRAGMENT_OVERHEAD || max_plain > PB_ENVELOPE_MAX_PLAIN)
-		return PB_EINVAL;
-	env->version = PB_PROTOCOL_VERSION;
-	size = peerback__envelope__get_packed_size(env);
-	buf = malloc(size ? size : 1);
-	if (buf == NULL)
-		return PB_ENOMEM;
-	peerback__envelope__pack(env, buf);
-	if (size <= max_plain) {
-		rc = emit(arg, buf, size);
-		goto out_free;
+struct piece {
+	const uint8_t *ref; /* NULL: in small, at off */
+	size_t off, n;
+};
+
+struct pieces {
+	ProtobufCBuffer base;
+	struct piece v[PIECES];
+	size_t nv;
+	uint8_t *small;
+	size_t nsmall, cap;
+	int rc;
+};
+
+static void pieces_append(ProtobufCBuffer *buf, size_t len, const uint8_t *data)
+{
+	struct pieces *p = (struct pieces *)(void *)buf;
+	struct piece *last = p->nv > 0 ? &p->v[p->nv - 1] : NULL;
+
+	if (len == 0 || p->rc != 0)
+		return;
+	if (len >= REF_MIN && p->nv + 2 <= PIECES) { /* room for a small piece after */
+		p->v[p->nv++] = (struct piece){ data, 0, len };
+		return;
 	}
-	step = max_plain - FRAGMENT_OVERHEAD;
+	if (p->nsmall + len > p->cap) {
+		size_t cap = p->cap > 0 ? p->cap : 256;
+		uint8_t *n;
+
+		while (cap < p->nsmall + len)
+			cap *= 2;
+		/* Not realloc: what is in small is wiped before it is freed. */
+		if ((n = malloc(cap)) == NULL) {
+			p->rc = PB_ENOMEM;
+			return;
+		}
+		if (p->small != NULL) {
+			memcpy(n, p->small, p->nsmall);
+			sodium_memzero(p->small, p->nsmall);
+			free(p->small);
+		}
+		p->small = n;
+		p->cap = cap;
+	}
+	memcpy(p->small + p->nsmall, data, len);
+	if (last != NULL && last->ref == NULL)
+		last->n += len;
+	else if (p->nv < PIECES)
+		p->v[p->nv++] = (struct piece){ NULL, p->nsmall, len };
+	else
+		p->rc = PB_ETOOBIG; /* not reached: a reference leaves room for one */
+	p->nsmall += len;
+}
+
+static const uint8_t *piece_at(const struct pieces *p, const struct piece *v, size_t off)
+{
+	return (v->ref != NULL ? v->ref : p->small + v->off) + off;
+}
+
+/* The next n bytes from piece *i at *off on: a pointer into the piece
+ * when they lie in it, else gathered into stage. */
+static const uint8_t *pieces_take(const struct pieces *p, size_t *i, size_t *off, size_t n, uint8_t *stage)
+{
+	const uint8_t *out;
+	size_t got = 0;
+
+	if (*i < p->nv && p->v[*i].n - *off >= n) {
+		out = piece_at(p, &p->v[*i], *off);
+		*off += n;
+		if (*off == p->v[*i].n) {
+			(*i)++;
+			*off = 0;
+		}
+		return out;
+	}
+	while (got < n && *i < p->nv) {
+		size_t k = p->v[*i].n - *off < n - got ? p->v[*i].n - *off : n - got;
+
+		memcpy(stage + got, piece_at(p, &p->v[*i], *off), k);
+		got += k;
+		*off += k;
+		if (*off == p->v[*i].n) {
+			(*i)++;
+			*off = 0;
+		}
+	}
+	return stage;
+}
+
+static int encode_fragments(pb_envelope_t *env, size_t size, size_t max_plain, pb_envelope_emit_cb emit, void *arg)
+{
+	struct pieces p;
+	uint8_t *stage = NULL, msg[PB_ENVELOPE_MAX_PLAIN];
+	size_t step = max_plain - FRAGMENT_OVERHEAD, off = 0, i = 0, at = 0;
+	int rc;
+
+	memset(&p, 0, sizeof(p));
+	p.base.append = pieces_append;
+	if (protobuf_c_message_pack_to_buffer(&env->base, &p.base) != size && p.rc == 0)
+		p.rc = PB_EINVAL;
+	rc = p.rc;
 	while (off < size && rc == 0) {
 		pb_envelope_t part;
 		Peerback__Fragment frag;
-		uint8_t msg[PB_ENVELOPE_MAX_PLAIN];
 		size_t n = size - off < step ? size - off : step;
 
+		if (stage == NULL && (i >= p.nv || p.v[i].n - at < n) && (stage = malloc(step)) == NULL) {
+			rc = PB_ENOMEM;
+			break;
+		}
 		pb__envelope_init(&part);
 		peerback__fragment__init(&frag);
 		frag.total = off == 0 ? size : 0;
-		frag.data.data = buf + off;
+		frag.data.data = (uint8_t *)pieces_take(&p, &i, &at, n, stage);
 		frag.data.len = n;
 		frag.last = off + n == size;
 		part.body_case = PEERBACK__ENVELOPE__BODY_FRAGMENT;
@@ -55,7 +147,34 @@ int pb__envelope_encode(pb_envelope_t *env, size_t max_plain, pb_envelope_emit_c
 		rc = emit(arg, msg, peerback__envelope__pack(&part, msg));
 		off += n;
 	}
-out_free:
+	if (stage != NULL) {
+		sodium_memzero(stage, step);
+		free(stage);
+	}
+	if (p.small != NULL) {
+		sodium_memzero(p.small, p.nsmall);
+		free(p.small);
+	}
+	return rc;
+}
+
+int pb__envelope_encode(pb_envelope_t *env, size_t max_plain, pb_envelope_emit_cb emit, void *arg)
+{
+	size_t size;
+	uint8_t *buf;
+	int rc;
+
+	if (max_plain <= FRAGMENT_OVERHEAD || max_plain > PB_ENVELOPE_MAX_PLAIN)
+		return PB_EINVAL;
+	env->version = PB_PROTOCOL_VERSION;
+	size = peerback__envelope__get_packed_size(env);
+	if (size > max_plain)
+		return encode_fragments(env, size, max_plain, emit, arg);
+	buf = malloc(size ? size : 1);
+	if (buf == NULL)
+		return PB_ENOMEM;
+	peerback__envelope__pack(env, buf);
+	rc = emit(arg, buf, size);
 	sodium_memzero(buf, size);
 	free(buf);
 	return rc;
@@ -96,10 +215,69 @@ static int unpack_checked(const uint8_t *msg, size_t len, pb_envelope_t **out)
 	return 0;
 }
 
+/* A fragment's fields, wherever they were read from. */
+struct frag {
+	uint64_t total;
+	const uint8_t *data;
+	size_t n;
+	bool last;
+};
+
+static bool varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return shift < 63 || b <= 1;
+	}
+	return false;
+}
+
+/* A fragment in exactly the form pb__envelope_encode writes it (version,
+ * then the fragment: total when set, data when not empty, last when
+ * true; nothing else) is read where it is, without unpacking it (which
+ * allocates and copies its data). Anything else, false: the caller
+ * unpacks it, with protobuf-c's checks. */
+static bool frag_in_place(const uint8_t *msg, size_t len, struct frag *f)
+{
+	const uint8_t *p = msg, *end = msg + len;
+	uint64_t v;
+
+	memset(f, 0, sizeof(*f));
+	if (len < 4 || p[0] != 0x08 || p[1] != PB_PROTOCOL_VERSION || p[2] != 0x12)
+		return false;
+	p += 3;
+	if (!varint(&p, end, &v) || v != (uint64_t)(end - p))
+		return false;
+	if (p < end && *p == 0x08) {
+		p++;
+		if (!varint(&p, end, &f->total) || f->total == 0)
+			return false;
+	}
+	if (p < end && *p == 0x12) {
+		p++;
+		if (!varint(&p, end, &v) || v == 0 || v > (uint64_t)(end - p))
+			return false;
+		f->data = p;
+		f->n = (size_t)v;
+		p += v;
+	}
+	if (p < end && *p == 0x18) {
+		if (end - p < 2 || p[1] != 0x01)
+			return false;
+		f->last = true;
+		p += 2;
+	}
+	return p == end;
+}
+
 int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len, pb_envelope_t **out)
 {
-	pb_envelope_t *env;
-	Peerback__Fragment *f;
+	pb_envelope_t *env = NULL;
+	struct frag f;
 	int rc;
 
 	*out = NULL;
@@ -111,64 +289,58 @@ int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len
 		pb__envelope_decoder_free(d);
 		return PB_ESEQ_TOOBIG;
 	}
-	rc = unpack_checked(msg, len, &env);
-	if (rc != 0)
-		goto out_reset;
-	if (env->body_case != PEERBACK__ENVELOPE__BODY_FRAGMENT) {
-		if (d->active) {
-			/* A whole message in the middle of a sequence. */
-			peerback__envelope__free_unpacked(env, NULL);
-			rc = PB_EENV_MALFORMED;
+	if (!frag_in_place(msg, len, &f)) {
+		rc = unpack_checked(msg, len, &env);
+		if (rc != 0)
 			goto out_reset;
+		if (env->body_case != PEERBACK__ENVELOPE__BODY_FRAGMENT) {
+			if (d->active) {
+				/* A whole message in the middle of a sequence. */
+				peerback__envelope__free_unpacked(env, NULL);
+				rc = PB_EENV_MALFORMED;
+				goto out_reset;
+			}
+			*out = env;
+			return 1;
 		}
-		*out = env;
-		return 1;
+		f.total = env->fragment->total;
+		f.data = env->fragment->data.data;
+		f.n = env->fragment->data.len;
+		f.last = env->fragment->last;
 	}
-	f = env->fragment;
 	if (!d->active) {
-		if (f->total == 0 || f->total <= PB_ENVELOPE_MAX_PLAIN - FRAGMENT_OVERHEAD) {
+		if (f.total == 0 || f.total <= PB_ENVELOPE_MAX_PLAIN - FRAGMENT_OVERHEAD) {
 			rc = PB_EENV_MALFORMED; /* first fragment without a sensible total */
 			goto out_free_env;
 		}
-		if (f->total > d->cap) {
+		if (f.total > d->cap) {
 			rc = PB_ESEQ_TOOBIG;
 			goto out_free_env;
 		}
-		/* The buffer grows with the data that arrives, so that a peer
-		 * announcing a large total costs nothing until it sends it. */
-		d->alloc = 0;
-		d->buf = NULL;
-		d->total = (size_t)f->total;
-		d->len = 0;
-		d->active = true;
-	} else if (f->total != 0) {
-		rc = PB_EENV_MALFORMED;
-		goto out_free_env;
-	}
-	if (f->data.len > d->total - d->len || (f->last != (d->len + f->data.len == d->total))) {
-		rc = PB_EENV_MALFORMED;
-		goto out_free_env;
-	}
-	if (d->len + f->data.len > d->alloc) {
-		size_t want = d->alloc < 65536 ? 65536 : d->alloc * 2;
-		uint8_t *nb;
-
-		if (want < d->len + f->data.len)
-			want = d->len + f->data.len;
-		if (want > d->total)
-			want = d->total;
-		nb = realloc(d->buf, want);
-		if (nb == NULL) {
+		/* Its whole size at once (no copy as it grows): only address
+		 * space until the data arrives, so that a peer announcing a
+		 * large total costs no memory until it sends it. */
+		d->buf = malloc((size_t)f.total);
+		if (d->buf == NULL) {
 			rc = PB_ENOMEM;
 			goto out_free_env;
 		}
-		d->buf = nb;
-		d->alloc = want;
+		d->alloc = d->total = (size_t)f.total;
+		d->len = 0;
+		d->active = true;
+	} else if (f.total != 0) {
+		rc = PB_EENV_MALFORMED;
+		goto out_free_env;
 	}
-	if (f->data.len > 0)
-		memcpy(d->buf + d->len, f->data.data, f->data.len);
-	d->len += f->data.len;
-	peerback__envelope__free_unpacked(env, NULL);
+	if (f.n > d->total - d->len || (f.last != (d->len + f.n == d->total))) {
+		rc = PB_EENV_MALFORMED;
+		goto out_free_env;
+	}
+	if (f.n > 0)
+		memcpy(d->buf + d->len, f.data, f.n);
+	d->len += f.n;
+	if (env != NULL)
+		peerback__envelope__free_unpacked(env, NULL);
 	if (d->len < d->total)
 		return 0;
 	rc = unpack_checked(d->buf, d->len, &env);
@@ -183,7 +355,8 @@ int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len
 	return 1;
 
 out_free_env:
-	peerback__envelope__free_unpacked(env, NULL);
+	if (env != NULL)
+		peerback__envelope__free_unpacked(env, NULL);
 out_reset:
 	pb__envelope_decoder_free(d);
 	return rc;

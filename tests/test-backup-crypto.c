@@ -101,6 +101,11 @@ static void test_seal_open(void **state)
 	assert_int_equal(ct_len, len + PB_CHUNK_HDR_LEN + 16);
 	assert_int_equal(pb_chunk_open(&k, name, ct, ct_len, out, len, &plen), 0);
 	assert_memory_equal(out, plain, len);
+	/* A stored chunk claimed compressed is refused (the flags are
+	 * authenticated), before zstd sees it. */
+	ct[1] ^= 1;
+	assert_int_equal(pb_chunk_open(&k, name, ct, ct_len, out, len, &plen), PB_ESTORE_HASH);
+	ct[1] ^= 1;
 	/* An empty chunk too. */
 	assert_int_equal(pb_chunk_seal(&k, plain, 0, name, ct, &ct_len), 0);
 	assert_int_equal(pb_chunk_open(&k, name, ct, ct_len, out, len, &plen), 0);

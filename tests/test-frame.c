@@ -172,6 +172,155 @@ static void test_envelope_round_trip_and_fragments(void **state)
 	free_collected(&c);
 }
 
+/* The fragments of env as a packed copy split in order would make them:
+ * pb__envelope_encode takes large bytes fields where they are instead. */
+static void reference_fragments(pb_envelope_t *env, size_t max_plain, struct collected *c)
+{
+	size_t size = peerback__envelope__get_packed_size(env), step = max_plain - 48, off = 0;
+	uint8_t *buf = malloc(size), msg[PB_ENVELOPE_MAX_PLAIN];
+
+	assert_non_null(buf);
+	peerback__envelope__pack(env, buf);
+	if (size <= max_plain)
+		assert_int_equal(collect(c, buf, size), 0);
+	while (size > max_plain && off < size) {
+		pb_envelope_t part;
+		Peerback__Fragment frag;
+		size_t n = size - off < step ? size - off : step;
+
+		pb__envelope_init(&part);
+		peerback__fragment__init(&frag);
+		frag.total = off == 0 ? size : 0;
+		frag.data.data = buf + off;
+		frag.data.len = n;
+		frag.last = off + n == size;
+		part.body_case = PEERBACK__ENVELOPE__BODY_FRAGMENT;
+		part.fragment = &frag;
+		assert_int_equal(collect(c, msg, peerback__envelope__pack(&part, msg)), 0);
+		off += n;
+	}
+	free(buf);
+}
+
+static void same_fragments(pb_envelope_t *env, size_t max_plain)
+{
+	struct collected a = { 0 }, b = { 0 };
+
+	assert_int_equal(pb__envelope_encode(env, max_plain, collect, &a), 0);
+	reference_fragments(env, max_plain, &b);
+	assert_int_equal(a.n, b.n);
+	for (size_t i = 0; i < a.n; i++) {
+		assert_int_equal(a.lens[i], b.lens[i]);
+		assert_memory_equal(a.msgs[i], b.msgs[i], a.lens[i]);
+	}
+	free_collected(&a);
+	free_collected(&b);
+}
+
+/* A chunk's put and a long reply of small fields: the same fragments as a
+ * packed copy split in order, at every size around the fragment steps
+ * and with fragments smaller than the data's pieces. */
+static void test_envelope_fragments_in_place(void **state)
+{
+	static uint8_t data[300000];
+	uint8_t name[32];
+	pb_envelope_t env;
+	Peerback__Request req;
+	Peerback__ChunkPut put;
+	Peerback__Reply rep;
+	Peerback__SnapshotListReply list;
+	Peerback__SnapshotInfo infos[3000], *ptrs[3000];
+	const size_t lens[] = { 65000, 65460, 65470, 65480, 65490, 130976, 131000, 200000, sizeof(data) };
+
+	(void)state;
+	randombytes_buf(data, sizeof(data));
+	randombytes_buf(name, sizeof(name));
+	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+		pb__envelope_init(&env);
+		peerback__request__init(&req);
+		peerback__chunk_put__init(&put);
+		put.name.data = name;
+		put.name.len = sizeof(name);
+		put.data.data = data;
+		put.data.len = lens[k];
+		req.id = 1000 + k;
+		req.op_case = PEERBACK__REQUEST__OP_CHUNK_PUT;
+		req.chunk_put = &put;
+		env.body_case = PEERBACK__ENVELOPE__BODY_REQUEST;
+		env.request = &req;
+		same_fragments(&env, PB_ENVELOPE_MAX_PLAIN);
+		same_fragments(&env, 1000);
+	}
+	pb__envelope_init(&env);
+	peerback__reply__init(&rep);
+	peerback__snapshot_list_reply__init(&list);
+	for (size_t i = 0; i < 3000; i++) {
+		peerback__snapshot_info__init(&infos[i]);
+		infos[i].snapshot = i + 1;
+		infos[i].time = (int64_t)(1700000000 + i);
+		infos[i].size = (uint64_t)i << 20;
+		infos[i].chunks = i * 7;
+		ptrs[i] = &infos[i];
+	}
+	list.n_snapshots = 3000;
+	list.snapshots = ptrs;
+	rep.id = 9;
+	rep.op_case = PEERBACK__REPLY__OP_SNAPSHOTS;
+	rep.snapshots = &list;
+	env.body_case = PEERBACK__ENVELOPE__BODY_REPLY;
+	env.reply = &rep;
+	same_fragments(&env, PB_ENVELOPE_MAX_PLAIN);
+	same_fragments(&env, 1000);
+}
+
+/* Fragments are read in place only in the form the encoder writes; the
+ * same fields in another order go through protobuf-c and give the same
+ * Envelope, and a fragment whose data runs past its end is refused. */
+static void test_envelope_fragments_any_order(void **state)
+{
+	static uint8_t big[200000];
+	struct collected c = { 0 };
+	pb_envelope_t env, *out = NULL;
+	Peerback__Request req;
+	Peerback__Ping ping;
+	pb_envelope_decoder_t d;
+	uint8_t moved[PB_ENVELOPE_MAX_PLAIN];
+
+	(void)state;
+	randombytes_buf(big, sizeof(big));
+	ping_envelope(&env, &req, &ping, big, sizeof(big));
+	assert_int_equal(pb__envelope_encode(&env, PB_ENVELOPE_MAX_PLAIN, collect, &c), 0);
+	assert_true(c.n >= 4);
+	pb__envelope_decoder_init(&d, 0);
+	for (size_t i = 0; i < c.n; i++) {
+		const uint8_t *m = c.msgs[i];
+		size_t n = c.lens[i];
+		int rc;
+
+		assert_true(n > 4 && m[0] == 0x08 && m[1] == PB_PROTOCOL_VERSION && m[2] == 0x12);
+		if (i % 2 == 0) {
+			/* The version after the fragment. */
+			memcpy(moved, m + 2, n - 2);
+			moved[n - 2] = 0x08;
+			moved[n - 1] = PB_PROTOCOL_VERSION;
+			m = moved;
+		}
+		rc = pb__envelope_decode(&d, m, n, &out);
+		assert_int_equal(rc, i + 1 == c.n ? 1 : 0);
+	}
+	assert_int_equal(out->request->ping->data.len, sizeof(big));
+	assert_memory_equal(out->request->ping->data.data, big, sizeof(big));
+	pb__envelope_free(out);
+	/* The first fragment's inner length one byte short of its data. */
+	memcpy(moved, c.msgs[0], c.lens[0]);
+	assert_true(moved[3] & 0x80);
+	moved[3] = (uint8_t)(moved[3] - 1);
+	pb__envelope_decoder_init(&d, 0);
+	assert_int_equal(pb__envelope_decode(&d, moved, c.lens[0], &out), PB_EENV_MALFORMED);
+	assert_false(d.active);
+	free_collected(&c);
+}
+
 static void test_envelope_refusals(void **state)
 {
 	pb_envelope_t env, *out = NULL;
@@ -227,6 +376,8 @@ int main(void)
 		cmocka_unit_test(test_frames_split_anywhere),
 		cmocka_unit_test(test_frame_caps_and_truncation),
 		cmocka_unit_test(test_envelope_round_trip_and_fragments),
+		cmocka_unit_test(test_envelope_fragments_in_place),
+		cmocka_unit_test(test_envelope_fragments_any_order),
 		cmocka_unit_test(test_envelope_refusals),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

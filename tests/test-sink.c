@@ -7,6 +7,7 @@
  * - each commit's receipt is told once, in order, with its mark, and only
  *   after its chunks are committed in the store;
  * - a chunk the state holds committed is not sent again;
+ * - chunks named on the sealing threads get their names in place;
  * - a dry run sends and commits nothing. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,6 +173,56 @@ static void test_chunks_and_receipts(void **state)
 	free(plain);
 }
 
+/* Chunks named on the sealing threads (pb__sink_add_named): each name
+ * is in place once pb__sink_hash_wait returns and is the chunk's name;
+ * every chunk opens from the store; sent again, chunks the repository
+ * holds are offered but not put. */
+static void test_named_off_thread(void **state)
+{
+	struct world w;
+	pb__sink_t *sink;
+	uint8_t *buf = malloc(1u << 20), *plain = malloc(1u << 20);
+	static uint8_t names[NCHUNKS][PB_STORE_NAME_LEN];
+	uint8_t want[PB_STORE_NAME_LEN];
+
+	(void)state;
+	assert_non_null(buf);
+	assert_non_null(plain);
+	world_open(&w, "named", false, &sink);
+	memset(names, 0, sizeof(names));
+	for (size_t i = 0; i < NCHUNKS; i++)
+		assert_int_equal(pb__sink_add_named(sink, buf, make_chunk(i, buf), names[i]), 0);
+	pb__sink_hash_wait(sink);
+	for (size_t i = 0; i < NCHUNKS; i++) {
+		pb__chunk_name(w.keys.name, buf, make_chunk(i, buf), want);
+		assert_memory_equal(names[i], want, PB_STORE_NAME_LEN);
+	}
+	assert_int_equal(pb__sink_commit(sink, 1, true), 0);
+	assert_true(w.names_in_store);
+	assert_int_equal(w.names, NCHUNKS);
+	assert_int_equal(w.res.chunks_sent, NCHUNKS);
+	for (size_t i = 0; i < NCHUNKS; i++) {
+		size_t len = make_chunk(i, buf), plen = 0, clen = 0;
+		uint8_t *ct = NULL;
+
+		assert_int_equal(pb__repo_get(w.repo, NULL, names[i], &ct, &clen), 0);
+		assert_int_equal(pb_chunk_open(&w.keys, names[i], ct, clen, plain, 1u << 20, &plen), 0);
+		free(ct);
+		assert_int_equal(plen, len);
+		assert_memory_equal(plain, buf, len);
+	}
+	/* The same chunks again: none is put a second time. */
+	w.res.chunks_sent = 0;
+	for (size_t i = 0; i < NCHUNKS; i++)
+		assert_int_equal(pb__sink_add_named(sink, buf, make_chunk(i, buf), names[i]), 0);
+	pb__sink_hash_wait(sink);
+	assert_int_equal(pb__sink_commit(sink, 2, true), 0);
+	assert_int_equal(w.res.chunks_sent, 0);
+	world_close(&w, sink);
+	free(buf);
+	free(plain);
+}
+
 static void test_dry_run(void **state)
 {
 	struct world w;
@@ -197,6 +248,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_chunks_and_receipts),
+		cmocka_unit_test(test_named_off_thread),
 		cmocka_unit_test(test_dry_run),
 	};
 

@@ -12,6 +12,7 @@
 
 #include "peerback.h"
 #include "agent/backup/engine-int.h"
+#include "agent/backup/internal.h"
 
 _Static_assert(sizeof(((pb__assembly_t *)0)->state) >= sizeof(crypto_generichash_state),
 	       "pb__assembly_t.state holds a crypto_generichash_state");
@@ -145,4 +146,48 @@ void pb__assembly_drop(pb__assembly_t *a)
 	free(a->buf);
 	a->buf = NULL;
 	a->len = a->cap = 0;
+}
+
+/* ---- the content hashes of a file on disk ---------------------------------- */
+
+struct file_hashes {
+	const pb_backup_keys_t *keys;
+	crypto_generichash_state bytes;
+	uint8_t *names;           /* its chunk names, as a backup cuts it */
+	size_t n, cap;
+};
+
+static int hash_cut(void *arg, const uint8_t *data, size_t len)
+{
+	struct file_hashes *h = arg;
+	int rc;
+
+	crypto_generichash_update(&h->bytes, data, len);
+	if ((rc = pb__grow((void **)&h->names, &h->cap, h->n + 1, PB_STORE_NAME_LEN)) != 0)
+		return rc;
+	pb__chunk_name(h->keys->name, data, len, h->names + h->n++ * PB_STORE_NAME_LEN);
+	return 0;
+}
+
+int pb__file_hashes(const pb_backup_keys_t *keys, int fd, uint8_t bytes[32], uint8_t names[32])
+{
+	struct file_hashes h;
+	pb_cdc_t cdc;
+	int rc;
+
+	memset(&h, 0, sizeof(h));
+	h.keys = keys;
+	crypto_generichash_init(&h.bytes, keys->name, sizeof(keys->name), 32);
+	pb_cdc_init(&cdc, keys);
+	rc = pb_cdc_file(&cdc, fd, hash_cut, &h);
+	pb_cdc_wipe(&cdc);
+	if (rc == 0) {
+		crypto_generichash_final(&h.bytes, bytes, 32);
+		if (h.n >= 2)
+			pb__item_names_hash(keys, h.names, h.n, names);
+		else
+			memcpy(names, bytes, 32); /* one chunk: its name is the hash */
+	}
+	free(h.names);
+	return rc;
 }

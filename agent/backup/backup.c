@@ -88,6 +88,11 @@ struct backup {
 	 * same keyed BLAKE2b of the same bytes. */
 	crypto_generichash_state hash;
 	bool whole;
+	/* An item not in memory: its hash, when it is several chunks, is
+	 * the hash of their names (pb__item_names_hash), and its bytes are
+	 * not hashed apart either. Items in memory keep the hash of their
+	 * bytes, which unchanged() compares without cutting them. */
+	bool by_names;
 	/* Unchanged items touched in the state since the last commit, in one
 	 * open transaction. */
 	size_t touched;
@@ -221,13 +226,25 @@ static int add_chunk(void *arg, const uint8_t *data, size_t len)
 	uint8_t name[PB_STORE_NAME_LEN];
 	int rc;
 
+	/* Names of a file's chunks land in b->cur from the sealing threads:
+	 * it moves only once they are in. */
+	if (b->by_names && b->ncur + 1 > b->cap_cur)
+		pb__sink_hash_wait(b->sink);
 	if ((rc = pb__grow((void **)&b->cur, &b->cap_cur, b->ncur + 1, sizeof(name_t))) != 0)
 		return rc;
-	/* An item of several chunks is hashed by the sink's hashing thread
-	 * as its chunks go by, beside their naming here. */
-	if ((rc = pb__sink_add_hashed(b->sink, data, len, name, b->whole ? NULL : &b->hash)) != 0)
-		return rc;
-	memcpy(b->cur[b->ncur++], name, PB_STORE_NAME_LEN);
+	if (b->by_names && !b->whole) {
+		/* A file of several chunks: named and sealed off this thread;
+		 * its hash is their names' (backup_item, after the wait). */
+		if ((rc = pb__sink_add_named(b->sink, data, len, b->cur[b->ncur])) != 0)
+			return rc;
+		b->ncur++;
+	} else {
+		/* An item of several chunks in memory is hashed by the sink's
+		 * hashing thread as its chunks go by, beside their naming here. */
+		if ((rc = pb__sink_add_hashed(b->sink, data, len, name, b->whole || b->by_names ? NULL : &b->hash)) != 0)
+			return rc;
+		memcpy(b->cur[b->ncur++], name, PB_STORE_NAME_LEN);
+	}
 	b->pr.p.bytes_done += len;
 	if (pb__sink_due(b->sink))
 		rc = commit(b, false);
@@ -269,7 +286,11 @@ static int chunk_file(struct backup *b, const pb_item_t *it, uint64_t *size)
 		rc = -errno;
 	} else if ((uint64_t)st.st_size > PB_CDC_WHOLE_MAX) {
 		*size = (uint64_t)st.st_size;
-		rc = pb_cdc_file(&b->cdc, fd, add_chunk, b);
+		/* Room for every name it can have (add_chunk waits for the
+		 * sealing threads before b->cur moves, should it grow). */
+		rc = pb__grow((void **)&b->cur, &b->cap_cur, (size_t)(st.st_size / PB_CDC_MIN) + 2, sizeof(name_t));
+		if (rc == 0)
+			rc = pb_cdc_file(&b->cdc, fd, add_chunk, b);
 	} else if ((rc = pb__read_fd(fd, PB_CDC_WHOLE_MAX, &buf, &have)) == 0) {
 		*size = have;
 		b->whole = true;
@@ -720,6 +741,8 @@ static int stream_item(struct backup *b, const pb_item_t *it)
 	return pb__progress(&b->pr, false);
 }
 
+bool pb__item_hash_bytes;
+
 static int backup_item(void *arg, const pb_item_t *it)
 {
 	struct backup *b = arg;
@@ -756,6 +779,7 @@ static int backup_item(void *arg, const pb_item_t *it)
 	b->res->items_changed++;
 	b->ncur = 0;
 	b->whole = false;
+	b->by_names = it->data == NULL && !pb__item_hash_bytes;
 	crypto_generichash_init(&b->hash, b->keys.name, sizeof(b->keys.name), 32);
 	if (it->data != NULL) {
 		rc = chunk_memory(b, it->data, it->len);
@@ -769,8 +793,12 @@ static int backup_item(void *arg, const pb_item_t *it)
 	pb__sink_hash_wait(b->sink);
 	if (rc != 0)
 		return rc;
-	if (b->whole && b->ncur == 1) {
+	if ((b->whole || b->by_names) && b->ncur == 1) {
 		memcpy(hash, b->cur[0], 32);
+	} else if (b->by_names && b->ncur >= 2) {
+		pb__item_names_hash(&b->keys, (const uint8_t *)b->cur, b->ncur, hash);
+	} else if (b->by_names) {
+		pb__item_hash(&b->keys, (const uint8_t *)"", 0, hash); /* emptied after its size was read */
 	} else {
 		crypto_generichash_final(&b->hash, hash, 32);
 	}

@@ -47,6 +47,19 @@ void pb__done(const pb_engine_opts_t *o, const char *phase, int rc, uint64_t sna
 int pb__skip_quietly(void *arg, const char *rel, int err, uint64_t line, const char *why);
 PB_WUR int pb__state_path(const char *home, char *out, size_t cap);
 void pb__item_hash(const pb_backup_keys_t *keys, const uint8_t *data, size_t len, uint8_t out[32]);
+/* The content hash of a file of several chunks (over PB_CDC_WHOLE_MAX):
+ * a keyed BLAKE2b, personalized "peerback/names", of its n chunk names in
+ * order. Each chunk's name is checked against its plaintext when opened,
+ * so the names bind the bytes; a backup hashes every byte once (to name
+ * it) instead of twice. Snapshots made before hold pb__item_hash of the
+ * bytes for such files; the two never collide (different
+ * personalization), so a reader tells them apart by trying this one. */
+void pb__item_names_hash(const pb_backup_keys_t *keys, const uint8_t *names, size_t n, uint8_t out[32]);
+/* Tests only: a backup records the hash of the bytes for every item, as
+ * backups before pb__item_names_hash did. */
+extern bool pb__item_hash_bytes;
+/* Whether hash is pb__item_names_hash of the n names (n >= 2). */
+bool pb__item_by_names(const pb_backup_keys_t *keys, const uint8_t *names, size_t n, const uint8_t hash[32]);
 /* The host-side key of a SIM identity: a keyed hash the host cannot invert. */
 void pb__sim_key(const pb_backup_keys_t *keys, const char *iccid, const char *msisdn, char out[4 + 64 + 1]);
 /* The repository o names: o->repo, or a session with the remembered host. */
@@ -98,6 +111,11 @@ PB_WUR int pb__assembly_add_owned(pb__assembly_t *a, uint8_t *data, size_t len);
 PB_WUR int pb__assembly_end(pb__assembly_t *a, uint8_t hash[32]);
 /* Frees the buffer and removes the temporary file. */
 void pb__assembly_drop(pb__assembly_t *a);
+/* The two content hashes a backup may have recorded for the file open as
+ * fd: pb__item_hash of its bytes, and the hash of the chunk names it is
+ * cut into (pb__item_names_hash; the bytes' hash when it is one chunk).
+ * One read; for a restore's plan of what is on disk. */
+PB_WUR int pb__file_hashes(const pb_backup_keys_t *keys, int fd, uint8_t bytes[32], uint8_t names[32]);
 
 /* A restore's file writes on their own thread (agent/backup/restore-write.c):
  * buffers given up with where they go, written in the order given. */

@@ -122,6 +122,28 @@ void pb__item_hash(const pb_backup_keys_t *keys, const uint8_t *data, size_t len
 	crypto_generichash(out, 32, data, len, keys->name, sizeof(keys->name));
 }
 
+/* Its own personalization: a hash of names is never a hash of bytes. */
+static const uint8_t names_personal[crypto_generichash_blake2b_PERSONALBYTES] = "peerback/names";
+
+void pb__item_names_hash(const pb_backup_keys_t *keys, const uint8_t *names, size_t n, uint8_t out[32])
+{
+	crypto_generichash_blake2b_state st;
+
+	crypto_generichash_blake2b_init_salt_personal(&st, keys->name, sizeof(keys->name), 32, NULL, names_personal);
+	crypto_generichash_blake2b_update(&st, names, n * PB_STORE_NAME_LEN);
+	crypto_generichash_blake2b_final(&st, out, 32);
+}
+
+bool pb__item_by_names(const pb_backup_keys_t *keys, const uint8_t *names, size_t n, const uint8_t hash[32])
+{
+	uint8_t h[32];
+
+	if (n < 2)
+		return false;
+	pb__item_names_hash(keys, names, n, h);
+	return sodium_memcmp(h, hash, 32) == 0;
+}
+
 void pb__sim_key(const pb_backup_keys_t *keys, const char *iccid, const char *msisdn, char out[4 + 64 + 1])
 {
 	crypto_generichash_state st;

@@ -305,8 +305,13 @@ static int fetch_items(struct restore *r)
 		 * of its plaintext, the names listed by the authenticated
 		 * manifest) already proves the item's bytes: hashing them again
 		 * would be a second BLAKE2b pass over every large file on this
-		 * thread. Verify still recomputes every content hash. */
-		a.checked = r->txn != NULL || r->exact_id != NULL;
+		 * thread. Verify still recomputes every content hash of bytes;
+		 * a file whose hash is that of its chunk names (backups since
+		 * pb__item_names_hash) is proven by the names alone. */
+		if (chunk == 0)
+			a.checked = r->txn != NULL || r->exact_id != NULL ||
+				    (!w->m.slice &&
+				     pb__item_by_names(&r->keys, (const uint8_t *)w->names, w->m.nchunks, w->m.hash));
 		a.wq = wq;
 		if (w->m.nchunks == 0) {
 			rc = assembly_finish(r, &a, w);
@@ -429,31 +434,22 @@ static int pick_device(struct restore *r)
 /* --- Dry run -------------------------------------------------------------------- */
 
 /* An item of the restore target, with the keyed content hash a backup
- * would record for it. */
+ * would record for it; a file of several chunks has two (names: the hash
+ * of its chunk names, pb__item_names_hash; otherwise names is hash). */
 struct local_item {
 	char *id;
 	uint8_t hash[32];
+	uint8_t names[32];
 };
 
-static int hash_piece(void *arg, const uint8_t *p, size_t n)
+static int hash_file(const pb_backup_keys_t *keys, const char *path, uint8_t out[32], uint8_t names[32])
 {
-	crypto_generichash_update(arg, p, n);
-	return 0;
-}
-
-static int hash_file(const pb_backup_keys_t *keys, const char *path, uint8_t out[32])
-{
-	crypto_generichash_state st;
-	uint8_t buf[65536];
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), rc = 0;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), rc;
 
 	if (fd < 0)
 		return -errno;
-	crypto_generichash_init(&st, keys->name, sizeof(keys->name), 32);
-	rc = pb__read_each(fd, buf, sizeof(buf), hash_piece, &st);
+	rc = pb__file_hashes(keys, fd, out, names);
 	close(fd);
-	sodium_memzero(buf, sizeof(buf));
-	crypto_generichash_final(&st, out, 32);
 	return rc;
 }
 
@@ -469,7 +465,7 @@ static int local_add(void *arg, const pb_item_t *it)
 	if (it->data != NULL) {
 		pb__item_hash(&r->keys, it->data, it->len, l->hash);
 	} else if (it->file != NULL) {
-		if ((rc = hash_file(&r->keys, it->file, l->hash)) != 0)
+		if ((rc = hash_file(&r->keys, it->file, l->hash, l->names)) != 0)
 			return rc;
 	} else {
 		pb_buf_t buf = { NULL, 0, 0 };
@@ -480,6 +476,8 @@ static int local_add(void *arg, const pb_item_t *it)
 			pb__item_hash(&r->keys, buf.data != NULL ? buf.data : (const uint8_t *)"", buf.len, l->hash);
 		pb_buf_free(&buf);
 	}
+	if (it->data != NULL || it->file == NULL)
+		memcpy(l->names, l->hash, 32);
 	if ((l->id = strdup(it->id)) == NULL)
 		return PB_ENOMEM;
 	r->nlocal++;
@@ -518,14 +516,14 @@ static int plan_items(struct restore *r)
 
 	for (size_t i = 0; i < r->nitems && rc == 0; i++) {
 		const struct want_item *w = &r->items[i];
-		struct local_item key = { w->id, { 0 } }, *l;
+		struct local_item key = { w->id, { 0 }, { 0 } }, *l;
 		const char *change;
 
 		l = r->nlocal > 0 ? bsearch(&key, r->local, r->nlocal, sizeof(*r->local), cmp_local) : NULL;
 		if (l == NULL) {
 			change = "added";
 			r->res->added++;
-		} else if (sodium_memcmp(l->hash, w->m.hash, 32) != 0) {
+		} else if (sodium_memcmp(l->hash, w->m.hash, 32) != 0 && sodium_memcmp(l->names, w->m.hash, 32) != 0) {
 			change = "replaced";
 			r->res->changed++;
 		} else {

@@ -2,10 +2,13 @@
  *
  * Threads: the caller's thread names each chunk (keyed BLAKE2b), skips one
  * the repository already committed, and puts a copy in the ring; the
- * sealing threads take ring slots in order and compress and encrypt them;
- * the hashing thread feeds the slots of an item of several chunks, in ring
- * order, into that item's content hash (a second keyed BLAKE2b pass over
- * the same bytes, which would otherwise run on the caller's thread);
+ * sealing threads take ring slots in order and compress and encrypt them,
+ * naming first the chunks of files added with pb__sink_add_named (the
+ * caller waits for those names at the item's end, pb__sink_hash_wait);
+ * the hashing thread feeds the slots of an item of several chunks held in
+ * memory, in ring order, into that item's content hash (a second keyed
+ * BLAKE2b pass over the same bytes, which would otherwise run on the
+ * caller's thread);
  * the caller's thread takes sealed slots back in ring order into batches
  * and does all talking to the repository. Nothing but the ring is shared.
  *
@@ -53,6 +56,12 @@ struct slot {
 	 * hashing thread is done with them. A slot leaves the ring only once
 	 * sealed and hashed. */
 	crypto_generichash_state *ih;
+	/* Named by the sealing thread that seals it (pb__sink_add_named),
+	 * and offered whether or not the state holds it committed (the
+	 * repository's answer decides). name_to: where the caller wants the
+	 * name (under the lock), NULL once it is there. */
+	bool deferred;
+	uint8_t *name_to;
 };
 
 struct batch {
@@ -94,6 +103,7 @@ struct pb__sink_s {
 	pthread_t hasher;
 	bool has_hasher;
 	uint64_t hcur, htail;
+	size_t unnamed;           /* slots whose name_to is not filled yet */
 	void *zctx;               /* the caller's thread's */
 	/* Caller's thread only. */
 	struct batch *cur;
@@ -139,6 +149,18 @@ static void *sealer(void *arg)
 		sl = &s->ring[s->claim++ % RING];
 		if (sl->done)
 			continue; /* sealed elsewhere */
+		if (sl->deferred) {
+			/* Named first, and the name handed over at once:
+			 * the caller may be waiting for it. */
+			pthread_mutex_unlock(&s->mu);
+			pb__chunk_name(s->o.keys->name, sl->plain, sl->len, sl->name);
+			pthread_mutex_lock(&s->mu);
+			memcpy(sl->name_to, sl->name, PB_STORE_NAME_LEN);
+			sl->name_to = NULL;
+			s->unnamed--;
+			if (s->waiting)
+				pthread_cond_broadcast(&s->sealed);
+		}
 		pthread_mutex_unlock(&s->mu);
 		if (z == NULL) {
 			sl->rc = PB_ENOMEM;
@@ -390,7 +412,7 @@ static int drain(pb__sink_t *s, bool all)
 }
 
 static int push_slot(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *plain, size_t len,
-		     uint8_t *ct, size_t ct_len, crypto_generichash_state *ih)
+		     uint8_t *ct, size_t ct_len, crypto_generichash_state *ih, uint8_t *name_to)
 {
 	struct slot *sl;
 	int rc;
@@ -404,7 +426,12 @@ static int push_slot(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], uint8
 	}
 	pthread_mutex_lock(&s->mu);
 	sl = &s->ring[s->tail % RING];
-	memcpy(sl->name, name, PB_STORE_NAME_LEN);
+	sl->deferred = name_to != NULL;
+	sl->name_to = name_to;
+	if (name_to != NULL)
+		s->unnamed++;
+	else
+		memcpy(sl->name, name, PB_STORE_NAME_LEN);
 	sl->plain = plain;
 	sl->len = len;
 	sl->ct = ct;
@@ -429,7 +456,7 @@ static int push_slot(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], uint8
 void pb__sink_hash_wait(pb__sink_t *s)
 {
 	pthread_mutex_lock(&s->mu);
-	while (s->hcur < s->htail) {
+	while ((s->hcur < s->htail || s->unnamed > 0) && !s->stop) {
 		s->waiting = true;
 		pthread_cond_wait(&s->sealed, &s->mu);
 		s->waiting = false;
@@ -470,12 +497,26 @@ int pb__sink_add_hashed(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t
 			free(ct);
 			return rc;
 		}
-		return push_slot(s, name, NULL, 0, ct, ct_len, NULL);
+		return push_slot(s, name, NULL, 0, ct, ct_len, NULL, NULL);
 	}
 	if ((copy = malloc(len)) == NULL)
 		return PB_ENOMEM;
 	memcpy(copy, plain, len);
-	return push_slot(s, name, copy, len, NULL, 0, ih);
+	return push_slot(s, name, copy, len, NULL, 0, ih, NULL);
+}
+
+int pb__sink_add_named(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t *name_to)
+{
+	uint8_t *copy;
+
+	if (len > PB_CHUNK_PLAIN_MAX)
+		return PB_ETOOBIG;
+	if (s->nthreads == 0 || len <= INLINE_MAX)
+		return pb__sink_add_hashed(s, plain, len, name_to, NULL);
+	if ((copy = malloc(len)) == NULL)
+		return PB_ENOMEM;
+	memcpy(copy, plain, len);
+	return push_slot(s, NULL, copy, len, NULL, 0, NULL, name_to);
 }
 
 int pb__sink_add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN])
@@ -492,7 +533,7 @@ int pb__sink_add_sealed(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], co
 	if ((copy = malloc(len ? len : 1)) == NULL)
 		return PB_ENOMEM;
 	memcpy(copy, ct, len);
-	return push_slot(s, name, NULL, 0, copy, len, NULL);
+	return push_slot(s, name, NULL, 0, copy, len, NULL, NULL);
 }
 
 bool pb__sink_due(const pb__sink_t *s)

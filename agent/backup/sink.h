@@ -52,7 +52,16 @@ PB_WUR int pb__sink_add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t
 PB_WUR int pb__sink_add_hashed(pb__sink_t *s, const uint8_t *plain, size_t len,
 			       uint8_t name[PB_STORE_NAME_LEN], crypto_generichash_state *ih);
 
-/* Returns once every byte added with an item hash went into it. */
+/* The same without an item hash, named on a sealing thread when there is
+ * one (the caller's thread does not pass over the bytes again): the name
+ * lands in name_to (32 bytes), which stays the caller's to keep but not
+ * to read or move until pb__sink_hash_wait. Such a chunk is sealed and
+ * offered even when the state holds it committed: the repository's answer
+ * keeps it from being sent again. */
+PB_WUR int pb__sink_add_named(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t *name_to);
+
+/* Returns once every byte added with an item hash went into it and every
+ * name of pb__sink_add_named is in place. */
 void pb__sink_hash_wait(pb__sink_t *s);
 
 /* Queues a chunk sealed elsewhere (a manifest chunk); ct is copied. */

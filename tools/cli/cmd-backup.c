@@ -509,6 +509,8 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 		       "2 usage error; 12 wrong recovery passphrase.\n");
 		return 0;
 	}
+	/* Chunks of up to 4 MiB, copied, sealed and sent, come and go. */
+	pb_cli_keep_heap(8u << 20, 32u << 20);
 	run_opts(&run, cli, dev, &o);
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 < argc && strcmp(argv[i], "--device") == 0) {

@@ -1,6 +1,9 @@
 /* Helpers shared by the peerback subcommands. */
 #include <ctype.h>
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -416,4 +419,19 @@ void pb_cli_human(double bytes, char *out, size_t cap)
 		u++;
 	}
 	snprintf(out, cap, u ? "%.1f %s" : "%.0f %s", bytes, unit[u]);
+}
+
+void pb_cli_keep_heap(size_t mmap_min, size_t trim_min)
+{
+#ifdef __GLIBC__
+	/* A backup's chunks (up to 4 MiB, and their sealed and sent forms)
+	 * are allocated and freed all the time: glibc maps each afresh (or
+	 * trims the heap under it) and every page is faulted in again. Kept
+	 * in the heap, freed buffers are reused (docs/BENCH.md). */
+	(void)mallopt(M_MMAP_THRESHOLD, (int)mmap_min);
+	(void)mallopt(M_TRIM_THRESHOLD, (int)trim_min);
+#else
+	(void)mmap_min;
+	(void)trim_min;
+#endif
 }
