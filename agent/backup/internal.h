@@ -82,6 +82,10 @@ PB_WUR int pb__state_item_get(pb_backup_state_t *st, const char *id, uint64_t *s
 size_t pb__manifest_rec_max(size_t nchunks);
 PB_WUR int pb__manifest_rec_encode(const pb_manifest_writer_t *w, const pb_manifest_item_t *it, uint8_t *out,
 				   size_t cap, size_t *len);
+/* The same with the key of it->id (pb__manifest_id_key) made by the caller,
+ * e.g. on the thread that parsed the item. */
+PB_WUR int pb__manifest_rec_encode_key(const pb_manifest_writer_t *w, const pb_manifest_item_t *it, uint64_t key,
+				       uint8_t *out, size_t cap, size_t *len);
 PB_WUR int pb__manifest_writer_add_rec(pb_manifest_writer_t *w, const uint8_t *rec, size_t len);
 /* The length of the first record of buf, checked against len. */
 PB_WUR int pb__manifest_rec_next(const uint8_t *buf, size_t len, size_t *reclen);

@@ -342,9 +342,17 @@ uint64_t pb__manifest_id_key(const pb_backup_keys_t *keys, const char *id, size_
 int pb__manifest_rec_encode(const pb_manifest_writer_t *w, const pb_manifest_item_t *it, uint8_t *out, size_t cap,
 			    size_t *len)
 {
+	if (w == NULL || it == NULL || it->id == NULL)
+		return PB_EINVAL;
+	return pb__manifest_rec_encode_key(w, it, pb__manifest_id_key(&w->keys, it->id, strnlen(it->id, PB_MANIFEST_ID_MAX + 1)),
+					   out, cap, len);
+}
+
+int pb__manifest_rec_encode_key(const pb_manifest_writer_t *w, const pb_manifest_item_t *it, uint64_t key,
+				uint8_t *out, size_t cap, size_t *len)
+{
 	size_t idl, pl, need;
 	uint8_t *p = out + REC_HDR;
-	uint64_t key;
 
 	if (w == NULL || it == NULL || it->id == NULL || it->path == NULL || out == NULL ||
 	    (it->chunks == NULL && it->nchunks > 0))
@@ -358,7 +366,6 @@ int pb__manifest_rec_encode(const pb_manifest_writer_t *w, const pb_manifest_ite
 		return PB_EINVAL;
 	if (need > cap)
 		return PB_ETOOBIG;
-	key = pb__manifest_id_key(&w->keys, it->id, idl);
 	out[0] = (key & 31) == 0 ? REC_CUT : 0;
 	le64(out + 1, key);
 	le32(p, it->kind | (it->slice ? KIND_SLICE : 0));
