@@ -678,7 +678,7 @@ static int keep_pending(struct backup *b, const pb_manifest_item_t *m, const pb_
 static int stream_chunk(void *arg, const uint8_t *data, size_t len, uint8_t name[PB_STORE_NAME_LEN])
 {
 	struct backup *b = arg;
-	int rc = pb__sink_add(b->sink, data, len, name);
+	int rc = pb__sink_add_level(b->sink, data, len, name, PB_STREAM_ZLEVEL);
 
 	if (rc != 0)
 		return rc;

@@ -19,6 +19,10 @@ PB_WUR int pb__seal(const uint8_t enc[32], const uint8_t name_key[32], const uin
 void pb__chunk_name(const uint8_t name_key[32], const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN]);
 PB_WUR int pb__seal_named(void *zctx, const uint8_t enc[32], const uint8_t name[PB_STORE_NAME_LEN],
 			  const uint8_t *plain, size_t len, uint8_t *ct, size_t *ct_len);
+/* The same at zstd level level instead of the default (3). Any level
+ * opens alike: the chunk's format does not change. */
+PB_WUR int pb__seal_named_level(void *zctx, int level, const uint8_t enc[32], const uint8_t name[PB_STORE_NAME_LEN],
+				const uint8_t *plain, size_t len, uint8_t *ct, size_t *ct_len);
 /* Opens what pb__seal() made; the counterpart of pb_chunk_open(). */
 PB_WUR int pb__open(const uint8_t enc[32], const uint8_t name_key[32],
 		    const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t ct_len,

@@ -2,7 +2,8 @@
 """The phone's write path on one device directory, peerback only: a full
 backup, an unchanged re-backup and (--pct) a re-backup after the bench's
 1% change (tools/bench/bench.py change_one_percent), each with wall and
-CPU seconds (phone and host), bytes and chunks sent. --pct changes a copy
+CPU seconds (phone and host), bytes and chunks sent, and the host's
+store's bytes at the end. --pct changes a copy
 of the directory, never the directory itself. --perf FILE records the
 phone's command of one step (--perf-step full|unchanged|pct).
 
@@ -58,6 +59,7 @@ def main():
         if args.pct:
             bench.change_one_percent(data)
             step("pct")
+        print("host store %d B" % bench.tree_bytes(env.host_home), flush=True)
     finally:
         env.stop()
         shutil.rmtree(root, ignore_errors=True)
