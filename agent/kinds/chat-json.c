@@ -224,26 +224,31 @@ static int write_member(pb_buf_t *out, const pb__cj_t *c, bool *first, int depth
 static bool write_ranked(pb_buf_t *out, const pb__cj_t *v, int order, int depth, int *err)
 {
 	const pb__cj_t *kids[RANKED_MAX];
-	signed char ranks[RANKED_MAX];
-	const char *const *t = order == PB__CJ_ORDER_MESSAGE ? message_keys : chat_keys;
+	unsigned char ranks[RANKED_MAX];
 	const pb__cj_t *c;
 	bool first = true;
-	size_t n = 0, k;
-	int i;
+	size_t n = 0, k, j;
 
 	*err = 0;
+	/* A stable insertion sort by rank, unknown keys last (rank 255): the
+	 * members mostly come in the canonical order already, so this is
+	 * about one compare each. */
 	for (c = v->child; c != NULL; c = c->next) {
+		int r = key_rank(c->key, order);
+		unsigned char rk = r < 0 ? 255 : (unsigned char)r;
+
 		if (n == RANKED_MAX)
 			return false;
-		kids[n] = c;
-		ranks[n++] = (signed char)key_rank(c->key, order);
+		for (j = n; j > 0 && ranks[j - 1] > rk; j--) {
+			ranks[j] = ranks[j - 1];
+			kids[j] = kids[j - 1];
+		}
+		ranks[j] = rk;
+		kids[j] = c;
+		n++;
 	}
-	for (i = 0; t[i] != NULL; i++)
-		for (k = 0; k < n; k++)
-			if (ranks[k] == i && (*err = write_member(out, kids[k], &first, depth)) != 0)
-				return true;
 	for (k = 0; k < n; k++)
-		if (ranks[k] < 0 && (*err = write_member(out, kids[k], &first, depth)) != 0)
+		if ((*err = write_member(out, kids[k], &first, depth)) != 0)
 			return true;
 	return true;
 }
