@@ -45,6 +45,38 @@ pb__cj_t *pb__cj_new_str(const char *s, size_t len)
 	return v;
 }
 
+/* Member names the streaming parser meets in every message: one static
+ * copy each, taken instead of a malloc'd one (key_free leaves them). */
+#define POOL_KEY_MAX 24
+static const char key_pool[][POOL_KEY_MAX] = {
+	"id", "type", "date", "date_unixtime", "edited", "edited_unixtime", "from", "from_id", "actor",
+	"actor_id", "action", "title", "members", "forwarded_from", "saved_from", "reply_to_message_id",
+	"via_bot", "photo", "photo_file_size", "file", "file_name", "file_size", "thumbnail",
+	"thumbnail_file_size", "media_type", "sticker_emoji", "mime_type", "duration_seconds", "width",
+	"height", "text", "text_entities", "name", "messages", "href", "user_id", "document_id",
+};
+#define POOL_KEYS (sizeof(key_pool) / sizeof(key_pool[0]))
+
+static const char *pool_key(const unsigned char *k, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len >= POOL_KEY_MAX)
+		return NULL;
+	for (i = 0; i < POOL_KEYS; i++)
+		if (key_pool[i][0] == (char)k[0] && memcmp(key_pool[i], k, len) == 0 && key_pool[i][len] == 0)
+			return key_pool[i];
+	return NULL;
+}
+
+static void key_free(char *key)
+{
+	uintptr_t a = (uintptr_t)key;
+
+	if (a < (uintptr_t)key_pool || a >= (uintptr_t)(key_pool + POOL_KEYS))
+		free(key);
+}
+
 void pb__cj_free(pb__cj_t *v)
 {
 	pb__cj_t *c, *next;
@@ -55,7 +87,7 @@ void pb__cj_free(pb__cj_t *v)
 		next = c->next;
 		pb__cj_free(c);
 	}
-	free(v->key);
+	key_free(v->key);
 	if (!str_inline(v))
 		free(v->str);
 	free(v);
@@ -516,7 +548,7 @@ static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool i
 	case ROLE_CHAT:
 		if (key != NULL && strcmp(key, "messages") == 0) {
 			pb__cj_free(node);
-			free(key);
+			key_free(key);
 			if (!container || is_object)
 				return fail(p, PB_EDATA_FORMAT, "\"messages\" is not an array");
 			if (l->is_root)
@@ -531,7 +563,7 @@ static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool i
 		if (l->is_root && key != NULL && (strcmp(key, "chats") == 0 || strcmp(key, "left_chats") == 0) &&
 		    is_object) {
 			pb__cj_free(node);
-			free(key);
+			key_free(key);
 			if (p->sink.single_only)
 				return fail(p, PB_EDATA_FORMAT, "a full export where a single chat was expected");
 			if (p->root_is_chat)
@@ -543,22 +575,22 @@ static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool i
 		}
 		if (account(p, (key ? strlen(key) : 0) + (node && node->str ? node->len : 0)) == 0) {
 			pb__cj_free(node);
-			free(key);
+			key_free(key);
 			return 0;
 		}
 		if (l->is_root && (p->root_is_full || account_section(key))) {
-			free(key);
+			key_free(key);
 			pb__cj_free(node);
 			*role = ROLE_SKIP;
 			return 1;
 		}
 		if (p->chat.frame->n >= 4096) {
 			pb__cj_free(node);
-			free(key);
+			key_free(key);
 			return fail(p, PB_ETOOBIG, "a chat has too many fields");
 		}
 		err = pb__cj_add(p->chat.frame, key, node);
-		free(key);
+		key_free(key);
 		if (err != 0) {
 			pb__cj_free(node);
 			return fail(p, err, "out of memory");
@@ -567,12 +599,12 @@ static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool i
 		break;
 	case ROLE_CHATS:
 		r = key != NULL && strcmp(key, "list") == 0 && container && !is_object ? ROLE_CHAT_LIST : ROLE_SKIP;
-		free(key);
+		key_free(key);
 		pb__cj_free(node);
 		node = NULL;
 		break;
 	case ROLE_CHAT_LIST:
-		free(key);
+		key_free(key);
 		pb__cj_free(node);
 		if (!is_object)
 			return fail(p, PB_EDATA_FORMAT, "a chat in \"list\" is not an object");
@@ -581,7 +613,7 @@ static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool i
 		*role = ROLE_CHAT;
 		return 1;
 	case ROLE_MSG_LIST:
-		free(key);
+		key_free(key);
 		if (!is_object) {
 			pb__cj_free(node);
 			return fail(p, PB_EDATA_FORMAT, "a message is not an object");
@@ -593,19 +625,19 @@ static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool i
 	case ROLE_TREE:
 		if (account(p, (key ? strlen(key) : 0) + (node && node->str ? node->len : 0)) == 0) {
 			pb__cj_free(node);
-			free(key);
+			key_free(key);
 			return 0;
 		}
 		if (l->node->n >= 1000000) {
 			pb__cj_free(node);
-			free(key);
+			key_free(key);
 			return fail(p, PB_ETOOBIG, "an array or object has too many members");
 		}
 		pb__cj_add_owned(l->node, key, node); /* the member name moves to it */
 		r = ROLE_TREE;
 		break;
 	case ROLE_SKIP:
-		free(key);
+		key_free(key);
 		pb__cj_free(node);
 		node = NULL;
 		r = ROLE_SKIP;
@@ -695,7 +727,7 @@ static int finish_level(struct pb__chat_tg_s *p)
 
 	if (l == NULL)
 		return fail(p, PB_EDATA_FORMAT, "unbalanced JSON");
-	free(l->key);
+	key_free(l->key);
 	l->key = NULL;
 	p->depth--;
 	switch (l->role) {
@@ -745,8 +777,10 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
 		return fail(p, PB_EDATA_FORMAT, "unbalanced JSON");
 	if (memchr(key, 0, len) != NULL)
 		return fail(p, PB_EDATA_FORMAT, "a member name contains a NUL character");
-	free(l->key);
-	l->key = strndup((const char *)key, len);
+	key_free(l->key);
+	l->key = (char *)pool_key(key, len);
+	if (l->key == NULL)
+		l->key = strndup((const char *)key, len);
 	if (l->key == NULL)
 		return fail(p, PB_ENOMEM, "out of memory");
 	return 1;
@@ -797,7 +831,7 @@ void pb__chat_tg_free(pb__chat_tg_t *p)
 	if (p == NULL)
 		return;
 	for (i = 0; i < p->depth; i++) {
-		free(p->stack[i].key);
+		key_free(p->stack[i].key);
 		/* Trees are owned by their parent, except a message in progress. */
 		if (p->stack[i].role == ROLE_MSG)
 			pb__cj_free(p->stack[i].node);
@@ -986,12 +1020,12 @@ static int tree_put(struct tree_ctx *t, pb__cj_t *v, bool container)
 		key = t->keys[t->depth - 1];
 		t->keys[t->depth - 1] = NULL;
 		if ((parent->type == PB__CJ_OBJ) != (key != NULL) || pb__cj_add(parent, key, v) != 0) {
-			free(key);
+			key_free(key);
 			pb__cj_free(v);
 			t->err = PB_EDATA_FORMAT;
 			return 0;
 		}
-		free(key);
+		key_free(key);
 	}
 	if (container) {
 		if (t->depth >= PB__CHAT_DEPTH_MAX) {
