@@ -46,7 +46,9 @@ pb__cj_t *pb__cj_new_str(const char *s, size_t len)
 }
 
 /* Member names the streaming parser meets in every message: one static
- * copy each, taken instead of a malloc'd one (key_free leaves them). */
+ * copy each, taken instead of a malloc'd one (key_free leaves them). The
+ * first 32 are message_keys in its order, so that a pooled name's rank is
+ * its place (key_rank). */
 #define POOL_KEY_MAX 24
 static const char key_pool[][POOL_KEY_MAX] = {
 	"id", "type", "date", "date_unixtime", "edited", "edited_unixtime", "from", "from_id", "actor",
@@ -63,17 +65,33 @@ static const char *pool_key(const unsigned char *k, size_t len)
 
 	if (len == 0 || len >= POOL_KEY_MAX)
 		return NULL;
-	for (i = 0; i < POOL_KEYS; i++)
-		if (key_pool[i][0] == (char)k[0] && memcmp(key_pool[i], k, len) == 0 && key_pool[i][len] == 0)
-			return key_pool[i];
+	for (i = 0; i < POOL_KEYS; i++) {
+		const char *e = key_pool[i];
+		size_t j = 1;
+
+		if (e[0] != (char)k[0])
+			continue;
+		while (j < len && e[j] == (char)k[j])
+			j++;
+		if (j == len && e[len] == 0)
+			return e;
+	}
 	return NULL;
+}
+
+/* The pool's place of key, or -1 when key is not one of its copies. */
+static int pool_index(const char *key)
+{
+	uintptr_t a = (uintptr_t)key, b = (uintptr_t)key_pool;
+
+	if (a < b || a >= (uintptr_t)(key_pool + POOL_KEYS))
+		return -1;
+	return (int)((a - b) / POOL_KEY_MAX);
 }
 
 static void key_free(char *key)
 {
-	uintptr_t a = (uintptr_t)key;
-
-	if (a < (uintptr_t)key_pool || a >= (uintptr_t)(key_pool + POOL_KEYS))
+	if (pool_index(key) < 0)
 		free(key);
 }
 
@@ -155,6 +173,7 @@ static const char *const message_keys[] = {
 	"mime_type", "duration_seconds", "width", "height", "text", "text_entities", NULL,
 };
 static const char *const chat_keys[] = {"name", "type", "id", NULL};
+#define MESSAGE_KEYS 32 /* message_keys without its NULL */
 
 static int key_rank(const char *key, int order)
 {
@@ -163,6 +182,8 @@ static int key_rank(const char *key, int order)
 
 	if (order == PB__CJ_ORDER_NONE || key == NULL)
 		return -1;
+	if (order == PB__CJ_ORDER_MESSAGE && (i = pool_index(key)) >= 0)
+		return i < MESSAGE_KEYS ? i : -1;
 	/* The first byte tells most keys apart without a call. */
 	for (i = 0; t[i] != NULL; i++)
 		if (t[i][0] == key[0] && strcmp(t[i], key) == 0)
