@@ -48,6 +48,9 @@ static int collect(void *arg, const pb_item_t *it)
 		crypto_generichash(want, 32, it->data, it->len, NULL, 0);
 		assert_true(x->hashed);
 		assert_memory_equal(x->hash, want, 32);
+		/* and with a key function, the key of its id. */
+		assert_true(x->keyed);
+		assert_true(x->key == g->h->key(NULL, it->id, strlen(it->id)));
 	}
 	return 0;
 }
@@ -58,7 +61,17 @@ static void plain_hash(void *arg, const uint8_t *data, size_t len, uint8_t out[3
 	crypto_generichash(out, 32, data, len, NULL, 0);
 }
 
-static const pb__item_hasher_t hasher = {plain_hash, NULL};
+static uint64_t plain_key(void *arg, const char *id, size_t len)
+{
+	uint64_t h = 14695981039346656037ull;
+
+	(void)arg;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (uint8_t)id[i]) * 1099511628211ull;
+	return h;
+}
+
+static const pb__item_hasher_t hasher = {plain_hash, NULL, plain_key};
 
 /* A chat of n messages whose texts hold what a naive split at a brace,
  * bracket or quote would get wrong. */

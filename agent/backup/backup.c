@@ -556,18 +556,26 @@ static int group_add(struct backup *b, const char *path, const uint8_t *rec, siz
 	return 0;
 }
 
-/* The item's manifest record: into the manifest and its file's records. */
-static int add_item(struct backup *b, const pb_manifest_item_t *m)
+/* The item's manifest record, its id's key made already (key_on_parser):
+ * into the manifest and its file's records. */
+static int add_item_keyed(struct backup *b, const pb_manifest_item_t *m, uint64_t key)
 {
 	size_t len;
 	int rc;
 
 	if ((rc = pb__grow((void **)&b->rec, &b->cap_rec, pb__manifest_rec_max(m->nchunks), 1)) != 0)
 		return rc;
-	if ((rc = pb__manifest_rec_encode(b->mw, m, b->rec, b->cap_rec, &len)) != 0 ||
+	if ((rc = pb__manifest_rec_encode_key(b->mw, m, key, b->rec, b->cap_rec, &len)) != 0 ||
 	    (rc = pb__manifest_writer_add_rec(b->mw, b->rec, len)) != 0)
 		return rc;
 	return group_add(b, m->path, b->rec, len, m->size);
+}
+
+static int add_item(struct backup *b, const pb_manifest_item_t *m)
+{
+	if (m->id == NULL)
+		return PB_EINVAL;
+	return add_item_keyed(b, m, pb__manifest_id_key(&b->keys, m->id, strnlen(m->id, PB_MANIFEST_ID_MAX + 1)));
 }
 
 struct replay {
@@ -691,7 +699,7 @@ static int keep_pending(struct backup *b, const pb_manifest_item_t *m, const pb_
 static int stream_chunk(void *arg, const uint8_t *data, size_t len, uint8_t name[PB_STORE_NAME_LEN])
 {
 	struct backup *b = arg;
-	int rc = pb__sink_add(b->sink, data, len, name);
+	int rc = pb__sink_add_level(b->sink, data, len, name, PB_STREAM_ZLEVEL);
 
 	if (rc != 0)
 		return rc;
@@ -699,9 +707,9 @@ static int stream_chunk(void *arg, const uint8_t *data, size_t len, uint8_t name
 	return pb__sink_due(b->sink) ? commit(b, false) : 0;
 }
 
-static int stream_rec(void *arg, const pb_manifest_item_t *m)
+static int stream_rec(void *arg, const pb_manifest_item_t *m, uint64_t key)
 {
-	return add_item(arg, m);
+	return add_item_keyed(arg, m, key);
 }
 
 /* A chat message of a file being read whole goes into its chat's stream:
@@ -718,7 +726,7 @@ static int stream_item(struct backup *b, const pb_item_t *it)
 {
 	const pb__item_x_t *x = b->xwalk ? (const pb__item_x_t *)it : NULL;
 	uint8_t hash[32];
-	uint64_t d;
+	uint64_t d, key;
 	int rc;
 
 	/* Hashed already by the thread that parsed the chat, or here. */
@@ -726,13 +734,14 @@ static int stream_item(struct backup *b, const pb_item_t *it)
 		memcpy(hash, x->hash, 32);
 	else
 		pb__item_hash(&b->keys, it->data, it->len, hash);
+	key = x != NULL && x->keyed ? x->key : pb__manifest_id_key(&b->keys, it->id, strlen(it->id));
 	d = digest(it->id, hash);
 	if (!digest_known(b, d))
 		b->res->items_changed++;
 	if ((rc = pb__grow((void **)&b->grp.dig, &b->grp.cap_dig, b->grp.ndig + 1, 8)) != 0)
 		return rc;
 	b->grp.dig[b->grp.ndig++] = d;
-	if ((rc = pb__stream_add(&b->stream, it->path, it, hash)) != 0)
+	if ((rc = pb__stream_add(&b->stream, it->path, it, hash, key)) != 0)
 		return rc;
 	b->res->items++;
 	b->res->bytes += it->len;
@@ -936,10 +945,16 @@ static void hash_on_parser(void *arg, const uint8_t *data, size_t len, uint8_t o
 	pb__item_hash(arg, data, len, out);
 }
 
+/* And its id's key in the manifest's index (pb__manifest_id_key). */
+static uint64_t key_on_parser(void *arg, const char *id, size_t len)
+{
+	return pb__manifest_id_key(arg, id, len);
+}
+
 static int walk(struct backup *b, unsigned mask, int (*fcb)(void *, const char *, const struct stat *), pb_item_cb item,
 		pb_scan_bad_cb bad, void *arg, bool hashed)
 {
-	pb__item_hasher_t h = {hash_on_parser, &b->keys};
+	pb__item_hasher_t h = {hash_on_parser, &b->keys, key_on_parser};
 	int rc;
 
 	if (b->by_file && fcb != NULL) {

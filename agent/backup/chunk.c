@@ -50,18 +50,24 @@ static bool worth_compressing(ZSTD_CCtx *z, const uint8_t *plain, size_t len, ui
 
 /* Compresses into payload (len - 1 bytes): the size, or 0 if that does
  * not save at least one byte (zstd fails on the short buffer then). */
-static size_t compress(ZSTD_CCtx *z, uint8_t *payload, const uint8_t *plain, size_t len)
+static size_t compress(ZSTD_CCtx *z, int level, uint8_t *payload, const uint8_t *plain, size_t len)
 {
 	size_t n;
 
 	if (len <= 1 || !worth_compressing(z, plain, len, payload))
 		return 0;
-	n = ZSTD_compressCCtx(z, payload, len - 1, plain, len, ZSTD_LEVEL);
+	n = ZSTD_compressCCtx(z, payload, len - 1, plain, len, level);
 	return ZSTD_isError(n) ? 0 : n;
 }
 
 int pb__seal_named(void *zctx, const uint8_t enc[32], const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *plain,
 		   size_t len, uint8_t *ct, size_t *ct_len)
+{
+	return pb__seal_named_level(zctx, ZSTD_LEVEL, enc, name, plain, len, ct, ct_len);
+}
+
+int pb__seal_named_level(void *zctx, int level, const uint8_t enc[32], const uint8_t name[PB_STORE_NAME_LEN],
+			 const uint8_t *plain, size_t len, uint8_t *ct, size_t *ct_len)
 {
 	uint8_t ad[PB_STORE_NAME_LEN + 2];
 	uint8_t *payload = ct + PB_CHUNK_HDR_LEN;
@@ -76,7 +82,7 @@ int pb__seal_named(void *zctx, const uint8_t enc[32], const uint8_t name[PB_STOR
 		return PB_ETOOBIG;
 	if (z == NULL)
 		return PB_ENOMEM;
-	zlen = compress(z, payload, plain, len);
+	zlen = compress(z, level, payload, plain, len);
 	if (zctx == NULL)
 		ZSTD_freeCCtx(z);
 	if (zlen > 0) {

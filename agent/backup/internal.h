@@ -19,6 +19,10 @@ PB_WUR int pb__seal(const uint8_t enc[32], const uint8_t name_key[32], const uin
 void pb__chunk_name(const uint8_t name_key[32], const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN]);
 PB_WUR int pb__seal_named(void *zctx, const uint8_t enc[32], const uint8_t name[PB_STORE_NAME_LEN],
 			  const uint8_t *plain, size_t len, uint8_t *ct, size_t *ct_len);
+/* The same at zstd level level instead of the default (3). Any level
+ * opens alike: the chunk's format does not change. */
+PB_WUR int pb__seal_named_level(void *zctx, int level, const uint8_t enc[32], const uint8_t name[PB_STORE_NAME_LEN],
+				const uint8_t *plain, size_t len, uint8_t *ct, size_t *ct_len);
 /* Opens what pb__seal() made; the counterpart of pb_chunk_open(). */
 PB_WUR int pb__open(const uint8_t enc[32], const uint8_t name_key[32],
 		    const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t ct_len,
@@ -82,6 +86,10 @@ PB_WUR int pb__state_item_get(pb_backup_state_t *st, const char *id, uint64_t *s
 size_t pb__manifest_rec_max(size_t nchunks);
 PB_WUR int pb__manifest_rec_encode(const pb_manifest_writer_t *w, const pb_manifest_item_t *it, uint8_t *out,
 				   size_t cap, size_t *len);
+/* The same with the key of it->id (pb__manifest_id_key) made by the caller,
+ * e.g. on the thread that parsed the item. */
+PB_WUR int pb__manifest_rec_encode_key(const pb_manifest_writer_t *w, const pb_manifest_item_t *it, uint64_t key,
+				       uint8_t *out, size_t cap, size_t *len);
 PB_WUR int pb__manifest_writer_add_rec(pb_manifest_writer_t *w, const uint8_t *rec, size_t len);
 /* The length of the first record of buf, checked against len. */
 PB_WUR int pb__manifest_rec_next(const uint8_t *buf, size_t len, size_t *reclen);

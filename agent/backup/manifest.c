@@ -53,6 +53,9 @@
 #define IDX_PER_CHUNK 4096 /* entries per index chunk: 48 KiB */
 #define ROOT_IDX_LEN (8 + PB_STORE_NAME_LEN)
 #define MF_HDR_LEN 12
+/* zstd's level for manifest chunks: records are mostly names and hashes,
+ * which level 3 squeezes hardly better than level 1 at twice the time. */
+#define MANIFEST_ZLEVEL 1
 #define ITEM_FIXED_LEN (4 + 2 + 2 + 8 + 8 + 8 + 32 + 4)
 #define ROOT_HDR_LEN (8 + 8 + 8 + 4)
 #define ITEM_CHUNKS_MAX PB_MANIFEST_ITEM_CHUNKS_MAX
@@ -116,7 +119,7 @@ static int seal_emit(pb_manifest_writer_t *w, const uint8_t *plain, size_t plen,
 		return 0;
 	if (w->zctx == NULL && (w->zctx = ZSTD_createCCtx()) == NULL)
 		return PB_ENOMEM;
-	if ((rc = pb__seal_named(w->zctx, w->keys.manifest, name, plain, plen, w->ct, &ct_len)) < 0)
+	if ((rc = pb__seal_named_level(w->zctx, MANIFEST_ZLEVEL, w->keys.manifest, name, plain, plen, w->ct, &ct_len)) < 0)
 		return rc;
 	rc = w->emit(w->arg, name, w->ct, ct_len);
 	return rc == 0 ? 0 : rc < 0 ? rc : PB_ECANCELED;
@@ -342,9 +345,17 @@ uint64_t pb__manifest_id_key(const pb_backup_keys_t *keys, const char *id, size_
 int pb__manifest_rec_encode(const pb_manifest_writer_t *w, const pb_manifest_item_t *it, uint8_t *out, size_t cap,
 			    size_t *len)
 {
+	if (w == NULL || it == NULL || it->id == NULL)
+		return PB_EINVAL;
+	return pb__manifest_rec_encode_key(w, it, pb__manifest_id_key(&w->keys, it->id, strnlen(it->id, PB_MANIFEST_ID_MAX + 1)),
+					   out, cap, len);
+}
+
+int pb__manifest_rec_encode_key(const pb_manifest_writer_t *w, const pb_manifest_item_t *it, uint64_t key,
+				uint8_t *out, size_t cap, size_t *len)
+{
 	size_t idl, pl, need;
 	uint8_t *p = out + REC_HDR;
-	uint64_t key;
 
 	if (w == NULL || it == NULL || it->id == NULL || it->path == NULL || out == NULL ||
 	    (it->chunks == NULL && it->nchunks > 0))
@@ -358,7 +369,6 @@ int pb__manifest_rec_encode(const pb_manifest_writer_t *w, const pb_manifest_ite
 		return PB_EINVAL;
 	if (need > cap)
 		return PB_ETOOBIG;
-	key = pb__manifest_id_key(&w->keys, it->id, idl);
 	out[0] = (key & 31) == 0 ? REC_CUT : 0;
 	le64(out + 1, key);
 	le32(p, it->kind | (it->slice ? KIND_SLICE : 0));

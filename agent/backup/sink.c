@@ -474,8 +474,9 @@ static void hash_here(pb__sink_t *s, crypto_generichash_state *ih, const uint8_t
 	crypto_generichash_update(ih, plain, len);
 }
 
-int pb__sink_add_hashed(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN],
-			crypto_generichash_state *ih)
+/* level 0: zstd's level for chunks (pb__seal_named). */
+static int add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN],
+	       crypto_generichash_state *ih, int level)
 {
 	uint8_t *copy, *ct;
 	size_t ct_len;
@@ -492,7 +493,8 @@ int pb__sink_add_hashed(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t
 		hash_here(s, ih, plain, len);
 		if ((ct = malloc(PB_CHUNK_CT_LEN_MAX(len))) == NULL)
 			return PB_ENOMEM;
-		rc = pb__seal_named(s->zctx, s->o.keys->chunk, name, plain, len, ct, &ct_len);
+		rc = level != 0 ? pb__seal_named_level(s->zctx, level, s->o.keys->chunk, name, plain, len, ct, &ct_len)
+				: pb__seal_named(s->zctx, s->o.keys->chunk, name, plain, len, ct, &ct_len);
 		if (rc != 0) {
 			free(ct);
 			return rc;
@@ -519,9 +521,20 @@ int pb__sink_add_named(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t 
 	return push_slot(s, NULL, copy, len, NULL, 0, NULL, name_to);
 }
 
+int pb__sink_add_hashed(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN],
+			crypto_generichash_state *ih)
+{
+	return add(s, plain, len, name, ih, 0);
+}
+
 int pb__sink_add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN])
 {
-	return pb__sink_add_hashed(s, plain, len, name, NULL);
+	return add(s, plain, len, name, NULL, 0);
+}
+
+int pb__sink_add_level(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN], int level)
+{
+	return add(s, plain, len, name, NULL, len <= INLINE_MAX ? level : 0);
 }
 
 int pb__sink_add_sealed(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)

@@ -79,7 +79,7 @@ static int emit_ready(pb__stream_t *s)
 		m.nchunks = n;
 		m.chunks = (const uint8_t(*)[PB_STORE_NAME_LEN])s->names;
 		m.slice = true;
-		if ((rc = s->rec(s->arg, &m)) != 0)
+		if ((rc = s->rec(s->arg, &m, g->key)) != 0)
 			return rc;
 		s->head++;
 	}
@@ -127,7 +127,7 @@ static int cut_one(pb__stream_t *s, bool eof)
 	return emit_ready(s);
 }
 
-int pb__stream_add(pb__stream_t *s, const char *path, const pb_item_t *it, const uint8_t hash[32])
+int pb__stream_add(pb__stream_t *s, const char *path, const pb_item_t *it, const uint8_t hash[32], uint64_t key)
 {
 	size_t idl = strlen(it->id) + 1;
 	struct pb__smsg *g;
@@ -151,6 +151,7 @@ int pb__stream_add(pb__stream_t *s, const char *path, const pb_item_t *it, const
 	g->seq = it->seq;
 	g->kind = (uint32_t)it->kind;
 	g->id = s->ids_len;
+	g->key = key;
 	memcpy(g->hash, hash, 32);
 	memcpy(s->ids + s->ids_len, it->id, idl);
 	s->ids_len += idl;

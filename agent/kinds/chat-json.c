@@ -45,6 +45,56 @@ pb__cj_t *pb__cj_new_str(const char *s, size_t len)
 	return v;
 }
 
+/* Member names the streaming parser meets in every message: one static
+ * copy each, taken instead of a malloc'd one (key_free leaves them). The
+ * first 32 are message_keys in its order, so that a pooled name's rank is
+ * its place (key_rank). */
+#define POOL_KEY_MAX 24
+static const char key_pool[][POOL_KEY_MAX] = {
+	"id", "type", "date", "date_unixtime", "edited", "edited_unixtime", "from", "from_id", "actor",
+	"actor_id", "action", "title", "members", "forwarded_from", "saved_from", "reply_to_message_id",
+	"via_bot", "photo", "photo_file_size", "file", "file_name", "file_size", "thumbnail",
+	"thumbnail_file_size", "media_type", "sticker_emoji", "mime_type", "duration_seconds", "width",
+	"height", "text", "text_entities", "name", "messages", "href", "user_id", "document_id",
+};
+#define POOL_KEYS (sizeof(key_pool) / sizeof(key_pool[0]))
+
+static const char *pool_key(const unsigned char *k, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len >= POOL_KEY_MAX)
+		return NULL;
+	for (i = 0; i < POOL_KEYS; i++) {
+		const char *e = key_pool[i];
+		size_t j = 1;
+
+		if (e[0] != (char)k[0])
+			continue;
+		while (j < len && e[j] == (char)k[j])
+			j++;
+		if (j == len && e[len] == 0)
+			return e;
+	}
+	return NULL;
+}
+
+/* The pool's place of key, or -1 when key is not one of its copies. */
+static int pool_index(const char *key)
+{
+	uintptr_t a = (uintptr_t)key, b = (uintptr_t)key_pool;
+
+	if (a < b || a >= (uintptr_t)(key_pool + POOL_KEYS))
+		return -1;
+	return (int)((a - b) / POOL_KEY_MAX);
+}
+
+static void key_free(char *key)
+{
+	if (pool_index(key) < 0)
+		free(key);
+}
+
 void pb__cj_free(pb__cj_t *v)
 {
 	pb__cj_t *c, *next;
@@ -55,7 +105,7 @@ void pb__cj_free(pb__cj_t *v)
 		next = c->next;
 		pb__cj_free(c);
 	}
-	free(v->key);
+	key_free(v->key);
 	if (!str_inline(v))
 		free(v->str);
 	free(v);
@@ -123,6 +173,7 @@ static const char *const message_keys[] = {
 	"mime_type", "duration_seconds", "width", "height", "text", "text_entities", NULL,
 };
 static const char *const chat_keys[] = {"name", "type", "id", NULL};
+#define MESSAGE_KEYS 32 /* message_keys without its NULL */
 
 static int key_rank(const char *key, int order)
 {
@@ -131,6 +182,8 @@ static int key_rank(const char *key, int order)
 
 	if (order == PB__CJ_ORDER_NONE || key == NULL)
 		return -1;
+	if (order == PB__CJ_ORDER_MESSAGE && (i = pool_index(key)) >= 0)
+		return i < MESSAGE_KEYS ? i : -1;
 	/* The first byte tells most keys apart without a call. */
 	for (i = 0; t[i] != NULL; i++)
 		if (t[i][0] == key[0] && strcmp(t[i], key) == 0)
@@ -224,26 +277,31 @@ static int write_member(pb_buf_t *out, const pb__cj_t *c, bool *first, int depth
 static bool write_ranked(pb_buf_t *out, const pb__cj_t *v, int order, int depth, int *err)
 {
 	const pb__cj_t *kids[RANKED_MAX];
-	signed char ranks[RANKED_MAX];
-	const char *const *t = order == PB__CJ_ORDER_MESSAGE ? message_keys : chat_keys;
+	unsigned char ranks[RANKED_MAX];
 	const pb__cj_t *c;
 	bool first = true;
-	size_t n = 0, k;
-	int i;
+	size_t n = 0, k, j;
 
 	*err = 0;
+	/* A stable insertion sort by rank, unknown keys last (rank 255): the
+	 * members mostly come in the canonical order already, so this is
+	 * about one compare each. */
 	for (c = v->child; c != NULL; c = c->next) {
+		int r = key_rank(c->key, order);
+		unsigned char rk = r < 0 ? 255 : (unsigned char)r;
+
 		if (n == RANKED_MAX)
 			return false;
-		kids[n] = c;
-		ranks[n++] = (signed char)key_rank(c->key, order);
+		for (j = n; j > 0 && ranks[j - 1] > rk; j--) {
+			ranks[j] = ranks[j - 1];
+			kids[j] = kids[j - 1];
+		}
+		ranks[j] = rk;
+		kids[j] = c;
+		n++;
 	}
-	for (i = 0; t[i] != NULL; i++)
-		for (k = 0; k < n; k++)
-			if (ranks[k] == i && (*err = write_member(out, kids[k], &first, depth)) != 0)
-				return true;
 	for (k = 0; k < n; k++)
-		if (ranks[k] < 0 && (*err = write_member(out, kids[k], &first, depth)) != 0)
+		if ((*err = write_member(out, kids[k], &first, depth)) != 0)
 			return true;
 	return true;
 }
@@ -511,7 +569,7 @@ static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool i
 	case ROLE_CHAT:
 		if (key != NULL && strcmp(key, "messages") == 0) {
 			pb__cj_free(node);
-			free(key);
+			key_free(key);
 			if (!container || is_object)
 				return fail(p, PB_EDATA_FORMAT, "\"messages\" is not an array");
 			if (l->is_root)
@@ -526,7 +584,7 @@ static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool i
 		if (l->is_root && key != NULL && (strcmp(key, "chats") == 0 || strcmp(key, "left_chats") == 0) &&
 		    is_object) {
 			pb__cj_free(node);
-			free(key);
+			key_free(key);
 			if (p->sink.single_only)
 				return fail(p, PB_EDATA_FORMAT, "a full export where a single chat was expected");
 			if (p->root_is_chat)
@@ -538,22 +596,22 @@ static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool i
 		}
 		if (account(p, (key ? strlen(key) : 0) + (node && node->str ? node->len : 0)) == 0) {
 			pb__cj_free(node);
-			free(key);
+			key_free(key);
 			return 0;
 		}
 		if (l->is_root && (p->root_is_full || account_section(key))) {
-			free(key);
+			key_free(key);
 			pb__cj_free(node);
 			*role = ROLE_SKIP;
 			return 1;
 		}
 		if (p->chat.frame->n >= 4096) {
 			pb__cj_free(node);
-			free(key);
+			key_free(key);
 			return fail(p, PB_ETOOBIG, "a chat has too many fields");
 		}
 		err = pb__cj_add(p->chat.frame, key, node);
-		free(key);
+		key_free(key);
 		if (err != 0) {
 			pb__cj_free(node);
 			return fail(p, err, "out of memory");
@@ -562,12 +620,12 @@ static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool i
 		break;
 	case ROLE_CHATS:
 		r = key != NULL && strcmp(key, "list") == 0 && container && !is_object ? ROLE_CHAT_LIST : ROLE_SKIP;
-		free(key);
+		key_free(key);
 		pb__cj_free(node);
 		node = NULL;
 		break;
 	case ROLE_CHAT_LIST:
-		free(key);
+		key_free(key);
 		pb__cj_free(node);
 		if (!is_object)
 			return fail(p, PB_EDATA_FORMAT, "a chat in \"list\" is not an object");
@@ -576,7 +634,7 @@ static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool i
 		*role = ROLE_CHAT;
 		return 1;
 	case ROLE_MSG_LIST:
-		free(key);
+		key_free(key);
 		if (!is_object) {
 			pb__cj_free(node);
 			return fail(p, PB_EDATA_FORMAT, "a message is not an object");
@@ -588,19 +646,19 @@ static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool i
 	case ROLE_TREE:
 		if (account(p, (key ? strlen(key) : 0) + (node && node->str ? node->len : 0)) == 0) {
 			pb__cj_free(node);
-			free(key);
+			key_free(key);
 			return 0;
 		}
 		if (l->node->n >= 1000000) {
 			pb__cj_free(node);
-			free(key);
+			key_free(key);
 			return fail(p, PB_ETOOBIG, "an array or object has too many members");
 		}
 		pb__cj_add_owned(l->node, key, node); /* the member name moves to it */
 		r = ROLE_TREE;
 		break;
 	case ROLE_SKIP:
-		free(key);
+		key_free(key);
 		pb__cj_free(node);
 		node = NULL;
 		r = ROLE_SKIP;
@@ -690,7 +748,7 @@ static int finish_level(struct pb__chat_tg_s *p)
 
 	if (l == NULL)
 		return fail(p, PB_EDATA_FORMAT, "unbalanced JSON");
-	free(l->key);
+	key_free(l->key);
 	l->key = NULL;
 	p->depth--;
 	switch (l->role) {
@@ -740,8 +798,10 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
 		return fail(p, PB_EDATA_FORMAT, "unbalanced JSON");
 	if (memchr(key, 0, len) != NULL)
 		return fail(p, PB_EDATA_FORMAT, "a member name contains a NUL character");
-	free(l->key);
-	l->key = strndup((const char *)key, len);
+	key_free(l->key);
+	l->key = (char *)pool_key(key, len);
+	if (l->key == NULL)
+		l->key = strndup((const char *)key, len);
 	if (l->key == NULL)
 		return fail(p, PB_ENOMEM, "out of memory");
 	return 1;
@@ -792,7 +852,7 @@ void pb__chat_tg_free(pb__chat_tg_t *p)
 	if (p == NULL)
 		return;
 	for (i = 0; i < p->depth; i++) {
-		free(p->stack[i].key);
+		key_free(p->stack[i].key);
 		/* Trees are owned by their parent, except a message in progress. */
 		if (p->stack[i].role == ROLE_MSG)
 			pb__cj_free(p->stack[i].node);
@@ -981,12 +1041,12 @@ static int tree_put(struct tree_ctx *t, pb__cj_t *v, bool container)
 		key = t->keys[t->depth - 1];
 		t->keys[t->depth - 1] = NULL;
 		if ((parent->type == PB__CJ_OBJ) != (key != NULL) || pb__cj_add(parent, key, v) != 0) {
-			free(key);
+			key_free(key);
 			pb__cj_free(v);
 			t->err = PB_EDATA_FORMAT;
 			return 0;
 		}
-		free(key);
+		key_free(key);
 	}
 	if (container) {
 		if (t->depth >= PB__CHAT_DEPTH_MAX) {

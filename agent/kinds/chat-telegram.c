@@ -443,6 +443,10 @@ static int split_emit(struct tg_split *s, const char *id, uint64_t seq, const pb
 		s->h->fn(s->h->arg, b->data, b->len, x.hash);
 		x.hashed = true;
 	}
+	if (s->h != NULL && s->h->key != NULL) {
+		x.key = s->h->key(s->h->arg, id, strlen(id));
+		x.keyed = true;
+	}
 	s->cb_ret = s->cb(s->arg, &x.it);
 	return s->cb_ret;
 }

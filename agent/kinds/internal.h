@@ -33,18 +33,21 @@ struct stat;
 typedef int (*pb__scan_file_cb)(void *arg, const char *relpath, const struct stat *st);
 /* An item's keyed content hash, made on the thread that made the item (a
  * large chat's parsing thread) rather than on the walk's. fn must be safe
- * to call from another thread. */
+ * to call from another thread. key, when set, also makes the item's id key
+ * there (the backup's manifest index key of the id). */
 typedef struct pb__item_hasher_s {
 	void (*fn)(void *arg, const uint8_t *data, size_t len, uint8_t out[32]);
 	void *arg;
+	uint64_t (*key)(void *arg, const char *id, size_t len);
 } pb__item_hasher_t;
 /* Every item pb__device_scan_files and pb__telegram_split_fd hand to
  * their callback is the it of one of these: hashed when a hasher made
- * hash from its bytes. */
+ * hash from its bytes, keyed when its key made key from its id. */
 typedef struct pb__item_x_s {
 	pb_item_t it;
-	bool hashed;
+	bool hashed, keyed;
 	uint8_t hash[32];
+	uint64_t key;
 } pb__item_x_t;
 /* pb_device_scan_skip with fcb asked first about each file (arg goes to
  * fcb, cb and bad). */

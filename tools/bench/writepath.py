@@ -3,7 +3,7 @@
 backup, an unchanged re-backup and (--pct) a re-backup after the bench's
 1% change (tools/bench/bench.py change_one_percent), each with wall and
 CPU seconds (phone and host), bytes and chunks sent, the host's peak RSS
-and minor page faults. Every step runs as the bench runs it (no recovery
+and minor page faults, and the host's store's bytes at the end. Every step runs as the bench runs it (no recovery
 passphrase once the phone holds its key, so no Argon2id check; before
 2026-11-30 22:20 UTC the full step paid it, about 0.45 phone CPU s and
 the 260 MiB peak). --pct changes a copy of the directory, never the
@@ -84,6 +84,7 @@ def main():
         if args.pct:
             bench.change_one_percent(data)
             step("pct")
+        print("host store %d B" % bench.tree_bytes(env.host_home), flush=True)
     finally:
         env.stop()
         shutil.rmtree(root, ignore_errors=True)
