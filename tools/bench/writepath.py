@@ -9,7 +9,8 @@ passphrase once the phone holds its key, so no Argon2id check; before
 the 260 MiB peak). --pct changes a copy of the directory, never the
 directory itself. --perf FILE records the
 phone's command of one step (--perf-step full|unchanged|pct), --perf-host
-FILE the host during that step.
+FILE the host during that step. A failed step prints, besides the phone's
+error, the last lines the host and the account service wrote.
 
   tools/bench/writepath.py --bin build-release/tools --data DIR [--pct]
       [--perf FILE] [--perf-step STEP] [--perf-host FILE]"""
@@ -85,6 +86,16 @@ def main():
             bench.change_one_percent(data)
             step("pct")
         print("host store %d B" % bench.tree_bytes(env.host_home), flush=True)
+    except BaseException:
+        # What the host and the account service said, for a failed step:
+        # a failure under load is otherwise hard to reproduce.
+        for name, d in (("host", env.host), ("imd", env.imd)):
+            if d is not None:
+                with d.cond:
+                    lines = [("stdout", l) for l in d.lines[-20:]] + [("stderr", l) for l in d.errlines[-40:]]
+                for where, line in lines:
+                    print("%s %s: %s" % (name, where, line), file=sys.stderr)
+        raise
     finally:
         env.stop()
         shutil.rmtree(root, ignore_errors=True)
