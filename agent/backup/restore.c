@@ -20,7 +20,7 @@
 #include "agent/util/fsutil.h"
 
 #define FETCH_WINDOW 64               /* chunk requests in flight on restore ... */
-#define FETCH_BYTES (4u << 20)        /* ... and the bytes they are expected to bring */
+#define FETCH_BYTES (16u << 20)       /* ... and the bytes they are expected to bring */
 /* Chunks of the items collected from the manifest before they are fetched:
  * the window stays full across the manifest's chunks. */
 #define FETCH_BATCH 8192
@@ -40,6 +40,156 @@ static bool cache_has(const struct restore *r, const uint8_t name[PB_STORE_NAME_
 	return caching(r) && pb__cache_has(r->cache, name);
 }
 
+/* --- Items written on the write queue's thread ----------------------------- */
+
+/* A full restore into a folder hands its items to the folder's writer
+ * (agent/kinds/device-writer.c: folders and files created, chats streamed,
+ * large files moved into place; a third of the restoring thread's time,
+ * most of it the kernel's) on the write queue's thread, in order, in
+ * batches of DLV_ITEMS items or DLV_BYTES bytes, while the restoring
+ * thread receives the next chunks. Only the folder's writer: another
+ * provider is called from the restoring thread as always. */
+#define DLV_ITEMS 256
+#define DLV_BYTES (1u << 20)
+
+struct dlv {
+	pb_item_t it;
+	uint8_t *data; /* owned */
+	/* Offsets + 1 into the batch's strings (0: NULL): they are copied,
+	 * the collected items are freed before the batch has run. */
+	size_t id, path, after, file;
+};
+
+struct dbatch {
+	const pb_provider_t *prov;
+	void *txn;
+	struct dlv *v;
+	size_t n, cap;
+	char *s;
+	size_t slen, scap;
+	size_t bytes;
+};
+
+static int dbatch_str(struct dbatch *b, const char *str, size_t *off)
+{
+	size_t n;
+
+	*off = 0;
+	if (str == NULL)
+		return 0;
+	n = strlen(str) + 1;
+	if (pb__grow((void **)&b->s, &b->scap, b->slen + n, 1) != 0)
+		return PB_ENOMEM;
+	memcpy(b->s + b->slen, str, n);
+	*off = b->slen + 1;
+	b->slen += n;
+	return 0;
+}
+
+static const char *dbatch_at(const struct dbatch *b, size_t off)
+{
+	return off == 0 ? NULL : b->s + off - 1;
+}
+
+/* On the queue's thread: each item written in order (a temporary file is
+ * lent for the call, then removed if still there, as pb__assembly_drop
+ * does); after a failure (skip, or this batch's) only freed. */
+static int dbatch_run(void *arg, bool skip)
+{
+	struct dbatch *b = arg;
+	int rc = 0;
+
+	for (size_t i = 0; i < b->n; i++) {
+		struct dlv *d = &b->v[i];
+		const char *file = dbatch_at(b, d->file);
+
+		if (!skip && rc == 0) {
+			d->it.id = dbatch_at(b, d->id);
+			d->it.path = dbatch_at(b, d->path);
+			d->it.after = dbatch_at(b, d->after);
+			d->it.file = file;
+			if (file == NULL)
+				d->it.data = d->data != NULL ? d->data : (const uint8_t *)"";
+			rc = b->prov->write(b->txn, &d->it);
+		}
+		if (file != NULL)
+			(void)unlink(file);
+		free(d->data);
+	}
+	free(b->v);
+	free(b->s);
+	free(b);
+	return rc;
+}
+
+/* Queues the batch being filled; a failure on the queue's thread so far
+ * stops the restore. */
+static int dbatch_flush(struct restore *r)
+{
+	if (r->batch != NULL) {
+		pb__wq_call(r->wq, dbatch_run, r->batch, r->batch->bytes);
+		r->batch = NULL;
+	}
+	return pb__wq_failed(r->wq);
+}
+
+/* Adds the item to the batch, taking its buffer or its temporary file. */
+static int dbatch_add(struct restore *r, pb__assembly_t *a, const struct want_item *w)
+{
+	struct dbatch *b = r->batch;
+	struct dlv *d;
+	int rc;
+
+	if (b == NULL) {
+		if ((b = calloc(1, sizeof(*b))) == NULL)
+			return PB_ENOMEM;
+		b->prov = r->prov;
+		b->txn = r->txn;
+		r->batch = b;
+	}
+	if (pb__grow((void **)&b->v, &b->cap, b->n + 1, sizeof(*b->v)) != 0)
+		return PB_ENOMEM;
+	d = &b->v[b->n];
+	memset(d, 0, sizeof(*d));
+	if ((rc = dbatch_str(b, w->m.id, &d->id)) != 0 || (rc = dbatch_str(b, w->m.path, &d->path)) != 0 ||
+	    (rc = dbatch_str(b, w->after, &d->after)) != 0 ||
+	    (rc = dbatch_str(b, a->tmp[0] ? a->tmp : NULL, &d->file)) != 0)
+		return rc;
+	d->it.kind = (pb_kind_t)w->m.kind;
+	d->it.seq = w->m.seq;
+	d->it.size = w->m.size;
+	d->it.mtime_ns = (uint64_t)w->m.mtime;
+	if (!a->tmp[0]) {
+		d->data = a->buf;
+		d->it.len = a->len;
+		a->buf = NULL;
+		a->len = a->cap = 0;
+		b->bytes += d->it.len;
+	}
+	a->tmp[0] = 0; /* the batch removes it */
+	b->n++;
+	if (b->n < DLV_ITEMS && b->bytes < DLV_BYTES)
+		return 0;
+	return dbatch_flush(r);
+}
+
+/* Everything queued written: before the commit, or before a failed
+ * restore reports what the folder's writer did. */
+static int deliveries_end(struct restore *r)
+{
+	int rc, wrc;
+
+	if (r->wq == NULL)
+		return 0;
+	rc = dbatch_flush(r);
+	wrc = pb__wq_wait(r->wq);
+	if (rc == 0)
+		rc = wrc;
+	pb__wq_free(r->wq);
+	r->wq = NULL;
+	return rc;
+}
+
 /* Hands a checked item to where it goes: the fetch's answer, or the
  * provider's transaction (the temporary file of a large one is lent for
  * the call only). */
@@ -47,6 +197,8 @@ static int deliver(struct restore *r, pb__assembly_t *a, const struct want_item 
 {
 	pb_item_t it;
 
+	if (r->wq != NULL && r->txn != NULL)
+		return dbatch_add(r, a, w);
 	if (r->exact_id != NULL) {
 		r->out = a->buf;
 		r->out_len = a->len;
@@ -269,7 +421,17 @@ static int fetch_items(struct restore *r)
 		return PB_ENOMEM;
 	r->held = NULL;
 	r->held_len = 0;
-	if ((rc = pb__opener_new(&r->keys, &op)) != 0 || (r->txn != NULL && (rc = pb__wq_new(&wq)) != 0)) {
+	/* A full restore into a folder keeps its queue for the run (its items
+	 * are written there too); another keeps one for this fetch. */
+	if (r->wq == NULL && r->txn != NULL && caching(r) && pb__provider_is_dir(r->prov) &&
+	    (rc = pb__wq_new(&r->wq)) != 0) {
+		free(f.cached);
+		free(plain);
+		return rc;
+	}
+	wq = r->wq;
+	if ((rc = pb__opener_new(&r->keys, &op)) != 0 ||
+	    (r->txn != NULL && wq == NULL && (rc = pb__wq_new(&wq)) != 0)) {
 		pb__opener_free(op);
 		free(f.cached);
 		free(plain);
@@ -308,6 +470,7 @@ static int fetch_items(struct restore *r)
 		 * thread. Verify still recomputes every content hash. */
 		a.checked = r->txn != NULL || r->exact_id != NULL;
 		a.wq = wq;
+		a.queued_end = wq != NULL && wq == r->wq;
 		if (w->m.nchunks == 0) {
 			rc = assembly_finish(r, &a, w);
 			item++;
@@ -348,7 +511,10 @@ static int fetch_items(struct restore *r)
 	}
 	pb__opener_free(op);
 	pb__assembly_drop(&a);
-	pb__wq_free(wq);
+	if (wq != r->wq)
+		pb__wq_free(wq);
+	else if (rc == 0)
+		rc = dbatch_flush(r); /* written while the next manifest chunks come */
 	/* Kept for the next call only when it is what held_name names and a
 	 * slice used it last. */
 	if (rc == 0 && plain != NULL && prev_slice) {
@@ -804,6 +970,8 @@ static int restore_end(struct restore *r, enum restore_mode mode, uint8_t **out,
 	int rc = 0;
 
 	if (mode == MODE_RESTORE) {
+		if ((rc = deliveries_end(r)) != 0)
+			return rc;
 		if (r->pr.p.items_done == 0)
 			rc = PB_ENOTFOUND;
 		else if (!r->o->dry_run && (rc = r->prov->commit(r->txn)) == 0)
@@ -830,6 +998,7 @@ static int restore_end(struct restore *r, enum restore_mode mode, uint8_t **out,
 
 static void restore_free(struct restore *r)
 {
+	(void)deliveries_end(r);
 	if (r->txn != NULL)
 		r->prov->abort(r->txn);
 	pb_provider_dir_free(r->prov_owned);
@@ -917,8 +1086,10 @@ static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum 
 	if (rc == 0)
 		(void)pb__progress(&r->pr, true);
 out:
-	if (rc != 0 && mode == MODE_RESTORE)
+	if (rc != 0 && mode == MODE_RESTORE) {
+		(void)deliveries_end(r); /* the folder's writer settled */
 		target_report(r, rc);
+	}
 	if (r->cached_root.map == NULL)
 		free(mchunks);
 	restore_free(r);
