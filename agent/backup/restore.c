@@ -513,7 +513,7 @@ static int fetch_items(struct restore *r)
 	pb__assembly_drop(&a);
 	if (wq != r->wq)
 		pb__wq_free(wq);
-	else if (rc == 0)
+	else if (rc == 0 && wq != NULL)
 		rc = dbatch_flush(r); /* written while the next manifest chunks come */
 	/* Kept for the next call only when it is what held_name names and a
 	 * slice used it last. */
