@@ -8,6 +8,9 @@
 
 /* Room left for the Envelope and Fragment fields around a fragment's data. */
 #define FRAGMENT_OVERHEAD 48
+/* A sequence's buffer is first given up to this much (never more than its
+ * announced total): the largest chunk (4 MiB) with its envelope. */
+#define FIRST_ALLOC ((4u << 20) + (64u << 10))
 
 void pb__envelope_init(pb_envelope_t *env)
 {
@@ -134,8 +137,9 @@ int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len
 			rc = PB_ESEQ_TOOBIG;
 			goto out_free_env;
 		}
-		/* The buffer grows with the data that arrives, so that a peer
-		 * announcing a large total costs nothing until it sends it. */
+		/* The buffer grows with the data that arrives (from
+		 * FIRST_ALLOC on), so that a peer announcing a large total
+		 * costs little until it sends it. */
 		d->alloc = 0;
 		d->buf = NULL;
 		d->total = (size_t)f->total;
@@ -150,7 +154,12 @@ int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len
 		goto out_free_env;
 	}
 	if (d->len + f->data.len > d->alloc) {
-		size_t want = d->alloc < 65536 ? 65536 : d->alloc * 2;
+		/* The first step takes up to FIRST_ALLOC at once: a chunk a
+		 * restore fetches or a backup puts is not copied again by each
+		 * doubling (64 KiB, 128 KiB, ... was almost one more copy of
+		 * every byte). A peer announcing more than it sends still costs
+		 * at most that much. */
+		size_t want = d->alloc < FIRST_ALLOC ? FIRST_ALLOC : d->alloc * 2;
 		uint8_t *nb;
 
 		if (want < d->len + f->data.len)
