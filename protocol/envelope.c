@@ -99,10 +99,61 @@ static int unpack_checked(const uint8_t *msg, size_t len, pb_envelope_t **out)
 	return 0;
 }
 
+static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t r = 0;
+
+	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+
+		r |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = r;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* A fragment in the encoding pb__envelope_encode gives it (the version,
+ * then the fragment: its total when set, its data, last when set; nothing
+ * else), read in place: its data is not copied out by protobuf-c before
+ * it is copied into the sequence. Anything else, valid or not: false,
+ * and protobuf-c reads it. */
+static bool fragment_in_place(const uint8_t *msg, size_t len, Peerback__Fragment *f)
+{
+	const uint8_t *p = msg, *end = msg + len;
+	uint64_t v, n;
+
+	if (p >= end || *p++ != 0x08 || !read_varint(&p, end, &v) || v != PB_PROTOCOL_VERSION)
+		return false;
+	if (p >= end || *p++ != 0x12 || !read_varint(&p, end, &n) || n != (uint64_t)(end - p))
+		return false;
+	peerback__fragment__init(f);
+	if (p < end && *p == 0x08) {
+		p++;
+		if (!read_varint(&p, end, &v))
+			return false;
+		f->total = v;
+	}
+	if (p >= end || *p++ != 0x12 || !read_varint(&p, end, &n) || n > (uint64_t)(end - p))
+		return false;
+	f->data.data = (uint8_t *)(uintptr_t)p;
+	f->data.len = (size_t)n;
+	p += n;
+	if (p < end && *p == 0x18) {
+		p++;
+		if (!read_varint(&p, end, &v) || v > 1)
+			return false;
+		f->last = v == 1;
+	}
+	return p == end;
+}
+
 int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len, pb_envelope_t **out)
 {
-	pb_envelope_t *env;
-	Peerback__Fragment *f;
+	pb_envelope_t *env = NULL;
+	Peerback__Fragment *f, inplace;
 	int rc;
 
 	*out = NULL;
@@ -114,20 +165,24 @@ int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len
 		pb__envelope_decoder_free(d);
 		return PB_ESEQ_TOOBIG;
 	}
-	rc = unpack_checked(msg, len, &env);
-	if (rc != 0)
-		goto out_reset;
-	if (env->body_case != PEERBACK__ENVELOPE__BODY_FRAGMENT) {
-		if (d->active) {
-			/* A whole message in the middle of a sequence. */
-			peerback__envelope__free_unpacked(env, NULL);
-			rc = PB_EENV_MALFORMED;
+	if (fragment_in_place(msg, len, &inplace)) {
+		f = &inplace;
+	} else {
+		rc = unpack_checked(msg, len, &env);
+		if (rc != 0)
 			goto out_reset;
+		if (env->body_case != PEERBACK__ENVELOPE__BODY_FRAGMENT) {
+			if (d->active) {
+				/* A whole message in the middle of a sequence. */
+				peerback__envelope__free_unpacked(env, NULL);
+				rc = PB_EENV_MALFORMED;
+				goto out_reset;
+			}
+			*out = env;
+			return 1;
 		}
-		*out = env;
-		return 1;
+		f = env->fragment;
 	}
-	f = env->fragment;
 	if (!d->active) {
 		if (f->total == 0 || f->total <= PB_ENVELOPE_MAX_PLAIN - FRAGMENT_OVERHEAD) {
 			rc = PB_EENV_MALFORMED; /* first fragment without a sensible total */
@@ -177,7 +232,7 @@ int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len
 	if (f->data.len > 0)
 		memcpy(d->buf + d->len, f->data.data, f->data.len);
 	d->len += f->data.len;
-	peerback__envelope__free_unpacked(env, NULL);
+	pb__envelope_free(env);
 	if (d->len < d->total)
 		return 0;
 	rc = unpack_checked(d->buf, d->len, &env);
@@ -192,7 +247,7 @@ int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len
 	return 1;
 
 out_free_env:
-	peerback__envelope__free_unpacked(env, NULL);
+	pb__envelope_free(env);
 out_reset:
 	pb__envelope_decoder_free(d);
 	return rc;
