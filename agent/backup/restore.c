@@ -423,8 +423,8 @@ static int fetch_items(struct restore *r)
 	r->held_len = 0;
 	/* A full restore into a folder keeps its queue for the run (its items
 	 * are written there too); another keeps one for this fetch. */
-	if (r->wq == NULL && r->txn != NULL && caching(r) && pb__provider_is_dir(r->prov) &&
-	    (rc = pb__wq_new(&r->wq)) != 0) {
+	if (r->wq == NULL && r->txn != NULL && r->exact_id == NULL && !r->fast && !r->res->by_index &&
+	    pb__provider_is_dir(r->prov) && (rc = pb__wq_new(&r->wq)) != 0) {
 		free(f.cached);
 		free(plain);
 		return rc;
