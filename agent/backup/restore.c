@@ -51,10 +51,15 @@ static bool cache_has(const struct restore *r, const uint8_t name[PB_STORE_NAME_
  * provider is called from the restoring thread as always. */
 #define DLV_ITEMS 256
 #define DLV_BYTES (1u << 20)
+/* An item smaller than this is copied into its batch and its buffer freed
+ * here: a million messages' buffers freed on the other thread would each
+ * take the allocator's lock of this thread's arena. */
+#define DLV_COPY (64u << 10)
 
 struct dlv {
 	pb_item_t it;
-	uint8_t *data; /* owned */
+	uint8_t *data; /* owned, or NULL: the bytes are at bytes_at in the batch */
+	size_t bytes_at;
 	/* Offsets + 1 into the batch's strings (0: NULL): they are copied,
 	 * the collected items are freed before the batch has run. */
 	size_t id, path, after, file;
@@ -65,25 +70,27 @@ struct dbatch {
 	void *txn;
 	struct dlv *v;
 	size_t n, cap;
-	char *s;
+	char *s; /* strings, and the bytes of items copied in */
 	size_t slen, scap;
 	size_t bytes;
 };
 
-static int dbatch_str(struct dbatch *b, const char *str, size_t *off)
+/* Appends n bytes at p to the batch's strings; *off: their offset + 1. */
+static int dbatch_put(struct dbatch *b, const void *p, size_t n, size_t *off)
 {
-	size_t n;
-
-	*off = 0;
-	if (str == NULL)
-		return 0;
-	n = strlen(str) + 1;
 	if (pb__grow((void **)&b->s, &b->scap, b->slen + n, 1) != 0)
 		return PB_ENOMEM;
-	memcpy(b->s + b->slen, str, n);
+	if (n > 0)
+		memcpy(b->s + b->slen, p, n);
 	*off = b->slen + 1;
 	b->slen += n;
 	return 0;
+}
+
+static int dbatch_str(struct dbatch *b, const char *str, size_t *off)
+{
+	*off = 0;
+	return str == NULL ? 0 : dbatch_put(b, str, strlen(str) + 1, off);
 }
 
 static const char *dbatch_at(const struct dbatch *b, size_t off)
@@ -108,8 +115,10 @@ static int dbatch_run(void *arg, bool skip)
 			d->it.path = dbatch_at(b, d->path);
 			d->it.after = dbatch_at(b, d->after);
 			d->it.file = file;
-			if (file == NULL)
-				d->it.data = d->data != NULL ? d->data : (const uint8_t *)"";
+			if (file == NULL && d->data != NULL)
+				d->it.data = d->data;
+			else if (file == NULL)
+				d->it.data = (const uint8_t *)b->s + d->bytes_at - 1;
 			rc = b->prov->write(b->txn, &d->it);
 		}
 		if (file != NULL)
@@ -151,19 +160,35 @@ static int dbatch_add(struct restore *r, pb__assembly_t *a, const struct want_it
 		return PB_ENOMEM;
 	d = &b->v[b->n];
 	memset(d, 0, sizeof(*d));
-	if ((rc = dbatch_str(b, w->m.id, &d->id)) != 0 || (rc = dbatch_str(b, w->m.path, &d->path)) != 0 ||
-	    (rc = dbatch_str(b, w->after, &d->after)) != 0 ||
+	/* A chat's messages come in a row: the same path, each after the one
+	 * before it. Those strings are not copied again. */
+	if (b->n > 0 && w->m.path != NULL && b->v[b->n - 1].path != 0 &&
+	    strcmp(dbatch_at(b, b->v[b->n - 1].path), w->m.path) == 0)
+		d->path = b->v[b->n - 1].path;
+	else if ((rc = dbatch_str(b, w->m.path, &d->path)) != 0)
+		return rc;
+	if (b->n > 0 && w->after != NULL && b->v[b->n - 1].id != 0 &&
+	    strcmp(dbatch_at(b, b->v[b->n - 1].id), w->after) == 0)
+		d->after = b->v[b->n - 1].id;
+	else if ((rc = dbatch_str(b, w->after, &d->after)) != 0)
+		return rc;
+	if ((rc = dbatch_str(b, w->m.id, &d->id)) != 0 ||
 	    (rc = dbatch_str(b, a->tmp[0] ? a->tmp : NULL, &d->file)) != 0)
 		return rc;
 	d->it.kind = (pb_kind_t)w->m.kind;
 	d->it.seq = w->m.seq;
 	d->it.size = w->m.size;
 	d->it.mtime_ns = (uint64_t)w->m.mtime;
-	if (!a->tmp[0]) {
+	if (!a->tmp[0] && a->len >= DLV_COPY) {
 		d->data = a->buf;
 		d->it.len = a->len;
 		a->buf = NULL;
 		a->len = a->cap = 0;
+		b->bytes += d->it.len;
+	} else if (!a->tmp[0]) {
+		if ((rc = dbatch_put(b, a->buf, a->len, &d->bytes_at)) != 0)
+			return rc;
+		d->it.len = a->len;
 		b->bytes += d->it.len;
 	}
 	a->tmp[0] = 0; /* the batch removes it */
