@@ -250,11 +250,12 @@ static void test_many_files(void **state)
 	{
 		/* Nothing staged is left behind by the failed commit. */
 		DIR *d = opendir(kt_path(dir, "credentials"));
+		size_t plen = strlen(PB__DEVICE_TMP_PREFIX);
 		struct dirent *de;
 
 		assert_non_null(d);
 		while ((de = readdir(d)) != NULL)
-			assert_int_not_equal(strncmp(de->d_name, PB__DEVICE_TMP_PREFIX, strlen(PB__DEVICE_TMP_PREFIX)), 0);
+			assert_int_not_equal(strncmp(de->d_name, PB__DEVICE_TMP_PREFIX, plen), 0);
 		closedir(d);
 	}
 	pb_test_rmtree(dir);
