@@ -1,4 +1,5 @@
 /* The secure session on a libuv stream. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,37 +83,69 @@ static void write_done(uv_write_t *req, int status)
 	}
 }
 
-static int queue_write(void *arg, const uint8_t *data, size_t len)
+/* Sends w (its data and len set), which it owns from now on. */
+static int submit(pb_channel_t *ch, struct write_req *w)
 {
-	pb_channel_t *ch = arg;
-	struct write_req *w;
 	uv_buf_t buf;
 	int rc;
 
-	if (ch->closing)
-		return PB_ESTATE;
-	w = malloc(sizeof(*w) + len);
-	if (w == NULL)
-		return PB_ENOMEM;
+	if (ch->closing || w->len == 0) {
+		free(w);
+		return ch->closing ? PB_ESTATE : 0;
+	}
 	w->ch = ch;
-	w->len = len;
-	memcpy(w->data, data, len);
-	buf = uv_buf_init((char *)w->data, (unsigned)len);
+	buf = uv_buf_init((char *)w->data, (unsigned)w->len);
 	rc = uv_write(&w->req, (uv_stream_t *)&ch->tcp, &buf, 1, write_done);
 	if (rc != 0) {
 		free(w);
 		return rc;
 	}
-	ch->queued += len;
+	ch->queued += w->len;
 	w->total = ch->out_total;
 	if (w->total != NULL)
-		*w->total += len;
+		*w->total += w->len;
 	/* A reply made later (off the event loop, say) counts too. */
 	if (ch->queued > ch->out_high && !ch->sess.hold) {
 		ch->sess.hold = true;
 		uv_read_stop((uv_stream_t *)&ch->tcp);
 	}
 	return 0;
+}
+
+static int queue_write(void *arg, const uint8_t *data, size_t len)
+{
+	pb_channel_t *ch = arg;
+	struct write_req *w;
+
+	if (ch->closing)
+		return PB_ESTATE;
+	w = malloc(sizeof(*w) + len);
+	if (w == NULL)
+		return PB_ENOMEM;
+	w->len = len;
+	memcpy(w->data, data, len);
+	return submit(ch, w);
+}
+
+/* A frame encrypted straight into a write request's data (the session's
+ * frame_alloc and frame_send): a reply is not copied once more. */
+static uint8_t *frame_alloc(void *arg, size_t len)
+{
+	struct write_req *w = malloc(sizeof(*w) + len);
+
+	(void)arg;
+	if (w == NULL)
+		return NULL;
+	w->len = len;
+	return w->data;
+}
+
+static int frame_send(void *arg, uint8_t *frame, size_t len)
+{
+	struct write_req *w = (struct write_req *)(void *)(frame - offsetof(struct write_req, data));
+
+	w->len = len;
+	return submit(arg, w);
 }
 
 static void alloc_buf(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -236,6 +269,8 @@ int pb__channel_accept(uv_stream_t *server, pb_channel_t *ch, const pb_session_c
 	ch->handshake_timeout_ms = 10000;
 	ch->out_high = PB_CHANNEL_OUT_HIGH;
 	rc = pb__session_init(&ch->sess, false, cands, ncands, queue_write, ch, max_envelope);
+	if (rc == 0)
+		pb__session_set_frame_out(&ch->sess, frame_alloc, frame_send);
 	if (rc != 0)
 		return rc;
 	uv_tcp_init(server->loop, &ch->tcp);

@@ -24,6 +24,13 @@ int pb__session_init(pb_session_t *s, bool initiator, const pb_session_candidate
 	return 0;
 }
 
+void pb__session_set_frame_out(pb_session_t *s, uint8_t *(*alloc)(void *arg, size_t len),
+			       int (*send)(void *arg, uint8_t *frame, size_t len))
+{
+	s->frame_alloc = alloc;
+	s->frame_send = send;
+}
+
 void pb__session_free(pb_session_t *s)
 {
 	pb_noise_hs_free(s->hs);
@@ -225,7 +232,27 @@ static int emit_encrypted(void *arg, const uint8_t *msg, size_t len)
 	pb_session_t *s = arg;
 	uint8_t frame[PB_FRAME_HDR + PB_FRAME_MAX];
 	size_t clen;
-	int rc = pb_noise_encrypt(&s->send, NULL, 0, msg, len, frame + PB_FRAME_HDR, PB_FRAME_MAX, &clen);
+	int rc;
+
+	if (s->frame_alloc != NULL && len <= PB_FRAME_MAX - PB_NOISE_TAGLEN) {
+		/* Into the writer's own buffer: the frame is not copied. */
+		size_t flen = PB_FRAME_HDR + len + PB_NOISE_TAGLEN;
+		uint8_t *out = s->frame_alloc(s->write_arg, flen);
+
+		if (out == NULL)
+			return PB_ENOMEM;
+		rc = pb_noise_encrypt(&s->send, NULL, 0, msg, len, out + PB_FRAME_HDR, flen - PB_FRAME_HDR, &clen);
+		if (rc == 0)
+			rc = pb_frame_header(clen, out);
+		if (rc == 0 && clen + PB_FRAME_HDR != flen)
+			rc = PB_EINVAL;
+		if (rc != 0) {
+			(void)s->frame_send(s->write_arg, out, 0); /* only given back */
+			return rc;
+		}
+		return s->frame_send(s->write_arg, out, flen);
+	}
+	rc = pb_noise_encrypt(&s->send, NULL, 0, msg, len, frame + PB_FRAME_HDR, PB_FRAME_MAX, &clen);
 
 	if (rc == 0)
 		rc = pb_frame_header(clen, frame);

@@ -51,6 +51,10 @@ typedef struct pb_session_s {
 	/* Output: frames ready to be written, in order. */
 	int (*write)(void *arg, const uint8_t *data, size_t len);
 	void *write_arg;
+	/* Optional (pb__session_set_frame_out): a frame's buffer from the
+	 * writer, encrypted into, then given back to be sent. */
+	uint8_t *(*frame_alloc)(void *arg, size_t len);
+	int (*frame_send)(void *arg, uint8_t *frame, size_t len);
 } pb_session_t;
 
 /* Prepares a session. An initiator gives exactly one candidate; a responder
@@ -58,6 +62,11 @@ typedef struct pb_session_s {
 int pb__session_init(pb_session_t *s, bool initiator, const pb_session_candidate_t *cands, size_t ncands,
 		     int (*write)(void *arg, const uint8_t *data, size_t len), void *write_arg, size_t max_envelope);
 void pb__session_free(pb_session_t *s);
+/* Frames after the handshake are encrypted straight into a buffer that
+ * alloc (write_arg, the frame's length) gives and that send (write_arg,
+ * the buffer, its length) takes, written or not: no copy by write(). */
+void pb__session_set_frame_out(pb_session_t *s, uint8_t *(*alloc)(void *arg, size_t len),
+			       int (*send)(void *arg, uint8_t *frame, size_t len));
 
 /* Initiator: writes the first handshake message. */
 int pb__session_start(pb_session_t *s);

@@ -8,6 +8,7 @@
  * child stopped at a pause point (agent/util/testhook.h) and killed there;
  * every restore runs in a child (the points are read once a process, so
  * the parent passes none). */
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,11 +203,71 @@ static void test_existing_folder(void **state)
 	free(dir);
 }
 
+/* A commit of many files (synced on several threads at once) into an
+ * existing folder: every file whole; one staged file gone before the
+ * commit fails it, and every file is as it was, no staging left. */
+static void test_many_files(void **state)
+{
+	enum { NFILES = 150 };
+	char *dir = pb_test_tmpdir("commit-many");
+	pb_device_writer_t *w;
+	char path[64], data[64];
+
+	(void)state;
+	assert_int_equal(mkdir(kt_path(dir, "credentials"), 0700), 0);
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(pb_device_writer_open(dir, &w), 0);
+		for (int i = 0; i < NFILES; i++) {
+			char id[64];
+			pb_item_t it;
+
+			snprintf(id, sizeof(id), "credentials/f%03d.json", i);
+			snprintf(data, sizeof(data), "{\"r\":%d,\"i\":%d}", round, i);
+			it = item(PB_KIND_CREDENTIAL, id, id, data);
+			assert_int_equal(pb_device_writer_add(w, &it), 0);
+		}
+		assert_int_equal(pb_device_writer_stage(w), 0);
+		if (round == 1) {
+			/* The 100th file's staged copy removed: the sync fails. */
+			char cmd[4400], *argv[] = { "/bin/sh", "-c", cmd, NULL }, *so = NULL, *se = NULL;
+
+			snprintf(cmd, sizeof(cmd), "rm '%s'/credentials/%sf099.json-*", dir, PB__DEVICE_TMP_PREFIX);
+			assert_int_equal(pb_test_run(argv, NULL, 30, &so, &se), 0);
+			free(so);
+			free(se);
+			assert_int_not_equal(pb_device_writer_commit(w), 0);
+		} else {
+			assert_int_equal(pb_device_writer_commit(w), 0);
+		}
+		pb_device_writer_free(w);
+		for (int i = 0; i < NFILES; i++) {
+			snprintf(path, sizeof(path), "credentials/f%03d.json", i);
+			snprintf(data, sizeof(data), "{\"r\":%d,\"i\":%d}", 0, i);
+			kt_assert_file(kt_path(dir, path), data, strlen(data));
+		}
+		assert_int_equal(visible(kt_path(dir, "credentials")), NFILES);
+	}
+	{
+		/* Nothing staged is left behind by the failed commit. */
+		DIR *d = opendir(kt_path(dir, "credentials"));
+		size_t plen = strlen(PB__DEVICE_TMP_PREFIX);
+		struct dirent *de;
+
+		assert_non_null(d);
+		while ((de = readdir(d)) != NULL)
+			assert_int_not_equal(strncmp(de->d_name, PB__DEVICE_TMP_PREFIX, plen), 0);
+		closedir(d);
+	}
+	pb_test_rmtree(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_new_folder),
 		cmocka_unit_test(test_existing_folder),
+		cmocka_unit_test(test_many_files),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -321,6 +321,98 @@ static void test_envelope_fragments_any_order(void **state)
 	free_collected(&c);
 }
 
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* The fragment of msg (as pb__envelope_encode gave it) encoded again with
+ * its fields in reverse order (valid protobuf, not the encoder's order). */
+static size_t fragment_reordered(const uint8_t *msg, size_t len, uint8_t *out)
+{
+	Peerback__Envelope *e = peerback__envelope__unpack(NULL, len, msg);
+	uint8_t inner[PB_ENVELOPE_MAX_PLAIN];
+	size_t n = 0, o = 0;
+
+	assert_non_null(e);
+	assert_int_equal(e->body_case, PEERBACK__ENVELOPE__BODY_FRAGMENT);
+	if (e->fragment->last) {
+		inner[n++] = 0x18;
+		inner[n++] = 1;
+	}
+	inner[n++] = 0x12;
+	n += put_varint(inner + n, e->fragment->data.len);
+	memcpy(inner + n, e->fragment->data.data, e->fragment->data.len);
+	n += e->fragment->data.len;
+	if (e->fragment->total != 0) {
+		inner[n++] = 0x08;
+		n += put_varint(inner + n, e->fragment->total);
+	}
+	out[o++] = 0x12;
+	o += put_varint(out + o, n);
+	memcpy(out + o, inner, n);
+	o += n;
+	out[o++] = 0x08; /* the version last */
+	o += put_varint(out + o, e->version);
+	peerback__envelope__free_unpacked(e, NULL);
+	return o;
+}
+
+/* Fragments in the encoder's own encoding are read in place, others by
+ * protobuf-c: a sequence mixing both reassembles exactly, and a fragment
+ * whose last flag is not 0 or 1 is still understood as protobuf says. */
+static void test_fragments_read_either_way(void **state)
+{
+	static uint8_t big[1 << 20];
+	static uint8_t alt[PB_ENVELOPE_MAX_PLAIN + 64];
+	struct collected c = { 0 };
+	pb_envelope_t env, *out = NULL;
+	Peerback__Request req;
+	Peerback__Ping ping;
+	pb_envelope_decoder_t d;
+
+	(void)state;
+	randombytes_buf(big, sizeof(big));
+	ping_envelope(&env, &req, &ping, big, sizeof(big));
+	assert_int_equal(pb__envelope_encode(&env, PB_ENVELOPE_MAX_PLAIN, collect, &c), 0);
+	assert_true(c.n >= 17);
+	pb__envelope_decoder_init(&d, 0);
+	for (size_t i = 0; i < c.n; i++) {
+		int rc;
+
+		if (i % 2 == 1 || i + 1 == c.n) {
+			size_t n = fragment_reordered(c.msgs[i], c.lens[i], alt);
+
+			if (i + 1 == c.n) {
+				/* last = 2, first in its fragment: true to protobuf. */
+				size_t at = 1;
+
+				assert_int_equal(alt[0], 0x12);
+				while (alt[at] & 0x80)
+					at++;
+				assert_int_equal(alt[at + 1], 0x18);
+				alt[at + 2] = 2;
+			}
+			rc = pb__envelope_decode(&d, alt, n, &out);
+		} else {
+			rc = pb__envelope_decode(&d, c.msgs[i], c.lens[i], &out);
+		}
+		assert_int_equal(rc, i + 1 == c.n ? 1 : 0);
+	}
+	assert_int_equal(out->request->id, 7);
+	assert_int_equal(out->request->ping->data.len, sizeof(big));
+	assert_memory_equal(out->request->ping->data.data, big, sizeof(big));
+	pb__envelope_free(out);
+	free_collected(&c);
+}
+
 static void test_envelope_refusals(void **state)
 {
 	pb_envelope_t env, *out = NULL;
@@ -378,6 +470,7 @@ int main(void)
 		cmocka_unit_test(test_envelope_round_trip_and_fragments),
 		cmocka_unit_test(test_envelope_fragments_in_place),
 		cmocka_unit_test(test_envelope_fragments_any_order),
+		cmocka_unit_test(test_fragments_read_either_way),
 		cmocka_unit_test(test_envelope_refusals),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -118,6 +118,13 @@ int pb__assembly_end(pb__assembly_t *a, uint8_t hash[32])
 		crypto_generichash_final(H(a), hash, 32);
 	else
 		memset(hash, 0, 32);
+	if (a->fd >= 0 && a->wq != NULL && a->queued_end) {
+		/* Closed on the queue's thread after its writes; what takes the
+		 * file is queued behind it. */
+		pb__wq_close(a->wq, a->fd);
+		a->fd = -1;
+		return 0;
+	}
 	if (a->fd >= 0 && a->wq != NULL)
 		rc = pb__wq_wait(a->wq);
 	if (a->fd >= 0) {

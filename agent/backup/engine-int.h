@@ -93,6 +93,10 @@ typedef struct pb__assembly_s {
 	bool checked;
 	uint64_t added;     /* bytes added so far */
 	struct pb__wq_s *wq; /* writes the temporary file on its thread, or NULL */
+	/* With wq: the file is closed on its thread too (pb__assembly_end
+	 * does not wait for the writes); what takes the file must be queued
+	 * there behind it. */
+	bool queued_end;
 } pb__assembly_t;
 /* tmpdir NULL: always in memory. *tmpn numbers the temporary files. */
 PB_WUR int pb__assembly_start(pb__assembly_t *a, const pb_backup_keys_t *keys, uint64_t size, const char *tmpdir,
@@ -123,6 +127,15 @@ typedef struct pb__wq_s pb__wq_t;
 PB_WUR int pb__wq_new(pb__wq_t **out);
 /* Queues buf (freed once written) for fd at off; waits while the queue is full. */
 void pb__wq_push(pb__wq_t *q, int fd, uint8_t *buf, size_t len, uint64_t off);
+/* Queues the closing of fd (its writeback started), after its writes. */
+void pb__wq_close(pb__wq_t *q, int fd);
+/* Queues fn(arg, skip), run on the queue's thread after what was queued
+ * before it; bytes: the memory arg holds, counted against the queue's
+ * bound. skip: an earlier job failed, fn only frees arg. fn's failure
+ * fails the queue: later writes are skipped. */
+void pb__wq_call(pb__wq_t *q, int (*fn)(void *arg, bool skip), void *arg, size_t bytes);
+/* The first failure so far (not cleared), or 0; does not wait. */
+int pb__wq_failed(pb__wq_t *q);
 /* Waits until everything queued is written: the first failure since the
  * last wait, or 0. */
 int pb__wq_wait(pb__wq_t *q);

@@ -153,8 +153,13 @@ static int load(pb__cache_t *c)
 		return -errno;
 	if (pread(c->fd, magic, sizeof(magic), 0) != (ssize_t)sizeof(magic) ||
 	    memcmp(magic, CACHE_MAGIC, CACHE_MAGIC_LEN) != 0) {
-		/* Empty, or not ours: started afresh. */
-		if (ftruncate(c->fd, 0) != 0 || pwrite(c->fd, CACHE_MAGIC, CACHE_MAGIC_LEN, 0) != CACHE_MAGIC_LEN)
+		/* Empty, or not ours: started afresh. A file that is empty is
+		 * not truncated: on ext4 a truncation to 0 marks the file to be
+		 * flushed when closed (auto_da_alloc), which would write out the
+		 * whole cache (a gigabyte for a large restore) just before it is
+		 * removed. */
+		if ((st.st_size != 0 && ftruncate(c->fd, 0) != 0) ||
+		    pwrite(c->fd, CACHE_MAGIC, CACHE_MAGIC_LEN, 0) != CACHE_MAGIC_LEN)
 			return -errno;
 		c->end = CACHE_MAGIC_LEN;
 		return 0;

@@ -51,6 +51,11 @@ struct restore {
 	bool tmpdir_made;       /* made at the first item that needs a temporary file */
 	unsigned tmpn;
 	pb__cache_t *cache;     /* opened at the first fetch that keeps chunks */
+	/* A full restore into a folder: the write queue (large items' writes,
+	 * and the items handed to the folder's writer in batches, on its
+	 * thread) lives for the whole run; NULL otherwise. */
+	pb__wq_t *wq;
+	struct dbatch *batch;   /* items not yet queued */
 	/* The snapshot's id index (version 2 roots), or NULL. */
 	uint8_t *index;
 	size_t nindex;

@@ -1,8 +1,12 @@
 /* File writes of a restore on their own thread: a large item's chunks,
  * opened and taken back in order by the restoring thread, are handed
  * here with their offset in the item's temporary file and written
- * (pwrite) while that thread receives and opens the next ones. A queue of
- * at most WQ_JOBS chunks and WQ_BYTES bytes bounds what waits. */
+ * (pwrite) while that thread receives and opens the next ones; the file
+ * is closed here too, and calls queued among the writes (a full
+ * restore's items handed to the device writer, agent/backup/restore.c)
+ * run here in the same order. A queue of at most WQ_JOBS jobs and
+ * WQ_BYTES bytes bounds what waits. */
+#include <fcntl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -17,11 +21,16 @@
 #define WQ_JOBS 16
 #define WQ_BYTES (8u << 20)
 
+enum { JOB_WRITE, JOB_CLOSE, JOB_CALL };
+
 struct wjob {
+	int kind;
 	int fd;
 	uint8_t *buf;
-	size_t len;
+	size_t len; /* bytes held: buf's, or what the call's arg holds */
 	uint64_t off;
+	int (*fn)(void *arg, bool skip);
+	void *arg;
 };
 
 struct pb__wq_s {
@@ -53,11 +62,39 @@ static int write_at(int fd, const uint8_t *p, size_t len, uint64_t off)
 	return 0;
 }
 
-static void job_free(struct wjob *j)
+/* A file closed once written; its writeback starts (the commit syncs it). */
+static int close_file(int fd)
 {
-	sodium_memzero(j->buf, j->len);
-	free(j->buf);
-	j->buf = NULL;
+#ifdef SYNC_FILE_RANGE_WRITE
+	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#endif
+	if (close(fd) != 0)
+		return errno == ENOSPC ? PB_ENOSPACE : -errno;
+	return 0;
+}
+
+/* Runs a job; after a failure (skip) a call only frees what it holds and
+ * nothing more is written. */
+static int run_job(struct wjob *j, bool skip)
+{
+	int rc = 0;
+
+	switch (j->kind) {
+	case JOB_WRITE:
+		if (!skip)
+			rc = write_at(j->fd, j->buf, j->len, j->off);
+		sodium_memzero(j->buf, j->len);
+		free(j->buf);
+		j->buf = NULL;
+		break;
+	case JOB_CLOSE:
+		rc = close_file(j->fd);
+		break;
+	default:
+		rc = j->fn(j->arg, skip);
+		break;
+	}
+	return rc;
 }
 
 static void *writer(void *arg)
@@ -67,6 +104,7 @@ static void *writer(void *arg)
 	pthread_mutex_lock(&q->mu);
 	for (;;) {
 		struct wjob j;
+		bool skip;
 		int rc;
 
 		while (!q->stop && q->n == 0)
@@ -74,9 +112,9 @@ static void *writer(void *arg)
 		if (q->n == 0)
 			break;
 		j = q->j[q->head];
+		skip = q->rc != 0;
 		pthread_mutex_unlock(&q->mu);
-		rc = write_at(j.fd, j.buf, j.len, j.off);
-		job_free(&j);
+		rc = run_job(&j, skip);
 		pthread_mutex_lock(&q->mu);
 		if (rc != 0 && q->rc == 0)
 			q->rc = rc;
@@ -106,33 +144,56 @@ int pb__wq_new(pb__wq_t **out)
 	return 0;
 }
 
-void pb__wq_push(pb__wq_t *q, int fd, uint8_t *buf, size_t len, uint64_t off)
+/* Queues j; waits while the queue is full. Without the thread (it could
+ * not start), runs it here. */
+static void push(pb__wq_t *q, struct wjob j)
 {
-	int rc;
-
-	/* The thread starts with the first large item's first write: a
-	 * restore of small items (one message by id) starts none. Without
-	 * the thread, this writes itself. */
+	/* The thread starts with the first job: a restore of small items
+	 * (one message by id) starts none. */
 	if (!q->started) {
 		q->started = true;
 		q->running = pthread_create(&q->th, NULL, writer, q) == 0;
 	}
 	if (!q->running) {
-		rc = write_at(fd, buf, len, off);
+		int rc = run_job(&j, q->rc != 0);
+
 		if (rc != 0 && q->rc == 0)
 			q->rc = rc;
-		sodium_memzero(buf, len);
-		free(buf);
 		return;
 	}
 	pthread_mutex_lock(&q->mu);
-	while (q->n == WQ_JOBS || (q->n > 0 && q->bytes + len > WQ_BYTES))
+	while (q->n == WQ_JOBS || (q->n > 0 && q->bytes + j.len > WQ_BYTES))
 		pthread_cond_wait(&q->done, &q->mu);
-	q->j[(q->head + q->n) % WQ_JOBS] = (struct wjob){ fd, buf, len, off };
+	q->j[(q->head + q->n) % WQ_JOBS] = j;
 	q->n++;
-	q->bytes += len;
+	q->bytes += j.len;
 	pthread_cond_signal(&q->work);
 	pthread_mutex_unlock(&q->mu);
+}
+
+void pb__wq_push(pb__wq_t *q, int fd, uint8_t *buf, size_t len, uint64_t off)
+{
+	push(q, (struct wjob){ .kind = JOB_WRITE, .fd = fd, .buf = buf, .len = len, .off = off });
+}
+
+void pb__wq_close(pb__wq_t *q, int fd)
+{
+	push(q, (struct wjob){ .kind = JOB_CLOSE, .fd = fd });
+}
+
+void pb__wq_call(pb__wq_t *q, int (*fn)(void *arg, bool skip), void *arg, size_t bytes)
+{
+	push(q, (struct wjob){ .kind = JOB_CALL, .fn = fn, .arg = arg, .len = bytes });
+}
+
+int pb__wq_failed(pb__wq_t *q)
+{
+	int rc;
+
+	pthread_mutex_lock(&q->mu);
+	rc = q->rc;
+	pthread_mutex_unlock(&q->mu);
+	return rc;
 }
 
 int pb__wq_wait(pb__wq_t *q)

@@ -20,7 +20,7 @@
 #include "agent/util/fsutil.h"
 
 #define FETCH_WINDOW 64               /* chunk requests in flight on restore ... */
-#define FETCH_BYTES (4u << 20)        /* ... and the bytes they are expected to bring */
+#define FETCH_BYTES (16u << 20)       /* ... and the bytes they are expected to bring */
 /* Chunks of the items collected from the manifest before they are fetched:
  * the window stays full across the manifest's chunks. */
 #define FETCH_BATCH 8192
@@ -40,6 +40,181 @@ static bool cache_has(const struct restore *r, const uint8_t name[PB_STORE_NAME_
 	return caching(r) && pb__cache_has(r->cache, name);
 }
 
+/* --- Items written on the write queue's thread ----------------------------- */
+
+/* A full restore into a folder hands its items to the folder's writer
+ * (agent/kinds/device-writer.c: folders and files created, chats streamed,
+ * large files moved into place; a third of the restoring thread's time,
+ * most of it the kernel's) on the write queue's thread, in order, in
+ * batches of DLV_ITEMS items or DLV_BYTES bytes, while the restoring
+ * thread receives the next chunks. Only the folder's writer: another
+ * provider is called from the restoring thread as always. */
+#define DLV_ITEMS 256
+#define DLV_BYTES (1u << 20)
+/* An item smaller than this is copied into its batch and its buffer freed
+ * here: a million messages' buffers freed on the other thread would each
+ * take the allocator's lock of this thread's arena. */
+#define DLV_COPY (64u << 10)
+
+struct dlv {
+	pb_item_t it;
+	uint8_t *data; /* owned, or NULL: the bytes are at bytes_at in the batch */
+	size_t bytes_at;
+	/* Offsets + 1 into the batch's strings (0: NULL): they are copied,
+	 * the collected items are freed before the batch has run. */
+	size_t id, path, after, file;
+};
+
+struct dbatch {
+	const pb_provider_t *prov;
+	void *txn;
+	struct dlv *v;
+	size_t n, cap;
+	char *s; /* strings, and the bytes of items copied in */
+	size_t slen, scap;
+	size_t bytes;
+};
+
+/* Appends n bytes at p to the batch's strings; *off: their offset + 1. */
+static int dbatch_put(struct dbatch *b, const void *p, size_t n, size_t *off)
+{
+	if (pb__grow((void **)&b->s, &b->scap, b->slen + n, 1) != 0)
+		return PB_ENOMEM;
+	if (n > 0)
+		memcpy(b->s + b->slen, p, n);
+	*off = b->slen + 1;
+	b->slen += n;
+	return 0;
+}
+
+static int dbatch_str(struct dbatch *b, const char *str, size_t *off)
+{
+	*off = 0;
+	return str == NULL ? 0 : dbatch_put(b, str, strlen(str) + 1, off);
+}
+
+static const char *dbatch_at(const struct dbatch *b, size_t off)
+{
+	return off == 0 ? NULL : b->s + off - 1;
+}
+
+/* On the queue's thread: each item written in order (a temporary file is
+ * lent for the call, then removed if still there, as pb__assembly_drop
+ * does); after a failure (skip, or this batch's) only freed. */
+static int dbatch_run(void *arg, bool skip)
+{
+	struct dbatch *b = arg;
+	int rc = 0;
+
+	for (size_t i = 0; i < b->n; i++) {
+		struct dlv *d = &b->v[i];
+		const char *file = dbatch_at(b, d->file);
+
+		if (!skip && rc == 0) {
+			d->it.id = dbatch_at(b, d->id);
+			d->it.path = dbatch_at(b, d->path);
+			d->it.after = dbatch_at(b, d->after);
+			d->it.file = file;
+			if (file == NULL && d->data != NULL)
+				d->it.data = d->data;
+			else if (file == NULL)
+				d->it.data = (const uint8_t *)b->s + d->bytes_at - 1;
+			rc = b->prov->write(b->txn, &d->it);
+		}
+		if (file != NULL)
+			(void)unlink(file);
+		free(d->data);
+	}
+	free(b->v);
+	free(b->s);
+	free(b);
+	return rc;
+}
+
+/* Queues the batch being filled; a failure on the queue's thread so far
+ * stops the restore. */
+static int dbatch_flush(struct restore *r)
+{
+	if (r->batch != NULL) {
+		pb__wq_call(r->wq, dbatch_run, r->batch, r->batch->bytes);
+		r->batch = NULL;
+	}
+	return pb__wq_failed(r->wq);
+}
+
+/* Adds the item to the batch, taking its buffer or its temporary file. */
+static int dbatch_add(struct restore *r, pb__assembly_t *a, const struct want_item *w)
+{
+	struct dbatch *b = r->batch;
+	struct dlv *d;
+	int rc;
+
+	if (b == NULL) {
+		if ((b = calloc(1, sizeof(*b))) == NULL)
+			return PB_ENOMEM;
+		b->prov = r->prov;
+		b->txn = r->txn;
+		r->batch = b;
+	}
+	if (pb__grow((void **)&b->v, &b->cap, b->n + 1, sizeof(*b->v)) != 0)
+		return PB_ENOMEM;
+	d = &b->v[b->n];
+	memset(d, 0, sizeof(*d));
+	/* A chat's messages come in a row: the same path, each after the one
+	 * before it. Those strings are not copied again. */
+	if (b->n > 0 && w->m.path != NULL && b->v[b->n - 1].path != 0 &&
+	    strcmp(dbatch_at(b, b->v[b->n - 1].path), w->m.path) == 0)
+		d->path = b->v[b->n - 1].path;
+	else if ((rc = dbatch_str(b, w->m.path, &d->path)) != 0)
+		return rc;
+	if (b->n > 0 && w->after != NULL && b->v[b->n - 1].id != 0 &&
+	    strcmp(dbatch_at(b, b->v[b->n - 1].id), w->after) == 0)
+		d->after = b->v[b->n - 1].id;
+	else if ((rc = dbatch_str(b, w->after, &d->after)) != 0)
+		return rc;
+	if ((rc = dbatch_str(b, w->m.id, &d->id)) != 0 ||
+	    (rc = dbatch_str(b, a->tmp[0] ? a->tmp : NULL, &d->file)) != 0)
+		return rc;
+	d->it.kind = (pb_kind_t)w->m.kind;
+	d->it.seq = w->m.seq;
+	d->it.size = w->m.size;
+	d->it.mtime_ns = (uint64_t)w->m.mtime;
+	if (!a->tmp[0] && a->len >= DLV_COPY) {
+		d->data = a->buf;
+		d->it.len = a->len;
+		a->buf = NULL;
+		a->len = a->cap = 0;
+		b->bytes += d->it.len;
+	} else if (!a->tmp[0]) {
+		if ((rc = dbatch_put(b, a->buf, a->len, &d->bytes_at)) != 0)
+			return rc;
+		d->it.len = a->len;
+		b->bytes += d->it.len;
+	}
+	a->tmp[0] = 0; /* the batch removes it */
+	b->n++;
+	if (b->n < DLV_ITEMS && b->bytes < DLV_BYTES)
+		return 0;
+	return dbatch_flush(r);
+}
+
+/* Everything queued written: before the commit, or before a failed
+ * restore reports what the folder's writer did. */
+static int deliveries_end(struct restore *r)
+{
+	int rc, wrc;
+
+	if (r->wq == NULL)
+		return 0;
+	rc = dbatch_flush(r);
+	wrc = pb__wq_wait(r->wq);
+	if (rc == 0)
+		rc = wrc;
+	pb__wq_free(r->wq);
+	r->wq = NULL;
+	return rc;
+}
+
 /* Hands a checked item to where it goes: the fetch's answer, or the
  * provider's transaction (the temporary file of a large one is lent for
  * the call only). */
@@ -47,6 +222,8 @@ static int deliver(struct restore *r, pb__assembly_t *a, const struct want_item 
 {
 	pb_item_t it;
 
+	if (r->wq != NULL && r->txn != NULL)
+		return dbatch_add(r, a, w);
 	if (r->exact_id != NULL) {
 		r->out = a->buf;
 		r->out_len = a->len;
@@ -269,7 +446,17 @@ static int fetch_items(struct restore *r)
 		return PB_ENOMEM;
 	r->held = NULL;
 	r->held_len = 0;
-	if ((rc = pb__opener_new(&r->keys, &op)) != 0 || (r->txn != NULL && (rc = pb__wq_new(&wq)) != 0)) {
+	/* A full restore into a folder keeps its queue for the run (its items
+	 * are written there too); another keeps one for this fetch. */
+	if (r->wq == NULL && r->txn != NULL && r->exact_id == NULL && !r->fast && !r->res->by_index &&
+	    pb__provider_is_dir(r->prov) && (rc = pb__wq_new(&r->wq)) != 0) {
+		free(f.cached);
+		free(plain);
+		return rc;
+	}
+	wq = r->wq;
+	if ((rc = pb__opener_new(&r->keys, &op)) != 0 ||
+	    (r->txn != NULL && wq == NULL && (rc = pb__wq_new(&wq)) != 0)) {
 		pb__opener_free(op);
 		free(f.cached);
 		free(plain);
@@ -313,6 +500,7 @@ static int fetch_items(struct restore *r)
 				    (!w->m.slice &&
 				     pb__item_by_names(&r->keys, (const uint8_t *)w->names, w->m.nchunks, w->m.hash));
 		a.wq = wq;
+		a.queued_end = wq != NULL && wq == r->wq;
 		if (w->m.nchunks == 0) {
 			rc = assembly_finish(r, &a, w);
 			item++;
@@ -353,7 +541,10 @@ static int fetch_items(struct restore *r)
 	}
 	pb__opener_free(op);
 	pb__assembly_drop(&a);
-	pb__wq_free(wq);
+	if (wq != r->wq)
+		pb__wq_free(wq);
+	else if (rc == 0 && wq != NULL)
+		rc = dbatch_flush(r); /* written while the next manifest chunks come */
 	/* Kept for the next call only when it is what held_name names and a
 	 * slice used it last. */
 	if (rc == 0 && plain != NULL && prev_slice) {
@@ -802,6 +993,8 @@ static int restore_end(struct restore *r, enum restore_mode mode, uint8_t **out,
 	int rc = 0;
 
 	if (mode == MODE_RESTORE) {
+		if ((rc = deliveries_end(r)) != 0)
+			return rc;
 		if (r->pr.p.items_done == 0)
 			rc = PB_ENOTFOUND;
 		else if (!r->o->dry_run && (rc = r->prov->commit(r->txn)) == 0)
@@ -828,6 +1021,7 @@ static int restore_end(struct restore *r, enum restore_mode mode, uint8_t **out,
 
 static void restore_free(struct restore *r)
 {
+	(void)deliveries_end(r);
 	if (r->txn != NULL)
 		r->prov->abort(r->txn);
 	pb_provider_dir_free(r->prov_owned);
@@ -915,8 +1109,10 @@ static int run_restore(const pb_engine_opts_t *o, pb_engine_result_t *res, enum 
 	if (rc == 0)
 		(void)pb__progress(&r->pr, true);
 out:
-	if (rc != 0 && mode == MODE_RESTORE)
+	if (rc != 0 && mode == MODE_RESTORE) {
+		(void)deliveries_end(r); /* the folder's writer settled */
 		target_report(r, rc);
+	}
 	if (r->cached_root.map == NULL)
 		free(mchunks);
 	restore_free(r);
