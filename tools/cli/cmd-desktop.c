@@ -83,7 +83,7 @@ struct desk {
 	uv_signal_t sigint, sigterm;
 	uv_timer_t idle;
 	struct MHD_Daemon *mhd;
-	char origin[128];    /* http://127.0.0.1:PORT */
+	char origin[160];    /* http://127.0.0.1:PORT */
 	char hostport[128];  /* 127.0.0.1:PORT, the Host header we accept */
 	char token[SESSION_HEX], session[SESSION_HEX], csrf[SESSION_HEX];
 	unsigned idle_lock;  /* seconds */
