@@ -102,6 +102,9 @@ void pb__manifest_writer_indexed(pb_manifest_writer_t *w);
 /* Tests only: backups write version 1 roots, as before the index, to show
  * that such snapshots still restore. */
 extern bool pb__manifest_write_v1;
+/* Entries a backup writes in one index chunk (512; readers take 1 to 4096).
+ * Tests set it to write index chunks as backups did before (4096). */
+extern size_t pb__manifest_idx_per_chunk;
 /* pb_manifest_root_open that also hands over the root's index (malloc'd
  * entries; NULL and 0 entries for a version 1 root); index may be NULL. */
 PB_WUR int pb__manifest_root_open_index(const pb_backup_keys_t *keys, const uint8_t *blob, size_t len,
