@@ -74,8 +74,19 @@ struct restore {
 		uint8_t name[PB_STORE_NAME_LEN];
 		uint8_t *ct;
 		size_t len;
-	} pre[4];
+	} pre[6];
 	size_t npre;
+	/* Asked ahead (pb__restore_ask_ahead), answers not yet taken: the
+	 * latest snapshot of dev and the index chunks pre[0..ngets) of the
+	 * root the root cache holds for dev (root, opened with keys). */
+	struct ahead {
+		bool pending, listed;
+		uint8_t dev[16];
+		uint64_t list_tok, tok[2];
+		size_t ngets;
+		pb_backup_keys_t keys;
+		pb__root_t root;
+	} ahead;
 };
 
 /* Item selection and collection (agent/backup/restore-items.c). */
@@ -87,6 +98,15 @@ void pb__restore_items_free(struct restore *r);
 
 /* pb__repo_latest, asked of the repository once per run and device. */
 PB_WUR int pb__restore_latest(struct restore *r, const uint8_t dev[16], uint64_t *snap);
+
+/* A restore of one chat message asks, before it opens the phone's state,
+ * for the latest snapshot and the index chunks the root cache names for
+ * the message; pb__restore_ahead_take takes the answers (before any other
+ * request is answered: pb__restore_latest, pb__restore_open_snapshot and
+ * the device list call it). */
+void pb__restore_ask_ahead(struct restore *r, const char *want);
+void pb__restore_ahead_take(struct restore *r);
+void pb__restore_ahead_free(struct restore *r);
 
 /* Opens the snapshot (snap 0: the latest) of r->dev_id with the right key:
  * its manifest chunks, and its id index in r->index. */

@@ -406,6 +406,7 @@ static int pick_device(struct restore *r)
 	 * devices is not needed then. */
 	if (r->o->from_device == NULL && pb__restore_latest(r, r->dev_id, &latest) == 0)
 		return 0;
+	pb__restore_ahead_take(r);
 	if ((rc = r->repo->ops->devices(r->repo, &d, &nd)) != 0)
 		return rc;
 	if (r->o->from_device != NULL) {
@@ -784,6 +785,9 @@ static int restore_begin(struct restore *r, enum restore_mode mode)
 		return rc;
 	if (mode != MODE_RESTORE)
 		return 0;
+	/* One message: the host answers while the target and the state are
+	 * opened. */
+	pb__restore_ask_ahead(r, r->exact_id != NULL ? r->exact_id : o->item_id);
 	if ((rc = pb__engine_provider(o, &r->prov, &r->prov_owned)) != 0)
 		return rc;
 	if (o->dry_run)
@@ -846,6 +850,7 @@ static void restore_free(struct restore *r)
 	else
 		free(r->index);
 	pb__restore_prefetch_free(r);
+	pb__restore_ahead_free(r);
 	pb_backup_state_close(r->st);
 	local_free(r);
 	pb__cache_close(r->cache);
