@@ -149,7 +149,7 @@ static bool lookup(const pb_backup_keys_t *k, const written_t *w, const char *id
 		if (*opened > 0 && pb__manifest_index_first(w->index, i) != key)
 			break;
 		assert_int_equal(pb__manifest_index_find(k, w->st.names[c], w->st.cts[c], w->st.lens[c], key, mc, 8,
-							 &n),
+							 &n, NULL),
 				 0);
 		(*opened)++;
 		for (size_t j = 0; j < n; j++) {
@@ -261,7 +261,7 @@ static void test_index_chunk_too_long(void **state)
 	plain[9] = (uint8_t)(count >> 8);
 	assert_int_equal(pb__seal(k.manifest, k.name, plain, plen, name, ct, &ct_len), 0);
 	/* Larger than the largest index chunk a reader opens. */
-	assert_int_equal(pb__manifest_index_find(&k, name, ct, ct_len, 0, mc, 8, &n), PB_ETOOBIG);
+	assert_int_equal(pb__manifest_index_find(&k, name, ct, ct_len, 0, mc, 8, &n, NULL), PB_ETOOBIG);
 	assert_int_equal(n, 0);
 	free(plain);
 	free(ct);

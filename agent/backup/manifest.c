@@ -826,7 +826,7 @@ const uint8_t *pb__manifest_index_name(const uint8_t *index, size_t i)
 }
 
 int pb__manifest_index_find(const pb_backup_keys_t *keys, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct,
-			    size_t ct_len, uint64_t key, uint32_t *mchunks, size_t cap, size_t *n)
+			    size_t ct_len, uint64_t key, uint32_t *mchunks, size_t cap, size_t *n, struct ZSTD_DCtx_s *dctx)
 {
 	size_t plen = 0, count, lo = 0, hi;
 	uint8_t *plain = NULL;
@@ -835,7 +835,7 @@ int pb__manifest_index_find(const pb_backup_keys_t *keys, const uint8_t name[PB_
 	*n = 0;
 	/* A buffer of the chunk's size: 6 KiB for what backups write now. */
 	rc = pb__open_alloc(keys->manifest, keys->name, name, ct, ct_len, MF_HDR_LEN + IDX_PER_CHUNK * IDX_ENT_LEN,
-			    &plain, &plen, NULL);
+			    &plain, &plen, dctx);
 	if (rc < 0)
 		return rc;
 	if (plen < MF_HDR_LEN || memcmp(plain, IDX_MAGIC, 4) != 0 || plain[4] != IDX_VERSION) {
@@ -866,6 +866,13 @@ out:
 int pb_manifest_chunk_open(const pb_backup_keys_t *keys, const uint8_t name[PB_STORE_NAME_LEN],
 			   const uint8_t *ct, size_t ct_len, pb_manifest_item_cb cb, void *arg)
 {
+	return pb__manifest_chunk_open_dctx(keys, name, ct, ct_len, cb, arg, NULL);
+}
+
+int pb__manifest_chunk_open_dctx(const pb_backup_keys_t *keys, const uint8_t name[PB_STORE_NAME_LEN],
+				 const uint8_t *ct, size_t ct_len, pb_manifest_item_cb cb, void *arg,
+				 struct ZSTD_DCtx_s *dctx)
+{
 	uint8_t *plain = NULL;
 	size_t plen = 0;
 	int rc;
@@ -874,7 +881,7 @@ int pb_manifest_chunk_open(const pb_backup_keys_t *keys, const uint8_t name[PB_S
 		return PB_EINVAL;
 	/* A buffer of the chunk's size, not of the largest chunk's. */
 	rc = pb__open_alloc(keys->manifest, keys->name, name, ct, ct_len, PB_MANIFEST_CHUNK_PLAIN_MAX, &plain, &plen,
-			    NULL);
+			    dctx);
 	if (rc != 0)
 		return rc;
 	rc = pb_manifest_parse(plain, plen, cb, arg);

@@ -76,6 +76,9 @@ struct restore {
 		size_t len;
 	} pre[6];
 	size_t npre;
+	/* The decompression context of a lookup by id's index and manifest
+	 * chunks, or NULL. */
+	struct ZSTD_DCtx_s *dctx;
 	/* Asked ahead (pb__restore_ask_ahead), answers not yet taken: the
 	 * latest snapshot of dev and the index chunks pre[0..ngets) of the
 	 * root the root cache holds for dev (root, opened with keys). */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <sodium.h>
+#include <zstd.h>
 
 #include "agent/backup/restore-int.h"
 
@@ -430,6 +431,16 @@ void pb__restore_prefetch_free(struct restore *r)
 	r->npre = 0;
 }
 
+/* One decompression context for the chunks of a lookup by id (each
+ * context is some 160 kB mapped, initialised and unmapped); NULL if none
+ * could be made (each open then makes its own). */
+static struct ZSTD_DCtx_s *lookup_dctx(struct restore *r)
+{
+	if (r->dctx == NULL)
+		r->dctx = ZSTD_createDCtx();
+	return r->dctx;
+}
+
 /* A chunk of a lookup by id: a copy of the one prefetched, else asked for. */
 static int lookup_get(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **ct, size_t *len)
 {
@@ -454,7 +465,7 @@ static int index_chunk(struct restore *r, const name_t *mchunks, size_t i, const
 	int rc = lookup_get(r, mchunks[i], &ct, &len);
 
 	if (rc == 0)
-		rc = pb_manifest_chunk_open(&r->keys, mchunks[i], ct, len, find_item, &f);
+		rc = pb__manifest_chunk_open_dctx(&r->keys, mchunks[i], ct, len, find_item, &f, lookup_dctx(r));
 	free(ct);
 	*was_first = f.was_first;
 	return rc;
@@ -474,7 +485,8 @@ static int index_candidates(struct restore *r, const char *id, uint32_t cand[8],
 		size_t len = 0, k = 0;
 
 		if ((rc = lookup_get(r, name, &ct, &len)) == 0)
-			rc = pb__manifest_index_find(&r->keys, name, ct, len, key, cand + *nc, 8 - *nc, &k);
+			rc = pb__manifest_index_find(&r->keys, name, ct, len, key, cand + *nc, 8 - *nc, &k,
+						     lookup_dctx(r));
 		free(ct);
 		if (rc != 0)
 			return rc;

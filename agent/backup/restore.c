@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <sodium.h>
+#include <zstd.h>
 
 #include "peerback.h"
 #include "agent/backup/engine-int.h"
@@ -851,6 +852,7 @@ static void restore_free(struct restore *r)
 		free(r->index);
 	pb__restore_prefetch_free(r);
 	pb__restore_ahead_free(r);
+	ZSTD_freeDCtx(r->dctx);
 	pb_backup_state_close(r->st);
 	local_free(r);
 	pb__cache_close(r->cache);
