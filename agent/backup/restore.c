@@ -568,21 +568,34 @@ static int check_rollback(struct restore *r)
 		return 0;
 	if (memcmp(r->repo->device_id, r->dev_id, sizeof(r->dev_id)) != 0)
 		return 0;
-	if (r->st != NULL) {
-		st = r->st;
-		r->st = NULL;
-	} else {
-		if (pb__state_path(r->o->home, path, sizeof(path)) != 0 || stat(path, &sb) != 0)
+	if (r->marked) {
+		/* The value as the state held it, unchanged since. */
+		if (!r->mark_has)
 			return 0;
-		if ((rc = pb_backup_state_open_ro(path, &st)) != 0)
+		known = r->mark_known;
+	} else {
+		uint64_t began = pb__rollback_mark_clock();
+
+		if (r->st != NULL) {
+			st = r->st;
+			r->st = NULL;
+		} else {
+			if (pb__state_path(r->o->home, path, sizeof(path)) != 0 || stat(path, &sb) != 0)
+				return 0;
+			if ((rc = pb_backup_state_open_ro(path, &st)) != 0)
+				return rc;
+		}
+		rc = pb_backup_state_host_done(st, r->repo->host_pk, &known);
+		pb_backup_state_close(st);
+		if (rc != 0 && rc != PB_ENOTFOUND)
 			return rc;
+		/* Kept for the next lookup of a message, which then need
+		 * not open the state (when it has the root kept too). */
+		if (r->ahead.listed)
+			pb__rollback_mark_save(r->o->home, r->repo->host_pk, began, known, rc == 0);
+		if (rc == PB_ENOTFOUND)
+			return 0;
 	}
-	rc = pb_backup_state_host_done(st, r->repo->host_pk, &known);
-	pb_backup_state_close(st);
-	if (rc == PB_ENOTFOUND)
-		return 0;
-	if (rc != 0)
-		return rc;
 	rc = pb__restore_latest(r, r->dev_id, &latest);
 	if (rc != 0 && rc != PB_ESTORE_NOSNAP)
 		return rc;
@@ -670,6 +683,16 @@ static int fast_restore(struct restore *r, enum restore_mode mode, const char *w
 	*done = false;
 	if (want == NULL || o->from_device != NULL)
 		return 0;
+	/* One chat message, asked ahead through the kept root (a message of
+	 * a chat stream has no row in the state: the index finds it), and
+	 * the rollback check's value kept from an unchanged state: the state
+	 * is not opened. */
+	if (mode == MODE_RESTORE && o->snapshot == 0 && r->ahead.root.map != NULL &&
+	    memcmp(r->ahead.dev, r->repo->device_id, sizeof(r->ahead.dev)) == 0 &&
+	    pb__rollback_mark_load(o->home, r->repo->host_pk, &r->mark_known, &r->mark_has) == 0) {
+		r->marked = true;
+		return 0;
+	}
 	/* "chat/42" brings its files too, found by path: walk. */
 	msg = strstr(want, "/msg/");
 	if (strncmp(want, "chat/", 5) == 0 && msg == NULL)
