@@ -873,6 +873,9 @@ static void restore_free(struct restore *r)
 		pb__root_free(&r->cached_root);
 	else
 		free(r->index);
+	/* Answers asked ahead and never taken (a run that stopped early) are
+	 * taken: a repository the caller keeps is left with none pending. */
+	pb__restore_ahead_take(r);
 	pb__restore_prefetch_free(r);
 	pb__restore_ahead_free(r);
 	ZSTD_freeDCtx(r->dctx);
