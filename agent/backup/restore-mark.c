@@ -61,10 +61,13 @@ static int stamp(const char *home, uint8_t *wal, uint8_t out[48], uint64_t *newe
 {
 	char path[4096], walp[4200];
 	struct stat a, b;
+	int n;
 
 	if (pb__state_path(home, path, sizeof(path)) != 0 || stat(path, &a) != 0)
 		return PB_ENOTFOUND;
-	snprintf(walp, sizeof(walp), "%s-wal", path);
+	n = snprintf(walp, sizeof(walp), "%s-wal", path);
+	if (n < 0 || (size_t)n >= sizeof(walp))
+		return PB_ENOTFOUND;
 	*wal = stat(walp, &b) == 0;
 	if (!*wal)
 		memset(&b, 0, sizeof(b));
