@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <sodium.h>
+#include <zstd.h>
 
 #include "testutil.h"
 #include "agent/backup/internal.h"
@@ -135,7 +136,7 @@ static int seek_cb(void *arg, const pb_manifest_item_t *it)
  * (the next one too when equal keys may straddle), then the manifest
  * chunks it names; true when one of them lists the id. Counts the index
  * chunks opened. */
-static bool lookup(const pb_backup_keys_t *k, const written_t *w, const char *id, size_t *opened)
+static bool lookup(const pb_backup_keys_t *k, const written_t *w, const char *id, size_t *opened, ZSTD_DCtx *dctx)
 {
 	uint64_t key = pb__manifest_id_key(k, id, strlen(id));
 	size_t i = pb__manifest_index_pick(w->index, w->nindex, key);
@@ -149,7 +150,7 @@ static bool lookup(const pb_backup_keys_t *k, const written_t *w, const char *id
 		if (*opened > 0 && pb__manifest_index_first(w->index, i) != key)
 			break;
 		assert_int_equal(pb__manifest_index_find(k, w->st.names[c], w->st.cts[c], w->st.lens[c], key, mc, 8,
-							 &n, NULL),
+							 &n, dctx),
 				 0);
 		(*opened)++;
 		for (size_t j = 0; j < n; j++) {
@@ -157,8 +158,8 @@ static bool lookup(const pb_backup_keys_t *k, const written_t *w, const char *id
 
 			assert_true(mc[j] < w->nm);
 			m = find_chunk(&w->st, w->mchunks[mc[j]]);
-			assert_int_equal(pb_manifest_chunk_open(k, w->st.names[m], w->st.cts[m], w->st.lens[m], seek_cb,
-								&s),
+			assert_int_equal(pb__manifest_chunk_open_dctx(k, w->st.names[m], w->st.cts[m], w->st.lens[m],
+								      seek_cb, &s, dctx),
 					 0);
 		}
 	}
@@ -187,25 +188,32 @@ static void extremes(const pb_backup_keys_t *k, size_t *lo, size_t *hi)
 	}
 }
 
+/* Each id looked up with a decompression context of its own per chunk
+ * and with one kept across the lookups, as a restore by id keeps one. */
 static void check_lookups(const pb_backup_keys_t *k, const written_t *w)
 {
+	ZSTD_DCtx *dctx = ZSTD_createDCtx();
 	size_t lo = 0, hi = 0, opened;
 	char id[64];
 
+	assert_non_null(dctx);
 	extremes(k, &lo, &hi);
 	msg_id(lo, id, sizeof(id));
-	assert_true(lookup(k, w, id, &opened));
+	assert_true(lookup(k, w, id, &opened, NULL));
 	assert_int_equal(opened, 1);
+	assert_true(lookup(k, w, id, &opened, dctx));
 	msg_id(hi, id, sizeof(id));
-	assert_true(lookup(k, w, id, &opened));
+	assert_true(lookup(k, w, id, &opened, NULL));
 	assert_int_equal(opened, 1);
+	assert_true(lookup(k, w, id, &opened, dctx));
 	for (size_t i = 0; i < NITEMS; i += 7) {
 		msg_id(i, id, sizeof(id));
-		assert_true(lookup(k, w, id, &opened));
+		assert_true(lookup(k, w, id, &opened, i % 2 ? dctx : NULL));
 	}
-	assert_false(lookup(k, w, "chat/1/msg/3000", &opened));
-	assert_false(lookup(k, w, "chat/2/msg/0", &opened));
-	assert_false(lookup(k, w, "", &opened));
+	assert_false(lookup(k, w, "chat/1/msg/3000", &opened, dctx));
+	assert_false(lookup(k, w, "chat/2/msg/0", &opened, NULL));
+	assert_false(lookup(k, w, "", &opened, dctx));
+	ZSTD_freeDCtx(dctx);
 }
 
 static void test_small_index_chunks(void **state)
