@@ -1,12 +1,18 @@
 /* QR code rendering: the module matrix (libqrencode), UTF-8 half blocks for
  * terminals, SVG and PNG (libpng), and atomic writes of the image files.
  *
+ * libqrencode is opened with dlopen when the first code is made: linked, it
+ * (and the libpthread it needs) would be loaded at the start of every
+ * command, some 0.1 ms of a restore of one message that never draws a code.
+ *
  * Every rendering includes the quiet zone of PB_QR_QUIET_ZONE light modules
  * that scanners need around the code. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +26,28 @@
 
 #include "peerback/error.h"
 #include "peerback/qr.h"
+
+#ifndef PB_QRENCODE_SONAME
+#define PB_QRENCODE_SONAME "libqrencode.so.4"
+#endif
+
+static struct {
+	QRcode *(*encode_data)(int, const unsigned char *, int, QRecLevel);
+	void (*free)(QRcode *);
+} qre;
+static pthread_once_t qre_once = PTHREAD_ONCE_INIT;
+static int qre_ok;
+
+static void qre_load(void)
+{
+	void *h = dlopen(PB_QRENCODE_SONAME, RTLD_NOW | RTLD_LOCAL);
+
+	if (h == NULL)
+		return;
+	*(void **)&qre.encode_data = dlsym(h, "QRcode_encodeData");
+	*(void **)&qre.free = dlsym(h, "QRcode_free");
+	qre_ok = qre.encode_data != NULL && qre.free != NULL;
+}
 
 /* A growable output buffer, owned by the rendering that fills it. */
 struct grow_buf {
@@ -103,24 +131,26 @@ int pb_qr_encode(const char *text, pb_qr_matrix_t *out)
 	n = strlen(text);
 	if (n == 0 || n > PB_URI_MAX_LEN)
 		return PB_EQR_ENCODE;
+	if (pthread_once(&qre_once, qre_load) != 0 || !qre_ok)
+		return PB_EQR_ENCODE;
 	errno = 0;
-	qr = QRcode_encodeData((int)n, (const unsigned char *)text, 0, QR_ECLEVEL_M);
+	qr = qre.encode_data((int)n, (const unsigned char *)text, 0, QR_ECLEVEL_M);
 	if (qr == NULL)
 		return errno == ENOMEM ? PB_ENOMEM : PB_EQR_ENCODE;
 	if (qr->width <= 0) {
-		QRcode_free(qr);
+		qre.free(qr);
 		return PB_EQR_ENCODE;
 	}
 	cells = (size_t)qr->width * (size_t)qr->width;
 	out->modules = malloc(cells);
 	if (out->modules == NULL) {
-		QRcode_free(qr);
+		qre.free(qr);
 		return PB_ENOMEM;
 	}
 	out->size = (unsigned)qr->width;
 	for (size_t i = 0; i < cells; i++)
 		out->modules[i] = qr->data[i] & 1;
-	QRcode_free(qr);
+	qre.free(qr);
 	return 0;
 }
 

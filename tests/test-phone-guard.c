@@ -15,6 +15,7 @@
 #include <sodium.h>
 
 #include "harness.h"
+#include "inproc.h"
 #include "agent/account/account.h"
 #include "agent/util/fsutil.h"
 #include "peerback/store.h"
@@ -393,6 +394,73 @@ static void test_rollback_needs_snapshot(void **state)
 	unlink(path);
 }
 
+/* One message by id, restored into a fresh folder: 0 or the exit code,
+ * *err the command's error output. */
+static int restore_message(const char *id, const char *tag, char **err)
+{
+	char out_dir[4200];
+	char *args[] = { "restore", "--to", out_dir, "--id", (char *)id, NULL };
+
+	snprintf(out_dir, sizeof(out_dir), "%s/r-msg-%s", dir, tag);
+	return run(args, NULL, err);
+}
+
+/* One message by id: the newest snapshot this phone completed, kept with
+ * the state's stamp once a lookup has read it (HOME/root-cache/rollback),
+ * spares the next lookups the state; a backup since changes the stamp and
+ * the next lookup reads the state again. Either way a host that dropped
+ * the newest snapshot is refused. */
+static void test_rollback_one_message(void **state)
+{
+	char s2[32], s3[32], chat[256], file[4400], id[600], mark[4200], path[4200];
+	char *err = NULL, *p;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	(void)state;
+	pb_test_first_chat(dev, chat, sizeof(chat), file, sizeof(file), &buf, &len);
+	p = strstr((char *)buf, "\"messages\"");
+	assert_non_null(p);
+	p = strstr(p, "\"id\":");
+	assert_non_null(p);
+	snprintf(id, sizeof(id), "chat/%s/msg/%lld", chat, atoll(p + 5));
+	free(buf);
+	backup(NULL, 0);
+	/* The first lookup after a backup makes the state's WAL file anew
+	 * (its open does): the next one keeps the mark. */
+	assert_int_equal(restore_message(id, "1", NULL), 0);
+	assert_int_equal(restore_message(id, "2", NULL), 0);
+	snprintf(mark, sizeof(mark), "%s/root-cache/rollback", phone);
+	assert_int_equal(access(mark, F_OK), 0);
+	assert_int_equal(restore_message(id, "2b", NULL), 0);
+	/* A newer snapshot: the stamp changed, the state is read. */
+	snprintf(path, sizeof(path), "%s/credentials/zz-mark-1.json", dev);
+	write_text(path, "{\"checksum\":\"4BF5122F\",\"created\":0,\"data\":\"01\",\"id\":\"zz-mark-1\","
+			 "\"type\":\"other\"}\n");
+	backup(s2, sizeof(s2));
+	assert_int_equal(restore_message(id, "3", NULL), 0);
+	snprintf(path, sizeof(path), "%s/credentials/zz-mark-2.json", dev);
+	write_text(path, "{\"checksum\":\"4BF5122F\",\"created\":0,\"data\":\"02\",\"id\":\"zz-mark-2\","
+			 "\"type\":\"other\"}\n");
+	backup(s3, sizeof(s3));
+	host_drops_newest(s3);
+	/* The kept root is the host's latest (s2), the mark is older than
+	 * the backup of s3: refused, from the state. */
+	assert_int_not_equal(restore_message(id, "4", &err), 0);
+	assert_non_null(strstr(err, s2));
+	assert_non_null(strstr(err, s3));
+	free(err);
+	err = NULL;
+	/* Refused again from the mark that lookup kept. */
+	assert_int_not_equal(restore_message(id, "5", &err), 0);
+	assert_non_null(strstr(err, s2));
+	assert_non_null(strstr(err, s3));
+	free(err);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/credentials/zz-mark-1.json", dev);
+	unlink(path);
+}
+
 /* A restore into an existing folder whose last file cannot be renamed into
  * place (a folder stands at its path): the restore fails and names every
  * file it had already replaced, each of which is then complete. */
@@ -555,6 +623,7 @@ int main(void)
 		cmocka_unit_test(test_import_refuses_symlinked_device_folder),
 		cmocka_unit_test(test_unparseable_file_is_skipped),
 		cmocka_unit_test(test_rollback_needs_snapshot),
+		cmocka_unit_test(test_rollback_one_message),
 		cmocka_unit_test(test_restore_names_replaced_files),
 		cmocka_unit_test(test_failed_restore_leaves_target),
 	};

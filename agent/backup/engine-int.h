@@ -170,15 +170,18 @@ typedef struct pb__root_s {
 	size_t nm;
 	uint8_t *index; /* NULL for a version 1 root */
 	size_t nindex;
-	/* Loaded from the root cache: both point into this mapping. */
+	/* Loaded from the root cache: both point into this mapping, and
+	 * snap is the snapshot's id. */
 	uint8_t *map;
 	size_t map_len;
+	uint64_t snap;
 } pb__root_t;
 
 /* The latest root the phone opened for each device, kept parsed in
  * HOME/root-cache (agent/backup/root-cache.c): a lookup by id in the same
  * snapshot need not fetch and open it again. Load: PB_ENOTFOUND unless
- * the file holds snapshot snap of dev, kept with these keys. Save: best
+ * the file holds snapshot snap of dev (0: any, then root->snap says which),
+ * kept with these keys. Save: best
  * effort, roots with an index only. */
 PB_WUR int pb__root_cache_load(const char *home, const pb_backup_keys_t *keys, const uint8_t dev[16], uint64_t snap,
 			       pb__root_t *root);

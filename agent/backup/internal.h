@@ -110,6 +110,9 @@ void pb__manifest_writer_indexed(pb_manifest_writer_t *w);
 /* Tests only: backups write version 1 roots, as before the index, to show
  * that such snapshots still restore. */
 extern bool pb__manifest_write_v1;
+/* Entries a backup writes in one index chunk (512; readers take 1 to 4096).
+ * Tests set it to write index chunks as backups did before (4096). */
+extern size_t pb__manifest_idx_per_chunk;
 /* pb_manifest_root_open that also hands over the root's index (malloc'd
  * entries; NULL and 0 entries for a version 1 root); index may be NULL. */
 PB_WUR int pb__manifest_root_open_index(const pb_backup_keys_t *keys, const uint8_t *blob, size_t len,
@@ -121,9 +124,14 @@ size_t pb__manifest_index_pick(const uint8_t *index, size_t nindex, uint64_t key
 uint64_t pb__manifest_index_first(const uint8_t *index, size_t i);
 const uint8_t *pb__manifest_index_name(const uint8_t *index, size_t i);
 /* Opens an index chunk: the manifest chunk numbers listed for key (at most
- * cap of them). */
+ * cap of them). dctx: a decompression context of the caller's (NULL: one
+ * for the call). */
 PB_WUR int pb__manifest_index_find(const pb_backup_keys_t *keys, const uint8_t name[PB_STORE_NAME_LEN],
 				   const uint8_t *ct, size_t ct_len, uint64_t key, uint32_t *mchunks, size_t cap,
-				   size_t *n);
+				   size_t *n, struct ZSTD_DCtx_s *dctx);
+/* pb_manifest_chunk_open with the caller's decompression context. */
+PB_WUR int pb__manifest_chunk_open_dctx(const pb_backup_keys_t *keys, const uint8_t name[PB_STORE_NAME_LEN],
+					const uint8_t *ct, size_t ct_len, pb_manifest_item_cb cb, void *arg,
+					struct ZSTD_DCtx_s *dctx);
 
 #endif

@@ -32,6 +32,10 @@ struct local {
 		size_t len;
 	} q[GET_QUEUE];
 	uint64_t asked, got;
+	/* The listing list_send made, until list_recv takes it. */
+	pb_store_snapinfo_t *list;
+	size_t nlist;
+	int list_rc;
 	/* Commits asked for and not yet taken: their outcome. */
 	int commit_rc[COMMIT_QUEUE];
 	uint64_t asked_writes;
@@ -210,6 +214,34 @@ static int l_snapshot_list(pb_repo_t *r, const uint8_t *dev, pb_store_snapinfo_t
 	return rc;
 }
 
+/* Listed at once (nothing is in flight in this process); one at a time. */
+static int l_list_send(pb_repo_t *r, const uint8_t *dev, uint64_t *tok)
+{
+	struct local *l = L(r);
+
+	free(l->list);
+	l->list = NULL;
+	l->list_rc = l_snapshot_list(r, dev, &l->list, &l->nlist);
+	*tok = 1;
+	return 0;
+}
+
+static int l_list_recv(pb_repo_t *r, uint64_t tok, pb_store_snapinfo_t **out, size_t *n)
+{
+	struct local *l = L(r);
+	int rc = l->list_rc;
+
+	(void)tok;
+	*out = rc == 0 ? l->list : NULL;
+	*n = rc == 0 ? l->nlist : 0;
+	if (rc != 0)
+		free(l->list);
+	l->list = NULL;
+	l->nlist = 0;
+	l->list_rc = PB_ESTATE;
+	return rc;
+}
+
 static int l_snapshot_get(pb_repo_t *r, const uint8_t *dev, uint64_t snap, uint8_t **blob, size_t *len)
 {
 	pb_store_ns_t *ns;
@@ -288,6 +320,7 @@ static void l_close(pb_repo_t *r)
 
 	for (size_t i = 0; i < GET_QUEUE; i++)
 		slot_clear(&l->q[i]);
+	free(l->list);
 	pb_store_ns_close(l->own);
 	pb_store_close(l->store);
 	free(l);
@@ -296,7 +329,7 @@ static void l_close(pb_repo_t *r)
 static const pb_repo_ops_t local_ops = {
 	l_missing, l_put, l_commit, l_missing_send, l_missing_recv, l_commit_send, l_commit_recv, l_get_send,
 	l_get_recv, l_snapshot_list, l_snapshot_get, l_snapshot_put, l_blob_get, l_blob_put, l_devices,
-	l_close,
+	l_close, l_list_send, l_list_recv,
 };
 
 static int local_open(const char *dir, const char *account, const uint8_t device_id[16], bool ro, pb_repo_t **out)

@@ -23,8 +23,8 @@
  * The id index (version 2): an item's id key is the first 8 bytes (read
  * little-endian) of BLAKE2b(id) keyed with the naming key. Every item adds
  * (key, number of the manifest chunk that lists it); at finish these are
- * sorted and cut into index chunks of up to 4096 entries, sealed under the
- * manifest key:
+ * sorted and cut into index chunks of up to 512 entries (a reader takes up
+ * to 4096, as written before), sealed under the manifest key:
  *   "PBMI" | u8 1 | 3 zero bytes | u32 count | count × (u64 key | u32 mchunk)
  * and the root lists each index chunk's first key and name. One item by id
  * is then the root, one index chunk (rarely two, when equal keys straddle
@@ -50,7 +50,12 @@
 #define IDX_MAGIC "PBMI"
 #define IDX_VERSION 1
 #define IDX_ENT_LEN 12     /* u64 key | u32 manifest chunk */
-#define IDX_PER_CHUNK 4096 /* entries per index chunk: 48 KiB */
+/* Entries per index chunk: a reader takes up to IDX_PER_CHUNK (48 KiB,
+ * what backups wrote first), a backup writes pb__manifest_idx_per_chunk
+ * (512 by default: 6 KiB, so that one lookup opens 6 KiB, not 48, while
+ * a million ids add some 80 kB to the root). */
+#define IDX_PER_CHUNK 4096
+#define IDX_WRITE_PER_CHUNK 512
 #define ROOT_IDX_LEN (8 + PB_STORE_NAME_LEN)
 #define MF_HDR_LEN 12
 /* zstd's level for manifest chunks: records are mostly names and hashes,
@@ -240,6 +245,7 @@ static int writer_emit(pb_manifest_writer_t *w)
 }
 
 bool pb__manifest_write_v1;
+size_t pb__manifest_idx_per_chunk = IDX_WRITE_PER_CHUNK;
 
 void pb__manifest_writer_indexed(pb_manifest_writer_t *w)
 {
@@ -499,27 +505,29 @@ static int sort_idx(pb_manifest_writer_t *w)
  * its first key and its name (the root's index). */
 static int write_index(pb_manifest_writer_t *w, uint8_t **out, size_t *nout)
 {
-	size_t u = 0, nchunks, plen;
+	size_t per = pb__manifest_idx_per_chunk, u = 0, nchunks, plen;
 	uint8_t *plain = NULL;
 	int rc = 0;
 
 	*out = NULL;
 	*nout = 0;
+	if (per == 0 || per > IDX_PER_CHUNK)
+		per = IDX_WRITE_PER_CHUNK;
 	if ((rc = sort_idx(w)) != 0)
 		return rc;
 	for (size_t i = 0; i < w->nidx; i++)
 		if (u == 0 || cmp_idx(&w->idx[u - 1], &w->idx[i]) != 0)
 			w->idx[u++] = w->idx[i];
 	w->nidx = u;
-	nchunks = (u + IDX_PER_CHUNK - 1) / IDX_PER_CHUNK;
-	plain = malloc(MF_HDR_LEN + IDX_PER_CHUNK * IDX_ENT_LEN);
+	nchunks = (u + per - 1) / per;
+	plain = malloc(MF_HDR_LEN + per * IDX_ENT_LEN);
 	*out = malloc(nchunks ? nchunks * ROOT_IDX_LEN : 1);
 	if (plain == NULL || *out == NULL) {
 		rc = PB_ENOMEM;
 		goto out;
 	}
 	for (size_t c = 0; c < nchunks && rc == 0; c++) {
-		size_t first = c * IDX_PER_CHUNK, n = u - first < IDX_PER_CHUNK ? u - first : IDX_PER_CHUNK;
+		size_t first = c * per, n = u - first < per ? u - first : per;
 		uint8_t *e = *out + c * ROOT_IDX_LEN;
 
 		memcpy(plain, IDX_MAGIC, 4);
@@ -828,19 +836,18 @@ const uint8_t *pb__manifest_index_name(const uint8_t *index, size_t i)
 }
 
 int pb__manifest_index_find(const pb_backup_keys_t *keys, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct,
-			    size_t ct_len, uint64_t key, uint32_t *mchunks, size_t cap, size_t *n)
+			    size_t ct_len, uint64_t key, uint32_t *mchunks, size_t cap, size_t *n, struct ZSTD_DCtx_s *dctx)
 {
 	size_t plen = 0, count, lo = 0, hi;
-	uint8_t *plain = malloc(MF_HDR_LEN + IDX_PER_CHUNK * IDX_ENT_LEN);
+	uint8_t *plain = NULL;
 	int rc;
 
 	*n = 0;
-	if (plain == NULL)
-		return PB_ENOMEM;
-	rc = pb__open(keys->manifest, keys->name, name, ct, ct_len, plain, MF_HDR_LEN + IDX_PER_CHUNK * IDX_ENT_LEN,
-		      &plen);
+	/* A buffer of the chunk's size: 6 KiB for what backups write now. */
+	rc = pb__open_alloc(keys->manifest, keys->name, name, ct, ct_len, MF_HDR_LEN + IDX_PER_CHUNK * IDX_ENT_LEN,
+			    &plain, &plen, dctx);
 	if (rc < 0)
-		goto out;
+		return rc;
 	if (plen < MF_HDR_LEN || memcmp(plain, IDX_MAGIC, 4) != 0 || plain[4] != IDX_VERSION) {
 		rc = PB_EMALFORMED;
 		goto out;
@@ -869,6 +876,13 @@ out:
 int pb_manifest_chunk_open(const pb_backup_keys_t *keys, const uint8_t name[PB_STORE_NAME_LEN],
 			   const uint8_t *ct, size_t ct_len, pb_manifest_item_cb cb, void *arg)
 {
+	return pb__manifest_chunk_open_dctx(keys, name, ct, ct_len, cb, arg, NULL);
+}
+
+int pb__manifest_chunk_open_dctx(const pb_backup_keys_t *keys, const uint8_t name[PB_STORE_NAME_LEN],
+				 const uint8_t *ct, size_t ct_len, pb_manifest_item_cb cb, void *arg,
+				 struct ZSTD_DCtx_s *dctx)
+{
 	uint8_t *plain = NULL;
 	size_t plen = 0;
 	int rc;
@@ -877,7 +891,7 @@ int pb_manifest_chunk_open(const pb_backup_keys_t *keys, const uint8_t name[PB_S
 		return PB_EINVAL;
 	/* A buffer of the chunk's size, not of the largest chunk's. */
 	rc = pb__open_alloc(keys->manifest, keys->name, name, ct, ct_len, PB_MANIFEST_CHUNK_PLAIN_MAX, &plain, &plen,
-			    NULL);
+			    dctx);
 	if (rc != 0)
 		return rc;
 	rc = pb_manifest_parse(plain, plen, cb, arg);

@@ -273,23 +273,37 @@ static int r_get_recv(pb_repo_t *r, uint64_t tok, uint8_t **ct, size_t *len)
 	return rc;
 }
 
-static int r_snapshot_list(pb_repo_t *r, const uint8_t *dev, pb_store_snapinfo_t **out, size_t *n)
+static int r_list_send(pb_repo_t *r, const uint8_t *dev, uint64_t *tok)
 {
 	Peerback__Request req;
 	Peerback__SnapshotList sl;
+	int rc;
+
+	peerback__request__init(&req);
+	peerback__snapshot_list__init(&sl);
+	sl.device = dev_bytes(dev);
+	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_LIST;
+	req.snapshot_list = &sl;
+	/* Not held: it pushes the chunk requests held before it. */
+	rc = send_req(R(r), &req);
+	*tok = req.id;
+	return rc;
+}
+
+static int r_list_recv(pb_repo_t *r, uint64_t tok, pb_store_snapinfo_t **out, size_t *n)
+{
 	pb_envelope_t *in;
 	size_t k;
 	int rc;
 
 	*out = NULL;
 	*n = 0;
-	peerback__request__init(&req);
-	peerback__snapshot_list__init(&sl);
-	sl.device = dev_bytes(dev);
-	req.op_case = PEERBACK__REQUEST__OP_SNAPSHOT_LIST;
-	req.snapshot_list = &sl;
-	if ((rc = call_expect(R(r), &req, PEERBACK__REPLY__OP_SNAPSHOTS, &in)) != 0)
+	if ((rc = pb__phone_reply(&R(r)->c, tok, &in)) != 0)
 		return rc;
+	if (in->reply->op_case != PEERBACK__REPLY__OP_SNAPSHOTS) {
+		pb__envelope_free(in);
+		return PB_EENV_MALFORMED;
+	}
 	k = in->reply->snapshots->n_snapshots;
 	*out = calloc(k ? k : 1, sizeof(**out));
 	if (*out == NULL) {
@@ -307,6 +321,16 @@ static int r_snapshot_list(pb_repo_t *r, const uint8_t *dev, pb_store_snapinfo_t
 	*n = k;
 	pb__envelope_free(in);
 	return 0;
+}
+
+static int r_snapshot_list(pb_repo_t *r, const uint8_t *dev, pb_store_snapinfo_t **out, size_t *n)
+{
+	uint64_t tok;
+	int rc = r_list_send(r, dev, &tok);
+
+	*out = NULL;
+	*n = 0;
+	return rc != 0 ? rc : r_list_recv(r, tok, out, n);
 }
 
 static int r_snapshot_get(pb_repo_t *r, const uint8_t *dev, uint64_t snap, uint8_t **blob, size_t *len)
@@ -406,7 +430,7 @@ static void r_close(pb_repo_t *r)
 static const pb_repo_ops_t remote_ops = {
 	r_missing, r_put, r_commit, r_missing_send, r_missing_recv, r_commit_send, r_commit_recv, r_get_send,
 	r_get_recv, r_snapshot_list, r_snapshot_get, r_snapshot_put, r_blob_get, r_blob_put, r_devices,
-	r_close,
+	r_close, r_list_send, r_list_recv,
 };
 
 int pb__repo_remote_open(const char *home, const char *which, int timeout_ms, const char *device_dir,

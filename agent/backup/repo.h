@@ -60,6 +60,11 @@ typedef struct pb_repo_ops_s {
 	/* The account's devices that have snapshots. */
 	int (*devices)(pb_repo_t *r, pb_repo_device_t **out, size_t *n);
 	void (*close)(pb_repo_t *r);
+	/* snapshot_list in two steps, answered in order with get_send's
+	 * requests: list_send sends at once what get_send held with it, so
+	 * that chunks asked ahead of it go out in the same segment. */
+	int (*list_send)(pb_repo_t *r, const uint8_t *dev, uint64_t *tok);
+	int (*list_recv)(pb_repo_t *r, uint64_t tok, pb_store_snapinfo_t **out, size_t *n);
 } pb_repo_ops_t;
 
 struct pb_repo_s {
@@ -89,6 +94,18 @@ static inline void pb__repo_close(pb_repo_t *r)
 		r->ops->close(r);
 }
 
+/* The latest of the n snapshots s that a listing answered with rc (s is
+ * freed); PB_ESTORE_NOSNAP if none. */
+static inline int pb__repo_latest_of(int rc, pb_store_snapinfo_t *s, size_t n, uint64_t *snap)
+{
+	*snap = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		if (s[i].id > *snap)
+			*snap = s[i].id;
+	free(s);
+	return rc != 0 ? rc : *snap == 0 ? PB_ESTORE_NOSNAP : 0;
+}
+
 /* The id of dev's latest snapshot; PB_ESTORE_NOSNAP if none. */
 static inline int pb__repo_latest(pb_repo_t *r, const uint8_t *dev, uint64_t *snap)
 {
@@ -96,12 +113,7 @@ static inline int pb__repo_latest(pb_repo_t *r, const uint8_t *dev, uint64_t *sn
 	size_t n = 0;
 	int rc = r->ops->snapshot_list(r, dev, &s, &n);
 
-	*snap = 0;
-	for (size_t i = 0; rc == 0 && i < n; i++)
-		if (s[i].id > *snap)
-			*snap = s[i].id;
-	free(s);
-	return rc != 0 ? rc : *snap == 0 ? PB_ESTORE_NOSNAP : 0;
+	return pb__repo_latest_of(rc, s, n, snap);
 }
 
 /* One chunk, asked for and received. */

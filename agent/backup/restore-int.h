@@ -79,8 +79,26 @@ struct restore {
 		uint8_t name[PB_STORE_NAME_LEN];
 		uint8_t *ct;
 		size_t len;
-	} pre[4];
+	} pre[6];
 	size_t npre;
+	/* The rollback check's value taken from HOME/root-cache/rollback
+	 * (agent/backup/restore-mark.c) instead of the state: marked. */
+	bool marked, mark_has;
+	uint64_t mark_known;
+	/* The decompression context of a lookup by id's index and manifest
+	 * chunks, or NULL. */
+	struct ZSTD_DCtx_s *dctx;
+	/* Asked ahead (pb__restore_ask_ahead), answers not yet taken: the
+	 * latest snapshot of dev and the index chunks pre[0..ngets) of the
+	 * root the root cache holds for dev (root, opened with keys). */
+	struct ahead {
+		bool pending, listed;
+		uint8_t dev[16];
+		uint64_t list_tok, tok[2];
+		size_t ngets;
+		pb_backup_keys_t keys;
+		pb__root_t root;
+	} ahead;
 };
 
 /* Item selection and collection (agent/backup/restore-items.c). */
@@ -92,6 +110,25 @@ void pb__restore_items_free(struct restore *r);
 
 /* pb__repo_latest, asked of the repository once per run and device. */
 PB_WUR int pb__restore_latest(struct restore *r, const uint8_t dev[16], uint64_t *snap);
+
+/* A restore of one chat message asks, before it opens the phone's state,
+ * for the latest snapshot and the index chunks the root cache names for
+ * the message; pb__restore_ahead_take takes the answers (before any other
+ * request is answered: pb__restore_latest, pb__restore_open_snapshot and
+ * the device list call it). */
+void pb__restore_ask_ahead(struct restore *r, const char *want);
+void pb__restore_ahead_take(struct restore *r);
+void pb__restore_ahead_free(struct restore *r);
+
+/* The rollback check's value (pb_backup_state_host_done: the newest
+ * snapshot this phone completed with the host host_pk; has: there is one)
+ * kept beside the state's stamp (agent/backup/restore-mark.c). Load:
+ * PB_ENOTFOUND unless kept for this host and the state is unchanged since.
+ * Save: began is pb__rollback_mark_clock() just before the value was read;
+ * nothing is kept if the state changed since. */
+uint64_t pb__rollback_mark_clock(void);
+PB_WUR int pb__rollback_mark_load(const char *home, const uint8_t host_pk[32], uint64_t *known, bool *has);
+void pb__rollback_mark_save(const char *home, const uint8_t host_pk[32], uint64_t began, uint64_t known, bool has);
 
 /* Opens the snapshot (snap 0: the latest) of r->dev_id with the right key:
  * its manifest chunks, and its id index in r->index. */

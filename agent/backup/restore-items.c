@@ -8,10 +8,12 @@
 #include <string.h>
 
 #include <sodium.h>
+#include <zstd.h>
 
 #include "agent/backup/restore-int.h"
 
 static bool selected(const struct restore *r, const pb_manifest_item_t *m);
+static bool ahead_root(struct restore *r, uint64_t snap);
 
 static bool wanted(const struct restore *r, const pb_manifest_item_t *m)
 {
@@ -115,6 +117,7 @@ void pb__restore_items_free(struct restore *r)
  * fast path, the rollback check and the snapshot's opening all need it. */
 int pb__restore_latest(struct restore *r, const uint8_t dev[16], uint64_t *snap)
 {
+	pb__restore_ahead_take(r);
 	if (!r->latest_asked || memcmp(r->latest_dev, dev, sizeof(r->latest_dev)) != 0) {
 		memcpy(r->latest_dev, dev, sizeof(r->latest_dev));
 		r->latest_rc = pb__repo_latest(r->repo, dev, &r->latest);
@@ -160,6 +163,21 @@ int pb__restore_open_snapshot(struct restore *r, uint64_t *snap, name_t **mchunk
 	int64_t when;
 	int rc;
 
+	pb__restore_ahead_take(r);
+	if (!r->keys_ready && wants_id(r) && r->ahead.root.map != NULL) {
+		if (*snap == 0 && (rc = pb__restore_latest(r, r->dev_id, snap)) != 0)
+			return rc;
+		if (ahead_root(r, *snap)) {
+			r->res->snapshot = *snap;
+			*mchunks = r->cached_root.mchunks;
+			*nm = r->cached_root.nm;
+			*nitems = r->cached_root.nitems;
+			r->index = r->cached_root.index;
+			r->nindex = r->cached_root.nindex;
+			return 0;
+		}
+	}
+	pb__restore_ahead_free(r);
 	if (!r->keys_ready) {
 		if ((rc = pb__master_key(r->repo, r->o, r->dev_id, false, mk)) != 0)
 			return rc;
@@ -202,18 +220,148 @@ int pb__restore_open_snapshot(struct restore *r, uint64_t *snap, name_t **mchunk
 /* The id index answers for one item by id: a fetch, or a restore of one
  * chat message (which has no items under it; anything else may, and
  * walks). */
-bool pb__restore_index_applies(const struct restore *r, enum restore_mode mode, const char *want)
+static bool message_id(const char *want)
 {
 	const char *msg;
 
+	if (strncmp(want, "chat/", 5) != 0)
+		return false;
+	msg = strstr(want, "/msg/");
+	return msg != NULL && msg[5] != 0 && strchr(msg + 5, '/') == NULL;
+}
+
+bool pb__restore_index_applies(const struct restore *r, enum restore_mode mode, const char *want)
+{
 	if (want == NULL || r->index == NULL)
 		return false;
 	if (mode == MODE_FETCH)
 		return true;
-	if (mode != MODE_RESTORE || r->o->dry_run || strncmp(want, "chat/", 5) != 0)
+	return mode == MODE_RESTORE && !r->o->dry_run && message_id(want);
+}
+
+/* The ids a lookup of want through the index finds: for a message of a
+ * restore its chat's frame first (frame holds it), then want. */
+static size_t lookup_ids(const struct restore *r, const char *want, char frame[PB_ITEM_ID_MAX + 1],
+			 const char *ids[2])
+{
+	const char *msg = strstr(want, "/msg/");
+	size_t n = 0;
+
+	if (r->exact_id == NULL && msg != NULL) {
+		snprintf(frame, PB_ITEM_ID_MAX + 1, "%.*s", (int)(msg - want), want);
+		ids[n++] = frame;
+	}
+	ids[n++] = want;
+	return n;
+}
+
+/* --- Asked ahead ------------------------------------------------------------------ */
+
+/* The latest snapshot and the index chunks are asked for before the
+ * phone opens its state (which then overlaps the host's answer), in one
+ * segment: the chunks as the root the root cache holds for the device
+ * names them (when that root is still the latest, as it is between
+ * backups), then the listing. A chunk asked for in vain (a newer
+ * snapshot) costs a few kB; any chunk is checked against its name when
+ * opened. The key is the phone's own (its master.key, or the one the
+ * caller gave): the cache's check value, keyed with it, says that it
+ * opened that root. */
+void pb__restore_ask_ahead(struct restore *r, const char *want)
+{
+	const pb_engine_opts_t *o = r->o;
+	struct ahead *a = &r->ahead;
+	uint8_t mk[PB_MASTERKEY_LEN];
+	char frame[PB_ITEM_ID_MAX + 1];
+	const char *ids[2];
+	size_t n, len = 0;
+	bool keyed;
+
+	if (want == NULL || r->repo->ops->list_send == NULL || o->snapshot != 0 || o->dry_run || !message_id(want))
+		return;
+	if (o->from_device == NULL)
+		memcpy(a->dev, r->repo->device_id, sizeof(a->dev));
+	else if (sodium_hex2bin(a->dev, sizeof(a->dev), o->from_device, strlen(o->from_device), NULL, &len, NULL) !=
+			 0 ||
+		 len != sizeof(a->dev))
+		return; /* a device's name: the device list finds it */
+	if (o->master_key != NULL) {
+		memcpy(mk, o->master_key, sizeof(mk));
+		keyed = true;
+	} else {
+		keyed = pb__master_local(o->home, mk) == 0;
+	}
+	if (keyed) {
+		pb_backup_keys_derive(mk, &a->keys);
+		if (pb__root_cache_load(o->home, &a->keys, a->dev, 0, &a->root) != 0)
+			memset(&a->root, 0, sizeof(a->root));
+	}
+	sodium_memzero(mk, sizeof(mk));
+	a->pending = true;
+	if (a->root.map != NULL) {
+		n = lookup_ids(r, want, frame, ids);
+		for (size_t i = 0; i < n; i++) {
+			uint64_t key = pb__manifest_id_key(&a->keys, ids[i], strlen(ids[i]));
+			const uint8_t *name = pb__manifest_index_name(
+				a->root.index, pb__manifest_index_pick(a->root.index, a->root.nindex, key));
+
+			if (a->ngets > 0 && memcmp(r->pre[0].name, name, PB_STORE_NAME_LEN) == 0)
+				continue;
+			if (r->repo->ops->get_send(r->repo, a->dev, name, &a->tok[a->ngets]) != 0)
+				return;
+			memcpy(r->pre[a->ngets].name, name, PB_STORE_NAME_LEN);
+			r->pre[a->ngets].ct = NULL;
+			r->npre = ++a->ngets;
+		}
+	}
+	a->listed = r->repo->ops->list_send(r->repo, a->dev, &a->list_tok) == 0;
+}
+
+/* Takes what pb__restore_ask_ahead asked for, in the order asked: the
+ * chunks into r->pre (one not received is asked for again when needed),
+ * the listing as pb__restore_latest's answer for the device. */
+void pb__restore_ahead_take(struct restore *r)
+{
+	struct ahead *a = &r->ahead;
+	pb_store_snapinfo_t *s = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (!a->pending)
+		return;
+	a->pending = false;
+	for (size_t k = 0; k < a->ngets; k++) {
+		r->pre[k].ct = NULL;
+		if (r->repo->ops->get_recv(r->repo, a->tok[k], &r->pre[k].ct, &r->pre[k].len) != 0)
+			r->pre[k].ct = NULL;
+	}
+	if (!a->listed)
+		return;
+	rc = r->repo->ops->list_recv(r->repo, a->list_tok, &s, &n);
+	memcpy(r->latest_dev, a->dev, sizeof(r->latest_dev));
+	r->latest_rc = pb__repo_latest_of(rc, s, n, &r->latest);
+	r->latest_asked = true;
+}
+
+void pb__restore_ahead_free(struct restore *r)
+{
+	if (r->ahead.root.map != NULL)
+		pb__root_free(&r->ahead.root);
+	pb_backup_keys_wipe(&r->ahead.keys);
+}
+
+/* The root asked ahead with, when the snapshot is still the one the root
+ * cache holds: it and its keys serve the restore. */
+static bool ahead_root(struct restore *r, uint64_t snap)
+{
+	struct ahead *a = &r->ahead;
+
+	if (a->root.map == NULL || a->root.snap != snap || memcmp(a->dev, r->dev_id, sizeof(a->dev)) != 0)
 		return false;
-	msg = strstr(want, "/msg/");
-	return msg != NULL && msg[5] != 0 && strchr(msg + 5, '/') == NULL;
+	r->keys = a->keys;
+	r->keys_ready = true;
+	r->cached_root = a->root;
+	memset(&a->root, 0, sizeof(a->root));
+	return true;
 }
 
 struct find {
@@ -283,6 +431,16 @@ void pb__restore_prefetch_free(struct restore *r)
 	r->npre = 0;
 }
 
+/* One decompression context for the chunks of a lookup by id (each
+ * context is some 160 kB mapped, initialised and unmapped); NULL if none
+ * could be made (each open then makes its own). */
+static struct ZSTD_DCtx_s *lookup_dctx(struct restore *r)
+{
+	if (r->dctx == NULL)
+		r->dctx = ZSTD_createDCtx();
+	return r->dctx;
+}
+
 /* A chunk of a lookup by id: a copy of the one prefetched, else asked for. */
 static int lookup_get(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **ct, size_t *len)
 {
@@ -307,7 +465,7 @@ static int index_chunk(struct restore *r, const name_t *mchunks, size_t i, const
 	int rc = lookup_get(r, mchunks[i], &ct, &len);
 
 	if (rc == 0)
-		rc = pb_manifest_chunk_open(&r->keys, mchunks[i], ct, len, find_item, &f);
+		rc = pb__manifest_chunk_open_dctx(&r->keys, mchunks[i], ct, len, find_item, &f, lookup_dctx(r));
 	free(ct);
 	*was_first = f.was_first;
 	return rc;
@@ -327,7 +485,8 @@ static int index_candidates(struct restore *r, const char *id, uint32_t cand[8],
 		size_t len = 0, k = 0;
 
 		if ((rc = lookup_get(r, name, &ct, &len)) == 0)
-			rc = pb__manifest_index_find(&r->keys, name, ct, len, key, cand + *nc, 8 - *nc, &k);
+			rc = pb__manifest_index_find(&r->keys, name, ct, len, key, cand + *nc, 8 - *nc, &k,
+						     lookup_dctx(r));
 		free(ct);
 		if (rc != 0)
 			return rc;
@@ -380,20 +539,15 @@ static int index_collect(struct restore *r, const name_t *mchunks, size_t nm, co
  * chunks they name, then the item's chunks. */
 int pb__restore_index_collect(struct restore *r, const char *want, const name_t *mchunks, size_t nm)
 {
-	const char *msg = strstr(want, "/msg/");
 	char frame[PB_ITEM_ID_MAX + 1];
 	const char *ids[2];
 	const uint8_t *names[2];
 	uint32_t cand[2][8];
-	size_t nc[2] = { 0, 0 }, n = 0, k;
+	size_t nc[2] = { 0, 0 }, n, k;
 	int rc = 0;
 
 	r->res->by_index = true;
-	if (r->exact_id == NULL && msg != NULL) {
-		snprintf(frame, sizeof(frame), "%.*s", (int)(msg - want), want);
-		ids[n++] = frame;
-	}
-	ids[n++] = want;
+	n = lookup_ids(r, want, frame, ids);
 	/* An empty index (an empty snapshot) names no chunk. */
 	for (size_t i = 0; i < n && r->nindex > 0; i++) {
 		uint64_t key = pb__manifest_id_key(&r->keys, ids[i], strlen(ids[i]));

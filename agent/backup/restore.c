@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <sodium.h>
+#include <zstd.h>
 
 #include "peerback.h"
 #include "agent/backup/engine-int.h"
@@ -602,6 +603,7 @@ static int pick_device(struct restore *r)
 	 * devices is not needed then. */
 	if (r->o->from_device == NULL && pb__restore_latest(r, r->dev_id, &latest) == 0)
 		return 0;
+	pb__restore_ahead_take(r);
 	if ((rc = r->repo->ops->devices(r->repo, &d, &nd)) != 0)
 		return rc;
 	if (r->o->from_device != NULL) {
@@ -755,21 +757,34 @@ static int check_rollback(struct restore *r)
 		return 0;
 	if (memcmp(r->repo->device_id, r->dev_id, sizeof(r->dev_id)) != 0)
 		return 0;
-	if (r->st != NULL) {
-		st = r->st;
-		r->st = NULL;
-	} else {
-		if (pb__state_path(r->o->home, path, sizeof(path)) != 0 || stat(path, &sb) != 0)
+	if (r->marked) {
+		/* The value as the state held it, unchanged since. */
+		if (!r->mark_has)
 			return 0;
-		if ((rc = pb_backup_state_open_ro(path, &st)) != 0)
+		known = r->mark_known;
+	} else {
+		uint64_t began = pb__rollback_mark_clock();
+
+		if (r->st != NULL) {
+			st = r->st;
+			r->st = NULL;
+		} else {
+			if (pb__state_path(r->o->home, path, sizeof(path)) != 0 || stat(path, &sb) != 0)
+				return 0;
+			if ((rc = pb_backup_state_open_ro(path, &st)) != 0)
+				return rc;
+		}
+		rc = pb_backup_state_host_done(st, r->repo->host_pk, &known);
+		pb_backup_state_close(st);
+		if (rc != 0 && rc != PB_ENOTFOUND)
 			return rc;
+		/* Kept for the next lookup of a message, which then need
+		 * not open the state (when it has the root kept too). */
+		if (r->ahead.listed)
+			pb__rollback_mark_save(r->o->home, r->repo->host_pk, began, known, rc == 0);
+		if (rc == PB_ENOTFOUND)
+			return 0;
 	}
-	rc = pb_backup_state_host_done(st, r->repo->host_pk, &known);
-	pb_backup_state_close(st);
-	if (rc == PB_ENOTFOUND)
-		return 0;
-	if (rc != 0)
-		return rc;
 	rc = pb__restore_latest(r, r->dev_id, &latest);
 	if (rc != 0 && rc != PB_ESTORE_NOSNAP)
 		return rc;
@@ -857,6 +872,16 @@ static int fast_restore(struct restore *r, enum restore_mode mode, const char *w
 	*done = false;
 	if (want == NULL || o->from_device != NULL)
 		return 0;
+	/* One chat message, asked ahead through the kept root (a message of
+	 * a chat stream has no row in the state: the index finds it), and
+	 * the rollback check's value kept from an unchanged state: the state
+	 * is not opened. */
+	if (mode == MODE_RESTORE && o->snapshot == 0 && r->ahead.root.map != NULL &&
+	    memcmp(r->ahead.dev, r->repo->device_id, sizeof(r->ahead.dev)) == 0 &&
+	    pb__rollback_mark_load(o->home, r->repo->host_pk, &r->mark_known, &r->mark_has) == 0) {
+		r->marked = true;
+		return 0;
+	}
 	/* "chat/42" brings its files too, found by path: walk. */
 	msg = strstr(want, "/msg/");
 	if (strncmp(want, "chat/", 5) == 0 && msg == NULL)
@@ -973,6 +998,9 @@ static int restore_begin(struct restore *r, enum restore_mode mode)
 		return rc;
 	if (mode != MODE_RESTORE)
 		return 0;
+	/* One message: the host answers while the target and the state are
+	 * opened. */
+	pb__restore_ask_ahead(r, r->exact_id != NULL ? r->exact_id : o->item_id);
 	if ((rc = pb__engine_provider(o, &r->prov, &r->prov_owned)) != 0)
 		return rc;
 	if (o->dry_run)
@@ -1037,7 +1065,12 @@ static void restore_free(struct restore *r)
 		pb__root_free(&r->cached_root);
 	else
 		free(r->index);
+	/* Answers asked ahead and never taken (a run that stopped early) are
+	 * taken: a repository the caller keeps is left with none pending. */
+	pb__restore_ahead_take(r);
 	pb__restore_prefetch_free(r);
+	pb__restore_ahead_free(r);
+	ZSTD_freeDCtx(r->dctx);
 	pb_backup_state_close(r->st);
 	local_free(r);
 	pb__cache_close(r->cache);

@@ -106,10 +106,14 @@ int pb__root_cache_load(const char *home, const pb_backup_keys_t *keys, const ui
 	if (map == MAP_FAILED)
 		return PB_ENOTFOUND;
 	hdr = map;
+	/* Any snapshot: the one the file holds (bound to the keys all the
+	 * same). */
+	if (snap == 0)
+		snap = get64(hdr + 24);
 	check_value(keys, dev, snap, check);
 	nm = get64(hdr + 64);
 	ni = get64(hdr + 72);
-	if (memcmp(hdr, RC_MAGIC, 8) != 0 || memcmp(hdr + 8, dev, 16) != 0 || get64(hdr + 24) != snap ||
+	if (memcmp(hdr, RC_MAGIC, 8) != 0 || memcmp(hdr + 8, dev, 16) != 0 || get64(hdr + 24) != snap || snap == 0 ||
 	    sodium_memcmp(hdr + 32, check, 16) != 0 || nm > RC_MAX_ENTRIES || ni > RC_MAX_ENTRIES || ni == 0 ||
 	    (uint64_t)sb.st_size != RC_HDR + nm * PB_STORE_NAME_LEN + ni * RC_IDX_LEN) {
 		munmap(map, (size_t)sb.st_size);
@@ -117,6 +121,7 @@ int pb__root_cache_load(const char *home, const pb_backup_keys_t *keys, const ui
 	}
 	root->map = map;
 	root->map_len = (size_t)sb.st_size;
+	root->snap = snap;
 	root->time = (int64_t)get64(hdr + 48);
 	root->nitems = get64(hdr + 56);
 	root->mchunks = (name_t *)(root->map + RC_HDR);
