@@ -427,6 +427,8 @@ enum role {
 	ROLE_MSG,       /* one message: a tree */
 	ROLE_TREE,      /* a value inside a message or a chat's field */
 	ROLE_SKIP,      /* a value that is read and dropped */
+	ROLE_DMSG,      /* one message written as it is read (sink.message_canon) */
+	ROLE_DVAL,      /* a container inside such a message */
 };
 
 struct level {
@@ -434,6 +436,17 @@ struct level {
 	pb__cj_t *node; /* ROLE_MSG/ROLE_TREE: the container being built */
 	char *key;      /* pending member name in an object */
 	bool is_root;
+	/* ROLE_DMSG/ROLE_DVAL: the pending member name's length (its bytes
+	 * are written already), the members so far, an object? */
+	size_t key_len, n;
+	bool has_key, is_object;
+};
+
+/* A message member written as it is read: where its bytes are in the
+ * canonical buffer and its rank (255: not a known member). */
+struct dseg {
+	size_t off, len;
+	unsigned char rank;
 };
 
 struct pb__chat_tg_s {
@@ -452,6 +465,16 @@ struct pb__chat_tg_s {
 	uint8_t *fbuf;
 	size_t fcap;
 	uint64_t offset; /* bytes of input consumed before the current feed */
+	/* A message written as it is read: canon holds "{" and its members
+	 * in the order they came, separated by commas; segs says where each
+	 * is. Members out of canonical order are put in place at its end. */
+	pb_buf_t canon, resort;
+	struct dseg *segs;
+	size_t nsegs, segcap;
+	unsigned char last_rank;
+	bool sorted;
+	int id_state; /* 0: no "id" yet, 1: pending, 2: seen */
+	pb_buf_t id;  /* the first "id" member's number, or empty */
 };
 
 static int fail(struct pb__chat_tg_s *p, int err, const char *what)
@@ -658,6 +681,8 @@ static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool i
 		r = ROLE_TREE;
 		break;
 	case ROLE_SKIP:
+	case ROLE_DMSG: /* not placed here: see d_value */
+	case ROLE_DVAL:
 		key_free(key);
 		pb__cj_free(node);
 		node = NULL;
@@ -665,6 +690,162 @@ static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool i
 		break;
 	}
 	*role = r;
+	return 1;
+}
+
+/* --- A message written as it is read -------------------------------------- *
+ * With sink.message_canon, a message's canonical form is written from the
+ * parser's events, with no tree: inside a message every value is written
+ * as it came, only the message's own members are ordered (write_ranked).
+ * Each member is a segment of p->canon; when one comes before the rank of
+ * an earlier one, the segments are put in place at the message's end. The
+ * checks are place()'s, on the same figures. */
+
+static bool direct(const struct level *l)
+{
+	return l != NULL && (l->role == ROLE_DMSG || l->role == ROLE_DVAL);
+}
+
+static int d_message_begin(struct pb__chat_tg_s *p)
+{
+	p->canon.len = 0;
+	p->nsegs = 0;
+	p->last_rank = 0;
+	p->sorted = true;
+	p->id_state = 0;
+	p->id.len = 0;
+	return out_add(&p->canon, "{", 1);
+}
+
+/* place()'s checks for a value (n bytes of text) under l, and the comma
+ * before an array's next value. Returns 1 to continue. */
+static int d_value(struct pb__chat_tg_s *p, struct level *l, size_t n)
+{
+	if (account(p, l->key_len + n) == 0)
+		return 0;
+	if (l->n >= 1000000)
+		return fail(p, PB_ETOOBIG, "an array or object has too many members");
+	if (!l->is_object && l->n > 0 && out_add(&p->canon, ",", 1) != 0)
+		return fail(p, PB_ENOMEM, "out of memory");
+	l->n++;
+	l->key_len = 0;
+	return 1;
+}
+
+static int d_key(struct pb__chat_tg_s *p, struct level *l, const unsigned char *key, size_t len)
+{
+	if (l->role == ROLE_DMSG) {
+		const char *pk = pool_key(key, len);
+		int i = pk != NULL ? pool_index(pk) : -1;
+		unsigned char rank = i >= 0 && i < MESSAGE_KEYS ? (unsigned char)i : 255;
+		struct dseg *ns;
+
+		if (p->nsegs == p->segcap) {
+			size_t cap = p->segcap ? 2 * p->segcap : 64;
+
+			if ((ns = realloc(p->segs, cap * sizeof(*ns))) == NULL)
+				return fail(p, PB_ENOMEM, "out of memory");
+			p->segs = ns;
+			p->segcap = cap;
+		}
+		if (p->nsegs > 0 && out_add(&p->canon, ",", 1) != 0)
+			return fail(p, PB_ENOMEM, "out of memory");
+		p->segs[p->nsegs++] = (struct dseg){p->canon.len, 0, rank};
+		if (rank < p->last_rank)
+			p->sorted = false;
+		else
+			p->last_rank = rank;
+		if (i == 0 && p->id_state == 0)
+			p->id_state = 1;
+	} else if (l->n > 0 && out_add(&p->canon, ",", 1) != 0) {
+		return fail(p, PB_ENOMEM, "out of memory");
+	}
+	if (pb__cj_write_string(&p->canon, (const char *)key, len) != 0 || out_add(&p->canon, ":", 1) != 0)
+		return fail(p, PB_ENOMEM, "out of memory");
+	l->key_len = len;
+	return 1;
+}
+
+/* A scalar of type (text s, len for numbers and strings) under l. */
+static int d_scalar(struct pb__chat_tg_s *p, struct level *l, int type, const char *s, size_t len)
+{
+	static const char *const lit[] = {[PB__CJ_NULL] = "null", [PB__CJ_TRUE] = "true", [PB__CJ_FALSE] = "false"};
+	int err;
+
+	if (d_value(p, l, len) == 0)
+		return 0;
+	if (l->role == ROLE_DMSG && p->id_state == 1) {
+		p->id_state = 2;
+		if (type == PB__CJ_NUM && pb__chat_buf_add(&p->id, s, len) != 0)
+			return fail(p, PB_ENOMEM, "out of memory");
+	}
+	if (type == PB__CJ_STR)
+		err = pb__cj_write_string(&p->canon, s, len);
+	else if (type == PB__CJ_NUM)
+		err = out_add(&p->canon, s, len);
+	else
+		err = pb__chat_buf_str(&p->canon, lit[type]);
+	return err != 0 ? fail(p, err, "out of memory") : 1;
+}
+
+static int d_start(struct pb__chat_tg_s *p, struct level *l, bool is_object)
+{
+	struct level *nl;
+
+	if (d_value(p, l, 0) == 0)
+		return 0;
+	if (l->role == ROLE_DMSG && p->id_state == 1)
+		p->id_state = 2;
+	if (out_add(&p->canon, is_object ? "{" : "[", 1) != 0)
+		return fail(p, PB_ENOMEM, "out of memory");
+	nl = &p->stack[p->depth++];
+	memset(nl, 0, sizeof(*nl));
+	nl->role = ROLE_DVAL;
+	nl->is_object = is_object;
+	return 1;
+}
+
+/* The message's members in canonical order, when they did not come so:
+ * known members by rank, then the others, each group as it came. */
+static int d_resort(struct pb__chat_tg_s *p)
+{
+	pb_buf_t t;
+	size_t i, k = 0;
+	unsigned b;
+	int err;
+
+	for (i = 0; i < p->nsegs; i++)
+		p->segs[i].len = (i + 1 < p->nsegs ? p->segs[i + 1].off - 1 : p->canon.len) - p->segs[i].off;
+	p->resort.len = 0;
+	if ((err = out_add(&p->resort, "{", 1)) != 0)
+		return err;
+	for (b = 0; b <= MESSAGE_KEYS; b++)
+		for (i = 0; i < p->nsegs; i++) {
+			const struct dseg *g = &p->segs[i];
+
+			if (g->rank != (b == MESSAGE_KEYS ? 255 : b))
+				continue;
+			if ((k++ > 0 && (err = out_add(&p->resort, ",", 1)) != 0) ||
+			    (err = out_add(&p->resort, p->canon.data + g->off, g->len)) != 0)
+				return err;
+		}
+	t = p->canon;
+	p->canon = p->resort;
+	p->resort = t;
+	return 0;
+}
+
+static int d_message_end(struct pb__chat_tg_s *p)
+{
+	int err;
+
+	if ((!p->sorted && (err = d_resort(p)) != 0) || (err = out_add(&p->canon, "}", 1)) != 0)
+		return fail(p, err, "out of memory");
+	p->chat.messages++;
+	err = p->sink.message_canon(p->sink.arg, &p->chat, &p->canon,
+				    p->id.len > 0 ? (const char *)p->id.data : NULL);
+	if (err != 0)
+		return fail(p, err, p->chat.why[0] ? p->chat.why : "the message could not be stored");
 	return 1;
 }
 
@@ -689,17 +870,25 @@ static int on_scalar(struct pb__chat_tg_s *p, pb__cj_t *node)
 
 static int cb_null(void *ctx)
 {
+	if (direct(top(ctx)))
+		return d_scalar(ctx, top(ctx), PB__CJ_NULL, NULL, 0);
 	return on_scalar(ctx, pb__cj_new(PB__CJ_NULL));
 }
 
 static int cb_bool(void *ctx, int b)
 {
+	if (direct(top(ctx)))
+		return d_scalar(ctx, top(ctx), b ? PB__CJ_TRUE : PB__CJ_FALSE, NULL, 0);
 	return on_scalar(ctx, pb__cj_new(b ? PB__CJ_TRUE : PB__CJ_FALSE));
 }
 
 static int cb_number(void *ctx, const char *s, size_t len)
 {
-	pb__cj_t *v = pb__cj_new_str(s, len);
+	pb__cj_t *v;
+
+	if (direct(top(ctx)))
+		return d_scalar(ctx, top(ctx), PB__CJ_NUM, s, len);
+	v = pb__cj_new_str(s, len);
 
 	if (v != NULL)
 		v->type = PB__CJ_NUM;
@@ -708,6 +897,8 @@ static int cb_number(void *ctx, const char *s, size_t len)
 
 static int cb_string(void *ctx, const unsigned char *s, size_t len)
 {
+	if (direct(top(ctx)))
+		return d_scalar(ctx, top(ctx), PB__CJ_STR, (const char *)s, len);
 	return on_scalar(ctx, pb__cj_new_str((const char *)s, len));
 }
 
@@ -721,7 +912,10 @@ static int start(struct pb__chat_tg_s *p, bool is_object)
 
 	if (p->depth >= PB__CHAT_DEPTH_MAX)
 		return fail(p, PB_ETOOBIG, "JSON nested too deeply");
-	tree = l != NULL && (l->role == ROLE_MSG || l->role == ROLE_TREE || l->role == ROLE_MSG_LIST ||
+	if (direct(l))
+		return d_start(p, l, is_object);
+	tree = l != NULL && (l->role == ROLE_MSG || l->role == ROLE_TREE ||
+			     (l->role == ROLE_MSG_LIST && p->sink.message_canon == NULL) ||
 			     (l->role == ROLE_CHAT && !key_is(l, "messages") &&
 			      !(l->is_root && (key_is(l, "chats") || key_is(l, "left_chats")) && is_object)));
 	if (tree) {
@@ -737,6 +931,12 @@ static int start(struct pb__chat_tg_s *p, bool is_object)
 	nl->role = r;
 	nl->node = (r == ROLE_MSG || r == ROLE_TREE) ? node : NULL;
 	nl->is_root = l == NULL; /* place() owned or freed node */
+	if (r == ROLE_MSG && p->sink.message_canon != NULL) {
+		nl->role = ROLE_DMSG;
+		nl->is_object = true;
+		if (d_message_begin(p) != 0)
+			return fail(p, PB_ENOMEM, "out of memory");
+	}
 	return 1;
 }
 
@@ -752,6 +952,12 @@ static int finish_level(struct pb__chat_tg_s *p)
 	l->key = NULL;
 	p->depth--;
 	switch (l->role) {
+	case ROLE_DVAL:
+		if (out_add(&p->canon, l->is_object ? "}" : "]", 1) != 0)
+			return fail(p, PB_ENOMEM, "out of memory");
+		break;
+	case ROLE_DMSG:
+		return d_message_end(p);
 	case ROLE_MSG:
 		msg = l->node;
 		l->node = NULL;
@@ -798,6 +1004,8 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
 		return fail(p, PB_EDATA_FORMAT, "unbalanced JSON");
 	if (memchr(key, 0, len) != NULL)
 		return fail(p, PB_EDATA_FORMAT, "a member name contains a NUL character");
+	if (direct(l))
+		return d_key(p, l, key, len);
 	key_free(l->key);
 	l->key = (char *)pool_key(key, len);
 	if (l->key == NULL)
@@ -860,6 +1068,10 @@ void pb__chat_tg_free(pb__chat_tg_t *p)
 	chat_reset(p);
 	yajl_free(p->y);
 	free(p->fbuf);
+	pb__chat_buf_clear(&p->canon);
+	pb__chat_buf_clear(&p->resort);
+	pb__chat_buf_clear(&p->id);
+	free(p->segs);
 	free(p);
 }
 
