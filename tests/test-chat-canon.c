@@ -142,6 +142,96 @@ static void test_many_members(void **state)
 	pb__chat_buf_clear(&doc);
 }
 
+/* JSON string literal of s, a byte at a time (what pb__cj_write_string
+ * writes, however it scans). */
+static void ref_string(pb_buf_t *out, const unsigned char *s, size_t len)
+{
+	char e[8];
+	size_t i;
+
+	assert_int_equal(pb__chat_buf_add(out, "\"", 1), 0);
+	for (i = 0; i < len; i++) {
+		if (s[i] == '"' || s[i] == '\\')
+			snprintf(e, sizeof(e), "\\%c", s[i]);
+		else if (s[i] == '\n')
+			snprintf(e, sizeof(e), "\\n");
+		else if (s[i] == '\r')
+			snprintf(e, sizeof(e), "\\r");
+		else if (s[i] == '\t')
+			snprintf(e, sizeof(e), "\\t");
+		else if (s[i] == '\b')
+			snprintf(e, sizeof(e), "\\b");
+		else if (s[i] == '\f')
+			snprintf(e, sizeof(e), "\\f");
+		else if (s[i] < 0x20)
+			snprintf(e, sizeof(e), "\\u%04x", s[i]);
+		else
+			snprintf(e, sizeof(e), "%c", s[i]);
+		assert_int_equal(pb__chat_buf_add(out, e, strlen(e)), 0);
+	}
+	assert_int_equal(pb__chat_buf_add(out, "\"", 1), 0);
+}
+
+/* Telegram's way: each \u00NN of doc written \xNN. */
+static void x_escapes(pb_buf_t *doc)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < doc->len; i++) {
+		if (i + 4 < doc->len && memcmp(doc->data + i, "\\u00", 4) == 0) {
+			doc->data[o++] = '\\';
+			doc->data[o++] = 'x';
+			i += 3;
+			continue;
+		}
+		doc->data[o++] = doc->data[i];
+	}
+	doc->len = o;
+	doc->data[o] = 0;
+}
+
+/* A byte to escape (or one next to those) at every place of strings of
+ * up to 40 bytes: the writer scans 8 bytes at a time. And the same string
+ * through the parser, where the \x filter scans alike. */
+static void test_string_escapes_at_every_place(void **state)
+{
+	static const unsigned char odd[] = {'"', '\\', 0x01, 0x1f, 0x20, 0x7f, 0x80, 0xff, '\n', 0x00};
+	unsigned char s[48];
+	size_t len, at, k;
+
+	(void)state;
+	for (len = 1; len <= 40; len++)
+		for (at = 0; at < len; at++)
+			for (k = 0; k < sizeof(odd); k++) {
+				pb_buf_t got = {0}, want = {0}, doc = {0};
+				char *parsed;
+
+				memset(s, 'a' + (int)(len % 26), len);
+				s[at] = odd[k];
+				if (at + 3 < len)
+					s[len - 1] = '"';
+				assert_int_equal(pb__cj_write_string(&got, (const char *)s, len), 0);
+				ref_string(&want, s, len);
+				assert_int_equal(got.len, want.len);
+				assert_memory_equal(got.data, want.data, want.len);
+				if (odd[k] != 0 && odd[k] < 0x80) {
+					/* As a message's text, a control byte written
+					 * \xNN as Telegram does. */
+					assert_int_equal(pb__chat_buf_str(&doc, "{\"id\":9,\"messages\":[{\"id\":1,\"text\":"), 0);
+					assert_int_equal(pb__cj_write_string(&doc, (const char *)s, len), 0);
+					assert_int_equal(pb__chat_buf_str(&doc, "}]}"), 0);
+					x_escapes(&doc);
+					parsed = parse((char *)doc.data, 0, true);
+					assert_int_equal(strncmp(parsed + strlen("{\"id\":1,\"text\":"), (char *)want.data,
+								 want.len), 0);
+					free(parsed);
+				}
+				pb__chat_buf_clear(&got);
+				pb__chat_buf_clear(&want);
+				pb__chat_buf_clear(&doc);
+			}
+}
+
 /* The out-of-order message of docs[1], spelled out. */
 static void test_out_of_order_put_in_place(void **state)
 {
@@ -176,6 +266,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_canon_is_the_trees),
 		cmocka_unit_test(test_many_members),
+		cmocka_unit_test(test_string_escapes_at_every_place),
 		cmocka_unit_test(test_out_of_order_put_in_place),
 		cmocka_unit_test(test_bad_message),
 	};

@@ -206,6 +206,27 @@ static inline int out_add(pb_buf_t *out, const void *data, size_t len)
 	return pb__chat_buf_add(out, data, len);
 }
 
+/* Where the run of bytes from s[i] that hold no '"', no '\\' and (ctl)
+ * no control byte ends, or about: found 8 bytes at a time (the caller
+ * goes on a byte at a time from there). Chat strings are mostly such
+ * runs, tens of bytes long: a call to memchr costs more than it saves. */
+static inline size_t plain_run(const uint8_t *s, size_t i, size_t len, bool ctl)
+{
+	static const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+	uint64_t v, q, b;
+
+	while (len - i >= 8) {
+		memcpy(&v, s + i, 8);
+		q = v ^ (ones * '"');
+		b = v ^ (ones * '\\');
+		/* A byte of x is zero where (x - ones) & ~x has its high bit. */
+		if ((((q - ones) & ~q) | ((b - ones) & ~b) | (ctl ? (v - ones * 0x20) & ~v : 0)) & highs)
+			break;
+		i += 8;
+	}
+	return i;
+}
+
 int pb__cj_write_string(pb_buf_t *out, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -217,6 +238,8 @@ int pb__cj_write_string(pb_buf_t *out, const char *s, size_t len)
 	if ((err = out_add(out, "\"", 1)) != 0)
 		return err;
 	for (i = 0; i < len; i++) {
+		if ((i = plain_run((const uint8_t *)s, i, len, true)) == len)
+			break;
 		c = (unsigned char)s[i];
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;
@@ -1124,6 +1147,7 @@ int pb__chat_tg_feed(pb__chat_tg_t *p, const uint8_t *buf, size_t len, char *err
 			 * quote or backslash goes over as it is. */
 			size_t end = i, n;
 
+			end = plain_run(buf, i, len, false);
 			while (end < len && buf[end] != '"' && buf[end] != '\\')
 				end++;
 			n = end - i;
