@@ -59,13 +59,13 @@ static const char key_pool[][POOL_KEY_MAX] = {
 };
 #define POOL_KEYS (sizeof(key_pool) / sizeof(key_pool[0]))
 
-static const char *pool_key(const unsigned char *k, size_t len)
+static const char *pool_key_from(const unsigned char *k, size_t len, size_t from)
 {
-	size_t i;
+	size_t n, i;
 
 	if (len == 0 || len >= POOL_KEY_MAX)
 		return NULL;
-	for (i = 0; i < POOL_KEYS; i++) {
+	for (n = 0, i = from; n < POOL_KEYS; n++, i = i + 1 == POOL_KEYS ? 0 : i + 1) {
 		const char *e = key_pool[i];
 		size_t j = 1;
 
@@ -77,6 +77,11 @@ static const char *pool_key(const unsigned char *k, size_t len)
 			return e;
 	}
 	return NULL;
+}
+
+static const char *pool_key(const unsigned char *k, size_t len)
+{
+	return pool_key_from(k, len, 0);
 }
 
 /* The pool's place of key, or -1 when key is not one of its copies. */
@@ -207,21 +212,29 @@ static inline int out_add(pb_buf_t *out, const void *data, size_t len)
 }
 
 /* Where the run of bytes from s[i] that hold no '"', no '\\' and (ctl)
- * no control byte ends, or about: found 8 bytes at a time (the caller
- * goes on a byte at a time from there). Chat strings are mostly such
- * runs, tens of bytes long: a call to memchr costs more than it saves. */
+ * no control byte ends, or about (in its last 7 bytes the caller goes on
+ * a byte at a time): found 8 bytes at a time. Chat strings are mostly
+ * such runs, tens of bytes long: a call to memchr costs more than it
+ * saves. */
 static inline size_t plain_run(const uint8_t *s, size_t i, size_t len, bool ctl)
 {
 	static const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-	uint64_t v, q, b;
+	uint64_t v, q, b, m;
 
 	while (len - i >= 8) {
 		memcpy(&v, s + i, 8);
 		q = v ^ (ones * '"');
 		b = v ^ (ones * '\\');
-		/* A byte of x is zero where (x - ones) & ~x has its high bit. */
-		if ((((q - ones) & ~q) | ((b - ones) & ~b) | (ctl ? (v - ones * 0x20) & ~v : 0)) & highs)
+		/* The lowest byte of x that is zero (or below 0x20) is the
+		 * lowest one whose high bit is set in (x - ones) & ~x (the
+		 * bytes above it may be set wrongly by the borrow). */
+		m = (((q - ones) & ~q) | ((b - ones) & ~b) | (ctl ? (v - ones * 0x20) & ~v : 0)) & highs;
+		if (m != 0) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			i += (size_t)__builtin_ctzll(m) / 8;
+#endif
 			break;
+		}
 		i += 8;
 	}
 	return i;
@@ -498,6 +511,7 @@ struct pb__chat_tg_s {
 	bool sorted;
 	int id_state; /* 0: no "id" yet, 1: pending, 2: seen */
 	pb_buf_t id;  /* the first "id" member's number, or empty */
+	size_t pool_next; /* where the next name's pool lookup starts */
 };
 
 static int fail(struct pb__chat_tg_s *p, int err, const char *what)
@@ -757,9 +771,16 @@ static int d_value(struct pb__chat_tg_s *p, struct level *l, size_t n)
 
 static int d_key(struct pb__chat_tg_s *p, struct level *l, const unsigned char *key, size_t len)
 {
+	/* Members mostly come in the pool's order: its lookup starts after
+	 * the name before. */
+	const char *pk = pool_key_from(key, len, p->pool_next);
+	int i = pk != NULL ? pool_index(pk) : -1;
+	char quoted[POOL_KEY_MAX + 3];
+	int err;
+
+	if (i >= 0)
+		p->pool_next = (size_t)i + 1 == POOL_KEYS ? 0 : (size_t)i + 1;
 	if (l->role == ROLE_DMSG) {
-		const char *pk = pool_key(key, len);
-		int i = pk != NULL ? pool_index(pk) : -1;
 		unsigned char rank = i >= 0 && i < MESSAGE_KEYS ? (unsigned char)i : 255;
 		struct dseg *ns;
 
@@ -783,7 +804,16 @@ static int d_key(struct pb__chat_tg_s *p, struct level *l, const unsigned char *
 	} else if (l->n > 0 && out_add(&p->canon, ",", 1) != 0) {
 		return fail(p, PB_ENOMEM, "out of memory");
 	}
-	if (pb__cj_write_string(&p->canon, (const char *)key, len) != 0 || out_add(&p->canon, ":", 1) != 0)
+	if (pk != NULL) {
+		/* A pooled name needs no escape. */
+		quoted[0] = '"';
+		memcpy(quoted + 1, pk, len);
+		memcpy(quoted + 1 + len, "\":", 2);
+		err = out_add(&p->canon, quoted, len + 3);
+	} else if ((err = pb__cj_write_string(&p->canon, (const char *)key, len)) == 0) {
+		err = out_add(&p->canon, ":", 1);
+	}
+	if (err != 0)
 		return fail(p, PB_ENOMEM, "out of memory");
 	l->key_len = len;
 	return 1;
