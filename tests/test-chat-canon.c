@@ -261,6 +261,36 @@ static void test_bad_message(void **state)
 	pb__chat_buf_clear(&c.out);
 }
 
+/* A member name with a NUL in it is refused both ways, a pooled name's
+ * prefix too. */
+static void test_nul_in_member_name(void **state)
+{
+	static const char *const docs_nul[] = {
+		"{\"id\":9,\"messages\":[{\"id\":1,\"id\\u0000\\u0000\":2}]}",
+		"{\"id\":9,\"messages\":[{\"id\":1,\"x\":{\"text\\u0000\":2}}]}",
+		"{\"id\":9,\"messages\":[{\"\\u0000\":1}]}",
+	};
+	size_t d;
+	int way;
+
+	(void)state;
+	for (d = 0; d < sizeof(docs_nul) / sizeof(docs_nul[0]); d++)
+		for (way = 0; way < 2; way++) {
+			struct collect c = {{0}};
+			pb__chat_tg_sink_t sink = {NULL, way ? NULL : tree_msg, NULL, &c, false, way ? canon_msg : NULL};
+			pb__chat_tg_t *p;
+			char err[256];
+
+			assert_int_equal(pb__chat_tg_new(&p, &sink), 0);
+			assert_int_equal(pb__chat_tg_feed(p, (const uint8_t *)docs_nul[d], strlen(docs_nul[d]), err,
+							  sizeof(err)),
+					 PB_EDATA_FORMAT);
+			assert_non_null(strstr(err, "a member name contains a NUL character"));
+			pb__chat_tg_free(p);
+			pb__chat_buf_clear(&c.out);
+		}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -269,6 +299,7 @@ int main(void)
 		cmocka_unit_test(test_string_escapes_at_every_place),
 		cmocka_unit_test(test_out_of_order_put_in_place),
 		cmocka_unit_test(test_bad_message),
+		cmocka_unit_test(test_nul_in_member_name),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -73,7 +73,8 @@ static const char *pool_key_from(const unsigned char *k, size_t len, size_t from
 			continue;
 		while (j < len && e[j] == (char)k[j])
 			j++;
-		if (j == len && e[len] == 0)
+		/* e[len - 1] != 0: a name with a NUL in it matches none. */
+		if (j == len && e[len] == 0 && e[len - 1] != 0)
 			return e;
 	}
 	return NULL;
@@ -778,6 +779,8 @@ static int d_key(struct pb__chat_tg_s *p, struct level *l, const unsigned char *
 	char quoted[POOL_KEY_MAX + 3];
 	int err;
 
+	if (pk == NULL && memchr(key, 0, len) != NULL)
+		return fail(p, PB_EDATA_FORMAT, "a member name contains a NUL character");
 	if (i >= 0)
 		p->pool_next = (size_t)i + 1 == POOL_KEYS ? 0 : (size_t)i + 1;
 	if (l->role == ROLE_DMSG) {
@@ -1055,10 +1058,10 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
 
 	if (l == NULL)
 		return fail(p, PB_EDATA_FORMAT, "unbalanced JSON");
-	if (memchr(key, 0, len) != NULL)
-		return fail(p, PB_EDATA_FORMAT, "a member name contains a NUL character");
 	if (direct(l))
 		return d_key(p, l, key, len);
+	if (memchr(key, 0, len) != NULL)
+		return fail(p, PB_EDATA_FORMAT, "a member name contains a NUL character");
 	key_free(l->key);
 	l->key = (char *)pool_key(key, len);
 	if (l->key == NULL)
