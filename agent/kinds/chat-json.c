@@ -1178,9 +1178,8 @@ int pb__chat_tg_feed(pb__chat_tg_t *p, const uint8_t *buf, size_t len, char *err
 		if (p->in_string && !p->escaped) {
 			/* Most bytes are inside strings: the run up to the next
 			 * quote or backslash goes over as it is. */
-			size_t end = i, n;
+			size_t end = plain_run(buf, i, len, false), n;
 
-			end = plain_run(buf, i, len, false);
 			while (end < len && buf[end] != '"' && buf[end] != '\\')
 				end++;
 			n = end - i;
