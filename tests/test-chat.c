@@ -261,7 +261,7 @@ static void test_x_escape_across_boundaries(void **state)
 	for (cut = 0; cut <= len; cut++) {
 		for (cut2 = cut; cut2 <= len; cut2 += 3) {
 			struct collect c = {{0}};
-			pb__chat_tg_sink_t sink = {NULL, collect_msg, NULL, &c, false};
+			pb__chat_tg_sink_t sink = {NULL, collect_msg, NULL, &c, false, NULL};
 			pb__chat_tg_t *p;
 			char err[256];
 

@@ -59,13 +59,13 @@ static const char key_pool[][POOL_KEY_MAX] = {
 };
 #define POOL_KEYS (sizeof(key_pool) / sizeof(key_pool[0]))
 
-static const char *pool_key(const unsigned char *k, size_t len)
+static const char *pool_key_from(const unsigned char *k, size_t len, size_t from)
 {
-	size_t i;
+	size_t n, i;
 
 	if (len == 0 || len >= POOL_KEY_MAX)
 		return NULL;
-	for (i = 0; i < POOL_KEYS; i++) {
+	for (n = 0, i = from; n < POOL_KEYS; n++, i = i + 1 == POOL_KEYS ? 0 : i + 1) {
 		const char *e = key_pool[i];
 		size_t j = 1;
 
@@ -73,10 +73,16 @@ static const char *pool_key(const unsigned char *k, size_t len)
 			continue;
 		while (j < len && e[j] == (char)k[j])
 			j++;
-		if (j == len && e[len] == 0)
+		/* e[len - 1] != 0: a name with a NUL in it matches none. */
+		if (j == len && e[len] == 0 && e[len - 1] != 0)
 			return e;
 	}
 	return NULL;
+}
+
+static const char *pool_key(const unsigned char *k, size_t len)
+{
+	return pool_key_from(k, len, 0);
 }
 
 /* The pool's place of key, or -1 when key is not one of its copies. */
@@ -206,6 +212,35 @@ static inline int out_add(pb_buf_t *out, const void *data, size_t len)
 	return pb__chat_buf_add(out, data, len);
 }
 
+/* Where the run of bytes from s[i] that hold no '"', no '\\' and (ctl)
+ * no control byte ends, or about (in its last 7 bytes the caller goes on
+ * a byte at a time): found 8 bytes at a time. Chat strings are mostly
+ * such runs, tens of bytes long: a call to memchr costs more than it
+ * saves. */
+static inline size_t plain_run(const uint8_t *s, size_t i, size_t len, bool ctl)
+{
+	static const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+	uint64_t v, q, b, m;
+
+	while (len - i >= 8) {
+		memcpy(&v, s + i, 8);
+		q = v ^ (ones * '"');
+		b = v ^ (ones * '\\');
+		/* The lowest byte of x that is zero (or below 0x20) is the
+		 * lowest one whose high bit is set in (x - ones) & ~x (the
+		 * bytes above it may be set wrongly by the borrow). */
+		m = (((q - ones) & ~q) | ((b - ones) & ~b) | (ctl ? (v - ones * 0x20) & ~v : 0)) & highs;
+		if (m != 0) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			i += (size_t)__builtin_ctzll(m) / 8;
+#endif
+			break;
+		}
+		i += 8;
+	}
+	return i;
+}
+
 int pb__cj_write_string(pb_buf_t *out, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -217,6 +252,8 @@ int pb__cj_write_string(pb_buf_t *out, const char *s, size_t len)
 	if ((err = out_add(out, "\"", 1)) != 0)
 		return err;
 	for (i = 0; i < len; i++) {
+		if ((i = plain_run((const uint8_t *)s, i, len, true)) == len)
+			break;
 		c = (unsigned char)s[i];
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;
@@ -427,6 +464,8 @@ enum role {
 	ROLE_MSG,       /* one message: a tree */
 	ROLE_TREE,      /* a value inside a message or a chat's field */
 	ROLE_SKIP,      /* a value that is read and dropped */
+	ROLE_DMSG,      /* one message written as it is read (sink.message_canon) */
+	ROLE_DVAL,      /* a container inside such a message */
 };
 
 struct level {
@@ -434,6 +473,17 @@ struct level {
 	pb__cj_t *node; /* ROLE_MSG/ROLE_TREE: the container being built */
 	char *key;      /* pending member name in an object */
 	bool is_root;
+	/* ROLE_DMSG/ROLE_DVAL: the pending member name's length (its bytes
+	 * are written already), the members so far, an object? */
+	size_t key_len, n;
+	bool has_key, is_object;
+};
+
+/* A message member written as it is read: where its bytes are in the
+ * canonical buffer and its rank (255: not a known member). */
+struct dseg {
+	size_t off, len;
+	unsigned char rank;
 };
 
 struct pb__chat_tg_s {
@@ -452,6 +502,17 @@ struct pb__chat_tg_s {
 	uint8_t *fbuf;
 	size_t fcap;
 	uint64_t offset; /* bytes of input consumed before the current feed */
+	/* A message written as it is read: canon holds "{" and its members
+	 * in the order they came, separated by commas; segs says where each
+	 * is. Members out of canonical order are put in place at its end. */
+	pb_buf_t canon, resort;
+	struct dseg *segs;
+	size_t nsegs, segcap;
+	unsigned char last_rank;
+	bool sorted;
+	int id_state; /* 0: no "id" yet, 1: pending, 2: seen */
+	pb_buf_t id;  /* the first "id" member's number, or empty */
+	size_t pool_next; /* where the next name's pool lookup starts */
 };
 
 static int fail(struct pb__chat_tg_s *p, int err, const char *what)
@@ -658,6 +719,8 @@ static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool i
 		r = ROLE_TREE;
 		break;
 	case ROLE_SKIP:
+	case ROLE_DMSG: /* not placed here: see d_value */
+	case ROLE_DVAL:
 		key_free(key);
 		pb__cj_free(node);
 		node = NULL;
@@ -665,6 +728,180 @@ static int place(struct pb__chat_tg_s *p, pb__cj_t *node, bool container, bool i
 		break;
 	}
 	*role = r;
+	return 1;
+}
+
+/* --- A message written as it is read -------------------------------------- *
+ * With sink.message_canon, a message's canonical form is written from the
+ * parser's events, with no tree: inside a message every value is written
+ * as it came, only the message's own members are ordered (write_ranked).
+ * Each member is a segment of p->canon; when one comes before the rank of
+ * an earlier one, the segments are put in place at the message's end. The
+ * checks are place()'s, on the same figures. */
+
+static bool direct(const struct level *l)
+{
+	return l != NULL && (l->role == ROLE_DMSG || l->role == ROLE_DVAL);
+}
+
+static int d_message_begin(struct pb__chat_tg_s *p)
+{
+	p->canon.len = 0;
+	p->nsegs = 0;
+	p->last_rank = 0;
+	p->sorted = true;
+	p->id_state = 0;
+	p->id.len = 0;
+	return out_add(&p->canon, "{", 1);
+}
+
+/* place()'s checks for a value (n bytes of text) under l, and the comma
+ * before an array's next value. Returns 1 to continue. */
+static int d_value(struct pb__chat_tg_s *p, struct level *l, size_t n)
+{
+	if (account(p, l->key_len + n) == 0)
+		return 0;
+	if (l->n >= 1000000)
+		return fail(p, PB_ETOOBIG, "an array or object has too many members");
+	if (!l->is_object && l->n > 0 && out_add(&p->canon, ",", 1) != 0)
+		return fail(p, PB_ENOMEM, "out of memory");
+	l->n++;
+	l->key_len = 0;
+	return 1;
+}
+
+static int d_key(struct pb__chat_tg_s *p, struct level *l, const unsigned char *key, size_t len)
+{
+	/* Members mostly come in the pool's order: its lookup starts after
+	 * the name before. */
+	const char *pk = pool_key_from(key, len, p->pool_next);
+	int i = pk != NULL ? pool_index(pk) : -1;
+	char quoted[POOL_KEY_MAX + 3];
+	int err;
+
+	if (pk == NULL && memchr(key, 0, len) != NULL)
+		return fail(p, PB_EDATA_FORMAT, "a member name contains a NUL character");
+	if (i >= 0)
+		p->pool_next = (size_t)i + 1 == POOL_KEYS ? 0 : (size_t)i + 1;
+	if (l->role == ROLE_DMSG) {
+		unsigned char rank = i >= 0 && i < MESSAGE_KEYS ? (unsigned char)i : 255;
+		struct dseg *ns;
+
+		if (p->nsegs == p->segcap) {
+			size_t cap = p->segcap ? 2 * p->segcap : 64;
+
+			if ((ns = realloc(p->segs, cap * sizeof(*ns))) == NULL)
+				return fail(p, PB_ENOMEM, "out of memory");
+			p->segs = ns;
+			p->segcap = cap;
+		}
+		if (p->nsegs > 0 && out_add(&p->canon, ",", 1) != 0)
+			return fail(p, PB_ENOMEM, "out of memory");
+		p->segs[p->nsegs++] = (struct dseg){p->canon.len, 0, rank};
+		if (rank < p->last_rank)
+			p->sorted = false;
+		else
+			p->last_rank = rank;
+		if (i == 0 && p->id_state == 0)
+			p->id_state = 1;
+	} else if (l->n > 0 && out_add(&p->canon, ",", 1) != 0) {
+		return fail(p, PB_ENOMEM, "out of memory");
+	}
+	if (pk != NULL) {
+		/* A pooled name needs no escape. */
+		quoted[0] = '"';
+		memcpy(quoted + 1, pk, len);
+		memcpy(quoted + 1 + len, "\":", 2);
+		err = out_add(&p->canon, quoted, len + 3);
+	} else if ((err = pb__cj_write_string(&p->canon, (const char *)key, len)) == 0) {
+		err = out_add(&p->canon, ":", 1);
+	}
+	if (err != 0)
+		return fail(p, PB_ENOMEM, "out of memory");
+	l->key_len = len;
+	return 1;
+}
+
+/* A scalar of type (text s, len for numbers and strings) under l. */
+static int d_scalar(struct pb__chat_tg_s *p, struct level *l, int type, const char *s, size_t len)
+{
+	static const char *const lit[] = {[PB__CJ_NULL] = "null", [PB__CJ_TRUE] = "true", [PB__CJ_FALSE] = "false"};
+	int err;
+
+	if (d_value(p, l, len) == 0)
+		return 0;
+	if (l->role == ROLE_DMSG && p->id_state == 1) {
+		p->id_state = 2;
+		if (type == PB__CJ_NUM && pb__chat_buf_add(&p->id, s, len) != 0)
+			return fail(p, PB_ENOMEM, "out of memory");
+	}
+	if (type == PB__CJ_STR)
+		err = pb__cj_write_string(&p->canon, s, len);
+	else if (type == PB__CJ_NUM)
+		err = out_add(&p->canon, s, len);
+	else
+		err = pb__chat_buf_str(&p->canon, lit[type]);
+	return err != 0 ? fail(p, err, "out of memory") : 1;
+}
+
+static int d_start(struct pb__chat_tg_s *p, struct level *l, bool is_object)
+{
+	struct level *nl;
+
+	if (d_value(p, l, 0) == 0)
+		return 0;
+	if (l->role == ROLE_DMSG && p->id_state == 1)
+		p->id_state = 2;
+	if (out_add(&p->canon, is_object ? "{" : "[", 1) != 0)
+		return fail(p, PB_ENOMEM, "out of memory");
+	nl = &p->stack[p->depth++];
+	memset(nl, 0, sizeof(*nl));
+	nl->role = ROLE_DVAL;
+	nl->is_object = is_object;
+	return 1;
+}
+
+/* The message's members in canonical order, when they did not come so:
+ * known members by rank, then the others, each group as it came. */
+static int d_resort(struct pb__chat_tg_s *p)
+{
+	pb_buf_t t;
+	size_t i, k = 0;
+	unsigned b;
+	int err;
+
+	for (i = 0; i < p->nsegs; i++)
+		p->segs[i].len = (i + 1 < p->nsegs ? p->segs[i + 1].off - 1 : p->canon.len) - p->segs[i].off;
+	p->resort.len = 0;
+	if ((err = out_add(&p->resort, "{", 1)) != 0)
+		return err;
+	for (b = 0; b <= MESSAGE_KEYS; b++)
+		for (i = 0; i < p->nsegs; i++) {
+			const struct dseg *g = &p->segs[i];
+
+			if (g->rank != (b == MESSAGE_KEYS ? 255 : b))
+				continue;
+			if ((k++ > 0 && (err = out_add(&p->resort, ",", 1)) != 0) ||
+			    (err = out_add(&p->resort, p->canon.data + g->off, g->len)) != 0)
+				return err;
+		}
+	t = p->canon;
+	p->canon = p->resort;
+	p->resort = t;
+	return 0;
+}
+
+static int d_message_end(struct pb__chat_tg_s *p)
+{
+	int err;
+
+	if ((!p->sorted && (err = d_resort(p)) != 0) || (err = out_add(&p->canon, "}", 1)) != 0)
+		return fail(p, err, "out of memory");
+	p->chat.messages++;
+	err = p->sink.message_canon(p->sink.arg, &p->chat, &p->canon,
+				    p->id.len > 0 ? (const char *)p->id.data : NULL);
+	if (err != 0)
+		return fail(p, err, p->chat.why[0] ? p->chat.why : "the message could not be stored");
 	return 1;
 }
 
@@ -689,17 +926,25 @@ static int on_scalar(struct pb__chat_tg_s *p, pb__cj_t *node)
 
 static int cb_null(void *ctx)
 {
+	if (direct(top(ctx)))
+		return d_scalar(ctx, top(ctx), PB__CJ_NULL, NULL, 0);
 	return on_scalar(ctx, pb__cj_new(PB__CJ_NULL));
 }
 
 static int cb_bool(void *ctx, int b)
 {
+	if (direct(top(ctx)))
+		return d_scalar(ctx, top(ctx), b ? PB__CJ_TRUE : PB__CJ_FALSE, NULL, 0);
 	return on_scalar(ctx, pb__cj_new(b ? PB__CJ_TRUE : PB__CJ_FALSE));
 }
 
 static int cb_number(void *ctx, const char *s, size_t len)
 {
-	pb__cj_t *v = pb__cj_new_str(s, len);
+	pb__cj_t *v;
+
+	if (direct(top(ctx)))
+		return d_scalar(ctx, top(ctx), PB__CJ_NUM, s, len);
+	v = pb__cj_new_str(s, len);
 
 	if (v != NULL)
 		v->type = PB__CJ_NUM;
@@ -708,6 +953,8 @@ static int cb_number(void *ctx, const char *s, size_t len)
 
 static int cb_string(void *ctx, const unsigned char *s, size_t len)
 {
+	if (direct(top(ctx)))
+		return d_scalar(ctx, top(ctx), PB__CJ_STR, (const char *)s, len);
 	return on_scalar(ctx, pb__cj_new_str((const char *)s, len));
 }
 
@@ -721,7 +968,10 @@ static int start(struct pb__chat_tg_s *p, bool is_object)
 
 	if (p->depth >= PB__CHAT_DEPTH_MAX)
 		return fail(p, PB_ETOOBIG, "JSON nested too deeply");
-	tree = l != NULL && (l->role == ROLE_MSG || l->role == ROLE_TREE || l->role == ROLE_MSG_LIST ||
+	if (direct(l))
+		return d_start(p, l, is_object);
+	tree = l != NULL && (l->role == ROLE_MSG || l->role == ROLE_TREE ||
+			     (l->role == ROLE_MSG_LIST && p->sink.message_canon == NULL) ||
 			     (l->role == ROLE_CHAT && !key_is(l, "messages") &&
 			      !(l->is_root && (key_is(l, "chats") || key_is(l, "left_chats")) && is_object)));
 	if (tree) {
@@ -737,6 +987,12 @@ static int start(struct pb__chat_tg_s *p, bool is_object)
 	nl->role = r;
 	nl->node = (r == ROLE_MSG || r == ROLE_TREE) ? node : NULL;
 	nl->is_root = l == NULL; /* place() owned or freed node */
+	if (r == ROLE_MSG && p->sink.message_canon != NULL) {
+		nl->role = ROLE_DMSG;
+		nl->is_object = true;
+		if (d_message_begin(p) != 0)
+			return fail(p, PB_ENOMEM, "out of memory");
+	}
 	return 1;
 }
 
@@ -752,6 +1008,12 @@ static int finish_level(struct pb__chat_tg_s *p)
 	l->key = NULL;
 	p->depth--;
 	switch (l->role) {
+	case ROLE_DVAL:
+		if (out_add(&p->canon, l->is_object ? "}" : "]", 1) != 0)
+			return fail(p, PB_ENOMEM, "out of memory");
+		break;
+	case ROLE_DMSG:
+		return d_message_end(p);
 	case ROLE_MSG:
 		msg = l->node;
 		l->node = NULL;
@@ -796,6 +1058,8 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
 
 	if (l == NULL)
 		return fail(p, PB_EDATA_FORMAT, "unbalanced JSON");
+	if (direct(l))
+		return d_key(p, l, key, len);
 	if (memchr(key, 0, len) != NULL)
 		return fail(p, PB_EDATA_FORMAT, "a member name contains a NUL character");
 	key_free(l->key);
@@ -860,6 +1124,10 @@ void pb__chat_tg_free(pb__chat_tg_t *p)
 	chat_reset(p);
 	yajl_free(p->y);
 	free(p->fbuf);
+	pb__chat_buf_clear(&p->canon);
+	pb__chat_buf_clear(&p->resort);
+	pb__chat_buf_clear(&p->id);
+	free(p->segs);
 	free(p);
 }
 
@@ -910,7 +1178,7 @@ int pb__chat_tg_feed(pb__chat_tg_t *p, const uint8_t *buf, size_t len, char *err
 		if (p->in_string && !p->escaped) {
 			/* Most bytes are inside strings: the run up to the next
 			 * quote or backslash goes over as it is. */
-			size_t end = i, n;
+			size_t end = plain_run(buf, i, len, false), n;
 
 			while (end < len && buf[end] != '"' && buf[end] != '\\')
 				end++;

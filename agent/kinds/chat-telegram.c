@@ -195,16 +195,23 @@ static bool chat_id_ok(const pb__cj_t *id)
 	return true;
 }
 
+/* A message id: an integer number's text. */
+static bool num_id(const char *text, long long *out)
+{
+	char *end;
+
+	if (text == NULL)
+		return false;
+	errno = 0;
+	*out = strtoll(text, &end, 10);
+	return errno == 0 && *end == 0;
+}
+
 static bool msg_id(const pb__cj_t *msg, long long *out)
 {
 	const pb__cj_t *id = pb__cj_get(msg, "id");
-	char *end;
 
-	if (id == NULL || id->type != PB__CJ_NUM)
-		return false;
-	errno = 0;
-	*out = strtoll(id->str, &end, 10);
-	return errno == 0 && *end == 0;
+	return id != NULL && id->type == PB__CJ_NUM && num_id(id->str, out);
 }
 
 /* --- Import ---------------------------------------------------------------- */
@@ -362,7 +369,7 @@ out_free:
 int pb__chat_import_telegram(pb__chat_stage_t *st, const char *file, char *errbuf, size_t errcap)
 {
 	struct tg_import im;
-	pb__chat_tg_sink_t sink = {imp_begin, imp_message, imp_end, &im, false};
+	pb__chat_tg_sink_t sink = {imp_begin, imp_message, imp_end, &im, false, NULL};
 	const char *slash = strrchr(file, '/');
 	char inner[400];
 	size_t i;
@@ -468,29 +475,44 @@ static int split_begin(void *arg, pb__chat_tg_chat_t *chat)
 	return err;
 }
 
-static int split_message(void *arg, pb__chat_tg_chat_t *chat, pb__cj_t *msg)
+/* Checks a message's id (idtext: its first "id" member's number, or NULL)
+ * and hands over its canonical bytes b. */
+static int split_out(struct tg_split *s, pb__chat_tg_chat_t *chat, const char *idtext, const pb_buf_t *b)
 {
-	struct tg_split *s = arg;
 	char id[PB_ITEM_ID_MAX];
 	long long mid;
-	int err, n;
+	int n;
 
-	if (!msg_id(msg, &mid) || (chat->messages > 1 && mid <= s->last_id)) {
+	if (!num_id(idtext, &mid) || (chat->messages > 1 && mid <= s->last_id)) {
 		pb__chat_fail(chat->why, sizeof(chat->why), 0, "message %llu has a missing or out-of-order \"id\"",
 			 (unsigned long long)chat->messages);
-		pb__cj_free(msg);
 		return PB_EDATA_FIELD;
 	}
 	s->last_id = mid;
 	n = snprintf(id, sizeof(id), "chat/%s/msg/%lld", s->chat, mid);
-	err = n < 0 || (size_t)n >= sizeof(id) ? PB_ETOOBIG : 0;
+	if (n < 0 || (size_t)n >= sizeof(id))
+		return PB_ETOOBIG;
+	return split_emit(s, id, chat->messages, b);
+}
+
+static int split_message(void *arg, pb__chat_tg_chat_t *chat, pb__cj_t *msg)
+{
+	struct tg_split *s = arg;
+	const pb__cj_t *id = pb__cj_get(msg, "id");
+	int err;
+
 	s->buf.len = 0;
+	err = pb__cj_write(&s->buf, msg, PB__CJ_ORDER_MESSAGE);
 	if (err == 0)
-		err = pb__cj_write(&s->buf, msg, PB__CJ_ORDER_MESSAGE);
-	if (err == 0)
-		err = split_emit(s, id, chat->messages, &s->buf);
+		err = split_out(s, chat, id != NULL && id->type == PB__CJ_NUM ? id->str : NULL, &s->buf);
 	pb__cj_free(msg);
 	return err;
+}
+
+/* The same, from the parser's canonical bytes (no tree). */
+static int split_canon(void *arg, pb__chat_tg_chat_t *chat, const pb_buf_t *canon, const char *id)
+{
+	return split_out(arg, chat, id, canon);
 }
 
 /* One split: the bytes in buf, or those read from fd (fd >= 0) a block at
@@ -510,7 +532,7 @@ static int split_go(struct split_job *j, pb_item_cb cb, void *arg)
 {
 	enum { BLOCK = 1u << 20 };
 	struct tg_split s;
-	pb__chat_tg_sink_t sink = {split_begin, split_message, NULL, &s, true};
+	pb__chat_tg_sink_t sink = {split_begin, split_message, NULL, &s, true, split_canon};
 	pb__chat_tg_t *p;
 	uint8_t *block = NULL;
 	int err;
@@ -675,7 +697,7 @@ int pb__telegram_reader_open(const char *relpath, int fd, pb__tg_reader_t **out)
 	r->s.relpath = relpath;
 	r->s.cb = reader_push;
 	r->s.arg = r;
-	r->sink = (pb__chat_tg_sink_t){ split_begin, split_message, NULL, &r->s, true };
+	r->sink = (pb__chat_tg_sink_t){ split_begin, split_message, NULL, &r->s, true, split_canon };
 	if ((err = chat_dir_of(relpath, r->s.chat, sizeof(r->s.chat))) != 0 ||
 	    (r->block = malloc(READER_BLOCK)) == NULL || (err = pb__chat_tg_new(&r->p, &r->sink)) != 0) {
 		free(r->block);
@@ -821,7 +843,7 @@ static int count_message(void *arg, pb__chat_tg_chat_t *chat, pb__cj_t *msg)
 int pb__chat_telegram_parse_buf(const uint8_t *buf, size_t len)
 {
 	uint64_t count = 0;
-	pb__chat_tg_sink_t sink = {NULL, count_message, NULL, &count, false};
+	pb__chat_tg_sink_t sink = {NULL, count_message, NULL, &count, false, NULL};
 	pb__chat_tg_t *p;
 	size_t half = len / 2;
 	int err;
@@ -969,7 +991,7 @@ int pb__chat_export_telegram(const char *device_dir, const char *out_dir, char *
 {
 	char chats[4096], path[4200], dst[4200], inner[400];
 	struct tg_export ex;
-	pb__chat_tg_sink_t sink = {exp_begin, exp_message, exp_end, &ex, true};
+	pb__chat_tg_sink_t sink = {exp_begin, exp_message, exp_end, &ex, true, NULL};
 	char **names = NULL;
 	size_t n = 0, i;
 	int err, k;

@@ -175,6 +175,11 @@ typedef struct pb__chat_tg_sink_s {
 	int (*chat_end)(void *arg, pb__chat_tg_chat_t *chat);
 	void *arg;
 	bool single_only; /* refuse full exports (device files) */
+	/* When set, called instead of message: the message's canonical form
+	 * (pb__cj_write, PB__CJ_ORDER_MESSAGE), written from the parser's
+	 * events with no tree, and its first "id" member when that is a
+	 * number (its text, NUL-terminated; NULL otherwise). */
+	int (*message_canon)(void *arg, pb__chat_tg_chat_t *chat, const pb_buf_t *canon, const char *id);
 } pb__chat_tg_sink_t;
 
 typedef struct pb__chat_tg_s pb__chat_tg_t;

@@ -1,6 +1,8 @@
 /* Fuzz target: Telegram result.json, through the stream parser (two reads,
  * so the \xNN rewrite crosses a boundary) and the chat file codec, whose
- * join must give back any file its split accepts in canonical form. */
+ * join must give back any file its split accepts in canonical form. The
+ * parser's messages written from its events must be the trees' (bytes,
+ * ids, and the error when there is one). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +38,64 @@ static int keep(void *arg, const pb_item_t *item)
 	return 0;
 }
 
+/* Each message's canonical bytes, then its id, after a NUL each. */
+static void add_msg(pb_buf_t *out, const uint8_t *bytes, size_t len, const char *id)
+{
+	if (pb__chat_buf_add(out, bytes, len) != 0 || pb__chat_buf_add(out, "", 1) != 0 ||
+	    (id != NULL && pb__chat_buf_str(out, id) != 0) || pb__chat_buf_add(out, "", 1) != 0)
+		abort();
+}
+
+static int tree_msg(void *arg, pb__chat_tg_chat_t *chat, pb__cj_t *msg)
+{
+	const pb__cj_t *id = pb__cj_get(msg, "id");
+	pb_buf_t b = {0};
+
+	(void)chat;
+	if (pb__cj_write(&b, msg, PB__CJ_ORDER_MESSAGE) != 0)
+		abort();
+	add_msg(arg, b.data, b.len, id != NULL && id->type == PB__CJ_NUM ? id->str : NULL);
+	pb__chat_buf_clear(&b);
+	pb__cj_free(msg);
+	return 0;
+}
+
+static int canon_msg(void *arg, pb__chat_tg_chat_t *chat, const pb_buf_t *canon, const char *id)
+{
+	(void)chat;
+	add_msg(arg, canon->data, canon->len, id);
+	return 0;
+}
+
+static int parse_way(const uint8_t *data, size_t size, bool canon, pb_buf_t *out)
+{
+	pb__chat_tg_sink_t sink = {NULL, canon ? NULL : tree_msg, NULL, out, false, canon ? canon_msg : NULL};
+	pb__chat_tg_t *p;
+	size_t third = size / 3;
+	int err;
+
+	if (pb__chat_tg_new(&p, &sink) != 0)
+		abort();
+	err = pb__chat_tg_feed(p, data, third, NULL, 0);
+	if (err == 0)
+		err = pb__chat_tg_feed(p, data + third, size - third, NULL, 0);
+	if (err == 0)
+		err = pb__chat_tg_finish(p, NULL, 0);
+	pb__chat_tg_free(p);
+	return err;
+}
+
+static void both_ways(const uint8_t *data, size_t size)
+{
+	pb_buf_t a = {0}, b = {0};
+
+	if (parse_way(data, size, false, &a) != parse_way(data, size, true, &b) || a.len != b.len ||
+	    (a.len > 0 && memcmp(a.data, b.data, a.len) != 0))
+		abort();
+	pb__chat_buf_clear(&a);
+	pb__chat_buf_clear(&b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -45,6 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t i;
 
 	(void)pb__chat_telegram_parse_buf(data, size);
+	both_ways(data, size);
 	if (pb__codec_telegram.split("chats/1/result.json", data, size, keep, &v) == 0 &&
 	    pb__codec_telegram.join("chats/1/result.json", v.it, v.n, &out) == 0) {
 		/* The joined file is canonical: it splits and joins to itself. */
