@@ -48,8 +48,12 @@
 /* Small chunks of a given level (a chat stream's) go to the sealing
  * threads in batches of this many plaintext bytes: one copy into the
  * batch, one hand-over and one wake-up for all of them. */
-#define PACK_BYTES (256u << 10)
-#define PACK_MAX 128              /* chunks in one batch */
+#define PACK_BYTES (1u << 20)
+#define PACK_MAX 512              /* chunks in one batch */
+/* A sealing thread is woken once this many batches wait for one (a
+ * wake-up costs about as much as sealing 100 KiB), or when the caller
+ * waits for them (drain). */
+#define PACK_WAKE 4
 
 bool pb__sink_pack_off;
 
@@ -451,6 +455,9 @@ static int take_slot(pb__sink_t *s)
 	for (size_t k = 0; k < sl->nsub && rc == 0; k++) {
 		struct sub *u = &sl->subs[k];
 
+		/* Counted for the next commit once sealed, as a chunk sealed
+		 * on the caller's thread is: by its sealed bytes. */
+		s->added_since_commit += u->ct_len;
 		rc = take_chunk(s, u->name, u->ct, u->ct_len, k + 1 == sl->nsub ? s->head : s->head - 1);
 		u->ct = NULL;
 	}
@@ -471,6 +478,9 @@ static int drain(pb__sink_t *s, bool all)
 		pthread_mutex_lock(&s->mu);
 		while ((!sl->done || sl->ih != NULL) &&
 		       (all || s->tail - s->head == RING || s->ring_bytes >= RING_BYTES)) {
+			/* Batches not woken for yet (pack_push) are sealed now. */
+			if (s->claim < s->tail && s->idle > 0)
+				pthread_cond_broadcast(&s->work);
 			s->waiting = true;
 			pthread_cond_wait(&s->sealed, &s->mu);
 			s->waiting = false;
@@ -558,7 +568,7 @@ static int pack_push(pb__sink_t *s)
 	sl->level = s->pack_level;
 	s->tail++;
 	s->ring_bytes += s->pack_len;
-	if (s->idle > 0)
+	if (s->idle > 0 && s->tail - s->claim >= PACK_WAKE)
 		pthread_cond_signal(&s->work);
 	pthread_mutex_unlock(&s->mu);
 	s->pack = NULL;
@@ -597,7 +607,6 @@ static int pack_add(pb__sink_t *s, const uint8_t *plain, size_t len, const uint8
 	memcpy(s->pack + s->pack_len, plain, len);
 	s->pack_len += len;
 	s->pack_level = level;
-	s->added_since_commit += len;
 	return 0;
 }
 
