@@ -48,12 +48,16 @@
 /* Small chunks of a given level (a chat stream's) go to the sealing
  * threads in batches of this many plaintext bytes: one copy into the
  * batch, one hand-over and one wake-up for all of them. */
-#define PACK_BYTES (1u << 20)
-#define PACK_MAX 512              /* chunks in one batch */
+#define PACK_BYTES (512u << 10)
+#define PACK_MAX 256              /* chunks in one batch */
 /* A sealing thread is woken once this many batches wait for one (a
  * wake-up costs about as much as sealing 100 KiB), or when the caller
  * waits for them (drain). */
-#define PACK_WAKE 4
+#define PACK_WAKE 2
+/* Plaintext in the ring before another batch waits for the head: batches
+ * hold their plaintext until sent, and RING_BYTES of them would double a
+ * phone's peak. */
+#define PACK_RING_BYTES (2u << 20)
 
 bool pb__sink_pack_off;
 
@@ -170,11 +174,8 @@ static void seal_subs(pb__sink_t *s, struct slot *sl, void *zctx)
 	for (size_t k = 0; k < sl->nsub && sl->rc == 0; k++) {
 		struct sub *u = &sl->subs[k];
 
-		if ((u->ct = malloc(PB_CHUNK_CT_LEN_MAX(u->len))) == NULL)
-			sl->rc = PB_ENOMEM;
-		else
-			sl->rc = pb__seal_named_level(zctx, sl->level, s->o.keys->chunk, u->name, sl->plain + u->off,
-						      u->len, u->ct, &u->ct_len);
+		sl->rc = pb__seal_named_level(zctx, sl->level, s->o.keys->chunk, u->name, sl->plain + u->off, u->len,
+					      u->ct, &u->ct_len);
 	}
 }
 
@@ -466,8 +467,9 @@ static int take_slot(pb__sink_t *s)
 }
 
 /* Takes every sealed slot at the head, waiting for the head while the
- * ring is full (with all: until the ring is empty). */
-static int drain(pb__sink_t *s, bool all)
+ * ring is full, holding limit bytes or more (with all: until the ring is
+ * empty). */
+static int drain_to(pb__sink_t *s, bool all, size_t limit)
 {
 	int rc = 0;
 
@@ -477,7 +479,7 @@ static int drain(pb__sink_t *s, bool all)
 
 		pthread_mutex_lock(&s->mu);
 		while ((!sl->done || sl->ih != NULL) &&
-		       (all || s->tail - s->head == RING || s->ring_bytes >= RING_BYTES)) {
+		       (all || s->tail - s->head == RING || s->ring_bytes >= limit)) {
 			/* Batches not woken for yet (pack_push) are sealed now. */
 			if (s->claim < s->tail && s->idle > 0)
 				pthread_cond_broadcast(&s->work);
@@ -492,6 +494,11 @@ static int drain(pb__sink_t *s, bool all)
 		rc = take_slot(s);
 	}
 	return rc;
+}
+
+static int drain(pb__sink_t *s, bool all)
+{
+	return drain_to(s, all, RING_BYTES);
 }
 
 static int pack_push(pb__sink_t *s);
@@ -549,7 +556,7 @@ static int pack_push(pb__sink_t *s)
 
 	if (s->pack_n == 0)
 		return 0;
-	if ((rc = drain(s, false)) != 0)
+	if ((rc = drain_to(s, false, PACK_RING_BYTES)) != 0)
 		return rc;
 	pthread_mutex_lock(&s->mu);
 	sl = &s->ring[s->tail % RING];
@@ -598,11 +605,16 @@ static int pack_add(pb__sink_t *s, const uint8_t *plain, size_t len, const uint8
 			return PB_ENOMEM;
 		}
 	}
-	u = &s->pack_subs[s->pack_n++];
+	/* The sealed bytes' room is taken here, on the caller's thread that
+	 * frees it: a sealing thread's malloc would grow an arena of its own
+	 * that keeps what the caller frees. */
+	u = &s->pack_subs[s->pack_n];
+	if ((u->ct = malloc(PB_CHUNK_CT_LEN_MAX(len))) == NULL)
+		return PB_ENOMEM;
+	s->pack_n++;
 	memcpy(u->name, name, PB_STORE_NAME_LEN);
 	u->off = s->pack_len;
 	u->len = len;
-	u->ct = NULL;
 	u->ct_len = 0;
 	memcpy(s->pack + s->pack_len, plain, len);
 	s->pack_len += len;
@@ -798,6 +810,8 @@ void pb__sink_free(pb__sink_t *s)
 		free(s->ring[q % RING].ct);
 		subs_free(&s->ring[q % RING]);
 	}
+	for (size_t k = 0; k < s->pack_n; k++)
+		free(s->pack_subs[k].ct);
 	free(s->pack);
 	free(s->pack_subs);
 	for (size_t i = 0; i < s->nwaits; i++) {
