@@ -47,7 +47,7 @@ PB_WUR int pb__sink_new(const pb__sink_opts_t *o, pb__sink_t **out);
 PB_WUR int pb__sink_add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN]);
 /* The same with a chunk of at most 64 KiB compressed at zstd level level
  * (pb__seal_named_level); a larger one at the default level. Such small
- * chunks are copied into a batch (256 KiB) that goes to the sealing
+ * chunks are copied into a batch (512 KiB) that goes to the sealing
  * threads whole once full or before anything else is added or committed,
  * so they are sent in the order added (the caller's thread seals them
  * without sealing threads, or with pb__sink_pack_off). */
