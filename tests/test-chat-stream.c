@@ -22,6 +22,7 @@
 #include "inproc.h"
 #include "agent/backup/internal.h"
 #include "agent/backup/repo.h"
+#include "agent/backup/sink.h"
 #include "agent/backup/stream.h"
 #include "agent/kinds/internal.h"
 #include "agent/phone/handle.h"
@@ -190,6 +191,21 @@ static void test_far_fewer_chunks(void **state)
 	assert_int_equal(res.items_changed, attachments);
 	printf("read again unchanged: %llu chunks sent\n", (unsigned long long)res.chunks_sent);
 	assert_true(res.chunks_sent <= 4);
+	/* Read again with each stream chunk sealed on its own instead of in
+	 * batches (agent/backup/sink.c): the same chunks, so none is sent,
+	 * and the same snapshot. */
+	{
+		pb_op_result_t batched = res;
+
+		touch_all(dev);
+		pb__sink_pack_off = true;
+		assert_int_equal(pb_phone_backup(phone.ph, &o, &res), 0);
+		pb__sink_pack_off = false;
+		assert_true(res.chunks_sent <= 4);
+		assert_int_equal(res.chunks_total, batched.chunks_total);
+		assert_int_equal(res.items, batched.items);
+		pb_test_restore_same(&phone, dev, "stream-one-by-one");
+	}
 }
 
 /* One changed message re-sends the chunk around it and the manifest and

@@ -8,7 +8,13 @@
  *   after its chunks are committed in the store;
  * - a chunk the state holds committed is not sent again;
  * - chunks named on the sealing threads get their names in place;
- * - a dry run sends and commits nothing. */
+ * - a dry run sends and commits nothing;
+ * - small chunks handed to the sealing threads in batches
+ *   (pb__sink_add_level) get the same names, are put in the same order
+ *   and covered by the same receipts as when sealed one by one, across
+ *   every batch boundary (full by bytes, full by count, cut by another
+ *   chunk, by a commit); an error mid-batch is returned, nothing after it
+ *   is put, and the sink frees what it held. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,12 +250,172 @@ static void test_dry_run(void **state)
 	free(buf);
 }
 
+/* ---- batches of small chunks ---------------------------------------------------- */
+
+#define PACKED 1300
+
+/* What the repository saw: each put's name in order, each receipt's
+ * names, and a put that fails (fail_at: the put with that number). */
+static struct {
+	const pb_repo_ops_t *real;
+	uint8_t (*puts)[PB_STORE_NAME_LEN];
+	size_t nputs, fail_at;
+} seen;
+static pb_repo_ops_t spy_ops;
+
+static int spy_put(pb_repo_t *r, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
+{
+	if (seen.fail_at != 0 && seen.nputs + 1 == seen.fail_at)
+		return PB_EIO;
+	memcpy(seen.puts[seen.nputs++], name, PB_STORE_NAME_LEN);
+	return seen.real->put(r, name, ct, len);
+}
+
+static void spy_on(struct world *w)
+{
+	seen.real = w->repo->ops;
+	spy_ops = *w->repo->ops;
+	spy_ops.put = spy_put;
+	w->repo->ops = &spy_ops;
+	seen.nputs = 0;
+}
+
+/* Chunk i of the run, each different: mostly 2-32 KiB (a stream's), some
+ * of a few bytes (600 in a row: a batch full by count), some large ones
+ * between them. */
+static size_t packed_chunk(size_t i, uint8_t *buf, bool *small)
+{
+	uint8_t seed[randombytes_SEEDBYTES] = { 0 };
+	size_t len;
+
+	seed[0] = (uint8_t)i;
+	seed[1] = (uint8_t)(i >> 8);
+	seed[2] = 0x5a;
+	*small = true;
+	if (i % 97 == 50) {
+		len = (100u + i % 500) << 10; /* sealed alone */
+		*small = false;
+	} else if (i >= 300 && i < 900) {
+		len = 8 + i % 5; /* more than a batch's count */
+	} else {
+		len = 2048 + (i * 7919) % (30u << 10);
+	}
+	randombytes_buf_deterministic(buf, len, seed);
+	if (i % 3 == 0)
+		memset(buf, 'z', len / 2);
+	return len;
+}
+
+struct packed_run {
+	uint8_t names[PACKED][PB_STORE_NAME_LEN];
+	uint8_t (*puts)[PB_STORE_NAME_LEN];
+	size_t nputs, nmarks, names_told;
+	uint64_t marks[NCHUNKS + 2];
+	int rc;
+};
+
+static void packed_run(const char *tag, bool off, size_t fail_at, struct packed_run *out)
+{
+	struct world w;
+	pb__sink_t *sink;
+	uint8_t *buf = malloc(1u << 20);
+	uint64_t mark = 0;
+	int rc = 0;
+
+	assert_non_null(buf);
+	world_open(&w, tag, false, &sink);
+	spy_on(&w);
+	seen.puts = out->puts;
+	seen.fail_at = fail_at;
+	pb__sink_pack_off = off;
+	for (size_t i = 0; i < PACKED && rc == 0; i++) {
+		bool small;
+		size_t len = packed_chunk(i, buf, &small);
+
+		rc = small ? pb__sink_add_level(sink, buf, len, out->names[i], -1)
+			   : pb__sink_add(sink, buf, len, out->names[i]);
+		/* Commits at odd places: mid-batch, right after a large one. */
+		if (rc == 0 && (i % 61 == 17 || i % 97 == 50))
+			rc = pb__sink_commit(sink, ++mark, false);
+	}
+	if (rc == 0)
+		rc = pb__sink_commit(sink, ++mark, true);
+	pb__sink_pack_off = false;
+	out->rc = rc;
+	out->nputs = seen.nputs;
+	out->nmarks = w.nmarks;
+	out->names_told = w.names;
+	memcpy(out->marks, w.marks, sizeof(out->marks));
+	if (rc == 0) {
+		assert_true(w.names_in_store);
+		/* Each chunk opens from the store to what went in. */
+		for (size_t i = 0; i < PACKED; i += 7) {
+			bool small;
+			size_t len = packed_chunk(i, buf, &small), plen = 0, clen = 0;
+			uint8_t *ct = NULL, *plain = malloc(1u << 20);
+
+			assert_non_null(plain);
+			assert_int_equal(pb__repo_get(w.repo, NULL, out->names[i], &ct, &clen), 0);
+			assert_int_equal(pb_chunk_open(&w.keys, out->names[i], ct, clen, plain, 1u << 20, &plen), 0);
+			assert_int_equal(plen, len);
+			assert_memory_equal(plain, buf, len);
+			free(ct);
+			free(plain);
+		}
+	}
+	w.repo->ops = seen.real;
+	world_close(&w, sink);
+	free(buf);
+}
+
+static void test_batches_same_as_one_by_one(void **state)
+{
+	struct packed_run *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+
+	(void)state;
+	assert_non_null(a);
+	assert_non_null(b);
+	a->puts = calloc(PACKED, PB_STORE_NAME_LEN);
+	b->puts = calloc(PACKED, PB_STORE_NAME_LEN);
+	assert_non_null(a->puts);
+	assert_non_null(b->puts);
+	packed_run("one-by-one", true, 0, a);
+	packed_run("batched", false, 0, b);
+	assert_int_equal(a->rc, 0);
+	assert_int_equal(b->rc, 0);
+	/* The same names, put in the same order. */
+	assert_memory_equal(a->names, b->names, sizeof(a->names));
+	assert_int_equal(a->nputs, PACKED);
+	assert_int_equal(b->nputs, PACKED);
+	assert_memory_equal(a->puts, b->puts, a->nputs * PB_STORE_NAME_LEN);
+	/* Every receipt in order, the last one with the last mark. */
+	assert_int_equal(a->names_told, PACKED);
+	assert_int_equal(b->names_told, PACKED);
+	for (size_t i = 1; i < b->nmarks; i++)
+		assert_true(b->marks[i] > b->marks[i - 1]);
+	assert_int_equal(a->marks[a->nmarks - 1], b->marks[b->nmarks - 1]);
+
+	/* A put that fails mid-batch: the error comes back, nothing after
+	 * it was put, and everything held is freed (the sanitizer's leak
+	 * check). */
+	memset(b->names, 0, sizeof(b->names));
+	packed_run("failing", false, 40, b);
+	assert_int_equal(b->rc, PB_EIO);
+	assert_int_equal(b->nputs, 39);
+	assert_memory_equal(a->puts, b->puts, 39 * PB_STORE_NAME_LEN);
+	free(a->puts);
+	free(b->puts);
+	free(a);
+	free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_chunks_and_receipts),
 		cmocka_unit_test(test_named_off_thread),
 		cmocka_unit_test(test_dry_run),
+		cmocka_unit_test(test_batches_same_as_one_by_one),
 	};
 
 	return cmocka_run_group_tests(tests, pb_test_dir_setup, pb_test_dir_teardown);

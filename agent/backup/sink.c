@@ -9,6 +9,8 @@
  * memory, in ring order, into that item's content hash (a second keyed
  * BLAKE2b pass over the same bytes, which would otherwise run on the
  * caller's thread);
+ * small chunks of a chat stream go to the sealing threads many in one
+ * slot (a batch of PACK_BYTES), sealed there one by one and sent in order;
  * the caller's thread takes sealed slots back in ring order into batches
  * and does all talking to the repository. Nothing but the ring is shared.
  *
@@ -43,6 +45,29 @@
 /* Smaller chunks are sealed on the caller's thread: handing them over
  * would cost more than sealing them. */
 #define INLINE_MAX (64u << 10)
+/* Small chunks of a given level (a chat stream's) go to the sealing
+ * threads in batches of this many plaintext bytes: one copy into the
+ * batch, one hand-over and one wake-up for all of them. */
+#define PACK_BYTES (512u << 10)
+#define PACK_MAX 256              /* chunks in one batch */
+/* A sealing thread is woken once this many batches wait for one (a
+ * wake-up costs about as much as sealing 100 KiB), or when the caller
+ * waits for them (drain). */
+#define PACK_WAKE 2
+/* Plaintext in the ring before another batch waits for the head: batches
+ * hold their plaintext until sent, and RING_BYTES of them would double a
+ * phone's peak. */
+#define PACK_RING_BYTES (2u << 20)
+
+bool pb__sink_pack_off;
+
+/* A chunk of a batch: named by the caller, sealed by a sealing thread. */
+struct sub {
+	name_t name;
+	size_t off, len;          /* in the slot's plain */
+	uint8_t *ct;
+	size_t ct_len;
+};
 
 struct slot {
 	name_t name;
@@ -62,6 +87,12 @@ struct slot {
 	 * name (under the lock), NULL once it is there. */
 	bool deferred;
 	uint8_t *name_to;
+	/* A batch of small chunks (nsub > 0): plain holds them one after
+	 * the other, each sealed at level into its own ct; the slot's name,
+	 * ct and ct_len are unused. */
+	struct sub *subs;
+	size_t nsub;
+	int level;
 };
 
 struct batch {
@@ -106,6 +137,11 @@ struct pb__sink_s {
 	size_t unnamed;           /* slots whose name_to is not filled yet */
 	void *zctx;               /* the caller's thread's */
 	/* Caller's thread only. */
+	/* The batch of small chunks being filled (PACK_BYTES of plain). */
+	uint8_t *pack;
+	struct sub *pack_subs;
+	size_t pack_n, pack_len;
+	int pack_level;
 	struct batch *cur;
 	struct wait waits[WAITS];
 	size_t whead, nwaits, noffers, ncommits;
@@ -129,6 +165,18 @@ static void seal_slot(pb__sink_t *s, struct slot *sl, void *zctx)
 		sl->rc = pb__seal_named(zctx, s->o.keys->chunk, sl->name, sl->plain, sl->len, sl->ct, &sl->ct_len);
 	/* The plaintext stays until the slot leaves: the hashing thread may
 	 * still read it. */
+}
+
+/* Seals each chunk of a batch; the first error stops it (the batch
+ * leaves the ring with that error, the chunks before it unsent). */
+static void seal_subs(pb__sink_t *s, struct slot *sl, void *zctx)
+{
+	for (size_t k = 0; k < sl->nsub && sl->rc == 0; k++) {
+		struct sub *u = &sl->subs[k];
+
+		sl->rc = pb__seal_named_level(zctx, sl->level, s->o.keys->chunk, u->name, sl->plain + u->off, u->len,
+					      u->ct, &u->ct_len);
+	}
 }
 
 static void *sealer(void *arg)
@@ -162,11 +210,12 @@ static void *sealer(void *arg)
 				pthread_cond_broadcast(&s->sealed);
 		}
 		pthread_mutex_unlock(&s->mu);
-		if (z == NULL) {
+		if (z == NULL)
 			sl->rc = PB_ENOMEM;
-		} else {
+		else if (sl->nsub > 0)
+			seal_subs(s, sl, z);
+		else
 			seal_slot(s, sl, z);
-		}
 		pthread_mutex_lock(&s->mu);
 		sl->done = true;
 		if (s->waiting)
@@ -343,11 +392,47 @@ static int offer(pb__sink_t *s)
 
 /* ---- the ring (caller's thread) ---------------------------------------------- */
 
-/* Moves the sealed slot at the head into the batch being filled. */
+static void subs_free(struct slot *sl)
+{
+	for (size_t k = 0; k < sl->nsub; k++)
+		free(sl->subs[k].ct);
+	free(sl->subs);
+	sl->subs = NULL;
+	sl->nsub = 0;
+}
+
+/* Moves one sealed chunk into the batch being filled (ct is the batch's
+ * from here on); last: the ring seq put once this chunk is. */
+static int take_chunk(pb__sink_t *s, const name_t name, uint8_t *ct, size_t ct_len, uint64_t last)
+{
+	struct batch *b;
+
+	if (s->cur == NULL) {
+		if ((s->cur = malloc(sizeof(*s->cur))) == NULL) {
+			free(ct);
+			return PB_ENOMEM;
+		}
+		s->cur->n = s->cur->bytes = 0;
+	}
+	b = s->cur;
+	memcpy(b->names[b->n], name, PB_STORE_NAME_LEN);
+	b->ct[b->n] = ct;
+	b->len[b->n] = ct_len;
+	b->n++;
+	b->bytes += ct_len;
+	b->last = last;
+	/* A batch closes when full, or when a commit waits for its chunks. */
+	if (b->n == OFFER_BATCH || b->bytes >= BATCH_BYTES || (s->want_commit && last >= s->commit_seq))
+		return offer(s);
+	return 0;
+}
+
+/* Moves the sealed slot at the head into the batch being filled: a batch
+ * of small chunks one by one, in order (only its last one puts the slot
+ * whole, so that a commit behind it waits for all of them). */
 static int take_slot(pb__sink_t *s)
 {
 	struct slot *sl = &s->ring[s->head % RING];
-	struct batch *b;
 	int rc = sl->rc;
 	uint8_t *ct = sl->ct;
 
@@ -363,31 +448,28 @@ static int take_slot(pb__sink_t *s)
 	sl->ct = NULL;
 	if (rc != 0) {
 		free(ct);
+		subs_free(sl);
 		return rc;
 	}
-	if (s->cur == NULL) {
-		if ((s->cur = malloc(sizeof(*s->cur))) == NULL) {
-			free(ct);
-			return PB_ENOMEM;
-		}
-		s->cur->n = s->cur->bytes = 0;
+	if (sl->nsub == 0)
+		return take_chunk(s, sl->name, ct, sl->ct_len, s->head);
+	for (size_t k = 0; k < sl->nsub && rc == 0; k++) {
+		struct sub *u = &sl->subs[k];
+
+		/* Counted for the next commit once sealed, as a chunk sealed
+		 * on the caller's thread is: by its sealed bytes. */
+		s->added_since_commit += u->ct_len;
+		rc = take_chunk(s, u->name, u->ct, u->ct_len, k + 1 == sl->nsub ? s->head : s->head - 1);
+		u->ct = NULL;
 	}
-	b = s->cur;
-	memcpy(b->names[b->n], sl->name, PB_STORE_NAME_LEN);
-	b->ct[b->n] = ct;
-	b->len[b->n] = sl->ct_len;
-	b->n++;
-	b->bytes += sl->ct_len;
-	b->last = s->head;
-	/* A batch closes when full, or when a commit waits for its chunks. */
-	if (b->n == OFFER_BATCH || b->bytes >= BATCH_BYTES || (s->want_commit && s->head >= s->commit_seq))
-		return offer(s);
-	return 0;
+	subs_free(sl);
+	return rc;
 }
 
 /* Takes every sealed slot at the head, waiting for the head while the
- * ring is full (with all: until the ring is empty). */
-static int drain(pb__sink_t *s, bool all)
+ * ring is full, holding limit bytes or more (with all: until the ring is
+ * empty). */
+static int drain_to(pb__sink_t *s, bool all, size_t limit)
 {
 	int rc = 0;
 
@@ -397,7 +479,10 @@ static int drain(pb__sink_t *s, bool all)
 
 		pthread_mutex_lock(&s->mu);
 		while ((!sl->done || sl->ih != NULL) &&
-		       (all || s->tail - s->head == RING || s->ring_bytes >= RING_BYTES)) {
+		       (all || s->tail - s->head == RING || s->ring_bytes >= limit)) {
+			/* Batches not woken for yet (pack_push) are sealed now. */
+			if (s->claim < s->tail && s->idle > 0)
+				pthread_cond_broadcast(&s->work);
 			s->waiting = true;
 			pthread_cond_wait(&s->sealed, &s->mu);
 			s->waiting = false;
@@ -411,21 +496,31 @@ static int drain(pb__sink_t *s, bool all)
 	return rc;
 }
 
+static int drain(pb__sink_t *s, bool all)
+{
+	return drain_to(s, all, RING_BYTES);
+}
+
+static int pack_push(pb__sink_t *s);
+
 static int push_slot(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *plain, size_t len,
 		     uint8_t *ct, size_t ct_len, crypto_generichash_state *ih, uint8_t *name_to)
 {
 	struct slot *sl;
 	int rc;
 
-	/* Room in the ring first: the oldest slots leave once sealed (drain
-	 * waits while there is none). */
-	if ((rc = drain(s, false)) != 0) {
+	/* The batch of small chunks added before goes first, and room in
+	 * the ring: the oldest slots leave once sealed (drain waits while
+	 * there is none). */
+	if ((rc = pack_push(s)) != 0 || (rc = drain(s, false)) != 0) {
 		free(plain);
 		free(ct);
 		return rc;
 	}
 	pthread_mutex_lock(&s->mu);
 	sl = &s->ring[s->tail % RING];
+	sl->subs = NULL;
+	sl->nsub = 0;
 	sl->deferred = name_to != NULL;
 	sl->name_to = name_to;
 	if (name_to != NULL)
@@ -451,6 +546,80 @@ static int push_slot(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], uint8
 	s->added_since_commit += plain != NULL ? len : ct_len;
 	/* Whatever is sealed moves on without waiting. */
 	return drain(s, false);
+}
+
+/* Hands the batch of small chunks to the sealing threads as one slot. */
+static int pack_push(pb__sink_t *s)
+{
+	struct slot *sl;
+	int rc;
+
+	if (s->pack_n == 0)
+		return 0;
+	if ((rc = drain_to(s, false, PACK_RING_BYTES)) != 0)
+		return rc;
+	pthread_mutex_lock(&s->mu);
+	sl = &s->ring[s->tail % RING];
+	memset(sl->name, 0, PB_STORE_NAME_LEN);
+	sl->deferred = false;
+	sl->name_to = NULL;
+	sl->plain = s->pack;
+	sl->len = s->pack_len;
+	sl->ct = NULL;
+	sl->ct_len = 0;
+	sl->rc = 0;
+	sl->done = false;
+	sl->ih = NULL;
+	sl->subs = s->pack_subs;
+	sl->nsub = s->pack_n;
+	sl->level = s->pack_level;
+	s->tail++;
+	s->ring_bytes += s->pack_len;
+	if (s->idle > 0 && s->tail - s->claim >= PACK_WAKE)
+		pthread_cond_signal(&s->work);
+	pthread_mutex_unlock(&s->mu);
+	s->pack = NULL;
+	s->pack_subs = NULL;
+	s->pack_n = s->pack_len = 0;
+	return drain(s, false);
+}
+
+/* Copies a small named chunk into the batch being filled. */
+static int pack_add(pb__sink_t *s, const uint8_t *plain, size_t len, const uint8_t name[PB_STORE_NAME_LEN],
+		    int level)
+{
+	struct sub *u;
+	int rc;
+
+	if (s->pack_n > 0 && (s->pack_n == PACK_MAX || s->pack_len + len > PACK_BYTES || s->pack_level != level) &&
+	    (rc = pack_push(s)) != 0)
+		return rc;
+	if (s->pack == NULL) {
+		s->pack = malloc(PACK_BYTES > len ? PACK_BYTES : len);
+		s->pack_subs = malloc(PACK_MAX * sizeof(*s->pack_subs));
+		if (s->pack == NULL || s->pack_subs == NULL) {
+			free(s->pack);
+			free(s->pack_subs);
+			s->pack = NULL;
+			s->pack_subs = NULL;
+			return PB_ENOMEM;
+		}
+	}
+	/* The sealed bytes' room is taken here, on the caller's thread that
+	 * frees it: a sealing thread's malloc would grow an arena of its own
+	 * that keeps what the caller frees. */
+	u = &s->pack_subs[s->pack_n];
+	if ((u->ct = malloc(PB_CHUNK_CT_LEN_MAX(len))) == NULL)
+		return PB_ENOMEM;
+	s->pack_n++;
+	memcpy(u->name, name, PB_STORE_NAME_LEN);
+	u->off = s->pack_len;
+	u->len = len;
+	u->ct_len = 0;
+	memcpy(s->pack + s->pack_len, plain, len);
+	s->pack_len += len;
+	s->pack_level = level;
+	return 0;
 }
 
 void pb__sink_hash_wait(pb__sink_t *s)
@@ -489,6 +658,8 @@ static int add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_
 		hash_here(s, ih, plain, len);
 		return 0;
 	}
+	if (level != 0 && ih == NULL && s->nthreads > 0 && len <= INLINE_MAX && !pb__sink_pack_off)
+		return pack_add(s, plain, len, name, level);
 	if (!s->has_hasher || len <= INLINE_MAX) {
 		hash_here(s, ih, plain, len);
 		if ((ct = malloc(PB_CHUNK_CT_LEN_MAX(len))) == NULL)
@@ -563,6 +734,9 @@ int pb__sink_commit(pb__sink_t *s, uint64_t mark, bool wait)
 
 	s->added_since_commit = 0;
 	s->last_commit = pb__now_s();
+	/* The chunks waiting in a batch are added before the commit. */
+	if ((rc = pack_push(s)) != 0)
+		return rc;
 	if (!s->o.dry_run) {
 		s->want_commit = true;
 		s->commit_seq = s->tail;
@@ -634,7 +808,12 @@ void pb__sink_free(pb__sink_t *s)
 	for (uint64_t q = s->head; q < s->tail; q++) {
 		free(s->ring[q % RING].plain);
 		free(s->ring[q % RING].ct);
+		subs_free(&s->ring[q % RING]);
 	}
+	for (size_t k = 0; k < s->pack_n; k++)
+		free(s->pack_subs[k].ct);
+	free(s->pack);
+	free(s->pack_subs);
 	for (size_t i = 0; i < s->nwaits; i++) {
 		struct wait *w = &s->waits[(s->whead + i) % WAITS];
 

@@ -45,11 +45,17 @@ PB_WUR int pb__sink_new(const pb__sink_opts_t *o, pb__sink_t **out);
 /* Names plain (len <= PB_CHUNK_PLAIN_MAX) into name and queues it for
  * sealing and sending; plain is the caller's again on return. */
 PB_WUR int pb__sink_add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN]);
-/* The same with a chunk of at most 64 KiB (sealed on the caller's thread)
- * compressed at zstd level level (pb__seal_named_level); a larger one at
- * the default level. */
+/* The same with a chunk of at most 64 KiB compressed at zstd level level
+ * (pb__seal_named_level); a larger one at the default level. Such small
+ * chunks are copied into a batch (512 KiB) that goes to the sealing
+ * threads whole once full or before anything else is added or committed,
+ * so they are sent in the order added (the caller's thread seals them
+ * without sealing threads, or with pb__sink_pack_off). */
 PB_WUR int pb__sink_add_level(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN],
 			      int level);
+
+/* Tests: no batches of small chunks (each sealed on the caller's thread). */
+extern bool pb__sink_pack_off;
 
 /* The same, and the bytes go into the item hash ih too (in the order
  * added, on the hashing thread when there is one): ih is not the caller's
