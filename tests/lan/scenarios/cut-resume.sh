@@ -1,6 +1,29 @@
 # Scenario 3: the link is cut about half way through a backup and comes
 # back a few seconds later; the next run resumes and does not send again
 # what the host had committed.
+#
+# What a cut wastes is what was sent but not yet committed. The phone's
+# sink keeps at most two commits awaiting their receipts, each covering
+# about COMMIT_BYTES (4 MiB), plus the puts behind the last one (another
+# commit's bytes and a 4 MiB batch): about 16 MiB whatever the host's
+# fsync costs. The device holds the chats of three generated phones
+# (about 87 MB), so that window stays under the 0.3 of a whole backup
+# checked below however slowly the host commits; with one phone's 28 MB
+# the check held only while the host kept up.
+
+# device_big ROLE: seed 3's phone plus the chats of seeds 4 and 5.
+device_big() {
+	local s
+	device "$1" 3
+	for s in 4 5; do
+		"$PB" gen --out "$WORK/$1/extra" --seed "$s" --size small >/dev/null || fail "gen failed"
+		mv "$WORK/$1/extra/chats/"* "$WORK/$1/device/chats/" || fail "moving seed $s's chats failed"
+		rm -rf "$WORK/$1/extra"
+	done
+	DEVICE_BYTES=$(du -sb "$WORK/$1/device" | cut -f1)
+	DEVICE_FILES=$(find "$WORK/$1/device" -type f | wc -l)
+}
+
 scenario() {
 	local full half up1 rc committed
 
@@ -8,8 +31,8 @@ scenario() {
 	start_host
 	phone ref "$NET.10"
 	phone p "$NET.11"
-	device ref 3
-	device p 3
+	device_big ref
+	device_big p
 	# The reference: the same data backed up without a cut, to know what a
 	# whole backup sends.
 	pair ref
