@@ -93,6 +93,10 @@ struct slot {
 	struct sub *subs;
 	size_t nsub;
 	int level;
+	/* A chunk of one's own sealed under enc (NULL: the chunk key) at
+	 * level (0: pb__seal_named's); a manifest chunk's are the manifest
+	 * key and its level (pb__sink_add_manifest). */
+	const uint8_t *enc;
 };
 
 struct batch {
@@ -161,6 +165,9 @@ static void seal_slot(pb__sink_t *s, struct slot *sl, void *zctx)
 	sl->ct = malloc(PB_CHUNK_CT_LEN_MAX(sl->len));
 	if (sl->ct == NULL)
 		sl->rc = PB_ENOMEM;
+	else if (sl->enc != NULL || sl->level != 0)
+		sl->rc = pb__seal_named_level(zctx, sl->level, sl->enc != NULL ? sl->enc : s->o.keys->chunk, sl->name,
+					      sl->plain, sl->len, sl->ct, &sl->ct_len);
 	else
 		sl->rc = pb__seal_named(zctx, s->o.keys->chunk, sl->name, sl->plain, sl->len, sl->ct, &sl->ct_len);
 	/* The plaintext stays until the slot leaves: the hashing thread may
@@ -503,8 +510,10 @@ static int drain(pb__sink_t *s, bool all)
 
 static int pack_push(pb__sink_t *s);
 
+/* enc and level: how a sealing thread seals plain (struct slot). */
 static int push_slot(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *plain, size_t len,
-		     uint8_t *ct, size_t ct_len, crypto_generichash_state *ih, uint8_t *name_to)
+		     uint8_t *ct, size_t ct_len, crypto_generichash_state *ih, uint8_t *name_to, const uint8_t *enc,
+		     int level)
 {
 	struct slot *sl;
 	int rc;
@@ -534,6 +543,8 @@ static int push_slot(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], uint8
 	sl->rc = 0;
 	sl->done = ct != NULL;
 	sl->ih = ih;
+	sl->enc = enc;
+	sl->level = level;
 	s->tail++;
 	s->ring_bytes += len;
 	if (!sl->done && s->idle > 0)
@@ -573,6 +584,7 @@ static int pack_push(pb__sink_t *s)
 	sl->subs = s->pack_subs;
 	sl->nsub = s->pack_n;
 	sl->level = s->pack_level;
+	sl->enc = NULL;
 	s->tail++;
 	s->ring_bytes += s->pack_len;
 	if (s->idle > 0 && s->tail - s->claim >= PACK_WAKE)
@@ -670,12 +682,12 @@ static int add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_
 			free(ct);
 			return rc;
 		}
-		return push_slot(s, name, NULL, 0, ct, ct_len, NULL, NULL);
+		return push_slot(s, name, NULL, 0, ct, ct_len, NULL, NULL, NULL, 0);
 	}
 	if ((copy = malloc(len)) == NULL)
 		return PB_ENOMEM;
 	memcpy(copy, plain, len);
-	return push_slot(s, name, copy, len, NULL, 0, ih, NULL);
+	return push_slot(s, name, copy, len, NULL, 0, ih, NULL, NULL, 0);
 }
 
 int pb__sink_add_named(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t *name_to)
@@ -689,7 +701,7 @@ int pb__sink_add_named(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t 
 	if ((copy = malloc(len)) == NULL)
 		return PB_ENOMEM;
 	memcpy(copy, plain, len);
-	return push_slot(s, NULL, copy, len, NULL, 0, NULL, name_to);
+	return push_slot(s, NULL, copy, len, NULL, 0, NULL, name_to, NULL, 0);
 }
 
 int pb__sink_add_hashed(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN],
@@ -717,7 +729,34 @@ int pb__sink_add_sealed(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], co
 	if ((copy = malloc(len ? len : 1)) == NULL)
 		return PB_ENOMEM;
 	memcpy(copy, ct, len);
-	return push_slot(s, name, NULL, 0, copy, len, NULL, NULL);
+	return push_slot(s, name, NULL, 0, copy, len, NULL, NULL, NULL, 0);
+}
+
+int pb__sink_add_manifest(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *plain, size_t len,
+			  int level)
+{
+	const uint8_t *enc = s->o.keys->manifest;
+	uint8_t *copy, *ct;
+	size_t ct_len;
+	int rc;
+
+	if (len > PB_CHUNK_PLAIN_MAX)
+		return PB_ETOOBIG;
+	if (pb_backup_state_is_committed(s->o.st, name))
+		return 0;
+	if (s->nthreads == 0 || len <= INLINE_MAX) {
+		if ((ct = malloc(PB_CHUNK_CT_LEN_MAX(len))) == NULL)
+			return PB_ENOMEM;
+		if ((rc = pb__seal_named_level(s->zctx, level, enc, name, plain, len, ct, &ct_len)) != 0) {
+			free(ct);
+			return rc;
+		}
+		return push_slot(s, name, NULL, 0, ct, ct_len, NULL, NULL, NULL, 0);
+	}
+	if ((copy = malloc(len)) == NULL)
+		return PB_ENOMEM;
+	memcpy(copy, plain, len);
+	return push_slot(s, name, copy, len, NULL, 0, NULL, NULL, enc, level);
 }
 
 bool pb__sink_due(const pb__sink_t *s)
