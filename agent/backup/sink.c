@@ -45,7 +45,7 @@
 /* Smaller chunks are sealed on the caller's thread: handing them over
  * would cost more than sealing them. */
 #define INLINE_MAX (64u << 10)
-/* Small chunks of a given level (a chat stream's) go to the sealing
+/* Small chunks (a chat stream's, and manifest chunks) go to the sealing
  * threads in batches of this many plaintext bytes: one copy into the
  * batch, one hand-over and one wake-up for all of them. */
 #define PACK_BYTES (512u << 10)
@@ -61,9 +61,13 @@
 
 bool pb__sink_pack_off;
 
-/* A chunk of a batch: named by the caller, sealed by a sealing thread. */
+/* A chunk of a batch: named by the caller, sealed by a sealing thread
+ * under enc at level (a stream's chunks and manifest chunks share
+ * batches). */
 struct sub {
 	name_t name;
+	const uint8_t *enc;
+	int level;
 	size_t off, len;          /* in the slot's plain */
 	uint8_t *ct;
 	size_t ct_len;
@@ -88,8 +92,8 @@ struct slot {
 	bool deferred;
 	uint8_t *name_to;
 	/* A batch of small chunks (nsub > 0): plain holds them one after
-	 * the other, each sealed at level into its own ct; the slot's name,
-	 * ct and ct_len are unused. */
+	 * the other, each sealed into its own ct; the slot's name, ct and
+	 * ct_len are unused. */
 	struct sub *subs;
 	size_t nsub;
 	int level;
@@ -145,7 +149,6 @@ struct pb__sink_s {
 	uint8_t *pack;
 	struct sub *pack_subs;
 	size_t pack_n, pack_len;
-	int pack_level;
 	struct batch *cur;
 	struct wait waits[WAITS];
 	size_t whead, nwaits, noffers, ncommits;
@@ -181,8 +184,8 @@ static void seal_subs(pb__sink_t *s, struct slot *sl, void *zctx)
 	for (size_t k = 0; k < sl->nsub && sl->rc == 0; k++) {
 		struct sub *u = &sl->subs[k];
 
-		sl->rc = pb__seal_named_level(zctx, sl->level, s->o.keys->chunk, u->name, sl->plain + u->off, u->len,
-					      u->ct, &u->ct_len);
+		sl->rc = pb__seal_named_level(zctx, u->level, u->enc, u->name, sl->plain + u->off, u->len, u->ct,
+					      &u->ct_len);
 	}
 }
 
@@ -583,7 +586,7 @@ static int pack_push(pb__sink_t *s)
 	sl->ih = NULL;
 	sl->subs = s->pack_subs;
 	sl->nsub = s->pack_n;
-	sl->level = s->pack_level;
+	sl->level = 0;
 	sl->enc = NULL;
 	s->tail++;
 	s->ring_bytes += s->pack_len;
@@ -598,12 +601,12 @@ static int pack_push(pb__sink_t *s)
 
 /* Copies a small named chunk into the batch being filled. */
 static int pack_add(pb__sink_t *s, const uint8_t *plain, size_t len, const uint8_t name[PB_STORE_NAME_LEN],
-		    int level)
+		    const uint8_t *enc, int level)
 {
 	struct sub *u;
 	int rc;
 
-	if (s->pack_n > 0 && (s->pack_n == PACK_MAX || s->pack_len + len > PACK_BYTES || s->pack_level != level) &&
+	if (s->pack_n > 0 && (s->pack_n == PACK_MAX || s->pack_len + len > PACK_BYTES) &&
 	    (rc = pack_push(s)) != 0)
 		return rc;
 	if (s->pack == NULL) {
@@ -625,12 +628,13 @@ static int pack_add(pb__sink_t *s, const uint8_t *plain, size_t len, const uint8
 		return PB_ENOMEM;
 	s->pack_n++;
 	memcpy(u->name, name, PB_STORE_NAME_LEN);
+	u->enc = enc;
+	u->level = level;
 	u->off = s->pack_len;
 	u->len = len;
 	u->ct_len = 0;
 	memcpy(s->pack + s->pack_len, plain, len);
 	s->pack_len += len;
-	s->pack_level = level;
 	return 0;
 }
 
@@ -671,7 +675,7 @@ static int add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_
 		return 0;
 	}
 	if (level != 0 && ih == NULL && s->nthreads > 0 && len <= INLINE_MAX && !pb__sink_pack_off)
-		return pack_add(s, plain, len, name, level);
+		return pack_add(s, plain, len, name, s->o.keys->chunk, level);
 	if (!s->has_hasher || len <= INLINE_MAX) {
 		hash_here(s, ih, plain, len);
 		if ((ct = malloc(PB_CHUNK_CT_LEN_MAX(len))) == NULL)
@@ -744,7 +748,9 @@ int pb__sink_add_manifest(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], 
 		return PB_ETOOBIG;
 	if (pb_backup_state_is_committed(s->o.st, name))
 		return 0;
-	if (s->nthreads == 0 || len <= INLINE_MAX) {
+	if (s->nthreads > 0 && len <= INLINE_MAX && !pb__sink_pack_off)
+		return pack_add(s, plain, len, name, enc, level);
+	if (s->nthreads == 0) {
 		if ((ct = malloc(PB_CHUNK_CT_LEN_MAX(len))) == NULL)
 			return PB_ENOMEM;
 		if ((rc = pb__seal_named_level(s->zctx, level, enc, name, plain, len, ct, &ct_len)) != 0) {
