@@ -1153,16 +1153,27 @@ static int report(pb__chat_tg_t *p, const uint8_t *in, size_t len, char *errbuf,
 	return PB_EMALFORMED;
 }
 
-/* Rewrites \xNN inside strings as \u00NN into out, *o bytes (out NULL:
- * only follows the strings, for a block with no \x, which goes to the
- * parser as it is); the state carries across calls, so an escape split
- * between two reads is still seen. */
-static int filter(pb__chat_tg_t *p, const uint8_t *buf, size_t len, uint8_t *out, size_t *o_out, char *errbuf,
-		  size_t errcap)
+int pb__chat_tg_feed(pb__chat_tg_t *p, const uint8_t *buf, size_t len, char *errbuf, size_t errcap)
 {
 	size_t i, o = 0;
+	uint8_t *nb;
 	uint8_t c;
 
+	if (len == 0)
+		return 0;
+	if (len > SIZE_MAX / 2 - 2)
+		return PB_ETOOBIG;
+	/* Each \x becomes \u00: two bytes out per byte in, and one more when
+	 * the call starts right after a backslash fed by the previous one. */
+	if (p->fcap < 2 * len + 2) {
+		nb = realloc(p->fbuf, 2 * len + 2);
+		if (nb == NULL)
+			return PB_ENOMEM;
+		p->fbuf = nb;
+		p->fcap = 2 * len + 2;
+	}
+	/* Rewrite \xNN inside strings as \u00NN; the state carries across
+	 * calls, so an escape split between two reads is still seen. */
 	for (i = 0; i < len; i++) {
 		if (p->in_string && !p->escaped) {
 			/* Most bytes are inside strings: the run up to the next
@@ -1177,8 +1188,7 @@ static int filter(pb__chat_tg_t *p, const uint8_t *buf, size_t len, uint8_t *out
 						     "a string or number longer than 16 MiB near byte %llu",
 						     (unsigned long long)(p->offset + i + (PB__CHAT_MSG_MAX - p->token)));
 			p->token += n;
-			if (out != NULL)
-				memcpy(out + o, buf + i, n);
+			memcpy(p->fbuf + o, buf + i, n);
 			o += n;
 			i = end;
 			if (i == len)
@@ -1197,10 +1207,10 @@ static int filter(pb__chat_tg_t *p, const uint8_t *buf, size_t len, uint8_t *out
 					     (unsigned long long)(p->offset + i));
 		if (p->escaped) {
 			p->escaped = false;
-			if (c == 'x' && out != NULL) {
-				out[o++] = 'u';
-				out[o++] = '0';
-				out[o++] = '0';
+			if (c == 'x') {
+				p->fbuf[o++] = 'u';
+				p->fbuf[o++] = '0';
+				p->fbuf[o++] = '0';
 				continue;
 			}
 		} else if (p->in_string && c == '\\') {
@@ -1208,48 +1218,10 @@ static int filter(pb__chat_tg_t *p, const uint8_t *buf, size_t len, uint8_t *out
 		} else if (c == '"') {
 			p->in_string = !p->in_string;
 		}
-		if (out != NULL)
-			out[o] = c;
-		o++;
+		p->fbuf[o++] = c;
 	}
-	*o_out = o;
-	return 0;
-}
-
-int pb__chat_tg_feed(pb__chat_tg_t *p, const uint8_t *buf, size_t len, char *errbuf, size_t errcap)
-{
-	const uint8_t *in = buf;
-	size_t o = 0;
-	uint8_t *nb;
-	int err;
-
-	if (len == 0)
-		return 0;
-	if (len > SIZE_MAX / 2 - 2)
-		return PB_ETOOBIG;
-	/* Exports seldom hold \x: a block without one (and not starting an
-	 * escape the previous one began with an x) is parsed where it lies,
-	 * not copied (the strings are still followed, for the next block). */
-	if (memmem(buf, len, "\\x", 2) == NULL && !(p->escaped && buf[0] == 'x')) {
-		if ((err = filter(p, buf, len, NULL, &o, errbuf, errcap)) != 0)
-			return err;
-	} else {
-		/* Each \x becomes \u00: two bytes out per byte in, and one
-		 * more when the call starts right after a backslash fed by
-		 * the previous one. */
-		if (p->fcap < 2 * len + 2) {
-			nb = realloc(p->fbuf, 2 * len + 2);
-			if (nb == NULL)
-				return PB_ENOMEM;
-			p->fbuf = nb;
-			p->fcap = 2 * len + 2;
-		}
-		if ((err = filter(p, buf, len, p->fbuf, &o, errbuf, errcap)) != 0)
-			return err;
-		in = p->fbuf;
-	}
-	if (yajl_parse(p->y, in, o) != yajl_status_ok)
-		return report(p, in, o, errbuf, errcap);
+	if (yajl_parse(p->y, p->fbuf, o) != yajl_status_ok)
+		return report(p, p->fbuf, o, errbuf, errcap);
 	p->offset += o;
 	return 0;
 }
