@@ -16,6 +16,7 @@ typedef struct pb__b2k_s {
 	uint8_t key[128]; /* the key block, for an empty message */
 	size_t outlen;
 	int keyed;
+	int avx2; /* the compression in 256-bit registers */
 } pb__b2k_t;
 
 /* key: 0..64 bytes (keylen 0: unkeyed); outlen 1..64; personal: NULL or
