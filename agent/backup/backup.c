@@ -20,6 +20,7 @@
 #include "agent/backup/stream.h"
 #include "agent/kinds/internal.h"
 #include "agent/phone/phone.h"
+#include "agent/util/blake2b.h"
 #include "agent/util/fsutil.h"
 
 #define COMMIT_ITEMS 8192             /* items waiting for a commit */
@@ -65,6 +66,11 @@ struct backup {
 	pb_repo_t *repo;
 	const pb_provider_t *prov;
 	pb_backup_keys_t keys;
+	/* keys.name's keyed BLAKE2b prepared once (agent/util/blake2b.h):
+	 * a message's content hash (pb__item_hash) and its id's key
+	 * (pb__manifest_id_key) are each one or two blocks, of which the
+	 * key's own block was the first. */
+	pb__b2k_t item_k, id_k;
 	pb_cdc_t cdc;
 	pb_backup_state_t *st;
 	pb_manifest_writer_t *mw;
@@ -272,6 +278,18 @@ static int emit_manifest_chunk(void *arg, const uint8_t name[PB_STORE_NAME_LEN],
 	return rc;
 }
 
+/* The same by its plaintext, sealed on the sink's sealing threads. */
+static int emit_manifest_plain(void *arg, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *plain, size_t len,
+			       int level)
+{
+	struct backup *b = arg;
+	int rc = pb__sink_add_manifest(b->sink, name, plain, len, level);
+
+	if (rc == 0 && pb__sink_due(b->sink))
+		rc = commit(b, false);
+	return rc;
+}
+
 static int chunk_file(struct backup *b, const pb_item_t *it, uint64_t *size)
 {
 	int fd = open(it->file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -357,6 +375,18 @@ static int file_note(struct backup *b, const pb_item_t *it)
 	return 0;
 }
 
+/* pb__manifest_id_key of id, from the prepared key. */
+static uint64_t id_key(const struct backup *b, const char *id, size_t len)
+{
+	uint8_t h[8];
+	uint64_t v = 0;
+
+	pb__b2k_hash(&b->id_k, (const uint8_t *)id, len, h);
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | h[i];
+	return v;
+}
+
 /* Unchanged: same bytes (items in memory are hashed; others are taken as
  * unchanged when size and change stamp match) and every chunk committed
  * in the repository. Its chunk names are left in b->old (b->nold). One
@@ -372,7 +402,7 @@ static bool unchanged(struct backup *b, const pb_item_t *it, int64_t mtime, uint
 	if (it->data != NULL) {
 		/* Items split out of a file share its modification time, which
 		 * changes with any of them: their content decides. */
-		pb__item_hash(&b->keys, it->data, it->len, hash);
+		pb__b2k_hash(&b->item_k, it->data, it->len, hash);
 		if (rec_size != it->len || sodium_memcmp(rec_hash, hash, 32) != 0)
 			return false;
 	} else {
@@ -575,7 +605,7 @@ static int add_item(struct backup *b, const pb_manifest_item_t *m)
 {
 	if (m->id == NULL)
 		return PB_EINVAL;
-	return add_item_keyed(b, m, pb__manifest_id_key(&b->keys, m->id, strnlen(m->id, PB_MANIFEST_ID_MAX + 1)));
+	return add_item_keyed(b, m, id_key(b, m->id, strnlen(m->id, PB_MANIFEST_ID_MAX + 1)));
 }
 
 struct replay {
@@ -733,8 +763,8 @@ static int stream_item(struct backup *b, const pb_item_t *it)
 	if (x != NULL && x->hashed)
 		memcpy(hash, x->hash, 32);
 	else
-		pb__item_hash(&b->keys, it->data, it->len, hash);
-	key = x != NULL && x->keyed ? x->key : pb__manifest_id_key(&b->keys, it->id, strlen(it->id));
+		pb__b2k_hash(&b->item_k, it->data, it->len, hash);
+	key = x != NULL && x->keyed ? x->key : id_key(b, it->id, strlen(it->id));
 	d = digest(it->id, hash);
 	if (!digest_known(b, d))
 		b->res->items_changed++;
@@ -942,19 +972,21 @@ static int skip_file(void *arg, const char *rel, int err, uint64_t line, const c
  * parsed it: the keys are only read. */
 static void hash_on_parser(void *arg, const uint8_t *data, size_t len, uint8_t out[32])
 {
-	pb__item_hash(arg, data, len, out);
+	const struct backup *b = arg;
+
+	pb__b2k_hash(&b->item_k, data, len, out);
 }
 
 /* And its id's key in the manifest's index (pb__manifest_id_key). */
 static uint64_t key_on_parser(void *arg, const char *id, size_t len)
 {
-	return pb__manifest_id_key(arg, id, len);
+	return id_key(arg, id, len);
 }
 
 static int walk(struct backup *b, unsigned mask, int (*fcb)(void *, const char *, const struct stat *), pb_item_cb item,
 		pb_scan_bad_cb bad, void *arg, bool hashed)
 {
-	pb__item_hasher_t h = {hash_on_parser, &b->keys, key_on_parser};
+	pb__item_hasher_t h = {hash_on_parser, b, key_on_parser};
 	int rc;
 
 	if (b->by_file && fcb != NULL) {
@@ -1124,6 +1156,8 @@ static int run_keys(struct backup *b)
 	if (rc != 0)
 		return rc;
 	pb_backup_keys_derive(mk, &b->keys);
+	pb__b2k_init(&b->item_k, b->keys.name, sizeof(b->keys.name), 32, NULL);
+	pb__b2k_init(&b->id_k, b->keys.name, sizeof(b->keys.name), 8, NULL);
 	sodium_memzero(mk, sizeof(mk));
 	pb_cdc_init(&b->cdc, &b->keys);
 	pb__stream_init(&b->stream, &b->cdc, stream_chunk, stream_rec, b);
@@ -1157,6 +1191,7 @@ static int backup_walk(struct backup *b, unsigned mask)
 		return rc;
 	pb__manifest_writer_indexed(b->mw);
 	pb__manifest_writer_known(b->mw, manifest_known, b);
+	pb__manifest_writer_plain(b->mw, emit_manifest_plain, b);
 	rc = walk(b, mask, file_seen, backup_item, skip_file, b, true);
 	if (rc == 0)
 		rc = group_end(b);
@@ -1205,6 +1240,8 @@ static void backup_free(struct backup *b)
 	pb_backup_state_close(b->st);
 	pb_cdc_wipe(&b->cdc);
 	pb_backup_keys_wipe(&b->keys);
+	sodium_memzero(&b->item_k, sizeof(b->item_k));
+	sodium_memzero(&b->id_k, sizeof(b->id_k));
 	free(b->items);
 	free(b->cur);
 	file_forget(b);

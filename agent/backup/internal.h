@@ -105,6 +105,12 @@ uint64_t pb__manifest_id_key(const pb_backup_keys_t *keys, const char *id, size_
 /* Manifest and index chunks for which known(arg, name) is true are named
  * but neither sealed nor emitted: the repository holds them. */
 void pb__manifest_writer_known(pb_manifest_writer_t *w, bool (*known)(void *arg, const uint8_t *name), void *arg);
+/* Hands each manifest and index chunk to plain, named but not sealed, with
+ * the zstd level to seal it at under the manifest key; plain is only valid
+ * for the call. A non-zero return stops the writer as emit's does. */
+typedef int (*pb__manifest_plain_cb)(void *arg, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *plain,
+				     size_t len, int level);
+void pb__manifest_writer_plain(pb_manifest_writer_t *w, pb__manifest_plain_cb plain, void *arg);
 /* The writer makes a version 2 root with an id index. */
 void pb__manifest_writer_indexed(pb_manifest_writer_t *w);
 /* Tests only: backups write version 1 roots, as before the index, to show

@@ -102,12 +102,22 @@ struct pb_manifest_writer_s {
 	void *known_arg;
 	/* One compression context for every chunk the writer seals. */
 	ZSTD_CCtx *zctx;
+	/* When set, chunks go to it named but not sealed: the caller seals
+	 * them (under the manifest key, at the level given) elsewhere. */
+	pb__manifest_plain_cb plain;
+	void *plain_arg;
 };
 
 void pb__manifest_writer_known(pb_manifest_writer_t *w, bool (*known)(void *arg, const uint8_t *name), void *arg)
 {
 	w->known = known;
 	w->known_arg = arg;
+}
+
+void pb__manifest_writer_plain(pb_manifest_writer_t *w, pb__manifest_plain_cb plain, void *arg)
+{
+	w->plain = plain;
+	w->plain_arg = arg;
 }
 
 /* Seals plain and hands it to the caller, unless the repository is known
@@ -122,6 +132,10 @@ static int seal_emit(pb_manifest_writer_t *w, const uint8_t *plain, size_t plen,
 	pb__chunk_name(w->keys.name, plain, plen, name);
 	if (w->known != NULL && w->known(w->known_arg, name))
 		return 0;
+	if (w->plain != NULL) {
+		rc = w->plain(w->plain_arg, name, plain, plen, MANIFEST_ZLEVEL);
+		return rc == 0 ? 0 : rc < 0 ? rc : PB_ECANCELED;
+	}
 	if (w->zctx == NULL && (w->zctx = ZSTD_createCCtx()) == NULL)
 		return PB_ENOMEM;
 	if ((rc = pb__seal_named_level(w->zctx, MANIFEST_ZLEVEL, w->keys.manifest, name, plain, plen, w->ct, &ct_len)) < 0)

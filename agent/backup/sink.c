@@ -45,7 +45,7 @@
 /* Smaller chunks are sealed on the caller's thread: handing them over
  * would cost more than sealing them. */
 #define INLINE_MAX (64u << 10)
-/* Small chunks of a given level (a chat stream's) go to the sealing
+/* Small chunks (a chat stream's, and manifest chunks) go to the sealing
  * threads in batches of this many plaintext bytes: one copy into the
  * batch, one hand-over and one wake-up for all of them. */
 #define PACK_BYTES (512u << 10)
@@ -61,9 +61,13 @@
 
 bool pb__sink_pack_off;
 
-/* A chunk of a batch: named by the caller, sealed by a sealing thread. */
+/* A chunk of a batch: named by the caller, sealed by a sealing thread
+ * under enc at level (a stream's chunks and manifest chunks share
+ * batches). */
 struct sub {
 	name_t name;
+	const uint8_t *enc;
+	int level;
 	size_t off, len;          /* in the slot's plain */
 	uint8_t *ct;
 	size_t ct_len;
@@ -88,11 +92,15 @@ struct slot {
 	bool deferred;
 	uint8_t *name_to;
 	/* A batch of small chunks (nsub > 0): plain holds them one after
-	 * the other, each sealed at level into its own ct; the slot's name,
-	 * ct and ct_len are unused. */
+	 * the other, each sealed into its own ct; the slot's name, ct and
+	 * ct_len are unused. */
 	struct sub *subs;
 	size_t nsub;
 	int level;
+	/* A chunk of one's own sealed under enc (NULL: the chunk key) at
+	 * level (0: pb__seal_named's); a manifest chunk's are the manifest
+	 * key and its level (pb__sink_add_manifest). */
+	const uint8_t *enc;
 };
 
 struct batch {
@@ -141,7 +149,6 @@ struct pb__sink_s {
 	uint8_t *pack;
 	struct sub *pack_subs;
 	size_t pack_n, pack_len;
-	int pack_level;
 	struct batch *cur;
 	struct wait waits[WAITS];
 	size_t whead, nwaits, noffers, ncommits;
@@ -161,6 +168,9 @@ static void seal_slot(pb__sink_t *s, struct slot *sl, void *zctx)
 	sl->ct = malloc(PB_CHUNK_CT_LEN_MAX(sl->len));
 	if (sl->ct == NULL)
 		sl->rc = PB_ENOMEM;
+	else if (sl->enc != NULL || sl->level != 0)
+		sl->rc = pb__seal_named_level(zctx, sl->level, sl->enc != NULL ? sl->enc : s->o.keys->chunk, sl->name,
+					      sl->plain, sl->len, sl->ct, &sl->ct_len);
 	else
 		sl->rc = pb__seal_named(zctx, s->o.keys->chunk, sl->name, sl->plain, sl->len, sl->ct, &sl->ct_len);
 	/* The plaintext stays until the slot leaves: the hashing thread may
@@ -174,8 +184,8 @@ static void seal_subs(pb__sink_t *s, struct slot *sl, void *zctx)
 	for (size_t k = 0; k < sl->nsub && sl->rc == 0; k++) {
 		struct sub *u = &sl->subs[k];
 
-		sl->rc = pb__seal_named_level(zctx, sl->level, s->o.keys->chunk, u->name, sl->plain + u->off, u->len,
-					      u->ct, &u->ct_len);
+		sl->rc = pb__seal_named_level(zctx, u->level, u->enc, u->name, sl->plain + u->off, u->len, u->ct,
+					      &u->ct_len);
 	}
 }
 
@@ -503,8 +513,10 @@ static int drain(pb__sink_t *s, bool all)
 
 static int pack_push(pb__sink_t *s);
 
+/* enc and level: how a sealing thread seals plain (struct slot). */
 static int push_slot(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *plain, size_t len,
-		     uint8_t *ct, size_t ct_len, crypto_generichash_state *ih, uint8_t *name_to)
+		     uint8_t *ct, size_t ct_len, crypto_generichash_state *ih, uint8_t *name_to, const uint8_t *enc,
+		     int level)
 {
 	struct slot *sl;
 	int rc;
@@ -534,6 +546,8 @@ static int push_slot(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], uint8
 	sl->rc = 0;
 	sl->done = ct != NULL;
 	sl->ih = ih;
+	sl->enc = enc;
+	sl->level = level;
 	s->tail++;
 	s->ring_bytes += len;
 	if (!sl->done && s->idle > 0)
@@ -572,7 +586,8 @@ static int pack_push(pb__sink_t *s)
 	sl->ih = NULL;
 	sl->subs = s->pack_subs;
 	sl->nsub = s->pack_n;
-	sl->level = s->pack_level;
+	sl->level = 0;
+	sl->enc = NULL;
 	s->tail++;
 	s->ring_bytes += s->pack_len;
 	if (s->idle > 0 && s->tail - s->claim >= PACK_WAKE)
@@ -586,12 +601,12 @@ static int pack_push(pb__sink_t *s)
 
 /* Copies a small named chunk into the batch being filled. */
 static int pack_add(pb__sink_t *s, const uint8_t *plain, size_t len, const uint8_t name[PB_STORE_NAME_LEN],
-		    int level)
+		    const uint8_t *enc, int level)
 {
 	struct sub *u;
 	int rc;
 
-	if (s->pack_n > 0 && (s->pack_n == PACK_MAX || s->pack_len + len > PACK_BYTES || s->pack_level != level) &&
+	if (s->pack_n > 0 && (s->pack_n == PACK_MAX || s->pack_len + len > PACK_BYTES) &&
 	    (rc = pack_push(s)) != 0)
 		return rc;
 	if (s->pack == NULL) {
@@ -613,12 +628,13 @@ static int pack_add(pb__sink_t *s, const uint8_t *plain, size_t len, const uint8
 		return PB_ENOMEM;
 	s->pack_n++;
 	memcpy(u->name, name, PB_STORE_NAME_LEN);
+	u->enc = enc;
+	u->level = level;
 	u->off = s->pack_len;
 	u->len = len;
 	u->ct_len = 0;
 	memcpy(s->pack + s->pack_len, plain, len);
 	s->pack_len += len;
-	s->pack_level = level;
 	return 0;
 }
 
@@ -659,7 +675,7 @@ static int add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_
 		return 0;
 	}
 	if (level != 0 && ih == NULL && s->nthreads > 0 && len <= INLINE_MAX && !pb__sink_pack_off)
-		return pack_add(s, plain, len, name, level);
+		return pack_add(s, plain, len, name, s->o.keys->chunk, level);
 	if (!s->has_hasher || len <= INLINE_MAX) {
 		hash_here(s, ih, plain, len);
 		if ((ct = malloc(PB_CHUNK_CT_LEN_MAX(len))) == NULL)
@@ -670,12 +686,12 @@ static int add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_
 			free(ct);
 			return rc;
 		}
-		return push_slot(s, name, NULL, 0, ct, ct_len, NULL, NULL);
+		return push_slot(s, name, NULL, 0, ct, ct_len, NULL, NULL, NULL, 0);
 	}
 	if ((copy = malloc(len)) == NULL)
 		return PB_ENOMEM;
 	memcpy(copy, plain, len);
-	return push_slot(s, name, copy, len, NULL, 0, ih, NULL);
+	return push_slot(s, name, copy, len, NULL, 0, ih, NULL, NULL, 0);
 }
 
 int pb__sink_add_named(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t *name_to)
@@ -689,7 +705,7 @@ int pb__sink_add_named(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t 
 	if ((copy = malloc(len)) == NULL)
 		return PB_ENOMEM;
 	memcpy(copy, plain, len);
-	return push_slot(s, NULL, copy, len, NULL, 0, NULL, name_to);
+	return push_slot(s, NULL, copy, len, NULL, 0, NULL, name_to, NULL, 0);
 }
 
 int pb__sink_add_hashed(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN],
@@ -717,7 +733,36 @@ int pb__sink_add_sealed(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], co
 	if ((copy = malloc(len ? len : 1)) == NULL)
 		return PB_ENOMEM;
 	memcpy(copy, ct, len);
-	return push_slot(s, name, NULL, 0, copy, len, NULL, NULL);
+	return push_slot(s, name, NULL, 0, copy, len, NULL, NULL, NULL, 0);
+}
+
+int pb__sink_add_manifest(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *plain, size_t len,
+			  int level)
+{
+	const uint8_t *enc = s->o.keys->manifest;
+	uint8_t *copy, *ct;
+	size_t ct_len;
+	int rc;
+
+	if (len > PB_CHUNK_PLAIN_MAX)
+		return PB_ETOOBIG;
+	if (pb_backup_state_is_committed(s->o.st, name))
+		return 0;
+	if (s->nthreads > 0 && len <= INLINE_MAX && !pb__sink_pack_off)
+		return pack_add(s, plain, len, name, enc, level);
+	if (s->nthreads == 0) {
+		if ((ct = malloc(PB_CHUNK_CT_LEN_MAX(len))) == NULL)
+			return PB_ENOMEM;
+		if ((rc = pb__seal_named_level(s->zctx, level, enc, name, plain, len, ct, &ct_len)) != 0) {
+			free(ct);
+			return rc;
+		}
+		return push_slot(s, name, NULL, 0, ct, ct_len, NULL, NULL, NULL, 0);
+	}
+	if ((copy = malloc(len)) == NULL)
+		return PB_ENOMEM;
+	memcpy(copy, plain, len);
+	return push_slot(s, name, copy, len, NULL, 0, NULL, NULL, enc, level);
 }
 
 bool pb__sink_due(const pb__sink_t *s)

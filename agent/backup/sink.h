@@ -79,6 +79,12 @@ void pb__sink_hash_wait(pb__sink_t *s);
 PB_WUR int pb__sink_add_sealed(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct,
 			       size_t len);
 
+/* Queues a manifest chunk by its plaintext, named already: sealed under
+ * the manifest key at zstd level on a sealing thread, off the caller's
+ * thread as a stream's chunks are; plain is copied. */
+PB_WUR int pb__sink_add_manifest(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *plain,
+				 size_t len, int level);
+
 /* True when enough was added since the last commit for another. */
 bool pb__sink_due(const pb__sink_t *s);
 
