@@ -5,11 +5,16 @@
  * call through its EVP layer costs more than libsodium's: each thread keeps
  * one cipher context a direction, made on its first long message and keyed
  * again for every message (no allocation a call), and short messages stay
- * on libsodium. libcrypto's start (its default provider and the method
- * store: about a millisecond) is paid once a process has put
- * PB_AEAD_LIBCRYPTO_AFTER bytes through libsodium: a short command (one
- * message restored by id) never pays it, a backup or a host soon earns it
- * back. */
+ * on libsodium.
+ *
+ * libcrypto is opened with dlopen, and started (its default provider and
+ * method store), once a process has put PB_AEAD_LIBCRYPTO_AFTER bytes
+ * through libsodium: about 2.5 ms, which a backup, a full restore or a host
+ * soon earns back, and which a short command (one message restored by id)
+ * never pays. Linked, even statically, its relocations alone cost every
+ * command 0.3 ms of CPU at start. Without libcrypto (not installed)
+ * everything stays on libsodium. */
+#include <dlfcn.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -23,6 +28,24 @@
 
 #include "protocol/aead.h"
 
+#ifndef PB_LIBCRYPTO_SONAME
+#define PB_LIBCRYPTO_SONAME "libcrypto.so.3"
+#endif
+
+/* The functions used, from the library opened; their declarations are
+ * libcrypto's own headers'. */
+static struct {
+	__typeof__(OPENSSL_init_crypto) *init_crypto;
+	__typeof__(EVP_CIPHER_CTX_new) *ctx_new;
+	__typeof__(EVP_CIPHER_CTX_free) *ctx_free;
+	__typeof__(EVP_CIPHER_CTX_ctrl) *ctx_ctrl;
+	__typeof__(EVP_chacha20_poly1305) *chacha20_poly1305;
+	__typeof__(EVP_CipherInit_ex) *init;
+	__typeof__(EVP_CipherUpdate) *update;
+	__typeof__(EVP_CipherFinal_ex) *final;
+	__typeof__(ERR_clear_error) *clear_error;
+} lc;
+
 _Static_assert(PB_AEAD_TAGLEN == crypto_aead_chacha20poly1305_ietf_ABYTES, "tag");
 _Static_assert(PB_AEAD_NONCELEN == crypto_aead_chacha20poly1305_ietf_NPUBBYTES, "nonce");
 _Static_assert(PB_AEAD_XNONCELEN == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, "xnonce");
@@ -32,9 +55,9 @@ _Static_assert(PB_AEAD_XNONCELEN == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
  * nothing. */
 static _Thread_local EVP_CIPHER_CTX *tls_ctx[2];
 static _Thread_local bool tls_broken;
-static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static pthread_once_t lc_once_ctl = PTHREAD_ONCE_INIT;
 static pthread_key_t ctx_key;
-static bool ctx_key_ok;
+static bool lc_ok;
 
 /* Bytes of long messages through libsodium so far, and whether that has
  * reached PB_AEAD_LIBCRYPTO_AFTER: then every thread goes to libcrypto. */
@@ -46,18 +69,39 @@ static void thread_end(void *p)
 	EVP_CIPHER_CTX **ctx = p;
 
 	for (int i = 0; i < 2; i++) {
-		EVP_CIPHER_CTX_free(ctx[i]);
+		lc.ctx_free(ctx[i]);
 		ctx[i] = NULL;
 	}
 }
 
-static void key_init(void)
+static bool lc_load(void)
 {
+	void *h = dlopen(PB_LIBCRYPTO_SONAME, RTLD_NOW | RTLD_LOCAL);
+
+	if (h == NULL)
+		return false;
+	*(void **)&lc.init_crypto = dlsym(h, "OPENSSL_init_crypto");
+	*(void **)&lc.ctx_new = dlsym(h, "EVP_CIPHER_CTX_new");
+	*(void **)&lc.ctx_free = dlsym(h, "EVP_CIPHER_CTX_free");
+	*(void **)&lc.ctx_ctrl = dlsym(h, "EVP_CIPHER_CTX_ctrl");
+	*(void **)&lc.chacha20_poly1305 = dlsym(h, "EVP_chacha20_poly1305");
+	*(void **)&lc.init = dlsym(h, "EVP_CipherInit_ex");
+	*(void **)&lc.update = dlsym(h, "EVP_CipherUpdate");
+	*(void **)&lc.final = dlsym(h, "EVP_CipherFinal_ex");
+	*(void **)&lc.clear_error = dlsym(h, "ERR_clear_error");
+	if (lc.init_crypto == NULL || lc.ctx_new == NULL || lc.ctx_free == NULL || lc.ctx_ctrl == NULL ||
+	    lc.chacha20_poly1305 == NULL || lc.init == NULL || lc.update == NULL || lc.final == NULL ||
+	    lc.clear_error == NULL)
+		return false; /* the handle stays open: harmless */
 	/* No configuration file (what it could set is not wanted here, and
 	 * reading it is a third of the start) and no clean-up at exit, when
 	 * other threads may still be sealing. */
-	ctx_key_ok = pthread_key_create(&ctx_key, thread_end) == 0 &&
-		     OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT, NULL) == 1;
+	return lc.init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT, NULL) == 1;
+}
+
+static void lc_once(void)
+{
+	lc_ok = lc_load() && pthread_key_create(&ctx_key, thread_end) == 0;
 }
 
 /* The context of this thread for enc (1) or dec (0), or NULL when libcrypto
@@ -70,19 +114,22 @@ static EVP_CIPHER_CTX *ctx_for(int enc)
 		return ctx;
 	if (tls_broken)
 		return NULL;
-	pthread_once(&key_once, key_init);
-	if (!ctx_key_ok || (ctx = EVP_CIPHER_CTX_new()) == NULL)
+	pthread_once(&lc_once_ctl, lc_once);
+	if (!lc_ok)
 		goto broken;
+	if ((ctx = lc.ctx_new()) == NULL)
+		goto broken_err;
 	/* The cipher once; each message then keys it only. */
-	if (EVP_CipherInit_ex(ctx, EVP_chacha20_poly1305(), NULL, NULL, NULL, enc) != 1 ||
+	if (lc.init(ctx, lc.chacha20_poly1305(), NULL, NULL, NULL, enc) != 1 ||
 	    pthread_setspecific(ctx_key, tls_ctx) != 0) {
-		EVP_CIPHER_CTX_free(ctx);
-		goto broken;
+		lc.ctx_free(ctx);
+		goto broken_err;
 	}
 	tls_ctx[enc] = ctx;
 	return ctx;
+broken_err:
+	lc.clear_error();
 broken:
-	ERR_clear_error();
 	tls_broken = true;
 	return NULL;
 }
@@ -117,11 +164,11 @@ int pb__aead_encrypt_libcrypto(uint8_t *c, const uint8_t *m, size_t len, const u
 
 	if (len > INT_MAX || adlen > INT_MAX || (ctx = ctx_for(1)) == NULL)
 		return -2;
-	if (EVP_CipherInit_ex(ctx, NULL, NULL, key, nonce, 1) != 1 ||
-	    (adlen > 0 && EVP_CipherUpdate(ctx, NULL, &n, ad, (int)adlen) != 1) ||
-	    (len > 0 && EVP_CipherUpdate(ctx, c, &n, m, (int)len) != 1) || EVP_CipherFinal_ex(ctx, c + len, &n) != 1 ||
-	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, PB_AEAD_TAGLEN, c + len) != 1) {
-		ERR_clear_error();
+	if (lc.init(ctx, NULL, NULL, key, nonce, 1) != 1 ||
+	    (adlen > 0 && lc.update(ctx, NULL, &n, ad, (int)adlen) != 1) ||
+	    (len > 0 && lc.update(ctx, c, &n, m, (int)len) != 1) || lc.final(ctx, c + len, &n) != 1 ||
+	    lc.ctx_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, PB_AEAD_TAGLEN, c + len) != 1) {
+		lc.clear_error();
 		return -2;
 	}
 	return 0;
@@ -142,19 +189,19 @@ int pb__aead_decrypt_libcrypto(uint8_t *m, const uint8_t *c, size_t clen, const 
 		return -2;
 	/* A copy: m may be c, and the tag must outlive the plaintext written. */
 	memcpy(tag, c + len, PB_AEAD_TAGLEN);
-	if (EVP_CipherInit_ex(ctx, NULL, NULL, key, nonce, 0) != 1 ||
-	    (adlen > 0 && EVP_CipherUpdate(ctx, NULL, &n, ad, (int)adlen) != 1) ||
-	    (len > 0 && EVP_CipherUpdate(ctx, m, &n, c, (int)len) != 1) ||
-	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, PB_AEAD_TAGLEN, tag) != 1) {
+	if (lc.init(ctx, NULL, NULL, key, nonce, 0) != 1 ||
+	    (adlen > 0 && lc.update(ctx, NULL, &n, ad, (int)adlen) != 1) ||
+	    (len > 0 && lc.update(ctx, m, &n, c, (int)len) != 1) ||
+	    lc.ctx_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, PB_AEAD_TAGLEN, tag) != 1) {
 		sodium_memzero(m, len);
-		ERR_clear_error();
+		lc.clear_error();
 		return -2;
 	}
 	/* The plaintext is out before the tag is known (one pass): it is
 	 * wiped when the tag, compared in constant time, fails. */
-	if (EVP_CipherFinal_ex(ctx, m + len, &n) != 1) {
+	if (lc.final(ctx, m + len, &n) != 1) {
 		sodium_memzero(m, len);
-		ERR_clear_error();
+		lc.clear_error();
 		return -1;
 	}
 	return 0;
