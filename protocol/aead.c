@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -164,10 +165,19 @@ int pb__aead_encrypt_libcrypto(uint8_t *c, const uint8_t *m, size_t len, const u
 
 	if (len > INT_MAX || adlen > INT_MAX || (ctx = ctx_for(1)) == NULL)
 		return -2;
+	/* Nothing written yet: libsodium can take over. */
 	if (lc.init(ctx, NULL, NULL, key, nonce, 1) != 1 ||
-	    (adlen > 0 && lc.update(ctx, NULL, &n, ad, (int)adlen) != 1) ||
-	    (len > 0 && lc.update(ctx, c, &n, m, (int)len) != 1) || lc.final(ctx, c + len, &n) != 1 ||
+	    (adlen > 0 && lc.update(ctx, NULL, &n, ad, (int)adlen) != 1)) {
+		lc.clear_error();
+		return -2;
+	}
+	if ((len > 0 && lc.update(ctx, c, &n, m, (int)len) != 1) || lc.final(ctx, c + len, &n) != 1 ||
 	    lc.ctx_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, PB_AEAD_TAGLEN, c + len) != 1) {
+		/* Keyed, a ChaCha20-Poly1305 context does not fail; if it
+		 * did in place, m is gone and sealing it again would seal
+		 * other bytes: stop rather than store them. */
+		if (c == m)
+			abort();
 		lc.clear_error();
 		return -2;
 	}
@@ -187,19 +197,19 @@ int pb__aead_decrypt_libcrypto(uint8_t *m, const uint8_t *c, size_t clen, const 
 	len = clen - PB_AEAD_TAGLEN;
 	if (len > INT_MAX || adlen > INT_MAX || (ctx = ctx_for(0)) == NULL)
 		return -2;
-	/* A copy: m may be c, and the tag must outlive the plaintext written. */
+	/* A copy: m may be c. The expected tag is set before any plaintext
+	 * is written, so that up to here libsodium can take over. */
 	memcpy(tag, c + len, PB_AEAD_TAGLEN);
 	if (lc.init(ctx, NULL, NULL, key, nonce, 0) != 1 ||
-	    (adlen > 0 && lc.update(ctx, NULL, &n, ad, (int)adlen) != 1) ||
-	    (len > 0 && lc.update(ctx, m, &n, c, (int)len) != 1) ||
-	    lc.ctx_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, PB_AEAD_TAGLEN, tag) != 1) {
-		sodium_memzero(m, len);
+	    lc.ctx_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, PB_AEAD_TAGLEN, tag) != 1 ||
+	    (adlen > 0 && lc.update(ctx, NULL, &n, ad, (int)adlen) != 1)) {
 		lc.clear_error();
 		return -2;
 	}
 	/* The plaintext is out before the tag is known (one pass): it is
-	 * wiped when the tag, compared in constant time, fails. */
-	if (lc.final(ctx, m + len, &n) != 1) {
+	 * wiped when the tag, compared in constant time, fails (or anything
+	 * else does: m may have been c). */
+	if ((len > 0 && lc.update(ctx, m, &n, c, (int)len) != 1) || lc.final(ctx, m + len, &n) != 1) {
 		sodium_memzero(m, len);
 		lc.clear_error();
 		return -1;
