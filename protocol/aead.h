@@ -44,8 +44,10 @@ int pb__aead_xdecrypt(uint8_t *m, const uint8_t *c, size_t clen, const uint8_t *
 
 /* The same through one implementation only, whatever the size: for the
  * tests, which compare them, and bench-limits. The libcrypto ones return -2
- * when libcrypto cannot be used (no memory, a message over INT_MAX bytes),
- * having written nothing that counts. */
+ * when libcrypto cannot be used (not installed, no memory, a message over
+ * INT_MAX bytes) before they have written anything, m and c intact; a
+ * failure after that is -1 (decrypt, m wiped) or, encrypting in place, an
+ * abort: neither happens with a keyed context. */
 void pb__aead_encrypt_sodium(uint8_t *c, const uint8_t *m, size_t len, const uint8_t *ad, size_t adlen,
 			     const uint8_t nonce[PB_AEAD_NONCELEN], const uint8_t key[PB_AEAD_KEYLEN]);
 int pb__aead_decrypt_sodium(uint8_t *m, const uint8_t *c, size_t clen, const uint8_t *ad, size_t adlen,
