@@ -61,9 +61,11 @@ static pthread_key_t ctx_key;
 static bool lc_ok;
 
 /* Bytes of long messages through libsodium so far, and whether that has
- * reached PB_AEAD_LIBCRYPTO_AFTER: then every thread goes to libcrypto. */
+ * reached PB_AEAD_LIBCRYPTO_AFTER: then every thread goes to libcrypto
+ * (or, told so, stays on libsodium: sodium_only). */
 static atomic_uint_fast64_t sodium_bytes;
 static atomic_bool libcrypto_on;
+static atomic_bool sodium_only;
 
 static void thread_end(void *p)
 {
@@ -224,8 +226,17 @@ static bool use_libcrypto(size_t len)
 		return false;
 	if (atomic_load_explicit(&libcrypto_on, memory_order_relaxed))
 		return true;
-	if (atomic_fetch_add_explicit(&sodium_bytes, len, memory_order_relaxed) + len >= PB_AEAD_LIBCRYPTO_AFTER)
-		atomic_store_explicit(&libcrypto_on, true, memory_order_relaxed);
+	if (atomic_load_explicit(&sodium_only, memory_order_relaxed))
+		return false;
+	if (atomic_fetch_add_explicit(&sodium_bytes, len, memory_order_relaxed) + len >= PB_AEAD_LIBCRYPTO_AFTER) {
+		/* PEERBACK_AEAD_LIBSODIUM=1 keeps everything on libsodium:
+		 * under an emulator (the ARM builds' tests under qemu-user)
+		 * libcrypto's vector code runs 6 times slower than
+		 * libsodium's scalar code. */
+		const char *e = getenv("PEERBACK_AEAD_LIBSODIUM");
+
+		atomic_store_explicit(e != NULL && *e == '1' ? &sodium_only : &libcrypto_on, true, memory_order_relaxed);
+	}
 	return false;
 }
 
