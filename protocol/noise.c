@@ -7,6 +7,7 @@
 
 #include "peerback.h"
 #include "peerback/noise.h"
+#include "protocol/aead.h"
 #include "protocol/session.h"
 
 #define DHLEN 32
@@ -170,7 +171,6 @@ static int cipher_encrypt(pb_noise_cipher_t *c, const uint8_t *ad, size_t adlen,
 			  uint8_t *out, size_t cap, size_t *out_len)
 {
 	uint8_t nonce[12];
-	unsigned long long clen;
 
 	if (!c->has_key) {
 		if (cap < len)
@@ -184,9 +184,9 @@ static int cipher_encrypt(pb_noise_cipher_t *c, const uint8_t *ad, size_t adlen,
 	if (len > cap || cap - len < PB_NOISE_TAGLEN)
 		return PB_ETOOBIG;
 	nonce_bytes(nonce, c->n);
-	crypto_aead_chacha20poly1305_ietf_encrypt(out, &clen, in, len, ad, adlen, NULL, nonce, c->k);
+	pb__aead_encrypt(out, in, len, ad, adlen, nonce, c->k);
 	c->n++;
-	*out_len = (size_t)clen;
+	*out_len = len + PB_NOISE_TAGLEN;
 	return 0;
 }
 
@@ -194,7 +194,6 @@ static int cipher_decrypt(pb_noise_cipher_t *c, const uint8_t *ad, size_t adlen,
 			  uint8_t *out, size_t cap, size_t *out_len)
 {
 	uint8_t nonce[12];
-	unsigned long long plen;
 
 	if (!c->has_key) {
 		if (cap < len)
@@ -210,10 +209,10 @@ static int cipher_decrypt(pb_noise_cipher_t *c, const uint8_t *ad, size_t adlen,
 	if (cap < len - PB_NOISE_TAGLEN)
 		return PB_ETOOBIG;
 	nonce_bytes(nonce, c->n);
-	if (crypto_aead_chacha20poly1305_ietf_decrypt(out, &plen, NULL, in, len, ad, adlen, nonce, c->k) != 0)
+	if (pb__aead_decrypt(out, in, len, ad, adlen, nonce, c->k) != 0)
 		return PB_ENOISE_DECRYPT;
 	c->n++;
-	*out_len = (size_t)plen;
+	*out_len = len - PB_NOISE_TAGLEN;
 	return 0;
 }
 

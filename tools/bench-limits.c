@@ -1,12 +1,17 @@
 /* bench-limits: the physical limits of this machine for what a backup does
  * to every byte, one core each: keyed BLAKE2b (the chunk name), XChaCha20-
- * Poly1305 and ChaCha20-Poly1305 IETF (sealing), zstd level 3 on
+ * Poly1305 and ChaCha20-Poly1305 IETF (sealing) in libsodium and in OpenSSL's
+ * libcrypto (protocol/aead.c picks by size), zstd level 3 on
  * incompressible and on text-like data, and loopback TCP (one sender
  * thread, one receiver). Throughput is bytes per second of the measuring
  * thread's own CPU time, so that other programs on a shared machine change
  * it little; TCP is given per wall-clock second.
  *
- *   bench-limits [--json] [--seconds S]
+ *   bench-limits [--json] [--seconds S] [--small]
+ *
+ * --small: ChaCha20-Poly1305 of short messages (16 B to 16 KiB) through each
+ * library instead, where the cost of a call shows: protocol/aead.h's
+ * PB_AEAD_LIBCRYPTO_MIN comes from these rows.
  *
  * The bench (tools/bench/bench.py) prints the table and keeps the figures
  * in bench/results.json beside peerback's, to show the distance to the
@@ -26,6 +31,8 @@
 
 #include <sodium.h>
 #include <zstd.h>
+
+#include "protocol/aead.h"
 
 #define KIB 1024
 #define MIB (1024 * 1024)
@@ -59,7 +66,8 @@ static void row(const char *what, const char *op, size_t size, double mb_s)
 		printf("%s{\"what\":\"%s\",\"op\":\"%s\",\"size\":%zu,\"mb_s\":%.1f}", rows > 0 ? ",\n" : "", what,
 		       op, size, mb_s);
 	} else {
-		printf("%-28s %-11s %8zu KiB %10.1f MB/s\n", what, op, size / KIB, mb_s);
+		printf("%-32s %-11s %8zu %s %10.1f MB/s\n", what, op, size >= KIB ? size / KIB : size,
+		       size >= KIB ? "KiB" : "B  ", mb_s);
 	}
 	rows++;
 }
@@ -121,8 +129,26 @@ typedef struct {
 	uint8_t *ct;
 	uint8_t *pt;
 	bool xchacha;
+	bool libcrypto;
 	bool decrypt;
 } aead_t;
+
+/* XChaCha20-Poly1305 through libcrypto: the subkey a message, as
+ * protocol/aead.c does. */
+static int aead_libcrypto(const aead_t *a, const uint8_t *buf, size_t len, const uint8_t *nonce)
+{
+	uint8_t k[32], n[12];
+	const uint8_t *kp = key, *np = nonce;
+
+	if (a->xchacha) {
+		pb__aead_xderive(k, n, nonce, key);
+		kp = k;
+		np = n;
+	}
+	if (a->decrypt)
+		return pb__aead_decrypt_libcrypto(a->pt, a->ct, len + 16, NULL, 0, np, kp);
+	return pb__aead_encrypt_libcrypto(a->ct, buf, len, NULL, 0, np, kp);
+}
 
 static size_t op_aead(void *arg, uint8_t *buf, size_t len)
 {
@@ -131,7 +157,9 @@ static size_t op_aead(void *arg, uint8_t *buf, size_t len)
 	unsigned long long n;
 	int rc;
 
-	if (a->xchacha && !a->decrypt)
+	if (a->libcrypto)
+		rc = aead_libcrypto(a, buf, len, nonce);
+	else if (a->xchacha && !a->decrypt)
 		rc = crypto_aead_xchacha20poly1305_ietf_encrypt(a->ct, &n, buf, len, NULL, 0, NULL, nonce, key);
 	else if (a->xchacha)
 		rc = crypto_aead_xchacha20poly1305_ietf_decrypt(a->pt, &n, NULL, a->ct, len + 16, NULL, 0, nonce,
@@ -147,12 +175,24 @@ static size_t op_aead(void *arg, uint8_t *buf, size_t len)
 	return len;
 }
 
-static void bench_aead(const char *what, bool xchacha, uint8_t *buf, size_t len)
+/* Whether libcrypto can be opened here; its rows are left out if not. */
+static bool have_libcrypto(void)
 {
-	aead_t a = { malloc(len + 16), malloc(len), xchacha, false };
+	uint8_t c[16], n[12] = { 0 };
+
+	return pb__aead_encrypt_libcrypto(c, NULL, 0, NULL, 0, n, key) == 0;
+}
+
+static void bench_aead(const char *what, bool xchacha, bool libcrypto, uint8_t *buf, size_t len)
+{
+	aead_t a = { NULL, NULL, xchacha, libcrypto, false };
 	unsigned long long n;
 	uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES] = { 0 };
 
+	if (libcrypto && !have_libcrypto())
+		return;
+	a.ct = malloc(len + 16);
+	a.pt = malloc(len > 0 ? len : 1);
 	if (a.ct == NULL || a.pt == NULL)
 		exit(1);
 	row(what, "encrypt", len, measure(op_aead, &a, buf, len));
@@ -164,6 +204,17 @@ static void bench_aead(const char *what, bool xchacha, uint8_t *buf, size_t len)
 	row(what, "decrypt", len, measure(op_aead, &a, buf, len));
 	free(a.ct);
 	free(a.pt);
+}
+
+/* The two libraries on short messages, for the size from which
+ * protocol/aead.c goes to libcrypto. */
+static void bench_small(uint8_t *buf)
+{
+	fill(buf, 16 * KIB, false);
+	for (size_t len = 16; len <= 16 * KIB; len *= 2) {
+		bench_aead("ChaCha20-Poly1305 libsodium", false, false, buf, len);
+		bench_aead("ChaCha20-Poly1305 OpenSSL", false, true, buf, len);
+	}
 }
 
 typedef struct {
@@ -270,14 +321,17 @@ int main(int argc, char **argv)
 {
 	static const size_t sizes[] = { 64 * KIB, MIB };
 	uint8_t *buf;
+	bool small = false;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			json = true;
+		} else if (strcmp(argv[i], "--small") == 0) {
+			small = true;
 		} else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
 			seconds = atof(argv[++i]);
 		} else {
-			fprintf(stderr, "usage: bench-limits [--json] [--seconds S]\n");
+			fprintf(stderr, "usage: bench-limits [--json] [--seconds S] [--small]\n");
 			return 2;
 		}
 	}
@@ -285,17 +339,24 @@ int main(int argc, char **argv)
 		return 1;
 	if (json)
 		printf("[\n");
+	if (small) {
+		bench_small(buf);
+		goto out;
+	}
 	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
 		fill(buf, sizes[s], false);
 		row("BLAKE2b-256 keyed", "hash", sizes[s], measure(op_blake2b, NULL, buf, sizes[s]));
-		bench_aead("XChaCha20-Poly1305", true, buf, sizes[s]);
-		bench_aead("ChaCha20-Poly1305 IETF", false, buf, sizes[s]);
+		bench_aead("XChaCha20-Poly1305", true, false, buf, sizes[s]);
+		bench_aead("XChaCha20-Poly1305 OpenSSL", true, true, buf, sizes[s]);
+		bench_aead("ChaCha20-Poly1305 IETF", false, false, buf, sizes[s]);
+		bench_aead("ChaCha20-Poly1305 IETF OpenSSL", false, true, buf, sizes[s]);
 	}
 	fill(buf, MIB, false);
 	bench_zstd("zstd-3 random", buf, MIB);
 	fill(buf, MIB, true);
 	bench_zstd("zstd-3 text", buf, MIB);
 	row("loopback TCP (1+1 threads)", "send+recv", TCP_BUF, bench_tcp());
+out:
 	if (json)
 		printf("\n]\n");
 	free(buf);

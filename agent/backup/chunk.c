@@ -13,6 +13,7 @@
 
 #include "agent/backup/internal.h"
 #include "peerback/error.h"
+#include "protocol/aead.h"
 
 #define CT_VERSION 1
 #define FLAG_ZSTD 0x01
@@ -94,8 +95,8 @@ int pb__seal_named_level(void *zctx, int level, const uint8_t enc[32], const uin
 	ct[1] = flags;
 	randombytes_buf(ct + 2, NONCE_LEN);
 	make_ad(ad, name, CT_VERSION, flags);
-	/* In place when compressed (libsodium allows it). */
-	crypto_aead_xchacha20poly1305_ietf_encrypt(payload, NULL, src, plen, ad, sizeof(ad), NULL, ct + 2, enc);
+	/* In place when compressed (the AEAD allows it). */
+	pb__aead_xencrypt(payload, src, plen, ad, sizeof(ad), ct + 2, enc);
 	*ct_len = PB_CHUNK_HDR_LEN + plen + TAG_LEN;
 	return 0;
 }
@@ -152,8 +153,7 @@ static int open_chunk(const uint8_t enc[32], const uint8_t name_key[32], const u
 			return PB_ETOOBIG;
 		if (alloc != NULL && (plain = *alloc = malloc(plen > 0 ? plen : 1)) == NULL)
 			return PB_ENOMEM;
-		if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, ct + PB_CHUNK_HDR_LEN,
-							       plen + TAG_LEN, ad, sizeof(ad), ct + 2, enc) != 0) {
+		if (pb__aead_xdecrypt(plain, ct + PB_CHUNK_HDR_LEN, plen + TAG_LEN, ad, sizeof(ad), ct + 2, enc) != 0) {
 			rc = PB_ESTORE_HASH;
 			goto out_free;
 		}
@@ -164,8 +164,7 @@ static int open_chunk(const uint8_t enc[32], const uint8_t name_key[32], const u
 		tmp = malloc(plen > 0 ? plen : 1);
 		if (tmp == NULL)
 			return PB_ENOMEM;
-		if (crypto_aead_xchacha20poly1305_ietf_decrypt(tmp, NULL, NULL, ct + PB_CHUNK_HDR_LEN,
-							       plen + TAG_LEN, ad, sizeof(ad), ct + 2, enc) != 0) {
+		if (pb__aead_xdecrypt(tmp, ct + PB_CHUNK_HDR_LEN, plen + TAG_LEN, ad, sizeof(ad), ct + 2, enc) != 0) {
 			rc = PB_ESTORE_HASH;
 			goto out_free;
 		}
