@@ -269,8 +269,8 @@ static void test_cdc_file(void **state)
 	free(dir);
 }
 
-/* The cut one byte at a time, as FastCDC states it: the cutter's steps of
- * several bytes must find exactly these cuts. */
+/* The cut as FastCDC states it (a mask of the top bits tested each byte):
+ * the cutter's compare must find exactly these cuts. */
 static size_t cut_bytewise(const pb_cdc_t *cdc, const uint8_t *buf, size_t len, bool eof, size_t min, size_t avg,
 			   size_t max, int bits_s, int bits_l)
 {
@@ -326,7 +326,7 @@ static void test_cdc_cut_bytewise(void **state)
 							 PB_STREAM_AVG, PB_STREAM_MAX, 15, 11));
 			off += c;
 		}
-		/* Prefixes of every length modulo the step, with and without eof. */
+		/* Prefixes of many lengths, with and without eof. */
 		for (trial = 0; trial < 64; trial++) {
 			size_t l = PB_CDC_MIN - 3 + trial * 65537 + trial % 4;
 			size_t s = PB_STREAM_MIN - 3 + trial * 517 + trial % 4;
