@@ -76,10 +76,13 @@ def main():
         d = res.json_event("backup-done")
         sent = d.get("bytes_sent") or 0
         print("%-9s wall %6.2f s  cpu phone %5.2f + host %5.2f = %5.2f s  sent %11d B (%.2f%%)  chunks %6s  "
-              "phone rss %.1f MiB  host peak %.1f MiB, %d faults" % (name, res.wall, res.cpu, host, res.cpu + host, sent,
-                                                                    100.0 * sent / dbytes, d.get("chunks_sent"),
-                                                                    res.rss_kib / 1024, env.host.hwm_kib() / 1024,
-                                                                    flt), flush=True)
+              "phone rss %.1f MiB, %d faults  host peak %.1f MiB, %d faults" % (name, res.wall, res.cpu, host,
+                                                                                res.cpu + host, sent,
+                                                                                100.0 * sent / dbytes,
+                                                                                d.get("chunks_sent"),
+                                                                                res.rss_kib / 1024, res.minflt,
+                                                                                env.host.hwm_kib() / 1024, flt),
+              flush=True)
 
     try:
         phone = env.add_phone("phone")
