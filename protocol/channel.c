@@ -6,7 +6,9 @@
 #include "protocol/channel.h"
 #include "protocol/client.h"
 
-#define READ_BUF 65536
+/* Several frames a read: fewer read calls, and most frames are whole in
+ * the buffer, where the session takes them without copying. */
+#define READ_BUF (256u * 1024)
 /* How long a closing channel waits for its last writes to go: a peer that
  * does not read does not keep it open. */
 #define FLUSH_MS 5000
@@ -227,6 +229,12 @@ static void resume(pb_channel_t *ch)
 		 * front of the same buffer. */
 		ch->backlog_len = 0;
 		consume(ch, ch->backlog, len);
+		/* Not kept once drained: many paused channels would each hold
+		 * a read buffer. */
+		if (ch->backlog_len == 0 && !ch->feeding) {
+			free(ch->backlog);
+			ch->backlog = NULL;
+		}
 	}
 	start_reading(ch);
 }

@@ -170,6 +170,27 @@ static int on_frame(pb_session_t *s, const uint8_t *frame, size_t len,
 	return 0;
 }
 
+/* A whole frame at the front of data, with no partial frame waiting in the
+ * reader: it is taken where it lies instead of being copied into the
+ * reader first (most frames, with reads of several frames). */
+static bool frame_in_place(pb_frame_reader_t *r, const uint8_t *data, size_t len, const uint8_t **frame,
+			   size_t *flen)
+{
+	size_t n;
+
+	if (r->have != 0 && (r->have < PB_FRAME_HDR || r->have != PB_FRAME_HDR + ((size_t)r->buf[0] << 8 | r->buf[1])))
+		return false;
+	if (len < PB_FRAME_HDR)
+		return false;
+	n = (size_t)data[0] << 8 | data[1];
+	if (n > r->max_len || len - PB_FRAME_HDR < n)
+		return false;
+	r->have = 0; /* the frame handed out before is released */
+	*frame = data + PB_FRAME_HDR;
+	*flen = n;
+	return true;
+}
+
 int pb__session_feed_some(pb_session_t *s, const uint8_t *data, size_t len,
 			  void (*on_envelope)(void *arg, pb_envelope_t *env), void *arg, bool *established_now,
 			  size_t *used_out)
@@ -182,7 +203,14 @@ int pb__session_feed_some(pb_session_t *s, const uint8_t *data, size_t len,
 	while (used < len && !s->hold) {
 		const uint8_t *frame;
 		size_t consumed, flen;
-		int rc = pb_frame_reader_feed(&s->reader, data + used, len - used, &consumed, &frame, &flen);
+		int rc;
+
+		if (frame_in_place(&s->reader, data + used, len - used, &frame, &flen)) {
+			consumed = PB_FRAME_HDR + flen;
+			rc = 1;
+		} else {
+			rc = pb_frame_reader_feed(&s->reader, data + used, len - used, &consumed, &frame, &flen);
+		}
 
 		used += consumed;
 		*used_out = used;

@@ -12,6 +12,7 @@
 
 #include "testutil.h"
 #include "agent/backup/internal.h"
+#include "agent/backup/stream.h"
 #include "peerback.h"
 #include "peerback/store.h"
 
@@ -266,6 +267,80 @@ static void test_cdc_file(void **state)
 	free(buf);
 	pb_test_rmtree(dir);
 	free(dir);
+}
+
+/* The cut as FastCDC states it (a mask of the top bits tested each byte):
+ * the cutter's compare must find exactly these cuts. */
+static size_t cut_bytewise(const pb_cdc_t *cdc, const uint8_t *buf, size_t len, bool eof, size_t min, size_t avg,
+			   size_t max, int bits_s, int bits_l)
+{
+	uint64_t ms = ~0ull << (64 - bits_s), ml = ~0ull << (64 - bits_l), fp = 0;
+	size_t n = len < max ? len : max, normal = n < avg ? n : avg, i;
+
+	if (len <= min)
+		return eof ? len : 0;
+	for (i = min; i < normal; i++) {
+		fp = (fp << 1) + cdc->gear[buf[i]];
+		if ((fp & ms) == 0)
+			return i + 1;
+	}
+	for (; i < n; i++) {
+		fp = (fp << 1) + cdc->gear[buf[i]];
+		if ((fp & ml) == 0)
+			return i + 1;
+	}
+	return n == max || eof ? n : 0;
+}
+
+static void test_cdc_cut_bytewise(void **state)
+{
+	const size_t len = 6u << 20;
+	uint8_t *buf = malloc(len);
+	pb_backup_keys_t k;
+	pb_cdc_t cdc;
+	int key;
+
+	(void)state;
+	assert_non_null(buf);
+	for (key = 0; key < 3; key++) {
+		size_t off, trial;
+
+		keys_from(10 + key, &k);
+		pb_cdc_init(&cdc, &k);
+		fill_random(buf, len, 20 + key);
+		/* Low-entropy stretches too: runs of a few byte values. */
+		if (key == 2)
+			for (off = 0; off < len; off++)
+				buf[off] = (uint8_t)(buf[off] & 3);
+		for (off = 0; off < len;) {
+			size_t c = pb_cdc_cut(&cdc, buf + off, len - off, true);
+
+			assert_int_equal(c, cut_bytewise(&cdc, buf + off, len - off, true, PB_CDC_MIN, PB_CDC_AVG,
+							 PB_CDC_MAX, 22, 18));
+			off += c;
+		}
+		for (off = 0; off < len;) {
+			size_t c = pb__cdc_cut_stream(&cdc, buf + off, len - off, true);
+
+			assert_int_equal(c, cut_bytewise(&cdc, buf + off, len - off, true, PB_STREAM_MIN,
+							 PB_STREAM_AVG, PB_STREAM_MAX, 15, 11));
+			off += c;
+		}
+		/* Prefixes of many lengths, with and without eof. */
+		for (trial = 0; trial < 64; trial++) {
+			size_t l = PB_CDC_MIN - 3 + trial * 65537 + trial % 4;
+			size_t s = PB_STREAM_MIN - 3 + trial * 517 + trial % 4;
+
+			assert_int_equal(pb_cdc_cut(&cdc, buf + trial, l, false),
+					 cut_bytewise(&cdc, buf + trial, l, false, PB_CDC_MIN, PB_CDC_AVG, PB_CDC_MAX, 22, 18));
+			assert_int_equal(pb_cdc_cut(&cdc, buf + trial, l, true),
+					 cut_bytewise(&cdc, buf + trial, l, true, PB_CDC_MIN, PB_CDC_AVG, PB_CDC_MAX, 22, 18));
+			assert_int_equal(pb__cdc_cut_stream(&cdc, buf + trial, s, false),
+					 cut_bytewise(&cdc, buf + trial, s, false, PB_STREAM_MIN, PB_STREAM_AVG,
+						      PB_STREAM_MAX, 15, 11));
+		}
+	}
+	free(buf);
 }
 
 static void test_masterkey_wrap(void **state)
@@ -526,6 +601,7 @@ int main(void)
 		cmocka_unit_test(test_seal_open),
 		cmocka_unit_test(test_cdc_stable_and_keyed),
 		cmocka_unit_test(test_cdc_file),
+		cmocka_unit_test(test_cdc_cut_bytewise),
 		cmocka_unit_test(test_masterkey_wrap),
 		cmocka_unit_test(test_manifest_round_trip),
 		cmocka_unit_test(test_manifest_rejects_bad_input),

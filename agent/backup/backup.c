@@ -72,6 +72,9 @@ struct backup {
 	 * key's own block was the first. */
 	pb__b2k_t item_k, id_k;
 	pb_cdc_t cdc;
+	/* pb__cdc_file_buf's buffer, allocated at the first large file and
+	 * kept for the others. */
+	uint8_t *filebuf;
 	pb_backup_state_t *st;
 	pb_manifest_writer_t *mw;
 	pb__prog_t pr;
@@ -307,8 +310,10 @@ static int chunk_file(struct backup *b, const pb_item_t *it, uint64_t *size)
 		/* Room for every name it can have (add_chunk waits for the
 		 * sealing threads before b->cur moves, should it grow). */
 		rc = pb__grow((void **)&b->cur, &b->cap_cur, (size_t)(st.st_size / PB_CDC_MIN) + 2, sizeof(name_t));
+		if (rc == 0 && b->filebuf == NULL && (b->filebuf = malloc(PB__CDC_FILE_BUF)) == NULL)
+			rc = PB_ENOMEM;
 		if (rc == 0)
-			rc = pb_cdc_file(&b->cdc, fd, add_chunk, b);
+			rc = pb__cdc_file_buf(&b->cdc, fd, b->filebuf, add_chunk, b);
 	} else if ((rc = pb__read_fd(fd, PB_CDC_WHOLE_MAX, &buf, &have)) == 0) {
 		*size = have;
 		b->whole = true;
@@ -1244,6 +1249,7 @@ static void backup_free(struct backup *b)
 	sodium_memzero(&b->id_k, sizeof(b->id_k));
 	free(b->items);
 	free(b->cur);
+	free(b->filebuf);
 	file_forget(b);
 	free(b);
 }

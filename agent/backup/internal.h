@@ -78,6 +78,12 @@ PB_WUR int pb__state_files_prune(pb_backup_state_t *st);
 PB_WUR int pb__state_item_get(pb_backup_state_t *st, const char *id, uint64_t *size, int64_t *mtime,
 			      uint8_t hash[32], uint8_t **names, size_t *cap, size_t *n);
 
+/* pb_cdc_file with a buffer of PB__CDC_FILE_BUF bytes the caller keeps
+ * (agent/backup/cdc.c): chunks are cut from an offset into it, and what is
+ * left moves to its front only when it is full. */
+#define PB__CDC_FILE_BUF (2 * PB_CDC_MAX)
+PB_WUR int pb__cdc_file_buf(const pb_cdc_t *cdc, int fd, uint8_t *buf, pb_cdc_chunk_cb cb, void *arg);
+
 /* Manifest records (agent/backup/manifest.c): an item encoded once, as the
  * manifest holds it plus where a manifest chunk may end after it, so that
  * a file's items are replayed into later snapshots without being encoded,

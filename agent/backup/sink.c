@@ -163,12 +163,10 @@ struct pb__sink_s {
 
 /* ---- sealing ---------------------------------------------------------------- */
 
+/* The sealed bytes go into the room push_slot took on the caller's thread. */
 static void seal_slot(pb__sink_t *s, struct slot *sl, void *zctx)
 {
-	sl->ct = malloc(PB_CHUNK_CT_LEN_MAX(sl->len));
-	if (sl->ct == NULL)
-		sl->rc = PB_ENOMEM;
-	else if (sl->enc != NULL || sl->level != 0)
+	if (sl->enc != NULL || sl->level != 0)
 		sl->rc = pb__seal_named_level(zctx, sl->level, sl->enc != NULL ? sl->enc : s->o.keys->chunk, sl->name,
 					      sl->plain, sl->len, sl->ct, &sl->ct_len);
 	else
@@ -529,6 +527,14 @@ static int push_slot(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], uint8
 		free(ct);
 		return rc;
 	}
+	/* Bytes to seal get their sealed room here, on the caller's thread
+	 * that frees it (as pack_add's): taken by a sealing thread, it came
+	 * from that thread's arena, which gave its top back to the system
+	 * and faulted the pages in again chunk after chunk. */
+	if (plain != NULL && (ct = malloc(PB_CHUNK_CT_LEN_MAX(len))) == NULL) {
+		free(plain);
+		return PB_ENOMEM;
+	}
 	pthread_mutex_lock(&s->mu);
 	sl = &s->ring[s->tail % RING];
 	sl->subs = NULL;
@@ -544,7 +550,7 @@ static int push_slot(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], uint8
 	sl->ct = ct;
 	sl->ct_len = ct_len;
 	sl->rc = 0;
-	sl->done = ct != NULL;
+	sl->done = plain == NULL;
 	sl->ih = ih;
 	sl->enc = enc;
 	sl->level = level;

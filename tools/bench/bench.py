@@ -138,6 +138,7 @@ def finish_measured(handle):
     err.seek(0)
     res = Result(argv, p.returncode, wall, ru.ru_utime + ru.ru_stime, maxrss,
                  out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"))
+    res.minflt = ru.ru_minflt
     out.close()
     err.close()
     return res

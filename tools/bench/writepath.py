@@ -13,7 +13,7 @@ FILE the host during that step. A failed step prints, besides the phone's
 error, the last lines the host and the account service wrote.
 
   tools/bench/writepath.py --bin build-release/tools --data DIR [--pct]
-      [--perf FILE] [--perf-step STEP] [--perf-host FILE]"""
+      [--perf FILE] [--perf-step STEP] [--perf-host FILE] [--call-graph dwarf]"""
 import argparse
 import os
 import shutil
@@ -40,6 +40,7 @@ def main():
     ap.add_argument("--perf", default=None)
     ap.add_argument("--perf-step", default="full")
     ap.add_argument("--perf-host", default=None, help="also record the host during --perf-step into this file")
+    ap.add_argument("--call-graph", default=None, help="perf's --call-graph (e.g. dwarf) instead of -g")
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="pb-writepath-")
     data = os.path.abspath(args.data)
@@ -51,13 +52,15 @@ def main():
     env = bench.PeerbackEnv(os.path.abspath(args.bin), os.path.join(root, "env"))
     env.start()
 
+    graph = ["--call-graph", args.call_graph] if args.call_graph else ["-g"]
+
     def step(name):
         argv = [env.pb, "--home", phone, "--json", "backup", "--device", data]
         if args.perf and name == args.perf_step:
-            argv = ["perf", "record", "-e", "cpu-clock", "-g", "-o", args.perf, "--"] + argv
+            argv = ["perf", "record", "-e", "cpu-clock"] + graph + ["-o", args.perf, "--"] + argv
         hperf = None
         if args.perf_host and name == args.perf_step:
-            hperf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-g", "-o", args.perf_host, "-p",
+            hperf = subprocess.Popen(["perf", "record", "-e", "cpu-clock"] + graph + ["-o", args.perf_host, "-p",
                                       str(env.host.p.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = env.host.cpu()
         flt0 = minflt(env.host.p.pid)
@@ -73,10 +76,13 @@ def main():
         d = res.json_event("backup-done")
         sent = d.get("bytes_sent") or 0
         print("%-9s wall %6.2f s  cpu phone %5.2f + host %5.2f = %5.2f s  sent %11d B (%.2f%%)  chunks %6s  "
-              "phone rss %.1f MiB  host peak %.1f MiB, %d faults" % (name, res.wall, res.cpu, host, res.cpu + host, sent,
-                                                                    100.0 * sent / dbytes, d.get("chunks_sent"),
-                                                                    res.rss_kib / 1024, env.host.hwm_kib() / 1024,
-                                                                    flt), flush=True)
+              "phone rss %.1f MiB, %d faults  host peak %.1f MiB, %d faults" % (name, res.wall, res.cpu, host,
+                                                                                res.cpu + host, sent,
+                                                                                100.0 * sent / dbytes,
+                                                                                d.get("chunks_sent"),
+                                                                                res.rss_kib / 1024, res.minflt,
+                                                                                env.host.hwm_kib() / 1024, flt),
+              flush=True)
 
     try:
         phone = env.add_phone("phone")
