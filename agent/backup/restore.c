@@ -22,6 +22,11 @@
 
 #define FETCH_WINDOW 64               /* chunk requests in flight on restore ... */
 #define FETCH_BYTES (16u << 20)       /* ... and the bytes they are expected to bring */
+/* Requests go out once a quarter of the window is free, together: the host
+ * then reads them as one run on its storage worker while its loop
+ * encrypts the replies of the run before (one at a time, each was read on
+ * its loop between two replies). */
+#define FETCH_REFILL (FETCH_WINDOW / 4)
 /* Chunks of the items collected from the manifest before they are fetched:
  * the window stays full across the manifest's chunks. */
 #define FETCH_BATCH 8192
@@ -304,6 +309,9 @@ static int request_more(struct restore *r, struct fetch *f)
 {
 	int rc = 0;
 
+	if (f->sent != f->got && f->sent - f->got > FETCH_WINDOW - FETCH_REFILL &&
+	    f->inflight + FETCH_BYTES / 4 > FETCH_BYTES)
+		return 0;
 	while (f->sent < f->total && f->sent - f->got < FETCH_WINDOW && rc == 0 &&
 	       (f->inflight < FETCH_BYTES || f->sent == f->got)) {
 		const pb_manifest_item_t *m;
