@@ -22,11 +22,10 @@
 
 #define FETCH_WINDOW 64               /* chunk requests in flight on restore ... */
 #define FETCH_BYTES (16u << 20)       /* ... and the bytes they are expected to bring */
-/* Requests go out once a quarter of the window is free, together: the host
- * then reads them as one run on its storage worker while its loop
- * encrypts the replies of the run before (one at a time, each was read on
- * its loop between two replies). */
-#define FETCH_REFILL (FETCH_WINDOW / 4)
+/* Requests go out together once half the window's requests or a quarter
+ * of its bytes are free: one segment (one send) for 32 requests, not one
+ * for each chunk received. */
+#define FETCH_REFILL (FETCH_WINDOW / 2)
 /* Chunks of the items collected from the manifest before they are fetched:
  * the window stays full across the manifest's chunks. */
 #define FETCH_BATCH 8192

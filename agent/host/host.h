@@ -136,13 +136,4 @@ const char *pb__host_home(const pb_host_t *host);
 bool pb__host_serving(const pb_host_t *host);
 __attribute__((warn_unused_result)) int pb__host_db(pb_host_t *host, bool create, pb_hostdb_t **out);
 
-/* A connection's answers (agent/host/requests.c): a reply sent on the
- * channel, an empty success. */
-void pb__host_send_reply(pb_host_conn_t *conn, Peerback__Reply *rep);
-void pb__host_reply_ok(pb_host_conn_t *conn, uint64_t id);
-/* The device's instructions listed, an answer to one recorded and told to
- * the embedder (agent/host/instructions.c). */
-int pb__host_instruction_list(pb_host_conn_t *conn, const Peerback__Request *req);
-int pb__host_instruction_ack(pb_host_conn_t *conn, const Peerback__Request *req);
-
 #endif

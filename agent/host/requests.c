@@ -68,10 +68,6 @@
  * the next job. */
 #define GET_BATCH 32
 #define GET_BATCH_BYTES (4u << 20)
-/* ChunkGets of a connection answered on the loop while the worker is idle
- * (run_here): a restore of one item asks for a few; a full restore's go to
- * the worker after these, which reads them in runs while the loop encrypts. */
-#define LONE_GETS 32
 
 struct job;
 
@@ -91,7 +87,6 @@ struct conn_store {
 	bool paused;                /* not read; then in ctx->held */
 	struct conn_store *held_next;
 	bool reply_waiting;         /* its reads wait for the reply budget; in ctx->reply_wait */
-	size_t lone_gets;           /* ChunkGets answered on the loop (LONE_GETS at most) */
 	struct conn_store *reply_next;
 	pb_link_t link;             /* in ctx->stores while the connection is open */
 	size_t queued;              /* bytes of the waiting requests */
@@ -602,7 +597,7 @@ static void job_run(pb_host_job_t *work)
 
 /* ---- answering (loop) -------------------------------------------------------------- */
 
-void pb__host_send_reply(pb_host_conn_t *conn, Peerback__Reply *rep)
+static void send_reply(pb_host_conn_t *conn, Peerback__Reply *rep)
 {
 	pb_envelope_t env;
 
@@ -612,7 +607,7 @@ void pb__host_send_reply(pb_host_conn_t *conn, Peerback__Reply *rep)
 	(void)pb__channel_send(&conn->ch, &env);
 }
 
-void pb__host_reply_ok(pb_host_conn_t *conn, uint64_t id)
+static void reply_ok(pb_host_conn_t *conn, uint64_t id)
 {
 	Peerback__Reply rep;
 
@@ -620,7 +615,7 @@ void pb__host_reply_ok(pb_host_conn_t *conn, uint64_t id)
 	rep.id = id;
 	rep.op_case = PEERBACK__REPLY__OP_OK;
 	rep.ok = true;
-	pb__host_send_reply(conn, &rep);
+	send_reply(conn, &rep);
 }
 
 /* Sends a Reply with the given id and error code (0: an empty success). */
@@ -638,7 +633,25 @@ static void reply_error(pb_host_conn_t *conn, uint64_t id, int code)
 		rep.op_case = PEERBACK__REPLY__OP_ERROR;
 		rep.error = &err;
 	}
-	pb__host_send_reply(conn, &rep);
+	send_reply(conn, &rep);
+}
+
+/* A phone's answer to an instruction, for the embedder. */
+static void instruction_event(pb_host_conn_t *conn, const Peerback__InstructionAck *a)
+{
+	char dev[2 * PB_DEVICE_ID_LEN + 1];
+	pb_event_t ev;
+
+	pb__hex(conn->device.device_id, PB_DEVICE_ID_LEN, dev);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = PB_EVENT_INSTRUCTION;
+	ev.name = "instruction";
+	ev.device = dev;
+	ev.account = conn->device.account;
+	ev.instruction = (int64_t)a->id;
+	ev.error = a->ok ? 0 : (a->code != 0 ? a->code : PB_EPEER_ERROR);
+	ev.message = a->message;
+	pb__host_emit(conn->ctx, &ev);
 }
 
 /* What a device's answered request tells the embedder: puts add up to
@@ -675,6 +688,159 @@ static void progress_event(struct conn_store *cs, const Peerback__Request *req)
 	pb__host_emit(cs->ctx, &ev);
 }
 
+struct ilist {
+	pb_host_conn_t *conn;
+	Peerback__Instruction *items;
+	Peerback__Instruction **ptrs;
+	uint8_t (*keys)[32];
+	uint8_t (*peers)[PB_DEVICE_ID_LEN];
+	char **strings;
+	uint8_t **payloads;
+	size_t n, cap;
+};
+
+static int add_instruction(void *arg, const pb_instruction_t *in)
+{
+	struct ilist *l = arg;
+	Peerback__Instruction *it;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		void *a = realloc(l->items, cap * sizeof(*l->items)), *b, *c, *d, *e, *f;
+
+		if (a == NULL)
+			return PB_ENOMEM;
+		l->items = a;
+		b = realloc(l->ptrs, cap * sizeof(*l->ptrs));
+		if (b == NULL)
+			return PB_ENOMEM;
+		l->ptrs = b;
+		c = realloc(l->keys, cap * sizeof(*l->keys));
+		if (c == NULL)
+			return PB_ENOMEM;
+		l->keys = c;
+		d = realloc(l->peers, cap * sizeof(*l->peers));
+		if (d == NULL)
+			return PB_ENOMEM;
+		l->peers = d;
+		e = realloc(l->strings, cap * 3 * sizeof(*l->strings));
+		if (e == NULL)
+			return PB_ENOMEM;
+		l->strings = e;
+		f = realloc(l->payloads, cap * sizeof(*l->payloads));
+		if (f == NULL)
+			return PB_ENOMEM;
+		l->payloads = f;
+		l->cap = cap;
+	}
+	it = &l->items[l->n];
+	peerback__instruction__init(it);
+	it->id = (uint64_t)in->id;
+	l->strings[3 * l->n] = strdup(in->op);
+	l->strings[3 * l->n + 1] = strdup(in->iccid);
+	l->strings[3 * l->n + 2] = NULL;
+	l->payloads[l->n] = NULL;
+	it->op = l->strings[3 * l->n];
+	it->iccid = l->strings[3 * l->n + 1];
+	if (it->op == NULL || it->iccid == NULL)
+		return PB_ENOMEM;
+	if (in->has_peer) {
+		pb_paired_device_t peer;
+
+		memcpy(l->peers[l->n], in->peer, PB_DEVICE_ID_LEN);
+		it->peer_device.data = l->peers[l->n];
+		it->peer_device.len = PB_DEVICE_ID_LEN;
+		if (pb__hostdb_device_by_id(l->conn->ctx->db, in->peer, &peer) == 0) {
+			memcpy(l->keys[l->n], peer.static_pk, 32);
+			it->peer_static_pk.data = l->keys[l->n];
+			it->peer_static_pk.len = 32;
+			l->strings[3 * l->n + 2] = strdup(peer.account);
+			it->peer_account = l->strings[3 * l->n + 2];
+		}
+	}
+	if (in->has_peer && strcmp(in->op, "export-vsim") == 0) {
+		/* The destination's certificate: the phone seals to the key the
+		 * account service vouched for, not to the one in our table. */
+		size_t len = 0;
+
+		l->payloads[l->n] = malloc(PB_CERT_MAX);
+		if (l->payloads[l->n] == NULL)
+			return PB_ENOMEM;
+		if (pb__hostdb_device_cert(l->conn->ctx->db, in->peer, l->payloads[l->n], PB_CERT_MAX,
+					   &len) == 0) {
+			it->payload.data = l->payloads[l->n];
+			it->payload.len = len;
+		}
+	} else if (in->payload_len > 0) {
+		l->payloads[l->n] = malloc(in->payload_len);
+		if (l->payloads[l->n] == NULL)
+			return PB_ENOMEM;
+		memcpy(l->payloads[l->n], in->payload, in->payload_len);
+		it->payload.data = l->payloads[l->n];
+		it->payload.len = in->payload_len;
+	}
+	l->n++;
+	return 0;
+}
+
+static int do_instruction_list(pb_host_conn_t *conn, const Peerback__Request *req)
+{
+	struct ilist l;
+	Peerback__Reply rep;
+	Peerback__InstructionListReply list;
+	int rc;
+
+	memset(&l, 0, sizeof(l));
+	l.conn = conn;
+	rc = pb__hostdb_instructions(conn->ctx->db, conn->device.device_id, true, add_instruction, &l);
+	if (rc == 0) {
+		for (size_t i = 0; i < l.n; i++)
+			l.ptrs[i] = &l.items[i];
+		peerback__reply__init(&rep);
+		peerback__instruction_list_reply__init(&list);
+		list.instructions = l.ptrs;
+		list.n_instructions = l.n;
+		rep.id = req->id;
+		rep.op_case = PEERBACK__REPLY__OP_INSTRUCTIONS;
+		rep.instructions = &list;
+		send_reply(conn, &rep);
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		free(l.strings[3 * i]);
+		free(l.strings[3 * i + 1]);
+		free(l.strings[3 * i + 2]);
+		free(l.payloads[i]);
+	}
+	free(l.items);
+	free(l.ptrs);
+	free(l.keys);
+	free(l.peers);
+	free(l.strings);
+	free(l.payloads);
+	return rc;
+}
+
+static int do_instruction_ack(pb_host_conn_t *conn, const Peerback__Request *req)
+{
+	const Peerback__InstructionAck *a = req->instruction_ack;
+	char result[256];
+	int rc;
+
+	if (a->payload.len > PB_STORE_BLOB_MAX)
+		return PB_EENV_MALFORMED;
+	if (a->ok)
+		snprintf(result, sizeof(result), "%s", a->message != NULL ? a->message : "");
+	else
+		snprintf(result, sizeof(result), "%s: %s", pb_err_name(a->code), a->message != NULL ? a->message : "");
+	rc = pb__hostdb_ack(conn->ctx->db, (int64_t)a->id, conn->device.device_id, a->ok, result,
+			    a->payload.len ? a->payload.data : NULL, a->payload.len);
+	if (rc != 0)
+		return rc;
+	instruction_event(conn, a);
+	reply_ok(conn, req->id);
+	return 0;
+}
+
 static void pong(pb_host_conn_t *conn, const Peerback__Request *req)
 {
 	Peerback__Reply rep;
@@ -686,7 +852,7 @@ static void pong(pb_host_conn_t *conn, const Peerback__Request *req)
 	rep.id = req->id;
 	rep.op_case = PEERBACK__REPLY__OP_PONG;
 	rep.pong = &ping;
-	pb__host_send_reply(conn, &rep);
+	send_reply(conn, &rep);
 }
 
 /* ---- the connection's queue (loop) -------------------------------------------------- */
@@ -792,10 +958,10 @@ static void answer_here(struct conn_store *cs, struct job *j)
 			pong(conn, req);
 			break;
 		case PEERBACK__REQUEST__OP_INSTRUCTION_LIST:
-			rc = pb__host_instruction_list(conn, req);
+			rc = do_instruction_list(conn, req);
 			break;
 		case PEERBACK__REQUEST__OP_INSTRUCTION_ACK:
-			rc = pb__host_instruction_ack(conn, req);
+			rc = do_instruction_ack(conn, req);
 			break;
 		default:
 			rc = PB_EUNSUPPORTED;
@@ -1080,10 +1246,9 @@ static bool run_here(const struct conn_store *cs, const struct job *j)
 	if (cs->conn == NULL || j->env == NULL || j->run != 1 || !pb__host_worker_idle(cs->ctx->worker))
 		return false;
 	switch (j->env->request->op_case) {
-	case PEERBACK__REQUEST__OP_CHUNK_GET:
-		return cs->lone_gets < LONE_GETS;
 	case PEERBACK__REQUEST__OP_SNAPSHOT_LIST:
 	case PEERBACK__REQUEST__OP_SNAPSHOT_GET:
+	case PEERBACK__REQUEST__OP_CHUNK_GET:
 	case PEERBACK__REQUEST__OP_MASTERKEY_GET:
 	case PEERBACK__REQUEST__OP_BACKUP_LIST:
 		return true;
@@ -1134,7 +1299,6 @@ static void pump(struct conn_store *cs)
 				}
 				/* Answered now; job_done leaves the next to this loop. */
 				j->here = true;
-				cs->lone_gets += is_get(j);
 				job_run(&j->work);
 				job_done(&j->work, false);
 				continue;
@@ -1147,26 +1311,6 @@ static void pump(struct conn_store *cs)
 	}
 }
 
-/* The connection's next run of reads goes to the worker before the replies
- * of the run just read are encrypted and sent on this loop (sending: their
- * bytes), so that packs are read on one core while replies are encrypted
- * on the other. Its replies follow these, in order; both runs count in the
- * budget and against the channel's bound until their replies are queued. */
-static void read_ahead(struct conn_store *cs, size_t sending)
-{
-	struct job *j = cs->head;
-
-	if (cs->conn == NULL || cs->busy != 0 || cs->reply_waiting || !is_get(j) ||
-	    cs->conn->ch.queued + sending > cs->conn->ch.out_high || (j->due = reply_share(cs)) == 0)
-		return;
-	cs->busy = j->run = run_length(j);
-	cs->ctx->replies_due += j->due;
-	pb__channel_busy(&cs->conn->ch, true);
-	j->work.run = job_run;
-	j->work.done = job_done;
-	pb__host_worker_submit(cs->ctx->worker, &j->work);
-}
-
 static void job_done(pb_host_job_t *work, bool canceled)
 {
 	struct job *j = (struct job *)work;
@@ -1174,45 +1318,36 @@ static void job_done(pb_host_job_t *work, bool canceled)
 	/* A run of ChunkGets may have been read in part: the rest stay at the
 	 * head of the queue for the next run, unless nothing will run them. */
 	size_t n = get_run(j) && !canceled && cs->conn != NULL ? j->nserved : j->run;
-	size_t due = j->due, sending = 0;
 	bool here = j->here;
 	pb_host_ctx_t *ctx = cs->ctx;
 
+	ctx->replies_due -= j->due;
+
 	if (j->env == NULL) {
 		/* The connection's last job: its handles are closed. */
-		ctx->replies_due -= due;
 		job_free(j);
 		free(cs);
 		return;
 	}
-	/* The run's answers, in order; they stay linked from j. */
+	/* The run's answers, in order. */
 	cs->busy = 0;
 	if (cs->conn != NULL)
 		pb__channel_busy(&cs->conn->ch, false);
-	for (size_t i = 0; i < n; i++) {
-		if (cs->head->has_rep && cs->head->rep.op_case == PEERBACK__REPLY__OP_CHUNK)
-			sending += cs->head->body.chunk.data.len;
-		dequeue(cs, cs->head);
-	}
-	if (!here && !canceled)
-		read_ahead(cs, sending);
 	while (n-- > 0) {
-		struct job *next = j->next;
-
+		j = cs->head;
+		dequeue(cs, j);
 		if (cs->conn != NULL && !canceled) {
 			if (j->rc != 0)
 				reply_error(cs->conn, j->env->request->id, j->rc);
 			else if (j->has_rep) {
 				j->rep.id = j->env->request->id;
-				pb__host_send_reply(cs->conn, &j->rep);
+				send_reply(cs->conn, &j->rep);
 			}
 			if (j->rc == 0)
 				progress_event(cs, j->env->request);
 		}
 		job_free(j);
-		j = next;
 	}
-	ctx->replies_due -= due; /* now queued as replies */
 	if (ctx->replies > ctx->replies_peak) {
 		ctx->replies_peak = ctx->replies;
 		note_peak("PEERBACK_TEST_REPLY_PEAK", ctx->replies_peak);

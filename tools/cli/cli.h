@@ -68,9 +68,8 @@ void pb_cli_note(const pb_cli_t *cli, const char *fmt, ...) __attribute__((forma
  * is read-only or full. Fills why and returns true then. */
 bool pb_cli_local_fault(const char *path, char *why, size_t cap);
 /* Keeps buffers below mmap_min bytes in the heap, and up to trim_min
- * bytes of free heap, for commands that churn large buffers; arenas > 0:
- * at most that many malloc arenas (glibc only). */
-void pb_cli_keep_heap(size_t mmap_min, size_t trim_min, int arenas);
+ * bytes of free heap, for commands that churn large buffers (glibc only). */
+void pb_cli_keep_heap(size_t mmap_min, size_t trim_min);
 
 /* Builds "home/rel" into out; returns 0 or PB_ETOOBIG. */
 int pb_cli_path(const pb_cli_t *cli, const char *rel, char *out, size_t cap);

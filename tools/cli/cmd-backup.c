@@ -514,7 +514,7 @@ int pb_cmd_backup(pb_cli_t *cli, int argc, char **argv)
 	 * 32: with the chat parser's and the sealing threads' arenas, 32 MiB
 	 * held back each put the million-message store's peak at 74-94 MiB
 	 * (64 MiB with 4), for no CPU measured. */
-	pb_cli_keep_heap(8u << 20, 4u << 20, 0);
+	pb_cli_keep_heap(8u << 20, 4u << 20);
 	run_opts(&run, cli, dev, &o);
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 < argc && strcmp(argv[i], "--device") == 0) {

@@ -360,12 +360,8 @@ static int serve(struct run *r, const pb_host_config_t *cfg)
 	signal(SIGPIPE, SIG_IGN);
 	/* Requests of up to 4 MiB (a chunk's put) come and go all the time:
 	 * each mapped afresh, every page was faulted in again, about 0.4 s
-	 * of CPU per GB received. The peak stays about what it was. One
-	 * arena: a restore's chunks are read into buffers on the storage
-	 * worker's threads and freed on the loop; with an arena per pool
-	 * thread, each kept its own free heap (a restore's peak 37 MiB, not
-	 * 19). */
-	pb_cli_keep_heap(16u << 20, 64u << 20, 1);
+	 * of CPU per GB received. The peak stays about what it was. */
+	pb_cli_keep_heap(16u << 20, 64u << 20);
 	if ((rc = uv_loop_init(&loop)) != 0)
 		return rc;
 	rc = pb_host_new(&loop, cfg, on_event, r, &r->host);

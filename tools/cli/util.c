@@ -421,7 +421,7 @@ void pb_cli_human(double bytes, char *out, size_t cap)
 	snprintf(out, cap, u ? "%.1f %s" : "%.0f %s", bytes, unit[u]);
 }
 
-void pb_cli_keep_heap(size_t mmap_min, size_t trim_min, int arenas)
+void pb_cli_keep_heap(size_t mmap_min, size_t trim_min)
 {
 #ifdef __GLIBC__
 	/* A backup's chunks (up to 4 MiB, and their sealed and sent forms)
@@ -430,10 +430,7 @@ void pb_cli_keep_heap(size_t mmap_min, size_t trim_min, int arenas)
 	 * in the heap, freed buffers are reused (docs/BENCH.md). */
 	(void)mallopt(M_MMAP_THRESHOLD, (int)mmap_min);
 	(void)mallopt(M_TRIM_THRESHOLD, (int)trim_min);
-	if (arenas > 0)
-		(void)mallopt(M_ARENA_MAX, arenas);
 #else
-	(void)arenas;
 	(void)mmap_min;
 	(void)trim_min;
 #endif
