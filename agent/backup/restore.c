@@ -22,10 +22,6 @@
 
 #define FETCH_WINDOW 64               /* chunk requests in flight on restore ... */
 #define FETCH_BYTES (16u << 20)       /* ... and the bytes they are expected to bring */
-/* Requests go out together once half the window's requests or a quarter
- * of its bytes are free: one segment (one send) for 32 requests, not one
- * for each chunk received. */
-#define FETCH_REFILL (FETCH_WINDOW / 2)
 /* Chunks of the items collected from the manifest before they are fetched:
  * the window stays full across the manifest's chunks. */
 #define FETCH_BATCH 8192
@@ -308,9 +304,6 @@ static int request_more(struct restore *r, struct fetch *f)
 {
 	int rc = 0;
 
-	if (f->sent != f->got && f->sent - f->got > FETCH_WINDOW - FETCH_REFILL &&
-	    f->inflight + FETCH_BYTES / 4 > FETCH_BYTES)
-		return 0;
 	while (f->sent < f->total && f->sent - f->got < FETCH_WINDOW && rc == 0 &&
 	       (f->inflight < FETCH_BYTES || f->sent == f->got)) {
 		const pb_manifest_item_t *m;
