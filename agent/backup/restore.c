@@ -457,7 +457,7 @@ static int fetch_items(struct restore *r)
 	size_t plen = r->held_len;
 	pb__assembly_t a;
 	uint32_t staged = 0; /* the current item's file as the cache keeps it, or 0 */
-	int rc = 0;
+	int rc = 0, cut = 0; /* cut: a chunk could not be had; the ones received are still used */
 
 	memset(&f, 0, sizeof(f));
 	memset(&p, 0, sizeof(p));
@@ -532,8 +532,16 @@ static int fetch_items(struct restore *r)
 			item++;
 			continue;
 		}
-		while (rc == 0 && p.done < f.opened && (pb__opener_room(op) || pb__opener_waiting(op) == 0))
-			rc = produce_one(r, &f, &p, op);
+		while (rc == 0 && cut == 0 && p.done < f.opened && (pb__opener_room(op) || pb__opener_waiting(op) == 0))
+			if ((rc = produce_one(r, &f, &p, op)) != 0 && caching(r)) {
+				/* The link lost: the chunks received are still opened
+				 * and written, so that the next run finds them kept (a
+				 * large item's only in its file); then this run fails. */
+				cut = rc;
+				rc = 0;
+			}
+		if (rc == 0 && cut != 0 && f.cached[at] != AGAIN && pb__opener_waiting(op) == 0)
+			rc = cut;
 		if (rc == 0 && f.cached[at] != AGAIN) {
 			free(plain);
 			plain = NULL;
@@ -567,6 +575,8 @@ static int fetch_items(struct restore *r)
 				rc = pb__progress(&r->pr, false);
 		}
 	}
+	if (rc == 0 && cut != 0)
+		rc = cut;
 	pb__opener_free(op);
 	pb__assembly_drop(&a);
 	if (wq != r->wq)
