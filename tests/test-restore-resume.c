@@ -435,8 +435,9 @@ static void test_killed_large_resumes(void **state)
 	pb_test_rmtree(dev);
 }
 
-/* A staged file changed after the kill: its chunks do not match their
- * names, are fetched again in the same run, and the files come out right. */
+/* A staged file changed after the kill, another removed: their chunks do
+ * not match their names or cannot be read, are fetched again in the same
+ * run, and the files come out right. */
 static void test_corrupted_staged_file(void **state)
 {
 	pb_test_phone_t p;
@@ -464,6 +465,21 @@ static void test_corrupted_staged_file(void **state)
 		buf[len / 3] ^= 0x40;
 		assert_int_equal(pb_test_write_file(staged, buf, len - 1), 0);
 		free(buf);
+	}
+	{
+		/* Another staged file gone. */
+		char dir[4200], other[4600] = "";
+		DIR *d;
+		struct dirent *e;
+
+		snprintf(dir, sizeof(dir), "%s/restore-cache", p.home);
+		assert_non_null(d = opendir(dir));
+		while ((e = readdir(d)) != NULL)
+			if (strncmp(e->d_name, "staged-", 7) == 0 && strcmp(strrchr(staged, '/') + 1, e->d_name) != 0)
+				snprintf(other, sizeof(other), "%s/%s", dir, e->d_name);
+		closedir(d);
+		if (other[0])
+			assert_int_equal(unlink(other), 0);
 	}
 	assert_int_equal(pb_phone_set_device_dir(p.ph, out), 0);
 	assert_int_equal(pb_phone_restore(p.ph, &o, &res), 0);

@@ -65,6 +65,7 @@ struct slot {
 
 #define AT_LEN_BITS 24
 #define AT_REF (1ull << 63)
+#define AT_DEAD (1ull << 62) /* a reference that did not check: as if absent */
 _Static_assert(PB_STORE_CT_MAX < (1u << AT_LEN_BITS), "a record's length fits in its slot");
 
 /* The last records kept by this run, which the index does not hold (this
@@ -88,7 +89,7 @@ struct pb__cache_s {
 
 static uint64_t at_off(uint64_t at)
 {
-	return (at & ~AT_REF) >> AT_LEN_BITS;
+	return (at & ~(AT_REF | AT_DEAD)) >> AT_LEN_BITS;
 }
 
 static size_t at_len(uint64_t at)
@@ -128,7 +129,7 @@ static struct slot *find(const pb__cache_t *c, const uint8_t name[PB_STORE_NAME_
 		if (s->at == 0)
 			return NULL;
 		if (s->key == key)
-			return s;
+			return (s->at & AT_DEAD) != 0 ? NULL : s;
 	}
 }
 
@@ -549,6 +550,18 @@ int pb__cache_read_staged(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN],
 	return 0;
 }
 
+/* Forgotten like pb__cache_forget, without rebuilding the index: a staged
+ * file lost takes all its chunks' references with it, one by one. */
+static void drop_staged(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN])
+{
+	struct slot *s = find(c, name);
+
+	if (s == NULL)
+		return;
+	zero_record(c, s->at);
+	s->at |= AT_DEAD;
+}
+
 bool pb__cache_check(pb__cache_t *c, const uint8_t name_key[32], const uint8_t name[PB_STORE_NAME_LEN])
 {
 	uint8_t *plain, got[PB_STORE_NAME_LEN];
@@ -558,7 +571,7 @@ bool pb__cache_check(pb__cache_t *c, const uint8_t name_key[32], const uint8_t n
 	if (!pb__cache_is_staged(c, name))
 		return pb__cache_has(c, name);
 	if (pb__cache_read_staged(c, name, &plain, &len) != 0) {
-		pb__cache_forget(c, name);
+		drop_staged(c, name);
 		return false;
 	}
 	pb__chunk_name(name_key, plain, len, got);
@@ -566,7 +579,7 @@ bool pb__cache_check(pb__cache_t *c, const uint8_t name_key[32], const uint8_t n
 	sodium_memzero(plain, len);
 	free(plain);
 	if (!ok)
-		pb__cache_forget(c, name);
+		drop_staged(c, name);
 	return ok;
 }
 
