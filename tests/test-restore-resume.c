@@ -5,6 +5,7 @@
  * new target absent and an existing one as it was, and the next run takes
  * the chunks the killed one fetched and restores the same bytes. In
  * process, against a host store opened here (the local repository). */
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -336,12 +337,172 @@ static void test_killed_restore_resumes(void **state)
 	pb_test_phone_close(&p);
 }
 
+#define NBIG 10
+#define BIG_LEN (3u << 20)
+
+/* Files of the restore cache's folder named staged-*. */
+static size_t staged_files(const char *home, char *first, size_t cap)
+{
+	char dir[4200];
+	DIR *d;
+	struct dirent *e;
+	size_t n = 0;
+
+	snprintf(dir, sizeof(dir), "%s/restore-cache", home);
+	if ((d = opendir(dir)) == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL)
+		if (strncmp(e->d_name, "staged-", 7) == 0) {
+			if (n++ == 0)
+				snprintf(first, cap, "%s/%s", dir, e->d_name);
+		}
+	closedir(d);
+	return n;
+}
+
+/* A phone whose device folder holds NBIG large files (written into their
+ * temporary files on the write queue's thread) and a few small items. */
+static uint64_t backup_big(pb_test_phone_t *p, const char *dev, uint64_t *chunks)
+{
+	pb_op_opts_t o = pb_test_opts();
+	pb_op_result_t res;
+	char path[4200];
+	uint8_t *buf = malloc(BIG_LEN);
+	char chat[4200] = "";
+	DIR *d;
+	struct dirent *e;
+
+	assert_non_null(buf);
+	assert_int_equal(pb__gen_credentials(dev, 1, PB_GEN_SMALL), 0);
+	assert_int_equal(pb__gen_chat(dev, 1, PB_GEN_SMALL), 0);
+	/* The large files are a chat's videos. */
+	snprintf(path, sizeof(path), "%s/chats", dev);
+	assert_non_null(d = opendir(path));
+	while ((e = readdir(d)) != NULL && chat[0] == 0)
+		if (e->d_name[0] != '.')
+			snprintf(chat, sizeof(chat), "%s/%s/video_files", path, e->d_name);
+	closedir(d);
+	assert_int_equal(pb__mkdirs(chat, 0700), 0);
+	for (size_t i = 0; i < NBIG; i++) {
+		randombytes_buf(buf, BIG_LEN);
+		snprintf(path, sizeof(path), "%s/big-%02zu.mp4", chat, i);
+		assert_int_equal(pb_test_write_file(path, buf, BIG_LEN - i * 1000), 0);
+	}
+	free(buf);
+	assert_int_equal(pb_phone_set_device_dir(p->ph, dev), 0);
+	assert_int_equal(pb_phone_backup(p->ph, &o, &res), 0);
+	*chunks = res.chunks_total;
+	return res.items;
+}
+
+/* Killed after some large files were restored: their chunks are not
+ * copied into the cache (its file stays small) but noted in their staged
+ * files, which the next run reads back, checks and counts as kept. */
+static void test_killed_large_resumes(void **state)
+{
+	pb_test_phone_t p;
+	pb_op_opts_t o = pb_test_opts();
+	pb_op_result_t res;
+	char dev[4096], out[4096], cache[4200], staged[4300];
+	uint64_t total, chunks;
+
+	(void)state;
+	pb_test_phone_init(&p, "phone-big", "acct-big");
+	pb_test_path(dev, "device-big");
+	pb_test_path(out, "restored-big");
+	snprintf(cache, sizeof(cache), "%s/restore-cache/chunks", p.home);
+	total = backup_big(&p, dev, &chunks);
+	assert_true(chunks >= NBIG * 2);
+
+	restore_killed(&p, out, total - 3);
+	assert_int_equal(access(out, F_OK), -1);
+	assert_true(staged_files(p.home, staged, sizeof(staged)) >= NBIG / 2);
+	/* References, not copies: the small items' chunks, less than one
+	 * of the NBIG large files. */
+	assert_true(file_size(cache) < BIG_LEN);
+	assert_int_equal(pb_phone_set_device_dir(p.ph, out), 0);
+	assert_int_equal(pb_phone_restore(p.ph, &o, &res), 0);
+	/* Most of what the killed run fetched is not fetched again: at
+	 * least the chunks of the first half of the large files. */
+	assert_true(res.chunks_cached * 2 >= chunks * 4 / 10);
+	assert_true(res.chunks_cached <= chunks);
+	assert_int_equal(res.items, total);
+	assert_int_equal(pb_test_same_tree(dev, out), 0);
+	assert_int_equal(access(cache, F_OK), -1);
+	assert_int_equal(staged_files(p.home, staged, sizeof(staged)), 0);
+	pb_test_phone_close(&p);
+	pb_test_rmtree(out);
+	pb_test_rmtree(dev);
+}
+
+/* A staged file changed after the kill, another removed: their chunks do
+ * not match their names or cannot be read, are fetched again in the same
+ * run, and the files come out right. */
+static void test_corrupted_staged_file(void **state)
+{
+	pb_test_phone_t p;
+	pb_op_opts_t o = pb_test_opts();
+	pb_op_result_t res;
+	char dev[4096], out[4096], staged[4300];
+	uint64_t total, chunks, kept;
+
+	(void)state;
+	pb_test_phone_init(&p, "phone-bad", "acct-bad");
+	pb_test_path(dev, "device-bad");
+	pb_test_path(out, "restored-bad");
+	total = backup_big(&p, dev, &chunks);
+
+	restore_killed(&p, out, total - 3);
+	assert_true(staged_files(p.home, staged, sizeof(staged)) > 0);
+	{
+		/* A byte of the first staged file flipped, another truncated
+		 * away at its end. */
+		size_t len = 0;
+		uint8_t *buf = pb_test_read_file(staged, &len);
+
+		assert_non_null(buf);
+		assert_true(len > 1000);
+		buf[len / 3] ^= 0x40;
+		assert_int_equal(pb_test_write_file(staged, buf, len - 1), 0);
+		free(buf);
+	}
+	{
+		/* Another staged file gone. */
+		char dir[4200], other[4600] = "";
+		DIR *d;
+		struct dirent *e;
+
+		snprintf(dir, sizeof(dir), "%s/restore-cache", p.home);
+		assert_non_null(d = opendir(dir));
+		while ((e = readdir(d)) != NULL)
+			if (strncmp(e->d_name, "staged-", 7) == 0 && strcmp(strrchr(staged, '/') + 1, e->d_name) != 0)
+				snprintf(other, sizeof(other), "%s/%s", dir, e->d_name);
+		closedir(d);
+		if (other[0])
+			assert_int_equal(unlink(other), 0);
+	}
+	assert_int_equal(pb_phone_set_device_dir(p.ph, out), 0);
+	assert_int_equal(pb_phone_restore(p.ph, &o, &res), 0);
+	/* The other staged files still serve: the output is right only if
+	 * the damaged chunks were fetched again. */
+	kept = res.chunks_cached;
+	assert_true(kept > 0 && kept < chunks);
+	assert_int_equal(res.items, total);
+	assert_int_equal(pb_test_same_tree(dev, out), 0);
+	assert_int_equal(staged_files(p.home, staged, sizeof(staged)), 0);
+	pb_test_phone_close(&p);
+	pb_test_rmtree(out);
+	pb_test_rmtree(dev);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cache_file),
 		cmocka_unit_test(test_opener),
 		cmocka_unit_test(test_killed_restore_resumes),
+		cmocka_unit_test(test_killed_large_resumes),
+		cmocka_unit_test(test_corrupted_staged_file),
 	};
 
 	return cmocka_run_group_tests(tests, pb_test_dir_setup, pb_test_dir_teardown);

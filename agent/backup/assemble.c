@@ -35,6 +35,9 @@ int pb__assembly_start(pb__assembly_t *a, const pb_backup_keys_t *keys, uint64_t
 			a->tmp[0] = 0;
 			return PB_ETOOBIG;
 		}
+		/* A file an earlier run left there may be linked into the
+		 * restore cache (pb__cache_stage): replaced, not truncated. */
+		(void)unlink(a->tmp);
 		a->fd = open(a->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		if (a->fd < 0) {
 			a->tmp[0] = 0;

@@ -157,6 +157,19 @@ void pb__cache_write(pb__cache_t *c, uint64_t at, const uint8_t name[PB_STORE_NA
 		     size_t len);
 PB_WUR int pb__cache_read(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **ct, size_t *len);
 void pb__cache_forget(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN]);
+/* A large item's chunks are not copied into the cache: its temporary file
+ * tmp is linked into the cache's folder (pb__cache_stage: its id, 0 when
+ * not kept), and each chunk noted as len bytes at off in it. */
+uint32_t pb__cache_stage(pb__cache_t *c, const char *tmp);
+void pb__cache_note(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], uint32_t file, uint64_t off, size_t len);
+/* Whether an earlier run noted the chunk in a staged file. */
+bool pb__cache_is_staged(const pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN]);
+/* Its plaintext, not checked. */
+PB_WUR int pb__cache_read_staged(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN], uint8_t **plain,
+				 size_t *len);
+/* pb__cache_has, a chunk in a staged file read back and checked against
+ * its name (keyed with name_key) first: forgotten when it does not match. */
+bool pb__cache_check(pb__cache_t *c, const uint8_t name_key[32], const uint8_t name[PB_STORE_NAME_LEN]);
 void pb__cache_close(pb__cache_t *c);
 /* After a complete restore the cache has served its purpose. */
 void pb__cache_drop(const char *home);
@@ -204,6 +217,10 @@ void pb__opener_put(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint
  * (pb__cache_reserve; 0: not kept) by the thread that opens it. */
 void pb__opener_put_keep(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t len,
 			 uint64_t tag, pb__cache_t *cache, uint64_t at);
+/* Hands over a chunk's plaintext (read back from a staged file): only its
+ * name is checked; taken back as the plaintext with no sealed bytes. */
+void pb__opener_put_plain(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *plain, size_t len,
+			  uint64_t tag);
 /* Waits for the oldest chunk handed over: the sealed bytes and tag back,
  * its plaintext (malloc'd, NULL when it did not open) and pb_chunk_open's
  * result. */

@@ -34,6 +34,7 @@ struct oslot {
 	uint64_t tag;
 	pb__cache_t *cache; /* written there at keep_at first (0: not kept) */
 	uint64_t keep_at;
+	bool is_plain; /* ct is the plaintext: its name is checked, nothing opened */
 	int rc;
 };
 
@@ -56,6 +57,18 @@ struct pb__opener_s {
  * times the largest chunk, and no chunk is decrypted twice. */
 static void open_one(const pb_backup_keys_t *keys, struct oslot *s, ZSTD_DCtx *dctx)
 {
+	if (s->is_plain) {
+		uint8_t got[PB_STORE_NAME_LEN];
+
+		pb__chunk_name(keys->name, s->ct, s->len, got);
+		s->rc = sodium_memcmp(got, s->name, PB_STORE_NAME_LEN) == 0 ? 0 : PB_ESTORE_HASH;
+		if (s->rc == 0) {
+			s->plain = s->ct;
+			s->plen = s->len;
+			s->ct = NULL;
+		}
+		return;
+	}
 	/* Kept as it came (the restoring thread only took its place); one
 	 * that does not open is forgotten when taken back. */
 	pb__cache_write(s->cache, s->keep_at, s->name, s->ct, s->len);
@@ -131,8 +144,8 @@ size_t pb__opener_waiting(const pb__opener_t *o)
 	return (size_t)(o->put - o->take);
 }
 
-void pb__opener_put_keep(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t len,
-			 uint64_t tag, pb__cache_t *cache, uint64_t at)
+static void put(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t len, uint64_t tag,
+		pb__cache_t *cache, uint64_t at, bool is_plain)
 {
 	struct oslot *s = &o->s[o->put % OPEN_RING];
 
@@ -144,6 +157,7 @@ void pb__opener_put_keep(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN],
 	s->tag = tag;
 	s->cache = cache;
 	s->keep_at = at;
+	s->is_plain = is_plain;
 	s->state = SLOT_WAITING;
 	o->bytes += len;
 	o->put++;
@@ -153,6 +167,18 @@ void pb__opener_put_keep(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN],
 		pthread_cond_signal(&o->work);
 	}
 	pthread_mutex_unlock(&o->mu);
+}
+
+void pb__opener_put_keep(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t len,
+			 uint64_t tag, pb__cache_t *cache, uint64_t at)
+{
+	put(o, name, ct, len, tag, cache, at, false);
+}
+
+void pb__opener_put_plain(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *plain, size_t len,
+			  uint64_t tag)
+{
+	put(o, name, plain, len, tag, NULL, 0, true);
 }
 
 void pb__opener_put(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint8_t *ct, size_t len, uint64_t tag)

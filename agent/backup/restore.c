@@ -36,9 +36,20 @@ static bool caching(const struct restore *r)
 	return r->txn != NULL && r->exact_id == NULL && !r->fast && !r->res->by_index && !r->o->no_resume;
 }
 
-static bool cache_has(const struct restore *r, const uint8_t name[PB_STORE_NAME_LEN])
+/* A chunk an earlier run noted in a large item's staged file is read back
+ * and checked here, before the fetches are planned: one that does not
+ * match is fetched like one never kept. */
+static bool cache_has(struct restore *r, const uint8_t name[PB_STORE_NAME_LEN])
 {
-	return caching(r) && pb__cache_has(r->cache, name);
+	return caching(r) && pb__cache_check(r->cache, r->keys.name, name);
+}
+
+/* An item written into its temporary file on the write queue's thread
+ * (fetch_items): its chunks are noted in the cache as places in that file,
+ * not copied into it. */
+static bool staged_item(const struct restore *r, const struct want_item *w)
+{
+	return r->txn != NULL && !w->m.slice && w->m.size > PB_CDC_WHOLE_MAX;
 }
 
 /* --- Items written on the write queue's thread ----------------------------- */
@@ -362,6 +373,17 @@ static int produce_one(struct restore *r, struct fetch *f, struct produce *p, pb
 	cached = f->cached[p->k] == CACHED;
 	if ((rc = request_more(r, f)) != 0)
 		return rc;
+	if (cached && pb__cache_is_staged(r->cache, name)) {
+		/* Its plaintext: the opener checks its name again. */
+		if ((rc = pb__cache_read_staged(r->cache, name, &ct, &len)) != 0)
+			return rc;
+		r->res->chunks_cached++;
+		pb__opener_put_plain(op, name, ct, len, cached);
+		p->c++;
+		p->k++;
+		p->done++;
+		return 0;
+	}
 	if (cached) {
 		rc = pb__cache_read(r->cache, name, &ct, &len);
 		r->res->chunks_cached++;
@@ -372,7 +394,7 @@ static int produce_one(struct restore *r, struct fetch *f, struct produce *p, pb
 		/* Kept for a later run as it comes (a cache that cannot be
 		 * written only costs a refetch), written by the thread that
 		 * opens it; dropped if it does not open. */
-		if (rc == 0 && caching(r))
+		if (rc == 0 && caching(r) && !staged_item(r, &r->items[p->i]))
 			keep_at = pb__cache_reserve(r->cache, name, len);
 	}
 	if (rc != 0)
@@ -434,7 +456,8 @@ static int fetch_items(struct restore *r)
 	uint8_t *plain = r->held;
 	size_t plen = r->held_len;
 	pb__assembly_t a;
-	int rc = 0;
+	uint32_t staged = 0; /* the current item's file as the cache keeps it, or 0 */
+	int rc = 0, cut = 0; /* cut: a chunk could not be had; the ones received are still used */
 
 	memset(&f, 0, sizeof(f));
 	memset(&p, 0, sizeof(p));
@@ -489,6 +512,8 @@ static int fetch_items(struct restore *r)
 		if (chunk == 0 &&
 		    (rc = pb__assembly_start(&a, &r->keys, w->m.size, r->txn != NULL ? r->tmpdir : NULL, &r->tmpn)) != 0)
 			break;
+		if (chunk == 0)
+			staged = caching(r) && a.fd >= 0 && staged_item(r, w) ? pb__cache_stage(r->cache, a.tmp) : 0;
 		/* Restoring or fetching, each chunk's name check (a keyed hash
 		 * of its plaintext, the names listed by the authenticated
 		 * manifest) already proves the item's bytes: hashing them again
@@ -507,8 +532,16 @@ static int fetch_items(struct restore *r)
 			item++;
 			continue;
 		}
-		while (rc == 0 && p.done < f.opened && (pb__opener_room(op) || pb__opener_waiting(op) == 0))
-			rc = produce_one(r, &f, &p, op);
+		while (rc == 0 && cut == 0 && p.done < f.opened && (pb__opener_room(op) || pb__opener_waiting(op) == 0))
+			if ((rc = produce_one(r, &f, &p, op)) != 0 && caching(r)) {
+				/* The link lost: the chunks received are still opened
+				 * and written, so that the next run finds them kept (a
+				 * large item's only in its file); then this run fails. */
+				cut = rc;
+				rc = 0;
+			}
+		if (rc == 0 && cut != 0 && f.cached[at] != AGAIN && pb__opener_waiting(op) == 0)
+			rc = cut;
 		if (rc == 0 && f.cached[at] != AGAIN) {
 			free(plain);
 			plain = NULL;
@@ -525,7 +558,9 @@ static int fetch_items(struct restore *r)
 			a.whole = true;
 			plain = NULL;
 		} else if (rc == 0 && !w->m.slice && a.fd >= 0) {
-			/* Written on the write queue's thread, which frees it. */
+			/* Written on the write queue's thread, which frees it;
+			 * kept for a later run as its place in the file. */
+			pb__cache_note(r->cache, w->names[chunk], staged, a.added, plen);
 			rc = pb__assembly_add_owned(&a, plain, plen);
 			plain = NULL;
 			plen = 0;
@@ -540,6 +575,8 @@ static int fetch_items(struct restore *r)
 				rc = pb__progress(&r->pr, false);
 		}
 	}
+	if (rc == 0 && cut != 0)
+		rc = cut;
 	pb__opener_free(op);
 	pb__assembly_drop(&a);
 	if (wq != r->wq)

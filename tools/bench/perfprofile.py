@@ -25,6 +25,31 @@ def report(data, top):
     return [" ".join(x.split()).rstrip(" -") for x in lines[:top]]
 
 
+def threads(data, top):
+    """Samples by thread, most first, with each thread's top symbols (self
+    time): which thread is busy, and with what. perf's cpu-clock samples
+    at 4 kHz by default, so 4,000 samples are a second of CPU."""
+    res = subprocess.run(["perf", "script", "-i", data, "-F", "tid,ip,sym"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    per, tid, first = {}, None, False
+    for line in res.stdout.splitlines():
+        f = line.split()
+        if len(f) == 1 and f[0].isdigit():
+            tid, first = f[0], True
+            per.setdefault(tid, {})
+        elif f and first and tid is not None:
+            sym = f[1] if len(f) > 1 else f[0]
+            per[tid][sym] = per[tid].get(sym, 0) + 1
+            first = False
+    total = sum(sum(c.values()) for c in per.values()) or 1
+    lines = []
+    for t, c in sorted(per.items(), key=lambda kv: -sum(kv[1].values()))[:top]:
+        n = sum(c.values())
+        syms = ", ".join("%s %.0f%%" % (k, 100.0 * v / n) for k, v in sorted(c.items(), key=lambda kv: -kv[1])[:4])
+        lines.append("thread %s: %d samples (%.1f%%): %s" % (t, n, 100.0 * n / total, syms))
+    return lines
+
+
 def profiled(env, out, name, argv):
     """Runs argv (a phone command) under perf, with the host sampled too."""
     host = subprocess.Popen(PERF + ["-o", os.path.join(out, "host-%s.data" % name), "-p",
@@ -66,6 +91,9 @@ def main():
         print("\n%s (%s dataset): top %d symbols, self time" % (name, args.size, args.top))
         for line in report(os.path.join(out, name + ".data"), args.top):
             print("  " + line.strip())
+        print("%s: by thread" % name)
+        for line in threads(os.path.join(out, name + ".data"), 8):
+            print("  " + line)
 
 
 if __name__ == "__main__":
