@@ -383,13 +383,19 @@ class PeerbackEnv:
                            "127.0.0.1:%d" % self.imd_port, "--json"])
         _, ev = self.imd.wait_event(lambda o: "listen" in o and "key" in o, 20)
         self.imd_addr, self.imd_key = ev["listen"], ev["key"]
-        if fresh:
-            self.login(self.host_home, "host")
-        self.host = Daemon([self.pb, "--home", self.host_home, "host", "--json", "--listen",
-                            "127.0.0.1:%d" % self.host_port, "--qr-ttl", "3600",
-                            "--max-failures", "100000"])
-        self.host.wait_event(lambda o: o.get("event") == "listening", 20)
-        self.host.wait_event(lambda o: o.get("event") == "advertise", 20)
+        # A host that cannot start (its port taken, say) leaves nothing
+        # running behind the error.
+        try:
+            if fresh:
+                self.login(self.host_home, "host")
+            self.host = Daemon([self.pb, "--home", self.host_home, "host", "--json", "--listen",
+                                "127.0.0.1:%d" % self.host_port, "--qr-ttl", "3600",
+                                "--max-failures", "100000"])
+            self.host.wait_event(lambda o: o.get("event") == "listening", 20)
+            self.host.wait_event(lambda o: o.get("event") == "advertise", 20)
+        except BaseException:
+            self.stop()
+            raise
 
     def login(self, home, name):
         self.peerback(home, "account", "login", "--imd", self.imd_addr, "--imd-key", self.imd_key,

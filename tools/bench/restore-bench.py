@@ -42,11 +42,20 @@ def main():
         env.stop()
         return
     env.start(fresh=False)
+    try:
+        restores(env, root, int(sys.argv[4]), len(sys.argv) > 5 and sys.argv[5] == "aside")
+    except BaseException:
+        env.stop()
+        raise
+    print("host peak RSS %.1f MiB" % (env.stop() / 1024))
+
+
+def restores(env, root, n, aside):
+    """n full restores into ROOT/restored, each compared with ROOT/device."""
     phone = os.path.join(root, "phone")
     dev = os.path.join(root, "device")
     dbytes = bench.tree_bytes(dev)
-    aside = len(sys.argv) > 5 and sys.argv[5] == "aside"
-    for _ in range(int(sys.argv[4])):
+    for _ in range(n):
         to = os.path.join(root, "restored")
         if aside and os.path.exists(to):
             os.makedirs(os.path.join(root, "aside"), exist_ok=True)
@@ -59,7 +68,6 @@ def main():
         print("restore wall %.2f s, %.1f MB/s, phone CPU %.2f s, host CPU %.2f s, phone peak RSS %.1f MiB, "
               "identical %s" % (x["wall"], dbytes / bench.MB / x["wall"], x["cpu"], host_cpu, x["rss_kib"] / 1024,
                                 bench.trees_equal(dev, to)), flush=True)
-    print("host peak RSS %.1f MiB" % (env.stop() / 1024))
 
 
 if __name__ == "__main__":
