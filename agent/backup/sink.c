@@ -666,12 +666,30 @@ static void hash_here(pb__sink_t *s, crypto_generichash_state *ih, const uint8_t
 }
 
 /* level 0: zstd's level for chunks (pb__seal_named). */
+/* Seals a chunk on the caller's thread (level 0: the default level) and
+ * queues it sealed. */
+static int seal_here(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *enc, int level,
+		     const uint8_t *plain, size_t len)
+{
+	uint8_t *ct;
+	size_t ct_len;
+	int rc;
+
+	if ((ct = malloc(PB_CHUNK_CT_LEN_MAX(len))) == NULL)
+		return PB_ENOMEM;
+	rc = level != 0 ? pb__seal_named_level(s->zctx, level, enc, name, plain, len, ct, &ct_len)
+			: pb__seal_named(s->zctx, enc, name, plain, len, ct, &ct_len);
+	if (rc != 0) {
+		free(ct);
+		return rc;
+	}
+	return push_slot(s, name, NULL, 0, ct, ct_len, NULL, NULL, NULL, 0);
+}
+
 static int add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN],
 	       crypto_generichash_state *ih, int level)
 {
-	uint8_t *copy, *ct;
-	size_t ct_len;
-	int rc;
+	uint8_t *copy;
 
 	if (len > PB_CHUNK_PLAIN_MAX)
 		return PB_ETOOBIG;
@@ -684,15 +702,7 @@ static int add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_
 		return pack_add(s, plain, len, name, s->o.keys->chunk, level);
 	if (!s->has_hasher || len <= INLINE_MAX) {
 		hash_here(s, ih, plain, len);
-		if ((ct = malloc(PB_CHUNK_CT_LEN_MAX(len))) == NULL)
-			return PB_ENOMEM;
-		rc = level != 0 ? pb__seal_named_level(s->zctx, level, s->o.keys->chunk, name, plain, len, ct, &ct_len)
-				: pb__seal_named(s->zctx, s->o.keys->chunk, name, plain, len, ct, &ct_len);
-		if (rc != 0) {
-			free(ct);
-			return rc;
-		}
-		return push_slot(s, name, NULL, 0, ct, ct_len, NULL, NULL, NULL, 0);
+		return seal_here(s, name, s->o.keys->chunk, level, plain, len);
 	}
 	if ((copy = malloc(len)) == NULL)
 		return PB_ENOMEM;
@@ -746,9 +756,7 @@ int pb__sink_add_manifest(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], 
 			  int level)
 {
 	const uint8_t *enc = s->o.keys->manifest;
-	uint8_t *copy, *ct;
-	size_t ct_len;
-	int rc;
+	uint8_t *copy;
 
 	if (len > PB_CHUNK_PLAIN_MAX)
 		return PB_ETOOBIG;
@@ -756,15 +764,8 @@ int pb__sink_add_manifest(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], 
 		return 0;
 	if (s->nthreads > 0 && len <= INLINE_MAX && !pb__sink_pack_off)
 		return pack_add(s, plain, len, name, enc, level);
-	if (s->nthreads == 0) {
-		if ((ct = malloc(PB_CHUNK_CT_LEN_MAX(len))) == NULL)
-			return PB_ENOMEM;
-		if ((rc = pb__seal_named_level(s->zctx, level, enc, name, plain, len, ct, &ct_len)) != 0) {
-			free(ct);
-			return rc;
-		}
-		return push_slot(s, name, NULL, 0, ct, ct_len, NULL, NULL, NULL, 0);
-	}
+	if (s->nthreads == 0)
+		return seal_here(s, name, enc, level, plain, len);
 	if ((copy = malloc(len)) == NULL)
 		return PB_ENOMEM;
 	memcpy(copy, plain, len);
