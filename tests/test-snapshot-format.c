@@ -221,9 +221,17 @@ static void test_root_kept_for_the_next_lookup(void **state)
 	pb_test_path(kept, "phone-root-kept");
 	pb__hex(phone.id, sizeof(phone.id), hex);
 	snprintf(kept + strlen(kept), sizeof(kept) - strlen(kept), "/root-cache/%s", hex);
-	fd = open(kept, O_WRONLY);
+	/* One byte flipped (writing a fixed byte left the file as it was
+	 * whenever that byte was already there). */
+	fd = open(kept, O_RDWR);
 	assert_true(fd >= 0);
-	assert_int_equal(pwrite(fd, "x", 1, 40), 1);
+	{
+		uint8_t b;
+
+		assert_int_equal(pread(fd, &b, 1, 40), 1);
+		b ^= 0xff;
+		assert_int_equal(pwrite(fd, &b, 1, 40), 1);
+	}
 	close(fd);
 	pb_test_path(out, "root-kept-3");
 	pb_test_new_phone_restore(&phone, dev, "phone-root-kept", id, out, &res, &found);
