@@ -41,10 +41,22 @@ struct group {
 	bool on, bad;
 	char *path;
 	pb__stamp_t stamp;
+	/* Records not yet stored: with spans, those of the manifest chunk
+	 * being filled (nrec of them); without, those of the part filling. */
 	uint8_t *buf;
-	size_t len, cap;
+	size_t len, cap, nrec;
+	/* What is stored, a part at a time: records and span entries. */
+	uint8_t *out, *ent;
+	size_t olen, ocap, ecap;
 	uint32_t parts;
 	uint64_t items, bytes;
+	/* Spans (pb__manifest_span_chunk): the manifest chunk its first item
+	 * went into (m0, holding c0 items before it), the next emitted chunk
+	 * not yet told apart, and the writer's items when it began. */
+	bool spans;
+	size_t m0, mnext;
+	uint32_t c0;
+	uint64_t witems0;
 	/* Its messages' digests (id and content), stored with its records;
 	 * those of its last reading, sorted, tell the changed ones. */
 	uint64_t *dig, *prev;
@@ -276,6 +288,9 @@ static int emit_manifest_chunk(void *arg, const uint8_t name[PB_STORE_NAME_LEN],
 	struct backup *b = arg;
 	int rc = pb__sink_add_sealed(b->sink, name, ct, len);
 
+	/* A tick: a file whose spans name it is recorded only once a commit
+	 * asked after it is in (group_end). */
+	b->ticks++;
 	if (rc == 0 && pb__sink_due(b->sink))
 		rc = commit(b, false);
 	return rc;
@@ -288,6 +303,7 @@ static int emit_manifest_plain(void *arg, const uint8_t name[PB_STORE_NAME_LEN],
 	struct backup *b = arg;
 	int rc = pb__sink_add_manifest(b->sink, name, plain, len, level);
 
+	b->ticks++;
 	if (rc == 0 && pb__sink_due(b->sink))
 		rc = commit(b, false);
 	return rc;
@@ -507,15 +523,124 @@ static int stream_flush(struct backup *b)
 	return pb__stream_on(&b->stream, NULL) ? pb__stream_flush(&b->stream) : 0;
 }
 
-static int group_flush(struct backup *b)
+/* Stores the part being filled. */
+static int parts_flush(struct backup *b)
 {
 	int rc;
 
-	if (b->grp.len == 0)
+	if (b->grp.olen == 0)
 		return 0;
-	rc = pb__state_file_part_put(b->st, b->grp.path, b->grp.parts++, b->grp.buf, b->grp.len);
-	b->grp.len = 0;
+	rc = pb__state_file_part_put(b->st, b->grp.path, b->grp.parts++, b->grp.out, b->grp.olen);
+	b->grp.olen = 0;
 	return rc;
+}
+
+/* Whole records or span entries into the part being filled. */
+static int parts_add(struct backup *b, const uint8_t *data, size_t len)
+{
+	int rc;
+
+	if (len == 0)
+		return 0;
+	if (b->grp.olen > 0 && b->grp.olen + len > FILE_PART && (rc = parts_flush(b)) != 0)
+		return rc;
+	if ((rc = pb__grow((void **)&b->grp.out, &b->grp.ocap, b->grp.olen + len, 1)) != 0)
+		return rc;
+	memcpy(b->grp.out + b->grp.olen, data, len);
+	b->grp.olen += len;
+	return 0;
+}
+
+/* The bytes of the first n records held; PB_EINVAL when fewer are. */
+static int recs_span(const struct backup *b, size_t n, size_t *bytes)
+{
+	size_t off = 0, l;
+
+	if (n > b->grp.nrec)
+		return PB_EINVAL;
+	for (size_t i = 0; i < n; i++, off += l)
+		if (pb__manifest_rec_next(b->grp.buf + off, b->grp.len - off, &l) != 0)
+			return PB_EINVAL;
+	*bytes = off;
+	return 0;
+}
+
+/* Stores (keep) or drops the first n records held. */
+static int recs_take(struct backup *b, size_t n, bool keep)
+{
+	size_t off;
+	int rc;
+
+	if (recs_span(b, n, &off) != 0) {
+		b->grp.bad = true; /* not the writer's count: not recorded */
+		return 0;
+	}
+	if (keep && (rc = parts_add(b, b->grp.buf, off)) != 0)
+		return rc;
+	memmove(b->grp.buf, b->grp.buf + off, b->grp.len - off);
+	b->grp.len -= off;
+	b->grp.nrec -= n;
+	return 0;
+}
+
+/* Tells apart the manifest chunks emitted since the last call: the first
+ * one's records of this file are stored (what came before them in it is
+ * another file's), every later one is all this file's and is stored as a
+ * span entry, its records dropped. What stays held is the chunk being
+ * filled. */
+static int group_account(struct backup *b)
+{
+	size_t n = pb__manifest_writer_nchunks(b->mw);
+	int rc = 0;
+
+	if (pb__manifest_writer_items(b->mw) != b->grp.witems0 + b->grp.items) {
+		b->grp.bad = true; /* the writer had items of others meanwhile */
+		return 0;
+	}
+	for (; b->grp.mnext < n && !b->grp.bad && rc == 0; b->grp.mnext++) {
+		size_t k = b->grp.mnext, len;
+		uint32_t cnt = pb__manifest_writer_chunk_items(b->mw, k);
+
+		if (k == b->grp.m0) {
+			if (cnt < b->grp.c0)
+				b->grp.bad = true;
+			else
+				rc = recs_take(b, cnt - b->grp.c0, true);
+			continue;
+		}
+		if ((rc = recs_take(b, cnt, false)) != 0 || b->grp.bad)
+			break;
+		if ((rc = pb__manifest_span_chunk(b->mw, k, &b->grp.ent, &b->grp.ecap, &len)) == 0)
+			rc = parts_add(b, b->grp.ent, len);
+	}
+	return rc;
+}
+
+/* The file's last records: with spans, the names its spanned chunks
+ * reference, then the records of the chunk being filled. */
+static int group_store(struct backup *b)
+{
+	size_t from = 0, len;
+	int rc;
+
+	if (b->grp.spans) {
+		if ((rc = group_account(b)) != 0 || b->grp.bad)
+			return rc;
+		/* Spans follow the file's first chunk: the names referenced
+		 * since it was emitted (its last records' among them, kept
+		 * twice in the snapshot's list, which is made unique). */
+		do {
+			len = 0;
+			if (b->grp.mnext > b->grp.m0 + 1 &&
+			    ((rc = pb__manifest_span_refs(b->mw, b->grp.m0, &from, &b->grp.ent, &b->grp.ecap, &len)) != 0 ||
+			     (rc = parts_add(b, b->grp.ent, len)) != 0))
+				return rc;
+		} while (len > 0);
+	}
+	if ((rc = parts_add(b, b->grp.buf, b->grp.len)) != 0)
+		return rc;
+	b->grp.len = b->grp.nrec = 0;
+	return parts_flush(b);
 }
 
 /* The walk left the file: it is recorded at the next commit, unless it did
@@ -532,7 +657,11 @@ static int group_end(struct backup *b)
 	b->grp.on = false;
 	if (b->grp.bad || b->o->dry_run)
 		return 0;
-	if ((rc = group_flush(b)) != 0 || (rc = digests_put(b)) != 0)
+	if ((rc = group_store(b)) != 0)
+		return rc;
+	if (b->grp.bad)
+		return 0;
+	if ((rc = digests_put(b)) != 0)
 		return rc;
 	if ((d = pb__grow_slot((void **)&b->dfiles, &b->cap_dfiles, b->ndfiles, sizeof(*d))) == NULL ||
 	    (d->path = strdup(b->grp.path)) == NULL)
@@ -540,8 +669,9 @@ static int group_end(struct backup *b)
 	d->stamp = b->grp.stamp;
 	d->items = b->grp.items;
 	d->bytes = b->grp.bytes;
-	/* Its items are all kept and its stream cut by now (the walk has
-	 * left it: stream_flush above). */
+	/* Its items are all kept, its stream cut and the manifest chunks its
+	 * spans name sent by now (the walk has left it: stream_flush above;
+	 * each manifest chunk is a tick). */
 	d->mark = b->ticks;
 	b->ndfiles++;
 	return 0;
@@ -559,15 +689,20 @@ static int group_begin(struct backup *b, const char *rel, const pb__stamp_t *sta
 	b->grp.on = true;
 	b->grp.bad = false;
 	b->grp.stamp = *stamp;
-	b->grp.len = 0;
+	b->grp.len = b->grp.nrec = b->grp.olen = 0;
 	b->grp.parts = 0;
 	b->grp.items = b->grp.bytes = 0;
 	b->grp.ndig = b->grp.nprev = 0;
+	b->grp.spans = pb__manifest_writer_spans(b->mw);
+	b->grp.m0 = b->grp.mnext = pb__manifest_writer_nchunks(b->mw);
+	b->grp.c0 = pb__manifest_writer_pending(b->mw);
+	b->grp.witems0 = pb__manifest_writer_items(b->mw);
 	if (rgen >= 0 && (rc = digests_get(b, rel, rgen)) != 0)
 		return rc;
 	return 0;
 }
 
+/* Called after the item's record went into the manifest writer. */
 static int group_add(struct backup *b, const char *path, const uint8_t *rec, size_t len, uint64_t size)
 {
 	int rc;
@@ -580,15 +715,16 @@ static int group_add(struct backup *b, const char *path, const uint8_t *rec, siz
 	}
 	if (b->o->dry_run)
 		return 0;
-	if (b->grp.len > 0 && b->grp.len + len > FILE_PART && (rc = group_flush(b)) != 0)
-		return rc;
+	b->grp.items++;
+	b->grp.bytes += size;
+	if (!b->grp.spans)
+		return parts_add(b, rec, len);
 	if ((rc = pb__grow((void **)&b->grp.buf, &b->grp.cap, b->grp.len + len, 1)) != 0)
 		return rc;
 	memcpy(b->grp.buf + b->grp.len, rec, len);
 	b->grp.len += len;
-	b->grp.items++;
-	b->grp.bytes += size;
-	return 0;
+	b->grp.nrec++;
+	return group_account(b);
 }
 
 /* The item's manifest record, its id's key made already (key_on_parser):
@@ -620,6 +756,61 @@ struct replay {
 	uint64_t seq;
 };
 
+/* A damaged file's items after r->seq from one manifest chunk of its
+ * last reading, read back from the repository: the chunk also holds items
+ * the walk gave again. Everything sent so far is committed first, so that
+ * no other answer is awaited meanwhile. */
+static int carry_item(void *arg, const pb_manifest_item_t *m)
+{
+	struct replay *r = arg;
+	int rc;
+
+	if (m->seq <= r->seq)
+		return 0;
+	if ((rc = pb_manifest_writer_add(r->b->mw, m)) != 0)
+		return rc;
+	r->items++;
+	r->bytes += m->size;
+	return 0;
+}
+
+static int carry_chunk(struct replay *r, const uint8_t name[PB_STORE_NAME_LEN])
+{
+	struct backup *b = r->b;
+	uint8_t *ct = NULL;
+	size_t len = 0;
+	uint64_t tok;
+	int rc;
+
+	if ((rc = commit(b, true)) != 0 || (rc = b->repo->ops->get_send(b->repo, NULL, name, &tok)) != 0 ||
+	    (rc = b->repo->ops->get_recv(b->repo, tok, &ct, &len)) != 0)
+		return rc;
+	rc = pb_manifest_chunk_open(&b->keys, name, ct, len, carry_item, r);
+	free(ct);
+	return rc;
+}
+
+/* A span entry: its chunk listed whole, or for a damaged file (r->after)
+ * only the items after r->seq. */
+static int replay_span(struct replay *r, const uint8_t *e, size_t n)
+{
+	const uint8_t *name;
+	uint64_t items, first, last, bytes;
+	int rc;
+
+	if (pb__manifest_span_info(e, n, &name, &items, &first, &last, &bytes) != 0)
+		return pb__manifest_writer_add_span(r->b->mw, e, n); /* names referenced */
+	if (r->after && last <= r->seq)
+		return 0;
+	if (r->after && first <= r->seq)
+		return carry_chunk(r, name);
+	if ((rc = pb__manifest_writer_add_span(r->b->mw, e, n)) != 0)
+		return rc;
+	r->items += items;
+	r->bytes += bytes;
+	return 0;
+}
+
 static int replay_part(void *arg, const uint8_t *data, size_t len)
 {
 	struct replay *r = arg;
@@ -628,8 +819,15 @@ static int replay_part(void *arg, const uint8_t *data, size_t len)
 	int rc;
 
 	while (off < len) {
-		if ((rc = pb__manifest_rec_next(data + off, len - off, &n)) != 0 ||
-		    (rc = pb__manifest_rec_info(data + off, n, &seq, &size)) != 0 ||
+		if ((rc = pb__manifest_elem_next(data + off, len - off, &n)) != 0)
+			return rc == PB_ENOMEM ? rc : PB_ESTORE_CORRUPT;
+		if (pb__manifest_is_span(data + off)) {
+			if ((rc = replay_span(r, data + off, n)) != 0)
+				return rc == PB_ENOMEM || r->after ? rc : PB_ESTORE_CORRUPT;
+			off += n;
+			continue;
+		}
+		if ((rc = pb__manifest_rec_info(data + off, n, &seq, &size)) != 0 ||
 		    ((!r->after || seq > r->seq) && (rc = pb__manifest_writer_add_rec(r->b->mw, data + off, n)) != 0))
 			return rc == PB_ENOMEM ? rc : PB_ESTORE_CORRUPT;
 		if (!r->after || seq > r->seq) {
@@ -1235,6 +1433,8 @@ static void backup_free(struct backup *b)
 	free(b->dfiles);
 	free(b->grp.path);
 	free(b->grp.buf);
+	free(b->grp.out);
+	free(b->grp.ent);
 	free(b->grp.dig);
 	free(b->grp.prev);
 	pb__stream_free(&b->stream);

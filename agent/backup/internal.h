@@ -102,6 +102,37 @@ PB_WUR int pb__manifest_rec_next(const uint8_t *buf, size_t len, size_t *reclen)
 /* The seq and size of the item of the record at rec, checked as above. */
 PB_WUR int pb__manifest_rec_info(const uint8_t *rec, size_t len, uint64_t *seq, uint64_t *size);
 
+/* Spans (agent/backup/manifest.c): the manifest chunks a file's items
+ * filled whole, recorded by their names and their items' id keys so that
+ * a later snapshot lists them again without their records. Entries share
+ * one sequence with records (pb__manifest_elem_next tells the length of
+ * either). */
+/* Manifest chunks emitted so far, and items in the one being filled. */
+size_t pb__manifest_writer_nchunks(const pb_manifest_writer_t *w);
+uint32_t pb__manifest_writer_pending(const pb_manifest_writer_t *w);
+/* Items added so far. */
+uint64_t pb__manifest_writer_items(const pb_manifest_writer_t *w);
+/* Whether the writer can record spans (it keeps id keys: indexed). */
+bool pb__manifest_writer_spans(const pb_manifest_writer_t *w);
+/* Items of emitted manifest chunk k. */
+uint32_t pb__manifest_writer_chunk_items(const pb_manifest_writer_t *w, size_t k);
+/* The span entry of emitted chunk k into *buf (grown, *cap), *len bytes. */
+PB_WUR int pb__manifest_span_chunk(const pb_manifest_writer_t *w, size_t k, uint8_t **buf, size_t *cap,
+				   size_t *len);
+/* The next entry of the names referenced since chunk after was emitted,
+ * from *from on (moved past them); *len 0 when there are no more. */
+PB_WUR int pb__manifest_span_refs(const pb_manifest_writer_t *w, size_t after, size_t *from, uint8_t **buf,
+				  size_t *cap, size_t *len);
+bool pb__manifest_is_span(const uint8_t *e);
+PB_WUR int pb__manifest_elem_next(const uint8_t *buf, size_t len, size_t *n);
+/* A chunk entry's manifest chunk, its items, their first and last seq and
+ * their bytes; PB_EINVAL for a refs entry. */
+PB_WUR int pb__manifest_span_info(const uint8_t *e, size_t len, const uint8_t **name, uint64_t *items,
+				  uint64_t *first, uint64_t *last, uint64_t *bytes);
+/* Lists a span entry's chunk (after the one being filled, which it ends)
+ * or adds its names to the snapshot's references. */
+PB_WUR int pb__manifest_writer_add_span(pb_manifest_writer_t *w, const uint8_t *e, size_t len);
+
 /* The id index (manifest version 2, agent/backup/manifest.c): every id's
  * key (keyed BLAKE2b of the id, 64 bits) with the number of the manifest
  * chunk that lists it, sorted by key and sealed in index chunks; the root

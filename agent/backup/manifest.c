@@ -79,6 +79,15 @@ struct idx_ent {
 	uint32_t mchunk;
 };
 
+/* What an emitted manifest chunk holds: its items, their seqs and bytes,
+ * and where its id keys and the references made up to it end (a stretch
+ * of chunks is then recorded as it is: pb__manifest_writer_span). */
+struct mc_info {
+	uint32_t count;
+	uint64_t first, last, bytes;
+	size_t idx_end, refs_end;
+};
+
 struct pb_manifest_writer_s {
 	pb_backup_keys_t keys;
 	pb_manifest_chunk_cb emit;
@@ -97,6 +106,11 @@ struct pb_manifest_writer_s {
 	bool indexed;
 	struct idx_ent *idx;
 	size_t nidx, icap;
+	/* Per emitted manifest chunk (as mchunks), and the one being filled's
+	 * seqs and bytes. */
+	struct mc_info *minfo;
+	size_t mi_cap;
+	uint64_t cur_first, cur_last, cur_bytes;
 	/* Chunks the repository is known to hold are named, not sealed. */
 	bool (*known)(void *arg, const uint8_t name[PB_STORE_NAME_LEN]);
 	void *known_arg;
@@ -233,9 +247,33 @@ void pb_manifest_writer_free(pb_manifest_writer_t *w)
 	free(w->mchunks);
 	free(w->refs);
 	free(w->idx);
+	free(w->minfo);
 	ZSTD_freeCCtx(w->zctx);
 	sodium_memzero(&w->keys, sizeof(w->keys));
 	free(w);
+}
+
+/* Notes the manifest chunk just listed (name pushed to mchunks and refs). */
+static int minfo_push(pb_manifest_writer_t *w, uint32_t count, uint64_t first, uint64_t last, uint64_t bytes)
+{
+	struct mc_info *m;
+
+	if (w->nmchunks > w->mi_cap) {
+		size_t nc = w->mi_cap ? w->mi_cap * 2 : 256;
+
+		if (nc < w->nmchunks || nc > SIZE_MAX / sizeof(*m) || (m = realloc(w->minfo, nc * sizeof(*m))) == NULL)
+			return PB_ENOMEM;
+		w->minfo = m;
+		w->mi_cap = nc;
+	}
+	m = &w->minfo[w->nmchunks - 1];
+	m->count = count;
+	m->first = first;
+	m->last = last;
+	m->bytes = bytes;
+	m->idx_end = w->nidx;
+	m->refs_end = w->nrefs;
+	return 0;
 }
 
 /* Seals the current manifest chunk and hands it to the caller. */
@@ -251,10 +289,12 @@ static int writer_emit(pb_manifest_writer_t *w)
 	if ((rc = seal_emit(w, w->buf, w->len, name)) != 0)
 		return rc;
 	if ((rc = names_push(&w->mchunks, &w->nmchunks, &w->mcap, name)) < 0 ||
-	    (rc = names_push(&w->refs, &w->nrefs, &w->rcap, name)) < 0)
+	    (rc = names_push(&w->refs, &w->nrefs, &w->rcap, name)) < 0 ||
+	    (rc = minfo_push(w, w->count, w->cur_first, w->cur_last, w->cur_bytes)) < 0)
 		return rc;
 	w->len = MF_HDR_LEN;
 	w->count = 0;
+	w->cur_bytes = 0;
 	return 0;
 }
 
@@ -434,6 +474,16 @@ int pb__manifest_writer_add_rec(pb_manifest_writer_t *w, const uint8_t *rec, siz
 			return rc;
 	if (w->indexed && (rc = index_push(w, rd64(rec + 1))) != 0)
 		return rc;
+	{
+		const uint8_t *it = rec + REC_HDR;
+		size_t idl = rd16(it + 4), pl = rd16(it + 6 + idl);
+		uint64_t seq = rd64(it + 8 + idl + pl);
+
+		if (w->count == 0)
+			w->cur_first = seq;
+		w->cur_last = seq;
+		w->cur_bytes += rd64(it + 16 + idl + pl);
+	}
 	w->len += len - REC_HDR;
 	w->count++;
 	w->items++;
@@ -459,6 +509,206 @@ int pb_manifest_writer_add(pb_manifest_writer_t *w, const pb_manifest_item_t *it
 		rc = pb__manifest_writer_add_rec(w, rec, len);
 	free(rec);
 	return rc;
+}
+
+/* --- Spans: a stretch of manifest chunks recorded as it is --------------------------
+ *
+ * A file of many items (a chat) fills whole manifest chunks between the one
+ * its first item lands in and the one its last item lands in. The phone's
+ * state keeps, for such a file, its first and last records and, for each
+ * chunk between, a span entry: a later snapshot lists those chunks again
+ * (their names, their items' id keys, the names they reference) without
+ * their records being stored, read, copied or named again.
+ *
+ *   chunk entry: u8 0xF0 | name[32] | u32 count | u64 first seq |
+ *                u64 last seq | u64 bytes | count × u64 id key
+ *   refs entry:  u8 0xF1 | u32 n | n × name[32]
+ *
+ * A record's first byte is its flags (0 or REC_CUT), so records and span
+ * entries share one sequence. */
+#define SPAN_CHUNK 0xF0u
+#define SPAN_REFS 0xF1u
+#define SPAN_CHUNK_HDR (1 + PB_STORE_NAME_LEN + 4 + 8 + 8 + 8)
+#define SPAN_REFS_HDR 5
+#define SPAN_REFS_MAX 2048 /* names in one refs entry */
+
+static int span_grow(uint8_t **buf, size_t *cap, size_t need)
+{
+	uint8_t *nb;
+
+	if (need <= *cap)
+		return 0;
+	if ((nb = realloc(*buf, need)) == NULL)
+		return PB_ENOMEM;
+	*buf = nb;
+	*cap = need;
+	return 0;
+}
+
+size_t pb__manifest_writer_nchunks(const pb_manifest_writer_t *w)
+{
+	return w->nmchunks;
+}
+
+uint32_t pb__manifest_writer_pending(const pb_manifest_writer_t *w)
+{
+	return w->count;
+}
+
+uint64_t pb__manifest_writer_items(const pb_manifest_writer_t *w)
+{
+	return w->items;
+}
+
+bool pb__manifest_writer_spans(const pb_manifest_writer_t *w)
+{
+	return w->indexed;
+}
+
+uint32_t pb__manifest_writer_chunk_items(const pb_manifest_writer_t *w, size_t k)
+{
+	return k < w->nmchunks ? w->minfo[k].count : 0;
+}
+
+int pb__manifest_span_chunk(const pb_manifest_writer_t *w, size_t k, uint8_t **buf, size_t *cap, size_t *len)
+{
+	const struct mc_info *m;
+	size_t i0, need;
+	uint8_t *p;
+	int rc;
+
+	if (!w->indexed || k >= w->nmchunks)
+		return PB_EINVAL;
+	m = &w->minfo[k];
+	i0 = k > 0 ? w->minfo[k - 1].idx_end : 0;
+	if (m->idx_end - i0 != m->count)
+		return PB_EINVAL;
+	need = SPAN_CHUNK_HDR + (size_t)m->count * 8;
+	if ((rc = span_grow(buf, cap, need)) != 0)
+		return rc;
+	p = *buf;
+	p[0] = SPAN_CHUNK;
+	memcpy(p + 1, w->mchunks[k], PB_STORE_NAME_LEN);
+	p += 1 + PB_STORE_NAME_LEN;
+	le32(p, m->count);
+	le64(p + 4, m->first);
+	le64(p + 12, m->last);
+	le64(p + 20, m->bytes);
+	p += 28;
+	for (size_t i = i0; i < m->idx_end; i++, p += 8)
+		le64(p, w->idx[i].key);
+	*len = need;
+	return 0;
+}
+
+int pb__manifest_span_refs(const pb_manifest_writer_t *w, size_t after, size_t *from, uint8_t **buf, size_t *cap,
+			   size_t *len)
+{
+	size_t start = after < w->nmchunks ? w->minfo[after].refs_end : w->nrefs, n;
+	int rc;
+
+	if (*from < start)
+		*from = start;
+	n = w->nrefs - *from < SPAN_REFS_MAX ? w->nrefs - *from : SPAN_REFS_MAX;
+	*len = 0;
+	if (n == 0)
+		return 0;
+	if ((rc = span_grow(buf, cap, SPAN_REFS_HDR + n * PB_STORE_NAME_LEN)) != 0)
+		return rc;
+	(*buf)[0] = SPAN_REFS;
+	le32(*buf + 1, (uint32_t)n);
+	memcpy(*buf + SPAN_REFS_HDR, w->refs[*from], n * PB_STORE_NAME_LEN);
+	*from += n;
+	*len = SPAN_REFS_HDR + n * PB_STORE_NAME_LEN;
+	return 0;
+}
+
+bool pb__manifest_is_span(const uint8_t *e)
+{
+	return e[0] == SPAN_CHUNK || e[0] == SPAN_REFS;
+}
+
+int pb__manifest_elem_next(const uint8_t *buf, size_t len, size_t *n)
+{
+	size_t cnt, need;
+
+	if (len == 0)
+		return PB_ETRUNCATED;
+	if (!pb__manifest_is_span(buf))
+		return pb__manifest_rec_next(buf, len, n);
+	if (len < (buf[0] == SPAN_CHUNK ? SPAN_CHUNK_HDR : SPAN_REFS_HDR))
+		return PB_ETRUNCATED;
+	if (buf[0] == SPAN_CHUNK) {
+		cnt = rd32(buf + 1 + PB_STORE_NAME_LEN);
+		if (cnt == 0 || cnt > PB_MANIFEST_CHUNK_PLAIN_MAX / ITEM_FIXED_LEN)
+			return PB_EMALFORMED;
+		need = SPAN_CHUNK_HDR + cnt * 8;
+	} else {
+		cnt = rd32(buf + 1);
+		if (cnt == 0 || cnt > SPAN_REFS_MAX)
+			return PB_EMALFORMED;
+		need = SPAN_REFS_HDR + cnt * PB_STORE_NAME_LEN;
+	}
+	if (len < need)
+		return PB_ETRUNCATED;
+	*n = need;
+	return 0;
+}
+
+int pb__manifest_span_info(const uint8_t *e, size_t len, const uint8_t **name, uint64_t *items, uint64_t *first,
+			   uint64_t *last, uint64_t *bytes)
+{
+	const uint8_t *p = e + 1 + PB_STORE_NAME_LEN;
+
+	if (len < SPAN_CHUNK_HDR || e[0] != SPAN_CHUNK)
+		return PB_EINVAL;
+	*name = e + 1;
+	*items = rd32(p);
+	*first = rd64(p + 4);
+	*last = rd64(p + 12);
+	*bytes = rd64(p + 20);
+	return 0;
+}
+
+int pb__manifest_writer_add_span(pb_manifest_writer_t *w, const uint8_t *e, size_t len)
+{
+	size_t need;
+	int rc;
+
+	if (w == NULL || e == NULL || !pb__manifest_is_span(e))
+		return PB_EINVAL;
+	if ((rc = pb__manifest_elem_next(e, len, &need)) != 0)
+		return rc;
+	if (need != len)
+		return PB_EMALFORMED;
+	if (e[0] == SPAN_REFS) {
+		uint32_t n = rd32(e + 1);
+
+		for (uint32_t i = 0; i < n; i++)
+			if ((rc = names_push(&w->refs, &w->nrefs, &w->rcap, e + SPAN_REFS_HDR + i * PB_STORE_NAME_LEN)) < 0)
+				return rc;
+		return 0;
+	}
+	{
+		const uint8_t *name, *keys = e + SPAN_CHUNK_HDR;
+		uint64_t items, first, last, bytes;
+
+		if ((rc = pb__manifest_span_info(e, len, &name, &items, &first, &last, &bytes)) != 0)
+			return rc;
+		/* The chunk stands alone, as it did: what is being filled ends
+		 * before it. */
+		if (w->count > 0 && (rc = writer_emit(w)) < 0)
+			return rc;
+		for (uint64_t i = 0; w->indexed && i < items; i++)
+			if ((rc = index_push(w, rd64(keys + i * 8))) != 0)
+				return rc;
+		if ((rc = names_push(&w->mchunks, &w->nmchunks, &w->mcap, name)) < 0 ||
+		    (rc = names_push(&w->refs, &w->nrefs, &w->rcap, name)) < 0 ||
+		    (rc = minfo_push(w, (uint32_t)items, first, last, bytes)) < 0)
+			return rc;
+		w->items += items;
+	}
+	return 0;
 }
 
 static int cmp_name(const void *a, const void *b)
