@@ -29,6 +29,12 @@ struct pb_backup_state_s {
 	sqlite3_stmt *touch;
 	sqlite3_stmt *file_get, *file_touch, *file_parts, *part_put;
 	bool no_files; /* a read-only state from before the files table */
+	/* The run began with no committed chunk (a first backup, or one
+	 * after a reset): none is looked up while it goes. A chunk it
+	 * commits and meets again is offered to the repository, which
+	 * answers that it holds it; one lookup a chunk was a read
+	 * transaction of its own, with its locks. */
+	bool none_committed;
 	int64_t gen; /* this backup run's, or the completed one's after done() */
 };
 
@@ -232,7 +238,7 @@ bool pb_backup_state_is_committed(pb_backup_state_t *st, const uint8_t name[PB_S
 {
 	bool yes;
 
-	if (st == NULL || name == NULL)
+	if (st == NULL || name == NULL || st->none_committed)
 		return false;
 	sqlite3_reset(st->is_committed);
 	sqlite3_bind_blob(st->is_committed, 1, name, PB_STORE_NAME_LEN, SQLITE_STATIC);
@@ -452,6 +458,19 @@ static int exec_int(pb_backup_state_t *st, const char *sql, int64_t a, int64_t b
 	return rc == SQLITE_DONE ? 0 : db_err(rc);
 }
 
+static int none_committed(pb_backup_state_t *st, bool *none)
+{
+	sqlite3_stmt *q;
+	int rc = sqlite3_prepare_v2(st->db, "SELECT 1 FROM committed LIMIT 1", -1, &q, NULL);
+
+	if (rc != SQLITE_OK)
+		return db_err(rc);
+	rc = sqlite3_step(q);
+	sqlite3_finalize(q);
+	*none = rc == SQLITE_DONE;
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_err(rc);
+}
+
 int pb_backup_state_run_begin(pb_backup_state_t *st)
 {
 	int64_t gen = 0;
@@ -463,6 +482,8 @@ int pb_backup_state_run_begin(pb_backup_state_t *st)
 	if (rc != 0 && rc != PB_ENOTFOUND)
 		return rc;
 	st->gen = gen + 1;
+	if ((rc = none_committed(st, &st->none_committed)) != 0)
+		return rc;
 	if ((rc = pb_backup_state_begin(st)) != 0)
 		return rc;
 	/* Until this run completes, no row is known to be in a snapshot. */
@@ -484,6 +505,7 @@ int pb_backup_state_run_done(pb_backup_state_t *st, uint64_t snapshot)
 {
 	if (st == NULL)
 		return PB_EINVAL;
+	st->none_committed = false;
 	return exec_int(st, "INSERT OR REPLACE INTO meta(k, v) VALUES('done_gen', ?1), ('done_snapshot', ?2)", st->gen,
 			(int64_t)snapshot);
 }

@@ -415,7 +415,10 @@ PB_EXTERN PB_WUR int pb_backup_state_end(pb_backup_state_t *st);
 PB_EXTERN PB_WUR int pb_backup_state_lookup(pb_backup_state_t *st, const char *id, uint64_t *size,
 					    int64_t *mtime, uint8_t hash[32]);
 
-/* True when the host confirmed the chunk committed. */
+/* True when the host confirmed the chunk committed. During a run that
+ * began with no chunk confirmed (a first backup), always false: the
+ * repository is asked instead (a lookup a chunk costs more than it saves
+ * there). */
 PB_EXTERN bool pb_backup_state_is_committed(pb_backup_state_t *st, const uint8_t name[PB_STORE_NAME_LEN]);
 
 /* Backup runs: run_begin starts a new generation (and forgets the last
