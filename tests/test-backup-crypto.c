@@ -326,6 +326,13 @@ static void test_cdc_cut_bytewise(void **state)
 							 PB_STREAM_AVG, PB_STREAM_MAX, 15, 11));
 			off += c;
 		}
+		for (off = 0; off < len;) {
+			size_t c = pb__cdc_cut_stream_large(&cdc, buf + off, len - off, true);
+
+			assert_int_equal(c, cut_bytewise(&cdc, buf + off, len - off, true, PB_STREAM_L_MIN,
+							 PB_STREAM_L_AVG, PB_STREAM_L_MAX, 17, 13));
+			off += c;
+		}
 		/* Prefixes of many lengths, with and without eof. */
 		for (trial = 0; trial < 64; trial++) {
 			size_t l = PB_CDC_MIN - 3 + trial * 65537 + trial % 4;

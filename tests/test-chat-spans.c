@@ -20,6 +20,7 @@
 #include "harness.h"
 #include "inproc.h"
 #include "agent/backup/internal.h"
+#include "agent/backup/stream.h"
 #include "agent/phone/handle.h"
 #include "agent/util/fsutil.h"
 
@@ -70,9 +71,17 @@ static int setup(void **state)
 	return pb_phone_set_device_dir(phone.ph, dev);
 }
 
+/* The same with the chats' streams cut as a large chat's (coarser). */
+static int setup_large(void **state)
+{
+	pb__stream_large_min = 0;
+	return setup(state);
+}
+
 static int teardown(void **state)
 {
 	pb_test_phone_close(&phone);
+	pb__stream_large_min = 4u << 20;
 	return pb_test_dir_teardown(state);
 }
 
@@ -125,7 +134,8 @@ static void test_spans_replayed(void **state)
 	(void)state;
 	assert_int_equal(pb_phone_backup(phone.ph, &o, &first), 0);
 	state_parts(&bytes, &recs, &spans);
-	printf("%zu messages: state %zu bytes, %zu records, %zu span entries\n", (size_t)BIG, bytes, recs, spans);
+	printf("%zu messages: %llu chunks sent, state %zu bytes, %zu records, %zu span entries\n", (size_t)BIG,
+	       (unsigned long long)first.chunks_sent, bytes, recs, spans);
 	assert_true(spans > 20);
 	assert_true(recs < BIG / 10);
 	/* About 100 bytes a record: the keys and names are a tenth. */
@@ -167,6 +177,35 @@ static void test_read_again(void **state)
 	assert_int_equal(pb_phone_backup(phone.ph, &o, &res), 0);
 	assert_int_equal(res.files_read, 0);
 	pb_test_restore_same(&phone, dev, "read-again");
+}
+
+/* One letter of one message changed: the chat is read again, one message
+ * is changed, and what is sent is a stream chunk or two and the manifest
+ * chunks around the message, not the chat. */
+static void test_one_changed_message(void **state)
+{
+	pb_op_opts_t o = pb_test_opts();
+	pb_op_result_t res;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	char *p;
+
+	(void)state;
+	assert_int_equal(pb__read_file(big, 64 << 20, &buf, &len), 0);
+	assert_non_null(p = strstr((char *)buf, "\"id\":4321,"));
+	assert_non_null(p = strstr(p, "\"text\":\""));
+	p[8] = p[8] == 'Q' ? 'R' : 'Q';
+	assert_int_equal(pb_test_write_file(big, buf, len), 0);
+	free(buf);
+	assert_int_equal(pb_phone_backup(phone.ph, &o, &res), 0);
+	printf("one changed message of %zu bytes: %llu chunks, %llu bytes sent (stream chunks of a large chat: %s)\n",
+	       len, (unsigned long long)res.chunks_sent, (unsigned long long)res.bytes_sent,
+	       pb__stream_large_min == 0 ? "yes" : "no");
+	assert_int_equal(res.files_read, 1);
+	assert_int_equal(res.items_changed, 1);
+	assert_true(res.chunks_sent <= 8);
+	assert_true(res.bytes_sent < 128u << 10);
+	pb_test_restore_same(&phone, dev, pb__stream_large_min == 0 ? "changed-large" : "changed");
 }
 
 /* Cut short at two thirds, the chat is skipped with a warning and keeps
@@ -249,9 +288,12 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_spans_replayed),
 		cmocka_unit_test(test_read_again),
+		cmocka_unit_test(test_one_changed_message),
 		cmocka_unit_test(test_damaged_keeps_messages),
 		cmocka_unit_test(test_canceled_resumes),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	int failed = cmocka_run_group_tests(tests, setup, teardown);
+
+	return failed + cmocka_run_group_tests(tests, setup_large, teardown);
 }

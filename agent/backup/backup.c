@@ -689,6 +689,7 @@ static int group_begin(struct backup *b, const char *rel, const pb__stamp_t *sta
 	b->grp.on = true;
 	b->grp.bad = false;
 	b->grp.stamp = *stamp;
+	pb__stream_next_size(&b->stream, stamp->size);
 	b->grp.len = b->grp.nrec = b->grp.olen = 0;
 	b->grp.parts = 0;
 	b->grp.items = b->grp.bytes = 0;

@@ -109,6 +109,15 @@ size_t pb__cdc_cut_stream(const pb_cdc_t *cdc, const uint8_t *buf, size_t len, b
 	return cut_sized(cdc, buf, len, eof, PB_STREAM_MIN, PB_STREAM_AVG, PB_STREAM_MAX, MASK_SS, MASK_SL);
 }
 
+/* A large chat's stream: 17 zero bits before the average, 13 after. */
+#define MASK_LS (~0ull << (64 - 17))
+#define MASK_LL (~0ull << (64 - 13))
+
+size_t pb__cdc_cut_stream_large(const pb_cdc_t *cdc, const uint8_t *buf, size_t len, bool eof)
+{
+	return cut_sized(cdc, buf, len, eof, PB_STREAM_L_MIN, PB_STREAM_L_AVG, PB_STREAM_L_MAX, MASK_LS, MASK_LL);
+}
+
 static ssize_t read_full(int fd, uint8_t *buf, size_t want)
 {
 	size_t got = 0;

@@ -36,6 +36,13 @@ void pb__stream_free(pb__stream_t *s)
 	memset(s, 0, sizeof(*s));
 }
 
+uint64_t pb__stream_large_min = 4u << 20;
+
+void pb__stream_next_size(pb__stream_t *s, uint64_t size)
+{
+	s->next_large = size >= pb__stream_large_min;
+}
+
 bool pb__stream_on(const pb__stream_t *s, const char *path)
 {
 	return s->path != NULL && (path == NULL || strcmp(s->path, path) == 0);
@@ -110,7 +117,8 @@ static int emit_ready(pb__stream_t *s)
 /* Cuts one chunk off the front of the uncut bytes. */
 static int cut_one(pb__stream_t *s, bool eof)
 {
-	size_t n = pb__cdc_cut_stream(s->cdc, s->buf + s->pos, s->len - s->pos, eof);
+	size_t n = s->large ? pb__cdc_cut_stream_large(s->cdc, s->buf + s->pos, s->len - s->pos, eof)
+			    : pb__cdc_cut_stream(s->cdc, s->buf + s->pos, s->len - s->pos, eof);
 	struct pb__schunk *c;
 	int rc;
 
@@ -133,8 +141,12 @@ int pb__stream_add(pb__stream_t *s, const char *path, const pb_item_t *it, const
 	struct pb__smsg *g;
 	int rc;
 
-	if (s->path == NULL && (s->path = strdup(path)) == NULL)
-		return PB_ENOMEM;
+	if (s->path == NULL) {
+		if ((s->path = strdup(path)) == NULL)
+			return PB_ENOMEM;
+		s->large = s->next_large;
+		s->next_large = false;
+	}
 	if (s->pos > 0 && s->len + it->len > STREAM_BUF) {
 		/* The bytes cut are gone: the uncut ones move to the front. */
 		memmove(s->buf, s->buf + s->pos, s->len - s->pos);
@@ -159,7 +171,7 @@ int pb__stream_add(pb__stream_t *s, const char *path, const pb_item_t *it, const
 	if (it->len > 0)
 		memcpy(s->buf + s->len, it->data, it->len);
 	s->len += it->len;
-	while (s->len - s->pos >= PB_STREAM_MAX)
+	while (s->len - s->pos >= (s->large ? PB_STREAM_L_MAX : PB_STREAM_MAX))
 		if ((rc = cut_one(s, false)) != 0)
 			return rc;
 	/* An empty message at the start of a cut is complete at once. */

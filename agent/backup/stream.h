@@ -15,6 +15,17 @@
 #define PB_STREAM_MIN (2u * 1024)
 #define PB_STREAM_AVG (8u * 1024)
 #define PB_STREAM_MAX (32u * 1024)
+/* A large chat's stream (its file at least pb__stream_large_min bytes, 4
+ * MiB by default: the million-message store's chats, none of the standard
+ * dataset's) is cut four times coarser: its one changed message re-sends a
+ * chunk of about 32 KiB (far under the 1 MB it may), and a first backup
+ * makes a quarter of the chunks, each of which costs a zstd context's
+ * tables, an offer, a put, the host's index row and a commit's row. The
+ * largest stays within the sink's batches (64 KiB). */
+#define PB_STREAM_L_MIN (8u * 1024)
+#define PB_STREAM_L_AVG (32u * 1024)
+#define PB_STREAM_L_MAX (64u * 1024)
+extern uint64_t pb__stream_large_min;
 /* zstd's level for them: fast, literals left as they are. A chunk of a few
  * KiB costs zstd more in building its tables than in matching, and the
  * million-message store makes 48,000 of them on the scan thread: level 3
@@ -25,8 +36,10 @@
  * streams, to make snapshots in that format. */
 extern bool pb__stream_off;
 
-/* Cuts like pb_cdc_cut with the stream's sizes (agent/backup/cdc.c). */
+/* Cuts like pb_cdc_cut with the stream's sizes (agent/backup/cdc.c), or a
+ * large chat's. */
 size_t pb__cdc_cut_stream(const pb_cdc_t *cdc, const uint8_t *buf, size_t len, bool eof);
+size_t pb__cdc_cut_stream_large(const pb_cdc_t *cdc, const uint8_t *buf, size_t len, bool eof);
 
 /* Names (and sends, when new) one chunk of the stream: name receives it. */
 typedef int (*pb__stream_chunk_cb)(void *arg, const uint8_t *data, size_t len, uint8_t name[PB_STORE_NAME_LEN]);
@@ -53,6 +66,7 @@ typedef struct pb__stream_s {
 	pb__stream_rec_cb rec;
 	void *arg;
 	char *path;         /* the file being streamed, NULL when none */
+	bool large, next_large; /* its chunks a large chat's; the next file's */
 	uint8_t *buf;       /* buf[pos..len) not cut yet; buf[0] is at base */
 	size_t len, pos, cap;
 	uint64_t base;
@@ -69,6 +83,8 @@ typedef struct pb__stream_s {
 void pb__stream_init(pb__stream_t *s, const pb_cdc_t *cdc, pb__stream_chunk_cb chunk, pb__stream_rec_cb rec,
 		     void *arg);
 void pb__stream_free(pb__stream_t *s);
+/* The size of the next file to be streamed: a large chat's is cut coarser. */
+void pb__stream_next_size(pb__stream_t *s, uint64_t size);
 /* True while a file is being streamed (path NULL: any file). */
 bool pb__stream_on(const pb__stream_t *s, const char *path);
 /* Adds the next message (bytes in it->data) of the file at path, whose
