@@ -652,6 +652,7 @@ static int group_end(struct backup *b)
 
 	if ((rc = stream_flush(b)) != 0)
 		return rc;
+	pb__manifest_writer_large(b->mw, false);
 	if (!b->grp.on)
 		return 0;
 	b->grp.on = false;
@@ -977,6 +978,9 @@ static int stream_item(struct backup *b, const pb_item_t *it)
 	b->grp.dig[b->grp.ndig++] = d;
 	if ((rc = pb__stream_add(&b->stream, it->path, it, hash, key)) != 0)
 		return rc;
+	/* A large chat's records are cut into larger manifest chunks too,
+	 * until its file ends (group_end). */
+	pb__manifest_writer_large(b->mw, b->stream.large);
 	b->res->items++;
 	b->res->bytes += it->len;
 	b->pr.p.items_done++;

@@ -107,6 +107,10 @@ PB_WUR int pb__manifest_rec_info(const uint8_t *rec, size_t len, uint64_t *seq, 
  * a later snapshot lists them again without their records. Entries share
  * one sequence with records (pb__manifest_elem_next tells the length of
  * either). */
+/* Records encoded from now on are a large chat's: a manifest chunk ends
+ * after one at its content-defined points only past 16 KiB, not 4 (the
+ * record says so: replayed, it cuts the same). */
+void pb__manifest_writer_large(pb_manifest_writer_t *w, bool large);
 /* Manifest chunks emitted so far, and items in the one being filled. */
 size_t pb__manifest_writer_nchunks(const pb_manifest_writer_t *w);
 uint32_t pb__manifest_writer_pending(const pb_manifest_writer_t *w);

@@ -111,6 +111,8 @@ struct pb_manifest_writer_s {
 	struct mc_info *minfo;
 	size_t mi_cap;
 	uint64_t cur_first, cur_last, cur_bytes;
+	/* Records encoded now are a large chat's (REC_LARGE). */
+	bool large;
 	/* Chunks the repository is known to hold are named, not sealed. */
 	bool (*known)(void *arg, const uint8_t name[PB_STORE_NAME_LEN]);
 	void *known_arg;
@@ -192,6 +194,10 @@ static uint64_t rd64(const uint8_t *p)
 }
 
 #define MF_MIN_CHUNK 4096
+/* A large chat's records (pb__manifest_writer_large): a quarter of the
+ * chunks, each of which costs a zstd context's tables, an offer, a put and
+ * the host's rows; about 20 KiB each, still one small read by id. */
+#define MF_MIN_CHUNK_LARGE 16384
 
 static int names_push(name_t **v, size_t *n, size_t *cap, const uint8_t *name)
 {
@@ -233,6 +239,11 @@ int pb_manifest_writer_new(const pb_backup_keys_t *keys, pb_manifest_chunk_cb em
 	w->len = MF_HDR_LEN;
 	*out = w;
 	return 0;
+}
+
+void pb__manifest_writer_large(pb_manifest_writer_t *w, bool large)
+{
+	w->large = large;
 }
 
 void pb_manifest_writer_free(pb_manifest_writer_t *w)
@@ -332,6 +343,11 @@ static int index_push(pb_manifest_writer_t *w, uint64_t key)
  * against the previous snapshot). A record is made once, when its item is
  * backed up, and replayed as it is while its file is unchanged. */
 #define REC_CUT 1u
+/* Flag REC_LARGE: the item is a large chat's (pb__manifest_writer_large,
+ * when it was encoded): its chunk ends at REC_CUT only past
+ * MF_MIN_CHUNK_LARGE. Kept in the record, so that a replay cuts where the
+ * backup that encoded it did. */
+#define REC_LARGE 2u
 #define REC_HDR 9
 
 /* The length of the record at rec (at most len bytes), checked. */
@@ -342,7 +358,7 @@ static int rec_len(const uint8_t *rec, size_t len, size_t *out, size_t *nchunks,
 
 	if (len < REC_HDR + ITEM_FIXED_LEN)
 		return PB_ETRUNCATED;
-	if (rec[0] & ~REC_CUT)
+	if (rec[0] & ~(REC_CUT | REC_LARGE))
 		return PB_EMALFORMED;
 	idl = rd16(it + 4);
 	if (idl > PB_MANIFEST_ID_MAX)
@@ -429,7 +445,7 @@ int pb__manifest_rec_encode_key(const pb_manifest_writer_t *w, const pb_manifest
 		return PB_EINVAL;
 	if (need > cap)
 		return PB_ETOOBIG;
-	out[0] = (key & 31) == 0 ? REC_CUT : 0;
+	out[0] = (uint8_t)(((key & 31) == 0 ? REC_CUT : 0) | (w->large ? REC_LARGE : 0));
 	le64(out + 1, key);
 	le32(p, it->kind | (it->slice ? KIND_SLICE : 0));
 	le16(p + 4, (uint16_t)idl);
@@ -487,7 +503,8 @@ int pb__manifest_writer_add_rec(pb_manifest_writer_t *w, const uint8_t *rec, siz
 	w->len += len - REC_HDR;
 	w->count++;
 	w->items++;
-	if (w->len >= PB_MANIFEST_CHUNK_TARGET || (w->len >= MF_MIN_CHUNK && (rec[0] & REC_CUT)))
+	if (w->len >= PB_MANIFEST_CHUNK_TARGET ||
+	    (w->len >= (rec[0] & REC_LARGE ? MF_MIN_CHUNK_LARGE : MF_MIN_CHUNK) && (rec[0] & REC_CUT)))
 		return writer_emit(w);
 	return 0;
 }
@@ -524,7 +541,7 @@ int pb_manifest_writer_add(pb_manifest_writer_t *w, const pb_manifest_item_t *it
  *                u64 last seq | u64 bytes | count × u64 id key
  *   refs entry:  u8 0xF1 | u32 n | n × name[32]
  *
- * A record's first byte is its flags (0 or REC_CUT), so records and span
+ * A record's first byte is its flags (REC_CUT, REC_LARGE), so records and span
  * entries share one sequence. */
 #define SPAN_CHUNK 0xF0u
 #define SPAN_REFS 0xF1u
