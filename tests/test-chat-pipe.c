@@ -71,7 +71,26 @@ static uint64_t plain_key(void *arg, const char *id, size_t len)
 	return h;
 }
 
-static const pb__item_hasher_t hasher = {plain_hash, NULL, plain_key};
+static const pb__item_hasher_t hasher = {plain_hash, NULL, plain_key, NULL, NULL};
+
+/* The same a batch at a time (the pipe hashes a batch before handing it
+ * over): each output must land on its own item. */
+static size_t many_calls;
+
+static void plain_many(void *arg, const uint8_t *const *data, const size_t *len, uint8_t *const *out, size_t n)
+{
+	many_calls++;
+	for (size_t i = 0; i < n; i++)
+		plain_hash(arg, data[i], len[i], out[i]);
+}
+
+static void plain_keys_many(void *arg, const char *const *id, const size_t *idlen, uint64_t *keys, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		keys[i] = plain_key(arg, id[i], idlen[i]);
+}
+
+static const pb__item_hasher_t hasher_many = {plain_hash, NULL, plain_key, plain_many, plain_keys_many};
 
 /* A chat of n messages whose texts hold what a naive split at a brace,
  * bracket or quote would get wrong. */
@@ -126,7 +145,7 @@ static void same_split(const char *file, size_t stop_at)
 	int rc1 = split(file, 0, &one, why1, sizeof(why1));
 
 	for (size_t i = 0; i < sizeof(batches) / sizeof(batches[0]); i++) {
-		got_t two = {.stop_at = stop_at, .h = i % 2 ? &hasher : NULL};
+		got_t two = {.stop_at = stop_at, .h = i % 2 ? (i % 4 == 1 ? &hasher : &hasher_many) : NULL};
 		int rc2 = split(file, batches[i], &two, why2, sizeof(why2));
 
 		assert_int_equal(rc2, rc1);
@@ -150,7 +169,10 @@ static void test_pipe_same_items(void **state)
 	(void)state;
 	snprintf(path, sizeof(path), "%s/result.json", dir);
 	assert_int_equal(pb_test_write_file(path, chat, len), 0);
+	many_calls = 0;
 	same_split(path, 0);
+	/* A batch at a time where the hasher can. */
+	assert_true(many_calls > 0);
 	/* The messages are all there: the frame and 3000 messages, hashed
 	 * on the parsing thread. */
 	g.h = &hasher;

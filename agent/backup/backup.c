@@ -396,16 +396,23 @@ static int file_note(struct backup *b, const pb_item_t *it)
 	return 0;
 }
 
+/* An id key's 8 bytes, read little-endian (pb__manifest_id_key). */
+static uint64_t key_of(const uint8_t h[8])
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | h[i];
+	return v;
+}
+
 /* pb__manifest_id_key of id, from the prepared key. */
 static uint64_t id_key(const struct backup *b, const char *id, size_t len)
 {
 	uint8_t h[8];
-	uint64_t v = 0;
 
 	pb__b2k_hash(&b->id_k, (const uint8_t *)id, len, h);
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | h[i];
-	return v;
+	return key_of(h);
 }
 
 /* Unchanged: same bytes (items in memory are hashed; others are taken as
@@ -1191,10 +1198,36 @@ static uint64_t key_on_parser(void *arg, const char *id, size_t len)
 	return id_key(arg, id, len);
 }
 
+/* The same for a batch of messages, several at once in vector lanes. */
+static void hash_many_on_parser(void *arg, const uint8_t *const *data, const size_t *len, uint8_t *const *out,
+				size_t n)
+{
+	const struct backup *b = arg;
+
+	pb__b2k_hash_many(&b->item_k, data, len, out, n);
+}
+
+static void keys_many_on_parser(void *arg, const char *const *id, const size_t *idlen, uint64_t *keys, size_t n)
+{
+	enum { AT_ONCE = 64 };
+	const struct backup *b = arg;
+	uint8_t h[AT_ONCE][8], *out[AT_ONCE];
+
+	for (size_t i = 0; i < AT_ONCE; i++)
+		out[i] = h[i];
+	for (size_t at = 0; at < n; at += AT_ONCE) {
+		size_t m = n - at < AT_ONCE ? n - at : AT_ONCE;
+
+		pb__b2k_hash_many(&b->id_k, (const uint8_t *const *)(id + at), idlen + at, out, m);
+		for (size_t i = 0; i < m; i++)
+			keys[at + i] = key_of(h[i]);
+	}
+}
+
 static int walk(struct backup *b, unsigned mask, int (*fcb)(void *, const char *, const struct stat *), pb_item_cb item,
 		pb_scan_bad_cb bad, void *arg, bool hashed)
 {
-	pb__item_hasher_t h = {hash_on_parser, b, key_on_parser};
+	pb__item_hasher_t h = {hash_on_parser, b, key_on_parser, hash_many_on_parser, keys_many_on_parser};
 	int rc;
 
 	if (b->by_file && fcb != NULL) {

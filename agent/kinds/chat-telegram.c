@@ -599,8 +599,10 @@ static int split_run(const char *relpath, const uint8_t *buf, size_t len, int fd
 
 	if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size >= pb__tg_pipe_min) {
 		/* An error of cb comes back as it is; one of the parser comes
-		 * after every message parsed before it. */
-		err = pb__ipipe_run(split_make, &j, cb, arg, pb__tg_pipe_batch);
+		 * after every message parsed before it. The messages are
+		 * hashed by the pipe, a batch at a time. */
+		j.h = NULL;
+		err = pb__ipipe_run_hashed(split_make, &j, cb, arg, pb__tg_pipe_batch, h);
 	} else {
 		err = split_go(&j, cb, arg);
 	}

@@ -39,6 +39,12 @@ typedef struct pb__item_hasher_s {
 	void (*fn)(void *arg, const uint8_t *data, size_t len, uint8_t out[32]);
 	void *arg;
 	uint64_t (*key)(void *arg, const char *id, size_t len);
+	/* Optional, the same for n items at once (several in the lanes of
+	 * vector registers): fn of data[j] (len[j] bytes) to out[j], key of
+	 * id[j] (idlen[j] bytes) to keys[j]. A large chat's batches of
+	 * messages (agent/kinds/item-pipe.c) go through these. */
+	void (*many)(void *arg, const uint8_t *const *data, const size_t *len, uint8_t *const *out, size_t n);
+	void (*keys_many)(void *arg, const char *const *id, const size_t *idlen, uint64_t *keys, size_t n);
 } pb__item_hasher_t;
 /* Every item pb__device_scan_files and pb__telegram_split_fd hand to
  * their callback is the it of one of these: hashed when a hasher made

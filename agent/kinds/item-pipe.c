@@ -27,6 +27,13 @@ struct batch {
 	pb_buf_t bytes; /* ids and data, one after the other */
 	struct ent *e;
 	size_t n, cap;
+	/* Room for hashing the batch at once (hash_batch), cap entries. */
+	const uint8_t **hd;
+	const char **hid;
+	size_t *hl, *hidl, *hidx;
+	uint8_t **ho;
+	uint64_t *keys;
+	size_t hcap;
 };
 
 struct pb__ipipe_s {
@@ -41,6 +48,8 @@ struct pb__ipipe_s {
 	struct batch *cur; /* the maker's, NULL when it has none */
 	pb__ipipe_make_fn make;
 	void *arg;
+	/* Items put unhashed are hashed with it (NULL: as they come). */
+	const pb__item_hasher_t *h;
 	/* Without a thread, put calls the taker itself. */
 	bool direct;
 	pb_item_cb cb;
@@ -67,8 +76,80 @@ static int batch_get(pb__ipipe_t *p)
 	return rc;
 }
 
+/* Grows the batch's room for hashing it at once to its cap entries. */
+static bool hash_room(struct batch *b)
+{
+	size_t cap = b->cap;
+
+	if (b->hcap >= b->n)
+		return true;
+	free(b->hd);
+	free(b->hid);
+	free(b->hl);
+	free(b->hidl);
+	free(b->hidx);
+	free(b->ho);
+	free(b->keys);
+	b->hd = malloc(cap * sizeof(*b->hd));
+	b->hid = malloc(cap * sizeof(*b->hid));
+	b->hl = malloc(cap * sizeof(*b->hl));
+	b->hidl = malloc(cap * sizeof(*b->hidl));
+	b->hidx = malloc(cap * sizeof(*b->hidx));
+	b->ho = malloc(cap * sizeof(*b->ho));
+	b->keys = malloc(cap * sizeof(*b->keys));
+	b->hcap = b->hd && b->hid && b->hl && b->hidl && b->hidx && b->ho && b->keys ? cap : 0;
+	return b->hcap >= b->n;
+}
+
+/* The batch's items, hashed and keyed at once (on the maker's thread).
+ * Without room for that, an item at a time. */
+static void hash_batch(pb__ipipe_t *p, struct batch *b)
+{
+	const pb__item_hasher_t *h = p->h;
+	bool room;
+	size_t nd = 0, nk = 0;
+
+	if (h == NULL)
+		return;
+	room = hash_room(b);
+	for (size_t i = 0; i < b->n; i++) {
+		struct ent *e = &b->e[i];
+		const uint8_t *data = e->x.it.len > 0 ? b->bytes.data + e->data_off : (const uint8_t *)"";
+		const char *id = e->x.it.id != NULL ? (const char *)b->bytes.data + e->id_off : NULL;
+
+		if (e->has_data && !e->x.hashed) {
+			if (room && h->many != NULL) {
+				b->hd[nd] = data;
+				b->hl[nd] = e->x.it.len;
+				b->ho[nd++] = e->x.hash;
+			} else {
+				h->fn(h->arg, data, e->x.it.len, e->x.hash);
+			}
+			e->x.hashed = true;
+		}
+		if (id != NULL && h->key != NULL && !e->x.keyed) {
+			if (room && h->keys_many != NULL) {
+				b->hid[nk] = id;
+				b->hidl[nk] = strlen(id);
+				b->hidx[nk++] = i;
+			} else {
+				e->x.key = h->key(h->arg, id, strlen(id));
+			}
+			e->x.keyed = true;
+		}
+	}
+	if (nd > 0)
+		h->many(h->arg, b->hd, b->hl, b->ho, nd);
+	if (nk > 0) {
+		h->keys_many(h->arg, b->hid, b->hidl, b->keys, nk);
+		for (size_t j = 0; j < nk; j++)
+			b->e[b->hidx[j]].x.key = b->keys[j];
+	}
+}
+
 static void batch_hand(pb__ipipe_t *p)
 {
+	hash_batch(p, p->cur);
 	pthread_mutex_lock(&p->mu);
 	p->filled++;
 	p->cur = NULL;
@@ -88,8 +169,19 @@ int pb__ipipe_put(pb__ipipe_t *p, const pb_item_t *it)
 	struct ent *e;
 	int rc;
 
-	if (p->direct)
-		return p->cb(p->cb_arg, it);
+	if (p->direct) {
+		pb__item_x_t x = *(const pb__item_x_t *)it;
+
+		if (p->h != NULL && it->data != NULL && !x.hashed) {
+			p->h->fn(p->h->arg, it->data, it->len, x.hash);
+			x.hashed = true;
+		}
+		if (p->h != NULL && p->h->key != NULL && it->id != NULL && !x.keyed) {
+			x.key = p->h->key(p->h->arg, it->id, strlen(it->id));
+			x.keyed = true;
+		}
+		return p->cb(p->cb_arg, &x.it);
+	}
 	if (p->cur == NULL && (rc = batch_get(p)) != 0)
 		return rc;
 	b = p->cur;
@@ -156,6 +248,12 @@ static int take(pb__ipipe_t *p, struct batch *b)
 
 int pb__ipipe_run(pb__ipipe_make_fn make, void *arg, pb_item_cb cb, void *cb_arg, size_t batch)
 {
+	return pb__ipipe_run_hashed(make, arg, cb, cb_arg, batch, NULL);
+}
+
+int pb__ipipe_run_hashed(pb__ipipe_make_fn make, void *arg, pb_item_cb cb, void *cb_arg, size_t batch,
+			 const pb__item_hasher_t *h)
+{
 	pb__ipipe_t p;
 	pthread_t th;
 	int rc = 0;
@@ -165,6 +263,7 @@ int pb__ipipe_run(pb__ipipe_make_fn make, void *arg, pb_item_cb cb, void *cb_arg
 	p.arg = arg;
 	p.cb = cb;
 	p.cb_arg = cb_arg;
+	p.h = h;
 	p.batch = batch > 0 ? batch : BATCH_DEFAULT;
 	if (pthread_mutex_init(&p.mu, NULL) != 0)
 		return PB_ENOMEM;
@@ -208,6 +307,13 @@ out:
 	for (int i = 0; i < NBATCH; i++) {
 		pb_buf_free(&p.b[i].bytes);
 		free(p.b[i].e);
+		free(p.b[i].hd);
+		free(p.b[i].hid);
+		free(p.b[i].hl);
+		free(p.b[i].hidl);
+		free(p.b[i].hidx);
+		free(p.b[i].ho);
+		free(p.b[i].keys);
 	}
 	pthread_cond_destroy(&p.cv);
 	pthread_mutex_destroy(&p.mu);

@@ -23,6 +23,11 @@ typedef int (*pb__ipipe_make_fn)(void *arg, pb__ipipe_t *p);
  * default, 256 KiB): memory holds at most three of them. path, file and
  * after are passed as they are, so they must outlive the run. */
 PB_WUR int pb__ipipe_run(pb__ipipe_make_fn make, void *arg, pb_item_cb cb, void *cb_arg, size_t batch);
+/* The same, and the items put unhashed are hashed and keyed with h (h->many
+ * and h->keys_many a batch at a time when set, on make's thread, before
+ * the batch is handed over; else h->fn and h->key an item at a time). */
+PB_WUR int pb__ipipe_run_hashed(pb__ipipe_make_fn make, void *arg, pb_item_cb cb, void *cb_arg, size_t batch,
+				const pb__item_hasher_t *h);
 
 /* From make: queues one item (copied), the it of a pb__item_x_t (its hash
  * goes with it), and cb receives the it of a pb__item_x_t. Nonzero when
