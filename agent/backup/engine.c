@@ -60,7 +60,10 @@ int pb__emit(const pb_engine_opts_t *o, pb_event_t *ev)
 
 int pb__progress(pb__prog_t *pr, bool final)
 {
-	double t = pb__now_s();
+	bool item = pr->p.items_done != pr->items_told;
+	/* The clock only where a throttle asks for it: an event for each item
+	 * done needs none (a million messages are a million events). */
+	double t = pr->o->progress != NULL || (pr->o->on_event != NULL && !final && !item) ? pb__now_s() : 0;
 
 	if (pr->o->progress != NULL && (final || t - pr->last >= 0.1)) {
 		pr->last = t;
@@ -69,15 +72,15 @@ int pb__progress(pb__prog_t *pr, bool final)
 	}
 	/* Events: at each item done, within a large item every 0.1 s, and at
 	 * the end; a callback that asked to stop is not asked again. */
-	if (pr->o->on_event != NULL && pr->canceled == 0 &&
-	    (final || pr->p.items_done != pr->items_told || t - pr->last_event >= 0.1)) {
+	if (pr->o->on_event != NULL && pr->canceled == 0 && (final || item || t - pr->last_event >= 0.1)) {
 		const pb_progress_t *p = &pr->p;
 		pb_event_t ev = { .type = PB_EVENT_PROGRESS, .phase = p->phase, .items_done = p->items_done,
 				  .items_total = p->items_total, .bytes_done = p->bytes_done,
 				  .bytes_total = p->bytes_total, .bytes_sent = p->bytes_sent,
 				  .bytes_committed = p->bytes_committed, .chunks_sent = p->chunks_sent };
 
-		pr->last_event = t;
+		if (t > 0)
+			pr->last_event = t;
 		pr->items_told = pr->p.items_done;
 		pr->canceled = pb__emit(pr->o, &ev);
 	}

@@ -430,6 +430,8 @@ struct tg_split {
 	long long last_id;
 	int cb_ret;
 	pb_buf_t buf; /* each message's canonical bytes, one buffer for all */
+	char pre[PB_ITEM_ID_MAX]; /* "chat/<chat>/msg/", made at the first message */
+	size_t npre;
 };
 
 /* Each item goes out as the it of a pb__item_x_t, hashed here (on the
@@ -475,6 +477,29 @@ static int split_begin(void *arg, pb__chat_tg_chat_t *chat)
 	return err;
 }
 
+/* pre (npre bytes) then v in decimal into out (cap bytes, NUL-terminated):
+ * its length, or -1 when it does not fit. */
+static int id_digits(char *out, size_t cap, const char *pre, size_t npre, long long v)
+{
+	char d[24];
+	size_t nd = 0;
+	unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+
+	do {
+		d[nd++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u > 0);
+	if (v < 0)
+		d[nd++] = '-';
+	if (npre + nd + 1 > cap)
+		return -1;
+	memcpy(out, pre, npre);
+	for (size_t i = 0; i < nd; i++)
+		out[npre + i] = d[nd - 1 - i];
+	out[npre + nd] = 0;
+	return (int)(npre + nd);
+}
+
 /* Checks a message's id (idtext: its first "id" member's number, or NULL)
  * and hands over its canonical bytes b. */
 static int split_out(struct tg_split *s, pb__chat_tg_chat_t *chat, const char *idtext, const pb_buf_t *b)
@@ -489,8 +514,14 @@ static int split_out(struct tg_split *s, pb__chat_tg_chat_t *chat, const char *i
 		return PB_EDATA_FIELD;
 	}
 	s->last_id = mid;
-	n = snprintf(id, sizeof(id), "chat/%s/msg/%lld", s->chat, mid);
-	if (n < 0 || (size_t)n >= sizeof(id))
+	/* As snprintf "chat/%s/msg/%lld" would, without its cost a message. */
+	if (s->npre == 0) {
+		n = snprintf(s->pre, sizeof(s->pre), "chat/%s/msg/", s->chat);
+		if (n < 0 || (size_t)n >= sizeof(s->pre))
+			return PB_ETOOBIG;
+		s->npre = (size_t)n;
+	}
+	if ((n = id_digits(id, sizeof(id), s->pre, s->npre, mid)) < 0)
 		return PB_ETOOBIG;
 	return split_emit(s, id, chat->messages, b);
 }
