@@ -807,8 +807,20 @@ static int d_key(struct pb__chat_tg_s *p, struct level *l, const unsigned char *
 	} else if (l->n > 0 && out_add(&p->canon, ",", 1) != 0) {
 		return fail(p, PB_ENOMEM, "out of memory");
 	}
-	if (pk != NULL) {
-		/* A pooled name needs no escape. */
+	if (pk != NULL && p->canon.cap > 0 && POOL_KEY_MAX + 3 < p->canon.cap - p->canon.len) {
+		/* A pooled name needs no escape, and is written with its pool
+		 * entry's whole fixed size (its NUL padding then overwritten): a
+		 * copy of a known length, a dozen of them a message. */
+		uint8_t *o = p->canon.data + p->canon.len;
+
+		o[0] = '"';
+		memcpy(o + 1, pk, POOL_KEY_MAX);
+		o[1 + len] = '"';
+		o[2 + len] = ':';
+		o[3 + len] = 0;
+		p->canon.len += len + 3;
+		err = 0;
+	} else if (pk != NULL) {
 		quoted[0] = '"';
 		memcpy(quoted + 1, pk, len);
 		memcpy(quoted + 1 + len, "\":", 2);
