@@ -283,6 +283,41 @@ static void test_canceled_resumes(void **state)
 	store_sound();
 }
 
+/* A state that holds a chat's records, as every backup before spans kept
+ * them (here: made by a backup writing version 1 manifests, which keep no
+ * id keys and so no spans): replayed record by record into the next
+ * snapshot, which restores byte for byte; read again, the chat gets
+ * spans. */
+static void test_records_state_replays(void **state)
+{
+	pb_op_opts_t o = pb_test_opts();
+	pb_op_result_t res;
+	size_t bytes, recs, spans;
+	char other[4400];
+	struct stat st;
+	struct timespec ts[2];
+
+	(void)state;
+	write_chat("4000000003", BIG, other, sizeof(other));
+	pb__manifest_write_v1 = true;
+	assert_int_equal(pb_phone_backup(phone.ph, &o, &res), 0);
+	pb__manifest_write_v1 = false;
+	assert_int_equal(pb_phone_backup(phone.ph, &o, &res), 0);
+	assert_int_equal(res.files_read, 0);
+	pb_test_restore_same(&phone, dev, "from-records");
+	/* The big chat read again gets spans (the query looks at it). */
+	assert_int_equal(stat(big, &st), 0);
+	ts[0] = st.st_atim;
+	ts[1] = st.st_mtim;
+	ts[1].tv_sec += 20;
+	assert_int_equal(utimensat(AT_FDCWD, big, ts, 0), 0);
+	assert_int_equal(pb_phone_backup(phone.ph, &o, &res), 0);
+	assert_int_equal(res.files_read, 1);
+	state_parts(&bytes, &recs, &spans);
+	assert_true(spans > 20);
+	pb_test_restore_same(&phone, dev, "from-records-again");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -291,6 +326,7 @@ int main(void)
 		cmocka_unit_test(test_one_changed_message),
 		cmocka_unit_test(test_damaged_keeps_messages),
 		cmocka_unit_test(test_canceled_resumes),
+		cmocka_unit_test(test_records_state_replays),
 	};
 
 	int failed = cmocka_run_group_tests(tests, setup, teardown);
