@@ -15,6 +15,7 @@
 
 #include "peerback.h"
 #include "agent/backup/engine-int.h"
+#include "agent/backup/group.h"
 #include "agent/backup/internal.h"
 #include "agent/backup/sink.h"
 #include "agent/backup/stream.h"
@@ -24,43 +25,12 @@
 #include "agent/util/fsutil.h"
 
 #define COMMIT_ITEMS 8192             /* items waiting for a commit */
-#define FILE_PART (256u << 10)        /* a file's records stored a part at a time */
 
 struct pending_item {
 	pb_manifest_item_t m;
 	char *id, *path;
 	name_t *names;
 	uint64_t mark; /* b->ticks when it was kept */
-};
-
-/* A file of the device directory being backed up whole: its items'
- * manifest records, stored in parts as they fill, and the file recorded
- * (pb__state_file_done) at the receipt of a commit covering its last
- * item, so that the next backup skips it by its stamp. */
-struct group {
-	bool on, bad;
-	char *path;
-	pb__stamp_t stamp;
-	/* Records not yet stored: with spans, those of the manifest chunk
-	 * being filled (nrec of them); without, those of the part filling. */
-	uint8_t *buf;
-	size_t len, cap, nrec;
-	/* What is stored, a part at a time: records and span entries. */
-	uint8_t *out, *ent;
-	size_t olen, ocap, ecap;
-	uint32_t parts;
-	uint64_t items, bytes;
-	/* Spans (pb__manifest_span_chunk): the manifest chunk its first item
-	 * went into (m0, holding c0 items before it), the next emitted chunk
-	 * not yet told apart, and the writer's items when it began. */
-	bool spans;
-	size_t m0, mnext;
-	uint32_t c0;
-	uint64_t witems0;
-	/* Its messages' digests (id and content), stored with its records;
-	 * those of its last reading, sorted, tell the changed ones. */
-	uint64_t *dig, *prev;
-	size_t ndig, cap_dig, nprev, cap_prev;
 };
 
 /* A file walked whole, waiting for the receipt that covers its items:
@@ -124,7 +94,7 @@ struct backup {
 	uint64_t file_seq;
 	/* Files known by their stamp (the device directory only). */
 	bool by_file;
-	struct group grp;
+	struct pb__group grp;
 	struct done_file *dfiles;
 	size_t ndfiles, cap_dfiles;
 	/* The manifest record being made. */
@@ -461,193 +431,9 @@ static bool same_stamp(const pb__stamp_t *a, const pb__stamp_t *b)
 
 /* --- A chat's messages as one stream (agent/backup/stream.c) ------------------------ */
 
-/* A message's digest: its id and content, as the file's last reading
- * knew them, so that a re-read chat tells which messages changed without
- * a row per message. */
-static uint64_t digest(const char *id, const uint8_t hash[32])
-{
-	uint64_t h = 14695981039346656037ull, v = 0;
-
-	for (const char *p = id; *p; p++)
-		h = (h ^ (uint8_t)*p) * 1099511628211ull;
-	for (int k = 7; k >= 0; k--)
-		v = v << 8 | hash[k];
-	return h ^ v;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static int digests_part(void *arg, const uint8_t *data, size_t len)
-{
-	struct backup *b = arg;
-	size_t n = len / 8;
-	int rc;
-
-	if (len % 8 != 0)
-		return PB_ESTORE_CORRUPT;
-	if ((rc = pb__grow((void **)&b->grp.prev, &b->grp.cap_prev, b->grp.nprev + n, 8)) != 0)
-		return rc;
-	memcpy(b->grp.prev + b->grp.nprev, data, len);
-	b->grp.nprev += n;
-	return 0;
-}
-
-static int digests_get(struct backup *b, const char *rel, int64_t rgen)
-{
-	int rc = pb__state_file_digests(b->st, rel, rgen, digests_part, b);
-
-	if (rc == 0 && b->grp.nprev > 0)
-		qsort(b->grp.prev, b->grp.nprev, 8, cmp_u64);
-	return rc;
-}
-
-static int digests_put(struct backup *b)
-{
-	size_t per = FILE_PART / 8;
-	int rc = 0;
-
-	for (size_t i = 0, k = 0; i < b->grp.ndig && rc == 0; i += per, k++) {
-		size_t n = b->grp.ndig - i < per ? b->grp.ndig - i : per;
-
-		rc = pb__state_file_part_put(b->st, b->grp.path, PB__PART_DIGESTS + (uint32_t)k,
-					     (const uint8_t *)(b->grp.dig + i), n * 8);
-	}
-	return rc;
-}
-
-static bool digest_known(const struct backup *b, uint64_t d)
-{
-	return b->grp.nprev > 0 && bsearch(&d, b->grp.prev, b->grp.nprev, 8, cmp_u64) != NULL;
-}
-
 static int stream_flush(struct backup *b)
 {
 	return pb__stream_on(&b->stream, NULL) ? pb__stream_flush(&b->stream) : 0;
-}
-
-/* Stores the part being filled. */
-static int parts_flush(struct backup *b)
-{
-	int rc;
-
-	if (b->grp.olen == 0)
-		return 0;
-	rc = pb__state_file_part_put(b->st, b->grp.path, b->grp.parts++, b->grp.out, b->grp.olen);
-	b->grp.olen = 0;
-	return rc;
-}
-
-/* Whole records or span entries into the part being filled. */
-static int parts_add(struct backup *b, const uint8_t *data, size_t len)
-{
-	int rc;
-
-	if (len == 0)
-		return 0;
-	if (b->grp.olen > 0 && b->grp.olen + len > FILE_PART && (rc = parts_flush(b)) != 0)
-		return rc;
-	if ((rc = pb__grow((void **)&b->grp.out, &b->grp.ocap, b->grp.olen + len, 1)) != 0)
-		return rc;
-	memcpy(b->grp.out + b->grp.olen, data, len);
-	b->grp.olen += len;
-	return 0;
-}
-
-/* The bytes of the first n records held; PB_EINVAL when fewer are. */
-static int recs_span(const struct backup *b, size_t n, size_t *bytes)
-{
-	size_t off = 0, l;
-
-	if (n > b->grp.nrec)
-		return PB_EINVAL;
-	for (size_t i = 0; i < n; i++, off += l)
-		if (pb__manifest_rec_next(b->grp.buf + off, b->grp.len - off, &l) != 0)
-			return PB_EINVAL;
-	*bytes = off;
-	return 0;
-}
-
-/* Stores (keep) or drops the first n records held. */
-static int recs_take(struct backup *b, size_t n, bool keep)
-{
-	size_t off;
-	int rc;
-
-	if (recs_span(b, n, &off) != 0) {
-		b->grp.bad = true; /* not the writer's count: not recorded */
-		return 0;
-	}
-	if (keep && (rc = parts_add(b, b->grp.buf, off)) != 0)
-		return rc;
-	memmove(b->grp.buf, b->grp.buf + off, b->grp.len - off);
-	b->grp.len -= off;
-	b->grp.nrec -= n;
-	return 0;
-}
-
-/* Tells apart the manifest chunks emitted since the last call: the first
- * one's records of this file are stored (what came before them in it is
- * another file's), every later one is all this file's and is stored as a
- * span entry, its records dropped. What stays held is the chunk being
- * filled. */
-static int group_account(struct backup *b)
-{
-	size_t n = pb__manifest_writer_nchunks(b->mw);
-	int rc = 0;
-
-	if (pb__manifest_writer_items(b->mw) != b->grp.witems0 + b->grp.items) {
-		b->grp.bad = true; /* the writer had items of others meanwhile */
-		return 0;
-	}
-	for (; b->grp.mnext < n && !b->grp.bad && rc == 0; b->grp.mnext++) {
-		size_t k = b->grp.mnext, len;
-		uint32_t cnt = pb__manifest_writer_chunk_items(b->mw, k);
-
-		if (k == b->grp.m0) {
-			if (cnt < b->grp.c0)
-				b->grp.bad = true;
-			else
-				rc = recs_take(b, cnt - b->grp.c0, true);
-			continue;
-		}
-		if ((rc = recs_take(b, cnt, false)) != 0 || b->grp.bad)
-			break;
-		if ((rc = pb__manifest_span_chunk(b->mw, k, &b->grp.ent, &b->grp.ecap, &len)) == 0)
-			rc = parts_add(b, b->grp.ent, len);
-	}
-	return rc;
-}
-
-/* The file's last records: with spans, the names its spanned chunks
- * reference, then the records of the chunk being filled. */
-static int group_store(struct backup *b)
-{
-	size_t from = 0, len;
-	int rc;
-
-	if (b->grp.spans) {
-		if ((rc = group_account(b)) != 0 || b->grp.bad)
-			return rc;
-		/* Spans follow the file's first chunk: the names referenced
-		 * since it was emitted (its last records' among them, kept
-		 * twice in the snapshot's list, which is made unique). */
-		do {
-			len = 0;
-			if (b->grp.mnext > b->grp.m0 + 1 &&
-			    ((rc = pb__manifest_span_refs(b->mw, b->grp.m0, &from, &b->grp.ent, &b->grp.ecap, &len)) != 0 ||
-			     (rc = parts_add(b, b->grp.ent, len)) != 0))
-				return rc;
-		} while (len > 0);
-	}
-	if ((rc = parts_add(b, b->grp.buf, b->grp.len)) != 0)
-		return rc;
-	b->grp.len = b->grp.nrec = 0;
-	return parts_flush(b);
 }
 
 /* The walk left the file: it is recorded at the next commit, unless it did
@@ -665,11 +451,7 @@ static int group_end(struct backup *b)
 	b->grp.on = false;
 	if (b->grp.bad || b->o->dry_run)
 		return 0;
-	if ((rc = group_store(b)) != 0)
-		return rc;
-	if (b->grp.bad)
-		return 0;
-	if ((rc = digests_put(b)) != 0)
+	if ((rc = pb__group_store(&b->grp, b->st, b->mw)) != 0 || b->grp.bad)
 		return rc;
 	if ((d = pb__grow_slot((void **)&b->dfiles, &b->cap_dfiles, b->ndfiles, sizeof(*d))) == NULL ||
 	    (d->path = strdup(b->grp.path)) == NULL)
@@ -698,15 +480,8 @@ static int group_begin(struct backup *b, const char *rel, const pb__stamp_t *sta
 	b->grp.bad = false;
 	b->grp.stamp = *stamp;
 	pb__stream_next_size(&b->stream, stamp->size);
-	b->grp.len = b->grp.nrec = b->grp.olen = 0;
-	b->grp.parts = 0;
-	b->grp.items = b->grp.bytes = 0;
-	b->grp.ndig = b->grp.nprev = 0;
-	b->grp.spans = pb__manifest_writer_spans(b->mw);
-	b->grp.m0 = b->grp.mnext = pb__manifest_writer_nchunks(b->mw);
-	b->grp.c0 = pb__manifest_writer_pending(b->mw);
-	b->grp.witems0 = pb__manifest_writer_items(b->mw);
-	if (rgen >= 0 && (rc = digests_get(b, rel, rgen)) != 0)
+	pb__group_begin(&b->grp, b->mw);
+	if (rgen >= 0 && (rc = pb__group_digests_get(&b->grp, b->st, rel, rgen)) != 0)
 		return rc;
 	return 0;
 }
@@ -714,8 +489,6 @@ static int group_begin(struct backup *b, const char *rel, const pb__stamp_t *sta
 /* Called after the item's record went into the manifest writer. */
 static int group_add(struct backup *b, const char *path, const uint8_t *rec, size_t len, uint64_t size)
 {
-	int rc;
-
 	if (!b->grp.on || b->grp.bad)
 		return 0;
 	if (path == NULL || strcmp(path, b->grp.path) != 0) {
@@ -726,14 +499,7 @@ static int group_add(struct backup *b, const char *path, const uint8_t *rec, siz
 		return 0;
 	b->grp.items++;
 	b->grp.bytes += size;
-	if (!b->grp.spans)
-		return parts_add(b, rec, len);
-	if ((rc = pb__grow((void **)&b->grp.buf, &b->grp.cap, b->grp.len + len, 1)) != 0)
-		return rc;
-	memcpy(b->grp.buf + b->grp.len, rec, len);
-	b->grp.len += len;
-	b->grp.nrec++;
-	return group_account(b);
+	return pb__group_add_rec(&b->grp, b->st, b->mw, rec, len);
 }
 
 /* The item's manifest record, its id's key made already (key_on_parser):
@@ -977,8 +743,8 @@ static int stream_item(struct backup *b, const pb_item_t *it)
 	else
 		pb__b2k_hash(&b->item_k, it->data, it->len, hash);
 	key = x != NULL && x->keyed ? x->key : id_key(b, it->id, strlen(it->id));
-	d = digest(it->id, hash);
-	if (!digest_known(b, d))
+	d = pb__group_digest(it->id, hash);
+	if (!pb__group_digest_known(&b->grp, d))
 		b->res->items_changed++;
 	if ((rc = pb__grow((void **)&b->grp.dig, &b->grp.cap_dig, b->grp.ndig + 1, 8)) != 0)
 		return rc;
@@ -1469,12 +1235,7 @@ static void backup_free(struct backup *b)
 	pb__sink_free(b->sink);
 	files_drop(b, b->ndfiles);
 	free(b->dfiles);
-	free(b->grp.path);
-	free(b->grp.buf);
-	free(b->grp.out);
-	free(b->grp.ent);
-	free(b->grp.dig);
-	free(b->grp.prev);
+	pb__group_free(&b->grp);
 	pb__stream_free(&b->stream);
 	free(b->rec);
 	free(b->old);
