@@ -23,6 +23,9 @@
  * over, and the taking thread opens one nobody picked up itself. */
 #define OPEN_WAKE_BYTES (64u * 1024)
 #define OPEN_WAKE_COUNT 8
+/* At most this many waiting chunks are taken by a thread at once, their
+ * names checked together (in the lanes of vector registers). */
+#define OPEN_BATCH 8
 
 enum { SLOT_FREE, SLOT_WAITING, SLOT_OPENING, SLOT_DONE };
 
@@ -52,49 +55,98 @@ struct pb__opener_s {
 	ZSTD_DCtx *dctx;          /* the taking thread's */
 };
 
-/* The plaintext buffer is allocated once the chunk says its size (after
- * decryption): memory holds what the waiting chunks hold, not OPEN_RING
- * times the largest chunk, and no chunk is decrypted twice. */
-static void open_one(const pb_backup_keys_t *keys, struct oslot *s, ZSTD_DCtx *dctx)
+/* Authenticates and decompresses one chunk, its name not checked yet
+ * (check_names does, for several at once). The plaintext buffer is
+ * allocated once the chunk says its size (after decryption): memory holds
+ * what the waiting chunks hold, not OPEN_RING times the largest chunk, and
+ * no chunk is decrypted twice. */
+static void open_unchecked(const pb_backup_keys_t *keys, struct oslot *s, ZSTD_DCtx *dctx)
 {
-	if (s->is_plain) {
-		uint8_t got[PB_STORE_NAME_LEN];
+	/* Kept as it came (the restoring thread only took its place); one
+	 * that does not open is forgotten when taken back. */
+	pb__cache_write(s->cache, s->keep_at, s->name, s->ct, s->len);
+	s->rc = pb__open_alloc_unchecked(keys->chunk, s->name, s->ct, s->len, PB_CHUNK_PLAIN_MAX, &s->plain,
+					 &s->plen, dctx);
+}
 
-		pb__chunk_name(keys->name, s->ct, s->len, got);
-		s->rc = sodium_memcmp(got, s->name, PB_STORE_NAME_LEN) == 0 ? 0 : PB_ESTORE_HASH;
-		if (s->rc == 0) {
+/* The keyed BLAKE2b name of each plaintext (n at most OPEN_BATCH). */
+static void names_of(const pb__opener_t *o, const uint8_t *const *data, const size_t *len,
+		     uint8_t (*got)[PB_STORE_NAME_LEN], size_t n)
+{
+	for (size_t j = 0; j < n; j++)
+		pb__chunk_name(o->keys->name, data[j], len[j], got[j]);
+}
+
+/* Opens n chunks (n at most OPEN_BATCH): each is authenticated and
+ * decompressed, then all their names are checked in one pass; a chunk
+ * whose plaintext does not hash to its name fails, its plaintext wiped. A
+ * chunk given as plaintext (is_plain) is only checked. */
+static void open_many(const pb__opener_t *o, struct oslot *const *b, size_t n, ZSTD_DCtx *dctx)
+{
+	const uint8_t *data[OPEN_BATCH];
+	size_t len[OPEN_BATCH];
+	uint8_t got[OPEN_BATCH][PB_STORE_NAME_LEN];
+	struct oslot *c[OPEN_BATCH];
+	size_t m = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct oslot *s = b[i];
+
+		if (!s->is_plain) {
+			open_unchecked(o->keys, s, dctx);
+			if (s->rc != 0)
+				continue;
+		}
+		data[m] = s->is_plain ? s->ct : s->plain;
+		len[m] = s->is_plain ? s->len : s->plen;
+		c[m++] = s;
+	}
+	names_of(o, data, len, got, m);
+	for (size_t j = 0; j < m; j++) {
+		struct oslot *s = c[j];
+
+		if (sodium_memcmp(got[j], s->name, PB_STORE_NAME_LEN) != 0) {
+			s->rc = PB_ESTORE_HASH;
+			if (!s->is_plain) {
+				sodium_memzero(s->plain, s->plen);
+				free(s->plain);
+				s->plain = NULL;
+				s->plen = 0;
+			}
+		} else if (s->is_plain) {
+			s->rc = 0;
 			s->plain = s->ct;
 			s->plen = s->len;
 			s->ct = NULL;
 		}
-		return;
 	}
-	/* Kept as it came (the restoring thread only took its place); one
-	 * that does not open is forgotten when taken back. */
-	pb__cache_write(s->cache, s->keep_at, s->name, s->ct, s->len);
-	s->rc = pb__open_alloc(keys->chunk, keys->name, s->name, s->ct, s->len, PB_CHUNK_PLAIN_MAX, &s->plain,
-			       &s->plen, dctx);
 }
 
 static void *worker(void *arg)
 {
 	pb__opener_t *o = arg;
 	ZSTD_DCtx *dctx = ZSTD_createDCtx(); /* NULL: one a chunk */
+	struct oslot *b[OPEN_BATCH];
 
 	pthread_mutex_lock(&o->mu);
 	for (;;) {
-		struct oslot *s;
+		size_t n = 0;
 
 		while (!o->stop && o->next == o->put)
 			pthread_cond_wait(&o->work, &o->mu);
 		if (o->stop)
 			break;
-		s = &o->s[o->next++ % OPEN_RING];
-		s->state = SLOT_OPENING;
+		/* What waits, up to OPEN_BATCH chunks in ring order: their
+		 * names are checked in one pass. */
+		while (n < OPEN_BATCH && o->next != o->put) {
+			b[n] = &o->s[o->next++ % OPEN_RING];
+			b[n++]->state = SLOT_OPENING;
+		}
 		pthread_mutex_unlock(&o->mu);
-		open_one(o->keys, s, dctx);
+		open_many(o, b, n, dctx);
 		pthread_mutex_lock(&o->mu);
-		s->state = SLOT_DONE;
+		for (size_t i = 0; i < n; i++)
+			b[i]->state = SLOT_DONE;
 		pthread_cond_broadcast(&o->done);
 	}
 	pthread_mutex_unlock(&o->mu);
@@ -196,7 +248,7 @@ int pb__opener_take(pb__opener_t *o, uint8_t **ct, size_t *len, uint64_t *tag, u
 		o->next++;
 		s->state = SLOT_OPENING;
 		pthread_mutex_unlock(&o->mu);
-		open_one(o->keys, s, o->dctx);
+		open_many(o, &s, 1, o->dctx);
 		pthread_mutex_lock(&o->mu);
 		s->state = SLOT_DONE;
 	}
