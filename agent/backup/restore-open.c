@@ -19,14 +19,15 @@
 #define OPEN_THREADS 2
 #define OPEN_RING 32
 #define OPEN_BYTES (8u << 20)
-/* The threads are woken for a chunk this large, or for this many small
- * ones: a message of a few hundred bytes costs less to open than to hand
- * over, and the taking thread opens one nobody picked up itself. */
-#define OPEN_WAKE_BYTES (64u * 1024)
-#define OPEN_WAKE_COUNT 8
 /* At most this many waiting chunks are taken by a thread at once, their
- * names checked together (in the lanes of vector registers). */
+ * names checked together (in the lanes of vector registers). The threads
+ * let chunks gather (see ready) rather than take each as it comes. */
 #define OPEN_BATCH 8
+/* A chunk the taking thread finds not picked up is opened there when
+ * smaller than this (a message of a few hundred bytes costs less to open
+ * than to hand over); a larger one is left to a thread, with the chunks
+ * behind it. */
+#define OPEN_HERE_BYTES (64u * 1024)
 
 enum { SLOT_FREE, SLOT_WAITING, SLOT_OPENING, SLOT_DONE };
 
@@ -54,6 +55,7 @@ struct pb__opener_s {
 	size_t bytes;             /* sealed bytes handed over, not taken back */
 	bool stop;
 	bool spawned;             /* the threads were started (at the first wake) */
+	bool taker_waits;         /* for a chunk not picked up yet */
 	ZSTD_DCtx *dctx;          /* the taking thread's */
 };
 
@@ -129,6 +131,19 @@ static void open_many(const pb__opener_t *o, struct oslot *const *b, size_t n, Z
 	}
 }
 
+/* Whether a thread takes the waiting chunks now: when there are enough
+ * for every lane, when the ring is full (the restoring thread takes one
+ * back next and hands over no more until then), or when the restoring
+ * thread waits for the first of them. Taken as they come, they would be
+ * one or two at a time: the threads keep up with the network. Called with
+ * o->mu held. */
+static bool ready(const pb__opener_t *o)
+{
+	uint64_t waiting = o->put - o->next;
+
+	return waiting > 0 && (waiting >= OPEN_BATCH || o->taker_waits || !pb__opener_room(o));
+}
+
 static void *worker(void *arg)
 {
 	pb__opener_t *o = arg;
@@ -139,7 +154,7 @@ static void *worker(void *arg)
 	for (;;) {
 		size_t n = 0;
 
-		while (!o->stop && o->next == o->put)
+		while (!o->stop && !ready(o))
 			pthread_cond_wait(&o->work, &o->mu);
 		if (o->stop)
 			break;
@@ -222,7 +237,7 @@ static void put(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint8_t 
 	s->state = SLOT_WAITING;
 	o->bytes += len;
 	o->put++;
-	if (len >= OPEN_WAKE_BYTES || o->put - o->next >= OPEN_WAKE_COUNT) {
+	if (ready(o)) {
 		if (!o->spawned)
 			spawn(o);
 		pthread_cond_signal(&o->work);
@@ -252,6 +267,18 @@ int pb__opener_take(pb__opener_t *o, uint8_t **ct, size_t *len, uint64_t *tag, u
 	struct oslot *s = &o->s[o->take % OPEN_RING];
 
 	pthread_mutex_lock(&o->mu);
+	if (s->state == SLOT_WAITING && s->len >= OPEN_HERE_BYTES) {
+		if (!o->spawned)
+			spawn(o);
+		if (o->nth > 0) {
+			/* A thread takes it with the chunks behind it. */
+			o->taker_waits = true;
+			pthread_cond_signal(&o->work);
+			while (s->state == SLOT_WAITING)
+				pthread_cond_wait(&o->done, &o->mu);
+			o->taker_waits = false;
+		}
+	}
 	if (s->state == SLOT_WAITING) {
 		/* Not picked up: the next in line, opened here. */
 		o->next++;
