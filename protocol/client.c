@@ -105,10 +105,15 @@ static void enqueue(void *arg, pb_envelope_t *env)
 	c->qlen++;
 }
 
-/* Reads once from the socket (waiting up to deadline) and feeds the session. */
+/* What one read takes in: several frames of up to 64 KiB, so that most of
+ * them lie whole in it and are decrypted where they lie; a frame cut by
+ * the end of a read is copied into the session's reader. */
+#define READ_BUF (256u * 1024)
+
+/* Reads once from the socket (waiting up to deadline) and feeds the session.
+ * What is there already is read without a poll first. */
 static int pump(pb_client_t *c, int64_t deadline, bool *established)
 {
-	uint8_t buf[65536];
 	struct pollfd p = { c->fd, POLLIN, 0 };
 	int64_t left = deadline - now_ms();
 	ssize_t r;
@@ -116,19 +121,24 @@ static int pump(pb_client_t *c, int64_t deadline, bool *established)
 
 	if (left <= 0)
 		return PB_ETIMEOUT;
+	if (c->rbuf == NULL && (c->rbuf = malloc(READ_BUF)) == NULL)
+		return PB_ENOMEM;
 	push_held(c);
-	rc = poll(&p, 1, (int)left);
-	if (rc == 0)
-		return PB_ETIMEOUT;
-	if (rc < 0)
-		return errno == EINTR ? 0 : -errno;
-	r = recv(c->fd, buf, sizeof(buf), 0);
+	r = recv(c->fd, c->rbuf, READ_BUF, MSG_DONTWAIT);
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		rc = poll(&p, 1, (int)left);
+		if (rc == 0)
+			return PB_ETIMEOUT;
+		if (rc < 0)
+			return errno == EINTR ? 0 : -errno;
+		r = recv(c->fd, c->rbuf, READ_BUF, MSG_DONTWAIT);
+	}
 	if (r == 0)
 		return pb__session_eof(&c->sess);
 	if (r < 0)
-		return errno == EINTR || errno == EAGAIN ? 0 : -errno;
+		return errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
 	c->bytes_in += (uint64_t)r;
-	rc = pb__session_feed(&c->sess, buf, (size_t)r, enqueue, c, established);
+	rc = pb__session_feed(&c->sess, c->rbuf, (size_t)r, enqueue, c, established);
 	if (rc == 0 && c->write_err != 0)
 		rc = c->write_err;
 	return rc;
@@ -250,6 +260,11 @@ void pb__client_close(pb_client_t *c)
 		close(c->fd);
 	c->fd = -1;
 	pb__session_free(&c->sess);
+	if (c->rbuf != NULL) {
+		/* Frames as they came: ciphertext, nothing to wipe. */
+		free(c->rbuf);
+		c->rbuf = NULL;
+	}
 }
 
 int pb__sockaddr_format(const struct sockaddr_storage *ss, char *out, size_t cap)

@@ -24,6 +24,7 @@ typedef struct pb_client_s {
 	/* pb__client_send_more: the envelope being sent is held (MSG_MORE);
 	 * held: bytes are held in the socket, pushed before the next wait. */
 	bool more, held;
+	uint8_t *rbuf; /* what a read takes in (allocated at the first read) */
 } pb_client_t;
 
 /* Connects to the first address that answers (each tried for

@@ -189,11 +189,11 @@ void pb__envelope_decoder_init(pb_envelope_decoder_t *d, size_t cap)
 void pb__envelope_decoder_free(pb_envelope_decoder_t *d)
 {
 	if (d->buf != NULL) {
-		sodium_memzero(d->buf, d->len);
+		sodium_memzero(d->buf, d->len > d->skip ? d->len - d->skip : 0);
 		free(d->buf);
 	}
 	d->buf = NULL;
-	d->len = d->total = d->alloc = 0;
+	d->len = d->total = d->alloc = d->skip = 0;
 	d->active = false;
 }
 
@@ -274,6 +274,99 @@ static bool frag_in_place(const uint8_t *msg, size_t len, struct frag *f)
 	return p == end;
 }
 
+/* Reads a field's length at *p: whether the field runs exactly to the end
+ * of the message (total bytes from msg on). */
+static bool len_to_end(const uint8_t **p, const uint8_t *end, const uint8_t *msg, uint64_t total)
+{
+	uint64_t v;
+
+	if (!varint(p, end, &v))
+		return false;
+	return v == total - (uint64_t)(*p - msg);
+}
+
+/* The head of a chunk's reply in exactly the form the host writes it
+ * (Envelope: version, then the reply; Reply: id when set, then the chunk;
+ * ChunkData: name when set, then data of at least REF_MIN bytes; each of
+ * the three running to the message's end), read from the first fragment's
+ * data (have bytes of a message of total): its length (the data's offset)
+ * to d->skip, id and name to d. Anything else, false: the message is
+ * reassembled whole and unpacked with protobuf-c's checks. */
+static bool chunk_head(pb_envelope_decoder_t *d, const uint8_t *msg, size_t have, uint64_t total)
+{
+	const uint8_t *p = msg, *end;
+	uint64_t v;
+
+	if (msg == NULL || have < 4)
+		return false;
+	end = msg + have;
+	if (p[0] != 0x08 || p[1] != PB_PROTOCOL_VERSION || p[2] != 0xfa || p[3] != 0x01)
+		return false; /* field 31 (reply), length-delimited */
+	p += 4;
+	if (!len_to_end(&p, end, msg, total))
+		return false;
+	d->id = 0;
+	if (p < end && *p == 0x08) {
+		p++;
+		if (!varint(&p, end, &d->id) || d->id == 0)
+			return false;
+	}
+	if (p >= end || *p++ != 0x7a || !len_to_end(&p, end, msg, total)) /* field 15 (chunk) */
+		return false;
+	d->name_len = 0;
+	if (p < end && *p == 0x0a) {
+		p++;
+		if (!varint(&p, end, &v) || v == 0 || v > sizeof(d->name) || v > (uint64_t)(end - p))
+			return false;
+		memcpy(d->name, p, (size_t)v);
+		d->name_len = (size_t)v;
+		p += v;
+	}
+	if (p >= end || *p++ != 0x12 || !len_to_end(&p, end, msg, total))
+		return false;
+	if (total - (uint64_t)(p - msg) < REF_MIN)
+		return false;
+	d->skip = (size_t)(p - msg);
+	return true;
+}
+
+/* The Envelope of a chunk's reply whose head chunk_head read, its data the
+ * decoder's buffer (taken over, not copied). */
+static int chunk_reply(pb_envelope_decoder_t *d, pb_envelope_t **out)
+{
+	pb_envelope_t *env = malloc(sizeof(*env));
+	Peerback__Reply *rep = malloc(sizeof(*rep));
+	Peerback__ChunkData *cd = malloc(sizeof(*cd));
+	uint8_t *name = d->name_len > 0 ? malloc(d->name_len) : NULL;
+
+	if (env == NULL || rep == NULL || cd == NULL || (d->name_len > 0 && name == NULL)) {
+		free(env);
+		free(rep);
+		free(cd);
+		free(name);
+		pb__envelope_decoder_free(d);
+		return PB_ENOMEM;
+	}
+	pb__envelope_init(env);
+	peerback__reply__init(rep);
+	peerback__chunk_data__init(cd);
+	if (name != NULL)
+		memcpy(name, d->name, d->name_len);
+	cd->name.data = name;
+	cd->name.len = d->name_len;
+	cd->data.data = d->buf;
+	cd->data.len = d->len - d->skip;
+	rep->id = d->id;
+	rep->op_case = PEERBACK__REPLY__OP_CHUNK;
+	rep->chunk = cd;
+	env->body_case = PEERBACK__ENVELOPE__BODY_REPLY;
+	env->reply = rep;
+	d->buf = NULL;
+	pb__envelope_decoder_free(d);
+	*out = env;
+	return 1;
+}
+
 int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len, pb_envelope_t **out)
 {
 	pb_envelope_t *env = NULL;
@@ -319,9 +412,13 @@ int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len
 		}
 		/* Its whole size at once (no copy as it grows): only address
 		 * space until the data arrives, so that a peer announcing a
-		 * large total costs no memory until it sends it. */
-		d->buf = malloc((size_t)f.total);
+		 * large total costs no memory until it sends it. A chunk's
+		 * reply keeps only its data here, from the buffer's start: it
+		 * becomes the reply's data as it is. */
+		d->skip = chunk_head(d, f.data, f.n, f.total) ? d->skip : 0;
+		d->buf = malloc((size_t)f.total - d->skip);
 		if (d->buf == NULL) {
+			d->skip = 0;
 			rc = PB_ENOMEM;
 			goto out_free_env;
 		}
@@ -336,13 +433,20 @@ int pb__envelope_decode(pb_envelope_decoder_t *d, const uint8_t *msg, size_t len
 		rc = PB_EENV_MALFORMED;
 		goto out_free_env;
 	}
-	if (f.n > 0)
-		memcpy(d->buf + d->len, f.data, f.n);
+	if (d->len >= d->skip) {
+		if (f.n > 0)
+			memcpy(d->buf + (d->len - d->skip), f.data, f.n);
+	} else if (d->len + f.n > d->skip) {
+		/* The first fragment: its head was read by chunk_head. */
+		memcpy(d->buf, f.data + (d->skip - d->len), d->len + f.n - d->skip);
+	}
 	d->len += f.n;
 	if (env != NULL)
 		peerback__envelope__free_unpacked(env, NULL);
 	if (d->len < d->total)
 		return 0;
+	if (d->skip > 0)
+		return chunk_reply(d, out);
 	rc = unpack_checked(d->buf, d->len, &env);
 	pb__envelope_decoder_free(d);
 	if (rc != 0)

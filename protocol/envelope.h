@@ -23,6 +23,13 @@ typedef struct pb_envelope_decoder_s {
 	uint8_t *buf;
 	size_t len, total, cap, alloc;
 	bool active; /* inside a sequence */
+	/* A chunk's reply (chunk_head in envelope.c): the message's first
+	 * skip bytes are its head, parsed into id and name; buf holds only
+	 * the chunk's data, which becomes the reply's without a copy. */
+	size_t skip;
+	uint64_t id;
+	uint8_t name[64];
+	size_t name_len;
 } pb_envelope_decoder_t;
 
 void pb__envelope_decoder_init(pb_envelope_decoder_t *d, size_t cap);

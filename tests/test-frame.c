@@ -321,6 +321,73 @@ static void test_envelope_fragments_any_order(void **state)
 	free_collected(&c);
 }
 
+/* A chunk's reply as a sequence of fragments, decoded: the same Envelope
+ * whether the decoder reads its head and keeps the data where it lands
+ * (the form the encoder writes) or unpacks it whole (anything else). */
+static void chunk_reply_round_trip(const uint8_t *data, size_t len, uint64_t id, const uint8_t *name, size_t nlen,
+				   size_t max_plain)
+{
+	struct collected c = { 0 };
+	pb_envelope_t env, *out = NULL;
+	Peerback__Reply rep;
+	Peerback__ChunkData cd;
+	pb_envelope_decoder_t d;
+
+	pb__envelope_init(&env);
+	peerback__reply__init(&rep);
+	peerback__chunk_data__init(&cd);
+	cd.name.data = (uint8_t *)name;
+	cd.name.len = nlen;
+	cd.data.data = (uint8_t *)data;
+	cd.data.len = len;
+	rep.id = id;
+	rep.op_case = PEERBACK__REPLY__OP_CHUNK;
+	rep.chunk = &cd;
+	env.body_case = PEERBACK__ENVELOPE__BODY_REPLY;
+	env.reply = &rep;
+	assert_int_equal(pb__envelope_encode(&env, max_plain, collect, &c), 0);
+	pb__envelope_decoder_init(&d, 0);
+	for (size_t i = 0; i < c.n; i++)
+		assert_int_equal(pb__envelope_decode(&d, c.msgs[i], c.lens[i], &out), i + 1 == c.n ? 1 : 0);
+	assert_non_null(out);
+	assert_int_equal(out->version, PB_PROTOCOL_VERSION);
+	assert_int_equal(out->body_case, PEERBACK__ENVELOPE__BODY_REPLY);
+	assert_int_equal(out->reply->id, id);
+	assert_int_equal(out->reply->op_case, PEERBACK__REPLY__OP_CHUNK);
+	assert_int_equal(out->reply->chunk->name.len, nlen);
+	if (nlen > 0)
+		assert_memory_equal(out->reply->chunk->name.data, name, nlen);
+	assert_int_equal(out->reply->chunk->data.len, len);
+	assert_memory_equal(out->reply->chunk->data.data, data, len);
+	assert_false(d.active);
+	pb__envelope_free(out);
+	free_collected(&c);
+}
+
+static void test_envelope_chunk_reply(void **state)
+{
+	static uint8_t data[300000];
+	uint8_t name[64];
+	const size_t lens[] = { 4096, 65000, 65460, 65480, 65490, 130976, 200000, sizeof(data) };
+	const uint64_t ids[] = { 0, 1, 300, UINT64_MAX };
+
+	(void)state;
+	randombytes_buf(data, sizeof(data));
+	randombytes_buf(name, sizeof(name));
+	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
+		for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+			chunk_reply_round_trip(data, lens[k], ids[i], name, 32, PB_ENVELOPE_MAX_PLAIN);
+			/* Fragments of a sequence are at least the largest
+			 * whole message: smaller fragments for large data. */
+			if (lens[k] >= 65490)
+				chunk_reply_round_trip(data, lens[k], ids[i], name, k % 2 ? 0 : 64, 1000);
+		}
+	/* A name longer than the decoder keeps: unpacked whole, the same
+	 * Envelope. */
+	chunk_reply_round_trip(data, 70000, 5, data, 65, PB_ENVELOPE_MAX_PLAIN);
+	chunk_reply_round_trip(data, 70000, 5, data, 65, 1000);
+}
+
 static size_t put_varint(uint8_t *p, uint64_t v)
 {
 	size_t n = 0;
@@ -470,6 +537,7 @@ int main(void)
 		cmocka_unit_test(test_envelope_round_trip_and_fragments),
 		cmocka_unit_test(test_envelope_fragments_in_place),
 		cmocka_unit_test(test_envelope_fragments_any_order),
+		cmocka_unit_test(test_envelope_chunk_reply),
 		cmocka_unit_test(test_fragments_read_either_way),
 		cmocka_unit_test(test_envelope_refusals),
 	};

@@ -125,7 +125,7 @@ int pb__open(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t na
  * which the caller frees. */
 static int open_chunk(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t name[PB_STORE_NAME_LEN],
 		      const uint8_t *ct, size_t ct_len, uint8_t *plain, size_t cap, uint8_t **alloc,
-		      size_t *plain_len, ZSTD_DCtx *dctx)
+		      size_t *plain_len, ZSTD_DCtx *dctx, bool check)
 {
 	uint8_t ad[PB_STORE_NAME_LEN + 2], h[PB_STORE_NAME_LEN];
 	uint8_t *tmp = NULL;
@@ -190,8 +190,9 @@ static int open_chunk(const uint8_t enc[32], const uint8_t name_key[32], const u
 			goto out_free;
 		}
 	}
-	crypto_generichash(h, sizeof(h), plain, out_len, name_key, 32);
-	if (sodium_memcmp(h, name, sizeof(h)) != 0) {
+	if (check)
+		crypto_generichash(h, sizeof(h), plain, out_len, name_key, 32);
+	if (check && sodium_memcmp(h, name, sizeof(h)) != 0) {
 		sodium_memzero(plain, out_len);
 		rc = PB_ESTORE_HASH;
 		goto out_free;
@@ -212,7 +213,7 @@ out_free:
 int pb__open_dctx(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t name[PB_STORE_NAME_LEN],
 		  const uint8_t *ct, size_t ct_len, uint8_t *plain, size_t cap, size_t *plain_len, ZSTD_DCtx *dctx)
 {
-	return open_chunk(enc, name_key, name, ct, ct_len, plain, cap, NULL, plain_len, dctx);
+	return open_chunk(enc, name_key, name, ct, ct_len, plain, cap, NULL, plain_len, dctx, true);
 }
 
 int pb__open_alloc(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t name[PB_STORE_NAME_LEN],
@@ -220,7 +221,15 @@ int pb__open_alloc(const uint8_t enc[32], const uint8_t name_key[32], const uint
 {
 	if (plain == NULL)
 		return PB_EINVAL;
-	return open_chunk(enc, name_key, name, ct, ct_len, NULL, max, plain, plain_len, dctx);
+	return open_chunk(enc, name_key, name, ct, ct_len, NULL, max, plain, plain_len, dctx, true);
+}
+
+int pb__open_alloc_unchecked(const uint8_t enc[32], const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct,
+			     size_t ct_len, size_t max, uint8_t **plain, size_t *plain_len, ZSTD_DCtx *dctx)
+{
+	if (plain == NULL)
+		return PB_EINVAL;
+	return open_chunk(enc, NULL, name, ct, ct_len, NULL, max, plain, plain_len, dctx, false);
 }
 
 int pb_chunk_seal(const pb_backup_keys_t *keys, const uint8_t *plain, size_t len,

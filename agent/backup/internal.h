@@ -39,6 +39,12 @@ PB_WUR int pb__open_dctx(const uint8_t enc[32], const uint8_t name_key[32], cons
 PB_WUR int pb__open_alloc(const uint8_t enc[32], const uint8_t name_key[32], const uint8_t name[PB_STORE_NAME_LEN],
 			  const uint8_t *ct, size_t ct_len, size_t max, uint8_t **plain, size_t *plain_len,
 			  struct ZSTD_DCtx_s *dctx);
+/* pb__open_alloc without the check of the plaintext against its name:
+ * authenticated and decompressed only. The caller checks the name itself
+ * (pb__chunk_name, or several chunks' at once) before it uses a byte. */
+PB_WUR int pb__open_alloc_unchecked(const uint8_t enc[32], const uint8_t name[PB_STORE_NAME_LEN],
+				    const uint8_t *ct, size_t ct_len, size_t max, uint8_t **plain, size_t *plain_len,
+				    struct ZSTD_DCtx_s *dctx);
 
 /* The phone's state of files known whole (agent/backup/state.c). */
 typedef struct pb__stamp_s {

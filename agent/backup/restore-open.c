@@ -14,15 +14,20 @@
 #include "peerback.h"
 #include "agent/backup/engine-int.h"
 #include "agent/backup/internal.h"
+#include "agent/util/blake2b.h"
 
 #define OPEN_THREADS 2
 #define OPEN_RING 32
 #define OPEN_BYTES (8u << 20)
-/* The threads are woken for a chunk this large, or for this many small
- * ones: a message of a few hundred bytes costs less to open than to hand
- * over, and the taking thread opens one nobody picked up itself. */
-#define OPEN_WAKE_BYTES (64u * 1024)
-#define OPEN_WAKE_COUNT 8
+/* At most this many waiting chunks are taken by a thread at once, their
+ * names checked together (in the lanes of vector registers). The threads
+ * let chunks gather (see ready) rather than take each as it comes. */
+#define OPEN_BATCH 8
+/* A chunk the taking thread finds not picked up is opened there when
+ * smaller than this (a message of a few hundred bytes costs less to open
+ * than to hand over); a larger one is left to a thread, with the chunks
+ * behind it. */
+#define OPEN_HERE_BYTES (64u * 1024)
 
 enum { SLOT_FREE, SLOT_WAITING, SLOT_OPENING, SLOT_DONE };
 
@@ -40,6 +45,7 @@ struct oslot {
 
 struct pb__opener_s {
 	const pb_backup_keys_t *keys;
+	pb__b2k_t names; /* the chunk names' keyed BLAKE2b, its key block prepared */
 	pthread_t th[OPEN_THREADS];
 	size_t nth;
 	pthread_mutex_t mu;
@@ -49,52 +55,120 @@ struct pb__opener_s {
 	size_t bytes;             /* sealed bytes handed over, not taken back */
 	bool stop;
 	bool spawned;             /* the threads were started (at the first wake) */
+	bool taker_waits;         /* for a chunk not picked up yet */
 	ZSTD_DCtx *dctx;          /* the taking thread's */
 };
 
-/* The plaintext buffer is allocated once the chunk says its size (after
- * decryption): memory holds what the waiting chunks hold, not OPEN_RING
- * times the largest chunk, and no chunk is decrypted twice. */
-static void open_one(const pb_backup_keys_t *keys, struct oslot *s, ZSTD_DCtx *dctx)
+/* Authenticates and decompresses one chunk, its name not checked yet
+ * (check_names does, for several at once). The plaintext buffer is
+ * allocated once the chunk says its size (after decryption): memory holds
+ * what the waiting chunks hold, not OPEN_RING times the largest chunk, and
+ * no chunk is decrypted twice. */
+static void open_unchecked(const pb_backup_keys_t *keys, struct oslot *s, ZSTD_DCtx *dctx)
 {
-	if (s->is_plain) {
-		uint8_t got[PB_STORE_NAME_LEN];
+	/* Kept as it came (the restoring thread only took its place); one
+	 * that does not open is forgotten when taken back. */
+	pb__cache_write(s->cache, s->keep_at, s->name, s->ct, s->len);
+	s->rc = pb__open_alloc_unchecked(keys->chunk, s->name, s->ct, s->len, PB_CHUNK_PLAIN_MAX, &s->plain,
+					 &s->plen, dctx);
+}
 
-		pb__chunk_name(keys->name, s->ct, s->len, got);
-		s->rc = sodium_memcmp(got, s->name, PB_STORE_NAME_LEN) == 0 ? 0 : PB_ESTORE_HASH;
-		if (s->rc == 0) {
+/* The keyed BLAKE2b name of each plaintext (n at most OPEN_BATCH), all
+ * in one pass: several messages at once in the lanes of vector registers
+ * (agent/util/blake2b.c), the same names as pb__chunk_name gives. */
+static void names_of(const pb__opener_t *o, const uint8_t *const *data, const size_t *len,
+		     uint8_t (*got)[PB_STORE_NAME_LEN], size_t n)
+{
+	uint8_t *out[OPEN_BATCH] = { 0 };
+
+	for (size_t j = 0; j < n; j++)
+		out[j] = got[j];
+	pb__b2k_hash_many(&o->names, data, len, out, n);
+}
+
+/* Opens n chunks (n at most OPEN_BATCH): each is authenticated and
+ * decompressed, then all their names are checked in one pass; a chunk
+ * whose plaintext does not hash to its name fails, its plaintext wiped. A
+ * chunk given as plaintext (is_plain) is only checked. */
+static void open_many(const pb__opener_t *o, struct oslot *const *b, size_t n, ZSTD_DCtx *dctx)
+{
+	const uint8_t *data[OPEN_BATCH] = { 0 };
+	size_t len[OPEN_BATCH] = { 0 };
+	uint8_t got[OPEN_BATCH][PB_STORE_NAME_LEN];
+	struct oslot *c[OPEN_BATCH];
+	size_t m = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct oslot *s = b[i];
+
+		if (!s->is_plain) {
+			open_unchecked(o->keys, s, dctx);
+			if (s->rc != 0)
+				continue;
+		}
+		data[m] = s->is_plain ? s->ct : s->plain;
+		len[m] = s->is_plain ? s->len : s->plen;
+		c[m++] = s;
+	}
+	names_of(o, data, len, got, m);
+	for (size_t j = 0; j < m; j++) {
+		struct oslot *s = c[j];
+
+		if (sodium_memcmp(got[j], s->name, PB_STORE_NAME_LEN) != 0) {
+			s->rc = PB_ESTORE_HASH;
+			if (!s->is_plain) {
+				sodium_memzero(s->plain, s->plen);
+				free(s->plain);
+				s->plain = NULL;
+				s->plen = 0;
+			}
+		} else if (s->is_plain) {
+			s->rc = 0;
 			s->plain = s->ct;
 			s->plen = s->len;
 			s->ct = NULL;
 		}
-		return;
 	}
-	/* Kept as it came (the restoring thread only took its place); one
-	 * that does not open is forgotten when taken back. */
-	pb__cache_write(s->cache, s->keep_at, s->name, s->ct, s->len);
-	s->rc = pb__open_alloc(keys->chunk, keys->name, s->name, s->ct, s->len, PB_CHUNK_PLAIN_MAX, &s->plain,
-			       &s->plen, dctx);
+}
+
+/* Whether a thread takes the waiting chunks now: when there are enough
+ * for every lane, when the ring is full (the restoring thread takes one
+ * back next and hands over no more until then), or when the restoring
+ * thread waits for the first of them. Taken as they come, they would be
+ * one or two at a time: the threads keep up with the network. Called with
+ * o->mu held. */
+static bool ready(const pb__opener_t *o)
+{
+	uint64_t waiting = o->put - o->next;
+
+	return waiting > 0 && (waiting >= OPEN_BATCH || o->taker_waits || !pb__opener_room(o));
 }
 
 static void *worker(void *arg)
 {
 	pb__opener_t *o = arg;
 	ZSTD_DCtx *dctx = ZSTD_createDCtx(); /* NULL: one a chunk */
+	struct oslot *b[OPEN_BATCH];
 
 	pthread_mutex_lock(&o->mu);
 	for (;;) {
-		struct oslot *s;
+		size_t n = 0;
 
-		while (!o->stop && o->next == o->put)
+		while (!o->stop && !ready(o))
 			pthread_cond_wait(&o->work, &o->mu);
 		if (o->stop)
 			break;
-		s = &o->s[o->next++ % OPEN_RING];
-		s->state = SLOT_OPENING;
+		/* What waits, up to OPEN_BATCH chunks in ring order: their
+		 * names are checked in one pass. */
+		while (n < OPEN_BATCH && o->next != o->put) {
+			b[n] = &o->s[o->next++ % OPEN_RING];
+			b[n++]->state = SLOT_OPENING;
+		}
 		pthread_mutex_unlock(&o->mu);
-		open_one(o->keys, s, dctx);
+		open_many(o, b, n, dctx);
 		pthread_mutex_lock(&o->mu);
-		s->state = SLOT_DONE;
+		for (size_t i = 0; i < n; i++)
+			b[i]->state = SLOT_DONE;
 		pthread_cond_broadcast(&o->done);
 	}
 	pthread_mutex_unlock(&o->mu);
@@ -110,9 +184,11 @@ int pb__opener_new(const pb_backup_keys_t *keys, pb__opener_t **out)
 	if (o == NULL)
 		return PB_ENOMEM;
 	o->keys = keys;
+	pb__b2k_init(&o->names, keys->name, sizeof(keys->name), PB_STORE_NAME_LEN, NULL);
 	o->dctx = ZSTD_createDCtx();
 	if (pthread_mutex_init(&o->mu, NULL) != 0) {
 		ZSTD_freeDCtx(o->dctx);
+		sodium_memzero(&o->names, sizeof(o->names));
 		free(o);
 		return PB_ENOMEM;
 	}
@@ -161,7 +237,7 @@ static void put(pb__opener_t *o, const uint8_t name[PB_STORE_NAME_LEN], uint8_t 
 	s->state = SLOT_WAITING;
 	o->bytes += len;
 	o->put++;
-	if (len >= OPEN_WAKE_BYTES || o->put - o->next >= OPEN_WAKE_COUNT) {
+	if (ready(o)) {
 		if (!o->spawned)
 			spawn(o);
 		pthread_cond_signal(&o->work);
@@ -191,12 +267,24 @@ int pb__opener_take(pb__opener_t *o, uint8_t **ct, size_t *len, uint64_t *tag, u
 	struct oslot *s = &o->s[o->take % OPEN_RING];
 
 	pthread_mutex_lock(&o->mu);
+	if (s->state == SLOT_WAITING && s->len >= OPEN_HERE_BYTES) {
+		if (!o->spawned)
+			spawn(o);
+		if (o->nth > 0) {
+			/* A thread takes it with the chunks behind it. */
+			o->taker_waits = true;
+			pthread_cond_signal(&o->work);
+			while (s->state == SLOT_WAITING)
+				pthread_cond_wait(&o->done, &o->mu);
+			o->taker_waits = false;
+		}
+	}
 	if (s->state == SLOT_WAITING) {
 		/* Not picked up: the next in line, opened here. */
 		o->next++;
 		s->state = SLOT_OPENING;
 		pthread_mutex_unlock(&o->mu);
-		open_one(o->keys, s, o->dctx);
+		open_many(o, &s, 1, o->dctx);
 		pthread_mutex_lock(&o->mu);
 		s->state = SLOT_DONE;
 	}
@@ -237,5 +325,6 @@ void pb__opener_free(pb__opener_t *o)
 	pthread_cond_destroy(&o->work);
 	pthread_cond_destroy(&o->done);
 	pthread_mutex_destroy(&o->mu);
+	sodium_memzero(&o->names, sizeof(o->names));
 	free(o);
 }

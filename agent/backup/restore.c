@@ -1013,7 +1013,11 @@ static int walk_manifest(struct restore *r, enum restore_mode mode, const name_t
 
 		if ((rc = pb__repo_get(r->repo, r->dev_id, mchunks[i], &ct, &len)) != 0)
 			break;
-		rc = pb_manifest_chunk_open(&r->keys, mchunks[i], ct, len, pb__restore_collect, r);
+		/* One decompression context for every manifest chunk (each
+		 * made afresh is some 160 kB initialised); NULL: one each. */
+		if (r->dctx == NULL)
+			r->dctx = ZSTD_createDCtx();
+		rc = pb__manifest_chunk_open_dctx(&r->keys, mchunks[i], ct, len, pb__restore_collect, r, r->dctx);
 		free(ct);
 		if (rc != 0 || (i + 1 < nm && r->exact_id == NULL && collected_chunks(r) < FETCH_BATCH))
 			continue;

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -13,39 +14,73 @@
 #include "agent/store/store-priv.h"
 #include "peerback/error.h"
 
-/* Reads and checks the record of one indexed chunk from its pack (fd); the
- * record's buffer becomes the chunk's (the ciphertext moved to its start). */
+/* preadv until every buffer is full (PB_ETRUNCATED at the file's end). */
+static int preadv_all(int fd, struct iovec *iov, int n, uint64_t off)
+{
+	while (n > 0) {
+		ssize_t r = preadv(fd, iov, n, (off_t)off);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return pb__store_sys_err(errno);
+		}
+		if (r == 0)
+			return PB_ETRUNCATED;
+		off += (uint64_t)r;
+		while (n > 0 && (size_t)r >= iov->iov_len) {
+			r -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + r;
+			iov->iov_len -= (size_t)r;
+		}
+	}
+	return 0;
+}
+
+/* Reads and checks the record of one indexed chunk from its pack (fd), as
+ * pb__pack_rec_parse checks a whole record: its head and tail go to the
+ * stack, its ciphertext straight into the chunk's own buffer (no copy of
+ * it within a record's buffer, no second allocation). */
 static int read_chunk(int fd, uint64_t off, uint64_t len, const uint8_t *name, const uint8_t *hash, uint8_t **ct,
 		      size_t *ct_len)
 {
-	pb__pack_rec_t rec;
-	uint8_t *buf, *out;
-	size_t rlen;
+	uint8_t head[PB__REC_HEAD_LEN], tail[PB__REC_TAIL_LEN], t[PB__REC_TAIL_LEN];
+	struct iovec iov[3];
+	size_t n;
+	uint8_t *buf;
 	int rc;
 
 	if (len > PB_STORE_CT_MAX)
 		return PB_ESTORE_CORRUPT;
-	rlen = (size_t)PB__REC_LEN(len);
-	buf = malloc(rlen);
+	buf = malloc(len > 0 ? (size_t)len : 1);
 	if (buf == NULL)
 		return PB_ENOMEM;
-	rc = pb__store_pread_all(fd, buf, rlen, off);
+	iov[0] = (struct iovec){ head, sizeof(head) };
+	iov[1] = (struct iovec){ buf, (size_t)len };
+	iov[2] = (struct iovec){ tail, sizeof(tail) };
+	rc = preadv_all(fd, iov, 3, off);
 	if (rc == PB_ETRUNCATED)
 		rc = PB_ESTORE_CORRUPT;
 	if (rc < 0)
 		goto out_free;
-	rc = pb__pack_rec_parse(buf, rlen, &rec);
-	if (rc == 0 && (rec.ct_len != len || sodium_memcmp(rec.name, name, PB_STORE_NAME_LEN) != 0 ||
-			sodium_memcmp(rec.hash, hash, 32) != 0))
+	/* The head holds magic, length and name (pb__pack_rec_head); the
+	 * tail the record's checksum, which the index holds too. */
+	if (pb__pack_rec_head_parse(head, sizeof(head), &n) != 0 || n != len ||
+	    sodium_memcmp(head + 8, name, PB_STORE_NAME_LEN) != 0 || sodium_memcmp(tail, hash, 32) != 0) {
 		rc = PB_ESTORE_HASH;
-	else if (rc < 0)
-		rc = PB_ESTORE_HASH;
-	if (rc < 0)
 		goto out_free;
-	memmove(buf, rec.ct, len);
-	out = realloc(buf, len > 0 ? len : 1);
-	*ct = out != NULL ? out : buf;
-	*ct_len = len;
+	}
+	pb__pack_rec_tail(t, head, buf, (size_t)len);
+	if (sodium_memcmp(t, tail, sizeof(t)) != 0) {
+		rc = PB_ESTORE_HASH;
+		goto out_free;
+	}
+	*ct = buf;
+	*ct_len = (size_t)len;
 	return 0;
 out_free:
 	free(buf);
