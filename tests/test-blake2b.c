@@ -1,11 +1,15 @@
 /* The prepared-key BLAKE2b (agent/util/blake2b.c) gives what libsodium's
  * crypto_generichash gives, for random keys, lengths, digest lengths and
  * personalizations, and the RFC 7693 test vector, with the compression in
- * AVX2 registers (where the processor has them) and the portable one. */
+ * AVX2 registers (where the processor has them) and the portable one; and
+ * pb__b2k_hash_many gives the same for batches of 0 to 40 messages of
+ * mixed lengths, in each of its paths (eight AVX-512 lanes narrowing to
+ * four, four AVX2 lanes, one message at a time). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -93,11 +97,163 @@ static void test_against_libsodium(void **state)
 	}
 }
 
+/* Message lengths for the batches: the edges of a block, short ones and
+ * long ones up to 300 KiB, mixed; at most one long one in a batch given
+ * *budget, for the time of the sanitizer build. */
+static size_t pick_len(size_t *budget)
+{
+	static const size_t edges[] = { 0, 1, 127, 128, 129, 255, 256, 257, 1024 };
+
+	switch (randombytes_uniform(4)) {
+	case 0:
+		return edges[randombytes_uniform(sizeof(edges) / sizeof(edges[0]))];
+	case 1:
+		return randombytes_uniform(2000);
+	case 2:
+		return 128 * (1 + randombytes_uniform(64)); /* multiples of a block */
+	default:
+		if (*budget < 300 * 1024)
+			return randombytes_uniform(9000);
+		*budget -= 300 * 1024;
+		return randombytes_uniform(300 * 1024 + 1);
+	}
+}
+
+static void want_of(const uint8_t *key, size_t keylen, size_t outlen, const uint8_t *personal, const uint8_t *data,
+		    size_t len, uint8_t *want)
+{
+	static const uint8_t zero16[16];
+	crypto_generichash_blake2b_state st;
+
+	assert_int_equal(crypto_generichash_blake2b_init_salt_personal(&st, keylen > 0 ? key : NULL, keylen, outlen,
+								       zero16, personal),
+			 0);
+	assert_int_equal(crypto_generichash_blake2b_update(&st, data, len), 0);
+	assert_int_equal(crypto_generichash_blake2b_final(&st, want, outlen), 0);
+}
+
+enum path { PATH_AVX512, PATH_AVX2, PATH_PORTABLE };
+
+/* The batch's digests in one path, each against libsodium's (want). The
+ * output slots not asked for stay untouched. */
+static void check_many(const pb__b2k_t *k0, enum path path, const uint8_t *const *data, const size_t *len, size_t n,
+		       uint8_t (*want)[64])
+{
+	uint8_t got[40][65];
+	uint8_t *out[40];
+	pb__b2k_t k = *k0;
+
+	if (path == PATH_AVX2)
+		k.avx512 = 0;
+	if (path == PATH_PORTABLE)
+		k.avx512 = k.avx2 = 0;
+	memset(got, 0xa5, sizeof(got));
+	for (size_t j = 0; j < n; j++)
+		out[j] = got[j];
+	pb__b2k_hash_many(&k, data, len, out, n);
+	for (size_t j = 0; j < n; j++) {
+		assert_memory_equal(got[j], want[j], k.outlen);
+		assert_int_equal(got[j][k.outlen], 0xa5);
+	}
+}
+
+static void test_many_against_libsodium(void **state)
+{
+	static const size_t outlens[] = { 16, 32, 64 };
+	const size_t span = 2 * 300 * 1024;
+	uint8_t *buf = malloc(span);
+	uint8_t key[64], personal[16];
+	uint8_t want[40][64];
+	const uint8_t *data[40];
+	size_t len[40];
+	pb__b2k_t k;
+	int paths = 0;
+
+	(void)state;
+	assert_true(sodium_init() >= 0);
+	assert_non_null(buf);
+	randombytes_buf(buf, span);
+	for (int round = 0; round < 2; round++)
+		for (size_t n = 0; n <= 40; n++) {
+			size_t budget = n % 6 == 1 ? 300 * 1024 : 0;
+			size_t keylen = (n + round) % 3 == 0 ? 0 : 1 + randombytes_uniform(64);
+			size_t outlen = outlens[(n + round) % 3];
+			const uint8_t *pers = (n + round) % 2 ? personal : NULL;
+
+			randombytes_buf(key, sizeof(key));
+			randombytes_buf(personal, sizeof(personal));
+			for (size_t j = 0; j < n; j++) {
+				len[j] = pick_len(&budget);
+				/* Anywhere in the buffer, at any alignment. */
+				data[j] = buf + randombytes_uniform((uint32_t)(span - len[j] + 1));
+				want_of(key, keylen, outlen, pers, data[j], len[j], want[j]);
+			}
+			pb__b2k_init(&k, key, keylen, outlen, pers);
+			if (k.avx512) {
+				check_many(&k, PATH_AVX512, data, len, n, want);
+				paths |= 1;
+			}
+			if (k.avx2) {
+				check_many(&k, PATH_AVX2, data, len, n, want);
+				paths |= 2;
+			}
+			check_many(&k, PATH_PORTABLE, data, len, n, want);
+		}
+	print_message("hash_many paths run: AVX-512 %s, AVX2 %s, portable yes\n", paths & 1 ? "yes" : "no",
+		      paths & 2 ? "yes" : "no");
+	free(buf);
+}
+
+/* All messages of one length, so that every lane ends on the same block
+ * and all are refilled at once; and one long message among many empty
+ * ones, which runs alone at the end. */
+static void test_many_shapes(void **state)
+{
+	static uint8_t buf[64 * 1024];
+	static const size_t lens[] = { 0, 1, 127, 128, 129, 256, 1000 };
+	uint8_t key[32], want[40][64];
+	const uint8_t *data[40];
+	size_t len[40];
+	pb__b2k_t k;
+
+	(void)state;
+	assert_true(sodium_init() >= 0);
+	randombytes_buf(buf, sizeof(buf));
+	randombytes_buf(key, sizeof(key));
+	pb__b2k_init(&k, key, sizeof(key), 32, NULL);
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		for (size_t j = 0; j < 40; j++) {
+			len[j] = lens[i];
+			data[j] = buf + j;
+			if (len[j] + j > sizeof(buf))
+				data[j] = buf;
+			want_of(key, sizeof(key), 32, NULL, data[j], len[j], want[j]);
+		}
+		for (size_t n = 1; n <= 40; n += 3) {
+			check_many(&k, PATH_AVX512, data, len, n, want);
+			check_many(&k, PATH_AVX2, data, len, n, want);
+			check_many(&k, PATH_PORTABLE, data, len, n, want);
+		}
+	}
+	for (size_t j = 0; j < 40; j++) {
+		len[j] = j == 17 ? sizeof(buf) : j % 5 == 0 ? 100 : 0;
+		data[j] = buf;
+		want_of(key, sizeof(key), 32, NULL, data[j], len[j], want[j]);
+	}
+	if (k.avx512)
+		check_many(&k, PATH_AVX512, data, len, 40, want);
+	if (k.avx2)
+		check_many(&k, PATH_AVX2, data, len, 40, want);
+	check_many(&k, PATH_PORTABLE, data, len, 40, want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rfc_vector),
 		cmocka_unit_test(test_against_libsodium),
+		cmocka_unit_test(test_many_against_libsodium),
+		cmocka_unit_test(test_many_shapes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,8 +1,10 @@
-/* BLAKE2b, RFC 7693: the compression function and a one-shot hash that
- * starts from a prepared state (agent/util/blake2b.h). */
+/* BLAKE2b, RFC 7693: the compression function, a one-shot hash that
+ * starts from a prepared state, and many messages hashed at once in the
+ * lanes of vector registers (agent/util/blake2b.h). */
 #include <string.h>
 
 #include "agent/util/blake2b.h"
+
 
 static const uint64_t iv[8] = {
 	0x6a09e667f3bcc908ull, 0xbb67ae8584caa73bull, 0x3c6ef372fe94f82bull, 0xa54ff53a5f1d36f1ull,
@@ -189,6 +191,7 @@ void pb__b2k_init(pb__b2k_t *k, const uint8_t *key, size_t keylen, size_t outlen
 	memset(k, 0, sizeof(*k));
 #ifdef HAVE_AVX2_PATH
 	k->avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+	k->avx512 = k->avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") ? 1 : 0;
 #endif
 	for (i = 0; i < 8; i++)
 		k->h[i] = iv[i];
@@ -208,32 +211,393 @@ void pb__b2k_init(pb__b2k_t *k, const uint8_t *key, size_t keylen, size_t outlen
 	}
 }
 
+/* The rest of a message from state h after t bytes: its blocks but the
+ * last, then the last zero-padded, and the digest to out. len > 0. */
+static void finish(const pb__b2k_t *k, uint64_t h[8], uint64_t t, const uint8_t *data, size_t len, uint8_t *out)
+{
+	uint8_t last[128], full[64];
+	int i;
+
+	while (len > 128) {
+		t += 128;
+		F(k, h, data, t, 0);
+		data += 128;
+		len -= 128;
+	}
+	memset(last, 0, sizeof(last));
+	memcpy(last, data, len);
+	F(k, h, last, t + len, 1);
+	for (i = 0; i < 8; i++)
+		st64(full + 8 * i, h[i]);
+	memcpy(out, full, k->outlen);
+}
+
 void pb__b2k_hash(const pb__b2k_t *k, const uint8_t *data, size_t len, uint8_t *out)
 {
 	uint64_t h[8];
 	uint8_t last[128], full[64];
-	uint64_t t = k->keyed ? 128 : 0;
 	int i;
 
-	if (len == 0) {
-		/* The key block is the last block (keyed), or one zero block:
-		 * from the state before it. */
-		memset(last, 0, sizeof(last));
-		memcpy(h, k->h0, sizeof(h));
-		F(k, h, k->keyed ? k->key : last, t, 1);
-	} else {
+	if (len > 0) {
 		memcpy(h, k->h, sizeof(h));
-		while (len > 128) {
-			t += 128;
-			F(k, h, data, t, 0);
-			data += 128;
-			len -= 128;
-		}
-		memset(last, 0, sizeof(last));
-		memcpy(last, data, len);
-		F(k, h, last, t + len, 1);
+		finish(k, h, k->keyed ? 128 : 0, data, len, out);
+		return;
 	}
+	/* The key block is the last block (keyed), or one zero block: from
+	 * the state before it. */
+	memset(last, 0, sizeof(last));
+	memcpy(h, k->h0, sizeof(h));
+	F(k, h, k->keyed ? k->key : last, k->keyed ? 128 : 0, 1);
 	for (i = 0; i < 8; i++)
 		st64(full + 8 * i, h[i]);
 	memcpy(out, full, k->outlen);
+}
+
+/* Many messages at once: lane l of every vector holds message l's state
+ * word, so a round is G on whole vectors with no shuffle between columns
+ * and diagonals, and each message word is loaded once per block (the
+ * blocks of the lanes transposed) instead of being gathered for each G.
+ * The lanes' state, counters and block pointers live in struct lanes
+ * between blocks; the scheduler (hash_lanes) refills a lane as soon as
+ * its message ends. */
+#define LANES_MAX 8
+
+struct lanes {
+	uint64_t h[8][LANES_MAX]; /* h[i][l]: word i of lane l's state */
+	uint64_t t[LANES_MAX];
+	uint64_t f[LANES_MAX]; /* all ones on a lane's last block */
+	const uint8_t *blk[LANES_MAX];
+};
+
+typedef void lanes_fn(struct lanes *s);
+
+#ifdef HAVE_AVX2_PATH
+/* One round of the lane kernels, spelt with the kernel's own vector
+ * operations (OP##_add, OP##_xor, OP##_ror32 ... OP##_ror63). */
+#define LG(OP, r, i, a, b, c, d)                                                                                       \
+	do {                                                                                                           \
+		a = OP##_add(OP##_add(a, b), m[sigma[r][2 * i]]);                                                      \
+		d = OP##_ror32(OP##_xor(d, a));                                                                        \
+		c = OP##_add(c, d);                                                                                    \
+		b = OP##_ror24(OP##_xor(b, c));                                                                        \
+		a = OP##_add(OP##_add(a, b), m[sigma[r][2 * i + 1]]);                                                  \
+		d = OP##_ror16(OP##_xor(d, a));                                                                        \
+		c = OP##_add(c, d);                                                                                    \
+		b = OP##_ror63(OP##_xor(b, c));                                                                        \
+	} while (0)
+#define LROUND(OP, r)                                                                                                  \
+	do {                                                                                                           \
+		LG(OP, r, 0, v[0], v[4], v[8], v[12]);                                                                 \
+		LG(OP, r, 1, v[1], v[5], v[9], v[13]);                                                                 \
+		LG(OP, r, 2, v[2], v[6], v[10], v[14]);                                                                \
+		LG(OP, r, 3, v[3], v[7], v[11], v[15]);                                                                \
+		LG(OP, r, 4, v[0], v[5], v[10], v[15]);                                                                \
+		LG(OP, r, 5, v[1], v[6], v[11], v[12]);                                                                \
+		LG(OP, r, 6, v[2], v[7], v[8], v[13]);                                                                 \
+		LG(OP, r, 7, v[3], v[4], v[9], v[14]);                                                                 \
+	} while (0)
+#define LROUNDS(OP)                                                                                                    \
+	do {                                                                                                           \
+		LROUND(OP, 0);                                                                                         \
+		LROUND(OP, 1);                                                                                         \
+		LROUND(OP, 2);                                                                                         \
+		LROUND(OP, 3);                                                                                         \
+		LROUND(OP, 4);                                                                                         \
+		LROUND(OP, 5);                                                                                         \
+		LROUND(OP, 6);                                                                                         \
+		LROUND(OP, 7);                                                                                         \
+		LROUND(OP, 8);                                                                                         \
+		LROUND(OP, 9);                                                                                         \
+		LROUND(OP, 10);                                                                                        \
+		LROUND(OP, 11);                                                                                        \
+	} while (0)
+
+/* Four lanes in 256-bit registers (AVX2). */
+#define a2_add(x, y) _mm256_add_epi64((x), (y))
+#define a2_xor(x, y) _mm256_xor_si256((x), (y))
+#define a2_ror32(x) _mm256_shuffle_epi32((x), _MM_SHUFFLE(2, 3, 0, 1))
+#define a2_ror24(x) _mm256_shuffle_epi8((x), r24)
+#define a2_ror16(x) _mm256_shuffle_epi8((x), r16)
+#define a2_ror63(x) _mm256_or_si256(_mm256_add_epi64((x), (x)), _mm256_srli_epi64((x), 63))
+#define LD4(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+#define ST4(p, x) _mm256_storeu_si256((__m256i *)(void *)(p), (x))
+
+/* Words j..j+3 of the four lanes' blocks, as four vectors of one word
+ * each (a 4x4 transpose). */
+__attribute__((target("avx2"))) static void load4(__m256i m[16], const uint8_t *const blk[4])
+{
+	for (int j = 0; j < 16; j += 4) {
+		__m256i r0 = LD4(blk[0] + 8 * j), r1 = LD4(blk[1] + 8 * j);
+		__m256i r2 = LD4(blk[2] + 8 * j), r3 = LD4(blk[3] + 8 * j);
+		__m256i t0 = _mm256_unpacklo_epi64(r0, r1), t1 = _mm256_unpackhi_epi64(r0, r1);
+		__m256i t2 = _mm256_unpacklo_epi64(r2, r3), t3 = _mm256_unpackhi_epi64(r2, r3);
+
+		m[j] = _mm256_permute2x128_si256(t0, t2, 0x20);
+		m[j + 1] = _mm256_permute2x128_si256(t1, t3, 0x20);
+		m[j + 2] = _mm256_permute2x128_si256(t0, t2, 0x31);
+		m[j + 3] = _mm256_permute2x128_si256(t1, t3, 0x31);
+	}
+}
+
+__attribute__((target("avx2"))) static void lanes_avx2(struct lanes *s)
+{
+	const __m256i r16 = _mm256_setr_epi8(2, 3, 4, 5, 6, 7, 0, 1, 10, 11, 12, 13, 14, 15, 8, 9, 2, 3, 4, 5, 6, 7, 0, 1,
+					     10, 11, 12, 13, 14, 15, 8, 9);
+	const __m256i r24 = _mm256_setr_epi8(3, 4, 5, 6, 7, 0, 1, 2, 11, 12, 13, 14, 15, 8, 9, 10, 3, 4, 5, 6, 7, 0, 1, 2,
+					     11, 12, 13, 14, 15, 8, 9, 10);
+	__m256i m[16], v[16];
+	int i;
+
+	load4(m, s->blk);
+	for (i = 0; i < 8; i++) {
+		v[i] = LD4(s->h[i]);
+		v[i + 8] = _mm256_set1_epi64x((long long)iv[i]);
+	}
+	v[12] = a2_xor(v[12], LD4(s->t));
+	v[14] = a2_xor(v[14], LD4(s->f));
+	LROUNDS(a2);
+	for (i = 0; i < 8; i++)
+		ST4(s->h[i], a2_xor(LD4(s->h[i]), a2_xor(v[i], v[i + 8])));
+}
+
+/* The same four lanes where AVX-512VL rotates a 256-bit register in one
+ * instruction. */
+#define a4_add a2_add
+#define a4_xor a2_xor
+#define a4_ror32(x) _mm256_ror_epi64((x), 32)
+#define a4_ror24(x) _mm256_ror_epi64((x), 24)
+#define a4_ror16(x) _mm256_ror_epi64((x), 16)
+#define a4_ror63(x) _mm256_ror_epi64((x), 63)
+
+__attribute__((target("avx2,avx512f,avx512vl"))) static void lanes_avx512vl(struct lanes *s)
+{
+	__m256i m[16], v[16];
+	int i;
+
+	load4(m, s->blk);
+	for (i = 0; i < 8; i++) {
+		v[i] = LD4(s->h[i]);
+		v[i + 8] = _mm256_set1_epi64x((long long)iv[i]);
+	}
+	v[12] = a2_xor(v[12], LD4(s->t));
+	v[14] = a2_xor(v[14], LD4(s->f));
+	LROUNDS(a4);
+	for (i = 0; i < 8; i++)
+		ST4(s->h[i], a2_xor(LD4(s->h[i]), a2_xor(v[i], v[i + 8])));
+}
+
+/* Eight lanes in 512-bit registers (AVX-512F), whose rotate is one
+ * instruction. */
+#define a5_add(x, y) _mm512_add_epi64((x), (y))
+#define a5_xor(x, y) _mm512_xor_si512((x), (y))
+#define a5_ror32(x) _mm512_ror_epi64((x), 32)
+#define a5_ror24(x) _mm512_ror_epi64((x), 24)
+#define a5_ror16(x) _mm512_ror_epi64((x), 16)
+#define a5_ror63(x) _mm512_ror_epi64((x), 63)
+#define LD8(p) _mm512_loadu_si512((const void *)(p))
+#define ST8(p, x) _mm512_storeu_si512((void *)(p), (x))
+
+/* The eight lanes' blocks transposed: m[i] holds word i of each, in three
+ * steps of two-source permutes per half block. */
+__attribute__((target("avx512f"))) static void load8(__m512i m[16], const uint8_t *const blk[8])
+{
+	const __m512i ev = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), od = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+
+	for (int j = 0; j < 16; j += 8) {
+		__m512i a[8], b[8];
+		int l;
+
+		for (l = 0; l < 8; l += 2) {
+			__m512i x = LD8(blk[l] + 8 * j), y = LD8(blk[l + 1] + 8 * j);
+
+			a[l] = _mm512_unpacklo_epi64(x, y); /* words 0 2 4 6 of lanes l, l+1 */
+			a[l + 1] = _mm512_unpackhi_epi64(x, y); /* words 1 3 5 7 */
+		}
+		for (l = 0; l < 8; l += 4) {
+			b[l] = _mm512_permutex2var_epi64(a[l], ev, a[l + 2]); /* words 0, 4 of four lanes */
+			b[l + 2] = _mm512_permutex2var_epi64(a[l], od, a[l + 2]); /* 2, 6 */
+			b[l + 1] = _mm512_permutex2var_epi64(a[l + 1], ev, a[l + 3]); /* 1, 5 */
+			b[l + 3] = _mm512_permutex2var_epi64(a[l + 1], od, a[l + 3]); /* 3, 7 */
+		}
+		for (l = 0; l < 4; l++) {
+			m[j + l] = _mm512_shuffle_i64x2(b[l], b[l + 4], 0x44);
+			m[j + l + 4] = _mm512_shuffle_i64x2(b[l], b[l + 4], 0xee);
+		}
+	}
+}
+
+__attribute__((target("avx512f"))) static void lanes_avx512(struct lanes *s)
+{
+	__m512i m[16], v[16];
+	int i;
+
+	load8(m, s->blk);
+	for (i = 0; i < 8; i++) {
+		v[i] = LD8(s->h[i]);
+		v[i + 8] = _mm512_set1_epi64((long long)iv[i]);
+	}
+	v[12] = a5_xor(v[12], LD8(s->t));
+	v[14] = a5_xor(v[14], LD8(s->f));
+	LROUNDS(a5);
+	for (i = 0; i < 8; i++)
+		ST8(s->h[i], a5_xor(LD8(s->h[i]), a5_xor(v[i], v[i + 8])));
+}
+#endif
+
+/* A lane kernel and how many lanes it compresses. */
+struct kernel {
+	unsigned lanes;
+	lanes_fn *fn;
+};
+
+/* The lanes of a batch: where each lane's message is (p NULL: the lane is
+ * free), how much of it is left and whose it is. */
+struct batch {
+	struct lanes s;
+	const uint8_t *p[LANES_MAX];
+	size_t left[LANES_MAX], msg[LANES_MAX];
+	uint8_t pad[LANES_MAX][128];
+	unsigned nl, active;
+};
+
+/* Moves the running lanes into the lowest slots (at most nl of them run),
+ * for a narrower kernel. */
+static void narrow(struct batch *b, unsigned nl)
+{
+	unsigned l, to = 0;
+	int i;
+
+	for (l = 0; l < b->nl; l++) {
+		if (b->p[l] == NULL)
+			continue;
+		if (l != to) {
+			for (i = 0; i < 8; i++)
+				b->s.h[i][to] = b->s.h[i][l];
+			b->s.t[to] = b->s.t[l];
+			b->p[to] = b->p[l];
+			b->left[to] = b->left[l];
+			b->msg[to] = b->msg[l];
+			b->p[l] = NULL;
+		}
+		to++;
+	}
+	b->nl = nl;
+}
+
+/* One block of every running lane: a full block in place, or the last
+ * one zero-padded; free lanes compress an idle block. */
+static void step(struct batch *b, lanes_fn *fn)
+{
+	static const uint8_t idle[128];
+	unsigned l;
+
+	for (l = 0; l < b->nl; l++) {
+		if (b->p[l] == NULL) {
+			b->s.blk[l] = idle;
+		} else if (b->left[l] > 128) {
+			b->s.blk[l] = b->p[l];
+			b->s.t[l] += 128;
+			b->s.f[l] = 0;
+			b->p[l] += 128;
+			b->left[l] -= 128;
+		} else {
+			memset(b->pad[l], 0, sizeof(b->pad[l]));
+			memcpy(b->pad[l], b->p[l], b->left[l]);
+			b->s.blk[l] = b->pad[l];
+			b->s.t[l] += b->left[l];
+			b->s.f[l] = ~0ull;
+			b->left[l] = 0;
+		}
+	}
+	fn(&b->s);
+}
+
+/* Hashes data[0..n) with the kernels ks (widest first, nk of them). A
+ * lane whose message ends is given the next one at once; empty messages
+ * (one block from the state before the key) are hashed alone. When no
+ * message is left to start, the running lanes move to the next narrower
+ * kernel once they fit in it, and the last one finishes alone: a kernel
+ * costs the same for idle lanes as for busy ones. */
+static void hash_lanes(const pb__b2k_t *k, const uint8_t *const *data, const size_t *len, uint8_t *const *out,
+		       size_t n, const struct kernel *ks, unsigned nk)
+{
+	struct batch b;
+	size_t next = 0;
+	unsigned l;
+	int i;
+
+	memset(&b, 0, sizeof(b));
+	b.nl = ks[0].lanes;
+	for (;;) {
+		/* Start a message in every free lane. */
+		for (l = 0; l < b.nl && next < n; l++) {
+			if (b.p[l] != NULL)
+				continue;
+			while (next < n && len[next] == 0) {
+				pb__b2k_hash(k, data[next], 0, out[next]);
+				next++;
+			}
+			if (next == n)
+				break;
+			for (i = 0; i < 8; i++)
+				b.s.h[i][l] = k->h[i];
+			b.s.t[l] = k->keyed ? 128 : 0;
+			b.p[l] = data[next];
+			b.left[l] = len[next];
+			b.msg[l] = next++;
+			b.active++;
+		}
+		if (next == n) {
+			while (nk > 1 && b.active <= ks[1].lanes) {
+				ks++;
+				nk--;
+				narrow(&b, ks[0].lanes);
+			}
+			if (b.active <= 1)
+				break;
+		}
+		step(&b, ks[0].fn);
+		for (l = 0; l < b.nl; l++) {
+			uint8_t full[64];
+
+			if (b.p[l] == NULL || b.left[l] > 0)
+				continue;
+			for (i = 0; i < 8; i++)
+				st64(full + 8 * i, b.s.h[i][l]);
+			memcpy(out[b.msg[l]], full, k->outlen);
+			b.p[l] = NULL;
+			b.active--;
+		}
+	}
+	for (l = 0; l < b.nl; l++) {
+		uint64_t h[8];
+
+		if (b.p[l] == NULL)
+			continue;
+		for (i = 0; i < 8; i++)
+			h[i] = b.s.h[i][l];
+		finish(k, h, b.s.t[l], b.p[l], b.left[l], out[b.msg[l]]);
+	}
+}
+
+void pb__b2k_hash_many(const pb__b2k_t *k, const uint8_t *const *data, const size_t *len, uint8_t *const *out,
+		       size_t n)
+{
+#ifdef HAVE_AVX2_PATH
+	/* Eight lanes, then four for the last messages; four alone without
+	 * AVX-512. */
+	static const struct kernel avx512[] = { { 8, lanes_avx512 }, { 4, lanes_avx512vl } };
+	static const struct kernel avx2[] = { { 4, lanes_avx2 } };
+
+	if (n > 1 && k->avx512) {
+		hash_lanes(k, data, len, out, n, avx512, 2);
+		return;
+	}
+	if (n > 1 && k->avx2) {
+		hash_lanes(k, data, len, out, n, avx2, 1);
+		return;
+	}
+#endif
+	for (size_t j = 0; j < n; j++)
+		pb__b2k_hash(k, data[j], len[j], out[j]);
 }

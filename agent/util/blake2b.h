@@ -17,6 +17,7 @@ typedef struct pb__b2k_s {
 	size_t outlen;
 	int keyed;
 	int avx2; /* the compression in 256-bit registers */
+	int avx512; /* pb__b2k_hash_many in eight 64-bit lanes */
 } pb__b2k_t;
 
 /* key: 0..64 bytes (keylen 0: unkeyed); outlen 1..64; personal: NULL or
@@ -24,5 +25,12 @@ typedef struct pb__b2k_s {
 void pb__b2k_init(pb__b2k_t *k, const uint8_t *key, size_t keylen, size_t outlen, const uint8_t *personal);
 /* BLAKE2b of data under k's key, k->outlen bytes to out. */
 void pb__b2k_hash(const pb__b2k_t *k, const uint8_t *data, size_t len, uint8_t *out);
+
+/* BLAKE2b of n independent messages under k, as pb__b2k_hash of each:
+ * data[j] (len[j] bytes) to out[j]. Several messages are compressed at
+ * once in the lanes of vector registers (AVX-512: eight, AVX2: four),
+ * about twice the speed of one stream; the output is the same. */
+void pb__b2k_hash_many(const pb__b2k_t *k, const uint8_t *const *data, const size_t *len, uint8_t *const *out,
+		       size_t n);
 
 #endif
