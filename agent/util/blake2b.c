@@ -444,6 +444,9 @@ __attribute__((target("avx512f"))) static void lanes_avx512(struct lanes *s)
 }
 #endif
 
+/* Messages of one call put in order of length, longest first. */
+#define ORDER_MAX 64
+
 /* A lane kernel and how many lanes it compresses. */
 struct kernel {
 	unsigned lanes;
@@ -512,8 +515,9 @@ static void step(struct batch *b, lanes_fn *fn)
 	fn(&b->s);
 }
 
-/* Hashes data[0..n) with the kernels ks (widest first, nk of them). A
- * lane whose message ends is given the next one at once; empty messages
+/* Hashes data[0..n) with the kernels ks (widest first, nk of them),
+ * longest messages first. A lane whose message ends is given the next one
+ * at once; empty messages
  * (one block from the state before the key) are hashed alone. When no
  * message is left to start, the running lanes move to the next narrower
  * kernel once they fit in it, and the last one finishes alone: a kernel
@@ -522,10 +526,23 @@ static void hash_lanes(const pb__b2k_t *k, const uint8_t *const *data, const siz
 		       size_t n, const struct kernel *ks, unsigned nk)
 {
 	struct batch b;
-	size_t next = 0;
+	uint8_t ord[ORDER_MAX];
+	size_t next = 0, j = 0;
 	unsigned l;
 	int i;
 
+	/* The longest first (up to ORDER_MAX messages): the last message to
+	 * end, which runs alone, is then a short one. */
+	if (n <= ORDER_MAX)
+		for (j = 0; j < n; j++) {
+			size_t at = j;
+
+			while (at > 0 && len[ord[at - 1]] < len[j]) {
+				ord[at] = ord[at - 1];
+				at--;
+			}
+			ord[at] = (uint8_t)j;
+		}
 	memset(&b, 0, sizeof(b));
 	b.nl = ks[0].lanes;
 	for (;;) {
@@ -533,8 +550,8 @@ static void hash_lanes(const pb__b2k_t *k, const uint8_t *const *data, const siz
 		for (l = 0; l < b.nl && next < n; l++) {
 			if (b.p[l] != NULL)
 				continue;
-			while (next < n && len[next] == 0) {
-				pb__b2k_hash(k, data[next], 0, out[next]);
+			while (next < n && len[j = n <= ORDER_MAX ? ord[next] : next] == 0) {
+				pb__b2k_hash(k, data[j], 0, out[j]);
 				next++;
 			}
 			if (next == n)
@@ -542,9 +559,10 @@ static void hash_lanes(const pb__b2k_t *k, const uint8_t *const *data, const siz
 			for (i = 0; i < 8; i++)
 				b.s.h[i][l] = k->h[i];
 			b.s.t[l] = k->keyed ? 128 : 0;
-			b.p[l] = data[next];
-			b.left[l] = len[next];
-			b.msg[l] = next++;
+			b.p[l] = data[j];
+			b.left[l] = len[j];
+			b.msg[l] = j;
+			next++;
 			b.active++;
 		}
 		if (next == n) {
