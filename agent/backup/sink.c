@@ -686,14 +686,16 @@ static int seal_here(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], const
 	return push_slot(s, name, NULL, 0, ct, ct_len, NULL, NULL, NULL, 0);
 }
 
+/* named: name holds plain's name already (pb__sink_add_known). */
 static int add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN],
-	       crypto_generichash_state *ih, int level)
+	       crypto_generichash_state *ih, int level, bool named)
 {
 	uint8_t *copy;
 
 	if (len > PB_CHUNK_PLAIN_MAX)
 		return PB_ETOOBIG;
-	pb__chunk_name(s->o.keys->name, plain, len, name);
+	if (!named)
+		pb__chunk_name(s->o.keys->name, plain, len, name);
 	if (pb_backup_state_is_committed(s->o.st, name)) {
 		hash_here(s, ih, plain, len);
 		return 0;
@@ -727,17 +729,25 @@ int pb__sink_add_named(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t 
 int pb__sink_add_hashed(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN],
 			crypto_generichash_state *ih)
 {
-	return add(s, plain, len, name, ih, 0);
+	return add(s, plain, len, name, ih, 0, false);
+}
+
+int pb__sink_add_known(pb__sink_t *s, const uint8_t *plain, size_t len, const uint8_t name[PB_STORE_NAME_LEN])
+{
+	uint8_t copy[PB_STORE_NAME_LEN];
+
+	memcpy(copy, name, PB_STORE_NAME_LEN);
+	return add(s, plain, len, copy, NULL, 0, true);
 }
 
 int pb__sink_add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN])
 {
-	return add(s, plain, len, name, NULL, 0);
+	return add(s, plain, len, name, NULL, 0, false);
 }
 
 int pb__sink_add_level(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN], int level)
 {
-	return add(s, plain, len, name, NULL, len <= INLINE_MAX ? level : 0);
+	return add(s, plain, len, name, NULL, len <= INLINE_MAX ? level : 0, false);
 }
 
 int pb__sink_add_sealed(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
