@@ -272,9 +272,10 @@ static int add_chunk(void *arg, const uint8_t *data, size_t len)
 }
 
 /* The chunks of a large file cut from one buffer (pb__cdc_file_many):
- * named here all at once, several in the lanes of the vector registers
- * (a few times the speed of one at a time), then sealed off this thread.
- * The file's hash is their names' (backup_item). */
+ * named together on a sealing thread, several in the lanes of the vector
+ * registers (a few times the speed of one at a time), and sealed there;
+ * their names land in b->cur (read after pb__sink_hash_wait). The file's
+ * hash is their names' (backup_item). */
 static int add_chunks(void *arg, const uint8_t *const *data, const size_t *len, size_t n)
 {
 	struct backup *b = arg;
@@ -287,18 +288,16 @@ static int add_chunks(void *arg, const uint8_t *const *data, const size_t *len, 
 		return rc;
 	}
 	if (b->ncur + n > b->cap_cur)
-		pb__sink_hash_wait(b->sink); /* names of add_chunk may still land in b->cur */
+		pb__sink_hash_wait(b->sink); /* b->cur moves only once its names are in */
 	if ((rc = pb__grow((void **)&b->cur, &b->cap_cur, b->ncur + n, sizeof(name_t))) != 0)
 		return rc;
 	for (size_t i = 0; i < n; i++)
 		out[i] = b->cur[b->ncur + i];
-	pb__b2k_hash_many(&b->item_k, data, len, out, n);
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		rc = pb__sink_add_known(b->sink, data[i], len[i], b->cur[b->ncur]);
-		b->ncur++;
-		if (rc == 0)
-			rc = chunk_added(b, len[i]);
-	}
+	if ((rc = pb__sink_add_named_many(b->sink, data, len, n, out)) != 0)
+		return rc;
+	b->ncur += n;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = chunk_added(b, len[i]);
 	return rc;
 }
 
