@@ -137,11 +137,28 @@ static ssize_t read_full(int fd, uint8_t *buf, size_t want)
 	return (ssize_t)got;
 }
 
+/* The chunks cut since the buffer last moved, given to the callback at
+ * once before it moves again (or at the end). */
+struct cut_list {
+	const uint8_t *data[PB__CDC_CUTS_MAX];
+	size_t len[PB__CDC_CUTS_MAX];
+	size_t n;
+};
+
+static int cuts_flush(struct cut_list *c, pb__cdc_chunks_cb cb, void *arg)
+{
+	size_t n = c->n;
+
+	c->n = 0;
+	return n > 0 ? cb(arg, c->data, c->len, n) : 0;
+}
+
 /* pb_cdc_file with the caller's buffer of PB__CDC_FILE_BUF bytes, kept
  * over many files: a fresh one of 8 MiB is mapped (and faulted in page by
  * page) anew for each. */
-int pb__cdc_file_buf(const pb_cdc_t *cdc, int fd, uint8_t *buf, pb_cdc_chunk_cb cb, void *arg)
+int pb__cdc_file_many(const pb_cdc_t *cdc, int fd, uint8_t *buf, pb__cdc_chunks_cb cb, void *arg)
 {
+	struct cut_list cuts;
 	struct stat sb;
 	size_t have = 0, off = 0;
 	bool eof = false;
@@ -151,17 +168,18 @@ int pb__cdc_file_buf(const pb_cdc_t *cdc, int fd, uint8_t *buf, pb_cdc_chunk_cb 
 		return PB_EINVAL;
 	if (fstat(fd, &sb) < 0)
 		return -errno;
+	cuts.n = 0;
 	if (S_ISREG(sb.st_mode) && (uint64_t)sb.st_size < PB_CDC_WHOLE_MAX) {
 		/* Small items are one chunk, whatever their content. */
 		ssize_t r = read_full(fd, buf, PB_CDC_WHOLE_MAX);
 
-		if (r < 0) {
-			rc = -errno;
-			goto out;
-		}
+		if (r < 0)
+			return -errno;
 		if ((size_t)r < PB_CDC_WHOLE_MAX) {
-			rc = cb(arg, buf, (size_t)r);
-			goto out;
+			cuts.data[0] = buf;
+			cuts.len[0] = (size_t)r;
+			cuts.n = 1;
+			return cuts_flush(&cuts, cb, arg);
 		}
 		/* The file grew meanwhile: chunk it like a large one. */
 		have = (size_t)r;
@@ -174,6 +192,10 @@ int pb__cdc_file_buf(const pb_cdc_t *cdc, int fd, uint8_t *buf, pb_cdc_chunk_cb 
 			ssize_t r;
 
 			if (have == FILE_BUF) {
+				/* The chunks cut so far go before their
+				 * bytes move. */
+				if ((rc = cuts_flush(&cuts, cb, arg)) != 0)
+					return rc;
 				memmove(buf, buf + off, have - off);
 				have -= off;
 				off = 0;
@@ -182,10 +204,8 @@ int pb__cdc_file_buf(const pb_cdc_t *cdc, int fd, uint8_t *buf, pb_cdc_chunk_cb 
 			if (want > READ_BLOCK)
 				want = READ_BLOCK;
 			r = read_full(fd, buf + have, want);
-			if (r < 0) {
-				rc = -errno;
-				goto out;
-			}
+			if (r < 0)
+				return -errno;
 			eof = (size_t)r < want;
 			have += (size_t)r;
 			continue;
@@ -193,13 +213,38 @@ int pb__cdc_file_buf(const pb_cdc_t *cdc, int fd, uint8_t *buf, pb_cdc_chunk_cb 
 		if (have == off)
 			break;
 		cut = pb_cdc_cut(cdc, buf + off, have - off, eof);
-		rc = cb(arg, buf + off, cut);
-		if (rc != 0)
-			goto out;
+		if (cuts.n == PB__CDC_CUTS_MAX && (rc = cuts_flush(&cuts, cb, arg)) != 0)
+			return rc;
+		cuts.data[cuts.n] = buf + off;
+		cuts.len[cuts.n++] = cut;
 		off += cut;
 	}
-out:
+	return cuts_flush(&cuts, cb, arg);
+}
+
+/* One chunk at a time, for pb_cdc_file's callback. */
+struct one_by_one {
+	pb_cdc_chunk_cb cb;
+	void *arg;
+};
+
+static int each_chunk(void *arg, const uint8_t *const *data, const size_t *len, size_t n)
+{
+	struct one_by_one *o = arg;
+	int rc = 0;
+
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = o->cb(o->arg, data[i], len[i]);
 	return rc;
+}
+
+int pb__cdc_file_buf(const pb_cdc_t *cdc, int fd, uint8_t *buf, pb_cdc_chunk_cb cb, void *arg)
+{
+	struct one_by_one o = { cb, arg };
+
+	if (cb == NULL)
+		return PB_EINVAL;
+	return pb__cdc_file_many(cdc, fd, buf, each_chunk, &o);
 }
 
 int pb_cdc_file(const pb_cdc_t *cdc, int fd, pb_cdc_chunk_cb cb, void *arg)

@@ -89,6 +89,12 @@ PB_WUR int pb__state_item_get(pb_backup_state_t *st, const char *id, uint64_t *s
  * left moves to its front only when it is full. */
 #define PB__CDC_FILE_BUF (2 * PB_CDC_MAX)
 PB_WUR int pb__cdc_file_buf(const pb_cdc_t *cdc, int fd, uint8_t *buf, pb_cdc_chunk_cb cb, void *arg);
+/* The same giving the callback every chunk cut from the buffer before its
+ * bytes move (up to PB__CDC_CUTS_MAX at once, a few MiB): so that they
+ * are hashed together (pb__b2k_hash_many). */
+#define PB__CDC_CUTS_MAX (PB__CDC_FILE_BUF / PB_CDC_MIN + 1)
+typedef int (*pb__cdc_chunks_cb)(void *arg, const uint8_t *const *data, const size_t *len, size_t n);
+PB_WUR int pb__cdc_file_many(const pb_cdc_t *cdc, int fd, uint8_t *buf, pb__cdc_chunks_cb cb, void *arg);
 
 /* Manifest records (agent/backup/manifest.c): an item encoded once, as the
  * manifest holds it plus where a manifest chunk may end after it, so that

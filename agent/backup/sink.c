@@ -4,7 +4,9 @@
  * the repository already committed, and puts a copy in the ring; the
  * sealing threads take ring slots in order and compress and encrypt them,
  * naming first the chunks of files added with pb__sink_add_named (the
- * caller waits for those names at the item's end, pb__sink_hash_wait);
+ * chunks a file's buffer held, pb__sink_add_named_many, come in one slot
+ * and are named together in vector lanes; the caller waits for those
+ * names at the item's end, pb__sink_hash_wait);
  * the hashing thread feeds the slots of an item of several chunks held in
  * memory, in ring order, into that item's content hash (a second keyed
  * BLAKE2b pass over the same bytes, which would otherwise run on the
@@ -30,6 +32,7 @@
 
 #include "agent/backup/internal.h"
 #include "agent/backup/sink.h"
+#include "agent/util/blake2b.h"
 
 #define RING 256                  /* chunks between naming and sending */
 #define RING_BYTES (16u << 20)    /* plaintext waiting to be sealed */
@@ -66,8 +69,9 @@ bool pb__sink_pack_off;
  * batches). */
 struct sub {
 	name_t name;
+	uint8_t *name_to;         /* a file's chunk named on the sealing thread (push_named) */
 	const uint8_t *enc;
-	int level;
+	int level;                /* 0: pb__seal_named's */
 	size_t off, len;          /* in the slot's plain */
 	uint8_t *ct;
 	size_t ct_len;
@@ -142,7 +146,8 @@ struct pb__sink_s {
 	pthread_t hasher;
 	bool has_hasher;
 	uint64_t hcur, htail;
-	size_t unnamed;           /* slots whose name_to is not filled yet */
+	size_t unnamed;           /* names whose name_to is not filled yet */
+	pb__b2k_t name_k;         /* the chunk names' key, prepared */
 	void *zctx;               /* the caller's thread's */
 	/* Caller's thread only. */
 	/* The batch of small chunks being filled (PACK_BYTES of plain). */
@@ -182,9 +187,48 @@ static void seal_subs(pb__sink_t *s, struct slot *sl, void *zctx)
 	for (size_t k = 0; k < sl->nsub && sl->rc == 0; k++) {
 		struct sub *u = &sl->subs[k];
 
-		sl->rc = pb__seal_named_level(zctx, u->level, u->enc, u->name, sl->plain + u->off, u->len, u->ct,
-					      &u->ct_len);
+		if (u->level != 0)
+			sl->rc = pb__seal_named_level(zctx, u->level, u->enc, u->name, sl->plain + u->off, u->len,
+						      u->ct, &u->ct_len);
+		else
+			sl->rc = pb__seal_named(zctx, u->enc, u->name, sl->plain + u->off, u->len, u->ct, &u->ct_len);
 	}
+}
+
+/* Names the chunks of a slot left unnamed (pb__sink_add_named, or
+ * several of a file at once: pb__sink_add_named_many) and hands the names
+ * over at once, the caller may be waiting for them. Called and returns
+ * with the lock held. */
+static void name_slot(pb__sink_t *s, struct slot *sl)
+{
+	const uint8_t *data[PB__CDC_CUTS_MAX];
+	size_t len[PB__CDC_CUTS_MAX];
+	uint8_t *out[PB__CDC_CUTS_MAX];
+	size_t k;
+
+	pthread_mutex_unlock(&s->mu);
+	if (sl->nsub == 0) {
+		pb__chunk_name(s->o.keys->name, sl->plain, sl->len, sl->name);
+	} else {
+		for (k = 0; k < sl->nsub; k++) {
+			data[k] = sl->plain + sl->subs[k].off;
+			len[k] = sl->subs[k].len;
+			out[k] = sl->subs[k].name;
+		}
+		pb__b2k_hash_many(&s->name_k, data, len, out, sl->nsub);
+	}
+	pthread_mutex_lock(&s->mu);
+	if (sl->nsub == 0) {
+		memcpy(sl->name_to, sl->name, PB_STORE_NAME_LEN);
+		s->unnamed--;
+	}
+	for (k = 0; k < sl->nsub; k++) {
+		memcpy(sl->subs[k].name_to, sl->subs[k].name, PB_STORE_NAME_LEN);
+		s->unnamed--;
+	}
+	sl->name_to = NULL;
+	if (s->waiting)
+		pthread_cond_broadcast(&s->sealed);
 }
 
 static void *sealer(void *arg)
@@ -205,18 +249,8 @@ static void *sealer(void *arg)
 		sl = &s->ring[s->claim++ % RING];
 		if (sl->done)
 			continue; /* sealed elsewhere */
-		if (sl->deferred) {
-			/* Named first, and the name handed over at once:
-			 * the caller may be waiting for it. */
-			pthread_mutex_unlock(&s->mu);
-			pb__chunk_name(s->o.keys->name, sl->plain, sl->len, sl->name);
-			pthread_mutex_lock(&s->mu);
-			memcpy(sl->name_to, sl->name, PB_STORE_NAME_LEN);
-			sl->name_to = NULL;
-			s->unnamed--;
-			if (s->waiting)
-				pthread_cond_broadcast(&s->sealed);
-		}
+		if (sl->deferred)
+			name_slot(s, sl); /* first */
 		pthread_mutex_unlock(&s->mu);
 		if (z == NULL)
 			sl->rc = PB_ENOMEM;
@@ -634,6 +668,7 @@ static int pack_add(pb__sink_t *s, const uint8_t *plain, size_t len, const uint8
 		return PB_ENOMEM;
 	s->pack_n++;
 	memcpy(u->name, name, PB_STORE_NAME_LEN);
+	u->name_to = NULL;
 	u->enc = enc;
 	u->level = level;
 	u->off = s->pack_len;
@@ -686,14 +721,16 @@ static int seal_here(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], const
 	return push_slot(s, name, NULL, 0, ct, ct_len, NULL, NULL, NULL, 0);
 }
 
+/* named: name holds plain's name already (pb__sink_add_known). */
 static int add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN],
-	       crypto_generichash_state *ih, int level)
+	       crypto_generichash_state *ih, int level, bool named)
 {
 	uint8_t *copy;
 
 	if (len > PB_CHUNK_PLAIN_MAX)
 		return PB_ETOOBIG;
-	pb__chunk_name(s->o.keys->name, plain, len, name);
+	if (!named)
+		pb__chunk_name(s->o.keys->name, plain, len, name);
 	if (pb_backup_state_is_committed(s->o.st, name)) {
 		hash_here(s, ih, plain, len);
 		return 0;
@@ -724,20 +761,121 @@ int pb__sink_add_named(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t 
 	return push_slot(s, NULL, copy, len, NULL, 0, NULL, name_to, NULL, 0);
 }
 
+/* A file's chunks cut from one buffer, copied into one slot whose
+ * sealing thread names them all at once, then seals them one by one (a
+ * batch of chunks as pack_push's, each under the chunk key). */
+static int push_named(pb__sink_t *s, const uint8_t *const *data, const size_t *len, size_t n, uint8_t *const *name_to)
+{
+	struct slot *sl;
+	struct sub *subs;
+	uint8_t *plain;
+	size_t total = 0, k;
+	int rc;
+
+	for (k = 0; k < n; k++)
+		total += len[k];
+	if ((rc = pack_push(s)) != 0 || (rc = drain(s, false)) != 0)
+		return rc;
+	plain = malloc(total > 0 ? total : 1);
+	subs = calloc(n, sizeof(*subs));
+	if (plain == NULL || subs == NULL) {
+		free(plain);
+		free(subs);
+		return PB_ENOMEM;
+	}
+	/* The sealed room is taken on this thread, which frees it (pack_add). */
+	for (k = 0, total = 0; k < n; k++) {
+		struct sub *u = &subs[k];
+
+		if ((u->ct = malloc(PB_CHUNK_CT_LEN_MAX(len[k]))) == NULL) {
+			while (k-- > 0)
+				free(subs[k].ct);
+			free(plain);
+			free(subs);
+			return PB_ENOMEM;
+		}
+		u->name_to = name_to[k];
+		u->enc = s->o.keys->chunk;
+		u->off = total;
+		u->len = len[k];
+		memcpy(plain + total, data[k], len[k]);
+		total += len[k];
+	}
+	pthread_mutex_lock(&s->mu);
+	sl = &s->ring[s->tail % RING];
+	memset(sl->name, 0, PB_STORE_NAME_LEN);
+	sl->deferred = true;
+	sl->name_to = NULL;
+	s->unnamed += n;
+	sl->plain = plain;
+	sl->len = total;
+	sl->ct = NULL;
+	sl->ct_len = 0;
+	sl->rc = 0;
+	sl->done = false;
+	sl->ih = NULL;
+	sl->subs = subs;
+	sl->nsub = n;
+	sl->level = 0;
+	sl->enc = NULL;
+	s->tail++;
+	s->ring_bytes += total;
+	if (s->idle > 0)
+		pthread_cond_signal(&s->work);
+	pthread_mutex_unlock(&s->mu);
+	return drain(s, false);
+}
+
+int pb__sink_add_named_many(pb__sink_t *s, const uint8_t *const *data, const size_t *len, size_t n,
+			    uint8_t *const *name_to)
+{
+	size_t k;
+	int rc = 0;
+
+	for (k = 0; k < n; k++)
+		if (len[k] > PB_CHUNK_PLAIN_MAX)
+			return PB_ETOOBIG;
+	if (n > PB__CDC_CUTS_MAX) {
+		if ((rc = pb__sink_add_named_many(s, data, len, PB__CDC_CUTS_MAX, name_to)) != 0)
+			return rc;
+		return pb__sink_add_named_many(s, data + PB__CDC_CUTS_MAX, len + PB__CDC_CUTS_MAX,
+					       n - PB__CDC_CUTS_MAX, name_to + PB__CDC_CUTS_MAX);
+	}
+	if (n == 0)
+		return 0;
+	if (s->nthreads > 0 && n > 1)
+		return push_named(s, data, len, n, name_to);
+	if (s->nthreads > 0)
+		return pb__sink_add_named(s, data[0], len[0], name_to[0]);
+	/* No sealing thread: named here, all at once. */
+	pb__b2k_hash_many(&s->name_k, data, len, name_to, n);
+	for (k = 0; k < n && rc == 0; k++)
+		rc = pb__sink_add_known(s, data[k], len[k], name_to[k]);
+	return rc;
+}
+
 int pb__sink_add_hashed(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN],
 			crypto_generichash_state *ih)
 {
-	return add(s, plain, len, name, ih, 0);
+	return add(s, plain, len, name, ih, 0, false);
+}
+
+int pb__sink_add_known(pb__sink_t *s, const uint8_t *plain, size_t len, const uint8_t name[PB_STORE_NAME_LEN])
+{
+	uint8_t copy[PB_STORE_NAME_LEN];
+
+	memcpy(copy, name, PB_STORE_NAME_LEN);
+	return add(s, plain, len, copy, NULL, 0, true);
 }
 
 int pb__sink_add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN])
 {
-	return add(s, plain, len, name, NULL, 0);
+	return add(s, plain, len, name, NULL, 0, false);
 }
 
 int pb__sink_add_level(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN], int level)
 {
-	return add(s, plain, len, name, NULL, len <= INLINE_MAX ? level : 0);
+	return add(s, plain, len, name, NULL, len <= INLINE_MAX ? level : 0, false);
 }
 
 int pb__sink_add_sealed(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
@@ -827,6 +965,7 @@ int pb__sink_new(const pb__sink_opts_t *o, pb__sink_t **out)
 		return PB_ENOMEM;
 	s->o = *o;
 	s->last_commit = pb__now_s();
+	pb__b2k_init(&s->name_k, o->keys->name, sizeof(o->keys->name), PB_STORE_NAME_LEN, NULL);
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->work, NULL);
 	pthread_cond_init(&s->sealed, NULL);

@@ -71,6 +71,19 @@ PB_WUR int pb__sink_add_hashed(pb__sink_t *s, const uint8_t *plain, size_t len,
  * keeps it from being sent again. */
 PB_WUR int pb__sink_add_named(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t *name_to);
 
+/* n chunks of a file as pb__sink_add_named (name_to[k] for data[k]),
+ * named together on a sealing thread (pb__b2k_hash_many, a few times the
+ * speed of one by one) and sealed there one after the other; at most
+ * PB__CDC_CUTS_MAX of them. Without sealing threads, named and sealed
+ * here. */
+PB_WUR int pb__sink_add_named_many(pb__sink_t *s, const uint8_t *const *data, const size_t *len, size_t n,
+				   uint8_t *const *name_to);
+
+/* The same as pb__sink_add with plain's name given (named by the caller,
+ * many chunks at once: pb__b2k_hash_many). */
+PB_WUR int pb__sink_add_known(pb__sink_t *s, const uint8_t *plain, size_t len,
+			      const uint8_t name[PB_STORE_NAME_LEN]);
+
 /* Returns once every byte added with an item hash went into it and every
  * name of pb__sink_add_named is in place. */
 void pb__sink_hash_wait(pb__sink_t *s);
