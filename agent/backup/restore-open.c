@@ -60,7 +60,7 @@ struct pb__opener_s {
 };
 
 /* Authenticates and decompresses one chunk, its name not checked yet
- * (check_names does, for several at once). The plaintext buffer is
+ * (open_many does, for several at once). The plaintext buffer is
  * allocated once the chunk says its size (after decryption): memory holds
  * what the waiting chunks hold, not OPEN_RING times the largest chunk, and
  * no chunk is decrypted twice. */

@@ -1014,6 +1014,7 @@ void pb__sink_free(pb__sink_t *s)
 	batch_free(s->cur);
 	free(s->offered);
 	ZSTD_freeCCtx(s->zctx);
+	sodium_memzero(&s->name_k, sizeof(s->name_k)); /* the name key's block and state */
 	pthread_cond_destroy(&s->work);
 	pthread_cond_destroy(&s->sealed);
 	pthread_cond_destroy(&s->hwork);

@@ -108,6 +108,9 @@ int pb__store_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 /* Writes a then b at off, in one system call when the kernel takes it all. */
 int pb__store_pwrite_pair(int fd, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, uint64_t off);
 int pb__store_pread_all(int fd, void *buf, size_t len, uint64_t off);
+/* The same into several buffers in a row (iov is changed as it fills). */
+struct iovec;
+int pb__store_preadv_all(int fd, struct iovec *iov, int n, uint64_t off);
 /* fdatasync of a pack, fsync of a directory. */
 int pb__store_sync_data(int fd);
 int pb__store_fsync_dir(const char *path);

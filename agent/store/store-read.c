@@ -14,33 +14,6 @@
 #include "agent/store/store-priv.h"
 #include "peerback/error.h"
 
-/* preadv until every buffer is full (PB_ETRUNCATED at the file's end). */
-static int preadv_all(int fd, struct iovec *iov, int n, uint64_t off)
-{
-	while (n > 0) {
-		ssize_t r = preadv(fd, iov, n, (off_t)off);
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return pb__store_sys_err(errno);
-		}
-		if (r == 0)
-			return PB_ETRUNCATED;
-		off += (uint64_t)r;
-		while (n > 0 && (size_t)r >= iov->iov_len) {
-			r -= (ssize_t)iov->iov_len;
-			iov++;
-			n--;
-		}
-		if (n > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + r;
-			iov->iov_len -= (size_t)r;
-		}
-	}
-	return 0;
-}
-
 /* Reads and checks the record of one indexed chunk from its pack (fd), as
  * pb__pack_rec_parse checks a whole record: its head and tail go to the
  * stack, its ciphertext straight into the chunk's own buffer (no copy of
@@ -62,7 +35,7 @@ static int read_chunk(int fd, uint64_t off, uint64_t len, const uint8_t *name, c
 	iov[0] = (struct iovec){ head, sizeof(head) };
 	iov[1] = (struct iovec){ buf, (size_t)len };
 	iov[2] = (struct iovec){ tail, sizeof(tail) };
-	rc = preadv_all(fd, iov, 3, off);
+	rc = pb__store_preadv_all(fd, iov, 3, off);
 	if (rc == PB_ETRUNCATED)
 		rc = PB_ESTORE_CORRUPT;
 	if (rc < 0)

@@ -207,13 +207,19 @@ int pb__store_pwrite_pair(int fd, const uint8_t *a, size_t alen, const uint8_t *
 	return pwrite_raw(fd, b + ((size_t)w - alen), blen - ((size_t)w - alen), off + (uint64_t)w);
 }
 
-int pb__store_pread_all(int fd, void *buf, size_t len, uint64_t off)
+/* preadv until every buffer is full (PB_ETRUNCATED at the file's end). */
+int pb__store_preadv_all(int fd, struct iovec *iov, int n, uint64_t off)
 {
-	uint8_t *p = buf;
+	for (;;) {
+		ssize_t r;
 
-	while (len > 0) {
-		ssize_t r = pread(fd, p, len, (off_t)off);
-
+		while (n > 0 && iov->iov_len == 0) {
+			iov++;
+			n--;
+		}
+		if (n == 0)
+			return 0;
+		r = preadv(fd, iov, n, (off_t)off);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -221,11 +227,24 @@ int pb__store_pread_all(int fd, void *buf, size_t len, uint64_t off)
 		}
 		if (r == 0)
 			return PB_ETRUNCATED;
-		p += r;
-		len -= (size_t)r;
 		off += (uint64_t)r;
+		while (n > 0 && (size_t)r >= iov->iov_len) {
+			r -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + r;
+			iov->iov_len -= (size_t)r;
+		}
 	}
-	return 0;
+}
+
+int pb__store_pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	struct iovec iov = { buf, len };
+
+	return pb__store_preadv_all(fd, &iov, 1, off);
 }
 
 int pb__store_sync_data(int fd)
