@@ -3,6 +3,8 @@
  * lanes of vector registers (agent/util/blake2b.h). */
 #include <string.h>
 
+#include <sodium.h>
+
 #include "agent/util/blake2b.h"
 
 
@@ -230,6 +232,10 @@ static void finish(const pb__b2k_t *k, uint64_t h[8], uint64_t t, const uint8_t 
 	for (i = 0; i < 8; i++)
 		st64(full + 8 * i, h[i]);
 	memcpy(out, full, k->outlen);
+	/* The states follow from the key: none is left on the stack. */
+	sodium_memzero(h, 8 * sizeof(h[0]));
+	sodium_memzero(last, sizeof(last));
+	sodium_memzero(full, sizeof(full));
 }
 
 void pb__b2k_hash(const pb__b2k_t *k, const uint8_t *data, size_t len, uint8_t *out)
@@ -251,6 +257,8 @@ void pb__b2k_hash(const pb__b2k_t *k, const uint8_t *data, size_t len, uint8_t *
 	for (i = 0; i < 8; i++)
 		st64(full + 8 * i, h[i]);
 	memcpy(out, full, k->outlen);
+	sodium_memzero(h, sizeof(h));
+	sodium_memzero(full, sizeof(full));
 }
 
 /* Many messages at once: lane l of every vector holds message l's state
@@ -583,6 +591,7 @@ static void hash_lanes(const pb__b2k_t *k, const uint8_t *const *data, const siz
 			for (i = 0; i < 8; i++)
 				st64(full + 8 * i, b.s.h[i][l]);
 			memcpy(out[b.msg[l]], full, k->outlen);
+			sodium_memzero(full, sizeof(full));
 			b.p[l] = NULL;
 			b.active--;
 		}
@@ -596,6 +605,9 @@ static void hash_lanes(const pb__b2k_t *k, const uint8_t *const *data, const siz
 			h[i] = b.s.h[i][l];
 		finish(k, h, b.s.t[l], b.p[l], b.left[l], out[b.msg[l]]);
 	}
+	/* The lanes' states and last blocks follow from the key and the
+	 * messages: none is left on the stack. */
+	sodium_memzero(&b, sizeof(b));
 }
 
 void pb__b2k_hash_many(const pb__b2k_t *k, const uint8_t *const *data, const size_t *len, uint8_t *const *out,
