@@ -1,8 +1,11 @@
 /* JSON for the chat kind: a small value tree that keeps numbers as written,
  * its canonical serialization, and the streaming parser of Telegram Desktop
- * exports. The parser reads any number of bytes at a time, rewrites
- * Telegram's invalid "\xNN" escapes into "\u00NN" before yajl sees them, and
- * holds at most one message (plus the chat's other fields) in memory. */
+ * exports. The parser reads any number of bytes at a time through the
+ * reader of chat-json-lex.c (which reads Telegram's invalid "\xNN" escapes
+ * as "\u00NN"), and holds at most one message (plus the chat's other
+ * fields) in memory. The same parser over yajl, behind a filter that
+ * rewrites "\xNN" into "\u00NN", stays for comparison
+ * (pb__chat_tg_new_yajl); single values in memory are read by yajl. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +13,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "peerback/error.h"
+#include "agent/kinds/chat-json-lex.h"
 #include "agent/kinds/chat-util.h"
 
 /* --- Tree ------------------------------------------------------------------ */
@@ -487,7 +491,8 @@ struct dseg {
 };
 
 struct pb__chat_tg_s {
-	yajl_handle y;
+	pb__jlex_t *x;  /* the reader; or, for comparison (pb__chat_tg_new_yajl), */
+	yajl_handle y;  /* yajl behind the \xNN filter below */
 	pb__chat_tg_sink_t sink;
 	struct level stack[PB__CHAT_DEPTH_MAX + 1];
 	int depth;
@@ -834,8 +839,9 @@ static int d_key(struct pb__chat_tg_s *p, struct level *l, const unsigned char *
 	return 1;
 }
 
-/* A scalar of type (text s, len for numbers and strings) under l. */
-static int d_scalar(struct pb__chat_tg_s *p, struct level *l, int type, const char *s, size_t len)
+/* A scalar of type (text s, len for numbers and strings) under l; plain:
+ * a string that is its own canonical form (pb__jlex_events_t). */
+static int d_scalar(struct pb__chat_tg_s *p, struct level *l, int type, const char *s, size_t len, bool plain)
 {
 	static const char *const lit[] = {[PB__CJ_NULL] = "null", [PB__CJ_TRUE] = "true", [PB__CJ_FALSE] = "false"};
 	int err;
@@ -847,9 +853,18 @@ static int d_scalar(struct pb__chat_tg_s *p, struct level *l, int type, const ch
 		if (type == PB__CJ_NUM && pb__chat_buf_add(&p->id, s, len) != 0)
 			return fail(p, PB_ENOMEM, "out of memory");
 	}
-	if (type == PB__CJ_STR)
+	if (type == PB__CJ_STR && plain && p->canon.cap > 0 && len + 2 < p->canon.cap - p->canon.len) {
+		uint8_t *o = p->canon.data + p->canon.len;
+
+		o[0] = '"';
+		memcpy(o + 1, s, len);
+		o[len + 1] = '"';
+		o[len + 2] = 0;
+		p->canon.len += len + 2;
+		err = 0;
+	} else if (type == PB__CJ_STR) {
 		err = pb__cj_write_string(&p->canon, s, len);
-	else if (type == PB__CJ_NUM)
+	} else if (type == PB__CJ_NUM)
 		err = out_add(&p->canon, s, len);
 	else
 		err = pb__chat_buf_str(&p->canon, lit[type]);
@@ -939,14 +954,14 @@ static int on_scalar(struct pb__chat_tg_s *p, pb__cj_t *node)
 static int cb_null(void *ctx)
 {
 	if (direct(top(ctx)))
-		return d_scalar(ctx, top(ctx), PB__CJ_NULL, NULL, 0);
+		return d_scalar(ctx, top(ctx), PB__CJ_NULL, NULL, 0, false);
 	return on_scalar(ctx, pb__cj_new(PB__CJ_NULL));
 }
 
 static int cb_bool(void *ctx, int b)
 {
 	if (direct(top(ctx)))
-		return d_scalar(ctx, top(ctx), b ? PB__CJ_TRUE : PB__CJ_FALSE, NULL, 0);
+		return d_scalar(ctx, top(ctx), b ? PB__CJ_TRUE : PB__CJ_FALSE, NULL, 0, false);
 	return on_scalar(ctx, pb__cj_new(b ? PB__CJ_TRUE : PB__CJ_FALSE));
 }
 
@@ -955,7 +970,7 @@ static int cb_number(void *ctx, const char *s, size_t len)
 	pb__cj_t *v;
 
 	if (direct(top(ctx)))
-		return d_scalar(ctx, top(ctx), PB__CJ_NUM, s, len);
+		return d_scalar(ctx, top(ctx), PB__CJ_NUM, s, len, false);
 	v = pb__cj_new_str(s, len);
 
 	if (v != NULL)
@@ -963,11 +978,16 @@ static int cb_number(void *ctx, const char *s, size_t len)
 	return on_scalar(ctx, v);
 }
 
-static int cb_string(void *ctx, const unsigned char *s, size_t len)
+static int cb_string_plain(void *ctx, const unsigned char *s, size_t len, bool plain)
 {
 	if (direct(top(ctx)))
-		return d_scalar(ctx, top(ctx), PB__CJ_STR, (const char *)s, len);
+		return d_scalar(ctx, top(ctx), PB__CJ_STR, (const char *)s, len, plain);
 	return on_scalar(ctx, pb__cj_new_str((const char *)s, len));
+}
+
+static int cb_string(void *ctx, const unsigned char *s, size_t len)
+{
+	return cb_string_plain(ctx, s, len, false);
 }
 
 static int start(struct pb__chat_tg_s *p, bool is_object)
@@ -1105,20 +1125,47 @@ static const yajl_callbacks callbacks = {
 	.yajl_end_array = cb_end,
 };
 
-int pb__chat_tg_new(pb__chat_tg_t **out, const pb__chat_tg_sink_t *sink)
+static const pb__jlex_events_t events = {
+	.null_value = cb_null,
+	.boolean = cb_bool,
+	.number = cb_number,
+	.string = cb_string_plain,
+	.start_map = cb_start_map,
+	.map_key = cb_map_key,
+	.end_map = cb_end,
+	.start_array = cb_start_array,
+	.end_array = cb_end,
+};
+
+static int tg_new(pb__chat_tg_t **out, const pb__chat_tg_sink_t *sink, bool with_yajl)
 {
 	struct pb__chat_tg_s *p = calloc(1, sizeof(*p));
 
 	if (p == NULL)
 		return PB_ENOMEM;
 	p->sink = *sink;
-	p->y = yajl_alloc(&callbacks, NULL, p);
-	if (p->y == NULL) {
+	/* A token is capped as the \xNN filter caps it: its bytes and the
+	 * closing quote of a string. */
+	if (with_yajl)
+		p->y = yajl_alloc(&callbacks, NULL, p);
+	else
+		p->x = pb__jlex_new(&events, p, PB__CHAT_MSG_MAX - 1);
+	if (p->y == NULL && p->x == NULL) {
 		free(p);
 		return PB_ENOMEM;
 	}
 	*out = p;
 	return 0;
+}
+
+int pb__chat_tg_new(pb__chat_tg_t **out, const pb__chat_tg_sink_t *sink)
+{
+	return tg_new(out, sink, false);
+}
+
+int pb__chat_tg_new_yajl(pb__chat_tg_t **out, const pb__chat_tg_sink_t *sink)
+{
+	return tg_new(out, sink, true);
 }
 
 void pb__chat_tg_free(pb__chat_tg_t *p)
@@ -1134,7 +1181,9 @@ void pb__chat_tg_free(pb__chat_tg_t *p)
 			pb__cj_free(p->stack[i].node);
 	}
 	chat_reset(p);
-	yajl_free(p->y);
+	if (p->y != NULL)
+		yajl_free(p->y);
+	pb__jlex_free(p->x);
 	free(p->fbuf);
 	pb__chat_buf_clear(&p->canon);
 	pb__chat_buf_clear(&p->resort);
@@ -1165,14 +1214,43 @@ static int report(pb__chat_tg_t *p, const uint8_t *in, size_t len, char *errbuf,
 	return PB_EMALFORMED;
 }
 
+/* An error of the reader (not yajl's). */
+static int jlex_report(pb__chat_tg_t *p, int r, bool at_end, char *errbuf, size_t errcap)
+{
+	unsigned long long at = (unsigned long long)pb__jlex_offset(p->x);
+
+	if (r == PB__JLEX_STOPPED || p->err != 0) {
+		if (p->err == 0)
+			return pb__chat_fail(errbuf, errcap, PB_ESTATE, "the parse stopped near byte %llu", at);
+		return pb__chat_fail(errbuf, errcap, p->err, "%s near byte %llu", p->msg, at);
+	}
+	if (r == PB__JLEX_NOMEM)
+		return pb__chat_fail(errbuf, errcap, PB_ENOMEM, "out of memory near byte %llu", at);
+	if (r == PB__JLEX_TOOBIG)
+		return pb__chat_fail(errbuf, errcap, PB_ETOOBIG, "a string or number longer than 16 MiB near byte %llu",
+				     at);
+	/* yajl's end of text reads as a truncated file, whatever it finds. */
+	if (at_end)
+		return pb__chat_fail(errbuf, errcap, PB_ETRUNCATED,
+				     "JSON ends too early (truncated file?) at byte %llu", at);
+	return pb__chat_fail(errbuf, errcap, PB_EMALFORMED, "malformed JSON near byte %llu: %s", at,
+			     pb__jlex_error(p->x));
+}
+
 int pb__chat_tg_feed(pb__chat_tg_t *p, const uint8_t *buf, size_t len, char *errbuf, size_t errcap)
 {
 	size_t i, o = 0;
 	uint8_t *nb;
 	uint8_t c;
+	int r;
 
 	if (len == 0)
 		return 0;
+	if (p->x != NULL) {
+		if ((r = pb__jlex_feed(p->x, buf, len)) != 0)
+			return jlex_report(p, r, false, errbuf, errcap);
+		return 0;
+	}
 	if (len > SIZE_MAX / 2 - 2)
 		return PB_ETOOBIG;
 	/* Each \x becomes \u00: two bytes out per byte in, and one more when
@@ -1240,7 +1318,12 @@ int pb__chat_tg_feed(pb__chat_tg_t *p, const uint8_t *buf, size_t len, char *err
 
 int pb__chat_tg_finish(pb__chat_tg_t *p, char *errbuf, size_t errcap)
 {
-	if (yajl_complete_parse(p->y) != yajl_status_ok) {
+	int r;
+
+	if (p->x != NULL) {
+		if ((r = pb__jlex_finish(p->x)) != 0)
+			return jlex_report(p, r, true, errbuf, errcap);
+	} else if (yajl_complete_parse(p->y) != yajl_status_ok) {
 		if (p->err == 0)
 			return pb__chat_fail(errbuf, errcap, PB_ETRUNCATED,
 					     "JSON ends too early (truncated file?) at byte %llu",
@@ -1249,7 +1332,7 @@ int pb__chat_tg_finish(pb__chat_tg_t *p, char *errbuf, size_t errcap)
 	}
 	if (!p->done)
 		return pb__chat_fail(errbuf, errcap, PB_ETRUNCATED, "JSON ends too early at byte %llu",
-				     (unsigned long long)p->offset);
+				     (unsigned long long)(p->x != NULL ? pb__jlex_offset(p->x) : p->offset));
 	return 0;
 }
 
