@@ -117,6 +117,15 @@ static int emit_ready(pb__stream_t *s)
 	return 0;
 }
 
+/* The bytes cut are gone: the uncut ones move to the front. */
+static void move_front(pb__stream_t *s)
+{
+	memmove(s->buf, s->buf + s->pos, s->len - s->pos);
+	s->len -= s->pos;
+	s->base += s->pos;
+	s->pos = 0;
+}
+
 /* Cuts chunks off the front of the uncut bytes while at least keep
  * bytes stay uncut (0 at the file's end: all of them), and hands them
  * over PB_STREAM_CUTS_MAX at a time. */
@@ -169,13 +178,8 @@ int pb__stream_add(pb__stream_t *s, const char *path, const pb_item_t *it, const
 		s->next_large = false;
 	}
 	max = s->large ? PB_STREAM_L_MAX : PB_STREAM_MAX;
-	if (s->pos > 0 && s->len + it->len > STREAM_BUF) {
-		/* The bytes cut are gone: the uncut ones move to the front. */
-		memmove(s->buf, s->buf + s->pos, s->len - s->pos);
-		s->len -= s->pos;
-		s->base += s->pos;
-		s->pos = 0;
-	}
+	if (s->pos > 0 && s->len + it->len > STREAM_BUF)
+		move_front(s);
 	if ((rc = pb__grow((void **)&s->buf, &s->cap, s->len + it->len + 1, 1)) != 0 ||
 	    (rc = pb__grow((void **)&s->ids, &s->ids_cap, s->ids_len + idl, 1)) != 0 ||
 	    (g = pb__grow_slot((void **)&s->msg, &s->cap_msg, s->nmsg, sizeof(*s->msg))) == NULL)
@@ -195,8 +199,15 @@ int pb__stream_add(pb__stream_t *s, const char *path, const pb_item_t *it, const
 	s->len += it->len;
 	/* Cut once a few batches' worth is waiting, down to under a chunk's
 	 * largest size (where a cut no longer depends on bytes to come). */
-	if (s->len - s->pos >= STREAM_BATCH * max && (rc = cut_many(s, max - 1, false)) != 0)
-		return rc;
+	if (s->len - s->pos >= STREAM_BATCH * max) {
+		if ((rc = cut_many(s, max - 1, false)) != 0)
+			return rc;
+		/* Less than a chunk is left uncut: the cheapest time to move it
+		 * to the front, before the buffer fills up with a batch's worth
+		 * uncut. */
+		if (s->pos >= STREAM_BUF / 2)
+			move_front(s);
+	}
 	/* An empty message at the start of a cut is complete at once. */
 	return s->len == s->pos ? emit_ready(s) : 0;
 }
