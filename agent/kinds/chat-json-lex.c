@@ -666,6 +666,21 @@ int pb__jlex_feed(pb__jlex_t *x, const uint8_t *buf, size_t len)
 	if (x->plen > 0 && len > 0 && (err = resume(x, buf, len, &i)) != 0)
 		return err;
 	while (i < len) {
+		uint8_t *st = &x->stack[x->depth - 1];
+
+		/* The separators of an object or array written without
+		 * spaces (a message has two dozen): take's moves, without a
+		 * token. */
+		if (buf[i] == ':' && *st == S_MAP_SEP) {
+			*st = S_MAP_NEED_VAL;
+			i++;
+			continue;
+		}
+		if (buf[i] == ',' && (*st == S_MAP_GOT_VAL || *st == S_ARR_GOT_VAL)) {
+			*st = *st == S_MAP_GOT_VAL ? S_MAP_NEED_KEY : S_ARR_NEED_VAL;
+			i++;
+			continue;
+		}
 		k = lex(buf, len, i, &t);
 		if (k == T_EOF) {
 			if (t.start < len) {

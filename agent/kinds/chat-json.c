@@ -518,6 +518,10 @@ struct pb__chat_tg_s {
 	int id_state; /* 0: no "id" yet, 1: pending, 2: seen */
 	pb_buf_t id;  /* the first "id" member's number, or empty */
 	size_t pool_next; /* where the next name's pool lookup starts */
+	/* The pool's names by pool_hash (place + 1; 0: none), when no two
+	 * share a slot (pool_tab_ok); else the lookup from pool_next. */
+	uint8_t pool_tab[128];
+	bool pool_tab_ok;
 };
 
 static int fail(struct pb__chat_tg_s *p, int err, const char *what)
@@ -775,11 +779,47 @@ static int d_value(struct pb__chat_tg_s *p, struct level *l, size_t n)
 	return 1;
 }
 
+/* A slot for a member name of 1..POOL_KEY_MAX-1 bytes: three of its bytes
+ * and its length tell every name of the pool apart. */
+static unsigned pool_hash(const unsigned char *k, size_t len)
+{
+	return (k[0] + 8u * k[len >= 3 ? len - 3 : 0] + k[len - 1] + 2u * (unsigned)len) & 127u;
+}
+
+static void pool_tab_init(struct pb__chat_tg_s *p)
+{
+	size_t i;
+
+	p->pool_tab_ok = true;
+	for (i = 0; i < POOL_KEYS; i++) {
+		unsigned h = pool_hash((const unsigned char *)key_pool[i], strlen(key_pool[i]));
+
+		if (p->pool_tab[h] != 0)
+			p->pool_tab_ok = false;
+		p->pool_tab[h] = (uint8_t)(i + 1);
+	}
+}
+
+/* The pool's copy of a member name, or NULL: one slot to look at. */
+static const char *pool_key_fast(struct pb__chat_tg_s *p, const unsigned char *k, size_t len)
+{
+	const char *e;
+	unsigned i;
+
+	if (!p->pool_tab_ok)
+		return pool_key_from(k, len, p->pool_next);
+	if (len == 0 || len >= POOL_KEY_MAX || (i = p->pool_tab[pool_hash(k, len)]) == 0)
+		return NULL;
+	e = key_pool[i - 1];
+	/* e[len - 1] != 0: a name with a NUL in it matches none. */
+	return e[len] == 0 && e[len - 1] != 0 && memcmp(e, k, len) == 0 ? e : NULL;
+}
+
 static int d_key(struct pb__chat_tg_s *p, struct level *l, const unsigned char *key, size_t len)
 {
-	/* Members mostly come in the pool's order: its lookup starts after
-	 * the name before. */
-	const char *pk = pool_key_from(key, len, p->pool_next);
+	/* Members mostly come in the pool's order: a scan of the pool starts
+	 * after the name before. */
+	const char *pk = pool_key_fast(p, key, len);
 	int i = pk != NULL ? pool_index(pk) : -1;
 	char quoted[POOL_KEY_MAX + 3];
 	int err;
@@ -1144,6 +1184,7 @@ static int tg_new(pb__chat_tg_t **out, const pb__chat_tg_sink_t *sink, bool with
 	if (p == NULL)
 		return PB_ENOMEM;
 	p->sink = *sink;
+	pool_tab_init(p);
 	/* A token is capped as the \xNN filter caps it: its bytes and the
 	 * closing quote of a string. */
 	if (with_yajl)
