@@ -269,6 +269,20 @@ static void test_limits(void **state)
 			fail_msg("%s: got %d \"%s\"", i ? "yajl" : "reader", rc, why);
 	}
 	assert_int_equal(parse(big, strlen(big), false, 65536, &out, why, sizeof(why)), PB_ETOOBIG);
+	/* At the cap, to the byte: the same error and sentence as yajl's
+	 * filter (the token's cap, or the message's just under it). */
+	for (n = (16u << 20) - 2; n <= (16u << 20); n++) {
+		char why_y[256];
+		int ry, rr;
+
+		memset(big + sizeof(pre) - 1, 'z', n);
+		memcpy(big + sizeof(pre) - 1 + n, "\"}]}", 5);
+		rr = parse(big, strlen(big), false, 65536, &out, why, sizeof(why));
+		ry = parse(big, strlen(big), true, 65536, &out, why_y, sizeof(why_y));
+		if (rr != PB_ETOOBIG || ry != PB_ETOOBIG ||
+		    (strstr(why, "longer than 16 MiB") == NULL) != (strstr(why_y, "longer than 16 MiB") == NULL))
+			fail_msg("%zu bytes: got %d \"%s\", yajl %d \"%s\"", n, rr, why, ry, why_y);
+	}
 	/* A string of 8 MiB is read. */
 	memcpy(big + sizeof(pre) - 1 + (8u << 20), "\"}]}", 5);
 	assert_int_equal(parse(big, strlen(big), false, 65536, &out, why, sizeof(why)), 0);

@@ -634,7 +634,7 @@ static int resume(pb__jlex_t *x, const uint8_t *buf, size_t len, size_t *used)
 		k = lex(x->pend, x->plen, 0, &t);
 		if (k != T_EOF)
 			break;
-		if (x->plen > x->token_max + 2) {
+		if (x->plen > x->token_max) {
 			x->at = x->pend_at;
 			return stop(x, PB__JLEX_TOOBIG, "a string or number is too long");
 		}
@@ -684,7 +684,7 @@ int pb__jlex_feed(pb__jlex_t *x, const uint8_t *buf, size_t len)
 		k = lex(buf, len, i, &t);
 		if (k == T_EOF) {
 			if (t.start < len) {
-				if (len - t.start > x->token_max + 2) {
+				if (len - t.start > x->token_max) {
 					x->at = x->base + t.start;
 					return stop(x, PB__JLEX_TOOBIG, "a string or number is too long");
 				}

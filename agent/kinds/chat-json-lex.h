@@ -39,8 +39,10 @@ enum {
 
 typedef struct pb__jlex_s pb__jlex_t;
 
-/* A reader calling ev with ctx; tokens (a string's or number's JSON text)
- * over token_max bytes are refused. NULL when out of memory. */
+/* A reader calling ev with ctx. A number of more than token_max bytes, or
+ * a string whose text between the quotes and its closing quote are more,
+ * is refused (PB__JLEX_TOOBIG), as soon as that many are buffered. NULL
+ * when out of memory. */
 pb__jlex_t *pb__jlex_new(const pb__jlex_events_t *ev, void *ctx, size_t token_max);
 void pb__jlex_free(pb__jlex_t *x);
 /* Reads len bytes; after a result other than PB__JLEX_OK every later call

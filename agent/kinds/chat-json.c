@@ -1185,12 +1185,11 @@ static int tg_new(pb__chat_tg_t **out, const pb__chat_tg_sink_t *sink, bool with
 		return PB_ENOMEM;
 	p->sink = *sink;
 	pool_tab_init(p);
-	/* A token is capped as the \xNN filter caps it: its bytes and the
-	 * closing quote of a string. */
+	/* A token is capped as the \xNN filter capped it (pb__jlex_new). */
 	if (with_yajl)
 		p->y = yajl_alloc(&callbacks, NULL, p);
 	else
-		p->x = pb__jlex_new(&events, p, PB__CHAT_MSG_MAX - 1);
+		p->x = pb__jlex_new(&events, p, PB__CHAT_MSG_MAX);
 	if (p->y == NULL && p->x == NULL) {
 		free(p);
 		return PB_ENOMEM;
