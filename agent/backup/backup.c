@@ -739,19 +739,26 @@ static int keep_pending(struct backup *b, const pb_manifest_item_t *m, const pb_
 	return b->nitems >= COMMIT_ITEMS ? commit(b, false) : 0;
 }
 
-/* A chunk of a chat stream, through the sink like any other chunk: named
- * here, sealed on its threads, skipped when the repository holds it
- * committed (a chat read before is cut whole again and most of its chunks
- * are known). Each is a tick: the file's mark comes after its last one. */
-static int stream_chunk(void *arg, const uint8_t *data, size_t len, uint8_t name[PB_STORE_NAME_LEN])
+/* Chunks of a chat stream, through the sink like any other chunk: named
+ * here, several at once (the chunk name is the keyed hash item_k makes),
+ * sealed on its threads, skipped when the repository holds them committed
+ * (a chat read before is cut whole again and most of its chunks are
+ * known). Each is a tick: the file's mark comes after its last one. */
+static int stream_chunks(void *arg, const uint8_t *const *data, const size_t *len, size_t n, uint8_t *const *name)
 {
 	struct backup *b = arg;
-	int rc = pb__sink_add_level(b->sink, data, len, name, PB_STREAM_ZLEVEL);
+	size_t k;
+	int rc;
 
-	if (rc != 0)
-		return rc;
-	b->ticks++;
-	return pb__sink_due(b->sink) ? commit(b, false) : 0;
+	pb__b2k_hash_many(&b->item_k, data, len, name, n);
+	for (k = 0; k < n; k++) {
+		if ((rc = pb__sink_add_known_level(b->sink, data[k], len[k], name[k], PB_STREAM_ZLEVEL)) != 0)
+			return rc;
+		b->ticks++;
+		if (pb__sink_due(b->sink) && (rc = commit(b, false)) != 0)
+			return rc;
+	}
+	return 0;
 }
 
 static int stream_rec(void *arg, const pb_manifest_item_t *m, uint64_t key)
@@ -1206,7 +1213,7 @@ static int run_keys(struct backup *b)
 	pb__b2k_init(&b->id_k, b->keys.name, sizeof(b->keys.name), 8, NULL);
 	sodium_memzero(mk, sizeof(mk));
 	pb_cdc_init(&b->cdc, &b->keys);
-	pb__stream_init(&b->stream, &b->cdc, stream_chunk, stream_rec, b);
+	pb__stream_init(&b->stream, &b->cdc, stream_chunks, stream_rec, b);
 	return 0;
 }
 

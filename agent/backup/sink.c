@@ -868,6 +868,15 @@ int pb__sink_add_known(pb__sink_t *s, const uint8_t *plain, size_t len, const ui
 	return add(s, plain, len, copy, NULL, 0, true);
 }
 
+int pb__sink_add_known_level(pb__sink_t *s, const uint8_t *plain, size_t len, const uint8_t name[PB_STORE_NAME_LEN],
+			     int level)
+{
+	uint8_t copy[PB_STORE_NAME_LEN];
+
+	memcpy(copy, name, PB_STORE_NAME_LEN);
+	return add(s, plain, len, copy, NULL, len <= INLINE_MAX ? level : 0, true);
+}
+
 int pb__sink_add(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN])
 {
 	return add(s, plain, len, name, NULL, 0, false);

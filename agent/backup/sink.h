@@ -84,6 +84,11 @@ PB_WUR int pb__sink_add_named_many(pb__sink_t *s, const uint8_t *const *data, co
 PB_WUR int pb__sink_add_known(pb__sink_t *s, const uint8_t *plain, size_t len,
 			      const uint8_t name[PB_STORE_NAME_LEN]);
 
+/* The same as pb__sink_add_level with plain's name given (a chat
+ * stream's chunks, named many at once). */
+PB_WUR int pb__sink_add_known_level(pb__sink_t *s, const uint8_t *plain, size_t len,
+				    const uint8_t name[PB_STORE_NAME_LEN], int level);
+
 /* Returns once every byte added with an item hash went into it and every
  * name of pb__sink_add_named is in place. */
 void pb__sink_hash_wait(pb__sink_t *s);

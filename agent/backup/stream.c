@@ -14,6 +14,9 @@
 #include "agent/backup/stream.h"
 
 #define STREAM_BUF (1u << 20) /* bytes kept before the uncut ones move to the front */
+/* Chunks are cut once this many of the largest could be: a dozen or so at
+ * once, named together (256 KiB, a large chat's 512 KiB). */
+#define STREAM_BATCH 8
 
 void pb__stream_init(pb__stream_t *s, const pb_cdc_t *cdc, pb__stream_chunk_cb chunk, pb__stream_rec_cb rec,
 		     void *arg)
@@ -114,30 +117,57 @@ static int emit_ready(pb__stream_t *s)
 	return 0;
 }
 
-/* Cuts one chunk off the front of the uncut bytes. */
-static int cut_one(pb__stream_t *s, bool eof)
+/* The bytes cut are gone: the uncut ones move to the front. */
+static void move_front(pb__stream_t *s)
 {
-	size_t n = s->large ? pb__cdc_cut_stream_large(s->cdc, s->buf + s->pos, s->len - s->pos, eof)
-			    : pb__cdc_cut_stream(s->cdc, s->buf + s->pos, s->len - s->pos, eof);
+	memmove(s->buf, s->buf + s->pos, s->len - s->pos);
+	s->len -= s->pos;
+	s->base += s->pos;
+	s->pos = 0;
+}
+
+/* Cuts chunks off the front of the uncut bytes while at least keep
+ * bytes stay uncut (0 at the file's end: all of them), and hands them
+ * over PB_STREAM_CUTS_MAX at a time. */
+static int cut_many(pb__stream_t *s, size_t keep, bool eof)
+{
+	const uint8_t *data[PB_STREAM_CUTS_MAX];
+	uint8_t *names[PB_STREAM_CUTS_MAX];
+	size_t len[PB_STREAM_CUTS_MAX], k, n, at;
 	struct pb__schunk *c;
 	int rc;
 
-	if (n == 0)
-		return PB_EINVAL;
-	if ((c = pb__grow_slot((void **)&s->ch, &s->cap_ch, s->nch, sizeof(*s->ch))) == NULL)
-		return PB_ENOMEM;
-	if ((rc = s->chunk(s->arg, s->buf + s->pos, n, c->name)) != 0)
-		return rc;
-	c->start = s->base + s->pos;
-	c->end = c->start + n;
-	s->nch++;
-	s->pos += n;
-	return emit_ready(s);
+	while (s->len - s->pos > keep || (keep == 0 && s->len > s->pos)) {
+		if ((rc = pb__grow((void **)&s->ch, &s->cap_ch, s->nch + PB_STREAM_CUTS_MAX, sizeof(*s->ch))) != 0)
+			return rc;
+		for (n = 0, at = s->pos; n < PB_STREAM_CUTS_MAX && s->len - at > keep && s->len > at; n++) {
+			size_t cut = s->large ? pb__cdc_cut_stream_large(s->cdc, s->buf + at, s->len - at, eof)
+					      : pb__cdc_cut_stream(s->cdc, s->buf + at, s->len - at, eof);
+
+			if (cut == 0)
+				return PB_EINVAL;
+			c = &s->ch[s->nch + n];
+			c->start = s->base + at;
+			c->end = c->start + cut;
+			data[n] = s->buf + at;
+			len[n] = cut;
+			names[n] = c->name;
+			at += cut;
+		}
+		if ((rc = s->chunk(s->arg, data, len, n, names)) != 0)
+			return rc;
+		for (k = 0; k < n; k++)
+			s->pos += len[k];
+		s->nch += n;
+		if ((rc = emit_ready(s)) != 0)
+			return rc;
+	}
+	return 0;
 }
 
 int pb__stream_add(pb__stream_t *s, const char *path, const pb_item_t *it, const uint8_t hash[32], uint64_t key)
 {
-	size_t idl = strlen(it->id) + 1;
+	size_t idl = strlen(it->id) + 1, max;
 	struct pb__smsg *g;
 	int rc;
 
@@ -147,13 +177,9 @@ int pb__stream_add(pb__stream_t *s, const char *path, const pb_item_t *it, const
 		s->large = s->next_large;
 		s->next_large = false;
 	}
-	if (s->pos > 0 && s->len + it->len > STREAM_BUF) {
-		/* The bytes cut are gone: the uncut ones move to the front. */
-		memmove(s->buf, s->buf + s->pos, s->len - s->pos);
-		s->len -= s->pos;
-		s->base += s->pos;
-		s->pos = 0;
-	}
+	max = s->large ? PB_STREAM_L_MAX : PB_STREAM_MAX;
+	if (s->pos > 0 && s->len + it->len > STREAM_BUF)
+		move_front(s);
 	if ((rc = pb__grow((void **)&s->buf, &s->cap, s->len + it->len + 1, 1)) != 0 ||
 	    (rc = pb__grow((void **)&s->ids, &s->ids_cap, s->ids_len + idl, 1)) != 0 ||
 	    (g = pb__grow_slot((void **)&s->msg, &s->cap_msg, s->nmsg, sizeof(*s->msg))) == NULL)
@@ -171,9 +197,17 @@ int pb__stream_add(pb__stream_t *s, const char *path, const pb_item_t *it, const
 	if (it->len > 0)
 		memcpy(s->buf + s->len, it->data, it->len);
 	s->len += it->len;
-	while (s->len - s->pos >= (s->large ? PB_STREAM_L_MAX : PB_STREAM_MAX))
-		if ((rc = cut_one(s, false)) != 0)
+	/* Cut once a few batches' worth is waiting, down to under a chunk's
+	 * largest size (where a cut no longer depends on bytes to come). */
+	if (s->len - s->pos >= STREAM_BATCH * max) {
+		if ((rc = cut_many(s, max - 1, false)) != 0)
 			return rc;
+		/* Less than a chunk is left uncut: the cheapest time to move it
+		 * to the front, before the buffer fills up with a batch's worth
+		 * uncut. */
+		if (s->pos >= STREAM_BUF / 2)
+			move_front(s);
+	}
 	/* An empty message at the start of a cut is complete at once. */
 	return s->len == s->pos ? emit_ready(s) : 0;
 }
@@ -184,8 +218,7 @@ int pb__stream_flush(pb__stream_t *s)
 
 	if (s->path == NULL)
 		return 0;
-	while (s->len > s->pos && rc == 0)
-		rc = cut_one(s, true);
+	rc = cut_many(s, 0, true);
 	if (rc == 0)
 		rc = emit_ready(s);
 	if (rc != 0)

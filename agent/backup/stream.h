@@ -41,8 +41,13 @@ extern bool pb__stream_off;
 size_t pb__cdc_cut_stream(const pb_cdc_t *cdc, const uint8_t *buf, size_t len, bool eof);
 size_t pb__cdc_cut_stream_large(const pb_cdc_t *cdc, const uint8_t *buf, size_t len, bool eof);
 
-/* Names (and sends, when new) one chunk of the stream: name receives it. */
-typedef int (*pb__stream_chunk_cb)(void *arg, const uint8_t *data, size_t len, uint8_t name[PB_STORE_NAME_LEN]);
+/* Names (and sends, when new) n chunks of the stream, in order: data[k]
+ * (len[k] bytes) names into name[k]. They come several at a time, so
+ * that they can be named together (pb__b2k_hash_many): at most
+ * PB_STREAM_CUTS_MAX. */
+#define PB_STREAM_CUTS_MAX 16
+typedef int (*pb__stream_chunk_cb)(void *arg, const uint8_t *const *data, const size_t *len, size_t n,
+				   uint8_t *const *name);
 /* Receives each message, a slice, in order, once its bytes are cut, with
  * the key of its id given to pb__stream_add. */
 typedef int (*pb__stream_rec_cb)(void *arg, const pb_manifest_item_t *m, uint64_t key);

@@ -1,8 +1,12 @@
 /* JSON for the chat kind: a small value tree that keeps numbers as written,
  * its canonical serialization, and the streaming parser of Telegram Desktop
- * exports. The parser reads any number of bytes at a time, rewrites
- * Telegram's invalid "\xNN" escapes into "\u00NN" before yajl sees them, and
- * holds at most one message (plus the chat's other fields) in memory. */
+ * exports. The parser reads any number of bytes at a time through the
+ * reader of chat-json-lex.c (which reads Telegram's invalid "\xNN" escapes
+ * as "\u00NN"), and holds at most one message (plus the chat's other
+ * fields) in memory. The same parser over yajl, behind a filter that
+ * rewrites "\xNN" into "\u00NN", stays for comparison
+ * (pb__chat_tg_new_yajl); single values in memory are read by yajl
+ * (chat-json-value.c). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +14,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "peerback/error.h"
+#include "agent/kinds/chat-json-lex.h"
 #include "agent/kinds/chat-util.h"
 
 /* --- Tree ------------------------------------------------------------------ */
@@ -487,7 +492,8 @@ struct dseg {
 };
 
 struct pb__chat_tg_s {
-	yajl_handle y;
+	pb__jlex_t *x;  /* the reader; or, for comparison (pb__chat_tg_new_yajl), */
+	yajl_handle y;  /* yajl behind the \xNN filter below */
 	pb__chat_tg_sink_t sink;
 	struct level stack[PB__CHAT_DEPTH_MAX + 1];
 	int depth;
@@ -513,6 +519,10 @@ struct pb__chat_tg_s {
 	int id_state; /* 0: no "id" yet, 1: pending, 2: seen */
 	pb_buf_t id;  /* the first "id" member's number, or empty */
 	size_t pool_next; /* where the next name's pool lookup starts */
+	/* The pool's names by pool_hash (place + 1; 0: none), when no two
+	 * share a slot (pool_tab_ok); else the lookup from pool_next. */
+	uint8_t pool_tab[128];
+	bool pool_tab_ok;
 };
 
 static int fail(struct pb__chat_tg_s *p, int err, const char *what)
@@ -770,11 +780,47 @@ static int d_value(struct pb__chat_tg_s *p, struct level *l, size_t n)
 	return 1;
 }
 
+/* A slot for a member name of 1..POOL_KEY_MAX-1 bytes: three of its bytes
+ * and its length tell every name of the pool apart. */
+static unsigned pool_hash(const unsigned char *k, size_t len)
+{
+	return (k[0] + 8u * k[len >= 3 ? len - 3 : 0] + k[len - 1] + 2u * (unsigned)len) & 127u;
+}
+
+static void pool_tab_init(struct pb__chat_tg_s *p)
+{
+	size_t i;
+
+	p->pool_tab_ok = true;
+	for (i = 0; i < POOL_KEYS; i++) {
+		unsigned h = pool_hash((const unsigned char *)key_pool[i], strlen(key_pool[i]));
+
+		if (p->pool_tab[h] != 0)
+			p->pool_tab_ok = false;
+		p->pool_tab[h] = (uint8_t)(i + 1);
+	}
+}
+
+/* The pool's copy of a member name, or NULL: one slot to look at. */
+static const char *pool_key_fast(struct pb__chat_tg_s *p, const unsigned char *k, size_t len)
+{
+	const char *e;
+	unsigned i;
+
+	if (!p->pool_tab_ok)
+		return pool_key_from(k, len, p->pool_next);
+	if (len == 0 || len >= POOL_KEY_MAX || (i = p->pool_tab[pool_hash(k, len)]) == 0)
+		return NULL;
+	e = key_pool[i - 1];
+	/* e[len - 1] != 0: a name with a NUL in it matches none. */
+	return e[len] == 0 && e[len - 1] != 0 && memcmp(e, k, len) == 0 ? e : NULL;
+}
+
 static int d_key(struct pb__chat_tg_s *p, struct level *l, const unsigned char *key, size_t len)
 {
-	/* Members mostly come in the pool's order: its lookup starts after
-	 * the name before. */
-	const char *pk = pool_key_from(key, len, p->pool_next);
+	/* Members mostly come in the pool's order: a scan of the pool starts
+	 * after the name before. */
+	const char *pk = pool_key_fast(p, key, len);
 	int i = pk != NULL ? pool_index(pk) : -1;
 	char quoted[POOL_KEY_MAX + 3];
 	int err;
@@ -834,8 +880,9 @@ static int d_key(struct pb__chat_tg_s *p, struct level *l, const unsigned char *
 	return 1;
 }
 
-/* A scalar of type (text s, len for numbers and strings) under l. */
-static int d_scalar(struct pb__chat_tg_s *p, struct level *l, int type, const char *s, size_t len)
+/* A scalar of type (text s, len for numbers and strings) under l; plain:
+ * a string that is its own canonical form (pb__jlex_events_t). */
+static int d_scalar(struct pb__chat_tg_s *p, struct level *l, int type, const char *s, size_t len, bool plain)
 {
 	static const char *const lit[] = {[PB__CJ_NULL] = "null", [PB__CJ_TRUE] = "true", [PB__CJ_FALSE] = "false"};
 	int err;
@@ -847,9 +894,18 @@ static int d_scalar(struct pb__chat_tg_s *p, struct level *l, int type, const ch
 		if (type == PB__CJ_NUM && pb__chat_buf_add(&p->id, s, len) != 0)
 			return fail(p, PB_ENOMEM, "out of memory");
 	}
-	if (type == PB__CJ_STR)
+	if (type == PB__CJ_STR && plain && p->canon.cap > 0 && len + 2 < p->canon.cap - p->canon.len) {
+		uint8_t *o = p->canon.data + p->canon.len;
+
+		o[0] = '"';
+		memcpy(o + 1, s, len);
+		o[len + 1] = '"';
+		o[len + 2] = 0;
+		p->canon.len += len + 2;
+		err = 0;
+	} else if (type == PB__CJ_STR) {
 		err = pb__cj_write_string(&p->canon, s, len);
-	else if (type == PB__CJ_NUM)
+	} else if (type == PB__CJ_NUM)
 		err = out_add(&p->canon, s, len);
 	else
 		err = pb__chat_buf_str(&p->canon, lit[type]);
@@ -939,14 +995,14 @@ static int on_scalar(struct pb__chat_tg_s *p, pb__cj_t *node)
 static int cb_null(void *ctx)
 {
 	if (direct(top(ctx)))
-		return d_scalar(ctx, top(ctx), PB__CJ_NULL, NULL, 0);
+		return d_scalar(ctx, top(ctx), PB__CJ_NULL, NULL, 0, false);
 	return on_scalar(ctx, pb__cj_new(PB__CJ_NULL));
 }
 
 static int cb_bool(void *ctx, int b)
 {
 	if (direct(top(ctx)))
-		return d_scalar(ctx, top(ctx), b ? PB__CJ_TRUE : PB__CJ_FALSE, NULL, 0);
+		return d_scalar(ctx, top(ctx), b ? PB__CJ_TRUE : PB__CJ_FALSE, NULL, 0, false);
 	return on_scalar(ctx, pb__cj_new(b ? PB__CJ_TRUE : PB__CJ_FALSE));
 }
 
@@ -955,7 +1011,7 @@ static int cb_number(void *ctx, const char *s, size_t len)
 	pb__cj_t *v;
 
 	if (direct(top(ctx)))
-		return d_scalar(ctx, top(ctx), PB__CJ_NUM, s, len);
+		return d_scalar(ctx, top(ctx), PB__CJ_NUM, s, len, false);
 	v = pb__cj_new_str(s, len);
 
 	if (v != NULL)
@@ -963,11 +1019,16 @@ static int cb_number(void *ctx, const char *s, size_t len)
 	return on_scalar(ctx, v);
 }
 
-static int cb_string(void *ctx, const unsigned char *s, size_t len)
+static int cb_string_plain(void *ctx, const unsigned char *s, size_t len, bool plain)
 {
 	if (direct(top(ctx)))
-		return d_scalar(ctx, top(ctx), PB__CJ_STR, (const char *)s, len);
+		return d_scalar(ctx, top(ctx), PB__CJ_STR, (const char *)s, len, plain);
 	return on_scalar(ctx, pb__cj_new_str((const char *)s, len));
+}
+
+static int cb_string(void *ctx, const unsigned char *s, size_t len)
+{
+	return cb_string_plain(ctx, s, len, false);
 }
 
 static int start(struct pb__chat_tg_s *p, bool is_object)
@@ -1105,20 +1166,47 @@ static const yajl_callbacks callbacks = {
 	.yajl_end_array = cb_end,
 };
 
-int pb__chat_tg_new(pb__chat_tg_t **out, const pb__chat_tg_sink_t *sink)
+static const pb__jlex_events_t events = {
+	.null_value = cb_null,
+	.boolean = cb_bool,
+	.number = cb_number,
+	.string = cb_string_plain,
+	.start_map = cb_start_map,
+	.map_key = cb_map_key,
+	.end_map = cb_end,
+	.start_array = cb_start_array,
+	.end_array = cb_end,
+};
+
+static int tg_new(pb__chat_tg_t **out, const pb__chat_tg_sink_t *sink, bool with_yajl)
 {
 	struct pb__chat_tg_s *p = calloc(1, sizeof(*p));
 
 	if (p == NULL)
 		return PB_ENOMEM;
 	p->sink = *sink;
-	p->y = yajl_alloc(&callbacks, NULL, p);
-	if (p->y == NULL) {
+	pool_tab_init(p);
+	/* A token is capped as the \xNN filter capped it (pb__jlex_new). */
+	if (with_yajl)
+		p->y = yajl_alloc(&callbacks, NULL, p);
+	else
+		p->x = pb__jlex_new(&events, p, PB__CHAT_MSG_MAX);
+	if (p->y == NULL && p->x == NULL) {
 		free(p);
 		return PB_ENOMEM;
 	}
 	*out = p;
 	return 0;
+}
+
+int pb__chat_tg_new(pb__chat_tg_t **out, const pb__chat_tg_sink_t *sink)
+{
+	return tg_new(out, sink, false);
+}
+
+int pb__chat_tg_new_yajl(pb__chat_tg_t **out, const pb__chat_tg_sink_t *sink)
+{
+	return tg_new(out, sink, true);
 }
 
 void pb__chat_tg_free(pb__chat_tg_t *p)
@@ -1134,7 +1222,9 @@ void pb__chat_tg_free(pb__chat_tg_t *p)
 			pb__cj_free(p->stack[i].node);
 	}
 	chat_reset(p);
-	yajl_free(p->y);
+	if (p->y != NULL)
+		yajl_free(p->y);
+	pb__jlex_free(p->x);
 	free(p->fbuf);
 	pb__chat_buf_clear(&p->canon);
 	pb__chat_buf_clear(&p->resort);
@@ -1165,14 +1255,43 @@ static int report(pb__chat_tg_t *p, const uint8_t *in, size_t len, char *errbuf,
 	return PB_EMALFORMED;
 }
 
+/* An error of the reader (not yajl's). */
+static int jlex_report(pb__chat_tg_t *p, int r, bool at_end, char *errbuf, size_t errcap)
+{
+	unsigned long long at = (unsigned long long)pb__jlex_offset(p->x);
+
+	if (r == PB__JLEX_STOPPED || p->err != 0) {
+		if (p->err == 0)
+			return pb__chat_fail(errbuf, errcap, PB_ESTATE, "the parse stopped near byte %llu", at);
+		return pb__chat_fail(errbuf, errcap, p->err, "%s near byte %llu", p->msg, at);
+	}
+	if (r == PB__JLEX_NOMEM)
+		return pb__chat_fail(errbuf, errcap, PB_ENOMEM, "out of memory near byte %llu", at);
+	if (r == PB__JLEX_TOOBIG)
+		return pb__chat_fail(errbuf, errcap, PB_ETOOBIG, "a string or number longer than 16 MiB near byte %llu",
+				     at);
+	/* yajl's end of text reads as a truncated file, whatever it finds. */
+	if (at_end)
+		return pb__chat_fail(errbuf, errcap, PB_ETRUNCATED,
+				     "JSON ends too early (truncated file?) at byte %llu", at);
+	return pb__chat_fail(errbuf, errcap, PB_EMALFORMED, "malformed JSON near byte %llu: %s", at,
+			     pb__jlex_error(p->x));
+}
+
 int pb__chat_tg_feed(pb__chat_tg_t *p, const uint8_t *buf, size_t len, char *errbuf, size_t errcap)
 {
 	size_t i, o = 0;
 	uint8_t *nb;
 	uint8_t c;
+	int r;
 
 	if (len == 0)
 		return 0;
+	if (p->x != NULL) {
+		if ((r = pb__jlex_feed(p->x, buf, len)) != 0)
+			return jlex_report(p, r, false, errbuf, errcap);
+		return 0;
+	}
 	if (len > SIZE_MAX / 2 - 2)
 		return PB_ETOOBIG;
 	/* Each \x becomes \u00: two bytes out per byte in, and one more when
@@ -1240,7 +1359,12 @@ int pb__chat_tg_feed(pb__chat_tg_t *p, const uint8_t *buf, size_t len, char *err
 
 int pb__chat_tg_finish(pb__chat_tg_t *p, char *errbuf, size_t errcap)
 {
-	if (yajl_complete_parse(p->y) != yajl_status_ok) {
+	int r;
+
+	if (p->x != NULL) {
+		if ((r = pb__jlex_finish(p->x)) != 0)
+			return jlex_report(p, r, true, errbuf, errcap);
+	} else if (yajl_complete_parse(p->y) != yajl_status_ok) {
 		if (p->err == 0)
 			return pb__chat_fail(errbuf, errcap, PB_ETRUNCATED,
 					     "JSON ends too early (truncated file?) at byte %llu",
@@ -1249,7 +1373,7 @@ int pb__chat_tg_finish(pb__chat_tg_t *p, char *errbuf, size_t errcap)
 	}
 	if (!p->done)
 		return pb__chat_fail(errbuf, errcap, PB_ETRUNCATED, "JSON ends too early at byte %llu",
-				     (unsigned long long)p->offset);
+				     (unsigned long long)(p->x != NULL ? pb__jlex_offset(p->x) : p->offset));
 	return 0;
 }
 
@@ -1288,130 +1412,4 @@ out_free:
 out_close:
 	fclose(f);
 	return err;
-}
-
-/* --- One value in memory --------------------------------------------------- */
-
-struct tree_ctx {
-	pb__cj_t *stack[PB__CHAT_DEPTH_MAX + 1];
-	char *keys[PB__CHAT_DEPTH_MAX + 1];
-	int depth;
-	pb__cj_t *root;
-	int err;
-};
-
-static int tree_put(struct tree_ctx *t, pb__cj_t *v, bool container)
-{
-	pb__cj_t *parent;
-	char *key;
-
-	if (v == NULL) {
-		t->err = PB_ENOMEM;
-		return 0;
-	}
-	if (t->depth == 0) {
-		if (t->root != NULL) {
-			pb__cj_free(v);
-			t->err = PB_EDATA_FORMAT;
-			return 0;
-		}
-		t->root = v;
-	} else {
-		parent = t->stack[t->depth - 1];
-		key = t->keys[t->depth - 1];
-		t->keys[t->depth - 1] = NULL;
-		if ((parent->type == PB__CJ_OBJ) != (key != NULL) || pb__cj_add(parent, key, v) != 0) {
-			key_free(key);
-			pb__cj_free(v);
-			t->err = PB_EDATA_FORMAT;
-			return 0;
-		}
-		key_free(key);
-	}
-	if (container) {
-		if (t->depth >= PB__CHAT_DEPTH_MAX) {
-			t->err = PB_ETOOBIG;
-			return 0;
-		}
-		t->keys[t->depth] = NULL;
-		t->stack[t->depth++] = v;
-	}
-	return 1;
-}
-
-static int t_null(void *c) { return tree_put(c, pb__cj_new(PB__CJ_NULL), false); }
-static int t_bool(void *c, int b) { return tree_put(c, pb__cj_new(b ? PB__CJ_TRUE : PB__CJ_FALSE), false); }
-static int t_num(void *c, const char *s, size_t len)
-{
-	pb__cj_t *v = pb__cj_new_str(s, len);
-
-	if (v != NULL)
-		v->type = PB__CJ_NUM;
-	return tree_put(c, v, false);
-}
-static int t_str(void *c, const unsigned char *s, size_t len)
-{
-	return tree_put(c, pb__cj_new_str((const char *)s, len), false);
-}
-static int t_smap(void *c) { return tree_put(c, pb__cj_new(PB__CJ_OBJ), true); }
-static int t_sarr(void *c) { return tree_put(c, pb__cj_new(PB__CJ_ARR), true); }
-static int t_key(void *c, const unsigned char *k, size_t len)
-{
-	struct tree_ctx *t = c;
-
-	if (t->depth == 0 || memchr(k, 0, len) != NULL)
-		return 0;
-	free(t->keys[t->depth - 1]);
-	t->keys[t->depth - 1] = strndup((const char *)k, len);
-	return t->keys[t->depth - 1] != NULL;
-}
-static int t_end(void *c)
-{
-	struct tree_ctx *t = c;
-
-	if (t->depth == 0)
-		return 0;
-	t->depth--;
-	free(t->keys[t->depth]);
-	t->keys[t->depth] = NULL;
-	return 1;
-}
-
-static const yajl_callbacks tree_callbacks = {
-	.yajl_null = t_null,
-	.yajl_boolean = t_bool,
-	.yajl_number = t_num,
-	.yajl_string = t_str,
-	.yajl_start_map = t_smap,
-	.yajl_map_key = t_key,
-	.yajl_end_map = t_end,
-	.yajl_start_array = t_sarr,
-	.yajl_end_array = t_end,
-};
-
-int pb__chat_json_parse(const uint8_t *buf, size_t len, pb__cj_t **out)
-{
-	struct tree_ctx t;
-	yajl_handle y;
-	int err = 0, i;
-
-	memset(&t, 0, sizeof(t));
-	if (len > PB__CHAT_MSG_MAX)
-		return PB_ETOOBIG;
-	y = yajl_alloc(&tree_callbacks, NULL, &t);
-	if (y == NULL)
-		return PB_ENOMEM;
-	if (yajl_parse(y, buf, len) != yajl_status_ok || yajl_complete_parse(y) != yajl_status_ok)
-		err = t.err ? t.err : PB_EMALFORMED;
-	yajl_free(y);
-	for (i = 0; i <= PB__CHAT_DEPTH_MAX; i++)
-		free(t.keys[i]);
-	if (err == 0 && (t.root == NULL || t.depth != 0))
-		err = PB_EMALFORMED;
-	if (err != 0) {
-		pb__cj_free(t.root);
-		return err;
-	}
-	*out = t.root;
-	return 0;
 }

@@ -184,6 +184,10 @@ typedef struct pb__chat_tg_sink_s {
 
 typedef struct pb__chat_tg_s pb__chat_tg_t;
 PB_WUR int pb__chat_tg_new(pb__chat_tg_t **out, const pb__chat_tg_sink_t *sink);
+/* The same parser over yajl behind a \xNN filter, as it was before
+ * chat-json-lex.c: the same events, canonical bytes and error codes, for
+ * tests and the fuzz target to compare with. */
+PB_WUR int pb__chat_tg_new_yajl(pb__chat_tg_t **out, const pb__chat_tg_sink_t *sink);
 /* Feeds bytes (any split); errors are sentences in errbuf with the offset. */
 PB_WUR int pb__chat_tg_feed(pb__chat_tg_t *p, const uint8_t *buf, size_t len, char *errbuf, size_t errcap);
 PB_WUR int pb__chat_tg_finish(pb__chat_tg_t *p, char *errbuf, size_t errcap);

@@ -2,7 +2,9 @@
  * so the \xNN rewrite crosses a boundary) and the chat file codec, whose
  * join must give back any file its split accepts in canonical form. The
  * parser's messages written from its events must be the trees' (bytes,
- * ids, and the error when there is one). */
+ * ids, and the error when there is one), whatever the feeds' sizes, and
+ * the same as yajl's (pb__chat_tg_new_yajl), the reader it replaced. */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,33 +69,63 @@ static int canon_msg(void *arg, pb__chat_tg_chat_t *chat, const pb_buf_t *canon,
 	return 0;
 }
 
-static int parse_way(const uint8_t *data, size_t size, bool canon, pb_buf_t *out)
+/* How the text is fed: in thirds, or in pieces of 1 to 8 bytes (so that
+ * tokens split everywhere) whose sizes follow the text's own bytes. */
+enum feeding { THIRDS, PIECES };
+
+static int parse_way(const uint8_t *data, size_t size, bool canon, bool yajl, enum feeding how, pb_buf_t *out)
 {
 	pb__chat_tg_sink_t sink = {NULL, canon ? NULL : tree_msg, NULL, out, false, canon ? canon_msg : NULL};
 	pb__chat_tg_t *p;
-	size_t third = size / 3;
+	size_t third = size / 3, at = 0, n;
+	char why[256];
 	int err;
 
-	if (pb__chat_tg_new(&p, &sink) != 0)
+	if ((yajl ? pb__chat_tg_new_yajl(&p, &sink) : pb__chat_tg_new(&p, &sink)) != 0)
 		abort();
-	err = pb__chat_tg_feed(p, data, third, NULL, 0);
+	if (how == THIRDS) {
+		err = pb__chat_tg_feed(p, data, third, why, sizeof(why));
+		if (err == 0)
+			err = pb__chat_tg_feed(p, data + third, size - third, why, sizeof(why));
+	} else {
+		for (err = 0; err == 0 && at < size; at += n) {
+			n = 1 + (size_t)(data[at] & 7);
+			if (n > size - at)
+				n = size - at;
+			err = pb__chat_tg_feed(p, data + at, n, why, sizeof(why));
+		}
+	}
 	if (err == 0)
-		err = pb__chat_tg_feed(p, data + third, size - third, NULL, 0);
-	if (err == 0)
-		err = pb__chat_tg_finish(p, NULL, 0);
+		err = pb__chat_tg_finish(p, why, sizeof(why));
 	pb__chat_tg_free(p);
 	return err;
 }
 
+static bool same(int ea, const pb_buf_t *a, int eb, const pb_buf_t *b)
+{
+	return ea == eb && a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
+}
+
+/* The messages and the error must be the same: trees or written from the
+ * events, the text fed in thirds or in small pieces, and read by the
+ * parser's own reader or by yajl. */
 static void both_ways(const uint8_t *data, size_t size)
 {
-	pb_buf_t a = {0}, b = {0};
+	pb_buf_t a = {0}, b = {0}, c = {0}, d = {0};
+	int ea, eb, ec, ed;
 
-	if (parse_way(data, size, false, &a) != parse_way(data, size, true, &b) || a.len != b.len ||
-	    (a.len > 0 && memcmp(a.data, b.data, a.len) != 0))
+	ea = parse_way(data, size, false, false, THIRDS, &a);
+	eb = parse_way(data, size, true, false, THIRDS, &b);
+	ed = parse_way(data, size, true, false, PIECES, &d);
+	if (!same(ea, &a, eb, &b) || !same(eb, &b, ed, &d))
+		abort();
+	ec = parse_way(data, size, true, true, THIRDS, &c);
+	if (!same(eb, &b, ec, &c))
 		abort();
 	pb__chat_buf_clear(&a);
 	pb__chat_buf_clear(&b);
+	pb__chat_buf_clear(&c);
+	pb__chat_buf_clear(&d);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
