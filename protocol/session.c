@@ -136,7 +136,7 @@ static int read_first(pb_session_t *s, const uint8_t *msg, size_t len)
 static int on_frame(pb_session_t *s, const uint8_t *frame, size_t len,
 		    void (*on_envelope)(void *arg, pb_envelope_t *env), void *arg, bool *established_now)
 {
-	uint8_t plain[PB_FRAME_MAX];
+	uint8_t plain[PB_FRAME_MAX], *at;
 	size_t plen;
 	pb_envelope_t *env;
 	int rc;
@@ -158,11 +158,22 @@ static int on_frame(pb_session_t *s, const uint8_t *frame, size_t len,
 			*established_now = true;
 		return rc;
 	}
-	rc = pb_noise_decrypt(&s->recv, NULL, 0, frame, len, plain, sizeof(plain), &plen);
-	if (rc != 0)
-		return rc == PB_ETRUNCATED ? PB_ENOISE_DECRYPT : rc;
-	rc = pb__envelope_decode(&s->decoder, plain, plen, &env);
-	sodium_memzero(plain, plen);
+	if (len > PB_NOISE_TAGLEN && (at = pb__envelope_place(&s->decoder, len - PB_NOISE_TAGLEN)) != NULL) {
+		/* A large message's next fragment, decrypted where its data
+		 * belongs: neither copied nor wiped from a buffer of its own. */
+		rc = pb_noise_decrypt(&s->recv, NULL, 0, frame, len, at, len - PB_NOISE_TAGLEN, &plen);
+		if (rc != 0) {
+			pb__envelope_unplace(&s->decoder, at);
+			return rc == PB_ETRUNCATED ? PB_ENOISE_DECRYPT : rc;
+		}
+		rc = pb__envelope_decode_placed(&s->decoder, at, plen, &env);
+	} else {
+		rc = pb_noise_decrypt(&s->recv, NULL, 0, frame, len, plain, sizeof(plain), &plen);
+		if (rc != 0)
+			return rc == PB_ETRUNCATED ? PB_ENOISE_DECRYPT : rc;
+		rc = pb__envelope_decode(&s->decoder, plain, plen, &env);
+		sodium_memzero(plain, plen);
+	}
 	if (rc < 0)
 		return rc;
 	if (rc == 1)
