@@ -114,10 +114,85 @@ static const uint8_t *pieces_take(const struct pieces *p, size_t *i, size_t *off
 	return stage;
 }
 
-static int encode_fragments(pb_envelope_t *env, size_t size, size_t max_plain, pb_envelope_emit_cb emit, void *arg)
+/* Where encoded messages go: whole (emit), or in parts (emit_parts). */
+struct emitter {
+	pb_envelope_emit_cb emit;
+	pb_envelope_emit_parts_cb emit_parts;
+	void *arg;
+	uint8_t *msg; /* emit: PB_ENVELOPE_MAX_PLAIN bytes to gather parts in */
+};
+
+static int emit_parts(struct emitter *e, const pb_aead_part_t *v, size_t nv, size_t len)
+{
+	size_t off = 0;
+
+	if (e->emit_parts != NULL)
+		return e->emit_parts(e->arg, v, nv, len);
+	if (nv == 1)
+		return e->emit(e->arg, v[0].p, len);
+	for (size_t i = 0; i < nv; i++) {
+		if (v[i].n > 0)
+			memcpy(e->msg + off, v[i].p, v[i].n);
+		off += v[i].n;
+	}
+	return e->emit(e->arg, e->msg, len);
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+static size_t varint_len(uint64_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+/* A fragment as protobuf-c packs it (Envelope: version, fragment;
+ * Fragment: total when set, data, last when true), its data not copied:
+ * head, the data where it is, tail. */
+static int emit_fragment(struct emitter *e, uint64_t total, const uint8_t *data, size_t n, bool last,
+			 size_t max_plain)
+{
+	uint8_t head[40], tail[2] = { 0x18, 0x01 };
+	size_t body = (total != 0 ? 1 + varint_len(total) : 0) + 1 + varint_len(n) + n + (last ? 2 : 0), h = 0;
+	pb_aead_part_t v[3];
+
+	head[h++] = 0x08;
+	h += put_varint(head + h, PB_PROTOCOL_VERSION);
+	head[h++] = 0x12;
+	h += put_varint(head + h, body);
+	if (total != 0) {
+		head[h++] = 0x08;
+		h += put_varint(head + h, total);
+	}
+	head[h++] = 0x12;
+	h += put_varint(head + h, n);
+	if (h + n + (last ? 2 : 0) > max_plain)
+		return PB_ETOOBIG;
+	v[0] = (pb_aead_part_t){ head, h };
+	v[1] = (pb_aead_part_t){ data, n };
+	v[2] = (pb_aead_part_t){ tail, last ? 2 : 0 };
+	return emit_parts(e, v, last ? 3 : 2, h + n + (last ? 2 : 0));
+}
+
+static int encode_fragments(pb_envelope_t *env, size_t size, size_t max_plain, struct emitter *e)
 {
 	struct pieces p;
-	uint8_t *stage = NULL, msg[PB_ENVELOPE_MAX_PLAIN];
+	uint8_t *stage = NULL;
 	size_t step = max_plain - FRAGMENT_OVERHEAD, off = 0, i = 0, at = 0;
 	int rc;
 
@@ -127,27 +202,15 @@ static int encode_fragments(pb_envelope_t *env, size_t size, size_t max_plain, p
 		p.rc = PB_EINVAL;
 	rc = p.rc;
 	while (off < size && rc == 0) {
-		pb_envelope_t part;
-		Peerback__Fragment frag;
 		size_t n = size - off < step ? size - off : step;
+		const uint8_t *data;
 
 		if (stage == NULL && (i >= p.nv || p.v[i].n - at < n) && (stage = malloc(step)) == NULL) {
 			rc = PB_ENOMEM;
 			break;
 		}
-		pb__envelope_init(&part);
-		peerback__fragment__init(&frag);
-		frag.total = off == 0 ? size : 0;
-		frag.data.data = (uint8_t *)pieces_take(&p, &i, &at, n, stage);
-		frag.data.len = n;
-		frag.last = off + n == size;
-		part.body_case = PEERBACK__ENVELOPE__BODY_FRAGMENT;
-		part.fragment = &frag;
-		if (peerback__envelope__get_packed_size(&part) > max_plain) {
-			rc = PB_ETOOBIG;
-			break;
-		}
-		rc = emit(arg, msg, peerback__envelope__pack(&part, msg));
+		data = pieces_take(&p, &i, &at, n, stage);
+		rc = emit_fragment(e, off == 0 ? size : 0, data, n, off + n == size, max_plain);
 		off += n;
 	}
 	if (stage != NULL) {
@@ -161,8 +224,9 @@ static int encode_fragments(pb_envelope_t *env, size_t size, size_t max_plain, p
 	return rc;
 }
 
-int pb__envelope_encode(pb_envelope_t *env, size_t max_plain, pb_envelope_emit_cb emit, void *arg)
+static int encode(pb_envelope_t *env, size_t max_plain, struct emitter *e)
 {
+	pb_aead_part_t v;
 	size_t size;
 	uint8_t *buf;
 	int rc;
@@ -172,15 +236,31 @@ int pb__envelope_encode(pb_envelope_t *env, size_t max_plain, pb_envelope_emit_c
 	env->version = PB_PROTOCOL_VERSION;
 	size = peerback__envelope__get_packed_size(env);
 	if (size > max_plain)
-		return encode_fragments(env, size, max_plain, emit, arg);
+		return encode_fragments(env, size, max_plain, e);
 	buf = malloc(size ? size : 1);
 	if (buf == NULL)
 		return PB_ENOMEM;
 	peerback__envelope__pack(env, buf);
-	rc = emit(arg, buf, size);
+	v = (pb_aead_part_t){ buf, size };
+	rc = emit_parts(e, &v, 1, size);
 	sodium_memzero(buf, size);
 	free(buf);
 	return rc;
+}
+
+int pb__envelope_encode(pb_envelope_t *env, size_t max_plain, pb_envelope_emit_cb emit, void *arg)
+{
+	uint8_t msg[PB_ENVELOPE_MAX_PLAIN];
+	struct emitter e = { emit, NULL, arg, msg };
+
+	return encode(env, max_plain, &e);
+}
+
+int pb__envelope_encode_parts(pb_envelope_t *env, size_t max_plain, pb_envelope_emit_parts_cb emit, void *arg)
+{
+	struct emitter e = { NULL, emit, arg, NULL };
+
+	return encode(env, max_plain, &e);
 }
 
 void pb__envelope_decoder_init(pb_envelope_decoder_t *d, size_t cap)
@@ -511,17 +591,6 @@ out_free_env:
 out_reset:
 	pb__envelope_decoder_free(d);
 	return rc;
-}
-
-static size_t varint_len(uint64_t v)
-{
-	size_t n = 1;
-
-	while (v >= 0x80) {
-		v >>= 7;
-		n++;
-	}
-	return n;
 }
 
 /* The head of a fragment after the first, as the encoder writes it, with

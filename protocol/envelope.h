@@ -6,6 +6,7 @@
 
 #include "peerback.h"
 #include "peerback/frame.h"
+#include "protocol/aead.h"
 #include "protocol/peerback.pb-c.h"
 
 typedef Peerback__Envelope pb_envelope_t;
@@ -17,6 +18,11 @@ typedef int (*pb_envelope_emit_cb)(void *arg, const uint8_t *msg, size_t len);
  * sequence of Fragment messages when it does not fit in one. max_plain is
  * the largest message to emit (PB_ENVELOPE_MAX_PLAIN normally). */
 int pb__envelope_encode(pb_envelope_t *env, size_t max_plain, pb_envelope_emit_cb emit, void *arg);
+
+/* The same in parts (the message is their bytes one after the other):
+ * a fragment's data is passed where it lies, not copied behind its head. */
+typedef int (*pb_envelope_emit_parts_cb)(void *arg, const pb_aead_part_t *parts, size_t nparts, size_t len);
+int pb__envelope_encode_parts(pb_envelope_t *env, size_t max_plain, pb_envelope_emit_parts_cb emit, void *arg);
 
 /* Reassembles Envelopes from transport messages. */
 typedef struct pb_envelope_decoder_s {

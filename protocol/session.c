@@ -265,8 +265,9 @@ int pb__session_eof(const pb_session_t *s)
 }
 
 /* Encrypted behind the room for its header, so that the frame goes out
- * in one write without another copy. */
-static int emit_encrypted(void *arg, const uint8_t *msg, size_t len)
+ * in one write without another copy; the message's parts (a fragment's
+ * head, its data where it lies, its tail) are read where they are. */
+static int emit_encrypted(void *arg, const pb_aead_part_t *parts, size_t nparts, size_t len)
 {
 	pb_session_t *s = arg;
 	uint8_t frame[PB_FRAME_HDR + PB_FRAME_MAX];
@@ -280,7 +281,8 @@ static int emit_encrypted(void *arg, const uint8_t *msg, size_t len)
 
 		if (out == NULL)
 			return PB_ENOMEM;
-		rc = pb_noise_encrypt(&s->send, NULL, 0, msg, len, out + PB_FRAME_HDR, flen - PB_FRAME_HDR, &clen);
+		rc = pb__noise_encrypt_parts(&s->send, parts, nparts, len, out + PB_FRAME_HDR, flen - PB_FRAME_HDR,
+					     &clen);
 		if (rc == 0)
 			rc = pb_frame_header(clen, out);
 		if (rc == 0 && clen + PB_FRAME_HDR != flen)
@@ -291,8 +293,7 @@ static int emit_encrypted(void *arg, const uint8_t *msg, size_t len)
 		}
 		return s->frame_send(s->write_arg, out, flen);
 	}
-	rc = pb_noise_encrypt(&s->send, NULL, 0, msg, len, frame + PB_FRAME_HDR, PB_FRAME_MAX, &clen);
-
+	rc = pb__noise_encrypt_parts(&s->send, parts, nparts, len, frame + PB_FRAME_HDR, PB_FRAME_MAX, &clen);
 	if (rc == 0)
 		rc = pb_frame_header(clen, frame);
 	if (rc != 0)
@@ -305,7 +306,7 @@ int pb__session_send(pb_session_t *s, pb_envelope_t *env)
 	/* A session whose input failed may still say why before it closes. */
 	if (!s->established)
 		return PB_ESTATE;
-	return pb__envelope_encode(env, PB_ENVELOPE_MAX_PLAIN, emit_encrypted, s);
+	return pb__envelope_encode_parts(env, PB_ENVELOPE_MAX_PLAIN, emit_encrypted, s);
 }
 
 void pb__session_send_error(pb_session_t *s, int code, const char *message)

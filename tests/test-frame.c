@@ -202,19 +202,42 @@ static void reference_fragments(pb_envelope_t *env, size_t max_plain, struct col
 	free(buf);
 }
 
+/* A message emitted in parts, collected as their bytes one after the
+ * other. */
+static int collect_parts(void *arg, const pb_aead_part_t *v, size_t nv, size_t len)
+{
+	uint8_t msg[PB_ENVELOPE_MAX_PLAIN];
+	size_t off = 0;
+
+	assert_true(len <= sizeof(msg));
+	for (size_t i = 0; i < nv; i++) {
+		assert_true(v[i].n <= len - off);
+		if (v[i].n > 0)
+			memcpy(msg + off, v[i].p, v[i].n);
+		off += v[i].n;
+	}
+	assert_int_equal(off, len);
+	return collect(arg, msg, len);
+}
+
 static void same_fragments(pb_envelope_t *env, size_t max_plain)
 {
-	struct collected a = { 0 }, b = { 0 };
+	struct collected a = { 0 }, b = { 0 }, p = { 0 };
 
 	assert_int_equal(pb__envelope_encode(env, max_plain, collect, &a), 0);
+	assert_int_equal(pb__envelope_encode_parts(env, max_plain, collect_parts, &p), 0);
 	reference_fragments(env, max_plain, &b);
 	assert_int_equal(a.n, b.n);
+	assert_int_equal(p.n, b.n);
 	for (size_t i = 0; i < a.n; i++) {
 		assert_int_equal(a.lens[i], b.lens[i]);
 		assert_memory_equal(a.msgs[i], b.msgs[i], a.lens[i]);
+		assert_int_equal(p.lens[i], b.lens[i]);
+		assert_memory_equal(p.msgs[i], b.msgs[i], p.lens[i]);
 	}
 	free_collected(&a);
 	free_collected(&b);
+	free_collected(&p);
 }
 
 /* A chunk's put and a long reply of small fields: the same fragments as a
