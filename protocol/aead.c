@@ -287,6 +287,10 @@ void pb__aead_encrypt_parts(uint8_t *c, const pb_aead_part_t *parts, size_t npar
 
 	if (use_libcrypto(len) && pb__aead_encrypt_parts_libcrypto(c, parts, nparts, len, nonce, key) == 0)
 		return;
+	if (nparts == 1 && parts[0].n == len) {
+		pb__aead_encrypt_sodium(c, parts[0].p, len, NULL, 0, nonce, key);
+		return;
+	}
 	for (size_t i = 0; i < nparts && off < len; i++) {
 		size_t k = parts[i].n < len - off ? parts[i].n : len - off;
 
