@@ -177,7 +177,8 @@ static void test_parts_against_whole(void **state)
 	for (int pass = 0; pass < 2; pass++) {
 		for (int i = 0; i < 200; i++) {
 			size_t len = i < 20 ? (size_t)i : randombytes_uniform(i % 2 ? 4096 : MAXLEN + 1);
-			size_t a = randombytes_uniform((uint32_t)len + 1), b = a + randombytes_uniform((uint32_t)(len - a) + 1);
+			size_t a = randombytes_uniform((uint32_t)len + 1);
+			size_t b = a + randombytes_uniform((uint32_t)(len - a) + 1);
 			pb_aead_part_t v[4] = { { m, a }, { m + a, 0 }, { m + a, b - a }, { m + b, len - b } };
 			size_t nv = 4;
 

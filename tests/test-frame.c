@@ -561,7 +561,10 @@ static void test_fragments_read_either_way(void **state)
 					alt[at + 2] = 2;
 				}
 			}
-			rc = way == 0 ? pb__envelope_decode(&d, m, n, &out) : decode_as_session(&d, m, n, &out, &placed);
+			if (way == 0)
+				rc = pb__envelope_decode(&d, m, n, &out);
+			else
+				rc = decode_as_session(&d, m, n, &out, &placed);
 			assert_int_equal(rc, i + 1 == c.n ? 1 : 0);
 			nplaced += placed;
 		}
