@@ -186,6 +186,39 @@ int pb__aead_encrypt_libcrypto(uint8_t *c, const uint8_t *m, size_t len, const u
 	return 0;
 }
 
+int pb__aead_encrypt_parts_libcrypto(uint8_t *c, const pb_aead_part_t *parts, size_t nparts, size_t len,
+				     const uint8_t nonce[PB_AEAD_NONCELEN], const uint8_t key[PB_AEAD_KEYLEN])
+{
+	EVP_CIPHER_CTX *ctx;
+	size_t off = 0;
+	int n;
+
+	if (len > INT_MAX || (ctx = ctx_for(1)) == NULL)
+		return -2;
+	if (lc.init(ctx, NULL, NULL, key, nonce, 1) != 1) {
+		lc.clear_error();
+		return -2;
+	}
+	/* One update a part: the cipher carries a part's last partial block
+	 * over to the next. The parts are not c, so a failure leaves them
+	 * intact for libsodium. */
+	for (size_t i = 0; i < nparts; i++) {
+		if (parts[i].n == 0)
+			continue;
+		if (parts[i].n > len - off || lc.update(ctx, c + off, &n, parts[i].p, (int)parts[i].n) != 1) {
+			lc.clear_error();
+			return -2;
+		}
+		off += parts[i].n;
+	}
+	if (off != len || lc.final(ctx, c + len, &n) != 1 ||
+	    lc.ctx_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, PB_AEAD_TAGLEN, c + len) != 1) {
+		lc.clear_error();
+		return -2;
+	}
+	return 0;
+}
+
 int pb__aead_decrypt_libcrypto(uint8_t *m, const uint8_t *c, size_t clen, const uint8_t *ad, size_t adlen,
 			       const uint8_t nonce[PB_AEAD_NONCELEN], const uint8_t key[PB_AEAD_KEYLEN])
 {
@@ -245,6 +278,27 @@ void pb__aead_encrypt(uint8_t *c, const uint8_t *m, size_t len, const uint8_t *a
 {
 	if (!use_libcrypto(len) || pb__aead_encrypt_libcrypto(c, m, len, ad, adlen, nonce, key) != 0)
 		pb__aead_encrypt_sodium(c, m, len, ad, adlen, nonce, key);
+}
+
+void pb__aead_encrypt_parts(uint8_t *c, const pb_aead_part_t *parts, size_t nparts, size_t len,
+			    const uint8_t nonce[PB_AEAD_NONCELEN], const uint8_t key[PB_AEAD_KEYLEN])
+{
+	size_t off = 0;
+
+	if (use_libcrypto(len) && pb__aead_encrypt_parts_libcrypto(c, parts, nparts, len, nonce, key) == 0)
+		return;
+	if (nparts == 1 && parts[0].n == len) {
+		pb__aead_encrypt_sodium(c, parts[0].p, len, NULL, 0, nonce, key);
+		return;
+	}
+	for (size_t i = 0; i < nparts && off < len; i++) {
+		size_t k = parts[i].n < len - off ? parts[i].n : len - off;
+
+		if (k > 0)
+			memcpy(c + off, parts[i].p, k);
+		off += k;
+	}
+	pb__aead_encrypt_sodium(c, c, len, NULL, 0, nonce, key);
 }
 
 int pb__aead_decrypt(uint8_t *m, const uint8_t *c, size_t clen, const uint8_t *ad, size_t adlen,

@@ -33,6 +33,20 @@ void pb__aead_encrypt(uint8_t *c, const uint8_t *m, size_t len, const uint8_t *a
 void pb__aead_xencrypt(uint8_t *c, const uint8_t *m, size_t len, const uint8_t *ad, size_t adlen,
 		       const uint8_t nonce[PB_AEAD_XNONCELEN], const uint8_t key[PB_AEAD_KEYLEN]);
 
+/* A message in parts, their bytes one after the other. */
+typedef struct pb_aead_part_s {
+	const uint8_t *p;
+	size_t n;
+} pb_aead_part_t;
+
+/* pb__aead_encrypt of the message made of nparts parts (len bytes in all),
+ * read where they are: a message made of a small head, a large piece of
+ * data and a small tail (a fragment of a chunk's message) is not copied
+ * into one buffer first. c must not overlap a part. Through libsodium
+ * (short messages), the parts are gathered into c and sealed in place. */
+void pb__aead_encrypt_parts(uint8_t *c, const pb_aead_part_t *parts, size_t nparts, size_t len,
+			    const uint8_t nonce[PB_AEAD_NONCELEN], const uint8_t key[PB_AEAD_KEYLEN]);
+
 /* m (clen - PB_AEAD_TAGLEN bytes) = the plaintext of c (clen bytes, tag
  * last), m == c allowed: 0, or -1 when clen is shorter than a tag or the tag
  * does not verify (compared in constant time), and then m holds zeros, no
@@ -56,6 +70,8 @@ int pb__aead_encrypt_libcrypto(uint8_t *c, const uint8_t *m, size_t len, const u
 			       const uint8_t nonce[PB_AEAD_NONCELEN], const uint8_t key[PB_AEAD_KEYLEN]);
 int pb__aead_decrypt_libcrypto(uint8_t *m, const uint8_t *c, size_t clen, const uint8_t *ad, size_t adlen,
 			       const uint8_t nonce[PB_AEAD_NONCELEN], const uint8_t key[PB_AEAD_KEYLEN]);
+int pb__aead_encrypt_parts_libcrypto(uint8_t *c, const pb_aead_part_t *parts, size_t nparts, size_t len,
+				     const uint8_t nonce[PB_AEAD_NONCELEN], const uint8_t key[PB_AEAD_KEYLEN]);
 
 /* XChaCha20-Poly1305's nonce and key for ChaCha20-Poly1305, as libsodium
  * derives them: subkey = HChaCha20(key, xnonce[0..16]), nonce = 4 zero

@@ -12,6 +12,12 @@
 /* How long a closing channel waits for its last writes to go: a peer that
  * does not read does not keep it open. */
 #define FLUSH_MS 5000
+/* A fragment carries at least this much of its message (the encoder's
+ * step, PB_ENVELOPE_MAX_PLAIN less its room for the fragment's fields),
+ * and costs at most this much more in its frame: the fragment's fields,
+ * the frame's header and the transport's tag. */
+#define PB_BATCH_STEP (PB_ENVELOPE_MAX_PLAIN - 48)
+#define PB_BATCH_FRAME_EXTRA (48 + PB_FRAME_HDR + PB_NOISE_TAGLEN)
 
 struct write_req {
 	uv_write_t req;
@@ -49,6 +55,7 @@ static void close_now(pb_channel_t *ch, int status)
 }
 
 static void resume(pb_channel_t *ch);
+static int batch_submit(pb_channel_t *ch);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
 static void write_done(uv_write_t *req, int status)
@@ -118,9 +125,13 @@ static int queue_write(void *arg, const uint8_t *data, size_t len)
 {
 	pb_channel_t *ch = arg;
 	struct write_req *w;
+	int rc;
 
 	if (ch->closing)
 		return PB_ESTATE;
+	/* Behind the frames made so far, in order. */
+	if (ch->batch != NULL && (rc = batch_submit(ch)) != 0)
+		return rc;
 	w = malloc(sizeof(*w) + len);
 	if (w == NULL)
 		return PB_ENOMEM;
@@ -129,13 +140,32 @@ static int queue_write(void *arg, const uint8_t *data, size_t len)
 	return submit(ch, w);
 }
 
+/* The frames of one large message go out as one write (pb__channel_send):
+ * one request and one write call where each frame of 64 KiB took its own. */
+static int batch_submit(pb_channel_t *ch)
+{
+	struct write_req *w = ch->batch;
+
+	ch->batch = NULL;
+	return w != NULL ? submit(ch, w) : 0;
+}
+
 /* A frame encrypted straight into a write request's data (the session's
  * frame_alloc and frame_send): a reply is not copied once more. */
 static uint8_t *frame_alloc(void *arg, size_t len)
 {
-	struct write_req *w = malloc(sizeof(*w) + len);
+	pb_channel_t *ch = arg;
+	struct write_req *w;
 
-	(void)arg;
+	if (ch->batch != NULL) {
+		w = ch->batch;
+		if (len <= ch->batch_cap - w->len)
+			return w->data + w->len;
+		/* Full: the frames after it go on their own. */
+		if (batch_submit(ch) != 0)
+			return NULL;
+	}
+	w = malloc(sizeof(*w) + len);
 	if (w == NULL)
 		return NULL;
 	w->len = len;
@@ -144,10 +174,20 @@ static uint8_t *frame_alloc(void *arg, size_t len)
 
 static int frame_send(void *arg, uint8_t *frame, size_t len)
 {
-	struct write_req *w = (struct write_req *)(void *)(frame - offsetof(struct write_req, data));
+	pb_channel_t *ch = arg;
+	struct write_req *w = ch->batch;
 
+	if (w != NULL && frame == w->data + w->len) {
+		w->len += len; /* 0: given back */
+		return 0;
+	}
+	w = (struct write_req *)(void *)(frame - offsetof(struct write_req, data));
+	if (len == 0) {
+		free(w);
+		return 0;
+	}
 	w->len = len;
-	return submit(arg, w);
+	return submit(ch, w);
 }
 
 static void alloc_buf(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -333,11 +373,28 @@ void pb__channel_authenticated(pb_channel_t *ch, uint64_t idle_ms, size_t max_en
 
 int pb__channel_send(pb_channel_t *ch, pb_envelope_t *env)
 {
+	size_t size;
 	int rc;
 
 	if (ch->closing)
 		return PB_ESTATE;
+	/* A message of several frames: its frames are made in one buffer,
+	 * sized for the most they can take (each fragment's head and the
+	 * frame's header and tag around at least PB_BATCH_STEP bytes of it). */
+	size = ch->sess.established ? peerback__envelope__get_packed_size(env) : 0;
+	if (size > PB_ENVELOPE_MAX_PLAIN) {
+		size_t frames = size / PB_BATCH_STEP + 1;
+
+		ch->batch_cap = size + frames * PB_BATCH_FRAME_EXTRA;
+		ch->batch = malloc(sizeof(struct write_req) + ch->batch_cap);
+		if (ch->batch != NULL)
+			ch->batch->len = 0;
+	}
 	rc = pb__session_send(&ch->sess, env);
+	if (rc == 0)
+		rc = batch_submit(ch);
+	free(ch->batch);
+	ch->batch = NULL;
 	if (rc != 0)
 		close_now(ch, rc);
 	return rc;

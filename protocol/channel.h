@@ -54,6 +54,10 @@ struct pb_channel_s {
 	 * channels; it must not close or free this one. */
 	size_t *out_total;
 	void (*on_sent)(pb_channel_t *ch);
+	/* While pb__channel_send sends a message of several frames: the
+	 * write request they are made in, and its room. */
+	struct write_req *batch;
+	size_t batch_cap;
 };
 
 /* Queued output above which a channel stops reading, until half of it has

@@ -224,6 +224,24 @@ PB_EXTERN int pb_noise_encrypt(pb_noise_cipher_t *c, const uint8_t *ad, size_t a
 	return cipher_encrypt(c, ad, adlen, in, len, out, cap, out_len);
 }
 
+int pb__noise_encrypt_parts(pb_noise_cipher_t *c, const pb_aead_part_t *parts, size_t nparts, size_t len,
+			    uint8_t *out, size_t cap, size_t *out_len)
+{
+	uint8_t nonce[12];
+
+	if (!c->has_key)
+		return PB_ESTATE;
+	if (c->n == UINT64_MAX)
+		return PB_ENOISE_NONCE;
+	if (len > cap || cap - len < PB_NOISE_TAGLEN)
+		return PB_ETOOBIG;
+	nonce_bytes(nonce, c->n);
+	pb__aead_encrypt_parts(out, parts, nparts, len, nonce, c->k);
+	c->n++;
+	*out_len = len + PB_NOISE_TAGLEN;
+	return 0;
+}
+
 PB_EXTERN int pb_noise_decrypt(pb_noise_cipher_t *c, const uint8_t *ad, size_t adlen, const uint8_t *in, size_t len,
 			       uint8_t *out, size_t cap, size_t *out_len)
 {

@@ -136,7 +136,7 @@ static int read_first(pb_session_t *s, const uint8_t *msg, size_t len)
 static int on_frame(pb_session_t *s, const uint8_t *frame, size_t len,
 		    void (*on_envelope)(void *arg, pb_envelope_t *env), void *arg, bool *established_now)
 {
-	uint8_t plain[PB_FRAME_MAX];
+	uint8_t plain[PB_FRAME_MAX], *at;
 	size_t plen;
 	pb_envelope_t *env;
 	int rc;
@@ -158,11 +158,22 @@ static int on_frame(pb_session_t *s, const uint8_t *frame, size_t len,
 			*established_now = true;
 		return rc;
 	}
-	rc = pb_noise_decrypt(&s->recv, NULL, 0, frame, len, plain, sizeof(plain), &plen);
-	if (rc != 0)
-		return rc == PB_ETRUNCATED ? PB_ENOISE_DECRYPT : rc;
-	rc = pb__envelope_decode(&s->decoder, plain, plen, &env);
-	sodium_memzero(plain, plen);
+	if (len > PB_NOISE_TAGLEN && (at = pb__envelope_place(&s->decoder, len - PB_NOISE_TAGLEN)) != NULL) {
+		/* A large message's next fragment, decrypted where its data
+		 * belongs: neither copied nor wiped from a buffer of its own. */
+		rc = pb_noise_decrypt(&s->recv, NULL, 0, frame, len, at, len - PB_NOISE_TAGLEN, &plen);
+		if (rc != 0) {
+			pb__envelope_unplace(&s->decoder, at);
+			return rc == PB_ETRUNCATED ? PB_ENOISE_DECRYPT : rc;
+		}
+		rc = pb__envelope_decode_placed(&s->decoder, at, plen, &env);
+	} else {
+		rc = pb_noise_decrypt(&s->recv, NULL, 0, frame, len, plain, sizeof(plain), &plen);
+		if (rc != 0)
+			return rc == PB_ETRUNCATED ? PB_ENOISE_DECRYPT : rc;
+		rc = pb__envelope_decode(&s->decoder, plain, plen, &env);
+		sodium_memzero(plain, plen);
+	}
 	if (rc < 0)
 		return rc;
 	if (rc == 1)
@@ -254,8 +265,9 @@ int pb__session_eof(const pb_session_t *s)
 }
 
 /* Encrypted behind the room for its header, so that the frame goes out
- * in one write without another copy. */
-static int emit_encrypted(void *arg, const uint8_t *msg, size_t len)
+ * in one write without another copy; the message's parts (a fragment's
+ * head, its data where it lies, its tail) are read where they are. */
+static int emit_encrypted(void *arg, const pb_aead_part_t *parts, size_t nparts, size_t len)
 {
 	pb_session_t *s = arg;
 	uint8_t frame[PB_FRAME_HDR + PB_FRAME_MAX];
@@ -269,7 +281,8 @@ static int emit_encrypted(void *arg, const uint8_t *msg, size_t len)
 
 		if (out == NULL)
 			return PB_ENOMEM;
-		rc = pb_noise_encrypt(&s->send, NULL, 0, msg, len, out + PB_FRAME_HDR, flen - PB_FRAME_HDR, &clen);
+		rc = pb__noise_encrypt_parts(&s->send, parts, nparts, len, out + PB_FRAME_HDR, flen - PB_FRAME_HDR,
+					     &clen);
 		if (rc == 0)
 			rc = pb_frame_header(clen, out);
 		if (rc == 0 && clen + PB_FRAME_HDR != flen)
@@ -280,8 +293,7 @@ static int emit_encrypted(void *arg, const uint8_t *msg, size_t len)
 		}
 		return s->frame_send(s->write_arg, out, flen);
 	}
-	rc = pb_noise_encrypt(&s->send, NULL, 0, msg, len, frame + PB_FRAME_HDR, PB_FRAME_MAX, &clen);
-
+	rc = pb__noise_encrypt_parts(&s->send, parts, nparts, len, frame + PB_FRAME_HDR, PB_FRAME_MAX, &clen);
 	if (rc == 0)
 		rc = pb_frame_header(clen, frame);
 	if (rc != 0)
@@ -294,7 +306,7 @@ int pb__session_send(pb_session_t *s, pb_envelope_t *env)
 	/* A session whose input failed may still say why before it closes. */
 	if (!s->established)
 		return PB_ESTATE;
-	return pb__envelope_encode(env, PB_ENVELOPE_MAX_PLAIN, emit_encrypted, s);
+	return pb__envelope_encode_parts(env, PB_ENVELOPE_MAX_PLAIN, emit_encrypted, s);
 }
 
 void pb__session_send_error(pb_session_t *s, int code, const char *message)

@@ -31,6 +31,12 @@ typedef struct pb_session_candidate_s {
 int pb__noise_hs_new_pub(const char *protocol_name, bool initiator, const pb_noise_config_t *cfg,
 			 const uint8_t *s_pub, pb_noise_hs_t **out);
 
+/* pb_noise_encrypt (no associated data) of a message in parts, read where
+ * they are (pb__aead_encrypt_parts); out must not overlap them. In
+ * protocol/noise.c. */
+int pb__noise_encrypt_parts(pb_noise_cipher_t *c, const pb_aead_part_t *parts, size_t nparts, size_t len,
+			    uint8_t *out, size_t cap, size_t *out_len);
+
 typedef struct pb_session_s {
 	bool initiator;
 	bool established;

@@ -163,6 +163,48 @@ static void test_random_against_libsodium(void **state)
 	free(out);
 }
 
+/* A message sealed from parts (a head, data, a tail, cut anywhere, empty
+ * parts included, or one part) is the message sealed whole, through libcrypto and
+ * through the dispatch (libsodium for short messages). */
+static void test_parts_against_whole(void **state)
+{
+	uint8_t *m = malloc(MAXLEN), *c1 = malloc(MAXLEN + 16), *c2 = malloc(MAXLEN + 16);
+	uint8_t key[32], nonce[12];
+	unsigned long long n;
+
+	(void)state;
+	assert_true(m && c1 && c2);
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < 200; i++) {
+			size_t len = i < 20 ? (size_t)i : randombytes_uniform(i % 2 ? 4096 : MAXLEN + 1);
+			size_t a = randombytes_uniform((uint32_t)len + 1);
+			size_t b = a + randombytes_uniform((uint32_t)(len - a) + 1);
+			pb_aead_part_t v[4] = { { m, a }, { m + a, 0 }, { m + a, b - a }, { m + b, len - b } };
+			size_t nv = 4;
+
+			if (i % 3 == 0) { /* one part: the message whole */
+				v[0] = (pb_aead_part_t){ m, len };
+				nv = 1;
+			}
+
+			randombytes_buf(key, sizeof(key));
+			randombytes_buf(nonce, sizeof(nonce));
+			randombytes_buf(m, len);
+			crypto_aead_chacha20poly1305_ietf_encrypt(c1, &n, m, len, NULL, 0, NULL, nonce, key);
+			memset(c2, 0, len + 16);
+			assert_int_equal(pb__aead_encrypt_parts_libcrypto(c2, v, nv, len, nonce, key), 0);
+			assert_memory_equal(c1, c2, len + 16);
+			memset(c2, 0, len + 16);
+			pb__aead_encrypt_parts(c2, v, nv, len, nonce, key);
+			assert_memory_equal(c1, c2, len + 16);
+		}
+		warm_libcrypto();
+	}
+	free(m);
+	free(c1);
+	free(c2);
+}
+
 typedef int (*dec_fn)(uint8_t *, const uint8_t *, size_t, const uint8_t *, size_t, const uint8_t *, const uint8_t *);
 
 /* A changed byte of ciphertext, tag or associated data fails, and the
@@ -265,6 +307,7 @@ int main(void)
 		cmocka_unit_test(test_rfc8439_vector),
 		cmocka_unit_test(test_xchacha_draft_vector),
 		cmocka_unit_test(test_random_against_libsodium),
+		cmocka_unit_test(test_parts_against_whole),
 		cmocka_unit_test(test_tamper_rejected),
 		cmocka_unit_test(test_threads),
 	};

@@ -202,19 +202,42 @@ static void reference_fragments(pb_envelope_t *env, size_t max_plain, struct col
 	free(buf);
 }
 
+/* A message emitted in parts, collected as their bytes one after the
+ * other. */
+static int collect_parts(void *arg, const pb_aead_part_t *v, size_t nv, size_t len)
+{
+	uint8_t msg[PB_ENVELOPE_MAX_PLAIN];
+	size_t off = 0;
+
+	assert_true(len <= sizeof(msg));
+	for (size_t i = 0; i < nv; i++) {
+		assert_true(v[i].n <= len - off);
+		if (v[i].n > 0)
+			memcpy(msg + off, v[i].p, v[i].n);
+		off += v[i].n;
+	}
+	assert_int_equal(off, len);
+	return collect(arg, msg, len);
+}
+
 static void same_fragments(pb_envelope_t *env, size_t max_plain)
 {
-	struct collected a = { 0 }, b = { 0 };
+	struct collected a = { 0 }, b = { 0 }, p = { 0 };
 
 	assert_int_equal(pb__envelope_encode(env, max_plain, collect, &a), 0);
+	assert_int_equal(pb__envelope_encode_parts(env, max_plain, collect_parts, &p), 0);
 	reference_fragments(env, max_plain, &b);
 	assert_int_equal(a.n, b.n);
+	assert_int_equal(p.n, b.n);
 	for (size_t i = 0; i < a.n; i++) {
 		assert_int_equal(a.lens[i], b.lens[i]);
 		assert_memory_equal(a.msgs[i], b.msgs[i], a.lens[i]);
+		assert_int_equal(p.lens[i], b.lens[i]);
+		assert_memory_equal(p.msgs[i], b.msgs[i], p.lens[i]);
 	}
 	free_collected(&a);
 	free_collected(&b);
+	free_collected(&p);
 }
 
 /* A chunk's put and a long reply of small fields: the same fragments as a
@@ -321,46 +344,102 @@ static void test_envelope_fragments_any_order(void **state)
 	free_collected(&c);
 }
 
-/* A chunk's reply as a sequence of fragments, decoded: the same Envelope
- * whether the decoder reads its head and keeps the data where it lands
- * (the form the encoder writes) or unpacks it whole (anything else). */
-static void chunk_reply_round_trip(const uint8_t *data, size_t len, uint64_t id, const uint8_t *name, size_t nlen,
-				   size_t max_plain)
+/* Decodes message m (len bytes) as a session does: where
+ * pb__envelope_place says its data belongs when it says so (the copy
+ * standing for the decryption), else from where it is. Returns what the
+ * decoder returned; *placed tells which way it went. */
+static int decode_as_session(pb_envelope_decoder_t *d, const uint8_t *m, size_t len, pb_envelope_t **out,
+			     bool *placed)
+{
+	uint8_t *at = pb__envelope_place(d, len);
+
+	*placed = at != NULL;
+	if (at == NULL)
+		return pb__envelope_decode(d, m, len, out);
+	memcpy(at, m, len);
+	return pb__envelope_decode_placed(d, at, len, out);
+}
+
+/* A chunk's reply or put as a sequence of fragments, decoded: the same
+ * Envelope whether the decoder reads its head and keeps the data where it
+ * lands (the form the encoder writes) or unpacks it whole (anything
+ * else), and whether each fragment is decoded from where it is or placed
+ * where its data belongs first (then every fragment after the first is,
+ * when the first carried data). */
+static void chunk_round_trip(bool put, const uint8_t *data, size_t len, uint64_t id, const uint8_t *name,
+			     size_t nlen, size_t max_plain)
 {
 	struct collected c = { 0 };
 	pb_envelope_t env, *out = NULL;
 	Peerback__Reply rep;
 	Peerback__ChunkData cd;
+	Peerback__Request req;
+	Peerback__ChunkPut cp;
 	pb_envelope_decoder_t d;
+	const ProtobufCBinaryData *got_name, *got_data;
 
 	pb__envelope_init(&env);
-	peerback__reply__init(&rep);
-	peerback__chunk_data__init(&cd);
-	cd.name.data = (uint8_t *)name;
-	cd.name.len = nlen;
-	cd.data.data = (uint8_t *)data;
-	cd.data.len = len;
-	rep.id = id;
-	rep.op_case = PEERBACK__REPLY__OP_CHUNK;
-	rep.chunk = &cd;
-	env.body_case = PEERBACK__ENVELOPE__BODY_REPLY;
-	env.reply = &rep;
+	if (put) {
+		peerback__request__init(&req);
+		peerback__chunk_put__init(&cp);
+		cp.name.data = (uint8_t *)name;
+		cp.name.len = nlen;
+		cp.data.data = (uint8_t *)data;
+		cp.data.len = len;
+		req.id = id;
+		req.op_case = PEERBACK__REQUEST__OP_CHUNK_PUT;
+		req.chunk_put = &cp;
+		env.body_case = PEERBACK__ENVELOPE__BODY_REQUEST;
+		env.request = &req;
+	} else {
+		peerback__reply__init(&rep);
+		peerback__chunk_data__init(&cd);
+		cd.name.data = (uint8_t *)name;
+		cd.name.len = nlen;
+		cd.data.data = (uint8_t *)data;
+		cd.data.len = len;
+		rep.id = id;
+		rep.op_case = PEERBACK__REPLY__OP_CHUNK;
+		rep.chunk = &cd;
+		env.body_case = PEERBACK__ENVELOPE__BODY_REPLY;
+		env.reply = &rep;
+	}
 	assert_int_equal(pb__envelope_encode(&env, max_plain, collect, &c), 0);
-	pb__envelope_decoder_init(&d, 0);
-	for (size_t i = 0; i < c.n; i++)
-		assert_int_equal(pb__envelope_decode(&d, c.msgs[i], c.lens[i], &out), i + 1 == c.n ? 1 : 0);
-	assert_non_null(out);
-	assert_int_equal(out->version, PB_PROTOCOL_VERSION);
-	assert_int_equal(out->body_case, PEERBACK__ENVELOPE__BODY_REPLY);
-	assert_int_equal(out->reply->id, id);
-	assert_int_equal(out->reply->op_case, PEERBACK__REPLY__OP_CHUNK);
-	assert_int_equal(out->reply->chunk->name.len, nlen);
-	if (nlen > 0)
-		assert_memory_equal(out->reply->chunk->name.data, name, nlen);
-	assert_int_equal(out->reply->chunk->data.len, len);
-	assert_memory_equal(out->reply->chunk->data.data, data, len);
-	assert_false(d.active);
-	pb__envelope_free(out);
+	for (int way = 0; way < 2; way++) {
+		pb__envelope_decoder_init(&d, 0);
+		out = NULL;
+		for (size_t i = 0; i < c.n; i++) {
+			bool placed = false;
+			int rc = way == 0 ? pb__envelope_decode(&d, c.msgs[i], c.lens[i], &out)
+					  : decode_as_session(&d, c.msgs[i], c.lens[i], &out, &placed);
+
+			assert_int_equal(rc, i + 1 == c.n ? 1 : 0);
+			if (way == 1 && i > 0 && d.skip > 0)
+				assert_true(placed);
+		}
+		assert_non_null(out);
+		assert_int_equal(out->version, PB_PROTOCOL_VERSION);
+		if (put) {
+			assert_int_equal(out->body_case, PEERBACK__ENVELOPE__BODY_REQUEST);
+			assert_int_equal(out->request->id, id);
+			assert_int_equal(out->request->op_case, PEERBACK__REQUEST__OP_CHUNK_PUT);
+			got_name = &out->request->chunk_put->name;
+			got_data = &out->request->chunk_put->data;
+		} else {
+			assert_int_equal(out->body_case, PEERBACK__ENVELOPE__BODY_REPLY);
+			assert_int_equal(out->reply->id, id);
+			assert_int_equal(out->reply->op_case, PEERBACK__REPLY__OP_CHUNK);
+			got_name = &out->reply->chunk->name;
+			got_data = &out->reply->chunk->data;
+		}
+		assert_int_equal(got_name->len, nlen);
+		if (nlen > 0)
+			assert_memory_equal(got_name->data, name, nlen);
+		assert_int_equal(got_data->len, len);
+		assert_memory_equal(got_data->data, data, len);
+		assert_false(d.active);
+		pb__envelope_free(out);
+	}
 	free_collected(&c);
 }
 
@@ -374,18 +453,21 @@ static void test_envelope_chunk_reply(void **state)
 	(void)state;
 	randombytes_buf(data, sizeof(data));
 	randombytes_buf(name, sizeof(name));
-	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
-		for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
-			chunk_reply_round_trip(data, lens[k], ids[i], name, 32, PB_ENVELOPE_MAX_PLAIN);
-			/* Fragments of a sequence are at least the largest
-			 * whole message: smaller fragments for large data. */
-			if (lens[k] >= 65490)
-				chunk_reply_round_trip(data, lens[k], ids[i], name, k % 2 ? 0 : 64, 1000);
-		}
-	/* A name longer than the decoder keeps: unpacked whole, the same
-	 * Envelope. */
-	chunk_reply_round_trip(data, 70000, 5, data, 65, PB_ENVELOPE_MAX_PLAIN);
-	chunk_reply_round_trip(data, 70000, 5, data, 65, 1000);
+	for (int put = 0; put < 2; put++) {
+		for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
+			for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+				chunk_round_trip(put, data, lens[k], ids[i], name, 32, PB_ENVELOPE_MAX_PLAIN);
+				/* Fragments of a sequence are at least the
+				 * largest whole message: smaller fragments for
+				 * large data. */
+				if (lens[k] >= 65490)
+					chunk_round_trip(put, data, lens[k], ids[i], name, k % 2 ? 0 : 64, 1000);
+			}
+		/* A name longer than the decoder keeps: unpacked whole, the
+		 * same Envelope. */
+		chunk_round_trip(put, data, 70000, 5, data, 65, PB_ENVELOPE_MAX_PLAIN);
+		chunk_round_trip(put, data, 70000, 5, data, 65, 1000);
+	}
 }
 
 static size_t put_varint(uint8_t *p, uint64_t v)
@@ -434,7 +516,10 @@ static size_t fragment_reordered(const uint8_t *msg, size_t len, uint8_t *out)
 
 /* Fragments in the encoder's own encoding are read in place, others by
  * protobuf-c: a sequence mixing both reassembles exactly, and a fragment
- * whose last flag is not 0 or 1 is still understood as protobuf says. */
+ * whose last flag is not 0 or 1 is still understood as protobuf says.
+ * The same when each is first placed where the encoder's form would put
+ * its data (as a session decrypts it): one of another form is then
+ * decoded from a copy, and the data its head covered is put back. */
 static void test_fragments_read_either_way(void **state)
 {
 	static uint8_t big[1 << 20];
@@ -450,33 +535,48 @@ static void test_fragments_read_either_way(void **state)
 	ping_envelope(&env, &req, &ping, big, sizeof(big));
 	assert_int_equal(pb__envelope_encode(&env, PB_ENVELOPE_MAX_PLAIN, collect, &c), 0);
 	assert_true(c.n >= 17);
-	pb__envelope_decoder_init(&d, 0);
-	for (size_t i = 0; i < c.n; i++) {
-		int rc;
+	for (int way = 0; way < 2; way++) {
+		size_t nplaced = 0;
 
-		if (i % 2 == 1 || i + 1 == c.n) {
-			size_t n = fragment_reordered(c.msgs[i], c.lens[i], alt);
+		pb__envelope_decoder_init(&d, 0);
+		out = NULL;
+		for (size_t i = 0; i < c.n; i++) {
+			const uint8_t *m = c.msgs[i];
+			size_t n = c.lens[i];
+			bool placed = false;
+			int rc;
 
-			if (i + 1 == c.n) {
-				/* last = 2, first in its fragment: true to protobuf. */
-				size_t at = 1;
+			if (i % 2 == 1 || i + 1 == c.n) {
+				n = fragment_reordered(c.msgs[i], c.lens[i], alt);
+				m = alt;
+				if (i + 1 == c.n) {
+					/* last = 2, first in its fragment: true
+					 * to protobuf. */
+					size_t at = 1;
 
-				assert_int_equal(alt[0], 0x12);
-				while (alt[at] & 0x80)
-					at++;
-				assert_int_equal(alt[at + 1], 0x18);
-				alt[at + 2] = 2;
+					assert_int_equal(alt[0], 0x12);
+					while (alt[at] & 0x80)
+						at++;
+					assert_int_equal(alt[at + 1], 0x18);
+					alt[at + 2] = 2;
+				}
 			}
-			rc = pb__envelope_decode(&d, alt, n, &out);
-		} else {
-			rc = pb__envelope_decode(&d, c.msgs[i], c.lens[i], &out);
+			if (way == 0)
+				rc = pb__envelope_decode(&d, m, n, &out);
+			else
+				rc = decode_as_session(&d, m, n, &out, &placed);
+			assert_int_equal(rc, i + 1 == c.n ? 1 : 0);
+			nplaced += placed;
 		}
-		assert_int_equal(rc, i + 1 == c.n ? 1 : 0);
+		/* Every fragment after the first was placed, the reordered
+		 * ones (the same length) too. */
+		if (way == 1)
+			assert_int_equal(nplaced, c.n - 1);
+		assert_int_equal(out->request->id, 7);
+		assert_int_equal(out->request->ping->data.len, sizeof(big));
+		assert_memory_equal(out->request->ping->data.data, big, sizeof(big));
+		pb__envelope_free(out);
 	}
-	assert_int_equal(out->request->id, 7);
-	assert_int_equal(out->request->ping->data.len, sizeof(big));
-	assert_memory_equal(out->request->ping->data.data, big, sizeof(big));
-	pb__envelope_free(out);
 	free_collected(&c);
 }
 
