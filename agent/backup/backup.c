@@ -17,6 +17,7 @@
 #include "agent/backup/engine-int.h"
 #include "agent/backup/group.h"
 #include "agent/backup/internal.h"
+#include "agent/backup/reader.h"
 #include "agent/backup/sink.h"
 #include "agent/backup/stream.h"
 #include "agent/kinds/internal.h"
@@ -55,8 +56,12 @@ struct backup {
 	pb__b2k_t item_k, id_k;
 	pb_cdc_t cdc;
 	/* pb__cdc_file_many's buffer, allocated at the first large file and
-	 * kept for the others. */
+	 * kept for the others (without a reader). */
 	uint8_t *filebuf;
+	/* Reads, cuts and names large files beside this thread (started at
+	 * the first, with sealing threads; agent/backup/reader.h). */
+	pb__reader_t *reader;
+	bool no_reader;
 	pb_backup_state_t *st;
 	pb_manifest_writer_t *mw;
 	pb__prog_t pr;
@@ -318,6 +323,64 @@ static int emit_manifest_plain(void *arg, const uint8_t name[PB_STORE_NAME_LEN],
 	return rc;
 }
 
+/* The reader's buffers the sink holds at most once a piece is added: of
+ * its four, one more may wait for this thread, and it fills the last. */
+#define READER_LENT 2
+
+/* A buffer of a file's chunks from the reader, named: their names go to
+ * b->cur at once, the buffer to the sealing threads as it is. */
+static int add_piece(struct backup *b, pb__piece_t *p)
+{
+	int rc;
+
+	if (b->ncur + p->n > b->cap_cur)
+		pb__sink_hash_wait(b->sink); /* b->cur moves only once its names are in */
+	if ((rc = pb__grow((void **)&b->cur, &b->cap_cur, b->ncur + p->n, sizeof(name_t))) != 0) {
+		pb__reader_give(b->reader, p->buf);
+		return rc;
+	}
+	memcpy(b->cur + b->ncur, p->names, p->n * sizeof(name_t));
+	b->ncur += p->n;
+	rc = pb__sink_add_piece(b->sink, p->buf, p->len, (const name_t *)p->names, p->n, pb__reader_give, b->reader,
+				READER_LENT);
+	for (size_t i = 0; i < p->n && rc == 0; i++)
+		rc = chunk_added(b, p->len[i]);
+	return rc;
+}
+
+/* Whether large files go through the reader: with sealing threads, and
+ * named by their chunks' names (not the test's hash of their bytes). */
+static bool use_reader(struct backup *b)
+{
+	if (b->reader != NULL)
+		return b->by_names;
+	if (b->no_reader || !b->by_names)
+		return false;
+	if (!pb__sink_threaded(b->sink) || pb__reader_new(&b->cdc, &b->keys, &b->reader) != 0) {
+		b->no_reader = true;
+		return false;
+	}
+	return true;
+}
+
+/* A large file's chunks, as the reader cuts them from fd. */
+static int read_pieces(struct backup *b, int fd)
+{
+	pb__piece_t *p;
+	int rc;
+
+	pb__reader_start(b->reader, fd);
+	for (;;) {
+		/* An error of the reader's comes with the file's end. */
+		if ((rc = pb__reader_next(b->reader, &p)) != 0 || p == NULL)
+			return rc;
+		if ((rc = add_piece(b, p)) != 0) {
+			pb__reader_stop(b->reader);
+			return rc;
+		}
+	}
+}
+
 static int chunk_file(struct backup *b, const pb_item_t *it, uint64_t *size)
 {
 	int fd = open(it->file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -335,9 +398,11 @@ static int chunk_file(struct backup *b, const pb_item_t *it, uint64_t *size)
 		/* Room for every name it can have (add_chunk waits for the
 		 * sealing threads before b->cur moves, should it grow). */
 		rc = pb__grow((void **)&b->cur, &b->cap_cur, (size_t)(st.st_size / PB_CDC_MIN) + 2, sizeof(name_t));
-		if (rc == 0 && b->filebuf == NULL && (b->filebuf = malloc(PB__CDC_FILE_BUF)) == NULL)
+		if (rc == 0 && use_reader(b))
+			rc = read_pieces(b, fd);
+		else if (rc == 0 && b->filebuf == NULL && (b->filebuf = malloc(PB__CDC_FILE_BUF)) == NULL)
 			rc = PB_ENOMEM;
-		if (rc == 0)
+		else if (rc == 0)
 			rc = pb__cdc_file_many(&b->cdc, fd, b->filebuf, add_chunks, b);
 	} else if ((rc = pb__read_fd(fd, PB_CDC_WHOLE_MAX, &buf, &have)) == 0) {
 		*size = have;
@@ -1272,6 +1337,8 @@ static void backup_free(struct backup *b)
 		(void)touch_end(b);
 	pb_manifest_writer_free(b->mw);
 	pb__sink_free(b->sink);
+	/* After the sink, which gives back the reader's buffers it held. */
+	pb__reader_free(b->reader);
 	files_drop(b, b->ndfiles);
 	free(b->dfiles);
 	pb__group_free(&b->grp);
