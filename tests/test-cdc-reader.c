@@ -8,8 +8,9 @@
  *   pb_cdc_cut's cuts;
  * - the reader (agent/backup/reader.c) gives a file's chunks and names as
  *   pb__cdc_file_many and pb__chunk_name do, for files just over 1 MiB,
- *   of many buffers, constant, and stopped midway; every buffer comes
- *   back. */
+ *   of many buffers, constant, and stopped midway, and for a file read
+ *   ahead behind another (taken, or dropped unread); a whole file is one
+ *   chunk; every buffer comes back. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,56 +232,54 @@ static void write_file(const char *path, const uint8_t *buf, size_t len)
 	close(fd);
 }
 
-/* The reader's chunks of path against pb__cdc_file_many's; stop_after:
- * pieces taken before pb__reader_stop (0: all). */
-static void reader_vs_file_many(pb__reader_t *r, const pb_cdc_t *cdc, const pb_backup_keys_t *k, const char *path,
-				size_t stop_after)
+/* What pb__cdc_file_many and pb__chunk_name make of path. */
+static void expect(const pb_cdc_t *cdc, const pb_backup_keys_t *k, const char *path, struct cuts *want)
 {
-	static struct cuts want;
 	uint8_t *fbuf = malloc(PB__CDC_FILE_BUF);
-	size_t got = 0, pieces = 0;
-	pb__piece_t *p;
 	int fd;
 
 	assert_non_null(fbuf);
-	memset(&want, 0, sizeof(want));
-	want.k = k;
+	memset(want, 0, sizeof(*want));
+	want->k = k;
 	fd = open(path, O_RDONLY);
 	assert_true(fd >= 0);
-	assert_int_equal(pb__cdc_file_many(cdc, fd, fbuf, collect, &want), 0);
+	assert_int_equal(pb__cdc_file_many(cdc, fd, fbuf, collect, want), 0);
 	close(fd);
 	free(fbuf);
+}
 
-	fd = open(path, O_RDONLY);
-	assert_true(fd >= 0);
-	pb__reader_start(r, fd);
+/* The first queued file's pieces against want; stop_after: pieces taken
+ * before pb__reader_done (0: all). */
+static void take(pb__reader_t *r, const pb_backup_keys_t *k, const struct cuts *want, size_t stop_after)
+{
+	size_t got = 0, pieces = 0;
+	pb__piece_t *p;
+
 	for (;;) {
 		size_t off = 0;
 
-		assert_int_equal(pb__reader_next(r, &p), 0);
+		assert_int_equal(pb__reader_next(r, &p, NULL, NULL), 0);
 		if (p == NULL)
 			break;
 		assert_true(p->n > 0);
 		for (size_t i = 0; i < p->n; i++) {
 			uint8_t name[PB_STORE_NAME_LEN];
 
-			assert_true(got < want.n);
-			assert_int_equal(p->len[i], want.len[got]);
-			assert_memory_equal(p->names[i], want.names[got], PB_STORE_NAME_LEN);
+			assert_true(got < want->n);
+			assert_int_equal(p->len[i], want->len[got]);
+			assert_memory_equal(p->names[i], want->names[got], PB_STORE_NAME_LEN);
 			pb__chunk_name(k->name, p->buf + off, p->len[i], name);
-			assert_memory_equal(name, want.names[got], PB_STORE_NAME_LEN);
+			assert_memory_equal(name, want->names[got], PB_STORE_NAME_LEN);
 			off += p->len[i];
 			got++;
 		}
 		pb__reader_give(r, p->buf);
-		if (++pieces == stop_after) {
-			pb__reader_stop(r);
+		if (++pieces == stop_after)
 			break;
-		}
 	}
-	close(fd);
+	pb__reader_done(r);
 	if (stop_after == 0)
-		assert_int_equal(got, want.n);
+		assert_int_equal(got, want->n);
 }
 
 static void test_reader_same_as_file_many(void **state)
@@ -288,10 +287,11 @@ static void test_reader_same_as_file_many(void **state)
 	size_t len = 40u << 20;
 	uint8_t *buf = malloc(len);
 	char *dir = pb_test_tmpdir("cdc-reader");
-	char path[4200];
+	char path[4200], path2[4200];
 	pb_backup_keys_t k;
 	pb_cdc_t *cdc = malloc(sizeof(*cdc));
 	pb__reader_t *r = NULL;
+	static struct cuts want, want2;
 	static const struct {
 		size_t len;
 		int kind;
@@ -301,6 +301,7 @@ static void test_reader_same_as_file_many(void **state)
 		{ 17u << 20, 3, 0 },	  { 12u << 20, 2, 0 },	  { 40u << 20, 0, 1 }, { 40u << 20, 0, 2 },
 		{ 5u << 20, 0, 0 },	  { (1u << 20) - 5, 0, 0 }, { 0, 0, 0 },
 	};
+	int fd, fd2;
 
 	(void)state;
 	assert_non_null(buf);
@@ -309,11 +310,53 @@ static void test_reader_same_as_file_many(void **state)
 	pb_cdc_init(cdc, &k);
 	assert_int_equal(pb__reader_new(cdc, &k, &r), 0);
 	snprintf(path, sizeof(path), "%s/file", dir);
+	snprintf(path2, sizeof(path2), "%s/file2", dir);
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		fill(buf, files[i].len, files[i].kind, 50u + (uint32_t)i);
 		write_file(path, buf, files[i].len);
-		reader_vs_file_many(r, cdc, &k, path, files[i].stop_after);
+		expect(cdc, &k, path, &want);
+		fd = open(path, O_RDONLY);
+		assert_true(fd >= 0);
+		assert_int_equal(pb__reader_add(r, fd, false), 0);
+		take(r, &k, &want, files[i].stop_after);
+		close(fd);
 	}
+
+	/* A file read ahead behind another: its pieces come once the first
+	 * one's are done; or it is dropped unread, and the next one is whole. */
+	fill(buf, 20u << 20, 0, 77);
+	write_file(path, buf, 20u << 20);
+	write_file(path2, buf + (3u << 20), 11u << 20);
+	expect(cdc, &k, path, &want);
+	expect(cdc, &k, path2, &want2);
+	for (int drop = 0; drop < 2; drop++) {
+		fd = open(path, O_RDONLY);
+		fd2 = open(path2, O_RDONLY);
+		assert_true(fd >= 0 && fd2 >= 0);
+		assert_int_equal(pb__reader_add(r, fd, false), 0);
+		assert_int_equal(pb__reader_add(r, fd2, false), 0);
+		assert_int_equal(pb__reader_add(r, fd2, false), PB_ESTATE); /* two at most */
+		take(r, &k, &want, 0);
+		if (drop)
+			pb__reader_done(r);
+		else
+			take(r, &k, &want2, 0);
+		close(fd);
+		close(fd2);
+	}
+	/* Whole: one chunk of the file's size, not cut. */
+	write_file(path2, buf, 700000);
+	fd = open(path2, O_RDONLY);
+	assert_true(fd >= 0);
+	memset(&want2, 0, sizeof(want2));
+	want2.k = &k;
+	want2.n = 1;
+	want2.len[0] = 700000;
+	pb__chunk_name(k.name, buf, 700000, want2.names[0]);
+	assert_int_equal(pb__reader_add(r, fd, true), 0);
+	take(r, &k, &want2, 0);
+	close(fd);
+
 	/* Every buffer is back (the reader frees them; ASan finds a leak). */
 	pb__reader_free(r);
 	pb_cdc_wipe(cdc);

@@ -58,10 +58,23 @@ struct backup {
 	/* pb__cdc_file_many's buffer, allocated at the first large file and
 	 * kept for the others (without a reader). */
 	uint8_t *filebuf;
-	/* Reads, cuts and names large files beside this thread (started at
-	 * the first, with sealing threads; agent/backup/reader.h). */
+	/* Reads, cuts and names files over 64 KiB beside this thread
+	 * (started at the first, with sealing threads; reader.h). */
 	pb__reader_t *reader;
 	bool no_reader;
+	/* The file the walk comes to next, when it is a file item (the
+	 * scan's ahead): read ahead once the walk reads the one before. */
+	char next[4096];
+	bool has_next;
+	/* The file read ahead: its path, fd, and stamp when opened; its
+	 * chunks are taken only if the walk's own stat of it (seen, from
+	 * file_seen) is the same, so that no byte read before the stamp the
+	 * state records goes into the backup. */
+	char ahead[4096];
+	int ahead_fd;
+	bool ahead_on, ahead_whole;
+	pb__stamp_t ahead_stamp, seen;
+	bool has_seen;
 	pb_backup_state_t *st;
 	pb_manifest_writer_t *mw;
 	pb__prog_t pr;
@@ -326,6 +339,12 @@ static int emit_manifest_plain(void *arg, const uint8_t name[PB_STORE_NAME_LEN],
 /* The reader's buffers the sink holds at most once a piece is added: of
  * its four, one more may wait for this thread, and it fills the last. */
 #define READER_LENT 2
+/* Files of this size or less are read and sealed on this thread (handing
+ * them over would cost more). */
+#define READER_MIN (64u << 10)
+
+static void stamp_of(const struct stat *st, pb__stamp_t *s);
+static bool same_stamp(const pb__stamp_t *a, const pb__stamp_t *b);
 
 /* A buffer of a file's chunks from the reader, named: their names go to
  * b->cur at once, the buffer to the sealing threads as it is. */
@@ -363,22 +382,102 @@ static bool use_reader(struct backup *b)
 	return true;
 }
 
-/* A large file's chunks, as the reader cuts them from fd. */
-static int read_pieces(struct backup *b, int fd)
+/* While the reader has no chunks yet: the sealed ones go on to the host
+ * (and the reader's buffers they held back to it). */
+static int pump_sink(void *arg)
+{
+	struct backup *b = arg;
+
+	return pb__sink_pump(b->sink);
+}
+
+/* The first file queued in the reader, its chunks as it cuts them;
+ * whole: one chunk, whose length is the item's size. */
+static int read_pieces(struct backup *b, bool whole, uint64_t *size)
 {
 	pb__piece_t *p;
+	uint64_t total = 0;
 	int rc;
 
-	pb__reader_start(b->reader, fd);
-	for (;;) {
-		/* An error of the reader's comes with the file's end. */
-		if ((rc = pb__reader_next(b->reader, &p)) != 0 || p == NULL)
-			return rc;
-		if ((rc = add_piece(b, p)) != 0) {
-			pb__reader_stop(b->reader);
-			return rc;
-		}
+	/* An error of the reader's comes with the file's end. */
+	while ((rc = pb__reader_next(b->reader, &p, pump_sink, b)) == 0 && p != NULL) {
+		for (size_t i = 0; i < p->n; i++)
+			total += p->len[i];
+		if ((rc = add_piece(b, p)) != 0)
+			break;
 	}
+	pb__reader_done(b->reader);
+	if (rc == 0 && whole) {
+		b->whole = true;
+		*size = total;
+	}
+	return rc;
+}
+
+static void ahead_drop(struct backup *b)
+{
+	if (!b->ahead_on)
+		return;
+	pb__reader_done(b->reader);
+	close(b->ahead_fd);
+	b->ahead_fd = -1;
+	b->ahead_on = false;
+}
+
+/* Queues the file the walk comes to next in the reader, behind the one
+ * being read, if it is one the reader would read. */
+static void read_ahead(struct backup *b)
+{
+	struct stat st;
+	int fd;
+
+	if (!b->has_next || b->ahead_on)
+		return;
+	b->has_next = false;
+	if ((fd = open(b->next, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size <= READER_MIN ||
+	    pb__reader_add(b->reader, fd, (uint64_t)st.st_size <= PB_CDC_WHOLE_MAX) != 0) {
+		close(fd);
+		return;
+	}
+	memcpy(b->ahead, b->next, sizeof(b->ahead));
+	b->ahead_fd = fd;
+	b->ahead_on = true;
+	b->ahead_whole = (uint64_t)st.st_size <= PB_CDC_WHOLE_MAX;
+	stamp_of(&st, &b->ahead_stamp);
+}
+
+/* The item's file through the reader: the one read ahead when it is
+ * this file as the walk saw it, else fd queued now (the next file read
+ * ahead behind it either way). */
+static int read_file(struct backup *b, const pb_item_t *it, int fd, const struct stat *st, uint64_t *size)
+{
+	bool whole = (uint64_t)st->st_size <= PB_CDC_WHOLE_MAX;
+	int rc;
+
+	int afd = -1;
+
+	if (b->ahead_on && b->has_seen && strcmp(b->ahead, it->file) == 0 &&
+	    same_stamp(&b->ahead_stamp, &b->seen)) {
+		/* Its first buffers may be cut already; its fd is closed once
+		 * the reader is done with it. */
+		afd = b->ahead_fd;
+		b->ahead_fd = -1;
+		b->ahead_on = false;
+		whole = b->ahead_whole;
+		*size = b->ahead_stamp.size;
+	} else {
+		ahead_drop(b);
+		if ((rc = pb__reader_add(b->reader, fd, whole)) != 0)
+			return rc;
+		*size = (uint64_t)st->st_size;
+	}
+	read_ahead(b);
+	rc = read_pieces(b, whole, size);
+	if (afd >= 0)
+		close(afd);
+	return rc;
 }
 
 static int chunk_file(struct backup *b, const pb_item_t *it, uint64_t *size)
@@ -393,14 +492,16 @@ static int chunk_file(struct backup *b, const pb_item_t *it, uint64_t *size)
 		return -errno;
 	if (fstat(fd, &st) != 0) {
 		rc = -errno;
-	} else if ((uint64_t)st.st_size > PB_CDC_WHOLE_MAX) {
-		*size = (uint64_t)st.st_size;
-		/* Room for every name it can have (add_chunk waits for the
+	} else if ((uint64_t)st.st_size > READER_MIN && S_ISREG(st.st_mode) && use_reader(b)) {
+		/* Room for every name it can have (add_piece waits for the
 		 * sealing threads before b->cur moves, should it grow). */
 		rc = pb__grow((void **)&b->cur, &b->cap_cur, (size_t)(st.st_size / PB_CDC_MIN) + 2, sizeof(name_t));
-		if (rc == 0 && use_reader(b))
-			rc = read_pieces(b, fd);
-		else if (rc == 0 && b->filebuf == NULL && (b->filebuf = malloc(PB__CDC_FILE_BUF)) == NULL)
+		if (rc == 0)
+			rc = read_file(b, it, fd, &st, size);
+	} else if ((uint64_t)st.st_size > PB_CDC_WHOLE_MAX) {
+		*size = (uint64_t)st.st_size;
+		rc = pb__grow((void **)&b->cur, &b->cap_cur, (size_t)(st.st_size / PB_CDC_MIN) + 2, sizeof(name_t));
+		if (rc == 0 && b->filebuf == NULL && (b->filebuf = malloc(PB__CDC_FILE_BUF)) == NULL)
 			rc = PB_ENOMEM;
 		else if (rc == 0)
 			rc = pb__cdc_file_many(&b->cdc, fd, b->filebuf, add_chunks, b);
@@ -410,6 +511,7 @@ static int chunk_file(struct backup *b, const pb_item_t *it, uint64_t *size)
 		rc = add_chunk(b, buf, have);
 		free(buf);
 	}
+	b->has_seen = false;
 	close(fd);
 	return rc;
 }
@@ -777,6 +879,8 @@ static int file_seen(void *arg, const char *rel, const struct stat *st)
 	if (rc != 0 && rc != PB_ENOTFOUND)
 		return rc;
 	b->res->files_read++;
+	b->seen = now;
+	b->has_seen = true;
 	return group_begin(b, rel, &now, rc == 0 ? rgen : -1);
 }
 
@@ -1094,10 +1198,20 @@ static void keys_many_on_parser(void *arg, const char *const *id, const size_t *
 	}
 }
 
+/* The walk's next file (pb__item_hasher_t.ahead), read ahead by the
+ * reader once this one is read (read_ahead). */
+static void ahead_on_walk(void *arg, const char *abs, const char *rel)
+{
+	struct backup *b = arg;
+
+	(void)rel;
+	b->has_next = snprintf(b->next, sizeof(b->next), "%s", abs) < (int)sizeof(b->next);
+}
+
 static int walk(struct backup *b, unsigned mask, int (*fcb)(void *, const char *, const struct stat *), pb_item_cb item,
 		pb_scan_bad_cb bad, void *arg, bool hashed)
 {
-	pb__item_hasher_t h = {hash_on_parser, b, key_on_parser, hash_many_on_parser, keys_many_on_parser};
+	pb__item_hasher_t h = {hash_on_parser, b, key_on_parser, hash_many_on_parser, keys_many_on_parser, ahead_on_walk};
 	int rc;
 
 	if (b->by_file && fcb != NULL) {
@@ -1339,6 +1453,8 @@ static void backup_free(struct backup *b)
 	pb__sink_free(b->sink);
 	/* After the sink, which gives back the reader's buffers it held. */
 	pb__reader_free(b->reader);
+	if (b->ahead_fd >= 0)
+		close(b->ahead_fd);
 	files_drop(b, b->ndfiles);
 	free(b->dfiles);
 	pb__group_free(&b->grp);
@@ -1371,6 +1487,7 @@ static int backup_once(const pb_engine_opts_t *o, const pb_provider_t *prov, pb_
 
 	if ((b = calloc(1, sizeof(*b))) == NULL)
 		return PB_ENOMEM;
+	b->ahead_fd = -1;
 	b->o = o;
 	b->prov = prov;
 	b->res = res;

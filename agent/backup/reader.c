@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -27,23 +28,53 @@
  * sink's ring waiting for a sealing thread, one being sealed. */
 #define POOL 4
 #define READ_BLOCK (1u << 20)
+/* The caller, waiting for a piece with nothing else to do, looks again
+ * after this long (its other work comes from other threads). */
+#define IDLE_WAIT_US 300
+
+static void cond_wait_us(pthread_cond_t *c, pthread_mutex_t *mu, long us)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += us * 1000;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	(void)pthread_cond_timedwait(c, mu, &ts);
+}
+
+/* A file to cut: the one the caller takes pieces of, and one queued
+ * behind it (read ahead). */
+#define JOBS 2
+
+struct job {
+	int fd;
+	bool whole;           /* one chunk of the file's size (pb__read_fd's) */
+	bool ended;           /* its pieces are all queued */
+	int rc;               /* its error */
+};
 
 struct pb__reader_s {
 	const pb_cdc_t *cdc;
+	const uint8_t *name_k_raw; /* the name key (the caller's) */
 	pb__b2k_t name_k;
 	pthread_mutex_t mu;
 	pthread_cond_t work;  /* the thread's: a file, a buffer back, stop */
 	pthread_cond_t ready; /* the caller's: a piece, the file's end */
 	pthread_t thread;
 	bool stop;            /* the thread ends */
-	bool cancel;          /* the file ends early */
-	int fd;               /* the file to cut; -1: none */
-	bool ended;           /* the file's pieces are all queued */
-	int rc;               /* the file's error */
+	/* Files by seq: the caller takes pieces of jhead, the thread cuts
+	 * jrun; jobs[seq % JOBS]. cancel: jrun stops early. */
+	struct job jobs[JOBS];
+	uint64_t jhead, jrun, jtail;
+	bool cancel;
 	bool hungry;          /* the caller waits for a piece */
 	uint8_t *free_bufs[POOL];
 	size_t nfree, nbufs;
 	pb__piece_t q[POOL];  /* pieces for the caller, in order */
+	uint64_t qjob[POOL];  /* the seq of each one's file */
 	size_t qhead, qn;
 	pb__piece_t out;      /* the one the caller holds */
 };
@@ -96,14 +127,15 @@ void pb__reader_give(void *arg, uint8_t *buf)
 	pthread_mutex_unlock(&r->mu);
 }
 
-/* Whether the file is canceled; *hungry: whether the caller waits. */
+/* Whether the file is canceled; *hungry: whether the caller waits for
+ * one of its pieces. */
 static bool canceled(pb__reader_t *r, bool *hungry)
 {
 	bool c;
 
 	pthread_mutex_lock(&r->mu);
 	c = r->cancel || r->stop;
-	*hungry = r->hungry;
+	*hungry = r->hungry && r->jhead == r->jrun;
 	pthread_mutex_unlock(&r->mu);
 	return c;
 }
@@ -120,9 +152,13 @@ static void hand(pb__reader_t *r, pb__piece_t *p)
 		out[k] = p->names[k];
 		off += p->len[k];
 	}
-	pb__b2k_hash_many(&r->name_k, data, p->len, out, p->n);
+	if (p->n == 1)
+		pb__chunk_name(r->name_k_raw, p->buf, p->len[0], p->names[0]); /* one long message: libsodium's */
+	else
+		pb__b2k_hash_many(&r->name_k, data, p->len, out, p->n);
 	pthread_mutex_lock(&r->mu);
 	r->q[(r->qhead + r->qn) % POOL] = *p;
+	r->qjob[(r->qhead + r->qn) % POOL] = r->jrun;
 	r->qn++;
 	pthread_cond_signal(&r->ready);
 	pthread_mutex_unlock(&r->mu);
@@ -130,7 +166,7 @@ static void hand(pb__reader_t *r, pb__piece_t *p)
 
 /* Cuts the file as pb__cdc_file_many does (a file found below
  * PB_CDC_WHOLE_MAX is one chunk, whatever its content). */
-static int cut_file(pb__reader_t *r, int fd)
+static int cut_file(pb__reader_t *r, int fd, bool whole)
 {
 	pb__piece_t p;
 	pb__cdc_at_t at = { 0, 0 };
@@ -141,9 +177,21 @@ static int cut_file(pb__reader_t *r, int fd)
 
 	if (fstat(fd, &sb) < 0)
 		return -errno;
+	if (whole && !S_ISREG(sb.st_mode))
+		return -EISDIR;
+	if (whole && (uint64_t)sb.st_size > PB_CDC_WHOLE_MAX)
+		return PB_ETOOBIG;
 	if ((p.buf = get_buf(r)) == NULL)
 		return PB_ECANCELED;
 	p.n = 0;
+	if (whole) {
+		/* As pb__read_fd reads it: its size when opened, or less. */
+		if ((got = read_full(fd, p.buf, (size_t)sb.st_size)) < 0)
+			goto out_errno;
+		p.len[p.n++] = (size_t)got;
+		hand(r, &p);
+		return 0;
+	}
 	if (S_ISREG(sb.st_mode) && (uint64_t)sb.st_size < PB_CDC_WHOLE_MAX) {
 		if ((got = read_full(fd, p.buf, PB_CDC_WHOLE_MAX)) < 0)
 			goto out_errno;
@@ -212,20 +260,22 @@ static void *run(void *arg)
 
 	pthread_mutex_lock(&r->mu);
 	for (;;) {
-		int fd, rc;
+		struct job *j;
+		int rc;
 
-		while (!r->stop && r->fd < 0)
+		while (!r->stop && r->jrun == r->jtail)
 			pthread_cond_wait(&r->work, &r->mu);
 		if (r->stop)
 			break;
-		fd = r->fd;
+		j = &r->jobs[r->jrun % JOBS];
 		pthread_mutex_unlock(&r->mu);
-		rc = cut_file(r, fd);
+		rc = cut_file(r, j->fd, j->whole);
 		pthread_mutex_lock(&r->mu);
-		r->fd = -1;
-		r->rc = rc;
-		r->ended = true;
-		pthread_cond_signal(&r->ready);
+		j->rc = rc;
+		j->ended = true;
+		r->jrun++;
+		r->cancel = false;
+		pthread_cond_broadcast(&r->ready);
 	}
 	pthread_mutex_unlock(&r->mu);
 	return NULL;
@@ -239,8 +289,7 @@ int pb__reader_new(const pb_cdc_t *cdc, const pb_backup_keys_t *keys, pb__reader
 	if ((r = calloc(1, sizeof(*r))) == NULL)
 		return PB_ENOMEM;
 	r->cdc = cdc;
-	r->fd = -1;
-	r->ended = true;
+	r->name_k_raw = keys->name;
 	pb__b2k_init(&r->name_k, keys->name, sizeof(keys->name), PB_STORE_NAME_LEN, NULL);
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->work, NULL);
@@ -257,53 +306,94 @@ int pb__reader_new(const pb_cdc_t *cdc, const pb_backup_keys_t *keys, pb__reader
 	return 0;
 }
 
-void pb__reader_start(pb__reader_t *r, int fd)
+int pb__reader_add(pb__reader_t *r, int fd, bool whole)
 {
+	struct job *j;
+
 	pthread_mutex_lock(&r->mu);
-	r->fd = fd;
-	r->rc = 0;
-	r->ended = false;
-	r->cancel = false;
+	if (r->jtail - r->jhead == JOBS) {
+		pthread_mutex_unlock(&r->mu);
+		return PB_ESTATE;
+	}
+	j = &r->jobs[r->jtail % JOBS];
+	j->fd = fd;
+	j->whole = whole;
+	j->ended = false;
+	j->rc = 0;
+	r->jtail++;
 	pthread_cond_signal(&r->work);
 	pthread_mutex_unlock(&r->mu);
+	return 0;
 }
 
-int pb__reader_next(pb__reader_t *r, pb__piece_t **p)
+int pb__reader_next(pb__reader_t *r, pb__piece_t **p, int (*idle)(void *arg), void *arg)
 {
+	struct job *j = &r->jobs[r->jhead % JOBS];
 	int rc = 0;
 
+	*p = NULL;
 	pthread_mutex_lock(&r->mu);
-	while (r->qn == 0 && !r->ended) {
+	if (r->jhead == r->jtail) {
+		pthread_mutex_unlock(&r->mu);
+		return PB_ESTATE;
+	}
+	while ((r->qn == 0 || r->qjob[r->qhead] != r->jhead) && !j->ended) {
 		r->hungry = true;
+		if (idle != NULL) {
+			/* Meanwhile the caller moves what else it can (the
+			 * sealed chunks on to the host, buffers back here). */
+			pthread_mutex_unlock(&r->mu);
+			rc = idle(arg);
+			pthread_mutex_lock(&r->mu);
+			if (rc < 0)
+				break;
+			if (rc > 0) {
+				rc = 0;
+				continue; /* it did something: look again */
+			}
+			if ((r->qn == 0 || r->qjob[r->qhead] != r->jhead) && !j->ended)
+				cond_wait_us(&r->ready, &r->mu, IDLE_WAIT_US);
+			continue;
+		}
 		pthread_cond_wait(&r->ready, &r->mu);
 	}
 	r->hungry = false;
-	if (r->qn > 0) {
+	if (rc < 0) {
+		pthread_mutex_unlock(&r->mu);
+		return rc;
+	}
+	if (r->qn > 0 && r->qjob[r->qhead] == r->jhead) {
 		r->out = r->q[r->qhead];
 		r->qhead = (r->qhead + 1) % POOL;
 		r->qn--;
 		*p = &r->out;
 	} else {
-		*p = NULL;
-		rc = r->rc;
+		rc = j->rc;
 	}
 	pthread_mutex_unlock(&r->mu);
 	return rc;
 }
 
-void pb__reader_stop(pb__reader_t *r)
+void pb__reader_done(pb__reader_t *r)
 {
 	pthread_mutex_lock(&r->mu);
-	r->cancel = true;
+	if (r->jhead == r->jtail) {
+		pthread_mutex_unlock(&r->mu);
+		return;
+	}
+	if (r->jrun == r->jhead)
+		r->cancel = true;
 	pthread_cond_broadcast(&r->work);
-	while (!r->ended)
+	while (!r->jobs[r->jhead % JOBS].ended)
 		pthread_cond_wait(&r->ready, &r->mu);
-	while (r->qn > 0) {
+	/* Its pieces left are dropped: they come before the next file's. */
+	while (r->qn > 0 && r->qjob[r->qhead] == r->jhead) {
 		r->free_bufs[r->nfree++] = r->q[r->qhead].buf;
 		r->qhead = (r->qhead + 1) % POOL;
 		r->qn--;
 	}
-	r->cancel = false;
+	r->jhead++;
+	pthread_cond_signal(&r->work); /* buffers back */
 	pthread_mutex_unlock(&r->mu);
 }
 

@@ -990,6 +990,14 @@ int pb__sink_add_manifest(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], 
 	return push_slot(s, name, copy, len, NULL, 0, NULL, NULL, enc, level);
 }
 
+int pb__sink_pump(pb__sink_t *s)
+{
+	uint64_t head = s->head;
+	int rc = drain_to(s, false, SIZE_MAX);
+
+	return rc < 0 ? rc : s->head != head;
+}
+
 bool pb__sink_threaded(const pb__sink_t *s)
 {
 	return s->nthreads > 0;

@@ -92,6 +92,11 @@ PB_WUR int pb__sink_add_piece(pb__sink_t *s, uint8_t *buf, const size_t *len, co
  * that a lender with a few buffers never waits for one while its caller
  * waits for the lender.) */
 
+/* Takes the sealed chunks at the head of the ring on to the repository,
+ * waiting for none (unless the ring is full): 1 when it took some, 0 when
+ * there were none, or an error. For a caller that would wait anyway. */
+PB_WUR int pb__sink_pump(pb__sink_t *s);
+
 /* Whether chunks are sealed on threads of their own (none on one core). */
 bool pb__sink_threaded(const pb__sink_t *s);
 

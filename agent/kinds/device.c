@@ -182,6 +182,14 @@ static int check_file(const char *abs, const char *rel)
 	return rc;
 }
 
+/* Whether the scan hands rel over as a file item, unparsed and unchecked. */
+static bool plain_file(const char *rel)
+{
+	const pb_codec_t *codec = pb_codec_for(rel);
+
+	return !(codec != NULL && codec->kind == pb__device_kind_of(rel)) && !pb__kinds_checked(rel);
+}
+
 static int scan(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, const pb__item_hasher_t *h,
 		pb_item_cb cb, void *arg, pb_scan_bad_cb bad, void *bad_arg, char *bad_path, size_t bad_path_cap)
 {
@@ -278,6 +286,12 @@ static int scan(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, const
 			item->file = abs;
 			item->size = (uint64_t)st.st_size;
 			item->mtime_ns = mtime;
+			if (h != NULL && h->ahead != NULL && i + 1 < files.n && plain_file(files.v[i + 1])) {
+				char next[MAX_PATH];
+
+				if (pb__kinds_join(next, sizeof(next), dir, files.v[i + 1]) == 0)
+					h->ahead(h->arg, next, files.v[i + 1]);
+			}
 			if ((rc = cb(arg, item)) != 0)
 				goto out_free;
 		}
