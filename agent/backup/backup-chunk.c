@@ -1,6 +1,6 @@
-/* Backup: an item's bytes chunked and handed to the sink (the scan
- * thread's side), files over 64 KiB through the reader (reader.h), the
- * walk's next file read ahead; and the stamps files are known by.
+/* Backup: commits; an item's bytes chunked and handed to the sink (the
+ * scan thread's side), files over 64 KiB through the reader (reader.h),
+ * the walk's next file read ahead; and the stamps files are known by.
  * Private to agent/backup/backup*.c. */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +14,44 @@
 
 #include "agent/backup/backup-int.h"
 #include "agent/util/fsutil.h"
+
+/* --- Commits ------------------------------------------------------------------------ */
+
+/* Ends the transaction of touched unchanged items. */
+int pb__bk_touch_end(struct backup *b)
+{
+	if (b->touched == 0)
+		return 0;
+	b->touched = 0;
+	return pb_backup_state_end(b->st);
+}
+
+void pb__bk_free_pending(struct pending_item *it)
+{
+	free(it->id);
+	free(it->path);
+	free(it->names);
+}
+
+/* Makes everything sent durable in the repository: the items kept so
+ * far are recorded at its receipt, which with wait is in on return. */
+int pb__bk_commit(struct backup *b, bool wait)
+{
+	int rc = pb__bk_touch_end(b);
+
+	if (rc == 0)
+		rc = pb__sink_commit(b->sink, b->ticks, wait);
+	if (b->o->dry_run) {
+		/* A dry run committed nothing: the phone records nothing
+		 * (and keeps no files: group_end). */
+		for (size_t i = 0; i < b->nitems; i++)
+			pb__bk_free_pending(&b->items[i]);
+		b->nitems = 0;
+	}
+	return rc;
+}
+
+/* --- An item's chunks ---------------------------------------------------------------- */
 
 /* After a chunk of the current item was added: its bytes are done, and
  * a commit may be due. */

@@ -1,6 +1,6 @@
 /* The phone's backup run, shared by agent/backup/backup.c (the walk,
- * items, commits, the snapshot) and backup-chunk.c (an item's bytes into
- * the sink). Private to agent/backup/. */
+ * items, receipts, the snapshot) and backup-chunk.c (commits, an item's
+ * bytes into the sink). Private to agent/backup/. */
 #ifndef PB_AGENT_BACKUP_BACKUP_INT_H
 #define PB_AGENT_BACKUP_BACKUP_INT_H
 
@@ -121,10 +121,15 @@ struct backup {
 	bool xwalk;
 };
 
-/* backup.c: makes everything sent durable in the repository (commit). */
+/* backup-chunk.c: makes everything sent durable in the repository (the
+ * items kept so far are recorded at its receipt, which with wait is in on
+ * return); ends the transaction of touched unchanged items; frees a kept
+ * item. */
 PB_WUR int pb__bk_commit(struct backup *b, bool wait);
+int pb__bk_touch_end(struct backup *b);
+void pb__bk_free_pending(struct pending_item *it);
 
-/* backup-chunk.c: the current item's chunks from its bytes, its file (at
+/* The current item's chunks from its bytes, its file (at
  * it->file) or its provider's read; *size: the item's size. */
 PB_WUR int pb__bk_chunk_memory(struct backup *b, const uint8_t *data, size_t len);
 PB_WUR int pb__bk_chunk_file(struct backup *b, const pb_item_t *it, uint64_t *size);

@@ -27,15 +27,6 @@
 
 #define COMMIT_ITEMS 8192             /* items waiting for a commit */
 
-/* Ends the transaction of touched unchanged items. */
-static int touch_end(struct backup *b)
-{
-	if (b->touched == 0)
-		return 0;
-	b->touched = 0;
-	return pb_backup_state_end(b->st);
-}
-
 /* Marks an unchanged item as part of this run's snapshot; many to a
  * transaction, as a re-backup touches every item. */
 static int touch_item(struct backup *b, const pb_manifest_item_t *m)
@@ -49,14 +40,7 @@ static int touch_item(struct backup *b, const pb_manifest_item_t *m)
 	b->touched++;
 	if ((rc = pb_backup_state_touch(b->st, m)) != 0)
 		return rc;
-	return b->touched >= 8192 ? touch_end(b) : 0;
-}
-
-static void free_pending(struct pending_item *it)
-{
-	free(it->id);
-	free(it->path);
-	free(it->names);
+	return b->touched >= 8192 ? pb__bk_touch_end(b) : 0;
 }
 
 /* Drops the first n files of dfiles (recorded, or never to be). */
@@ -78,7 +62,7 @@ static int durable(void *arg, uint64_t mark, const name_t *names, size_t n)
 {
 	struct backup *b = arg;
 	size_t k = 0, nf = 0;
-	int rc = touch_end(b);
+	int rc = pb__bk_touch_end(b);
 
 	/* Items are kept in order: their marks never decrease either. */
 	while (k < b->nitems && b->items[k].mark <= mark)
@@ -100,30 +84,12 @@ static int durable(void *arg, uint64_t mark, const name_t *names, size_t n)
 	if (rc == 0)
 		rc = pb_backup_state_end(b->st);
 	for (size_t i = 0; i < k; i++)
-		free_pending(&b->items[i]);
+		pb__bk_free_pending(&b->items[i]);
 	if (k > 0) {
 		memmove(b->items, b->items + k, (b->nitems - k) * sizeof(*b->items));
 		b->nitems -= k;
 	}
 	files_drop(b, nf);
-	return rc;
-}
-
-/* Makes everything sent durable in the repository: the items kept so
- * far are recorded at its receipt, which with wait is in on return. */
-int pb__bk_commit(struct backup *b, bool wait)
-{
-	int rc = touch_end(b);
-
-	if (rc == 0)
-		rc = pb__sink_commit(b->sink, b->ticks, wait);
-	if (b->o->dry_run) {
-		/* A dry run committed nothing: the phone records nothing
-		 * (and keeps no files: group_end). */
-		for (size_t i = 0; i < b->nitems; i++)
-			free_pending(&b->items[i]);
-		b->nitems = 0;
-	}
 	return rc;
 }
 
@@ -454,7 +420,7 @@ static int replay_file(struct backup *b, const char *rel, int64_t rgen, uint64_t
 		return PB_ESTORE_CORRUPT;
 	if ((rc = pb__progress(&b->pr, false)) != 0)
 		return rc;
-	return b->touched >= 8192 ? touch_end(b) : 0;
+	return b->touched >= 8192 ? pb__bk_touch_end(b) : 0;
 }
 
 /* Asked before the walk reads a file: an unchanged one is replayed and
@@ -494,7 +460,7 @@ static int keep_pending(struct backup *b, const pb_manifest_item_t *m, const pb_
 	p->path = strdup(it->path != NULL ? it->path : "");
 	p->names = malloc(b->ncur ? b->ncur * sizeof(name_t) : 1);
 	if (p->id == NULL || p->path == NULL || p->names == NULL) {
-		free_pending(p);
+		pb__bk_free_pending(p);
 		return PB_ENOMEM;
 	}
 	memcpy(p->names, b->cur, b->ncur * sizeof(name_t));
@@ -1037,7 +1003,7 @@ static int backup_walk(struct backup *b, unsigned mask)
 static void backup_free(struct backup *b)
 {
 	if (b->touched > 0)
-		(void)touch_end(b);
+		(void)pb__bk_touch_end(b);
 	pb_manifest_writer_free(b->mw);
 	pb__sink_free(b->sink);
 	/* After the sink, which gives back the reader's buffers it held. */
@@ -1051,7 +1017,7 @@ static void backup_free(struct backup *b)
 	free(b->rec);
 	free(b->old);
 	for (size_t i = 0; i < b->nitems; i++)
-		free_pending(&b->items[i]);
+		pb__bk_free_pending(&b->items[i]);
 	pb_backup_state_close(b->st);
 	pb_cdc_wipe(&b->cdc);
 	pb_backup_keys_wipe(&b->keys);
