@@ -1,5 +1,5 @@
-/* A large file's chunks read, cut and named beside the scan
- * (agent/backup/reader.h).
+/* A file's chunks read, cut and named beside the scan
+ * (agent/backup/reader.h), one file at a time, the next one queued.
  *
  * The thread reads the file a block at a time into one of a few buffers
  * kept for the run (mapped once: a buffer malloc'd per file is faulted
@@ -9,8 +9,8 @@
  * scan thread waits for it; only the bytes of the chunk being cut move
  * to the next buffer (a buffer cut at its front used to move each byte
  * about once, and the sink copied every chunk again). The chunks of a
- * buffer are named together in vector lanes (pb__b2k_hash_many) before
- * it goes. */
+ * buffer are named together in vector lanes (pb__b2k_hash_many; a lone
+ * one by libsodium, faster on one long message) before it goes. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
