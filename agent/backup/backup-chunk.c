@@ -155,19 +155,25 @@ static int add_piece(struct backup *b, pb__piece_t *p)
 	return rc;
 }
 
-/* Whether large files go through the reader: with sealing threads, and
- * named by their chunks' names (not the test's hash of their bytes). */
-static bool use_reader(struct backup *b)
+/* The reader, started at the first use when there are sealing threads. */
+static bool reader_on(struct backup *b)
 {
 	if (b->reader != NULL)
-		return b->by_names;
-	if (b->no_reader || !b->by_names)
+		return true;
+	if (b->no_reader)
 		return false;
 	if (!pb__sink_threaded(b->sink) || pb__reader_new(&b->cdc, &b->keys, &b->reader) != 0) {
 		b->no_reader = true;
 		return false;
 	}
 	return true;
+}
+
+/* Whether files go through the reader: named by their chunks' names (not
+ * the test's hash of their bytes), with a reader. */
+static bool use_reader(struct backup *b)
+{
+	return b->by_names && reader_on(b);
 }
 
 /* While the reader has no chunks yet: the sealed ones go on to the host
@@ -212,6 +218,20 @@ static void ahead_drop(struct backup *b)
 	b->ahead_on = false;
 }
 
+/* Whether the walk's next file (b->next_rel, stat st) is known whole by
+ * its stamp: the walk skips it then (file_seen), and reading it ahead
+ * would be for nothing (a re-backup's changed chats and files are each
+ * followed by unchanged ones). */
+static bool known_whole(struct backup *b, const struct stat *st)
+{
+	pb__stamp_t now, was;
+	uint64_t items, bytes;
+	int64_t rgen;
+
+	pb__bk_stamp_of(st, &now);
+	return pb__state_file_get(b->st, b->next_rel, &was, &rgen, &items, &bytes) == 0 && pb__bk_same_stamp(&now, &was);
+}
+
 /* Queues the file the walk comes to next in the reader, behind the one
  * being read, if it is one the reader would read. */
 static void read_ahead(struct backup *b)
@@ -224,7 +244,7 @@ static void read_ahead(struct backup *b)
 	b->has_next = false;
 	if ((fd = open(b->next, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		return;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size <= READER_MIN ||
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size <= READER_MIN || known_whole(b, &st) ||
 	    pb__reader_add(b->reader, fd, (uint64_t)st.st_size <= PB_CDC_WHOLE_MAX) != 0) {
 		close(fd);
 		return;
@@ -353,11 +373,19 @@ bool pb__bk_same_stamp(const pb__stamp_t *a, const pb__stamp_t *b)
 
 /* The walk's next file (pb__item_hasher_t.ahead), read ahead by the
  * reader once this one is read (read_ahead). */
-void pb__bk_ahead(void *arg, const char *abs, const char *rel)
+void pb__bk_ahead(void *arg, const char *abs, const char *rel, bool now)
 {
 	struct backup *b = arg;
 
-	(void)rel;
-	b->has_next = snprintf(b->next, sizeof(b->next), "%s", abs) < (int)sizeof(b->next);
+	b->has_next = snprintf(b->next, sizeof(b->next), "%s", abs) < (int)sizeof(b->next) &&
+		      snprintf(b->next_rel, sizeof(b->next_rel), "%s", rel) < (int)sizeof(b->next_rel);
+	/* The walk parses a file now (a chat): nothing is in the reader, which
+	 * reads the next file meanwhile (one read ahead before and not taken,
+	 * its item unchanged, makes way). */
+	if (now && b->has_next && reader_on(b)) {
+		if (b->ahead_on && strcmp(b->ahead, b->next) != 0)
+			ahead_drop(b);
+		read_ahead(b);
+	}
 }
 

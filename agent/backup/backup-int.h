@@ -57,7 +57,7 @@ struct backup {
 	bool no_reader;
 	/* The file the walk comes to next, when it is a file item (the
 	 * scan's ahead): read ahead once the walk reads the one before. */
-	char next[4096];
+	char next[4096], next_rel[4096];
 	bool has_next;
 	/* The file read ahead: its path, fd, and stamp when opened; its
 	 * chunks are taken only if the walk's own stat of it (seen, from
@@ -134,8 +134,9 @@ void pb__bk_free_pending(struct pending_item *it);
 PB_WUR int pb__bk_chunk_memory(struct backup *b, const uint8_t *data, size_t len);
 PB_WUR int pb__bk_chunk_file(struct backup *b, const pb_item_t *it, uint64_t *size);
 PB_WUR int pb__bk_chunk_read(struct backup *b, const pb_item_t *it, uint64_t *size);
-/* The walk's next file (pb__item_hasher_t.ahead; arg: the backup). */
-void pb__bk_ahead(void *arg, const char *abs, const char *rel);
+/* The walk's next file (pb__item_hasher_t.ahead; arg: the backup); now:
+ * the walk parses a file meanwhile, and the reader may read it at once. */
+void pb__bk_ahead(void *arg, const char *abs, const char *rel, bool now);
 /* A file's stamp from its stat, and whether two are the same. */
 void pb__bk_stamp_of(const struct stat *st, pb__stamp_t *s);
 bool pb__bk_same_stamp(const pb__stamp_t *a, const pb__stamp_t *b);

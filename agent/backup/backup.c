@@ -763,10 +763,17 @@ static void keys_many_on_parser(void *arg, const char *const *id, const size_t *
 	}
 }
 
+/* The walk's next file, read ahead (not when files are hashed by their
+ * bytes, a test's setting, which the reader does not do). */
+static void ahead_on_walk(void *arg, const char *abs, const char *rel, bool now)
+{
+	pb__bk_ahead(arg, abs, rel, now && !pb__item_hash_bytes);
+}
+
 static int walk(struct backup *b, unsigned mask, int (*fcb)(void *, const char *, const struct stat *), pb_item_cb item,
 		pb_scan_bad_cb bad, void *arg, bool hashed)
 {
-	pb__item_hasher_t h = {hash_on_parser, b, key_on_parser, hash_many_on_parser, keys_many_on_parser, pb__bk_ahead};
+	pb__item_hasher_t h = {hash_on_parser, b, key_on_parser, hash_many_on_parser, keys_many_on_parser, ahead_on_walk};
 	int rc;
 
 	if (b->by_file && fcb != NULL) {
