@@ -71,7 +71,7 @@ static uint64_t plain_key(void *arg, const char *id, size_t len)
 	return h;
 }
 
-static const pb__item_hasher_t hasher = {plain_hash, NULL, plain_key, NULL, NULL};
+static const pb__item_hasher_t hasher = {plain_hash, NULL, plain_key, NULL, NULL, NULL};
 
 /* The same a batch at a time (the pipe hashes a batch before handing it
  * over): each output must land on its own item. */
@@ -90,7 +90,7 @@ static void plain_keys_many(void *arg, const char *const *id, const size_t *idle
 		keys[i] = plain_key(arg, id[i], idlen[i]);
 }
 
-static const pb__item_hasher_t hasher_many = {plain_hash, NULL, plain_key, plain_many, plain_keys_many};
+static const pb__item_hasher_t hasher_many = {plain_hash, NULL, plain_key, plain_many, plain_keys_many, NULL};
 
 /* A chat of n messages whose texts hold what a naive split at a brace,
  * bracket or quote would get wrong. */

@@ -8,6 +8,8 @@
  *   after its chunks are committed in the store;
  * - a chunk the state holds committed is not sent again;
  * - chunks named on the sealing threads get their names in place;
+ * - a file's chunks in a lent buffer (pb__sink_add_piece) are stored
+ *   under their names and the buffer given back, at most keep held;
  * - a dry run sends and commits nothing;
  * - small chunks handed to the sealing threads in batches
  *   (pb__sink_add_level) get the same names, are put in the same order
@@ -229,6 +231,69 @@ static void test_named_off_thread(void **state)
 	free(plain);
 }
 
+/* Buffers lent to the sink (pb__sink_add_piece): how many it holds. */
+struct lender {
+	size_t out;
+};
+
+static void give_back(void *arg, uint8_t *buf)
+{
+	struct lender *l = arg;
+
+	assert_true(l->out > 0);
+	l->out--;
+	free(buf);
+}
+
+/* A file's chunks in lent buffers, named already: sealed from the buffer
+ * itself, stored under their names, each buffer given back once, and
+ * never more than keep held once a piece is added. */
+static void test_pieces_lent(void **state)
+{
+	struct world w;
+	pb__sink_t *sink;
+	struct lender l = { 0 };
+	uint8_t *one = malloc(1u << 20), *plain = malloc(1u << 20);
+	static uint8_t names[NCHUNKS][PB_STORE_NAME_LEN];
+
+	(void)state;
+	assert_non_null(one);
+	assert_non_null(plain);
+	world_open(&w, "pieces", false, &sink);
+	for (size_t i = 0; i < NCHUNKS; i += 4) {
+		size_t len[4], total = 0;
+		uint8_t *buf = malloc(4u << 20);
+
+		assert_non_null(buf);
+		for (size_t k = 0; k < 4; k++) {
+			len[k] = make_chunk(i + k, one);
+			memcpy(buf + total, one, len[k]);
+			pb__chunk_name(w.keys.name, one, len[k], names[i + k]);
+			total += len[k];
+		}
+		l.out++;
+		assert_int_equal(pb__sink_add_piece(sink, buf, len, (const name_t *)names[i], 4, give_back, &l, 2), 0);
+		assert_true(l.out <= 2);
+	}
+	assert_int_equal(pb__sink_commit(sink, 1, true), 0);
+	assert_int_equal(l.out, 0);
+	assert_true(w.names_in_store);
+	assert_int_equal(w.res.chunks_sent, NCHUNKS);
+	for (size_t i = 0; i < NCHUNKS; i++) {
+		size_t len = make_chunk(i, one), plen = 0, clen = 0;
+		uint8_t *ct = NULL;
+
+		assert_int_equal(pb__repo_get(w.repo, NULL, names[i], &ct, &clen), 0);
+		assert_int_equal(pb_chunk_open(&w.keys, names[i], ct, clen, plain, 1u << 20, &plen), 0);
+		free(ct);
+		assert_int_equal(plen, len);
+		assert_memory_equal(plain, one, len);
+	}
+	world_close(&w, sink);
+	free(one);
+	free(plain);
+}
+
 static void test_dry_run(void **state)
 {
 	struct world w;
@@ -414,6 +479,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_chunks_and_receipts),
 		cmocka_unit_test(test_named_off_thread),
+		cmocka_unit_test(test_pieces_lent),
 		cmocka_unit_test(test_dry_run),
 		cmocka_unit_test(test_batches_same_as_one_by_one),
 	};

@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "peerback.h"
+#include "agent/backup/backup-int.h"
 #include "agent/backup/engine-int.h"
 #include "agent/backup/group.h"
 #include "agent/backup/internal.h"
@@ -25,99 +26,6 @@
 #include "agent/util/fsutil.h"
 
 #define COMMIT_ITEMS 8192             /* items waiting for a commit */
-
-struct pending_item {
-	pb_manifest_item_t m;
-	char *id, *path;
-	name_t *names;
-	uint64_t mark; /* b->ticks when it was kept */
-};
-
-/* A file walked whole, waiting for the receipt that covers its items:
- * mark is b->ticks when it ended (its items kept, its stream cut), and a
- * commit asked at or after that mark covers all of them. */
-struct done_file {
-	char *path;
-	pb__stamp_t stamp;
-	uint64_t items, bytes;
-	uint64_t mark;
-};
-
-struct backup {
-	const pb_engine_opts_t *o;
-	pb_repo_t *repo;
-	const pb_provider_t *prov;
-	pb_backup_keys_t keys;
-	/* keys.name's keyed BLAKE2b prepared once (agent/util/blake2b.h):
-	 * a message's content hash (pb__item_hash) and its id's key
-	 * (pb__manifest_id_key) are each one or two blocks, of which the
-	 * key's own block was the first. */
-	pb__b2k_t item_k, id_k;
-	pb_cdc_t cdc;
-	/* pb__cdc_file_many's buffer, allocated at the first large file and
-	 * kept for the others. */
-	uint8_t *filebuf;
-	pb_backup_state_t *st;
-	pb_manifest_writer_t *mw;
-	pb__prog_t pr;
-	pb_engine_result_t *res;
-	/* Where sealed chunks go (agent/backup/sink.h). */
-	pb__sink_t *sink;
-	/* Items whose chunks wait for a commit's receipt. */
-	struct pending_item *items;
-	size_t nitems, cap_items;
-	/* Counts what went to the sink: each item kept and each chunk of a
-	 * chat stream (whose messages are kept as no item). A commit's mark
-	 * is the count when it was asked: what came before it is covered by
-	 * its receipt, a file whose stream was cut after it is not. */
-	uint64_t ticks;
-	/* The item being chunked. */
-	name_t *cur;
-	size_t ncur, cap_cur;
-	/* The item's content hash, as its chunks go by; an item of one chunk
-	 * (whole) is not hashed apart: its hash is that chunk's name, the
-	 * same keyed BLAKE2b of the same bytes. */
-	crypto_generichash_state hash;
-	bool whole;
-	/* An item not in memory: its hash, when it is several chunks, is
-	 * the hash of their names (pb__item_names_hash), and its bytes are
-	 * not hashed apart either. Items in memory keep the hash of their
-	 * bytes, which unchanged() compares without cutting them. */
-	bool by_names;
-	/* Unchanged items touched in the state since the last commit, in one
-	 * open transaction. */
-	size_t touched;
-	/* The multi-item file being walked, and the largest seq it gave so
-	 * far (a file that then fails to parse keeps those items). */
-	char *file;
-	bool file_gave;
-	uint64_t file_seq;
-	/* Files known by their stamp (the device directory only). */
-	bool by_file;
-	struct pb__group grp;
-	struct done_file *dfiles;
-	size_t ndfiles, cap_dfiles;
-	/* The manifest record being made. */
-	uint8_t *rec;
-	size_t cap_rec;
-	/* An unchanged item's chunk names, as recorded. */
-	uint8_t *old;
-	size_t cap_old, nold;
-	/* The chat whose messages are being cut as one stream. */
-	pb__stream_t stream;
-	/* True while the walk hands over pb__item_x_t (walk with a hasher):
-	 * a chat's messages come hashed by the thread that parsed them. */
-	bool xwalk;
-};
-
-/* Ends the transaction of touched unchanged items. */
-static int touch_end(struct backup *b)
-{
-	if (b->touched == 0)
-		return 0;
-	b->touched = 0;
-	return pb_backup_state_end(b->st);
-}
 
 /* Marks an unchanged item as part of this run's snapshot; many to a
  * transaction, as a re-backup touches every item. */
@@ -132,14 +40,7 @@ static int touch_item(struct backup *b, const pb_manifest_item_t *m)
 	b->touched++;
 	if ((rc = pb_backup_state_touch(b->st, m)) != 0)
 		return rc;
-	return b->touched >= 8192 ? touch_end(b) : 0;
-}
-
-static void free_pending(struct pending_item *it)
-{
-	free(it->id);
-	free(it->path);
-	free(it->names);
+	return b->touched >= 8192 ? pb__bk_touch_end(b) : 0;
 }
 
 /* Drops the first n files of dfiles (recorded, or never to be). */
@@ -161,7 +62,7 @@ static int durable(void *arg, uint64_t mark, const name_t *names, size_t n)
 {
 	struct backup *b = arg;
 	size_t k = 0, nf = 0;
-	int rc = touch_end(b);
+	int rc = pb__bk_touch_end(b);
 
 	/* Items are kept in order: their marks never decrease either. */
 	while (k < b->nitems && b->items[k].mark <= mark)
@@ -183,103 +84,12 @@ static int durable(void *arg, uint64_t mark, const name_t *names, size_t n)
 	if (rc == 0)
 		rc = pb_backup_state_end(b->st);
 	for (size_t i = 0; i < k; i++)
-		free_pending(&b->items[i]);
+		pb__bk_free_pending(&b->items[i]);
 	if (k > 0) {
 		memmove(b->items, b->items + k, (b->nitems - k) * sizeof(*b->items));
 		b->nitems -= k;
 	}
 	files_drop(b, nf);
-	return rc;
-}
-
-/* Makes everything sent durable in the repository: the items kept so
- * far are recorded at its receipt, which with wait is in on return. */
-static int commit(struct backup *b, bool wait)
-{
-	int rc = touch_end(b);
-
-	if (rc == 0)
-		rc = pb__sink_commit(b->sink, b->ticks, wait);
-	if (b->o->dry_run) {
-		/* A dry run committed nothing: the phone records nothing
-		 * (and keeps no files: group_end). */
-		for (size_t i = 0; i < b->nitems; i++)
-			free_pending(&b->items[i]);
-		b->nitems = 0;
-	}
-	return rc;
-}
-
-/* After a chunk of the current item was added: its bytes are done, and
- * a commit may be due. */
-static int chunk_added(struct backup *b, size_t len)
-{
-	int rc = 0;
-
-	b->pr.p.bytes_done += len;
-	if (pb__sink_due(b->sink))
-		rc = commit(b, false);
-	if (rc == 0)
-		rc = pb__progress(&b->pr, false); /* large items report as they go */
-	return rc;
-}
-
-/* Seals one chunk of the current item. */
-static int add_chunk(void *arg, const uint8_t *data, size_t len)
-{
-	struct backup *b = arg;
-	uint8_t name[PB_STORE_NAME_LEN];
-	int rc;
-
-	/* Names of a file's chunks land in b->cur from the sealing threads:
-	 * it moves only once they are in. */
-	if (b->by_names && b->ncur + 1 > b->cap_cur)
-		pb__sink_hash_wait(b->sink);
-	if ((rc = pb__grow((void **)&b->cur, &b->cap_cur, b->ncur + 1, sizeof(name_t))) != 0)
-		return rc;
-	if (b->by_names && !b->whole) {
-		/* A file of several chunks: named and sealed off this thread;
-		 * its hash is their names' (backup_item, after the wait). */
-		if ((rc = pb__sink_add_named(b->sink, data, len, b->cur[b->ncur])) != 0)
-			return rc;
-		b->ncur++;
-	} else {
-		/* An item of several chunks in memory is hashed by the sink's
-		 * hashing thread as its chunks go by, beside their naming here. */
-		if ((rc = pb__sink_add_hashed(b->sink, data, len, name, b->whole || b->by_names ? NULL : &b->hash)) != 0)
-			return rc;
-		memcpy(b->cur[b->ncur++], name, PB_STORE_NAME_LEN);
-	}
-	return chunk_added(b, len);
-}
-
-/* The chunks of a large file cut from one buffer (pb__cdc_file_many):
- * named together on a sealing thread, several in the lanes of the vector
- * registers (a few times the speed of one at a time), and sealed there;
- * their names land in b->cur (read after pb__sink_hash_wait). The file's
- * hash is their names' (backup_item). */
-static int add_chunks(void *arg, const uint8_t *const *data, const size_t *len, size_t n)
-{
-	struct backup *b = arg;
-	uint8_t *out[PB__CDC_CUTS_MAX];
-	int rc = 0;
-
-	if (!b->by_names || b->whole || n > PB__CDC_CUTS_MAX) {
-		for (size_t i = 0; i < n && rc == 0; i++)
-			rc = add_chunk(b, data[i], len[i]);
-		return rc;
-	}
-	if (b->ncur + n > b->cap_cur)
-		pb__sink_hash_wait(b->sink); /* b->cur moves only once its names are in */
-	if ((rc = pb__grow((void **)&b->cur, &b->cap_cur, b->ncur + n, sizeof(name_t))) != 0)
-		return rc;
-	for (size_t i = 0; i < n; i++)
-		out[i] = b->cur[b->ncur + i];
-	if ((rc = pb__sink_add_named_many(b->sink, data, len, n, out)) != 0)
-		return rc;
-	b->ncur += n;
-	for (size_t i = 0; i < n && rc == 0; i++)
-		rc = chunk_added(b, len[i]);
 	return rc;
 }
 
@@ -301,7 +111,7 @@ static int emit_manifest_chunk(void *arg, const uint8_t name[PB_STORE_NAME_LEN],
 	 * asked after it is in (group_end). */
 	b->ticks++;
 	if (rc == 0 && pb__sink_due(b->sink))
-		rc = commit(b, false);
+		rc = pb__bk_commit(b, false);
 	return rc;
 }
 
@@ -314,70 +124,7 @@ static int emit_manifest_plain(void *arg, const uint8_t name[PB_STORE_NAME_LEN],
 
 	b->ticks++;
 	if (rc == 0 && pb__sink_due(b->sink))
-		rc = commit(b, false);
-	return rc;
-}
-
-static int chunk_file(struct backup *b, const pb_item_t *it, uint64_t *size)
-{
-	int fd = open(it->file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	struct stat st;
-	uint8_t *buf;
-	size_t have;
-	int rc;
-
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) != 0) {
-		rc = -errno;
-	} else if ((uint64_t)st.st_size > PB_CDC_WHOLE_MAX) {
-		*size = (uint64_t)st.st_size;
-		/* Room for every name it can have (add_chunk waits for the
-		 * sealing threads before b->cur moves, should it grow). */
-		rc = pb__grow((void **)&b->cur, &b->cap_cur, (size_t)(st.st_size / PB_CDC_MIN) + 2, sizeof(name_t));
-		if (rc == 0 && b->filebuf == NULL && (b->filebuf = malloc(PB__CDC_FILE_BUF)) == NULL)
-			rc = PB_ENOMEM;
-		if (rc == 0)
-			rc = pb__cdc_file_many(&b->cdc, fd, b->filebuf, add_chunks, b);
-	} else if ((rc = pb__read_fd(fd, PB_CDC_WHOLE_MAX, &buf, &have)) == 0) {
-		*size = have;
-		b->whole = true;
-		rc = add_chunk(b, buf, have);
-		free(buf);
-	}
-	close(fd);
-	return rc;
-}
-
-static int chunk_memory(struct backup *b, const uint8_t *data, size_t len)
-{
-	size_t off = 0;
-	int rc = 0;
-
-	if (len <= PB_CDC_WHOLE_MAX) {
-		b->whole = true;
-		return add_chunk(b, data, len);
-	}
-	while (off < len && rc == 0) {
-		size_t cut = pb_cdc_cut(&b->cdc, data + off, len - off, true);
-
-		rc = add_chunk(b, data + off, cut);
-		off += cut;
-	}
-	return rc;
-}
-
-/* An item that carries neither bytes nor a file: the provider reads it. */
-static int chunk_read(struct backup *b, const pb_item_t *it, uint64_t *size)
-{
-	pb_buf_t buf = { NULL, 0, 0 };
-	int rc = b->prov->read != NULL ? b->prov->read(b->prov->arg, it, &buf) : PB_EUNSUPPORTED;
-
-	if (rc == 0) {
-		*size = buf.len;
-		rc = chunk_memory(b, buf.data != NULL ? buf.data : (const uint8_t *)"", buf.len);
-	}
-	pb_buf_free(&buf);
+		rc = pb__bk_commit(b, false);
 	return rc;
 }
 
@@ -451,21 +198,6 @@ static bool unchanged(struct backup *b, const pb_item_t *it, int64_t mtime, uint
 		if (!pb_backup_state_is_committed(b->st, b->old + i * PB_STORE_NAME_LEN))
 			return false;
 	return true;
-}
-
-/* --- Files known by their stamp ------------------------------------------------ */
-
-static void stamp_of(const struct stat *st, pb__stamp_t *s)
-{
-	s->size = (uint64_t)st->st_size;
-	s->ino = (uint64_t)st->st_ino;
-	s->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
-	s->ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
-}
-
-static bool same_stamp(const pb__stamp_t *a, const pb__stamp_t *b)
-{
-	return a->size == b->size && a->ino == b->ino && a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns;
 }
 
 /* --- A chat's messages as one stream (agent/backup/stream.c) ------------------------ */
@@ -596,7 +328,7 @@ static int carry_chunk(struct replay *r, const uint8_t name[PB_STORE_NAME_LEN])
 	uint64_t tok;
 	int rc;
 
-	if ((rc = commit(b, true)) != 0 || (rc = b->repo->ops->get_send(b->repo, NULL, name, &tok)) != 0 ||
+	if ((rc = pb__bk_commit(b, true)) != 0 || (rc = b->repo->ops->get_send(b->repo, NULL, name, &tok)) != 0 ||
 	    (rc = b->repo->ops->get_recv(b->repo, tok, &ct, &len)) != 0)
 		return rc;
 	rc = pb_manifest_chunk_open(&b->keys, name, ct, len, carry_item, r);
@@ -688,7 +420,7 @@ static int replay_file(struct backup *b, const char *rel, int64_t rgen, uint64_t
 		return PB_ESTORE_CORRUPT;
 	if ((rc = pb__progress(&b->pr, false)) != 0)
 		return rc;
-	return b->touched >= 8192 ? touch_end(b) : 0;
+	return b->touched >= 8192 ? pb__bk_touch_end(b) : 0;
 }
 
 /* Asked before the walk reads a file: an unchanged one is replayed and
@@ -703,15 +435,17 @@ static int file_seen(void *arg, const char *rel, const struct stat *st)
 
 	if ((rc = group_end(b)) != 0)
 		return rc;
-	stamp_of(st, &now);
+	pb__bk_stamp_of(st, &now);
 	rc = pb__state_file_get(b->st, rel, &was, &rgen, &items, &bytes);
-	if (rc == 0 && same_stamp(&now, &was)) {
+	if (rc == 0 && pb__bk_same_stamp(&now, &was)) {
 		b->res->files_skipped++;
 		return (rc = replay_file(b, rel, rgen, items, bytes)) != 0 ? rc : 1;
 	}
 	if (rc != 0 && rc != PB_ENOTFOUND)
 		return rc;
 	b->res->files_read++;
+	b->seen = now;
+	b->has_seen = true;
 	return group_begin(b, rel, &now, rc == 0 ? rgen : -1);
 }
 
@@ -726,7 +460,7 @@ static int keep_pending(struct backup *b, const pb_manifest_item_t *m, const pb_
 	p->path = strdup(it->path != NULL ? it->path : "");
 	p->names = malloc(b->ncur ? b->ncur * sizeof(name_t) : 1);
 	if (p->id == NULL || p->path == NULL || p->names == NULL) {
-		free_pending(p);
+		pb__bk_free_pending(p);
 		return PB_ENOMEM;
 	}
 	memcpy(p->names, b->cur, b->ncur * sizeof(name_t));
@@ -736,7 +470,7 @@ static int keep_pending(struct backup *b, const pb_manifest_item_t *m, const pb_
 	p->m.chunks = (const name_t *)p->names;
 	p->mark = ++b->ticks;
 	b->nitems++;
-	return b->nitems >= COMMIT_ITEMS ? commit(b, false) : 0;
+	return b->nitems >= COMMIT_ITEMS ? pb__bk_commit(b, false) : 0;
 }
 
 /* Chunks of a chat stream, through the sink like any other chunk: named
@@ -755,7 +489,7 @@ static int stream_chunks(void *arg, const uint8_t *const *data, const size_t *le
 		if ((rc = pb__sink_add_known_level(b->sink, data[k], len[k], name[k], PB_STREAM_ZLEVEL)) != 0)
 			return rc;
 		b->ticks++;
-		if (pb__sink_due(b->sink) && (rc = commit(b, false)) != 0)
+		if (pb__sink_due(b->sink) && (rc = pb__bk_commit(b, false)) != 0)
 			return rc;
 	}
 	return 0;
@@ -848,12 +582,12 @@ static int backup_item(void *arg, const pb_item_t *it)
 	b->by_names = it->data == NULL && !pb__item_hash_bytes;
 	crypto_generichash_init(&b->hash, b->keys.name, sizeof(b->keys.name), 32);
 	if (it->data != NULL) {
-		rc = chunk_memory(b, it->data, it->len);
+		rc = pb__bk_chunk_memory(b, it->data, it->len);
 		size = it->len;
 	} else if (it->file != NULL) {
-		rc = chunk_file(b, it, &size);
+		rc = pb__bk_chunk_file(b, it, &size);
 	} else {
-		rc = chunk_read(b, it, &size);
+		rc = pb__bk_chunk_read(b, it, &size);
 	}
 	/* The hashing thread may still hold b->hash (also on failure). */
 	pb__sink_hash_wait(b->sink);
@@ -1036,10 +770,17 @@ static void keys_many_on_parser(void *arg, const char *const *id, const size_t *
 	}
 }
 
+/* The walk's next file, read ahead (not when files are hashed by their
+ * bytes, a test's setting, which the reader does not do). */
+static void ahead_on_walk(void *arg, const char *abs, const char *rel, bool now)
+{
+	pb__bk_ahead(arg, abs, rel, now && !pb__item_hash_bytes);
+}
+
 static int walk(struct backup *b, unsigned mask, int (*fcb)(void *, const char *, const struct stat *), pb_item_cb item,
 		pb_scan_bad_cb bad, void *arg, bool hashed)
 {
-	pb__item_hasher_t h = {hash_on_parser, b, key_on_parser, hash_many_on_parser, keys_many_on_parser};
+	pb__item_hasher_t h = {hash_on_parser, b, key_on_parser, hash_many_on_parser, keys_many_on_parser, ahead_on_walk};
 	int rc;
 
 	if (b->by_file && fcb != NULL) {
@@ -1141,8 +882,8 @@ static int count_file(void *arg, const char *rel, const struct stat *st)
 	int64_t rgen;
 	int rc = pb__state_file_get(c->b->st, rel, &was, &rgen, &items, &bytes);
 
-	stamp_of(st, &now);
-	if (rc == 0 && (same_stamp(&now, &was) || pb_codec_for(rel) != NULL)) {
+	pb__bk_stamp_of(st, &now);
+	if (rc == 0 && (pb__bk_same_stamp(&now, &was) || pb_codec_for(rel) != NULL)) {
 		c->items += items;
 		c->bytes += bytes;
 		return 1;
@@ -1251,18 +992,18 @@ static int backup_walk(struct backup *b, unsigned mask)
 	if (rc == PB_ECANCELED && !b->o->dry_run) {
 		/* Canceled: what was sent is committed, so the next run does
 		 * not send it again; no snapshot is made. */
-		int crc = commit(b, true);
+		int crc = pb__bk_commit(b, true);
 
 		return crc != 0 ? crc : rc;
 	}
 	/* Other kinds are read from the repository: nothing may be in
 	 * flight then. */
-	if (rc == 0 && (mask & PB_KIND_ALL) != PB_KIND_ALL && (rc = commit(b, true)) == 0)
+	if (rc == 0 && (mask & PB_KIND_ALL) != PB_KIND_ALL && (rc = pb__bk_commit(b, true)) == 0)
 		rc = carry_kinds(b, mask);
 	if (rc == 0)
 		rc = pb_manifest_writer_finish(b->mw, (int64_t)time(NULL), &root, &root_len, &refs, &nrefs);
 	if (rc == 0)
-		rc = commit(b, true);
+		rc = pb__bk_commit(b, true);
 	if (rc == 0 && !b->o->dry_run)
 		rc = snapshot_done(b, root, root_len, (const name_t *)refs, nrefs);
 	if (rc == 0 && !b->o->dry_run && b->by_file && (mask & PB_KIND_ALL) == PB_KIND_ALL)
@@ -1276,9 +1017,13 @@ static int backup_walk(struct backup *b, unsigned mask)
 static void backup_free(struct backup *b)
 {
 	if (b->touched > 0)
-		(void)touch_end(b);
+		(void)pb__bk_touch_end(b);
 	pb_manifest_writer_free(b->mw);
 	pb__sink_free(b->sink);
+	/* After the sink, which gives back the reader's buffers it held. */
+	pb__reader_free(b->reader);
+	if (b->ahead_fd >= 0)
+		close(b->ahead_fd);
 	files_drop(b, b->ndfiles);
 	free(b->dfiles);
 	pb__group_free(&b->grp);
@@ -1286,7 +1031,7 @@ static void backup_free(struct backup *b)
 	free(b->rec);
 	free(b->old);
 	for (size_t i = 0; i < b->nitems; i++)
-		free_pending(&b->items[i]);
+		pb__bk_free_pending(&b->items[i]);
 	pb_backup_state_close(b->st);
 	pb_cdc_wipe(&b->cdc);
 	pb_backup_keys_wipe(&b->keys);
@@ -1311,6 +1056,7 @@ static int backup_once(const pb_engine_opts_t *o, const pb_provider_t *prov, pb_
 
 	if ((b = calloc(1, sizeof(*b))) == NULL)
 		return PB_ENOMEM;
+	b->ahead_fd = -1;
 	b->o = o;
 	b->prov = prov;
 	b->res = res;

@@ -58,10 +58,9 @@ void pb_cdc_wipe(pb_cdc_t *cdc)
  * zero, or 0 if none (a cut is never at 0). Zero top bits is fp below the
  * mask's lowest bit: one compare a byte instead of a mask and a test (a
  * third more bytes a second on this machine, the same cuts). */
-static size_t gear_scan(const uint64_t gear[256], const uint8_t *buf, size_t i, size_t end, uint64_t *fp,
-			uint64_t mask)
+static size_t gear_scan_one(const uint64_t gear[256], const uint8_t *buf, size_t i, size_t end, uint64_t *fp,
+			    uint64_t below)
 {
-	const uint64_t below = ~mask + 1; /* the mask's lowest bit */
 	uint64_t f = *fp;
 
 	for (; i < end; i++) {
@@ -71,6 +70,59 @@ static size_t gear_scan(const uint64_t gear[256], const uint8_t *buf, size_t i, 
 	}
 	*fp = f;
 	return 0;
+}
+
+/* The hash after a byte depends on the 64 bytes up to it only (each
+ * shifts one bit further out), once 64 were hashed since fp was 0: so a
+ * stretch of ROUND bytes is hashed as four lanes of LANE bytes at once,
+ * lanes 1 to 3 started from the 64 bytes before theirs, each an
+ * independent chain (the one-byte loop waits a shift and an add for each
+ * byte). A round with a hit is hashed again byte by byte from its start,
+ * which finds the first hit and leaves fp as before. */
+#define LANE 4096
+#define ROUND (4 * LANE)
+
+static uint64_t gear_warm(const uint64_t gear[256], const uint8_t *p)
+{
+	uint64_t f = 0;
+
+	for (size_t k = 0; k < 64; k++)
+		f = (f << 1) + gear[p[k]];
+	return f;
+}
+
+/* As gear_scan_one; i is at least the position where fp was 0 (the
+ * callers start at the chunk's minimum size with fp 0, and go on from
+ * where they stopped). */
+static size_t gear_scan(const uint64_t gear[256], const uint8_t *buf, size_t i, size_t end, uint64_t *fp,
+			uint64_t mask)
+{
+	const uint64_t below = ~mask + 1; /* the mask's lowest bit */
+
+	while (i < end && end - i >= ROUND) {
+		const uint8_t *p0 = buf + i, *p1 = p0 + LANE, *p2 = p1 + LANE, *p3 = p2 + LANE;
+		/* Lanes 1 to 3 start 64 bytes back: at least LANE bytes
+		 * after i, so within what was hashed since fp was 0. */
+		uint64_t f0 = *fp, f1 = gear_warm(gear, p1 - 64), f2 = gear_warm(gear, p2 - 64),
+			 f3 = gear_warm(gear, p3 - 64);
+		bool hit = false;
+
+		for (size_t j = 0; j < LANE; j++) {
+			f0 = (f0 << 1) + gear[p0[j]];
+			f1 = (f1 << 1) + gear[p1[j]];
+			f2 = (f2 << 1) + gear[p2[j]];
+			f3 = (f3 << 1) + gear[p3[j]];
+			if ((f0 < below) | (f1 < below) | (f2 < below) | (f3 < below)) {
+				hit = true;
+				break;
+			}
+		}
+		if (hit)
+			break; /* the first hit is in this round */
+		*fp = f3;
+		i += ROUND;
+	}
+	return gear_scan_one(gear, buf, i, end, fp, below);
 }
 
 /* Cuts with the normalized masks: the harder one from min to the average
@@ -97,6 +149,47 @@ static size_t cut_sized(const pb_cdc_t *cdc, const uint8_t *buf, size_t len, boo
 size_t pb_cdc_cut(const pb_cdc_t *cdc, const uint8_t *buf, size_t len, bool eof)
 {
 	return cut_sized(cdc, buf, len, eof, PB_CDC_MIN, PB_CDC_AVG, PB_CDC_MAX, MASK_S, MASK_L);
+}
+
+/* pb_cdc_cut as the bytes come: the scan goes on from at (where the
+ * last call stopped, with its gear hash) instead of from the chunk's
+ * start, so a reader may hand over a file's bytes a block at a time with
+ * no look-ahead of PB_CDC_MAX and no byte scanned twice. The cuts are
+ * pb_cdc_cut's: the same scan with the same masks, only split. */
+size_t pb__cdc_cut_more(const pb_cdc_t *cdc, const uint8_t *buf, size_t len, bool eof, pb__cdc_at_t *at)
+{
+	size_t n = len < PB_CDC_MAX ? len : PB_CDC_MAX;
+	size_t pos = at->pos < PB_CDC_MIN ? PB_CDC_MIN : at->pos;
+	uint64_t fp = at->fp;
+	size_t end, cut;
+
+	if (len <= PB_CDC_MIN)
+		return eof ? len : 0;
+	if (pos < PB_CDC_AVG) {
+		end = n < PB_CDC_AVG ? n : PB_CDC_AVG;
+		if (pos < end && (cut = gear_scan(cdc->gear, buf, pos, end, &fp, MASK_S)) != 0)
+			goto out_cut;
+		if (pos < end)
+			pos = end;
+	}
+	if (pos >= PB_CDC_AVG && pos < n) {
+		if ((cut = gear_scan(cdc->gear, buf, pos, n, &fp, MASK_L)) != 0)
+			goto out_cut;
+		pos = n;
+	}
+	if (n == PB_CDC_MAX || eof) {
+		cut = n;
+		goto out_cut;
+	}
+	at->pos = pos;
+	at->fp = fp;
+	return 0;
+
+out_cut:
+	/* The next chunk starts afresh. */
+	at->pos = 0;
+	at->fp = 0;
+	return cut;
 }
 
 /* The same cut with the sizes of a chat stream (agent/backup/stream.h):

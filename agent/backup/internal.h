@@ -96,6 +96,18 @@ PB_WUR int pb__cdc_file_buf(const pb_cdc_t *cdc, int fd, uint8_t *buf, pb_cdc_ch
 typedef int (*pb__cdc_chunks_cb)(void *arg, const uint8_t *const *data, const size_t *len, size_t n);
 PB_WUR int pb__cdc_file_many(const pb_cdc_t *cdc, int fd, uint8_t *buf, pb__cdc_chunks_cb cb, void *arg);
 
+/* pb_cdc_cut on bytes that come a block at a time (agent/backup/cdc.c):
+ * buf is the chunk's start and len its bytes so far. Returns the cut
+ * pb_cdc_cut would (at is then reset for the next chunk), or 0 when more
+ * bytes are needed: at keeps where the scan stopped, and the next call,
+ * with the same buf and more bytes, goes on from there. A zeroed at
+ * starts a chunk. */
+typedef struct pb__cdc_at_s {
+	size_t pos;
+	uint64_t fp;
+} pb__cdc_at_t;
+size_t pb__cdc_cut_more(const pb_cdc_t *cdc, const uint8_t *buf, size_t len, bool eof, pb__cdc_at_t *at);
+
 /* Manifest records (agent/backup/manifest.c): an item encoded once, as the
  * manifest holds it plus where a manifest chunk may end after it, so that
  * a file's items are replayed into later snapshots without being encoded,

@@ -105,6 +105,10 @@ struct slot {
 	 * level (0: pb__seal_named's); a manifest chunk's are the manifest
 	 * key and its level (pb__sink_add_manifest). */
 	const uint8_t *enc;
+	/* plain is a buffer of the caller's, given back with give(garg)
+	 * instead of freed (pb__sink_add_piece). */
+	void (*give)(void *garg, uint8_t *buf);
+	void *garg;
 };
 
 struct batch {
@@ -135,6 +139,10 @@ struct pb__sink_s {
 	struct slot ring[RING];
 	uint64_t head, claim, tail;
 	size_t ring_bytes;
+	/* Slots holding a lent buffer (pb__sink_add_piece), and how many
+	 * may stay once one is added: its lender may wait for one back
+	 * (caller's thread only). */
+	size_t lent, lent_max;
 	bool stop;
 	size_t idle;              /* threads waiting for work */
 	bool waiting;             /* the caller waits for a sealed slot */
@@ -434,6 +442,17 @@ static int offer(pb__sink_t *s)
 
 /* ---- the ring (caller's thread) ---------------------------------------------- */
 
+/* A slot's plaintext leaves: freed, or given back to whoever lent it. */
+static void plain_free(struct slot *sl)
+{
+	if (sl->give != NULL && sl->plain != NULL)
+		sl->give(sl->garg, sl->plain);
+	else
+		free(sl->plain);
+	sl->plain = NULL;
+	sl->give = NULL;
+}
+
 static void subs_free(struct slot *sl)
 {
 	for (size_t k = 0; k < sl->nsub; k++)
@@ -485,8 +504,9 @@ static int take_slot(pb__sink_t *s)
 		s->claim = s->head;
 	s->ring_bytes -= sl->len;
 	pthread_mutex_unlock(&s->mu);
-	free(sl->plain);
-	sl->plain = NULL;
+	if (sl->give != NULL)
+		s->lent--;
+	plain_free(sl);
 	sl->ct = NULL;
 	if (rc != 0) {
 		free(ct);
@@ -521,7 +541,7 @@ static int drain_to(pb__sink_t *s, bool all, size_t limit)
 
 		pthread_mutex_lock(&s->mu);
 		while ((!sl->done || sl->ih != NULL) &&
-		       (all || s->tail - s->head == RING || s->ring_bytes >= limit)) {
+		       (all || s->tail - s->head == RING || s->ring_bytes >= limit || s->lent > s->lent_max)) {
 			/* Batches not woken for yet (pack_push) are sealed now. */
 			if (s->claim < s->tail && s->idle > 0)
 				pthread_cond_broadcast(&s->work);
@@ -588,6 +608,7 @@ static int push_slot(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], uint8
 	sl->ih = ih;
 	sl->enc = enc;
 	sl->level = level;
+	sl->give = NULL;
 	s->tail++;
 	s->ring_bytes += len;
 	if (!sl->done && s->idle > 0)
@@ -628,6 +649,7 @@ static int pack_push(pb__sink_t *s)
 	sl->nsub = s->pack_n;
 	sl->level = 0;
 	sl->enc = NULL;
+	sl->give = NULL;
 	s->tail++;
 	s->ring_bytes += s->pack_len;
 	if (s->idle > 0 && s->tail - s->claim >= PACK_WAKE)
@@ -761,53 +783,48 @@ int pb__sink_add_named(pb__sink_t *s, const uint8_t *plain, size_t len, uint8_t 
 	return push_slot(s, NULL, copy, len, NULL, 0, NULL, name_to, NULL, 0);
 }
 
-/* A file's chunks cut from one buffer, copied into one slot whose
- * sealing thread names them all at once, then seals them one by one (a
- * batch of chunks as pack_push's, each under the chunk key). */
-static int push_named(pb__sink_t *s, const uint8_t *const *data, const size_t *len, size_t n, uint8_t *const *name_to)
+/* A file's chunks one after the other in plain (total bytes), in one
+ * slot: a batch of chunks as pack_push's, each under the chunk key. With
+ * name_to, its sealing thread names them all at once first; with names,
+ * they are named already. give: plain is lent (pb__sink_add_piece). */
+static int push_file(pb__sink_t *s, uint8_t *plain, size_t total, const size_t *len, size_t n,
+		     uint8_t *const *name_to, const name_t *names, void (*give)(void *, uint8_t *), void *garg)
 {
 	struct slot *sl;
 	struct sub *subs;
-	uint8_t *plain;
-	size_t total = 0, k;
-	int rc;
+	size_t off = 0, k;
 
-	for (k = 0; k < n; k++)
-		total += len[k];
-	if ((rc = pack_push(s)) != 0 || (rc = drain(s, false)) != 0)
-		return rc;
-	plain = malloc(total > 0 ? total : 1);
-	subs = calloc(n, sizeof(*subs));
-	if (plain == NULL || subs == NULL) {
-		free(plain);
-		free(subs);
-		return PB_ENOMEM;
-	}
+	if ((subs = calloc(n, sizeof(*subs))) == NULL)
+		goto out_nomem;
 	/* The sealed room is taken on this thread, which frees it (pack_add). */
-	for (k = 0, total = 0; k < n; k++) {
+	for (k = 0; k < n; k++) {
 		struct sub *u = &subs[k];
 
 		if ((u->ct = malloc(PB_CHUNK_CT_LEN_MAX(len[k]))) == NULL) {
 			while (k-- > 0)
 				free(subs[k].ct);
-			free(plain);
 			free(subs);
-			return PB_ENOMEM;
+			goto out_nomem;
 		}
-		u->name_to = name_to[k];
+		if (names != NULL)
+			memcpy(u->name, names[k], PB_STORE_NAME_LEN);
+		else
+			u->name_to = name_to[k];
 		u->enc = s->o.keys->chunk;
-		u->off = total;
+		u->off = off;
 		u->len = len[k];
-		memcpy(plain + total, data[k], len[k]);
-		total += len[k];
+		off += len[k];
 	}
 	pthread_mutex_lock(&s->mu);
 	sl = &s->ring[s->tail % RING];
 	memset(sl->name, 0, PB_STORE_NAME_LEN);
-	sl->deferred = true;
+	sl->deferred = names == NULL;
 	sl->name_to = NULL;
-	s->unnamed += n;
+	if (names == NULL)
+		s->unnamed += n;
 	sl->plain = plain;
+	sl->give = give;
+	sl->garg = garg;
 	sl->len = total;
 	sl->ct = NULL;
 	sl->ct_len = 0;
@@ -823,7 +840,70 @@ static int push_named(pb__sink_t *s, const uint8_t *const *data, const size_t *l
 	if (s->idle > 0)
 		pthread_cond_signal(&s->work);
 	pthread_mutex_unlock(&s->mu);
+	if (give != NULL)
+		s->lent++;
 	return drain(s, false);
+
+out_nomem:
+	if (give != NULL)
+		give(garg, plain);
+	else
+		free(plain);
+	return PB_ENOMEM;
+}
+
+/* A file's chunks cut from one buffer, copied into one slot whose
+ * sealing thread names them all at once, then seals them one by one. */
+static int push_named(pb__sink_t *s, const uint8_t *const *data, const size_t *len, size_t n, uint8_t *const *name_to)
+{
+	uint8_t *plain;
+	size_t total = 0, k;
+	int rc;
+
+	for (k = 0; k < n; k++)
+		total += len[k];
+	if ((rc = pack_push(s)) != 0 || (rc = drain(s, false)) != 0)
+		return rc;
+	if ((plain = malloc(total > 0 ? total : 1)) == NULL)
+		return PB_ENOMEM;
+	for (k = 0, total = 0; k < n; k++) {
+		memcpy(plain + total, data[k], len[k]);
+		total += len[k];
+	}
+	return push_file(s, plain, total, len, n, name_to, NULL, NULL, NULL);
+}
+
+int pb__sink_add_piece(pb__sink_t *s, uint8_t *buf, const size_t *len, const name_t *names, size_t n,
+		       void (*give)(void *garg, uint8_t *buf), void *garg, size_t keep)
+{
+	size_t total = 0, k;
+	int rc;
+
+	for (k = 0; k < n; k++) {
+		if (len[k] > PB_CHUNK_PLAIN_MAX) {
+			give(garg, buf);
+			return PB_ETOOBIG;
+		}
+		total += len[k];
+	}
+	if (n == 0 || s->nthreads == 0) {
+		/* No sealing thread: each chunk sealed here (copied as need be). */
+		for (k = 0, total = 0, rc = 0; k < n && rc == 0; k++) {
+			rc = pb__sink_add_known(s, buf + total, len[k], names[k]);
+			total += len[k];
+		}
+		give(garg, buf);
+		return rc;
+	}
+	if ((rc = pack_push(s)) != 0 || (rc = drain(s, false)) != 0) {
+		give(garg, buf);
+		return rc;
+	}
+	/* drain waits for the head while more than keep are lent. */
+	s->lent_max = keep;
+	rc = push_file(s, buf, total, len, n, NULL, names, give, garg);
+	s->lent_max = SIZE_MAX;
+	return rc;
 }
 
 int pb__sink_add_named_many(pb__sink_t *s, const uint8_t *const *data, const size_t *len, size_t n,
@@ -919,6 +999,19 @@ int pb__sink_add_manifest(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], 
 	return push_slot(s, name, copy, len, NULL, 0, NULL, NULL, enc, level);
 }
 
+int pb__sink_pump(pb__sink_t *s)
+{
+	uint64_t head = s->head;
+	int rc = drain_to(s, false, SIZE_MAX);
+
+	return rc < 0 ? rc : s->head != head;
+}
+
+bool pb__sink_threaded(const pb__sink_t *s)
+{
+	return s->nthreads > 0;
+}
+
 bool pb__sink_due(const pb__sink_t *s)
 {
 	if (s->want_commit)
@@ -973,6 +1066,7 @@ int pb__sink_new(const pb__sink_opts_t *o, pb__sink_t **out)
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return PB_ENOMEM;
 	s->o = *o;
+	s->lent_max = SIZE_MAX;
 	s->last_commit = pb__now_s();
 	pb__b2k_init(&s->name_k, o->keys->name, sizeof(o->keys->name), PB_STORE_NAME_LEN, NULL);
 	pthread_mutex_init(&s->mu, NULL);
@@ -1006,7 +1100,7 @@ void pb__sink_free(pb__sink_t *s)
 	if (s->has_hasher)
 		pthread_join(s->hasher, NULL);
 	for (uint64_t q = s->head; q < s->tail; q++) {
-		free(s->ring[q % RING].plain);
+		plain_free(&s->ring[q % RING]);
 		free(s->ring[q % RING].ct);
 		subs_free(&s->ring[q % RING]);
 	}

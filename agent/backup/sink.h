@@ -79,6 +79,27 @@ PB_WUR int pb__sink_add_named(pb__sink_t *s, const uint8_t *plain, size_t len, u
 PB_WUR int pb__sink_add_named_many(pb__sink_t *s, const uint8_t *const *data, const size_t *len, size_t n,
 				   uint8_t *const *name_to);
 
+/* n chunks of a file one after the other in buf, named already
+ * (names[k] for the k-th), sealed on the sealing threads straight from
+ * buf, which is not copied: it is lent, and given back with give(garg,
+ * buf) once they are sent (also on failure, or when the sink is freed,
+ * which must then come before whatever give needs). Such a chunk is
+ * sealed and offered even when the state holds it committed (as
+ * pb__sink_add_named's). */
+PB_WUR int pb__sink_add_piece(pb__sink_t *s, uint8_t *buf, const size_t *len, const name_t *names, size_t n,
+			      void (*give)(void *garg, uint8_t *buf), void *garg, size_t keep);
+/* (keep: it returns once at most keep lent buffers are still held, so
+ * that a lender with a few buffers never waits for one while its caller
+ * waits for the lender.) */
+
+/* Takes the sealed chunks at the head of the ring on to the repository,
+ * waiting for none (unless the ring is full): 1 when it took some, 0 when
+ * there were none, or an error. For a caller that would wait anyway. */
+PB_WUR int pb__sink_pump(pb__sink_t *s);
+
+/* Whether chunks are sealed on threads of their own (none on one core). */
+bool pb__sink_threaded(const pb__sink_t *s);
+
 /* The same as pb__sink_add with plain's name given (named by the caller,
  * many chunks at once: pb__b2k_hash_many). */
 PB_WUR int pb__sink_add_known(pb__sink_t *s, const uint8_t *plain, size_t len,

@@ -182,6 +182,27 @@ static int check_file(const char *abs, const char *rel)
 	return rc;
 }
 
+/* Whether the scan hands rel over as a file item, unparsed and unchecked. */
+static bool plain_file(const char *rel)
+{
+	const pb_codec_t *codec = pb_codec_for(rel);
+
+	return !(codec != NULL && codec->kind == pb__device_kind_of(rel)) && !pb__kinds_checked(rel);
+}
+
+/* Tells h's ahead of the file after files->v[i] when the scan hands that
+ * one over as a file item; now: files->v[i] is parsed here, not handed
+ * over as a file. */
+static void tell_ahead(const pb__item_hasher_t *h, const char *dir, const pathlist_t *files, size_t i, bool now)
+{
+	char next[MAX_PATH];
+
+	if (h == NULL || h->ahead == NULL || i + 1 >= files->n || !plain_file(files->v[i + 1]))
+		return;
+	if (pb__kinds_join(next, sizeof(next), dir, files->v[i + 1]) == 0)
+		h->ahead(h->arg, next, files->v[i + 1], now);
+}
+
 static int scan(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, const pb__item_hasher_t *h,
 		pb_item_cb cb, void *arg, pb_scan_bad_cb bad, void *bad_arg, char *bad_path, size_t bad_path_cap)
 {
@@ -229,6 +250,8 @@ static int scan(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, const
 			split_ctx_t ctx = { cb, arg, mtime, false, false };
 			uint8_t *buf;
 			size_t len;
+
+			tell_ahead(h, dir, &files, i, true);
 
 			pb__kinds_split_why(0, NULL);
 			if (codec == &pb__codec_telegram) {
@@ -278,6 +301,7 @@ static int scan(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, const
 			item->file = abs;
 			item->size = (uint64_t)st.st_size;
 			item->mtime_ns = mtime;
+			tell_ahead(h, dir, &files, i, false);
 			if ((rc = cb(arg, item)) != 0)
 				goto out_free;
 		}
