@@ -235,8 +235,10 @@ static void test_many_shapes(void **state)
 			check_many(&k, PATH_PORTABLE, data, len, n, want);
 		}
 	}
+	/* (Just under the length from which one long message goes alone
+	 * through libsodium: this one runs in the lanes, alone at the end.) */
 	for (size_t j = 0; j < 40; j++) {
-		len[j] = j == 17 ? sizeof(buf) : j % 5 == 0 ? 100 : 0;
+		len[j] = j == 17 ? sizeof(buf) - 1 : j % 5 == 0 ? 100 : 0;
 		data[j] = buf;
 		want_of(key, sizeof(key), 32, NULL, data[j], len[j], want[j]);
 	}
@@ -247,6 +249,57 @@ static void test_many_shapes(void **state)
 	check_many(&k, PATH_PORTABLE, data, len, 40, want);
 }
 
+/* Long messages: one alone (libsodium's one stream, or the compression
+ * here when a personalization, a short key or a short digest is asked
+ * for), and one much longer than the others of its batch (hashed alone,
+ * the others in the lanes), each against libsodium's whole-message hash. */
+static void test_long_alone(void **state)
+{
+	const size_t big = 300 * 1024;
+	uint8_t *buf = malloc(big + 64);
+	uint8_t key[64], personal[16], want[40][64];
+	const uint8_t *data[40];
+	size_t len[40];
+	static const size_t keylens[] = { 0, 8, 16, 32, 64 };
+	static const size_t outlens[] = { 8, 16, 32, 64 };
+	static const size_t longs[] = { 64 * 1024, 64 * 1024 + 1, 100 * 1024 + 3, 300 * 1024 };
+	pb__b2k_t k;
+
+	(void)state;
+	assert_true(sodium_init() >= 0);
+	assert_non_null(buf);
+	randombytes_buf(buf, big + 64);
+	randombytes_buf(key, sizeof(key));
+	randombytes_buf(personal, sizeof(personal));
+	for (size_t i = 0; i < sizeof(longs) / sizeof(longs[0]); i++)
+		for (size_t kl = 0; kl < sizeof(keylens) / sizeof(keylens[0]); kl++)
+			for (size_t ol = 0; ol < sizeof(outlens) / sizeof(outlens[0]); ol++) {
+				check_one(key, keylens[kl], outlens[ol], NULL, buf + i, longs[i]);
+				if (i == 1)
+					check_one(key, keylens[kl], outlens[ol], personal, buf + 1, longs[i]);
+			}
+	for (size_t i = 0; i < sizeof(longs) / sizeof(longs[0]); i++)
+		for (size_t n = 2; n <= 40; n += 7)
+			for (int pers = 0; pers < 2; pers++) {
+				/* The long one anywhere; the others together less than
+				 * half of it, or (odd n) just more. */
+				size_t at = (i * 7 + n) % n, each = longs[i] / 2 / (n - 1) + (n % 2 ? 1 : 0) * 4096;
+
+				for (size_t j = 0; j < n; j++) {
+					len[j] = j == at ? longs[i] : randombytes_uniform((uint32_t)each + 1);
+					data[j] = buf + randombytes_uniform(64);
+					want_of(key, 32, 32, pers ? personal : NULL, data[j], len[j], want[j]);
+				}
+				pb__b2k_init(&k, key, 32, 32, pers ? personal : NULL);
+				if (k.avx512)
+					check_many(&k, PATH_AVX512, data, len, n, want);
+				if (k.avx2)
+					check_many(&k, PATH_AVX2, data, len, n, want);
+				check_many(&k, PATH_PORTABLE, data, len, n, want);
+			}
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -254,6 +307,7 @@ int main(void)
 		cmocka_unit_test(test_against_libsodium),
 		cmocka_unit_test(test_many_against_libsodium),
 		cmocka_unit_test(test_many_shapes),
+		cmocka_unit_test(test_long_alone),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

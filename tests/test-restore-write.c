@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "testutil.h"
 #include "agent/backup/engine-int.h"
 
@@ -156,6 +158,100 @@ static void test_failure(void **state)
 	unlink(s.path);
 }
 
+/* A large file in pieces of any length (the direct writes' buffers are
+ * filled across their ends, the last one padded and the file cut back):
+ * a call in the middle sees every byte queued before it, a call behind
+ * the close the whole file, and the bytes are the ones given. A second
+ * file after it in the same queue, and one whose writes do not follow
+ * each other. */
+static void check_file(const char *path, const uint8_t *want, size_t len)
+{
+	uint8_t *b = malloc(len + 1);
+	int rfd = open(path, O_RDONLY | O_CLOEXEC);
+
+	assert_non_null(b);
+	assert_true(rfd >= 0);
+	assert_int_equal(pread(rfd, b, len + 1, 0), (ssize_t)len);
+	assert_memory_equal(b, want, len);
+	close(rfd);
+	free(b);
+}
+
+static void test_direct(void **state)
+{
+	const size_t total = 7 * 1024 * 1024 + 1234;
+	uint8_t *want = malloc(total);
+	struct seen s;
+	char path2[4300];
+	pb__wq_t *q;
+	size_t off = 0;
+	int fd, fd2, calls = 0;
+
+	(void)state;
+	assert_non_null(want);
+	randombytes_buf(want, total);
+	memset(&s, 0, sizeof(s));
+	snprintf(s.path, sizeof(s.path), "%s/wq-direct.bin", pb_test_dir);
+	snprintf(path2, sizeof(path2), "%s/wq-direct2.bin", pb_test_dir);
+	fd = open(s.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(pb__wq_new(&q), 0);
+	while (off < total) {
+		size_t n = 1 + randombytes_uniform(700 * 1024);
+		uint8_t *b;
+
+		if (n > total - off)
+			n = total - off;
+		b = malloc(n);
+		assert_non_null(b);
+		memcpy(b, want + off, n);
+		pb__wq_push(q, fd, b, n, off);
+		off += n;
+		if (calls < 3 && off > (size_t)(calls + 1) * 2 * 1024 * 1024) {
+			/* The size seen must be all of it so far. */
+			s.size[calls] = 0;
+			queue_call(q, &s, calls, 0);
+			assert_int_equal(pb__wq_wait(q), 0);
+			assert_int_equal(s.size[calls], off);
+			calls++;
+		}
+	}
+	pb__wq_close(q, fd);
+	queue_call(q, &s, calls, 0);
+	/* The next file: written from its start, then at a place that does
+	 * not follow (through the page cache from there). */
+	fd2 = open(path2, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd2 >= 0);
+	{
+		uint8_t *a = malloc(5000), *b = malloc(3000);
+
+		assert_non_null(a);
+		assert_non_null(b);
+		memcpy(a, want, 5000);
+		memcpy(b, want + 6000, 3000);
+		pb__wq_push(q, fd2, a, 5000, 0);
+		pb__wq_push(q, fd2, b, 3000, 6000);
+	}
+	pb__wq_close(q, fd2);
+	assert_int_equal(pb__wq_wait(q), 0);
+	pb__wq_free(q);
+	assert_int_equal(s.nran, calls + 1);
+	assert_int_equal(s.size[calls], total);
+	check_file(s.path, want, total);
+	{
+		uint8_t *w2 = calloc(1, 9000);
+
+		assert_non_null(w2);
+		memcpy(w2, want, 5000);
+		memcpy(w2 + 6000, want + 6000, 3000);
+		check_file(path2, w2, 9000);
+		free(w2);
+	}
+	unlink(s.path);
+	unlink(path2);
+	free(want);
+}
+
 /* pb__wq_failed tells a failure without waiting for the queue to drain,
  * and does not clear it. */
 static void test_failed_seen(void **state)
@@ -182,6 +278,7 @@ int main(void)
 		cmocka_unit_test(test_order),
 		cmocka_unit_test(test_failure),
 		cmocka_unit_test(test_failed_seen),
+		cmocka_unit_test(test_direct),
 	};
 
 	return cmocka_run_group_tests(tests, pb_test_dir_setup, pb_test_dir_teardown);

