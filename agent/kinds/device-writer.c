@@ -747,14 +747,44 @@ static void *sync_worker(void *arg)
 	return NULL;
 }
 
+/* Whether every staged file is there, on the file system of the
+ * target's root (a folder reached through a link or a mount point
+ * elsewhere is not): one fstatat a file. A file missing is left to the
+ * fsync of each, which reports it. */
+static bool staged_on_root_fs(pb_device_writer_t *w)
+{
+	struct stat rs, st;
+
+	if (w->root < 0 || fstat(w->root, &rs) != 0)
+		return false;
+	for (size_t i = 0; i < w->ns; i++) {
+		const char *rel = w->s[i].path;
+		int len = (int)(pb__kinds_basename(rel) - rel);
+		char at[4400];
+		int n = snprintf(at, sizeof(at), "%.*s%s", len, rel, w->s[i].tmp);
+
+		if (n < 0 || (size_t)n >= sizeof(at) || fstatat(w->root, at, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISREG(st.st_mode) || st.st_dev != rs.st_dev)
+			return false;
+	}
+	return true;
+}
+
 /* The one durability point of a commit: every staged file synced, then
- * (sync_parents) each folder that received a rename, once. */
+ * (sync_parents) each folder that received a rename, once. Many files on
+ * the root's file system are synced by one syncfs: their writeback
+ * started as each was closed, and where an fsync a file ended each in a
+ * flush of the disk's cache (thousands for a full restore: 0.4-1.5 s of
+ * its end here), the file system's writes end in one. A syncfs that
+ * fails (or a file elsewhere) leaves it to the fsync of each file. */
 static int sync_staged(pb_device_writer_t *w)
 {
 	struct syncer y = { .w = w, .next = 0, .rc = 0 };
 	pthread_t th[SYNC_THREADS - 1];
 	size_t nth = 0;
 
+	if (w->ns >= SYNC_SPLIT && staged_on_root_fs(w) && syncfs(w->root) == 0)
+		return 0;
 	if (w->ns < SYNC_SPLIT || pthread_mutex_init(&y.mu, NULL) != 0) {
 		for (size_t i = 0; i < w->ns; i++) {
 			int rc = sync_one(w, i);
