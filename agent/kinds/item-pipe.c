@@ -1,8 +1,11 @@
 /* Items made on a thread of their own, taken in order on the caller's.
  *
  * The maker copies each item's bytes and id into the batch it fills; a
- * full batch is handed over and the next of three is filled while the
- * caller takes the items of the one before. The caller's callback sees
+ * full batch is handed over and the next of four is filled while the
+ * caller takes the items of one before. Items to hash are hashed a batch
+ * at a time on a hashing thread of the pipe's own, between the maker and
+ * the caller: the maker (a chat's parser) is the slower side, and the
+ * hashes were a quarter of its work. The caller's callback sees
  * the same items, in the same order, as if the maker had called it
  * itself; only the pointers differ (they point into the batch, valid for
  * the call as before). */
@@ -14,7 +17,9 @@
 #include "peerback/error.h"
 #include "agent/kinds/item-pipe.h"
 
-#define NBATCH 3
+/* One batch being filled, one hashed, one taken, and one spare so that
+ * none of the three waits for another's hand-over. */
+#define NBATCH 4
 #define BATCH_DEFAULT (256u << 10)
 
 struct ent {
@@ -38,9 +43,10 @@ struct batch {
 
 struct pb__ipipe_s {
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_cond_t room, fill, ready; /* for the maker, the hasher, the taker */
 	struct batch b[NBATCH];
 	size_t filled, taken; /* batches handed over, and taken */
+	size_t hashed;        /* batches hashed: taken <= hashed <= filled */
 	bool stop;            /* the taker failed: the maker stops */
 	bool done;            /* the maker returned make_rc */
 	int make_rc;
@@ -50,20 +56,23 @@ struct pb__ipipe_s {
 	void *arg;
 	/* Items put unhashed are hashed with it (NULL: as they come). */
 	const pb__item_hasher_t *h;
+	/* The batches are hashed on a thread of their own; without it
+	 * (nothing to hash, or no thread) on the maker's, as handed over. */
+	bool hthread;
 	/* Without a thread, put calls the taker itself. */
 	bool direct;
 	pb_item_cb cb;
 	void *cb_arg;
 };
 
-/* The maker's next batch: waits while all three are full. */
+/* The maker's next batch: waits while all four are full. */
 static int batch_get(pb__ipipe_t *p)
 {
 	int rc = 0;
 
 	pthread_mutex_lock(&p->mu);
 	while (!p->stop && p->filled - p->taken >= NBATCH)
-		pthread_cond_wait(&p->cv, &p->mu);
+		pthread_cond_wait(&p->room, &p->mu);
 	if (p->stop)
 		rc = PB_ECANCELED;
 	else
@@ -149,11 +158,14 @@ static void hash_batch(pb__ipipe_t *p, struct batch *b)
 
 static void batch_hand(pb__ipipe_t *p)
 {
-	hash_batch(p, p->cur);
+	if (!p->hthread)
+		hash_batch(p, p->cur);
 	pthread_mutex_lock(&p->mu);
 	p->filled++;
+	if (!p->hthread)
+		p->hashed = p->filled;
 	p->cur = NULL;
-	pthread_cond_broadcast(&p->cv);
+	pthread_cond_signal(p->hthread ? &p->fill : &p->ready);
 	pthread_mutex_unlock(&p->mu);
 }
 
@@ -221,9 +233,36 @@ static void *maker(void *arg)
 	pthread_mutex_lock(&p->mu);
 	p->done = true;
 	p->make_rc = rc;
-	pthread_cond_broadcast(&p->cv);
+	pthread_cond_broadcast(&p->fill);
+	pthread_cond_broadcast(&p->ready);
 	pthread_mutex_unlock(&p->mu);
 	return NULL;
+}
+
+/* The hashing thread: hashes the batches in the order filled, until the
+ * maker is done and all are hashed, or the taker stopped. */
+static void *hasher(void *arg)
+{
+	pb__ipipe_t *p = arg;
+
+	for (;;) {
+		struct batch *b;
+
+		pthread_mutex_lock(&p->mu);
+		while (!p->stop && !p->done && p->hashed == p->filled)
+			pthread_cond_wait(&p->fill, &p->mu);
+		if (p->stop || p->hashed == p->filled) {
+			pthread_mutex_unlock(&p->mu);
+			return NULL;
+		}
+		b = &p->b[p->hashed % NBATCH];
+		pthread_mutex_unlock(&p->mu);
+		hash_batch(p, b);
+		pthread_mutex_lock(&p->mu);
+		p->hashed++;
+		pthread_cond_signal(&p->ready);
+		pthread_mutex_unlock(&p->mu);
+	}
 }
 
 /* Hands one batch's items to the taker. */
@@ -255,7 +294,7 @@ int pb__ipipe_run_hashed(pb__ipipe_make_fn make, void *arg, pb_item_cb cb, void 
 			 const pb__item_hasher_t *h)
 {
 	pb__ipipe_t p;
-	pthread_t th;
+	pthread_t th, hth;
 	int rc = 0;
 
 	memset(&p, 0, sizeof(p));
@@ -267,13 +306,24 @@ int pb__ipipe_run_hashed(pb__ipipe_make_fn make, void *arg, pb_item_cb cb, void 
 	p.batch = batch > 0 ? batch : BATCH_DEFAULT;
 	if (pthread_mutex_init(&p.mu, NULL) != 0)
 		return PB_ENOMEM;
-	if (pthread_cond_init(&p.cv, NULL) != 0) {
-		pthread_mutex_destroy(&p.mu);
-		return PB_ENOMEM;
-	}
+	if (pthread_cond_init(&p.room, NULL) != 0)
+		goto fail_room;
+	if (pthread_cond_init(&p.fill, NULL) != 0)
+		goto fail_fill;
+	if (pthread_cond_init(&p.ready, NULL) != 0)
+		goto fail_ready;
+	p.hthread = h != NULL && pthread_create(&hth, NULL, hasher, &p) == 0;
 	if (pthread_create(&th, NULL, maker, &p) != 0) {
 		/* No thread: the items go to the taker as they are made. */
+		if (p.hthread) {
+			pthread_mutex_lock(&p.mu);
+			p.stop = true;
+			pthread_cond_broadcast(&p.fill);
+			pthread_mutex_unlock(&p.mu);
+			pthread_join(hth, NULL);
+		}
 		p.direct = true;
+		p.stop = false;
 		rc = make(arg, &p);
 		goto out;
 	}
@@ -281,9 +331,9 @@ int pb__ipipe_run_hashed(pb__ipipe_make_fn make, void *arg, pb_item_cb cb, void 
 		struct batch *b;
 
 		pthread_mutex_lock(&p.mu);
-		while (p.taken == p.filled && !p.done)
-			pthread_cond_wait(&p.cv, &p.mu);
-		if (p.taken == p.filled) {
+		while (p.taken == p.hashed && !(p.done && p.hashed == p.filled))
+			pthread_cond_wait(&p.ready, &p.mu);
+		if (p.taken == p.hashed) {
 			pthread_mutex_unlock(&p.mu);
 			break; /* done, all taken */
 		}
@@ -295,12 +345,16 @@ int pb__ipipe_run_hashed(pb__ipipe_make_fn make, void *arg, pb_item_cb cb, void 
 			p.stop = true;
 		else
 			p.taken++;
-		pthread_cond_broadcast(&p.cv);
+		pthread_cond_signal(&p.room);
+		if (rc != 0)
+			pthread_cond_broadcast(&p.fill);
 		pthread_mutex_unlock(&p.mu);
 		if (rc != 0)
 			break;
 	}
 	pthread_join(th, NULL);
+	if (p.hthread)
+		pthread_join(hth, NULL);
 	if (rc == 0)
 		rc = p.make_rc;
 out:
@@ -315,7 +369,16 @@ out:
 		free(p.b[i].ho);
 		free(p.b[i].keys);
 	}
-	pthread_cond_destroy(&p.cv);
+	pthread_cond_destroy(&p.ready);
+	pthread_cond_destroy(&p.fill);
+	pthread_cond_destroy(&p.room);
 	pthread_mutex_destroy(&p.mu);
 	return rc;
+fail_ready:
+	pthread_cond_destroy(&p.fill);
+fail_fill:
+	pthread_cond_destroy(&p.room);
+fail_room:
+	pthread_mutex_destroy(&p.mu);
+	return PB_ENOMEM;
 }

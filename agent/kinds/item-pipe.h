@@ -20,12 +20,14 @@ typedef int (*pb__ipipe_make_fn)(void *arg, pb__ipipe_t *p);
  * of cb stops make (its next put fails) and is returned; else make's own
  * error, after every item it put before it has gone to cb. The items'
  * bytes and ids are copied into batches of about batch bytes (0: the
- * default, 256 KiB): memory holds at most three of them. path, file and
+ * default, 256 KiB): memory holds at most four of them. path, file and
  * after are passed as they are, so they must outlive the run. */
 PB_WUR int pb__ipipe_run(pb__ipipe_make_fn make, void *arg, pb_item_cb cb, void *cb_arg, size_t batch);
 /* The same, and the items put unhashed are hashed and keyed with h (h->many
- * and h->keys_many a batch at a time when set, on make's thread, before
- * the batch is handed over; else h->fn and h->key an item at a time). */
+ * and h->keys_many a batch at a time when set, else h->fn and h->key an
+ * item at a time), a batch at a time on a thread of the pipe's own between
+ * make's and this one (on make's, before the batch is handed over, if that
+ * thread cannot be started). h is called from one thread at a time. */
 PB_WUR int pb__ipipe_run_hashed(pb__ipipe_make_fn make, void *arg, pb_item_cb cb, void *cb_arg, size_t batch,
 				const pb__item_hasher_t *h);
 
