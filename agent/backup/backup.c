@@ -989,6 +989,10 @@ static int backup_walk(struct backup *b, unsigned mask)
 	rc = walk(b, mask, file_seen, backup_item, skip_file, b, true);
 	if (rc == 0)
 		rc = group_end(b);
+	/* The files are read: their memory goes before the manifest's end
+	 * takes its own (the phone's peak). */
+	pb__reader_trim(b->reader);
+	pb__sink_keep_none(b->sink);
 	if (rc == PB_ECANCELED && !b->o->dry_run) {
 		/* Canceled: what was sent is committed, so the next run does
 		 * not send it again; no snapshot is made. */

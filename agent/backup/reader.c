@@ -10,7 +10,11 @@
  * to the next buffer (a buffer cut at its front used to move each byte
  * about once, and the sink copied every chunk again). The chunks of a
  * buffer are named together in vector lanes (pb__b2k_hash_many; a lone
- * one by libsodium, faster on one long message) before it goes. */
+ * one by libsodium, faster on one long message) before it goes, on a
+ * second thread (the namer): the reader cuts the next buffer meanwhile.
+ * Reading and cutting cost about as much as naming, and one thread doing
+ * both was slower than the scan thread takes the chunks; the pieces stay
+ * in one queue, in order, and the caller takes only named ones. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -64,18 +68,23 @@ struct pb__reader_s {
 	pthread_cond_t work;  /* the thread's: a file, a buffer back, stop */
 	pthread_cond_t ready; /* the caller's: a piece, the file's end */
 	pthread_t thread;
-	bool stop;            /* the thread ends */
+	pthread_t namer;      /* names the queued pieces, in order */
+	pthread_cond_t name;  /* the namer's: a piece to name, stop */
+	bool stop;            /* the threads end */
+	bool naming;          /* the namer names q[qhead + nnamed] */
 	/* Files by seq: the caller takes pieces of jhead, the thread cuts
 	 * jrun; jobs[seq % JOBS]. cancel: jrun stops early. */
 	struct job jobs[JOBS];
 	uint64_t jhead, jrun, jtail;
 	bool cancel;
 	bool hungry;          /* the caller waits for a piece */
+	bool trimmed;         /* buffers given back are freed (pb__reader_trim) */
 	uint8_t *free_bufs[POOL];
 	size_t nfree, nbufs;
 	pb__piece_t q[POOL];  /* pieces for the caller, in order */
 	uint64_t qjob[POOL];  /* the seq of each one's file */
 	size_t qhead, qn;
+	size_t nnamed;        /* the first nnamed of q are named */
 	pb__piece_t out;      /* the one the caller holds */
 };
 
@@ -122,8 +131,26 @@ void pb__reader_give(void *arg, uint8_t *buf)
 	pb__reader_t *r = arg;
 
 	pthread_mutex_lock(&r->mu);
-	r->free_bufs[r->nfree++] = buf;
+	if (r->trimmed) {
+		free(buf);
+		r->nbufs--;
+	} else {
+		r->free_bufs[r->nfree++] = buf;
+	}
 	pthread_cond_signal(&r->work);
+	pthread_mutex_unlock(&r->mu);
+}
+
+void pb__reader_trim(pb__reader_t *r)
+{
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&r->mu);
+	r->trimmed = true;
+	while (r->nfree > 0) {
+		free(r->free_bufs[--r->nfree]);
+		r->nbufs--;
+	}
 	pthread_mutex_unlock(&r->mu);
 }
 
@@ -140,8 +167,8 @@ static bool canceled(pb__reader_t *r, bool *hungry)
 	return c;
 }
 
-/* Names a piece's chunks and queues it for the caller. */
-static void hand(pb__reader_t *r, pb__piece_t *p)
+/* Names a piece's chunks. */
+static void name_piece(pb__reader_t *r, pb__piece_t *p)
 {
 	const uint8_t *data[PB__CDC_CUTS_MAX];
 	uint8_t *out[PB__CDC_CUTS_MAX];
@@ -156,12 +183,45 @@ static void hand(pb__reader_t *r, pb__piece_t *p)
 		pb__chunk_name(r->name_k_raw, p->buf, p->len[0], p->names[0]); /* one long message: libsodium's */
 	else
 		pb__b2k_hash_many(&r->name_k, data, p->len, out, p->n);
+}
+
+/* Queues a piece, to be named by the namer, then taken by the caller. */
+static void hand(pb__reader_t *r, pb__piece_t *p)
+{
 	pthread_mutex_lock(&r->mu);
 	r->q[(r->qhead + r->qn) % POOL] = *p;
 	r->qjob[(r->qhead + r->qn) % POOL] = r->jrun;
 	r->qn++;
-	pthread_cond_signal(&r->ready);
+	pthread_cond_signal(&r->name);
 	pthread_mutex_unlock(&r->mu);
+}
+
+/* The namer: the queue's first piece not named yet, in order. Its slot
+ * is the namer's alone while it names it: the reader queues behind it,
+ * the caller takes named ones only, pb__reader_done waits for it. */
+static void *run_namer(void *arg)
+{
+	pb__reader_t *r = arg;
+
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		pb__piece_t *p;
+
+		while (!r->stop && r->nnamed == r->qn)
+			pthread_cond_wait(&r->name, &r->mu);
+		if (r->stop)
+			break;
+		p = &r->q[(r->qhead + r->nnamed) % POOL];
+		r->naming = true;
+		pthread_mutex_unlock(&r->mu);
+		name_piece(r, p);
+		pthread_mutex_lock(&r->mu);
+		r->naming = false;
+		r->nnamed++;
+		pthread_cond_broadcast(&r->ready);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return NULL;
 }
 
 /* Cuts the file as pb__cdc_file_many does (a file found below
@@ -281,6 +341,29 @@ static void *run(void *arg)
 	return NULL;
 }
 
+static void destroy(pb__reader_t *r)
+{
+	sodium_memzero(&r->name_k, sizeof(r->name_k));
+	pthread_cond_destroy(&r->work);
+	pthread_cond_destroy(&r->ready);
+	pthread_cond_destroy(&r->name);
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
+
+/* Stops the reader's thread, and the namer too when namer. */
+static void stop_join(pb__reader_t *r, bool namer)
+{
+	pthread_mutex_lock(&r->mu);
+	r->stop = true;
+	pthread_cond_broadcast(&r->work);
+	pthread_cond_broadcast(&r->name);
+	pthread_mutex_unlock(&r->mu);
+	pthread_join(r->thread, NULL);
+	if (namer)
+		pthread_join(r->namer, NULL);
+}
+
 int pb__reader_new(const pb_cdc_t *cdc, const pb_backup_keys_t *keys, pb__reader_t **out)
 {
 	pb__reader_t *r;
@@ -294,12 +377,14 @@ int pb__reader_new(const pb_cdc_t *cdc, const pb_backup_keys_t *keys, pb__reader
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->work, NULL);
 	pthread_cond_init(&r->ready, NULL);
+	pthread_cond_init(&r->name, NULL);
 	if (pthread_create(&r->thread, NULL, run, r) != 0) {
-		pthread_cond_destroy(&r->work);
-		pthread_cond_destroy(&r->ready);
-		pthread_mutex_destroy(&r->mu);
-		sodium_memzero(&r->name_k, sizeof(r->name_k));
-		free(r);
+		destroy(r);
+		return PB_EUNSUPPORTED;
+	}
+	if (pthread_create(&r->namer, NULL, run_namer, r) != 0) {
+		stop_join(r, false);
+		destroy(r);
 		return PB_EUNSUPPORTED;
 	}
 	*out = r;
@@ -326,9 +411,20 @@ int pb__reader_add(pb__reader_t *r, int fd, bool whole)
 	return 0;
 }
 
+/* Whether the first queued file's next piece is named (ready to take);
+ * *none: whether it has none left to come. */
+static bool piece_ready(pb__reader_t *r, bool *none)
+{
+	bool queued = r->qn > 0 && r->qjob[r->qhead] == r->jhead;
+
+	*none = !queued && r->jobs[r->jhead % JOBS].ended;
+	return queued && r->nnamed > 0;
+}
+
 int pb__reader_next(pb__reader_t *r, pb__piece_t **p, int (*idle)(void *arg), void *arg)
 {
 	struct job *j = &r->jobs[r->jhead % JOBS];
+	bool none;
 	int rc = 0;
 
 	*p = NULL;
@@ -337,7 +433,7 @@ int pb__reader_next(pb__reader_t *r, pb__piece_t **p, int (*idle)(void *arg), vo
 		pthread_mutex_unlock(&r->mu);
 		return PB_ESTATE;
 	}
-	while ((r->qn == 0 || r->qjob[r->qhead] != r->jhead) && !j->ended) {
+	while (!piece_ready(r, &none) && !none) {
 		r->hungry = true;
 		if (idle != NULL) {
 			/* Meanwhile the caller moves what else it can (the
@@ -351,7 +447,7 @@ int pb__reader_next(pb__reader_t *r, pb__piece_t **p, int (*idle)(void *arg), vo
 				rc = 0;
 				continue; /* it did something: look again */
 			}
-			if ((r->qn == 0 || r->qjob[r->qhead] != r->jhead) && !j->ended)
+			if (!piece_ready(r, &none) && !none)
 				cond_wait_us(&r->ready, &r->mu, IDLE_WAIT_US);
 			continue;
 		}
@@ -362,10 +458,11 @@ int pb__reader_next(pb__reader_t *r, pb__piece_t **p, int (*idle)(void *arg), vo
 		pthread_mutex_unlock(&r->mu);
 		return rc;
 	}
-	if (r->qn > 0 && r->qjob[r->qhead] == r->jhead) {
+	if (piece_ready(r, &none)) {
 		r->out = r->q[r->qhead];
 		r->qhead = (r->qhead + 1) % POOL;
 		r->qn--;
+		r->nnamed--;
 		*p = &r->out;
 	} else {
 		rc = j->rc;
@@ -384,10 +481,14 @@ void pb__reader_done(pb__reader_t *r)
 	if (r->jrun == r->jhead)
 		r->cancel = true;
 	pthread_cond_broadcast(&r->work);
-	while (!r->jobs[r->jhead % JOBS].ended)
+	/* ... and the namer with one of its pieces. */
+	while (!r->jobs[r->jhead % JOBS].ended ||
+	       (r->naming && r->qjob[(r->qhead + r->nnamed) % POOL] == r->jhead))
 		pthread_cond_wait(&r->ready, &r->mu);
 	/* Its pieces left are dropped: they come before the next file's. */
 	while (r->qn > 0 && r->qjob[r->qhead] == r->jhead) {
+		if (r->nnamed > 0)
+			r->nnamed--;
 		r->free_bufs[r->nfree++] = r->q[r->qhead].buf;
 		r->qhead = (r->qhead + 1) % POOL;
 		r->qn--;
@@ -401,11 +502,8 @@ void pb__reader_free(pb__reader_t *r)
 {
 	if (r == NULL)
 		return;
-	pthread_mutex_lock(&r->mu);
-	r->stop = true;
-	pthread_cond_broadcast(&r->work);
-	pthread_mutex_unlock(&r->mu);
-	pthread_join(r->thread, NULL);
+	stop_join(r, true);
+	r->nnamed = 0;
 	while (r->qn > 0) {
 		r->free_bufs[r->nfree++] = r->q[r->qhead].buf;
 		r->qhead = (r->qhead + 1) % POOL;
@@ -414,9 +512,5 @@ void pb__reader_free(pb__reader_t *r)
 	/* A buffer still out (not given back) is the holder's to lose. */
 	for (size_t i = 0; i < r->nfree; i++)
 		free(r->free_bufs[i]);
-	sodium_memzero(&r->name_k, sizeof(r->name_k));
-	pthread_cond_destroy(&r->work);
-	pthread_cond_destroy(&r->ready);
-	pthread_mutex_destroy(&r->mu);
-	free(r);
+	destroy(r);
 }

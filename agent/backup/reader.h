@@ -56,6 +56,11 @@ void pb__reader_done(pb__reader_t *r);
 /* Gives a piece's buffer back (any thread); arg is the reader. */
 void pb__reader_give(void *arg, uint8_t *buf);
 
+/* The walk's files are all read: the buffers back are freed, and those
+ * still lent once given back (the manifest's end needs the memory).
+ * Accepts NULL. */
+void pb__reader_trim(pb__reader_t *r);
+
 /* Stops the thread and frees the buffers; every buffer must be back.
  * Accepts NULL. */
 void pb__reader_free(pb__reader_t *r);

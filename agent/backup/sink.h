@@ -136,6 +136,10 @@ PB_WUR int pb__sink_commit(pb__sink_t *s, uint64_t mark, bool wait);
  * that the caller can read from the repository. */
 PB_WUR int pb__sink_settle(pb__sink_t *s);
 
+/* The large chunks are all added (the walk's files): the sealed rooms
+ * kept for the next ones are freed, and no more are kept. */
+void pb__sink_keep_none(pb__sink_t *s);
+
 /* Stops the threads and drops what was not sent. Accepts NULL. */
 void pb__sink_free(pb__sink_t *s);
 
