@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -770,6 +771,19 @@ static bool staged_on_root_fs(pb_device_writer_t *w)
 	return true;
 }
 
+/* Whether syncfs reports the file system's writeback errors: Linux 5.8
+ * and later (errors since the descriptor was opened); before, it returned
+ * 0 after a failed write, and only each file's fsync tells. */
+static bool syncfs_reports_errors(void)
+{
+	struct utsname u;
+	unsigned major = 0, minor = 0;
+
+	if (uname(&u) != 0 || sscanf(u.release, "%u.%u", &major, &minor) != 2)
+		return false;
+	return major > 5 || (major == 5 && minor >= 8);
+}
+
 /* The one durability point of a commit: every staged file synced, then
  * (sync_parents) each folder that received a rename, once. Many files on
  * the root's file system are synced by one syncfs: their writeback
@@ -783,7 +797,7 @@ static int sync_staged(pb_device_writer_t *w)
 	pthread_t th[SYNC_THREADS - 1];
 	size_t nth = 0;
 
-	if (w->ns >= SYNC_SPLIT && staged_on_root_fs(w) && syncfs(w->root) == 0)
+	if (w->ns >= SYNC_SPLIT && syncfs_reports_errors() && staged_on_root_fs(w) && syncfs(w->root) == 0)
 		return 0;
 	if (w->ns < SYNC_SPLIT || pthread_mutex_init(&y.mu, NULL) != 0) {
 		for (size_t i = 0; i < w->ns; i++) {
