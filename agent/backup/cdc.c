@@ -10,6 +10,8 @@
 
 #include <sodium.h>
 
+#include "agent/util/fsutil.h"
+
 #include "peerback/error.h"
 #include "peerback/store.h"
 #include "agent/backup/internal.h"
@@ -211,25 +213,6 @@ size_t pb__cdc_cut_stream_large(const pb_cdc_t *cdc, const uint8_t *buf, size_t 
 	return cut_sized(cdc, buf, len, eof, PB_STREAM_L_MIN, PB_STREAM_L_AVG, PB_STREAM_L_MAX, MASK_LS, MASK_LL);
 }
 
-static ssize_t read_full(int fd, uint8_t *buf, size_t want)
-{
-	size_t got = 0;
-
-	while (got < want) {
-		ssize_t r = read(fd, buf + got, want - got);
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (r == 0)
-			break;
-		got += (size_t)r;
-	}
-	return (ssize_t)got;
-}
-
 /* The chunks cut since the buffer last moved, given to the callback at
  * once before it moves again (or at the end). */
 struct cut_list {
@@ -264,7 +247,7 @@ int pb__cdc_file_many(const pb_cdc_t *cdc, int fd, uint8_t *buf, pb__cdc_chunks_
 	cuts.n = 0;
 	if (S_ISREG(sb.st_mode) && (uint64_t)sb.st_size < PB_CDC_WHOLE_MAX) {
 		/* Small items are one chunk, whatever their content. */
-		ssize_t r = read_full(fd, buf, PB_CDC_WHOLE_MAX);
+		ssize_t r = pb__read_full(fd, buf, PB_CDC_WHOLE_MAX);
 
 		if (r < 0)
 			return -errno;
@@ -296,7 +279,7 @@ int pb__cdc_file_many(const pb_cdc_t *cdc, int fd, uint8_t *buf, pb__cdc_chunks_
 			want = FILE_BUF - have;
 			if (want > READ_BLOCK)
 				want = READ_BLOCK;
-			r = read_full(fd, buf + have, want);
+			r = pb__read_full(fd, buf + have, want);
 			if (r < 0)
 				return -errno;
 			eof = (size_t)r < want;

@@ -25,6 +25,8 @@
 
 #include <sodium.h>
 
+#include "agent/util/fsutil.h"
+
 #include "agent/backup/reader.h"
 #include "agent/util/blake2b.h"
 
@@ -87,25 +89,6 @@ struct pb__reader_s {
 	size_t nnamed;        /* the first nnamed of q are named */
 	pb__piece_t out;      /* the one the caller holds */
 };
-
-static ssize_t read_full(int fd, uint8_t *buf, size_t want)
-{
-	size_t got = 0;
-
-	while (got < want) {
-		ssize_t n = read(fd, buf + got, want - got);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (ssize_t)got;
-}
 
 /* A free buffer, waiting for one when all are out; NULL once the file is
  * canceled or memory is short. */
@@ -246,14 +229,14 @@ static int cut_file(pb__reader_t *r, int fd, bool whole)
 	p.n = 0;
 	if (whole) {
 		/* As pb__read_fd reads it: its size when opened, or less. */
-		if ((got = read_full(fd, p.buf, (size_t)sb.st_size)) < 0)
+		if ((got = pb__read_full(fd, p.buf, (size_t)sb.st_size)) < 0)
 			goto out_errno;
 		p.len[p.n++] = (size_t)got;
 		hand(r, &p);
 		return 0;
 	}
 	if (S_ISREG(sb.st_mode) && (uint64_t)sb.st_size < PB_CDC_WHOLE_MAX) {
-		if ((got = read_full(fd, p.buf, PB_CDC_WHOLE_MAX)) < 0)
+		if ((got = pb__read_full(fd, p.buf, PB_CDC_WHOLE_MAX)) < 0)
 			goto out_errno;
 		if ((size_t)got < PB_CDC_WHOLE_MAX) {
 			p.len[p.n++] = (size_t)got;
@@ -297,7 +280,7 @@ static int cut_file(pb__reader_t *r, int fd, bool whole)
 			first = false;
 		}
 		want = room < READ_BLOCK ? room : READ_BLOCK;
-		if ((got = read_full(fd, p.buf + have, want)) < 0)
+		if ((got = pb__read_full(fd, p.buf + have, want)) < 0)
 			goto out_errno;
 		eof = (size_t)got < want;
 		have += (size_t)got;

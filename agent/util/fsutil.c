@@ -20,6 +20,25 @@ int pb__path_join(char *out, size_t cap, const char *a, const char *b)
 	return n < 0 || (size_t)n >= cap ? PB_ETOOBIG : 0;
 }
 
+ssize_t pb__read_full(int fd, uint8_t *buf, size_t want)
+{
+	size_t got = 0;
+
+	while (got < want) {
+		ssize_t n = read(fd, buf + got, want - got);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
 int pb__fsync_dir(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Temporary files of atomic writes start with this; walks skip them. */
 #define PB_TMP_PREFIX ".pbtmp-"
@@ -45,6 +46,10 @@ __attribute__((warn_unused_result)) int pb__private_dir(const char *path, unsign
 
 /* fsyncs a directory. */
 int pb__fsync_dir(const char *path);
+
+/* Reads up to want bytes from fd, across short reads and EINTR: how many
+ * (fewer only at the file's end), or -1 with errno. */
+ssize_t pb__read_full(int fd, uint8_t *buf, size_t want);
 
 /* Joins a and b with '/' into out; PB_ETOOBIG when it does not fit. */
 __attribute__((warn_unused_result)) int pb__path_join(char *out, size_t cap, const char *a, const char *b);
