@@ -222,7 +222,10 @@ static int group_end(struct backup *b)
 	b->grp.on = false;
 	if (b->grp.bad || b->o->dry_run)
 		return 0;
-	if ((rc = pb__group_store(&b->grp, b->st, b->mw)) != 0 || b->grp.bad)
+	/* The file's manifest chunks named and sent before its spans are
+	 * stored and its mark taken. */
+	if ((rc = pb__manifest_writer_flush(b->mw)) != 0 || (rc = pb__group_store(&b->grp, b->st, b->mw)) != 0 ||
+	    b->grp.bad)
 		return rc;
 	if ((d = pb__grow_slot((void **)&b->dfiles, &b->cap_dfiles, b->ndfiles, sizeof(*d))) == NULL ||
 	    (d->path = strdup(b->grp.path)) == NULL)
@@ -251,6 +254,10 @@ static int group_begin(struct backup *b, const char *rel, const pb__stamp_t *sta
 	b->grp.bad = false;
 	b->grp.stamp = *stamp;
 	pb__stream_next_size(&b->stream, stamp->size);
+	/* The file's first manifest chunk is counted from the chunks named
+	 * so far: none may be waiting for a name. */
+	if ((rc = pb__manifest_writer_flush(b->mw)) != 0)
+		return rc;
 	pb__group_begin(&b->grp, b->mw);
 	if (rgen >= 0 && (rc = pb__group_digests_get(&b->grp, b->st, rel, rgen)) != 0)
 		return rc;

@@ -112,13 +112,14 @@ static int recs_span(const struct pb__group *g, size_t n, size_t *bytes)
 	if (n > g->nrec)
 		return PB_EINVAL;
 	for (size_t i = 0; i < n; i++, off += l)
-		if (pb__manifest_rec_next(g->buf + off, g->len - off, &l) != 0)
+		if (pb__manifest_rec_next(g->buf + g->head + off, g->len - g->head - off, &l) != 0)
 			return PB_EINVAL;
 	*bytes = off;
 	return 0;
 }
 
-/* Stores (keep) or drops the first n records held. */
+/* Stores (keep) or drops the first n records held (moved past: the
+ * records held are moved to the front once, by group_account). */
 static int recs_take(struct pb__group *g, pb_backup_state_t *st, size_t n, bool keep)
 {
 	size_t off;
@@ -128,10 +129,9 @@ static int recs_take(struct pb__group *g, pb_backup_state_t *st, size_t n, bool 
 		g->bad = true; /* not the writer's count: not recorded */
 		return 0;
 	}
-	if (keep && (rc = parts_add(g, st, g->buf, off)) != 0)
+	if (keep && off > 0 && (rc = parts_add(g, st, g->buf + g->head, off)) != 0)
 		return rc;
-	memmove(g->buf, g->buf + off, g->len - off);
-	g->len -= off;
+	g->head += off;
 	g->nrec -= n;
 	return 0;
 }
@@ -150,6 +150,8 @@ static int group_account(struct pb__group *g, pb_backup_state_t *st, pb_manifest
 		g->bad = true; /* the writer had items of others meanwhile */
 		return 0;
 	}
+	if (g->mnext == n)
+		return 0;
 	for (; g->mnext < n && !g->bad && rc == 0; g->mnext++) {
 		size_t k = g->mnext, len;
 		uint32_t cnt = pb__manifest_writer_chunk_items(mw, k);
@@ -165,6 +167,11 @@ static int group_account(struct pb__group *g, pb_backup_state_t *st, pb_manifest
 			break;
 		if ((rc = pb__manifest_span_chunk(mw, k, &g->ent, &g->ecap, &len)) == 0)
 			rc = parts_add(g, st, g->ent, len);
+	}
+	if (g->head > 0) {
+		memmove(g->buf, g->buf + g->head, g->len - g->head);
+		g->len -= g->head;
+		g->head = 0;
 	}
 	return rc;
 }
@@ -190,9 +197,9 @@ int pb__group_store(struct pb__group *g, pb_backup_state_t *st, pb_manifest_writ
 				return rc;
 		} while (len > 0);
 	}
-	if ((rc = parts_add(g, st, g->buf, g->len)) != 0)
+	if (g->len > g->head && (rc = parts_add(g, st, g->buf + g->head, g->len - g->head)) != 0)
 		return rc;
-	g->len = g->nrec = 0;
+	g->len = g->nrec = g->head = 0;
 	if ((rc = parts_flush(g, st)) != 0)
 		return rc;
 	return digests_put(g, st);
@@ -200,7 +207,7 @@ int pb__group_store(struct pb__group *g, pb_backup_state_t *st, pb_manifest_writ
 
 void pb__group_begin(struct pb__group *g, pb_manifest_writer_t *mw)
 {
-	g->len = g->nrec = g->olen = 0;
+	g->len = g->nrec = g->olen = g->head = 0;
 	g->parts = 0;
 	g->items = g->bytes = 0;
 	g->ndig = g->nprev = 0;

@@ -25,6 +25,7 @@ struct pb__group {
 	 * being filled (nrec of them); without, those of the part filling. */
 	uint8_t *buf;
 	size_t len, cap, nrec;
+	size_t head; /* buf's records before it are taken (group_account) */
 	/* What is stored, a part at a time: records and span entries. */
 	uint8_t *out, *ent;
 	size_t olen, ocap, ecap;

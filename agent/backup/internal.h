@@ -135,7 +135,9 @@ PB_WUR int pb__manifest_rec_info(const uint8_t *rec, size_t len, uint64_t *seq, 
  * after one at its content-defined points only past 16 KiB, not 4 (the
  * record says so: replayed, it cuts the same). */
 void pb__manifest_writer_large(pb_manifest_writer_t *w, bool large);
-/* Manifest chunks emitted so far, and items in the one being filled. */
+/* Manifest chunks emitted so far (named and handed over: finished ones
+ * wait to be named several at once until pb__manifest_writer_flush), and
+ * items in the one being filled. */
 size_t pb__manifest_writer_nchunks(const pb_manifest_writer_t *w);
 uint32_t pb__manifest_writer_pending(const pb_manifest_writer_t *w);
 /* Items added so far. */
@@ -160,6 +162,9 @@ PB_WUR int pb__manifest_span_info(const uint8_t *e, size_t len, const uint8_t **
 /* Lists a span entry's chunk (after the one being filled, which it ends)
  * or adds its names to the snapshot's references. */
 PB_WUR int pb__manifest_writer_add_span(pb_manifest_writer_t *w, const uint8_t *e, size_t len);
+/* Names the finished chunks waiting to be named together and hands them
+ * over, in order (finish and add_span do this themselves). */
+PB_WUR int pb__manifest_writer_flush(pb_manifest_writer_t *w);
 
 /* The id index (manifest version 2, agent/backup/manifest.c): every id's
  * key (keyed BLAKE2b of the id, 64 bits) with the number of the manifest
