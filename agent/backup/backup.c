@@ -93,15 +93,6 @@ static int durable(void *arg, uint64_t mark, const name_t *names, size_t n)
 	return rc;
 }
 
-/* A manifest or index chunk this phone knows committed is not sealed
- * again (most of a re-backup's manifest is unchanged). */
-static bool manifest_known(void *arg, const uint8_t *name)
-{
-	struct backup *b = arg;
-
-	return pb_backup_state_is_committed(b->st, name);
-}
-
 static int emit_manifest_chunk(void *arg, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *ct, size_t len)
 {
 	struct backup *b = arg;
@@ -991,7 +982,10 @@ static int backup_walk(struct backup *b, unsigned mask)
 	if ((rc = pb_manifest_writer_new(&b->keys, emit_manifest_chunk, b, &b->mw)) != 0)
 		return rc;
 	pb__manifest_writer_indexed(b->mw);
-	pb__manifest_writer_known(b->mw, manifest_known, b);
+	/* A manifest or index chunk this phone knows committed is not sealed
+	 * again (most of a re-backup's manifest is unchanged): the sink asks
+	 * the state (pb__sink_add_manifest), once a chunk, so the writer does
+	 * not ask as well. */
 	pb__manifest_writer_plain(b->mw, emit_manifest_plain, b);
 	rc = walk(b, mask, file_seen, backup_item, skip_file, b, true);
 	if (rc == 0)
