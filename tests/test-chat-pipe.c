@@ -3,7 +3,9 @@
  * must see exactly the items, bytes and errors of the one-thread split,
  * with any batch size (a batch boundary inside a message's bytes, one item
  * a batch), odd strings (braces, brackets and escaped quotes inside),
- * nested objects, a parse error part way, and a callback that stops. */
+ * nested objects, a parse error part way, and a callback that stops.
+ * Items hashed a batch at a time come with the digest of their id and
+ * hash when the hasher makes digests. */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,6 +27,7 @@ typedef struct got_s {
 	size_t n;
 	size_t stop_at; /* 0: never; else cb fails at this item */
 	const pb__item_hasher_t *h;
+	size_t digested; /* items that came with their digest */
 } got_t;
 
 static int collect(void *arg, const pb_item_t *it)
@@ -51,6 +54,12 @@ static int collect(void *arg, const pb_item_t *it)
 		/* and with a key function, the key of its id. */
 		assert_true(x->keyed);
 		assert_true(x->key == g->h->key(NULL, it->id, strlen(it->id)));
+		/* and with a digest function, maybe the digest of both. */
+		if (x->digested) {
+			assert_non_null(g->h->digest);
+			assert_true(x->digest == g->h->digest(it->id, x->hash));
+			g->digested++;
+		}
 	}
 	return 0;
 }
@@ -71,7 +80,7 @@ static uint64_t plain_key(void *arg, const char *id, size_t len)
 	return h;
 }
 
-static const pb__item_hasher_t hasher = {plain_hash, NULL, plain_key, NULL, NULL, NULL};
+static const pb__item_hasher_t hasher = {plain_hash, NULL, plain_key, NULL, NULL, NULL, NULL};
 
 /* The same a batch at a time (the pipe hashes a batch before handing it
  * over): each output must land on its own item. */
@@ -90,7 +99,13 @@ static void plain_keys_many(void *arg, const char *const *id, const size_t *idle
 		keys[i] = plain_key(arg, id[i], idlen[i]);
 }
 
-static const pb__item_hasher_t hasher_many = {plain_hash, NULL, plain_key, plain_many, plain_keys_many, NULL};
+static uint64_t plain_digest(const char *id, const uint8_t hash[32])
+{
+	return plain_key(NULL, id, strlen(id)) ^ hash[0] ^ (uint64_t)hash[31] << 56;
+}
+
+static const pb__item_hasher_t hasher_many = {plain_hash, NULL, plain_key, plain_many, plain_keys_many, NULL,
+					      plain_digest};
 
 /* A chat of n messages whose texts hold what a naive split at a brace,
  * bracket or quote would get wrong. */
@@ -153,6 +168,9 @@ static void same_split(const char *file, size_t stop_at)
 		assert_int_equal(two.n, one.n);
 		assert_int_equal(two.log.len, one.log.len);
 		assert_memory_equal(two.log.data, one.log.data, one.log.len);
+		/* Hashed a batch at a time: every item digested there. */
+		if (two.h == &hasher_many)
+			assert_int_equal(two.digested, two.n);
 		pb_buf_free(&two.log);
 	}
 	pb_buf_free(&one.log);

@@ -521,7 +521,8 @@ static int stream_item(struct backup *b, const pb_item_t *it)
 	else
 		pb__b2k_hash(&b->item_k, it->data, it->len, hash);
 	key = x != NULL && x->keyed ? x->key : id_key(b, it->id, strlen(it->id));
-	d = pb__group_digest(it->id, hash);
+	/* Made beside the hashes of a large chat's messages, or here. */
+	d = x != NULL && x->hashed && x->digested ? x->digest : pb__group_digest(it->id, hash);
 	if (!pb__group_digest_known(&b->grp, d))
 		b->res->items_changed++;
 	if ((rc = pb__grow((void **)&b->grp.dig, &b->grp.cap_dig, b->grp.ndig + 1, 8)) != 0)
@@ -778,7 +779,8 @@ static void ahead_on_walk(void *arg, const char *abs, const char *rel, bool now)
 static int walk(struct backup *b, unsigned mask, int (*fcb)(void *, const char *, const struct stat *), pb_item_cb item,
 		pb_scan_bad_cb bad, void *arg, bool hashed)
 {
-	pb__item_hasher_t h = {hash_on_parser, b, key_on_parser, hash_many_on_parser, keys_many_on_parser, ahead_on_walk};
+	pb__item_hasher_t h = { .fn = hash_on_parser, .arg = b, .key = key_on_parser, .many = hash_many_on_parser,
+				.keys_many = keys_many_on_parser, .ahead = ahead_on_walk, .digest = pb__group_digest };
 	int rc;
 
 	if (b->by_file && fcb != NULL) {

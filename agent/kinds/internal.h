@@ -51,15 +51,20 @@ typedef struct pb__item_hasher_s {
 	 * file is handed over as an item, or (now) before a file is parsed
 	 * into items (a chat), which the walk reads itself meanwhile. */
 	void (*ahead)(void *arg, const char *abs, const char *rel, bool now);
+	/* Optional: a digest of an item's id and content hash (the backup's
+	 * record of which messages a chat held), made beside the batched
+	 * hashes, off the walk's thread. */
+	uint64_t (*digest)(const char *id, const uint8_t hash[32]);
 } pb__item_hasher_t;
 /* Every item pb__device_scan_files and pb__telegram_split_fd hand to
  * their callback is the it of one of these: hashed when a hasher made
- * hash from its bytes, keyed when its key made key from its id. */
+ * hash from its bytes, keyed when its key made key from its id, digested
+ * when its digest made digest from both. */
 typedef struct pb__item_x_s {
 	pb_item_t it;
-	bool hashed, keyed;
+	bool hashed, keyed, digested;
 	uint8_t hash[32];
-	uint64_t key;
+	uint64_t key, digest;
 } pb__item_x_t;
 /* pb_device_scan_skip with fcb asked first about each file (arg goes to
  * fcb, cb and bad). */

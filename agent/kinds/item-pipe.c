@@ -154,6 +154,14 @@ static void hash_batch(pb__ipipe_t *p, struct batch *b)
 		for (size_t j = 0; j < nk; j++)
 			b->e[b->hidx[j]].x.key = b->keys[j];
 	}
+	for (size_t i = 0; h->digest != NULL && i < b->n; i++) {
+		struct ent *e = &b->e[i];
+
+		if (e->x.hashed && e->x.it.id != NULL && !e->x.digested) {
+			e->x.digest = h->digest((const char *)b->bytes.data + e->id_off, e->x.hash);
+			e->x.digested = true;
+		}
+	}
 }
 
 static void batch_hand(pb__ipipe_t *p)
