@@ -129,8 +129,9 @@ PB_WUR int pb__sink_add_manifest(pb__sink_t *s, const uint8_t name[PB_STORE_NAME
  * (docs/TESTING.md, lan-cut-resume). Once a run has added
  * PB__SINK_COMMIT_WIDE_AFTER bytes, twice as many: a large backup's
  * commits cost the host's storage worker half as many syncs (a standard
- * full backup made about 150), and a cut link re-sends at most 4 MiB more
- * of a backup that large. */
+ * full backup made about 150), and what a cut link may make it send again
+ * past that point grows from about 16 to about 24 MiB (two commits
+ * awaiting receipts and the puts behind them). */
 #define PB__SINK_COMMIT_BYTES (4u << 20)
 #define PB__SINK_COMMIT_WIDE_AFTER (64u << 20)
 #define PB__SINK_COMMIT_BYTES_WIDE (8u << 20)
