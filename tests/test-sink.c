@@ -315,6 +315,49 @@ static void test_dry_run(void **state)
 	free(buf);
 }
 
+/* A commit is due after PB__SINK_COMMIT_BYTES added, twice as many once
+ * the run has added PB__SINK_COMMIT_WIDE_AFTER (or after a second, which
+ * this does not rely on: a commit due sooner than that must be due by
+ * its bytes). */
+static void test_commit_due_widens(void **state)
+{
+	struct world w;
+	pb__sink_t *sink;
+	uint8_t *buf = malloc(1u << 20), name[PB_STORE_NAME_LEN];
+	uint64_t total = 0, since = 0;
+	size_t due = 0;
+	double last;
+
+	(void)state;
+	assert_non_null(buf);
+	world_open(&w, "due", true, &sink);
+	randombytes_buf(buf, 1u << 20);
+	last = pb__now_s();
+	for (size_t i = 0; i < 96; i++) {
+		uint64_t want;
+
+		buf[0] = (uint8_t)i;
+		assert_int_equal(pb__sink_add(sink, buf, 1u << 20, name), 0);
+		total += 1u << 20;
+		since += 1u << 20;
+		want = total >= PB__SINK_COMMIT_WIDE_AFTER ? PB__SINK_COMMIT_BYTES_WIDE : PB__SINK_COMMIT_BYTES;
+		if (!pb__sink_due(sink)) {
+			assert_true(since < want);
+			continue;
+		}
+		if (pb__now_s() - last < 1.0)
+			assert_true(since >= want);
+		due++;
+		last = pb__now_s(); /* before the sink's own clock starts again */
+		assert_int_equal(pb__sink_commit(sink, i + 1, false), 0);
+		since = 0;
+	}
+	assert_true(due >= 96 / 8);
+	assert_int_equal(pb__sink_commit(sink, 100, true), 0);
+	world_close(&w, sink);
+	free(buf);
+}
+
 /* ---- batches of small chunks ---------------------------------------------------- */
 
 #define PACKED 1300
@@ -481,6 +524,7 @@ int main(void)
 		cmocka_unit_test(test_named_off_thread),
 		cmocka_unit_test(test_pieces_lent),
 		cmocka_unit_test(test_dry_run),
+		cmocka_unit_test(test_commit_due_widens),
 		cmocka_unit_test(test_batches_same_as_one_by_one),
 	};
 

@@ -40,9 +40,10 @@
 #define RING 256                  /* chunks between naming and sending */
 #define RING_BYTES (16u << 20)    /* plaintext waiting to be sealed */
 #define BATCH_BYTES (4u << 20)    /* sealed bytes in one offer */
-/* Bytes added between commits (each an fsync on the host): also what a cut
- * link may make a phone send again (docs/TESTING.md, lan-cut-resume). */
-#define COMMIT_BYTES (4u << 20)
+/* Bytes added between commits: sink.h (PB__SINK_COMMIT_BYTES). */
+#define COMMIT_BYTES PB__SINK_COMMIT_BYTES
+#define COMMIT_WIDE_AFTER PB__SINK_COMMIT_WIDE_AFTER
+#define COMMIT_BYTES_WIDE PB__SINK_COMMIT_BYTES_WIDE
 #define COMMIT_SECONDS 1.0        /* or time between commits */
 #define OFFERS_AHEAD 1            /* offers answered ahead of their puts */
 #define COMMITS_IN_FLIGHT 2       /* receipts not yet taken */
@@ -192,6 +193,7 @@ struct pb__sink_s {
 	bool want_commit;         /* a commit asked for, waiting for its puts */
 	uint64_t commit_seq, commit_mark;
 	uint64_t added_since_commit;
+	uint64_t added;           /* in all, this run */
 	double last_commit;
 };
 
@@ -619,6 +621,7 @@ static int take_slot(pb__sink_t *s)
 		/* Counted for the next commit once sealed, as a chunk sealed
 		 * on the caller's thread is: by its sealed bytes. */
 		s->added_since_commit += u->ct_len;
+		s->added += u->ct_len;
 		rc = take_chunk(s, u->name, u->ct, u->ct_len, k + 1 == sl->nsub ? s->head : s->head - 1);
 		u->ct = NULL;
 	}
@@ -717,6 +720,7 @@ static int push_slot(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], uint8
 	}
 	pthread_mutex_unlock(&s->mu);
 	s->added_since_commit += plain != NULL ? len : ct_len;
+	s->added += plain != NULL ? len : ct_len;
 	/* Whatever is sealed moves on without waiting. */
 	return drain(s, false);
 }
@@ -1115,7 +1119,7 @@ bool pb__sink_due(const pb__sink_t *s)
 {
 	if (s->want_commit)
 		return false; /* one asked for already */
-	return s->added_since_commit >= COMMIT_BYTES ||
+	return s->added_since_commit >= (s->added >= COMMIT_WIDE_AFTER ? COMMIT_BYTES_WIDE : COMMIT_BYTES) ||
 	       (s->added_since_commit > 0 && pb__now_s() - s->last_commit >= COMMIT_SECONDS);
 }
 

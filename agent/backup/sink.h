@@ -124,7 +124,20 @@ PB_WUR int pb__sink_add_sealed(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_L
 PB_WUR int pb__sink_add_manifest(pb__sink_t *s, const uint8_t name[PB_STORE_NAME_LEN], const uint8_t *plain,
 				 size_t len, int level);
 
-/* True when enough was added since the last commit for another. */
+/* Bytes added between commits (each two syncs on the host: the pack's and
+ * its index's): also what a cut link may make a phone send again
+ * (docs/TESTING.md, lan-cut-resume). Once a run has added
+ * PB__SINK_COMMIT_WIDE_AFTER bytes, twice as many: a large backup's
+ * commits cost the host's storage worker half as many syncs (a standard
+ * full backup made about 150), and what a cut link may make it send again
+ * past that point grows from about 16 to about 24 MiB (two commits
+ * awaiting receipts and the puts behind them). */
+#define PB__SINK_COMMIT_BYTES (4u << 20)
+#define PB__SINK_COMMIT_WIDE_AFTER (64u << 20)
+#define PB__SINK_COMMIT_BYTES_WIDE (8u << 20)
+
+/* True when enough was added since the last commit for another: its
+ * bytes (above), or a second since it (with anything added). */
 bool pb__sink_due(const pb__sink_t *s);
 
 /* Asks for a commit of every chunk added so far, sent as soon as those

@@ -48,6 +48,7 @@ struct pb_store_ns_s {
 	bool pack_new;          /* file created, no index row yet */
 	uint64_t pack_committed; /* committed length in the index */
 	uint64_t wr_off;         /* where the next record goes */
+	uint64_t wb_off;         /* bytes from here on not yet handed to the disk (write_back in store-write.c) */
 	/* The batch: puts since the last flush, and a set over their names. */
 	pending_t *pending;
 	size_t npending, cap;
