@@ -17,6 +17,7 @@
 
 #include "peerback.h"
 #include "agent/kinds/device-int.h"
+#include "agent/kinds/util.h"
 #include "agent/util/fsutil.h"
 
 #define SYNCQ_THREADS 2
@@ -49,17 +50,56 @@ static void item_free(struct syncq_item *it)
 	free(it->tmp);
 }
 
+/* The folder a syncing thread opened last: files of one folder come in a
+ * row, and each open of a folder walks it from the root. */
+struct folder {
+	char *rel; /* the folder's part of a staged file's path, or NULL */
+	size_t len;
+	int fd;
+};
+
+static void folder_close(struct folder *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f->rel);
+	f->rel = NULL;
+	f->fd = -1;
+}
+
+/* The folder of staged file path, opened from root without following a
+ * link (kept in f for the next file); -1 when it cannot be. */
+static int folder_of(struct folder *f, int root, const char *path)
+{
+	size_t len = (size_t)(pb__kinds_basename(path) - path), bad = 0;
+	int pfd;
+
+	if (f->fd >= 0 && f->len == len && memcmp(f->rel, path, len) == 0)
+		return f->fd;
+	folder_close(f);
+	if (pb__open_parent_at(root, path, false, 0700, NULL, NULL, &bad, &pfd) != 0)
+		return -1;
+	if ((f->rel = malloc(len + 1)) != NULL) {
+		memcpy(f->rel, path, len);
+		f->len = len;
+	}
+	f->fd = pfd;
+	if (f->rel == NULL) {
+		folder_close(f);
+		return -1;
+	}
+	return pfd;
+}
+
 /* Syncs one file: 0, an fsync's error, or 1 when it was not found (a
  * later stage renamed it: that one is queued too, or the commit syncs it). */
-static int sync_item(int root, const struct syncq_item *it)
+static int sync_item(struct folder *f, int root, const struct syncq_item *it)
 {
-	size_t bad = 0;
-	int pfd, fd, rc;
+	int pfd = folder_of(f, root, it->path), fd, rc;
 
-	if (pb__open_parent_at(root, it->path, false, 0700, NULL, NULL, &bad, &pfd) != 0)
+	if (pfd < 0)
 		return 1;
 	fd = openat(pfd, it->tmp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	close(pfd);
 	if (fd < 0)
 		return 1;
 	rc = fsync(fd) != 0 ? -errno : 0;
@@ -88,6 +128,7 @@ static void note_missed(pb__dw_syncq_t *q, size_t idx)
 static void *syncq_run(void *arg)
 {
 	pb__dw_syncq_t *q = arg;
+	struct folder f = { NULL, 0, -1 };
 
 	pthread_mutex_lock(&q->mu);
 	for (;;) {
@@ -105,7 +146,7 @@ static void *syncq_run(void *arg)
 		drop = q->drop;
 		pthread_mutex_unlock(&q->mu);
 		if (!drop)
-			rc = sync_item(q->root, &it);
+			rc = sync_item(&f, q->root, &it);
 		item_free(&it);
 		pthread_mutex_lock(&q->mu);
 		q->busy--;
@@ -117,6 +158,7 @@ static void *syncq_run(void *arg)
 			pthread_cond_broadcast(&q->idle);
 	}
 	pthread_mutex_unlock(&q->mu);
+	folder_close(&f);
 	return NULL;
 }
 
