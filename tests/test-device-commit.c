@@ -217,9 +217,10 @@ static void test_existing_folder(void **state)
 	free(dir);
 }
 
-/* A commit of many files (synced on several threads at once) into an
- * existing folder: every file whole; one staged file gone before the
- * commit fails it, and every file is as it was, no staging left. */
+/* A commit of many files (synced on several threads at once at the
+ * commit, or each as it is staged) into an existing folder: every file
+ * whole; one staged file gone before the commit fails it, and every file
+ * is as it was, no staging left. */
 static void test_many_files(void **state)
 {
 	enum { NFILES = 150 };
@@ -229,8 +230,11 @@ static void test_many_files(void **state)
 
 	(void)state;
 	assert_int_equal(mkdir(kt_path(dir, "credentials"), 0700), 0);
-	for (int round = 0; round < 2; round++) {
+	for (int round = 0; round < 4; round++) {
 		assert_int_equal(pb_device_writer_open(dir, &w), 0);
+		/* Synced at the commit (rounds 0 and 1), or each as it is
+		 * staged (2 and 3). */
+		pb__device_writer_sync_dirty_min(w, round < 2 ? UINT64_MAX : 0);
 		for (int i = 0; i < NFILES; i++) {
 			char id[64];
 			pb_item_t it;
@@ -241,7 +245,7 @@ static void test_many_files(void **state)
 			assert_int_equal(pb_device_writer_add(w, &it), 0);
 		}
 		assert_int_equal(pb_device_writer_stage(w), 0);
-		if (round == 1) {
+		if (round % 2 == 1) {
 			/* The 100th file's staged copy removed: the sync fails. */
 			char cmd[4400], *argv[] = { "/bin/sh", "-c", cmd, NULL }, *so = NULL, *se = NULL;
 
@@ -256,12 +260,12 @@ static void test_many_files(void **state)
 		pb_device_writer_free(w);
 		for (int i = 0; i < NFILES; i++) {
 			snprintf(path, sizeof(path), "credentials/f%03d.json", i);
-			snprintf(data, sizeof(data), "{\"r\":%d,\"i\":%d}", 0, i);
+			snprintf(data, sizeof(data), "{\"r\":%d,\"i\":%d}", round - round % 2, i);
 			kt_assert_file(kt_path(dir, path), data, strlen(data));
 		}
 		assert_int_equal(visible(kt_path(dir, "credentials")), NFILES);
 	}
-	/* Nothing staged is left behind by the failed commit. */
+	/* Nothing staged is left behind by the failed commits. */
 	assert_no_staging(kt_path(dir, "credentials"));
 	pb_test_rmtree(dir);
 	free(dir);
@@ -284,6 +288,7 @@ static void test_many_files_staged_again(void **state)
 
 		assert_int_equal(mkdir(kt_path(dir, "credentials"), 0700), 0);
 		assert_int_equal(pb_device_writer_open(dir, &w), 0);
+		pb__device_writer_sync_dirty_min(w, 0);
 		if (fresh)
 			pb__device_writer_fresh(w);
 		for (int round = 0; round < 2; round++) {

@@ -106,7 +106,9 @@ struct pb_device_writer_s {
 	bool take_files;   /* an item's file may be moved into place, not copied */
 	bool fresh;        /* dir is a staging folder (pb__device_writer_fresh) */
 	size_t held;       /* bytes of whole files held in entries */
-	pb__dw_syncq_t *syncq; /* the staged files' syncing thread, or NULL */
+	pb__dw_syncq_t *syncq; /* the staged files' syncing threads, or NULL */
+	bool sync_at_end;      /* this commit's files synced together at its end */
+	uint64_t sync_dirty_min; /* pb__device_writer_sync_dirty_min */
 	char link[MAX_PATH];
 };
 
@@ -122,8 +124,9 @@ PB_WUR int pb__dw_add_staged(pb_device_writer_t *w, const char *path, const char
 
 /* Staged files synced while the writer goes on (agent/kinds/device-sync.c):
  * s, just staged, is handed to the syncing threads once the writer holds
- * PB__DW_SYNC_SPLIT staged files (they then start with every file staged
- * before); s->queued says whether it was. wait: every queued file synced
+ * PB__DW_SYNC_SPLIT staged files and the system has w->sync_dirty_min
+ * bytes or more waiting to be written (they then start with every file staged before;
+ * else the commit syncs them); s->queued says whether it was. wait: every queued file synced
  * and the threads ended; the first fsync's error; a file they did not
  * find under its queued name is queued no more (the commit syncs it).
  * drop: the threads ended, nothing more synced. */

@@ -106,6 +106,9 @@ int pb_device_writer_open(const char *dir, pb_device_writer_t **out)
 	if (w == NULL)
 		return PB_ENOMEM;
 	w->root = -1;
+	/* Others' bytes waiting to be written from which files are synced
+	 * one by one as they are staged (device-sync.c). */
+	w->sync_dirty_min = 256ull << 20;
 	w->dir = strdup(dir);
 	if (w->dir == NULL) {
 		free(w);
