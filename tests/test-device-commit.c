@@ -21,6 +21,7 @@
 #include "peerback.h"
 #include "peerback/kinds.h"
 #include "agent/kinds/util.h"
+#include "agent/kinds/internal.h"
 
 #define CHAT "chats/7/result.json"
 #define CRED "credentials/c.json"
@@ -129,6 +130,19 @@ static void remove_staging(const char *dir)
 }
 
 /* Entries of dir that are not staging. */
+/* No staged file is left in dir. */
+static void assert_no_staging(const char *dir)
+{
+	DIR *d = opendir(dir);
+	size_t plen = strlen(PB__DEVICE_TMP_PREFIX);
+	struct dirent *de;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL)
+		assert_int_not_equal(strncmp(de->d_name, PB__DEVICE_TMP_PREFIX, plen), 0);
+	closedir(d);
+}
+
 static size_t visible(const char *dir)
 {
 	struct dirent *de;
@@ -203,9 +217,10 @@ static void test_existing_folder(void **state)
 	free(dir);
 }
 
-/* A commit of many files (synced on several threads at once) into an
- * existing folder: every file whole; one staged file gone before the
- * commit fails it, and every file is as it was, no staging left. */
+/* A commit of many files (synced on several threads at once at the
+ * commit, or each as it is staged) into an existing folder: every file
+ * whole; one staged file gone before the commit fails it, and every file
+ * is as it was, no staging left. */
 static void test_many_files(void **state)
 {
 	enum { NFILES = 150 };
@@ -215,8 +230,11 @@ static void test_many_files(void **state)
 
 	(void)state;
 	assert_int_equal(mkdir(kt_path(dir, "credentials"), 0700), 0);
-	for (int round = 0; round < 2; round++) {
+	for (int round = 0; round < 4; round++) {
 		assert_int_equal(pb_device_writer_open(dir, &w), 0);
+		/* Synced at the commit (rounds 0 and 1), or each as it is
+		 * staged (2 and 3). */
+		pb__device_writer_sync_dirty_min(w, round < 2 ? UINT64_MAX : 0);
 		for (int i = 0; i < NFILES; i++) {
 			char id[64];
 			pb_item_t it;
@@ -227,7 +245,7 @@ static void test_many_files(void **state)
 			assert_int_equal(pb_device_writer_add(w, &it), 0);
 		}
 		assert_int_equal(pb_device_writer_stage(w), 0);
-		if (round == 1) {
+		if (round % 2 == 1) {
 			/* The 100th file's staged copy removed: the sync fails. */
 			char cmd[4400], *argv[] = { "/bin/sh", "-c", cmd, NULL }, *so = NULL, *se = NULL;
 
@@ -242,24 +260,64 @@ static void test_many_files(void **state)
 		pb_device_writer_free(w);
 		for (int i = 0; i < NFILES; i++) {
 			snprintf(path, sizeof(path), "credentials/f%03d.json", i);
-			snprintf(data, sizeof(data), "{\"r\":%d,\"i\":%d}", 0, i);
+			snprintf(data, sizeof(data), "{\"r\":%d,\"i\":%d}", round - round % 2, i);
 			kt_assert_file(kt_path(dir, path), data, strlen(data));
 		}
 		assert_int_equal(visible(kt_path(dir, "credentials")), NFILES);
 	}
-	{
-		/* Nothing staged is left behind by the failed commit. */
-		DIR *d = opendir(kt_path(dir, "credentials"));
-		size_t plen = strlen(PB__DEVICE_TMP_PREFIX);
-		struct dirent *de;
-
-		assert_non_null(d);
-		while ((de = readdir(d)) != NULL)
-			assert_int_not_equal(strncmp(de->d_name, PB__DEVICE_TMP_PREFIX, plen), 0);
-		closedir(d);
-	}
+	/* Nothing staged is left behind by the failed commits. */
+	assert_no_staging(kt_path(dir, "credentials"));
 	pb_test_rmtree(dir);
 	free(dir);
+}
+
+/* A commit of many files whose files are synced as they are staged
+ * (agent/kinds/device-sync.c), each file staged twice (the second stage
+ * replaces the first, which may be synced already or still queued), into
+ * an existing folder and into a fresh one (files under their own names):
+ * every file holds its second content, nothing staged is left. */
+static void test_many_files_staged_again(void **state)
+{
+	enum { NFILES = 300 };
+	char path[64], data[64];
+
+	(void)state;
+	for (int fresh = 0; fresh < 2; fresh++) {
+		char *dir = pb_test_tmpdir("commit-again");
+		pb_device_writer_t *w;
+
+		assert_int_equal(mkdir(kt_path(dir, "credentials"), 0700), 0);
+		assert_int_equal(pb_device_writer_open(dir, &w), 0);
+		pb__device_writer_sync_dirty_min(w, 0);
+		if (fresh)
+			pb__device_writer_fresh(w);
+		for (int round = 0; round < 2; round++) {
+			for (int i = 0; i < NFILES; i++) {
+				pb_item_t it;
+
+				snprintf(path, sizeof(path), "credentials/f%03d.json", i);
+				snprintf(data, sizeof(data), "{\"r\":%d,\"i\":%d}", round, i);
+				it = item(PB_KIND_CREDENTIAL, path, path, data);
+				assert_int_equal(pb_device_writer_add(w, &it), 0);
+				/* Staged in runs: some files of the first round
+				 * are synced before their second stage, some not. */
+				if (i % 37 == 36)
+					assert_int_equal(pb_device_writer_stage(w), 0);
+			}
+			assert_int_equal(pb_device_writer_stage(w), 0);
+		}
+		assert_int_equal(pb_device_writer_commit(w), 0);
+		pb_device_writer_free(w);
+		for (int i = 0; i < NFILES; i++) {
+			snprintf(path, sizeof(path), "credentials/f%03d.json", i);
+			snprintf(data, sizeof(data), "{\"r\":%d,\"i\":%d}", 1, i);
+			kt_assert_file(kt_path(dir, path), data, strlen(data));
+		}
+		assert_int_equal(visible(kt_path(dir, "credentials")), NFILES);
+		assert_no_staging(kt_path(dir, "credentials"));
+		pb_test_rmtree(dir);
+		free(dir);
+	}
 }
 
 int main(void)
@@ -268,6 +326,7 @@ int main(void)
 		cmocka_unit_test(test_new_folder),
 		cmocka_unit_test(test_existing_folder),
 		cmocka_unit_test(test_many_files),
+		cmocka_unit_test(test_many_files_staged_again),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -999,20 +999,110 @@ static size_t collected_chunks(const struct restore *r)
 	return n;
 }
 
+/* Manifest chunks asked for ahead of the walk: each was a round trip of
+ * its own, and a store of chats has a thousand of them (small chunks, a
+ * few hundred records each). Asked MF_AHEAD at a time, one at a time
+ * after a large one (their replies are held until the walk takes them),
+ * and one at a time for a fetch by id, which stops at its item. */
+#define MF_AHEAD 16
+#define MF_AHEAD_LARGE (256u << 10)
+
+struct mf_ahead {
+	const name_t *names;
+	size_t n;
+	size_t asked, got; /* requests sent; replies received into ct */
+	uint64_t tok[MF_AHEAD];
+	uint8_t *ct[MF_AHEAD];
+	size_t len[MF_AHEAD];
+	int rc[MF_AHEAD];
+	size_t ahead;
+	bool timeout;
+};
+
+/* Asks for the manifest chunks after i, up to m->ahead in flight. */
+static int mf_ask(struct restore *r, struct mf_ahead *m, size_t i)
+{
+	int rc = 0;
+
+	while (rc == 0 && m->asked < m->n && m->asked - i < m->ahead) {
+		rc = r->repo->ops->get_send(r->repo, r->dev_id, m->names[m->asked], &m->tok[m->asked % MF_AHEAD]);
+		if (rc == 0)
+			m->asked++;
+	}
+	return rc;
+}
+
+/* Receives the replies asked for, up to (not including) chunk upto, in
+ * order; each one's outcome is kept with it. After a reply that did not
+ * come in time, the ones behind it are not waited for as well. */
+static void mf_recv(struct restore *r, struct mf_ahead *m, size_t upto)
+{
+	while (m->got < upto && m->got < m->asked) {
+		size_t k = m->got % MF_AHEAD;
+
+		m->ct[k] = NULL;
+		m->len[k] = 0;
+		m->rc[k] = m->timeout ? PB_ETIMEOUT : r->repo->ops->get_recv(r->repo, m->tok[k], &m->ct[k], &m->len[k]);
+		m->timeout = m->rc[k] == PB_ETIMEOUT;
+		m->got++;
+	}
+}
+
+/* Manifest chunk i, asked for with the ones after it; the caller frees
+ * *ct. */
+static int mf_take(struct restore *r, struct mf_ahead *m, size_t i, uint8_t **ct, size_t *len)
+{
+	size_t k = i % MF_AHEAD;
+	int rc = mf_ask(r, m, i);
+
+	if (rc == 0 && m->got <= i)
+		mf_recv(r, m, i + 1);
+	if (rc == 0 && m->got <= i)
+		rc = PB_ESTATE;
+	if (rc != 0)
+		return rc;
+	*ct = m->ct[k];
+	*len = m->len[k];
+	m->ct[k] = NULL;
+	/* After a large chunk, the next ones are not asked for many at once:
+	 * their replies are held in memory until taken. */
+	m->ahead = *len >= MF_AHEAD_LARGE || r->exact_id != NULL ? 1 : MF_AHEAD;
+	return m->rc[k];
+}
+
+/* Every reply asked for is received (the connection's replies come in
+ * order, and the next request's must be the next one), and those not
+ * taken are freed. */
+static void mf_end(struct restore *r, struct mf_ahead *m)
+{
+	mf_recv(r, m, m->asked);
+	for (size_t k = 0; k < MF_AHEAD; k++) {
+		free(m->ct[k]);
+		m->ct[k] = NULL;
+	}
+}
+
 /* Walks the manifest chunks; the wanted items of several are fetched (or
  * planned) together, about FETCH_BATCH chunks at a time, so that the
  * fetch window does not drain at each manifest chunk. A fetch by id takes
  * each manifest chunk's items at once: it stops at the first match. */
 static int walk_manifest(struct restore *r, enum restore_mode mode, const name_t *mchunks, size_t nm)
 {
+	struct mf_ahead m;
 	int rc = 0;
 
+	memset(&m, 0, sizeof(m));
+	m.names = mchunks;
+	m.n = nm;
+	m.ahead = r->exact_id != NULL ? 1 : MF_AHEAD;
 	for (size_t i = 0; i < nm && rc == 0 && !r->found; i++) {
 		uint8_t *ct = NULL;
 		size_t len = 0;
 
-		if ((rc = pb__repo_get(r->repo, r->dev_id, mchunks[i], &ct, &len)) != 0)
+		if ((rc = mf_take(r, &m, i, &ct, &len)) != 0) {
+			free(ct);
 			break;
+		}
 		/* One decompression context for every manifest chunk (each
 		 * made afresh is some 160 kB initialised); NULL: one each. */
 		if (r->dctx == NULL)
@@ -1021,12 +1111,15 @@ static int walk_manifest(struct restore *r, enum restore_mode mode, const name_t
 		free(ct);
 		if (rc != 0 || (i + 1 < nm && r->exact_id == NULL && collected_chunks(r) < FETCH_BATCH))
 			continue;
+		/* The manifest's replies asked for come before the items'. */
+		mf_recv(r, &m, m.asked);
 		if (mode == MODE_RESTORE && r->o->dry_run)
 			rc = plan_items(r);
 		else
 			rc = fetch_items(r);
 		pb__restore_items_free(r);
 	}
+	mf_end(r, &m);
 	return rc;
 }
 

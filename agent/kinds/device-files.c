@@ -164,6 +164,7 @@ int pb__dw_add_staged(pb_device_writer_t *w, const char *path, const char *tmp)
 	s = &w->s[w->ns];
 	s->path = strdup(path);
 	s->tmp = strdup(tmp);
+	s->queued = false;
 	if (s->path == NULL || s->tmp == NULL) {
 		free(s->path);
 		free(s->tmp);

@@ -75,7 +75,14 @@ typedef struct wentry_s {
 typedef struct wstaged_s {
 	char *path; /* relative target */
 	char *tmp;  /* temporary name in the target's folder */
+	bool queued; /* handed to the syncing threads (agent/kinds/device-sync.c) */
 } wstaged_t;
+
+/* Staged files from which a commit's files are synced side by side (and
+ * from the next one on, as they are staged: device-sync.c). */
+#define PB__DW_SYNC_SPLIT 64
+
+typedef struct pb__dw_syncq_s pb__dw_syncq_t;
 
 typedef struct strlist_s {
 	char **v;
@@ -99,6 +106,9 @@ struct pb_device_writer_s {
 	bool take_files;   /* an item's file may be moved into place, not copied */
 	bool fresh;        /* dir is a staging folder (pb__device_writer_fresh) */
 	size_t held;       /* bytes of whole files held in entries */
+	pb__dw_syncq_t *syncq; /* the staged files' syncing threads, or NULL */
+	bool sync_at_end;      /* this commit's files synced together at its end */
+	uint64_t sync_dirty_min; /* pb__device_writer_sync_dirty_min */
 	char link[MAX_PATH];
 };
 
@@ -111,6 +121,18 @@ PB_WUR int pb__dw_open_parent(pb_device_writer_t *w, const char *rel, bool creat
 wstaged_t *pb__dw_find_staged(pb_device_writer_t *w, const char *path);
 PB_WUR int pb__dw_stage_name(const pb_device_writer_t *w, const char *base, bool again, char *tmp);
 PB_WUR int pb__dw_add_staged(pb_device_writer_t *w, const char *path, const char *tmp);
+
+/* Staged files synced while the writer goes on (agent/kinds/device-sync.c):
+ * s, just staged, is handed to the syncing threads once the writer holds
+ * PB__DW_SYNC_SPLIT staged files and the system has w->sync_dirty_min
+ * bytes or more waiting to be written (they then start with every file staged before;
+ * else the commit syncs them); s->queued says whether it was. wait: every queued file synced
+ * and the threads ended; the first fsync's error; a file they did not
+ * find under its queued name is queued no more (the commit syncs it).
+ * drop: the threads ended, nothing more synced. */
+void pb__dw_sync_later(pb_device_writer_t *w, wstaged_t *s);
+PB_WUR int pb__dw_sync_wait(pb_device_writer_t *w);
+void pb__dw_sync_drop(pb_device_writer_t *w);
 
 /* A chat streamed (agent/kinds/device-stream.c). */
 bool pb__dw_chat_key(const char *id, int64_t *key);

@@ -183,6 +183,7 @@ int pb__dw_stream_end(pb_device_writer_t *w, wentry_t *e)
 	if (rc == 0 && (rc = pb__dw_add_staged(w, e->path, e->stmp)) == 0) {
 		free(e->stmp);
 		e->stmp = NULL; /* staged: no longer removed with the entry */
+		pb__dw_sync_later(w, &w->s[w->ns - 1]);
 	}
 	pb__dw_stream_drop(e);
 	return rc;

@@ -106,6 +106,9 @@ int pb_device_writer_open(const char *dir, pb_device_writer_t **out)
 	if (w == NULL)
 		return PB_ENOMEM;
 	w->root = -1;
+	/* Others' bytes waiting to be written from which files are synced
+	 * one by one as they are staged (device-sync.c). */
+	w->sync_dirty_min = 256ull << 20;
 	w->dir = strdup(dir);
 	if (w->dir == NULL) {
 		free(w);
@@ -636,6 +639,8 @@ staged:
 		if (renameat(pfd, tmp, pfd, prev->tmp) != 0) {
 			rc = -errno;
 			(void)unlinkat(pfd, tmp, 0);
+		} else {
+			pb__dw_sync_later(w, prev);
 		}
 		goto out_close;
 	}
@@ -651,10 +656,13 @@ staged:
 		(void)unlinkat(pfd, prev->tmp, 0);
 		free(prev->tmp);
 		prev->tmp = copy;
+		pb__dw_sync_later(w, prev);
 		goto out_close;
 	}
 	if ((rc = pb__dw_add_staged(w, e->path, tmp)) != 0)
 		(void)unlinkat(pfd, tmp, 0);
+	else
+		pb__dw_sync_later(w, &w->s[w->ns - 1]);
 out_close:
 	close(pfd);
 	pb_buf_free(&joined);
@@ -665,6 +673,7 @@ out_close:
  * only when empty). */
 static void unstage(pb_device_writer_t *w)
 {
+	pb__dw_sync_drop(w);
 	for (size_t i = 0; i < w->ns; i++) {
 		int pfd;
 
@@ -716,7 +725,7 @@ static int sync_one(pb_device_writer_t *w, size_t i)
  * and each fsync mostly waits for its own; a restore of thousands of
  * files waits for them side by side, not one after another. */
 #define SYNC_THREADS 4
-#define SYNC_SPLIT 64
+#define SYNC_SPLIT PB__DW_SYNC_SPLIT
 
 struct syncer {
 	pb_device_writer_t *w;
@@ -738,6 +747,8 @@ static void *sync_worker(void *arg)
 		pthread_mutex_unlock(&y->mu);
 		if (i >= y->w->ns)
 			break;
+		if (y->w->s[i].queued)
+			continue;
 		if ((rc = sync_one(y->w, i)) != 0) {
 			pthread_mutex_lock(&y->mu);
 			if (y->rc == 0)
@@ -746,6 +757,22 @@ static void *sync_worker(void *arg)
 		}
 	}
 	return NULL;
+}
+
+/* Staged file i's stat, by its temporary name from the root; a file that
+ * is not a regular one is refused. */
+static int stat_staged(pb_device_writer_t *w, size_t i, struct stat *st)
+{
+	const char *rel = w->s[i].path;
+	int len = (int)(pb__kinds_basename(rel) - rel);
+	char at[4400];
+	int n = snprintf(at, sizeof(at), "%.*s%s", len, rel, w->s[i].tmp);
+
+	if (n < 0 || (size_t)n >= sizeof(at))
+		return PB_ETOOBIG;
+	if (fstatat(w->root, at, st, AT_SYMLINK_NOFOLLOW) != 0)
+		return -errno;
+	return S_ISREG(st->st_mode) ? 0 : PB_EDATA_LINK;
 }
 
 /* Whether every staged file is there, on the file system of the
@@ -758,17 +785,23 @@ static bool staged_on_root_fs(pb_device_writer_t *w)
 
 	if (w->root < 0 || fstat(w->root, &rs) != 0)
 		return false;
-	for (size_t i = 0; i < w->ns; i++) {
-		const char *rel = w->s[i].path;
-		int len = (int)(pb__kinds_basename(rel) - rel);
-		char at[4400];
-		int n = snprintf(at, sizeof(at), "%.*s%s", len, rel, w->s[i].tmp);
-
-		if (n < 0 || (size_t)n >= sizeof(at) || fstatat(w->root, at, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-		    !S_ISREG(st.st_mode) || st.st_dev != rs.st_dev)
+	for (size_t i = 0; i < w->ns; i++)
+		if (stat_staged(w, i, &st) != 0 || st.st_dev != rs.st_dev)
 			return false;
-	}
 	return true;
+}
+
+/* The files synced as they were staged are all still there (the commit
+ * renames every file or none): one fstatat a file. */
+static int synced_present(pb_device_writer_t *w)
+{
+	struct stat st;
+	int rc;
+
+	for (size_t i = 0; i < w->ns; i++)
+		if (w->s[i].queued && (rc = stat_staged(w, i, &st)) != 0)
+			return rc;
+	return 0;
 }
 
 /* Whether syncfs reports the file system's writeback errors: Linux 5.8
@@ -785,25 +818,34 @@ static bool syncfs_reports_errors(void)
 }
 
 /* The one durability point of a commit: every staged file synced, then
- * (sync_parents) each folder that received a rename, once. Many files on
- * the root's file system are synced by one syncfs: their writeback
- * started as each was closed, and where an fsync a file ended each in a
- * flush of the disk's cache (thousands for a full restore: 0.4-1.5 s of
- * its end here), the file system's writes end in one. A syncfs that
- * fails (or a file elsewhere) leaves it to the fsync of each file. */
+ * (sync_parents) each folder that received a rename, once. A commit of
+ * many files has most of them synced already, each as it was staged
+ * (device-sync.c), and waits for the last few. Many files left on the
+ * root's file system are synced by one syncfs: their writeback started
+ * as each was closed, and where an fsync a file ended each in a flush of
+ * the disk's cache (thousands for a full restore: 0.4-1.5 s of its end
+ * here), the file system's writes end in one (and others' with them). A
+ * syncfs that fails (or a file elsewhere) leaves it to the fsync of each
+ * file. */
 static int sync_staged(pb_device_writer_t *w)
 {
 	struct syncer y = { .w = w, .next = 0, .rc = 0 };
 	pthread_t th[SYNC_THREADS - 1];
-	size_t nth = 0;
+	size_t nth = 0, left = 0;
+	int rc;
 
-	if (w->ns >= SYNC_SPLIT && syncfs_reports_errors() && staged_on_root_fs(w) && syncfs(w->root) == 0)
+	/* Most files were synced as they were staged (device-sync.c). */
+	if ((rc = pb__dw_sync_wait(w)) != 0)
+		return rc;
+	for (size_t i = 0; i < w->ns; i++)
+		left += !w->s[i].queued;
+	if (left < w->ns && (rc = synced_present(w)) != 0)
+		return rc;
+	if (left >= SYNC_SPLIT && syncfs_reports_errors() && staged_on_root_fs(w) && syncfs(w->root) == 0)
 		return 0;
-	if (w->ns < SYNC_SPLIT || pthread_mutex_init(&y.mu, NULL) != 0) {
+	if (left < SYNC_SPLIT || pthread_mutex_init(&y.mu, NULL) != 0) {
 		for (size_t i = 0; i < w->ns; i++) {
-			int rc = sync_one(w, i);
-
-			if (rc != 0)
+			if (!w->s[i].queued && (rc = sync_one(w, i)) != 0)
 				return rc;
 		}
 		return 0;

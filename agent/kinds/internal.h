@@ -137,6 +137,11 @@ void pb__device_writer_take_files(pb_device_writer_t *w);
  * names and synced, no temporary name, no rename, no folder synced; the
  * caller's rename and the sync of its parent make the restore durable. */
 void pb__device_writer_fresh(pb_device_writer_t *w);
+/* The bytes waiting to be written on the system (Dirty and Writeback of
+ * /proc/meminfo) from which a commit of many files syncs each as it is
+ * staged rather than all with one syncfs at its end (agent/kinds/
+ * device-sync.c; default 256 MiB; 0: always, UINT64_MAX: never). */
+void pb__device_writer_sync_dirty_min(pb_device_writer_t *w, uint64_t bytes);
 extern const pb_codec_t pb__codec_vcard;
 
 #endif
