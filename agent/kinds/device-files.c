@@ -113,12 +113,17 @@ int pb__dw_open_parent(pb_device_writer_t *w, const char *rel, bool create, int 
 	return rc;
 }
 
+static const char *staged_path(const void *arg, size_t i)
+{
+	return ((const pb_device_writer_t *)arg)->s[i].path;
+}
+
+/* The latest stage of path. */
 wstaged_t *pb__dw_find_staged(pb_device_writer_t *w, const char *path)
 {
-	for (size_t i = w->ns; i > 0; i--)
-		if (strcmp(w->s[i - 1].path, path) == 0)
-			return &w->s[i - 1];
-	return NULL;
+	size_t i = pb__pathidx_find(&w->sidx, path, staged_path, w);
+
+	return i < w->ns ? &w->s[i] : NULL;
 }
 
 /* A new temporary name beside base: tmp holds TMP_NAME bytes. */
@@ -165,7 +170,7 @@ int pb__dw_add_staged(pb_device_writer_t *w, const char *path, const char *tmp)
 	s->path = strdup(path);
 	s->tmp = strdup(tmp);
 	s->queued = false;
-	if (s->path == NULL || s->tmp == NULL) {
+	if (s->path == NULL || s->tmp == NULL || pb__pathidx_put(&w->sidx, s->path, w->ns, staged_path, w) != 0) {
 		free(s->path);
 		free(s->tmp);
 		return PB_ENOMEM;

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "agent/kinds/internal.h"
+#include "agent/util/pathidx.h"
 
 #define MAX_PATH 4096
 /* Bytes of a temporary name, with its terminator. */
@@ -99,8 +100,10 @@ struct pb_device_writer_s {
 	int root; /* dir, opened at the first stage; -1 before */
 	wentry_t *e;
 	size_t n, cap;
+	pb__pathidx_t eidx; /* e's paths */
 	wstaged_t *s;
 	size_t ns, caps;
+	pb__pathidx_t sidx; /* s's paths: the latest stage of each */
 	strlist_t made;    /* folders made, relative, parents first */
 	strlist_t written; /* files renamed into place by the last commit */
 	bool take_files;   /* an item's file may be moved into place, not copied */

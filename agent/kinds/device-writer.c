@@ -118,15 +118,31 @@ int pb_device_writer_open(const char *dir, pb_device_writer_t **out)
 	return 0;
 }
 
+static const char *entry_path(const void *arg, size_t i)
+{
+	return ((const pb_device_writer_t *)arg)->e[i].path;
+}
+
 static wentry_t *find_entry(pb_device_writer_t *w, const char *path)
 {
+	size_t i;
+
 	/* Items of one file usually arrive together: look at the last first. */
 	if (w->n > 0 && strcmp(w->e[w->n - 1].path, path) == 0)
 		return &w->e[w->n - 1];
-	for (size_t i = 0; i < w->n; i++)
-		if (strcmp(w->e[i].path, path) == 0)
-			return &w->e[i];
-	return NULL;
+	i = pb__pathidx_find(&w->eidx, path, entry_path, w);
+	return i < w->n ? &w->e[i] : NULL;
+}
+
+/* The entries' index made again after they moved. */
+static int index_entries(pb_device_writer_t *w)
+{
+	int rc = 0;
+
+	pb__pathidx_clear(&w->eidx);
+	for (size_t i = 0; i < w->n && rc == 0; i++)
+		rc = pb__pathidx_put(&w->eidx, w->e[i].path, i, entry_path, w);
+	return rc;
 }
 
 static int item_bytes(const pb_item_t *item, uint8_t **out, size_t *len)
@@ -267,6 +283,8 @@ static int stage_whole(pb_device_writer_t *w)
 	}
 	w->n = k;
 	w->held = 0;
+	if (index_entries(w) != 0 && rc == 0)
+		rc = PB_ENOMEM;
 	return rc;
 }
 
@@ -296,6 +314,10 @@ int pb_device_writer_add(pb_device_writer_t *w, const pb_item_t *item)
 		e->path = strdup(item->path);
 		if (e->path == NULL)
 			return PB_ENOMEM;
+		if ((rc = pb__pathidx_put(&w->eidx, e->path, w->n, entry_path, w)) != 0) {
+			free(e->path);
+			return rc;
+		}
 		e->codec = pb_codec_for(item->path);
 		if (e->codec != NULL && e->codec->kind != item->kind)
 			e->codec = NULL;
@@ -685,6 +707,7 @@ static void unstage(pb_device_writer_t *w)
 		free(w->s[i].tmp);
 	}
 	w->ns = 0;
+	pb__pathidx_clear(&w->sidx);
 	for (size_t i = w->made.n; i > 0 && w->root >= 0; i--)
 		(void)unlinkat(w->root, w->made.v[i - 1], AT_REMOVEDIR);
 	pb__dw_strlist_clear(&w->made);
@@ -702,6 +725,7 @@ int pb_device_writer_stage(pb_device_writer_t *w)
 		wentry_clear(&w->e[i]);
 	w->n = 0;
 	w->held = 0;
+	pb__pathidx_clear(&w->eidx);
 	return rc;
 }
 
@@ -972,6 +996,8 @@ void pb_device_writer_free(pb_device_writer_t *w)
 	if (w->root >= 0)
 		close(w->root);
 	free(w->e);
+	pb__pathidx_free(&w->eidx);
+	pb__pathidx_free(&w->sidx);
 	free(w->dir);
 	free(w);
 }
