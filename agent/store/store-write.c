@@ -257,6 +257,32 @@ static void write_back(pb_store_ns_t *ns)
 #endif
 }
 
+/* Once the commit's fdatasync has made them durable, the pack's pages
+ * leave the page cache (POSIX_FADV_DONTNEED), as Borg does with its
+ * segments: a host keeps only ciphertext, read again at a restore or a
+ * verify, and a gigabyte of it kept cached would push out what the
+ * machine's own programs read. The pages freed are the ones the next
+ * records are written into, so a backup's writes go to pages already in
+ * use instead of claiming fresh ones: on a virtual machine whose free
+ * pages go back to the hypervisor, a fresh page costs about four times
+ * as much to write into (docs/BENCH.md, "The host's pack pages after
+ * their commit"). The page the next record still writes to stays, so
+ * that writing it does not read it back from the disk; a full pack's
+ * last page goes too. A hint: nothing depends on its success. */
+static void drop_synced(const pb_store_ns_t *ns, bool whole)
+{
+#ifdef POSIX_FADV_DONTNEED
+	uint64_t from = ns->pack_committed & ~(uint64_t)(WRITE_BACK_PAGE - 1);
+	uint64_t to = whole ? ns->wr_off : ns->wr_off & ~(uint64_t)(WRITE_BACK_PAGE - 1);
+
+	if (to > from)
+		(void)posix_fadvise(ns->fd, (off_t)from, (off_t)(to - from), POSIX_FADV_DONTNEED);
+#else
+	(void)ns;
+	(void)whole;
+#endif
+}
+
 /* Makes the batch durable: pack first, then the index rows. */
 static int ns_commit(pb_store_ns_t *ns)
 {
@@ -277,6 +303,8 @@ static int ns_commit(pb_store_ns_t *ns)
 	rc = pb__store_sync_data(ns->fd);
 	if (rc < 0)
 		goto out_discard;
+	full = ns->wr_off >= PB_STORE_PACK_CAP;
+	drop_synced(ns, full);
 	if (ns->pack_new) {
 		rc = pb__store_ns_dir_path(s, ns->id, dir, sizeof(dir));
 		if (rc == 0)
@@ -285,7 +313,6 @@ static int ns_commit(pb_store_ns_t *ns)
 			goto out_discard;
 	}
 	HOOK("pack-synced");
-	full = ns->wr_off >= PB_STORE_PACK_CAP;
 	rc = pb__store_exec(s->db, "BEGIN IMMEDIATE");
 	if (rc < 0)
 		goto out_discard;
