@@ -190,17 +190,28 @@ static bool plain_file(const char *rel)
 	return !(codec != NULL && codec->kind == pb__device_kind_of(rel)) && !pb__kinds_checked(rel);
 }
 
-/* Tells h's ahead of the file after files->v[i] when the scan hands that
- * one over as a file item; now: files->v[i] is parsed here, not handed
- * over as a file. */
+/* How many files on the walk looks for the next one it hands over as a
+ * file item: a chat's attachments come between chats that have none,
+ * which the walk parses itself. */
+#define AHEAD_FILES 16
+
+/* Tells h's ahead of the next file after files->v[i] the scan hands over
+ * as a file item, past files it parses (up to AHEAD_FILES on), so that
+ * the reader reads it while the walk parses the chats before it; now:
+ * files->v[i] is parsed here, not handed over as a file. */
 static void tell_ahead(const pb__item_hasher_t *h, const char *dir, const pathlist_t *files, size_t i, bool now)
 {
 	char next[MAX_PATH];
+	size_t j;
 
-	if (h == NULL || h->ahead == NULL || i + 1 >= files->n || !plain_file(files->v[i + 1]))
+	if (h == NULL || h->ahead == NULL)
 		return;
-	if (pb__kinds_join(next, sizeof(next), dir, files->v[i + 1]) == 0)
-		h->ahead(h->arg, next, files->v[i + 1], now);
+	for (j = i + 1; j < files->n && j <= i + AHEAD_FILES && !plain_file(files->v[j]); j++)
+		;
+	if (j >= files->n || j > i + AHEAD_FILES)
+		return;
+	if (pb__kinds_join(next, sizeof(next), dir, files->v[j]) == 0)
+		h->ahead(h->arg, next, files->v[j], now);
 }
 
 static int scan(const char *dir, unsigned kind_mask, pb__scan_file_cb fcb, const pb__item_hasher_t *h,

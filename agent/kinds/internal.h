@@ -45,11 +45,12 @@ typedef struct pb__item_hasher_s {
 	 * messages (agent/kinds/item-pipe.c) go through these. */
 	void (*many)(void *arg, const uint8_t *const *data, const size_t *len, uint8_t *const *out, size_t n);
 	void (*keys_many)(void *arg, const char *const *id, const size_t *idlen, uint64_t *keys, size_t n);
-	/* Optional: told of the file the walk comes to next when that one
-	 * would be handed over as an item (it->file; abs: its path, rel:
-	 * relative to the device), so that it may be read ahead: before a
-	 * file is handed over as an item, or (now) before a file is parsed
-	 * into items (a chat), which the walk reads itself meanwhile. */
+	/* Optional: told of the next file the walk will hand over as an
+	 * item (it->file; abs: its path, rel: relative to the device), past
+	 * the files it parses itself (chats) up to 16 files on, so that it
+	 * may be read ahead: before a file is handed over as an item, or
+	 * (now) before a file is parsed into items (a chat), which the walk
+	 * reads itself meanwhile. */
 	void (*ahead)(void *arg, const char *abs, const char *rel, bool now);
 	/* Optional: a digest of an item's id and content hash (the backup's
 	 * record of which messages a chat held), made beside the batched
