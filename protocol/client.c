@@ -5,9 +5,11 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,10 +23,14 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int tx_write(pb_client_t *c, const uint8_t *data, size_t len);
+
 static int write_all(void *arg, const uint8_t *data, size_t len)
 {
 	pb_client_t *c = arg;
 
+	if (c->tx != NULL)
+		return tx_write(c, data, len);
 	while (len > 0) {
 		ssize_t w = send(c->fd, data, len, MSG_NOSIGNAL | (c->more ? MSG_MORE : 0));
 
@@ -59,6 +65,248 @@ static void push_held(pb_client_t *c)
 		return;
 	c->held = false;
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* ---- the sending thread (pb__client_tx_start) ------------------------------ */
+
+/* Frames of up to TX_SLOT bytes in TX_SLOTS slots (2 MiB): a put batch's
+ * frames are encrypted into them while the thread writes the ones before
+ * to the socket, up to all of them in one write. */
+#define TX_SLOTS 16
+#define TX_SLOT (PB_FRAME_HDR + PB_FRAME_MAX)
+
+struct pb_client_tx_s {
+	pb_client_t *c;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t more; /* the thread's: a frame queued, stop */
+	pthread_cond_t room; /* the caller's: a slot written */
+	uint8_t *buf;        /* TX_SLOTS slots of TX_SLOT bytes */
+	size_t len[TX_SLOTS]; /* each queued slot's bytes (0: given back unused) */
+	/* Slots by seq, buf + (seq % TX_SLOTS) * TX_SLOT: written before
+	 * head, queued before tail, the caller's own at tail while alloc is
+	 * past it. */
+	uint64_t head, tail;
+	bool alloc;
+	bool stop;
+	int err; /* the first write error; from then on frames are dropped */
+};
+
+/* Writes iov[0..n) whole to the socket, waiting for room as write_all does. */
+static int tx_writev(pb_client_t *c, struct iovec *iov, int n)
+{
+	uint64_t out = 0;
+
+	while (n > 0) {
+		struct msghdr m;
+		ssize_t w;
+
+		memset(&m, 0, sizeof(m));
+		m.msg_iov = iov;
+		m.msg_iovlen = (size_t)n;
+		w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				struct pollfd p = { c->fd, POLLOUT, 0 };
+
+				if (poll(&p, 1, c->timeout_ms) <= 0)
+					return PB_ETIMEOUT;
+				continue;
+			}
+			return -errno;
+		}
+		out += (uint64_t)w;
+		while (n > 0 && (size_t)w >= iov->iov_len) {
+			w -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
+	}
+	__atomic_add_fetch(&c->bytes_out, out, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static void *tx_run(void *arg)
+{
+	pb_client_tx_t *t = arg;
+
+	pthread_mutex_lock(&t->mu);
+	for (;;) {
+		struct iovec iov[TX_SLOTS];
+		uint64_t upto;
+		int n = 0, rc = 0;
+
+		while (!t->stop && t->head == t->tail)
+			pthread_cond_wait(&t->more, &t->mu);
+		if (t->head == t->tail)
+			break; /* stopped, all written */
+		upto = t->tail;
+		for (uint64_t q = t->head; q < upto; q++) {
+			size_t k = (size_t)(q % TX_SLOTS);
+
+			if (t->len[k] == 0)
+				continue;
+			iov[n].iov_base = t->buf + k * TX_SLOT;
+			iov[n++].iov_len = t->len[k];
+		}
+		pthread_mutex_unlock(&t->mu);
+		if (n > 0 && t->err == 0)
+			rc = tx_writev(t->c, iov, n);
+		pthread_mutex_lock(&t->mu);
+		if (rc != 0 && t->err == 0)
+			t->err = rc;
+		t->head = upto;
+		pthread_cond_broadcast(&t->room);
+	}
+	pthread_mutex_unlock(&t->mu);
+	return NULL;
+}
+
+/* The next slot, once one is free (the caller's alone until tx_send).
+ * After a write error the thread no longer reads the slots: one is given
+ * at once, and tx_send returns the error. */
+static uint8_t *tx_alloc(void *arg, size_t len)
+{
+	pb_client_t *c = arg;
+	pb_client_tx_t *t = c->tx;
+	uint8_t *slot = NULL;
+
+	if (len > TX_SLOT)
+		return NULL;
+	pthread_mutex_lock(&t->mu);
+	while (t->tail - t->head == TX_SLOTS && t->err == 0)
+		pthread_cond_wait(&t->room, &t->mu);
+	if (!t->alloc) {
+		t->alloc = true;
+		slot = t->buf + (size_t)(t->tail % TX_SLOTS) * TX_SLOT;
+	}
+	pthread_mutex_unlock(&t->mu);
+	return slot;
+}
+
+/* Queues the slot tx_alloc gave (len 0: given back unused). */
+static int tx_send(void *arg, uint8_t *frame, size_t len)
+{
+	pb_client_t *c = arg;
+	pb_client_tx_t *t = c->tx;
+	int err;
+
+	(void)frame;
+	pthread_mutex_lock(&t->mu);
+	t->len[t->tail % TX_SLOTS] = len;
+	t->tail++;
+	t->alloc = false;
+	err = t->err;
+	pthread_cond_signal(&t->more);
+	pthread_mutex_unlock(&t->mu);
+	return err;
+}
+
+/* Bytes the session writes itself (not through tx_alloc), in order
+ * behind the frames before them. */
+static int tx_write(pb_client_t *c, const uint8_t *data, size_t len)
+{
+	while (len > 0) {
+		size_t n = len < TX_SLOT ? len : TX_SLOT;
+		uint8_t *slot = tx_alloc(c, n);
+		int rc;
+
+		if (slot == NULL)
+			return PB_ESTATE;
+		memcpy(slot, data, n);
+		if ((rc = tx_send(c, slot, n)) != 0)
+			return rc;
+		data += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int tx_err(const pb_client_t *c)
+{
+	int err = 0;
+
+	if (c->tx != NULL) {
+		pthread_mutex_lock(&c->tx->mu);
+		err = c->tx->err;
+		pthread_mutex_unlock(&c->tx->mu);
+	}
+	return err;
+}
+
+int pb__client_tx_start(pb_client_t *c)
+{
+	pb_client_tx_t *t;
+
+	if (c->tx != NULL || c->fd < 0 || !c->sess.established)
+		return 0;
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		return 0;
+	if ((t->buf = malloc((size_t)TX_SLOTS * TX_SLOT)) == NULL) {
+		free(t);
+		return 0;
+	}
+	t->c = c;
+	pthread_mutex_init(&t->mu, NULL);
+	pthread_cond_init(&t->more, NULL);
+	pthread_cond_init(&t->room, NULL);
+	if (pthread_create(&t->thread, NULL, tx_run, t) != 0) {
+		pthread_cond_destroy(&t->more);
+		pthread_cond_destroy(&t->room);
+		pthread_mutex_destroy(&t->mu);
+		free(t->buf);
+		free(t);
+		return 0;
+	}
+	/* What the kernel holds for a pending MSG_MORE goes out first. */
+	c->held = true;
+	push_held(c);
+	c->tx = t;
+	pb__session_set_frame_out(&c->sess, tx_alloc, tx_send);
+	return 0;
+}
+
+int pb__client_flush(pb_client_t *c)
+{
+	pb_client_tx_t *t = c->tx;
+	int err;
+
+	if (t == NULL)
+		return 0;
+	pthread_mutex_lock(&t->mu);
+	while (t->head != t->tail && t->err == 0)
+		pthread_cond_wait(&t->room, &t->mu);
+	err = t->err;
+	pthread_mutex_unlock(&t->mu);
+	return err;
+}
+
+/* Writes what is queued (each write within the timeout), then ends the
+ * thread. */
+static void tx_stop(pb_client_t *c)
+{
+	pb_client_tx_t *t = c->tx;
+
+	if (t == NULL)
+		return;
+	pthread_mutex_lock(&t->mu);
+	t->stop = true;
+	pthread_cond_signal(&t->more);
+	pthread_mutex_unlock(&t->mu);
+	pthread_join(t->thread, NULL);
+	pb__session_set_frame_out(&c->sess, NULL, NULL);
+	pthread_cond_destroy(&t->more);
+	pthread_cond_destroy(&t->room);
+	pthread_mutex_destroy(&t->mu);
+	free(t->buf); /* frames as sent: ciphertext, nothing to wipe */
+	free(t);
+	c->tx = NULL;
 }
 
 static int connect_one(const struct sockaddr_storage *ss, int timeout_ms)
@@ -141,6 +389,8 @@ static int pump(pb_client_t *c, int64_t deadline, bool *established)
 	rc = pb__session_feed(&c->sess, c->rbuf, (size_t)r, enqueue, c, established);
 	if (rc == 0 && c->write_err != 0)
 		rc = c->write_err;
+	if (rc == 0)
+		rc = tx_err(c);
 	return rc;
 }
 
@@ -202,8 +452,12 @@ out_close:
 
 int pb__client_send(pb_client_t *c, pb_envelope_t *env)
 {
+	int rc;
+
 	if (c->fd < 0)
 		return PB_ESTATE;
+	if ((rc = tx_err(c)) != 0)
+		return rc;
 	return pb__session_send(&c->sess, env);
 }
 
@@ -213,6 +467,8 @@ int pb__client_send_more(pb_client_t *c, pb_envelope_t *env)
 
 	if (c->fd < 0)
 		return PB_ESTATE;
+	if (c->tx != NULL) /* the thread writes what is queued together */
+		return pb__client_send(c, env);
 	c->more = true;
 	rc = pb__session_send(&c->sess, env);
 	c->more = false;
@@ -251,6 +507,7 @@ int pb__client_recv(pb_client_t *c, pb_envelope_t **out, int *peer_code)
 
 void pb__client_close(pb_client_t *c)
 {
+	tx_stop(c);
 	while (c->qlen > 0) {
 		pb__envelope_free(c->queue[c->qhead]);
 		c->qhead = (c->qhead + 1) % PB_CLIENT_MAX_QUEUE;

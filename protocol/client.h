@@ -10,6 +10,8 @@
 
 #define PB_CLIENT_MAX_QUEUE 64
 
+typedef struct pb_client_tx_s pb_client_tx_t;
+
 typedef struct pb_client_s {
 	int fd;
 	pb_session_t sess;
@@ -25,6 +27,7 @@ typedef struct pb_client_s {
 	 * held: bytes are held in the socket, pushed before the next wait. */
 	bool more, held;
 	uint8_t *rbuf; /* what a read takes in (allocated at the first read) */
+	pb_client_tx_t *tx; /* the sending thread, once pb__client_tx_start ran */
 } pb_client_t;
 
 /* Connects to the first address that answers (each tried for
@@ -58,7 +61,20 @@ __attribute__((warn_unused_result)) int pb__client_send_more(pb_client_t *c, pb_
  * PB_EPEER_ERROR with *peer_code (may be NULL) set to the peer's code. */
 __attribute__((warn_unused_result)) int pb__client_recv(pb_client_t *c, pb_envelope_t **out, int *peer_code);
 
-/* Closes and wipes; accepts a client that never connected. */
+/* From here on the client's frames are encrypted (on the caller's thread,
+ * in order) into a ring of frames that a thread of the client writes to
+ * the socket, several frames a write, while the caller goes on: for a
+ * bulk sender (a backup), whose thread would otherwise spend a third of
+ * its time in the socket's writes. A write error or timeout comes back
+ * from a later send, receive or pb__client_flush. Without memory or a
+ * thread, the client writes on the caller's thread as before (0). */
+int pb__client_tx_start(pb_client_t *c);
+/* Waits until every frame sent is written (or the write failed: its
+ * error); 0 without the sending thread. */
+__attribute__((warn_unused_result)) int pb__client_flush(pb_client_t *c);
+
+/* Closes and wipes; accepts a client that never connected. A client with
+ * the sending thread writes what is queued first (within the timeout). */
 void pb__client_close(pb_client_t *c);
 
 /* Formats "addr:port" ("[v6]:port") into out. */

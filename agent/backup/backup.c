@@ -1087,6 +1087,8 @@ static int backup_once(const pb_engine_opts_t *o, const pb_provider_t *prov, pb_
 		goto out;
 	if ((rc = sink_open(b)) != 0)
 		goto out;
+	if (!o->dry_run)
+		pb__repo_remote_bulk(b->repo);
 	rc = backup_walk(b, mask);
 	res->seconds = pb__now_s() - t0;
 	b->pr.p.items_done = res->items;

@@ -433,6 +433,12 @@ static const pb_repo_ops_t remote_ops = {
 	r_close, r_list_send, r_list_recv,
 };
 
+void pb__repo_remote_bulk(pb_repo_t *r)
+{
+	if (r != NULL && r->ops == &remote_ops)
+		(void)pb__client_tx_start(&R(r)->c);
+}
+
 int pb__repo_remote_open(const char *home, const char *which, int timeout_ms, const char *device_dir,
 			 void (*report)(void *arg, const char *op, int rc, const char *message), void *arg,
 			 pb_repo_t **out)

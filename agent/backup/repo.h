@@ -80,6 +80,11 @@ PB_WUR int pb__repo_remote_open(const char *home, const char *which, int timeout
 				void (*report)(void *arg, const char *op, int rc, const char *message), void *arg,
 				pb_repo_t **out);
 
+/* A remote repository's connection writes from a thread of its own from
+ * here on (pb__client_tx_start): for a backup, whose puts would otherwise
+ * cost its thread the socket's writes. Other repositories: nothing. */
+void pb__repo_remote_bulk(pb_repo_t *r);
+
 /* A host store in dir, for the phone device_id (16 bytes) of account:
  * backups run in this process. The store is opened (and locked) here. */
 PB_WUR int pb__repo_local_open(const char *dir, const char *account, const uint8_t device_id[16], pb_repo_t **out);
