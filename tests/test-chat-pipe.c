@@ -5,7 +5,9 @@
  * a batch), odd strings (braces, brackets and escaped quotes inside),
  * nested objects, a parse error part way, and a callback that stops.
  * Items hashed a batch at a time come with the digest of their id and
- * hash when the hasher makes digests. */
+ * hash when the hasher makes digests. A small chat's messages, split
+ * without the pipe by a hasher of many at once, are hashed eight at a
+ * time and handed over the same. */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -172,6 +174,24 @@ static void same_split(const char *file, size_t stop_at)
 		if (two.h == &hasher_many)
 			assert_int_equal(two.digested, two.n);
 		pb_buf_free(&two.log);
+	}
+	/* Without the pipe, with a hasher of many at once: the messages are
+	 * held and hashed eight at a time on the thread that parses (a small
+	 * chat's), and handed over as the one-thread split does. */
+	{
+		got_t three = {.stop_at = stop_at, .h = &hasher_many};
+		int rc3;
+
+		many_calls = 0;
+		rc3 = split(file, 0, &three, why2, sizeof(why2));
+		assert_int_equal(rc3, rc1);
+		assert_string_equal(why2, why1);
+		assert_int_equal(three.n, one.n);
+		assert_int_equal(three.log.len, one.log.len);
+		assert_memory_equal(three.log.data, one.log.data, one.log.len);
+		if (one.n > 9)
+			assert_true(many_calls > 0);
+		pb_buf_free(&three.log);
 	}
 	pb_buf_free(&one.log);
 }

@@ -432,14 +432,86 @@ struct tg_split {
 	pb_buf_t buf; /* each message's canonical bytes, one buffer for all */
 	char pre[PB_ITEM_ID_MAX]; /* "chat/<chat>/msg/", made at the first message */
 	size_t npre;
+	/* Messages held until SPLIT_LANES are, then hashed together in
+	 * vector lanes (the hasher's many and keys_many) and handed over in
+	 * order (split_flush): with a hasher that has them, on the thread
+	 * that parses (a small chat's: the walk's). */
+	struct held {
+		pb_buf_t data;
+		char id[PB_ITEM_ID_MAX];
+		uint64_t seq;
+	} held[8];
+	size_t nheld;
 };
 
+#define SPLIT_LANES 8
+
+/* Hands over the held messages, hashed together; the callback's error
+ * stops it (and the split). */
+static int split_flush(struct tg_split *s)
+{
+	const uint8_t *data[SPLIT_LANES];
+	const char *ids[SPLIT_LANES];
+	size_t len[SPLIT_LANES], idlen[SPLIT_LANES];
+	uint8_t hash[SPLIT_LANES][32], *out[SPLIT_LANES];
+	uint64_t keys[SPLIT_LANES];
+	size_t n = s->nheld, k;
+
+	s->nheld = 0;
+	if (n == 0 || s->cb_ret != 0)
+		return s->cb_ret;
+	for (k = 0; k < n; k++) {
+		data[k] = s->held[k].data.data != NULL ? s->held[k].data.data : (const uint8_t *)"";
+		len[k] = s->held[k].data.len;
+		ids[k] = s->held[k].id;
+		idlen[k] = strlen(ids[k]);
+		out[k] = hash[k];
+	}
+	s->h->many(s->h->arg, data, len, out, n);
+	s->h->keys_many(s->h->arg, ids, idlen, keys, n);
+	for (k = 0; k < n && s->cb_ret == 0; k++) {
+		pb__item_x_t x;
+
+		memset(&x, 0, sizeof(x));
+		x.it.kind = PB_KIND_CHAT;
+		x.it.id = ids[k];
+		x.it.path = s->relpath;
+		x.it.seq = s->held[k].seq;
+		x.it.data = data[k];
+		x.it.len = len[k];
+		x.it.size = len[k];
+		memcpy(x.hash, hash[k], sizeof(x.hash));
+		x.hashed = true;
+		x.key = keys[k];
+		x.keyed = true;
+		s->cb_ret = s->cb(s->arg, &x.it);
+	}
+	sodium_memzero(hash, sizeof(hash));
+	return s->cb_ret;
+}
+
 /* Each item goes out as the it of a pb__item_x_t, hashed here (on the
- * parsing thread) when there is a hasher. */
+ * parsing thread) when there is a hasher: a message held for its hash in
+ * lanes (split_flush) when the hasher hashes many at once. */
 static int split_emit(struct tg_split *s, const char *id, uint64_t seq, const pb_buf_t *b)
 {
 	pb__item_x_t x;
 
+	if (seq > 0 && s->h != NULL && s->h->many != NULL && s->h->keys_many != NULL && b->data != NULL &&
+	    strlen(id) < sizeof(s->held[0].id)) {
+		struct held *m = &s->held[s->nheld];
+
+		m->data.len = 0;
+		if ((s->cb_ret = pb_buf_append(&m->data, b->data, b->len)) != 0)
+			return s->cb_ret;
+		memcpy(m->id, id, strlen(id) + 1);
+		m->seq = seq;
+		if (++s->nheld == SPLIT_LANES)
+			return split_flush(s);
+		return 0;
+	}
+	if (split_flush(s) != 0)
+		return s->cb_ret;
 	memset(&x, 0, sizeof(x));
 	x.it.kind = PB_KIND_CHAT;
 	x.it.id = id;
@@ -602,7 +674,11 @@ static int split_go(struct split_job *j, pb_item_cb cb, void *arg)
 	if (err == 0)
 		err = pb__chat_tg_finish(p, j->why, sizeof(j->why));
 	pb__chat_tg_free(p);
+	/* The messages parsed before an error go out before it, as each did. */
+	(void)split_flush(&s);
 	pb__chat_buf_clear(&s.buf);
+	for (size_t k = 0; k < SPLIT_LANES; k++)
+		pb__chat_buf_clear(&s.held[k].data);
 	if (s.cb_ret != 0)
 		return s.cb_ret;
 	j->parse_failed = err != 0;
