@@ -25,9 +25,23 @@ static int64_t now_ms(void)
 
 static int tx_write(pb_client_t *c, const uint8_t *data, size_t len);
 
+/* After a write that failed with err: 0 to write again (interrupted, or
+ * the socket has room again within the timeout), else the error. */
+static int write_again(const pb_client_t *c, int err)
+{
+	struct pollfd p = { c->fd, POLLOUT, 0 };
+
+	if (err == EINTR)
+		return 0;
+	if (err != EAGAIN)
+		return -err;
+	return poll(&p, 1, c->timeout_ms) > 0 ? 0 : PB_ETIMEOUT;
+}
+
 static int write_all(void *arg, const uint8_t *data, size_t len)
 {
 	pb_client_t *c = arg;
+	int rc;
 
 	if (c->tx != NULL)
 		return tx_write(c, data, len);
@@ -35,16 +49,11 @@ static int write_all(void *arg, const uint8_t *data, size_t len)
 		ssize_t w = send(c->fd, data, len, MSG_NOSIGNAL | (c->more ? MSG_MORE : 0));
 
 		if (w < 0) {
-			if (errno == EINTR)
+			if ((rc = write_again(c, errno)) == 0)
 				continue;
-			if (errno == EAGAIN) {
-				struct pollfd p = { c->fd, POLLOUT, 0 };
-				if (poll(&p, 1, c->timeout_ms) <= 0)
-					return PB_ETIMEOUT;
-				continue;
-			}
-			c->write_err = -errno;
-			return -errno;
+			if (rc != PB_ETIMEOUT)
+				c->write_err = rc;
+			return rc;
 		}
 		data += w;
 		len -= (size_t)w;
@@ -106,16 +115,11 @@ static int tx_writev(pb_client_t *c, struct iovec *iov, int n)
 		m.msg_iovlen = (size_t)n;
 		w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
 		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				struct pollfd p = { c->fd, POLLOUT, 0 };
+			int rc = write_again(c, errno);
 
-				if (poll(&p, 1, c->timeout_ms) <= 0)
-					return PB_ETIMEOUT;
-				continue;
-			}
-			return -errno;
+			if (rc != 0)
+				return rc;
+			continue;
 		}
 		out += (uint64_t)w;
 		while (n > 0 && (size_t)w >= iov->iov_len) {
