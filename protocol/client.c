@@ -78,7 +78,7 @@ static void push_held(pb_client_t *c)
 
 /* ---- the sending thread (pb__client_tx_start) ------------------------------ */
 
-/* Frames of up to TX_SLOT bytes in TX_SLOTS slots (2 MiB): a put batch's
+/* Frames of up to TX_SLOT bytes in TX_SLOTS slots (1 MiB): a put batch's
  * frames are encrypted into them while the thread writes the ones before
  * to the socket, up to all of them in one write. */
 #define TX_SLOTS 16

@@ -4,6 +4,7 @@
  * without harming what was committed. Real files, real fsync. */
 #include <dirent.h>
 #include <errno.h>
+#include <linux/magic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1149,7 +1150,7 @@ static void test_synced_pages_dropped(void **state)
 
 	(void)state;
 	assert_int_equal(statfs(dir, &fs), 0);
-	if (fs.f_type == 0x01021994 /* TMPFS_MAGIC */) {
+	if (fs.f_type == TMPFS_MAGIC) {
 		pb_test_rmtree(dir);
 		free(dir);
 		skip();

@@ -421,6 +421,9 @@ static int chat_dir_of(const char *relpath, char *out, size_t cap)
 	return 0;
 }
 
+/* Messages a small chat's split hashes together (split_flush). */
+#define SPLIT_LANES 8
+
 struct tg_split {
 	const char *relpath;
 	char chat[128];
@@ -440,11 +443,9 @@ struct tg_split {
 		pb_buf_t data;
 		char id[PB_ITEM_ID_MAX];
 		uint64_t seq;
-	} held[8];
+	} held[SPLIT_LANES];
 	size_t nheld;
 };
-
-#define SPLIT_LANES 8
 
 /* Hands over the held messages, hashed together; the callback's error
  * stops it (and the split). */
@@ -496,15 +497,16 @@ static int split_flush(struct tg_split *s)
 static int split_emit(struct tg_split *s, const char *id, uint64_t seq, const pb_buf_t *b)
 {
 	pb__item_x_t x;
+	size_t idlen = strlen(id);
 
 	if (seq > 0 && s->h != NULL && s->h->many != NULL && s->h->keys_many != NULL && b->data != NULL &&
-	    strlen(id) < sizeof(s->held[0].id)) {
+	    idlen < sizeof(s->held[0].id)) {
 		struct held *m = &s->held[s->nheld];
 
 		m->data.len = 0;
 		if ((s->cb_ret = pb_buf_append(&m->data, b->data, b->len)) != 0)
 			return s->cb_ret;
-		memcpy(m->id, id, strlen(id) + 1);
+		memcpy(m->id, id, idlen + 1);
 		m->seq = seq;
 		if (++s->nheld == SPLIT_LANES)
 			return split_flush(s);
@@ -677,8 +679,12 @@ static int split_go(struct split_job *j, pb_item_cb cb, void *arg)
 	/* The messages parsed before an error go out before it, as each did. */
 	(void)split_flush(&s);
 	pb__chat_buf_clear(&s.buf);
-	for (size_t k = 0; k < SPLIT_LANES; k++)
+	/* The held copies of messages are wiped, as a read file is. */
+	for (size_t k = 0; k < SPLIT_LANES; k++) {
+		if (s.held[k].data.data != NULL)
+			sodium_memzero(s.held[k].data.data, s.held[k].data.cap);
 		pb__chat_buf_clear(&s.held[k].data);
+	}
 	if (s.cb_ret != 0)
 		return s.cb_ret;
 	j->parse_failed = err != 0;
