@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -366,12 +367,86 @@ static void test_reader_same_as_file_many(void **state)
 	free(dir);
 }
 
+/* A run of files of one chunk each, and of a few, each read ahead behind
+ * the one being taken, taken slowly: the namer finds several pieces
+ * queued, of two files, and names them together; every piece's names
+ * are still its own chunks', in order, and one file dropped untaken
+ * leaves the next one's names right. */
+static void test_reader_names_queued_together(void **state)
+{
+	enum { FILES = 24 };
+	size_t len[FILES];
+	uint8_t *buf = malloc(6u << 20);
+	char *dir = pb_test_tmpdir("cdc-reader-run");
+	char path[FILES][4200];
+	pb_backup_keys_t k;
+	pb_cdc_t *cdc = malloc(sizeof(*cdc));
+	pb__reader_t *r = NULL;
+	static struct cuts want[FILES];
+	int fd[FILES];
+
+	(void)state;
+	assert_non_null(buf);
+	assert_non_null(cdc);
+	keys_from(11, &k);
+	pb_cdc_init(cdc, &k);
+	assert_int_equal(pb__reader_new(cdc, &k, &r), 0);
+	for (size_t i = 0; i < FILES; i++) {
+		/* Mostly one chunk (64 KiB to 1 MiB, some whole), every fifth
+		 * several (up to 6 MiB). */
+		len[i] = i % 5 == 4 ? (2u << 20) + i * 150001u : 65537u + i * 40009u;
+		fill(buf, len[i], (int)(i % 2), 300u + (uint32_t)i);
+		snprintf(path[i], sizeof(path[i]), "%s/f%zu", dir, i);
+		write_file(path[i], buf, len[i]);
+		if (len[i] <= PB_CDC_WHOLE_MAX && i % 3 == 0) {
+			memset(&want[i], 0, sizeof(want[i]));
+			want[i].k = &k;
+			want[i].n = 1;
+			want[i].len[0] = len[i];
+			pb__chunk_name(k.name, buf, len[i], want[i].names[0]);
+		} else {
+			expect(cdc, &k, path[i], &want[i]);
+		}
+		fd[i] = open(path[i], O_RDONLY);
+		assert_true(fd[i] >= 0);
+	}
+	for (int round = 0; round < 3; round++) {
+		assert_int_equal(pb__reader_add(r, fd[0], false), 0);
+		for (size_t i = 0; i < FILES; i++) {
+			struct timespec pause = { 0, 2000000 }; /* 2 ms: the one ahead is read, maybe named */
+
+			if (i + 1 < FILES) {
+				bool whole = len[i + 1] <= PB_CDC_WHOLE_MAX && (i + 1) % 3 == 0;
+
+				assert_int_equal(lseek(fd[i + 1], 0, SEEK_SET), 0);
+				assert_int_equal(pb__reader_add(r, fd[i + 1], whole), 0);
+			}
+			if (round > 0)
+				nanosleep(&pause, NULL);
+			if (round == 2 && i % 7 == 3)
+				pb__reader_done(r); /* dropped, taken or not */
+			else
+				take(r, &k, &want[i], 0);
+		}
+		assert_int_equal(lseek(fd[0], 0, SEEK_SET), 0);
+	}
+	pb__reader_free(r);
+	for (size_t i = 0; i < FILES; i++)
+		close(fd[i]);
+	pb_cdc_wipe(cdc);
+	free(cdc);
+	free(buf);
+	pb_test_rmtree(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cut_same_as_before),
 		cmocka_unit_test(test_cut_more_by_blocks),
 		cmocka_unit_test(test_reader_same_as_file_many),
+		cmocka_unit_test(test_reader_names_queued_together),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -73,7 +73,7 @@ struct pb__reader_s {
 	pthread_t namer;      /* names the queued pieces, in order */
 	pthread_cond_t name;  /* the namer's: a piece to name, stop */
 	bool stop;            /* the threads end */
-	bool naming;          /* the namer names q[qhead + nnamed] */
+	size_t naming;        /* the namer names q[qhead + nnamed] and the naming - 1 after it */
 	/* Files by seq: the caller takes pieces of jhead, the thread cuts
 	 * jrun; jobs[seq % JOBS]. cancel: jrun stops early. */
 	struct job jobs[JOBS];
@@ -150,22 +150,31 @@ static bool canceled(pb__reader_t *r, bool *hungry)
 	return c;
 }
 
-/* Names a piece's chunks. */
-static void name_piece(pb__reader_t *r, pb__piece_t *p)
+/* Names the chunks of the np pieces from q[first] on together: a file
+ * of one chunk (most files of 64 KiB to 1 MiB) and the next file's first
+ * piece, queued behind it, fill lanes that each would leave empty. */
+static void name_pieces(pb__reader_t *r, size_t first, size_t np)
 {
-	const uint8_t *data[PB__CDC_CUTS_MAX];
-	uint8_t *out[PB__CDC_CUTS_MAX];
-	size_t off = 0;
+	const uint8_t *data[POOL * PB__CDC_CUTS_MAX];
+	uint8_t *out[POOL * PB__CDC_CUTS_MAX];
+	size_t len[POOL * PB__CDC_CUTS_MAX];
+	size_t n = 0;
 
-	for (size_t k = 0; k < p->n; k++) {
-		data[k] = p->buf + off;
-		out[k] = p->names[k];
-		off += p->len[k];
+	for (size_t i = 0; i < np; i++) {
+		pb__piece_t *p = &r->q[(first + i) % POOL];
+		size_t off = 0;
+
+		for (size_t k = 0; k < p->n; k++) {
+			data[n] = p->buf + off;
+			len[n] = p->len[k];
+			out[n++] = p->names[k];
+			off += p->len[k];
+		}
 	}
-	if (p->n == 1)
-		pb__chunk_name(r->name_k_raw, p->buf, p->len[0], p->names[0]); /* one long message: libsodium's */
+	if (n == 1)
+		pb__chunk_name(r->name_k_raw, data[0], len[0], out[0]); /* one long message: libsodium's */
 	else
-		pb__b2k_hash_many(&r->name_k, data, p->len, out, p->n);
+		pb__b2k_hash_many(&r->name_k, data, len, out, n);
 }
 
 /* Queues a piece, to be named by the namer, then taken by the caller. */
@@ -179,28 +188,29 @@ static void hand(pb__reader_t *r, pb__piece_t *p)
 	pthread_mutex_unlock(&r->mu);
 }
 
-/* The namer: the queue's first piece not named yet, in order. Its slot
- * is the namer's alone while it names it: the reader queues behind it,
- * the caller takes named ones only, pb__reader_done waits for it. */
+/* The namer: the queue's pieces not named yet, all that are queued, in
+ * order. Their slots are the namer's alone while it names them: the
+ * reader queues behind them, the caller takes named ones only,
+ * pb__reader_done waits for them. */
 static void *run_namer(void *arg)
 {
 	pb__reader_t *r = arg;
 
 	pthread_mutex_lock(&r->mu);
 	for (;;) {
-		pb__piece_t *p;
+		size_t first, np;
 
 		while (!r->stop && r->nnamed == r->qn)
 			pthread_cond_wait(&r->name, &r->mu);
 		if (r->stop)
 			break;
-		p = &r->q[(r->qhead + r->nnamed) % POOL];
-		r->naming = true;
+		first = r->qhead + r->nnamed;
+		np = r->naming = r->qn - r->nnamed;
 		pthread_mutex_unlock(&r->mu);
-		name_piece(r, p);
+		name_pieces(r, first, np);
 		pthread_mutex_lock(&r->mu);
-		r->naming = false;
-		r->nnamed++;
+		r->nnamed += np;
+		r->naming = 0;
 		pthread_cond_broadcast(&r->ready);
 	}
 	pthread_mutex_unlock(&r->mu);
@@ -464,9 +474,10 @@ void pb__reader_done(pb__reader_t *r)
 	if (r->jrun == r->jhead)
 		r->cancel = true;
 	pthread_cond_broadcast(&r->work);
-	/* ... and the namer with one of its pieces. */
+	/* ... and the namer with its pieces (the first it names is the
+	 * first of the file's not named). */
 	while (!r->jobs[r->jhead % JOBS].ended ||
-	       (r->naming && r->qjob[(r->qhead + r->nnamed) % POOL] == r->jhead))
+	       (r->naming > 0 && r->qjob[(r->qhead + r->nnamed) % POOL] == r->jhead))
 		pthread_cond_wait(&r->ready, &r->mu);
 	/* Its pieces left are dropped: they come before the next file's. */
 	while (r->qn > 0 && r->qjob[r->qhead] == r->jhead) {

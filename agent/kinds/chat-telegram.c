@@ -640,6 +640,8 @@ static int split_go(struct split_job *j, pb_item_cb cb, void *arg)
 	pb__chat_tg_sink_t sink = {split_begin, split_message, NULL, &s, true, split_canon};
 	pb__chat_tg_t *p;
 	uint8_t *block = NULL;
+	size_t bsize = BLOCK, used = 0; /* the block's size, and how much of it held bytes */
+	struct stat st;
 	int err;
 
 	memset(&s, 0, sizeof(s));
@@ -649,7 +651,12 @@ static int split_go(struct split_job *j, pb_item_cb cb, void *arg)
 	s.h = j->h;
 	if ((err = chat_dir_of(j->relpath, s.chat, sizeof(s.chat))) != 0)
 		return err;
-	if (j->fd >= 0 && (block = malloc(BLOCK)) == NULL)
+	/* A small chat's block is its size and a page (its end read in the
+	 * same call): most chats are a few KiB, and a 1 MiB block wiped for
+	 * each was a twentieth of the walk's thread. */
+	if (j->fd >= 0 && fstat(j->fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size < BLOCK - 4096)
+		bsize = (size_t)st.st_size + 4096;
+	if (j->fd >= 0 && (block = malloc(bsize)) == NULL)
 		return PB_ENOMEM;
 	if ((err = pb__chat_tg_new(&p, &sink)) != 0) {
 		free(block);
@@ -659,7 +666,7 @@ static int split_go(struct split_job *j, pb_item_cb cb, void *arg)
 		err = pb__chat_tg_feed(p, j->buf, j->len, j->why, sizeof(j->why));
 	} else {
 		for (;;) {
-			ssize_t n = read(j->fd, block, BLOCK);
+			ssize_t n = read(j->fd, block, bsize);
 
 			if (n < 0 && errno == EINTR)
 				continue;
@@ -667,10 +674,12 @@ static int split_go(struct split_job *j, pb_item_cb cb, void *arg)
 				err = n < 0 ? -errno : 0;
 				break;
 			}
+			if ((size_t)n > used)
+				used = (size_t)n;
 			if ((err = pb__chat_tg_feed(p, block, (size_t)n, j->why, sizeof(j->why))) != 0)
 				break;
 		}
-		sodium_memzero(block, BLOCK);
+		sodium_memzero(block, used);
 		free(block);
 	}
 	if (err == 0)
