@@ -8,10 +8,11 @@
  * with the chunks it holds whole once it is full, or at once when the
  * scan thread waits for it; only the bytes of the chunk being cut move
  * to the next buffer (a buffer cut at its front used to move each byte
- * about once, and the sink copied every chunk again). The chunks of a
- * buffer are named together in vector lanes (pb__b2k_hash_many; a lone
- * one by libsodium, faster on one long message) before it goes, on a
- * second thread (the namer): the reader cuts the next buffer meanwhile.
+ * about once, and the sink copied every chunk again). The chunks of the
+ * buffers queued are named together in vector lanes (pb__b2k_hash_many;
+ * a lone one by libsodium, faster on one long message) before they go,
+ * on a second thread (the namer): the reader cuts the next buffer
+ * meanwhile.
  * Reading and cutting cost about as much as naming, and one thread doing
  * both was slower than the scan thread takes the chunks; the pieces stay
  * in one queue, in order, and the caller takes only named ones. */
