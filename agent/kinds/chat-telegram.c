@@ -447,6 +447,21 @@ struct tg_split {
 	size_t nheld;
 };
 
+/* x as the chat message (or the chat's frame, seq 0) id of len bytes at
+ * data, not hashed yet. */
+static void split_item(const struct tg_split *s, pb__item_x_t *x, const char *id, uint64_t seq, const uint8_t *data,
+		       size_t len)
+{
+	memset(x, 0, sizeof(*x));
+	x->it.kind = PB_KIND_CHAT;
+	x->it.id = id;
+	x->it.path = s->relpath;
+	x->it.seq = seq;
+	x->it.data = data;
+	x->it.len = len;
+	x->it.size = len;
+}
+
 /* Hands over the held messages, hashed together; the callback's error
  * stops it (and the split). */
 static int split_flush(struct tg_split *s)
@@ -473,14 +488,7 @@ static int split_flush(struct tg_split *s)
 	for (k = 0; k < n && s->cb_ret == 0; k++) {
 		pb__item_x_t x;
 
-		memset(&x, 0, sizeof(x));
-		x.it.kind = PB_KIND_CHAT;
-		x.it.id = ids[k];
-		x.it.path = s->relpath;
-		x.it.seq = s->held[k].seq;
-		x.it.data = data[k];
-		x.it.len = len[k];
-		x.it.size = len[k];
+		split_item(s, &x, ids[k], s->held[k].seq, data[k], len[k]);
 		memcpy(x.hash, hash[k], sizeof(x.hash));
 		x.hashed = true;
 		x.key = keys[k];
@@ -514,20 +522,13 @@ static int split_emit(struct tg_split *s, const char *id, uint64_t seq, const pb
 	}
 	if (split_flush(s) != 0)
 		return s->cb_ret;
-	memset(&x, 0, sizeof(x));
-	x.it.kind = PB_KIND_CHAT;
-	x.it.id = id;
-	x.it.path = s->relpath;
-	x.it.seq = seq;
-	x.it.data = b->data;
-	x.it.len = b->len;
-	x.it.size = b->len;
+	split_item(s, &x, id, seq, b->data, b->len);
 	if (s->h != NULL && b->data != NULL) {
 		s->h->fn(s->h->arg, b->data, b->len, x.hash);
 		x.hashed = true;
 	}
 	if (s->h != NULL && s->h->key != NULL) {
-		x.key = s->h->key(s->h->arg, id, strlen(id));
+		x.key = s->h->key(s->h->arg, id, idlen);
 		x.keyed = true;
 	}
 	s->cb_ret = s->cb(s->arg, &x.it);

@@ -266,9 +266,10 @@ static void write_back(pb_store_ns_t *ns)
  * use instead of claiming fresh ones: on a virtual machine whose free
  * pages go back to the hypervisor, a fresh page costs about four times
  * as much to write into (docs/BENCH.md, "What changed: the host's pack
- * pages leave the page cache after their commit"). The page the next record still writes to stays, so
- * that writing it does not read it back from the disk; a full pack's
- * last page goes too. A hint: nothing depends on its success. */
+ * pages leave the page cache after their commit"). The page the next
+ * record still writes to stays, so that writing it does not read it back
+ * from the disk; a full pack's last page goes too. A hint: nothing
+ * depends on its success. */
 static void drop_synced(const pb_store_ns_t *ns, bool whole)
 {
 #ifdef POSIX_FADV_DONTNEED
