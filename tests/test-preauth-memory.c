@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -266,6 +267,60 @@ static void test_per_device_cap(void **state)
 		pb__client_close(&c[i]);
 }
 
+/* A connection of one device whose handshake ends after four newer ones
+ * of the device have authenticated is the one refused: the newest win in
+ * the order they arrived, not in the order their handshakes happen to end.
+ * The older one is a ping command held at the phone's last handshake
+ * message (PEERBACK_TEST_PAUSE, agent/util/testhook.h); the host used to
+ * close the oldest of the four newer ones for it. */
+static void test_late_handshake_refused(void **state)
+{
+	enum { NEWER = 4 };
+	char pause_file[4200], file_env[4300], line[4096];
+	char *tool = pb_test_tool("peerback");
+	char *argv[] = { tool, "--home", phone, "--json", "ping", NULL };
+	char *env[] = { "PEERBACK_TEST_PAUSE=auth-passed:1", file_env, NULL };
+	pb_test_proc_t late;
+	pb_client_t c[NEWER];
+	struct stat st;
+	int rc;
+
+	(void)state;
+	snprintf(pause_file, sizeof(pause_file), "%s/late.paused", dir);
+	snprintf(file_env, sizeof(file_env), "PEERBACK_TEST_PAUSE_FILE=%s", pause_file);
+	unlink(pause_file);
+	assert_int_equal(pb_test_spawn(&late, argv, env), 0);
+	free(tool);
+	for (int waited = 0; !(stat(pause_file, &st) == 0 && st.st_size > 0); waited += 10) {
+		assert_true(waited < 10000);
+		usleep(10 * 1000);
+	}
+	/* Four newer connections of the device, each known to the host as
+	 * authenticated (a ping answered) before the held one goes on. */
+	for (int i = 0; i < NEWER; i++) {
+		assert_int_equal(pb__phone_connect(phone, NULL, 5000, &c[i], NULL), 0);
+		assert_int_equal(pb__phone_ping(&c[i], 2), 0);
+	}
+	assert_int_equal(kill(late.pid, SIGCONT), 0);
+	/* Its output to its end: the host refused it ("busy"). */
+	while (pb_test_readline(&late, line, sizeof(line), 5000) >= 0)
+		;
+	rc = pb_test_stop(&late, SIGKILL);
+	if (rc == 0)
+		print_error("the held ping passed: a newer connection was closed for it\n");
+	assert_true(rc != 0);
+	for (int i = 0; i < NEWER; i++) {
+		long ms = pb_test_wait_closed(c[i].fd, 300);
+
+		if (ms >= 0)
+			print_error("connection %d of the %d newer ones was closed\n", i + 1, NEWER);
+		assert_true(ms < 0);
+	}
+	for (int i = 0; i < NEWER; i++)
+		pb__client_close(&c[i]);
+	ping_ok();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -274,6 +329,7 @@ int main(void)
 		cmocka_unit_test(test_idle_timeout),
 		cmocka_unit_test(test_connection_caps),
 		cmocka_unit_test(test_per_device_cap),
+		cmocka_unit_test(test_late_handshake_refused),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

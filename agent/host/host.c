@@ -690,16 +690,20 @@ static void passed(pb_host_conn_t *conn)
 
 /* A device holds at most MAX_PER_DEVICE authenticated connections: its
  * newest wins, so a phone that lost its network gets back in at once, and
- * what one device can make the host hold is bounded (docs/PROTOCOL.md). */
+ * what one device can make the host hold is bounded (docs/PROTOCOL.md).
+ * Newest by arrival: the list runs from the last connection accepted, and
+ * conn, which has just authenticated, counts at its own place in it. A
+ * connection that finishes its handshake after MAX_PER_DEVICE newer ones
+ * of its device is the one refused, not the newest of them. */
 static void one_device_limit(pb_host_t *host, pb_host_conn_t *conn)
 {
 	unsigned n = 0;
 
 	for (pb_host_conn_t *c = host->conns_last; c != NULL; c = c->prev) {
-		if (c == conn || c->ch.closing || c->ch.flush_then_close || c->state != PB_HOST_CONN_READY ||
+		if (c->ch.closing || c->ch.flush_then_close || c->state != PB_HOST_CONN_READY ||
 		    memcmp(c->device.device_id, conn->device.device_id, PB_DEVICE_ID_LEN) != 0)
 			continue;
-		if (++n >= MAX_PER_DEVICE)
+		if (++n > MAX_PER_DEVICE)
 			pb__channel_fail(&c->ch, PB_EBUSY, "this device opened a newer connection");
 	}
 }

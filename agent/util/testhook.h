@@ -7,8 +7,9 @@
  * test can so kill a program at a point of its own choosing, however fast
  * the program runs. Points are fixed names in the code (the store's write
  * path: "put", "pack-synced", "index-committed", "snapshot-checked",
- * "snapshot-committed", ...); nothing received from the network can arm or
- * name one. Private to the library. */
+ * "snapshot-committed", ...; the phone's handshake: "auth-passed");
+ * nothing received from the network can arm or name one. Private to the
+ * library. */
 #ifndef PB_AGENT_TESTHOOK_H
 #define PB_AGENT_TESTHOOK_H
 
