@@ -28,6 +28,9 @@ static pb_test_imd_t imd;
 static pb_test_host_t host;
 static char host_home[4096], phone[4096];
 static uint8_t host_pk[32];
+/* test_late_handshake_refused's held command: killed in teardown if a
+ * failed assertion left it stopped (it shares the runner's stderr). */
+static pb_test_proc_t late;
 
 static int setup(void **state)
 {
@@ -49,6 +52,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
+	(void)pb_test_stop(&late, SIGKILL);
 	pb_test_host_drain_stop();
 	pb_test_cleanup(&host, &imd, dir);
 	return 0;
@@ -280,7 +284,6 @@ static void test_late_handshake_refused(void **state)
 	char *tool = pb_test_tool("peerback");
 	char *argv[] = { tool, "--home", phone, "--json", "ping", NULL };
 	char *env[] = { "PEERBACK_TEST_PAUSE=auth-passed:1", file_env, NULL };
-	pb_test_proc_t late;
 	pb_client_t c[NEWER];
 	struct stat st;
 	int rc;
