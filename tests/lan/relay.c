@@ -11,9 +11,12 @@
  * [-J, J], never before a byte read earlier (a TCP stream keeps its order,
  * so jitter shows as uneven gaps). SIGUSR1 cuts the link: every connection
  * is reset and new ones are reset until SIGUSR2 restores it. --cut-after-up
- * (phone to host bytes, all connections together) and --cut-after-down cut
- * once by themselves, for --cut-for-ms (default: until SIGUSR2). It prints
- * one JSON line per event on stdout.
+ * (phone to host bytes read, all connections together) and --cut-after-down
+ * (host to phone bytes the phone's side has acknowledged: written, less what
+ * still waits in the relay's socket, so that what the phone got before the
+ * cut does not depend on how full the buffers between them were) cut once
+ * by themselves, for --cut-for-ms (default: until SIGUSR2). It prints one
+ * JSON line per event on stdout.
  *
  * echo serves the probe: a connection starting with 'E' is echoed, one
  * starting with 'S' is drained and answered with its byte count.
@@ -37,6 +40,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,7 +63,8 @@ typedef struct dir_s {
 	size_t queued;
 	int64_t last_due;
 	bool eof, shut;
-	uint64_t bytes;
+	uint64_t bytes;   /* read */
+	uint64_t written; /* written to the other side's socket */
 } dir_t;
 
 typedef struct conn_s {
@@ -71,6 +77,7 @@ static volatile sig_atomic_t want_cut, want_restore, want_stop;
 static conn_t conns[MAX_CONNS];
 static int64_t delay_ms, jitter_ms, cut_for_ms = -1;
 static uint64_t cut_after_up, cut_after_down, total_up, total_down;
+static uint64_t acked_down_closed; /* delivered down on connections since closed */
 static bool cut, auto_cut_done;
 static int64_t restore_at;
 
@@ -149,8 +156,12 @@ static void dir_free(dir_t *d)
 	d->queued = 0;
 }
 
+static uint64_t dir_acked(const dir_t *d);
+static uint64_t acked_down(void);
+
 static void conn_end(conn_t *c, bool reset, const char *why)
 {
+	acked_down_closed += dir_acked(&c->down);
 	printf("{\"event\":\"closed\",\"conn\":%d,\"up\":%llu,\"down\":%llu,\"why\":\"%s\"}\n", c->id,
 	       (unsigned long long)c->up.bytes, (unsigned long long)c->down.bytes, why);
 	fflush(stdout);
@@ -169,8 +180,8 @@ static void conn_end(conn_t *c, bool reset, const char *why)
 static void do_cut(const char *why)
 {
 	cut = true;
-	printf("{\"event\":\"cut\",\"why\":\"%s\",\"up\":%llu,\"down\":%llu}\n", why, (unsigned long long)total_up,
-	       (unsigned long long)total_down);
+	printf("{\"event\":\"cut\",\"why\":\"%s\",\"up\":%llu,\"down\":%llu,\"down_acked\":%llu}\n", why,
+	       (unsigned long long)total_up, (unsigned long long)total_down, (unsigned long long)acked_down());
 	fflush(stdout);
 	for (int i = 0; i < MAX_CONNS; i++)
 		if (conns[i].used)
@@ -247,6 +258,7 @@ static int dir_write(dir_t *d)
 			return errno == EAGAIN || errno == EINTR ? 0 : -1;
 		s->off += (size_t)w;
 		d->queued -= (size_t)w;
+		d->written += (uint64_t)w;
 		if (s->off < s->len)
 			return 0;
 		d->head = s->next;
@@ -259,6 +271,27 @@ static int dir_write(dir_t *d)
 		d->shut = true;
 	}
 	return 0;
+}
+
+/* Bytes of a direction its receiver has acknowledged: written, less what
+ * the socket still holds (not sent, or sent and not acknowledged). */
+static uint64_t dir_acked(const dir_t *d)
+{
+	int outq = 0;
+
+	if (d->to < 0 || ioctl(d->to, SIOCOUTQ, &outq) != 0 || outq < 0)
+		outq = 0;
+	return d->written > (uint64_t)outq ? d->written - (uint64_t)outq : 0;
+}
+
+static uint64_t acked_down(void)
+{
+	uint64_t n = acked_down_closed;
+
+	for (int i = 0; i < MAX_CONNS; i++)
+		if (conns[i].used)
+			n += dir_acked(&conns[i].down);
+	return n;
 }
 
 static int connect_to(const struct sockaddr_in *to)
@@ -355,7 +388,7 @@ static int run_relay(const struct sockaddr_in *listen_a, const struct sockaddr_i
 		if (cut && restore_at != 0 && t >= restore_at)
 			do_restore();
 		if (!auto_cut_done && ((cut_after_up > 0 && total_up >= cut_after_up) ||
-				       (cut_after_down > 0 && total_down >= cut_after_down))) {
+				       (cut_after_down > 0 && acked_down() >= cut_after_down))) {
 			auto_cut_done = true;
 			do_cut("bytes");
 			if (cut_for_ms >= 0)
@@ -400,6 +433,11 @@ static int run_relay(const struct sockaddr_in *listen_a, const struct sockaddr_i
 		{
 			int64_t left = wake == INT64_MAX ? 200 : wake - now_ms();
 			int timeout = left < 0 ? 0 : left > 200 ? 200 : (int)left;
+
+			/* Acknowledgements raise no event here: looked at each
+			 * millisecond until the cut they wait for. */
+			if (!auto_cut_done && cut_after_down > 0 && timeout > 1)
+				timeout = 1;
 
 			if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR)
 				break;

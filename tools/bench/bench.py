@@ -685,6 +685,9 @@ def single_restore(env, phone, ids, r, args, prefix="single_restore", extra=()):
         shutil.rmtree(to, ignore_errors=True)
     r[prefix + "_ms_p50"] = percentile(times, 50)
     r[prefix + "_ms_p99"] = percentile(times, 99)
+    # Every command's time in the order run, to tell a slow start from
+    # scattered outliers.
+    r[prefix + "_ms_each"] = [round(t, 2) for t in times]
     r[prefix + "_store_messages"] = len(ids)
     # How each was found: "state" (one request) or "manifest" (the walk).
     r[prefix + "_lookups"] = lookups
