@@ -13,6 +13,7 @@
 #include "testutil.h"
 #include "agent/backup/internal.h"
 #include "agent/backup/stream.h"
+#include "agent/util/blake2b.h"
 #include "peerback.h"
 #include "peerback/store.h"
 
@@ -601,11 +602,83 @@ static void test_manifest_rejects_bad_input(void **state)
 		free(m.cts[i]);
 }
 
+/* Chunk names (docs/STORAGE.md, "Chunk names"): below 64 KiB the keyed
+ * BLAKE2b of the bytes, as before; from 64 KiB on, eight segments hashed
+ * in vector lanes and a personalized hash of them. pb__chunk_name and
+ * pb__chunk_names_many (batches of mixed lengths, across its groups of
+ * 32) give the reference's names (pb_test_chunk_name, libsodium's one
+ * stream only) at the segments' edges; the name of every chunk before
+ * (the hash of its bytes) is still accepted for the same bytes, no name
+ * for other bytes; and a chunk sealed under its old name opens. */
+static void test_chunk_names(void **state)
+{
+	static const size_t lens[] = { 0, 1, 127, 128, 65535, 65536, 65537, 65536 + 127, 65536 + 8 * 128 - 1,
+				       65536 + 8 * 128, 65536 + 8 * 128 + 1, 100000, 1u << 20, (1u << 20) + 1,
+				       3u * 1024 * 1024 + 17, PB_CDC_MAX };
+	enum { N = sizeof(lens) / sizeof(lens[0]), MANY = 45 };
+	uint8_t *buf = malloc(PB_CDC_MAX), *ct = malloc(PB_CHUNK_CT_LEN_MAX(PB_CDC_MAX)), *back = malloc(PB_CDC_MAX);
+	uint8_t want[MANY][PB_STORE_NAME_LEN], got[MANY][PB_STORE_NAME_LEN], old[PB_STORE_NAME_LEN];
+	const uint8_t *data[MANY];
+	uint8_t *out[MANY];
+	size_t len[MANY], ct_len, plen;
+	pb_backup_keys_t keys;
+	pb__b2k_t k;
+
+	(void)state;
+	assert_non_null(buf);
+	assert_non_null(ct);
+	assert_non_null(back);
+	keys_from(9, &keys);
+	fill_random(buf, PB_CDC_MAX, 77);
+	for (size_t i = 0; i < N; i++) {
+		pb__chunk_name(keys.name, buf, lens[i], got[0]);
+		pb_test_chunk_name(keys.name, buf, lens[i], want[0]);
+		assert_memory_equal(got[0], want[0], PB_STORE_NAME_LEN);
+		crypto_generichash(old, sizeof(old), buf, lens[i], keys.name, sizeof(keys.name));
+		if (lens[i] < PB_CHUNK_TREE_MIN)
+			assert_memory_equal(got[0], old, PB_STORE_NAME_LEN);
+		else
+			assert_memory_not_equal(got[0], old, PB_STORE_NAME_LEN);
+		assert_true(pb__chunk_name_ok(keys.name, buf, lens[i], got[0]));
+		assert_true(pb__chunk_name_ok(keys.name, buf, lens[i], old));
+		if (lens[i] > 0) {
+			/* Other bytes: neither name. */
+			buf[lens[i] - 1] ^= 1;
+			assert_false(pb__chunk_name_ok(keys.name, buf, lens[i], got[0]));
+			assert_false(pb__chunk_name_ok(keys.name, buf, lens[i], old));
+			buf[lens[i] - 1] ^= 1;
+		}
+		/* Sealed under its old name, as a snapshot made before holds it. */
+		assert_int_equal(pb__seal_named(NULL, keys.chunk, old, buf, lens[i], ct, &ct_len), 0);
+		assert_int_equal(pb__open(keys.chunk, keys.name, old, ct, ct_len, back, PB_CDC_MAX, &plen), 0);
+		assert_int_equal(plen, lens[i]);
+		assert_memory_equal(back, buf, lens[i]);
+	}
+	/* Many at once, mixed, from anywhere in the buffer. */
+	pb__b2k_init(&k, keys.name, sizeof(keys.name), PB_STORE_NAME_LEN, NULL);
+	for (size_t j = 0; j < MANY; j++) {
+		len[j] = lens[(j * 7) % N];
+		data[j] = buf + (j * 4099) % (PB_CDC_MAX - len[j] + 1);
+		out[j] = got[j];
+		pb_test_chunk_name(keys.name, data[j], len[j], want[j]);
+	}
+	memset(got, 0, sizeof(got));
+	pb__chunk_names_many(&k, data, len, out, MANY);
+	for (size_t j = 0; j < MANY; j++)
+		assert_memory_equal(got[j], want[j], PB_STORE_NAME_LEN);
+	sodium_memzero(&k, sizeof(k));
+	pb_backup_keys_wipe(&keys);
+	free(buf);
+	free(ct);
+	free(back);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_keys_distinct),
 		cmocka_unit_test(test_seal_open),
+		cmocka_unit_test(test_chunk_names),
 		cmocka_unit_test(test_cdc_stable_and_keyed),
 		cmocka_unit_test(test_cdc_file),
 		cmocka_unit_test(test_cdc_cut_bytewise),

@@ -14,6 +14,7 @@
 
 #include "inproc.h"
 #include "agent/backup/engine-int.h"
+#include "agent/backup/internal.h"
 #include "agent/kinds/internal.h"
 #include "agent/util/fsutil.h"
 
@@ -214,11 +215,95 @@ static void test_bytes_hash_still_reads(void **state)
 	pb_backup_keys_wipe(&keys);
 }
 
+/* Items of one chunk of 64 KiB or more, whose chunk's name is made of
+ * eight segments (docs/STORAGE.md, "Chunk names"): a file's hash is its
+ * chunk's name, which the restore's plan knows on disk (pb__file_hashes)
+ * and restore and verify prove by the name check; an item held in memory
+ * (a contact with a long note) keeps the hash of its bytes, which its
+ * unchanged check makes. Restored, verified, planned as unchanged, and
+ * an unchanged re-backup changes nothing. */
+static void test_one_chunk_items(void **state)
+{
+	enum { MID = 200 * 1024, NOTE = 100 * 1024 };
+	pb_test_phone_t p;
+	pb_backup_keys_t keys;
+	pb_op_opts_t o = pb_test_opts();
+	pb_op_result_t res;
+	struct found f;
+	char dev[4096], chat[256], file[4200], rel[512], path[4700];
+	uint8_t bytes[32], names[32], h[32], *buf, *json, *card;
+	size_t len, n;
+
+	(void)state;
+	pb_test_phone_init(&p, "phone-one", "one");
+	pb_test_path(dev, "device-one");
+	assert_int_equal(pb__gen_chat(dev, 3, PB_GEN_SMALL), 0);
+	pb_test_first_chat(dev, chat, sizeof(chat), file, sizeof(file), &json, &len);
+	free(json);
+	snprintf(rel, sizeof(rel), "chats/%s/files/mid.bin", chat);
+	snprintf(path, sizeof(path), "%s/chats/%s/files", dev, chat);
+	assert_int_equal(pb__mkdirs(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/%s", dev, rel);
+	buf = malloc(MID);
+	assert_non_null(buf);
+	randombytes_buf_deterministic(buf, MID, (const uint8_t[32]){ 3 });
+	assert_int_equal(pb_test_write_file(path, buf, MID), 0);
+	/* A contact whose note alone is over 64 KiB. */
+	snprintf(path, sizeof(path), "%s/contacts", dev);
+	assert_int_equal(pb__mkdirs(path, 0700), 0);
+	card = malloc(NOTE + 256);
+	assert_non_null(card);
+	n = (size_t)sprintf((char *)card, "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Long Note\r\nN:Note;Long;;;\r\nNOTE:");
+	memset(card + n, 'x', NOTE);
+	n += NOTE;
+	n += (size_t)sprintf((char *)card + n, "\r\nEND:VCARD\r\n");
+	snprintf(path, sizeof(path), "%s/contacts/contacts.vcf", dev);
+	assert_int_equal(pb_test_write_file(path, card, n), 0);
+	free(card);
+
+	assert_int_equal(pb_phone_set_device_dir(p.ph, dev), 0);
+	assert_int_equal(pb_phone_backup(p.ph, &o, &res), 0);
+	keys_of(&p, &keys);
+
+	/* The file: one chunk, its hash that chunk's name, not the hash of
+	 * its bytes; the plan's hash of it on disk the same. */
+	recorded(&p, rel, &f);
+	assert_int_equal(f.nchunks, 1);
+	pb__chunk_name(keys.name, buf, MID, h);
+	assert_memory_equal(f.names[0], h, 32);
+	assert_memory_equal(f.hash, h, 32);
+	snprintf(path, sizeof(path), "%s/%s", dev, rel);
+	file_hash(&keys, path, bytes, names);
+	assert_memory_equal(names, f.hash, 32);
+	assert_memory_not_equal(bytes, f.hash, 32);
+	free(f.names);
+	free(buf);
+	/* The contact: one chunk, its hash the hash of its bytes. */
+	recorded(&p, "contacts/contacts.vcf", &f);
+	assert_int_equal(f.nchunks, 1);
+	assert_memory_not_equal(f.names[0], f.hash, 32);
+	free(f.names);
+
+	assert_int_equal(pb_phone_verify(p.ph, &o, &res), 0);
+	assert_int_equal(res.bad_items, 0);
+	o.dry_run = true;
+	assert_int_equal(pb_phone_restore(p.ph, &o, &res), 0);
+	assert_int_equal(res.changed, 0);
+	assert_int_equal(res.added, 0);
+	o.dry_run = false;
+	assert_int_equal(pb_phone_backup(p.ph, &o, &res), 0);
+	assert_int_equal(res.items_changed, 0);
+	assert_int_equal(res.bytes_sent, 0);
+	pb_test_phone_close(&p);
+	pb_backup_keys_wipe(&keys);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_names_hash),
 		cmocka_unit_test(test_bytes_hash_still_reads),
+		cmocka_unit_test(test_one_chunk_items),
 	};
 
 	return cmocka_run_group_tests(tests, pb_test_dir_setup, pb_test_dir_teardown);

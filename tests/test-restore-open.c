@@ -4,7 +4,10 @@
  * a chunk that authenticates under the account's chunk key but does not
  * hash to its name (sealed under another chunk's name, as a hostile phone
  * of the same account could) fails alone, its neighbours in the same batch
- * open, and a chunk handed over as plaintext is checked against its name. */
+ * open, and a chunk handed over as plaintext is checked against its name.
+ * A chunk sealed under the name every chunk had before the eight-segment
+ * names (the keyed BLAKE2b of its bytes, 64 KiB and more) opens, one
+ * sealed under that name of other bytes fails. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,12 +51,16 @@ static size_t plain_of(size_t i, uint8_t *p)
 /* Chunk i, sealed; every 17th is sealed under the name of chunk i+1's
  * plaintext (it authenticates, its name lies), every 23rd is handed over
  * as plaintext, every 29th of those with a byte changed. */
-enum { GOOD, POISONED, PLAIN, PLAIN_BAD };
+enum { GOOD, POISONED, PLAIN, PLAIN_BAD, LEGACY, LEGACY_POISONED };
 
 static int kind_of(size_t i)
 {
 	if (i % 17 == 5)
 		return POISONED;
+	if (i % 13 == 4)
+		return LEGACY;
+	if (i % 19 == 7)
+		return LEGACY_POISONED;
 	if (i % 23 == 3)
 		return i % 2 == 0 ? PLAIN_BAD : PLAIN;
 	return GOOD;
@@ -71,6 +78,16 @@ static void put_chunk(pb__opener_t *o, const pb_backup_keys_t *k, size_t i, uint
 		size_t olen = plain_of(i + 1, other);
 
 		pb__chunk_name(k->name, other, olen, name);
+		assert_int_equal(pb__seal_named(NULL, k->chunk, name, plain, len, ct, &ct_len), 0);
+		pb__opener_put(o, name, ct, ct_len, i);
+		return;
+	}
+	case LEGACY:
+	case LEGACY_POISONED: {
+		size_t olen = kind_of(i) == LEGACY ? len : plain_of(i + 1, other);
+
+		crypto_generichash(name, sizeof(name), kind_of(i) == LEGACY ? plain : other, olen, k->name,
+				   sizeof(k->name));
 		assert_int_equal(pb__seal_named(NULL, k->chunk, name, plain, len, ct, &ct_len), 0);
 		pb__opener_put(o, name, ct, ct_len, i);
 		return;
@@ -97,7 +114,7 @@ static void take_chunk(pb__opener_t *o, size_t i, uint8_t *plain)
 	int rc = pb__opener_take(o, &ct, &len, &tag, &got, &plen);
 
 	assert_int_equal(tag, i);
-	if (kind_of(i) == POISONED || kind_of(i) == PLAIN_BAD) {
+	if (kind_of(i) == POISONED || kind_of(i) == PLAIN_BAD || kind_of(i) == LEGACY_POISONED) {
 		assert_int_equal(rc, PB_ESTORE_HASH);
 		assert_null(got);
 	} else {

@@ -198,8 +198,10 @@ int pb__file_hashes(const pb_backup_keys_t *keys, int fd, uint8_t bytes[32], uin
 		crypto_generichash_final(&h.bytes, bytes, 32);
 		if (h.n >= 2)
 			pb__item_names_hash(keys, h.names, h.n, names);
+		else if (h.n == 1)
+			memcpy(names, h.names, 32); /* one chunk: its name is the hash */
 		else
-			memcpy(names, bytes, 32); /* one chunk: its name is the hash */
+			memcpy(names, bytes, 32);
 	}
 	free(h.names);
 	return rc;

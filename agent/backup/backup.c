@@ -482,7 +482,7 @@ static int stream_chunks(void *arg, const uint8_t *const *data, const size_t *le
 	size_t k;
 	int rc;
 
-	pb__b2k_hash_many(&b->item_k, data, len, name, n);
+	pb__chunk_names_many(&b->item_k, data, len, name, n);
 	for (k = 0; k < n; k++) {
 		if ((rc = pb__sink_add_known_level(b->sink, data[k], len[k], name[k], PB_STREAM_ZLEVEL)) != 0)
 			return rc;
@@ -592,7 +592,11 @@ static int backup_item(void *arg, const pb_item_t *it)
 	pb__sink_hash_wait(b->sink);
 	if (rc != 0)
 		return rc;
-	if ((b->whole || b->by_names) && b->ncur == 1) {
+	if (it->data != NULL && b->ncur == 1 && it->len >= PB_CHUNK_TREE_MIN) {
+		/* An item in memory: the hash of its bytes, as its unchanged
+		 * check makes it; its one chunk's name is made of segments. */
+		pb__b2k_hash(&b->item_k, it->data, it->len, hash);
+	} else if ((b->whole || b->by_names) && b->ncur == 1) {
 		memcpy(hash, b->cur[0], 32);
 	} else if (b->by_names && b->ncur >= 2) {
 		pb__item_names_hash(&b->keys, (const uint8_t *)b->cur, b->ncur, hash);

@@ -1,5 +1,7 @@
-/* Chunk sealing. A chunk's name is a keyed BLAKE2b-256 of its plaintext, so
- * equal data dedups while the host learns nothing from names. The sealed form
+/* Chunk sealing. A chunk's name is a keyed BLAKE2b-256 of its plaintext
+ * (from 64 KiB on, of its eight segments' keyed hashes: pb__chunk_name),
+ * so equal data dedups while the host learns nothing from names. The
+ * sealed form
  * is versioned:
  *   u8 version (1) | u8 flags (bit 0: zstd) | nonce[24] | XChaCha20-Poly1305(payload)
  * with the name, version and flags as associated data, so a ciphertext
@@ -12,6 +14,7 @@
 #include <zstd.h>
 
 #include "agent/backup/internal.h"
+#include "agent/util/blake2b.h"
 #include "peerback/error.h"
 #include "protocol/aead.h"
 
@@ -31,9 +34,98 @@ static void make_ad(uint8_t ad[PB_STORE_NAME_LEN + 2], const uint8_t *name, uint
 	ad[PB_STORE_NAME_LEN + 1] = flags;
 }
 
+#define TREE_SEGS 8
+#define TREE_ROOT_LEN (8 + TREE_SEGS * PB_STORE_NAME_LEN)
+/* Chunks named in one pass of pb__chunk_names_many: their segments and
+ * small chunks go through the lanes together. */
+#define TREE_GROUP 32
+
+static const uint8_t tree_personal[16] = "peerback/tree8";
+
+/* A segment's length: an eighth of the chunk, rounded up to whole
+ * 128-byte blocks (the last segment holds the rest, never empty from
+ * PB_CHUNK_TREE_MIN on). */
+static size_t tree_seg(size_t len)
+{
+	return ((len + TREE_SEGS - 1) / TREE_SEGS + 127) & ~(size_t)127;
+}
+
+void pb__chunk_names_many(const pb__b2k_t *k, const uint8_t *const *data, const size_t *len, uint8_t *const *out,
+			  size_t n)
+{
+	const uint8_t *d[TREE_GROUP * TREE_SEGS], *rd[TREE_GROUP];
+	uint8_t *o[TREE_GROUP * TREE_SEGS], *ro[TREE_GROUP];
+	size_t l[TREE_GROUP * TREE_SEGS], rl[TREE_GROUP];
+	uint8_t root_msg[TREE_GROUP][TREE_ROOT_LEN];
+	pb__b2k_t root;
+	bool root_ready = false;
+	size_t at = 0;
+
+	while (at < n) {
+		size_t m = 0, nr = 0;
+
+		for (size_t g = 0; g < TREE_GROUP && at < n; g++, at++) {
+			size_t seg = tree_seg(len[at]);
+
+			if (len[at] < PB_CHUNK_TREE_MIN) {
+				d[m] = data[at];
+				l[m] = len[at];
+				o[m++] = out[at];
+				continue;
+			}
+			for (int i = 0; i < 8; i++)
+				root_msg[nr][i] = (uint8_t)((uint64_t)len[at] >> (8 * i));
+			for (size_t q = 0; q < TREE_SEGS; q++) {
+				d[m] = data[at] + q * seg;
+				l[m] = q + 1 < TREE_SEGS ? seg : len[at] - q * seg;
+				o[m++] = root_msg[nr] + 8 + q * PB_STORE_NAME_LEN;
+			}
+			rd[nr] = root_msg[nr];
+			rl[nr] = TREE_ROOT_LEN;
+			ro[nr++] = out[at];
+		}
+		pb__b2k_hash_many(k, d, l, o, m);
+		if (nr == 0)
+			continue;
+		if (!root_ready) {
+			pb__b2k_init(&root, k->key, k->keylen, PB_STORE_NAME_LEN, tree_personal);
+			root_ready = true;
+		}
+		pb__b2k_hash_many(&root, rd, rl, ro, nr);
+	}
+	sodium_memzero(root_msg, sizeof(root_msg));
+	if (root_ready)
+		sodium_memzero(&root, sizeof(root));
+}
+
 void pb__chunk_name(const uint8_t name_key[32], const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN])
 {
-	crypto_generichash(name, PB_STORE_NAME_LEN, plain, len, name_key, 32);
+	pb__b2k_t k;
+
+	if (len < PB_CHUNK_TREE_MIN) {
+		crypto_generichash(name, PB_STORE_NAME_LEN, plain, len, name_key, 32);
+		return;
+	}
+	pb__b2k_init(&k, name_key, 32, PB_STORE_NAME_LEN, NULL);
+	pb__chunk_names_many(&k, &plain, &len, &name, 1);
+	sodium_memzero(&k, sizeof(k));
+}
+
+bool pb__chunk_name_ok(const uint8_t name_key[32], const uint8_t *plain, size_t len,
+		       const uint8_t name[PB_STORE_NAME_LEN])
+{
+	uint8_t h[PB_STORE_NAME_LEN];
+	bool ok;
+
+	pb__chunk_name(name_key, plain, len, h);
+	ok = sodium_memcmp(h, name, sizeof(h)) == 0;
+	if (!ok && len >= PB_CHUNK_TREE_MIN) {
+		/* Named before the segments. */
+		crypto_generichash(h, sizeof(h), plain, len, name_key, 32);
+		ok = sodium_memcmp(h, name, sizeof(h)) == 0;
+	}
+	sodium_memzero(h, sizeof(h));
+	return ok;
 }
 
 /* Media (photos, video, archives) does not compress: a fast pass over a
@@ -127,7 +219,7 @@ static int open_chunk(const uint8_t enc[32], const uint8_t name_key[32], const u
 		      const uint8_t *ct, size_t ct_len, uint8_t *plain, size_t cap, uint8_t **alloc,
 		      size_t *plain_len, ZSTD_DCtx *dctx, bool check)
 {
-	uint8_t ad[PB_STORE_NAME_LEN + 2], h[PB_STORE_NAME_LEN];
+	uint8_t ad[PB_STORE_NAME_LEN + 2];
 	uint8_t *tmp = NULL;
 	size_t plen, out_len;
 	int rc = 0;
@@ -190,9 +282,7 @@ static int open_chunk(const uint8_t enc[32], const uint8_t name_key[32], const u
 			goto out_free;
 		}
 	}
-	if (check)
-		crypto_generichash(h, sizeof(h), plain, out_len, name_key, 32);
-	if (check && sodium_memcmp(h, name, sizeof(h)) != 0) {
+	if (check && !pb__chunk_name_ok(name_key, plain, out_len, name)) {
 		sodium_memzero(plain, out_len);
 		rc = PB_ESTORE_HASH;
 		goto out_free;

@@ -17,6 +17,22 @@ PB_WUR int pb__seal(const uint8_t enc[32], const uint8_t name_key[32], const uin
  * encryption under that name with zctx (a ZSTD_CCtx of the calling
  * thread, reused from chunk to chunk; NULL: a fresh one). */
 void pb__chunk_name(const uint8_t name_key[32], const uint8_t *plain, size_t len, uint8_t name[PB_STORE_NAME_LEN]);
+/* A chunk's name (docs/STORAGE.md, "Chunk names"): below this length
+ * the keyed BLAKE2b-256 of its bytes; from it on, the keyed BLAKE2b-256
+ * (personalization "peerback/tree8") of its length and of the keyed
+ * BLAKE2b-256 digests of its eight segments, which hash in the eight
+ * lanes of a vector register at once. */
+#define PB_CHUNK_TREE_MIN (64u * 1024)
+/* The names of n chunks at once (k: the name key, prepared, 32-byte
+ * digests, no personalization), as pb__chunk_name gives them. */
+struct pb__b2k_s;
+void pb__chunk_names_many(const struct pb__b2k_s *k, const uint8_t *const *data, const size_t *len,
+			  uint8_t *const *out, size_t n);
+/* Whether name is plain's chunk name, or (a chunk of PB_CHUNK_TREE_MIN
+ * or more) the keyed BLAKE2b-256 of its bytes that named every chunk
+ * before the segments (snapshots made before 2026-12-01 22:00 UTC). */
+bool pb__chunk_name_ok(const uint8_t name_key[32], const uint8_t *plain, size_t len,
+		       const uint8_t name[PB_STORE_NAME_LEN]);
 PB_WUR int pb__seal_named(void *zctx, const uint8_t enc[32], const uint8_t name[PB_STORE_NAME_LEN],
 			  const uint8_t *plain, size_t len, uint8_t *ct, size_t *ct_len);
 /* The same at zstd level level instead of the default (3). Any level

@@ -194,7 +194,7 @@ static int hand_over(pb_manifest_writer_t *w, const uint8_t *plain, size_t plen,
 static int seal_emit(pb_manifest_writer_t *w, const uint8_t *plain, size_t plen, uint8_t name[PB_STORE_NAME_LEN])
 {
 	/* Named once: the name both answers "known" and seals. */
-	pb__b2k_hash(&w->name_k, plain, plen, name);
+	pb__chunk_names_many(&w->name_k, &plain, &plen, &name, 1);
 	return hand_over(w, plain, plen, name);
 }
 
@@ -347,7 +347,7 @@ int pb__manifest_writer_flush(pb_manifest_writer_t *w)
 		len[j] = w->pend[j].len;
 		out[j] = names[j];
 	}
-	pb__b2k_hash_many(&w->name_k, data, len, out, n);
+	pb__chunk_names_many(&w->name_k, data, len, out, n);
 	/* All names in place before any is handed over: the caller may ask
 	 * for a commit meanwhile. */
 	for (size_t j = 0; j < n; j++) {

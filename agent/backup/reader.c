@@ -173,9 +173,9 @@ static void name_pieces(pb__reader_t *r, size_t first, size_t np)
 		}
 	}
 	if (n == 1)
-		pb__chunk_name(r->name_k_raw, data[0], len[0], out[0]); /* one long message: libsodium's */
+		pb__chunk_name(r->name_k_raw, data[0], len[0], out[0]); /* one: libsodium's below 64 KiB */
 	else
-		pb__b2k_hash_many(&r->name_k, data, len, out, n);
+		pb__chunk_names_many(&r->name_k, data, len, out, n);
 }
 
 /* Queues a piece, to be named by the namer, then taken by the caller. */

@@ -564,7 +564,7 @@ static void drop_staged(pb__cache_t *c, const uint8_t name[PB_STORE_NAME_LEN])
 
 bool pb__cache_check(pb__cache_t *c, const uint8_t name_key[32], const uint8_t name[PB_STORE_NAME_LEN])
 {
-	uint8_t *plain, got[PB_STORE_NAME_LEN];
+	uint8_t *plain;
 	size_t len;
 	bool ok;
 
@@ -574,8 +574,7 @@ bool pb__cache_check(pb__cache_t *c, const uint8_t name_key[32], const uint8_t n
 		drop_staged(c, name);
 		return false;
 	}
-	pb__chunk_name(name_key, plain, len, got);
-	ok = sodium_memcmp(got, name, PB_STORE_NAME_LEN) == 0;
+	ok = pb__chunk_name_ok(name_key, plain, len, name);
 	sodium_memzero(plain, len);
 	free(plain);
 	if (!ok)

@@ -73,9 +73,10 @@ static void open_unchecked(const pb_backup_keys_t *keys, struct oslot *s, ZSTD_D
 					 &s->plen, dctx);
 }
 
-/* The keyed BLAKE2b name of each plaintext (n at most OPEN_BATCH), all
- * in one pass: several messages at once in the lanes of vector registers
- * (agent/util/blake2b.c), the same names as pb__chunk_name gives. */
+/* The name of each plaintext (n at most OPEN_BATCH), all in one pass:
+ * several messages (and a large chunk's eight segments) at once in the
+ * lanes of vector registers (agent/util/blake2b.c), the same names as
+ * pb__chunk_name gives. */
 static void names_of(const pb__opener_t *o, const uint8_t *const *data, const size_t *len,
 		     uint8_t (*got)[PB_STORE_NAME_LEN], size_t n)
 {
@@ -83,7 +84,7 @@ static void names_of(const pb__opener_t *o, const uint8_t *const *data, const si
 
 	for (size_t j = 0; j < n; j++)
 		out[j] = got[j];
-	pb__b2k_hash_many(&o->names, data, len, out, n);
+	pb__chunk_names_many(&o->names, data, len, out, n);
 }
 
 /* Opens n chunks (n at most OPEN_BATCH): each is authenticated and
@@ -114,6 +115,10 @@ static void open_many(const pb__opener_t *o, struct oslot *const *b, size_t n, Z
 	for (size_t j = 0; j < m; j++) {
 		struct oslot *s = c[j];
 
+		/* A large chunk named before the segments: the hash of its
+		 * bytes (pb__chunk_name_ok). */
+		if (len[j] >= PB_CHUNK_TREE_MIN && sodium_memcmp(got[j], s->name, PB_STORE_NAME_LEN) != 0)
+			pb__b2k_hash(&o->names, data[j], len[j], got[j]);
 		if (sodium_memcmp(got[j], s->name, PB_STORE_NAME_LEN) != 0) {
 			s->rc = PB_ESTORE_HASH;
 			if (!s->is_plain) {

@@ -262,12 +262,21 @@ static int deliver(struct restore *r, pb__assembly_t *a, const struct want_item 
 	return r->prov->write(r->txn, &it);
 }
 
-/* An item of one chunk in memory: its content hash is the keyed BLAKE2b the
- * chunk's name is (pb__item_hash, pb_chunk_seal), which opening the chunk
- * checks; it is not hashed a second time. */
+/* An item of one chunk held whole: its content hash is the chunk's name
+ * (below 64 KiB the keyed BLAKE2b of its bytes, pb__item_hash;
+ * pb_chunk_seal), which opening the chunk checks; it is not hashed a
+ * second time. */
 static bool whole_item(const struct want_item *w)
 {
 	return w->m.nchunks == 1 && w->m.size <= PB_CDC_WHOLE_MAX && memcmp(w->names[0], w->m.hash, 32) == 0;
+}
+
+/* An item of one chunk whose hash is that chunk's name (a file's, since
+ * chunk names of 64 KiB on are made of segments and no longer the hash
+ * of the bytes): the chunk's name check proves it. */
+static bool one_chunk_named(const struct want_item *w)
+{
+	return w->m.nchunks == 1 && memcmp(w->names[0], w->m.hash, 32) == 0;
 }
 
 static int assembly_finish(struct restore *r, pb__assembly_t *a, const struct want_item *w)
@@ -524,7 +533,8 @@ static int fetch_items(struct restore *r)
 		if (chunk == 0)
 			a.checked = r->txn != NULL || r->exact_id != NULL ||
 				    (!w->m.slice &&
-				     pb__item_by_names(&r->keys, (const uint8_t *)w->names, w->m.nchunks, w->m.hash));
+				     (pb__item_by_names(&r->keys, (const uint8_t *)w->names, w->m.nchunks, w->m.hash) ||
+				      one_chunk_named(w)));
 		a.wq = wq;
 		a.queued_end = wq != NULL && wq == r->wq;
 		if (w->m.nchunks == 0) {

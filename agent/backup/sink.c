@@ -246,7 +246,7 @@ static void name_slot(pb__sink_t *s, struct slot *sl)
 			len[k] = sl->subs[k].len;
 			out[k] = sl->subs[k].name;
 		}
-		pb__b2k_hash_many(&s->name_k, data, len, out, sl->nsub);
+		pb__chunk_names_many(&s->name_k, data, len, out, sl->nsub);
 	}
 	pthread_mutex_lock(&s->mu);
 	if (sl->nsub == 0) {
@@ -1031,7 +1031,7 @@ int pb__sink_add_named_many(pb__sink_t *s, const uint8_t *const *data, const siz
 	if (s->nthreads > 0)
 		return pb__sink_add_named(s, data[0], len[0], name_to[0]);
 	/* No sealing thread: named here, all at once. */
-	pb__b2k_hash_many(&s->name_k, data, len, name_to, n);
+	pb__chunk_names_many(&s->name_k, data, len, name_to, n);
 	for (k = 0; k < n && rc == 0; k++)
 		rc = pb__sink_add_known(s, data[k], len[k], name_to[k]);
 	return rc;

@@ -312,7 +312,8 @@ PB_EXTERN PB_WUR int pb_cdc_file(const pb_cdc_t *cdc, int fd, pb_cdc_chunk_cb cb
 #define PB_CHUNK_HDR_LEN (1 + 1 + 24)
 #define PB_CHUNK_CT_LEN_MAX(plain_len) ((plain_len) + PB_CHUNK_HDR_LEN + 16)
 
-/* Names (keyed BLAKE2b-256 of plain), compresses with zstd when that
+/* Names (keyed BLAKE2b-256 of plain; from 64 KiB on, of its eight
+ * segments: docs/STORAGE.md, "Chunk names"), compresses with zstd when that
  * shrinks it, and encrypts with XChaCha20-Poly1305 (random nonce, the name
  * as associated data). ct must hold PB_CHUNK_CT_LEN_MAX(len) bytes. */
 PB_EXTERN PB_WUR int pb_chunk_seal(const pb_backup_keys_t *keys, const uint8_t *plain, size_t len,

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -446,4 +448,27 @@ int pb_test_same_tree(const char *a, const char *b)
 		printf("diff: %s", out);
 	free(out);
 	return rc;
+}
+
+void pb_test_chunk_name(const uint8_t key[32], const uint8_t *plain, size_t len, uint8_t name[32])
+{
+	static const uint8_t personal[16] = "peerback/tree8";
+	static const uint8_t salt[16];
+	crypto_generichash_blake2b_state st;
+	uint8_t msg[8 + 8 * 32];
+	size_t seg;
+
+	if (len < 64 * 1024) {
+		crypto_generichash(name, 32, plain, len, key, 32);
+		return;
+	}
+	seg = (len + 7) / 8;
+	seg = (seg + 127) / 128 * 128;
+	for (int i = 0; i < 8; i++)
+		msg[i] = (uint8_t)((uint64_t)len >> (8 * i));
+	for (size_t q = 0; q < 8; q++)
+		crypto_generichash(msg + 8 + 32 * q, 32, plain + q * seg, q < 7 ? seg : len - 7 * seg, key, 32);
+	crypto_generichash_blake2b_init_salt_personal(&st, key, 32, 32, salt, personal);
+	crypto_generichash_blake2b_update(&st, msg, sizeof(msg));
+	crypto_generichash_blake2b_final(&st, name, 32);
 }

@@ -13,6 +13,12 @@
 /* A fresh empty directory under the build tree, removed by pb_test_rmtree().
  * Returns a malloc'd path owned by the caller. */
 char *pb_test_tmpdir(const char *tag);
+/* A chunk's name as docs/STORAGE.md defines it ("Chunk names"), made
+ * with libsodium's one-stream BLAKE2b only: the keyed hash of its bytes
+ * below 64 KiB, from it on the personalized hash of its length and of its
+ * eight segments' keyed hashes. The reference the programs' names are
+ * checked against. */
+void pb_test_chunk_name(const uint8_t key[32], const uint8_t *plain, size_t len, uint8_t name[32]);
 
 /* Removes a directory tree (best effort). */
 void pb_test_rmtree(const char *path);
