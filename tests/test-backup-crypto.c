@@ -615,7 +615,7 @@ static void test_chunk_names(void **state)
 	static const size_t lens[] = { 0, 1, 127, 128, 65535, 65536, 65537, 65536 + 127, 65536 + 8 * 128 - 1,
 				       65536 + 8 * 128, 65536 + 8 * 128 + 1, 100000, 1u << 20, (1u << 20) + 1,
 				       3u * 1024 * 1024 + 17, PB_CDC_MAX };
-	enum { N = sizeof(lens) / sizeof(lens[0]), MANY = 45 };
+	enum { N = sizeof(lens) / sizeof(lens[0]), MANY = 80 };
 	uint8_t *buf = malloc(PB_CDC_MAX), *ct = malloc(PB_CHUNK_CT_LEN_MAX(PB_CDC_MAX)), *back = malloc(PB_CDC_MAX);
 	uint8_t want[MANY][PB_STORE_NAME_LEN], got[MANY][PB_STORE_NAME_LEN], old[PB_STORE_NAME_LEN];
 	const uint8_t *data[MANY];
@@ -654,7 +654,8 @@ static void test_chunk_names(void **state)
 		assert_int_equal(plen, lens[i]);
 		assert_memory_equal(back, buf, lens[i]);
 	}
-	/* Many at once, mixed, from anywhere in the buffer. */
+	/* Many at once, mixed, from anywhere in the buffer: more segments and
+	 * small chunks than one pass of the lanes takes. */
 	pb__b2k_init(&k, keys.name, sizeof(keys.name), PB_STORE_NAME_LEN, NULL);
 	for (size_t j = 0; j < MANY; j++) {
 		len[j] = lens[(j * 7) % N];

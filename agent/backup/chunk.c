@@ -36,8 +36,9 @@ static void make_ad(uint8_t ad[PB_STORE_NAME_LEN + 2], const uint8_t *name, uint
 
 #define TREE_SEGS 8
 #define TREE_ROOT_LEN (8 + TREE_SEGS * PB_STORE_NAME_LEN)
-/* Chunks named in one pass of pb__chunk_names_many: their segments and
- * small chunks go through the lanes together. */
+/* Large chunks named in one pass of pb__chunk_names_many (their
+ * segments and up to TREE_GROUP * TREE_SEGS messages in all go through
+ * the lanes together). */
 #define TREE_GROUP 32
 
 static const uint8_t tree_personal[16] = "peerback/tree8";
@@ -64,10 +65,15 @@ void pb__chunk_names_many(const pb__b2k_t *k, const uint8_t *const *data, const 
 	while (at < n) {
 		size_t m = 0, nr = 0;
 
-		for (size_t g = 0; g < TREE_GROUP && at < n; g++, at++) {
+		/* As many as the lanes' list holds: small chunks one message
+		 * each, a large one its eight segments. */
+		for (; at < n; at++) {
 			size_t seg = tree_seg(len[at]);
+			bool big = len[at] >= PB_CHUNK_TREE_MIN;
 
-			if (len[at] < PB_CHUNK_TREE_MIN) {
+			if (m + (big ? TREE_SEGS : 1) > TREE_GROUP * TREE_SEGS || (big && nr == TREE_GROUP))
+				break;
+			if (!big) {
 				d[m] = data[at];
 				l[m] = len[at];
 				o[m++] = out[at];
