@@ -225,6 +225,8 @@ static void test_bytes_hash_still_reads(void **state)
 static void test_one_chunk_items(void **state)
 {
 	enum { MID = 200 * 1024, NOTE = 100 * 1024 };
+	static const char head[] = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Long Note\r\nN:Note;Long;;;\r\nNOTE:";
+	static const char tail[] = "\r\nEND:VCARD\r\n";
 	pb_test_phone_t p;
 	pb_backup_keys_t keys;
 	pb_op_opts_t o = pb_test_opts();
@@ -240,24 +242,26 @@ static void test_one_chunk_items(void **state)
 	assert_int_equal(pb__gen_chat(dev, 3, PB_GEN_SMALL), 0);
 	pb_test_first_chat(dev, chat, sizeof(chat), file, sizeof(file), &json, &len);
 	free(json);
-	snprintf(rel, sizeof(rel), "chats/%s/files/mid.bin", chat);
-	snprintf(path, sizeof(path), "%s/chats/%s/files", dev, chat);
+	assert_true(snprintf(rel, sizeof(rel), "chats/%s/files/mid.bin", chat) < (int)sizeof(rel));
+	assert_true(snprintf(path, sizeof(path), "%s/chats/%s/files", dev, chat) < (int)sizeof(path));
 	assert_int_equal(pb__mkdirs(path, 0700), 0);
-	snprintf(path, sizeof(path), "%s/%s", dev, rel);
+	assert_true(snprintf(path, sizeof(path), "%s/%s", dev, rel) < (int)sizeof(path));
 	buf = malloc(MID);
 	assert_non_null(buf);
 	randombytes_buf_deterministic(buf, MID, (const uint8_t[32]){ 3 });
 	assert_int_equal(pb_test_write_file(path, buf, MID), 0);
 	/* A contact whose note alone is over 64 KiB. */
-	snprintf(path, sizeof(path), "%s/contacts", dev);
+	assert_true(snprintf(path, sizeof(path), "%s/contacts", dev) < (int)sizeof(path));
 	assert_int_equal(pb__mkdirs(path, 0700), 0);
-	card = malloc(NOTE + 256);
+	card = malloc(sizeof(head) - 1 + NOTE + sizeof(tail) - 1);
 	assert_non_null(card);
-	n = (size_t)sprintf((char *)card, "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Long Note\r\nN:Note;Long;;;\r\nNOTE:");
+	memcpy(card, head, sizeof(head) - 1);
+	n = sizeof(head) - 1;
 	memset(card + n, 'x', NOTE);
 	n += NOTE;
-	n += (size_t)sprintf((char *)card + n, "\r\nEND:VCARD\r\n");
-	snprintf(path, sizeof(path), "%s/contacts/contacts.vcf", dev);
+	memcpy(card + n, tail, sizeof(tail) - 1);
+	n += sizeof(tail) - 1;
+	assert_true(snprintf(path, sizeof(path), "%s/contacts/contacts.vcf", dev) < (int)sizeof(path));
 	assert_int_equal(pb_test_write_file(path, card, n), 0);
 	free(card);
 
@@ -272,7 +276,7 @@ static void test_one_chunk_items(void **state)
 	pb__chunk_name(keys.name, buf, MID, h);
 	assert_memory_equal(f.names[0], h, 32);
 	assert_memory_equal(f.hash, h, 32);
-	snprintf(path, sizeof(path), "%s/%s", dev, rel);
+	assert_true(snprintf(path, sizeof(path), "%s/%s", dev, rel) < (int)sizeof(path));
 	file_hash(&keys, path, bytes, names);
 	assert_memory_equal(names, f.hash, 32);
 	assert_memory_not_equal(bytes, f.hash, 32);
