@@ -386,8 +386,17 @@ static int convert21_prop(struct vprop *p, bool v21, const char **why)
 	for (tok = strtok_r(plist, ";", &save); tok != NULL && err == 0; tok = strtok_r(NULL, ";", &save)) {
 		char *eq = strchr(tok, '=');
 		const char *v = eq ? eq + 1 : tok;
+		/* A parameter dropped or rewritten must hold no double quote:
+		 * the quotes left would pair differently when the line is read
+		 * again, and the canonical form would not read back. One
+		 * passed on as it is keeps its quotes. */
+		bool dq = strchr(tok, '"') != NULL;
 
 		if (eq != NULL && strncasecmp(tok, "CHARSET=", 8) == 0) {
+			if (dq) {
+				err = PB_EDATA_FORMAT;
+				break;
+			}
 			snprintf(charset, sizeof(charset), "%s", v);
 			charset_s = charset;
 			touched = true;
@@ -400,6 +409,10 @@ static int convert21_prop(struct vprop *p, bool v21, const char **why)
 				err = pb__chat_buf_printf(&params, ";%s", tok);
 				continue;
 			}
+			if (dq) {
+				err = PB_EDATA_FORMAT;
+				break;
+			}
 			qp = qp || !strcasecmp(v, "QUOTED-PRINTABLE");
 			b64 = b64 || !strcasecmp(v, "BASE64") || !strcasecmp(v, "B");
 			touched = true;
@@ -410,6 +423,10 @@ static int convert21_prop(struct vprop *p, bool v21, const char **why)
 			continue;
 		}
 		touched = true;
+		if (dq && (eq == NULL || strncasecmp(tok, "TYPE=", 5) == 0)) {
+			err = PB_EDATA_FORMAT;
+			break;
+		}
 		if (eq == NULL || strncasecmp(tok, "TYPE=", 5) == 0) {
 			/* A type: for a binary value, its media type. */
 			for (i = 0; i < pb__vcard_nmedia_types; i++)
@@ -440,6 +457,8 @@ static int convert21_prop(struct vprop *p, bool v21, const char **why)
 		err = pb__chat_buf_printf(&params, ";%s", tok);
 	}
 	free(plist);
+	if (err == PB_EDATA_FORMAT)
+		*why = "a double quote in a CHARSET, ENCODING or 2.1 type parameter";
 	if (err != 0 || !touched)
 		goto out;
 	if (b64) {
